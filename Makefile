@@ -1,0 +1,116 @@
+# Kiln: one GNU Makefile (STYLE.md 3.7).
+#   make                 release build of build/release/kiln (and ./kiln, a link to it)
+#   make test            unit + integration tests (TAP; ends with "N passed, N failed, N skipped")
+#   make BUILD=asan test the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fuzz            libFuzzer targets (clang) in build/fuzz/
+#   make bench           kernel and model benchmarks
+#   make fmt | lint
+BUILD ?= release
+O     := build/$(BUILD)
+CC    ?= cc
+ifeq ($(BUILD),fuzz)
+  CC := clang
+endif
+
+PKGS     := libevent libevent_pthreads jansson libpcre2-8 libxxhash libutf8proc
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2 \
+        -Wdouble-promotion -Wundef -Wnull-dereference -Werror=implicit-function-declaration \
+        -Werror=incompatible-pointer-types
+ifneq ($(WERROR),0)
+  WARN += -Werror
+endif
+CFLAGS  := -std=c11 -D_GNU_SOURCE -g -Isrc $(WARN) $(PKG_CFLAGS) -MMD -MP -pthread
+LDFLAGS := -pthread
+LDLIBS  := $(PKG_LIBS) -lm
+
+ifeq ($(BUILD),release)
+  CFLAGS  += -O2 -flto=auto
+  LDFLAGS += -O2 -flto=auto
+else ifeq ($(BUILD),debug)
+  CFLAGS  += -O0
+else ifeq ($(BUILD),asan)
+  CFLAGS  += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+  LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(BUILD),tsan)
+  CFLAGS  += -O1 -fsanitize=thread
+  LDFLAGS += -fsanitize=thread
+else ifeq ($(BUILD),fuzz)
+  CFLAGS  += -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+             -Wno-unused-command-line-argument
+  LDFLAGS += -fsanitize=fuzzer,address,undefined
+else
+  $(error BUILD must be release, debug, asan, tsan or fuzz)
+endif
+
+# Per-file ISA flags: SIMD kernels are compiled for their ISA only and picked at run time
+# (kernels/dispatch.c), so one binary runs on any x86-64.
+$(O)/src/kernels/x86/avx2_%.o:   CFLAGS += -mavx2 -mfma -mf16c
+$(O)/src/kernels/x86/avx512_%.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
+                                           -mavx512vnni -mavx512bf16 -mfma -mf16c
+
+MAIN_SRC := src/cli/main.c
+LIB_SRC  := $(filter-out $(MAIN_SRC),$(shell find src -name '*.c' | sort))
+LIB_OBJ  := $(LIB_SRC:%.c=$(O)/%.o)
+TEST_SRC := tests/runner.c $(sort $(wildcard tests/unit/*.c))
+TEST_OBJ := $(TEST_SRC:%.c=$(O)/%.o)
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+KILN  := $(O)/kiln
+TESTS := $(O)/kiln-tests
+
+.PHONY: all test unit e2e fuzz bench fmt lint clean
+all: $(KILN)
+ifeq ($(BUILD),release)
+	@ln -sf $(KILN) kiln
+endif
+
+$(O)/libkiln.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(KILN): $(O)/$(MAIN_SRC:.c=.o) $(O)/libkiln.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Whole archive, so constructor-registered pieces in the library are never dropped.
+$(TESTS): $(TEST_OBJ) $(O)/libkiln.a
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) -Wl,--whole-archive $(O)/libkiln.a -Wl,--no-whole-archive $(LDLIBS)
+
+$(O)/tests/%.o: CFLAGS += -Itests
+$(O)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+test: unit e2e
+
+unit: $(KILN) $(TESTS)
+	KILN_BIN=$(abspath $(KILN)) $(TESTS) $(T)
+
+# End-to-end tests in node with the official openai package (tests/e2e); skipped with a
+# message when node or its packages are missing.
+e2e: $(KILN)
+	@if [ -d tests/e2e/node_modules ] && [ -n "$$(ls tests/e2e/*.test.mjs 2>/dev/null)" ]; then \
+	  KILN_BIN=$(abspath $(KILN)) node --test --test-concurrency=1 tests/e2e/; \
+	else echo "# e2e: skipped (run 'npm ci' in tests/e2e first)"; fi
+
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+fuzz:
+	$(MAKE) BUILD=fuzz $(FUZZ_BIN)
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libkiln.a
+	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< build/fuzz/libkiln.a $(LDLIBS)
+
+bench: $(KILN)
+	@if [ -x tools/bench.sh ]; then KILN_BIN=$(abspath $(KILN)) tools/bench.sh; fi
+
+fmt:
+	clang-format -i $$(find src tests -name '*.[ch]')
+lint:
+	tools/check_layers.sh
+	cppcheck --quiet --error-exitcode=1 --enable=warning -Isrc src
+
+clean:
+	rm -rf build kiln
+
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(O)/src/cli/main.d

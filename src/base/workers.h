@@ -1,0 +1,16 @@
+/* base/workers.h: the compute thread pool. workers_run() hands every worker (ith, nth) and
+ * returns when all have finished: kernels split rows [ith*n/nth, (ith+1)*n/nth). The calling
+ * thread is worker 0, so a pool of 1 runs inline with no thread. */
+#ifndef KILN_BASE_WORKERS_H
+#define KILN_BASE_WORKERS_H
+
+typedef struct kl_workers kl_workers; /* opaque */
+typedef void (*kl_work_fn)(void *ctx, int ith, int nth);
+
+/* Starts n-1 threads (n >= 1). Returns NULL on failure. */
+kl_workers *kl_workers_create(int n);
+void kl_workers_destroy(kl_workers *w); /* NULL is fine */
+int kl_workers_count(const kl_workers *w);
+/* Runs fn(ctx, ith, nth) on every worker and waits. NULL w runs fn(ctx, 0, 1). */
+void kl_workers_run(kl_workers *w, kl_work_fn fn, void *ctx);
+#endif

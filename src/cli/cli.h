@@ -1,0 +1,12 @@
+/* cli/cli.h: one entry point per subcommand (cli/cmd_*.c). Each takes argv after the
+ * subcommand name (argv[0] is the subcommand) and returns the process exit code. Errors are
+ * printed as "kiln: <what>" on stderr. */
+#ifndef KILN_CLI_CLI_H
+#define KILN_CLI_CLI_H
+#include "base/err.h"
+
+int cmd_model(int argc, char **argv);
+
+/* Prints "kiln: <err->msg>" to stderr and returns 1. */
+int cli_fail(const kl_err *err);
+#endif

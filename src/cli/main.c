@@ -1,0 +1,38 @@
+/* cli/main.c: `kiln <subcommand> …` dispatch. Argument parsing for each subcommand lives in
+ * its own cli/cmd_*.c; this file only picks one. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} commands[] = {
+    {"model", cmd_model, "inspect | make | quantize | convert-llama2c | bench: model files"},
+};
+
+static int usage(FILE *out)
+{
+    fprintf(out, "usage: kiln <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].help);
+    fprintf(out, "\n'kiln <command> --help' describes a command.\n");
+    return out == stderr ? 2 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) return usage(stderr);
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))
+        return usage(stdout);
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("kiln 0.1.0\n");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "kiln: unknown command '%s'\n", argv[1]);
+    return usage(stderr);
+}

@@ -1,0 +1,131 @@
+/* engine/engine.h: requests in, token events out. The C API that `kiln run`, `kiln serve`
+ * and the tests call (DESIGN.md "The request path").
+ *
+ * One engine thread runs the step loop: plan (decode first, then prefill chunks under a token
+ * budget, preempting the lowest-priority latest-arrived sequence when KV blocks run out) →
+ * batch → model_forward → sample → emit → free/cache blocks. Other threads talk to it only
+ * through engine_submit / engine_abort / engine_stats, which are thread-safe. */
+#ifndef KILN_ENGINE_ENGINE_H
+#define KILN_ENGINE_ENGINE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "base/dtype.h"
+#include "base/err.h"
+
+typedef struct engine engine; /* opaque */
+struct model;
+struct tok;
+
+typedef struct engine_config {
+    struct model *model;       /* borrowed; must outlive the engine */
+    const struct tok *tok;     /* borrowed; for detokenizing pieces and stop strings */
+    int n_threads;             /* compute workers (default: cores) */
+    int block_tokens;          /* KV block size (default 16) */
+    size_t kv_mem_bytes;       /* KV budget (default: chosen from free memory) */
+    kl_dtype kv_dtype;         /* KL_F16 default, KL_F32, KL_Q8_0 */
+    int max_seqs;              /* running sequences at most (default 64) */
+    int max_batch_tokens;      /* per-step token budget (default chosen by benchmark) */
+    int max_queue;             /* waiting requests at most; past it submit says KL_ENOSPC */
+    int n_ctx;                 /* longest prompt + output allowed (default: model's) */
+    bool prefix_cache;         /* default true */
+} engine_config;
+
+#define ENGINE_MAX_STOP      8
+#define ENGINE_MAX_LOGPROBS  20
+
+typedef struct engine_sampling {
+    float temperature;         /* 0: greedy */
+    int top_k;                 /* 0: off */
+    float top_p;               /* 1: off */
+    float min_p;               /* 0: off */
+    float repetition_penalty;  /* 1: off */
+    float presence_penalty, frequency_penalty;
+    uint64_t seed;             /* per-request generator: same seed, same tokens, any batch */
+    int max_tokens;            /* generated tokens at most */
+    bool ignore_eos;
+    int logprobs;              /* -1: none; 0: the chosen token's; N: and the top N (<= 20) */
+    int n_logit_bias;
+    const int32_t *logit_bias_ids; /* copied at submit */
+    const float *logit_bias;
+    int n_stop;                /* stop strings: never emitted, matched across token boundaries */
+    const char *stop[ENGINE_MAX_STOP];
+    int n_stop_ids;
+    const int32_t *stop_ids;
+} engine_sampling;
+
+typedef enum engine_finish {
+    ENGINE_RUNNING = 0,
+    ENGINE_FINISH_STOP,   /* EOS, a stop token or a stop string */
+    ENGINE_FINISH_LENGTH, /* max_tokens or the context */
+    ENGINE_FINISH_ABORT,  /* engine_abort or shutdown */
+    ENGINE_FINISH_ERROR,
+} engine_finish;
+
+typedef struct engine_logprob {
+    int32_t token;
+    float logprob;
+} engine_logprob;
+
+/* One event for one choice of one request. Delivered on the engine thread: the callback
+ * must copy what it needs and return quickly (push to a queue, wake a loop); never block. */
+typedef struct engine_event {
+    uint64_t id;        /* the request's id from engine_submit */
+    int index;          /* choice index, 0..n-1 */
+    int32_t token;      /* the sampled token, or -1 on a finish-only event */
+    const char *text;   /* newly final text (UTF-8 complete, stop strings held back); may be "" */
+    size_t text_len;
+    float logprob;      /* of token, when logprobs >= 0 */
+    int n_top;
+    const engine_logprob *top; /* (n_top) */
+    engine_finish finish; /* ENGINE_RUNNING until this choice's last event */
+    /* usage, filled on the last event of the request (all choices finished): */
+    int prompt_tokens, completion_tokens, cached_tokens;
+    bool last;          /* no more events for this request */
+} engine_event;
+
+typedef void (*engine_event_fn)(void *ctx, const engine_event *ev);
+
+typedef struct engine_request {
+    const int32_t *prompt; /* copied at submit */
+    int n_prompt;
+    int n;                 /* completions sharing the prompt (default 1) */
+    engine_sampling sp;
+    int priority;          /* higher first; FCFS within a class */
+    uint64_t cache_salt;   /* mixed into prefix-cache hashes; 0: none */
+    engine_event_fn on_event;
+    void *ctx;
+} engine_request;
+
+typedef struct engine_stats {
+    int running, waiting;
+    int32_t kv_blocks_total, kv_blocks_used;
+    int block_tokens;
+    uint64_t prefix_queries, prefix_hits; /* tokens */
+    uint64_t preemptions;
+    uint64_t prompt_tokens, generation_tokens, computed_tokens;
+    uint64_t steps;
+} engine_stats;
+
+/* Sets default values in cfg (call before filling it). */
+void engine_config_defaults(engine_config *cfg);
+/* Sets OpenAI-like defaults in sp (temperature 1, top_p 1, max_tokens 16, logprobs -1 ...). */
+void engine_sampling_defaults(engine_sampling *sp);
+
+/* Creates the engine and starts its thread. Returns 0 and sets *out, or KL_E* and err. */
+int engine_create(engine **out, const engine_config *cfg, kl_err *err);
+/* Aborts everything still running (each gets a last ENGINE_FINISH_ABORT event), stops the
+ * thread and frees it all. NULL is fine. */
+void engine_destroy(engine *e);
+
+/* Queues a request. Returns 0 and sets *id, after which events will arrive (the last with
+ * last = true); or KL_EINVAL (bad parameters, prompt too long for the context: err says
+ * which), or KL_ENOSPC (waiting queue full), and then no event ever arrives. */
+int engine_submit(engine *e, const engine_request *req, uint64_t *id, kl_err *err);
+/* Aborts a request: its blocks are freed at the next step and it gets a last event with
+ * ENGINE_FINISH_ABORT. Unknown or finished ids are ignored. */
+void engine_abort(engine *e, uint64_t id);
+void engine_stats_get(engine *e, engine_stats *out);
+/* Blocks until nothing is running or waiting, or timeout_ms passes. Returns true if idle. */
+bool engine_wait_idle(engine *e, int timeout_ms);
+#endif

@@ -1,0 +1,122 @@
+/* gguf/gguf.h: GGUF v2/v3 files, read through mmap and validated before any use, and written.
+ *
+ * gguf_open() checks the whole file up front: every count against the bytes left, every
+ * string and array inside the file, known value and tensor types, a power-of-two alignment,
+ * tensor shapes without overflow, tensor data inside the data section and not overlapping.
+ * After it returns 0 every view below is safe to use. Views (gguf_str, tensor data) point
+ * into the mapping and live until gguf_close(). */
+#ifndef KILN_GGUF_GGUF_H
+#define KILN_GGUF_GGUF_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "base/dtype.h"
+#include "base/err.h"
+
+#define GGUF_MAGIC             0x46554747u /* "GGUF" little-endian */
+#define GGUF_DEFAULT_ALIGNMENT 32
+#define GGUF_MAX_ALIGNMENT     (1u << 20)
+#define GGUF_MAX_DIMS          4
+#define GGUF_MAX_NAME          256 /* bytes in a tensor name */
+#define GGUF_MAX_ARRAY_DEPTH   4   /* nesting of arrays of arrays */
+
+typedef enum gguf_vtype {
+    GGUF_U8 = 0,
+    GGUF_I8 = 1,
+    GGUF_U16 = 2,
+    GGUF_I16 = 3,
+    GGUF_U32 = 4,
+    GGUF_I32 = 5,
+    GGUF_F32 = 6,
+    GGUF_BOOL = 7,
+    GGUF_STRING = 8,
+    GGUF_ARRAY = 9,
+    GGUF_U64 = 10,
+    GGUF_I64 = 11,
+    GGUF_F64 = 12,
+    GGUF_VTYPE_COUNT = 13,
+} gguf_vtype;
+
+/* A string in the file: not NUL-terminated. */
+typedef struct gguf_str {
+    uint64_t len;
+    const char *ptr;
+} gguf_str;
+
+/* An array value. For fixed-size element types, data points at n packed little-endian
+ * elements. For strings, strs[i] is element i. For arrays of arrays, data points at the
+ * first nested array's bytes (raw; nbytes gives the span) and elements are not indexed. */
+typedef struct gguf_arr {
+    gguf_vtype type;
+    uint64_t n;
+    const void *data;
+    uint64_t nbytes;
+    const gguf_str *strs; /* only for GGUF_STRING arrays */
+} gguf_arr;
+
+typedef struct gguf_kv {
+    const char *key; /* NUL-terminated copy */
+    gguf_vtype type;
+    union {
+        uint64_t u64; /* any unsigned integer type, widened */
+        int64_t i64;  /* any signed integer type, widened */
+        double f64;   /* F32 or F64, widened */
+        bool b;
+        gguf_str str;
+        gguf_arr arr;
+    } v;
+} gguf_kv;
+
+typedef struct gguf_tensor {
+    const char *name; /* NUL-terminated copy */
+    int n_dims;
+    int64_t ne[GGUF_MAX_DIMS]; /* ne[0] is the row length (fastest-moving); unused dims are 1 */
+    kl_dtype type;
+    uint64_t offset; /* from the start of the data section */
+    uint64_t nbytes;
+    const void *data; /* into the mapping */
+} gguf_tensor;
+
+typedef struct gguf_file gguf_file; /* opaque */
+
+/* Maps and validates path. Returns 0 and sets *out, or a negative KL_E* code with
+ * "<path>: <what is wrong>" in err and nothing left open. */
+int gguf_open(gguf_file **out, const char *path, kl_err *err);
+/* The same over bytes the caller keeps alive (fuzzing, tests); name is used in messages. */
+int gguf_open_mem(gguf_file **out, const void *data, size_t len, const char *name, kl_err *err);
+void gguf_close(gguf_file *f); /* NULL is fine */
+
+const char *gguf_path(const gguf_file *f);
+uint32_t gguf_version(const gguf_file *f);
+uint32_t gguf_alignment(const gguf_file *f);
+uint64_t gguf_data_offset(const gguf_file *f); /* start of the data section in the file */
+uint64_t gguf_file_size(const gguf_file *f);
+
+int64_t gguf_n_kv(const gguf_file *f);
+const gguf_kv *gguf_kv_at(const gguf_file *f, int64_t i);
+const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key); /* NULL when absent */
+
+/* Typed getters. Each returns 0, KL_ENOTFOUND when the key is absent, or KL_EBADFILE (with
+ * the reason in err) when its type does not fit or its value is out of range. Integer
+ * getters accept any integer type whose value fits; float getters accept F32 and F64. */
+int gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out, kl_err *err);
+int gguf_get_i64(const gguf_file *f, const char *key, int64_t *out, kl_err *err);
+int gguf_get_f32(const gguf_file *f, const char *key, float *out, kl_err *err);
+int gguf_get_bool(const gguf_file *f, const char *key, bool *out, kl_err *err);
+/* *out is a NUL-terminated copy owned by the file; strings with a NUL inside are refused. */
+int gguf_get_str(const gguf_file *f, const char *key, const char **out, kl_err *err);
+/* An array whose elements are of type want (GGUF_VTYPE_COUNT: any type). */
+int gguf_get_arr(const gguf_file *f, const char *key, gguf_vtype want, const gguf_arr **out,
+                 kl_err *err);
+
+int64_t gguf_n_tensors(const gguf_file *f);
+const gguf_tensor *gguf_tensor_at(const gguf_file *f, int64_t i);
+const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name); /* NULL when absent */
+
+const char *gguf_vtype_name(gguf_vtype t);
+/* Bytes of one element of a fixed-size type; 0 for STRING and ARRAY. */
+size_t gguf_vtype_size(gguf_vtype t);
+
+/* ---- writer (gguf/write.c) ---- */
+typedef struct gguf_writer gguf_writer;
+#endif

@@ -1,0 +1,52 @@
+/* kernels/kernels.h: math on raw pointers. Kernels never allocate and never see a model.
+ * Every kernel has a scalar reference (kernels/ref_*.c) that defines what is correct; SIMD
+ * paths (kernels/x86/avx2_*.c, avx512_*.c) are chosen once at run time (kernels/dispatch.c)
+ * and tested against the reference on awkward sizes.
+ *
+ * Weights are row-major matrices W of shape (rows, cols) in any supported dtype, each row
+ * cols elements stored as kl_dtype_row_bytes(dtype, cols) bytes. Activations are F32. */
+#ifndef KILN_KERNELS_KERNELS_H
+#define KILN_KERNELS_KERNELS_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "base/dtype.h"
+#include "base/workers.h"
+
+/* Dtypes whose weights the matmul supports: F32 F16 BF16 Q8_0 Q4_0 Q4_K Q5_K Q6_K. */
+bool kl_matmul_supports(kl_dtype t);
+
+/* y[b][r] = sum_c W[r][c] * x[b][c] for b < B, r < rows.
+ * W: (rows, cols) of dtype wt. x: (B, cols) F32, row stride ldx floats. y: (B, rows) F32,
+ * row stride ldy floats. scratch: at least kl_matmul_scratch(wt, B, cols) bytes (activations
+ * quantized to the weight's dot type). Splits rows across the workers (NULL: this thread). */
+void kl_matmul(kl_workers *w, kl_dtype wt, const void *W, int64_t rows, int64_t cols,
+               const float *x, int64_t ldx, int B, float *y, int64_t ldy, void *scratch);
+size_t kl_matmul_scratch(kl_dtype wt, int B, int64_t cols);
+
+/* Conversions of one row of n elements (n a multiple of the dtype's block size). */
+void kl_dequantize_row(kl_dtype t, const void *src, float *dst, int64_t n);
+/* Quantizes n floats into dst (kl_dtype_row_bytes(t, n) bytes). For F32 F16 BF16 Q8_0 Q4_0
+ * Q4_K Q5_K Q6_K. Returns false when t cannot be quantized to. */
+bool kl_quantize_row(kl_dtype t, const float *src, void *dst, int64_t n);
+
+float kl_fp16_to_fp32(uint16_t h);
+uint16_t kl_fp32_to_fp16(float f);
+float kl_bf16_to_fp32(uint16_t h);
+uint16_t kl_fp32_to_bf16(float f); /* round to nearest even */
+
+/* out = x / rms(x) * weight, over n elements. */
+void kl_rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
+/* Rotates pairs of a head of head_dim at position pos. neox: pairs are (i, i + n_rot/2);
+ * otherwise (2i, 2i+1). freqs: n_rot/2 inverse frequencies (theta^(-2i/n_rot), with any
+ * rope scaling already applied). Dims past n_rot are left alone. */
+void kl_rope(float *head, int head_dim, int n_rot, int pos, const float *freqs, bool neox);
+/* In place softmax over n. */
+void kl_softmax(float *x, int n);
+/* out[i] = silu(gate[i]) * up[i] */
+void kl_swiglu(float *out, const float *gate, const float *up, int n);
+/* Dot product of n floats. */
+float kl_dot_f32(const float *a, const float *b, int n);
+/* y += a * x over n floats. */
+void kl_axpy_f32(float *y, float a, const float *x, int n);
+#endif

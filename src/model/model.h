@@ -1,0 +1,65 @@
+/* model/model.h: a llama-family model (llama, mistral, qwen2, qwen3) bound from GGUF, and
+ * its forward pass over a batch of tokens from many sequences reading and writing a paged
+ * KV cache (kv/store.h).
+ *
+ * A batch is flat (DESIGN.md "Batch"): token i belongs to sequence seq[i] at position pos[i].
+ * Each sequence has a block table: block j holds its positions [j*bs, (j+1)*bs). Token i's K/V
+ * is written to slot pos[i] % bs of block blocks[pos[i] / bs], and it attends to positions
+ * 0..pos[i] of its own sequence (those before it were written by earlier batches or earlier in
+ * this batch). The engine guarantees the tables cover every position in the batch. */
+#ifndef KILN_MODEL_MODEL_H
+#define KILN_MODEL_MODEL_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "base/err.h"
+#include "base/workers.h"
+#include "gguf/gguf.h"
+#include "kv/store.h"
+
+typedef struct model_hparams {
+    char arch[32];      /* "llama", "qwen2", "qwen3" */
+    int n_vocab;
+    int dim;            /* embedding length */
+    int n_layers;
+    int n_heads, n_kv_heads, head_dim;
+    int hidden_dim;     /* FFN */
+    int n_ctx_train;    /* context length the model was trained with */
+    int n_rot;          /* rope dimensions */
+    float rope_theta, norm_eps;
+    bool rope_neox;     /* qwen2/qwen3 rotate (i, i+n/2) pairs */
+} model_hparams;
+
+typedef struct model_seq {
+    const int32_t *blocks; /* block table */
+    int n_blocks;
+} model_seq;
+
+typedef struct model_batch {
+    int n;                      /* tokens */
+    const int32_t *token;       /* (n) */
+    const int32_t *pos;         /* (n) position in its sequence */
+    const int32_t *seq;         /* (n) index into seqs */
+    const bool *want_logits;    /* (n); logits rows come out in token order */
+    int n_seqs;
+    const model_seq *seqs;      /* (n_seqs) */
+} model_batch;
+
+typedef struct model model; /* opaque */
+
+typedef struct model_opts {
+    int max_batch_tokens; /* largest batch forward() will be given; sizes the scratch */
+    int max_logits;       /* most rows of logits per batch */
+} model_opts;
+
+/* Binds the weights of f (which must outlive the model). Checks every shape and dtype.
+ * Returns 0 and sets *out, or a negative KL_E* code with the reason in err. */
+int model_load(model **out, gguf_file *f, const model_opts *opts, kl_err *err);
+void model_free(model *m); /* NULL is fine */
+const model_hparams *model_hparams_of(const model *m);
+
+/* Runs the batch; writes one row of n_vocab logits per token with want_logits into logits
+ * ((rows, n_vocab) F32). Allocates nothing. Returns 0 or KL_EINVAL for a batch that breaks
+ * the contract above (nothing written to the cache in that case). */
+int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, float *logits,
+                  kl_err *err);
+#endif

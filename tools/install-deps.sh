@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what Kiln needs to build and test: Debian packages with apt-get, and the node
+# packages of the end-to-end tests with npm ci. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+PKGS="build-essential pkg-config clang libclang-rt-14-dev libevent-dev libjansson-dev
+      libpcre2-dev libxxhash-dev libutf8proc-dev"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+if [ -f tests/e2e/package-lock.json ] && command -v npm >/dev/null; then
+  (cd tests/e2e && npm ci --no-audit --no-fund --silent)
+fi
