@@ -18,7 +18,7 @@ static struct {
     t_fn fn;
 } tests[T_MAX];
 static int n_tests;
-static char tmpdir[PATH_MAX];
+static char tmpdir[1024];
 
 void t_register(const char *name, t_fn fn, const char *file)
 {
