@@ -1,0 +1,185 @@
+#include "t.h"
+
+#include "gateway/picker.h"
+
+#define NOW 1000000000000LL
+
+/* A config with one model of n endpoints (the first half in region "a", the rest in "b"). */
+static gw_config *make_config(int n, const char *region)
+{
+    char json[4096];
+    int off = snprintf(json, sizeof json, "{%s%s%s\"models\": [{\"name\": \"m\", \"pools\": [",
+                       region ? "\"region\": \"" : "", region ? region : "", region ? "\", " : "");
+    for (int half = 0; half < 2; half++) {
+        off += snprintf(json + off, sizeof json - (size_t)off, "%s{\"region\": \"%s\", \"adapters\": [\"%s\"], \"endpoints\": [",
+                        half ? "," : "", half ? "b" : "a", half ? "lora-b" : "lora-a");
+        for (int i = half * n / 2; i < (half + 1) * n / 2; i++)
+            off += snprintf(json + off, sizeof json - (size_t)off, "%s{\"url\": \"http://127.0.0.1:%d\"}",
+                            i == half * n / 2 ? "" : ",", 8000 + i);
+        off += snprintf(json + off, sizeof json - (size_t)off, "]}");
+    }
+    snprintf(json + off, sizeof json - (size_t)off, "]}]}");
+    gw_config *c;
+    kl_err err = {0};
+    if (gw_config_parse(&c, json, strlen(json), "t", &err)) t_fail(__FILE__, __LINE__, "%s", err.msg);
+    return c;
+}
+
+static void make_endpoints(gw_config *c, gw_endpoint *e, gw_endpoint **p, int n)
+{
+    int k = 0;
+    for (int pi = 0; pi < c->models[0].n_pools; pi++)
+        for (int i = 0; i < c->models[0].pools[pi].n_endpoints; i++, k++) {
+            memset(&e[k], 0, sizeof e[k]);
+            e[k].cfg = &c->models[0].pools[pi].endpoints[i];
+            e[k].model = &c->models[0];
+            e[k].pool = &c->models[0].pools[pi];
+            e[k].healthy = true;
+            e[k].scraped_ns = NOW;
+            e[k].prefix = gw_lru_set_create(1024);
+            p[k] = &e[k];
+        }
+    T_EQ(k, n);
+}
+
+static void free_endpoints(gw_endpoint *e, int n)
+{
+    for (int i = 0; i < n; i++)
+        gw_lru_set_destroy(e[i].prefix);
+}
+
+TEST(gateway_picker_prefers_short_queues_and_free_kv)
+{
+    gw_config *c = make_config(4, NULL);
+    gw_endpoint e[4], *p[4], *order[4];
+    make_endpoints(c, e, p, 4);
+    e[0].waiting = 6, e[1].waiting = 0, e[2].waiting = 0, e[3].waiting = 1;
+    e[1].kv_usage = 0.8, e[2].kv_usage = 0.1;
+    gw_pick_request r = {.now_ns = NOW};
+    gw_pick_status st;
+    T_EQ(gw_pick(c, p, 4, &r, order, &st), 4);
+    T_EQ(st, GW_PICK_OK);
+    T_ASSERT(order[0] == &e[2]);
+    T_ASSERT(order[3] == &e[0]);
+    free_endpoints(e, 4);
+    gw_config_free(c);
+}
+
+TEST(gateway_picker_follows_prefix_affinity_within_bounded_load)
+{
+    gw_config *c = make_config(4, NULL);
+    gw_endpoint e[4], *p[4], *order[4];
+    make_endpoints(c, e, p, 4);
+    char prompt[1024];
+    for (int i = 0; i < 1023; i++)
+        prompt[i] = (char)('a' + i % 26);
+    prompt[1023] = 0;
+    uint64_t h[32];
+    int nb = gw_prefix_hashes(prompt, strlen(prompt), 0, h, 32);
+    T_EQ(nb, 1023 / GW_PREFIX_BLOCK_BYTES);
+    gw_lru_set_add(e[3].prefix, h, nb);
+    gw_pick_request r = {.blocks = h, .n_blocks = nb, .now_ns = NOW};
+    gw_pick_status st;
+    gw_pick(c, p, 4, &r, order, &st);
+    T_ASSERT(order[0] == &e[3]);
+    /* The same prompt with another salt (another tenant) shares nothing. */
+    uint64_t h2[32];
+    T_EQ(gw_prefix_hashes(prompt, strlen(prompt), 42, h2, 32), nb);
+    T_EQ(gw_lru_set_match(e[3].prefix, h2, nb), 0);
+    /* Overloaded beyond 1.25x the mean: affinity no longer counts. */
+    e[3].inflight = 10;
+    gw_pick(c, p, 4, &r, order, &st);
+    T_ASSERT(order[0] != &e[3]);
+    free_endpoints(e, 4);
+    gw_config_free(c);
+}
+
+TEST(gateway_picker_filters_saturated_and_unhealthy)
+{
+    gw_config *c = make_config(2, NULL);
+    gw_endpoint e[2], *p[2], *order[2];
+    make_endpoints(c, e, p, 2);
+    gw_pick_request r = {.now_ns = NOW};
+    gw_pick_status st;
+    e[0].waiting = c->sat_max_waiting;
+    T_EQ(gw_pick(c, p, 2, &r, order, &st), 1);
+    T_ASSERT(order[0] == &e[1]);
+    e[1].kv_usage = 0.99;
+    T_EQ(gw_pick(c, p, 2, &r, order, &st), 0);
+    T_EQ(st, GW_PICK_SATURATED);
+    /* Stale metrics are not trusted: no longer saturated by them. */
+    e[1].scraped_ns = NOW - 10LL * c->scrape_stale_ms * 1000000;
+    T_EQ(gw_pick(c, p, 2, &r, order, &st), 1);
+    e[0].healthy = false;
+    e[1].ejected_until_ns = NOW + 1;
+    T_EQ(gw_pick(c, p, 2, &r, order, &st), 0);
+    T_EQ(st, GW_PICK_UNAVAILABLE);
+    free_endpoints(e, 2);
+    gw_config_free(c);
+}
+
+TEST(gateway_picker_prefers_home_region_and_fails_over)
+{
+    gw_config *c = make_config(4, "b");
+    gw_endpoint e[4], *p[4], *order[4];
+    make_endpoints(c, e, p, 4);
+    e[2].waiting = e[3].waiting = 5; /* busier, but home */
+    gw_pick_request r = {.now_ns = NOW};
+    gw_pick_status st;
+    T_EQ(gw_pick(c, p, 4, &r, order, &st), 4);
+    T_STREQ(order[0]->cfg->region, "b");
+    T_STREQ(order[1]->cfg->region, "b");
+    T_STREQ(order[2]->cfg->region, "a"); /* retry targets in the other region come after */
+    e[2].healthy = e[3].healthy = false;
+    T_EQ(gw_pick(c, p, 4, &r, order, &st), 2);
+    T_STREQ(order[0]->cfg->region, "a");
+    free_endpoints(e, 4);
+    gw_config_free(c);
+}
+
+TEST(gateway_picker_adapters_and_sessions)
+{
+    gw_config *c = make_config(4, NULL);
+    gw_endpoint e[4], *p[4], *order[4];
+    make_endpoints(c, e, p, 4);
+    gw_pick_status st;
+    gw_pick_request r = {.adapter = "lora-b", .now_ns = NOW};
+    T_EQ(gw_pick(c, p, 4, &r, order, &st), 2); /* only pool b serves it */
+    T_STREQ(order[0]->pool->adapters[0], "lora-b");
+    r.adapter = "nope";
+    T_EQ(gw_pick(c, p, 4, &r, order, &st), 0);
+    T_EQ(st, GW_PICK_UNAVAILABLE);
+    /* Sessions stick, and different sessions spread. */
+    int seen[4] = {0};
+    for (uint64_t s = 1; s <= 64; s++) {
+        gw_pick_request q = {.has_session = true, .session = s, .now_ns = NOW};
+        gw_pick(c, p, 4, &q, order, &st);
+        gw_endpoint *first = order[0];
+        e[0].inflight++; /* load moves around; the session must still stick */
+        gw_pick(c, p, 4, &q, order, &st);
+        T_ASSERT(order[0] == first);
+        e[0].inflight--;
+        seen[first - e]++;
+    }
+    for (int i = 0; i < 4; i++)
+        T_ASSERT(seen[i] > 4);
+    free_endpoints(e, 4);
+    gw_config_free(c);
+}
+
+TEST(gateway_lru_set_evicts_oldest)
+{
+    gw_lru_set *s = gw_lru_set_create(64);
+    uint64_t h[1000];
+    for (int i = 0; i < 1000; i++)
+        h[i] = (uint64_t)i * 0x9e3779b97f4a7c15ull | 1;
+    gw_lru_set_add(s, h, 1000);
+    T_EQ(gw_lru_set_match(s, h, 1), 0);       /* old ones are gone */
+    T_EQ(gw_lru_set_match(s, h + 999, 1), 1); /* the newest is present */
+    int present = 0;
+    for (int i = 0; i < 1000; i++)
+        present += gw_lru_set_match(s, h + i, 1);
+    T_ASSERT(present <= 64);
+    T_ASSERT(present >= 32);
+    gw_lru_set_destroy(s);
+}
