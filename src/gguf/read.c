@@ -209,7 +209,7 @@ static int value(gguf_file *f, cursor *c, gguf_vtype t, gguf_kv *kv, int depth)
     case GGUF_F32: {
         float x = 0;
         rc = take(c, &x, 4, "value truncated");
-        kv->v.f64 = x;
+        kv->v.f64 = (double)x;
         return rc;
     }
     case GGUF_BOOL:
