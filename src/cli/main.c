@@ -11,6 +11,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"model", cmd_model, "inspect | make | quantize | convert-llama2c | bench: model files"},
+    {"gateway", cmd_gateway, "route OpenAI API traffic across replicas (-c CONFIG.json)"},
 };
 
 static int usage(FILE *out)

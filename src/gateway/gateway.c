@@ -1,0 +1,289 @@
+/* gateway/gateway.c: the gateway's life: listen, apply a config (and reload it on SIGHUP
+ * without dropping requests), tick health checks, drain on SIGTERM. Requests are handled in
+ * gateway/proxy.c. */
+#include "gateway/internal.h"
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+
+static gw_ep *ep_for(gw *g, const gw_endpoint_cfg *cfg)
+{
+    for (int i = 0; i < g->n_eps; i++)
+        if (!strcmp(g->eps[i]->key, cfg->url)) return g->eps[i];
+    if (g->n_eps == GW_MAX_ENDPOINTS) return NULL;
+    gw_ep *ep = calloc(1, sizeof *ep);
+    gw_ep **n = realloc(g->eps, (size_t)(g->n_eps + 1) * sizeof *n);
+    if (!ep || !n) {
+        free(ep);
+        if (n) g->eps = n;
+        return NULL;
+    }
+    g->eps = n;
+    snprintf(ep->key, sizeof ep->key, "%s", cfg->url);
+    ep->e.prefix = gw_lru_set_create(16384);
+    g->eps[g->n_eps++] = ep;
+    return ep;
+}
+
+/* Makes cfg current: endpoints are matched by URL so their health, metrics, prefix sets and
+ * in-flight counts carry over; requests in flight keep pointing at valid memory because
+ * neither endpoints nor older configs are freed before the gateway is. */
+static int apply_config(gw *g, gw_config *cfg, kl_err *err)
+{
+    gw_model *models = calloc((size_t)cfg->n_models, sizeof *models);
+    gw_tenant_state *tenants = cfg->n_tenants ? calloc((size_t)cfg->n_tenants, sizeof *tenants) : NULL;
+    if (!models || (cfg->n_tenants && !tenants)) {
+        free(models);
+        free(tenants);
+        return kl_errf(err, KL_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < g->n_eps; i++)
+        g->eps[i]->live = false;
+    for (int m = 0; m < cfg->n_models; m++) {
+        const gw_model_cfg *mc = &cfg->models[m];
+        int n = 0;
+        for (int p = 0; p < mc->n_pools; p++)
+            n += mc->pools[p].n_endpoints;
+        models[m].cfg = mc;
+        models[m].eps = calloc((size_t)n, sizeof *models[m].eps);
+        for (int p = 0; p < mc->n_pools && models[m].eps; p++)
+            for (int e = 0; e < mc->pools[p].n_endpoints; e++) {
+                gw_ep *ep = ep_for(g, &mc->pools[p].endpoints[e]);
+                if (!ep) continue;
+                ep->e.cfg = &mc->pools[p].endpoints[e];
+                ep->e.model = mc;
+                ep->e.pool = &mc->pools[p];
+                ep->live = true;
+                models[m].eps[models[m].n_eps++] = &ep->e;
+            }
+    }
+    for (int t = 0; t < cfg->n_tenants; t++) {
+        gw_tenant_init(&tenants[t], &cfg->tenants[t], gw_now_ns());
+        for (int o = 0; g->cfg && o < g->cfg->n_tenants; o++) /* keep buckets across reloads */
+            if (!strcmp(g->tenants[o].cfg->name, cfg->tenants[t].name)) {
+                tenants[t].requests.tokens = g->tenants[o].requests.tokens;
+                tenants[t].tokens.tokens = g->tenants[o].tokens.tokens;
+            }
+    }
+    if (g->cfg) { /* the old state may be in use by requests in flight: keep it */
+        gw_retired *r = realloc(g->retired, (size_t)(g->n_retired + 1) * sizeof *r);
+        if (!r) {
+            for (int m = 0; m < cfg->n_models; m++)
+                free(models[m].eps);
+            free(models);
+            free(tenants);
+            return kl_errf(err, KL_ENOMEM, "out of memory");
+        }
+        g->retired = r;
+        g->retired[g->n_retired++] = (gw_retired){g->cfg, g->models, g->tenants};
+    }
+    g->cfg = cfg;
+    g->models = models;
+    g->tenants = tenants;
+    return 0;
+}
+
+static void on_sighup(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    gw *g = arg;
+    if (!g->config_path) return;
+    gw_config *cfg;
+    kl_err err = {0};
+    if (gw_config_load(&cfg, g->config_path, &err) || apply_config(g, cfg, &err)) {
+        kl_error("gateway: reload failed, keeping the old config: %s", err.msg);
+        return;
+    }
+    kl_info("gateway: reloaded %s (%d models)", g->config_path, cfg->n_models);
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    gw *g = arg;
+    if (g->draining && fd == SIGINT) {
+        event_base_loopbreak(g->base); /* second Ctrl-C: now */
+        return;
+    }
+    if (g->draining) return;
+    kl_info("gateway: draining %d requests in flight", g->inflight);
+    g->draining = true;
+    g->drain_deadline_ns = gw_now_ns() + (int64_t)30 * 1000000000;
+    if (g->sock) evhttp_del_accept_socket(g->http, g->sock);
+    g->sock = NULL;
+    gw_queue_fail_all(g, 503, "the gateway is shutting down");
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    gw *g = arg;
+    if (g->draining && (g->inflight == 0 || gw_now_ns() > g->drain_deadline_ns)) {
+        event_base_loopbreak(g->base);
+        return;
+    }
+    gw_health_tick(g);
+}
+
+static void on_pump(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    gw_queue_pump(arg);
+}
+
+static void send_json(struct evhttp_request *req, int status, json_t *v)
+{
+    char *text = json_dumps(v, JSON_COMPACT);
+    struct evbuffer *b = evbuffer_new();
+    if (b && text) evbuffer_add(b, text, strlen(text));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, status, NULL, b);
+    if (b) evbuffer_free(b);
+    free(text);
+    json_decref(v);
+}
+
+static void list_models(gw *g, struct evhttp_request *req)
+{
+    json_t *data = json_array();
+    for (int i = 0; i < g->cfg->n_models; i++)
+        json_array_append_new(data, json_pack("{s:s, s:s, s:s}", "id", g->cfg->models[i].name,
+                                              "object", "model", "owned_by", "kiln"));
+    for (int i = 0; i < g->cfg->n_splits; i++)
+        json_array_append_new(data, json_pack("{s:s, s:s, s:s}", "id", g->cfg->splits[i].model,
+                                              "object", "model", "owned_by", "kiln"));
+    send_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    gw *g = arg;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    bool get = evhttp_request_get_command(req) == EVHTTP_REQ_GET;
+    if (path && get && !strcmp(path, "/health")) {
+        int up = 0;
+        for (int i = 0; i < g->n_eps; i++)
+            up += g->eps[i]->live && gw_endpoint_available(&g->eps[i]->e, gw_now_ns());
+        send_json(req, g->draining ? 503 : 200,
+                  json_pack("{s:s, s:i}", "status", g->draining ? "draining" : "ok",
+                            "endpoints_up", up));
+    } else if (path && get && !strcmp(path, "/metrics")) {
+        gw_stats_handle(req, g);
+    } else if (path && get && !strcmp(path, "/v1/models")) {
+        list_models(g, req);
+    } else {
+        gw_proxy_handle(req, g);
+    }
+}
+
+int gw_create(gw **out, gw_config *cfg, const char *config_path, kl_err *err)
+{
+    *out = NULL;
+    gw *g = calloc(1, sizeof *g);
+    if (!g) {
+        gw_config_free(cfg);
+        return kl_errf(err, KL_ENOMEM, "out of memory");
+    }
+    int rc = apply_config(g, cfg, err);
+    if (rc) {
+        gw_config_free(cfg);
+        free(g);
+        return rc;
+    }
+    g->config_path = config_path ? strdup(config_path) : NULL;
+    g->base = event_base_new();
+    g->http = g->base ? evhttp_new(g->base) : NULL;
+    if (!g->http) {
+        gw_destroy(g);
+        return kl_errf(err, KL_ENOMEM, "cannot create the event loop");
+    }
+    evhttp_set_max_body_size(g->http, GW_MAX_BODY);
+    evhttp_set_max_headers_size(g->http, 64 * 1024);
+    evhttp_set_timeout(g->http, 60);
+    evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    evhttp_set_gencb(g->http, on_request, g);
+    g->sock = evhttp_bind_socket_with_handle(g->http, cfg->listen_host, (unsigned short)cfg->listen_port);
+    if (!g->sock) {
+        rc = kl_errf(err, KL_EIO, "cannot listen on %s:%d", cfg->listen_host, cfg->listen_port);
+        gw_destroy(g);
+        return rc;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(evhttp_bound_socket_get_fd(g->sock), (struct sockaddr *)&ss, &sl) == 0)
+        g->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    g->pump = event_new(g->base, -1, 0, on_pump, g);
+    g->tick = event_new(g->base, -1, EV_PERSIST, on_tick, g);
+    g->sighup = evsignal_new(g->base, SIGHUP, on_sighup, g);
+    g->sigterm = evsignal_new(g->base, SIGTERM, on_stop, g);
+    g->sigint = evsignal_new(g->base, SIGINT, on_stop, g);
+    int tick_ms = cfg->scrape_interval_ms < cfg->health_interval_ms ? cfg->scrape_interval_ms
+                                                                    : cfg->health_interval_ms;
+    if (tick_ms > 50) tick_ms = 50;
+    struct timeval tv = {0, tick_ms * 1000};
+    if (!g->pump || !g->tick || !g->sighup || !g->sigterm || !g->sigint ||
+        evtimer_add(g->tick, &tv) || evsignal_add(g->sighup, NULL) ||
+        evsignal_add(g->sigterm, NULL) || evsignal_add(g->sigint, NULL)) {
+        gw_destroy(g);
+        return kl_errf(err, KL_ENOMEM, "cannot set up events");
+    }
+    *out = g;
+    return 0;
+}
+
+int gw_port(const gw *g)
+{
+    return g->port;
+}
+
+int gw_run(gw *g)
+{
+    kl_info("gateway: listening on %s:%d, %d models, %d endpoints", g->cfg->listen_host, g->port,
+            g->cfg->n_models, g->n_eps);
+    gw_health_tick(g);
+    event_base_dispatch(g->base);
+    kl_info("gateway: stopped");
+    return 0;
+}
+
+static void free_generation(gw_config *cfg, gw_model *models, gw_tenant_state *tenants)
+{
+    for (int m = 0; cfg && models && m < cfg->n_models; m++)
+        free(models[m].eps);
+    free(models);
+    free(tenants);
+    gw_config_free(cfg);
+}
+
+void gw_destroy(gw *g)
+{
+    if (!g) return;
+    if (g->http) evhttp_free(g->http);
+    for (int i = 0; i < g->n_eps; i++) {
+        gw_ep_close_conns(g->eps[i]);
+        gw_lru_set_destroy(g->eps[i]->e.prefix);
+        free(g->eps[i]);
+    }
+    free(g->eps);
+    if (g->pump) event_free(g->pump);
+    if (g->tick) event_free(g->tick);
+    if (g->sighup) event_free(g->sighup);
+    if (g->sigterm) event_free(g->sigterm);
+    if (g->sigint) event_free(g->sigint);
+    if (g->base) event_base_free(g->base);
+    free_generation(g->cfg, g->models, g->tenants);
+    for (int i = 0; i < g->n_retired; i++)
+        free_generation(g->retired[i].cfg, g->retired[i].models, g->retired[i].tenants);
+    free(g->retired);
+    free(g->counters);
+    free(g->config_path);
+    free(g);
+}

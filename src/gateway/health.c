@@ -1,0 +1,128 @@
+/* gateway/health.c: what the gateway learns of its endpoints on its own.
+ *
+ * Every tick, for each live endpoint: GET /metrics when the scrape interval has passed (the
+ * waiting/running/KV gauges the picker scores), GET /health when the health interval has.
+ * One request of each kind in flight per endpoint, each on its own kept-alive connection,
+ * with timeouts. A failed or non-200 health check marks the endpoint down; a passing one
+ * brings it back and clears passive ejection (gateway/proxy.c), because it is the ground
+ * truth that the replica answers again. */
+#include "gateway/internal.h"
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "gateway/scrape.h"
+
+typedef struct probe {
+    gw *g;
+    gw_ep *ep;
+    bool health; /* else a scrape */
+} probe;
+
+static struct evhttp_connection *conn_for(gw *g, gw_ep *ep, struct evhttp_connection **slot,
+                                          int timeout_ms)
+{
+    if (!*slot) {
+        *slot = evhttp_connection_base_new(g->base, NULL, ep->e.cfg->host,
+                                           (unsigned short)ep->e.cfg->port);
+        if (!*slot) return NULL;
+        struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+        evhttp_connection_set_timeout_tv(*slot, &tv);
+        evhttp_connection_set_retries(*slot, 0);
+    }
+    return *slot;
+}
+
+static void set_health(gw *g, gw_ep *ep, bool ok)
+{
+    if (ok) {
+        if (!ep->e.healthy) kl_info("gateway: endpoint %s is up", ep->e.cfg->url);
+        ep->e.healthy = true;
+        ep->health_failures = 0;
+        ep->e.ejected_until_ns = 0;
+        ep->e.consecutive_failures = 0;
+        event_active(g->pump, 0, 0);
+    } else {
+        if (ep->e.healthy) kl_warn("gateway: endpoint %s is down", ep->e.cfg->url);
+        ep->e.healthy = false;
+        ep->health_failures++;
+        ep->e.scraped_ns = 0; /* its metrics are no longer current */
+    }
+}
+
+static void on_probe_done(struct evhttp_request *req, void *arg)
+{
+    probe *p = arg;
+    gw_ep *ep = p->ep;
+    int code = req ? evhttp_request_get_response_code(req) : 0;
+    if (p->health) {
+        ep->health_busy = false;
+        set_health(p->g, ep, code == 200);
+    } else {
+        ep->scrape_busy = false;
+        gw_scrape s;
+        struct evbuffer *b = req ? evhttp_request_get_input_buffer(req) : NULL;
+        size_t n = b ? evbuffer_get_length(b) : 0;
+        if (code == 200 && n <= (4u << 20) &&
+            gw_scrape_parse((const char *)evbuffer_pullup(b, -1), n, &s)) {
+            ep->e.waiting = s.waiting;
+            ep->e.running = s.running;
+            ep->e.kv_usage = s.has_kv ? s.kv_usage : 0;
+            ep->e.n_adapters = s.n_adapters;
+            memcpy(ep->e.adapters, s.adapters, sizeof s.adapters);
+            ep->e.scraped_ns = gw_now_ns();
+            event_active(p->g->pump, 0, 0);
+        }
+    }
+    free(p);
+}
+
+static void send_probe(gw *g, gw_ep *ep, bool health)
+{
+    struct evhttp_connection *conn =
+        conn_for(g, ep, health ? &ep->health_conn : &ep->scrape_conn,
+                 health ? g->cfg->health_timeout_ms : g->cfg->scrape_timeout_ms);
+    probe *p = conn ? malloc(sizeof *p) : NULL;
+    if (!p) return;
+    *p = (probe){g, ep, health};
+    struct evhttp_request *req = evhttp_request_new(on_probe_done, p);
+    if (!req) {
+        free(p);
+        return;
+    }
+    char host[300];
+    snprintf(host, sizeof host, "%s:%d", ep->e.cfg->host, ep->e.cfg->port);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Host", host);
+    if (evhttp_make_request(conn, req, EVHTTP_REQ_GET, health ? "/health" : "/metrics") != 0) {
+        free(p);
+        return;
+    }
+    if (health) ep->health_busy = true;
+    else ep->scrape_busy = true;
+}
+
+void gw_health_tick(gw *g)
+{
+    int64_t now = gw_now_ns();
+    bool scrape = now - g->last_scrape_ns >= (int64_t)g->cfg->scrape_interval_ms * 1000000;
+    bool health = now - g->last_health_ns >= (int64_t)g->cfg->health_interval_ms * 1000000;
+    if (scrape) g->last_scrape_ns = now;
+    if (health) g->last_health_ns = now;
+    for (int i = 0; i < g->n_eps; i++) {
+        gw_ep *ep = g->eps[i];
+        if (!ep->live) continue;
+        if (health && !ep->health_busy) send_probe(g, ep, true);
+        if (scrape && !ep->scrape_busy && ep->e.healthy) send_probe(g, ep, false);
+    }
+}
+
+void gw_ep_close_conns(gw_ep *ep)
+{
+    if (ep->scrape_conn) evhttp_connection_free(ep->scrape_conn);
+    if (ep->health_conn) evhttp_connection_free(ep->health_conn);
+    ep->scrape_conn = ep->health_conn = NULL;
+}

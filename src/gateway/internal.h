@@ -1,0 +1,105 @@
+/* gateway/internal.h: state shared by the gateway's own files (gateway.c, proxy.c,
+ * health.c, stats.c). Not for other layers. Everything here lives on the loop thread. */
+#ifndef KILN_GATEWAY_INTERNAL_H
+#define KILN_GATEWAY_INTERNAL_H
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gateway/config.h"
+#include "gateway/gateway.h"
+#include "gateway/limits.h"
+#include "gateway/picker.h"
+
+#define GW_MAX_BLOCKS   512 /* prompt blocks hashed for affinity (512 x 64 B = 32 KiB) */
+#define GW_MAX_BODY     (8u << 20)
+#define GW_MAX_ENDPOINTS 1024
+
+/* An endpoint plus what the loop needs to talk to it. Allocated once per URL and kept until
+ * the gateway is destroyed, so requests in flight across a reload never see it freed. */
+typedef struct gw_ep {
+    gw_endpoint e;
+    char key[300];                     /* url: identity across reloads */
+    bool live;                         /* in the current config */
+    struct evhttp_connection *scrape_conn, *health_conn;
+    bool scrape_busy, health_busy;
+    int health_failures;
+    double latency_sum_s;
+    uint64_t latency_n;
+} gw_ep;
+
+/* A model of the current config with its endpoints. */
+typedef struct gw_model {
+    const gw_model_cfg *cfg;
+    gw_endpoint **eps; /* (n_eps) */
+    int n_eps;
+} gw_model;
+
+typedef struct gw_call gw_call;
+
+/* A config with the state built from it, kept after a reload until the gateway ends. */
+typedef struct gw_retired {
+    gw_config *cfg;
+    gw_model *models;
+    gw_tenant_state *tenants;
+} gw_retired;
+
+/* Upstream latency histogram buckets (seconds), shared by every endpoint. */
+#define GW_N_BUCKETS 12
+
+typedef struct gw_counter {
+    char labels[384]; /* rendered label set */
+    uint64_t value;
+} gw_counter;
+
+struct gw {
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *sock;
+    int port;
+    char *config_path;
+    gw_config *cfg;         /* current */
+    gw_retired *retired;    /* earlier generations: requests may still point into them */
+    int n_retired;
+    gw_ep **eps;            /* every endpoint ever configured */
+    int n_eps;
+    gw_model *models;       /* (cfg->n_models) */
+    gw_tenant_state *tenants; /* (cfg->n_tenants) */
+    struct event *tick, *sighup, *sigterm, *sigint, *pump;
+    bool draining;
+    int64_t last_scrape_ns, last_health_ns, drain_deadline_ns;
+    int inflight;
+    uint64_t next_id;
+    /* the priority queue of requests waiting for a non-saturated endpoint */
+    gw_call *queue_head;
+    int queue_len;
+    /* counters for /metrics */
+    gw_counter *counters;
+    int n_counters, cap_counters;
+    uint64_t hist[GW_N_BUCKETS + 1];
+    double hist_sum;
+    uint64_t hist_n;
+};
+
+/* proxy.c */
+void gw_proxy_handle(struct evhttp_request *req, void *arg);
+/* Tries to dispatch queued requests (after a request ends or metrics change). */
+void gw_queue_pump(gw *g);
+/* Fails every queued request (shutdown). */
+void gw_queue_fail_all(gw *g, int status, const char *msg);
+
+/* health.c: scrape /metrics and check /health of every live endpoint when due. */
+void gw_health_tick(gw *g);
+void gw_ep_close_conns(gw_ep *ep);
+
+/* stats.c */
+void gw_count(gw *g, const char *labels_fmt, ...) __attribute__((format(printf, 2, 3)));
+void gw_observe_latency(gw *g, double seconds);
+void gw_stats_handle(struct evhttp_request *req, gw *g);
+/* Sends an OpenAI-style error body. */
+void gw_send_error(struct evhttp_request *req, int status, const char *type, const char *msg,
+                   int retry_after_s);
+
+int64_t gw_now_ns(void);
+#endif

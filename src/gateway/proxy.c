@@ -1,0 +1,597 @@
+/* gateway/proxy.c: one client request through the gateway.
+ *
+ *   parse (once) → authenticate + rate-limit → resolve model (split, adapter) → pick
+ *     ├─ OK: forward to the best endpoint; on failure before the first byte, the next one
+ *     ├─ SATURATED: fallback model if it has room, else wait in the priority queue (bounded)
+ *     └─ UNAVAILABLE: fallback model, else 503
+ *   upstream bytes are passed to the client chunk by chunk as they arrive. A failure after
+ *   the first byte ends a stream with an SSE error event and no [DONE]. A client that goes
+ *   away cancels the upstream request.
+ *
+ * Connections to replicas are made per request and freed from the loop (never inside their
+ * own callbacks). */
+#include "gateway/internal.h"
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <xxhash.h>
+
+#include "base/log.h"
+
+struct gw_call {
+    gw *g;
+    uint64_t id;
+    struct evhttp_request *down; /* NULL once the client went away or was answered */
+    struct evhttp_connection *down_conn;
+    json_t *body; /* the request, parsed once; "model"/"cache_salt" rewritten as needed */
+    char path[32];
+    char requested[256]; /* the model the client asked for */
+    const gw_model *model;
+    const char *adapter;
+    gw_tenant_state *tenant;
+    int priority;
+    bool stream;
+    uint64_t blocks[GW_MAX_BLOCKS];
+    int n_blocks;
+    bool has_session;
+    uint64_t session;
+    gw_endpoint *order[GW_MAX_ENDPOINTS]; /* ranked targets of the current model */
+    int n_order, next;
+    gw_ep *cur;
+    struct evhttp_connection *up_conn;
+    struct evhttp_request *up_req;
+    bool up_failed, started, discard, fallback;
+    int up_status, status, attempts;
+    int64_t t0_ns, t_first_ns;
+    struct event *timer; /* queue wait limit */
+    gw_call *qnext;
+    bool queued;
+};
+
+int64_t gw_now_ns(void);
+
+static void free_conn_later_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    evhttp_connection_free(arg);
+}
+
+/* Frees conn on the next loop turn: never inside one of its own callbacks. */
+static void free_conn_later(gw *g, struct evhttp_connection *conn)
+{
+    struct timeval zero = {0, 0};
+    if (conn && event_base_once(g->base, -1, EV_TIMEOUT, free_conn_later_cb, conn, &zero) != 0)
+        kl_warn("gateway: could not schedule a connection free");
+}
+
+/* Detaches the client's request from the call (before its final reply, which may free the
+ * connection) and returns it; NULL when the client already went away. */
+static struct evhttp_request *take_down(gw_call *c)
+{
+    struct evhttp_request *r = c->down;
+    if (c->down_conn) evhttp_connection_set_closecb(c->down_conn, NULL, NULL);
+    c->down = NULL;
+    c->down_conn = NULL;
+    return r;
+}
+
+static const char *tenant_name(const gw_call *c)
+{
+    return c->tenant ? c->tenant->cfg->name : "-";
+}
+
+/* Ends the call: access log, counters, and the client's callbacks detached. */
+static void call_finish(gw_call *c)
+{
+    gw *g = c->g;
+    double total_ms = (double)(gw_now_ns() - c->t0_ns) / 1e6;
+    double ttfb_ms = c->t_first_ns ? (double)(c->t_first_ns - c->t0_ns) / 1e6 : -1;
+    const char *ep = c->cur ? c->cur->e.cfg->url : "-";
+    kl_info("gateway request id=gw-%llu tenant=%s model=%s target=%s endpoint=%s status=%d "
+            "attempts=%d ttfb_ms=%.1f total_ms=%.1f%s",
+            (unsigned long long)c->id, tenant_name(c), c->requested,
+            c->model ? c->model->cfg->name : "-", ep, c->status, c->attempts, ttfb_ms, total_ms,
+            c->fallback ? " fallback=1" : "");
+    gw_count(g, "kiln_gateway_requests_total{model=\"%s\",endpoint=\"%s\",status=\"%d\",tenant=\"%s\"}",
+             c->requested, ep, c->status, tenant_name(c));
+    take_down(c);
+    if (c->timer) event_free(c->timer);
+    json_decref(c->body);
+    free(c);
+    event_active(g->pump, 0, 0); /* queued requests may fit now; never recurse from here */
+}
+
+static void reply_error(gw_call *c, int status, const char *type, const char *msg, int retry_after)
+{
+    c->status = status;
+    struct evhttp_request *d = take_down(c);
+    if (d) gw_send_error(d, status, type, msg, retry_after);
+    call_finish(c);
+}
+
+/* ---------------------------------------------------------------- queue ---- */
+
+static void queue_remove(gw_call *c)
+{
+    gw *g = c->g;
+    for (gw_call **p = &g->queue_head; *p; p = &(*p)->qnext)
+        if (*p == c) {
+            *p = c->qnext;
+            g->queue_len--;
+            break;
+        }
+    c->queued = false;
+    c->qnext = NULL;
+    if (c->timer) event_del(c->timer);
+}
+
+static void queue_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    gw_call *c = arg;
+    queue_remove(c);
+    gw_count(c->g, "kiln_gateway_shed_total{reason=\"queue_timeout\",tenant=\"%s\"}", tenant_name(c));
+    reply_error(c, 429, "rate_limit_error", "all endpoints are saturated; try again later", 1);
+}
+
+/* Inserts c by priority (higher first), FCFS within a priority. When the queue is full, the
+ * lowest-priority, latest request is shed: c itself unless something queued ranks below it. */
+static void queue_push(gw_call *c)
+{
+    gw *g = c->g;
+    if (g->queue_len >= g->cfg->queue_max) {
+        gw_call *last = NULL;
+        for (gw_call *q = g->queue_head; q; q = q->qnext)
+            last = q;
+        if (!last || last->priority >= c->priority) {
+            gw_count(g, "kiln_gateway_shed_total{reason=\"queue_full\",tenant=\"%s\"}", tenant_name(c));
+            reply_error(c, 429, "rate_limit_error", "gateway queue is full; try again later", 1);
+            return;
+        }
+        queue_remove(last);
+        gw_count(g, "kiln_gateway_shed_total{reason=\"preempted\",tenant=\"%s\"}", tenant_name(last));
+        reply_error(last, 429, "rate_limit_error", "shed for higher-priority traffic; try again later", 1);
+    }
+    gw_call **p = &g->queue_head;
+    while (*p && (*p)->priority >= c->priority)
+        p = &(*p)->qnext;
+    c->qnext = *p;
+    *p = c;
+    c->queued = true;
+    g->queue_len++;
+    if (!c->timer) c->timer = evtimer_new(g->base, queue_timeout_cb, c);
+    struct timeval tv = {g->cfg->queue_max_wait_ms / 1000, (g->cfg->queue_max_wait_ms % 1000) * 1000};
+    if (c->timer) evtimer_add(c->timer, &tv);
+}
+
+/* ------------------------------------------------------------- upstream ---- */
+
+static void start_attempt(gw_call *c);
+static void dispatch(gw_call *c);
+
+static void release_endpoint(gw_call *c)
+{
+    if (c->cur && c->up_req) {
+        c->cur->e.inflight--;
+        c->g->inflight--;
+    }
+    c->up_req = NULL;
+    if (c->up_conn) free_conn_later(c->g, c->up_conn);
+    c->up_conn = NULL;
+}
+
+static int on_up_headers(struct evhttp_request *up, void *arg)
+{
+    gw_call *c = arg;
+    c->up_status = evhttp_request_get_response_code(up);
+    if (c->up_status >= 500 || c->up_status == 0) {
+        c->discard = true; /* retried elsewhere once the body is done */
+        return 0;
+    }
+    if (!c->down) return 0;
+    struct evkeyvalq *out = evhttp_request_get_output_headers(c->down);
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(up), "Content-Type");
+    evhttp_add_header(out, "Content-Type", ct ? ct : "application/json");
+    if (c->stream) evhttp_add_header(out, "Cache-Control", "no-cache");
+    if (c->fallback) evhttp_add_header(out, "X-Kiln-Fallback", c->model->cfg->name);
+    const char *ra = evhttp_find_header(evhttp_request_get_input_headers(up), "Retry-After");
+    if (ra) evhttp_add_header(out, "Retry-After", ra);
+    c->started = true;
+    c->t_first_ns = gw_now_ns();
+    evhttp_send_reply_start(c->down, c->up_status, evhttp_request_get_response_code_line(up));
+    return 0;
+}
+
+static void on_up_chunk(struct evhttp_request *up, void *arg)
+{
+    gw_call *c = arg;
+    struct evbuffer *in = evhttp_request_get_input_buffer(up);
+    if (c->discard || !c->down || !c->started) evbuffer_drain(in, evbuffer_get_length(in));
+    else evhttp_send_reply_chunk(c->down, in);
+}
+
+static void on_up_error(enum evhttp_request_error err, void *arg)
+{
+    gw_call *c = arg;
+    (void)err;
+    c->up_failed = true;
+}
+
+/* Passive health: a failed exchange ejects the endpoint with exponential backoff. */
+static void mark_failure(gw *g, gw_ep *ep)
+{
+    gw_endpoint *e = &ep->e;
+    e->failures++;
+    int k = e->consecutive_failures < 16 ? e->consecutive_failures : 16;
+    e->consecutive_failures++;
+    int64_t ms = (int64_t)g->cfg->eject_ms << k;
+    if (ms > g->cfg->eject_max_ms) ms = g->cfg->eject_max_ms;
+    e->ejected_until_ns = gw_now_ns() + ms * 1000000;
+    gw_count(g, "kiln_gateway_ejections_total{endpoint=\"%s\"}", e->cfg->url);
+}
+
+static void on_up_done(struct evhttp_request *up, void *arg)
+{
+    gw_call *c = arg;
+    gw *g = c->g;
+    bool failed = !up || c->up_failed || c->discard || evhttp_request_get_response_code(up) == 0;
+    gw_ep *ep = c->cur;
+    double secs = (double)(gw_now_ns() - c->t0_ns) * 1e-9;
+    gw_observe_latency(g, secs);
+    if (c->up_req) { /* the request is freed by libevent after this callback */
+        c->cur->e.inflight--;
+        g->inflight--;
+        c->up_req = NULL;
+    }
+    free_conn_later(g, c->up_conn);
+    c->up_conn = NULL;
+    if (failed) {
+        mark_failure(g, ep);
+        if (!c->started) {
+            gw_count(g, "kiln_gateway_retries_total{endpoint=\"%s\"}", ep->e.cfg->url);
+            if (c->down) start_attempt(c);
+            else call_finish(c);
+            return;
+        }
+        /* mid-stream: an SSE error event and no [DONE], so the client knows it is cut */
+        if (c->down && c->stream) {
+            struct evbuffer *b = evbuffer_new();
+            evbuffer_add_printf(b, "data: {\"error\": {\"message\": \"upstream %s failed "
+                                   "mid-stream\", \"type\": \"upstream_error\", \"code\": 502}}\n\n",
+                                ep->e.cfg->url);
+            evhttp_send_reply_chunk(c->down, b);
+            evbuffer_free(b);
+        }
+        c->status = 502;
+    } else {
+        ep->e.consecutive_failures = 0;
+        c->status = c->up_status;
+    }
+    struct evhttp_request *d = take_down(c);
+    if (d) evhttp_send_reply_end(d);
+    call_finish(c);
+}
+
+/* Sends the request to the next ranked endpoint; replies with an error when none is left. */
+static void start_attempt(gw_call *c)
+{
+    gw *g = c->g;
+    int64_t now = gw_now_ns();
+    c->discard = c->up_failed = false;
+    while (c->next < c->n_order && c->attempts < g->cfg->retry_attempts &&
+           now - c->t0_ns < (int64_t)g->cfg->retry_budget_ms * 1000000) {
+        gw_ep *ep = (gw_ep *)c->order[c->next++]; /* gw_endpoint is gw_ep's first member */
+        if (!gw_endpoint_available(&ep->e, now)) continue;
+        struct evhttp_connection *conn =
+            evhttp_connection_base_new(g->base, NULL, ep->e.cfg->host, (unsigned short)ep->e.cfg->port);
+        if (!conn) continue;
+        struct timeval tv = {g->cfg->idle_timeout_ms / 1000, (g->cfg->idle_timeout_ms % 1000) * 1000};
+        evhttp_connection_set_timeout_tv(conn, &tv);
+        evhttp_connection_set_retries(conn, 0);
+        struct evhttp_request *up = evhttp_request_new(on_up_done, c);
+        if (!up) {
+            evhttp_connection_free(conn);
+            continue;
+        }
+        evhttp_request_set_header_cb(up, on_up_headers);
+        evhttp_request_set_chunked_cb(up, on_up_chunk);
+        evhttp_request_set_error_cb(up, on_up_error);
+        struct evkeyvalq *h = evhttp_request_get_output_headers(up);
+        char host[300], rid[32];
+        snprintf(host, sizeof host, "%s:%d", ep->e.cfg->host, ep->e.cfg->port);
+        snprintf(rid, sizeof rid, "gw-%llu", (unsigned long long)c->id);
+        evhttp_add_header(h, "Host", host);
+        evhttp_add_header(h, "Content-Type", "application/json");
+        evhttp_add_header(h, "Accept", c->stream ? "text/event-stream" : "application/json");
+        evhttp_add_header(h, "X-Request-Id", rid);
+        char *json = json_dumps(c->body, JSON_COMPACT);
+        if (json) evbuffer_add(evhttp_request_get_output_buffer(up), json, strlen(json));
+        free(json);
+        c->cur = ep;
+        c->attempts++;
+        if (evhttp_make_request(conn, up, EVHTTP_REQ_POST, c->path) != 0) {
+            evhttp_connection_free(conn);
+            mark_failure(g, ep);
+            continue;
+        }
+        c->up_conn = conn;
+        c->up_req = up;
+        ep->e.inflight++;
+        ep->e.requests++;
+        g->inflight++;
+        if (ep->e.prefix && c->n_blocks) gw_lru_set_add(ep->e.prefix, c->blocks, c->n_blocks);
+        return;
+    }
+    reply_error(c, 502, "upstream_error", "every endpoint tried failed", 0);
+}
+
+/* ------------------------------------------------------------ dispatch ---- */
+
+static bool pick(gw_call *c, const gw_model *m, gw_pick_status *st)
+{
+    gw_pick_request r = {.adapter = c->adapter, .blocks = c->blocks, .n_blocks = c->n_blocks,
+                         .has_session = c->has_session, .session = c->session,
+                         .now_ns = gw_now_ns()};
+    c->n_order = gw_pick(c->g->cfg, m->eps, m->n_eps, &r, c->order, st);
+    c->next = 0;
+    return c->n_order > 0;
+}
+
+static const gw_model *find_model(gw *g, const char *name)
+{
+    for (int i = 0; i < g->cfg->n_models; i++)
+        if (!strcmp(g->models[i].cfg->name, name)) return &g->models[i];
+    return NULL;
+}
+
+/* Routes to the fallback model, rewriting the body's model. Returns true if it has room. */
+static bool try_fallback(gw_call *c)
+{
+    const char *fb = c->model->cfg->fallback;
+    const gw_model *m = fb ? find_model(c->g, fb) : NULL;
+    gw_pick_status st;
+    if (!m || !pick(c, m, &st)) return false;
+    c->model = m;
+    c->fallback = true;
+    c->adapter = NULL;
+    json_object_set_new(c->body, "model", json_string(m->cfg->name));
+    gw_count(c->g, "kiln_gateway_fallbacks_total{model=\"%s\",fallback=\"%s\"}", c->requested, fb);
+    return true;
+}
+
+static void dispatch(gw_call *c)
+{
+    gw_pick_status st;
+    if (pick(c, c->model, &st)) {
+        gw_count(c->g, "kiln_gateway_picks_total{reason=\"%s\"}",
+                 c->has_session ? "session" : c->n_blocks ? "scored_prefix" : "scored");
+        start_attempt(c);
+    } else if (try_fallback(c)) {
+        start_attempt(c);
+    } else if (st == GW_PICK_SATURATED) {
+        queue_push(c);
+    } else {
+        reply_error(c, 503, "service_unavailable", "no healthy endpoint serves this model", 5);
+    }
+}
+
+/* Starts every queued request that now has an endpoint, in queue order. Runs from the pump
+ * event, so a request that finishes inside never re-enters it. Bounded: the queue is. */
+void gw_queue_pump(gw *g)
+{
+    for (bool progress = true; progress;) {
+        progress = false;
+        for (gw_call *c = g->queue_head; c; c = c->qnext) {
+            gw_pick_status st;
+            if (pick(c, c->model, &st)) {
+                queue_remove(c);
+                start_attempt(c);
+            } else if (st == GW_PICK_UNAVAILABLE) {
+                queue_remove(c);
+                reply_error(c, 503, "service_unavailable", "no healthy endpoint serves this model", 5);
+            } else {
+                continue;
+            }
+            progress = true;
+            break;
+        }
+    }
+}
+
+void gw_queue_fail_all(gw *g, int status, const char *msg)
+{
+    while (g->queue_head) {
+        gw_call *c = g->queue_head;
+        queue_remove(c);
+        reply_error(c, status, "service_unavailable", msg, 1);
+    }
+}
+
+/* -------------------------------------------------------------- parsing ---- */
+
+static void on_down_close(struct evhttp_connection *conn, void *arg)
+{
+    gw_call *c = arg;
+    (void)conn;
+    c->down = NULL;
+    c->down_conn = NULL;
+    if (c->queued) {
+        queue_remove(c);
+        c->status = 499;
+        call_finish(c);
+    } else if (c->up_req) {
+        evhttp_cancel_request(c->up_req);
+        release_endpoint(c);
+        c->status = 499;
+        gw_count(c->g, "kiln_gateway_client_cancels_total{model=\"%s\"}", c->requested);
+        call_finish(c);
+    }
+    /* otherwise an upstream callback is about to finish the call */
+}
+
+/* Collects the text whose prefix routes the request: the prompt, or the messages. */
+static size_t prompt_text(json_t *body, bool chat, char *buf, size_t cap)
+{
+    size_t n = 0;
+    if (chat) {
+        json_t *msgs = json_object_get(body, "messages"), *m;
+        size_t i;
+        json_array_foreach(msgs, i, m)
+        {
+            const char *role = json_string_value(json_object_get(m, "role"));
+            json_t *content = json_object_get(m, "content");
+            n += (size_t)snprintf(buf + n, cap - n, "<%s>", role ? role : "");
+            if (n >= cap) return cap - 1;
+            if (json_is_string(content)) {
+                size_t l = json_string_length(content);
+                if (l > cap - 1 - n) l = cap - 1 - n;
+                memcpy(buf + n, json_string_value(content), l);
+                n += l;
+            }
+            if (n >= cap - 1) return n;
+        }
+        return n;
+    }
+    json_t *p = json_object_get(body, "prompt");
+    if (json_is_array(p)) p = json_array_get(p, 0);
+    if (json_is_string(p)) {
+        n = json_string_length(p) < cap ? json_string_length(p) : cap;
+        memcpy(buf, json_string_value(p), n);
+    }
+    return n;
+}
+
+/* A split alias picks one target model at random by weight. */
+static const gw_model *resolve_split(gw *g, const gw_split_cfg *s)
+{
+    double total = 0;
+    for (int i = 0; i < s->n_targets; i++)
+        total += s->targets[i].weight;
+    double x = (double)(XXH3_64bits(&g->next_id, sizeof g->next_id) >> 11) * 0x1.0p-53 * total;
+    for (int i = 0; i < s->n_targets; i++) {
+        if (x < s->targets[i].weight) return find_model(g, s->targets[i].model);
+        x -= s->targets[i].weight;
+    }
+    return find_model(g, s->targets[s->n_targets - 1].model);
+}
+
+/* A model by name, a split alias, or an adapter some model's pools serve. */
+static bool resolve_model(gw_call *c, const char *name)
+{
+    gw *g = c->g;
+    const gw_split_cfg *s = gw_config_split(g->cfg, name);
+    if (s) {
+        c->model = resolve_split(g, s);
+        if (c->model) json_object_set_new(c->body, "model", json_string(c->model->cfg->name));
+        return c->model != NULL;
+    }
+    if ((c->model = find_model(g, name))) return true;
+    for (int i = 0; i < g->cfg->n_models; i++)
+        for (int p = 0; p < g->models[i].cfg->n_pools; p++)
+            for (int a = 0; a < g->models[i].cfg->pools[p].n_adapters; a++)
+                if (!strcmp(g->models[i].cfg->pools[p].adapters[a], name)) {
+                    c->model = &g->models[i];
+                    c->adapter = g->models[i].cfg->pools[p].adapters[a];
+                    return true;
+                }
+    return false;
+}
+
+static gw_tenant_state *authenticate(gw *g, struct evhttp_request *req)
+{
+    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (!auth || strncasecmp(auth, "Bearer ", 7)) return NULL;
+    return gw_tenant_find(g->tenants, g->cfg->n_tenants, auth + 7, strlen(auth + 7));
+}
+
+void gw_proxy_handle(struct evhttp_request *req, void *arg)
+{
+    gw *g = arg;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    bool chat = path && !strcmp(path, "/v1/chat/completions");
+    if (!path || (!chat && strcmp(path, "/v1/completions"))) {
+        gw_send_error(req, 404, "not_found_error", "no such path", 0);
+        return;
+    }
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        gw_send_error(req, 405, "invalid_request_error", "use POST", 0);
+        return;
+    }
+    if (g->draining) {
+        gw_send_error(req, 503, "service_unavailable", "the gateway is shutting down", 1);
+        return;
+    }
+    gw_tenant_state *tenant = NULL;
+    if (g->cfg->n_tenants && !(tenant = authenticate(g, req))) {
+        gw_send_error(req, 401, "authentication_error", "a valid API key is required", 0);
+        return;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    json_error_t je;
+    json_t *body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        gw_send_error(req, 400, "invalid_request_error", "the body must be a JSON object", 0);
+        return;
+    }
+    json_t *model = json_object_get(body, "model");
+    if (!json_is_string(model) || json_string_length(model) == 0 || json_string_length(model) > 255) {
+        json_decref(body);
+        gw_send_error(req, 400, "invalid_request_error", "'model' must be a non-empty string", 0);
+        return;
+    }
+    gw_call *c = calloc(1, sizeof *c);
+    if (!c) {
+        json_decref(body);
+        gw_send_error(req, 503, "service_unavailable", "out of memory", 1);
+        return;
+    }
+    c->g = g;
+    c->id = ++g->next_id;
+    c->down = req;
+    c->down_conn = evhttp_request_get_connection(req);
+    c->body = body;
+    c->t0_ns = gw_now_ns();
+    c->tenant = tenant;
+    c->priority = tenant ? tenant->cfg->priority : 0;
+    snprintf(c->path, sizeof c->path, "%s", path);
+    snprintf(c->requested, sizeof c->requested, "%s", json_string_value(model));
+    c->stream = json_is_true(json_object_get(body, "stream"));
+    evhttp_connection_set_closecb(c->down_conn, on_down_close, c);
+    if (!resolve_model(c, c->requested)) {
+        reply_error(c, 404, "not_found_error", "the model does not exist", 0);
+        return;
+    }
+    /* rate limits: a request and its estimated tokens (prompt bytes / 4 + max_tokens) */
+    char *text = malloc(GW_MAX_BLOCKS * GW_PREFIX_BLOCK_BYTES + 1);
+    size_t tl = text ? prompt_text(body, chat, text, GW_MAX_BLOCKS * GW_PREFIX_BLOCK_BYTES + 1) : 0;
+    json_t *mt = json_object_get(body, "max_tokens");
+    if (!mt) mt = json_object_get(body, "max_completion_tokens");
+    double est = (double)tl / 4 + (json_is_integer(mt) && json_integer_value(mt) > 0
+                                       ? (double)json_integer_value(mt) : 16);
+    int retry_after = 0;
+    if (tenant && !gw_tenant_admit(tenant, est, c->t0_ns, &retry_after)) {
+        free(text);
+        gw_count(g, "kiln_gateway_rate_limited_total{tenant=\"%s\"}", tenant->cfg->name);
+        reply_error(c, 429, "rate_limit_error", "rate limit exceeded for this API key", retry_after);
+        return;
+    }
+    if (tenant && tenant->cfg->cache_salt) /* the tenant's salt, whatever the client sent */
+        json_object_set_new(body, "cache_salt", json_string(tenant->cfg->cache_salt));
+    c->n_blocks = text ? gw_prefix_hashes(text, tl, tenant ? tenant->salt : 0, c->blocks, GW_MAX_BLOCKS) : 0;
+    free(text);
+    const char *sess = evhttp_find_header(evhttp_request_get_input_headers(req), g->cfg->session_header);
+    json_t *user = json_object_get(body, "user");
+    if (!sess && json_is_string(user)) sess = json_string_value(user);
+    if (sess) {
+        c->has_session = true;
+        c->session = XXH3_64bits(sess, strlen(sess));
+    }
+    dispatch(c);
+}

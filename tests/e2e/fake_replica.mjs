@@ -1,0 +1,77 @@
+// A replica that misbehaves on purpose, for the gateway's fault tests only (a real
+// `kiln serve` cannot be made to hang mid-stream or send garbage on demand).
+// Usage: node fake_replica.mjs PORT [--mode ok|hang-headers|die-mid-stream|garbage|500]
+//        [--waiting N] [--kv F] [--delay-ms D]
+// It serves /health, /metrics (vLLM names), /v1/completions and /v1/chat/completions
+// (streaming: 5 tokens "tok0".."tok4" then [DONE]). Each response names this replica in
+// the "system_fingerprint" field so tests can see where a request went.
+import http from 'node:http';
+
+const args = process.argv.slice(2);
+const port = Number(args[0]);
+const opt = (name, def) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : def;
+};
+let mode = opt('--mode', 'ok');
+let waiting = Number(opt('--waiting', '0'));
+let kv = Number(opt('--kv', '0'));
+const delay = Number(opt('--delay-ms', '5'));
+let served = 0;
+
+const server = http.createServer((req, res) => {
+  let body = '';
+  req.on('data', (d) => (body += d));
+  req.on('end', () => {
+    if (req.url === '/health') return res.writeHead(200).end('{}');
+    if (req.url === '/metrics') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      return res.end(
+        `vllm:num_requests_running{model_name="m"} 0\n` +
+          `vllm:num_requests_waiting{model_name="m"} ${waiting}\n` +
+          `vllm:kv_cache_usage_perc{model_name="m"} ${kv}\n` +
+          `fake_served_total ${served}\n`,
+      );
+    }
+    if (req.url === '/admin') { // tests reconfigure the fake: {"mode":..., "waiting":..}
+      const o = JSON.parse(body || '{}');
+      if (o.mode) mode = o.mode;
+      if (o.waiting !== undefined) waiting = o.waiting;
+      if (o.kv !== undefined) kv = o.kv;
+      return res.writeHead(200).end(JSON.stringify({ served }));
+    }
+    served++;
+    if (mode === '500') return res.writeHead(500).end('{"error":{"message":"boom"}}');
+    if (mode === 'hang-headers') return; // never answers
+    if (mode === 'garbage') {
+      res.socket.write('HTTP/1.1 2OO NOT OK\r\n\r\n\x00\xff garbage');
+      return res.socket.destroy();
+    }
+    let j = {};
+    try { j = JSON.parse(body); } catch {}
+    const fp = `fake-${port}`;
+    if (!j.stream) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ id: 'x', object: 'text_completion', model: j.model,
+        system_fingerprint: fp, choices: [{ index: 0, text: 'tok0tok1', finish_reason: 'length' }],
+        usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } }));
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    let i = 0;
+    const tick = () => {
+      if (mode === 'die-mid-stream' && i === 2) return res.socket.destroy();
+      if (mode === 'hang-mid-stream' && i === 2) return;
+      if (i === 5) {
+        res.write('data: [DONE]\n\n');
+        return res.end();
+      }
+      res.write(`data: ${JSON.stringify({ id: 'x', object: 'text_completion', model: j.model,
+        system_fingerprint: fp, choices: [{ index: 0, text: `tok${i}`, finish_reason: null }] })}\n\n`);
+      i++;
+      setTimeout(tick, delay);
+    };
+    tick();
+  });
+});
+server.listen(port, '127.0.0.1');
+process.on('SIGTERM', () => process.exit(0));
