@@ -131,6 +131,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     gw_health_tick(g);
+    gw_poll_disconnects(g);
 }
 
 static void on_pump(evutil_socket_t fd, short what, void *arg)

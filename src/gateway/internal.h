@@ -72,6 +72,7 @@ struct gw {
     int inflight;
     uint64_t next_id;
     /* the priority queue of requests waiting for a non-saturated endpoint */
+    gw_call *calls; /* every call in progress */
     gw_call *queue_head;
     int queue_len;
     /* counters for /metrics */
@@ -86,6 +87,8 @@ struct gw {
 void gw_proxy_handle(struct evhttp_request *req, void *arg);
 /* Tries to dispatch queued requests (after a request ends or metrics change). */
 void gw_queue_pump(gw *g);
+/* Finds clients that went away before their first byte and cancels their requests. */
+void gw_poll_disconnects(gw *g);
 /* Fails every queued request (shutdown). */
 void gw_queue_fail_all(gw *g, int status, const char *msg);
 

@@ -13,12 +13,14 @@
 #include "gateway/internal.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <xxhash.h>
 
 #include "base/log.h"
@@ -51,6 +53,7 @@ struct gw_call {
     struct event *timer; /* queue wait limit */
     gw_call *qnext;
     bool queued;
+    gw_call *prev, *next_call; /* every call in progress (g->calls), for the disconnect poll */
 };
 
 int64_t gw_now_ns(void);
@@ -100,6 +103,9 @@ static void call_finish(gw_call *c)
     gw_count(g, "kiln_gateway_requests_total{model=\"%s\",endpoint=\"%s\",status=\"%d\",tenant=\"%s\"}",
              c->requested, ep, c->status, tenant_name(c));
     take_down(c);
+    if (c->prev) c->prev->next_call = c->next_call;
+    else g->calls = c->next_call;
+    if (c->next_call) c->next_call->prev = c->prev;
     if (c->timer) event_free(c->timer);
     json_decref(c->body);
     free(c);
@@ -189,8 +195,10 @@ static int on_up_headers(struct evhttp_request *up, void *arg)
 {
     gw_call *c = arg;
     c->up_status = evhttp_request_get_response_code(up);
-    if (c->up_status >= 500 || c->up_status == 0) {
-        c->discard = true; /* retried elsewhere once the body is done */
+    /* 5xx, 429 (that replica's queue is full) and nonsense are retried elsewhere once the
+     * body is done; other statuses (a 400 for a bad parameter) are the answer. */
+    if (c->up_status >= 500 || c->up_status == 429 || c->up_status < 100) {
+        c->discard = true;
         return 0;
     }
     if (!c->down) return 0;
@@ -418,6 +426,9 @@ static void on_down_close(struct evhttp_connection *conn, void *arg)
 {
     gw_call *c = arg;
     (void)conn;
+    /* libevent has detached the unfinished request from the dying connection and left it to
+     * us: ending the reply on a detached request frees it. */
+    if (c->down) evhttp_send_reply_end(c->down);
     c->down = NULL;
     c->down_conn = NULL;
     if (c->queued) {
@@ -432,6 +443,29 @@ static void on_down_close(struct evhttp_connection *conn, void *arg)
         call_finish(c);
     }
     /* otherwise an upstream callback is about to finish the call */
+}
+
+/* libevent notices a client's close only when it writes to it, so a client that gives up
+ * before the first byte (during a long prefill, or in the queue) is found by peeking at its
+ * socket: a read of 0 bytes means it is gone. The request is then answered with 499, which
+ * lets libevent fail and free the connection, and the upstream request is cancelled. */
+void gw_poll_disconnects(gw *g)
+{
+    for (gw_call *c = g->calls, *next; c; c = next) {
+        next = c->next_call;
+        if (!c->down || c->started || !c->down_conn) continue;
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(c->down_conn);
+        evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+        char byte;
+        if (fd < 0 || recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != 0) continue;
+        if (c->queued) queue_remove(c);
+        if (c->up_req) {
+            evhttp_cancel_request(c->up_req);
+            release_endpoint(c);
+        }
+        gw_count(g, "kiln_gateway_client_cancels_total{model=\"%s\"}", c->requested);
+        reply_error(c, 499, "client_closed", "client closed the connection", 0);
+    }
 }
 
 /* Collects the text whose prefix routes the request: the prompt, or the messages. */
@@ -554,6 +588,9 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
     }
     c->g = g;
     c->id = ++g->next_id;
+    c->next_call = g->calls;
+    if (g->calls) g->calls->prev = c;
+    g->calls = c;
     c->down = req;
     c->down_conn = evhttp_request_get_connection(req);
     c->body = body;
