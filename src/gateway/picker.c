@@ -101,8 +101,21 @@ static int by_rank(const void *a, const void *b)
     return strcmp(x->e->cfg->url, y->e->cfg->url); /* deterministic ties */
 }
 
+static int rank(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pick_request *r,
+                gw_endpoint **order, gw_pick_status *status, bool ignore_ejection);
+
 int gw_pick(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pick_request *r,
             gw_endpoint **order, gw_pick_status *status)
+{
+    int m = rank(c, eps, n, r, order, status, false);
+    /* Panic mode: when passive ejection has removed every endpoint the active health checks
+     * still pass, try them anyway rather than fail the whole model. */
+    if (m == 0 && *status == GW_PICK_UNAVAILABLE) m = rank(c, eps, n, r, order, status, true);
+    return m;
+}
+
+static int rank(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pick_request *r,
+                gw_endpoint **order, gw_pick_status *status, bool ignore_ejection)
 {
     ranked *rk = malloc((size_t)(n > 0 ? n : 1) * sizeof *rk);
     int m = 0, up = 0, total_inflight = 0;
@@ -112,7 +125,8 @@ int gw_pick(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pick_re
     }
     for (int i = 0; i < n; i++) {
         gw_endpoint *e = eps[i];
-        if (!gw_endpoint_available(e, r->now_ns) || !serves_adapter(e, r->adapter)) continue;
+        bool avail = ignore_ejection ? e->healthy : gw_endpoint_available(e, r->now_ns);
+        if (!avail || !serves_adapter(e, r->adapter)) continue;
         up++;
         if (gw_endpoint_saturated(c, e, r->now_ns)) continue;
         total_inflight += e->inflight;

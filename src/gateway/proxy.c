@@ -294,7 +294,7 @@ static void start_attempt(gw_call *c)
     while (c->next < c->n_order && c->attempts < g->cfg->retry_attempts &&
            now - c->t0_ns < (int64_t)g->cfg->retry_budget_ms * 1000000) {
         gw_ep *ep = (gw_ep *)c->order[c->next++]; /* gw_endpoint is gw_ep's first member */
-        if (!gw_endpoint_available(&ep->e, now)) continue;
+        if (!ep->e.healthy) continue;
         struct evhttp_connection *conn =
             evhttp_connection_base_new(g->base, NULL, ep->e.cfg->host, (unsigned short)ep->e.cfg->port);
         if (!conn) continue;

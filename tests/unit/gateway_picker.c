@@ -110,8 +110,14 @@ TEST(gateway_picker_filters_saturated_and_unhealthy)
     /* Stale metrics are not trusted: no longer saturated by them. */
     e[1].scraped_ns = NOW - 10LL * c->scrape_stale_ms * 1000000;
     T_EQ(gw_pick(c, p, 2, &r, order, &st), 1);
+    e[0].waiting = 0;
+    e[0].ejected_until_ns = NOW + 1; /* passively ejected: the other is preferred */
+    T_EQ(gw_pick(c, p, 2, &r, order, &st), 1);
+    T_ASSERT(order[0] == &e[1]);
+    e[1].ejected_until_ns = NOW + 1; /* both ejected but healthy: panic mode tries both */
+    T_EQ(gw_pick(c, p, 2, &r, order, &st), 2);
     e[0].healthy = false;
-    e[1].ejected_until_ns = NOW + 1;
+    e[1].healthy = false;
     T_EQ(gw_pick(c, p, 2, &r, order, &st), 0);
     T_EQ(st, GW_PICK_UNAVAILABLE);
     free_endpoints(e, 2);

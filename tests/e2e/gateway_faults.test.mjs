@@ -1,0 +1,168 @@
+// The gateway against replicas that fail in ways a real `kiln serve` cannot be made to:
+// dying or hanging mid-stream, hanging before the headers, garbage bytes, 500s. The gateway
+// is the real binary; the replicas are tests/e2e/fake_replica.mjs.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, waitFor, sseEvents } from './gwutil.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const kiln = process.env.KILN_BIN || path.join(here, '../../kiln');
+const dir = mkdtempSync(path.join(tmpdir(), 'kiln-gw-'));
+const procs = [];
+let gwPort, fakes = [];
+
+function start(cmd, args) {
+  const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  p.stderrText = '';
+  p.stderr.on('data', (d) => (p.stderrText += d));
+  procs.push(p);
+  return p;
+}
+
+async function admin(port, o) {
+  await fetch(`http://127.0.0.1:${port}/admin`, { method: 'POST', body: JSON.stringify(o) });
+}
+
+async function post(body, headers = {}) {
+  return fetch(`http://127.0.0.1:${gwPort}/v1/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
+async function metrics() {
+  return (await fetch(`http://127.0.0.1:${gwPort}/metrics`)).text();
+}
+
+before(async () => {
+  for (let i = 0; i < 2; i++) {
+    const port = await freePort();
+    start('node', [path.join(here, 'fake_replica.mjs'), String(port)]);
+    fakes.push(port);
+  }
+  gwPort = await freePort();
+  const cfg = {
+    listen: { port: gwPort },
+    health: { interval_ms: 100, timeout_ms: 300 },
+    retry: { idle_timeout_ms: 600, attempts: 3 },
+    models: [{ name: 'm', pools: [{ endpoints: fakes.map((p) => ({ url: `http://127.0.0.1:${p}` })) }] }],
+  };
+  writeFileSync(path.join(dir, 'gw.json'), JSON.stringify(cfg));
+  start(kiln, ['gateway', '-c', path.join(dir, 'gw.json')]);
+  await waitFor(async () => {
+    const r = await fetch(`http://127.0.0.1:${gwPort}/health`).catch(() => null);
+    return r && (await r.json()).endpoints_up === 2;
+  });
+});
+
+after(() => {
+  for (const p of procs) p.kill('SIGKILL');
+});
+
+async function allMode(mode) {
+  for (const p of fakes) await admin(p, { mode });
+}
+
+test('a replica dying mid-stream ends the stream with an SSE error and no [DONE]', async () => {
+  await allMode('die-mid-stream');
+  const r = await post({ model: 'm', prompt: 'hi', stream: true });
+  assert.equal(r.status, 200);
+  const events = sseEvents(await r.text());
+  assert.ok(events.length >= 2);
+  assert.match(events.at(-1), /"error"/);
+  assert.ok(!events.includes('[DONE]'));
+  await allMode('ok');
+});
+
+test('a replica hanging mid-stream is cut by the idle timeout with an SSE error', async () => {
+  await allMode('hang-mid-stream');
+  const t0 = Date.now();
+  const r = await post({ model: 'm', prompt: 'hi', stream: true });
+  const events = sseEvents(await r.text());
+  assert.match(events.at(-1), /"error"/);
+  assert.ok(Date.now() - t0 < 5000);
+  await allMode('ok');
+});
+
+test('failures before the first byte are retried on another replica', async () => {
+  for (const mode of ['hang-headers', 'garbage', '500']) {
+    await admin(fakes[0], { mode });
+    await admin(fakes[1], { mode: 'ok' });
+    for (let i = 0; i < 4; i++) {
+      const r = await post({ model: 'm', prompt: `retry ${mode} ${i}` });
+      assert.equal(r.status, 200, mode);
+      const j = await r.json();
+      assert.equal(j.system_fingerprint, `fake-${fakes[1]}`, mode);
+    }
+  }
+  await allMode('ok');
+  await waitFor(async () => (await metrics()).includes(`endpoint_up{endpoint="http://127.0.0.1:${fakes[0]}"} 1`));
+});
+
+test('all replicas failing gives a clear error; none healthy gives 503', async () => {
+  await allMode('500');
+  let r = await post({ model: 'm', prompt: 'x' });
+  assert.equal(r.status, 502);
+  assert.match((await r.json()).error.message, /every endpoint tried failed/);
+  await allMode('ok');
+});
+
+test('a client that goes away before the first byte cancels the upstream request', async () => {
+  await allMode('hang-headers');
+  const ac = new AbortController();
+  const p = post({ model: 'm', prompt: 'cancel me', stream: true }).catch(() => null);
+  setTimeout(() => ac.abort(), 200);
+  await fetch(`http://127.0.0.1:${gwPort}/v1/completions`, {
+    method: 'POST', body: JSON.stringify({ model: 'm', prompt: 'c', stream: true }), signal: ac.signal,
+  }).catch(() => null);
+  await waitFor(async () => (await metrics()).includes('kiln_gateway_client_cancels_total'));
+  await allMode('ok');
+  await p;
+  await waitFor(async () => /kiln_gateway_inflight 0/.test(await metrics()));
+});
+
+test('bad requests get OpenAI-style errors and the gateway keeps serving', async () => {
+  const cases = [
+    ['{not json', 400], ['[]', 400], [JSON.stringify({ prompt: 'no model' }), 400],
+    [JSON.stringify({ model: 7 }), 400], [JSON.stringify({ model: 'nope', prompt: 'x' }), 404],
+  ];
+  for (const [body, status] of cases) {
+    const r = await post(body);
+    assert.equal(r.status, status, body.slice(0, 40));
+    if (status !== 413) assert.ok((await r.json()).error.message);
+  }
+  // A body over the limit is refused from its Content-Length, before it is read.
+  const head = await new Promise((resolve, reject) => {
+    const s = net.connect(gwPort, '127.0.0.1', () => {
+      s.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+              `Content-Length: ${64 * 1024 * 1024}\r\n\r\n{"model":`);
+    });
+    let got = '';
+    s.on('data', (d) => { got += d; if (got.includes('\r\n')) { s.destroy(); resolve(got); } });
+    s.on('error', reject);
+  });
+  assert.match(head, /^HTTP\/1\.1 413/);
+  let r = await fetch(`http://127.0.0.1:${gwPort}/v1/nothing`, { method: 'POST', body: '{}' });
+  assert.equal(r.status, 404);
+  r = await fetch(`http://127.0.0.1:${gwPort}/v1/completions`);
+  assert.equal(r.status, 405);
+  r = await post({ model: 'm', prompt: 'still fine' });
+  assert.equal(r.status, 200);
+});
+
+test('an invalid config is refused at start with the field named', async () => {
+  const bad = path.join(dir, 'bad.json');
+  writeFileSync(bad, JSON.stringify({ models: [{ name: 'm', pools: [{ endpoints: [{ url: 'http://x:0' }] }] }] }));
+  const p = spawn(kiln, ['gateway', '-c', bad]);
+  let err = '';
+  p.stderr.on('data', (d) => (err += d));
+  const code = await new Promise((res) => p.on('exit', res));
+  assert.equal(code, 1);
+  assert.match(err, /^kiln: .*bad\.json: models\[0\]\.pools\[0\]\.endpoints\[0\]\.url: expected http:\/\/HOST:PORT with a port/);
+});
