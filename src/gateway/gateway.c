@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,8 +174,10 @@ static void on_request(struct evhttp_request *req, void *arg)
         int up = 0;
         for (int i = 0; i < g->n_eps; i++)
             up += g->eps[i]->live && gw_endpoint_available(&g->eps[i]->e, gw_now_ns());
-        send_json(req, g->draining ? 503 : 200,
-                  json_pack("{s:s, s:i}", "status", g->draining ? "draining" : "ok",
+        /* not ready with no endpoint up, so a gateway in front of this one fails over */
+        send_json(req, g->draining || !up ? 503 : 200,
+                  json_pack("{s:s, s:i}", "status",
+                            g->draining ? "draining" : up ? "ok" : "no endpoint up",
                             "endpoints_up", up));
     } else if (path && get && !strcmp(path, "/metrics")) {
         gw_stats_handle(req, g);
@@ -247,6 +250,12 @@ int gw_port(const gw *g)
 
 int gw_run(gw *g)
 {
+    /* thousands of idle streaming clients each hold a descriptor: raise the soft limit */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     kl_info("gateway: listening on %s:%d, %d models, %d endpoints", g->cfg->listen_host, g->port,
             g->cfg->n_models, g->n_eps);
     gw_health_tick(g);

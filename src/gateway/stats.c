@@ -66,6 +66,26 @@ void gw_stats_handle(struct evhttp_request *req, gw *g)
                         g->queue_len);
     evbuffer_add_printf(b, "# TYPE kiln_gateway_inflight gauge\nkiln_gateway_inflight %d\n",
                         g->inflight);
+    /* The vLLM names, aggregated over this gateway's endpoints, so that a gateway in front of
+     * gateways (a global tier over regional ones) routes by the load of whole regions. */
+    double waiting = g->queue_len, running = 0, kv = 0;
+    int fresh = 0;
+    for (int i = 0; i < g->n_eps; i++) {
+        const gw_endpoint *e = &g->eps[i]->e;
+        if (!g->eps[i]->live || !gw_endpoint_available(e, gw_now_ns())) continue;
+        waiting += e->waiting;
+        running += e->running > e->inflight ? e->running : e->inflight;
+        kv += e->kv_usage;
+        fresh++;
+    }
+    evbuffer_add_printf(b,
+                        "# TYPE vllm:num_requests_waiting gauge\n"
+                        "vllm:num_requests_waiting{model_name=\"kiln-gateway\"} %g\n"
+                        "# TYPE vllm:num_requests_running gauge\n"
+                        "vllm:num_requests_running{model_name=\"kiln-gateway\"} %g\n"
+                        "# TYPE vllm:kv_cache_usage_perc gauge\n"
+                        "vllm:kv_cache_usage_perc{model_name=\"kiln-gateway\"} %g\n",
+                        waiting, running, fresh ? kv / fresh : 1.0);
     evbuffer_add_printf(b, "# TYPE kiln_gateway_endpoint_up gauge\n");
     for (int i = 0; i < g->n_eps; i++)
         if (g->eps[i]->live)
