@@ -24,6 +24,7 @@
 #include <xxhash.h>
 
 #include "base/log.h"
+#include "gateway/request.h"
 
 struct gw_call {
     gw *g;
@@ -468,38 +469,6 @@ void gw_poll_disconnects(gw *g)
     }
 }
 
-/* Collects the text whose prefix routes the request: the prompt, or the messages. */
-static size_t prompt_text(json_t *body, bool chat, char *buf, size_t cap)
-{
-    size_t n = 0;
-    if (chat) {
-        json_t *msgs = json_object_get(body, "messages"), *m;
-        size_t i;
-        json_array_foreach(msgs, i, m)
-        {
-            const char *role = json_string_value(json_object_get(m, "role"));
-            json_t *content = json_object_get(m, "content");
-            n += (size_t)snprintf(buf + n, cap - n, "<%s>", role ? role : "");
-            if (n >= cap) return cap - 1;
-            if (json_is_string(content)) {
-                size_t l = json_string_length(content);
-                if (l > cap - 1 - n) l = cap - 1 - n;
-                memcpy(buf + n, json_string_value(content), l);
-                n += l;
-            }
-            if (n >= cap - 1) return n;
-        }
-        return n;
-    }
-    json_t *p = json_object_get(body, "prompt");
-    if (json_is_array(p)) p = json_array_get(p, 0);
-    if (json_is_string(p)) {
-        n = json_string_length(p) < cap ? json_string_length(p) : cap;
-        memcpy(buf, json_string_value(p), n);
-    }
-    return n;
-}
-
 /* A split alias picks one target model at random by weight. */
 static const gw_model *resolve_split(gw *g, const gw_split_cfg *s)
 {
@@ -567,22 +536,17 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
-    json_error_t je;
-    json_t *body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &je);
-    if (!json_is_object(body)) {
-        json_decref(body);
-        gw_send_error(req, 400, "invalid_request_error", "the body must be a JSON object", 0);
-        return;
-    }
-    json_t *model = json_object_get(body, "model");
-    if (!json_is_string(model) || json_string_length(model) == 0 || json_string_length(model) > 255) {
-        json_decref(body);
-        gw_send_error(req, 400, "invalid_request_error", "'model' must be a non-empty string", 0);
+    gw_request_info info;
+    kl_err err = {0};
+    if (gw_request_parse(&info, (const char *)evbuffer_pullup(in, -1), len, chat, &err)) {
+        gw_send_error(req, err.code == KL_ENOMEM ? 503 : 400,
+                      err.code == KL_ENOMEM ? "service_unavailable" : "invalid_request_error",
+                      err.msg, 0);
         return;
     }
     gw_call *c = calloc(1, sizeof *c);
     if (!c) {
-        json_decref(body);
+        gw_request_info_free(&info);
         gw_send_error(req, 503, "service_unavailable", "out of memory", 1);
         return;
     }
@@ -593,42 +557,37 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
     g->calls = c;
     c->down = req;
     c->down_conn = evhttp_request_get_connection(req);
-    c->body = body;
+    c->body = info.body; /* the call owns it now */
+    info.body = NULL;
     c->t0_ns = gw_now_ns();
     c->tenant = tenant;
     c->priority = tenant ? tenant->cfg->priority : 0;
+    c->stream = info.stream;
     snprintf(c->path, sizeof c->path, "%s", path);
-    snprintf(c->requested, sizeof c->requested, "%s", json_string_value(model));
-    c->stream = json_is_true(json_object_get(body, "stream"));
+    snprintf(c->requested, sizeof c->requested, "%s", info.model);
     evhttp_connection_set_closecb(c->down_conn, on_down_close, c);
     if (!resolve_model(c, c->requested)) {
+        gw_request_info_free(&info);
         reply_error(c, 404, "not_found_error", "the model does not exist", 0);
         return;
     }
-    /* rate limits: a request and its estimated tokens (prompt bytes / 4 + max_tokens) */
-    char *text = malloc(GW_MAX_BLOCKS * GW_PREFIX_BLOCK_BYTES + 1);
-    size_t tl = text ? prompt_text(body, chat, text, GW_MAX_BLOCKS * GW_PREFIX_BLOCK_BYTES + 1) : 0;
-    json_t *mt = json_object_get(body, "max_tokens");
-    if (!mt) mt = json_object_get(body, "max_completion_tokens");
-    double est = (double)tl / 4 + (json_is_integer(mt) && json_integer_value(mt) > 0
-                                       ? (double)json_integer_value(mt) : 16);
     int retry_after = 0;
-    if (tenant && !gw_tenant_admit(tenant, est, c->t0_ns, &retry_after)) {
-        free(text);
+    if (tenant && !gw_tenant_admit(tenant, info.est_tokens, c->t0_ns, &retry_after)) {
+        gw_request_info_free(&info);
         gw_count(g, "kiln_gateway_rate_limited_total{tenant=\"%s\"}", tenant->cfg->name);
         reply_error(c, 429, "rate_limit_error", "rate limit exceeded for this API key", retry_after);
         return;
     }
     if (tenant && tenant->cfg->cache_salt) /* the tenant's salt, whatever the client sent */
-        json_object_set_new(body, "cache_salt", json_string(tenant->cfg->cache_salt));
-    c->n_blocks = text ? gw_prefix_hashes(text, tl, tenant ? tenant->salt : 0, c->blocks, GW_MAX_BLOCKS) : 0;
-    free(text);
+        json_object_set_new(c->body, "cache_salt", json_string(tenant->cfg->cache_salt));
+    c->n_blocks = gw_prefix_hashes(info.text, info.text_len, tenant ? tenant->salt : 0, c->blocks,
+                                   GW_MAX_BLOCKS);
     const char *sess = evhttp_find_header(evhttp_request_get_input_headers(req), g->cfg->session_header);
-    json_t *user = json_object_get(body, "user");
-    if (!sess && json_is_string(user)) sess = json_string_value(user);
+    if (!sess && info.user[0]) sess = info.user;
     if (sess) {
         c->has_session = true;
         c->session = XXH3_64bits(sess, strlen(sess));
     }
+    gw_request_info_free(&info);
     dispatch(c);
 }
