@@ -1,0 +1,88 @@
+/* kernels/dispatch.c: builds the per-ISA tables once (scalar, then avx2 over it, then avx512
+ * over that) and picks the best one this CPU runs, or the one KILN_SIMD names. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/impl.h"
+
+static kl_isa isa_scalar, isa_avx2, isa_avx512;
+static const kl_isa *isa_default;
+static _Atomic(const kl_isa *) isa_current;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void fill_scalar(kl_isa *t)
+{
+    memset(t, 0, sizeof *t);
+    t->name = "scalar";
+    t->types[KL_F32] = (kl_type_ops){KL_F32, NULL, kl_ref_gemm_f32};
+    t->types[KL_F16] = (kl_type_ops){KL_F32, NULL, kl_ref_gemm_f16};
+    t->types[KL_BF16] = (kl_type_ops){KL_F32, NULL, kl_ref_gemm_bf16};
+    t->types[KL_Q8_0] = (kl_type_ops){KL_Q8_0, kl_ref_quant_act_q8_0, kl_ref_gemm_q8_0};
+    t->types[KL_Q4_0] = (kl_type_ops){KL_Q8_0, kl_ref_quant_act_q8_0, kl_ref_gemm_q4_0};
+    t->types[KL_Q4_K] = (kl_type_ops){KL_Q8_K, kl_ref_quant_act_q8_k, kl_ref_gemm_q4_k};
+    t->types[KL_Q5_K] = (kl_type_ops){KL_Q8_K, kl_ref_quant_act_q8_k, kl_ref_gemm_q5_k};
+    t->types[KL_Q6_K] = (kl_type_ops){KL_Q8_K, kl_ref_quant_act_q8_k, kl_ref_gemm_q6_k};
+    t->vec = (kl_vec_ops){kl_ref_dot, kl_ref_axpy, kl_ref_rmsnorm, kl_ref_softmax, kl_ref_swiglu};
+}
+
+static bool cpu_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+}
+
+static bool cpu_avx512(void)
+{
+    __builtin_cpu_init();
+    return cpu_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16");
+}
+
+static void build(void)
+{
+    fill_scalar(&isa_scalar);
+    isa_avx2 = isa_scalar;
+    isa_avx2.name = "avx2";
+    kl_isa_avx2_init(&isa_avx2);
+    isa_avx512 = isa_avx2;
+    isa_avx512.name = "avx512";
+    kl_isa_avx512_init(&isa_avx512);
+    isa_default = cpu_avx512() ? &isa_avx512 : cpu_avx2() ? &isa_avx2 : &isa_scalar;
+    const char *want = getenv("KILN_SIMD");
+    if (want && *want) {
+        const kl_isa *t = !strcmp(want, "scalar") ? &isa_scalar
+                          : !strcmp(want, "avx2") && cpu_avx2() ? &isa_avx2
+                          : !strcmp(want, "avx512") && cpu_avx512() ? &isa_avx512
+                                                                   : NULL;
+        if (t) isa_default = t; /* an unknown or unsupported name keeps the best one */
+    }
+    atomic_store(&isa_current, isa_default);
+}
+
+/* Returns the ISA table in use (built on first call). */
+const kl_isa *kl_isa_get(void)
+{
+    pthread_once(&once, build);
+    return atomic_load_explicit(&isa_current, memory_order_relaxed);
+}
+
+/* Returns the named table if this CPU runs it, else NULL. */
+const kl_isa *kl_isa_find(const char *name)
+{
+    pthread_once(&once, build);
+    if (!strcmp(name, "scalar")) return &isa_scalar;
+    if (!strcmp(name, "avx2")) return cpu_avx2() ? &isa_avx2 : NULL;
+    if (!strcmp(name, "avx512")) return cpu_avx512() ? &isa_avx512 : NULL;
+    return NULL;
+}
+
+/* Makes later calls use isa; NULL restores the default pick. */
+void kl_isa_set(const kl_isa *isa)
+{
+    pthread_once(&once, build);
+    atomic_store(&isa_current, isa ? isa : isa_default);
+}

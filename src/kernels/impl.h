@@ -1,0 +1,158 @@
+/* kernels/impl.h: what the kernel files share and nobody else sees. GGUF block layouts,
+ * the activation layouts matmul quantizes into, and the per-dtype traits table that
+ * dispatch.c fills once from the CPU's features (STYLE.md habit 3).
+ *
+ * Block layouts are GGUF's (ggml-common.h), byte for byte: a file written by llama.cpp reads
+ * here and one written here reads in llama.cpp. */
+#ifndef KILN_KERNELS_IMPL_H
+#define KILN_KERNELS_IMPL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/dtype.h"
+#include "kernels/kernels.h"
+
+#define KL_QK 32   /* elements per Q8_0 / Q4_0 block */
+#define KL_QKK 256 /* elements per K-quant super-block */
+
+typedef struct {
+    uint16_t d;         /* fp16 scale */
+    int8_t qs[KL_QK];   /* x = d * q */
+} kl_block_q8_0;
+typedef struct {
+    uint16_t d;           /* fp16 scale */
+    uint8_t qs[KL_QK / 2]; /* x[j] = d * ((qs[j] & 15) - 8), x[j+16] = d * ((qs[j] >> 4) - 8) */
+} kl_block_q4_0;
+typedef struct {
+    uint16_t d, dmin;         /* fp16 super-scales of the 6-bit scales and mins */
+    uint8_t scales[12];       /* 8 (scale, min) pairs, 6 bits each, packed (kl_k4_scale_min) */
+    uint8_t qs[KL_QKK / 2];   /* 4-bit quants: 64-element chunks, low nibbles then high */
+} kl_block_q4_k;
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[KL_QKK / 8];   /* fifth bit: bit 2c of qh[l] for element l of chunk c's low half */
+    uint8_t qs[KL_QKK / 2];
+} kl_block_q5_k;
+typedef struct {
+    uint8_t ql[KL_QKK / 2];   /* low 4 bits */
+    uint8_t qh[KL_QKK / 4];   /* high 2 bits */
+    int8_t scales[KL_QKK / 16]; /* one signed scale per 16 elements */
+    uint16_t d;               /* fp16 super-scale */
+} kl_block_q6_k;
+_Static_assert(sizeof(kl_block_q8_0) == 34, "q8_0 block");
+_Static_assert(sizeof(kl_block_q4_0) == 18, "q4_0 block");
+_Static_assert(sizeof(kl_block_q4_k) == 144, "q4_k block");
+_Static_assert(sizeof(kl_block_q5_k) == 176, "q5_k block");
+_Static_assert(sizeof(kl_block_q6_k) == 210, "q6_k block");
+
+/* Scale and min j (0..7) of a Q4_K/Q5_K block's packed 12 bytes. */
+static inline void kl_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* Activation layouts (Kiln's own, in matmul scratch; every ISA writes the same bytes).
+ * A row of n activations quantized for the dot, 64-byte aligned, kl_act_row_bytes() long:
+ *   KL_Q8_0: int8 qs[n]; float d[n/32] (fp16-rounded, as llama.cpp's block_q8_0 holds it);
+ *            int32 s[n/32] (sum of the block's qs, for unsigned-times-signed int8 dots).
+ *   KL_Q8_K: int8 qs[n]; float d[n/256]; int16 bsums[n/16] (sums of 16 qs), llama.cpp's q8_K.
+ *   KL_F32:  the caller's rows are used as they are; no scratch. */
+size_t kl_act_row_bytes(kl_dtype act, int64_t n);
+static inline const float *kl_act_q8_0_d(const void *row, int64_t n)
+{
+    return (const float *)((const uint8_t *)row + n);
+}
+static inline const int32_t *kl_act_q8_0_s(const void *row, int64_t n)
+{
+    return (const int32_t *)((const uint8_t *)row + n + 4 * (n / KL_QK));
+}
+static inline const float *kl_act_q8_k_d(const void *row, int64_t n)
+{
+    return (const float *)((const uint8_t *)row + n);
+}
+static inline const int16_t *kl_act_q8_k_bsums(const void *row, int64_t n)
+{
+    return (const int16_t *)((const uint8_t *)row + n + 4 * (n / KL_QKK));
+}
+
+/* One matmul job: rows [r0, r1) of y for all B activation rows. */
+typedef struct kl_gemm {
+    const uint8_t *W; /* (rows, cols) weights */
+    size_t w_stride;  /* bytes per weight row */
+    int64_t cols;
+    const uint8_t *act; /* (B, ...) activations in the dtype's act layout */
+    size_t a_stride;    /* bytes between activation rows */
+    int B;
+    float *y;    /* (B, rows), row stride ldy */
+    int64_t ldy;
+} kl_gemm;
+typedef void (*kl_gemm_fn)(const kl_gemm *g, int64_t r0, int64_t r1);
+typedef void (*kl_row_fn)(const float *x, void *dst, int64_t n);
+
+/* Per weight dtype: how to quantize activations and multiply. One table per ISA. */
+typedef struct kl_type_ops {
+    kl_dtype act;         /* activation layout: KL_F32, KL_Q8_0 or KL_Q8_K */
+    kl_row_fn quant_act;  /* F32 row -> act layout row (NULL for KL_F32) */
+    kl_gemm_fn gemm;      /* NULL: dtype not supported by the matmul */
+} kl_type_ops;
+
+/* Float kernels with SIMD variants. */
+typedef struct kl_vec_ops {
+    float (*dot)(const float *a, const float *b, int n);
+    void (*axpy)(float *y, float a, const float *x, int n);
+    void (*rmsnorm)(float *out, const float *x, const float *w, int n, float eps);
+    void (*softmax)(float *x, int n);
+    void (*swiglu)(float *out, const float *g, const float *u, int n);
+} kl_vec_ops;
+
+typedef struct kl_isa {
+    const char *name; /* "scalar", "avx2", "avx512" */
+    kl_type_ops types[KL_DTYPE_COUNT];
+    kl_vec_ops vec;
+} kl_isa;
+
+/* Each SIMD file set fills the entries it implements over a copy of the table below it
+ * (scalar < avx2 < avx512); dispatch.c builds the three tables once. */
+void kl_isa_avx2_init(kl_isa *isa);
+void kl_isa_avx512_init(kl_isa *isa);
+
+/* Scalar reference pieces (ref_*.c). */
+void kl_ref_quant_act_q8_0(const float *x, void *dst, int64_t n);
+void kl_ref_quant_act_q8_k(const float *x, void *dst, int64_t n);
+void kl_ref_gemm_f32(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_gemm_f16(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_gemm_bf16(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_gemm_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_gemm_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_gemm_q4_k(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_gemm_q5_k(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_gemm_q6_k(const kl_gemm *g, int64_t r0, int64_t r1);
+float kl_ref_dot(const float *a, const float *b, int n);
+void kl_ref_axpy(float *y, float a, const float *x, int n);
+void kl_ref_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+void kl_ref_softmax(float *x, int n);
+void kl_ref_swiglu(float *out, const float *g, const float *u, int n);
+
+/* The ISA in use (picked once; KILN_SIMD=scalar|avx2|avx512 forces one). */
+const kl_isa *kl_isa_get(void);
+/* The named ISA if this CPU runs it, else NULL. For tests and benchmarks. */
+const kl_isa *kl_isa_find(const char *name);
+/* Makes later kernel calls use isa (tests and benchmarks); NULL restores the default. */
+void kl_isa_set(const kl_isa *isa);
+
+/* Round-to-nearest-even of a float to int (|v| < 2^22), as llama.cpp's nearest_int. */
+static inline int kl_nearest_int(float v)
+{
+    float f = v + 12582912.f;
+    int32_t i;
+    __builtin_memcpy(&i, &f, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+#endif

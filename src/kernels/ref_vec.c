@@ -1,0 +1,59 @@
+/* kernels/ref_vec.c: the float kernels, scalar. Reductions mirror llama.cpp's (rmsnorm and
+ * softmax sum in double) so a forward pass built on them tracks its numerics. */
+#include <math.h>
+
+#include "kernels/impl.h"
+
+float kl_ref_dot(const float *a, const float *b, int n)
+{
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void kl_ref_axpy(float *y, float a, const float *x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void kl_ref_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
+{
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    float mean = (float)(sum / n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    for (int i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
+}
+
+void kl_ref_softmax(float *x, int n)
+{
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++) max = fmaxf(max, x[i]);
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += (double)x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void kl_ref_swiglu(float *out, const float *g, const float *u, int n)
+{
+    for (int i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* Rotates pairs of head (see kernels.h); scalar only: it is a small part of a step. */
+void kl_rope(float *head, int head_dim, int n_rot, int pos, const float *freqs, bool neox)
+{
+    if (n_rot > head_dim) n_rot = head_dim;
+    int half = n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        float theta = (float)pos * freqs[i];
+        float c = cosf(theta), s = sinf(theta);
+        int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+        float x0 = head[i0], x1 = head[i1];
+        head[i0] = x0 * c - x1 * s;
+        head[i1] = x0 * s + x1 * c;
+    }
+}
