@@ -27,6 +27,7 @@ typedef struct model_hparams {
     int n_rot;          /* rope dimensions */
     float rope_theta, norm_eps;
     bool rope_neox;     /* qwen2/qwen3 rotate (i, i+n/2) pairs */
+    bool tied_output;   /* no output.weight: logits use token_embd.weight */
 } model_hparams;
 
 typedef struct model_seq {
@@ -49,6 +50,8 @@ typedef struct model model; /* opaque */
 typedef struct model_opts {
     int max_batch_tokens; /* largest batch forward() will be given; sizes the scratch */
     int max_logits;       /* most rows of logits per batch */
+    int max_ctx;          /* highest position + 1 any sequence will reach (0: n_ctx_train) */
+    int n_workers;        /* compute workers the forward pass will be given (sizes scratch) */
 } model_opts;
 
 /* Binds the weights of f (which must outlive the model). Checks every shape and dtype.
@@ -56,6 +59,8 @@ typedef struct model_opts {
 int model_load(model **out, gguf_file *f, const model_opts *opts, kl_err *err);
 void model_free(model *m); /* NULL is fine */
 const model_hparams *model_hparams_of(const model *m);
+/* The options the model was loaded with, defaults filled in. */
+const model_opts *model_opts_of(const model *m);
 
 /* Runs the batch; writes one row of n_vocab logits per token with want_logits into logits
  * ((rows, n_vocab) F32). Allocates nothing. Returns 0 or KL_EINVAL for a batch that breaks

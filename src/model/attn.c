@@ -1,0 +1,100 @@
+/* model/attn.c: attention of one layer through the paged KV cache. First the batch's K and V
+ * rows go into their cache slots (in the cache's dtype); then every (token, head) pair attends
+ * to positions 0..pos of its own sequence, reading K/V block by block through the sequence's
+ * block table. Work is split across the workers by (token, head) pair. */
+#include <math.h>
+#include <string.h>
+
+#include "model/internal.h"
+
+typedef struct attn_job {
+    model *m;
+    kv_store *kv;
+    int layer;
+    const model_batch *b;
+    kl_dtype dt;
+    size_t row_bytes; /* one token's K (or V) row in the cache */
+    int bs;
+} attn_job;
+
+/* Reads head slice [off, off + n) of a cached row into out as floats. */
+static const float *kv_read(kl_dtype dt, const uint8_t *row, int off, int n, float *out)
+{
+    switch (dt) {
+    case KL_F32: return (const float *)row + off;
+    case KL_F16: {
+        const uint16_t *h = (const uint16_t *)row + off;
+        for (int i = 0; i < n; i++) out[i] = kl_fp16_to_fp32(h[i]);
+        return out;
+    }
+    default: /* Q8_0: off and n are multiples of 32 (checked by model_forward) */
+        kl_dequantize_row(dt, row + (size_t)(off / 32) * 34, out, n);
+        return out;
+    }
+}
+
+static void attn_part(void *ctx, int ith, int nth)
+{
+    attn_job *j = ctx;
+    model *m = j->m;
+    const model_hparams *hp = &m->hp;
+    const model_batch *b = j->b;
+    int hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads;
+    float *scores = m->s.scores + (size_t)ith * m->opts.max_ctx;
+    float *acc = m->s.acc + (size_t)ith * hd;
+    float tmp[1024]; /* one head's K or V as floats; head_dim <= 1024 (checked at load) */
+    float scale = 1.f / sqrtf((float)hd);
+    int64_t items = (int64_t)b->n * hp->n_heads;
+    for (int64_t it = items * ith / nth; it < items * (ith + 1) / nth; it++) {
+        int i = (int)(it / hp->n_heads), h = (int)(it % hp->n_heads);
+        const model_seq *sq = &b->seqs[b->seq[i]];
+        int len = b->pos[i] + 1, off = (h / group) * hd;
+        const float *q = m->s.q + (size_t)i * m->q_dim + (size_t)h * hd;
+        float mx = -INFINITY;
+        for (int p = 0; p < len; p++) {
+            const uint8_t *row = (const uint8_t *)kv_store_k(j->kv, j->layer, sq->blocks[p / j->bs]) +
+                                 (size_t)(p % j->bs) * j->row_bytes;
+            const float *k = kv_read(j->dt, row, off, hd, tmp);
+            float s = kl_dot_f32(q, k, hd) * scale;
+            scores[p] = s;
+            if (s > mx) mx = s;
+        }
+        float sum = 0.f;
+        for (int p = 0; p < len; p++) {
+            scores[p] = expf(scores[p] - mx);
+            sum += scores[p];
+        }
+        memset(acc, 0, sizeof(float) * (size_t)hd);
+        for (int p = 0; p < len; p++) {
+            const uint8_t *row = (const uint8_t *)kv_store_v(j->kv, j->layer, sq->blocks[p / j->bs]) +
+                                 (size_t)(p % j->bs) * j->row_bytes;
+            const float *v = kv_read(j->dt, row, off, hd, tmp);
+            kl_axpy_f32(acc, scores[p] / sum, v, hd);
+        }
+        memcpy(m->s.att + (size_t)i * m->q_dim + (size_t)h * hd, acc, sizeof(float) * (size_t)hd);
+    }
+}
+
+/* Writes token i's k and v rows into their slots. */
+static void kv_write(const attn_job *j, int i)
+{
+    const model_batch *b = j->b;
+    const model_seq *sq = &b->seqs[b->seq[i]];
+    int p = b->pos[i];
+    int32_t blk = sq->blocks[p / j->bs];
+    size_t at = (size_t)(p % j->bs) * j->row_bytes;
+    const float *k = j->m->s.k + (size_t)i * j->m->kv_dim, *v = j->m->s.v + (size_t)i * j->m->kv_dim;
+    uint8_t *kd = (uint8_t *)kv_store_k(j->kv, j->layer, blk) + at;
+    uint8_t *vd = (uint8_t *)kv_store_v(j->kv, j->layer, blk) + at;
+    kl_quantize_row(j->dt, k, kd, j->m->kv_dim);
+    kl_quantize_row(j->dt, v, vd, j->m->kv_dim);
+}
+
+void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const model_batch *b)
+{
+    const kv_store_config *c = kv_store_config_of(kv);
+    attn_job j = {.m = m, .kv = kv, .layer = layer, .b = b, .dt = c->dtype,
+                  .row_bytes = kl_dtype_row_bytes(c->dtype, c->kv_dim), .bs = c->block_tokens};
+    for (int i = 0; i < b->n; i++) kv_write(&j, i);
+    kl_workers_run(w, attn_part, &j);
+}

@@ -1,0 +1,140 @@
+/* model/forward.c: the llama-family layer loop over one flat batch (see model.h).
+ * Per layer: RMSNorm → Q/K/V projections (+ qwen2 biases, qwen3 per-head norms) → RoPE →
+ * attention through the paged cache → output projection + residual → RMSNorm → SwiGLU FFN
+ * + residual. Each projection is one matmul over all the batch's tokens, so the weights are
+ * read once per step however many sequences the batch holds. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/internal.h"
+
+/* y (n, w->rows) = x (n, w->cols) W^T */
+static void proj(model *m, kl_workers *wk, const model_w *w, const float *x, int n, float *y)
+{
+    kl_matmul(wk, w->type, w->data, w->rows, w->cols, x, w->cols, n, y, w->rows, m->s.mm);
+}
+
+void model_rope_head(const model *m, float *head, int pos)
+{
+    int half = m->hp.n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        float a = (float)pos * m->rope_freqs[i], c = cosf(a), s = sinf(a);
+        int i0 = m->hp.rope_neox ? i : 2 * i, i1 = m->hp.rope_neox ? i + half : 2 * i + 1;
+        float x0 = head[i0], x1 = head[i1];
+        head[i0] = x0 * c - x1 * s;
+        head[i1] = x0 * s + x1 * c;
+    }
+}
+
+/* Adds bias to every row of y (n, dim); NULL bias does nothing. */
+static void add_bias(float *y, const float *bias, int n, int dim)
+{
+    if (!bias) return;
+    for (int i = 0; i < n; i++) kl_axpy_f32(y + (size_t)i * dim, 1.f, bias, dim);
+}
+
+/* Per-head RMSNorm (qwen3) then RoPE of every head of every row of t (n, heads * hd). */
+static void heads_prepare(model *m, float *t, int heads, const float *norm, const model_batch *b)
+{
+    int hd = m->hp.head_dim;
+    for (int i = 0; i < b->n; i++)
+        for (int h = 0; h < heads; h++) {
+            float *head = t + ((size_t)i * heads + h) * hd;
+            if (norm) kl_rmsnorm(head, head, norm, hd, m->hp.norm_eps);
+            model_rope_head(m, head, b->pos[i]);
+        }
+}
+
+static int check_batch(const model *m, const kv_store *kv, const model_batch *b, kl_err *err)
+{
+    const kv_store_config *c = kv_store_config_of(kv);
+    if (c->n_layers != m->hp.n_layers || c->kv_dim != m->kv_dim)
+        return kl_errf(err, KL_EINVAL, "forward: kv cache shape does not match the model");
+    if (c->dtype == KL_Q8_0 && m->hp.head_dim % 32)
+        return kl_errf(err, KL_EINVAL, "forward: q8_0 kv cache needs head_dim a multiple of 32");
+    if (b->n < 1 || b->n > m->opts.max_batch_tokens)
+        return kl_errf(err, KL_EINVAL, "forward: batch of %d tokens (max %d)", b->n,
+                       m->opts.max_batch_tokens);
+    int n_logits = 0;
+    int32_t nb = kv_store_n_blocks(kv);
+    for (int i = 0; i < b->n; i++) {
+        if (b->token[i] < 0 || b->token[i] >= m->hp.n_vocab)
+            return kl_errf(err, KL_EINVAL, "forward: token %d out of range", b->token[i]);
+        if (b->seq[i] < 0 || b->seq[i] >= b->n_seqs)
+            return kl_errf(err, KL_EINVAL, "forward: bad sequence index %d", b->seq[i]);
+        if (b->pos[i] < 0 || b->pos[i] >= m->opts.max_ctx)
+            return kl_errf(err, KL_EINVAL, "forward: position %d out of range", b->pos[i]);
+        const model_seq *sq = &b->seqs[b->seq[i]];
+        int last = b->pos[i] / c->block_tokens;
+        if (last >= sq->n_blocks)
+            return kl_errf(err, KL_EINVAL, "forward: block table too short for position %d",
+                           b->pos[i]);
+        for (int j = 0; j <= last; j++)
+            if (sq->blocks[j] < 0 || sq->blocks[j] >= nb)
+                return kl_errf(err, KL_EINVAL, "forward: bad block id %d", sq->blocks[j]);
+        n_logits += b->want_logits && b->want_logits[i];
+    }
+    if (n_logits > m->opts.max_logits)
+        return kl_errf(err, KL_EINVAL, "forward: %d logits rows (max %d)", n_logits,
+                       m->opts.max_logits);
+    return 0;
+}
+
+/* Grows the per-worker attention scratch when a pool larger than opts.n_workers shows up
+ * (once; the forward pass allocates nothing after that). */
+static int fit_workers(model *m, kl_workers *w, kl_err *err)
+{
+    int nw = w ? kl_workers_count(w) : 1;
+    if (nw <= m->opts.n_workers) return 0;
+    float *sc = realloc(m->s.scores, sizeof(float) * (size_t)nw * (size_t)m->opts.max_ctx);
+    if (sc) m->s.scores = sc;
+    float *acc = realloc(m->s.acc, sizeof(float) * (size_t)nw * (size_t)m->hp.head_dim);
+    if (acc) m->s.acc = acc;
+    if (!sc || !acc) return kl_errf(err, KL_ENOMEM, "forward: out of memory");
+    m->opts.n_workers = nw;
+    return 0;
+}
+
+int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, float *logits,
+                  kl_err *err)
+{
+    int rc = check_batch(m, kv, b, err);
+    if (rc || (rc = fit_workers(m, w, err))) return rc;
+    const model_hparams *hp = &m->hp;
+    model_scratch *s = &m->s;
+    int n = b->n, dim = hp->dim;
+    size_t emb_row = kl_dtype_row_bytes(m->tok_embd.type, dim);
+    for (int i = 0; i < n; i++)
+        kl_dequantize_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)b->token[i] * emb_row,
+                          s->x + (size_t)i * dim, dim);
+    for (int l = 0; l < hp->n_layers; l++) {
+        const model_layer *ly = &m->layers[l];
+        for (int i = 0; i < n; i++)
+            kl_rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, ly->attn_norm, dim, hp->norm_eps);
+        proj(m, w, &ly->wq, s->xb, n, s->q);
+        proj(m, w, &ly->wk, s->xb, n, s->k);
+        proj(m, w, &ly->wv, s->xb, n, s->v);
+        add_bias(s->q, ly->bq, n, m->q_dim);
+        add_bias(s->k, ly->bk, n, m->kv_dim);
+        add_bias(s->v, ly->bv, n, m->kv_dim);
+        heads_prepare(m, s->q, hp->n_heads, ly->q_norm, b);
+        heads_prepare(m, s->k, hp->n_kv_heads, ly->k_norm, b);
+        model_attention(m, w, kv, l, b);
+        proj(m, w, &ly->wo, s->att, n, s->xb);
+        for (int i = 0; i < n; i++) kl_axpy_f32(s->x + (size_t)i * dim, 1.f, s->xb + (size_t)i * dim, dim);
+        for (int i = 0; i < n; i++)
+            kl_rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, ly->ffn_norm, dim, hp->norm_eps);
+        proj(m, w, &ly->w_gate, s->xb, n, s->hb);
+        proj(m, w, &ly->w_up, s->xb, n, s->hb2);
+        kl_swiglu(s->hb, s->hb, s->hb2, n * hp->hidden_dim);
+        proj(m, w, &ly->w_down, s->hb, n, s->xb);
+        for (int i = 0; i < n; i++) kl_axpy_f32(s->x + (size_t)i * dim, 1.f, s->xb + (size_t)i * dim, dim);
+    }
+    int r = 0;
+    for (int i = 0; i < n; i++)
+        if (b->want_logits && b->want_logits[i])
+            kl_rmsnorm(s->rows + (size_t)r++ * dim, s->x + (size_t)i * dim, m->output_norm, dim, hp->norm_eps);
+    if (r) proj(m, w, &m->output, s->rows, r, logits);
+    return 0;
+}

@@ -1,0 +1,52 @@
+/* model/internal.h: the bound model, shared by load.c (binding and checks), forward.c (the
+ * layer loop) and attn.c (attention through the paged cache). Nobody outside model/ sees it. */
+#ifndef KILN_MODEL_INTERNAL_H
+#define KILN_MODEL_INTERNAL_H
+#include "kernels/kernels.h"
+#include "model/model.h"
+
+/* A weight matrix (rows, cols) as GGUF holds it: ne[0] = cols. */
+typedef struct model_w {
+    const void *data;
+    kl_dtype type;
+    int64_t rows, cols;
+} model_w;
+
+typedef struct model_layer {
+    const float *attn_norm, *ffn_norm; /* (dim) */
+    model_w wq, wk, wv, wo;
+    const float *bq, *bk, *bv;         /* qwen2 biases, NULL otherwise */
+    const float *q_norm, *k_norm;      /* qwen3 per-head norms (head_dim), NULL otherwise */
+    model_w w_gate, w_up, w_down;
+} model_layer;
+
+/* Activations of one batch: every buffer sized for opts.max_batch_tokens rows. */
+typedef struct model_scratch {
+    float *x;      /* (n, dim) residual stream */
+    float *xb;     /* (n, dim) normed input of a sublayer */
+    float *q;      /* (n, q_dim) */
+    float *k, *v;  /* (n, kv_dim) */
+    float *att;    /* (n, q_dim) attention output */
+    float *hb, *hb2; /* (n, hidden) */
+    float *rows;   /* (max_logits, dim) final-normed rows that want logits */
+    void *mm;      /* matmul activation scratch, the largest any weight needs */
+    float *scores; /* (n_workers, max_ctx) attention scores per worker */
+    float *acc;    /* (n_workers, head_dim) */
+} model_scratch;
+
+struct model {
+    model_hparams hp;
+    model_opts opts;
+    int q_dim, kv_dim;
+    float *rope_freqs; /* (n_rot / 2) inverse frequencies, scaling applied */
+    model_w tok_embd, output;
+    const float *output_norm;
+    model_layer *layers;
+    model_scratch s;
+};
+
+/* Attention of a batch for one layer: writes the batch's k, v into the cache, then att. */
+void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const model_batch *b);
+/* Rotates one head in place (pairs per hp.rope_neox). */
+void model_rope_head(const model *m, float *head, int pos);
+#endif

@@ -1,0 +1,289 @@
+/* model/load.c: reads the hyperparameters of a llama-family GGUF (llama, qwen2, qwen3) and
+ * binds every weight to a view of the mapping after checking its shape and dtype, then
+ * allocates the forward pass's scratch. Nothing is copied: the file must outlive the model. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/internal.h"
+
+typedef struct loader {
+    gguf_file *f;
+    const char *arch;
+    kl_err *err;
+} loader;
+
+/* Reads "<arch>.<key>" as u32 into *out; absent keeps *out when optional. Returns 0/KL_E*. */
+static int get_u32(loader *L, const char *key, int *out, bool optional)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", L->arch, key);
+    uint32_t v;
+    int rc = gguf_get_u32(L->f, full, &v, L->err);
+    if (rc == KL_ENOTFOUND && optional) return 0;
+    if (rc == KL_ENOTFOUND)
+        return kl_errf(L->err, KL_EBADFILE, "%s: missing metadata key %s", gguf_path(L->f), full);
+    if (rc) return rc;
+    if (v > (1u << 24))
+        return kl_errf(L->err, KL_EBADFILE, "%s: %s = %u is out of range", gguf_path(L->f), full, v);
+    *out = (int)v;
+    return 0;
+}
+
+static int get_f32(loader *L, const char *key, float *out)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", L->arch, key);
+    int rc = gguf_get_f32(L->f, full, out, L->err);
+    if (rc == KL_ENOTFOUND) return 0;
+    if (rc) return rc;
+    if (!isfinite(*out))
+        return kl_errf(L->err, KL_EBADFILE, "%s: %s is not finite", gguf_path(L->f), full);
+    return 0;
+}
+
+/* Finds tensor name with the given shape (cols = ne[0], rows = ne[1]; rows 0 for 1-D).
+ * Returns NULL with err set when absent (unless optional), misshapen or of an unusable type. */
+static const gguf_tensor *find(loader *L, const char *name, int64_t cols, int64_t rows,
+                               bool optional)
+{
+    const gguf_tensor *t = gguf_find_tensor(L->f, name);
+    if (!t) {
+        if (!optional) kl_errf(L->err, KL_EBADFILE, "%s: missing tensor %s", gguf_path(L->f), name);
+        return NULL;
+    }
+    bool ok = rows ? t->n_dims == 2 && t->ne[0] == cols && t->ne[1] == rows
+                   : t->n_dims == 1 && t->ne[0] == cols;
+    if (!ok) {
+        kl_errf(L->err, KL_EBADFILE, "%s: tensor %s has shape [%lld, %lld], expected [%lld, %lld]",
+                gguf_path(L->f), name, (long long)t->ne[0], (long long)t->ne[1], (long long)cols,
+                (long long)(rows ? rows : 1));
+        return NULL;
+    }
+    return t;
+}
+
+static int bind_vec(loader *L, const char *name, int64_t n, bool optional, const float **out)
+{
+    *out = NULL;
+    const gguf_tensor *t = find(L, name, n, 0, optional);
+    if (!t) return optional && !gguf_find_tensor(L->f, name) ? 0 : KL_EBADFILE;
+    if (t->type != KL_F32)
+        return kl_errf(L->err, KL_EUNSUP, "%s: tensor %s is %s; 1-D tensors must be f32",
+                       gguf_path(L->f), name, kl_dtype_get(t->type)->name);
+    *out = t->data;
+    return 0;
+}
+
+static int bind_mat(loader *L, const char *name, int64_t cols, int64_t rows, model_w *w)
+{
+    const gguf_tensor *t = find(L, name, cols, rows, false);
+    if (!t) return KL_EBADFILE;
+    if (!kl_matmul_supports(t->type))
+        return kl_errf(L->err, KL_EUNSUP, "%s: tensor %s: type %s is not supported",
+                       gguf_path(L->f), name, kl_dtype_get(t->type)->name);
+    *w = (model_w){t->data, t->type, rows, cols};
+    return 0;
+}
+
+static int read_hparams(loader *L, model_hparams *hp)
+{
+    if (!strcmp(L->arch, "llama")) {
+        hp->rope_neox = false;
+    } else if (!strcmp(L->arch, "qwen2") || !strcmp(L->arch, "qwen3")) {
+        hp->rope_neox = true;
+    } else {
+        return kl_errf(L->err, KL_EUNSUP, "%s: architecture '%s' is not supported (llama, qwen2, qwen3)",
+                       gguf_path(L->f), L->arch);
+    }
+    snprintf(hp->arch, sizeof hp->arch, "%s", L->arch);
+    int rc;
+    if ((rc = get_u32(L, "embedding_length", &hp->dim, false)) ||
+        (rc = get_u32(L, "block_count", &hp->n_layers, false)) ||
+        (rc = get_u32(L, "feed_forward_length", &hp->hidden_dim, false)) ||
+        (rc = get_u32(L, "attention.head_count", &hp->n_heads, false)))
+        return rc;
+    hp->n_kv_heads = hp->n_heads;
+    hp->n_ctx_train = 2048;
+    hp->rope_theta = 10000.f;
+    hp->norm_eps = 1e-5f;
+    if ((rc = get_u32(L, "attention.head_count_kv", &hp->n_kv_heads, true)) ||
+        (rc = get_u32(L, "context_length", &hp->n_ctx_train, true)) ||
+        (rc = get_f32(L, "rope.freq_base", &hp->rope_theta)) ||
+        (rc = get_f32(L, "attention.layer_norm_rms_epsilon", &hp->norm_eps)))
+        return rc;
+    if (hp->dim < 1 || hp->n_layers < 1 || hp->n_heads < 1 || hp->hidden_dim < 1 ||
+        hp->n_kv_heads < 1 || hp->n_heads % hp->n_kv_heads || hp->dim % hp->n_heads ||
+        hp->n_ctx_train < 1)
+        return kl_errf(L->err, KL_EBADFILE, "%s: inconsistent hyperparameters (dim %d, heads %d/%d)",
+                       gguf_path(L->f), hp->dim, hp->n_heads, hp->n_kv_heads);
+    hp->head_dim = hp->dim / hp->n_heads;
+    if ((rc = get_u32(L, "attention.key_length", &hp->head_dim, true))) return rc;
+    hp->n_rot = hp->head_dim;
+    if ((rc = get_u32(L, "rope.dimension_count", &hp->n_rot, true))) return rc;
+    if (hp->head_dim < 2 || hp->head_dim > 1024 || hp->n_rot < 2 || hp->n_rot > hp->head_dim ||
+        hp->n_rot % 2 || hp->rope_theta <= 0 || !(hp->norm_eps > 0))
+        return kl_errf(L->err, KL_EBADFILE, "%s: bad head_dim %d / rope dims %d / theta / eps",
+                       gguf_path(L->f), hp->head_dim, hp->n_rot);
+    const gguf_tensor *emb = gguf_find_tensor(L->f, "token_embd.weight");
+    if (!emb || emb->n_dims != 2)
+        return kl_errf(L->err, KL_EBADFILE, "%s: missing tensor token_embd.weight", gguf_path(L->f));
+    if (emb->ne[1] < 1 || emb->ne[1] > (1 << 22))
+        return kl_errf(L->err, KL_EBADFILE, "%s: bad vocabulary size %lld", gguf_path(L->f),
+                       (long long)emb->ne[1]);
+    hp->n_vocab = (int)emb->ne[1];
+    return 0;
+}
+
+/* Inverse frequencies theta^(-2i/n_rot), divided by rope_freqs.weight (Llama 3 scaling) or a
+ * linear scaling factor when the file has one. */
+static int make_rope_freqs(loader *L, model *m)
+{
+    int half = m->hp.n_rot / 2;
+    m->rope_freqs = malloc(sizeof(float) * (size_t)half);
+    if (!m->rope_freqs) return kl_errf(L->err, KL_ENOMEM, "out of memory");
+    const float *factors = NULL;
+    int rc = bind_vec(L, "rope_freqs.weight", half, true, &factors);
+    if (rc) return rc;
+    float linear = 1.f;
+    if ((rc = get_f32(L, "rope.scaling.factor", &linear))) return rc;
+    const char *stype = NULL;
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", L->arch);
+    if (gguf_get_str(L->f, key, &stype, NULL) || strcmp(stype, "linear")) linear = 1.f;
+    if (!(linear > 0)) linear = 1.f;
+    for (int i = 0; i < half; i++) {
+        double f = pow((double)m->hp.rope_theta, -2.0 * i / m->hp.n_rot);
+        if (factors) f /= (double)factors[i];
+        m->rope_freqs[i] = (float)(f / (double)linear);
+    }
+    return 0;
+}
+
+static int bind_weights(loader *L, model *m)
+{
+    const model_hparams *hp = &m->hp;
+    int rc;
+    const gguf_tensor *emb = gguf_find_tensor(L->f, "token_embd.weight");
+    if (emb->ne[0] != hp->dim || !kl_dtype_row_bytes(emb->type, hp->dim))
+        return kl_errf(L->err, KL_EBADFILE, "%s: token_embd.weight has rows of %lld, expected %d",
+                       gguf_path(L->f), (long long)emb->ne[0], hp->dim);
+    m->tok_embd = (model_w){emb->data, emb->type, hp->n_vocab, hp->dim};
+    if ((rc = bind_vec(L, "output_norm.weight", hp->dim, false, &m->output_norm))) return rc;
+    if (gguf_find_tensor(L->f, "output.weight")) {
+        if ((rc = bind_mat(L, "output.weight", hp->dim, hp->n_vocab, &m->output))) return rc;
+    } else {
+        if (!kl_matmul_supports(emb->type))
+            return kl_errf(L->err, KL_EUNSUP, "%s: token_embd.weight type cannot be the output",
+                           gguf_path(L->f));
+        m->output = m->tok_embd;
+        m->hp.tied_output = true;
+    }
+    m->layers = calloc((size_t)hp->n_layers, sizeof *m->layers);
+    if (!m->layers) return kl_errf(L->err, KL_ENOMEM, "out of memory");
+    bool qwen2 = !strcmp(hp->arch, "qwen2"), qwen3 = !strcmp(hp->arch, "qwen3");
+    for (int l = 0; l < hp->n_layers; l++) {
+        model_layer *ly = &m->layers[l];
+        char n[GGUF_MAX_NAME];
+#define NAME(s) (snprintf(n, sizeof n, "blk.%d." s, l), n)
+        if ((rc = bind_vec(L, NAME("attn_norm.weight"), hp->dim, false, &ly->attn_norm)) ||
+            (rc = bind_vec(L, NAME("ffn_norm.weight"), hp->dim, false, &ly->ffn_norm)) ||
+            (rc = bind_mat(L, NAME("attn_q.weight"), hp->dim, m->q_dim, &ly->wq)) ||
+            (rc = bind_mat(L, NAME("attn_k.weight"), hp->dim, m->kv_dim, &ly->wk)) ||
+            (rc = bind_mat(L, NAME("attn_v.weight"), hp->dim, m->kv_dim, &ly->wv)) ||
+            (rc = bind_mat(L, NAME("attn_output.weight"), m->q_dim, hp->dim, &ly->wo)) ||
+            (rc = bind_mat(L, NAME("ffn_gate.weight"), hp->dim, hp->hidden_dim, &ly->w_gate)) ||
+            (rc = bind_mat(L, NAME("ffn_up.weight"), hp->dim, hp->hidden_dim, &ly->w_up)) ||
+            (rc = bind_mat(L, NAME("ffn_down.weight"), hp->hidden_dim, hp->dim, &ly->w_down)))
+            return rc;
+        if (qwen2 && ((rc = bind_vec(L, NAME("attn_q.bias"), m->q_dim, false, &ly->bq)) ||
+                      (rc = bind_vec(L, NAME("attn_k.bias"), m->kv_dim, false, &ly->bk)) ||
+                      (rc = bind_vec(L, NAME("attn_v.bias"), m->kv_dim, false, &ly->bv))))
+            return rc;
+        if (qwen3 && ((rc = bind_vec(L, NAME("attn_q_norm.weight"), hp->head_dim, false, &ly->q_norm)) ||
+                      (rc = bind_vec(L, NAME("attn_k_norm.weight"), hp->head_dim, false, &ly->k_norm))))
+            return rc;
+#undef NAME
+    }
+    return 0;
+}
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+static int alloc_scratch(loader *L, model *m)
+{
+    const model_hparams *hp = &m->hp;
+    model_scratch *s = &m->s;
+    size_t n = (size_t)m->opts.max_batch_tokens, nw = (size_t)m->opts.n_workers;
+    size_t wide = (size_t)(m->q_dim > hp->dim ? m->q_dim : hp->dim);
+    s->x = calloc(n * (size_t)hp->dim, sizeof(float));
+    s->xb = calloc(n * wide, sizeof(float));
+    s->q = calloc(n * (size_t)m->q_dim, sizeof(float));
+    s->k = calloc(n * (size_t)m->kv_dim, sizeof(float));
+    s->v = calloc(n * (size_t)m->kv_dim, sizeof(float));
+    s->att = calloc(n * (size_t)m->q_dim, sizeof(float));
+    s->hb = calloc(n * (size_t)hp->hidden_dim, sizeof(float));
+    s->hb2 = calloc(n * (size_t)hp->hidden_dim, sizeof(float));
+    s->rows = calloc((size_t)m->opts.max_logits * (size_t)hp->dim, sizeof(float));
+    s->scores = calloc(nw * (size_t)m->opts.max_ctx, sizeof(float));
+    s->acc = calloc(nw * (size_t)hp->head_dim, sizeof(float));
+    size_t mm = 0;
+    int B = m->opts.max_batch_tokens;
+    for (int l = 0; l < hp->n_layers; l++) {
+        const model_layer *ly = &m->layers[l];
+        mm = max_sz(mm, kl_matmul_scratch(ly->wq.type, B, ly->wq.cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->wk.type, B, ly->wk.cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->wv.type, B, ly->wv.cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->wo.type, B, ly->wo.cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->w_gate.type, B, ly->w_gate.cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->w_up.type, B, ly->w_up.cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->w_down.type, B, ly->w_down.cols));
+    }
+    mm = max_sz(mm, kl_matmul_scratch(m->output.type, m->opts.max_logits, m->output.cols));
+    s->mm = mm ? aligned_alloc(64, (mm + 63) & ~(size_t)63) : NULL;
+    if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 || !s->rows ||
+        !s->scores || !s->acc || (mm && !s->mm))
+        return kl_errf(L->err, KL_ENOMEM, "model: cannot allocate scratch for %zu tokens", n);
+    return 0;
+}
+
+int model_load(model **out, gguf_file *f, const model_opts *opts, kl_err *err)
+{
+    *out = NULL;
+    loader L = {.f = f, .err = err};
+    if (gguf_get_str(f, "general.architecture", &L.arch, err))
+        return kl_errf(err, KL_EBADFILE, "%s: missing general.architecture", gguf_path(f));
+    model *m = calloc(1, sizeof *m);
+    if (!m) return kl_errf(err, KL_ENOMEM, "out of memory");
+    int rc = read_hparams(&L, &m->hp);
+    if (rc) goto fail;
+    m->opts = *opts;
+    if (m->opts.max_batch_tokens < 1) m->opts.max_batch_tokens = 512;
+    if (m->opts.max_logits < 1) m->opts.max_logits = m->opts.max_batch_tokens;
+    if (m->opts.max_ctx < 1) m->opts.max_ctx = m->hp.n_ctx_train;
+    if (m->opts.n_workers < 1) m->opts.n_workers = 1;
+    m->q_dim = m->hp.n_heads * m->hp.head_dim;
+    m->kv_dim = m->hp.n_kv_heads * m->hp.head_dim;
+    if ((rc = make_rope_freqs(&L, m)) || (rc = bind_weights(&L, m)) || (rc = alloc_scratch(&L, m)))
+        goto fail;
+    *out = m;
+    return 0;
+fail:
+    model_free(m);
+    return rc;
+}
+
+void model_free(model *m)
+{
+    if (!m) return;
+    model_scratch *s = &m->s;
+    free(s->x), free(s->xb), free(s->q), free(s->k), free(s->v), free(s->att);
+    free(s->hb), free(s->hb2), free(s->rows), free(s->scores), free(s->acc), free(s->mm);
+    free(m->layers);
+    free(m->rope_freqs);
+    free(m);
+}
+
+const model_hparams *model_hparams_of(const model *m) { return &m->hp; }
+const model_opts *model_opts_of(const model *m) { return &m->opts; }
