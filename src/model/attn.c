@@ -50,6 +50,11 @@ static void attn_part(void *ctx, int ith, int nth)
         const model_seq *sq = &b->seqs[b->seq[i]];
         int len = b->pos[i] + 1, off = (h / group) * hd;
         const float *q = m->s.q + (size_t)i * m->q_dim + (size_t)h * hd;
+        float qh[1024];
+        if (j->dt == KL_F16) { /* as llama.cpp: the query meets an F16 cache in F16 */
+            for (int d = 0; d < hd; d++) qh[d] = kl_fp16_to_fp32(kl_fp32_to_fp16(q[d]));
+            q = qh;
+        }
         float mx = -INFINITY;
         for (int p = 0; p < len; p++) {
             const uint8_t *row = (const uint8_t *)kv_store_k(j->kv, j->layer, sq->blocks[p / j->bs]) +
@@ -69,7 +74,9 @@ static void attn_part(void *ctx, int ith, int nth)
             const uint8_t *row = (const uint8_t *)kv_store_v(j->kv, j->layer, sq->blocks[p / j->bs]) +
                                  (size_t)(p % j->bs) * j->row_bytes;
             const float *v = kv_read(j->dt, row, off, hd, tmp);
-            kl_axpy_f32(acc, scores[p] / sum, v, hd);
+            float pw = scores[p] / sum;
+            if (j->dt == KL_F16) pw = kl_fp16_to_fp32(kl_fp32_to_fp16(pw));
+            kl_axpy_f32(acc, pw, v, hd);
         }
         memcpy(m->s.att + (size_t)i * m->q_dim + (size_t)h * hd, acc, sizeof(float) * (size_t)hd);
     }

@@ -18,8 +18,10 @@ static void proj(model *m, kl_workers *wk, const model_w *w, const float *x, int
 void model_rope_head(const model *m, float *head, int pos)
 {
     int half = m->hp.n_rot / 2;
+    float theta = (float)pos; /* pos * theta_base^(-2i/n_rot), built by repeated products */
     for (int i = 0; i < half; i++) {
-        float a = (float)pos * m->rope_freqs[i], c = cosf(a), s = sinf(a);
+        float a = theta * m->rope_freqs[i], c = cosf(a), s = sinf(a);
+        theta *= m->rope_scale;
         int i0 = m->hp.rope_neox ? i : 2 * i, i1 = m->hp.rope_neox ? i + half : 2 * i + 1;
         float x0 = head[i0], x1 = head[i1];
         head[i0] = x0 * c - x1 * s;

@@ -38,7 +38,8 @@ struct model {
     model_hparams hp;
     model_opts opts;
     int q_dim, kv_dim;
-    float *rope_freqs; /* (n_rot / 2) inverse frequencies, scaling applied */
+    float rope_scale;  /* theta^(-2/n_rot): angle i = pos * rope_scale^i * rope_freqs[i] */
+    float *rope_freqs; /* (n_rot / 2) per-dimension factors (Llama 3 / linear scaling) */
     model_w tok_embd, output;
     const float *output_norm;
     model_layer *layers;

@@ -153,11 +153,11 @@ static int make_rope_freqs(loader *L, model *m)
     snprintf(key, sizeof key, "%s.rope.scaling.type", L->arch);
     if (gguf_get_str(L->f, key, &stype, NULL) || strcmp(stype, "linear")) linear = 1.f;
     if (!(linear > 0)) linear = 1.f;
-    for (int i = 0; i < half; i++) {
-        double f = pow((double)m->hp.rope_theta, -2.0 * i / m->hp.n_rot);
-        if (factors) f /= (double)factors[i];
-        m->rope_freqs[i] = (float)(f / (double)linear);
-    }
+    /* as llama.cpp: the angle is pos * scale^i with scale = theta^(-2/n_rot) multiplied up
+     * in float, i by i; rope_freqs[i] holds only the per-dimension correction (1 / factor). */
+    m->rope_scale = powf(m->hp.rope_theta, -2.0f / (float)m->hp.n_rot);
+    for (int i = 0; i < half; i++)
+        m->rope_freqs[i] = (factors ? 1.0f / factors[i] : 1.0f) / linear;
     return 0;
 }
 
