@@ -33,52 +33,53 @@ static const float *kv_read(kl_dtype dt, const uint8_t *row, int off, int n, flo
     }
 }
 
+/* One work item: token i and KV head g with the `group` query heads that share it, so each
+ * cached K/V row is read and converted once for all of them. */
 static void attn_part(void *ctx, int ith, int nth)
 {
     attn_job *j = ctx;
     model *m = j->m;
     const model_hparams *hp = &m->hp;
     const model_batch *b = j->b;
-    int hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads;
-    float *scores = m->s.scores + (size_t)ith * m->opts.max_ctx;
-    float *acc = m->s.acc + (size_t)ith * hd;
+    int hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, mc = m->opts.max_ctx;
+    float *scores = m->s.scores + (size_t)ith * (size_t)mc * (size_t)group; /* (group, mc) */
+    float *acc = m->s.acc + (size_t)ith * (size_t)hd * (size_t)group;       /* (group, hd) */
     float tmp[1024]; /* one head's K or V as floats; head_dim <= 1024 (checked at load) */
+    float qs[4096];  /* the group's queries (group * head_dim <= 4096, checked at load), F16-rounded for an F16 cache (as llama.cpp) */
     float scale = 1.f / sqrtf((float)hd);
-    int64_t items = (int64_t)b->n * hp->n_heads;
+    bool f16 = j->dt == KL_F16;
+    int64_t items = (int64_t)b->n * hp->n_kv_heads;
     for (int64_t it = items * ith / nth; it < items * (ith + 1) / nth; it++) {
-        int i = (int)(it / hp->n_heads), h = (int)(it % hp->n_heads);
+        int i = (int)(it / hp->n_kv_heads), g = (int)(it % hp->n_kv_heads);
         const model_seq *sq = &b->seqs[b->seq[i]];
-        int len = b->pos[i] + 1, off = (h / group) * hd;
-        const float *q = m->s.q + (size_t)i * m->q_dim + (size_t)h * hd;
-        float qh[1024];
-        if (j->dt == KL_F16) { /* as llama.cpp: the query meets an F16 cache in F16 */
-            for (int d = 0; d < hd; d++) qh[d] = kl_fp16_to_fp32(kl_fp32_to_fp16(q[d]));
-            q = qh;
-        }
-        float mx = -INFINITY;
+        int len = b->pos[i] + 1, off = g * hd;
+        const float *q = m->s.q + (size_t)i * m->q_dim + (size_t)g * group * hd;
+        if (f16)
+            for (int d = 0; d < group * hd; d++) qs[d] = kl_fp16_to_fp32(kl_fp32_to_fp16(q[d]));
+        const float *qg = f16 ? qs : q;
         for (int p = 0; p < len; p++) {
             const uint8_t *row = (const uint8_t *)kv_store_k(j->kv, j->layer, sq->blocks[p / j->bs]) +
                                  (size_t)(p % j->bs) * j->row_bytes;
             const float *k = kv_read(j->dt, row, off, hd, tmp);
-            float s = kl_dot_f32(q, k, hd) * scale;
-            scores[p] = s;
-            if (s > mx) mx = s;
+            for (int h = 0; h < group; h++)
+                scores[(size_t)h * mc + p] = kl_dot_f32(qg + (size_t)h * hd, k, hd) * scale;
         }
-        float sum = 0.f;
-        for (int p = 0; p < len; p++) {
-            scores[p] = expf(scores[p] - mx);
-            sum += scores[p];
+        for (int h = 0; h < group; h++) {
+            float *sc = scores + (size_t)h * mc;
+            kl_softmax(sc, len);
+            if (f16)
+                for (int p = 0; p < len; p++) sc[p] = kl_fp16_to_fp32(kl_fp32_to_fp16(sc[p]));
         }
-        memset(acc, 0, sizeof(float) * (size_t)hd);
+        memset(acc, 0, sizeof(float) * (size_t)hd * (size_t)group);
         for (int p = 0; p < len; p++) {
             const uint8_t *row = (const uint8_t *)kv_store_v(j->kv, j->layer, sq->blocks[p / j->bs]) +
                                  (size_t)(p % j->bs) * j->row_bytes;
             const float *v = kv_read(j->dt, row, off, hd, tmp);
-            float pw = scores[p] / sum;
-            if (j->dt == KL_F16) pw = kl_fp16_to_fp32(kl_fp32_to_fp16(pw));
-            kl_axpy_f32(acc, pw, v, hd);
+            for (int h = 0; h < group; h++)
+                kl_axpy_f32(acc + (size_t)h * hd, scores[(size_t)h * mc + p], v, hd);
         }
-        memcpy(m->s.att + (size_t)i * m->q_dim + (size_t)h * hd, acc, sizeof(float) * (size_t)hd);
+        memcpy(m->s.att + (size_t)i * m->q_dim + (size_t)g * group * hd, acc,
+               sizeof(float) * (size_t)hd * (size_t)group);
     }
 }
 

@@ -89,9 +89,10 @@ static int fit_workers(model *m, kl_workers *w, kl_err *err)
 {
     int nw = w ? kl_workers_count(w) : 1;
     if (nw <= m->opts.n_workers) return 0;
-    float *sc = realloc(m->s.scores, sizeof(float) * (size_t)nw * (size_t)m->opts.max_ctx);
+    size_t group = (size_t)(m->hp.n_heads / m->hp.n_kv_heads);
+    float *sc = realloc(m->s.scores, sizeof(float) * (size_t)nw * (size_t)m->opts.max_ctx * group);
     if (sc) m->s.scores = sc;
-    float *acc = realloc(m->s.acc, sizeof(float) * (size_t)nw * (size_t)m->hp.head_dim);
+    float *acc = realloc(m->s.acc, sizeof(float) * (size_t)nw * (size_t)m->hp.head_dim * group);
     if (acc) m->s.acc = acc;
     if (!sc || !acc) return kl_errf(err, KL_ENOMEM, "forward: out of memory");
     m->opts.n_workers = nw;

@@ -122,7 +122,7 @@ static int read_hparams(loader *L, model_hparams *hp)
     if ((rc = get_u32(L, "attention.key_length", &hp->head_dim, true))) return rc;
     hp->n_rot = hp->head_dim;
     if ((rc = get_u32(L, "rope.dimension_count", &hp->n_rot, true))) return rc;
-    if (hp->head_dim < 2 || hp->head_dim > 1024 || hp->n_rot < 2 || hp->n_rot > hp->head_dim ||
+    if (hp->head_dim < 2 || hp->head_dim > 1024 || hp->head_dim * (hp->n_heads / hp->n_kv_heads) > 4096 || hp->n_rot < 2 || hp->n_rot > hp->head_dim ||
         hp->n_rot % 2 || hp->rope_theta <= 0 || !(hp->norm_eps > 0))
         return kl_errf(L->err, KL_EBADFILE, "%s: bad head_dim %d / rope dims %d / theta / eps",
                        gguf_path(L->f), hp->head_dim, hp->n_rot);
@@ -226,8 +226,9 @@ static int alloc_scratch(loader *L, model *m)
     s->hb = calloc(n * (size_t)hp->hidden_dim, sizeof(float));
     s->hb2 = calloc(n * (size_t)hp->hidden_dim, sizeof(float));
     s->rows = calloc((size_t)m->opts.max_logits * (size_t)hp->dim, sizeof(float));
-    s->scores = calloc(nw * (size_t)m->opts.max_ctx, sizeof(float));
-    s->acc = calloc(nw * (size_t)hp->head_dim, sizeof(float));
+    size_t group = (size_t)(hp->n_heads / hp->n_kv_heads);
+    s->scores = calloc(nw * (size_t)m->opts.max_ctx * group, sizeof(float));
+    s->acc = calloc(nw * (size_t)hp->head_dim * group, sizeof(float));
     size_t mm = 0;
     int B = m->opts.max_batch_tokens;
     for (int l = 0; l < hp->n_layers; l++) {
