@@ -1,0 +1,54 @@
+/* The compute pool: every worker runs each job exactly once, with (ith, nth) covering
+ * 0..n-1, across many back-to-back runs and after sleeping. */
+#include <stdatomic.h>
+#include <time.h>
+
+#include "base/workers.h"
+#include "t.h"
+
+typedef struct job {
+    _Atomic int hits[8];
+    _Atomic int64_t sum;
+    int nth_seen;
+} job;
+
+static void work(void *ctx, int ith, int nth)
+{
+    job *j = ctx;
+    atomic_fetch_add(&j->hits[ith], 1);
+    j->nth_seen = nth;
+    int64_t s = 0;
+    for (int i = ith * 1000 / nth; i < (ith + 1) * 1000 / nth; i++) s += i;
+    atomic_fetch_add(&j->sum, s);
+}
+
+TEST(workers_every_worker_once_per_run)
+{
+    for (int n = 1; n <= 4; n++) {
+        kl_workers *w = kl_workers_create(n);
+        T_ASSERT(w);
+        T_EQ(kl_workers_count(w), n);
+        for (int r = 0; r < 2000; r++) {
+            job j = {0};
+            kl_workers_run(w, work, &j);
+            T_EQ(j.sum, 499500);
+            for (int i = 0; i < n; i++) T_EQ(j.hits[i], 1);
+            T_EQ(j.nth_seen, n);
+            if (r == 1000) { /* let the workers fall asleep on the futex */
+                struct timespec ts = {0, 50000000};
+                nanosleep(&ts, NULL);
+            }
+        }
+        kl_workers_destroy(w);
+    }
+}
+
+TEST(workers_null_pool_runs_inline)
+{
+    job j = {0};
+    kl_workers_run(NULL, work, &j);
+    T_EQ(j.hits[0], 1);
+    T_EQ(j.nth_seen, 1);
+    T_EQ(j.sum, 499500);
+    T_EQ(kl_workers_count(NULL), 1);
+}
