@@ -262,7 +262,7 @@ int model_load(model **out, gguf_file *f, const model_opts *opts, kl_err *err)
     m->opts = *opts;
     if (m->opts.max_batch_tokens < 1) m->opts.max_batch_tokens = 512;
     if (m->opts.max_logits < 1) m->opts.max_logits = m->opts.max_batch_tokens;
-    if (m->opts.max_ctx < 1) m->opts.max_ctx = m->hp.n_ctx_train;
+    if (m->opts.max_ctx < 1) m->opts.max_ctx = m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096;
     if (m->opts.n_workers < 1) m->opts.n_workers = 1;
     m->q_dim = m->hp.n_heads * m->hp.head_dim;
     m->kv_dim = m->hp.n_kv_heads * m->hp.head_dim;

@@ -50,7 +50,8 @@ typedef struct model model; /* opaque */
 typedef struct model_opts {
     int max_batch_tokens; /* largest batch forward() will be given; sizes the scratch */
     int max_logits;       /* most rows of logits per batch */
-    int max_ctx;          /* highest position + 1 any sequence will reach (0: n_ctx_train) */
+    int max_ctx;          /* highest position + 1 any sequence will reach (0: n_ctx_train,
+                           at most 4096, as llama.cpp's default context) */
     int n_workers;        /* compute workers the forward pass will be given (sizes scratch) */
 } model_opts;
 
