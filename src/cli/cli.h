@@ -7,6 +7,8 @@
 
 int cmd_model(int argc, char **argv);
 int cmd_gateway(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
 
 /* Prints "kiln: <err->msg>" to stderr and returns 1. */
 int cli_fail(const kl_err *err);

@@ -11,6 +11,8 @@ static const struct {
     const char *help;
 } commands[] = {
     {"model", cmd_model, "inspect | make | quantize | convert-llama2c | bench: model files"},
+    {"tokenize", cmd_tokenize, "text on stdin -> token ids (-m FILE [--special] [--pieces])"},
+    {"detokenize", cmd_detokenize, "token ids on stdin -> text (-m FILE [--special])"},
     {"gateway", cmd_gateway, "route OpenAI API traffic across replicas (-c CONFIG.json)"},
 };
 
