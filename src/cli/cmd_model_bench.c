@@ -1,0 +1,161 @@
+/* cli/cmd_model_bench.c: `kiln model bench -m FILE [-p 512] [-n 128] [-t N] [-r REPEAT]
+ * [-b 1,4,16,32]`: prompt processing (one sequence of P tokens in one batch) and generation
+ * (N single-token steps) throughput like llama-bench, medians of the repeats; with -b, B
+ * sequences decoding together, the aggregate generation rate the engine can reach. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "cli/cli.h"
+#include "cli/loaded.h"
+
+typedef struct bench {
+    model *m;
+    kl_workers *w;
+    kv_store *kv;
+    int32_t *blocks; /* (B, per) block tables, one row per sequence */
+    int per;         /* blocks per sequence */
+    float *logits;
+    uint64_t rng;
+} bench;
+
+static int32_t rand_token(bench *b, int nv)
+{
+    b->rng ^= b->rng << 13, b->rng ^= b->rng >> 7, b->rng ^= b->rng << 17;
+    return (int32_t)(b->rng % (uint64_t)nv);
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Runs B sequences: a prefill of p tokens each (all at once when B = 1), then n decode steps
+ * of B tokens. Returns the seconds of each phase. */
+static int run_once(bench *b, int B, int p, int n, double *t_pp, double *t_tg, kl_err *err)
+{
+    const model_hparams *hp = model_hparams_of(b->m);
+    int maxb = model_opts_of(b->m)->max_batch_tokens;
+    model_seq seqs[64];
+    for (int s = 0; s < B; s++) seqs[s] = (model_seq){b->blocks + (size_t)s * b->per, b->per};
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)maxb), *pos = malloc(sizeof(int32_t) * (size_t)maxb);
+    int32_t *seq = malloc(sizeof(int32_t) * (size_t)maxb);
+    bool *want = calloc((size_t)maxb, sizeof(bool));
+    int rc = 0;
+    double t0 = kl_now_s();
+    for (int s = 0; s < B && !rc; s++)
+        for (int at = 0; at < p && !rc; at += maxb) {
+            int k = p - at < maxb ? p - at : maxb;
+            for (int i = 0; i < k; i++) {
+                ids[i] = rand_token(b, hp->n_vocab), pos[i] = at + i, seq[i] = s;
+                want[i] = at + i == p - 1;
+            }
+            model_batch mb = {k, ids, pos, seq, want, B, seqs};
+            rc = model_forward(b->m, b->w, b->kv, &mb, b->logits, err);
+        }
+    double t1 = kl_now_s();
+    for (int step = 0; step < n && !rc; step++) {
+        for (int s = 0; s < B; s++)
+            ids[s] = rand_token(b, hp->n_vocab), pos[s] = p + step, seq[s] = s, want[s] = true;
+        model_batch mb = {B, ids, pos, seq, want, B, seqs};
+        rc = model_forward(b->m, b->w, b->kv, &mb, b->logits, err);
+    }
+    *t_pp = t1 - t0;
+    *t_tg = kl_now_s() - t1;
+    free(ids), free(pos), free(seq), free(want);
+    return rc;
+}
+
+int cmd_model_bench(int argc, char **argv)
+{
+    const char *path = NULL, *batches = NULL;
+    int p = 512, n = 128, threads = 2, reps = 3;
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:p:n:t:r:b:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': path = optarg; break;
+        case 'p': if (!cli_int("-p", optarg, 1, 65536, &p)) return 1; break;
+        case 'n': if (!cli_int("-n", optarg, 1, 65536, &n)) return 1; break;
+        case 't': if (!cli_int("-t", optarg, 1, 256, &threads)) return 1; break;
+        case 'r': if (!cli_int("-r", optarg, 1, 100, &reps)) return 1; break;
+        case 'b': batches = optarg; break;
+        case 'h':
+            printf("usage: kiln model bench -m FILE [-p 512] [-n 128] [-t N] [-r REPEAT] [-b 1,4,16]\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "kiln: model bench: -m FILE is required\n");
+        return 2;
+    }
+    int bs[16], nbs = 0;
+    if (batches) {
+        char *dup = strdup(batches), *save = NULL;
+        for (char *t = strtok_r(dup, ",", &save); t && nbs < 16; t = strtok_r(NULL, ",", &save))
+            if (!cli_int("-b", t, 1, 64, &bs[nbs++])) {
+                free(dup);
+                return 1;
+            }
+        free(dup);
+    }
+    int max_b = 1;
+    for (int i = 0; i < nbs; i++) max_b = bs[i] > max_b ? bs[i] : max_b;
+    int pp = batches ? 128 : p; /* batched mode: a short prompt per sequence, as batched-bench */
+    if (batches && p != 512) pp = p;
+    model_opts mo = {.max_batch_tokens = pp < 512 ? (pp > max_b ? pp : max_b) : 512,
+                     .max_logits = max_b, .max_ctx = pp + n + 1, .n_workers = threads};
+    cli_loaded L;
+    if (cli_load(&L, path, &mo, false)) return 1;
+    const model_hparams *hp = model_hparams_of(L.m);
+    bench b = {.m = L.m, .w = kl_workers_create(threads), .rng = 0x9E3779B97F4A7C15ull};
+    b.per = (pp + n + 16) / 16 + 1;
+    int kv_dim = hp->n_kv_heads * hp->head_dim;
+    kv_store_config kc = {hp->n_layers, kv_dim, 16, KL_F16,
+                          (size_t)max_b * (size_t)b.per * 16 * 2 * (size_t)hp->n_layers *
+                              (size_t)kv_dim * 2};
+    kl_err err;
+    int rc = 0;
+    if (kv_store_create(&b.kv, &kc, &err)) {
+        rc = cli_fail(&err);
+        goto out;
+    }
+    b.blocks = malloc(sizeof(int32_t) * (size_t)max_b * (size_t)b.per);
+    for (int i = 0; i < max_b * b.per; i++) b.blocks[i] = i % kv_store_n_blocks(b.kv);
+    b.logits = malloc(sizeof(float) * (size_t)max_b * (size_t)hp->n_vocab);
+    printf("model: %s (%s, dim %d, %d layers, vocab %d), threads %d\n", path, hp->arch, hp->dim,
+           hp->n_layers, hp->n_vocab, threads);
+    if (!batches) bs[nbs++] = 1;
+    double warm_pp, warm_tg;
+    if ((rc = run_once(&b, 1, pp < 32 ? pp : 32, 2, &warm_pp, &warm_tg, &err))) goto fail;
+    for (int k = 0; k < nbs; k++) {
+        double tpp[100], ttg[100];
+        for (int r = 0; r < reps; r++)
+            if ((rc = run_once(&b, bs[k], pp, n, &tpp[r], &ttg[r], &err))) goto fail;
+        qsort(tpp, (size_t)reps, sizeof(double), cmp_d);
+        qsort(ttg, (size_t)reps, sizeof(double), cmp_d);
+        double mpp = tpp[reps / 2], mtg = ttg[reps / 2];
+        if (!batches) {
+            printf("pp%d: %.2f tok/s\n", pp, pp / mpp);
+            printf("tg%d: %.2f tok/s\n", n, n / mtg);
+        } else {
+            printf("B=%d: pp%d %.2f tok/s, tg%d %.2f tok/s aggregate (%.2f per sequence)\n",
+                   bs[k], pp, bs[k] * pp / mpp, n, bs[k] * n / mtg, n / mtg);
+        }
+        fflush(stdout);
+    }
+fail:
+    if (rc) rc = cli_fail(&err);
+out:
+    free(b.logits);
+    free(b.blocks);
+    kv_store_destroy(b.kv);
+    kl_workers_destroy(b.w);
+    cli_unload(&L);
+    return rc;
+}

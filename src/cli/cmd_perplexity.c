@@ -1,0 +1,139 @@
+/* cli/cmd_perplexity.c: `kiln perplexity -m FILE -f TEXT [-c CTX] [--per-token] [-t N]`.
+ * Tokenizes TEXT with BOS, takes its first CTX tokens and runs them as one sequence (in
+ * chunks of the batch size), printing the log-probability of every token given the ones
+ * before it and the perplexity. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/loaded.h"
+
+#define CHUNK 256
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (size_t r; buf && (r = fread(buf + n, 1, cap - n, f)) > 0;) {
+        n += r;
+        if (n == cap) {
+            char *p = realloc(buf, cap *= 2);
+            if (!p) free(buf);
+            buf = p;
+        }
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+/* log-softmax of row at token, in double */
+static double logprob(const float *row, int n, int token)
+{
+    float mx = row[0];
+    for (int i = 1; i < n; i++) mx = row[i] > mx ? row[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)(row[i] - mx));
+    return (double)(row[token] - mx) - log(sum);
+}
+
+int cmd_perplexity(int argc, char **argv)
+{
+    const char *mpath = NULL, *text = NULL;
+    int ctx = 0, threads = 0, per_token = 0;
+    static const struct option opts[] = {{"per-token", no_argument, NULL, 'P'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "m:f:c:t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': mpath = optarg; break;
+        case 'f': text = optarg; break;
+        case 'c': if (!cli_int("-c", optarg, 2, 1 << 20, &ctx)) return 1; break;
+        case 't': if (!cli_int("-t", optarg, 1, 256, &threads)) return 1; break;
+        case 'P': per_token = 1; break;
+        case 'h':
+            printf("usage: kiln perplexity -m FILE -f TEXT [-c CTX] [--per-token] [-t N]\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!mpath || !text) {
+        fprintf(stderr, "kiln: perplexity: -m FILE and -f TEXT are required\n");
+        return 2;
+    }
+    size_t len;
+    char *buf = read_file(text, &len);
+    if (!buf) {
+        fprintf(stderr, "kiln: %s: cannot read\n", text);
+        return 1;
+    }
+    model_opts mo = {.max_batch_tokens = CHUNK, .max_logits = CHUNK, .max_ctx = ctx};
+    cli_loaded L;
+    if (cli_load(&L, mpath, &mo, true)) {
+        free(buf);
+        return 1;
+    }
+    const model_hparams *hp = model_hparams_of(L.m);
+    int64_t n = tok_encode(L.tk, buf, len, TOK_ADD_BOS, NULL, 0);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    tok_encode(L.tk, buf, len, TOK_ADD_BOS, ids, n);
+    free(buf);
+    int limit = model_opts_of(L.m)->max_ctx;
+    if (ctx < 1 || ctx > limit) ctx = limit;
+    if (n < ctx) ctx = (int)n;
+    int rc = 0;
+    if (ctx < 2) {
+        fprintf(stderr, "kiln: %s: fewer than 2 tokens to score\n", text);
+        rc = 1;
+        goto out;
+    }
+    kv_store *kv;
+    kl_err err;
+    /* an F16 cache, as llama.cpp's default: log-probabilities comparable to its own */
+    kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, KL_F16,
+                          (size_t)2 * (size_t)hp->n_layers * (size_t)(hp->n_kv_heads * hp->head_dim) *
+                              sizeof(uint16_t) * (size_t)(ctx + 16)};
+    if (kv_store_create(&kv, &kc, &err)) {
+        rc = cli_fail(&err);
+        goto out;
+    }
+    int nb = kv_store_n_blocks(kv);
+    int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nb);
+    for (int i = 0; i < nb; i++) blocks[i] = i;
+    model_seq sq = {blocks, nb};
+    kl_workers *w = kl_workers_create(threads ? threads : 2);
+    float *logits = malloc(sizeof(float) * CHUNK * (size_t)hp->n_vocab);
+    int32_t pos[CHUNK], seq[CHUNK];
+    bool want[CHUNK];
+    double nll = 0;
+    for (int at = 0; at < ctx - 1 && !rc; at += CHUNK) {
+        int k = ctx - 1 - at < CHUNK ? ctx - 1 - at : CHUNK; /* the last token predicts nothing */
+        for (int i = 0; i < k; i++) pos[i] = at + i, seq[i] = 0, want[i] = true;
+        model_batch b = {k, ids + at, pos, seq, want, 1, &sq};
+        if (model_forward(L.m, w, kv, &b, logits, &err)) {
+            rc = cli_fail(&err);
+            break;
+        }
+        for (int i = 0; i < k; i++) {
+            int target = ids[at + i + 1];
+            double lp = logprob(logits + (size_t)i * hp->n_vocab, hp->n_vocab, target);
+            nll -= lp;
+            if (per_token) printf("%d %d %.6f\n", at + i + 1, target, lp);
+        }
+    }
+    if (!rc) printf("ppl = %.6f\n", exp(nll / (ctx - 1)));
+    free(logits);
+    free(blocks);
+    kl_workers_destroy(w);
+    kv_store_destroy(kv);
+out:
+    free(ids);
+    cli_unload(&L);
+    return rc;
+}

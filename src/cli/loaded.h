@@ -1,0 +1,21 @@
+/* cli/loaded.h: a model file opened for a command: the GGUF mapping, its tokenizer and the
+ * bound model, loaded and freed together. */
+#ifndef KILN_CLI_LOADED_H
+#define KILN_CLI_LOADED_H
+#include "model/model.h"
+#include "tok/tok.h"
+
+typedef struct cli_loaded {
+    gguf_file *f;
+    tok *tk;     /* NULL when with_tok was false */
+    model *m;
+} cli_loaded;
+
+/* Opens path and binds the model with opts (and its tokenizer when with_tok). Returns 0, or
+ * prints "kiln: <path>: <what>" and returns 1 with nothing left open. */
+int cli_load(cli_loaded *l, const char *path, const model_opts *opts, bool with_tok);
+void cli_unload(cli_loaded *l);
+/* Parses a positive int option value; prints an error and returns false when it is not. */
+bool cli_int(const char *opt, const char *val, int lo, int hi, int *out);
+bool cli_float(const char *opt, const char *val, float *out);
+#endif
