@@ -133,11 +133,11 @@ static void check_vocab_nfc(const char *name, bool nfc)
                     c[i].s, dec);
         }
         /* streaming: pieces one token at a time, holding back incomplete UTF-8 */
-        char acc[8192], pend[64];
+        char acc[8192], pend[1100];
         size_t an = 0, pn = 0;
         bool split_char = false;
         for (int64_t j = 0; j < k; j++) {
-            char p[256];
+            char p[1024];
             size_t l = tok_piece(t, ids[j], 0, p, sizeof p);
             T_ASSERT(l <= sizeof p && pn + l <= sizeof pend);
             memcpy(pend + pn, p, l);
