@@ -9,13 +9,14 @@ static bool byte_is_printable(unsigned b)
     return (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae);
 }
 
-/* The code point that stands for byte b. */
+/* The code point that stands for byte b: the 68 non-printable bytes are 0x00-0x20 (33),
+ * 0x7F-0xA0 (34) and 0xAD (1), numbered in that order from U+0100. */
 static uint32_t byte_cp(uint8_t b)
 {
-    if (byte_is_printable(b)) return b;
-    uint32_t n = 0; /* how many non-printable bytes come before b */
-    for (unsigned c = 0; c < b; c++) n += !byte_is_printable(c);
-    return 256 + n;
+    if (b <= 0x20) return 256u + b;
+    if (b >= 0x7f && b <= 0xa0) return 256u + 33 + (b - 0x7fu);
+    if (b == 0xad) return 256u + 67;
+    return b;
 }
 
 /* Writes the UTF-8 of byte b's stand-in (1 or 2 bytes); returns the length. */
@@ -35,10 +36,9 @@ size_t tok_byte_to_utf8(uint8_t b, char dst[2])
 int tok_cp_to_byte(uint32_t cp)
 {
     if (cp < 256) return byte_is_printable(cp) ? (int)cp : -1;
-    if (cp >= 256 + 68) return -1;
-    uint32_t n = cp - 256;
-    for (unsigned c = 0; c < 256; c++)
-        if (!byte_is_printable(c) && n-- == 0) return (int)c;
+    if (cp <= 256 + 32) return (int)(cp - 256);
+    if (cp <= 256 + 66) return (int)(0x7f + cp - (256 + 33));
+    if (cp == 256 + 67) return 0xad;
     return -1;
 }
 

@@ -189,7 +189,18 @@ static void spm_fragment(const tok *t, const char *s, size_t len, bool prefix, t
     }
     size_t n = (size_t)(d - o->buf);
     /* tok_spm_encode reads the text while it may grow other scratch, never buf */
-    tok_spm_encode(t, o->buf, n, o);
+    if (!t->spm_split) {
+        tok_spm_encode(t, o->buf, n, o);
+        return;
+    }
+    /* word by word: cut before each "▁" that follows another character */
+    size_t start = 0;
+    for (size_t i = 1; i + 3 <= n; i++) {
+        if (memcmp(o->buf + i, esc, 3) || (i >= 3 && !memcmp(o->buf + i - 3, esc, 3))) continue;
+        tok_spm_encode(t, o->buf + start, i - start, o);
+        start = i;
+    }
+    tok_spm_encode(t, o->buf + start, n - start, o);
 }
 
 /* BPE on one raw fragment: NFC when the pre-tokenizer asks for it, then split into words. */

@@ -79,6 +79,8 @@ struct tok {
     int32_t n_special;
     uint8_t special_first[256];      /* 1 when some special token's text starts with this byte */
     bool add_space_prefix;           /* SPM: "▁" before the first text fragment */
+    bool spm_split;                  /* SPM: no token has "▁" right after another character, so
+                                        a fragment can be merged word by word (same result) */
     bool add_bos, add_eos;
     int32_t bos, eos, unk, eot, eom; /* -1 when absent */
 };

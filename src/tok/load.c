@@ -161,6 +161,21 @@ static void set_byte_tokens(tok *t)
     }
 }
 
+/* True when no token text has "▁" (E2 96 81) right after a character other than "▁": then
+ * no merge can join a word to the "▁" that starts the next one. */
+static bool spm_can_split(const tok *t)
+{
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        size_t len;
+        const char *s = tok_text_of(t, id, &len);
+        for (size_t i = 1; i + 3 <= len; i++) {
+            bool at = !memcmp(s + i, "\xe2\x96\x81", 3);
+            if (at && (i < 3 || memcmp(s + i - 3, "\xe2\x96\x81", 3))) return false;
+        }
+    }
+    return true;
+}
+
 /* Marks end-of-generation tokens and collects the special tokens, longest text first. */
 static int set_specials(tok *t, const gguf_file *f)
 {
@@ -281,6 +296,7 @@ int tok_load(tok **out, const gguf_file *f, kl_err *err)
     get_flag(f, "tokenizer.ggml.add_eos_token", &t->add_eos);
     get_flag(f, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix);
     set_byte_tokens(t);
+    if (t->kind == TOK_KIND_SPM) t->spm_split = spm_can_split(t);
     if (set_specials(t, f) || tok_pieces_build(t)) {
         rc = kl_errf(err, KL_ENOMEM, "%s: out of memory building the tokenizer", path);
         goto fail;
