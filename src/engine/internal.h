@@ -1,0 +1,123 @@
+/* engine/internal.h: requests, sequences and the engine state shared by engine.c (the API
+ * and the thread), sched.c (planning a step), step.c (running it: batch, forward, sample,
+ * emit) and seq.c (one sequence's tokens, blocks and text). */
+#ifndef KILN_ENGINE_INTERNAL_H
+#define KILN_ENGINE_INTERNAL_H
+#include <pthread.h>
+
+#include "base/workers.h"
+#include "engine/engine.h"
+#include "engine/sample.h"
+#include "engine/stop.h"
+#include "kv/blocks.h"
+#include "kv/store.h"
+#include "model/model.h"
+#include "tok/tok.h"
+
+typedef struct eng_req eng_req;
+
+typedef enum seq_state { SEQ_WAITING, SEQ_RUNNING, SEQ_DONE } seq_state;
+
+/* One choice of a request: its tokens (prompt then generated), the blocks holding their K/V,
+ * its sampler state and its text stream. Preemption frees the blocks and keeps the rest, so
+ * recomputing reproduces exactly the same continuation. */
+typedef struct eng_seq {
+    eng_req *req;
+    int index;            /* choice index */
+    seq_state state;
+    int32_t *tokens;      /* (cap) prompt + generated */
+    int n_tokens, cap;
+    int n_computed;       /* tokens whose K/V are in the cache */
+    int32_t *blocks;      /* block table (cap_blocks) */
+    int n_blocks, cap_blocks;
+    uint64_t *hashes;     /* (cap_blocks) chained hash of each full block */
+    int n_hashed;         /* leading blocks hashed and published */
+    sample_rng rng;
+    stop_matcher stop;
+    char utf8[8];         /* bytes of an incomplete UTF-8 character held back */
+    int n_utf8;
+    int n_generated;
+    engine_finish finish;
+    double t_first_token;
+    int chunk;            /* tokens scheduled this step */
+    struct eng_seq *next_wait; /* waiting list link */
+} eng_seq;
+
+struct eng_req {
+    uint64_t id;
+    engine_request r;     /* prompt, stop strings and logit bias point into owned copies */
+    int32_t *prompt;
+    int32_t *bias_ids;
+    float *bias;
+    char *stop_buf;
+    uint64_t arrival;     /* FCFS order within a priority class */
+    eng_seq **seqs;       /* (r.n); seqs[1..] exist once seqs[0]'s prompt is computed */
+    int n_live;           /* choices not finished */
+    int n_forked;         /* choices created */
+    int cached_tokens;
+    bool aborted;
+    double t_submit;
+};
+
+struct engine {
+    engine_config cfg;
+    int n_ctx, max_batch, max_seqs, bs;
+    model *m;
+    const tok *tk;
+    kl_workers *workers;
+    kv_store *store;
+    kv_blocks *blocks;
+    sample_scratch *sampler;
+    float *logits;        /* (max_seqs, n_vocab) */
+    float *fork_row;      /* (n_vocab) a copy of a row for a forked choice to sample from */
+    /* batch buffers, (max_batch) each */
+    int32_t *b_token, *b_pos, *b_seq;
+    bool *b_want;
+    model_seq *b_seqs;    /* (max_seqs) */
+    eng_seq **b_owner;    /* (max_seqs) sequence of each b_seqs entry */
+    eng_seq **running;    /* (max_seqs) sorted by (priority desc, arrival asc) */
+    int n_running;
+    eng_seq *waiting;     /* singly linked, sorted the same way */
+    int n_waiting_reqs;
+    /* shared with other threads, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv, idle_cv;
+    eng_req **inbox;      /* submitted, not yet taken by the thread */
+    int n_inbox, cap_inbox;
+    uint64_t *aborts;
+    int n_aborts, cap_aborts;
+    uint64_t next_id, next_arrival;
+    bool stopping, idle;
+    engine_stats stats;
+    pthread_t thread;
+};
+
+/* seq.c */
+eng_seq *seq_new(eng_req *rq, int index, const int32_t *tokens, int n, kl_err *err);
+void seq_free(engine *e, eng_seq *s);
+/* Drops the sequence's blocks (back to the pool, cached ones on the LRU). */
+void seq_release_blocks(engine *e, eng_seq *s);
+/* Makes the block table cover positions [0, upto). Returns false when the pool is out. */
+bool seq_reserve(engine *e, eng_seq *s, int upto);
+/* Takes cached blocks for the longest prefix of the tokens whose blocks are cached (always
+ * leaving at least the last token to compute). Returns the tokens hit. */
+int seq_prefix_lookup(engine *e, eng_seq *s);
+/* Publishes the hashes of full, computed blocks so later requests can reuse them. */
+void seq_publish(engine *e, eng_seq *s);
+bool seq_push_token(eng_seq *s, int32_t t);
+/* Copy of s for choice index sharing its computed blocks (the partial last one copied). */
+eng_seq *seq_fork(engine *e, eng_seq *s, int index, kl_err *err);
+
+/* sched.c: picks this step's work into e->running[i]->chunk; returns tokens scheduled. */
+int sched_plan(engine *e);
+void sched_enqueue_waiting(engine *e, eng_seq *s);
+/* Adds s to the running list in its place (the caller checked there is room). */
+void sched_running_add(engine *e, eng_seq *s);
+/* Takes s off the running or waiting list, wherever it is. */
+void sched_remove(engine *e, eng_seq *s);
+
+/* step.c */
+void step_run(engine *e);
+/* Finishes s with reason f: emits its last event, releases its blocks. */
+void step_finish(engine *e, eng_seq *s, engine_finish f);
+#endif

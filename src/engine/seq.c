@@ -1,0 +1,140 @@
+/* engine/seq.c: one sequence's tokens and block table: growing them, taking cached prefix
+ * blocks, publishing full blocks to the prefix cache, forking choices, releasing. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/internal.h"
+
+eng_seq *seq_new(eng_req *rq, int index, const int32_t *tokens, int n, kl_err *err)
+{
+    eng_seq *s = calloc(1, sizeof *s);
+    int cap = n + rq->r.sp.max_tokens + 1;
+    if (s) s->tokens = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!s || !s->tokens) {
+        if (s) free(s);
+        kl_errf(err, KL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(s->tokens, tokens, sizeof(int32_t) * (size_t)n);
+    s->req = rq;
+    s->index = index;
+    s->n_tokens = n;
+    s->cap = cap;
+    sample_rng_seed(&s->rng, rq->r.sp.seed + 0x9E3779B97F4A7C15ull * (uint64_t)index);
+    stop_init(&s->stop, rq->r.sp.stop, rq->r.sp.n_stop, NULL); /* validated at submit */
+    return s;
+}
+
+void seq_release_blocks(engine *e, eng_seq *s)
+{
+    for (int i = 0; i < s->n_blocks; i++) kv_blocks_unref(e->blocks, s->blocks[i]);
+    s->n_blocks = 0;
+    s->n_hashed = 0;
+    s->n_computed = 0;
+}
+
+void seq_free(engine *e, eng_seq *s)
+{
+    if (!s) return;
+    seq_release_blocks(e, s);
+    free(s->tokens);
+    free(s->blocks);
+    free(s->hashes);
+    free(s);
+}
+
+static bool grow_blocks(eng_seq *s, int need)
+{
+    if (need <= s->cap_blocks) return true;
+    int cap = s->cap_blocks ? s->cap_blocks * 2 : 8;
+    while (cap < need) cap *= 2;
+    int32_t *b = realloc(s->blocks, sizeof(int32_t) * (size_t)cap);
+    if (b) s->blocks = b;
+    uint64_t *h = realloc(s->hashes, sizeof(uint64_t) * (size_t)cap);
+    if (h) s->hashes = h;
+    if (!b || !h) return false;
+    s->cap_blocks = cap;
+    return true;
+}
+
+bool seq_reserve(engine *e, eng_seq *s, int upto)
+{
+    int need = (upto + e->bs - 1) / e->bs;
+    if (!grow_blocks(s, need)) return false;
+    while (s->n_blocks < need) {
+        int32_t b = kv_blocks_alloc(e->blocks);
+        if (b < 0) return false;
+        s->blocks[s->n_blocks++] = b;
+    }
+    return true;
+}
+
+static uint64_t block_hash(engine *e, const eng_seq *s, int j)
+{
+    uint64_t parent = j ? s->hashes[j - 1] : 0;
+    return kv_block_hash(parent, s->tokens + (size_t)j * e->bs, e->bs, s->req->r.cache_salt);
+}
+
+int seq_prefix_lookup(engine *e, eng_seq *s)
+{
+    if (!e->cfg.prefix_cache || s->n_blocks) return 0;
+    int full = (s->n_tokens - 1) / e->bs;
+    if (!grow_blocks(s, full + 1)) return 0;
+    int j = 0;
+    for (; j < full; j++) {
+        uint64_t h = block_hash(e, s, j);
+        int32_t b = kv_blocks_lookup(e->blocks, h);
+        if (b < 0) break;
+        s->hashes[j] = h;
+        s->blocks[j] = b;
+    }
+    s->n_blocks = s->n_hashed = j;
+    s->n_computed = j * e->bs;
+    return s->n_computed;
+}
+
+void seq_publish(engine *e, eng_seq *s)
+{
+    int full = s->n_computed / e->bs;
+    for (int j = s->n_hashed; j < full && j < s->n_blocks; j++) {
+        s->hashes[j] = block_hash(e, s, j);
+        if (e->cfg.prefix_cache) kv_blocks_publish(e->blocks, s->blocks[j], s->hashes[j]);
+        s->n_hashed = j + 1;
+    }
+}
+
+bool seq_push_token(eng_seq *s, int32_t t)
+{
+    if (s->n_tokens >= s->cap) return false;
+    s->tokens[s->n_tokens++] = t;
+    return true;
+}
+
+eng_seq *seq_fork(engine *e, eng_seq *src, int index, kl_err *err)
+{
+    eng_seq *s = seq_new(src->req, index, src->tokens, src->n_tokens, err);
+    if (!s) return NULL;
+    if (!grow_blocks(s, src->n_blocks)) goto oom;
+    int full = src->n_computed / e->bs;
+    for (int j = 0; j < src->n_blocks; j++) {
+        if (j < full) {
+            kv_blocks_ref(e->blocks, src->blocks[j]);
+            s->blocks[j] = src->blocks[j];
+        } else { /* the partial block is written by both: copy it */
+            int32_t b = kv_blocks_alloc(e->blocks);
+            if (b < 0) goto oom;
+            kv_store_copy_block(e->store, b, src->blocks[j]);
+            s->blocks[j] = b;
+        }
+        s->n_blocks = j + 1;
+    }
+    memcpy(s->hashes, src->hashes, sizeof(uint64_t) * (size_t)src->n_hashed);
+    s->n_hashed = src->n_hashed;
+    s->n_computed = src->n_computed;
+    s->state = SEQ_RUNNING;
+    return s;
+oom:
+    seq_free(e, s);
+    kl_errf(err, KL_ENOSPC, "kv cache full");
+    return NULL;
+}

@@ -1,0 +1,215 @@
+/* engine/step.c: runs one planned step: gathers the scheduled tokens into one flat batch,
+ * runs the forward pass, then for every sequence whose last token was computed samples the
+ * next one, turns it into text (UTF-8 complete, stop strings held back) and emits the event.
+ * Also finishes sequences (emitting their last event) and forks the n > 1 choices of a
+ * request once its prompt is computed, sharing the prompt's blocks. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "engine/internal.h"
+
+#define TEXT_MAX 512 /* bytes of one token's piece we handle (+ an incomplete character) */
+_Static_assert(TEXT_MAX >= STOP_MAX_LEN, "flush buffers hold a stop prefix");
+
+static void free_request(engine *e, eng_req *rq)
+{
+    for (int i = 0; i < rq->n_forked; i++) seq_free(e, rq->seqs[i]);
+    free(rq->seqs);
+    free(rq->prompt);
+    free(rq->bias_ids);
+    free(rq->bias);
+    free(rq->stop_buf);
+    free(rq);
+}
+
+/* Emits s's event for token (or -1) with text; on a finish, releases s and, when it was the
+ * request's last live choice, marks the event last with the usage and frees the request. */
+static void emit(engine *e, eng_seq *s, int32_t token, const char *text, size_t len, float lp,
+                 const engine_logprob *top, int n_top, engine_finish fin)
+{
+    eng_req *rq = s->req;
+    engine_event ev = {.id = rq->id, .index = s->index, .token = token, .text = text ? text : "",
+                       .text_len = len, .logprob = lp, .n_top = n_top, .top = top, .finish = fin};
+    bool done_req = false;
+    if (fin != ENGINE_RUNNING) {
+        s->finish = fin;
+        s->state = SEQ_DONE;
+        sched_remove(e, s);
+        seq_release_blocks(e, s);
+        rq->n_live--;
+        /* choices are forked before choice 0 samples, so n_live reaches 0 only at the end;
+         * choices never forked (the prompt never finished) end with the request */
+        done_req = rq->n_live == 0;
+        if (done_req && rq->n_forked < rq->r.n) {
+            /* not-forked choices: report them finished too, without tokens */
+            for (int i = rq->n_forked; i < rq->r.n; i++) {
+                engine_event f = {.id = rq->id, .index = i, .token = -1, .text = "", .finish = fin};
+                rq->r.on_event(rq->r.ctx, &f);
+            }
+        }
+    }
+    if (done_req) {
+        ev.last = true;
+        ev.prompt_tokens = rq->r.n_prompt;
+        ev.cached_tokens = rq->cached_tokens;
+        for (int i = 0; i < rq->n_forked; i++) ev.completion_tokens += rq->seqs[i]->n_generated;
+    }
+    rq->r.on_event(rq->r.ctx, &ev);
+    if (done_req) free_request(e, rq);
+}
+
+void step_finish(engine *e, eng_seq *s, engine_finish f)
+{
+    char buf[TEXT_MAX];
+    size_t n = 0;
+    if (f != ENGINE_FINISH_ABORT && f != ENGINE_FINISH_ERROR) {
+        n = stop_flush(&s->stop, buf, sizeof buf);
+        if (s->n_utf8 && n + (size_t)s->n_utf8 <= sizeof buf) {
+            memcpy(buf + n, s->utf8, (size_t)s->n_utf8);
+            n += (size_t)s->n_utf8;
+        }
+    }
+    s->n_utf8 = 0;
+    emit(e, s, -1, buf, n, 0.f, NULL, 0, f);
+}
+
+static bool is_stop_id(const engine_sampling *sp, int32_t t)
+{
+    for (int i = 0; i < sp->n_stop_ids; i++)
+        if (sp->stop_ids[i] == t) return true;
+    return false;
+}
+
+/* s sampled token t: append it, produce its text, decide whether s is finished, emit. */
+static void accept_token(engine *e, eng_seq *s, int32_t t, float lp, const engine_logprob *top,
+                         int n_top)
+{
+    const engine_sampling *sp = &s->req->r.sp;
+    seq_push_token(s, t);
+    s->n_generated++;
+    e->stats.generation_tokens++;
+    engine_finish fin = ENGINE_RUNNING;
+    char out[2 * TEXT_MAX]; /* feed: piece + held-back stop prefix; then a flush */
+    size_t n_out = 0;
+    bool eog = (!sp->ignore_eos && e->tk && tok_is_eog(e->tk, t)) || is_stop_id(sp, t);
+    if (eog) {
+        fin = ENGINE_FINISH_STOP;
+    } else if (e->tk) {
+        char piece[TEXT_MAX];
+        memcpy(piece, s->utf8, (size_t)s->n_utf8);
+        size_t n = (size_t)s->n_utf8;
+        n += tok_piece(e->tk, t, 0, piece + n, sizeof piece - n);
+        if (n > sizeof piece) n = sizeof piece;
+        size_t ok = tok_utf8_complete(piece, n);
+        s->n_utf8 = (int)(n - ok);
+        if (s->n_utf8 > (int)sizeof s->utf8) s->n_utf8 = 0; /* cannot happen: UTF-8 is <= 4 */
+        memcpy(s->utf8, piece + ok, (size_t)s->n_utf8);
+        bool matched = false;
+        n_out = stop_feed(&s->stop, piece, ok, out, sizeof out, &matched);
+        if (matched) fin = ENGINE_FINISH_STOP;
+    }
+    if (fin == ENGINE_RUNNING &&
+        (s->n_generated >= sp->max_tokens || s->n_tokens >= e->n_ctx))
+        fin = ENGINE_FINISH_LENGTH;
+    if (fin == ENGINE_FINISH_LENGTH || (fin == ENGINE_FINISH_STOP && eog)) {
+        n_out += stop_flush(&s->stop, out + n_out, sizeof out - n_out);
+        if (s->n_utf8 && n_out + (size_t)s->n_utf8 <= sizeof out) {
+            memcpy(out + n_out, s->utf8, (size_t)s->n_utf8);
+            n_out += (size_t)s->n_utf8;
+        }
+        s->n_utf8 = 0;
+    }
+    emit(e, s, t, out, n_out, lp, top, n_top, fin);
+}
+
+/* Samples s's next token from row and accepts it. row is modified. */
+static void sample_and_accept(engine *e, eng_seq *s, float *row)
+{
+    const engine_request *r = &s->req->r;
+    engine_logprob top[ENGINE_MAX_LOGPROBS];
+    int n_top = 0;
+    float lp = 0.f;
+    int32_t t = sample_token(e->sampler, row, model_hparams_of(e->m)->n_vocab, &r->sp, r->prompt, r->n_prompt,
+                             s->tokens + r->n_prompt, s->n_tokens - r->n_prompt, &s->rng, &lp,
+                             top, &n_top);
+    accept_token(e, s, t, lp, top, n_top);
+}
+
+/* The prompt of s (choice 0) is computed and row holds its logits: create the other choices,
+ * sharing its blocks (the partial last one copied), each sampling its first token from a copy
+ * of the same row; then choice 0 samples. Choices that do not fit wait and recompute. */
+static void fork_and_sample(engine *e, eng_seq *s, float *row)
+{
+    eng_req *rq = s->req;
+    size_t nv = (size_t)model_hparams_of(e->m)->n_vocab;
+    int first = rq->n_forked;
+    while (rq->n_forked < rq->r.n) {
+        int i = rq->n_forked;
+        kl_err err;
+        eng_seq *f = e->n_running < e->max_seqs ? seq_fork(e, s, i, &err) : NULL;
+        bool running = f != NULL;
+        if (!f) f = seq_new(rq, i, rq->prompt, rq->r.n_prompt, &err);
+        if (!f) break; /* out of memory: those choices are reported finished at the end */
+        rq->seqs[i] = f;
+        rq->n_forked++;
+        rq->n_live++;
+        if (running)
+            sched_running_add(e, f);
+        else
+            sched_enqueue_waiting(e, f);
+    }
+    for (int i = first; i < rq->n_forked; i++) {
+        eng_seq *f = rq->seqs[i];
+        if (f->state != SEQ_RUNNING) continue;
+        memcpy(e->fork_row, row, sizeof(float) * nv);
+        sample_and_accept(e, f, e->fork_row);
+    }
+    sample_and_accept(e, s, row);
+}
+
+void step_run(engine *e)
+{
+    int n_sched = sched_plan(e);
+    if (!n_sched) return;
+    /* gather */
+    int n = 0, ns = 0;
+    for (int i = 0; i < e->n_running; i++) {
+        eng_seq *s = e->running[i];
+        if (!s->chunk) continue;
+        e->b_seqs[ns] = (model_seq){s->blocks, s->n_blocks};
+        e->b_owner[ns] = s;
+        for (int k = 0; k < s->chunk; k++, n++) {
+            int p = s->n_computed + k;
+            e->b_token[n] = s->tokens[p];
+            e->b_pos[n] = p;
+            e->b_seq[n] = ns;
+            e->b_want[n] = p == s->n_tokens - 1;
+        }
+        ns++;
+    }
+    model_batch b = {n, e->b_token, e->b_pos, e->b_seq, e->b_want, ns, e->b_seqs};
+    kl_err err;
+    int rc = model_forward(e->m, e->workers, e->store, &b, e->logits, &err);
+    e->stats.steps++;
+    e->stats.computed_tokens += (uint64_t)n;
+    if (rc) {
+        kl_error("engine: forward failed: %s", err.msg);
+        for (int k = 0; k < ns; k++) step_finish(e, e->b_owner[k], ENGINE_FINISH_ERROR);
+        return;
+    }
+    /* sample, in batch order; owners may finish (and leave running) as we go */
+    int row = 0;
+    for (int k = 0; k < ns; k++) {
+        eng_seq *s = e->b_owner[k];
+        s->n_computed += s->chunk;
+        s->chunk = 0;
+        seq_publish(e, s);
+        if (s->n_computed != s->n_tokens) continue;
+        float *lr = e->logits + (size_t)row++ * (size_t)model_hparams_of(e->m)->n_vocab;
+        if (s->index == 0 && s->req->n_forked < s->req->r.n)
+            fork_and_sample(e, s, lr);
+        else
+            sample_and_accept(e, s, lr);
+    }
+}

@@ -1,0 +1,298 @@
+/* The engine on the real stories260K model: reference greedy generations through the
+ * scheduler, batch invariance (alone vs among 15 others, with prefix-cache hits, after
+ * preemption), prefix-cache accounting, n > 1, stop strings, aborts, and a random stress
+ * run after which every request has finished and every block is back. */
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "model/model.h"
+#include "t.h"
+#include "tok/tok.h"
+
+#define MAXTOK 400
+
+typedef struct result {
+    int32_t ids[8][MAXTOK];
+    int n[8];
+    char text[8][4096];
+    size_t text_len[8];
+    engine_finish finish[8];
+    int last_events, prompt_tokens, completion_tokens, cached_tokens;
+} result;
+
+typedef struct fixture {
+    gguf_file *f;
+    model *m;
+    tok *tk;
+    engine *e;
+} fixture;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_event(void *ctx, const engine_event *ev)
+{
+    result *r = ctx;
+    pthread_mutex_lock(&mu);
+    int i = ev->index;
+    if (ev->token >= 0 && r->n[i] < MAXTOK) r->ids[i][r->n[i]++] = ev->token;
+    if (ev->text_len && r->text_len[i] + ev->text_len < sizeof r->text[i]) {
+        memcpy(r->text[i] + r->text_len[i], ev->text, ev->text_len);
+        r->text_len[i] += ev->text_len;
+    }
+    if (ev->finish != ENGINE_RUNNING) r->finish[i] = ev->finish;
+    if (ev->last) {
+        r->last_events++;
+        r->prompt_tokens = ev->prompt_tokens;
+        r->completion_tokens = ev->completion_tokens;
+        r->cached_tokens = ev->cached_tokens;
+    }
+    pthread_mutex_unlock(&mu);
+}
+
+static void fx_open(fixture *fx, size_t kv_bytes, int max_seqs, int max_batch, bool prefix)
+{
+    kl_err err;
+    T_EQ(gguf_open(&fx->f, t_shared("models/stories260K.gguf"), &err), 0);
+    model_opts mo = {.max_batch_tokens = max_batch, .max_logits = max_seqs, .max_ctx = 512};
+    T_EQ(model_load(&fx->m, fx->f, &mo, &err), 0);
+    T_EQ(tok_load(&fx->tk, fx->f, &err), 0);
+    engine_config c;
+    engine_config_defaults(&c);
+    c.model = fx->m;
+    c.tok = fx->tk;
+    c.n_threads = 2;
+    c.kv_mem_bytes = kv_bytes;
+    c.kv_dtype = KL_F32;
+    c.max_seqs = max_seqs;
+    c.max_batch_tokens = max_batch;
+    c.prefix_cache = prefix;
+    T_EQ(engine_create(&fx->e, &c, &err), 0);
+}
+
+static void fx_close(fixture *fx)
+{
+    engine_destroy(fx->e);
+    tok_free(fx->tk);
+    model_free(fx->m);
+    gguf_close(fx->f);
+}
+
+static uint64_t submit(fixture *fx, const int32_t *p, int n, engine_sampling *sp, int nchoice,
+                       int prio, result *r)
+{
+    engine_request q = {.prompt = p, .n_prompt = n, .n = nchoice, .sp = *sp, .priority = prio,
+                        .on_event = on_event, .ctx = r};
+    uint64_t id = 0;
+    kl_err err;
+    int src = engine_submit(fx->e, &q, &id, &err);
+    if (src) fprintf(stderr, "submit: %s\n", err.msg);
+    T_EQ(src, 0);
+    return id;
+}
+
+static engine_sampling greedy(int max)
+{
+    engine_sampling sp;
+    engine_sampling_defaults(&sp);
+    sp.temperature = 0;
+    sp.max_tokens = max;
+    return sp;
+}
+
+TEST(engine_reference_greedy)
+{
+    fixture fx;
+    fx_open(&fx, 4u << 20, 8, 64, true);
+    FILE *fp = fopen(t_shared("reference/stories260K.jsonl"), "r");
+    char line[1 << 16];
+    while (fgets(line, sizeof line, fp)) {
+        json_t *ref = json_loads(line, 0, NULL);
+        json_t *pid = json_object_get(ref, "prompt_ids"), *g = json_object_get(ref, "greedy_ids");
+        int32_t p[64];
+        int n = (int)json_array_size(pid);
+        for (int i = 0; i < n; i++) p[i] = (int32_t)json_integer_value(json_array_get(pid, (size_t)i));
+        result *r = calloc(1, sizeof *r);
+        engine_sampling sp = greedy(100);
+        submit(&fx, p, n, &sp, 1, 0, r);
+        T_ASSERT(engine_wait_idle(fx.e, 60000));
+        T_EQ(r->last_events, 1);
+        T_EQ(r->n[0], (int)json_array_size(g));
+        for (int i = 0; i < r->n[0]; i++) T_EQ(r->ids[0][i], json_integer_value(json_array_get(g, (size_t)i)));
+        const char *want = json_string_value(json_object_get(ref, "greedy_text"));
+        /* the reference text includes the EOS-free continuation; ours holds nothing back at the end */
+        T_EQ((int64_t)r->text_len[0], (int64_t)strlen(want));
+        T_MEMEQ(r->text[0], want, strlen(want));
+        free(r);
+        json_decref(ref);
+    }
+    fclose(fp);
+    fx_close(&fx);
+}
+
+/* 16 requests of different lengths and sampling parameters. */
+static void mixed_request(int k, int32_t *p, int *n, engine_sampling *sp)
+{
+    *n = 3 + (k * 37) % 60;
+    p[0] = 1;
+    for (int i = 1; i < *n; i++) p[i] = 3 + (k * 131 + i * 17) % 500;
+    if (k % 4 == 0) { /* shared prefix for prefix-cache hits */
+        for (int i = 1; i < 40 && i < *n; i++) p[i] = 300 + i;
+    }
+    engine_sampling_defaults(sp);
+    sp->temperature = k % 3 == 0 ? 0.f : 0.7f + 0.05f * (float)k;
+    sp->top_k = k % 5 == 0 ? 0 : 20 + k;
+    sp->top_p = k % 2 ? 0.9f : 1.f;
+    sp->seed = 1000 + (uint64_t)k;
+    sp->max_tokens = 20 + (k * 7) % 50;
+    sp->ignore_eos = true;
+    sp->repetition_penalty = k % 6 == 1 ? 1.1f : 1.f;
+}
+
+static void run_mixed(size_t kv_bytes, int max_seqs, bool together, result *res, engine_stats *st)
+{
+    fixture fx;
+    fx_open(&fx, kv_bytes, max_seqs, 48, true);
+    for (int k = 0; k < 16; k++) {
+        int32_t p[64];
+        int n;
+        engine_sampling sp;
+        mixed_request(k, p, &n, &sp);
+        submit(&fx, p, n, &sp, 1, k % 3, &res[k]);
+        if (!together) T_ASSERT(engine_wait_idle(fx.e, 60000));
+    }
+    T_ASSERT(engine_wait_idle(fx.e, 60000));
+    engine_stats_get(fx.e, st);
+    fx_close(&fx);
+}
+
+TEST(engine_batch_invariance_and_preemption)
+{
+    result *alone = calloc(16, sizeof *alone), *together = calloc(16, sizeof *together);
+    result *tight = calloc(16, sizeof *tight);
+    engine_stats s1, s2, s3;
+    run_mixed(4u << 20, 16, false, alone, &s1);
+    run_mixed(4u << 20, 16, true, together, &s2);
+    /* a cache of a few blocks forces preemption and recomputation */
+    run_mixed(40 * 16 * 2 * 5 * 32 * 4, 16, true, tight, &s3);
+    T_ASSERT(s3.preemptions > 0);
+    T_ASSERT(s2.prefix_hits > 0);
+    for (int k = 0; k < 16; k++) {
+        T_EQ(alone[k].last_events, 1);
+        T_EQ(together[k].n[0], alone[k].n[0]);
+        T_EQ(tight[k].n[0], alone[k].n[0]);
+        T_MEMEQ(together[k].ids[0], alone[k].ids[0], sizeof(int32_t) * (size_t)alone[k].n[0]);
+        T_MEMEQ(tight[k].ids[0], alone[k].ids[0], sizeof(int32_t) * (size_t)alone[k].n[0]);
+    }
+    T_EQ(s2.kv_blocks_used, 0);
+    T_EQ(s3.kv_blocks_used, 0);
+    free(alone), free(together), free(tight);
+}
+
+TEST(engine_prefix_cache_saves_work)
+{
+    fixture fx;
+    fx_open(&fx, 4u << 20, 8, 64, true);
+    int32_t p[200];
+    p[0] = 1;
+    for (int i = 1; i < 200; i++) p[i] = 3 + (i * 7) % 500;
+    result *r = calloc(4, sizeof *r);
+    engine_sampling sp = greedy(5);
+    for (int k = 0; k < 4; k++) {
+        p[199] = 10 + k;
+        submit(&fx, p, 200, &sp, 1, 0, &r[k]);
+        T_ASSERT(engine_wait_idle(fx.e, 60000));
+    }
+    engine_stats st;
+    engine_stats_get(fx.e, &st);
+    T_EQ((int64_t)st.prefix_queries, 800);
+    T_EQ((int64_t)st.prefix_hits, 3 * 192); /* 12 full blocks of 16 for each later request */
+    T_EQ(r[3].cached_tokens, 192);
+    T_ASSERT(st.computed_tokens < 800);
+    free(r);
+    fx_close(&fx);
+}
+
+TEST(engine_n_choices_share_prompt)
+{
+    fixture fx;
+    fx_open(&fx, 4u << 20, 8, 64, true);
+    int32_t p[40];
+    p[0] = 1;
+    for (int i = 1; i < 40; i++) p[i] = 3 + i * 11 % 400;
+    result *r = calloc(1, sizeof *r);
+    engine_sampling sp;
+    engine_sampling_defaults(&sp);
+    sp.max_tokens = 30;
+    sp.ignore_eos = true;
+    sp.seed = 7;
+    submit(&fx, p, 40, &sp, 4, 0, r);
+    T_ASSERT(engine_wait_idle(fx.e, 60000));
+    T_EQ(r->last_events, 1);
+    T_EQ(r->completion_tokens, 120);
+    for (int i = 0; i < 4; i++) T_EQ(r->n[i], 30);
+    T_ASSERT(memcmp(r->ids[0], r->ids[1], sizeof(int32_t) * 30) != 0);
+    engine_stats st;
+    engine_stats_get(fx.e, &st);
+    T_EQ(st.kv_blocks_used, 0);
+    T_ASSERT(st.computed_tokens < 40 * 2 + 120); /* the prompt was computed once */
+    free(r);
+    fx_close(&fx);
+}
+
+TEST(engine_stop_string_not_emitted)
+{
+    fixture fx;
+    fx_open(&fx, 4u << 20, 8, 64, true);
+    int32_t p[8];
+    int n = (int)tok_encode(fx.tk, "Once upon a time", 16, TOK_ADD_BOS, p, 8);
+    result *r = calloc(2, sizeof *r);
+    engine_sampling sp = greedy(100);
+    submit(&fx, p, n, &sp, 1, 0, &r[0]);
+    T_ASSERT(engine_wait_idle(fx.e, 60000));
+    /* stop at the first "Lily" of the reference continuation ", there was a little girl named Lily." */
+    sp.stop[0] = "Lily";
+    sp.n_stop = 1;
+    submit(&fx, p, n, &sp, 1, 0, &r[1]);
+    T_ASSERT(engine_wait_idle(fx.e, 60000));
+    T_EQ(r[1].finish[0], ENGINE_FINISH_STOP);
+    const char *at = strstr(r[0].text[0], "Lily");
+    T_ASSERT(at);
+    T_EQ((int64_t)r[1].text_len[0], (int64_t)(at - r[0].text[0]));
+    T_MEMEQ(r[1].text[0], r[0].text[0], r[1].text_len[0]);
+    free(r);
+    fx_close(&fx);
+}
+
+TEST(engine_abort_and_stress)
+{
+    fixture fx;
+    fx_open(&fx, 64 * 16 * 2 * 5 * 32 * 4, 6, 32, true);
+    result *r = calloc(40, sizeof *r);
+    uint64_t ids[40];
+    uint64_t x = 12345;
+    for (int k = 0; k < 40; k++) {
+        int32_t p[100];
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int n = 2 + (int)((x >> 33) % 90);
+        p[0] = 1;
+        for (int i = 1; i < n; i++) p[i] = 3 + (int)((x >> (i % 40)) % 500);
+        engine_sampling sp;
+        engine_sampling_defaults(&sp);
+        sp.max_tokens = 1 + (int)((x >> 40) % 60);
+        sp.seed = x;
+        ids[k] = submit(&fx, p, n, &sp, 1 + (int)((x >> 20) % 3), (int)((x >> 50) % 3), &r[k]);
+        if (k % 3 == 0) engine_abort(fx.e, ids[k / 2]);
+    }
+    T_ASSERT(engine_wait_idle(fx.e, 100000));
+    for (int k = 0; k < 40; k++) T_EQ(r[k].last_events, 1);
+    engine_stats st;
+    engine_stats_get(fx.e, &st);
+    T_EQ(st.kv_blocks_used, 0);
+    T_EQ(st.running, 0);
+    T_EQ(st.waiting, 0);
+    free(r);
+    fx_close(&fx);
+}
