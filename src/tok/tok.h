@@ -16,7 +16,8 @@
 typedef struct tok tok; /* opaque */
 
 enum {
-    TOK_ADD_BOS = 1u << 0,        /* encode: prepend BOS (if the vocab has one) */
+    TOK_ADD_BOS = 1u << 0,        /* encode: prepend BOS (if the vocab has one), and append EOS
+                                     when the vocab sets tokenizer.ggml.add_eos_token */
     TOK_PARSE_SPECIAL = 1u << 1,  /* encode: "<|eot_id|>" in the text becomes that token */
     TOK_RENDER_SPECIAL = 1u << 2, /* piece/decode: control tokens print their text */
 };
@@ -41,7 +42,9 @@ int32_t tok_find(const tok *t, const char *text);
 
 /* Tokenizes text[0..len) (any bytes; invalid UTF-8 is tokenized, never refused). Writes at
  * most cap ids to out and returns how many there are in all (call again with a bigger out
- * when the result exceeds cap). flags: TOK_ADD_BOS, TOK_PARSE_SPECIAL. */
+ * when the result exceeds cap; out may be NULL when cap is 0). flags: TOK_ADD_BOS,
+ * TOK_PARSE_SPECIAL. User-defined tokens (token type 4) are always split out of the text,
+ * as llama.cpp and Hugging Face do. Allocates its scratch per call; safe from any thread. */
 int64_t tok_encode(const tok *t, const char *text, size_t len, unsigned flags, int32_t *out,
                    int64_t cap);
 
@@ -50,8 +53,11 @@ int64_t tok_encode(const tok *t, const char *text, size_t len, unsigned flags, i
 size_t tok_piece(const tok *t, int32_t id, unsigned flags, char *buf, size_t cap);
 
 /* Detokenizes ids: the concatenated pieces, minus the one leading space SentencePiece adds
- * when the first piece starts with one (so decode(encode(s)) == s). Writes at most cap bytes
- * plus a NUL when cap > 0, and returns the full length. */
+ * (dropped from the first token that is not a control token, so decode(encode(s)) == s; for
+ * Qwen 2 vocabs, which normalize to NFC, it gives NFC(s)). Like snprintf: writes at most
+ * cap - 1 bytes and a NUL when cap > 0 (out may be NULL when cap is 0), and returns the full
+ * length. Streaming a generation token by token uses tok_piece instead: there the first
+ * generated piece's leading space is real text. */
 size_t tok_decode(const tok *t, const int32_t *ids, int64_t n, unsigned flags, char *out,
                   size_t cap);
 
