@@ -13,6 +13,7 @@ static const struct {
     {"model", cmd_model, "inspect | make | quantize | convert-llama2c | bench: model files"},
     {"tokenize", cmd_tokenize, "text on stdin -> token ids (-m FILE [--special] [--pieces])"},
     {"detokenize", cmd_detokenize, "token ids on stdin -> text (-m FILE [--special])"},
+    {"run", cmd_run, "generate a continuation (-m FILE -p PROMPT [-n N] [--temp T] ...)"},
     {"perplexity", cmd_perplexity, "log-probabilities of a text (-m FILE -f TEXT [--per-token])"},
     {"gateway", cmd_gateway, "route OpenAI API traffic across replicas (-c CONFIG.json)"},
 };
