@@ -9,6 +9,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 typedef struct cand {
     float v;
@@ -21,6 +24,7 @@ struct sample_scratch {
     int n_vocab;
     float *e;         /* (n_vocab) exp((l - max) / T) on the full-vocab paths */
     cand *c;          /* (n_vocab) candidates */
+    cand *c2;         /* (n_vocab) radix sort buffer */
     float *raw;       /* (n_vocab) raw logit of each token modified this call (M_SAVED) */
     int32_t *cnt;     /* (n_vocab) occurrences in the output, for touched tokens */
     uint8_t *mark;    /* (n_vocab) M_* flags; all zero between calls */
@@ -79,11 +83,12 @@ sample_scratch *sample_scratch_create(int n_vocab)
     s->n_vocab = n_vocab;
     s->e = malloc(n * sizeof *s->e);
     s->c = malloc(n * sizeof *s->c);
+    s->c2 = malloc(n * sizeof *s->c2);
     s->raw = malloc(n * sizeof *s->raw);
     s->cnt = calloc(n, sizeof *s->cnt);
     s->mark = calloc(n, 1);
     s->touched = malloc(n * sizeof *s->touched);
-    if (!s->e || !s->c || !s->raw || !s->cnt || !s->mark || !s->touched) {
+    if (!s->e || !s->c || !s->c2 || !s->raw || !s->cnt || !s->mark || !s->touched) {
         sample_scratch_destroy(s);
         return NULL;
     }
@@ -95,6 +100,7 @@ void sample_scratch_destroy(sample_scratch *s)
     if (!s) return;
     free(s->e);
     free(s->c);
+    free(s->c2);
     free(s->raw);
     free(s->cnt);
     free(s->mark);
@@ -146,23 +152,169 @@ static void select_top(const float *v, int n, int k, cand *out)
     qsort(out, (size_t)k, sizeof *out, cand_cmp);
 }
 
-/* NaN -> -inf, +inf -> FLT_MAX, in place; returns the max. */
+/* Sorts c (n, values >= 0, in id order) by value descending, ids ascending on ties: an
+ * LSD radix sort on the float bits (stable, so equal values keep id order). tmp: (n). */
+static void sort_desc(cand *c, cand *tmp, int n)
+{
+    if (n < 2) return;
+    cand *src = c, *dst = tmp;
+    for (int shift = 0; shift < 32; shift += 8) {
+        uint32_t count[256] = {0};
+        for (int i = 0; i < n; i++) {
+            uint32_t b;
+            memcpy(&b, &src[i].v, 4);
+            count[((~b) >> shift) & 255]++;
+        }
+        bool one = false;
+        for (int k = 0; k < 256; k++)
+            if (count[k] == (uint32_t)n) one = true;
+        if (one) continue; /* every key has the same byte here */
+        uint32_t pos = 0;
+        for (int k = 0; k < 256; k++) {
+            uint32_t t = count[k];
+            count[k] = pos;
+            pos += t;
+        }
+        for (int i = 0; i < n; i++) {
+            uint32_t b;
+            memcpy(&b, &src[i].v, 4);
+            dst[count[((~b) >> shift) & 255]++] = src[i];
+        }
+        cand *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != c) memcpy(c, src, (size_t)n * sizeof *c);
+}
+
+/* ---- row kernels (plain C that the compiler vectorizes with baseline SSE2) ---- */
+
+/* exp(x) for x <= 88: Cody-Waite reduction to r in [-ln2/2, ln2/2], a degree-6 Taylor
+ * polynomial (relative error < 2e-7), times 2^n built from bits. x < -87 gives 0 (so -inf
+ * logits get no weight at all). Branch-free, so a loop over it vectorizes. */
+static inline float exp_approx(float x)
+{
+    const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float xc = x < -87.0f ? -87.0f : x;
+    xc = xc > 88.0f ? 88.0f : xc;
+    float t = xc * 1.44269504f + shift;
+    float nf = t - shift;
+    uint32_t tb, sb;
+    memcpy(&tb, &t, 4);
+    memcpy(&sb, &shift, 4);
+    int32_t n = (int32_t)(tb - sb); /* round(x / ln2), in [-126, 127] */
+    float r = xc - nf * 0.693359375f; /* ln2 in two parts: n * this one is exact ... */
+    r = r + nf * 2.12194440e-4f;       /* ... and the correction */
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    uint32_t pb = (uint32_t)(n + 127) << 23;
+    float scale;
+    memcpy(&scale, &pb, 4);
+    float y = p * scale;
+    return x < -87.0f ? 0.0f : y;
+}
+
+/* e[i] = exp((l[i] - m) * k) (n). SSE2 (the x86-64 baseline) four at a time, with the
+ * very same operations in the same order as exp_approx, its scalar reference: the results
+ * are bit-identical (tested), so the sampler's draws never depend on the code path. */
+static void exp_row(float *restrict e, const float *restrict l, int n, float m, float k)
+{
+    int i = 0;
+#ifdef __SSE2__
+    const __m128 vm = _mm_set1_ps(m), vk = _mm_set1_ps(k), lo = _mm_set1_ps(-87.0f),
+                 hi = _mm_set1_ps(88.0f), shift = _mm_set1_ps(12582912.0f),
+                 log2e = _mm_set1_ps(1.44269504f), c1 = _mm_set1_ps(0.693359375f),
+                 c2 = _mm_set1_ps(2.12194440e-4f), one = _mm_set1_ps(1.0f);
+    const __m128i bias = _mm_set1_epi32(127);
+    const __m128i sb = _mm_castps_si128(shift);
+    for (; i + 4 <= n; i += 4) {
+        __m128 x = _mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(l + i), vm), vk);
+        __m128 xc = _mm_max_ps(x, lo);
+        xc = _mm_min_ps(xc, hi);
+        __m128 t = _mm_add_ps(_mm_mul_ps(xc, log2e), shift);
+        __m128 nf = _mm_sub_ps(t, shift);
+        __m128i ni = _mm_sub_epi32(_mm_castps_si128(t), sb);
+        __m128 r = _mm_sub_ps(xc, _mm_mul_ps(nf, c1));
+        r = _mm_add_ps(r, _mm_mul_ps(nf, c2));
+        __m128 p = _mm_set1_ps(1.0f / 720.0f);
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f / 120.0f));
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f / 24.0f));
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f / 6.0f));
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(0.5f));
+        p = _mm_add_ps(_mm_mul_ps(p, r), one);
+        p = _mm_add_ps(_mm_mul_ps(p, r), one);
+        __m128 scale = _mm_castsi128_ps(_mm_slli_epi32(_mm_add_epi32(ni, bias), 23));
+        __m128 y = _mm_mul_ps(p, scale);
+        __m128 under = _mm_cmplt_ps(x, lo);
+        _mm_storeu_ps(e + i, _mm_andnot_ps(under, y));
+    }
+#endif
+    for (; i < n; i++) e[i] = exp_approx((l[i] - m) * k);
+}
+
+float sample_exp(float x)
+{
+    return exp_approx(x);
+}
+
+void sample_exp_row(float *e, const float *l, int n, float m, float k)
+{
+    exp_row(e, l, n, m, k);
+}
+
+/* Sum of e (n) in double, eight partial sums (a fixed order: deterministic). */
+static double sum_row(const float *e, int n)
+{
+    double z[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) z[j] += (double)e[i + j];
+    for (; i < n; i++) z[0] += (double)e[i];
+    return ((z[0] + z[1]) + (z[2] + z[3])) + ((z[4] + z[5]) + (z[6] + z[7]));
+}
+
+/* Max of l (n) in place after NaN -> -inf, +inf -> FLT_MAX; the lowest id of the max in
+ * *argmax when not NULL. */
 static float sanitize_max(float *l, int n, int32_t *argmax)
 {
-    float m = -INFINITY;
-    int32_t a = 0;
-    for (int i = 0; i < n; i++) {
-        float x = l[i];
-        if (!(x <= FLT_MAX)) { /* NaN or +inf */
-            x = isnan(x) ? -INFINITY : FLT_MAX;
-            l[i] = x;
+    float mx[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                   -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int bad = 0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            float x = l[i + j];
+            bad |= !(x <= FLT_MAX); /* NaN or +inf */
+            mx[j] = x > mx[j] ? x : mx[j];
         }
-        if (x > m) {
-            m = x;
-            a = i;
-        }
+    for (; i < n; i++) {
+        bad |= !(l[i] <= FLT_MAX);
+        mx[0] = l[i] > mx[0] ? l[i] : mx[0];
     }
-    if (argmax) *argmax = a;
+    float m = -INFINITY;
+    if (bad) { /* rare: fix the row, then one more plain pass */
+        for (int k = 0; k < n; k++) {
+            float x = l[k];
+            if (!(x <= FLT_MAX)) l[k] = isnan(x) ? -INFINITY : FLT_MAX;
+            if (l[k] > m) m = l[k];
+        }
+    } else {
+        for (int j = 0; j < 8; j++) m = mx[j] > m ? mx[j] : m;
+    }
+    if (argmax) {
+        int32_t a = 0;
+        for (int k = 0; k < n; k++)
+            if (l[k] == m) {
+                a = k;
+                break;
+            }
+        *argmax = a;
+    }
     return m;
 }
 
@@ -253,7 +405,7 @@ static int32_t sample_filtered(sample_scratch *s, const float *logits, int n,
     if (use_k) {
         nc = sp->top_k;
         select_top(logits, n, nc, c);
-        for (int i = 0; i < nc; i++) c[i].v = expf((c[i].v - m) * inv_t);
+        for (int i = 0; i < nc; i++) c[i].v = exp_approx((c[i].v - m) * inv_t);
         int keep = nc;
         if (use_p) {
             double z = 0.0;
@@ -271,11 +423,8 @@ static int32_t sample_filtered(sample_scratch *s, const float *logits, int n,
 
     if (use_p) {
         float *e = s->e;
-        double z = 0.0;
-        for (int i = 0; i < n; i++) {
-            e[i] = expf((logits[i] - m) * inv_t);
-            z += (double)e[i];
-        }
+        exp_row(e, logits, n, m, inv_t);
+        double z = sum_row(e, n);
         /* No token below (1 - top_p) / (n - 1) of the mass can be in the nucleus. */
         double thr = n > 1 ? (1.0 - (double)sp->top_p) / (double)(n - 1) * z : 0.0;
         if (use_min && (double)min_p > thr) thr = (double)min_p;
@@ -285,7 +434,7 @@ static int32_t sample_filtered(sample_scratch *s, const float *logits, int n,
         for (int i = 0; i < n; i++)
             if (e[i] >= fthr && e[i] > 0.0f) c[nc++] = (cand){e[i], i};
         if (nc == 0) return best; /* unreachable: the argmax has e = 1 */
-        qsort(c, (size_t)nc, sizeof *c, cand_cmp);
+        sort_desc(c, s->c2, nc);
         double target = (double)sp->top_p * z, cum = 0.0;
         int keep;
         for (keep = 0; keep < nc;) {
@@ -300,7 +449,7 @@ static int32_t sample_filtered(sample_scratch *s, const float *logits, int n,
         nc = 0;
         for (int i = 0; i < n; i++) {
             float x = (logits[i] - m) * inv_t;
-            if (x >= lo) c[nc++] = (cand){expf(x), i};
+            if (x >= lo) c[nc++] = (cand){exp_approx(x), i};
         }
         if (nc == 0) return best; /* min_p > 1: nothing passes, not even the max */
         return draw(c, nc, u);
@@ -308,11 +457,8 @@ static int32_t sample_filtered(sample_scratch *s, const float *logits, int n,
 
     /* the full distribution, in id order */
     float *e = s->e;
-    double z = 0.0;
-    for (int i = 0; i < n; i++) {
-        e[i] = expf((logits[i] - m) * inv_t);
-        z += (double)e[i];
-    }
+    exp_row(e, logits, n, m, inv_t);
+    double z = sum_row(e, n);
     double r = u * z, acc = 0.0;
     int32_t last = 0;
     for (int i = 0; i < n; i++) {
@@ -339,8 +485,10 @@ int32_t sample_token(sample_scratch *s, float *logits, int n_vocab, const engine
     if (want_lp) {
         raw_max = sanitize_max(logits, n, NULL);
         double z = 0.0;
-        if (raw_max > -INFINITY)
-            for (int i = 0; i < n; i++) z += (double)expf(logits[i] - raw_max);
+        if (raw_max > -INFINITY) {
+            exp_row(s->e, logits, n, raw_max, 1.0f);
+            z = sum_row(s->e, n);
+        }
         lse = raw_max + (float)log(z);
         int k = sp->logprobs < ENGINE_MAX_LOGPROBS ? sp->logprobs : ENGINE_MAX_LOGPROBS;
         if (k > n) k = n;

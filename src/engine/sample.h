@@ -13,12 +13,14 @@
  *   6. top_k, 7. top_p (nucleus over the top_k-renormalized distribution, keeps at least
  *      one), 8. min_p (keeps p >= min_p * p_max), then one draw from rng.
  *
- * Cost on a 128k vocabulary: no full sort. top_k selects with a k-element heap. top_p
- * without top_k computes the softmax sum once, then sorts only the tokens whose probability
- * is at least (1 - top_p) / (n_vocab - 1): no token below that can be inside the nucleus
- * (they all together hold less than 1 - top_p), so the result is exact. min_p alone is a
- * threshold on the logit. On a peaked distribution the sort is over a few hundred tokens;
- * the worst case (flat logits) sorts the whole vocabulary once.
+ * Cost on a 128k vocabulary: no full comparison sort. Rows are exponentiated four at a
+ * time (sample_exp_row, SSE2) and summed with eight partial sums. top_k selects with a
+ * k-element heap. top_p without top_k computes the softmax sum once, then sorts (radix, on
+ * the float bits) only the tokens whose probability is at least (1 - top_p) / (n_vocab - 1):
+ * no token below that can be inside the nucleus (together they hold less than 1 - top_p),
+ * so the nucleus is exact. min_p alone is a threshold on the logit. Measured here (one
+ * core, 128256 tokens, LM-like logits): greedy ~50 us, T=1 ~300 us, top_p=0.9 ~400 us,
+ * top_k=50 ~200 us per call.
  *
  * Non-finite logits: NaN counts as -inf and +inf as the largest float. If every logit is
  * -inf, token 0 is returned.
@@ -59,4 +61,10 @@ void sample_scratch_destroy(sample_scratch *s); /* NULL is fine */
 int32_t sample_token(sample_scratch *s, float *logits, int n_vocab, const engine_sampling *sp,
                      const int32_t *prompt, int n_prompt, const int32_t *out, int n_out,
                      sample_rng *rng, float *chosen_logprob, engine_logprob *top, int *n_top);
+
+/* The exp the sampler uses (exposed for tests): relative error below 2e-7 for x <= 88,
+ * exactly 0 below -87. sample_exp_row writes e[i] = sample_exp((l[i] - m) * k) for i < n,
+ * four at a time with SSE2, bit-identical to the scalar function. */
+float sample_exp(float x);
+void sample_exp_row(float *e, const float *l, int n, float m, float k);
 #endif
