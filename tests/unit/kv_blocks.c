@@ -377,3 +377,64 @@ TEST(kv_blocks_table_churn_large)
     T_EQ(kv_blocks_cached(b), NB);
     kv_blocks_destroy(b);
 }
+
+/* The engine's use: a prompt walks its full blocks by chained hash, takes every cached one
+ * and computes (allocates + publishes) the rest; a salt keeps tenants apart. */
+static int prompt_blocks(kv_blocks *b, const int32_t *tok, int n_blocks, uint64_t salt,
+                         int32_t *ids)
+{
+    uint64_t parent = 0;
+    int hits = 0;
+    bool miss = false;
+    for (int j = 0; j < n_blocks; j++) {
+        uint64_t h = kv_block_hash(parent, tok + j * 16, 16, salt);
+        int32_t id = miss ? -1 : kv_blocks_lookup(b, h);
+        if (id >= 0) {
+            hits++;
+        } else {
+            miss = true; /* after the first miss every later block is computed */
+            id = kv_blocks_alloc(b);
+            T_ASSERT(id >= 0);
+            kv_blocks_publish(b, id, h);
+        }
+        ids[j] = id;
+        parent = h;
+    }
+    return hits;
+}
+
+TEST(kv_blocks_prefix_sharing_scenario)
+{
+    kv_blocks *b = mk(32);
+    int32_t sys[4 * 16], other[4 * 16];
+    for (int i = 0; i < 64; i++) sys[i] = other[i] = 1000 + i;
+    other[2 * 16 + 3] = 7; /* differs in the third block */
+    int32_t a[4], c[4], d[4], e[4];
+    T_EQ(prompt_blocks(b, sys, 4, 0, a), 0);
+    T_EQ(prompt_blocks(b, sys, 4, 0, c), 4); /* concurrent request: shares all four */
+    for (int j = 0; j < 4; j++) {
+        T_EQ(c[j], a[j]);
+        T_EQ(kv_blocks_refcount(b, a[j]), 2);
+    }
+    T_EQ(prompt_blocks(b, other, 4, 0, d), 2); /* shares the first two only */
+    T_EQ(d[0], a[0]);
+    T_EQ(d[1], a[1]);
+    T_ASSERT(d[2] != a[2] && d[3] != a[3]);
+    T_EQ(prompt_blocks(b, sys, 4, 0xfeed, e), 0); /* another tenant's salt: no hits */
+    for (int j = 0; j < 4; j++) T_ASSERT(e[j] != a[j]);
+    T_EQ(kv_blocks_used(b), 4 + 2 + 4);
+    CHECK(b);
+    /* everyone finishes: all blocks are cached, none used, all still findable */
+    for (int j = 0; j < 4; j++) {
+        kv_blocks_unref(b, a[j]);
+        kv_blocks_unref(b, c[j]);
+        kv_blocks_unref(b, d[j]);
+        kv_blocks_unref(b, e[j]);
+    }
+    T_EQ(kv_blocks_used(b), 0);
+    T_EQ(kv_blocks_cached(b), 10);
+    T_EQ(prompt_blocks(b, sys, 4, 0, c), 4);
+    for (int j = 0; j < 4; j++) T_EQ(c[j], a[j]);
+    CHECK(b);
+    kv_blocks_destroy(b);
+}
