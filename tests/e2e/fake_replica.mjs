@@ -1,7 +1,7 @@
 // A replica that misbehaves on purpose, for the gateway's fault tests only (a real
 // `kiln serve` cannot be made to hang mid-stream or send garbage on demand).
 // Usage: node fake_replica.mjs PORT [--mode ok|hang-headers|die-mid-stream|garbage|500]
-//        [--waiting N] [--kv F] [--delay-ms D]
+//        [--waiting N] [--kv F] [--delay-ms D] [--ttft-ms T]
 // It serves /health, /metrics (vLLM names), /v1/completions and /v1/chat/completions
 // (streaming: 5 tokens "tok0".."tok4" then [DONE]). Each response names this replica in
 // the "system_fingerprint" field so tests can see where a request went.
@@ -17,6 +17,7 @@ let mode = opt('--mode', 'ok');
 let waiting = Number(opt('--waiting', '0'));
 let kv = Number(opt('--kv', '0'));
 const delay = Number(opt('--delay-ms', '5'));
+let ttft = Number(opt('--ttft-ms', '0')); // extra wait before the first token (default none)
 let served = 0;
 
 const server = http.createServer((req, res) => {
@@ -38,6 +39,7 @@ const server = http.createServer((req, res) => {
       if (o.mode) mode = o.mode;
       if (o.waiting !== undefined) waiting = o.waiting;
       if (o.kv !== undefined) kv = o.kv;
+      if (o.ttft_ms !== undefined) ttft = o.ttft_ms;
       return res.writeHead(200).end(JSON.stringify({ served }));
     }
     served++;
@@ -58,10 +60,20 @@ const server = http.createServer((req, res) => {
     }
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     let i = 0;
+    // For kiln bench: with ignore_eos, max_tokens tokens instead of 5; with
+    // stream_options.include_usage, a last chunk carrying usage (prompt tokens = words).
+    const nTok = j.ignore_eos && j.max_tokens > 0 ? j.max_tokens : 5;
+    const wantUsage = !!(j.stream_options && j.stream_options.include_usage);
+    const text = j.messages ? j.messages.map((m) => m.content).join(' ') : String(j.prompt ?? '');
+    const promptTokens = text.split(/\s+/).filter(Boolean).length;
     const tick = () => {
       if (mode === 'die-mid-stream' && i === 2) return res.socket.destroy();
       if (mode === 'hang-mid-stream' && i === 2) return;
-      if (i === 5) {
+      if (i === nTok) {
+        if (wantUsage) res.write(`data: ${JSON.stringify({ id: 'x', object: 'text_completion',
+          model: j.model, system_fingerprint: fp, choices: [],
+          usage: { prompt_tokens: promptTokens, completion_tokens: nTok,
+            total_tokens: promptTokens + nTok } })}\n\n`);
         res.write('data: [DONE]\n\n');
         return res.end();
       }
@@ -70,7 +82,8 @@ const server = http.createServer((req, res) => {
       i++;
       setTimeout(tick, delay);
     };
-    tick();
+    if (ttft > 0) setTimeout(tick, ttft);
+    else tick();
   });
 });
 server.listen(port, '127.0.0.1');

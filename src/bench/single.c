@@ -1,0 +1,68 @@
+/* bench/single.c: `kiln bench` without --sweep: one run, its table and results.json. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bench/report.h"
+#include "bench/sweep.h"
+
+static double ratio(double b, double a)
+{
+    return a > 0 ? b / a : 0;
+}
+
+/* Prints target 1 / target 0 for the figures that matter and returns them as JSON. */
+static json_t *print_ratios(FILE *f, const kb_summary *a, const kb_summary *b)
+{
+    const struct {
+        const char *name;
+        double va, vb;
+    } rows[] = {
+        {"req_per_s", a->req_per_s, b->req_per_s},
+        {"output_tok_per_s", a->out_tok_per_s, b->out_tok_per_s},
+        {"goodput_req_per_s", a->goodput_rps, b->goodput_rps},
+        {"ttft_p50", a->ttft.p50, b->ttft.p50},
+        {"ttft_p90", a->ttft.p90, b->ttft.p90},
+        {"tpot_p50", a->tpot.p50, b->tpot.p50},
+        {"tpot_p90", a->tpot.p90, b->tpot.p90},
+        {"e2e_p50", a->e2e.p50, b->e2e.p50},
+        {"e2e_p99", a->e2e.p99, b->e2e.p99},
+    };
+    json_t *j = json_object();
+    fprintf(f, "== vs: second / first\n%-20s %12s %12s %8s\n", "", "first", "second", "ratio");
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        double r = ratio(rows[i].vb, rows[i].va);
+        fprintf(f, "%-20s %12.2f %12.2f %8.3f\n", rows[i].name, rows[i].va, rows[i].vb, r);
+        json_object_set_new(j, rows[i].name, json_real(r));
+    }
+    return j;
+}
+
+int kb_bench_main(const kb_config *c, const char *out, kl_err *err)
+{
+    kb_result r;
+    int rc = kb_run(c, &r, err);
+    if (rc) return rc;
+    kb_summary s[2];
+    json_t *root = json_object();
+    json_object_set_new(root, "config", kb_config_json(c));
+    for (int t = 0; t < c->n_targets && !rc; t++) {
+        if ((rc = kb_summarize(&r, t, c->slo_ttft_ms, c->slo_tpot_ms, &s[t]))) {
+            kl_errf(err, rc, "out of memory");
+            break;
+        }
+        char title[600];
+        snprintf(title, sizeof title, "%s (model %s, %s)", c->target[t].url, r.model_names[0],
+                 c->concurrency > 0 ? "closed loop" : "Poisson arrivals");
+        kb_print_summary(stdout, title, &s[t], c);
+        json_object_set_new(root, t ? "summary_vs" : "summary", kb_summary_json(&s[t]));
+    }
+    if (!rc && c->n_targets == 2) json_object_set_new(root, "ratios", print_ratios(stdout, &s[0], &s[1]));
+    fflush(stdout);
+    if (!rc && out) {
+        json_object_set_new(root, "records", kb_records_json(&r));
+        rc = kb_write_json(out, "results.json", root, err);
+    }
+    json_decref(root);
+    kb_result_free(&r);
+    return rc;
+}

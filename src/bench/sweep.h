@@ -1,0 +1,51 @@
+/* bench/sweep.h: the two entry points of `kiln bench`, one run or a sweep, plus the sweep's
+ * steps for the plots and the advice. */
+#ifndef KILN_BENCH_SWEEP_H
+#define KILN_BENCH_SWEEP_H
+#include "bench/bench.h"
+
+#define KB_MAX_STEPS 64
+
+typedef struct kb_sweep_opts {
+    double loads[KB_MAX_STEPS]; /* an explicit list (concurrencies or rates) */
+    int n_loads;
+    int step_requests;   /* per step and target; 0: auto (max(20, 4 x concurrency) or 5 s of arrivals) */
+    double step_duration; /* seconds per step; 0: none */
+    int max_steps;       /* when doubling: default 10 */
+    double attainment;   /* fraction of requests that must meet the SLO: default 0.9 */
+    double min_gain;     /* throughput gain below which the sweep stops: default 0.05 */
+    bool recommend;
+    double target_rate; /* requests/s the deployment must serve (--recommend) */
+} kb_sweep_opts;
+
+typedef struct kb_step {
+    double load; /* concurrency or rate */
+    kb_summary s[2];
+    bool meets[2]; /* meets the SLO (good fraction >= attainment) */
+} kb_step;
+
+typedef struct kb_sweep {
+    bool by_rate;
+    kb_step steps[KB_MAX_STEPS];
+    int n_steps;
+    int saturation[2]; /* step index, -1 if no step met the SLO */
+    char stop_reason[128];
+} kb_sweep;
+
+void kb_sweep_opts_defaults(kb_sweep_opts *o);
+/* "1,2,4,8" into o->loads. Returns 0 or KL_EINVAL. */
+int kb_sweep_parse_list(kb_sweep_opts *o, const char *s, kl_err *err);
+
+/* The throughput a sweep compares: output tokens/s, or requests/s if no tokens came. */
+double kb_step_throughput(const kb_summary *s);
+/* The saturation step of target t: with an SLO, the highest load that meets it; without,
+ * the lowest load reaching 95% of the best throughput. -1 if no step qualifies. */
+int kb_sweep_saturation(const kb_sweep *w, int t, bool has_slo);
+
+/* One run: runs c, prints the table (and ratios with --vs) on stdout, writes
+ * out/results.json when out is set. Returns 0 or a negative code with err filled. */
+int kb_bench_main(const kb_config *c, const char *out, kl_err *err);
+/* A sweep (see README): runs the steps, prints the step table and the saturation point,
+ * writes results.json, the SVG plots, report.html and, with o->recommend, the advice. */
+int kb_sweep_main(const kb_config *c, const kb_sweep_opts *o, const char *out, kl_err *err);
+#endif

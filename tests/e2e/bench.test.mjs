@@ -1,0 +1,168 @@
+// kiln bench against tests/e2e/fake_replica.mjs: the JSON it writes must add up (counts,
+// ordered percentiles, token counts equal to the server's usage), an impossible SLO gives
+// goodput 0, and a replica answering 500 gives counted errors, not a crash.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFile } from 'node:child_process';
+import { readFileSync, mkdtempSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, waitFor } from './gwutil.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const kiln = process.env.KILN_BIN || path.join(here, '../../kiln');
+const dir = mkdtempSync(path.join(tmpdir(), 'kiln-bench-'));
+const procs = [];
+const fakes = [];
+
+async function startFake(extra = []) {
+  const port = await freePort();
+  const p = spawn('node', [path.join(here, 'fake_replica.mjs'), String(port), '--delay-ms', '2', ...extra],
+    { stdio: 'ignore' });
+  procs.push(p);
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/health`)).ok);
+  return port;
+}
+
+async function admin(port, o) {
+  await fetch(`http://127.0.0.1:${port}/admin`, { method: 'POST', body: JSON.stringify(o) });
+}
+
+// Runs kiln bench; resolves {code, stdout, stderr, json} (json: DIR/results.json if written).
+function bench(args, name) {
+  const out = path.join(dir, name);
+  return new Promise((resolve) => {
+    execFile(kiln, ['bench', '--out', out, ...args], { timeout: 60000 }, (e, stdout, stderr) => {
+      const file = path.join(out, 'results.json');
+      resolve({ code: e ? e.code : 0, stdout, stderr, out,
+        json: existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : null });
+    });
+  });
+}
+
+function checkSummary(s, records) {
+  const errs = Object.values(s.errors).reduce((a, b) => a + b, 0);
+  assert.equal(s.ok + errs, s.requests, 'ok + errors = requests');
+  assert.equal(records.length, s.requests);
+  assert.equal(records.filter((r) => r.status === 'ok').length, s.ok);
+  for (const k of ['ttft_ms', 'tpot_ms', 'itl_ms', 'e2e_ms']) {
+    const p = s[k];
+    if (!p.n) continue;
+    assert.ok(p.p50 <= p.p90 && p.p90 <= p.p99 && p.p99 <= p.max, `${k} percentiles ordered`);
+    assert.ok(p.p50 > 0);
+  }
+  assert.ok(s.good <= s.ok);
+}
+
+before(async () => {
+  fakes.push(await startFake());
+  fakes.push(await startFake(['--ttft-ms', '20']));
+});
+
+after(() => {
+  for (const p of procs) p.kill('SIGKILL');
+});
+
+test('closed loop: counts add up, percentiles ordered, tokens equal usage', async () => {
+  const r = await bench(['--url', `http://127.0.0.1:${fakes[0]}`, '--model', 'm', '--concurrency', '4',
+    '--requests', '30', '--input-len', 'uniform:8:40', '--output-len', 'normal:12:4', '--seed', '3'], 'closed');
+  assert.equal(r.code, 0, r.stderr);
+  const { summary: s, records } = r.json;
+  checkSummary(s, records);
+  assert.equal(s.requests, 30);
+  assert.equal(s.ok, 30);
+  let inSum = 0, outSum = 0;
+  for (const q of records) {
+    assert.equal(q.usage, true);
+    assert.equal(q.output_tokens, q.output_expected, 'ignore_eos + max_tokens honoured');
+    assert.equal(q.input_tokens, q.input_expected, 'one word per token in the fake');
+    assert.equal(q.chunks, q.output_tokens);
+    assert.ok(q.ttft_ms <= q.e2e_ms);
+    if (q.output_tokens > 1)
+      assert.ok(Math.abs(q.tpot_ms - (q.e2e_ms - q.ttft_ms) / (q.output_tokens - 1)) < 1e-6);
+    inSum += q.input_tokens;
+    outSum += q.output_tokens;
+  }
+  assert.equal(s.input_tokens, inSum);
+  assert.equal(s.output_tokens, outSum);
+  assert.match(r.stdout, /TTFT/);
+  assert.ok(s.output_tok_per_s > 0 && s.req_per_s > 0);
+});
+
+test('the same seed gives the same workload; another seed another', async () => {
+  const args = (seed) => ['--url', `http://127.0.0.1:${fakes[0]}`, '--model', 'm', '--concurrency', '2',
+    '--requests', '6', '--input-len', 'uniform:8:400', '--output-len', 'uniform:2:9', '--seed', seed];
+  const a = await bench(args('11'), 'seed-a');
+  const b = await bench(args('11'), 'seed-b');
+  const c = await bench(args('12'), 'seed-c');
+  const lens = (j) => j.records.map((q) => [q.item, q.input_expected, q.output_expected].join(':')).sort();
+  assert.deepEqual(lens(a.json), lens(b.json));
+  assert.notDeepEqual(lens(a.json), lens(c.json));
+});
+
+test('an impossible SLO gives goodput 0; a loose one counts every request', async () => {
+  const base = ['--url', `http://127.0.0.1:${fakes[1]}`, '--model', 'm', '--concurrency', '2',
+    '--requests', '8', '--output-len', '4'];
+  const r = await bench([...base, '--slo-ttft', '1', '--slo-tpot', '1000'], 'slo-impossible');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.json.summary.ok, 8);
+  assert.equal(r.json.summary.good, 0);
+  assert.equal(r.json.summary.goodput_req_per_s, 0);
+  const ok = await bench([...base, '--slo-ttft', '60000', '--slo-tpot', '60000'], 'slo-loose');
+  assert.equal(ok.json.summary.good, 8);
+  assert.ok(Math.abs(ok.json.summary.goodput_req_per_s - ok.json.summary.req_per_s) < 1e-9);
+});
+
+test('a replica answering 500 yields counted errors, not a crash', async () => {
+  const port = await startFake();
+  await admin(port, { mode: '500' });
+  const r = await bench(['--url', `http://127.0.0.1:${port}`, '--model', 'm', '--concurrency', '3',
+    '--requests', '9'], 'five-hundred');
+  assert.equal(r.code, 0, r.stderr);
+  const s = r.json.summary;
+  checkSummary(s, r.json.records);
+  assert.equal(s.errors.http_5xx, 9);
+  assert.equal(s.ok, 0);
+  assert.ok(r.json.records.every((q) => q.http_status === 500 && /boom/.test(q.error)));
+  await admin(port, { mode: 'die-mid-stream' });
+  const d = await bench(['--url', `http://127.0.0.1:${port}`, '--model', 'm', '--concurrency', '2',
+    '--requests', '4'], 'die');
+  assert.equal(d.json.summary.errors.stream_error, 4);
+});
+
+test('nothing listening: connect errors', async () => {
+  const port = await freePort();
+  const r = await bench(['--url', `http://127.0.0.1:${port}`, '--model', 'm', '--concurrency', '2',
+    '--requests', '4'], 'refused');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.json.summary.errors.connect, 4);
+});
+
+test('open loop with Poisson arrivals and the chat API', async () => {
+  const r = await bench(['--url', `http://127.0.0.1:${fakes[0]}`, '--model', 'm', '--rate', '200',
+    '--requests', '40', '--api', 'chat', '--output-len', '5', '--input-len', '10', '--shared-prefix', '20',
+    '--groups', '2'], 'rate');
+  assert.equal(r.code, 0, r.stderr);
+  checkSummary(r.json.summary, r.json.records);
+  assert.equal(r.json.summary.ok, 40);
+  assert.ok(r.json.records.every((q) => q.input_tokens === 30));
+  const starts = r.json.records.map((q) => q.start_ms).sort((a, b) => a - b);
+  assert.ok(starts.at(-1) > 50, 'arrivals are spread out, not sent at once');
+});
+
+test('--vs sends the same items to both endpoints and reports ratios', async () => {
+  const r = await bench(['--url', `http://127.0.0.1:${fakes[0]}`, '--vs', `http://127.0.0.1:${fakes[1]}`,
+    '--model', 'm', '--concurrency', '2', '--requests', '10', '--output-len', '6', '--input-len',
+    'uniform:5:50'], 'vs');
+  assert.equal(r.code, 0, r.stderr);
+  const j = r.json;
+  checkSummary(j.summary, j.records.filter((q) => q.target === 0));
+  checkSummary(j.summary_vs, j.records.filter((q) => q.target === 1));
+  const items = (t) => j.records.filter((q) => q.target === t)
+    .map((q) => `${q.item}:${q.input_tokens}`).sort();
+  assert.deepEqual(items(0), items(1));
+  // the second fake waits 20 ms before its first token
+  assert.ok(j.ratios.ttft_p50 > 2, `ttft ratio ${j.ratios.ttft_p50}`);
+  assert.match(r.stdout, /ratio/);
+});
