@@ -16,6 +16,7 @@ static const struct {
     {"run", cmd_run, "generate a continuation (-m FILE -p PROMPT [-n N] [--temp T] ...)"},
     {"perplexity", cmd_perplexity, "log-probabilities of a text (-m FILE -f TEXT [--per-token])"},
     {"gateway", cmd_gateway, "route OpenAI API traffic across replicas (-c CONFIG.json)"},
+    {"bench", cmd_bench, "load-test an OpenAI-compatible endpoint (--url URL [--sweep])"},
 };
 
 static int usage(FILE *out)
