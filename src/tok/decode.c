@@ -35,7 +35,7 @@ static size_t piece_of(const tok *t, int32_t id, char *dst)
     default: break; /* normal */
     }
     size_t n = 0;
-    if (t->kind == TOK_KIND_SPM) { /* "▁" (E2 96 81) is a space */
+    if (t->kind != TOK_KIND_BPE) { /* "▁" (E2 96 81) is a space */
         for (size_t i = 0; i < len;) {
             if (i + 3 <= len && !memcmp(s + i, "\xe2\x96\x81", 3)) {
                 dst[n++] = ' ';

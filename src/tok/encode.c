@@ -235,6 +235,7 @@ static void raw_fragment(const tok *t, const char *s, size_t len, bool prefix, t
             while (n > TOK_CHUNK - 4 && ((uint8_t)s[n] & 0xc0) == 0x80) n--;
         }
         if (t->kind == TOK_KIND_SPM) spm_fragment(t, s, n, prefix, o);
+        else if (t->kind == TOK_KIND_WPM) tok_wpm_encode(t, s, n, o);
         else bpe_fragment(t, s, n, o);
         s += n, len -= n, prefix = false;
     }

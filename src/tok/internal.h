@@ -29,7 +29,7 @@ enum {
     TOK_A_EOG = 1u << 2,    /* ends a generation */
 };
 
-typedef enum tok_kind { TOK_KIND_SPM, TOK_KIND_BPE } tok_kind;
+typedef enum tok_kind { TOK_KIND_SPM, TOK_KIND_BPE, TOK_KIND_WPM } tok_kind;
 
 /* Open-addressing map from a token's text to its id. slots[i] is an id or -1; the text is read
  * back from the tok's arena. Capacity is a power of two, at least twice the entries. */
@@ -83,6 +83,7 @@ struct tok {
                                         a fragment can be merged word by word (same result) */
     bool add_bos, add_eos;
     int32_t bos, eos, unk, eot, eom; /* -1 when absent */
+    uint32_t max_token_len;          /* bytes of the longest token text */
 };
 
 /* The (ptr, len) text of a token. */
@@ -148,6 +149,8 @@ tok_heap_item tok_heap_pop(tok_out *o);
 /* ---- the two models ---- */
 /* SentencePiece: tokenizes one text fragment s[0..len) (already escaped: spaces are "▁"). */
 void tok_spm_encode(const tok *t, const char *s, size_t len, tok_out *o);
+/* WordPiece: normalizes, splits and tokenizes one raw fragment. */
+void tok_wpm_encode(const tok *t, const char *s, size_t len, tok_out *o);
 /* Byte-level BPE: tokenizes one pre-tokenized word (raw bytes, not yet byte-mapped). */
 void tok_bpe_word(const tok *t, const char *s, size_t len, tok_out *o);
 

@@ -97,6 +97,9 @@ static int load_tokens(tok *t, const gguf_file *f, const char *path, kl_err *err
         t->type[i] = (ty >= TOK_T_UNDEFINED && ty <= TOK_T_BYTE) ? (uint8_t)ty : TOK_T_UNDEFINED;
     }
     t->text_off[n] = off;
+    for (size_t i = 0; i < n; i++)
+        if (t->text_off[i + 1] - t->text_off[i] - 1 > t->max_token_len)
+            t->max_token_len = t->text_off[i + 1] - t->text_off[i] - 1;
     return 0;
 }
 
@@ -270,8 +273,8 @@ int tok_load(tok **out, const gguf_file *f, kl_err *err)
         }
         if (rc) goto fail;
     } else if (!strcmp(model, "bert")) {
-        rc = kl_errf(err, KL_EUNSUP, "%s: WordPiece (bert) tokenizers are not supported", path);
-        goto fail;
+        t->kind = TOK_KIND_WPM;
+        t->add_bos = t->add_eos = true; /* [CLS] text [SEP] */
     } else {
         rc = kl_errf(err, KL_EUNSUP, "%s: unsupported tokenizer.ggml.model '%s'", path, model);
         goto fail;
@@ -283,6 +286,11 @@ int tok_load(tok **out, const gguf_file *f, kl_err *err)
     }
     if (t->kind == TOK_KIND_SPM) {
         if (t->n_vocab > 2) t->bos = 1, t->eos = 2, t->unk = 0;
+    } else if (t->kind == TOK_KIND_WPM) {
+        /* BOS is [CLS], EOS is [SEP] */
+        if (t->n_vocab > 102) t->bos = 101, t->eos = 102, t->unk = 100;
+        get_id(f, "tokenizer.ggml.cls_token_id", t->n_vocab, &t->bos);
+        get_id(f, "tokenizer.ggml.seperator_token_id", t->n_vocab, &t->eos);
     } else {
         if ((rc = tok_pretok_init(t, pre, path, err))) goto fail;
         if ((rc = load_merges(t, f, path, err))) goto fail;
