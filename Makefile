@@ -6,7 +6,7 @@
 #   make bench           kernel and model benchmarks
 #   make fmt | lint
 BUILD ?= release
-O     := build/$(BUILD)
+O     ?= build/$(BUILD)  # O=DIR: a private build tree (several people building at once)
 CC    ?= cc
 ifeq ($(BUILD),fuzz)
   CC := clang
