@@ -34,6 +34,11 @@ float kl_fp16_to_fp32(uint16_t h);
 uint16_t kl_fp32_to_fp16(float f);
 float kl_bf16_to_fp32(uint16_t h);
 uint16_t kl_fp32_to_bf16(float f); /* round to nearest even */
+/* Rows of n values (kernels/convert.c; F16C when the CPU has it, same results). */
+void kl_fp16_to_fp32_row(const uint16_t *src, float *dst, int n);
+void kl_fp32_to_fp16_row(const float *src, uint16_t *dst, int n);
+void kl_ref_fp16_to_fp32_row(const uint16_t *src, float *dst, int n);
+void kl_ref_fp32_to_fp16_row(const float *src, uint16_t *dst, int n);
 
 /* out = x / rms(x) * weight, over n elements. */
 void kl_rmsnorm(float *out, const float *x, const float *weight, int n, float eps);

@@ -22,14 +22,20 @@ static const float *kv_read(kl_dtype dt, const uint8_t *row, int off, int n, flo
 {
     switch (dt) {
     case KL_F32: return (const float *)row + off;
-    case KL_F16: {
-        const uint16_t *h = (const uint16_t *)row + off;
-        for (int i = 0; i < n; i++) out[i] = kl_fp16_to_fp32(h[i]);
-        return out;
-    }
+    case KL_F16: kl_fp16_to_fp32_row((const uint16_t *)row + off, out, n); return out;
     default: /* Q8_0: off and n are multiples of 32 (checked by model_forward) */
         kl_dequantize_row(dt, row + (size_t)(off / 32) * 34, out, n);
         return out;
+    }
+}
+
+/* dst = src rounded to F16 and back (in place is fine), through h16 in chunks. */
+static void f16_round(const float *src, float *dst, int n, uint16_t h16[512])
+{
+    for (int i = 0; i < n; i += 512) {
+        int k = n - i < 512 ? n - i : 512;
+        kl_fp32_to_fp16_row(src + i, h16, k);
+        kl_fp16_to_fp32_row(h16, dst + i, k);
     }
 }
 
@@ -45,6 +51,7 @@ static void attn_part(void *ctx, int ith, int nth)
     float *scores = m->s.scores + (size_t)ith * (size_t)mc * (size_t)group; /* (group, mc) */
     float *acc = m->s.acc + (size_t)ith * (size_t)hd * (size_t)group;       /* (group, hd) */
     float tmp[1024]; /* one head's K or V as floats; head_dim <= 1024 (checked at load) */
+    uint16_t h16[512]; /* staging for F16 rounding */
     float qs[4096];  /* the group's queries (group * head_dim <= 4096, checked at load), F16-rounded for an F16 cache (as llama.cpp) */
     float scale = 1.f / sqrtf((float)hd);
     bool f16 = j->dt == KL_F16;
@@ -54,8 +61,7 @@ static void attn_part(void *ctx, int ith, int nth)
         const model_seq *sq = &b->seqs[b->seq[i]];
         int len = b->pos[i] + 1, off = g * hd;
         const float *q = m->s.q + (size_t)i * m->q_dim + (size_t)g * group * hd;
-        if (f16)
-            for (int d = 0; d < group * hd; d++) qs[d] = kl_fp16_to_fp32(kl_fp32_to_fp16(q[d]));
+        if (f16) f16_round(q, qs, group * hd, h16);
         const float *qg = f16 ? qs : q;
         for (int p = 0; p < len; p++) {
             const uint8_t *row = (const uint8_t *)kv_store_k(j->kv, j->layer, sq->blocks[p / j->bs]) +
@@ -67,8 +73,7 @@ static void attn_part(void *ctx, int ith, int nth)
         for (int h = 0; h < group; h++) {
             float *sc = scores + (size_t)h * mc;
             kl_softmax(sc, len);
-            if (f16)
-                for (int p = 0; p < len; p++) sc[p] = kl_fp16_to_fp32(kl_fp32_to_fp16(sc[p]));
+            if (f16) f16_round(sc, sc, len, h16);
         }
         memset(acc, 0, sizeof(float) * (size_t)hd * (size_t)group);
         for (int p = 0; p < len; p++) {
@@ -94,8 +99,13 @@ static void kv_write(const attn_job *j, int i)
     const float *k = j->m->s.k + (size_t)i * j->m->kv_dim, *v = j->m->s.v + (size_t)i * j->m->kv_dim;
     uint8_t *kd = (uint8_t *)kv_store_k(j->kv, j->layer, blk) + at;
     uint8_t *vd = (uint8_t *)kv_store_v(j->kv, j->layer, blk) + at;
-    kl_quantize_row(j->dt, k, kd, j->m->kv_dim);
-    kl_quantize_row(j->dt, v, vd, j->m->kv_dim);
+    if (j->dt == KL_F16) {
+        kl_fp32_to_fp16_row(k, (uint16_t *)(void *)kd, j->m->kv_dim);
+        kl_fp32_to_fp16_row(v, (uint16_t *)(void *)vd, j->m->kv_dim);
+    } else {
+        kl_quantize_row(j->dt, k, kd, j->m->kv_dim);
+        kl_quantize_row(j->dt, v, vd, j->m->kv_dim);
+    }
 }
 
 void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const model_batch *b)

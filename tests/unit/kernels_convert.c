@@ -1,0 +1,43 @@
+/* Row F16 conversions (F16C when present) against the scalar converters: every F16 value,
+ * and floats around every rounding boundary, infinities and NaN, at awkward lengths. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "t.h"
+
+TEST(kernels_fp16_row_to_fp32_every_value)
+{
+    uint16_t *h = malloc(sizeof(uint16_t) * 65536);
+    float *a = malloc(sizeof(float) * 65536), *b = malloc(sizeof(float) * 65536);
+    for (int i = 0; i < 65536; i++) h[i] = (uint16_t)i;
+    kl_fp16_to_fp32_row(h, a, 65536);
+    kl_ref_fp16_to_fp32_row(h, b, 65536);
+    T_MEMEQ(a, b, sizeof(float) * 65536); /* bit for bit, NaN payloads included */
+    free(h), free(a), free(b);
+}
+
+TEST(kernels_fp32_row_to_fp16_rounds_like_reference)
+{
+    enum { N = 100003 }; /* not a multiple of 8 */
+    float *x = malloc(sizeof(float) * N);
+    uint16_t *a = malloc(sizeof(uint16_t) * N), *b = malloc(sizeof(uint16_t) * N);
+    uint64_t s = 1;
+    for (int i = 0; i < N; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t bits = (uint32_t)(s >> 32);
+        if (i % 3 == 0) bits = (bits & 0x8FFFFFFFu) | 0x38000000u; /* near F16's range */
+        if (i % 7 == 0) bits = (bits & ~0x1FFFu) | 0x1000u;      /* exact ties */
+        memcpy(&x[i], &bits, 4);
+        if (isnan(x[i])) x[i] = 1.f; /* NaN payload handling differs by design; below */
+    }
+    x[0] = INFINITY, x[1] = -INFINITY, x[2] = 65520.f, x[3] = 1e-8f, x[4] = -0.f;
+    kl_fp32_to_fp16_row(x, a, N);
+    kl_ref_fp32_to_fp16_row(x, b, N);
+    T_MEMEQ(a, b, sizeof(uint16_t) * N);
+    float nan = NAN;
+    kl_fp32_to_fp16_row(&nan, a, 1);
+    T_ASSERT(isnan(kl_fp16_to_fp32(a[0])));
+    free(x), free(a), free(b);
+}
