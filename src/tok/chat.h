@@ -1,0 +1,55 @@
+/* tok/chat.h: chat templates. A template is the model's own Jinja template
+ * (tokenizer.chat_template in its GGUF), a built-in one by family name, or a Jinja file,
+ * rendered by Kiln's interpreter (tok/jinja.h). Templates are checked when loaded: one
+ * that cannot be parsed, uses unsupported features, or fails on a normal conversation is
+ * an error then, not a wrong prompt at request time. Immutable after loading: any thread
+ * may render. */
+#ifndef KILN_TOK_CHAT_H
+#define KILN_TOK_CHAT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+#include "base/err.h"
+#include "gguf/gguf.h"
+
+typedef struct chat_msg {
+    const char *role;    /* "system", "user", "assistant", "tool" ... */
+    const char *content; /* UTF-8, NUL-terminated */
+} chat_msg;
+
+typedef struct chat_tmpl chat_tmpl; /* opaque */
+
+/* Parses a Jinja template and renders a probe conversation (system, user, assistant, user;
+ * if the template refuses a system message with raise_exception, user, assistant, user).
+ * Returns 0 and sets *out, or KL_EINVAL / KL_EUNSUP with "<what>:<line>: <reason>" in err
+ * and nothing allocated. */
+int chat_tmpl_parse(chat_tmpl **out, const char *src, size_t len, const char *what, kl_err *err);
+
+/* The template of a model: override if given (a built-in name, see chat_builtin_names, or
+ * a path to a Jinja file), else tokenizer.chat_template of f (f may be NULL), else chatml.
+ * Same results as chat_tmpl_parse, plus KL_EIO for an unreadable file. */
+int chat_tmpl_for_model(chat_tmpl **out, const gguf_file *f, const char *override, kl_err *err);
+
+void chat_tmpl_free(chat_tmpl *t); /* NULL is fine */
+
+/* Where the template came from ("builtin:llama3", "<path>", "gguf:<path>"). */
+const char *chat_tmpl_name(const chat_tmpl *t);
+
+/* Renders msgs[0..n). Returns 0 with *out a malloc'd NUL-terminated prompt, or KL_EINVAL
+ * with the template's raise_exception message (or its error) in err, KL_ERANGE when a render
+ * limit is hit; *out untouched on failure. */
+int chat_render(const chat_tmpl *t, const chat_msg *msgs, int n, bool add_generation_prompt,
+                const char *bos_token, const char *eos_token, char **out, kl_err *err);
+
+/* The same with extra template variables: vars is a JSON object (or NULL) whose members
+ * become globals, e.g. {"tools": [...], "enable_thinking": false, "date_string": "..."}. */
+int chat_render_ex(const chat_tmpl *t, const chat_msg *msgs, int n, bool add_generation_prompt,
+                   const char *bos_token, const char *eos_token, const json_t *vars, char **out,
+                   kl_err *err);
+
+/* ---- built-in templates (tok/chat_builtin.c) ---- */
+/* The Jinja source of a built-in template, or NULL. */
+const char *chat_builtin_find(const char *name);
+/* NULL-terminated list of built-in names. */
+extern const char *const chat_builtin_names[];
+#endif
