@@ -29,6 +29,7 @@ int cmd_model(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "inspect")) return inspect(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "bench")) return cmd_model_bench(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "bench-engine")) return cmd_engine_bench(argc - 1, argv + 1);
     fprintf(stderr, "usage: kiln model inspect FILE\n");
     return 2;
 }
