@@ -1,0 +1,82 @@
+/* server/request.h: an OpenAI / vLLM request body → what the engine needs, with strict
+ * validation. Pure functions (no I/O, no server state): JSON text in, a srv_req or a
+ * srv_error naming the bad parameter out. Tokenizing is a second step (srv_req_tokenize)
+ * that needs the tokenizer and, for chat, the chat template. */
+#ifndef KILN_SERVER_REQUEST_H
+#define KILN_SERVER_REQUEST_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "tok/chat.h"
+#include "tok/tok.h"
+
+#define SRV_MAX_N        16   /* choices per prompt */
+#define SRV_MAX_PROMPTS  16   /* prompts in one completions request */
+#define SRV_MAX_CHOICES  16   /* prompts x n */
+#define SRV_MAX_MESSAGES 1024
+#define SRV_MAX_BIAS     1024
+#define SRV_MAX_STOP_IDS 64
+
+typedef enum srv_kind { SRV_COMPLETIONS, SRV_CHAT } srv_kind;
+
+typedef struct srv_error {
+    int status;         /* HTTP status: 400, 404, 413 ... */
+    const char *type;   /* OpenAI error type: "invalid_request_error" ... */
+    char param[64];     /* the parameter at fault, "" when none */
+    char msg[384];
+} srv_error;
+
+typedef struct srv_prompt {
+    const char *text;   /* borrowed from the JSON (NULL when given as token ids) */
+    size_t text_len;
+    int32_t *ids;       /* malloc'd: given ids, or filled by srv_req_tokenize */
+    int n_ids;
+} srv_prompt;
+
+typedef struct srv_req {
+    srv_kind kind;
+    json_t *root;                 /* owns every borrowed string below */
+    const char *model;            /* NULL when not given */
+    int n_prompts;
+    srv_prompt prompts[SRV_MAX_PROMPTS];
+    int n_msgs;
+    chat_msg *msgs;               /* (n_msgs) malloc'd; contents of part arrays joined */
+    char **msg_bufs;              /* (n_msgs) malloc'd joined contents, or NULL */
+    int n;                        /* choices per prompt */
+    bool stream, include_usage, echo;
+    bool max_tokens_set;
+    int logprobs;                 /* -1: none; else top N alternatives (chat: top_logprobs) */
+    engine_sampling sp;           /* stop strings borrowed from root */
+    int32_t *bias_ids;            /* (sp.n_logit_bias) */
+    float *bias;
+    int32_t *stop_ids;            /* (sp.n_stop_ids) */
+    int priority;
+    uint64_t cache_salt;          /* 0: none */
+    bool add_special;             /* /tokenize: add BOS (default true) */
+} srv_req;
+
+/* Parses and validates body[0..len) as a request of kind. Returns 0 with *r filled (free it
+ * with srv_req_free), or -1 with e filled (status 400 and the parameter) and nothing left
+ * allocated. Token ids are checked against n_vocab. */
+int srv_req_parse(srv_req *r, srv_kind kind, const char *body, size_t len, int n_vocab,
+                  srv_error *e);
+
+/* Parses a /tokenize body ({prompt | messages, add_special_tokens}) or a /detokenize body
+ * ({tokens}); same results as srv_req_parse. For /detokenize, prompts[0].ids holds the ids. */
+int srv_tokenize_parse(srv_req *r, const char *body, size_t len, int n_vocab, srv_error *e);
+int srv_detokenize_parse(srv_req *r, const char *body, size_t len, int n_vocab, srv_error *e);
+
+/* Renders chat messages (through tmpl) and tokenizes every text prompt. Then checks each
+ * prompt against n_ctx: a prompt that leaves no room for max_tokens is a 400, never a
+ * truncation. When max_tokens was not given it becomes what fits (completions: at most 16).
+ * Returns 0, or -1 with e filled. */
+int srv_req_tokenize(srv_req *r, const tok *tk, const chat_tmpl *tmpl, int n_ctx, srv_error *e);
+
+void srv_req_free(srv_req *r); /* leaves *r zeroed; a zeroed r is fine */
+
+/* Fills e with status, type, param and a printf message; returns -1. */
+int srv_fail(srv_error *e, int status, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#endif
