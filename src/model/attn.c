@@ -56,7 +56,9 @@ static void attn_part(void *ctx, int ith, int nth)
     float scale = 1.f / sqrtf((float)hd);
     bool f16 = j->dt == KL_F16;
     int64_t items = (int64_t)b->n * hp->n_kv_heads;
-    for (int64_t it = items * ith / nth; it < items * (ith + 1) / nth; it++) {
+    /* strided: later tokens of a prefill chunk attend to more positions, so contiguous
+     * shares would leave the first workers idle */
+    for (int64_t it = ith; it < items; it += nth) {
         int i = (int)(it / hp->n_kv_heads), g = (int)(it % hp->n_kv_heads);
         const model_seq *sq = &b->seqs[b->seq[i]];
         int len = b->pos[i] + 1, off = g * hd;
