@@ -263,7 +263,7 @@ static void on_done(struct evhttp_request *req, void *arg)
             q->errbody[q->errbody_len] = 0;
             for (char *s = q->errbody; *s; s++)
                 if ((unsigned char)*s < 0x20) *s = ' ';
-            snprintf(r->error, sizeof r->error, "HTTP %d: %s", code, q->errbody);
+            snprintf(r->error, sizeof r->error, "HTTP %d: %.140s", code, q->errbody);
         }
     } else if (q->failed && q->err == EVREQ_HTTP_TIMEOUT) {
         r->status = KB_ERR_TIMEOUT;

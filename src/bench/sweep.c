@@ -140,6 +140,7 @@ static int run_steps(const kb_config *c, const kb_sweep_opts *o, kb_sweep *w, js
             if (thr > best[t]) best[t] = thr;
             any_going |= st->meets[t] && gains;
         }
+        if (!w->n_steps) snprintf(w->model, sizeof w->model, "%s", r.model_names[0]);
         if (!rc && records) {
             json_t *rj = kb_records_json(&r);
             rc = !rj || json_array_append_new(records, rj) ? kl_errf(err, KL_ENOMEM, "out of memory") : 0;
@@ -178,6 +179,16 @@ int kb_sweep_main(const kb_config *c, const kb_sweep_opts *o, const char *out, k
         printf("stopped: %s\n", w->stop_reason);
         fflush(stdout);
     }
+    char *advice = NULL;
+    if (!rc && out && o->recommend) {
+        rc = kb_recommend(w, c, o, w->model, out, &advice, err);
+        if (!rc) printf("recommendation: %s/recommend.md, %s/hpa.yaml, %s/gateway.json\n", out, out, out);
+    }
+    if (!rc && out) {
+        rc = kb_sweep_report(w, c, advice, out, err);
+        if (!rc) printf("report: %s/report.html\n", out);
+    }
+    free(advice);
     if (!rc && out) {
         json_t *root = json_pack("{s:o, s:o, s:O}", "config", kb_config_json(c), "sweep", sweep_json(w, c),
                                  "records", records);

@@ -30,6 +30,7 @@ typedef struct kb_sweep {
     int n_steps;
     int saturation[2]; /* step index, -1 if no step met the SLO */
     char stop_reason[128];
+    char model[128]; /* the model of target 0 (as resolved by the first step) */
 } kb_sweep;
 
 void kb_sweep_opts_defaults(kb_sweep_opts *o);
@@ -48,4 +49,16 @@ int kb_bench_main(const kb_config *c, const char *out, kl_err *err);
 /* A sweep (see README): runs the steps, prints the step table and the saturation point,
  * writes results.json, the SVG plots, report.html and, with o->recommend, the advice. */
 int kb_sweep_main(const kb_config *c, const kb_sweep_opts *o, const char *out, kl_err *err);
+
+/* Writes out/{latency,ttft,tpot,throughput}.svg and out/report.html (the step table, the
+ * saturation point, the charts inline, and advice_md verbatim when not NULL). Returns 0, or
+ * KL_EIO / KL_ENOMEM with err filled. */
+int kb_sweep_report(const kb_sweep *w, const kb_config *c, const char *advice_md, const char *out,
+                    kl_err *err);
+/* With --recommend: writes out/recommend.md, out/hpa.yaml and out/gateway.json from the
+ * saturation point of target 0, and returns the markdown in *md (caller frees; NULL on
+ * failure). Returns 0, KL_ENOTFOUND when no step met the SLO (nothing to recommend), or
+ * KL_EIO / KL_ENOMEM. */
+int kb_recommend(const kb_sweep *w, const kb_config *c, const kb_sweep_opts *o, const char *model,
+                 const char *out, char **md, kl_err *err);
 #endif

@@ -156,8 +156,8 @@ int cmd_bench(int argc, char **argv)
     }
     if (c.duration > 0 && !requests_given) c.requests = 0; /* --duration alone: time-bound */
     c.progress = !quiet && isatty(2);
-    if (recommend && !sweep) {
-        fprintf(stderr, "kiln: --recommend needs --sweep\n");
+    if (recommend && (!sweep || !out)) {
+        fprintf(stderr, "kiln: --recommend needs --sweep and --out DIR\n");
         return 2;
     }
     if (out && kb_mkdir_p(out, &err)) return cli_fail(&err);

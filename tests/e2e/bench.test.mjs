@@ -166,3 +166,37 @@ test('--vs sends the same items to both endpoints and reports ratios', async () 
   assert.ok(j.ratios.ttft_p50 > 2, `ttft ratio ${j.ratios.ttft_p50}`);
   assert.match(r.stdout, /ratio/);
 });
+
+test('--sweep stops when the SLO fails and writes the report, plots and advice', async () => {
+  // The fake serves any concurrency alike, so a loose SLO holds at every step; the second
+  // fake waits 20 ms before its first token, so a 1 ms TTFT SLO fails at once.
+  const r = await bench(['--url', `http://127.0.0.1:${fakes[1]}`, '--model', 'm', '--sweep', '1,2,4',
+    '--step-requests', '8', '--output-len', '4', '--input-len', '8', '--slo-ttft', '5000',
+    '--slo-tpot', '5000', '--recommend', '--target-rate', '50'], 'sweep');
+  assert.equal(r.code, 0, r.stderr);
+  const sw = r.json.sweep;
+  assert.equal(sw.by, 'concurrency');
+  assert.deepEqual(sw.steps.map((s) => s.load), [1, 2, 4].slice(0, sw.steps.length));
+  for (const st of sw.steps) {
+    assert.equal(st.summary.requests, 8);
+    assert.equal(st.meets_slo, true);
+  }
+  assert.ok(sw.saturation && sw.saturation.load >= 1);
+  assert.equal(r.json.records.length, sw.steps.length);
+  for (const f of ['report.html', 'ttft.svg', 'tpot.svg', 'latency.svg', 'throughput.svg', 'recommend.md',
+    'hpa.yaml', 'gateway.json']) assert.ok(existsSync(path.join(r.out, f)), f);
+  const html = readFileSync(path.join(r.out, 'report.html'), 'utf8');
+  assert.equal((html.match(/<svg /g) || []).length, 4);
+  assert.match(html, /Saturation:/);
+  const gw = JSON.parse(readFileSync(path.join(r.out, 'gateway.json'), 'utf8'));
+  assert.equal(gw.saturation.max_inflight, sw.saturation.load);
+  assert.match(readFileSync(path.join(r.out, 'hpa.yaml'), 'utf8'), /vllm:num_requests_waiting/);
+
+  // an impossible SLO: the first step fails, the sweep stops there, nothing to recommend
+  const bad = await bench(['--url', `http://127.0.0.1:${fakes[1]}`, '--model', 'm', '--sweep',
+    '--step-requests', '4', '--output-len', '3', '--slo-ttft', '1'], 'sweep-bad');
+  assert.equal(bad.code, 0, bad.stderr);
+  assert.equal(bad.json.sweep.steps.length, 1);
+  assert.equal(bad.json.sweep.saturation, null);
+  assert.match(bad.json.sweep.stop_reason, /SLO failed/);
+});
