@@ -363,7 +363,7 @@ static int parse_top(pctx *p, json_t *root, gw_config *c)
 {
     static const char *const keys[] = {"listen", "region", "scrape", "health", "retry",
                                        "queue", "saturation", "scorers", "session_header",
-                                       "models", "splits", "tenants", NULL};
+                                       "policy", "models", "splits", "tenants", NULL};
     int rc;
     if ((rc = want_object(p, root)) || (rc = only_keys(p, root, keys))) return rc;
     json_t *listen = json_object_get(root, "listen");
@@ -378,6 +378,16 @@ static int parse_top(pctx *p, json_t *root, gw_config *c)
     }
     if ((rc = get_str(p, root, "region", false, &c->region))) return rc;
     if ((rc = get_str(p, root, "session_header", false, &c->session_header))) return rc;
+    char *policy = NULL;
+    if ((rc = get_str(p, root, "policy", false, &policy))) return rc;
+    if (policy && strcmp(policy, "score") && strcmp(policy, "round_robin")) {
+        size_t n = push_key(p, "policy");
+        rc = fail(p, "must be \"score\" or \"round_robin\"");
+        pop(p, n);
+    }
+    c->round_robin = policy && !strcmp(policy, "round_robin");
+    free(policy);
+    if (rc) return rc;
     const int_field scrape[] = {{"interval_ms", 10, 60000, &c->scrape_interval_ms},
                                 {"stale_ms", 10, 600000, &c->scrape_stale_ms},
                                 {"timeout_ms", 10, 60000, &c->scrape_timeout_ms},

@@ -15,6 +15,7 @@
  *   "saturation": {"max_waiting": 8, "max_kv": 0.95, "max_inflight": 64},
  *   "scorers": {"queue": 1, "kv": 1, "prefix": 2, "adapter": 1, "inflight": 1},
  *   "session_header": "x-session-id",
+ *   "policy": "score" | "round_robin",
  *   "models": [{"name": "chat-v1", "fallback": "small",
  *               "pools": [{"region": "us-east", "adapters": ["sql"],
  *                          "endpoints": [{"url": "http://127.0.0.1:8001", "weight": 1}]}]}],
@@ -26,6 +27,7 @@
  * With no "tenants", the gateway needs no API key. */
 #ifndef KILN_GATEWAY_CONFIG_H
 #define KILN_GATEWAY_CONFIG_H
+#include <stdbool.h>
 #include <stddef.h>
 #include "base/err.h"
 
@@ -85,6 +87,7 @@ typedef struct gw_config {
     int sat_max_waiting, sat_max_inflight;
     double sat_max_kv;
     double w_queue, w_kv, w_prefix, w_adapter, w_inflight;
+    bool round_robin; /* "policy": "round_robin": ignore the scorers (a baseline to compare with) */
     char *session_header;
     gw_model_cfg *models;
     int n_models;

@@ -68,6 +68,7 @@ struct gw {
     gw_tenant_state *tenants; /* (cfg->n_tenants) */
     struct event *tick, *sighup, *sigterm, *sigint, *pump;
     bool draining;
+    uint64_t picks;         /* requests picked so far (round-robin policy) */
     int64_t last_scrape_ns, last_health_ns, drain_deadline_ns;
     int inflight;
     uint64_t next_id;

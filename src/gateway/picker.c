@@ -149,8 +149,12 @@ static int rank(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pic
                            0x1.0p-53;
     }
     qsort(rk, (size_t)m, sizeof *rk, by_rank);
+    /* round robin: the eligible endpoints of the best tier in turn, scores ignored */
+    int m0 = 0;
+    while (m0 < m && rk[m0].tier == rk[0].tier) m0++;
+    int rot = c->round_robin && m0 ? (int)(r->seq % (uint64_t)m0) : 0;
     for (int i = 0; i < m; i++)
-        order[i] = rk[i].e;
+        order[i] = rk[i < m0 ? (i + rot) % m0 : i].e;
     free(rk);
     *status = m ? GW_PICK_OK : up ? GW_PICK_SATURATED : GW_PICK_UNAVAILABLE;
     return m;

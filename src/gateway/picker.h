@@ -42,6 +42,7 @@ typedef struct gw_pick_request {
     bool has_session;       /* session affinity: same session → same endpoint while eligible */
     uint64_t session;
     int64_t now_ns;
+    uint64_t seq;           /* the gateway's request counter (round-robin policy) */
 } gw_pick_request;
 
 typedef enum gw_pick_status {

@@ -345,7 +345,7 @@ static bool pick(gw_call *c, const gw_model *m, gw_pick_status *st)
 {
     gw_pick_request r = {.adapter = c->adapter, .blocks = c->blocks, .n_blocks = c->n_blocks,
                          .has_session = c->has_session, .session = c->session,
-                         .now_ns = gw_now_ns()};
+                         .now_ns = gw_now_ns(), .seq = c->g->picks++};
     c->n_order = gw_pick(c->g->cfg, m->eps, m->n_eps, &r, c->order, st);
     c->next = 0;
     return c->n_order > 0;

@@ -189,3 +189,24 @@ TEST(gateway_lru_set_evicts_oldest)
     T_ASSERT(present >= 32);
     gw_lru_set_destroy(s);
 }
+
+TEST(gateway_picker_round_robin_policy_rotates)
+{
+    gw_config c = {.w_prefix = 10, .round_robin = true, .sat_max_inflight = 100};
+    gw_endpoint_cfg cf[3] = {{.url = "http://a", .region = ""}, {.url = "http://b", .region = ""},
+                             {.url = "http://c", .region = ""}};
+    gw_endpoint e[3];
+    gw_endpoint *eps[3], *order[3];
+    for (int i = 0; i < 3; i++) {
+        e[i] = (gw_endpoint){.cfg = &cf[i], .healthy = true};
+        eps[i] = &e[i];
+    }
+    int seen[3] = {0};
+    for (uint64_t s = 0; s < 30; s++) {
+        gw_pick_request r = {.now_ns = 1, .seq = s};
+        gw_pick_status st;
+        T_EQ(gw_pick(&c, eps, 3, &r, order, &st), 3);
+        seen[order[0] - e]++;
+    }
+    for (int i = 0; i < 3; i++) T_EQ(seen[i], 10);
+}
