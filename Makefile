@@ -64,7 +64,7 @@ TESTS := $(O)/kiln-tests
 .PHONY: all test unit e2e fuzz bench fmt lint clean
 all: $(KILN)
 ifeq ($(BUILD),release)
-	@ln -sf $(KILN) kiln
+	@if [ "$(O)" = build/release ]; then ln -sfn $(KILN) kiln; fi  # ./kiln: the default build only
 endif
 
 $(O)/libkiln.a: $(LIB_OBJ)
