@@ -38,6 +38,15 @@ typedef struct kb_req {
     size_t errbody_len;
 } kb_req;
 
+/* Per-target progress. */
+typedef struct lg_target {
+    int issued, done, inflight;
+    int64_t first_send, last_done;
+    int next_conv; /* multi-turn: conversations started */
+    int *ready;    /* multi-turn: next turns whose previous turn has finished (FIFO) */
+    int ready_head, ready_len, ready_cap;
+} lg_target;
+
 struct loadgen {
     const kb_config *c;
     struct event_base *base;
@@ -45,10 +54,7 @@ struct loadgen {
     kb_result *res;
     char models[KB_MAX_MODELS][128];
     int64_t t0;
-    struct {
-        int issued, done, inflight;
-        int64_t first_send, last_done;
-    } tg[2];
+    lg_target tg[2];
     int inflight, cap_rec, next_job, errors;
     bool stopping; /* --duration reached: no new requests */
     struct event *pump, *arrival, *deadline, *progress;
@@ -97,6 +103,39 @@ static void free_conn_later(loadgen *g, struct evhttp_connection *conn)
     struct timeval zero = {0, 0};
     if (conn && event_base_once(g->base, -1, EV_TIMEOUT, free_conn_cb, conn, &zero) != 0)
         evhttp_connection_free(conn); /* cannot defer: better a free now than a leak */
+}
+
+/* Multi-turn: queues the next turn of a conversation (dropped on OOM: the conversation ends). */
+static void ready_push(loadgen *g, int t, int item)
+{
+    lg_target *x = &g->tg[t];
+    if (x->ready_head + x->ready_len == x->ready_cap) {
+        if (x->ready_head) { /* slide the live part down before growing */
+            memmove(x->ready, x->ready + x->ready_head, sizeof *x->ready * (size_t)x->ready_len);
+            x->ready_head = 0;
+        } else {
+            int cap = x->ready_cap ? 2 * x->ready_cap : 64;
+            int *v = realloc(x->ready, sizeof *v * (size_t)cap);
+            if (!v) return;
+            x->ready = v;
+            x->ready_cap = cap;
+        }
+    }
+    x->ready[x->ready_head + x->ready_len++] = item;
+}
+
+/* The workload item target t sends next: a waiting follow-up turn first, else the first turn
+ * of a new conversation (single-turn: items in order). */
+static int next_item(loadgen *g, int t)
+{
+    lg_target *x = &g->tg[t];
+    int turns = g->c->turns > 1 ? g->c->turns : 1;
+    if (turns == 1) return x->issued;
+    if (x->ready_len) {
+        x->ready_len--;
+        return x->ready[x->ready_head++];
+    }
+    return x->next_conv++ * turns;
 }
 
 static kb_record *rec_of(kb_req *q)
@@ -233,6 +272,8 @@ static void finish(kb_req *q)
         g->errors++;
     }
     int t = r->target;
+    int turns = g->c->turns > 1 ? g->c->turns : 1;
+    if (turns > 1 && r->status == KB_OK && r->item % turns + 1 < turns) ready_push(g, t, r->item + 1);
     g->tg[t].done++;
     g->tg[t].inflight--;
     g->inflight--;
@@ -307,7 +348,7 @@ static void issue(loadgen *g, int t)
     int ri = new_record(g);
     kb_req *q = ri >= 0 ? calloc(1, sizeof *q) : NULL;
     kb_item item = {0};
-    int item_no = g->tg[t].issued;
+    int item_no = q ? next_item(g, t) : 0;
     if (!q || kb_workload_item(g->w, item_no, g->models, &item)) {
         free(q);
         g->oom = 1; /* stop issuing; what ran is still reported */
@@ -317,7 +358,7 @@ static void issue(loadgen *g, int t)
     q->g = g;
     q->rec = ri;
     kb_record *r = rec_of(q);
-    r->id = item_no;
+    r->id = g->tg[t].issued;
     r->target = t;
     r->item = item_no;
     r->model = item.model;
@@ -585,6 +626,8 @@ out:
     if (g->deadline) event_free(g->deadline);
     if (g->progress) event_free(g->progress);
     event_base_free(g->base);
+    for (int t = 0; t < 2; t++)
+        free(g->tg[t].ready);
     kb_workload_close(g->w);
     free(g);
     if (rc) kb_result_free(res);

@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
-import { readFileSync, mkdtempSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -199,4 +199,42 @@ test('--sweep stops when the SLO fails and writes the report, plots and advice',
   assert.equal(bad.json.sweep.steps.length, 1);
   assert.equal(bad.json.sweep.saturation, null);
   assert.match(bad.json.sweep.stop_reason, /SLO failed/);
+});
+
+test('multi-turn: a turn is sent after the previous one finished, with the history', async () => {
+  const r = await bench(['--url', `http://127.0.0.1:${fakes[0]}`, '--model', 'm', '--concurrency', '2',
+    '--requests', '9', '--turns', '3', '--api', 'chat', '--input-len', '5', '--output-len', '4'], 'turns');
+  assert.equal(r.code, 0, r.stderr);
+  const byItem = new Map(r.json.records.map((q) => [q.item, q]));
+  for (const q of r.json.records) {
+    const turn = q.item % 3;
+    // history: every earlier turn's 5 words + its 4-word reply, then 5 new words
+    assert.equal(q.input_tokens, 5 + turn * 9);
+    if (turn > 0) {
+      const prev = byItem.get(q.item - 1);
+      assert.ok(prev, `turn ${q.item - 1} ran`);
+      assert.ok(q.start_ms >= prev.start_ms + prev.e2e_ms - 0.5, 'sent after the previous turn ended');
+    }
+  }
+});
+
+test('--dataset: ShareGPT prompts, reply lengths as max_tokens; a bad file is an error', async () => {
+  const file = path.join(dir, 'sharegpt.json');
+  writeFileSync(file, JSON.stringify([
+    { conversations: [{ from: 'human', value: 'one two three four' }, { from: 'gpt', value: 'x'.repeat(40) }] },
+    { conversations: [{ from: 'gpt', value: 'no human turn first' }] },
+    { conversations: [{ from: 'human', value: 'five six' }, { from: 'gpt', value: 'y'.repeat(20) }] },
+  ]));
+  const r = await bench(['--url', `http://127.0.0.1:${fakes[0]}`, '--model', 'm', '--concurrency', '2',
+    '--requests', '10', '--dataset', file], 'dataset');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.json.summary.ok, 10);
+  for (const q of r.json.records) {
+    assert.ok([4, 2].includes(q.input_tokens), `input ${q.input_tokens}`);
+    assert.equal(q.output_tokens, q.input_tokens === 4 ? 10 : 5);
+  }
+  writeFileSync(file, '{"not": "an array"}');
+  const bad = await bench(['--url', `http://127.0.0.1:${fakes[0]}`, '--model', 'm', '--dataset', file], 'dataset-bad');
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /^kiln: .*sharegpt\.json: expected a ShareGPT array/);
 });
