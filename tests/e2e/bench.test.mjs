@@ -80,7 +80,7 @@ test('closed loop: counts add up, percentiles ordered, tokens equal usage', asyn
     assert.equal(q.chunks, q.output_tokens);
     assert.ok(q.ttft_ms <= q.e2e_ms);
     if (q.output_tokens > 1)
-      assert.ok(Math.abs(q.tpot_ms - (q.e2e_ms - q.ttft_ms) / (q.output_tokens - 1)) < 1e-6);
+      assert.ok(Math.abs(q.tpot_ms - (q.e2e_ms - q.ttft_ms) / (q.output_tokens - 1)) < 1e-3); // 8 digits in JSON
     inSum += q.input_tokens;
     outSum += q.output_tokens;
   }
