@@ -7,6 +7,7 @@
 
 int cmd_model(int argc, char **argv);
 int cmd_gateway(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_run(int argc, char **argv);

@@ -1,0 +1,586 @@
+/* server/gen.c: POST /v1/completions and /v1/chat/completions.
+ *
+ *   parse + validate (server/request.c) → template + tokenize → engine_submit per prompt
+ *   engine thread: on_engine_event copies the event to s->q, wakes the loop
+ *   loop: each event → an SSE chunk (stream) or accumulated text/logprobs (not)
+ *   the last event of the last prompt → usage, [DONE] / the JSON body, a log line.
+ *
+ * A call lives until the engine has delivered the last event of every prompt it submitted,
+ * even when the client went away (its requests are aborted and their events dropped), so the
+ * engine thread never sees freed memory. */
+#include "server/internal.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/keyvalq_struct.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <utf8proc.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+
+json_t *srv_json_text(const char *s, size_t len)
+{
+    json_t *v = json_stringn(s, len);
+    if (v) return v;
+    /* invalid UTF-8 (a token that is part of a character, or bad input echoed back) */
+    char *o = malloc(len * 3 + 1);
+    if (!o) return json_string("");
+    size_t k = 0;
+    for (size_t i = 0; i < len;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (n <= 0 || cp == 0) {
+            memcpy(o + k, "\xEF\xBF\xBD", 3);
+            k += 3;
+            i++;
+        } else {
+            memcpy(o + k, s + i, (size_t)n);
+            k += (size_t)n;
+            i += (size_t)n;
+        }
+    }
+    v = json_stringn(o, k);
+    free(o);
+    return v ? v : json_string("");
+}
+
+static const char *finish_name(int f)
+{
+    switch (f) {
+    case ENGINE_FINISH_STOP: return "stop";
+    case ENGINE_FINISH_LENGTH: return "length";
+    case ENGINE_FINISH_ABORT: return "abort";
+    case ENGINE_FINISH_ERROR: return "error";
+    default: return NULL;
+    }
+}
+
+/* ------------------------------------------------------------ engine thread ---- */
+
+static void on_engine_event(void *ctx, const engine_event *ev)
+{
+    srv_sub *sub = ctx;
+    srv *s = sub->call->s;
+    size_t tl = ev->text ? ev->text_len : 0;
+    srv_ev *e = malloc(sizeof *e + tl + 1);
+    if (!e) {
+        if (!ev->last) return; /* a lost token event costs text; a lost last event a leak */
+        e = sub->call->s ? malloc(sizeof *e + 1) : NULL;
+        if (!e) abort();
+        tl = 0;
+    }
+    e->next = NULL;
+    e->sub = sub;
+    e->ev = *ev;
+    memcpy(e->text, ev->text ? ev->text : "", tl);
+    e->text[tl] = 0;
+    e->ev.text = e->text;
+    e->ev.text_len = tl;
+    int nt = ev->n_top < 0 ? 0 : ev->n_top > ENGINE_MAX_LOGPROBS ? ENGINE_MAX_LOGPROBS : ev->n_top;
+    if (nt && ev->top) memcpy(e->top, ev->top, sizeof e->top[0] * (size_t)nt);
+    e->ev.n_top = ev->top ? nt : 0;
+    e->ev.top = e->top;
+    pthread_mutex_lock(&s->mu);
+    if (s->q_tail) s->q_tail->next = e;
+    else s->q_head = e;
+    s->q_tail = e;
+    pthread_mutex_unlock(&s->mu);
+    event_active(s->wake, EV_READ, 0);
+}
+
+/* ---------------------------------------------------------------- replies ---- */
+
+/* Detaches the client's request (closecb cleared before the final reply, which may free the
+ * connection) and returns it; NULL when already answered or gone. */
+static struct evhttp_request *take_req(srv_call *c)
+{
+    struct evhttp_request *r = c->req;
+    if (c->conn) evhttp_connection_set_closecb(c->conn, NULL, NULL);
+    c->req = NULL;
+    c->conn = NULL;
+    return r;
+}
+
+static void abort_subs(srv_call *c)
+{
+    for (int i = 0; i < c->n_sub; i++)
+        if (c->sub[i].live && c->s->eng) engine_abort(c->s->eng, c->sub[i].eng_id);
+}
+
+static void call_free(srv_call *c)
+{
+    srv *s = c->s;
+    take_req(c);
+    if (c->prev) c->prev->next = c->next;
+    else if (s->calls == c) s->calls = c->next;
+    if (c->next) c->next->prev = c->prev;
+    s->n_calls--;
+    for (int i = 0; i < c->n_choices; i++) {
+        if (c->ch[i].text) evbuffer_free(c->ch[i].text);
+        json_decref(c->ch[i].lp);
+    }
+    srv_req_free(&c->r);
+    free(c);
+}
+
+static void on_client_close(struct evhttp_connection *conn, void *arg)
+{
+    (void)conn;
+    srv_call *c = arg;
+    /* libevent detached the unfinished request from the dying connection: ending the reply
+     * on it frees it */
+    struct evhttp_request *r = c->req;
+    c->req = NULL;
+    c->conn = NULL;
+    if (r) evhttp_send_reply_end(r);
+    c->gone = true;
+    c->status = 499;
+    abort_subs(c);
+}
+
+static json_t *chunk_base(const srv_call *c)
+{
+    return json_pack("{s:s, s:s, s:I, s:s}", "id", c->id, "object",
+                     c->r.kind == SRV_CHAT ? (c->r.stream ? "chat.completion.chunk" : "chat.completion")
+                                           : "text_completion",
+                     "created", (json_int_t)c->created, "model", c->s->name);
+}
+
+static void sse_send(srv_call *c, json_t *v)
+{
+    char *text = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    struct evbuffer *b = evbuffer_new();
+    if (b && text) {
+        evbuffer_add_printf(b, "data: %s\n\n", text);
+        evhttp_send_reply_chunk(c->req, b);
+    }
+    if (b) evbuffer_free(b);
+    free(text);
+}
+
+static json_t *usage_json(const srv_call *c)
+{
+    int p = 0, g = 0, cached = 0;
+    for (int i = 0; i < c->n_sub; i++) {
+        p += c->sub[i].prompt_tokens;
+        g += c->sub[i].completion_tokens;
+        cached += c->sub[i].cached_tokens;
+    }
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", p, "completion_tokens", g,
+                     "total_tokens", p + g, "prompt_tokens_details", "cached_tokens", cached);
+}
+
+/* The prompt's text for echo: as given, or its ids detokenized. malloc'd. */
+static char *prompt_text(const srv_call *c, int k, size_t *len)
+{
+    const srv_prompt *p = &c->r.prompts[k];
+    if (p->text) {
+        char *t = malloc(p->text_len + 1);
+        if (t) memcpy(t, p->text, p->text_len), t[p->text_len] = 0;
+        *len = p->text_len;
+        return t;
+    }
+    size_t n = tok_decode(c->s->tk, p->ids, p->n_ids, 0, NULL, 0);
+    char *t = malloc(n + 1);
+    if (t) tok_decode(c->s->tk, p->ids, p->n_ids, 0, t, n + 1);
+    *len = n;
+    return t;
+}
+
+/* The logprobs entry of one sampled token (completions: parallel arrays appended to lp;
+ * chat: one element appended to the content list lp). */
+static void lp_add(srv_call *c, json_t *lp, const engine_event *ev, size_t text_off)
+{
+    char piece[256];
+    size_t pl = tok_piece(c->s->tk, ev->token, 0, piece, sizeof piece);
+    if (pl > sizeof piece) pl = sizeof piece;
+    if (c->r.kind == SRV_COMPLETIONS) {
+        json_array_append_new(json_object_get(lp, "tokens"), srv_json_text(piece, pl));
+        json_array_append_new(json_object_get(lp, "token_logprobs"), json_real(ev->logprob));
+        json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)text_off));
+        json_t *top = json_object();
+        for (int i = 0; i < ev->n_top; i++) {
+            char tp[256];
+            size_t tl = tok_piece(c->s->tk, ev->top[i].token, 0, tp, sizeof tp - 1);
+            if (tl > sizeof tp - 1) tl = sizeof tp - 1;
+            json_t *key = srv_json_text(tp, tl);
+            json_object_set_new(top, json_string_value(key), json_real(ev->top[i].logprob));
+            json_decref(key);
+        }
+        json_array_append_new(json_object_get(lp, "top_logprobs"), c->r.logprobs > 0 ? top : json_null());
+        if (c->r.logprobs <= 0) json_decref(top);
+        return;
+    }
+    json_t *bytes = json_array();
+    for (size_t i = 0; i < pl; i++)
+        json_array_append_new(bytes, json_integer((unsigned char)piece[i]));
+    json_t *top = json_array();
+    for (int i = 0; i < ev->n_top; i++) {
+        char tp[256];
+        size_t tl = tok_piece(c->s->tk, ev->top[i].token, 0, tp, sizeof tp);
+        if (tl > sizeof tp) tl = sizeof tp;
+        json_t *tb = json_array();
+        for (size_t j = 0; j < tl; j++)
+            json_array_append_new(tb, json_integer((unsigned char)tp[j]));
+        json_array_append_new(top, json_pack("{s:o, s:f, s:o}", "token", srv_json_text(tp, tl),
+                                             "logprob", (double)ev->top[i].logprob, "bytes", tb));
+    }
+    json_array_append_new(lp, json_pack("{s:o, s:f, s:o, s:o}", "token", srv_json_text(piece, pl),
+                                        "logprob", (double)ev->logprob, "bytes", bytes,
+                                        "top_logprobs", top));
+}
+
+static json_t *lp_new(const srv_call *c)
+{
+    if (c->r.kind == SRV_CHAT) return json_array();
+    return json_pack("{s:[], s:[], s:[], s:[]}", "tokens", "token_logprobs", "top_logprobs",
+                     "text_offset");
+}
+
+static json_t *lp_wrap(const srv_call *c, json_t *lp)
+{
+    if (!lp) return json_null();
+    return c->r.kind == SRV_CHAT ? json_pack("{s:o}", "content", lp) : lp;
+}
+
+/* One streamed chunk for choice idx: text (may be empty), logprobs (or NULL), finish. */
+static void stream_choice(srv_call *c, int idx, const char *text, size_t len, json_t *lp,
+                          int finish, bool role)
+{
+    json_t *ch = json_pack("{s:i}", "index", idx);
+    if (c->r.kind == SRV_CHAT) {
+        json_t *delta = json_object();
+        if (role) json_object_set_new(delta, "role", json_string("assistant"));
+        if (len || role) json_object_set_new(delta, "content", srv_json_text(text, len));
+        json_object_set_new(ch, "delta", delta);
+    } else {
+        json_object_set_new(ch, "text", srv_json_text(text, len));
+    }
+    json_object_set_new(ch, "logprobs", lp_wrap(c, lp));
+    const char *fn = finish_name(finish);
+    json_object_set_new(ch, "finish_reason", fn ? json_string(fn) : json_null());
+    json_t *v = chunk_base(c);
+    json_object_set_new(v, "choices", json_pack("[o]", ch));
+    sse_send(c, v);
+}
+
+static void stream_start(srv_call *c)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+    evhttp_add_header(h, "Content-Type", "text/event-stream");
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    evhttp_send_reply_start(c->req, 200, "OK");
+    c->started = true;
+    c->status = 200;
+    for (int i = 0; i < c->n_choices; i++) {
+        if (c->r.kind == SRV_CHAT) {
+            stream_choice(c, i, "", 0, NULL, ENGINE_RUNNING, true);
+        } else if (c->r.echo) {
+            size_t len;
+            char *t = prompt_text(c, i / c->r.n, &len);
+            if (t) stream_choice(c, i, t, len, NULL, ENGINE_RUNNING, false);
+            free(t);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- finish ---- */
+
+static void send_final_json(srv_call *c, struct evhttp_request *req)
+{
+    json_t *choices = json_array();
+    for (int i = 0; i < c->n_choices; i++) {
+        srv_choice *ch = &c->ch[i];
+        size_t len = evbuffer_get_length(ch->text);
+        const char *t = len ? (const char *)evbuffer_pullup(ch->text, -1) : "";
+        json_t *o = json_pack("{s:i}", "index", i);
+        if (c->r.kind == SRV_CHAT)
+            json_object_set_new(o, "message", json_pack("{s:s, s:o}", "role", "assistant",
+                                                        "content", srv_json_text(t, len)));
+        else
+            json_object_set_new(o, "text", srv_json_text(t, len));
+        json_object_set_new(o, "logprobs", lp_wrap(c, json_incref(ch->lp)));
+        const char *fn = finish_name(ch->finish);
+        json_object_set_new(o, "finish_reason", fn ? json_string(fn) : json_null());
+        json_array_append_new(choices, o);
+    }
+    json_t *v = chunk_base(c);
+    json_object_set_new(v, "choices", choices);
+    json_object_set_new(v, "usage", usage_json(c));
+    srv_send_json(c->s, req, 200, v);
+    c->status = 200;
+}
+
+/* All prompts finished: the reply's end, the access log line, the latency metrics. */
+static void call_complete(srv_call *c)
+{
+    srv *s = c->s;
+    bool error = false;
+    for (int i = 0; i < c->n_choices; i++)
+        error |= c->ch[i].finish == ENGINE_FINISH_ERROR;
+    if (c->req && !c->gone && !c->failed) {
+        if (c->r.stream) {
+            if (!c->started) stream_start(c);
+            if (error) {
+                sse_send(c, json_pack("{s:{s:s, s:s, s:n, s:i}}", "error", "message",
+                                      "the engine failed while generating", "type",
+                                      "internal_server_error", "param", "code", 500));
+                c->status = 500;
+            } else if (c->r.include_usage) {
+                json_t *v = chunk_base(c);
+                json_object_set_new(v, "choices", json_array());
+                json_object_set_new(v, "usage", usage_json(c));
+                sse_send(c, v);
+            }
+            struct evbuffer *b = evbuffer_new();
+            if (b) {
+                evbuffer_add_printf(b, "data: [DONE]\n\n");
+                evhttp_send_reply_chunk(c->req, b);
+                evbuffer_free(b);
+            }
+            evhttp_send_reply_end(take_req(c));
+            srv_count_status(s, c->status);
+        } else if (error) {
+            srv_error e = {0};
+            srv_fail(&e, 500, "", "the engine failed while generating");
+            e.type = "internal_server_error";
+            srv_send_error(s, take_req(c), &e);
+            c->status = 500;
+        } else {
+            send_final_json(c, take_req(c));
+        }
+    }
+    double now = kl_now_s();
+    srv_hist_observe(&s->met.e2e, now - c->t0);
+    int p = 0, g = 0, cached = 0;
+    for (int i = 0; i < c->n_sub; i++) {
+        p += c->sub[i].prompt_tokens;
+        g += c->sub[i].completion_tokens;
+        cached += c->sub[i].cached_tokens;
+    }
+    kl_info("serve: request id=%s model=%s endpoint=%s stream=%d n=%d prompt_tokens=%d "
+            "cached_tokens=%d completion_tokens=%d ttft_ms=%.1f total_ms=%.1f finish=%s status=%d",
+            c->id, s->name, c->r.kind == SRV_CHAT ? "chat" : "completions", c->r.stream,
+            c->n_choices, p, cached, g, c->t_first > 0 ? (c->t_first - c->t_submit) * 1e3 : -1.0,
+            (now - c->t0) * 1e3, c->n_choices ? finish_name(c->ch[0].finish) ? finish_name(c->ch[0].finish) : "-" : "-",
+            c->status);
+    call_free(c);
+}
+
+static void handle_event(srv *s, srv_ev *e)
+{
+    srv_sub *sub = e->sub;
+    srv_call *c = sub->call;
+    const engine_event *ev = &e->ev;
+    int idx = sub->k * c->r.n + ev->index;
+    bool live = c->req && !c->gone && !c->failed;
+    if (idx >= 0 && idx < c->n_choices) {
+        srv_choice *ch = &c->ch[idx];
+        double now = kl_now_s();
+        if (ev->token >= 0) {
+            if (c->t_first <= 0) {
+                c->t_first = now;
+                srv_hist_observe(&s->met.ttft, now - c->t_submit);
+            } else {
+                srv_hist_observe(&s->met.itl, now - c->t_last);
+            }
+            c->t_last = now;
+            ch->n_tokens++;
+        }
+        if (ev->finish != ENGINE_RUNNING) {
+            ch->finish = ev->finish;
+            s->met.finished[ev->finish - 1 < 4 ? ev->finish - 1 : 3]++;
+        }
+        if (live && c->r.stream) {
+            if (!c->started) stream_start(c);
+            json_t *lp = NULL;
+            if (c->r.sp.logprobs >= 0 && ev->token >= 0) {
+                lp = lp_new(c);
+                lp_add(c, lp, ev, ch->text_off);
+            }
+            if (ev->text_len || lp || ev->finish != ENGINE_RUNNING)
+                stream_choice(c, idx, ev->text, ev->text_len, lp, ev->finish, false);
+            ch->text_off += ev->text_len;
+        } else if (live) {
+            if (c->r.sp.logprobs >= 0 && ev->token >= 0) lp_add(c, ch->lp, ev, ch->text_off);
+            evbuffer_add(ch->text, ev->text, ev->text_len);
+            ch->text_off += ev->text_len;
+        }
+    }
+    if (ev->last) {
+        sub->live = false;
+        sub->prompt_tokens = ev->prompt_tokens;
+        sub->completion_tokens = ev->completion_tokens;
+        sub->cached_tokens = ev->cached_tokens;
+        if (--c->n_live == 0) call_complete(c);
+    }
+}
+
+void srv_gen_drain_events(srv *s)
+{
+    pthread_mutex_lock(&s->mu);
+    srv_ev *e = s->q_head;
+    s->q_head = s->q_tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    while (e) {
+        srv_ev *next = e->next;
+        handle_event(s, e);
+        free(e);
+        e = next;
+    }
+}
+
+/* ---------------------------------------------------------------- requests ---- */
+
+static void reply_now(srv *s, srv_call *c, const srv_error *e)
+{
+    struct evhttp_request *req = take_req(c);
+    c->status = e->status;
+    if (req) srv_send_error(s, req, e);
+    kl_info("serve: request id=%s model=%s status=%d error=\"%s\"", c->id, s->name, e->status, e->msg);
+}
+
+void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
+{
+    srv_error e = {0};
+    srv_call *c = calloc(1, sizeof *c);
+    if (!c) {
+        srv_fail(&e, 503, "", "out of memory");
+        srv_send_error(s, req, &e);
+        return;
+    }
+    c->s = s;
+    c->t0 = kl_now_s();
+    c->created = (long long)time(NULL);
+    snprintf(c->id, sizeof c->id, "%s-%016" PRIx64, kind == SRV_CHAT ? "chatcmpl" : "cmpl",
+             ++s->next_id ^ ((uint64_t)c->created << 24));
+    c->next = s->calls;
+    if (s->calls) s->calls->prev = c;
+    s->calls = c;
+    s->n_calls++;
+    c->req = req;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if (len > s->o.max_body) {
+        srv_fail(&e, 413, "", "the request body is %zu bytes; the limit is %zu (--max-body)", len,
+                 s->o.max_body);
+        goto fail;
+    }
+    const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
+    if (srv_req_parse(&c->r, kind, body, len, s->n_vocab, &e)) goto fail;
+    if (c->r.model && strcmp(c->r.model, s->name)) {
+        srv_fail(&e, 404, "model", "The model `%.200s` does not exist.", c->r.model);
+        goto fail;
+    }
+    if (srv_req_tokenize(&c->r, s->tk, s->tmpl, s->n_ctx, &e)) goto fail;
+    c->n_choices = c->r.n_prompts * c->r.n;
+    for (int i = 0; i < c->n_choices; i++) {
+        c->ch[i].text = evbuffer_new();
+        c->ch[i].lp = c->r.sp.logprobs >= 0 ? lp_new(c) : NULL;
+        if (!c->ch[i].text) {
+            srv_fail(&e, 503, "", "out of memory");
+            goto fail;
+        }
+        if (c->r.echo && !c->r.stream) {
+            size_t pl;
+            char *t = prompt_text(c, i / c->r.n, &pl);
+            if (t) evbuffer_add(c->ch[i].text, t, pl);
+            c->ch[i].text_off = pl;
+            free(t);
+        }
+    }
+    c->t_submit = kl_now_s();
+    srv_hist_observe(&s->met.queue, c->t_submit - c->t0);
+    for (int k = 0; k < c->r.n_prompts; k++) {
+        srv_sub *sub = &c->sub[k];
+        sub->call = c;
+        sub->k = k;
+        engine_request er = {.prompt = c->r.prompts[k].ids, .n_prompt = c->r.prompts[k].n_ids,
+                             .n = c->r.n, .sp = c->r.sp, .priority = c->r.priority,
+                             .cache_salt = c->r.cache_salt, .on_event = on_engine_event, .ctx = sub};
+        kl_err err = {0};
+        int rc = engine_submit(s->eng, &er, &sub->eng_id, &err);
+        if (rc) {
+            if (rc == KL_ENOSPC) {
+                srv_fail(&e, 429, "", "the server is busy (%s); try again later", err.msg);
+                e.type = "rate_limit_error";
+            } else if (rc == KL_EINVAL) {
+                char param[64];
+                size_t pl = strcspn(err.msg, ":");
+                snprintf(param, sizeof param, "%.*s", (int)(pl < 63 ? pl : 63), err.msg);
+                srv_fail(&e, 400, strchr(err.msg, ':') && !strchr(param, ' ') ? param : "", "%s", err.msg);
+            } else {
+                srv_fail(&e, 503, "", "%s", err.msg);
+                e.type = "service_unavailable";
+            }
+            if (c->n_live) { /* earlier prompts are queued: abort them, answer now */
+                reply_now(s, c, &e);
+                c->failed = true;
+                abort_subs(c);
+                return;
+            }
+            goto fail;
+        }
+        sub->live = true;
+        c->n_sub++;
+        c->n_live++;
+    }
+    c->conn = evhttp_request_get_connection(req);
+    if (c->conn) evhttp_connection_set_closecb(c->conn, on_client_close, c);
+    return;
+fail:
+    reply_now(s, c, &e);
+    call_free(c);
+}
+
+/* libevent notices a client's close only when it writes to it, so a client that gives up
+ * during a long prefill or in the queue is found by peeking at its socket: 0 bytes means it
+ * is gone. Its requests are aborted; the reply is ended so libevent frees the connection. */
+void srv_gen_poll_disconnects(srv *s)
+{
+    for (srv_call *c = s->calls; c; c = c->next) {
+        if (!c->req || c->gone || c->failed || !c->conn) continue;
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(c->conn);
+        evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+        char byte;
+        if (fd < 0 || recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != 0) continue;
+        c->gone = true;
+        c->status = 499;
+        abort_subs(c);
+        struct evhttp_request *req = take_req(c);
+        if (c->started) {
+            evhttp_send_reply_end(req);
+        } else {
+            srv_error e = {0};
+            srv_fail(&e, 499, "", "client closed the connection");
+            e.type = "client_closed";
+            srv_send_error(s, req, &e);
+        }
+    }
+}
+
+void srv_gen_abort_all(srv *s)
+{
+    for (srv_call *c = s->calls; c; c = c->next)
+        abort_subs(c);
+}
+
+/* After the engine is destroyed (every last event delivered): frees what is queued and
+ * every call, without touching their requests (evhttp_free frees those). */
+void srv_gen_free_all(srv *s)
+{
+    srv_gen_drain_events(s);
+    while (s->calls) {
+        srv_call *c = s->calls;
+        take_req(c);
+        call_free(c);
+    }
+}

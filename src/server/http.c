@@ -1,0 +1,384 @@
+/* server/http.c: the server's life and its small endpoints: listen, load the model on a
+ * thread, route requests (auth, method, readiness), /health, /v1/models, /tokenize,
+ * /detokenize, and drain on SIGTERM. Generation requests are in server/gen.c, /metrics in
+ * server/metrics.c. */
+#include "server/internal.h"
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+
+void srv_opts_defaults(srv_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->host = "127.0.0.1";
+    o->port = 8080;
+    o->block_size = 16;
+    o->kv_type = KL_F16;
+    o->drain_timeout_s = 30;
+    o->max_body = 4u << 20;
+    o->timeout_s = 60;
+}
+
+void srv_count_status(srv *s, int status)
+{
+    int k = status / 100;
+    if (k >= 1 && k <= 5) s->met.http[k]++;
+}
+
+void srv_send_json(srv *s, struct evhttp_request *req, int status, json_t *v)
+{
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    struct evbuffer *b = evbuffer_new();
+    if (b && text) evbuffer_add(b, text, strlen(text));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, status, NULL, b);
+    srv_count_status(s, status);
+    if (b) evbuffer_free(b);
+    free(text);
+    json_decref(v);
+}
+
+/* OpenAI's error shape: {"error": {"message", "type", "param", "code"}}. */
+void srv_send_error(srv *s, struct evhttp_request *req, const srv_error *e)
+{
+    json_t *err = json_object();
+    json_object_set_new(err, "message", srv_json_text(e->msg, strlen(e->msg)));
+    json_object_set_new(err, "type", json_string(e->type ? e->type : "invalid_request_error"));
+    json_object_set_new(err, "param", e->param[0] ? srv_json_text(e->param, strlen(e->param)) : json_null());
+    json_object_set_new(err, "code", json_integer(e->status));
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    if (e->status == 429 || e->status == 503) evhttp_add_header(h, "Retry-After", "1");
+    srv_send_json(s, req, e->status, json_pack("{s:o}", "error", err));
+}
+
+static void send_err(srv *s, struct evhttp_request *req, int status, const char *type,
+                     const char *param, const char *msg)
+{
+    srv_error e = {0};
+    srv_fail(&e, status, param, "%s", msg);
+    if (type) e.type = type;
+    srv_send_error(s, req, &e);
+}
+
+/* True when the request carries "Authorization: Bearer <key>"; compared in constant time
+ * over the key's length, so timing says nothing about how much of it matched. */
+static bool authorized(const srv *s, struct evhttp_request *req)
+{
+    if (!s->o.api_key) return true;
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7)) return false;
+    h += 7;
+    size_t kl = strlen(s->o.api_key), hl = strlen(h);
+    unsigned char diff = (unsigned char)(kl != hl);
+    for (size_t i = 0; i < kl; i++)
+        diff |= (unsigned char)(s->o.api_key[i] ^ (i < hl ? h[i] : 0));
+    return diff == 0;
+}
+
+static void handle_health(srv *s, struct evhttp_request *req)
+{
+    int st = atomic_load(&s->load_state);
+    const char *what = s->draining ? "draining" : st == SRV_READY ? "ok"
+                                                : st == SRV_LOADING ? "loading" : "failed";
+    srv_send_json(s, req, st == SRV_READY && !s->draining ? 200 : 503, json_pack("{s:s}", "status", what));
+}
+
+static void handle_models(srv *s, struct evhttp_request *req)
+{
+    json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:s, s:i}", "id", s->name, "object", "model",
+                          "created", (json_int_t)0, "owned_by", "kiln", "root", s->model_path,
+                          "max_model_len", s->n_ctx);
+    srv_send_json(s, req, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", m));
+}
+
+static const char *body_of(struct evhttp_request *req, size_t *len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    *len = evbuffer_get_length(in);
+    return *len ? (const char *)evbuffer_pullup(in, -1) : "";
+}
+
+static void handle_tokenize(srv *s, struct evhttp_request *req)
+{
+    size_t len;
+    const char *body = body_of(req, &len);
+    srv_req r;
+    srv_error e = {0};
+    if (srv_tokenize_parse(&r, body, len, s->n_vocab, &e)) {
+        srv_send_error(s, req, &e);
+        return;
+    }
+    if (r.model && strcmp(r.model, s->name)) {
+        srv_fail(&e, 404, "model", "The model `%.200s` does not exist.", r.model);
+    } else if (!srv_req_tokenize(&r, s->tk, s->tmpl, 0, &e)) {
+        json_t *ids = json_array();
+        for (int i = 0; i < r.prompts[0].n_ids; i++)
+            json_array_append_new(ids, json_integer(r.prompts[0].ids[i]));
+        srv_send_json(s, req, 200, json_pack("{s:o, s:i, s:i}", "tokens", ids, "count",
+                                             r.prompts[0].n_ids, "max_model_len", s->n_ctx));
+        srv_req_free(&r);
+        return;
+    }
+    srv_req_free(&r);
+    srv_send_error(s, req, &e);
+}
+
+static void handle_detokenize(srv *s, struct evhttp_request *req)
+{
+    size_t len;
+    const char *body = body_of(req, &len);
+    srv_req r;
+    srv_error e = {0};
+    if (srv_detokenize_parse(&r, body, len, s->n_vocab, &e)) {
+        srv_send_error(s, req, &e);
+        return;
+    }
+    if (r.model && strcmp(r.model, s->name)) {
+        srv_fail(&e, 404, "model", "The model `%.200s` does not exist.", r.model);
+        srv_req_free(&r);
+        srv_send_error(s, req, &e);
+        return;
+    }
+    size_t n = tok_decode(s->tk, r.prompts[0].ids, r.prompts[0].n_ids, 0, NULL, 0);
+    char *text = malloc(n + 1);
+    if (!text) {
+        srv_req_free(&r);
+        send_err(s, req, 503, "service_unavailable", "", "out of memory");
+        return;
+    }
+    tok_decode(s->tk, r.prompts[0].ids, r.prompts[0].n_ids, 0, text, n + 1);
+    srv_send_json(s, req, 200, json_pack("{s:o}", "prompt", srv_json_text(text, n)));
+    free(text);
+    srv_req_free(&r);
+}
+
+enum { R_HEALTH, R_METRICS, R_MODELS, R_COMPL, R_CHAT, R_TOKENIZE, R_DETOKENIZE, R_VERSION };
+static const struct {
+    const char *path;
+    int methods, id;
+    bool auth, needs_model;
+} routes[] = {
+    {"/health", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, R_HEALTH, false, false},
+    {"/metrics", EVHTTP_REQ_GET, R_METRICS, false, false},
+    {"/version", EVHTTP_REQ_GET, R_VERSION, false, false},
+    {"/v1/models", EVHTTP_REQ_GET, R_MODELS, true, true},
+    {"/v1/completions", EVHTTP_REQ_POST, R_COMPL, true, true},
+    {"/v1/chat/completions", EVHTTP_REQ_POST, R_CHAT, true, true},
+    {"/tokenize", EVHTTP_REQ_POST, R_TOKENIZE, true, true},
+    {"/detokenize", EVHTTP_REQ_POST, R_DETOKENIZE, true, true},
+};
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    srv *s = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    int method = (int)evhttp_request_get_command(req);
+    int r = -1;
+    for (size_t i = 0; path && i < sizeof routes / sizeof routes[0]; i++)
+        if (!strcmp(path, routes[i].path)) r = (int)i;
+    if (r < 0) {
+        send_err(s, req, 404, "not_found_error", "", "no such path");
+        return;
+    }
+    if (!(routes[r].methods & method)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                          routes[r].methods & EVHTTP_REQ_POST ? "POST" : "GET");
+        send_err(s, req, 405, "invalid_request_error", "", "method not allowed on this path");
+        return;
+    }
+    if (routes[r].auth && !authorized(s, req)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+        send_err(s, req, 401, "authentication_error", "", "a valid API key is required "
+                 "(Authorization: Bearer KEY)");
+        return;
+    }
+    int st = atomic_load(&s->load_state);
+    if (routes[r].needs_model && (st != SRV_READY || s->draining)) {
+        send_err(s, req, 503, "service_unavailable", "",
+                 s->draining ? "the server is shutting down" : st == SRV_LOADING
+                     ? "the model is loading; try again shortly" : "the model failed to load");
+        return;
+    }
+    switch (routes[r].id) {
+    case R_HEALTH: handle_health(s, req); break;
+    case R_METRICS: srv_metrics_handle(s, req); break;
+    case R_VERSION: srv_send_json(s, req, 200, json_pack("{s:s}", "version", "kiln 0.1.0")); break;
+    case R_MODELS: handle_models(s, req); break;
+    case R_COMPL: srv_gen_handle(s, req, SRV_COMPLETIONS); break;
+    case R_CHAT: srv_gen_handle(s, req, SRV_CHAT); break;
+    case R_TOKENIZE: handle_tokenize(s, req); break;
+    case R_DETOKENIZE: handle_detokenize(s, req); break;
+    }
+}
+
+static void log_ready(srv *s)
+{
+    engine_stats es;
+    engine_stats_get(s->eng, &es);
+    const model_hparams *hp = model_hparams_of(s->m);
+    kl_info("serve: ready model=%s path=%s%s arch=%s layers=%d ctx=%d kv_blocks=%d block_tokens=%d "
+            "kv_tokens=%lld chat_template=%s listening=http://%s:%d", s->name, s->model_path,
+            s->synthetic ? " (synthetic)" : "", hp->arch, hp->n_layers, s->n_ctx,
+            (int)es.kv_blocks_total, es.block_tokens,
+            (long long)es.kv_blocks_total * es.block_tokens, chat_tmpl_name(s->tmpl), s->o.host,
+            s->port);
+    if (s->synthetic)
+        kl_info("serve: this is a small synthetic model with random weights (its text is noise); "
+                "serve a real GGUF with: kiln serve -m MODEL.gguf");
+}
+
+/* Engine events and the loader's completion both wake the loop here. */
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    srv *s = arg;
+    if (s->loader_started && atomic_load(&s->load_state) != SRV_LOADING) {
+        pthread_join(s->loader, NULL);
+        s->loader_started = false;
+        if (atomic_load(&s->load_state) == SRV_READY) {
+            log_ready(s);
+        } else {
+            kl_error("serve: %s", s->load_err.msg);
+            s->exit_code = 1;
+            event_base_loopbreak(s->base);
+            return;
+        }
+    }
+    srv_gen_drain_events(s);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    srv *s = arg;
+    srv_gen_drain_events(s);
+    srv_gen_poll_disconnects(s);
+    if (!s->draining || s->loader_started) return;
+    double now = kl_now_s();
+    if (!s->calls) {
+        event_base_loopbreak(s->base);
+    } else if (now > s->drain_deadline && !s->aborted_all) {
+        kl_warn("serve: drain timeout: aborting %d requests", s->n_calls);
+        srv_gen_abort_all(s);
+        s->aborted_all = true;
+    } else if (now > s->drain_deadline + 5) {
+        event_base_loopbreak(s->base);
+    }
+}
+
+static void on_signal(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    srv *s = arg;
+    if (fd == SIGINT && s->draining) {
+        kl_warn("serve: second interrupt: exiting now");
+        s->exit_code = 130;
+        event_base_loopbreak(s->base);
+        return;
+    }
+    if (s->draining) return;
+    s->draining = true;
+    s->drain_deadline = kl_now_s() + s->o.drain_timeout_s;
+    kl_info("serve: draining %d requests (at most %d s); interrupt again to exit now", s->n_calls,
+            s->o.drain_timeout_s);
+    if (s->sock) evhttp_del_accept_socket(s->http, s->sock);
+    s->sock = NULL;
+}
+
+static void srv_free(srv *s)
+{
+    if (s->loader_started) pthread_join(s->loader, NULL);
+    engine_destroy(s->eng); /* every request still running gets its last (abort) event */
+    s->eng = NULL;
+    srv_gen_free_all(s);     /* detaches requests from their connections first */
+    if (s->http) evhttp_free(s->http);
+    if (s->wake) event_free(s->wake);
+    if (s->tick) event_free(s->tick);
+    if (s->sigterm) event_free(s->sigterm);
+    if (s->sigint) event_free(s->sigint);
+    if (s->base) event_base_free(s->base);
+    chat_tmpl_free(s->tmpl);
+    model_free(s->m);
+    tok_free(s->tk);
+    gguf_close(s->f);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+int srv_run(const srv_opts *o, kl_err *err)
+{
+    if (evthread_use_pthreads()) return kl_errf(err, KL_ENOMEM, "libevent: no thread support");
+    srv *s = calloc(1, sizeof *s);
+    if (!s) return kl_errf(err, KL_ENOMEM, "out of memory"), 1;
+    s->o = *o;
+    pthread_mutex_init(&s->mu, NULL);
+    srv_metrics_init(&s->met);
+    s->base = event_base_new();
+    s->http = s->base ? evhttp_new(s->base) : NULL;
+    if (!s->http) {
+        srv_free(s);
+        return kl_errf(err, KL_ENOMEM, "cannot create the event loop"), 1;
+    }
+    /* bodies up to twice the limit are read and answered with a JSON 413 by us; beyond that
+     * libevent answers 413 itself (and closes) without reading them */
+    evhttp_set_max_body_size(s->http, (ev_ssize_t)o->max_body * 2);
+    evhttp_set_max_headers_size(s->http, 64 * 1024);
+    evhttp_set_timeout(s->http, o->timeout_s);
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                        EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(s->http, on_request, s);
+    s->sock = evhttp_bind_socket_with_handle(s->http, o->host, (unsigned short)o->port);
+    if (!s->sock) {
+        kl_errf(err, KL_EIO, "cannot listen on %s:%d", o->host, o->port);
+        srv_free(s);
+        return 1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(evhttp_bound_socket_get_fd(s->sock), (struct sockaddr *)&ss, &sl) == 0)
+        s->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                           : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    s->wake = event_new(s->base, -1, 0, on_wake, s);
+    s->tick = event_new(s->base, -1, EV_PERSIST, on_tick, s);
+    s->sigterm = evsignal_new(s->base, SIGTERM, on_signal, s);
+    s->sigint = evsignal_new(s->base, SIGINT, on_signal, s);
+    struct timeval tv = {0, 100 * 1000};
+    if (!s->wake || !s->tick || !s->sigterm || !s->sigint || evtimer_add(s->tick, &tv) ||
+        evsignal_add(s->sigterm, NULL) || evsignal_add(s->sigint, NULL)) {
+        srv_free(s);
+        return kl_errf(err, KL_ENOMEM, "cannot set up events"), 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct rlimit rl; /* thousands of idle clients each hold a descriptor */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    kl_info("serve: listening on http://%s:%d (loading %s)", o->host, s->port,
+            o->model_path ? o->model_path : "the default synthetic model");
+    if (pthread_create(&s->loader, NULL, srv_load_main, s)) {
+        srv_free(s);
+        return kl_errf(err, KL_ENOMEM, "cannot start the loader thread"), 1;
+    }
+    s->loader_started = true;
+    event_base_dispatch(s->base);
+    int rc = s->exit_code;
+    if (rc == 1) *err = s->load_err;
+    if (rc == 0) kl_info("serve: drained, exiting");
+    srv_free(s);
+    return rc;
+}

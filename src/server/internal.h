@@ -1,0 +1,143 @@
+/* server/internal.h: the server's state, shared by its files (not a public header).
+ * Everything here belongs to the event loop's thread, except what is marked otherwise. */
+#ifndef KILN_SERVER_INTERNAL_H
+#define KILN_SERVER_INTERNAL_H
+#include <event2/event.h>
+#include <event2/http.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "gguf/gguf.h"
+#include "model/model.h"
+#include "server/request.h"
+#include "server/server.h"
+#include "tok/chat.h"
+#include "tok/tok.h"
+
+enum { SRV_LOADING = 0, SRV_READY = 1, SRV_FAILED = -1 };
+
+#define SRV_TTFT_B 22
+#define SRV_ITL_B  19
+#define SRV_E2E_B  21
+
+typedef struct srv_hist {
+    const double *le;
+    int n_le;
+    uint64_t count[24]; /* (n_le + 1): the last is +Inf */
+    double sum;
+    uint64_t n;
+} srv_hist;
+
+typedef struct srv_metrics {
+    srv_hist ttft, itl, e2e, queue;
+    uint64_t finished[4]; /* stop, length, abort, error */
+    uint64_t http[6];     /* responses by status class 1xx..5xx (index 1..5) */
+} srv_metrics;
+
+/* One event copied off the engine thread. */
+typedef struct srv_ev {
+    struct srv_ev *next;
+    struct srv_sub *sub;
+    engine_event ev;          /* text and top point into this struct */
+    engine_logprob top[ENGINE_MAX_LOGPROBS];
+    char text[];              /* (ev.text_len + 1) */
+} srv_ev;
+
+typedef struct srv_call srv_call;
+
+/* One engine request (a completions request with a list of prompts makes several). */
+typedef struct srv_sub {
+    srv_call *call;
+    int k;                    /* prompt index */
+    uint64_t eng_id;
+    bool live;                /* submitted and its last event not seen yet */
+    int prompt_tokens, completion_tokens, cached_tokens;
+} srv_sub;
+
+typedef struct srv_choice {
+    struct evbuffer *text;    /* non-streaming: the text so far */
+    json_t *lp;               /* logprobs: completions {tokens, ...}; chat [content...] */
+    size_t text_off;
+    int finish;               /* engine_finish */
+    int n_tokens;
+} srv_choice;
+
+typedef struct srv s_srv;
+
+struct srv_call {
+    struct srv *s;
+    struct evhttp_request *req;   /* NULL once answered or the client went away */
+    struct evhttp_connection *conn;
+    srv_req r;
+    char id[48];
+    long long created;
+    int n_sub, n_live;
+    srv_sub sub[SRV_MAX_PROMPTS];
+    int n_choices;
+    srv_choice ch[SRV_MAX_CHOICES];
+    bool started;                 /* streaming: headers sent */
+    bool gone;                    /* the client went away: aborted */
+    bool failed;                  /* answered with an error already */
+    int status;
+    double t0, t_submit, t_first, t_last;
+    srv_call *prev, *next;
+};
+
+typedef struct srv {
+    srv_opts o;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *sock;
+    int port;
+    /* the model: written by the loader thread before load_state becomes READY */
+    gguf_file *f;
+    tok *tk;
+    model *m;
+    chat_tmpl *tmpl;
+    engine *eng;
+    int n_ctx, n_vocab;
+    char model_path[1024];
+    char name[256];
+    bool synthetic;
+    pthread_t loader;
+    bool loader_started;
+    _Atomic int load_state;
+    kl_err load_err;
+    int exit_code;
+    bool draining, aborted_all;
+    double drain_deadline;
+    int sigint_count;
+    struct event *wake, *tick, *sigterm, *sigint;
+    /* events from the engine thread: under mu */
+    pthread_mutex_t mu;
+    srv_ev *q_head, *q_tail;
+    srv_call *calls;
+    int n_calls;
+    uint64_t next_id;
+    srv_metrics met;
+} srv;
+
+/* server/http.c */
+void srv_send_json(srv *s, struct evhttp_request *req, int status, json_t *v);
+void srv_send_error(srv *s, struct evhttp_request *req, const srv_error *e);
+void srv_count_status(srv *s, int status);
+
+/* server/gen.c */
+void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind);
+void srv_gen_drain_events(srv *s);
+void srv_gen_poll_disconnects(srv *s);
+void srv_gen_abort_all(srv *s);
+void srv_gen_free_all(srv *s);
+/* Adds s[0..len) to a JSON string, invalid UTF-8 replaced by U+FFFD. Returns a new json_t. */
+json_t *srv_json_text(const char *s, size_t len);
+
+/* server/metrics.c */
+void srv_metrics_init(srv_metrics *m);
+void srv_hist_observe(srv_hist *h, double v);
+void srv_metrics_handle(srv *s, struct evhttp_request *req);
+
+/* server/load.c: runs on the loader thread; fills s->f ... s->eng or s->load_err. */
+void *srv_load_main(void *arg);
+#endif

@@ -1,0 +1,127 @@
+/* server/metrics.c: GET /metrics in Prometheus text format under vLLM's metric names (so
+ * routers written for vLLM, such as the Gateway API Inference Extension and Kiln's own
+ * gateway, read Kiln unchanged), each with a model_name label. Gauges and token counters
+ * come from the engine's stats; latency histograms are observed by server/gen.c. */
+#include "server/internal.h"
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <string.h>
+
+/* vLLM's bucket bounds (seconds). */
+static const double ttft_le[SRV_TTFT_B] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,
+                                           0.25,  0.5,   0.75, 1.0,  2.5,  5.0,  7.5,  10.0,
+                                           20.0,  40.0,  80.0, 160.0, 640.0, 2560.0};
+static const double itl_le[SRV_ITL_B] = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
+                                         0.75, 1.0,   2.5,  5.0,   7.5, 10.0, 20.0, 40.0, 80.0};
+static const double e2e_le[SRV_E2E_B] = {0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,
+                                         5.0,  10.0, 15.0, 20.0, 30.0,  40.0,  50.0,
+                                         60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+
+void srv_metrics_init(srv_metrics *m)
+{
+    memset(m, 0, sizeof *m);
+    m->ttft = (srv_hist){.le = ttft_le, .n_le = SRV_TTFT_B};
+    m->itl = (srv_hist){.le = itl_le, .n_le = SRV_ITL_B};
+    m->e2e = (srv_hist){.le = e2e_le, .n_le = SRV_E2E_B};
+    m->queue = (srv_hist){.le = e2e_le, .n_le = SRV_E2E_B};
+}
+
+void srv_hist_observe(srv_hist *h, double v)
+{
+    if (!(v >= 0)) v = 0;
+    int i = 0;
+    while (i < h->n_le && v > h->le[i])
+        i++;
+    h->count[i]++;
+    h->sum += v;
+    h->n++;
+}
+
+static void hist_print(struct evbuffer *b, const char *name, const char *help, const srv_hist *h,
+                       const char *mname)
+{
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (int i = 0; i < h->n_le; i++) {
+        cum += h->count[i];
+        evbuffer_add_printf(b, "%s_bucket{le=\"%g\",model_name=\"%s\"} %llu\n", name, h->le[i],
+                            mname, (unsigned long long)cum);
+    }
+    cum += h->count[h->n_le];
+    evbuffer_add_printf(b, "%s_bucket{le=\"+Inf\",model_name=\"%s\"} %llu\n", name, mname,
+                        (unsigned long long)cum);
+    evbuffer_add_printf(b, "%s_sum{model_name=\"%s\"} %.6f\n", name, mname, h->sum);
+    evbuffer_add_printf(b, "%s_count{model_name=\"%s\"} %llu\n", name, mname,
+                        (unsigned long long)h->n);
+}
+
+static void gauge(struct evbuffer *b, const char *type, const char *name, const char *help,
+                  const char *mname, double v)
+{
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s{model_name=\"%s\"} %.17g\n", name, help,
+                        name, type, name, mname, v);
+}
+
+void srv_metrics_handle(srv *s, struct evhttp_request *req)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b) return;
+    engine_stats es = {0};
+    bool ready = atomic_load(&s->load_state) == SRV_READY;
+    if (ready) engine_stats_get(s->eng, &es);
+    /* the model name is ours (a file name or --served-model-name): keep it label-safe */
+    char m[256];
+    size_t k = 0;
+    for (const char *p = ready ? s->name : "loading"; *p && k + 1 < sizeof m; p++)
+        m[k++] = (*p == '"' || *p == '\\' || *p == '\n') ? '_' : *p;
+    m[k] = 0;
+    gauge(b, "gauge", "vllm:num_requests_running", "Requests in model execution batches.", m, es.running);
+    gauge(b, "gauge", "vllm:num_requests_waiting", "Requests waiting to be processed.", m, es.waiting);
+    gauge(b, "gauge", "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", m,
+          es.kv_blocks_total ? (double)es.kv_blocks_used / es.kv_blocks_total : 0.0);
+    evbuffer_add_printf(b, "# HELP vllm:cache_config_info Information of the KV cache config.\n"
+                           "# TYPE vllm:cache_config_info gauge\n"
+                           "vllm:cache_config_info{block_size=\"%d\",num_gpu_blocks=\"%d\","
+                           "cache_dtype=\"%s\",model_name=\"%s\"} 1\n",
+                        es.block_tokens, (int)es.kv_blocks_total,
+                        s->o.kv_type == KL_F32 ? "f32" : s->o.kv_type == KL_Q8_0 ? "q8_0" : "f16", m);
+    gauge(b, "counter", "vllm:prefix_cache_queries_total",
+          "Prefix cache queries, in terms of number of queried tokens.", m, (double)es.prefix_queries);
+    gauge(b, "counter", "vllm:prefix_cache_hits_total",
+          "Prefix cache hits, in terms of number of cached tokens.", m, (double)es.prefix_hits);
+    gauge(b, "counter", "vllm:num_preemptions_total", "Cumulative number of preemptions.", m,
+          (double)es.preemptions);
+    gauge(b, "counter", "vllm:prompt_tokens_total", "Number of prefill tokens processed.", m,
+          (double)es.prompt_tokens);
+    gauge(b, "counter", "vllm:generation_tokens_total", "Number of generation tokens processed.", m,
+          (double)es.generation_tokens);
+    static const char *const reasons[] = {"stop", "length", "abort", "error"};
+    evbuffer_add_printf(b, "# HELP vllm:request_success_total Count of finished requests by "
+                           "finished reason (one per choice).\n"
+                           "# TYPE vllm:request_success_total counter\n");
+    for (int i = 0; i < 4; i++)
+        evbuffer_add_printf(b, "vllm:request_success_total{finished_reason=\"%s\",model_name=\"%s\"} %llu\n",
+                            reasons[i], m, (unsigned long long)s->met.finished[i]);
+    hist_print(b, "vllm:time_to_first_token_seconds", "Time to first token in seconds.", &s->met.ttft, m);
+    hist_print(b, "vllm:inter_token_latency_seconds", "Inter-token latency in seconds.", &s->met.itl, m);
+    hist_print(b, "vllm:e2e_request_latency_seconds", "End to end request latency in seconds.",
+               &s->met.e2e, m);
+    hist_print(b, "vllm:request_queue_time_seconds",
+               "Time from arrival to engine admission (parse, template, tokenize) in seconds.",
+               &s->met.queue, m);
+    evbuffer_add_printf(b, "# HELP kiln:http_responses_total HTTP responses by status class.\n"
+                           "# TYPE kiln:http_responses_total counter\n");
+    for (int i = 1; i <= 5; i++)
+        evbuffer_add_printf(b, "kiln:http_responses_total{code=\"%dxx\",model_name=\"%s\"} %llu\n",
+                            i, m, (unsigned long long)s->met.http[i]);
+    evbuffer_add_printf(b, "# HELP kiln:requests_in_flight HTTP generation requests in flight.\n"
+                           "# TYPE kiln:requests_in_flight gauge\nkiln:requests_in_flight{model_name=\"%s\"} %d\n",
+                        m, s->n_calls);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(req, 200, NULL, b);
+    srv_count_status(s, 200);
+    evbuffer_free(b);
+}
