@@ -4,6 +4,7 @@
  * spins until every other worker has bumped `done`. */
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -13,7 +14,7 @@
 
 #include "base/workers.h"
 
-#define SPIN_ITERS 200000 /* ~50-100 us of spinning before a worker sleeps */
+#define SPIN_ITERS 4000 /* ~100-200 us of pause spinning before a worker sleeps */
 
 typedef struct worker {
     struct kl_workers *pool;
@@ -121,5 +122,10 @@ void kl_workers_run(kl_workers *p, kl_work_fn fn, void *ctx)
     atomic_fetch_add(&p->gen, 1); /* seq_cst: ordered before the sleepers check */
     if (atomic_load(&p->sleepers)) futex_wake_all(&p->gen);
     fn(ctx, 0, p->n);
-    while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n - 1) cpu_relax();
+    /* a worker that lost its core (more threads than cores) needs ours: yield now and then */
+    for (int spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) < p->n - 1;)
+        if (++spins % 256 == 0)
+            sched_yield();
+        else
+            cpu_relax();
 }
