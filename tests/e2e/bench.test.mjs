@@ -238,3 +238,20 @@ test('--dataset: ShareGPT prompts, reply lengths as max_tokens; a bad file is an
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /^kiln: .*sharegpt\.json: expected a ShareGPT array/);
 });
+
+test('models mixed by weight, and a sweep by rate', async () => {
+  const r = await bench(['--url', `http://127.0.0.1:${fakes[0]}`, '--model', 'a=3,b=1', '--concurrency', '4',
+    '--requests', '80', '--output-len', '2', '--input-len', '4'], 'mix');
+  assert.equal(r.code, 0, r.stderr);
+  const a = r.json.records.filter((q) => q.model === 'a').length;
+  const b = r.json.records.filter((q) => q.model === 'b').length;
+  assert.equal(a + b, 80);
+  assert.ok(a > 2 * b && b > 5, `a ${a}, b ${b}`);
+  const s = await bench(['--url', `http://127.0.0.1:${fakes[0]}`, '--model', 'm', '--rate', '20', '--sweep',
+    '20,40', '--step-requests', '10', '--output-len', '3'], 'sweep-rate');
+  assert.equal(s.code, 0, s.stderr);
+  assert.equal(s.json.sweep.by, 'rate');
+  assert.deepEqual(s.json.sweep.steps.map((x) => x.load), [20, 40]);
+  assert.ok(existsSync(path.join(s.out, 'throughput.svg')));
+  assert.match(readFileSync(path.join(s.out, 'throughput.svg'), 'utf8'), /Throughput vs offered load/);
+});
