@@ -1,0 +1,255 @@
+// kiln serve driven by the official openai npm package: completions and chat, streaming and
+// not, n > 1, stop strings, logprobs, usage, errors; /v1/models, /tokenize, /detokenize,
+// /metrics; a client that disconnects mid-stream; a drain on SIGTERM during 16 streams.
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import http from 'node:http';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import OpenAI from 'openai';
+import { waitFor } from './gwutil.mjs';
+import { startServer, stopServer, postJson, haveStories, stories, kilnBin } from './serverutil.mjs';
+
+const skip = haveStories ? false : 'needs ../shared/models/stories260K.gguf';
+
+describe('kiln serve with stories260K', { skip }, () => {
+  let s, client;
+  before(async () => {
+    s = await startServer(['-m', stories, '-t', '2', '--ctx', '256', '--served-model-name', 'stories']);
+    client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  });
+  after(async () => {
+    const r = await stopServer(s);
+    assert.equal(r.code, 0, s.log());
+  });
+
+  test('models lists the served name', async () => {
+    const m = await client.models.list();
+    assert.equal(m.data.length, 1);
+    assert.equal(m.data[0].id, 'stories');
+  });
+
+  test('completions: greedy text, usage, finish_reason length', async () => {
+    const r = await client.completions.create({ model: 'stories', prompt: 'Once upon a time',
+      max_tokens: 24, temperature: 0 });
+    assert.equal(r.object, 'text_completion');
+    assert.equal(r.choices.length, 1);
+    assert.ok(r.choices[0].text.length > 10, r.choices[0].text);
+    assert.equal(r.choices[0].finish_reason, 'length');
+    assert.equal(r.usage.completion_tokens, 24);
+    assert.ok(r.usage.prompt_tokens >= 4);
+    assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + 24);
+    assert.equal(typeof r.usage.prompt_tokens_details.cached_tokens, 'number');
+    // the same request again, streamed: the same text, chunk by chunk
+    const stream = await client.completions.create({ model: 'stories', prompt: 'Once upon a time',
+      max_tokens: 24, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    let text = '', finish = null, usage = null, chunks = 0;
+    for await (const c of stream) {
+      chunks++;
+      if (c.usage) usage = c.usage;
+      for (const ch of c.choices) {
+        text += ch.text;
+        if (ch.finish_reason) finish = ch.finish_reason;
+      }
+    }
+    assert.equal(text, r.choices[0].text);
+    assert.ok(chunks > 5);
+    assert.equal(finish, 'length');
+    assert.equal(usage.completion_tokens, 24);
+  });
+
+  test('completions: stop string ends the text before it', async () => {
+    const base = await client.completions.create({ prompt: 'Once upon a time', max_tokens: 40, temperature: 0 });
+    const t = base.choices[0].text;
+    const stop = t.slice(12, 16);
+    const cut = t.indexOf(stop);
+    assert.ok(cut > 0 && stop.length === 4);
+    const r = await client.completions.create({ prompt: 'Once upon a time', max_tokens: 40,
+      temperature: 0, stop: [stop, 'zzzz'] });
+    assert.equal(r.choices[0].text, t.slice(0, cut));
+    assert.equal(r.choices[0].finish_reason, 'stop');
+  });
+
+  test('completions: n > 1 with a seed, indices and determinism', async () => {
+    const req = { prompt: 'Once upon a time', max_tokens: 12, temperature: 1, n: 3, seed: 7 };
+    const a = await client.completions.create(req);
+    const b = await client.completions.create(req);
+    assert.deepEqual(a.choices.map((c) => c.index).sort(), [0, 1, 2]);
+    assert.deepEqual(a.choices.map((c) => c.text), b.choices.map((c) => c.text));
+    assert.equal(a.usage.completion_tokens, 36);
+  });
+
+  test('completions: list of prompts, token-id prompt, echo', async () => {
+    const r = await client.completions.create({ prompt: ['Once upon a time', 'The cat'], max_tokens: 4,
+      temperature: 0, n: 2 });
+    assert.equal(r.choices.length, 4);
+    assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2, 3]);
+    assert.equal(r.choices[0].text, r.choices[1].text); // greedy: both choices of prompt 0 agree
+    const tk = await postJson(`${s.url}/tokenize`, { prompt: 'Once upon a time' });
+    assert.equal(tk.status, 200);
+    assert.equal(tk.json.count, tk.json.tokens.length);
+    assert.equal(tk.json.max_model_len, 256);
+    const byIds = await client.completions.create({ prompt: tk.json.tokens, max_tokens: 8, temperature: 0 });
+    const byText = await client.completions.create({ prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
+    assert.equal(byIds.choices[0].text, byText.choices[0].text);
+    const e = await client.completions.create({ prompt: 'Once upon a time', max_tokens: 3, temperature: 0, echo: true });
+    assert.ok(e.choices[0].text.startsWith('Once upon a time'));
+    const dt = await postJson(`${s.url}/detokenize`, { tokens: tk.json.tokens });
+    assert.equal(dt.status, 200);
+    assert.equal(dt.json.prompt, 'Once upon a time');
+  });
+
+  test('completions: logprobs', async () => {
+    const r = await client.completions.create({ prompt: 'Once upon a time', max_tokens: 6, temperature: 0, logprobs: 3 });
+    const lp = r.choices[0].logprobs;
+    assert.equal(lp.tokens.length, 6);
+    assert.equal(lp.token_logprobs.length, 6);
+    assert.equal(lp.text_offset.length, 6);
+    assert.equal(lp.tokens.join(''), r.choices[0].text);
+    for (let i = 0; i < 6; i++) {
+      assert.ok(lp.token_logprobs[i] <= 0);
+      const top = Object.values(lp.top_logprobs[i]);
+      assert.ok(top.length >= 1 && top.length <= 3);
+      // greedy: the chosen token is the most likely one
+      assert.ok(Math.abs(Math.max(...top) - lp.token_logprobs[i]) < 1e-4);
+    }
+  });
+
+  test('chat: non-streaming and streaming agree; logprobs; usage', async () => {
+    const msgs = [{ role: 'system', content: 'You tell stories.' }, { role: 'user', content: 'Tell me about a dog.' }];
+    const r = await client.chat.completions.create({ model: 'stories', messages: msgs, max_tokens: 16, temperature: 0,
+      logprobs: true, top_logprobs: 2 });
+    assert.equal(r.object, 'chat.completion');
+    assert.equal(r.choices[0].message.role, 'assistant');
+    assert.ok(r.choices[0].message.content.length > 0);
+    assert.equal(r.usage.completion_tokens, 16);
+    const content = r.choices[0].logprobs.content;
+    assert.equal(content.length, 16);
+    for (const c of content) {
+      assert.ok(c.logprob <= 0 && Array.isArray(c.bytes) && c.top_logprobs.length === 2);
+    }
+    const stream = await client.chat.completions.create({ messages: msgs, max_tokens: 16, temperature: 0,
+      stream: true, stream_options: { include_usage: true } });
+    let text = '', role = null, usage = null;
+    for await (const c of stream) {
+      if (c.usage) usage = c.usage;
+      for (const ch of c.choices) {
+        if (ch.delta.role) role = ch.delta.role;
+        text += ch.delta.content || '';
+      }
+    }
+    assert.equal(role, 'assistant');
+    assert.equal(text, r.choices[0].message.content);
+    assert.equal(usage.prompt_tokens, r.usage.prompt_tokens);
+  });
+
+  test('errors: 400 names the parameter, 404 unknown model, prompt over the context', async () => {
+    await assert.rejects(client.completions.create({ prompt: 'x', temperature: 3 }),
+      (e) => e.status === 400 && e.error.param === 'temperature');
+    await assert.rejects(client.completions.create({ prompt: 'x', n: 1e9 }),
+      (e) => e.status === 400 && e.error.param === 'n');
+    await assert.rejects(client.completions.create({ prompt: 'x', max_tokens: -1 }),
+      (e) => e.status === 400 && e.error.param === 'max_tokens');
+    await assert.rejects(client.completions.create({ model: 'nope', prompt: 'x' }),
+      (e) => e.status === 404 && e.error.param === 'model');
+    await assert.rejects(client.completions.create({ prompt: 'Once upon a time '.repeat(100) }),
+      (e) => e.status === 400 && /maximum context length/.test(e.message));
+    await assert.rejects(client.chat.completions.create({ messages: [{ role: 'user', content: 'x' }], top_logprobs: 2 }),
+      (e) => e.status === 400 && e.error.param === 'top_logprobs');
+  });
+
+  test('a client that disconnects mid-stream is aborted', async () => {
+    const before = await (await fetch(`${s.url}/metrics`)).text();
+    const aborts = (m) => Number(m.match(/finished_reason="abort",model_name="stories"\} (\d+)/)[1]);
+    await new Promise((resolve, reject) => {
+      const req = http.request(`${s.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } },
+        (res) => {
+          assert.equal(res.statusCode, 200);
+          res.once('data', () => { req.destroy(); resolve(); });
+        });
+      req.on('error', () => {});
+      req.end(JSON.stringify({ prompt: 'Once upon a time', max_tokens: 240, ignore_eos: true, stream: true }));
+      setTimeout(() => reject(new Error('no data')), 10000);
+    });
+    await waitFor(async () => {
+      const m = await (await fetch(`${s.url}/metrics`)).text();
+      return aborts(m) > aborts(before) && /vllm:num_requests_running\{model_name="stories"\} 0/.test(m);
+    }, 10000);
+  });
+
+  test('metrics: vLLM names with model_name', async () => {
+    const m = await (await fetch(`${s.url}/metrics`)).text();
+    for (const name of ['vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:kv_cache_usage_perc',
+      'vllm:prefix_cache_queries_total', 'vllm:prefix_cache_hits_total', 'vllm:num_preemptions_total',
+      'vllm:prompt_tokens_total', 'vllm:generation_tokens_total'])
+      assert.match(m, new RegExp(`^${name}\\{model_name="stories"\\} [0-9.e+-]+$`, 'm'), name);
+    assert.match(m, /^vllm:cache_config_info\{block_size="16",num_gpu_blocks="\d+"/m);
+    assert.match(m, /^vllm:request_success_total\{finished_reason="length",model_name="stories"\} [1-9]/m);
+    for (const h of ['time_to_first_token_seconds', 'inter_token_latency_seconds', 'e2e_request_latency_seconds',
+      'request_queue_time_seconds'])
+      assert.match(m, new RegExp(`^vllm:${h}_bucket\\{le="\\+Inf",model_name="stories"\\} [1-9]`, 'm'), h);
+    const gen = Number(m.match(/^vllm:generation_tokens_total\{[^}]*\} (\S+)/m)[1]);
+    assert.ok(gen > 50);
+  });
+});
+
+describe('kiln serve with --api-key and a kiln model make model', () => {
+  let s, model;
+  before(async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kiln-serve-'));
+    model = path.join(dir, 'tiny.gguf');
+    execFileSync(kilnBin, ['model', 'make', '--out', model, '--ctx', '512']);
+    s = await startServer(['-m', model, '-t', '1', '--api-key', 'sekret']);
+  });
+  after(async () => {
+    const r = await stopServer(s);
+    assert.equal(r.code, 0, s.log());
+  });
+
+  test('401 without the key, served with it', async () => {
+    const bad = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'wrong', maxRetries: 0 });
+    await assert.rejects(bad.completions.create({ prompt: 'a', max_tokens: 2 }), (e) => e.status === 401);
+    const r0 = await postJson(`${s.url}/v1/completions`, { prompt: 'a' });
+    assert.equal(r0.status, 401);
+    assert.equal(r0.json.error.type, 'authentication_error');
+    const ok = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'sekret', maxRetries: 0 });
+    const r = await ok.completions.create({ prompt: 'hello world', max_tokens: 8, ignore_eos: true });
+    assert.equal(r.usage.completion_tokens, 8);
+    const c = await ok.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4,
+      ignore_eos: true, n: 2 });
+    assert.equal(c.choices.length, 2);
+    const h = await fetch(`${s.url}/health`);
+    assert.equal(h.status, 200); // health needs no key
+  });
+});
+
+describe('drain', { skip }, () => {
+  test('SIGTERM during 16 streaming requests: all complete, exit 0', async () => {
+    const s = await startServer(['-m', stories, '-t', '2', '--max-seqs', '8']);
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    let started = 0;
+    const runs = Array.from({ length: 16 }, async (_, i) => {
+      const stream = await client.completions.create({ prompt: `Story ${i}: Once upon a time`, max_tokens: 64,
+        ignore_eos: true, temperature: 1, seed: i, stream: true, stream_options: { include_usage: true } });
+      started++;
+      let finish = null, usage = null;
+      for await (const c of stream) {
+        if (c.usage) usage = c.usage;
+        for (const ch of c.choices) if (ch.finish_reason) finish = ch.finish_reason;
+      }
+      return { finish, usage };
+    });
+    await waitFor(() => started >= 8, 20000, 10);
+    s.proc.kill('SIGTERM');
+    const results = await Promise.all(runs);
+    for (const r of results) {
+      assert.equal(r.finish, 'length');
+      assert.equal(r.usage.completion_tokens, 64);
+    }
+    const ex = await s.exited;
+    assert.equal(ex.code, 0, s.log());
+    assert.match(s.log(), /draining/);
+  });
+});
