@@ -117,6 +117,58 @@ const char *gguf_vtype_name(gguf_vtype t);
 /* Bytes of one element of a fixed-size type; 0 for STRING and ARRAY. */
 size_t gguf_vtype_size(gguf_vtype t);
 
-/* ---- writer (gguf/write.c) ---- */
+/* ---- writer (gguf/write.c) ----
+ * Writes GGUF v3. Usage: gguf_writer_open; gguf_writer_set_* for metadata (a key set twice
+ * keeps its first position and takes the last value); gguf_writer_add_tensor for each tensor
+ * (shape and type only); gguf_writer_begin_data writes the header, metadata and tensor table;
+ * then the tensors' bytes are streamed in the order they were added with gguf_writer_write
+ * (any chunking: padding between tensors is inserted by the writer); gguf_writer_finish checks
+ * every byte arrived and closes. Alignment is general.alignment (a u32 set before
+ * begin_data) or GGUF_DEFAULT_ALIGNMENT. Errors are sticky: after the first failure every
+ * call returns the same code, and finish reports it in err and removes the partial file.
+ * Nothing but the metadata and the tensor table is held in memory. */
 typedef struct gguf_writer gguf_writer;
+
+/* Creates path (truncating it). Returns 0 and sets *out, or a negative KL_E* with
+ * "<path>: <what is wrong>" in err and nothing left open. */
+int gguf_writer_open(gguf_writer **out, const char *path, kl_err *err);
+/* Metadata setters; each returns 0 or the (sticky) error code. */
+int gguf_writer_set_u8(gguf_writer *w, const char *key, uint8_t v);
+int gguf_writer_set_i8(gguf_writer *w, const char *key, int8_t v);
+int gguf_writer_set_u16(gguf_writer *w, const char *key, uint16_t v);
+int gguf_writer_set_i16(gguf_writer *w, const char *key, int16_t v);
+int gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v);
+int gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v);
+int gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v);
+int gguf_writer_set_i64(gguf_writer *w, const char *key, int64_t v);
+int gguf_writer_set_f32(gguf_writer *w, const char *key, float v);
+int gguf_writer_set_f64(gguf_writer *w, const char *key, double v);
+int gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
+int gguf_writer_set_str(gguf_writer *w, const char *key, const char *s); /* NUL-terminated */
+int gguf_writer_set_strn(gguf_writer *w, const char *key, const char *s, uint64_t len);
+/* An array of n fixed-size elements of type et, packed little-endian in data. */
+int gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_vtype et, const void *data,
+                        uint64_t n);
+/* An array of n strings (NUL-terminated, or with lens[i] bytes when lens is not NULL). */
+int gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *strs,
+                            const uint64_t *lens, uint64_t n);
+/* An array of n elements of type et given as their raw serialized bytes (for arrays of
+ * arrays: each element is "u32 type, u64 count, elements"). The bytes are not checked. */
+int gguf_writer_set_arr_raw(gguf_writer *w, const char *key, gguf_vtype et, uint64_t n,
+                            const void *raw, uint64_t nbytes);
+/* Copies a key and value read by gguf_open (any type, nested arrays included). */
+int gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv);
+/* Declares a tensor (ne[0] the row length; dims past n_dims ignored). Returns 0 or a code
+ * (bad shape, row length not a multiple of the type's block, duplicate name). */
+int gguf_writer_add_tensor(gguf_writer *w, const char *name, kl_dtype type, int n_dims,
+                           const int64_t *ne);
+/* Writes everything before the tensor data. */
+int gguf_writer_begin_data(gguf_writer *w);
+/* Appends n bytes of tensor data (after begin_data), continuing the current tensor. */
+int gguf_writer_write(gguf_writer *w, const void *data, size_t n);
+/* Flushes and closes. Returns 0, or the first error with its message in err (the partial
+ * file is removed). Frees w in both cases. */
+int gguf_writer_finish(gguf_writer *w, kl_err *err);
+/* Abandons a writer: closes and removes the partial file, frees w. NULL is fine. */
+void gguf_writer_abort(gguf_writer *w);
 #endif

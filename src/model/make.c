@@ -1,0 +1,312 @@
+/* model/make.c: `kiln model make`: a llama GGUF with random weights.
+ *
+ * Each tensor row r is generated from its own PRNG stream (seeded from the seed, the tensor's
+ * name and r), so the file is the same whatever the thread count. Rows are generated and
+ * quantized in chunks by the workers, and each chunk is streamed to the writer. */
+#include "model/make.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/workers.h"
+#include "gguf/gguf.h"
+#include "kernels/kernels.h"
+#include "model/vocab_synth.h"
+
+void model_make_defaults(model_make_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->arch = "llama";
+    o->dim = 64;
+    o->layers = 2;
+    o->heads = 4;
+    o->kv_heads = 2;
+    o->ffn = 192;
+    o->vocab = 512;
+    o->ctx = 2048;
+    o->type = KL_F32;
+    o->seed = 42;
+    o->rope_theta = 10000.0f;
+    o->norm_eps = 1e-5f;
+    o->std = 0.02f;
+    o->threads = 2;
+}
+
+uint32_t model_file_type(kl_dtype t)
+{
+    switch (t) {
+    case KL_F16: return 1;
+    case KL_Q4_0: return 2;
+    case KL_Q8_0: return 7;
+    case KL_Q4_K: return 15; /* Q4_K_M */
+    case KL_Q6_K: return 18;
+    case KL_BF16: return 32;
+    default: return 0;
+    }
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+typedef struct rng {
+    uint64_t s[4];
+} rng;
+
+static void rng_seed(rng *r, uint64_t seed)
+{
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&seed);
+}
+
+/* xoshiro256+: fine for weights, not for anything that needs good low bits. */
+static uint64_t rng_next(rng *r)
+{
+    uint64_t *s = r->s, res = s[0] + s[3], t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return res;
+}
+
+/* Fills x[0..n) with approximately normal values of standard deviation sd: the sum of four
+ * 16-bit uniforms from one 64-bit draw (Irwin-Hall, variance 1/3 per unit), centred and
+ * scaled. Bounded by +-3.46 sd, which is what small random weights want anyway. */
+static void fill_normal(rng *r, float *x, int64_t n, float sd)
+{
+    const float k = sd * 1.7320508f / 65536.0f;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t v = rng_next(r);
+        uint32_t s = (uint32_t)(v & 0xffff) + (uint32_t)((v >> 16) & 0xffff) +
+                     (uint32_t)((v >> 32) & 0xffff) + (uint32_t)(v >> 48);
+        x[i] = ((float)s - 131070.0f) * k;
+    }
+}
+
+static uint64_t hash_name(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+typedef struct mtensor {
+    char name[64];
+    kl_dtype type;
+    int n_dims;
+    int64_t ne[2];
+    bool ones; /* a norm: all 1.0 */
+} mtensor;
+
+typedef struct chunk_job {
+    const mtensor *t;
+    uint64_t tseed;
+    float sd;
+    int64_t row0, rows; /* rows of this chunk */
+    size_t row_bytes;
+    uint8_t *out;     /* (rows, row_bytes) */
+    float *scratch;   /* (threads, ne[0]) */
+} chunk_job;
+
+static void chunk_run(void *ctx, int ith, int nth)
+{
+    chunk_job *j = ctx;
+    int64_t cols = j->t->ne[0];
+    float *x = j->scratch + (size_t)ith * (size_t)cols;
+    for (int64_t r = j->rows * ith / nth; r < j->rows * (ith + 1) / nth; r++) {
+        rng g;
+        rng_seed(&g, j->tseed + (uint64_t)(j->row0 + r) * 0x9e3779b97f4a7c15ull);
+        fill_normal(&g, x, cols, j->sd);
+        kl_quantize_row(j->t->type, x, j->out + (size_t)r * j->row_bytes, cols);
+    }
+}
+
+/* Streams one tensor's rows into w. Returns 0 or the writer's error code. */
+static int write_tensor(gguf_writer *w, kl_workers *pool, const mtensor *t,
+                        const model_make_opts *o, uint8_t *buf, size_t buf_bytes, float *scratch)
+{
+    size_t row_bytes = kl_dtype_row_bytes(t->type, t->ne[0]);
+    int64_t rows = t->n_dims > 1 ? t->ne[1] : 1;
+    if (t->ones) {
+        float *x = (float *)buf; /* a norm is one F32 row */
+        for (int64_t i = 0; i < t->ne[0]; i++)
+            x[i] = 1.0f;
+        return gguf_writer_write(w, x, (size_t)t->ne[0] * sizeof(float));
+    }
+    int64_t per = (int64_t)(buf_bytes / row_bytes);
+    chunk_job j = {.t = t, .tseed = o->seed ^ hash_name(t->name), .sd = o->std,
+                   .row_bytes = row_bytes, .out = buf, .scratch = scratch};
+    for (int64_t r = 0; r < rows; r += per) {
+        j.row0 = r;
+        j.rows = rows - r < per ? rows - r : per;
+        kl_workers_run(pool, chunk_run, &j);
+        int rc = gguf_writer_write(w, buf, (size_t)j.rows * row_bytes);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int check_opts(const model_make_opts *o, kl_err *err)
+{
+    if (!o->arch || strcmp(o->arch, "llama"))
+        return kl_errf(err, KL_EUNSUP, "architecture '%s' is not supported (only llama)",
+                       o->arch ? o->arch : "(null)");
+    if (o->dim <= 0 || o->layers <= 0 || o->heads <= 0 || o->kv_heads <= 0 || o->ffn <= 0 ||
+        o->ctx <= 0 || o->dim > (1 << 20) || o->ffn > (1 << 22) || o->layers > 4096)
+        return kl_errf(err, KL_EINVAL, "sizes must be positive (and sane)");
+    if (o->dim % o->heads)
+        return kl_errf(err, KL_EINVAL, "dim %d is not a multiple of heads %d", o->dim, o->heads);
+    if (o->heads % o->kv_heads)
+        return kl_errf(err, KL_EINVAL, "heads %d is not a multiple of kv-heads %d", o->heads,
+                       o->kv_heads);
+    if ((o->dim / o->heads) % 2)
+        return kl_errf(err, KL_EINVAL, "head size %d is odd (rope needs pairs)",
+                       o->dim / o->heads);
+    if (!o->vocab_from && (o->vocab < 259 || o->vocab > (1 << 22)))
+        return kl_errf(err, KL_EINVAL, "vocab %d: a synthetic vocab needs 259 to 4194304 tokens",
+                       o->vocab);
+    if (o->type != KL_F32 && o->type != KL_F16 && o->type != KL_BF16 && o->type != KL_Q8_0 &&
+        o->type != KL_Q4_0)
+        return kl_errf(err, KL_EINVAL, "type must be f32, f16, bf16, q8_0 or q4_0");
+    if (!(o->std > 0.0f && o->std < 10.0f) || !(o->rope_theta > 0.0f) || !(o->norm_eps > 0.0f))
+        return kl_errf(err, KL_EINVAL, "std, rope theta and eps must be positive");
+    return 0;
+}
+
+/* Copies every tokenizer.* key of vocab_from into w; *n_vocab is its token count. */
+static int copy_vocab(gguf_writer *w, const char *vocab_from, int *n_vocab, kl_err *err)
+{
+    gguf_file *v;
+    int rc = gguf_open(&v, vocab_from, err);
+    if (rc) return rc;
+    const gguf_arr *toks;
+    rc = gguf_get_arr(v, "tokenizer.ggml.tokens", GGUF_STRING, &toks, err);
+    if (rc == KL_ENOTFOUND)
+        rc = kl_errf(err, KL_EBADFILE, "%s: no tokenizer.ggml.tokens", vocab_from);
+    if (!rc && (toks->n == 0 || toks->n > INT32_MAX))
+        rc = kl_errf(err, KL_EBADFILE, "%s: %llu tokens", vocab_from,
+                     (unsigned long long)toks->n);
+    if (!rc) {
+        *n_vocab = (int)toks->n;
+        for (int64_t i = 0; i < gguf_n_kv(v); i++) {
+            const gguf_kv *kv = gguf_kv_at(v, i);
+            if (!strncmp(kv->key, "tokenizer.", 10)) gguf_writer_copy_kv(w, kv);
+        }
+    }
+    gguf_close(v);
+    return rc;
+}
+
+/* Lists the model's tensors in file order into ts (room for 9 * layers + 3). */
+static int list_tensors(const model_make_opts *o, int n_vocab, mtensor *ts)
+{
+    int n = 0, kv_dim = o->dim / o->heads * o->kv_heads;
+#define ADD(nm, nd, a, b, is_norm)                                                                 \
+    do {                                                                                           \
+        mtensor *t = &ts[n++];                                                                     \
+        snprintf(t->name, sizeof t->name, "%s", nm);                                               \
+        t->n_dims = nd;                                                                            \
+        t->ne[0] = a;                                                                              \
+        t->ne[1] = b;                                                                              \
+        t->ones = is_norm;                                                                         \
+        t->type = is_norm || kl_dtype_row_bytes(o->type, a) == 0 ? KL_F32 : o->type;               \
+    } while (0)
+    ADD("token_embd.weight", 2, o->dim, n_vocab, false);
+    for (int l = 0; l < o->layers; l++) {
+        char nm[64];
+        static const char *parts[] = {"attn_norm", "attn_q",   "attn_k", "attn_v", "attn_output",
+                                      "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
+        const int64_t shape[9][2] = {{o->dim, 1},      {o->dim, o->dim}, {o->dim, kv_dim},
+                                     {o->dim, kv_dim}, {o->dim, o->dim}, {o->dim, 1},
+                                     {o->dim, o->ffn}, {o->dim, o->ffn}, {o->ffn, o->dim}};
+        for (int p = 0; p < 9; p++) {
+            snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, parts[p]);
+            bool norm = p == 0 || p == 5;
+            ADD(nm, norm ? 1 : 2, shape[p][0], shape[p][1], norm);
+        }
+    }
+    ADD("output_norm.weight", 1, o->dim, 1, true);
+    if (!o->tied) ADD("output.weight", 2, o->dim, n_vocab, false);
+#undef ADD
+    return n;
+}
+
+static void set_hparams(gguf_writer *w, const model_make_opts *o, int n_vocab)
+{
+    gguf_writer_set_str(w, "general.architecture", "llama");
+    gguf_writer_set_str(w, "general.name", "kiln-random");
+    gguf_writer_set_u32(w, "general.file_type", model_file_type(o->type));
+    if (o->type != KL_F32 && o->type != KL_F16 && o->type != KL_BF16)
+        gguf_writer_set_u32(w, "general.quantization_version", 2);
+    gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)n_vocab);
+    gguf_writer_set_u32(w, "llama.context_length", (uint32_t)o->ctx);
+    gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)o->dim);
+    gguf_writer_set_u32(w, "llama.block_count", (uint32_t)o->layers);
+    gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)o->ffn);
+    gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)o->heads);
+    gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)o->kv_heads);
+    gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)(o->dim / o->heads));
+    gguf_writer_set_f32(w, "llama.rope.freq_base", o->rope_theta);
+    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", o->norm_eps);
+}
+
+int model_make(const model_make_opts *o, const char *out_path, kl_err *err)
+{
+    int rc = check_opts(o, err);
+    if (rc) return rc;
+    gguf_writer *w;
+    if ((rc = gguf_writer_open(&w, out_path, err))) return rc;
+    int n_vocab = o->vocab;
+    set_hparams(w, o, n_vocab);
+    if (o->vocab_from) rc = copy_vocab(w, o->vocab_from, &n_vocab, err);
+    else vocab_synth_write(w, n_vocab); /* its errors stick in the writer */
+    if (rc) {
+        gguf_writer_abort(w);
+        return rc;
+    }
+    gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)n_vocab);
+    int cap = 9 * o->layers + 3;
+    mtensor *ts = calloc((size_t)cap, sizeof *ts);
+    int threads = o->threads < 1 ? 1 : o->threads > 64 ? 64 : o->threads;
+    int64_t maxcols = o->dim > o->ffn ? o->dim : o->ffn;
+    size_t buf_bytes = 4u << 20;
+    if ((size_t)maxcols * sizeof(float) > buf_bytes) buf_bytes = (size_t)maxcols * sizeof(float);
+    uint8_t *buf = malloc(buf_bytes);
+    float *scratch = malloc((size_t)threads * (size_t)maxcols * sizeof(float));
+    kl_workers *pool = threads > 1 ? kl_workers_create(threads) : NULL;
+    if (!ts || !buf || !scratch || (threads > 1 && !pool)) {
+        rc = kl_errf(err, KL_ENOMEM, "%s: out of memory", out_path);
+        goto out;
+    }
+    int n = list_tensors(o, n_vocab, ts);
+    for (int i = 0; i < n; i++)
+        gguf_writer_add_tensor(w, ts[i].name, ts[i].type, ts[i].n_dims, ts[i].ne);
+    gguf_writer_begin_data(w);
+    for (int i = 0; i < n; i++)
+        if (write_tensor(w, pool, &ts[i], o, buf, buf_bytes, scratch)) break;
+out:
+    kl_workers_destroy(pool);
+    free(scratch);
+    free(buf);
+    free(ts);
+    if (rc) {
+        gguf_writer_abort(w);
+        return rc;
+    }
+    return gguf_writer_finish(w, err);
+}

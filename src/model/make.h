@@ -1,0 +1,56 @@
+/* model/make.h: llama-architecture GGUF files with random weights, for tests and benchmarks
+ * (`kiln model make`, the default model of `kiln serve`), and the other model-file tools:
+ * quantizing a GGUF and converting a llama2.c checkpoint.
+ *
+ * Weights are normal with a small standard deviation and norms are 1.0, so activations stay
+ * finite at any size. Tensor names and metadata keys are llama.cpp's, so the files load there
+ * too. Everything is generated and quantized row by row straight into the file: memory use
+ * does not grow with the model. */
+#ifndef KILN_MODEL_MAKE_H
+#define KILN_MODEL_MAKE_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "base/dtype.h"
+#include "base/err.h"
+
+typedef struct model_make_opts {
+    const char *arch;       /* "llama" (the only one so far) */
+    int dim;                /* embedding length */
+    int layers;
+    int heads, kv_heads;
+    int ffn;                /* feed-forward length */
+    int vocab;              /* synthetic SentencePiece vocab of this many tokens (>= 259)... */
+    const char *vocab_from; /* ...unless this GGUF is given: all its tokenizer.* keys are copied */
+    int ctx;                /* llama.context_length */
+    kl_dtype type;          /* type of the 2-D weights: F32 F16 BF16 Q8_0 Q4_0 */
+    uint64_t seed;
+    float rope_theta;
+    float norm_eps;
+    float std;              /* standard deviation of the weights */
+    bool tied;              /* no output.weight: the output layer is token_embd */
+    int threads;            /* generator threads (1 or 2 is plenty) */
+} model_make_opts;
+
+/* Tiny defaults: dim 64, 2 layers, 4 heads, 2 KV heads, FFN 192, 512-token synthetic vocab,
+ * ctx 2048, F32, seed 42, theta 10000, eps 1e-5, std 0.02, untied, 2 threads. */
+void model_make_defaults(model_make_opts *o);
+/* Writes the model to out_path. Returns 0, or a negative KL_E* with the reason in err (bad
+ * options: KL_EINVAL; an unreadable vocab file; I/O) and no file left behind. */
+int model_make(const model_make_opts *o, const char *out_path, kl_err *err);
+
+/* llama.cpp's general.file_type for a file whose 2-D weights are t (0 for F32). */
+uint32_t model_file_type(kl_dtype t);
+
+/* Copies in_path to out_path with its 2-D weight matrices converted to type (F16 BF16 Q8_0
+ * Q4_0 Q4_K Q6_K: what kl_quantize_row supports). Norms, 1-D tensors and tensors whose row
+ * length is not a multiple of the block stay as they are; quantized inputs are dequantized
+ * first. general.file_type is updated; all other metadata is copied. Returns 0 or a
+ * negative KL_E* with the reason in err and no file left behind. */
+int model_quantize(const char *in_path, const char *out_path, kl_dtype type, kl_err *err);
+
+/* Converts a llama2.c checkpoint (legacy v0 format: 7 int32 header, fp32 weights) and its
+ * tokenizer.bin to a GGUF laid out as llama.cpp's convert-llama2c does. Returns 0 or a
+ * negative KL_E* with "<path>: <what is wrong>" in err and no file left behind. */
+int model_convert_llama2c(const char *ckpt_path, const char *tok_path, const char *out_path,
+                          kl_err *err);
+#endif
