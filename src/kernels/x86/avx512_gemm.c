@@ -1,0 +1,172 @@
+/* kernels/x86/avx512_gemm.c: AVX-512 matmuls for Q8_0, Q4_0, F16 and F32 weights.
+ *
+ * Each kernel walks a tile of up to RT weight rows by BT activation rows, so a weight block
+ * loaded once serves BT activation rows (prompt processing is compute-bound) and an
+ * activation block serves RT weight rows. Every (weight row, activation row) pair is computed
+ * by the same instruction sequence whatever the tile, so a row's result never depends on what
+ * else is in the batch (batch invariance: the engine's outputs must not change with load).
+ *
+ * Integer dots (VNNI vpdpbusd takes unsigned x signed bytes): the weight's absolute value
+ * times the activation with the weight's sign, 2 blocks of 32 per 512-bit register; the 16
+ * int32 lanes are scaled by the pair's (d_w * d_a), lanes 0-7 by block 0's, 8-15 by block 1's,
+ * and accumulated in float; one horizontal sum at the end. */
+#include <immintrin.h>
+
+#include "kernels/impl.h"
+
+#define RT 2 /* weight rows per tile */
+#define BT 4 /* activation rows per tile */
+
+void kl_avx512_gemm_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_f16(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_f32(const kl_gemm *g, int64_t r0, int64_t r1);
+
+static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+/* The scale vector of a block pair: a in lanes 0-7, b in lanes 8-15. */
+static inline __m512 pair_scale(float a, float b)
+{
+    return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+/* Weights of a Q8_0 block pair (the second absent when one): signed bytes. */
+static inline __m512i q8_0_pair(const kl_block_q8_0 *w, int64_t i, bool one)
+{
+    __m256i lo = _mm256_loadu_si256((const __m256i *)w[i].qs);
+    if (one) return _mm512_zextsi256_si512(lo);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo),
+                              _mm256_loadu_si256((const __m256i *)w[i + 1].qs), 1);
+}
+
+/* Weights of a Q4_0 block pair as signed bytes q - 8, in element order. */
+static inline __m512i q4_0_pair(const kl_block_q4_0 *w, int64_t i, bool one)
+{
+    __m128i b0 = _mm_loadu_si128((const __m128i *)w[i].qs);
+    __m128i b1 = one ? _mm_setzero_si128() : _mm_loadu_si128((const __m128i *)w[i + 1].qs);
+    __m512i v = _mm512_inserti32x4(_mm512_castsi128_si512(b0), b0, 1);
+    v = _mm512_inserti32x4(v, b1, 2);
+    v = _mm512_inserti32x4(v, b1, 3);
+    /* 128-bit lanes 1 and 3 take the high nibbles (elements 16..31 of each block) */
+    __m512i hi = _mm512_srli_epi16(v, 4);
+    v = _mm512_mask_blend_epi64(0xCC, v, hi);
+    v = _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+    v = _mm512_sub_epi8(v, _mm512_set1_epi8(8));
+    if (one) v = _mm512_maskz_mov_epi8(0x00000000FFFFFFFFull, v);
+    return v;
+}
+
+/* One tile of a quantized matmul: rows [r, r+nr) x activation rows [b, b+nb). */
+#define QUANT_TILE(NAME, BLOCK, PAIR)                                                             \
+    static inline __attribute__((always_inline)) void NAME(const kl_gemm *g, int64_t r, int nr,  \
+                                                           int b, int nb)                         \
+    {                                                                                             \
+        int64_t n = g->cols, nblk = n / KL_QK;                                                   \
+        __m512 acc[RT][BT];                                                                       \
+        for (int i = 0; i < nr; i++)                                                              \
+            for (int k = 0; k < nb; k++) acc[i][k] = _mm512_setzero_ps();                        \
+        const BLOCK *w[RT];                                                                       \
+        for (int i = 0; i < nr; i++) w[i] = (const BLOCK *)(g->W + (size_t)(r + i) * g->w_stride); \
+        const int8_t *aq[BT];                                                                     \
+        const float *ad[BT];                                                                      \
+        for (int k = 0; k < nb; k++) {                                                            \
+            const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;                           \
+            aq[k] = (const int8_t *)a;                                                            \
+            ad[k] = kl_act_q8_0_d(a, n);                                                          \
+        }                                                                                         \
+        for (int64_t j = 0; j < nblk; j += 2) {                                                   \
+            bool one = j + 1 == nblk;                                                             \
+            __m512i av[BT];                                                                       \
+            __m512 as[BT];                                                                        \
+            for (int k = 0; k < nb; k++) {                                                        \
+                av[k] = one ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, aq[k] + j * KL_QK)          \
+                            : _mm512_loadu_si512(aq[k] + j * KL_QK);                             \
+                as[k] = pair_scale(ad[k][j], one ? 0.f : ad[k][j + 1]);                           \
+            }                                                                                     \
+            for (int i = 0; i < nr; i++) {                                                        \
+                __m512i wv = PAIR(w[i], j, one);                                                  \
+                __m512i wa = _mm512_abs_epi8(wv);                                                 \
+                __mmask64 neg = _mm512_movepi8_mask(wv);                                          \
+                __m512 ws = pair_scale(h2f(w[i][j].d), one ? 0.f : h2f(w[i][j + 1].d));           \
+                for (int k = 0; k < nb; k++) {                                                    \
+                    __m512i sa = _mm512_mask_sub_epi8(av[k], neg, _mm512_setzero_si512(), av[k]); \
+                    __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wa, sa);             \
+                    acc[i][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws, as[k]), \
+                                                acc[i][k]);                                       \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+        for (int i = 0; i < nr; i++)                                                              \
+            for (int k = 0; k < nb; k++)                                                          \
+                g->y[(int64_t)(b + k) * g->ldy + r + i] = _mm512_reduce_add_ps(acc[i][k]);       \
+    }
+
+QUANT_TILE(tile_q8_0, kl_block_q8_0, q8_0_pair)
+QUANT_TILE(tile_q4_0, kl_block_q4_0, q4_0_pair)
+
+/* Float weights: 16 elements per step, activations F32; a tail of n % 16 masked. */
+static inline __m512 load_w_f32(const void *w, int64_t c, __mmask16 m)
+{
+    return _mm512_maskz_loadu_ps(m, (const float *)w + c);
+}
+
+static inline __m512 load_w_f16(const void *w, int64_t c, __mmask16 m)
+{
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)w + c));
+}
+
+#define FLOAT_TILE(NAME, LOADW)                                                                   \
+    static inline __attribute__((always_inline)) void NAME(const kl_gemm *g, int64_t r, int nr,  \
+                                                           int b, int nb)                         \
+    {                                                                                             \
+        int64_t n = g->cols;                                                                      \
+        __m512 acc[RT][BT];                                                                       \
+        for (int i = 0; i < nr; i++)                                                              \
+            for (int k = 0; k < nb; k++) acc[i][k] = _mm512_setzero_ps();                        \
+        const uint8_t *w[RT];                                                                     \
+        for (int i = 0; i < nr; i++) w[i] = g->W + (size_t)(r + i) * g->w_stride;                \
+        const float *x[BT];                                                                       \
+        for (int k = 0; k < nb; k++) x[k] = (const float *)(g->act + (size_t)(b + k) * g->a_stride); \
+        for (int64_t c = 0; c < n; c += 16) {                                                     \
+            __mmask16 m = n - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c)) - 1);     \
+            __m512 xv[BT];                                                                        \
+            for (int k = 0; k < nb; k++) xv[k] = _mm512_maskz_loadu_ps(m, x[k] + c);             \
+            for (int i = 0; i < nr; i++) {                                                        \
+                __m512 wv = LOADW(w[i], c, m);                                                    \
+                for (int k = 0; k < nb; k++) acc[i][k] = _mm512_fmadd_ps(wv, xv[k], acc[i][k]);  \
+            }                                                                                     \
+        }                                                                                         \
+        for (int i = 0; i < nr; i++)                                                              \
+            for (int k = 0; k < nb; k++)                                                          \
+                g->y[(int64_t)(b + k) * g->ldy + r + i] = _mm512_reduce_add_ps(acc[i][k]);       \
+    }
+
+FLOAT_TILE(tile_f32, load_w_f32)
+FLOAT_TILE(tile_f16, load_w_f16)
+
+/* Walks rows [r0, r1) x all activation rows in tiles; the tail tiles use the same code with
+ * smaller counts (constants after inlining: one specialised loop per shape). */
+#define CHUNK 32 /* weight rows kept in cache while every activation tile passes over them */
+#define GEMM(NAME, TILE)                                                                          \
+    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                          \
+    {                                                                                             \
+        for (int64_t rc = r0; rc < r1; rc += CHUNK)                                               \
+        for (int b = 0; b < g->B; b += BT) {                                                      \
+            int nb = g->B - b < BT ? g->B - b : BT;                                               \
+            int64_t re = rc + CHUNK < r1 ? rc + CHUNK : r1;                                       \
+            for (int64_t r = rc; r < re; r += RT) {                                               \
+                int nr = re - r < RT ? (int)(re - r) : RT;                                        \
+                if (nr == RT && nb == BT)                                                         \
+                    TILE(g, r, RT, b, BT);                                                        \
+                else if (nr == RT && nb == 1)                                                     \
+                    TILE(g, r, RT, b, 1);                                                         \
+                else                                                                              \
+                    TILE(g, r, nr, b, nb);                                                        \
+            }                                                                                     \
+        }                                                                                         \
+    }
+
+GEMM(kl_avx512_gemm_q8_0, tile_q8_0)
+GEMM(kl_avx512_gemm_q4_0, tile_q4_0)
+GEMM(kl_avx512_gemm_f16, tile_f16)
+GEMM(kl_avx512_gemm_f32, tile_f32)
