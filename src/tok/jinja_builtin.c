@@ -42,7 +42,7 @@ static const char *const method_names[JM_COUNT] = {
     [JM_REPLACE] = "replace", [JM_UPPER] = "upper", [JM_LOWER] = "lower", [JM_TITLE] = "title",
     [JM_CAPITALIZE] = "capitalize", [JM_FIND] = "find", [JM_COUNT_SUB] = "count",
     [JM_ITEMS] = "items", [JM_GET] = "get", [JM_KEYS] = "keys", [JM_VALUES] = "values",
-    [JM_APPEND] = "append", [JM_CYCLE] = "cycle",
+    [JM_CYCLE] = "cycle",
 };
 
 static int find_in(const char *const *tab, int n, jstr name)
@@ -377,6 +377,7 @@ static jv items_of(jctx *c, const jv *v)
     jv l = jv_list_new(c, v->u.d->n);
     for (size_t i = 0; i < v->u.d->n; i++) {
         jv pair = jv_list_new(c, 2);
+        pair.u.l->tuple = true;
         pair.u.l->v[0] = v->u.d->k[i];
         pair.u.l->v[1] = v->u.d->v[i];
         pair.u.l->n = 2;
@@ -801,12 +802,6 @@ jv jinja_call_method(jctx *c, int m, jv obj, jv *args, int npos, jstr *kwn, int 
             return r ? *r : npos > 1 ? args[1] : jv_none();
         }
         default: break;
-        }
-    } else if (obj.t == JV_LIST) {
-        if (m == JM_APPEND) {
-            if (npos != 1) jctx_fail(c, KL_EINVAL, "append takes one argument");
-            jv_list_push(c, obj.u.l, args[0]);
-            return jv_none();
         }
     } else if (obj.t == JV_LOOP) {
         if (m == JM_CYCLE) {

@@ -439,6 +439,7 @@ static jv eval(jctx *c, jscope *s, const jnode *n)
     }
     case JN_LIST: {
         r = jv_list_new(c, (size_t)n->nargs);
+        r.u.l->tuple = n->neg;
         for (int i = 0; i < n->nargs; i++) r.u.l->v[i] = eval(c, s, n->args[i]);
         r.u.l->n = (size_t)n->nargs;
         break;

@@ -68,6 +68,7 @@ typedef struct jv {
 struct jlist {
     jv *v;
     size_t n, cap;
+    bool tuple; /* prints as (a, b) */
 };
 struct jdict {
     jv *k; /* keys: usually strings, compared with jv_eq */
@@ -99,7 +100,7 @@ typedef enum jn_kind {
     JN_AND,
     JN_OR,
     JN_COND, /* b if a else c (c may be NULL) */
-    JN_LIST, /* args */
+    JN_LIST, /* args; neg: a tuple */
     JN_DICT, /* args: key, value, key, value ... */
     /* statements */
     JN_BLOCK, /* args: statements */
@@ -153,7 +154,7 @@ enum { /* tests */
 enum { /* methods */
     JM_STRIP, JM_LSTRIP, JM_RSTRIP, JM_STARTSWITH, JM_ENDSWITH, JM_SPLIT, JM_REPLACE,
     JM_UPPER, JM_LOWER, JM_TITLE, JM_CAPITALIZE, JM_FIND, JM_COUNT_SUB, JM_ITEMS, JM_GET,
-    JM_KEYS, JM_VALUES, JM_APPEND, JM_CYCLE, JM_COUNT
+    JM_KEYS, JM_VALUES, JM_CYCLE, JM_COUNT
 };
 /* Index of name in the table of that kind, or -1. */
 int jinja_func_find(jstr name);

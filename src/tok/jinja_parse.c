@@ -197,6 +197,15 @@ static void lex(jparser *P)
             P->pos++;
             while (P->pos < P->len && isdigit((unsigned char)P->src[P->pos])) P->pos++;
         }
+        if (P->pos < P->len && (P->src[P->pos] == 'e' || P->src[P->pos] == 'E')) {
+            size_t e = P->pos + 1;
+            if (e < P->len && (P->src[e] == '+' || P->src[e] == '-')) e++;
+            if (e < P->len && isdigit((unsigned char)P->src[e])) {
+                fl = true;
+                P->pos = e;
+                while (P->pos < P->len && isdigit((unsigned char)P->src[P->pos])) P->pos++;
+            }
+        }
         char num[64];
         size_t n = P->pos - s;
         if (n >= sizeof num) perr(P, KL_EINVAL, s, "number literal too long");
@@ -430,7 +439,9 @@ static jnode *parse_primary(jparser *P)
             lex(P);
             if (is_op(P, ")")) { /* empty tuple */
                 lex(P);
-                return mk(P, JN_LIST, t.pos);
+                n = mk(P, JN_LIST, t.pos);
+                n->neg = true; /* a tuple */
+                return n;
             }
             jnode *e = parse_expr(P);
             if (is_op(P, ",")) { /* a tuple: a list for our purposes */
@@ -442,6 +453,7 @@ static jnode *parse_primary(jparser *P)
                 if (n->nargs) memcpy(v + 1, n->args, sizeof(jnode *) * (size_t)n->nargs);
                 n->args = v;
                 n->nargs++;
+                n->neg = true; /* a tuple */
                 return n;
             }
             expect_op(P, ")");
@@ -597,7 +609,9 @@ static jnode *parse_filters(jparser *P, jnode *n)
     }
 }
 
-static jnode *parse_unary(jparser *P)
+/* Unary minus/plus, then a primary with its postfix operators; filters and tests apply to
+ * the whole (Jinja2: "-3 | abs" is abs(-3)) unless this is the operand of a unary sign. */
+static jnode *parse_unary(jparser *P, bool with_filters)
 {
     enter(P);
     jnode *n;
@@ -606,12 +620,12 @@ static jnode *parse_unary(jparser *P)
         bool neg = is_op(P, "-");
         lex(P);
         n = mk(P, neg ? JN_NEG : JN_POS, pos);
-        n->a = parse_unary(P);
+        n->a = parse_unary(P, false);
         n = seal(P, n);
     } else {
         n = parse_postfix(P, parse_primary(P));
     }
-    n = parse_filters(P, n);
+    if (with_filters) n = parse_filters(P, n);
     P->expr_depth--;
     return n;
 }
@@ -627,11 +641,11 @@ static jnode *mkbin(jparser *P, size_t pos, int op, jnode *a, jnode *b)
 
 static jnode *parse_pow(jparser *P)
 {
-    jnode *n = parse_unary(P);
+    jnode *n = parse_unary(P, true);
     while (is_op(P, "**")) {
         size_t pos = P->cur.pos;
         lex(P);
-        n = mkbin(P, pos, JO_POW, n, parse_unary(P));
+        n = mkbin(P, pos, JO_POW, n, parse_unary(P, true));
     }
     return n;
 }
@@ -1121,14 +1135,19 @@ int jinja_parse(jinja_tmpl **out, const char *src, size_t len, const char *name,
     }
     memcpy(t->src, src, len);
     t->src[len] = 0;
+    /* Jinja2 drops one trailing newline (keep_trailing_newline is off) */
     t->len = len;
+    if (t->len && t->src[t->len - 1] == '\n') {
+        t->len--;
+        if (t->len && t->src[t->len - 1] == '\r') t->len--;
+    }
     jparser *P = calloc(1, sizeof *P);
     if (!P) {
         jinja_free(t);
         return kl_errf(err, KL_ENOMEM, "%s: out of memory", name);
     }
     P->src = t->src;
-    P->len = len;
+    P->len = t->len;
     P->name = t->name;
     P->arena = &t->arena;
     P->err = err;
@@ -1149,9 +1168,9 @@ int jinja_parse(jinja_tmpl **out, const char *src, size_t len, const char *name,
                  (int)(c->name.n > 40 ? 40 : c->name.n), c->name.p);
     }
     size_t n_nl = 0;
-    for (size_t i = 0; i < len; i++) n_nl += t->src[i] == '\n';
+    for (size_t i = 0; i < t->len; i++) n_nl += t->src[i] == '\n';
     size_t *nl = palloc(P, sizeof(size_t) * (n_nl + 1));
-    for (size_t i = 0, k = 0; i < len; i++)
+    for (size_t i = 0, k = 0; i < t->len; i++)
         if (t->src[i] == '\n') nl[k++] = i;
     fix_lines(nl, n_nl, t->root, 0);
     free(P);

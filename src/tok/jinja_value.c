@@ -264,8 +264,8 @@ void jbuf_put(jctx *c, jbuf *b, const char *s, size_t n)
     b->p[b->n] = 0;
 }
 
-/* Python's repr of a float: the shortest digits that read back the same, with ".0" for
- * integral values and inf/nan spelled as Python does. */
+/* Python's repr of a float: the shortest digits that read back the same, written fixed when
+ * the decimal exponent is in [-4, 16) (with ".0" when integral), else as 1.5e+20. */
 static void fmt_float(char *buf, size_t cap, double f)
 {
     if (isnan(f)) {
@@ -276,14 +276,52 @@ static void fmt_float(char *buf, size_t cap, double f)
         snprintf(buf, cap, f < 0 ? "-inf" : "inf");
         return;
     }
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, cap, "%.*g", prec, f);
-        if (strtod(buf, NULL) == f) break;
+    char e[40];
+    for (int prec = 0; prec <= 16; prec++) {
+        snprintf(e, sizeof e, "%.*e", prec, f);
+        if (strtod(e, NULL) == f) break;
     }
-    if (!strpbrk(buf, ".en")) {
-        size_t n = strlen(buf);
-        if (n + 3 <= cap) memcpy(buf + n, ".0", 3);
+    /* e: [-]d[.ddd]e[+-]XX */
+    const char *p = e;
+    bool neg = *p == '-';
+    if (neg) p++;
+    char digits[24];
+    int nd = 0;
+    for (; *p && *p != 'e'; p++)
+        if (*p != '.' && nd < 23) digits[nd++] = *p;
+    int exp = *p == 'e' ? atoi(p + 1) : 0;
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    digits[nd] = 0;
+    size_t o = 0;
+    char *w = buf;
+#define PUT(ch) do { if (o + 1 < cap) w[o++] = (ch); } while (0)
+    if (neg) PUT('-');
+    if (exp >= -4 && exp < 16) {
+        if (exp < 0) {
+            PUT('0');
+            PUT('.');
+            for (int i = 0; i < -exp - 1; i++) PUT('0');
+            for (int i = 0; i < nd; i++) PUT(digits[i]);
+        } else {
+            for (int i = 0; i <= exp; i++) PUT(i < nd ? digits[i] : '0');
+            PUT('.');
+            if (nd > exp + 1)
+                for (int i = exp + 1; i < nd; i++) PUT(digits[i]);
+            else
+                PUT('0');
+        }
+    } else {
+        PUT(digits[0]);
+        if (nd > 1) {
+            PUT('.');
+            for (int i = 1; i < nd; i++) PUT(digits[i]);
+        }
+        char ex[16];
+        snprintf(ex, sizeof ex, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+        for (char *q = ex; *q; q++) PUT(*q);
     }
+#undef PUT
+    w[o] = 0;
 }
 
 static void repr_str(jctx *c, jbuf *b, jstr s)
@@ -314,12 +352,14 @@ static void seq_str(jctx *c, jbuf *b, const jv *v)
     if (++c->depth > c->lim.max_depth) jctx_fail(c, KL_ERANGE, "values nested too deeply");
     jctx_charge(c, 1);
     if (v->t == JV_LIST) {
-        jbuf_puts(c, b, "[");
+        bool tup = v->u.l->tuple;
+        jbuf_puts(c, b, tup ? "(" : "[");
         for (size_t i = 0; i < v->u.l->n; i++) {
             if (i) jbuf_puts(c, b, ", ");
             repr(c, b, &v->u.l->v[i]);
         }
-        jbuf_puts(c, b, "]");
+        if (tup && v->u.l->n == 1) jbuf_puts(c, b, ",");
+        jbuf_puts(c, b, tup ? ")" : "]");
     } else {
         jbuf_puts(c, b, "{");
         for (size_t i = 0; i < v->u.d->n; i++) {

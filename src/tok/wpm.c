@@ -60,6 +60,9 @@ static void wpm_word(const tok *t, const char *w, size_t len, size_t n_chars, to
     memcpy(buf + 3, w, len);
     for (size_t start = 0; start < len;) {
         int32_t id = -1;
+        /* GGUF marks word-initial pieces with "▁": a continuation starting with a literal "▁"
+         * from the text would find a word-initial piece, which Hugging Face never does */
+        if (start > 0 && len - start >= 3 && !memcmp(w + start, "\xe2\x96\x81", 3)) goto unk;
         size_t end = len, lim = start + t->max_token_len - (start == 0 ? 3 : 0);
         if (t->max_token_len < 3) lim = start;
         if (end > lim) end = lim;
