@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/log.h"
 
@@ -44,7 +45,15 @@ static int default_model(srv *s, kl_err *err)
     model_make_opts mo;
     model_make_defaults(&mo);
     kl_info("serve: making a small synthetic model (random weights) at %s", s->model_path);
-    return model_make(&mo, s->model_path, err);
+    /* made under a temporary name and renamed: a server killed midway leaves no torn file */
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", s->model_path, (long)getpid());
+    int rc = model_make(&mo, tmp, err);
+    if (!rc && rename(tmp, s->model_path)) {
+        remove(tmp);
+        rc = kl_errf(err, KL_EIO, "%s: cannot rename the synthetic model into place", s->model_path);
+    }
+    return rc;
 #else
     return kl_errf(err, KL_EUNSUP, "no -m FILE given and this build cannot make a synthetic "
                                    "model: pass -m MODEL.gguf");

@@ -5,7 +5,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
@@ -222,6 +222,24 @@ describe('kiln serve with --api-key and a kiln model make model', () => {
     assert.equal(c.choices.length, 2);
     const h = await fetch(`${s.url}/health`);
     assert.equal(h.status, 200); // health needs no key
+  });
+});
+
+describe('kiln serve without -m', () => {
+  test('makes, caches and serves a synthetic model, and says so', async () => {
+    const cache = mkdtempSync(path.join(tmpdir(), 'kiln-xdg-'));
+    const env = { ...process.env, XDG_CACHE_HOME: cache };
+    for (let round = 0; round < 2; round++) { // the second start reuses the cached file
+      const s = await startServer(['-t', '1'], { env });
+      const r = await postJson(`${s.url}/v1/completions`, { prompt: 'hello', max_tokens: 4, ignore_eos: true });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.usage.completion_tokens, 4);
+      assert.match(s.log(), /synthetic model/);
+      assert.match(s.log(), /kiln serve -m MODEL.gguf/);
+      assert.equal(/making a small synthetic model/.test(s.log()), round === 0);
+      assert.equal((await stopServer(s)).code, 0);
+    }
+    assert.ok(existsSync(path.join(cache, 'kiln', 'default.gguf')));
   });
 });
 

@@ -13,10 +13,10 @@ export const haveStories = existsSync(stories);
 
 // Starts `kiln serve args...` on a free port; resolves {proc, port, url, log(), exited}
 // once /health says 200.
-export async function startServer(args, { waitReady = true } = {}) {
+export async function startServer(args, { waitReady = true, env = process.env } = {}) {
   const port = await freePort();
   const proc = spawn(kilnBin, ['serve', '--port', String(port), ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
+    { stdio: ['ignore', 'pipe', 'pipe'], env });
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });
   proc.stderr.on('data', (d) => { log += d; });
