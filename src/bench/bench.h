@@ -123,6 +123,10 @@ typedef struct kb_summary {
  * dataset, no event base); request failures are never errors here, they are records. */
 int kb_run(const kb_config *c, kb_result *r, kl_err *err);
 
+/* Polls GET /v1/models on every target until it answers 200, for at most `seconds`.
+ * Returns 0, or KL_EBUSY "<url>: not ready after S s (...)". */
+int kb_wait_ready(const kb_config *c, double seconds, kl_err *err);
+
 /* p in [0, 100]: linear interpolation between closest ranks of sorted[0..n). n == 0 gives 0. */
 double kb_percentile(const double *sorted, int n, double p);
 /* Sorts v in place and fills out (n, mean, p50, p90, p99, max). */

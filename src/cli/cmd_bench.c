@@ -17,7 +17,7 @@ static int usage(void)
             "usage: kiln bench --url http://HOST:PORT [options]\n"
             "  load:     --concurrency C | --rate R (Poisson, requests/s)   [--requests N] [--duration S]\n"
             "            [--api completions|chat] [--model M | --model a=3,b=1] [--api-key K]\n"
-            "            [--timeout S] [--seed N] [--quiet]\n"
+            "            [--timeout S] [--seed N] [--quiet] [--wait-ready S (poll /v1/models first)]\n"
             "  workload: [--input-len DIST] [--output-len DIST]  DIST = 128 | uniform:64:256 | normal:128:32\n"
             "            [--shared-prefix TOKENS --groups G] [--turns T] [--dataset sharegpt.json]\n"
             "  SLO:      [--slo-ttft MS] [--slo-tpot MS]\n"
@@ -73,6 +73,7 @@ int cmd_bench(int argc, char **argv)
     kb_sweep_opts sw;
     kb_sweep_opts_defaults(&sw);
     const char *url = NULL, *vs = NULL, *out = NULL;
+    double wait_ready = 0;
     bool quiet = false, requests_given = false, sweep = false, recommend = false;
     kl_err err = {0};
     for (int i = 1; i < argc; i++) {
@@ -137,6 +138,7 @@ int cmd_bench(int argc, char **argv)
             else if (!strcmp(a, "--groups") && !num(v, 1, 1e6, &d)) c.groups = (int)d;
             else if (!strcmp(a, "--turns") && !num(v, 1, 1000, &d)) c.turns = (int)d;
             else if (!strcmp(a, "--timeout") && !num(v, 0.001, 1e6, &d)) c.timeout = d;
+            else if (!strcmp(a, "--wait-ready") && !num(v, 0, 1e6, &d)) wait_ready = d;
             else if (!strcmp(a, "--slo-ttft") && !num(v, 0, 1e9, &d)) c.slo_ttft_ms = d;
             else if (!strcmp(a, "--slo-tpot") && !num(v, 0, 1e9, &d)) c.slo_tpot_ms = d;
             else if (!strcmp(a, "--step-requests") && !num(v, 1, 1e8, &d)) sw.step_requests = (int)d;
@@ -161,6 +163,7 @@ int cmd_bench(int argc, char **argv)
         return 2;
     }
     if (out && kb_mkdir_p(out, &err)) return cli_fail(&err);
+    if (wait_ready > 0 && kb_wait_ready(&c, wait_ready, &err)) return cli_fail(&err);
     if (sweep) {
         sw.recommend = recommend;
         return kb_sweep_main(&c, &sw, out, &err) ? cli_fail(&err) : 0;
