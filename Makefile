@@ -6,7 +6,9 @@
 #   make bench           kernel and model benchmarks
 #   make fmt | lint
 BUILD ?= release
-O     ?= build/$(BUILD)  # O=DIR: a private build tree (several people building at once)
+# O=DIR: a private build tree (several people building at once). The comment is on its own
+# line: make keeps the spaces before a trailing comment in the value.
+O     ?= build/$(BUILD)
 CC    ?= cc
 ifeq ($(BUILD),fuzz)
   CC := clang
