@@ -63,13 +63,13 @@ static inline __m512i q4_0_pair(const kl_block_q4_0 *w, int64_t i, bool one)
     {                                                                                             \
         int64_t n = g->cols, nblk = n / KL_QK;                                                   \
         __m512 acc[RT][BT];                                                                       \
-        for (int i = 0; i < nr; i++)                                                              \
-            for (int k = 0; k < nb; k++) acc[i][k] = _mm512_setzero_ps();                        \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                                              \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm512_setzero_ps();                        \
         const BLOCK *w[RT];                                                                       \
-        for (int i = 0; i < nr; i++) w[i] = (const BLOCK *)(g->W + (size_t)(r + i) * g->w_stride); \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) w[i] = (const BLOCK *)(g->W + (size_t)(r + i) * g->w_stride); \
         const int8_t *aq[BT];                                                                     \
         const float *ad[BT];                                                                      \
-        for (int k = 0; k < nb; k++) {                                                            \
+        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                            \
             const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;                           \
             aq[k] = (const int8_t *)a;                                                            \
             ad[k] = kl_act_q8_0_d(a, n);                                                          \
@@ -78,17 +78,17 @@ static inline __m512i q4_0_pair(const kl_block_q4_0 *w, int64_t i, bool one)
             bool one = j + 1 == nblk;                                                             \
             __m512i av[BT];                                                                       \
             __m512 as[BT];                                                                        \
-            for (int k = 0; k < nb; k++) {                                                        \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                        \
                 av[k] = one ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, aq[k] + j * KL_QK)          \
                             : _mm512_loadu_si512(aq[k] + j * KL_QK);                             \
                 as[k] = pair_scale(ad[k][j], one ? 0.f : ad[k][j + 1]);                           \
             }                                                                                     \
-            for (int i = 0; i < nr; i++) {                                                        \
+            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                        \
                 __m512i wv = PAIR(w[i], j, one);                                                  \
                 __m512i wa = _mm512_abs_epi8(wv);                                                 \
                 __mmask64 neg = _mm512_movepi8_mask(wv);                                          \
                 __m512 ws = pair_scale(h2f(w[i][j].d), one ? 0.f : h2f(w[i][j + 1].d));           \
-                for (int k = 0; k < nb; k++) {                                                    \
+                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                    \
                     __m512i sa = _mm512_mask_sub_epi8(av[k], neg, _mm512_setzero_si512(), av[k]); \
                     __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wa, sa);             \
                     acc[i][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws, as[k]), \
@@ -96,8 +96,8 @@ static inline __m512i q4_0_pair(const kl_block_q4_0 *w, int64_t i, bool one)
                 }                                                                                 \
             }                                                                                     \
         }                                                                                         \
-        for (int i = 0; i < nr; i++)                                                              \
-            for (int k = 0; k < nb; k++)                                                          \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                                              \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                                          \
                 g->y[(int64_t)(b + k) * g->ldy + r + i] = _mm512_reduce_add_ps(acc[i][k]);       \
     }
 
@@ -121,23 +121,23 @@ static inline __m512 load_w_f16(const void *w, int64_t c, __mmask16 m)
     {                                                                                             \
         int64_t n = g->cols;                                                                      \
         __m512 acc[RT][BT];                                                                       \
-        for (int i = 0; i < nr; i++)                                                              \
-            for (int k = 0; k < nb; k++) acc[i][k] = _mm512_setzero_ps();                        \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                                              \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm512_setzero_ps();                        \
         const uint8_t *w[RT];                                                                     \
-        for (int i = 0; i < nr; i++) w[i] = g->W + (size_t)(r + i) * g->w_stride;                \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) w[i] = g->W + (size_t)(r + i) * g->w_stride;                \
         const float *x[BT];                                                                       \
-        for (int k = 0; k < nb; k++) x[k] = (const float *)(g->act + (size_t)(b + k) * g->a_stride); \
+        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) x[k] = (const float *)(g->act + (size_t)(b + k) * g->a_stride); \
         for (int64_t c = 0; c < n; c += 16) {                                                     \
             __mmask16 m = n - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c)) - 1);     \
             __m512 xv[BT];                                                                        \
-            for (int k = 0; k < nb; k++) xv[k] = _mm512_maskz_loadu_ps(m, x[k] + c);             \
-            for (int i = 0; i < nr; i++) {                                                        \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) xv[k] = _mm512_maskz_loadu_ps(m, x[k] + c);             \
+            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                        \
                 __m512 wv = LOADW(w[i], c, m);                                                    \
-                for (int k = 0; k < nb; k++) acc[i][k] = _mm512_fmadd_ps(wv, xv[k], acc[i][k]);  \
+                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm512_fmadd_ps(wv, xv[k], acc[i][k]);  \
             }                                                                                     \
         }                                                                                         \
-        for (int i = 0; i < nr; i++)                                                              \
-            for (int k = 0; k < nb; k++)                                                          \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                                              \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                                          \
                 g->y[(int64_t)(b + k) * g->ldy + r + i] = _mm512_reduce_add_ps(acc[i][k]);       \
     }
 
@@ -156,12 +156,16 @@ FLOAT_TILE(tile_f16, load_w_f16)
             int64_t re = rc + CHUNK < r1 ? rc + CHUNK : r1;                                       \
             for (int64_t r = rc; r < re; r += RT) {                                               \
                 int nr = re - r < RT ? (int)(re - r) : RT;                                        \
-                if (nr == RT && nb == BT)                                                         \
-                    TILE(g, r, RT, b, BT);                                                        \
-                else if (nr == RT && nb == 1)                                                     \
-                    TILE(g, r, RT, b, 1);                                                         \
-                else                                                                              \
-                    TILE(g, r, nr, b, nb);                                                        \
+                switch (nr * 8 + nb) { /* constant shapes: accumulators stay in registers */ \
+                case 2 * 8 + 4: TILE(g, r, 2, b, 4); break;                                       \
+                case 2 * 8 + 3: TILE(g, r, 2, b, 3); break;                                       \
+                case 2 * 8 + 2: TILE(g, r, 2, b, 2); break;                                       \
+                case 2 * 8 + 1: TILE(g, r, 2, b, 1); break;                                       \
+                case 1 * 8 + 4: TILE(g, r, 1, b, 4); break;                                       \
+                case 1 * 8 + 3: TILE(g, r, 1, b, 3); break;                                       \
+                case 1 * 8 + 2: TILE(g, r, 1, b, 2); break;                                       \
+                default: TILE(g, r, 1, b, 1); break;                                              \
+                }                                                                                 \
             }                                                                                     \
         }                                                                                         \
     }
