@@ -341,3 +341,23 @@ TEST(tok_shared_across_threads)
     }
     tok_free(t);
 }
+
+/* WordPiece: a literal "▁" in the text must not pass for GGUF's word-start mark. Expected ids
+ * from Hugging Face's BERT tokenizer (transformers.js) over the same vocab. */
+TEST(tok_wpm_literal_word_mark)
+{
+    tok *t = load("vocab/ggml-vocab-bert-bge.gguf");
+    static const int32_t want[] = {2123, 1005, 100, 1005, 1056};
+    int32_t ids[16];
+    const char *s = "DON'T\xe2\x96\x81" "DON'T";
+    T_EQ(tok_encode(t, s, strlen(s), 0, ids, 16), 5);
+    T_MEMEQ(ids, want, sizeof want);
+    /* [CLS] ... [SEP] with TOK_ADD_BOS */
+    int64_t n = tok_encode(t, "hello world", 11, TOK_ADD_BOS, ids, 16);
+    T_EQ(n, 4);
+    T_EQ(ids[0], 101);
+    T_EQ(ids[1], 7592);
+    T_EQ(ids[2], 2088);
+    T_EQ(ids[3], 102);
+    tok_free(t);
+}
