@@ -248,7 +248,7 @@ static int find_duplicate(const char **names, int64_t n)
 
 static int parse_kvs(gguf_file *f, cursor *c)
 {
-    int rc;
+    int rc = 0;
     /* Each KV takes at least 8 (key length) + 4 (type) + 1 bytes. */
     if ((uint64_t)f->n_kv > left(c) / 13) return bad(c, "metadata count larger than the file");
     f->kvs = calloc((size_t)f->n_kv + 1, sizeof *f->kvs);
@@ -384,7 +384,7 @@ static int place_tensors(gguf_file *f, kl_err *err)
 
 static int parse_tensors(gguf_file *f, cursor *c)
 {
-    int rc;
+    int rc = 0;
     /* Each tensor info takes at least 8 + 1 + 4 + 8 + 4 + 8 bytes. */
     if ((uint64_t)f->n_tensors > left(c) / 33) return bad(c, "tensor count larger than the file");
     f->tensors = calloc((size_t)f->n_tensors + 1, sizeof *f->tensors);
