@@ -66,6 +66,8 @@ void *srv_load_main(void *arg)
     kl_err err = {0};
     int rc = 0;
     if (!s->o.model_path) rc = default_model(s, &err);
+    else if (strlen(s->o.model_path) >= sizeof s->model_path)
+        rc = kl_errf(&err, KL_EINVAL, "-m: the path is too long");
     else snprintf(s->model_path, sizeof s->model_path, "%s", s->o.model_path);
     if (!rc) rc = gguf_open(&s->f, s->model_path, &err);
     if (!rc) rc = tok_load(&s->tk, s->f, &err);
@@ -102,10 +104,10 @@ void *srv_load_main(void *arg)
         if (s->o.ctx > 0 && s->o.ctx < s->n_ctx) s->n_ctx = s->o.ctx;
         s->n_vocab = hp->n_vocab < tok_n_vocab(s->tk) ? hp->n_vocab : tok_n_vocab(s->tk);
         if (s->o.served_name) {
-            snprintf(s->name, sizeof s->name, "%s", s->o.served_name);
+            snprintf(s->name, sizeof s->name, "%.255s", s->o.served_name);
         } else {
             const char *b = strrchr(s->model_path, '/');
-            snprintf(s->name, sizeof s->name, "%s", b ? b + 1 : s->model_path);
+            snprintf(s->name, sizeof s->name, "%.255s", b ? b + 1 : s->model_path);
             size_t l = strlen(s->name);
             if (l > 5 && !strcmp(s->name + l - 5, ".gguf")) s->name[l - 5] = 0;
         }
