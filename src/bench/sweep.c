@@ -183,6 +183,11 @@ int kb_sweep_main(const kb_config *c, const kb_sweep_opts *o, const char *out, k
     if (!rc && out && o->recommend) {
         rc = kb_recommend(w, c, o, w->model, out, &advice, err);
         if (!rc) printf("recommendation: %s/recommend.md, %s/hpa.yaml, %s/gateway.json\n", out, out, out);
+        if (rc == KL_ENOTFOUND) { /* a result, not a failure: the report says so */
+            printf("recommendation: none: %s\n", err->msg);
+            advice = strdup(err->msg);
+            rc = 0;
+        }
     }
     if (!rc && out) {
         rc = kb_sweep_report(w, c, advice, out, err);

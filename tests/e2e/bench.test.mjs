@@ -194,8 +194,11 @@ test('--sweep stops when the SLO fails and writes the report, plots and advice',
 
   // an impossible SLO: the first step fails, the sweep stops there, nothing to recommend
   const bad = await bench(['--url', `http://127.0.0.1:${fakes[1]}`, '--model', 'm', '--sweep',
-    '--step-requests', '4', '--output-len', '3', '--slo-ttft', '1'], 'sweep-bad');
+    '--step-requests', '4', '--output-len', '3', '--slo-ttft', '1', '--recommend'], 'sweep-bad');
   assert.equal(bad.code, 0, bad.stderr);
+  assert.match(bad.stdout, /recommendation: none: .*no step of the sweep met the SLO/);
+  assert.ok(!existsSync(path.join(bad.out, 'hpa.yaml')));
+  assert.ok(existsSync(path.join(bad.out, 'report.html')));
   assert.equal(bad.json.sweep.steps.length, 1);
   assert.equal(bad.json.sweep.saturation, null);
   assert.match(bad.json.sweep.stop_reason, /SLO failed/);
