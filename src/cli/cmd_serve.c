@@ -18,7 +18,7 @@ static int usage(FILE *out)
             "                  [--max-seqs N] [--max-batch-tokens N] [--max-queue N] [--ctx N]\n"
             "                  [--api-key K | --api-key-file F] [--drain-timeout S]\n"
             "                  [--served-model-name NAME] [--chat-template NAME|FILE]\n"
-            "                  [--max-body BYTES] [--timeout S]\n"
+            "                  [--max-body BYTES] [--timeout S] [--max-conns N]\n"
             "Without -m, serves a small synthetic model made on first start and cached.\n");
     return out == stdout ? 0 : 2;
 }
@@ -58,7 +58,8 @@ int cmd_serve(int argc, char **argv)
         {"drain-timeout", required_argument, NULL, 'd'},
         {"served-model-name", required_argument, NULL, 'n'},
         {"chat-template", required_argument, NULL, 'T'}, {"max-body", required_argument, NULL, 'M'},
-        {"timeout", required_argument, NULL, 'o'},      {"help", no_argument, NULL, 'h'},
+        {"timeout", required_argument, NULL, 'o'},      {"max-conns", required_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -99,6 +100,7 @@ int cmd_serve(int argc, char **argv)
             if (!cli_int("--max-body", optarg, 1024, 1 << 30, &v)) return 1;
             o.max_body = (size_t)v;
             break;
+        case 'C': if (!cli_int("--max-conns", optarg, 1, 1 << 20, &o.max_conns)) return 1; break;
         case 'o': if (!cli_int("--timeout", optarg, 1, 86400, &o.timeout_s)) return 1; break;
         case 'h': free(key_buf); return usage(stdout);
         default: free(key_buf); return usage(stderr);

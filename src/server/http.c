@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -29,6 +32,7 @@ void srv_opts_defaults(srv_opts *o)
     o->drain_timeout_s = 30;
     o->max_body = 4u << 20;
     o->timeout_s = 60;
+    o->max_conns = 4096;
 }
 
 void srv_count_status(srv *s, int status)
@@ -260,12 +264,66 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     srv_gen_drain_events(s);
 }
 
+/* The open client connections: sockets bound to our port that have a peer. libevent 2.1
+ * tells nothing when a connection closes, so they are counted from /proc/self/fd. */
+static int count_conns(const srv *s)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int n = 0, dfd = dirfd(d);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        int fd = atoi(de->d_name);
+        if (fd <= 2 || fd == dfd) continue;
+        struct sockaddr_storage a;
+        socklen_t l = sizeof a;
+        if (getsockname(fd, (struct sockaddr *)&a, &l)) continue;
+        int port = a.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&a)->sin_port)
+                   : a.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&a)->sin6_port) : -1;
+        l = sizeof a;
+        if (port == s->port && !getpeername(fd, (struct sockaddr *)&a, &l)) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Pauses accepting at --max-conns connections (new clients wait in the listen backlog) and
+ * resumes below it. */
+static void limit_conns(srv *s)
+{
+    if (!s->sock) return;
+    struct evconnlistener *l = evhttp_bound_socket_get_listener(s->sock);
+    if (s->n_conns >= s->o.max_conns && !s->accept_paused) {
+        evconnlistener_disable(l);
+        s->accept_paused = true;
+        kl_warn("serve: %d connections: not accepting more until some close", s->n_conns);
+    } else if (s->n_conns < s->o.max_conns && s->accept_paused) {
+        evconnlistener_enable(l);
+        s->accept_paused = false;
+    }
+}
+
+static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
+{
+    srv *s = arg;
+    s->n_conns++;
+    s->conns_dirty = true;
+    limit_conns(s);
+    return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     srv *s = arg;
     srv_gen_drain_events(s);
     srv_gen_poll_disconnects(s);
+    if (s->sock && (s->conns_dirty || s->accept_paused)) {
+        int n = count_conns(s);
+        if (n >= 0) s->n_conns = n;
+        s->conns_dirty = false;
+        limit_conns(s);
+    }
     if (!s->draining || s->loader_started) return;
     double now = kl_now_s();
     if (!s->calls) {
@@ -341,6 +399,7 @@ int srv_run(const srv_opts *o, kl_err *err)
                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
                                         EVHTTP_REQ_PATCH);
     evhttp_set_gencb(s->http, on_request, s);
+    evhttp_set_bevcb(s->http, on_new_conn, s);
     s->sock = evhttp_bind_socket_with_handle(s->http, o->host, (unsigned short)o->port);
     if (!s->sock) {
         kl_errf(err, KL_EIO, "cannot listen on %s:%d", o->host, o->port);
@@ -367,6 +426,11 @@ int srv_run(const srv_opts *o, kl_err *err)
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (rlim_t)s->o.max_conns + 64 > rl.rlim_cur) {
+        s->o.max_conns = rl.rlim_cur > 128 ? (int)(rl.rlim_cur - 64) : 64;
+        kl_warn("serve: --max-conns lowered to %d by the open-file limit", s->o.max_conns);
     }
     kl_info("serve: listening on http://%s:%d (loading %s)", o->host, s->port,
             o->model_path ? o->model_path : "the default synthetic model");

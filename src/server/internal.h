@@ -106,6 +106,8 @@ typedef struct srv {
     _Atomic int load_state;
     kl_err load_err;
     int exit_code;
+    int n_conns;               /* client connections: counted at accept, recounted each tick */
+    bool conns_dirty, accept_paused;
     bool draining, aborted_all;
     double drain_deadline;
     int sigint_count;

@@ -119,6 +119,9 @@ void srv_metrics_handle(srv *s, struct evhttp_request *req)
     evbuffer_add_printf(b, "# HELP kiln:requests_in_flight HTTP generation requests in flight.\n"
                            "# TYPE kiln:requests_in_flight gauge\nkiln:requests_in_flight{model_name=\"%s\"} %d\n",
                         m, s->n_calls);
+    evbuffer_add_printf(b, "# HELP kiln:http_connections Open client connections (as of the last count).\n"
+                           "# TYPE kiln:http_connections gauge\nkiln:http_connections{model_name=\"%s\"} %d\n",
+                        m, s->n_conns);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, 200, NULL, b);

@@ -25,6 +25,8 @@ typedef struct srv_opts {
     const char *chat_template; /* NULL: the model's own, else a built-in name or a file */
     size_t max_body;           /* request body bytes at most (default 4 MiB) */
     int timeout_s;             /* idle / slow-client timeout (default 60) */
+    int max_conns;             /* open client connections at most (default 4096): past it,
+                                  accepting pauses until some close */
 } srv_opts;
 
 void srv_opts_defaults(srv_opts *o);

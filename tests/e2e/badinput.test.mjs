@@ -248,3 +248,27 @@ describe('bad input', { skip }, () => {
     await stillServes();
   });
 });
+
+describe('connection limit', { skip }, () => {
+  test('--max-conns: accepting pauses at the limit and resumes when clients leave', async () => {
+    const s = await startServer(['-m', stories, '-t', '1', '--max-conns', '40', '--timeout', '30']);
+    try {
+      const socks = [];
+      await Promise.all(Array.from({ length: 40 }, () => new Promise((resolve) => {
+        const c = net.connect(s.port, '127.0.0.1', resolve);
+        c.on('error', resolve);
+        socks.push(c);
+      })));
+      await new Promise((r) => setTimeout(r, 300));
+      const m0 = await raw(s.port, 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', { timeoutMs: 1000 });
+      assert.equal(m0.status, 0, 'a 41st client waits while 40 are open');
+      for (const c of socks) c.destroy();
+      const t0 = Date.now();
+      await waitFor(async () => (await fetch(`${s.url}/health`)).status === 200, 5000);
+      assert.ok(Date.now() - t0 < 3000);
+      assert.match(s.log(), /40 connections: not accepting more/);
+    } finally {
+      assert.equal((await stopServer(s)).code, 0, s.log());
+    }
+  });
+});
