@@ -8,7 +8,7 @@
 
 /* plot area inside the KB_SVG_W x KB_SVG_H canvas */
 #define PL 78
-#define PR 24
+#define PR 164 /* the legend's column */
 #define PT 44
 #define PB 58
 
@@ -80,8 +80,8 @@ char *kb_svg_chart(const kb_chart *c, const kb_series *s, int n_series)
                "font-family=\"Helvetica, Arial, sans-serif\" font-size=\"12\">\n",
             KB_SVG_W, KB_SVG_H, KB_SVG_W, KB_SVG_H);
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n");
-    fprintf(f, "<text x=\"%d\" y=\"24\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">",
-            KB_SVG_W / 2);
+    fprintf(f, "<text x=\"%.1f\" y=\"24\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">",
+            PL + w / 2);
     esc(f, c->title);
     fprintf(f, "</text>\n<g class=\"grid\" stroke=\"#e3e3e3\" stroke-width=\"1\">\n");
     int nx = (int)lround(xtop / xs), ny = (int)lround(ytop / ys);
@@ -132,8 +132,8 @@ char *kb_svg_chart(const kb_chart *c, const kb_series *s, int n_series)
     }
     for (int k = 0; k < n_series; k++) {
         const char *col = palette[k % (int)(sizeof palette / sizeof palette[0])];
-        fprintf(f, "<g class=\"series\" stroke=\"%s\" fill=\"%s\">\n<polyline fill=\"none\" stroke-width=\"2\" points=\"",
-                col, col);
+        fprintf(f, "<g class=\"series\" stroke=\"%s\" fill=\"%s\">\n<polyline fill=\"none\" stroke-width=\"2\"%s points=\"",
+                col, col, s[k].dashed ? " stroke-dasharray=\"7 4\"" : "");
         for (int i = 0; i < s[k].n; i++)
             if (usable(s[k].x[i], s[k].y[i])) fprintf(f, "%.1f,%.1f ", X(s[k].x[i]), Y(s[k].y[i]));
         fprintf(f, "\"/>\n");
@@ -142,20 +142,16 @@ char *kb_svg_chart(const kb_chart *c, const kb_series *s, int n_series)
                 fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\"/>\n", X(s[k].x[i]), Y(s[k].y[i]));
         fprintf(f, "</g>\n");
     }
-    /* legend: top-left of the plot area, on a white box */
+    /* legend: a column right of the plot area */
     if (n_series > 0) {
-        int longest = 0;
-        for (int k = 0; k < n_series; k++)
-            longest = s[k].name && (int)strlen(s[k].name) > longest ? (int)strlen(s[k].name) : longest;
-        fprintf(f, "<g class=\"legend\">\n<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#fff\" "
-                   "fill-opacity=\"0.9\" stroke=\"#bbb\"/>\n",
-                PL + 10, PT + 8, 34 + longest * 7, 8 + 18 * n_series);
+        fprintf(f, "<g class=\"legend\">\n");
         for (int k = 0; k < n_series; k++) {
             const char *col = palette[k % (int)(sizeof palette / sizeof palette[0])];
-            int y = PT + 22 + 18 * k;
-            fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2\"/>"
+            int x = KB_SVG_W - PR + 14, y = PT + 10 + 20 * k;
+            fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2\"%s/>"
                        "<circle cx=\"%d\" cy=\"%d\" r=\"3.5\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">",
-                    PL + 16, y - 4, PL + 36, y - 4, col, PL + 26, y - 4, col, PL + 42, y);
+                    x, y - 4, x + 24, y - 4, col, s[k].dashed ? " stroke-dasharray=\"7 4\"" : "", x + 12,
+                    y - 4, col, x + 30, y);
             esc(f, s[k].name);
             fprintf(f, "</text>\n");
         }

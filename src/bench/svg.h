@@ -1,17 +1,19 @@
 /* bench/svg.h: line charts as standalone SVG text, written by hand (no plotting library):
  * axes from zero with "nice" 1-2-5 ticks, tick labels, axis labels, a title, a legend, an
- * optional horizontal limit line (an SLO) and an optional vertical marker (saturation). */
+ * optional horizontal limit line (an SLO) and an optional vertical marker (saturation). The
+ * legend sits right of the plot, so it never hides a point. */
 #ifndef KILN_BENCH_SVG_H
 #define KILN_BENCH_SVG_H
 #include <stdbool.h>
 
-#define KB_SVG_W 640
+#define KB_SVG_W 780
 #define KB_SVG_H 400
 
 typedef struct kb_series {
     const char *name;
     const double *x, *y; /* [n]; points with a non-finite or negative coordinate are skipped */
     int n;
+    bool dashed; /* e.g. the second endpoint of --vs */
 } kb_series;
 
 typedef struct kb_chart {
