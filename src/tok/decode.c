@@ -94,7 +94,7 @@ size_t tok_piece(const tok *t, int32_t id, unsigned flags, char *buf, size_t cap
     size_t len;
     const char *p = piece_get(t, id, flags, &len);
     if (!p) return 0;
-    memcpy(buf, p, len < cap ? len : cap);
+    if (cap) memcpy(buf, p, len < cap ? len : cap);
     return len;
 }
 

@@ -2,6 +2,9 @@
  * tok_encode with and without special parsing, with a too-small and an exact output buffer,
  * then tok_decode, tok_piece and streaming through tok_utf8_complete.
  *
+ * Inputs that start with "GGUF" are instead loaded as a vocab file (hostile metadata: bad
+ * ids, merges, types, pre names) and, when tok_load accepts them, used on a fixed text.
+ *
  * The vocab is loaded once: $KILN_FUZZ_VOCAB, else ../shared/vocab/ggml-vocab-llama3.gguf.
  * Checks: the two encodes agree; decode(encode(s)) == s without special parsing (true for
  * byte-level BPE without NFC and for SentencePiece with byte fallback; set
@@ -77,8 +80,40 @@ static void check(const char *s, size_t n, unsigned flags)
     free(ids);
 }
 
+/* data is a GGUF file: tok_load must refuse it cleanly or give a usable tokenizer. */
+static void fuzz_load(const uint8_t *data, size_t size)
+{
+    gguf_file *f;
+    kl_err err = {0};
+    if (gguf_open_mem(&f, data, size, "fuzz.gguf", &err)) return;
+    tok *t = NULL;
+    if (tok_load(&t, f, &err) == 0) {
+        static const char text[] = "Hello, world! <|eot_id|> \xff\xfe caf\xc3\xa9 \xe4\xb8\xad 123";
+        int32_t ids[256];
+        int64_t n = tok_encode(t, text, sizeof text - 1, TOK_PARSE_SPECIAL | TOK_ADD_BOS, ids, 256);
+        if (n < 0 || n > 256) abort();
+        for (int64_t i = 0; i < n; i++)
+            if (ids[i] < 0 || ids[i] >= tok_n_vocab(t)) abort();
+        char out[1024];
+        tok_decode(t, ids, n, TOK_RENDER_SPECIAL, out, sizeof out);
+        for (int32_t id = 0; id < tok_n_vocab(t) && id < 64; id++) {
+            char p[64];
+            tok_piece(t, id, TOK_RENDER_SPECIAL, p, sizeof p);
+            (void)tok_is_eog(t, id);
+        }
+        tok_free(t);
+    } else if (!err.msg[0]) {
+        abort(); /* a refusal always says why */
+    }
+    gguf_close(f);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (size >= 4 && !memcmp(data, "GGUF", 4)) {
+        fuzz_load(data, size);
+        return 0;
+    }
     load_once();
     if (size > 1 << 16) return 0;
     check((const char *)data, size, 0);
