@@ -102,7 +102,10 @@ static void on_engine_event(void *ctx, const engine_event *ev)
 static struct evhttp_request *take_req(srv_call *c)
 {
     struct evhttp_request *r = c->req;
-    if (c->conn) evhttp_connection_set_closecb(c->conn, NULL, NULL);
+    if (c->conn) {
+        evhttp_connection_set_closecb(c->conn, NULL, NULL);
+        srv_conn_busy(c->s, c->conn, -1);
+    }
     c->req = NULL;
     c->conn = NULL;
     return r;
@@ -137,6 +140,7 @@ static void on_client_close(struct evhttp_connection *conn, void *arg)
     /* libevent detached the unfinished request from the dying connection: ending the reply
      * on it frees it */
     struct evhttp_request *r = c->req;
+    if (c->conn) srv_conn_busy(c->s, c->conn, -1);
     c->req = NULL;
     c->conn = NULL;
     if (r) evhttp_send_reply_end(r);
@@ -534,7 +538,10 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
         c->n_live++;
     }
     c->conn = evhttp_request_get_connection(req);
-    if (c->conn) evhttp_connection_set_closecb(c->conn, on_client_close, c);
+    if (c->conn) {
+        evhttp_connection_set_closecb(c->conn, on_client_close, c);
+        srv_conn_busy(s, c->conn, +1);
+    }
     return;
 fail:
     reply_now(s, c, &e);

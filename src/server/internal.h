@@ -107,6 +107,9 @@ typedef struct srv {
     kl_err load_err;
     int exit_code;
     int n_conns;               /* client connections: counted at accept, recounted each tick */
+    struct srv_conn *conns;    /* (n_tracked) every accepted connection's bufferevent, held by
+                                  a reference so it stays valid after libevent frees it */
+    int n_tracked, cap_tracked;
     bool conns_dirty, accept_paused;
     bool draining, aborted_all;
     double drain_deadline;
@@ -121,7 +124,16 @@ typedef struct srv {
     srv_metrics met;
 } srv;
 
+typedef struct srv_conn {
+    struct bufferevent *bev;
+    double last;              /* accept, start of the last request, or end of the last call */
+    int busy;                 /* generation calls in progress on it */
+    bool shut;
+} srv_conn;
+
 /* server/http.c */
+/* A generation call starts (+1) or ends (-1) on conn: busy connections are never timed out. */
+void srv_conn_busy(srv *s, struct evhttp_connection *conn, int delta);
 void srv_send_json(srv *s, struct evhttp_request *req, int status, json_t *v);
 void srv_send_error(srv *s, struct evhttp_request *req, const srv_error *e);
 void srv_count_status(srv *s, int status);
