@@ -42,7 +42,9 @@ int chat_render(const chat_tmpl *t, const chat_msg *msgs, int n, bool add_genera
                 const char *bos_token, const char *eos_token, char **out, kl_err *err);
 
 /* The same with extra template variables: vars is a JSON object (or NULL) whose members
- * become globals, e.g. {"tools": [...], "enable_thinking": false, "date_string": "..."}. */
+ * become globals, e.g. {"tools": [...], "enable_thinking": false, "date_string": "..."}.
+ * A "messages" member replaces msgs, so full OpenAI messages (tool_calls, tool_call_id,
+ * reasoning_content, content parts) reach the template as they are; pass msgs NULL, n 0. */
 int chat_render_ex(const chat_tmpl *t, const chat_msg *msgs, int n, bool add_generation_prompt,
                    const char *bos_token, const char *eos_token, const json_t *vars, char **out,
                    kl_err *err);

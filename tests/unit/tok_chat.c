@@ -369,3 +369,28 @@ TEST(tok_chat_all_builtins_load)
     }
     T_ASSERT(chat_builtin_find("nope") == NULL);
 }
+
+TEST(tok_chat_json_messages_tool_calls)
+{
+    /* full OpenAI messages through vars: Qwen 2.5 renders the tool call and its result */
+    kl_err err = {0};
+    chat_tmpl *t = NULL;
+    T_EQ(chat_tmpl_for_model(&t, NULL, "qwen2.5", &err), 0);
+    json_t *vars = json_loads(
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"Weather in Paris?\"},"
+        "{\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": [{\"type\": \"function\","
+        "\"function\": {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}}]},"
+        "{\"role\": \"tool\", \"content\": \"sunny\"}]}",
+        0, NULL);
+    T_ASSERT(vars);
+    char *p = NULL;
+    T_EQ(chat_render_ex(t, NULL, 0, true, "", "<|im_end|>", vars, &p, &err), 0);
+    T_STREQ(p, "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+               "assistant.<|im_end|>\n<|im_start|>user\nWeather in Paris?<|im_end|>\n"
+               "<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+               "{\"city\": \"Paris\"}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n"
+               "sunny\n</tool_response><|im_end|>\n<|im_start|>assistant\n");
+    free(p);
+    json_decref(vars);
+    chat_tmpl_free(t);
+}
