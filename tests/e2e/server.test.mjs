@@ -5,7 +5,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, existsSync } from 'node:fs';
+import { mkdtempSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
@@ -196,15 +196,16 @@ describe('kiln serve with stories260K', { skip }, () => {
 });
 
 describe('kiln serve with --api-key and a kiln model make model', () => {
-  let s, model;
+  let s, model, dir;
   before(async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'kiln-serve-'));
+    dir = mkdtempSync(path.join(tmpdir(), 'kiln-serve-'));
     model = path.join(dir, 'tiny.gguf');
     execFileSync(kilnBin, ['model', 'make', '--out', model, '--ctx', '512']);
     s = await startServer(['-m', model, '-t', '1', '--api-key', 'sekret']);
   });
   after(async () => {
     const r = await stopServer(s);
+    rmSync(dir, { recursive: true, force: true });
     assert.equal(r.code, 0, s.log());
   });
 
@@ -230,7 +231,23 @@ describe('kiln serve without -m', () => {
     const cache = mkdtempSync(path.join(tmpdir(), 'kiln-xdg-'));
     const env = { ...process.env, XDG_CACHE_HOME: cache };
     for (let round = 0; round < 2; round++) { // the second start reuses the cached file
-      const s = await startServer(['-t', '1'], { env });
+      const s = await startServer(['-t', '1'], { env, waitReady: false });
+      // HTTP listens while the model is made and loaded: 503 "loading" until it is ready
+      const seen = [];
+      await waitFor(async () => {
+        const h = await fetch(`${s.url}/health`);
+        const body = await h.json();
+        seen.push(`${h.status} ${body.status}`);
+        if (h.status === 503 && round === 0) {
+          const r = await postJson(`${s.url}/v1/completions`, { prompt: 'x' });
+          if (r.status === 503) seen.push(`completions 503 ${r.headers.get('retry-after')} ${r.json.error.type}`);
+        }
+        return h.status === 200;
+      }, 60000, 20);
+      if (round === 0) {
+        assert.equal(seen[0], '503 loading', seen.join(', '));
+        assert.ok(seen.includes('completions 503 1 service_unavailable'), seen.join(', '));
+      }
       const r = await postJson(`${s.url}/v1/completions`, { prompt: 'hello', max_tokens: 4, ignore_eos: true });
       assert.equal(r.status, 200, r.text);
       assert.equal(r.json.usage.completion_tokens, 4);
@@ -240,6 +257,7 @@ describe('kiln serve without -m', () => {
       assert.equal((await stopServer(s)).code, 0);
     }
     assert.ok(existsSync(path.join(cache, 'kiln', 'default.gguf')));
+    rmSync(cache, { recursive: true, force: true });
   });
 });
 
