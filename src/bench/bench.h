@@ -98,7 +98,7 @@ typedef struct kb_result {
     int *itl_target;
     int n_itl, cap_itl;
     double duration_s[2]; /* first send to last completion, per target */
-    char model_names[KB_MAX_MODELS][128];
+    char model_names[2][KB_MAX_MODELS][128]; /* per target: an unnamed model is asked of each */
 } kb_result;
 
 void kb_result_free(kb_result *r);

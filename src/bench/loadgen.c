@@ -53,7 +53,7 @@ struct loadgen {
     struct event_base *base;
     kb_workload *w;
     kb_result *res;
-    char models[KB_MAX_MODELS][128];
+    char models[2][KB_MAX_MODELS][128]; /* per target */
     int64_t t0;
     lg_target tg[2];
     int inflight, cap_rec, next_job, errors;
@@ -350,7 +350,7 @@ static void issue(loadgen *g, int t)
     kb_req *q = ri >= 0 ? calloc(1, sizeof *q) : NULL;
     kb_item item = {0};
     int item_no = q ? next_item(g, t) : 0;
-    if (!q || kb_workload_item(g->w, item_no, g->models, &item)) {
+    if (!q || kb_workload_item(g->w, item_no, g->models[t], &item)) {
         free(q);
         g->oom = 1; /* stop issuing; what ran is still reported */
         if (ri >= 0) g->res->n_rec--;
@@ -625,11 +625,13 @@ int kb_run(const kb_config *c, kb_result *res, kl_err *err)
     }
     int n_models = c->n_models > 0 ? c->n_models : 1;
     for (int i = 0; i < n_models; i++) {
-        snprintf(g->models[i], sizeof g->models[i], "%s", c->models[i].name);
-        if (!g->models[i][0] &&
-            probe_model(g->base, &c->target[0], c->api_key, g->models[i], sizeof g->models[i]))
-            snprintf(g->models[i], sizeof g->models[i], "default");
-        memcpy(res->model_names[i], g->models[i], sizeof g->models[i]);
+        for (int t = 0; t < c->n_targets; t++) {
+            char *m = g->models[t][i];
+            snprintf(m, sizeof g->models[t][i], "%s", c->models[i].name);
+            if (!m[0] && probe_model(g->base, &c->target[t], c->api_key, m, sizeof g->models[t][i]))
+                snprintf(m, sizeof g->models[t][i], "default");
+            memcpy(res->model_names[t][i], m, sizeof g->models[t][i]);
+        }
     }
     g->pump = event_new(g->base, -1, 0, pump_cb, g);
     g->deadline = evtimer_new(g->base, deadline_cb, g);

@@ -65,7 +65,7 @@ json_t *kb_records_json(const kb_result *r)
         const kb_record *q = &r->rec[i];
         json_t *o = json_pack(
             "{s:i, s:i, s:i, s:s, s:f, s:o, s:o, s:o, s:o, s:o, s:i, s:i, s:o, s:o, s:i, s:b, s:i, s:s}",
-            "id", q->id, "target", q->target, "item", q->item, "model", r->model_names[q->model],
+            "id", q->id, "target", q->target, "item", q->item, "model", r->model_names[q->target][q->model],
             "start_ms", q->t_start_ms, "ttft_ms", ms(q->ttft_ms), "tpot_ms", ms(q->tpot_ms),
             "e2e_ms", ms(q->e2e_ms), "itl_mean_ms", ms(q->itl_mean_ms), "itl_max_ms", ms(q->itl_max_ms),
             "input_expected", q->in_expected, "output_expected", q->out_expected,

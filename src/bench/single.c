@@ -51,7 +51,7 @@ int kb_bench_main(const kb_config *c, const char *out, kl_err *err)
             break;
         }
         char title[600];
-        snprintf(title, sizeof title, "%s (model %s, %s)", c->target[t].url, r.model_names[0],
+        snprintf(title, sizeof title, "%s (model %s, %s)", c->target[t].url, r.model_names[t][0],
                  c->concurrency > 0 ? "closed loop" : "Poisson arrivals");
         kb_print_summary(stdout, title, &s[t], c);
         json_object_set_new(root, t ? "summary_vs" : "summary", kb_summary_json(&s[t]));

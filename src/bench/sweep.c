@@ -140,7 +140,7 @@ static int run_steps(const kb_config *c, const kb_sweep_opts *o, kb_sweep *w, js
             if (thr > best[t]) best[t] = thr;
             any_going |= st->meets[t] && gains;
         }
-        if (!w->n_steps) snprintf(w->model, sizeof w->model, "%s", r.model_names[0]);
+        if (!w->n_steps) snprintf(w->model, sizeof w->model, "%s", r.model_names[0][0]);
         if (!rc && records) {
             json_t *rj = kb_records_json(&r);
             rc = !rj || json_array_append_new(records, rj) ? kl_errf(err, KL_ENOMEM, "out of memory") : 0;

@@ -258,3 +258,14 @@ test('models mixed by weight, and a sweep by rate', async () => {
   assert.ok(existsSync(path.join(s.out, 'throughput.svg')));
   assert.match(readFileSync(path.join(s.out, 'throughput.svg'), 'utf8'), /Throughput vs offered load/);
 });
+
+test('without --model, each endpoint is asked its model name (GET /v1/models)', async () => {
+  const a = await startFake(['--model-id', 'alpha']);
+  const b = await startFake(['--model-id', 'beta']);
+  const r = await bench(['--url', `http://127.0.0.1:${a}`, '--vs', `http://127.0.0.1:${b}`, '--concurrency', '2',
+    '--requests', '4', '--output-len', '2'], 'probe');
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.json.records.filter((q) => q.target === 0).every((q) => q.model === 'alpha'));
+  assert.ok(r.json.records.filter((q) => q.target === 1).every((q) => q.model === 'beta'));
+  assert.match(r.stdout, /model alpha/);
+});

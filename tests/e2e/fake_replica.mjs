@@ -1,7 +1,7 @@
 // A replica that misbehaves on purpose, for the gateway's fault tests only (a real
 // `kiln serve` cannot be made to hang mid-stream or send garbage on demand).
 // Usage: node fake_replica.mjs PORT [--mode ok|hang-headers|die-mid-stream|garbage|500]
-//        [--waiting N] [--kv F] [--delay-ms D] [--ttft-ms T]
+//        [--waiting N] [--kv F] [--delay-ms D] [--ttft-ms T] [--model-id ID]
 // It serves /health, /metrics (vLLM names), /v1/completions and /v1/chat/completions
 // (streaming: 5 tokens "tok0".."tok4" then [DONE]). Each response names this replica in
 // the "system_fingerprint" field so tests can see where a request went.
@@ -18,6 +18,7 @@ let waiting = Number(opt('--waiting', '0'));
 let kv = Number(opt('--kv', '0'));
 const delay = Number(opt('--delay-ms', '5'));
 let ttft = Number(opt('--ttft-ms', '0')); // extra wait before the first token (default none)
+const modelId = opt('--model-id', null); // with it, GET /v1/models lists this one model
 let served = 0;
 
 const server = http.createServer((req, res) => {
@@ -25,6 +26,10 @@ const server = http.createServer((req, res) => {
   req.on('data', (d) => (body += d));
   req.on('end', () => {
     if (req.url === '/health') return res.writeHead(200).end('{}');
+    if (modelId && req.url === '/v1/models' && req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ object: 'list', data: [{ id: modelId, object: 'model' }] }));
+    }
     if (req.url === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain' });
       return res.end(
