@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "cli/loaded.h"
 #include "engine/engine.h"
+#include "tok/chat.h"
 
 typedef struct run_state {
     bool print_ids;
@@ -52,17 +53,35 @@ static int usage(FILE *out)
     return out == stdout ? 0 : 2;
 }
 
-/* The prompt's token ids (malloc'd). */
+/* The prompt's token ids (malloc'd), rendered through the model's chat template when chat.
+ * NULL after printing an error. */
 static int32_t *prompt_ids(cli_loaded *L, const char *prompt, bool chat, int *n)
 {
+    char *text = NULL;
     unsigned flags = tok_wants_bos(L->tk) ? TOK_ADD_BOS : 0;
     if (chat) {
-        fprintf(stderr, "kiln: run: --chat needs chat templates, not built yet\n");
-        return NULL;
+        chat_tmpl *t;
+        kl_err err;
+        if (chat_tmpl_for_model(&t, L->f, NULL, &err)) {
+            cli_fail(&err);
+            return NULL;
+        }
+        chat_msg msg = {"user", prompt};
+        int32_t bos = tok_bos(L->tk), eos = tok_eos(L->tk);
+        int rc = chat_render(t, &msg, 1, true, bos >= 0 ? tok_text(L->tk, bos) : "",
+                             eos >= 0 ? tok_text(L->tk, eos) : "", &text, &err);
+        chat_tmpl_free(t);
+        if (rc) {
+            cli_fail(&err);
+            return NULL;
+        }
+        prompt = text;
+        flags = TOK_PARSE_SPECIAL; /* the template writes BOS itself where it wants one */
     }
     int64_t cnt = tok_encode(L->tk, prompt, strlen(prompt), flags, NULL, 0);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(cnt > 0 ? cnt : 1));
     if (ids) tok_encode(L->tk, prompt, strlen(prompt), flags, ids, cnt);
+    free(text);
     *n = (int)cnt;
     return ids;
 }
