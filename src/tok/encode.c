@@ -44,8 +44,10 @@ bool tok_out_buf(tok_out *o, size_t n)
     return grow((void **)&o->buf, &o->buf_cap, n, 1);
 }
 
-/* Min-heap on key. Callers reserve room first; on a failed grow the item is dropped and the
- * call is marked oom (the result is still a valid tokenization, just not the optimal one). */
+/* Min-heap on key, 4-ary (half the depth of a binary heap: long words push millions of
+ * pairs, and each level is a cache miss). Callers reserve room first; on a failed grow the
+ * item is dropped and the call is marked oom (the result is still a valid tokenization, just
+ * not the optimal one). */
 void tok_heap_push(tok_out *o, tok_heap_item it)
 {
     if (o->heap_n == o->heap_cap && !tok_out_heap(o, o->heap_n + 1)) {
@@ -54,7 +56,7 @@ void tok_heap_push(tok_out *o, tok_heap_item it)
     }
     size_t i = o->heap_n++;
     while (i > 0) {
-        size_t p = (i - 1) / 2;
+        size_t p = (i - 1) / 4;
         if (o->heap[p].key <= it.key) break;
         o->heap[i] = o->heap[p];
         i = p;
@@ -67,12 +69,14 @@ tok_heap_item tok_heap_pop(tok_out *o)
     tok_heap_item top = o->heap[0], last = o->heap[--o->heap_n];
     size_t i = 0, n = o->heap_n;
     for (;;) {
-        size_t c = 2 * i + 1;
+        size_t c = 4 * i + 1, end = c + 4 < n ? c + 4 : n;
         if (c >= n) break;
-        if (c + 1 < n && o->heap[c + 1].key < o->heap[c].key) c++;
-        if (last.key <= o->heap[c].key) break;
-        o->heap[i] = o->heap[c];
-        i = c;
+        size_t m = c;
+        for (size_t k = c + 1; k < end; k++)
+            if (o->heap[k].key < o->heap[m].key) m = k;
+        if (last.key <= o->heap[m].key) break;
+        o->heap[i] = o->heap[m];
+        i = m;
     }
     if (n) o->heap[i] = last;
     return top;
