@@ -109,7 +109,7 @@ int kb_sweep_report(const kb_sweep *w, const kb_config *c, const char *advice_md
         for (int p = 0; p < 3; p++)
             s[n] = (kb_series){NAME(0, n, "%sE2E %s", c->n_targets == 2 ? (t ? "B " : "A ") : "", pct[p]),
                                k[t].tps, k[t].e2e[p], w->n_steps, t == 1}, n++;
-    kb_chart ch = {"End-to-end latency vs throughput", "output tokens/s", "latency (ms)", 0, NULL, 0, NULL};
+    kb_chart ch = {"End-to-end latency vs throughput", "output tokens/s", "latency (ms)", 0, NULL, 0, NULL, 0};
     rc = write_svg(out, "latency.svg", &ch, s, n, &svg[0], err);
     /* 2, 3: TTFT and TPOT against load, with the SLO line */
     for (int m = 0; m < 2 && !rc; m++) {
@@ -121,7 +121,7 @@ int kb_sweep_report(const kb_sweep *w, const kb_config *c, const char *advice_md
                                    k[t].load, m ? k[t].tpot[p] : k[t].ttft[p], w->n_steps, t == 1}, n++;
         kb_chart cm = {m ? "Time per output token vs load" : "Time to first token vs load", load_label,
                        m ? "TPOT (ms)" : "TTFT (ms)", m ? c->slo_tpot_ms : c->slo_ttft_ms,
-                       m ? slo_tpot : slo_ttft, sat_load, "saturation"};
+                       m ? slo_tpot : slo_ttft, sat_load, "saturation", 0};
         rc = write_svg(out, m ? "tpot.svg" : "ttft.svg", &cm, s, n, &svg[1 + m], err);
     }
     /* 4: throughput against load */
@@ -131,7 +131,7 @@ int kb_sweep_report(const kb_sweep *w, const kb_config *c, const char *advice_md
             s[n] = (kb_series){NAME(3, n, "%soutput tok/s", c->n_targets == 2 ? (t ? "B " : "A ") : ""),
                                k[t].load, k[t].tps, w->n_steps, t == 1}, n++;
         kb_chart ct = {w->by_rate ? "Throughput vs offered load" : "Throughput vs concurrency", load_label,
-                       "output tokens/s", 0, NULL, sat_load, "saturation"};
+                       "output tokens/s", 0, NULL, sat_load, "saturation", 0};
         rc = write_svg(out, "throughput.svg", &ct, s, n, &svg[3], err);
     }
 #undef NAME

@@ -111,9 +111,14 @@ void kb_print_summary(FILE *f, const char *title, const kb_summary *s, const kb_
         const char *name;
         const kb_pct *p;
     } rows[] = {{"TTFT", &s->ttft}, {"TPOT", &s->tpot}, {"ITL", &s->itl}, {"E2E", &s->e2e}};
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        if (!rows[i].p->n) { /* nothing measured (every request failed, or one token each) */
+            fprintf(f, "%-10s %9s %9s %9s %9s %9s\n", rows[i].name, "-", "-", "-", "-", "-");
+            continue;
+        }
         fprintf(f, "%-10s %9.2f %9.2f %9.2f %9.2f %9.2f\n", rows[i].name, rows[i].p->mean,
                 rows[i].p->p50, rows[i].p->p90, rows[i].p->p99, rows[i].p->max);
+    }
 }
 
 int kb_mkdir_p(const char *dir, kl_err *err)

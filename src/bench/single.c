@@ -61,6 +61,7 @@ int kb_bench_main(const kb_config *c, const char *out, kl_err *err)
     if (!rc && out) {
         json_object_set_new(root, "records", kb_records_json(&r));
         rc = kb_write_json(out, "results.json", root, err);
+        if (!rc) rc = kb_run_report(&r, s, c, out, err);
     }
     json_decref(root);
     kb_result_free(&r);

@@ -73,6 +73,10 @@ char *kb_svg_chart(const kb_chart *c, const kb_series *s, int n_series)
     if (c->vline > 0) xmax = fmax(xmax, c->vline);
     double xs = kb_nice_step(xmax > 0 ? xmax : 1, 6), ys = kb_nice_step(ymax > 0 ? ymax : 1, 5);
     double xtop = xs * ceil((xmax > 0 ? xmax : 1) / xs), ytop = ys * ceil((ymax > 0 ? ymax * 1.05 : 1) / ys);
+    if (c->ytop > 0) {
+        ys = kb_nice_step(c->ytop, 5);
+        ytop = ys * ceil(c->ytop / ys);
+    }
     const double w = KB_SVG_W - PL - PR, h = KB_SVG_H - PT - PB;
 #define X(v) (PL + (v) / xtop * w)
 #define Y(v) (PT + h - (v) / ytop * h)

@@ -22,6 +22,7 @@ typedef struct kb_chart {
     const char *hline_label;
     double vline;          /* > 0: a dotted vertical line at this x */
     const char *vline_label;
+    double ytop;           /* > 0: the top of the y axis (e.g. 1 for shares), else from the data */
 } kb_chart;
 
 /* A tick step of 1, 2 or 5 x 10^k giving about `ticks` intervals over [0, range]. */

@@ -55,6 +55,11 @@ int kb_sweep_main(const kb_config *c, const kb_sweep_opts *o, const char *out, k
  * KL_EIO / KL_ENOMEM with err filled. */
 int kb_sweep_report(const kb_sweep *w, const kb_config *c, const char *advice_md, const char *out,
                     kl_err *err);
+/* A single run's charts: out/{ttft,tpot,e2e}_cdf.svg (the share of requests at or under each
+ * latency, per endpoint) and out/report.html with the summary tables. Returns 0, KL_EIO or
+ * KL_ENOMEM. */
+int kb_run_report(const kb_result *r, const kb_summary *s, const kb_config *c, const char *out,
+                  kl_err *err);
 /* With --recommend: writes out/recommend.md, out/hpa.yaml and out/gateway.json from the
  * saturation point of target 0, and returns the markdown in *md (caller frees; NULL on
  * failure). Returns 0, KL_ENOTFOUND when no step met the SLO (nothing to recommend), or

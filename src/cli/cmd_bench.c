@@ -166,6 +166,9 @@ int cmd_bench(int argc, char **argv)
     if (wait_ready > 0 && kb_wait_ready(&c, wait_ready, &err)) return cli_fail(&err);
     if (sweep) {
         sw.recommend = recommend;
+        /* --requests / --duration bound each step unless the step options say otherwise */
+        if (!sw.step_requests && requests_given) sw.step_requests = c.requests;
+        if (!(sw.step_duration > 0) && c.duration > 0) sw.step_duration = c.duration;
         return kb_sweep_main(&c, &sw, out, &err) ? cli_fail(&err) : 0;
     }
     return kb_bench_main(&c, out, &err) ? cli_fail(&err) : 0;

@@ -88,6 +88,8 @@ test('closed loop: counts add up, percentiles ordered, tokens equal usage', asyn
   assert.equal(s.output_tokens, outSum);
   assert.match(r.stdout, /TTFT/);
   assert.ok(s.output_tok_per_s > 0 && s.req_per_s > 0);
+  for (const f of ['report.html', 'ttft_cdf.svg', 'tpot_cdf.svg', 'e2e_cdf.svg'])
+    assert.ok(existsSync(path.join(r.out, f)), f);
 });
 
 test('the same seed gives the same workload; another seed another', async () => {

@@ -29,8 +29,8 @@ TEST(bench_svg_nice_steps)
 TEST(bench_svg_chart_structure)
 {
     double x[] = {1, 2, 4, 8}, y1[] = {10, 12, 20, 55}, y2[] = {15, 18, NAN, 80};
-    kb_series s[] = {{"TTFT p50", x, y1, 4}, {"TTFT <p99> & co", x, y2, 4}};
-    kb_chart c = {"Time to first token vs load", "concurrency", "TTFT (ms)", 50, "SLO 50 ms", 4, "saturation"};
+    kb_series s[] = {{"TTFT p50", x, y1, 4, false}, {"TTFT <p99> & co", x, y2, 4, true}};
+    kb_chart c = {"Time to first token vs load", "concurrency", "TTFT (ms)", 50, "SLO 50 ms", 4, "saturation", 0};
     char *svg = kb_svg_chart(&c, s, 2);
     T_ASSERT(svg);
     T_ASSERT(!strncmp(svg, "<svg xmlns=\"http://www.w3.org/2000/svg\"", 39));
@@ -42,6 +42,7 @@ TEST(bench_svg_chart_structure)
     T_CONTAINS(svg, "TTFT &lt;p99&gt; &amp; co"); /* escaped */
     T_ASSERT(!strstr(svg, "<p99>"));
     T_EQ(count(svg, "<polyline"), 2);
+    T_EQ(count(svg, "stroke-dasharray=\"7 4\""), 2); /* the dashed series and its legend line */
     T_EQ(count(svg, "<g class=\"series\""), 2);
     /* 4 + 3 points (the NaN is skipped), plus one marker per legend entry */
     T_EQ(count(svg, "<circle"), 7 + 2);
@@ -58,7 +59,7 @@ TEST(bench_svg_chart_structure)
     T_EQ(count(svg, "<text"), count(svg, "</text>"));
     free(svg);
     /* no data at all still gives a valid, empty chart */
-    kb_chart e = {"empty", "x", "y", 0, NULL, 0, NULL};
+    kb_chart e = {"empty", "x", "y", 0, NULL, 0, NULL, 0};
     svg = kb_svg_chart(&e, NULL, 0);
     T_ASSERT(svg);
     T_EQ(count(svg, "<polyline"), 0);
@@ -69,14 +70,23 @@ TEST(bench_svg_chart_structure)
 TEST(bench_svg_large_axis_uses_one_unit)
 {
     double x[] = {1, 64}, y[] = {400, 11508};
-    kb_series s[] = {{"tok/s", x, y, 2}};
-    kb_chart c = {"t", "x", "y", 0, NULL, 0, NULL};
+    kb_series s[] = {{"tok/s", x, y, 2, false}};
+    kb_chart c = {"t", "x", "y", 0, NULL, 0, NULL, 0};
     char *svg = kb_svg_chart(&c, s, 1);
     T_ASSERT(svg);
     /* 11508 x 1.05 -> steps of 5000 up to 15000, all labelled in k */
     T_CONTAINS(svg, ">5k</text>");
     T_CONTAINS(svg, ">15k</text>");
     T_ASSERT(!strstr(svg, ">5000</text>"));
+    free(svg);
+    /* a fixed top: shares from 0 to 1 */
+    double share[] = {0.25, 1.0};
+    kb_series sh[] = {{"cdf", x, share, 2, false}};
+    kb_chart cs = {"t", "x", "share", 0, NULL, 0, NULL, 1};
+    svg = kb_svg_chart(&cs, sh, 1);
+    T_ASSERT(svg);
+    T_CONTAINS(svg, "text-anchor=\"end\">1.0</text>");
+    T_ASSERT(!strstr(svg, ">1.2</text>"));
     free(svg);
 }
 
