@@ -68,12 +68,15 @@ int tok_map_build(tok *t)
     return 0;
 }
 
+/* splitmix64's finalizer: ids are small and dense, so every input bit must reach the slot. */
 static uint32_t pair_hash(uint64_t k)
 {
+    k ^= k >> 30;
+    k *= 0xbf58476d1ce4e5b9ull;
+    k ^= k >> 27;
+    k *= 0x94d049bb133111ebull;
     k ^= k >> 31;
-    k *= 0x9e3779b97f4a7c15ull;
-    k ^= k >> 29;
-    return (uint32_t)(k >> 32);
+    return (uint32_t)k;
 }
 
 /* Returns 0 or KL_ENOMEM with m empty. */
