@@ -271,3 +271,22 @@ test('without --model, each endpoint is asked its model name (GET /v1/models)', 
   assert.ok(r.json.records.filter((q) => q.target === 1).every((q) => q.model === 'beta'));
   assert.match(r.stdout, /model alpha/);
 });
+
+test('the recommended gateway.json runs a kiln gateway that kiln bench can load through', async () => {
+  const sw = await bench(['--url', `http://127.0.0.1:${fakes[0]}`, '--model', 'm', '--sweep', '1,2',
+    '--step-requests', '6', '--output-len', '3', '--slo-ttft', '5000', '--recommend'], 'gw-advice');
+  assert.equal(sw.code, 0, sw.stderr);
+  const cfg = JSON.parse(readFileSync(path.join(sw.out, 'gateway.json'), 'utf8'));
+  const gwPort = await freePort();
+  cfg.listen = { host: '127.0.0.1', port: gwPort };
+  const cfgFile = path.join(dir, 'gw-from-advice.json');
+  writeFileSync(cfgFile, JSON.stringify(cfg));
+  const gw = spawn(kiln, ['gateway', '-c', cfgFile], { stdio: 'ignore' });
+  procs.push(gw);
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${gwPort}/health`)).ok);
+  const r = await bench(['--url', `http://127.0.0.1:${gwPort}`, '--model', 'm', '--concurrency', '2',
+    '--requests', '10', '--output-len', '4'], 'through-gateway');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.json.summary.ok, 10);
+  assert.ok(r.json.records.every((q) => q.usage && q.output_tokens === 4));
+});
