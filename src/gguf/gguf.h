@@ -129,8 +129,9 @@ size_t gguf_vtype_size(gguf_vtype t);
  * Nothing but the metadata and the tensor table is held in memory. */
 typedef struct gguf_writer gguf_writer;
 
-/* Creates path (truncating it). Returns 0 and sets *out, or a negative KL_E* with
- * "<path>: <what is wrong>" in err and nothing left open. */
+/* Starts writing path: the bytes go to "<path>.partial-<pid>", renamed to path by a successful
+ * finish (so path may be a file the caller is reading). Returns 0 and sets *out, or a negative
+ * KL_E* with "<path>: <what is wrong>" in err and nothing left behind. */
 int gguf_writer_open(gguf_writer **out, const char *path, kl_err *err);
 /* Metadata setters; each returns 0 or the (sticky) error code. */
 int gguf_writer_set_u8(gguf_writer *w, const char *key, uint8_t v);
@@ -166,8 +167,8 @@ int gguf_writer_add_tensor(gguf_writer *w, const char *name, kl_dtype type, int 
 int gguf_writer_begin_data(gguf_writer *w);
 /* Appends n bytes of tensor data (after begin_data), continuing the current tensor. */
 int gguf_writer_write(gguf_writer *w, const void *data, size_t n);
-/* Flushes and closes. Returns 0, or the first error with its message in err (the partial
- * file is removed). Frees w in both cases. */
+/* Flushes, closes and renames the file into place. Returns 0, or the first error with its
+ * message in err (the partial file is removed, path untouched). Frees w in both cases. */
 int gguf_writer_finish(gguf_writer *w, kl_err *err);
 /* Abandons a writer: closes and removes the partial file, frees w. NULL is fine. */
 void gguf_writer_abort(gguf_writer *w);

@@ -7,6 +7,7 @@
 #include "gguf/gguf.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ typedef struct wtensor {
 
 struct gguf_writer {
     char *path;
+    char *tmp; /* written here, renamed to path by finish */
     FILE *fp;
     int rc;
     kl_err err;
@@ -100,13 +102,23 @@ int gguf_writer_open(gguf_writer **out, const char *path, kl_err *err)
 {
     *out = NULL;
     gguf_writer *w = calloc(1, sizeof *w);
-    if (!w || !(w->path = strdup(path))) {
+    size_t n = strlen(path) + 32;
+    if (!w || !(w->path = strdup(path)) || !(w->tmp = malloc(n))) {
+        if (w) free(w->path);
         free(w);
         return kl_errf(err, KL_ENOMEM, "%s: out of memory", path);
     }
-    w->fp = fopen(path, "wb");
-    if (!w->fp) {
+    /* A temporary name beside the target, so a failed write never leaves a truncated file
+     * and writing over the file being read (quantize IN IN) is safe. */
+    snprintf(w->tmp, n, "%s.partial-%ld", path, (long)getpid());
+    int fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || !(w->fp = fdopen(fd, "wb"))) {
         int rc = kl_errf(err, KL_EIO, "%s: cannot create: %s", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(w->tmp);
+        }
+        free(w->tmp);
         free(w->path);
         free(w);
         return rc;
@@ -461,6 +473,7 @@ static void writer_free(gguf_writer *w)
     for (size_t i = 0; i < w->n_t; i++)
         free(w->ts[i].name);
     free(w->ts);
+    free(w->tmp);
     free(w->path);
     free(w);
 }
@@ -475,9 +488,11 @@ int gguf_writer_finish(gguf_writer *w, kl_err *err)
              (unsigned long long)(w->ts[w->cur].nbytes - w->cur_done));
     if (fflush(w->fp) != 0 && !w->rc) fail(w, KL_EIO, "write failed: %s", strerror(errno));
     if (fclose(w->fp) != 0 && !w->rc) fail(w, KL_EIO, "close failed: %s", strerror(errno));
+    if (!w->rc && rename(w->tmp, w->path) != 0)
+        fail(w, KL_EIO, "cannot rename into place: %s", strerror(errno));
     int rc = w->rc;
     if (rc) {
-        unlink(w->path);
+        unlink(w->tmp);
         if (err) *err = w->err;
     }
     writer_free(w);
@@ -488,6 +503,6 @@ void gguf_writer_abort(gguf_writer *w)
 {
     if (!w) return;
     fclose(w->fp);
-    unlink(w->path);
+    unlink(w->tmp);
     writer_free(w);
 }

@@ -221,3 +221,29 @@ TEST(gguf_write_copy_kv_reproduces_a_real_file)
     gguf_close(f);
     gguf_close(g);
 }
+
+TEST(gguf_write_failure_leaves_an_existing_file_alone)
+{
+    const char *path = tmp_path("keep.gguf");
+    FILE *f = fopen(path, "w");
+    T_ASSERT(f);
+    fputs("old contents", f);
+    fclose(f);
+    gguf_writer *w;
+    kl_err err = {0};
+    T_EQ(gguf_writer_open(&w, path, &err), 0);
+    int64_t ne[1] = {4};
+    T_EQ(gguf_writer_add_tensor(w, "x", KL_F32, 1, ne), 0);
+    T_EQ(gguf_writer_finish(w, &err), KL_EINVAL); /* no data written */
+    char buf[64] = {0};
+    f = fopen(path, "r");
+    T_ASSERT(f && fgets(buf, sizeof buf, f));
+    fclose(f);
+    T_STREQ(buf, "old contents");
+    /* Nothing else is left in the directory. */
+    char cmd[4200], *out = NULL;
+    snprintf(cmd, sizeof cmd, "ls %s", t_tmpdir());
+    T_EQ(t_run(cmd, &out, NULL), 0);
+    T_STREQ(out, "keep.gguf\n");
+    free(out);
+}

@@ -88,6 +88,11 @@ TEST(model_make_tools_quantize_chain_and_errors)
     T_EQ(gguf_find_tensor(f, "blk.1.attn_q.weight")->type, KL_F16);
     T_EQ(gguf_find_tensor(f, "output_norm.weight")->type, KL_F32);
     gguf_close(f);
+    /* In place: the output replaces the input only once it is complete. */
+    T_EQ(model_quantize(q4, q4, KL_Q8_0, &err), 0);
+    T_EQ(gguf_open(&f, q4, &err), 0);
+    T_EQ(gguf_find_tensor(f, "blk.1.attn_q.weight")->type, KL_Q8_0);
+    gguf_close(f);
     T_EQ(model_quantize(in, tp("x.gguf"), KL_Q8_1, &err), KL_EINVAL);
     T_CONTAINS(err.msg, "cannot quantize to q8_1");
     T_EQ(model_quantize(tp("nope.gguf"), tp("x.gguf"), KL_Q8_0, &err), KL_EIO);
