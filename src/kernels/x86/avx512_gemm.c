@@ -6,15 +6,17 @@
  * by the same instruction sequence whatever the tile, so a row's result never depends on what
  * else is in the batch (batch invariance: the engine's outputs must not change with load).
  *
- * Integer dots (VNNI vpdpbusd takes unsigned x signed bytes): the weight's absolute value
- * times the activation with the weight's sign, 2 blocks of 32 per 512-bit register; the 16
- * int32 lanes are scaled by the pair's (d_w * d_a), lanes 0-7 by block 0's, 8-15 by block 1's,
- * and accumulated in float; one horizontal sum at the end. */
+ * Integer dots (VNNI vpdpbusd takes unsigned x signed bytes): the activation biased to
+ * unsigned (a + 128, an xor) times the signed weight, the bias taken out exactly by starting
+ * each accumulator at -128 * (the weight's 4-byte sums), computed once per weight block pair;
+ * 2 blocks of 32 per 512-bit register; the 16 int32 lanes are scaled by the pair's
+ * (d_w * d_a), lanes 0-7 by block 0's, 8-15 by block 1's, and accumulated in float; one
+ * horizontal sum at the end. */
 #include <immintrin.h>
 
 #include "kernels/impl.h"
 
-#define RT 2 /* weight rows per tile */
+#define RT 4 /* weight rows per tile */
 #define BT 4 /* activation rows per tile */
 
 void kl_avx512_gemm_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
@@ -81,16 +83,16 @@ static inline __m512i q4_0_pair(const kl_block_q4_0 *w, int64_t i, bool one)
             _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                        \
                 av[k] = one ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, aq[k] + j * KL_QK)          \
                             : _mm512_loadu_si512(aq[k] + j * KL_QK);                             \
+                av[k] = _mm512_xor_si512(av[k], _mm512_set1_epi8((char)0x80));                   \
                 as[k] = pair_scale(ad[k][j], one ? 0.f : ad[k][j + 1]);                           \
             }                                                                                     \
             _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                        \
                 __m512i wv = PAIR(w[i], j, one);                                                  \
-                __m512i wa = _mm512_abs_epi8(wv);                                                 \
-                __mmask64 neg = _mm512_movepi8_mask(wv);                                          \
+                __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(),                           \
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), wv)); \
                 __m512 ws = pair_scale(h2f(w[i][j].d), one ? 0.f : h2f(w[i][j + 1].d));           \
                 _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                    \
-                    __m512i sa = _mm512_mask_sub_epi8(av[k], neg, _mm512_setzero_si512(), av[k]); \
-                    __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wa, sa);             \
+                    __m512i d = _mm512_dpbusd_epi32(bias, av[k], wv);                             \
                     acc[i][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws, as[k]), \
                                                 acc[i][k]);                                       \
                 }                                                                                 \
@@ -157,6 +159,14 @@ FLOAT_TILE(tile_f16, load_w_f16)
             for (int64_t r = rc; r < re; r += RT) {                                               \
                 int nr = re - r < RT ? (int)(re - r) : RT;                                        \
                 switch (nr * 8 + nb) { /* constant shapes: accumulators stay in registers */ \
+                case 4 * 8 + 4: TILE(g, r, 4, b, 4); break;                                       \
+                case 4 * 8 + 3: TILE(g, r, 4, b, 3); break;                                       \
+                case 4 * 8 + 2: TILE(g, r, 4, b, 2); break;                                       \
+                case 4 * 8 + 1: TILE(g, r, 4, b, 1); break;                                       \
+                case 3 * 8 + 4: TILE(g, r, 3, b, 4); break;                                       \
+                case 3 * 8 + 3: TILE(g, r, 3, b, 3); break;                                       \
+                case 3 * 8 + 2: TILE(g, r, 3, b, 2); break;                                       \
+                case 3 * 8 + 1: TILE(g, r, 3, b, 1); break;                                       \
                 case 2 * 8 + 4: TILE(g, r, 2, b, 4); break;                                       \
                 case 2 * 8 + 3: TILE(g, r, 2, b, 3); break;                                       \
                 case 2 * 8 + 2: TILE(g, r, 2, b, 2); break;                                       \
