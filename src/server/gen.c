@@ -27,9 +27,10 @@
 
 json_t *srv_json_text(const char *s, size_t len)
 {
-    json_t *v = json_stringn(s, len);
+    /* NUL bytes (a <0x00> byte token) would become \u0000, which many JSON readers refuse */
+    json_t *v = memchr(s, 0, len) ? NULL : json_stringn(s, len);
     if (v) return v;
-    /* invalid UTF-8 (a token that is part of a character, or bad input echoed back) */
+    /* invalid UTF-8 (a token that is part of a character, or bad input echoed back) or NUL */
     char *o = malloc(len * 3 + 1);
     if (!o) return json_string("");
     size_t k = 0;

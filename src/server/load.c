@@ -11,13 +11,7 @@
 
 #include "base/log.h"
 
-/* model/make.h is being added in parallel: build without the default model until it is */
-#if defined(__has_include)
-#if __has_include("model/make.h")
 #include "model/make.h"
-#define SRV_HAVE_MAKE 1
-#endif
-#endif
 
 /* The cached synthetic model's path ($XDG_CACHE_HOME/kiln or ~/.cache/kiln), made when
  * missing. Returns 0 with s->model_path set, or KL_E* and err. */
@@ -32,7 +26,6 @@ static int default_model(srv *s, kl_err *err)
     s->synthetic = true;
     struct stat st;
     if (stat(s->model_path, &st) == 0) return 0;
-#ifdef SRV_HAVE_MAKE
     char parent[1000];
     snprintf(parent, sizeof parent, "%s", dir);
     for (char *p = parent + 1; *p; p++) /* mkdir -p */
@@ -54,10 +47,6 @@ static int default_model(srv *s, kl_err *err)
         rc = kl_errf(err, KL_EIO, "%s: cannot rename the synthetic model into place", s->model_path);
     }
     return rc;
-#else
-    return kl_errf(err, KL_EUNSUP, "no -m FILE given and this build cannot make a synthetic "
-                                   "model: pass -m MODEL.gguf");
-#endif
 }
 
 void *srv_load_main(void *arg)
@@ -111,6 +100,11 @@ void *srv_load_main(void *arg)
             size_t l = strlen(s->name);
             if (l > 5 && !strcmp(s->name + l - 5, ".gguf")) s->name[l - 5] = 0;
         }
+    }
+    if (rc && s->synthetic) { /* a cached file from an older Kiln: say how to remake it */
+        char msg[sizeof err.msg];
+        snprintf(msg, sizeof msg, "%.400s (delete the cached synthetic model to remake it)", err.msg);
+        snprintf(err.msg, sizeof err.msg, "%s", msg);
     }
     if (rc) s->load_err = err;
     atomic_store(&s->load_state, rc ? SRV_FAILED : SRV_READY);

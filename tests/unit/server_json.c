@@ -15,6 +15,16 @@ TEST(server_json_text_replaces_invalid_utf8)
     T_ASSERT(dump != NULL);
     free(dump);
     json_decref(v);
+    /* valid UTF-8 around a NUL: only the NUL is replaced, and the output parses with jansson's
+     * default flags (which refuse \u0000) */
+    v = srv_json_text("\xc3\xa9\0x", 4);
+    T_STREQ(json_string_value(v), "\xc3\xa9\xef\xbf\xbdx");
+    dump = json_dumps(v, JSON_ENCODE_ANY);
+    json_t *back = json_loads(dump, JSON_DECODE_ANY, NULL);
+    T_ASSERT(back != NULL);
+    json_decref(back);
+    free(dump);
+    json_decref(v);
 }
 
 TEST(server_hist_buckets_are_cumulative_upper_bounds)
