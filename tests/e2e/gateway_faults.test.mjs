@@ -94,6 +94,8 @@ test('failures before the first byte are retried on another replica', async () =
   for (const mode of ['hang-headers', 'garbage', '500']) {
     await admin(fakes[0], { mode });
     await admin(fakes[1], { mode: 'ok' });
+    /* the healthy replica may still be in its ejection backoff from the tests before */
+    await waitFor(async () => (await metrics()).includes(`endpoint_up{endpoint="http://127.0.0.1:${fakes[1]}"} 1`));
     for (let i = 0; i < 4; i++) {
       const r = await post({ model: 'm', prompt: `retry ${mode} ${i}` });
       assert.equal(r.status, 200, mode);
