@@ -167,7 +167,7 @@ static int make_usage(void)
     fprintf(stderr,
             "usage: kiln model make --out FILE [--arch llama] [--dim D] [--layers L] [--heads H]\n"
             "         [--kv-heads K] [--ffn F] [--vocab-from VOCAB.gguf | --vocab N] [--ctx C]\n"
-            "         [--type f32|f16|bf16|q8_0|q4_0] [--seed S] [--rope-theta T] [--tied]\n"
+            "         [--type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k] [--seed S] [--rope-theta T] [--tied]\n"
             "         [--std X] [--threads N]\n");
     return 2;
 }

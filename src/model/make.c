@@ -181,8 +181,8 @@ static int check_opts(const model_make_opts *o, kl_err *err)
         return kl_errf(err, KL_EINVAL, "vocab %d: a synthetic vocab needs 259 to 4194304 tokens",
                        o->vocab);
     if (o->type != KL_F32 && o->type != KL_F16 && o->type != KL_BF16 && o->type != KL_Q8_0 &&
-        o->type != KL_Q4_0)
-        return kl_errf(err, KL_EINVAL, "type must be f32, f16, bf16, q8_0 or q4_0");
+        o->type != KL_Q4_0 && o->type != KL_Q4_K && o->type != KL_Q6_K)
+        return kl_errf(err, KL_EINVAL, "type must be f32, f16, bf16, q8_0, q4_0, q4_k or q6_k");
     if (!(o->std > 0.0f && o->std < 10.0f) || !(o->rope_theta > 0.0f) || !(o->norm_eps > 0.0f))
         return kl_errf(err, KL_EINVAL, "std, rope theta and eps must be positive");
     return 0;

@@ -22,7 +22,7 @@ typedef struct model_make_opts {
     int vocab;              /* synthetic SentencePiece vocab of this many tokens (>= 259)... */
     const char *vocab_from; /* ...unless this GGUF is given: all its tokenizer.* keys are copied */
     int ctx;                /* llama.context_length */
-    kl_dtype type;          /* type of the 2-D weights: F32 F16 BF16 Q8_0 Q4_0 */
+    kl_dtype type;          /* type of the 2-D weights: F32 F16 BF16 Q8_0 Q4_0 Q4_K Q6_K */
     uint64_t seed;
     float rope_theta;
     float norm_eps;
