@@ -4,8 +4,10 @@
  *   open loop:   a seeded Poisson process issues requests at `rate` per target
  *   --vs:        both targets get item 0, 1, 2, ... in the same order, issued alternately
  *
- * Each request has its own connection, freed from the loop (never inside its callbacks).
- * New requests are started from the pump event, so a request that fails at once never
+ * Connections are kept alive: one that served a request well goes to its target's idle pool
+ * and carries a later request if that comes within LG_IDLE_NS (as real clients do, and so a
+ * high rate does not run out of ports); others are freed from the loop (never inside their
+ * own callbacks). New requests are started from the pump event, so a request that fails at once never
  * recurses into the next. */
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -25,6 +27,8 @@
 
 typedef struct loadgen loadgen;
 
+#define LG_IDLE_NS 2000000000ll /* older idle connections may be closing on the server's side */
+
 typedef struct kb_req {
     loadgen *g;
     int rec; /* index into g->res->rec */
@@ -37,6 +41,9 @@ typedef struct kb_req {
     enum evhttp_request_error err;
     char errbody[160];
     size_t errbody_len;
+    char *body; /* the JSON request, kept for one resend */
+    size_t body_len;
+    bool reused; /* sent over a kept-alive connection */
 } kb_req;
 
 /* Per-target progress. */
@@ -46,6 +53,10 @@ typedef struct lg_target {
     int next_conv; /* multi-turn: conversations started */
     int *ready;    /* multi-turn: next turns whose previous turn has finished (FIFO) */
     int ready_head, ready_len, ready_cap;
+    bool no_reuse; /* the server closed a kept-alive connection under a request: no pool */
+    struct evhttp_connection **idle; /* keep-alive connections, most recent last */
+    int64_t *idle_since;
+    int n_idle, cap_idle;
 } lg_target;
 
 struct loadgen {
@@ -83,16 +94,6 @@ static bool all_done(const loadgen *g)
     return true;
 }
 
-/* Removes the timers once nothing is left, so the loop ends by itself after the last
- * deferred connection free. */
-static void maybe_finish(loadgen *g)
-{
-    if (!all_done(g)) return;
-    if (g->arrival) event_del(g->arrival);
-    if (g->deadline) event_del(g->deadline);
-    if (g->progress) event_del(g->progress);
-}
-
 static void free_conn_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -104,6 +105,51 @@ static void free_conn_later(loadgen *g, struct evhttp_connection *conn)
     struct timeval zero = {0, 0};
     if (conn && event_base_once(g->base, -1, EV_TIMEOUT, free_conn_cb, conn, &zero) != 0)
         evhttp_connection_free(conn); /* cannot defer: better a free now than a leak */
+}
+
+/* Keeps a connection for a later request of target t; frees it (later) if the pool cannot grow. */
+static void idle_put(loadgen *g, int t, struct evhttp_connection *conn, int64_t now)
+{
+    lg_target *x = &g->tg[t];
+    if (x->n_idle == x->cap_idle) {
+        int cap = x->cap_idle ? 2 * x->cap_idle : 16;
+        struct evhttp_connection **c = realloc(x->idle, sizeof *c * (size_t)cap);
+        if (c) x->idle = c;
+        int64_t *s = c ? realloc(x->idle_since, sizeof *s * (size_t)cap) : NULL;
+        if (s) x->idle_since = s;
+        if (!c || !s) {
+            free_conn_later(g, conn);
+            return;
+        }
+        x->cap_idle = cap;
+    }
+    x->idle[x->n_idle] = conn;
+    x->idle_since[x->n_idle++] = now;
+}
+
+/* A recently used connection of target t, or NULL; stale ones are freed on the way. */
+static struct evhttp_connection *idle_take(loadgen *g, int t, int64_t now)
+{
+    lg_target *x = &g->tg[t];
+    while (x->n_idle) {
+        x->n_idle--;
+        if (now - x->idle_since[x->n_idle] < LG_IDLE_NS) return x->idle[x->n_idle];
+        free_conn_later(g, x->idle[x->n_idle]);
+    }
+    return NULL;
+}
+
+/* Removes the timers and the idle connections once nothing is left, so the loop ends by
+ * itself after the last deferred connection free. */
+static void maybe_finish(loadgen *g)
+{
+    if (!all_done(g)) return;
+    if (g->arrival) event_del(g->arrival);
+    if (g->deadline) event_del(g->deadline);
+    if (g->progress) event_del(g->progress);
+    for (int t = 0; t < 2; t++)
+        while (g->tg[t].n_idle)
+            free_conn_later(g, g->tg[t].idle[--g->tg[t].n_idle]);
 }
 
 /* Multi-turn: queues the next turn of a conversation (dropped on OOM: the conversation ends). */
@@ -280,16 +326,35 @@ static void finish(kb_req *q)
     g->inflight--;
     g->tg[t].last_done = now;
     kb_sse_free(&q->sse);
-    free_conn_later(g, q->conn);
+    if (r->status == KB_OK && q->conn && !g->tg[t].no_reuse) idle_put(g, t, q->conn, now);
+    else free_conn_later(g, q->conn);
+    free(q->body);
     free(q);
     event_active(g->pump, 0, 0);
     maybe_finish(g);
 }
 
+static void send_req(kb_req *q, struct evhttp_connection *conn);
+
 static void on_done(struct evhttp_request *req, void *arg)
 {
     kb_req *q = arg;
     kb_record *r = rec_of(q);
+    bool no_answer = !req || q->failed || evhttp_request_get_response_code(req) == 0;
+    if (q->reused && no_answer && !q->got_headers && !(q->failed && q->err == EVREQ_HTTP_TIMEOUT)) {
+        /* Some servers (llama.cpp's) announce keep-alive and close anyway: the request met a
+         * closing socket. Send it once more on a fresh connection, timed from the resend, and
+         * stop reusing this target's connections. */
+        loadgen *g = q->g;
+        g->tg[r->target].no_reuse = true;
+        free_conn_later(g, q->conn);
+        q->conn = NULL;
+        q->failed = q->reused = false;
+        q->t_send = kl_now_ns();
+        r->t_start_ms = ms_between(g->t0, q->t_send);
+        send_req(q, NULL);
+        return;
+    }
     if (req && !q->failed && evhttp_request_get_response_code(req) != 0) {
         on_chunk(req, q); /* whatever the chunk callback has not seen */
         int code = evhttp_request_get_response_code(req);
@@ -344,8 +409,6 @@ static int new_record(loadgen *g)
  * record (finished through the loop, like any other). */
 static void issue(loadgen *g, int t)
 {
-    const kb_config *c = g->c;
-    const kb_target *tg = &c->target[t];
     int ri = new_record(g);
     kb_req *q = ri >= 0 ? calloc(1, sizeof *q) : NULL;
     kb_item item = {0};
@@ -372,10 +435,23 @@ static void issue(loadgen *g, int t)
     if (!g->tg[t].first_send) g->tg[t].first_send = q->t_send;
     r->t_start_ms = ms_between(g->t0, q->t_send);
 
-    q->conn = evhttp_connection_base_new(g->base, NULL, tg->host, (unsigned short)tg->port);
+    q->body = item.body;
+    q->body_len = item.len;
+    send_req(q, g->tg[t].no_reuse ? NULL : idle_take(g, t, q->t_send));
+}
+
+/* Sends q (its body, to its target) over conn, or a new connection when conn is NULL. A
+ * request that cannot start is finished at once as a connect error. */
+static void send_req(kb_req *q, struct evhttp_connection *conn)
+{
+    loadgen *g = q->g;
+    const kb_config *c = g->c;
+    kb_record *r = rec_of(q);
+    const kb_target *tg = &c->target[r->target];
+    q->reused = conn != NULL;
+    q->conn = conn ? conn : evhttp_connection_base_new(g->base, NULL, tg->host, (unsigned short)tg->port);
     struct evhttp_request *req = q->conn ? evhttp_request_new(on_done, q) : NULL;
     if (!req) {
-        free(item.body);
         r->status = KB_ERR_CONNECT;
         snprintf(r->error, sizeof r->error, "could not create a connection");
         finish(q);
@@ -398,8 +474,7 @@ static void issue(loadgen *g, int t)
         snprintf(auth, sizeof auth, "Bearer %s", c->api_key);
         evhttp_add_header(h, "Authorization", auth);
     }
-    evbuffer_add(evhttp_request_get_output_buffer(req), item.body, item.len);
-    free(item.body);
+    evbuffer_add(evhttp_request_get_output_buffer(req), q->body, q->body_len);
     if (evhttp_make_request(q->conn, req, EVHTTP_REQ_POST, path) != 0) {
         evhttp_request_free(req); /* not freed by libevent on this path */
         r->status = KB_ERR_CONNECT;
@@ -673,8 +748,11 @@ out:
     if (g->deadline) event_free(g->deadline);
     if (g->progress) event_free(g->progress);
     event_base_free(g->base);
-    for (int t = 0; t < 2; t++)
+    for (int t = 0; t < 2; t++) {
         free(g->tg[t].ready);
+        free(g->tg[t].idle);
+        free(g->tg[t].idle_since);
+    }
     kb_workload_close(g->w);
     free(g);
     if (rc) kb_result_free(res);

@@ -290,3 +290,11 @@ test('the recommended gateway.json runs a kiln gateway that kiln bench can load 
   assert.equal(r.json.summary.ok, 10);
   assert.ok(r.json.records.every((q) => q.usage && q.output_tokens === 4));
 });
+
+test('connections are kept alive, and a server that closes them anyway costs no error', async () => {
+  const port = await startFake(['--close-after']);
+  const r = await bench(['--url', `http://127.0.0.1:${port}`, '--model', 'm', '--concurrency', '2',
+    '--requests', '20', '--output-len', '3'], 'close-after');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.json.summary.ok, 20, JSON.stringify(r.json.records.find((q) => q.status !== 'ok')));
+});

@@ -1,7 +1,7 @@
 // A replica that misbehaves on purpose, for the gateway's fault tests only (a real
 // `kiln serve` cannot be made to hang mid-stream or send garbage on demand).
 // Usage: node fake_replica.mjs PORT [--mode ok|hang-headers|die-mid-stream|garbage|500]
-//        [--waiting N] [--kv F] [--delay-ms D] [--ttft-ms T] [--model-id ID]
+//        [--waiting N] [--kv F] [--delay-ms D] [--ttft-ms T] [--model-id ID] [--close-after]
 // It serves /health, /metrics (vLLM names), /v1/completions and /v1/chat/completions
 // (streaming: 5 tokens "tok0".."tok4" then [DONE]). Each response names this replica in
 // the "system_fingerprint" field so tests can see where a request went.
@@ -19,6 +19,9 @@ let kv = Number(opt('--kv', '0'));
 const delay = Number(opt('--delay-ms', '5'));
 let ttft = Number(opt('--ttft-ms', '0')); // extra wait before the first token (default none)
 const modelId = opt('--model-id', null); // with it, GET /v1/models lists this one model
+// --close-after: close each connection after a streamed reply, though keep-alive was announced
+// (llama.cpp's server does this; kiln bench must not count the next request as failed)
+const closeAfter = args.includes('--close-after');
 let served = 0;
 
 const server = http.createServer((req, res) => {
@@ -80,6 +83,10 @@ const server = http.createServer((req, res) => {
           usage: { prompt_tokens: promptTokens, completion_tokens: nTok,
             total_tokens: promptTokens + nTok } })}\n\n`);
         res.write('data: [DONE]\n\n');
+        if (closeAfter) {
+          const sock = res.socket; // detached from res once it finishes
+          return res.end(() => sock.end());
+        }
         return res.end();
       }
       res.write(`data: ${JSON.stringify({ id: 'x', object: 'text_completion', model: j.model,
