@@ -72,9 +72,9 @@ static void on_engine_event(void *ctx, const engine_event *ev)
     size_t tl = ev->text ? ev->text_len : 0;
     srv_ev *e = malloc(sizeof *e + tl + 1);
     if (!e) {
-        if (!ev->last) return; /* a lost token event costs text; a lost last event a leak */
-        e = sub->call->s ? malloc(sizeof *e + 1) : NULL;
-        if (!e) abort();
+        if (!ev->last) return; /* out of memory: a token event's text is lost... */
+        e = sub->spare;        /* ...but never the last event, which frees the call */
+        sub->spare = NULL;
         tl = 0;
     }
     e->next = NULL;
@@ -126,6 +126,8 @@ static void call_free(srv_call *c)
     else if (s->calls == c) s->calls = c->next;
     if (c->next) c->next->prev = c->prev;
     s->n_calls--;
+    for (int i = 0; i < SRV_MAX_PROMPTS; i++)
+        free(c->sub[i].spare);
     for (int i = 0; i < c->n_choices; i++) {
         if (c->ch[i].text) evbuffer_free(c->ch[i].text);
         json_decref(c->ch[i].lp);
@@ -371,12 +373,12 @@ static void call_complete(srv_call *c)
         g += c->sub[i].completion_tokens;
         cached += c->sub[i].cached_tokens;
     }
+    const char *fin = c->n_choices ? finish_name(c->ch[0].finish) : NULL;
     kl_info("serve: request id=%s model=%s endpoint=%s stream=%d n=%d prompt_tokens=%d "
             "cached_tokens=%d completion_tokens=%d ttft_ms=%.1f total_ms=%.1f finish=%s status=%d",
             c->id, s->name, c->r.kind == SRV_CHAT ? "chat" : "completions", c->r.stream,
             c->n_choices, p, cached, g, c->t_first > 0 ? (c->t_first - c->t_submit) * 1e3 : -1.0,
-            (now - c->t0) * 1e3, c->n_choices ? finish_name(c->ch[0].finish) ? finish_name(c->ch[0].finish) : "-" : "-",
-            c->status);
+            (now - c->t0) * 1e3, fin ? fin : "-", c->status);
     call_free(c);
 }
 
@@ -508,6 +510,18 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
         srv_sub *sub = &c->sub[k];
         sub->call = c;
         sub->k = k;
+        sub->spare = malloc(sizeof(srv_ev) + 1);
+        if (!sub->spare) {
+            srv_fail(&e, 503, "", "out of memory");
+            e.type = "service_unavailable";
+            if (c->n_live) {
+                reply_now(s, c, &e);
+                c->failed = true;
+                abort_subs(c);
+                return;
+            }
+            goto fail;
+        }
         engine_request er = {.prompt = c->r.prompts[k].ids, .n_prompt = c->r.prompts[k].n_ids,
                              .n = c->r.n, .sp = c->r.sp, .priority = c->r.priority,
                              .cache_salt = c->r.cache_salt, .on_event = on_engine_event, .ctx = sub};
