@@ -22,6 +22,7 @@
 
 #include "base/clock.h"
 #include "bench/bench.h"
+#include "bench/probe.h"
 #include "bench/sse.h"
 #include "bench/workload.h"
 
@@ -558,122 +559,6 @@ static void progress_cb(evutil_socket_t fd, short what, void *arg)
     (void)issued;
 }
 
-/* ---------------------------------------------------------------- models ---- */
-
-typedef struct get_probe {
-    char *body;
-    size_t len;
-    int status;
-    bool done;
-} get_probe;
-
-static void get_chunk(struct evhttp_request *req, void *arg)
-{
-    get_probe *p = arg;
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t n = evbuffer_get_length(in);
-    if (p->len + n < (1u << 20)) {
-        char *b = realloc(p->body, p->len + n + 1);
-        if (b) {
-            p->body = b;
-            evbuffer_remove(in, b + p->len, n);
-            p->len += n;
-            b[p->len] = 0;
-        }
-    }
-    evbuffer_drain(in, evbuffer_get_length(in));
-}
-
-static void get_done(struct evhttp_request *req, void *arg)
-{
-    get_probe *p = arg;
-    if (req) {
-        p->status = evhttp_request_get_response_code(req);
-        get_chunk(req, arg);
-    }
-    p->done = true;
-}
-
-/* GET prefix+path on t, waiting at most 5 s. Returns the HTTP status (0: no answer) and
- * the body in *body (caller frees; NULL if none). */
-static int http_get(struct event_base *base, const kb_target *t, const char *api_key, const char *path,
-                    char **body)
-{
-    get_probe p = {0};
-    *body = NULL;
-    struct evhttp_connection *conn = evhttp_connection_base_new(base, NULL, t->host, (unsigned short)t->port);
-    if (!conn) return 0;
-    struct timeval tv = {5, 0};
-    evhttp_connection_set_timeout_tv(conn, &tv);
-    evhttp_connection_set_retries(conn, 0);
-    struct evhttp_request *req = evhttp_request_new(get_done, &p);
-    char host[300], full[300], auth[600];
-    snprintf(host, sizeof host, "%s:%d", t->host, t->port);
-    snprintf(full, sizeof full, "%s%s", t->prefix, path);
-    if (req) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Host", host);
-        if (api_key) {
-            snprintf(auth, sizeof auth, "Bearer %s", api_key);
-            evhttp_add_header(evhttp_request_get_output_headers(req), "Authorization", auth);
-        }
-        if (evhttp_make_request(conn, req, EVHTTP_REQ_GET, full) != 0) {
-            evhttp_request_free(req);
-            req = NULL;
-        }
-    }
-    while (req && !p.done)
-        if (event_base_loop(base, EVLOOP_ONCE) < 0) break;
-    evhttp_connection_free(conn);
-    *body = p.body;
-    return p.status;
-}
-
-/* GET /v1/models on the first target; copies data[0].id into name. Returns 0 or -1. */
-static int probe_model(struct event_base *base, const kb_target *t, const char *api_key,
-                       char *name, size_t cap)
-{
-    char *body;
-    int status = http_get(base, t, api_key, "/v1/models", &body);
-    int rc = -1;
-    json_t *j = status == 200 && body ? json_loads(body, 0, NULL) : NULL;
-    const char *id = json_string_value(json_object_get(json_array_get(json_object_get(j, "data"), 0), "id"));
-    if (id && strlen(id) < cap) {
-        memcpy(name, id, strlen(id) + 1);
-        rc = 0;
-    }
-    json_decref(j);
-    free(body);
-    return rc;
-}
-
-int kb_wait_ready(const kb_config *c, double seconds, kl_err *err)
-{
-    struct event_base *base = event_base_new();
-    if (!base) return kl_errf(err, KL_ENOMEM, "bench: could not create an event base");
-    int rc = 0;
-    for (int t = 0; t < c->n_targets && !rc; t++) {
-        int64_t end = kl_now_ns() + (int64_t)(seconds * 1e9);
-        int status = 0;
-        for (;;) {
-            char *body;
-            status = http_get(base, &c->target[t], c->api_key, "/v1/models", &body);
-            free(body);
-            if (status == 200) break;
-            if (kl_now_ns() >= end) {
-                char got[32] = "no answer";
-                if (status) snprintf(got, sizeof got, "status %d", status);
-                rc = kl_errf(err, KL_EBUSY, "%s: not ready after %g s (GET /v1/models: %s)",
-                             c->target[t].url, seconds, got);
-                break;
-            }
-            struct timespec ts = {0, 250000000};
-            nanosleep(&ts, NULL);
-        }
-    }
-    event_base_free(base);
-    return rc;
-}
-
 /* ------------------------------------------------------------------- run ---- */
 
 int kb_run(const kb_config *c, kb_result *res, kl_err *err)
@@ -703,7 +588,7 @@ int kb_run(const kb_config *c, kb_result *res, kl_err *err)
         for (int t = 0; t < c->n_targets; t++) {
             char *m = g->models[t][i];
             snprintf(m, sizeof g->models[t][i], "%s", c->models[i].name);
-            if (!m[0] && probe_model(g->base, &c->target[t], c->api_key, m, sizeof g->models[t][i]))
+            if (!m[0] && kb_probe_model(g->base, &c->target[t], c->api_key, m, sizeof g->models[t][i]))
                 snprintf(m, sizeof g->models[t][i], "default");
             memcpy(res->model_names[t][i], m, sizeof g->models[t][i]);
         }
