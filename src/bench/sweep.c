@@ -51,9 +51,9 @@ int kb_sweep_saturation(const kb_sweep *w, int t, bool has_slo)
         if (w->steps[i].meets[t] && kb_step_throughput(&w->steps[i].s[t]) > top)
             top = kb_step_throughput(&w->steps[i].s[t]);
     for (int i = 0; i < w->n_steps; i++) {
-        if (!w->steps[i].meets[t]) continue;
-        if (has_slo) best = i; /* the highest load that meets it */
-        else if (kb_step_throughput(&w->steps[i].s[t]) >= 0.95 * top) return i;
+        if (!w->steps[i].meets[t] || kb_step_throughput(&w->steps[i].s[t]) < 0.95 * top) continue;
+        if (!has_slo) return i; /* the knee: the lowest load near the best throughput */
+        best = i;               /* the highest load that meets the SLO, not past the peak */
     }
     return best;
 }

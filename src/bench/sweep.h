@@ -39,8 +39,9 @@ int kb_sweep_parse_list(kb_sweep_opts *o, const char *s, kl_err *err);
 
 /* The throughput a sweep compares: output tokens/s, or requests/s if no tokens came. */
 double kb_step_throughput(const kb_summary *s);
-/* The saturation step of target t: with an SLO, the highest load that meets it; without,
- * the lowest load reaching 95% of the best throughput. -1 if no step qualifies. */
+/* The saturation step of target t, among the steps that meet the SLO and reach 95% of the
+ * best throughput of those: with an SLO the highest load, without one the lowest (the knee).
+ * A load past the throughput peak is never the answer. -1 if no step qualifies. */
 int kb_sweep_saturation(const kb_sweep *w, int t, bool has_slo);
 
 /* One run: runs c, prints the table (and ratios with --vs) on stdout, writes

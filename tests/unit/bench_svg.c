@@ -178,5 +178,10 @@ TEST(bench_saturation_without_slo_is_the_knee)
     w->n_steps = 5;
     T_EQ(kb_sweep_saturation(w, 0, false), 2); /* 300 >= 0.95 x 312 */
     T_EQ(kb_sweep_saturation(w, 0, true), 4);
+    /* past the peak: 16 still meets the SLO but serves less than 8 did */
+    w->steps[4].s[0].out_tok_per_s = 250;
+    T_EQ(kb_sweep_saturation(w, 0, true), 3);
+    w->steps[3].meets[0] = false; /* then 4 (300) is the highest that meets it */
+    T_EQ(kb_sweep_saturation(w, 0, true), 2);
     free(w);
 }
