@@ -298,3 +298,14 @@ test('connections are kept alive, and a server that closes them anyway costs no 
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.json.summary.ok, 20, JSON.stringify(r.json.records.find((q) => q.status !== 'ok')));
 });
+
+test('--duration alone bounds a run by time', async () => {
+  const t0 = Date.now();
+  const r = await bench(['--url', `http://127.0.0.1:${fakes[0]}`, '--model', 'm', '--concurrency', '2',
+    '--duration', '0.5', '--output-len', '3'], 'duration');
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.json.summary.requests > 2, `${r.json.summary.requests} requests`);
+  assert.equal(r.json.summary.ok, r.json.summary.requests);
+  assert.ok(r.json.summary.duration_s < 1.5 && Date.now() - t0 < 5000);
+  assert.ok(Math.max(...r.json.records.map((q) => q.start_ms)) < 600, 'nothing sent after the deadline');
+});
