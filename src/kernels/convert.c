@@ -1,9 +1,18 @@
 /* kernels/convert.c: whole-row F16 <-> F32 conversions (the KV cache's reads and writes and
  * the attention's F16 rounding), with an F16C path picked once from cpuid. The scalar loops
  * over kl_fp16_to_fp32 / kl_fp32_to_fp16 are the reference. */
+#include <cpuid.h>
+#include <stdbool.h>
 #include <pthread.h>
 
 #include "kernels/kernels.h"
+
+/* F16C from cpuid leaf 1 (clang 14's __builtin_cpu_supports does not know "f16c"). */
+static bool cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
 
 void kl_avx2_fp16_to_fp32_row(const uint16_t *src, float *dst, int n);
 void kl_avx2_fp32_to_fp16_row(const float *src, uint16_t *dst, int n);
@@ -25,7 +34,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void pick(void)
 {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
+    if (__builtin_cpu_supports("avx2") && cpu_has_f16c()) {
         to32 = kl_avx2_fp16_to_fp32_row;
         to16 = kl_avx2_fp32_to_fp16_row;
     }

@@ -1,11 +1,20 @@
 /* kernels/dispatch.c: builds the per-ISA tables once (scalar, then avx2 over it, then avx512
  * over that) and picks the best one this CPU runs, or the one KILN_SIMD names. */
+#include <cpuid.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/impl.h"
+
+/* F16C from cpuid leaf 1 (clang 14's __builtin_cpu_supports does not know "f16c"). */
+static bool cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
 
 static kl_isa isa_scalar, isa_avx2, isa_avx512;
 static const kl_isa *isa_default;
@@ -31,7 +40,7 @@ static bool cpu_avx2(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+           cpu_has_f16c();
 }
 
 static bool cpu_avx512(void)
