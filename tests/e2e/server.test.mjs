@@ -101,6 +101,16 @@ describe('kiln serve with stories260K', { skip }, () => {
     assert.equal(dt.json.prompt, 'Once upon a time');
   });
 
+  test('usage: cached_tokens from the prefix cache; cache_salt isolates', async () => {
+    const prompt = 'Once upon a time there was a little girl named Lily who loved to play in the park with her dog';
+    const first = await client.completions.create({ prompt, max_tokens: 2, cache_salt: 'tenant-a' });
+    const again = await client.completions.create({ prompt, max_tokens: 2, cache_salt: 'tenant-a' });
+    const other = await client.completions.create({ prompt, max_tokens: 2, cache_salt: 'tenant-b' });
+    assert.equal(first.usage.prompt_tokens_details.cached_tokens, 0);
+    assert.ok(again.usage.prompt_tokens_details.cached_tokens >= 16, JSON.stringify(again.usage));
+    assert.equal(other.usage.prompt_tokens_details.cached_tokens, 0);
+  });
+
   test('completions: logprobs', async () => {
     const r = await client.completions.create({ prompt: 'Once upon a time', max_tokens: 6, temperature: 0, logprobs: 3 });
     const lp = r.choices[0].logprobs;
