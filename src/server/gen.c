@@ -211,7 +211,7 @@ static void lp_add(srv_call *c, json_t *lp, const engine_event *ev, size_t text_
     if (pl > sizeof piece) pl = sizeof piece;
     if (c->r.kind == SRV_COMPLETIONS) {
         json_array_append_new(json_object_get(lp, "tokens"), srv_json_text(piece, pl));
-        json_array_append_new(json_object_get(lp, "token_logprobs"), json_real(ev->logprob));
+        json_array_append_new(json_object_get(lp, "token_logprobs"), json_real((double)ev->logprob));
         json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)text_off));
         json_t *top = json_object();
         for (int i = 0; i < ev->n_top; i++) {
@@ -219,7 +219,7 @@ static void lp_add(srv_call *c, json_t *lp, const engine_event *ev, size_t text_
             size_t tl = tok_piece(c->s->tk, ev->top[i].token, 0, tp, sizeof tp - 1);
             if (tl > sizeof tp - 1) tl = sizeof tp - 1;
             json_t *key = srv_json_text(tp, tl);
-            json_object_set_new(top, json_string_value(key), json_real(ev->top[i].logprob));
+            json_object_set_new(top, json_string_value(key), json_real((double)ev->top[i].logprob));
             json_decref(key);
         }
         json_array_append_new(json_object_get(lp, "top_logprobs"), c->r.logprobs > 0 ? top : json_null());
