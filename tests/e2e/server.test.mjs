@@ -72,6 +72,32 @@ describe('kiln serve with stories260K', { skip }, () => {
     assert.equal(r.choices[0].finish_reason, 'stop');
   });
 
+  test('streaming: a stop string, and chat with n = 2 choices', async () => {
+    const base = await client.completions.create({ prompt: 'Once upon a time', max_tokens: 40, temperature: 0 });
+    const t = base.choices[0].text;
+    const stop = t.slice(20, 23);
+    const s1 = await client.completions.create({ prompt: 'Once upon a time', max_tokens: 40, temperature: 0,
+      stop, stream: true });
+    let text = '', finish = null;
+    for await (const c of s1) for (const ch of c.choices) { text += ch.text; finish = ch.finish_reason || finish; }
+    assert.equal(text, t.slice(0, t.indexOf(stop)));
+    assert.equal(finish, 'stop');
+    const s2 = await client.chat.completions.create({ messages: [{ role: 'user', content: 'Hello' }], max_tokens: 8,
+      n: 2, seed: 3, ignore_eos: true, stream: true, stream_options: { include_usage: true } });
+    const texts = ['', ''], fins = [null, null];
+    let usage = null;
+    for await (const c of s2) {
+      if (c.usage) usage = c.usage;
+      for (const ch of c.choices) {
+        texts[ch.index] += ch.delta.content || '';
+        if (ch.finish_reason) fins[ch.index] = ch.finish_reason;
+      }
+    }
+    assert.deepEqual(fins, ['length', 'length']);
+    assert.ok(texts[0].length > 0 && texts[1].length > 0);
+    assert.equal(usage.completion_tokens, 16);
+  });
+
   test('completions: n > 1 with a seed, indices and determinism', async () => {
     const req = { prompt: 'Once upon a time', max_tokens: 12, temperature: 1, n: 3, seed: 7 };
     const a = await client.completions.create(req);
