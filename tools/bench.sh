@@ -2,7 +2,51 @@
 # `make bench`: the project's benchmarks, each bounded to a few minutes. KILN_BIN is the
 # binary under test. Each section prints its own figures; ratios are against baselines
 # measured in the same run.
+#
+#   KILN_BENCH_MODELS=DIR   where generated models are kept (default ~/.cache/kiln/bench)
+#   KILN_BENCH_SET=small|issue   small (default): the 110M shapes; issue: also the
+#                           Llama-3.2-1B shapes of issue 4 (1.3 GB each, ~10 s to make)
+#   LLAMA_BENCH=PATH        a llama-bench binary: run it on the same files and print ratios
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILN=${KILN_BIN:-./kiln}
-echo "# kiln benchmarks ($(nproc) cores)"
+DIR=${KILN_BENCH_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/kiln/bench}
+SET=${KILN_BENCH_SET:-small}
+THREADS=${THREADS:-2}
+mkdir -p "$DIR"
+echo "# kiln benchmarks ($(nproc) cores, -t $THREADS, load $(cut -d' ' -f1-3 /proc/loadavg))"
+
+make_model() { # name, then kiln model make options
+    local f="$DIR/$1.gguf"
+    shift
+    [ -s "$f" ] || "$KILN" model make --out "$f" "$@" >/dev/null
+    echo "$f"
+}
+
+S110="--dim 768 --layers 12 --heads 12 --kv-heads 12 --ffn 2048 --vocab 32000"
+L1B="--dim 2048 --layers 16 --heads 32 --kv-heads 8 --ffn 8192 --vocab 128256 --tied --rope-theta 500000"
+models=("$(make_model m110-f32 $S110 --type f32)" "$(make_model m110-q8_0 $S110 --type q8_0)")
+if [ "$SET" = issue ]; then
+    for t in q8_0 q4_0 f16; do models+=("$(make_model l1b-$t $L1B --type $t)"); done
+fi
+
+echo "## kernels: kiln model bench (pp512 / tg128, medians of 3)"
+for m in "${models[@]}"; do
+    k=$("$KILN" model bench -m "$m" -p 512 -n 128 -r 3 -t "$THREADS" | grep -E '^(pp|tg)')
+    kpp=$(echo "$k" | awk '/^pp/{print $2}') ktg=$(echo "$k" | awk '/^tg/{print $2}')
+    line="$(basename "$m"): kiln pp512 $kpp tok/s, tg128 $ktg tok/s"
+    if [ -n "${LLAMA_BENCH:-}" ]; then
+        l=$("$LLAMA_BENCH" -m "$m" -p 512 -n 128 -r 3 -t "$THREADS" -o csv 2>/dev/null | tail -n 2)
+        lpp=$(echo "$l" | sed -n 1p | awk -F, '{print $(NF-1)}' | tr -d '"')
+        ltg=$(echo "$l" | sed -n 2p | awk -F, '{print $(NF-1)}' | tr -d '"')
+        line="$line; llama.cpp $lpp / $ltg; ratio $(awk -v a="$kpp" -v b="$lpp" 'BEGIN{printf "%.2f", a/b}') / $(awk -v a="$ktg" -v b="$ltg" 'BEGIN{printf "%.2f", a/b}')"
+    fi
+    echo "$line"
+done
+
+echo "## engine: batched decoding (B sequences, aggregate tok/s)"
+"$KILN" model bench -m "${models[-1]}" -b 1,4,16 -p 64 -n 32 -r 1 -t "$THREADS" | grep '^B='
+echo "## engine: prefix cache and chunked prefill (stories-sized synthetic model)"
+small=$(make_model small --dim 128 --layers 2 --heads 4 --kv-heads 2 --ffn 384 --vocab 512)
+"$KILN" model bench-engine -m "$small" --prefix -t "$THREADS"
+"$KILN" model bench-engine -m "$small" --chunked -t "$THREADS"
