@@ -37,6 +37,33 @@ static json_t *print_ratios(FILE *f, const kb_summary *a, const kb_summary *b)
     return j;
 }
 
+/* With a model mix: one line per model of target t (requests, errors, latencies) and the
+ * same as JSON {model: summary} (ITL is not split by model). Returns NULL on OOM. */
+static json_t *print_by_model(FILE *f, const kb_result *r, const kb_config *c, int t)
+{
+    kb_record *sub = malloc(sizeof *sub * (size_t)(r->n_rec + 1));
+    json_t *j = json_object();
+    if (!sub || !j) {
+        free(sub);
+        json_decref(j);
+        return NULL;
+    }
+    fprintf(f, "%-24s %8s %6s %9s %9s %9s %9s %9s\n", "by model", "requests", "errors", "req/s",
+            "ttft_p50", "ttft_p90", "tpot_p50", "e2e_p50");
+    for (int m = 0; m < c->n_models; m++) {
+        kb_result part = {.rec = sub, .duration_s = {r->duration_s[0], r->duration_s[1]}};
+        for (int i = 0; i < r->n_rec; i++)
+            if (r->rec[i].model == m) sub[part.n_rec++] = r->rec[i];
+        kb_summary s;
+        if (kb_summarize(&part, t, c->slo_ttft_ms, c->slo_tpot_ms, &s)) continue;
+        fprintf(f, "%-24.24s %8d %6d %9.2f %9.1f %9.1f %9.2f %9.1f\n", r->model_names[t][m], s.n,
+                s.n - s.n_ok, s.req_per_s, s.ttft.p50, s.ttft.p90, s.tpot.p50, s.e2e.p50);
+        json_object_set_new(j, r->model_names[t][m], kb_summary_json(&s));
+    }
+    free(sub);
+    return j;
+}
+
 int kb_bench_main(const kb_config *c, const char *out, kl_err *err)
 {
     kb_result r;
@@ -55,6 +82,10 @@ int kb_bench_main(const kb_config *c, const char *out, kl_err *err)
                  c->concurrency > 0 ? "closed loop" : "Poisson arrivals");
         kb_print_summary(stdout, title, &s[t], c);
         json_object_set_new(root, t ? "summary_vs" : "summary", kb_summary_json(&s[t]));
+        if (c->n_models > 1) {
+            json_t *bm = print_by_model(stdout, &r, c, t);
+            if (bm) json_object_set_new(root, t ? "by_model_vs" : "by_model", bm);
+        }
     }
     if (!rc && c->n_targets == 2) json_object_set_new(root, "ratios", print_ratios(stdout, &s[0], &s[1]));
     fflush(stdout);

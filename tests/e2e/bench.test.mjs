@@ -252,6 +252,9 @@ test('models mixed by weight, and a sweep by rate', async () => {
   const b = r.json.records.filter((q) => q.model === 'b').length;
   assert.equal(a + b, 80);
   assert.ok(a > 2 * b && b > 5, `a ${a}, b ${b}`);
+  assert.equal(r.json.by_model.a.requests, a);
+  assert.equal(r.json.by_model.b.requests, b);
+  assert.match(r.stdout, /by model/);
   const s = await bench(['--url', `http://127.0.0.1:${fakes[0]}`, '--model', 'm', '--rate', '20', '--sweep',
     '20,40', '--step-requests', '10', '--output-len', '3'], 'sweep-rate');
   assert.equal(s.code, 0, s.stderr);
