@@ -87,10 +87,11 @@ int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
     int kv_dim = hp->n_kv_heads * hp->head_dim;
     size_t per_token = 2 * (size_t)hp->n_layers * kl_dtype_row_bytes(cfg.kv_dtype, kv_dim);
     size_t budget = cfg.kv_mem_bytes;
-    if (!budget) { /* enough for every sequence at full context, within a quarter of free RAM */
+    if (!budget) { /* every sequence at full context, within 1 GiB and a quarter of free RAM */
         budget = per_token * (size_t)cfg.n_ctx * (size_t)cfg.max_seqs;
         size_t avail = mem_available() / 4;
         if (avail && budget > avail) budget = avail;
+        if (budget > ((size_t)1 << 30)) budget = (size_t)1 << 30;
     }
     int rc;
     kv_store_config kc = {hp->n_layers, kv_dim, cfg.block_tokens, cfg.kv_dtype, budget};
@@ -114,8 +115,8 @@ int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
         rc = kl_errf(err, KL_ENOMEM, "engine: out of memory");
         goto fail;
     }
-    e->stats.kv_blocks_total = kv_store_n_blocks(e->store);
-    e->stats.block_tokens = cfg.block_tokens;
+    e->live.kv_blocks_total = e->stats.kv_blocks_total = kv_store_n_blocks(e->store);
+    e->live.block_tokens = e->stats.block_tokens = cfg.block_tokens;
     if (pthread_create(&e->thread, NULL, engine_main, e)) {
         rc = kl_errf(err, KL_ENOMEM, "engine: cannot start its thread");
         goto fail;
@@ -150,11 +151,11 @@ static void publish_stats(engine *e)
 {
     int waiting = 0;
     for (eng_seq *s = e->waiting; s; s = s->next_wait) waiting++;
-    pthread_mutex_lock(&e->mu);
-    engine_stats st = e->stats;
+    engine_stats st = e->live;
     st.running = e->n_running;
-    st.waiting = waiting + e->n_inbox; /* inbox: submitted since the step began */
     st.kv_blocks_used = kv_blocks_used(e->blocks);
+    pthread_mutex_lock(&e->mu);
+    st.waiting = waiting + e->n_inbox; /* inbox: submitted since the step began */
     e->stats = st;
     pthread_mutex_unlock(&e->mu);
 }
@@ -186,7 +187,7 @@ static void *engine_main(void *arg)
         pthread_mutex_unlock(&e->mu);
         for (int i = 0; i < n_in; i++) {
             eng_req *rq = inbox[i];
-            e->stats.prompt_tokens += (uint64_t)rq->r.n_prompt;
+            e->live.prompt_tokens += (uint64_t)rq->r.n_prompt;
             sched_enqueue_waiting(e, rq->seqs[0]);
         }
         apply_aborts(e, aborts, n_ab);

@@ -88,7 +88,8 @@ struct engine {
     int n_aborts, cap_aborts;
     uint64_t next_id, next_arrival;
     bool stopping, idle;
-    engine_stats stats;
+    engine_stats stats;   /* the published snapshot (under mu) */
+    engine_stats live;    /* the engine thread's own counters, published after each step */
     pthread_t thread;
 };
 

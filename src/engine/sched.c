@@ -48,7 +48,7 @@ static void preempt_last(engine *e)
     running_remove_at(e, e->n_running - 1);
     seq_release_blocks(e, v);
     sched_enqueue_waiting(e, v);
-    e->stats.preemptions++;
+    e->live.preemptions++;
 }
 
 /* Reserves blocks for s to compute up to `upto` tokens, or as many as the pool allows.
@@ -121,8 +121,8 @@ int sched_plan(engine *e)
             break;
         }
         if (s->index == 0 && s->req->n_forked <= 1 && s->n_generated == 0) {
-            e->stats.prefix_queries += (uint64_t)s->n_tokens;
-            e->stats.prefix_hits += (uint64_t)hit;
+            e->live.prefix_queries += (uint64_t)s->n_tokens;
+            e->live.prefix_hits += (uint64_t)hit;
             s->req->cached_tokens = hit;
         }
         e->waiting = s->next_wait;

@@ -88,7 +88,7 @@ static void accept_token(engine *e, eng_seq *s, int32_t t, float lp, const engin
     const engine_sampling *sp = &s->req->r.sp;
     seq_push_token(s, t);
     s->n_generated++;
-    e->stats.generation_tokens++;
+    e->live.generation_tokens++;
     engine_finish fin = ENGINE_RUNNING;
     char out[2 * TEXT_MAX]; /* feed: piece + held-back stop prefix; then a flush */
     size_t n_out = 0;
@@ -191,8 +191,8 @@ void step_run(engine *e)
     model_batch b = {n, e->b_token, e->b_pos, e->b_seq, e->b_want, ns, e->b_seqs};
     kl_err err;
     int rc = model_forward(e->m, e->workers, e->store, &b, e->logits, &err);
-    e->stats.steps++;
-    e->stats.computed_tokens += (uint64_t)n;
+    e->live.steps++;
+    e->live.computed_tokens += (uint64_t)n;
     if (rc) {
         kl_error("engine: forward failed: %s", err.msg);
         for (int k = 0; k < ns; k++) step_finish(e, e->b_owner[k], ENGINE_FINISH_ERROR);

@@ -50,7 +50,7 @@ int kv_store_create(kv_store **out, const kv_store_config *cfg, kl_err *err)
         return kl_errf(err, KL_ENOMEM, "kv cache: cannot allocate %llu MiB",
                        (unsigned long long)(total >> 20));
     }
-    memset(st->mem, 0, total); /* touch it now: no page faults in the first steps */
+    /* not touched here: a large pool would cost seconds at start; pages fault in as used */
     st->cfg = *cfg;
     st->n_blocks = (int32_t)n;
     st->half_bytes = half;
