@@ -98,6 +98,7 @@ typedef struct kb_result {
     int *itl_target;
     int n_itl, cap_itl;
     double duration_s[2]; /* first send to last completion, per target */
+    bool interrupted;     /* Ctrl-C ended it early */
     char model_names[2][KB_MAX_MODELS][128]; /* per target: an unnamed model is asked of each */
 } kb_result;
 

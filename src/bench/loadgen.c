@@ -15,6 +15,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +71,7 @@ struct loadgen {
     lg_target tg[2];
     int inflight, cap_rec, next_job, errors;
     bool stopping; /* --duration reached: no new requests */
-    struct event *pump, *arrival, *deadline, *progress;
+    struct event *pump, *arrival, *deadline, *progress, *sigint;
     kb_rng arrivals;
     int64_t next_arrival; /* ns since t0 */
     int pending_arrivals; /* arrivals due but not yet issued (open loop) */
@@ -148,6 +149,7 @@ static void maybe_finish(loadgen *g)
     if (g->arrival) event_del(g->arrival);
     if (g->deadline) event_del(g->deadline);
     if (g->progress) event_del(g->progress);
+    if (g->sigint) event_del(g->sigint);
     for (int t = 0; t < 2; t++)
         while (g->tg[t].n_idle)
             free_conn_later(g, g->tg[t].idle[--g->tg[t].n_idle]);
@@ -543,6 +545,20 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     maybe_finish(g);
 }
 
+/* The first Ctrl-C stops new requests (the run ends as at --duration, results written); the
+ * handler is then removed, so a second one ends the process. */
+static void sigint_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    loadgen *g = arg;
+    g->stopping = true;
+    g->res->interrupted = true;
+    event_del(g->sigint);
+    fprintf(stderr, "\nkiln: interrupted: waiting for %d requests in flight (Ctrl-C again to quit)\n",
+            g->inflight);
+    maybe_finish(g);
+}
+
 static void progress_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -596,6 +612,8 @@ int kb_run(const kb_config *c, kb_result *res, kl_err *err)
     g->pump = event_new(g->base, -1, 0, pump_cb, g);
     g->deadline = evtimer_new(g->base, deadline_cb, g);
     if (c->progress) g->progress = event_new(g->base, -1, EV_PERSIST, progress_cb, g);
+    g->sigint = evsignal_new(g->base, SIGINT, sigint_cb, g);
+    if (g->sigint) event_add(g->sigint, NULL);
     if (c->concurrency <= 0) {
         g->arrival = evtimer_new(g->base, arrival_cb, g);
         kb_rng_seed2(&g->arrivals, c->seed, 0x6172726976616c73ull);
@@ -632,6 +650,7 @@ out:
     if (g->arrival) event_free(g->arrival);
     if (g->deadline) event_free(g->deadline);
     if (g->progress) event_free(g->progress);
+    if (g->sigint) event_free(g->sigint);
     event_base_free(g->base);
     for (int t = 0; t < 2; t++) {
         free(g->tg[t].ready);

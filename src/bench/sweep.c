@@ -141,6 +141,7 @@ static int run_steps(const kb_config *c, const kb_sweep_opts *o, kb_sweep *w, js
             any_going |= st->meets[t] && gains;
         }
         if (!w->n_steps) snprintf(w->model, sizeof w->model, "%s", r.model_names[0][0]);
+        bool interrupted = r.interrupted;
         if (!rc && records) {
             json_t *rj = kb_records_json(&r);
             rc = !rj || json_array_append_new(records, rj) ? kl_errf(err, KL_ENOMEM, "out of memory") : 0;
@@ -148,6 +149,11 @@ static int run_steps(const kb_config *c, const kb_sweep_opts *o, kb_sweep *w, js
         kb_result_free(&r);
         if (rc) return kl_errf(err, rc, "out of memory");
         w->n_steps++;
+        if (interrupted) {
+            snprintf(w->stop_reason, sizeof w->stop_reason, "interrupted during %s %g",
+                     w->by_rate ? "rate" : "concurrency", load);
+            break;
+        }
         if (!any_going) {
             bool slo_failed = !st->meets[0] && (c->n_targets == 1 || !st->meets[1]);
             snprintf(w->stop_reason, sizeof w->stop_reason, "%s at %s %g",

@@ -312,3 +312,25 @@ test('--duration alone bounds a run by time', async () => {
   assert.ok(r.json.summary.duration_s < 1.5 && Date.now() - t0 < 5000);
   assert.ok(Math.max(...r.json.records.map((q) => q.start_ms)) < 600, 'nothing sent after the deadline');
 });
+
+test('Ctrl-C ends a run early with its results written; in a sweep it ends the sweep', async () => {
+  for (const extra of [[], ['--sweep', '1,2,4,8']]) {
+    const out = path.join(dir, `sigint-${extra.length}`);
+    const p = spawn(kiln, ['bench', '--url', `http://127.0.0.1:${fakes[0]}`, '--model', 'm', '--concurrency', '2',
+      '--duration', '30', '--output-len', '3', '--out', out, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (d) => (stderr += d));
+    await new Promise((r) => setTimeout(r, 700));
+    p.kill('SIGINT');
+    const code = await new Promise((r) => p.on('exit', r));
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, /interrupted/);
+    const j = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8'));
+    if (extra.length) {
+      assert.equal(j.sweep.steps.length, 1);
+      assert.match(j.sweep.stop_reason, /interrupted/);
+    } else {
+      assert.ok(j.summary.requests > 0 && j.summary.ok === j.summary.requests);
+    }
+  }
+});
