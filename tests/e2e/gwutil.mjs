@@ -30,3 +30,72 @@ export function sseEvents(text) {
   return text.split('\n\n').map((e) => e.trim()).filter((e) => e.startsWith('data:'))
     .map((e) => e.slice(5).trim());
 }
+
+// ---- helpers for the tests against real `kiln serve` replicas (gateway_real*.test.mjs) ----
+
+// Sum of every sample of metric `name` (any labels) in a Prometheus text body; NaN if absent.
+export function metricSum(text, name) {
+  let sum = NaN;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const m = line.match(/^([^\s{]+)(\{[^}]*\})?\s+(\S+)/);
+    if (!m || m[1] !== name) continue;
+    sum = (Number.isNaN(sum) ? 0 : sum) + Number(m[3]);
+  }
+  return sum;
+}
+
+// Value of the sample of `name` whose label set contains every `k="v"` of labels; NaN if none.
+export function metricWith(text, name, labels) {
+  for (const line of text.split('\n')) {
+    const m = line.match(/^([^\s{]+)(\{[^}]*\})?\s+(\S+)/);
+    if (!m || m[1] !== name) continue;
+    const l = m[2] || '';
+    if (Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`))) return Number(m[3]);
+  }
+  return NaN;
+}
+
+// Sends one streaming completion to baseUrl; resolves {status, ttft (ms, first data chunk),
+// total (ms), events (SSE data payloads), text, error (network error message or null)}.
+export async function streamCompletion(baseUrl, body, headers = {}) {
+  const t0 = performance.now();
+  let ttft = null, text = '', status = 0, error = null;
+  try {
+    const r = await fetch(`${baseUrl}/v1/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ ...body, stream: true }),
+    });
+    status = r.status;
+    const dec = new TextDecoder();
+    for await (const chunk of r.body) {
+      if (ttft === null) ttft = performance.now() - t0;
+      text += dec.decode(chunk, { stream: true });
+    }
+  } catch (e) {
+    error = String(e && (e.cause?.message || e.message) || e);
+  }
+  return { status, ttft, total: performance.now() - t0, events: sseEvents(text), text, error };
+}
+
+// Runs n tasks (task(i) returns a promise) with at most `concurrency` in flight; resolves the
+// results in order.
+export async function pool(n, concurrency, task) {
+  const out = new Array(n);
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      out[i] = await task(i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, concurrency) }, worker));
+  return out;
+}
+
+// p-th percentile (0..100) of an array of numbers (nearest rank); NaN when empty.
+export function percentile(xs, p) {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}

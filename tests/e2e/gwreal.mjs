@@ -1,0 +1,78 @@
+// Shared setup for the gateway_real*.test.mjs files: a tiny random-weight model made once per
+// process, real `kiln serve` replicas that can be killed, stopped and restarted on the same
+// port, and a real `kiln gateway` with a given config.
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, waitFor } from './gwutil.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const kilnBin = process.env.KILN_BIN || path.join(here, '../../kiln');
+export const haveKiln = existsSync(kilnBin);
+export const skipReason = haveKiln ? false : `needs the kiln binary (${kilnBin}; set KILN_BIN)`;
+
+export const dir = haveKiln ? mkdtempSync(path.join(tmpdir(), 'kiln-gwreal-')) : null;
+let modelPath = null;
+
+// Path of a tiny random-weight model (dim 128, 2 layers, 4 KV heads: 1 KiB of f16 KV cache
+// a token), made on first call.
+export function tinyModel() {
+  if (modelPath) return modelPath;
+  modelPath = path.join(dir, 'tiny.gguf');
+  execFileSync(kilnBin, ['model', 'make', '--out', modelPath, '--dim', '128', '--layers', '2',
+    '--heads', '4', '--kv-heads', '4', '--ffn', '256', '--vocab', '512', '--ctx', '2048',
+    '--type', 'q8_0'], { stdio: 'ignore' });
+  return modelPath;
+}
+
+// A `kiln serve` replica: start() on a fixed port (picked once), kill(sig), restart().
+export class Replica {
+  constructor(args = []) { this.args = args; this.port = 0; this.proc = null; this.logText = ''; }
+  get url() { return `http://127.0.0.1:${this.port}`; }
+  async start({ waitReady = true } = {}) {
+    if (!this.port) this.port = await freePort();
+    this.proc = spawn(kilnBin, ['serve', '-m', tinyModel(), '--port', String(this.port), '-t', '1', ...this.args],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = this.proc;
+    p.stdout.on('data', (d) => { this.logText += d; });
+    p.stderr.on('data', (d) => { this.logText += d; });
+    p.exited = new Promise((r) => p.on('exit', (code, sig) => r({ code, sig })));
+    if (waitReady) await waitFor(async () => (await fetch(`${this.url}/health`)).status === 200, 60000);
+    return this;
+  }
+  kill(sig) { if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(sig); }
+  async stop() {
+    const p = this.proc;
+    if (!p) return null;
+    if (p.exitCode === null && p.signalCode === null) { p.kill('SIGCONT'); p.kill('SIGKILL'); }
+    return p.exited;
+  }
+  async metrics() { return (await fetch(`${this.url}/metrics`)).text(); }
+}
+
+// Starts `kiln gateway` with cfg (listen port filled in); resolves {port, url, proc, log(),
+// stop(), metrics()} once /health answers.
+export async function startGateway(cfg, { healthy = true } = {}) {
+  const port = await freePort();
+  const file = path.join(dir, `gw-${port}.json`);
+  writeFileSync(file, JSON.stringify({ ...cfg, listen: { host: '127.0.0.1', port } }));
+  const proc = spawn(kilnBin, ['gateway', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  proc.stdout.on('data', (d) => { log += d; });
+  proc.stderr.on('data', (d) => { log += d; });
+  const exited = new Promise((r) => proc.on('exit', (code, sig) => r({ code, sig })));
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(async () => {
+    const r = await fetch(`${url}/health`);
+    return healthy ? r.status === 200 : true;
+  }, 20000);
+  return {
+    port, url, proc, log: () => log,
+    metrics: async () => (await fetch(`${url}/metrics`)).text(),
+    stop: async () => { if (proc.exitCode === null) proc.kill('SIGTERM'); return exited; },
+  };
+}
+
+export function cleanup() { if (dir) rmSync(dir, { recursive: true, force: true }); }
