@@ -14,6 +14,7 @@
 #include "bench/dist.h"
 
 #define KB_MAX_MODELS 16
+#define KB_ITL_MAX (1 << 21) /* inter-token gaps kept per run; a uniform sample past that */
 
 /* How a request ended. KB_OK first; the rest are error kinds, counted separately. */
 typedef enum {

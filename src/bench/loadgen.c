@@ -76,6 +76,8 @@ struct loadgen {
     int64_t next_arrival; /* ns since t0 */
     int pending_arrivals; /* arrivals due but not yet issued (open loop) */
     int oom;
+    uint64_t itl_seen; /* inter-token gaps measured (>= the ones kept) */
+    kb_rng reservoir;
 };
 
 static double ms_between(int64_t a, int64_t b)
@@ -195,6 +197,21 @@ static kb_record *rec_of(kb_req *q)
 
 /* ---------------------------------------------------------------- stream ---- */
 
+/* Past KB_ITL_MAX gaps, the inter-token latencies are a uniform sample (reservoir): a long
+ * run keeps bounded memory and unbiased percentiles. Returns true if the gap was handled
+ * here (kept in place of a random earlier one, or dropped). */
+static bool itl_sample(loadgen *g, kb_result *r, double gap, int target)
+{
+    g->itl_seen++;
+    if (r->n_itl < KB_ITL_MAX) return false;
+    uint64_t k = kb_rng_below(&g->reservoir, g->itl_seen);
+    if (k < (uint64_t)r->n_itl) {
+        r->itl[k] = gap;
+        r->itl_target[k] = target;
+    }
+    return true;
+}
+
 static void on_event(const char *data, size_t len, void *arg)
 {
     kb_req *q = arg;
@@ -227,7 +244,9 @@ static void on_event(const char *data, size_t len, void *arg)
         } else {
             double gap = ms_between(q->t_last, now);
             kb_result *r = q->g->res;
-            if (r->n_itl == r->cap_itl) {
+            if (itl_sample(q->g, r, gap, rec_of(q)->target)) {
+                /* kept by reservoir sampling: nothing to append */
+            } else if (r->n_itl == r->cap_itl) {
                 int cap = r->cap_itl ? 2 * r->cap_itl : 4096;
                 double *v = realloc(r->itl, sizeof *v * (size_t)cap);
                 if (v) r->itl = v;
@@ -609,6 +628,7 @@ int kb_run(const kb_config *c, kb_result *res, kl_err *err)
             memcpy(res->model_names[t][i], m, sizeof g->models[t][i]);
         }
     }
+    kb_rng_seed2(&g->reservoir, c->seed, 0x72657365727631ull);
     g->pump = event_new(g->base, -1, 0, pump_cb, g);
     g->deadline = evtimer_new(g->base, deadline_cb, g);
     if (c->progress) g->progress = event_new(g->base, -1, EV_PERSIST, progress_cb, g);
