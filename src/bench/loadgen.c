@@ -244,21 +244,21 @@ static void on_event(const char *data, size_t len, void *arg)
         } else {
             double gap = ms_between(q->t_last, now);
             kb_result *r = q->g->res;
-            if (itl_sample(q->g, r, gap, rec_of(q)->target)) {
-                /* kept by reservoir sampling: nothing to append */
-            } else if (r->n_itl == r->cap_itl) {
-                int cap = r->cap_itl ? 2 * r->cap_itl : 4096;
-                double *v = realloc(r->itl, sizeof *v * (size_t)cap);
-                if (v) r->itl = v;
-                int *t = v ? realloc(r->itl_target, sizeof *t * (size_t)cap) : NULL;
-                if (t) {
-                    r->itl_target = t;
-                    r->cap_itl = cap;
+            if (!itl_sample(q->g, r, gap, rec_of(q)->target)) { /* else sampled in place */
+                if (r->n_itl == r->cap_itl) {
+                    int cap = r->cap_itl ? 2 * r->cap_itl : 4096;
+                    double *v = realloc(r->itl, sizeof *v * (size_t)cap);
+                    if (v) r->itl = v;
+                    int *t = v ? realloc(r->itl_target, sizeof *t * (size_t)cap) : NULL;
+                    if (t) {
+                        r->itl_target = t;
+                        r->cap_itl = cap;
+                    }
                 }
-            }
-            if (r->n_itl < r->cap_itl) {
-                r->itl[r->n_itl] = gap;
-                r->itl_target[r->n_itl++] = rec_of(q)->target;
+                if (r->n_itl < r->cap_itl) {
+                    r->itl[r->n_itl] = gap;
+                    r->itl_target[r->n_itl++] = rec_of(q)->target;
+                }
             }
             q->itl_sum += gap;
             if (gap > q->itl_max) q->itl_max = gap;
