@@ -155,7 +155,7 @@ int kb_sweep_report(const kb_sweep *w, const kb_config *c, const char *advice_md
                 html_esc(f, c->target[t].url);
                 if (c->n_targets == 2) fprintf(f, " (%s)", t ? "B" : "A");
             }
-            fprintf(f, "; %s API; input %s tokens, output %s tokens; seed %llu; sweep by %s; stopped: ",
+            fprintf(f, "; %s API; input %s words (synthetic prompts; the server counts tokens), output %s tokens; seed %llu; sweep by %s; stopped: ",
                     c->chat ? "chat" : "completions", in, outl, (unsigned long long)c->seed,
                     w->by_rate ? "rate" : "concurrency");
             html_esc(f, w->stop_reason);
