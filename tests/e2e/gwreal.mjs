@@ -27,13 +27,28 @@ export function tinyModel() {
   return modelPath;
 }
 
-// A `kiln serve` replica: start() on a fixed port (picked once), kill(sig), restart().
+// Path of a bigger random-weight model (dim 512, 4 layers: tens of times slower than
+// tinyModel()), made on first call; for a deliberately slow replica.
+let bigPath = null;
+export function slowModel() {
+  if (bigPath) return bigPath;
+  bigPath = path.join(dir, 'slow.gguf');
+  execFileSync(kilnBin, ['model', 'make', '--out', bigPath, '--dim', '512', '--layers', '4',
+    '--heads', '8', '--kv-heads', '8', '--ffn', '1536', '--vocab', '512', '--ctx', '2048',
+    '--type', 'q8_0'], { stdio: 'ignore' });
+  return bigPath;
+}
+
+// A `kiln serve` replica: start() on a fixed port (picked once), kill(sig), start() again.
+// model: a GGUF path (default tinyModel()).
 export class Replica {
-  constructor(args = []) { this.args = args; this.port = 0; this.proc = null; this.logText = ''; }
+  constructor(args = [], { model = null } = {}) {
+    this.args = args; this.model = model; this.port = 0; this.proc = null; this.logText = '';
+  }
   get url() { return `http://127.0.0.1:${this.port}`; }
   async start({ waitReady = true } = {}) {
     if (!this.port) this.port = await freePort();
-    this.proc = spawn(kilnBin, ['serve', '-m', tinyModel(), '--port', String(this.port), '-t', '1', ...this.args],
+    this.proc = spawn(kilnBin, ['serve', '-m', this.model || tinyModel(), '--port', String(this.port), '-t', '1', ...this.args],
       { stdio: ['ignore', 'pipe', 'pipe'] });
     const p = this.proc;
     p.stdout.on('data', (d) => { this.logText += d; });
