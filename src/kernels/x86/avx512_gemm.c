@@ -156,8 +156,10 @@ FLOAT_TILE(tile_f16, load_w_f16)
         for (int b = 0; b < g->B; b += BT) {                                                      \
             int nb = g->B - b < BT ? g->B - b : BT;                                               \
             int64_t re = rc + CHUNK < r1 ? rc + CHUNK : r1;                                       \
-            for (int64_t r = rc; r < re; r += RT) {                                               \
-                int nr = re - r < RT ? (int)(re - r) : RT;                                        \
+            /* one activation row: one weight row at a time, a single sequential stream */     \
+            int rt = g->B == 1 ? 1 : RT;                                                          \
+            for (int64_t r = rc; r < re; r += rt) {                                               \
+                int nr = re - r < rt ? (int)(re - r) : rt;                                        \
                 switch (nr * 8 + nb) { /* constant shapes: accumulators stay in registers */ \
                 case 4 * 8 + 4: TILE(g, r, 4, b, 4); break;                                       \
                 case 4 * 8 + 3: TILE(g, r, 4, b, 3); break;                                       \
