@@ -103,8 +103,14 @@ fuzz:
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libkiln.a
 	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< build/fuzz/libkiln.a $(LDLIBS)
 
-bench: $(KILN)
-	@if [ -x tools/bench.sh ]; then KILN_BIN=$(abspath $(KILN)) tools/bench.sh; fi
+# The kernel benchmark (tests/bench/bench_kernels.c): matmul GB/s and GFLOP/s per dtype and ISA.
+BENCH_KERNELS := $(O)/bench-kernels
+$(BENCH_KERNELS): $(O)/tests/bench/bench_kernels.o $(O)/libkiln.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench: $(KILN) $(BENCH_KERNELS)
+	@if [ -x tools/bench.sh ]; then KILN_BIN=$(abspath $(KILN)) \
+	  KILN_BENCH_KERNELS=$(abspath $(BENCH_KERNELS)) tools/bench.sh; fi
 
 fmt:
 	clang-format -i $$(find src tests -name '*.[ch]')

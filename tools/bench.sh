@@ -30,6 +30,11 @@ if [ "$SET" = issue ]; then
     for t in q8_0 q4_0 f16; do models+=("$(make_model l1b-$t $L1B --type $t)"); done
 fi
 
+if [ -n "${KILN_BENCH_KERNELS:-}" ]; then
+    echo "## kernels: matmul alone (tests/bench/bench_kernels.c; KILN_BENCH_QUICK=1 for a short run)"
+    "$KILN_BENCH_KERNELS" ${KILN_BENCH_QUICK:+--quick}
+fi
+
 echo "## kernels: kiln model bench (pp512 / tg128, medians of 3)"
 for m in "${models[@]}"; do
     k=$("$KILN" model bench -m "$m" -p 512 -n 128 -r 3 -t "$THREADS" | grep -E '^(pp|tg)')

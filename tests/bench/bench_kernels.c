@@ -1,0 +1,140 @@
+/* tests/bench/bench_kernels.c: the matmul kernels alone, per weight dtype and ISA.
+ *   B=1:       GB/s of weights streamed (generation is bound by weight bytes per token);
+ *   B=64, 512: GFLOP/s (2 * rows * cols * B per call; prompt processing is compute-bound),
+ * for 2048x2048 and 8192x2048 weights, 1 and 2 threads, every ISA this CPU runs, with the
+ * fraction of the machine's limits (70 GB/s read; 450 GFLOP/s FP32 FMA, ~900 GOP/s INT8 or
+ * BF16 dot, with 2 threads; half that with 1) and the ratios against scalar and avx2 measured
+ * in the same run. At B=1 successive calls use different copies of the weights (256 MB in
+ * all), so the bytes come from memory, not from the 32 MB L3. Each figure is the best of a few timed repetitions (>= 0.1 s in all).
+ *
+ *   bench-kernels [--quick] [dtype...]      (default: f32 f16 bf16 q8_0 q4_0 q4_k q6_k) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "kernels/impl.h"
+
+static uint64_t rs = 0x2545F4914F6CDD1Dull;
+static float urand(void)
+{
+    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+    return (float)((double)(rs >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+static double min_time = 0.1;
+#define COLD_BYTES ((size_t)256 << 20) /* B=1 cycles through this many bytes of weights */
+
+/* Returns seconds per call of the matmul (best of the repetitions). Call k uses copy
+ * k % copies of the weights (copies of `stride` bytes), so that B=1 streams from DRAM. */
+static double time_matmul(kl_workers *w, kl_dtype t, const uint8_t *W, size_t stride, int copies,
+                          int rows, int cols, const float *x, int B, float *y, void *scratch)
+{
+    kl_matmul(w, t, W, rows, cols, x, cols, B, y, rows, scratch); /* warm up */
+    double best = 1e30, total = 0;
+    int reps = 0;
+    while (total < min_time || reps < 3) {
+        const uint8_t *Wk = W + stride * (size_t)((reps + 1) % copies);
+        double t0 = kl_now_s();
+        kl_matmul(w, t, Wk, rows, cols, x, cols, B, y, rows, scratch);
+        double dt = kl_now_s() - t0;
+        if (dt < best) best = dt;
+        total += dt;
+        if (++reps >= 3 && total > 4 * min_time) break;
+    }
+    return best;
+}
+
+static bool int8_dot(kl_dtype t) { return t != KL_F32 && t != KL_F16 && t != KL_BF16; }
+
+int main(int argc, char **argv)
+{
+    kl_dtype types[16];
+    int nt = 0;
+    bool quick = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) {
+            quick = true;
+            min_time = 0.03;
+            continue;
+        }
+        int t = kl_dtype_from_name(argv[i]);
+        if (t < 0 || !kl_matmul_supports((kl_dtype)t) || nt == 16) {
+            fprintf(stderr, "bench-kernels: %s: not a matmul dtype\n", argv[i]);
+            return 1;
+        }
+        types[nt++] = (kl_dtype)t;
+    }
+    if (!nt) {
+        static const kl_dtype def[] = {KL_F32, KL_F16, KL_BF16, KL_Q8_0, KL_Q4_0, KL_Q4_K, KL_Q6_K};
+        memcpy(types, def, sizeof def);
+        nt = (int)(sizeof def / sizeof *def);
+    }
+    static const int shapes[2][2] = {{2048, 2048}, {8192, 2048}};
+    static const int batches[3] = {1, 64, 512};
+    const char *isa_names[3] = {"scalar", "avx2", "avx512"};
+    int maxB = 512, maxrows = 8192, cols = 2048;
+    float *x = malloc(sizeof(float) * (size_t)maxB * cols);
+    float *y = malloc(sizeof(float) * (size_t)maxB * maxrows);
+    for (int i = 0; i < maxB * cols; i++) x[i] = urand();
+    kl_workers *pool[3] = {NULL, NULL, kl_workers_create(2)};
+    printf("# kernel matmul: weights rows x cols, B activation rows; best of >= 3 calls\n");
+    printf("# limits: 70 GB/s read; (2 threads, half for 1) 450 GFLOP/s FP32 FMA, 900 GOP/s "
+           "INT8/BF16 dot\n");
+    for (int ti = 0; ti < nt; ti++) {
+        kl_dtype t = types[ti];
+        size_t rb = kl_dtype_row_bytes(t, cols);
+        size_t wbytes = rb * (size_t)maxrows;
+        if (wbytes < COLD_BYTES) wbytes = COLD_BYTES;
+        uint8_t *W = malloc(wbytes);
+        float *row = malloc(sizeof(float) * (size_t)cols);
+        for (int r = 0; r < 64; r++) {
+            for (int c = 0; c < cols; c++) row[c] = urand();
+            kl_quantize_row(t, row, W + rb * (size_t)r, cols);
+        }
+        for (size_t off = 64 * rb; off < wbytes; off += 64 * rb)
+            memcpy(W + off, W, wbytes - off < 64 * rb ? wbytes - off : 64 * rb);
+        void *scratch = malloc(kl_matmul_scratch(t, maxB, cols) + 64);
+        double peak_c = int8_dot(t) || t == KL_BF16 ? 900 : 450;
+        for (int si = 0; si < 2; si++) {
+            int rows = shapes[si][0];
+            for (int nth = 1; nth <= 2; nth++) {
+                for (int bi = 0; bi < 3; bi++) {
+                    int B = batches[bi];
+                    if (quick && B == 512 && si == 1) continue;
+                    double fig[3] = {-1, -1, -1};
+                    for (int ii = 0; ii < 3; ii++) {
+                        const kl_isa *isa = kl_isa_find(isa_names[ii]);
+                        if (!isa) continue;
+                        /* scalar: only where a call takes well under a second */
+                        if (ii == 0 && (B == 512 || (B == 64 && rows > 2048))) continue;
+                        kl_isa_set(isa);
+                        size_t mbytes = rb * (size_t)rows;
+                        int copies = B == 1 ? (int)(wbytes / mbytes) : 1;
+                        double s = time_matmul(pool[nth], t, W, mbytes, copies, rows, cols, x, B,
+                                               y, scratch);
+                        fig[ii] = B == 1 ? (double)rb * rows / s / 1e9
+                                         : 2.0 * rows * cols * B / s / 1e9;
+                    }
+                    kl_isa_set(NULL);
+                    double best = fig[2] > 0 ? fig[2] : fig[1] > 0 ? fig[1] : fig[0];
+                    double limit = B == 1 ? 70 : peak_c * nth / 2;
+                    printf("%-5s %5dx%d t%d B=%-3d %8.1f %s (%4.1f%% of %g)", kl_dtype_get(t)->name,
+                           rows, cols, nth, B, best, B == 1 ? "GB/s   " : "GFLOP/s",
+                           100 * best / limit, limit);
+                    for (int ii = 0; ii < 3; ii++)
+                        if (fig[ii] > 0) printf("  %s %.1f", isa_names[ii], fig[ii]);
+                    if (fig[2] > 0 && fig[0] > 0) printf("  avx512/scalar %.1fx", fig[2] / fig[0]);
+                    if (fig[2] > 0 && fig[1] > 0) printf("  avx512/avx2 %.2fx", fig[2] / fig[1]);
+                    if (fig[1] > 0 && fig[0] > 0) printf("  avx2/scalar %.1fx", fig[1] / fig[0]);
+                    printf("\n");
+                    fflush(stdout);
+                }
+            }
+        }
+        free(W), free(row), free(scratch);
+    }
+    kl_workers_destroy(pool[2]);
+    free(x), free(y);
+    return 0;
+}
