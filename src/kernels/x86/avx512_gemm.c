@@ -1,4 +1,4 @@
-/* kernels/x86/avx512_gemm.c: AVX-512 matmuls for Q8_0, Q4_0, F16 and F32 weights.
+/* kernels/x86/avx512_gemm.c: AVX-512 matmuls for Q8_0, Q4_0, F16, BF16 and F32 weights.
  *
  * Each kernel walks a tile of up to RT weight rows by BT activation rows, so a weight block
  * loaded once serves BT activation rows (prompt processing is compute-bound) and an
@@ -23,6 +23,7 @@ void kl_avx512_gemm_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_f16(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_f32(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_bf16(const kl_gemm *g, int64_t r0, int64_t r1);
 
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -117,6 +118,13 @@ static inline __m512 load_w_f16(const void *w, int64_t c, __mmask16 m)
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)w + c));
 }
 
+/* BF16 is the top half of an F32: widen and shift (products exact, like the reference). */
+static inline __m512 load_w_bf16(const void *w, int64_t c, __mmask16 m)
+{
+    __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)w + c));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
+
 #define FLOAT_TILE(NAME, LOADW)                                                                   \
     static inline __attribute__((always_inline)) void NAME(const kl_gemm *g, int64_t r, int nr,  \
                                                            int b, int nb)                         \
@@ -145,19 +153,21 @@ static inline __m512 load_w_f16(const void *w, int64_t c, __mmask16 m)
 
 FLOAT_TILE(tile_f32, load_w_f32)
 FLOAT_TILE(tile_f16, load_w_f16)
+FLOAT_TILE(tile_bf16, load_w_bf16)
 
 /* Walks rows [r0, r1) x all activation rows in tiles; the tail tiles use the same code with
  * smaller counts (constants after inlining: one specialised loop per shape). */
 #define CHUNK 32 /* weight rows kept in cache while every activation tile passes over them */
-#define GEMM(NAME, TILE)                                                                          \
+#define GEMM(NAME, TILE, RT1)                                                                          \
     void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                          \
     {                                                                                             \
         for (int64_t rc = r0; rc < r1; rc += CHUNK)                                               \
         for (int b = 0; b < g->B; b += BT) {                                                      \
             int nb = g->B - b < BT ? g->B - b : BT;                                               \
             int64_t re = rc + CHUNK < r1 ? rc + CHUNK : r1;                                       \
-            /* one activation row: one weight row at a time, a single sequential stream */     \
-            int rt = g->B == 1 ? 1 : RT;                                                          \
+            /* one activation row: RT1 weight rows at a time (quantized: 1, a single sequential \
+             * stream; float: RT, independent FMA chains hide the latency) */                    \
+            int rt = g->B == 1 ? RT1 : RT;                                                        \
             for (int64_t r = rc; r < re; r += rt) {                                               \
                 int nr = re - r < rt ? (int)(re - r) : rt;                                        \
                 switch (nr * 8 + nb) { /* constant shapes: accumulators stay in registers */ \
@@ -182,7 +192,8 @@ FLOAT_TILE(tile_f16, load_w_f16)
         }                                                                                         \
     }
 
-GEMM(kl_avx512_gemm_q8_0, tile_q8_0)
-GEMM(kl_avx512_gemm_q4_0, tile_q4_0)
-GEMM(kl_avx512_gemm_f16, tile_f16)
-GEMM(kl_avx512_gemm_f32, tile_f32)
+GEMM(kl_avx512_gemm_q8_0, tile_q8_0, 1)
+GEMM(kl_avx512_gemm_q4_0, tile_q4_0, 1)
+GEMM(kl_avx512_gemm_f16, tile_f16, RT)
+GEMM(kl_avx512_gemm_f32, tile_f32, RT)
+GEMM(kl_avx512_gemm_bf16, tile_bf16, RT)
