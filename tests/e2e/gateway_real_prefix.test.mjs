@@ -20,7 +20,7 @@ function prompt(g, i) {
 // concurrency 3. Returns {hitRate, meanTtft, perReplica}.
 async function run(policy) {
   const reps = [];
-  for (let i = 0; i < 3; i++) reps.push(await new Replica(['--served-model-name', 'tiny', '--kv-mem', '3']).start());
+  for (let i = 0; i < 3; i++) reps.push(await new Replica(['--served-model-name', 'tiny', '--kv-mem', '2']).start());
   const gw = await startGateway({
     policy,
     models: [{ name: 'tiny', pools: [{ endpoints: reps.map((r) => ({ url: r.url })) }] }],
