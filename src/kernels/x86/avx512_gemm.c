@@ -157,13 +157,15 @@ FLOAT_TILE(tile_bf16, load_w_bf16)
 
 /* Walks rows [r0, r1) x all activation rows in tiles; the tail tiles use the same code with
  * smaller counts (constants after inlining: one specialised loop per shape). */
-#define CHUNK 32 /* weight rows kept in cache while every activation tile passes over them */
+#define CHUNK 32  /* weight rows kept in cache while the activation tiles pass over them */
+#define BCHUNK 64 /* activation rows per pass: with a weight chunk, they stay in L2 */
 #define GEMM(NAME, TILE, RT1)                                                                          \
     void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                          \
     {                                                                                             \
+        for (int b0 = 0; b0 < g->B; b0 += BCHUNK)                                                 \
         for (int64_t rc = r0; rc < r1; rc += CHUNK)                                               \
-        for (int b = 0; b < g->B; b += BT) {                                                      \
-            int nb = g->B - b < BT ? g->B - b : BT;                                               \
+        for (int b = b0, be = b0 + BCHUNK < g->B ? b0 + BCHUNK : g->B; b < be; b += BT) {         \
+            int nb = be - b < BT ? be - b : BT;                                                   \
             int64_t re = rc + CHUNK < r1 ? rc + CHUNK : r1;                                       \
             /* one activation row: RT1 weight rows at a time (quantized: 1, a single sequential \
              * stream; float: RT, independent FMA chains hide the latency) */                    \
