@@ -110,6 +110,8 @@ typedef struct kl_vec_ops {
     void (*rmsnorm)(float *out, const float *x, const float *w, int n, float eps);
     void (*softmax)(float *x, int n);
     void (*swiglu)(float *out, const float *g, const float *u, int n);
+    float (*dot_f16)(const uint16_t *a, const float *b, int n);
+    void (*axpy_f16)(float *y, float a, const uint16_t *x, int n);
 } kl_vec_ops;
 
 typedef struct kl_isa {
@@ -139,6 +141,8 @@ void kl_ref_axpy(float *y, float a, const float *x, int n);
 void kl_ref_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 void kl_ref_softmax(float *x, int n);
 void kl_ref_swiglu(float *out, const float *g, const float *u, int n);
+float kl_ref_dot_f16(const uint16_t *a, const float *b, int n);
+void kl_ref_axpy_f16(float *y, float a, const uint16_t *x, int n);
 
 /* The ISA in use (picked once; KILN_SIMD=scalar|avx2|avx512 forces one). */
 const kl_isa *kl_isa_get(void);

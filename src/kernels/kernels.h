@@ -54,4 +54,8 @@ void kl_swiglu(float *out, const float *gate, const float *up, int n);
 float kl_dot_f32(const float *a, const float *b, int n);
 /* y += a * x over n floats. */
 void kl_axpy_f32(float *y, float a, const float *x, int n);
+/* Dot product of n halves (the F16 KV cache) with n floats, accumulated in float. */
+float kl_dot_f16(const uint16_t *a, const float *b, int n);
+/* y += a * x over n halves (attention's weighted sum of F16 values). */
+void kl_axpy_f16(float *y, float a, const uint16_t *x, int n);
 #endif

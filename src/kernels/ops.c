@@ -25,3 +25,13 @@ void kl_axpy_f32(float *y, float a, const float *x, int n)
 {
     kl_isa_get()->vec.axpy(y, a, x, n);
 }
+
+float kl_dot_f16(const uint16_t *a, const float *b, int n)
+{
+    return kl_isa_get()->vec.dot_f16(a, b, n);
+}
+
+void kl_axpy_f16(float *y, float a, const uint16_t *x, int n)
+{
+    kl_isa_get()->vec.axpy_f16(y, a, x, n);
+}

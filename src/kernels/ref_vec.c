@@ -16,6 +16,18 @@ void kl_ref_axpy(float *y, float a, const float *x, int n)
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+float kl_ref_dot_f16(const uint16_t *a, const float *b, int n)
+{
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += kl_fp16_to_fp32(a[i]) * b[i];
+    return s;
+}
+
+void kl_ref_axpy_f16(float *y, float a, const uint16_t *x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] += a * kl_fp16_to_fp32(x[i]);
+}
+
 void kl_ref_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
 {
     double sum = 0.0;

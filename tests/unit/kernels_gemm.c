@@ -17,7 +17,7 @@ static float frand(void)
 
 /* Relative error allowed against the reference: integer dots are exact per block, so only
  * float accumulation order differs; F16/F32 products are the same, sums reordered. */
-static double tol_of(kl_dtype t) { return t == KL_F32 || t == KL_F16 ? 1e-5 : 1e-5; }
+static double tol_of(kl_dtype t) { (void)t; return 1e-5; }
 
 static void check(kl_dtype t, const kl_isa *isa, int rows, int cols, int B)
 {
@@ -76,3 +76,4 @@ TEST(kernels_gemm_q8_0_simd_matches_reference) { check_all(KL_Q8_0); }
 TEST(kernels_gemm_q4_0_simd_matches_reference) { check_all(KL_Q4_0); }
 TEST(kernels_gemm_f16_simd_matches_reference) { check_all(KL_F16); }
 TEST(kernels_gemm_f32_simd_matches_reference) { check_all(KL_F32); }
+TEST(kernels_gemm_bf16_simd_matches_reference) { check_all(KL_BF16); }

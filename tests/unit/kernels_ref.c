@@ -314,11 +314,12 @@ TEST(kernels_ref_rmsnorm_softmax_swiglu_formulas)
     free(x), free(w), free(u), free(o);
 }
 
-TEST(kernels_ref_dot_axpy_formulas)
+TEST(kernels_ref_dot_axpy_f32_f16_formulas)
 {
     enum { MAXN = 4099 };
     float *a = malloc(sizeof(float) * MAXN), *b = malloc(sizeof(float) * MAXN);
     float *y = malloc(sizeof(float) * (MAXN + 1)), *y0 = malloc(sizeof(float) * (MAXN + 1));
+    uint16_t *h = malloc(sizeof(uint16_t) * MAXN);
     const kl_isa *is[3];
     int ni = isas(is);
     for (int k = 0; k < ni; k++)
@@ -334,8 +335,21 @@ TEST(kernels_ref_dot_axpy_formulas)
             is[k]->vec.axpy(y, -0.75f, a, n);
             for (int i = 0; i < n; i++) T_NEAR(y[i], y0[i] - 0.75 * a[i], 1e-6);
             T_NEAR(y[n], y0[n], 0);
+            /* F16 operands (the KV cache): exact halves, so the same formulas */
+            double wh = 0, mh = 0;
+            for (int i = 0; i < n; i++) {
+                h[i] = kl_fp32_to_fp16(a[i]);
+                wh += (double)kl_fp16_to_fp32(h[i]) * b[i];
+                mh += fabs((double)kl_fp16_to_fp32(h[i]) * b[i]);
+            }
+            T_NEAR(is[k]->vec.dot_f16(h, b, n), wh, 1e-6 * (mh + 1));
+            for (int i = 0; i <= n; i++) y[i] = y0[i];
+            is[k]->vec.axpy_f16(y, 1.25f, h, n);
+            for (int i = 0; i < n; i++) T_NEAR(y[i], y0[i] + 1.25 * kl_fp16_to_fp32(h[i]), 1e-6);
+            T_NEAR(y[n], y0[n], 0);
         }
-    free(a), free(b), free(y), free(y0);
+    T_NEAR(kl_dot_f16(h, b, 3), kl_ref_dot_f16(h, b, 3), 1e-6); /* the public entry points */
+    free(a), free(b), free(y), free(y0), free(h);
 }
 
 static void rope_check(int head_dim, int n_rot, int pos, bool neox)

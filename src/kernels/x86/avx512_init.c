@@ -5,16 +5,28 @@ void kl_avx512_gemm_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_f16(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_f32(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_bf16(const kl_gemm *g, int64_t r0, int64_t r1);
 
 float kl_avx512_dot(const float *a, const float *b, int n);
 void kl_avx512_axpy(float *y, float a, const float *x, int n);
+float kl_avx512_dot_f16(const uint16_t *a, const float *b, int n);
+void kl_avx512_axpy_f16(float *y, float a, const uint16_t *x, int n);
+void kl_avx512_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+void kl_avx512_softmax(float *x, int n);
+void kl_avx512_swiglu(float *out, const float *g, const float *u, int n);
 
 void kl_isa_avx512_init(kl_isa *isa)
 {
     isa->vec.dot = kl_avx512_dot;
     isa->vec.axpy = kl_avx512_axpy;
+    isa->vec.dot_f16 = kl_avx512_dot_f16;
+    isa->vec.axpy_f16 = kl_avx512_axpy_f16;
+    isa->vec.rmsnorm = kl_avx512_rmsnorm;
+    isa->vec.softmax = kl_avx512_softmax;
+    isa->vec.swiglu = kl_avx512_swiglu;
     isa->types[KL_Q8_0].gemm = kl_avx512_gemm_q8_0;
     isa->types[KL_Q4_0].gemm = kl_avx512_gemm_q4_0;
     isa->types[KL_F16].gemm = kl_avx512_gemm_f16;
     isa->types[KL_F32].gemm = kl_avx512_gemm_f32;
+    isa->types[KL_BF16].gemm = kl_avx512_gemm_bf16;
 }
