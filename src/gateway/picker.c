@@ -136,7 +136,9 @@ static int rank(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pic
     /* Bounded load: prefix affinity may not pile work on an endpoint already carrying more
      * than 1.25x the mean in-flight load plus one. */
     double bound = m ? 1.25 * (double)total_inflight / m + 1 : 0;
-    for (int i = 0; i < m; i++) {
+    /* round robin leaves every score 0: the rotation below runs over the fixed URL order,
+     * not over one that changing loads reshuffle between picks */
+    for (int i = 0; i < m && !c->round_robin; i++) {
         gw_endpoint *e = rk[i].e;
         bool ok = fresh(c, e, r->now_ns);
         for (int s = 0; s < (int)(sizeof scorers / sizeof scorers[0]); s++) {

@@ -210,3 +210,30 @@ TEST(gateway_picker_round_robin_policy_rotates)
     }
     for (int i = 0; i < 3; i++) T_EQ(seen[i], 10);
 }
+
+/* Round robin is a baseline: scores must not reorder the rotation, even when the loads they
+ * read change between picks (each pick here adds to the chosen endpoint's in-flight count). */
+TEST(gateway_picker_round_robin_ignores_changing_scores)
+{
+    gw_config c = {.w_queue = 1, .w_kv = 1, .w_inflight = 1, .round_robin = true,
+                   .sat_max_inflight = 1000, .sat_max_kv = 1, .scrape_stale_ms = 1000};
+    gw_endpoint_cfg cf[3] = {{.url = "http://a", .region = "", .weight = 1},
+                             {.url = "http://b", .region = "", .weight = 1},
+                             {.url = "http://c", .region = "", .weight = 1}};
+    gw_endpoint e[3];
+    gw_endpoint *eps[3], *order[3];
+    for (int i = 0; i < 3; i++) {
+        e[i] = (gw_endpoint){.cfg = &cf[i], .healthy = true, .scraped_ns = 1};
+        eps[i] = &e[i];
+    }
+    e[1].kv_usage = 0.5;
+    int seen[3] = {0};
+    for (uint64_t s = 0; s < 30; s++) {
+        gw_pick_request r = {.now_ns = 1, .seq = s};
+        gw_pick_status st;
+        T_EQ(gw_pick(&c, eps, 3, &r, order, &st), 3);
+        seen[order[0] - e]++;
+        order[0]->inflight += 1 + (int)(s % 4); /* uneven work */
+    }
+    for (int i = 0; i < 3; i++) T_EQ(seen[i], 10);
+}
