@@ -59,7 +59,9 @@ static void check(kl_dtype t, const kl_isa *isa, int rows, int cols, int B)
 
 static void check_all(kl_dtype t)
 {
-    static const int rows[] = {1, 17, 33, 70}, cols[] = {32, 96, 160, 2080}, bs[] = {1, 3, 7, 9};
+    static const int rows[] = {1, 17, 33, 70}, bs[] = {1, 3, 7, 9};
+    static const int qcols[] = {32, 96, 160, 2080}, fcols[] = {13, 101, 160, 2083};
+    const int *cols = kl_dtype_get(t)->block_elems == 1 ? fcols : qcols; /* float: any width */
     int isas = 0;
     for (const char *const *n = (const char *const[]){"avx2", "avx512", NULL}; *n; n++) {
         const kl_isa *isa = kl_isa_find(*n);
