@@ -61,7 +61,9 @@ static void check_all(kl_dtype t)
 {
     static const int rows[] = {1, 17, 33, 70}, bs[] = {1, 3, 7, 9};
     static const int qcols[] = {32, 96, 160, 2080}, fcols[] = {13, 101, 160, 2083};
-    const int *cols = kl_dtype_get(t)->block_elems == 1 ? fcols : qcols; /* float: any width */
+    static const int kcols[] = {256, 768, 1280, 2304};
+    int blk = (int)kl_dtype_get(t)->block_elems;
+    const int *cols = blk == 1 ? fcols : blk == 32 ? qcols : kcols; /* float: any width */
     int isas = 0;
     for (const char *const *n = (const char *const[]){"avx2", "avx512", NULL}; *n; n++) {
         const kl_isa *isa = kl_isa_find(*n);
@@ -79,3 +81,5 @@ TEST(kernels_gemm_q4_0_simd_matches_reference) { check_all(KL_Q4_0); }
 TEST(kernels_gemm_f16_simd_matches_reference) { check_all(KL_F16); }
 TEST(kernels_gemm_f32_simd_matches_reference) { check_all(KL_F32); }
 TEST(kernels_gemm_bf16_simd_matches_reference) { check_all(KL_BF16); }
+TEST(kernels_gemm_q4_k_simd_matches_reference) { check_all(KL_Q4_K); }
+TEST(kernels_gemm_q6_k_simd_matches_reference) { check_all(KL_Q6_K); }

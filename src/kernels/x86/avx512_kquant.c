@@ -1,0 +1,155 @@
+/* kernels/x86/avx512_kquant.c: AVX-512 VNNI matmuls for the K-quants (Q4_K, Q6_K) against
+ * Q8_K activations, in tiles of RT weight rows x BT activation rows (same instruction
+ * sequence for every pair whatever the tile: batch invariant).
+ *
+ * Q4_K: the 4-bit quants are unsigned, the activations signed: vpdpbusd takes them as they
+ * are. A super-block is 4 registers of 64 quants (sub-blocks 2c and 2c+1 in lanes 0-7 and
+ * 8-15); each lane's int32 dot is multiplied by its sub-block's 6-bit scale (exact), the
+ * 16 lanes converted to float (|lane| < 2^24: exact) and accumulated with d * d_a; the mins
+ * term (dmin * d_a * sum_j m_j * bsum_j) is a scalar per pair and super-block.
+ * Q6_K: quants q - 32 in [-32, 31] are fed unsigned as q (0..63); the bias is taken out
+ * exactly with the activations' 16-element sums: sum sc_j (dot_j - 32 bsum_j). */
+#include <immintrin.h>
+
+#include "kernels/impl.h"
+
+#define RT 4
+#define BT 4
+
+void kl_avx512_gemm_q4_k(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_q6_k(const kl_gemm *g, int64_t r0, int64_t r1);
+
+/* The weight side of one super-block: 4 registers of unsigned quants, 4 of int32 lane
+ * scales, the float scale d, and the per-pair scalar correction's weights. */
+typedef struct {
+    __m512i q[4];
+    __m512i sc[4];
+    float d, dmin;
+    int32_t m[16]; /* Q4_K: mins per 32 (8 used); Q6_K: -32 * scale per 16 */
+    int nm;
+} wblock;
+
+static inline __m512i halves(int a, int b)
+{
+    return _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(a), _mm512_set1_epi32(b));
+}
+
+static inline void load_q4_k(const kl_block_q4_k *w, wblock *o)
+{
+    __m512i mask = _mm512_set1_epi8(0x0F);
+    for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * c));
+        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+        o->q[c] = _mm512_and_si512(z, mask);
+        uint8_t s0, m0, s1, m1;
+        kl_k4_scale_min(2 * c, w->scales, &s0, &m0);
+        kl_k4_scale_min(2 * c + 1, w->scales, &s1, &m1);
+        o->sc[c] = halves(s0, s1);
+        o->m[2 * c] = m0, o->m[2 * c + 1] = m1;
+    }
+    o->d = _cvtsh_ss(w->d);
+    o->dmin = _cvtsh_ss(w->dmin);
+    o->nm = 8;
+}
+
+static inline void load_q6_k(const kl_block_q6_k *w, wblock *o)
+{
+    __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03);
+    for (int h = 0; h < 2; h++) {
+        __m512i ql = _mm512_loadu_si512(w->ql + 64 * h);
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h));
+        __m512i hA = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+        __m512i hB = _mm512_srli_epi16(hA, 4);
+        hA = _mm512_slli_epi16(_mm512_and_si512(hA, m2), 4);
+        hB = _mm512_slli_epi16(_mm512_and_si512(hB, m2), 4);
+        o->q[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4), hA);
+        o->q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), hB);
+    }
+    /* register c holds elements 64c..64c+63: scales 4c..4c+3, 4 lanes each */
+    for (int c = 0; c < 4; c++) {
+        const int8_t *s = w->scales + 4 * c;
+        o->sc[c] = _mm512_set_epi32(s[3], s[3], s[3], s[3], s[2], s[2], s[2], s[2], s[1], s[1], s[1],
+                                    s[1], s[0], s[0], s[0], s[0]);
+    }
+    for (int j = 0; j < 16; j++) o->m[j] = -32 * w->scales[j];
+    o->d = _cvtsh_ss(w->d);
+    o->dmin = 0.f;
+    o->nm = 16;
+}
+
+/* Q4_K: correction = -dmin * d_a * sum_j m_j (bsums[2j] + bsums[2j+1]).
+ * Q6_K: correction folded into the integer sum: d * d_a * sum_j (-32 sc_j) bsums[j]. */
+#define KQ_TILE(NAME, BLOCK, LOAD, Q6)                                                            \
+    static inline __attribute__((always_inline)) void NAME(const kl_gemm *g, int64_t r, int nr,  \
+                                                           int b, int nb)                         \
+    {                                                                                             \
+        int64_t n = g->cols, nblk = n / KL_QKK;                                                  \
+        __m512 acc[RT][BT];                                                                       \
+        float corr[RT][BT];                                                                       \
+        const BLOCK *w[RT];                                                                       \
+        const int8_t *aq[BT];                                                                     \
+        const float *ad[BT];                                                                      \
+        const int16_t *bs[BT];                                                                    \
+        for (int i = 0; i < nr; i++) {                                                            \
+            w[i] = (const BLOCK *)(g->W + (size_t)(r + i) * g->w_stride);                         \
+            for (int k = 0; k < nb; k++) acc[i][k] = _mm512_setzero_ps(), corr[i][k] = 0.f;      \
+        }                                                                                         \
+        for (int k = 0; k < nb; k++) {                                                            \
+            const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;                           \
+            aq[k] = (const int8_t *)a;                                                            \
+            ad[k] = kl_act_q8_k_d(a, n);                                                          \
+            bs[k] = kl_act_q8_k_bsums(a, n);                                                      \
+        }                                                                                         \
+        for (int64_t j = 0; j < nblk; j++) {                                                      \
+            __m512i av[BT][4];                                                                    \
+            for (int k = 0; k < nb; k++)                                                          \
+                for (int c = 0; c < 4; c++) av[k][c] = _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * c); \
+            for (int i = 0; i < nr; i++) {                                                        \
+                wblock wb;                                                                        \
+                LOAD(&w[i][j], &wb);                                                              \
+                for (int k = 0; k < nb; k++) {                                                    \
+                    __m512i isum = _mm512_setzero_si512();                                        \
+                    for (int c = 0; c < 4; c++) {                                                 \
+                        __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wb.q[c], av[k][c]); \
+                        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(d, wb.sc[c]));          \
+                    }                                                                             \
+                    const int16_t *bj = bs[k] + 16 * j;                                           \
+                    int32_t ms = 0;                                                               \
+                    if (Q6)                                                                       \
+                        for (int t = 0; t < 16; t++) ms += wb.m[t] * bj[t];                       \
+                    else                                                                          \
+                        for (int t = 0; t < 8; t++) ms += wb.m[t] * (bj[2 * t] + bj[2 * t + 1]);  \
+                    float da = ad[k][j];                                                          \
+                    acc[i][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),                         \
+                                                _mm512_set1_ps(wb.d * da), acc[i][k]);            \
+                    corr[i][k] += Q6 ? wb.d * da * (float)ms : -wb.dmin * da * (float)ms;         \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+        for (int i = 0; i < nr; i++)                                                              \
+            for (int k = 0; k < nb; k++)                                                          \
+                g->y[(int64_t)(b + k) * g->ldy + r + i] = _mm512_reduce_add_ps(acc[i][k]) + corr[i][k]; \
+    }
+
+KQ_TILE(tile_q4_k, kl_block_q4_k, load_q4_k, 0)
+KQ_TILE(tile_q6_k, kl_block_q6_k, load_q6_k, 1)
+
+#define CHUNK 32
+#define GEMM(NAME, TILE)                                                                          \
+    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                          \
+    {                                                                                             \
+        for (int64_t rc = r0; rc < r1; rc += CHUNK)                                               \
+            for (int b = 0; b < g->B; b += BT) {                                                  \
+                int nb = g->B - b < BT ? g->B - b : BT;                                           \
+                int64_t re = rc + CHUNK < r1 ? rc + CHUNK : r1;                                   \
+                for (int64_t r = rc; r < re; r += RT) {                                           \
+                    int nr = re - r < RT ? (int)(re - r) : RT;                                    \
+                    if (nr == 4 && nb == 4) TILE(g, r, 4, b, 4);                                  \
+                    else if (nr == 4 && nb == 1) TILE(g, r, 4, b, 1);                             \
+                    else TILE(g, r, nr, b, nb);                                                   \
+                }                                                                                 \
+            }                                                                                     \
+    }
+
+GEMM(kl_avx512_gemm_q4_k, tile_q4_k)
+GEMM(kl_avx512_gemm_q6_k, tile_q6_k)
