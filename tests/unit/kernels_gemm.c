@@ -82,4 +82,5 @@ TEST(kernels_gemm_f16_simd_matches_reference) { check_all(KL_F16); }
 TEST(kernels_gemm_f32_simd_matches_reference) { check_all(KL_F32); }
 TEST(kernels_gemm_bf16_simd_matches_reference) { check_all(KL_BF16); }
 TEST(kernels_gemm_q4_k_simd_matches_reference) { check_all(KL_Q4_K); }
+TEST(kernels_gemm_q5_k_simd_matches_reference) { check_all(KL_Q5_K); }
 TEST(kernels_gemm_q6_k_simd_matches_reference) { check_all(KL_Q6_K); }

@@ -7,6 +7,7 @@ void kl_avx512_gemm_f16(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_f32(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_bf16(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_q4_k(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_q5_k(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_q6_k(const kl_gemm *g, int64_t r0, int64_t r1);
 
 float kl_avx512_dot(const float *a, const float *b, int n);
@@ -32,5 +33,6 @@ void kl_isa_avx512_init(kl_isa *isa)
     isa->types[KL_F32].gemm = kl_avx512_gemm_f32;
     isa->types[KL_BF16].gemm = kl_avx512_gemm_bf16;
     isa->types[KL_Q4_K].gemm = kl_avx512_gemm_q4_k;
+    isa->types[KL_Q5_K].gemm = kl_avx512_gemm_q5_k;
     isa->types[KL_Q6_K].gemm = kl_avx512_gemm_q6_k;
 }

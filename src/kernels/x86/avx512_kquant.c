@@ -1,4 +1,4 @@
-/* kernels/x86/avx512_kquant.c: AVX-512 VNNI matmuls for the K-quants (Q4_K, Q6_K) against
+/* kernels/x86/avx512_kquant.c: AVX-512 VNNI matmuls for the K-quants (Q4_K, Q5_K, Q6_K) against
  * Q8_K activations, in tiles of RT weight rows x BT activation rows (same instruction
  * sequence for every pair whatever the tile: batch invariant).
  *
@@ -17,6 +17,7 @@
 #define BT 4
 
 void kl_avx512_gemm_q4_k(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_q5_k(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_q6_k(const kl_gemm *g, int64_t r0, int64_t r1);
 
 /* The weight side of one super-block: 4 registers of unsigned quants, 4 of int32 lane
@@ -41,6 +42,28 @@ static inline void load_q4_k(const kl_block_q4_k *w, wblock *o)
         __m256i v = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * c));
         __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
         o->q[c] = _mm512_and_si512(z, mask);
+        uint8_t s0, m0, s1, m1;
+        kl_k4_scale_min(2 * c, w->scales, &s0, &m0);
+        kl_k4_scale_min(2 * c + 1, w->scales, &s1, &m1);
+        o->sc[c] = halves(s0, s1);
+        o->m[2 * c] = m0, o->m[2 * c + 1] = m1;
+    }
+    o->d = _cvtsh_ss(w->d);
+    o->dmin = _cvtsh_ss(w->dmin);
+    o->nm = 8;
+}
+
+/* Q5_K: Q4_K's nibbles plus a fifth bit, bit 2c (low half) or 2c+1 (high half) of qh[l]. */
+static inline void load_q5_k(const kl_block_q5_k *w, wblock *o)
+{
+    __m512i mask = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
+    __m256i qh = _mm256_loadu_si256((const __m256i *)w->qh);
+    __m512i h2 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 1), 1);
+    for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * c));
+        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+        __m512i hb = _mm512_and_si512(_mm512_srli_epi16(h2, (unsigned)(2 * c)), one);
+        o->q[c] = _mm512_or_si512(_mm512_and_si512(z, mask), _mm512_slli_epi16(hb, 4));
         uint8_t s0, m0, s1, m1;
         kl_k4_scale_min(2 * c, w->scales, &s0, &m0);
         kl_k4_scale_min(2 * c + 1, w->scales, &s1, &m1);
@@ -132,6 +155,7 @@ static inline void load_q6_k(const kl_block_q6_k *w, wblock *o)
     }
 
 KQ_TILE(tile_q4_k, kl_block_q4_k, load_q4_k, 0)
+KQ_TILE(tile_q5_k, kl_block_q5_k, load_q5_k, 0)
 KQ_TILE(tile_q6_k, kl_block_q6_k, load_q6_k, 1)
 
 #define CHUNK 32
@@ -152,4 +176,5 @@ KQ_TILE(tile_q6_k, kl_block_q6_k, load_q6_k, 1)
     }
 
 GEMM(kl_avx512_gemm_q4_k, tile_q4_k)
+GEMM(kl_avx512_gemm_q5_k, tile_q5_k)
 GEMM(kl_avx512_gemm_q6_k, tile_q6_k)
