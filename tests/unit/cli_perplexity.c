@@ -46,7 +46,7 @@ TEST(cli_perplexity_reproduces_reference_logprobs)
     json_array_foreach(refs, i, ref) {
         const char *prompt = json_string_value(json_object_get(ref, "prompt"));
         if (!*prompt) continue; /* BOS alone predicts nothing */
-        char path[4096], cmd[8192];
+        char path[4096], cmd[16384];
         snprintf(path, sizeof path, "%s/p.txt", t_tmpdir());
         FILE *f = fopen(path, "w");
         fputs(prompt, f);
