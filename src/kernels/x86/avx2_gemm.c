@@ -52,11 +52,11 @@ static inline __m256i q4_0_block(const kl_block_q4_0 *w, int64_t j)
         const BLOCK *w[RT];                                                                       \
         const int8_t *aq[BT];                                                                     \
         const float *ad[BT];                                                                      \
-        for (int i = 0; i < nr; i++) {                                                            \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                            \
             w[i] = (const BLOCK *)(g->W + (size_t)(r + i) * g->w_stride);                         \
-            for (int k = 0; k < nb; k++) acc[i][k] = _mm256_setzero_ps();                         \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm256_setzero_ps();                         \
         }                                                                                         \
-        for (int k = 0; k < nb; k++) {                                                            \
+        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                            \
             const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;                           \
             aq[k] = (const int8_t *)a;                                                            \
             ad[k] = kl_act_q8_0_d(a, n);                                                          \
@@ -64,20 +64,20 @@ static inline __m256i q4_0_block(const kl_block_q4_0 *w, int64_t j)
         const __m256i ones = _mm256_set1_epi16(1);                                                \
         for (int64_t j = 0; j < nblk; j++) {                                                      \
             __m256i av[BT];                                                                       \
-            for (int k = 0; k < nb; k++) av[k] = _mm256_loadu_si256((const __m256i *)(aq[k] + j * KL_QK)); \
-            for (int i = 0; i < nr; i++) {                                                        \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) av[k] = _mm256_loadu_si256((const __m256i *)(aq[k] + j * KL_QK)); \
+            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                        \
                 __m256i wv = LOADB(w[i], j);                                                      \
                 __m256i aw = _mm256_sign_epi8(wv, wv);                                            \
                 float dw = _cvtsh_ss(w[i][j].d);                                                  \
-                for (int k = 0; k < nb; k++) {                                                    \
+                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                    \
                     __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(av[k], wv));           \
                     __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));                   \
                     acc[i][k] = _mm256_fmadd_ps(s, _mm256_set1_ps(dw * ad[k][j]), acc[i][k]);    \
                 }                                                                                 \
             }                                                                                     \
         }                                                                                         \
-        for (int i = 0; i < nr; i++)                                                              \
-            for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r + i] = hsum8(acc[i][k]); \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                                              \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r + i] = hsum8(acc[i][k]); \
     }
 
 QUANT_TILE(tile_q8_0, kl_block_q8_0, q8_0_block)
@@ -109,36 +109,36 @@ static inline __m256 load_w_bf16(const void *w, int64_t c)
         __m256 acc[RT][BT];                                                                       \
         const uint8_t *w[RT];                                                                     \
         const float *x[BT];                                                                       \
-        for (int i = 0; i < nr; i++) {                                                            \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                            \
             w[i] = g->W + (size_t)(r + i) * g->w_stride;                                          \
-            for (int k = 0; k < nb; k++) acc[i][k] = _mm256_setzero_ps();                         \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm256_setzero_ps();                         \
         }                                                                                         \
-        for (int k = 0; k < nb; k++) x[k] = (const float *)(g->act + (size_t)(b + k) * g->a_stride); \
+        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) x[k] = (const float *)(g->act + (size_t)(b + k) * g->a_stride); \
         for (int64_t c = 0; c < n8; c += 8) {                                                     \
             __m256 xv[BT];                                                                        \
-            for (int k = 0; k < nb; k++) xv[k] = _mm256_loadu_ps(x[k] + c);                       \
-            for (int i = 0; i < nr; i++) {                                                        \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) xv[k] = _mm256_loadu_ps(x[k] + c);                       \
+            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                        \
                 __m256 wv = LOADW(w[i], c);                                                       \
-                for (int k = 0; k < nb; k++) acc[i][k] = _mm256_fmadd_ps(wv, xv[k], acc[i][k]);  \
+                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm256_fmadd_ps(wv, xv[k], acc[i][k]);  \
             }                                                                                     \
         }                                                                                         \
         if (n8 < n) {                                                                             \
             int t = (int)(n - n8);                                                                \
             __m256 xv[BT];                                                                        \
-            for (int k = 0; k < nb; k++) {                                                        \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                        \
                 float xt[8] = {0};                                                                \
                 memcpy(xt, x[k] + n8, sizeof(float) * (size_t)t);                                 \
                 xv[k] = _mm256_loadu_ps(xt);                                                      \
             }                                                                                     \
-            for (int i = 0; i < nr; i++) {                                                        \
+            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                        \
                 uint8_t wt[32] = {0};                                                             \
                 memcpy(wt, w[i] + n8 * ESZ, (size_t)t * ESZ);                                     \
                 __m256 wv = LOADW(wt, 0);                                                         \
-                for (int k = 0; k < nb; k++) acc[i][k] = _mm256_fmadd_ps(wv, xv[k], acc[i][k]);  \
+                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm256_fmadd_ps(wv, xv[k], acc[i][k]);  \
             }                                                                                     \
         }                                                                                         \
-        for (int i = 0; i < nr; i++)                                                              \
-            for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r + i] = hsum8(acc[i][k]); \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                                              \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r + i] = hsum8(acc[i][k]); \
     }
 
 FLOAT_TILE(tile_f32, load_w_f32, 4)
