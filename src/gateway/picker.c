@@ -91,6 +91,7 @@ typedef struct ranked {
     gw_endpoint *e;
     double score;
     int tier; /* 0: preferred region, 1: elsewhere */
+    uint64_t tie; /* breaks equal scores: rotates with the request counter */
 } ranked;
 
 static int by_rank(const void *a, const void *b)
@@ -98,7 +99,9 @@ static int by_rank(const void *a, const void *b)
     const ranked *x = a, *y = b;
     if (x->tier != y->tier) return x->tier - y->tier;
     if (x->score != y->score) return x->score > y->score ? -1 : 1;
-    return strcmp(x->e->cfg->url, y->e->cfg->url); /* deterministic ties */
+    /* equal scores (idle replicas): take turns, so light traffic does not all land on one */
+    if (x->tie != y->tie) return x->tie < y->tie ? -1 : 1;
+    return strcmp(x->e->cfg->url, y->e->cfg->url);
 }
 
 static int rank(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pick_request *r,
@@ -131,7 +134,9 @@ static int rank(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pic
         if (gw_endpoint_saturated(c, e, r->now_ns)) continue;
         total_inflight += e->inflight;
         int tier = c->region && strcmp(e->cfg->region, c->region) ? 1 : 0;
-        rk[m++] = (ranked){e, 0, tier};
+        /* round robin rotates below over the URL order: no rotating tie-break there */
+        uint64_t tie = c->round_robin ? 0 : ((uint64_t)i + r->seq) % (uint64_t)n;
+        rk[m++] = (ranked){e, 0, tier, tie};
     }
     /* Bounded load: prefix affinity may not pile work on an endpoint already carrying more
      * than 1.25x the mean in-flight load plus one. */

@@ -237,3 +237,25 @@ TEST(gateway_picker_round_robin_ignores_changing_scores)
     }
     for (int i = 0; i < 3; i++) T_EQ(seen[i], 10);
 }
+
+TEST(gateway_picker_idle_ties_take_turns)
+{
+    gw_config c = {.w_queue = 1, .w_kv = 1, .w_prefix = 2, .w_inflight = 1, .sat_max_inflight = 100};
+    gw_endpoint_cfg cf[3] = {{.url = "http://a", .region = "", .weight = 1},
+                             {.url = "http://b", .region = "", .weight = 1},
+                             {.url = "http://c", .region = "", .weight = 1}};
+    gw_endpoint e[3];
+    gw_endpoint *eps[3], *order[3];
+    for (int i = 0; i < 3; i++) {
+        e[i] = (gw_endpoint){.cfg = &cf[i], .healthy = true};
+        eps[i] = &e[i];
+    }
+    int seen[3] = {0};
+    for (uint64_t s = 0; s < 30; s++) { /* identical idle endpoints: every one gets a turn */
+        gw_pick_request r = {.now_ns = 1, .seq = s};
+        gw_pick_status st;
+        T_EQ(gw_pick(&c, eps, 3, &r, order, &st), 3);
+        seen[order[0] - e]++;
+    }
+    for (int i = 0; i < 3; i++) T_EQ(seen[i], 10);
+}
