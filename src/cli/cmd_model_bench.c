@@ -34,8 +34,9 @@ static int cmp_d(const void *a, const void *b)
 }
 
 /* Runs B sequences: a prefill of p tokens each (all at once when B = 1), then n decode steps
- * of B tokens. Returns the seconds of each phase. */
-static int run_once(bench *b, int B, int p, int n, double *t_pp, double *t_tg, kl_err *err)
+ * of B tokens from position tg0 (p: after the prompt, as llama-batched-bench; 0: from an
+ * empty context, as llama-bench's tgN). Returns the seconds of each phase. */
+static int run_once(bench *b, int B, int p, int n, int tg0, double *t_pp, double *t_tg, kl_err *err)
 {
     const model_hparams *hp = model_hparams_of(b->m);
     int maxb = model_opts_of(b->m)->max_batch_tokens;
@@ -59,7 +60,7 @@ static int run_once(bench *b, int B, int p, int n, double *t_pp, double *t_tg, k
     double t1 = kl_now_s();
     for (int step = 0; step < n && !rc; step++) {
         for (int s = 0; s < B; s++)
-            ids[s] = rand_token(b, hp->n_vocab), pos[s] = p + step, seq[s] = s, want[s] = true;
+            ids[s] = rand_token(b, hp->n_vocab), pos[s] = tg0 + step, seq[s] = s, want[s] = true;
         model_batch mb = {B, ids, pos, seq, want, B, seqs};
         rc = model_forward(b->m, b->w, b->kv, &mb, b->logits, err);
     }
@@ -132,11 +133,11 @@ int cmd_model_bench(int argc, char **argv)
            hp->n_layers, hp->n_vocab, threads);
     if (!batches) bs[nbs++] = 1;
     double warm_pp, warm_tg;
-    if ((rc = run_once(&b, 1, pp < 32 ? pp : 32, 2, &warm_pp, &warm_tg, &err))) goto fail;
+    if ((rc = run_once(&b, 1, pp < 32 ? pp : 32, 2, pp < 32 ? pp : 32, &warm_pp, &warm_tg, &err))) goto fail;
     for (int k = 0; k < nbs; k++) {
         double tpp[100], ttg[100];
         for (int r = 0; r < reps; r++)
-            if ((rc = run_once(&b, bs[k], pp, n, &tpp[r], &ttg[r], &err))) goto fail;
+            if ((rc = run_once(&b, bs[k], pp, n, batches ? pp : 0, &tpp[r], &ttg[r], &err))) goto fail;
         qsort(tpp, (size_t)reps, sizeof(double), cmp_d);
         qsort(ttg, (size_t)reps, sizeof(double), cmp_d);
         double mpp = tpp[reps / 2], mtg = ttg[reps / 2];

@@ -112,6 +112,9 @@ typedef struct kl_vec_ops {
     void (*swiglu)(float *out, const float *g, const float *u, int n);
     float (*dot_f16)(const uint16_t *a, const float *b, int n);
     void (*axpy_f16)(float *y, float a, const uint16_t *x, int n);
+    void (*attn_scores)(const float *q, const float *k, int ldk, int nk, int hd, float scale,
+                        float *s);
+    void (*attn_pv)(float *o, const float *p, const float *v, int ldv, int nk, int hd);
 } kl_vec_ops;
 
 typedef struct kl_isa {
@@ -143,6 +146,9 @@ void kl_ref_softmax(float *x, int n);
 void kl_ref_swiglu(float *out, const float *g, const float *u, int n);
 float kl_ref_dot_f16(const uint16_t *a, const float *b, int n);
 void kl_ref_axpy_f16(float *y, float a, const uint16_t *x, int n);
+void kl_ref_attn_scores(const float *q, const float *k, int ldk, int nk, int hd, float scale,
+                        float *s);
+void kl_ref_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int hd);
 
 /* The ISA in use (picked once; KILN_SIMD=scalar|avx2|avx512 forces one). */
 const kl_isa *kl_isa_get(void);

@@ -58,4 +58,10 @@ void kl_axpy_f32(float *y, float a, const float *x, int n);
 float kl_dot_f16(const uint16_t *a, const float *b, int n);
 /* y += a * x over n halves (attention's weighted sum of F16 values). */
 void kl_axpy_f16(float *y, float a, const uint16_t *x, int n);
+/* Attention over a run of nk cached positions, one query row (head_dim hd) at a time:
+ * s[j] = scale * dot(q, k_j), k_j = k + j * ldk; and o += sum_j p[j] * v_j, v_j = v + j * ldv,
+ * summed in j order. Each result depends only on its own row and keys, never on nk or on what
+ * else is computed (batch invariance). */
+void kl_attn_scores(const float *q, const float *k, int ldk, int nk, int hd, float scale, float *s);
+void kl_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int hd);
 #endif

@@ -35,3 +35,13 @@ void kl_axpy_f16(float *y, float a, const uint16_t *x, int n)
 {
     kl_isa_get()->vec.axpy_f16(y, a, x, n);
 }
+
+void kl_attn_scores(const float *q, const float *k, int ldk, int nk, int hd, float scale, float *s)
+{
+    kl_isa_get()->vec.attn_scores(q, k, ldk, nk, hd, scale, s);
+}
+
+void kl_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int hd)
+{
+    kl_isa_get()->vec.attn_pv(o, p, v, ldv, nk, hd);
+}

@@ -28,6 +28,17 @@ void kl_ref_axpy_f16(float *y, float a, const uint16_t *x, int n)
     for (int i = 0; i < n; i++) y[i] += a * kl_fp16_to_fp32(x[i]);
 }
 
+void kl_ref_attn_scores(const float *q, const float *k, int ldk, int nk, int hd, float scale,
+                        float *s)
+{
+    for (int j = 0; j < nk; j++) s[j] = kl_ref_dot(q, k + (size_t)j * (size_t)ldk, hd) * scale;
+}
+
+void kl_ref_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int hd)
+{
+    for (int j = 0; j < nk; j++) kl_ref_axpy(o, p[j], v + (size_t)j * (size_t)ldv, hd);
+}
+
 void kl_ref_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
 {
     double sum = 0.0;

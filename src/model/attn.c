@@ -1,7 +1,8 @@
 /* model/attn.c: attention of one layer through the paged KV cache. First the batch's K and V
- * rows go into their cache slots (in the cache's dtype); then every (token, head) pair attends
- * to positions 0..pos of its own sequence, reading K/V block by block through the sequence's
- * block table. Work is split across the workers by (token, head) pair. */
+ * rows go into their cache slots (in the cache's dtype); then every token's query heads attend
+ * to positions 0..pos of its own sequence, reading K/V chunk by chunk through the sequence's
+ * block table. Work is split across the workers by (tile of a sequence's tokens, KV head), so
+ * a prefill converts each cached row once per tile rather than once per token. */
 #include <math.h>
 #include <string.h>
 
@@ -15,18 +16,28 @@ typedef struct attn_job {
     kl_dtype dt;
     size_t row_bytes; /* one token's K (or V) row in the cache */
     int bs;
+    int n_tiles;      /* tiles of m->s.tiles */
 } attn_job;
 
-/* Reads head slice [off, off + n) of a cached row into out as floats. */
-static const float *kv_read(kl_dtype dt, const uint8_t *row, int off, int n, float *out)
+/* Head slice [off, off + hd) of cached positions p0 .. p0 + n - 1 (all in one block) as float
+ * rows; returns them and their stride. An F32 cache is read in place. */
+static const float *kv_rows(const attn_job *j, const uint8_t *block, int p0, int off, int n,
+                            float *out, int *ld)
 {
-    switch (dt) {
-    case KL_F32: return (const float *)row + off;
-    case KL_F16: kl_fp16_to_fp32_row((const uint16_t *)row + off, out, n); return out;
-    default: /* Q8_0: off and n are multiples of 32 (checked by model_forward) */
-        kl_dequantize_row(dt, row + (size_t)(off / 32) * 34, out, n);
-        return out;
+    int hd = j->m->hp.head_dim;
+    const uint8_t *row = block + (size_t)(p0 % j->bs) * j->row_bytes;
+    if (j->dt == KL_F32) {
+        *ld = (int)(j->row_bytes / sizeof(float));
+        return (const float *)(const void *)row + off;
     }
+    for (int r = 0; r < n; r++, row += j->row_bytes) {
+        if (j->dt == KL_F16)
+            kl_fp16_to_fp32_row((const uint16_t *)(const void *)row + off, out + (size_t)r * hd, hd);
+        else /* Q8_0: off and hd are multiples of 32 (checked by model_forward) */
+            kl_dequantize_row(j->dt, row + (size_t)(off / 32) * 34, out + (size_t)r * hd, hd);
+    }
+    *ld = hd;
+    return out;
 }
 
 /* dst = src rounded to F16 and back (in place is fine), through h16 in chunks. */
@@ -39,55 +50,97 @@ static void f16_round(const float *src, float *dst, int n, uint16_t h16[512])
     }
 }
 
-/* One work item: token i and KV head g with the `group` query heads that share it, so each
- * cached K/V row is read and converted once for all of them. */
-static void attn_part(void *ctx, int ith, int nth)
+/* Positions per pass over the cache: a chunk of K or V rows converted once for every query row
+ * of the tile (never crossing a block). */
+#define KV_CHUNK 16
+
+/* One work item: a tile of consecutive batch tokens of one sequence and one KV head, with the
+ * `group` query heads that share it: rows r = t * group + h. Each chunk of cached K and V rows
+ * is read and converted once for all of the tile's rows; each row attends to positions
+ * 0 .. pos of its own token. */
+static void attn_tile(const attn_job *j, int tile, int g, float *ws)
 {
-    attn_job *j = ctx;
     model *m = j->m;
     const model_hparams *hp = &m->hp;
     const model_batch *b = j->b;
     int hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, mc = m->opts.max_ctx;
-    float *scores = m->s.scores + (size_t)ith * (size_t)mc * (size_t)group; /* (group, mc) */
-    float *acc = m->s.acc + (size_t)ith * (size_t)hd * (size_t)group;       /* (group, hd) */
-    float tmp[1024]; /* one head's K or V as floats; head_dim <= 1024 (checked at load) */
-    uint16_t h16[512]; /* staging for F16 rounding */
-    float qs[4096];  /* the group's queries (group * head_dim <= 4096, checked at load), F16-rounded for an F16 cache (as llama.cpp) */
+    int i0 = m->s.tiles[tile], nt = m->s.tiles[tile + 1] - i0, rows = nt * group;
+    float *scores = ws;                                             /* (rows, mc) */
+    float *qs = scores + (size_t)m->attn_qt * group * mc;             /* (rows, hd) */
+    float *acc = qs + (size_t)m->attn_qt * group * hd;                /* (rows, hd) */
+    float *kvb = acc + (size_t)m->attn_qt * group * hd;               /* (KV_CHUNK, hd) */
+    uint16_t h16[512];
     float scale = 1.f / sqrtf((float)hd);
     bool f16 = j->dt == KL_F16;
-    int64_t items = (int64_t)b->n * hp->n_kv_heads;
-    /* strided: later tokens of a prefill chunk attend to more positions, so contiguous
-     * shares would leave the first workers idle */
-    for (int64_t it = ith; it < items; it += nth) {
-        int i = (int)(it / hp->n_kv_heads), g = (int)(it % hp->n_kv_heads);
-        const model_seq *sq = &b->seqs[b->seq[i]];
-        int len = b->pos[i] + 1, off = g * hd;
-        const float *q = m->s.q + (size_t)i * m->q_dim + (size_t)g * group * hd;
-        if (f16) f16_round(q, qs, group * hd, h16);
-        const float *qg = f16 ? qs : q;
-        for (int p = 0; p < len; p++) {
-            const uint8_t *row = (const uint8_t *)kv_store_k(j->kv, j->layer, sq->blocks[p / j->bs]) +
-                                 (size_t)(p % j->bs) * j->row_bytes;
-            const float *k = kv_read(j->dt, row, off, hd, tmp);
-            for (int h = 0; h < group; h++)
-                scores[(size_t)h * mc + p] = kl_dot_f32(qg + (size_t)h * hd, k, hd) * scale;
-        }
-        for (int h = 0; h < group; h++) {
-            float *sc = scores + (size_t)h * mc;
-            kl_softmax(sc, len);
-            if (f16) f16_round(sc, sc, len, h16);
-        }
-        memset(acc, 0, sizeof(float) * (size_t)hd * (size_t)group);
-        for (int p = 0; p < len; p++) {
-            const uint8_t *row = (const uint8_t *)kv_store_v(j->kv, j->layer, sq->blocks[p / j->bs]) +
-                                 (size_t)(p % j->bs) * j->row_bytes;
-            const float *v = kv_read(j->dt, row, off, hd, tmp);
-            for (int h = 0; h < group; h++)
-                kl_axpy_f32(acc + (size_t)h * hd, scores[(size_t)h * mc + p], v, hd);
-        }
-        memcpy(m->s.att + (size_t)i * m->q_dim + (size_t)g * group * hd, acc,
-               sizeof(float) * (size_t)hd * (size_t)group);
+    const model_seq *sq = &b->seqs[b->seq[i0]];
+    int off = g * hd, len_max = 0;
+    for (int t = 0; t < nt; t++) {
+        const float *q = m->s.q + (size_t)(i0 + t) * m->q_dim + (size_t)g * group * hd;
+        float *dst = qs + (size_t)t * group * hd;
+        if (f16) /* queries F16-rounded for an F16 cache, as llama.cpp's F16 K x Q product */
+            f16_round(q, dst, group * hd, h16);
+        else
+            memcpy(dst, q, sizeof(float) * (size_t)group * hd);
+        if (b->pos[i0 + t] + 1 > len_max) len_max = b->pos[i0 + t] + 1;
     }
+    for (int p0 = 0; p0 < len_max;) {
+        int n = KV_CHUNK, left_in_block = j->bs - p0 % j->bs;
+        if (n > left_in_block) n = left_in_block;
+        if (n > len_max - p0) n = len_max - p0;
+        int ld;
+        const float *k = kv_rows(j, kv_store_k(j->kv, j->layer, sq->blocks[p0 / j->bs]), p0, off,
+                                 n, kvb, &ld);
+        for (int t = 0; t < nt; t++) {
+            int valid = b->pos[i0 + t] + 1 - p0;
+            if (valid <= 0) continue;
+            for (int h = 0; h < group; h++) {
+                int r = t * group + h;
+                kl_attn_scores(qs + (size_t)r * hd, k, ld, valid < n ? valid : n, hd, scale,
+                               scores + (size_t)r * mc + p0);
+            }
+        }
+        p0 += n;
+    }
+    for (int r = 0; r < rows; r++) {
+        float *sc = scores + (size_t)r * mc;
+        int len = b->pos[i0 + r / group] + 1;
+        kl_softmax(sc, len);
+        if (f16) f16_round(sc, sc, len, h16); /* as llama.cpp's F16 V x KQ product */
+    }
+    memset(acc, 0, sizeof(float) * (size_t)rows * hd);
+    for (int p0 = 0; p0 < len_max;) {
+        int n = KV_CHUNK, left_in_block = j->bs - p0 % j->bs;
+        if (n > left_in_block) n = left_in_block;
+        if (n > len_max - p0) n = len_max - p0;
+        int ld;
+        const float *v = kv_rows(j, kv_store_v(j->kv, j->layer, sq->blocks[p0 / j->bs]), p0, off,
+                                 n, kvb, &ld);
+        for (int t = 0; t < nt; t++) {
+            int valid = b->pos[i0 + t] + 1 - p0;
+            if (valid <= 0) continue;
+            for (int h = 0; h < group; h++) {
+                int r = t * group + h;
+                kl_attn_pv(acc + (size_t)r * hd, scores + (size_t)r * mc + p0, v, ld,
+                           valid < n ? valid : n, hd);
+            }
+        }
+        p0 += n;
+    }
+    for (int t = 0; t < nt; t++)
+        memcpy(m->s.att + (size_t)(i0 + t) * m->q_dim + (size_t)g * group * hd,
+               acc + (size_t)t * group * hd, sizeof(float) * (size_t)group * hd);
+}
+
+static void attn_part(void *ctx, int ith, int nth)
+{
+    const attn_job *j = ctx;
+    model *m = j->m;
+    float *ws = m->s.attn_ws + (size_t)ith * m->attn_ws_floats;
+    int64_t items = (int64_t)j->n_tiles * m->hp.n_kv_heads;
+    /* strided: later tiles of a prefill chunk attend to more positions, so contiguous shares
+     * would leave the first workers idle */
+    for (int64_t it = ith; it < items; it += nth)
+        attn_tile(j, (int)(it / m->hp.n_kv_heads), (int)(it % m->hp.n_kv_heads), ws);
 }
 
 /* Writes token i's k and v rows into their slots. */
@@ -116,5 +169,12 @@ void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const mod
     attn_job j = {.m = m, .kv = kv, .layer = layer, .b = b, .dt = c->dtype,
                   .row_bytes = kl_dtype_row_bytes(c->dtype, c->kv_dim), .bs = c->block_tokens};
     for (int i = 0; i < b->n; i++) kv_write(&j, i);
+    /* tiles: runs of consecutive tokens of one sequence, at most attn_qt tokens each */
+    int nt = 0;
+    for (int i = 0; i < b->n; i++)
+        if (i == 0 || b->seq[i] != b->seq[i - 1] || i - m->s.tiles[nt - 1] == m->attn_qt)
+            m->s.tiles[nt++] = i;
+    m->s.tiles[nt] = b->n;
+    j.n_tiles = nt;
     kl_workers_run(w, attn_part, &j);
 }

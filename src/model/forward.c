@@ -89,12 +89,9 @@ static int fit_workers(model *m, kl_workers *w, kl_err *err)
 {
     int nw = w ? kl_workers_count(w) : 1;
     if (nw <= m->opts.n_workers) return 0;
-    size_t group = (size_t)(m->hp.n_heads / m->hp.n_kv_heads);
-    float *sc = realloc(m->s.scores, sizeof(float) * (size_t)nw * (size_t)m->opts.max_ctx * group);
-    if (sc) m->s.scores = sc;
-    float *acc = realloc(m->s.acc, sizeof(float) * (size_t)nw * (size_t)m->hp.head_dim * group);
-    if (acc) m->s.acc = acc;
-    if (!sc || !acc) return kl_errf(err, KL_ENOMEM, "forward: out of memory");
+    float *ws = realloc(m->s.attn_ws, sizeof(float) * (size_t)nw * m->attn_ws_floats);
+    if (!ws) return kl_errf(err, KL_ENOMEM, "forward: out of memory");
+    m->s.attn_ws = ws;
     m->opts.n_workers = nw;
     return 0;
 }

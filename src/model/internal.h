@@ -30,8 +30,8 @@ typedef struct model_scratch {
     float *hb, *hb2; /* (n, hidden) */
     float *rows;   /* (max_logits, dim) final-normed rows that want logits */
     void *mm;      /* matmul activation scratch, the largest any weight needs */
-    float *scores; /* (n_workers, max_ctx) attention scores per worker */
-    float *acc;    /* (n_workers, head_dim) */
+    float *attn_ws; /* (n_workers, attn_ws_floats): attention workspace per worker */
+    int32_t *tiles; /* (max_batch_tokens + 1) first token of each attention tile */
 } model_scratch;
 
 struct model {
@@ -44,6 +44,9 @@ struct model {
     const float *output_norm;
     model_layer *layers;
     model_scratch s;
+    int attn_qt;           /* tokens per attention tile (bounded by the scores' size) */
+    size_t attn_ws_floats; /* per worker: scores (qt*group, max_ctx), queries and outputs
+                              (qt*group, head_dim) each, a K/V chunk (16, head_dim) */
 };
 
 /* Attention of a batch for one layer: writes the batch's k, v into the cache, then att. */

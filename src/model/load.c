@@ -226,9 +226,14 @@ static int alloc_scratch(loader *L, model *m)
     s->hb = calloc(n * (size_t)hp->hidden_dim, sizeof(float));
     s->hb2 = calloc(n * (size_t)hp->hidden_dim, sizeof(float));
     s->rows = calloc((size_t)m->opts.max_logits * (size_t)hp->dim, sizeof(float));
-    size_t group = (size_t)(hp->n_heads / hp->n_kv_heads);
-    s->scores = calloc(nw * (size_t)m->opts.max_ctx * group, sizeof(float));
-    s->acc = calloc(nw * (size_t)hp->head_dim * group, sizeof(float));
+    size_t group = (size_t)(hp->n_heads / hp->n_kv_heads), ctx = (size_t)m->opts.max_ctx;
+    /* up to 16 tokens per attention tile, fewer when their scores would pass 2 MiB */
+    size_t qt = ((size_t)1 << 19) / (group * ctx);
+    m->attn_qt = qt < 1 ? 1 : qt > 16 ? 16 : (int)qt;
+    size_t rows = (size_t)m->attn_qt * group;
+    m->attn_ws_floats = rows * ctx + 2 * rows * (size_t)hp->head_dim + 16 * (size_t)hp->head_dim;
+    s->attn_ws = calloc(nw * m->attn_ws_floats, sizeof(float));
+    s->tiles = calloc(n + 1, sizeof(int32_t));
     size_t mm = 0;
     int B = m->opts.max_batch_tokens;
     for (int l = 0; l < hp->n_layers; l++) {
@@ -244,7 +249,7 @@ static int alloc_scratch(loader *L, model *m)
     mm = max_sz(mm, kl_matmul_scratch(m->output.type, m->opts.max_logits, m->output.cols));
     s->mm = mm ? aligned_alloc(64, (mm + 63) & ~(size_t)63) : NULL;
     if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 || !s->rows ||
-        !s->scores || !s->acc || (mm && !s->mm))
+        !s->attn_ws || !s->tiles || (mm && !s->mm))
         return kl_errf(L->err, KL_ENOMEM, "model: cannot allocate scratch for %zu tokens", n);
     return 0;
 }
@@ -280,7 +285,7 @@ void model_free(model *m)
     if (!m) return;
     model_scratch *s = &m->s;
     free(s->x), free(s->xb), free(s->q), free(s->k), free(s->v), free(s->att);
-    free(s->hb), free(s->hb2), free(s->rows), free(s->scores), free(s->acc), free(s->mm);
+    free(s->hb), free(s->hb2), free(s->rows), free(s->attn_ws), free(s->tiles), free(s->mm);
     free(m->layers);
     free(m->rope_freqs);
     free(m);

@@ -17,6 +17,9 @@ void kl_avx512_axpy_f16(float *y, float a, const uint16_t *x, int n);
 void kl_avx512_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 void kl_avx512_softmax(float *x, int n);
 void kl_avx512_swiglu(float *out, const float *g, const float *u, int n);
+void kl_avx512_attn_scores(const float *q, const float *k, int ldk, int nk, int hd, float scale,
+                           float *s);
+void kl_avx512_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int hd);
 
 void kl_isa_avx512_init(kl_isa *isa)
 {
@@ -27,6 +30,8 @@ void kl_isa_avx512_init(kl_isa *isa)
     isa->vec.rmsnorm = kl_avx512_rmsnorm;
     isa->vec.softmax = kl_avx512_softmax;
     isa->vec.swiglu = kl_avx512_swiglu;
+    isa->vec.attn_scores = kl_avx512_attn_scores;
+    isa->vec.attn_pv = kl_avx512_attn_pv;
     isa->types[KL_Q8_0].gemm = kl_avx512_gemm_q8_0;
     isa->types[KL_Q4_0].gemm = kl_avx512_gemm_q4_0;
     isa->types[KL_F16].gemm = kl_avx512_gemm_f16;
