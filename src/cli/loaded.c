@@ -13,11 +13,19 @@ int cli_load(cli_loaded *l, const char *path, const model_opts *opts, bool with_
     *l = (cli_loaded){0};
     if (gguf_open(&l->f, path, &err)) return cli_fail(&err);
     if (with_tok && tok_load(&l->tk, l->f, &err)) goto fail;
-    if (model_load(&l->m, l->f, opts, &err)) goto fail;
+    model_opts mo = *opts;
+    mo.no_repack = mo.no_repack || cli_no_repack();
+    if (model_load(&l->m, l->f, &mo, &err)) goto fail;
     return 0;
 fail:
     cli_unload(l);
     return cli_fail(&err);
+}
+
+bool cli_no_repack(void)
+{
+    const char *v = getenv("KILN_NO_REPACK");
+    return v && *v && *v != '0';
 }
 
 void cli_unload(cli_loaded *l)

@@ -15,6 +15,8 @@ typedef struct cli_loaded {
  * prints "kiln: <path>: <what>" and returns 1 with nothing left open. */
 int cli_load(cli_loaded *l, const char *path, const model_opts *opts, bool with_tok);
 void cli_unload(cli_loaded *l);
+/* KILN_NO_REPACK=1: keep the weights in the file's layout (model_opts.no_repack). */
+bool cli_no_repack(void);
 /* Parses a positive int option value; prints an error and returns false when it is not. */
 bool cli_int(const char *opt, const char *val, int lo, int hi, int *out);
 bool cli_float(const char *opt, const char *val, float *out);

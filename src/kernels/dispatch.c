@@ -25,14 +25,14 @@ static void fill_scalar(kl_isa *t)
 {
     memset(t, 0, sizeof *t);
     t->name = "scalar";
-    t->types[KL_F32] = (kl_type_ops){KL_F32, NULL, kl_ref_gemm_f32};
-    t->types[KL_F16] = (kl_type_ops){KL_F32, NULL, kl_ref_gemm_f16};
-    t->types[KL_BF16] = (kl_type_ops){KL_F32, NULL, kl_ref_gemm_bf16};
-    t->types[KL_Q8_0] = (kl_type_ops){KL_Q8_0, kl_ref_quant_act_q8_0, kl_ref_gemm_q8_0};
-    t->types[KL_Q4_0] = (kl_type_ops){KL_Q8_0, kl_ref_quant_act_q8_0, kl_ref_gemm_q4_0};
-    t->types[KL_Q4_K] = (kl_type_ops){KL_Q8_K, kl_ref_quant_act_q8_k, kl_ref_gemm_q4_k};
-    t->types[KL_Q5_K] = (kl_type_ops){KL_Q8_K, kl_ref_quant_act_q8_k, kl_ref_gemm_q5_k};
-    t->types[KL_Q6_K] = (kl_type_ops){KL_Q8_K, kl_ref_quant_act_q8_k, kl_ref_gemm_q6_k};
+    t->types[KL_F32] = (kl_type_ops){.act = KL_F32, .quant_act = NULL, .gemm = kl_ref_gemm_f32};
+    t->types[KL_F16] = (kl_type_ops){.act = KL_F32, .quant_act = NULL, .gemm = kl_ref_gemm_f16};
+    t->types[KL_BF16] = (kl_type_ops){.act = KL_F32, .quant_act = NULL, .gemm = kl_ref_gemm_bf16};
+    t->types[KL_Q8_0] = (kl_type_ops){.act = KL_Q8_0, .quant_act = kl_ref_quant_act_q8_0, .gemm = kl_ref_gemm_q8_0};
+    t->types[KL_Q4_0] = (kl_type_ops){.act = KL_Q8_0, .quant_act = kl_ref_quant_act_q8_0, .gemm = kl_ref_gemm_q4_0};
+    t->types[KL_Q4_K] = (kl_type_ops){.act = KL_Q8_K, .quant_act = kl_ref_quant_act_q8_k, .gemm = kl_ref_gemm_q4_k};
+    t->types[KL_Q5_K] = (kl_type_ops){.act = KL_Q8_K, .quant_act = kl_ref_quant_act_q8_k, .gemm = kl_ref_gemm_q5_k};
+    t->types[KL_Q6_K] = (kl_type_ops){.act = KL_Q8_K, .quant_act = kl_ref_quant_act_q8_k, .gemm = kl_ref_gemm_q6_k};
     t->vec = (kl_vec_ops){kl_ref_dot,     kl_ref_axpy,    kl_ref_rmsnorm,  kl_ref_softmax,
                           kl_ref_swiglu, kl_ref_dot_f16, kl_ref_axpy_f16,
                           kl_ref_attn_scores, kl_ref_attn_pv};

@@ -92,15 +92,24 @@ typedef struct kl_gemm {
     int B;
     float *y;    /* (B, rows), row stride ldy */
     int64_t ldy;
+    int64_t rows; /* of W (packed gemms mask the last panel's stores) */
 } kl_gemm;
 typedef void (*kl_gemm_fn)(const kl_gemm *g, int64_t r0, int64_t r1);
 typedef void (*kl_row_fn)(const float *x, void *dst, int64_t n);
+typedef size_t (*kl_pack_bytes_fn)(int64_t rows, int64_t cols);
+typedef void (*kl_pack_fn)(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                           void *dst);
 
 /* Per weight dtype: how to quantize activations and multiply. One table per ISA. */
 typedef struct kl_type_ops {
     kl_dtype act;         /* activation layout: KL_F32, KL_Q8_0 or KL_Q8_K */
     kl_row_fn quant_act;  /* F32 row -> act layout row (NULL for KL_F32) */
     kl_gemm_fn gemm;      /* NULL: dtype not supported by the matmul */
+    /* Packed weights (panels of 16 rows, see x86/avx512_packed.c); NULL: no packed form.
+     * gemm_packed takes the same act layout as gemm; its w_stride is bytes per panel. */
+    kl_pack_bytes_fn pack_bytes;
+    kl_pack_fn pack;      /* panels [p0, p1) */
+    kl_gemm_fn gemm_packed;
 } kl_type_ops;
 
 /* Float kernels with SIMD variants. */

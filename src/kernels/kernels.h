@@ -24,6 +24,15 @@ void kl_matmul(kl_workers *w, kl_dtype wt, const void *W, int64_t rows, int64_t 
                const float *x, int64_t ldx, int B, float *y, int64_t ldy, void *scratch);
 size_t kl_matmul_scratch(kl_dtype wt, int B, int64_t cols);
 
+/* Packed weights: W rearranged once (at model load) for this CPU's fastest matmul. Returns
+ * the bytes the packed form of W takes, 0 when wt has none on this CPU (use kl_matmul). */
+size_t kl_pack_bytes(kl_dtype wt, int64_t rows, int64_t cols);
+/* Writes the packed form of W into dst (kl_pack_bytes long), split across the workers. */
+void kl_pack(kl_workers *w, kl_dtype wt, const void *W, int64_t rows, int64_t cols, void *dst);
+/* kl_matmul over packed weights P; the same results within rounding, the same scratch. */
+void kl_matmul_packed(kl_workers *w, kl_dtype wt, const void *P, int64_t rows, int64_t cols,
+                      const float *x, int64_t ldx, int B, float *y, int64_t ldy, void *scratch);
+
 /* Conversions of one row of n elements (n a multiple of the dtype's block size). */
 void kl_dequantize_row(kl_dtype t, const void *src, float *dst, int64_t n);
 /* Quantizes n floats into dst (kl_dtype_row_bytes(t, n) bytes). For F32 F16 BF16 Q8_0 Q4_0

@@ -12,7 +12,10 @@
 /* y (n, w->rows) = x (n, w->cols) W^T */
 static void proj(model *m, kl_workers *wk, const model_w *w, const float *x, int n, float *y)
 {
-    kl_matmul(wk, w->type, w->data, w->rows, w->cols, x, w->cols, n, y, w->rows, m->s.mm);
+    if (w->packed)
+        kl_matmul_packed(wk, w->type, w->packed, w->rows, w->cols, x, w->cols, n, y, w->rows, m->s.mm);
+    else
+        kl_matmul(wk, w->type, w->data, w->rows, w->cols, x, w->cols, n, y, w->rows, m->s.mm);
 }
 
 void model_rope_head(const model *m, float *head, int pos)

@@ -10,6 +10,7 @@ typedef struct model_w {
     const void *data;
     kl_dtype type;
     int64_t rows, cols;
+    const void *packed; /* the same weights packed for kl_matmul_packed, or NULL */
 } model_w;
 
 typedef struct model_layer {
@@ -44,6 +45,8 @@ struct model {
     const float *output_norm;
     model_layer *layers;
     model_scratch s;
+    void *packed;          /* the mapping every model_w.packed points into (pack.c) */
+    size_t packed_bytes;
     int attn_qt;           /* tokens per attention tile (bounded by the scores' size) */
     size_t attn_ws_floats; /* per worker: scores (qt*group, max_ctx), queries and outputs
                               (qt*group, head_dim) each, a K/V chunk (16, head_dim) */
@@ -51,6 +54,10 @@ struct model {
 
 /* Attention of a batch for one layer: writes the batch's k, v into the cache, then att. */
 void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const model_batch *b);
+/* Packs every matmul weight kl_pack has a form for (unless opts.no_repack); model_unpack
+ * releases them. */
+int model_pack(model *m, kl_err *err);
+void model_unpack(model *m);
 /* Rotates one head in place (pairs per hp.rope_neox). */
 void model_rope_head(const model *m, float *head, int pos);
 #endif

@@ -83,7 +83,7 @@ static int bind_mat(loader *L, const char *name, int64_t cols, int64_t rows, mod
     if (!kl_matmul_supports(t->type))
         return kl_errf(L->err, KL_EUNSUP, "%s: tensor %s: type %s is not supported",
                        gguf_path(L->f), name, kl_dtype_get(t->type)->name);
-    *w = (model_w){t->data, t->type, rows, cols};
+    *w = (model_w){t->data, t->type, rows, cols, NULL};
     return 0;
 }
 
@@ -169,7 +169,7 @@ static int bind_weights(loader *L, model *m)
     if (emb->ne[0] != hp->dim || !kl_dtype_row_bytes(emb->type, hp->dim))
         return kl_errf(L->err, KL_EBADFILE, "%s: token_embd.weight has rows of %lld, expected %d",
                        gguf_path(L->f), (long long)emb->ne[0], hp->dim);
-    m->tok_embd = (model_w){emb->data, emb->type, hp->n_vocab, hp->dim};
+    m->tok_embd = (model_w){emb->data, emb->type, hp->n_vocab, hp->dim, NULL};
     if ((rc = bind_vec(L, "output_norm.weight", hp->dim, false, &m->output_norm))) return rc;
     if (gguf_find_tensor(L->f, "output.weight")) {
         if ((rc = bind_mat(L, "output.weight", hp->dim, hp->n_vocab, &m->output))) return rc;
@@ -273,6 +273,7 @@ int model_load(model **out, gguf_file *f, const model_opts *opts, kl_err *err)
     m->kv_dim = m->hp.n_kv_heads * m->hp.head_dim;
     if ((rc = make_rope_freqs(&L, m)) || (rc = bind_weights(&L, m)) || (rc = alloc_scratch(&L, m)))
         goto fail;
+    if (!m->opts.no_repack && (rc = model_pack(m, err))) goto fail;
     *out = m;
     return 0;
 fail:
@@ -283,6 +284,7 @@ fail:
 void model_free(model *m)
 {
     if (!m) return;
+    model_unpack(m);
     model_scratch *s = &m->s;
     free(s->x), free(s->xb), free(s->q), free(s->k), free(s->v), free(s->att);
     free(s->hb), free(s->hb2), free(s->rows), free(s->attn_ws), free(s->tiles), free(s->mm);

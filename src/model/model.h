@@ -53,6 +53,8 @@ typedef struct model_opts {
     int max_ctx;          /* highest position + 1 any sequence will reach (0: n_ctx_train,
                            at most 4096, as llama.cpp's default context) */
     int n_workers;        /* compute workers the forward pass will be given (sizes scratch) */
+    bool no_repack;       /* use the weights in the file's layout only: no packed copy
+                             (half the memory, slower matmuls) */
 } model_opts;
 
 /* Binds the weights of f (which must outlive the model). Checks every shape and dtype.

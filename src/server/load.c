@@ -64,6 +64,8 @@ void *srv_load_main(void *arg)
                      .max_logits = s->o.max_seqs > 0 ? s->o.max_seqs : 64,
                      .max_ctx = s->o.ctx,
                      .n_workers = s->o.threads};
+    const char *no_repack = getenv("KILN_NO_REPACK"); /* as the CLI commands (cli/loaded.c) */
+    mo.no_repack = no_repack && *no_repack && *no_repack != '0';
     if (!rc) rc = model_load(&s->m, s->f, &mo, &err);
     if (!rc) {
         rc = chat_tmpl_for_model(&s->tmpl, s->f, s->o.chat_template, &err);

@@ -1,6 +1,7 @@
-/* Every SIMD matmul against the scalar reference on random inputs of awkward sizes (rows,
- * columns and batch not multiples of the tile, odd block counts), and batch invariance: a
- * row's result is bit-identical whether it is computed alone or among others. */
+/* Every SIMD matmul, on plain and on packed weights, against the scalar reference on random
+ * inputs of awkward sizes (rows, columns and batch not multiples of the tile, odd block
+ * counts), and batch invariance: a row's result is bit-identical whether it is computed alone
+ * or among others. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,26 @@ static void check(kl_dtype t, const kl_isa *isa, int rows, int cols, int B)
         kl_matmul(NULL, t, W, rows, cols, x + (size_t)b * cols, cols, 1, y1, rows, scratch);
         T_MEMEQ(y1, y + (size_t)b * rows, sizeof(float) * (size_t)rows);
     }
+    /* the packed form (panels of 16 rows), where the ISA has one: same checks */
+    size_t pb = kl_pack_bytes(t, rows, cols);
+    if (pb) {
+        uint8_t *P = malloc(pb);
+        kl_pack(w, t, W, rows, cols, P);
+        memset(y, 0xFF, sizeof(float) * (size_t)rows * (size_t)B);
+        kl_matmul_packed(w, t, P, rows, cols, x, cols, B, y, rows, scratch);
+        for (int i = 0; i < rows * B; i++)
+            if (!(fabs((double)(y[i] - y_ref[i])) <= tol_of(t) * (scale + 1))) {
+                fprintf(stderr, "# packed %s %s rows %d cols %d B %d: y[%d] = %g, reference %g\n",
+                        isa->name, kl_dtype_get(t)->name, rows, cols, B, i, (double)y[i],
+                        (double)y_ref[i]);
+                T_ASSERT(0);
+            }
+        for (int b = 0; b < B; b++) {
+            kl_matmul_packed(NULL, t, P, rows, cols, x + (size_t)b * cols, cols, 1, y1, rows, scratch);
+            T_MEMEQ(y1, y + (size_t)b * rows, sizeof(float) * (size_t)rows);
+        }
+        free(P);
+    }
     kl_workers_destroy(w);
     kl_isa_set(NULL);
     free(W), free(row), free(x), free(y_ref), free(y), free(y1), free(scratch);
@@ -59,7 +80,7 @@ static void check(kl_dtype t, const kl_isa *isa, int rows, int cols, int B)
 
 static void check_all(kl_dtype t)
 {
-    static const int rows[] = {1, 17, 33, 70}, bs[] = {1, 3, 7, 9};
+    static const int rows[] = {1, 17, 33, 70}, bs[] = {1, 3, 9, 19};
     static const int qcols[] = {32, 96, 160, 2080}, fcols[] = {13, 101, 160, 2083};
     static const int kcols[] = {256, 768, 1280, 2304};
     int blk = (int)kl_dtype_get(t)->block_elems;

@@ -1,0 +1,219 @@
+/* kernels/x86/avx512_packed.c: matmuls over weights repacked at load into panels of 16 rows,
+ * so that one 512-bit register holds the same columns of 16 rows and a result vector is 16
+ * consecutive outputs of one activation row: no horizontal sums, and a weight register serves
+ * every activation row of a tile (prompt processing and batched decoding are compute-bound).
+ *
+ * Panel layouts (rows past the matrix end are zero, their scales zero):
+ *   Q8_0, per block of 32 columns (544 bytes): 8 groups of 4 columns, each 16 rows x 4 bytes
+ *     (w + 128, unsigned, for VNNI's unsigned x signed dot), then the 16 rows' fp16 scales.
+ *   Q4_0, per block (288 bytes): 4 groups, each 16 rows x 4 bytes of the block's own qs bytes
+ *     for columns 4g..4g+3 (low nibbles: those columns, high: columns 16 + 4g..), then scales.
+ *   F32 / F16: per column, the 16 rows' values (64 / 32 bytes).
+ * The activation is the signed int8 row (Q8_0 act layout); the bias is taken out exactly with
+ * the activation block's sum: sum((w + c) a) - c sum(a), c = 128 (Q8_0) or 8 (Q4_0 nibbles).
+ *
+ * Batch invariance: every (weight row, activation row) result is the same chain of
+ * instructions over the blocks or columns, in order, whatever the tile. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/impl.h"
+
+#define PR 16 /* rows per panel */
+#define BT 8  /* activation rows per tile */
+
+size_t kl_avx512_pack_bytes_q8_0(int64_t rows, int64_t cols);
+size_t kl_avx512_pack_bytes_q4_0(int64_t rows, int64_t cols);
+size_t kl_avx512_pack_bytes_f32(int64_t rows, int64_t cols);
+size_t kl_avx512_pack_bytes_f16(int64_t rows, int64_t cols);
+void kl_avx512_pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst);
+void kl_avx512_pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst);
+void kl_avx512_pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst);
+void kl_avx512_pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst);
+void kl_avx512_gemm_packed_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_packed_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_packed_f32(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_packed_f16(const kl_gemm *g, int64_t r0, int64_t r1);
+
+#define Q8_PBLK (8 * PR * 4 + PR * 2)
+#define Q4_PBLK (4 * PR * 4 + PR * 2)
+
+static int64_t panels(int64_t rows) { return (rows + PR - 1) / PR; }
+
+size_t kl_avx512_pack_bytes_q8_0(int64_t rows, int64_t cols)
+{
+    return (size_t)panels(rows) * (size_t)(cols / KL_QK) * Q8_PBLK;
+}
+size_t kl_avx512_pack_bytes_q4_0(int64_t rows, int64_t cols)
+{
+    return (size_t)panels(rows) * (size_t)(cols / KL_QK) * Q4_PBLK;
+}
+size_t kl_avx512_pack_bytes_f32(int64_t rows, int64_t cols)
+{
+    return (size_t)panels(rows) * (size_t)cols * PR * 4;
+}
+size_t kl_avx512_pack_bytes_f16(int64_t rows, int64_t cols)
+{
+    return (size_t)panels(rows) * (size_t)cols * PR * 2;
+}
+
+/* Packs panels [p0, p1). */
+void kl_avx512_pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
+{
+    int64_t nblk = cols / KL_QK;
+    size_t stride = kl_dtype_row_bytes(KL_Q8_0, cols);
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t j = 0; j < nblk; j++) {
+            uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nblk + (size_t)j) * Q8_PBLK;
+            memset(o, 0x80, 8 * PR * 4); /* padding rows: w = 0 */
+            memset(o + 8 * PR * 4, 0, PR * 2);
+            for (int r = 0; r < PR && p * PR + r < rows; r++) {
+                const kl_block_q8_0 *b =
+                    (const kl_block_q8_0 *)((const uint8_t *)W + (size_t)(p * PR + r) * stride) + j;
+                for (int c = 0; c < KL_QK; c++) o[(c / 4) * PR * 4 + r * 4 + c % 4] = (uint8_t)b->qs[c] ^ 0x80;
+                memcpy(o + 8 * PR * 4 + r * 2, &b->d, 2);
+            }
+        }
+}
+
+void kl_avx512_pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
+{
+    int64_t nblk = cols / KL_QK;
+    size_t stride = kl_dtype_row_bytes(KL_Q4_0, cols);
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t j = 0; j < nblk; j++) {
+            uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nblk + (size_t)j) * Q4_PBLK;
+            memset(o, 0x88, 4 * PR * 4); /* padding rows: q = 8, w = 0 */
+            memset(o + 4 * PR * 4, 0, PR * 2);
+            for (int r = 0; r < PR && p * PR + r < rows; r++) {
+                const kl_block_q4_0 *b =
+                    (const kl_block_q4_0 *)((const uint8_t *)W + (size_t)(p * PR + r) * stride) + j;
+                for (int c = 0; c < KL_QK / 2; c++) o[(c / 4) * PR * 4 + r * 4 + c % 4] = b->qs[c];
+                memcpy(o + 4 * PR * 4 + r * 2, &b->d, 2);
+            }
+        }
+}
+
+void kl_avx512_pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
+{
+    for (int64_t p = p0; p < p1; p++) {
+        float *o = (float *)dst + (size_t)p * (size_t)cols * PR;
+        memset(o, 0, sizeof(float) * (size_t)cols * PR);
+        for (int r = 0; r < PR && p * PR + r < rows; r++) {
+            const float *w = (const float *)W + (size_t)(p * PR + r) * (size_t)cols;
+            for (int64_t c = 0; c < cols; c++) o[(size_t)c * PR + (size_t)r] = w[c];
+        }
+    }
+}
+
+void kl_avx512_pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
+{
+    for (int64_t p = p0; p < p1; p++) {
+        uint16_t *o = (uint16_t *)dst + (size_t)p * (size_t)cols * PR;
+        memset(o, 0, sizeof(uint16_t) * (size_t)cols * PR);
+        for (int r = 0; r < PR && p * PR + r < rows; r++) {
+            const uint16_t *w = (const uint16_t *)W + (size_t)(p * PR + r) * (size_t)cols;
+            for (int64_t c = 0; c < cols; c++) o[(size_t)c * PR + (size_t)r] = w[c];
+        }
+    }
+}
+
+static inline __mmask16 out_mask(int64_t rows, int64_t r)
+{
+    int64_t n = rows - r;
+    return n >= PR ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+}
+
+static inline __m512i bcast4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* One panel (16 rows from r) x activation rows [b, b + NB), over all blocks. Q4 selects the
+ * nibble layout. */
+static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, int64_t r, int b,
+                                                           int NB, bool q4)
+{
+    int64_t n = g->cols, nblk = n / KL_QK;
+    size_t pblk = q4 ? Q4_PBLK : Q8_PBLK;
+    const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
+    const int8_t *aq[BT];
+    const float *ad[BT];
+    const int32_t *as[BT];
+    __m512 out[BT];
+    _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) {
+        const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;
+        aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_0_d(a, n), as[k] = kl_act_q8_0_s(a, n);
+        out[k] = _mm512_setzero_ps();
+    }
+    const __m512i lo4 = _mm512_set1_epi8(0x0F);
+    for (int64_t j = 0; j < nblk; j++, P += pblk) {
+        __m512i w[8];
+        if (q4) {
+            _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+                __m512i v = _mm512_loadu_si512(P + q * 64);
+                w[q] = _mm512_and_si512(v, lo4);
+                w[q + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+            }
+        } else {
+            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) w[q] = _mm512_loadu_si512(P + q * 64);
+        }
+        __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + pblk - PR * 2)));
+        _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) {
+            const int8_t *a = aq[k] + j * KL_QK;
+            __m512i acc = _mm512_set1_epi32(-(as[k][j] * (q4 ? 8 : 128)));
+            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) acc = _mm512_dpbusd_epi32(acc, w[q], bcast4(a + 4 * q));
+            out[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc),
+                                     _mm512_mul_ps(ws, _mm512_set1_ps(ad[k][j])), out[k]);
+        }
+    }
+    __mmask16 m = out_mask(g->rows, r);
+    _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) _mm512_mask_storeu_ps(g->y + (int64_t)(b + k) * g->ldy + r, m, out[k]);
+}
+
+static inline __attribute__((always_inline)) void tile_float(const kl_gemm *g, int64_t r, int b,
+                                                            int NB, bool f16)
+{
+    int64_t n = g->cols;
+    const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
+    const float *x[BT];
+    __m512 out[BT];
+    _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) {
+        x[k] = (const float *)(g->act + (size_t)(b + k) * g->a_stride);
+        out[k] = _mm512_setzero_ps();
+    }
+    for (int64_t c = 0; c < n; c++) {
+        __m512 w = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + (size_t)c * PR * 2)))
+                       : _mm512_loadu_ps((const float *)(P + (size_t)c * PR * 4));
+        _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) out[k] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[k][c]), out[k]);
+    }
+    __mmask16 m = out_mask(g->rows, r);
+    _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) _mm512_mask_storeu_ps(g->y + (int64_t)(b + k) * g->ldy + r, m, out[k]);
+}
+
+/* Panels of rows [r0, r1) (r0 a multiple of 16) x all activation rows, BT at a time; a
+ * panel stays in cache while the activation tiles pass over it. */
+#define PACKED_GEMM(NAME, TILE, ARG)                                                               \
+    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \
+    {                                                                                              \
+        for (int64_t r = r0; r < r1; r += PR)                                                      \
+            for (int b = 0; b < g->B; b += BT) {                                                   \
+                switch (g->B - b < BT ? g->B - b : BT) { /* constant tile heights */               \
+                case 8: TILE(g, r, b, 8, ARG); break;                                              \
+                case 7: TILE(g, r, b, 7, ARG); break;                                              \
+                case 6: TILE(g, r, b, 6, ARG); break;                                              \
+                case 5: TILE(g, r, b, 5, ARG); break;                                              \
+                case 4: TILE(g, r, b, 4, ARG); break;                                              \
+                case 3: TILE(g, r, b, 3, ARG); break;                                              \
+                case 2: TILE(g, r, b, 2, ARG); break;                                              \
+                default: TILE(g, r, b, 1, ARG); break;                                             \
+                }                                                                                  \
+            }                                                                                      \
+    }
+
+PACKED_GEMM(kl_avx512_gemm_packed_q8_0, tile_int8, false)
+PACKED_GEMM(kl_avx512_gemm_packed_q4_0, tile_int8, true)
+PACKED_GEMM(kl_avx512_gemm_packed_f32, tile_float, false)
+PACKED_GEMM(kl_avx512_gemm_packed_f16, tile_float, true)
