@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { pool, streamCompletion, percentile } from './gwutil.mjs';
-import { Replica, startGateway, skipReason, cleanup } from './gwreal.mjs';
+import { Replica, startGateway, skipReason, cleanup, slowModel } from './gwreal.mjs';
 
 let big, small, solo, gw;
 const KEYS = { gold: 'sk-gold', free: 'sk-free', tiny: 'sk-tiny' };
@@ -23,7 +23,8 @@ async function post(body, key, extra = {}) {
 
 before(async () => {
   if (skipReason) return;
-  big = await new Replica(['--served-model-name', 'big']).start();
+  // big runs a slower model so that the long stream below holds its slot for seconds
+  big = await new Replica(['--served-model-name', 'big'], { model: slowModel() }).start();
   small = await new Replica(['--served-model-name', 'small']).start();
   solo = await new Replica(['--served-model-name', 'solo']).start();
   gw = await startGateway({
@@ -70,10 +71,15 @@ test('over the rate limit: 429 with Retry-After', { skip: skipReason }, async ()
 });
 
 test('fallback model serves while the primary pool is saturated', { skip: skipReason, timeout: 60000 }, async () => {
+  let streaming;
+  const started = new Promise((r) => { streaming = r; });
+  let holdDone = false;
   const hold = streamCompletion(gw.url, { model: 'big', prompt: 'a long story', max_tokens: 1500, ignore_eos: true },
-    { authorization: `Bearer ${KEYS.gold}` });
-  await new Promise((r) => setTimeout(r, 300)); // the long stream has taken big's only slot
+    { authorization: `Bearer ${KEYS.gold}` }, { onFirstByte: streaming }).finally(() => { holdDone = true; });
+  await Promise.race([started, hold]); // the long stream has taken big's only slot
+  assert.ok(!holdDone, 'the long stream was still running when the fallback request was sent');
   const r = await post({ model: 'big', prompt: 'while busy', max_tokens: 2 }, KEYS.gold);
+  assert.ok(!holdDone, 'the long stream still held big when the answer came');
   assert.equal(r.status, 200, r.text);
   assert.equal(r.headers.get('x-kiln-fallback'), 'small');
   assert.equal(r.json.model, 'small');

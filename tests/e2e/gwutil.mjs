@@ -58,7 +58,7 @@ export function metricWith(text, name, labels) {
 
 // Sends one streaming completion to baseUrl; resolves {status, ttft (ms, first data chunk),
 // total (ms), events (SSE data payloads), text, error (network error message or null)}.
-export async function streamCompletion(baseUrl, body, headers = {}) {
+export async function streamCompletion(baseUrl, body, headers = {}, { onFirstByte = null } = {}) {
   const t0 = performance.now();
   let ttft = null, text = '', status = 0, error = null;
   try {
@@ -69,7 +69,10 @@ export async function streamCompletion(baseUrl, body, headers = {}) {
     status = r.status;
     const dec = new TextDecoder();
     for await (const chunk of r.body) {
-      if (ttft === null) ttft = performance.now() - t0;
+      if (ttft === null) {
+        ttft = performance.now() - t0;
+        if (onFirstByte) onFirstByte();
+      }
       text += dec.decode(chunk, { stream: true });
     }
   } catch (e) {
