@@ -5,7 +5,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-static bool fresh(const gw_config *c, const gw_endpoint *e, int64_t now_ns)
+bool gw_endpoint_fresh(const gw_config *c, const gw_endpoint *e, int64_t now_ns)
 {
     return e->scraped_ns > 0 && now_ns - e->scraped_ns <= (int64_t)c->scrape_stale_ms * 1000000;
 }
@@ -19,7 +19,7 @@ bool gw_endpoint_saturated(const gw_config *c, const gw_endpoint *e, int64_t now
 {
     double cap = c->sat_max_inflight * e->cfg->weight;
     if (e->inflight >= (cap < 1 ? 1 : cap)) return true;
-    if (!fresh(c, e, now_ns)) return false; /* stale metrics are not trusted either way */
+    if (!gw_endpoint_fresh(c, e, now_ns)) return false; /* stale metrics are not trusted either way */
     if (c->sat_max_waiting > 0 && e->waiting >= c->sat_max_waiting) return true;
     return e->kv_usage >= c->sat_max_kv;
 }
@@ -145,7 +145,7 @@ static int rank(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pic
      * not over one that changing loads reshuffle between picks */
     for (int i = 0; i < m && !c->round_robin; i++) {
         gw_endpoint *e = rk[i].e;
-        bool ok = fresh(c, e, r->now_ns);
+        bool ok = gw_endpoint_fresh(c, e, r->now_ns);
         for (int s = 0; s < (int)(sizeof scorers / sizeof scorers[0]); s++) {
             if (scorers[s].score == score_prefix && e->inflight > bound) continue;
             rk[i].score += weight_of(c, s) * scorers[s].score(r, e, ok, c);

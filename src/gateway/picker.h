@@ -67,4 +67,6 @@ int gw_pick(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pick_re
 /* True if e's metrics are fresh and over the saturation thresholds, or e's in-flight count is. */
 bool gw_endpoint_saturated(const gw_config *c, const gw_endpoint *e, int64_t now_ns);
 bool gw_endpoint_available(const gw_endpoint *e, int64_t now_ns);
+/* Its metrics were scraped within scrape_stale_ms: the load scorers trust them. */
+bool gw_endpoint_fresh(const gw_config *c, const gw_endpoint *e, int64_t now_ns);
 #endif

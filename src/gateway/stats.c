@@ -91,10 +91,13 @@ void gw_stats_handle(struct evhttp_request *req, gw *g)
         if (g->eps[i]->live)
             evbuffer_add_printf(b,
                                 "kiln_gateway_endpoint_up{endpoint=\"%s\"} %d\n"
-                                "kiln_gateway_endpoint_inflight{endpoint=\"%s\"} %d\n",
+                                "kiln_gateway_endpoint_inflight{endpoint=\"%s\"} %d\n"
+                                "kiln_gateway_endpoint_metrics_fresh{endpoint=\"%s\"} %d\n",
                                 g->eps[i]->e.cfg->url,
                                 gw_endpoint_available(&g->eps[i]->e, gw_now_ns()),
-                                g->eps[i]->e.cfg->url, g->eps[i]->e.inflight);
+                                g->eps[i]->e.cfg->url, g->eps[i]->e.inflight,
+                                g->eps[i]->e.cfg->url,
+                                gw_endpoint_fresh(g->cfg, &g->eps[i]->e, gw_now_ns()));
     for (int i = 0; i < g->n_counters; i++)
         evbuffer_add_printf(b, "%s %llu\n", g->counters[i].labels,
                             (unsigned long long)g->counters[i].value);

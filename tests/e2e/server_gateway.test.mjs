@@ -25,7 +25,13 @@ describe('gateway over kiln serve', { skip }, () => {
     }));
     gw = spawn(kilnBin, ['gateway', '-c', path.join(dir, 'gw.json')], { stdio: ['ignore', 'pipe', 'pipe'] });
     gw.stderr.on('data', (d) => { gwLog += d; });
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${gwPort}/health`)).status === 200, 20000);
+    // Ready to compare: both replicas up with fresh metrics (until its first scrape a replica
+    // scores as half loaded, and an idle scraped one takes all the traffic).
+    await waitFor(async () => {
+      const m = await (await fetch(`http://127.0.0.1:${gwPort}/metrics`)).text();
+      return [a, b].every((s) => m.includes(`kiln_gateway_endpoint_up{endpoint="${s.url}"} 1`) &&
+        m.includes(`kiln_gateway_endpoint_metrics_fresh{endpoint="${s.url}"} 1`));
+    }, 20000);
   });
   after(async () => {
     gw.kill('SIGTERM');
