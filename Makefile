@@ -121,4 +121,4 @@ lint:
 clean:
 	rm -rf build kiln
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(O)/src/cli/main.d
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(O)/src/cli/main.d $(O)/tests/bench/bench_kernels.d

@@ -4,7 +4,8 @@
  * for 2048x2048 and 8192x2048 weights, 1 and 2 threads, every ISA this CPU runs, with the
  * fraction of the machine's limits (70 GB/s read; 450 GFLOP/s FP32 FMA, ~900 GOP/s INT8 or
  * BF16 dot, with 2 threads; half that with 1) and the ratios against scalar and avx2 measured
- * in the same run. At B=1 successive calls use different copies of the weights (256 MB in
+ * in the same run, and "packed": the same weights in the packed form the model runs (kl_pack,
+ * panels of 16 rows on AVX-512), with its ratio to the plain avx512 kernel. At B=1 successive calls use different copies of the weights (256 MB in
  * all), so the bytes come from memory, not from the 32 MB L3. Each figure is the best of >= 2 timed repetitions (>= 0.1 s in all).
  *
  *   bench-kernels [--quick] [dtype...]      (default: f32 f16 bf16 q8_0 q4_0 q4_k q6_k) */
@@ -25,18 +26,29 @@ static float urand(void)
 static double min_time = 0.1;
 #define COLD_BYTES ((size_t)256 << 20) /* B=1 cycles through this many bytes of weights */
 
-/* Returns seconds per call of the matmul (best of the repetitions). Call k uses copy
- * k % copies of the weights (copies of `stride` bytes), so that B=1 streams from DRAM. */
-static double time_matmul(kl_workers *w, kl_dtype t, const uint8_t *W, size_t stride, int copies,
-                          int rows, int cols, const float *x, int B, float *y, void *scratch)
+static void matmul(kl_workers *w, kl_dtype t, bool packed, const uint8_t *W, int rows, int cols,
+                   const float *x, int B, float *y, void *scratch)
 {
-    kl_matmul(w, t, W, rows, cols, x, cols, B, y, rows, scratch); /* warm up */
+    if (packed)
+        kl_matmul_packed(w, t, W, rows, cols, x, cols, B, y, rows, scratch);
+    else
+        kl_matmul(w, t, W, rows, cols, x, cols, B, y, rows, scratch);
+}
+
+/* Returns seconds per call of the matmul (best of the repetitions). Call k uses copy
+ * k % copies of the weights (copies of `stride` bytes), so that B=1 streams from DRAM.
+ * packed: W holds weights in the ISA's packed form (kl_pack), as the model runs them. */
+static double time_matmul(kl_workers *w, kl_dtype t, bool packed, const uint8_t *W, size_t stride,
+                          int copies, int rows, int cols, const float *x, int B, float *y,
+                          void *scratch)
+{
+    matmul(w, t, packed, W, rows, cols, x, B, y, scratch); /* warm up */
     double best = 1e30, total = 0;
     int reps = 0;
     while (total < min_time || reps < 2) {
         const uint8_t *Wk = W + stride * (size_t)((reps + 1) % copies);
         double t0 = kl_now_s();
-        kl_matmul(w, t, Wk, rows, cols, x, cols, B, y, rows, scratch);
+        matmul(w, t, packed, Wk, rows, cols, x, B, y, scratch);
         double dt = kl_now_s() - t0;
         if (dt < best) best = dt;
         total += dt;
@@ -72,7 +84,8 @@ int main(int argc, char **argv)
     }
     static const int shapes[2][2] = {{2048, 2048}, {8192, 2048}};
     static const int batches[3] = {1, 64, 512};
-    const char *isa_names[3] = {"scalar", "avx2", "avx512"};
+    /* "packed": the best ISA over weights in its packed form (what the model runs) */
+    const char *isa_names[4] = {"scalar", "avx2", "avx512", "packed"};
     int maxB = 512, maxrows = 8192, cols = 2048;
     float *x = malloc(sizeof(float) * (size_t)maxB * cols);
     float *y = malloc(sizeof(float) * (size_t)maxB * maxrows);
@@ -94,6 +107,17 @@ int main(int argc, char **argv)
         }
         for (size_t off = 64 * rb; off < wbytes; off += 64 * rb)
             memcpy(W + off, W, wbytes - off < 64 * rb ? wbytes - off : 64 * rb);
+        /* the packed form of each shape's copies, as many as fit the same bytes */
+        uint8_t *P[2] = {NULL, NULL};
+        int pcopies[2] = {0, 0};
+        for (int si = 0; si < 2; si++) {
+            size_t pb = kl_pack_bytes(t, shapes[si][0], cols), mb = rb * (size_t)shapes[si][0];
+            if (!pb) continue;
+            pcopies[si] = (int)(wbytes / mb);
+            P[si] = malloc(pb * (size_t)pcopies[si]);
+            for (int k = 0; k < pcopies[si]; k++)
+                kl_pack(pool[2], t, W + mb * (size_t)k, shapes[si][0], cols, P[si] + pb * (size_t)k);
+        }
         void *scratch = malloc(kl_matmul_scratch(t, maxB, cols) + 64);
         double peak_c = int8_dot(t) || t == KL_BF16 ? 900 : 450;
         for (int si = 0; si < 2; si++) {
@@ -102,30 +126,41 @@ int main(int argc, char **argv)
                 for (int bi = 0; bi < 3; bi++) {
                     int B = batches[bi];
                     if (quick && B == 512 && si == 1) continue;
-                    double fig[3] = {-1, -1, -1};
-                    for (int ii = 0; ii < 3; ii++) {
+                    double fig[4] = {-1, -1, -1, -1};
+                    for (int ii = 0; ii < 4; ii++) {
+                        bool packed = ii == 3;
+                        if (packed) {
+                            if (!P[si]) continue;
+                            size_t pb = kl_pack_bytes(t, rows, cols);
+                            double s = time_matmul(pool[nth], t, true, P[si], pb,
+                                                   B == 1 ? pcopies[si] : 1, rows, cols, x, B, y, scratch);
+                            fig[3] = B == 1 ? (double)rb * rows / s / 1e9 : 2.0 * rows * cols * B / s / 1e9;
+                            continue;
+                        }
                         const kl_isa *isa = kl_isa_find(isa_names[ii]);
                         if (!isa) continue;
-                        if (ii > 0 && isa->types[t].gemm == kl_isa_find(isa_names[ii - 1])->types[t].gemm)
+                        const kl_isa *below = ii > 0 ? kl_isa_find(isa_names[ii - 1]) : NULL;
+                        if (below && isa->types[t].gemm == below->types[t].gemm)
                             continue; /* this ISA has no kernel of its own for t */
                         /* scalar: only where a call takes well under a second */
                         if (ii == 0 && (B == 512 || (B == 64 && rows > 2048))) continue;
                         kl_isa_set(isa);
                         size_t mbytes = rb * (size_t)rows;
                         int copies = B == 1 ? (int)(wbytes / mbytes) : 1;
-                        double s = time_matmul(pool[nth], t, W, mbytes, copies, rows, cols, x, B,
-                                               y, scratch);
+                        double s = time_matmul(pool[nth], t, false, W, mbytes, copies, rows, cols,
+                                               x, B, y, scratch);
                         fig[ii] = B == 1 ? (double)rb * rows / s / 1e9
                                          : 2.0 * rows * cols * B / s / 1e9;
                     }
                     kl_isa_set(NULL);
-                    double best = fig[2] > 0 ? fig[2] : fig[1] > 0 ? fig[1] : fig[0];
+                    double best = fig[3] > 0 ? fig[3] : fig[2] > 0 ? fig[2] : fig[1] > 0 ? fig[1] : fig[0];
                     double limit = B == 1 ? 70 : peak_c * nth / 2;
                     printf("%-5s %5dx%d t%d B=%-3d %8.1f %s (%4.1f%% of %g)", kl_dtype_get(t)->name,
                            rows, cols, nth, B, best, B == 1 ? "GB/s   " : "GFLOP/s",
                            100 * best / limit, limit);
-                    for (int ii = 0; ii < 3; ii++)
+                    for (int ii = 0; ii < 4; ii++)
                         if (fig[ii] > 0) printf("  %s %.1f", isa_names[ii], fig[ii]);
+                    if (fig[3] > 0 && fig[2] > 0) printf("  packed/avx512 %.2fx", fig[3] / fig[2]);
                     if (fig[2] > 0 && fig[0] > 0) printf("  avx512/scalar %.1fx", fig[2] / fig[0]);
                     if (fig[2] > 0 && fig[1] > 0) printf("  avx512/avx2 %.2fx", fig[2] / fig[1]);
                     if (fig[1] > 0 && fig[0] > 0) printf("  avx2/scalar %.1fx", fig[1] / fig[0]);
@@ -134,7 +169,7 @@ int main(int argc, char **argv)
                 }
             }
         }
-        free(W), free(row), free(scratch);
+        free(W), free(row), free(scratch), free(P[0]), free(P[1]);
     }
     kl_workers_destroy(pool[2]);
     free(x), free(y);

@@ -80,7 +80,8 @@ static void check(kl_dtype t, const kl_isa *isa, int rows, int cols, int B)
 
 static void check_all(kl_dtype t)
 {
-    static const int rows[] = {1, 17, 33, 70}, bs[] = {1, 3, 9, 19};
+    /* rows: 150 gives each of two workers five panels (packed float tiles of 4, 2 and 1 panels) */
+    static const int rows[] = {1, 17, 33, 70, 150}, bs[] = {1, 3, 9, 19};
     static const int qcols[] = {32, 96, 160, 2080}, fcols[] = {13, 101, 160, 2083};
     static const int kcols[] = {256, 768, 1280, 2304};
     int blk = (int)kl_dtype_get(t)->block_elems;
@@ -90,7 +91,7 @@ static void check_all(kl_dtype t)
         const kl_isa *isa = kl_isa_find(*n);
         if (!isa || isa->types[t].gemm == kl_isa_find("scalar")->types[t].gemm) continue;
         isas++;
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 5; i++)
             for (int j = 0; j < 4; j++)
                 for (int k = 0; k < 4; k++) check(t, isa, rows[i], cols[j], bs[k]);
     }

@@ -173,47 +173,95 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
     _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) _mm512_mask_storeu_ps(g->y + (int64_t)(b + k) * g->ldy + r, m, out[k]);
 }
 
+/* NP panels (16 * NP rows from r) x activation rows [b, b + NB): each activation value feeds NP
+ * FMAs, and NB * NP independent accumulators keep both FMA pipes busy through their latency
+ * (with one or two activation rows, generation, four panels keep the weight stream going). */
 static inline __attribute__((always_inline)) void tile_float(const kl_gemm *g, int64_t r, int b,
-                                                            int NB, bool f16)
+                                                            int NB, bool f16, int NP)
 {
     int64_t n = g->cols;
-    const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
+    const uint8_t *P[4];
+    _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) P[p] = g->W + (size_t)(r / PR + p) * g->w_stride;
     const float *x[BT];
-    __m512 out[BT];
+    __m512 out[4][BT];
     _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) {
         x[k] = (const float *)(g->act + (size_t)(b + k) * g->a_stride);
-        out[k] = _mm512_setzero_ps();
+        _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) out[p][k] = _mm512_setzero_ps();
     }
     for (int64_t c = 0; c < n; c++) {
-        __m512 w = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + (size_t)c * PR * 2)))
-                       : _mm512_loadu_ps((const float *)(P + (size_t)c * PR * 4));
-        _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) out[k] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[k][c]), out[k]);
+        __m512 w[4];
+        _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++)
+            w[p] = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P[p] + (size_t)c * PR * 2)))
+                       : _mm512_loadu_ps((const float *)(P[p] + (size_t)c * PR * 4));
+        _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) {
+            __m512 xv = _mm512_set1_ps(x[k][c]);
+            _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) out[p][k] = _mm512_fmadd_ps(w[p], xv, out[p][k]);
+        }
     }
-    __mmask16 m = out_mask(g->rows, r);
-    _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) _mm512_mask_storeu_ps(g->y + (int64_t)(b + k) * g->ldy + r, m, out[k]);
+    _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) {
+        __mmask16 m = out_mask(g->rows, r + p * PR);
+        _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
+            _mm512_mask_storeu_ps(g->y + (int64_t)(b + k) * g->ldy + r + p * PR, m, out[p][k]);
+    }
 }
 
-/* Panels of rows [r0, r1) (r0 a multiple of 16) x all activation rows, BT at a time; a
- * panel stays in cache while the activation tiles pass over it. */
-#define PACKED_GEMM(NAME, TILE, ARG)                                                               \
-    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \
-    {                                                                                              \
-        for (int64_t r = r0; r < r1; r += PR)                                                      \
-            for (int b = 0; b < g->B; b += BT) {                                                   \
-                switch (g->B - b < BT ? g->B - b : BT) { /* constant tile heights */               \
-                case 8: TILE(g, r, b, 8, ARG); break;                                              \
-                case 7: TILE(g, r, b, 7, ARG); break;                                              \
-                case 6: TILE(g, r, b, 6, ARG); break;                                              \
-                case 5: TILE(g, r, b, 5, ARG); break;                                              \
-                case 4: TILE(g, r, b, 4, ARG); break;                                              \
-                case 3: TILE(g, r, b, 3, ARG); break;                                              \
-                case 2: TILE(g, r, b, 2, ARG); break;                                              \
-                default: TILE(g, r, b, 1, ARG); break;                                             \
-                }                                                                                  \
-            }                                                                                      \
+static inline __attribute__((always_inline)) void tile_f32(const kl_gemm *g, int64_t r, int b, int NB, int NP)
+{
+    tile_float(g, r, b, NB, false, NP);
+}
+static inline __attribute__((always_inline)) void tile_f16(const kl_gemm *g, int64_t r, int b, int NB, int NP)
+{
+    tile_float(g, r, b, NB, true, NP);
+}
+static inline __attribute__((always_inline)) void tile_q8_0(const kl_gemm *g, int64_t r, int b, int NB, int NP)
+{
+    (void)NP; /* one panel: the int8 tile is already near the dot-product peak */
+    tile_int8(g, r, b, NB, false);
+}
+static inline __attribute__((always_inline)) void tile_q4_0(const kl_gemm *g, int64_t r, int b, int NB, int NP)
+{
+    (void)NP;
+    tile_int8(g, r, b, NB, true);
+}
+
+#define TILE_NB(TILE, g, r, b, nb, np)                                                             \
+    switch (nb) { /* constant tile heights */                                                      \
+    case 8: TILE(g, r, b, 8, np); break;                                                           \
+    case 7: TILE(g, r, b, 7, np); break;                                                           \
+    case 6: TILE(g, r, b, 6, np); break;                                                           \
+    case 5: TILE(g, r, b, 5, np); break;                                                           \
+    case 4: TILE(g, r, b, 4, np); break;                                                           \
+    case 3: TILE(g, r, b, 3, np); break;                                                           \
+    case 2: TILE(g, r, b, 2, np); break;                                                           \
+    default: TILE(g, r, b, 1, np); break;                                                          \
     }
 
-PACKED_GEMM(kl_avx512_gemm_packed_q8_0, tile_int8, false)
-PACKED_GEMM(kl_avx512_gemm_packed_q4_0, tile_int8, true)
-PACKED_GEMM(kl_avx512_gemm_packed_f32, tile_float, false)
-PACKED_GEMM(kl_avx512_gemm_packed_f16, tile_float, true)
+/* Panels of rows [r0, r1) (r0 a multiple of 16), up to MAXP at a time (4 when at most two
+ * activation rows), x all activation rows, BT at a time; the panels stay in cache while the
+ * activation tiles pass over them. */
+#define PACKED_GEMM(NAME, TILE, MAXP)                                                              \
+    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \
+    {                                                                                              \
+        int want = MAXP > 1 && g->B <= 2 ? 4 : MAXP;                                               \
+        for (int64_t r = r0, np; r < r1; r += np * PR) {                                           \
+            int64_t left = (r1 - r + PR - 1) / PR;                                                 \
+            np = want == 4 && left >= 4 ? 4 : want >= 2 && left >= 2 ? 2 : 1;                      \
+            for (int b = 0; b < g->B; b += BT) {                                                   \
+                int nb = g->B - b < BT ? g->B - b : BT;                                            \
+                if (np == 4)                                                                       \
+                    switch (nb) {                                                                  \
+                    case 2: TILE(g, r, b, 2, 4); break;                                            \
+                    default: TILE(g, r, b, 1, 4); break;                                           \
+                    }                                                                              \
+                else if (np == 2)                                                                  \
+                    TILE_NB(TILE, g, r, b, nb, 2)                                                  \
+                else                                                                               \
+                    TILE_NB(TILE, g, r, b, nb, 1)                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+PACKED_GEMM(kl_avx512_gemm_packed_q8_0, tile_q8_0, 1)
+PACKED_GEMM(kl_avx512_gemm_packed_q4_0, tile_q4_0, 1)
+PACKED_GEMM(kl_avx512_gemm_packed_f32, tile_f32, 2)
+PACKED_GEMM(kl_avx512_gemm_packed_f16, tile_f16, 2)
