@@ -33,6 +33,21 @@ void kl_pack(kl_workers *w, kl_dtype wt, const void *W, int64_t rows, int64_t co
 void kl_matmul_packed(kl_workers *w, kl_dtype wt, const void *P, int64_t rows, int64_t cols,
                       const float *x, int64_t ldx, int B, float *y, int64_t ldy, void *scratch);
 
+/* Several products of the same activations in one pass of the workers (Q, K and V; gate and
+ * up): the activations are quantized once and there is one barrier instead of n. Each output:
+ * W (packed or not) of type, rows x cols, into y (B, rows) with row stride ldy. scratch: at
+ * least kl_matmul_scratch(type, B, cols) for every output's type. */
+typedef struct kl_mm_out {
+    kl_dtype type;
+    const void *W;
+    bool packed;
+    int64_t rows;
+    float *y;
+    int64_t ldy;
+} kl_mm_out;
+void kl_matmul_multi(kl_workers *w, const kl_mm_out *outs, int n, int64_t cols, const float *x,
+                     int64_t ldx, int B, void *scratch);
+
 /* Conversions of one row of n elements (n a multiple of the dtype's block size). */
 void kl_dequantize_row(kl_dtype t, const void *src, float *dst, int64_t n);
 /* Quantizes n floats into dst (kl_dtype_row_bytes(t, n) bytes). For F32 F16 BF16 Q8_0 Q4_0

@@ -1,7 +1,8 @@
 /* kernels/matmul.c: y = W x over a batch. Quantizes the activations into the caller's scratch
  * (one pass over the workers, split by batch row), then splits W's rows across the workers
  * (a second pass) and runs the ISA's gemm for the weight dtype on each share; the same over
- * weights packed in panels of 16 rows (ROW_ALIGN: a share is whole panels). */
+ * weights packed in panels of 16 rows (ROW_ALIGN: a share is whole panels). Several matrices
+ * over the same activations (Q, K, V; gate, up) go in one pass: one quantization, one barrier. */
 #include "kernels/impl.h"
 
 #define ROW_ALIGN 16 /* shares start on multiples of 16 rows: whole SIMD tiles, whole y lines */
@@ -19,60 +20,90 @@ size_t kl_matmul_scratch(kl_dtype wt, int B, int64_t cols)
     return row ? (size_t)B * row + 64 : 0;
 }
 
+#define MAX_OUTS 4
+#define CHUNK_ROWS 64 /* rows per unit of work: whole tiles of four 16-row panels */
+
+/* One pass of the workers over up to MAX_OUTS matrices that read the same activations: their
+ * rows, in chunks, are split in equal shares of consecutive chunks (handing chunks out from a
+ * shared counter measured no faster). Each row's result does not depend on the worker. */
 typedef struct {
-    const kl_type_ops *ops;
-    kl_gemm g;
+    const kl_type_ops *ops[MAX_OUTS];
+    kl_gemm g[MAX_OUTS];
+    kl_gemm_fn fn[MAX_OUTS];
+    int64_t first[MAX_OUTS + 1]; /* chunk index where each output's rows start */
+    int n;
+    /* activation quantization, before the pass */
     const float *x;
     int64_t ldx;
-    int64_t rows;
 } mm_job;
 
 static void quant_part(void *ctx, int ith, int nth)
 {
     mm_job *j = ctx;
-    for (int b = (int)((int64_t)ith * j->g.B / nth); b < (int64_t)(ith + 1) * j->g.B / nth; b++)
-        j->ops->quant_act(j->x + b * j->ldx, (uint8_t *)j->g.act + (size_t)b * j->g.a_stride,
-                          j->g.cols);
+    kl_gemm *g = &j->g[0];
+    for (int b = (int)((int64_t)ith * g->B / nth); b < (int64_t)(ith + 1) * g->B / nth; b++)
+        j->ops[0]->quant_act(j->x + b * j->ldx, (uint8_t *)g->act + (size_t)b * g->a_stride, g->cols);
 }
 
 static void gemm_part(void *ctx, int ith, int nth)
 {
     mm_job *j = ctx;
-    int64_t tiles = (j->rows + ROW_ALIGN - 1) / ROW_ALIGN;
-    int64_t r0 = tiles * ith / nth * ROW_ALIGN, r1 = tiles * (ith + 1) / nth * ROW_ALIGN;
-    if (r1 > j->rows) r1 = j->rows;
-    if (r0 < r1) j->ops->gemm(&j->g, r0, r1);
+    int64_t total = j->first[j->n];
+    int o = 0;
+    for (int64_t c = total * ith / nth; c < total * (ith + 1) / nth; c++) {
+        while (c >= j->first[o + 1]) o++;
+        int64_t r0 = (c - j->first[o]) * CHUNK_ROWS, r1 = r0 + CHUNK_ROWS;
+        if (r1 > j->g[o].rows) r1 = j->g[o].rows;
+        j->fn[o](&j->g[o], r0, r1);
+    }
 }
 
-static void gemm_packed_part(void *ctx, int ith, int nth)
+static bool valid(const kl_mm_out *o, int64_t cols)
 {
-    mm_job *j = ctx;
-    int64_t tiles = (j->rows + ROW_ALIGN - 1) / ROW_ALIGN;
-    int64_t r0 = tiles * ith / nth * ROW_ALIGN, r1 = tiles * (ith + 1) / nth * ROW_ALIGN;
-    if (r1 > j->rows) r1 = j->rows;
-    if (r0 < r1) j->ops->gemm_packed(&j->g, r0, r1);
+    if (!kl_matmul_supports(o->type) || o->rows < 1 || !kl_dtype_row_bytes(o->type, cols)) return false;
+    return !o->packed || kl_pack_bytes(o->type, o->rows, cols);
 }
 
-static void run(kl_workers *w, kl_dtype wt, const void *W, size_t w_stride, int64_t rows,
-                int64_t cols, const float *x, int64_t ldx, int B, float *y, int64_t ldy,
-                void *scratch, kl_work_fn part)
+void kl_matmul_multi(kl_workers *w, const kl_mm_out *outs, int n, int64_t cols, const float *x,
+                     int64_t ldx, int B, void *scratch)
 {
-    const kl_type_ops *ops = &kl_isa_get()->types[wt];
-    mm_job j = {.ops = ops, .x = x, .ldx = ldx, .rows = rows};
-    j.g = (kl_gemm){.W = W, .w_stride = w_stride, .cols = cols, .B = B, .y = y, .ldy = ldy,
-                    .rows = rows};
-    if (ops->act == KL_F32) {
-        j.g.act = (const uint8_t *)x;
-        j.g.a_stride = (size_t)ldx * sizeof(float);
-    } else {
-        j.g.act = (const uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-        j.g.a_stride = kl_act_row_bytes(ops->act, cols);
+    if (B < 1 || n < 1) return;
+    const kl_isa *isa = kl_isa_get();
+    kl_dtype act = isa->types[outs[0].type].act;
+    bool same = n <= MAX_OUTS;
+    for (int i = 0; i < n; i++) same = same && isa->types[outs[i].type].act == act;
+    if (!same) { /* one pass per output: they cannot share the quantized activations */
+        for (int i = 0; i < n; i++) kl_matmul_multi(w, outs + i, 1, cols, x, ldx, B, scratch);
+        return;
+    }
+    mm_job j = {.x = x, .ldx = ldx};
+    const uint8_t *a = (const uint8_t *)x;
+    size_t a_stride = (size_t)ldx * sizeof(float);
+    if (act != KL_F32) {
+        a = (const uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+        a_stride = kl_act_row_bytes(act, cols);
+    }
+    for (int i = 0; i < n; i++) {
+        const kl_mm_out *o = &outs[i];
+        if (!valid(o, cols)) continue;
+        const kl_type_ops *ops = &isa->types[o->type];
+        size_t w_stride = o->packed ? kl_pack_bytes(o->type, ROW_ALIGN, cols) /* one panel */
+                                    : kl_dtype_row_bytes(o->type, cols);
+        j.ops[j.n] = ops;
+        j.fn[j.n] = o->packed ? ops->gemm_packed : ops->gemm;
+        j.g[j.n] = (kl_gemm){.W = o->W, .w_stride = w_stride, .cols = cols, .act = a,
+                             .a_stride = a_stride, .B = B, .y = o->y, .ldy = o->ldy, .rows = o->rows};
+        j.first[j.n + 1] = j.first[j.n] + (o->rows + CHUNK_ROWS - 1) / CHUNK_ROWS;
+        j.n++;
+    }
+    if (!j.n) return;
+    if (act != KL_F32) {
         if (B == 1 || !w)
             quant_part(&j, 0, 1);
         else
             kl_workers_run(w, quant_part, &j);
     }
-    kl_workers_run(w, part, &j);
+    kl_workers_run(w, gemm_part, &j);
 }
 
 /* Computes y (see kernels.h). Does nothing for an unsupported dtype, B < 1 or cols that are
@@ -80,8 +111,8 @@ static void run(kl_workers *w, kl_dtype wt, const void *W, size_t w_stride, int6
 void kl_matmul(kl_workers *w, kl_dtype wt, const void *W, int64_t rows, int64_t cols,
                const float *x, int64_t ldx, int B, float *y, int64_t ldy, void *scratch)
 {
-    if (!kl_matmul_supports(wt) || B < 1 || rows < 1 || !kl_dtype_row_bytes(wt, cols)) return;
-    run(w, wt, W, kl_dtype_row_bytes(wt, cols), rows, cols, x, ldx, B, y, ldy, scratch, gemm_part);
+    kl_mm_out o = {wt, W, false, rows, y, ldy};
+    kl_matmul_multi(w, &o, 1, cols, x, ldx, B, scratch);
 }
 
 size_t kl_pack_bytes(kl_dtype wt, int64_t rows, int64_t cols)
@@ -115,7 +146,6 @@ void kl_pack(kl_workers *w, kl_dtype wt, const void *W, int64_t rows, int64_t co
 void kl_matmul_packed(kl_workers *w, kl_dtype wt, const void *P, int64_t rows, int64_t cols,
                       const float *x, int64_t ldx, int B, float *y, int64_t ldy, void *scratch)
 {
-    if (B < 1 || !kl_pack_bytes(wt, rows, cols)) return;
-    size_t panel = kl_pack_bytes(wt, ROW_ALIGN, cols); /* one panel of 16 rows */
-    run(w, wt, P, panel, rows, cols, x, ldx, B, y, ldy, scratch, gemm_packed_part);
+    kl_mm_out o = {wt, P, true, rows, y, ldy};
+    kl_matmul_multi(w, &o, 1, cols, x, ldx, B, scratch);
 }

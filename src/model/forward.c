@@ -10,12 +10,29 @@
 #include "model/internal.h"
 
 /* y (n, w->rows) = x (n, w->cols) W^T */
+static kl_mm_out mm_out(const model_w *w, float *y)
+{
+    return (kl_mm_out){w->type, w->packed ? w->packed : w->data, w->packed != NULL, w->rows, y, w->rows};
+}
+
 static void proj(model *m, kl_workers *wk, const model_w *w, const float *x, int n, float *y)
 {
-    if (w->packed)
-        kl_matmul_packed(wk, w->type, w->packed, w->rows, w->cols, x, w->cols, n, y, w->rows, m->s.mm);
-    else
-        kl_matmul(wk, w->type, w->data, w->rows, w->cols, x, w->cols, n, y, w->rows, m->s.mm);
+    kl_mm_out o = mm_out(w, y);
+    kl_matmul_multi(wk, &o, 1, w->cols, x, w->cols, n, m->s.mm);
+}
+
+/* Projections of the same input in one pass of the workers (see kl_matmul_multi). */
+static void proj2(model *m, kl_workers *wk, const model_w *w0, float *y0, const model_w *w1,
+                  float *y1, const float *x, int n)
+{
+    kl_mm_out o[2] = {mm_out(w0, y0), mm_out(w1, y1)};
+    kl_matmul_multi(wk, o, 2, w0->cols, x, w0->cols, n, m->s.mm);
+}
+
+static void proj3(model *m, kl_workers *wk, const model_layer *ly, const float *x, int n)
+{
+    kl_mm_out o[3] = {mm_out(&ly->wq, m->s.q), mm_out(&ly->wk, m->s.k), mm_out(&ly->wv, m->s.v)};
+    kl_matmul_multi(wk, o, 3, ly->wq.cols, x, ly->wq.cols, n, m->s.mm);
 }
 
 void model_rope_head(const model *m, float *head, int pos)
@@ -115,9 +132,7 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
         const model_layer *ly = &m->layers[l];
         for (int i = 0; i < n; i++)
             kl_rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, ly->attn_norm, dim, hp->norm_eps);
-        proj(m, w, &ly->wq, s->xb, n, s->q);
-        proj(m, w, &ly->wk, s->xb, n, s->k);
-        proj(m, w, &ly->wv, s->xb, n, s->v);
+        proj3(m, w, ly, s->xb, n);
         add_bias(s->q, ly->bq, n, m->q_dim);
         add_bias(s->k, ly->bk, n, m->kv_dim);
         add_bias(s->v, ly->bv, n, m->kv_dim);
@@ -128,8 +143,7 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
         for (int i = 0; i < n; i++) kl_axpy_f32(s->x + (size_t)i * dim, 1.f, s->xb + (size_t)i * dim, dim);
         for (int i = 0; i < n; i++)
             kl_rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, ly->ffn_norm, dim, hp->norm_eps);
-        proj(m, w, &ly->w_gate, s->xb, n, s->hb);
-        proj(m, w, &ly->w_up, s->xb, n, s->hb2);
+        proj2(m, w, &ly->w_gate, s->hb, &ly->w_up, s->hb2, s->xb, n);
         kl_swiglu(s->hb, s->hb, s->hb2, n * hp->hidden_dim);
         proj(m, w, &ly->w_down, s->hb, n, s->xb);
         for (int i = 0; i < n; i++) kl_axpy_f32(s->x + (size_t)i * dim, 1.f, s->xb + (size_t)i * dim, dim);

@@ -106,3 +106,54 @@ TEST(kernels_gemm_bf16_simd_matches_reference) { check_all(KL_BF16); }
 TEST(kernels_gemm_q4_k_simd_matches_reference) { check_all(KL_Q4_K); }
 TEST(kernels_gemm_q5_k_simd_matches_reference) { check_all(KL_Q5_K); }
 TEST(kernels_gemm_q6_k_simd_matches_reference) { check_all(KL_Q6_K); }
+
+/* kl_matmul_multi: several weights over the same activations in one pass give the same bits
+ * as one kl_matmul per weight, for packed and plain weights, sharing one quantization (Q8_0
+ * and Q4_0 both take Q8_0 activations) or not (F32 and Q6_K mixed in). */
+TEST(kernels_matmul_multi_matches_separate_calls)
+{
+    enum { COLS = 256, B = 5, N = 4 };
+    static const kl_dtype types[N] = {KL_Q8_0, KL_Q4_0, KL_F32, KL_Q6_K};
+    static const int rows[N] = {70, 150, 33, 17};
+    kl_workers *w = kl_workers_create(2);
+    float *x = malloc(sizeof(float) * COLS * B);
+    for (int i = 0; i < COLS * B; i++) x[i] = frand();
+    size_t scratch_bytes = 0;
+    for (int i = 0; i < N; i++) {
+        size_t sb = kl_matmul_scratch(types[i], B, COLS);
+        if (sb > scratch_bytes) scratch_bytes = sb;
+    }
+    void *scratch = malloc(scratch_bytes + 64);
+    uint8_t *W[N], *P[N];
+    float *y[N], *y1[N];
+    kl_mm_out outs[N];
+    float *row = malloc(sizeof(float) * COLS);
+    for (int i = 0; i < N; i++) {
+        size_t rb = kl_dtype_row_bytes(types[i], COLS);
+        W[i] = malloc(rb * (size_t)rows[i]);
+        for (int r = 0; r < rows[i]; r++) {
+            for (int c = 0; c < COLS; c++) row[c] = frand();
+            T_ASSERT(kl_quantize_row(types[i], row, W[i] + rb * (size_t)r, COLS));
+        }
+        size_t pb = kl_pack_bytes(types[i], rows[i], COLS);
+        P[i] = pb ? malloc(pb) : NULL;
+        if (P[i]) kl_pack(w, types[i], W[i], rows[i], COLS, P[i]);
+        y[i] = malloc(sizeof(float) * (size_t)rows[i] * B);
+        y1[i] = malloc(sizeof(float) * (size_t)rows[i] * B);
+        outs[i] = (kl_mm_out){types[i], P[i] ? P[i] : W[i], P[i] != NULL, rows[i], y[i], rows[i]};
+    }
+    for (int n = 2; n <= N; n++) { /* the first two share Q8_0 activations; then mixed */
+        for (int i = 0; i < n; i++) memset(y[i], 0xFF, sizeof(float) * (size_t)rows[i] * B);
+        kl_matmul_multi(w, outs, n, COLS, x, COLS, B, scratch);
+        for (int i = 0; i < n; i++) {
+            if (P[i])
+                kl_matmul_packed(w, types[i], P[i], rows[i], COLS, x, COLS, B, y1[i], rows[i], scratch);
+            else
+                kl_matmul(w, types[i], W[i], rows[i], COLS, x, COLS, B, y1[i], rows[i], scratch);
+            T_MEMEQ(y[i], y1[i], sizeof(float) * (size_t)rows[i] * B);
+        }
+    }
+    for (int i = 0; i < N; i++) free(W[i]), free(P[i]), free(y[i]), free(y1[i]);
+    free(x), free(row), free(scratch);
+    kl_workers_destroy(w);
+}
