@@ -32,8 +32,10 @@ void kl_ref_quant_act_q8_0(const float *x, void *dst, int64_t n)
     for (int64_t i = 0; i < n / KL_QK; i++, x += KL_QK, qs += KL_QK) {
         float amax = 0.0f;
         for (int j = 0; j < KL_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         d[i] = kl_fp16_to_fp32(kl_fp32_to_fp16(amax / 127.0f));
+        /* a scale that rounds to 0 in fp16 zeroes the block's products whatever qs holds:
+         * zeros then, rather than 127 / amax overflowing to inf for a tiny amax */
+        float id = d[i] != 0.0f ? 127.0f / amax : 0.0f;
         int32_t sum = 0;
         for (int j = 0; j < KL_QK; j++) {
             int q = kl_nearest_int(x[j] * id);

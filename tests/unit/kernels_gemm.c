@@ -157,3 +157,36 @@ TEST(kernels_matmul_multi_matches_separate_calls)
     free(x), free(row), free(scratch);
     kl_workers_destroy(w);
 }
+
+/* The activation quantization of each ISA gives the reference's bytes exactly (batch
+ * invariance and the int8 results rest on it): random rows of several scales, a zero block,
+ * a block of one value, halves that round to even, subnormals. */
+TEST(kernels_quant_act_simd_matches_reference_bits)
+{
+    enum { N = 32 * 40 };
+    float *x = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++) x[i] = frand() * (float)(1 << (i / 32 % 12)) * 1e-3f;
+    for (int i = 32; i < 64; i++) x[i] = 0.0f;
+    for (int i = 64; i < 96; i++) x[i] = -3.25f;
+    for (int i = 96; i < 128; i++) x[i] = (float)(i - 96) * 127.0f / 62.0f - 63.5f; /* k + 0.5 */
+    for (int i = 128; i < 160; i++) x[i] = (float)(i - 127) * 1e-40f;
+    const kl_dtype types[] = {KL_Q8_0, KL_Q4_0};
+    for (int ti = 0; ti < 2; ti++) {
+        const kl_type_ops *ref = &kl_isa_find("scalar")->types[types[ti]];
+        size_t rb = kl_act_row_bytes(ref->act, N);
+        uint8_t *a = calloc(1, rb), *b = calloc(1, rb);
+        ref->quant_act(x, a, N);
+        int isas = 0;
+        for (const char *const *n = (const char *const[]){"avx2", "avx512", NULL}; *n; n++) {
+            const kl_isa *isa = kl_isa_find(*n);
+            if (!isa || isa->types[types[ti]].quant_act == ref->quant_act) continue;
+            isas++;
+            memset(b, 0x5A, rb);
+            isa->types[types[ti]].quant_act(x, b, N);
+            T_MEMEQ(a, b, rb);
+        }
+        if (!isas) t_skip("no SIMD activation quantization on this CPU");
+        free(a), free(b);
+    }
+    free(x);
+}

@@ -32,6 +32,7 @@ void kl_avx512_softmax(float *x, int n);
 void kl_avx512_swiglu(float *out, const float *g, const float *u, int n);
 void kl_avx512_attn_scores(const float *q, const float *k, int ldk, int nk, int hd, float scale,
                            float *s);
+void kl_avx512_quant_act_q8_0(const float *x, void *dst, int64_t n);
 void kl_avx512_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int hd);
 
 void kl_isa_avx512_init(kl_isa *isa)
@@ -53,6 +54,8 @@ void kl_isa_avx512_init(kl_isa *isa)
     isa->types[KL_Q4_K].gemm = kl_avx512_gemm_q4_k;
     isa->types[KL_Q5_K].gemm = kl_avx512_gemm_q5_k;
     isa->types[KL_Q6_K].gemm = kl_avx512_gemm_q6_k;
+    isa->types[KL_Q8_0].quant_act = kl_avx512_quant_act_q8_0;
+    isa->types[KL_Q4_0].quant_act = kl_avx512_quant_act_q8_0;
     isa->types[KL_Q8_0].pack_bytes = kl_avx512_pack_bytes_q8_0;
     isa->types[KL_Q8_0].pack = kl_avx512_pack_q8_0;
     isa->types[KL_Q8_0].gemm_packed = kl_avx512_gemm_packed_q8_0;
