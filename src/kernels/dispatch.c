@@ -35,7 +35,8 @@ static void fill_scalar(kl_isa *t)
     t->types[KL_Q6_K] = (kl_type_ops){.act = KL_Q8_K, .quant_act = kl_ref_quant_act_q8_k, .gemm = kl_ref_gemm_q6_k};
     t->vec = (kl_vec_ops){kl_ref_dot,     kl_ref_axpy,    kl_ref_rmsnorm,  kl_ref_softmax,
                           kl_ref_swiglu, kl_ref_dot_f16, kl_ref_axpy_f16,
-                          kl_ref_attn_scores, kl_ref_attn_pv};
+                          kl_ref_attn_scores, kl_ref_attn_pv, kl_ref_attn_scores_f16,
+                          kl_ref_attn_pv_f16};
 }
 
 static bool cpu_avx2(void)

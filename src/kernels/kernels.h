@@ -88,4 +88,9 @@ void kl_axpy_f16(float *y, float a, const uint16_t *x, int n);
  * else is computed (batch invariance). */
 void kl_attn_scores(const float *q, const float *k, int ldk, int nk, int hd, float scale, float *s);
 void kl_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int hd);
+/* The same over F16 keys / values read in place (the F16 KV cache; ldk, ldv in halves): the
+ * same bits as converting them to float first and calling the F32 kernels. */
+void kl_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int nk, int hd, float scale,
+                        float *s);
+void kl_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd);
 #endif

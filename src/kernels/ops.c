@@ -45,3 +45,14 @@ void kl_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int h
 {
     kl_isa_get()->vec.attn_pv(o, p, v, ldv, nk, hd);
 }
+
+void kl_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int nk, int hd, float scale,
+                        float *s)
+{
+    kl_isa_get()->vec.attn_scores_f16(q, k, ldk, nk, hd, scale, s);
+}
+
+void kl_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd)
+{
+    kl_isa_get()->vec.attn_pv_f16(o, p, v, ldv, nk, hd);
+}

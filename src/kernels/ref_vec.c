@@ -39,6 +39,18 @@ void kl_ref_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, i
     for (int j = 0; j < nk; j++) kl_ref_axpy(o, p[j], v + (size_t)j * (size_t)ldv, hd);
 }
 
+/* The same float operands, in the same order, as kl_ref_attn_scores (pv) over converted rows. */
+void kl_ref_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int nk, int hd, float scale,
+                            float *s)
+{
+    for (int j = 0; j < nk; j++) s[j] = kl_ref_dot_f16(k + (size_t)j * (size_t)ldk, q, hd) * scale;
+}
+
+void kl_ref_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd)
+{
+    for (int j = 0; j < nk; j++) kl_ref_axpy_f16(o, p[j], v + (size_t)j * (size_t)ldv, hd);
+}
+
 void kl_ref_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
 {
     double sum = 0.0;

@@ -40,6 +40,12 @@ static const float *kv_rows(const attn_job *j, const uint8_t *block, int p0, int
     return out;
 }
 
+/* The F16 head slice [off, ...) of cached position p0's row in its block, read in place. */
+static const uint16_t *half_rows(const attn_job *j, const uint8_t *block, int p0, int off)
+{
+    return (const uint16_t *)(const void *)(block + (size_t)(p0 % j->bs) * j->row_bytes) + off;
+}
+
 /* dst = src rounded to F16 and back (in place is fine), through h16 in chunks. */
 static void f16_round(const float *src, float *dst, int n, uint16_t h16[512])
 {
@@ -53,6 +59,10 @@ static void f16_round(const float *src, float *dst, int n, uint16_t h16[512])
 /* Positions per pass over the cache: a chunk of K or V rows converted once for every query row
  * of the tile (never crossing a block). */
 #define KV_CHUNK 16
+/* Tiles of at most this many query rows (a decoding token's heads) read an F16 cache in place:
+ * converting a chunk into a buffer costs more than it saves when few rows share it. The
+ * kernels give the same bits either way. */
+#define F16_DIRECT_ROWS 8
 
 /* One work item: a tile of consecutive batch tokens of one sequence and one KV head, with the
  * `group` query heads that share it: rows r = t * group + h. Each chunk of cached K and V rows
@@ -71,7 +81,8 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
     float *kvb = acc + (size_t)m->attn_qt * group * hd;               /* (KV_CHUNK, hd) */
     uint16_t h16[512];
     float scale = 1.f / sqrtf((float)hd);
-    bool f16 = j->dt == KL_F16;
+    bool f16 = j->dt == KL_F16, direct = f16 && rows <= F16_DIRECT_ROWS;
+    int ldh = (int)(j->row_bytes / sizeof(uint16_t)); /* F16 row stride, in halves */
     const model_seq *sq = &b->seqs[b->seq[i0]];
     int off = g * hd, len_max = 0;
     for (int t = 0; t < nt; t++) {
@@ -87,16 +98,20 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
         int n = KV_CHUNK, left_in_block = j->bs - p0 % j->bs;
         if (n > left_in_block) n = left_in_block;
         if (n > len_max - p0) n = len_max - p0;
-        int ld;
-        const float *k = kv_rows(j, kv_store_k(j->kv, j->layer, sq->blocks[p0 / j->bs]), p0, off,
-                                 n, kvb, &ld);
+        int ld = 0;
+        const uint8_t *blk = kv_store_k(j->kv, j->layer, sq->blocks[p0 / j->bs]);
+        const uint16_t *kh = direct ? half_rows(j, blk, p0, off) : NULL;
+        const float *k = direct ? NULL : kv_rows(j, blk, p0, off, n, kvb, &ld);
         for (int t = 0; t < nt; t++) {
             int valid = b->pos[i0 + t] + 1 - p0;
             if (valid <= 0) continue;
             for (int h = 0; h < group; h++) {
-                int r = t * group + h;
-                kl_attn_scores(qs + (size_t)r * hd, k, ld, valid < n ? valid : n, hd, scale,
-                               scores + (size_t)r * mc + p0);
+                int r = t * group + h, nk = valid < n ? valid : n;
+                float *sc = scores + (size_t)r * mc + p0;
+                if (direct)
+                    kl_attn_scores_f16(qs + (size_t)r * hd, kh, ldh, nk, hd, scale, sc);
+                else
+                    kl_attn_scores(qs + (size_t)r * hd, k, ld, nk, hd, scale, sc);
             }
         }
         p0 += n;
@@ -112,16 +127,20 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
         int n = KV_CHUNK, left_in_block = j->bs - p0 % j->bs;
         if (n > left_in_block) n = left_in_block;
         if (n > len_max - p0) n = len_max - p0;
-        int ld;
-        const float *v = kv_rows(j, kv_store_v(j->kv, j->layer, sq->blocks[p0 / j->bs]), p0, off,
-                                 n, kvb, &ld);
+        int ld = 0;
+        const uint8_t *blk = kv_store_v(j->kv, j->layer, sq->blocks[p0 / j->bs]);
+        const uint16_t *vh = direct ? half_rows(j, blk, p0, off) : NULL;
+        const float *v = direct ? NULL : kv_rows(j, blk, p0, off, n, kvb, &ld);
         for (int t = 0; t < nt; t++) {
             int valid = b->pos[i0 + t] + 1 - p0;
             if (valid <= 0) continue;
             for (int h = 0; h < group; h++) {
-                int r = t * group + h;
-                kl_attn_pv(acc + (size_t)r * hd, scores + (size_t)r * mc + p0, v, ld,
-                           valid < n ? valid : n, hd);
+                int r = t * group + h, nk = valid < n ? valid : n;
+                const float *pr = scores + (size_t)r * mc + p0;
+                if (direct)
+                    kl_attn_pv_f16(acc + (size_t)r * hd, pr, vh, ldh, nk, hd);
+                else
+                    kl_attn_pv(acc + (size_t)r * hd, pr, v, ld, nk, hd);
             }
         }
         p0 += n;

@@ -54,3 +54,32 @@ TEST(kernels_vec_attention_match_reference)
         for (int i = 0; i < hd; i++) T_ASSERT(o1[i] == o2[i]);
     }
 }
+
+/* Attention over F16 rows read in place gives the bits of the F32 kernels over the same rows
+ * converted first, for every ISA (the forward pass uses either, by tile size; a token's
+ * result must not depend on which). */
+TEST(kernels_vec_attention_f16_same_bits_as_converted)
+{
+    static const int hds[] = {8, 40, 64, 72, 128, 130, 256};
+    enum { NK = 20, LD = 300 };
+    static float q[LD], k[NK * LD], o1[LD], o2[LD], s1[NK], s2[NK];
+    static uint16_t kh[NK * LD];
+    for (int i = 0; i < NK * LD; i++) kh[i] = kl_fp32_to_fp16(sinf((float)i * 0.37f) * 3.f);
+    for (int i = 0; i < NK * LD; i++) k[i] = kl_fp16_to_fp32(kh[i]);
+    for (int i = 0; i < LD; i++) q[i] = cosf((float)i * 0.11f);
+    for (const char *const *n = (const char *const[]){"scalar", "avx2", "avx512", NULL}; *n; n++) {
+        const kl_isa *isa = kl_isa_find(*n);
+        if (!isa) continue;
+        for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++)
+            for (int nk = 1; nk <= NK; nk += 6) {
+                int hd = hds[h];
+                isa->vec.attn_scores(q, k, LD, nk, hd, 0.125f, s1);
+                isa->vec.attn_scores_f16(q, kh, LD, nk, hd, 0.125f, s2);
+                T_MEMEQ(s1, s2, sizeof(float) * (size_t)nk);
+                for (int i = 0; i < LD; i++) o1[i] = o2[i] = (float)i * 0.01f;
+                isa->vec.attn_pv(o1, s1, k, LD, nk, hd);
+                isa->vec.attn_pv_f16(o2, s1, kh, LD, nk, hd);
+                T_MEMEQ(o1, o2, sizeof o1);
+            }
+    }
+}

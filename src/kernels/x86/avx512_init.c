@@ -34,6 +34,9 @@ void kl_avx512_attn_scores(const float *q, const float *k, int ldk, int nk, int 
                            float *s);
 void kl_avx512_quant_act_q8_0(const float *x, void *dst, int64_t n);
 void kl_avx512_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int hd);
+void kl_avx512_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int nk, int hd,
+                               float scale, float *s);
+void kl_avx512_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd);
 
 void kl_isa_avx512_init(kl_isa *isa)
 {
@@ -46,6 +49,8 @@ void kl_isa_avx512_init(kl_isa *isa)
     isa->vec.swiglu = kl_avx512_swiglu;
     isa->vec.attn_scores = kl_avx512_attn_scores;
     isa->vec.attn_pv = kl_avx512_attn_pv;
+    isa->vec.attn_scores_f16 = kl_avx512_attn_scores_f16;
+    isa->vec.attn_pv_f16 = kl_avx512_attn_pv_f16;
     isa->types[KL_Q8_0].gemm = kl_avx512_gemm_q8_0;
     isa->types[KL_Q4_0].gemm = kl_avx512_gemm_q4_0;
     isa->types[KL_F16].gemm = kl_avx512_gemm_f16;
