@@ -170,7 +170,11 @@ static void on_request(struct evhttp_request *req, void *arg)
     gw *g = arg;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     bool get = evhttp_request_get_command(req) == EVHTTP_REQ_GET;
-    if (path && get && !strcmp(path, "/health")) {
+    bool get_path = path && (!strcmp(path, "/health") || !strcmp(path, "/metrics") ||
+                             !strcmp(path, "/v1/models"));
+    if (get_path && !get) {
+        gw_send_error(req, 405, "invalid_request_error", "use GET", 0);
+    } else if (path && get && !strcmp(path, "/health")) {
         int up = 0;
         for (int i = 0; i < g->n_eps; i++)
             up += g->eps[i]->live && gw_endpoint_available(&g->eps[i]->e, gw_now_ns());
@@ -212,7 +216,10 @@ int gw_create(gw **out, gw_config *cfg, const char *config_path, kl_err *err)
     evhttp_set_max_body_size(g->http, GW_MAX_BODY);
     evhttp_set_max_headers_size(g->http, 64 * 1024);
     evhttp_set_timeout(g->http, 60);
-    evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    /* every method reaches on_request, so a wrong one gets a JSON 405, not libevent's page */
+    evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(g->http, on_request, g);
     g->sock = evhttp_bind_socket_with_handle(g->http, cfg->listen_host, (unsigned short)cfg->listen_port);
     if (!g->sock) {

@@ -102,6 +102,9 @@ void gw_count(gw *g, const char *labels_fmt, ...) __attribute__((format(printf, 
 void gw_observe_latency(gw *g, double seconds);
 void gw_stats_handle(struct evhttp_request *req, gw *g);
 /* Sends an OpenAI-style error body. */
+/* The same naming the parameter at fault (OpenAI's error.param; NULL: null). */
+void gw_send_error_param(struct evhttp_request *req, int status, const char *type,
+                         const char *msg, int retry_after_s, const char *param);
 void gw_send_error(struct evhttp_request *req, int status, const char *type, const char *msg,
                    int retry_after_s);
 

@@ -49,6 +49,7 @@ struct gw_call {
     struct evhttp_connection *up_conn;
     struct evhttp_request *up_req;
     bool up_failed, started, discard, fallback;
+    bool busy_seen; /* an endpoint answered 429: its queue is full, it is not broken */
     int up_status, status, attempts;
     int64_t t0_ns, t_first_ns;
     struct event *timer; /* queue wait limit */
@@ -113,12 +114,18 @@ static void call_finish(gw_call *c)
     event_active(g->pump, 0, 0); /* queued requests may fit now; never recurse from here */
 }
 
-static void reply_error(gw_call *c, int status, const char *type, const char *msg, int retry_after)
+static void reply_error_param(gw_call *c, int status, const char *type, const char *msg,
+                              int retry_after, const char *param)
 {
     c->status = status;
     struct evhttp_request *d = take_down(c);
-    if (d) gw_send_error(d, status, type, msg, retry_after);
+    if (d) gw_send_error_param(d, status, type, msg, retry_after, param);
     call_finish(c);
+}
+
+static void reply_error(gw_call *c, int status, const char *type, const char *msg, int retry_after)
+{
+    reply_error_param(c, status, type, msg, retry_after, NULL);
 }
 
 /* ---------------------------------------------------------------- queue ---- */
@@ -249,6 +256,7 @@ static void on_up_done(struct evhttp_request *up, void *arg)
     gw_call *c = arg;
     gw *g = c->g;
     bool failed = !up || c->up_failed || c->discard || evhttp_request_get_response_code(up) == 0;
+    bool busy = up && !c->up_failed && c->discard && c->up_status == 429;
     gw_ep *ep = c->cur;
     double secs = (double)(gw_now_ns() - c->t0_ns) * 1e-9;
     gw_observe_latency(g, secs);
@@ -260,7 +268,10 @@ static void on_up_done(struct evhttp_request *up, void *arg)
     free_conn_later(g, c->up_conn);
     c->up_conn = NULL;
     if (failed) {
-        mark_failure(g, ep);
+        if (busy) /* retried elsewhere, but the endpoint stays in rotation */
+            c->busy_seen = true;
+        else
+            mark_failure(g, ep);
         if (!c->started) {
             gw_count(g, "kiln_gateway_retries_total{endpoint=\"%s\"}", ep->e.cfg->url);
             if (c->down) start_attempt(c);
@@ -336,7 +347,10 @@ static void start_attempt(gw_call *c)
         if (ep->e.prefix && c->n_blocks) gw_lru_set_add(ep->e.prefix, c->blocks, c->n_blocks);
         return;
     }
-    reply_error(c, 502, "upstream_error", "every endpoint tried failed", 0);
+    if (c->busy_seen) /* as a replica with a full queue says it: try again shortly */
+        reply_error(c, 429, "rate_limit_error", "every endpoint tried is busy; try again later", 1);
+    else
+        reply_error(c, 502, "upstream_error", "every endpoint tried failed", 0);
 }
 
 /* ------------------------------------------------------------ dispatch ---- */
@@ -539,9 +553,9 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
     gw_request_info info;
     kl_err err = {0};
     if (gw_request_parse(&info, (const char *)evbuffer_pullup(in, -1), len, chat, &err)) {
-        gw_send_error(req, err.code == KL_ENOMEM ? 503 : 400,
-                      err.code == KL_ENOMEM ? "service_unavailable" : "invalid_request_error",
-                      err.msg, 0);
+        gw_send_error_param(req, err.code == KL_ENOMEM ? 503 : 400,
+                            err.code == KL_ENOMEM ? "service_unavailable" : "invalid_request_error",
+                            err.msg, 0, info.bad_param);
         return;
     }
     gw_call *c = calloc(1, sizeof *c);
@@ -568,7 +582,7 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
     evhttp_connection_set_closecb(c->down_conn, on_down_close, c);
     if (!resolve_model(c, c->requested)) {
         gw_request_info_free(&info);
-        reply_error(c, 404, "not_found_error", "the model does not exist", 0);
+        reply_error_param(c, 404, "not_found_error", "the model does not exist", 0, "model");
         return;
     }
     int retry_after = 0;

@@ -58,6 +58,7 @@ int gw_request_parse(gw_request_info *out, const char *data, size_t len, bool ch
     if (!json_is_string(model) || json_string_length(model) == 0 ||
         json_string_length(model) >= sizeof out->model) {
         gw_request_info_free(out);
+        out->bad_param = "model";
         return kl_errf(err, KL_EINVAL, "'model' must be a non-empty string");
     }
     snprintf(out->model, sizeof out->model, "%s", json_string_value(model));

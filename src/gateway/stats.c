@@ -123,8 +123,14 @@ void gw_stats_handle(struct evhttp_request *req, gw *g)
 void gw_send_error(struct evhttp_request *req, int status, const char *type, const char *msg,
                    int retry_after_s)
 {
-    json_t *body = json_pack("{s:{s:s, s:s, s:n, s:i}}", "error", "message", msg, "type", type,
-                             "param", "code", status);
+    gw_send_error_param(req, status, type, msg, retry_after_s, NULL);
+}
+
+void gw_send_error_param(struct evhttp_request *req, int status, const char *type,
+                         const char *msg, int retry_after_s, const char *param)
+{
+    json_t *body = json_pack("{s:{s:s, s:s, s:o, s:i}}", "error", "message", msg, "type", type,
+                             "param", param ? json_string(param) : json_null(), "code", status);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     struct evbuffer *b = evbuffer_new();
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);

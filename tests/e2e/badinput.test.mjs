@@ -1,5 +1,6 @@
 // The black-box bad-input suite for kiln serve: each kind of hostile or broken input gets the
 // right status and an OpenAI-shaped error body, and a normal request still works after it.
+// The same cases run against kiln serve directly and through a kiln gateway in front of it.
 // Standard library only (node:net for bytes no HTTP client would send).
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -7,6 +8,7 @@ import net from 'node:net';
 import http from 'node:http';
 import { waitFor } from './gwutil.mjs';
 import { startServer, stopServer, postJson, haveStories, stories } from './serverutil.mjs';
+import { startGateway, cleanup } from './gwreal.mjs';
 
 const skip = haveStories ? false : 'needs ../shared/models/stories260K.gguf';
 const MAX_BODY = 1 << 20;
@@ -48,22 +50,33 @@ function errorBody(r) {
   return j.error;
 }
 
-describe('bad input', { skip }, () => {
-  let s, url;
+for (const target of ['kiln serve', 'kiln gateway']) describe(`bad input: ${target}`, { skip }, () => {
+  const viaGateway = target === 'kiln gateway';
+  let s, gw, url, port;
   before(async () => {
     s = await startServer(['-m', stories, '-t', '2', '--ctx', '128', '--max-body', String(MAX_BODY),
       '--timeout', '3', '--max-seqs', '4', '--max-queue', '4', '--served-model-name', 'm']);
-    url = s.url;
+    url = s.url, port = s.port;
+    if (viaGateway) {
+      gw = await startGateway({ models: [{ name: 'm', pools: [{ endpoints: [{ url: s.url }] }] }] });
+      url = gw.url, port = gw.port;
+    }
   });
   after(async () => {
+    if (gw) {
+      const g = await gw.stop();
+      assert.equal(g.code, 0, gw.log());
+      assert.doesNotMatch(gw.log(), /ERROR: AddressSanitizer|LeakSanitizer|runtime error/);
+      cleanup();
+    }
     const r = await stopServer(s);
     assert.equal(r.code, 0, s.log());
     assert.doesNotMatch(s.log(), /ERROR: AddressSanitizer|LeakSanitizer|runtime error/);
   });
 
-  // After every case: the server still answers a normal request.
+  // After every case: the server (and the gateway) still answer a normal request.
   async function stillServes() {
-    const r = await postJson(`${url}/v1/completions`, { prompt: 'Once upon a time', max_tokens: 2, temperature: 0 });
+    const r = await postJson(`${url}/v1/completions`, { model: 'm', prompt: 'Once upon a time', max_tokens: 2, temperature: 0 });
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.usage.completion_tokens, 2);
   }
@@ -139,8 +152,12 @@ describe('bad input', { skip }, () => {
   ];
 
   for (const [name, path, body, status, param] of cases) {
-    test(`${name} -> ${status}`, async () => {
-      const r = await postJson(`${url}${path}`, Buffer.isBuffer(body) ? body : body);
+    // the gateway routes the OpenAI API; kiln serve's own /tokenize and /detokenize are not it
+    const gwSkip = viaGateway && !path.startsWith('/v1/') ? 'not routed by the gateway' : false;
+    test(`${name} -> ${status}`, { skip: gwSkip }, async () => {
+      // the model named, as a client of a gateway must (kiln serve alone takes it or not)
+      const b = typeof body === 'object' && !Buffer.isBuffer(body) && !('model' in body) ? { model: 'm', ...body } : body;
+      const r = await postJson(`${url}${path}`, b);
       assert.equal(r.status, status, r.text);
       const e = errorBody(r);
       if (param !== null) assert.equal(e.param, param, e.message);
@@ -160,18 +177,18 @@ describe('bad input', { skip }, () => {
   });
 
   test('body over --max-body -> 413 JSON; 10 MB body -> 413', async () => {
-    const big = JSON.stringify({ prompt: 'a'.repeat(MAX_BODY + 1000) });
+    const big = JSON.stringify({ model: 'm', prompt: 'a'.repeat(MAX_BODY + 1000) });
     const r = await postJson(`${url}${C}`, big);
     assert.equal(r.status, 413);
     errorBody(r);
-    const huge = await raw(s.port, [`POST ${C} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+    const huge = await raw(port, [`POST ${C} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
       `Content-Length: ${10 * 1024 * 1024}\r\nConnection: close\r\n\r\n`, Buffer.alloc(64 * 1024, 97)]);
     assert.equal(huge.status, 413, huge.text.slice(0, 200));
     await stillServes();
   });
 
   test('100 KB of headers -> refused, connection closed', async () => {
-    const r = await raw(s.port, `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(100 * 1024)}\r\n\r\n`);
+    const r = await raw(port, `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(100 * 1024)}\r\n\r\n`);
     assert.ok(r.status === 413 || r.status === 431 || r.status === 400, r.text.slice(0, 200));
     assert.ok(r.closed);
     await stillServes();
@@ -181,20 +198,23 @@ describe('bad input', { skip }, () => {
     for (const bytes of ['HELLO THERE\r\n\r\n', `POST ${C} HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n`,
       `POST ${C} HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n`,
       `POST ${C} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n`]) {
-      const r = await raw(s.port, bytes, { timeoutMs: 5000 });
+      const r = await raw(port, bytes, { timeoutMs: 5000 });
       // libevent answers these itself (HTML body): a bad chunk size reads as too large
       assert.ok(r.status === 400 || r.status === 413 || (r.status === 0 && r.closed), `${JSON.stringify(bytes)} -> ${r.text.slice(0, 100)}`);
     }
     await stillServes();
   });
 
-  test('slowloris: dribbled headers do not block others and are cut off after --timeout', async () => {
+  // The gateway has no per-connection deadline yet: libevent's idle timer is all it has, and
+  // dribbled headers keep resetting it (a known gap, issue 7's note).
+  test('slowloris: dribbled headers do not block others and are cut off after --timeout',
+    { skip: viaGateway ? 'the gateway has no per-connection deadline yet' : false }, async () => {
     const t0 = Date.now();
     // a header line every 400 ms: libevent's idle timer never fires, the request deadline does
     const lines = ['POST /v1/completions HTTP/1.1\r\n', ...Array.from({ length: 40 }, (_, i) => `X-h${i}: ${i}\r\n`)];
-    const slow = Array.from({ length: 20 }, () => raw(s.port, lines, { gapMs: 400, timeoutMs: 15000 }));
+    const slow = Array.from({ length: 20 }, () => raw(port, lines, { gapMs: 400, timeoutMs: 15000 }));
     await stillServes();
-    const stalled = await raw(s.port, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\n', { timeoutMs: 12000 });
+    const stalled = await raw(port, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\n', { timeoutMs: 12000 });
     assert.ok(stalled.closed, 'a client that stops mid-headers is disconnected');
     const rs = await Promise.all(slow);
     for (const r of rs) assert.ok(r.closed, 'a dribbling client is disconnected');
@@ -205,7 +225,7 @@ describe('bad input', { skip }, () => {
   test('1000 idle connections do not stop service', async () => {
     const socks = [];
     await Promise.all(Array.from({ length: 1000 }, () => new Promise((resolve) => {
-      const c = net.connect(s.port, '127.0.0.1', resolve);
+      const c = net.connect(port, '127.0.0.1', resolve);
       c.on('error', resolve);
       socks.push(c);
     })));
@@ -225,12 +245,12 @@ describe('bad input', { skip }, () => {
       });
       req.on('error', resolve);
       req.on('close', resolve);
-      req.end(JSON.stringify({ prompt: 'Once upon a time', max_tokens: 100, ignore_eos: true, stream: destroyAt === 'data' }));
+      req.end(JSON.stringify({ model: 'm', prompt: 'Once upon a time', max_tokens: 100, ignore_eos: true, stream: destroyAt === 'data' }));
       if (destroyAt === 'now') setTimeout(() => req.destroy(), 5);
     });
     await Promise.all([...Array(6)].map(() => one('data')).concat([...Array(6)].map(() => one('now'))));
     await waitFor(async () => {
-      const m = await (await fetch(`${url}/metrics`)).text();
+      const m = await (await fetch(`${s.url}/metrics`)).text(); // the replica's own
       return /vllm:num_requests_running\{model_name="m"\} 0\n/.test(m) && /vllm:num_requests_waiting\{model_name="m"\} 0\n/.test(m) &&
         /kiln:requests_in_flight\{model_name="m"\} 0\n/.test(m);
     }, 15000);
@@ -238,7 +258,7 @@ describe('bad input', { skip }, () => {
   });
 
   test('a full queue -> 429 with Retry-After', async () => {
-    const body = { prompt: 'Once upon a time', max_tokens: 100, ignore_eos: true };
+    const body = { model: 'm', prompt: 'Once upon a time', max_tokens: 100, ignore_eos: true };
     const rs = await Promise.all(Array.from({ length: 24 }, () => postJson(`${url}${C}`, body)));
     const busy = rs.filter((r) => r.status === 429);
     assert.ok(busy.length > 0, rs.map((r) => r.status).join(','));
