@@ -338,6 +338,7 @@ static int parse_ints(pctx *p, json_t *root, const char *section, const int_fiel
 static void defaults(gw_config *c)
 {
     c->listen_port = 9000;
+    c->client_timeout_ms = 60000;
     c->scrape_interval_ms = 100;
     c->scrape_stale_ms = 1000;
     c->scrape_timeout_ms = 500;
@@ -368,11 +369,12 @@ static int parse_top(pctx *p, json_t *root, gw_config *c)
     if ((rc = want_object(p, root)) || (rc = only_keys(p, root, keys))) return rc;
     json_t *listen = json_object_get(root, "listen");
     if (listen) {
-        static const char *const lkeys[] = {"host", "port", NULL};
+        static const char *const lkeys[] = {"host", "port", "client_timeout_ms", NULL};
         size_t n = push_key(p, "listen");
         if (!(rc = want_object(p, listen)) && !(rc = only_keys(p, listen, lkeys)) &&
-            !(rc = get_str(p, listen, "host", false, &c->listen_host)))
-            rc = get_int(p, listen, "port", 0, 65535, &c->listen_port);
+            !(rc = get_str(p, listen, "host", false, &c->listen_host)) &&
+            !(rc = get_int(p, listen, "port", 0, 65535, &c->listen_port)))
+            rc = get_int(p, listen, "client_timeout_ms", 100, 3600000, &c->client_timeout_ms);
         pop(p, n);
         if (rc) return rc;
     }

@@ -78,6 +78,8 @@ typedef struct gw_tenant_cfg {
 typedef struct gw_config {
     char *listen_host;
     int listen_port;
+    int client_timeout_ms; /* a client connection must complete each request within this long
+                              of its accept or its previous request (slowloris) */
     char *region; /* NULL: no preference */
     int scrape_interval_ms, scrape_stale_ms, scrape_timeout_ms;
     int health_interval_ms, health_timeout_ms, eject_ms, eject_max_ms;

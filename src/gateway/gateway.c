@@ -123,10 +123,17 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     gw_queue_fail_all(g, 503, "the gateway is shutting down");
 }
 
+static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
+{
+    gw *g = arg;
+    return net_conns_accept(g->conns, base);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     gw *g = arg;
+    net_conns_sweep(g->conns, g->cfg->client_timeout_ms / 1000.0);
     if (g->draining && (g->inflight == 0 || gw_now_ns() > g->drain_deadline_ns)) {
         event_base_loopbreak(g->base);
         return;
@@ -170,6 +177,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     gw *g = arg;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     bool get = evhttp_request_get_command(req) == EVHTTP_REQ_GET;
+    net_conns_touch(g->conns, evhttp_request_get_connection(req));
     bool get_path = path && (!strcmp(path, "/health") || !strcmp(path, "/metrics") ||
                              !strcmp(path, "/v1/models"));
     if (get_path && !get) {
@@ -208,14 +216,16 @@ int gw_create(gw **out, gw_config *cfg, const char *config_path, kl_err *err)
     }
     g->config_path = config_path ? strdup(config_path) : NULL;
     g->base = event_base_new();
-    g->http = g->base ? evhttp_new(g->base) : NULL;
+    g->conns = net_conns_new();
+    g->http = g->base && g->conns ? evhttp_new(g->base) : NULL;
     if (!g->http) {
         gw_destroy(g);
         return kl_errf(err, KL_ENOMEM, "cannot create the event loop");
     }
     evhttp_set_max_body_size(g->http, GW_MAX_BODY);
     evhttp_set_max_headers_size(g->http, 64 * 1024);
-    evhttp_set_timeout(g->http, 60);
+    evhttp_set_timeout(g->http, (cfg->client_timeout_ms + 999) / 1000);
+    evhttp_set_bevcb(g->http, on_new_conn, g);
     /* every method reaches on_request, so a wrong one gets a JSON 405, not libevent's page */
     evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
@@ -284,6 +294,7 @@ void gw_destroy(gw *g)
 {
     if (!g) return;
     if (g->http) evhttp_free(g->http);
+    net_conns_free(g->conns);
     for (int i = 0; i < g->n_eps; i++) {
         gw_ep_close_conns(g->eps[i]);
         gw_lru_set_destroy(g->eps[i]->e.prefix);

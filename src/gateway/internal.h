@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "net/conns.h"
 #include "gateway/config.h"
 #include "gateway/gateway.h"
 #include "gateway/limits.h"
@@ -57,6 +58,7 @@ struct gw {
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *sock;
+    net_conns *conns; /* client connections, for listen.client_timeout_ms */
     int port;
     char *config_path;
     gw_config *cfg;         /* current */

@@ -79,7 +79,10 @@ static void free_conn_later(gw *g, struct evhttp_connection *conn)
 static struct evhttp_request *take_down(gw_call *c)
 {
     struct evhttp_request *r = c->down;
-    if (c->down_conn) evhttp_connection_set_closecb(c->down_conn, NULL, NULL);
+    if (c->down_conn) {
+        evhttp_connection_set_closecb(c->down_conn, NULL, NULL);
+        net_conns_busy(c->g->conns, c->down_conn, -1);
+    }
     c->down = NULL;
     c->down_conn = NULL;
     return r;
@@ -440,7 +443,7 @@ void gw_queue_fail_all(gw *g, int status, const char *msg)
 static void on_down_close(struct evhttp_connection *conn, void *arg)
 {
     gw_call *c = arg;
-    (void)conn;
+    net_conns_busy(c->g->conns, conn, -1);
     /* libevent has detached the unfinished request from the dying connection and left it to
      * us: ending the reply on a detached request frees it. */
     if (c->down) evhttp_send_reply_end(c->down);
@@ -580,6 +583,7 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
     snprintf(c->path, sizeof c->path, "%s", path);
     snprintf(c->requested, sizeof c->requested, "%s", info.model);
     evhttp_connection_set_closecb(c->down_conn, on_down_close, c);
+    net_conns_busy(g->conns, c->down_conn, +1); /* a long stream is not a slow client */
     if (!resolve_model(c, c->requested)) {
         gw_request_info_free(&info);
         reply_error_param(c, 404, "not_found_error", "the model does not exist", 0, "model");

@@ -22,7 +22,6 @@
 #include "base/clock.h"
 #include "base/log.h"
 
-static srv_conn *find_conn(srv *s, struct evhttp_connection *conn);
 
 void srv_opts_defaults(srv_opts *o)
 {
@@ -192,8 +191,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     int method = (int)evhttp_request_get_command(req);
-    srv_conn *sc = find_conn(s, evhttp_request_get_connection(req));
-    if (sc) sc->last = kl_now_s();
+    net_conns_touch(s->tracked, evhttp_request_get_connection(req));
     int r = -1;
     for (size_t i = 0; path && i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(path, routes[i].path)) r = (int)i;
@@ -313,58 +311,12 @@ static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
     s->n_conns++;
     s->conns_dirty = true;
     limit_conns(s);
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) return NULL;
-    if (s->n_tracked == s->cap_tracked) {
-        int cap = s->cap_tracked ? s->cap_tracked * 2 : 64;
-        srv_conn *n = realloc(s->conns, sizeof *n * (size_t)cap);
-        if (!n) return bev; /* untracked: only libevent's idle timeout applies to it */
-        s->conns = n;
-        s->cap_tracked = cap;
-    }
-    bufferevent_incref(bev);
-    s->conns[s->n_tracked++] = (srv_conn){.bev = bev, .last = kl_now_s()};
-    return bev;
-}
-
-static srv_conn *find_conn(srv *s, struct evhttp_connection *conn)
-{
-    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
-    for (int i = 0; bev && i < s->n_tracked; i++)
-        if (s->conns[i].bev == bev) return &s->conns[i];
-    return NULL;
+    return net_conns_accept(s->tracked, base);
 }
 
 void srv_conn_busy(srv *s, struct evhttp_connection *conn, int delta)
 {
-    srv_conn *c = find_conn(s, conn);
-    if (!c) return;
-    c->busy += delta;
-    c->last = kl_now_s();
-}
-
-/* Drops the connections libevent has freed, and shuts those that have not completed a
- * request within --timeout of their accept or their last request (slowloris: headers
- * dribbled a byte at a time reset libevent's idle timer, not this one). */
-static void sweep_conns(srv *s)
-{
-    double now = kl_now_s();
-    for (int i = 0; i < s->n_tracked;) {
-        srv_conn *c = &s->conns[i];
-        bufferevent_data_cb rcb = NULL;
-        bufferevent_getcb(c->bev, &rcb, NULL, NULL, NULL);
-        evutil_socket_t fd = bufferevent_getfd(c->bev);
-        if (!rcb || fd < 0) {
-            bufferevent_decref(c->bev);
-            s->conns[i] = s->conns[--s->n_tracked];
-            continue;
-        }
-        if (!c->busy && !c->shut && now - c->last > s->o.timeout_s) {
-            shutdown(fd, SHUT_RDWR); /* libevent reads EOF and frees the connection */
-            c->shut = true;
-        }
-        i++;
-    }
+    net_conns_busy(s->tracked, conn, delta);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -373,7 +325,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     srv *s = arg;
     srv_gen_drain_events(s);
     srv_gen_poll_disconnects(s);
-    sweep_conns(s);
+    net_conns_sweep(s->tracked, s->o.timeout_s); /* the --timeout deadline (slowloris) */
     if (s->sock && (s->conns_dirty || s->accept_paused)) {
         int n = count_conns(s);
         if (n >= 0) s->n_conns = n;
@@ -419,9 +371,7 @@ static void srv_free(srv *s)
     s->eng = NULL;
     srv_gen_free_all(s);     /* detaches requests from their connections first */
     if (s->http) evhttp_free(s->http);
-    for (int i = 0; i < s->n_tracked; i++)
-        bufferevent_decref(s->conns[i].bev);
-    free(s->conns);
+    net_conns_free(s->tracked);
     if (s->wake) event_free(s->wake);
     if (s->tick) event_free(s->tick);
     if (s->sigterm) event_free(s->sigterm);
@@ -444,7 +394,8 @@ int srv_run(const srv_opts *o, kl_err *err)
     pthread_mutex_init(&s->mu, NULL);
     srv_metrics_init(&s->met);
     s->base = event_base_new();
-    s->http = s->base ? evhttp_new(s->base) : NULL;
+    s->tracked = net_conns_new();
+    s->http = s->base && s->tracked ? evhttp_new(s->base) : NULL;
     if (!s->http) {
         srv_free(s);
         return kl_errf(err, KL_ENOMEM, "cannot create the event loop"), 1;

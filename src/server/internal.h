@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "net/conns.h"
 #include "engine/engine.h"
 #include "gguf/gguf.h"
 #include "model/model.h"
@@ -108,9 +109,7 @@ typedef struct srv {
     kl_err load_err;
     int exit_code;
     int n_conns;               /* client connections: counted at accept, recounted each tick */
-    struct srv_conn *conns;    /* (n_tracked) every accepted connection's bufferevent, held by
-                                  a reference so it stays valid after libevent frees it */
-    int n_tracked, cap_tracked;
+    net_conns *tracked;        /* every accepted connection, for the --timeout deadline */
     bool conns_dirty, accept_paused;
     bool draining, aborted_all;
     double drain_deadline;
@@ -124,13 +123,6 @@ typedef struct srv {
     uint64_t next_id;
     srv_metrics met;
 } srv;
-
-typedef struct srv_conn {
-    struct bufferevent *bev;
-    double last;              /* accept, start of the last request, or end of the last call */
-    int busy;                 /* generation calls in progress on it */
-    bool shut;
-} srv_conn;
 
 /* server/http.c */
 /* A generation call starts (+1) or ends (-1) on conn: busy connections are never timed out. */

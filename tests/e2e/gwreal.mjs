@@ -72,7 +72,7 @@ export class Replica {
 export async function startGateway(cfg, { healthy = true } = {}) {
   const port = await freePort();
   const file = path.join(dir, `gw-${port}.json`);
-  writeFileSync(file, JSON.stringify({ ...cfg, listen: { host: '127.0.0.1', port } }));
+  writeFileSync(file, JSON.stringify({ ...cfg, listen: { ...cfg.listen, host: '127.0.0.1', port } }));
   const proc = spawn(kilnBin, ['gateway', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });

@@ -3,7 +3,8 @@
 #include "gateway/config.h"
 
 static const char *good =
-    "{\"listen\": {\"host\": \"127.0.0.1\", \"port\": 9100}, \"region\": \"eu\","
+    "{\"listen\": {\"host\": \"127.0.0.1\", \"port\": 9100, \"client_timeout_ms\": 5000},"
+    " \"region\": \"eu\","
     " \"models\": [{\"name\": \"chat-v1\", \"fallback\": \"small\", \"pools\": ["
     "   {\"region\": \"eu\", \"adapters\": [\"sql\"], \"endpoints\": ["
     "     {\"url\": \"http://127.0.0.1:8001\"}, {\"url\": \"http://localhost:8002/\", \"weight\": 2}]},"
@@ -23,6 +24,7 @@ TEST(gateway_config_parses_a_full_config)
     T_EQ(gw_config_parse(&c, good, strlen(good), "gw.json", &err), 0);
     T_STREQ(c->listen_host, "127.0.0.1");
     T_EQ(c->listen_port, 9100);
+    T_EQ(c->client_timeout_ms, 5000);
     T_EQ(c->n_models, 3);
     T_EQ(c->models[0].n_pools, 2);
     T_EQ(c->models[0].pools[0].n_endpoints, 2);
@@ -51,6 +53,8 @@ static const struct {
     {"{}", "gw.json: models: missing"},
     {"{\"models\": []}", "gw.json: models: expected 1 to 4096 elements"},
     {"{\"modles\": []}", "gw.json: modles: unknown field"},
+    {"{\"listen\": {\"client_timeout_ms\": 5}, \"models\": []}",
+     "gw.json: listen.client_timeout_ms: expected an integer from 100 to 3600000"},
     {"{\"models\": [{\"name\": \"a\"}]}", "gw.json: models[0].pools: missing"},
     {"{\"models\": [{\"name\": \"a\", \"pools\": [{\"endpoints\": [{\"url\": \"ftp://x:1\"}]}]}]}",
      "gw.json: models[0].pools[0].endpoints[0].url: expected http://HOST:PORT"},
