@@ -134,7 +134,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     gw *g = arg;
     net_conns_sweep(g->conns, g->cfg->client_timeout_ms / 1000.0);
-    if (g->draining && (g->inflight == 0 || gw_now_ns() > g->drain_deadline_ns)) {
+    /* exits once every answer's last bytes are sent, not merely handed to libevent */
+    if (g->draining && ((g->inflight == 0 && !net_conns_unsent(g->conns)) ||
+                        gw_now_ns() > g->drain_deadline_ns)) {
         event_base_loopbreak(g->base);
         return;
     }

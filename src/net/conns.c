@@ -3,6 +3,7 @@
  * and lets it go. */
 #include "net/conns.h"
 
+#include <event2/buffer.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -69,21 +70,33 @@ void net_conns_busy(net_conns *t, struct evhttp_connection *c, int delta)
     k->last = kl_now_s();
 }
 
+static bool live(const conn *k)
+{
+    bufferevent_data_cb rcb = NULL;
+    bufferevent_getcb(k->bev, &rcb, NULL, NULL, NULL);
+    return rcb && bufferevent_getfd(k->bev) >= 0;
+}
+
+size_t net_conns_unsent(const net_conns *t)
+{
+    size_t n = 0;
+    for (int i = 0; i < t->n; i++)
+        if (live(&t->v[i])) n += evbuffer_get_length(bufferevent_get_output(t->v[i].bev));
+    return n;
+}
+
 void net_conns_sweep(net_conns *t, double timeout_s)
 {
     double now = kl_now_s();
     for (int i = 0; i < t->n;) {
         conn *k = &t->v[i];
-        bufferevent_data_cb rcb = NULL;
-        bufferevent_getcb(k->bev, &rcb, NULL, NULL, NULL);
-        evutil_socket_t fd = bufferevent_getfd(k->bev);
-        if (!rcb || fd < 0) {
+        if (!live(k)) {
             bufferevent_decref(k->bev);
             t->v[i] = t->v[--t->n];
             continue;
         }
         if (!k->busy && !k->shut && now - k->last > timeout_s) {
-            shutdown(fd, SHUT_RDWR); /* libevent reads EOF and frees the connection */
+            shutdown(bufferevent_getfd(k->bev), SHUT_RDWR); /* libevent reads EOF and frees the connection */
             k->shut = true;
         }
         i++;

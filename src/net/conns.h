@@ -20,6 +20,9 @@ struct bufferevent *net_conns_accept(net_conns *t, struct event_base *base);
 void net_conns_touch(net_conns *t, struct evhttp_connection *conn);
 /* A call starts (+1) or ends (-1) on conn; its deadline restarts either way. */
 void net_conns_busy(net_conns *t, struct evhttp_connection *conn, int delta);
+/* Bytes written to live connections and not yet sent: a draining server waits for 0 before
+ * it exits, or the last events of a stream are lost with the connection. */
+size_t net_conns_unsent(const net_conns *t);
 /* Forgets connections libevent has freed and shuts those idle past timeout_s; call it from
  * a timer (a few times a second). */
 void net_conns_sweep(net_conns *t, double timeout_s);

@@ -334,8 +334,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
     if (!s->draining || s->loader_started) return;
     double now = kl_now_s();
-    if (!s->calls) {
-        event_base_loopbreak(s->base);
+    if (!s->calls && (!net_conns_unsent(s->tracked) || now > s->drain_deadline)) {
+        event_base_loopbreak(s->base); /* after the last bytes of every answer are sent */
     } else if (now > s->drain_deadline && !s->aborted_all) {
         kl_warn("serve: drain timeout: aborting %d requests", s->n_calls);
         srv_gen_abort_all(s);

@@ -321,6 +321,14 @@ describe('drain', { skip }, () => {
       return { finish, usage };
     });
     await waitFor(() => started >= 8, 20000, 10);
+    // every request received (running, waiting or done) before SIGTERM: a drain stops
+    // accepting, so a client still in the listen backlog would be refused, not what this tests
+    await waitFor(async () => {
+      const m = await (await fetch(`${s.url}/metrics`)).text();
+      const sum = (name) => [...m.matchAll(new RegExp(`^vllm:${name}\\{[^}]*\\} (\\S+)`, 'gm'))]
+        .reduce((a, x) => a + Number(x[1]), 0);
+      return sum('num_requests_running') + sum('num_requests_waiting') + sum('request_success_total') >= 16;
+    }, 20000, 5);
     s.proc.kill('SIGTERM');
     const results = await Promise.all(runs);
     for (const r of results) {
