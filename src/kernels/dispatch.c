@@ -36,7 +36,7 @@ static void fill_scalar(kl_isa *t)
     t->vec = (kl_vec_ops){kl_ref_dot,     kl_ref_axpy,    kl_ref_rmsnorm,  kl_ref_softmax,
                           kl_ref_swiglu, kl_ref_dot_f16, kl_ref_axpy_f16,
                           kl_ref_attn_scores, kl_ref_attn_pv, kl_ref_attn_scores_f16,
-                          kl_ref_attn_pv_f16};
+                          kl_ref_attn_pv_f16, kl_ref_attn_pv_rows, kl_ref_attn_pv_rows_f16};
 }
 
 static bool cpu_avx2(void)

@@ -127,6 +127,10 @@ typedef struct kl_vec_ops {
     void (*attn_scores_f16)(const float *q, const uint16_t *k, int ldk, int nk, int hd,
                             float scale, float *s);
     void (*attn_pv_f16)(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd);
+    void (*attn_pv_rows)(float *o, int ldo, const float *p, int ldp, int nr, const float *v,
+                         int ldv, int nk, int hd);
+    void (*attn_pv_rows_f16)(float *o, int ldo, const float *p, int ldp, int nr,
+                             const uint16_t *v, int ldv, int nk, int hd);
 } kl_vec_ops;
 
 typedef struct kl_isa {
@@ -164,6 +168,10 @@ void kl_ref_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, i
 void kl_ref_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int nk, int hd, float scale,
                             float *s);
 void kl_ref_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd);
+void kl_ref_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, const float *v, int ldv,
+                         int nk, int hd);
+void kl_ref_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
+                             int ldv, int nk, int hd);
 
 /* The ISA in use (picked once; KILN_SIMD=scalar|avx2|avx512 forces one). */
 const kl_isa *kl_isa_get(void);

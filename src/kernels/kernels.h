@@ -93,4 +93,11 @@ void kl_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int h
 void kl_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int nk, int hd, float scale,
                         float *s);
 void kl_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd);
+/* kl_attn_pv (_f16) for nr rows that share the same nk values: row r is o + r * ldo with
+ * weights p + r * ldp. The bits of nr one-row calls; faster, as each value row is loaded once
+ * for all of them and their independent sums hide the FMA latency. */
+void kl_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, const float *v, int ldv,
+                     int nk, int hd);
+void kl_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
+                         int ldv, int nk, int hd);
 #endif

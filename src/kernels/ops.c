@@ -56,3 +56,15 @@ void kl_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk
 {
     kl_isa_get()->vec.attn_pv_f16(o, p, v, ldv, nk, hd);
 }
+
+void kl_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, const float *v, int ldv,
+                     int nk, int hd)
+{
+    kl_isa_get()->vec.attn_pv_rows(o, ldo, p, ldp, nr, v, ldv, nk, hd);
+}
+
+void kl_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
+                         int ldv, int nk, int hd)
+{
+    kl_isa_get()->vec.attn_pv_rows_f16(o, ldo, p, ldp, nr, v, ldv, nk, hd);
+}

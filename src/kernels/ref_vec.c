@@ -51,6 +51,21 @@ void kl_ref_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, in
     for (int j = 0; j < nk; j++) kl_ref_axpy_f16(o, p[j], v + (size_t)j * (size_t)ldv, hd);
 }
 
+/* nr rows at once: the bits of nr calls of the one-row kernel. */
+void kl_ref_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, const float *v, int ldv,
+                         int nk, int hd)
+{
+    for (int r = 0; r < nr; r++)
+        kl_ref_attn_pv(o + (size_t)r * (size_t)ldo, p + (size_t)r * (size_t)ldp, v, ldv, nk, hd);
+}
+
+void kl_ref_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
+                             int ldv, int nk, int hd)
+{
+    for (int r = 0; r < nr; r++)
+        kl_ref_attn_pv_f16(o + (size_t)r * (size_t)ldo, p + (size_t)r * (size_t)ldp, v, ldv, nk, hd);
+}
+
 void kl_ref_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
 {
     double sum = 0.0;

@@ -131,17 +131,22 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
         const uint8_t *blk = kv_store_v(j->kv, j->layer, sq->blocks[p0 / j->bs]);
         const uint16_t *vh = direct ? half_rows(j, blk, p0, off) : NULL;
         const float *v = direct ? NULL : kv_rows(j, blk, p0, off, n, kvb, &ld);
-        for (int t = 0; t < nt; t++) {
-            int valid = b->pos[i0 + t] + 1 - p0;
-            if (valid <= 0) continue;
-            for (int h = 0; h < group; h++) {
-                int r = t * group + h, nk = valid < n ? valid : n;
-                const float *pr = scores + (size_t)r * mc + p0;
-                if (direct)
-                    kl_attn_pv_f16(acc + (size_t)r * hd, pr, vh, ldh, nk, hd);
-                else
-                    kl_attn_pv(acc + (size_t)r * hd, pr, v, ld, nk, hd);
+        /* runs of tokens that take the same number of these positions (every token below
+         * the chunk takes all n): their rows are consecutive, one call for all of them */
+        for (int t = 0, t2; t < nt; t = t2) {
+            int nk = b->pos[i0 + t] + 1 - p0;
+            nk = nk < 0 ? 0 : nk < n ? nk : n;
+            for (t2 = t + 1; t2 < nt; t2++) {
+                int nk2 = b->pos[i0 + t2] + 1 - p0;
+                if ((nk2 < 0 ? 0 : nk2 < n ? nk2 : n) != nk) break;
             }
+            if (!nk) continue;
+            int r = t * group, nr = (t2 - t) * group;
+            const float *pr = scores + (size_t)r * mc + p0;
+            if (direct)
+                kl_attn_pv_rows_f16(acc + (size_t)r * hd, hd, pr, mc, nr, vh, ldh, nk, hd);
+            else
+                kl_attn_pv_rows(acc + (size_t)r * hd, hd, pr, mc, nr, v, ld, nk, hd);
         }
         p0 += n;
     }

@@ -29,7 +29,7 @@ TEST(kernels_vec_attention_match_reference)
     const kl_isa *isa = kl_isa_find("avx512");
     if (!isa) t_skip("no AVX-512 on this CPU");
     static const int hds[] = {8, 40, 64, 72, 80, 100, 128, 130, 256};
-    enum { NK = 20, LD = 300 };
+    enum { NK = 40, LD = 300 }; /* runs of 16 keys are summed together: 1, 2 runs + tails */
     static float q[LD], k[NK * LD], o1[LD], o2[LD], s1[NK], s2[NK], one[NK];
     for (int i = 0; i < NK * LD; i++) k[i] = sinf((float)i * 0.37f);
     for (int i = 0; i < LD; i++) q[i] = cosf((float)i * 0.11f);
@@ -39,8 +39,10 @@ TEST(kernels_vec_attention_match_reference)
             isa->vec.attn_scores(q, k, LD, nk, hd, 0.125f, s1);
             kl_ref_attn_scores(q, k, LD, nk, hd, 0.125f, s2);
             for (int j = 0; j < nk; j++) T_NEAR(s1[j], s2[j], 1e-4);
-            isa->vec.attn_scores(q, k + (size_t)(nk - 1) * LD, LD, 1, hd, 0.125f, one);
-            T_ASSERT(one[0] == s1[nk - 1]);
+            for (int j = 0; j < nk; j++) { /* each key alone: the same bits */
+                isa->vec.attn_scores(q, k + (size_t)j * LD, LD, 1, hd, 0.125f, one);
+                T_ASSERT(one[0] == s1[j]);
+            }
             for (int i = 0; i < LD; i++) o1[i] = o2[i] = (float)i * 0.01f;
             isa->vec.attn_pv(o1, s1, k, LD, nk, hd);
             kl_ref_attn_pv(o2, s1, k, LD, nk, hd);
@@ -81,5 +83,37 @@ TEST(kernels_vec_attention_f16_same_bits_as_converted)
                 isa->vec.attn_pv_f16(o2, s1, kh, LD, nk, hd);
                 T_MEMEQ(o1, o2, sizeof o1);
             }
+    }
+}
+
+/* Several rows at once (kl_attn_pv_rows) give the bits of one row at a time, for every ISA,
+ * row counts 1..9 (groups of 4 or 2 and the rest), head sizes with tails, F32 and F16 values. */
+TEST(kernels_vec_attention_pv_rows_same_bits_as_one_row)
+{
+    static const int hds[] = {8, 40, 64, 72, 128, 130, 256};
+    enum { NK = 19, LD = 300, NR = 9, LDP = 23 };
+    static float v[NK * LD], p[NR * LDP], o1[NR * LD], o2[NR * LD];
+    static uint16_t vh[NK * LD];
+    for (int i = 0; i < NK * LD; i++) vh[i] = kl_fp32_to_fp16(sinf((float)i * 0.37f) * 3.f);
+    for (int i = 0; i < NK * LD; i++) v[i] = kl_fp16_to_fp32(vh[i]);
+    for (int i = 0; i < NR * LDP; i++) p[i] = cosf((float)i * 0.29f);
+    for (const char *const *n = (const char *const[]){"scalar", "avx2", "avx512", NULL}; *n; n++) {
+        const kl_isa *isa = kl_isa_find(*n);
+        if (!isa) continue;
+        for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++)
+            for (int nr = 1; nr <= NR; nr++)
+                for (int nk = 1; nk <= NK; nk += 9) {
+                    int hd = hds[h];
+                    for (int f16 = 0; f16 < 2; f16++) {
+                        for (int i = 0; i < NR * LD; i++) o1[i] = o2[i] = (float)i * 0.01f;
+                        if (f16)
+                            isa->vec.attn_pv_rows_f16(o1, LD, p, LDP, nr, vh, LD, nk, hd);
+                        else
+                            isa->vec.attn_pv_rows(o1, LD, p, LDP, nr, v, LD, nk, hd);
+                        for (int r = 0; r < nr; r++)
+                            isa->vec.attn_pv(o2 + r * LD, p + r * LDP, v, LD, nk, hd);
+                        T_MEMEQ(o1, o2, sizeof o1); /* and rows past nr untouched */
+                    }
+                }
     }
 }
