@@ -35,13 +35,22 @@ static void proj3(model *m, kl_workers *wk, const model_layer *ly, const float *
     kl_matmul_multi(wk, o, 3, ly->wq.cols, x, ly->wq.cols, n, m->s.mm);
 }
 
-void model_rope_head(const model *m, float *head, int pos)
+/* The rotation of position pos: cs[2i], cs[2i + 1] = cos, sin of its i-th angle. */
+static void rope_angles(const model *m, int pos, float *cs)
+{
+    float theta = (float)pos; /* pos * theta_base^(-2i/n_rot), built by repeated products */
+    for (int i = 0; i < m->hp.n_rot / 2; i++) {
+        float a = theta * m->rope_freqs[i];
+        cs[2 * i] = cosf(a), cs[2 * i + 1] = sinf(a);
+        theta *= m->rope_scale;
+    }
+}
+
+static void rope_apply(const model *m, float *head, const float *cs)
 {
     int half = m->hp.n_rot / 2;
-    float theta = (float)pos; /* pos * theta_base^(-2i/n_rot), built by repeated products */
     for (int i = 0; i < half; i++) {
-        float a = theta * m->rope_freqs[i], c = cosf(a), s = sinf(a);
-        theta *= m->rope_scale;
+        float c = cs[2 * i], s = cs[2 * i + 1];
         int i0 = m->hp.rope_neox ? i : 2 * i, i1 = m->hp.rope_neox ? i + half : 2 * i + 1;
         float x0 = head[i0], x1 = head[i1];
         head[i0] = x0 * c - x1 * s;
@@ -49,23 +58,95 @@ void model_rope_head(const model *m, float *head, int pos)
     }
 }
 
-/* Adds bias to every row of y (n, dim); NULL bias does nothing. */
-static void add_bias(float *y, const float *bias, int n, int dim)
+/* Adds bias (NULL: nothing) to row y of dim values. */
+static void add_bias(float *y, const float *bias, int dim)
 {
-    if (!bias) return;
-    for (int i = 0; i < n; i++) kl_axpy_f32(y + (size_t)i * dim, 1.f, bias, dim);
+    if (bias) kl_axpy_f32(y, 1.f, bias, dim);
 }
 
-/* Per-head RMSNorm (qwen3) then RoPE of every head of every row of t (n, heads * hd). */
-static void heads_prepare(model *m, float *t, int heads, const float *norm, const model_batch *b)
+/* Per-head RMSNorm (qwen3) then RoPE of every head of row t (heads * hd), angles cs. */
+static void heads_prepare(const model *m, float *t, int heads, const float *norm, const float *cs)
 {
     int hd = m->hp.head_dim;
-    for (int i = 0; i < b->n; i++)
-        for (int h = 0; h < heads; h++) {
-            float *head = t + ((size_t)i * heads + h) * hd;
-            if (norm) kl_rmsnorm(head, head, norm, hd, m->hp.norm_eps);
-            model_rope_head(m, head, b->pos[i]);
-        }
+    for (int h = 0; h < heads; h++) {
+        float *head = t + (size_t)h * hd;
+        if (norm) kl_rmsnorm(head, head, norm, hd, m->hp.norm_eps);
+        rope_apply(m, head, cs);
+    }
+}
+
+/* The per-token steps between the matmuls, run over the batch's rows split across the workers
+ * when the batch is big enough to pay for the hand-off (prompts, batched decoding). */
+typedef enum {
+    ROWS_ATTN_IN, /* the previous layer's residual (l > 0), then the attention RMSNorm */
+    ROWS_HEADS,   /* QKV biases, per-head norms, RoPE */
+    ROWS_FFN_IN,  /* the attention residual, then the FFN RMSNorm */
+    ROWS_SWIGLU,
+    ROWS_RESID,   /* the last layer's FFN residual */
+} rows_stage;
+
+#define ROWS_PARALLEL_MIN 8
+
+typedef struct {
+    model *m;
+    const model_batch *b;
+    int layer;
+    rows_stage stage;
+} rows_job;
+
+static void rows_one(const rows_job *j, int i)
+{
+    model *m = j->m;
+    model_scratch *s = &m->s;
+    const model_hparams *hp = &m->hp;
+    const model_layer *ly = &m->layers[j->layer];
+    int dim = hp->dim;
+    float *x = s->x + (size_t)i * dim, *xb = s->xb + (size_t)i * dim;
+    switch (j->stage) {
+    case ROWS_ATTN_IN:
+        if (j->layer > 0) kl_axpy_f32(x, 1.f, xb, dim);
+        kl_rmsnorm(xb, x, ly->attn_norm, dim, hp->norm_eps);
+        break;
+    case ROWS_HEADS: {
+        float *q = s->q + (size_t)i * m->q_dim, *k = s->k + (size_t)i * m->kv_dim;
+        float cs[MODEL_MAX_HEAD_DIM]; /* n_rot values */
+        add_bias(q, ly->bq, m->q_dim);
+        add_bias(k, ly->bk, m->kv_dim);
+        add_bias(s->v + (size_t)i * m->kv_dim, ly->bv, m->kv_dim);
+        rope_angles(m, j->b->pos[i], cs);
+        heads_prepare(m, q, hp->n_heads, ly->q_norm, cs);
+        heads_prepare(m, k, hp->n_kv_heads, ly->k_norm, cs);
+        break;
+    }
+    case ROWS_FFN_IN:
+        kl_axpy_f32(x, 1.f, xb, dim);
+        kl_rmsnorm(xb, x, ly->ffn_norm, dim, hp->norm_eps);
+        break;
+    case ROWS_SWIGLU: {
+        size_t at = (size_t)i * hp->hidden_dim;
+        kl_swiglu(s->hb + at, s->hb + at, s->hb2 + at, hp->hidden_dim);
+        break;
+    }
+    case ROWS_RESID:
+        kl_axpy_f32(x, 1.f, xb, dim);
+        break;
+    }
+}
+
+static void rows_part(void *ctx, int ith, int nth)
+{
+    const rows_job *j = ctx;
+    int n = j->b->n;
+    for (int i = (int)((int64_t)n * ith / nth); i < (int64_t)n * (ith + 1) / nth; i++) rows_one(j, i);
+}
+
+static void rows_run(model *m, kl_workers *w, const model_batch *b, int layer, rows_stage stage)
+{
+    rows_job j = {m, b, layer, stage};
+    if (w && b->n >= ROWS_PARALLEL_MIN)
+        kl_workers_run(w, rows_part, &j);
+    else
+        rows_part(&j, 0, 1);
 }
 
 static int check_batch(const model *m, const kv_store *kv, const model_batch *b, kl_err *err)
@@ -130,24 +211,17 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
                           s->x + (size_t)i * dim, dim);
     for (int l = 0; l < hp->n_layers; l++) {
         const model_layer *ly = &m->layers[l];
-        for (int i = 0; i < n; i++)
-            kl_rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, ly->attn_norm, dim, hp->norm_eps);
+        rows_run(m, w, b, l, ROWS_ATTN_IN);
         proj3(m, w, ly, s->xb, n);
-        add_bias(s->q, ly->bq, n, m->q_dim);
-        add_bias(s->k, ly->bk, n, m->kv_dim);
-        add_bias(s->v, ly->bv, n, m->kv_dim);
-        heads_prepare(m, s->q, hp->n_heads, ly->q_norm, b);
-        heads_prepare(m, s->k, hp->n_kv_heads, ly->k_norm, b);
+        rows_run(m, w, b, l, ROWS_HEADS);
         model_attention(m, w, kv, l, b);
         proj(m, w, &ly->wo, s->att, n, s->xb);
-        for (int i = 0; i < n; i++) kl_axpy_f32(s->x + (size_t)i * dim, 1.f, s->xb + (size_t)i * dim, dim);
-        for (int i = 0; i < n; i++)
-            kl_rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, ly->ffn_norm, dim, hp->norm_eps);
+        rows_run(m, w, b, l, ROWS_FFN_IN);
         proj2(m, w, &ly->w_gate, s->hb, &ly->w_up, s->hb2, s->xb, n);
-        kl_swiglu(s->hb, s->hb, s->hb2, n * hp->hidden_dim);
+        rows_run(m, w, b, l, ROWS_SWIGLU);
         proj(m, w, &ly->w_down, s->hb, n, s->xb);
-        for (int i = 0; i < n; i++) kl_axpy_f32(s->x + (size_t)i * dim, 1.f, s->xb + (size_t)i * dim, dim);
     }
+    rows_run(m, w, b, hp->n_layers - 1, ROWS_RESID);
     int r = 0;
     for (int i = 0; i < n; i++)
         if (b->want_logits && b->want_logits[i])

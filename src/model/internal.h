@@ -5,6 +5,8 @@
 #include "kernels/kernels.h"
 #include "model/model.h"
 
+#define MODEL_MAX_HEAD_DIM 1024 /* load.c rejects larger heads (and n_rot <= head_dim) */
+
 /* A weight matrix (rows, cols) as GGUF holds it: ne[0] = cols. */
 typedef struct model_w {
     const void *data;
@@ -58,6 +60,4 @@ void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const mod
  * releases them. */
 int model_pack(model *m, kl_err *err);
 void model_unpack(model *m);
-/* Rotates one head in place (pairs per hp.rope_neox). */
-void model_rope_head(const model *m, float *head, int pos);
 #endif

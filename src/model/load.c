@@ -122,7 +122,7 @@ static int read_hparams(loader *L, model_hparams *hp)
     if ((rc = get_u32(L, "attention.key_length", &hp->head_dim, true))) return rc;
     hp->n_rot = hp->head_dim;
     if ((rc = get_u32(L, "rope.dimension_count", &hp->n_rot, true))) return rc;
-    if (hp->head_dim < 2 || hp->head_dim > 1024 || hp->head_dim * (hp->n_heads / hp->n_kv_heads) > 4096 || hp->n_rot < 2 || hp->n_rot > hp->head_dim ||
+    if (hp->head_dim < 2 || hp->head_dim > MODEL_MAX_HEAD_DIM || hp->head_dim * (hp->n_heads / hp->n_kv_heads) > 4096 || hp->n_rot < 2 || hp->n_rot > hp->head_dim ||
         hp->n_rot % 2 || hp->rope_theta <= 0 || !(hp->norm_eps > 0))
         return kl_errf(L->err, KL_EBADFILE, "%s: bad head_dim %d / rope dims %d / theta / eps",
                        gguf_path(L->f), hp->head_dim, hp->n_rot);
