@@ -321,11 +321,11 @@ int engine_submit(engine *e, const engine_request *req, uint64_t *id, kl_err *er
     }
     rq->id = ++e->next_id;
     rq->arrival = ++e->next_arrival;
+    *id = rq->id; /* now: once unlocked, the engine thread may finish and free rq at any time */
     e->inbox[e->n_inbox++] = rq;
     e->idle = false;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
-    *id = rq->id;
     return 0;
 fail:
     if (rq->seqs && rq->seqs[0]) {
