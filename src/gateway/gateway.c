@@ -29,6 +29,10 @@ static gw_ep *ep_for(gw *g, const gw_endpoint_cfg *cfg)
     }
     g->eps = n;
     snprintf(ep->key, sizeof ep->key, "%s", cfg->url);
+    /* One added by a reload is trusted until a check or a request fails (a probe goes out at
+     * once): requests must not get 503 for a replica that was just added and is serving. At
+     * start, /health stays 503 until a replica has really answered. */
+    ep->e.healthy = g->cfg != NULL;
     ep->e.prefix = gw_lru_set_create(16384);
     g->eps[g->n_eps++] = ep;
     return ep;
@@ -104,6 +108,8 @@ static void on_sighup(evutil_socket_t fd, short what, void *arg)
         return;
     }
     kl_info("gateway: reloaded %s (%d models)", g->config_path, cfg->n_models);
+    g->last_health_ns = g->last_scrape_ns = 0; /* check and scrape every endpoint now */
+    gw_health_tick(g);
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
