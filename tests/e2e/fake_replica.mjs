@@ -3,6 +3,7 @@
 // Usage: node fake_replica.mjs PORT [--mode ok|hang-headers|die-mid-stream|garbage|500]
 //        [--waiting N] [--kv F] [--delay-ms D] [--ttft-ms T] [--model-id ID] [--close-after]
 // It serves /health, /metrics (vLLM names), /v1/completions and /v1/chat/completions
+// (GET /last: the last completion request's raw headers and body)
 // (streaming: 5 tokens "tok0".."tok4" then [DONE]). Each response names this replica in
 // the "system_fingerprint" field so tests can see where a request went.
 import http from 'node:http';
@@ -23,6 +24,7 @@ const modelId = opt('--model-id', null); // with it, GET /v1/models lists this o
 // (llama.cpp's server does this; kiln bench must not count the next request as failed)
 const closeAfter = args.includes('--close-after');
 let served = 0;
+let last = null; // the last completion request as received: {rawHeaders, body} (GET /last)
 
 const server = http.createServer((req, res) => {
   let body = '';
@@ -50,7 +52,12 @@ const server = http.createServer((req, res) => {
       if (o.ttft_ms !== undefined) ttft = o.ttft_ms;
       return res.writeHead(200).end(JSON.stringify({ served }));
     }
+    if (req.url === '/last' && req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify(last));
+    }
     served++;
+    last = { rawHeaders: req.rawHeaders, body };
     if (mode === '500') return res.writeHead(500).end('{"error":{"message":"boom"}}');
     if (mode === 'hang-headers') return; // never answers
     if (mode === 'garbage') {
@@ -60,8 +67,9 @@ const server = http.createServer((req, res) => {
     let j = {};
     try { j = JSON.parse(body); } catch {}
     const fp = `fake-${port}`;
-    if (!j.stream) {
-      res.writeHead(200, { 'content-type': 'application/json' });
+    if (!j.stream) { // with headers a proxy must not pass on (the gateway's sanitising test)
+      res.writeHead(200, { 'content-type': 'application/json', 'x-upstream-internal': 'secret',
+        'set-cookie': 'upstream=1', connection: 'keep-alive, x-upstream-internal' });
       return res.end(JSON.stringify({ id: 'x', object: 'text_completion', model: j.model,
         system_fingerprint: fp, choices: [{ index: 0, text: 'tok0tok1', finish_reason: 'length' }],
         usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } }));

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, waitFor, sseEvents } from './gwutil.mjs';
+import { freePort, waitFor, sseEvents, metricSum } from './gwutil.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const kiln = process.env.KILN_BIN || path.join(here, '../../kiln');
@@ -167,4 +167,79 @@ test('an invalid config is refused at start with the field named', async () => {
   const code = await new Promise((res) => p.on('exit', res));
   assert.equal(code, 1);
   assert.match(err, /^kiln: .*bad\.json: models\[0\]\.pools\[0\]\.endpoints\[0\]\.url: expected http:\/\/HOST:PORT with a port/);
+});
+
+// Raw HTTP/1.1 over one connection; resolves everything the gateway sent until it closed or
+// went quiet for quietMs.
+function raw(text, quietMs = 1500) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(gwPort, '127.0.0.1', () => s.write(text));
+    let got = '', timer = null;
+    const done = () => { s.destroy(); resolve(got); };
+    const arm = () => { clearTimeout(timer); timer = setTimeout(done, quietMs); };
+    s.on('data', (d) => { got += d; arm(); });
+    s.on('end', () => { clearTimeout(timer); done(); });
+    s.on('error', reject);
+    arm();
+  });
+}
+
+const servedTotal = async () => {
+  let n = 0;
+  for (const p of fakes) n += metricSum(await (await fetch(`http://127.0.0.1:${p}/metrics`)).text(), 'fake_served_total');
+  return n;
+};
+
+test('headers are sanitised both ways: no hop-by-hop, no client-forged internal headers, no upstream internals', async () => {
+  await allMode('ok');
+  const body = JSON.stringify({ model: 'm', prompt: 'headers' });
+  const resp = await raw(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${body.length}\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nTE: trailers\r\n` +
+    `Proxy-Authorization: Basic Zm9vOmJhcg==\r\nUpgrade: websocket\r\nX-Kiln-Fallback: forged\r\n` +
+    `X-Request-Id: client-chosen\r\nCookie: session=client\r\n\r\n${body}`);
+  assert.match(resp, /^HTTP\/1\.1 200/);
+  const at = resp.indexOf('\r\n\r\n');
+  const head = resp.slice(0, at);
+  let json = resp.slice(at + 4);
+  if (/^transfer-encoding: chunked/im.test(head)) { // de-chunk
+    let out = '';
+    for (let rest = json, n; (n = parseInt(rest, 16)) > 0;) {
+      const from = rest.indexOf('\r\n') + 2;
+      out += rest.slice(from, from + n);
+      rest = rest.slice(from + n + 2);
+    }
+    json = out;
+  }
+  const fp = JSON.parse(json).system_fingerprint;
+  const up = await (await fetch(`http://127.0.0.1:${fp.slice(5)}/last`)).json();
+  const upNames = new Map();
+  for (let i = 0; i < up.rawHeaders.length; i += 2) upNames.set(up.rawHeaders[i].toLowerCase(), up.rawHeaders[i + 1]);
+  for (const h of ['x-hop', 'te', 'proxy-authorization', 'upgrade', 'x-kiln-fallback', 'cookie'])
+    assert.ok(!upNames.has(h), `${h} reached the replica`);
+  assert.notEqual(upNames.get('x-request-id'), 'client-chosen');
+  assert.ok(!/x-hop/i.test(upNames.get('connection') || ''));
+  assert.equal(JSON.parse(up.body).prompt, 'headers');
+  // and back: the replica's internal headers stop at the gateway
+  assert.ok(!/x-upstream-internal|set-cookie/i.test(head), head);
+});
+
+test('Content-Length and Transfer-Encoding together cannot smuggle a request past the gateway', async () => {
+  await allMode('ok');
+  const body = JSON.stringify({ model: 'm', prompt: 'first' });
+  const second = JSON.stringify({ model: 'm', prompt: 'smuggled' });
+  const before = await servedTotal();
+  // Read by Content-Length (4), the rest would be a second request; read chunked, it is one
+  // body followed by a second, visible request. Either way every request the replicas get
+  // must be one the client sees answered.
+  const resp = await raw(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+    `Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n` +
+    `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${second.length}\r\n\r\n${second}`);
+  const answered = (resp.match(/^HTTP\/1\.1 200/gm) || []).length;
+  assert.match(resp, /^HTTP\/1\.1 (200|400)/);
+  assert.equal(await servedTotal() - before, answered, resp);
+  console.log(`CL + TE: ${answered} request(s) answered 200, the same number reached the replicas; ` +
+    `statuses ${JSON.stringify(resp.match(/^HTTP\/1\.1 \d+/gm))}`);
+  const r = await post({ model: 'm', prompt: 'still fine' });
+  assert.equal(r.status, 200);
 });
