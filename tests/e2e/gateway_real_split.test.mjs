@@ -3,6 +3,7 @@
 // --served-model-name; the response's "model" field says which one answered.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import OpenAI from 'openai';
 import { pool, metricSum } from './gwutil.mjs';
 import { Replica, startGateway, skipReason, cleanup } from './gwreal.mjs';
 
@@ -62,4 +63,23 @@ test('sticky sessions: every request of a session lands on the same replica', { 
     homes.add(da ? 'a' : 'b');
   }
   assert.equal(homes.size, 2, 'sessions are spread over both replicas');
+});
+
+test('the openai client lists the gateway models (the split alias too) and a user field sticks like a session', { skip: skipReason, timeout: 60000 }, async () => {
+  const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'none' });
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  assert.deepEqual(ids.sort(), ['chat', 'chat-v1', 'chat-v2']);
+  const homes = new Set();
+  for (let s = 0; s < 8; s++) {
+    const a0 = await finished(v1a), b0 = await finished(v1b);
+    for (let k = 0; k < 4; k++) {
+      const c = await client.completions.create({ model: 'chat-v1', prompt: `user ${s} turn ${k}`, max_tokens: 1, user: `user-${s}` });
+      assert.equal(c.model, 'chat-v1');
+    }
+    const da = (await finished(v1a)) - a0, db = (await finished(v1b)) - b0;
+    assert.ok((da === 4 && db === 0) || (da === 0 && db === 4), `user ${s} split ${da}/${db}`);
+    homes.add(da ? 'a' : 'b');
+  }
+  assert.equal(homes.size, 2, 'users are spread over both replicas');
 });
