@@ -302,6 +302,8 @@ int engine_submit(engine *e, const engine_request *req, uint64_t *id, kl_err *er
     }
     rq->n_forked = 1;
     rq->n_live = 1;
+    rq->t_submit = kl_now_s();
+    rq->queued_s = -1;
     pthread_mutex_lock(&e->mu);
     int waiting = e->stats.waiting + e->n_inbox;
     if (e->stopping || waiting >= e->cfg.max_queue) {

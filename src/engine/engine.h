@@ -82,6 +82,8 @@ typedef struct engine_event {
     /* usage, filled on the last event of the request (all choices finished): */
     int prompt_tokens, completion_tokens, cached_tokens;
     bool last;          /* no more events for this request */
+    double queued_s;    /* seconds from engine_submit until a step first scheduled the request
+                           (-1 on events before that: an abort while waiting) */
 } engine_event;
 
 typedef void (*engine_event_fn)(void *ctx, const engine_event *ev);

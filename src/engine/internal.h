@@ -5,6 +5,7 @@
 #define KILN_ENGINE_INTERNAL_H
 #include <pthread.h>
 
+#include "base/clock.h"
 #include "base/workers.h"
 #include "engine/engine.h"
 #include "engine/sample.h"
@@ -56,7 +57,8 @@ struct eng_req {
     int n_forked;         /* choices created */
     int cached_tokens;
     bool aborted;
-    double t_submit;
+    double t_submit;      /* kl_now_s() at engine_submit */
+    double queued_s;      /* until first scheduled; -1 before */
 };
 
 struct engine {

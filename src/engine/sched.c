@@ -127,6 +127,7 @@ int sched_plan(engine *e)
         }
         e->waiting = s->next_wait;
         s->next_wait = NULL;
+        if (s->req->queued_s < 0) s->req->queued_s = kl_now_s() - s->req->t_submit;
         sched_running_add(e, s);
         s->chunk = c;
         budget -= c;

@@ -30,7 +30,8 @@ static void emit(engine *e, eng_seq *s, int32_t token, const char *text, size_t 
 {
     eng_req *rq = s->req;
     engine_event ev = {.id = rq->id, .index = s->index, .token = token, .text = text ? text : "",
-                       .text_len = len, .logprob = lp, .n_top = n_top, .top = top, .finish = fin};
+                       .text_len = len, .logprob = lp, .n_top = n_top, .top = top, .finish = fin,
+                       .queued_s = rq->queued_s};
     bool done_req = false;
     if (fin != ENGINE_RUNNING) {
         s->finish = fin;
@@ -44,7 +45,8 @@ static void emit(engine *e, eng_seq *s, int32_t token, const char *text, size_t 
         if (done_req && rq->n_forked < rq->r.n) {
             /* not-forked choices: report them finished too, without tokens */
             for (int i = rq->n_forked; i < rq->r.n; i++) {
-                engine_event f = {.id = rq->id, .index = i, .token = -1, .text = "", .finish = fin};
+                engine_event f = {.id = rq->id, .index = i, .token = -1, .text = "", .finish = fin,
+                                  .queued_s = rq->queued_s};
                 rq->r.on_event(rq->r.ctx, &f);
             }
         }

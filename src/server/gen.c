@@ -389,6 +389,10 @@ static void handle_event(srv *s, srv_ev *e)
     const engine_event *ev = &e->ev;
     int idx = sub->k * c->r.n + ev->index;
     bool live = c->req && !c->gone && !c->failed;
+    if (!sub->queue_seen && ev->queued_s >= 0) { /* arrival -> first scheduled, as vLLM's */
+        sub->queue_seen = true;
+        srv_hist_observe(&s->met.queue, c->t_submit - c->t0 + ev->queued_s);
+    }
     if (idx >= 0 && idx < c->n_choices) {
         srv_choice *ch = &c->ch[idx];
         double now = kl_now_s();
@@ -505,7 +509,6 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
         }
     }
     c->t_submit = kl_now_s();
-    srv_hist_observe(&s->met.queue, c->t_submit - c->t0);
     for (int k = 0; k < c->r.n_prompts; k++) {
         srv_sub *sub = &c->sub[k];
         sub->call = c;

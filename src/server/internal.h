@@ -54,6 +54,7 @@ typedef struct srv_sub {
     int k;                    /* prompt index */
     uint64_t eng_id;
     bool live;                /* submitted and its last event not seen yet */
+    bool queue_seen;          /* its queue time is in the histogram */
     struct srv_ev *spare;     /* carries the last event if copying it fails for want of memory */
     int prompt_tokens, completion_tokens, cached_tokens;
 } srv_sub;

@@ -109,7 +109,7 @@ void srv_metrics_handle(srv *s, struct evhttp_request *req)
     hist_print(b, "vllm:e2e_request_latency_seconds", "End to end request latency in seconds.",
                &s->met.e2e, m);
     hist_print(b, "vllm:request_queue_time_seconds",
-               "Time from arrival to engine admission (parse, template, tokenize) in seconds.",
+               "Time from arrival until the engine first scheduled the request, in seconds.",
                &s->met.queue, m);
     evbuffer_add_printf(b, "# HELP kiln:http_responses_total HTTP responses by status class.\n"
                            "# TYPE kiln:http_responses_total counter\n");

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "engine/engine.h"
 #include "model/model.h"
 #include "t.h"
@@ -21,6 +22,8 @@ typedef struct result {
     size_t text_len[8];
     engine_finish finish[8];
     int last_events, prompt_tokens, completion_tokens, cached_tokens;
+    double queued_s; /* from the first event that has it (0 before: calloc) */
+    double t_last;   /* kl_now_s() at the last event */
 } result;
 
 typedef struct fixture {
@@ -43,7 +46,9 @@ static void on_event(void *ctx, const engine_event *ev)
         r->text_len[i] += ev->text_len;
     }
     if (ev->finish != ENGINE_RUNNING) r->finish[i] = ev->finish;
+    if (!r->queued_s && ev->queued_s >= 0) r->queued_s = ev->queued_s > 0 ? ev->queued_s : 1e-9;
     if (ev->last) {
+        r->t_last = kl_now_s();
         r->last_events++;
         r->prompt_tokens = ev->prompt_tokens;
         r->completion_tokens = ev->completion_tokens;
@@ -211,6 +216,28 @@ TEST(engine_prefix_cache_saves_work)
     T_EQ((int64_t)st.prefix_hits, 3 * 192); /* 12 full blocks of 16 for each later request */
     T_EQ(r[3].cached_tokens, 192);
     T_ASSERT(st.computed_tokens < 800);
+    free(r);
+    fx_close(&fx);
+}
+
+/* Queue time (vllm:request_queue_time_seconds) runs from submit until a step first schedules the
+ * request: with one running sequence at a time, the second request waits for the first to end. */
+TEST(engine_queue_time_until_first_scheduled)
+{
+    fixture fx;
+    fx_open(&fx, 4u << 20, 1, 64, false);
+    int32_t p[8] = {1, 30, 40, 50, 60, 70, 80, 90};
+    result *r = calloc(2, sizeof *r);
+    engine_sampling sp = greedy(60);
+    sp.ignore_eos = true;
+    submit(&fx, p, 8, &sp, 1, 0, &r[0]);
+    submit(&fx, p, 8, &sp, 1, 0, &r[1]);
+    double t_submitted = kl_now_s(); /* after the engine stamped the second request */
+    T_ASSERT(engine_wait_idle(fx.e, 60000));
+    T_ASSERT(r[0].queued_s > 0 && r[1].queued_s > 0);
+    T_ASSERT(r[1].queued_s > r[0].queued_s);
+    /* scheduled no earlier than the first request's last event */
+    T_ASSERT(t_submitted + r[1].queued_s >= r[0].t_last);
     free(r);
     fx_close(&fx);
 }
