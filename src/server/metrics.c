@@ -97,6 +97,9 @@ void srv_metrics_handle(srv *s, struct evhttp_request *req)
           (double)es.prompt_tokens);
     gauge(b, "counter", "vllm:generation_tokens_total", "Number of generation tokens processed.", m,
           (double)es.generation_tokens);
+    gauge(b, "counter", "kiln:computed_tokens_total",
+          "Tokens run through the model (prefill chunks, recomputation after preemption, decoding).",
+          m, (double)es.computed_tokens);
     static const char *const reasons[] = {"stop", "length", "abort", "error"};
     evbuffer_add_printf(b, "# HELP vllm:request_success_total Count of finished requests by "
                            "finished reason (one per choice).\n"

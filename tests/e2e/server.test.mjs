@@ -1,6 +1,6 @@
 // kiln serve driven by the official openai npm package: completions and chat, streaming and
 // not, n > 1, stop strings, logprobs, usage, errors; /v1/models, /tokenize, /detokenize,
-// /metrics; a client that disconnects mid-stream; a drain on SIGTERM during 16 streams.
+// /metrics; a client that disconnects mid-stream, one that disconnects mid-prefill; a drain on SIGTERM during 16 streams.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -338,5 +338,53 @@ describe('drain', { skip }, () => {
     const ex = await s.exited;
     assert.equal(ex.code, 0, s.log());
     assert.match(s.log(), /draining/);
+  });
+});
+
+// A client that goes away while its long prompt is being prefilled: the request is aborted
+// at the next engine step (the prefill does not run to the end) and its KV blocks are freed.
+describe('kiln serve: disconnect mid-prefill', () => {
+  let dir, s;
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'kiln-prefill-'));
+    const model = path.join(dir, 'm.gguf');
+    execFileSync(kilnBin, ['model', 'make', '--out', model, '--dim', '512', '--layers', '4', '--heads', '8',
+      '--kv-heads', '8', '--ffn', '1536', '--vocab', '512', '--ctx', '4096', '--type', 'q8_0'], { stdio: 'ignore' });
+    s = await startServer(['-m', model, '-t', '1', '--served-model-name', 'p', '--max-batch-tokens', '256']);
+  });
+  after(async () => {
+    const r = await stopServer(s);
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(r.code, 0, s.log());
+  });
+
+  test('the request is aborted mid-prefill and its KV blocks are freed', async () => {
+    const metric = (m, re) => Number((m.match(re) || [0, 'NaN'])[1]);
+    const aborts = (m) => metric(m, /finished_reason="abort",model_name="p"\} (\d+)/);
+    const computed = (m) => metric(m, /^kiln:computed_tokens_total\{model_name="p"\} (\S+)/m);
+    const before = await (await fetch(`${s.url}/metrics`)).text();
+    const N = 3500;
+    const ids = Array.from({ length: N }, (_, i) => 3 + (i * 37) % 500);
+    let gotData = false;
+    await new Promise((resolve) => {
+      const req = http.request(`${s.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } },
+        (res) => res.on('data', () => { gotData = true; }));
+      req.on('error', () => {});
+      req.end(JSON.stringify({ model: 'p', prompt: ids, max_tokens: 16, stream: true }));
+      // the prompt is being computed: wait until the server has processed some of it
+      waitFor(async () => computed(await (await fetch(`${s.url}/metrics`)).text()) > computed(before), 20000, 20)
+        .then(() => { req.destroy(); resolve(); });
+    });
+    assert.equal(gotData, false, 'no token was streamed before the disconnect');
+    let m;
+    await waitFor(async () => {
+      m = await (await fetch(`${s.url}/metrics`)).text();
+      return aborts(m) === aborts(before) + 1 && /vllm:num_requests_running\{model_name="p"\} 0\n/.test(m) &&
+        /vllm:num_requests_waiting\{model_name="p"\} 0\n/.test(m);
+    }, 20000);
+    assert.match(m, /^vllm:kv_cache_usage_perc\{model_name="p"\} 0\n/m, 'every block freed');
+    const done = computed(m) - computed(before);
+    assert.ok(done < N, `the prefill stopped early (${done} of ${N} prompt tokens computed)`);
+    console.log(`disconnect mid-prefill: ${done} of ${N} prompt tokens computed, then aborted; KV usage back to 0`);
   });
 });
