@@ -387,4 +387,40 @@ describe('kiln serve: disconnect mid-prefill', () => {
     assert.ok(done < N, `the prefill stopped early (${done} of ${N} prompt tokens computed)`);
     console.log(`disconnect mid-prefill: ${done} of ${N} prompt tokens computed, then aborted; KV usage back to 0`);
   });
+
+  // A long stream on its own server with extra args; resolves once its first bytes came.
+  async function longStream(args) {
+    const srv = await startServer(['-m', path.join(dir, 'm.gguf'), '-t', '1', '--served-model-name', 'p', ...args]);
+    let bytes = 0, ended = false;
+    const req = http.request(`${srv.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } },
+      (res) => { res.on('data', (d) => { bytes += d.length; }); res.on('end', () => { ended = true; }); res.on('error', () => { ended = true; }); });
+    req.on('error', () => { ended = true; });
+    req.end(JSON.stringify({ model: 'p', prompt: [1, 5, 9], max_tokens: 3000, ignore_eos: true, stream: true }));
+    await waitFor(() => bytes > 0, 20000, 10);
+    return { srv, ended: () => ended };
+  }
+
+  test('--drain-timeout: a request still running at the deadline is aborted, then exit 0', async () => {
+    const { srv, ended } = await longStream(['--drain-timeout', '1']);
+    const t0 = Date.now();
+    srv.proc.kill('SIGTERM');
+    const ex = await srv.exited;
+    const waited = Date.now() - t0;
+    assert.equal(ex.code, 0, srv.log());
+    assert.ok(waited >= 900 && waited < 8000, `exited ${waited} ms after SIGTERM`);
+    assert.match(srv.log(), /drain timeout: aborting 1 requests/);
+    await waitFor(() => ended(), 5000);
+  });
+
+  test('SIGINT twice: the second exits now (code 130) without waiting for the stream', async () => {
+    const { srv } = await longStream([]);
+    srv.proc.kill('SIGINT');
+    await waitFor(() => /interrupt again to exit now/.test(srv.log()), 5000);
+    const t0 = Date.now();
+    srv.proc.kill('SIGINT');
+    const ex = await srv.exited;
+    assert.equal(ex.code, 130, srv.log());
+    assert.ok(Date.now() - t0 < 5000);
+    assert.match(srv.log(), /second interrupt: exiting now/);
+  });
 });
