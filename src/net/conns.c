@@ -70,11 +70,14 @@ void net_conns_busy(net_conns *t, struct evhttp_connection *c, int delta)
     k->last = kl_now_s();
 }
 
+/* Not yet freed by libevent (which clears every callback). While evhttp writes a reply it
+ * clears only the read callback (it wants close detection, not data), so either one counts:
+ * a connection with the last chunk of a stream still to send is live. */
 static bool live(const conn *k)
 {
-    bufferevent_data_cb rcb = NULL;
-    bufferevent_getcb(k->bev, &rcb, NULL, NULL, NULL);
-    return rcb && bufferevent_getfd(k->bev) >= 0;
+    bufferevent_data_cb rcb = NULL, wcb = NULL;
+    bufferevent_getcb(k->bev, &rcb, &wcb, NULL, NULL);
+    return (rcb || wcb) && bufferevent_getfd(k->bev) >= 0;
 }
 
 size_t net_conns_unsent(const net_conns *t)
