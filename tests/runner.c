@@ -10,7 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define T_MAX 4096
+#define T_MAX       4096
 #define T_SKIP_EXIT 77
 
 static struct {

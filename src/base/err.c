@@ -18,17 +18,28 @@ int kl_errf(kl_err *err, int code, const char *fmt, ...)
 const char *kl_strerror(int code)
 {
     switch (code) {
-    case KL_OK: return "ok";
-    case KL_EINVAL: return "invalid argument";
-    case KL_ENOMEM: return "out of memory";
-    case KL_EIO: return "i/o error";
-    case KL_EBADFILE: return "malformed file";
-    case KL_ENOSPC: return "no space";
-    case KL_ENOTFOUND: return "not found";
-    case KL_EUNSUP: return "unsupported";
-    case KL_ERANGE: return "out of range";
-    case KL_EBUSY: return "busy";
-    case KL_ECANCELED: return "canceled";
+    case KL_OK:
+        return "ok";
+    case KL_EINVAL:
+        return "invalid argument";
+    case KL_ENOMEM:
+        return "out of memory";
+    case KL_EIO:
+        return "i/o error";
+    case KL_EBADFILE:
+        return "malformed file";
+    case KL_ENOSPC:
+        return "no space";
+    case KL_ENOTFOUND:
+        return "not found";
+    case KL_EUNSUP:
+        return "unsupported";
+    case KL_ERANGE:
+        return "out of range";
+    case KL_EBUSY:
+        return "busy";
+    case KL_ECANCELED:
+        return "canceled";
     }
     return "unknown error";
 }

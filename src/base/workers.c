@@ -26,11 +26,11 @@ struct kl_workers {
     int n;
     kl_work_fn fn;
     void *ctx;
-    _Atomic uint32_t gen;  /* futex word: bumped once per run() and at shutdown */
-    _Atomic int done;      /* workers finished with the current generation */
-    _Atomic int sleepers;  /* workers blocked in futex_wait */
+    _Atomic uint32_t gen; /* futex word: bumped once per run() and at shutdown */
+    _Atomic int done;     /* workers finished with the current generation */
+    _Atomic int sleepers; /* workers blocked in futex_wait */
     _Atomic bool stop;
-    worker *w;             /* (n - 1) */
+    worker *w; /* (n - 1) */
 };
 
 static void cpu_relax(void)
@@ -103,12 +103,16 @@ void kl_workers_destroy(kl_workers *p)
     atomic_store(&p->stop, true);
     atomic_fetch_add(&p->gen, 1); /* seq_cst: ordered before the sleepers check */
     futex_wake_all(&p->gen);
-    for (int i = 1; i < p->n; i++) pthread_join(p->w[i].thread, NULL);
+    for (int i = 1; i < p->n; i++)
+        pthread_join(p->w[i].thread, NULL);
     free(p->w);
     free(p);
 }
 
-int kl_workers_count(const kl_workers *p) { return p ? p->n : 1; }
+int kl_workers_count(const kl_workers *p)
+{
+    return p ? p->n : 1;
+}
 
 void kl_workers_run(kl_workers *p, kl_work_fn fn, void *ctx)
 {

@@ -14,18 +14,18 @@
 #include "bench/dist.h"
 
 #define KB_MAX_MODELS 16
-#ifndef KB_ITL_MAX /* (a test build sets it small) */
+#ifndef KB_ITL_MAX           /* (a test build sets it small) */
 #define KB_ITL_MAX (1 << 21) /* inter-token gaps kept per run; a uniform sample past that */
 #endif
 
 /* How a request ended. KB_OK first; the rest are error kinds, counted separately. */
 typedef enum {
     KB_OK,
-    KB_ERR_CONNECT,   /* no HTTP response at all (refused, reset before the headers) */
+    KB_ERR_CONNECT, /* no HTTP response at all (refused, reset before the headers) */
     KB_ERR_HTTP_4XX,
-    KB_ERR_HTTP_5XX,  /* also any other non-2xx status */
-    KB_ERR_TIMEOUT,   /* no byte for --timeout seconds */
-    KB_ERR_STREAM,    /* 200 but cut, garbled, an SSE error event, or no [DONE] */
+    KB_ERR_HTTP_5XX, /* also any other non-2xx status */
+    KB_ERR_TIMEOUT,  /* no byte for --timeout seconds */
+    KB_ERR_STREAM,   /* 200 but cut, garbled, an SSE error event, or no [DONE] */
     KB_N_STATUS
 } kb_status;
 
@@ -33,7 +33,7 @@ typedef enum {
 const char *kb_status_name(kb_status s);
 
 typedef struct kb_target {
-    char url[512];  /* http://HOST:PORT (a path prefix is kept: http://h:p/prefix) */
+    char url[512]; /* http://HOST:PORT (a path prefix is kept: http://h:p/prefix) */
     char host[256];
     char prefix[256]; /* "" or "/prefix" */
     int port;
@@ -51,7 +51,7 @@ typedef struct kb_model_weight {
 typedef struct kb_config {
     kb_target target[2]; /* [1] only with --vs */
     int n_targets;
-    bool chat;                      /* /v1/chat/completions, else /v1/completions */
+    bool chat;                             /* /v1/chat/completions, else /v1/completions */
     kb_model_weight models[KB_MAX_MODELS]; /* empty name: ask GET /v1/models */
     int n_models;
     int concurrency; /* closed loop: requests in flight per target (0: open loop) */
@@ -65,10 +65,10 @@ typedef struct kb_config {
     int turns;                 /* >1: multi-turn conversations (chat history grows) */
     const char *dataset;       /* ShareGPT JSON, else synthetic prompts */
     const char *api_key;
-    double timeout;      /* seconds without a byte before a request is a timeout */
+    double timeout;                  /* seconds without a byte before a request is a timeout */
     double slo_ttft_ms, slo_tpot_ms; /* 0: no SLO on that */
-    bool progress;       /* the live line on stderr */
-    const char *label;   /* e.g. "c=8" in the progress line */
+    bool progress;                   /* the live line on stderr */
+    const char *label;               /* e.g. "c=8" in the progress line */
 } kb_config;
 
 /* Sets the defaults (concurrency 1, 100 requests, input 128, output 128, seed 0, timeout
@@ -77,17 +77,17 @@ void kb_config_defaults(kb_config *c);
 
 /* One request, as measured. Times are milliseconds; -1 when not reached. */
 typedef struct kb_record {
-    int id;          /* order of issue, per target */
-    int target;      /* 0, or 1 for --vs */
-    int item;        /* workload item (the same item goes to both targets with --vs) */
-    int model;       /* index into kb_config.models */
+    int id;            /* order of issue, per target */
+    int target;        /* 0, or 1 for --vs */
+    int item;          /* workload item (the same item goes to both targets with --vs) */
+    int model;         /* index into kb_config.models */
     double t_start_ms; /* when it was sent, from the start of the run */
     double ttft_ms, e2e_ms, tpot_ms;
     double itl_mean_ms, itl_max_ms; /* inter-token latencies of this request (-1: none) */
-    int in_expected, out_expected; /* what was asked */
-    int in_tokens, out_tokens;     /* from usage (-1 if the server sent none) */
-    int chunks;                    /* SSE chunks with content */
-    bool usage;                    /* the server sent a usage object */
+    int in_expected, out_expected;  /* what was asked */
+    int in_tokens, out_tokens;      /* from usage (-1 if the server sent none) */
+    int chunks;                     /* SSE chunks with content */
+    bool usage;                     /* the server sent a usage object */
     int http_status;
     kb_status status;
     char error[160];
@@ -100,8 +100,8 @@ typedef struct kb_result {
     double *itl; /* all inter-token latencies, target 0 then target 1 */
     int *itl_target;
     int n_itl, cap_itl;
-    double duration_s[2]; /* first send to last completion, per target */
-    bool interrupted;     /* Ctrl-C ended it early */
+    double duration_s[2];                    /* first send to last completion, per target */
+    bool interrupted;                        /* Ctrl-C ended it early */
     char model_names[2][KB_MAX_MODELS][128]; /* per target: an unnamed model is asked of each */
 } kb_result;
 

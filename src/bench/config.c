@@ -23,8 +23,10 @@ int kb_target_parse(kb_target *t, const char *url, kl_err *err)
 {
     kb_target x = {0};
     if (!strncmp(url, "https://", 8))
-        return kl_errf(err, KL_EINVAL, "%s: https is not supported; put a plain-HTTP endpoint "
-                                       "(or a local TLS proxy) in front", url);
+        return kl_errf(err, KL_EINVAL,
+                       "%s: https is not supported; put a plain-HTTP endpoint "
+                       "(or a local TLS proxy) in front",
+                       url);
     if (strncmp(url, "http://", 7) || strlen(url) >= sizeof x.url)
         return kl_errf(err, KL_EINVAL, "%s: expected http://HOST[:PORT][/prefix]", url);
     snprintf(x.url, sizeof x.url, "%s", url);

@@ -120,9 +120,14 @@ int kb_dist_sample(const kb_dist *d, kb_rng *r)
 {
     double v;
     switch (d->kind) {
-    case KB_DIST_UNIFORM: v = d->a + (double)kb_rng_below(r, (uint64_t)(d->b - d->a) + 1); break;
-    case KB_DIST_NORMAL: v = floor(d->a + d->b * kb_rng_normal(r) + 0.5); break;
-    default: v = d->a;
+    case KB_DIST_UNIFORM:
+        v = d->a + (double)kb_rng_below(r, (uint64_t)(d->b - d->a) + 1);
+        break;
+    case KB_DIST_NORMAL:
+        v = floor(d->a + d->b * kb_rng_normal(r) + 0.5);
+        break;
+    default:
+        v = d->a;
     }
     if (v < 1) v = 1;
     if (v > LEN_MAX) v = LEN_MAX;
@@ -132,8 +137,13 @@ int kb_dist_sample(const kb_dist *d, kb_rng *r)
 void kb_dist_format(const kb_dist *d, char *buf, int cap)
 {
     switch (d->kind) {
-    case KB_DIST_UNIFORM: snprintf(buf, (size_t)cap, "uniform:%.0f:%.0f", d->a, d->b); break;
-    case KB_DIST_NORMAL: snprintf(buf, (size_t)cap, "normal:%.0f:%.0f", d->a, d->b); break;
-    default: snprintf(buf, (size_t)cap, "%.0f", d->a);
+    case KB_DIST_UNIFORM:
+        snprintf(buf, (size_t)cap, "uniform:%.0f:%.0f", d->a, d->b);
+        break;
+    case KB_DIST_NORMAL:
+        snprintf(buf, (size_t)cap, "normal:%.0f:%.0f", d->a, d->b);
+        break;
+    default:
+        snprintf(buf, (size_t)cap, "%.0f", d->a);
     }
 }

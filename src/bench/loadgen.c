@@ -7,8 +7,8 @@
  * Connections are kept alive: one that served a request well goes to its target's idle pool
  * and carries a later request if that comes within LG_IDLE_NS (as real clients do, and so a
  * high rate does not run out of ports); others are freed from the loop (never inside their
- * own callbacks). New requests are started from the pump event, so a request that fails at once never
- * recurses into the next. */
+ * own callbacks). New requests are started from the pump event, so a request that fails at once
+ * never recurses into the next. */
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -272,7 +272,8 @@ static void on_event(const char *data, size_t len, void *arg)
     json_t *u = json_object_get(j, "usage");
     if (json_is_object(u)) {
         kb_record *r = rec_of(q);
-        json_t *pt = json_object_get(u, "prompt_tokens"), *ct = json_object_get(u, "completion_tokens");
+        json_t *pt = json_object_get(u, "prompt_tokens"),
+               *ct = json_object_get(u, "completion_tokens");
         if (json_is_integer(pt) && json_is_integer(ct)) {
             r->usage = true;
             r->in_tokens = (int)json_integer_value(pt);
@@ -342,14 +343,17 @@ static void finish(kb_req *q)
     }
     int t = r->target;
     int turns = g->c->turns > 1 ? g->c->turns : 1;
-    if (turns > 1 && r->status == KB_OK && r->item % turns + 1 < turns) ready_push(g, t, r->item + 1);
+    if (turns > 1 && r->status == KB_OK && r->item % turns + 1 < turns)
+        ready_push(g, t, r->item + 1);
     g->tg[t].done++;
     g->tg[t].inflight--;
     g->inflight--;
     g->tg[t].last_done = now;
     kb_sse_free(&q->sse);
-    if (r->status == KB_OK && q->conn && !g->tg[t].no_reuse) idle_put(g, t, q->conn, now);
-    else free_conn_later(g, q->conn);
+    if (r->status == KB_OK && q->conn && !g->tg[t].no_reuse)
+        idle_put(g, t, q->conn, now);
+    else
+        free_conn_later(g, q->conn);
     free(q->body);
     free(q);
     event_active(g->pump, 0, 0);
@@ -382,11 +386,14 @@ static void on_done(struct evhttp_request *req, void *arg)
         int code = evhttp_request_get_response_code(req);
         r->http_status = code;
         if (code >= 200 && code < 300) {
-            if (q->bad_stream || q->err_event) r->status = KB_ERR_STREAM;
+            if (q->bad_stream || q->err_event)
+                r->status = KB_ERR_STREAM;
             else if (!q->done_marker && !q->finished) {
                 r->status = KB_ERR_STREAM;
-                snprintf(r->error, sizeof r->error, "stream ended without [DONE] or a finish_reason");
-            } else r->status = KB_OK;
+                snprintf(r->error, sizeof r->error,
+                         "stream ended without [DONE] or a finish_reason");
+            } else
+                r->status = KB_OK;
         } else {
             r->status = code >= 400 && code < 500 ? KB_ERR_HTTP_4XX : KB_ERR_HTTP_5XX;
             q->errbody[q->errbody_len] = 0;
@@ -471,7 +478,8 @@ static void send_req(kb_req *q, struct evhttp_connection *conn)
     kb_record *r = rec_of(q);
     const kb_target *tg = &c->target[r->target];
     q->reused = conn != NULL;
-    q->conn = conn ? conn : evhttp_connection_base_new(g->base, NULL, tg->host, (unsigned short)tg->port);
+    q->conn =
+        conn ? conn : evhttp_connection_base_new(g->base, NULL, tg->host, (unsigned short)tg->port);
     struct evhttp_request *req = q->conn ? evhttp_request_new(on_done, q) : NULL;
     if (!req) {
         r->status = KB_ERR_CONNECT;
@@ -488,7 +496,8 @@ static void send_req(kb_req *q, struct evhttp_connection *conn)
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     char host[300], path[300], auth[600];
     snprintf(host, sizeof host, "%s:%d", tg->host, tg->port);
-    snprintf(path, sizeof path, "%s%s", tg->prefix, c->chat ? "/v1/chat/completions" : "/v1/completions");
+    snprintf(path, sizeof path, "%s%s", tg->prefix,
+             c->chat ? "/v1/chat/completions" : "/v1/completions");
     evhttp_add_header(h, "Host", host);
     evhttp_add_header(h, "Content-Type", "application/json");
     evhttp_add_header(h, "Accept", "text/event-stream");
@@ -573,7 +582,8 @@ static void sigint_cb(evutil_socket_t fd, short what, void *arg)
     g->stopping = true;
     g->res->interrupted = true;
     event_del(g->sigint);
-    fprintf(stderr, "\nkiln: interrupted: waiting for %d requests in flight (Ctrl-C again to quit)\n",
+    fprintf(stderr,
+            "\nkiln: interrupted: waiting for %d requests in flight (Ctrl-C again to quit)\n",
             g->inflight);
     maybe_finish(g);
 }
@@ -623,7 +633,8 @@ int kb_run(const kb_config *c, kb_result *res, kl_err *err)
         for (int t = 0; t < c->n_targets; t++) {
             char *m = g->models[t][i];
             snprintf(m, sizeof g->models[t][i], "%s", c->models[i].name);
-            if (!m[0] && kb_probe_model(g->base, &c->target[t], c->api_key, m, sizeof g->models[t][i]))
+            if (!m[0] &&
+                kb_probe_model(g->base, &c->target[t], c->api_key, m, sizeof g->models[t][i]))
                 snprintf(m, sizeof g->models[t][i], "default");
             memcpy(res->model_names[t][i], m, sizeof g->models[t][i]);
         }
@@ -638,7 +649,8 @@ int kb_run(const kb_config *c, kb_result *res, kl_err *err)
         g->arrival = evtimer_new(g->base, arrival_cb, g);
         kb_rng_seed2(&g->arrivals, c->seed, 0x6172726976616c73ull);
     }
-    if (!g->pump || !g->deadline || (c->progress && !g->progress) || (c->concurrency <= 0 && !g->arrival)) {
+    if (!g->pump || !g->deadline || (c->progress && !g->progress) ||
+        (c->concurrency <= 0 && !g->arrival)) {
         rc = kl_errf(err, KL_ENOMEM, "bench: could not create events");
         goto out;
     }
@@ -663,7 +675,8 @@ int kb_run(const kb_config *c, kb_result *res, kl_err *err)
         fputc('\n', stderr);
     }
     for (int t = 0; t < c->n_targets; t++)
-        res->duration_s[t] = g->tg[t].first_send ? (double)(g->tg[t].last_done - g->tg[t].first_send) / 1e9 : 0;
+        res->duration_s[t] =
+            g->tg[t].first_send ? (double)(g->tg[t].last_done - g->tg[t].first_send) / 1e9 : 0;
     if (g->oom) rc = kl_errf(err, KL_ENOMEM, "bench: out of memory while building requests");
 out:
     if (g->pump) event_free(g->pump);

@@ -49,12 +49,13 @@ static void get_done(struct evhttp_request *req, void *arg)
 
 /* GET prefix+path on t, waiting at most 5 s. Returns the HTTP status (0: no answer) and
  * the body in *body (caller frees; NULL if none). */
-static int http_get(struct event_base *base, const kb_target *t, const char *api_key, const char *path,
-                    char **body)
+static int http_get(struct event_base *base, const kb_target *t, const char *api_key,
+                    const char *path, char **body)
 {
     get_probe p = {0};
     *body = NULL;
-    struct evhttp_connection *conn = evhttp_connection_base_new(base, NULL, t->host, (unsigned short)t->port);
+    struct evhttp_connection *conn =
+        evhttp_connection_base_new(base, NULL, t->host, (unsigned short)t->port);
     if (!conn) return 0;
     struct timeval tv = {5, 0};
     evhttp_connection_set_timeout_tv(conn, &tv);
@@ -81,14 +82,15 @@ static int http_get(struct event_base *base, const kb_target *t, const char *api
     return p.status;
 }
 
-int kb_probe_model(struct event_base *base, const kb_target *t, const char *api_key,
-                       char *name, size_t cap)
+int kb_probe_model(struct event_base *base, const kb_target *t, const char *api_key, char *name,
+                   size_t cap)
 {
     char *body;
     int status = http_get(base, t, api_key, "/v1/models", &body);
     int rc = -1;
     json_t *j = status == 200 && body ? json_loads(body, 0, NULL) : NULL;
-    const char *id = json_string_value(json_object_get(json_array_get(json_object_get(j, "data"), 0), "id"));
+    const char *id =
+        json_string_value(json_object_get(json_array_get(json_object_get(j, "data"), 0), "id"));
     if (id && strlen(id) < cap) {
         memcpy(name, id, strlen(id) + 1);
         rc = 0;
@@ -125,4 +127,3 @@ int kb_wait_ready(const kb_config *c, double seconds, kl_err *err)
     event_base_free(base);
     return rc;
 }
-

@@ -38,8 +38,9 @@ int kb_recommend(const kb_sweep *w, const kb_config *c, const kb_sweep_opts *o, 
     *md = NULL;
     int k = w->saturation[0];
     if (k < 0)
-        return kl_errf(err, KL_ENOTFOUND, "--recommend: no step of the sweep met the SLO; lower the "
-                                          "starting load or relax --slo-ttft/--slo-tpot");
+        return kl_errf(err, KL_ENOTFOUND,
+                       "--recommend: no step of the sweep met the SLO; lower the "
+                       "starting load or relax --slo-ttft/--slo-tpot");
     const kb_summary *s = &w->steps[k].s[0];
     double x = s->req_per_s;
     int conc = w->by_rate ? (int)ceil(x * s->e2e.mean / 1000.0) : (int)w->steps[k].load;
@@ -73,79 +74,90 @@ int kb_recommend(const kb_sweep *w, const kb_config *c, const kb_sweep_opts *o, 
                 c->slo_ttft_ms, c->slo_tpot_ms, o->attainment * 100);
     else
         fprintf(f, "No SLO given: the saturation point is where throughput stops rising.\n");
-    fprintf(f, "\n## Saturation point (one replica)\n\n"
-               "- %s %g: %.2f requests/s, %.1f output tokens/s\n"
-               "- TTFT p50 %.1f / p90 %.1f ms, TPOT p50 %.2f / p90 %.2f ms, E2E p90 %.1f ms\n",
+    fprintf(f,
+            "\n## Saturation point (one replica)\n\n"
+            "- %s %g: %.2f requests/s, %.1f output tokens/s\n"
+            "- TTFT p50 %.1f / p90 %.1f ms, TPOT p50 %.2f / p90 %.2f ms, E2E p90 %.1f ms\n",
             w->by_rate ? "offered rate" : "concurrency", w->steps[k].load, x, s->out_tok_per_s,
             s->ttft.p50, s->ttft.p90, s->tpot.p50, s->tpot.p90, s->e2e.p90);
-    fprintf(f, "\n## Per replica\n\n"
-               "- max concurrency: **%d** requests in flight (server batch limit, e.g. vLLM "
-               "`--max-num-seqs %d`; gateway `saturation.max_inflight`)\n"
-               "- queue length: **%d** waiting requests at most (%s)\n",
+    fprintf(f,
+            "\n## Per replica\n\n"
+            "- max concurrency: **%d** requests in flight (server batch limit, e.g. vLLM "
+            "`--max-num-seqs %d`; gateway `saturation.max_inflight`)\n"
+            "- queue length: **%d** waiting requests at most (%s)\n",
             conc, conc, queue,
             c->slo_ttft_ms > 0 ? "throughput x the TTFT slack left at saturation: a request queued "
                                  "behind them still starts within the TTFT SLO"
                                : "one batch; no TTFT SLO was given");
-    fprintf(f, "\n## Autoscaling\n\n"
-               "- scale on the pods metric `vllm:num_requests_waiting`, average target **%d** per "
-               "pod (half the queue: scale out before requests are shed) -> `hpa.yaml`\n",
+    fprintf(f,
+            "\n## Autoscaling\n\n"
+            "- scale on the pods metric `vllm:num_requests_waiting`, average target **%d** per "
+            "pod (half the queue: scale out before requests are shed) -> `hpa.yaml`\n",
             waiting_target);
     if (o->target_rate > 0)
-        fprintf(f, "- target rate %.2f requests/s: %d replicas at 100%% of saturation, **%d** with "
-                   "20%% headroom (minReplicas %d, maxReplicas %d)\n",
+        fprintf(f,
+                "- target rate %.2f requests/s: %d replicas at 100%% of saturation, **%d** with "
+                "20%% headroom (minReplicas %d, maxReplicas %d)\n",
                 o->target_rate, replicas_bare, replicas, replicas, max_replicas);
     else
-        fprintf(f, "- no `--target-rate` given: replicas needed = target rate / %.2f, plus 20%% "
-                   "headroom\n", HEADROOM * x);
-    fprintf(f, "\n## Gateway\n\n`gateway.json` is a `kiln gateway` config fragment: add your replicas' "
-               "URLs to the pool; a replica counts as saturated at %d in flight or %d waiting, and "
-               "the gateway queues up to %d requests for at most %d ms.\n",
-            conc, queue, queue * replicas, max_wait_ms);
+        fprintf(f,
+                "- no `--target-rate` given: replicas needed = target rate / %.2f, plus 20%% "
+                "headroom\n",
+                HEADROOM * x);
+    fprintf(
+        f,
+        "\n## Gateway\n\n`gateway.json` is a `kiln gateway` config fragment: add your replicas' "
+        "URLs to the pool; a replica counts as saturated at %d in flight or %d waiting, and "
+        "the gateway queues up to %d requests for at most %d ms.\n",
+        conc, queue, queue * replicas, max_wait_ms);
     if (fclose(f)) {
         free(doc);
         return kl_errf(err, KL_ENOMEM, "out of memory");
     }
 
     char hpa[2048];
-    snprintf(hpa, sizeof hpa,
-             "# kiln bench --recommend: scale on the waiting queue measured at saturation.\n"
-             "# Needs the metric exposed to the custom metrics API (e.g. prometheus-adapter; it may\n"
-             "# rename vllm:num_requests_waiting to vllm_num_requests_waiting).\n"
-             "apiVersion: autoscaling/v2\n"
-             "kind: HorizontalPodAutoscaler\n"
-             "metadata:\n"
-             "  name: %s\n"
-             "spec:\n"
-             "  scaleTargetRef:\n"
-             "    apiVersion: apps/v1\n"
-             "    kind: Deployment\n"
-             "    name: %s\n"
-             "  minReplicas: %d\n"
-             "  maxReplicas: %d\n"
-             "  metrics:\n"
-             "  - type: Pods\n"
-             "    pods:\n"
-             "      metric:\n"
-             "        name: vllm:num_requests_waiting\n"
-             "      target:\n"
-             "        type: AverageValue\n"
-             "        averageValue: \"%d\"\n"
-             "  behavior:\n"
-             "    scaleUp:\n"
-             "      stabilizationWindowSeconds: 0\n"
-             "    scaleDown:\n"
-             "      stabilizationWindowSeconds: 300\n",
-             name, name, replicas, max_replicas, waiting_target);
-    json_t *gw = json_pack("{s:{s:i, s:i}, s:{s:i, s:i}, s:[{s:s, s:[{s:[{s:s}]}]}]}",
-                           "saturation", "max_inflight", conc, "max_waiting", queue,
-                           "queue", "max", queue * replicas, "max_wait_ms", max_wait_ms,
-                           "models", "name", model, "pools", "endpoints", "url", c->target[0].url);
+    snprintf(
+        hpa, sizeof hpa,
+        "# kiln bench --recommend: scale on the waiting queue measured at saturation.\n"
+        "# Needs the metric exposed to the custom metrics API (e.g. prometheus-adapter; it may\n"
+        "# rename vllm:num_requests_waiting to vllm_num_requests_waiting).\n"
+        "apiVersion: autoscaling/v2\n"
+        "kind: HorizontalPodAutoscaler\n"
+        "metadata:\n"
+        "  name: %s\n"
+        "spec:\n"
+        "  scaleTargetRef:\n"
+        "    apiVersion: apps/v1\n"
+        "    kind: Deployment\n"
+        "    name: %s\n"
+        "  minReplicas: %d\n"
+        "  maxReplicas: %d\n"
+        "  metrics:\n"
+        "  - type: Pods\n"
+        "    pods:\n"
+        "      metric:\n"
+        "        name: vllm:num_requests_waiting\n"
+        "      target:\n"
+        "        type: AverageValue\n"
+        "        averageValue: \"%d\"\n"
+        "  behavior:\n"
+        "    scaleUp:\n"
+        "      stabilizationWindowSeconds: 0\n"
+        "    scaleDown:\n"
+        "      stabilizationWindowSeconds: 300\n",
+        name, name, replicas, max_replicas, waiting_target);
+    json_t *gw = json_pack("{s:{s:i, s:i}, s:{s:i, s:i}, s:[{s:s, s:[{s:[{s:s}]}]}]}", "saturation",
+                           "max_inflight", conc, "max_waiting", queue, "queue", "max",
+                           queue * replicas, "max_wait_ms", max_wait_ms, "models", "name", model,
+                           "pools", "endpoints", "url", c->target[0].url);
     int rc = gw ? 0 : kl_errf(err, KL_ENOMEM, "out of memory");
     if (!rc) rc = kb_write_file(out, "recommend.md", doc, err);
     if (!rc) rc = kb_write_file(out, "hpa.yaml", hpa, err);
     if (!rc) rc = kb_write_json(out, "gateway.json", gw, err);
     json_decref(gw);
-    if (rc) free(doc);
-    else *md = doc;
+    if (rc)
+        free(doc);
+    else
+        *md = doc;
     return rc;
 }

@@ -16,8 +16,8 @@ json_t *kb_config_json(const kb_config *c)
         json_array_append_new(urls, json_string(c->target[t].url));
     json_t *models = json_array();
     for (int i = 0; i < c->n_models; i++)
-        json_array_append_new(models, json_pack("{s:s, s:f}", "name", c->models[i].name,
-                                                "weight", c->models[i].weight));
+        json_array_append_new(models, json_pack("{s:s, s:f}", "name", c->models[i].name, "weight",
+                                                c->models[i].weight));
     return json_pack("{s:o, s:s, s:o, s:i, s:f, s:i, s:f, s:s, s:s, s:b, s:I, s:i, s:i, s:i, "
                      "s:s?, s:f, s:f, s:f}",
                      "urls", urls, "api", c->chat ? "chat" : "completions", "models", models,
@@ -43,13 +43,12 @@ json_t *kb_summary_json(const kb_summary *s)
     return json_pack("{s:i, s:i, s:i, s:o, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:i, "
                      "s:o, s:o, s:o, s:o}",
                      "requests", s->n, "ok", s->n_ok, "good", s->n_good, "errors", errs,
-                     "duration_s", s->duration_s, "req_per_s", s->req_per_s,
-                     "output_tok_per_s", s->out_tok_per_s, "input_tok_per_s", s->in_tok_per_s,
-                     "goodput_req_per_s", s->goodput_rps, "good_fraction", s->good_fraction,
-                     "input_tokens", (json_int_t)s->in_tokens, "output_tokens", (json_int_t)s->out_tokens,
-                     "usage_missing", s->usage_missing, "ttft_ms", pct_json(&s->ttft),
-                     "tpot_ms", pct_json(&s->tpot), "itl_ms", pct_json(&s->itl), "e2e_ms",
-                     pct_json(&s->e2e));
+                     "duration_s", s->duration_s, "req_per_s", s->req_per_s, "output_tok_per_s",
+                     s->out_tok_per_s, "input_tok_per_s", s->in_tok_per_s, "goodput_req_per_s",
+                     s->goodput_rps, "good_fraction", s->good_fraction, "input_tokens",
+                     (json_int_t)s->in_tokens, "output_tokens", (json_int_t)s->out_tokens,
+                     "usage_missing", s->usage_missing, "ttft_ms", pct_json(&s->ttft), "tpot_ms",
+                     pct_json(&s->tpot), "itl_ms", pct_json(&s->itl), "e2e_ms", pct_json(&s->e2e));
 }
 
 /* A latency as JSON: null when it was never reached (-1). */
@@ -64,15 +63,16 @@ json_t *kb_records_json(const kb_result *r)
     for (int i = 0; a && i < r->n_rec; i++) {
         const kb_record *q = &r->rec[i];
         json_t *o = json_pack(
-            "{s:i, s:i, s:i, s:s, s:f, s:o, s:o, s:o, s:o, s:o, s:i, s:i, s:o, s:o, s:i, s:b, s:i, s:s}",
-            "id", q->id, "target", q->target, "item", q->item, "model", r->model_names[q->target][q->model],
-            "start_ms", q->t_start_ms, "ttft_ms", ms(q->ttft_ms), "tpot_ms", ms(q->tpot_ms),
-            "e2e_ms", ms(q->e2e_ms), "itl_mean_ms", ms(q->itl_mean_ms), "itl_max_ms", ms(q->itl_max_ms),
-            "input_expected", q->in_expected, "output_expected", q->out_expected,
-            "input_tokens", q->in_tokens < 0 ? json_null() : json_integer(q->in_tokens),
-            "output_tokens", q->out_tokens < 0 ? json_null() : json_integer(q->out_tokens),
-            "chunks", q->chunks, "usage", q->usage, "http_status", q->http_status, "status",
-            kb_status_name(q->status));
+            "{s:i, s:i, s:i, s:s, s:f, s:o, s:o, s:o, s:o, s:o, s:i, s:i, s:o, s:o, s:i, s:b, s:i, "
+            "s:s}",
+            "id", q->id, "target", q->target, "item", q->item, "model",
+            r->model_names[q->target][q->model], "start_ms", q->t_start_ms, "ttft_ms",
+            ms(q->ttft_ms), "tpot_ms", ms(q->tpot_ms), "e2e_ms", ms(q->e2e_ms), "itl_mean_ms",
+            ms(q->itl_mean_ms), "itl_max_ms", ms(q->itl_max_ms), "input_expected", q->in_expected,
+            "output_expected", q->out_expected, "input_tokens",
+            q->in_tokens < 0 ? json_null() : json_integer(q->in_tokens), "output_tokens",
+            q->out_tokens < 0 ? json_null() : json_integer(q->out_tokens), "chunks", q->chunks,
+            "usage", q->usage, "http_status", q->http_status, "status", kb_status_name(q->status));
         if (o && q->error[0]) json_object_set_new(o, "error", json_string(q->error));
         if (!o || json_array_append_new(a, o)) {
             json_decref(a);
@@ -97,9 +97,11 @@ void kb_print_summary(FILE *f, const char *title, const kb_summary *s, const kb_
         fprintf(f, ")");
     }
     fprintf(f, "  duration %.2f s\n", s->duration_s);
-    fprintf(f, "throughput %.2f req/s  %.1f output tok/s  %.1f input tok/s  (tokens in %lld, out %lld)\n",
-            s->req_per_s, s->out_tok_per_s, s->in_tok_per_s, (long long)s->in_tokens,
-            (long long)s->out_tokens);
+    fprintf(
+        f,
+        "throughput %.2f req/s  %.1f output tok/s  %.1f input tok/s  (tokens in %lld, out %lld)\n",
+        s->req_per_s, s->out_tok_per_s, s->in_tok_per_s, (long long)s->in_tokens,
+        (long long)s->out_tokens);
     if (c->slo_ttft_ms > 0 || c->slo_tpot_ms > 0)
         fprintf(f, "goodput    %.2f req/s  (%d of %d meet TTFT <= %g ms, TPOT <= %g ms)\n",
                 s->goodput_rps, s->n_good, s->n, c->slo_ttft_ms, c->slo_tpot_ms);

@@ -33,10 +33,14 @@ static int cdf(const kb_result *r, int t, int which, double *x, double *y)
 static void html_esc(FILE *f, const char *s)
 {
     for (; s && *s; s++) {
-        if (*s == '<') fputs("&lt;", f);
-        else if (*s == '>') fputs("&gt;", f);
-        else if (*s == '&') fputs("&amp;", f);
-        else fputc(*s, f);
+        if (*s == '<')
+            fputs("&lt;", f);
+        else if (*s == '>')
+            fputs("&gt;", f);
+        else if (*s == '&')
+            fputs("&amp;", f);
+        else
+            fputc(*s, f);
     }
 }
 
@@ -56,7 +60,8 @@ int kb_run_report(const kb_result *r, const kb_summary *s, const kb_config *c, c
         for (int t = 0; t < c->n_targets; t++) {
             double *x = buf + (size_t)t * 2 * n, *y = x + n;
             int k = cdf(r, t, m, x, y);
-            snprintf(names[t], sizeof names[t], "%s%s", c->n_targets == 2 ? (t ? "B " : "A ") : "", what[m]);
+            snprintf(names[t], sizeof names[t], "%s%s", c->n_targets == 2 ? (t ? "B " : "A ") : "",
+                     what[m]);
             ser[t] = (kb_series){names[t], x, y, k, t == 1};
         }
         snprintf(title, sizeof title, "%s distribution (share of requests at or under)", what[m]);
@@ -64,8 +69,10 @@ int kb_run_report(const kb_result *r, const kb_summary *s, const kb_config *c, c
         double slo = m == 0 ? c->slo_ttft_ms : m == 1 ? c->slo_tpot_ms : 0;
         kb_chart ch = {title, xlabel, "share of requests", 0, NULL, slo, slo > 0 ? "SLO" : NULL, 1};
         svg[m] = kb_svg_chart(&ch, ser, c->n_targets);
-        if (!svg[m]) rc = kl_errf(err, KL_ENOMEM, "out of memory");
-        else rc = kb_write_file(out, file[m], svg[m], err);
+        if (!svg[m])
+            rc = kl_errf(err, KL_ENOMEM, "out of memory");
+        else
+            rc = kb_write_file(out, file[m], svg[m], err);
     }
     free(buf);
     char *doc = NULL;
@@ -73,9 +80,11 @@ int kb_run_report(const kb_result *r, const kb_summary *s, const kb_config *c, c
     FILE *f = rc ? NULL : open_memstream(&doc, &len);
     if (!rc && !f) rc = kl_errf(err, KL_ENOMEM, "out of memory");
     if (f) {
-        fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>kiln bench report</title>\n"
+        fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>kiln bench "
+                   "report</title>\n"
                    "<style>body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222}"
-                   "pre{background:#f7f7f7;padding:10px}.charts svg{margin:6px;border:1px solid #eee}</style>"
+                   "pre{background:#f7f7f7;padding:10px}.charts svg{margin:6px;border:1px solid "
+                   "#eee}</style>"
                    "</head><body>\n<h1>kiln bench report</h1>\n");
         for (int t = 0; t < c->n_targets; t++) {
             char *tab = NULL;
@@ -83,8 +92,9 @@ int kb_run_report(const kb_result *r, const kb_summary *s, const kb_config *c, c
             FILE *tf = open_memstream(&tab, &tl);
             if (!tf) continue;
             char title[600];
-            snprintf(title, sizeof title, "%s%s (model %s)", c->n_targets == 2 ? (t ? "B: " : "A: ") : "",
-                     c->target[t].url, r->model_names[t][0]);
+            snprintf(title, sizeof title, "%s%s (model %s)",
+                     c->n_targets == 2 ? (t ? "B: " : "A: ") : "", c->target[t].url,
+                     r->model_names[t][0]);
             kb_print_summary(tf, title, &s[t], c);
             fclose(tf);
             fprintf(f, "<pre>");
@@ -96,8 +106,10 @@ int kb_run_report(const kb_result *r, const kb_summary *s, const kb_config *c, c
         for (int m = 0; m < 3; m++)
             fputs(svg[m], f);
         fprintf(f, "</div>\n<p>Raw data: results.json.</p>\n</body></html>\n");
-        if (fclose(f)) rc = kl_errf(err, KL_ENOMEM, "out of memory");
-        else rc = kb_write_file(out, "report.html", doc, err);
+        if (fclose(f))
+            rc = kl_errf(err, KL_ENOMEM, "out of memory");
+        else
+            rc = kb_write_file(out, "report.html", doc, err);
         free(doc);
     }
     for (int m = 0; m < 3; m++)

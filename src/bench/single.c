@@ -87,7 +87,8 @@ int kb_bench_main(const kb_config *c, const char *out, kl_err *err)
             if (bm) json_object_set_new(root, t ? "by_model_vs" : "by_model", bm);
         }
     }
-    if (!rc && c->n_targets == 2) json_object_set_new(root, "ratios", print_ratios(stdout, &s[0], &s[1]));
+    if (!rc && c->n_targets == 2)
+        json_object_set_new(root, "ratios", print_ratios(stdout, &s[0], &s[1]));
     fflush(stdout);
     if (!rc && out) {
         json_object_set_new(root, "records", kb_records_json(&r));

@@ -18,11 +18,11 @@ typedef struct kb_series {
 
 typedef struct kb_chart {
     const char *title, *xlabel, *ylabel;
-    double hline;          /* > 0: a dashed horizontal line at this y */
+    double hline; /* > 0: a dashed horizontal line at this y */
     const char *hline_label;
-    double vline;          /* > 0: a dotted vertical line at this x */
+    double vline; /* > 0: a dotted vertical line at this x */
     const char *vline_label;
-    double ytop;           /* > 0: the top of the y axis (e.g. 1 for shares), else from the data */
+    double ytop; /* > 0: the top of the y axis (e.g. 1 for shares), else from the data */
 } kb_chart;
 
 /* A tick step of 1, 2 or 5 x 10^k giving about `ticks` intervals over [0, range]. */

@@ -26,10 +26,11 @@ int kb_sweep_parse_list(kb_sweep_opts *o, const char *s, kl_err *err)
         char *end;
         errno = 0;
         double v = strtod(p, &end);
-        if (end == p || errno || !(v > 0 && v <= 1e6) || (*end && *end != ',') || n == KB_MAX_STEPS ||
-            (n && v <= o->loads[n - 1]))
-            return kl_errf(err, KL_EINVAL, "--sweep %s: expected rising numbers like 1,2,4,8 (at most %d)",
-                           s, KB_MAX_STEPS);
+        if (end == p || errno || !(v > 0 && v <= 1e6) || (*end && *end != ',') ||
+            n == KB_MAX_STEPS || (n && v <= o->loads[n - 1]))
+            return kl_errf(err, KL_EINVAL,
+                           "--sweep %s: expected rising numbers like 1,2,4,8 (at most %d)", s,
+                           KB_MAX_STEPS);
         o->loads[n++] = v;
         p = *end ? end + 1 : end;
     }
@@ -60,7 +61,8 @@ int kb_sweep_saturation(const kb_sweep *w, int t, bool has_slo)
 
 static void print_steps(FILE *f, const kb_sweep *w, const kb_config *c, int t)
 {
-    fprintf(f, "== sweep of %s by %s\n", c->target[t].url, w->by_rate ? "rate (req/s)" : "concurrency");
+    fprintf(f, "== sweep of %s by %s\n", c->target[t].url,
+            w->by_rate ? "rate (req/s)" : "concurrency");
     fprintf(f, "%8s %8s %9s %8s %9s %9s %9s %8s %8s %9s %9s %6s %4s\n", "load", "req/s", "tok/s",
             "goodput", "ttft_p50", "ttft_p90", "ttft_p99", "tpot_p50", "tpot_p90", "e2e_p50",
             "e2e_p99", "errors", "slo");
@@ -76,9 +78,11 @@ static void print_steps(FILE *f, const kb_sweep *w, const kb_config *c, int t)
         fprintf(f, "saturation: no step met the SLO\n");
     } else {
         const kb_summary *s = &w->steps[k].s[t];
-        fprintf(f, "saturation: %s %g: %.2f req/s, %.1f output tok/s, TTFT p90 %.1f ms, TPOT p90 %.2f ms, E2E p90 %.1f ms\n",
-                w->by_rate ? "rate" : "concurrency", w->steps[k].load, s->req_per_s, s->out_tok_per_s,
-                s->ttft.p90, s->tpot.p90, s->e2e.p90);
+        fprintf(f,
+                "saturation: %s %g: %.2f req/s, %.1f output tok/s, TTFT p90 %.1f ms, TPOT p90 %.2f "
+                "ms, E2E p90 %.1f ms\n",
+                w->by_rate ? "rate" : "concurrency", w->steps[k].load, s->req_per_s,
+                s->out_tok_per_s, s->ttft.p90, s->tpot.p90, s->e2e.p90);
     }
 }
 
@@ -86,16 +90,17 @@ static json_t *sweep_json(const kb_sweep *w, const kb_config *c)
 {
     json_t *steps = json_array();
     for (int i = 0; i < w->n_steps; i++) {
-        json_t *o = json_pack("{s:f, s:o, s:b}", "load", w->steps[i].load, "summary",
-                              kb_summary_json(&w->steps[i].s[0]), "meets_slo", w->steps[i].meets[0]);
+        json_t *o =
+            json_pack("{s:f, s:o, s:b}", "load", w->steps[i].load, "summary",
+                      kb_summary_json(&w->steps[i].s[0]), "meets_slo", w->steps[i].meets[0]);
         if (c->n_targets == 2) {
             json_object_set_new(o, "summary_vs", kb_summary_json(&w->steps[i].s[1]));
             json_object_set_new(o, "meets_slo_vs", json_boolean(w->steps[i].meets[1]));
         }
         json_array_append_new(steps, o);
     }
-    json_t *j = json_pack("{s:s, s:o, s:s}", "by", w->by_rate ? "rate" : "concurrency", "steps", steps,
-                          "stop_reason", w->stop_reason);
+    json_t *j = json_pack("{s:s, s:o, s:s}", "by", w->by_rate ? "rate" : "concurrency", "steps",
+                          steps, "stop_reason", w->stop_reason);
     for (int t = 0; t < c->n_targets; t++) {
         int k = w->saturation[t];
         json_t *sat = json_null();
@@ -108,20 +113,25 @@ static json_t *sweep_json(const kb_sweep *w, const kb_config *c)
 }
 
 /* Runs the steps into w; the sweep stops early (not an error) on SLO failure or a plateau. */
-static int run_steps(const kb_config *c, const kb_sweep_opts *o, kb_sweep *w, json_t *records, kl_err *err)
+static int run_steps(const kb_config *c, const kb_sweep_opts *o, kb_sweep *w, json_t *records,
+                     kl_err *err)
 {
     bool has_slo = c->slo_ttft_ms > 0 || c->slo_tpot_ms > 0;
     double best[2] = {0, 0};
     int n = o->n_loads ? o->n_loads : o->max_steps;
     snprintf(w->stop_reason, sizeof w->stop_reason, "all %d steps ran", n);
     for (int i = 0; i < n && i < KB_MAX_STEPS; i++) {
-        double load = o->n_loads ? o->loads[i] : (w->by_rate ? c->rate : c->concurrency) * pow(2, i);
+        double load =
+            o->n_loads ? o->loads[i] : (w->by_rate ? c->rate : c->concurrency) * pow(2, i);
         kb_config sc = *c;
         char label[64];
-        snprintf(label, sizeof label, "step %d, %s %g", i + 1, w->by_rate ? "rate" : "concurrency", load);
+        snprintf(label, sizeof label, "step %d, %s %g", i + 1, w->by_rate ? "rate" : "concurrency",
+                 load);
         sc.label = label;
-        if (w->by_rate) sc.rate = load;
-        else sc.concurrency = (int)load;
+        if (w->by_rate)
+            sc.rate = load;
+        else
+            sc.concurrency = (int)load;
         sc.duration = o->step_duration;
         sc.requests = o->step_requests;
         if (!sc.requests && !(sc.duration > 0))
@@ -144,7 +154,9 @@ static int run_steps(const kb_config *c, const kb_sweep_opts *o, kb_sweep *w, js
         bool interrupted = r.interrupted;
         if (!rc && records) {
             json_t *rj = kb_records_json(&r);
-            rc = !rj || json_array_append_new(records, rj) ? kl_errf(err, KL_ENOMEM, "out of memory") : 0;
+            rc = !rj || json_array_append_new(records, rj)
+                     ? kl_errf(err, KL_ENOMEM, "out of memory")
+                     : 0;
         }
         kb_result_free(&r);
         if (rc) return kl_errf(err, rc, "out of memory");
@@ -188,7 +200,9 @@ int kb_sweep_main(const kb_config *c, const kb_sweep_opts *o, const char *out, k
     char *advice = NULL;
     if (!rc && out && o->recommend) {
         rc = kb_recommend(w, c, o, w->model, out, &advice, err);
-        if (!rc) printf("recommendation: %s/recommend.md, %s/hpa.yaml, %s/gateway.json\n", out, out, out);
+        if (!rc)
+            printf("recommendation: %s/recommend.md, %s/hpa.yaml, %s/gateway.json\n", out, out,
+                   out);
         if (rc == KL_ENOTFOUND) { /* a result, not a failure: the report says so */
             printf("recommendation: none: %s\n", err->msg);
             advice = strdup(err->msg);
@@ -201,9 +215,10 @@ int kb_sweep_main(const kb_config *c, const kb_sweep_opts *o, const char *out, k
     }
     free(advice);
     if (!rc && out) {
-        json_t *root = json_pack("{s:o, s:o, s:O}", "config", kb_config_json(c), "sweep", sweep_json(w, c),
-                                 "records", records);
-        rc = root ? kb_write_json(out, "results.json", root, err) : kl_errf(err, KL_ENOMEM, "out of memory");
+        json_t *root = json_pack("{s:o, s:o, s:O}", "config", kb_config_json(c), "sweep",
+                                 sweep_json(w, c), "records", records);
+        rc = root ? kb_write_json(out, "results.json", root, err)
+                  : kl_errf(err, KL_ENOMEM, "out of memory");
         json_decref(root);
     }
     json_decref(records);

@@ -9,11 +9,12 @@
 typedef struct kb_sweep_opts {
     double loads[KB_MAX_STEPS]; /* an explicit list (concurrencies or rates) */
     int n_loads;
-    int step_requests;   /* per step and target; 0: auto (max(20, 4 x concurrency) or 5 s of arrivals) */
+    int step_requests; /* per step and target; 0: auto (max(20, 4 x concurrency) or 5 s of arrivals)
+                        */
     double step_duration; /* seconds per step; 0: none */
-    int max_steps;       /* when doubling: default 10 */
-    double attainment;   /* fraction of requests that must meet the SLO: default 0.9 */
-    double min_gain;     /* throughput gain below which the sweep stops: default 0.05 */
+    int max_steps;        /* when doubling: default 10 */
+    double attainment;    /* fraction of requests that must meet the SLO: default 0.9 */
+    double min_gain;      /* throughput gain below which the sweep stops: default 0.05 */
     bool recommend;
     double target_rate; /* requests/s the deployment must serve (--recommend) */
 } kb_sweep_opts;

@@ -12,22 +12,23 @@
 /* Common English words that most tokenizers (SentencePiece and byte-level BPE alike) keep
  * as one token each after a space, so n words are close to n tokens. */
 static const char *const words[] = {
-    "the",   "of",    "and",   "to",    "in",    "is",    "for",   "that",  "with",  "on",
-    "as",    "was",   "by",    "he",    "it",    "at",    "from",  "his",   "an",    "were",
-    "are",   "which", "this",  "also",  "be",    "has",   "or",    "had",   "first", "one",
-    "their", "its",   "new",   "after", "but",   "who",   "not",   "they",  "have",  "her",
-    "she",   "two",   "been",  "other", "when",  "there", "all",   "during", "into", "school",
-    "time",  "may",   "years", "more",  "most",  "only",  "over",  "city",  "some",  "world",
-    "would", "where", "later", "up",    "such",  "used",  "many",  "can",   "state", "about",
-    "national", "out", "known", "university", "united", "then", "made", "between", "well",
-    "while", "part",  "day",   "home",  "water", "house", "small", "light", "long",  "old",
-    "big",   "good",  "cat",   "dog",   "tree",  "sun",   "day",   "play",  "happy", "little",
+    "the",   "of",         "and",    "to",    "in",     "is",      "for",   "that",     "with",
+    "on",    "as",         "was",    "by",    "he",     "it",      "at",    "from",     "his",
+    "an",    "were",       "are",    "which", "this",   "also",    "be",    "has",      "or",
+    "had",   "first",      "one",    "their", "its",    "new",     "after", "but",      "who",
+    "not",   "they",       "have",   "her",   "she",    "two",     "been",  "other",    "when",
+    "there", "all",        "during", "into",  "school", "time",    "may",   "years",    "more",
+    "most",  "only",       "over",   "city",  "some",   "world",   "would", "where",    "later",
+    "up",    "such",       "used",   "many",  "can",    "state",   "about", "national", "out",
+    "known", "university", "united", "then",  "made",   "between", "well",  "while",    "part",
+    "day",   "home",       "water",  "house", "small",  "light",   "long",  "old",      "big",
+    "good",  "cat",        "dog",    "tree",  "sun",    "day",     "play",  "happy",    "little",
 };
 #define N_WORDS (sizeof words / sizeof words[0])
 
 struct kb_workload {
     const kb_config *c;
-    char **prompts; /* dataset: first human turn of each conversation */
+    char **prompts;    /* dataset: first human turn of each conversation */
     int *reply_tokens; /* dataset: estimated length of the first reply */
     int n;
 };
@@ -74,7 +75,8 @@ static int load_dataset(kb_workload *w, const char *path, kl_err *err)
             const char *from = json_string_value(json_object_get(turn, "from"));
             const char *value = json_string_value(json_object_get(turn, "value"));
             if (!from || !value) continue;
-            if (!human && !strcmp(from, "human")) human = value;
+            if (!human && !strcmp(from, "human"))
+                human = value;
             else if (human && !strcmp(from, "gpt")) {
                 reply = value;
                 break;
@@ -88,7 +90,8 @@ static int load_dataset(kb_workload *w, const char *path, kl_err *err)
         size_t est = strlen(reply) / 4; /* ~4 bytes per token for English text */
         w->reply_tokens[w->n++] = est < 1 ? 1 : est > 4096 ? 4096 : (int)est;
     }
-    if (!w->n) rc = kl_errf(err, KL_EBADFILE, "%s: no conversation with a human turn and a reply", path);
+    if (!w->n)
+        rc = kl_errf(err, KL_EBADFILE, "%s: no conversation with a human turn and a reply", path);
 out:
     json_decref(root);
     return rc;
@@ -187,7 +190,8 @@ int kb_workload_item(const kb_workload *w, int i, char (*model)[128], kb_item *o
         ok = u && !json_array_append_new(msgs, u);
         if (t < turn) {
             char *reply = kb_words(&r, out_len);
-            json_t *a = reply ? json_pack("{s:s, s:s}", "role", "assistant", "content", reply) : NULL;
+            json_t *a =
+                reply ? json_pack("{s:s, s:s}", "role", "assistant", "content", reply) : NULL;
             free(reply);
             ok = ok && a && !json_array_append_new(msgs, a);
             in_expected += out_len;
@@ -203,14 +207,17 @@ int kb_workload_item(const kb_workload *w, int i, char (*model)[128], kb_item *o
             /* completions: the turns joined as plain text */
             size_t len = 0;
             for (size_t k = 0; k < json_array_size(msgs); k++)
-                len += strlen(json_string_value(json_object_get(json_array_get(msgs, k), "content"))) + 1;
+                len +=
+                    strlen(json_string_value(json_object_get(json_array_get(msgs, k), "content"))) +
+                    1;
             char *all = malloc(len + 1);
             ok = all != NULL;
             if (ok) {
                 all[0] = 0;
                 size_t at = 0;
                 for (size_t k = 0; k < json_array_size(msgs); k++) {
-                    const char *s = json_string_value(json_object_get(json_array_get(msgs, k), "content"));
+                    const char *s =
+                        json_string_value(json_object_get(json_array_get(msgs, k), "content"));
                     at += (size_t)sprintf(all + at, "%s%s", k ? "\n" : "", s);
                 }
                 json_object_set_new(body, "prompt", json_string(all));

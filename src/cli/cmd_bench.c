@@ -13,19 +13,22 @@
 
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: kiln bench --url http://HOST:PORT [options]\n"
-            "  load:     --concurrency C | --rate R (Poisson, requests/s)   [--requests N] [--duration S]\n"
-            "            [--api completions|chat] [--model M | --model a=3,b=1] [--api-key K]\n"
-            "            [--timeout S] [--seed N] [--quiet] [--wait-ready S (poll /v1/models first)]\n"
-            "  workload: [--input-len DIST] [--output-len DIST]  DIST = 128 | uniform:64:256 | normal:128:32\n"
-            "            [--shared-prefix TOKENS --groups G] [--turns T] [--dataset sharegpt.json]\n"
-            "  SLO:      [--slo-ttft MS] [--slo-tpot MS]\n"
-            "  output:   [--out DIR]  (results.json; with --sweep also report.html and SVG plots)\n"
-            "  sweep:    --sweep [LIST] [--step-requests N] [--step-duration S] [--max-steps K]\n"
-            "            [--recommend [--target-rate R]]\n"
-            "  compare:  --vs URL2   (same seed and prompts, requests alternate between the two)\n"
-            "See README 'kiln bench'.\n");
+    fprintf(
+        stderr,
+        "usage: kiln bench --url http://HOST:PORT [options]\n"
+        "  load:     --concurrency C | --rate R (Poisson, requests/s)   [--requests N] [--duration "
+        "S]\n"
+        "            [--api completions|chat] [--model M | --model a=3,b=1] [--api-key K]\n"
+        "            [--timeout S] [--seed N] [--quiet] [--wait-ready S (poll /v1/models first)]\n"
+        "  workload: [--input-len DIST] [--output-len DIST]  DIST = 128 | uniform:64:256 | "
+        "normal:128:32\n"
+        "            [--shared-prefix TOKENS --groups G] [--turns T] [--dataset sharegpt.json]\n"
+        "  SLO:      [--slo-ttft MS] [--slo-tpot MS]\n"
+        "  output:   [--out DIR]  (results.json; with --sweep also report.html and SVG plots)\n"
+        "  sweep:    --sweep [LIST] [--step-requests N] [--step-duration S] [--max-steps K]\n"
+        "            [--recommend [--target-rate R]]\n"
+        "  compare:  --vs URL2   (same seed and prompts, requests alternate between the two)\n"
+        "See README 'kiln bench'.\n");
     return 2;
 }
 
@@ -89,30 +92,30 @@ int cmd_bench(int argc, char **argv)
         if (!strcmp(a, "--url")) {
             NEXT();
             url = v;
-        }
-        else if (!strcmp(a, "--vs")) {
+        } else if (!strcmp(a, "--vs")) {
             NEXT();
             vs = v;
-        }
-        else if (!strcmp(a, "--out")) {
+        } else if (!strcmp(a, "--out")) {
             NEXT();
             out = v;
-        }
-        else if (!strcmp(a, "--api-key")) {
+        } else if (!strcmp(a, "--api-key")) {
             NEXT();
             c.api_key = v;
-        }
-        else if (!strcmp(a, "--dataset")) {
+        } else if (!strcmp(a, "--dataset")) {
             NEXT();
             c.dataset = v;
-        }
-        else if (!strcmp(a, "--quiet")) quiet = true;
-        else if (!strcmp(a, "--recommend")) recommend = true;
+        } else if (!strcmp(a, "--quiet"))
+            quiet = true;
+        else if (!strcmp(a, "--recommend"))
+            recommend = true;
         else if (!strcmp(a, "--api")) {
             NEXT();
-            if (!strcmp(v, "chat")) c.chat = true;
-            else if (!strcmp(v, "completions")) c.chat = false;
-            else return usage();
+            if (!strcmp(v, "chat"))
+                c.chat = true;
+            else if (!strcmp(v, "completions"))
+                c.chat = false;
+            else
+                return usage();
         } else if (!strcmp(a, "--model")) {
             NEXT();
             if (parse_models(&c, v)) return usage();
@@ -129,23 +132,40 @@ int cmd_bench(int argc, char **argv)
             }
         } else {
             NEXT();
-            if (!strcmp(a, "--concurrency") && !num(v, 1, 100000, &d)) c.concurrency = (int)d, c.rate = 0;
-            else if (!strcmp(a, "--rate") && !num(v, 1e-6, 1e6, &d)) c.rate = d, c.concurrency = 0;
-            else if (!strcmp(a, "--requests") && !num(v, 1, 1e8, &d)) c.requests = (int)d, requests_given = true;
-            else if (!strcmp(a, "--duration") && !num(v, 0.001, 1e7, &d)) c.duration = d;
-            else if (!strcmp(a, "--seed") && !num(v, 0, 9e15, &d)) c.seed = (uint64_t)d;
-            else if (!strcmp(a, "--shared-prefix") && !num(v, 0, 1e6, &d)) c.shared_prefix = (int)d;
-            else if (!strcmp(a, "--groups") && !num(v, 1, 1e6, &d)) c.groups = (int)d;
-            else if (!strcmp(a, "--turns") && !num(v, 1, 1000, &d)) c.turns = (int)d;
-            else if (!strcmp(a, "--timeout") && !num(v, 0.001, 1e6, &d)) c.timeout = d;
-            else if (!strcmp(a, "--wait-ready") && !num(v, 0, 1e6, &d)) wait_ready = d;
-            else if (!strcmp(a, "--slo-ttft") && !num(v, 0, 1e9, &d)) c.slo_ttft_ms = d;
-            else if (!strcmp(a, "--slo-tpot") && !num(v, 0, 1e9, &d)) c.slo_tpot_ms = d;
-            else if (!strcmp(a, "--step-requests") && !num(v, 1, 1e8, &d)) sw.step_requests = (int)d;
-            else if (!strcmp(a, "--step-duration") && !num(v, 0.001, 1e7, &d)) sw.step_duration = d;
-            else if (!strcmp(a, "--max-steps") && !num(v, 1, 64, &d)) sw.max_steps = (int)d;
-            else if (!strcmp(a, "--target-rate") && !num(v, 1e-9, 1e9, &d)) sw.target_rate = d;
-            else return usage();
+            if (!strcmp(a, "--concurrency") && !num(v, 1, 100000, &d))
+                c.concurrency = (int)d, c.rate = 0;
+            else if (!strcmp(a, "--rate") && !num(v, 1e-6, 1e6, &d))
+                c.rate = d, c.concurrency = 0;
+            else if (!strcmp(a, "--requests") && !num(v, 1, 1e8, &d))
+                c.requests = (int)d, requests_given = true;
+            else if (!strcmp(a, "--duration") && !num(v, 0.001, 1e7, &d))
+                c.duration = d;
+            else if (!strcmp(a, "--seed") && !num(v, 0, 9e15, &d))
+                c.seed = (uint64_t)d;
+            else if (!strcmp(a, "--shared-prefix") && !num(v, 0, 1e6, &d))
+                c.shared_prefix = (int)d;
+            else if (!strcmp(a, "--groups") && !num(v, 1, 1e6, &d))
+                c.groups = (int)d;
+            else if (!strcmp(a, "--turns") && !num(v, 1, 1000, &d))
+                c.turns = (int)d;
+            else if (!strcmp(a, "--timeout") && !num(v, 0.001, 1e6, &d))
+                c.timeout = d;
+            else if (!strcmp(a, "--wait-ready") && !num(v, 0, 1e6, &d))
+                wait_ready = d;
+            else if (!strcmp(a, "--slo-ttft") && !num(v, 0, 1e9, &d))
+                c.slo_ttft_ms = d;
+            else if (!strcmp(a, "--slo-tpot") && !num(v, 0, 1e9, &d))
+                c.slo_tpot_ms = d;
+            else if (!strcmp(a, "--step-requests") && !num(v, 1, 1e8, &d))
+                sw.step_requests = (int)d;
+            else if (!strcmp(a, "--step-duration") && !num(v, 0.001, 1e7, &d))
+                sw.step_duration = d;
+            else if (!strcmp(a, "--max-steps") && !num(v, 1, 64, &d))
+                sw.max_steps = (int)d;
+            else if (!strcmp(a, "--target-rate") && !num(v, 1e-9, 1e9, &d))
+                sw.target_rate = d;
+            else
+                return usage();
         }
 #undef NEXT
     }

@@ -90,7 +90,7 @@ static int bench_prefix(cli_loaded *L, int threads)
         out[on] = calloc((size_t)nreq, sizeof(req_out));
         double t0 = kl_now_s();
         for (int k = 0; k < nreq; k++) {
-            fill(p, sys, nv, 42);             /* the shared system prompt */
+            fill(p, sys, nv, 42);                        /* the shared system prompt */
             fill(p + sys, tail, nv, 1000 + (uint64_t)k); /* each request's own question */
             if (submit(e, p, sys + tail, gen, &out[on][k], &err)) return cli_fail(&err);
         }
@@ -102,13 +102,15 @@ static int bench_prefix(cli_loaded *L, int threads)
     bool same = true;
     for (int k = 0; k < nreq; k++)
         same &= out[0][k].n == out[1][k].n &&
-                !memcmp(out[0][k].ids, out[1][k].ids, sizeof(int32_t) * (size_t)(out[0][k].n < MAXOUT ? out[0][k].n : MAXOUT));
+                !memcmp(out[0][k].ids, out[1][k].ids,
+                        sizeof(int32_t) * (size_t)(out[0][k].n < MAXOUT ? out[0][k].n : MAXOUT));
     printf("prefix cache: %d requests, %d-token shared prompt + %d own, %d generated each\n", nreq,
            sys, tail, gen);
-    printf("  cache off: %llu tokens computed, %.2f s\n", (unsigned long long)st[0].computed_tokens, secs[0]);
+    printf("  cache off: %llu tokens computed, %.2f s\n", (unsigned long long)st[0].computed_tokens,
+           secs[0]);
     printf("  cache on:  %llu tokens computed, %.2f s (hits %llu of %llu prompt tokens)\n",
-           (unsigned long long)st[1].computed_tokens, secs[1], (unsigned long long)st[1].prefix_hits,
-           (unsigned long long)st[1].prefix_queries);
+           (unsigned long long)st[1].computed_tokens, secs[1],
+           (unsigned long long)st[1].prefix_hits, (unsigned long long)st[1].prefix_queries);
     uint64_t pre0 = st[0].computed_tokens - (uint64_t)(nreq * (gen - 1));
     uint64_t pre1 = st[1].computed_tokens - (uint64_t)(nreq * (gen - 1));
     printf("  prefill work: %.1f%% less; outputs identical: %s\n",
@@ -137,7 +139,8 @@ static int bench_chunked(cli_loaded *L, int threads, int budget)
         nanosleep(&ts, NULL);
     }
     pthread_mutex_lock(&mu);
-    for (int k = 0; k < 8; k++) dec[k].max_gap = 0;
+    for (int k = 0; k < 8; k++)
+        dec[k].max_gap = 0;
     int before = dec[0].n;
     pthread_mutex_unlock(&mu);
     int32_t *lp = malloc(sizeof(int32_t) * (size_t)big);
@@ -154,7 +157,8 @@ static int bench_chunked(cli_loaded *L, int threads, int budget)
     }
     double prefill = kl_now_s() - t1, gap = 0;
     pthread_mutex_lock(&mu);
-    for (int k = 0; k < 8; k++) gap = dec[k].max_gap > gap ? dec[k].max_gap : gap;
+    for (int k = 0; k < 8; k++)
+        gap = dec[k].max_gap > gap ? dec[k].max_gap : gap;
     int during = dec[0].n - before;
     pthread_mutex_unlock(&mu);
     engine_stats st;
@@ -181,22 +185,36 @@ int cmd_engine_bench(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': path = optarg; break;
-        case 't': if (!cli_int("-t", optarg, 1, 256, &threads)) return 1; break;
-        case 'P': mode = 'P'; break;
-        case 'C': mode = 'C'; break;
-        case 'B': if (!cli_int("--budget", optarg, 16, 8192, &budget)) return 1; break;
+        case 'm':
+            path = optarg;
+            break;
+        case 't':
+            if (!cli_int("-t", optarg, 1, 256, &threads)) return 1;
+            break;
+        case 'P':
+            mode = 'P';
+            break;
+        case 'C':
+            mode = 'C';
+            break;
+        case 'B':
+            if (!cli_int("--budget", optarg, 16, 8192, &budget)) return 1;
+            break;
         case 'h':
-            printf("usage: kiln model bench-engine -m FILE --prefix | --chunked [--budget N] [-t N]\n");
+            printf("usage: kiln model bench-engine -m FILE --prefix | --chunked [--budget N] [-t "
+                   "N]\n");
             return 0;
-        default: return 2;
+        default:
+            return 2;
         }
     }
     if (!path || !mode) {
-        fprintf(stderr, "kiln: model bench-engine: -m FILE and --prefix or --chunked are required\n");
+        fprintf(stderr,
+                "kiln: model bench-engine: -m FILE and --prefix or --chunked are required\n");
         return 2;
     }
-    model_opts mo = {.max_batch_tokens = 512, .max_logits = 32, .max_ctx = 4096, .n_workers = threads};
+    model_opts mo = {
+        .max_batch_tokens = 512, .max_logits = 32, .max_ctx = 4096, .n_workers = threads};
     cli_loaded L;
     if (cli_load(&L, path, &mo, true)) return 1;
     int rc = mode == 'P' ? bench_prefix(&L, threads) : bench_chunked(&L, threads, budget);

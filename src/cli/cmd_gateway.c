@@ -19,14 +19,17 @@ int cmd_gateway(int argc, char **argv)
     const char *path = NULL, *host = NULL;
     int port = -1;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-c") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--host") && i + 1 < argc) host = argv[++i];
+        if (!strcmp(argv[i], "-c") && i + 1 < argc)
+            path = argv[++i];
+        else if (!strcmp(argv[i], "--host") && i + 1 < argc)
+            host = argv[++i];
         else if (!strcmp(argv[i], "--port") && i + 1 < argc) {
             char *end;
             long p = strtol(argv[++i], &end, 10);
             if (*end || p < 0 || p > 65535) return usage();
             port = (int)p;
-        } else return usage();
+        } else
+            return usage();
     }
     if (!path) return usage();
     kl_err err = {0};

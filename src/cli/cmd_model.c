@@ -18,11 +18,16 @@ static void print_str(const char *s, uint64_t len, uint64_t max)
     putchar('"');
     for (uint64_t i = 0; i < len && i < max; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c == '\n') printf("\\n");
-        else if (c == '\t') printf("\\t");
-        else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
-        else putchar(c);
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c == '\n')
+            printf("\\n");
+        else if (c == '\t')
+            printf("\\t");
+        else if (c < 0x20 || c == 0x7f)
+            printf("\\x%02x", c);
+        else
+            putchar(c);
     }
     putchar('"');
     if (len > max) printf("...(%" PRIu64 " bytes)", len);
@@ -46,18 +51,42 @@ static void print_elem(const gguf_arr *a, uint64_t i)
     } v;
     memcpy(&v, p, gguf_vtype_size(a->type));
     switch (a->type) {
-    case GGUF_U8: printf("%u", v.u8); break;
-    case GGUF_I8: printf("%d", v.i8); break;
-    case GGUF_U16: printf("%u", v.u16); break;
-    case GGUF_I16: printf("%d", v.i16); break;
-    case GGUF_U32: printf("%" PRIu32, v.u32); break;
-    case GGUF_I32: printf("%" PRId32, v.i32); break;
-    case GGUF_U64: printf("%" PRIu64, v.u64); break;
-    case GGUF_I64: printf("%" PRId64, v.i64); break;
-    case GGUF_F32: printf("%.9g", (double)v.f32); break;
-    case GGUF_F64: printf("%.17g", v.f64); break;
-    case GGUF_BOOL: printf("%s", v.u8 ? "true" : "false"); break;
-    default: printf("?"); break;
+    case GGUF_U8:
+        printf("%u", v.u8);
+        break;
+    case GGUF_I8:
+        printf("%d", v.i8);
+        break;
+    case GGUF_U16:
+        printf("%u", v.u16);
+        break;
+    case GGUF_I16:
+        printf("%d", v.i16);
+        break;
+    case GGUF_U32:
+        printf("%" PRIu32, v.u32);
+        break;
+    case GGUF_I32:
+        printf("%" PRId32, v.i32);
+        break;
+    case GGUF_U64:
+        printf("%" PRIu64, v.u64);
+        break;
+    case GGUF_I64:
+        printf("%" PRId64, v.i64);
+        break;
+    case GGUF_F32:
+        printf("%.9g", (double)v.f32);
+        break;
+    case GGUF_F64:
+        printf("%.17g", v.f64);
+        break;
+    case GGUF_BOOL:
+        printf("%s", v.u8 ? "true" : "false");
+        break;
+    default:
+        printf("?");
+        break;
     }
 }
 
@@ -67,15 +96,27 @@ static void print_value(const gguf_kv *kv)
     case GGUF_U8:
     case GGUF_U16:
     case GGUF_U32:
-    case GGUF_U64: printf("%" PRIu64, kv->v.u64); break;
+    case GGUF_U64:
+        printf("%" PRIu64, kv->v.u64);
+        break;
     case GGUF_I8:
     case GGUF_I16:
     case GGUF_I32:
-    case GGUF_I64: printf("%" PRId64, kv->v.i64); break;
-    case GGUF_F32: printf("%.9g", kv->v.f64); break;
-    case GGUF_F64: printf("%.17g", kv->v.f64); break;
-    case GGUF_BOOL: printf("%s", kv->v.b ? "true" : "false"); break;
-    case GGUF_STRING: print_str(kv->v.str.ptr, kv->v.str.len, STR_SHOWN); break;
+    case GGUF_I64:
+        printf("%" PRId64, kv->v.i64);
+        break;
+    case GGUF_F32:
+        printf("%.9g", kv->v.f64);
+        break;
+    case GGUF_F64:
+        printf("%.17g", kv->v.f64);
+        break;
+    case GGUF_BOOL:
+        printf("%s", kv->v.b ? "true" : "false");
+        break;
+    case GGUF_STRING:
+        print_str(kv->v.str.ptr, kv->v.str.len, STR_SHOWN);
+        break;
     case GGUF_ARRAY: {
         const gguf_arr *a = &kv->v.arr;
         if (a->type == GGUF_ARRAY) {
@@ -85,14 +126,18 @@ static void print_value(const gguf_kv *kv)
         printf("[");
         for (uint64_t i = 0; i < a->n && i < ARR_SHOWN; i++) {
             if (i) printf(", ");
-            if (a->type == GGUF_STRING) print_str(a->strs[i].ptr, a->strs[i].len, 40);
-            else print_elem(a, i);
+            if (a->type == GGUF_STRING)
+                print_str(a->strs[i].ptr, a->strs[i].len, 40);
+            else
+                print_elem(a, i);
         }
         if (a->n > ARR_SHOWN) printf(", ... (%" PRIu64 " total)", a->n);
         printf("]");
         break;
     }
-    default: printf("?"); break;
+    default:
+        printf("?");
+        break;
     }
 }
 
@@ -105,15 +150,16 @@ static int inspect(int argc, char **argv)
     kl_err err = {0};
     gguf_file *f;
     if (gguf_open(&f, argv[1], &err)) return cli_fail(&err);
-    printf("%s: GGUF v%u, alignment %u, %" PRIu64 " bytes, data at offset %" PRIu64 "\n",
-           argv[1], gguf_version(f), gguf_alignment(f), gguf_file_size(f), gguf_data_offset(f));
+    printf("%s: GGUF v%u, alignment %u, %" PRIu64 " bytes, data at offset %" PRIu64 "\n", argv[1],
+           gguf_version(f), gguf_alignment(f), gguf_file_size(f), gguf_data_offset(f));
     printf("\nmetadata: %" PRId64 " keys\n", gguf_n_kv(f));
     for (int64_t i = 0; i < gguf_n_kv(f); i++) {
         const gguf_kv *kv = gguf_kv_at(f, i);
         char type[32];
         if (kv->type == GGUF_ARRAY)
             snprintf(type, sizeof type, "%s[%s]", "array", gguf_vtype_name(kv->v.arr.type));
-        else snprintf(type, sizeof type, "%s", gguf_vtype_name(kv->type));
+        else
+            snprintf(type, sizeof type, "%s", gguf_vtype_name(kv->type));
         printf("%5" PRId64 ": %-14s %-44s = ", i + 1, type, kv->key);
         print_value(kv);
         printf("\n");
@@ -164,11 +210,12 @@ static bool parse_float(const char *opt, const char *s, float *out)
 
 static int make_usage(void)
 {
-    fprintf(stderr,
-            "usage: kiln model make --out FILE [--arch llama] [--dim D] [--layers L] [--heads H]\n"
-            "         [--kv-heads K] [--ffn F] [--vocab-from VOCAB.gguf | --vocab N] [--ctx C]\n"
-            "         [--type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k] [--seed S] [--rope-theta T] [--tied]\n"
-            "         [--std X] [--threads N]\n");
+    fprintf(
+        stderr,
+        "usage: kiln model make --out FILE [--arch llama] [--dim D] [--layers L] [--heads H]\n"
+        "         [--kv-heads K] [--ffn F] [--vocab-from VOCAB.gguf | --vocab N] [--ctx C]\n"
+        "         [--type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k] [--seed S] [--rope-theta T] [--tied]\n"
+        "         [--std X] [--threads N]\n");
     return 2;
 }
 
@@ -190,19 +237,32 @@ static int make(int argc, char **argv)
             return make_usage();
         }
         i++;
-        if (!strcmp(a, "--out") || !strcmp(a, "-o")) out = v;
-        else if (!strcmp(a, "--arch")) o.arch = v;
-        else if (!strcmp(a, "--dim")) ok = parse_int(a, v, &o.dim);
-        else if (!strcmp(a, "--layers")) ok = parse_int(a, v, &o.layers);
-        else if (!strcmp(a, "--heads")) ok = parse_int(a, v, &o.heads);
-        else if (!strcmp(a, "--kv-heads")) ok = parse_int(a, v, &o.kv_heads);
-        else if (!strcmp(a, "--ffn")) ok = parse_int(a, v, &o.ffn);
-        else if (!strcmp(a, "--vocab")) ok = parse_int(a, v, &o.vocab);
-        else if (!strcmp(a, "--vocab-from")) o.vocab_from = v;
-        else if (!strcmp(a, "--ctx")) ok = parse_int(a, v, &o.ctx);
-        else if (!strcmp(a, "--threads")) ok = parse_int(a, v, &o.threads);
-        else if (!strcmp(a, "--rope-theta")) ok = parse_float(a, v, &o.rope_theta);
-        else if (!strcmp(a, "--std")) ok = parse_float(a, v, &o.std);
+        if (!strcmp(a, "--out") || !strcmp(a, "-o"))
+            out = v;
+        else if (!strcmp(a, "--arch"))
+            o.arch = v;
+        else if (!strcmp(a, "--dim"))
+            ok = parse_int(a, v, &o.dim);
+        else if (!strcmp(a, "--layers"))
+            ok = parse_int(a, v, &o.layers);
+        else if (!strcmp(a, "--heads"))
+            ok = parse_int(a, v, &o.heads);
+        else if (!strcmp(a, "--kv-heads"))
+            ok = parse_int(a, v, &o.kv_heads);
+        else if (!strcmp(a, "--ffn"))
+            ok = parse_int(a, v, &o.ffn);
+        else if (!strcmp(a, "--vocab"))
+            ok = parse_int(a, v, &o.vocab);
+        else if (!strcmp(a, "--vocab-from"))
+            o.vocab_from = v;
+        else if (!strcmp(a, "--ctx"))
+            ok = parse_int(a, v, &o.ctx);
+        else if (!strcmp(a, "--threads"))
+            ok = parse_int(a, v, &o.threads);
+        else if (!strcmp(a, "--rope-theta"))
+            ok = parse_float(a, v, &o.rope_theta);
+        else if (!strcmp(a, "--std"))
+            ok = parse_float(a, v, &o.std);
         else if (!strcmp(a, "--seed")) {
             char *end;
             o.seed = strtoull(v, &end, 10);
@@ -215,7 +275,8 @@ static int make(int argc, char **argv)
             if (t < 0) {
                 fprintf(stderr, "kiln: --type: unknown type '%s'\n", v);
                 ok = false;
-            } else o.type = (kl_dtype)t;
+            } else
+                o.type = (kl_dtype)t;
         } else {
             fprintf(stderr, "kiln: model make: unknown option '%s'\n", a);
             return make_usage();

@@ -41,8 +41,10 @@ static int run_once(bench *b, int B, int p, int n, int tg0, double *t_pp, double
     const model_hparams *hp = model_hparams_of(b->m);
     int maxb = model_opts_of(b->m)->max_batch_tokens;
     model_seq seqs[64];
-    for (int s = 0; s < B; s++) seqs[s] = (model_seq){b->blocks + (size_t)s * b->per, b->per};
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)maxb), *pos = malloc(sizeof(int32_t) * (size_t)maxb);
+    for (int s = 0; s < B; s++)
+        seqs[s] = (model_seq){b->blocks + (size_t)s * b->per, b->per};
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)maxb),
+            *pos = malloc(sizeof(int32_t) * (size_t)maxb);
     int32_t *seq = malloc(sizeof(int32_t) * (size_t)maxb);
     bool *want = calloc((size_t)maxb, sizeof(bool));
     int rc = 0;
@@ -79,16 +81,30 @@ int cmd_model_bench(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:p:n:t:r:b:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': path = optarg; break;
-        case 'p': if (!cli_int("-p", optarg, 1, 65536, &p)) return 1; break;
-        case 'n': if (!cli_int("-n", optarg, 1, 65536, &n)) return 1; break;
-        case 't': if (!cli_int("-t", optarg, 1, 256, &threads)) return 1; break;
-        case 'r': if (!cli_int("-r", optarg, 1, 100, &reps)) return 1; break;
-        case 'b': batches = optarg; break;
+        case 'm':
+            path = optarg;
+            break;
+        case 'p':
+            if (!cli_int("-p", optarg, 1, 65536, &p)) return 1;
+            break;
+        case 'n':
+            if (!cli_int("-n", optarg, 1, 65536, &n)) return 1;
+            break;
+        case 't':
+            if (!cli_int("-t", optarg, 1, 256, &threads)) return 1;
+            break;
+        case 'r':
+            if (!cli_int("-r", optarg, 1, 100, &reps)) return 1;
+            break;
+        case 'b':
+            batches = optarg;
+            break;
         case 'h':
-            printf("usage: kiln model bench -m FILE [-p 512] [-n 128] [-t N] [-r REPEAT] [-b 1,4,16]\n");
+            printf("usage: kiln model bench -m FILE [-p 512] [-n 128] [-t N] [-r REPEAT] [-b "
+                   "1,4,16]\n");
             return 0;
-        default: return 2;
+        default:
+            return 2;
         }
     }
     if (!path) {
@@ -106,11 +122,14 @@ int cmd_model_bench(int argc, char **argv)
         free(dup);
     }
     int max_b = 1;
-    for (int i = 0; i < nbs; i++) max_b = bs[i] > max_b ? bs[i] : max_b;
+    for (int i = 0; i < nbs; i++)
+        max_b = bs[i] > max_b ? bs[i] : max_b;
     int pp = batches ? 128 : p; /* batched mode: a short prompt per sequence, as batched-bench */
     if (batches && p != 512) pp = p;
     model_opts mo = {.max_batch_tokens = pp < 512 ? (pp > max_b ? pp : max_b) : 512,
-                     .max_logits = max_b, .max_ctx = pp + n + 1, .n_workers = threads};
+                     .max_logits = max_b,
+                     .max_ctx = pp + n + 1,
+                     .n_workers = threads};
     cli_loaded L;
     if (cli_load(&L, path, &mo, false)) return 1;
     const model_hparams *hp = model_hparams_of(L.m);
@@ -127,17 +146,20 @@ int cmd_model_bench(int argc, char **argv)
         goto out;
     }
     b.blocks = malloc(sizeof(int32_t) * (size_t)max_b * (size_t)b.per);
-    for (int i = 0; i < max_b * b.per; i++) b.blocks[i] = i % kv_store_n_blocks(b.kv);
+    for (int i = 0; i < max_b * b.per; i++)
+        b.blocks[i] = i % kv_store_n_blocks(b.kv);
     b.logits = malloc(sizeof(float) * (size_t)max_b * (size_t)hp->n_vocab);
     printf("model: %s (%s, dim %d, %d layers, vocab %d), threads %d\n", path, hp->arch, hp->dim,
            hp->n_layers, hp->n_vocab, threads);
     if (!batches) bs[nbs++] = 1;
     double warm_pp, warm_tg;
-    if ((rc = run_once(&b, 1, pp < 32 ? pp : 32, 2, pp < 32 ? pp : 32, &warm_pp, &warm_tg, &err))) goto fail;
+    if ((rc = run_once(&b, 1, pp < 32 ? pp : 32, 2, pp < 32 ? pp : 32, &warm_pp, &warm_tg, &err)))
+        goto fail;
     for (int k = 0; k < nbs; k++) {
-        double tpp[100], ttg[100];
+        double tpp[100] = {0}, ttg[100] = {0};
         for (int r = 0; r < reps; r++)
-            if ((rc = run_once(&b, bs[k], pp, n, batches ? pp : 0, &tpp[r], &ttg[r], &err))) goto fail;
+            if ((rc = run_once(&b, bs[k], pp, n, batches ? pp : 0, &tpp[r], &ttg[r], &err)))
+                goto fail;
         qsort(tpp, (size_t)reps, sizeof(double), cmp_d);
         qsort(ttg, (size_t)reps, sizeof(double), cmp_d);
         double mpp = tpp[reps / 2], mtg = ttg[reps / 2];
@@ -145,8 +167,8 @@ int cmd_model_bench(int argc, char **argv)
             printf("pp%d: %.2f tok/s\n", pp, pp / mpp);
             printf("tg%d: %.2f tok/s\n", n, n / mtg);
         } else {
-            printf("B=%d: pp%d %.2f tok/s, tg%d %.2f tok/s aggregate (%.2f per sequence)\n",
-                   bs[k], pp, bs[k] * pp / mpp, n, bs[k] * n / mtg, n / mtg);
+            printf("B=%d: pp%d %.2f tok/s, tg%d %.2f tok/s aggregate (%.2f per sequence)\n", bs[k],
+                   pp, bs[k] * pp / mpp, n, bs[k] * n / mtg, n / mtg);
         }
         fflush(stdout);
     }

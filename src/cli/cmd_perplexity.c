@@ -36,9 +36,12 @@ static char *read_file(const char *path, size_t *len)
 static double logprob(const float *row, int n, int token)
 {
     float mx = row[0];
-    for (int i = 1; i < n; i++) mx = row[i] > mx ? row[i] : mx;
+    for (int i = 1; i < n; i++)
+        mx = row[i] > mx ? row[i] : mx;
     double sum = 0;
-    for (int i = 0; i < n; i++) sum += exp((double)(row[i] - mx));
+    for (int i = 0; i < n; i++)
+        sum += exp((double)(row[i] - mx));
+    // cppcheck-suppress invalidFunctionArg ; sum >= 1: the largest logit adds exp(0)
     return (double)(row[token] - mx) - log(sum);
 }
 
@@ -46,21 +49,31 @@ int cmd_perplexity(int argc, char **argv)
 {
     const char *mpath = NULL, *text = NULL;
     int ctx = 0, threads = 0, per_token = 0;
-    static const struct option opts[] = {{"per-token", no_argument, NULL, 'P'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"per-token", no_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:f:c:t:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': mpath = optarg; break;
-        case 'f': text = optarg; break;
-        case 'c': if (!cli_int("-c", optarg, 2, 1 << 20, &ctx)) return 1; break;
-        case 't': if (!cli_int("-t", optarg, 1, 256, &threads)) return 1; break;
-        case 'P': per_token = 1; break;
+        case 'm':
+            mpath = optarg;
+            break;
+        case 'f':
+            text = optarg;
+            break;
+        case 'c':
+            if (!cli_int("-c", optarg, 2, 1 << 20, &ctx)) return 1;
+            break;
+        case 't':
+            if (!cli_int("-t", optarg, 1, 256, &threads)) return 1;
+            break;
+        case 'P':
+            per_token = 1;
+            break;
         case 'h':
             printf("usage: kiln perplexity -m FILE -f TEXT [-c CTX] [--per-token] [-t N]\n");
             return 0;
-        default: return 2;
+        default:
+            return 2;
         }
     }
     if (!mpath || !text) {
@@ -97,15 +110,17 @@ int cmd_perplexity(int argc, char **argv)
     kl_err err;
     /* an F16 cache, as llama.cpp's default: log-probabilities comparable to its own */
     kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, KL_F16,
-                          (size_t)2 * (size_t)hp->n_layers * (size_t)(hp->n_kv_heads * hp->head_dim) *
-                              sizeof(uint16_t) * (size_t)(ctx + 16)};
+                          (size_t)2 * (size_t)hp->n_layers *
+                              (size_t)(hp->n_kv_heads * hp->head_dim) * sizeof(uint16_t) *
+                              (size_t)(ctx + 16)};
     if (kv_store_create(&kv, &kc, &err)) {
         rc = cli_fail(&err);
         goto out;
     }
     int nb = kv_store_n_blocks(kv);
     int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nb);
-    for (int i = 0; i < nb; i++) blocks[i] = i;
+    for (int i = 0; i < nb; i++)
+        blocks[i] = i;
     model_seq sq = {blocks, nb};
     kl_workers *w = kl_workers_create(threads ? threads : 2);
     float *logits = malloc(sizeof(float) * CHUNK * (size_t)hp->n_vocab);
@@ -114,7 +129,8 @@ int cmd_perplexity(int argc, char **argv)
     double nll = 0;
     for (int at = 0; at < ctx - 1 && !rc; at += CHUNK) {
         int k = ctx - 1 - at < CHUNK ? ctx - 1 - at : CHUNK; /* the last token predicts nothing */
-        for (int i = 0; i < k; i++) pos[i] = at + i, seq[i] = 0, want[i] = true;
+        for (int i = 0; i < k; i++)
+            pos[i] = at + i, seq[i] = 0, want[i] = true;
         model_batch b = {k, ids + at, pos, seq, want, 1, &sq};
         if (model_forward(L.m, w, kv, &b, logits, &err)) {
             rc = cli_fail(&err);

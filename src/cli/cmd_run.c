@@ -32,8 +32,7 @@ static void on_event(void *ctx, const engine_event *ev)
         double now = kl_now_s();
         if (!st->n_gen++) st->t_first = now;
         st->t_last = now;
-        if (st->print_ids)
-            printf(st->n_ids++ ? " %d" : "%d", ev->token);
+        if (st->print_ids) printf(st->n_ids++ ? " %d" : "%d", ev->token);
     }
     if (!st->print_ids && ev->text_len) fwrite(ev->text, 1, ev->text_len, stdout);
     fflush(stdout);
@@ -92,32 +91,60 @@ int cmd_run(int argc, char **argv)
     int n = 128, threads = 2, ctx = 0, top_k = 40, chat = 0, print_ids = 0;
     float temp = 0.8f, top_p = 0.95f;
     long long seed = -1;
-    static const struct option opts[] = {
-        {"temp", required_argument, NULL, 'T'}, {"top-k", required_argument, NULL, 'K'},
-        {"top-p", required_argument, NULL, 'P'}, {"seed", required_argument, NULL, 'S'},
-        {"ctx", required_argument, NULL, 'c'},   {"chat", no_argument, NULL, 'C'},
-        {"print-ids", no_argument, NULL, 'I'},   {"help", no_argument, NULL, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"temp", required_argument, NULL, 'T'},
+                                         {"top-k", required_argument, NULL, 'K'},
+                                         {"top-p", required_argument, NULL, 'P'},
+                                         {"seed", required_argument, NULL, 'S'},
+                                         {"ctx", required_argument, NULL, 'c'},
+                                         {"chat", no_argument, NULL, 'C'},
+                                         {"print-ids", no_argument, NULL, 'I'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "m:p:n:t:c:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': path = optarg; break;
-        case 'p': prompt = optarg; break;
-        case 'n': if (!cli_int("-n", optarg, 1, 1 << 20, &n)) return 1; break;
-        case 't': if (!cli_int("-t", optarg, 1, 256, &threads)) return 1; break;
-        case 'c': if (!cli_int("--ctx", optarg, 2, 1 << 20, &ctx)) return 1; break;
-        case 'T': if (!cli_float("--temp", optarg, &temp)) return 1; break;
-        case 'K': if (!cli_int("--top-k", optarg, 0, 1 << 24, &top_k)) return 1; break;
-        case 'P': if (!cli_float("--top-p", optarg, &top_p)) return 1; break;
-        case 'S': seed = atoll(optarg); break;
-        case 'C': chat = 1; break;
-        case 'I': print_ids = 1; break;
-        case 'h': return usage(stdout);
-        default: return usage(stderr);
+        case 'm':
+            path = optarg;
+            break;
+        case 'p':
+            prompt = optarg;
+            break;
+        case 'n':
+            if (!cli_int("-n", optarg, 1, 1 << 20, &n)) return 1;
+            break;
+        case 't':
+            if (!cli_int("-t", optarg, 1, 256, &threads)) return 1;
+            break;
+        case 'c':
+            if (!cli_int("--ctx", optarg, 2, 1 << 20, &ctx)) return 1;
+            break;
+        case 'T':
+            if (!cli_float("--temp", optarg, &temp)) return 1;
+            break;
+        case 'K':
+            if (!cli_int("--top-k", optarg, 0, 1 << 24, &top_k)) return 1;
+            break;
+        case 'P':
+            if (!cli_float("--top-p", optarg, &top_p)) return 1;
+            break;
+        case 'S':
+            seed = atoll(optarg);
+            break;
+        case 'C':
+            chat = 1;
+            break;
+        case 'I':
+            print_ids = 1;
+            break;
+        case 'h':
+            return usage(stdout);
+        default:
+            return usage(stderr);
         }
     }
     if (!path || !prompt) return usage(stderr);
-    model_opts mo = {.max_batch_tokens = 256, .max_logits = 4, .max_ctx = ctx, .n_workers = threads};
+    model_opts mo = {
+        .max_batch_tokens = 256, .max_logits = 4, .max_ctx = ctx, .n_workers = threads};
     cli_loaded L;
     if (cli_load(&L, path, &mo, true)) return 1;
     int rc = 0, n_prompt = 0;
@@ -141,7 +168,8 @@ int cmd_run(int argc, char **argv)
     run_state st = {.print_ids = print_ids, .n_prompt = n_prompt};
     pthread_mutex_init(&st.mu, NULL);
     pthread_cond_init(&st.cv, NULL);
-    engine_request r = {.prompt = ids, .n_prompt = n_prompt, .n = 1, .on_event = on_event, .ctx = &st};
+    engine_request r = {
+        .prompt = ids, .n_prompt = n_prompt, .n = 1, .on_event = on_event, .ctx = &st};
     engine_sampling_defaults(&r.sp);
     r.sp.temperature = temp;
     r.sp.top_k = top_k;
@@ -155,7 +183,8 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     pthread_mutex_lock(&st.mu);
-    while (!st.done) pthread_cond_wait(&st.cv, &st.mu);
+    while (!st.done)
+        pthread_cond_wait(&st.cv, &st.mu);
     pthread_mutex_unlock(&st.mu);
     printf("\n");
     fflush(stdout);

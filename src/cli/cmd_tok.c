@@ -61,12 +61,18 @@ static void print_json_str(const char *s, size_t n)
     putchar('"');
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c == '\n') fputs("\\n", stdout);
-        else if (c == '\t') fputs("\\t", stdout);
-        else if (c == '\r') fputs("\\r", stdout);
-        else if (c < 0x20 || c == 0x7f) printf("\\u%04x", c);
-        else putchar(c); /* bytes >= 0x80 as they are: a piece may be part of a character */
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", stdout);
+        else if (c == '\t')
+            fputs("\\t", stdout);
+        else if (c == '\r')
+            fputs("\\r", stdout);
+        else if (c < 0x20 || c == 0x7f)
+            printf("\\u%04x", c);
+        else
+            putchar(c); /* bytes >= 0x80 as they are: a piece may be part of a character */
     }
     putchar('"');
 }
@@ -89,7 +95,8 @@ static int bench(const tok *t, const char *text, size_t len, unsigned flags)
     char *big = malloc(n);
     int32_t *ids = NULL;
     if (!big) goto oom;
-    for (size_t i = 0; i < reps; i++) memcpy(big + i * len, text, len);
+    for (size_t i = 0; i < reps; i++)
+        memcpy(big + i * len, text, len);
     int64_t cnt = tok_encode(t, big, n, flags, NULL, 0);
     ids = malloc(sizeof *ids * (size_t)(cnt ? cnt : 1));
     if (!ids) goto oom;
@@ -123,12 +130,18 @@ int cmd_tokenize(int argc, char **argv)
     const char *path = NULL;
     bool no_bos = false, special = false, pieces = false, do_bench = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-m") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--no-bos")) no_bos = true;
-        else if (!strcmp(argv[i], "--special")) special = true;
-        else if (!strcmp(argv[i], "--pieces")) pieces = true;
-        else if (!strcmp(argv[i], "--bench")) do_bench = true;
-        else return usage_tokenize();
+        if (!strcmp(argv[i], "-m") && i + 1 < argc)
+            path = argv[++i];
+        else if (!strcmp(argv[i], "--no-bos"))
+            no_bos = true;
+        else if (!strcmp(argv[i], "--special"))
+            special = true;
+        else if (!strcmp(argv[i], "--pieces"))
+            pieces = true;
+        else if (!strcmp(argv[i], "--bench"))
+            do_bench = true;
+        else
+            return usage_tokenize();
     }
     if (!path) return usage_tokenize();
     tok *t;
@@ -140,8 +153,8 @@ int cmd_tokenize(int argc, char **argv)
         fprintf(stderr, "kiln: stdin: out of memory\n");
         return 1;
     }
-    unsigned flags = (special ? TOK_PARSE_SPECIAL : 0) |
-                     (!no_bos && tok_wants_bos(t) ? TOK_ADD_BOS : 0);
+    unsigned flags =
+        (special ? TOK_PARSE_SPECIAL : 0) | (!no_bos && tok_wants_bos(t) ? TOK_ADD_BOS : 0);
     int rc = 0;
     if (do_bench) {
         rc = bench(t, text, len, flags);
@@ -177,9 +190,12 @@ int cmd_detokenize(int argc, char **argv)
     const char *path = NULL;
     bool special = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-m") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--special")) special = true;
-        else path = NULL, i = argc;
+        if (!strcmp(argv[i], "-m") && i + 1 < argc)
+            path = argv[++i];
+        else if (!strcmp(argv[i], "--special"))
+            special = true;
+        else
+            path = NULL, i = argc;
     }
     if (!path) {
         fprintf(stderr, "usage: kiln detokenize -m FILE [--special] < ids\n");

@@ -7,7 +7,7 @@
 
 typedef struct cli_loaded {
     gguf_file *f;
-    tok *tk;     /* NULL when with_tok was false */
+    tok *tk; /* NULL when with_tok was false */
     model *m;
 } cli_loaded;
 

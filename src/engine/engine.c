@@ -150,7 +150,8 @@ static void apply_aborts(engine *e, const uint64_t *ids, int n)
 static void publish_stats(engine *e)
 {
     int waiting = 0;
-    for (eng_seq *s = e->waiting; s; s = s->next_wait) waiting++;
+    for (eng_seq *s = e->waiting; s; s = s->next_wait)
+        waiting++;
     engine_stats st = e->live;
     st.running = e->n_running;
     st.kv_blocks_used = kv_blocks_used(e->blocks);
@@ -221,7 +222,8 @@ static int copy_request(eng_req *rq, const engine_request *r, kl_err *err)
     }
     /* stop strings and stop ids share one buffer */
     size_t bytes = sizeof(int32_t) * (size_t)sp->n_stop_ids;
-    for (int i = 0; i < sp->n_stop; i++) bytes += strlen(sp->stop[i]) + 1;
+    for (int i = 0; i < sp->n_stop; i++)
+        bytes += strlen(sp->stop[i]) + 1;
     rq->stop_buf = malloc(bytes + 1);
     if (!rq->stop_buf) return kl_errf(err, KL_ENOMEM, "out of memory");
     char *p = rq->stop_buf;
@@ -248,7 +250,8 @@ static int validate(const engine *e, const engine_request *r, kl_err *err)
     if (r->n_prompt >= e->n_ctx)
         return kl_errf(err, KL_EINVAL,
                        "prompt: %d tokens do not fit the context of %d tokens (with room for one "
-                       "generated token)", r->n_prompt, e->n_ctx);
+                       "generated token)",
+                       r->n_prompt, e->n_ctx);
     int64_t cap_tokens = (int64_t)kv_store_n_blocks(e->store) * e->bs;
     if (r->n_prompt + 1 > cap_tokens)
         return kl_errf(err, KL_EINVAL, "prompt: %d tokens do not fit the KV cache (%lld tokens)",
@@ -260,8 +263,10 @@ static int validate(const engine *e, const engine_request *r, kl_err *err)
         return kl_errf(err, KL_EINVAL, "n: must be 1..%d", e->max_seqs);
     if (!isfinite(sp->temperature) || sp->temperature < 0)
         return kl_errf(err, KL_EINVAL, "temperature: must be >= 0");
-    if (!(sp->top_p > 0 && sp->top_p <= 1)) return kl_errf(err, KL_EINVAL, "top_p: must be in (0, 1]");
-    if (!(sp->min_p >= 0 && sp->min_p <= 1)) return kl_errf(err, KL_EINVAL, "min_p: must be in [0, 1]");
+    if (!(sp->top_p > 0 && sp->top_p <= 1))
+        return kl_errf(err, KL_EINVAL, "top_p: must be in (0, 1]");
+    if (!(sp->min_p >= 0 && sp->min_p <= 1))
+        return kl_errf(err, KL_EINVAL, "min_p: must be in [0, 1]");
     if (sp->top_k < 0) return kl_errf(err, KL_EINVAL, "top_k: must be >= 0");
     if (!(sp->repetition_penalty > 0) || !isfinite(sp->repetition_penalty))
         return kl_errf(err, KL_EINVAL, "repetition_penalty: must be > 0");
@@ -276,7 +281,8 @@ static int validate(const engine *e, const engine_request *r, kl_err *err)
         if (!sp->stop[i] || !sp->stop[i][0] || strlen(sp->stop[i]) > 128)
             return kl_errf(err, KL_EINVAL, "stop: strings must be 1..128 bytes");
     for (int i = 0; i < sp->n_logit_bias; i++)
-        if (sp->logit_bias_ids[i] < 0 || sp->logit_bias_ids[i] >= nv || !isfinite(sp->logit_bias[i]))
+        if (sp->logit_bias_ids[i] < 0 || sp->logit_bias_ids[i] >= nv ||
+            !isfinite(sp->logit_bias[i]))
             return kl_errf(err, KL_EINVAL, "logit_bias: token id %d out of range",
                            sp->logit_bias_ids[i]);
     if (sp->n_stop_ids < 0 || sp->n_stop_ids > 1024)
@@ -389,10 +395,13 @@ void engine_destroy(engine *e)
         pthread_join(e->thread, NULL);
     }
     /* everything still queued or running ends with an abort event */
-    for (int i = 0; i < e->n_inbox; i++) sched_enqueue_waiting(e, e->inbox[i]->seqs[0]);
+    for (int i = 0; i < e->n_inbox; i++)
+        sched_enqueue_waiting(e, e->inbox[i]->seqs[0]);
     e->n_inbox = 0;
-    while (e->n_running) step_finish(e, e->running[0], ENGINE_FINISH_ABORT);
-    while (e->waiting) step_finish(e, e->waiting, ENGINE_FINISH_ABORT);
+    while (e->n_running)
+        step_finish(e, e->running[0], ENGINE_FINISH_ABORT);
+    while (e->waiting)
+        step_finish(e, e->waiting, ENGINE_FINISH_ABORT);
     kl_workers_destroy(e->workers);
     sample_scratch_destroy(e->sampler);
     kv_blocks_destroy(e->blocks);

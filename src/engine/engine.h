@@ -18,37 +18,37 @@ struct model;
 struct tok;
 
 typedef struct engine_config {
-    struct model *model;       /* borrowed; must outlive the engine */
-    const struct tok *tok;     /* borrowed; for detokenizing pieces and stop strings */
-    int n_threads;             /* compute workers (default: cores) */
-    int block_tokens;          /* KV block size (default 16) */
-    size_t kv_mem_bytes;       /* KV budget (default: chosen from free memory) */
-    kl_dtype kv_dtype;         /* KL_F16 default, KL_F32, KL_Q8_0 */
-    int max_seqs;              /* running sequences at most (default 64) */
-    int max_batch_tokens;      /* per-step token budget (default chosen by benchmark) */
-    int max_queue;             /* waiting requests at most; past it submit says KL_ENOSPC */
-    int n_ctx;                 /* longest prompt + output allowed (default: model's) */
-    bool prefix_cache;         /* default true */
+    struct model *model;   /* borrowed; must outlive the engine */
+    const struct tok *tok; /* borrowed; for detokenizing pieces and stop strings */
+    int n_threads;         /* compute workers (default: cores) */
+    int block_tokens;      /* KV block size (default 16) */
+    size_t kv_mem_bytes;   /* KV budget (default: chosen from free memory) */
+    kl_dtype kv_dtype;     /* KL_F16 default, KL_F32, KL_Q8_0 */
+    int max_seqs;          /* running sequences at most (default 64) */
+    int max_batch_tokens;  /* per-step token budget (default chosen by benchmark) */
+    int max_queue;         /* waiting requests at most; past it submit says KL_ENOSPC */
+    int n_ctx;             /* longest prompt + output allowed (default: model's) */
+    bool prefix_cache;     /* default true */
 } engine_config;
 
-#define ENGINE_MAX_STOP      8
-#define ENGINE_MAX_LOGPROBS  20
+#define ENGINE_MAX_STOP     8
+#define ENGINE_MAX_LOGPROBS 20
 
 typedef struct engine_sampling {
-    float temperature;         /* 0: greedy */
-    int top_k;                 /* 0: off */
-    float top_p;               /* 1: off */
-    float min_p;               /* 0: off */
-    float repetition_penalty;  /* 1: off */
+    float temperature;        /* 0: greedy */
+    int top_k;                /* 0: off */
+    float top_p;              /* 1: off */
+    float min_p;              /* 0: off */
+    float repetition_penalty; /* 1: off */
     float presence_penalty, frequency_penalty;
-    uint64_t seed;             /* per-request generator: same seed, same tokens, any batch */
-    int max_tokens;            /* generated tokens at most */
+    uint64_t seed;  /* per-request generator: same seed, same tokens, any batch */
+    int max_tokens; /* generated tokens at most */
     bool ignore_eos;
-    int logprobs;              /* -1: none; 0: the chosen token's; N: and the top N (<= 20) */
+    int logprobs; /* -1: none; 0: the chosen token's; N: and the top N (<= 20) */
     int n_logit_bias;
     const int32_t *logit_bias_ids; /* copied at submit */
     const float *logit_bias;
-    int n_stop;                /* stop strings: never emitted, matched across token boundaries */
+    int n_stop; /* stop strings: never emitted, matched across token boundaries */
     const char *stop[ENGINE_MAX_STOP];
     int n_stop_ids;
     const int32_t *stop_ids;
@@ -70,20 +70,20 @@ typedef struct engine_logprob {
 /* One event for one choice of one request. Delivered on the engine thread: the callback
  * must copy what it needs and return quickly (push to a queue, wake a loop); never block. */
 typedef struct engine_event {
-    uint64_t id;        /* the request's id from engine_submit */
-    int index;          /* choice index, 0..n-1 */
-    int32_t token;      /* the sampled token, or -1 on a finish-only event */
-    const char *text;   /* newly final text (UTF-8 complete, stop strings held back); may be "" */
+    uint64_t id;      /* the request's id from engine_submit */
+    int index;        /* choice index, 0..n-1 */
+    int32_t token;    /* the sampled token, or -1 on a finish-only event */
+    const char *text; /* newly final text (UTF-8 complete, stop strings held back); may be "" */
     size_t text_len;
-    float logprob;      /* of token, when logprobs >= 0 */
+    float logprob; /* of token, when logprobs >= 0 */
     int n_top;
     const engine_logprob *top; /* (n_top) */
-    engine_finish finish; /* ENGINE_RUNNING until this choice's last event */
+    engine_finish finish;      /* ENGINE_RUNNING until this choice's last event */
     /* usage, filled on the last event of the request (all choices finished): */
     int prompt_tokens, completion_tokens, cached_tokens;
-    bool last;          /* no more events for this request */
-    double queued_s;    /* seconds from engine_submit until a step first scheduled the request
-                           (-1 on events before that: an abort while waiting) */
+    bool last;       /* no more events for this request */
+    double queued_s; /* seconds from engine_submit until a step first scheduled the request
+                        (-1 on events before that: an abort while waiting) */
 } engine_event;
 
 typedef void (*engine_event_fn)(void *ctx, const engine_event *ev);
@@ -91,10 +91,10 @@ typedef void (*engine_event_fn)(void *ctx, const engine_event *ev);
 typedef struct engine_request {
     const int32_t *prompt; /* copied at submit */
     int n_prompt;
-    int n;                 /* completions sharing the prompt (default 1) */
+    int n; /* completions sharing the prompt (default 1) */
     engine_sampling sp;
-    int priority;          /* higher first; FCFS within a class */
-    uint64_t cache_salt;   /* mixed into prefix-cache hashes; 0: none */
+    int priority;        /* higher first; FCFS within a class */
+    uint64_t cache_salt; /* mixed into prefix-cache hashes; 0: none */
     engine_event_fn on_event;
     void *ctx;
 } engine_request;

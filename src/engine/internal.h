@@ -24,41 +24,41 @@ typedef enum seq_state { SEQ_WAITING, SEQ_RUNNING, SEQ_DONE } seq_state;
  * recomputing reproduces exactly the same continuation. */
 typedef struct eng_seq {
     eng_req *req;
-    int index;            /* choice index */
+    int index; /* choice index */
     seq_state state;
-    int32_t *tokens;      /* (cap) prompt + generated */
+    int32_t *tokens; /* (cap) prompt + generated */
     int n_tokens, cap;
-    int n_computed;       /* tokens whose K/V are in the cache */
-    int32_t *blocks;      /* block table (cap_blocks) */
+    int n_computed;  /* tokens whose K/V are in the cache */
+    int32_t *blocks; /* block table (cap_blocks) */
     int n_blocks, cap_blocks;
-    uint64_t *hashes;     /* (cap_blocks) chained hash of each full block */
-    int n_hashed;         /* leading blocks hashed and published */
+    uint64_t *hashes; /* (cap_blocks) chained hash of each full block */
+    int n_hashed;     /* leading blocks hashed and published */
     sample_rng rng;
     stop_matcher stop;
-    char utf8[8];         /* bytes of an incomplete UTF-8 character held back */
+    char utf8[8]; /* bytes of an incomplete UTF-8 character held back */
     int n_utf8;
     int n_generated;
     engine_finish finish;
     double t_first_token;
-    int chunk;            /* tokens scheduled this step */
+    int chunk;                 /* tokens scheduled this step */
     struct eng_seq *next_wait; /* waiting list link */
 } eng_seq;
 
 struct eng_req {
     uint64_t id;
-    engine_request r;     /* prompt, stop strings and logit bias point into owned copies */
+    engine_request r; /* prompt, stop strings and logit bias point into owned copies */
     int32_t *prompt;
     int32_t *bias_ids;
     float *bias;
     char *stop_buf;
-    uint64_t arrival;     /* FCFS order within a priority class */
-    eng_seq **seqs;       /* (r.n); seqs[1..] exist once seqs[0]'s prompt is computed */
-    int n_live;           /* choices not finished */
-    int n_forked;         /* choices created */
+    uint64_t arrival; /* FCFS order within a priority class */
+    eng_seq **seqs;   /* (r.n); seqs[1..] exist once seqs[0]'s prompt is computed */
+    int n_live;       /* choices not finished */
+    int n_forked;     /* choices created */
     int cached_tokens;
     bool aborted;
-    double t_submit;      /* kl_now_s() at engine_submit */
-    double queued_s;      /* until first scheduled; -1 before */
+    double t_submit; /* kl_now_s() at engine_submit */
+    double queued_s; /* until first scheduled; -1 before */
 };
 
 struct engine {
@@ -70,28 +70,28 @@ struct engine {
     kv_store *store;
     kv_blocks *blocks;
     sample_scratch *sampler;
-    float *logits;        /* (max_seqs, n_vocab) */
-    float *fork_row;      /* (n_vocab) a copy of a row for a forked choice to sample from */
+    float *logits;   /* (max_seqs, n_vocab) */
+    float *fork_row; /* (n_vocab) a copy of a row for a forked choice to sample from */
     /* batch buffers, (max_batch) each */
     int32_t *b_token, *b_pos, *b_seq;
     bool *b_want;
-    model_seq *b_seqs;    /* (max_seqs) */
-    eng_seq **b_owner;    /* (max_seqs) sequence of each b_seqs entry */
-    eng_seq **running;    /* (max_seqs) sorted by (priority desc, arrival asc) */
+    model_seq *b_seqs; /* (max_seqs) */
+    eng_seq **b_owner; /* (max_seqs) sequence of each b_seqs entry */
+    eng_seq **running; /* (max_seqs) sorted by (priority desc, arrival asc) */
     int n_running;
-    eng_seq *waiting;     /* singly linked, sorted the same way */
+    eng_seq *waiting; /* singly linked, sorted the same way */
     int n_waiting_reqs;
     /* shared with other threads, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv, idle_cv;
-    eng_req **inbox;      /* submitted, not yet taken by the thread */
+    eng_req **inbox; /* submitted, not yet taken by the thread */
     int n_inbox, cap_inbox;
     uint64_t *aborts;
     int n_aborts, cap_aborts;
     uint64_t next_id, next_arrival;
     bool stopping, idle;
-    engine_stats stats;   /* the published snapshot (under mu) */
-    engine_stats live;    /* the engine thread's own counters, published after each step */
+    engine_stats stats; /* the published snapshot (under mu) */
+    engine_stats live;  /* the engine thread's own counters, published after each step */
     pthread_t thread;
 };
 

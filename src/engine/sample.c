@@ -45,7 +45,8 @@ static uint64_t splitmix64(uint64_t *x)
 void sample_rng_seed(sample_rng *r, uint64_t seed)
 {
     uint64_t x = seed;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
 }
 
 static inline uint64_t rotl(uint64_t x, int k)
@@ -141,8 +142,10 @@ static void sift_down(cand *h, int n, int i)
 /* Writes the k best of v (n, no NaN) to out (k), best first. 1 <= k <= n. O(n log k). */
 static void select_top(const float *v, int n, int k, cand *out)
 {
-    for (int i = 0; i < k; i++) out[i] = (cand){v[i], i};
-    for (int i = k / 2 - 1; i >= 0; i--) sift_down(out, k, i);
+    for (int i = 0; i < k; i++)
+        out[i] = (cand){v[i], i};
+    for (int i = k / 2 - 1; i >= 0; i--)
+        sift_down(out, k, i);
     for (int i = k; i < n; i++) {
         /* common case first: not better than the worst kept */
         if (v[i] < out[0].v || (v[i] == out[0].v)) continue; /* equal value: higher id loses */
@@ -202,9 +205,9 @@ static inline float exp_approx(float x)
     uint32_t tb, sb;
     memcpy(&tb, &t, 4);
     memcpy(&sb, &shift, 4);
-    int32_t n = (int32_t)(tb - sb); /* round(x / ln2), in [-126, 127] */
+    int32_t n = (int32_t)(tb - sb);   /* round(x / ln2), in [-126, 127] */
     float r = xc - nf * 0.693359375f; /* ln2 in two parts: n * this one is exact ... */
-    r = r + nf * 2.12194440e-4f;       /* ... and the correction */
+    r = r + nf * 2.12194440e-4f;      /* ... and the correction */
     float p = 1.0f / 720.0f;
     p = p * r + 1.0f / 120.0f;
     p = p * r + 1.0f / 24.0f;
@@ -254,7 +257,8 @@ static void exp_row(float *restrict e, const float *restrict l, int n, float m, 
         _mm_storeu_ps(e + i, _mm_andnot_ps(under, y));
     }
 #endif
-    for (; i < n; i++) e[i] = exp_approx((l[i] - m) * k);
+    for (; i < n; i++)
+        e[i] = exp_approx((l[i] - m) * k);
 }
 
 float sample_exp(float x)
@@ -273,8 +277,10 @@ static double sum_row(const float *e, int n)
     double z[8] = {0};
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) z[j] += (double)e[i + j];
-    for (; i < n; i++) z[0] += (double)e[i];
+        for (int j = 0; j < 8; j++)
+            z[j] += (double)e[i + j];
+    for (; i < n; i++)
+        z[0] += (double)e[i];
     return ((z[0] + z[1]) + (z[2] + z[3])) + ((z[4] + z[5]) + (z[6] + z[7]));
 }
 
@@ -304,7 +310,8 @@ static float sanitize_max(float *l, int n, int32_t *argmax)
             if (l[k] > m) m = l[k];
         }
     } else {
-        for (int j = 0; j < 8; j++) m = mx[j] > m ? mx[j] : m;
+        for (int j = 0; j < 8; j++)
+            m = mx[j] > m ? mx[j] : m;
     }
     if (argmax) {
         int32_t a = 0;
@@ -378,7 +385,8 @@ static void apply_penalties(sample_scratch *s, float *logits, int n_vocab,
 static int32_t draw(const cand *c, int n, double u)
 {
     double w = 0.0;
-    for (int i = 0; i < n; i++) w += (double)c[i].v;
+    for (int i = 0; i < n; i++)
+        w += (double)c[i].v;
     double r = u * w, acc = 0.0;
     int32_t last = c[0].id;
     for (int i = 0; i < n; i++) {
@@ -405,11 +413,13 @@ static int32_t sample_filtered(sample_scratch *s, const float *logits, int n,
     if (use_k) {
         nc = sp->top_k;
         select_top(logits, n, nc, c);
-        for (int i = 0; i < nc; i++) c[i].v = exp_approx((c[i].v - m) * inv_t);
+        for (int i = 0; i < nc; i++)
+            c[i].v = exp_approx((c[i].v - m) * inv_t);
         int keep = nc;
         if (use_p) {
             double z = 0.0;
-            for (int i = 0; i < nc; i++) z += (double)c[i].v;
+            for (int i = 0; i < nc; i++)
+                z += (double)c[i].v;
             double target = (double)sp->top_p * z, cum = 0.0;
             for (keep = 0; keep < nc;) {
                 cum += (double)c[keep++].v;
@@ -417,7 +427,8 @@ static int32_t sample_filtered(sample_scratch *s, const float *logits, int n,
             }
         }
         if (use_min)
-            while (keep > 1 && c[keep - 1].v < min_p) keep--;
+            while (keep > 1 && c[keep - 1].v < min_p)
+                keep--;
         return draw(c, keep, u);
     }
 

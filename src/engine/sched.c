@@ -19,7 +19,8 @@ void sched_enqueue_waiting(engine *e, eng_seq *s)
     s->state = SEQ_WAITING;
     s->chunk = 0;
     eng_seq **p = &e->waiting;
-    while (*p && !before(s, *p)) p = &(*p)->next_wait;
+    while (*p && !before(s, *p))
+        p = &(*p)->next_wait;
     s->next_wait = *p;
     *p = s;
 }
@@ -38,7 +39,8 @@ void sched_running_add(engine *e, eng_seq *s)
 
 static void running_remove_at(engine *e, int i)
 {
-    for (; i + 1 < e->n_running; i++) e->running[i] = e->running[i + 1];
+    for (; i + 1 < e->n_running; i++)
+        e->running[i] = e->running[i + 1];
     e->n_running--;
 }
 
@@ -94,7 +96,8 @@ static int reserve_or_preempt(engine *e, int i, int want)
 int sched_plan(engine *e)
 {
     int budget = e->max_batch;
-    for (int i = 0; i < e->n_running; i++) e->running[i]->chunk = 0;
+    for (int i = 0; i < e->n_running; i++)
+        e->running[i]->chunk = 0;
     /* 1. decodes */
     for (int i = 0; i < e->n_running && budget > 0; i++) {
         eng_seq *s = e->running[i];

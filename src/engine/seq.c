@@ -27,7 +27,8 @@ eng_seq *seq_new(eng_req *rq, int index, const int32_t *tokens, int n, kl_err *e
 
 void seq_release_blocks(engine *e, eng_seq *s)
 {
-    for (int i = 0; i < s->n_blocks; i++) kv_blocks_unref(e->blocks, s->blocks[i]);
+    for (int i = 0; i < s->n_blocks; i++)
+        kv_blocks_unref(e->blocks, s->blocks[i]);
     s->n_blocks = 0;
     s->n_hashed = 0;
     s->n_computed = 0;
@@ -47,7 +48,8 @@ static bool grow_blocks(eng_seq *s, int need)
 {
     if (need <= s->cap_blocks) return true;
     int cap = s->cap_blocks ? s->cap_blocks * 2 : 8;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     int32_t *b = realloc(s->blocks, sizeof(int32_t) * (size_t)cap);
     if (b) s->blocks = b;
     uint64_t *h = realloc(s->hashes, sizeof(uint64_t) * (size_t)cap);

@@ -14,7 +14,8 @@ _Static_assert(TEXT_MAX >= STOP_MAX_LEN, "flush buffers hold a stop prefix");
 
 static void free_request(engine *e, eng_req *rq)
 {
-    for (int i = 0; i < rq->n_forked; i++) seq_free(e, rq->seqs[i]);
+    for (int i = 0; i < rq->n_forked; i++)
+        seq_free(e, rq->seqs[i]);
     free(rq->seqs);
     free(rq->prompt);
     free(rq->bias_ids);
@@ -29,8 +30,15 @@ static void emit(engine *e, eng_seq *s, int32_t token, const char *text, size_t 
                  const engine_logprob *top, int n_top, engine_finish fin)
 {
     eng_req *rq = s->req;
-    engine_event ev = {.id = rq->id, .index = s->index, .token = token, .text = text ? text : "",
-                       .text_len = len, .logprob = lp, .n_top = n_top, .top = top, .finish = fin,
+    engine_event ev = {.id = rq->id,
+                       .index = s->index,
+                       .token = token,
+                       .text = text ? text : "",
+                       .text_len = len,
+                       .logprob = lp,
+                       .n_top = n_top,
+                       .top = top,
+                       .finish = fin,
                        .queued_s = rq->queued_s};
     bool done_req = false;
     if (fin != ENGINE_RUNNING) {
@@ -45,7 +53,11 @@ static void emit(engine *e, eng_seq *s, int32_t token, const char *text, size_t 
         if (done_req && rq->n_forked < rq->r.n) {
             /* not-forked choices: report them finished too, without tokens */
             for (int i = rq->n_forked; i < rq->r.n; i++) {
-                engine_event f = {.id = rq->id, .index = i, .token = -1, .text = "", .finish = fin,
+                engine_event f = {.id = rq->id,
+                                  .index = i,
+                                  .token = -1,
+                                  .text = "",
+                                  .finish = fin,
                                   .queued_s = rq->queued_s};
                 rq->r.on_event(rq->r.ctx, &f);
             }
@@ -55,7 +67,8 @@ static void emit(engine *e, eng_seq *s, int32_t token, const char *text, size_t 
         ev.last = true;
         ev.prompt_tokens = rq->r.n_prompt;
         ev.cached_tokens = rq->cached_tokens;
-        for (int i = 0; i < rq->n_forked; i++) ev.completion_tokens += rq->seqs[i]->n_generated;
+        for (int i = 0; i < rq->n_forked; i++)
+            ev.completion_tokens += rq->seqs[i]->n_generated;
     }
     rq->r.on_event(rq->r.ctx, &ev);
     if (done_req) free_request(e, rq);
@@ -111,8 +124,7 @@ static void accept_token(engine *e, eng_seq *s, int32_t t, float lp, const engin
         n_out = stop_feed(&s->stop, piece, ok, out, sizeof out, &matched);
         if (matched) fin = ENGINE_FINISH_STOP;
     }
-    if (fin == ENGINE_RUNNING &&
-        (s->n_generated >= sp->max_tokens || s->n_tokens >= e->n_ctx))
+    if (fin == ENGINE_RUNNING && (s->n_generated >= sp->max_tokens || s->n_tokens >= e->n_ctx))
         fin = ENGINE_FINISH_LENGTH;
     if (fin == ENGINE_FINISH_LENGTH || (fin == ENGINE_FINISH_STOP && eog)) {
         n_out += stop_flush(&s->stop, out + n_out, sizeof out - n_out);
@@ -132,9 +144,9 @@ static void sample_and_accept(engine *e, eng_seq *s, float *row)
     engine_logprob top[ENGINE_MAX_LOGPROBS];
     int n_top = 0;
     float lp = 0.f;
-    int32_t t = sample_token(e->sampler, row, model_hparams_of(e->m)->n_vocab, &r->sp, r->prompt, r->n_prompt,
-                             s->tokens + r->n_prompt, s->n_tokens - r->n_prompt, &s->rng, &lp,
-                             top, &n_top);
+    int32_t t = sample_token(e->sampler, row, model_hparams_of(e->m)->n_vocab, &r->sp, r->prompt,
+                             r->n_prompt, s->tokens + r->n_prompt, s->n_tokens - r->n_prompt,
+                             &s->rng, &lp, top, &n_top);
     accept_token(e, s, t, lp, top, n_top);
 }
 
@@ -197,7 +209,8 @@ void step_run(engine *e)
     e->live.computed_tokens += (uint64_t)n;
     if (rc) {
         kl_error("engine: forward failed: %s", err.msg);
-        for (int k = 0; k < ns; k++) step_finish(e, e->b_owner[k], ENGINE_FINISH_ERROR);
+        for (int k = 0; k < ns; k++)
+            step_finish(e, e->b_owner[k], ENGINE_FINISH_ERROR);
         return;
     }
     /* sample, in batch order; owners may finish (and leave running) as we go */

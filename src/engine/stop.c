@@ -32,8 +32,8 @@ int stop_init(stop_matcher *m, const char *const *stops, int n, kl_err *err)
         size_t len = stops[k] ? strlen(stops[k]) : 0;
         if (len == 0) return kl_errf(err, KL_EINVAL, "stop string %d is empty", k);
         if (len > STOP_MAX_LEN)
-            return kl_errf(err, KL_EINVAL, "stop string %d is %zu bytes long (at most %d)", k,
-                           len, STOP_MAX_LEN);
+            return kl_errf(err, KL_EINVAL, "stop string %d is %zu bytes long (at most %d)", k, len,
+                           STOP_MAX_LEN);
     }
     for (int k = 0; k < n; k++) {
         size_t len = strlen(stops[k]);
@@ -45,7 +45,8 @@ int stop_init(stop_matcher *m, const char *const *stops, int n, kl_err *err)
         f[0] = 0;
         size_t j = 0;
         for (size_t i = 1; i < len; i++) {
-            while (j > 0 && p[i] != p[j]) j = f[j - 1];
+            while (j > 0 && p[i] != p[j])
+                j = f[j - 1];
             if (p[i] == p[j]) j++;
             f[i] = (uint16_t)j;
         }
@@ -76,7 +77,8 @@ size_t stop_feed(stop_matcher *m, const char *text, size_t len, char *emit, size
         for (int k = 0; k < m->n; k++) {
             const unsigned char *p = (const unsigned char *)m->str[k];
             size_t st = m->state[k];
-            while (st > 0 && p[st] != c) st = m->fail[k][st - 1];
+            while (st > 0 && p[st] != c)
+                st = m->fail[k][st - 1];
             if (p[st] == c) st++;
             m->state[k] = (uint16_t)st;
             if (st == m->len[k] && (best < 0 || m->len[k] > m->len[best])) best = k;

@@ -29,12 +29,12 @@
 #define STOP_EMIT_CAP(len) ((size_t)(len) + STOP_MAX_LEN)
 
 typedef struct stop_matcher {
-    int n;                                       /* stop strings */
-    uint16_t len[ENGINE_MAX_STOP];               /* their lengths */
-    uint16_t state[ENGINE_MAX_STOP];             /* bytes of each matched at the stream's end */
+    int n;                                        /* stop strings */
+    uint16_t len[ENGINE_MAX_STOP];                /* their lengths */
+    uint16_t state[ENGINE_MAX_STOP];              /* bytes of each matched at the stream's end */
     uint16_t fail[ENGINE_MAX_STOP][STOP_MAX_LEN]; /* KMP failure function of each */
-    char str[ENGINE_MAX_STOP][STOP_MAX_LEN];     /* copies (not NUL-terminated) */
-    char held[STOP_MAX_LEN];                     /* (n_held) not yet emitted */
+    char str[ENGINE_MAX_STOP][STOP_MAX_LEN];      /* copies (not NUL-terminated) */
+    char held[STOP_MAX_LEN];                      /* (n_held) not yet emitted */
     size_t n_held;
     bool matched;
     int which; /* index of the stop string that matched, or -1 */

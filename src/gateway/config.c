@@ -121,7 +121,8 @@ static int get_str(pctx *p, json_t *obj, const char *key, bool required, char **
             if ((unsigned char)*c < 0x20 || *c == 0x7f) rc = fail(p, "control character in string");
         if (!rc) {
             char *dup = strdup(s);
-            if (!dup) rc = kl_errf(p->err, KL_ENOMEM, "out of memory");
+            if (!dup)
+                rc = kl_errf(p->err, KL_ENOMEM, "out of memory");
             else {
                 free(*out);
                 *out = dup;
@@ -292,8 +293,8 @@ static int parse_split(pctx *p, json_t *o, gw_split_cfg *s)
 
 static int parse_tenant(pctx *p, json_t *o, gw_tenant_cfg *t)
 {
-    static const char *const keys[] = {"name",           "api_keys",   "priority",
-                                       "requests_per_min", "tokens_per_min", "cache_salt", NULL};
+    static const char *const keys[] = {
+        "name", "api_keys", "priority", "requests_per_min", "tokens_per_min", "cache_salt", NULL};
     int rc;
     if ((rc = want_object(p, o)) || (rc = only_keys(p, o, keys))) return rc;
     if ((rc = get_str(p, o, "name", true, &t->name))) return rc;
@@ -362,9 +363,9 @@ static void defaults(gw_config *c)
 
 static int parse_top(pctx *p, json_t *root, gw_config *c)
 {
-    static const char *const keys[] = {"listen", "region", "scrape", "health", "retry",
-                                       "queue", "saturation", "scorers", "session_header",
-                                       "policy", "models", "splits", "tenants", NULL};
+    static const char *const keys[] = {
+        "listen",  "region",         "scrape", "health", "retry",  "queue",   "saturation",
+        "scorers", "session_header", "policy", "models", "splits", "tenants", NULL};
     int rc;
     if ((rc = want_object(p, root)) || (rc = only_keys(p, root, keys))) return rc;
     json_t *listen = json_object_get(root, "listen");
@@ -408,7 +409,8 @@ static int parse_top(pctx *p, json_t *root, gw_config *c)
     const int_field queue[] = {{"max", 0, 1000000, &c->queue_max},
                                {"max_wait_ms", 0, 3600000, &c->queue_max_wait_ms},
                                {0}};
-    if ((rc = parse_ints(p, root, "scrape", scrape)) || (rc = parse_ints(p, root, "health", health)) ||
+    if ((rc = parse_ints(p, root, "scrape", scrape)) ||
+        (rc = parse_ints(p, root, "health", health)) ||
         (rc = parse_ints(p, root, "retry", retry)) || (rc = parse_ints(p, root, "queue", queue)))
         return rc;
     json_t *sat = json_object_get(root, "saturation");
@@ -438,7 +440,8 @@ static int parse_top(pctx *p, json_t *root, gw_config *c)
     json_t *arr;
     size_t n;
     if ((rc = get_array(p, root, "models", true, false, &arr, &n))) return rc;
-    if (!(c->models = calloc(n, sizeof *c->models))) return kl_errf(p->err, KL_ENOMEM, "out of memory");
+    if (!(c->models = calloc(n, sizeof *c->models)))
+        return kl_errf(p->err, KL_ENOMEM, "out of memory");
     size_t k = push_key(p, "models");
     for (size_t i = 0; i < n && !rc; i++) {
         size_t q = push_idx(p, i);
@@ -555,10 +558,14 @@ int gw_config_load(gw_config **out, const char *path, kl_err *err)
     int bad_read = ferror(f);
     fclose(f);
     int rc;
-    if (!buf) rc = kl_errf(err, KL_ENOMEM, "out of memory");
-    else if (bad_read) rc = kl_errf(err, KL_EIO, "%s: read error", path);
-    else if (n > MAX_CONFIG_BYTES) rc = kl_errf(err, KL_EINVAL, "%s: larger than 4 MiB", path);
-    else rc = gw_config_parse(out, buf, n, path, err);
+    if (!buf)
+        rc = kl_errf(err, KL_ENOMEM, "out of memory");
+    else if (bad_read)
+        rc = kl_errf(err, KL_EIO, "%s: read error", path);
+    else if (n > MAX_CONFIG_BYTES)
+        rc = kl_errf(err, KL_EINVAL, "%s: larger than 4 MiB", path);
+    else
+        rc = gw_config_parse(out, buf, n, path, err);
     free(buf);
     return rc;
 }

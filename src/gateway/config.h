@@ -32,11 +32,11 @@
 #include "base/err.h"
 
 typedef struct gw_endpoint_cfg {
-    char *url;      /* as written */
-    char *host;     /* parsed from url */
+    char *url;  /* as written */
+    char *host; /* parsed from url */
     int port;
-    char *region;   /* the pool's region */
-    double weight;  /* > 0 */
+    char *region;  /* the pool's region */
+    double weight; /* > 0 */
 } gw_endpoint_cfg;
 
 typedef struct gw_pool_cfg {
@@ -80,11 +80,10 @@ typedef struct gw_config {
     int listen_port;
     int client_timeout_ms; /* a client connection must complete each request within this long
                               of its accept or its previous request (slowloris) */
-    char *region; /* NULL: no preference */
+    char *region;          /* NULL: no preference */
     int scrape_interval_ms, scrape_stale_ms, scrape_timeout_ms;
     int health_interval_ms, health_timeout_ms, eject_ms, eject_max_ms;
-    int retry_attempts, retry_budget_ms, connect_timeout_ms, first_byte_timeout_ms,
-        idle_timeout_ms;
+    int retry_attempts, retry_budget_ms, connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms;
     int queue_max, queue_max_wait_ms;
     int sat_max_waiting, sat_max_inflight;
     double sat_max_kv;

@@ -44,7 +44,8 @@ static gw_ep *ep_for(gw *g, const gw_endpoint_cfg *cfg)
 static int apply_config(gw *g, gw_config *cfg, kl_err *err)
 {
     gw_model *models = calloc((size_t)cfg->n_models, sizeof *models);
-    gw_tenant_state *tenants = cfg->n_tenants ? calloc((size_t)cfg->n_tenants, sizeof *tenants) : NULL;
+    gw_tenant_state *tenants =
+        cfg->n_tenants ? calloc((size_t)cfg->n_tenants, sizeof *tenants) : NULL;
     if (!models || (cfg->n_tenants && !tenants)) {
         free(models);
         free(tenants);
@@ -141,8 +142,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     gw *g = arg;
     net_conns_sweep(g->conns, g->cfg->client_timeout_ms / 1000.0);
     /* exits once every answer's last bytes are sent, not merely handed to libevent */
-    if (g->draining && ((g->inflight == 0 && !net_conns_unsent(g->conns)) ||
-                        gw_now_ns() > g->drain_deadline_ns)) {
+    if (g->draining &&
+        ((g->inflight == 0 && !net_conns_unsent(g->conns)) || gw_now_ns() > g->drain_deadline_ns)) {
         event_base_loopbreak(g->base);
         return;
     }
@@ -197,7 +198,9 @@ static void on_request(struct evhttp_request *req, void *arg)
         /* not ready with no endpoint up, so a gateway in front of this one fails over */
         send_json(req, g->draining || !up ? 503 : 200,
                   json_pack("{s:s, s:i}", "status",
-                            g->draining ? "draining" : up ? "ok" : "no endpoint up",
+                            g->draining ? "draining"
+                            : up        ? "ok"
+                                        : "no endpoint up",
                             "endpoints_up", up));
     } else if (path && get && !strcmp(path, "/metrics")) {
         gw_stats_handle(req, g);
@@ -239,7 +242,8 @@ int gw_create(gw **out, gw_config *cfg, const char *config_path, kl_err *err)
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(g->http, on_request, g);
-    g->sock = evhttp_bind_socket_with_handle(g->http, cfg->listen_host, (unsigned short)cfg->listen_port);
+    g->sock =
+        evhttp_bind_socket_with_handle(g->http, cfg->listen_host, (unsigned short)cfg->listen_port);
     if (!g->sock) {
         rc = kl_errf(err, KL_EIO, "cannot listen on %s:%d", cfg->listen_host, cfg->listen_port);
         gw_destroy(g);

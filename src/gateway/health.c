@@ -101,8 +101,10 @@ static void send_probe(gw *g, gw_ep *ep, bool health)
         free(p);
         return;
     }
-    if (health) ep->health_busy = true;
-    else ep->scrape_busy = true;
+    if (health)
+        ep->health_busy = true;
+    else
+        ep->scrape_busy = true;
 }
 
 void gw_health_tick(gw *g)

@@ -13,16 +13,16 @@
 #include "gateway/limits.h"
 #include "gateway/picker.h"
 
-#define GW_MAX_BLOCKS   512 /* prompt blocks hashed for affinity (512 x 64 B = 32 KiB) */
-#define GW_MAX_BODY     (8u << 20)
+#define GW_MAX_BLOCKS    512 /* prompt blocks hashed for affinity (512 x 64 B = 32 KiB) */
+#define GW_MAX_BODY      (8u << 20)
 #define GW_MAX_ENDPOINTS 1024
 
 /* An endpoint plus what the loop needs to talk to it. Allocated once per URL and kept until
  * the gateway is destroyed, so requests in flight across a reload never see it freed. */
 typedef struct gw_ep {
     gw_endpoint e;
-    char key[300];                     /* url: identity across reloads */
-    bool live;                         /* in the current config */
+    char key[300]; /* url: identity across reloads */
+    bool live;     /* in the current config */
     struct evhttp_connection *scrape_conn, *health_conn;
     bool scrape_busy, health_busy;
     int health_failures;
@@ -61,16 +61,16 @@ struct gw {
     net_conns *conns; /* client connections, for listen.client_timeout_ms */
     int port;
     char *config_path;
-    gw_config *cfg;         /* current */
-    gw_retired *retired;    /* earlier generations: requests may still point into them */
+    gw_config *cfg;      /* current */
+    gw_retired *retired; /* earlier generations: requests may still point into them */
     int n_retired;
-    gw_ep **eps;            /* every endpoint ever configured */
+    gw_ep **eps; /* every endpoint ever configured */
     int n_eps;
-    gw_model *models;       /* (cfg->n_models) */
+    gw_model *models;         /* (cfg->n_models) */
     gw_tenant_state *tenants; /* (cfg->n_tenants) */
     struct event *tick, *sighup, *sigterm, *sigint, *pump;
     bool draining;
-    uint64_t picks;         /* requests picked so far (round-robin policy) */
+    uint64_t picks; /* requests picked so far (round-robin policy) */
     int64_t last_scrape_ns, last_health_ns, drain_deadline_ns;
     int inflight;
     uint64_t next_id;
@@ -105,8 +105,8 @@ void gw_observe_latency(gw *g, double seconds);
 void gw_stats_handle(struct evhttp_request *req, gw *g);
 /* Sends an OpenAI-style error body. */
 /* The same naming the parameter at fault (OpenAI's error.param; NULL: null). */
-void gw_send_error_param(struct evhttp_request *req, int status, const char *type,
-                         const char *msg, int retry_after_s, const char *param);
+void gw_send_error_param(struct evhttp_request *req, int status, const char *type, const char *msg,
+                         int retry_after_s, const char *param);
 void gw_send_error(struct evhttp_request *req, int status, const char *type, const char *msg,
                    int retry_after_s);
 

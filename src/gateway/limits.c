@@ -37,7 +37,8 @@ static void bucket_init(gw_bucket *b, double per_min, int64_t now_ns)
 static void refill(gw_bucket *b, int64_t now_ns)
 {
     if (now_ns > b->last_ns) {
-        b->tokens = fmin(b->burst, b->tokens + b->rate_per_s * (double)(now_ns - b->last_ns) * 1e-9);
+        b->tokens =
+            fmin(b->burst, b->tokens + b->rate_per_s * (double)(now_ns - b->last_ns) * 1e-9);
         b->last_ns = now_ns;
     }
 }

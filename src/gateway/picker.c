@@ -19,7 +19,8 @@ bool gw_endpoint_saturated(const gw_config *c, const gw_endpoint *e, int64_t now
 {
     double cap = c->sat_max_inflight * e->cfg->weight;
     if (e->inflight >= (cap < 1 ? 1 : cap)) return true;
-    if (!gw_endpoint_fresh(c, e, now_ns)) return false; /* stale metrics are not trusted either way */
+    if (!gw_endpoint_fresh(c, e, now_ns))
+        return false; /* stale metrics are not trusted either way */
     if (c->sat_max_waiting > 0 && e->waiting >= c->sat_max_waiting) return true;
     return e->kv_usage >= c->sat_max_kv;
 }
@@ -76,8 +77,9 @@ static double score_inflight(const gw_pick_request *r, const gw_endpoint *e, boo
 }
 
 static const gw_scorer scorers[] = {
-    {"queue", score_queue},     {"kv", score_kv},           {"prefix", score_prefix},
-    {"adapter", score_adapter}, {"inflight", score_inflight},
+    {"queue", score_queue},       {"kv", score_kv},
+    {"prefix", score_prefix},     {"adapter", score_adapter},
+    {"inflight", score_inflight},
 };
 
 static double weight_of(const gw_config *c, int i)
@@ -90,7 +92,7 @@ static double weight_of(const gw_config *c, int i)
 typedef struct ranked {
     gw_endpoint *e;
     double score;
-    int tier; /* 0: preferred region, 1: elsewhere */
+    int tier;     /* 0: preferred region, 1: elsewhere */
     uint64_t tie; /* breaks equal scores: rotates with the request counter */
 } ranked;
 
@@ -151,14 +153,16 @@ static int rank(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pic
             rk[i].score += weight_of(c, s) * scorers[s].score(r, e, ok, c);
         }
         if (r->has_session) /* rendezvous hashing: a stable favourite per session */
-            rk[i].score += 100.0 * (double)(XXH3_64bits_withSeed(e->cfg->url, strlen(e->cfg->url),
-                                                                 r->session) >> 11) *
-                           0x1.0p-53;
+            rk[i].score +=
+                100.0 *
+                (double)(XXH3_64bits_withSeed(e->cfg->url, strlen(e->cfg->url), r->session) >> 11) *
+                0x1.0p-53;
     }
     qsort(rk, (size_t)m, sizeof *rk, by_rank);
     /* round robin: the eligible endpoints of the best tier in turn, scores ignored */
     int m0 = 0;
-    while (m0 < m && rk[m0].tier == rk[0].tier) m0++;
+    while (m0 < m && rk[m0].tier == rk[0].tier)
+        m0++;
     int rot = c->round_robin && m0 ? (int)(r->seq % (uint64_t)m0) : 0;
     for (int i = 0; i < m; i++)
         order[i] = rk[i < m0 ? (i + rot) % m0 : i].e;

@@ -39,10 +39,10 @@ typedef struct gw_pick_request {
     const char *adapter;    /* NULL: base model */
     const uint64_t *blocks; /* the prompt's chained block hashes */
     int n_blocks;
-    bool has_session;       /* session affinity: same session → same endpoint while eligible */
+    bool has_session; /* session affinity: same session → same endpoint while eligible */
     uint64_t session;
     int64_t now_ns;
-    uint64_t seq;           /* the gateway's request counter (round-robin policy) */
+    uint64_t seq; /* the gateway's request counter (round-robin policy) */
 } gw_pick_request;
 
 typedef enum gw_pick_status {
@@ -54,8 +54,7 @@ typedef enum gw_pick_status {
 typedef struct gw_scorer {
     const char *name;
     /* [0, 1], higher is better. fresh: the endpoint's metrics may be trusted. */
-    double (*score)(const gw_pick_request *r, const gw_endpoint *e, bool fresh,
-                    const gw_config *c);
+    double (*score)(const gw_pick_request *r, const gw_endpoint *e, bool fresh, const gw_config *c);
 } gw_scorer;
 
 /* Ranks eps[0..n) for r into order (best first) and returns how many are eligible (at most

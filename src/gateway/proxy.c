@@ -105,11 +105,14 @@ static void call_finish(gw_call *c)
             (unsigned long long)c->id, tenant_name(c), c->requested,
             c->model ? c->model->cfg->name : "-", ep, c->status, c->attempts, ttfb_ms, total_ms,
             c->fallback ? " fallback=1" : "");
-    gw_count(g, "kiln_gateway_requests_total{model=\"%s\",endpoint=\"%s\",status=\"%d\",tenant=\"%s\"}",
-             c->requested, ep, c->status, tenant_name(c));
+    gw_count(
+        g, "kiln_gateway_requests_total{model=\"%s\",endpoint=\"%s\",status=\"%d\",tenant=\"%s\"}",
+        c->requested, ep, c->status, tenant_name(c));
     take_down(c);
-    if (c->prev) c->prev->next_call = c->next_call;
-    else g->calls = c->next_call;
+    if (c->prev)
+        c->prev->next_call = c->next_call;
+    else
+        g->calls = c->next_call;
     if (c->next_call) c->next_call->prev = c->prev;
     if (c->timer) event_free(c->timer);
     json_decref(c->body);
@@ -152,7 +155,8 @@ static void queue_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     gw_call *c = arg;
     queue_remove(c);
-    gw_count(c->g, "kiln_gateway_shed_total{reason=\"queue_timeout\",tenant=\"%s\"}", tenant_name(c));
+    gw_count(c->g, "kiln_gateway_shed_total{reason=\"queue_timeout\",tenant=\"%s\"}",
+             tenant_name(c));
     reply_error(c, 429, "rate_limit_error", "all endpoints are saturated; try again later", 1);
 }
 
@@ -166,13 +170,16 @@ static void queue_push(gw_call *c)
         for (gw_call *q = g->queue_head; q; q = q->qnext)
             last = q;
         if (!last || last->priority >= c->priority) {
-            gw_count(g, "kiln_gateway_shed_total{reason=\"queue_full\",tenant=\"%s\"}", tenant_name(c));
+            gw_count(g, "kiln_gateway_shed_total{reason=\"queue_full\",tenant=\"%s\"}",
+                     tenant_name(c));
             reply_error(c, 429, "rate_limit_error", "gateway queue is full; try again later", 1);
             return;
         }
         queue_remove(last);
-        gw_count(g, "kiln_gateway_shed_total{reason=\"preempted\",tenant=\"%s\"}", tenant_name(last));
-        reply_error(last, 429, "rate_limit_error", "shed for higher-priority traffic; try again later", 1);
+        gw_count(g, "kiln_gateway_shed_total{reason=\"preempted\",tenant=\"%s\"}",
+                 tenant_name(last));
+        reply_error(last, 429, "rate_limit_error",
+                    "shed for higher-priority traffic; try again later", 1);
     }
     gw_call **p = &g->queue_head;
     while (*p && (*p)->priority >= c->priority)
@@ -182,7 +189,8 @@ static void queue_push(gw_call *c)
     c->queued = true;
     g->queue_len++;
     if (!c->timer) c->timer = evtimer_new(g->base, queue_timeout_cb, c);
-    struct timeval tv = {g->cfg->queue_max_wait_ms / 1000, (g->cfg->queue_max_wait_ms % 1000) * 1000};
+    struct timeval tv = {g->cfg->queue_max_wait_ms / 1000,
+                         (g->cfg->queue_max_wait_ms % 1000) * 1000};
     if (c->timer) evtimer_add(c->timer, &tv);
 }
 
@@ -230,8 +238,10 @@ static void on_up_chunk(struct evhttp_request *up, void *arg)
 {
     gw_call *c = arg;
     struct evbuffer *in = evhttp_request_get_input_buffer(up);
-    if (c->discard || !c->down || !c->started) evbuffer_drain(in, evbuffer_get_length(in));
-    else evhttp_send_reply_chunk(c->down, in);
+    if (c->discard || !c->down || !c->started)
+        evbuffer_drain(in, evbuffer_get_length(in));
+    else
+        evhttp_send_reply_chunk(c->down, in);
 }
 
 static void on_up_error(enum evhttp_request_error err, void *arg)
@@ -277,15 +287,18 @@ static void on_up_done(struct evhttp_request *up, void *arg)
             mark_failure(g, ep);
         if (!c->started) {
             gw_count(g, "kiln_gateway_retries_total{endpoint=\"%s\"}", ep->e.cfg->url);
-            if (c->down) start_attempt(c);
-            else call_finish(c);
+            if (c->down)
+                start_attempt(c);
+            else
+                call_finish(c);
             return;
         }
         /* mid-stream: an SSE error event and no [DONE], so the client knows it is cut */
         if (c->down && c->stream) {
             struct evbuffer *b = evbuffer_new();
-            evbuffer_add_printf(b, "data: {\"error\": {\"message\": \"upstream %s failed "
-                                   "mid-stream\", \"type\": \"upstream_error\", \"code\": 502}}\n\n",
+            evbuffer_add_printf(b,
+                                "data: {\"error\": {\"message\": \"upstream %s failed "
+                                "mid-stream\", \"type\": \"upstream_error\", \"code\": 502}}\n\n",
                                 ep->e.cfg->url);
             evhttp_send_reply_chunk(c->down, b);
             evbuffer_free(b);
@@ -310,10 +323,11 @@ static void start_attempt(gw_call *c)
            now - c->t0_ns < (int64_t)g->cfg->retry_budget_ms * 1000000) {
         gw_ep *ep = (gw_ep *)c->order[c->next++]; /* gw_endpoint is gw_ep's first member */
         if (!ep->e.healthy) continue;
-        struct evhttp_connection *conn =
-            evhttp_connection_base_new(g->base, NULL, ep->e.cfg->host, (unsigned short)ep->e.cfg->port);
+        struct evhttp_connection *conn = evhttp_connection_base_new(
+            g->base, NULL, ep->e.cfg->host, (unsigned short)ep->e.cfg->port);
         if (!conn) continue;
-        struct timeval tv = {g->cfg->idle_timeout_ms / 1000, (g->cfg->idle_timeout_ms % 1000) * 1000};
+        struct timeval tv = {g->cfg->idle_timeout_ms / 1000,
+                             (g->cfg->idle_timeout_ms % 1000) * 1000};
         evhttp_connection_set_timeout_tv(conn, &tv);
         evhttp_connection_set_retries(conn, 0);
         struct evhttp_request *up = evhttp_request_new(on_up_done, c);
@@ -360,9 +374,13 @@ static void start_attempt(gw_call *c)
 
 static bool pick(gw_call *c, const gw_model *m, gw_pick_status *st)
 {
-    gw_pick_request r = {.adapter = c->adapter, .blocks = c->blocks, .n_blocks = c->n_blocks,
-                         .has_session = c->has_session, .session = c->session,
-                         .now_ns = gw_now_ns(), .seq = c->g->picks++};
+    gw_pick_request r = {.adapter = c->adapter,
+                         .blocks = c->blocks,
+                         .n_blocks = c->n_blocks,
+                         .has_session = c->has_session,
+                         .session = c->session,
+                         .now_ns = gw_now_ns(),
+                         .seq = c->g->picks++};
     c->n_order = gw_pick(c->g->cfg, m->eps, m->n_eps, &r, c->order, st);
     c->next = 0;
     return c->n_order > 0;
@@ -395,7 +413,9 @@ static void dispatch(gw_call *c)
     gw_pick_status st;
     if (pick(c, c->model, &st)) {
         gw_count(c->g, "kiln_gateway_picks_total{reason=\"%s\"}",
-                 c->has_session ? "session" : c->n_blocks ? "scored_prefix" : "scored");
+                 c->has_session ? "session"
+                 : c->n_blocks  ? "scored_prefix"
+                                : "scored");
         start_attempt(c);
     } else if (try_fallback(c)) {
         start_attempt(c);
@@ -419,7 +439,8 @@ void gw_queue_pump(gw *g)
                 start_attempt(c);
             } else if (st == GW_PICK_UNAVAILABLE) {
                 queue_remove(c);
-                reply_error(c, 503, "service_unavailable", "no healthy endpoint serves this model", 5);
+                reply_error(c, 503, "service_unavailable", "no healthy endpoint serves this model",
+                            5);
             } else {
                 continue;
             }
@@ -593,14 +614,16 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
     if (tenant && !gw_tenant_admit(tenant, info.est_tokens, c->t0_ns, &retry_after)) {
         gw_request_info_free(&info);
         gw_count(g, "kiln_gateway_rate_limited_total{tenant=\"%s\"}", tenant->cfg->name);
-        reply_error(c, 429, "rate_limit_error", "rate limit exceeded for this API key", retry_after);
+        reply_error(c, 429, "rate_limit_error", "rate limit exceeded for this API key",
+                    retry_after);
         return;
     }
     if (tenant && tenant->cfg->cache_salt) /* the tenant's salt, whatever the client sent */
         json_object_set_new(c->body, "cache_salt", json_string(tenant->cfg->cache_salt));
     c->n_blocks = gw_prefix_hashes(info.text, info.text_len, tenant ? tenant->salt : 0, c->blocks,
                                    GW_MAX_BLOCKS);
-    const char *sess = evhttp_find_header(evhttp_request_get_input_headers(req), g->cfg->session_header);
+    const char *sess =
+        evhttp_find_header(evhttp_request_get_input_headers(req), g->cfg->session_header);
     if (!sess && info.user[0]) sess = info.user;
     if (sess) {
         c->has_session = true;

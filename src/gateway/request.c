@@ -74,8 +74,8 @@ int gw_request_parse(gw_request_info *out, const char *data, size_t len, bool ch
     route_text(out, chat);
     json_t *mt = json_object_get(out->body, "max_tokens");
     if (!mt) mt = json_object_get(out->body, "max_completion_tokens");
-    double max_tokens = json_is_integer(mt) && json_integer_value(mt) > 0
-                            ? (double)json_integer_value(mt) : 16;
+    double max_tokens =
+        json_is_integer(mt) && json_integer_value(mt) > 0 ? (double)json_integer_value(mt) : 16;
     out->est_tokens = (double)out->text_len / 4 + max_tokens;
     return 0;
 }

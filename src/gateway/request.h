@@ -17,8 +17,8 @@ typedef struct gw_request_info {
     bool stream;
     char *text; /* (text_len) the start of the prompt or of the rendered messages; owned */
     size_t text_len;
-    double est_tokens; /* prompt bytes / 4 + max_tokens (16 when absent) */
-    char user[256];    /* "" when absent */
+    double est_tokens;     /* prompt bytes / 4 + max_tokens (16 when absent) */
+    char user[256];        /* "" when absent */
     const char *bad_param; /* after a failed parse: the parameter at fault, or NULL */
 } gw_request_info;
 

@@ -24,7 +24,8 @@ static bool label(const char *line, size_t n, const char *key, char *out, size_t
     const char *end = line + n;
     size_t kl = strlen(key);
     for (const char *p = open + 1; p + kl + 2 <= end; p++) {
-        if ((p[-1] == '{' || p[-1] == ',') && !memcmp(p, key, kl) && p[kl] == '=' && p[kl + 1] == '"') {
+        if ((p[-1] == '{' || p[-1] == ',') && !memcmp(p, key, kl) && p[kl] == '=' &&
+            p[kl + 1] == '"') {
             const char *v = p + kl + 2;
             size_t i = 0;
             while (v < end && *v != '"' && i + 1 < cap) {

@@ -15,7 +15,7 @@
 #define MAX_SERIES 8192
 
 static const double bucket_le[GW_N_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                0.5,   1,    2.5,   5,    10,  30};
+                                               0.5,   1,    2.5,   5,    10,  30};
 
 int64_t gw_now_ns(void)
 {
@@ -95,8 +95,7 @@ void gw_stats_handle(struct evhttp_request *req, gw *g)
                                 "kiln_gateway_endpoint_metrics_fresh{endpoint=\"%s\"} %d\n",
                                 g->eps[i]->e.cfg->url,
                                 gw_endpoint_available(&g->eps[i]->e, gw_now_ns()),
-                                g->eps[i]->e.cfg->url, g->eps[i]->e.inflight,
-                                g->eps[i]->e.cfg->url,
+                                g->eps[i]->e.cfg->url, g->eps[i]->e.inflight, g->eps[i]->e.cfg->url,
                                 gw_endpoint_fresh(g->cfg, &g->eps[i]->e, gw_now_ns()));
     for (int i = 0; i < g->n_counters; i++)
         evbuffer_add_printf(b, "%s %llu\n", g->counters[i].labels,
@@ -126,8 +125,8 @@ void gw_send_error(struct evhttp_request *req, int status, const char *type, con
     gw_send_error_param(req, status, type, msg, retry_after_s, NULL);
 }
 
-void gw_send_error_param(struct evhttp_request *req, int status, const char *type,
-                         const char *msg, int retry_after_s, const char *param)
+void gw_send_error_param(struct evhttp_request *req, int status, const char *type, const char *msg,
+                         int retry_after_s, const char *param)
 {
     json_t *body = json_pack("{s:{s:s, s:s, s:o, s:i}}", "error", "message", msg, "type", type,
                              "param", param ? json_string(param) : json_null(), "code", status);

@@ -26,9 +26,9 @@ struct gguf_file {
     uint32_t alignment;
     uint64_t data_offset;
     int64_t n_kv, n_tensors;
-    gguf_kv *kvs;          /* (n_kv) */
-    gguf_tensor *tensors;  /* (n_tensors) */
-    char **owned;          /* NUL-terminated copies and string tables, freed at close */
+    gguf_kv *kvs;         /* (n_kv) */
+    gguf_tensor *tensors; /* (n_tensors) */
+    char **owned;         /* NUL-terminated copies and string tables, freed at close */
     size_t n_owned, cap_owned;
 };
 
@@ -121,9 +121,9 @@ size_t gguf_vtype_size(gguf_vtype t)
 
 const char *gguf_vtype_name(gguf_vtype t)
 {
-    static const char *names[GGUF_VTYPE_COUNT] = {"u8",  "i8",   "u16",    "i16",   "u32",
-                                                  "i32", "f32",  "bool",   "string", "array",
-                                                  "u64", "i64",  "f64"};
+    static const char *names[GGUF_VTYPE_COUNT] = {"u8",  "i8",  "u16",  "i16",    "u32",
+                                                  "i32", "f32", "bool", "string", "array",
+                                                  "u64", "i64", "f64"};
     return (unsigned)t < GGUF_VTYPE_COUNT ? names[t] : "unknown";
 }
 
@@ -180,8 +180,14 @@ static int value(gguf_file *f, cursor *c, gguf_vtype t, gguf_kv *kv, int depth)
     uint8_t b[8] = {0};
     int rc;
     switch (t) {
-    case GGUF_U8: rc = take(c, b, 1, "value truncated"); kv->v.u64 = b[0]; return rc;
-    case GGUF_I8: rc = take(c, b, 1, "value truncated"); kv->v.i64 = (int8_t)b[0]; return rc;
+    case GGUF_U8:
+        rc = take(c, b, 1, "value truncated");
+        kv->v.u64 = b[0];
+        return rc;
+    case GGUF_I8:
+        rc = take(c, b, 1, "value truncated");
+        kv->v.i64 = (int8_t)b[0];
+        return rc;
     case GGUF_U16: {
         uint16_t x = 0;
         rc = take(c, &x, 2, "value truncated");
@@ -217,12 +223,18 @@ static int value(gguf_file *f, cursor *c, gguf_vtype t, gguf_kv *kv, int depth)
         if (b[0] > 1) return bad(c, "bool value is not 0 or 1");
         kv->v.b = b[0];
         return 0;
-    case GGUF_STRING: return str(c, &kv->v.str, "string value");
-    case GGUF_ARRAY: return array(f, c, &kv->v.arr, depth);
-    case GGUF_U64: return take(c, &kv->v.u64, 8, "value truncated");
-    case GGUF_I64: return take(c, &kv->v.i64, 8, "value truncated");
-    case GGUF_F64: return take(c, &kv->v.f64, 8, "value truncated");
-    default: return bad(c, "unknown value type");
+    case GGUF_STRING:
+        return str(c, &kv->v.str, "string value");
+    case GGUF_ARRAY:
+        return array(f, c, &kv->v.arr, depth);
+    case GGUF_U64:
+        return take(c, &kv->v.u64, 8, "value truncated");
+    case GGUF_I64:
+        return take(c, &kv->v.i64, 8, "value truncated");
+    case GGUF_F64:
+        return take(c, &kv->v.f64, 8, "value truncated");
+    default:
+        return bad(c, "unknown value type");
     }
 }
 
@@ -275,8 +287,9 @@ static int parse_kvs(gguf_file *f, cursor *c)
     for (int64_t i = 0; i < f->n_kv; i++)
         names[i] = f->kvs[i].key;
     int dup = find_duplicate(names, f->n_kv);
-    if (dup) rc = kl_errf(c->err, KL_EBADFILE, "%s: duplicate metadata key '%.60s'", c->path,
-                          names[dup]);
+    if (dup)
+        rc =
+            kl_errf(c->err, KL_EBADFILE, "%s: duplicate metadata key '%.60s'", c->path, names[dup]);
     free(names);
     return rc;
 }
@@ -287,8 +300,8 @@ static int parse_alignment(gguf_file *f, kl_err *err)
     const gguf_kv *kv = gguf_find_kv(f, "general.alignment");
     if (!kv) return 0;
     if (kv->type != GGUF_U32)
-        return kl_errf(err, KL_EBADFILE, "%s: general.alignment has type %s, expected u32",
-                       f->path, gguf_vtype_name(kv->type));
+        return kl_errf(err, KL_EBADFILE, "%s: general.alignment has type %s, expected u32", f->path,
+                       gguf_vtype_name(kv->type));
     uint64_t a = kv->v.u64;
     if (a == 0 || (a & (a - 1)) || a > GGUF_MAX_ALIGNMENT)
         return kl_errf(err, KL_EBADFILE,
@@ -335,8 +348,9 @@ static int parse_tensor_info(gguf_file *f, cursor *c, gguf_tensor *t)
     }
     t->type = (kl_dtype)type;
     if (t->ne[0] % di->block_elems) {
-        snprintf(msg, sizeof msg, "tensor '%s': row length %lld is not a multiple of %s's block of %u",
-                 t->name, (long long)t->ne[0], di->name, di->block_elems);
+        snprintf(msg, sizeof msg,
+                 "tensor '%s': row length %lld is not a multiple of %s's block of %u", t->name,
+                 (long long)t->ne[0], di->name, di->block_elems);
         return bad(c, msg);
     }
     uint64_t nb;
@@ -362,10 +376,9 @@ static int place_tensors(gguf_file *f, kl_err *err)
         gguf_tensor *t = &f->tensors[i];
         uint64_t end;
         if (ckd_add_u64(&end, t->offset, t->nbytes) || end > data_size)
-            return kl_errf(err, KL_EBADFILE,
-                           "%s: tensor '%s' (offset %llu, %llu bytes) ends past end of file",
-                           f->path, t->name, (unsigned long long)t->offset,
-                           (unsigned long long)t->nbytes);
+            return kl_errf(
+                err, KL_EBADFILE, "%s: tensor '%s' (offset %llu, %llu bytes) ends past end of file",
+                f->path, t->name, (unsigned long long)t->offset, (unsigned long long)t->nbytes);
         t->data = f->base + f->data_offset + t->offset;
     }
     const gguf_tensor **order = malloc(((size_t)f->n_tensors + 1) * sizeof *order);
@@ -396,8 +409,8 @@ static int parse_tensors(gguf_file *f, cursor *c)
     for (int64_t i = 0; i < f->n_tensors; i++)
         names[i] = f->tensors[i].name;
     int dup = find_duplicate(names, f->n_tensors);
-    if (dup) rc = kl_errf(c->err, KL_EBADFILE, "%s: duplicate tensor name '%s'", c->path,
-                          names[dup]);
+    if (dup)
+        rc = kl_errf(c->err, KL_EBADFILE, "%s: duplicate tensor name '%s'", c->path, names[dup]);
     free(names);
     if (rc) return rc;
     if (ckd_pad_u64(&f->data_offset, c->off, f->alignment))
@@ -415,7 +428,8 @@ static int parse(gguf_file *f, kl_err *err)
     int rc;
     if (f->size < 4) return bad(&c, "file too small to be GGUF");
     u32(&c, &magic, "");
-    if (magic != GGUF_MAGIC) return kl_errf(err, KL_EBADFILE, "%s: not a GGUF file (bad magic)", f->path);
+    if (magic != GGUF_MAGIC)
+        return kl_errf(err, KL_EBADFILE, "%s: not a GGUF file (bad magic)", f->path);
     if ((rc = u32(&c, &version, "header truncated"))) return rc;
     if (version == 1)
         return kl_errf(err, KL_EBADFILE,

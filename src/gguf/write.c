@@ -259,8 +259,9 @@ int gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_vtype et, const vo
 {
     size_t es = gguf_vtype_size(et);
     uint64_t nb;
-    if (!es) return fail(w, KL_EINVAL, "metadata '%.60s': %s is not a fixed-size type", key,
-                         gguf_vtype_name(et));
+    if (!es)
+        return fail(w, KL_EINVAL, "metadata '%.60s': %s is not a fixed-size type", key,
+                    gguf_vtype_name(et));
     if (ckd_mul_u64(&nb, n, es)) return fail(w, KL_ERANGE, "metadata '%.60s' too long", key);
     return gguf_writer_set_arr_raw(w, key, et, n, data, nb);
 }
@@ -281,18 +282,30 @@ int gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv)
 {
     const char *key = kv->key;
     switch (kv->type) {
-    case GGUF_U8: return gguf_writer_set_u8(w, key, (uint8_t)kv->v.u64);
-    case GGUF_I8: return gguf_writer_set_i8(w, key, (int8_t)kv->v.i64);
-    case GGUF_U16: return gguf_writer_set_u16(w, key, (uint16_t)kv->v.u64);
-    case GGUF_I16: return gguf_writer_set_i16(w, key, (int16_t)kv->v.i64);
-    case GGUF_U32: return gguf_writer_set_u32(w, key, (uint32_t)kv->v.u64);
-    case GGUF_I32: return gguf_writer_set_i32(w, key, (int32_t)kv->v.i64);
-    case GGUF_U64: return gguf_writer_set_u64(w, key, kv->v.u64);
-    case GGUF_I64: return gguf_writer_set_i64(w, key, kv->v.i64);
-    case GGUF_F32: return gguf_writer_set_f32(w, key, (float)kv->v.f64);
-    case GGUF_F64: return gguf_writer_set_f64(w, key, kv->v.f64);
-    case GGUF_BOOL: return gguf_writer_set_bool(w, key, kv->v.b);
-    case GGUF_STRING: return gguf_writer_set_strn(w, key, kv->v.str.ptr, kv->v.str.len);
+    case GGUF_U8:
+        return gguf_writer_set_u8(w, key, (uint8_t)kv->v.u64);
+    case GGUF_I8:
+        return gguf_writer_set_i8(w, key, (int8_t)kv->v.i64);
+    case GGUF_U16:
+        return gguf_writer_set_u16(w, key, (uint16_t)kv->v.u64);
+    case GGUF_I16:
+        return gguf_writer_set_i16(w, key, (int16_t)kv->v.i64);
+    case GGUF_U32:
+        return gguf_writer_set_u32(w, key, (uint32_t)kv->v.u64);
+    case GGUF_I32:
+        return gguf_writer_set_i32(w, key, (int32_t)kv->v.i64);
+    case GGUF_U64:
+        return gguf_writer_set_u64(w, key, kv->v.u64);
+    case GGUF_I64:
+        return gguf_writer_set_i64(w, key, kv->v.i64);
+    case GGUF_F32:
+        return gguf_writer_set_f32(w, key, (float)kv->v.f64);
+    case GGUF_F64:
+        return gguf_writer_set_f64(w, key, kv->v.f64);
+    case GGUF_BOOL:
+        return gguf_writer_set_bool(w, key, kv->v.b);
+    case GGUF_STRING:
+        return gguf_writer_set_strn(w, key, kv->v.str.ptr, kv->v.str.len);
     case GGUF_ARRAY: {
         const gguf_arr *a = &kv->v.arr;
         if (a->type != GGUF_STRING)
@@ -306,7 +319,8 @@ int gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv)
                 return fail(w, KL_ENOMEM, "out of memory");
         return 0;
     }
-    default: return fail(w, KL_EINVAL, "metadata '%.60s' has a bad type", key);
+    default:
+        return fail(w, KL_EINVAL, "metadata '%.60s' has a bad type", key);
     }
 }
 
@@ -381,7 +395,8 @@ static int pick_alignment(gguf_writer *w)
         const wbuf *b = &w->kvs[i].val;
         uint32_t t, a;
         memcpy(&t, b->p, 4);
-        if (t != GGUF_U32 || b->len != 8) return fail(w, KL_EINVAL, "general.alignment is not a u32");
+        if (t != GGUF_U32 || b->len != 8)
+            return fail(w, KL_EINVAL, "general.alignment is not a u32");
         memcpy(&a, b->p + 4, 4);
         if (a == 0 || (a & (a - 1)) || a > GGUF_MAX_ALIGNMENT)
             return fail(w, KL_EINVAL, "general.alignment %u is not a power of two", a);

@@ -19,12 +19,14 @@ void kl_avx2_fp32_to_fp16_row(const float *src, uint16_t *dst, int n);
 
 void kl_ref_fp16_to_fp32_row(const uint16_t *src, float *dst, int n)
 {
-    for (int i = 0; i < n; i++) dst[i] = kl_fp16_to_fp32(src[i]);
+    for (int i = 0; i < n; i++)
+        dst[i] = kl_fp16_to_fp32(src[i]);
 }
 
 void kl_ref_fp32_to_fp16_row(const float *src, uint16_t *dst, int n)
 {
-    for (int i = 0; i < n; i++) dst[i] = kl_fp32_to_fp16(src[i]);
+    for (int i = 0; i < n; i++)
+        dst[i] = kl_fp32_to_fp16(src[i]);
 }
 
 static void (*to32)(const uint16_t *, float *, int) = kl_ref_fp16_to_fp32_row;

@@ -28,22 +28,35 @@ static void fill_scalar(kl_isa *t)
     t->types[KL_F32] = (kl_type_ops){.act = KL_F32, .quant_act = NULL, .gemm = kl_ref_gemm_f32};
     t->types[KL_F16] = (kl_type_ops){.act = KL_F32, .quant_act = NULL, .gemm = kl_ref_gemm_f16};
     t->types[KL_BF16] = (kl_type_ops){.act = KL_F32, .quant_act = NULL, .gemm = kl_ref_gemm_bf16};
-    t->types[KL_Q8_0] = (kl_type_ops){.act = KL_Q8_0, .quant_act = kl_ref_quant_act_q8_0, .gemm = kl_ref_gemm_q8_0};
-    t->types[KL_Q4_0] = (kl_type_ops){.act = KL_Q8_0, .quant_act = kl_ref_quant_act_q8_0, .gemm = kl_ref_gemm_q4_0};
-    t->types[KL_Q4_K] = (kl_type_ops){.act = KL_Q8_K, .quant_act = kl_ref_quant_act_q8_k, .gemm = kl_ref_gemm_q4_k};
-    t->types[KL_Q5_K] = (kl_type_ops){.act = KL_Q8_K, .quant_act = kl_ref_quant_act_q8_k, .gemm = kl_ref_gemm_q5_k};
-    t->types[KL_Q6_K] = (kl_type_ops){.act = KL_Q8_K, .quant_act = kl_ref_quant_act_q8_k, .gemm = kl_ref_gemm_q6_k};
-    t->vec = (kl_vec_ops){kl_ref_dot,     kl_ref_axpy,    kl_ref_rmsnorm,  kl_ref_softmax,
-                          kl_ref_swiglu, kl_ref_dot_f16, kl_ref_axpy_f16,
-                          kl_ref_attn_scores, kl_ref_attn_pv, kl_ref_attn_scores_f16,
-                          kl_ref_attn_pv_f16, kl_ref_attn_pv_rows, kl_ref_attn_pv_rows_f16};
+    t->types[KL_Q8_0] =
+        (kl_type_ops){.act = KL_Q8_0, .quant_act = kl_ref_quant_act_q8_0, .gemm = kl_ref_gemm_q8_0};
+    t->types[KL_Q4_0] =
+        (kl_type_ops){.act = KL_Q8_0, .quant_act = kl_ref_quant_act_q8_0, .gemm = kl_ref_gemm_q4_0};
+    t->types[KL_Q4_K] =
+        (kl_type_ops){.act = KL_Q8_K, .quant_act = kl_ref_quant_act_q8_k, .gemm = kl_ref_gemm_q4_k};
+    t->types[KL_Q5_K] =
+        (kl_type_ops){.act = KL_Q8_K, .quant_act = kl_ref_quant_act_q8_k, .gemm = kl_ref_gemm_q5_k};
+    t->types[KL_Q6_K] =
+        (kl_type_ops){.act = KL_Q8_K, .quant_act = kl_ref_quant_act_q8_k, .gemm = kl_ref_gemm_q6_k};
+    t->vec = (kl_vec_ops){kl_ref_dot,
+                          kl_ref_axpy,
+                          kl_ref_rmsnorm,
+                          kl_ref_softmax,
+                          kl_ref_swiglu,
+                          kl_ref_dot_f16,
+                          kl_ref_axpy_f16,
+                          kl_ref_attn_scores,
+                          kl_ref_attn_pv,
+                          kl_ref_attn_scores_f16,
+                          kl_ref_attn_pv_f16,
+                          kl_ref_attn_pv_rows,
+                          kl_ref_attn_pv_rows_f16};
 }
 
 static bool cpu_avx2(void)
 {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           cpu_has_f16c();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
 }
 
 static bool cpu_avx512(void)
@@ -66,10 +79,10 @@ static void build(void)
     isa_default = cpu_avx512() ? &isa_avx512 : cpu_avx2() ? &isa_avx2 : &isa_scalar;
     const char *want = getenv("KILN_SIMD");
     if (want && *want) {
-        const kl_isa *t = !strcmp(want, "scalar") ? &isa_scalar
-                          : !strcmp(want, "avx2") && cpu_avx2() ? &isa_avx2
+        const kl_isa *t = !strcmp(want, "scalar")                   ? &isa_scalar
+                          : !strcmp(want, "avx2") && cpu_avx2()     ? &isa_avx2
                           : !strcmp(want, "avx512") && cpu_avx512() ? &isa_avx512
-                                                                   : NULL;
+                                                                    : NULL;
         if (t) isa_default = t; /* an unknown or unsupported name keeps the best one */
     }
     atomic_store(&isa_current, isa_default);

@@ -12,33 +12,33 @@
 #include "base/dtype.h"
 #include "kernels/kernels.h"
 
-#define KL_QK 32   /* elements per Q8_0 / Q4_0 block */
+#define KL_QK  32  /* elements per Q8_0 / Q4_0 block */
 #define KL_QKK 256 /* elements per K-quant super-block */
 
 typedef struct {
-    uint16_t d;         /* fp16 scale */
-    int8_t qs[KL_QK];   /* x = d * q */
+    uint16_t d;       /* fp16 scale */
+    int8_t qs[KL_QK]; /* x = d * q */
 } kl_block_q8_0;
 typedef struct {
-    uint16_t d;           /* fp16 scale */
+    uint16_t d;            /* fp16 scale */
     uint8_t qs[KL_QK / 2]; /* x[j] = d * ((qs[j] & 15) - 8), x[j+16] = d * ((qs[j] >> 4) - 8) */
 } kl_block_q4_0;
 typedef struct {
-    uint16_t d, dmin;         /* fp16 super-scales of the 6-bit scales and mins */
-    uint8_t scales[12];       /* 8 (scale, min) pairs, 6 bits each, packed (kl_k4_scale_min) */
-    uint8_t qs[KL_QKK / 2];   /* 4-bit quants: 64-element chunks, low nibbles then high */
+    uint16_t d, dmin;       /* fp16 super-scales of the 6-bit scales and mins */
+    uint8_t scales[12];     /* 8 (scale, min) pairs, 6 bits each, packed (kl_k4_scale_min) */
+    uint8_t qs[KL_QKK / 2]; /* 4-bit quants: 64-element chunks, low nibbles then high */
 } kl_block_q4_k;
 typedef struct {
     uint16_t d, dmin;
     uint8_t scales[12];
-    uint8_t qh[KL_QKK / 8];   /* fifth bit: bit 2c of qh[l] for element l of chunk c's low half */
+    uint8_t qh[KL_QKK / 8]; /* fifth bit: bit 2c of qh[l] for element l of chunk c's low half */
     uint8_t qs[KL_QKK / 2];
 } kl_block_q5_k;
 typedef struct {
-    uint8_t ql[KL_QKK / 2];   /* low 4 bits */
-    uint8_t qh[KL_QKK / 4];   /* high 2 bits */
+    uint8_t ql[KL_QKK / 2];     /* low 4 bits */
+    uint8_t qh[KL_QKK / 4];     /* high 2 bits */
     int8_t scales[KL_QKK / 16]; /* one signed scale per 16 elements */
-    uint16_t d;               /* fp16 super-scale */
+    uint16_t d;                 /* fp16 super-scale */
 } kl_block_q6_k;
 _Static_assert(sizeof(kl_block_q8_0) == 34, "q8_0 block");
 _Static_assert(sizeof(kl_block_q4_0) == 18, "q4_0 block");
@@ -90,7 +90,7 @@ typedef struct kl_gemm {
     const uint8_t *act; /* (B, ...) activations in the dtype's act layout */
     size_t a_stride;    /* bytes between activation rows */
     int B;
-    float *y;    /* (B, rows), row stride ldy */
+    float *y; /* (B, rows), row stride ldy */
     int64_t ldy;
     int64_t rows; /* of W (packed gemms mask the last panel's stores) */
 } kl_gemm;
@@ -102,13 +102,13 @@ typedef void (*kl_pack_fn)(const void *W, int64_t rows, int64_t cols, int64_t p0
 
 /* Per weight dtype: how to quantize activations and multiply. One table per ISA. */
 typedef struct kl_type_ops {
-    kl_dtype act;         /* activation layout: KL_F32, KL_Q8_0 or KL_Q8_K */
-    kl_row_fn quant_act;  /* F32 row -> act layout row (NULL for KL_F32) */
-    kl_gemm_fn gemm;      /* NULL: dtype not supported by the matmul */
+    kl_dtype act;        /* activation layout: KL_F32, KL_Q8_0 or KL_Q8_K */
+    kl_row_fn quant_act; /* F32 row -> act layout row (NULL for KL_F32) */
+    kl_gemm_fn gemm;     /* NULL: dtype not supported by the matmul */
     /* Packed weights (panels of 16 rows, see x86/avx512_packed.c); NULL: no packed form.
      * gemm_packed takes the same act layout as gemm; its w_stride is bytes per panel. */
     kl_pack_bytes_fn pack_bytes;
-    kl_pack_fn pack;      /* panels [p0, p1) */
+    kl_pack_fn pack; /* panels [p0, p1) */
     kl_gemm_fn gemm_packed;
 } kl_type_ops;
 
@@ -124,13 +124,13 @@ typedef struct kl_vec_ops {
     void (*attn_scores)(const float *q, const float *k, int ldk, int nk, int hd, float scale,
                         float *s);
     void (*attn_pv)(float *o, const float *p, const float *v, int ldv, int nk, int hd);
-    void (*attn_scores_f16)(const float *q, const uint16_t *k, int ldk, int nk, int hd,
-                            float scale, float *s);
+    void (*attn_scores_f16)(const float *q, const uint16_t *k, int ldk, int nk, int hd, float scale,
+                            float *s);
     void (*attn_pv_f16)(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd);
     void (*attn_pv_rows)(float *o, int ldo, const float *p, int ldp, int nr, const float *v,
                          int ldv, int nk, int hd);
-    void (*attn_pv_rows_f16)(float *o, int ldo, const float *p, int ldp, int nr,
-                             const uint16_t *v, int ldv, int nk, int hd);
+    void (*attn_pv_rows_f16)(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
+                             int ldv, int nk, int hd);
 } kl_vec_ops;
 
 typedef struct kl_isa {
@@ -168,8 +168,8 @@ void kl_ref_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, i
 void kl_ref_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int nk, int hd, float scale,
                             float *s);
 void kl_ref_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd);
-void kl_ref_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, const float *v, int ldv,
-                         int nk, int hd);
+void kl_ref_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, const float *v,
+                         int ldv, int nk, int hd);
 void kl_ref_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
                              int ldv, int nk, int hd);
 

@@ -20,7 +20,7 @@ size_t kl_matmul_scratch(kl_dtype wt, int B, int64_t cols)
     return row ? (size_t)B * row + 64 : 0;
 }
 
-#define MAX_OUTS 4
+#define MAX_OUTS   4
 #define CHUNK_ROWS 64 /* rows per unit of work: whole tiles of four 16-row panels */
 
 /* One pass of the workers over up to MAX_OUTS matrices that read the same activations: their
@@ -42,7 +42,8 @@ static void quant_part(void *ctx, int ith, int nth)
     mm_job *j = ctx;
     kl_gemm *g = &j->g[0];
     for (int b = (int)((int64_t)ith * g->B / nth); b < (int64_t)(ith + 1) * g->B / nth; b++)
-        j->ops[0]->quant_act(j->x + b * j->ldx, (uint8_t *)g->act + (size_t)b * g->a_stride, g->cols);
+        j->ops[0]->quant_act(j->x + b * j->ldx, (uint8_t *)g->act + (size_t)b * g->a_stride,
+                             g->cols);
 }
 
 static void gemm_part(void *ctx, int ith, int nth)
@@ -51,7 +52,8 @@ static void gemm_part(void *ctx, int ith, int nth)
     int64_t total = j->first[j->n];
     int o = 0;
     for (int64_t c = total * ith / nth; c < total * (ith + 1) / nth; c++) {
-        while (c >= j->first[o + 1]) o++;
+        while (c >= j->first[o + 1])
+            o++;
         int64_t r0 = (c - j->first[o]) * CHUNK_ROWS, r1 = r0 + CHUNK_ROWS;
         if (r1 > j->g[o].rows) r1 = j->g[o].rows;
         j->fn[o](&j->g[o], r0, r1);
@@ -60,7 +62,8 @@ static void gemm_part(void *ctx, int ith, int nth)
 
 static bool valid(const kl_mm_out *o, int64_t cols)
 {
-    if (!kl_matmul_supports(o->type) || o->rows < 1 || !kl_dtype_row_bytes(o->type, cols)) return false;
+    if (!kl_matmul_supports(o->type) || o->rows < 1 || !kl_dtype_row_bytes(o->type, cols))
+        return false;
     return !o->packed || kl_pack_bytes(o->type, o->rows, cols);
 }
 
@@ -71,9 +74,11 @@ void kl_matmul_multi(kl_workers *w, const kl_mm_out *outs, int n, int64_t cols, 
     const kl_isa *isa = kl_isa_get();
     kl_dtype act = isa->types[outs[0].type].act;
     bool same = n <= MAX_OUTS;
-    for (int i = 0; i < n; i++) same = same && isa->types[outs[i].type].act == act;
+    for (int i = 0; i < n; i++)
+        same = same && isa->types[outs[i].type].act == act;
     if (!same) { /* one pass per output: they cannot share the quantized activations */
-        for (int i = 0; i < n; i++) kl_matmul_multi(w, outs + i, 1, cols, x, ldx, B, scratch);
+        for (int i = 0; i < n; i++)
+            kl_matmul_multi(w, outs + i, 1, cols, x, ldx, B, scratch);
         return;
     }
     mm_job j = {.x = x, .ldx = ldx};
@@ -91,8 +96,15 @@ void kl_matmul_multi(kl_workers *w, const kl_mm_out *outs, int n, int64_t cols, 
                                     : kl_dtype_row_bytes(o->type, cols);
         j.ops[j.n] = ops;
         j.fn[j.n] = o->packed ? ops->gemm_packed : ops->gemm;
-        j.g[j.n] = (kl_gemm){.W = o->W, .w_stride = w_stride, .cols = cols, .act = a,
-                             .a_stride = a_stride, .B = B, .y = o->y, .ldy = o->ldy, .rows = o->rows};
+        j.g[j.n] = (kl_gemm){.W = o->W,
+                             .w_stride = w_stride,
+                             .cols = cols,
+                             .act = a,
+                             .a_stride = a_stride,
+                             .B = B,
+                             .y = o->y,
+                             .ldy = o->ldy,
+                             .rows = o->rows};
         j.first[j.n + 1] = j.first[j.n] + (o->rows + CHUNK_ROWS - 1) / CHUNK_ROWS;
         j.n++;
     }

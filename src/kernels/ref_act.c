@@ -31,7 +31,8 @@ void kl_ref_quant_act_q8_0(const float *x, void *dst, int64_t n)
     int32_t *s = (int32_t *)(d + n / KL_QK);
     for (int64_t i = 0; i < n / KL_QK; i++, x += KL_QK, qs += KL_QK) {
         float amax = 0.0f;
-        for (int j = 0; j < KL_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < KL_QK; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
         d[i] = kl_fp16_to_fp32(kl_fp32_to_fp16(amax / 127.0f));
         /* a scale that rounds to 0 in fp16 zeroes the block's products whatever qs holds:
          * zeros then, rather than 127 / amax overflowing to inf for a tiny amax */
@@ -71,7 +72,8 @@ void kl_ref_quant_act_q8_k(const float *x, void *dst, int64_t n)
         }
         for (int j = 0; j < 16; j++) {
             int sum = 0;
-            for (int l = 0; l < 16; l++) sum += qs[16 * j + l];
+            for (int l = 0; l < 16; l++)
+                sum += qs[16 * j + l];
             bsums[j] = (int16_t)sum;
         }
         d[i] = 1.0f / iscale;

@@ -12,7 +12,8 @@
 static float dot_f32(const float *w, const float *x, int64_t n)
 {
     float s = 0.0f;
-    for (int64_t i = 0; i < n; i++) s += w[i] * x[i];
+    for (int64_t i = 0; i < n; i++)
+        s += w[i] * x[i];
     return s;
 }
 
@@ -33,7 +34,8 @@ void kl_ref_gemm_f16(const kl_gemm *g, int64_t r0, int64_t r1)
         const uint16_t *w = (const uint16_t *)(g->W + (size_t)r * g->w_stride);
         const float *x = (const float *)(g->act + (size_t)b * g->a_stride);
         float s = 0.0f;
-        for (int64_t i = 0; i < g->cols; i++) s += kl_fp16_to_fp32(w[i]) * x[i];
+        for (int64_t i = 0; i < g->cols; i++)
+            s += kl_fp16_to_fp32(w[i]) * x[i];
         g->y[b * g->ldy + r] = s;
     }
 }
@@ -45,7 +47,8 @@ void kl_ref_gemm_bf16(const kl_gemm *g, int64_t r0, int64_t r1)
         const uint16_t *w = (const uint16_t *)(g->W + (size_t)r * g->w_stride);
         const float *x = (const float *)(g->act + (size_t)b * g->a_stride);
         float s = 0.0f;
-        for (int64_t i = 0; i < g->cols; i++) s += kl_bf16_to_fp32(w[i]) * x[i];
+        for (int64_t i = 0; i < g->cols; i++)
+            s += kl_bf16_to_fp32(w[i]) * x[i];
         g->y[b * g->ldy + r] = s;
     }
 }
@@ -62,7 +65,8 @@ void kl_ref_gemm_q8_0(const kl_gemm *g, int64_t r0, int64_t r1)
         float s = 0.0f;
         for (int64_t i = 0; i < nb; i++) {
             int32_t sumi = 0;
-            for (int j = 0; j < KL_QK; j++) sumi += w[i].qs[j] * aq[i * KL_QK + j];
+            for (int j = 0; j < KL_QK; j++)
+                sumi += w[i].qs[j] * aq[i * KL_QK + j];
             s += (float)sumi * (kl_fp16_to_fp32(w[i].d) * ad[i]);
         }
         g->y[b * g->ldy + r] = s;
@@ -101,7 +105,8 @@ static float k4_block_dot(const uint8_t *q, const uint8_t *scales, float d, floa
         uint8_t sc, m;
         kl_k4_scale_min(j, scales, &sc, &m);
         int32_t dot = 0;
-        for (int l = 0; l < 32; l++) dot += q[32 * j + l] * aq[32 * j + l];
+        for (int l = 0; l < 32; l++)
+            dot += q[32 * j + l] * aq[32 * j + l];
         isum += sc * dot;
         msum += m * (bsums[2 * j] + bsums[2 * j + 1]);
     }
@@ -125,9 +130,8 @@ void kl_ref_gemm_q4_k(const kl_gemm *g, int64_t r0, int64_t r1)
                     q[64 * c + l] = w[i].qs[32 * c + l] & 0xF;
                     q[64 * c + 32 + l] = w[i].qs[32 * c + l] >> 4;
                 }
-            s += k4_block_dot(q, w[i].scales, kl_fp16_to_fp32(w[i].d),
-                              kl_fp16_to_fp32(w[i].dmin), (const int8_t *)a + i * KL_QKK, ad[i],
-                              bs + 16 * i);
+            s += k4_block_dot(q, w[i].scales, kl_fp16_to_fp32(w[i].d), kl_fp16_to_fp32(w[i].dmin),
+                              (const int8_t *)a + i * KL_QKK, ad[i], bs + 16 * i);
         }
         g->y[b * g->ldy + r] = s;
     }
@@ -151,9 +155,8 @@ void kl_ref_gemm_q5_k(const kl_gemm *g, int64_t r0, int64_t r1)
                     q[64 * c + l] = (uint8_t)((w[i].qs[32 * c + l] & 0xF) | (hl << 4));
                     q[64 * c + 32 + l] = (uint8_t)((w[i].qs[32 * c + l] >> 4) | (hh << 4));
                 }
-            s += k4_block_dot(q, w[i].scales, kl_fp16_to_fp32(w[i].d),
-                              kl_fp16_to_fp32(w[i].dmin), (const int8_t *)a + i * KL_QKK, ad[i],
-                              bs + 16 * i);
+            s += k4_block_dot(q, w[i].scales, kl_fp16_to_fp32(w[i].d), kl_fp16_to_fp32(w[i].dmin),
+                              (const int8_t *)a + i * KL_QKK, ad[i], bs + 16 * i);
         }
         g->y[b * g->ldy + r] = s;
     }
@@ -183,7 +186,8 @@ void kl_ref_gemm_q6_k(const kl_gemm *g, int64_t r0, int64_t r1)
             int32_t isum = 0;
             for (int j = 0; j < 16; j++) {
                 int32_t dot = 0;
-                for (int l = 0; l < 16; l++) dot += q[16 * j + l] * aq[i * KL_QKK + 16 * j + l];
+                for (int l = 0; l < 16; l++)
+                    dot += q[16 * j + l] * aq[i * KL_QKK + 16 * j + l];
                 isum += w[i].scales[j] * dot;
             }
             s += kl_fp16_to_fp32(w[i].d) * ad[i] * (float)isum;

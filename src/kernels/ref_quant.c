@@ -20,25 +20,29 @@ static void f32_from(const void *src, float *y, int64_t n)
 static void f16_quant(const float *x, void *dst, int64_t n)
 {
     uint16_t *h = dst;
-    for (int64_t i = 0; i < n; i++) h[i] = kl_fp32_to_fp16(x[i]);
+    for (int64_t i = 0; i < n; i++)
+        h[i] = kl_fp32_to_fp16(x[i]);
 }
 
 static void f16_dequant(const void *src, float *y, int64_t n)
 {
     const uint16_t *h = src;
-    for (int64_t i = 0; i < n; i++) y[i] = kl_fp16_to_fp32(h[i]);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = kl_fp16_to_fp32(h[i]);
 }
 
 static void bf16_quant(const float *x, void *dst, int64_t n)
 {
     uint16_t *h = dst;
-    for (int64_t i = 0; i < n; i++) h[i] = kl_fp32_to_bf16(x[i]);
+    for (int64_t i = 0; i < n; i++)
+        h[i] = kl_fp32_to_bf16(x[i]);
 }
 
 static void bf16_dequant(const void *src, float *y, int64_t n)
 {
     const uint16_t *h = src;
-    for (int64_t i = 0; i < n; i++) y[i] = kl_bf16_to_fp32(h[i]);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = kl_bf16_to_fp32(h[i]);
 }
 
 /* Q8_0: d = amax / 127, q = round(x / d) (ties away from zero), as llama.cpp's reference. */
@@ -47,10 +51,12 @@ static void q8_0_quant(const float *x, void *dst, int64_t n)
     kl_block_q8_0 *b = dst;
     for (int64_t i = 0; i < n / KL_QK; i++, x += KL_QK) {
         float amax = 0.0f;
-        for (int j = 0; j < KL_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < KL_QK; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
         float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         b[i].d = kl_fp32_to_fp16(d);
-        for (int j = 0; j < KL_QK; j++) b[i].qs[j] = (int8_t)roundf(x[j] * id);
+        for (int j = 0; j < KL_QK; j++)
+            b[i].qs[j] = (int8_t)roundf(x[j] * id);
     }
 }
 
@@ -59,7 +65,8 @@ static void q8_0_dequant(const void *src, float *y, int64_t n)
     const kl_block_q8_0 *b = src;
     for (int64_t i = 0; i < n / KL_QK; i++, y += KL_QK) {
         float d = kl_fp16_to_fp32(b[i].d);
-        for (int j = 0; j < KL_QK; j++) y[j] = (float)b[i].qs[j] * d;
+        for (int j = 0; j < KL_QK; j++)
+            y[j] = (float)b[i].qs[j] * d;
     }
 }
 
@@ -169,8 +176,10 @@ static void q4_k_dequant(const void *src, float *y, int64_t n)
             float d1 = d * (float)sc, m1 = min * (float)m;
             kl_k4_scale_min(2 * c + 1, b[i].scales, &sc, &m);
             float d2 = d * (float)sc, m2 = min * (float)m;
-            for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xF) - m1;
-            for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
+            for (int l = 0; l < 32; l++)
+                *y++ = d1 * (float)(q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; l++)
+                *y++ = d2 * (float)(q[l] >> 4) - m2;
         }
     }
 }
@@ -250,7 +259,8 @@ static void q6_k_quant(const float *x, void *dst, int64_t n)
                 int q1 = Lh[l], q2 = Lh[l + 32], q3 = Lh[l + 64], q4 = Lh[l + 96];
                 ql[l] = (uint8_t)((q1 & 0xF) | ((q3 & 0xF) << 4));
                 ql[l + 32] = (uint8_t)((q2 & 0xF) | ((q4 & 0xF) << 4));
-                qh[l] = (uint8_t)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+                qh[l] =
+                    (uint8_t)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
             }
         }
     }
@@ -285,7 +295,7 @@ typedef struct {
 } row_conv;
 
 static const row_conv convs[KL_DTYPE_COUNT] = {
-    [KL_F32] = {f32_to_f32, f32_from},     [KL_F16] = {f16_quant, f16_dequant},
+    [KL_F32] = {f32_to_f32, f32_from},      [KL_F16] = {f16_quant, f16_dequant},
     [KL_BF16] = {bf16_quant, bf16_dequant}, [KL_Q8_0] = {q8_0_quant, q8_0_dequant},
     [KL_Q4_0] = {q4_0_quant, q4_0_dequant}, [KL_Q4_K] = {q4_k_quant, q4_k_dequant},
     [KL_Q5_K] = {q5_k_quant, q5_k_dequant}, [KL_Q6_K] = {q6_k_quant, q6_k_dequant},

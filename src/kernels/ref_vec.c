@@ -7,53 +7,61 @@
 float kl_ref_dot(const float *a, const float *b, int n)
 {
     float s = 0.0f;
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    for (int i = 0; i < n; i++)
+        s += a[i] * b[i];
     return s;
 }
 
 void kl_ref_axpy(float *y, float a, const float *x, int n)
 {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
+    for (int i = 0; i < n; i++)
+        y[i] += a * x[i];
 }
 
 float kl_ref_dot_f16(const uint16_t *a, const float *b, int n)
 {
     float s = 0.0f;
-    for (int i = 0; i < n; i++) s += kl_fp16_to_fp32(a[i]) * b[i];
+    for (int i = 0; i < n; i++)
+        s += kl_fp16_to_fp32(a[i]) * b[i];
     return s;
 }
 
 void kl_ref_axpy_f16(float *y, float a, const uint16_t *x, int n)
 {
-    for (int i = 0; i < n; i++) y[i] += a * kl_fp16_to_fp32(x[i]);
+    for (int i = 0; i < n; i++)
+        y[i] += a * kl_fp16_to_fp32(x[i]);
 }
 
 void kl_ref_attn_scores(const float *q, const float *k, int ldk, int nk, int hd, float scale,
                         float *s)
 {
-    for (int j = 0; j < nk; j++) s[j] = kl_ref_dot(q, k + (size_t)j * (size_t)ldk, hd) * scale;
+    for (int j = 0; j < nk; j++)
+        s[j] = kl_ref_dot(q, k + (size_t)j * (size_t)ldk, hd) * scale;
 }
 
 void kl_ref_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int hd)
 {
-    for (int j = 0; j < nk; j++) kl_ref_axpy(o, p[j], v + (size_t)j * (size_t)ldv, hd);
+    for (int j = 0; j < nk; j++)
+        kl_ref_axpy(o, p[j], v + (size_t)j * (size_t)ldv, hd);
 }
 
 /* The same float operands, in the same order, as kl_ref_attn_scores (pv) over converted rows. */
 void kl_ref_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int nk, int hd, float scale,
                             float *s)
 {
-    for (int j = 0; j < nk; j++) s[j] = kl_ref_dot_f16(k + (size_t)j * (size_t)ldk, q, hd) * scale;
+    for (int j = 0; j < nk; j++)
+        s[j] = kl_ref_dot_f16(k + (size_t)j * (size_t)ldk, q, hd) * scale;
 }
 
 void kl_ref_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd)
 {
-    for (int j = 0; j < nk; j++) kl_ref_axpy_f16(o, p[j], v + (size_t)j * (size_t)ldv, hd);
+    for (int j = 0; j < nk; j++)
+        kl_ref_axpy_f16(o, p[j], v + (size_t)j * (size_t)ldv, hd);
 }
 
 /* nr rows at once: the bits of nr calls of the one-row kernel. */
-void kl_ref_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, const float *v, int ldv,
-                         int nk, int hd)
+void kl_ref_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, const float *v,
+                         int ldv, int nk, int hd)
 {
     for (int r = 0; r < nr; r++)
         kl_ref_attn_pv(o + (size_t)r * (size_t)ldo, p + (size_t)r * (size_t)ldp, v, ldv, nk, hd);
@@ -63,34 +71,40 @@ void kl_ref_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr,
                              int ldv, int nk, int hd)
 {
     for (int r = 0; r < nr; r++)
-        kl_ref_attn_pv_f16(o + (size_t)r * (size_t)ldo, p + (size_t)r * (size_t)ldp, v, ldv, nk, hd);
+        kl_ref_attn_pv_f16(o + (size_t)r * (size_t)ldo, p + (size_t)r * (size_t)ldp, v, ldv, nk,
+                           hd);
 }
 
 void kl_ref_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
 {
     double sum = 0.0;
-    for (int i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    for (int i = 0; i < n; i++)
+        sum += (double)(x[i] * x[i]);
     float mean = (float)(sum / n);
     float scale = 1.0f / sqrtf(mean + eps);
-    for (int i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
+    for (int i = 0; i < n; i++)
+        out[i] = (x[i] * scale) * w[i];
 }
 
 void kl_ref_softmax(float *x, int n)
 {
     float max = -INFINITY;
-    for (int i = 0; i < n; i++) max = fmaxf(max, x[i]);
+    for (int i = 0; i < n; i++)
+        max = fmaxf(max, x[i]);
     double sum = 0.0;
     for (int i = 0; i < n; i++) {
         x[i] = expf(x[i] - max);
         sum += (double)x[i];
     }
     float inv = (float)(1.0 / sum);
-    for (int i = 0; i < n; i++) x[i] *= inv;
+    for (int i = 0; i < n; i++)
+        x[i] *= inv;
 }
 
 void kl_ref_swiglu(float *out, const float *g, const float *u, int n)
 {
-    for (int i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    for (int i = 0; i < n; i++)
+        out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
 /* Rotates pairs of head (see kernels.h); scalar only: it is a small part of a step. */

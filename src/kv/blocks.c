@@ -22,17 +22,17 @@
 enum { WHERE_FREE = 0, WHERE_CACHED = 1, WHERE_USED = 2 };
 
 struct kv_blocks {
-    int32_t n;          /* blocks */
+    int32_t n; /* blocks */
     int block_tokens;
     int32_t n_free, n_cached, n_used;
-    int32_t *refcount;  /* (n) */
-    uint8_t *where;     /* (n) WHERE_* */
-    uint8_t *hashed;    /* (n) 1 if hash[id] is registered in the table */
-    uint64_t *hash;     /* (n) */
+    int32_t *refcount;    /* (n) */
+    uint8_t *where;       /* (n) WHERE_* */
+    uint8_t *hashed;      /* (n) 1 if hash[id] is registered in the table */
+    uint64_t *hash;       /* (n) */
     int32_t *prev, *next; /* (n + 2): list links; n = free sentinel, n+1 = LRU sentinel */
-    int32_t *slot;      /* (cap) block id or -1 */
-    uint32_t mask;      /* cap - 1 */
-    uint64_t key;       /* keys the slot index */
+    int32_t *slot;        /* (cap) block id or -1 */
+    uint32_t mask;        /* cap - 1 */
+    uint64_t key;         /* keys the slot index */
 };
 
 static void die(const char *what, int32_t id)
@@ -97,7 +97,8 @@ static int64_t table_find(const kv_blocks *b, uint64_t hash)
 static void table_insert(kv_blocks *b, int32_t id)
 {
     uint32_t i = home_of(b, b->hash[id]);
-    while (b->slot[i] >= 0) i = (i + 1) & b->mask;
+    while (b->slot[i] >= 0)
+        i = (i + 1) & b->mask;
     b->slot[i] = id;
 }
 
@@ -141,7 +142,8 @@ int kv_blocks_create(kv_blocks **out, int32_t n_blocks, int block_tokens, kl_err
     if (block_tokens < 1)
         return kl_errf(err, KL_EINVAL, "kv blocks: block size %d must be positive", block_tokens);
     uint32_t cap = 16;
-    while (cap < 2u * (uint32_t)n_blocks) cap <<= 1; /* n_blocks <= 2^28: no overflow */
+    while (cap < 2u * (uint32_t)n_blocks)
+        cap <<= 1; /* n_blocks <= 2^28: no overflow */
 
     kv_blocks *b = calloc(1, sizeof *b);
     if (!b) return kl_errf(err, KL_ENOMEM, "kv blocks: out of memory");
@@ -153,8 +155,7 @@ int kv_blocks_create(kv_blocks **out, int32_t n_blocks, int block_tokens, kl_err
     b->prev = malloc((n + 2) * sizeof *b->prev);
     b->next = malloc((n + 2) * sizeof *b->next);
     b->slot = malloc((size_t)cap * sizeof *b->slot);
-    if (!b->refcount || !b->where || !b->hashed || !b->hash || !b->prev || !b->next ||
-        !b->slot) {
+    if (!b->refcount || !b->where || !b->hashed || !b->hash || !b->prev || !b->next || !b->slot) {
         kv_blocks_destroy(b);
         return kl_errf(err, KL_ENOMEM, "kv blocks: out of memory for %d blocks", (int)n_blocks);
     }
@@ -344,13 +345,15 @@ static int64_t walk(const kv_blocks *b, int32_t s, uint8_t w, uint8_t *seen, cha
         }
         seen[id] = 1;
         if (b->prev[id] != prev) {
-            if (n) snprintf(why, n, "block %d: prev %d, expected %d", (int)id, (int)b->prev[id],
-                            (int)prev);
+            if (n)
+                snprintf(why, n, "block %d: prev %d, expected %d", (int)id, (int)b->prev[id],
+                         (int)prev);
             return -1;
         }
         if (b->where[id] != w || b->refcount[id] != 0) {
-            if (n) snprintf(why, n, "block %d on list %d has where %d refcount %d", (int)id,
-                            (int)s, b->where[id], (int)b->refcount[id]);
+            if (n)
+                snprintf(why, n, "block %d on list %d has where %d refcount %d", (int)id, (int)s,
+                         b->where[id], (int)b->refcount[id]);
             return -1;
         }
         prev = id;
@@ -380,8 +383,8 @@ bool kv_blocks_check(const kv_blocks *b, char *why, size_t n)
     for (int32_t id = 0; id < b->n; id++) {
         if (b->where[id] == WHERE_USED) {
             if (seen[id]) FAIL("in-use block %d is on a list", (int)id);
-            if (b->refcount[id] <= 0) FAIL("in-use block %d has refcount %d", (int)id,
-                                           (int)b->refcount[id]);
+            if (b->refcount[id] <= 0)
+                FAIL("in-use block %d has refcount %d", (int)id, (int)b->refcount[id]);
             if (b->prev[id] != -1 || b->next[id] != -1) FAIL("in-use block %d is linked", (int)id);
             nu++;
         } else if (!seen[id]) {
@@ -393,7 +396,8 @@ bool kv_blocks_check(const kv_blocks *b, char *why, size_t n)
         if (b->hashed[id]) {
             nh++;
             int64_t s = table_find(b, b->hash[id]);
-            if (s < 0 || b->slot[s] != id) FAIL("hashed block %d not found under its hash", (int)id);
+            if (s < 0 || b->slot[s] != id)
+                FAIL("hashed block %d not found under its hash", (int)id);
         }
     }
     if (nf != b->n_free || nc != b->n_cached || nu != b->n_used)
@@ -406,8 +410,8 @@ bool kv_blocks_check(const kv_blocks *b, char *why, size_t n)
         if (id >= b->n || !b->hashed[id]) FAIL("table slot %u holds unhashed block %d", i, (int)id);
         entries++;
     }
-    if (entries != nh) FAIL("table has %lld entries, %lld blocks are hashed", (long long)entries,
-                            (long long)nh);
+    if (entries != nh)
+        FAIL("table has %lld entries, %lld blocks are hashed", (long long)entries, (long long)nh);
     free(seen);
     return true;
 }

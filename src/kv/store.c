@@ -66,9 +66,18 @@ void kv_store_destroy(kv_store *st)
     free(st);
 }
 
-int32_t kv_store_n_blocks(const kv_store *st) { return st->n_blocks; }
-const kv_store_config *kv_store_config_of(const kv_store *st) { return &st->cfg; }
-size_t kv_store_block_bytes(const kv_store *st) { return st->half_bytes * 2 * st->cfg.n_layers; }
+int32_t kv_store_n_blocks(const kv_store *st)
+{
+    return st->n_blocks;
+}
+const kv_store_config *kv_store_config_of(const kv_store *st)
+{
+    return &st->cfg;
+}
+size_t kv_store_block_bytes(const kv_store *st)
+{
+    return st->half_bytes * 2 * st->cfg.n_layers;
+}
 
 void *kv_store_k(const kv_store *st, int layer, int32_t block)
 {

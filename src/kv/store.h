@@ -13,9 +13,9 @@
 
 typedef struct kv_store_config {
     int n_layers;
-    int kv_dim;       /* n_kv_heads * head_dim */
-    int block_tokens; /* tokens per block; 16 by default */
-    kl_dtype dtype;   /* KL_F16 (default), KL_F32 or KL_Q8_0 */
+    int kv_dim;          /* n_kv_heads * head_dim */
+    int block_tokens;    /* tokens per block; 16 by default */
+    kl_dtype dtype;      /* KL_F16 (default), KL_F32 or KL_Q8_0 */
     size_t budget_bytes; /* n_blocks follows from this */
 } kv_store_config;
 

@@ -16,7 +16,7 @@ typedef struct attn_job {
     kl_dtype dt;
     size_t row_bytes; /* one token's K (or V) row in the cache */
     int bs;
-    int n_tiles;      /* tiles of m->s.tiles */
+    int n_tiles; /* tiles of m->s.tiles */
 } attn_job;
 
 /* Head slice [off, off + hd) of cached positions p0 .. p0 + n - 1 (all in one block) as float
@@ -32,7 +32,8 @@ static const float *kv_rows(const attn_job *j, const uint8_t *block, int p0, int
     }
     for (int r = 0; r < n; r++, row += j->row_bytes) {
         if (j->dt == KL_F16)
-            kl_fp16_to_fp32_row((const uint16_t *)(const void *)row + off, out + (size_t)r * hd, hd);
+            kl_fp16_to_fp32_row((const uint16_t *)(const void *)row + off, out + (size_t)r * hd,
+                                hd);
         else /* Q8_0: off and hd are multiples of 32 (checked by model_forward) */
             kl_dequantize_row(j->dt, row + (size_t)(off / 32) * 34, out + (size_t)r * hd, hd);
     }
@@ -75,10 +76,10 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
     const model_batch *b = j->b;
     int hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, mc = m->opts.max_ctx;
     int i0 = m->s.tiles[tile], nt = m->s.tiles[tile + 1] - i0, rows = nt * group;
-    float *scores = ws;                                             /* (rows, mc) */
-    float *qs = scores + (size_t)m->attn_qt * group * mc;             /* (rows, hd) */
-    float *acc = qs + (size_t)m->attn_qt * group * hd;                /* (rows, hd) */
-    float *kvb = acc + (size_t)m->attn_qt * group * hd;               /* (KV_CHUNK, hd) */
+    float *scores = ws;                                   /* (rows, mc) */
+    float *qs = scores + (size_t)m->attn_qt * group * mc; /* (rows, hd) */
+    float *acc = qs + (size_t)m->attn_qt * group * hd;    /* (rows, hd) */
+    float *kvb = acc + (size_t)m->attn_qt * group * hd;   /* (KV_CHUNK, hd) */
     uint16_t h16[512];
     float scale = 1.f / sqrtf((float)hd);
     bool f16 = j->dt == KL_F16, direct = f16 && rows <= F16_DIRECT_ROWS;
@@ -175,7 +176,8 @@ static void kv_write(const attn_job *j, int i)
     int p = b->pos[i];
     int32_t blk = sq->blocks[p / j->bs];
     size_t at = (size_t)(p % j->bs) * j->row_bytes;
-    const float *k = j->m->s.k + (size_t)i * j->m->kv_dim, *v = j->m->s.v + (size_t)i * j->m->kv_dim;
+    const float *k = j->m->s.k + (size_t)i * j->m->kv_dim,
+                *v = j->m->s.v + (size_t)i * j->m->kv_dim;
     uint8_t *kd = (uint8_t *)kv_store_k(j->kv, j->layer, blk) + at;
     uint8_t *vd = (uint8_t *)kv_store_v(j->kv, j->layer, blk) + at;
     if (j->dt == KL_F16) {
@@ -190,9 +192,15 @@ static void kv_write(const attn_job *j, int i)
 void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const model_batch *b)
 {
     const kv_store_config *c = kv_store_config_of(kv);
-    attn_job j = {.m = m, .kv = kv, .layer = layer, .b = b, .dt = c->dtype,
-                  .row_bytes = kl_dtype_row_bytes(c->dtype, c->kv_dim), .bs = c->block_tokens};
-    for (int i = 0; i < b->n; i++) kv_write(&j, i);
+    attn_job j = {.m = m,
+                  .kv = kv,
+                  .layer = layer,
+                  .b = b,
+                  .dt = c->dtype,
+                  .row_bytes = kl_dtype_row_bytes(c->dtype, c->kv_dim),
+                  .bs = c->block_tokens};
+    for (int i = 0; i < b->n; i++)
+        kv_write(&j, i);
     /* tiles: runs of consecutive tokens of one sequence, at most attn_qt tokens each */
     int nt = 0;
     for (int i = 0; i < b->n; i++)

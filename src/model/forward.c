@@ -12,7 +12,8 @@
 /* y (n, w->rows) = x (n, w->cols) W^T */
 static kl_mm_out mm_out(const model_w *w, float *y)
 {
-    return (kl_mm_out){w->type, w->packed ? w->packed : w->data, w->packed != NULL, w->rows, y, w->rows};
+    return (kl_mm_out){w->type, w->packed ? w->packed : w->data, w->packed != NULL, w->rows, y,
+                       w->rows};
 }
 
 static void proj(model *m, kl_workers *wk, const model_w *w, const float *x, int n, float *y)
@@ -82,7 +83,7 @@ typedef enum {
     ROWS_HEADS,   /* QKV biases, per-head norms, RoPE */
     ROWS_FFN_IN,  /* the attention residual, then the FFN RMSNorm */
     ROWS_SWIGLU,
-    ROWS_RESID,   /* the last layer's FFN residual */
+    ROWS_RESID, /* the last layer's FFN residual */
 } rows_stage;
 
 #define ROWS_PARALLEL_MIN 8
@@ -137,7 +138,8 @@ static void rows_part(void *ctx, int ith, int nth)
 {
     const rows_job *j = ctx;
     int n = j->b->n;
-    for (int i = (int)((int64_t)n * ith / nth); i < (int64_t)n * (ith + 1) / nth; i++) rows_one(j, i);
+    for (int i = (int)((int64_t)n * ith / nth); i < (int64_t)n * (ith + 1) / nth; i++)
+        rows_one(j, i);
 }
 
 static void rows_run(model *m, kl_workers *w, const model_batch *b, int layer, rows_stage stage)
@@ -207,7 +209,8 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
     int n = b->n, dim = hp->dim;
     size_t emb_row = kl_dtype_row_bytes(m->tok_embd.type, dim);
     for (int i = 0; i < n; i++)
-        kl_dequantize_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)b->token[i] * emb_row,
+        kl_dequantize_row(m->tok_embd.type,
+                          (const uint8_t *)m->tok_embd.data + (size_t)b->token[i] * emb_row,
                           s->x + (size_t)i * dim, dim);
     for (int l = 0; l < hp->n_layers; l++) {
         const model_layer *ly = &m->layers[l];
@@ -225,7 +228,8 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
     int r = 0;
     for (int i = 0; i < n; i++)
         if (b->want_logits && b->want_logits[i])
-            kl_rmsnorm(s->rows + (size_t)r++ * dim, s->x + (size_t)i * dim, m->output_norm, dim, hp->norm_eps);
+            kl_rmsnorm(s->rows + (size_t)r++ * dim, s->x + (size_t)i * dim, m->output_norm, dim,
+                       hp->norm_eps);
     if (r) proj(m, w, &m->output, s->rows, r, logits);
     return 0;
 }

@@ -18,23 +18,23 @@ typedef struct model_w {
 typedef struct model_layer {
     const float *attn_norm, *ffn_norm; /* (dim) */
     model_w wq, wk, wv, wo;
-    const float *bq, *bk, *bv;         /* qwen2 biases, NULL otherwise */
-    const float *q_norm, *k_norm;      /* qwen3 per-head norms (head_dim), NULL otherwise */
+    const float *bq, *bk, *bv;    /* qwen2 biases, NULL otherwise */
+    const float *q_norm, *k_norm; /* qwen3 per-head norms (head_dim), NULL otherwise */
     model_w w_gate, w_up, w_down;
 } model_layer;
 
 /* Activations of one batch: every buffer sized for opts.max_batch_tokens rows. */
 typedef struct model_scratch {
-    float *x;      /* (n, dim) residual stream */
-    float *xb;     /* (n, dim) normed input of a sublayer */
-    float *q;      /* (n, q_dim) */
-    float *k, *v;  /* (n, kv_dim) */
-    float *att;    /* (n, q_dim) attention output */
+    float *x;        /* (n, dim) residual stream */
+    float *xb;       /* (n, dim) normed input of a sublayer */
+    float *q;        /* (n, q_dim) */
+    float *k, *v;    /* (n, kv_dim) */
+    float *att;      /* (n, q_dim) attention output */
     float *hb, *hb2; /* (n, hidden) */
-    float *rows;   /* (max_logits, dim) final-normed rows that want logits */
-    void *mm;      /* matmul activation scratch, the largest any weight needs */
-    float *attn_ws; /* (n_workers, attn_ws_floats): attention workspace per worker */
-    int32_t *tiles; /* (max_batch_tokens + 1) first token of each attention tile */
+    float *rows;     /* (max_logits, dim) final-normed rows that want logits */
+    void *mm;        /* matmul activation scratch, the largest any weight needs */
+    float *attn_ws;  /* (n_workers, attn_ws_floats): attention workspace per worker */
+    int32_t *tiles;  /* (max_batch_tokens + 1) first token of each attention tile */
 } model_scratch;
 
 struct model {
@@ -47,7 +47,7 @@ struct model {
     const float *output_norm;
     model_layer *layers;
     model_scratch s;
-    void *packed;          /* the mapping every model_w.packed points into (pack.c) */
+    void *packed; /* the mapping every model_w.packed points into (pack.c) */
     size_t packed_bytes;
     int attn_qt;           /* tokens per attention tile (bounded by the scores' size) */
     size_t attn_ws_floats; /* per worker: scores (qt*group, max_ctx), queries and outputs

@@ -118,8 +118,8 @@ static int read_tokenizer(gguf_writer *w, const char *path, const mapped *m, int
         memcpy(&len, m->p + off + 4, 4);
         off += 8;
         if (len < 0 || (uint64_t)len > m->size - off) {
-            rc = kl_errf(err, KL_EBADFILE, "%s: token %d length %d runs past end of file", path,
-                         i, len);
+            rc = kl_errf(err, KL_EBADFILE, "%s: token %d length %d runs past end of file", path, i,
+                         len);
             break;
         }
         const char *s = (const char *)m->p + off;
@@ -133,18 +133,24 @@ static int read_tokenizer(gguf_writer *w, const char *path, const mapped *m, int
         size_t n = 0;
         if ((i == 1 || i == 2) && len > 2 && s[0] == '\n' && s[len - 1] == '\n') s++, len -= 2;
         for (int32_t k = 0; k < len; k++) {
-            if (s[k] == ' ') memcpy(t + n, "\xe2\x96\x81", 3), n += 3;
-            else t[n++] = s[k];
+            if (s[k] == ' ')
+                memcpy(t + n, "\xe2\x96\x81", 3), n += 3;
+            else
+                t[n++] = s[k];
         }
         t[n] = 0;
         toks[i] = t;
         lens[i] = n;
         unsigned b;
         char tail;
-        if (i == 0) types[i] = 2;
-        else if (i == 1 || i == 2) types[i] = 3;
-        else if (n == 6 && sscanf(t, "<0x%2X>%c", &b, &tail) == 1 && t[5] == '>') types[i] = 6;
-        else types[i] = 1;
+        if (i == 0)
+            types[i] = 2;
+        else if (i == 1 || i == 2)
+            types[i] = 3;
+        else if (n == 6 && sscanf(t, "<0x%2X>%c", &b, &tail) == 1 && t[5] == '>')
+            types[i] = 6;
+        else
+            types[i] = 1;
     }
     if (!rc && off != m->size)
         rc = kl_errf(err, KL_EBADFILE, "%s: %llu bytes left after %d tokens (vocab mismatch?)",

@@ -26,7 +26,8 @@ static int get_u32(loader *L, const char *key, int *out, bool optional)
         return kl_errf(L->err, KL_EBADFILE, "%s: missing metadata key %s", gguf_path(L->f), full);
     if (rc) return rc;
     if (v > (1u << 24))
-        return kl_errf(L->err, KL_EBADFILE, "%s: %s = %u is out of range", gguf_path(L->f), full, v);
+        return kl_errf(L->err, KL_EBADFILE, "%s: %s = %u is out of range", gguf_path(L->f), full,
+                       v);
     *out = (int)v;
     return 0;
 }
@@ -94,7 +95,8 @@ static int read_hparams(loader *L, model_hparams *hp)
     } else if (!strcmp(L->arch, "qwen2") || !strcmp(L->arch, "qwen3")) {
         hp->rope_neox = true;
     } else {
-        return kl_errf(L->err, KL_EUNSUP, "%s: architecture '%s' is not supported (llama, qwen2, qwen3)",
+        return kl_errf(L->err, KL_EUNSUP,
+                       "%s: architecture '%s' is not supported (llama, qwen2, qwen3)",
                        gguf_path(L->f), L->arch);
     }
     snprintf(hp->arch, sizeof hp->arch, "%s", L->arch);
@@ -116,19 +118,22 @@ static int read_hparams(loader *L, model_hparams *hp)
     if (hp->dim < 1 || hp->n_layers < 1 || hp->n_heads < 1 || hp->hidden_dim < 1 ||
         hp->n_kv_heads < 1 || hp->n_heads % hp->n_kv_heads || hp->dim % hp->n_heads ||
         hp->n_ctx_train < 1)
-        return kl_errf(L->err, KL_EBADFILE, "%s: inconsistent hyperparameters (dim %d, heads %d/%d)",
-                       gguf_path(L->f), hp->dim, hp->n_heads, hp->n_kv_heads);
+        return kl_errf(L->err, KL_EBADFILE,
+                       "%s: inconsistent hyperparameters (dim %d, heads %d/%d)", gguf_path(L->f),
+                       hp->dim, hp->n_heads, hp->n_kv_heads);
     hp->head_dim = hp->dim / hp->n_heads;
     if ((rc = get_u32(L, "attention.key_length", &hp->head_dim, true))) return rc;
     hp->n_rot = hp->head_dim;
     if ((rc = get_u32(L, "rope.dimension_count", &hp->n_rot, true))) return rc;
-    if (hp->head_dim < 2 || hp->head_dim > MODEL_MAX_HEAD_DIM || hp->head_dim * (hp->n_heads / hp->n_kv_heads) > 4096 || hp->n_rot < 2 || hp->n_rot > hp->head_dim ||
-        hp->n_rot % 2 || hp->rope_theta <= 0 || !(hp->norm_eps > 0))
+    if (hp->head_dim < 2 || hp->head_dim > MODEL_MAX_HEAD_DIM ||
+        hp->head_dim * (hp->n_heads / hp->n_kv_heads) > 4096 || hp->n_rot < 2 ||
+        hp->n_rot > hp->head_dim || hp->n_rot % 2 || hp->rope_theta <= 0 || !(hp->norm_eps > 0))
         return kl_errf(L->err, KL_EBADFILE, "%s: bad head_dim %d / rope dims %d / theta / eps",
                        gguf_path(L->f), hp->head_dim, hp->n_rot);
     const gguf_tensor *emb = gguf_find_tensor(L->f, "token_embd.weight");
     if (!emb || emb->n_dims != 2)
-        return kl_errf(L->err, KL_EBADFILE, "%s: missing tensor token_embd.weight", gguf_path(L->f));
+        return kl_errf(L->err, KL_EBADFILE, "%s: missing tensor token_embd.weight",
+                       gguf_path(L->f));
     if (emb->ne[1] < 1 || emb->ne[1] > (1 << 22))
         return kl_errf(L->err, KL_EBADFILE, "%s: bad vocabulary size %lld", gguf_path(L->f),
                        (long long)emb->ne[1]);
@@ -201,15 +206,19 @@ static int bind_weights(loader *L, model *m)
                       (rc = bind_vec(L, NAME("attn_k.bias"), m->kv_dim, false, &ly->bk)) ||
                       (rc = bind_vec(L, NAME("attn_v.bias"), m->kv_dim, false, &ly->bv))))
             return rc;
-        if (qwen3 && ((rc = bind_vec(L, NAME("attn_q_norm.weight"), hp->head_dim, false, &ly->q_norm)) ||
-                      (rc = bind_vec(L, NAME("attn_k_norm.weight"), hp->head_dim, false, &ly->k_norm))))
+        if (qwen3 &&
+            ((rc = bind_vec(L, NAME("attn_q_norm.weight"), hp->head_dim, false, &ly->q_norm)) ||
+             (rc = bind_vec(L, NAME("attn_k_norm.weight"), hp->head_dim, false, &ly->k_norm))))
             return rc;
 #undef NAME
     }
     return 0;
 }
 
-static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
 
 static int alloc_scratch(loader *L, model *m)
 {
@@ -293,5 +302,11 @@ void model_free(model *m)
     free(m);
 }
 
-const model_hparams *model_hparams_of(const model *m) { return &m->hp; }
-const model_opts *model_opts_of(const model *m) { return &m->opts; }
+const model_hparams *model_hparams_of(const model *m)
+{
+    return &m->hp;
+}
+const model_opts *model_opts_of(const model *m)
+{
+    return &m->opts;
+}

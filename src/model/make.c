@@ -37,13 +37,20 @@ void model_make_defaults(model_make_opts *o)
 uint32_t model_file_type(kl_dtype t)
 {
     switch (t) {
-    case KL_F16: return 1;
-    case KL_Q4_0: return 2;
-    case KL_Q8_0: return 7;
-    case KL_Q4_K: return 15; /* Q4_K_M */
-    case KL_Q6_K: return 18;
-    case KL_BF16: return 32;
-    default: return 0;
+    case KL_F16:
+        return 1;
+    case KL_Q4_0:
+        return 2;
+    case KL_Q8_0:
+        return 7;
+    case KL_Q4_K:
+        return 15; /* Q4_K_M */
+    case KL_Q6_K:
+        return 18;
+    case KL_BF16:
+        return 32;
+    default:
+        return 0;
     }
 }
 
@@ -119,8 +126,8 @@ typedef struct chunk_job {
     float sd;
     int64_t row0, rows; /* rows of this chunk */
     size_t row_bytes;
-    uint8_t *out;     /* (rows, row_bytes) */
-    float *scratch;   /* (threads, ne[0]) */
+    uint8_t *out;   /* (rows, row_bytes) */
+    float *scratch; /* (threads, ne[0]) */
 } chunk_job;
 
 static void chunk_run(void *ctx, int ith, int nth)
@@ -149,8 +156,12 @@ static int write_tensor(gguf_writer *w, kl_workers *pool, const mtensor *t,
         return gguf_writer_write(w, x, (size_t)t->ne[0] * sizeof(float));
     }
     int64_t per = (int64_t)(buf_bytes / row_bytes);
-    chunk_job j = {.t = t, .tseed = o->seed ^ hash_name(t->name), .sd = o->std,
-                   .row_bytes = row_bytes, .out = buf, .scratch = scratch};
+    chunk_job j = {.t = t,
+                   .tseed = o->seed ^ hash_name(t->name),
+                   .sd = o->std,
+                   .row_bytes = row_bytes,
+                   .out = buf,
+                   .scratch = scratch};
     for (int64_t r = 0; r < rows; r += per) {
         j.row0 = r;
         j.rows = rows - r < per ? rows - r : per;
@@ -175,8 +186,7 @@ static int check_opts(const model_make_opts *o, kl_err *err)
         return kl_errf(err, KL_EINVAL, "heads %d is not a multiple of kv-heads %d", o->heads,
                        o->kv_heads);
     if ((o->dim / o->heads) % 2)
-        return kl_errf(err, KL_EINVAL, "head size %d is odd (rope needs pairs)",
-                       o->dim / o->heads);
+        return kl_errf(err, KL_EINVAL, "head size %d is odd (rope needs pairs)", o->dim / o->heads);
     if (!o->vocab_from && (o->vocab < 259 || o->vocab > (1 << 22)))
         return kl_errf(err, KL_EINVAL, "vocab %d: a synthetic vocab needs 259 to 4194304 tokens",
                        o->vocab);
@@ -199,8 +209,7 @@ static int copy_vocab(gguf_writer *w, const char *vocab_from, int *n_vocab, kl_e
     if (rc == KL_ENOTFOUND)
         rc = kl_errf(err, KL_EBADFILE, "%s: no tokenizer.ggml.tokens", vocab_from);
     if (!rc && (toks->n == 0 || toks->n > INT32_MAX))
-        rc = kl_errf(err, KL_EBADFILE, "%s: %llu tokens", vocab_from,
-                     (unsigned long long)toks->n);
+        rc = kl_errf(err, KL_EBADFILE, "%s: %llu tokens", vocab_from, (unsigned long long)toks->n);
     if (!rc) {
         *n_vocab = (int)toks->n;
         for (int64_t i = 0; i < gguf_n_kv(v); i++) {
@@ -229,7 +238,7 @@ static int list_tensors(const model_make_opts *o, int n_vocab, mtensor *ts)
     ADD("token_embd.weight", 2, o->dim, n_vocab, false);
     for (int l = 0; l < o->layers; l++) {
         char nm[64];
-        static const char *parts[] = {"attn_norm", "attn_q",   "attn_k", "attn_v", "attn_output",
+        static const char *parts[] = {"attn_norm", "attn_q",   "attn_k", "attn_v",  "attn_output",
                                       "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
         const int64_t shape[9][2] = {{o->dim, 1},      {o->dim, o->dim}, {o->dim, kv_dim},
                                      {o->dim, kv_dim}, {o->dim, o->dim}, {o->dim, 1},
@@ -273,8 +282,10 @@ int model_make(const model_make_opts *o, const char *out_path, kl_err *err)
     if ((rc = gguf_writer_open(&w, out_path, err))) return rc;
     int n_vocab = o->vocab;
     set_hparams(w, o, n_vocab);
-    if (o->vocab_from) rc = copy_vocab(w, o->vocab_from, &n_vocab, err);
-    else vocab_synth_write(w, n_vocab); /* its errors stick in the writer */
+    if (o->vocab_from)
+        rc = copy_vocab(w, o->vocab_from, &n_vocab, err);
+    else
+        vocab_synth_write(w, n_vocab); /* its errors stick in the writer */
     if (rc) {
         gguf_writer_abort(w);
         return rc;

@@ -14,8 +14,8 @@
 #include "base/err.h"
 
 typedef struct model_make_opts {
-    const char *arch;       /* "llama" (the only one so far) */
-    int dim;                /* embedding length */
+    const char *arch; /* "llama" (the only one so far) */
+    int dim;          /* embedding length */
     int layers;
     int heads, kv_heads;
     int ffn;                /* feed-forward length */
@@ -26,9 +26,9 @@ typedef struct model_make_opts {
     uint64_t seed;
     float rope_theta;
     float norm_eps;
-    float std;              /* standard deviation of the weights */
-    bool tied;              /* no output.weight: the output layer is token_embd */
-    int threads;            /* generator threads (1 or 2 is plenty) */
+    float std;   /* standard deviation of the weights */
+    bool tied;   /* no output.weight: the output layer is token_embd */
+    int threads; /* generator threads (1 or 2 is plenty) */
 } model_make_opts;
 
 /* Tiny defaults: dim 64, 2 layers, 4 heads, 2 KV heads, FFN 192, 512-token synthetic vocab,

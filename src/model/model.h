@@ -17,17 +17,17 @@
 #include "kv/store.h"
 
 typedef struct model_hparams {
-    char arch[32];      /* "llama", "qwen2", "qwen3" */
+    char arch[32]; /* "llama", "qwen2", "qwen3" */
     int n_vocab;
-    int dim;            /* embedding length */
+    int dim; /* embedding length */
     int n_layers;
     int n_heads, n_kv_heads, head_dim;
-    int hidden_dim;     /* FFN */
-    int n_ctx_train;    /* context length the model was trained with */
-    int n_rot;          /* rope dimensions */
+    int hidden_dim;  /* FFN */
+    int n_ctx_train; /* context length the model was trained with */
+    int n_rot;       /* rope dimensions */
     float rope_theta, norm_eps;
-    bool rope_neox;     /* qwen2/qwen3 rotate (i, i+n/2) pairs */
-    bool tied_output;   /* no output.weight: logits use token_embd.weight */
+    bool rope_neox;   /* qwen2/qwen3 rotate (i, i+n/2) pairs */
+    bool tied_output; /* no output.weight: logits use token_embd.weight */
 } model_hparams;
 
 typedef struct model_seq {
@@ -36,13 +36,13 @@ typedef struct model_seq {
 } model_seq;
 
 typedef struct model_batch {
-    int n;                      /* tokens */
-    const int32_t *token;       /* (n) */
-    const int32_t *pos;         /* (n) position in its sequence */
-    const int32_t *seq;         /* (n) index into seqs */
-    const bool *want_logits;    /* (n); logits rows come out in token order */
+    int n;                   /* tokens */
+    const int32_t *token;    /* (n) */
+    const int32_t *pos;      /* (n) position in its sequence */
+    const int32_t *seq;      /* (n) index into seqs */
+    const bool *want_logits; /* (n); logits rows come out in token order */
     int n_seqs;
-    const model_seq *seqs;      /* (n_seqs) */
+    const model_seq *seqs; /* (n_seqs) */
 } model_batch;
 
 typedef struct model model; /* opaque */

@@ -13,7 +13,8 @@ static void each_weight(model *m, void (*fn)(model_w *w, void *ctx), void *ctx)
     for (int l = 0; l < m->hp.n_layers; l++) {
         model_layer *ly = &m->layers[l];
         model_w *ws[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) fn(ws[i], ctx);
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            fn(ws[i], ctx);
     }
     fn(&m->output, ctx);
 }
@@ -45,8 +46,10 @@ int model_pack(model *m, kl_err *err)
     if (!total) return 0;
     void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
-        return kl_errf(err, KL_ENOMEM, "model: cannot allocate %zu MiB for the packed weights "
-                       "(KILN_NO_REPACK=1 runs on the file's own layout)", total >> 20);
+        return kl_errf(err, KL_ENOMEM,
+                       "model: cannot allocate %zu MiB for the packed weights "
+                       "(KILN_NO_REPACK=1 runs on the file's own layout)",
+                       total >> 20);
     madvise(p, total, MADV_HUGEPAGE);
     kl_workers *wk = kl_workers_create(m->opts.n_workers);
     pack_ctx c = {wk, p};

@@ -61,8 +61,7 @@ int model_quantize(const char *in_path, const char *out_path, kl_dtype type, kl_
         size_t out_rb = kl_dtype_row_bytes(to, t->ne[0]);
         int64_t rows = (int64_t)(t->nbytes / in_rb);
         for (int64_t r = 0; r < rows; r++) {
-            kl_dequantize_row(t->type, (const uint8_t *)t->data + (size_t)r * in_rb, row,
-                              t->ne[0]);
+            kl_dequantize_row(t->type, (const uint8_t *)t->data + (size_t)r * in_rb, row, t->ne[0]);
             kl_quantize_row(to, row, q, t->ne[0]);
             if (gguf_writer_write(w, q, out_rb)) break;
         }

@@ -9,15 +9,17 @@
 #define SP "\xe2\x96\x81" /* U+2581, SentencePiece's space */
 
 static const char *const words[] = {
-    "the", "a", "and", "to", "of", "was", "he", "she", "it", "in", "is", "that", "they", "her",
-    "his", "with", "you", "for", "on", "said", "had", "day", "one", "there", "big", "little",
-    "but", "so", "not", "be", "at", "all", "very", "we", "happy", "play", "time", "mom", "up",
-    "saw", "friend", "went", "were", "what", "can", "do", "have", "this", "are", "from", "an",
-    "or", "by", "as", "will", "my", "me", "no", "yes", "go", "out", "like", "when", "him",
-    "them", "then", "did", "get", "see", "come", "would", "could", "about", "into", "over",
-    "after", "good", "new", "old", "make", "made", "know", "want", "look", "find", "home",
-    "tree", "dog", "cat", "ball", "sun", "red", "blue", "once", "upon", "named", "girl", "boy",
-    "park", "loved", "asked", "help", "because", "some", "other", "more", "how", "too",
+    "the",    "a",     "and",     "to",    "of",    "was",    "he",   "she",  "it",   "in",
+    "is",     "that",  "they",    "her",   "his",   "with",   "you",  "for",  "on",   "said",
+    "had",    "day",   "one",     "there", "big",   "little", "but",  "so",   "not",  "be",
+    "at",     "all",   "very",    "we",    "happy", "play",   "time", "mom",  "up",   "saw",
+    "friend", "went",  "were",    "what",  "can",   "do",     "have", "this", "are",  "from",
+    "an",     "or",    "by",      "as",    "will",  "my",     "me",   "no",   "yes",  "go",
+    "out",    "like",  "when",    "him",   "them",  "then",   "did",  "get",  "see",  "come",
+    "would",  "could", "about",   "into",  "over",  "after",  "good", "new",  "old",  "make",
+    "made",   "know",  "want",    "look",  "find",  "home",   "tree", "dog",  "cat",  "ball",
+    "sun",    "red",   "blue",    "once",  "upon",  "named",  "girl", "boy",  "park", "loved",
+    "asked",  "help",  "because", "some",  "other", "more",   "how",  "too",
 };
 
 /* Writes the k-th string of `len` lowercase letters (base 26, most significant first). */
@@ -62,8 +64,10 @@ int vocab_synth_write(gguf_writer *w, int n)
     int len = 2; /* enumerated strings start at two letters */
     long k = 0, stage = 0;
     while (i < n) {
-        if (stage < (long)nw) snprintf(piece, sizeof piece, SP "%s", words[stage++]);
-        else if (stage == (long)nw) snprintf(piece, sizeof piece, SP), stage++;
+        if (stage < (long)nw)
+            snprintf(piece, sizeof piece, SP "%s", words[stage++]);
+        else if (stage == (long)nw)
+            snprintf(piece, sizeof piece, SP), stage++;
         else if (stage < (long)(nw + 1 + ns)) {
             char c = singles[stage - (long)nw - 1];
             snprintf(piece, sizeof piece, "%c", c);

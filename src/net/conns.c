@@ -22,12 +22,16 @@ struct net_conns {
     int n, cap;
 };
 
-net_conns *net_conns_new(void) { return calloc(1, sizeof(net_conns)); }
+net_conns *net_conns_new(void)
+{
+    return calloc(1, sizeof(net_conns));
+}
 
 void net_conns_free(net_conns *t)
 {
     if (!t) return;
-    for (int i = 0; i < t->n; i++) bufferevent_decref(t->v[i].bev);
+    for (int i = 0; i < t->n; i++)
+        bufferevent_decref(t->v[i].bev);
     free(t->v);
     free(t);
 }
@@ -99,7 +103,8 @@ void net_conns_sweep(net_conns *t, double timeout_s)
             continue;
         }
         if (!k->busy && !k->shut && now - k->last > timeout_s) {
-            shutdown(bufferevent_getfd(k->bev), SHUT_RDWR); /* libevent reads EOF and frees the connection */
+            shutdown(bufferevent_getfd(k->bev),
+                     SHUT_RDWR); /* libevent reads EOF and frees the connection */
             k->shut = true;
         }
         i++;

@@ -36,7 +36,8 @@ json_t *srv_json_text(const char *s, size_t len)
     size_t k = 0;
     for (size_t i = 0; i < len;) {
         utf8proc_int32_t cp;
-        utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
+        utf8proc_ssize_t n =
+            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
         if (n <= 0 || cp == 0) {
             memcpy(o + k, "\xEF\xBF\xBD", 3);
             k += 3;
@@ -55,11 +56,16 @@ json_t *srv_json_text(const char *s, size_t len)
 static const char *finish_name(int f)
 {
     switch (f) {
-    case ENGINE_FINISH_STOP: return "stop";
-    case ENGINE_FINISH_LENGTH: return "length";
-    case ENGINE_FINISH_ABORT: return "abort";
-    case ENGINE_FINISH_ERROR: return "error";
-    default: return NULL;
+    case ENGINE_FINISH_STOP:
+        return "stop";
+    case ENGINE_FINISH_LENGTH:
+        return "length";
+    case ENGINE_FINISH_ABORT:
+        return "abort";
+    case ENGINE_FINISH_ERROR:
+        return "error";
+    default:
+        return NULL;
     }
 }
 
@@ -89,8 +95,10 @@ static void on_engine_event(void *ctx, const engine_event *ev)
     e->ev.n_top = ev->top ? nt : 0;
     e->ev.top = e->top;
     pthread_mutex_lock(&s->mu);
-    if (s->q_tail) s->q_tail->next = e;
-    else s->q_head = e;
+    if (s->q_tail)
+        s->q_tail->next = e;
+    else
+        s->q_head = e;
     s->q_tail = e;
     pthread_mutex_unlock(&s->mu);
     event_active(s->wake, EV_READ, 0);
@@ -122,8 +130,10 @@ static void call_free(srv_call *c)
 {
     srv *s = c->s;
     take_req(c);
-    if (c->prev) c->prev->next = c->next;
-    else if (s->calls == c) s->calls = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (s->calls == c)
+        s->calls = c->next;
     if (c->next) c->next->prev = c->prev;
     s->n_calls--;
     for (int i = 0; i < SRV_MAX_PROMPTS; i++)
@@ -155,8 +165,9 @@ static void on_client_close(struct evhttp_connection *conn, void *arg)
 static json_t *chunk_base(const srv_call *c)
 {
     return json_pack("{s:s, s:s, s:I, s:s}", "id", c->id, "object",
-                     c->r.kind == SRV_CHAT ? (c->r.stream ? "chat.completion.chunk" : "chat.completion")
-                                           : "text_completion",
+                     c->r.kind == SRV_CHAT
+                         ? (c->r.stream ? "chat.completion.chunk" : "chat.completion")
+                         : "text_completion",
                      "created", (json_int_t)c->created, "model", c->s->name);
 }
 
@@ -211,8 +222,10 @@ static void lp_add(srv_call *c, json_t *lp, const engine_event *ev, size_t text_
     if (pl > sizeof piece) pl = sizeof piece;
     if (c->r.kind == SRV_COMPLETIONS) {
         json_array_append_new(json_object_get(lp, "tokens"), srv_json_text(piece, pl));
-        json_array_append_new(json_object_get(lp, "token_logprobs"), json_real((double)ev->logprob));
-        json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)text_off));
+        json_array_append_new(json_object_get(lp, "token_logprobs"),
+                              json_real((double)ev->logprob));
+        json_array_append_new(json_object_get(lp, "text_offset"),
+                              json_integer((json_int_t)text_off));
         json_t *top = json_object();
         for (int i = 0; i < ev->n_top; i++) {
             char tp[256];
@@ -222,7 +235,8 @@ static void lp_add(srv_call *c, json_t *lp, const engine_event *ev, size_t text_
             json_object_set_new(top, json_string_value(key), json_real((double)ev->top[i].logprob));
             json_decref(key);
         }
-        json_array_append_new(json_object_get(lp, "top_logprobs"), c->r.logprobs > 0 ? top : json_null());
+        json_array_append_new(json_object_get(lp, "top_logprobs"),
+                              c->r.logprobs > 0 ? top : json_null());
         if (c->r.logprobs <= 0) json_decref(top);
         return;
     }
@@ -310,8 +324,9 @@ static void send_final_json(srv_call *c, struct evhttp_request *req)
         const char *t = len ? (const char *)evbuffer_pullup(ch->text, -1) : "";
         json_t *o = json_pack("{s:i}", "index", i);
         if (c->r.kind == SRV_CHAT)
-            json_object_set_new(o, "message", json_pack("{s:s, s:o}", "role", "assistant",
-                                                        "content", srv_json_text(t, len)));
+            json_object_set_new(
+                o, "message",
+                json_pack("{s:s, s:o}", "role", "assistant", "content", srv_json_text(t, len)));
         else
             json_object_set_new(o, "text", srv_json_text(t, len));
         json_object_set_new(o, "logprobs", lp_wrap(c, json_incref(ch->lp)));
@@ -456,7 +471,8 @@ static void reply_now(srv *s, srv_call *c, const srv_error *e)
     struct evhttp_request *req = take_req(c);
     c->status = e->status;
     if (req) srv_send_error(s, req, e);
-    kl_info("serve: request id=%s model=%s status=%d error=\"%s\"", c->id, s->name, e->status, e->msg);
+    kl_info("serve: request id=%s model=%s status=%d error=\"%s\"", c->id, s->name, e->status,
+            e->msg);
 }
 
 void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
@@ -525,9 +541,14 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
             }
             goto fail;
         }
-        engine_request er = {.prompt = c->r.prompts[k].ids, .n_prompt = c->r.prompts[k].n_ids,
-                             .n = c->r.n, .sp = c->r.sp, .priority = c->r.priority,
-                             .cache_salt = c->r.cache_salt, .on_event = on_engine_event, .ctx = sub};
+        engine_request er = {.prompt = c->r.prompts[k].ids,
+                             .n_prompt = c->r.prompts[k].n_ids,
+                             .n = c->r.n,
+                             .sp = c->r.sp,
+                             .priority = c->r.priority,
+                             .cache_salt = c->r.cache_salt,
+                             .on_event = on_engine_event,
+                             .ctx = sub};
         kl_err err = {0};
         int rc = engine_submit(s->eng, &er, &sub->eng_id, &err);
         if (rc) {
@@ -538,7 +559,8 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
                 char param[64];
                 size_t pl = strcspn(err.msg, ":");
                 snprintf(param, sizeof param, "%.*s", (int)(pl < 63 ? pl : 63), err.msg);
-                srv_fail(&e, 400, strchr(err.msg, ':') && !strchr(param, ' ') ? param : "", "%s", err.msg);
+                srv_fail(&e, 400, strchr(err.msg, ':') && !strchr(param, ' ') ? param : "", "%s",
+                         err.msg);
             } else {
                 srv_fail(&e, 503, "", "%s", err.msg);
                 e.type = "service_unavailable";

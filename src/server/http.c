@@ -22,7 +22,6 @@
 #include "base/clock.h"
 #include "base/log.h"
 
-
 void srv_opts_defaults(srv_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -61,7 +60,8 @@ void srv_send_error(srv *s, struct evhttp_request *req, const srv_error *e)
     json_t *err = json_object();
     json_object_set_new(err, "message", srv_json_text(e->msg, strlen(e->msg)));
     json_object_set_new(err, "type", json_string(e->type ? e->type : "invalid_request_error"));
-    json_object_set_new(err, "param", e->param[0] ? srv_json_text(e->param, strlen(e->param)) : json_null());
+    json_object_set_new(err, "param",
+                        e->param[0] ? srv_json_text(e->param, strlen(e->param)) : json_null());
     json_object_set_new(err, "code", json_integer(e->status));
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     if (e->status == 429 || e->status == 503) evhttp_add_header(h, "Retry-After", "1");
@@ -95,9 +95,12 @@ static bool authorized(const srv *s, struct evhttp_request *req)
 static void handle_health(srv *s, struct evhttp_request *req)
 {
     int st = atomic_load(&s->load_state);
-    const char *what = s->draining ? "draining" : st == SRV_READY ? "ok"
-                                                : st == SRV_LOADING ? "loading" : "failed";
-    srv_send_json(s, req, st == SRV_READY && !s->draining ? 200 : 503, json_pack("{s:s}", "status", what));
+    const char *what = s->draining         ? "draining"
+                       : st == SRV_READY   ? "ok"
+                       : st == SRV_LOADING ? "loading"
+                                           : "failed";
+    srv_send_json(s, req, st == SRV_READY && !s->draining ? 200 : 503,
+                  json_pack("{s:s}", "status", what));
 }
 
 static void handle_models(srv *s, struct evhttp_request *req)
@@ -131,8 +134,9 @@ static void handle_tokenize(srv *s, struct evhttp_request *req)
         json_t *ids = json_array();
         for (int i = 0; i < r.prompts[0].n_ids; i++)
             json_array_append_new(ids, json_integer(r.prompts[0].ids[i]));
-        srv_send_json(s, req, 200, json_pack("{s:o, s:i, s:i}", "tokens", ids, "count",
-                                             r.prompts[0].n_ids, "max_model_len", s->n_ctx));
+        srv_send_json(s, req, 200,
+                      json_pack("{s:o, s:i, s:i}", "tokens", ids, "count", r.prompts[0].n_ids,
+                                "max_model_len", s->n_ctx));
         srv_req_free(&r);
         return;
     }
@@ -207,26 +211,44 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     if (routes[r].auth && !authorized(s, req)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
-        send_err(s, req, 401, "authentication_error", "", "a valid API key is required "
+        send_err(s, req, 401, "authentication_error", "",
+                 "a valid API key is required "
                  "(Authorization: Bearer KEY)");
         return;
     }
     int st = atomic_load(&s->load_state);
     if (routes[r].needs_model && (st != SRV_READY || s->draining)) {
         send_err(s, req, 503, "service_unavailable", "",
-                 s->draining ? "the server is shutting down" : st == SRV_LOADING
-                     ? "the model is loading; try again shortly" : "the model failed to load");
+                 s->draining         ? "the server is shutting down"
+                 : st == SRV_LOADING ? "the model is loading; try again shortly"
+                                     : "the model failed to load");
         return;
     }
     switch (routes[r].id) {
-    case R_HEALTH: handle_health(s, req); break;
-    case R_METRICS: srv_metrics_handle(s, req); break;
-    case R_VERSION: srv_send_json(s, req, 200, json_pack("{s:s}", "version", "kiln 0.1.0")); break;
-    case R_MODELS: handle_models(s, req); break;
-    case R_COMPL: srv_gen_handle(s, req, SRV_COMPLETIONS); break;
-    case R_CHAT: srv_gen_handle(s, req, SRV_CHAT); break;
-    case R_TOKENIZE: handle_tokenize(s, req); break;
-    case R_DETOKENIZE: handle_detokenize(s, req); break;
+    case R_HEALTH:
+        handle_health(s, req);
+        break;
+    case R_METRICS:
+        srv_metrics_handle(s, req);
+        break;
+    case R_VERSION:
+        srv_send_json(s, req, 200, json_pack("{s:s}", "version", "kiln 0.1.0"));
+        break;
+    case R_MODELS:
+        handle_models(s, req);
+        break;
+    case R_COMPL:
+        srv_gen_handle(s, req, SRV_COMPLETIONS);
+        break;
+    case R_CHAT:
+        srv_gen_handle(s, req, SRV_CHAT);
+        break;
+    case R_TOKENIZE:
+        handle_tokenize(s, req);
+        break;
+    case R_DETOKENIZE:
+        handle_detokenize(s, req);
+        break;
     }
 }
 
@@ -236,9 +258,9 @@ static void log_ready(srv *s)
     engine_stats_get(s->eng, &es);
     const model_hparams *hp = model_hparams_of(s->m);
     kl_info("serve: ready model=%s path=%s%s arch=%s layers=%d ctx=%d kv_blocks=%d block_tokens=%d "
-            "kv_tokens=%lld chat_template=%s listening=http://%s:%d", s->name, s->model_path,
-            s->synthetic ? " (synthetic)" : "", hp->arch, hp->n_layers, s->n_ctx,
-            (int)es.kv_blocks_total, es.block_tokens,
+            "kv_tokens=%lld chat_template=%s listening=http://%s:%d",
+            s->name, s->model_path, s->synthetic ? " (synthetic)" : "", hp->arch, hp->n_layers,
+            s->n_ctx, (int)es.kv_blocks_total, es.block_tokens,
             (long long)es.kv_blocks_total * es.block_tokens, chat_tmpl_name(s->tmpl), s->o.host,
             s->port);
     if (s->synthetic)
@@ -280,8 +302,9 @@ static int count_conns(const srv *s)
         struct sockaddr_storage a;
         socklen_t l = sizeof a;
         if (getsockname(fd, (struct sockaddr *)&a, &l)) continue;
-        int port = a.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&a)->sin_port)
-                   : a.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&a)->sin6_port) : -1;
+        int port = a.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&a)->sin_port)
+                   : a.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&a)->sin6_port)
+                                             : -1;
         l = sizeof a;
         if (port == s->port && !getpeername(fd, (struct sockaddr *)&a, &l)) n++;
     }
@@ -369,7 +392,7 @@ static void srv_free(srv *s)
     if (s->loader_started) pthread_join(s->loader, NULL);
     engine_destroy(s->eng); /* every request still running gets its last (abort) event */
     s->eng = NULL;
-    srv_gen_free_all(s);     /* detaches requests from their connections first */
+    srv_gen_free_all(s); /* detaches requests from their connections first */
     if (s->http) evhttp_free(s->http);
     net_conns_free(s->tracked);
     if (s->wake) event_free(s->wake);
@@ -406,8 +429,8 @@ int srv_run(const srv_opts *o, kl_err *err)
     evhttp_set_max_headers_size(s->http, 64 * 1024);
     evhttp_set_timeout(s->http, o->timeout_s);
     evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-                                        EVHTTP_REQ_PATCH);
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(s->http, on_request, s);
     evhttp_set_bevcb(s->http, on_new_conn, s);
     s->sock = evhttp_bind_socket_with_handle(s->http, o->host, (unsigned short)o->port);

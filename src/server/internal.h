@@ -41,9 +41,9 @@ typedef struct srv_metrics {
 typedef struct srv_ev {
     struct srv_ev *next;
     struct srv_sub *sub;
-    engine_event ev;          /* text and top point into this struct */
+    engine_event ev; /* text and top point into this struct */
     engine_logprob top[ENGINE_MAX_LOGPROBS];
-    char text[];              /* (ev.text_len + 1) */
+    char text[]; /* (ev.text_len + 1) */
 } srv_ev;
 
 typedef struct srv_call srv_call;
@@ -51,19 +51,19 @@ typedef struct srv_call srv_call;
 /* One engine request (a completions request with a list of prompts makes several). */
 typedef struct srv_sub {
     srv_call *call;
-    int k;                    /* prompt index */
+    int k; /* prompt index */
     uint64_t eng_id;
-    bool live;                /* submitted and its last event not seen yet */
-    bool queue_seen;          /* its queue time is in the histogram */
-    struct srv_ev *spare;     /* carries the last event if copying it fails for want of memory */
+    bool live;            /* submitted and its last event not seen yet */
+    bool queue_seen;      /* its queue time is in the histogram */
+    struct srv_ev *spare; /* carries the last event if copying it fails for want of memory */
     int prompt_tokens, completion_tokens, cached_tokens;
 } srv_sub;
 
 typedef struct srv_choice {
-    struct evbuffer *text;    /* non-streaming: the text so far */
-    json_t *lp;               /* logprobs: completions {tokens, ...}; chat [content...] */
+    struct evbuffer *text; /* non-streaming: the text so far */
+    json_t *lp;            /* logprobs: completions {tokens, ...}; chat [content...] */
     size_t text_off;
-    int finish;               /* engine_finish */
+    int finish; /* engine_finish */
     int n_tokens;
 } srv_choice;
 
@@ -71,7 +71,7 @@ typedef struct srv s_srv;
 
 struct srv_call {
     struct srv *s;
-    struct evhttp_request *req;   /* NULL once answered or the client went away */
+    struct evhttp_request *req; /* NULL once answered or the client went away */
     struct evhttp_connection *conn;
     srv_req r;
     char id[48];
@@ -80,9 +80,9 @@ struct srv_call {
     srv_sub sub[SRV_MAX_PROMPTS];
     int n_choices;
     srv_choice ch[SRV_MAX_CHOICES];
-    bool started;                 /* streaming: headers sent */
-    bool gone;                    /* the client went away: aborted */
-    bool failed;                  /* answered with an error already */
+    bool started; /* streaming: headers sent */
+    bool gone;    /* the client went away: aborted */
+    bool failed;  /* answered with an error already */
     int status;
     double t0, t_submit, t_first, t_last;
     srv_call *prev, *next;
@@ -109,8 +109,8 @@ typedef struct srv {
     _Atomic int load_state;
     kl_err load_err;
     int exit_code;
-    int n_conns;               /* client connections: counted at accept, recounted each tick */
-    net_conns *tracked;        /* every accepted connection, for the --timeout deadline */
+    int n_conns;        /* client connections: counted at accept, recounted each tick */
+    net_conns *tracked; /* every accepted connection, for the --timeout deadline */
     bool conns_dirty, accept_paused;
     bool draining, aborted_all;
     double drain_deadline;

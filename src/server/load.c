@@ -19,9 +19,12 @@ static int default_model(srv *s, kl_err *err)
 {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     char dir[900];
-    if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/kiln", xdg);
-    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/kiln", home);
-    else snprintf(dir, sizeof dir, "/tmp/kiln-cache");
+    if (xdg && *xdg)
+        snprintf(dir, sizeof dir, "%s/kiln", xdg);
+    else if (home && *home)
+        snprintf(dir, sizeof dir, "%s/.cache/kiln", home);
+    else
+        snprintf(dir, sizeof dir, "/tmp/kiln-cache");
     snprintf(s->model_path, sizeof s->model_path, "%s/default.gguf", dir);
     s->synthetic = true;
     struct stat st;
@@ -44,7 +47,8 @@ static int default_model(srv *s, kl_err *err)
     int rc = model_make(&mo, tmp, err);
     if (!rc && rename(tmp, s->model_path)) {
         remove(tmp);
-        rc = kl_errf(err, KL_EIO, "%s: cannot rename the synthetic model into place", s->model_path);
+        rc =
+            kl_errf(err, KL_EIO, "%s: cannot rename the synthetic model into place", s->model_path);
     }
     return rc;
 }
@@ -54,10 +58,12 @@ void *srv_load_main(void *arg)
     srv *s = arg;
     kl_err err = {0};
     int rc = 0;
-    if (!s->o.model_path) rc = default_model(s, &err);
+    if (!s->o.model_path)
+        rc = default_model(s, &err);
     else if (strlen(s->o.model_path) >= sizeof s->model_path)
         rc = kl_errf(&err, KL_EINVAL, "-m: the path is too long");
-    else snprintf(s->model_path, sizeof s->model_path, "%s", s->o.model_path);
+    else
+        snprintf(s->model_path, sizeof s->model_path, "%s", s->o.model_path);
     if (!rc) rc = gguf_open(&s->f, s->model_path, &err);
     if (!rc) rc = tok_load(&s->tk, s->f, &err);
     model_opts mo = {.max_batch_tokens = s->o.max_batch_tokens > 0 ? s->o.max_batch_tokens : 512,
@@ -69,7 +75,8 @@ void *srv_load_main(void *arg)
     if (!rc) rc = model_load(&s->m, s->f, &mo, &err);
     if (!rc) {
         rc = chat_tmpl_for_model(&s->tmpl, s->f, s->o.chat_template, &err);
-        if (rc && !s->o.chat_template) { /* the model's own template is unusable: say so, use chatml */
+        if (rc &&
+            !s->o.chat_template) { /* the model's own template is unusable: say so, use chatml */
             kl_warn("serve: %s; chat requests use chatml", err.msg);
             rc = chat_tmpl_for_model(&s->tmpl, NULL, "chatml", &err);
         }
@@ -105,7 +112,8 @@ void *srv_load_main(void *arg)
     }
     if (rc && s->synthetic) { /* a cached file from an older Kiln: say how to remake it */
         char msg[sizeof err.msg];
-        snprintf(msg, sizeof msg, "%.400s (delete the cached synthetic model to remake it)", err.msg);
+        snprintf(msg, sizeof msg, "%.400s (delete the cached synthetic model to remake it)",
+                 err.msg);
         snprintf(err.msg, sizeof err.msg, "%s", msg);
     }
     if (rc) s->load_err = err;

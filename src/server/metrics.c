@@ -10,13 +10,13 @@
 #include <string.h>
 
 /* vLLM's bucket bounds (seconds). */
-static const double ttft_le[SRV_TTFT_B] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,
-                                           0.25,  0.5,   0.75, 1.0,  2.5,  5.0,  7.5,  10.0,
+static const double ttft_le[SRV_TTFT_B] = {0.001, 0.005, 0.01, 0.02,  0.04,  0.06,  0.08, 0.1,
+                                           0.25,  0.5,   0.75, 1.0,   2.5,   5.0,   7.5,  10.0,
                                            20.0,  40.0,  80.0, 160.0, 640.0, 2560.0};
-static const double itl_le[SRV_ITL_B] = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
+static const double itl_le[SRV_ITL_B] = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,  0.3,  0.4, 0.5,
                                          0.75, 1.0,   2.5,  5.0,   7.5, 10.0, 20.0, 40.0, 80.0};
-static const double e2e_le[SRV_E2E_B] = {0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,
-                                         5.0,  10.0, 15.0, 20.0, 30.0,  40.0,  50.0,
+static const double e2e_le[SRV_E2E_B] = {0.3,  0.5,   0.8,   1.0,   1.5,   2.0,    2.5,
+                                         5.0,  10.0,  15.0,  20.0,  30.0,  40.0,   50.0,
                                          60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 
 void srv_metrics_init(srv_metrics *m)
@@ -77,18 +77,25 @@ void srv_metrics_handle(srv *s, struct evhttp_request *req)
     for (const char *p = ready ? s->name : "loading"; *p && k + 1 < sizeof m; p++)
         m[k++] = (*p == '"' || *p == '\\' || *p == '\n') ? '_' : *p;
     m[k] = 0;
-    gauge(b, "gauge", "vllm:num_requests_running", "Requests in model execution batches.", m, es.running);
-    gauge(b, "gauge", "vllm:num_requests_waiting", "Requests waiting to be processed.", m, es.waiting);
+    gauge(b, "gauge", "vllm:num_requests_running", "Requests in model execution batches.", m,
+          es.running);
+    gauge(b, "gauge", "vllm:num_requests_waiting", "Requests waiting to be processed.", m,
+          es.waiting);
     gauge(b, "gauge", "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", m,
           es.kv_blocks_total ? (double)es.kv_blocks_used / es.kv_blocks_total : 0.0);
-    evbuffer_add_printf(b, "# HELP vllm:cache_config_info Information of the KV cache config.\n"
-                           "# TYPE vllm:cache_config_info gauge\n"
-                           "vllm:cache_config_info{block_size=\"%d\",num_gpu_blocks=\"%d\","
-                           "cache_dtype=\"%s\",model_name=\"%s\"} 1\n",
+    evbuffer_add_printf(b,
+                        "# HELP vllm:cache_config_info Information of the KV cache config.\n"
+                        "# TYPE vllm:cache_config_info gauge\n"
+                        "vllm:cache_config_info{block_size=\"%d\",num_gpu_blocks=\"%d\","
+                        "cache_dtype=\"%s\",model_name=\"%s\"} 1\n",
                         es.block_tokens, (int)es.kv_blocks_total,
-                        s->o.kv_type == KL_F32 ? "f32" : s->o.kv_type == KL_Q8_0 ? "q8_0" : "f16", m);
+                        s->o.kv_type == KL_F32    ? "f32"
+                        : s->o.kv_type == KL_Q8_0 ? "q8_0"
+                                                  : "f16",
+                        m);
     gauge(b, "counter", "vllm:prefix_cache_queries_total",
-          "Prefix cache queries, in terms of number of queried tokens.", m, (double)es.prefix_queries);
+          "Prefix cache queries, in terms of number of queried tokens.", m,
+          (double)es.prefix_queries);
     gauge(b, "counter", "vllm:prefix_cache_hits_total",
           "Prefix cache hits, in terms of number of cached tokens.", m, (double)es.prefix_hits);
     gauge(b, "counter", "vllm:num_preemptions_total", "Cumulative number of preemptions.", m,
@@ -97,18 +104,22 @@ void srv_metrics_handle(srv *s, struct evhttp_request *req)
           (double)es.prompt_tokens);
     gauge(b, "counter", "vllm:generation_tokens_total", "Number of generation tokens processed.", m,
           (double)es.generation_tokens);
-    gauge(b, "counter", "kiln:computed_tokens_total",
-          "Tokens run through the model (prefill chunks, recomputation after preemption, decoding).",
-          m, (double)es.computed_tokens);
+    gauge(
+        b, "counter", "kiln:computed_tokens_total",
+        "Tokens run through the model (prefill chunks, recomputation after preemption, decoding).",
+        m, (double)es.computed_tokens);
     static const char *const reasons[] = {"stop", "length", "abort", "error"};
     evbuffer_add_printf(b, "# HELP vllm:request_success_total Count of finished requests by "
                            "finished reason (one per choice).\n"
                            "# TYPE vllm:request_success_total counter\n");
     for (int i = 0; i < 4; i++)
-        evbuffer_add_printf(b, "vllm:request_success_total{finished_reason=\"%s\",model_name=\"%s\"} %llu\n",
-                            reasons[i], m, (unsigned long long)s->met.finished[i]);
-    hist_print(b, "vllm:time_to_first_token_seconds", "Time to first token in seconds.", &s->met.ttft, m);
-    hist_print(b, "vllm:inter_token_latency_seconds", "Inter-token latency in seconds.", &s->met.itl, m);
+        evbuffer_add_printf(
+            b, "vllm:request_success_total{finished_reason=\"%s\",model_name=\"%s\"} %llu\n",
+            reasons[i], m, (unsigned long long)s->met.finished[i]);
+    hist_print(b, "vllm:time_to_first_token_seconds", "Time to first token in seconds.",
+               &s->met.ttft, m);
+    hist_print(b, "vllm:inter_token_latency_seconds", "Inter-token latency in seconds.",
+               &s->met.itl, m);
     hist_print(b, "vllm:e2e_request_latency_seconds", "End to end request latency in seconds.",
                &s->met.e2e, m);
     hist_print(b, "vllm:request_queue_time_seconds",
@@ -119,12 +130,16 @@ void srv_metrics_handle(srv *s, struct evhttp_request *req)
     for (int i = 1; i <= 5; i++)
         evbuffer_add_printf(b, "kiln:http_responses_total{code=\"%dxx\",model_name=\"%s\"} %llu\n",
                             i, m, (unsigned long long)s->met.http[i]);
-    evbuffer_add_printf(b, "# HELP kiln:requests_in_flight HTTP generation requests in flight.\n"
-                           "# TYPE kiln:requests_in_flight gauge\nkiln:requests_in_flight{model_name=\"%s\"} %d\n",
-                        m, s->n_calls);
-    evbuffer_add_printf(b, "# HELP kiln:http_connections Open client connections (as of the last count).\n"
-                           "# TYPE kiln:http_connections gauge\nkiln:http_connections{model_name=\"%s\"} %d\n",
-                        m, s->n_conns);
+    evbuffer_add_printf(
+        b,
+        "# HELP kiln:requests_in_flight HTTP generation requests in flight.\n"
+        "# TYPE kiln:requests_in_flight gauge\nkiln:requests_in_flight{model_name=\"%s\"} %d\n",
+        m, s->n_calls);
+    evbuffer_add_printf(
+        b,
+        "# HELP kiln:http_connections Open client connections (as of the last count).\n"
+        "# TYPE kiln:http_connections gauge\nkiln:http_connections{model_name=\"%s\"} %d\n",
+        m, s->n_conns);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, 200, NULL, b);

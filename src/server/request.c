@@ -13,8 +13,9 @@
 int srv_fail(srv_error *e, int status, const char *param, const char *fmt, ...)
 {
     e->status = status;
-    e->type = status == 404 ? "not_found_error" : status == 413 ? "request_too_large"
-                                                                : "invalid_request_error";
+    e->type = status == 404   ? "not_found_error"
+              : status == 413 ? "request_too_large"
+                              : "invalid_request_error";
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
     va_list ap;
     va_start(ap, fmt);
@@ -72,7 +73,8 @@ static int get_int(const srv_req *r, const char *key, int64_t lo, int64_t hi, in
 }
 
 /* A finite number in [lo, hi]; same results as get_int. */
-static int get_num(const srv_req *r, const char *key, double lo, double hi, float *out, srv_error *e)
+static int get_num(const srv_req *r, const char *key, double lo, double hi, float *out,
+                   srv_error *e)
 {
     json_t *v = member(r, key);
     if (!v) return 0;
@@ -153,15 +155,17 @@ static int parse_prompt(srv_req *r, int n_vocab, srv_error *e)
         return 0;
     }
     if (!json_is_array(p) || !json_array_size(p))
-        return srv_fail(e, 400, "prompt", "prompt: must be a string, a list of strings, a list of "
-                                          "token ids or a list of lists of token ids (non-empty)");
+        return srv_fail(e, 400, "prompt",
+                        "prompt: must be a string, a list of strings, a list of "
+                        "token ids or a list of lists of token ids (non-empty)");
     json_t *first = json_array_get(p, 0);
     if (json_is_integer(first)) {
         r->n_prompts = 1;
         return parse_ids(p, n_vocab, "prompt", &r->prompts[0].ids, &r->prompts[0].n_ids, e);
     }
     if (json_array_size(p) > SRV_MAX_PROMPTS)
-        return srv_fail(e, 400, "prompt", "prompt: at most %d prompts per request", SRV_MAX_PROMPTS);
+        return srv_fail(e, 400, "prompt", "prompt: at most %d prompts per request",
+                        SRV_MAX_PROMPTS);
     for (size_t i = 0; i < json_array_size(p); i++) {
         json_t *v = json_array_get(p, i);
         srv_prompt *sp = &r->prompts[r->n_prompts];
@@ -204,7 +208,8 @@ static int parse_content(srv_req *r, int i, json_t *c, srv_error *e)
         r->msgs[i].content = json_string_value(c);
         return 0;
     }
-    if (!json_is_array(c)) return srv_fail(e, 400, param, "%s: must be a string or a list of parts", param);
+    if (!json_is_array(c))
+        return srv_fail(e, 400, param, "%s: must be a string or a list of parts", param);
     size_t total = 1;
     for (size_t k = 0; k < json_array_size(c); k++) {
         json_t *part = json_array_get(c, k);
@@ -212,8 +217,9 @@ static int parse_content(srv_req *r, int i, json_t *c, srv_error *e)
         if (!json_is_object(part) || !json_is_string(type))
             return srv_fail(e, 400, param, "%s[%zu]: must be an object with a type", param, k);
         if (strcmp(json_string_value(type), "text"))
-            return srv_fail(e, 400, param, "%s[%zu]: content type '%s' is not supported (text only)",
-                            param, k, json_string_value(type));
+            return srv_fail(e, 400, param,
+                            "%s[%zu]: content type '%s' is not supported (text only)", param, k,
+                            json_string_value(type));
         if (!json_is_string(text))
             return srv_fail(e, 400, param, "%s[%zu].text: must be a string", param, k);
         total += json_string_length(text);
@@ -284,8 +290,10 @@ static int parse_stop(srv_req *r, int n_vocab, srv_error *e)
     json_t *ids = member(r, "stop_token_ids");
     if (ids) {
         if (!json_is_array(ids) || json_array_size(ids) > SRV_MAX_STOP_IDS)
-            return srv_fail(e, 400, "stop_token_ids", "stop_token_ids: must be a list of at most "
-                                                      "%d token ids", SRV_MAX_STOP_IDS);
+            return srv_fail(e, 400, "stop_token_ids",
+                            "stop_token_ids: must be a list of at most "
+                            "%d token ids",
+                            SRV_MAX_STOP_IDS);
         if (json_array_size(ids)) {
             if (parse_ids(ids, n_vocab, "stop_token_ids", &r->stop_ids, &r->sp.n_stop_ids, e))
                 return -1;
@@ -301,23 +309,27 @@ static int parse_logit_bias(srv_req *r, int n_vocab, srv_error *e)
     if (!b) return 0;
     if (!json_is_object(b)) return srv_fail(e, 400, "logit_bias", "logit_bias: must be an object");
     size_t k = json_object_size(b);
-    if (k > SRV_MAX_BIAS) return srv_fail(e, 400, "logit_bias", "logit_bias: at most %d entries", SRV_MAX_BIAS);
+    if (k > SRV_MAX_BIAS)
+        return srv_fail(e, 400, "logit_bias", "logit_bias: at most %d entries", SRV_MAX_BIAS);
     if (!k) return 0;
     r->bias_ids = malloc(sizeof *r->bias_ids * k);
     r->bias = malloc(sizeof *r->bias * k);
     if (!r->bias_ids || !r->bias) return srv_fail(e, 503, "logit_bias", "out of memory");
     const char *key;
     json_t *v;
-    json_object_foreach(b, key, v) {
+    json_object_foreach(b, key, v)
+    {
         char *end;
         errno = 0;
         long id = strtol(key, &end, 10);
-        if (!*key || *end || errno || key[0] == '-' || key[0] == '+' || key[0] == ' ' || id >= n_vocab)
-            return srv_fail(e, 400, "logit_bias", "logit_bias: key '%.40s' is not a token id in 0..%d",
-                            key, n_vocab - 1);
+        if (!*key || *end || errno || key[0] == '-' || key[0] == '+' || key[0] == ' ' ||
+            id >= n_vocab)
+            return srv_fail(e, 400, "logit_bias",
+                            "logit_bias: key '%.40s' is not a token id in 0..%d", key, n_vocab - 1);
         double d = json_is_number(v) ? json_number_value(v) : (double)NAN;
         if (!(d >= -100 && d <= 100))
-            return srv_fail(e, 400, "logit_bias", "logit_bias: values must be numbers in [-100, 100]");
+            return srv_fail(e, 400, "logit_bias",
+                            "logit_bias: values must be numbers in [-100, 100]");
         r->bias_ids[r->sp.n_logit_bias] = (int32_t)id;
         r->bias[r->sp.n_logit_bias++] = (float)d;
     }
@@ -350,7 +362,8 @@ static int parse_sampling(srv_req *r, int n_vocab, srv_error *e)
     if ((rc = get_int(r, "n", 1, SRV_MAX_N, &v, e)) < 0) return -1;
     if (rc) r->n = (int)v;
     if ((rc = get_int(r, "best_of", 1, SRV_MAX_N, &v, e)) < 0) return -1;
-    if (rc && v != r->n) return srv_fail(e, 400, "best_of", "best_of: only best_of = n is supported");
+    if (rc && v != r->n)
+        return srv_fail(e, 400, "best_of", "best_of: only best_of = n is supported");
     int64_t mt = 0;
     int has_mt = get_int(r, "max_tokens", 1, 1 << 24, &mt, e);
     if (has_mt < 0) return -1;
@@ -373,12 +386,15 @@ static int parse_sampling(srv_req *r, int n_vocab, srv_error *e)
     if (get_bool(r, "stream", &r->stream, e) < 0) return -1;
     json_t *so = member(r, "stream_options");
     if (so) {
-        if (!json_is_object(so)) return srv_fail(e, 400, "stream_options", "stream_options: must be an object");
+        if (!json_is_object(so))
+            return srv_fail(e, 400, "stream_options", "stream_options: must be an object");
         if (!r->stream)
-            return srv_fail(e, 400, "stream_options", "stream_options: only allowed with stream = true");
+            return srv_fail(e, 400, "stream_options",
+                            "stream_options: only allowed with stream = true");
         json_t *iu = json_object_get(so, "include_usage");
         if (iu && !json_is_null(iu) && !json_is_boolean(iu))
-            return srv_fail(e, 400, "stream_options", "stream_options.include_usage: must be a boolean");
+            return srv_fail(e, 400, "stream_options",
+                            "stream_options.include_usage: must be a boolean");
         r->include_usage = json_is_true(iu);
     }
     if (parse_stop(r, n_vocab, e)) return -1;
@@ -418,7 +434,8 @@ int srv_req_parse(srv_req *r, srv_kind kind, const char *body, size_t len, int n
         json_t *rf = member(r, "response_format");
         json_t *type = json_object_get(rf, "type");
         if (rf && (!json_is_string(type) || strcmp(json_string_value(type), "text"))) {
-            srv_fail(e, 400, "response_format", "response_format: only {\"type\": \"text\"} is supported");
+            srv_fail(e, 400, "response_format",
+                     "response_format: only {\"type\": \"text\"} is supported");
             goto fail;
         }
         r->n_prompts = 1;
@@ -476,7 +493,8 @@ int srv_detokenize_parse(srv_req *r, const char *body, size_t len, int n_vocab, 
         goto fail;
     }
     r->n_prompts = 1;
-    if (json_array_size(t) && parse_ids(t, n_vocab, "tokens", &r->prompts[0].ids, &r->prompts[0].n_ids, e))
+    if (json_array_size(t) &&
+        parse_ids(t, n_vocab, "tokens", &r->prompts[0].ids, &r->prompts[0].n_ids, e))
         goto fail;
     return 0;
 fail:
@@ -501,7 +519,8 @@ static int encode(srv_prompt *p, const tok *tk, const char *text, size_t len, un
 static int render_chat(srv_req *r, const tok *tk, const chat_tmpl *tmpl, srv_error *e)
 {
     int32_t bos = tok_bos(tk), eos = tok_eos(tk);
-    const char *bos_s = bos >= 0 ? tok_text(tk, bos) : "", *eos_s = eos >= 0 ? tok_text(tk, eos) : "";
+    const char *bos_s = bos >= 0 ? tok_text(tk, bos) : "",
+               *eos_s = eos >= 0 ? tok_text(tk, eos) : "";
     char *text = NULL;
     kl_err err = {0};
     int rc = chat_render(tmpl, r->msgs, r->n_msgs, true, bos_s, eos_s, &text, &err);
@@ -525,10 +544,11 @@ int srv_req_tokenize(srv_req *r, const tok *tk, const chat_tmpl *tmpl, int n_ctx
         }
         if (render_chat(r, tk, tmpl, e)) return -1;
     } else {
-        unsigned flags = TOK_PARSE_SPECIAL | (r->add_special && tok_wants_bos(tk) ? TOK_ADD_BOS : 0);
+        unsigned flags =
+            TOK_PARSE_SPECIAL | (r->add_special && tok_wants_bos(tk) ? TOK_ADD_BOS : 0);
         for (int i = 0; i < r->n_prompts; i++)
-            if (!r->prompts[i].ids && encode(&r->prompts[i], tk, r->prompts[i].text,
-                                             r->prompts[i].text_len, flags, e))
+            if (!r->prompts[i].ids &&
+                encode(&r->prompts[i], tk, r->prompts[i].text, r->prompts[i].text_len, flags, e))
                 return -1;
     }
     if (n_ctx <= 0) return 0; /* /tokenize: no context check */
@@ -539,7 +559,8 @@ int srv_req_tokenize(srv_req *r, const tok *tk, const chat_tmpl *tmpl, int n_ctx
         if (n >= n_ctx)
             return srv_fail(e, 400, what,
                             "This model's maximum context length is %d tokens. However, your %s "
-                            "has %d tokens (no room for any completion)", n_ctx, what, n);
+                            "has %d tokens (no room for any completion)",
+                            n_ctx, what, n);
         if (r->max_tokens_set && (int64_t)n + r->sp.max_tokens > n_ctx)
             return srv_fail(e, 400, "max_tokens",
                             "This model's maximum context length is %d tokens. However, you "

@@ -12,9 +12,9 @@
 #include "tok/chat.h"
 #include "tok/tok.h"
 
-#define SRV_MAX_N        16   /* choices per prompt */
-#define SRV_MAX_PROMPTS  16   /* prompts in one completions request */
-#define SRV_MAX_CHOICES  16   /* prompts x n */
+#define SRV_MAX_N        16 /* choices per prompt */
+#define SRV_MAX_PROMPTS  16 /* prompts in one completions request */
+#define SRV_MAX_CHOICES  16 /* prompts x n */
 #define SRV_MAX_MESSAGES 1024
 #define SRV_MAX_BIAS     1024
 #define SRV_MAX_STOP_IDS 64
@@ -22,39 +22,39 @@
 typedef enum srv_kind { SRV_COMPLETIONS, SRV_CHAT } srv_kind;
 
 typedef struct srv_error {
-    int status;         /* HTTP status: 400, 404, 413 ... */
-    const char *type;   /* OpenAI error type: "invalid_request_error" ... */
-    char param[64];     /* the parameter at fault, "" when none */
+    int status;       /* HTTP status: 400, 404, 413 ... */
+    const char *type; /* OpenAI error type: "invalid_request_error" ... */
+    char param[64];   /* the parameter at fault, "" when none */
     char msg[384];
 } srv_error;
 
 typedef struct srv_prompt {
-    const char *text;   /* borrowed from the JSON (NULL when given as token ids) */
+    const char *text; /* borrowed from the JSON (NULL when given as token ids) */
     size_t text_len;
-    int32_t *ids;       /* malloc'd: given ids, or filled by srv_req_tokenize */
+    int32_t *ids; /* malloc'd: given ids, or filled by srv_req_tokenize */
     int n_ids;
 } srv_prompt;
 
 typedef struct srv_req {
     srv_kind kind;
-    json_t *root;                 /* owns every borrowed string below */
-    const char *model;            /* NULL when not given */
+    json_t *root;      /* owns every borrowed string below */
+    const char *model; /* NULL when not given */
     int n_prompts;
     srv_prompt prompts[SRV_MAX_PROMPTS];
     int n_msgs;
-    chat_msg *msgs;               /* (n_msgs) malloc'd; contents of part arrays joined */
-    char **msg_bufs;              /* (n_msgs) malloc'd joined contents, or NULL */
-    int n;                        /* choices per prompt */
+    chat_msg *msgs;  /* (n_msgs) malloc'd; contents of part arrays joined */
+    char **msg_bufs; /* (n_msgs) malloc'd joined contents, or NULL */
+    int n;           /* choices per prompt */
     bool stream, include_usage, echo;
     bool max_tokens_set;
-    int logprobs;                 /* -1: none; else top N alternatives (chat: top_logprobs) */
-    engine_sampling sp;           /* stop strings borrowed from root */
-    int32_t *bias_ids;            /* (sp.n_logit_bias) */
+    int logprobs;       /* -1: none; else top N alternatives (chat: top_logprobs) */
+    engine_sampling sp; /* stop strings borrowed from root */
+    int32_t *bias_ids;  /* (sp.n_logit_bias) */
     float *bias;
-    int32_t *stop_ids;            /* (sp.n_stop_ids) */
+    int32_t *stop_ids; /* (sp.n_stop_ids) */
     int priority;
-    uint64_t cache_salt;          /* 0: none */
-    bool add_special;             /* /tokenize: add BOS (default true) */
+    uint64_t cache_salt; /* 0: none */
+    bool add_special;    /* /tokenize: add BOS (default true) */
 } srv_req;
 
 /* Parses and validates body[0..len) as a request of kind. Returns 0 with *r filled (free it

@@ -11,17 +11,17 @@
 #include "base/err.h"
 
 typedef struct srv_opts {
-    const char *model_path;    /* NULL: a small synthetic model, made once and cached */
-    const char *host;          /* default 127.0.0.1 */
-    int port;                  /* default 8080; 0: any free port (printed at start) */
-    int threads;               /* compute workers (0: cores) */
-    size_t kv_mem_bytes;       /* 0: engine default */
-    int block_size;            /* KV block tokens (default 16) */
-    kl_dtype kv_type;          /* default F16 */
+    const char *model_path; /* NULL: a small synthetic model, made once and cached */
+    const char *host;       /* default 127.0.0.1 */
+    int port;               /* default 8080; 0: any free port (printed at start) */
+    int threads;            /* compute workers (0: cores) */
+    size_t kv_mem_bytes;    /* 0: engine default */
+    int block_size;         /* KV block tokens (default 16) */
+    kl_dtype kv_type;       /* default F16 */
     int max_seqs, max_batch_tokens, max_queue, ctx; /* 0: engine/model defaults */
-    const char *api_key;       /* NULL: no authentication */
-    int drain_timeout_s;       /* default 30 */
-    const char *served_name;   /* NULL: the model file's base name */
+    const char *api_key;                            /* NULL: no authentication */
+    int drain_timeout_s;                            /* default 30 */
+    const char *served_name;                        /* NULL: the model file's base name */
     const char *chat_template; /* NULL: the model's own, else a built-in name or a file */
     size_t max_body;           /* request body bytes at most (default 4 MiB) */
     int timeout_s;             /* idle / slow-client timeout (default 60) */

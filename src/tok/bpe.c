@@ -15,7 +15,8 @@ static void bpe_try_pair(const tok *t, tok_out *o, int32_t left, int32_t right)
     const tok_pair *p = tok_pairmap_get(&t->merges, a, b);
     if (!p) return;
     tok_heap_push(o, (tok_heap_item){.key = (uint64_t)(uint32_t)p->rank << 32 | (uint32_t)left,
-                                     .right = right, .aux = b});
+                                     .right = right,
+                                     .aux = b});
 }
 
 /* Tokenizes the word s[0..len) (raw bytes) and appends its ids to o. Bytes whose stand-in is
@@ -25,7 +26,8 @@ void tok_bpe_word(const tok *t, const char *s, size_t len, tok_out *o)
     if (!len) return;
     if (t->pre.ignore_merges && tok_out_buf(o, 2 * len)) {
         size_t n = 0;
-        for (size_t i = 0; i < len; i++) n += tok_byte_to_utf8((uint8_t)s[i], o->buf + n);
+        for (size_t i = 0; i < len; i++)
+            n += tok_byte_to_utf8((uint8_t)s[i], o->buf + n);
         int32_t id = tok_map_find(t, o->buf, n);
         if (id >= 0) {
             tok_out_push(o, id);
@@ -43,10 +45,14 @@ void tok_bpe_word(const tok *t, const char *s, size_t len, tok_out *o)
     }
     int32_t n_sym = (int32_t)len;
     for (int32_t i = 0; i < n_sym; i++)
-        o->sym[i] = (tok_sym){.prev = i - 1, .next = i + 1 < n_sym ? i + 1 : -1,
-                              .off = (uint32_t)i, .len = 1, .id = t->byte_tok[(uint8_t)s[i]]};
+        o->sym[i] = (tok_sym){.prev = i - 1,
+                              .next = i + 1 < n_sym ? i + 1 : -1,
+                              .off = (uint32_t)i,
+                              .len = 1,
+                              .id = t->byte_tok[(uint8_t)s[i]]};
     o->heap_n = 0;
-    for (int32_t i = 1; i < n_sym; i++) bpe_try_pair(t, o, i - 1, i);
+    for (int32_t i = 1; i < n_sym; i++)
+        bpe_try_pair(t, o, i - 1, i);
 
     while (o->heap_n) {
         tok_heap_item it = tok_heap_pop(o);

@@ -54,10 +54,14 @@ size_t tok_utf8_decode(const char *s, size_t len, uint32_t *cp)
     }
     size_t n;
     uint32_t v, min;
-    if (c >= 0xc2 && c <= 0xdf) n = 2, v = c & 0x1f, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef) n = 3, v = c & 0x0f, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4) n = 4, v = c & 0x07, min = 0x10000;
-    else goto bad;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, v = c & 0x1f, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, v = c & 0x0f, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, v = c & 0x07, min = 0x10000;
+    else
+        goto bad;
     if (len < n) goto bad;
     for (size_t i = 1; i < n; i++) {
         if ((u[i] & 0xc0) != 0x80) goto bad;

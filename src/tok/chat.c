@@ -28,8 +28,11 @@ static int chat_probe(const chat_tmpl *t, kl_err *err)
     kl_err e = {0};
     char *out = NULL;
     bool raised = false;
-    jinja_input in = {.msgs = probe, .n_msgs = 4, .add_generation_prompt = true,
-                      .bos_token = "<s>", .eos_token = "</s>"};
+    jinja_input in = {.msgs = probe,
+                      .n_msgs = 4,
+                      .add_generation_prompt = true,
+                      .bos_token = "<s>",
+                      .eos_token = "</s>"};
     int rc = jinja_render(t->j, &in, NULL, &out, NULL, &raised, &e);
     if (rc == KL_EINVAL && raised) {
         in.msgs = probe + 1;
@@ -149,14 +152,17 @@ int chat_render_ex(const chat_tmpl *t, const chat_msg *msgs, int n, bool add_gen
         if (!msgs[i].role) return kl_errf(err, KL_EINVAL, "chat: message %d has no role", i);
     if (vars && !json_is_object(vars))
         return kl_errf(err, KL_EINVAL, "chat: template variables must be a JSON object");
-    jinja_input in = {.msgs = msgs, .n_msgs = n, .add_generation_prompt = add_generation_prompt,
-                      .bos_token = bos_token, .eos_token = eos_token, .vars = vars};
+    jinja_input in = {.msgs = msgs,
+                      .n_msgs = n,
+                      .add_generation_prompt = add_generation_prompt,
+                      .bos_token = bos_token,
+                      .eos_token = eos_token,
+                      .vars = vars};
     return jinja_render(t->j, &in, NULL, out, NULL, NULL, err);
 }
 
 int chat_render(const chat_tmpl *t, const chat_msg *msgs, int n, bool add_generation_prompt,
                 const char *bos_token, const char *eos_token, char **out, kl_err *err)
 {
-    return chat_render_ex(t, msgs, n, add_generation_prompt, bos_token, eos_token, NULL, out,
-                          err);
+    return chat_render_ex(t, msgs, n, add_generation_prompt, bos_token, eos_token, NULL, out, err);
 }

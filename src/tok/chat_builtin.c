@@ -592,35 +592,19 @@ static const char T_GEMMA2[] =
     " role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}{% if add_gen"
     "eration_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}";
 
-static const struct { const char *name; const char *src; } builtins[] = {
-    {"chatml", T_CHATML},
-    {"llama2", T_LLAMA2},
-    {"llama3", T_LLAMA3},
-    {"llama3.1", T_LLAMA3_1},
-    {"llama3.2", T_LLAMA3_2},
-    {"qwen2.5", T_QWEN2_5},
-    {"qwen3", T_QWEN3},
-    {"mistral", T_MISTRAL},
-    {"mistral-v0.1", T_MISTRAL_V0_1},
-    {"phi3", T_PHI3},
-    {"gemma", T_GEMMA},
-    {"gemma2", T_GEMMA2},
+static const struct {
+    const char *name;
+    const char *src;
+} builtins[] = {
+    {"chatml", T_CHATML},     {"llama2", T_LLAMA2},     {"llama3", T_LLAMA3},
+    {"llama3.1", T_LLAMA3_1}, {"llama3.2", T_LLAMA3_2}, {"qwen2.5", T_QWEN2_5},
+    {"qwen3", T_QWEN3},       {"mistral", T_MISTRAL},   {"mistral-v0.1", T_MISTRAL_V0_1},
+    {"phi3", T_PHI3},         {"gemma", T_GEMMA},       {"gemma2", T_GEMMA2},
 };
 
 const char *const chat_builtin_names[] = {
-    "chatml",
-    "llama2",
-    "llama3",
-    "llama3.1",
-    "llama3.2",
-    "qwen2.5",
-    "qwen3",
-    "mistral",
-    "mistral-v0.1",
-    "phi3",
-    "gemma",
-    "gemma2",
-    NULL,
+    "chatml",  "llama2",       "llama3", "llama3.1", "llama3.2", "qwen2.5", "qwen3",
+    "mistral", "mistral-v0.1", "phi3",   "gemma",    "gemma2",   NULL,
 };
 
 const char *chat_builtin_find(const char *name)

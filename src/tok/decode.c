@@ -20,11 +20,14 @@ static size_t piece_of(const tok *t, int32_t id, char *dst)
     size_t len;
     const char *s = tok_text_of(t, id, &len);
     switch (t->type[id]) {
-    case TOK_T_USER: memcpy(dst, s, len); return len;
+    case TOK_T_USER:
+        memcpy(dst, s, len);
+        return len;
     case TOK_T_CONTROL:
     case TOK_T_UNKNOWN:
     case TOK_T_UNUSED:
-    case TOK_T_UNDEFINED: return 0;
+    case TOK_T_UNDEFINED:
+        return 0;
     case TOK_T_BYTE:
         if (t->kind == TOK_KIND_SPM && len == 6 && !memcmp(s, "<0x", 3) && s[5] == '>' &&
             hexval(s[3]) >= 0 && hexval(s[4]) >= 0) {
@@ -32,7 +35,8 @@ static size_t piece_of(const tok *t, int32_t id, char *dst)
             return 1;
         }
         return 0;
-    default: break; /* normal */
+    default:
+        break; /* normal */
     }
     size_t n = 0;
     if (t->kind != TOK_KIND_BPE) { /* "▁" (E2 96 81) is a space */
@@ -40,7 +44,8 @@ static size_t piece_of(const tok *t, int32_t id, char *dst)
             if (i + 3 <= len && !memcmp(s + i, "\xe2\x96\x81", 3)) {
                 dst[n++] = ' ';
                 i += 3;
-            } else dst[n++] = s[i++];
+            } else
+                dst[n++] = s[i++];
         }
         return n;
     }
@@ -48,8 +53,10 @@ static size_t piece_of(const tok *t, int32_t id, char *dst)
         uint32_t cp;
         size_t l = tok_utf8_decode(s + i, len - i, &cp);
         int b = tok_cp_to_byte(cp);
-        if (b >= 0 && cp != 0xfffd) dst[n++] = (char)b;
-        else memcpy(dst + n, s + i, l), n += l; /* not a stand-in: keep the bytes */
+        if (b >= 0 && cp != 0xfffd)
+            dst[n++] = (char)b;
+        else
+            memcpy(dst + n, s + i, l), n += l; /* not a stand-in: keep the bytes */
         i += l;
     }
     return n;
@@ -133,10 +140,14 @@ size_t tok_utf8_complete(const char *s, size_t len)
         uint8_t c = u[len - k];
         if ((c & 0xc0) == 0x80) continue; /* continuation: look further back */
         size_t need;
-        if (c >= 0xc2 && c <= 0xdf) need = 2;
-        else if (c >= 0xe0 && c <= 0xef) need = 3;
-        else if (c >= 0xf0 && c <= 0xf4) need = 4;
-        else return len; /* ASCII or a byte that starts nothing */
+        if (c >= 0xc2 && c <= 0xdf)
+            need = 2;
+        else if (c >= 0xe0 && c <= 0xef)
+            need = 3;
+        else if (c >= 0xf0 && c <= 0xf4)
+            need = 4;
+        else
+            return len;            /* ASCII or a byte that starts nothing */
         if (k >= need) return len; /* the last sequence is complete (or too long: invalid) */
         if (k >= 2) { /* the second byte must fit the lead, or the sequence is already invalid */
             uint8_t c1 = u[len - k + 1];

@@ -13,7 +13,9 @@
 
 #include "tok/internal.h"
 
-#define TOK_CHUNK ((size_t)1 << 30) /* raw fragments are cut at this many bytes (32-bit offsets) */
+#define TOK_CHUNK                                                                                  \
+    ((size_t)1 << 30) /* raw fragments are cut at this many bytes (32-bit offsets)                 \
+                       */
 
 /* ---- scratch ---- */
 
@@ -21,7 +23,8 @@ static bool grow(void **p, size_t *cap, size_t n, size_t elem)
 {
     if (n <= *cap) return true;
     size_t c = *cap ? *cap : 64;
-    while (c < n) c *= 2;
+    while (c < n)
+        c *= 2;
     void *q = realloc(*p, c * elem);
     if (!q) return false;
     *p = q;
@@ -128,12 +131,14 @@ static bool cut_special(const tok *t, const char *text, int32_t id, frags *f, fr
             }
             size_t mo = (size_t)(m - text), ll = mo - base;
             if (t->attr[id] & TOK_A_LSTRIP)
-                while (ll && is_space(text[base + ll - 1])) ll--;
+                while (ll && is_space(text[base + ll - 1]))
+                    ll--;
             if (ll && !frags_add(tmp, base, ll, -1)) return false;
             if (!frags_add(tmp, mo, tl, id)) return false;
             size_t ro = mo + tl, rl = base + blen - ro;
             if (t->attr[id] & TOK_A_RSTRIP)
-                while (rl && is_space(text[ro])) ro++, rl--;
+                while (rl && is_space(text[ro]))
+                    ro++, rl--;
             if (!rl) break;
             base = ro, blen = rl;
         }
@@ -177,7 +182,8 @@ static void spm_fragment(const tok *t, const char *s, size_t len, bool prefix, t
 {
     static const char esc[3] = {'\xe2', '\x96', '\x81'}; /* U+2581 "▁" */
     size_t spaces = prefix;
-    for (size_t i = 0; i < len; i++) spaces += s[i] == ' ';
+    for (size_t i = 0; i < len; i++)
+        spaces += s[i] == ' ';
     /* scratch buf is not used by tok_spm_encode, so it can hold the escaped text */
     if (!tok_out_buf(o, len + 2 * spaces + 3)) {
         o->oom = true;
@@ -188,8 +194,10 @@ static void spm_fragment(const tok *t, const char *s, size_t len, bool prefix, t
     char *d = o->buf;
     if (prefix) memcpy(d, esc, 3), d += 3;
     for (size_t i = 0; i < len; i++) {
-        if (s[i] == ' ') memcpy(d, esc, 3), d += 3;
-        else *d++ = s[i];
+        if (s[i] == ' ')
+            memcpy(d, esc, 3), d += 3;
+        else
+            *d++ = s[i];
     }
     size_t n = (size_t)(d - o->buf);
     /* tok_spm_encode reads the text while it may grow other scratch, never buf */
@@ -212,7 +220,8 @@ static void bpe_fragment(const tok *t, const char *s, size_t len, tok_out *o)
 {
     if (t->pre.nfc) {
         bool ascii = true;
-        for (size_t i = 0; i < len && ascii; i++) ascii = (uint8_t)s[i] < 0x80;
+        for (size_t i = 0; i < len && ascii; i++)
+            ascii = (uint8_t)s[i] < 0x80;
         if (!ascii) {
             utf8proc_uint8_t *nfc = NULL;
             utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len,
@@ -236,11 +245,15 @@ static void raw_fragment(const tok *t, const char *s, size_t len, bool prefix, t
         size_t n = len;
         if (n > TOK_CHUNK) {
             n = TOK_CHUNK;
-            while (n > TOK_CHUNK - 4 && ((uint8_t)s[n] & 0xc0) == 0x80) n--;
+            while (n > TOK_CHUNK - 4 && ((uint8_t)s[n] & 0xc0) == 0x80)
+                n--;
         }
-        if (t->kind == TOK_KIND_SPM) spm_fragment(t, s, n, prefix, o);
-        else if (t->kind == TOK_KIND_WPM) tok_wpm_encode(t, s, n, o);
-        else bpe_fragment(t, s, n, o);
+        if (t->kind == TOK_KIND_SPM)
+            spm_fragment(t, s, n, prefix, o);
+        else if (t->kind == TOK_KIND_WPM)
+            tok_wpm_encode(t, s, n, o);
+        else
+            bpe_fragment(t, s, n, o);
         s += n, len -= n, prefix = false;
     }
 }

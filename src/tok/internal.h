@@ -64,23 +64,23 @@ typedef struct tok_pretok {
 struct tok {
     tok_kind kind;
     int32_t n_vocab;
-    char *text;         /* arena: every token's text, NUL-terminated */
-    uint32_t *text_off; /* (n_vocab + 1) offsets into text; length = off[i+1] - off[i] - 1 */
-    float *score;       /* (n_vocab) SentencePiece scores (0 when absent) */
-    uint8_t *type;      /* (n_vocab) TOK_T_* */
-    uint8_t *attr;      /* (n_vocab) TOK_A_* */
-    char *piece;        /* arena: every token's detokenized bytes (not NUL-terminated) */
+    char *text;          /* arena: every token's text, NUL-terminated */
+    uint32_t *text_off;  /* (n_vocab + 1) offsets into text; length = off[i+1] - off[i] - 1 */
+    float *score;        /* (n_vocab) SentencePiece scores (0 when absent) */
+    uint8_t *type;       /* (n_vocab) TOK_T_* */
+    uint8_t *attr;       /* (n_vocab) TOK_A_* */
+    char *piece;         /* arena: every token's detokenized bytes (not NUL-terminated) */
     uint32_t *piece_off; /* (n_vocab + 1) */
     tok_strmap map;
-    tok_pairmap merges;              /* BPE only */
-    int32_t byte_tok[256];           /* SPM: <0xNN> (or the byte itself, or unk); BPE: the mapped char */
-    tok_pretok pre;                  /* BPE only */
-    int32_t *special;                /* ids split out of text first, longest text first */
+    tok_pairmap merges;    /* BPE only */
+    int32_t byte_tok[256]; /* SPM: <0xNN> (or the byte itself, or unk); BPE: the mapped char */
+    tok_pretok pre;        /* BPE only */
+    int32_t *special;      /* ids split out of text first, longest text first */
     int32_t n_special;
-    uint8_t special_first[256];      /* 1 when some special token's text starts with this byte */
-    bool add_space_prefix;           /* SPM: "▁" before the first text fragment */
-    bool spm_split;                  /* SPM: no token has "▁" right after another character, so
-                                        a fragment can be merged word by word (same result) */
+    uint8_t special_first[256]; /* 1 when some special token's text starts with this byte */
+    bool add_space_prefix;      /* SPM: "▁" before the first text fragment */
+    bool spm_split;             /* SPM: no token has "▁" right after another character, so
+                                   a fragment can be merged word by word (same result) */
     bool add_bos, add_eos;
     int32_t bos, eos, unk, eot, eom; /* -1 when absent */
     uint32_t max_token_len;          /* bytes of the longest token text */
@@ -128,10 +128,10 @@ typedef struct tok_out {
     size_t heap_n, heap_cap;
     char *buf;
     size_t buf_cap;
-    bool oom; /* an allocation failed: encode falls back to byte tokens */
-    void *match;   /* pcre2_match_data_8 * */
-    void *mctx;    /* pcre2_match_context_8 * */
-    void *jstack;  /* pcre2_jit_stack_8 * */
+    bool oom;     /* an allocation failed: encode falls back to byte tokens */
+    void *match;  /* pcre2_match_data_8 * */
+    void *mctx;   /* pcre2_match_context_8 * */
+    void *jstack; /* pcre2_jit_stack_8 * */
 } tok_out;
 
 static inline void tok_out_push(tok_out *o, int32_t id)

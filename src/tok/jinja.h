@@ -54,6 +54,6 @@ typedef struct jinja_input {
  * and *out untouched: KL_EINVAL for a template error or raise_exception (then err holds
  * just its message and *raised, if raised is not NULL, is set), KL_ERANGE when a limit is
  * hit, KL_ENOMEM. All memory of the render is released either way. */
-int jinja_render(const jinja_tmpl *t, const jinja_input *in, const jinja_limits *lim,
-                 char **out, size_t *out_len, bool *raised, kl_err *err);
+int jinja_render(const jinja_tmpl *t, const jinja_input *in, const jinja_limits *lim, char **out,
+                 size_t *out_len, bool *raised, kl_err *err);
 #endif

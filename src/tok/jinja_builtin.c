@@ -13,35 +13,84 @@
 #define MAX_RANGE 100000 /* items of one range() */
 
 static const char *const func_names[JF_COUNT] = {
-    [JF_RANGE] = "range", [JF_RAISE] = "raise_exception", [JF_NAMESPACE] = "namespace",
-    [JF_STRFTIME] = "strftime_now", [JF_DICT] = "dict",
+    [JF_RANGE] = "range",         [JF_RAISE] = "raise_exception",
+    [JF_NAMESPACE] = "namespace", [JF_STRFTIME] = "strftime_now",
+    [JF_DICT] = "dict",
 };
 static const char *const filter_names[JFL_COUNT] = {
-    [JFL_TRIM] = "trim", [JFL_LENGTH] = "length", [JFL_UPPER] = "upper", [JFL_LOWER] = "lower",
-    [JFL_TOJSON] = "tojson", [JFL_DEFAULT] = "default", [JFL_FIRST] = "first",
-    [JFL_LAST] = "last", [JFL_JOIN] = "join", [JFL_REPLACE] = "replace",
-    [JFL_CAPITALIZE] = "capitalize", [JFL_TITLE] = "title", [JFL_ITEMS] = "items",
-    [JFL_LIST] = "list", [JFL_STRING] = "string", [JFL_INT] = "int", [JFL_FLOAT] = "float",
-    [JFL_ABS] = "abs", [JFL_SELECTATTR] = "selectattr", [JFL_REJECTATTR] = "rejectattr",
-    [JFL_SELECT] = "select", [JFL_REJECT] = "reject", [JFL_MAP] = "map", [JFL_SAFE] = "safe",
-    [JFL_REVERSE] = "reverse", [JFL_SORT] = "sort", [JFL_UNIQUE] = "unique",
-    [JFL_DICTSORT] = "dictsort", [JFL_INDENT] = "indent", [JFL_BOOL] = "bool",
+    [JFL_TRIM] = "trim",
+    [JFL_LENGTH] = "length",
+    [JFL_UPPER] = "upper",
+    [JFL_LOWER] = "lower",
+    [JFL_TOJSON] = "tojson",
+    [JFL_DEFAULT] = "default",
+    [JFL_FIRST] = "first",
+    [JFL_LAST] = "last",
+    [JFL_JOIN] = "join",
+    [JFL_REPLACE] = "replace",
+    [JFL_CAPITALIZE] = "capitalize",
+    [JFL_TITLE] = "title",
+    [JFL_ITEMS] = "items",
+    [JFL_LIST] = "list",
+    [JFL_STRING] = "string",
+    [JFL_INT] = "int",
+    [JFL_FLOAT] = "float",
+    [JFL_ABS] = "abs",
+    [JFL_SELECTATTR] = "selectattr",
+    [JFL_REJECTATTR] = "rejectattr",
+    [JFL_SELECT] = "select",
+    [JFL_REJECT] = "reject",
+    [JFL_MAP] = "map",
+    [JFL_SAFE] = "safe",
+    [JFL_REVERSE] = "reverse",
+    [JFL_SORT] = "sort",
+    [JFL_UNIQUE] = "unique",
+    [JFL_DICTSORT] = "dictsort",
+    [JFL_INDENT] = "indent",
+    [JFL_BOOL] = "bool",
 };
 static const char *const test_names[JT_COUNT] = {
-    [JT_DEFINED] = "defined", [JT_UNDEFINED] = "undefined", [JT_NONE] = "none",
-    [JT_STRING] = "string", [JT_NUMBER] = "number", [JT_INTEGER] = "integer",
-    [JT_FLOAT] = "float", [JT_MAPPING] = "mapping", [JT_ITERABLE] = "iterable",
-    [JT_SEQUENCE] = "sequence", [JT_BOOLEAN] = "boolean", [JT_TRUE] = "true",
-    [JT_FALSE] = "false", [JT_EQ] = "equalto", [JT_NE] = "ne", [JT_ODD] = "odd",
-    [JT_EVEN] = "even", [JT_DIVISIBLEBY] = "divisibleby", [JT_IN] = "in",
-    [JT_CALLABLE] = "callable", [JT_LT] = "lt", [JT_GT] = "gt",
+    [JT_DEFINED] = "defined",
+    [JT_UNDEFINED] = "undefined",
+    [JT_NONE] = "none",
+    [JT_STRING] = "string",
+    [JT_NUMBER] = "number",
+    [JT_INTEGER] = "integer",
+    [JT_FLOAT] = "float",
+    [JT_MAPPING] = "mapping",
+    [JT_ITERABLE] = "iterable",
+    [JT_SEQUENCE] = "sequence",
+    [JT_BOOLEAN] = "boolean",
+    [JT_TRUE] = "true",
+    [JT_FALSE] = "false",
+    [JT_EQ] = "equalto",
+    [JT_NE] = "ne",
+    [JT_ODD] = "odd",
+    [JT_EVEN] = "even",
+    [JT_DIVISIBLEBY] = "divisibleby",
+    [JT_IN] = "in",
+    [JT_CALLABLE] = "callable",
+    [JT_LT] = "lt",
+    [JT_GT] = "gt",
 };
 static const char *const method_names[JM_COUNT] = {
-    [JM_STRIP] = "strip", [JM_LSTRIP] = "lstrip", [JM_RSTRIP] = "rstrip",
-    [JM_STARTSWITH] = "startswith", [JM_ENDSWITH] = "endswith", [JM_SPLIT] = "split",
-    [JM_REPLACE] = "replace", [JM_UPPER] = "upper", [JM_LOWER] = "lower", [JM_TITLE] = "title",
-    [JM_CAPITALIZE] = "capitalize", [JM_FIND] = "find", [JM_COUNT_SUB] = "count",
-    [JM_ITEMS] = "items", [JM_GET] = "get", [JM_KEYS] = "keys", [JM_VALUES] = "values",
+    [JM_STRIP] = "strip",
+    [JM_LSTRIP] = "lstrip",
+    [JM_RSTRIP] = "rstrip",
+    [JM_STARTSWITH] = "startswith",
+    [JM_ENDSWITH] = "endswith",
+    [JM_SPLIT] = "split",
+    [JM_REPLACE] = "replace",
+    [JM_UPPER] = "upper",
+    [JM_LOWER] = "lower",
+    [JM_TITLE] = "title",
+    [JM_CAPITALIZE] = "capitalize",
+    [JM_FIND] = "find",
+    [JM_COUNT_SUB] = "count",
+    [JM_ITEMS] = "items",
+    [JM_GET] = "get",
+    [JM_KEYS] = "keys",
+    [JM_VALUES] = "values",
     [JM_CYCLE] = "cycle",
 };
 
@@ -52,9 +101,18 @@ static int find_in(const char *const *tab, int n, jstr name)
     return -1;
 }
 
-int jinja_func_find(jstr name) { return find_in(func_names, JF_COUNT, name); }
-int jinja_method_find(jstr name) { return find_in(method_names, JM_COUNT, name); }
-const char *jinja_func_name(int id) { return id >= 0 && id < JF_COUNT ? func_names[id] : "?"; }
+int jinja_func_find(jstr name)
+{
+    return find_in(func_names, JF_COUNT, name);
+}
+int jinja_method_find(jstr name)
+{
+    return find_in(method_names, JM_COUNT, name);
+}
+const char *jinja_func_name(int id)
+{
+    return id >= 0 && id < JF_COUNT ? func_names[id] : "?";
+}
 
 int jinja_filter_find(jstr name)
 {
@@ -101,8 +159,10 @@ const jlist *jinja_iter(jctx *c, const jv *v)
 {
     static const jlist empty = {0};
     switch (v->t) {
-    case JV_UNDEF: return &empty;
-    case JV_LIST: return v->u.l;
+    case JV_UNDEF:
+        return &empty;
+    case JV_LIST:
+        return v->u.l;
     case JV_DICT:
     case JV_NS: {
         jv l = jv_list_new(c, v->u.d->n);
@@ -118,7 +178,8 @@ const jlist *jinja_iter(jctx *c, const jv *v)
         l.u.l->n = n;
         return l.u.l;
     }
-    default: jctx_fail(c, KL_EINVAL, "%s is not iterable", jv_type_name(v->t));
+    default:
+        jctx_fail(c, KL_EINVAL, "%s is not iterable", jv_type_name(v->t));
     }
 }
 
@@ -181,8 +242,10 @@ jv jinja_getitem(jctx *c, const jv *v, const jv *k)
     case JV_LOOP:
         if (k->t == JV_STR) return jinja_getattr(c, v, k->u.s);
         return jv_undef();
-    case JV_UNDEF: jctx_fail(c, KL_EINVAL, "subscript of an undefined value");
-    default: return jv_undef();
+    case JV_UNDEF:
+        jctx_fail(c, KL_EINVAL, "subscript of an undefined value");
+    default:
+        return jv_undef();
     }
 }
 
@@ -192,19 +255,24 @@ jv jinja_slice(jctx *c, const jv *v, const jv *a, const jv *b, const jv *s)
     if (s->t != JV_UNDEF && s->t != JV_NONE) step = want_int(c, *s, "slice step");
     if (step == 0) jctx_fail(c, KL_EINVAL, "slice step cannot be zero");
     size_t n = 0, *off = NULL;
-    if (v->t == JV_LIST) n = v->u.l->n;
-    else if (v->t == JV_STR) off = jstr_cp_offsets(c, v->u.s, &n);
-    else jctx_fail(c, KL_EINVAL, "cannot slice %s", jv_type_name(v->t));
+    if (v->t == JV_LIST)
+        n = v->u.l->n;
+    else if (v->t == JV_STR)
+        off = jstr_cp_offsets(c, v->u.s, &n);
+    else
+        jctx_fail(c, KL_EINVAL, "cannot slice %s", jv_type_name(v->t));
     int64_t len = (int64_t)n, lo, hi;
     /* Python's slice.indices() */
-    if (a->t == JV_UNDEF || a->t == JV_NONE) lo = step > 0 ? 0 : len - 1;
+    if (a->t == JV_UNDEF || a->t == JV_NONE)
+        lo = step > 0 ? 0 : len - 1;
     else {
         lo = want_int(c, *a, "slice start");
         if (lo < 0) lo += len;
         if (lo < 0) lo = step > 0 ? 0 : -1;
         if (lo >= len) lo = step > 0 ? len : len - 1;
     }
-    if (b->t == JV_UNDEF || b->t == JV_NONE) hi = step > 0 ? len : -1;
+    if (b->t == JV_UNDEF || b->t == JV_NONE)
+        hi = step > 0 ? len : -1;
     else {
         hi = want_int(c, *b, "slice stop");
         if (hi < 0) hi += len;
@@ -216,8 +284,10 @@ jv jinja_slice(jctx *c, const jv *v, const jv *a, const jv *b, const jv *s)
     if (v->t == JV_LIST) outl = jv_list_new(c, 0);
     for (int64_t i = lo; step > 0 ? i < hi : i > hi; i += step) {
         jctx_charge(c, 1);
-        if (v->t == JV_LIST) jv_list_push(c, outl.u.l, v->u.l->v[i]);
-        else jbuf_put(c, &sb, v->u.s.p + off[i], off[i + 1] - off[i]);
+        if (v->t == JV_LIST)
+            jv_list_push(c, outl.u.l, v->u.l->v[i]);
+        else
+            jbuf_put(c, &sb, v->u.s.p + off[i], off[i + 1] - off[i]);
     }
     if (v->t == JV_LIST) return outl;
     return jv_strn(sb.p ? sb.p : "", sb.n);
@@ -239,9 +309,11 @@ static jv str_strip(jctx *c, jstr s, jv chars, bool left, bool right)
     }
     size_t a = 0, b = s.n;
     if (left)
-        while (a < b && (ws ? isspace((unsigned char)s.p[a]) : in_set(set, s.p[a]))) a++;
+        while (a < b && (ws ? isspace((unsigned char)s.p[a]) : in_set(set, s.p[a])))
+            a++;
     if (right)
-        while (b > a && (ws ? isspace((unsigned char)s.p[b - 1]) : in_set(set, s.p[b - 1]))) b--;
+        while (b > a && (ws ? isspace((unsigned char)s.p[b - 1]) : in_set(set, s.p[b - 1])))
+            b--;
     jctx_charge(c, s.n >> 5);
     return jv_strn(s.p + a, b - a);
 }
@@ -259,9 +331,15 @@ static jv str_case(jctx *c, jstr s, int mode) /* 0 upper, 1 lower, 2 capitalize,
             continue;
         }
         switch (mode) {
-        case 0: d[i] = (char)toupper(ch); break;
-        case 1: d[i] = (char)tolower(ch); break;
-        case 2: d[i] = (char)(i == 0 ? toupper(ch) : tolower(ch)); break;
+        case 0:
+            d[i] = (char)toupper(ch);
+            break;
+        case 1:
+            d[i] = (char)tolower(ch);
+            break;
+        case 2:
+            d[i] = (char)(i == 0 ? toupper(ch) : tolower(ch));
+            break;
         default:
             d[i] = (char)(start ? toupper(ch) : tolower(ch));
             start = !isalpha(ch);
@@ -316,16 +394,19 @@ static jv str_split(jctx *c, jstr s, jv sepv, int64_t maxsplit)
     if (sepv.t == JV_UNDEF || sepv.t == JV_NONE) { /* runs of whitespace */
         size_t i = 0;
         for (;;) {
-            while (i < s.n && isspace((unsigned char)s.p[i])) i++;
+            while (i < s.n && isspace((unsigned char)s.p[i]))
+                i++;
             if (i >= s.n) break;
             size_t j = i;
             if (maxsplit >= 0 && (int64_t)l.u.l->n >= maxsplit) {
                 size_t e = s.n;
-                while (e > i && isspace((unsigned char)s.p[e - 1])) e--;
+                while (e > i && isspace((unsigned char)s.p[e - 1]))
+                    e--;
                 jv_list_push(c, l.u.l, jv_strn(s.p + i, e - i));
                 break;
             }
-            while (j < s.n && !isspace((unsigned char)s.p[j])) j++;
+            while (j < s.n && !isspace((unsigned char)s.p[j]))
+                j++;
             jv_list_push(c, l.u.l, jv_strn(s.p + i, j - i));
             i = j;
         }
@@ -335,8 +416,7 @@ static jv str_split(jctx *c, jstr s, jv sepv, int64_t maxsplit)
     if (!sep.n) jctx_fail(c, KL_EINVAL, "split: empty separator");
     size_t i = 0;
     for (;;) {
-        int64_t at = (maxsplit >= 0 && (int64_t)l.u.l->n >= maxsplit) ? -1
-                                                                       : str_find(c, s, sep, i);
+        int64_t at = (maxsplit >= 0 && (int64_t)l.u.l->n >= maxsplit) ? -1 : str_find(c, s, sep, i);
         if (at < 0) break;
         jv_list_push(c, l.u.l, jv_strn(s.p + i, (size_t)at - i));
         i = (size_t)at + sep.n;
@@ -360,12 +440,17 @@ static bool str_affix(jctx *c, jstr s, jv affix, bool end)
 static int64_t length_of(jctx *c, const jv *v)
 {
     switch (v->t) {
-    case JV_STR: return (int64_t)jstr_ncp(v->u.s);
-    case JV_LIST: return (int64_t)v->u.l->n;
+    case JV_STR:
+        return (int64_t)jstr_ncp(v->u.s);
+    case JV_LIST:
+        return (int64_t)v->u.l->n;
     case JV_DICT:
-    case JV_NS: return (int64_t)v->u.d->n;
-    case JV_UNDEF: return 0;
-    default: jctx_fail(c, KL_EINVAL, "object of type %s has no length", jv_type_name(v->t));
+    case JV_NS:
+        return (int64_t)v->u.d->n;
+    case JV_UNDEF:
+        return 0;
+    default:
+        jctx_fail(c, KL_EINVAL, "object of type %s has no length", jv_type_name(v->t));
     }
 }
 
@@ -393,7 +478,8 @@ static jv attr_path(jctx *c, jv v, jstr path)
     size_t i = 0;
     while (i <= path.n) {
         size_t j = i;
-        while (j < path.n && path.p[j] != '.') j++;
+        while (j < path.n && path.p[j] != '.')
+            j++;
         jstr part = {path.p + i, j - i};
         if (v.t == JV_UNDEF) return v;
         if (v.t == JV_LIST && part.n && isdigit((unsigned char)part.p[0])) {
@@ -413,12 +499,14 @@ jv jinja_call_func(jctx *c, int fn, jv *args, int npos, jstr *kwn, int nkw)
     switch (fn) {
     case JF_RANGE: {
         int64_t a = 0, b, s = 1;
-        if (npos == 1) b = want_int(c, args[0], "range");
+        if (npos == 1)
+            b = want_int(c, args[0], "range");
         else if (npos == 2 || npos == 3) {
             a = want_int(c, args[0], "range");
             b = want_int(c, args[1], "range");
             if (npos == 3) s = want_int(c, args[2], "range");
-        } else jctx_fail(c, KL_EINVAL, "range takes 1 to 3 arguments");
+        } else
+            jctx_fail(c, KL_EINVAL, "range takes 1 to 3 arguments");
         if (s == 0) jctx_fail(c, KL_EINVAL, "range step cannot be zero");
         jv l = jv_list_new(c, 0);
         for (int64_t i = a; s > 0 ? i < b : i > b; i += s) {
@@ -439,8 +527,7 @@ jv jinja_call_func(jctx *c, int fn, jv *args, int npos, jstr *kwn, int nkw)
         if (fn == JF_NAMESPACE) d.t = JV_NS;
         for (int i = 0; i < npos; i++) { /* a dict argument is merged */
             if (args[i].t != JV_DICT && args[i].t != JV_NS)
-                jctx_fail(c, KL_EINVAL, "%s: positional arguments must be dicts",
-                          func_names[fn]);
+                jctx_fail(c, KL_EINVAL, "%s: positional arguments must be dicts", func_names[fn]);
             for (size_t k = 0; k < args[i].u.d->n; k++)
                 jv_dict_set(c, d.u.d, args[i].u.d->k[k], args[i].u.d->v[k]);
         }
@@ -463,7 +550,8 @@ jv jinja_call_func(jctx *c, int fn, jv *args, int npos, jstr *kwn, int nkw)
 #pragma GCC diagnostic pop
         return jv_str_copy(c, buf, n);
     }
-    default: jctx_fail(c, KL_EINVAL, "unknown function");
+    default:
+        jctx_fail(c, KL_EINVAL, "unknown function");
     }
 }
 
@@ -508,11 +596,16 @@ jv jinja_call_filter(jctx *c, int f, jv x, jv *args, int npos, jstr *kwn, int nk
         jstr s = jv_str_of(c, &x);
         return str_strip(c, s, arg(args, npos, kwn, nkw, 0, "chars"), true, true);
     }
-    case JFL_LENGTH: return jv_int(length_of(c, &x));
-    case JFL_UPPER: return str_case(c, jv_str_of(c, &x), 0);
-    case JFL_LOWER: return str_case(c, jv_str_of(c, &x), 1);
-    case JFL_CAPITALIZE: return str_case(c, jv_str_of(c, &x), 2);
-    case JFL_TITLE: return str_case(c, jv_str_of(c, &x), 3);
+    case JFL_LENGTH:
+        return jv_int(length_of(c, &x));
+    case JFL_UPPER:
+        return str_case(c, jv_str_of(c, &x), 0);
+    case JFL_LOWER:
+        return str_case(c, jv_str_of(c, &x), 1);
+    case JFL_CAPITALIZE:
+        return str_case(c, jv_str_of(c, &x), 2);
+    case JFL_TITLE:
+        return str_case(c, jv_str_of(c, &x), 3);
     case JFL_TOJSON: {
         jv ind = arg(args, npos, kwn, nkw, 0, "indent");
         int indent = -1;
@@ -556,9 +649,11 @@ jv jinja_call_filter(jctx *c, int f, jv x, jv *args, int npos, jstr *kwn, int nk
         jv a = arg(args, npos, kwn, nkw, 0, "old"), b = arg(args, npos, kwn, nkw, 1, "new");
         jv cnt = arg(args, npos, kwn, nkw, 2, "count");
         return str_replace(c, s, jv_str_of(c, &a), jv_str_of(c, &b),
-                           cnt.t == JV_UNDEF || cnt.t == JV_NONE ? -1 : want_int(c, cnt, "replace"));
+                           cnt.t == JV_UNDEF || cnt.t == JV_NONE ? -1
+                                                                 : want_int(c, cnt, "replace"));
     }
-    case JFL_ITEMS: return items_of(c, &x);
+    case JFL_ITEMS:
+        return items_of(c, &x);
     case JFL_LIST: {
         const jlist *l = jinja_iter(c, &x);
         jv out = jv_list_new(c, l->n);
@@ -573,7 +668,8 @@ jv jinja_call_filter(jctx *c, int f, jv x, jv *args, int npos, jstr *kwn, int nk
     case JFL_INT:
         if (x.t == JV_INT) return x;
         if (x.t == JV_BOOL) return jv_int(x.u.b);
-        if (x.t == JV_FLOAT && isfinite(x.u.f) && fabs(x.u.f) < 9.2e18) return jv_int((int64_t)x.u.f);
+        if (x.t == JV_FLOAT && isfinite(x.u.f) && fabs(x.u.f) < 9.2e18)
+            return jv_int((int64_t)x.u.f);
         if (x.t == JV_STR) {
             char buf[32];
             size_t n = x.u.s.n < 31 ? x.u.s.n : 31;
@@ -593,15 +689,18 @@ jv jinja_call_filter(jctx *c, int f, jv x, jv *args, int npos, jstr *kwn, int nk
             return jv_float(strtod(buf, NULL));
         }
         return jv_float(0.0);
-    case JFL_BOOL: return jv_bool(jv_truthy(&x));
+    case JFL_BOOL:
+        return jv_bool(jv_truthy(&x));
     case JFL_ABS:
-        if (x.t == JV_INT) return jv_int(x.u.i == INT64_MIN ? INT64_MAX : x.u.i < 0 ? -x.u.i : x.u.i);
+        if (x.t == JV_INT)
+            return jv_int(x.u.i == INT64_MIN ? INT64_MAX : x.u.i < 0 ? -x.u.i : x.u.i);
         if (x.t == JV_FLOAT) return jv_float(fabs(x.u.f));
         jctx_fail(c, KL_EINVAL, "abs of %s", jv_type_name(x.t));
     case JFL_SELECTATTR:
     case JFL_REJECTATTR:
     case JFL_SELECT:
-    case JFL_REJECT: return filter_select(c, f, x, args, npos);
+    case JFL_REJECT:
+        return filter_select(c, f, x, args, npos);
     case JFL_MAP: {
         const jlist *l = jinja_iter(c, &x);
         jv attr = arg(args, 0, kwn, nkw, 0, "attribute");
@@ -609,7 +708,8 @@ jv jinja_call_filter(jctx *c, int f, jv x, jv *args, int npos, jstr *kwn, int nk
         for (size_t i = 0; i < l->n; i++) {
             jctx_charge(c, 1);
             jv v;
-            if (attr.t == JV_STR) v = attr_path(c, l->v[i], attr.u.s);
+            if (attr.t == JV_STR)
+                v = attr_path(c, l->v[i], attr.u.s);
             else if (npos >= 1) {
                 jstr fname = want_str(c, args[0], "map");
                 int ff = jinja_filter_find(fname);
@@ -617,12 +717,14 @@ jv jinja_call_filter(jctx *c, int f, jv x, jv *args, int npos, jstr *kwn, int nk
                     jctx_fail(c, KL_EUNSUP, "map: unsupported filter '%.*s'",
                               (int)(fname.n > 40 ? 40 : fname.n), fname.p);
                 v = jinja_call_filter(c, ff, l->v[i], args + 1, npos - 1, NULL, 0);
-            } else jctx_fail(c, KL_EINVAL, "map needs a filter or attribute=");
+            } else
+                jctx_fail(c, KL_EINVAL, "map needs a filter or attribute=");
             out.u.l->v[out.u.l->n++] = v;
         }
         return out;
     }
-    case JFL_SAFE: return x;
+    case JFL_SAFE:
+        return x;
     case JFL_REVERSE: {
         if (x.t == JV_STR) {
             jv none = jv_none(), st = jv_int(-1);
@@ -630,7 +732,8 @@ jv jinja_call_filter(jctx *c, int f, jv x, jv *args, int npos, jstr *kwn, int nk
         }
         const jlist *l = jinja_iter(c, &x);
         jv out = jv_list_new(c, l->n);
-        for (size_t i = 0; i < l->n; i++) out.u.l->v[i] = l->v[l->n - 1 - i];
+        for (size_t i = 0; i < l->n; i++)
+            out.u.l->v[i] = l->v[l->n - 1 - i];
         out.u.l->n = l->n;
         return out;
     }
@@ -649,8 +752,12 @@ jv jinja_call_filter(jctx *c, int f, jv x, jv *args, int npos, jstr *kwn, int nk
         for (size_t i = 1; i < l->n; i++) {
             for (size_t j = i; j > 0; j--) {
                 jv a = v[j - 1], b = v[j];
-                jv ka = f == JFL_DICTSORT ? a.u.l->v[0] : attr.t == JV_STR ? attr_path(c, a, attr.u.s) : a;
-                jv kb = f == JFL_DICTSORT ? b.u.l->v[0] : attr.t == JV_STR ? attr_path(c, b, attr.u.s) : b;
+                jv ka = f == JFL_DICTSORT  ? a.u.l->v[0]
+                        : attr.t == JV_STR ? attr_path(c, a, attr.u.s)
+                                           : a;
+                jv kb = f == JFL_DICTSORT  ? b.u.l->v[0]
+                        : attr.t == JV_STR ? attr_path(c, b, attr.u.s)
+                                           : b;
                 int r = jv_cmp(c, &ka, &kb);
                 if (jv_truthy(&rev) ? r >= 0 : r <= 0) break;
                 v[j - 1] = b;
@@ -681,14 +788,16 @@ jv jinja_call_filter(jctx *c, int f, jv x, jv *args, int npos, jstr *kwn, int nk
         bool at_start = jv_truthy(&first);
         for (size_t i = 0; i < s.n; i++) {
             if (at_start && s.p[i] != '\n')
-                for (int64_t k = 0; k < width; k++) jbuf_puts(c, &b, " ");
+                for (int64_t k = 0; k < width; k++)
+                    jbuf_puts(c, &b, " ");
             at_start = false;
             jbuf_put(c, &b, s.p + i, 1);
             if (s.p[i] == '\n') at_start = true;
         }
         return jv_strn(b.p ? b.p : "", b.n);
     }
-    default: jctx_fail(c, KL_EUNSUP, "unsupported filter");
+    default:
+        jctx_fail(c, KL_EUNSUP, "unsupported filter");
     }
 }
 
@@ -696,20 +805,34 @@ jv jinja_call_filter(jctx *c, int f, jv x, jv *args, int npos, jstr *kwn, int nk
 bool jinja_call_test(jctx *c, int t, jv x, jv *args, int nargs)
 {
     switch (t) {
-    case JT_DEFINED: return x.t != JV_UNDEF;
-    case JT_UNDEFINED: return x.t == JV_UNDEF;
-    case JT_NONE: return x.t == JV_NONE;
-    case JT_STRING: return x.t == JV_STR;
-    case JT_NUMBER: return x.t == JV_INT || x.t == JV_FLOAT;
-    case JT_INTEGER: return x.t == JV_INT;
-    case JT_FLOAT: return x.t == JV_FLOAT;
-    case JT_MAPPING: return x.t == JV_DICT || x.t == JV_NS;
-    case JT_ITERABLE: return x.t == JV_LIST || x.t == JV_DICT || x.t == JV_STR || x.t == JV_UNDEF;
-    case JT_SEQUENCE: return x.t == JV_LIST || x.t == JV_DICT || x.t == JV_STR;
-    case JT_BOOLEAN: return x.t == JV_BOOL;
-    case JT_TRUE: return x.t == JV_BOOL && x.u.b;
-    case JT_FALSE: return x.t == JV_BOOL && !x.u.b;
-    case JT_CALLABLE: return x.t == JV_FUNC || x.t == JV_MACRO;
+    case JT_DEFINED:
+        return x.t != JV_UNDEF;
+    case JT_UNDEFINED:
+        return x.t == JV_UNDEF;
+    case JT_NONE:
+        return x.t == JV_NONE;
+    case JT_STRING:
+        return x.t == JV_STR;
+    case JT_NUMBER:
+        return x.t == JV_INT || x.t == JV_FLOAT;
+    case JT_INTEGER:
+        return x.t == JV_INT;
+    case JT_FLOAT:
+        return x.t == JV_FLOAT;
+    case JT_MAPPING:
+        return x.t == JV_DICT || x.t == JV_NS;
+    case JT_ITERABLE:
+        return x.t == JV_LIST || x.t == JV_DICT || x.t == JV_STR || x.t == JV_UNDEF;
+    case JT_SEQUENCE:
+        return x.t == JV_LIST || x.t == JV_DICT || x.t == JV_STR;
+    case JT_BOOLEAN:
+        return x.t == JV_BOOL;
+    case JT_TRUE:
+        return x.t == JV_BOOL && x.u.b;
+    case JT_FALSE:
+        return x.t == JV_BOOL && !x.u.b;
+    case JT_CALLABLE:
+        return x.t == JV_FUNC || x.t == JV_MACRO;
     case JT_EQ:
     case JT_NE:
     case JT_LT:
@@ -731,7 +854,8 @@ bool jinja_call_test(jctx *c, int t, jv x, jv *args, int nargs)
         int64_t v = want_int(c, x, test_names[t]);
         return (v % 2 != 0) == (t == JT_ODD);
     }
-    default: jctx_fail(c, KL_EUNSUP, "unsupported test");
+    default:
+        jctx_fail(c, KL_EUNSUP, "unsupported test");
     }
 }
 
@@ -762,10 +886,14 @@ jv jinja_call_method(jctx *c, int m, jv obj, jv *args, int npos, jstr *kwn, int 
                                want_str(c, args[1], "replace"),
                                cnt.t == JV_UNDEF ? -1 : want_int(c, cnt, "replace"));
         }
-        case JM_UPPER: return str_case(c, s, 0);
-        case JM_LOWER: return str_case(c, s, 1);
-        case JM_CAPITALIZE: return str_case(c, s, 2);
-        case JM_TITLE: return str_case(c, s, 3);
+        case JM_UPPER:
+            return str_case(c, s, 0);
+        case JM_LOWER:
+            return str_case(c, s, 1);
+        case JM_CAPITALIZE:
+            return str_case(c, s, 2);
+        case JM_TITLE:
+            return str_case(c, s, 3);
         case JM_FIND: {
             if (npos < 1) jctx_fail(c, KL_EINVAL, "find needs an argument");
             int64_t at = str_find(c, s, want_str(c, args[0], "find"), 0);
@@ -784,11 +912,13 @@ jv jinja_call_method(jctx *c, int m, jv obj, jv *args, int npos, jstr *kwn, int 
             }
             return jv_int(n);
         }
-        default: break;
+        default:
+            break;
         }
     } else if (obj.t == JV_DICT || obj.t == JV_NS) {
         switch (m) {
-        case JM_ITEMS: return items_of(c, &obj);
+        case JM_ITEMS:
+            return items_of(c, &obj);
         case JM_KEYS:
         case JM_VALUES: {
             jv l = jv_list_new(c, obj.u.d->n);
@@ -801,11 +931,13 @@ jv jinja_call_method(jctx *c, int m, jv obj, jv *args, int npos, jstr *kwn, int 
             jv *r = jv_dict_getv(c, obj.u.d, args[0]);
             return r ? *r : npos > 1 ? args[1] : jv_none();
         }
-        default: break;
+        default:
+            break;
         }
     } else if (obj.t == JV_LOOP) {
         if (m == JM_CYCLE) {
             if (npos < 1) jctx_fail(c, KL_EINVAL, "loop.cycle needs arguments");
+            // cppcheck-suppress zerodivcond ; jctx_fail does not return
             return args[obj.u.loop->index0 % npos];
         }
     } else if (obj.t == JV_UNDEF) {

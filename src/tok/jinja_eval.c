@@ -27,8 +27,10 @@ _Noreturn void jctx_fail(jctx *c, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (c->line < 0) kl_errf(c->err, code, "%s", msg);
-    else kl_errf(c->err, code, "%s:%d: %s", c->t->name, c->line, msg);
+    if (c->line < 0)
+        kl_errf(c->err, code, "%s", msg);
+    else
+        kl_errf(c->err, code, "%s:%d: %s", c->t->name, c->line, msg);
     c->rc = code;
     longjmp(c->jb, 1);
 }
@@ -116,7 +118,8 @@ static void emit(jctx *c, const jsink *k, const char *s, size_t n)
         jctx_fail(c, KL_ERANGE, "rendered text exceeds %zu bytes", c->lim.max_out);
     if (c->out_cap - c->out_len < n + 1) {
         size_t nc = c->out_cap ? c->out_cap : 4096;
-        while (nc - c->out_len < n + 1) nc *= 2;
+        while (nc - c->out_len < n + 1)
+            nc *= 2;
         char *p = realloc(c->out, nc);
         if (!p) jctx_fail(c, KL_ENOMEM, "out of memory");
         c->out = p;
@@ -160,9 +163,12 @@ bool jinja_contains(jctx *c, const jv *hay, const jv *needle)
             if (jv_eq(c, &hay->u.l->v[i], needle)) return true;
         return false;
     case JV_DICT:
-    case JV_NS: return jv_dict_getv(c, hay->u.d, *needle) != NULL;
-    case JV_UNDEF: return false;
-    default: jctx_fail(c, KL_EINVAL, "'in' of %s", jv_type_name(hay->t));
+    case JV_NS:
+        return jv_dict_getv(c, hay->u.d, *needle) != NULL;
+    case JV_UNDEF:
+        return false;
+    default:
+        jctx_fail(c, KL_EINVAL, "'in' of %s", jv_type_name(hay->t));
     }
 }
 
@@ -181,8 +187,8 @@ static int64_t inum(const jv *v)
 
 static const char *op_name(int op)
 {
-    static const char *const names[] = {"+", "-", "*", "/", "//", "%", "**", "~",
-                                        "==", "!=", "<", "<=", ">", ">=", "in", "not in"};
+    static const char *const names[] = {"+",  "-",  "*", "/",  "//", "%",  "**", "~",
+                                        "==", "!=", "<", "<=", ">",  ">=", "in", "not in"};
     return op >= 0 && op < (int)(sizeof names / sizeof names[0]) ? names[op] : "?";
 }
 
@@ -193,7 +199,8 @@ static jv repeat(jctx *c, const jv *seq, int64_t times)
         if (seq->u.s.n && (uint64_t)times > c->lim.max_mem / seq->u.s.n)
             jctx_fail(c, KL_ERANGE, "string repetition too large");
         jbuf b = {0};
-        for (int64_t i = 0; i < times; i++) jbuf_put(c, &b, seq->u.s.p, seq->u.s.n);
+        for (int64_t i = 0; i < times; i++)
+            jbuf_put(c, &b, seq->u.s.p, seq->u.s.n);
         return jv_strn(b.p ? b.p : "", b.n);
     }
     size_t n = seq->u.l->n;
@@ -211,16 +218,26 @@ static jv repeat(jctx *c, const jv *seq, int64_t times)
 static jv binop(jctx *c, int op, jv a, jv b)
 {
     switch (op) {
-    case JO_EQ: return jv_bool(jv_eq(c, &a, &b));
-    case JO_NE: return jv_bool(!jv_eq(c, &a, &b));
-    case JO_LT: return jv_bool(jv_cmp(c, &a, &b) < 0);
-    case JO_LE: return jv_bool(jv_cmp(c, &a, &b) <= 0);
-    case JO_GT: return jv_bool(jv_cmp(c, &a, &b) > 0);
-    case JO_GE: return jv_bool(jv_cmp(c, &a, &b) >= 0);
-    case JO_IN: return jv_bool(jinja_contains(c, &b, &a));
-    case JO_NOTIN: return jv_bool(!jinja_contains(c, &b, &a));
-    case JO_CONCAT: return jv_str_cat(c, jv_str_of(c, &a), jv_str_of(c, &b));
-    default: break;
+    case JO_EQ:
+        return jv_bool(jv_eq(c, &a, &b));
+    case JO_NE:
+        return jv_bool(!jv_eq(c, &a, &b));
+    case JO_LT:
+        return jv_bool(jv_cmp(c, &a, &b) < 0);
+    case JO_LE:
+        return jv_bool(jv_cmp(c, &a, &b) <= 0);
+    case JO_GT:
+        return jv_bool(jv_cmp(c, &a, &b) > 0);
+    case JO_GE:
+        return jv_bool(jv_cmp(c, &a, &b) >= 0);
+    case JO_IN:
+        return jv_bool(jinja_contains(c, &b, &a));
+    case JO_NOTIN:
+        return jv_bool(!jinja_contains(c, &b, &a));
+    case JO_CONCAT:
+        return jv_str_cat(c, jv_str_of(c, &a), jv_str_of(c, &b));
+    default:
+        break;
     }
     if (op == JO_ADD) {
         if (a.t == JV_STR && b.t == JV_STR) return jv_str_cat(c, a.u.s, b.u.s);
@@ -292,7 +309,8 @@ static jv binop(jctx *c, int op, jv a, jv b)
             if (!ovf) return jv_int(acc);
         }
         return jv_float(pow(fx, fy));
-    default: jctx_fail(c, KL_EINVAL, "unknown operator");
+    default:
+        jctx_fail(c, KL_EINVAL, "unknown operator");
     }
 }
 
@@ -301,14 +319,16 @@ static jv *eval_args(jctx *c, jscope *s, const jnode *n)
 {
     if (!n->nargs) return NULL;
     jv *v = jctx_alloc(c, sizeof(jv) * (size_t)n->nargs);
-    for (int i = 0; i < n->nargs; i++) v[i] = eval(c, s, n->args[i]);
+    for (int i = 0; i < n->nargs; i++)
+        v[i] = eval(c, s, n->args[i]);
     return v;
 }
 
 static jv call_macro(jctx *c, const jnode *m, jv *args, int npos, jstr *kwn, int nkw)
 {
-    if (npos > m->nkw) jctx_fail(c, KL_EINVAL, "macro '%.*s' takes %d arguments", (int)m->name.n,
-                                 m->name.p, m->nkw);
+    if (npos > m->nkw)
+        jctx_fail(c, KL_EINVAL, "macro '%.*s' takes %d arguments", (int)m->name.n, m->name.p,
+                  m->nkw);
     jscope *s = scope_new(c, c->root);
     for (int i = 0; i < m->nkw; i++) {
         jv v = jv_undef();
@@ -338,7 +358,9 @@ static jv eval(jctx *c, jscope *s, const jnode *n)
     c->line = n->line;
     jv r;
     switch (n->kind) {
-    case JN_LIT: r = n->lit; break;
+    case JN_LIT:
+        r = n->lit;
+        break;
     case JN_NAME: {
         jv *v = scope_find(s, n->name);
         r = v ? *v : jv_undef();
@@ -374,8 +396,8 @@ static jv eval(jctx *c, jscope *s, const jnode *n)
         } else {
             jv *m = scope_find(s, n->name);
             if (!m || m->t != JV_MACRO)
-                jctx_fail(c, KL_EINVAL, "'%.*s' is not defined before it is called",
-                          (int)n->name.n, n->name.p);
+                jctx_fail(c, KL_EINVAL, "'%.*s' is not defined before it is called", (int)n->name.n,
+                          n->name.p);
             r = call_macro(c, m->u.macro, args, npos, n->kwnames, n->nkw);
         }
         break;
@@ -416,10 +438,17 @@ static jv eval(jctx *c, jscope *s, const jnode *n)
     case JN_POS: {
         jv a = eval(c, s, n->a);
         c->line = n->line;
-        if (a.t == JV_INT) r = n->kind == JN_POS ? a : a.u.i == INT64_MIN ? jv_float(9.2233720368547758e18) : jv_int(-a.u.i);
-        else if (a.t == JV_FLOAT) r = jv_float(n->kind == JN_POS ? a.u.f : -a.u.f);
-        else if (a.t == JV_BOOL) r = jv_int(n->kind == JN_POS ? a.u.b : -(int64_t)a.u.b);
-        else jctx_fail(c, KL_EINVAL, "bad operand type for unary %c: %s", n->kind == JN_POS ? '+' : '-', jv_type_name(a.t));
+        if (a.t == JV_INT)
+            r = n->kind == JN_POS    ? a
+                : a.u.i == INT64_MIN ? jv_float(9.2233720368547758e18)
+                                     : jv_int(-a.u.i);
+        else if (a.t == JV_FLOAT)
+            r = jv_float(n->kind == JN_POS ? a.u.f : -a.u.f);
+        else if (a.t == JV_BOOL)
+            r = jv_int(n->kind == JN_POS ? a.u.b : -(int64_t)a.u.b);
+        else
+            jctx_fail(c, KL_EINVAL, "bad operand type for unary %c: %s",
+                      n->kind == JN_POS ? '+' : '-', jv_type_name(a.t));
         break;
     }
     case JN_AND: {
@@ -440,7 +469,8 @@ static jv eval(jctx *c, jscope *s, const jnode *n)
     case JN_LIST: {
         r = jv_list_new(c, (size_t)n->nargs);
         r.u.l->tuple = n->neg;
-        for (int i = 0; i < n->nargs; i++) r.u.l->v[i] = eval(c, s, n->args[i]);
+        for (int i = 0; i < n->nargs; i++)
+            r.u.l->v[i] = eval(c, s, n->args[i]);
         r.u.l->n = (size_t)n->nargs;
         break;
     }
@@ -452,7 +482,8 @@ static jv eval(jctx *c, jscope *s, const jnode *n)
         }
         break;
     }
-    default: jctx_fail(c, KL_EINVAL, "not an expression");
+    default:
+        jctx_fail(c, KL_EINVAL, "not an expression");
     }
     c->depth--;
     return r;
@@ -466,8 +497,7 @@ static void bind_loop_vars(jctx *c, jscope *s, const jnode *n, jv item)
         return;
     }
     if (item.t != JV_LIST || item.u.l->n != 2)
-        jctx_fail(c, KL_EINVAL, "cannot unpack %s into two loop variables",
-                  jv_type_name(item.t));
+        jctx_fail(c, KL_EINVAL, "cannot unpack %s into two loop variables", jv_type_name(item.t));
     scope_set(c, s, n->name, item.u.l->v[0]);
     scope_set(c, s, n->name2, item.u.l->v[1]);
 }
@@ -514,9 +544,12 @@ static int exec(jctx *c, jscope *s, const jnode *n, const jsink *k)
     int fl = FLOW_NEXT;
     switch (n->kind) {
     case JN_BLOCK:
-        for (int i = 0; i < n->nargs && fl == FLOW_NEXT; i++) fl = exec(c, s, n->args[i], k);
+        for (int i = 0; i < n->nargs && fl == FLOW_NEXT; i++)
+            fl = exec(c, s, n->args[i], k);
         break;
-    case JN_TEXT: emit(c, k, n->lit.u.s.p, n->lit.u.s.n); break;
+    case JN_TEXT:
+        emit(c, k, n->lit.u.s.p, n->lit.u.s.n);
+        break;
     case JN_OUT: {
         jv v = eval(c, s, n->a);
         emit_value(c, k, &v);
@@ -524,11 +557,15 @@ static int exec(jctx *c, jscope *s, const jnode *n, const jsink *k)
     }
     case JN_IF: {
         jv cond = eval(c, s, n->a);
-        if (jv_truthy(&cond)) fl = exec(c, s, n->b, k);
-        else if (n->c) fl = exec(c, s, n->c, k);
+        if (jv_truthy(&cond))
+            fl = exec(c, s, n->b, k);
+        else if (n->c)
+            fl = exec(c, s, n->c, k);
         break;
     }
-    case JN_FOR: fl = exec_for(c, s, n, k); break;
+    case JN_FOR:
+        fl = exec_for(c, s, n, k);
+        break;
     case JN_SET: {
         jv v = eval(c, s, n->a);
         c->line = n->line;
@@ -555,9 +592,14 @@ static int exec(jctx *c, jscope *s, const jnode *n, const jsink *k)
         scope_set(c, s, n->name, m);
         break;
     }
-    case JN_BREAK: fl = FLOW_BREAK; break;
-    case JN_CONTINUE: fl = FLOW_CONTINUE; break;
-    default: jctx_fail(c, KL_EINVAL, "not a statement");
+    case JN_BREAK:
+        fl = FLOW_BREAK;
+        break;
+    case JN_CONTINUE:
+        fl = FLOW_CONTINUE;
+        break;
+    default:
+        jctx_fail(c, KL_EINVAL, "not a statement");
     }
     c->depth--;
     return fl;
@@ -570,8 +612,8 @@ static jv cstr(jctx *c, const char *s)
     return s ? jv_strn(s, strlen(s)) : jv_none();
 }
 
-int jinja_render(const jinja_tmpl *t, const jinja_input *in, const jinja_limits *lim,
-                 char **out, size_t *out_len, bool *raised, kl_err *err)
+int jinja_render(const jinja_tmpl *t, const jinja_input *in, const jinja_limits *lim, char **out,
+                 size_t *out_len, bool *raised, kl_err *err)
 {
     if (raised) *raised = false;
     jctx *c = calloc(1, sizeof *c);

@@ -103,12 +103,12 @@ typedef enum jn_kind {
     JN_LIST, /* args; neg: a tuple */
     JN_DICT, /* args: key, value, key, value ... */
     /* statements */
-    JN_BLOCK, /* args: statements */
-    JN_TEXT,  /* lit (a string) */
-    JN_OUT,   /* {{ a }} */
-    JN_IF,    /* if a: b else c (c: a block or a JN_IF for elif, may be NULL) */
-    JN_FOR,   /* for name[, name2] in a [if d]: b else c */
-    JN_SET,   /* name = a, or name.name2 = a (name2.n > 0) */
+    JN_BLOCK,    /* args: statements */
+    JN_TEXT,     /* lit (a string) */
+    JN_OUT,      /* {{ a }} */
+    JN_IF,       /* if a: b else c (c: a block or a JN_IF for elif, may be NULL) */
+    JN_FOR,      /* for name[, name2] in a [if d]: b else c */
+    JN_SET,      /* name = a, or name.name2 = a (name2.n > 0) */
     JN_SETBLOCK, /* name = rendered b */
     JN_BREAK,
     JN_CONTINUE,
@@ -131,30 +131,111 @@ typedef struct jnode {
 
 /* binary operators */
 enum {
-    JO_ADD, JO_SUB, JO_MUL, JO_DIV, JO_FDIV, JO_MOD, JO_POW, JO_CONCAT,
-    JO_EQ, JO_NE, JO_LT, JO_LE, JO_GT, JO_GE, JO_IN, JO_NOTIN,
+    JO_ADD,
+    JO_SUB,
+    JO_MUL,
+    JO_DIV,
+    JO_FDIV,
+    JO_MOD,
+    JO_POW,
+    JO_CONCAT,
+    JO_EQ,
+    JO_NE,
+    JO_LT,
+    JO_LE,
+    JO_GT,
+    JO_GE,
+    JO_IN,
+    JO_NOTIN,
 };
 
 /* ---- builtins (jinja_builtin.c): name tables resolved at parse time ---- */
 enum { /* functions */
-    JF_RANGE, JF_RAISE, JF_NAMESPACE, JF_STRFTIME, JF_DICT, JF_COUNT
+       JF_RANGE,
+       JF_RAISE,
+       JF_NAMESPACE,
+       JF_STRFTIME,
+       JF_DICT,
+       JF_COUNT
 };
 enum { /* filters */
-    JFL_TRIM, JFL_LENGTH, JFL_UPPER, JFL_LOWER, JFL_TOJSON, JFL_DEFAULT, JFL_FIRST, JFL_LAST,
-    JFL_JOIN, JFL_REPLACE, JFL_CAPITALIZE, JFL_TITLE, JFL_ITEMS, JFL_LIST, JFL_STRING,
-    JFL_INT, JFL_FLOAT, JFL_ABS, JFL_SELECTATTR, JFL_REJECTATTR, JFL_SELECT, JFL_REJECT,
-    JFL_MAP, JFL_SAFE, JFL_REVERSE, JFL_SORT, JFL_UNIQUE, JFL_DICTSORT, JFL_INDENT, JFL_BOOL,
-    JFL_COUNT
+       JFL_TRIM,
+       JFL_LENGTH,
+       JFL_UPPER,
+       JFL_LOWER,
+       JFL_TOJSON,
+       JFL_DEFAULT,
+       JFL_FIRST,
+       JFL_LAST,
+       JFL_JOIN,
+       JFL_REPLACE,
+       JFL_CAPITALIZE,
+       JFL_TITLE,
+       JFL_ITEMS,
+       JFL_LIST,
+       JFL_STRING,
+       JFL_INT,
+       JFL_FLOAT,
+       JFL_ABS,
+       JFL_SELECTATTR,
+       JFL_REJECTATTR,
+       JFL_SELECT,
+       JFL_REJECT,
+       JFL_MAP,
+       JFL_SAFE,
+       JFL_REVERSE,
+       JFL_SORT,
+       JFL_UNIQUE,
+       JFL_DICTSORT,
+       JFL_INDENT,
+       JFL_BOOL,
+       JFL_COUNT
 };
 enum { /* tests */
-    JT_DEFINED, JT_UNDEFINED, JT_NONE, JT_STRING, JT_NUMBER, JT_INTEGER, JT_FLOAT,
-    JT_MAPPING, JT_ITERABLE, JT_SEQUENCE, JT_BOOLEAN, JT_TRUE, JT_FALSE, JT_EQ, JT_NE,
-    JT_ODD, JT_EVEN, JT_DIVISIBLEBY, JT_IN, JT_CALLABLE, JT_LT, JT_GT, JT_COUNT
+       JT_DEFINED,
+       JT_UNDEFINED,
+       JT_NONE,
+       JT_STRING,
+       JT_NUMBER,
+       JT_INTEGER,
+       JT_FLOAT,
+       JT_MAPPING,
+       JT_ITERABLE,
+       JT_SEQUENCE,
+       JT_BOOLEAN,
+       JT_TRUE,
+       JT_FALSE,
+       JT_EQ,
+       JT_NE,
+       JT_ODD,
+       JT_EVEN,
+       JT_DIVISIBLEBY,
+       JT_IN,
+       JT_CALLABLE,
+       JT_LT,
+       JT_GT,
+       JT_COUNT
 };
 enum { /* methods */
-    JM_STRIP, JM_LSTRIP, JM_RSTRIP, JM_STARTSWITH, JM_ENDSWITH, JM_SPLIT, JM_REPLACE,
-    JM_UPPER, JM_LOWER, JM_TITLE, JM_CAPITALIZE, JM_FIND, JM_COUNT_SUB, JM_ITEMS, JM_GET,
-    JM_KEYS, JM_VALUES, JM_CYCLE, JM_COUNT
+       JM_STRIP,
+       JM_LSTRIP,
+       JM_RSTRIP,
+       JM_STARTSWITH,
+       JM_ENDSWITH,
+       JM_SPLIT,
+       JM_REPLACE,
+       JM_UPPER,
+       JM_LOWER,
+       JM_TITLE,
+       JM_CAPITALIZE,
+       JM_FIND,
+       JM_COUNT_SUB,
+       JM_ITEMS,
+       JM_GET,
+       JM_KEYS,
+       JM_VALUES,
+       JM_CYCLE,
+       JM_COUNT
 };
 /* Index of name in the table of that kind, or -1. */
 int jinja_func_find(jstr name);
@@ -185,8 +266,8 @@ typedef struct jctx {
     const jinja_tmpl *t;
     const jinja_input *in;
     jinja_limits lim;
-    jarena arena;   /* every value of this render */
-    char *out;      /* (out_cap) the text rendered so far, malloc'd */
+    jarena arena; /* every value of this render */
+    char *out;    /* (out_cap) the text rendered so far, malloc'd */
     size_t out_len, out_cap;
     uint64_t steps;
     int depth;
@@ -206,12 +287,36 @@ void jctx_charge(jctx *c, uint64_t n);
 void *jctx_alloc(jctx *c, size_t n);
 
 /* ---- values (jinja_value.c) ---- */
-static inline jv jv_undef(void) { jv v = {.t = JV_UNDEF}; return v; }
-static inline jv jv_none(void) { jv v = {.t = JV_NONE}; return v; }
-static inline jv jv_bool(bool b) { jv v = {.t = JV_BOOL, .u.b = b}; return v; }
-static inline jv jv_int(int64_t i) { jv v = {.t = JV_INT, .u.i = i}; return v; }
-static inline jv jv_float(double f) { jv v = {.t = JV_FLOAT, .u.f = f}; return v; }
-static inline jv jv_strn(const char *p, size_t n) { jv v = {.t = JV_STR, .u.s = {p, n}}; return v; }
+static inline jv jv_undef(void)
+{
+    jv v = {.t = JV_UNDEF};
+    return v;
+}
+static inline jv jv_none(void)
+{
+    jv v = {.t = JV_NONE};
+    return v;
+}
+static inline jv jv_bool(bool b)
+{
+    jv v = {.t = JV_BOOL, .u.b = b};
+    return v;
+}
+static inline jv jv_int(int64_t i)
+{
+    jv v = {.t = JV_INT, .u.i = i};
+    return v;
+}
+static inline jv jv_float(double f)
+{
+    jv v = {.t = JV_FLOAT, .u.f = f};
+    return v;
+}
+static inline jv jv_strn(const char *p, size_t n)
+{
+    jv v = {.t = JV_STR, .u.s = {p, n}};
+    return v;
+}
 
 jv jv_str_copy(jctx *c, const char *p, size_t n);
 jv jv_str_cat(jctx *c, jstr a, jstr b);
@@ -236,7 +341,10 @@ typedef struct jbuf {
     size_t n, cap;
 } jbuf;
 void jbuf_put(jctx *c, jbuf *b, const char *s, size_t n);
-static inline void jbuf_puts(jctx *c, jbuf *b, const char *s) { jbuf_put(c, b, s, strlen(s)); }
+static inline void jbuf_puts(jctx *c, jbuf *b, const char *s)
+{
+    jbuf_put(c, b, s, strlen(s));
+}
 /* Appends str(v) as Python/Jinja prints it (None, True, 1.5, ['a'], {'k': 1}). */
 void jv_to_str(jctx *c, jbuf *b, const jv *v);
 /* str(v) as a string value (strings are returned as they are). */

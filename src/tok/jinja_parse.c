@@ -22,10 +22,10 @@ typedef enum { TK_EOF, TK_END, TK_NAME, TK_STR, TK_INT, TK_FLOAT, TK_OP } tk_kin
 
 typedef struct ptok {
     tk_kind k;
-    jstr s;      /* raw text (names, operators); decoded text for strings */
+    jstr s; /* raw text (names, operators); decoded text for strings */
     int64_t i;
     double f;
-    bool strip;  /* TK_END: the tag ended with "-" */
+    bool strip; /* TK_END: the tag ended with "-" */
     size_t pos;
 } ptok;
 
@@ -52,13 +52,13 @@ typedef struct jparser {
 static int line_at(const jparser *P, size_t pos)
 {
     int line = 1;
-    for (size_t i = 0; i < pos && i < P->len; i++) line += P->src[i] == '\n';
+    for (size_t i = 0; i < pos && i < P->len; i++)
+        line += P->src[i] == '\n';
     return line;
 }
 
-__attribute__((format(printf, 4, 5))) _Noreturn static void perr(jparser *P, int code,
-                                                                 size_t pos, const char *fmt,
-                                                                 ...)
+__attribute__((format(printf, 4, 5))) _Noreturn static void perr(jparser *P, int code, size_t pos,
+                                                                 const char *fmt, ...)
 {
     char msg[400];
     va_list ap;
@@ -110,12 +110,25 @@ static void lex_string(jparser *P, ptok *t)
         if (P->pos >= P->len) perr(P, KL_EINVAL, start, "unterminated string literal");
         char e = P->src[P->pos++];
         switch (e) {
-        case 'n': buf[n++] = '\n'; break;
-        case 't': buf[n++] = '\t'; break;
-        case 'r': buf[n++] = '\r'; break;
-        case '0': buf[n++] = '\0'; break;
-        case '\\': case '\'': case '"': buf[n++] = e; break;
-        case '\n': break; /* line continuation */
+        case 'n':
+            buf[n++] = '\n';
+            break;
+        case 't':
+            buf[n++] = '\t';
+            break;
+        case 'r':
+            buf[n++] = '\r';
+            break;
+        case '0':
+            buf[n++] = '\0';
+            break;
+        case '\\':
+        case '\'':
+        case '"':
+            buf[n++] = e;
+            break;
+        case '\n':
+            break; /* line continuation */
         case 'x':
         case 'u': {
             int nd = e == 'x' ? 2 : 4;
@@ -124,8 +137,8 @@ static void lex_string(jparser *P, ptok *t)
                 if (P->pos >= P->len || !isxdigit((unsigned char)P->src[P->pos]))
                     perr(P, KL_EINVAL, P->pos, "bad \\%c escape in string literal", e);
                 char h = P->src[P->pos++];
-                cp = cp * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0'
-                                                                    : (tolower(h) - 'a' + 10));
+                cp = cp * 16 +
+                     (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower(h) - 'a' + 10));
             }
             /* UTF-8 encode (at most 3 bytes for 4 hex digits; the escape took >= 4) */
             if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;
@@ -156,7 +169,8 @@ static void lex_string(jparser *P, ptok *t)
 static void lex(jparser *P)
 {
     ptok t = {0};
-    while (P->pos < P->len && isspace((unsigned char)P->src[P->pos])) P->pos++;
+    while (P->pos < P->len && isspace((unsigned char)P->src[P->pos]))
+        P->pos++;
     t.pos = P->pos;
     if (P->pos >= P->len) {
         t.k = TK_EOF;
@@ -182,20 +196,21 @@ static void lex(jparser *P)
     unsigned char ch = (unsigned char)P->src[P->pos];
     if (isalpha(ch) || ch == '_') {
         size_t s = P->pos;
-        while (P->pos < P->len &&
-               (isalnum((unsigned char)P->src[P->pos]) || P->src[P->pos] == '_'))
+        while (P->pos < P->len && (isalnum((unsigned char)P->src[P->pos]) || P->src[P->pos] == '_'))
             P->pos++;
         t.k = TK_NAME;
         t.s = (jstr){P->src + s, P->pos - s};
     } else if (isdigit(ch)) {
         size_t s = P->pos;
-        while (P->pos < P->len && isdigit((unsigned char)P->src[P->pos])) P->pos++;
+        while (P->pos < P->len && isdigit((unsigned char)P->src[P->pos]))
+            P->pos++;
         bool fl = false;
         if (P->pos + 1 < P->len && P->src[P->pos] == '.' &&
             isdigit((unsigned char)P->src[P->pos + 1])) {
             fl = true;
             P->pos++;
-            while (P->pos < P->len && isdigit((unsigned char)P->src[P->pos])) P->pos++;
+            while (P->pos < P->len && isdigit((unsigned char)P->src[P->pos]))
+                P->pos++;
         }
         if (P->pos < P->len && (P->src[P->pos] == 'e' || P->src[P->pos] == 'E')) {
             size_t e = P->pos + 1;
@@ -203,7 +218,8 @@ static void lex(jparser *P)
             if (e < P->len && isdigit((unsigned char)P->src[e])) {
                 fl = true;
                 P->pos = e;
-                while (P->pos < P->len && isdigit((unsigned char)P->src[P->pos])) P->pos++;
+                while (P->pos < P->len && isdigit((unsigned char)P->src[P->pos]))
+                    P->pos++;
             }
         }
         char num[64];
@@ -266,10 +282,15 @@ static bool is_name(const jparser *P, const char *name)
 static const char *tk_desc(const ptok *t, char *buf, size_t cap)
 {
     switch (t->k) {
-    case TK_EOF: return "end of template";
-    case TK_END: return "end of tag";
-    case TK_STR: return "string literal";
-    default: snprintf(buf, cap, "'%.*s'", (int)(t->s.n > 40 ? 40 : t->s.n), t->s.p); return buf;
+    case TK_EOF:
+        return "end of template";
+    case TK_END:
+        return "end of tag";
+    case TK_STR:
+        return "string literal";
+    default:
+        snprintf(buf, cap, "'%.*s'", (int)(t->s.n > 40 ? 40 : t->s.n), t->s.p);
+        return buf;
     }
 }
 
@@ -277,7 +298,8 @@ static void expect_op(jparser *P, const char *op)
 {
     char b[64];
     if (!is_op(P, op))
-        perr(P, KL_EINVAL, P->cur.pos, "expected '%s', found %s", op, tk_desc(&P->cur, b, sizeof b));
+        perr(P, KL_EINVAL, P->cur.pos, "expected '%s', found %s", op,
+             tk_desc(&P->cur, b, sizeof b));
     lex(P);
 }
 
@@ -472,7 +494,8 @@ static jnode *parse_primary(jparser *P)
             return n;
         }
         break;
-    default: break;
+    default:
+        break;
     }
     perr(P, KL_EINVAL, t.pos, "unexpected %s in expression", tk_desc(&t, b, sizeof b));
 }
@@ -655,11 +678,16 @@ static jnode *parse_mul(jparser *P)
     jnode *n = parse_pow(P);
     for (;;) {
         int op;
-        if (is_op(P, "*")) op = JO_MUL;
-        else if (is_op(P, "/")) op = JO_DIV;
-        else if (is_op(P, "//")) op = JO_FDIV;
-        else if (is_op(P, "%")) op = JO_MOD;
-        else return n;
+        if (is_op(P, "*"))
+            op = JO_MUL;
+        else if (is_op(P, "/"))
+            op = JO_DIV;
+        else if (is_op(P, "//"))
+            op = JO_FDIV;
+        else if (is_op(P, "%"))
+            op = JO_MOD;
+        else
+            return n;
         size_t pos = P->cur.pos;
         lex(P);
         n = mkbin(P, pos, op, n, parse_pow(P));
@@ -682,9 +710,12 @@ static jnode *parse_add(jparser *P)
     jnode *n = parse_concat(P);
     for (;;) {
         int op;
-        if (is_op(P, "+")) op = JO_ADD;
-        else if (is_op(P, "-")) op = JO_SUB;
-        else return n;
+        if (is_op(P, "+"))
+            op = JO_ADD;
+        else if (is_op(P, "-"))
+            op = JO_SUB;
+        else
+            return n;
         size_t pos = P->cur.pos;
         lex(P);
         n = mkbin(P, pos, op, n, parse_concat(P));
@@ -697,19 +728,27 @@ static jnode *parse_compare(jparser *P)
     for (;;) {
         int op;
         size_t pos = P->cur.pos;
-        if (is_op(P, "==")) op = JO_EQ;
-        else if (is_op(P, "!=")) op = JO_NE;
-        else if (is_op(P, "<")) op = JO_LT;
-        else if (is_op(P, "<=")) op = JO_LE;
-        else if (is_op(P, ">")) op = JO_GT;
-        else if (is_op(P, ">=")) op = JO_GE;
-        else if (is_name(P, "in")) op = JO_IN;
+        if (is_op(P, "=="))
+            op = JO_EQ;
+        else if (is_op(P, "!="))
+            op = JO_NE;
+        else if (is_op(P, "<"))
+            op = JO_LT;
+        else if (is_op(P, "<="))
+            op = JO_LE;
+        else if (is_op(P, ">"))
+            op = JO_GT;
+        else if (is_op(P, ">="))
+            op = JO_GE;
+        else if (is_name(P, "in"))
+            op = JO_IN;
         else if (is_name(P, "not")) {
             ptok nx = peek2(P);
             if (!(nx.k == TK_NAME && jstr_eq(nx.s, "in"))) return n;
             lex(P);
             op = JO_NOTIN;
-        } else return n;
+        } else
+            return n;
         lex(P);
         n = mkbin(P, pos, op, n, parse_add(P));
     }
@@ -949,15 +988,18 @@ static jnode *parse_raw(jparser *P, size_t pos)
         if (P->src[i] != '{' || P->src[i + 1] != '%') continue;
         size_t j = i + 2;
         if (j < P->len && (P->src[j] == '-' || P->src[j] == '+')) j++;
-        while (j < P->len && isspace((unsigned char)P->src[j])) j++;
+        while (j < P->len && isspace((unsigned char)P->src[j]))
+            j++;
         if (!starts(P, j, "endraw")) continue;
         size_t e = i;
         if (P->src[i + 2] == '-')
-            while (e > s && isspace((unsigned char)P->src[e - 1])) e--;
+            while (e > s && isspace((unsigned char)P->src[e - 1]))
+                e--;
         jnode *n = mk(P, JN_TEXT, pos);
         size_t a = s;
         if (P->strip_next)
-            while (a < e && isspace((unsigned char)P->src[a])) a++;
+            while (a < e && isspace((unsigned char)P->src[a]))
+                a++;
         else if (P->trim_nl && a < e && P->src[a] == '\n')
             a++;
         n->lit = jv_strn(P->src + a, e - a);
@@ -995,11 +1037,10 @@ static jnode *parse_stmt(jparser *P)
         expect_end(P);
         return b;
     }
-    static const char *const closers[] = {"endif", "endfor", "elif", "else", "endset",
-                                          "endmacro", "endgeneration", "endraw"};
+    static const char *const closers[] = {"endif",  "endfor",   "elif",          "else",
+                                          "endset", "endmacro", "endgeneration", "endraw"};
     for (size_t i = 0; i < sizeof closers / sizeof closers[0]; i++)
-        if (jstr_eq(kw, closers[i]))
-            perr(P, KL_EINVAL, pos, "unexpected '%.*s'", (int)kw.n, kw.p);
+        if (jstr_eq(kw, closers[i])) perr(P, KL_EINVAL, pos, "unexpected '%.*s'", (int)kw.n, kw.p);
     perr(P, KL_EUNSUP, pos, "unsupported tag '%.*s'", (int)(kw.n > 40 ? 40 : kw.n), kw.p);
 }
 
@@ -1009,8 +1050,8 @@ static void scan_text(jparser *P, jnode *blk, size_t *cap, char *tag)
 {
     const char *s = P->src;
     size_t st = P->pos, j = st;
-    while (j + 1 < P->len && !(s[j] == '{' && (s[j + 1] == '{' || s[j + 1] == '%' ||
-                                               s[j + 1] == '#')))
+    while (j + 1 < P->len &&
+           !(s[j] == '{' && (s[j + 1] == '{' || s[j + 1] == '%' || s[j + 1] == '#')))
         j++;
     if (j + 1 >= P->len) {
         j = P->len;
@@ -1020,18 +1061,23 @@ static void scan_text(jparser *P, jnode *blk, size_t *cap, char *tag)
     }
     size_t a = st, b = j;
     if (P->strip_next) {
-        while (a < b && isspace((unsigned char)s[a])) a++;
+        while (a < b && isspace((unsigned char)s[a]))
+            a++;
     } else if (P->trim_nl) {
-        if (a < b && s[a] == '\n') a++;
-        else if (a + 1 < b && s[a] == '\r' && s[a + 1] == '\n') a += 2;
+        if (a < b && s[a] == '\n')
+            a++;
+        else if (a + 1 < b && s[a] == '\r' && s[a + 1] == '\n')
+            a += 2;
     }
     if (*tag) {
         char m = j + 2 < P->len ? s[j + 2] : 0;
         if (m == '-') {
-            while (b > a && isspace((unsigned char)s[b - 1])) b--;
+            while (b > a && isspace((unsigned char)s[b - 1]))
+                b--;
         } else if ((*tag == '%' || *tag == '#') && m != '+') { /* lstrip_blocks */
             size_t k = b;
-            while (k > a && (s[k - 1] == ' ' || s[k - 1] == '\t')) k--;
+            while (k > a && (s[k - 1] == ' ' || s[k - 1] == '\t'))
+                k--;
             if (k == 0 || s[k - 1] == '\n') b = k;
         }
     }
@@ -1057,7 +1103,8 @@ static jnode *parse_body(jparser *P, const char *const *stops, jstr *found, cons
         if (!tag) {
             if (stops) {
                 int last = 0;
-                while (stops[last + 1]) last++;
+                while (stops[last + 1])
+                    last++;
                 perr(P, KL_EINVAL, open_pos, "unclosed '%s' (no '%s' before the end)", what,
                      stops[last]);
             }
@@ -1068,7 +1115,8 @@ static jnode *parse_body(jparser *P, const char *const *stops, jstr *found, cons
         if (P->pos < P->len && (P->src[P->pos] == '-' || P->src[P->pos] == '+')) P->pos++;
         if (tag == '#') {
             size_t k = P->pos;
-            while (k + 1 < P->len && !(P->src[k] == '#' && P->src[k + 1] == '}')) k++;
+            while (k + 1 < P->len && !(P->src[k] == '#' && P->src[k + 1] == '}'))
+                k++;
             if (k + 1 >= P->len) perr(P, KL_EINVAL, tag_pos, "unclosed comment");
             P->strip_next = k > P->pos && P->src[k - 1] == '-';
             P->trim_nl = !P->strip_next;
@@ -1110,8 +1158,10 @@ static void fix_lines(const size_t *nl, size_t n_nl, jnode *n, int depth)
     size_t pos = (size_t)n->line, lo = 0, hi = n_nl; /* count newlines before pos */
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (nl[mid] < pos) lo = mid + 1;
-        else hi = mid;
+        if (nl[mid] < pos)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     n->line = (int)lo + 1;
     fix_lines(nl, n_nl, n->a, depth + 1);
@@ -1119,7 +1169,8 @@ static void fix_lines(const size_t *nl, size_t n_nl, jnode *n, int depth)
     fix_lines(nl, n_nl, n->c, depth + 1);
     fix_lines(nl, n_nl, n->d, depth + 1);
     int na = n->kind == JN_MACRO ? n->nkw : n->nargs;
-    for (int i = 0; i < na; i++) fix_lines(nl, n_nl, n->args[i], depth + 1);
+    for (int i = 0; i < na; i++)
+        fix_lines(nl, n_nl, n->args[i], depth + 1);
 }
 
 int jinja_parse(jinja_tmpl **out, const char *src, size_t len, const char *name, kl_err *err)
@@ -1168,7 +1219,8 @@ int jinja_parse(jinja_tmpl **out, const char *src, size_t len, const char *name,
                  (int)(c->name.n > 40 ? 40 : c->name.n), c->name.p);
     }
     size_t n_nl = 0;
-    for (size_t i = 0; i < t->len; i++) n_nl += t->src[i] == '\n';
+    for (size_t i = 0; i < t->len; i++)
+        n_nl += t->src[i] == '\n';
     size_t *nl = palloc(P, sizeof(size_t) * (n_nl + 1));
     for (size_t i = 0, k = 0; i < t->len; i++)
         if (t->src[i] == '\n') nl[k++] = i;

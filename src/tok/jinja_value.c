@@ -140,14 +140,22 @@ bool jv_truthy(const jv *v)
 {
     switch (v->t) {
     case JV_UNDEF:
-    case JV_NONE: return false;
-    case JV_BOOL: return v->u.b;
-    case JV_INT: return v->u.i != 0;
-    case JV_FLOAT: return v->u.f != 0.0;
-    case JV_STR: return v->u.s.n != 0;
-    case JV_LIST: return v->u.l->n != 0;
-    case JV_DICT: return v->u.d->n != 0;
-    default: return true;
+    case JV_NONE:
+        return false;
+    case JV_BOOL:
+        return v->u.b;
+    case JV_INT:
+        return v->u.i != 0;
+    case JV_FLOAT:
+        return v->u.f != 0.0;
+    case JV_STR:
+        return v->u.s.n != 0;
+    case JV_LIST:
+        return v->u.l->n != 0;
+    case JV_DICT:
+        return v->u.d->n != 0;
+    default:
+        return true;
     }
 }
 
@@ -172,7 +180,8 @@ bool jv_eq(jctx *c, const jv *a, const jv *b)
     if (a->t != b->t) return false;
     switch (a->t) {
     case JV_UNDEF:
-    case JV_NONE: return true;
+    case JV_NONE:
+        return true;
     case JV_STR:
         jctx_charge(c, a->u.s.n >> 5);
         return a->u.s.n == b->u.s.n && !memcmp(a->u.s.p, b->u.s.p, a->u.s.n);
@@ -200,11 +209,16 @@ bool jv_eq(jctx *c, const jv *a, const jv *b)
         }
         c->depth--;
         return true;
-    case JV_NS: return a->u.d == b->u.d;
-    case JV_LOOP: return a->u.loop == b->u.loop;
-    case JV_FUNC: return a->u.fn == b->u.fn;
-    case JV_MACRO: return a->u.macro == b->u.macro;
-    default: return false;
+    case JV_NS:
+        return a->u.d == b->u.d;
+    case JV_LOOP:
+        return a->u.loop == b->u.loop;
+    case JV_FUNC:
+        return a->u.fn == b->u.fn;
+    case JV_MACRO:
+        return a->u.macro == b->u.macro;
+    default:
+        return false;
     }
 }
 
@@ -228,19 +242,32 @@ int jv_cmp(jctx *c, const jv *a, const jv *b)
 const char *jv_type_name(jv_type t)
 {
     switch (t) {
-    case JV_UNDEF: return "undefined";
-    case JV_NONE: return "none";
-    case JV_BOOL: return "bool";
-    case JV_INT: return "int";
-    case JV_FLOAT: return "float";
-    case JV_STR: return "string";
-    case JV_LIST: return "list";
-    case JV_DICT: return "dict";
-    case JV_NS: return "namespace";
-    case JV_LOOP: return "loop";
-    case JV_FUNC: return "function";
-    case JV_MACRO: return "macro";
-    default: return "?";
+    case JV_UNDEF:
+        return "undefined";
+    case JV_NONE:
+        return "none";
+    case JV_BOOL:
+        return "bool";
+    case JV_INT:
+        return "int";
+    case JV_FLOAT:
+        return "float";
+    case JV_STR:
+        return "string";
+    case JV_LIST:
+        return "list";
+    case JV_DICT:
+        return "dict";
+    case JV_NS:
+        return "namespace";
+    case JV_LOOP:
+        return "loop";
+    case JV_FUNC:
+        return "function";
+    case JV_MACRO:
+        return "macro";
+    default:
+        return "?";
     }
 }
 
@@ -290,23 +317,31 @@ static void fmt_float(char *buf, size_t cap, double f)
     for (; *p && *p != 'e'; p++)
         if (*p != '.' && nd < 23) digits[nd++] = *p;
     int exp = *p == 'e' ? atoi(p + 1) : 0;
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
     digits[nd] = 0;
     size_t o = 0;
     char *w = buf;
-#define PUT(ch) do { if (o + 1 < cap) w[o++] = (ch); } while (0)
+#define PUT(ch)                                                                                    \
+    do {                                                                                           \
+        if (o + 1 < cap) w[o++] = (ch);                                                            \
+    } while (0)
     if (neg) PUT('-');
     if (exp >= -4 && exp < 16) {
         if (exp < 0) {
             PUT('0');
             PUT('.');
-            for (int i = 0; i < -exp - 1; i++) PUT('0');
-            for (int i = 0; i < nd; i++) PUT(digits[i]);
+            for (int i = 0; i < -exp - 1; i++)
+                PUT('0');
+            for (int i = 0; i < nd; i++)
+                PUT(digits[i]);
         } else {
-            for (int i = 0; i <= exp; i++) PUT(i < nd ? digits[i] : '0');
+            for (int i = 0; i <= exp; i++)
+                PUT(i < nd ? digits[i] : '0');
             PUT('.');
             if (nd > exp + 1)
-                for (int i = exp + 1; i < nd; i++) PUT(digits[i]);
+                for (int i = exp + 1; i < nd; i++)
+                    PUT(digits[i]);
             else
                 PUT('0');
         }
@@ -314,11 +349,13 @@ static void fmt_float(char *buf, size_t cap, double f)
         PUT(digits[0]);
         if (nd > 1) {
             PUT('.');
-            for (int i = 1; i < nd; i++) PUT(digits[i]);
+            for (int i = 1; i < nd; i++)
+                PUT(digits[i]);
         }
         char ex[16];
         snprintf(ex, sizeof ex, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
-        for (char *q = ex; *q; q++) PUT(*q);
+        for (char *q = ex; *q; q++)
+            PUT(*q);
     }
 #undef PUT
     w[o] = 0;
@@ -332,15 +369,23 @@ static void repr_str(jctx *c, jbuf *b, jstr s)
     for (size_t i = 0; i < s.n; i++) {
         unsigned char ch = (unsigned char)s.p[i];
         char esc[8];
-        if (ch == '\\') jbuf_puts(c, b, "\\\\");
-        else if (ch == (unsigned char)q) { esc[0] = '\\'; esc[1] = q; jbuf_put(c, b, esc, 2); }
-        else if (ch == '\n') jbuf_puts(c, b, "\\n");
-        else if (ch == '\r') jbuf_puts(c, b, "\\r");
-        else if (ch == '\t') jbuf_puts(c, b, "\\t");
+        if (ch == '\\')
+            jbuf_puts(c, b, "\\\\");
+        else if (ch == (unsigned char)q) {
+            esc[0] = '\\';
+            esc[1] = q;
+            jbuf_put(c, b, esc, 2);
+        } else if (ch == '\n')
+            jbuf_puts(c, b, "\\n");
+        else if (ch == '\r')
+            jbuf_puts(c, b, "\\r");
+        else if (ch == '\t')
+            jbuf_puts(c, b, "\\t");
         else if (ch < 0x20 || ch == 0x7f) {
             snprintf(esc, sizeof esc, "\\x%02x", ch);
             jbuf_puts(c, b, esc);
-        } else jbuf_put(c, b, (const char *)&ch, 1);
+        } else
+            jbuf_put(c, b, (const char *)&ch, 1);
     }
     jbuf_put(c, b, &q, 1);
 }
@@ -375,17 +420,24 @@ static void seq_str(jctx *c, jbuf *b, const jv *v)
 
 static void repr(jctx *c, jbuf *b, const jv *v)
 {
-    if (v->t == JV_STR) repr_str(c, b, v->u.s);
-    else jv_to_str(c, b, v);
+    if (v->t == JV_STR)
+        repr_str(c, b, v->u.s);
+    else
+        jv_to_str(c, b, v);
 }
 
 void jv_to_str(jctx *c, jbuf *b, const jv *v)
 {
     char num[40];
     switch (v->t) {
-    case JV_UNDEF: return;
-    case JV_NONE: jbuf_puts(c, b, "None"); return;
-    case JV_BOOL: jbuf_puts(c, b, v->u.b ? "True" : "False"); return;
+    case JV_UNDEF:
+        return;
+    case JV_NONE:
+        jbuf_puts(c, b, "None");
+        return;
+    case JV_BOOL:
+        jbuf_puts(c, b, v->u.b ? "True" : "False");
+        return;
     case JV_INT:
         snprintf(num, sizeof num, "%lld", (long long)v->u.i);
         jbuf_puts(c, b, num);
@@ -394,14 +446,25 @@ void jv_to_str(jctx *c, jbuf *b, const jv *v)
         fmt_float(num, sizeof num, v->u.f);
         jbuf_puts(c, b, num);
         return;
-    case JV_STR: jbuf_put(c, b, v->u.s.p, v->u.s.n); return;
+    case JV_STR:
+        jbuf_put(c, b, v->u.s.p, v->u.s.n);
+        return;
     case JV_LIST:
-    case JV_DICT: seq_str(c, b, v); return;
-    case JV_NS: jbuf_puts(c, b, "<Namespace>"); return;
-    case JV_LOOP: jbuf_puts(c, b, "<LoopContext>"); return;
+    case JV_DICT:
+        seq_str(c, b, v);
+        return;
+    case JV_NS:
+        jbuf_puts(c, b, "<Namespace>");
+        return;
+    case JV_LOOP:
+        jbuf_puts(c, b, "<LoopContext>");
+        return;
     case JV_FUNC:
-    case JV_MACRO: jbuf_puts(c, b, "<function>"); return;
-    default: return;
+    case JV_MACRO:
+        jbuf_puts(c, b, "<function>");
+        return;
+    default:
+        return;
     }
 }
 
@@ -423,13 +486,27 @@ static void json_str(jctx *c, jbuf *b, jstr s)
         const char *e = NULL;
         char u[8];
         switch (ch) {
-        case '"': e = "\\\""; break;
-        case '\\': e = "\\\\"; break;
-        case '\n': e = "\\n"; break;
-        case '\r': e = "\\r"; break;
-        case '\t': e = "\\t"; break;
-        case '\b': e = "\\b"; break;
-        case '\f': e = "\\f"; break;
+        case '"':
+            e = "\\\"";
+            break;
+        case '\\':
+            e = "\\\\";
+            break;
+        case '\n':
+            e = "\\n";
+            break;
+        case '\r':
+            e = "\\r";
+            break;
+        case '\t':
+            e = "\\t";
+            break;
+        case '\b':
+            e = "\\b";
+            break;
+        case '\f':
+            e = "\\f";
+            break;
         default:
             if (ch < 0x20) {
                 snprintf(u, sizeof u, "\\u%04x", ch);
@@ -448,7 +525,8 @@ static void json_str(jctx *c, jbuf *b, jstr s)
 static void json_nl(jctx *c, jbuf *b, int indent, int level)
 {
     jbuf_puts(c, b, "\n");
-    for (int i = 0; i < indent * level; i++) jbuf_puts(c, b, " ");
+    for (int i = 0; i < indent * level; i++)
+        jbuf_puts(c, b, " ");
 }
 
 void jv_to_json(jctx *c, jbuf *b, const jv *v, int indent, int level)
@@ -457,21 +535,29 @@ void jv_to_json(jctx *c, jbuf *b, const jv *v, int indent, int level)
     jctx_charge(c, 1);
     switch (v->t) {
     case JV_UNDEF:
-    case JV_NONE: jbuf_puts(c, b, "null"); return;
-    case JV_BOOL: jbuf_puts(c, b, v->u.b ? "true" : "false"); return;
+    case JV_NONE:
+        jbuf_puts(c, b, "null");
+        return;
+    case JV_BOOL:
+        jbuf_puts(c, b, v->u.b ? "true" : "false");
+        return;
     case JV_INT:
         snprintf(num, sizeof num, "%lld", (long long)v->u.i);
         jbuf_puts(c, b, num);
         return;
     case JV_FLOAT:
-        if (isnan(v->u.f)) jbuf_puts(c, b, "NaN");
-        else if (isinf(v->u.f)) jbuf_puts(c, b, v->u.f < 0 ? "-Infinity" : "Infinity");
+        if (isnan(v->u.f))
+            jbuf_puts(c, b, "NaN");
+        else if (isinf(v->u.f))
+            jbuf_puts(c, b, v->u.f < 0 ? "-Infinity" : "Infinity");
         else {
             fmt_float(num, sizeof num, v->u.f);
             jbuf_puts(c, b, num);
         }
         return;
-    case JV_STR: json_str(c, b, v->u.s); return;
+    case JV_STR:
+        json_str(c, b, v->u.s);
+        return;
     case JV_LIST:
     case JV_DICT:
     case JV_NS: {
@@ -486,7 +572,8 @@ void jv_to_json(jctx *c, jbuf *b, const jv *v, int indent, int level)
                 jv_to_json(c, b, &v->u.l->v[i], indent, level + 1);
             } else {
                 jv k = v->u.d->k[i];
-                if (k.t == JV_STR) json_str(c, b, k.u.s);
+                if (k.t == JV_STR)
+                    json_str(c, b, k.u.s);
                 else {
                     jbuf kb = {0};
                     jv_to_str(c, &kb, &k);
@@ -501,7 +588,8 @@ void jv_to_json(jctx *c, jbuf *b, const jv *v, int indent, int level)
         c->depth--;
         return;
     }
-    default: jctx_fail(c, KL_EINVAL, "%s is not JSON serializable", jv_type_name(v->t));
+    default:
+        jctx_fail(c, KL_EINVAL, "%s is not JSON serializable", jv_type_name(v->t));
     }
 }
 
@@ -526,12 +614,18 @@ jv jv_from_json(jctx *c, const json_t *j, int depth)
             jv_list_push(c, l.u.l, jv_from_json(c, json_array_get(j, i), depth + 1));
         return l;
     }
-    case JSON_STRING: return jv_str_copy(c, json_string_value(j), json_string_length(j));
-    case JSON_INTEGER: return jv_int((int64_t)json_integer_value(j));
-    case JSON_REAL: return jv_float(json_real_value(j));
-    case JSON_TRUE: return jv_bool(true);
-    case JSON_FALSE: return jv_bool(false);
-    default: return jv_none();
+    case JSON_STRING:
+        return jv_str_copy(c, json_string_value(j), json_string_length(j));
+    case JSON_INTEGER:
+        return jv_int((int64_t)json_integer_value(j));
+    case JSON_REAL:
+        return jv_float(json_real_value(j));
+    case JSON_TRUE:
+        return jv_bool(true);
+    case JSON_FALSE:
+        return jv_bool(false);
+    default:
+        return jv_none();
     }
 }
 

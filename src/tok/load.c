@@ -15,8 +15,8 @@
 
 /* Texts of tokens that end a generation (llama.cpp's list). */
 static const char *const eog_texts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-    "<EOT>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
+    "<|eot_id|>", "<|im_end|>", "<|end|>",     "<end_of_turn>", "<|endoftext|>",
+    "<|eom_id|>", "<EOT>",      "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
 };
 
 void tok_free(tok *t)
@@ -65,8 +65,8 @@ static int load_tokens(tok *t, const gguf_file *f, const char *path, kl_err *err
     rc = gguf_get_arr(f, "tokenizer.ggml.scores", GGUF_F32, &scores, err);
     if (rc && rc != KL_ENOTFOUND) return rc;
     if (scores && scores->n != toks->n)
-        return kl_errf(err, KL_EBADFILE, "%s: tokenizer.ggml.scores has %llu entries, not %d",
-                       path, (unsigned long long)scores->n, t->n_vocab);
+        return kl_errf(err, KL_EBADFILE, "%s: tokenizer.ggml.scores has %llu entries, not %d", path,
+                       (unsigned long long)scores->n, t->n_vocab);
     rc = gguf_get_arr(f, "tokenizer.ggml.token_type", GGUF_I32, &types, err);
     if (rc && rc != KL_ENOTFOUND) return rc;
     if (types && types->n != toks->n)
@@ -229,10 +229,12 @@ static int set_specials(tok *t, const gguf_file *f)
     if (gguf_get_str(f, "general.name", &name, NULL) == 0) {
         char low[64];
         size_t i = 0;
-        for (; name[i] && i < sizeof low - 1; i++) low[i] = (char)tolower((unsigned char)name[i]);
+        for (; name[i] && i < sizeof low - 1; i++)
+            low[i] = (char)tolower((unsigned char)name[i]);
         low[i] = 0;
         if (strstr(low, "phi-3") || strstr(low, "phi3")) {
-            for (int32_t k = 0; k < t->n_special; k++) t->attr[t->special[k]] |= TOK_A_RSTRIP;
+            for (int32_t k = 0; k < t->n_special; k++)
+                t->attr[t->special[k]] |= TOK_A_RSTRIP;
             int32_t s = tok_map_find(t, "</s>", 4);
             if (s >= 0) t->attr[s] |= TOK_A_RSTRIP;
             static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>"};

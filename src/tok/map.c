@@ -11,7 +11,8 @@
 static uint32_t pow2_at_least(uint64_t n)
 {
     uint64_t c = 16;
-    while (c < n) c <<= 1;
+    while (c < n)
+        c <<= 1;
     return c > (1u << 31) ? 0 : (uint32_t)c;
 }
 
@@ -88,7 +89,8 @@ int tok_pairmap_init(tok_pairmap *m, uint64_t n)
         m->cap = 0;
         return KL_ENOMEM;
     }
-    for (uint32_t i = 0; i < m->cap; i++) m->slots[i].key = UINT64_MAX;
+    for (uint32_t i = 0; i < m->cap; i++)
+        m->slots[i].key = UINT64_MAX;
     return 0;
 }
 

@@ -24,9 +24,8 @@
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|"                           \
     " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 /* GPT-2. */
-#define RE_GPT2                                                                                    \
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
-#define RE_CJK "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+"
+#define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+#define RE_CJK  "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+"
 #define RE_DEEPSEEK_LETTERS                                                                        \
     "\\s?[A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-\\x{1BF}\\x{1C4}-"   \
     "\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}\\x{37B}-\\x{37D}\\x{37F}\\x{386}"  \
@@ -60,27 +59,43 @@ static const pre_rule rules[] = {
     {"stablelm2", {RE_QWEN2}, false, false, false},
     {"gpt-2|phi-2|roberta-bpe|jina-es|jina-de|gigachat|jina-v1-en|jina-v2-es|jina-v2-de|"
      "jina-v2-code|mpt|gpt-neox|olmo|jais",
-     {RE_GPT2}, false, false, false},
-    {"starcoder|refact|command-r|smollm|codeshell|exaone|minerva-7b", {"\\p{N}", RE_GPT2}, false,
-     false, false},
+     {RE_GPT2},
+     false,
+     false,
+     false},
+    {"starcoder|refact|command-r|smollm|codeshell|exaone|minerva-7b",
+     {"\\p{N}", RE_GPT2},
+     false,
+     false,
+     false},
     {"falcon", {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]"}, false, false, false},
     {"deepseek-llm",
      {"[\r\n]", RE_DEEPSEEK_LETTERS,
       "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+",
       "\\s+$", RE_CJK, "\\p{N}+"},
-     false, false, false},
-    {"deepseek-coder", {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", RE_CJK, "\\p{N}"}, false, false,
+     false,
+     false,
+     false},
+    {"deepseek-coder",
+     {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", RE_CJK, "\\p{N}"},
+     false,
+     false,
      false},
     {"deepseek-v3",
      {"\\p{N}{1,3}", "[\\x{4E00}-\\x{9FA5}\\x{3040}-\\x{309F}\\x{30A0}-\\x{30FF}]+",
-      "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+|"
+      "[!\"#$%&'()*+,\\-./"
+      ":;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+|"
       " ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"},
-     false, false, false},
+     false,
+     false,
+     false},
     {"poro-chat|bloom|gpt3-finnish", {RE_NORDIC}, false, false, false},
     {"viking", {RE_NORDIC, "\\p{N}"}, false, false, false},
     {"default",
      {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"},
-     false, false, false},
+     false,
+     false,
+     false},
 };
 
 static bool name_in(const char *names, const char *name)
@@ -114,8 +129,10 @@ static void widen_space(const char *pattern, char *dst)
             p++;
             continue;
         }
-        if (*p == '[' && !in_class) in_class = true;
-        else if (*p == ']' && in_class) in_class = false;
+        if (*p == '[' && !in_class)
+            in_class = true;
+        else if (*p == ']' && in_class)
+            in_class = false;
         *dst++ = *p;
     }
     *dst = 0;
@@ -129,8 +146,8 @@ int tok_pretok_init(tok *t, const char *pre, const char *path, kl_err *err)
     for (size_t i = 0; i < sizeof rules / sizeof rules[0] && !r; i++)
         if (name_in(rules[i].names, pre)) r = &rules[i];
     if (!r)
-        return kl_errf(err, KL_EUNSUP, "%s: unknown pre-tokenizer tokenizer.ggml.pre = '%s'",
-                       path, pre);
+        return kl_errf(err, KL_EUNSUP, "%s: unknown pre-tokenizer tokenizer.ggml.pre = '%s'", path,
+                       pre);
     tok_pretok *p = &t->pre;
     p->name = r->names;
     p->nfc = r->nfc;
@@ -142,10 +159,9 @@ int tok_pretok_init(tok *t, const char *pre, const char *path, kl_err *err)
         widen_space(r->re[i], pat);
         int ec;
         PCRE2_SIZE eo;
-        pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
-                                       PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF |
-                                           PCRE2_DOLLAR_ENDONLY,
-                                       &ec, &eo, NULL);
+        pcre2_code *re = pcre2_compile(
+            (PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+            PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | PCRE2_DOLLAR_ENDONLY, &ec, &eo, NULL);
         free(pat);
         if (!re) {
             PCRE2_UCHAR msg[128];
@@ -165,7 +181,8 @@ oom:
 
 void tok_pretok_free(tok_pretok *p)
 {
-    for (int i = 0; i < p->n_re; i++) pcre2_code_free(p->re[i]);
+    for (int i = 0; i < p->n_re; i++)
+        pcre2_code_free(p->re[i]);
     p->n_re = 0;
 }
 

@@ -24,8 +24,8 @@ static void spm_try_pair(const tok *t, const char *s, tok_out *o, int32_t left, 
     uint32_t n = l->len + r->len;
     int32_t id = tok_map_find(t, s + l->off, n);
     if (id < 0) return;
-    tok_heap_push(o, (tok_heap_item){.key = spm_key(t->score[id], left), .right = right,
-                                     .aux = (int32_t)n});
+    tok_heap_push(
+        o, (tok_heap_item){.key = spm_key(t->score[id], left), .right = right, .aux = (int32_t)n});
 }
 
 /* Emits the tokens of s[off..off+len): its token, or one byte token per byte. */
@@ -60,14 +60,18 @@ void tok_spm_encode(const tok *t, const char *s, size_t len, tok_out *o)
     for (size_t off = 0; off < len;) {
         size_t n = tok_utf8_len((uint8_t)s[off]);
         if (n > len - off) n = len - off;
-        o->sym[n_sym] = (tok_sym){.prev = n_sym - 1, .next = n_sym + 1, .off = (uint32_t)off,
-                                  .len = (uint32_t)n, .id = -1};
+        o->sym[n_sym] = (tok_sym){.prev = n_sym - 1,
+                                  .next = n_sym + 1,
+                                  .off = (uint32_t)off,
+                                  .len = (uint32_t)n,
+                                  .id = -1};
         off += n;
         n_sym++;
     }
     o->sym[n_sym - 1].next = -1;
     o->heap_n = 0;
-    for (int32_t i = 1; i < n_sym; i++) spm_try_pair(t, s, o, i - 1, i);
+    for (int32_t i = 1; i < n_sym; i++)
+        spm_try_pair(t, s, o, i - 1, i);
 
     while (o->heap_n) {
         tok_heap_item it = tok_heap_pop(o);
@@ -81,5 +85,6 @@ void tok_spm_encode(const tok *t, const char *s, size_t len, tok_out *o)
         spm_try_pair(t, s, o, l->prev, left);
         spm_try_pair(t, s, o, left, l->next);
     }
-    for (int32_t i = 0; i >= 0; i = o->sym[i].next) spm_emit(t, s, o->sym[i].off, o->sym[i].len, o);
+    for (int32_t i = 0; i >= 0; i = o->sym[i].next)
+        spm_emit(t, s, o->sym[i].off, o->sym[i].len, o);
 }

@@ -29,8 +29,8 @@ int tok_load(tok **out, const gguf_file *f, kl_err *err);
 void tok_free(tok *t); /* NULL is fine */
 
 int32_t tok_n_vocab(const tok *t);
-int32_t tok_bos(const tok *t); /* -1 when the vocab has none */
-int32_t tok_eos(const tok *t); /* -1 when the vocab has none */
+int32_t tok_bos(const tok *t);    /* -1 when the vocab has none */
+int32_t tok_eos(const tok *t);    /* -1 when the vocab has none */
 bool tok_wants_bos(const tok *t); /* tokenizer.ggml.add_bos_token (default per model type) */
 /* True for tokens that end a generation: EOS, EOT, EOM and the like. */
 bool tok_is_eog(const tok *t, int32_t id);

@@ -77,7 +77,8 @@ static void wpm_word(const tok *t, const char *w, size_t len, size_t n_chars, to
         ids[n++] = id;
         start = end;
     }
-    for (int i = 0; i < n; i++) tok_out_push(o, ids[i]);
+    for (int i = 0; i < n; i++)
+        tok_out_push(o, ids[i]);
     return;
 unk:
     if (t->unk >= 0) tok_out_push(o, t->unk);
@@ -115,8 +116,8 @@ void tok_wpm_encode(const tok *t, const char *s, size_t len, tok_out *o)
         }
         utf8proc_int32_t d[8];
         int bound = 0;
-        utf8proc_ssize_t nd = utf8proc_decompose_char((utf8proc_int32_t)cp, d, 8,
-                                                      UTF8PROC_DECOMPOSE, &bound);
+        utf8proc_ssize_t nd =
+            utf8proc_decompose_char((utf8proc_int32_t)cp, d, 8, UTF8PROC_DECOMPOSE, &bound);
         if (nd < 0 || nd > 8) d[0] = (utf8proc_int32_t)cp, nd = 1;
         for (utf8proc_ssize_t k = 0; k < nd; k++)
             if (utf8proc_category(d[k]) != UTF8PROC_CATEGORY_MN)

@@ -5,8 +5,9 @@
  * fraction of the machine's limits (70 GB/s read; 450 GFLOP/s FP32 FMA, ~900 GOP/s INT8 or
  * BF16 dot, with 2 threads; half that with 1) and the ratios against scalar and avx2 measured
  * in the same run, and "packed": the same weights in the packed form the model runs (kl_pack,
- * panels of 16 rows on AVX-512), with its ratio to the plain avx512 kernel. At B=1 successive calls use different copies of the weights (256 MB in
- * all), so the bytes come from memory, not from the 32 MB L3. Each figure is the best of >= 2 timed repetitions (>= 0.1 s in all).
+ * panels of 16 rows on AVX-512), with its ratio to the plain avx512 kernel. At B=1 successive calls
+ * use different copies of the weights (256 MB in all), so the bytes come from memory, not from the
+ * 32 MB L3. Each figure is the best of >= 2 timed repetitions (>= 0.1 s in all).
  *
  *   bench-kernels [--quick] [dtype...]      (default: f32 f16 bf16 q8_0 q4_0 q4_k q6_k) */
 #include <stdio.h>
@@ -57,7 +58,10 @@ static double time_matmul(kl_workers *w, kl_dtype t, bool packed, const uint8_t 
     return best;
 }
 
-static bool int8_dot(kl_dtype t) { return t != KL_F32 && t != KL_F16 && t != KL_BF16; }
+static bool int8_dot(kl_dtype t)
+{
+    return t != KL_F32 && t != KL_F16 && t != KL_BF16;
+}
 
 int main(int argc, char **argv)
 {
@@ -89,7 +93,8 @@ int main(int argc, char **argv)
     int maxB = 512, maxrows = 8192, cols = 2048;
     float *x = malloc(sizeof(float) * (size_t)maxB * cols);
     float *y = malloc(sizeof(float) * (size_t)maxB * maxrows);
-    for (int i = 0; i < maxB * cols; i++) x[i] = urand();
+    for (int i = 0; i < maxB * cols; i++)
+        x[i] = urand();
     kl_workers *pool[3] = {NULL, NULL, kl_workers_create(2)};
     printf("# kernel matmul: weights rows x cols, B activation rows; best of >= 2 calls\n");
     printf("# limits: 70 GB/s read; (2 threads, half for 1) 450 GFLOP/s FP32 FMA, 900 GOP/s "
@@ -102,7 +107,8 @@ int main(int argc, char **argv)
         uint8_t *W = malloc(wbytes);
         float *row = malloc(sizeof(float) * (size_t)cols);
         for (int r = 0; r < 64; r++) {
-            for (int c = 0; c < cols; c++) row[c] = urand();
+            for (int c = 0; c < cols; c++)
+                row[c] = urand();
             kl_quantize_row(t, row, W + rb * (size_t)r, cols);
         }
         for (size_t off = 64 * rb; off < wbytes; off += 64 * rb)
@@ -116,7 +122,8 @@ int main(int argc, char **argv)
             pcopies[si] = (int)(wbytes / mb);
             P[si] = malloc(pb * (size_t)pcopies[si]);
             for (int k = 0; k < pcopies[si]; k++)
-                kl_pack(pool[2], t, W + mb * (size_t)k, shapes[si][0], cols, P[si] + pb * (size_t)k);
+                kl_pack(pool[2], t, W + mb * (size_t)k, shapes[si][0], cols,
+                        P[si] + pb * (size_t)k);
         }
         void *scratch = malloc(kl_matmul_scratch(t, maxB, cols) + 64);
         double peak_c = int8_dot(t) || t == KL_BF16 ? 900 : 450;
@@ -132,9 +139,11 @@ int main(int argc, char **argv)
                         if (packed) {
                             if (!P[si]) continue;
                             size_t pb = kl_pack_bytes(t, rows, cols);
-                            double s = time_matmul(pool[nth], t, true, P[si], pb,
-                                                   B == 1 ? pcopies[si] : 1, rows, cols, x, B, y, scratch);
-                            fig[3] = B == 1 ? (double)rb * rows / s / 1e9 : 2.0 * rows * cols * B / s / 1e9;
+                            double s =
+                                time_matmul(pool[nth], t, true, P[si], pb, B == 1 ? pcopies[si] : 1,
+                                            rows, cols, x, B, y, scratch);
+                            fig[3] = B == 1 ? (double)rb * rows / s / 1e9
+                                            : 2.0 * rows * cols * B / s / 1e9;
                             continue;
                         }
                         const kl_isa *isa = kl_isa_find(isa_names[ii]);
@@ -149,11 +158,14 @@ int main(int argc, char **argv)
                         int copies = B == 1 ? (int)(wbytes / mbytes) : 1;
                         double s = time_matmul(pool[nth], t, false, W, mbytes, copies, rows, cols,
                                                x, B, y, scratch);
-                        fig[ii] = B == 1 ? (double)rb * rows / s / 1e9
-                                         : 2.0 * rows * cols * B / s / 1e9;
+                        fig[ii] =
+                            B == 1 ? (double)rb * rows / s / 1e9 : 2.0 * rows * cols * B / s / 1e9;
                     }
                     kl_isa_set(NULL);
-                    double best = fig[3] > 0 ? fig[3] : fig[2] > 0 ? fig[2] : fig[1] > 0 ? fig[1] : fig[0];
+                    double best = fig[3] > 0   ? fig[3]
+                                  : fig[2] > 0 ? fig[2]
+                                  : fig[1] > 0 ? fig[1]
+                                               : fig[0];
                     double limit = B == 1 ? 70 : peak_c * nth / 2;
                     printf("%-5s %5dx%d t%d B=%-3d %8.1f %s (%4.1f%% of %g)", kl_dtype_get(t)->name,
                            rows, cols, nth, B, best, B == 1 ? "GB/s   " : "GFLOP/s",

@@ -34,7 +34,9 @@ static void walk_kv(const gguf_file *f, const gguf_kv *kv)
         }
         break;
     }
-    default: h += kv->v.u64; break;
+    default:
+        h += kv->v.u64;
+        break;
     }
     uint32_t u;
     int64_t i64;

@@ -11,7 +11,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int chat = 0; chat < 2; chat++) {
         gw_request_info r;
         kl_err err;
-        if (gw_request_parse(&r, (const char *)data, size, chat, &err) == 0) gw_request_info_free(&r);
+        if (gw_request_parse(&r, (const char *)data, size, chat, &err) == 0)
+            gw_request_info_free(&r);
     }
     return 0;
 }

@@ -32,12 +32,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lim.max_steps = 200000;
     lim.max_mem = (size_t)8 << 20;
     lim.max_out = (size_t)1 << 20;
-    json_t *vars = (sel & 4) ? json_pack("{s:b,s:[{s:s}]}", "enable_thinking", 0, "tools", "type",
-                                         "function")
-                             : NULL;
-    jinja_input in = {.msgs = conv + ((sel >> 1) & 1), .n_msgs = (int)(sel % 5),
-                      .add_generation_prompt = sel & 1, .bos_token = "<s>", .eos_token = "</s>",
-                      .vars = vars, .now = 1700000000};
+    json_t *vars =
+        (sel & 4) ? json_pack("{s:b,s:[{s:s}]}", "enable_thinking", 0, "tools", "type", "function")
+                  : NULL;
+    jinja_input in = {.msgs = conv + ((sel >> 1) & 1),
+                      .n_msgs = (int)(sel % 5),
+                      .add_generation_prompt = sel & 1,
+                      .bos_token = "<s>",
+                      .eos_token = "</s>",
+                      .vars = vars,
+                      .now = 1700000000};
     if (in.n_msgs > 4) in.n_msgs = 4;
     char *out = NULL;
     size_t n = 0;

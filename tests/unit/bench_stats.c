@@ -46,12 +46,12 @@ static kb_record rec(int target, kb_status st, double ttft, double tpot, int out
 TEST(bench_goodput_counts_only_requests_meeting_both_slos)
 {
     kb_record recs[] = {
-        rec(0, KB_OK, 50, 10, 11),   /* meets */
-        rec(0, KB_OK, 150, 10, 11),  /* TTFT too slow */
-        rec(0, KB_OK, 50, 30, 11),   /* TPOT too slow */
-        rec(0, KB_OK, 80, -1, 1),    /* one token: no TPOT, meets */
+        rec(0, KB_OK, 50, 10, 11),  /* meets */
+        rec(0, KB_OK, 150, 10, 11), /* TTFT too slow */
+        rec(0, KB_OK, 50, 30, 11),  /* TPOT too slow */
+        rec(0, KB_OK, 80, -1, 1),   /* one token: no TPOT, meets */
         rec(0, KB_ERR_HTTP_5XX, -1, -1, 0),
-        rec(1, KB_OK, 50, 10, 11),   /* other target: not counted */
+        rec(1, KB_OK, 50, 10, 11), /* other target: not counted */
     };
     recs[4].usage = false;
     recs[4].in_tokens = recs[4].out_tokens = -1;
@@ -110,8 +110,10 @@ TEST(bench_dist_parse_and_sample)
     char buf[64];
     kb_dist_format(&d, buf, sizeof buf);
     T_STREQ(buf, "normal:128:32");
-    const char *bad[] = {"", "0", "-5", "abc", "uniform:5", "uniform:9:3", "normal:0:3", "12x",
-                         "uniform:1:2:3", "99999999999"};
+    const char *bad[] = {"",           "0",         "-5",
+                         "abc",        "uniform:5", "uniform:9:3",
+                         "normal:0:3", "12x",       "uniform:1:2:3",
+                         "99999999999"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         T_EQ(kb_dist_parse(&d, bad[i], &err), KL_EINVAL);
         T_CONTAINS(err.msg, "bad length distribution");
@@ -193,7 +195,8 @@ static void sink(const char *data, size_t len, void *arg)
 
 TEST(bench_sse_reader_splits_events_across_pieces)
 {
-    const char *stream = ": comment\n\ndata: {\"a\":1}\n\ndata:x\r\ndata: y\r\n\r\nevent: e\ndata: [DONE]\n\n";
+    const char *stream =
+        ": comment\n\ndata: {\"a\":1}\n\ndata:x\r\ndata: y\r\n\r\nevent: e\ndata: [DONE]\n\n";
     /* every split point gives the same events */
     for (size_t cut = 0; cut <= strlen(stream); cut++) {
         kb_sse r = {0};
@@ -231,7 +234,8 @@ TEST(bench_target_parse)
     T_STREQ(t.prefix, "/api");
     T_EQ(kb_target_parse(&t, "https://x:1", &err), KL_EINVAL);
     T_CONTAINS(err.msg, "https is not supported");
-    const char *bad[] = {"127.0.0.1:80", "http://", "http://:80", "http://h:0", "http://h:99999", "http://h:8x"};
+    const char *bad[] = {"127.0.0.1:80", "http://",        "http://:80",
+                         "http://h:0",   "http://h:99999", "http://h:8x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         T_EQ(kb_target_parse(&t, bad[i], &err), KL_EINVAL);
 }

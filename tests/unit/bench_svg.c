@@ -30,7 +30,14 @@ TEST(bench_svg_chart_structure)
 {
     double x[] = {1, 2, 4, 8}, y1[] = {10, 12, 20, 55}, y2[] = {15, 18, NAN, 80};
     kb_series s[] = {{"TTFT p50", x, y1, 4, false}, {"TTFT <p99> & co", x, y2, 4, true}};
-    kb_chart c = {"Time to first token vs load", "concurrency", "TTFT (ms)", 50, "SLO 50 ms", 4, "saturation", 0};
+    kb_chart c = {"Time to first token vs load",
+                  "concurrency",
+                  "TTFT (ms)",
+                  50,
+                  "SLO 50 ms",
+                  4,
+                  "saturation",
+                  0};
     char *svg = kb_svg_chart(&c, s, 2);
     T_ASSERT(svg);
     T_ASSERT(!strncmp(svg, "<svg xmlns=\"http://www.w3.org/2000/svg\"", 39));

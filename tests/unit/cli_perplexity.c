@@ -31,7 +31,8 @@ static json_t *load_refs(void)
     FILE *fp = fopen(t_shared("reference/stories260K.jsonl"), "r");
     T_ASSERT(fp);
     char line[1 << 16];
-    while (fgets(line, sizeof line, fp)) json_array_append_new(all, json_loads(line, 0, NULL));
+    while (fgets(line, sizeof line, fp))
+        json_array_append_new(all, json_loads(line, 0, NULL));
     fclose(fp);
     return all;
 }
@@ -43,7 +44,8 @@ TEST(cli_perplexity_reproduces_reference_logprobs)
     json_t *refs = load_refs();
     size_t i;
     json_t *ref;
-    json_array_foreach(refs, i, ref) {
+    json_array_foreach(refs, i, ref)
+    {
         const char *prompt = json_string_value(json_object_get(ref, "prompt"));
         if (!*prompt) continue; /* BOS alone predicts nothing */
         char path[4096], cmd[16384];
@@ -54,7 +56,8 @@ TEST(cli_perplexity_reproduces_reference_logprobs)
         snprintf(cmd, sizeof cmd, "%s perplexity -m %s -f %s --per-token", t_kiln(), model, path);
         char *out = NULL, *err = NULL;
         T_EQ(t_run(cmd, &out, &err), 0);
-        json_t *ids = json_object_get(ref, "prompt_ids"), *lps = json_object_get(ref, "prompt_logprobs");
+        json_t *ids = json_object_get(ref, "prompt_ids"),
+               *lps = json_object_get(ref, "prompt_logprobs");
         char *line = out;
         for (size_t k = 0; k + 1 < json_array_size(ids); k++) {
             int idx, tokn;
@@ -72,4 +75,3 @@ TEST(cli_perplexity_reproduces_reference_logprobs)
     }
     json_decref(refs);
 }
-

@@ -31,7 +31,8 @@ static json_t *load_refs(void)
     FILE *fp = fopen(t_shared("reference/stories260K.jsonl"), "r");
     T_ASSERT(fp);
     char line[1 << 16];
-    while (fgets(line, sizeof line, fp)) json_array_append_new(all, json_loads(line, 0, NULL));
+    while (fgets(line, sizeof line, fp))
+        json_array_append_new(all, json_loads(line, 0, NULL));
     fclose(fp);
     return all;
 }
@@ -43,10 +44,12 @@ TEST(cli_run_reproduces_reference_greedy)
     json_t *refs = load_refs();
     size_t i;
     json_t *ref;
-    json_array_foreach(refs, i, ref) {
+    json_array_foreach(refs, i, ref)
+    {
         char q[1024], cmd[8192];
         snprintf(cmd, sizeof cmd, "%s run -m %s -p %s -n 100 --temp 0 --print-ids -t 2", t_kiln(),
-                 model, shell_quote(json_string_value(json_object_get(ref, "prompt")), q, sizeof q));
+                 model,
+                 shell_quote(json_string_value(json_object_get(ref, "prompt")), q, sizeof q));
         char *out = NULL, *err = NULL;
         T_EQ(t_run(cmd, &out, &err), 0);
         T_CONTAINS(err, "tok/s");
@@ -63,7 +66,8 @@ TEST(cli_run_reproduces_reference_greedy)
                  shell_quote(json_string_value(json_object_get(ref, "prompt")), q, sizeof q));
         T_EQ(t_run(cmd, &out, &err), 0);
         char wtext[4096];
-        snprintf(wtext, sizeof wtext, "%s\n", json_string_value(json_object_get(ref, "greedy_text")));
+        snprintf(wtext, sizeof wtext, "%s\n",
+                 json_string_value(json_object_get(ref, "greedy_text")));
         T_STREQ(out, wtext);
         free(out), free(err);
     }
@@ -78,7 +82,8 @@ TEST(cli_run_rejects_bad_options)
     T_EQ(t_run(cmd, &out, &err), 1);
     T_CONTAINS(err, "kiln: /nonexistent.gguf:");
     free(out), free(err);
-    snprintf(cmd, sizeof cmd, "%s run -m %s -p hi -n -3", t_kiln(), t_shared("models/stories260K.gguf"));
+    snprintf(cmd, sizeof cmd, "%s run -m %s -p hi -n -3", t_kiln(),
+             t_shared("models/stories260K.gguf"));
     T_EQ(t_run(cmd, &out, &err), 1);
     T_CONTAINS(err, "-n");
     free(out), free(err);

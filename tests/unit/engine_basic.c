@@ -88,8 +88,13 @@ static void fx_close(fixture *fx)
 static uint64_t submit(fixture *fx, const int32_t *p, int n, engine_sampling *sp, int nchoice,
                        int prio, result *r)
 {
-    engine_request q = {.prompt = p, .n_prompt = n, .n = nchoice, .sp = *sp, .priority = prio,
-                        .on_event = on_event, .ctx = r};
+    engine_request q = {.prompt = p,
+                        .n_prompt = n,
+                        .n = nchoice,
+                        .sp = *sp,
+                        .priority = prio,
+                        .on_event = on_event,
+                        .ctx = r};
     uint64_t id = 0;
     kl_err err;
     int src = engine_submit(fx->e, &q, &id, &err);
@@ -118,16 +123,19 @@ TEST(engine_reference_greedy)
         json_t *pid = json_object_get(ref, "prompt_ids"), *g = json_object_get(ref, "greedy_ids");
         int32_t p[64];
         int n = (int)json_array_size(pid);
-        for (int i = 0; i < n; i++) p[i] = (int32_t)json_integer_value(json_array_get(pid, (size_t)i));
+        for (int i = 0; i < n; i++)
+            p[i] = (int32_t)json_integer_value(json_array_get(pid, (size_t)i));
         result *r = calloc(1, sizeof *r);
         engine_sampling sp = greedy(100);
         submit(&fx, p, n, &sp, 1, 0, r);
         T_ASSERT(engine_wait_idle(fx.e, 60000));
         T_EQ(r->last_events, 1);
         T_EQ(r->n[0], (int)json_array_size(g));
-        for (int i = 0; i < r->n[0]; i++) T_EQ(r->ids[0][i], json_integer_value(json_array_get(g, (size_t)i)));
+        for (int i = 0; i < r->n[0]; i++)
+            T_EQ(r->ids[0][i], json_integer_value(json_array_get(g, (size_t)i)));
         const char *want = json_string_value(json_object_get(ref, "greedy_text"));
-        /* the reference text includes the EOS-free continuation; ours holds nothing back at the end */
+        /* the reference text includes the EOS-free continuation; ours holds nothing back at the end
+         */
         T_EQ((int64_t)r->text_len[0], (int64_t)strlen(want));
         T_MEMEQ(r->text[0], want, strlen(want));
         free(r);
@@ -142,9 +150,11 @@ static void mixed_request(int k, int32_t *p, int *n, engine_sampling *sp)
 {
     *n = 3 + (k * 37) % 60;
     p[0] = 1;
-    for (int i = 1; i < *n; i++) p[i] = 3 + (k * 131 + i * 17) % 500;
+    for (int i = 1; i < *n; i++)
+        p[i] = 3 + (k * 131 + i * 17) % 500;
     if (k % 4 == 0) { /* shared prefix for prefix-cache hits */
-        for (int i = 1; i < 40 && i < *n; i++) p[i] = 300 + i;
+        for (int i = 1; i < 40 && i < *n; i++)
+            p[i] = 300 + i;
     }
     engine_sampling_defaults(sp);
     sp->temperature = k % 3 == 0 ? 0.f : 0.7f + 0.05f * (float)k;
@@ -202,7 +212,8 @@ TEST(engine_prefix_cache_saves_work)
     fx_open(&fx, 4u << 20, 8, 64, true);
     int32_t p[200];
     p[0] = 1;
-    for (int i = 1; i < 200; i++) p[i] = 3 + (i * 7) % 500;
+    for (int i = 1; i < 200; i++)
+        p[i] = 3 + (i * 7) % 500;
     result *r = calloc(4, sizeof *r);
     engine_sampling sp = greedy(5);
     for (int k = 0; k < 4; k++) {
@@ -248,7 +259,8 @@ TEST(engine_n_choices_share_prompt)
     fx_open(&fx, 4u << 20, 8, 64, true);
     int32_t p[40];
     p[0] = 1;
-    for (int i = 1; i < 40; i++) p[i] = 3 + i * 11 % 400;
+    for (int i = 1; i < 40; i++)
+        p[i] = 3 + i * 11 % 400;
     result *r = calloc(1, sizeof *r);
     engine_sampling sp;
     engine_sampling_defaults(&sp);
@@ -259,7 +271,8 @@ TEST(engine_n_choices_share_prompt)
     T_ASSERT(engine_wait_idle(fx.e, 60000));
     T_EQ(r->last_events, 1);
     T_EQ(r->completion_tokens, 120);
-    for (int i = 0; i < 4; i++) T_EQ(r->n[i], 30);
+    for (int i = 0; i < 4; i++)
+        T_EQ(r->n[i], 30);
     T_ASSERT(memcmp(r->ids[0], r->ids[1], sizeof(int32_t) * 30) != 0);
     engine_stats st;
     engine_stats_get(fx.e, &st);
@@ -279,7 +292,8 @@ TEST(engine_stop_string_not_emitted)
     engine_sampling sp = greedy(100);
     submit(&fx, p, n, &sp, 1, 0, &r[0]);
     T_ASSERT(engine_wait_idle(fx.e, 60000));
-    /* stop at the first "Lily" of the reference continuation ", there was a little girl named Lily." */
+    /* stop at the first "Lily" of the reference continuation ", there was a little girl named
+     * Lily." */
     sp.stop[0] = "Lily";
     sp.n_stop = 1;
     submit(&fx, p, n, &sp, 1, 0, &r[1]);
@@ -305,7 +319,8 @@ TEST(engine_abort_and_stress)
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         int n = 2 + (int)((x >> 33) % 90);
         p[0] = 1;
-        for (int i = 1; i < n; i++) p[i] = 3 + (int)((x >> (i % 40)) % 500);
+        for (int i = 1; i < n; i++)
+            p[i] = 3 + (int)((x >> (i % 40)) % 500);
         engine_sampling sp;
         engine_sampling_defaults(&sp);
         sp.max_tokens = 1 + (int)((x >> 40) % 60);
@@ -314,7 +329,8 @@ TEST(engine_abort_and_stress)
         if (k % 3 == 0) engine_abort(fx.e, ids[k / 2]);
     }
     T_ASSERT(engine_wait_idle(fx.e, 100000));
-    for (int k = 0; k < 40; k++) T_EQ(r[k].last_events, 1);
+    for (int k = 0; k < 40; k++)
+        T_EQ(r[k].last_events, 1);
     engine_stats st;
     engine_stats_get(fx.e, &st);
     T_EQ(st.kv_blocks_used, 0);

@@ -23,7 +23,8 @@ static void fill_logits(float *l, int n, uint64_t seed, float scale)
 {
     sample_rng r;
     sample_rng_seed(&r, seed);
-    for (int i = 0; i < n; i++) l[i] = (float)(sample_rng_uniform(&r) * 2.0 - 1.0) * scale;
+    for (int i = 0; i < n; i++)
+        l[i] = (float)(sample_rng_uniform(&r) * 2.0 - 1.0) * scale;
 }
 
 static int32_t argmax(const float *l, int n)
@@ -89,7 +90,8 @@ TEST(engine_sample_greedy_is_argmax)
         T_MEMEQ(&r, &r0, sizeof r); /* greedy does not advance the generator */
     }
     /* ties: lowest id */
-    for (int i = 0; i < N; i++) l[i] = 0.0f;
+    for (int i = 0; i < N; i++)
+        l[i] = 0.0f;
     l[17] = l[3000] = l[9] = 2.0f;
     sample_rng r;
     sample_rng_seed(&r, 1);
@@ -117,9 +119,12 @@ TEST(engine_sample_same_seed_same_draws)
         sample_rng_seed(&r, pass == 2 ? 1235 : 1234);
         for (int i = 0; i < 300; i++) {
             int32_t t = sample1(s, l, N, &sp, &r);
-            if (pass == 0) a[i] = t;
-            else if (pass == 1) b[i] = t;
-            else differ += t != a[i];
+            if (pass == 0)
+                a[i] = t;
+            else if (pass == 1)
+                b[i] = t;
+            else
+                differ += t != a[i];
         }
     }
     T_MEMEQ(a, b, sizeof a);
@@ -141,9 +146,12 @@ static double chi2(const int *count, const double *p, int n, int draws)
 static void softmax_ref(const float *l, int n, float t, double *p)
 {
     double m = -1e300, z = 0;
-    for (int i = 0; i < n; i++) m = fmax(m, (double)l[i] / (double)t);
-    for (int i = 0; i < n; i++) z += (p[i] = exp((double)l[i] / (double)t - m));
-    for (int i = 0; i < n; i++) p[i] /= z;
+    for (int i = 0; i < n; i++)
+        m = fmax(m, (double)l[i] / (double)t);
+    for (int i = 0; i < n; i++)
+        z += (p[i] = exp((double)l[i] / (double)t - m));
+    for (int i = 0; i < n; i++)
+        p[i] /= z;
 }
 
 TEST(engine_sample_frequencies_match_softmax)
@@ -161,7 +169,8 @@ TEST(engine_sample_frequencies_match_softmax)
         int count[N] = {0};
         sample_rng r;
         sample_rng_seed(&r, 2024 + (uint64_t)ti);
-        for (int d = 0; d < DRAWS; d++) count[sample1(s, l, N, &sp, &r)]++;
+        for (int d = 0; d < DRAWS; d++)
+            count[sample1(s, l, N, &sp, &r)]++;
         double x = chi2(count, p, N, DRAWS);
         printf("# T=%.1f chi2=%.2f (df 7, 0.1%% critical 24.3)\n", (double)sp.temperature, x);
         T_ASSERT(x < 24.3);
@@ -172,7 +181,8 @@ TEST(engine_sample_frequencies_match_softmax)
     int count[N] = {0};
     sample_rng r;
     sample_rng_seed(&r, 99);
-    for (int d = 0; d < DRAWS; d++) count[sample1(s, l, N, &sp, &r)]++;
+    for (int d = 0; d < DRAWS; d++)
+        count[sample1(s, l, N, &sp, &r)]++;
     T_ASSERT(chi2(count, p, N, DRAWS) > 100.0);
     sample_scratch_destroy(s);
 }
@@ -223,29 +233,34 @@ static double sum8(const float *e, int n)
     double z[8] = {0};
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) z[j] += (double)e[i + j];
-    for (; i < n; i++) z[0] += (double)e[i];
+        for (int j = 0; j < 8; j++)
+            z[j] += (double)e[i + j];
+    for (; i < n; i++)
+        z[0] += (double)e[i];
     return ((z[0] + z[1]) + (z[2] + z[3])) + ((z[4] + z[5]) + (z[6] + z[7]));
 }
 
-static int32_t ref_sample(const float *l, int n, const engine_sampling *sp, double u,
-                          int *n_kept)
+static int32_t ref_sample(const float *l, int n, const engine_sampling *sp, double u, int *n_kept)
 {
     static rc c[1 << 17];
     static float e[1 << 17];
     float m = -INFINITY;
-    for (int i = 0; i < n; i++) m = fmaxf(m, l[i]);
+    for (int i = 0; i < n; i++)
+        m = fmaxf(m, l[i]);
     float inv_t = 1.0f / sp->temperature;
     bool use_k = sp->top_k > 0 && sp->top_k < n, use_p = sp->top_p < 1.0f;
     int nc = n;
     double z = 0;
     if (use_k) { /* rank by logit, keep k, then exponentiate */
-        for (int i = 0; i < n; i++) c[i] = (rc){l[i], i};
+        for (int i = 0; i < n; i++)
+            c[i] = (rc){l[i], i};
         qsort(c, (size_t)n, sizeof *c, rc_cmp);
         nc = sp->top_k;
-        for (int i = 0; i < nc; i++) z += (double)(c[i].e = sample_exp((c[i].e - m) * inv_t));
+        for (int i = 0; i < nc; i++)
+            z += (double)(c[i].e = sample_exp((c[i].e - m) * inv_t));
     } else {
-        for (int i = 0; i < n; i++) c[i] = (rc){e[i] = sample_exp((l[i] - m) * inv_t), i};
+        for (int i = 0; i < n; i++)
+            c[i] = (rc){e[i] = sample_exp((l[i] - m) * inv_t), i};
         z = sum8(e, n);
         if (use_p) qsort(c, (size_t)n, sizeof *c, rc_cmp);
     }
@@ -259,7 +274,8 @@ static int32_t ref_sample(const float *l, int n, const engine_sampling *sp, doub
     }
     if (sp->min_p > 0.0f) {
         if (use_k || use_p) {
-            while (keep > 1 && c[keep - 1].e < sp->min_p) keep--;
+            while (keep > 1 && c[keep - 1].e < sp->min_p)
+                keep--;
         } else { /* min_p alone: filter in id order */
             int k = 0;
             for (int i = 0; i < nc; i++)
@@ -272,7 +288,8 @@ static int32_t ref_sample(const float *l, int n, const engine_sampling *sp, doub
     if (!use_k && !use_p && !(sp->min_p > 0.0f))
         w = z; /* the unfiltered path draws against the row's sum */
     else
-        for (int i = 0; i < keep; i++) w += (double)c[i].e;
+        for (int i = 0; i < keep; i++)
+            w += (double)c[i].e;
     double r = u * w, acc = 0;
     int32_t last = c[0].id;
     for (int i = 0; i < keep; i++) {
@@ -290,10 +307,12 @@ TEST(engine_sample_exp_simd_matches_scalar)
     static float l[N], e[N];
     sample_rng r;
     sample_rng_seed(&r, 17);
-    for (int i = 0; i < N; i++) l[i] = (float)(sample_rng_uniform(&r) * 200.0 - 150.0);
-    const float edge[] = {-87.0f, -87.00001f, -86.99999f, 0.0f, -0.0f, 88.0f, 1e-30f,
-                          -INFINITY, -FLT_MAX, 0.34657f, -0.34657f, -103.0f};
-    for (int i = 0; i < (int)(sizeof edge / sizeof edge[0]); i++) l[i * 3] = edge[i];
+    for (int i = 0; i < N; i++)
+        l[i] = (float)(sample_rng_uniform(&r) * 200.0 - 150.0);
+    const float edge[] = {-87.0f, -87.00001f, -86.99999f, 0.0f,     -0.0f,     88.0f,
+                          1e-30f, -INFINITY,  -FLT_MAX,   0.34657f, -0.34657f, -103.0f};
+    for (int i = 0; i < (int)(sizeof edge / sizeof edge[0]); i++)
+        l[i * 3] = edge[i];
     const float ms[3] = {0.0f, 5.0f, -2.5f}, ks[3] = {1.0f, 0.7f, 1.9f};
     for (int t = 0; t < 3; t++) {
         sample_exp_row(e, l, N, ms[t], ks[t]);
@@ -326,8 +345,8 @@ TEST(engine_sample_filters_match_full_sort_reference)
         int k;
         float p, min_p, t;
     } cfg[] = {
-        {0, 0.9f, 0.0f, 0.8f},  {0, 0.5f, 0.0f, 1.0f}, {40, 1.0f, 0.0f, 1.0f},
-        {40, 0.9f, 0.0f, 0.7f}, {0, 1.0f, 0.05f, 1.0f}, {0, 0.95f, 0.1f, 1.3f},
+        {0, 0.9f, 0.0f, 0.8f},    {0, 0.5f, 0.0f, 1.0f},  {40, 1.0f, 0.0f, 1.0f},
+        {40, 0.9f, 0.0f, 0.7f},   {0, 1.0f, 0.05f, 1.0f}, {0, 0.95f, 0.1f, 1.3f},
         {200, 0.8f, 0.02f, 1.0f}, {5, 0.99f, 0.0f, 2.0f},
     };
     int mismatches = 0, total = 0; /* the reference repeats the sampler's arithmetic */
@@ -341,7 +360,8 @@ TEST(engine_sample_filters_match_full_sort_reference)
         for (int trial = 0; trial < 12; trial++) {
             /* peaked logits like a language model's: a few high, a long low tail */
             fill_logits(l, N, 1000 * ci + (uint64_t)trial, 3.0f);
-            for (int i = 0; i < 30; i++) l[(i * 7919 + trial) % N] += 9.0f - 0.3f * (float)i;
+            for (int i = 0; i < 30; i++)
+                l[(i * 7919 + trial) % N] += 9.0f - 0.3f * (float)i;
             sample_rng r1, r2;
             sample_rng_seed(&r1, 77 + (uint64_t)trial);
             r2 = r1;
@@ -377,26 +397,30 @@ TEST(engine_sample_top_k_and_top_p_keep_the_right_set)
     sp_init(&sp);
     sp.top_p = 0.75f; /* nucleus {0, 1}: 0.5 < 0.75 <= 0.8 */
     memset(count, 0, sizeof count);
-    for (int d = 0; d < DRAWS; d++) count[sample1(s, l, N, &sp, &r)]++;
+    for (int d = 0; d < DRAWS; d++)
+        count[sample1(s, l, N, &sp, &r)]++;
     T_EQ(count[2] + count[3] + count[4] + count[5], 0);
     T_NEAR((double)count[0] / DRAWS, 0.5 / 0.8, 0.01);
 
     sp_init(&sp);
     sp.top_k = 3;
     memset(count, 0, sizeof count);
-    for (int d = 0; d < DRAWS; d++) count[sample1(s, l, N, &sp, &r)]++;
+    for (int d = 0; d < DRAWS; d++)
+        count[sample1(s, l, N, &sp, &r)]++;
     T_EQ(count[3] + count[4] + count[5], 0);
     T_NEAR((double)count[2] / DRAWS, 0.15 / 0.95, 0.01);
 
     sp_init(&sp);
     sp.min_p = 0.35f; /* keeps p >= 0.175: {0, 1} */
     memset(count, 0, sizeof count);
-    for (int d = 0; d < DRAWS; d++) count[sample1(s, l, N, &sp, &r)]++;
+    for (int d = 0; d < DRAWS; d++)
+        count[sample1(s, l, N, &sp, &r)]++;
     T_EQ(count[2] + count[3] + count[4] + count[5], 0);
     T_ASSERT(count[1] > DRAWS / 4);
     sp.min_p = 0.2f; /* keeps p >= 0.1: {0, 1, 2} */
     memset(count, 0, sizeof count);
-    for (int d = 0; d < DRAWS; d++) count[sample1(s, l, N, &sp, &r)]++;
+    for (int d = 0; d < DRAWS; d++)
+        count[sample1(s, l, N, &sp, &r)]++;
     T_EQ(count[3] + count[4] + count[5], 0);
     T_ASSERT(count[2] > DRAWS / 10);
     sample_scratch_destroy(s);
@@ -420,7 +444,8 @@ TEST(engine_sample_penalties_change_the_right_logits)
     memcpy(l, l0, sizeof l);
     sample_token(s, l, N, &sp, prompt, 6, out, 4, &r, NULL, NULL, NULL);
     float want_rep[N] = {1, 2, -2, 1, 0.5f, 1.5f, -2, 0, 6, 1}; /* once per distinct token */
-    for (int i = 0; i < N; i++) T_NEAR(l[i], want_rep[i], 1e-6);
+    for (int i = 0; i < N; i++)
+        T_NEAR(l[i], want_rep[i], 1e-6);
 
     sp_init(&sp);
     sp.temperature = 0.0f;
@@ -429,7 +454,8 @@ TEST(engine_sample_penalties_change_the_right_logits)
     memcpy(l, l0, sizeof l);
     sample_token(s, l, N, &sp, prompt, 6, out, 4, &r, NULL, NULL, NULL);
     float want_pf[N] = {1, 4, -1.75f, 1.0f, 0.5f, 2.25f, -2, 0, 6, 1}; /* prompt-only: untouched */
-    for (int i = 0; i < N; i++) T_NEAR(l[i], want_pf[i], 1e-6);
+    for (int i = 0; i < N; i++)
+        T_NEAR(l[i], want_pf[i], 1e-6);
 
     /* all together, then a call without penalties: no state leaks between calls */
     sp.repetition_penalty = 2.0f;
@@ -445,7 +471,8 @@ TEST(engine_sample_penalties_change_the_right_logits)
     int32_t out2[] = {8};
     T_EQ(sample_token(s, l, N, &sp, NULL, 0, out2, 1, &r, NULL, NULL, NULL), 8);
     T_NEAR(l[8], 5.0f, 1e-6);
-    for (int i = 0; i < 8; i++) T_NEAR(l[i], l0[i], 0);
+    for (int i = 0; i < 8; i++)
+        T_NEAR(l[i], l0[i], 0);
     /* a big frequency penalty turns greedy away from a repeated token */
     sp.frequency_penalty = 2.0f;
     memcpy(l, l0, sizeof l);
@@ -473,10 +500,12 @@ TEST(engine_sample_logit_bias_bans_and_forces)
     int32_t t = sample1(s, l, N, &sp, &r);
     T_ASSERT(t != g);
     sp.temperature = 1.0f;
-    for (int d = 0; d < 2000; d++) T_ASSERT(sample1(s, l, N, &sp, &r) != g);
+    for (int d = 0; d < 2000; d++)
+        T_ASSERT(sample1(s, l, N, &sp, &r) != g);
     ids[0] = 123;
     bias[0] = 100.0f;
-    for (int d = 0; d < 2000; d++) T_EQ(sample1(s, l, N, &sp, &r), 123);
+    for (int d = 0; d < 2000; d++)
+        T_EQ(sample1(s, l, N, &sp, &r), 123);
     sp.temperature = 0.0f;
     T_EQ(sample1(s, l, N, &sp, &r), 123);
     sample_scratch_destroy(s);
@@ -518,7 +547,8 @@ TEST(engine_sample_logprobs_raw_sorted_normalized)
             T_ASSERT(top[i].logprob <= top[i - 1].logprob);
             if (top[i].logprob == top[i - 1].logprob) T_ASSERT(top[i].token > top[i - 1].token);
         }
-        for (int j = 0; j < i; j++) T_ASSERT(top[j].token != top[i].token);
+        for (int j = 0; j < i; j++)
+            T_ASSERT(top[j].token != top[i].token);
     }
     T_NEAR(sum, 1.0, 1e-5);
 
@@ -555,7 +585,8 @@ TEST(engine_sample_non_finite_logits)
     engine_logprob top[2];
     int n_top;
     float lp;
-    for (int i = 0; i < N; i++) l[i] = NAN;
+    for (int i = 0; i < N; i++)
+        l[i] = NAN;
     l[4] = 1.0f;
     l[9] = 0.5f;
     for (int d = 0; d < 100; d++) {
@@ -565,9 +596,11 @@ TEST(engine_sample_non_finite_logits)
         T_ASSERT(t == 4 || t == 9);
         T_ASSERT(isfinite(lp));
     }
-    for (int i = 0; i < N; i++) l[i] = -INFINITY;
+    for (int i = 0; i < N; i++)
+        l[i] = -INFINITY;
     T_EQ(sample_token(s, l, N, &sp, NULL, 0, NULL, 0, &r, &lp, top, &n_top), 0);
-    for (int i = 0; i < N; i++) l[i] = 0.0f;
+    for (int i = 0; i < N; i++)
+        l[i] = 0.0f;
     l[6] = INFINITY;
     T_EQ(sample_token(s, l, N, &sp, NULL, 0, NULL, 0, &r, &lp, top, &n_top), 6);
     sample_scratch_destroy(s);
@@ -586,7 +619,9 @@ TEST(engine_sample_speed_128k)
         const char *name;
         float t, p;
         int k;
-    } cfg[] = {{"greedy", 0.0f, 1.0f, 0}, {"T=1", 1.0f, 1.0f, 0}, {"T=0.8 top_p=0.9", 0.8f, 0.9f, 0},
+    } cfg[] = {{"greedy", 0.0f, 1.0f, 0},
+               {"T=1", 1.0f, 1.0f, 0},
+               {"T=0.8 top_p=0.9", 0.8f, 0.9f, 0},
                {"top_k=50", 1.0f, 1.0f, 50}};
     for (size_t ci = 0; ci < 4; ci++) {
         sp_init(&sp);
@@ -594,10 +629,12 @@ TEST(engine_sample_speed_128k)
         sp.top_p = cfg[ci].p;
         sp.top_k = cfg[ci].k;
         fill_logits(l, N, 5, 4.0f);
-        for (int i = 0; i < 50; i++) l[i * 977] += 12.0f - 0.2f * (float)i;
+        for (int i = 0; i < 50; i++)
+            l[i * 977] += 12.0f - 0.2f * (float)i;
         struct timespec a, b;
         clock_gettime(CLOCK_MONOTONIC, &a);
-        for (int it = 0; it < 20; it++) sample1(s, l, N, &sp, &r);
+        for (int it = 0; it < 20; it++)
+            sample1(s, l, N, &sp, &r);
         clock_gettime(CLOCK_MONOTONIC, &b);
         double us = ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / 20e3;
         printf("# %s: %.0f us per token (incl. a 512 KB copy)\n", cfg[ci].name, us);

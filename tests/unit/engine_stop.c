@@ -104,7 +104,8 @@ TEST(engine_stop_overlapping_prefixes)
     stop_matcher *m = mk(s1, 1);
     static run r;
     const char *bytes[] = {"a", "a", "a", "b", "c"};
-    for (int i = 0; i < 5; i++) feed(m, &r, bytes[i]);
+    for (int i = 0; i < 5; i++)
+        feed(m, &r, bytes[i]);
     T_ASSERT(r.matched);
     T_STREQ(r.out, "a"); /* "aaab": the match is the last three */
 
@@ -208,13 +209,15 @@ TEST(engine_stop_hostile_text_is_linear)
     memset(stop, 'a', STOP_MAX_LEN - 1);
     stop[STOP_MAX_LEN - 1] = 'b';
     const char *stops[8];
-    for (int k = 0; k < 8; k++) stops[k] = stop;
+    for (int k = 0; k < 8; k++)
+        stops[k] = stop;
     stop_matcher *m = mk(stops, 8);
     static run r;
     static char piece[8] = "aaaaaaa";
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    for (int i = 0; i < 30000; i++) feed(m, &r, piece); /* 210 KB of 'a' */
+    for (int i = 0; i < 30000; i++)
+        feed(m, &r, piece); /* 210 KB of 'a' */
     clock_gettime(CLOCK_MONOTONIC, &b);
     double ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
     printf("# 210 KB against 8 stops of 256 bytes: %.1f ms\n", ms);
@@ -277,13 +280,15 @@ TEST(engine_stop_random_splits_match_reference)
         const char *sp[4];
         for (int k = 0; k < ns; k++) {
             int L = 1 + (int)(rnd(&seed) % 5);
-            for (int i = 0; i < L; i++) stops[k][i] = (char)('a' + rnd(&seed) % 3);
+            for (int i = 0; i < L; i++)
+                stops[k][i] = (char)('a' + rnd(&seed) % 3);
             stops[k][L] = 0;
             sp[k] = stops[k];
         }
         char text[64];
         size_t n = 1 + rnd(&seed) % 40;
-        for (size_t i = 0; i < n; i++) text[i] = (char)('a' + rnd(&seed) % 3);
+        for (size_t i = 0; i < n; i++)
+            text[i] = (char)('a' + rnd(&seed) % 3);
         text[n] = 0;
         long want_start = ref_match(text, n, stops, ns);
 

@@ -7,10 +7,13 @@ static const char *good =
     " \"region\": \"eu\","
     " \"models\": [{\"name\": \"chat-v1\", \"fallback\": \"small\", \"pools\": ["
     "   {\"region\": \"eu\", \"adapters\": [\"sql\"], \"endpoints\": ["
-    "     {\"url\": \"http://127.0.0.1:8001\"}, {\"url\": \"http://localhost:8002/\", \"weight\": 2}]},"
+    "     {\"url\": \"http://127.0.0.1:8001\"}, {\"url\": \"http://localhost:8002/\", \"weight\": "
+    "2}]},"
     "   {\"region\": \"us\", \"endpoints\": [{\"url\": \"http://127.0.0.1:8003\"}]}]},"
-    "  {\"name\": \"chat-v2\", \"pools\": [{\"endpoints\": [{\"url\": \"http://127.0.0.1:8004\"}]}]},"
-    "  {\"name\": \"small\", \"pools\": [{\"endpoints\": [{\"url\": \"http://127.0.0.1:8005\"}]}]}],"
+    "  {\"name\": \"chat-v2\", \"pools\": [{\"endpoints\": [{\"url\": "
+    "\"http://127.0.0.1:8004\"}]}]},"
+    "  {\"name\": \"small\", \"pools\": [{\"endpoints\": [{\"url\": "
+    "\"http://127.0.0.1:8005\"}]}]}],"
     " \"splits\": [{\"model\": \"chat\", \"targets\": [{\"model\": \"chat-v1\", \"weight\": 90},"
     "                                             {\"model\": \"chat-v2\", \"weight\": 10}]}],"
     " \"tenants\": [{\"name\": \"acme\", \"api_keys\": [\"k1\", \"k2\"], \"priority\": 2,"
@@ -58,7 +61,8 @@ static const struct {
     {"{\"models\": [{\"name\": \"a\"}]}", "gw.json: models[0].pools: missing"},
     {"{\"models\": [{\"name\": \"a\", \"pools\": [{\"endpoints\": [{\"url\": \"ftp://x:1\"}]}]}]}",
      "gw.json: models[0].pools[0].endpoints[0].url: expected http://HOST:PORT"},
-    {"{\"models\": [{\"name\": \"a\", \"pools\": [{\"endpoints\": [{\"url\": \"http://x:70000\"}]}]}]}",
+    {"{\"models\": [{\"name\": \"a\", \"pools\": [{\"endpoints\": [{\"url\": "
+     "\"http://x:70000\"}]}]}]}",
      "gw.json: models[0].pools[0].endpoints[0].url: expected http://HOST:PORT with a port from 1 "
      "to 65535"},
     {"{\"models\": [{\"name\": \"a\", \"pools\": [{\"endpoints\": [{\"url\": \"http://x:1\", "
@@ -102,7 +106,9 @@ TEST(gateway_config_rejects_bad_configs)
         if (rc != KL_EINVAL) printf("# case %zu: rc %d\n", i, rc);
         T_EQ(rc, KL_EINVAL);
         T_ASSERT(c == NULL);
-        if (bad[i].msg) T_STREQ(err.msg, bad[i].msg);
-        else T_CONTAINS(err.msg, "duplicate");
+        if (bad[i].msg)
+            T_STREQ(err.msg, bad[i].msg);
+        else
+            T_CONTAINS(err.msg, "duplicate");
     }
 }

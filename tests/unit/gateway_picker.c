@@ -11,17 +11,20 @@ static gw_config *make_config(int n, const char *region)
     int off = snprintf(json, sizeof json, "{%s%s%s\"models\": [{\"name\": \"m\", \"pools\": [",
                        region ? "\"region\": \"" : "", region ? region : "", region ? "\", " : "");
     for (int half = 0; half < 2; half++) {
-        off += snprintf(json + off, sizeof json - (size_t)off, "%s{\"region\": \"%s\", \"adapters\": [\"%s\"], \"endpoints\": [",
+        off += snprintf(json + off, sizeof json - (size_t)off,
+                        "%s{\"region\": \"%s\", \"adapters\": [\"%s\"], \"endpoints\": [",
                         half ? "," : "", half ? "b" : "a", half ? "lora-b" : "lora-a");
         for (int i = half * n / 2; i < (half + 1) * n / 2; i++)
-            off += snprintf(json + off, sizeof json - (size_t)off, "%s{\"url\": \"http://127.0.0.1:%d\"}",
-                            i == half * n / 2 ? "" : ",", 8000 + i);
+            off += snprintf(json + off, sizeof json - (size_t)off,
+                            "%s{\"url\": \"http://127.0.0.1:%d\"}", i == half * n / 2 ? "" : ",",
+                            8000 + i);
         off += snprintf(json + off, sizeof json - (size_t)off, "]}");
     }
     snprintf(json + off, sizeof json - (size_t)off, "]}]}");
     gw_config *c;
     kl_err err = {0};
-    if (gw_config_parse(&c, json, strlen(json), "t", &err)) t_fail(__FILE__, __LINE__, "%s", err.msg);
+    if (gw_config_parse(&c, json, strlen(json), "t", &err))
+        t_fail(__FILE__, __LINE__, "%s", err.msg);
     return c;
 }
 
@@ -193,7 +196,8 @@ TEST(gateway_lru_set_evicts_oldest)
 TEST(gateway_picker_round_robin_policy_rotates)
 {
     gw_config c = {.w_prefix = 10, .round_robin = true, .sat_max_inflight = 100};
-    gw_endpoint_cfg cf[3] = {{.url = "http://a", .region = ""}, {.url = "http://b", .region = ""},
+    gw_endpoint_cfg cf[3] = {{.url = "http://a", .region = ""},
+                             {.url = "http://b", .region = ""},
                              {.url = "http://c", .region = ""}};
     gw_endpoint e[3];
     gw_endpoint *eps[3], *order[3];
@@ -208,15 +212,21 @@ TEST(gateway_picker_round_robin_policy_rotates)
         T_EQ(gw_pick(&c, eps, 3, &r, order, &st), 3);
         seen[order[0] - e]++;
     }
-    for (int i = 0; i < 3; i++) T_EQ(seen[i], 10);
+    for (int i = 0; i < 3; i++)
+        T_EQ(seen[i], 10);
 }
 
 /* Round robin is a baseline: scores must not reorder the rotation, even when the loads they
  * read change between picks (each pick here adds to the chosen endpoint's in-flight count). */
 TEST(gateway_picker_round_robin_ignores_changing_scores)
 {
-    gw_config c = {.w_queue = 1, .w_kv = 1, .w_inflight = 1, .round_robin = true,
-                   .sat_max_inflight = 1000, .sat_max_kv = 1, .scrape_stale_ms = 1000};
+    gw_config c = {.w_queue = 1,
+                   .w_kv = 1,
+                   .w_inflight = 1,
+                   .round_robin = true,
+                   .sat_max_inflight = 1000,
+                   .sat_max_kv = 1,
+                   .scrape_stale_ms = 1000};
     gw_endpoint_cfg cf[3] = {{.url = "http://a", .region = "", .weight = 1},
                              {.url = "http://b", .region = "", .weight = 1},
                              {.url = "http://c", .region = "", .weight = 1}};
@@ -235,12 +245,14 @@ TEST(gateway_picker_round_robin_ignores_changing_scores)
         seen[order[0] - e]++;
         order[0]->inflight += 1 + (int)(s % 4); /* uneven work */
     }
-    for (int i = 0; i < 3; i++) T_EQ(seen[i], 10);
+    for (int i = 0; i < 3; i++)
+        T_EQ(seen[i], 10);
 }
 
 TEST(gateway_picker_idle_ties_take_turns)
 {
-    gw_config c = {.w_queue = 1, .w_kv = 1, .w_prefix = 2, .w_inflight = 1, .sat_max_inflight = 100};
+    gw_config c = {
+        .w_queue = 1, .w_kv = 1, .w_prefix = 2, .w_inflight = 1, .sat_max_inflight = 100};
     gw_endpoint_cfg cf[3] = {{.url = "http://a", .region = "", .weight = 1},
                              {.url = "http://b", .region = "", .weight = 1},
                              {.url = "http://c", .region = "", .weight = 1}};
@@ -257,5 +269,6 @@ TEST(gateway_picker_idle_ties_take_turns)
         T_EQ(gw_pick(&c, eps, 3, &r, order, &st), 3);
         seen[order[0] - e]++;
     }
-    for (int i = 0; i < 3; i++) T_EQ(seen[i], 10);
+    for (int i = 0; i < 3; i++)
+        T_EQ(seen[i], 10);
 }

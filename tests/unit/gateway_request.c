@@ -4,9 +4,10 @@
 
 TEST(gateway_request_reads_what_routes)
 {
-    const char *chat = "{\"model\": \"m\", \"stream\": true, \"user\": \"u1\", \"max_tokens\": 100,"
-                       " \"messages\": [{\"role\": \"system\", \"content\": \"be brief\"},"
-                       " {\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"hi\"}]}]}";
+    const char *chat =
+        "{\"model\": \"m\", \"stream\": true, \"user\": \"u1\", \"max_tokens\": 100,"
+        " \"messages\": [{\"role\": \"system\", \"content\": \"be brief\"},"
+        " {\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"hi\"}]}]}";
     gw_request_info r;
     kl_err err = {0};
     T_EQ(gw_request_parse(&r, chat, strlen(chat), true, &err), 0);
@@ -27,8 +28,14 @@ TEST(gateway_request_reads_what_routes)
 
 TEST(gateway_request_rejects_bad_bodies)
 {
-    const char *bad[] = {"", "{", "[]", "null", "{\"prompt\": \"x\"}", "{\"model\": 5}",
-                         "{\"model\": \"\"}", "{\"model\": \"a\", \"model\": \"b\"}"};
+    const char *bad[] = {"",
+                         "{",
+                         "[]",
+                         "null",
+                         "{\"prompt\": \"x\"}",
+                         "{\"model\": 5}",
+                         "{\"model\": \"\"}",
+                         "{\"model\": \"a\", \"model\": \"b\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         gw_request_info r;
         kl_err err = {0};

@@ -4,16 +4,15 @@
 
 TEST(gateway_scrape_reads_vllm_gauges)
 {
-    const char *text =
-        "# HELP vllm:num_requests_running Number of requests running.\n"
-        "# TYPE vllm:num_requests_running gauge\n"
-        "vllm:num_requests_running{model_name=\"m\"} 3.0\n"
-        "vllm:num_requests_waiting{model_name=\"m\"} 7\n"
-        "vllm:num_requests_waiting_by_x{model_name=\"m\"} 99\n"
-        "vllm:kv_cache_usage_perc{model_name=\"m\"} 0.25\n"
-        "vllm:lora_requests_info{max_lora=\"4\",running_lora_adapters=\"sql,chat\","
-        "waiting_lora_adapters=\"sql,math\"} 1.7e9\n"
-        "vllm:time_to_first_token_seconds_bucket{le=\"0.1\",model_name=\"m\"} 5\n";
+    const char *text = "# HELP vllm:num_requests_running Number of requests running.\n"
+                       "# TYPE vllm:num_requests_running gauge\n"
+                       "vllm:num_requests_running{model_name=\"m\"} 3.0\n"
+                       "vllm:num_requests_waiting{model_name=\"m\"} 7\n"
+                       "vllm:num_requests_waiting_by_x{model_name=\"m\"} 99\n"
+                       "vllm:kv_cache_usage_perc{model_name=\"m\"} 0.25\n"
+                       "vllm:lora_requests_info{max_lora=\"4\",running_lora_adapters=\"sql,chat\","
+                       "waiting_lora_adapters=\"sql,math\"} 1.7e9\n"
+                       "vllm:time_to_first_token_seconds_bucket{le=\"0.1\",model_name=\"m\"} 5\n";
     gw_scrape s;
     T_ASSERT(gw_scrape_parse(text, strlen(text), &s));
     T_NEAR(s.running, 3, 0);
@@ -26,9 +25,12 @@ TEST(gateway_scrape_reads_vllm_gauges)
 
 TEST(gateway_scrape_skips_garbage)
 {
-    const char *bad[] = {"", "\n\n\n", "vllm:num_requests_running{model_name=\"m\"} nan\n",
+    const char *bad[] = {"",
+                         "\n\n\n",
+                         "vllm:num_requests_running{model_name=\"m\"} nan\n",
                          "vllm:num_requests_running{ 3\nvllm:num_requests_waiting 1e999\n",
-                         "\xff\xfe garbage {{{ \"\"\" }}}\n", "vllm:lora_requests_info{running_lora_adapters=\"unterminated} 1\n"};
+                         "\xff\xfe garbage {{{ \"\"\" }}}\n",
+                         "vllm:lora_requests_info{running_lora_adapters=\"unterminated} 1\n"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         gw_scrape s;
         T_ASSERT(!gw_scrape_parse(bad[i], strlen(bad[i]), &s));

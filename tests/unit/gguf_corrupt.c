@@ -326,7 +326,7 @@ TEST(gguf_corrupt_names_and_keys)
     refused(&b, "bad.gguf: tensor name too long (at byte 331)");
     hdr(&b, 3, 1, 0);
     tinfo(&b, "a\0b", 1, 8, 0, KL_F32, 0); /* str() stops at the NUL: name "a" */
-    b.p[24] = 3;                            /* length 3: "a\0b" with the NUL inside */
+    b.p[24] = 3;                           /* length 3: "a\0b" with the NUL inside */
     memmove(b.p + 35, b.p + 33, b.n - 33);
     b.p[33] = 0;
     b.p[34] = 'b';

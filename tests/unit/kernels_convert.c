@@ -11,7 +11,8 @@ TEST(kernels_fp16_row_to_fp32_every_value)
 {
     uint16_t *h = malloc(sizeof(uint16_t) * 65536);
     float *a = malloc(sizeof(float) * 65536), *b = malloc(sizeof(float) * 65536);
-    for (int i = 0; i < 65536; i++) h[i] = (uint16_t)i;
+    for (int i = 0; i < 65536; i++)
+        h[i] = (uint16_t)i;
     kl_fp16_to_fp32_row(h, a, 65536);
     kl_ref_fp16_to_fp32_row(h, b, 65536);
     for (int i = 0; i < 65536; i++) { /* bit for bit; a NaN stays a NaN (F16C quiets it) */
@@ -33,7 +34,7 @@ TEST(kernels_fp32_row_to_fp16_rounds_like_reference)
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         uint32_t bits = (uint32_t)(s >> 32);
         if (i % 3 == 0) bits = (bits & 0x8FFFFFFFu) | 0x38000000u; /* near F16's range */
-        if (i % 7 == 0) bits = (bits & ~0x1FFFu) | 0x1000u;      /* exact ties */
+        if (i % 7 == 0) bits = (bits & ~0x1FFFu) | 0x1000u;        /* exact ties */
         memcpy(&x[i], &bits, 4);
         if (isnan(x[i])) x[i] = 1.f; /* NaN payload handling differs by design; below */
     }

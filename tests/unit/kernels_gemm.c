@@ -18,7 +18,11 @@ static float frand(void)
 
 /* Relative error allowed against the reference: integer dots are exact per block, so only
  * float accumulation order differs; F16/F32 products are the same, sums reordered. */
-static double tol_of(kl_dtype t) { (void)t; return 1e-5; }
+static double tol_of(kl_dtype t)
+{
+    (void)t;
+    return 1e-5;
+}
 
 static void check(kl_dtype t, const kl_isa *isa, int rows, int cols, int B)
 {
@@ -26,11 +30,13 @@ static void check(kl_dtype t, const kl_isa *isa, int rows, int cols, int B)
     uint8_t *W = malloc(rb * (size_t)rows);
     float *row = malloc(sizeof(float) * (size_t)cols);
     for (int r = 0; r < rows; r++) {
-        for (int c = 0; c < cols; c++) row[c] = frand() * (1.f + (float)(r % 3));
+        for (int c = 0; c < cols; c++)
+            row[c] = frand() * (1.f + (float)(r % 3));
         T_ASSERT(kl_quantize_row(t, row, W + rb * (size_t)r, cols));
     }
     float *x = malloc(sizeof(float) * (size_t)cols * (size_t)B);
-    for (int i = 0; i < cols * B; i++) x[i] = frand();
+    for (int i = 0; i < cols * B; i++)
+        x[i] = frand();
     float *y_ref = malloc(sizeof(float) * (size_t)rows * (size_t)B);
     float *y = malloc(sizeof(float) * (size_t)rows * (size_t)B);
     float *y1 = malloc(sizeof(float) * (size_t)rows);
@@ -41,7 +47,8 @@ static void check(kl_dtype t, const kl_isa *isa, int rows, int cols, int B)
     kl_workers *w = kl_workers_create(2);
     kl_matmul(w, t, W, rows, cols, x, cols, B, y, rows, scratch);
     double scale = 0;
-    for (int i = 0; i < rows * B; i++) scale = fmax(scale, fabs((double)y_ref[i]));
+    for (int i = 0; i < rows * B; i++)
+        scale = fmax(scale, fabs((double)y_ref[i]));
     for (int i = 0; i < rows * B; i++)
         if (fabs((double)(y[i] - y_ref[i])) > tol_of(t) * (scale + 1)) {
             fprintf(stderr, "# %s %s rows %d cols %d B %d: y[%d] = %g, reference %g\n", isa->name,
@@ -68,7 +75,8 @@ static void check(kl_dtype t, const kl_isa *isa, int rows, int cols, int B)
                 T_ASSERT(0);
             }
         for (int b = 0; b < B; b++) {
-            kl_matmul_packed(NULL, t, P, rows, cols, x + (size_t)b * cols, cols, 1, y1, rows, scratch);
+            kl_matmul_packed(NULL, t, P, rows, cols, x + (size_t)b * cols, cols, 1, y1, rows,
+                             scratch);
             T_MEMEQ(y1, y + (size_t)b * rows, sizeof(float) * (size_t)rows);
         }
         free(P);
@@ -93,19 +101,44 @@ static void check_all(kl_dtype t)
         isas++;
         for (int i = 0; i < 5; i++)
             for (int j = 0; j < 4; j++)
-                for (int k = 0; k < 4; k++) check(t, isa, rows[i], cols[j], bs[k]);
+                for (int k = 0; k < 4; k++)
+                    check(t, isa, rows[i], cols[j], bs[k]);
     }
     if (!isas) t_skip("no SIMD matmul for this type on this CPU");
 }
 
-TEST(kernels_gemm_q8_0_simd_matches_reference) { check_all(KL_Q8_0); }
-TEST(kernels_gemm_q4_0_simd_matches_reference) { check_all(KL_Q4_0); }
-TEST(kernels_gemm_f16_simd_matches_reference) { check_all(KL_F16); }
-TEST(kernels_gemm_f32_simd_matches_reference) { check_all(KL_F32); }
-TEST(kernels_gemm_bf16_simd_matches_reference) { check_all(KL_BF16); }
-TEST(kernels_gemm_q4_k_simd_matches_reference) { check_all(KL_Q4_K); }
-TEST(kernels_gemm_q5_k_simd_matches_reference) { check_all(KL_Q5_K); }
-TEST(kernels_gemm_q6_k_simd_matches_reference) { check_all(KL_Q6_K); }
+TEST(kernels_gemm_q8_0_simd_matches_reference)
+{
+    check_all(KL_Q8_0);
+}
+TEST(kernels_gemm_q4_0_simd_matches_reference)
+{
+    check_all(KL_Q4_0);
+}
+TEST(kernels_gemm_f16_simd_matches_reference)
+{
+    check_all(KL_F16);
+}
+TEST(kernels_gemm_f32_simd_matches_reference)
+{
+    check_all(KL_F32);
+}
+TEST(kernels_gemm_bf16_simd_matches_reference)
+{
+    check_all(KL_BF16);
+}
+TEST(kernels_gemm_q4_k_simd_matches_reference)
+{
+    check_all(KL_Q4_K);
+}
+TEST(kernels_gemm_q5_k_simd_matches_reference)
+{
+    check_all(KL_Q5_K);
+}
+TEST(kernels_gemm_q6_k_simd_matches_reference)
+{
+    check_all(KL_Q6_K);
+}
 
 /* kl_matmul_multi: several weights over the same activations in one pass give the same bits
  * as one kl_matmul per weight, for packed and plain weights, sharing one quantization (Q8_0
@@ -117,7 +150,8 @@ TEST(kernels_matmul_multi_matches_separate_calls)
     static const int rows[N] = {70, 150, 33, 17};
     kl_workers *w = kl_workers_create(2);
     float *x = malloc(sizeof(float) * COLS * B);
-    for (int i = 0; i < COLS * B; i++) x[i] = frand();
+    for (int i = 0; i < COLS * B; i++)
+        x[i] = frand();
     size_t scratch_bytes = 0;
     for (int i = 0; i < N; i++) {
         size_t sb = kl_matmul_scratch(types[i], B, COLS);
@@ -132,7 +166,8 @@ TEST(kernels_matmul_multi_matches_separate_calls)
         size_t rb = kl_dtype_row_bytes(types[i], COLS);
         W[i] = malloc(rb * (size_t)rows[i]);
         for (int r = 0; r < rows[i]; r++) {
-            for (int c = 0; c < COLS; c++) row[c] = frand();
+            for (int c = 0; c < COLS; c++)
+                row[c] = frand();
             T_ASSERT(kl_quantize_row(types[i], row, W[i] + rb * (size_t)r, COLS));
         }
         size_t pb = kl_pack_bytes(types[i], rows[i], COLS);
@@ -143,17 +178,20 @@ TEST(kernels_matmul_multi_matches_separate_calls)
         outs[i] = (kl_mm_out){types[i], P[i] ? P[i] : W[i], P[i] != NULL, rows[i], y[i], rows[i]};
     }
     for (int n = 2; n <= N; n++) { /* the first two share Q8_0 activations; then mixed */
-        for (int i = 0; i < n; i++) memset(y[i], 0xFF, sizeof(float) * (size_t)rows[i] * B);
+        for (int i = 0; i < n; i++)
+            memset(y[i], 0xFF, sizeof(float) * (size_t)rows[i] * B);
         kl_matmul_multi(w, outs, n, COLS, x, COLS, B, scratch);
         for (int i = 0; i < n; i++) {
             if (P[i])
-                kl_matmul_packed(w, types[i], P[i], rows[i], COLS, x, COLS, B, y1[i], rows[i], scratch);
+                kl_matmul_packed(w, types[i], P[i], rows[i], COLS, x, COLS, B, y1[i], rows[i],
+                                 scratch);
             else
                 kl_matmul(w, types[i], W[i], rows[i], COLS, x, COLS, B, y1[i], rows[i], scratch);
             T_MEMEQ(y[i], y1[i], sizeof(float) * (size_t)rows[i] * B);
         }
     }
-    for (int i = 0; i < N; i++) free(W[i]), free(P[i]), free(y[i]), free(y1[i]);
+    for (int i = 0; i < N; i++)
+        free(W[i]), free(P[i]), free(y[i]), free(y1[i]);
     free(x), free(row), free(scratch);
     kl_workers_destroy(w);
 }
@@ -165,11 +203,16 @@ TEST(kernels_quant_act_simd_matches_reference_bits)
 {
     enum { N = 32 * 40 };
     float *x = malloc(sizeof(float) * N);
-    for (int i = 0; i < N; i++) x[i] = frand() * (float)(1 << (i / 32 % 12)) * 1e-3f;
-    for (int i = 32; i < 64; i++) x[i] = 0.0f;
-    for (int i = 64; i < 96; i++) x[i] = -3.25f;
-    for (int i = 96; i < 128; i++) x[i] = (float)(i - 96) * 127.0f / 62.0f - 63.5f; /* k + 0.5 */
-    for (int i = 128; i < 160; i++) x[i] = (float)(i - 127) * 1e-40f;
+    for (int i = 0; i < N; i++)
+        x[i] = frand() * (float)(1 << (i / 32 % 12)) * 1e-3f;
+    for (int i = 32; i < 64; i++)
+        x[i] = 0.0f;
+    for (int i = 64; i < 96; i++)
+        x[i] = -3.25f;
+    for (int i = 96; i < 128; i++)
+        x[i] = (float)(i - 96) * 127.0f / 62.0f - 63.5f; /* k + 0.5 */
+    for (int i = 128; i < 160; i++)
+        x[i] = (float)(i - 127) * 1e-40f;
     const kl_dtype types[] = {KL_Q8_0, KL_Q4_0};
     for (int ti = 0; ti < 2; ti++) {
         const kl_type_ops *ref = &kl_isa_find("scalar")->types[types[ti]];

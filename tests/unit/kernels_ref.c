@@ -33,7 +33,7 @@ static float urand(void) /* uniform in [-1, 1) */
     return (float)((double)(rs >> 11) * 0x1.0p-53 * 2.0 - 1.0);
 }
 
-static const kl_dtype quant_types[] = {KL_F32, KL_F16, KL_BF16, KL_Q8_0,
+static const kl_dtype quant_types[] = {KL_F32,  KL_F16,  KL_BF16, KL_Q8_0,
                                        KL_Q4_0, KL_Q4_K, KL_Q5_K, KL_Q6_K};
 
 static double rms_tol(kl_dtype t)
@@ -45,12 +45,18 @@ static double rms_tol(kl_dtype t)
 static double elem_tol(kl_dtype t, double x, double amax)
 {
     switch (t) {
-    case KL_F32: return 0;
-    case KL_F16: return fabs(x) * 0x1p-11 + 0x1p-25;
-    case KL_BF16: return fabs(x) * 0x1p-8;
-    case KL_Q8_0: return amax * (0.5 / 127 + 0x1p-10) + 127 * 0x1p-25; /* subnormal d */
-    case KL_Q4_0: return amax * (1.0 / 8 + 0x1p-7) + 8 * 0x1p-25;
-    default: return -1;
+    case KL_F32:
+        return 0;
+    case KL_F16:
+        return fabs(x) * 0x1p-11 + 0x1p-25;
+    case KL_BF16:
+        return fabs(x) * 0x1p-8;
+    case KL_Q8_0:
+        return amax * (0.5 / 127 + 0x1p-10) + 127 * 0x1p-25; /* subnormal d */
+    case KL_Q4_0:
+        return amax * (1.0 / 8 + 0x1p-7) + 8 * 0x1p-25;
+    default:
+        return -1;
     }
 }
 
@@ -63,9 +69,10 @@ TEST(kernels_ref_quantize_roundtrip_error_bounds)
         kl_dtype t = quant_types[ti];
         for (int trial = 0; trial < 20; trial++) {
             float s = trial % 4 == 0 ? 1e-3f : trial % 4 == 1 ? 1.f : trial % 4 == 2 ? 30.f : 0.2f;
-            for (int i = 0; i < N; i++) x[i] = urand() * s;
+            for (int i = 0; i < N; i++)
+                x[i] = urand() * s;
             if (trial == 5) memset(x, 0, sizeof x); /* all zero: d = 0 */
-            if (trial == 6) /* a block with one outlier */
+            if (trial == 6)                         /* a block with one outlier */
                 x[40] = 50.f * s;
             T_ASSERT(kl_quantize_row(t, x, buf, N));
             kl_dequantize_row(t, buf, y, N);
@@ -78,15 +85,16 @@ TEST(kernels_ref_quantize_roundtrip_error_bounds)
                 if (x2 == 0) {
                     T_ASSERT(e2 == 0);
                 } else if (sqrt(e2 / x2) > rms_tol(t) * (trial == 6 ? 2.5 : 1)) {
-                    fprintf(stderr, "# %s trial %d rms rel err %g\n", kl_dtype_get(t)->name,
-                            trial, sqrt(e2 / x2));
+                    fprintf(stderr, "# %s trial %d rms rel err %g\n", kl_dtype_get(t)->name, trial,
+                            sqrt(e2 / x2));
                     T_ASSERT(0);
                 }
                 continue;
             }
             for (int blk = 0; blk < N / 32; blk++) {
                 double amax = 0;
-                for (int i = 0; i < 32; i++) amax = fmax(amax, fabs((double)x[blk * 32 + i]));
+                for (int i = 0; i < 32; i++)
+                    amax = fmax(amax, fabs((double)x[blk * 32 + i]));
                 for (int i = blk * 32; i < blk * 32 + 32; i++)
                     if (fabs((double)y[i] - x[i]) > elem_tol(t, x[i], amax)) {
                         fprintf(stderr, "# %s trial %d x[%d] = %g -> %g\n", kl_dtype_get(t)->name,
@@ -103,12 +111,14 @@ TEST(kernels_ref_quantize_exact_grids)
     /* values on the quantization grid come back exactly */
     float x[64], y[64];
     uint8_t buf[256];
-    for (int i = 0; i < 64; i++) x[i] = (float)((i * 37) % 255 - 127); /* hits -127 and 127 */
+    for (int i = 0; i < 64; i++)
+        x[i] = (float)((i * 37) % 255 - 127); /* hits -127 and 127 */
     x[0] = 127.f, x[32] = -127.f;
     T_ASSERT(kl_quantize_row(KL_Q8_0, x, buf, 64));
     kl_dequantize_row(KL_Q8_0, buf, y, 64);
     T_MEMEQ(x, y, sizeof x);
-    for (int i = 0; i < 64; i++) x[i] = (float)((i * 5) % 16 - 8);
+    for (int i = 0; i < 64; i++)
+        x[i] = (float)((i * 5) % 16 - 8);
     x[0] = -8.f, x[32] = -8.f;
     T_ASSERT(kl_quantize_row(KL_Q4_0, x, buf, 64));
     kl_dequantize_row(KL_Q4_0, buf, y, 64);
@@ -135,16 +145,25 @@ static void check_ref_gemm(kl_dtype t, int rows, int cols, int B)
     float *x = malloc(sizeof(float) * (size_t)cols * (size_t)B);
     float *y = malloc(sizeof(float) * (size_t)rows * (size_t)B);
     for (int r = 0; r < rows; r++) {
-        for (int c = 0; c < cols; c++) wd[(size_t)r * cols + c] = urand() * (1.f + (float)(r % 5));
+        for (int c = 0; c < cols; c++)
+            wd[(size_t)r * cols + c] = urand() * (1.f + (float)(r % 5));
         T_ASSERT(kl_quantize_row(t, wd + (size_t)r * cols, W + rb * (size_t)r, cols));
         kl_dequantize_row(t, W + rb * (size_t)r, wd + (size_t)r * cols, cols);
     }
-    for (int i = 0; i < cols * B; i++) x[i] = urand() * (i % 11 == 0 ? 4.f : 1.f);
+    for (int i = 0; i < cols * B; i++)
+        x[i] = urand() * (i % 11 == 0 ? 4.f : 1.f);
     size_t ab = kl_act_row_bytes(ops->act, cols);
     uint8_t *act = ab ? malloc(ab * (size_t)B) : NULL;
-    for (int b = 0; b < B && ab; b++) ops->quant_act(x + (size_t)b * cols, act + ab * (size_t)b, cols);
-    kl_gemm g = {.W = W, .w_stride = rb, .cols = cols, .act = ab ? act : (const uint8_t *)x,
-                 .a_stride = ab ? ab : sizeof(float) * (size_t)cols, .B = B, .y = y, .ldy = rows};
+    for (int b = 0; b < B && ab; b++)
+        ops->quant_act(x + (size_t)b * cols, act + ab * (size_t)b, cols);
+    kl_gemm g = {.W = W,
+                 .w_stride = rb,
+                 .cols = cols,
+                 .act = ab ? act : (const uint8_t *)x,
+                 .a_stride = ab ? ab : sizeof(float) * (size_t)cols,
+                 .B = B,
+                 .y = y,
+                 .ldy = rows};
     ops->gemm(&g, 0, rows);
     int ablk = ops->act == KL_Q8_K ? KL_QKK : KL_QK;
     for (int b = 0; b < B; b++) {
@@ -188,7 +207,8 @@ TEST(kernels_ref_gemm_matches_double_dot)
         int cols[] = {blk_cols, blk == 1 ? 13 : blk};
         for (int i = 0; i < 3; i++)
             for (int j = 0; j < 2; j++)
-                for (int k = 0; k < 3; k++) check_ref_gemm(t, rows[i], cols[j], bs[k]);
+                for (int k = 0; k < 3; k++)
+                    check_ref_gemm(t, rows[i], cols[j], bs[k]);
     }
 }
 
@@ -198,11 +218,11 @@ TEST(kernels_ref_fp16_rounding)
     T_EQ(kl_fp32_to_fp16(-2.f), 0xc000);
     T_EQ(kl_fp32_to_fp16(65504.f), 0x7bff);
     T_EQ(kl_fp32_to_fp16(65519.f), 0x7bff);
-    T_EQ(kl_fp32_to_fp16(65520.f), 0x7c00);   /* tie between max and 2^16: even is inf */
-    T_EQ(kl_fp32_to_fp16(0x1p-24f), 0x0001);  /* smallest subnormal */
-    T_EQ(kl_fp32_to_fp16(0x1p-25f), 0x0000);  /* tie: to even (zero) */
+    T_EQ(kl_fp32_to_fp16(65520.f), 0x7c00);  /* tie between max and 2^16: even is inf */
+    T_EQ(kl_fp32_to_fp16(0x1p-24f), 0x0001); /* smallest subnormal */
+    T_EQ(kl_fp32_to_fp16(0x1p-25f), 0x0000); /* tie: to even (zero) */
     T_EQ(kl_fp32_to_fp16(0x1.8p-25f), 0x0001);
-    T_EQ(kl_fp32_to_fp16(0x3p-25f), 0x0002);  /* 1.5 ulp: tie, to even 2 */
+    T_EQ(kl_fp32_to_fp16(0x3p-25f), 0x0002); /* 1.5 ulp: tie, to even 2 */
     T_EQ(kl_fp32_to_fp16(1.f + 0x1p-11f), 0x3c00);
     T_EQ(kl_fp32_to_fp16(1.f + 0x3p-11f), 0x3c02);
     T_EQ(kl_fp32_to_fp16(0x1.ffcp-15f), 0x0400); /* subnormal rounding up into the normals */
@@ -277,14 +297,17 @@ TEST(kernels_ref_rmsnorm_softmax_swiglu_formulas)
     for (int k = 0; k < ni; k++)
         for (size_t si = 0; si < sizeof vec_sizes / sizeof *vec_sizes; si++) {
             int n = vec_sizes[si];
-            for (int i = 0; i < n; i++) x[i] = urand() * 3.f, w[i] = urand(), u[i] = urand() * 2.f;
+            for (int i = 0; i < n; i++)
+                x[i] = urand() * 3.f, w[i] = urand(), u[i] = urand() * 2.f;
             /* rmsnorm */
             double ss = 0;
-            for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+            for (int i = 0; i < n; i++)
+                ss += (double)x[i] * x[i];
             double sc = 1.0 / sqrt(ss / n + 1e-5);
             o[n] = 12345.f;
             is[k]->vec.rmsnorm(o, x, w, n, 1e-5f);
-            for (int i = 0; i < n; i++) T_NEAR(o[i], x[i] * sc * w[i], 1e-5 * (1 + fabs(x[i] * sc)));
+            for (int i = 0; i < n; i++)
+                T_NEAR(o[i], x[i] * sc * w[i], 1e-5 * (1 + fabs(x[i] * sc)));
             T_NEAR(o[n], 12345.f, 0); /* nothing past n written */
             /* swiglu */
             is[k]->vec.swiglu(o, x, u, n);
@@ -294,13 +317,17 @@ TEST(kernels_ref_rmsnorm_softmax_swiglu_formulas)
             }
             T_NEAR(o[n], 12345.f, 0);
             /* softmax, with large values (no overflow) and a -inf (masked) entry */
-            for (int i = 0; i < n; i++) o[i] = x[i] * 30.f + 500.f;
+            for (int i = 0; i < n; i++)
+                o[i] = x[i] * 30.f + 500.f;
             if (n > 2) o[1] = -INFINITY;
             double mx = -INFINITY, sum = 0;
-            for (int i = 0; i < n; i++) mx = fmax(mx, o[i]);
-            for (int i = 0; i < n; i++) sum += exp((double)o[i] - mx);
+            for (int i = 0; i < n; i++)
+                mx = fmax(mx, o[i]);
+            for (int i = 0; i < n; i++)
+                sum += exp((double)o[i] - mx);
             double want[MAXN];
-            for (int i = 0; i < n; i++) want[i] = exp((double)o[i] - mx) / sum;
+            for (int i = 0; i < n; i++)
+                want[i] = exp((double)o[i] - mx) / sum;
             is[k]->vec.softmax(o, n);
             double tot = 0;
             for (int i = 0; i < n; i++) {
@@ -331,9 +358,11 @@ TEST(kernels_ref_dot_axpy_f32_f16_formulas)
                 want += (double)a[i] * b[i], mag += fabs((double)a[i] * b[i]);
             }
             T_NEAR(is[k]->vec.dot(a, b, n), want, 1e-6 * (mag + 1));
-            for (int i = 0; i <= n; i++) y[i] = y0[i] = urand();
+            for (int i = 0; i <= n; i++)
+                y[i] = y0[i] = urand();
             is[k]->vec.axpy(y, -0.75f, a, n);
-            for (int i = 0; i < n; i++) T_NEAR(y[i], y0[i] - 0.75 * a[i], 1e-6);
+            for (int i = 0; i < n; i++)
+                T_NEAR(y[i], y0[i] - 0.75 * a[i], 1e-6);
             T_NEAR(y[n], y0[n], 0);
             /* F16 operands (the KV cache): exact halves, so the same formulas */
             double wh = 0, mh = 0;
@@ -343,9 +372,11 @@ TEST(kernels_ref_dot_axpy_f32_f16_formulas)
                 mh += fabs((double)kl_fp16_to_fp32(h[i]) * b[i]);
             }
             T_NEAR(is[k]->vec.dot_f16(h, b, n), wh, 1e-6 * (mh + 1));
-            for (int i = 0; i <= n; i++) y[i] = y0[i];
+            for (int i = 0; i <= n; i++)
+                y[i] = y0[i];
             is[k]->vec.axpy_f16(y, 1.25f, h, n);
-            for (int i = 0; i < n; i++) T_NEAR(y[i], y0[i] + 1.25 * kl_fp16_to_fp32(h[i]), 1e-6);
+            for (int i = 0; i < n; i++)
+                T_NEAR(y[i], y0[i] + 1.25 * kl_fp16_to_fp32(h[i]), 1e-6);
             T_NEAR(y[n], y0[n], 0);
         }
     T_NEAR(kl_dot_f16(h, b, 3), kl_ref_dot_f16(h, b, 3), 1e-6); /* the public entry points */
@@ -355,8 +386,10 @@ TEST(kernels_ref_dot_axpy_f32_f16_formulas)
 static void rope_check(int head_dim, int n_rot, int pos, bool neox)
 {
     float h[256], h0[256], freqs[128];
-    for (int i = 0; i < n_rot / 2; i++) freqs[i] = powf(10000.f, -2.f * (float)i / (float)n_rot);
-    for (int i = 0; i < head_dim; i++) h[i] = h0[i] = urand();
+    for (int i = 0; i < n_rot / 2; i++)
+        freqs[i] = powf(10000.f, -2.f * (float)i / (float)n_rot);
+    for (int i = 0; i < head_dim; i++)
+        h[i] = h0[i] = urand();
     kl_rope(h, head_dim, n_rot, pos, freqs, neox);
     int half = n_rot / 2;
     for (int i = 0; i < half; i++) {
@@ -369,7 +402,8 @@ static void rope_check(int head_dim, int n_rot, int pos, bool neox)
         T_NEAR(h[i0], want0, tol);
         T_NEAR(h[i1], want1, tol);
     }
-    for (int i = n_rot; i < head_dim; i++) T_NEAR(h[i], h0[i], 0); /* untouched */
+    for (int i = n_rot; i < head_dim; i++)
+        T_NEAR(h[i], h0[i], 0); /* untouched */
 }
 
 TEST(kernels_ref_rope_normal_and_neox)
@@ -384,7 +418,8 @@ TEST(kernels_ref_rope_normal_and_neox)
     /* pos 0 is the identity; a rotation keeps each pair's norm */
     float h[8] = {1, 2, 3, 4, 5, 6, 7, 8}, f[4] = {1, 0.5f, 0.25f, 0.125f};
     kl_rope(h, 8, 8, 0, f, false);
-    for (int i = 0; i < 8; i++) T_NEAR(h[i], i + 1, 0);
+    for (int i = 0; i < 8; i++)
+        T_NEAR(h[i], i + 1, 0);
     kl_rope(h, 8, 8, 3, f, false);
     T_NEAR(hypot(h[0], h[1]), hypot(1, 2), 1e-5);
     T_NEAR(h[0], cos(3.0) - 2 * sin(3.0), 1e-5);

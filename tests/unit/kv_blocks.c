@@ -53,7 +53,8 @@ TEST(kv_blocks_alloc_until_exhausted)
     T_EQ(kv_blocks_available(b), 1);
     T_EQ(kv_blocks_alloc(b), 5);
     T_EQ(kv_blocks_alloc(b), -1);
-    for (int i = 0; i < 8; i++) kv_blocks_unref(b, i);
+    for (int i = 0; i < 8; i++)
+        kv_blocks_unref(b, i);
     T_EQ(kv_blocks_used(b), 0);
     T_EQ(kv_blocks_available(b), 8);
     CHECK(b);
@@ -87,7 +88,8 @@ TEST(kv_blocks_publish_lookup)
 {
     kv_blocks *b = mk(4);
     int32_t tok[16];
-    for (int i = 0; i < 16; i++) tok[i] = 100 + i;
+    for (int i = 0; i < 16; i++)
+        tok[i] = 100 + i;
     uint64_t h0 = kv_block_hash(0, tok, 16, 0);
     uint64_t h1 = kv_block_hash(h0, tok, 16, 0);
     T_ASSERT(h0 != h1);
@@ -218,7 +220,8 @@ TEST(kv_blocks_ref_takes_cached_block_off_lru)
 TEST(kv_blocks_hash_chain_salt_tokens)
 {
     int32_t t[16], u[16];
-    for (int i = 0; i < 16; i++) t[i] = u[i] = i * 7;
+    for (int i = 0; i < 16; i++)
+        t[i] = u[i] = i * 7;
     uint64_t h = kv_block_hash(0, t, 16, 0);
     T_ASSERT(h == kv_block_hash(0, u, 16, 0)); /* deterministic */
     T_ASSERT(h != kv_block_hash(1, t, 16, 0)); /* parent */
@@ -238,10 +241,12 @@ TEST(kv_blocks_hash_chain_salt_tokens)
     static uint64_t hs[N];
     for (int i = 0; i < N; i++) {
         int32_t v[16];
-        for (int k = 0; k < 16; k++) v[k] = k;
+        for (int k = 0; k < 16; k++)
+            v[k] = k;
         v[i % 16] = 100000 + i;
         hs[i] = kv_block_hash(0, v, 16, 0);
-        for (int j = 0; j < i; j++) T_ASSERT(hs[j] != hs[i]);
+        for (int j = 0; j < i; j++)
+            T_ASSERT(hs[j] != hs[i]);
     }
 }
 
@@ -259,12 +264,14 @@ TEST(kv_blocks_stress_random)
 {
     enum { NB = 64, OPS = 100000, NH = 96 };
     kv_blocks *b = mk(NB);
-    int refs[NB] = {0};        /* model: refcount */
-    int64_t hash_of[NB];       /* model: registered hash index or -1 */
-    int32_t owner[NH];         /* model: block registered under hash index h, or -1 */
+    int refs[NB] = {0};  /* model: refcount */
+    int64_t hash_of[NB]; /* model: registered hash index or -1 */
+    int32_t owner[NH];   /* model: block registered under hash index h, or -1 */
     uint64_t lru_stamp[NB] = {0}, clock = 0;
-    for (int i = 0; i < NB; i++) hash_of[i] = -1;
-    for (int i = 0; i < NH; i++) owner[i] = -1;
+    for (int i = 0; i < NB; i++)
+        hash_of[i] = -1;
+    for (int i = 0; i < NH; i++)
+        owner[i] = -1;
     uint64_t s = 12345;
     int64_t evictions = 0, hits = 0;
     for (int op = 0; op < OPS; op++) {
@@ -274,7 +281,8 @@ TEST(kv_blocks_stress_random)
             int32_t oldest = -1;
             for (int i = 0; i < NB; i++) {
                 if (refs[i]) continue;
-                if (hash_of[i] < 0) n_free++;
+                if (hash_of[i] < 0)
+                    n_free++;
                 else {
                     n_cached++;
                     if (oldest < 0 || lru_stamp[i] < lru_stamp[oldest]) oldest = i;
@@ -332,7 +340,8 @@ TEST(kv_blocks_stress_random)
         if (!kv_blocks_check(b, why, sizeof why)) t_fail(__FILE__, __LINE__, "op %d: %s", op, why);
         int used = 0, avail = 0, cached = 0;
         for (int i = 0; i < NB; i++) {
-            if (refs[i]) used++;
+            if (refs[i])
+                used++;
             else {
                 avail++;
                 if (hash_of[i] >= 0) cached++;
@@ -345,7 +354,8 @@ TEST(kv_blocks_stress_random)
     T_ASSERT(evictions > 100); /* the run exercised eviction and hits */
     T_ASSERT(hits > 1000);
     for (int i = 0; i < NB; i++)
-        while (refs[i]--) kv_blocks_unref(b, i);
+        while (refs[i]--)
+            kv_blocks_unref(b, i);
     T_EQ(kv_blocks_used(b), 0);
     T_EQ(kv_blocks_available(b), NB);
     CHECK(b);
@@ -407,7 +417,8 @@ TEST(kv_blocks_prefix_sharing_scenario)
 {
     kv_blocks *b = mk(32);
     int32_t sys[4 * 16], other[4 * 16];
-    for (int i = 0; i < 64; i++) sys[i] = other[i] = 1000 + i;
+    for (int i = 0; i < 64; i++)
+        sys[i] = other[i] = 1000 + i;
     other[2 * 16 + 3] = 7; /* differs in the third block */
     int32_t a[4], c[4], d[4], e[4];
     T_EQ(prompt_blocks(b, sys, 4, 0, a), 0);
@@ -421,7 +432,8 @@ TEST(kv_blocks_prefix_sharing_scenario)
     T_EQ(d[1], a[1]);
     T_ASSERT(d[2] != a[2] && d[3] != a[3]);
     T_EQ(prompt_blocks(b, sys, 4, 0xfeed, e), 0); /* another tenant's salt: no hits */
-    for (int j = 0; j < 4; j++) T_ASSERT(e[j] != a[j]);
+    for (int j = 0; j < 4; j++)
+        T_ASSERT(e[j] != a[j]);
     T_EQ(kv_blocks_used(b), 4 + 2 + 4);
     CHECK(b);
     /* everyone finishes: all blocks are cached, none used, all still findable */
@@ -434,7 +446,8 @@ TEST(kv_blocks_prefix_sharing_scenario)
     T_EQ(kv_blocks_used(b), 0);
     T_EQ(kv_blocks_cached(b), 10);
     T_EQ(prompt_blocks(b, sys, 4, 0, c), 4);
-    for (int j = 0; j < 4; j++) T_EQ(c[j], a[j]);
+    for (int j = 0; j < 4; j++)
+        T_EQ(c[j], a[j]);
     CHECK(b);
     kv_blocks_destroy(b);
 }

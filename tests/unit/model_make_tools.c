@@ -189,14 +189,15 @@ TEST(model_make_tools_cli_make_and_quantize)
 {
     char cmd[8192], *out = NULL, *err = NULL;
     const char *m = tp("m.gguf"), *q = tp("q.gguf");
-    snprintf(cmd, sizeof cmd, "%s model make --out %s --dim 32 --heads 2 --kv-heads 1 --layers 1 "
-                              "--ffn 64 --vocab 300 --type q4_0 --tied --seed 3 --rope-theta 500000",
+    snprintf(cmd, sizeof cmd,
+             "%s model make --out %s --dim 32 --heads 2 --kv-heads 1 --layers 1 "
+             "--ffn 64 --vocab 300 --type q4_0 --tied --seed 3 --rope-theta 500000",
              t_kiln(), m);
     T_EQ(t_run(cmd, &out, &err), 0);
     free(out);
     free(err);
-    snprintf(cmd, sizeof cmd, "%s model quantize %s %s q8_0 && %s model inspect %s", t_kiln(), m,
-             q, t_kiln(), q);
+    snprintf(cmd, sizeof cmd, "%s model quantize %s %s q8_0 && %s model inspect %s", t_kiln(), m, q,
+             t_kiln(), q);
     T_EQ(t_run(cmd, &out, &err), 0);
     T_CONTAINS(out, "llama.rope.freq_base                         = 500000");
     T_CONTAINS(out, "general.file_type                            = 7");
@@ -226,8 +227,10 @@ TEST(model_make_tools_made_model_runs)
     T_ASSERT(f);
     fputs("the cat saw a big red ball and the dog was happy\n", f);
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s model make --out %s --vocab 1000 --type q8_0 && "
-                              "%s perplexity -m %s -f %s", t_kiln(), m, t_kiln(), m, txt);
+    snprintf(cmd, sizeof cmd,
+             "%s model make --out %s --vocab 1000 --type q8_0 && "
+             "%s perplexity -m %s -f %s",
+             t_kiln(), m, t_kiln(), m, txt);
     T_EQ(t_run(cmd, &out, &err), 0);
     const char *p = strstr(out, "ppl = ");
     T_ASSERT(p);

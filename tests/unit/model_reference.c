@@ -13,9 +13,11 @@
 static double logprob_of(const float *row, int n, int token)
 {
     float mx = row[0];
-    for (int i = 1; i < n; i++) mx = row[i] > mx ? row[i] : mx;
+    for (int i = 1; i < n; i++)
+        mx = row[i] > mx ? row[i] : mx;
     double sum = 0;
-    for (int i = 0; i < n; i++) sum += exp((double)(row[i] - mx));
+    for (int i = 0; i < n; i++)
+        sum += exp((double)(row[i] - mx));
     return (double)(row[token] - mx) - log(sum);
 }
 
@@ -37,9 +39,11 @@ static void run_reference(json_t *ref, model *m, kl_dtype kvt, int bs, double to
     T_EQ(kv_store_create(&kv, &kc, &err), 0);
     int nb = kv_store_n_blocks(kv);
     int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nb);
-    for (int i = 0; i < nb; i++) blocks[i] = nb - 1 - i; /* any order: the table decides */
+    for (int i = 0; i < nb; i++)
+        blocks[i] = nb - 1 - i; /* any order: the table decides */
     model_seq sq = {blocks, nb};
-    json_t *ids = json_object_get(ref, "prompt_ids"), *lps = json_object_get(ref, "prompt_logprobs");
+    json_t *ids = json_object_get(ref, "prompt_ids"),
+           *lps = json_object_get(ref, "prompt_logprobs");
     json_t *greedy = json_object_get(ref, "greedy_ids");
     int n = (int)json_array_size(ids);
     int32_t tok[64], pos[64], seq[64];
@@ -100,9 +104,15 @@ static void reference_all(kl_dtype kvt, int bs, double tol)
 /* llama.cpp made the reference with its default F16 cache, rounding the query and the
  * attention weights to F16 (reproduced for an F16 cache in model/attn.c): an F32 cache is
  * more exact and differs from it by up to 4e-3; an F16 one agrees within 2e-4. */
-TEST(model_reference_stories260k_f32_kv) { reference_all(KL_F32, 16, 5e-3); }
+TEST(model_reference_stories260k_f32_kv)
+{
+    reference_all(KL_F32, 16, 5e-3);
+}
 /* An odd block size changes nothing but the table. */
-TEST(model_reference_stories260k_f16_kv_block7) { reference_all(KL_F16, 7, 2e-4); }
+TEST(model_reference_stories260k_f16_kv_block7)
+{
+    reference_all(KL_F16, 7, 2e-4);
+}
 
 TEST(model_load_reads_hparams)
 {

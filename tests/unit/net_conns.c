@@ -64,7 +64,7 @@ TEST(net_conns_counts_the_last_chunk_of_a_reply_as_unsent)
     evtimer_add(tick, &tv);
     event_base_dispatch(f.base);
     T_EQ(f.replies, 1);
-    T_ASSERT(f.unsent_after_end > 0); /* "0\r\n\r\n" at least: not yet on the wire */
+    T_ASSERT(f.unsent_after_end > 0);        /* "0\r\n\r\n" at least: not yet on the wire */
     T_EQ((int64_t)net_conns_unsent(f.t), 0); /* and after the loop ran, all sent */
     char buf[512];
     ssize_t n = read(c, buf, sizeof buf - 1);

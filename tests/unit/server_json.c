@@ -8,9 +8,15 @@ TEST(server_json_text_replaces_invalid_utf8)
     T_STREQ(json_string_value(v), "ok \xc3\xa9");
     json_decref(v);
     /* a lone continuation byte, a truncated sequence, a NUL: each becomes U+FFFD */
-    v = srv_json_text("a\x80" "b\xe2\x82" "\0c", 7);
+    v = srv_json_text("a\x80"
+                      "b\xe2\x82"
+                      "\0c",
+                      7);
     T_ASSERT(v != NULL);
-    T_STREQ(json_string_value(v), "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd" "\xef\xbf\xbd" "c");
+    T_STREQ(json_string_value(v), "a\xef\xbf\xbd"
+                                  "b\xef\xbf\xbd\xef\xbf\xbd"
+                                  "\xef\xbf\xbd"
+                                  "c");
     char *dump = json_dumps(v, JSON_ENCODE_ANY);
     T_ASSERT(dump != NULL);
     free(dump);
@@ -31,10 +37,10 @@ TEST(server_hist_buckets_are_cumulative_upper_bounds)
 {
     srv_metrics m;
     srv_metrics_init(&m);
-    srv_hist_observe(&m.ttft, 0.001);  /* le 0.001 */
-    srv_hist_observe(&m.ttft, 0.05);   /* le 0.06 */
-    srv_hist_observe(&m.ttft, 1e6);    /* +Inf */
-    srv_hist_observe(&m.ttft, -1);     /* clamped to 0 */
+    srv_hist_observe(&m.ttft, 0.001); /* le 0.001 */
+    srv_hist_observe(&m.ttft, 0.05);  /* le 0.06 */
+    srv_hist_observe(&m.ttft, 1e6);   /* +Inf */
+    srv_hist_observe(&m.ttft, -1);    /* clamped to 0 */
     T_EQ(m.ttft.n, 4);
     T_EQ(m.ttft.count[0], 2);
     T_EQ(m.ttft.count[5], 1);

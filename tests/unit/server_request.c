@@ -61,10 +61,11 @@ TEST(server_request_chat_fields)
 {
     srv_req r;
     srv_error e = {0};
-    const char *b = "{\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},"
-                    "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi \"},"
-                    "{\"type\":\"text\",\"text\":\"there\"}]},{\"role\":\"assistant\",\"content\":null}],"
-                    "\"logprobs\":true,\"top_logprobs\":3,\"max_completion_tokens\":9}";
+    const char *b =
+        "{\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi \"},"
+        "{\"type\":\"text\",\"text\":\"there\"}]},{\"role\":\"assistant\",\"content\":null}],"
+        "\"logprobs\":true,\"top_logprobs\":3,\"max_completion_tokens\":9}";
     T_EQ(parse(&r, SRV_CHAT, b, &e), 0);
     T_EQ(r.n_msgs, 3);
     T_STREQ(r.msgs[1].content, "hi there");
@@ -109,7 +110,9 @@ TEST(server_request_rejects_with_param)
         {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"max_tokens\":\"10\"}", "max_tokens"},
         {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"max_tokens\":99999999999999999999}", ""},
         {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"stop\":5}", "stop"},
-        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"stop\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\"]}", "stop"},
+        {SRV_COMPLETIONS,
+         "{\"prompt\":\"a\",\"stop\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\"]}",
+         "stop"},
         {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"logit_bias\":{\"x\":1}}", "logit_bias"},
         {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"logit_bias\":{\"600\":1}}", "logit_bias"},
         {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"logit_bias\":{\"-1\":1}}", "logit_bias"},
@@ -118,7 +121,8 @@ TEST(server_request_rejects_with_param)
         {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"logprobs\":21}", "logprobs"},
         {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"logprobs\":true}", "logprobs"},
         {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"stream\":\"yes\"}", "stream"},
-        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"stream_options\":{\"include_usage\":true}}", "stream_options"},
+        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"stream_options\":{\"include_usage\":true}}",
+         "stream_options"},
         {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"model\":7}", "model"},
         {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"presence_penalty\":3}", "presence_penalty"},
         {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"best_of\":3}", "best_of"},
@@ -129,9 +133,12 @@ TEST(server_request_rejects_with_param)
         {SRV_CHAT, "{\"messages\":\"hi\"}", "messages"},
         {SRV_CHAT, "{\"messages\":[{\"role\":\"wizard\",\"content\":\"x\"}]}", "messages[0].role"},
         {SRV_CHAT, "{\"messages\":[{\"role\":\"user\"}]}", "messages[0].content"},
-        {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}", "messages[0].content"},
-        {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":2}", "top_logprobs"},
-        {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":1}", "logprobs"},
+        {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}",
+         "messages[0].content"},
+        {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":2}",
+         "top_logprobs"},
+        {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":1}",
+         "logprobs"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         srv_req r;
@@ -140,7 +147,8 @@ TEST(server_request_rejects_with_param)
         if (rc != -1) printf("# accepted: %s\n", bad[i].body);
         T_EQ(rc, -1);
         T_EQ(e.status, 400);
-        if (strcmp(e.param, bad[i].param)) printf("# %s: param '%s' (%s)\n", bad[i].body, e.param, e.msg);
+        if (strcmp(e.param, bad[i].param))
+            printf("# %s: param '%s' (%s)\n", bad[i].body, e.param, e.msg);
         T_STREQ(e.param, bad[i].param);
         T_ASSERT(e.msg[0] != 0);
         T_ASSERT(r.root == NULL);

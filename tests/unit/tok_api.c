@@ -45,7 +45,8 @@ TEST(tok_stories260k_matches_llama_cpp)
         int32_t ids[4096];
         int64_t n = tok_encode(t, prompt, strlen(prompt), TOK_ADD_BOS, ids, 4096);
         T_EQ(n, json_array_size(want));
-        for (int64_t i = 0; i < n; i++) T_EQ(ids[i], json_integer_value(json_array_get(want, i)));
+        for (int64_t i = 0; i < n; i++)
+            T_EQ(ids[i], json_integer_value(json_array_get(want, i)));
         /* the continuation's pieces are llama.cpp's greedy_text */
         char text[8192];
         size_t tl = 0;
@@ -91,7 +92,8 @@ TEST(tok_llama3_special_tokens)
     T_EQ(ids[1], 128006);
     T_EQ(ids[n - 1], 128009);
     bool has_end_header = false;
-    for (int64_t i = 0; i < n; i++) has_end_header |= ids[i] == 128007;
+    for (int64_t i = 0; i < n; i++)
+        has_end_header |= ids[i] == 128007;
     T_ASSERT(has_end_header);
     /* rendered back with TOK_RENDER_SPECIAL, and dropped without it */
     char out[256];
@@ -101,12 +103,14 @@ TEST(tok_llama3_special_tokens)
     T_STREQ(out, "user\n\nHi");
     /* without TOK_PARSE_SPECIAL the same text is plain text */
     n = tok_encode(t, s, strlen(s), 0, ids, 64);
-    for (int64_t i = 0; i < n; i++) T_ASSERT(ids[i] < 128000);
+    for (int64_t i = 0; i < n; i++)
+        T_ASSERT(ids[i] < 128000);
     tok_decode(t, ids, n, 0, out, sizeof out);
     T_STREQ(out, s);
     /* half a special token is text too */
     n = tok_encode(t, "<|eot_id", 8, TOK_PARSE_SPECIAL, ids, 64);
-    for (int64_t i = 0; i < n; i++) T_ASSERT(ids[i] < 128000);
+    for (int64_t i = 0; i < n; i++)
+        T_ASSERT(ids[i] < 128000);
 
     T_EQ(tok_find(t, "<|eot_id|>"), 128009);
     T_STREQ(tok_text(t, 128009), "<|eot_id|>");
@@ -235,8 +239,14 @@ static void put(gbuf *g, const void *p, size_t n)
     memcpy(g->b + g->n, p, n);
     g->n += n;
 }
-static void put_u32(gbuf *g, uint32_t v) { put(g, &v, 4); }
-static void put_u64(gbuf *g, uint64_t v) { put(g, &v, 8); }
+static void put_u32(gbuf *g, uint32_t v)
+{
+    put(g, &v, 4);
+}
+static void put_u64(gbuf *g, uint64_t v)
+{
+    put(g, &v, 8);
+}
 static void put_str(gbuf *g, const char *s)
 {
     put_u64(g, strlen(s));
@@ -254,7 +264,8 @@ static void kv_strs(gbuf *g, const char *k, const char *const *v, int n)
     put_u32(g, 9);
     put_u32(g, 8);
     put_u64(g, (uint64_t)n);
-    for (int i = 0; i < n; i++) put_str(g, v[i]);
+    for (int i = 0; i < n; i++)
+        put_str(g, v[i]);
 }
 
 /* A byte-level BPE vocab with the given pre (NULL: none) and model. */
@@ -271,7 +282,8 @@ static int load_mem(const char *model, const char *pre, kl_err *err, tok **t)
     if (pre) kv_str(&g, "tokenizer.ggml.pre", pre);
     kv_strs(&g, "tokenizer.ggml.tokens", toks, 3);
     kv_strs(&g, "tokenizer.ggml.merges", merges, 1);
-    while (g.n % 32) put(&g, "", 1);
+    while (g.n % 32)
+        put(&g, "", 1);
     gguf_file *f;
     T_EQ(gguf_open_mem(&f, g.b, g.n, "mem.gguf", err), 0);
     int rc = tok_load(t, f, err);
@@ -349,7 +361,8 @@ TEST(tok_wpm_literal_word_mark)
     tok *t = load("vocab/ggml-vocab-bert-bge.gguf");
     static const int32_t want[] = {2123, 1005, 100, 1005, 1056};
     int32_t ids[16];
-    const char *s = "DON'T\xe2\x96\x81" "DON'T";
+    const char *s = "DON'T\xe2\x96\x81"
+                    "DON'T";
     T_EQ(tok_encode(t, s, strlen(s), 0, ids, 16), 5);
     T_MEMEQ(ids, want, sizeof want);
     /* [CLS] ... [SEP] with TOK_ADD_BOS */

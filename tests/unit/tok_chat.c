@@ -39,8 +39,10 @@ TEST(tok_chat_llama2)
 }
 
 #define L3_USER1 "<|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|>"
-#define L3_ASSIST "<|start_header_id|>assistant<|end_header_id|>\n\nHi there. How can I help?<|eot_id|>"
-#define L3_USER2 "<|start_header_id|>user<|end_header_id|>\n\nWhat is the capital of France?<|eot_id|>"
+#define L3_ASSIST                                                                                  \
+    "<|start_header_id|>assistant<|end_header_id|>\n\nHi there. How can I help?<|eot_id|>"
+#define L3_USER2                                                                                   \
+    "<|start_header_id|>user<|end_header_id|>\n\nWhat is the capital of France?<|eot_id|>"
 #define L3_GEN "<|start_header_id|>assistant<|end_header_id|>\n\n"
 
 TEST(tok_chat_llama3)
@@ -71,9 +73,9 @@ TEST(tok_chat_llama3_2_date)
     now = time(NULL);
     localtime_r(&now, &tm);
     strftime(after, sizeof after, "%d %b %Y", &tm);
-#define L32_HEAD                                                                           \
-    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"                      \
-    "Cutting Knowledge Date: December 2023\nToday Date: %s\n\n"                             \
+#define L32_HEAD                                                                                   \
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"                              \
+    "Cutting Knowledge Date: December 2023\nToday Date: %s\n\n"                                    \
     "You are a helpful assistant.<|eot_id|>"
     snprintf(want1, sizeof want1, L32_HEAD, before);
     snprintf(want2, sizeof want2, L32_HEAD, after);
@@ -112,9 +114,9 @@ TEST(tok_chat_llama3_1_tools)
     chat_tmpl_free(t);
 }
 
-#define CHATML_TAIL                                                                        \
-    "<|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\nHi there. How can I help?"  \
-    "<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"               \
+#define CHATML_TAIL                                                                                \
+    "<|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\nHi there. How can I help?"         \
+    "<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"                     \
     "<|im_start|>assistant\n"
 #define CHATML_ALL "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n" CHATML_TAIL
 

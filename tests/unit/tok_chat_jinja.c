@@ -8,7 +8,10 @@
 #include "tok/jinja.h"
 
 static const chat_msg msgs[] = {
-    {"system", "S"}, {"user", "Hello"}, {"assistant", "A"}, {"user", "U2"},
+    {"system", "S"},
+    {"user", "Hello"},
+    {"assistant", "A"},
+    {"user", "U2"},
 };
 
 /* Renders src over msgs; returns the output, or "ERR <code>: <message>" (malloc'd). */
@@ -19,8 +22,12 @@ static char *run_lim(const char *src, const jinja_limits *lim)
     char *out = NULL;
     int rc = jinja_parse(&t, src, strlen(src), "t", &err);
     if (!rc) {
-        jinja_input in = {.msgs = msgs, .n_msgs = 4, .add_generation_prompt = true,
-                          .bos_token = "<s>", .eos_token = "</s>", .now = 1700000000};
+        jinja_input in = {.msgs = msgs,
+                          .n_msgs = 4,
+                          .add_generation_prompt = true,
+                          .bos_token = "<s>",
+                          .eos_token = "</s>",
+                          .now = 1700000000};
         rc = jinja_render(t, &in, lim, &out, NULL, NULL, &err);
         jinja_free(t);
     }
@@ -30,23 +37,26 @@ static char *run_lim(const char *src, const jinja_limits *lim)
     }
     return out;
 }
-static char *run(const char *src) { return run_lim(src, NULL); }
+static char *run(const char *src)
+{
+    return run_lim(src, NULL);
+}
 
-#define CHECK(src, want)                                                                   \
-    do {                                                                                   \
-        char *got_ = run(src);                                                             \
-        T_STREQ(got_, want);                                                               \
-        free(got_);                                                                        \
+#define CHECK(src, want)                                                                           \
+    do {                                                                                           \
+        char *got_ = run(src);                                                                     \
+        T_STREQ(got_, want);                                                                       \
+        free(got_);                                                                                \
     } while (0)
-#define CHECK_ERR(src, code, part)                                                         \
-    do {                                                                                   \
-        char *got_ = run(src);                                                             \
-        char pre_[32];                                                                     \
-        snprintf(pre_, sizeof pre_, "ERR %d: ", (int)(code));                              \
-        T_ASSERT(!strncmp(got_, pre_, strlen(pre_)) || (t_fail(__FILE__, __LINE__,         \
-                 "got \"%s\", want %s...%s", got_, pre_, part), 0));                      \
-        T_CONTAINS(got_, part);                                                            \
-        free(got_);                                                                        \
+#define CHECK_ERR(src, code, part)                                                                 \
+    do {                                                                                           \
+        char *got_ = run(src);                                                                     \
+        char pre_[32];                                                                             \
+        snprintf(pre_, sizeof pre_, "ERR %d: ", (int)(code));                                      \
+        T_ASSERT(!strncmp(got_, pre_, strlen(pre_)) ||                                             \
+                 (t_fail(__FILE__, __LINE__, "got \"%s\", want %s...%s", got_, pre_, part), 0));   \
+        T_CONTAINS(got_, part);                                                                    \
+        free(got_);                                                                                \
     } while (0)
 
 TEST(tok_chat_jinja_values)
@@ -121,9 +131,10 @@ TEST(tok_chat_jinja_operators)
 
 TEST(tok_chat_jinja_strings)
 {
-    CHECK("{{ '  xx  '.strip() }}|{{ 'xxabcxx'.strip('x') }}|{{ '\\n\\nab\\n'.lstrip('\\n') }}|"
-          "{{ 'abc'.startswith('ab') }}{{ 'abc'.endswith('bc') }}{{ 'abc'.startswith(('x', 'a')) }}",
-          "xx|abc|ab\n|TrueTrueTrue");
+    CHECK(
+        "{{ '  xx  '.strip() }}|{{ 'xxabcxx'.strip('x') }}|{{ '\\n\\nab\\n'.lstrip('\\n') }}|"
+        "{{ 'abc'.startswith('ab') }}{{ 'abc'.endswith('bc') }}{{ 'abc'.startswith(('x', 'a')) }}",
+        "xx|abc|ab\n|TrueTrueTrue");
     CHECK("{{ 'a,b,,c'.split(',') }}|{{ ' a  b '.split() }}|{{ 'a b c'.split(' ', 1) }}|"
           "{{ 'aaa'.replace('a', 'b', 2) }}|{{ 'AbC'.lower().upper() }}",
           "['a', 'b', '', 'c']|['a', 'b']|['a', 'b c']|bba|ABC");
@@ -187,23 +198,28 @@ TEST(tok_chat_jinja_nesting_limits)
     char *deep = malloc(2 * n + 16);
     char *p = deep;
     p += sprintf(p, "{{ ");
-    for (size_t i = 0; i < n; i++) *p++ = '(';
+    for (size_t i = 0; i < n; i++)
+        *p++ = '(';
     *p++ = '1';
-    for (size_t i = 0; i < n; i++) *p++ = ')';
+    for (size_t i = 0; i < n; i++)
+        *p++ = ')';
     sprintf(p, " }}");
     CHECK_ERR(deep, KL_EINVAL, "expression nested too deeply");
     p = deep + sprintf(deep, "{{ 1");
-    for (size_t i = 0; i < n / 4; i++) p += sprintf(p, "+1");
+    for (size_t i = 0; i < n / 4; i++)
+        p += sprintf(p, "+1");
     sprintf(p, " }}");
     CHECK_ERR(deep, KL_EINVAL, "expression nested too deeply");
     p = deep + sprintf(deep, "{{ ");
-    for (size_t i = 0; i < n / 4; i++) p += sprintf(p, "not ");
+    for (size_t i = 0; i < n / 4; i++)
+        p += sprintf(p, "not ");
     sprintf(p, "1 }}");
     CHECK_ERR(deep, KL_EINVAL, "expression nested too deeply");
     free(deep);
     char *blocks = malloc(20 * 200 + 16);
     p = blocks;
-    for (int i = 0; i < 200; i++) p += sprintf(p, "{%% if 1 %%}");
+    for (int i = 0; i < 200; i++)
+        p += sprintf(p, "{%% if 1 %%}");
     CHECK_ERR(blocks, KL_EINVAL, "blocks nested too deeply");
     free(blocks);
 }

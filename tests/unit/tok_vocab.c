@@ -70,7 +70,8 @@ static int read_cases(const char *inp, size_t inp_len, char *out, vcase *c, int 
 static void print_ids(const char *what, const int32_t *ids, int64_t n)
 {
     fprintf(stderr, "    %s:", what);
-    for (int64_t i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
+    for (int64_t i = 0; i < n; i++)
+        fprintf(stderr, " %d", ids[i]);
     fprintf(stderr, "\n");
 }
 
@@ -132,8 +133,8 @@ static void check_vocab_rt(const char *name, int rt)
         bool same = dl == c[i].len && !memcmp(dec, c[i].s, dl);
         if (!same && nfc && nfc_equal(c[i].s, c[i].len, dec, dl)) {
             rt_nfc++;
-            fprintf(stderr, "  %s #%d round trip gives NFC(s): \"%.*s\"\n", name, i,
-                    (int)c[i].len, c[i].s);
+            fprintf(stderr, "  %s #%d round trip gives NFC(s): \"%.*s\"\n", name, i, (int)c[i].len,
+                    c[i].s);
         } else if (rt != RT_NONE && !same) {
             bad_rt++;
             fprintf(stderr, "  %s #%d round trip: \"%.*s\" -> \"%s\"\n", name, i, (int)c[i].len,
@@ -168,8 +169,9 @@ static void check_vocab_rt(const char *name, int rt)
         fprintf(stderr, "# %s: ids %d/%d, round trip not defined, streaming %d/%d\n", name,
                 n - bad_ids, n, n - bad_stream, n);
     else
-        fprintf(stderr, "# %s: ids %d/%d, round trip %d/%d (%d of them only up to NFC), "
-                        "streaming %d/%d\n",
+        fprintf(stderr,
+                "# %s: ids %d/%d, round trip %d/%d (%d of them only up to NFC), "
+                "streaming %d/%d\n",
                 name, n - bad_ids, n, n - bad_rt, n, rt_nfc, n - bad_stream, n);
     tok_free(t);
     free(inp);
@@ -184,14 +186,41 @@ static void check_vocab(const char *name)
     check_vocab_rt(name, RT_EXACT);
 }
 
-TEST(tok_vocab_llama_spm) { check_vocab("ggml-vocab-llama-spm"); }
-TEST(tok_vocab_llama2_lenml) { check_vocab("ggml-vocab-llama2-lenml"); }
-TEST(tok_vocab_phi3) { check_vocab("ggml-vocab-phi-3"); }
-TEST(tok_vocab_llama3) { check_vocab("ggml-vocab-llama3"); }
-TEST(tok_vocab_llama_bpe) { check_vocab("ggml-vocab-llama-bpe"); }
-TEST(tok_vocab_qwen2) { check_vocab_rt("ggml-vocab-qwen2", RT_NFC); }
-TEST(tok_vocab_qwen3) { check_vocab_rt("ggml-vocab-qwen3", RT_NFC); }
-TEST(tok_vocab_gpt2) { check_vocab("ggml-vocab-gpt-2"); }
+TEST(tok_vocab_llama_spm)
+{
+    check_vocab("ggml-vocab-llama-spm");
+}
+TEST(tok_vocab_llama2_lenml)
+{
+    check_vocab("ggml-vocab-llama2-lenml");
+}
+TEST(tok_vocab_phi3)
+{
+    check_vocab("ggml-vocab-phi-3");
+}
+TEST(tok_vocab_llama3)
+{
+    check_vocab("ggml-vocab-llama3");
+}
+TEST(tok_vocab_llama_bpe)
+{
+    check_vocab("ggml-vocab-llama-bpe");
+}
+TEST(tok_vocab_qwen2)
+{
+    check_vocab_rt("ggml-vocab-qwen2", RT_NFC);
+}
+TEST(tok_vocab_qwen3)
+{
+    check_vocab_rt("ggml-vocab-qwen3", RT_NFC);
+}
+TEST(tok_vocab_gpt2)
+{
+    check_vocab("ggml-vocab-gpt-2");
+}
 
 /* WordPiece: ids must match; decoding is lossy (lowercase, no accents), so no round trip. */
-TEST(tok_vocab_bert_bge) { check_vocab_rt("ggml-vocab-bert-bge", RT_NONE); }
+TEST(tok_vocab_bert_bge)
+{
+    check_vocab_rt("ggml-vocab-bert-bge", RT_NONE);
+}

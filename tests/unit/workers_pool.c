@@ -20,7 +20,8 @@ static void work(void *ctx, int ith, int nth)
     atomic_fetch_add(&j->hits[ith], 1);
     j->nth_seen[ith] = nth;
     int64_t s = 0;
-    for (int i = ith * 1000 / nth; i < (ith + 1) * 1000 / nth; i++) s += i;
+    for (int i = ith * 1000 / nth; i < (ith + 1) * 1000 / nth; i++)
+        s += i;
     j->part[ith] = s;
     atomic_fetch_add(&j->sum, s);
 }

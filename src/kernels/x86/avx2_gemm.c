@@ -43,41 +43,47 @@ static inline __m256i q4_0_block(const kl_block_q4_0 *w, int64_t j)
     return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
 }
 
-#define QUANT_TILE(NAME, BLOCK, LOADB)                                                            \
-    static inline __attribute__((always_inline)) void NAME(const kl_gemm *g, int64_t r, int nr,  \
-                                                           int b, int nb)                         \
-    {                                                                                             \
-        int64_t n = g->cols, nblk = n / KL_QK;                                                   \
-        __m256 acc[RT][BT];                                                                       \
-        const BLOCK *w[RT];                                                                       \
-        const int8_t *aq[BT];                                                                     \
-        const float *ad[BT];                                                                      \
-        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                            \
-            w[i] = (const BLOCK *)(g->W + (size_t)(r + i) * g->w_stride);                         \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm256_setzero_ps();                         \
-        }                                                                                         \
-        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                            \
-            const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;                           \
-            aq[k] = (const int8_t *)a;                                                            \
-            ad[k] = kl_act_q8_0_d(a, n);                                                          \
-        }                                                                                         \
-        const __m256i ones = _mm256_set1_epi16(1);                                                \
-        for (int64_t j = 0; j < nblk; j++) {                                                      \
-            __m256i av[BT];                                                                       \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) av[k] = _mm256_loadu_si256((const __m256i *)(aq[k] + j * KL_QK)); \
-            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                        \
-                __m256i wv = LOADB(w[i], j);                                                      \
-                __m256i aw = _mm256_sign_epi8(wv, wv);                                            \
-                float dw = _cvtsh_ss(w[i][j].d);                                                  \
-                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                    \
-                    __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(av[k], wv));           \
-                    __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));                   \
-                    acc[i][k] = _mm256_fmadd_ps(s, _mm256_set1_ps(dw * ad[k][j]), acc[i][k]);    \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
-        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                                              \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r + i] = hsum8(acc[i][k]); \
+#define QUANT_TILE(NAME, BLOCK, LOADB)                                                             \
+    static inline __attribute__((always_inline)) void NAME(const kl_gemm *g, int64_t r, int nr,    \
+                                                           int b, int nb)                          \
+    {                                                                                              \
+        int64_t n = g->cols, nblk = n / KL_QK;                                                     \
+        __m256 acc[RT][BT];                                                                        \
+        const BLOCK *w[RT];                                                                        \
+        const int8_t *aq[BT];                                                                      \
+        const float *ad[BT];                                                                       \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                       \
+        {                                                                                          \
+            w[i] = (const BLOCK *)(g->W + (size_t)(r + i) * g->w_stride);                          \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm256_setzero_ps();  \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                       \
+        {                                                                                          \
+            const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;                             \
+            aq[k] = (const int8_t *)a;                                                             \
+            ad[k] = kl_act_q8_0_d(a, n);                                                           \
+        }                                                                                          \
+        const __m256i ones = _mm256_set1_epi16(1);                                                 \
+        for (int64_t j = 0; j < nblk; j++) {                                                       \
+            __m256i av[BT];                                                                        \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) av[k] =                           \
+                _mm256_loadu_si256((const __m256i *)(aq[k] + j * KL_QK));                          \
+            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                   \
+            {                                                                                      \
+                __m256i wv = LOADB(w[i], j);                                                       \
+                __m256i aw = _mm256_sign_epi8(wv, wv);                                             \
+                float dw = _cvtsh_ss(w[i][j].d);                                                   \
+                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                               \
+                {                                                                                  \
+                    __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(av[k], wv));             \
+                    __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));                     \
+                    acc[i][k] = _mm256_fmadd_ps(s, _mm256_set1_ps(dw * ad[k][j]), acc[i][k]);      \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                       \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                   \
+                g->y[(int64_t)(b + k) * g->ldy + r + i] = hsum8(acc[i][k]);                        \
     }
 
 QUANT_TILE(tile_q8_0, kl_block_q8_0, q8_0_block)
@@ -101,44 +107,53 @@ static inline __m256 load_w_bf16(const void *w, int64_t c)
 
 /* ESZ: bytes per weight element. The tail (n % 8 columns) is copied into zeroed buffers
  * and goes through the same loads. */
-#define FLOAT_TILE(NAME, LOADW, ESZ)                                                              \
-    static inline __attribute__((always_inline)) void NAME(const kl_gemm *g, int64_t r, int nr,  \
-                                                           int b, int nb)                         \
-    {                                                                                             \
-        int64_t n = g->cols, n8 = n & ~(int64_t)7;                                                \
-        __m256 acc[RT][BT];                                                                       \
-        const uint8_t *w[RT];                                                                     \
-        const float *x[BT];                                                                       \
-        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                            \
-            w[i] = g->W + (size_t)(r + i) * g->w_stride;                                          \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm256_setzero_ps();                         \
-        }                                                                                         \
-        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) x[k] = (const float *)(g->act + (size_t)(b + k) * g->a_stride); \
-        for (int64_t c = 0; c < n8; c += 8) {                                                     \
-            __m256 xv[BT];                                                                        \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) xv[k] = _mm256_loadu_ps(x[k] + c);                       \
-            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                        \
-                __m256 wv = LOADW(w[i], c);                                                       \
-                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm256_fmadd_ps(wv, xv[k], acc[i][k]);  \
-            }                                                                                     \
-        }                                                                                         \
-        if (n8 < n) {                                                                             \
-            int t = (int)(n - n8);                                                                \
-            __m256 xv[BT];                                                                        \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                        \
-                float xt[8] = {0};                                                                \
-                memcpy(xt, x[k] + n8, sizeof(float) * (size_t)t);                                 \
-                xv[k] = _mm256_loadu_ps(xt);                                                      \
-            }                                                                                     \
-            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                        \
-                uint8_t wt[32] = {0};                                                             \
-                memcpy(wt, w[i] + n8 * ESZ, (size_t)t * ESZ);                                     \
-                __m256 wv = LOADW(wt, 0);                                                         \
-                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm256_fmadd_ps(wv, xv[k], acc[i][k]);  \
-            }                                                                                     \
-        }                                                                                         \
-        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                                              \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r + i] = hsum8(acc[i][k]); \
+#define FLOAT_TILE(NAME, LOADW, ESZ)                                                               \
+    static inline __attribute__((always_inline)) void NAME(const kl_gemm *g, int64_t r, int nr,    \
+                                                           int b, int nb)                          \
+    {                                                                                              \
+        int64_t n = g->cols, n8 = n & ~(int64_t)7;                                                 \
+        __m256 acc[RT][BT];                                                                        \
+        const uint8_t *w[RT];                                                                      \
+        const float *x[BT];                                                                        \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                       \
+        {                                                                                          \
+            w[i] = g->W + (size_t)(r + i) * g->w_stride;                                           \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm256_setzero_ps();  \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) x[k] =                                \
+            (const float *)(g->act + (size_t)(b + k) * g->a_stride);                               \
+        for (int64_t c = 0; c < n8; c += 8) {                                                      \
+            __m256 xv[BT];                                                                         \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) xv[k] =                           \
+                _mm256_loadu_ps(x[k] + c);                                                         \
+            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                   \
+            {                                                                                      \
+                __m256 wv = LOADW(w[i], c);                                                        \
+                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] =                   \
+                    _mm256_fmadd_ps(wv, xv[k], acc[i][k]);                                         \
+            }                                                                                      \
+        }                                                                                          \
+        if (n8 < n) {                                                                              \
+            int t = (int)(n - n8);                                                                 \
+            __m256 xv[BT];                                                                         \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                   \
+            {                                                                                      \
+                float xt[8] = {0};                                                                 \
+                memcpy(xt, x[k] + n8, sizeof(float) * (size_t)t);                                  \
+                xv[k] = _mm256_loadu_ps(xt);                                                       \
+            }                                                                                      \
+            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                   \
+            {                                                                                      \
+                uint8_t wt[32] = {0};                                                              \
+                memcpy(wt, w[i] + n8 * ESZ, (size_t)t * ESZ);                                      \
+                __m256 wv = LOADW(wt, 0);                                                          \
+                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] =                   \
+                    _mm256_fmadd_ps(wv, xv[k], acc[i][k]);                                         \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                       \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                   \
+                g->y[(int64_t)(b + k) * g->ldy + r + i] = hsum8(acc[i][k]);                        \
     }
 
 FLOAT_TILE(tile_f32, load_w_f32, 4)
@@ -147,27 +162,43 @@ FLOAT_TILE(tile_bf16, load_w_bf16, 2)
 
 /* Walks rows [r0, r1) x all activation rows in tiles, one constant-shape call per case. */
 #define CHUNK 32
-#define GEMM(NAME, TILE)                                                                          \
-    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                          \
-    {                                                                                             \
-        for (int64_t rc = r0; rc < r1; rc += CHUNK)                                               \
-            for (int b = 0; b < g->B; b += BT) {                                                  \
-                int nb = g->B - b < BT ? g->B - b : BT;                                           \
-                int64_t re = rc + CHUNK < r1 ? rc + CHUNK : r1;                                   \
-                for (int64_t r = rc; r < re; r += RT) {                                           \
-                    int nr = re - r < RT ? (int)(re - r) : RT;                                    \
-                    switch (nr * 8 + nb) {                                                        \
-                    case 4 * 8 + 2: TILE(g, r, 4, b, 2); break;                                   \
-                    case 4 * 8 + 1: TILE(g, r, 4, b, 1); break;                                   \
-                    case 3 * 8 + 2: TILE(g, r, 3, b, 2); break;                                   \
-                    case 3 * 8 + 1: TILE(g, r, 3, b, 1); break;                                   \
-                    case 2 * 8 + 2: TILE(g, r, 2, b, 2); break;                                   \
-                    case 2 * 8 + 1: TILE(g, r, 2, b, 1); break;                                   \
-                    case 1 * 8 + 2: TILE(g, r, 1, b, 2); break;                                   \
-                    default: TILE(g, r, 1, b, 1); break;                                          \
-                    }                                                                             \
-                }                                                                                 \
-            }                                                                                     \
+#define GEMM(NAME, TILE)                                                                           \
+    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \
+    {                                                                                              \
+        for (int64_t rc = r0; rc < r1; rc += CHUNK)                                                \
+            for (int b = 0; b < g->B; b += BT) {                                                   \
+                int nb = g->B - b < BT ? g->B - b : BT;                                            \
+                int64_t re = rc + CHUNK < r1 ? rc + CHUNK : r1;                                    \
+                for (int64_t r = rc; r < re; r += RT) {                                            \
+                    int nr = re - r < RT ? (int)(re - r) : RT;                                     \
+                    switch (nr * 8 + nb) {                                                         \
+                    case 4 * 8 + 2:                                                                \
+                        TILE(g, r, 4, b, 2);                                                       \
+                        break;                                                                     \
+                    case 4 * 8 + 1:                                                                \
+                        TILE(g, r, 4, b, 1);                                                       \
+                        break;                                                                     \
+                    case 3 * 8 + 2:                                                                \
+                        TILE(g, r, 3, b, 2);                                                       \
+                        break;                                                                     \
+                    case 3 * 8 + 1:                                                                \
+                        TILE(g, r, 3, b, 1);                                                       \
+                        break;                                                                     \
+                    case 2 * 8 + 2:                                                                \
+                        TILE(g, r, 2, b, 2);                                                       \
+                        break;                                                                     \
+                    case 2 * 8 + 1:                                                                \
+                        TILE(g, r, 2, b, 1);                                                       \
+                        break;                                                                     \
+                    case 1 * 8 + 2:                                                                \
+                        TILE(g, r, 1, b, 2);                                                       \
+                        break;                                                                     \
+                    default:                                                                       \
+                        TILE(g, r, 1, b, 1);                                                       \
+                        break;                                                                     \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
     }
 
 GEMM(kl_avx2_gemm_q8_0, tile_q8_0)

@@ -1,6 +1,7 @@
 /* kernels/x86/avx512_attn.c: attention's two inner loops over a run of cached positions,
- * for one query row, over F32 rows or F16 rows converted as they are loaded. The query (scores) or the output row (weighted sum) stays in registers
- * across the run, in chunks of up to 8 vectors (head_dim 128); tails are masked.
+ * for one query row, over F32 rows or F16 rows converted as they are loaded. The query (scores) or
+ * the output row (weighted sum) stays in registers across the run, in chunks of up to 8 vectors
+ * (head_dim 128); tails are masked.
  *
  * Batch invariance: a score is one accumulator over head_dim in 16-lane steps and one
  * horizontal sum, the same instructions for every key; an output element is a chain of FMAs
@@ -52,8 +53,8 @@ static inline __m512 sums16(const __m512 a[16])
 {
     __m512 z[4];
     for (int e = 0; e < 4; e++) {
-        __m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(a[e], a[e + 4], 0x44),      /* lo halves */
-                                 _mm512_shuffle_f32x4(a[e], a[e + 4], 0xEE));     /* hi halves */
+        __m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(a[e], a[e + 4], 0x44),  /* lo halves */
+                                 _mm512_shuffle_f32x4(a[e], a[e + 4], 0xEE)); /* hi halves */
         __m512 y = _mm512_add_ps(_mm512_shuffle_f32x4(a[e + 8], a[e + 12], 0x44),
                                  _mm512_shuffle_f32x4(a[e + 8], a[e + 12], 0xEE));
         /* x = [e: 8 sums | e+4: 8 sums], y likewise for e+8, e+12; quarters 0-3 of z[e] are
@@ -61,48 +62,50 @@ static inline __m512 sums16(const __m512 a[16])
         z[e] = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xDD));
     }
     /* within each quarter L: [z0 0+2, z0 1+3, z1 0+2, z1 1+3], then pairs summed */
-    __m512 w0 = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], 0x44), _mm512_shuffle_ps(z[0], z[1], 0xEE));
-    __m512 w1 = _mm512_add_ps(_mm512_shuffle_ps(z[2], z[3], 0x44), _mm512_shuffle_ps(z[2], z[3], 0xEE));
+    __m512 w0 =
+        _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], 0x44), _mm512_shuffle_ps(z[0], z[1], 0xEE));
+    __m512 w1 =
+        _mm512_add_ps(_mm512_shuffle_ps(z[2], z[3], 0x44), _mm512_shuffle_ps(z[2], z[3], 0xEE));
     /* quarter L: [key 4L + 0, 4L + 1, 4L + 2, 4L + 3] */
     return _mm512_add_ps(_mm512_shuffle_ps(w0, w1, 0x88), _mm512_shuffle_ps(w0, w1, 0xDD));
 }
 
 /* Scores for head_dim <= 128: the query in nv registers; keys 16 at a time, then one by one. */
 static inline __attribute__((always_inline)) void scores_regs(const float *q, const void *k,
-                                                             int ldk, int nk, int hd,
-                                                             float scale, float *s, int nv,
-                                                             bool f16, bool full)
+                                                              int ldk, int nk, int hd, float scale,
+                                                              float *s, int nv, bool f16, bool full)
 {
     __m512 qv[8];
     __mmask16 m[8]; /* all ones when hd = 16 nv (full): plain loads */
     size_t es = f16 ? 2 : 4;
-    _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++) {
+    _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++)
+    {
         m[c] = full ? (__mmask16)0xFFFF : lanes(hd, 16 * c);
         qv[c] = _mm512_maskz_loadu_ps(m[c], q + 16 * c);
     }
     int j = 0;
     for (; j + 16 <= nk; j += 16) {
         __m512 acc[16];
-        _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) {
+        _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)
+        {
             const void *kj = (const char *)k + (size_t)(j + i) * (size_t)ldk * es;
             acc[i] = _mm512_setzero_ps();
-            _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++)
-                acc[i] = _mm512_fmadd_ps(qv[c], load_kv(kj, 16 * c, m[c], f16), acc[i]);
+            _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++) acc[i] =
+                _mm512_fmadd_ps(qv[c], load_kv(kj, 16 * c, m[c], f16), acc[i]);
         }
         _mm512_storeu_ps(s + j, _mm512_mul_ps(sums16(acc), _mm512_set1_ps(scale)));
     }
     for (; j < nk; j++) {
         const void *kj = (const char *)k + (size_t)j * (size_t)ldk * es;
         __m512 acc = _mm512_setzero_ps();
-        _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++)
-            acc = _mm512_fmadd_ps(qv[c], load_kv(kj, 16 * c, m[c], f16), acc);
+        _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++) acc =
+            _mm512_fmadd_ps(qv[c], load_kv(kj, 16 * c, m[c], f16), acc);
         s[j] = hsum(acc) * scale;
     }
 }
 
-static inline __attribute__((always_inline)) void scores(const float *q, const void *k, int ldk,
-                                                        int nk, int hd, float scale, float *s,
-                                                        bool f16)
+static inline __attribute__((always_inline)) void
+scores(const float *q, const void *k, int ldk, int nk, int hd, float scale, float *s, bool f16)
 {
     switch ((hd + 15) / 16) { /* constant register counts for the common head sizes */
     case 4:
@@ -117,7 +120,8 @@ static inline __attribute__((always_inline)) void scores(const float *q, const v
         else
             scores_regs(q, k, ldk, nk, hd, scale, s, 8, f16, false);
         return;
-    default: break;
+    default:
+        break;
     }
     size_t es = f16 ? 2 : 4;
     for (int j = 0; j < nk; j++) {
@@ -143,57 +147,65 @@ void kl_avx512_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int n
 }
 
 /* o[c0, c0 + 16 nv) += sum_j p[j] v_j[...], the chunk held in registers. */
-static inline __attribute__((always_inline)) void pv_regs(float *o, const float *p,
-                                                         const void *v, int ldv, int nk,
-                                                         int hd, int c0, int nv, bool f16)
+static inline __attribute__((always_inline)) void
+pv_regs(float *o, const float *p, const void *v, int ldv, int nk, int hd, int c0, int nv, bool f16)
 {
     __m512 acc[8];
     size_t es = f16 ? 2 : 4;
-    for (int c = 0; c < nv; c++) acc[c] = _mm512_maskz_loadu_ps(lanes(hd, c0 + 16 * c), o + c0 + 16 * c);
+    for (int c = 0; c < nv; c++)
+        acc[c] = _mm512_maskz_loadu_ps(lanes(hd, c0 + 16 * c), o + c0 + 16 * c);
     for (int j = 0; j < nk; j++) {
         const void *vj = (const char *)v + (size_t)j * (size_t)ldv * es;
         __m512 pj = _mm512_set1_ps(p[j]);
         for (int c = 0; c < nv; c++)
-            acc[c] = _mm512_fmadd_ps(pj, load_kv(vj, c0 + 16 * c, lanes(hd, c0 + 16 * c), f16), acc[c]);
+            acc[c] =
+                _mm512_fmadd_ps(pj, load_kv(vj, c0 + 16 * c, lanes(hd, c0 + 16 * c), f16), acc[c]);
     }
-    for (int c = 0; c < nv; c++) _mm512_mask_storeu_ps(o + c0 + 16 * c, lanes(hd, c0 + 16 * c), acc[c]);
+    for (int c = 0; c < nv; c++)
+        _mm512_mask_storeu_ps(o + c0 + 16 * c, lanes(hd, c0 + 16 * c), acc[c]);
 }
 
 void kl_avx512_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int hd)
 {
     int c0 = 0;
-    for (; hd - c0 > 64; c0 += 128) pv_regs(o, p, v, ldv, nk, hd, c0, 8, false);
+    for (; hd - c0 > 64; c0 += 128)
+        pv_regs(o, p, v, ldv, nk, hd, c0, 8, false);
     if (c0 < hd) pv_regs(o, p, v, ldv, nk, hd, c0, 4, false);
 }
 
 void kl_avx512_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd)
 {
     int c0 = 0;
-    for (; hd - c0 > 64; c0 += 128) pv_regs(o, p, v, ldv, nk, hd, c0, 8, true);
+    for (; hd - c0 > 64; c0 += 128)
+        pv_regs(o, p, v, ldv, nk, hd, c0, 8, true);
     if (c0 < hd) pv_regs(o, p, v, ldv, nk, hd, c0, 4, true);
 }
 
 /* pv_regs for NR rows (of weights p + r * ldp, outputs o + r * ldo) at once: each value vector
  * is loaded once for the NR rows, whose NR * nv sums are independent chains. */
 static inline __attribute__((always_inline)) void pv_rows_regs(float *o, int ldo, const float *p,
-                                                              int ldp, const void *v, int ldv,
-                                                              int nk, int hd, int c0, int NR,
-                                                              int nv, bool f16, bool full)
+                                                               int ldp, const void *v, int ldv,
+                                                               int nk, int hd, int c0, int NR,
+                                                               int nv, bool f16, bool full)
 {
     __m512 acc[4][8];
     __mmask16 m[8]; /* all ones when the chunk has no tail (full): plain loads */
     size_t es = f16 ? 2 : 4;
-    _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++) m[c] = full ? (__mmask16)0xFFFF : lanes(hd, c0 + 16 * c);
+    _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++) m[c] =
+        full ? (__mmask16)0xFFFF : lanes(hd, c0 + 16 * c);
     _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)
-        _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++)
-            acc[r][c] = _mm512_maskz_loadu_ps(m[c], o + (size_t)r * ldo + c0 + 16 * c);
+        _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++) acc[r][c] =
+            _mm512_maskz_loadu_ps(m[c], o + (size_t)r * ldo + c0 + 16 * c);
     for (int j = 0; j < nk; j++) {
         const void *vj = (const char *)v + (size_t)j * (size_t)ldv * es;
         __m512 vv[8];
-        _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++) vv[c] = load_kv(vj, c0 + 16 * c, m[c], f16);
-        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++) {
+        _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++) vv[c] =
+            load_kv(vj, c0 + 16 * c, m[c], f16);
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)
+        {
             __m512 pj = _mm512_set1_ps(p[(size_t)r * ldp + j]);
-            _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++) acc[r][c] = _mm512_fmadd_ps(pj, vv[c], acc[r][c]);
+            _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++) acc[r][c] =
+                _mm512_fmadd_ps(pj, vv[c], acc[r][c]);
         }
     }
     _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)
@@ -207,21 +219,28 @@ static inline __attribute__((always_inline)) void pv_rows_regs(float *o, int ldo
     do {                                                                                           \
         int r = 0;                                                                                 \
         for (; r + G <= nr; r += G)                                                                \
-            pv_rows_regs(o + (size_t)r * ldo, ldo, p + (size_t)r * ldp, ldp, v, ldv, nk, hd, c0, G, \
-                         NV, f16, FULL);                                                           \
+            pv_rows_regs(o + (size_t)r * ldo, ldo, p + (size_t)r * ldp, ldp, v, ldv, nk, hd, c0,   \
+                         G, NV, f16, FULL);                                                        \
         float *orow = o + (size_t)r * ldo;                                                         \
         const float *prow = p + (size_t)r * ldp;                                                   \
         switch (nr - r) {                                                                          \
-        case 3: pv_rows_regs(orow, ldo, prow, ldp, v, ldv, nk, hd, c0, 3, NV, f16, FULL); break;   \
-        case 2: pv_rows_regs(orow, ldo, prow, ldp, v, ldv, nk, hd, c0, 2, NV, f16, FULL); break;   \
-        case 1: pv_rows_regs(orow, ldo, prow, ldp, v, ldv, nk, hd, c0, 1, NV, f16, FULL); break;   \
-        default: break;                                                                            \
+        case 3:                                                                                    \
+            pv_rows_regs(orow, ldo, prow, ldp, v, ldv, nk, hd, c0, 3, NV, f16, FULL);              \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            pv_rows_regs(orow, ldo, prow, ldp, v, ldv, nk, hd, c0, 2, NV, f16, FULL);              \
+            break;                                                                                 \
+        case 1:                                                                                    \
+            pv_rows_regs(orow, ldo, prow, ldp, v, ldv, nk, hd, c0, 1, NV, f16, FULL);              \
+            break;                                                                                 \
+        default:                                                                                   \
+            break;                                                                                 \
         }                                                                                          \
     } while (0)
 
 static inline __attribute__((always_inline)) void pv_rows(float *o, int ldo, const float *p,
-                                                         int ldp, int nr, const void *v, int ldv,
-                                                         int nk, int hd, bool f16)
+                                                          int ldp, int nr, const void *v, int ldv,
+                                                          int nk, int hd, bool f16)
 {
     for (int c0 = 0; c0 < hd; c0 += 128) {
         int left = hd - c0;

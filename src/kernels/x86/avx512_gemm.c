@@ -25,7 +25,10 @@ void kl_avx512_gemm_f16(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_f32(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_bf16(const kl_gemm *g, int64_t r0, int64_t r1);
 
-static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+static inline float h2f(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
 
 /* The scale vector of a block pair: a in lanes 0-7, b in lanes 8-15. */
 static inline __m512 pair_scale(float a, float b)
@@ -60,48 +63,55 @@ static inline __m512i q4_0_pair(const kl_block_q4_0 *w, int64_t i, bool one)
 }
 
 /* One tile of a quantized matmul: rows [r, r+nr) x activation rows [b, b+nb). */
-#define QUANT_TILE(NAME, BLOCK, PAIR)                                                             \
-    static inline __attribute__((always_inline)) void NAME(const kl_gemm *g, int64_t r, int nr,  \
-                                                           int b, int nb)                         \
-    {                                                                                             \
-        int64_t n = g->cols, nblk = n / KL_QK;                                                   \
-        __m512 acc[RT][BT];                                                                       \
-        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                                              \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm512_setzero_ps();                        \
-        const BLOCK *w[RT];                                                                       \
-        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) w[i] = (const BLOCK *)(g->W + (size_t)(r + i) * g->w_stride); \
-        const int8_t *aq[BT];                                                                     \
-        const float *ad[BT];                                                                      \
-        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                            \
-            const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;                           \
-            aq[k] = (const int8_t *)a;                                                            \
-            ad[k] = kl_act_q8_0_d(a, n);                                                          \
-        }                                                                                         \
-        for (int64_t j = 0; j < nblk; j += 2) {                                                   \
-            bool one = j + 1 == nblk;                                                             \
-            __m512i av[BT];                                                                       \
-            __m512 as[BT];                                                                        \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                        \
-                av[k] = one ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, aq[k] + j * KL_QK)          \
-                            : _mm512_loadu_si512(aq[k] + j * KL_QK);                             \
-                av[k] = _mm512_xor_si512(av[k], _mm512_set1_epi8((char)0x80));                   \
-                as[k] = pair_scale(ad[k][j], one ? 0.f : ad[k][j + 1]);                           \
-            }                                                                                     \
-            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                        \
-                __m512i wv = PAIR(w[i], j, one);                                                  \
-                __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(),                           \
-                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), wv)); \
-                __m512 ws = pair_scale(h2f(w[i][j].d), one ? 0.f : h2f(w[i][j + 1].d));           \
-                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                    \
-                    __m512i d = _mm512_dpbusd_epi32(bias, av[k], wv);                             \
-                    acc[i][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws, as[k]), \
-                                                acc[i][k]);                                       \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
-        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                                              \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                                          \
-                g->y[(int64_t)(b + k) * g->ldy + r + i] = _mm512_reduce_add_ps(acc[i][k]);       \
+#define QUANT_TILE(NAME, BLOCK, PAIR)                                                              \
+    static inline __attribute__((always_inline)) void NAME(const kl_gemm *g, int64_t r, int nr,    \
+                                                           int b, int nb)                          \
+    {                                                                                              \
+        int64_t n = g->cols, nblk = n / KL_QK;                                                     \
+        __m512 acc[RT][BT];                                                                        \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                       \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm512_setzero_ps();  \
+        const BLOCK *w[RT];                                                                        \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) w[i] =                                \
+            (const BLOCK *)(g->W + (size_t)(r + i) * g->w_stride);                                 \
+        const int8_t *aq[BT];                                                                      \
+        const float *ad[BT];                                                                       \
+        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                       \
+        {                                                                                          \
+            const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;                             \
+            aq[k] = (const int8_t *)a;                                                             \
+            ad[k] = kl_act_q8_0_d(a, n);                                                           \
+        }                                                                                          \
+        for (int64_t j = 0; j < nblk; j += 2) {                                                    \
+            bool one = j + 1 == nblk;                                                              \
+            __m512i av[BT];                                                                        \
+            __m512 as[BT];                                                                         \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                   \
+            {                                                                                      \
+                av[k] = one ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, aq[k] + j * KL_QK)            \
+                            : _mm512_loadu_si512(aq[k] + j * KL_QK);                               \
+                av[k] = _mm512_xor_si512(av[k], _mm512_set1_epi8((char)0x80));                     \
+                as[k] = pair_scale(ad[k][j], one ? 0.f : ad[k][j + 1]);                            \
+            }                                                                                      \
+            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                   \
+            {                                                                                      \
+                __m512i wv = PAIR(w[i], j, one);                                                   \
+                __m512i bias =                                                                     \
+                    _mm512_sub_epi32(_mm512_setzero_si512(),                                       \
+                                     _mm512_dpbusd_epi32(_mm512_setzero_si512(),                   \
+                                                         _mm512_set1_epi8((char)0x80), wv));       \
+                __m512 ws = pair_scale(h2f(w[i][j].d), one ? 0.f : h2f(w[i][j + 1].d));            \
+                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                               \
+                {                                                                                  \
+                    __m512i d = _mm512_dpbusd_epi32(bias, av[k], wv);                              \
+                    acc[i][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws, as[k]),   \
+                                                acc[i][k]);                                        \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                       \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                   \
+                g->y[(int64_t)(b + k) * g->ldy + r + i] = _mm512_reduce_add_ps(acc[i][k]);         \
     }
 
 QUANT_TILE(tile_q8_0, kl_block_q8_0, q8_0_pair)
@@ -125,30 +135,35 @@ static inline __m512 load_w_bf16(const void *w, int64_t c, __mmask16 m)
     return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
 }
 
-#define FLOAT_TILE(NAME, LOADW)                                                                   \
-    static inline __attribute__((always_inline)) void NAME(const kl_gemm *g, int64_t r, int nr,  \
-                                                           int b, int nb)                         \
-    {                                                                                             \
-        int64_t n = g->cols;                                                                      \
-        __m512 acc[RT][BT];                                                                       \
-        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                                              \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm512_setzero_ps();                        \
-        const uint8_t *w[RT];                                                                     \
-        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) w[i] = g->W + (size_t)(r + i) * g->w_stride;                \
-        const float *x[BT];                                                                       \
-        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) x[k] = (const float *)(g->act + (size_t)(b + k) * g->a_stride); \
-        for (int64_t c = 0; c < n; c += 16) {                                                     \
-            __mmask16 m = n - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c)) - 1);     \
-            __m512 xv[BT];                                                                        \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) xv[k] = _mm512_maskz_loadu_ps(m, x[k] + c);             \
-            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                        \
-                __m512 wv = LOADW(w[i], c, m);                                                    \
-                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm512_fmadd_ps(wv, xv[k], acc[i][k]);  \
-            }                                                                                     \
-        }                                                                                         \
-        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                                              \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                                          \
-                g->y[(int64_t)(b + k) * g->ldy + r + i] = _mm512_reduce_add_ps(acc[i][k]);       \
+#define FLOAT_TILE(NAME, LOADW)                                                                    \
+    static inline __attribute__((always_inline)) void NAME(const kl_gemm *g, int64_t r, int nr,    \
+                                                           int b, int nb)                          \
+    {                                                                                              \
+        int64_t n = g->cols;                                                                       \
+        __m512 acc[RT][BT];                                                                        \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                       \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm512_setzero_ps();  \
+        const uint8_t *w[RT];                                                                      \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) w[i] =                                \
+            g->W + (size_t)(r + i) * g->w_stride;                                                  \
+        const float *x[BT];                                                                        \
+        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) x[k] =                                \
+            (const float *)(g->act + (size_t)(b + k) * g->a_stride);                               \
+        for (int64_t c = 0; c < n; c += 16) {                                                      \
+            __mmask16 m = n - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c)) - 1);      \
+            __m512 xv[BT];                                                                         \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) xv[k] =                           \
+                _mm512_maskz_loadu_ps(m, x[k] + c);                                                \
+            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                   \
+            {                                                                                      \
+                __m512 wv = LOADW(w[i], c, m);                                                     \
+                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] =                   \
+                    _mm512_fmadd_ps(wv, xv[k], acc[i][k]);                                         \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                       \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                   \
+                g->y[(int64_t)(b + k) * g->ldy + r + i] = _mm512_reduce_add_ps(acc[i][k]);         \
     }
 
 FLOAT_TILE(tile_f32, load_w_f32)
@@ -157,41 +172,74 @@ FLOAT_TILE(tile_bf16, load_w_bf16)
 
 /* Walks rows [r0, r1) x all activation rows in tiles; the tail tiles use the same code with
  * smaller counts (constants after inlining: one specialised loop per shape). */
-#define CHUNK 32  /* weight rows kept in cache while the activation tiles pass over them */
+#define CHUNK  32 /* weight rows kept in cache while the activation tiles pass over them */
 #define BCHUNK 64 /* activation rows per pass: with a weight chunk, they stay in L2 */
-#define GEMM(NAME, TILE, RT1)                                                                          \
-    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                          \
-    {                                                                                             \
-        for (int b0 = 0; b0 < g->B; b0 += BCHUNK)                                                 \
-        for (int64_t rc = r0; rc < r1; rc += CHUNK)                                               \
-        for (int b = b0, be = b0 + BCHUNK < g->B ? b0 + BCHUNK : g->B; b < be; b += BT) {         \
-            int nb = be - b < BT ? be - b : BT;                                                   \
-            int64_t re = rc + CHUNK < r1 ? rc + CHUNK : r1;                                       \
-            /* one activation row: RT1 weight rows at a time (quantized: 1, a single sequential \
-             * stream; float: RT, independent FMA chains hide the latency) */                    \
-            int rt = g->B == 1 ? RT1 : RT;                                                        \
-            for (int64_t r = rc; r < re; r += rt) {                                               \
-                int nr = re - r < rt ? (int)(re - r) : rt;                                        \
-                switch (nr * 8 + nb) { /* constant shapes: accumulators stay in registers */ \
-                case 4 * 8 + 4: TILE(g, r, 4, b, 4); break;                                       \
-                case 4 * 8 + 3: TILE(g, r, 4, b, 3); break;                                       \
-                case 4 * 8 + 2: TILE(g, r, 4, b, 2); break;                                       \
-                case 4 * 8 + 1: TILE(g, r, 4, b, 1); break;                                       \
-                case 3 * 8 + 4: TILE(g, r, 3, b, 4); break;                                       \
-                case 3 * 8 + 3: TILE(g, r, 3, b, 3); break;                                       \
-                case 3 * 8 + 2: TILE(g, r, 3, b, 2); break;                                       \
-                case 3 * 8 + 1: TILE(g, r, 3, b, 1); break;                                       \
-                case 2 * 8 + 4: TILE(g, r, 2, b, 4); break;                                       \
-                case 2 * 8 + 3: TILE(g, r, 2, b, 3); break;                                       \
-                case 2 * 8 + 2: TILE(g, r, 2, b, 2); break;                                       \
-                case 2 * 8 + 1: TILE(g, r, 2, b, 1); break;                                       \
-                case 1 * 8 + 4: TILE(g, r, 1, b, 4); break;                                       \
-                case 1 * 8 + 3: TILE(g, r, 1, b, 3); break;                                       \
-                case 1 * 8 + 2: TILE(g, r, 1, b, 2); break;                                       \
-                default: TILE(g, r, 1, b, 1); break;                                              \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
+#define GEMM(NAME, TILE, RT1)                                                                      \
+    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \
+    {                                                                                              \
+        for (int b0 = 0; b0 < g->B; b0 += BCHUNK)                                                  \
+            for (int64_t rc = r0; rc < r1; rc += CHUNK)                                            \
+                for (int b = b0, be = b0 + BCHUNK < g->B ? b0 + BCHUNK : g->B; b < be; b += BT) {  \
+                    int nb = be - b < BT ? be - b : BT;                                            \
+                    int64_t re = rc + CHUNK < r1 ? rc + CHUNK : r1;                                \
+                    /* one activation row: RT1 weight rows at a time (quantized: 1, a single       \
+                     * sequential stream; float: RT, independent FMA chains hide the latency) */   \
+                    int rt = g->B == 1 ? RT1 : RT;                                                 \
+                    for (int64_t r = rc; r < re; r += rt) {                                        \
+                        int nr = re - r < rt ? (int)(re - r) : rt;                                 \
+                        switch (nr * 8 +                                                           \
+                                nb) { /* constant shapes: accumulators stay in registers */        \
+                        case 4 * 8 + 4:                                                            \
+                            TILE(g, r, 4, b, 4);                                                   \
+                            break;                                                                 \
+                        case 4 * 8 + 3:                                                            \
+                            TILE(g, r, 4, b, 3);                                                   \
+                            break;                                                                 \
+                        case 4 * 8 + 2:                                                            \
+                            TILE(g, r, 4, b, 2);                                                   \
+                            break;                                                                 \
+                        case 4 * 8 + 1:                                                            \
+                            TILE(g, r, 4, b, 1);                                                   \
+                            break;                                                                 \
+                        case 3 * 8 + 4:                                                            \
+                            TILE(g, r, 3, b, 4);                                                   \
+                            break;                                                                 \
+                        case 3 * 8 + 3:                                                            \
+                            TILE(g, r, 3, b, 3);                                                   \
+                            break;                                                                 \
+                        case 3 * 8 + 2:                                                            \
+                            TILE(g, r, 3, b, 2);                                                   \
+                            break;                                                                 \
+                        case 3 * 8 + 1:                                                            \
+                            TILE(g, r, 3, b, 1);                                                   \
+                            break;                                                                 \
+                        case 2 * 8 + 4:                                                            \
+                            TILE(g, r, 2, b, 4);                                                   \
+                            break;                                                                 \
+                        case 2 * 8 + 3:                                                            \
+                            TILE(g, r, 2, b, 3);                                                   \
+                            break;                                                                 \
+                        case 2 * 8 + 2:                                                            \
+                            TILE(g, r, 2, b, 2);                                                   \
+                            break;                                                                 \
+                        case 2 * 8 + 1:                                                            \
+                            TILE(g, r, 2, b, 1);                                                   \
+                            break;                                                                 \
+                        case 1 * 8 + 4:                                                            \
+                            TILE(g, r, 1, b, 4);                                                   \
+                            break;                                                                 \
+                        case 1 * 8 + 3:                                                            \
+                            TILE(g, r, 1, b, 3);                                                   \
+                            break;                                                                 \
+                        case 1 * 8 + 2:                                                            \
+                            TILE(g, r, 1, b, 2);                                                   \
+                            break;                                                                 \
+                        default:                                                                   \
+                            TILE(g, r, 1, b, 1);                                                   \
+                            break;                                                                 \
+                        }                                                                          \
+                    }                                                                              \
+                }                                                                                  \
     }
 
 GEMM(kl_avx512_gemm_q8_0, tile_q8_0, 1)

@@ -14,10 +14,14 @@ size_t kl_avx512_pack_bytes_q8_0(int64_t rows, int64_t cols);
 size_t kl_avx512_pack_bytes_q4_0(int64_t rows, int64_t cols);
 size_t kl_avx512_pack_bytes_f32(int64_t rows, int64_t cols);
 size_t kl_avx512_pack_bytes_f16(int64_t rows, int64_t cols);
-void kl_avx512_pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst);
-void kl_avx512_pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst);
-void kl_avx512_pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst);
-void kl_avx512_pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst);
+void kl_avx512_pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                         void *dst);
+void kl_avx512_pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                         void *dst);
+void kl_avx512_pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                        void *dst);
+void kl_avx512_pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                        void *dst);
 void kl_avx512_gemm_packed_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_packed_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_packed_f32(const kl_gemm *g, int64_t r0, int64_t r1);

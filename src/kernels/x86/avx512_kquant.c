@@ -41,8 +41,10 @@ static inline void k4_scales(const uint8_t *q, wblock *o)
     uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
     __m128i sc = _mm_set_epi32(0, 0, (int)sc_hi, (int)sc_lo);
     __m128i m = _mm_set_epi32(0, 0, (int)m_hi, (int)m_lo);
-    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
-        __m128i ctl = _mm_set_epi64x(0x0101010101010101ll * (2 * c + 1), 0x0101010101010101ll * (2 * c));
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)
+    {
+        __m128i ctl =
+            _mm_set_epi64x(0x0101010101010101ll * (2 * c + 1), 0x0101010101010101ll * (2 * c));
         o->sc[c] = _mm512_cvtepu8_epi32(_mm_shuffle_epi8(sc, ctl));
     }
     o->m16 = _mm256_cvtepu8_epi16(
@@ -52,7 +54,8 @@ static inline void k4_scales(const uint8_t *q, wblock *o)
 static inline void load_q4_k(const kl_block_q4_k *w, wblock *o)
 {
     __m512i mask = _mm512_set1_epi8(0x0F);
-    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)
+    {
         __m256i v = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * c));
         __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
         o->q[c] = _mm512_and_si512(z, mask);
@@ -68,7 +71,8 @@ static inline void load_q5_k(const kl_block_q5_k *w, wblock *o)
     __m512i mask = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
     __m256i qh = _mm256_loadu_si256((const __m256i *)w->qh);
     __m512i h2 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 1), 1);
-    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)
+    {
         __m256i v = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * c));
         __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
         __m512i hb = _mm512_and_si512(_mm512_srli_epi16(h2, (unsigned)(2 * c)), one);
@@ -93,10 +97,11 @@ static inline void load_q6_k(const kl_block_q6_k *w, wblock *o)
         o->q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), hB);
     }
     /* register c holds elements 64c..64c+63: scales 4c..4c+3, 4 lanes each */
-    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)
+    {
         const int8_t *s = w->scales + 4 * c;
-        o->sc[c] = _mm512_set_epi32(s[3], s[3], s[3], s[3], s[2], s[2], s[2], s[2], s[1], s[1], s[1],
-                                    s[1], s[0], s[0], s[0], s[0]);
+        o->sc[c] = _mm512_set_epi32(s[3], s[3], s[3], s[3], s[2], s[2], s[2], s[2], s[1], s[1],
+                                    s[1], s[1], s[0], s[0], s[0], s[0]);
     }
     o->m16 = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w->scales)),
                                 _mm256_set1_epi16(-32));
@@ -118,11 +123,13 @@ static inline void load_q6_k(const kl_block_q6_k *w, wblock *o)
         const int8_t *aq[BT];                                                                      \
         const float *ad[BT];                                                                       \
         const int16_t *bs[BT];                                                                     \
-        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                             \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                       \
+        {                                                                                          \
             w[i] = (const BLOCK *)(g->W + (size_t)(r + i) * g->w_stride);                          \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm512_setzero_ps();                          \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[i][k] = _mm512_setzero_ps();  \
         }                                                                                          \
-        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                             \
+        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                       \
+        {                                                                                          \
             const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;                             \
             aq[k] = (const int8_t *)a;                                                             \
             ad[k] = kl_act_q8_k_d(a, n);                                                           \
@@ -130,15 +137,20 @@ static inline void load_q6_k(const kl_block_q6_k *w, wblock *o)
         }                                                                                          \
         for (int64_t j = 0; j < nblk; j++) {                                                       \
             __m512i av[BT][4];                                                                     \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                                           \
-                _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) av[k][c] = _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * c); \
-            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++) {                                                         \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                   \
+                _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) av[k][c] =                     \
+                    _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * c);                               \
+            _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                   \
+            {                                                                                      \
                 wblock wb;                                                                         \
                 LOAD(&w[i][j], &wb);                                                               \
-                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) {                                                     \
+                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                               \
+                {                                                                                  \
                     __m512i isum = _mm512_setzero_si512();                                         \
-                    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {                                                  \
-                        __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wb.q[c], av[k][c]); \
+                    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)                            \
+                    {                                                                              \
+                        __m512i d =                                                                \
+                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), wb.q[c], av[k][c]);        \
                         isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(d, wb.sc[c]));            \
                     }                                                                              \
                     __m256i bj = _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j));            \
@@ -151,8 +163,8 @@ static inline void load_q6_k(const kl_block_q6_k *w, wblock *o)
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
-        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                                               \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                                           \
+        _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                       \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                   \
                 g->y[(int64_t)(b + k) * g->ldy + r + i] = _mm512_reduce_add_ps(acc[i][k]);         \
     }
 
@@ -161,20 +173,23 @@ KQ_TILE(tile_q5_k, kl_block_q5_k, load_q5_k)
 KQ_TILE(tile_q6_k, kl_block_q6_k, load_q6_k)
 
 #define CHUNK 32
-#define GEMM(NAME, TILE)                                                                          \
-    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                          \
-    {                                                                                             \
-        for (int64_t rc = r0; rc < r1; rc += CHUNK)                                               \
-            for (int b = 0; b < g->B; b += BT) {                                                  \
-                int nb = g->B - b < BT ? g->B - b : BT;                                           \
-                int64_t re = rc + CHUNK < r1 ? rc + CHUNK : r1;                                   \
-                for (int64_t r = rc; r < re; r += RT) {                                           \
-                    int nr = re - r < RT ? (int)(re - r) : RT;                                    \
-                    if (nr == 4 && nb == 4) TILE(g, r, 4, b, 4);                                  \
-                    else if (nr == 4 && nb == 1) TILE(g, r, 4, b, 1);                             \
-                    else TILE(g, r, nr, b, nb);                                                   \
-                }                                                                                 \
-            }                                                                                     \
+#define GEMM(NAME, TILE)                                                                           \
+    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \
+    {                                                                                              \
+        for (int64_t rc = r0; rc < r1; rc += CHUNK)                                                \
+            for (int b = 0; b < g->B; b += BT) {                                                   \
+                int nb = g->B - b < BT ? g->B - b : BT;                                            \
+                int64_t re = rc + CHUNK < r1 ? rc + CHUNK : r1;                                    \
+                for (int64_t r = rc; r < re; r += RT) {                                            \
+                    int nr = re - r < RT ? (int)(re - r) : RT;                                     \
+                    if (nr == 4 && nb == 4)                                                        \
+                        TILE(g, r, 4, b, 4);                                                       \
+                    else if (nr == 4 && nb == 1)                                                   \
+                        TILE(g, r, 4, b, 1);                                                       \
+                    else                                                                           \
+                        TILE(g, r, nr, b, nb);                                                     \
+                }                                                                                  \
+            }                                                                                      \
     }
 
 GEMM(kl_avx512_gemm_q4_k, tile_q4_k)

@@ -26,10 +26,14 @@ size_t kl_avx512_pack_bytes_q8_0(int64_t rows, int64_t cols);
 size_t kl_avx512_pack_bytes_q4_0(int64_t rows, int64_t cols);
 size_t kl_avx512_pack_bytes_f32(int64_t rows, int64_t cols);
 size_t kl_avx512_pack_bytes_f16(int64_t rows, int64_t cols);
-void kl_avx512_pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst);
-void kl_avx512_pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst);
-void kl_avx512_pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst);
-void kl_avx512_pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst);
+void kl_avx512_pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                         void *dst);
+void kl_avx512_pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                         void *dst);
+void kl_avx512_pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                        void *dst);
+void kl_avx512_pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                        void *dst);
 void kl_avx512_gemm_packed_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_packed_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_packed_f32(const kl_gemm *g, int64_t r0, int64_t r1);
@@ -38,7 +42,10 @@ void kl_avx512_gemm_packed_f16(const kl_gemm *g, int64_t r0, int64_t r1);
 #define Q8_PBLK (8 * PR * 4 + PR * 2)
 #define Q4_PBLK (4 * PR * 4 + PR * 2)
 
-static int64_t panels(int64_t rows) { return (rows + PR - 1) / PR; }
+static int64_t panels(int64_t rows)
+{
+    return (rows + PR - 1) / PR;
+}
 
 size_t kl_avx512_pack_bytes_q8_0(int64_t rows, int64_t cols)
 {
@@ -58,7 +65,8 @@ size_t kl_avx512_pack_bytes_f16(int64_t rows, int64_t cols)
 }
 
 /* Packs panels [p0, p1). */
-void kl_avx512_pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
+void kl_avx512_pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                         void *dst)
 {
     int64_t nblk = cols / KL_QK;
     size_t stride = kl_dtype_row_bytes(KL_Q8_0, cols);
@@ -70,13 +78,15 @@ void kl_avx512_pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, 
             for (int r = 0; r < PR && p * PR + r < rows; r++) {
                 const kl_block_q8_0 *b =
                     (const kl_block_q8_0 *)((const uint8_t *)W + (size_t)(p * PR + r) * stride) + j;
-                for (int c = 0; c < KL_QK; c++) o[(c / 4) * PR * 4 + r * 4 + c % 4] = (uint8_t)b->qs[c] ^ 0x80;
+                for (int c = 0; c < KL_QK; c++)
+                    o[(c / 4) * PR * 4 + r * 4 + c % 4] = (uint8_t)b->qs[c] ^ 0x80;
                 memcpy(o + 8 * PR * 4 + r * 2, &b->d, 2);
             }
         }
 }
 
-void kl_avx512_pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
+void kl_avx512_pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                         void *dst)
 {
     int64_t nblk = cols / KL_QK;
     size_t stride = kl_dtype_row_bytes(KL_Q4_0, cols);
@@ -88,32 +98,37 @@ void kl_avx512_pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, 
             for (int r = 0; r < PR && p * PR + r < rows; r++) {
                 const kl_block_q4_0 *b =
                     (const kl_block_q4_0 *)((const uint8_t *)W + (size_t)(p * PR + r) * stride) + j;
-                for (int c = 0; c < KL_QK / 2; c++) o[(c / 4) * PR * 4 + r * 4 + c % 4] = b->qs[c];
+                for (int c = 0; c < KL_QK / 2; c++)
+                    o[(c / 4) * PR * 4 + r * 4 + c % 4] = b->qs[c];
                 memcpy(o + 4 * PR * 4 + r * 2, &b->d, 2);
             }
         }
 }
 
-void kl_avx512_pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
+void kl_avx512_pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                        void *dst)
 {
     for (int64_t p = p0; p < p1; p++) {
         float *o = (float *)dst + (size_t)p * (size_t)cols * PR;
         memset(o, 0, sizeof(float) * (size_t)cols * PR);
         for (int r = 0; r < PR && p * PR + r < rows; r++) {
             const float *w = (const float *)W + (size_t)(p * PR + r) * (size_t)cols;
-            for (int64_t c = 0; c < cols; c++) o[(size_t)c * PR + (size_t)r] = w[c];
+            for (int64_t c = 0; c < cols; c++)
+                o[(size_t)c * PR + (size_t)r] = w[c];
         }
     }
 }
 
-void kl_avx512_pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
+void kl_avx512_pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                        void *dst)
 {
     for (int64_t p = p0; p < p1; p++) {
         uint16_t *o = (uint16_t *)dst + (size_t)p * (size_t)cols * PR;
         memset(o, 0, sizeof(uint16_t) * (size_t)cols * PR);
         for (int r = 0; r < PR && p * PR + r < rows; r++) {
             const uint16_t *w = (const uint16_t *)W + (size_t)(p * PR + r) * (size_t)cols;
-            for (int64_t c = 0; c < cols; c++) o[(size_t)c * PR + (size_t)r] = w[c];
+            for (int64_t c = 0; c < cols; c++)
+                o[(size_t)c * PR + (size_t)r] = w[c];
         }
     }
 }
@@ -134,7 +149,7 @@ static inline __m512i bcast4(const int8_t *p)
 /* One panel (16 rows from r) x activation rows [b, b + NB), over all blocks. Q4 selects the
  * nibble layout. */
 static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, int64_t r, int b,
-                                                           int NB, bool q4)
+                                                            int NB, bool q4)
 {
     int64_t n = g->cols, nblk = n / KL_QK;
     size_t pblk = q4 ? Q4_PBLK : Q8_PBLK;
@@ -143,7 +158,8 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
     const float *ad[BT];
     const int32_t *as[BT];
     __m512 out[BT];
-    _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) {
+    _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
+    {
         const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;
         aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_0_d(a, n), as[k] = kl_act_q8_0_s(a, n);
         out[k] = _mm512_setzero_ps();
@@ -152,73 +168,87 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
     for (int64_t j = 0; j < nblk; j++, P += pblk) {
         __m512i w[8];
         if (q4) {
-            _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+            _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
+            {
                 __m512i v = _mm512_loadu_si512(P + q * 64);
                 w[q] = _mm512_and_si512(v, lo4);
                 w[q + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
             }
         } else {
-            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) w[q] = _mm512_loadu_si512(P + q * 64);
+            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) w[q] =
+                _mm512_loadu_si512(P + q * 64);
         }
         __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + pblk - PR * 2)));
-        _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) {
+        _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
+        {
             const int8_t *a = aq[k] + j * KL_QK;
             __m512i acc = _mm512_set1_epi32(-(as[k][j] * (q4 ? 8 : 128)));
-            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) acc = _mm512_dpbusd_epi32(acc, w[q], bcast4(a + 4 * q));
+            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) acc =
+                _mm512_dpbusd_epi32(acc, w[q], bcast4(a + 4 * q));
             out[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc),
                                      _mm512_mul_ps(ws, _mm512_set1_ps(ad[k][j])), out[k]);
         }
     }
     __mmask16 m = out_mask(g->rows, r);
-    _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) _mm512_mask_storeu_ps(g->y + (int64_t)(b + k) * g->ldy + r, m, out[k]);
+    _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
+        _mm512_mask_storeu_ps(g->y + (int64_t)(b + k) * g->ldy + r, m, out[k]);
 }
 
 /* NP panels (16 * NP rows from r) x activation rows [b, b + NB): each activation value feeds NP
  * FMAs, and NB * NP independent accumulators keep both FMA pipes busy through their latency
  * (with one or two activation rows, generation, four panels keep the weight stream going). */
 static inline __attribute__((always_inline)) void tile_float(const kl_gemm *g, int64_t r, int b,
-                                                            int NB, bool f16, int NP)
+                                                             int NB, bool f16, int NP)
 {
     int64_t n = g->cols;
     const uint8_t *P[4];
-    _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) P[p] = g->W + (size_t)(r / PR + p) * g->w_stride;
+    _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) P[p] =
+        g->W + (size_t)(r / PR + p) * g->w_stride;
     const float *x[BT];
     __m512 out[4][BT];
-    _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) {
+    _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
+    {
         x[k] = (const float *)(g->act + (size_t)(b + k) * g->a_stride);
         _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) out[p][k] = _mm512_setzero_ps();
     }
     for (int64_t c = 0; c < n; c++) {
         __m512 w[4];
-        _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++)
-            w[p] = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P[p] + (size_t)c * PR * 2)))
-                       : _mm512_loadu_ps((const float *)(P[p] + (size_t)c * PR * 4));
-        _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) {
+        _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) w[p] =
+            f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P[p] + (size_t)c * PR * 2)))
+                : _mm512_loadu_ps((const float *)(P[p] + (size_t)c * PR * 4));
+        _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
+        {
             __m512 xv = _mm512_set1_ps(x[k][c]);
-            _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) out[p][k] = _mm512_fmadd_ps(w[p], xv, out[p][k]);
+            _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) out[p][k] =
+                _mm512_fmadd_ps(w[p], xv, out[p][k]);
         }
     }
-    _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) {
+    _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++)
+    {
         __mmask16 m = out_mask(g->rows, r + p * PR);
         _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
             _mm512_mask_storeu_ps(g->y + (int64_t)(b + k) * g->ldy + r + p * PR, m, out[p][k]);
     }
 }
 
-static inline __attribute__((always_inline)) void tile_f32(const kl_gemm *g, int64_t r, int b, int NB, int NP)
+static inline __attribute__((always_inline)) void tile_f32(const kl_gemm *g, int64_t r, int b,
+                                                           int NB, int NP)
 {
     tile_float(g, r, b, NB, false, NP);
 }
-static inline __attribute__((always_inline)) void tile_f16(const kl_gemm *g, int64_t r, int b, int NB, int NP)
+static inline __attribute__((always_inline)) void tile_f16(const kl_gemm *g, int64_t r, int b,
+                                                           int NB, int NP)
 {
     tile_float(g, r, b, NB, true, NP);
 }
-static inline __attribute__((always_inline)) void tile_q8_0(const kl_gemm *g, int64_t r, int b, int NB, int NP)
+static inline __attribute__((always_inline)) void tile_q8_0(const kl_gemm *g, int64_t r, int b,
+                                                            int NB, int NP)
 {
     (void)NP; /* one panel: the int8 tile is already near the dot-product peak */
     tile_int8(g, r, b, NB, false);
 }
-static inline __attribute__((always_inline)) void tile_q4_0(const kl_gemm *g, int64_t r, int b, int NB, int NP)
+static inline __attribute__((always_inline)) void tile_q4_0(const kl_gemm *g, int64_t r, int b,
+                                                            int NB, int NP)
 {
     (void)NP;
     tile_int8(g, r, b, NB, true);
@@ -226,14 +256,30 @@ static inline __attribute__((always_inline)) void tile_q4_0(const kl_gemm *g, in
 
 #define TILE_NB(TILE, g, r, b, nb, np)                                                             \
     switch (nb) { /* constant tile heights */                                                      \
-    case 8: TILE(g, r, b, 8, np); break;                                                           \
-    case 7: TILE(g, r, b, 7, np); break;                                                           \
-    case 6: TILE(g, r, b, 6, np); break;                                                           \
-    case 5: TILE(g, r, b, 5, np); break;                                                           \
-    case 4: TILE(g, r, b, 4, np); break;                                                           \
-    case 3: TILE(g, r, b, 3, np); break;                                                           \
-    case 2: TILE(g, r, b, 2, np); break;                                                           \
-    default: TILE(g, r, b, 1, np); break;                                                          \
+    case 8:                                                                                        \
+        TILE(g, r, b, 8, np);                                                                      \
+        break;                                                                                     \
+    case 7:                                                                                        \
+        TILE(g, r, b, 7, np);                                                                      \
+        break;                                                                                     \
+    case 6:                                                                                        \
+        TILE(g, r, b, 6, np);                                                                      \
+        break;                                                                                     \
+    case 5:                                                                                        \
+        TILE(g, r, b, 5, np);                                                                      \
+        break;                                                                                     \
+    case 4:                                                                                        \
+        TILE(g, r, b, 4, np);                                                                      \
+        break;                                                                                     \
+    case 3:                                                                                        \
+        TILE(g, r, b, 3, np);                                                                      \
+        break;                                                                                     \
+    case 2:                                                                                        \
+        TILE(g, r, b, 2, np);                                                                      \
+        break;                                                                                     \
+    default:                                                                                       \
+        TILE(g, r, b, 1, np);                                                                      \
+        break;                                                                                     \
     }
 
 /* Panels of rows [r0, r1) (r0 a multiple of 16), up to MAXP at a time (4 when at most two
@@ -248,10 +294,13 @@ static inline __attribute__((always_inline)) void tile_q4_0(const kl_gemm *g, in
             np = want == 4 && left >= 4 ? 4 : want >= 2 && left >= 2 ? 2 : 1;                      \
             for (int b = 0; b < g->B; b += BT) {                                                   \
                 int nb = g->B - b < BT ? g->B - b : BT;                                            \
-                if (np == 4)                                                                       \
-                    switch (nb) {                                                                  \
-                    case 2: TILE(g, r, b, 2, 4); break;                                            \
-                    default: TILE(g, r, b, 1, 4); break;                                           \
+                if (np == 4) switch (nb) {                                                         \
+                    case 2:                                                                        \
+                        TILE(g, r, b, 2, 4);                                                       \
+                        break;                                                                     \
+                    default:                                                                       \
+                        TILE(g, r, b, 1, 4);                                                       \
+                        break;                                                                     \
                     }                                                                              \
                 else if (np == 2)                                                                  \
                     TILE_NB(TILE, g, r, b, nb, 2)                                                  \

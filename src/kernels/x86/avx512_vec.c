@@ -128,7 +128,8 @@ void kl_avx512_softmax(float *x, int n)
     __m512d sum = _mm512_setzero_pd();
     for (int i = 0; i < n; i += 16) {
         __mmask16 m = tail(n, i);
-        __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), max)));
+        __m512 e =
+            _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), max)));
         _mm512_mask_storeu_ps(x + i, m, e);
         sum = widen_add(sum, e);
     }
@@ -145,7 +146,8 @@ void kl_avx512_swiglu(float *out, const float *g, const float *u, int n)
     for (int i = 0; i < n; i += 16) {
         __mmask16 m = tail(n, i);
         __m512 gv = _mm512_maskz_loadu_ps(m, g + i);
-        __m512 s = _mm512_div_ps(gv, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+        __m512 s =
+            _mm512_div_ps(gv, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
         _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + i)));
     }
 }
