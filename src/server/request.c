@@ -431,6 +431,15 @@ int srv_req_parse(srv_req *r, srv_kind kind, const char *body, size_t len, int n
             goto fail;
         }
         if (lp) r->logprobs = rc ? (int)v : 0;
+        /* tool calling is not implemented: a request that asks for it must not get a plain
+         * text answer as if it had been honoured */
+        static const char *const tool_keys[] = {"tools", "tool_choice", "functions",
+                                                "function_call"};
+        for (size_t k = 0; k < sizeof tool_keys / sizeof tool_keys[0]; k++)
+            if (member(r, tool_keys[k])) {
+                srv_fail(e, 400, tool_keys[k], "%s: tool calling is not supported", tool_keys[k]);
+                goto fail;
+            }
         json_t *rf = member(r, "response_format");
         json_t *type = json_object_get(rf, "type");
         if (rf && (!json_is_string(type) || strcmp(json_string_value(type), "text"))) {

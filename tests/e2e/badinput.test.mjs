@@ -147,6 +147,13 @@ for (const target of ['kiln serve', 'kiln gateway']) describe(`bad input: ${targ
     ['chat: top_logprobs without logprobs', CHAT, { messages: [{ role: 'user', content: 'x' }], top_logprobs: 3 }, 400, 'top_logprobs'],
     ['chat: logprobs not a boolean', CHAT, { messages: [{ role: 'user', content: 'x' }], logprobs: 5 }, 400, 'logprobs'],
     ['chat: conversation over the context', CHAT, { messages: [{ role: 'user', content: 'Once upon a time. '.repeat(60) }] }, 400, 'messages'],
+    // tool calling is not implemented: asking for it is refused, never silently ignored
+    ['chat: tools', CHAT, { messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: {} } } }] }, 400, 'tools'],
+    ['chat: tool_choice', CHAT, { messages: [{ role: 'user', content: 'x' }], tool_choice: 'auto' }, 400, 'tool_choice'],
+    ['chat: functions (legacy)', CHAT, { messages: [{ role: 'user', content: 'x' }], functions: [{ name: 'f', parameters: {} }] }, 400, 'functions'],
+    ['chat: function_call (legacy)', CHAT, { messages: [{ role: 'user', content: 'x' }], function_call: 'auto' }, 400, 'function_call'],
+    ['chat: response_format json_object', CHAT, { messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_object' } }, 400, 'response_format'],
+    ['chat: response_format json_schema', CHAT, { messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' } } } }, 400, 'response_format'],
     ['tokenize: no prompt', '/tokenize', { text: 'a' }, 400, 'prompt'],
     ['detokenize: ids out of vocab', '/detokenize', { tokens: [1, 2, 99999999] }, 400, 'tokens'],
     ['detokenize: tokens not a list', '/detokenize', { tokens: 'abc' }, 400, 'tokens'],
