@@ -1,4 +1,4 @@
-/* cli/cmd_model.c: `kiln model inspect|make|quantize|convert-llama2c`. */
+/* cli/cmd_model.c: `kiln model inspect|make|quantize|convert-llama2c|split`. */
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/loaded.h"
 #include "gguf/gguf.h"
 #include "model/make.h"
 
@@ -152,6 +153,7 @@ static int inspect(int argc, char **argv)
     if (gguf_open(&f, argv[1], &err)) return cli_fail(&err);
     printf("%s: GGUF v%u, alignment %u, %" PRIu64 " bytes, data at offset %" PRIu64 "\n", argv[1],
            gguf_version(f), gguf_alignment(f), gguf_file_size(f), gguf_data_offset(f));
+    if (gguf_n_shards(f) > 1) printf("split: %d files, read as one model\n", gguf_n_shards(f));
     printf("\nmetadata: %" PRId64 " keys\n", gguf_n_kv(f));
     for (int64_t i = 0; i < gguf_n_kv(f); i++) {
         const gguf_kv *kv = gguf_kv_at(f, i);
@@ -319,6 +321,25 @@ static int convert_llama2c(int argc, char **argv)
     return 0;
 }
 
+static int split(int argc, char **argv)
+{
+    int max_tensors = 0;
+    if (argc != 5 || strcmp(argv[3], "--max-tensors") ||
+        !cli_int("--max-tensors", argv[4], 1, 1 << 30, &max_tensors)) {
+        fprintf(stderr, "usage: kiln model split IN OUT_PREFIX --max-tensors N\n");
+        return 2;
+    }
+    kl_err err = {0};
+    gguf_file *f;
+    if (gguf_open(&f, argv[1], &err)) return cli_fail(&err);
+    int n = 0;
+    int rc = gguf_write_split(f, argv[2], max_tensors, &n, &err);
+    gguf_close(f);
+    if (rc) return cli_fail(&err);
+    printf("%s-00001-of-%05d.gguf (%d shards)\n", argv[2], n, n);
+    return 0;
+}
+
 int cmd_model(int argc, char **argv)
 {
     const char *sub = argc >= 2 ? argv[1] : "";
@@ -326,12 +347,14 @@ int cmd_model(int argc, char **argv)
     if (!strcmp(sub, "make")) return make(argc - 1, argv + 1);
     if (!strcmp(sub, "quantize")) return quantize(argc - 1, argv + 1);
     if (!strcmp(sub, "convert-llama2c")) return convert_llama2c(argc - 1, argv + 1);
+    if (!strcmp(sub, "split")) return split(argc - 1, argv + 1);
     if (!strcmp(sub, "bench")) return cmd_model_bench(argc - 1, argv + 1);
     if (!strcmp(sub, "bench-engine")) return cmd_engine_bench(argc - 1, argv + 1);
     fprintf(stderr, "usage: kiln model inspect FILE\n"
                     "       kiln model make --out FILE [options]   (--help for the options)\n"
                     "       kiln model quantize IN OUT TYPE\n"
                     "       kiln model convert-llama2c CHECKPOINT TOKENIZER OUT\n"
+                    "       kiln model split IN OUT_PREFIX --max-tensors N\n"
                     "       kiln model bench | bench-engine ...\n");
     return 2;
 }

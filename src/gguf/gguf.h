@@ -117,6 +117,27 @@ const char *gguf_vtype_name(gguf_vtype t);
 /* Bytes of one element of a fixed-size type; 0 for STRING and ARRAY. */
 size_t gguf_vtype_size(gguf_vtype t);
 
+/* ---- split models (gguf/split.c) ----
+ * llama.cpp's gguf-split layout: PREFIX-00001-of-0000N.gguf ... PREFIX-0000N-of-0000N.gguf,
+ * each a GGUF file with split.no (0-based), split.count and split.tensors.count; the first
+ * holds all the metadata, every shard some of the tensors. gguf_open() on the first shard
+ * opens the others from the same directory and presents one model: the first shard's
+ * metadata and every shard's tensors (each checked as any file's). Opening another shard
+ * than the first is an error that names the first. */
+#define GGUF_SPLIT_MAX 99999
+
+/* Parses the "-NNNNN-of-NNNNN.gguf" ending of a file name (five digits each, 1 <= no <=
+ * count). Returns true with the length of the part before it, the 1-based shard number and
+ * the shard count; false for a name without that ending. */
+bool gguf_split_name_parse(const char *name, size_t *prefix_len, int *no, int *count);
+/* Number of files the model was opened from (1 unless split). */
+int gguf_n_shards(const gguf_file *f);
+/* Writes f (any model, split or not) as a split model of at most max_tensors tensors a shard:
+ * "<out_prefix>-00001-of-0000N.gguf" and so on. Returns 0 with *n_shards set, or KL_E* with
+ * err (shards already written are removed). */
+int gguf_write_split(const gguf_file *f, const char *out_prefix, int max_tensors, int *n_shards,
+                     kl_err *err);
+
 /* ---- writer (gguf/write.c) ----
  * Writes GGUF v3. Usage: gguf_writer_open; gguf_writer_set_* for metadata (a key set twice
  * keeps its first position and takes the last value); gguf_writer_add_tensor for each tensor

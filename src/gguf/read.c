@@ -16,21 +16,7 @@
 #include <unistd.h>
 
 #include "base/ckd.h"
-
-struct gguf_file {
-    char *path;
-    const uint8_t *base; /* mapping or caller bytes */
-    uint64_t size;
-    bool mapped;
-    uint32_t version;
-    uint32_t alignment;
-    uint64_t data_offset;
-    int64_t n_kv, n_tensors;
-    gguf_kv *kvs;         /* (n_kv) */
-    gguf_tensor *tensors; /* (n_tensors) */
-    char **owned;         /* NUL-terminated copies and string tables, freed at close */
-    size_t n_owned, cap_owned;
-};
+#include "gguf/internal.h"
 
 /* A read cursor over the file's bytes. Every read checks the bytes left. */
 typedef struct cursor {
@@ -250,7 +236,7 @@ static int cmp_name(const void *a, const void *b)
 }
 
 /* Fails if two strings in names[0..n) are equal. */
-static int find_duplicate(const char **names, int64_t n)
+int gguf_find_duplicate(const char **names, int64_t n)
 {
     qsort(names, (size_t)n, sizeof *names, cmp_name);
     for (int64_t i = 1; i < n; i++)
@@ -286,7 +272,7 @@ static int parse_kvs(gguf_file *f, cursor *c)
     if (!names) return kl_errf(c->err, KL_ENOMEM, "%s: out of memory", c->path);
     for (int64_t i = 0; i < f->n_kv; i++)
         names[i] = f->kvs[i].key;
-    int dup = find_duplicate(names, f->n_kv);
+    int dup = gguf_find_duplicate(names, f->n_kv);
     if (dup)
         rc =
             kl_errf(c->err, KL_EBADFILE, "%s: duplicate metadata key '%.60s'", c->path, names[dup]);
@@ -408,7 +394,7 @@ static int parse_tensors(gguf_file *f, cursor *c)
     if (!names) return kl_errf(c->err, KL_ENOMEM, "%s: out of memory", c->path);
     for (int64_t i = 0; i < f->n_tensors; i++)
         names[i] = f->tensors[i].name;
-    int dup = find_duplicate(names, f->n_tensors);
+    int dup = gguf_find_duplicate(names, f->n_tensors);
     if (dup)
         rc = kl_errf(c->err, KL_EBADFILE, "%s: duplicate tensor name '%s'", c->path, names[dup]);
     free(names);
@@ -477,7 +463,7 @@ int gguf_open_mem(gguf_file **out, const void *data, size_t len, const char *nam
     return finish_open(f, out, err);
 }
 
-int gguf_open(gguf_file **out, const char *path, kl_err *err)
+int gguf_open_one(gguf_file **out, const char *path, kl_err *err)
 {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -512,9 +498,22 @@ int gguf_open(gguf_file **out, const char *path, kl_err *err)
     return finish_open(f, out, err);
 }
 
+int gguf_open(gguf_file **out, const char *path, kl_err *err)
+{
+    int rc = gguf_open_one(out, path, err);
+    if (!rc && (rc = gguf_join_split(*out, err))) {
+        gguf_close(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 void gguf_close(gguf_file *f)
 {
     if (!f) return;
+    for (int i = 0; i < f->n_shards; i++)
+        gguf_close(f->shards[i]);
+    free(f->shards);
     if (f->mapped) munmap((void *)f->base, f->size);
     for (size_t i = 0; i < f->n_owned; i++)
         free(f->owned[i]);
