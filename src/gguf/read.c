@@ -328,10 +328,10 @@ static int parse_tensor_info(gguf_file *f, cursor *c, gguf_tensor *t)
     }
     if ((rc = u32(c, &type, "tensor type truncated"))) return rc;
     const kl_dtype_info *di = kl_dtype_get((int)type);
-    if (!di) {
-        snprintf(msg, sizeof msg, "tensor '%s' has unknown type %u", t->name, type);
-        return bad(c, msg);
-    }
+    if (!di) /* newer GGUF types are not corruption: say what is missing */
+        return kl_errf(c->err, KL_EUNSUP,
+                       "%s: tensor '%s' has type %u, which this version of Kiln does not support",
+                       c->path, t->name, type);
     t->type = (kl_dtype)type;
     if (t->ne[0] % di->block_elems) {
         snprintf(msg, sizeof msg,

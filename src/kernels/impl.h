@@ -96,6 +96,7 @@ typedef struct kl_gemm {
 } kl_gemm;
 typedef void (*kl_gemm_fn)(const kl_gemm *g, int64_t r0, int64_t r1);
 typedef void (*kl_row_fn)(const float *x, void *dst, int64_t n);
+typedef void (*kl_dequant_fn)(const void *src, float *y, int64_t n);
 typedef size_t (*kl_pack_bytes_fn)(int64_t rows, int64_t cols);
 typedef void (*kl_pack_fn)(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
                            void *dst);
@@ -110,6 +111,10 @@ typedef struct kl_type_ops {
     kl_pack_bytes_fn pack_bytes;
     kl_pack_fn pack; /* panels [p0, p1) */
     kl_gemm_fn gemm_packed;
+    /* Row conversions (n a multiple of the block): NULL when the type cannot be read (the
+     * token embedding's row lookup needs to_f32) or written (kiln model quantize / make). */
+    kl_dequant_fn to_f32;
+    kl_row_fn from_f32;
 } kl_type_ops;
 
 /* Float kernels with SIMD variants. */
@@ -140,9 +145,13 @@ typedef struct kl_isa {
 } kl_isa;
 
 /* Each SIMD file set fills the entries it implements over a copy of the table below it
- * (scalar < avx2 < avx512); dispatch.c builds the three tables once. */
+ * (scalar < avx2 < avx512); dispatch.c builds the three tables once. A family of types
+ * (ref_quant_<family>.c, x86/<isa>_<family>.c) fills its own rows in its own function,
+ * called from dispatch.c (scalar) or the ISA's init. */
 void kl_isa_avx2_init(kl_isa *isa);
 void kl_isa_avx512_init(kl_isa *isa);
+/* Scalar rows: ref_quant.c (F32 F16 BF16 Q8_0 Q4_0 Q4_K Q5_K Q6_K row conversions). */
+void kl_ref_types_base(kl_isa *isa);
 
 /* Scalar reference pieces (ref_*.c). */
 void kl_ref_quant_act_q8_0(const float *x, void *dst, int64_t n);

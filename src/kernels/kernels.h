@@ -48,10 +48,13 @@ typedef struct kl_mm_out {
 void kl_matmul_multi(kl_workers *w, const kl_mm_out *outs, int n, int64_t cols, const float *x,
                      int64_t ldx, int B, void *scratch);
 
-/* Conversions of one row of n elements (n a multiple of the dtype's block size). */
-void kl_dequantize_row(kl_dtype t, const void *src, float *dst, int64_t n);
-/* Quantizes n floats into dst (kl_dtype_row_bytes(t, n) bytes). For F32 F16 BF16 Q8_0 Q4_0
- * Q4_K Q5_K Q6_K. Returns false when t cannot be quantized to. */
+/* Conversions of one row of n elements (n a multiple of the dtype's block size). Whether t
+ * can be read row by row (the token embedding lookup): */
+bool kl_dequantize_supports(kl_dtype t);
+/* Writes n floats; returns false (dst untouched) when t cannot be read or n does not fit. */
+bool kl_dequantize_row(kl_dtype t, const void *src, float *dst, int64_t n);
+/* Quantizes n floats into dst (kl_dtype_row_bytes(t, n) bytes). Returns false when t cannot
+ * be quantized to. */
 bool kl_quantize_row(kl_dtype t, const float *src, void *dst, int64_t n);
 
 float kl_fp16_to_fp32(uint16_t h);

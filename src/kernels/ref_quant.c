@@ -289,33 +289,46 @@ static void q6_k_dequant(const void *src, float *y, int64_t n)
     }
 }
 
-typedef struct {
-    kl_row_fn quant;
-    void (*dequant)(const void *src, float *y, int64_t n);
-} row_conv;
-
-static const row_conv convs[KL_DTYPE_COUNT] = {
-    [KL_F32] = {f32_to_f32, f32_from},      [KL_F16] = {f16_quant, f16_dequant},
-    [KL_BF16] = {bf16_quant, bf16_dequant}, [KL_Q8_0] = {q8_0_quant, q8_0_dequant},
-    [KL_Q4_0] = {q4_0_quant, q4_0_dequant}, [KL_Q4_K] = {q4_k_quant, q4_k_dequant},
-    [KL_Q5_K] = {q5_k_quant, q5_k_dequant}, [KL_Q6_K] = {q6_k_quant, q6_k_dequant},
-};
-_Static_assert(sizeof convs / sizeof convs[0] == KL_DTYPE_COUNT, "convs table size");
-
-/* Writes n floats of row src (dtype t) to dst; leaves dst alone when t has no dequantizer
- * or n is not a multiple of its block size. */
-void kl_dequantize_row(kl_dtype t, const void *src, float *dst, int64_t n)
+/* Fills the row conversions of the types above into the scalar table. */
+void kl_ref_types_base(kl_isa *isa)
 {
-    if ((unsigned)t >= KL_DTYPE_COUNT || !convs[t].dequant || !kl_dtype_row_bytes(t, n)) return;
-    convs[t].dequant(src, dst, n);
+    static const struct {
+        kl_dtype t;
+        kl_row_fn from;
+        kl_dequant_fn to;
+    } convs[] = {
+        {KL_F32, f32_to_f32, f32_from},      {KL_F16, f16_quant, f16_dequant},
+        {KL_BF16, bf16_quant, bf16_dequant}, {KL_Q8_0, q8_0_quant, q8_0_dequant},
+        {KL_Q4_0, q4_0_quant, q4_0_dequant}, {KL_Q4_K, q4_k_quant, q4_k_dequant},
+        {KL_Q5_K, q5_k_quant, q5_k_dequant}, {KL_Q6_K, q6_k_quant, q6_k_dequant},
+    };
+    for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
+        isa->types[convs[i].t].from_f32 = convs[i].from;
+        isa->types[convs[i].t].to_f32 = convs[i].to;
+    }
+}
+
+bool kl_dequantize_supports(kl_dtype t)
+{
+    return (unsigned)t < KL_DTYPE_COUNT && kl_isa_get()->types[t].to_f32 != NULL;
+}
+
+/* Returns false (writing nothing) when t has no dequantizer or n is not a multiple of its
+ * block size. */
+bool kl_dequantize_row(kl_dtype t, const void *src, float *dst, int64_t n)
+{
+    if (!kl_dequantize_supports(t) || !kl_dtype_row_bytes(t, n)) return false;
+    kl_isa_get()->types[t].to_f32(src, dst, n);
+    return true;
 }
 
 /* Returns false (writing nothing) when t cannot be quantized to or n is not a multiple of
  * its block size. */
 bool kl_quantize_row(kl_dtype t, const float *src, void *dst, int64_t n)
 {
-    if ((unsigned)t >= KL_DTYPE_COUNT || !convs[t].quant || (n && !kl_dtype_row_bytes(t, n)))
-        return false;
-    convs[t].quant(src, dst, n);
+    if ((unsigned)t >= KL_DTYPE_COUNT || (n && !kl_dtype_row_bytes(t, n))) return false;
+    kl_row_fn from = kl_isa_get()->types[t].from_f32;
+    if (!from) return false;
+    from(src, dst, n);
     return true;
 }

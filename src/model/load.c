@@ -82,7 +82,8 @@ static int bind_mat(loader *L, const char *name, int64_t cols, int64_t rows, mod
     const gguf_tensor *t = find(L, name, cols, rows, false);
     if (!t) return KL_EBADFILE;
     if (!kl_matmul_supports(t->type))
-        return kl_errf(L->err, KL_EUNSUP, "%s: tensor %s: type %s is not supported",
+        return kl_errf(L->err, KL_EUNSUP,
+                       "%s: tensor %s has type %s, which Kiln's matmul does not support",
                        gguf_path(L->f), name, kl_dtype_get(t->type)->name);
     *w = (model_w){t->data, t->type, rows, cols, NULL};
     return 0;
@@ -174,14 +175,23 @@ static int bind_weights(loader *L, model *m)
     if (emb->ne[0] != hp->dim || !kl_dtype_row_bytes(emb->type, hp->dim))
         return kl_errf(L->err, KL_EBADFILE, "%s: token_embd.weight has rows of %lld, expected %d",
                        gguf_path(L->f), (long long)emb->ne[0], hp->dim);
+    /* every use of a tensor is checked here, so a step never meets a type it cannot read:
+     * the embedding is read a row at a time (dequantized), matrices by the matmul */
+    if (!kl_dequantize_supports(emb->type))
+        return kl_errf(L->err, KL_EUNSUP,
+                       "%s: tensor token_embd.weight has type %s, which Kiln's embedding "
+                       "lookup cannot read",
+                       gguf_path(L->f), kl_dtype_get(emb->type)->name);
     m->tok_embd = (model_w){emb->data, emb->type, hp->n_vocab, hp->dim, NULL};
     if ((rc = bind_vec(L, "output_norm.weight", hp->dim, false, &m->output_norm))) return rc;
     if (gguf_find_tensor(L->f, "output.weight")) {
         if ((rc = bind_mat(L, "output.weight", hp->dim, hp->n_vocab, &m->output))) return rc;
     } else {
         if (!kl_matmul_supports(emb->type))
-            return kl_errf(L->err, KL_EUNSUP, "%s: token_embd.weight type cannot be the output",
-                           gguf_path(L->f));
+            return kl_errf(L->err, KL_EUNSUP,
+                           "%s: tensor token_embd.weight (also the output) has type %s, which "
+                           "Kiln's matmul does not support",
+                           gguf_path(L->f), kl_dtype_get(emb->type)->name);
         m->output = m->tok_embd;
         m->hp.tied_output = true;
     }

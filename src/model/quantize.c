@@ -7,16 +7,11 @@
 #include "kernels/kernels.h"
 #include "model/make.h"
 
-static bool can_read(kl_dtype t)
-{
-    return t == KL_F32 || t == KL_F16 || t == KL_BF16 || t == KL_Q8_0 || t == KL_Q4_0 ||
-           t == KL_Q4_K || t == KL_Q5_K || t == KL_Q6_K;
-}
-
 /* The type tensor t gets: the target for 2-D weights whose rows fit its blocks, else its own. */
 static kl_dtype pick_type(const gguf_tensor *t, kl_dtype target)
 {
-    if (t->n_dims < 2 || strstr(t->name, "norm") || !can_read(t->type)) return t->type;
+    if (t->n_dims < 2 || strstr(t->name, "norm") || !kl_dequantize_supports(t->type))
+        return t->type;
     if (!kl_dtype_row_bytes(target, t->ne[0])) return t->type;
     return target;
 }
