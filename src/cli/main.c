@@ -1,5 +1,6 @@
 /* cli/main.c: `kiln <subcommand> …` dispatch. Argument parsing for each subcommand lives in
  * its own cli/cmd_*.c; this file only picks one. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +32,10 @@ static int usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    /* A peer that goes away must cost one connection, never the process: serve, gateway and
+     * bench all write to sockets (libevent writes with writev, which has no MSG_NOSIGNAL), so
+     * a write to a reset connection must fail with EPIPE instead of raising SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) return usage(stderr);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))
         return usage(stdout);

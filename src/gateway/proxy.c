@@ -15,6 +15,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -486,8 +487,8 @@ static void on_down_close(struct evhttp_connection *conn, void *arg)
 
 /* libevent notices a client's close only when it writes to it, so a client that gives up
  * before the first byte (during a long prefill, or in the queue) is found by peeking at its
- * socket: a read of 0 bytes means it is gone. The request is then answered with 499, which
- * lets libevent fail and free the connection, and the upstream request is cancelled. */
+ * socket: a read of 0 bytes (FIN) or a reset means it is gone. The request is then answered with
+ * 499, which lets libevent fail and free the connection, and the upstream request is cancelled. */
 void gw_poll_disconnects(gw *g)
 {
     for (gw_call *c = g->calls, *next; c; c = next) {
@@ -496,7 +497,11 @@ void gw_poll_disconnects(gw *g)
         struct bufferevent *bev = evhttp_connection_get_bufferevent(c->down_conn);
         evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
         char byte;
-        if (fd < 0 || recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != 0) continue;
+        ssize_t n = fd < 0 ? 1 : recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        /* 0: a FIN; an error other than "nothing yet": a reset (the peek consumes the error,
+         * so the next write to the socket fails with EPIPE: SIGPIPE is ignored) */
+        if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+            continue;
         if (c->queued) queue_remove(c);
         if (c->up_req) {
             evhttp_cancel_request(c->up_req);

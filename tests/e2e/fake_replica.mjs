@@ -1,6 +1,6 @@
 // A replica that misbehaves on purpose, for the gateway's fault tests only (a real
 // `kiln serve` cannot be made to hang mid-stream or send garbage on demand).
-// Usage: node fake_replica.mjs PORT [--mode ok|hang-headers|die-mid-stream|garbage|500]
+// Usage: node fake_replica.mjs PORT [--mode ok|hang-headers|die-mid-stream|garbage|500|big]
 //        [--waiting N] [--kv F] [--delay-ms D] [--ttft-ms T] [--model-id ID] [--close-after]
 // It serves /health, /metrics (vLLM names), /v1/completions and /v1/chat/completions
 // (GET /last: the last completion request's raw headers and body)
@@ -67,6 +67,11 @@ const server = http.createServer((req, res) => {
     let j = {};
     try { j = JSON.parse(body); } catch {}
     const fp = `fake-${port}`;
+    if (mode === 'big' && !j.stream) { // a 4 MiB answer, to be written while the client resets
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ id: 'x', object: 'text_completion', model: j.model,
+        system_fingerprint: fp, choices: [{ index: 0, text: 'x'.repeat(4 << 20), finish_reason: 'length' }] }));
+    }
     if (!j.stream) { // with headers a proxy must not pass on (the gateway's sanitising test)
       res.writeHead(200, { 'content-type': 'application/json', 'x-upstream-internal': 'secret',
         'set-cookie': 'upstream=1', connection: 'keep-alive, x-upstream-internal' });

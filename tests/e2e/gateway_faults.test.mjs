@@ -15,7 +15,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const kiln = process.env.KILN_BIN || path.join(here, '../../kiln');
 const dir = mkdtempSync(path.join(tmpdir(), 'kiln-gw-'));
 const procs = [];
-let gwPort, fakes = [];
+let gwPort, gwProc, fakes = [];
 
 function start(cmd, args) {
   const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -54,7 +54,7 @@ before(async () => {
     models: [{ name: 'm', pools: [{ endpoints: fakes.map((p) => ({ url: `http://127.0.0.1:${p}` })) }] }],
   };
   writeFileSync(path.join(dir, 'gw.json'), JSON.stringify(cfg));
-  start(kiln, ['gateway', '-c', path.join(dir, 'gw.json')]);
+  gwProc = start(kiln, ['gateway', '-c', path.join(dir, 'gw.json')]);
   await waitFor(async () => {
     const r = await fetch(`http://127.0.0.1:${gwPort}/health`).catch(() => null);
     return r && (await r.json()).endpoints_up === 2;
@@ -240,6 +240,61 @@ test('Content-Length and Transfer-Encoding together cannot smuggle a request pas
   assert.equal(await servedTotal() - before, answered, resp);
   console.log(`CL + TE: ${answered} request(s) answered 200, the same number reached the replicas; ` +
     `statuses ${JSON.stringify(resp.match(/^HTTP\/1\.1 \d+/gm))}`);
+  const r = await post({ model: 'm', prompt: 'still fine' });
+  assert.equal(r.status, 200);
+});
+
+// Opens a raw connection, sends a completion request, and once `when(bytesReceived)` says so
+// (checked on connect and on every chunk), resets the connection (SO_LINGER 0: an RST, not a
+// FIN), as a client process that crashes or a load balancer that gives up does.
+function resetWhen(body, when) {
+  return new Promise((resolve) => {
+    const text = JSON.stringify(body);
+    let got = 0, done = false;
+    const s = net.connect(gwPort, '127.0.0.1');
+    const check = () => {
+      if (!done && when(got)) {
+        done = true;
+        s.resetAndDestroy();
+        resolve(got);
+      }
+    };
+    s.on('connect', () => {
+      s.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+      check();
+    });
+    s.on('data', (d) => { got += d.length; check(); });
+    s.on('error', () => { done = true; resolve(got); });
+    s.on('close', () => { done = true; resolve(got); });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const gwAlive = () => gwProc.exitCode === null && gwProc.signalCode === null;
+
+test('clients resetting their connections at any moment never kill the gateway (SIGPIPE)', async () => {
+  await allMode('ok');
+  // 1. Reset while the replica is still working on the first token: the gateway finds the
+  //    dead client by peeking at its socket and answers it (or writes the headers into it).
+  for (const p of fakes) await admin(p, { ttft_ms: 400 });
+  for (let i = 0; i < 4; i++) {
+    await resetWhen({ model: 'm', prompt: `reset early ${i}`, stream: true }, () => true);
+    await sleep(150 + 150 * i); // resets land before, at and after the first token
+  }
+  for (const p of fakes) await admin(p, { ttft_ms: 0 });
+  // 2. Reset mid-stream, at a different point each time, while the gateway writes chunks.
+  for (let i = 0; i < 4; i++)
+    await resetWhen({ model: 'm', prompt: `reset mid ${i}`, stream: true, ignore_eos: true, max_tokens: 400 },
+      (n) => n > 300 + 500 * i);
+  // 3. Reset while the gateway writes a 4 MiB non-streamed answer the client does not read.
+  await allMode('big');
+  for (let i = 0; i < 3; i++)
+    await resetWhen({ model: 'm', prompt: `reset big ${i}` }, (n) => n > 0);
+  await allMode('ok');
+  await waitFor(async () => /kiln_gateway_inflight 0/.test(await metrics()), 10000).catch(() => {});
+  assert.ok(gwAlive(), `the gateway died: ${gwProc.signalCode || gwProc.exitCode}\n${gwProc.stderrText.slice(-400)}`);
+  assert.match(await metrics(), /kiln_gateway_inflight 0/);
   const r = await post({ model: 'm', prompt: 'still fine' });
   assert.equal(r.status, 200);
 });
