@@ -14,7 +14,7 @@
  *      one), 8. min_p (keeps p >= min_p * p_max), then one draw from rng.
  *
  * Cost on a 128k vocabulary: no full comparison sort. Rows are exponentiated four at a
- * time (sample_exp_row, SSE2) and summed with eight partial sums. top_k selects with a
+ * time (kl_exp_row, SSE2) and summed with eight partial sums. top_k selects with a
  * k-element heap. top_p without top_k computes the softmax sum once, then sorts (radix, on
  * the float bits) only the tokens whose probability is at least (1 - top_p) / (n_vocab - 1):
  * no token below that can be inside the nucleus (together they hold less than 1 - top_p),
@@ -61,10 +61,4 @@ void sample_scratch_destroy(sample_scratch *s); /* NULL is fine */
 int32_t sample_token(sample_scratch *s, float *logits, int n_vocab, const engine_sampling *sp,
                      const int32_t *prompt, int n_prompt, const int32_t *out, int n_out,
                      sample_rng *rng, float *chosen_logprob, engine_logprob *top, int *n_top);
-
-/* The exp the sampler uses (exposed for tests): relative error below 2e-7 for x <= 88,
- * exactly 0 below -87. sample_exp_row writes e[i] = sample_exp((l[i] - m) * k) for i < n,
- * four at a time with SSE2, bit-identical to the scalar function. */
-float sample_exp(float x);
-void sample_exp_row(float *e, const float *l, int n, float m, float k);
 #endif

@@ -69,38 +69,67 @@ void kl_ref_fp32_to_fp16_row(const float *src, uint16_t *dst, int n);
 
 /* out = x / rms(x) * weight, over n elements. */
 void kl_rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
-/* Rotates pairs of a head of head_dim at position pos. neox: pairs are (i, i + n_rot/2);
- * otherwise (2i, 2i+1). freqs: n_rot/2 inverse frequencies (theta^(-2i/n_rot), with any
- * rope scaling already applied). Dims past n_rot are left alone. */
-void kl_rope(float *head, int head_dim, int n_rot, int pos, const float *freqs, bool neox);
+
+/* RoPE (kernels/rope.c). The angles of one position are computed once (kl_rope_angles) and
+ * applied to every head of the token (kl_rope). Angle i (i < n_rot/2) is theta_i =
+ * pos * base^(-2i/n_rot) * freqs[i], the power built by repeated products in float as
+ * llama.cpp does; cs[2i], cs[2i+1] = cos, sin of it. */
+typedef struct kl_rope_cfg {
+    int n_rot;         /* rotated dims of a head (even); dims past it are left alone */
+    float scale;       /* base^(-2/n_rot) */
+    const float *freq; /* (n_rot/2) per-dimension factors on the angle (scaling, Llama 3) */
+} kl_rope_cfg;
+void kl_rope_angles(const kl_rope_cfg *c, int pos, float *cs);
+/* Rotates the pairs of one head by the angles cs: (i, i + n_rot/2) when neox, else
+ * (2i, 2i+1). */
+void kl_rope(float *head, int n_rot, const float *cs, bool neox);
+
 /* In place softmax over n. */
 void kl_softmax(float *x, int n);
 /* out[i] = silu(gate[i]) * up[i] */
 void kl_swiglu(float *out, const float *gate, const float *up, int n);
-/* Dot product of n floats. */
-float kl_dot_f32(const float *a, const float *b, int n);
 /* y += a * x over n floats. */
 void kl_axpy_f32(float *y, float a, const float *x, int n);
-/* Dot product of n halves (the F16 KV cache) with n floats, accumulated in float. */
-float kl_dot_f16(const uint16_t *a, const float *b, int n);
-/* y += a * x over n halves (attention's weighted sum of F16 values). */
-void kl_axpy_f16(float *y, float a, const uint16_t *x, int n);
-/* Attention over a run of nk cached positions, one query row (head_dim hd) at a time:
- * s[j] = scale * dot(q, k_j), k_j = k + j * ldk; and o += sum_j p[j] * v_j, v_j = v + j * ldv,
- * summed in j order. Each result depends only on its own row and keys, never on nk or on what
- * else is computed (batch invariance). */
-void kl_attn_scores(const float *q, const float *k, int ldk, int nk, int hd, float scale, float *s);
-void kl_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int hd);
-/* The same over F16 keys / values read in place (the F16 KV cache; ldk, ldv in halves): the
- * same bits as converting them to float first and calling the F32 kernels. */
-void kl_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int nk, int hd, float scale,
-                        float *s);
-void kl_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd);
-/* kl_attn_pv (_f16) for nr rows that share the same nk values: row r is o + r * ldo with
- * weights p + r * ldp. The bits of nr one-row calls; faster, as each value row is loaded once
- * for all of them and their independent sums hide the FMA latency. */
-void kl_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, const float *v, int ldv,
-                     int nk, int hd);
-void kl_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
-                         int ldv, int nk, int hd);
+
+/* The sampler's exp (kernels/exp.c): relative error below 3e-7 for x <= 88, exactly 0 below
+ * -87. kl_exp_row writes e[i] = kl_exp((l[i] - m) * k) for i < n, four at a time with SSE2,
+ * bit-identical to the scalar function. */
+float kl_exp(float x);
+void kl_exp_row(float *e, const float *l, int n, float m, float k);
+
+/* The paged KV cache's row formats (kernels/kv.c): one table per cache dtype (F32, F16,
+ * Q8_0) with how attention writes a token's K or V row and reads runs of cached rows back,
+ * so the attention code never branches on the dtype.
+ *
+ * A run is the head slice of n consecutive cached rows as the attention kernels take it:
+ * read in place, or converted once into a float buffer that all the query rows of a tile
+ * then share. */
+typedef struct kl_kv_run {
+    const void *rows; /* n rows of hd values, ld elements apart */
+    int ld;
+    bool half; /* F16 values read in place; floats otherwise */
+} kl_kv_run;
+
+typedef struct kl_kv_ops {
+    int block; /* head offsets and sizes are multiples of this many values */
+    /* Cache row of n values (a multiple of block) from floats. */
+    void (*write)(const float *x, void *row, int n);
+    /* The head slice [off, off + hd) of n cached rows, stride bytes apart, for nr query rows
+     * (which decides between in place and converted); buf: (n, hd) floats. */
+    kl_kv_run (*read)(const void *row, size_t stride, int off, int n, int hd, int nr, float *buf);
+    /* dst = src as this cache's products see queries and attention weights (the F16 cache
+     * rounds them to F16, as llama.cpp's F16 products do; the others copy). src == dst is
+     * fine. */
+    void (*round)(const float *src, float *dst, int n);
+} kl_kv_ops;
+
+/* The table of cache dtype t, NULL when t is not one. */
+const kl_kv_ops *kl_kv_ops_get(kl_dtype t);
+/* s[j] = scale * dot(q, k_j) for the run's first nk rows (head size hd). */
+void kl_kv_scores(const kl_kv_run *k, const float *q, int nk, int hd, float scale, float *s);
+/* For nr query rows sharing nk: o_r += sum_j p_r[j] * v_j, o_r = o + r * ldo, p_r = p + r * ldp,
+ * summed in j order. Both give the same bits whether a run is read in place or converted,
+ * and each row's result depends only on its own operands (batch invariance). */
+void kl_kv_pv(const kl_kv_run *v, float *o, int ldo, const float *p, int ldp, int nr, int nk,
+              int hd);
 #endif

@@ -106,18 +106,3 @@ void kl_ref_swiglu(float *out, const float *g, const float *u, int n)
     for (int i = 0; i < n; i++)
         out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
-
-/* Rotates pairs of head (see kernels.h); scalar only: it is a small part of a step. */
-void kl_rope(float *head, int head_dim, int n_rot, int pos, const float *freqs, bool neox)
-{
-    if (n_rot > head_dim) n_rot = head_dim;
-    int half = n_rot / 2;
-    for (int i = 0; i < half; i++) {
-        float theta = (float)pos * freqs[i];
-        float c = cosf(theta), s = sinf(theta);
-        int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
-        float x0 = head[i0], x1 = head[i1];
-        head[i0] = x0 * c - x1 * s;
-        head[i1] = x0 * s + x1 * c;
-    }
-}

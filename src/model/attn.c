@@ -13,62 +13,25 @@ typedef struct attn_job {
     kv_store *kv;
     int layer;
     const model_batch *b;
-    kl_dtype dt;
-    size_t row_bytes; /* one token's K (or V) row in the cache */
+    const kl_kv_ops *ops; /* the cache dtype's row format */
+    size_t row_bytes;     /* one token's K (or V) row in the cache */
     int bs;
     int n_tiles; /* tiles of m->s.tiles */
 } attn_job;
 
-/* Head slice [off, off + hd) of cached positions p0 .. p0 + n - 1 (all in one block) as float
- * rows; returns them and their stride. An F32 cache is read in place. */
-static const float *kv_rows(const attn_job *j, const uint8_t *block, int p0, int off, int n,
-                            float *out, int *ld)
+/* The head slice [off, off + hd) of cached positions p0 .. p0 + n - 1 (all in one block) as
+ * the attention kernels read it, for nr query rows; buf: room to convert them. */
+static kl_kv_run kv_run(const attn_job *j, const uint8_t *block, int p0, int off, int n, int nr,
+                        float *buf)
 {
-    int hd = j->m->hp.head_dim;
     const uint8_t *row = block + (size_t)(p0 % j->bs) * j->row_bytes;
-    if (j->dt == KL_F32) {
-        *ld = (int)(j->row_bytes / sizeof(float));
-        return (const float *)(const void *)row + off;
-    }
-    for (int r = 0; r < n; r++, row += j->row_bytes) {
-        if (j->dt == KL_F16)
-            kl_fp16_to_fp32_row((const uint16_t *)(const void *)row + off, out + (size_t)r * hd,
-                                hd);
-        else /* Q8_0: off and hd are multiples of 32 (checked by model_forward) */
-            kl_dequantize_row(j->dt, row + (size_t)(off / 32) * 34, out + (size_t)r * hd, hd);
-    }
-    *ld = hd;
-    return out;
+    return j->ops->read(row, j->row_bytes, off, n, j->m->hp.head_dim, nr, buf);
 }
-
-/* The F16 head slice [off, ...) of cached position p0's row in its block, read in place. */
-static const uint16_t *half_rows(const attn_job *j, const uint8_t *block, int p0, int off)
-{
-    return (const uint16_t *)(const void *)(block + (size_t)(p0 % j->bs) * j->row_bytes) + off;
-}
-
-/* dst = src rounded to F16 and back (in place is fine), through h16 in chunks. */
-static void f16_round(const float *src, float *dst, int n, uint16_t h16[512])
-{
-    for (int i = 0; i < n; i += 512) {
-        int k = n - i < 512 ? n - i : 512;
-        kl_fp32_to_fp16_row(src + i, h16, k);
-        kl_fp16_to_fp32_row(h16, dst + i, k);
-    }
-}
-
-/* Positions per pass over the cache: a chunk of K or V rows converted once for every query row
- * of the tile (never crossing a block). */
-#define KV_CHUNK 16
-/* Tiles of at most this many query rows (a decoding token's heads) read an F16 cache in place:
- * converting a chunk into a buffer costs more than it saves when few rows share it. The
- * kernels give the same bits either way. */
-#define F16_DIRECT_ROWS 8
 
 /* One work item: a tile of consecutive batch tokens of one sequence and one KV head, with the
  * `group` query heads that share it: rows r = t * group + h. Each chunk of cached K and V rows
- * is read and converted once for all of the tile's rows; each row attends to positions
- * 0 .. pos of its own token. */
+ * is read (and converted, if need be) once for all of the tile's rows; each row attends to
+ * positions 0 .. pos of its own token. */
 static void attn_tile(const attn_job *j, int tile, int g, float *ws)
 {
     model *m = j->m;
@@ -79,40 +42,27 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
     float *scores = ws;                                   /* (rows, mc) */
     float *qs = scores + (size_t)m->attn_qt * group * mc; /* (rows, hd) */
     float *acc = qs + (size_t)m->attn_qt * group * hd;    /* (rows, hd) */
-    float *kvb = acc + (size_t)m->attn_qt * group * hd;   /* (KV_CHUNK, hd) */
-    uint16_t h16[512];
+    float *kvb = acc + (size_t)m->attn_qt * group * hd;   /* (MODEL_KV_CHUNK, hd) */
     float scale = 1.f / sqrtf((float)hd);
-    bool f16 = j->dt == KL_F16, direct = f16 && rows <= F16_DIRECT_ROWS;
-    int ldh = (int)(j->row_bytes / sizeof(uint16_t)); /* F16 row stride, in halves */
     const model_seq *sq = &b->seqs[b->seq[i0]];
     int off = g * hd, len_max = 0;
     for (int t = 0; t < nt; t++) {
         const float *q = m->s.q + (size_t)(i0 + t) * m->q_dim + (size_t)g * group * hd;
-        float *dst = qs + (size_t)t * group * hd;
-        if (f16) /* queries F16-rounded for an F16 cache, as llama.cpp's F16 K x Q product */
-            f16_round(q, dst, group * hd, h16);
-        else
-            memcpy(dst, q, sizeof(float) * (size_t)group * hd);
+        j->ops->round(q, qs + (size_t)t * group * hd, group * hd);
         if (b->pos[i0 + t] + 1 > len_max) len_max = b->pos[i0 + t] + 1;
     }
     for (int p0 = 0; p0 < len_max;) {
-        int n = KV_CHUNK, left_in_block = j->bs - p0 % j->bs;
+        int n = MODEL_KV_CHUNK, left_in_block = j->bs - p0 % j->bs;
         if (n > left_in_block) n = left_in_block;
         if (n > len_max - p0) n = len_max - p0;
-        int ld = 0;
         const uint8_t *blk = kv_store_k(j->kv, j->layer, sq->blocks[p0 / j->bs]);
-        const uint16_t *kh = direct ? half_rows(j, blk, p0, off) : NULL;
-        const float *k = direct ? NULL : kv_rows(j, blk, p0, off, n, kvb, &ld);
+        kl_kv_run k = kv_run(j, blk, p0, off, n, rows, kvb);
         for (int t = 0; t < nt; t++) {
             int valid = b->pos[i0 + t] + 1 - p0;
             if (valid <= 0) continue;
             for (int h = 0; h < group; h++) {
                 int r = t * group + h, nk = valid < n ? valid : n;
-                float *sc = scores + (size_t)r * mc + p0;
-                if (direct)
-                    kl_attn_scores_f16(qs + (size_t)r * hd, kh, ldh, nk, hd, scale, sc);
-                else
-                    kl_attn_scores(qs + (size_t)r * hd, k, ld, nk, hd, scale, sc);
+                kl_kv_scores(&k, qs + (size_t)r * hd, nk, hd, scale, scores + (size_t)r * mc + p0);
             }
         }
         p0 += n;
@@ -121,17 +71,15 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
         float *sc = scores + (size_t)r * mc;
         int len = b->pos[i0 + r / group] + 1;
         kl_softmax(sc, len);
-        if (f16) f16_round(sc, sc, len, h16); /* as llama.cpp's F16 V x KQ product */
+        j->ops->round(sc, sc, len);
     }
     memset(acc, 0, sizeof(float) * (size_t)rows * hd);
     for (int p0 = 0; p0 < len_max;) {
-        int n = KV_CHUNK, left_in_block = j->bs - p0 % j->bs;
+        int n = MODEL_KV_CHUNK, left_in_block = j->bs - p0 % j->bs;
         if (n > left_in_block) n = left_in_block;
         if (n > len_max - p0) n = len_max - p0;
-        int ld = 0;
         const uint8_t *blk = kv_store_v(j->kv, j->layer, sq->blocks[p0 / j->bs]);
-        const uint16_t *vh = direct ? half_rows(j, blk, p0, off) : NULL;
-        const float *v = direct ? NULL : kv_rows(j, blk, p0, off, n, kvb, &ld);
+        kl_kv_run v = kv_run(j, blk, p0, off, n, rows, kvb);
         /* runs of tokens that take the same number of these positions (every token below
          * the chunk takes all n): their rows are consecutive, one call for all of them */
         for (int t = 0, t2; t < nt; t = t2) {
@@ -143,11 +91,7 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
             }
             if (!nk) continue;
             int r = t * group, nr = (t2 - t) * group;
-            const float *pr = scores + (size_t)r * mc + p0;
-            if (direct)
-                kl_attn_pv_rows_f16(acc + (size_t)r * hd, hd, pr, mc, nr, vh, ldh, nk, hd);
-            else
-                kl_attn_pv_rows(acc + (size_t)r * hd, hd, pr, mc, nr, v, ld, nk, hd);
+            kl_kv_pv(&v, acc + (size_t)r * hd, hd, scores + (size_t)r * mc + p0, mc, nr, nk, hd);
         }
         p0 += n;
     }
@@ -173,20 +117,13 @@ static void kv_write(const attn_job *j, int i)
 {
     const model_batch *b = j->b;
     const model_seq *sq = &b->seqs[b->seq[i]];
-    int p = b->pos[i];
+    int p = b->pos[i], kv_dim = j->m->kv_dim;
     int32_t blk = sq->blocks[p / j->bs];
     size_t at = (size_t)(p % j->bs) * j->row_bytes;
-    const float *k = j->m->s.k + (size_t)i * j->m->kv_dim,
-                *v = j->m->s.v + (size_t)i * j->m->kv_dim;
-    uint8_t *kd = (uint8_t *)kv_store_k(j->kv, j->layer, blk) + at;
-    uint8_t *vd = (uint8_t *)kv_store_v(j->kv, j->layer, blk) + at;
-    if (j->dt == KL_F16) {
-        kl_fp32_to_fp16_row(k, (uint16_t *)(void *)kd, j->m->kv_dim);
-        kl_fp32_to_fp16_row(v, (uint16_t *)(void *)vd, j->m->kv_dim);
-    } else {
-        kl_quantize_row(j->dt, k, kd, j->m->kv_dim);
-        kl_quantize_row(j->dt, v, vd, j->m->kv_dim);
-    }
+    j->ops->write(j->m->s.k + (size_t)i * kv_dim, (uint8_t *)kv_store_k(j->kv, j->layer, blk) + at,
+                  kv_dim);
+    j->ops->write(j->m->s.v + (size_t)i * kv_dim, (uint8_t *)kv_store_v(j->kv, j->layer, blk) + at,
+                  kv_dim);
 }
 
 void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const model_batch *b)
@@ -196,7 +133,7 @@ void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const mod
                   .kv = kv,
                   .layer = layer,
                   .b = b,
-                  .dt = c->dtype,
+                  .ops = kl_kv_ops_get(c->dtype),
                   .row_bytes = kl_dtype_row_bytes(c->dtype, c->kv_dim),
                   .bs = c->block_tokens};
     for (int i = 0; i < b->n; i++)

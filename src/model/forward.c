@@ -36,29 +36,6 @@ static void proj3(model *m, kl_workers *wk, const model_layer *ly, const float *
     kl_matmul_multi(wk, o, 3, ly->wq.cols, x, ly->wq.cols, n, m->s.mm);
 }
 
-/* The rotation of position pos: cs[2i], cs[2i + 1] = cos, sin of its i-th angle. */
-static void rope_angles(const model *m, int pos, float *cs)
-{
-    float theta = (float)pos; /* pos * theta_base^(-2i/n_rot), built by repeated products */
-    for (int i = 0; i < m->hp.n_rot / 2; i++) {
-        float a = theta * m->rope_freqs[i];
-        cs[2 * i] = cosf(a), cs[2 * i + 1] = sinf(a);
-        theta *= m->rope_scale;
-    }
-}
-
-static void rope_apply(const model *m, float *head, const float *cs)
-{
-    int half = m->hp.n_rot / 2;
-    for (int i = 0; i < half; i++) {
-        float c = cs[2 * i], s = cs[2 * i + 1];
-        int i0 = m->hp.rope_neox ? i : 2 * i, i1 = m->hp.rope_neox ? i + half : 2 * i + 1;
-        float x0 = head[i0], x1 = head[i1];
-        head[i0] = x0 * c - x1 * s;
-        head[i1] = x0 * s + x1 * c;
-    }
-}
-
 /* Adds bias (NULL: nothing) to row y of dim values. */
 static void add_bias(float *y, const float *bias, int dim)
 {
@@ -72,7 +49,7 @@ static void heads_prepare(const model *m, float *t, int heads, const float *norm
     for (int h = 0; h < heads; h++) {
         float *head = t + (size_t)h * hd;
         if (norm) kl_rmsnorm(head, head, norm, hd, m->hp.norm_eps);
-        rope_apply(m, head, cs);
+        kl_rope(head, m->hp.n_rot, cs, m->hp.rope_neox);
     }
 }
 
@@ -114,7 +91,7 @@ static void rows_one(const rows_job *j, int i)
         add_bias(q, ly->bq, m->q_dim);
         add_bias(k, ly->bk, m->kv_dim);
         add_bias(s->v + (size_t)i * m->kv_dim, ly->bv, m->kv_dim);
-        rope_angles(m, j->b->pos[i], cs);
+        kl_rope_angles(&m->rope, j->b->pos[i], cs);
         heads_prepare(m, q, hp->n_heads, ly->q_norm, cs);
         heads_prepare(m, k, hp->n_kv_heads, ly->k_norm, cs);
         break;
@@ -156,8 +133,10 @@ static int check_batch(const model *m, const kv_store *kv, const model_batch *b,
     const kv_store_config *c = kv_store_config_of(kv);
     if (c->n_layers != m->hp.n_layers || c->kv_dim != m->kv_dim)
         return kl_errf(err, KL_EINVAL, "forward: kv cache shape does not match the model");
-    if (c->dtype == KL_Q8_0 && m->hp.head_dim % 32)
-        return kl_errf(err, KL_EINVAL, "forward: q8_0 kv cache needs head_dim a multiple of 32");
+    const kl_kv_ops *ops = kl_kv_ops_get(c->dtype);
+    if (!ops || m->hp.head_dim % ops->block)
+        return kl_errf(err, KL_EINVAL, "forward: %s kv cache needs head_dim a multiple of %d",
+                       kl_dtype_get(c->dtype)->name, ops ? ops->block : 1);
     if (b->n < 1 || b->n > m->opts.max_batch_tokens)
         return kl_errf(err, KL_EINVAL, "forward: batch of %d tokens (max %d)", b->n,
                        m->opts.max_batch_tokens);

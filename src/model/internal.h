@@ -6,6 +6,9 @@
 #include "model/model.h"
 
 #define MODEL_MAX_HEAD_DIM 1024 /* load.c rejects larger heads (and n_rot <= head_dim) */
+/* Cached positions per pass of attention over the cache: a chunk of K or V rows converted
+ * once for every query row of a tile (never crossing a block). */
+#define MODEL_KV_CHUNK 16
 
 /* A weight matrix (rows, cols) as GGUF holds it: ne[0] = cols. */
 typedef struct model_w {
@@ -41,7 +44,7 @@ struct model {
     model_hparams hp;
     model_opts opts;
     int q_dim, kv_dim;
-    float rope_scale;  /* theta^(-2/n_rot): angle i = pos * rope_scale^i * rope_freqs[i] */
+    kl_rope_cfg rope;  /* its freq is rope_freqs */
     float *rope_freqs; /* (n_rot / 2) per-dimension factors (Llama 3 / linear scaling) */
     model_w tok_embd, output;
     const float *output_norm;
@@ -51,7 +54,7 @@ struct model {
     size_t packed_bytes;
     int attn_qt;           /* tokens per attention tile (bounded by the scores' size) */
     size_t attn_ws_floats; /* per worker: scores (qt*group, max_ctx), queries and outputs
-                              (qt*group, head_dim) each, a K/V chunk (16, head_dim) */
+                              (qt*group, head_dim) each, a K/V chunk (MODEL_KV_CHUNK, head_dim) */
 };
 
 /* Attention of a batch for one layer: writes the batch's k, v into the cache, then att. */

@@ -161,7 +161,8 @@ static int make_rope_freqs(loader *L, model *m)
     if (!(linear > 0)) linear = 1.f;
     /* as llama.cpp: the angle is pos * scale^i with scale = theta^(-2/n_rot) multiplied up
      * in float, i by i; rope_freqs[i] holds only the per-dimension correction (1 / factor). */
-    m->rope_scale = powf(m->hp.rope_theta, -2.0f / (float)m->hp.n_rot);
+    m->rope = (kl_rope_cfg){m->hp.n_rot, powf(m->hp.rope_theta, -2.0f / (float)m->hp.n_rot),
+                            m->rope_freqs};
     for (int i = 0; i < half; i++)
         m->rope_freqs[i] = (factors ? 1.0f / factors[i] : 1.0f) / linear;
     return 0;
@@ -250,7 +251,8 @@ static int alloc_scratch(loader *L, model *m)
     size_t qt = ((size_t)1 << 19) / (group * ctx);
     m->attn_qt = qt < 1 ? 1 : qt > 16 ? 16 : (int)qt;
     size_t rows = (size_t)m->attn_qt * group;
-    m->attn_ws_floats = rows * ctx + 2 * rows * (size_t)hp->head_dim + 16 * (size_t)hp->head_dim;
+    m->attn_ws_floats =
+        rows * ctx + 2 * rows * (size_t)hp->head_dim + MODEL_KV_CHUNK * (size_t)hp->head_dim;
     s->attn_ws = calloc(nw * m->attn_ws_floats, sizeof(float));
     s->tiles = calloc(n + 1, sizeof(int32_t));
     size_t mm = 0;

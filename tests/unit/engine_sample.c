@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "engine/sample.h"
+#include "kernels/kernels.h"
 #include "t.h"
 
 static void sp_init(engine_sampling *sp)
@@ -257,10 +258,10 @@ static int32_t ref_sample(const float *l, int n, const engine_sampling *sp, doub
         qsort(c, (size_t)n, sizeof *c, rc_cmp);
         nc = sp->top_k;
         for (int i = 0; i < nc; i++)
-            z += (double)(c[i].e = sample_exp((c[i].e - m) * inv_t));
+            z += (double)(c[i].e = kl_exp((c[i].e - m) * inv_t));
     } else {
         for (int i = 0; i < n; i++)
-            c[i] = (rc){e[i] = sample_exp((l[i] - m) * inv_t), i};
+            c[i] = (rc){e[i] = kl_exp((l[i] - m) * inv_t), i};
         z = sum8(e, n);
         if (use_p) qsort(c, (size_t)n, sizeof *c, rc_cmp);
     }
@@ -299,40 +300,6 @@ static int32_t ref_sample(const float *l, int n, const engine_sampling *sp, doub
         if (r < acc) return c[i].id;
     }
     return last;
-}
-
-TEST(engine_sample_exp_simd_matches_scalar)
-{
-    enum { N = 4099 };
-    static float l[N], e[N];
-    sample_rng r;
-    sample_rng_seed(&r, 17);
-    for (int i = 0; i < N; i++)
-        l[i] = (float)(sample_rng_uniform(&r) * 200.0 - 150.0);
-    const float edge[] = {-87.0f, -87.00001f, -86.99999f, 0.0f,     -0.0f,     88.0f,
-                          1e-30f, -INFINITY,  -FLT_MAX,   0.34657f, -0.34657f, -103.0f};
-    for (int i = 0; i < (int)(sizeof edge / sizeof edge[0]); i++)
-        l[i * 3] = edge[i];
-    const float ms[3] = {0.0f, 5.0f, -2.5f}, ks[3] = {1.0f, 0.7f, 1.9f};
-    for (int t = 0; t < 3; t++) {
-        sample_exp_row(e, l, N, ms[t], ks[t]);
-        for (int i = 0; i < N; i++) {
-            float want = sample_exp((l[i] - ms[t]) * ks[t]);
-            T_MEMEQ(&e[i], &want, sizeof want); /* bit-identical, whatever the path */
-        }
-    }
-    double worst = 0;
-    for (int i = 0; i < 200000; i++) {
-        float x = -87.0f + 95.0f * (float)i / 200000.0f;
-        double ref = exp((double)x), got = (double)sample_exp(x);
-        double rel = fabs(got - ref) / ref;
-        if (rel > worst) worst = rel;
-    }
-    printf("# sample_exp worst relative error on [-87, 8]: %.3g\n", worst);
-    T_ASSERT(worst < 3e-7);
-    T_EQ(sample_exp(-INFINITY), 0);
-    T_EQ(sample_exp(-87.5f), 0);
-    T_NEAR(sample_exp(0.0f), 1.0, 0);
 }
 
 TEST(engine_sample_filters_match_full_sort_reference)

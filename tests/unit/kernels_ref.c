@@ -379,26 +379,39 @@ TEST(kernels_ref_dot_axpy_f32_f16_formulas)
                 T_NEAR(y[i], y0[i] + 1.25 * kl_fp16_to_fp32(h[i]), 1e-6);
             T_NEAR(y[n], y0[n], 0);
         }
-    T_NEAR(kl_dot_f16(h, b, 3), kl_ref_dot_f16(h, b, 3), 1e-6); /* the public entry points */
     free(a), free(b), free(y), free(y0), free(h);
+}
+
+/* The rotation of one head at pos, with the angles of kl_rope_angles. */
+static void rope_at(float *h, int n_rot, int pos, const float *freqs, bool neox)
+{
+    float ones[128], cs[256];
+    for (int i = 0; i < n_rot / 2; i++)
+        ones[i] = freqs[i];
+    kl_rope_cfg c = {n_rot, 1.0f, ones};
+    kl_rope_angles(&c, pos, cs);
+    kl_rope(h, n_rot, cs, neox);
 }
 
 static void rope_check(int head_dim, int n_rot, int pos, bool neox)
 {
-    float h[256], h0[256], freqs[128];
+    float h[256], h0[256], freqs[128], cs[256];
     for (int i = 0; i < n_rot / 2; i++)
-        freqs[i] = powf(10000.f, -2.f * (float)i / (float)n_rot);
+        freqs[i] = 1.0f;
     for (int i = 0; i < head_dim; i++)
         h[i] = h0[i] = urand();
-    kl_rope(h, head_dim, n_rot, pos, freqs, neox);
+    kl_rope_cfg c = {n_rot, powf(10000.f, -2.f / (float)n_rot), freqs};
+    kl_rope_angles(&c, pos, cs);
+    kl_rope(h, n_rot, cs, neox);
     int half = n_rot / 2;
     for (int i = 0; i < half; i++) {
         int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
-        double th = (double)pos * freqs[i];
+        double th = (double)pos * pow(10000.0, -2.0 * i / n_rot);
         double want0 = h0[i0] * cos(th) - h0[i1] * sin(th);
         double want1 = h0[i0] * sin(th) + h0[i1] * cos(th);
-        /* theta is formed in float (pos * freq), as llama.cpp does: its rounding is ~pos ulp */
-        double tol = 1e-5 + fabs(th) * 2e-7;
+        /* theta is formed in float (pos * scale^i, the power multiplied up), as llama.cpp
+         * does: its rounding is ~(i + 1) * pos ulp */
+        double tol = 1e-5 + fabs(th) * (i + 2) * 1.2e-7;
         T_NEAR(h[i0], want0, tol);
         T_NEAR(h[i1], want1, tol);
     }
@@ -415,12 +428,13 @@ TEST(kernels_ref_rope_normal_and_neox)
             rope_check(128, 64, pos[p], neox); /* partial rotation */
             rope_check(6, 6, pos[p], neox);
         }
-    /* pos 0 is the identity; a rotation keeps each pair's norm */
+    /* pos 0 is the identity; a rotation keeps each pair's norm; factors scale the angles */
     float h[8] = {1, 2, 3, 4, 5, 6, 7, 8}, f[4] = {1, 0.5f, 0.25f, 0.125f};
-    kl_rope(h, 8, 8, 0, f, false);
+    rope_at(h, 8, 0, f, false);
     for (int i = 0; i < 8; i++)
         T_NEAR(h[i], i + 1, 0);
-    kl_rope(h, 8, 8, 3, f, false);
+    rope_at(h, 8, 3, f, false);
     T_NEAR(hypot(h[0], h[1]), hypot(1, 2), 1e-5);
     T_NEAR(h[0], cos(3.0) - 2 * sin(3.0), 1e-5);
+    T_NEAR(h[2], 3 * cos(1.5) - 4 * sin(1.5), 1e-5);
 }
