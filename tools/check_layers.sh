@@ -3,10 +3,10 @@
 cd "$(dirname "$0")/.."
 declare -A allow=(
   [base]="base" [gguf]="base gguf" [kernels]="base kernels" [kv]="base kv"
-  [tok]="base gguf tok" [model]="base gguf kernels kv model"
-  [engine]="base gguf kernels kv tok model engine" [net]="base net"
-  [server]="base net tok engine server gguf model kv" [gateway]="base net gateway"
-  [bench]="base net bench" [cli]="base gguf kernels kv tok model engine net server gateway bench cli"
+  [jinja]="base jinja" [tok]="base gguf jinja tok" [model]="base gguf kernels kv model"
+  [engine]="base gguf kernels kv jinja tok model engine" [net]="base net"
+  [server]="base net jinja tok engine server gguf model kv" [gateway]="base net gateway"
+  [bench]="base net bench" [cli]="base gguf kernels kv jinja tok model engine net server gateway bench cli"
 )
 rc=0
 for f in $(find src -name '*.[ch]'); do

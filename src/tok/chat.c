@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "tok/chat.h"
-#include "tok/jinja.h"
+#include "jinja/jinja.h"
 
 #define MAX_TEMPLATE_FILE ((size_t)1 << 20) /* bytes of a Jinja file given by path */
 

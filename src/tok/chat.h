@@ -1,6 +1,6 @@
 /* tok/chat.h: chat templates. A template is the model's own Jinja template
  * (tokenizer.chat_template in its GGUF), a built-in one by family name, or a Jinja file,
- * rendered by Kiln's interpreter (tok/jinja.h). Templates are checked when loaded: one
+ * rendered by Kiln's interpreter (jinja/jinja.h). Templates are checked when loaded: one
  * that cannot be parsed, uses unsupported features, or fails on a normal conversation is
  * an error then, not a wrong prompt at request time. Immutable after loading: any thread
  * may render. */
@@ -11,11 +11,9 @@
 #include <jansson.h>
 #include "base/err.h"
 #include "gguf/gguf.h"
+#include "jinja/jinja.h"
 
-typedef struct chat_msg {
-    const char *role;    /* "system", "user", "assistant", "tool" ... */
-    const char *content; /* UTF-8, NUL-terminated */
-} chat_msg;
+typedef jinja_msg chat_msg; /* role and content */
 
 typedef struct chat_tmpl chat_tmpl; /* opaque */
 

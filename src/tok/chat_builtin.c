@@ -1,5 +1,5 @@
 /* tok/chat_builtin.c: the chat templates of common model families, as their model cards
- * publish them (Jinja source, rendered by tok/jinja.h like any template from a GGUF). Used
+ * publish them (Jinja source, rendered by jinja/jinja.h like any template from a GGUF). Used
  * with --chat-template NAME and when a GGUF carries no template (chatml). */
 #include <string.h>
 

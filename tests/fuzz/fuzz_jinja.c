@@ -8,12 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tok/chat.h"
-#include "tok/jinja.h"
+#include "jinja/jinja.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const chat_msg conv[] = {
+static const jinja_msg conv[] = {
     {"system", "You are a helpful assistant."},
     {"user", "Hello <think>x</think> \xc3\xa9"},
     {"assistant", "<think>\nr\n</think>\n\nHi"},

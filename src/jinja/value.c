@@ -1,11 +1,11 @@
-/* tok/jinja_value.c: the arena, values and their conversions (Python's str(), repr(),
+/* jinja/value.c: the arena, values and their conversions (Python's str(), repr(),
  * json.dumps, ==, <) for the Jinja interpreter. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tok/jinja_int.h"
+#include "jinja/internal.h"
 
 /* ---- arena ---- */
 struct jchunk {

@@ -1,4 +1,4 @@
-/* tok/jinja_parse.c: Jinja source → AST. A hand-written scanner for the text between tags
+/* jinja/parse.c: Jinja source → AST. A hand-written scanner for the text between tags
  * (with trim_blocks, lstrip_blocks and "-" whitespace control), a tokenizer for the inside
  * of tags and a recursive-descent parser with Jinja2's operator precedence:
  *   x if c else y < or < and < not < compare/in < + - < ~ < * / // % < ** < unary
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tok/jinja_int.h"
+#include "jinja/internal.h"
 
 #define MAX_BLOCK_DEPTH 64   /* nested if/for/set/macro blocks */
 #define MAX_EXPR_HEIGHT 200  /* height of an expression tree */

@@ -1,4 +1,4 @@
-/* tok/jinja.h: a small Jinja2 interpreter for chat templates (the subset that the chat
+/* jinja/jinja.h: a small Jinja2 interpreter for chat templates (the subset that the chat
  * templates of Llama 2/3.x, Qwen 2.5/3, Mistral, Phi-3 and Gemma use), with the options
  * Hugging Face renders them with: trim_blocks, lstrip_blocks, loop controls.
  *
@@ -8,16 +8,21 @@
  * {% else %}, {% set %} (names, namespace attributes, {% set x %}..{% endset %}), macros,
  * break/continue, {% generation %}, comments, whitespace control; literals, attribute,
  * subscript and slice access, the usual operators, and the filters, tests, methods and
- * functions listed in jinja_builtin.c. Anything else is an error at parse time. */
-#ifndef KILN_TOK_JINJA_H
-#define KILN_TOK_JINJA_H
+ * functions listed in builtin.c. Anything else is an error at parse time. */
+#ifndef KILN_JINJA_JINJA_H
+#define KILN_JINJA_JINJA_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 #include <jansson.h>
 #include "base/err.h"
-#include "tok/chat.h"
+
+/* One message of a conversation: the `messages` variable a template iterates. */
+typedef struct jinja_msg {
+    const char *role;    /* "system", "user", "assistant", "tool" ... */
+    const char *content; /* UTF-8, NUL-terminated */
+} jinja_msg;
 
 typedef struct jinja_tmpl jinja_tmpl; /* opaque, immutable after jinja_parse */
 
@@ -40,7 +45,7 @@ void jinja_free(jinja_tmpl *t); /* NULL is fine */
 /* The inputs of one render. vars (a JSON object, may be NULL) adds or overrides globals,
  * e.g. "tools". now == 0 means the current time (for strftime_now). */
 typedef struct jinja_input {
-    const chat_msg *msgs;
+    const jinja_msg *msgs;
     int n_msgs;
     bool add_generation_prompt;
     const char *bos_token;

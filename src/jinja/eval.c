@@ -1,4 +1,4 @@
-/* tok/jinja_eval.c: renders a parsed template. Statements write to the output (or to a
+/* jinja/eval.c: renders a parsed template. Statements write to the output (or to a
  * capture buffer for {% set %}..{% endset %} and macro calls); expressions return values
  * allocated in the render's arena. Every node charges a step and nests one level deeper,
  * so a render is bounded in time, memory, output and stack; errors (and raise_exception)
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tok/jinja_int.h"
+#include "jinja/internal.h"
 
 const jinja_limits jinja_default_limits = {
     .max_out = (size_t)32 << 20,

@@ -1,4 +1,4 @@
-/* tok/jinja_builtin.c: the functions, filters, tests and methods the interpreter knows,
+/* jinja/builtin.c: the functions, filters, tests and methods the interpreter knows,
  * attribute/item/slice access and iteration. Names are resolved at parse time (a template
  * using anything else fails to load); behaviour follows Jinja2 and Python. */
 #include <ctype.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "tok/jinja_int.h"
+#include "jinja/internal.h"
 
 #define MAX_RANGE 100000 /* items of one range() */
 

@@ -1,13 +1,13 @@
-/* tests/unit/tok_chat_jinja.c: the Jinja interpreter feature by feature (expected outputs
+/* tests/unit/jinja_render.c: the Jinja interpreter feature by feature (expected outputs
  * are what Jinja2 3.1 renders with trim_blocks and lstrip_blocks, as Hugging Face uses it),
  * and hostile templates: every one must end in a clean error, within the limits. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "t.h"
-#include "tok/jinja.h"
+#include "jinja/jinja.h"
 
-static const chat_msg msgs[] = {
+static const jinja_msg msgs[] = {
     {"system", "S"},
     {"user", "Hello"},
     {"assistant", "A"},
@@ -59,7 +59,7 @@ static char *run(const char *src)
         free(got_);                                                                                \
     } while (0)
 
-TEST(tok_chat_jinja_values)
+TEST(jinja_values)
 {
     CHECK("{{ none }}|{{ true }}|{{ 1.5 }}|{{ 2.0 }}|{{ 10 / 4 }}|{{ 7 // 2 }}|{{ -7 // 2 }}|"
           "{{ -7 % 3 }}|{{ 2 ** 10 }}|{{ 1e16 }}|{{ 0.1 + 0.2 }}",
@@ -74,7 +74,7 @@ TEST(tok_chat_jinja_values)
           "multipart|aaa|[0, 0]|[1, 2]|3|4|12None");
 }
 
-TEST(tok_chat_jinja_access)
+TEST(jinja_access)
 {
     CHECK("{{ [1, 2, 3][::-1] }}|{{ 'abcdef'[1:4] }}|{{ 'abcdef'[-2:] }}|{{ 'héllo'[1] }}|"
           "{{ [1, 2, 3, 4][1:-1] }}",
@@ -89,7 +89,7 @@ TEST(tok_chat_jinja_access)
     CHECK_ERR("{{ messages[0].content + 1 }}", KL_EINVAL, "unsupported operand types for +");
 }
 
-TEST(tok_chat_jinja_loops)
+TEST(jinja_loops)
 {
     CHECK("{% for x in [3, 4, 5] %}{{ loop.index0 }}{{ loop.index }}{{ loop.first }}"
           "{{ loop.last }}{{ loop.length }}{{ loop.revindex }};{% endfor %}",
@@ -115,7 +115,7 @@ TEST(tok_chat_jinja_loops)
           "3u2a1u0s");
 }
 
-TEST(tok_chat_jinja_operators)
+TEST(jinja_operators)
 {
     CHECK("{{ 'a' in 'abc' }}{{ 'z' not in 'abc' }}{{ 1 in [1, 2] }}{{ 'k' in {'k': 1} }}"
           "{{ not 1 }}{{ 1 and 2 }}{{ 0 or 'x' }}{{ 1 == 1.0 }}{{ 'a' < 'b' }}{{ [1] == [1] }}",
@@ -129,7 +129,7 @@ TEST(tok_chat_jinja_operators)
           "xY|1|True|2|");
 }
 
-TEST(tok_chat_jinja_strings)
+TEST(jinja_strings)
 {
     CHECK(
         "{{ '  xx  '.strip() }}|{{ 'xxabcxx'.strip('x') }}|{{ '\\n\\nab\\n'.lstrip('\\n') }}|"
@@ -149,7 +149,7 @@ TEST(tok_chat_jinja_strings)
     CHECK("{{ strftime_now('%Y') | length }}", "4");
 }
 
-TEST(tok_chat_jinja_whitespace)
+TEST(jinja_whitespace)
 {
     /* trim_blocks + lstrip_blocks, as Hugging Face renders */
     CHECK("x\n{% if true %}\n  y\n{% endif %}\n  {%+ if true %}z{% endif %}\n", "x\n  y\n  z");
@@ -161,7 +161,7 @@ TEST(tok_chat_jinja_whitespace)
     CHECK("{% raw %}{{ not rendered }}{% endraw %}", "{{ not rendered }}");
 }
 
-TEST(tok_chat_jinja_macros_and_set_blocks)
+TEST(jinja_macros_and_set_blocks)
 {
     CHECK("{% macro greet(name, greeting='Hi') %}{{ greeting }}, {{ name }}!{% endmacro %}"
           "{{ greet('Bob') }} {{ greet('Al', greeting='Yo') }} {{ greet('C', 'Hey') }}",
@@ -172,7 +172,7 @@ TEST(tok_chat_jinja_macros_and_set_blocks)
           "Hello|U2|2");
 }
 
-TEST(tok_chat_jinja_parse_errors)
+TEST(jinja_parse_errors)
 {
     CHECK_ERR("{% include 'x' %}", KL_EUNSUP, "t:1: unsupported tag 'include'");
     CHECK_ERR("a\n{% extends 'x' %}", KL_EUNSUP, "t:2: unsupported tag 'extends'");
@@ -191,7 +191,7 @@ TEST(tok_chat_jinja_parse_errors)
     CHECK_ERR("{{ 99999999999999999999 }}", KL_EINVAL, "integer literal out of range");
 }
 
-TEST(tok_chat_jinja_nesting_limits)
+TEST(jinja_nesting_limits)
 {
     /* deep expressions and blocks are refused at parse time, not by a stack overflow */
     size_t n = 20000;
@@ -224,7 +224,7 @@ TEST(tok_chat_jinja_nesting_limits)
     free(blocks);
 }
 
-TEST(tok_chat_jinja_runaway)
+TEST(jinja_runaway)
 {
     /* recursion, time, memory and output are all bounded */
     CHECK_ERR("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", KL_ERANGE,

@@ -1,17 +1,17 @@
-/* tok/jinja_int.h: the insides of the Jinja interpreter shared by jinja_parse.c,
- * jinja_value.c, jinja_builtin.c and jinja_eval.c. Not for other modules.
+/* jinja/internal.h: the insides of the Jinja interpreter shared by parse.c,
+ * value.c, builtin.c and eval.c. Not for other modules.
  *
  * Memory: the AST lives in the template's arena, values in a per-render arena; both are
  * freed whole, so nothing is reference-counted and errors can unwind with longjmp. */
-#ifndef KILN_TOK_JINJA_INT_H
-#define KILN_TOK_JINJA_INT_H
+#ifndef KILN_JINJA_INTERNAL_H
+#define KILN_JINJA_INTERNAL_H
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include "base/err.h"
-#include "tok/jinja.h"
+#include "jinja/jinja.h"
 
 /* ---- arena ---- */
 typedef struct jchunk jchunk;
@@ -149,7 +149,7 @@ enum {
     JO_NOTIN,
 };
 
-/* ---- builtins (jinja_builtin.c): name tables resolved at parse time ---- */
+/* ---- builtins (builtin.c): name tables resolved at parse time ---- */
 enum { /* functions */
        JF_RANGE,
        JF_RAISE,
@@ -286,7 +286,7 @@ void jctx_charge(jctx *c, uint64_t n);
 /* Arena allocation that unwinds with KL_ERANGE past max_mem. */
 void *jctx_alloc(jctx *c, size_t n);
 
-/* ---- values (jinja_value.c) ---- */
+/* ---- values (value.c) ---- */
 static inline jv jv_undef(void)
 {
     jv v = {.t = JV_UNDEF};
@@ -360,7 +360,7 @@ size_t jstr_ncp(jstr s);
 /* Byte offsets of each code point plus the end: (ncp + 1) entries in the arena. */
 size_t *jstr_cp_offsets(jctx *c, jstr s, size_t *ncp);
 
-/* ---- builtins (jinja_builtin.c) ---- */
+/* ---- builtins (builtin.c) ---- */
 jv jinja_call_func(jctx *c, int fn, jv *args, int npos, jstr *kwn, int nkw);
 jv jinja_call_filter(jctx *c, int f, jv x, jv *args, int npos, jstr *kwn, int nkw);
 bool jinja_call_test(jctx *c, int t, jv x, jv *args, int nargs);
