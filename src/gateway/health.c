@@ -11,17 +11,10 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "base/log.h"
 #include "gateway/scrape.h"
-
-typedef struct probe {
-    gw *g;
-    gw_ep *ep;
-    bool health; /* else a scrape */
-} probe;
 
 static struct evhttp_connection *conn_for(gw *g, gw_ep *ep, struct evhttp_connection **slot,
                                           int timeout_ms)
@@ -56,7 +49,7 @@ static void set_health(gw *g, gw_ep *ep, bool ok)
 
 static void on_probe_done(struct evhttp_request *req, void *arg)
 {
-    probe *p = arg;
+    gw_probe *p = arg;
     gw_ep *ep = p->ep;
     int code = req ? evhttp_request_get_response_code(req) : 0;
     if (p->health) {
@@ -78,7 +71,6 @@ static void on_probe_done(struct evhttp_request *req, void *arg)
             event_active(p->g->pump, 0, 0);
         }
     }
-    free(p);
 }
 
 static void send_probe(gw *g, gw_ep *ep, bool health)
@@ -86,21 +78,16 @@ static void send_probe(gw *g, gw_ep *ep, bool health)
     struct evhttp_connection *conn =
         conn_for(g, ep, health ? &ep->health_conn : &ep->scrape_conn,
                  health ? g->cfg->health_timeout_ms : g->cfg->scrape_timeout_ms);
-    probe *p = conn ? malloc(sizeof *p) : NULL;
-    if (!p) return;
-    *p = (probe){g, ep, health};
+    if (!conn) return;
+    gw_probe *p = health ? &ep->health_probe : &ep->scrape_probe;
+    *p = (gw_probe){g, ep, health};
     struct evhttp_request *req = evhttp_request_new(on_probe_done, p);
-    if (!req) {
-        free(p);
-        return;
-    }
+    if (!req) return;
     char host[300];
     snprintf(host, sizeof host, "%s:%d", ep->e.cfg->host, ep->e.cfg->port);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Host", host);
-    if (evhttp_make_request(conn, req, EVHTTP_REQ_GET, health ? "/health" : "/metrics") != 0) {
-        free(p);
-        return;
-    }
+    if (evhttp_make_request(conn, req, EVHTTP_REQ_GET, health ? "/health" : "/metrics") != 0)
+        return; /* libevent freed req */
     if (health)
         ep->health_busy = true;
     else

@@ -17,18 +17,30 @@
 #define GW_MAX_BODY      (8u << 20)
 #define GW_MAX_ENDPOINTS 1024
 
+typedef struct gw_ep gw_ep;
+
+/* The callback argument of a health check or a scrape. It lives in its endpoint, not on the
+ * heap: freeing a connection with a request in flight (at shutdown) runs no callback, so a
+ * malloc'd argument would leak. */
+typedef struct gw_probe {
+    gw *g;
+    gw_ep *ep;
+    bool health; /* else a scrape */
+} gw_probe;
+
 /* An endpoint plus what the loop needs to talk to it. Allocated once per URL and kept until
  * the gateway is destroyed, so requests in flight across a reload never see it freed. */
-typedef struct gw_ep {
+struct gw_ep {
     gw_endpoint e;
     char key[300]; /* url: identity across reloads */
     bool live;     /* in the current config */
     struct evhttp_connection *scrape_conn, *health_conn;
+    gw_probe scrape_probe, health_probe;
     bool scrape_busy, health_busy;
     int health_failures;
     double latency_sum_s;
     uint64_t latency_n;
-} gw_ep;
+};
 
 /* A model of the current config with its endpoints. */
 typedef struct gw_model {

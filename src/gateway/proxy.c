@@ -294,13 +294,13 @@ static void on_up_done(struct evhttp_request *up, void *arg)
                 call_finish(c);
             return;
         }
-        /* mid-stream: an SSE error event and no [DONE], so the client knows it is cut */
+        /* mid-stream: an SSE error event and no [DONE], so the client knows it is cut. It
+         * names no endpoint: internal addresses stay out of answers (the log has it). */
         if (c->down && c->stream) {
             struct evbuffer *b = evbuffer_new();
-            evbuffer_add_printf(b,
-                                "data: {\"error\": {\"message\": \"upstream %s failed "
-                                "mid-stream\", \"type\": \"upstream_error\", \"code\": 502}}\n\n",
-                                ep->e.cfg->url);
+            evbuffer_add_printf(b, "data: {\"error\": {\"message\": \"the upstream replica "
+                                   "failed mid-stream\", \"type\": \"upstream_error\", "
+                                   "\"param\": null, \"code\": 502}}\n\n");
             evhttp_send_reply_chunk(c->down, b);
             evbuffer_free(b);
         }

@@ -24,12 +24,14 @@ const modelId = opt('--model-id', null); // with it, GET /v1/models lists this o
 // (llama.cpp's server does this; kiln bench must not count the next request as failed)
 const closeAfter = args.includes('--close-after');
 let served = 0;
+let probeHang = false, hung = 0; // /admin {"probe_hang": true}: /health and /metrics never answer
 let last = null; // the last completion request as received: {rawHeaders, body} (GET /last)
 
 const server = http.createServer((req, res) => {
   let body = '';
   req.on('data', (d) => (body += d));
   req.on('end', () => {
+    if (probeHang && (req.url === '/health' || req.url === '/metrics')) return hung++; // never answers
     if (req.url === '/health') return res.writeHead(200).end('{}');
     if (modelId && req.url === '/v1/models' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -50,7 +52,8 @@ const server = http.createServer((req, res) => {
       if (o.waiting !== undefined) waiting = o.waiting;
       if (o.kv !== undefined) kv = o.kv;
       if (o.ttft_ms !== undefined) ttft = o.ttft_ms;
-      return res.writeHead(200).end(JSON.stringify({ served }));
+      if (o.probe_hang !== undefined) probeHang = o.probe_hang;
+      return res.writeHead(200).end(JSON.stringify({ served, hung }));
     }
     if (req.url === '/last' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'application/json' });

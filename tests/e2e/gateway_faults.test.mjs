@@ -77,6 +77,11 @@ test('a replica dying mid-stream ends the stream with an SSE error and no [DONE]
   assert.ok(events.length >= 2);
   assert.match(events.at(-1), /"error"/);
   assert.ok(!events.includes('[DONE]'));
+  // the error names no internal address (issue 14, item 16)
+  const err = JSON.parse(events.at(-1)).error;
+  assert.equal(err.code, 502);
+  for (const p of fakes) assert.ok(!events.at(-1).includes(String(p)), events.at(-1));
+  assert.ok(!/127\.0\.0\.1|http:/.test(events.at(-1)), events.at(-1));
   await allMode('ok');
 });
 
@@ -297,4 +302,31 @@ test('clients resetting their connections at any moment never kill the gateway (
   assert.match(await metrics(), /kiln_gateway_inflight 0/);
   const r = await post({ model: 'm', prompt: 'still fine' });
   assert.equal(r.status, 200);
+});
+
+test('SIGTERM while a scrape and a health check are in flight: clean exit, nothing leaked', async () => {
+  // LeakSanitizer (make BUILD=asan test) turns a leak at exit into exit code 23 and a report.
+  const port = await freePort();
+  const fake = start('node', [path.join(here, 'fake_replica.mjs'), String(port)]);
+  const gp = await freePort();
+  const file = path.join(dir, 'gw-term.json');
+  writeFileSync(file, JSON.stringify({
+    listen: { port: gp }, scrape: { interval_ms: 20, timeout_ms: 20000 },
+    health: { interval_ms: 20, timeout_ms: 20000 },
+    models: [{ name: 'm', pools: [{ endpoints: [{ url: `http://127.0.0.1:${port}` }] }] }],
+  }));
+  const gw = start(kiln, ['gateway', '-c', file]);
+  const exited = new Promise((r) => gw.on('exit', (code, sig) => r({ code, sig })));
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${gp}/health`)).status === 200);
+  await admin(port, { probe_hang: true });
+  // both kinds of probe are now stuck at the replica
+  await waitFor(async () => {
+    const r = await fetch(`http://127.0.0.1:${port}/admin`, { method: 'POST', body: '{}' });
+    return (await r.json()).hung >= 2;
+  });
+  gw.kill('SIGTERM');
+  const { code, sig } = await exited;
+  fake.kill('SIGKILL');
+  assert.equal(sig, null);
+  assert.equal(code, 0, gw.stderrText.slice(-2000));
 });
