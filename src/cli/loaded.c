@@ -15,6 +15,8 @@ int cli_load(cli_loaded *l, const char *path, const model_opts *opts, bool with_
     if (with_tok && tok_load(&l->tk, l->f, &err)) goto fail;
     model_opts mo = *opts;
     mo.no_repack = mo.no_repack || cli_no_repack();
+    char dir[4096];
+    if (!mo.pack_cache_dir && model_pack_cache_default(dir, sizeof dir)) mo.pack_cache_dir = dir;
     if (model_load(&l->m, l->f, &mo, &err)) goto fail;
     return 0;
 fail:

@@ -86,11 +86,10 @@ int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
     e->idle = true;
     int kv_dim = hp->n_kv_heads * hp->head_dim;
     size_t per_token = 2 * (size_t)hp->n_layers * kl_dtype_row_bytes(cfg.kv_dtype, kv_dim);
-    size_t budget = cfg.kv_mem_bytes;
+    size_t budget = cfg.kv_mem_bytes, avail = mem_available();
     if (!budget) { /* every sequence at full context, within 1 GiB and a quarter of free RAM */
         budget = per_token * (size_t)cfg.n_ctx * (size_t)cfg.max_seqs;
-        size_t avail = mem_available() / 4;
-        if (avail && budget > avail) budget = avail;
+        if (avail && budget > avail / 4) budget = avail / 4;
         if (budget > ((size_t)1 << 30)) budget = (size_t)1 << 30;
     }
     int rc;
@@ -117,6 +116,10 @@ int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
     }
     e->live.kv_blocks_total = e->stats.kv_blocks_total = kv_store_n_blocks(e->store);
     e->live.block_tokens = e->stats.block_tokens = cfg.block_tokens;
+    e->live.kv_pool_bytes = e->stats.kv_pool_bytes =
+        (uint64_t)kv_store_n_blocks(e->store) * kv_store_block_bytes(e->store);
+    e->live.kv_mem_avail = e->stats.kv_mem_avail = avail;
+    e->live.kv_pool_default = e->stats.kv_pool_default = !cfg.kv_mem_bytes;
     if (pthread_create(&e->thread, NULL, engine_main, e)) {
         rc = kl_errf(err, KL_ENOMEM, "engine: cannot start its thread");
         goto fail;

@@ -103,6 +103,9 @@ typedef struct engine_stats {
     int running, waiting;
     int32_t kv_blocks_total, kv_blocks_used;
     int block_tokens;
+    uint64_t kv_pool_bytes; /* the KV pool's size (pages fault in as blocks are used) */
+    uint64_t kv_mem_avail;  /* MemAvailable when the pool was sized (0: unknown) */
+    bool kv_pool_default;   /* sized by the default rule, not by kv_mem_bytes */
     uint64_t prefix_queries, prefix_hits; /* tokens */
     uint64_t preemptions;
     uint64_t prompt_tokens, generation_tokens, computed_tokens;

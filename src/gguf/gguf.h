@@ -92,6 +92,21 @@ uint32_t gguf_alignment(const gguf_file *f);
 uint64_t gguf_data_offset(const gguf_file *f); /* start of the data section in the file */
 uint64_t gguf_file_size(const gguf_file *f);
 
+/* Where the mapped file came from, to tell whether it changed since something was derived
+ * from it (the packed-weights cache): device, inode, size and modification time. */
+typedef struct gguf_identity {
+    uint64_t dev, ino, size;
+    int64_t mtime_ns;
+} gguf_identity;
+/* Fills *id and returns true for a file opened by gguf_open; false for caller bytes and for
+ * a split model (several files). */
+bool gguf_identity_of(const gguf_file *f, gguf_identity *id);
+/* The caller will not read bytes [p, p + n) of the file for a while (weights copied into a
+ * packed form): a mapped file gives back the whole pages inside the range, which fault in
+ * again from the page cache or the disk if they are read later. Caller bytes are left as they
+ * are. */
+void gguf_release(const gguf_file *f, const void *p, size_t n);
+
 int64_t gguf_n_kv(const gguf_file *f);
 const gguf_kv *gguf_kv_at(const gguf_file *f, int64_t i);
 const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key); /* NULL when absent */

@@ -8,6 +8,7 @@ struct gguf_file {
     const uint8_t *base; /* mapping or caller bytes */
     uint64_t size;
     bool mapped;
+    gguf_identity id; /* of a mapped file */
     uint32_t version;
     uint32_t alignment;
     uint64_t data_offset;

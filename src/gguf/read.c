@@ -480,6 +480,8 @@ int gguf_open_one(gguf_file **out, const char *path, kl_err *err)
         return kl_errf(err, KL_ENOMEM, "out of memory");
     }
     f->size = (uint64_t)st.st_size;
+    f->id = (gguf_identity){(uint64_t)st.st_dev, (uint64_t)st.st_ino, f->size,
+                            (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
     if (f->size > 0) {
         void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m == MAP_FAILED) {
@@ -522,6 +524,26 @@ void gguf_close(gguf_file *f)
     free(f->tensors);
     free(f->path);
     free(f);
+}
+
+bool gguf_identity_of(const gguf_file *f, gguf_identity *id)
+{
+    if (!f->mapped || f->n_shards) return false; /* a split model is several files */
+    *id = f->id;
+    return true;
+}
+
+void gguf_release(const gguf_file *f, const void *p, size_t n)
+{
+    /* only our own read-only file mapping: MADV_DONTNEED would zero caller memory */
+    const uint8_t *a = p, *end = a + n;
+    for (int i = 0; i < f->n_shards; i++) /* the shard whose mapping holds the bytes */
+        if (a >= f->shards[i]->base && end <= f->shards[i]->base + f->shards[i]->size)
+            f = f->shards[i];
+    if (!f->mapped || a < f->base || end > f->base + f->size || a >= end) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)a + page - 1) & ~(page - 1), hi = (uintptr_t)end & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 const char *gguf_path(const gguf_file *f)

@@ -138,6 +138,10 @@ typedef struct kl_vec_ops {
                              int ldv, int nk, int hd);
 } kl_vec_ops;
 
+/* Bump when any ISA's packed layout (pack / gemm_packed) changes: packed weights saved to disk
+ * by an older Kiln are then refused (kl_pack_id). */
+#define KL_PACK_VERSION 1
+
 typedef struct kl_isa {
     const char *name; /* "scalar", "avx2", "avx512" */
     kl_type_ops types[KL_DTYPE_COUNT];

@@ -27,7 +27,12 @@ size_t kl_matmul_scratch(kl_dtype wt, int B, int64_t cols);
 /* Packed weights: W rearranged once (at model load) for this CPU's fastest matmul. Returns
  * the bytes the packed form of W takes, 0 when wt has none on this CPU (use kl_matmul). */
 size_t kl_pack_bytes(kl_dtype wt, int64_t rows, int64_t cols);
-/* Writes the packed form of W into dst (kl_pack_bytes long), split across the workers. */
+/* Names this CPU's packed layouts (ISA and layout version): packed weights written by one
+ * process are valid for another whose id is the same string. */
+const char *kl_pack_id(void);
+/* Writes the packed form of W into dst (kl_pack_bytes long), split across the workers. Rows
+ * pack in independent panels of 16: rows [r, r + k) (r a multiple of 16) packed as a matrix
+ * of their own are bytes [r / 16 * kl_pack_bytes(wt, 16, cols), ...) of the whole. */
 void kl_pack(kl_workers *w, kl_dtype wt, const void *W, int64_t rows, int64_t cols, void *dst);
 /* kl_matmul over packed weights P; the same results within rounding, the same scratch. */
 void kl_matmul_packed(kl_workers *w, kl_dtype wt, const void *P, int64_t rows, int64_t cols,

@@ -3,7 +3,12 @@
  * (a second pass) and runs the ISA's gemm for the weight dtype on each share; the same over
  * weights packed in panels of 16 rows (ROW_ALIGN: a share is whole panels). Several matrices
  * over the same activations (Q, K, V; gate, up) go in one pass: one quantization, one barrier. */
+#include <string.h>
+
 #include "kernels/impl.h"
+
+#define KL_STR_(x) #x
+#define KL_STR(x)  KL_STR_(x)
 
 #define ROW_ALIGN 16 /* shares start on multiples of 16 rows: whole SIMD tiles, whole y lines */
 
@@ -132,6 +137,16 @@ size_t kl_pack_bytes(kl_dtype wt, int64_t rows, int64_t cols)
     if (!kl_matmul_supports(wt) || rows < 1 || !kl_dtype_row_bytes(wt, cols)) return 0;
     const kl_type_ops *ops = &kl_isa_get()->types[wt];
     return ops->pack_bytes && ops->gemm_packed ? ops->pack_bytes(rows, cols) : 0;
+}
+
+const char *kl_pack_id(void)
+{
+    static const char *ids[] = {"scalar/" KL_STR(KL_PACK_VERSION), "avx2/" KL_STR(KL_PACK_VERSION),
+                                "avx512/" KL_STR(KL_PACK_VERSION)};
+    const char *isa = kl_isa_get()->name;
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        if (!strncmp(ids[i], isa, strlen(isa)) && ids[i][strlen(isa)] == '/') return ids[i];
+    return "unknown";
 }
 
 typedef struct {

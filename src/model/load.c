@@ -294,7 +294,8 @@ int model_load(model **out, gguf_file *f, const model_opts *opts, kl_err *err)
     m->kv_dim = m->hp.n_kv_heads * m->hp.head_dim;
     if ((rc = make_rope_freqs(&L, m)) || (rc = bind_weights(&L, m)) || (rc = alloc_scratch(&L, m)))
         goto fail;
-    if (!m->opts.no_repack && (rc = model_pack(m, err))) goto fail;
+    if (!m->opts.no_repack && (rc = model_pack(m, f, err))) goto fail;
+    m->opts.pack_cache_dir = NULL; /* the caller's string: read during the load only */
     *out = m;
     return 0;
 fail:

@@ -48,14 +48,23 @@ typedef struct model_batch {
 typedef struct model model; /* opaque */
 
 typedef struct model_opts {
-    int max_batch_tokens; /* largest batch forward() will be given; sizes the scratch */
-    int max_logits;       /* most rows of logits per batch */
-    int max_ctx;          /* highest position + 1 any sequence will reach (0: n_ctx_train,
-                           at most 4096, as llama.cpp's default context) */
-    int n_workers;        /* compute workers the forward pass will be given (sizes scratch) */
-    bool no_repack;       /* use the weights in the file's layout only: no packed copy
-                             (half the memory, slower matmuls) */
+    int max_batch_tokens;       /* largest batch forward() will be given; sizes the scratch */
+    int max_logits;             /* most rows of logits per batch */
+    int max_ctx;                /* highest position + 1 any sequence will reach (0: n_ctx_train,
+                                 at most 4096, as llama.cpp's default context) */
+    int n_workers;              /* compute workers the forward pass will be given (sizes scratch) */
+    bool no_repack;             /* use the weights in the file's layout only: no packed copy
+                                   (half the memory, slower matmuls) */
+    const char *pack_cache_dir; /* where packed weights are saved and mapped from on the next
+                                   load (NULL: packed in memory at every load); read during
+                                   model_load only */
+    size_t pack_cache_min;      /* smallest packed size worth a cache file (0: 32 MiB) */
 } model_opts;
+
+/* The packed-weights cache directory for commands: KILN_PACK_CACHE (a directory, or 0 / off
+ * for none), else $XDG_CACHE_HOME/kiln/packed or ~/.cache/kiln/packed. Returns false (out
+ * untouched or partial) when there is none. */
+bool model_pack_cache_default(char *out, size_t n);
 
 /* Binds the weights of f (which must outlive the model). Checks every shape and dtype.
  * Returns 0 and sets *out, or a negative KL_E* code with the reason in err. */

@@ -257,12 +257,21 @@ static void log_ready(srv *s)
     engine_stats es;
     engine_stats_get(s->eng, &es);
     const model_hparams *hp = model_hparams_of(s->m);
+    char kv_why[160];
+    if (es.kv_pool_default)
+        snprintf(kv_why, sizeof kv_why,
+                 " (default: every sequence at full context, at most 1 GiB and a quarter of the "
+                 "%llu MiB available; --kv-mem sets it)",
+                 (unsigned long long)(es.kv_mem_avail >> 20));
+    else
+        snprintf(kv_why, sizeof kv_why, " (--kv-mem)");
     kl_info("serve: ready model=%s path=%s%s arch=%s layers=%d ctx=%d kv_blocks=%d block_tokens=%d "
-            "kv_tokens=%lld chat_template=%s listening=http://%s:%d",
+            "kv_tokens=%lld kv_mem=%lluMiB%s chat_template=%s listening=http://%s:%d",
             s->name, s->model_path, s->synthetic ? " (synthetic)" : "", hp->arch, hp->n_layers,
             s->n_ctx, (int)es.kv_blocks_total, es.block_tokens,
-            (long long)es.kv_blocks_total * es.block_tokens, chat_tmpl_name(s->tmpl), s->o.host,
-            s->port);
+            (long long)es.kv_blocks_total * es.block_tokens,
+            (unsigned long long)(es.kv_pool_bytes >> 20), kv_why, chat_tmpl_name(s->tmpl),
+            s->o.host, s->port);
     if (s->synthetic)
         kl_info("serve: this is a small synthetic model with random weights (its text is noise); "
                 "serve a real GGUF with: kiln serve -m MODEL.gguf");

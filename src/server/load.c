@@ -72,6 +72,8 @@ void *srv_load_main(void *arg)
                      .n_workers = s->o.threads};
     const char *no_repack = getenv("KILN_NO_REPACK"); /* as the CLI commands (cli/loaded.c) */
     mo.no_repack = no_repack && *no_repack && *no_repack != '0';
+    char pack_dir[4096];
+    if (model_pack_cache_default(pack_dir, sizeof pack_dir)) mo.pack_cache_dir = pack_dir;
     if (!rc) rc = model_load(&s->m, s->f, &mo, &err);
     if (!rc) {
         rc = chat_tmpl_for_model(&s->tmpl, s->f, s->o.chat_template, &err);

@@ -233,3 +233,35 @@ TEST(kernels_quant_act_simd_matches_reference_bits)
     }
     free(x);
 }
+
+/* model/pack.c packs a large matrix in slices of rows and relies on this: rows [r, r + k)
+ * (r a multiple of 16) packed as a matrix of their own are the whole's bytes from panel r / 16,
+ * for every type with a packed form, the last slice ending mid-panel. */
+TEST(kernels_pack_slices_match_whole)
+{
+    static const kl_dtype types[] = {KL_F32, KL_F16, KL_Q8_0, KL_Q4_0};
+    int rows = 75, cols = 96, tried = 0;
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        kl_dtype t = types[i];
+        size_t whole = kl_pack_bytes(t, rows, cols), panel = kl_pack_bytes(t, 16, cols);
+        if (!whole) continue;
+        tried++;
+        size_t rb = kl_dtype_row_bytes(t, cols);
+        uint8_t *W = malloc(rb * (size_t)rows), *P = malloc(whole), *S = malloc(whole);
+        float *row = malloc(sizeof(float) * (size_t)cols);
+        for (int r = 0; r < rows; r++) {
+            for (int c = 0; c < cols; c++)
+                row[c] = frand();
+            T_ASSERT(kl_quantize_row(t, row, W + rb * (size_t)r, cols));
+        }
+        kl_pack(NULL, t, W, rows, cols, P);
+        memset(S, 0xA5, whole);
+        for (int r = 0; r < rows; r += 32) {
+            int k = rows - r < 32 ? rows - r : 32;
+            kl_pack(NULL, t, W + rb * (size_t)r, k, cols, S + (size_t)(r / 16) * panel);
+        }
+        T_MEMEQ(S, P, whole);
+        free(W), free(P), free(S), free(row);
+    }
+    if (!tried) t_skip("no packed matmul on this CPU");
+}
