@@ -72,12 +72,12 @@ struct loadgen {
     int inflight, cap_rec, next_job, errors;
     bool stopping; /* --duration reached: no new requests */
     struct event *pump, *arrival, *deadline, *progress, *sigint;
-    kb_rng arrivals;
+    kl_rng arrivals;
     int64_t next_arrival; /* ns since t0 */
     int pending_arrivals; /* arrivals due but not yet issued (open loop) */
     int oom;
     uint64_t itl_seen; /* inter-token gaps measured (>= the ones kept) */
-    kb_rng reservoir;
+    kl_rng reservoir;
 };
 
 static double ms_between(int64_t a, int64_t b)
@@ -204,7 +204,7 @@ static bool itl_sample(loadgen *g, kb_result *r, double gap, int target)
 {
     g->itl_seen++;
     if (r->n_itl < KB_ITL_MAX) return false;
-    uint64_t k = kb_rng_below(&g->reservoir, g->itl_seen);
+    uint64_t k = kl_rng_below(&g->reservoir, g->itl_seen);
     if (k < (uint64_t)r->n_itl) {
         r->itl[k] = gap;
         r->itl_target[k] = target;
@@ -639,7 +639,7 @@ int kb_run(const kb_config *c, kb_result *res, kl_err *err)
             memcpy(res->model_names[t][i], m, sizeof g->models[t][i]);
         }
     }
-    kb_rng_seed2(&g->reservoir, c->seed, 0x72657365727631ull);
+    kl_rng_seed_stream(&g->reservoir, c->seed, 0x72657365727631ull);
     g->pump = event_new(g->base, -1, 0, pump_cb, g);
     g->deadline = evtimer_new(g->base, deadline_cb, g);
     if (c->progress) g->progress = event_new(g->base, -1, EV_PERSIST, progress_cb, g);
@@ -647,7 +647,7 @@ int kb_run(const kb_config *c, kb_result *res, kl_err *err)
     if (g->sigint) event_add(g->sigint, NULL);
     if (c->concurrency <= 0) {
         g->arrival = evtimer_new(g->base, arrival_cb, g);
-        kb_rng_seed2(&g->arrivals, c->seed, 0x6172726976616c73ull);
+        kl_rng_seed_stream(&g->arrivals, c->seed, 0x6172726976616c73ull);
     }
     if (!g->pump || !g->deadline || (c->progress && !g->progress) ||
         (c->concurrency <= 0 && !g->arrival)) {

@@ -33,13 +33,13 @@ struct kb_workload {
     int n;
 };
 
-char *kb_words(kb_rng *r, int n)
+char *kb_words(kl_rng *r, int n)
 {
     size_t cap = (size_t)n * 12 + 1, len = 0;
     char *s = malloc(cap);
     if (!s) return NULL;
     for (int i = 0; i < n; i++) {
-        const char *w = words[kb_rng_below(r, N_WORDS)];
+        const char *w = words[kl_rng_below(r, N_WORDS)];
         size_t wl = strlen(w);
         if (i) s[len++] = ' ';
         memcpy(s + len, w, wl); /* longest word is 10 bytes: fits in 12 per word */
@@ -124,13 +124,13 @@ void kb_workload_close(kb_workload *w)
     free(w);
 }
 
-static int pick_model(const kb_config *c, kb_rng *r)
+static int pick_model(const kb_config *c, kl_rng *r)
 {
     if (c->n_models <= 1) return 0;
     double total = 0;
     for (int i = 0; i < c->n_models; i++)
         total += c->models[i].weight;
-    double x = kb_rng_unit(r) * total;
+    double x = kl_rng_unit(r) * total;
     for (int i = 0; i < c->n_models; i++) {
         if (x < c->models[i].weight) return i;
         x -= c->models[i].weight;
@@ -140,13 +140,13 @@ static int pick_model(const kb_config *c, kb_rng *r)
 
 /* The user text of one synthetic turn: the group's shared prefix (first turn only), then
  * n fresh words. Returns a new string or NULL. */
-static char *synthetic_text(const kb_config *c, kb_rng *r, int n, bool first_turn)
+static char *synthetic_text(const kb_config *c, kl_rng *r, int n, bool first_turn)
 {
     char *fresh = kb_words(r, n);
     if (!fresh || !first_turn || c->shared_prefix <= 0) return fresh;
-    int g = (int)kb_rng_below(r, (uint64_t)(c->groups > 0 ? c->groups : 1));
-    kb_rng pr;
-    kb_rng_seed2(&pr, c->seed ^ 0x7072656669780000ull, (uint64_t)g);
+    int g = (int)kl_rng_below(r, (uint64_t)(c->groups > 0 ? c->groups : 1));
+    kl_rng pr;
+    kl_rng_seed_stream(&pr, c->seed ^ 0x7072656669780000ull, (uint64_t)g);
     char *prefix = kb_words(&pr, c->shared_prefix);
     char *s = prefix ? malloc(strlen(prefix) + strlen(fresh) + 2) : NULL;
     if (s) sprintf(s, "%s %s", prefix, fresh);
@@ -160,8 +160,8 @@ int kb_workload_item(const kb_workload *w, int i, char (*model)[128], kb_item *o
     const kb_config *c = w->c;
     int turns = c->turns > 1 ? c->turns : 1;
     int conv = i / turns, turn = i % turns;
-    kb_rng r;
-    kb_rng_seed2(&r, c->seed, (uint64_t)conv);
+    kl_rng r;
+    kl_rng_seed_stream(&r, c->seed, (uint64_t)conv);
     int m = pick_model(c, &r);
     json_t *body = json_object();
     json_t *msgs = json_array();
@@ -174,7 +174,7 @@ int kb_workload_item(const kb_workload *w, int i, char (*model)[128], kb_item *o
         free(text);
         text = NULL;
         if (w->n) {
-            int k = (int)kb_rng_below(&r, (uint64_t)w->n);
+            int k = (int)kl_rng_below(&r, (uint64_t)w->n);
             ok = (text = strdup(w->prompts[k])) != NULL;
             in_len = (int)(strlen(w->prompts[k]) / 4) + 1;
             out_len = c->output_len_given ? kb_dist_sample(&c->output_len, &r) : w->reply_tokens[k];

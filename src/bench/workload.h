@@ -24,5 +24,5 @@ void kb_workload_close(kb_workload *w);
  * names). Returns 0 or KL_ENOMEM (out untouched). */
 int kb_workload_item(const kb_workload *w, int i, char (*model)[128], kb_item *out);
 /* The synthetic prompt of n words from r into a new string (caller frees); NULL on OOM. */
-char *kb_words(kb_rng *r, int n);
+char *kb_words(kl_rng *r, int n);
 #endif

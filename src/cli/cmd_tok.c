@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "cli/cli.h"
 #include "gguf/gguf.h"
 #include "tok/tok.h"
@@ -77,13 +78,6 @@ static void print_json_str(const char *s, size_t n)
     putchar('"');
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Tokenizes text (repeated to >= 1 MiB) and prints MB/s over the best of 5 runs. */
 static int bench(const tok *t, const char *text, size_t len, unsigned flags)
 {
@@ -102,9 +96,9 @@ static int bench(const tok *t, const char *text, size_t len, unsigned flags)
     if (!ids) goto oom;
     double best = 1e30;
     for (int r = 0; r < 5; r++) {
-        double t0 = now_s();
+        double t0 = kl_now_s();
         tok_encode(t, big, n, flags, ids, cnt);
-        double dt = now_s() - t0;
+        double dt = kl_now_s() - t0;
         if (dt < best) best = dt;
     }
     printf("%zu bytes -> %lld tokens in %.1f ms: %.2f MB/s\n", n, (long long)cnt, best * 1e3,

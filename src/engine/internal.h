@@ -33,7 +33,7 @@ typedef struct eng_seq {
     int n_blocks, cap_blocks;
     uint64_t *hashes; /* (cap_blocks) chained hash of each full block */
     int n_hashed;     /* leading blocks hashed and published */
-    sample_rng rng;
+    kl_rng rng;
     stop_matcher stop;
     char utf8[8]; /* bytes of an incomplete UTF-8 character held back */
     int n_utf8;

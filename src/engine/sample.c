@@ -31,47 +31,6 @@ struct sample_scratch {
     int n_touched;
 };
 
-/* ---- generator: xoshiro256**, seeded with splitmix64 ---- */
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-void sample_rng_seed(sample_rng *r, uint64_t seed)
-{
-    uint64_t x = seed;
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&x);
-}
-
-static inline uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-uint64_t sample_rng_next(sample_rng *r)
-{
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-double sample_rng_uniform(sample_rng *r)
-{
-    return (double)(sample_rng_next(r) >> 11) * 0x1.0p-53;
-}
-
 /* ---- scratch ---- */
 
 sample_scratch *sample_scratch_create(int n_vocab)
@@ -403,7 +362,7 @@ static int32_t sample_filtered(sample_scratch *s, const float *logits, int n,
 
 int32_t sample_token(sample_scratch *s, float *logits, int n_vocab, const engine_sampling *sp,
                      const int32_t *prompt, int n_prompt, const int32_t *out, int n_out,
-                     sample_rng *rng, float *chosen_logprob, engine_logprob *top, int *n_top)
+                     kl_rng *rng, float *chosen_logprob, engine_logprob *top, int *n_top)
 {
     if (chosen_logprob) *chosen_logprob = 0.0f;
     if (n_top) *n_top = 0;
@@ -444,10 +403,10 @@ int32_t sample_token(sample_scratch *s, float *logits, int n_vocab, const engine
     float m = sanitize_max(logits, n, &best);
     int32_t tok;
     if (!(sp->temperature >= 1e-5f) || m == -INFINITY) {
-        if (sp->temperature >= 1e-5f) (void)sample_rng_next(rng); /* one draw per sampled call */
+        if (sp->temperature >= 1e-5f) (void)kl_rng_next(rng); /* one draw per sampled call */
         tok = best;
     } else {
-        double u = sample_rng_uniform(rng);
+        double u = kl_rng_unit(rng);
         tok = sample_filtered(s, logits, n, sp, m, best, u);
     }
 

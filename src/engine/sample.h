@@ -30,18 +30,8 @@
 #ifndef KILN_ENGINE_SAMPLE_H
 #define KILN_ENGINE_SAMPLE_H
 #include <stdint.h>
+#include "base/rng.h"
 #include "engine/engine.h"
-
-/* xoshiro256** */
-typedef struct sample_rng {
-    uint64_t s[4];
-} sample_rng;
-
-/* Seeds r from seed through splitmix64 (any seed, 0 included, gives a valid state). */
-void sample_rng_seed(sample_rng *r, uint64_t seed);
-uint64_t sample_rng_next(sample_rng *r);
-/* A uniform double in [0, 1) with 53 random bits. */
-double sample_rng_uniform(sample_rng *r);
 
 /* Everything one sample_token call needs, preallocated for n_vocab (about 21 bytes per
  * token): no allocation per token. One per engine thread; not shared between threads. */
@@ -60,5 +50,5 @@ void sample_scratch_destroy(sample_scratch *s); /* NULL is fine */
  * chosen_logprob, top and n_top may be NULL. Returns the token id, in [0, n_vocab). */
 int32_t sample_token(sample_scratch *s, float *logits, int n_vocab, const engine_sampling *sp,
                      const int32_t *prompt, int n_prompt, const int32_t *out, int n_out,
-                     sample_rng *rng, float *chosen_logprob, engine_logprob *top, int *n_top);
+                     kl_rng *rng, float *chosen_logprob, engine_logprob *top, int *n_top);
 #endif

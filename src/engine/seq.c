@@ -20,7 +20,7 @@ eng_seq *seq_new(eng_req *rq, int index, const int32_t *tokens, int n, kl_err *e
     s->index = index;
     s->n_tokens = n;
     s->cap = cap;
-    sample_rng_seed(&s->rng, rq->r.sp.seed + 0x9E3779B97F4A7C15ull * (uint64_t)index);
+    kl_rng_seed(&s->rng, rq->r.sp.seed + 0x9E3779B97F4A7C15ull * (uint64_t)index);
     stop_init(&s->stop, rq->r.sp.stop, rq->r.sp.n_stop, NULL); /* validated at submit */
     return s;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
 #include "base/workers.h"
 #include "gguf/gguf.h"
 #include "kernels/kernels.h"
@@ -54,50 +55,14 @@ uint32_t model_file_type(kl_dtype t)
     }
 }
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-typedef struct rng {
-    uint64_t s[4];
-} rng;
-
-static void rng_seed(rng *r, uint64_t seed)
-{
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&seed);
-}
-
-/* xoshiro256+: fine for weights, not for anything that needs good low bits. */
-static uint64_t rng_next(rng *r)
-{
-    uint64_t *s = r->s, res = s[0] + s[3], t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return res;
-}
-
 /* Fills x[0..n) with approximately normal values of standard deviation sd: the sum of four
  * 16-bit uniforms from one 64-bit draw (Irwin-Hall, variance 1/3 per unit), centred and
  * scaled. Bounded by +-3.46 sd, which is what small random weights want anyway. */
-static void fill_normal(rng *r, float *x, int64_t n, float sd)
+static void fill_normal(kl_rng *r, float *x, int64_t n, float sd)
 {
     const float k = sd * 1.7320508f / 65536.0f;
     for (int64_t i = 0; i < n; i++) {
-        uint64_t v = rng_next(r);
+        uint64_t v = kl_rng_next(r);
         uint32_t s = (uint32_t)(v & 0xffff) + (uint32_t)((v >> 16) & 0xffff) +
                      (uint32_t)((v >> 32) & 0xffff) + (uint32_t)(v >> 48);
         x[i] = ((float)s - 131070.0f) * k;
@@ -136,8 +101,8 @@ static void chunk_run(void *ctx, int ith, int nth)
     int64_t cols = j->t->ne[0];
     float *x = j->scratch + (size_t)ith * (size_t)cols;
     for (int64_t r = j->rows * ith / nth; r < j->rows * (ith + 1) / nth; r++) {
-        rng g;
-        rng_seed(&g, j->tseed + (uint64_t)(j->row0 + r) * 0x9e3779b97f4a7c15ull);
+        kl_rng g;
+        kl_rng_seed(&g, j->tseed + (uint64_t)(j->row0 + r) * 0x9e3779b97f4a7c15ull);
         fill_normal(&g, x, cols, j->sd);
         kl_quantize_row(j->t->type, x, j->out + (size_t)r * j->row_bytes, cols);
     }

@@ -84,8 +84,8 @@ TEST(bench_dist_parse_and_sample)
     kb_dist d;
     kl_err err = {0};
     T_EQ(kb_dist_parse(&d, "128", &err), 0);
-    kb_rng r;
-    kb_rng_seed(&r, 1);
+    kl_rng r;
+    kl_rng_seed(&r, 1);
     T_EQ(kb_dist_sample(&d, &r), 128);
     T_EQ(kb_dist_parse(&d, "uniform:64:256", &err), 0);
     int lo = 1 << 30, hi = 0;
@@ -122,10 +122,10 @@ TEST(bench_dist_parse_and_sample)
 
 TEST(bench_poisson_arrivals_are_seeded_and_have_the_rate)
 {
-    kb_rng a, b, c;
-    kb_rng_seed2(&a, 42, 7);
-    kb_rng_seed2(&b, 42, 7);
-    kb_rng_seed2(&c, 43, 7);
+    kl_rng a, b, c;
+    kl_rng_seed_stream(&a, 42, 7);
+    kl_rng_seed_stream(&b, 42, 7);
+    kl_rng_seed_stream(&c, 43, 7);
     double ta = 0, tb = 0, tc = 0;
     int n = 50000;
     double sq = 0;

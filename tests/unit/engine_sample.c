@@ -22,10 +22,10 @@ static void sp_init(engine_sampling *sp)
 /* Deterministic test logits in [-scale, scale]. */
 static void fill_logits(float *l, int n, uint64_t seed, float scale)
 {
-    sample_rng r;
-    sample_rng_seed(&r, seed);
+    kl_rng r;
+    kl_rng_seed(&r, seed);
     for (int i = 0; i < n; i++)
-        l[i] = (float)(sample_rng_uniform(&r) * 2.0 - 1.0) * scale;
+        l[i] = (float)(kl_rng_unit(&r) * 2.0 - 1.0) * scale;
 }
 
 static int32_t argmax(const float *l, int n)
@@ -37,7 +37,7 @@ static int32_t argmax(const float *l, int n)
 }
 
 static int32_t sample1(sample_scratch *s, const float *logits, int n, const engine_sampling *sp,
-                       sample_rng *rng)
+                       kl_rng *rng)
 {
     static float work[1 << 17];
     T_ASSERT(n <= (1 << 17));
@@ -45,30 +45,6 @@ static int32_t sample1(sample_scratch *s, const float *logits, int n, const engi
     int32_t t = sample_token(s, work, n, sp, NULL, 0, NULL, 0, rng, NULL, NULL, NULL);
     T_ASSERT(t >= 0 && t < n);
     return t;
-}
-
-TEST(engine_sample_rng_seed_and_uniform)
-{
-    sample_rng a, b, c;
-    sample_rng_seed(&a, 42);
-    sample_rng_seed(&b, 42);
-    sample_rng_seed(&c, 43);
-    int same_c = 0;
-    double sum = 0;
-    for (int i = 0; i < 100000; i++) {
-        uint64_t x = sample_rng_next(&a);
-        T_ASSERT(x == sample_rng_next(&b));
-        if (x == sample_rng_next(&c)) same_c++;
-    }
-    T_EQ(same_c, 0);
-    sample_rng_seed(&a, 0); /* seed 0 is a valid state */
-    T_ASSERT(a.s[0] | a.s[1] | a.s[2] | a.s[3]);
-    for (int i = 0; i < 100000; i++) {
-        double u = sample_rng_uniform(&a);
-        T_ASSERT(u >= 0.0 && u < 1.0);
-        sum += u;
-    }
-    T_NEAR(sum / 100000, 0.5, 0.01);
 }
 
 TEST(engine_sample_greedy_is_argmax)
@@ -81,8 +57,8 @@ TEST(engine_sample_greedy_is_argmax)
     sp_init(&sp);
     for (int trial = 0; trial < 50; trial++) {
         fill_logits(l, N, (uint64_t)trial, 10.0f);
-        sample_rng r, r0;
-        sample_rng_seed(&r, 7);
+        kl_rng r, r0;
+        kl_rng_seed(&r, 7);
         r0 = r;
         sp.temperature = 0.0f;
         T_EQ(sample1(s, l, N, &sp, &r), argmax(l, N));
@@ -94,8 +70,8 @@ TEST(engine_sample_greedy_is_argmax)
     for (int i = 0; i < N; i++)
         l[i] = 0.0f;
     l[17] = l[3000] = l[9] = 2.0f;
-    sample_rng r;
-    sample_rng_seed(&r, 1);
+    kl_rng r;
+    kl_rng_seed(&r, 1);
     sp.temperature = 0.0f;
     T_EQ(sample1(s, l, N, &sp, &r), 9);
     sample_scratch_destroy(s);
@@ -116,8 +92,8 @@ TEST(engine_sample_same_seed_same_draws)
     int32_t a[300], b[300];
     int differ = 0;
     for (int pass = 0; pass < 3; pass++) {
-        sample_rng r;
-        sample_rng_seed(&r, pass == 2 ? 1235 : 1234);
+        kl_rng r;
+        kl_rng_seed(&r, pass == 2 ? 1235 : 1234);
         for (int i = 0; i < 300; i++) {
             int32_t t = sample1(s, l, N, &sp, &r);
             if (pass == 0)
@@ -168,8 +144,8 @@ TEST(engine_sample_frequencies_match_softmax)
         sp.temperature = temps[ti];
         softmax_ref(l, N, sp.temperature, p);
         int count[N] = {0};
-        sample_rng r;
-        sample_rng_seed(&r, 2024 + (uint64_t)ti);
+        kl_rng r;
+        kl_rng_seed(&r, 2024 + (uint64_t)ti);
         for (int d = 0; d < DRAWS; d++)
             count[sample1(s, l, N, &sp, &r)]++;
         double x = chi2(count, p, N, DRAWS);
@@ -180,8 +156,8 @@ TEST(engine_sample_frequencies_match_softmax)
     sp.temperature = 1.0f;
     softmax_ref(l, N, 1.1f, p);
     int count[N] = {0};
-    sample_rng r;
-    sample_rng_seed(&r, 99);
+    kl_rng r;
+    kl_rng_seed(&r, 99);
     for (int d = 0; d < DRAWS; d++)
         count[sample1(s, l, N, &sp, &r)]++;
     T_ASSERT(chi2(count, p, N, DRAWS) > 100.0);
@@ -195,8 +171,8 @@ TEST(engine_sample_top_k_1_and_tiny_top_p_are_greedy)
     sample_scratch *s = sample_scratch_create(N);
     engine_sampling sp;
     sp_init(&sp);
-    sample_rng r;
-    sample_rng_seed(&r, 5);
+    kl_rng r;
+    kl_rng_seed(&r, 5);
     for (int trial = 0; trial < 40; trial++) {
         fill_logits(l, N, 100 + (uint64_t)trial, 4.0f);
         int32_t g = argmax(l, N);
@@ -329,13 +305,13 @@ TEST(engine_sample_filters_match_full_sort_reference)
             fill_logits(l, N, 1000 * ci + (uint64_t)trial, 3.0f);
             for (int i = 0; i < 30; i++)
                 l[(i * 7919 + trial) % N] += 9.0f - 0.3f * (float)i;
-            sample_rng r1, r2;
-            sample_rng_seed(&r1, 77 + (uint64_t)trial);
+            kl_rng r1, r2;
+            kl_rng_seed(&r1, 77 + (uint64_t)trial);
             r2 = r1;
             for (int d = 0; d < 20; d++) {
                 int32_t got = sample1(s, l, N, &sp, &r1);
                 int kept;
-                int32_t want = ref_sample(l, N, &sp, sample_rng_uniform(&r2), &kept);
+                int32_t want = ref_sample(l, N, &sp, kl_rng_unit(&r2), &kept);
                 if (kept > kept_max) kept_max = kept;
                 mismatches += got != want;
                 total++;
@@ -357,8 +333,8 @@ TEST(engine_sample_top_k_and_top_p_keep_the_right_set)
     float l[N] = {logf(0.5f), logf(0.3f), logf(0.15f), logf(0.05f), -40.0f, -40.0f};
     sample_scratch *s = sample_scratch_create(N);
     engine_sampling sp;
-    sample_rng r;
-    sample_rng_seed(&r, 11);
+    kl_rng r;
+    kl_rng_seed(&r, 11);
     int count[N];
 
     sp_init(&sp);
@@ -400,8 +376,8 @@ TEST(engine_sample_penalties_change_the_right_logits)
     float l[N];
     sample_scratch *s = sample_scratch_create(N);
     engine_sampling sp;
-    sample_rng r;
-    sample_rng_seed(&r, 1);
+    kl_rng r;
+    kl_rng_seed(&r, 1);
     int32_t prompt[] = {1, 2, 1, 1, 99, -3}; /* out-of-range ids are ignored */
     int32_t out[] = {3, 3, 5, 2};
 
@@ -455,8 +431,8 @@ TEST(engine_sample_logit_bias_bans_and_forces)
     int32_t g = argmax(l, N);
     sample_scratch *s = sample_scratch_create(N);
     engine_sampling sp;
-    sample_rng r;
-    sample_rng_seed(&r, 3);
+    kl_rng r;
+    kl_rng_seed(&r, 3);
     int32_t ids[3] = {g, 5000, -1};
     float bias[3] = {-100.0f, 100.0f, 100.0f};
     sp_init(&sp);
@@ -488,8 +464,8 @@ TEST(engine_sample_logprobs_raw_sorted_normalized)
     softmax_ref(l0, N, 1.0f, p);
     sample_scratch *s = sample_scratch_create(N);
     engine_sampling sp;
-    sample_rng r;
-    sample_rng_seed(&r, 4);
+    kl_rng r;
+    kl_rng_seed(&r, 4);
     engine_logprob top[ENGINE_MAX_LOGPROBS];
     int n_top = -1;
     float lp = 1;
@@ -547,8 +523,8 @@ TEST(engine_sample_non_finite_logits)
     engine_sampling sp;
     sp_init(&sp);
     sp.logprobs = 2;
-    sample_rng r;
-    sample_rng_seed(&r, 9);
+    kl_rng r;
+    kl_rng_seed(&r, 9);
     engine_logprob top[2];
     int n_top;
     float lp;
@@ -580,8 +556,8 @@ TEST(engine_sample_speed_128k)
     static float l[N];
     sample_scratch *s = sample_scratch_create(N);
     engine_sampling sp;
-    sample_rng r;
-    sample_rng_seed(&r, 1);
+    kl_rng r;
+    kl_rng_seed(&r, 1);
     struct {
         const char *name;
         float t, p;
