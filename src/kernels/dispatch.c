@@ -39,6 +39,8 @@ static void fill_scalar(kl_isa *t)
     t->types[KL_Q6_K] =
         (kl_type_ops){.act = KL_Q8_K, .quant_act = kl_ref_quant_act_q8_k, .gemm = kl_ref_gemm_q6_k};
     kl_ref_types_base(t);
+    kl_ref_types_legacy(t);
+    kl_ref_types_q2k_q3k(t);
     t->vec = (kl_vec_ops){kl_ref_dot,
                           kl_ref_axpy,
                           kl_ref_rmsnorm,

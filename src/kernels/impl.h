@@ -24,6 +24,31 @@ typedef struct {
     uint8_t qs[KL_QK / 2]; /* x[j] = d * ((qs[j] & 15) - 8), x[j+16] = d * ((qs[j] >> 4) - 8) */
 } kl_block_q4_0;
 typedef struct {
+    uint16_t d, m;         /* fp16 scale and min: x = d * q + m */
+    uint8_t qs[KL_QK / 2]; /* q in 0..15, nibbles as Q4_0's */
+} kl_block_q4_1;
+typedef struct {
+    uint16_t d;            /* fp16 scale: x = d * (q - 16) */
+    uint8_t qh[4];         /* bit j (little-endian uint32): bit 4 of element j's q */
+    uint8_t qs[KL_QK / 2]; /* low 4 bits, nibbles as Q4_0's */
+} kl_block_q5_0;
+typedef struct {
+    uint16_t d, m; /* x = d * q + m */
+    uint8_t qh[4];
+    uint8_t qs[KL_QK / 2];
+} kl_block_q5_1;
+typedef struct {
+    uint8_t scales[KL_QKK / 16]; /* per 16 elements: scale (low nibble), min (high nibble) */
+    uint8_t qs[KL_QKK / 4];      /* 2-bit quants (ref_quant_q2k_q3k.c has the order) */
+    uint16_t d, dmin;            /* fp16 super-scales of the scales and mins */
+} kl_block_q2_k;
+typedef struct {
+    uint8_t hmask[KL_QKK / 8]; /* third bit of the quants */
+    uint8_t qs[KL_QKK / 4];    /* low 2 bits */
+    uint8_t scales[12];        /* 16 signed 6-bit scales, packed */
+    uint16_t d;                /* fp16 super-scale */
+} kl_block_q3_k;
+typedef struct {
     uint16_t d, dmin;       /* fp16 super-scales of the 6-bit scales and mins */
     uint8_t scales[12];     /* 8 (scale, min) pairs, 6 bits each, packed (kl_k4_scale_min) */
     uint8_t qs[KL_QKK / 2]; /* 4-bit quants: 64-element chunks, low nibbles then high */
@@ -42,6 +67,11 @@ typedef struct {
 } kl_block_q6_k;
 _Static_assert(sizeof(kl_block_q8_0) == 34, "q8_0 block");
 _Static_assert(sizeof(kl_block_q4_0) == 18, "q4_0 block");
+_Static_assert(sizeof(kl_block_q4_1) == 20, "q4_1 block");
+_Static_assert(sizeof(kl_block_q5_0) == 22, "q5_0 block");
+_Static_assert(sizeof(kl_block_q5_1) == 24, "q5_1 block");
+_Static_assert(sizeof(kl_block_q2_k) == 84, "q2_k block");
+_Static_assert(sizeof(kl_block_q3_k) == 110, "q3_k block");
 _Static_assert(sizeof(kl_block_q4_k) == 144, "q4_k block");
 _Static_assert(sizeof(kl_block_q5_k) == 176, "q5_k block");
 _Static_assert(sizeof(kl_block_q6_k) == 210, "q6_k block");
@@ -62,6 +92,8 @@ static inline void kl_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t
  * A row of n activations quantized for the dot, 64-byte aligned, kl_act_row_bytes() long:
  *   KL_Q8_0: int8 qs[n]; float d[n/32] (fp16-rounded, as llama.cpp's block_q8_0 holds it);
  *            int32 s[n/32] (sum of the block's qs, for unsigned-times-signed int8 dots).
+ *   KL_Q8_1: the Q8_0 row, then float s[n/32]: fp16(amax/127 * sum of the block's qs), the
+ *            min term of Q4_1/Q5_1 dots (llama.cpp's block_q8_1.s).
  *   KL_Q8_K: int8 qs[n]; float d[n/256]; int16 bsums[n/16] (sums of 16 qs), llama.cpp's q8_K.
  *   KL_F32:  the caller's rows are used as they are; no scratch. */
 size_t kl_act_row_bytes(kl_dtype act, int64_t n);
@@ -72,6 +104,10 @@ static inline const float *kl_act_q8_0_d(const void *row, int64_t n)
 static inline const int32_t *kl_act_q8_0_s(const void *row, int64_t n)
 {
     return (const int32_t *)((const uint8_t *)row + n + 4 * (n / KL_QK));
+}
+static inline const float *kl_act_q8_1_s(const void *row, int64_t n)
+{
+    return (const float *)((const uint8_t *)row + n + 8 * (n / KL_QK));
 }
 static inline const float *kl_act_q8_k_d(const void *row, int64_t n)
 {
@@ -156,10 +192,15 @@ void kl_isa_avx2_init(kl_isa *isa);
 void kl_isa_avx512_init(kl_isa *isa);
 /* Scalar rows: ref_quant.c (F32 F16 BF16 Q8_0 Q4_0 Q4_K Q5_K Q6_K row conversions). */
 void kl_ref_types_base(kl_isa *isa);
+void kl_ref_types_legacy(kl_isa *isa);  /* ref_quant_legacy.c: Q4_1 Q5_0 Q5_1 */
+void kl_ref_types_q2k_q3k(kl_isa *isa); /* ref_quant_q2k_q3k.c: Q2_K Q3_K */
 
 /* Scalar reference pieces (ref_*.c). */
 void kl_ref_quant_act_q8_0(const float *x, void *dst, int64_t n);
 void kl_ref_quant_act_q8_k(const float *x, void *dst, int64_t n);
+void kl_ref_quant_act_q8_1(const float *x, void *dst, int64_t n);
+/* Writes a Q8_1 row's s[] over a Q8_0 row quantized from x (by any ISA). */
+void kl_act_q8_1_finish(const float *x, void *dst, int64_t n);
 void kl_ref_gemm_f32(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_gemm_f16(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_gemm_bf16(const kl_gemm *g, int64_t r0, int64_t r1);
@@ -168,6 +209,11 @@ void kl_ref_gemm_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_gemm_q4_k(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_gemm_q5_k(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_gemm_q6_k(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_gemm_q4_1(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_gemm_q5_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_gemm_q5_1(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_gemm_q2_k(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_gemm_q3_k(const kl_gemm *g, int64_t r0, int64_t r1);
 float kl_ref_dot(const float *a, const float *b, int n);
 void kl_ref_axpy(float *y, float a, const float *x, int n);
 void kl_ref_rmsnorm(float *out, const float *x, const float *w, int n, float eps);

@@ -15,6 +15,9 @@ size_t kl_act_row_bytes(kl_dtype act, int64_t n)
     case KL_Q8_0:
         b = (size_t)n + 8 * (size_t)(n / KL_QK);
         break;
+    case KL_Q8_1:
+        b = (size_t)n + 12 * (size_t)(n / KL_QK);
+        break;
     case KL_Q8_K:
         b = (size_t)n + 4 * (size_t)(n / KL_QKK) + 2 * (size_t)(n / 16);
         break;

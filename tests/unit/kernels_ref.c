@@ -11,11 +11,14 @@
  *     plus, for tiny blocks, 127 (Q8_0) or 8 (Q4_0) times 2^-25: the fp16 scale is subnormal.
  *   round trip, rms error over a row as a fraction of the row's rms:
  *     Q4_K 0.075, Q5_K 0.037, Q6_K 0.019 (measured 0.061, 0.030, 0.0155: a step is
- *     range/15, /31, /63 of a 32 or 16 group); 2.5x that for a row with a 50x outlier.
+ *     range/15, /31, /63 of a 32 or 16 group); 2.5x that for a row with a 50x outlier;
+ *     Q4_1 0.075, Q5_0 and Q5_1 0.037 (range/15, /31 of a 32 block), Q2_K 0.34, Q3_K 0.16
+ *     (range/3, /7 of a 16 group, scales in 4 and 6 bits).
  *   reference matmul vs double dot of dequantized weights and the dequantized activation
  *   row it was given: 1e-5 of sum |w x| (float accumulation only); vs the original F32
  *   activations: the activation quantization bound sum_blocks sum|w| * amax_a * (0.5/127 +
- *   2^-10) on top. */
+ *   2^-10) on top; for the Q8_1 types (Q4_1, Q5_1) also the min term's fp16-rounded
+ *   activation sum, sum_blocks max|w| sum|a| 2^-10. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,12 +36,31 @@ static float urand(void) /* uniform in [-1, 1) */
     return (float)((double)(rs >> 11) * 0x1.0p-53 * 2.0 - 1.0);
 }
 
-static const kl_dtype quant_types[] = {KL_F32,  KL_F16,  KL_BF16, KL_Q8_0,
-                                       KL_Q4_0, KL_Q4_K, KL_Q5_K, KL_Q6_K};
+static const kl_dtype quant_types[] = {KL_F32,  KL_F16,  KL_BF16, KL_Q8_0, KL_Q4_0, KL_Q4_1,
+                                       KL_Q5_0, KL_Q5_1, KL_Q2_K, KL_Q3_K, KL_Q4_K, KL_Q5_K,
+                                       KL_Q6_K};
 
 static double rms_tol(kl_dtype t)
 {
-    return t == KL_Q4_K ? 0.075 : t == KL_Q5_K ? 0.037 : t == KL_Q6_K ? 0.019 : 0.0;
+    switch (t) {
+    case KL_Q4_1:
+        return 0.075;
+    case KL_Q5_0:
+    case KL_Q5_1:
+        return 0.037;
+    case KL_Q2_K:
+        return 0.34;
+    case KL_Q3_K:
+        return 0.16;
+    case KL_Q4_K:
+        return 0.075;
+    case KL_Q5_K:
+        return 0.037;
+    case KL_Q6_K:
+        return 0.019;
+    default:
+        return 0.0;
+    }
 }
 
 /* Max error bound for element x of a block with max |x| amax, or -1 when rms is checked. */
@@ -129,7 +151,8 @@ TEST(kernels_ref_quantize_exact_grids)
 /* Dequantized value i of an activation row in the scalar ISA's layout for weight type t. */
 static double act_value(kl_dtype act, const uint8_t *a, const float *x, int64_t n, int64_t i)
 {
-    if (act == KL_Q8_0) return (double)((const int8_t *)a)[i] * kl_act_q8_0_d(a, n)[i / KL_QK];
+    if (act == KL_Q8_0 || act == KL_Q8_1)
+        return (double)((const int8_t *)a)[i] * kl_act_q8_0_d(a, n)[i / KL_QK];
     if (act == KL_Q8_K) return (double)((const int8_t *)a)[i] * kl_act_q8_k_d(a, n)[i / KL_QKK];
     return x[i];
 }
@@ -171,7 +194,7 @@ static void check_ref_gemm(kl_dtype t, int rows, int cols, int B)
         const uint8_t *ar = ab ? act + ab * (size_t)b : NULL;
         for (int r = 0; r < rows; r++) {
             const float *w = wd + (size_t)r * cols;
-            double dq = 0, dx = 0, mag = 0, qbound = 0;
+            double dq = 0, dx = 0, mag = 0, qbound = 0, mbound = 0;
             for (int c = 0; c < cols; c++) {
                 dq += (double)w[c] * act_value(ops->act, ar, xb, cols, c);
                 dx += (double)w[c] * xb[c];
@@ -185,9 +208,17 @@ static void check_ref_gemm(kl_dtype t, int rows, int cols, int B)
                         amax = fmax(amax, fabs((double)xb[c]));
                     }
                     qbound += sw * amax * (0.5 / 127 + 0x1p-10);
+                    if (ops->act == KL_Q8_1) { /* m_w * s_a, s_a = d_a sum(q_a) in fp16 */
+                        double wmax = 0, sa = 0;
+                        for (int c = c0; c < c0 + ablk; c++) {
+                            wmax = fmax(wmax, fabs((double)w[c]));
+                            sa += fabs(act_value(ops->act, ar, xb, cols, c));
+                        }
+                        mbound += wmax * sa * 0x1p-10;
+                    }
                 }
             double got = y[(size_t)b * rows + r];
-            if (fabs(got - dq) > 1e-5 * mag + 1e-30 || fabs(got - dx) > 1e-5 * mag + qbound) {
+            if (fabs(got - dq) > 1e-5 * mag + mbound + 1e-30 || fabs(got - dx) > 1e-5 * mag + qbound) {
                 fprintf(stderr, "# %s rows %d cols %d B %d: y[%d][%d] = %.9g, want %.9g (%.9g)\n",
                         kl_dtype_get(t)->name, rows, cols, B, b, r, got, dq, dx);
                 T_ASSERT(0);

@@ -1,0 +1,305 @@
+/* kernels/ref_quant_q2k_q3k.c: Q2_K and Q3_K, the 2- and 3-bit K-quants (256-element
+ * super-blocks of 16 groups of 16): row conversions and the scalar matmuls against Q8_K.
+ *
+ *   Q2_K: x = d * sc_j * q - dmin * m_j, q in 0..3, (sc_j, m_j) 4 bits each in scales[j]
+ *         (low, high nibble); q of element 128h + 32c + l is bits 2c of qs[32h + l].
+ *   Q3_K: x = d * (sc_j - 32) * q, q in -4..3: the low 2 bits as Q2_K's, the third from
+ *         bit 4h + c of hmask[l] (clear: q - 4); sc_j 6 bits, packed in 12 bytes
+ *         (k3_scale()).
+ * The group of element e is j = e / 16 in both.
+ *
+ * The dots are llama.cpp's: Q2_K sum_j sc_j dot_j times d d_a, minus dmin d_a sum_j m_j
+ * bsum_j (the activations' 16-element sums); Q3_K d d_a sum_j (sc_j - 32) dot_j. Exact
+ * integer sums, then float: the same numbers to float rounding.
+ *
+ * The quantizers are Kiln's own: each group's scale (and Q2_K's min) by a small search with
+ * least-squares refits, then the group scales quantized against the super-block's. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/impl.h"
+
+/* Scale j (0..15) of a Q3_K block, 6 bits stored offset by 32: low 4 bits from byte j (j < 8)
+ * or the high nibble of byte j - 8; high 2 bits from bits 2 (j / 4) of byte 8 + j % 4. */
+static int k3_scale(const uint8_t *s, int j)
+{
+    int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
+    int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+    return (lo | hi << 4) - 32;
+}
+
+static void k3_scales_pack(const int sc[16], uint8_t s[12])
+{
+    memset(s, 0, 12);
+    for (int j = 0; j < 16; j++) {
+        int v = sc[j] + 32;
+        if (j < 8)
+            s[j] |= (uint8_t)(v & 0xF);
+        else
+            s[j - 8] |= (uint8_t)((v & 0xF) << 4);
+        s[8 + j % 4] |= (uint8_t)((v >> 4) << (2 * (j / 4)));
+    }
+}
+
+/* The 2-bit fields of a Q2_K/Q3_K qs: element e = 128h + 32c + l is bits 2c of qs[32h + l]. */
+static void unpack2(const uint8_t qs[64], uint8_t q[KL_QKK])
+{
+    for (int e = 0; e < KL_QKK; e++)
+        q[e] = (qs[32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32))) & 3;
+}
+
+static void pack2(const uint8_t q[KL_QKK], uint8_t qs[64])
+{
+    memset(qs, 0, 64);
+    for (int e = 0; e < KL_QKK; e++)
+        qs[32 * (e / 128) + e % 32] |= (uint8_t)(q[e] << (2 * (e % 128 / 32)));
+}
+
+/* Q3_K quants as -4..3. */
+static void q3_k_unpack(const kl_block_q3_k *b, int8_t q[KL_QKK])
+{
+    uint8_t lo[KL_QKK];
+    unpack2(b->qs, lo);
+    for (int e = 0; e < KL_QKK; e++) {
+        int hbit = (b->hmask[e % 32] >> (4 * (e / 128) + e % 128 / 32)) & 1;
+        q[e] = (int8_t)(lo[e] - (hbit ? 0 : 4));
+    }
+}
+
+static int clampi(int v, int lo, int hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* ---- quantizers ---- */
+
+/* Best x ~ s * q - mn over n values, q in 0..nmax, s >= 0, mn >= 0 (the format can only
+ * shift down): from a few starting steps, assign q, refit (s, mn) by least squares, keep
+ * the smallest squared error. */
+static void fit_min(const float *x, int n, int nmax, float *s_out, float *mn_out)
+{
+    float lo = 0.0f, hi = x[0];
+    for (int i = 0; i < n; i++) {
+        lo = fminf(lo, x[i]);
+        hi = fmaxf(hi, x[i]);
+    }
+    *s_out = 0.0f;
+    *mn_out = -lo;
+    if (!(hi > lo)) return;
+    float best = INFINITY;
+    for (int t = -4; t <= 8; t++) {
+        float s = (hi - lo) / ((float)nmax + 0.125f * (float)t), mn = -lo;
+        for (int it = 0; it < 3; it++) {
+            float sq = 0, sq2 = 0, sx = 0, sxq = 0, err = 0;
+            for (int i = 0; i < n; i++) {
+                int q = clampi(kl_nearest_int((x[i] + mn) / s), 0, nmax);
+                sq += (float)q, sq2 += (float)(q * q), sx += x[i], sxq += x[i] * (float)q;
+                float e = s * (float)q - mn - x[i];
+                err += e * e;
+            }
+            if (err < best) best = err, *s_out = s, *mn_out = mn;
+            /* minimise sum (s q - mn - x)^2: s sq2 - mn sq = sxq, s sq - mn n = sx */
+            float det = sq2 * (float)n - sq * sq;
+            if (!(det > 0)) break;
+            float ns = (sxq * (float)n - sq * sx) / det, nmn = (sxq * sq - sx * sq2) / det;
+            if (nmn < 0) nmn = 0, ns = sxq / sq2;
+            if (!(ns > 0)) break;
+            s = ns, mn = nmn;
+        }
+    }
+}
+
+/* Best signed x ~ s * q over n values, q in -nlo..nhi (Q3_K: -4..3): the value of largest
+ * magnitude tried on either end of the range, then least-squares refits. */
+static float fit_sym(const float *x, int n, int nlo, int nhi)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
+    if (amax == 0.0f) return 0.0f;
+    float best = INFINITY, best_s = 0.0f;
+    for (int t = -4; t <= 8; t++) {
+        for (int side = 0; side < 2; side++) {
+            float s = side ? max / ((float)nhi + 0.125f * (float)t)
+                           : max / (-(float)nlo - 0.125f * (float)t);
+            for (int it = 0; it < 2 && s != 0.0f; it++) {
+                float sq2 = 0, sxq = 0, err = 0;
+                for (int i = 0; i < n; i++) {
+                    int q = clampi(kl_nearest_int(x[i] / s), -nlo, nhi);
+                    sq2 += (float)(q * q), sxq += x[i] * (float)q;
+                    float e = s * (float)q - x[i];
+                    err += e * e;
+                }
+                if (err < best) best = err, best_s = s;
+                if (!(sq2 > 0)) break;
+                s = sxq / sq2;
+            }
+        }
+    }
+    return best_s;
+}
+
+static void q2_k_quant(const float *x, void *dst, int64_t n)
+{
+    kl_block_q2_k *b = dst;
+    for (int64_t i = 0; i < n / KL_QKK; i++, x += KL_QKK) {
+        float s[16], mn[16], smax = 0.0f, mmax = 0.0f;
+        for (int j = 0; j < 16; j++) {
+            fit_min(x + 16 * j, 16, 3, &s[j], &mn[j]);
+            smax = fmaxf(smax, s[j]);
+            mmax = fmaxf(mmax, mn[j]);
+        }
+        b[i].d = kl_fp32_to_fp16(smax / 15.0f);
+        b[i].dmin = kl_fp32_to_fp16(mmax / 15.0f);
+        float d = kl_fp16_to_fp32(b[i].d), dmin = kl_fp16_to_fp32(b[i].dmin);
+        uint8_t q[KL_QKK];
+        for (int j = 0; j < 16; j++) {
+            int sc = d > 0.0f ? clampi(kl_nearest_int(s[j] / d), 0, 15) : 0;
+            int m = dmin > 0.0f ? clampi(kl_nearest_int(mn[j] / dmin), 0, 15) : 0;
+            b[i].scales[j] = (uint8_t)(sc | m << 4);
+            float dl = d * (float)sc, ml = dmin * (float)m;
+            for (int l = 0; l < 16; l++)
+                q[16 * j + l] =
+                    (uint8_t)(dl > 0.0f ? clampi(kl_nearest_int((x[16 * j + l] + ml) / dl), 0, 3)
+                                        : 0);
+        }
+        pack2(q, b[i].qs);
+    }
+}
+
+static void q3_k_quant(const float *x, void *dst, int64_t n)
+{
+    kl_block_q3_k *b = dst;
+    for (int64_t i = 0; i < n / KL_QKK; i++, x += KL_QKK) {
+        float s[16], amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < 16; j++) {
+            s[j] = fit_sym(x + 16 * j, 16, 4, 3);
+            if (fabsf(s[j]) > amax) amax = fabsf(s[j]), max = s[j];
+        }
+        /* the largest scale lands on -32, the end with room */
+        b[i].d = kl_fp32_to_fp16(max / -32.0f);
+        float d = kl_fp16_to_fp32(b[i].d);
+        int sc[16];
+        uint8_t lo[KL_QKK];
+        memset(b[i].hmask, 0, sizeof b[i].hmask);
+        for (int j = 0; j < 16; j++) {
+            sc[j] = d != 0.0f ? clampi(kl_nearest_int(s[j] / d), -32, 31) : 0;
+            float dl = d * (float)sc[j];
+            for (int l = 0; l < 16; l++) {
+                int e = 16 * j + l;
+                int q = dl != 0.0f ? clampi(kl_nearest_int(x[e] / dl), -4, 3) : 0;
+                lo[e] = (uint8_t)((q + 4) & 3);
+                if (q >= 0) b[i].hmask[e % 32] |= (uint8_t)(1 << (4 * (e / 128) + e % 128 / 32));
+            }
+        }
+        k3_scales_pack(sc, b[i].scales);
+        pack2(lo, b[i].qs);
+    }
+}
+
+/* ---- dequantizers: llama.cpp's formulas ---- */
+
+static void q2_k_dequant(const void *src, float *y, int64_t n)
+{
+    const kl_block_q2_k *b = src;
+    uint8_t q[KL_QKK];
+    for (int64_t i = 0; i < n / KL_QKK; i++, y += KL_QKK) {
+        float d = kl_fp16_to_fp32(b[i].d), dmin = kl_fp16_to_fp32(b[i].dmin);
+        unpack2(b[i].qs, q);
+        for (int j = 0; j < 16; j++) {
+            float dl = d * (float)(b[i].scales[j] & 0xF), ml = dmin * (float)(b[i].scales[j] >> 4);
+            for (int l = 0; l < 16; l++)
+                y[16 * j + l] = dl * (float)q[16 * j + l] - ml;
+        }
+    }
+}
+
+static void q3_k_dequant(const void *src, float *y, int64_t n)
+{
+    const kl_block_q3_k *b = src;
+    int8_t q[KL_QKK];
+    for (int64_t i = 0; i < n / KL_QKK; i++, y += KL_QKK) {
+        float d = kl_fp16_to_fp32(b[i].d);
+        q3_k_unpack(&b[i], q);
+        for (int j = 0; j < 16; j++) {
+            float dl = d * (float)k3_scale(b[i].scales, j);
+            for (int l = 0; l < 16; l++)
+                y[16 * j + l] = dl * (float)q[16 * j + l];
+        }
+    }
+}
+
+/* ---- scalar matmuls ---- */
+
+#define FOR_ROWS_AND_BATCH(g, r0, r1)                                                              \
+    for (int b = 0; b < (g)->B; b++)                                                               \
+        for (int64_t r = (r0); r < (r1); r++)
+
+void kl_ref_gemm_q2_k(const kl_gemm *g, int64_t r0, int64_t r1)
+{
+    int64_t n = g->cols, nb = n / KL_QKK;
+    uint8_t q[KL_QKK];
+    FOR_ROWS_AND_BATCH(g, r0, r1)
+    {
+        const kl_block_q2_k *w = (const kl_block_q2_k *)(g->W + (size_t)r * g->w_stride);
+        const uint8_t *a = g->act + (size_t)b * g->a_stride;
+        const float *ad = kl_act_q8_k_d(a, n);
+        const int16_t *bs = kl_act_q8_k_bsums(a, n);
+        float s = 0.0f;
+        for (int64_t i = 0; i < nb; i++) {
+            const int8_t *aq = (const int8_t *)a + i * KL_QKK;
+            unpack2(w[i].qs, q);
+            int32_t isum = 0, msum = 0;
+            for (int j = 0; j < 16; j++) {
+                int32_t dot = 0;
+                for (int l = 0; l < 16; l++)
+                    dot += q[16 * j + l] * aq[16 * j + l];
+                isum += (w[i].scales[j] & 0xF) * dot;
+                msum += (w[i].scales[j] >> 4) * bs[16 * i + j];
+            }
+            float dall = ad[i] * kl_fp16_to_fp32(w[i].d), dmin = ad[i] * kl_fp16_to_fp32(w[i].dmin);
+            s += dall * (float)isum - dmin * (float)msum;
+        }
+        g->y[b * g->ldy + r] = s;
+    }
+}
+
+void kl_ref_gemm_q3_k(const kl_gemm *g, int64_t r0, int64_t r1)
+{
+    int64_t n = g->cols, nb = n / KL_QKK;
+    int8_t q[KL_QKK];
+    FOR_ROWS_AND_BATCH(g, r0, r1)
+    {
+        const kl_block_q3_k *w = (const kl_block_q3_k *)(g->W + (size_t)r * g->w_stride);
+        const uint8_t *a = g->act + (size_t)b * g->a_stride;
+        const float *ad = kl_act_q8_k_d(a, n);
+        float s = 0.0f;
+        for (int64_t i = 0; i < nb; i++) {
+            const int8_t *aq = (const int8_t *)a + i * KL_QKK;
+            q3_k_unpack(&w[i], q);
+            int32_t isum = 0;
+            for (int j = 0; j < 16; j++) {
+                int32_t dot = 0;
+                for (int l = 0; l < 16; l++)
+                    dot += q[16 * j + l] * aq[16 * j + l];
+                isum += k3_scale(w[i].scales, j) * dot;
+            }
+            s += kl_fp16_to_fp32(w[i].d) * ad[i] * (float)isum;
+        }
+        g->y[b * g->ldy + r] = s;
+    }
+}
+
+void kl_ref_types_q2k_q3k(kl_isa *isa)
+{
+    isa->types[KL_Q2_K] = (kl_type_ops){.act = KL_Q8_K,
+                                        .quant_act = kl_ref_quant_act_q8_k,
+                                        .gemm = kl_ref_gemm_q2_k,
+                                        .to_f32 = q2_k_dequant,
+                                        .from_f32 = q2_k_quant};
+    isa->types[KL_Q3_K] = (kl_type_ops){.act = KL_Q8_K,
+                                        .quant_act = kl_ref_quant_act_q8_k,
+                                        .gemm = kl_ref_gemm_q3_k,
+                                        .to_f32 = q3_k_dequant,
+                                        .from_f32 = q3_k_quant};
+}
