@@ -36,9 +36,9 @@ static float urand(void) /* uniform in [-1, 1) */
     return (float)((double)(rs >> 11) * 0x1.0p-53 * 2.0 - 1.0);
 }
 
-static const kl_dtype quant_types[] = {KL_F32,  KL_F16,  KL_BF16, KL_Q8_0, KL_Q4_0, KL_Q4_1,
-                                       KL_Q5_0, KL_Q5_1, KL_Q2_K, KL_Q3_K, KL_Q4_K, KL_Q5_K,
-                                       KL_Q6_K};
+static const kl_dtype quant_types[] = {KL_F32,  KL_F16,  KL_BF16, KL_Q8_0, KL_Q4_0,
+                                       KL_Q4_1, KL_Q5_0, KL_Q5_1, KL_Q2_K, KL_Q3_K,
+                                       KL_Q4_K, KL_Q5_K, KL_Q6_K};
 
 static double rms_tol(kl_dtype t)
 {
@@ -218,7 +218,8 @@ static void check_ref_gemm(kl_dtype t, int rows, int cols, int B)
                     }
                 }
             double got = y[(size_t)b * rows + r];
-            if (fabs(got - dq) > 1e-5 * mag + mbound + 1e-30 || fabs(got - dx) > 1e-5 * mag + qbound) {
+            if (fabs(got - dq) > 1e-5 * mag + mbound + 1e-30 ||
+                fabs(got - dx) > 1e-5 * mag + qbound) {
                 fprintf(stderr, "# %s rows %d cols %d B %d: y[%d][%d] = %.9g, want %.9g (%.9g)\n",
                         kl_dtype_get(t)->name, rows, cols, B, b, r, got, dq, dx);
                 T_ASSERT(0);
