@@ -14,7 +14,7 @@ ifeq ($(BUILD),fuzz)
   CC := clang
 endif
 
-PKGS     := libevent libevent_pthreads jansson libpcre2-8 libxxhash libutf8proc
+PKGS     := libevent libevent_pthreads jansson libpcre2-8 libxxhash libutf8proc libcurl libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

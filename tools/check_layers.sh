@@ -6,7 +6,8 @@ declare -A allow=(
   [jinja]="base jinja" [tok]="base gguf jinja tok" [model]="base gguf kernels kv model"
   [engine]="base gguf kernels kv jinja tok model engine" [net]="base net"
   [server]="base net jinja tok engine server gguf model kv" [gateway]="base net gateway"
-  [bench]="base net bench" [cli]="base gguf kernels kv jinja tok model engine net server gateway bench cli"
+  [bench]="base net bench" [hub]="base gguf hub"
+  [cli]="base gguf kernels kv jinja tok model engine net server gateway bench hub cli"
 )
 rc=0
 for f in $(find src -name '*.[ch]'); do

@@ -2,6 +2,7 @@
  * server (server/server.h). Parses options only; everything else is in src/server. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,8 @@
 static int usage(FILE *out)
 {
     fprintf(out,
-            "usage: kiln serve [-m FILE] [--host 127.0.0.1] [--port 8080] [-t N]\n"
+            "usage: kiln serve [-m FILE|ORG/REPO[:TAG]|hf://ORG/REPO/FILE.gguf] [--host 127.0.0.1] "
+            "[--port 8080] [-t N]\n"
             "                  [--kv-mem MiB] [--block-size N] [--kv-type f16|f32|q8_0]\n"
             "                  [--max-seqs N] [--max-batch-tokens N] [--max-queue N] [--ctx N]\n"
             "                  [--api-key K | --api-key-file F] [--drain-timeout S]\n"
@@ -156,6 +158,14 @@ int cmd_serve(int argc, char **argv)
     if (o.api_key && !*o.api_key) {
         fprintf(stderr, "kiln: --api-key: must not be empty\n");
         return 1;
+    }
+    char model_path[PATH_MAX];
+    if (o.model_path) { /* a hub reference is downloaded (or found in the cache) first */
+        if (cli_model_path(o.model_path, model_path, sizeof model_path)) {
+            free(key_buf);
+            return 1;
+        }
+        o.model_path = model_path;
     }
     kl_err err = {0};
     int rc = srv_run(&o, &err);

@@ -1,5 +1,6 @@
 /* cli/loaded.c: opening a model for a command, and option value parsing. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,9 @@ int cli_load(cli_loaded *l, const char *path, const model_opts *opts, bool with_
 {
     kl_err err = {0};
     *l = (cli_loaded){0};
-    if (gguf_open(&l->f, path, &err)) return cli_fail(&err);
+    char local[PATH_MAX];
+    if (cli_model_path(path, local, sizeof local)) return 1;
+    if (gguf_open(&l->f, local, &err)) return cli_fail(&err);
     if (with_tok && tok_load(&l->tk, l->f, &err)) goto fail;
     model_opts mo = *opts;
     mo.no_repack = mo.no_repack || cli_no_repack();

@@ -16,6 +16,7 @@ static const struct {
     {"detokenize", cmd_detokenize, "token ids on stdin -> text (-m FILE [--special])"},
     {"run", cmd_run, "generate a continuation (-m FILE -p PROMPT [-n N] [--temp T] ...)"},
     {"perplexity", cmd_perplexity, "log-probabilities of a text (-m FILE -f TEXT [--per-token])"},
+    {"pull", cmd_pull, "download a GGUF model from a Hugging Face hub (ORG/REPO[:TAG] | hf://...)"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server ([-m FILE] [--port 8080] ...)"},
     {"gateway", cmd_gateway, "route OpenAI API traffic across replicas (-c CONFIG.json)"},
     {"bench", cmd_bench, "load-test an OpenAI-compatible endpoint (--url URL [--sweep])"},
