@@ -5,6 +5,7 @@
 #   make fuzz            libFuzzer targets (clang) in build/fuzz/
 #   make bench           kernel and model benchmarks
 #   make fmt | lint
+#   make deploy-check    the container image's runtime packages run kiln (debootstrap, root)
 BUILD ?= release
 # O=DIR: a private build tree (several people building at once). The comment is on its own
 # line: make keeps the spaces before a trailing comment in the value.
@@ -63,7 +64,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 KILN  := $(O)/kiln
 TESTS := $(O)/kiln-tests
 
-.PHONY: all test unit e2e fuzz bench fmt lint clean
+.PHONY: all test unit e2e fuzz bench fmt lint clean deploy-check
 all: $(KILN)
 ifeq ($(BUILD),release)
 	@if [ "$(O)" = build/release ]; then ln -sfn $(KILN) kiln; fi  # ./kiln: the default build only
@@ -119,6 +120,12 @@ $(BENCH_KERNELS): $(O)/tests/bench/bench_kernels.o $(O)/libkiln.a
 bench: $(KILN) $(BENCH_KERNELS)
 	@if [ -x tools/bench.sh ]; then KILN_BIN=$(abspath $(KILN)) \
 	  KILN_BENCH_KERNELS=$(abspath $(BENCH_KERNELS)) tools/bench.sh; fi
+
+# The image's runtime packages (deploy/runtime-packages.txt) are complete: kiln serve, gateway
+# and pull run in a debootstrap'ed root filesystem of exactly those (root, a Debian mirror,
+# ~3 min the first time; not part of `make test`).
+deploy-check: $(KILN)
+	KILN_BIN=$(abspath $(KILN)) tools/deploy_check.sh
 
 # Every C file under src/ and tests/ is formatted by .clang-format; `make lint` fails on any
 # file that is not, on an include that points up the layer order, and on cppcheck warnings.

@@ -7,7 +7,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 PKGS="build-essential pkg-config clang libclang-rt-14-dev libevent-dev libjansson-dev
       libpcre2-dev libxxhash-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev clang-format
-      cppcheck"
+      cppcheck prometheus debootstrap"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
