@@ -76,6 +76,19 @@ _Static_assert(sizeof(kl_block_q4_k) == 144, "q4_k block");
 _Static_assert(sizeof(kl_block_q5_k) == 176, "q5_k block");
 _Static_assert(sizeof(kl_block_q6_k) == 210, "q6_k block");
 
+/* One K-quant super-block (any of Q2_K..Q6_K) as unsigned quants and per-16-column integer
+ * scales (kernels/ref_ksb.c): element e is d sc[e/16] u[e] - dmin m[e/16] (Q2_K Q4_K Q5_K)
+ * or d sc[e/16] (u[e] - off) (Q3_K off 4, Q6_K off 32). For the Q2_K/Q3_K references and
+ * the packers. */
+typedef struct kl_ksb {
+    uint8_t u[KL_QKK];
+    int16_t sc[16], m[16]; /* Q4_K/Q5_K: each 32-column value twice */
+    uint16_t d, dmin;      /* fp16 */
+} kl_ksb;
+void kl_ksb_unpack(kl_dtype t, const void *block, kl_ksb *o);
+/* Scale j (-32..31) of a Q3_K block's packed 12 bytes. */
+int kl_k3_scale(const uint8_t *s, int j);
+
 /* Scale and min j (0..7) of a Q4_K/Q5_K block's packed 12 bytes. */
 static inline void kl_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
 {
@@ -176,7 +189,7 @@ typedef struct kl_vec_ops {
 
 /* Bump when any ISA's packed layout (pack / gemm_packed) changes: packed weights saved to disk
  * by an older Kiln are then refused (kl_pack_id). */
-#define KL_PACK_VERSION 1
+#define KL_PACK_VERSION 2
 
 typedef struct kl_isa {
     const char *name; /* "scalar", "avx2", "avx512" */
@@ -194,6 +207,11 @@ void kl_isa_avx512_init(kl_isa *isa);
 void kl_ref_types_base(kl_isa *isa);
 void kl_ref_types_legacy(kl_isa *isa);  /* ref_quant_legacy.c: Q4_1 Q5_0 Q5_1 */
 void kl_ref_types_q2k_q3k(kl_isa *isa); /* ref_quant_q2k_q3k.c: Q2_K Q3_K */
+void kl_avx2_types_kquant(kl_isa *isa); /* x86/avx2_kquant.c: Q2_K..Q6_K */
+void kl_avx2_types_legacy(kl_isa *isa); /* x86/avx2_legacy.c: Q4_1 Q5_0 Q5_1 */
+/* x86/avx512_packed_kquant.c, avx512_packed_legacy.c: packed Q2_K..Q6_K; Q4_1 Q5_0 Q5_1 */
+void kl_avx512_types_packed_kquant(kl_isa *isa);
+void kl_avx512_types_packed_legacy(kl_isa *isa);
 
 /* Scalar reference pieces (ref_*.c). */
 void kl_ref_quant_act_q8_0(const float *x, void *dst, int64_t n);

@@ -5,7 +5,7 @@
  *         (low, high nibble); q of element 128h + 32c + l is bits 2c of qs[32h + l].
  *   Q3_K: x = d * (sc_j - 32) * q, q in -4..3: the low 2 bits as Q2_K's, the third from
  *         bit 4h + c of hmask[l] (clear: q - 4); sc_j 6 bits, packed in 12 bytes
- *         (k3_scale()).
+ *         (kl_k3_scale()). Blocks are read through kl_ksb_unpack (ref_ksb.c).
  * The group of element e is j = e / 16 in both.
  *
  * The dots are llama.cpp's: Q2_K sum_j sc_j dot_j times d d_a, minus dmin d_a sum_j m_j
@@ -18,15 +18,6 @@
 #include <string.h>
 
 #include "kernels/impl.h"
-
-/* Scale j (0..15) of a Q3_K block, 6 bits stored offset by 32: low 4 bits from byte j (j < 8)
- * or the high nibble of byte j - 8; high 2 bits from bits 2 (j / 4) of byte 8 + j % 4. */
-static int k3_scale(const uint8_t *s, int j)
-{
-    int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
-    int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
-    return (lo | hi << 4) - 32;
-}
 
 static void k3_scales_pack(const int sc[16], uint8_t s[12])
 {
@@ -41,29 +32,12 @@ static void k3_scales_pack(const int sc[16], uint8_t s[12])
     }
 }
 
-/* The 2-bit fields of a Q2_K/Q3_K qs: element e = 128h + 32c + l is bits 2c of qs[32h + l]. */
-static void unpack2(const uint8_t qs[64], uint8_t q[KL_QKK])
-{
-    for (int e = 0; e < KL_QKK; e++)
-        q[e] = (qs[32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32))) & 3;
-}
-
+/* Packs 2-bit fields: element e = 128h + 32c + l into bits 2c of qs[32h + l]. */
 static void pack2(const uint8_t q[KL_QKK], uint8_t qs[64])
 {
     memset(qs, 0, 64);
     for (int e = 0; e < KL_QKK; e++)
         qs[32 * (e / 128) + e % 32] |= (uint8_t)(q[e] << (2 * (e % 128 / 32)));
-}
-
-/* Q3_K quants as -4..3. */
-static void q3_k_unpack(const kl_block_q3_k *b, int8_t q[KL_QKK])
-{
-    uint8_t lo[KL_QKK];
-    unpack2(b->qs, lo);
-    for (int e = 0; e < KL_QKK; e++) {
-        int hbit = (b->hmask[e % 32] >> (4 * (e / 128) + e % 128 / 32)) & 1;
-        q[e] = (int8_t)(lo[e] - (hbit ? 0 : 4));
-    }
 }
 
 static int clampi(int v, int lo, int hi)
@@ -199,34 +173,31 @@ static void q3_k_quant(const float *x, void *dst, int64_t n)
 
 /* ---- dequantizers: llama.cpp's formulas ---- */
 
-static void q2_k_dequant(const void *src, float *y, int64_t n)
+static void k23_dequant(kl_dtype t, const void *src, float *y, int64_t n)
 {
-    const kl_block_q2_k *b = src;
-    uint8_t q[KL_QKK];
+    size_t bb = kl_dtype_get(t)->block_bytes;
+    kl_ksb v;
     for (int64_t i = 0; i < n / KL_QKK; i++, y += KL_QKK) {
-        float d = kl_fp16_to_fp32(b[i].d), dmin = kl_fp16_to_fp32(b[i].dmin);
-        unpack2(b[i].qs, q);
+        kl_ksb_unpack(t, (const uint8_t *)src + (size_t)i * bb, &v);
+        float d = kl_fp16_to_fp32(v.d), dmin = kl_fp16_to_fp32(v.dmin);
+        int off = t == KL_Q3_K ? 4 : 0;
         for (int j = 0; j < 16; j++) {
-            float dl = d * (float)(b[i].scales[j] & 0xF), ml = dmin * (float)(b[i].scales[j] >> 4);
+            float dl = d * (float)v.sc[j], ml = dmin * (float)v.m[j];
             for (int l = 0; l < 16; l++)
-                y[16 * j + l] = dl * (float)q[16 * j + l] - ml;
+                y[16 * j + l] = t == KL_Q3_K ? dl * (float)(v.u[16 * j + l] - off)
+                                             : dl * (float)v.u[16 * j + l] - ml;
         }
     }
 }
 
+static void q2_k_dequant(const void *src, float *y, int64_t n)
+{
+    k23_dequant(KL_Q2_K, src, y, n);
+}
+
 static void q3_k_dequant(const void *src, float *y, int64_t n)
 {
-    const kl_block_q3_k *b = src;
-    int8_t q[KL_QKK];
-    for (int64_t i = 0; i < n / KL_QKK; i++, y += KL_QKK) {
-        float d = kl_fp16_to_fp32(b[i].d);
-        q3_k_unpack(&b[i], q);
-        for (int j = 0; j < 16; j++) {
-            float dl = d * (float)k3_scale(b[i].scales, j);
-            for (int l = 0; l < 16; l++)
-                y[16 * j + l] = dl * (float)q[16 * j + l];
-        }
-    }
+    k23_dequant(KL_Q3_K, src, y, n);
 }
 
 /* ---- scalar matmuls ---- */
@@ -235,59 +206,51 @@ static void q3_k_dequant(const void *src, float *y, int64_t n)
     for (int b = 0; b < (g)->B; b++)                                                               \
         for (int64_t r = (r0); r < (r1); r++)
 
-void kl_ref_gemm_q2_k(const kl_gemm *g, int64_t r0, int64_t r1)
+/* Q2_K: d d_a sum_t sc_t dot_t(u, a) - dmin d_a sum_t m_t bs_t; Q3_K: d d_a sum_t sc_t
+ * dot_t(u - 4, a). */
+static void k23_gemm(kl_dtype t, const kl_gemm *g, int64_t r0, int64_t r1)
 {
     int64_t n = g->cols, nb = n / KL_QKK;
-    uint8_t q[KL_QKK];
+    size_t bb = kl_dtype_get(t)->block_bytes;
+    int off = t == KL_Q3_K ? 4 : 0;
+    kl_ksb v;
     FOR_ROWS_AND_BATCH(g, r0, r1)
     {
-        const kl_block_q2_k *w = (const kl_block_q2_k *)(g->W + (size_t)r * g->w_stride);
+        const uint8_t *w = g->W + (size_t)r * g->w_stride;
         const uint8_t *a = g->act + (size_t)b * g->a_stride;
         const float *ad = kl_act_q8_k_d(a, n);
         const int16_t *bs = kl_act_q8_k_bsums(a, n);
         float s = 0.0f;
         for (int64_t i = 0; i < nb; i++) {
             const int8_t *aq = (const int8_t *)a + i * KL_QKK;
-            unpack2(w[i].qs, q);
+            kl_ksb_unpack(t, w + (size_t)i * bb, &v);
             int32_t isum = 0, msum = 0;
             for (int j = 0; j < 16; j++) {
                 int32_t dot = 0;
                 for (int l = 0; l < 16; l++)
-                    dot += q[16 * j + l] * aq[16 * j + l];
-                isum += (w[i].scales[j] & 0xF) * dot;
-                msum += (w[i].scales[j] >> 4) * bs[16 * i + j];
+                    dot += (v.u[16 * j + l] - off) * aq[16 * j + l];
+                isum += v.sc[j] * dot;
+                msum += v.m[j] * bs[16 * i + j];
             }
-            float dall = ad[i] * kl_fp16_to_fp32(w[i].d), dmin = ad[i] * kl_fp16_to_fp32(w[i].dmin);
-            s += dall * (float)isum - dmin * (float)msum;
+            if (t == KL_Q3_K) {
+                s += kl_fp16_to_fp32(v.d) * ad[i] * (float)isum;
+            } else {
+                float dall = ad[i] * kl_fp16_to_fp32(v.d), dmin = ad[i] * kl_fp16_to_fp32(v.dmin);
+                s += dall * (float)isum - dmin * (float)msum;
+            }
         }
         g->y[b * g->ldy + r] = s;
     }
 }
 
+void kl_ref_gemm_q2_k(const kl_gemm *g, int64_t r0, int64_t r1)
+{
+    k23_gemm(KL_Q2_K, g, r0, r1);
+}
+
 void kl_ref_gemm_q3_k(const kl_gemm *g, int64_t r0, int64_t r1)
 {
-    int64_t n = g->cols, nb = n / KL_QKK;
-    int8_t q[KL_QKK];
-    FOR_ROWS_AND_BATCH(g, r0, r1)
-    {
-        const kl_block_q3_k *w = (const kl_block_q3_k *)(g->W + (size_t)r * g->w_stride);
-        const uint8_t *a = g->act + (size_t)b * g->a_stride;
-        const float *ad = kl_act_q8_k_d(a, n);
-        float s = 0.0f;
-        for (int64_t i = 0; i < nb; i++) {
-            const int8_t *aq = (const int8_t *)a + i * KL_QKK;
-            q3_k_unpack(&w[i], q);
-            int32_t isum = 0;
-            for (int j = 0; j < 16; j++) {
-                int32_t dot = 0;
-                for (int l = 0; l < 16; l++)
-                    dot += q[16 * j + l] * aq[16 * j + l];
-                isum += k3_scale(w[i].scales, j) * dot;
-            }
-            s += kl_fp16_to_fp32(w[i].d) * ad[i] * (float)isum;
-        }
-        g->y[b * g->ldy + r] = s;
-    }
+    k23_gemm(KL_Q3_K, g, r0, r1);
 }
 
 void kl_ref_types_q2k_q3k(kl_isa *isa)

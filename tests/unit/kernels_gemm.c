@@ -139,6 +139,26 @@ TEST(kernels_gemm_q6_k_simd_matches_reference)
 {
     check_all(KL_Q6_K);
 }
+TEST(kernels_gemm_q2_k_simd_matches_reference)
+{
+    check_all(KL_Q2_K);
+}
+TEST(kernels_gemm_q3_k_simd_matches_reference)
+{
+    check_all(KL_Q3_K);
+}
+TEST(kernels_gemm_q4_1_simd_matches_reference)
+{
+    check_all(KL_Q4_1);
+}
+TEST(kernels_gemm_q5_0_simd_matches_reference)
+{
+    check_all(KL_Q5_0);
+}
+TEST(kernels_gemm_q5_1_simd_matches_reference)
+{
+    check_all(KL_Q5_1);
+}
 
 /* kl_matmul_multi: several weights over the same activations in one pass give the same bits
  * as one kl_matmul per weight, for packed and plain weights, sharing one quantization (Q8_0
@@ -213,11 +233,12 @@ TEST(kernels_quant_act_simd_matches_reference_bits)
         x[i] = (float)(i - 96) * 127.0f / 62.0f - 63.5f; /* k + 0.5 */
     for (int i = 128; i < 160; i++)
         x[i] = (float)(i - 127) * 1e-40f;
-    const kl_dtype types[] = {KL_Q8_0, KL_Q4_0};
-    for (int ti = 0; ti < 2; ti++) {
+    const kl_dtype types[] = {KL_Q8_0, KL_Q4_0, KL_Q5_0, KL_Q4_1, KL_Q5_1};
+    for (int ti = 0; ti < 5; ti++) {
         const kl_type_ops *ref = &kl_isa_find("scalar")->types[types[ti]];
         size_t rb = kl_act_row_bytes(ref->act, N);
-        uint8_t *a = calloc(1, rb), *b = calloc(1, rb);
+        uint8_t *a = malloc(rb), *b = malloc(rb);
+        memset(a, 0x5A, rb); /* the row's padding is left alone by both */
         ref->quant_act(x, a, N);
         int isas = 0;
         for (const char *const *n = (const char *const[]){"avx2", "avx512", NULL}; *n; n++) {

@@ -83,4 +83,6 @@ void kl_isa_avx512_init(kl_isa *isa)
     isa->types[KL_F16].pack_bytes = kl_avx512_pack_bytes_f16;
     isa->types[KL_F16].pack = kl_avx512_pack_f16;
     isa->types[KL_F16].gemm_packed = kl_avx512_gemm_packed_f16;
+    kl_avx512_types_packed_kquant(isa);
+    kl_avx512_types_packed_legacy(isa);
 }
