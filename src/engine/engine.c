@@ -120,6 +120,7 @@ int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
         (uint64_t)kv_store_n_blocks(e->store) * kv_store_block_bytes(e->store);
     e->live.kv_mem_avail = e->stats.kv_mem_avail = avail;
     e->live.kv_pool_default = e->stats.kv_pool_default = !cfg.kv_mem_bytes;
+    e->live.n_workers = e->stats.n_workers = kl_workers_count(e->workers);
     if (pthread_create(&e->thread, NULL, engine_main, e)) {
         rc = kl_errf(err, KL_ENOMEM, "engine: cannot start its thread");
         goto fail;

@@ -99,6 +99,12 @@ typedef struct engine_request {
     void *ctx;
 } engine_request;
 
+/* The step histograms' bucket upper bounds (a last bucket, +Inf, follows each list). */
+#define ENGINE_STEP_S_BUCKETS   12 /* step duration, seconds */
+#define ENGINE_STEP_TOK_BUCKETS 14 /* tokens run through the model in one step */
+extern const double engine_step_s_le[ENGINE_STEP_S_BUCKETS - 1];
+extern const double engine_step_tok_le[ENGINE_STEP_TOK_BUCKETS - 1];
+
 typedef struct engine_stats {
     int running, waiting;
     int32_t kv_blocks_total, kv_blocks_used;
@@ -110,6 +116,13 @@ typedef struct engine_stats {
     uint64_t preemptions;
     uint64_t prompt_tokens, generation_tokens, computed_tokens;
     uint64_t steps;
+    /* steps that ran the model, by duration and by batch size (tokens); counts per bucket */
+    uint64_t step_s_count[ENGINE_STEP_S_BUCKETS];
+    double step_s_sum;
+    uint64_t step_tok_count[ENGINE_STEP_TOK_BUCKETS];
+    uint64_t step_tok_sum;
+    int n_workers;           /* compute workers (threads) */
+    uint64_t worker_busy_ns; /* their time inside kernels, summed over workers */
 } engine_stats;
 
 /* Sets default values in cfg (call before filling it). */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "engine/internal.h"
 
@@ -182,8 +183,33 @@ static void fork_and_sample(engine *e, eng_seq *s, float *row)
     sample_and_accept(e, s, row);
 }
 
+const double engine_step_s_le[ENGINE_STEP_S_BUCKETS - 1] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                            0.1,   0.25,   0.5,   1,    2.5};
+const double engine_step_tok_le[ENGINE_STEP_TOK_BUCKETS - 1] = {1,   2,   4,   8,    16,   32,  64,
+                                                                128, 256, 512, 1024, 2048, 4096};
+
+static int bucket(const double *le, int n_le, double v)
+{
+    int i = 0;
+    while (i < n_le && v > le[i])
+        i++;
+    return i;
+}
+
+/* Counts a step that ran n tokens through the model and took secs. */
+static void step_observe(engine *e, int n, double secs)
+{
+    engine_stats *st = &e->live;
+    st->step_s_count[bucket(engine_step_s_le, ENGINE_STEP_S_BUCKETS - 1, secs)]++;
+    st->step_s_sum += secs;
+    st->step_tok_count[bucket(engine_step_tok_le, ENGINE_STEP_TOK_BUCKETS - 1, n)]++;
+    st->step_tok_sum += (uint64_t)n;
+    st->worker_busy_ns = kl_workers_busy_ns(e->workers);
+}
+
 void step_run(engine *e)
 {
+    double t0 = kl_now_s();
     int n_sched = sched_plan(e);
     if (!n_sched) return;
     /* gather */
@@ -211,6 +237,7 @@ void step_run(engine *e)
         kl_error("engine: forward failed: %s", err.msg);
         for (int k = 0; k < ns; k++)
             step_finish(e, e->b_owner[k], ENGINE_FINISH_ERROR);
+        step_observe(e, n, kl_now_s() - t0);
         return;
     }
     /* sample, in batch order; owners may finish (and leave running) as we go */
@@ -227,4 +254,5 @@ void step_run(engine *e)
         else
             sample_and_accept(e, s, lr);
     }
+    step_observe(e, n, kl_now_s() - t0);
 }

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "net/procmetrics.h"
+
 /* vLLM's bucket bounds (seconds). */
 static const double ttft_le[SRV_TTFT_B] = {0.001, 0.005, 0.01, 0.02,  0.04,  0.06,  0.08, 0.1,
                                            0.25,  0.5,   0.75, 1.0,   2.5,   5.0,   7.5,  10.0,
@@ -55,6 +57,17 @@ static void hist_print(struct evbuffer *b, const char *name, const char *help, c
     evbuffer_add_printf(b, "%s_sum{model_name=\"%s\"} %.6f\n", name, mname, h->sum);
     evbuffer_add_printf(b, "%s_count{model_name=\"%s\"} %llu\n", name, mname,
                         (unsigned long long)h->n);
+}
+
+/* One of the engine's step histograms (counts per bucket, bounds le) as a Prometheus one. */
+static void step_hist_print(struct evbuffer *b, const char *name, const char *help,
+                            const double *le, int n_le, const uint64_t *count, double sum,
+                            const char *mname)
+{
+    srv_hist h = {.le = le, .n_le = n_le, .sum = sum};
+    for (int i = 0; i <= n_le; i++)
+        h.n += h.count[i] = count[i];
+    hist_print(b, name, help, &h, mname);
 }
 
 static void gauge(struct evbuffer *b, const char *type, const char *name, const char *help,
@@ -140,6 +153,20 @@ void srv_metrics_handle(srv *s, struct evhttp_request *req)
         "# HELP kiln:http_connections Open client connections (as of the last count).\n"
         "# TYPE kiln:http_connections gauge\nkiln:http_connections{model_name=\"%s\"} %d\n",
         m, s->n_conns);
+    step_hist_print(b, "kiln_engine_step_seconds",
+                    "Duration of the engine steps that ran the model, in seconds.",
+                    engine_step_s_le, ENGINE_STEP_S_BUCKETS - 1, es.step_s_count, es.step_s_sum, m);
+    step_hist_print(b, "kiln_engine_step_tokens",
+                    "Tokens run through the model per engine step (the batch size).",
+                    engine_step_tok_le, ENGINE_STEP_TOK_BUCKETS - 1, es.step_tok_count,
+                    (double)es.step_tok_sum, m);
+    gauge(b, "counter", "kiln_worker_busy_seconds_total",
+          "Time the compute workers spent running kernels, summed over the workers, in seconds "
+          "(divided by kiln_workers and wall time: their busy fraction).",
+          m, (double)es.worker_busy_ns * 1e-9);
+    gauge(b, "gauge", "kiln_workers", "Compute workers (threads) of the engine.", m, es.n_workers);
+    char proc[2048];
+    evbuffer_add(b, proc, kl_proc_metrics(proc, sizeof proc));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, 200, NULL, b);

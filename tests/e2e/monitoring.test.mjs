@@ -1,4 +1,5 @@
-// deploy/monitoring: every PromQL expression of the Grafana dashboard and of the alert rules
+// /metrics of kiln serve and kiln gateway pass `promtool check metrics` and carry the process
+// figures; deploy/monitoring: every PromQL expression of the Grafana dashboard and of the alert rules
 // parses (promtool check rules, Debian's prometheus package), and names only metrics that a
 // real kiln serve and a real kiln gateway export: both are scraped here after the events
 // that create their counters (picks, retries, ejections, rate limits, client cancels,
@@ -65,7 +66,8 @@ test('the dashboard covers serve and gateway, every panel has a query', () => {
   const titles = panels.map((p) => p.title).join('\n');
   for (const want of ['Requests', 'Tokens', 'Time to first token', 'Time per output token', 'End-to-end',
     'Queue and running', 'KV cache', 'Prefix cache hit rate', 'Preemptions', 'Errors by status',
-    'Endpoint health', 'Picks', 'Ejections', 'Sheds, fallbacks']) assert.match(titles, new RegExp(want));
+    'Endpoint health', 'Picks', 'Ejections', 'Sheds, fallbacks', 'Engine step time', 'Tokens per step',
+    'Compute workers busy', 'CPU', 'Resident memory', 'Open file descriptors']) assert.match(titles, new RegExp(want));
   for (const p of panels) assert.ok(p.targets.length > 0 && p.targets.every((t) => t.expr), p.title);
   const alerts = ruleExprs.map((r) => r.title);
   for (const a of ['KilnReplicaDown', 'KilnSaturated', 'KilnHighErrorRatio', 'KilnTTFTBudgetBurnFast'])
@@ -135,7 +137,26 @@ test('the expressions name only metrics a real kiln serve and kiln gateway expor
     open.push(fb.body.getReader());
     const shed = await post('k', { model: 'main', prompt: 'hi', max_tokens: 2 });
     assert.equal(shed.status, 429, `shed: ${await shed.text()}`);
-    const names = new Set([...exposed(await serve.metrics()), ...exposed(await gw.metrics()), 'up', ...records]);
+    const serveText = await serve.metrics(), gwText = await gw.metrics();
+    const names = new Set([...exposed(serveText), ...exposed(gwText), 'up', ...records]);
+    // both expositions pass promtool's checks; the one lint allowed is the colon of vLLM's
+    // names (vllm:*, and kiln:* beside them), which routers written for vLLM read
+    for (const [who, text] of [['serve', serveText], ['gateway', gwText]]) {
+      const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+      assert.ok(r.status === 0 || r.status === 3, `${who}: ${r.stderr}`);
+      const problems = (r.stdout + r.stderr).split('\n').filter((l) => l.trim() &&
+        !/^(vllm|kiln):\S+ metric names should not contain ':'$/.test(l));
+      assert.deepEqual(problems, [], who);
+      for (const n of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_virtual_memory_bytes',
+        'process_open_fds', 'process_max_fds', 'process_start_time_seconds']) {
+        assert.match(text, new RegExp(`^# TYPE ${n} (counter|gauge)$`, 'm'), `${who}: ${n}`);
+      }
+    }
+    for (const n of ['kiln_engine_step_seconds', 'kiln_engine_step_tokens']) {
+      assert.match(serveText, new RegExp(`^# TYPE ${n} histogram$`, 'm'), n);
+    }
+    assert.ok(Number(/^kiln_engine_step_tokens_sum\{[^}]*\} (\S+)/m.exec(serveText)[1]) > 0);
+    assert.ok(Number(/^kiln_worker_busy_seconds_total\{[^}]*\} (\S+)/m.exec(serveText)[1]) > 0);
     const missing = [];
     for (const { title, expr } of [...dashExprs, ...ruleExprs]) {
       for (const n of metricNames(expr)) if (!names.has(n)) missing.push(`${title}: ${n}`);

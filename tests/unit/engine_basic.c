@@ -339,3 +339,43 @@ TEST(engine_abort_and_stress)
     free(r);
     fx_close(&fx);
 }
+
+/* The step histograms: one observation per step that ran the model, batch sizes summing to
+ * the tokens computed (a 200-token prompt in 64-token chunks, then one token a step), and
+ * the workers' time inside kernels. */
+TEST(engine_step_histograms)
+{
+    fixture fx;
+    fx_open(&fx, 4u << 20, 8, 64, false);
+    int32_t p[200];
+    p[0] = 1;
+    for (int i = 1; i < 200; i++)
+        p[i] = 3 + (i * 7) % 500;
+    result *r = calloc(1, sizeof *r);
+    engine_sampling sp = greedy(10);
+    double t0 = kl_now_s();
+    submit(&fx, p, 200, &sp, 1, 0, r);
+    T_ASSERT(engine_wait_idle(fx.e, 60000));
+    double wall = kl_now_s() - t0;
+    engine_stats st;
+    engine_stats_get(fx.e, &st);
+    uint64_t n_s = 0, n_tok = 0;
+    for (int i = 0; i < ENGINE_STEP_S_BUCKETS; i++)
+        n_s += st.step_s_count[i];
+    for (int i = 0; i < ENGINE_STEP_TOK_BUCKETS; i++)
+        n_tok += st.step_tok_count[i];
+    T_EQ(n_s, st.steps);
+    T_EQ(n_tok, st.steps);
+    T_EQ(st.steps, 4 + 9); /* 64 + 64 + 64 + 8 prompt tokens, then 9 single-token steps */
+    T_EQ(st.step_tok_sum, st.computed_tokens);
+    T_EQ(st.step_tok_sum, 200 + 9);
+    T_EQ(st.step_tok_count[0], 9); /* le 1: the decode steps */
+    T_EQ(st.step_tok_count[6], 3); /* le 64: three full chunks, the last 8 tokens */
+    T_EQ(st.step_tok_count[3], 1); /* le 8 */
+    T_ASSERT(st.step_s_sum > 0 && st.step_s_sum <= wall);
+    T_EQ(st.n_workers, 2);
+    T_ASSERT(st.worker_busy_ns > 0);
+    T_ASSERT((double)st.worker_busy_ns * 1e-9 <= 2 * wall);
+    free(r);
+    fx_close(&fx);
+}

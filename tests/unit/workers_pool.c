@@ -61,3 +61,28 @@ TEST(workers_null_pool_runs_inline)
     T_EQ(j.sum, 499500);
     T_EQ(kl_workers_count(NULL), 1);
 }
+
+static void spin_5ms(void *ctx, int ith, int nth)
+{
+    (void)ctx, (void)ith, (void)nth;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 5000000L);
+}
+
+/* Busy time sums every worker's time inside fn: 3 workers x 4 runs x 5 ms >= 60 ms. */
+TEST(workers_busy_time)
+{
+    kl_workers *w = kl_workers_create(3);
+    T_ASSERT(w);
+    T_EQ(kl_workers_busy_ns(w), 0);
+    for (int i = 0; i < 4; i++)
+        kl_workers_run(w, spin_5ms, NULL);
+    uint64_t busy = kl_workers_busy_ns(w);
+    T_ASSERT(busy >= 60000000u);
+    T_ASSERT(busy < 60000000u * 20); /* bounded: not counting the wait between runs */
+    kl_workers_destroy(w);
+    T_EQ(kl_workers_busy_ns(NULL), 0);
+}
