@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "net/procmetrics.h"
+
 #define MAX_SERIES 8192
 
 static const double bucket_le[GW_N_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -113,6 +115,8 @@ void gw_stats_handle(struct evhttp_request *req, gw *g)
                         "kiln_gateway_upstream_latency_seconds_sum %.6f\n"
                         "kiln_gateway_upstream_latency_seconds_count %llu\n",
                         (unsigned long long)cum, g->hist_sum, (unsigned long long)g->hist_n);
+    char proc[2048]; /* process_* as kiln serve has them (net/procmetrics.c) */
+    evbuffer_add(b, proc, kl_proc_metrics(proc, sizeof proc));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);
