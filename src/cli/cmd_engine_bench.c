@@ -4,13 +4,13 @@
  *              and off: tokens computed, time, and whether the outputs are identical.
  *   --chunked: 8 sequences decoding while one 4,000-token prompt is prefilled in chunks:
  *              the largest gap between two tokens of the decoders, against the step budget. */
-#include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/loaded.h"
 #include "engine/engine.h"
@@ -172,47 +172,56 @@ static int bench_chunked(cli_loaded *L, int threads, int budget)
     return 0;
 }
 
+enum { O_PREFIX = CLI_LONG, O_CHUNKED, O_BUDGET };
+
+static const cli_opt opts[] = {
+    {'m', "model", "FILE", "the GGUF model (required)"},
+    {O_PREFIX, "prefix", NULL,
+     "32 requests sharing a 1,000-token system prompt, prefix cache on and off"},
+    {O_CHUNKED, "chunked", NULL,
+     "8 sequences decoding while a 4,000-token prompt is prefilled in chunks: their largest "
+     "gap between tokens"},
+    {O_BUDGET, "budget", "N", "--chunked: tokens per engine step (default 256)"},
+    {'t', "threads", "N", "compute threads (default 2)"},
+    {0},
+};
+
+static const cli_cmd cmd = {"model bench-engine", "-m FILE --prefix | --chunked [options]",
+                            "The engine's scheduling benchmarks (one of --prefix, --chunked).\n",
+                            opts, NULL};
+
 int cmd_engine_bench(int argc, char **argv)
 {
     const char *path = NULL;
     int threads = 2, mode = 0, budget = 256;
-    static const struct option opts[] = {{"prefix", no_argument, NULL, 'P'},
-                                         {"chunked", no_argument, NULL, 'C'},
-                                         {"budget", required_argument, NULL, 'B'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {
-        switch (c) {
+    cli_args a;
+    cli_args_init(&a, &cmd, argc, argv);
+    const char *val;
+    for (int k; (k = cli_args_next(&a, &val)) != CLI_END;) {
+        switch (k) {
+        case CLI_EXIT:
+            return a.status;
+        case CLI_ARG:
+            return cli_usage_error(&cmd, "unexpected argument '%s'", val);
         case 'm':
-            path = optarg;
+            path = val;
             break;
         case 't':
-            if (!cli_int("-t", optarg, 1, 256, &threads)) return 1;
+            if (!cli_int("-t", val, 1, 256, &threads)) return 1;
             break;
-        case 'P':
+        case O_PREFIX:
             mode = 'P';
             break;
-        case 'C':
+        case O_CHUNKED:
             mode = 'C';
             break;
-        case 'B':
-            if (!cli_int("--budget", optarg, 16, 8192, &budget)) return 1;
+        case O_BUDGET:
+            if (!cli_int("--budget", val, 16, 8192, &budget)) return 1;
             break;
-        case 'h':
-            printf("usage: kiln model bench-engine -m FILE --prefix | --chunked [--budget N] [-t "
-                   "N]\n");
-            return 0;
-        default:
-            return 2;
         }
     }
-    if (!path || !mode) {
-        fprintf(stderr,
-                "kiln: model bench-engine: -m FILE and --prefix or --chunked are required\n");
-        return 2;
-    }
+    if (!path || !mode)
+        return cli_usage_error(&cmd, "-m FILE and --prefix or --chunked are required");
     model_opts mo = {
         .max_batch_tokens = 512, .max_logits = 32, .max_ctx = 4096, .n_workers = threads};
     cli_loaded L;

@@ -1,37 +1,61 @@
-/* cli/cmd_gateway.c: `kiln gateway -c FILE [--port N]`. */
+/* cli/cmd_gateway.c: `kiln gateway -c CONFIG.json [--host H] [--port N]`. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/loaded.h"
 #include "gateway/gateway.h"
 
-static int usage(void)
-{
-    fprintf(stderr, "usage: kiln gateway -c CONFIG.json [--host H] [--port N]\n"
-                    "  Routes OpenAI API traffic across replicas; see README 'kiln gateway'.\n"
-                    "  SIGHUP reloads the config, SIGTERM drains and exits.\n");
-    return 2;
-}
+enum { O_HOST = CLI_LONG, O_PORT };
+
+static const cli_opt opts[] = {
+    {'c', "config", "FILE",
+     "the gateway's JSON config (required; or give it as the only argument)"},
+    {O_HOST, "host", "HOST",
+     "address to listen on (default: the config's listen.host, else 127.0.0.1)"},
+    {O_PORT, "port", "N",
+     "TCP port; 0 picks a free one (default: the config's listen.port, else 9000)"},
+    {0},
+};
+
+static const cli_cmd cmd = {
+    "gateway", "-c CONFIG.json [options]",
+    "Routes OpenAI API traffic (/v1/completions, /v1/chat/completions) across replicas: kiln\n"
+    "serve processes, or anything that speaks the OpenAI API with vLLM's /metrics names.\n",
+    opts,
+    "SIGHUP reloads the config (a file that does not validate is refused, the old one kept);\n"
+    "SIGTERM drains and exits. The config's fields: README 'kiln gateway', "
+    "src/gateway/config.h.\n"};
 
 int cmd_gateway(int argc, char **argv)
 {
     const char *path = NULL, *host = NULL;
     int port = -1;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-c") && i + 1 < argc)
-            path = argv[++i];
-        else if (!strcmp(argv[i], "--host") && i + 1 < argc)
-            host = argv[++i];
-        else if (!strcmp(argv[i], "--port") && i + 1 < argc) {
-            char *end;
-            long p = strtol(argv[++i], &end, 10);
-            if (*end || p < 0 || p > 65535) return usage();
-            port = (int)p;
-        } else
-            return usage();
+    cli_args a;
+    cli_args_init(&a, &cmd, argc, argv);
+    const char *val;
+    for (int k; (k = cli_args_next(&a, &val)) != CLI_END;) {
+        switch (k) {
+        case CLI_EXIT:
+            return a.status;
+        case CLI_ARG:
+        case 'c':
+            if (path)
+                return cli_usage_error(&cmd, "unexpected argument '%s' (the config is %s)", val,
+                                       path);
+            path = val;
+            break;
+        case O_HOST:
+            host = val;
+            break;
+        case O_PORT:
+            if (!cli_int("--port", val, 0, 65535, &port)) return 1;
+            break;
+        }
     }
-    if (!path) return usage();
+    if (!path) return cli_usage_error(&cmd, "-c CONFIG.json is required");
     kl_err err = {0};
     gw_config *cfg;
     if (gw_config_load(&cfg, path, &err)) return cli_fail(&err);

@@ -1,10 +1,11 @@
-/* cli/cmd_model.c: `kiln model inspect|make|quantize|convert-llama2c|split`. */
+/* cli/cmd_model.c: `kiln model inspect|make|quantize|convert-llama2c|split|bench|bench-engine`. */
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/loaded.h"
 #include "gguf/gguf.h"
@@ -142,16 +143,48 @@ static void print_value(const gguf_kv *kv)
     }
 }
 
+/* The positional arguments of a command that takes exactly n of them (and no option) into
+ * args[]. Returns 0, or CLI_EXIT with *status set (help printed, or a usage error). */
+static int positionals(const cli_cmd *cmd, int argc, char **argv, int n, const char **args,
+                       int *status)
+{
+    cli_args a;
+    cli_args_init(&a, cmd, argc, argv);
+    const char *val;
+    int got = 0;
+    for (int k; (k = cli_args_next(&a, &val)) != CLI_END;) {
+        if (k == CLI_EXIT) {
+            *status = a.status;
+            return CLI_EXIT;
+        }
+        if (got == n) {
+            *status = cli_usage_error(cmd, "unexpected argument '%s'", val);
+            return CLI_EXIT;
+        }
+        args[got++] = val;
+    }
+    if (got < n) {
+        *status = cli_usage_error(cmd, "expected %d argument%s, got %d", n, n > 1 ? "s" : "", got);
+        return CLI_EXIT;
+    }
+    return 0;
+}
+
+static const cli_cmd inspect_cmd = {
+    "model inspect", "FILE",
+    "Validates a GGUF file (v2 or v3) and prints its version, alignment, every metadata key with\n"
+    "its type and value (long arrays: the first 8 elements and the count) and the tensor table.\n",
+    NULL, NULL};
+
 static int inspect(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: kiln model inspect FILE\n");
-        return 2;
-    }
+    const char *path;
+    int status;
+    if (positionals(&inspect_cmd, argc, argv, 1, &path, &status)) return status;
     kl_err err = {0};
     gguf_file *f;
-    if (gguf_open(&f, argv[1], &err)) return cli_fail(&err);
-    printf("%s: GGUF v%u, alignment %u, %" PRIu64 " bytes, data at offset %" PRIu64 "\n", argv[1],
+    if (gguf_open(&f, path, &err)) return cli_fail(&err);
+    printf("%s: GGUF v%u, alignment %u, %" PRIu64 " bytes, data at offset %" PRIu64 "\n", path,
            gguf_version(f), gguf_alignment(f), gguf_file_size(f), gguf_data_offset(f));
     if (gguf_n_shards(f) > 1) printf("split: %d files, read as one model\n", gguf_n_shards(f));
     printf("\nmetadata: %" PRId64 " keys\n", gguf_n_kv(f));
@@ -210,151 +243,242 @@ static bool parse_float(const char *opt, const char *s, float *out)
     return true;
 }
 
-static int make_usage(void)
-{
-    fprintf(
-        stderr,
-        "usage: kiln model make --out FILE [--arch llama] [--dim D] [--layers L] [--heads H]\n"
-        "         [--kv-heads K] [--ffn F] [--vocab-from VOCAB.gguf | --vocab N] [--ctx C]\n"
-        "         [--type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k] [--seed S] [--rope-theta T] [--tied]\n"
-        "         [--std X] [--threads N]\n");
-    return 2;
-}
+enum {
+    O_OUT = CLI_LONG,
+    O_ARCH,
+    O_DIM,
+    O_LAYERS,
+    O_HEADS,
+    O_KV_HEADS,
+    O_FFN,
+    O_VOCAB,
+    O_VOCAB_FROM,
+    O_CTX,
+    O_TYPE,
+    O_SEED,
+    O_ROPE_THETA,
+    O_TIED,
+    O_STD,
+    O_THREADS,
+};
+
+static const cli_opt make_opts[] = {
+    {O_OUT, "out", "FILE", "the GGUF file to write (required; -o also works)"},
+    {'o', NULL, "FILE", "the same as --out"},
+    {O_ARCH, "arch", "ARCH", "architecture (default llama, the only one)"},
+    {O_DIM, "dim", "D", "embedding width (default 64)"},
+    {O_LAYERS, "layers", "L", "transformer layers (default 2)"},
+    {O_HEADS, "heads", "H", "attention heads (default 4)"},
+    {O_KV_HEADS, "kv-heads", "K", "key/value heads (default 2)"},
+    {O_FFN, "ffn", "F", "feed-forward width (default 192)"},
+    {O_VOCAB, "vocab", "N", "a synthetic SentencePiece vocab of N tokens (default 512)"},
+    {O_VOCAB_FROM, "vocab-from", "FILE",
+     "copy every tokenizer.* key of this GGUF file instead (e.g. ../shared/vocab/*.gguf)"},
+    {O_CTX, "ctx", "C", "context length (default 2048)"},
+    {O_TYPE, "type", "TYPE", "weight type: f32, f16, bf16, q8_0, q4_0, q4_k or q6_k (default f32)"},
+    {O_SEED, "seed", "S", "random seed; the same seed gives the same bytes (default 42)"},
+    {O_ROPE_THETA, "rope-theta", "T", "RoPE base frequency (default 10000)"},
+    {O_TIED, "tied", NULL, "no output matrix: the token embeddings are used (default: untied)"},
+    {O_STD, "std", "X", "standard deviation of the random weights (default 0.02)"},
+    {O_THREADS, "threads", "N", "threads generating the weights (default 2)"},
+    {0},
+};
+
+static const cli_cmd make_cmd = {
+    "model make", "--out FILE [options]",
+    "Writes a llama-architecture model with random weights (normal; norms 1.0) and llama.cpp's\n"
+    "tensor names and metadata keys, so the file loads in llama.cpp too.\n",
+    make_opts, NULL};
 
 static int make(int argc, char **argv)
 {
     model_make_opts o;
     model_make_defaults(&o);
     const char *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    cli_args a;
+    cli_args_init(&a, &make_cmd, argc, argv);
+    const char *v;
+    for (int k; (k = cli_args_next(&a, &v)) != CLI_END;) {
         bool ok = true;
-        if (!strcmp(a, "--tied")) {
-            o.tied = true;
-            continue;
-        }
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return make_usage();
-        if (!v) {
-            fprintf(stderr, "kiln: %s needs a value\n", a);
-            return make_usage();
-        }
-        i++;
-        if (!strcmp(a, "--out") || !strcmp(a, "-o"))
+        switch (k) {
+        case CLI_EXIT:
+            return a.status;
+        case CLI_ARG:
+            return cli_usage_error(&make_cmd, "unexpected argument '%s'", v);
+        case O_OUT:
+        case 'o':
             out = v;
-        else if (!strcmp(a, "--arch"))
+            break;
+        case O_ARCH:
             o.arch = v;
-        else if (!strcmp(a, "--dim"))
-            ok = parse_int(a, v, &o.dim);
-        else if (!strcmp(a, "--layers"))
-            ok = parse_int(a, v, &o.layers);
-        else if (!strcmp(a, "--heads"))
-            ok = parse_int(a, v, &o.heads);
-        else if (!strcmp(a, "--kv-heads"))
-            ok = parse_int(a, v, &o.kv_heads);
-        else if (!strcmp(a, "--ffn"))
-            ok = parse_int(a, v, &o.ffn);
-        else if (!strcmp(a, "--vocab"))
-            ok = parse_int(a, v, &o.vocab);
-        else if (!strcmp(a, "--vocab-from"))
+            break;
+        case O_DIM:
+            ok = parse_int(a.opt, v, &o.dim);
+            break;
+        case O_LAYERS:
+            ok = parse_int(a.opt, v, &o.layers);
+            break;
+        case O_HEADS:
+            ok = parse_int(a.opt, v, &o.heads);
+            break;
+        case O_KV_HEADS:
+            ok = parse_int(a.opt, v, &o.kv_heads);
+            break;
+        case O_FFN:
+            ok = parse_int(a.opt, v, &o.ffn);
+            break;
+        case O_VOCAB:
+            ok = parse_int(a.opt, v, &o.vocab);
+            break;
+        case O_VOCAB_FROM:
             o.vocab_from = v;
-        else if (!strcmp(a, "--ctx"))
-            ok = parse_int(a, v, &o.ctx);
-        else if (!strcmp(a, "--threads"))
-            ok = parse_int(a, v, &o.threads);
-        else if (!strcmp(a, "--rope-theta"))
-            ok = parse_float(a, v, &o.rope_theta);
-        else if (!strcmp(a, "--std"))
-            ok = parse_float(a, v, &o.std);
-        else if (!strcmp(a, "--seed")) {
+            break;
+        case O_CTX:
+            ok = parse_int(a.opt, v, &o.ctx);
+            break;
+        case O_THREADS:
+            ok = parse_int(a.opt, v, &o.threads);
+            break;
+        case O_ROPE_THETA:
+            ok = parse_float(a.opt, v, &o.rope_theta);
+            break;
+        case O_STD:
+            ok = parse_float(a.opt, v, &o.std);
+            break;
+        case O_TIED:
+            o.tied = true;
+            break;
+        case O_SEED: {
             char *end;
             o.seed = strtoull(v, &end, 10);
             if (end == v || *end) {
                 fprintf(stderr, "kiln: --seed: '%s' is not a number\n", v);
                 ok = false;
             }
-        } else if (!strcmp(a, "--type")) {
+            break;
+        }
+        case O_TYPE: {
             int t = kl_dtype_from_name(v);
             if (t < 0) {
                 fprintf(stderr, "kiln: --type: unknown type '%s'\n", v);
                 ok = false;
             } else
                 o.type = (kl_dtype)t;
-        } else {
-            fprintf(stderr, "kiln: model make: unknown option '%s'\n", a);
-            return make_usage();
+            break;
+        }
         }
         if (!ok) return 2;
     }
-    if (!out) {
-        fprintf(stderr, "kiln: model make: --out FILE is required\n");
-        return make_usage();
-    }
+    if (!out) return cli_usage_error(&make_cmd, "--out FILE is required");
     kl_err err = {0};
     if (model_make(&o, out, &err)) return cli_fail(&err);
     return 0;
 }
 
+static const cli_cmd quantize_cmd = {
+    "model quantize", "IN OUT TYPE",
+    "Converts the 2-D weight matrices of IN to TYPE (q8_0, q4_0, f16, bf16, q4_k or q6_k) and\n"
+    "writes OUT. Norms, 1-D tensors and matrices whose rows do not fit the type's blocks are\n"
+    "copied as they are; general.file_type is updated, all other metadata copied.\n",
+    NULL, NULL};
+
 static int quantize(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: kiln model quantize IN OUT TYPE  (q8_0 q4_0 f16 bf16 q4_k q6_k)\n");
-        return 2;
-    }
-    int t = kl_dtype_from_name(argv[3]);
-    if (t < 0) {
-        fprintf(stderr, "kiln: unknown type '%s'\n", argv[3]);
-        return 2;
-    }
+    const char *args[3];
+    int status;
+    if (positionals(&quantize_cmd, argc, argv, 3, args, &status)) return status;
+    int t = kl_dtype_from_name(args[2]);
+    if (t < 0) return cli_usage_error(&quantize_cmd, "unknown type '%s'", args[2]);
     kl_err err = {0};
-    if (model_quantize(argv[1], argv[2], (kl_dtype)t, &err)) return cli_fail(&err);
+    if (model_quantize(args[0], args[1], (kl_dtype)t, &err)) return cli_fail(&err);
     return 0;
 }
+
+static const cli_cmd convert_cmd = {
+    "model convert-llama2c", "CHECKPOINT TOKENIZER OUT",
+    "Converts a llama2.c checkpoint (legacy v0) and its tokenizer.bin to GGUF, as llama.cpp's\n"
+    "converter does.\n",
+    NULL, NULL};
 
 static int convert_llama2c(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: kiln model convert-llama2c CHECKPOINT TOKENIZER OUT\n");
-        return 2;
-    }
+    const char *args[3];
+    int status;
+    if (positionals(&convert_cmd, argc, argv, 3, args, &status)) return status;
     kl_err err = {0};
-    if (model_convert_llama2c(argv[1], argv[2], argv[3], &err)) return cli_fail(&err);
+    if (model_convert_llama2c(args[0], args[1], args[2], &err)) return cli_fail(&err);
     return 0;
 }
+
+static const cli_opt split_opts[] = {
+    {'n', "max-tensors", "N", "tensors per shard at most (required)"},
+    {0},
+};
+
+static const cli_cmd split_cmd = {
+    "model split", "IN OUT_PREFIX --max-tensors N",
+    "Writes IN as shards OUT_PREFIX-00001-of-0000K.gguf ... in llama.cpp's gguf-split layout\n"
+    "(gguf_open of the first shard opens them as one model).\n",
+    split_opts, NULL};
 
 static int split(int argc, char **argv)
 {
-    int max_tensors = 0;
-    if (argc != 5 || strcmp(argv[3], "--max-tensors") ||
-        !cli_int("--max-tensors", argv[4], 1, 1 << 30, &max_tensors)) {
-        fprintf(stderr, "usage: kiln model split IN OUT_PREFIX --max-tensors N\n");
-        return 2;
+    int max_tensors = 0, got = 0;
+    const char *args[2];
+    cli_args a;
+    cli_args_init(&a, &split_cmd, argc, argv);
+    const char *val;
+    for (int k; (k = cli_args_next(&a, &val)) != CLI_END;) {
+        if (k == CLI_EXIT) return a.status;
+        if (k == 'n' && !cli_int("--max-tensors", val, 1, 1 << 30, &max_tensors)) return 1;
+        if (k == CLI_ARG && got == 2)
+            return cli_usage_error(&split_cmd, "unexpected argument '%s'", val);
+        if (k == CLI_ARG) args[got++] = val;
     }
+    if (got < 2 || !max_tensors)
+        return cli_usage_error(&split_cmd, "IN, OUT_PREFIX and --max-tensors N are required");
     kl_err err = {0};
     gguf_file *f;
-    if (gguf_open(&f, argv[1], &err)) return cli_fail(&err);
+    if (gguf_open(&f, args[0], &err)) return cli_fail(&err);
     int n = 0;
-    int rc = gguf_write_split(f, argv[2], max_tensors, &n, &err);
+    int rc = gguf_write_split(f, args[1], max_tensors, &n, &err);
     gguf_close(f);
     if (rc) return cli_fail(&err);
-    printf("%s-00001-of-%05d.gguf (%d shards)\n", argv[2], n, n);
+    printf("%s-00001-of-%05d.gguf (%d shards)\n", args[1], n, n);
     return 0;
 }
 
+static const cli_cmd model_cmd = {
+    "model", "<subcommand> [options]",
+    "Model files:\n"
+    "  inspect FILE                          validate a GGUF file and print its contents\n"
+    "  make --out FILE [options]             write a random-weight llama model\n"
+    "  quantize IN OUT TYPE                  convert the weight matrices to another type\n"
+    "  convert-llama2c CHECKPOINT TOK OUT    a llama2.c checkpoint to GGUF\n"
+    "  split IN OUT_PREFIX --max-tensors N   write a model as shards (llama.cpp's gguf-split)\n"
+    "  bench -m FILE [options]               prompt and generation throughput\n"
+    "  bench-engine -m FILE --prefix|--chunked   the engine's scheduling benchmarks\n",
+    NULL, "'kiln model <subcommand> --help' describes a subcommand.\n"};
+
 int cmd_model(int argc, char **argv)
 {
-    const char *sub = argc >= 2 ? argv[1] : "";
-    if (!strcmp(sub, "inspect")) return inspect(argc - 1, argv + 1);
-    if (!strcmp(sub, "make")) return make(argc - 1, argv + 1);
-    if (!strcmp(sub, "quantize")) return quantize(argc - 1, argv + 1);
-    if (!strcmp(sub, "convert-llama2c")) return convert_llama2c(argc - 1, argv + 1);
-    if (!strcmp(sub, "split")) return split(argc - 1, argv + 1);
-    if (!strcmp(sub, "bench")) return cmd_model_bench(argc - 1, argv + 1);
-    if (!strcmp(sub, "bench-engine")) return cmd_engine_bench(argc - 1, argv + 1);
-    fprintf(stderr, "usage: kiln model inspect FILE\n"
-                    "       kiln model make --out FILE [options]   (--help for the options)\n"
-                    "       kiln model quantize IN OUT TYPE\n"
-                    "       kiln model convert-llama2c CHECKPOINT TOKENIZER OUT\n"
-                    "       kiln model split IN OUT_PREFIX --max-tensors N\n"
-                    "       kiln model bench | bench-engine ...\n");
-    return 2;
+    static const struct {
+        const char *name;
+        int (*fn)(int argc, char **argv);
+    } subs[] = {{"inspect", inspect},
+                {"make", make},
+                {"quantize", quantize},
+                {"convert-llama2c", convert_llama2c},
+                {"split", split},
+                {"bench", cmd_model_bench},
+                {"bench-engine", cmd_engine_bench}};
+    const char *sub = argc >= 2 ? argv[1] : NULL;
+    for (size_t i = 0; sub && i < sizeof subs / sizeof subs[0]; i++)
+        if (!strcmp(sub, subs[i].name)) return subs[i].fn(argc - 1, argv + 1);
+    if (sub && (!strcmp(sub, "--help") || !strcmp(sub, "-h"))) {
+        cli_help_print(&model_cmd, stdout);
+        return 0;
+    }
+    if (!sub) return cli_usage_error(&model_cmd, "which subcommand?");
+    return cli_usage_error(&model_cmd, "unknown subcommand '%s'", sub);
 }

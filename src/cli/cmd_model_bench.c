@@ -2,12 +2,12 @@
  * [-b 1,4,16,32]`: prompt processing (one sequence of P tokens in one batch) and generation
  * (N single-token steps) throughput like llama-bench, medians of the repeats; with -b, B
  * sequences decoding together, the aggregate generation rate the engine can reach. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/loaded.h"
 
@@ -72,45 +72,60 @@ static int run_once(bench *b, int B, int p, int n, int tg0, double *t_pp, double
     return rc;
 }
 
+static const cli_opt opts[] = {
+    {'m', "model", "FILE", "the GGUF model (required)"},
+    {'p', NULL, "P",
+     "prompt tokens: one sequence of P tokens in one batch (default 512; with -b, 128 per "
+     "sequence)"},
+    {'n', NULL, "N", "generated tokens: N single-token steps (default 128)"},
+    {'t', "threads", "N", "compute threads (default 2)"},
+    {'r', NULL, "R", "repeats; the median is printed (default 3)"},
+    {'b', NULL, "LIST",
+     "batch sizes, e.g. 1,4,16: B sequences decoding together after a prompt each, the aggregate "
+     "rate (default: none, single-sequence pp and tg as llama-bench)"},
+    {0},
+};
+
+static const cli_cmd cmd = {
+    "model bench", "-m FILE [options]",
+    "Prompt processing (ppP) and generation (tgN) throughput of the model, like llama-bench;\n"
+    "with -b, the aggregate generation rate of B sequences, like llama-batched-bench.\n",
+    opts, NULL};
+
 int cmd_model_bench(int argc, char **argv)
 {
     const char *path = NULL, *batches = NULL;
     int p = 512, n = 128, threads = 2, reps = 3;
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:p:n:t:r:b:h", opts, NULL)) != -1) {
-        switch (c) {
+    cli_args a;
+    cli_args_init(&a, &cmd, argc, argv);
+    const char *val;
+    for (int k; (k = cli_args_next(&a, &val)) != CLI_END;) {
+        switch (k) {
+        case CLI_EXIT:
+            return a.status;
+        case CLI_ARG:
+            return cli_usage_error(&cmd, "unexpected argument '%s'", val);
         case 'm':
-            path = optarg;
+            path = val;
             break;
         case 'p':
-            if (!cli_int("-p", optarg, 1, 65536, &p)) return 1;
+            if (!cli_int("-p", val, 1, 65536, &p)) return 1;
             break;
         case 'n':
-            if (!cli_int("-n", optarg, 1, 65536, &n)) return 1;
+            if (!cli_int("-n", val, 1, 65536, &n)) return 1;
             break;
         case 't':
-            if (!cli_int("-t", optarg, 1, 256, &threads)) return 1;
+            if (!cli_int("-t", val, 1, 256, &threads)) return 1;
             break;
         case 'r':
-            if (!cli_int("-r", optarg, 1, 100, &reps)) return 1;
+            if (!cli_int("-r", val, 1, 100, &reps)) return 1;
             break;
         case 'b':
-            batches = optarg;
+            batches = val;
             break;
-        case 'h':
-            printf("usage: kiln model bench -m FILE [-p 512] [-n 128] [-t N] [-r REPEAT] [-b "
-                   "1,4,16]\n");
-            return 0;
-        default:
-            return 2;
         }
     }
-    if (!path) {
-        fprintf(stderr, "kiln: model bench: -m FILE is required\n");
-        return 2;
-    }
+    if (!path) return cli_usage_error(&cmd, "-m FILE is required");
     int bs[16], nbs = 0;
     if (batches) {
         char *dup = strdup(batches), *save = NULL;

@@ -2,12 +2,12 @@
  * Tokenizes TEXT with BOS, takes its first CTX tokens and runs them as one sequence (in
  * chunks of the batch size), printing the log-probability of every token given the ones
  * before it and the perplexity. */
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/loaded.h"
 
@@ -45,41 +45,55 @@ static double logprob(const float *row, int n, int token)
     return (double)(row[token] - mx) - log(sum);
 }
 
+enum { O_PER_TOKEN = CLI_LONG };
+
+static const cli_opt opts[] = {
+    {'m', "model", "FILE", "the GGUF model (required)"},
+    {'f', "file", "TEXT", "the text file to score (required)"},
+    {'c', "ctx", "N",
+     "score the first N tokens (default: the whole text, at most the model's context)"},
+    {O_PER_TOKEN, "per-token", NULL, "first print 'I TOKEN LOGPROB' for every predicted token"},
+    {'t', "threads", "N", "compute threads (default 2)"},
+    {0},
+};
+
+static const cli_cmd cmd = {
+    "perplexity", "-m FILE -f TEXT [options]",
+    "Tokenizes TEXT with BOS, runs its first tokens as one sequence and prints the perplexity\n"
+    "(ppl = exp of the mean negative log-probability of each token given the ones before it).\n",
+    opts, NULL};
+
 int cmd_perplexity(int argc, char **argv)
 {
     const char *mpath = NULL, *text = NULL;
     int ctx = 0, threads = 0, per_token = 0;
-    static const struct option opts[] = {
-        {"per-token", no_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "m:f:c:t:h", opts, NULL)) != -1) {
-        switch (c) {
+    cli_args a;
+    cli_args_init(&a, &cmd, argc, argv);
+    const char *val;
+    for (int k; (k = cli_args_next(&a, &val)) != CLI_END;) {
+        switch (k) {
+        case CLI_EXIT:
+            return a.status;
+        case CLI_ARG:
+            return cli_usage_error(&cmd, "unexpected argument '%s'", val);
         case 'm':
-            mpath = optarg;
+            mpath = val;
             break;
         case 'f':
-            text = optarg;
+            text = val;
             break;
         case 'c':
-            if (!cli_int("-c", optarg, 2, 1 << 20, &ctx)) return 1;
+            if (!cli_int("-c", val, 2, 1 << 20, &ctx)) return 1;
             break;
         case 't':
-            if (!cli_int("-t", optarg, 1, 256, &threads)) return 1;
+            if (!cli_int("-t", val, 1, 256, &threads)) return 1;
             break;
-        case 'P':
+        case O_PER_TOKEN:
             per_token = 1;
             break;
-        case 'h':
-            printf("usage: kiln perplexity -m FILE -f TEXT [-c CTX] [--per-token] [-t N]\n");
-            return 0;
-        default:
-            return 2;
         }
     }
-    if (!mpath || !text) {
-        fprintf(stderr, "kiln: perplexity: -m FILE and -f TEXT are required\n");
-        return 2;
-    }
+    if (!mpath || !text) return cli_usage_error(&cmd, "-m FILE and -f TEXT are required");
     size_t len;
     char *buf = read_file(text, &len);
     if (!buf) {

@@ -1,10 +1,10 @@
 /* cli/cmd_pull.c: `kiln pull REF` and the hub references that -m takes (hub/hub.h). */
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/loaded.h"
 #include "hub/hub.h"
@@ -34,40 +34,52 @@ int cli_model_path(const char *arg, char *out, size_t cap)
     return pull(arg, NULL, false, -1, out, cap);
 }
 
+enum { O_REVISION = CLI_LONG, O_RETRIES };
+
+static const cli_opt opts[] = {
+    {O_REVISION, "revision", "REV", "a branch, tag or commit of the repository (default main)"},
+    {O_RETRIES, "retries", "N",
+     "attempts after the first for a failing request, 0..20 (default 5)"},
+    {'q', "quiet", NULL, "no progress line on stderr"},
+    {0},
+};
+
+static const cli_cmd cmd = {
+    "pull", "hf://ORG/REPO/FILE.gguf | ORG/REPO[:TAG] [options]",
+    "Downloads a GGUF model into the Hugging Face cache (or finds it there) and prints the\n"
+    "file's path. Every -m takes the same references.\n",
+    opts, "Environment: HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE, HF_HUB_CACHE, HF_HOME.\n"};
+
 int cmd_pull(int argc, char **argv)
 {
-    static const struct option opts[] = {{"revision", required_argument, NULL, 'r'},
-                                         {"quiet", no_argument, NULL, 'q'},
-                                         {"retries", required_argument, NULL, 'R'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *revision = NULL;
+    const char *revision = NULL, *ref = NULL;
     bool quiet = false;
-    int c, retries = -1;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        if (c == 'r')
-            revision = optarg;
-        else if (c == 'q')
+    int retries = -1;
+    cli_args a;
+    cli_args_init(&a, &cmd, argc, argv);
+    const char *val;
+    for (int k; (k = cli_args_next(&a, &val)) != CLI_END;) {
+        switch (k) {
+        case CLI_EXIT:
+            return a.status;
+        case CLI_ARG:
+            if (ref) return cli_usage_error(&cmd, "unexpected argument '%s'", val);
+            ref = val;
+            break;
+        case O_REVISION:
+            revision = val;
+            break;
+        case 'q':
             quiet = true;
-        else if (c == 'R') {
-            if (!cli_int("--retries", optarg, 0, 20, &retries)) return 2;
-        } else {
-            FILE *f = c == 'h' ? stdout : stderr;
-            fprintf(f,
-                    "usage: kiln pull hf://ORG/REPO/FILE.gguf | ORG/REPO[:TAG] [--revision REV] "
-                    "[--retries N] [--quiet]\n"
-                    "Downloads into the Hugging Face cache and prints the file's path.\n"
-                    "Environment: HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE, HF_HUB_CACHE, HF_HOME\n");
-            return c == 'h' ? 0 : 2;
+            break;
+        case O_RETRIES:
+            if (!cli_int("--retries", val, 0, 20, &retries)) return 2;
+            break;
         }
     }
-    if (optind != argc - 1) {
-        fprintf(stderr, "usage: kiln pull REF [--revision REV] [--quiet]\n");
-        return 2;
-    }
+    if (!ref) return cli_usage_error(&cmd, "which model? (ORG/REPO[:TAG] or hf://...)");
     char path[PATH_MAX];
-    int rc = pull(argv[optind], revision, quiet, retries, path, sizeof path);
+    int rc = pull(ref, revision, quiet, retries, path, sizeof path);
     if (!rc) printf("%s\n", path);
     return rc;
 }

@@ -2,13 +2,13 @@
  * [--seed S] [-t N] [--chat] [--print-ids]`: one request through the engine, the
  * continuation printed to stdout as it is generated (or its ids with --print-ids), prompt
  * and generation speed on stderr. */
-#include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/clock.h"
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/loaded.h"
 #include "engine/engine.h"
@@ -45,12 +45,30 @@ static void on_event(void *ctx, const engine_event *ev)
     }
 }
 
-static int usage(FILE *out)
-{
-    fprintf(out, "usage: kiln run -m FILE -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]\n"
-                 "                [--seed S] [-t N] [--ctx N] [--chat] [--print-ids]\n");
-    return out == stdout ? 0 : 2;
-}
+enum { O_TEMP = CLI_LONG, O_TOP_K, O_TOP_P, O_SEED, O_CTX, O_CHAT, O_PRINT_IDS };
+
+static const cli_opt opts[] = {
+    {'m', "model", "FILE", "the GGUF model (required)"},
+    {'p', "prompt", "TEXT", "the prompt (required)"},
+    {'n', NULL, "N", "tokens to generate at most (default 128)"},
+    {O_TEMP, "temp", "T", "sampling temperature; 0 is greedy (default 0.8)"},
+    {O_TOP_K, "top-k", "K", "sample among the K most likely tokens; 0: all of them (default 40)"},
+    {O_TOP_P, "top-p", "P",
+     "sample among the most likely tokens whose probabilities add up to P (default 0.95)"},
+    {O_SEED, "seed", "S", "random seed (default: a different one each run)"},
+    {'t', "threads", "N", "compute threads (default 2)"},
+    {O_CTX, "ctx", "N", "context length (default: the model's)"},
+    {O_CHAT, "chat", NULL,
+     "render the prompt through the model's chat template, as one user message"},
+    {O_PRINT_IDS, "print-ids", NULL, "print the generated token ids instead of the text"},
+    {0},
+};
+
+static const cli_cmd cmd = {
+    "run", "-m FILE -p PROMPT [options]",
+    "Generates a continuation of PROMPT with one request through the engine and prints it to\n"
+    "stdout as it is generated; the prompt and generation speed go to stderr.\n",
+    opts, NULL};
 
 /* The prompt's token ids (malloc'd), rendered through the model's chat template when chat.
  * NULL after printing an error. */
@@ -91,58 +109,52 @@ int cmd_run(int argc, char **argv)
     int n = 128, threads = 2, ctx = 0, top_k = 40, chat = 0, print_ids = 0;
     float temp = 0.8f, top_p = 0.95f;
     long long seed = -1;
-    static const struct option opts[] = {{"temp", required_argument, NULL, 'T'},
-                                         {"top-k", required_argument, NULL, 'K'},
-                                         {"top-p", required_argument, NULL, 'P'},
-                                         {"seed", required_argument, NULL, 'S'},
-                                         {"ctx", required_argument, NULL, 'c'},
-                                         {"chat", no_argument, NULL, 'C'},
-                                         {"print-ids", no_argument, NULL, 'I'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "m:p:n:t:c:h", opts, NULL)) != -1) {
-        switch (c) {
+    cli_args a;
+    cli_args_init(&a, &cmd, argc, argv);
+    const char *val;
+    for (int k; (k = cli_args_next(&a, &val)) != CLI_END;) {
+        switch (k) {
+        case CLI_EXIT:
+            return a.status;
+        case CLI_ARG:
+            return cli_usage_error(&cmd, "unexpected argument '%s' (the prompt goes after -p)",
+                                   val);
         case 'm':
-            path = optarg;
+            path = val;
             break;
         case 'p':
-            prompt = optarg;
+            prompt = val;
             break;
         case 'n':
-            if (!cli_int("-n", optarg, 1, 1 << 20, &n)) return 1;
+            if (!cli_int("-n", val, 1, 1 << 20, &n)) return 1;
             break;
         case 't':
-            if (!cli_int("-t", optarg, 1, 256, &threads)) return 1;
+            if (!cli_int("-t", val, 1, 256, &threads)) return 1;
             break;
-        case 'c':
-            if (!cli_int("--ctx", optarg, 2, 1 << 20, &ctx)) return 1;
+        case O_CTX:
+            if (!cli_int("--ctx", val, 2, 1 << 20, &ctx)) return 1;
             break;
-        case 'T':
-            if (!cli_float("--temp", optarg, &temp)) return 1;
+        case O_TEMP:
+            if (!cli_float("--temp", val, &temp)) return 1;
             break;
-        case 'K':
-            if (!cli_int("--top-k", optarg, 0, 1 << 24, &top_k)) return 1;
+        case O_TOP_K:
+            if (!cli_int("--top-k", val, 0, 1 << 24, &top_k)) return 1;
             break;
-        case 'P':
-            if (!cli_float("--top-p", optarg, &top_p)) return 1;
+        case O_TOP_P:
+            if (!cli_float("--top-p", val, &top_p)) return 1;
             break;
-        case 'S':
-            seed = atoll(optarg);
+        case O_SEED:
+            seed = atoll(val);
             break;
-        case 'C':
+        case O_CHAT:
             chat = 1;
             break;
-        case 'I':
+        case O_PRINT_IDS:
             print_ids = 1;
             break;
-        case 'h':
-            return usage(stdout);
-        default:
-            return usage(stderr);
         }
     }
-    if (!path || !prompt) return usage(stderr);
+    if (!path || !prompt) return cli_usage_error(&cmd, "-m FILE and -p PROMPT are required");
     model_opts mo = {
         .max_batch_tokens = 256, .max_logits = 4, .max_ctx = ctx, .n_workers = threads};
     cli_loaded L;

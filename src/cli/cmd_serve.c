@@ -1,29 +1,79 @@
-/* cli/cmd_serve.c: `kiln serve [-m FILE] [--host H] [--port P] ...`: the OpenAI-compatible
+/* cli/cmd_serve.c: `kiln serve [MODEL.gguf] [options]`: the OpenAI-compatible
  * server (server/server.h). Parses options only; everything else is in src/server. */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/loaded.h"
 #include "server/server.h"
 
-static int usage(FILE *out)
-{
-    fprintf(out,
-            "usage: kiln serve [-m FILE|ORG/REPO[:TAG]|hf://ORG/REPO/FILE.gguf] [--host 127.0.0.1] "
-            "[--port 8080] [-t N]\n"
-            "                  [--kv-mem MiB] [--block-size N] [--kv-type f16|f32|q8_0]\n"
-            "                  [--max-seqs N] [--max-batch-tokens N] [--max-queue N] [--ctx N]\n"
-            "                  [--api-key K | --api-key-file F] [--drain-timeout S]\n"
-            "                  [--served-model-name NAME] [--chat-template NAME|FILE]\n"
-            "                  [--max-body BYTES] [--timeout S] [--max-conns N]\n"
-            "Without -m, serves a small synthetic model made on first start and cached.\n");
-    return out == stdout ? 0 : 2;
-}
+enum {
+    O_HOST = CLI_LONG,
+    O_PORT,
+    O_KV_MEM,
+    O_BLOCK_SIZE,
+    O_KV_TYPE,
+    O_MAX_SEQS,
+    O_MAX_BATCH,
+    O_MAX_QUEUE,
+    O_CTX,
+    O_API_KEY,
+    O_API_KEY_FILE,
+    O_DRAIN,
+    O_NAME,
+    O_TEMPLATE,
+    O_MAX_BODY,
+    O_TIMEOUT,
+    O_MAX_CONNS,
+};
+
+static const cli_opt opts[] = {
+    {'m', "model", "MODEL",
+     "the GGUF model to serve, or give it as the only argument: a file, ORG/REPO[:TAG] or "
+     "hf://ORG/REPO/FILE.gguf (downloaded once into the Hugging Face cache)"},
+    {O_HOST, "host", "HOST", "address to listen on (default 127.0.0.1)"},
+    {O_PORT, "port", "N", "TCP port; 0 picks a free one (default 8080)"},
+    {'t', "threads", "N", "compute threads (default: one per core)"},
+    {O_CTX, "ctx", "N", "context length of a sequence (default: the model's)"},
+    {O_KV_MEM, "kv-mem", "MiB",
+     "KV cache memory (default: every sequence at full context, at most 1 GiB and a quarter of "
+     "the free memory)"},
+    {O_BLOCK_SIZE, "block-size", "N", "tokens per KV cache block (default 16)"},
+    {O_KV_TYPE, "kv-type", "TYPE", "KV cache element type: f16, f32 or q8_0 (default f16)"},
+    {O_MAX_SEQS, "max-seqs", "N", "sequences decoding together at most (default 64)"},
+    {O_MAX_BATCH, "max-batch-tokens", "N", "tokens per engine step at most (default 512)"},
+    {O_MAX_QUEUE, "max-queue", "N",
+     "requests waiting at most; past it a 429 with Retry-After (default 1024)"},
+    {O_API_KEY, "api-key", "KEY",
+     "require 'Authorization: Bearer KEY' on the API (default: no authentication; /health and "
+     "/metrics stay open)"},
+    {O_API_KEY_FILE, "api-key-file", "FILE", "the same, the key read from the first line of FILE"},
+    {O_NAME, "served-model-name", "NAME", "the model's name in the API (default: the file name)"},
+    {O_TEMPLATE, "chat-template", "NAME|FILE",
+     "chat template: a built-in name or a Jinja file (default: the model's own, else chatml)"},
+    {O_DRAIN, "drain-timeout", "S",
+     "after SIGTERM, seconds the requests in flight get to finish before they are aborted "
+     "(default 30)"},
+    {O_MAX_BODY, "max-body", "BYTES", "largest request body (default 4194304, 4 MiB)"},
+    {O_TIMEOUT, "timeout", "S",
+     "seconds a connection has to send each whole request; streams are exempt (default 60)"},
+    {O_MAX_CONNS, "max-conns", "N",
+     "open client connections at most; past it accepting pauses (default 4096)"},
+    {0},
+};
+
+static const cli_cmd cmd = {
+    "serve", "[MODEL] [options]",
+    "An OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, /v1/models,\n"
+    "/tokenize, /detokenize, /health, /metrics) over one GGUF model. Without a model it serves a\n"
+    "small random-weight model it makes on first start and caches (its text is noise).\n",
+    opts,
+    "SIGTERM drains (stops accepting, lets requests finish) and exits 0; a second SIGINT exits at\n"
+    "once. See README 'kiln serve'.\n"};
 
 /* The first line of path (the key), malloc'd; NULL after printing an error. */
 static char *read_key_file(const char *path)
@@ -49,111 +99,100 @@ int cmd_serve(int argc, char **argv)
     srv_opts o;
     srv_opts_defaults(&o);
     char *key_buf = NULL;
-    int v;
-    static const struct option opts[] = {{"host", required_argument, NULL, 'H'},
-                                         {"port", required_argument, NULL, 'p'},
-                                         {"kv-mem", required_argument, NULL, 'k'},
-                                         {"block-size", required_argument, NULL, 'b'},
-                                         {"kv-type", required_argument, NULL, 'K'},
-                                         {"max-seqs", required_argument, NULL, 's'},
-                                         {"max-batch-tokens", required_argument, NULL, 'B'},
-                                         {"max-queue", required_argument, NULL, 'q'},
-                                         {"ctx", required_argument, NULL, 'c'},
-                                         {"api-key", required_argument, NULL, 'a'},
-                                         {"api-key-file", required_argument, NULL, 'A'},
-                                         {"drain-timeout", required_argument, NULL, 'd'},
-                                         {"served-model-name", required_argument, NULL, 'n'},
-                                         {"chat-template", required_argument, NULL, 'T'},
-                                         {"max-body", required_argument, NULL, 'M'},
-                                         {"timeout", required_argument, NULL, 'o'},
-                                         {"max-conns", required_argument, NULL, 'C'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {
-        switch (c) {
+    int v, rc = 0;
+    cli_args a;
+    cli_args_init(&a, &cmd, argc, argv);
+    const char *val;
+    for (int k; !rc && (k = cli_args_next(&a, &val)) != CLI_END;) {
+        switch (k) {
+        case CLI_EXIT:
+            rc = a.status ? a.status : -1; /* -1: help printed, exit 0 */
+            break;
+        case CLI_ARG: /* `kiln serve MODEL`, as `vllm serve MODEL` */
+            if (o.model_path)
+                rc = cli_usage_error(&cmd, "unexpected argument '%s' (the model is %s)", val,
+                                     o.model_path);
+            else
+                o.model_path = val;
+            break;
         case 'm':
-            o.model_path = optarg;
+            if (o.model_path)
+                rc = cli_usage_error(&cmd, "two models: '%s' and '%s'", o.model_path, val);
+            else
+                o.model_path = val;
             break;
-        case 'H':
-            o.host = optarg;
+        case O_HOST:
+            o.host = val;
             break;
-        case 'p':
-            if (!cli_int("--port", optarg, 0, 65535, &o.port)) return 1;
+        case O_PORT:
+            if (!cli_int("--port", val, 0, 65535, &o.port)) rc = 1;
             break;
         case 't':
-            if (!cli_int("-t", optarg, 1, 256, &o.threads)) return 1;
+            if (!cli_int("-t", val, 1, 256, &o.threads)) rc = 1;
             break;
-        case 'k':
-            if (!cli_int("--kv-mem", optarg, 1, 1 << 24, &v)) return 1;
+        case O_KV_MEM:
+            if (!cli_int("--kv-mem", val, 1, 1 << 24, &v)) rc = 1;
             o.kv_mem_bytes = (size_t)v << 20;
             break;
-        case 'b':
-            if (!cli_int("--block-size", optarg, 1, 1024, &o.block_size)) return 1;
+        case O_BLOCK_SIZE:
+            if (!cli_int("--block-size", val, 1, 1024, &o.block_size)) rc = 1;
             break;
-        case 'K':
-            if (!strcmp(optarg, "f16"))
+        case O_KV_TYPE:
+            if (!strcmp(val, "f16"))
                 o.kv_type = KL_F16;
-            else if (!strcmp(optarg, "f32"))
+            else if (!strcmp(val, "f32"))
                 o.kv_type = KL_F32;
-            else if (!strcmp(optarg, "q8_0"))
+            else if (!strcmp(val, "q8_0"))
                 o.kv_type = KL_Q8_0;
             else {
-                fprintf(stderr, "kiln: --kv-type: expected f16, f32 or q8_0, got '%s'\n", optarg);
-                return 1;
+                fprintf(stderr, "kiln: --kv-type: expected f16, f32 or q8_0, got '%s'\n", val);
+                rc = 1;
             }
             break;
-        case 's':
-            if (!cli_int("--max-seqs", optarg, 1, 4096, &o.max_seqs)) return 1;
+        case O_MAX_SEQS:
+            if (!cli_int("--max-seqs", val, 1, 4096, &o.max_seqs)) rc = 1;
             break;
-        case 'B':
-            if (!cli_int("--max-batch-tokens", optarg, 1, 1 << 20, &o.max_batch_tokens)) return 1;
+        case O_MAX_BATCH:
+            if (!cli_int("--max-batch-tokens", val, 1, 1 << 20, &o.max_batch_tokens)) rc = 1;
             break;
-        case 'q':
-            if (!cli_int("--max-queue", optarg, 1, 1 << 20, &o.max_queue)) return 1;
+        case O_MAX_QUEUE:
+            if (!cli_int("--max-queue", val, 1, 1 << 20, &o.max_queue)) rc = 1;
             break;
-        case 'c':
-            if (!cli_int("--ctx", optarg, 2, 1 << 20, &o.ctx)) return 1;
+        case O_CTX:
+            if (!cli_int("--ctx", val, 2, 1 << 20, &o.ctx)) rc = 1;
             break;
-        case 'a':
-            o.api_key = optarg;
+        case O_API_KEY:
+            o.api_key = val;
             break;
-        case 'A':
+        case O_API_KEY_FILE:
             free(key_buf);
-            if (!(key_buf = read_key_file(optarg))) return 1;
+            if (!(key_buf = read_key_file(val))) rc = 1;
             o.api_key = key_buf;
             break;
-        case 'd':
-            if (!cli_int("--drain-timeout", optarg, 0, 86400, &o.drain_timeout_s)) return 1;
+        case O_DRAIN:
+            if (!cli_int("--drain-timeout", val, 0, 86400, &o.drain_timeout_s)) rc = 1;
             break;
-        case 'n':
-            o.served_name = optarg;
+        case O_NAME:
+            o.served_name = val;
             break;
-        case 'T':
-            o.chat_template = optarg;
+        case O_TEMPLATE:
+            o.chat_template = val;
             break;
-        case 'M':
-            if (!cli_int("--max-body", optarg, 1024, 1 << 30, &v)) return 1;
+        case O_MAX_BODY:
+            if (!cli_int("--max-body", val, 1024, 1 << 30, &v)) rc = 1;
             o.max_body = (size_t)v;
             break;
-        case 'C':
-            if (!cli_int("--max-conns", optarg, 1, 1 << 20, &o.max_conns)) return 1;
+        case O_MAX_CONNS:
+            if (!cli_int("--max-conns", val, 1, 1 << 20, &o.max_conns)) rc = 1;
             break;
-        case 'o':
-            if (!cli_int("--timeout", optarg, 1, 86400, &o.timeout_s)) return 1;
+        case O_TIMEOUT:
+            if (!cli_int("--timeout", val, 1, 86400, &o.timeout_s)) rc = 1;
             break;
-        case 'h':
-            free(key_buf);
-            return usage(stdout);
-        default:
-            free(key_buf);
-            return usage(stderr);
         }
     }
-    if (optind < argc) {
+    if (rc) {
         free(key_buf);
-        return usage(stderr);
+        return rc < 0 ? 0 : rc;
     }
     if (o.api_key && !*o.api_key) {
         fprintf(stderr, "kiln: --api-key: must not be empty\n");
@@ -168,7 +207,7 @@ int cmd_serve(int argc, char **argv)
         o.model_path = model_path;
     }
     kl_err err = {0};
-    int rc = srv_run(&o, &err);
+    rc = srv_run(&o, &err);
     if (rc == 1) cli_fail(&err);
     free(key_buf);
     return rc;

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "base/clock.h"
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "gguf/gguf.h"
 #include "tok/tok.h"
@@ -112,32 +113,68 @@ oom:
     return 1;
 }
 
-static int usage_tokenize(void)
-{
-    fprintf(stderr, "usage: kiln tokenize -m FILE [--no-bos] [--special] [--pieces] [--bench]"
-                    " < text\n");
-    return 2;
-}
+enum { O_NO_BOS = CLI_LONG, O_SPECIAL, O_PIECES, O_BENCH };
+
+static const cli_opt tokenize_opts[] = {
+    {'m', "model", "FILE", "the GGUF file whose tokenizer to use (required)"},
+    {O_NO_BOS, "no-bos", NULL, "never add BOS (default: added when the vocab asks for it)"},
+    {O_SPECIAL, "special", NULL,
+     "special-token text such as <|eot_id|> becomes that token (default: plain text)"},
+    {O_PIECES, "pieces", NULL, "print each token's bytes as a JSON string instead of its id"},
+    {O_BENCH, "bench", NULL,
+     "tokenize the input (repeated to at least 1 MiB) 5 times and print the best MB/s"},
+    {0},
+};
+
+static const cli_cmd tokenize_cmd = {
+    "tokenize", "-m FILE [options] < text",
+    "Reads all of standard input as text and prints its token ids on one line.\n", tokenize_opts,
+    NULL};
+
+static const cli_opt detokenize_opts[] = {
+    {'m', "model", "FILE", "the GGUF file whose tokenizer to use (required)"},
+    {O_SPECIAL, "special", NULL,
+     "print control tokens (BOS, <|eot_id|> ...) as their text (default: nothing)"},
+    {0},
+};
+
+static const cli_cmd detokenize_cmd = {
+    "detokenize", "-m FILE [--special] < ids",
+    "Reads whitespace-separated token ids from standard input and prints their text.\n",
+    detokenize_opts, NULL};
 
 int cmd_tokenize(int argc, char **argv)
 {
     const char *path = NULL;
     bool no_bos = false, special = false, pieces = false, do_bench = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-m") && i + 1 < argc)
-            path = argv[++i];
-        else if (!strcmp(argv[i], "--no-bos"))
+    cli_args a;
+    cli_args_init(&a, &tokenize_cmd, argc, argv);
+    const char *val;
+    for (int k; (k = cli_args_next(&a, &val)) != CLI_END;) {
+        switch (k) {
+        case CLI_EXIT:
+            return a.status;
+        case CLI_ARG:
+            return cli_usage_error(&tokenize_cmd,
+                                   "unexpected argument '%s' (the text is read from stdin)", val);
+        case 'm':
+            path = val;
+            break;
+        case O_NO_BOS:
             no_bos = true;
-        else if (!strcmp(argv[i], "--special"))
+            break;
+        case O_SPECIAL:
             special = true;
-        else if (!strcmp(argv[i], "--pieces"))
+            break;
+        case O_PIECES:
             pieces = true;
-        else if (!strcmp(argv[i], "--bench"))
+            break;
+        case O_BENCH:
             do_bench = true;
-        else
-            return usage_tokenize();
+            break;
+        }
     }
-    if (!path) return usage_tokenize();
+    if (!path) return cli_usage_error(&tokenize_cmd, "-m FILE is required");
     tok *t;
     if (open_tok(path, &t)) return 1;
     size_t len;
@@ -183,18 +220,25 @@ int cmd_detokenize(int argc, char **argv)
 {
     const char *path = NULL;
     bool special = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-m") && i + 1 < argc)
-            path = argv[++i];
-        else if (!strcmp(argv[i], "--special"))
+    cli_args a;
+    cli_args_init(&a, &detokenize_cmd, argc, argv);
+    const char *val;
+    for (int k; (k = cli_args_next(&a, &val)) != CLI_END;) {
+        switch (k) {
+        case CLI_EXIT:
+            return a.status;
+        case CLI_ARG:
+            return cli_usage_error(&detokenize_cmd,
+                                   "unexpected argument '%s' (the ids are read from stdin)", val);
+        case 'm':
+            path = val;
+            break;
+        case O_SPECIAL:
             special = true;
-        else
-            path = NULL, i = argc;
+            break;
+        }
     }
-    if (!path) {
-        fprintf(stderr, "usage: kiln detokenize -m FILE [--special] < ids\n");
-        return 2;
-    }
+    if (!path) return cli_usage_error(&detokenize_cmd, "-m FILE is required");
     tok *t;
     if (open_tok(path, &t)) return 1;
     size_t len;

@@ -3,6 +3,7 @@
  * gateway/proxy.c. */
 #include "gateway/internal.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
@@ -242,10 +243,12 @@ int gw_create(gw **out, gw_config *cfg, const char *config_path, kl_err *err)
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(g->http, on_request, g);
+    errno = 0;
     g->sock =
         evhttp_bind_socket_with_handle(g->http, cfg->listen_host, (unsigned short)cfg->listen_port);
-    if (!g->sock) {
-        rc = kl_errf(err, KL_EIO, "cannot listen on %s:%d", cfg->listen_host, cfg->listen_port);
+    if (!g->sock) { /* libevent keeps bind's errno; 0: the host did not resolve */
+        rc = kl_errf(err, KL_EIO, "cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port,
+                     errno ? strerror(errno) : "not a local address");
         gw_destroy(g);
         return rc;
     }

@@ -4,6 +4,7 @@
  * server/metrics.c. */
 #include "server/internal.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
@@ -442,9 +443,11 @@ int srv_run(const srv_opts *o, kl_err *err)
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(s->http, on_request, s);
     evhttp_set_bevcb(s->http, on_new_conn, s);
+    errno = 0;
     s->sock = evhttp_bind_socket_with_handle(s->http, o->host, (unsigned short)o->port);
-    if (!s->sock) {
-        kl_errf(err, KL_EIO, "cannot listen on %s:%d", o->host, o->port);
+    if (!s->sock) { /* libevent keeps bind's errno; 0: the host did not resolve */
+        kl_errf(err, KL_EIO, "cannot listen on %s:%d: %s", o->host, o->port,
+                errno ? strerror(errno) : "not a local address");
         srv_free(s);
         return 1;
     }

@@ -231,13 +231,13 @@ describe('kiln serve with stories260K', { skip }, () => {
   });
 });
 
-describe('kiln serve with --api-key and a kiln model make model', () => {
+describe('kiln serve MODEL (the model as its argument, as vllm serve MODEL) with --api-key', () => {
   let s, model, dir;
   before(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'kiln-serve-'));
     model = path.join(dir, 'tiny.gguf');
     execFileSync(kilnBin, ['model', 'make', '--out', model, '--ctx', '512']);
-    s = await startServer(['-m', model, '-t', '1', '--api-key', 'sekret']);
+    s = await startServer([model, '-t', '1', '--api-key', 'sekret']);
   });
   after(async () => {
     const r = await stopServer(s);
@@ -252,6 +252,7 @@ describe('kiln serve with --api-key and a kiln model make model', () => {
     assert.equal(r0.status, 401);
     assert.equal(r0.json.error.type, 'authentication_error');
     const ok = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'sekret', maxRetries: 0 });
+    assert.match((await ok.models.list()).data[0].id, /^tiny/); // the positional model is served
     const r = await ok.completions.create({ prompt: 'hello world', max_tokens: 8, ignore_eos: true });
     assert.equal(r.usage.completion_tokens, 8);
     const c = await ok.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4,
