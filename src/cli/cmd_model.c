@@ -411,7 +411,7 @@ static int convert_llama2c(int argc, char **argv)
 }
 
 static const cli_opt split_opts[] = {
-    {'n', "max-tensors", "N", "tensors per shard at most (required)"},
+    {CLI_LONG, "max-tensors", "N", "tensors per shard at most (required)"},
     {0},
 };
 
@@ -430,7 +430,7 @@ static int split(int argc, char **argv)
     const char *val;
     for (int k; (k = cli_args_next(&a, &val)) != CLI_END;) {
         if (k == CLI_EXIT) return a.status;
-        if (k == 'n' && !cli_int("--max-tensors", val, 1, 1 << 30, &max_tensors)) return 1;
+        if (k == CLI_LONG && !cli_int("--max-tensors", val, 1, 1 << 30, &max_tensors)) return 1;
         if (k == CLI_ARG && got == 2)
             return cli_usage_error(&split_cmd, "unexpected argument '%s'", val);
         if (k == CLI_ARG) args[got++] = val;
