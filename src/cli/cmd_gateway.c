@@ -8,7 +8,7 @@
 #include "cli/loaded.h"
 #include "gateway/gateway.h"
 
-enum { O_HOST = CLI_LONG, O_PORT };
+enum { O_HOST = CLI_LONG, O_PORT, O_ORIGINS };
 
 static const cli_opt opts[] = {
     {'c', "config", "FILE",
@@ -17,6 +17,9 @@ static const cli_opt opts[] = {
      "address to listen on (default: the config's listen.host, else 127.0.0.1)"},
     {O_PORT, "port", "N",
      "TCP port; 0 picks a free one (default: the config's listen.port, else 9000)"},
+    {O_ORIGINS, "allowed-origins", "LIST",
+     "CORS origins, e.g. https://app.example.com,http://localhost:5173, or * (default: the "
+     "config's listen.allowed_origins, else none)"},
     {0},
 };
 
@@ -32,33 +35,46 @@ static const cli_cmd cmd = {
 int cmd_gateway(int argc, char **argv)
 {
     const char *path = NULL, *host = NULL;
-    int port = -1;
+    int port = -1, rc = 0;
+    net_cors *cors = NULL;
+    kl_err err = {0};
     cli_args a;
     cli_args_init(&a, &cmd, argc, argv);
     const char *val;
-    for (int k; (k = cli_args_next(&a, &val)) != CLI_END;) {
+    for (int k; !rc && (k = cli_args_next(&a, &val)) != CLI_END;) {
         switch (k) {
         case CLI_EXIT:
-            return a.status;
+            rc = a.status ? a.status : -1; /* -1: help printed, exit 0 */
+            break;
         case CLI_ARG:
         case 'c':
             if (path)
-                return cli_usage_error(&cmd, "unexpected argument '%s' (the config is %s)", val,
-                                       path);
+                rc =
+                    cli_usage_error(&cmd, "unexpected argument '%s' (the config is %s)", val, path);
             path = val;
             break;
         case O_HOST:
             host = val;
             break;
         case O_PORT:
-            if (!cli_int("--port", val, 0, 65535, &port)) return 1;
+            if (!cli_int("--port", val, 0, 65535, &port)) rc = 1;
+            break;
+        case O_ORIGINS:
+            net_cors_free(cors);
+            if (net_cors_parse(&cors, val, &err)) {
+                fprintf(stderr, "kiln: --allowed-origins: %s\n", err.msg);
+                rc = 1;
+            }
             break;
         }
     }
-    if (!path) return cli_usage_error(&cmd, "-c CONFIG.json is required");
-    kl_err err = {0};
-    gw_config *cfg;
-    if (gw_config_load(&cfg, path, &err)) return cli_fail(&err);
+    if (!rc && !path) rc = cli_usage_error(&cmd, "-c CONFIG.json is required");
+    gw_config *cfg = NULL;
+    if (!rc && gw_config_load(&cfg, path, &err)) rc = cli_fail(&err);
+    if (rc) {
+        net_cors_free(cors);
+        return rc < 0 ? 0 : rc;
+    }
     if (port >= 0) cfg->listen_port = port;
     if (host) {
         char *h = strdup(host);
@@ -68,8 +84,12 @@ int cmd_gateway(int argc, char **argv)
         }
     }
     gw *g;
-    if (gw_create(&g, cfg, path, &err)) return cli_fail(&err);
-    int rc = gw_run(g);
+    if (gw_create(&g, cfg, path, &err)) {
+        net_cors_free(cors);
+        return cli_fail(&err);
+    }
+    if (cors) gw_set_cors(g, cors); /* over the config's, reloads included */
+    rc = gw_run(g);
     gw_destroy(g);
     return rc;
 }

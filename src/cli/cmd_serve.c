@@ -29,6 +29,7 @@ enum {
     O_MAX_BODY,
     O_TIMEOUT,
     O_MAX_CONNS,
+    O_ORIGINS,
 };
 
 static const cli_opt opts[] = {
@@ -63,6 +64,10 @@ static const cli_opt opts[] = {
      "seconds a connection has to send each whole request; streams are exempt (default 60)"},
     {O_MAX_CONNS, "max-conns", "N",
      "open client connections at most; past it accepting pauses (default 4096)"},
+    {O_ORIGINS, "allowed-origins", "LIST",
+     "CORS: web pages from these origins may call the API from a browser, e.g. "
+     "https://app.example.com,http://localhost:5173, or * for any (never with credentials) "
+     "(default: none)"},
     {0},
 };
 
@@ -99,6 +104,8 @@ int cmd_serve(int argc, char **argv)
     srv_opts o;
     srv_opts_defaults(&o);
     char *key_buf = NULL;
+    net_cors *cors = NULL;
+    kl_err err = {0};
     int v, rc = 0;
     cli_args a;
     cli_args_init(&a, &cmd, argc, argv);
@@ -188,27 +195,32 @@ int cmd_serve(int argc, char **argv)
         case O_TIMEOUT:
             if (!cli_int("--timeout", val, 1, 86400, &o.timeout_s)) rc = 1;
             break;
+        case O_ORIGINS:
+            net_cors_free(cors);
+            if (net_cors_parse(&cors, val, &err)) {
+                fprintf(stderr, "kiln: --allowed-origins: %s\n", err.msg);
+                rc = 1;
+            }
+            break;
         }
     }
-    if (rc) {
-        free(key_buf);
-        return rc < 0 ? 0 : rc;
-    }
-    if (o.api_key && !*o.api_key) {
+    if (!rc && o.api_key && !*o.api_key) {
         fprintf(stderr, "kiln: --api-key: must not be empty\n");
-        return 1;
+        rc = 1;
     }
     char model_path[PATH_MAX];
-    if (o.model_path) { /* a hub reference is downloaded (or found in the cache) first */
-        if (cli_model_path(o.model_path, model_path, sizeof model_path)) {
-            free(key_buf);
-            return 1;
-        }
-        o.model_path = model_path;
+    if (!rc && o.model_path) { /* a hub reference is downloaded (or found in the cache) first */
+        if (cli_model_path(o.model_path, model_path, sizeof model_path))
+            rc = 1;
+        else
+            o.model_path = model_path;
     }
-    kl_err err = {0};
-    rc = srv_run(&o, &err);
-    if (rc == 1) cli_fail(&err);
+    if (!rc) {
+        o.cors = cors;
+        rc = srv_run(&o, &err);
+        if (rc == 1) cli_fail(&err);
+    }
     free(key_buf);
-    return rc;
+    net_cors_free(cors);
+    return rc < 0 ? 0 : rc; /* -1: --help was printed */
 }

@@ -361,6 +361,25 @@ static void defaults(gw_config *c)
     c->w_prefix = 2;
 }
 
+static void free_strs(char **s, int n);
+
+/* listen.allowed_origins: ["https://app.example", ...] or ["*"] (net/cors.h). */
+static int get_origins(pctx *p, json_t *obj, net_cors **out)
+{
+    char **list = NULL;
+    int n = 0;
+    int rc = get_str_list(p, obj, "allowed_origins", &list, &n);
+    if (!rc && n) {
+        kl_err e = {0};
+        size_t k = push_key(p, "allowed_origins");
+        if (net_cors_from(out, (const char *const *)list, n, &e))
+            rc = e.code == KL_ENOMEM ? kl_errf(p->err, KL_ENOMEM, "out of memory") : fail(p, e.msg);
+        pop(p, k);
+    }
+    free_strs(list, n);
+    return rc;
+}
+
 static int parse_top(pctx *p, json_t *root, gw_config *c)
 {
     static const char *const keys[] = {
@@ -370,12 +389,14 @@ static int parse_top(pctx *p, json_t *root, gw_config *c)
     if ((rc = want_object(p, root)) || (rc = only_keys(p, root, keys))) return rc;
     json_t *listen = json_object_get(root, "listen");
     if (listen) {
-        static const char *const lkeys[] = {"host", "port", "client_timeout_ms", NULL};
+        static const char *const lkeys[] = {"host", "port", "client_timeout_ms", "allowed_origins",
+                                            NULL};
         size_t n = push_key(p, "listen");
         if (!(rc = want_object(p, listen)) && !(rc = only_keys(p, listen, lkeys)) &&
             !(rc = get_str(p, listen, "host", false, &c->listen_host)) &&
             !(rc = get_int(p, listen, "port", 0, 65535, &c->listen_port)))
             rc = get_int(p, listen, "client_timeout_ms", 100, 3600000, &c->client_timeout_ms);
+        if (!rc) rc = get_origins(p, listen, &c->cors);
         pop(p, n);
         if (rc) return rc;
     }
@@ -580,6 +601,7 @@ static void free_strs(char **s, int n)
 void gw_config_free(gw_config *c)
 {
     if (!c) return;
+    net_cors_free(c->cors);
     for (int i = 0; i < c->n_models; i++) {
         gw_model_cfg *m = &c->models[i];
         for (int j = 0; j < m->n_pools; j++) {

@@ -5,7 +5,8 @@
  *
  * Shape (every field but "models" optional):
  * {
- *   "listen": {"host": "127.0.0.1", "port": 9000},
+ *   "listen": {"host": "127.0.0.1", "port": 9000, "client_timeout_ms": 60000,
+ *              "allowed_origins": ["https://app.example.com"]},     CORS; ["*"]: any origin
  *   "region": "us-east",                       preferred region; others are failover
  *   "scrape": {"interval_ms": 100, "stale_ms": 1000, "timeout_ms": 500},
  *   "health": {"interval_ms": 500, "timeout_ms": 1000, "eject_ms": 1000, "eject_max_ms": 30000},
@@ -30,6 +31,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "base/err.h"
+#include "net/cors.h"
 
 typedef struct gw_endpoint_cfg {
     char *url;  /* as written */
@@ -80,6 +82,7 @@ typedef struct gw_config {
     int listen_port;
     int client_timeout_ms; /* a client connection must complete each request within this long
                               of its accept or its previous request (slowloris) */
+    net_cors *cors;        /* listen.allowed_origins: CORS for browser pages (NULL: off) */
     char *region;          /* NULL: no preference */
     int scrape_interval_ms, scrape_stale_ms, scrape_timeout_ms;
     int health_interval_ms, health_timeout_ms, eject_ms, eject_max_ms;

@@ -188,6 +188,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     bool get = evhttp_request_get_command(req) == EVHTTP_REQ_GET;
     net_conns_touch(g->conns, evhttp_request_get_connection(req));
+    if (net_cors_handle(g->cors ? g->cors : g->cfg->cors, req)) return; /* a preflight */
     bool get_path = path && (!strcmp(path, "/health") || !strcmp(path, "/metrics") ||
                              !strcmp(path, "/v1/models"));
     if (get_path && !get) {
@@ -305,9 +306,16 @@ static void free_generation(gw_config *cfg, gw_model *models, gw_tenant_state *t
     gw_config_free(cfg);
 }
 
+void gw_set_cors(gw *g, net_cors *c)
+{
+    net_cors_free(g->cors);
+    g->cors = c;
+}
+
 void gw_destroy(gw *g)
 {
     if (!g) return;
+    net_cors_free(g->cors);
     if (g->http) evhttp_free(g->http);
     net_conns_free(g->conns);
     for (int i = 0; i < g->n_eps; i++) {

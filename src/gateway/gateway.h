@@ -19,4 +19,7 @@ int gw_port(const gw *g);
 /* Runs the loop until SIGTERM/SIGINT (after draining in-flight requests). Returns 0. */
 int gw_run(gw *g);
 void gw_destroy(gw *g); /* NULL is fine */
+/* CORS origins that override the config's listen.allowed_origins, reloads included (the
+ * --allowed-origins option); g takes c. */
+void gw_set_cors(gw *g, net_cors *c);
 #endif

@@ -71,6 +71,7 @@ struct gw {
     struct evhttp *http;
     struct evhttp_bound_socket *sock;
     net_conns *conns; /* client connections, for listen.client_timeout_ms */
+    net_cors *cors;   /* --allowed-origins, over the config's listen.allowed_origins (NULL) */
     int port;
     char *config_path;
     gw_config *cfg;      /* current */

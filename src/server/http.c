@@ -197,6 +197,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     int method = (int)evhttp_request_get_command(req);
     net_conns_touch(s->tracked, evhttp_request_get_connection(req));
+    if (net_cors_handle(s->o.cors, req)) return; /* a preflight, answered */
     int r = -1;
     for (size_t i = 0; path && i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(path, routes[i].path)) r = (int)i;

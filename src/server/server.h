@@ -9,6 +9,7 @@
 
 #include "base/dtype.h"
 #include "base/err.h"
+#include "net/cors.h"
 
 typedef struct srv_opts {
     const char *model_path; /* NULL: a small synthetic model, made once and cached */
@@ -27,6 +28,7 @@ typedef struct srv_opts {
     int timeout_s;             /* idle / slow-client timeout (default 60) */
     int max_conns;             /* open client connections at most (default 4096): past it,
                                   accepting pauses until some close */
+    const net_cors *cors;      /* --allowed-origins: CORS for browser pages (NULL: off) */
 } srv_opts;
 
 void srv_opts_defaults(srv_opts *o);
