@@ -43,6 +43,9 @@ typedef struct kb_target {
  * supported: the message says so). */
 int kb_target_parse(kb_target *t, const char *url, kl_err *err);
 
+/* The server's one-token words, for prompts of an exact length (bench/vocab.h). */
+typedef struct kb_vocab kb_vocab;
+
 typedef struct kb_model_weight {
     char name[128];
     double weight;
@@ -69,6 +72,10 @@ typedef struct kb_config {
     double slo_ttft_ms, slo_tpot_ms; /* 0: no SLO on that */
     bool progress;                   /* the live line on stderr */
     const char *label;               /* e.g. "c=8" in the progress line */
+    const kb_vocab *vocab; /* exact prompt lengths in tokens (NULL: about one token a word) */
+    int item_base;         /* the run's first workload item: a sweep step starts past the last
+                              step's, so no step replays another's prompts */
+    int epoch;             /* picks the shared prefixes (--shared-prefix): one set per step */
 } kb_config;
 
 /* Sets the defaults (concurrency 1, 100 requests, input 128, output 128, seed 0, timeout

@@ -182,12 +182,12 @@ static int next_item(loadgen *g, int t)
 {
     lg_target *x = &g->tg[t];
     int turns = g->c->turns > 1 ? g->c->turns : 1;
-    if (turns == 1) return x->issued;
+    if (turns == 1) return g->c->item_base + x->issued;
     if (x->ready_len) {
         x->ready_len--;
         return x->ready[x->ready_head++];
     }
-    return x->next_conv++ * turns;
+    return g->c->item_base + x->next_conv++ * turns; /* item_base: a multiple of turns */
 }
 
 static kb_record *rec_of(kb_req *q)

@@ -3,9 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/markdown.h"
 #include "bench/report.h"
 #include "bench/svg.h"
 #include "bench/sweep.h"
+#include "bench/vocab.h"
 
 /* Per target, one column per step: the figures the charts draw. */
 typedef struct cols {
@@ -184,18 +186,23 @@ int kb_sweep_report(const kb_sweep *w, const kb_config *c, const char *advice_md
                        "text-align:right}th{background:#f3f3f3}tr.sat "
                        "td{background:#e8f4e8;font-weight:bold}"
                        ".charts svg{margin:6px;border:1px solid "
-                       "#eee}pre{background:#f7f7f7;padding:10px}</style>"
+                       "#eee}.advice{background:#f7f7f7;padding:4px "
+                       "14px}code{background:#eee;padding:0 3px}</style>"
                        "</head><body>\n<h1>kiln bench report</h1>\n<p>");
             for (int t = 0; t < c->n_targets; t++) {
                 fprintf(f, "%s", t ? " vs " : "Endpoint ");
                 html_esc(f, c->target[t].url);
                 if (c->n_targets == 2) fprintf(f, " (%s)", t ? "B" : "A");
             }
-            fprintf(f,
-                    "; %s API; input %s words (synthetic prompts; the server counts tokens), "
-                    "output %s tokens; seed %llu; sweep by %s; stopped: ",
-                    c->chat ? "chat" : "completions", in, outl, (unsigned long long)c->seed,
-                    w->by_rate ? "rate" : "concurrency");
+            fprintf(f, "; %s API; input %s tokens (", c->chat ? "chat" : "completions", in);
+            if (c->dataset)
+                html_esc(f, "a dataset's prompts");
+            else if (c->vocab && c->vocab->exact)
+                html_esc(f, "exact: the server's tokenizer");
+            else
+                html_esc(f, "approximate: about one token a word");
+            fprintf(f, "), output %s tokens; seed %llu; sweep by %s; stopped: ", outl,
+                    (unsigned long long)c->seed, w->by_rate ? "rate" : "concurrency");
             html_esc(f, w->stop_reason);
             fprintf(f, ".");
             if (c->slo_ttft_ms > 0 || c->slo_tpot_ms > 0)
@@ -209,9 +216,10 @@ int kb_sweep_report(const kb_sweep *w, const kb_config *c, const char *advice_md
                 fputs(svg[i], f);
             fprintf(f, "</div>\n");
             if (advice_md) {
-                fprintf(f, "<h2>Recommendation</h2>\n<pre>");
-                html_esc(f, advice_md);
-                fprintf(f, "</pre>\n<p>Files: recommend.md, hpa.yaml, gateway.json.</p>\n");
+                fprintf(f, "<div class=\"advice\">\n");
+                kb_markdown_html(f, advice_md);
+                fprintf(f, "<p>Files: recommend.md, hpa.yaml, prometheus-adapter-rule.yaml, "
+                           "gateway.json.</p>\n</div>\n");
             }
             fprintf(f, "<p>Raw data: results.json.</p>\n</body></html>\n");
             if (fclose(f))

@@ -47,10 +47,10 @@ static void get_done(struct evhttp_request *req, void *arg)
     p->done = true;
 }
 
-/* GET prefix+path on t, waiting at most 5 s. Returns the HTTP status (0: no answer) and
- * the body in *body (caller frees; NULL if none). */
-static int http_get(struct event_base *base, const kb_target *t, const char *api_key,
-                    const char *path, char **body)
+/* GET prefix+path on t (POST with post_body when not NULL), waiting at most 5 s. Returns the
+ * HTTP status (0: no answer) and the body in *body (caller frees; NULL if none). */
+static int http_call(struct event_base *base, const kb_target *t, const char *api_key,
+                     const char *path, const char *post_body, char **body)
 {
     get_probe p = {0};
     *body = NULL;
@@ -70,7 +70,13 @@ static int http_get(struct event_base *base, const kb_target *t, const char *api
             snprintf(auth, sizeof auth, "Bearer %s", api_key);
             evhttp_add_header(evhttp_request_get_output_headers(req), "Authorization", auth);
         }
-        if (evhttp_make_request(conn, req, EVHTTP_REQ_GET, full) != 0) {
+        if (post_body) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                              "application/json");
+            evbuffer_add(evhttp_request_get_output_buffer(req), post_body, strlen(post_body));
+        }
+        if (evhttp_make_request(conn, req, post_body ? EVHTTP_REQ_POST : EVHTTP_REQ_GET, full) !=
+            0) {
             evhttp_request_free(req);
             req = NULL;
         }
@@ -86,7 +92,7 @@ int kb_probe_model(struct event_base *base, const kb_target *t, const char *api_
                    size_t cap)
 {
     char *body;
-    int status = http_get(base, t, api_key, "/v1/models", &body);
+    int status = http_call(base, t, api_key, "/v1/models", NULL, &body);
     int rc = -1;
     json_t *j = status == 200 && body ? json_loads(body, 0, NULL) : NULL;
     const char *id =
@@ -110,7 +116,7 @@ int kb_wait_ready(const kb_config *c, double seconds, kl_err *err)
         int status = 0;
         for (;;) {
             char *body;
-            status = http_get(base, &c->target[t], c->api_key, "/v1/models", &body);
+            status = http_call(base, &c->target[t], c->api_key, "/v1/models", NULL, &body);
             free(body);
             if (status == 200) break;
             if (kl_now_ns() >= end) {
@@ -126,4 +132,10 @@ int kb_wait_ready(const kb_config *c, double seconds, kl_err *err)
     }
     event_base_free(base);
     return rc;
+}
+
+int kb_http_post(struct event_base *base, const kb_target *t, const char *api_key, const char *path,
+                 const char *json, char **body)
+{
+    return http_call(base, t, api_key, path, json, body);
 }

@@ -10,4 +10,8 @@
  * name (cap bytes). Returns 0, or -1 with name untouched when there is no usable answer. */
 int kb_probe_model(struct event_base *base, const kb_target *t, const char *api_key, char *name,
                    size_t cap);
+/* POSTs json to prefix+path on t (5 s at most), running base until it answers. Returns the
+ * HTTP status (0: no answer) and the body in *body (caller frees; NULL if none). */
+int kb_http_post(struct event_base *base, const kb_target *t, const char *api_key, const char *path,
+                 const char *json, char **body);
 #endif

@@ -15,6 +15,9 @@
 #include "bench/sweep.h"
 
 #define HEADROOM 0.8
+/* The name the HPA asks the custom metrics API for: prometheus-adapter-rule.yaml exposes
+ * vllm:num_requests_waiting under it (a plain name, as the adapter's rules usually give). */
+#define ADAPTER_METRIC "vllm_num_requests_waiting"
 
 /* A Kubernetes object name from a model name: lowercase letters, digits and '-'. */
 static void k8s_name(char *dst, size_t cap, const char *model)
@@ -92,7 +95,10 @@ int kb_recommend(const kb_sweep *w, const kb_config *c, const kb_sweep_opts *o, 
     fprintf(f,
             "\n## Autoscaling\n\n"
             "- scale on the pods metric `vllm:num_requests_waiting`, average target **%d** per "
-            "pod (half the queue: scale out before requests are shed) -> `hpa.yaml`\n",
+            "pod (half the queue: scale out before requests are shed) -> `hpa.yaml`\n"
+            "- the HPA reads it as `" ADAPTER_METRIC "` through prometheus-adapter: apply the "
+            "rule in `prometheus-adapter-rule.yaml` first (Helm values for the "
+            "prometheus-community/prometheus-adapter chart)\n",
             waiting_target);
     if (o->target_rate > 0)
         fprintf(f,
@@ -115,37 +121,59 @@ int kb_recommend(const kb_sweep *w, const kb_config *c, const kb_sweep_opts *o, 
         return kl_errf(err, KL_ENOMEM, "out of memory");
     }
 
-    char hpa[2048];
+    char hpa[2048], rule[2048];
+    snprintf(hpa, sizeof hpa,
+             "# kiln bench --recommend: scale on the waiting queue measured at saturation.\n"
+             "# The HPA reads vllm:num_requests_waiting through the custom metrics API as\n"
+             "# vllm_num_requests_waiting: prometheus-adapter-rule.yaml (beside this file) is the\n"
+             "# prometheus-adapter rule that exposes it under that name.\n"
+             "apiVersion: autoscaling/v2\n"
+             "kind: HorizontalPodAutoscaler\n"
+             "metadata:\n"
+             "  name: %s\n"
+             "spec:\n"
+             "  scaleTargetRef:\n"
+             "    apiVersion: apps/v1\n"
+             "    kind: Deployment\n"
+             "    name: %s\n"
+             "  minReplicas: %d\n"
+             "  maxReplicas: %d\n"
+             "  metrics:\n"
+             "  - type: Pods\n"
+             "    pods:\n"
+             "      metric:\n"
+             "        name: " ADAPTER_METRIC "\n"
+             "      target:\n"
+             "        type: AverageValue\n"
+             "        averageValue: \"%d\"\n"
+             "  behavior:\n"
+             "    scaleUp:\n"
+             "      stabilizationWindowSeconds: 0\n"
+             "    scaleDown:\n"
+             "      stabilizationWindowSeconds: 300\n",
+             name, name, replicas, max_replicas, waiting_target);
     snprintf(
-        hpa, sizeof hpa,
-        "# kiln bench --recommend: scale on the waiting queue measured at saturation.\n"
-        "# Needs the metric exposed to the custom metrics API (e.g. prometheus-adapter; it may\n"
-        "# rename vllm:num_requests_waiting to vllm_num_requests_waiting).\n"
-        "apiVersion: autoscaling/v2\n"
-        "kind: HorizontalPodAutoscaler\n"
-        "metadata:\n"
-        "  name: %s\n"
-        "spec:\n"
-        "  scaleTargetRef:\n"
-        "    apiVersion: apps/v1\n"
-        "    kind: Deployment\n"
-        "    name: %s\n"
-        "  minReplicas: %d\n"
-        "  maxReplicas: %d\n"
-        "  metrics:\n"
-        "  - type: Pods\n"
-        "    pods:\n"
-        "      metric:\n"
-        "        name: vllm:num_requests_waiting\n"
-        "      target:\n"
-        "        type: AverageValue\n"
-        "        averageValue: \"%d\"\n"
-        "  behavior:\n"
-        "    scaleUp:\n"
-        "      stabilizationWindowSeconds: 0\n"
-        "    scaleDown:\n"
-        "      stabilizationWindowSeconds: 300\n",
-        name, name, replicas, max_replicas, waiting_target);
+        rule, sizeof rule,
+        "# kiln bench --recommend: the prometheus-adapter rule hpa.yaml needs. It exposes each\n"
+        "# pod's vllm:num_requests_waiting (Prometheus scraping the replicas' /metrics with the\n"
+        "# usual namespace and pod labels) to the custom metrics API as " ADAPTER_METRIC ".\n"
+        "# This file is Helm values for the prometheus-community/prometheus-adapter chart:\n"
+        "#   helm upgrade --install prometheus-adapter prometheus-community/prometheus-adapter \\\n"
+        "#     -n monitoring --reuse-values -f prometheus-adapter-rule.yaml\n"
+        "# Without Helm, add the rule under rules: in the adapter's config.yaml (its ConfigMap).\n"
+        "# Check: kubectl get --raw "
+        "\"/apis/custom.metrics.k8s.io/v1beta1/namespaces/NS/pods/*/" ADAPTER_METRIC "\"\n"
+        "rules:\n"
+        "  custom:\n"
+        "  - seriesQuery: 'vllm:num_requests_waiting{namespace!=\"\",pod!=\"\"}'\n"
+        "    resources:\n"
+        "      overrides:\n"
+        "        namespace: {resource: \"namespace\"}\n"
+        "        pod: {resource: \"pod\"}\n"
+        "    name:\n"
+        "      matches: \"^vllm:num_requests_waiting$\"\n"
+        "      as: \"" ADAPTER_METRIC "\"\n"
+        "    metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n");
     json_t *gw = json_pack("{s:{s:i, s:i}, s:{s:i, s:i}, s:[{s:s, s:[{s:[{s:s}]}]}]}", "saturation",
                            "max_inflight", conc, "max_waiting", queue, "queue", "max",
                            queue * replicas, "max_wait_ms", max_wait_ms, "models", "name", model,
@@ -153,6 +181,7 @@ int kb_recommend(const kb_sweep *w, const kb_config *c, const kb_sweep_opts *o, 
     int rc = gw ? 0 : kl_errf(err, KL_ENOMEM, "out of memory");
     if (!rc) rc = kb_write_file(out, "recommend.md", doc, err);
     if (!rc) rc = kb_write_file(out, "hpa.yaml", hpa, err);
+    if (!rc) rc = kb_write_file(out, "prometheus-adapter-rule.yaml", rule, err);
     if (!rc) rc = kb_write_json(out, "gateway.json", gw, err);
     json_decref(gw);
     if (rc)

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bench/vocab.h"
+
 json_t *kb_config_json(const kb_config *c)
 {
     char in[64], out[64];
@@ -18,15 +20,20 @@ json_t *kb_config_json(const kb_config *c)
     for (int i = 0; i < c->n_models; i++)
         json_array_append_new(models, json_pack("{s:s, s:f}", "name", c->models[i].name, "weight",
                                                 c->models[i].weight));
-    return json_pack("{s:o, s:s, s:o, s:i, s:f, s:i, s:f, s:s, s:s, s:b, s:I, s:i, s:i, s:i, "
-                     "s:s?, s:f, s:f, s:f}",
-                     "urls", urls, "api", c->chat ? "chat" : "completions", "models", models,
-                     "concurrency", c->concurrency, "rate", c->rate, "requests", c->requests,
-                     "duration_s", c->duration, "input_len", in, "output_len", out,
-                     "output_len_given", c->output_len_given, "seed", (json_int_t)c->seed,
-                     "shared_prefix", c->shared_prefix, "groups", c->groups, "turns", c->turns,
-                     "dataset", c->dataset, "timeout_s", c->timeout, "slo_ttft_ms", c->slo_ttft_ms,
-                     "slo_tpot_ms", c->slo_tpot_ms);
+    json_t *j = json_pack("{s:o, s:s, s:o, s:i, s:f, s:i, s:f, s:s, s:s, s:b, s:I, s:i, s:i, "
+                          "s:i, s:s?, s:f, s:f, s:f}",
+                          "urls", urls, "api", c->chat ? "chat" : "completions", "models", models,
+                          "concurrency", c->concurrency, "rate", c->rate, "requests", c->requests,
+                          "duration_s", c->duration, "input_len", in, "output_len", out,
+                          "output_len_given", c->output_len_given, "seed", (json_int_t)c->seed,
+                          "shared_prefix", c->shared_prefix, "groups", c->groups, "turns", c->turns,
+                          "dataset", c->dataset, "timeout_s", c->timeout, "slo_ttft_ms",
+                          c->slo_ttft_ms, "slo_tpot_ms", c->slo_tpot_ms);
+    if (j && c->vocab) { /* how the input lengths were made (bench/vocab.h) */
+        json_object_set_new(j, "input_len_exact", json_boolean(c->vocab->exact));
+        json_object_set_new(j, "input_len_note", json_string(c->vocab->note));
+    }
+    return j;
 }
 
 static json_t *pct_json(const kb_pct *p)

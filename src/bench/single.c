@@ -4,6 +4,7 @@
 
 #include "bench/report.h"
 #include "bench/sweep.h"
+#include "bench/vocab.h"
 
 static double ratio(double b, double a)
 {
@@ -64,8 +65,24 @@ static json_t *print_by_model(FILE *f, const kb_result *r, const kb_config *c, i
     return j;
 }
 
-int kb_bench_main(const kb_config *c, const char *out, kl_err *err)
+/* Not one request of target t succeeded: an error naming how they failed (err filled). */
+int kb_no_success(const kb_config *c, int t, const kb_summary *s, kl_err *err)
 {
+    char kinds[160] = "";
+    size_t n = 0;
+    for (int k = 1; k < KB_N_STATUS && n < sizeof kinds; k++)
+        if (s->errors[k])
+            n += (size_t)snprintf(kinds + n, sizeof kinds - n, "%s%s %d", n ? ", " : "",
+                                  kb_status_name((kb_status)k), s->errors[k]);
+    return kl_errf(err, KL_EIO, "%s: no request succeeded (%d of %d failed: %s)", c->target[t].url,
+                   s->n, s->n, n ? kinds : "none sent");
+}
+
+int kb_bench_main(const kb_config *cfg, const char *out, kl_err *err)
+{
+    kb_config run = *cfg, *c = &run;
+    kb_vocab vocab;
+    kb_vocab_setup(c, &vocab);
     kb_result r;
     int rc = kb_run(c, &r, err);
     if (rc) return rc;
@@ -97,5 +114,7 @@ int kb_bench_main(const kb_config *c, const char *out, kl_err *err)
     }
     json_decref(root);
     kb_result_free(&r);
+    for (int t = 0; !rc && t < c->n_targets; t++) /* after the results are written */
+        if (!s[t].n_ok) rc = kb_no_success(c, t, &s[t], err);
     return rc;
 }

@@ -81,7 +81,10 @@ char *kb_svg_chart(const kb_chart *c, const kb_series *s, int n_series)
                 xmax = fmax(xmax, s[k].x[i]);
                 ymax = fmax(ymax, s[k].y[i]);
             }
-    if (c->hline > 0) ymax = fmax(ymax, c->hline);
+    /* The limit line joins the axis only when it is near the data: an SLO far above them
+     * would squash them flat at the bottom; it is then named at the top instead. */
+    bool hline_above = c->hline > 0 && ymax > 0 && c->hline > KB_SVG_HLINE_SPAN * ymax;
+    if (c->hline > 0 && !hline_above) ymax = fmax(ymax, c->hline);
     if (c->vline > 0) xmax = fmax(xmax, c->vline);
     double xs = kb_nice_step(xmax > 0 ? xmax : 1, 6), ys = kb_nice_step(ymax > 0 ? ymax : 1, 5);
     double xtop = xs * ceil((xmax > 0 ? xmax : 1) / xs),
@@ -146,7 +149,14 @@ char *kb_svg_chart(const kb_chart *c, const kb_series *s, int n_series)
             PT + h / 2);
     esc(f, c->ylabel);
     fprintf(f, "</text>\n");
-    if (c->hline > 0) {
+    if (hline_above) {
+        fprintf(f,
+                "<text class=\"hline-above\" x=\"%.1f\" y=\"%d\" text-anchor=\"end\" "
+                "fill=\"#b00\">",
+                PL + w - 4, PT - 6);
+        esc(f, c->hline_label);
+        fprintf(f, " (above the chart)</text>\n");
+    } else if (c->hline > 0) {
         fprintf(
             f,
             "<line class=\"hline\" x1=\"%d\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#b00\" "

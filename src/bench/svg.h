@@ -6,8 +6,9 @@
 #define KILN_BENCH_SVG_H
 #include <stdbool.h>
 
-#define KB_SVG_W 780
-#define KB_SVG_H 400
+#define KB_SVG_W          780
+#define KB_SVG_H          400
+#define KB_SVG_HLINE_SPAN 3 /* a limit line above 3x the data's top is named, not drawn */
 
 typedef struct kb_series {
     const char *name;
@@ -18,7 +19,8 @@ typedef struct kb_series {
 
 typedef struct kb_chart {
     const char *title, *xlabel, *ylabel;
-    double hline; /* > 0: a dashed horizontal line at this y */
+    double hline; /* > 0: a dashed horizontal line at this y (or, far above the data, a note
+                     at the top: the axis follows the data) */
     const char *hline_label;
     double vline; /* > 0: a dotted vertical line at this x */
     const char *vline_label;

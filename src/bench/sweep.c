@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bench/report.h"
+#include "bench/vocab.h"
 
 void kb_sweep_opts_defaults(kb_sweep_opts *o)
 {
@@ -118,7 +119,8 @@ static int run_steps(const kb_config *c, const kb_sweep_opts *o, kb_sweep *w, js
 {
     bool has_slo = c->slo_ttft_ms > 0 || c->slo_tpot_ms > 0;
     double best[2] = {0, 0};
-    int n = o->n_loads ? o->n_loads : o->max_steps;
+    int n = o->n_loads ? o->n_loads : o->max_steps, item_base = 0;
+    int turns = c->turns > 1 ? c->turns : 1;
     snprintf(w->stop_reason, sizeof w->stop_reason, "all %d steps ran", n);
     for (int i = 0; i < n && i < KB_MAX_STEPS; i++) {
         double load =
@@ -134,11 +136,17 @@ static int run_steps(const kb_config *c, const kb_sweep_opts *o, kb_sweep *w, js
             sc.concurrency = (int)load;
         sc.duration = o->step_duration;
         sc.requests = o->step_requests;
+        /* fresh prompts each step: a step that replayed the last one's would find them in
+         * the server's prefix cache and measure cached TTFTs */
+        sc.item_base = item_base;
+        sc.epoch = i;
         if (!sc.requests && !(sc.duration > 0))
             sc.requests = w->by_rate ? (int)fmax(20, ceil(load * 5)) : (int)fmax(20, 4 * load);
         kb_result r;
         int rc = kb_run(&sc, &r, err);
         if (rc) return rc;
+        for (int k = 0; k < r.n_rec; k++)
+            if (r.rec[k].item >= item_base) item_base = (r.rec[k].item / turns + 1) * turns;
         kb_step *st = &w->steps[w->n_steps];
         st->load = load;
         bool any_going = false;
@@ -180,8 +188,11 @@ static int run_steps(const kb_config *c, const kb_sweep_opts *o, kb_sweep *w, js
     return 0;
 }
 
-int kb_sweep_main(const kb_config *c, const kb_sweep_opts *o, const char *out, kl_err *err)
+int kb_sweep_main(const kb_config *cfg, const kb_sweep_opts *o, const char *out, kl_err *err)
 {
+    kb_config run = *cfg, *c = &run;
+    kb_vocab vocab;
+    kb_vocab_setup(c, &vocab);
     kb_sweep *w = calloc(1, sizeof *w);
     json_t *records = json_array();
     if (!w || !records) {
@@ -222,6 +233,16 @@ int kb_sweep_main(const kb_config *c, const kb_sweep_opts *o, const char *out, k
         json_decref(root);
     }
     json_decref(records);
+    for (int t = 0; !rc && t < c->n_targets; t++) { /* after the results are written */
+        kb_summary all = {0};
+        for (int i = 0; i < w->n_steps; i++) {
+            all.n += w->steps[i].s[t].n;
+            all.n_ok += w->steps[i].s[t].n_ok;
+            for (int k = 0; k < KB_N_STATUS; k++)
+                all.errors[k] += w->steps[i].s[t].errors[k];
+        }
+        if (!all.n_ok) rc = kb_no_success(c, t, &all, err);
+    }
     free(w);
     return rc;
 }

@@ -45,6 +45,8 @@ double kb_step_throughput(const kb_summary *s);
  * A load past the throughput peak is never the answer. -1 if no step qualifies. */
 int kb_sweep_saturation(const kb_sweep *w, int t, bool has_slo);
 
+/* KL_EIO "<url>: no request succeeded (N of N failed: <kinds>)" for target t of c. */
+int kb_no_success(const kb_config *c, int t, const kb_summary *s, kl_err *err);
 /* One run: runs c, prints the table (and ratios with --vs) on stdout, writes
  * out/results.json when out is set. Returns 0 or a negative code with err filled. */
 int kb_bench_main(const kb_config *c, const char *out, kl_err *err);

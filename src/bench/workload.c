@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/vocab.h"
+
 #define MAX_DATASET_ITEMS 1000000
 
 /* Common English words that most tokenizers (SentencePiece and byte-level BPE alike) keep
@@ -33,19 +35,45 @@ struct kb_workload {
     int n;
 };
 
-char *kb_words(kl_rng *r, int n)
+const char *const *kb_word_list(int *n)
+{
+    *n = (int)N_WORDS;
+    return words;
+}
+
+/* n words drawn from list[0..n_list) (each at most 10 bytes), joined by spaces. */
+static char *draw(kl_rng *r, int n, const char *const *list, int n_list)
 {
     size_t cap = (size_t)n * 12 + 1, len = 0;
     char *s = malloc(cap);
     if (!s) return NULL;
     for (int i = 0; i < n; i++) {
-        const char *w = words[kl_rng_below(r, N_WORDS)];
+        const char *w = list[kl_rng_below(r, (uint64_t)n_list)];
         size_t wl = strlen(w);
         if (i) s[len++] = ' ';
         memcpy(s + len, w, wl); /* longest word is 10 bytes: fits in 12 per word */
         len += wl;
     }
     s[len] = 0;
+    return s;
+}
+
+char *kb_words(kl_rng *r, int n)
+{
+    return draw(r, n, words, (int)N_WORDS);
+}
+
+/* n words of the workload: the server's one-token words when lengths are exact, the first
+ * of them the lead word when lead (a prompt's start, whose cost the vocab measured). */
+static char *words_of(const kb_config *c, kl_rng *r, int n, bool lead)
+{
+    if (!c->vocab || !c->vocab->exact) return kb_words(r, n);
+    char *s = draw(r, n, c->vocab->units, c->vocab->n_units);
+    if (s && lead && n > 0) { /* the first word becomes the lead: both are at most 10 bytes */
+        size_t first = strcspn(s, " "), ll = strlen(c->vocab->lead);
+        memmove(s + ll, s + first, strlen(s + first) + 1);
+        memcpy(s, c->vocab->lead, ll);
+    }
     return s;
 }
 
@@ -139,15 +167,18 @@ static int pick_model(const kb_config *c, kl_rng *r)
 }
 
 /* The user text of one synthetic turn: the group's shared prefix (first turn only), then
- * n fresh words. Returns a new string or NULL. */
+ * n fresh words. The prefixes depend on the epoch, so each sweep step shares its own.
+ * Returns a new string or NULL. */
 static char *synthetic_text(const kb_config *c, kl_rng *r, int n, bool first_turn)
 {
-    char *fresh = kb_words(r, n);
-    if (!fresh || !first_turn || c->shared_prefix <= 0) return fresh;
+    bool prefixed = first_turn && c->shared_prefix > 0;
+    char *fresh = words_of(c, r, n, first_turn && !prefixed);
+    if (!fresh || !prefixed) return fresh;
     int g = (int)kl_rng_below(r, (uint64_t)(c->groups > 0 ? c->groups : 1));
     kl_rng pr;
-    kl_rng_seed_stream(&pr, c->seed ^ 0x7072656669780000ull, (uint64_t)g);
-    char *prefix = kb_words(&pr, c->shared_prefix);
+    kl_rng_seed_stream(&pr, c->seed ^ 0x7072656669780000ull ^ ((uint64_t)c->epoch << 32),
+                       (uint64_t)g);
+    char *prefix = words_of(c, &pr, c->shared_prefix, true);
     char *s = prefix ? malloc(strlen(prefix) + strlen(fresh) + 2) : NULL;
     if (s) sprintf(s, "%s %s", prefix, fresh);
     free(prefix);
@@ -181,7 +212,15 @@ int kb_workload_item(const kb_workload *w, int i, char (*model)[128], kb_item *o
         } else {
             in_len = kb_dist_sample(&c->input_len, &r);
             out_len = kb_dist_sample(&c->output_len, &r);
-            ok = (text = synthetic_text(c, &r, in_len, t == 0)) != NULL;
+            /* exact lengths: the words the server's own additions (BOS, the chat template)
+             * leave room for, so a one-turn prompt is in_len tokens as the server counts */
+            int n_words = in_len;
+            if (t == 0 && turns == 1 && c->vocab && c->vocab->exact) {
+                n_words = in_len - c->vocab->overhead;
+                if (n_words < 1) n_words = 1;
+                in_len = n_words + c->vocab->overhead;
+            }
+            ok = (text = synthetic_text(c, &r, n_words, t == 0)) != NULL;
             if (t == 0 && c->shared_prefix > 0) in_len += c->shared_prefix;
         }
         if (!ok) break;
@@ -189,7 +228,7 @@ int kb_workload_item(const kb_workload *w, int i, char (*model)[128], kb_item *o
         json_t *u = json_pack("{s:s, s:s}", "role", "user", "content", text);
         ok = u && !json_array_append_new(msgs, u);
         if (t < turn) {
-            char *reply = kb_words(&r, out_len);
+            char *reply = words_of(c, &r, out_len, false);
             json_t *a =
                 reply ? json_pack("{s:s, s:s}", "role", "assistant", "content", reply) : NULL;
             free(reply);

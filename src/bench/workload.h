@@ -25,4 +25,6 @@ void kb_workload_close(kb_workload *w);
 int kb_workload_item(const kb_workload *w, int i, char (*model)[128], kb_item *out);
 /* The synthetic prompt of n words from r into a new string (caller frees); NULL on OOM. */
 char *kb_words(kl_rng *r, int n);
+/* The words synthetic prompts are made of (n of them, static). */
+const char *const *kb_word_list(int *n);
 #endif

@@ -468,9 +468,8 @@ int srv_tokenize_parse(srv_req *r, const char *body, size_t len, int n_vocab, sr
     r->add_special = true;
     bool has_msgs = member(r, "messages") != NULL;
     if (get_str(r, "model", &r->model, e) < 0) goto fail;
-    if (has_msgs) {
+    if (has_msgs) { /* BOS as a chat request adds it (render_chat): the same count */
         r->kind = SRV_CHAT;
-        r->add_special = false;
         if (parse_messages(r, e)) goto fail;
         r->n_prompts = 1;
     } else {

@@ -58,6 +58,7 @@ function checkSummary(s, records) {
 before(async () => {
   fakes.push(await startFake());
   fakes.push(await startFake(['--ttft-ms', '20']));
+  fakes.push(await startFake(['--tokenize'])); // POST /tokenize, GET /prompts
 });
 
 after(() => {
@@ -116,12 +117,14 @@ test('an impossible SLO gives goodput 0; a loose one counts every request', asyn
   assert.ok(Math.abs(ok.json.summary.goodput_req_per_s - ok.json.summary.req_per_s) < 1e-9);
 });
 
-test('a replica answering 500 yields counted errors, not a crash', async () => {
+test('a replica answering 500 yields counted errors and exit status 1, not a crash', async () => {
   const port = await startFake();
   await admin(port, { mode: '500' });
   const r = await bench(['--url', `http://127.0.0.1:${port}`, '--model', 'm', '--concurrency', '3',
     '--requests', '9'], 'five-hundred');
-  assert.equal(r.code, 0, r.stderr);
+  // no request succeeded: a failure for scripts and CI, with the results still written
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /kiln: http:\/\/127\.0\.0\.1:\d+: no request succeeded \(9 of 9 failed: http_5xx 9\)/);
   const s = r.json.summary;
   checkSummary(s, r.json.records);
   assert.equal(s.errors.http_5xx, 9);
@@ -130,15 +133,26 @@ test('a replica answering 500 yields counted errors, not a crash', async () => {
   await admin(port, { mode: 'die-mid-stream' });
   const d = await bench(['--url', `http://127.0.0.1:${port}`, '--model', 'm', '--concurrency', '2',
     '--requests', '4'], 'die');
+  assert.equal(d.code, 1);
   assert.equal(d.json.summary.errors.stream_error, 4);
 });
 
-test('nothing listening: connect errors', async () => {
+test('nothing listening: connect errors, exit status 1; a sweep with no success fails too', async () => {
   const port = await freePort();
   const r = await bench(['--url', `http://127.0.0.1:${port}`, '--model', 'm', '--concurrency', '2',
     '--requests', '4'], 'refused');
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /no request succeeded \(4 of 4 failed: connect 4\)/);
   assert.equal(r.json.summary.errors.connect, 4);
+  const s = await bench(['--url', `http://127.0.0.1:${port}`, '--model', 'm', '--sweep', '1,2',
+    '--step-requests', '2'], 'refused-sweep');
+  assert.equal(s.code, 1, s.stderr);
+  assert.match(s.stderr, /no request succeeded/);
+  assert.ok(s.json, 'results.json is written all the same');
+  // one success is enough: not an error
+  const ok = await bench(['--url', `http://127.0.0.1:${fakes[0]}`, '--model', 'm', '--requests', '1',
+    '--output-len', '2'], 'one-ok');
+  assert.equal(ok.code, 0, ok.stderr);
 });
 
 test('open loop with Poisson arrivals and the chat API', async () => {
@@ -186,13 +200,28 @@ test('--sweep stops when the SLO fails and writes the report, plots and advice',
   assert.ok(sw.saturation && sw.saturation.load >= 1);
   assert.equal(r.json.records.length, sw.steps.length);
   for (const f of ['report.html', 'ttft.svg', 'tpot.svg', 'latency.svg', 'throughput.svg', 'recommend.md',
-    'hpa.yaml', 'gateway.json']) assert.ok(existsSync(path.join(r.out, f)), f);
+    'hpa.yaml', 'prometheus-adapter-rule.yaml', 'gateway.json']) assert.ok(existsSync(path.join(r.out, f)), f);
   const html = readFileSync(path.join(r.out, 'report.html'), 'utf8');
   assert.equal((html.match(/<svg /g) || []).length, 4);
   assert.match(html, /Saturation:/);
+  // the recommendation is rendered, not shown as Markdown source
+  assert.match(html, /<h2>Serving recommendation for m at http:\/\/127\.0\.0\.1:\d+<\/h2>/);
+  assert.match(html, /<li>max concurrency: <strong>\d+<\/strong>/);
+  assert.match(html, /<code>prometheus-adapter-rule\.yaml<\/code>/);
+  assert.doesNotMatch(html, /\*\*|^#+ /m);
+  // TPOT (a few ms) and TTFT (about 20 ms) lie far under the 5 s SLOs: the axes follow the
+  // data and the SLO is named above them
+  for (const f of ['tpot.svg', 'ttft.svg']) {
+    const svg = readFileSync(path.join(r.out, f), 'utf8');
+    assert.match(svg, />SLO 5000 ms \(above the chart\)</, f);
+    assert.doesNotMatch(svg, />5000<\/text>|>5k<\/text>/, f);
+  }
+  const rule = readFileSync(path.join(r.out, 'prometheus-adapter-rule.yaml'), 'utf8');
+  assert.match(rule, /seriesQuery: 'vllm:num_requests_waiting\{/);
+  assert.match(readFileSync(path.join(r.out, 'hpa.yaml'), 'utf8'),
+    new RegExp(`name: ${rule.match(/ as: "([^"]+)"/)[1]}\n`));
   const gw = JSON.parse(readFileSync(path.join(r.out, 'gateway.json'), 'utf8'));
   assert.equal(gw.saturation.max_inflight, sw.saturation.load);
-  assert.match(readFileSync(path.join(r.out, 'hpa.yaml'), 'utf8'), /vllm:num_requests_waiting/);
 
   // an impossible SLO: the first step fails, the sweep stops there, nothing to recommend
   const bad = await bench(['--url', `http://127.0.0.1:${fakes[1]}`, '--model', 'm', '--sweep',
@@ -204,6 +233,45 @@ test('--sweep stops when the SLO fails and writes the report, plots and advice',
   assert.equal(bad.json.sweep.steps.length, 1);
   assert.equal(bad.json.sweep.saturation, null);
   assert.match(bad.json.sweep.stop_reason, /SLO failed/);
+});
+
+test('--input-len is exact with the server\'s /tokenize, and says so; approximate without', async () => {
+  for (const api of ['completions', 'chat']) {
+    const r = await bench(['--url', `http://127.0.0.1:${fakes[2]}`, '--model', 'm', '--api', api,
+      '--concurrency', '3', '--requests', '12', '--input-len', 'uniform:5:60', '--output-len', '3'], `exact-${api}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /input lengths are exact: \d+ one-token words of the server's tokenizer/);
+    assert.equal(r.json.config.input_len_exact, true);
+    assert.ok(r.json.records.every((q) => q.input_tokens === q.input_expected), api);
+    assert.ok(new Set(r.json.records.map((q) => q.input_tokens)).size > 3, 'lengths vary as drawn');
+  }
+  // fakes[0] has no /tokenize: the word approximation, said on stderr and in results.json
+  const a = await bench(['--url', `http://127.0.0.1:${fakes[0]}`, '--model', 'm', '--requests', '2',
+    '--output-len', '2'], 'approx');
+  assert.equal(a.code, 0, a.stderr);
+  assert.match(a.stderr, /input lengths are approximate .*POST \/tokenize gave no token count/);
+  assert.equal(a.json.config.input_len_exact, false);
+});
+
+test('a sweep sends fresh prompts each step (and its own shared prefixes), never a replay', async () => {
+  const before = (await (await fetch(`http://127.0.0.1:${fakes[2]}/prompts`)).json()).length;
+  const r = await bench(['--url', `http://127.0.0.1:${fakes[2]}`, '--model', 'm', '--sweep', '1,2,4',
+    '--step-requests', '6', '--input-len', '12', '--output-len', '2', '--shared-prefix', '4',
+    '--groups', '1'], 'sweep-fresh');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.json.sweep.steps.length, 3);
+  const prompts = (await (await fetch(`http://127.0.0.1:${fakes[2]}/prompts`)).json()).slice(before);
+  assert.equal(prompts.length, 18);
+  assert.equal(new Set(prompts).size, 18, 'no prompt sent twice');
+  const items = r.json.records.map((step) => new Set(step.map((q) => q.item)));
+  for (let i = 0; i < 3; i++)
+    for (let k = i + 1; k < 3; k++)
+      assert.ok([...items[i]].every((x) => !items[k].has(x)), `steps ${i} and ${k} share items`);
+  // within a step one shared prefix (--groups 1), across steps another
+  const prefixes = [0, 1, 2].map((s) => new Set(prompts.slice(s * 6, s * 6 + 6)
+    .map((p) => p.split(' ').slice(0, 4).join(' '))));
+  for (const p of prefixes) assert.equal(p.size, 1);
+  assert.equal(new Set(prefixes.map((p) => [...p][0])).size, 3);
 });
 
 test('multi-turn: a turn is sent after the previous one finished, with the history', async () => {

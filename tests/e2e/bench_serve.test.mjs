@@ -87,9 +87,10 @@ test('against kiln serve: counts add up, percentiles ordered, tokens equal usage
   assert.equal(s.goodput_req_per_s, 0);
 });
 
-test('against kiln serve: an unknown model is counted as http_4xx, not fatal', opts, async () => {
+test('against kiln serve: an unknown model is counted as http_4xx; no success is exit 1', opts, async () => {
   const r = await bench(['--model', 'no-such-model', '--concurrency', '2', '--requests', '4'], 'serve-404');
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /no request succeeded \(4 of 4 failed: http_4xx 4\)/);
   assert.equal(r.json.summary.errors.http_4xx, 4);
   assert.ok(r.json.records.every((q) => q.http_status === 404));
 });
@@ -107,4 +108,43 @@ test('against kiln serve: chat API and a short sweep with advice', opts, async (
     assert.ok(existsSync(path.join(r.out, f)), f);
   const gw = JSON.parse(readFileSync(path.join(r.out, 'gateway.json'), 'utf8'));
   assert.equal(gw.models[0].name, model);
+});
+
+// A tiny vocabulary splits most words into several tokens (the word approximation gave 2.3x
+// the asked length): with the server's /tokenize, every prompt is the asked number of tokens
+// as the server itself counts them (usage.prompt_tokens), BOS or chat template included.
+test('against kiln serve: --input-len N is N tokens exactly, completions and chat', opts, async () => {
+  for (const api of ['completions', 'chat']) {
+    const r = await bench(['--api', api, '--concurrency', '4', '--requests', '12', '--input-len',
+      'uniform:24:96', '--output-len', '2'], `serve-exact-${api}`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /input lengths are exact/);
+    for (const q of r.json.records) {
+      assert.equal(q.input_tokens, q.input_expected, `${api}: ${JSON.stringify(q)}`);
+      assert.ok(q.input_tokens >= 24 && q.input_tokens <= 96, `${api}: ${q.input_tokens}`);
+    }
+  }
+  const f = await bench(['--requests', '3', '--input-len', '37', '--output-len', '2'], 'serve-exact-37');
+  assert.ok(f.json.records.every((q) => q.input_tokens === 37), JSON.stringify(f.json.records));
+});
+
+async function metric(name) {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const m = text.match(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm'));
+  return m ? Number(m[1]) : NaN;
+}
+
+// Each step of a sweep sends prompts no earlier step sent: the server's prefix cache finds
+// nothing to reuse, so every step's TTFT is a real prefill (a replay hit 63% of the prompt
+// tokens from the second step on).
+test('against kiln serve: sweep steps do not hit the prefix cache with each other\'s prompts', opts, async () => {
+  const q0 = await metric('vllm:prefix_cache_queries_total'), h0 = await metric('vllm:prefix_cache_hits_total');
+  const r = await bench(['--sweep', '1,2,4', '--step-requests', '8', '--input-len', '96', '--output-len', '2'],
+    'serve-sweep-fresh');
+  assert.equal(r.code, 0, r.stderr);
+  const steps = r.json.sweep.steps.length; // 2 or 3: it may stop when throughput stops rising
+  assert.ok(steps >= 2, r.json.sweep.stop_reason);
+  const q = await metric('vllm:prefix_cache_queries_total') - q0, h = await metric('vllm:prefix_cache_hits_total') - h0;
+  assert.ok(q >= steps * 8 * 96, `prefix cache queries ${q}`);
+  assert.ok(h <= 0.02 * q, `prefix cache hits ${h} of ${q} prompt tokens`);
 });

@@ -2,6 +2,8 @@
 // `kiln serve` cannot be made to hang mid-stream or send garbage on demand).
 // Usage: node fake_replica.mjs PORT [--mode ok|hang-headers|die-mid-stream|garbage|500|big]
 //        [--waiting N] [--kv F] [--delay-ms D] [--ttft-ms T] [--model-id ID] [--close-after]
+//        [--tokenize] (POST /tokenize: one token a word, as its usage counts; GET /prompts:
+//        every completion request's prompt text, in order)
 // It serves /health, /metrics (vLLM names), /v1/completions and /v1/chat/completions
 // (GET /last: the last completion request's raw headers and body)
 // (streaming: 5 tokens "tok0".."tok4" then [DONE]). Each response names this replica in
@@ -26,6 +28,9 @@ const closeAfter = args.includes('--close-after');
 let served = 0;
 let probeHang = false, hung = 0; // /admin {"probe_hang": true}: /health and /metrics never answer
 let last = null; // the last completion request as received: {rawHeaders, body} (GET /last)
+const tokenize = args.includes('--tokenize');
+const prompts = []; // with --tokenize: the prompt text of every completion request (GET /prompts)
+const promptText = (j) => (j.messages ? j.messages.map((m) => m.content).join(' ') : String(j.prompt ?? ''));
 
 const server = http.createServer((req, res) => {
   let body = '';
@@ -55,6 +60,18 @@ const server = http.createServer((req, res) => {
       if (o.probe_hang !== undefined) probeHang = o.probe_hang;
       return res.writeHead(200).end(JSON.stringify({ served, hung }));
     }
+    if (tokenize && req.url === '/tokenize' && req.method === 'POST') {
+      let j = {};
+      try { j = JSON.parse(body); } catch {}
+      const n = promptText(j).split(/\s+/).filter(Boolean).length;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ count: n, tokens: Array.from({ length: n }, (_, i) => i + 3),
+        max_model_len: 4096 }));
+    }
+    if (tokenize && req.url === '/prompts' && req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify(prompts));
+    }
     if (req.url === '/last' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify(last));
@@ -69,6 +86,7 @@ const server = http.createServer((req, res) => {
     }
     let j = {};
     try { j = JSON.parse(body); } catch {}
+    if (tokenize && prompts.length < 100000) prompts.push(promptText(j));
     const fp = `fake-${port}`;
     if (mode === 'big' && !j.stream) { // a 4 MiB answer, to be written while the client resets
       res.writeHead(200, { 'content-type': 'application/json' });

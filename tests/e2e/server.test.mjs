@@ -179,6 +179,10 @@ describe('kiln serve with stories260K', { skip }, () => {
     assert.equal(role, 'assistant');
     assert.equal(text, r.choices[0].message.content);
     assert.equal(usage.prompt_tokens, r.usage.prompt_tokens);
+    // /tokenize of the same messages counts what the chat request used (BOS included)
+    const tk = await postJson(`${s.url}/tokenize`, { model: 'stories', messages: msgs });
+    assert.equal(tk.status, 200);
+    assert.equal(tk.json.count, r.usage.prompt_tokens);
   });
 
   test('errors: 400 names the parameter, 404 unknown model, prompt over the context', async () => {

@@ -74,6 +74,37 @@ TEST(bench_svg_chart_structure)
     free(svg);
 }
 
+TEST(bench_svg_axis_follows_the_data_not_a_far_slo)
+{
+    /* TPOT around 2 ms against a 50 ms SLO: the axis is the data's, the SLO is named above */
+    double x[] = {1, 2, 4}, y[] = {1.2, 1.6, 2.0};
+    kb_series s[] = {{"TPOT p90", x, y, 3, false}};
+    kb_chart c = {"TPOT", "concurrency", "TPOT (ms)", 50, "SLO 50 ms", 0, NULL, 0};
+    char *svg = kb_svg_chart(&c, s, 1);
+    T_ASSERT(svg);
+    T_ASSERT(!strstr(svg, "class=\"hline\""));
+    T_CONTAINS(svg, ">SLO 50 ms (above the chart)</text>");
+    T_CONTAINS(svg, "text-anchor=\"end\">2.5</text>"); /* 2.0 x 1.05 rounds up to 2.5 */
+    T_ASSERT(!strstr(svg, ">50</text>") && !strstr(svg, ">10</text>"));
+    free(svg);
+    /* an SLO within 3x of the data stays on the axis, drawn */
+    double near[] = {20, 24, 30};
+    kb_series sn[] = {{"TPOT p90", x, near, 3, false}};
+    svg = kb_svg_chart(&c, sn, 1);
+    T_ASSERT(svg);
+    T_CONTAINS(svg, "class=\"hline\"");
+    T_CONTAINS(svg, ">SLO 50 ms</text>");
+    T_ASSERT(!strstr(svg, "above the chart"));
+    T_CONTAINS(svg, "text-anchor=\"end\">60</text>");
+    free(svg);
+    /* no data: the SLO line alone sets the axis */
+    kb_series none[] = {{"TPOT p90", x, (double[]){-1, -1, -1}, 3, false}};
+    svg = kb_svg_chart(&c, none, 1);
+    T_ASSERT(svg);
+    T_CONTAINS(svg, "class=\"hline\"");
+    free(svg);
+}
+
 TEST(bench_svg_large_axis_uses_one_unit)
 {
     double x[] = {1, 64}, y[] = {400, 11508};
@@ -142,18 +173,37 @@ TEST(bench_recommend_writes_loadable_gateway_fragment)
     /* queue: 7 req/s x (500 - 100) ms = 2.8 -> 2; replicas: 100 / (0.8 x 7) = 17.9 -> 18 */
     T_CONTAINS(md, "queue length: **2**");
     T_CONTAINS(md, "**18** with 20% headroom");
+    T_CONTAINS(md, "`prometheus-adapter-rule.yaml`");
     free(md);
     char path[512];
     snprintf(path, sizeof path, "%s/hpa.yaml", dir);
     char *hpa = slurp(path);
     T_ASSERT(hpa);
     T_CONTAINS(hpa, "kind: HorizontalPodAutoscaler");
-    T_CONTAINS(hpa, "name: vllm:num_requests_waiting");
+    /* the HPA asks for the name the adapter rule beside it gives vllm:num_requests_waiting */
+    const char *metric = strstr(hpa, "      metric:\n        name: ");
+    T_ASSERT(metric);
+    metric += strlen("      metric:\n        name: ");
+    char name[64] = "";
+    sscanf(metric, "%63[^\n]", name);
+    T_STREQ(name, "vllm_num_requests_waiting");
     T_CONTAINS(hpa, "name: kiln-chat-model-v1\n");
     T_CONTAINS(hpa, "minReplicas: 18\n");
     T_CONTAINS(hpa, "maxReplicas: 36\n");
     T_CONTAINS(hpa, "averageValue: \"1\"");
+    T_CONTAINS(hpa, "prometheus-adapter-rule.yaml");
     free(hpa);
+    snprintf(path, sizeof path, "%s/prometheus-adapter-rule.yaml", dir);
+    char *rule = slurp(path);
+    T_ASSERT(rule);
+    T_CONTAINS(rule, "rules:\n  custom:\n  - seriesQuery: 'vllm:num_requests_waiting{");
+    char as[80];
+    snprintf(as, sizeof as, "      as: \"%s\"\n", name);
+    T_CONTAINS(rule, as);
+    T_CONTAINS(rule, "      matches: \"^vllm:num_requests_waiting$\"\n");
+    T_CONTAINS(rule, "pod: {resource: \"pod\"}");
+    T_ASSERT(!strchr(rule, '\t')); /* YAML: spaces only */
+    free(rule);
     snprintf(path, sizeof path, "%s/gateway.json", dir);
     gw_config *g = NULL;
     T_EQ(gw_config_load(&g, path, &err), 0);
