@@ -92,18 +92,21 @@ unit: $(KILN) $(TESTS)
 	KILN_BIN=$(abspath $(KILN)) $(TESTS) $(T)
 
 # End-to-end tests in node with the official openai package (tests/e2e); skipped with a
-# message when node or its packages are missing.
+# message when node or its packages are missing, a failure when CI is set (.ci/run).
 # Sanitizer reports of every kiln process the tests start go to files under $(O)/e2e-reports
 # (a child's stderr is the test's to read): any file there fails the run.
 E2E_REPORTS := $(abspath $(O))/e2e-reports
 e2e: $(KILN)
-	@if [ -d tests/e2e/node_modules ] && [ -n "$$(ls tests/e2e/*.test.mjs 2>/dev/null)" ]; then \
+	@if command -v node >/dev/null && [ -d tests/e2e/node_modules ] && \
+	    [ -n "$$(ls tests/e2e/*.test.mjs 2>/dev/null)" ]; then \
 	  rm -rf $(E2E_REPORTS) && mkdir -p $(E2E_REPORTS) && \
 	  ASAN_OPTIONS=log_path=$(E2E_REPORTS)/asan UBSAN_OPTIONS=log_path=$(E2E_REPORTS)/ubsan:print_stacktrace=1 \
 	  TSAN_OPTIONS=log_path=$(E2E_REPORTS)/tsan KILN_BIN=$(abspath $(KILN)) \
 	  node --test --test-concurrency=1 tests/e2e/ && \
 	  if [ -n "$$(ls $(E2E_REPORTS))" ]; then head -n 60 $(E2E_REPORTS)/*; \
 	    echo "e2e: sanitizer reports in $(E2E_REPORTS)"; exit 1; fi; \
+	elif [ -n "$$CI" ]; then echo "e2e: node or tests/e2e/node_modules missing, and CI is set:" \
+	  "a failure, not a skip (tools/install-deps.sh installs them)"; exit 1; \
 	else echo "# e2e: skipped (run 'npm ci' in tests/e2e first)"; fi
 
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)

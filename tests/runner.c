@@ -56,12 +56,25 @@ void t_skip(const char *fmt, ...)
     _exit(T_SKIP_EXIT);
 }
 
+/* A test's prerequisite is missing: a skip, or with CI set (.ci/run) a failure, so a CI run
+ * that could not test something does not pass. */
+static void missing(const char *what)
+{
+    const char *ci = getenv("CI");
+    if (ci && *ci) t_fail(__FILE__, __LINE__, "%s (CI is set: a failure, not a skip)", what);
+    t_skip("%s", what);
+}
+
 const char *t_shared(const char *rel)
 {
     static char path[PATH_MAX];
     const char *root = getenv("KILN_SHARED");
     snprintf(path, sizeof path, "%s/%s", root ? root : "../shared", rel);
-    if (access(path, R_OK) != 0) t_skip("%s not present", path);
+    if (access(path, R_OK) != 0) {
+        char what[PATH_MAX + 32];
+        snprintf(what, sizeof what, "%s not present", path);
+        missing(what);
+    }
     return path;
 }
 
@@ -73,7 +86,7 @@ const char *t_tmpdir(void)
 const char *t_kiln(void)
 {
     const char *b = getenv("KILN_BIN");
-    if (!b || access(b, X_OK) != 0) t_skip("KILN_BIN not set or not executable");
+    if (!b || access(b, X_OK) != 0) missing("KILN_BIN not set or not executable");
     return b;
 }
 

@@ -63,11 +63,12 @@ void t_skip(const char *fmt, ...) __attribute__((noreturn));
         if (memcmp((a), (b), (n))) t_fail(__FILE__, __LINE__, "memory differs: %s vs %s", #a, #b); \
     } while (0)
 
-/* Path of a file under ../shared (or $KILN_SHARED), or skips the test when it is absent. */
+/* Path of a file under ../shared (or $KILN_SHARED), or skips the test when it is absent (with
+ * CI set in the environment: fails it). */
 const char *t_shared(const char *rel);
 /* A fresh temporary directory for this test (removed by the runner afterwards). */
 const char *t_tmpdir(void);
-/* Path of the kiln binary under test ($KILN_BIN, set by make). */
+/* Path of the kiln binary under test ($KILN_BIN, set by make); skips (CI: fails) without it. */
 const char *t_kiln(void);
 /* Runs a shell command; captures stdout and stderr (each NUL-terminated, caller frees).
  * Returns the exit status (0..255), or 128+signal. */

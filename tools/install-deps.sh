@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what Kiln needs to build and test: Debian packages with apt-get, and the node
-# packages of the end-to-end tests with npm ci. Safe to run again.
+# Installs what Kiln needs to build and test: Debian packages with apt-get (Debian's nodejs
+# and npm too when node or npm is missing; a node already installed is kept, whatever its
+# origin), and the node packages of the end-to-end tests with npm ci. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -10,10 +11,12 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev libevent-dev libjansso
       cppcheck prometheus debootstrap"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+command -v node >/dev/null || missing="$missing nodejs"
+command -v npm >/dev/null || missing="$missing npm"
 if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
-if [ -f tests/e2e/package-lock.json ] && command -v npm >/dev/null; then
+if [ -f tests/e2e/package-lock.json ]; then
   (cd tests/e2e && npm ci --no-audit --no-fund --silent)
 fi

@@ -8,9 +8,10 @@ import net from 'node:net';
 import http from 'node:http';
 import { waitFor } from './gwutil.mjs';
 import { startServer, stopServer, postJson, haveStories, stories } from './serverutil.mjs';
+import { needs } from './prereq.mjs';
 import { startGateway, cleanup } from './gwreal.mjs';
 
-const skip = haveStories ? false : 'needs ../shared/models/stories260K.gguf';
+const skip = needs(haveStories, 'needs ../shared/models/stories260K.gguf');
 const MAX_BODY = 1 << 20;
 
 // Sends raw bytes on a new connection and reads until the server closes it (or timeoutMs).

@@ -7,11 +7,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitFor } from './gwutil.mjs';
+import { needs } from './prereq.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const kilnBin = process.env.KILN_BIN || path.join(here, '../../kiln');
 export const haveKiln = existsSync(kilnBin);
-export const skipReason = haveKiln ? false : `needs the kiln binary (${kilnBin}; set KILN_BIN)`;
+export const skipReason = needs(haveKiln, `needs the kiln binary (${kilnBin}; set KILN_BIN)`);
 
 export const dir = haveKiln ? mkdtempSync(path.join(tmpdir(), 'kiln-gwreal-')) : null;
 let modelPath = null;

@@ -11,8 +11,9 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import { waitFor } from './gwutil.mjs';
 import { startServer, stopServer, postJson, haveStories, stories, kilnBin } from './serverutil.mjs';
+import { needs } from './prereq.mjs';
 
-const skip = haveStories ? false : 'needs ../shared/models/stories260K.gguf';
+const skip = needs(haveStories, 'needs ../shared/models/stories260K.gguf');
 
 describe('kiln serve with stories260K', { skip }, () => {
   let s, client;

@@ -9,8 +9,9 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import { freePort, waitFor } from './gwutil.mjs';
 import { startServer, stopServer, haveStories, stories, kilnBin } from './serverutil.mjs';
+import { needs } from './prereq.mjs';
 
-const skip = haveStories ? false : 'needs ../shared/models/stories260K.gguf';
+const skip = needs(haveStories, 'needs ../shared/models/stories260K.gguf');
 
 describe('gateway over kiln serve', { skip }, () => {
   let a, b, gw, gwPort, dir, gwLog = '';
