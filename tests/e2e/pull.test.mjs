@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startFakeHub } from './fake_hub.mjs';
+import { needs } from './prereq.mjs';
 import { kilnBin, stories, haveStories, startServer, stopServer, postJson } from './serverutil.mjs';
 
 let hub, tmp, tiny, tinyF32, split;
@@ -125,7 +126,7 @@ test('kiln serve -m ORG/REPO:TAG downloads, then serves the model', async () => 
   }
 });
 
-test('a split model: every shard fetched, loaded as one model', { skip: !haveStories && 'no ../shared' }, async () => {
+test('a split model: every shard fetched, loaded as one model', { skip: needs(haveStories, 'needs ../shared/models/stories260K.gguf') }, async () => {
   const r = await run(['pull', 'test/split:F32']);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /F32\/stories260K-F32-00001-of-00003\.gguf$/);
