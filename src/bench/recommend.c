@@ -15,9 +15,10 @@
 #include "bench/sweep.h"
 
 #define HEADROOM 0.8
-/* The name the HPA asks the custom metrics API for: prometheus-adapter-rule.yaml exposes
- * vllm:num_requests_waiting under it (a plain name, as the adapter's rules usually give). */
-#define ADAPTER_METRIC "vllm_num_requests_waiting"
+/* The name the HPA asks the custom metrics API for: prometheus-adapter-rule.yaml serves
+ * vllm:num_requests_waiting under its own name, as deploy/serve/prometheus-adapter-rules.yaml
+ * does for the shipped manifests. */
+#define ADAPTER_METRIC "vllm:num_requests_waiting"
 
 /* A Kubernetes object name from a model name: lowercase letters, digits and '-'. */
 static void k8s_name(char *dst, size_t cap, const char *model)
@@ -96,9 +97,9 @@ int kb_recommend(const kb_sweep *w, const kb_config *c, const kb_sweep_opts *o, 
             "\n## Autoscaling\n\n"
             "- scale on the pods metric `vllm:num_requests_waiting`, average target **%d** per "
             "pod (half the queue: scale out before requests are shed) -> `hpa.yaml`\n"
-            "- the HPA reads it as `" ADAPTER_METRIC "` through prometheus-adapter: apply the "
-            "rule in `prometheus-adapter-rule.yaml` first (Helm values for the "
-            "prometheus-community/prometheus-adapter chart)\n",
+            "- the HPA reads it through prometheus-adapter: `prometheus-adapter-rule.yaml` is "
+            "the rule that serves it on the custom metrics API (a ConfigMap to apply, or the "
+            "rule to merge into the adapter's own rules)\n",
             waiting_target);
     if (o->target_rate > 0)
         fprintf(f,
@@ -124,9 +125,9 @@ int kb_recommend(const kb_sweep *w, const kb_config *c, const kb_sweep_opts *o, 
     char hpa[2048], rule[2048];
     snprintf(hpa, sizeof hpa,
              "# kiln bench --recommend: scale on the waiting queue measured at saturation.\n"
-             "# The HPA reads vllm:num_requests_waiting through the custom metrics API as\n"
-             "# vllm_num_requests_waiting: prometheus-adapter-rule.yaml (beside this file) is the\n"
-             "# prometheus-adapter rule that exposes it under that name.\n"
+             "# The HPA reads vllm:num_requests_waiting through the custom metrics API:\n"
+             "# prometheus-adapter-rule.yaml (beside this file) is the prometheus-adapter rule\n"
+             "# that serves it there.\n"
              "apiVersion: autoscaling/v2\n"
              "kind: HorizontalPodAutoscaler\n"
              "metadata:\n"
@@ -154,26 +155,30 @@ int kb_recommend(const kb_sweep *w, const kb_config *c, const kb_sweep_opts *o, 
              name, name, replicas, max_replicas, waiting_target);
     snprintf(
         rule, sizeof rule,
-        "# kiln bench --recommend: the prometheus-adapter rule hpa.yaml needs. It exposes each\n"
-        "# pod's vllm:num_requests_waiting (Prometheus scraping the replicas' /metrics with the\n"
-        "# usual namespace and pod labels) to the custom metrics API as " ADAPTER_METRIC ".\n"
-        "# This file is Helm values for the prometheus-community/prometheus-adapter chart:\n"
-        "#   helm upgrade --install prometheus-adapter prometheus-community/prometheus-adapter \\\n"
-        "#     -n monitoring --reuse-values -f prometheus-adapter-rule.yaml\n"
-        "# Without Helm, add the rule under rules: in the adapter's config.yaml (its ConfigMap).\n"
-        "# Check: kubectl get --raw "
-        "\"/apis/custom.metrics.k8s.io/v1beta1/namespaces/NS/pods/*/" ADAPTER_METRIC "\"\n"
-        "rules:\n"
-        "  custom:\n"
-        "  - seriesQuery: 'vllm:num_requests_waiting{namespace!=\"\",pod!=\"\"}'\n"
-        "    resources:\n"
-        "      overrides:\n"
-        "        namespace: {resource: \"namespace\"}\n"
-        "        pod: {resource: \"pod\"}\n"
-        "    name:\n"
-        "      matches: \"^vllm:num_requests_waiting$\"\n"
-        "      as: \"" ADAPTER_METRIC "\"\n"
-        "    metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n");
+        "# kiln bench --recommend: the prometheus-adapter rule hpa.yaml needs. It serves each\n"
+        "# pod's vllm:num_requests_waiting (Prometheus scraping the replicas' /metrics, with the\n"
+        "# usual namespace and pod labels) on the custom metrics API under the same name.\n"
+        "#   kubectl apply -n monitoring -f prometheus-adapter-rule.yaml\n"
+        "# and point the adapter at this ConfigMap (--config), or merge the rule into the rules\n"
+        "# it already reads (its Helm chart's rules.custom); it reads them at start. Check:\n"
+        "#   kubectl get --raw /apis/custom.metrics.k8s.io/v1beta1/namespaces/NS/pods/*/"
+        "vllm:num_requests_waiting\n"
+        "apiVersion: v1\n"
+        "kind: ConfigMap\n"
+        "metadata:\n"
+        "  name: prometheus-adapter-kiln\n"
+        "data:\n"
+        "  config.yaml: |\n"
+        "    rules:\n"
+        "    - seriesQuery: 'vllm:num_requests_waiting{namespace!=\"\",pod!=\"\"}'\n"
+        "      resources:\n"
+        "        overrides:\n"
+        "          namespace: {resource: \"namespace\"}\n"
+        "          pod: {resource: \"pod\"}\n"
+        "      name:\n"
+        "        matches: \"^vllm:num_requests_waiting$\"\n"
+        "        as: \"" ADAPTER_METRIC "\"\n"
+        "      metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n");
     json_t *gw = json_pack("{s:{s:i, s:i}, s:{s:i, s:i}, s:[{s:s, s:[{s:[{s:s}]}]}]}", "saturation",
                            "max_inflight", conc, "max_waiting", queue, "queue", "max",
                            queue * replicas, "max_wait_ms", max_wait_ms, "models", "name", model,

@@ -216,6 +216,7 @@ test('--sweep stops when the SLO fails and writes the report, plots and advice',
     assert.match(svg, />SLO 5000 ms \(above the chart\)</, f);
     assert.doesNotMatch(svg, />5000<\/text>|>5k<\/text>/, f);
   }
+  // the adapter rule serves the metric the HPA asks for (deploy.test.mjs validates both)
   const rule = readFileSync(path.join(r.out, 'prometheus-adapter-rule.yaml'), 'utf8');
   assert.match(rule, /seriesQuery: 'vllm:num_requests_waiting\{/);
   assert.match(readFileSync(path.join(r.out, 'hpa.yaml'), 'utf8'),

@@ -186,7 +186,7 @@ TEST(bench_recommend_writes_loadable_gateway_fragment)
     metric += strlen("      metric:\n        name: ");
     char name[64] = "";
     sscanf(metric, "%63[^\n]", name);
-    T_STREQ(name, "vllm_num_requests_waiting");
+    T_STREQ(name, "vllm:num_requests_waiting");
     T_CONTAINS(hpa, "name: kiln-chat-model-v1\n");
     T_CONTAINS(hpa, "minReplicas: 18\n");
     T_CONTAINS(hpa, "maxReplicas: 36\n");
@@ -196,11 +196,12 @@ TEST(bench_recommend_writes_loadable_gateway_fragment)
     snprintf(path, sizeof path, "%s/prometheus-adapter-rule.yaml", dir);
     char *rule = slurp(path);
     T_ASSERT(rule);
-    T_CONTAINS(rule, "rules:\n  custom:\n  - seriesQuery: 'vllm:num_requests_waiting{");
+    T_CONTAINS(rule, "kind: ConfigMap\n");
+    T_CONTAINS(rule, "    rules:\n    - seriesQuery: 'vllm:num_requests_waiting{");
     char as[80];
-    snprintf(as, sizeof as, "      as: \"%s\"\n", name);
+    snprintf(as, sizeof as, "        as: \"%s\"\n", name);
     T_CONTAINS(rule, as);
-    T_CONTAINS(rule, "      matches: \"^vllm:num_requests_waiting$\"\n");
+    T_CONTAINS(rule, "        matches: \"^vllm:num_requests_waiting$\"\n");
     T_CONTAINS(rule, "pod: {resource: \"pod\"}");
     T_ASSERT(!strchr(rule, '\t')); /* YAML: spaces only */
     free(rule);
