@@ -42,17 +42,19 @@ function noCors(r) {
 describe('CORS', () => {
   let listed, star, plain, gw;
   before(async () => {
-    listed = await new Replica(['--allowed-origins', `${APP}, ${DEV}`, '--served-model-name', 'm']).start();
-    star = await new Replica(['--allowed-origins', '*', '--api-key', 'sk-test', '--served-model-name', 'm']).start();
-    plain = await new Replica(['--served-model-name', 'm']).start();
+    // assigned before start(), so after() stops a replica whose start failed half way
+    listed = new Replica(['--allowed-origins', `${APP}, ${DEV}`, '--served-model-name', 'm']);
+    star = new Replica(['--allowed-origins', '*', '--api-key', 'sk-test', '--served-model-name', 'm']);
+    plain = new Replica(['--served-model-name', 'm']);
+    for (const r of [listed, star, plain]) await r.start();
     gw = await startGateway({ listen: { allowed_origins: [APP] },
       models: [{ name: 'm', pools: [{ endpoints: [{ url: plain.url }] }] }] });
   });
-  after(async () => {
-    const g = await gw.stop();
-    assert.equal(g.code, 0, gw.log());
-    for (const r of [listed, star, plain]) await r.stop();
+  after(async () => { // whatever part of the setup ran: no process outlives the file
+    for (const r of [listed, star, plain]) if (r) await r.stop();
+    const g = gw ? await gw.stop() : null;
     cleanup();
+    if (g) assert.equal(g.code, 0, gw.log());
   });
 
   for (const target of ['kiln serve', 'kiln gateway']) {
