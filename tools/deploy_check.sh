@@ -33,7 +33,7 @@ chown 10001:10001 "$rootfs/models" "$rootfs/home/kiln"
 
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done # SIGTERM: they drain and exit
   wait 2>/dev/null || true
   umount "$rootfs/proc" 2>/dev/null || true
 }
@@ -41,6 +41,10 @@ trap cleanup EXIT
 mountpoint -q "$rootfs/proc" || mount -t proc proc "$rootfs/proc"
 as_kiln() { chroot --userspec=10001:10001 "$rootfs" env -i HOME=/home/kiln PATH=/usr/local/bin:/usr/bin:/bin \
   HF_HUB_CACHE=/models/hub "$@"; }
+# in the background, as its own process: $! is then the process to stop (chroot execs env,
+# env execs the command)
+start_kiln() { (exec chroot --userspec=10001:10001 "$rootfs" env -i HOME=/home/kiln \
+  PATH=/usr/local/bin:/usr/bin:/bin HF_HUB_CACHE=/models/hub "$@") & }
 
 echo "deploy-check: libraries the binary needs, resolved inside the root filesystem"
 if chroot "$rootfs" ldd /usr/local/bin/kiln | grep 'not found'; then exit 1; fi
@@ -65,8 +69,8 @@ as_kiln env HF_HUB_OFFLINE=1 kiln pull kiln/tiny-GGUF:Q8_0 --quiet
 
 sp=$(port)
 echo "deploy-check: kiln serve on 127.0.0.1:$sp inside the root filesystem"
-as_kiln env HF_HUB_OFFLINE=1 kiln serve -m kiln/tiny-GGUF:Q8_0 --served-model-name tiny --port "$sp" -t 1 \
-  >"$work/serve.log" 2>&1 &
+start_kiln env HF_HUB_OFFLINE=1 kiln serve -m kiln/tiny-GGUF:Q8_0 --served-model-name tiny --port "$sp" -t 1 \
+  >"$work/serve.log" 2>&1
 pids+=($!)
 wait_http "http://127.0.0.1:$sp/health" || { cat "$work/serve.log"; exit 1; }
 curl -sf "http://127.0.0.1:$sp/v1/completions" -H 'content-type: application/json' \
@@ -76,7 +80,7 @@ gp=$(port)
 echo "deploy-check: kiln gateway under kiln-gateway-watch on 127.0.0.1:$gp"
 printf '{"listen": {"host": "127.0.0.1", "port": %s}, "models": [{"name": "tiny", "pools": [{"endpoints": [{"url": "http://127.0.0.1:%s"}]}]}]}\n' \
   "$gp" "$sp" >"$rootfs/home/kiln/gateway.json"
-as_kiln kiln-gateway-watch /home/kiln/gateway.json >"$work/gateway.log" 2>&1 &
+start_kiln kiln-gateway-watch /home/kiln/gateway.json >"$work/gateway.log" 2>&1
 pids+=($!)
 wait_http "http://127.0.0.1:$gp/health" || { cat "$work/gateway.log"; exit 1; }
 curl -sf "http://127.0.0.1:$gp/v1/completions" -H 'content-type: application/json' \
