@@ -5,7 +5,7 @@ declare -A allow=(
   [base]="base" [gguf]="base gguf" [kernels]="base kernels" [kv]="base kv"
   [jinja]="base jinja" [tok]="base gguf jinja tok" [model]="base gguf kernels kv model"
   [engine]="base gguf kernels kv jinja tok model engine" [net]="base net"
-  [server]="base net jinja tok engine server gguf model kv" [gateway]="base net gateway"
+  [server]="base net jinja tok engine server" [gateway]="base net gateway"
   [bench]="base net bench" [hub]="base gguf hub"
   [cli]="base gguf kernels kv jinja tok model engine net server gateway bench hub cli"
 )

@@ -106,9 +106,9 @@ static void handle_health(srv *s, struct evhttp_request *req)
 
 static void handle_models(srv *s, struct evhttp_request *req)
 {
-    json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:s, s:i}", "id", s->name, "object", "model",
-                          "created", (json_int_t)0, "owned_by", "kiln", "root", s->model_path,
-                          "max_model_len", s->n_ctx);
+    json_t *m =
+        json_pack("{s:s, s:s, s:I, s:s, s:s, s:i}", "id", s->name, "object", "model", "created",
+                  (json_int_t)0, "owned_by", "kiln", "root", s->st.path, "max_model_len", s->n_ctx);
     srv_send_json(s, req, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", m));
 }
 
@@ -258,7 +258,7 @@ static void log_ready(srv *s)
 {
     engine_stats es;
     engine_stats_get(s->eng, &es);
-    const model_hparams *hp = model_hparams_of(s->m);
+    const model_hparams *hp = s->st.hp;
     char kv_why[160];
     if (es.kv_pool_default)
         snprintf(kv_why, sizeof kv_why,
@@ -269,12 +269,12 @@ static void log_ready(srv *s)
         snprintf(kv_why, sizeof kv_why, " (--kv-mem)");
     kl_info("serve: ready model=%s path=%s%s arch=%s layers=%d ctx=%d kv_blocks=%d block_tokens=%d "
             "kv_tokens=%lld kv_mem=%lluMiB%s chat_template=%s listening=http://%s:%d",
-            s->name, s->model_path, s->synthetic ? " (synthetic)" : "", hp->arch, hp->n_layers,
+            s->name, s->st.path, s->st.synthetic ? " (synthetic)" : "", hp->arch, hp->n_layers,
             s->n_ctx, (int)es.kv_blocks_total, es.block_tokens,
             (long long)es.kv_blocks_total * es.block_tokens,
             (unsigned long long)(es.kv_pool_bytes >> 20), kv_why, chat_tmpl_name(s->tmpl),
             s->o.host, s->port);
-    if (s->synthetic)
+    if (s->st.synthetic)
         kl_info("serve: this is a small synthetic model with random weights (its text is noise); "
                 "serve a real GGUF with: kiln serve -m MODEL.gguf");
 }
@@ -401,7 +401,7 @@ static void on_signal(evutil_socket_t fd, short what, void *arg)
 static void srv_free(srv *s)
 {
     if (s->loader_started) pthread_join(s->loader, NULL);
-    engine_destroy(s->eng); /* every request still running gets its last (abort) event */
+    engine_close(&s->st); /* every request still running gets its last (abort) event */
     s->eng = NULL;
     srv_gen_free_all(s); /* detaches requests from their connections first */
     if (s->http) evhttp_free(s->http);
@@ -411,10 +411,6 @@ static void srv_free(srv *s)
     if (s->sigterm) event_free(s->sigterm);
     if (s->sigint) event_free(s->sigint);
     if (s->base) event_base_free(s->base);
-    chat_tmpl_free(s->tmpl);
-    model_free(s->m);
-    tok_free(s->tk);
-    gguf_close(s->f);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }

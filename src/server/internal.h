@@ -10,8 +10,7 @@
 
 #include "net/conns.h"
 #include "engine/engine.h"
-#include "gguf/gguf.h"
-#include "model/model.h"
+#include "engine/open.h"
 #include "server/request.h"
 #include "server/server.h"
 #include "tok/chat.h"
@@ -95,15 +94,12 @@ typedef struct srv {
     struct evhttp_bound_socket *sock;
     int port;
     /* the model: written by the loader thread before load_state becomes READY */
-    gguf_file *f;
+    engine_stack st; /* owns what the pointers below borrow */
     tok *tk;
-    model *m;
     chat_tmpl *tmpl;
     engine *eng;
     int n_ctx, n_vocab;
-    char model_path[1024];
     char name[256];
-    bool synthetic;
     pthread_t loader;
     bool loader_started;
     _Atomic int load_state;

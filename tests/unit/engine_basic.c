@@ -9,7 +9,7 @@
 
 #include "base/clock.h"
 #include "engine/engine.h"
-#include "model/model.h"
+#include "engine/open.h"
 #include "t.h"
 #include "tok/tok.h"
 
@@ -27,8 +27,7 @@ typedef struct result {
 } result;
 
 typedef struct fixture {
-    gguf_file *f;
-    model *m;
+    engine_stack st;
     tok *tk;
     engine *e;
 } fixture;
@@ -60,29 +59,24 @@ static void on_event(void *ctx, const engine_event *ev)
 static void fx_open(fixture *fx, size_t kv_bytes, int max_seqs, int max_batch, bool prefix)
 {
     kl_err err;
-    T_EQ(gguf_open(&fx->f, t_shared("models/stories260K.gguf"), &err), 0);
-    model_opts mo = {.max_batch_tokens = max_batch, .max_logits = max_seqs, .max_ctx = 512};
-    T_EQ(model_load(&fx->m, fx->f, &mo, &err), 0);
-    T_EQ(tok_load(&fx->tk, fx->f, &err), 0);
-    engine_config c;
-    engine_config_defaults(&c);
-    c.model = fx->m;
-    c.tok = fx->tk;
-    c.n_threads = 2;
-    c.kv_mem_bytes = kv_bytes;
-    c.kv_dtype = KL_F32;
-    c.max_seqs = max_seqs;
-    c.max_batch_tokens = max_batch;
-    c.prefix_cache = prefix;
-    T_EQ(engine_create(&fx->e, &c, &err), 0);
+    engine_open_config c;
+    engine_open_defaults(&c);
+    c.model_path = t_shared("models/stories260K.gguf");
+    c.model.max_ctx = 512;
+    c.engine.n_threads = 2;
+    c.engine.kv_mem_bytes = kv_bytes;
+    c.engine.kv_dtype = KL_F32;
+    c.engine.max_seqs = max_seqs;
+    c.engine.max_batch_tokens = max_batch;
+    c.engine.prefix_cache = prefix;
+    T_EQ(engine_open(&fx->st, &c, &err), 0);
+    fx->tk = fx->st.tok;
+    fx->e = fx->st.eng;
 }
 
 static void fx_close(fixture *fx)
 {
-    engine_destroy(fx->e);
-    tok_free(fx->tk);
-    model_free(fx->m);
-    gguf_close(fx->f);
+    engine_close(&fx->st);
 }
 
 static uint64_t submit(fixture *fx, const int32_t *p, int n, engine_sampling *sp, int nchoice,
