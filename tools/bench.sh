@@ -7,6 +7,10 @@
 #   KILN_BENCH_SET=small|issue   small (default): the 110M shapes; issue: also the
 #                           Llama-3.2-1B shapes of issue 4 (1.3 GB each, ~10 s to make)
 #   LLAMA_BENCH=PATH        a llama-bench binary: run it on the same files and print ratios
+#   LLAMA_BATCHED_BENCH=PATH  llama-batched-bench: B=16/32/64 decode against kiln's (issue set)
+#   LLAMA_SERVER=PATH       llama-server: serving figures against kiln serve (issue set, with
+#                           KILN_BENCH_SERVE=1: tools/bench_serve.sh, ~10 min; DROP_CACHES=1
+#                           as root adds cold-start figures)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILN=${KILN_BIN:-./kiln}
@@ -30,6 +34,17 @@ if [ "$SET" = issue ]; then
     for t in q8_0 q4_0 f16; do models+=("$(make_model l1b-$t $L1B --type $t)"); done
 fi
 
+# The machine's limits (../shared/perf/limits.c: read bandwidth, FP32 / INT8 dot peaks), at
+# the start and the end of the run, so every figure can be read as a fraction of them.
+LIMITS_C=${KILN_SHARED:-../shared}/perf/limits.c
+limits() {
+    [ -f "$LIMITS_C" ] || return 0
+    [ -x "$DIR/limits" ] || gcc -O2 -march=native -fopenmp -o "$DIR/limits" "$LIMITS_C" -lm
+    echo "## machine limits ($1)"
+    "$DIR/limits" | grep 'threads=2'
+}
+limits start
+
 if [ -n "${KILN_BENCH_KERNELS:-}" ]; then
     echo "## kernels: matmul alone (tests/bench/bench_kernels.c; KILN_BENCH_QUICK=1 for a short run)"
     "$KILN_BENCH_KERNELS" ${KILN_BENCH_QUICK:+--quick}
@@ -51,7 +66,24 @@ done
 
 echo "## engine: batched decoding (B sequences, aggregate tok/s)"
 "$KILN" model bench -m "${models[-1]}" -b 1,4,16 -p 64 -n 32 -r 1 -t "$THREADS" | grep '^B='
+if [ "$SET" = issue ]; then
+    echo "## batched decoding, 1B: B sequences after a 128-token prompt each, 128 steps (tg aggregate tok/s)"
+    for t in q8_0 q4_0; do
+        m="$DIR/l1b-$t.gguf"
+        "$KILN" model bench -m "$m" -b 16,32,64 -p 128 -n 128 -r 1 -t "$THREADS" | grep '^B=' |
+            sed "s/^/l1b-$t kiln: /"
+        if [ -n "${LLAMA_BATCHED_BENCH:-}" ]; then
+            "$LLAMA_BATCHED_BENCH" -m "$m" -c 16384 -b 2048 -ub 512 -npp 128 -ntg 128 \
+                -npl 16,32,64 -t "$THREADS" 2>/dev/null | awk -F'|' -v t="$t" \
+                '$4 ~ /[0-9]/ && $2 ~ /128/ {gsub(/ /, ""); print "l1b-" t " llama.cpp: B=" $4 ", tg128 " $9 " tok/s aggregate"}'
+        fi
+    done
+    if [ "${KILN_BENCH_SERVE:-0}" = 1 ]; then
+        KILN_BIN="$KILN" THREADS="$THREADS" tools/bench_serve.sh "$DIR/l1b-q8_0.gguf"
+    fi
+fi
 echo "## engine: prefix cache and chunked prefill (stories-sized synthetic model)"
 small=$(make_model small --dim 128 --layers 2 --heads 4 --kv-heads 2 --ffn 384 --vocab 512)
 "$KILN" model bench-engine -m "$small" --prefix -t "$THREADS"
 "$KILN" model bench-engine -m "$small" --chunked -t "$THREADS"
+limits end

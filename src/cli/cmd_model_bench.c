@@ -3,6 +3,7 @@
  * (N single-token steps) throughput like llama-bench, medians of the repeats; with -b, B
  * sequences decoding together, the aggregate generation rate the engine can reach. */
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,14 @@ static int32_t rand_token(bench *b, int nv)
     return (int32_t)(b->rng % (uint64_t)nv);
 }
 
+/* Seconds of CPU time this process has used (all threads). */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -36,7 +45,8 @@ static int cmp_d(const void *a, const void *b)
 /* Runs B sequences: a prefill of p tokens each (all at once when B = 1), then n decode steps
  * of B tokens from position tg0 (p: after the prompt, as llama-batched-bench; 0: from an
  * empty context, as llama-bench's tgN). Returns the seconds of each phase. */
-static int run_once(bench *b, int B, int p, int n, int tg0, double *t_pp, double *t_tg, kl_err *err)
+static int run_once(bench *b, int B, int p, int n, int tg0, double *t_pp, double *t_tg,
+                    double *c_pp, double *c_tg, kl_err *err)
 {
     const model_hparams *hp = model_hparams_of(b->m);
     int maxb = model_opts_of(b->m)->max_batch_tokens;
@@ -48,7 +58,7 @@ static int run_once(bench *b, int B, int p, int n, int tg0, double *t_pp, double
     int32_t *seq = malloc(sizeof(int32_t) * (size_t)maxb);
     bool *want = calloc((size_t)maxb, sizeof(bool));
     int rc = 0;
-    double t0 = kl_now_s();
+    double t0 = kl_now_s(), c0 = cpu_s();
     for (int s = 0; s < B && !rc; s++)
         for (int at = 0; at < p && !rc; at += maxb) {
             int k = p - at < maxb ? p - at : maxb;
@@ -59,7 +69,7 @@ static int run_once(bench *b, int B, int p, int n, int tg0, double *t_pp, double
             model_batch mb = {k, ids, pos, seq, want, B, seqs};
             rc = model_forward(b->m, b->w, b->kv, &mb, b->logits, err);
         }
-    double t1 = kl_now_s();
+    double t1 = kl_now_s(), c1 = cpu_s();
     for (int step = 0; step < n && !rc; step++) {
         for (int s = 0; s < B; s++)
             ids[s] = rand_token(b, hp->n_vocab), pos[s] = tg0 + step, seq[s] = s, want[s] = true;
@@ -67,7 +77,9 @@ static int run_once(bench *b, int B, int p, int n, int tg0, double *t_pp, double
         rc = model_forward(b->m, b->w, b->kv, &mb, b->logits, err);
     }
     *t_pp = t1 - t0;
+    *c_pp = c1 - c0;
     *t_tg = kl_now_s() - t1;
+    *c_tg = cpu_s() - c1;
     free(ids), free(pos), free(seq), free(want);
     return rc;
 }
@@ -167,23 +179,33 @@ int cmd_model_bench(int argc, char **argv)
     printf("model: %s (%s, dim %d, %d layers, vocab %d), threads %d\n", path, hp->arch, hp->dim,
            hp->n_layers, hp->n_vocab, threads);
     if (!batches) bs[nbs++] = 1;
-    double warm_pp, warm_tg;
-    if ((rc = run_once(&b, 1, pp < 32 ? pp : 32, 2, pp < 32 ? pp : 32, &warm_pp, &warm_tg, &err)))
+    double warm_pp, warm_tg, warm_cp, warm_ct;
+    if ((rc = run_once(&b, 1, pp < 32 ? pp : 32, 2, pp < 32 ? pp : 32, &warm_pp, &warm_tg, &warm_cp,
+                       &warm_ct, &err)))
         goto fail;
     for (int k = 0; k < nbs; k++) {
-        double tpp[100] = {0}, ttg[100] = {0};
+        double tpp[100] = {0}, ttg[100] = {0}, cpp[100] = {0}, ctg[100] = {0};
         for (int r = 0; r < reps; r++)
-            if ((rc = run_once(&b, bs[k], pp, n, batches ? pp : 0, &tpp[r], &ttg[r], &err)))
+            if ((rc = run_once(&b, bs[k], pp, n, batches ? pp : 0, &tpp[r], &ttg[r], &cpp[r],
+                               &ctg[r], &err)))
                 goto fail;
         qsort(tpp, (size_t)reps, sizeof(double), cmp_d);
         qsort(ttg, (size_t)reps, sizeof(double), cmp_d);
+        qsort(cpp, (size_t)reps, sizeof(double), cmp_d);
+        qsort(ctg, (size_t)reps, sizeof(double), cmp_d);
         double mpp = tpp[reps / 2], mtg = ttg[reps / 2];
+        /* on a shared machine: the rate if each thread had had its core for the whole phase */
+        double cpu_rate = bs[k] * n / ctg[reps / 2] * threads,
+               cpu_pp = bs[k] * pp / cpp[reps / 2] * threads;
         if (!batches) {
-            printf("pp%d: %.2f tok/s\n", pp, pp / mpp);
-            printf("tg%d: %.2f tok/s\n", n, n / mtg);
+            printf("pp%d: %.2f tok/s (%.2f per CPU-second x %d threads)\n", pp, pp / mpp, cpu_pp,
+                   threads);
+            printf("tg%d: %.2f tok/s (%.2f per CPU-second x %d threads)\n", n, n / mtg, cpu_rate,
+                   threads);
         } else {
-            printf("B=%d: pp%d %.2f tok/s, tg%d %.2f tok/s aggregate (%.2f per sequence)\n", bs[k],
-                   pp, bs[k] * pp / mpp, n, bs[k] * n / mtg, n / mtg);
+            printf("B=%d: pp%d %.2f tok/s, tg%d %.2f tok/s aggregate (%.2f per sequence; %.2f per "
+                   "CPU-second x %d threads)\n",
+                   bs[k], pp, bs[k] * pp / mpp, n, bs[k] * n / mtg, n / mtg, cpu_rate, threads);
         }
         fflush(stdout);
     }
