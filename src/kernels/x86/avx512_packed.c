@@ -19,8 +19,9 @@
 
 #include "kernels/impl.h"
 
-#define PR 16 /* rows per panel */
-#define BT 8  /* activation rows per tile */
+#define PR        16 /* rows per panel */
+#define BT        8  /* activation rows per tile */
+#define PF_BLOCKS 8  /* the first int8 tile over a panel prefetches this many blocks ahead */
 
 size_t kl_avx512_pack_bytes_q8_0(int64_t rows, int64_t cols);
 size_t kl_avx512_pack_bytes_q4_0(int64_t rows, int64_t cols);
@@ -165,8 +166,16 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
         out[k] = _mm512_setzero_ps();
     }
     const __m512i lo4 = _mm512_set1_epi8(0x0F);
+    /* Batched decoding streams the weights from DRAM with a few rows of compute per byte: the
+     * first tile over a panel asks for its blocks ahead (twice the B=16 rate measured when the
+     * weights are not in cache), later tiles find them cached. One row (generation) is
+     * bandwidth-bound and the hardware prefetcher does better alone. */
+    bool prefetch = b == 0 && g->B > 1;
     for (int64_t j = 0; j < nblk; j++, P += pblk) {
         __m512i w[8];
+        if (prefetch && j + PF_BLOCKS < nblk)
+            for (size_t c = 0; c < pblk; c += 64)
+                _mm_prefetch((const char *)P + PF_BLOCKS * pblk + c, _MM_HINT_T0);
         if (q4) {
             _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
             {
