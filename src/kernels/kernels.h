@@ -76,18 +76,29 @@ void kl_ref_fp32_to_fp16_row(const float *src, uint16_t *dst, int n);
 void kl_rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
 
 /* RoPE (kernels/rope.c). The angles of one position are computed once (kl_rope_angles) and
- * applied to every head of the token (kl_rope). Angle i (i < n_rot/2) is theta_i =
- * pos * base^(-2i/n_rot) * freqs[i], the power built by repeated products in float as
- * llama.cpp does; cs[2i], cs[2i+1] = cos, sin of it. */
+ * applied to every head of the token (kl_rope), as llama.cpp computes them: pair i (i <
+ * n_rot/2) has the angle t_i = pos * scale^i / factors[i], the power built by repeated
+ * products in float; then freq_scale * t_i (linear interpolation), or with YaRN a ramp from
+ * t_i (dims below corr[0], fast-rotating: extrapolated) to freq_scale * t_i (dims past corr[1]:
+ * interpolated), and cos and sin scaled by attn_factor (times 1 + 0.1 ln(1 / freq_scale)
+ * with YaRN). cs[2i], cs[2i+1] = the scaled cos, sin. */
 typedef struct kl_rope_cfg {
-    int n_rot;         /* rotated dims of a head (even); dims past it are left alone */
-    float scale;       /* base^(-2/n_rot) */
-    const float *freq; /* (n_rot/2) per-dimension factors on the angle (scaling, Llama 3) */
+    int n_rot;            /* rotated dims of a head (even); dims past it are left alone */
+    float scale;          /* base^(-2/n_rot) */
+    const float *factors; /* (n_rot/2) divisors of the angles (Llama 3, Phi-3), or NULL */
+    float freq_scale;     /* 1 / the context scaling factor; 1: none */
+    float ext_factor;     /* YaRN: 1 (the ramp on), 0: plain interpolation */
+    float attn_factor;    /* magnitude of cos and sin */
+    float corr[2];        /* YaRN: the ramp's first and last pair (kl_rope_yarn_corr) */
 } kl_rope_cfg;
 void kl_rope_angles(const kl_rope_cfg *c, int pos, float *cs);
 /* Rotates the pairs of one head by the angles cs: (i, i + n_rot/2) when neox, else
  * (2i, 2i+1). */
 void kl_rope(float *head, int n_rot, const float *cs, bool neox);
+/* YaRN's ramp: pairs from the one that turns beta_fast times over n_ctx_orig positions to the
+ * one that turns beta_slow times (floored and ceiled, clamped to [0, n_rot - 1]). */
+void kl_rope_yarn_corr(int n_rot, int n_ctx_orig, float base, float beta_fast, float beta_slow,
+                       float corr[2]);
 
 /* In place softmax over n. */
 void kl_softmax(float *x, int n);

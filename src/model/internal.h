@@ -46,8 +46,7 @@ struct model {
     model_hparams hp;
     model_opts opts;
     int q_dim, kv_dim;
-    kl_rope_cfg rope;  /* its freq is rope_freqs */
-    float *rope_freqs; /* (n_rot / 2) per-dimension factors (Llama 3 / linear scaling) */
+    kl_rope_cfg rope;
     model_w tok_embd, output;
     const float *output_norm;
     model_layer *layers;

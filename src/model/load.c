@@ -142,29 +142,45 @@ static int read_hparams(loader *L, model_hparams *hp)
     return 0;
 }
 
-/* Inverse frequencies theta^(-2i/n_rot), divided by rope_freqs.weight (Llama 3 scaling) or a
- * linear scaling factor when the file has one. */
-static int make_rope_freqs(loader *L, model *m)
+/* The RoPE of the file, as llama.cpp reads it: rope.scaling.type (none, linear or yarn;
+ * linear when absent) with rope.scaling.factor, rope.scaling.attn_factor and, for YaRN,
+ * rope.scaling.original_context_length; per-pair divisors in rope_freqs.weight (Llama 3).
+ * Any other scaling type is refused by name: ignoring it would run a different model. */
+static int make_rope(loader *L, model *m)
 {
-    int half = m->hp.n_rot / 2;
-    m->rope_freqs = malloc(sizeof(float) * (size_t)half);
-    if (!m->rope_freqs) return kl_errf(L->err, KL_ENOMEM, "out of memory");
+    model_hparams *hp = &m->hp;
     const float *factors = NULL;
-    int rc = bind_vec(L, "rope_freqs.weight", half, true, &factors);
+    int rc = bind_vec(L, "rope_freqs.weight", hp->n_rot / 2, true, &factors);
     if (rc) return rc;
-    float linear = 1.f;
-    if ((rc = get_f32(L, "rope.scaling.factor", &linear))) return rc;
-    const char *stype = NULL;
     char key[128];
     snprintf(key, sizeof key, "%s.rope.scaling.type", L->arch);
-    if (gguf_get_str(L->f, key, &stype, NULL) || strcmp(stype, "linear")) linear = 1.f;
-    if (!(linear > 0)) linear = 1.f;
-    /* as llama.cpp: the angle is pos * scale^i with scale = theta^(-2/n_rot) multiplied up
-     * in float, i by i; rope_freqs[i] holds only the per-dimension correction (1 / factor). */
-    m->rope = (kl_rope_cfg){m->hp.n_rot, powf(m->hp.rope_theta, -2.0f / (float)m->hp.n_rot),
-                            m->rope_freqs};
-    for (int i = 0; i < half; i++)
-        m->rope_freqs[i] = (factors ? 1.0f / factors[i] : 1.0f) / linear;
+    const char *type = "linear";
+    if (gguf_find_kv(L->f, key) && (rc = gguf_get_str(L->f, key, &type, L->err))) return rc;
+    if (strcmp(type, "none") && strcmp(type, "linear") && strcmp(type, "yarn"))
+        return kl_errf(L->err, KL_EUNSUP,
+                       "%s: rope scaling type '%s' is not supported (none, linear, yarn)",
+                       gguf_path(L->f), type);
+    float factor = 0.f, attn_factor = 1.f;
+    hp->n_ctx_orig = hp->n_ctx_train;
+    if ((rc = get_f32(L, "rope.scaling.factor", &factor)) ||
+        (!factor && (rc = get_f32(L, "rope.scale_linear", &factor))) ||
+        (rc = get_f32(L, "rope.scaling.attn_factor", &attn_factor)) ||
+        (rc = get_u32(L, "rope.scaling.original_context_length", &hp->n_ctx_orig, true)))
+        return rc;
+    if (factor < 0 || !(attn_factor > 0) || hp->n_ctx_orig < 1)
+        return kl_errf(L->err, KL_EBADFILE, "%s: bad rope scaling (factor %g, attn_factor %g)",
+                       gguf_path(L->f), (double)factor, (double)attn_factor);
+    snprintf(hp->rope_scaling, sizeof hp->rope_scaling, "%s", type);
+    hp->rope_factor = !strcmp(type, "none") || factor == 0 ? 1.f : factor;
+    bool yarn = !strcmp(type, "yarn");
+    m->rope = (kl_rope_cfg){.n_rot = hp->n_rot,
+                            .scale = powf(hp->rope_theta, -2.0f / (float)hp->n_rot),
+                            .factors = factors,
+                            .freq_scale = 1.0f / hp->rope_factor,
+                            .ext_factor = yarn ? 1.0f : 0.0f,
+                            .attn_factor = attn_factor};
+    /* llama.cpp's defaults for the ramp: from 32 turns to 1 over the original context */
+    if (yarn) kl_rope_yarn_corr(hp->n_rot, hp->n_ctx_orig, hp->rope_theta, 32.f, 1.f, m->rope.corr);
     return 0;
 }
 
@@ -292,7 +308,7 @@ int model_load(model **out, gguf_file *f, const model_opts *opts, kl_err *err)
     if (m->opts.n_workers < 1) m->opts.n_workers = 1;
     m->q_dim = m->hp.n_heads * m->hp.head_dim;
     m->kv_dim = m->hp.n_kv_heads * m->hp.head_dim;
-    if ((rc = make_rope_freqs(&L, m)) || (rc = bind_weights(&L, m)) || (rc = alloc_scratch(&L, m)))
+    if ((rc = make_rope(&L, m)) || (rc = bind_weights(&L, m)) || (rc = alloc_scratch(&L, m)))
         goto fail;
     if (!m->opts.no_repack && (rc = model_pack(m, f, err))) goto fail;
     m->opts.pack_cache_dir = NULL; /* the caller's string: read during the load only */
@@ -311,7 +327,6 @@ void model_free(model *m)
     free(s->x), free(s->xb), free(s->q), free(s->k), free(s->v), free(s->att);
     free(s->hb), free(s->hb2), free(s->rows), free(s->attn_ws), free(s->tiles), free(s->mm);
     free(m->layers);
-    free(m->rope_freqs);
     free(m);
 }
 

@@ -26,8 +26,11 @@ typedef struct model_hparams {
     int n_ctx_train; /* context length the model was trained with */
     int n_rot;       /* rope dimensions */
     float rope_theta, norm_eps;
-    bool rope_neox;   /* qwen2/qwen3 rotate (i, i+n/2) pairs */
-    bool tied_output; /* no output.weight: logits use token_embd.weight */
+    char rope_scaling[8]; /* "none", "linear" or "yarn" */
+    float rope_factor;    /* context scaling factor (1: none) */
+    int n_ctx_orig;       /* YaRN: the context before scaling */
+    bool rope_neox;       /* qwen2/qwen3 rotate (i, i+n/2) pairs */
+    bool tied_output;     /* no output.weight: logits use token_embd.weight */
 } model_hparams;
 
 typedef struct model_seq {

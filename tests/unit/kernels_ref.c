@@ -414,25 +414,23 @@ TEST(kernels_ref_dot_axpy_f32_f16_formulas)
     free(a), free(b), free(y), free(y0), free(h);
 }
 
-/* The rotation of one head at pos, with the angles of kl_rope_angles. */
+/* The rotation of one head at pos by angles pos * freqs[i] (divisors 1 / freqs[i]). */
 static void rope_at(float *h, int n_rot, int pos, const float *freqs, bool neox)
 {
-    float ones[128], cs[256];
+    float div[128], cs[256];
     for (int i = 0; i < n_rot / 2; i++)
-        ones[i] = freqs[i];
-    kl_rope_cfg c = {n_rot, 1.0f, ones};
+        div[i] = 1.0f / freqs[i];
+    kl_rope_cfg c = {n_rot, 1.0f, div, 1.0f, 0.0f, 1.0f, {0, 0}};
     kl_rope_angles(&c, pos, cs);
     kl_rope(h, n_rot, cs, neox);
 }
 
 static void rope_check(int head_dim, int n_rot, int pos, bool neox)
 {
-    float h[256], h0[256], freqs[128], cs[256];
-    for (int i = 0; i < n_rot / 2; i++)
-        freqs[i] = 1.0f;
+    float h[256], h0[256], cs[256];
     for (int i = 0; i < head_dim; i++)
         h[i] = h0[i] = urand();
-    kl_rope_cfg c = {n_rot, powf(10000.f, -2.f / (float)n_rot), freqs};
+    kl_rope_cfg c = {n_rot, powf(10000.f, -2.f / (float)n_rot), NULL, 1.0f, 0.0f, 1.0f, {0, 0}};
     kl_rope_angles(&c, pos, cs);
     kl_rope(h, n_rot, cs, neox);
     int half = n_rot / 2;
@@ -469,4 +467,49 @@ TEST(kernels_ref_rope_normal_and_neox)
     T_NEAR(hypot(h[0], h[1]), hypot(1, 2), 1e-5);
     T_NEAR(h[0], cos(3.0) - 2 * sin(3.0), 1e-5);
     T_NEAR(h[2], 3 * cos(1.5) - 4 * sin(1.5), 1e-5);
+}
+
+/* YaRN against the paper's formulas in double: pair i of angle t_i = pos * base^(-2i/n) turns
+ * r_i = L / (2 pi / t_i) times over the original context L; pairs that turn more than
+ * beta_fast = 32 times keep t_i, those under beta_slow = 1 get t_i / s, a linear ramp between
+ * (over the pair indices where the turns cross 32 and 1), and cos and sin grow by
+ * 1 + 0.1 ln s. llama.cpp forms the angles in float, hence the tolerance. */
+TEST(kernels_ref_rope_yarn_matches_formula)
+{
+    enum { N = 64, L = 512 };
+    const double base = 10000, s = 4;
+    float corr[2], cs[N];
+    kl_rope_yarn_corr(N, L, (float)base, 32, 1, corr);
+    /* the pair that turns b times over L: n ln(L / (2 pi b)) / (2 ln base) */
+    double lo = floor(N * log(L / (2 * M_PI * 32)) / (2 * log(base)));
+    double hi = ceil(N * log(L / (2 * M_PI * 1)) / (2 * log(base)));
+    T_NEAR(corr[0], lo < 0 ? 0 : lo, 0);
+    T_NEAR(corr[1], hi > N - 1 ? N - 1 : hi, 0);
+    T_ASSERT(corr[0] > 0 && corr[1] < N / 2); /* a ramp inside the head: every branch runs */
+    kl_rope_cfg c = {N, powf((float)base, -2.f / N), NULL, (float)(1 / s), 1,
+                     1, {corr[0], corr[1]}};
+    static const int pos[] = {0, 1, 100, 2047};
+    for (int p = 0; p < 4; p++) {
+        kl_rope_angles(&c, pos[p], cs);
+        for (int i = 0; i < N / 2; i++) {
+            double t = pos[p] * pow(base, -2.0 * i / N);
+            double ramp = (i - corr[0]) / fmax(0.001, corr[1] - corr[0]);
+            double keep = 1 - fmin(1, fmax(0, ramp)); /* 1: extrapolate, 0: interpolate */
+            double a = t / s * (1 - keep) + t * keep, m = 1 + 0.1 * log(s);
+            double tol = 2e-6 + fabs(t) * (i + 2) * 1.2e-7;
+            T_NEAR(cs[2 * i], cos(a) * m, tol);
+            T_NEAR(cs[2 * i + 1], sin(a) * m, tol);
+        }
+    }
+    /* linear scaling and divisors: t_i / factor_i * freq_scale, cos and sin times attn_factor */
+    float fac[N / 2];
+    for (int i = 0; i < N / 2; i++)
+        fac[i] = 1.0f + (float)i / 8;
+    kl_rope_cfg lin = {N, powf((float)base, -2.f / N), fac, 0.5f, 0, 1.25f, {0, 0}};
+    kl_rope_angles(&lin, 300, cs);
+    for (int i = 0; i < N / 2; i++) {
+        double a = 300 * pow(base, -2.0 * i / N) / fac[i] * 0.5;
+        T_NEAR(cs[2 * i], cos(a) * 1.25, 1e-5 + a * (i + 2) * 1.2e-7);
+        T_NEAR(cs[2 * i + 1], sin(a) * 1.25, 1e-5 + a * (i + 2) * 1.2e-7);
+    }
 }

@@ -1,0 +1,100 @@
+/* model/load.c binds RoPE scaling from the file's metadata as llama.cpp does (none, linear,
+ * yarn; linear when the type is absent) and refuses any other scaling type by name: it was
+ * silently ignored, so a YaRN model ran as the unscaled one. The angles themselves are
+ * checked against the formulas in kernels_ref_rope_yarn_matches_formula. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf/gguf.h"
+#include "model/make.h"
+#include "model/model.h"
+#include "t.h"
+#include "t_gguf.h"
+
+/* Loads path, runs tokens 0..n-1 of one sequence, writes n rows of logits. Returns the
+ * model's hparams (copied). */
+static model_hparams run(const char *path, int n, float *logits)
+{
+    kl_err err = {0};
+    gguf_file *f;
+    T_EQ(gguf_open(&f, path, &err), 0);
+    model *m;
+    model_opts o = {.max_batch_tokens = n, .max_ctx = 256};
+    T_EQ(model_load(&m, f, &o, &err), 0);
+    model_hparams hp = *model_hparams_of(m);
+    kv_store *kv;
+    kv_store_config kc = {hp.n_layers, hp.n_kv_heads * hp.head_dim, 16, KL_F32, 1u << 20};
+    T_EQ(kv_store_create(&kv, &kc, &err), 0);
+    int32_t blocks[16], tok[64], pos[64], seq[64];
+    bool want[64];
+    for (int i = 0; i < 16; i++)
+        blocks[i] = i;
+    for (int i = 0; i < n; i++)
+        tok[i] = (i * 37 + 5) % hp.n_vocab, pos[i] = i, seq[i] = 0, want[i] = true;
+    model_seq sq = {blocks, 16};
+    model_batch b = {n, tok, pos, seq, want, 1, &sq};
+    T_EQ(model_forward(m, NULL, kv, &b, logits, &err), 0);
+    kv_store_destroy(kv);
+    model_free(m);
+    gguf_close(f);
+    return hp;
+}
+
+static int load_rc(const char *path, kl_err *err)
+{
+    gguf_file *f;
+    T_EQ(gguf_open(&f, path, err), 0);
+    model *m = NULL;
+    model_opts o = {0};
+    int rc = model_load(&m, f, &o, err);
+    model_free(m);
+    gguf_close(f);
+    return rc;
+}
+
+TEST(model_rope_scaling_bound_from_metadata)
+{
+    model_make_opts o;
+    model_make_defaults(&o);
+    o.std = 0.2f; /* sharp enough that positions matter */
+    const char *src = t_tmp("m.gguf"), *yarn = t_tmp("yarn.gguf"), *lin = t_tmp("lin.gguf");
+    kl_err err = {0};
+    T_EQ(model_make(&o, src, &err), 0);
+    const t_kv kv[] = {{"llama.rope.scaling.factor", 'f', NULL, 4},
+                       {"llama.rope.scaling.original_context_length", 'u', NULL, 512},
+                       {"llama.rope.scaling.type", 's', "yarn", 0}};
+    t_gguf_copy(src, yarn, kv, 3, NULL);
+    t_gguf_copy(src, lin, kv, 1, NULL); /* no type: linear, as llama.cpp */
+    enum { N = 24 };
+    int nv = o.vocab;
+    float *l0 = malloc(sizeof(float) * N * (size_t)nv),
+          *l1 = malloc(sizeof(float) * N * (size_t)nv),
+          *l2 = malloc(sizeof(float) * N * (size_t)nv);
+    model_hparams h0 = run(src, N, l0), h1 = run(yarn, N, l1), h2 = run(lin, N, l2);
+    T_ASSERT(!strcmp(h0.rope_scaling, "linear") && h0.rope_factor == 1.0f);
+    T_ASSERT(!strcmp(h1.rope_scaling, "yarn") && h1.rope_factor == 4.0f);
+    T_EQ(h1.n_ctx_orig, 512);
+    T_EQ(h0.n_ctx_orig, 2048); /* the training context when the file has none */
+    T_ASSERT(!strcmp(h2.rope_scaling, "linear") && h2.rope_factor == 4.0f);
+    /* position 0 has no rotation (YaRN scales q and k alike, one key: the same output);
+     * later positions see the scaled angles */
+    T_MEMEQ(l1, l0, sizeof(float) * (size_t)nv);
+    T_MEMEQ(l2, l0, sizeof(float) * (size_t)nv);
+    double d1 = 0, d2 = 0;
+    for (size_t i = (size_t)nv; i < (size_t)N * (size_t)nv; i++)
+        d1 += fabs((double)(l1[i] - l0[i])), d2 += fabs((double)(l2[i] - l1[i]));
+    T_ASSERT(d1 > 1e-3 * N * nv); /* YaRN is not ignored */
+    T_ASSERT(d2 > 1e-3 * N * nv); /* and differs from plain interpolation */
+    free(l0), free(l1), free(l2);
+
+    /* a scaling type Kiln does not implement is refused by name, never ignored */
+    const t_kv lr = {"llama.rope.scaling.type", 's', "longrope", 0};
+    t_gguf_copy(src, yarn, &lr, 1, NULL);
+    T_EQ(load_rc(yarn, &err), KL_EUNSUP);
+    T_CONTAINS(err.msg, "rope scaling type 'longrope' is not supported");
+    const t_kv neg[] = {{"llama.rope.scaling.factor", 'f', NULL, -2}, kv[2]};
+    t_gguf_copy(src, yarn, neg, 2, NULL);
+    T_EQ(load_rc(yarn, &err), KL_EBADFILE);
+    T_CONTAINS(err.msg, "bad rope scaling");
+}
