@@ -1,7 +1,8 @@
 /* cli/cmd_perplexity.c: `kiln perplexity -m FILE -f TEXT [-c CTX] [--per-token] [-t N]`.
- * Tokenizes TEXT with BOS, takes its first CTX tokens and runs them as one sequence (in
- * chunks of the batch size), printing the log-probability of every token given the ones
- * before it and the perplexity. */
+ * Tokenizes TEXT (with BOS when the vocab asks for one: tokenizer.ggml.add_bos_token, so
+ * Qwen's text is scored without, as llama.cpp scores it), takes its first CTX tokens and runs
+ * them as one sequence (in chunks of the batch size), printing the log-probability of every
+ * token given the ones before it and the perplexity. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,9 +108,10 @@ int cmd_perplexity(int argc, char **argv)
         return 1;
     }
     const model_hparams *hp = model_hparams_of(L.m);
-    int64_t n = tok_encode(L.tk, buf, len, TOK_ADD_BOS, NULL, 0);
+    unsigned flags = tok_wants_bos(L.tk) ? TOK_ADD_BOS : 0;
+    int64_t n = tok_encode(L.tk, buf, len, flags, NULL, 0);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-    tok_encode(L.tk, buf, len, TOK_ADD_BOS, ids, n);
+    tok_encode(L.tk, buf, len, flags, ids, n);
     free(buf);
     int limit = model_opts_of(L.m)->max_ctx;
     if (ctx < 1 || ctx > limit) ctx = limit;

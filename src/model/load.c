@@ -101,7 +101,15 @@ static int read_hparams(loader *L, model_hparams *hp)
                        gguf_path(L->f), L->arch);
     }
     snprintf(hp->arch, sizeof hp->arch, "%s", L->arch);
-    int rc;
+    int rc, n_experts = 0, n_used = 0;
+    if ((rc = get_u32(L, "expert_count", &n_experts, true)) ||
+        (rc = get_u32(L, "expert_used_count", &n_used, true)))
+        return rc;
+    if (n_experts > 0 || gguf_find_tensor(L->f, "blk.0.ffn_gate_inp.weight"))
+        return kl_errf(L->err, KL_EUNSUP,
+                       "%s: a Mixture-of-Experts model (%d experts, %d used per token); Kiln does "
+                       "not run MoE models yet",
+                       gguf_path(L->f), n_experts, n_used);
     if ((rc = get_u32(L, "embedding_length", &hp->dim, false)) ||
         (rc = get_u32(L, "block_count", &hp->n_layers, false)) ||
         (rc = get_u32(L, "feed_forward_length", &hp->hidden_dim, false)) ||

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "t.h"
+#include "t_gguf.h"
 
 static __attribute__((unused)) char *shell_quote(const char *s, char *buf, size_t cap)
 {
@@ -74,4 +75,42 @@ TEST(cli_perplexity_reproduces_reference_logprobs)
         free(out), free(err);
     }
     json_decref(refs);
+}
+
+/* The text is scored as the vocab tokenizes it: with BOS only when tokenizer.ggml.add_bos_token
+ * says so (Qwen's vocabs say false; llama.cpp then scores the text alone). It always added
+ * BOS, scoring a different sequence. */
+TEST(cli_perplexity_honours_add_bos_token)
+{
+    const char *nobos = t_tmp("nobos.gguf");
+    t_kv kv = {"tokenizer.ggml.add_bos_token", 'b', NULL, 0};
+    t_gguf_copy(t_shared("models/stories260K.gguf"), nobos, &kv, 1, NULL);
+    const char *text = t_tmp("t.txt");
+    FILE *f = fopen(text, "w");
+    fputs("Once upon a time", f);
+    fclose(f);
+    const char *models[2] = {t_shared("models/stories260K.gguf"), nobos};
+    for (int k = 0; k < 2; k++) {
+        char cmd[16384], *out = NULL, *err = NULL, *ids = NULL;
+        snprintf(cmd, sizeof cmd, "%s tokenize -m %s < %s", t_kiln(), models[k], text);
+        T_EQ(t_run(cmd, &ids, &err), 0);
+        free(err);
+        int tok[16], n = 0, used;
+        for (const char *p = ids; n < 16 && sscanf(p, "%d%n", &tok[n], &used) == 1; p += used)
+            n++;
+        T_EQ(n, k ? 4 : 5); /* BOS first in the original file only */
+        snprintf(cmd, sizeof cmd, "%s perplexity -m %s -f %s --per-token", t_kiln(), models[k],
+                 text);
+        T_EQ(t_run(cmd, &out, &err), 0);
+        const char *line = out;
+        for (int i = 1; i < n; i++) { /* every token after the first, as tokenize gives them */
+            int idx, target;
+            T_EQ(sscanf(line, "%d %d", &idx, &target), 2);
+            T_EQ(idx, i);
+            T_EQ(target, tok[i]);
+            line = strchr(line, '\n') + 1;
+        }
+        T_ASSERT(!strncmp(line, "ppl = ", 6));
+        free(out), free(err), free(ids);
+    }
 }

@@ -1,7 +1,8 @@
-/* model/load.c binds RoPE scaling from the file's metadata as llama.cpp does (none, linear,
- * yarn; linear when the type is absent) and refuses any other scaling type by name: it was
- * silently ignored, so a YaRN model ran as the unscaled one. The angles themselves are
- * checked against the formulas in kernels_ref_rope_yarn_matches_formula. */
+/* model/load.c binds a model from its metadata as llama.cpp does and refuses what it cannot
+ * run by name. RoPE scaling: none, linear, yarn (linear when the type is absent); any other
+ * type is refused (YaRN was silently ignored, so a YaRN model ran as the unscaled one; the
+ * angles themselves are checked against the formulas in kernels_ref_rope_yarn_matches_formula).
+ * Mixture-of-Experts files are refused as such. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,4 +98,21 @@ TEST(model_rope_scaling_bound_from_metadata)
     t_gguf_copy(src, yarn, neg, 2, NULL);
     T_EQ(load_rc(yarn, &err), KL_EBADFILE);
     T_CONTAINS(err.msg, "bad rope scaling");
+}
+
+/* A Mixtral-style file (llama with experts) is refused as what it is, not as a file missing
+ * blk.0.ffn_gate.weight. */
+TEST(model_load_refuses_moe_by_name)
+{
+    model_make_opts o;
+    model_make_defaults(&o);
+    const char *src = t_tmp("m.gguf"), *moe = t_tmp("moe.gguf");
+    kl_err err = {0};
+    T_EQ(model_make(&o, src, &err), 0);
+    const t_kv kv[] = {{"llama.expert_count", 'u', NULL, 8},
+                       {"llama.expert_used_count", 'u', NULL, 2}};
+    const char *drop[] = {"blk.0.ffn_gate.weight", "blk.1.ffn_gate.weight", NULL};
+    t_gguf_copy(src, moe, kv, 2, drop);
+    T_EQ(load_rc(moe, &err), KL_EUNSUP);
+    T_CONTAINS(err.msg, "a Mixture-of-Experts model (8 experts, 2 used per token)");
 }
