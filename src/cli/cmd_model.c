@@ -260,12 +260,15 @@ enum {
     O_TIED,
     O_STD,
     O_THREADS,
+    O_SWA,
 };
 
 static const cli_opt make_opts[] = {
     {O_OUT, "out", "FILE", "the GGUF file to write (required; -o also works)"},
     {'o', NULL, "FILE", "the same as --out"},
-    {O_ARCH, "arch", "ARCH", "architecture (default llama, the only one)"},
+    {O_ARCH, "arch", "ARCH",
+     "architecture (default llama): llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, granite, "
+     "olmo2, command-r, starcoder2"},
     {O_DIM, "dim", "D", "embedding width (default 64)"},
     {O_LAYERS, "layers", "L", "transformer layers (default 2)"},
     {O_HEADS, "heads", "H", "attention heads (default 4)"},
@@ -281,13 +284,16 @@ static const cli_opt make_opts[] = {
     {O_TIED, "tied", NULL, "no output matrix: the token embeddings are used (default: untied)"},
     {O_STD, "std", "X", "standard deviation of the random weights (default 0.02)"},
     {O_THREADS, "threads", "N", "threads generating the weights (default 2)"},
+    {O_SWA, "swa", "W",
+     "sliding window of the layers that have one (default: none; gemma2 4096, "
+     "gemma3 512)"},
     {0},
 };
 
 static const cli_cmd make_cmd = {
     "model make", "--out FILE [options]",
-    "Writes a llama-architecture model with random weights (normal; norms 1.0) and llama.cpp's\n"
-    "tensor names and metadata keys, so the file loads in llama.cpp too.\n",
+    "Writes a model of any architecture Kiln runs with random weights (normal; norms 1.0) and\n"
+    "llama.cpp's tensor names and metadata keys, so the file loads in llama.cpp too.\n",
     make_opts, NULL};
 
 static int make(int argc, char **argv)
@@ -338,6 +344,9 @@ static int make(int argc, char **argv)
             break;
         case O_THREADS:
             ok = parse_int(a.opt, v, &o.threads);
+            break;
+        case O_SWA:
+            ok = parse_int(a.opt, v, &o.swa);
             break;
         case O_ROPE_THETA:
             ok = parse_float(a.opt, v, &o.rope_theta);

@@ -104,6 +104,16 @@ void kl_rope_yarn_corr(int n_rot, int n_ctx_orig, float base, float beta_fast, f
 void kl_softmax(float *x, int n);
 /* out[i] = silu(gate[i]) * up[i] */
 void kl_swiglu(float *out, const float *gate, const float *up, int n);
+/* GELU, tanh form (0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))), in float (kernels/act.c):
+ * out[i] = gelu(gate[i]) * up[i], and x[i] = gelu(x[i] + bias[i]) in place (bias may be NULL). */
+void kl_geglu(float *out, const float *gate, const float *up, int n);
+void kl_gelu_bias(float *x, const float *bias, int n);
+/* out = (x - mean) / sqrt(var + eps) * weight + bias over n (LayerNorm; bias may be NULL), the
+ * sums in double as llama.cpp's. */
+void kl_layernorm(float *out, const float *x, const float *weight, const float *bias, int n,
+                  float eps);
+/* x[i] = cap * tanh(x[i] / cap): Gemma 2's soft-capping of attention scores and logits. */
+void kl_softcap(float *x, int n, float cap);
 /* y += a * x over n floats. */
 void kl_axpy_f32(float *y, float a, const float *x, int n);
 
@@ -139,6 +149,8 @@ typedef struct kl_kv_ops {
     void (*round)(const float *src, float *dst, int n);
 } kl_kv_ops;
 
+/* The run from its j-th row on. */
+kl_kv_run kl_kv_run_at(const kl_kv_run *r, int j);
 /* The table of cache dtype t, NULL when t is not one. */
 const kl_kv_ops *kl_kv_ops_get(kl_dtype t);
 /* s[j] = scale * dot(q, k_j) for the run's first nk rows (head size hd). */

@@ -82,6 +82,12 @@ const kl_kv_ops *kl_kv_ops_get(kl_dtype t)
     return (unsigned)t < KL_DTYPE_COUNT && kv_ops[t].write ? &kv_ops[t] : NULL;
 }
 
+kl_kv_run kl_kv_run_at(const kl_kv_run *r, int j)
+{
+    size_t es = r->half ? sizeof(uint16_t) : sizeof(float);
+    return (kl_kv_run){(const uint8_t *)r->rows + (size_t)j * (size_t)r->ld * es, r->ld, r->half};
+}
+
 void kl_kv_scores(const kl_kv_run *k, const float *q, int nk, int hd, float scale, float *s)
 {
     const kl_vec_ops *v = &kl_isa_get()->vec;

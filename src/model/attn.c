@@ -28,10 +28,25 @@ static kl_kv_run kv_run(const attn_job *j, const uint8_t *block, int p0, int off
     return j->ops->read(row, j->row_bytes, off, n, j->m->hp.head_dim, nr, buf);
 }
 
+/* The cached positions token i attends to: [*lo, pos] (a sliding window starts late). */
+static int first_pos(const attn_job *j, int i)
+{
+    int w = j->m->layers[j->layer].window, p = j->b->pos[i];
+    return w > 0 && p - w + 1 > 0 ? p - w + 1 : 0;
+}
+
+/* Of chunk [p0, p0 + n), the positions token i attends to: [*a, *e) (empty: *a >= *e). */
+static void chunk_span(const attn_job *j, int i, int p0, int n, int *a, int *e)
+{
+    int lo = first_pos(j, i), hi = j->b->pos[i] + 1;
+    *a = lo > p0 ? lo : p0;
+    *e = hi < p0 + n ? hi : p0 + n;
+}
+
 /* One work item: a tile of consecutive batch tokens of one sequence and one KV head, with the
  * `group` query heads that share it: rows r = t * group + h. Each chunk of cached K and V rows
  * is read (and converted, if need be) once for all of the tile's rows; each row attends to
- * positions 0 .. pos of its own token. */
+ * positions lo .. pos of its own token (lo > 0 in a sliding window). */
 static void attn_tile(const attn_job *j, int tile, int g, float *ws)
 {
     model *m = j->m;
@@ -43,55 +58,61 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
     float *qs = scores + (size_t)m->attn_qt * group * mc; /* (rows, hd) */
     float *acc = qs + (size_t)m->attn_qt * group * hd;    /* (rows, hd) */
     float *kvb = acc + (size_t)m->attn_qt * group * hd;   /* (MODEL_KV_CHUNK, hd) */
-    float scale = 1.f / sqrtf((float)hd);
+    float scale = m->kq_scale, cap = hp->softcap_attn;
     const model_seq *sq = &b->seqs[b->seq[i0]];
-    int off = g * hd, len_max = 0;
+    int off = g * hd, len_max = 0, lo_min = mc;
     for (int t = 0; t < nt; t++) {
         const float *q = m->s.q + (size_t)(i0 + t) * m->q_dim + (size_t)g * group * hd;
         j->ops->round(q, qs + (size_t)t * group * hd, group * hd);
         if (b->pos[i0 + t] + 1 > len_max) len_max = b->pos[i0 + t] + 1;
+        if (first_pos(j, i0 + t) < lo_min) lo_min = first_pos(j, i0 + t);
     }
-    for (int p0 = 0; p0 < len_max;) {
+    for (int p0 = lo_min; p0 < len_max;) {
         int n = MODEL_KV_CHUNK, left_in_block = j->bs - p0 % j->bs;
         if (n > left_in_block) n = left_in_block;
         if (n > len_max - p0) n = len_max - p0;
         const uint8_t *blk = kv_store_k(j->kv, j->layer, sq->blocks[p0 / j->bs]);
         kl_kv_run k = kv_run(j, blk, p0, off, n, rows, kvb);
         for (int t = 0; t < nt; t++) {
-            int valid = b->pos[i0 + t] + 1 - p0;
-            if (valid <= 0) continue;
+            int a, e;
+            chunk_span(j, i0 + t, p0, n, &a, &e);
+            if (a >= e) continue;
+            kl_kv_run ka = kl_kv_run_at(&k, a - p0);
             for (int h = 0; h < group; h++) {
-                int r = t * group + h, nk = valid < n ? valid : n;
-                kl_kv_scores(&k, qs + (size_t)r * hd, nk, hd, scale, scores + (size_t)r * mc + p0);
+                int r = t * group + h;
+                kl_kv_scores(&ka, qs + (size_t)r * hd, e - a, hd, scale,
+                             scores + (size_t)r * mc + a);
             }
         }
         p0 += n;
     }
     for (int r = 0; r < rows; r++) {
-        float *sc = scores + (size_t)r * mc;
-        int len = b->pos[i0 + r / group] + 1;
+        int lo = first_pos(j, i0 + r / group), len = b->pos[i0 + r / group] + 1 - lo;
+        float *sc = scores + (size_t)r * mc + lo;
+        if (cap > 0) kl_softcap(sc, len, cap); /* gemma2: before the softmax */
         kl_softmax(sc, len);
         j->ops->round(sc, sc, len);
     }
     memset(acc, 0, sizeof(float) * (size_t)rows * hd);
-    for (int p0 = 0; p0 < len_max;) {
+    for (int p0 = lo_min; p0 < len_max;) {
         int n = MODEL_KV_CHUNK, left_in_block = j->bs - p0 % j->bs;
         if (n > left_in_block) n = left_in_block;
         if (n > len_max - p0) n = len_max - p0;
         const uint8_t *blk = kv_store_v(j->kv, j->layer, sq->blocks[p0 / j->bs]);
         kl_kv_run v = kv_run(j, blk, p0, off, n, rows, kvb);
-        /* runs of tokens that take the same number of these positions (every token below
-         * the chunk takes all n): their rows are consecutive, one call for all of them */
+        /* runs of tokens that take the same positions of this chunk (every token below the
+         * chunk takes all n): their rows are consecutive, one call for all of them */
         for (int t = 0, t2; t < nt; t = t2) {
-            int nk = b->pos[i0 + t] + 1 - p0;
-            nk = nk < 0 ? 0 : nk < n ? nk : n;
+            int a, e, a2, e2;
+            chunk_span(j, i0 + t, p0, n, &a, &e);
             for (t2 = t + 1; t2 < nt; t2++) {
-                int nk2 = b->pos[i0 + t2] + 1 - p0;
-                if ((nk2 < 0 ? 0 : nk2 < n ? nk2 : n) != nk) break;
+                chunk_span(j, i0 + t2, p0, n, &a2, &e2);
+                if (a2 != a || e2 != e) break;
             }
-            if (!nk) continue;
+            if (a >= e) continue;
             int r = t * group, nr = (t2 - t) * group;
-            kl_kv_pv(&v, acc + (size_t)r * hd, hd, scores + (size_t)r * mc + p0, mc, nr, nk, hd);
+            kl_kv_run va = kl_kv_run_at(&v, a - p0);
+            kl_kv_pv(&va, acc + (size_t)r * hd, hd, scores + (size_t)r * mc + a, mc, nr, e - a, hd);
         }
         p0 += n;
     }

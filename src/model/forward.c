@@ -1,8 +1,10 @@
-/* model/forward.c: the llama-family layer loop over one flat batch (see model.h).
- * Per layer: RMSNorm → Q/K/V projections (+ qwen2 biases, qwen3 per-head norms) → RoPE →
- * attention through the paged cache → output projection + residual → RMSNorm → SwiGLU FFN
- * + residual. Each projection is one matmul over all the batch's tokens, so the weights are
- * read once per step however many sequences the batch holds. */
+/* model/forward.c: the layer loop over one flat batch (see model.h), the same for every
+ * architecture (model/arch.c): the quirks live in the per-token steps between the matmuls.
+ * Per layer: norm → Q/K/V projections (+ biases, Q/K norms) → RoPE → attention through the
+ * paged cache → output projection (+ post-norm) + residual → norm → gated FFN (SwiGLU or
+ * GeGLU; GELU alone for starcoder2) (+ post-norm) + residual. Each projection is one matmul over
+ * all the batch's tokens, so the weights are read once per step however many sequences the batch
+ * holds. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,15 @@ static void proj2(model *m, kl_workers *wk, const model_w *w0, float *y0, const 
     kl_matmul_multi(wk, o, 2, w0->cols, x, w0->cols, n, m->s.mm);
 }
 
+/* The FFN's first projections of xb: gate and up (into hb, hb2), or up alone (into hb). */
+static void ffn_in(model *m, kl_workers *wk, const model_layer *ly, int n)
+{
+    if (ly->w_gate.data)
+        proj2(m, wk, &ly->w_gate, m->s.hb, &ly->w_up, m->s.hb2, m->s.xb, n);
+    else
+        proj(m, wk, &ly->w_up, m->s.xb, n, m->s.hb);
+}
+
 static void proj3(model *m, kl_workers *wk, const model_layer *ly, const float *x, int n)
 {
     kl_mm_out o[3] = {mm_out(&ly->wq, m->s.q), mm_out(&ly->wk, m->s.k), mm_out(&ly->wv, m->s.v)};
@@ -42,25 +53,68 @@ static void add_bias(float *y, const float *bias, int dim)
     if (bias) kl_axpy_f32(y, 1.f, bias, dim);
 }
 
-/* Per-head RMSNorm (qwen3) then RoPE of every head of row t (heads * hd), angles cs. */
-static void heads_prepare(const model *m, float *t, int heads, const float *norm, const float *cs)
+/* The norm before a sublayer, as the architecture has it: RMSNorm, LayerNorm (with its bias,
+ * if any), or none (olmo2: the input as it is). */
+static void pre_norm(const model *m, float *out, const float *x, const float *w, const float *b)
+{
+    int dim = m->hp.dim;
+    if (!w)
+        memcpy(out, x, sizeof(float) * (size_t)dim);
+    else if (m->arch->norm == MODEL_NORM_LAYER)
+        kl_layernorm(out, x, w, b, dim, m->hp.norm_eps);
+    else
+        kl_rmsnorm(out, x, w, dim, m->hp.norm_eps);
+}
+
+/* A sublayer's output o (dim) on its way into the residual: bias, post-norm (gemma2/3,
+ * olmo2), granite's residual scale. */
+static void sublayer_out(const model *m, float *o, const float *bias, const float *post)
+{
+    int dim = m->hp.dim;
+    add_bias(o, bias, dim);
+    if (post) kl_rmsnorm(o, o, post, dim, m->hp.norm_eps);
+    if (m->hp.residual_scale != 1.f)
+        for (int i = 0; i < dim; i++)
+            o[i] *= m->hp.residual_scale;
+}
+
+/* Row i's FFN output (xb) added to the residual x, after layer ly; command-r's parallel
+ * block adds its attention output (xo) too, after the FFN's, as llama.cpp sums them. */
+static void ffn_residual(const model *m, const model_layer *ly, int i)
+{
+    int dim = m->hp.dim;
+    float *x = m->s.x + (size_t)i * dim, *xb = m->s.xb + (size_t)i * dim;
+    sublayer_out(m, xb, ly->b_down, ly->ffn_post_norm);
+    kl_axpy_f32(x, 1.f, xb, dim);
+    if (m->arch->quirks & ARCH_PARALLEL) kl_axpy_f32(x, 1.f, m->s.xo + (size_t)i * dim, dim);
+}
+
+/* Q/K norms (per head, or of the whole row with ARCH_QK_NORM_FULL), RoPE with angles cs, and
+ * the query scale, over the heads of row t (heads * hd). */
+static void heads_prepare(const model *m, const model_layer *ly, float *t, int heads,
+                          const float *norm, const float *cs, float scale)
 {
     int hd = m->hp.head_dim;
+    bool full = m->arch->quirks & ARCH_QK_NORM_FULL;
+    if (norm && full) kl_rmsnorm(t, t, norm, heads * hd, m->hp.norm_eps);
     for (int h = 0; h < heads; h++) {
         float *head = t + (size_t)h * hd;
-        if (norm) kl_rmsnorm(head, head, norm, hd, m->hp.norm_eps);
-        kl_rope(head, m->hp.n_rot, cs, m->hp.rope_neox);
+        if (norm && !full) kl_rmsnorm(head, head, norm, hd, m->hp.norm_eps);
+        kl_rope(head, ly->rope->n_rot, cs, m->hp.rope_neox);
+        if (scale != 1.f)
+            for (int d = 0; d < hd; d++)
+                head[d] *= scale;
     }
 }
 
 /* The per-token steps between the matmuls, run over the batch's rows split across the workers
  * when the batch is big enough to pay for the hand-off (prompts, batched decoding). */
 typedef enum {
-    ROWS_ATTN_IN, /* the previous layer's residual (l > 0), then the attention RMSNorm */
-    ROWS_HEADS,   /* QKV biases, per-head norms, RoPE */
-    ROWS_FFN_IN,  /* the attention residual, then the FFN RMSNorm */
-    ROWS_SWIGLU,
-    ROWS_RESID, /* the last layer's FFN residual */
+    ROWS_ATTN_IN, /* the previous layer's FFN residual (l > 0), then the attention norm */
+    ROWS_HEADS,   /* QKV biases, Q/K norms, RoPE, query scale */
+    ROWS_FFN_IN,  /* the attention residual, then the FFN norm */
+    ROWS_ACT,     /* SwiGLU, GeGLU or GELU */
+    ROWS_RESID,   /* the last layer's FFN residual */
 } rows_stage;
 
 #define ROWS_PARALLEL_MIN 8
@@ -78,12 +132,12 @@ static void rows_one(const rows_job *j, int i)
     model_scratch *s = &m->s;
     const model_hparams *hp = &m->hp;
     const model_layer *ly = &m->layers[j->layer];
-    int dim = hp->dim;
+    int dim = hp->dim, ff = hp->hidden_dim;
     float *x = s->x + (size_t)i * dim, *xb = s->xb + (size_t)i * dim;
     switch (j->stage) {
     case ROWS_ATTN_IN:
-        if (j->layer > 0) kl_axpy_f32(x, 1.f, xb, dim);
-        kl_rmsnorm(xb, x, ly->attn_norm, dim, hp->norm_eps);
+        if (j->layer > 0) ffn_residual(m, ly - 1, i);
+        pre_norm(m, xb, x, ly->attn_norm, ly->attn_norm_b);
         break;
     case ROWS_HEADS: {
         float *q = s->q + (size_t)i * m->q_dim, *k = s->k + (size_t)i * m->kv_dim;
@@ -91,22 +145,31 @@ static void rows_one(const rows_job *j, int i)
         add_bias(q, ly->bq, m->q_dim);
         add_bias(k, ly->bk, m->kv_dim);
         add_bias(s->v + (size_t)i * m->kv_dim, ly->bv, m->kv_dim);
-        kl_rope_angles(&m->rope, j->b->pos[i], cs);
-        heads_prepare(m, q, hp->n_heads, ly->q_norm, cs);
-        heads_prepare(m, k, hp->n_kv_heads, ly->k_norm, cs);
+        kl_rope_angles(ly->rope, j->b->pos[i], cs);
+        heads_prepare(m, ly, q, hp->n_heads, ly->q_norm, cs, m->q_scale);
+        heads_prepare(m, ly, k, hp->n_kv_heads, ly->k_norm, cs, 1.f);
         break;
     }
-    case ROWS_FFN_IN:
-        kl_axpy_f32(x, 1.f, xb, dim);
-        kl_rmsnorm(xb, x, ly->ffn_norm, dim, hp->norm_eps);
+    case ROWS_FFN_IN: {
+        float *xo = s->xo + (size_t)i * dim;
+        sublayer_out(m, xo, ly->bo, ly->attn_post_norm);
+        if (m->arch->quirks & ARCH_PARALLEL) break; /* the FFN reads the attention's input */
+        kl_axpy_f32(x, 1.f, xo, dim);
+        pre_norm(m, xb, x, ly->ffn_norm, ly->ffn_norm_b);
         break;
-    case ROWS_SWIGLU: {
-        size_t at = (size_t)i * hp->hidden_dim;
-        kl_swiglu(s->hb + at, s->hb + at, s->hb2 + at, hp->hidden_dim);
+    }
+    case ROWS_ACT: {
+        size_t at = (size_t)i * ff;
+        if (m->arch->ffn == MODEL_FFN_SWIGLU)
+            kl_swiglu(s->hb + at, s->hb + at, s->hb2 + at, ff);
+        else if (m->arch->ffn == MODEL_FFN_GEGLU)
+            kl_geglu(s->hb + at, s->hb + at, s->hb2 + at, ff);
+        else
+            kl_gelu_bias(s->hb + at, ly->b_up, ff);
         break;
     }
     case ROWS_RESID:
-        kl_axpy_f32(x, 1.f, xb, dim);
+        ffn_residual(m, ly, i);
         break;
     }
 }
@@ -126,6 +189,30 @@ static void rows_run(model *m, kl_workers *w, const model_batch *b, int layer, r
         kl_workers_run(w, rows_part, &j);
     else
         rows_part(&j, 0, 1);
+}
+
+/* Gemma's sqrt(dim) and granite's embedding scale on the batch's embeddings. */
+static void embed_scale(model *m, int n)
+{
+    float k = m->arch->quirks & ARCH_EMB_SCALE ? sqrtf((float)m->hp.dim) : m->hp.emb_scale;
+    if (k != 1.f)
+        for (size_t i = 0; i < (size_t)n * (size_t)m->hp.dim; i++)
+            m->s.x[i] *= k;
+}
+
+/* Logits as the architecture finishes them: granite divides by its logit scale, command-r
+ * multiplies, gemma2 soft-caps. */
+static void logit_post(const model *m, float *logits, int rows)
+{
+    size_t n = (size_t)rows * (size_t)m->hp.n_vocab;
+    float k = m->hp.logit_scale;
+    if (m->arch->quirks & ARCH_GRANITE) k = 1.f / k;
+    if (k != 1.f)
+        for (size_t i = 0; i < n; i++)
+            logits[i] *= k;
+    if (m->hp.softcap_final > 0)
+        for (size_t i = 0; i < n; i += (size_t)m->hp.n_vocab)
+            kl_softcap(logits + i, m->hp.n_vocab, m->hp.softcap_final);
 }
 
 static int check_batch(const model *m, const kv_store *kv, const model_batch *b, kl_err *err)
@@ -191,24 +278,26 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
         kl_dequantize_row(m->tok_embd.type,
                           (const uint8_t *)m->tok_embd.data + (size_t)b->token[i] * emb_row,
                           s->x + (size_t)i * dim, dim);
+    embed_scale(m, n);
     for (int l = 0; l < hp->n_layers; l++) {
         const model_layer *ly = &m->layers[l];
         rows_run(m, w, b, l, ROWS_ATTN_IN);
         proj3(m, w, ly, s->xb, n);
         rows_run(m, w, b, l, ROWS_HEADS);
         model_attention(m, w, kv, l, b);
-        proj(m, w, &ly->wo, s->att, n, s->xb);
+        proj(m, w, &ly->wo, s->att, n, s->xo);
         rows_run(m, w, b, l, ROWS_FFN_IN);
-        proj2(m, w, &ly->w_gate, s->hb, &ly->w_up, s->hb2, s->xb, n);
-        rows_run(m, w, b, l, ROWS_SWIGLU);
+        ffn_in(m, w, ly, n);
+        rows_run(m, w, b, l, ROWS_ACT);
         proj(m, w, &ly->w_down, s->hb, n, s->xb);
     }
     rows_run(m, w, b, hp->n_layers - 1, ROWS_RESID);
     int r = 0;
     for (int i = 0; i < n; i++)
         if (b->want_logits && b->want_logits[i])
-            kl_rmsnorm(s->rows + (size_t)r++ * dim, s->x + (size_t)i * dim, m->output_norm, dim,
-                       hp->norm_eps);
+            pre_norm(m, s->rows + (size_t)r++ * dim, s->x + (size_t)i * dim, m->output_norm,
+                     m->output_norm_b);
     if (r) proj(m, w, &m->output, s->rows, r, logits);
+    logit_post(m, logits, r);
     return 0;
 }

@@ -20,12 +20,52 @@ typedef struct model_w {
     const void *packed; /* the same weights packed for kl_matmul_packed, or NULL */
 } model_w;
 
+/* What sets an architecture apart (model/arch.c holds one row per architecture). */
+enum {
+    ARCH_QKV_BIAS = 1 << 0,     /* Q/K/V biases (qwen2) */
+    ARCH_BIASES = 1 << 1,       /* every linear and norm has a bias (starcoder2) */
+    ARCH_QK_NORM = 1 << 2,      /* RMSNorm of each Q and K head (qwen3, gemma3) */
+    ARCH_QK_NORM_FULL = 1 << 3, /* RMSNorm of the whole Q and K projections (olmo2) */
+    ARCH_POST_NORMS = 1 << 4,   /* norms on the attention and FFN outputs (gemma2/3, olmo2) */
+    ARCH_NO_PRE_NORMS = 1 << 5, /* no norm before the sublayers (olmo2) */
+    ARCH_EMB_SCALE = 1 << 6,    /* embeddings times sqrt(dim) (gemma) */
+    ARCH_Q_SCALE = 1 << 7,      /* the query is scaled before attention, not the scores */
+    ARCH_SOFTCAP = 1 << 8,      /* tanh soft-capping of scores and logits (gemma2) */
+    ARCH_PARALLEL = 1 << 9,     /* attention and FFN read the same normed input (command-r) */
+    ARCH_TIED = 1 << 10,        /* the output is always token_embd (gemma, command-r) */
+    ARCH_FUSED = 1 << 11,       /* attn_qkv and ffn_up = [gate; up] (phi3) */
+    ARCH_GRANITE = 1 << 12,     /* embedding, residual, attention and logit scales (granite) */
+    ARCH_LOGIT_SCALE = 1 << 13, /* logits times logit_scale (command-r) */
+    ARCH_LOCAL_ROPE = 1 << 14,  /* sliding-window layers use base 10000, unscaled (gemma3) */
+    ARCH_ROPE_LONG = 1 << 15,   /* rope_factors_long / _short by context (phi3) */
+};
+typedef enum { MODEL_NORM_RMS, MODEL_NORM_LAYER } model_norm;
+typedef enum { MODEL_FFN_SWIGLU, MODEL_FFN_GEGLU, MODEL_FFN_GELU } model_ffn; /* GELU: no gate */
+
+typedef struct model_arch {
+    const char *name;
+    bool neox; /* RoPE pairs (i, i + n_rot/2), else (2i, 2i+1) */
+    model_norm norm;
+    model_ffn ffn;
+    unsigned quirks; /* ARCH_* */
+    int swa_period;  /* with a sliding window: 0 every layer; p: layers l % p < p - 1 (gemma3 6);
+                        -2: even layers (gemma2) */
+} model_arch;
+
+/* The architecture named name, or NULL. */
+const model_arch *model_arch_find(const char *name);
+
 typedef struct model_layer {
-    const float *attn_norm, *ffn_norm; /* (dim) */
-    model_w wq, wk, wv, wo;
-    const float *bq, *bk, *bv;    /* qwen2 biases, NULL otherwise */
-    const float *q_norm, *k_norm; /* qwen3 per-head norms (head_dim), NULL otherwise */
-    model_w w_gate, w_up, w_down;
+    const float *attn_norm, *ffn_norm;           /* (dim); NULL without pre-norms */
+    const float *attn_norm_b, *ffn_norm_b;       /* LayerNorm biases (dim) or NULL */
+    const float *attn_post_norm, *ffn_post_norm; /* (dim) or NULL */
+    model_w wq, wk, wv, wo;                      /* phi3: views of one attn_qkv */
+    const float *bq, *bk, *bv, *bo;              /* biases or NULL */
+    const float *q_norm, *k_norm;                /* head_dim (per head) or q_dim / kv_dim */
+    model_w w_gate, w_up, w_down;                /* no gate for MODEL_FFN_GELU */
+    const float *b_up, *b_down;
+    int window; /* sliding window (positions attended, itself included), 0: all */
+    const kl_rope_cfg *rope;
 } model_layer;
 
 /* Activations of one batch: every buffer sized for opts.max_batch_tokens rows. */
@@ -35,6 +75,7 @@ typedef struct model_scratch {
     float *q;        /* (n, q_dim) */
     float *k, *v;    /* (n, kv_dim) */
     float *att;      /* (n, q_dim) attention output */
+    float *xo;       /* (n, dim) attention output after its projection */
     float *hb, *hb2; /* (n, hidden) */
     float *rows;     /* (max_logits, dim) final-normed rows that want logits */
     void *mm;        /* matmul activation scratch, the largest any weight needs */
@@ -46,9 +87,12 @@ struct model {
     model_hparams hp;
     model_opts opts;
     int q_dim, kv_dim;
-    kl_rope_cfg rope;
+    const model_arch *arch;
+    kl_rope_cfg rope, rope_local; /* rope_local: gemma3's sliding-window layers */
+    float q_scale;                /* ARCH_Q_SCALE: queries times this */
+    float kq_scale;               /* scores times this */
     model_w tok_embd, output;
-    const float *output_norm;
+    const float *output_norm, *output_norm_b;
     model_layer *layers;
     model_scratch s;
     void *packed; /* the mapping every model_w.packed points into (pack.c) */

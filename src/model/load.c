@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/internal.h"
+#include "model/arch.h"
 
 typedef struct loader {
     gguf_file *f;
     const char *arch;
+    const model_arch *a;
     kl_err *err;
 } loader;
 
@@ -89,17 +90,41 @@ static int bind_mat(loader *L, const char *name, int64_t cols, int64_t rows, mod
     return 0;
 }
 
+/* The keys only some architectures have (see arch.c): sliding window, soft-capping, scales. */
+static int read_quirks(loader *L, model_hparams *hp)
+{
+    unsigned q = L->a->quirks;
+    int rc;
+    hp->emb_scale = hp->residual_scale = hp->logit_scale = 1.f;
+    if ((rc = get_u32(L, "attention.sliding_window", &hp->n_swa, true))) return rc;
+    if (!strcmp(L->a->name, "gemma2") && !gguf_find_kv(L->f, "gemma2.attention.sliding_window"))
+        hp->n_swa = 4096; /* llama.cpp's default for Gemma 2 files without the key */
+    if (q & ARCH_SOFTCAP) {
+        hp->softcap_attn = 50.f, hp->softcap_final = 30.f; /* llama.cpp's defaults */
+        if ((rc = get_f32(L, "attn_logit_softcapping", &hp->softcap_attn)) ||
+            (rc = get_f32(L, "final_logit_softcapping", &hp->softcap_final)))
+            return rc;
+    }
+    if (q & ARCH_GRANITE) {
+        if ((rc = get_f32(L, "embedding_scale", &hp->emb_scale)) ||
+            (rc = get_f32(L, "residual_scale", &hp->residual_scale)) ||
+            (rc = get_f32(L, "logit_scale", &hp->logit_scale)))
+            return rc;
+    }
+    if ((q & ARCH_LOGIT_SCALE) && (rc = get_f32(L, "logit_scale", &hp->logit_scale))) return rc;
+    if (hp->n_swa < 0 || hp->softcap_attn < 0 || hp->softcap_final < 0 || !(hp->emb_scale > 0) ||
+        !(hp->residual_scale > 0) || !(hp->logit_scale > 0))
+        return kl_errf(L->err, KL_EBADFILE, "%s: bad sliding window, soft-capping or scale",
+                       gguf_path(L->f));
+    return 0;
+}
+
 static int read_hparams(loader *L, model_hparams *hp)
 {
-    if (!strcmp(L->arch, "llama")) {
-        hp->rope_neox = false;
-    } else if (!strcmp(L->arch, "qwen2") || !strcmp(L->arch, "qwen3")) {
-        hp->rope_neox = true;
-    } else {
-        return kl_errf(L->err, KL_EUNSUP,
-                       "%s: architecture '%s' is not supported (llama, qwen2, qwen3)",
-                       gguf_path(L->f), L->arch);
-    }
+    if (!(L->a = model_arch_find(L->arch)))
+        return kl_errf(L->err, KL_EUNSUP, "%s: architecture '%s' is not supported (%s)",
+                       gguf_path(L->f), L->arch, model_arch_names());
+    hp->rope_neox = L->a->neox;
     snprintf(hp->arch, sizeof hp->arch, "%s", L->arch);
     int rc, n_experts = 0, n_used = 0;
     if ((rc = get_u32(L, "expert_count", &n_experts, true)) ||
@@ -122,7 +147,11 @@ static int read_hparams(loader *L, model_hparams *hp)
     if ((rc = get_u32(L, "attention.head_count_kv", &hp->n_kv_heads, true)) ||
         (rc = get_u32(L, "context_length", &hp->n_ctx_train, true)) ||
         (rc = get_f32(L, "rope.freq_base", &hp->rope_theta)) ||
-        (rc = get_f32(L, "attention.layer_norm_rms_epsilon", &hp->norm_eps)))
+        (rc = get_f32(L,
+                      L->a->norm == MODEL_NORM_RMS ? "attention.layer_norm_rms_epsilon"
+                                                   : "attention.layer_norm_epsilon",
+                      &hp->norm_eps)) ||
+        (rc = read_quirks(L, hp)))
         return rc;
     if (hp->dim < 1 || hp->n_layers < 1 || hp->n_heads < 1 || hp->hidden_dim < 1 ||
         hp->n_kv_heads < 1 || hp->n_heads % hp->n_kv_heads || hp->dim % hp->n_heads ||
@@ -160,6 +189,13 @@ static int make_rope(loader *L, model *m)
     const float *factors = NULL;
     int rc = bind_vec(L, "rope_freqs.weight", hp->n_rot / 2, true, &factors);
     if (rc) return rc;
+    hp->n_ctx_orig = hp->n_ctx_train;
+    if ((rc = get_u32(L, "rope.scaling.original_context_length", &hp->n_ctx_orig, true))) return rc;
+    if (!factors && (L->a->quirks & ARCH_ROPE_LONG)) { /* phi3: by the context it will serve */
+        const char *which = m->opts.max_ctx > hp->n_ctx_orig ? "rope_factors_long.weight"
+                                                             : "rope_factors_short.weight";
+        if ((rc = bind_vec(L, which, hp->n_rot / 2, true, &factors))) return rc;
+    }
     char key[128];
     snprintf(key, sizeof key, "%s.rope.scaling.type", L->arch);
     const char *type = "linear";
@@ -169,11 +205,9 @@ static int make_rope(loader *L, model *m)
                        "%s: rope scaling type '%s' is not supported (none, linear, yarn)",
                        gguf_path(L->f), type);
     float factor = 0.f, attn_factor = 1.f;
-    hp->n_ctx_orig = hp->n_ctx_train;
     if ((rc = get_f32(L, "rope.scaling.factor", &factor)) ||
         (!factor && (rc = get_f32(L, "rope.scale_linear", &factor))) ||
-        (rc = get_f32(L, "rope.scaling.attn_factor", &attn_factor)) ||
-        (rc = get_u32(L, "rope.scaling.original_context_length", &hp->n_ctx_orig, true)))
+        (rc = get_f32(L, "rope.scaling.attn_factor", &attn_factor)))
         return rc;
     if (factor < 0 || !(attn_factor > 0) || hp->n_ctx_orig < 1)
         return kl_errf(L->err, KL_EBADFILE, "%s: bad rope scaling (factor %g, attn_factor %g)",
@@ -189,12 +223,61 @@ static int make_rope(loader *L, model *m)
                             .attn_factor = attn_factor};
     /* llama.cpp's defaults for the ramp: from 32 turns to 1 over the original context */
     if (yarn) kl_rope_yarn_corr(hp->n_rot, hp->n_ctx_orig, hp->rope_theta, 32.f, 1.f, m->rope.corr);
+    /* gemma3's sliding-window layers: base 10000, unscaled (llama.cpp's values) */
+    m->rope_local = (kl_rope_cfg){.n_rot = hp->n_rot,
+                                  .scale = powf(10000.f, -2.0f / (float)hp->n_rot),
+                                  .freq_scale = 1.0f,
+                                  .attn_factor = 1.0f};
     return 0;
+}
+
+/* Where the 1 / sqrt(d) of attention goes: on the scores (llama), or on the queries before
+ * attention (gemma, phi3), with Gemma 2/3 27B's own d; granite's attention.scale replaces it. */
+static int make_scales(loader *L, model *m)
+{
+    const model_hparams *hp = &m->hp;
+    float d = (float)hp->head_dim, granite = 0.f;
+    bool big_gemma = (!strcmp(L->a->name, "gemma2") && hp->n_layers == 46) ||
+                     (!strcmp(L->a->name, "gemma3") && hp->n_layers == 62);
+    if (big_gemma) d = (float)(hp->dim / hp->n_heads);
+    int rc = (L->a->quirks & ARCH_GRANITE) ? get_f32(L, "attention.scale", &granite) : 0;
+    if (rc) return rc;
+    m->q_scale = 1.f;
+    m->kq_scale = granite != 0.f ? granite : 1.f / sqrtf(d);
+    if (L->a->quirks & ARCH_Q_SCALE) m->q_scale = 1.f / sqrtf(d), m->kq_scale = 1.f;
+    return 0;
+}
+
+/* Fails unless every tensor of the file was bound (bound: the names, n of them): a tensor
+ * Kiln does not read means a variant it does not know (llama.cpp refuses them too). */
+static int check_all_used(loader *L, const model_tensor *bound, int n)
+{
+    for (int64_t i = 0; i < gguf_n_tensors(L->f); i++) {
+        const char *name = gguf_tensor_at(L->f, i)->name;
+        bool used = !strcmp(name, "token_embd.weight") || !strcmp(name, "output.weight") ||
+                    !strcmp(name, "rope_freqs.weight") || !strncmp(name, "rope_factors_", 13);
+        for (int k = 0; k < n && !used; k++)
+            used = !strcmp(bound[k].name, name);
+        if (!used)
+            return kl_errf(L->err, KL_EUNSUP,
+                           "%s: tensor %s is not part of a %s model as Kiln knows it (a variant "
+                           "Kiln does not support)",
+                           gguf_path(L->f), name, L->a->name);
+    }
+    return 0;
+}
+
+/* Row views [r0, r0 + rows) of w (a fused matrix: phi3's attn_qkv and ffn_up). */
+static model_w rows_of(const model_w *w, int64_t r0, int64_t rows)
+{
+    size_t rb = kl_dtype_row_bytes(w->type, w->cols);
+    return (model_w){(const uint8_t *)w->data + (size_t)r0 * rb, w->type, rows, w->cols, NULL};
 }
 
 static int bind_weights(loader *L, model *m)
 {
     const model_hparams *hp = &m->hp;
+    unsigned q = L->a->quirks;
     int rc;
     const gguf_tensor *emb = gguf_find_tensor(L->f, "token_embd.weight");
     if (emb->ne[0] != hp->dim || !kl_dtype_row_bytes(emb->type, hp->dim))
@@ -208,8 +291,7 @@ static int bind_weights(loader *L, model *m)
                        "lookup cannot read",
                        gguf_path(L->f), kl_dtype_get(emb->type)->name);
     m->tok_embd = (model_w){emb->data, emb->type, hp->n_vocab, hp->dim, NULL};
-    if ((rc = bind_vec(L, "output_norm.weight", hp->dim, false, &m->output_norm))) return rc;
-    if (gguf_find_tensor(L->f, "output.weight")) {
+    if (gguf_find_tensor(L->f, "output.weight") && !(q & ARCH_TIED)) {
         if ((rc = bind_mat(L, "output.weight", hp->dim, hp->n_vocab, &m->output))) return rc;
     } else {
         if (!kl_matmul_supports(emb->type))
@@ -221,31 +303,30 @@ static int bind_weights(loader *L, model *m)
         m->hp.tied_output = true;
     }
     m->layers = calloc((size_t)hp->n_layers, sizeof *m->layers);
-    if (!m->layers) return kl_errf(L->err, KL_ENOMEM, "out of memory");
-    bool qwen2 = !strcmp(hp->arch, "qwen2"), qwen3 = !strcmp(hp->arch, "qwen3");
+    model_tensor *ts = malloc(sizeof *ts * (size_t)model_arch_max_tensors(hp));
+    if (!m->layers || !ts) {
+        free(ts);
+        return kl_errf(L->err, KL_ENOMEM, "out of memory");
+    }
+    int n = model_arch_tensors(L->a, hp, m, ts);
+    for (int i = 0; i < n && !rc; i++)
+        rc = ts[i].mat ? bind_mat(L, ts[i].name, ts[i].cols, ts[i].rows, ts[i].mat)
+                       : bind_vec(L, ts[i].name, ts[i].cols, false, ts[i].vec);
+    if (!rc) rc = check_all_used(L, ts, n);
+    free(ts);
+    if (rc) return rc;
+    int64_t qd = m->q_dim, kvd = m->kv_dim, ff = hp->hidden_dim;
     for (int l = 0; l < hp->n_layers; l++) {
         model_layer *ly = &m->layers[l];
-        char n[GGUF_MAX_NAME];
-#define NAME(s) (snprintf(n, sizeof n, "blk.%d." s, l), n)
-        if ((rc = bind_vec(L, NAME("attn_norm.weight"), hp->dim, false, &ly->attn_norm)) ||
-            (rc = bind_vec(L, NAME("ffn_norm.weight"), hp->dim, false, &ly->ffn_norm)) ||
-            (rc = bind_mat(L, NAME("attn_q.weight"), hp->dim, m->q_dim, &ly->wq)) ||
-            (rc = bind_mat(L, NAME("attn_k.weight"), hp->dim, m->kv_dim, &ly->wk)) ||
-            (rc = bind_mat(L, NAME("attn_v.weight"), hp->dim, m->kv_dim, &ly->wv)) ||
-            (rc = bind_mat(L, NAME("attn_output.weight"), m->q_dim, hp->dim, &ly->wo)) ||
-            (rc = bind_mat(L, NAME("ffn_gate.weight"), hp->dim, hp->hidden_dim, &ly->w_gate)) ||
-            (rc = bind_mat(L, NAME("ffn_up.weight"), hp->dim, hp->hidden_dim, &ly->w_up)) ||
-            (rc = bind_mat(L, NAME("ffn_down.weight"), hp->hidden_dim, hp->dim, &ly->w_down)))
-            return rc;
-        if (qwen2 && ((rc = bind_vec(L, NAME("attn_q.bias"), m->q_dim, false, &ly->bq)) ||
-                      (rc = bind_vec(L, NAME("attn_k.bias"), m->kv_dim, false, &ly->bk)) ||
-                      (rc = bind_vec(L, NAME("attn_v.bias"), m->kv_dim, false, &ly->bv))))
-            return rc;
-        if (qwen3 &&
-            ((rc = bind_vec(L, NAME("attn_q_norm.weight"), hp->head_dim, false, &ly->q_norm)) ||
-             (rc = bind_vec(L, NAME("attn_k_norm.weight"), hp->head_dim, false, &ly->k_norm))))
-            return rc;
-#undef NAME
+        if (q & ARCH_FUSED) { /* [q; k; v] and [gate; up], row blocks of one matrix each */
+            model_w qkv = ly->wq, up = ly->w_up;
+            ly->wq = rows_of(&qkv, 0, qd), ly->wk = rows_of(&qkv, qd, kvd);
+            ly->wv = rows_of(&qkv, qd + kvd, kvd);
+            ly->w_gate = rows_of(&up, 0, ff), ly->w_up = rows_of(&up, ff, ff);
+        }
+        bool swa = hp->n_swa > 0 && model_arch_swa_layer(L->a, l);
+        ly->window = swa ? hp->n_swa : 0;
+        ly->rope = swa && (q & ARCH_LOCAL_ROPE) ? &m->rope_local : &m->rope;
     }
     return 0;
 }
@@ -267,6 +348,7 @@ static int alloc_scratch(loader *L, model *m)
     s->k = calloc(n * (size_t)m->kv_dim, sizeof(float));
     s->v = calloc(n * (size_t)m->kv_dim, sizeof(float));
     s->att = calloc(n * (size_t)m->q_dim, sizeof(float));
+    s->xo = calloc(n * (size_t)hp->dim, sizeof(float));
     s->hb = calloc(n * (size_t)hp->hidden_dim, sizeof(float));
     s->hb2 = calloc(n * (size_t)hp->hidden_dim, sizeof(float));
     s->rows = calloc((size_t)m->opts.max_logits * (size_t)hp->dim, sizeof(float));
@@ -293,8 +375,8 @@ static int alloc_scratch(loader *L, model *m)
     }
     mm = max_sz(mm, kl_matmul_scratch(m->output.type, m->opts.max_logits, m->output.cols));
     s->mm = mm ? aligned_alloc(64, (mm + 63) & ~(size_t)63) : NULL;
-    if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 || !s->rows ||
-        !s->attn_ws || !s->tiles || (mm && !s->mm))
+    if (!s->x || !s->xb || !s->xo || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 ||
+        !s->rows || !s->attn_ws || !s->tiles || (mm && !s->mm))
         return kl_errf(L->err, KL_ENOMEM, "model: cannot allocate scratch for %zu tokens", n);
     return 0;
 }
@@ -309,6 +391,7 @@ int model_load(model **out, gguf_file *f, const model_opts *opts, kl_err *err)
     if (!m) return kl_errf(err, KL_ENOMEM, "out of memory");
     int rc = read_hparams(&L, &m->hp);
     if (rc) goto fail;
+    m->arch = L.a;
     m->opts = *opts;
     if (m->opts.max_batch_tokens < 1) m->opts.max_batch_tokens = 512;
     if (m->opts.max_logits < 1) m->opts.max_logits = m->opts.max_batch_tokens;
@@ -316,7 +399,8 @@ int model_load(model **out, gguf_file *f, const model_opts *opts, kl_err *err)
     if (m->opts.n_workers < 1) m->opts.n_workers = 1;
     m->q_dim = m->hp.n_heads * m->hp.head_dim;
     m->kv_dim = m->hp.n_kv_heads * m->hp.head_dim;
-    if ((rc = make_rope(&L, m)) || (rc = bind_weights(&L, m)) || (rc = alloc_scratch(&L, m)))
+    if ((rc = make_rope(&L, m)) || (rc = make_scales(&L, m)) || (rc = bind_weights(&L, m)) ||
+        (rc = alloc_scratch(&L, m)))
         goto fail;
     if (!m->opts.no_repack && (rc = model_pack(m, f, err))) goto fail;
     m->opts.pack_cache_dir = NULL; /* the caller's string: read during the load only */
@@ -332,7 +416,7 @@ void model_free(model *m)
     if (!m) return;
     model_unpack(m);
     model_scratch *s = &m->s;
-    free(s->x), free(s->xb), free(s->q), free(s->k), free(s->v), free(s->att);
+    free(s->x), free(s->xb), free(s->xo), free(s->q), free(s->k), free(s->v), free(s->att);
     free(s->hb), free(s->hb2), free(s->rows), free(s->attn_ws), free(s->tiles), free(s->mm);
     free(m->layers);
     free(m);

@@ -1,4 +1,5 @@
-/* model/make.c: `kiln model make`: a llama GGUF with random weights.
+/* model/make.c: `kiln model make`: a GGUF with random weights, of any architecture Kiln runs
+ * (model/arch.c lists its tensors; the keys are llama.cpp's, so the files load there too).
  *
  * Each tensor row r is generated from its own PRNG stream (seeded from the seed, the tensor's
  * name and r), so the file is the same whatever the thread count. Rows are generated and
@@ -14,6 +15,7 @@
 #include "base/workers.h"
 #include "gguf/gguf.h"
 #include "kernels/kernels.h"
+#include "model/arch.h"
 #include "model/vocab_synth.h"
 
 void model_make_defaults(model_make_opts *o)
@@ -139,9 +141,10 @@ static int write_tensor(gguf_writer *w, kl_workers *pool, const mtensor *t,
 
 static int check_opts(const model_make_opts *o, kl_err *err)
 {
-    if (!o->arch || strcmp(o->arch, "llama"))
-        return kl_errf(err, KL_EUNSUP, "architecture '%s' is not supported (only llama)",
-                       o->arch ? o->arch : "(null)");
+    if (!o->arch || !model_arch_find(o->arch))
+        return kl_errf(err, KL_EUNSUP, "architecture '%s' is not supported (%s)",
+                       o->arch ? o->arch : "(null)", model_arch_names());
+    if (o->swa < 0) return kl_errf(err, KL_EINVAL, "sliding window %d is negative", o->swa);
     if (o->dim <= 0 || o->layers <= 0 || o->heads <= 0 || o->kv_heads <= 0 || o->ffn <= 0 ||
         o->ctx <= 0 || o->dim > (1 << 20) || o->ffn > (1 << 22) || o->layers > 4096)
         return kl_errf(err, KL_EINVAL, "sizes must be positive (and sane)");
@@ -186,57 +189,99 @@ static int copy_vocab(gguf_writer *w, const char *vocab_from, int *n_vocab, kl_e
     return rc;
 }
 
-/* Lists the model's tensors in file order into ts (room for 9 * layers + 3). */
-static int list_tensors(const model_make_opts *o, int n_vocab, mtensor *ts)
+/* The shapes of the model o describes, as the loader will read them. */
+static model_hparams hparams_of(const model_make_opts *o, int n_vocab)
 {
-    int n = 0, kv_dim = o->dim / o->heads * o->kv_heads;
-#define ADD(nm, nd, a, b, is_norm)                                                                 \
-    do {                                                                                           \
-        mtensor *t = &ts[n++];                                                                     \
-        snprintf(t->name, sizeof t->name, "%s", nm);                                               \
-        t->n_dims = nd;                                                                            \
-        t->ne[0] = a;                                                                              \
-        t->ne[1] = b;                                                                              \
-        t->ones = is_norm;                                                                         \
-        t->type = is_norm || kl_dtype_row_bytes(o->type, a) == 0 ? KL_F32 : o->type;               \
-    } while (0)
-    ADD("token_embd.weight", 2, o->dim, n_vocab, false);
-    for (int l = 0; l < o->layers; l++) {
-        char nm[64];
-        static const char *parts[] = {"attn_norm", "attn_q",   "attn_k", "attn_v",  "attn_output",
-                                      "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
-        const int64_t shape[9][2] = {{o->dim, 1},      {o->dim, o->dim}, {o->dim, kv_dim},
-                                     {o->dim, kv_dim}, {o->dim, o->dim}, {o->dim, 1},
-                                     {o->dim, o->ffn}, {o->dim, o->ffn}, {o->ffn, o->dim}};
-        for (int p = 0; p < 9; p++) {
-            snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, parts[p]);
-            bool norm = p == 0 || p == 5;
-            ADD(nm, norm ? 1 : 2, shape[p][0], shape[p][1], norm);
-        }
-    }
-    ADD("output_norm.weight", 1, o->dim, 1, true);
-    if (!o->tied) ADD("output.weight", 2, o->dim, n_vocab, false);
-#undef ADD
+    model_hparams hp = {.n_vocab = n_vocab,
+                        .dim = o->dim,
+                        .n_layers = o->layers,
+                        .n_heads = o->heads,
+                        .n_kv_heads = o->kv_heads,
+                        .head_dim = o->dim / o->heads,
+                        .hidden_dim = o->ffn};
+    return hp;
+}
+
+static void add_tensor(mtensor *t, const char *name, kl_dtype type, int64_t cols, int64_t rows,
+                       bool norm)
+{
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->n_dims = rows ? 2 : 1;
+    t->ne[0] = cols, t->ne[1] = rows ? rows : 1;
+    t->ones = norm;
+    t->type = !rows || kl_dtype_row_bytes(type, cols) == 0 ? KL_F32 : type;
+}
+
+/* Lists the model's tensors in file order into ts (room for model_arch_max_tensors + 2):
+ * the embedding, the architecture's tensors (model/arch.c, the list the loader binds), the
+ * output unless tied. */
+static int list_tensors(const model_make_opts *o, const model_arch *a, int n_vocab, mtensor *ts)
+{
+    model_hparams hp = hparams_of(o, n_vocab);
+    model_tensor *mt = malloc(sizeof *mt * (size_t)model_arch_max_tensors(&hp));
+    if (!mt) return -1;
+    int n = 0, k = model_arch_tensors(a, &hp, NULL, mt);
+    add_tensor(&ts[n++], "token_embd.weight", o->type, o->dim, n_vocab, false);
+    for (int i = 0; i < k; i++)
+        add_tensor(&ts[n++], mt[i].name, o->type, mt[i].cols, mt[i].rows, mt[i].norm);
+    if (!o->tied && !(a->quirks & ARCH_TIED))
+        add_tensor(&ts[n++], "output.weight", o->type, o->dim, n_vocab, false);
+    free(mt);
     return n;
 }
 
-static void set_hparams(gguf_writer *w, const model_make_opts *o, int n_vocab)
+/* Writes <arch>.key = v. */
+static void set_u32(gguf_writer *w, const char *arch, const char *key, uint32_t v)
 {
-    gguf_writer_set_str(w, "general.architecture", "llama");
+    char k[128];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    gguf_writer_set_u32(w, k, v);
+}
+
+static void set_f32(gguf_writer *w, const char *arch, const char *key, float v)
+{
+    char k[128];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    gguf_writer_set_f32(w, k, v);
+}
+
+static void set_hparams(gguf_writer *w, const model_make_opts *o, const model_arch *a, int n_vocab)
+{
+    const char *an = a->name;
+    gguf_writer_set_str(w, "general.architecture", an);
     gguf_writer_set_str(w, "general.name", "kiln-random");
     gguf_writer_set_u32(w, "general.file_type", model_file_type(o->type));
     if (o->type != KL_F32 && o->type != KL_F16 && o->type != KL_BF16)
         gguf_writer_set_u32(w, "general.quantization_version", 2);
-    gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)n_vocab);
-    gguf_writer_set_u32(w, "llama.context_length", (uint32_t)o->ctx);
-    gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)o->dim);
-    gguf_writer_set_u32(w, "llama.block_count", (uint32_t)o->layers);
-    gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)o->ffn);
-    gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)o->heads);
-    gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)o->kv_heads);
-    gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)(o->dim / o->heads));
-    gguf_writer_set_f32(w, "llama.rope.freq_base", o->rope_theta);
-    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", o->norm_eps);
+    set_u32(w, an, "vocab_size", (uint32_t)n_vocab);
+    set_u32(w, an, "context_length", (uint32_t)o->ctx);
+    set_u32(w, an, "embedding_length", (uint32_t)o->dim);
+    set_u32(w, an, "block_count", (uint32_t)o->layers);
+    set_u32(w, an, "feed_forward_length", (uint32_t)o->ffn);
+    set_u32(w, an, "attention.head_count", (uint32_t)o->heads);
+    set_u32(w, an, "attention.head_count_kv", (uint32_t)o->kv_heads);
+    set_u32(w, an, "rope.dimension_count", (uint32_t)(o->dim / o->heads));
+    set_f32(w, an, "rope.freq_base", o->rope_theta);
+    set_f32(w, an,
+            a->norm == MODEL_NORM_RMS ? "attention.layer_norm_rms_epsilon"
+                                      : "attention.layer_norm_epsilon",
+            o->norm_eps);
+    /* the keys llama.cpp requires of some architectures, with typical values */
+    int swa = o->swa;
+    if (!swa && !strcmp(an, "gemma2")) swa = 4096;
+    if (!swa && !strcmp(an, "gemma3")) swa = 512;
+    if (swa || !strcmp(an, "phi3")) set_u32(w, an, "attention.sliding_window", (uint32_t)swa);
+    if (a->quirks & ARCH_SOFTCAP) {
+        set_f32(w, an, "attn_logit_softcapping", 50.f);
+        set_f32(w, an, "final_logit_softcapping", 30.f);
+    }
+    if (a->quirks & ARCH_GRANITE) {
+        set_f32(w, an, "embedding_scale", 12.f);
+        set_f32(w, an, "residual_scale", 0.22f);
+        set_f32(w, an, "logit_scale", 8.f);
+        set_f32(w, an, "attention.scale", 0.0078125f);
+    }
+    if (a->quirks & ARCH_LOGIT_SCALE) set_f32(w, an, "logit_scale", 0.0625f);
 }
 
 int model_make(const model_make_opts *o, const char *out_path, kl_err *err)
@@ -246,7 +291,8 @@ int model_make(const model_make_opts *o, const char *out_path, kl_err *err)
     gguf_writer *w;
     if ((rc = gguf_writer_open(&w, out_path, err))) return rc;
     int n_vocab = o->vocab;
-    set_hparams(w, o, n_vocab);
+    const model_arch *a = model_arch_find(o->arch);
+    set_hparams(w, o, a, n_vocab);
     if (o->vocab_from)
         rc = copy_vocab(w, o->vocab_from, &n_vocab, err);
     else
@@ -255,8 +301,9 @@ int model_make(const model_make_opts *o, const char *out_path, kl_err *err)
         gguf_writer_abort(w);
         return rc;
     }
-    gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)n_vocab);
-    int cap = 9 * o->layers + 3;
+    set_u32(w, a->name, "vocab_size", (uint32_t)n_vocab);
+    model_hparams hp = hparams_of(o, n_vocab);
+    int cap = model_arch_max_tensors(&hp) + 2;
     mtensor *ts = calloc((size_t)cap, sizeof *ts);
     int threads = o->threads < 1 ? 1 : o->threads > 64 ? 64 : o->threads;
     int64_t maxcols = o->dim > o->ffn ? o->dim : o->ffn;
@@ -269,7 +316,11 @@ int model_make(const model_make_opts *o, const char *out_path, kl_err *err)
         rc = kl_errf(err, KL_ENOMEM, "%s: out of memory", out_path);
         goto out;
     }
-    int n = list_tensors(o, n_vocab, ts);
+    int n = list_tensors(o, a, n_vocab, ts);
+    if (n < 0) {
+        rc = kl_errf(err, KL_ENOMEM, "%s: out of memory", out_path);
+        goto out;
+    }
     for (int i = 0; i < n; i++)
         gguf_writer_add_tensor(w, ts[i].name, ts[i].type, ts[i].n_dims, ts[i].ne);
     gguf_writer_begin_data(w);

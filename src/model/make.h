@@ -14,7 +14,7 @@
 #include "base/err.h"
 
 typedef struct model_make_opts {
-    const char *arch; /* "llama" (the only one so far) */
+    const char *arch; /* any architecture of model/arch.c: llama, gemma2, phi3, ... */
     int dim;          /* embedding length */
     int layers;
     int heads, kv_heads;
@@ -29,6 +29,7 @@ typedef struct model_make_opts {
     float std;   /* standard deviation of the weights */
     bool tied;   /* no output.weight: the output layer is token_embd */
     int threads; /* generator threads (1 or 2 is plenty) */
+    int swa;     /* <arch>.attention.sliding_window (0: none; gemma2/3 get their defaults) */
 } model_make_opts;
 
 /* Tiny defaults: dim 64, 2 layers, 4 heads, 2 KV heads, FFN 192, 512-token synthetic vocab,

@@ -1,4 +1,5 @@
-/* model/model.h: a llama-family model (llama, mistral, qwen2, qwen3) bound from GGUF, and
+/* model/model.h: a decoder-only transformer (llama, mistral, qwen2/3, gemma 1-3, phi3, granite,
+ * olmo2, command-r, starcoder2: model/arch.c) bound from GGUF, and
  * its forward pass over a batch of tokens from many sequences reading and writing a paged
  * KV cache (kv/store.h).
  *
@@ -17,7 +18,7 @@
 #include "kv/store.h"
 
 typedef struct model_hparams {
-    char arch[32]; /* "llama", "qwen2", "qwen3" */
+    char arch[32]; /* general.architecture: llama, qwen2, gemma2, ... (model/arch.c) */
     int n_vocab;
     int dim; /* embedding length */
     int n_layers;
@@ -29,8 +30,12 @@ typedef struct model_hparams {
     char rope_scaling[8]; /* "none", "linear" or "yarn" */
     float rope_factor;    /* context scaling factor (1: none) */
     int n_ctx_orig;       /* YaRN: the context before scaling */
-    bool rope_neox;       /* qwen2/qwen3 rotate (i, i+n/2) pairs */
-    bool tied_output;     /* no output.weight: logits use token_embd.weight */
+    bool rope_neox;       /* rotate (i, i+n/2) pairs (qwen2, gemma, ...), else (2i, 2i+1) */
+    int n_swa;            /* sliding window of the layers that have one (0: none) */
+    float softcap_attn;   /* gemma2 soft-capping of scores and logits (0: none) */
+    float softcap_final;
+    float emb_scale, residual_scale, logit_scale; /* granite, command-r (1: none) */
+    bool tied_output; /* no output.weight: logits use token_embd.weight */
 } model_hparams;
 
 typedef struct model_seq {

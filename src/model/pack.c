@@ -28,7 +28,7 @@ static void each_weight(model *m, void (*fn)(model_w *w, void *ctx), void *ctx)
         model_layer *ly = &m->layers[l];
         model_w *ws[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->w_gate, &ly->w_up, &ly->w_down};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
-            fn(ws[i], ctx);
+            if (ws[i]->data) fn(ws[i], ctx); /* no gate without gated FFN */
     }
     fn(&m->output, ctx);
 }

@@ -1,0 +1,130 @@
+/* model/arch.c: the architectures Kiln runs, one row each, and the tensors each one has. The
+ * loader binds exactly these tensors (a file with any other is refused, as llama.cpp does, so
+ * a variant Kiln does not know never runs half-bound) and `kiln model make` writes them; the
+ * layer loop (forward.c) reads the quirks. Adding an architecture is a row here plus the
+ * quirks it needs. */
+#include <stdio.h>
+#include <string.h>
+
+#include "model/arch.h"
+
+#define R MODEL_NORM_RMS
+#define L MODEL_NORM_LAYER
+static const model_arch archs[] = {
+    /* name        neox   norm ffn               quirks                          swa period */
+    {"llama", false, R, MODEL_FFN_SWIGLU, 0, 0},
+    {"qwen2", true, R, MODEL_FFN_SWIGLU, ARCH_QKV_BIAS, 0},
+    {"qwen3", true, R, MODEL_FFN_SWIGLU, ARCH_QK_NORM, 0},
+    {"gemma", true, R, MODEL_FFN_GEGLU, ARCH_EMB_SCALE | ARCH_Q_SCALE | ARCH_TIED, 0},
+    {"gemma2", true, R, MODEL_FFN_GEGLU,
+     ARCH_EMB_SCALE | ARCH_Q_SCALE | ARCH_TIED | ARCH_POST_NORMS | ARCH_SOFTCAP, -2},
+    {"gemma3", true, R, MODEL_FFN_GEGLU,
+     ARCH_EMB_SCALE | ARCH_Q_SCALE | ARCH_POST_NORMS | ARCH_QK_NORM | ARCH_LOCAL_ROPE, 6},
+    {"phi3", true, R, MODEL_FFN_SWIGLU, ARCH_FUSED | ARCH_Q_SCALE | ARCH_ROPE_LONG, 0},
+    {"granite", false, R, MODEL_FFN_SWIGLU, ARCH_GRANITE, 0},
+    {"olmo2", true, R, MODEL_FFN_SWIGLU, ARCH_QK_NORM_FULL | ARCH_POST_NORMS | ARCH_NO_PRE_NORMS,
+     0},
+    {"command-r", false, L, MODEL_FFN_SWIGLU, ARCH_PARALLEL | ARCH_TIED | ARCH_LOGIT_SCALE, 0},
+    {"starcoder2", true, L, MODEL_FFN_GELU, ARCH_BIASES, 0},
+};
+#undef R
+#undef L
+
+const model_arch *model_arch_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (!strcmp(archs[i].name, name)) return &archs[i];
+    return NULL;
+}
+
+const char *model_arch_names(void)
+{
+    return "llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, granite, olmo2, command-r, "
+           "starcoder2";
+}
+
+bool model_arch_swa_layer(const model_arch *a, int l)
+{
+    if (a->swa_period == -2) return l % 2 == 0;
+    if (a->swa_period > 0) return l % a->swa_period < a->swa_period - 1;
+    return true;
+}
+
+typedef struct lister {
+    model_tensor *out;
+    int n;
+} lister;
+
+static void add(lister *ls, const char *name, int l, int64_t cols, int64_t rows, bool norm,
+                model_w *mat, const float **vec)
+{
+    model_tensor *t = &ls->out[ls->n++];
+    char full[GGUF_MAX_NAME];
+    if (l >= 0)
+        snprintf(full, sizeof full, "blk.%d.%s", l, name);
+    else
+        snprintf(full, sizeof full, "%s", name);
+    snprintf(t->name, sizeof t->name, "%s", full);
+    t->cols = cols, t->rows = rows, t->norm = norm, t->mat = mat, t->vec = vec;
+}
+
+int model_arch_tensors(const model_arch *a, const model_hparams *hp, model *m, model_tensor *out)
+{
+    lister ls = {out, 0};
+    unsigned q = a->quirks;
+    int64_t dim = hp->dim, qd = (int64_t)hp->n_heads * hp->head_dim,
+            kvd = (int64_t)hp->n_kv_heads * hp->head_dim, ff = hp->hidden_dim;
+    bool bias = q & ARCH_BIASES, pre = !(q & ARCH_NO_PRE_NORMS);
+    add(&ls, "output_norm.weight", -1, dim, 0, true, NULL, m ? &m->output_norm : NULL);
+    if (bias) add(&ls, "output_norm.bias", -1, dim, 0, false, NULL, m ? &m->output_norm_b : NULL);
+    for (int l = 0; l < hp->n_layers; l++) {
+        model_layer *ly = m ? &m->layers[l] : NULL;
+#define M(f) (ly ? &ly->f : NULL)
+        if (pre) add(&ls, "attn_norm.weight", l, dim, 0, true, NULL, M(attn_norm));
+        if (pre && bias) add(&ls, "attn_norm.bias", l, dim, 0, false, NULL, M(attn_norm_b));
+        if (q & ARCH_FUSED) {
+            add(&ls, "attn_qkv.weight", l, dim, qd + 2 * kvd, false, M(wq), NULL);
+        } else {
+            add(&ls, "attn_q.weight", l, dim, qd, false, M(wq), NULL);
+            add(&ls, "attn_k.weight", l, dim, kvd, false, M(wk), NULL);
+            add(&ls, "attn_v.weight", l, dim, kvd, false, M(wv), NULL);
+        }
+        if (q & (ARCH_QKV_BIAS | ARCH_BIASES)) {
+            add(&ls, "attn_q.bias", l, qd, 0, false, NULL, M(bq));
+            add(&ls, "attn_k.bias", l, kvd, 0, false, NULL, M(bk));
+            add(&ls, "attn_v.bias", l, kvd, 0, false, NULL, M(bv));
+        }
+        if (q & (ARCH_QK_NORM | ARCH_QK_NORM_FULL)) {
+            bool full = q & ARCH_QK_NORM_FULL;
+            add(&ls, "attn_q_norm.weight", l, full ? qd : hp->head_dim, 0, true, NULL, M(q_norm));
+            add(&ls, "attn_k_norm.weight", l, full ? kvd : hp->head_dim, 0, true, NULL, M(k_norm));
+        }
+        add(&ls, "attn_output.weight", l, qd, dim, false, M(wo), NULL);
+        if (bias) add(&ls, "attn_output.bias", l, dim, 0, false, NULL, M(bo));
+        if (q & ARCH_POST_NORMS)
+            add(&ls, "post_attention_norm.weight", l, dim, 0, true, NULL, M(attn_post_norm));
+        if (pre && !(q & ARCH_PARALLEL)) {
+            add(&ls, "ffn_norm.weight", l, dim, 0, true, NULL, M(ffn_norm));
+            if (bias) add(&ls, "ffn_norm.bias", l, dim, 0, false, NULL, M(ffn_norm_b));
+        }
+        if (q & ARCH_FUSED) {
+            add(&ls, "ffn_up.weight", l, dim, 2 * ff, false, M(w_up), NULL);
+        } else {
+            if (a->ffn != MODEL_FFN_GELU)
+                add(&ls, "ffn_gate.weight", l, dim, ff, false, M(w_gate), NULL);
+            add(&ls, "ffn_up.weight", l, dim, ff, false, M(w_up), NULL);
+        }
+        if (bias) add(&ls, "ffn_up.bias", l, ff, 0, false, NULL, M(b_up));
+        add(&ls, "ffn_down.weight", l, ff, dim, false, M(w_down), NULL);
+        if (bias) add(&ls, "ffn_down.bias", l, dim, 0, false, NULL, M(b_down));
+        if (q & ARCH_POST_NORMS)
+            add(&ls, "post_ffw_norm.weight", l, dim, 0, true, NULL, M(ffn_post_norm));
+#undef M
+    }
+    return ls.n;
+}
+
+int model_arch_max_tensors(const model_hparams *hp)
+{
+    return 4 + 24 * hp->n_layers;
+}

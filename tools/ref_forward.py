@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""tools/ref_forward.py: an independent reference forward pass in numpy (float64), written from
+the architectures' published descriptions, for checking Kiln's forward on the architectures
+llama.cpp's tree of Feb 2025 does not run (gemma3). Reads an F32 GGUF as `kiln model make`
+writes it (llama.cpp's tensor names and keys; Gemma's norm weights hold 1 + w, as llama.cpp's
+converter stores them) and prints, for tokens t0 t1 ..., the log-probability of each token
+after the first given the ones before it: "i token logprob" lines, as `kiln perplexity
+--per-token` does.
+
+Gemma 3 (Gemma Team, "Gemma 3 Technical Report", 2025; the Hugging Face Gemma3 text model):
+embeddings times sqrt(dim); per layer an RMSNorm before and after attention and before and
+after the GeGLU FFN (tanh GELU); RMSNorm of every query and key head; rotary embeddings on
+(i, i + d/2) pairs, base 10000 on local layers and rope.freq_base (with linear scaling, if the
+file has it) on global ones; five local (sliding-window) layers to one global; queries scaled
+by head_dim^-1/2; the output tied to the embedding.
+
+usage: ref_forward.py MODEL.gguf TOKEN...
+"""
+import struct
+import sys
+
+import numpy as np
+
+GGUF_TYPES = {0: 'B', 1: 'b', 2: 'H', 3: 'h', 4: 'I', 5: 'i', 6: 'f', 7: '?', 10: 'Q', 11: 'q', 12: 'd'}
+
+
+def read_gguf(path):
+    data = open(path, 'rb').read()
+    off = 0
+
+    def take(fmt):
+        nonlocal off
+        v = struct.unpack_from('<' + fmt, data, off)
+        off += struct.calcsize('<' + fmt)
+        return v[0]
+
+    def string():
+        nonlocal off
+        n = take('Q')
+        s = data[off:off + n].decode('utf-8', 'replace')
+        off += n
+        return s
+
+    def value(t):
+        if t == 8:
+            return string()
+        if t == 9:
+            et, n = take('I'), take('Q')
+            return [value(et) for _ in range(n)]
+        return take(GGUF_TYPES[t])
+
+    assert data[:4] == b'GGUF'
+    off = 4
+    take('I')
+    n_tensors, n_kv = take('Q'), take('Q')
+    kv = {}
+    for _ in range(n_kv):
+        k = string()
+        kv[k] = value(take('I'))
+    infos = []
+    for _ in range(n_tensors):
+        name = string()
+        nd = take('I')
+        ne = [take('Q') for _ in range(nd)]
+        typ, toff = take('I'), take('Q')
+        infos.append((name, ne, typ, toff))
+    align = kv.get('general.alignment', 32)
+    base = (off + align - 1) // align * align
+    tensors = {}
+    for name, ne, typ, toff in infos:
+        assert typ == 0, f'{name}: only F32 files (kiln model make --type f32)'
+        count = int(np.prod(ne))
+        a = np.frombuffer(data, np.float32, count, base + toff).astype(np.float64)
+        tensors[name] = a.reshape(list(reversed(ne))) if len(ne) > 1 else a
+    return kv, tensors
+
+
+def rmsnorm(x, w, eps):
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+
+def gelu(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def rope(x, pos, base, scale):
+    """x: (T, heads, d); rotates pairs (i, i + d/2) by pos * base^(-2i/d) / scale."""
+    d = x.shape[-1]
+    inv = base ** (-np.arange(0, d, 2) / d) / scale
+    ang = pos[:, None] * inv[None, :]
+    c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    a, b = x[..., :d // 2], x[..., d // 2:]
+    return np.concatenate([a * c - b * s, a * s + b * c], axis=-1)
+
+
+def gemma3(kv, t, toks):
+    g = lambda k, d=None: kv.get('gemma3.' + k, d)
+    dim, n_layers = g('embedding_length'), g('block_count')
+    nh, nkv = g('attention.head_count'), g('attention.head_count_kv')
+    eps, window = g('attention.layer_norm_rms_epsilon'), g('attention.sliding_window')
+    hd = dim // nh
+    base = g('rope.freq_base', 10000.0)
+    lin = g('rope.scaling.factor', 1.0) if g('rope.scaling.type', 'linear') == 'linear' else 1.0
+    T = len(toks)
+    pos = np.arange(T, dtype=np.float64)
+    x = t['token_embd.weight'][toks] * np.sqrt(dim)
+    for l in range(n_layers):
+        p = lambda n: t[f'blk.{l}.{n}.weight']
+        local = l % 6 < 5
+        h = rmsnorm(x, p('attn_norm'), eps)
+        q = (h @ p('attn_q').T).reshape(T, nh, hd)
+        k = (h @ p('attn_k').T).reshape(T, nkv, hd)
+        v = (h @ p('attn_v').T).reshape(T, nkv, hd)
+        q, k = rmsnorm(q, p('attn_q_norm'), eps), rmsnorm(k, p('attn_k_norm'), eps)
+        q = rope(q, pos, 10000.0 if local else base, 1.0 if local else lin)
+        k = rope(k, pos, 10000.0 if local else base, 1.0 if local else lin)
+        q = q * hd ** -0.5
+        k, v = np.repeat(k, nh // nkv, axis=1), np.repeat(v, nh // nkv, axis=1)
+        s = np.einsum('qhd,khd->hqk', q, k)
+        qi, ki = np.arange(T)[:, None], np.arange(T)[None, :]
+        mask = (ki <= qi) & (~local | (qi - ki < window))
+        s = np.where(mask[None], s, -np.inf)
+        s = np.exp(s - s.max(-1, keepdims=True))
+        s = s / s.sum(-1, keepdims=True)
+        o = np.einsum('hqk,khd->qhd', s, v).reshape(T, nh * hd) @ p('attn_output').T
+        x = x + rmsnorm(o, p('post_attention_norm'), eps)
+        h = rmsnorm(x, p('ffn_norm'), eps)
+        f = (gelu(h @ p('ffn_gate').T) * (h @ p('ffn_up').T)) @ p('ffn_down').T
+        x = x + rmsnorm(f, p('post_ffw_norm'), eps)
+    x = rmsnorm(x, t['output_norm.weight'], eps)
+    return x @ t.get('output.weight', t['token_embd.weight']).T
+
+
+def main():
+    kv, t = read_gguf(sys.argv[1])
+    toks = [int(a) for a in sys.argv[2:]]
+    arch = kv['general.architecture']
+    assert arch == 'gemma3', f'{arch}: no reference here (llama.cpp runs it)'
+    logits = gemma3(kv, t, toks)
+    for i in range(len(toks) - 1):
+        row = logits[i] - logits[i].max()
+        lp = row[toks[i + 1]] - np.log(np.exp(row).sum())
+        print(f'{i + 1} {toks[i + 1]} {lp:.6f}')
+
+
+if __name__ == '__main__':
+    main()
