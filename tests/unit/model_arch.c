@@ -104,6 +104,30 @@ TEST(model_arch_every_architecture_loads_and_runs)
     free(l1), free(l2);
 }
 
+/* A file holding a tensor its architecture does not have (a variant Kiln does not know) is
+ * refused, naming it, rather than run with the tensor ignored: a qwen3 file relabelled llama. */
+TEST(model_arch_unknown_tensor_refused)
+{
+    const char *path = t_tmp("q3.gguf"), *as_llama = t_tmp("l.gguf");
+    make("qwen3", path, 2, 0);
+    const t_kv kv[] = {{"general.architecture", 's', "llama", 0},
+                       {"llama.context_length", 'u', NULL, 2048},
+                       {"llama.embedding_length", 'u', NULL, 64},
+                       {"llama.block_count", 'u', NULL, 2},
+                       {"llama.feed_forward_length", 'u', NULL, 192},
+                       {"llama.attention.head_count", 'u', NULL, 4},
+                       {"llama.attention.head_count_kv", 'u', NULL, 2}};
+    t_gguf_copy(path, as_llama, kv, 7, NULL);
+    kl_err err = {0};
+    gguf_file *f;
+    model *m = NULL;
+    model_opts o = {0};
+    T_EQ(gguf_open(&f, as_llama, &err), 0);
+    T_EQ(model_load(&m, f, &o, &err), KL_EUNSUP);
+    T_CONTAINS(err.msg, "tensor blk.0.attn_q_norm.weight is not part of a llama model");
+    gguf_close(f);
+}
+
 /* One layer with a window of 4: position p sees p-3..p, so the logits there do not change
  * when token 0 does once p >= 4, and do before. */
 TEST(model_arch_sliding_window_hides_older_positions)
