@@ -21,13 +21,24 @@ typedef enum kl_dtype {
     KL_Q5_K = 13,
     KL_Q6_K = 14,
     KL_Q8_K = 15,
+    KL_IQ2_XXS = 16,
+    KL_IQ2_XS = 17,
+    KL_IQ3_XXS = 18,
+    KL_IQ1_S = 19,
+    KL_IQ4_NL = 20,
+    KL_IQ3_S = 21,
+    KL_IQ2_S = 22,
+    KL_IQ4_XS = 23,
     KL_I8 = 24,
     KL_I16 = 25,
     KL_I32 = 26,
     KL_I64 = 27,
     KL_F64 = 28,
+    KL_IQ1_M = 29,
     KL_BF16 = 30,
-    KL_DTYPE_COUNT = 31, /* one past the largest id; ids in between are unknown */
+    KL_TQ1_0 = 34,
+    KL_TQ2_0 = 35,
+    KL_DTYPE_COUNT = 36, /* one past the largest id; ids in between are unknown */
 } kl_dtype;
 
 typedef struct kl_dtype_info {

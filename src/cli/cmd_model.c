@@ -278,7 +278,7 @@ static const cli_opt make_opts[] = {
     {O_VOCAB_FROM, "vocab-from", "FILE",
      "copy every tokenizer.* key of this GGUF file instead (e.g. ../shared/vocab/*.gguf)"},
     {O_CTX, "ctx", "C", "context length (default 2048)"},
-    {O_TYPE, "type", "TYPE", "weight type: f32, f16, bf16, q8_0, q4_0, q4_k or q6_k (default f32)"},
+    {O_TYPE, "type", "TYPE", "weight type, any that model quantize writes (default f32)"},
     {O_SEED, "seed", "S", "random seed; the same seed gives the same bytes (default 42)"},
     {O_ROPE_THETA, "rope-theta", "T", "RoPE base frequency (default 10000)"},
     {O_TIED, "tied", NULL, "no output matrix: the token embeddings are used (default: untied)"},
@@ -386,8 +386,10 @@ static int make(int argc, char **argv)
 
 static const cli_cmd quantize_cmd = {
     "model quantize", "IN OUT TYPE",
-    "Converts the 2-D weight matrices of IN to TYPE (q8_0, q4_0, f16, bf16, q4_k or q6_k) and\n"
-    "writes OUT. Norms, 1-D tensors and matrices whose rows do not fit the type's blocks are\n"
+    "Converts the 2-D weight matrices of IN to TYPE (f32 f16 bf16; q4_0 q4_1 q5_0 q5_1 q8_0;\n"
+    "q2_k..q6_k; iq4_nl iq4_xs ...: a wrong TYPE is answered with the list) and writes OUT.\n"
+    "The k- and iq-quantizers are simple ones, without an importance matrix. Norms, 1-D tensors "
+    "and matrices whose rows do not fit the type's blocks are\n"
     "copied as they are; general.file_type is updated, all other metadata copied.\n",
     NULL, NULL};
 

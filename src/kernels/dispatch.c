@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels/impl.h"
+#include "kernels/iq.h"
 
 /* F16C from cpuid leaf 1 (clang 14's __builtin_cpu_supports does not know "f16c"). */
 static bool cpu_has_f16c(void)
@@ -41,6 +42,7 @@ static void fill_scalar(kl_isa *t)
     kl_ref_types_base(t);
     kl_ref_types_legacy(t);
     kl_ref_types_q2k_q3k(t);
+    kl_ref_types_iq4(t);
     t->vec = (kl_vec_ops){kl_ref_dot,
                           kl_ref_axpy,
                           kl_ref_rmsnorm,

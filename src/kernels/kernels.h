@@ -61,6 +61,8 @@ bool kl_dequantize_row(kl_dtype t, const void *src, float *dst, int64_t n);
 /* Quantizes n floats into dst (kl_dtype_row_bytes(t, n) bytes). Returns false when t cannot
  * be quantized to. */
 bool kl_quantize_row(kl_dtype t, const float *src, void *dst, int64_t n);
+/* Whether t can be quantized to (kiln model make / quantize). */
+bool kl_quantize_supports(kl_dtype t);
 
 float kl_fp16_to_fp32(uint16_t h);
 uint16_t kl_fp32_to_fp16(float f);

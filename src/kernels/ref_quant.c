@@ -322,6 +322,11 @@ bool kl_dequantize_row(kl_dtype t, const void *src, float *dst, int64_t n)
     return true;
 }
 
+bool kl_quantize_supports(kl_dtype t)
+{
+    return (unsigned)t < KL_DTYPE_COUNT && kl_isa_get()->types[t].from_f32 != NULL;
+}
+
 /* Returns false (writing nothing) when t cannot be quantized to or n is not a multiple of
  * its block size. */
 bool kl_quantize_row(kl_dtype t, const float *src, void *dst, int64_t n)

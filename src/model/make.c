@@ -50,11 +50,25 @@ uint32_t model_file_type(kl_dtype t)
         return 15; /* Q4_K_M */
     case KL_Q6_K:
         return 18;
+    case KL_IQ4_NL:
+        return 25;
+    case KL_IQ4_XS:
+        return 30;
     case KL_BF16:
         return 32;
     default:
         return 0;
     }
+}
+
+const char *model_quant_types(char *buf, size_t n)
+{
+    size_t at = 0;
+    buf[0] = 0;
+    for (int t = 0; t < KL_DTYPE_COUNT; t++)
+        if (kl_quantize_supports((kl_dtype)t) && at < n)
+            at += (size_t)snprintf(buf + at, n - at, "%s%s", at ? " " : "", kl_dtype_get(t)->name);
+    return buf;
 }
 
 /* Fills x[0..n) with approximately normal values of standard deviation sd: the sum of four
@@ -158,9 +172,11 @@ static int check_opts(const model_make_opts *o, kl_err *err)
     if (!o->vocab_from && (o->vocab < 259 || o->vocab > (1 << 22)))
         return kl_errf(err, KL_EINVAL, "vocab %d: a synthetic vocab needs 259 to 4194304 tokens",
                        o->vocab);
-    if (o->type != KL_F32 && o->type != KL_F16 && o->type != KL_BF16 && o->type != KL_Q8_0 &&
-        o->type != KL_Q4_0 && o->type != KL_Q4_K && o->type != KL_Q6_K)
-        return kl_errf(err, KL_EINVAL, "type must be f32, f16, bf16, q8_0, q4_0, q4_k or q6_k");
+    if (!kl_quantize_supports(o->type)) {
+        char names[256];
+        return kl_errf(err, KL_EINVAL, "type must be one of %s",
+                       model_quant_types(names, sizeof names));
+    }
     if (!(o->std > 0.0f && o->std < 10.0f) || !(o->rope_theta > 0.0f) || !(o->norm_eps > 0.0f))
         return kl_errf(err, KL_EINVAL, "std, rope theta and eps must be positive");
     return 0;

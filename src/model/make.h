@@ -9,6 +9,7 @@
 #ifndef KILN_MODEL_MAKE_H
 #define KILN_MODEL_MAKE_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "base/dtype.h"
 #include "base/err.h"
@@ -22,7 +23,7 @@ typedef struct model_make_opts {
     int vocab;              /* synthetic SentencePiece vocab of this many tokens (>= 259)... */
     const char *vocab_from; /* ...unless this GGUF is given: all its tokenizer.* keys are copied */
     int ctx;                /* llama.context_length */
-    kl_dtype type;          /* type of the 2-D weights: F32 F16 BF16 Q8_0 Q4_0 Q4_K Q6_K */
+    kl_dtype type;          /* type of the 2-D weights: any kl_quantize_supports() type */
     uint64_t seed;
     float rope_theta;
     float norm_eps;
@@ -39,11 +40,14 @@ void model_make_defaults(model_make_opts *o);
  * options: KL_EINVAL; an unreadable vocab file; I/O) and no file left behind. */
 int model_make(const model_make_opts *o, const char *out_path, kl_err *err);
 
+/* The names of the types make and quantize write ("f32 f16 q4_0 ..."), in buf (n bytes). */
+const char *model_quant_types(char *buf, size_t n);
+
 /* llama.cpp's general.file_type for a file whose 2-D weights are t (0 for F32). */
 uint32_t model_file_type(kl_dtype t);
 
-/* Copies in_path to out_path with its 2-D weight matrices converted to type (F16 BF16 Q8_0
- * Q4_0 Q4_K Q6_K: what kl_quantize_row supports). Norms, 1-D tensors and tensors whose row
+/* Copies in_path to out_path with its 2-D weight matrices converted to type (what
+ * kl_quantize_row supports, model_quant_types()). Norms, 1-D tensors and tensors whose row
  * length is not a multiple of the block stay as they are; quantized inputs are dequantized
  * first. general.file_type is updated; all other metadata is copied. Returns 0 or a
  * negative KL_E* with the reason in err and no file left behind. */

@@ -18,10 +18,12 @@ static kl_dtype pick_type(const gguf_tensor *t, kl_dtype target)
 
 int model_quantize(const char *in_path, const char *out_path, kl_dtype type, kl_err *err)
 {
-    if (type != KL_F16 && type != KL_BF16 && type != KL_Q8_0 && type != KL_Q4_0 &&
-        type != KL_Q4_K && type != KL_Q6_K && type != KL_F32)
-        return kl_errf(err, KL_EINVAL, "cannot quantize to %s (f32 f16 bf16 q8_0 q4_0 q4_k q6_k)",
-                       kl_dtype_get(type) ? kl_dtype_get(type)->name : "that type");
+    if (!kl_quantize_supports(type)) {
+        char names[256];
+        return kl_errf(err, KL_EINVAL, "cannot quantize to %s (%s)",
+                       kl_dtype_get(type) ? kl_dtype_get(type)->name : "that type",
+                       model_quant_types(names, sizeof names));
+    }
     gguf_file *f;
     int rc = gguf_open(&f, in_path, err);
     if (rc) return rc;

@@ -159,6 +159,14 @@ TEST(kernels_gemm_q5_1_simd_matches_reference)
 {
     check_all(KL_Q5_1);
 }
+TEST(kernels_gemm_iq4_nl_simd_matches_reference)
+{
+    check_all(KL_IQ4_NL);
+}
+TEST(kernels_gemm_iq4_xs_simd_matches_reference)
+{
+    check_all(KL_IQ4_XS);
+}
 
 /* kl_matmul_multi: several weights over the same activations in one pass give the same bits
  * as one kl_matmul per weight, for packed and plain weights, sharing one quantization (Q8_0

@@ -239,3 +239,63 @@ TEST(model_make_tools_made_model_runs)
     free(out);
     free(err);
 }
+
+/* Per-token log-probabilities from `kiln perplexity --per-token` of model m on text txt. */
+static int logprobs(const char *m, const char *txt, double *lp, int max)
+{
+    char cmd[8192], *out = NULL, *err = NULL;
+    snprintf(cmd, sizeof cmd, "%s perplexity -m %s -f %s --per-token -t 2", t_kiln(), m, txt);
+    T_EQ(t_run(cmd, &out, &err), 0);
+    int n = 0;
+    for (char *p = out; n < max && p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        int i, tok;
+        if (sscanf(p, "%d %d %lf", &i, &tok, &lp[n]) == 3) n++;
+    }
+    free(out);
+    free(err);
+    return n;
+}
+
+/* A model quantized to each of these types runs like its own dequantization (the same file
+ * converted back to F32): token embedding rows, matmuls and output through the type's kernels
+ * agree with F32 math on the decoded weights, up to the activations' 8-bit quantization (a
+ * hundredth of a log-probability here, Q8_K activations the coarser; a sub-block scale off
+ * by one costs 0.08). */
+TEST(model_make_tools_quantized_types_run_like_their_dequantization)
+{
+    static const kl_dtype types[] = {KL_Q4_K, KL_Q6_K, KL_Q8_0, KL_IQ4_NL, KL_IQ4_XS};
+    model_make_opts o;
+    model_make_defaults(&o);
+    o.dim = 256, o.ffn = 512, o.vocab = 600, o.std = 0.05f;
+    const char *in = tp("f32.gguf"), *q = tp("q.gguf"), *back = tp("back.gguf"), *txt = tp("t.txt");
+    kl_err err = {0};
+    T_EQ(model_make(&o, in, &err), 0);
+    FILE *f = fopen(txt, "w");
+    T_ASSERT(f);
+    fputs("the cat saw a big red ball and the dog was happy, so they ran to the park and "
+          "played until the sun went down over the hill\n",
+          f);
+    fclose(f);
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        T_EQ(model_quantize(in, q, types[i], &err), 0);
+        gguf_file *g;
+        T_EQ(gguf_open(&g, q, &err), 0);
+        T_EQ(gguf_find_tensor(g, "token_embd.weight")->type, types[i]);
+        T_EQ(gguf_find_tensor(g, "blk.1.ffn_down.weight")->type, types[i]);
+        gguf_close(g);
+        T_EQ(model_quantize(q, back, KL_F32, &err), 0);
+        double a[64], b[64];
+        int n = logprobs(q, txt, a, 64);
+        T_ASSERT(n > 20);
+        T_EQ(logprobs(back, txt, b, 64), n);
+        double sum = 0, max = 0;
+        for (int j = 0; j < n; j++) {
+            sum += fabs(a[j] - b[j]);
+            max = fmax(max, fabs(a[j] - b[j]));
+        }
+        if (sum / n > 0.03 || max > 0.12)
+            fprintf(stderr, "# %s: mean |d| %g, max %g\n", kl_dtype_get(types[i])->name, sum / n,
+                    max);
+        T_ASSERT(sum / n <= 0.03 && max <= 0.12);
+    }
+}

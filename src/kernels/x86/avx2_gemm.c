@@ -1,5 +1,5 @@
-/* kernels/x86/avx2_gemm.c: AVX2+FMA matmuls for Q8_0, Q4_0, F32, F16 and BF16 weights (the
- * fallback where AVX-512 is missing).
+/* kernels/x86/avx2_gemm.c: AVX2+FMA matmuls for Q8_0, Q4_0, IQ4_NL, F32, F16 and BF16 weights
+ * (the fallback where AVX-512 is missing).
  *
  * Same plan as avx512_gemm.c: tiles of up to RT weight rows x BT activation rows, every
  * (weight row, activation row) pair computed by the same instruction sequence whatever the
@@ -12,12 +12,14 @@
 #include <string.h>
 
 #include "kernels/impl.h"
+#include "kernels/iq.h"
 
 #define RT 4 /* weight rows per tile */
 #define BT 2 /* activation rows per tile */
 
 void kl_avx2_gemm_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx2_gemm_iq4_nl(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_f32(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_f16(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_bf16(const kl_gemm *g, int64_t r0, int64_t r1);
@@ -35,12 +37,24 @@ static inline __m256i q8_0_block(const kl_block_q8_0 *w, int64_t j)
     return _mm256_loadu_si256((const __m256i *)w[j].qs);
 }
 
+/* The 32 nibbles of a 4-bit block, in element order. */
+static inline __m256i nibbles(const uint8_t *qs)
+{
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    __m128i m = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+}
+
 static inline __m256i q4_0_block(const kl_block_q4_0 *w, int64_t j)
 {
-    __m128i q = _mm_loadu_si128((const __m128i *)w[j].qs);
-    __m128i m = _mm_set1_epi8(0x0F);
-    __m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
-    return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+    return _mm256_sub_epi8(nibbles(w[j].qs), _mm256_set1_epi8(8));
+}
+
+/* IQ4_NL: a nibble stands for kl_iq4nl_values[q] (|value| <= 127: vpsignb is exact). */
+static inline __m256i iq4_nl_block(const kl_block_iq4_nl *w, int64_t j)
+{
+    __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kl_iq4nl_values));
+    return _mm256_shuffle_epi8(lut, nibbles(w[j].qs));
 }
 
 #define QUANT_TILE(NAME, BLOCK, LOADB)                                                             \
@@ -88,6 +102,7 @@ static inline __m256i q4_0_block(const kl_block_q4_0 *w, int64_t j)
 
 QUANT_TILE(tile_q8_0, kl_block_q8_0, q8_0_block)
 QUANT_TILE(tile_q4_0, kl_block_q4_0, q4_0_block)
+QUANT_TILE(tile_iq4_nl, kl_block_iq4_nl, iq4_nl_block)
 
 static inline __m256 load_w_f32(const void *w, int64_t c)
 {
@@ -203,6 +218,7 @@ FLOAT_TILE(tile_bf16, load_w_bf16, 2)
 
 GEMM(kl_avx2_gemm_q8_0, tile_q8_0)
 GEMM(kl_avx2_gemm_q4_0, tile_q4_0)
+GEMM(kl_avx2_gemm_iq4_nl, tile_iq4_nl)
 GEMM(kl_avx2_gemm_f32, tile_f32)
 GEMM(kl_avx2_gemm_f16, tile_f16)
 GEMM(kl_avx2_gemm_bf16, tile_bf16)

@@ -1,10 +1,13 @@
-/* kernels/x86/avx512_gemm.c: AVX-512 matmuls for Q8_0, Q4_0, F16, BF16 and F32 weights.
+/* kernels/x86/avx512_gemm.c: AVX-512 matmuls for Q8_0, Q4_0, IQ4_NL, F16, BF16 and F32
+ * weights.
  *
  * Each kernel walks a tile of up to RT weight rows by BT activation rows, so a weight block
  * loaded once serves BT activation rows (prompt processing is compute-bound) and an
  * activation block serves RT weight rows. Every (weight row, activation row) pair is computed
  * by the same instruction sequence whatever the tile, so a row's result never depends on what
  * else is in the batch (batch invariance: the engine's outputs must not change with load).
+ *
+ * IQ4_NL is Q4_0's block with a nibble standing for a table value (kl_iq4nl_values).
  *
  * Integer dots (VNNI vpdpbusd takes unsigned x signed bytes): the activation biased to
  * unsigned (a + 128, an xor) times the signed weight, the bias taken out exactly by starting
@@ -15,12 +18,14 @@
 #include <immintrin.h>
 
 #include "kernels/impl.h"
+#include "kernels/iq.h"
 
 #define RT 4 /* weight rows per tile */
 #define BT 4 /* activation rows per tile */
 
 void kl_avx512_gemm_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_iq4_nl(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_f16(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_f32(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_bf16(const kl_gemm *g, int64_t r0, int64_t r1);
@@ -45,19 +50,33 @@ static inline __m512i q8_0_pair(const kl_block_q8_0 *w, int64_t i, bool one)
                               _mm256_loadu_si256((const __m256i *)w[i + 1].qs), 1);
 }
 
-/* Weights of a Q4_0 block pair as signed bytes q - 8, in element order. */
-static inline __m512i q4_0_pair(const kl_block_q4_0 *w, int64_t i, bool one)
+/* The nibbles of a 4-bit block pair (the second absent when one), in element order. */
+static inline __m512i nibble_pair(const uint8_t *qs0, const uint8_t *qs1, bool one)
 {
-    __m128i b0 = _mm_loadu_si128((const __m128i *)w[i].qs);
-    __m128i b1 = one ? _mm_setzero_si128() : _mm_loadu_si128((const __m128i *)w[i + 1].qs);
+    __m128i b0 = _mm_loadu_si128((const __m128i *)qs0);
+    __m128i b1 = one ? _mm_setzero_si128() : _mm_loadu_si128((const __m128i *)qs1);
     __m512i v = _mm512_inserti32x4(_mm512_castsi128_si512(b0), b0, 1);
     v = _mm512_inserti32x4(v, b1, 2);
     v = _mm512_inserti32x4(v, b1, 3);
     /* 128-bit lanes 1 and 3 take the high nibbles (elements 16..31 of each block) */
     __m512i hi = _mm512_srli_epi16(v, 4);
     v = _mm512_mask_blend_epi64(0xCC, v, hi);
-    v = _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
-    v = _mm512_sub_epi8(v, _mm512_set1_epi8(8));
+    return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+}
+
+/* Weights of a Q4_0 block pair as signed bytes q - 8. */
+static inline __m512i q4_0_pair(const kl_block_q4_0 *w, int64_t i, bool one)
+{
+    __m512i v = _mm512_sub_epi8(nibble_pair(w[i].qs, w[i + !one].qs, one), _mm512_set1_epi8(8));
+    if (one) v = _mm512_maskz_mov_epi8(0x00000000FFFFFFFFull, v);
+    return v;
+}
+
+/* IQ4_NL: Q4_0's layout, a nibble standing for kl_iq4nl_values[q] (a byte shuffle). */
+static inline __m512i iq4_nl_pair(const kl_block_iq4_nl *w, int64_t i, bool one)
+{
+    __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)kl_iq4nl_values));
+    __m512i v = _mm512_shuffle_epi8(lut, nibble_pair(w[i].qs, w[i + !one].qs, one));
     if (one) v = _mm512_maskz_mov_epi8(0x00000000FFFFFFFFull, v);
     return v;
 }
@@ -116,6 +135,7 @@ static inline __m512i q4_0_pair(const kl_block_q4_0 *w, int64_t i, bool one)
 
 QUANT_TILE(tile_q8_0, kl_block_q8_0, q8_0_pair)
 QUANT_TILE(tile_q4_0, kl_block_q4_0, q4_0_pair)
+QUANT_TILE(tile_iq4_nl, kl_block_iq4_nl, iq4_nl_pair)
 
 /* Float weights: 16 elements per step, activations F32; a tail of n % 16 masked. */
 static inline __m512 load_w_f32(const void *w, int64_t c, __mmask16 m)
@@ -244,6 +264,7 @@ FLOAT_TILE(tile_bf16, load_w_bf16)
 
 GEMM(kl_avx512_gemm_q8_0, tile_q8_0, 1)
 GEMM(kl_avx512_gemm_q4_0, tile_q4_0, 1)
+GEMM(kl_avx512_gemm_iq4_nl, tile_iq4_nl, 1)
 GEMM(kl_avx512_gemm_f16, tile_f16, RT)
 GEMM(kl_avx512_gemm_f32, tile_f32, RT)
 GEMM(kl_avx512_gemm_bf16, tile_bf16, RT)

@@ -1,5 +1,6 @@
 /* kernels/x86/avx512_init.c: the AVX-512 table entries (filled as kernels land). */
 #include "kernels/impl.h"
+#include "kernels/iq.h"
 
 void kl_avx512_gemm_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
@@ -85,4 +86,5 @@ void kl_isa_avx512_init(kl_isa *isa)
     isa->types[KL_F16].gemm_packed = kl_avx512_gemm_packed_f16;
     kl_avx512_types_packed_kquant(isa);
     kl_avx512_types_packed_legacy(isa);
+    kl_avx512_types_iq(isa);
 }

@@ -8,9 +8,11 @@
  *     (w + 128, unsigned, for VNNI's unsigned x signed dot), then the 16 rows' fp16 scales.
  *   Q4_0, per block (288 bytes): 4 groups, each 16 rows x 4 bytes of the block's own qs bytes
  *     for columns 4g..4g+3 (low nibbles: those columns, high: columns 16 + 4g..), then scales.
+ *     IQ4_NL (the same block layout) packs the same way; its nibbles go through a byte shuffle
+ *     to kl_iq4nl_values[q] + 128.
  *   F32 / F16: per column, the 16 rows' values (64 / 32 bytes).
  * The activation is the signed int8 row (Q8_0 act layout); the bias is taken out exactly with
- * the activation block's sum: sum((w + c) a) - c sum(a), c = 128 (Q8_0) or 8 (Q4_0 nibbles).
+ * the activation block's sum: sum((w + c) a) - c sum(a), c = 128 (Q8_0, IQ4_NL) or 8 (Q4_0).
  *
  * Batch invariance: every (weight row, activation row) result is the same chain of
  * instructions over the blocks or columns, in order, whatever the tile. */
@@ -18,6 +20,7 @@
 #include <string.h>
 
 #include "kernels/impl.h"
+#include "kernels/iq.h"
 
 #define PR        16 /* rows per panel */
 #define BT        8  /* activation rows per tile */
@@ -37,6 +40,7 @@ void kl_avx512_pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, i
                         void *dst);
 void kl_avx512_gemm_packed_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_packed_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_packed_iq4_nl(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_packed_f32(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_packed_f16(const kl_gemm *g, int64_t r0, int64_t r1);
 
@@ -147,13 +151,20 @@ static inline __m512i bcast4(const int8_t *p)
     return _mm512_set1_epi32(v);
 }
 
-/* One panel (16 rows from r) x activation rows [b, b + NB), over all blocks. Q4 selects the
- * nibble layout. */
+enum { INT8_Q8, INT8_Q4, INT8_IQ4NL }; /* the packed int8 tile's weight formats */
+
+/* One panel (16 rows from r) x activation rows [b, b + NB), over all blocks of weights in
+ * format fmt. */
 static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, int64_t r, int b,
-                                                            int NB, bool q4)
+                                                            int NB, int fmt)
 {
     int64_t n = g->cols, nblk = n / KL_QK;
+    bool q4 = fmt != INT8_Q8;
+    int bias = fmt == INT8_Q4 ? 8 : 128;
     size_t pblk = q4 ? Q4_PBLK : Q8_PBLK;
+    __m128i lut16 =
+        _mm_add_epi8(_mm_loadu_si128((const __m128i *)kl_iq4nl_values), _mm_set1_epi8((char)0x80));
+    const __m512i lut = _mm512_broadcast_i32x4(lut16); /* IQ4_NL levels + 128, unsigned */
     const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
     const int8_t *aq[BT];
     const float *ad[BT];
@@ -182,6 +193,10 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
                 __m512i v = _mm512_loadu_si512(P + q * 64);
                 w[q] = _mm512_and_si512(v, lo4);
                 w[q + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+                if (fmt == INT8_IQ4NL) {
+                    w[q] = _mm512_shuffle_epi8(lut, w[q]);
+                    w[q + 4] = _mm512_shuffle_epi8(lut, w[q + 4]);
+                }
             }
         } else {
             _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) w[q] =
@@ -191,7 +206,7 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
         _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
         {
             const int8_t *a = aq[k] + j * KL_QK;
-            __m512i acc = _mm512_set1_epi32(-(as[k][j] * (q4 ? 8 : 128)));
+            __m512i acc = _mm512_set1_epi32(-(as[k][j] * bias));
             _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) acc =
                 _mm512_dpbusd_epi32(acc, w[q], bcast4(a + 4 * q));
             out[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc),
@@ -254,13 +269,19 @@ static inline __attribute__((always_inline)) void tile_q8_0(const kl_gemm *g, in
                                                             int NB, int NP)
 {
     (void)NP; /* one panel: the int8 tile is already near the dot-product peak */
-    tile_int8(g, r, b, NB, false);
+    tile_int8(g, r, b, NB, INT8_Q8);
 }
 static inline __attribute__((always_inline)) void tile_q4_0(const kl_gemm *g, int64_t r, int b,
                                                             int NB, int NP)
 {
     (void)NP;
-    tile_int8(g, r, b, NB, true);
+    tile_int8(g, r, b, NB, INT8_Q4);
+}
+static inline __attribute__((always_inline)) void tile_iq4_nl(const kl_gemm *g, int64_t r, int b,
+                                                              int NB, int NP)
+{
+    (void)NP;
+    tile_int8(g, r, b, NB, INT8_IQ4NL);
 }
 
 #define TILE_NB(TILE, g, r, b, nb, np)                                                             \
@@ -321,5 +342,6 @@ static inline __attribute__((always_inline)) void tile_q4_0(const kl_gemm *g, in
 
 PACKED_GEMM(kl_avx512_gemm_packed_q8_0, tile_q8_0, 1)
 PACKED_GEMM(kl_avx512_gemm_packed_q4_0, tile_q4_0, 1)
+PACKED_GEMM(kl_avx512_gemm_packed_iq4_nl, tile_iq4_nl, 1)
 PACKED_GEMM(kl_avx512_gemm_packed_f32, tile_f32, 2)
 PACKED_GEMM(kl_avx512_gemm_packed_f16, tile_f16, 2)

@@ -1,0 +1,103 @@
+/* kernels/x86/avx2_iq.h: the AVX2 matmul tile shared by the 256-element IQ and TQ types
+ * (x86/avx2_iq*.c, avx2_tq.c) against Q8_K activations; the AVX2 form of avx512_iq.h (see
+ * there for the plan). Differences: a type decodes chunks of 32 elements (PFX_chunk32, c in
+ * 0..7), the pair sums are multiplied by their scale with vpmaddwd, a signed chunk takes its
+ * signs onto the activations with vpsignb, and tiles are one weight row by up to IQ2_BT
+ * activation rows (16 registers). Included by those files only. */
+#ifndef KILN_KERNELS_X86_AVX2_IQ_H
+#define KILN_KERNELS_X86_AVX2_IQ_H
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/iq.h"
+
+#define IQ2_BT    4  /* activation rows per tile */
+#define IQ2_CHUNK 16 /* weight rows kept in cache while the activation tiles pass over them */
+
+/* Slots 0-7 of chunk c (elements 32c..32c+15) take group 2c's scale, slots 8-15 group 2c+1's. */
+static inline __m256i iq2_chunk_scales(__m256i s16, int c)
+{
+    __m256i pair = _mm256_permutevar8x32_epi32(s16, _mm256_set1_epi32(c));
+    return _mm256_shuffle_epi8(pair,
+                               _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2,
+                                                3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+}
+
+static inline float iq2_hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+#define IQ2_TILE(PFX, BLOCK, BIAS)                                                                 \
+    static inline                                                                                  \
+        __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
+    {                                                                                              \
+        int64_t n = g->cols, nblk = n / KL_QKK;                                                    \
+        const BLOCK *w = (const BLOCK *)(g->W + (size_t)r * g->w_stride);                          \
+        const int8_t *aq[IQ2_BT];                                                                  \
+        const float *ad[IQ2_BT];                                                                   \
+        const int16_t *bs[IQ2_BT];                                                                 \
+        __m256 acc[IQ2_BT];                                                                        \
+        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                       \
+        {                                                                                          \
+            const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;                             \
+            aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_k_d(a, n);                                \
+            bs[k] = kl_act_q8_k_bsums(a, n), acc[k] = _mm256_setzero_ps();                         \
+        }                                                                                          \
+        for (int64_t j = 0; j < nblk; j++) {                                                       \
+            PFX##_st st;                                                                           \
+            PFX##_begin(&w[j], &st);                                                               \
+            __m256i is[IQ2_BT];                                                                    \
+            __m256i m16 = _mm256_mullo_epi16(st.s16, _mm256_set1_epi16(-(BIAS)));                  \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) is[k] =                           \
+                (BIAS) ? _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)),  \
+                                           m16)                                                    \
+                       : _mm256_setzero_si256();                                                   \
+            _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)                                    \
+            {                                                                                      \
+                __m256i q = PFX##_chunk32(&w[j], &st, c), sc = iq2_chunk_scales(st.s16, c);        \
+                __m256i uq = (BIAS) ? q : _mm256_sign_epi8(q, q);                                  \
+                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                               \
+                {                                                                                  \
+                    __m256i a =                                                                    \
+                        _mm256_loadu_si256((const __m256i *)(aq[k] + j * KL_QKK + 32 * c));        \
+                    if (!(BIAS)) a = _mm256_sign_epi8(a, q);                                       \
+                    is[k] = _mm256_add_epi32(is[k],                                                \
+                                             _mm256_madd_epi16(_mm256_maddubs_epi16(uq, a), sc));  \
+                }                                                                                  \
+            }                                                                                      \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[k] = _mm256_fmadd_ps(         \
+                _mm256_cvtepi32_ps(is[k]), _mm256_set1_ps(st.d * ad[k][j]), acc[k]);               \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r] = \
+            iq2_hsum(acc[k]);                                                                      \
+    }
+
+#define IQ2_GEMM(NAME, PFX)                                                                        \
+    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \
+    {                                                                                              \
+        for (int64_t rc = r0; rc < r1; rc += IQ2_CHUNK)                                            \
+            for (int b = 0; b < g->B; b += IQ2_BT) {                                               \
+                int nb = g->B - b < IQ2_BT ? g->B - b : IQ2_BT;                                    \
+                int64_t re = rc + IQ2_CHUNK < r1 ? rc + IQ2_CHUNK : r1;                            \
+                for (int64_t r = rc; r < re; r++)                                                  \
+                    switch (nb) {                                                                  \
+                    case 4:                                                                        \
+                        PFX##_tile(g, r, b, 4);                                                    \
+                        break;                                                                     \
+                    case 3:                                                                        \
+                        PFX##_tile(g, r, b, 3);                                                    \
+                        break;                                                                     \
+                    case 2:                                                                        \
+                        PFX##_tile(g, r, b, 2);                                                    \
+                        break;                                                                     \
+                    default:                                                                       \
+                        PFX##_tile(g, r, b, 1);                                                    \
+                        break;                                                                     \
+                    }                                                                              \
+            }                                                                                      \
+    }
+#endif

@@ -1,0 +1,11 @@
+/* kernels/x86/avx2_iq_types.c: the AVX2 table rows of the IQ and TQ types. */
+#include "kernels/iq.h"
+
+void kl_avx2_gemm_iq4_nl(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx2_gemm_iq4_xs(const kl_gemm *g, int64_t r0, int64_t r1);
+
+void kl_avx2_types_iq(kl_isa *isa)
+{
+    isa->types[KL_IQ4_NL].gemm = kl_avx2_gemm_iq4_nl;
+    isa->types[KL_IQ4_XS].gemm = kl_avx2_gemm_iq4_xs;
+}

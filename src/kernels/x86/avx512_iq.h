@@ -1,0 +1,126 @@
+/* kernels/x86/avx512_iq.h: the AVX-512 matmul tile shared by the 256-element IQ and TQ types
+ * (x86/avx512_iq*.c, avx512_tq.c) against Q8_K activations. A type supplies a decoder; this
+ * file supplies the integer dot, the tile and the row walk. Included by those files only.
+ *
+ * A type's decoder, for a block w, has two steps:
+ *   PFX_begin(w, &st)       per block: st.s16, the integer scale of each 16 elements (int16),
+ *                           and st.d, the float factor of the block's integer sum;
+ *   PFX_chunk(w, &st, c)    the weights of elements 64c..64c+63, in order, as bytes: w + BIAS
+ *                           (unsigned, at most 128) or, with BIAS 0, w itself (|w| <= 127).
+ * The dot of a chunk with an activation row's 64 bytes: vpmaddubsw (unsigned x signed byte
+ * pairs; at most 2 * 128 * 127 < 2^15, so no saturation) then vpdpwssd adds each pair sum times
+ * its 16 elements' scale into int32 lanes. A signed chunk moves its signs onto the activations
+ * first. The bias comes out exactly through the activations' 16-element sums: the block's
+ * accumulator starts at sum_t bsums[t] * (-BIAS * s16[t]). One int32 accumulator per
+ * activation row per block (|lane| < 2^24 for every type: converted to float exactly), then
+ * one multiply-add by d * d_a per block and a horizontal sum at the end: the integer sums match
+ * llama.cpp's, the float work is per block as in its SIMD dots.
+ *
+ * Tiles are one weight row by up to IQ_BT activation rows: the decode (table lookups, sign and
+ * scale unpacking) is done once per block for all of them. Batch invariance: every (weight row,
+ * activation row) pair runs the same instruction sequence whatever the tile. */
+#ifndef KILN_KERNELS_X86_AVX512_IQ_H
+#define KILN_KERNELS_X86_AVX512_IQ_H
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/iq.h"
+
+#define IQ_BT    8  /* activation rows per tile */
+#define IQ_CHUNK 16 /* weight rows kept in cache while the activation tiles pass over them */
+
+/* Slot s (elements 2s, 2s+1) of chunk c takes the scale of its 16 elements, 4c + s / 8. */
+static inline __m512i iq_chunk_scales(__m256i s16, int c)
+{
+    const __m512i idx = _mm512_add_epi16(
+        _mm512_set_epi64(0x0003000300030003ll, 0x0003000300030003ll, 0x0002000200020002ll,
+                         0x0002000200020002ll, 0x0001000100010001ll, 0x0001000100010001ll, 0, 0),
+        _mm512_set1_epi16((short)(4 * c)));
+    return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(s16));
+}
+
+/* The tile for one type: rows r x activation rows [b, b + nb), nb <= IQ_BT. */
+#define IQ_TILE(PFX, BLOCK, BIAS)                                                                  \
+    static inline                                                                                  \
+        __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
+    {                                                                                              \
+        int64_t n = g->cols, nblk = n / KL_QKK;                                                    \
+        const BLOCK *w = (const BLOCK *)(g->W + (size_t)r * g->w_stride);                          \
+        const int8_t *aq[IQ_BT];                                                                   \
+        const float *ad[IQ_BT];                                                                    \
+        const int16_t *bs[IQ_BT];                                                                  \
+        __m512 acc[IQ_BT];                                                                         \
+        _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                                       \
+        {                                                                                          \
+            const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;                             \
+            aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_k_d(a, n);                                \
+            bs[k] = kl_act_q8_k_bsums(a, n), acc[k] = _mm512_setzero_ps();                         \
+        }                                                                                          \
+        for (int64_t j = 0; j < nblk; j++) {                                                       \
+            PFX##_st st;                                                                           \
+            PFX##_begin(&w[j], &st);                                                               \
+            __m512i is[IQ_BT];                                                                     \
+            __m256i m16 = _mm256_mullo_epi16(st.s16, _mm256_set1_epi16(-(BIAS)));                  \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =                           \
+                (BIAS) ? _mm512_dpwssd_epi32(_mm512_setzero_si512(),                               \
+                                             _mm512_castsi256_si512(_mm256_loadu_si256(            \
+                                                 (const __m256i *)(bs[k] + 16 * j))),              \
+                                             _mm512_castsi256_si512(m16))                          \
+                       : _mm512_setzero_si512();                                                   \
+            _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)                                    \
+            {                                                                                      \
+                __m512i q = PFX##_chunk(&w[j], &st, c), sc = iq_chunk_scales(st.s16, c);           \
+                __mmask64 neg = (BIAS) ? 0 : _mm512_movepi8_mask(q);                               \
+                if (!(BIAS)) q = _mm512_abs_epi8(q);                                               \
+                _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                               \
+                {                                                                                  \
+                    __m512i a = _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * c);                   \
+                    if (!(BIAS)) a = _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a);      \
+                    is[k] = _mm512_dpwssd_epi32(is[k], _mm512_maddubs_epi16(q, a), sc);            \
+                }                                                                                  \
+            }                                                                                      \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) acc[k] = _mm512_fmadd_ps(         \
+                _mm512_cvtepi32_ps(is[k]), _mm512_set1_ps(st.d * ad[k][j]), acc[k]);               \
+        }                                                                                          \
+        _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r] = \
+            _mm512_reduce_add_ps(acc[k]);                                                          \
+    }
+
+/* Rows [r0, r1) x all activation rows; one constant-height tile per case. */
+#define IQ_GEMM(NAME, PFX)                                                                         \
+    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \
+    {                                                                                              \
+        for (int64_t rc = r0; rc < r1; rc += IQ_CHUNK)                                             \
+            for (int b = 0; b < g->B; b += IQ_BT) {                                                \
+                int nb = g->B - b < IQ_BT ? g->B - b : IQ_BT;                                      \
+                int64_t re = rc + IQ_CHUNK < r1 ? rc + IQ_CHUNK : r1;                              \
+                for (int64_t r = rc; r < re; r++)                                                  \
+                    switch (nb) {                                                                  \
+                    case 8:                                                                        \
+                        PFX##_tile(g, r, b, 8);                                                    \
+                        break;                                                                     \
+                    case 7:                                                                        \
+                        PFX##_tile(g, r, b, 7);                                                    \
+                        break;                                                                     \
+                    case 6:                                                                        \
+                        PFX##_tile(g, r, b, 6);                                                    \
+                        break;                                                                     \
+                    case 5:                                                                        \
+                        PFX##_tile(g, r, b, 5);                                                    \
+                        break;                                                                     \
+                    case 4:                                                                        \
+                        PFX##_tile(g, r, b, 4);                                                    \
+                        break;                                                                     \
+                    case 3:                                                                        \
+                        PFX##_tile(g, r, b, 3);                                                    \
+                        break;                                                                     \
+                    case 2:                                                                        \
+                        PFX##_tile(g, r, b, 2);                                                    \
+                        break;                                                                     \
+                    default:                                                                       \
+                        PFX##_tile(g, r, b, 1);                                                    \
+                        break;                                                                     \
+                    }                                                                              \
+            }                                                                                      \
+    }
+#endif

@@ -1,0 +1,89 @@
+/* The IQ and TQ types decode as the format's reference does. Known decodings: 1024 blocks of
+ * each type, every byte from a seeded xorshift (so every grid index, sign pattern and scale
+ * field turns up; the fp16 scales are set to normal numbers), were decoded by llama.cpp's
+ * ggml (dequantize_row_*, Feb 2025 tree) outside this repository; the table holds the XXH64
+ * of those floats and the first 8 of them. The same bytes decoded here must give the same
+ * floats, bit for bit: the codebooks (kernels/iq_grids.c) and the block layouts are right. */
+#include <xxhash.h>
+
+#include "kernels/iq.h"
+#include "t.h"
+
+enum { NBLK = 1024 };
+
+typedef struct {
+    kl_dtype t;
+    uint64_t hash; /* XXH64 (seed 0) of the NBLK blocks' floats */
+    float first[8];
+} known;
+
+static const known knowns[] = {
+    {KL_IQ4_NL,
+     0xca0d2577379e251eull,
+     {0x1.1f6b8p+1, 0x1.6824p+1, -0x1.5a4ap-1, -0x1.874e8p+1, -0x1.072ep+0, 0x1.1f6b8p+1,
+      0x1.e4cep-1, 0x1.6824p+1}},
+    {KL_IQ4_XS,
+     0x45992fdbf636cea8ull,
+     {0x1.33c9cp+6, 0x1.40198p+5, -0x1.2da1ep+7, 0x1.40198p+5, 0x1.89f8p+1, -0x1.901fep+7,
+      0x1.40198p+5, 0x1.40198p+5}},
+};
+
+static uint64_t rs;
+static uint64_t rnd(void)
+{
+    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+    return rs;
+}
+
+/* NBLK blocks of type t: random bytes, then a normal fp16 scale where the type keeps one. */
+static uint8_t *random_blocks(kl_dtype t, size_t bb)
+{
+    uint8_t *buf = malloc(bb * NBLK);
+    rs = 0x9E3779B97F4A7C15ull ^ (uint64_t)t;
+    for (size_t i = 0; i < bb * NBLK; i++)
+        buf[i] = (uint8_t)(rnd() >> 32);
+    for (int b = 0; b < NBLK; b++) {
+        uint8_t *p = buf + (size_t)b * bb;
+        uint16_t d = (uint16_t)((0x2000 + (rnd() & 0x0FFF)) | (rnd() & 0x8000));
+        if (t == KL_IQ1_M) { /* the scale's top nibble: keep its exponent below 31 */
+            p[bb - 1] &= (uint8_t)~0x40;
+            continue;
+        }
+        size_t off = t == KL_TQ1_0 ? 52 : t == KL_TQ2_0 ? 64 : 0; /* TQ: d after the quants */
+        memcpy(p + off, &d, 2);
+    }
+    return buf;
+}
+
+TEST(kernels_iq_decode_matches_reference_decodings)
+{
+    for (size_t i = 0; i < sizeof knowns / sizeof *knowns; i++) {
+        const known *k = &knowns[i];
+        const kl_dtype_info *di = kl_dtype_get(k->t);
+        T_ASSERT(di);
+        int64_t n = (int64_t)di->block_elems * NBLK;
+        uint8_t *buf = random_blocks(k->t, di->block_bytes);
+        float *y = malloc(sizeof(float) * (size_t)n);
+        memset(y, 0xFF, sizeof(float) * (size_t)n);
+        kl_dequantize_row(k->t, buf, y, n);
+        for (int j = 0; j < 8; j++)
+            if (memcmp(&y[j], &k->first[j], 4)) {
+                fprintf(stderr, "# %s: y[%d] = %a, reference %a\n", di->name, j, (double)y[j],
+                        (double)k->first[j]);
+                T_ASSERT(0);
+            }
+        uint64_t h = XXH64(y, sizeof(float) * (size_t)n, 0);
+        if (h != k->hash) fprintf(stderr, "# %s: hash %016llx\n", di->name, (unsigned long long)h);
+        T_EQ(h, k->hash);
+        free(buf), free(y);
+    }
+}
+
+/* The sign table is the rule it encodes: bit 7 gives the byte an even number of set bits. */
+TEST(kernels_iq_sign_table_has_even_parity)
+{
+    for (int i = 0; i < 128; i++) {
+        T_EQ(kl_iq_ksigns[i] & 127, i);
+        T_EQ(__builtin_popcount(kl_iq_ksigns[i]) % 2, 0);
+    }
+}
