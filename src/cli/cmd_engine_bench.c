@@ -41,12 +41,12 @@ static void on_event(void *ctx, const engine_event *ev)
     pthread_mutex_unlock(&mu);
 }
 
-static engine *make_engine(cli_loaded *L, int threads, bool prefix, int budget, kl_err *err)
+static engine *make_engine(engine_stack *L, int threads, bool prefix, int budget, kl_err *err)
 {
     engine_config c;
     engine_config_defaults(&c);
-    c.model = L->m;
-    c.tok = L->tk;
+    c.model = L->model;
+    c.tok = L->tok;
     c.n_threads = threads;
     c.prefix_cache = prefix;
     c.max_batch_tokens = budget;
@@ -76,9 +76,9 @@ static int submit(engine *e, const int32_t *p, int n, int max_tokens, req_out *o
     return engine_submit(e, &r, &id, err);
 }
 
-static int bench_prefix(cli_loaded *L, int threads)
+static int bench_prefix(engine_stack *L, int threads)
 {
-    int nv = model_hparams_of(L->m)->n_vocab, sys = 1000, nreq = 32, tail = 24, gen = 16;
+    int nv = model_hparams_of(L->model)->n_vocab, sys = 1000, nreq = 32, tail = 24, gen = 16;
     int32_t *p = malloc(sizeof(int32_t) * (size_t)(sys + tail));
     req_out *out[2];
     engine_stats st[2];
@@ -119,9 +119,9 @@ static int bench_prefix(cli_loaded *L, int threads)
     return same ? 0 : 1;
 }
 
-static int bench_chunked(cli_loaded *L, int threads, int budget)
+static int bench_chunked(engine_stack *L, int threads, int budget)
 {
-    int nv = model_hparams_of(L->m)->n_vocab, ctx = model_opts_of(L->m)->max_ctx;
+    int nv = model_hparams_of(L->model)->n_vocab, ctx = model_opts_of(L->model)->max_ctx;
     int big = 4000 < ctx - 8 ? 4000 : ctx - 8;
     kl_err err;
     engine *e = make_engine(L, threads, false, budget, &err);
@@ -224,9 +224,9 @@ int cmd_engine_bench(int argc, char **argv)
         return cli_usage_error(&cmd, "-m FILE and --prefix or --chunked are required");
     model_opts mo = {
         .max_batch_tokens = 512, .max_logits = 32, .max_ctx = 4096, .n_workers = threads};
-    cli_loaded L;
-    if (cli_load(&L, path, &mo, true)) return 1;
+    engine_stack L;
+    if (cli_open(&L, path, &mo, true, NULL)) return 1;
     int rc = mode == 'P' ? bench_prefix(&L, threads) : bench_chunked(&L, threads, budget);
-    cli_unload(&L);
+    engine_close(&L);
     return rc;
 }

@@ -157,10 +157,10 @@ int cmd_model_bench(int argc, char **argv)
                      .max_logits = max_b,
                      .max_ctx = pp + n + 1,
                      .n_workers = threads};
-    cli_loaded L;
-    if (cli_load(&L, path, &mo, false)) return 1;
-    const model_hparams *hp = model_hparams_of(L.m);
-    bench b = {.m = L.m, .w = kl_workers_create(threads), .rng = 0x9E3779B97F4A7C15ull};
+    engine_stack L;
+    if (cli_open(&L, path, &mo, false, NULL)) return 1;
+    const model_hparams *hp = model_hparams_of(L.model);
+    bench b = {.m = L.model, .w = kl_workers_create(threads), .rng = 0x9E3779B97F4A7C15ull};
     b.per = (pp + n + 16) / 16 + 1;
     int kv_dim = hp->n_kv_heads * hp->head_dim;
     kv_store_config kc = {hp->n_layers, kv_dim, 16, KL_F16,
@@ -216,6 +216,6 @@ out:
     free(b.blocks);
     kv_store_destroy(b.kv);
     kl_workers_destroy(b.w);
-    cli_unload(&L);
+    engine_close(&L);
     return rc;
 }

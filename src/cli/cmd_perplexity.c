@@ -102,18 +102,18 @@ int cmd_perplexity(int argc, char **argv)
         return 1;
     }
     model_opts mo = {.max_batch_tokens = CHUNK, .max_logits = CHUNK, .max_ctx = ctx};
-    cli_loaded L;
-    if (cli_load(&L, mpath, &mo, true)) {
+    engine_stack L;
+    if (cli_open(&L, mpath, &mo, true, NULL)) {
         free(buf);
         return 1;
     }
-    const model_hparams *hp = model_hparams_of(L.m);
-    unsigned flags = tok_wants_bos(L.tk) ? TOK_ADD_BOS : 0;
-    int64_t n = tok_encode(L.tk, buf, len, flags, NULL, 0);
+    const model_hparams *hp = model_hparams_of(L.model);
+    unsigned flags = tok_wants_bos(L.tok) ? TOK_ADD_BOS : 0;
+    int64_t n = tok_encode(L.tok, buf, len, flags, NULL, 0);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-    tok_encode(L.tk, buf, len, flags, ids, n);
+    tok_encode(L.tok, buf, len, flags, ids, n);
     free(buf);
-    int limit = model_opts_of(L.m)->max_ctx;
+    int limit = model_opts_of(L.model)->max_ctx;
     if (ctx < 1 || ctx > limit) ctx = limit;
     if (n < ctx) ctx = (int)n;
     int rc = 0;
@@ -148,7 +148,7 @@ int cmd_perplexity(int argc, char **argv)
         for (int i = 0; i < k; i++)
             pos[i] = at + i, seq[i] = 0, want[i] = true;
         model_batch b = {k, ids + at, pos, seq, want, 1, &sq};
-        if (model_forward(L.m, w, kv, &b, logits, &err)) {
+        if (model_forward(L.model, w, kv, &b, logits, &err)) {
             rc = cli_fail(&err);
             break;
         }
@@ -166,6 +166,6 @@ int cmd_perplexity(int argc, char **argv)
     kv_store_destroy(kv);
 out:
     free(ids);
-    cli_unload(&L);
+    engine_close(&L);
     return rc;
 }

@@ -72,32 +72,26 @@ static const cli_cmd cmd = {
 
 /* The prompt's token ids (malloc'd), rendered through the model's chat template when chat.
  * NULL after printing an error. */
-static int32_t *prompt_ids(cli_loaded *L, const char *prompt, bool chat, int *n)
+static int32_t *prompt_ids(const engine_stack *st, const char *prompt, bool chat, int *n)
 {
     char *text = NULL;
-    unsigned flags = tok_wants_bos(L->tk) ? TOK_ADD_BOS : 0;
+    const tok *tk = st->tok;
+    unsigned flags = tok_wants_bos(tk) ? TOK_ADD_BOS : 0;
     if (chat) {
-        chat_tmpl *t;
         kl_err err;
-        if (chat_tmpl_for_model(&t, L->f, NULL, &err)) {
-            cli_fail(&err);
-            return NULL;
-        }
         chat_msg msg = {"user", prompt};
-        int32_t bos = tok_bos(L->tk), eos = tok_eos(L->tk);
-        int rc = chat_render(t, &msg, 1, true, bos >= 0 ? tok_text(L->tk, bos) : "",
-                             eos >= 0 ? tok_text(L->tk, eos) : "", &text, &err);
-        chat_tmpl_free(t);
-        if (rc) {
+        int32_t bos = tok_bos(tk), eos = tok_eos(tk);
+        if (chat_render(st->tmpl, &msg, 1, true, bos >= 0 ? tok_text(tk, bos) : "",
+                        eos >= 0 ? tok_text(tk, eos) : "", &text, &err)) {
             cli_fail(&err);
             return NULL;
         }
         prompt = text;
         flags = TOK_PARSE_SPECIAL; /* the template writes BOS itself where it wants one */
     }
-    int64_t cnt = tok_encode(L->tk, prompt, strlen(prompt), flags, NULL, 0);
+    int64_t cnt = tok_encode(tk, prompt, strlen(prompt), flags, NULL, 0);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(cnt > 0 ? cnt : 1));
-    if (ids) tok_encode(L->tk, prompt, strlen(prompt), flags, ids, cnt);
+    if (ids) tok_encode(tk, prompt, strlen(prompt), flags, ids, cnt);
     free(text);
     *n = (int)cnt;
     return ids;
@@ -157,24 +151,18 @@ int cmd_run(int argc, char **argv)
     if (!path || !prompt) return cli_usage_error(&cmd, "-m FILE and -p PROMPT are required");
     model_opts mo = {
         .max_batch_tokens = 256, .max_logits = 4, .max_ctx = ctx, .n_workers = threads};
-    cli_loaded L;
-    if (cli_load(&L, path, &mo, true)) return 1;
-    int rc = 0, n_prompt = 0;
-    int32_t *ids = prompt_ids(&L, prompt, chat, &n_prompt);
-    engine *e = NULL;
-    if (!ids) {
-        rc = 1;
-        goto out;
-    }
     engine_config ec;
     engine_config_defaults(&ec);
-    ec.model = L.m;
-    ec.tok = L.tk;
     ec.n_threads = threads;
     ec.max_seqs = 1;
+    engine_stack L;
+    if (cli_open(&L, path, &mo, true, &ec)) return 1;
+    engine *e = L.eng;
     kl_err err;
-    if (engine_create(&e, &ec, &err)) {
-        rc = cli_fail(&err);
+    int rc = 0, n_prompt = 0;
+    int32_t *ids = prompt_ids(&L, prompt, chat, &n_prompt);
+    if (!ids) {
+        rc = 1;
         goto out;
     }
     run_state st = {.print_ids = print_ids, .n_prompt = n_prompt};
@@ -206,8 +194,7 @@ int cmd_run(int argc, char **argv)
             st.n_gen > 1 && tg > 0 ? (st.n_gen - 1) / tg : 0.0);
     if (st.finish == ENGINE_FINISH_ERROR) rc = 1;
 out:
-    engine_destroy(e);
+    engine_close(&L);
     free(ids);
-    cli_unload(&L);
     return rc;
 }

@@ -4,41 +4,27 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 #include "cli/loaded.h"
 
-int cli_load(cli_loaded *l, const char *path, const model_opts *opts, bool with_tok)
+int cli_open(engine_stack *st, const char *path, const model_opts *mo, bool with_tok,
+             const engine_config *ec)
 {
     kl_err err = {0};
-    *l = (cli_loaded){0};
     char local[PATH_MAX];
+    memset(st, 0, sizeof *st);
     if (cli_model_path(path, local, sizeof local)) return 1;
-    if (gguf_open(&l->f, local, &err)) return cli_fail(&err);
-    if (with_tok && tok_load(&l->tk, l->f, &err)) goto fail;
-    model_opts mo = *opts;
-    mo.no_repack = mo.no_repack || cli_no_repack();
-    char dir[4096];
-    if (!mo.pack_cache_dir && model_pack_cache_default(dir, sizeof dir)) mo.pack_cache_dir = dir;
-    if (model_load(&l->m, l->f, &mo, &err)) goto fail;
+    engine_open_config c;
+    engine_open_defaults(&c);
+    c.model_path = local;
+    c.model = *mo;
+    c.with_tok = with_tok;
+    c.with_engine = ec != NULL;
+    if (ec) c.engine = *ec;
+    if (engine_open(st, &c, &err)) return cli_fail(&err);
     return 0;
-fail:
-    cli_unload(l);
-    return cli_fail(&err);
-}
-
-bool cli_no_repack(void)
-{
-    const char *v = getenv("KILN_NO_REPACK");
-    return v && *v && *v != '0';
-}
-
-void cli_unload(cli_loaded *l)
-{
-    model_free(l->m);
-    tok_free(l->tk);
-    gguf_close(l->f);
-    *l = (cli_loaded){0};
 }
 
 bool cli_int(const char *opt, const char *val, int lo, int hi, int *out)
