@@ -334,7 +334,7 @@ void gw_destroy(gw *g)
     for (int i = 0; i < g->n_retired; i++)
         free_generation(g->retired[i].cfg, g->retired[i].models, g->retired[i].tenants);
     free(g->retired);
-    free(g->counters);
+    gw_stats_free(g);
     free(g->config_path);
     free(g);
 }

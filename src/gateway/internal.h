@@ -61,8 +61,22 @@ typedef struct gw_retired {
 /* Upstream latency histogram buckets (seconds), shared by every endpoint. */
 #define GW_N_BUCKETS 12
 
+/* The counter families of the gateway's /metrics; stats.c names and describes them. */
+typedef enum gw_metric {
+    GW_REQUESTS,       /* model, endpoint, status, tenant */
+    GW_PICKS,          /* reason */
+    GW_RETRIES,        /* endpoint */
+    GW_EJECTIONS,      /* endpoint */
+    GW_SHED,           /* reason, tenant */
+    GW_FALLBACKS,      /* model, fallback */
+    GW_CLIENT_CANCELS, /* model */
+    GW_RATE_LIMITED,   /* tenant */
+    GW_N_METRICS
+} gw_metric;
+
 typedef struct gw_counter {
-    char labels[384]; /* rendered label set */
+    gw_metric metric;
+    char *labels; /* rendered, values escaped: k="v",... */
     uint64_t value;
 } gw_counter;
 
@@ -113,7 +127,11 @@ void gw_health_tick(gw *g);
 void gw_ep_close_conns(gw_ep *ep);
 
 /* stats.c */
-void gw_count(gw *g, const char *labels_fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Adds 1 to the series of family m with the labels given as (name, value) string pairs and a
+ * NULL: gw_count(g, GW_RETRIES, "endpoint", url, NULL). Values are escaped for the text
+ * format; only values from the config (or a fixed set) may be passed, never a client's. */
+void gw_count(gw *g, gw_metric m, ...) __attribute__((sentinel));
+void gw_stats_free(gw *g);
 void gw_observe_latency(gw *g, double seconds);
 void gw_stats_handle(struct evhttp_request *req, gw *g);
 /* Sends an OpenAI-style error body. */

@@ -94,6 +94,13 @@ static const char *tenant_name(const gw_call *c)
     return c->tenant ? c->tenant->cfg->name : "-";
 }
 
+/* The model a metric names: the client's name only once it resolved to one the config has,
+ * so a client can neither create series nor put its bytes into /metrics. */
+static const char *model_label(const gw_call *c)
+{
+    return c->model ? c->requested : "(unknown)";
+}
+
 /* Ends the call: access log, counters, and the client's callbacks detached. */
 static void call_finish(gw_call *c)
 {
@@ -106,9 +113,10 @@ static void call_finish(gw_call *c)
             (unsigned long long)c->id, tenant_name(c), c->requested,
             c->model ? c->model->cfg->name : "-", ep, c->status, c->attempts, ttfb_ms, total_ms,
             c->fallback ? " fallback=1" : "");
-    gw_count(
-        g, "kiln_gateway_requests_total{model=\"%s\",endpoint=\"%s\",status=\"%d\",tenant=\"%s\"}",
-        c->requested, ep, c->status, tenant_name(c));
+    char status[16];
+    snprintf(status, sizeof status, "%d", c->status);
+    gw_count(g, GW_REQUESTS, "model", model_label(c), "endpoint", ep, "status", status, "tenant",
+             tenant_name(c), NULL);
     take_down(c);
     if (c->prev)
         c->prev->next_call = c->next_call;
@@ -156,8 +164,7 @@ static void queue_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     gw_call *c = arg;
     queue_remove(c);
-    gw_count(c->g, "kiln_gateway_shed_total{reason=\"queue_timeout\",tenant=\"%s\"}",
-             tenant_name(c));
+    gw_count(c->g, GW_SHED, "reason", "queue_timeout", "tenant", tenant_name(c), NULL);
     reply_error(c, 429, "rate_limit_error", "all endpoints are saturated; try again later", 1);
 }
 
@@ -171,14 +178,12 @@ static void queue_push(gw_call *c)
         for (gw_call *q = g->queue_head; q; q = q->qnext)
             last = q;
         if (!last || last->priority >= c->priority) {
-            gw_count(g, "kiln_gateway_shed_total{reason=\"queue_full\",tenant=\"%s\"}",
-                     tenant_name(c));
+            gw_count(g, GW_SHED, "reason", "queue_full", "tenant", tenant_name(c), NULL);
             reply_error(c, 429, "rate_limit_error", "gateway queue is full; try again later", 1);
             return;
         }
         queue_remove(last);
-        gw_count(g, "kiln_gateway_shed_total{reason=\"preempted\",tenant=\"%s\"}",
-                 tenant_name(last));
+        gw_count(g, GW_SHED, "reason", "preempted", "tenant", tenant_name(last), NULL);
         reply_error(last, 429, "rate_limit_error",
                     "shed for higher-priority traffic; try again later", 1);
     }
@@ -262,7 +267,7 @@ static void mark_failure(gw *g, gw_ep *ep)
     int64_t ms = (int64_t)g->cfg->eject_ms << k;
     if (ms > g->cfg->eject_max_ms) ms = g->cfg->eject_max_ms;
     e->ejected_until_ns = gw_now_ns() + ms * 1000000;
-    gw_count(g, "kiln_gateway_ejections_total{endpoint=\"%s\"}", e->cfg->url);
+    gw_count(g, GW_EJECTIONS, "endpoint", e->cfg->url, NULL);
 }
 
 static void on_up_done(struct evhttp_request *up, void *arg)
@@ -287,7 +292,7 @@ static void on_up_done(struct evhttp_request *up, void *arg)
         else
             mark_failure(g, ep);
         if (!c->started) {
-            gw_count(g, "kiln_gateway_retries_total{endpoint=\"%s\"}", ep->e.cfg->url);
+            gw_count(g, GW_RETRIES, "endpoint", ep->e.cfg->url, NULL);
             if (c->down)
                 start_attempt(c);
             else
@@ -405,7 +410,7 @@ static bool try_fallback(gw_call *c)
     c->fallback = true;
     c->adapter = NULL;
     json_object_set_new(c->body, "model", json_string(m->cfg->name));
-    gw_count(c->g, "kiln_gateway_fallbacks_total{model=\"%s\",fallback=\"%s\"}", c->requested, fb);
+    gw_count(c->g, GW_FALLBACKS, "model", model_label(c), "fallback", fb, NULL);
     return true;
 }
 
@@ -413,10 +418,11 @@ static void dispatch(gw_call *c)
 {
     gw_pick_status st;
     if (pick(c, c->model, &st)) {
-        gw_count(c->g, "kiln_gateway_picks_total{reason=\"%s\"}",
+        gw_count(c->g, GW_PICKS, "reason",
                  c->has_session ? "session"
                  : c->n_blocks  ? "scored_prefix"
-                                : "scored");
+                                : "scored",
+                 NULL);
         start_attempt(c);
     } else if (try_fallback(c)) {
         start_attempt(c);
@@ -479,7 +485,7 @@ static void on_down_close(struct evhttp_connection *conn, void *arg)
         evhttp_cancel_request(c->up_req);
         release_endpoint(c);
         c->status = 499;
-        gw_count(c->g, "kiln_gateway_client_cancels_total{model=\"%s\"}", c->requested);
+        gw_count(c->g, GW_CLIENT_CANCELS, "model", model_label(c), NULL);
         call_finish(c);
     }
     /* otherwise an upstream callback is about to finish the call */
@@ -507,7 +513,7 @@ void gw_poll_disconnects(gw *g)
             evhttp_cancel_request(c->up_req);
             release_endpoint(c);
         }
-        gw_count(g, "kiln_gateway_client_cancels_total{model=\"%s\"}", c->requested);
+        gw_count(g, GW_CLIENT_CANCELS, "model", model_label(c), NULL);
         reply_error(c, 499, "client_closed", "client closed the connection", 0);
     }
 }
@@ -618,7 +624,7 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
     int retry_after = 0;
     if (tenant && !gw_tenant_admit(tenant, info.est_tokens, c->t0_ns, &retry_after)) {
         gw_request_info_free(&info);
-        gw_count(g, "kiln_gateway_rate_limited_total{tenant=\"%s\"}", tenant->cfg->name);
+        gw_count(g, GW_RATE_LIMITED, "tenant", tenant->cfg->name, NULL);
         reply_error(c, 429, "rate_limit_error", "rate limit exceeded for this API key",
                     retry_after);
         return;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, waitFor, sseEvents, metricSum } from './gwutil.mjs';
+import { freePort, waitFor, sseEvents, metricSum, expositionProblems } from './gwutil.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const kiln = process.env.KILN_BIN || path.join(here, '../../kiln');
@@ -329,4 +329,25 @@ test('SIGTERM while a scrape and a health check are in flight: clean exit, nothi
   fake.kill('SIGKILL');
   assert.equal(sig, null);
   assert.equal(code, 0, gw.stderrText.slice(-2000));
+});
+
+test('/metrics: client-chosen names are escaped or pooled, and the exposition is well-formed', async () => {
+  await allMode('ok');
+  const forged = 'x"} 1\nvllm:num_requests_waiting{model_name="kiln-gateway"} 1e9\n# ';
+  for (const model of [forged, 'back\\slash', 'new\nline'])
+    assert.equal((await post({ model, prompt: 'p' })).status, 404);
+  const before = await metrics();
+  for (let i = 0; i < 40; i++) assert.equal((await post({ model: `nope-${i}`, prompt: 'p' })).status, 404);
+  assert.equal((await post({ model: 'm', prompt: 'counted' })).status, 200);
+  const text = await metrics();
+  assert.deepEqual(expositionProblems(text), [], text);
+  assert.ok(metricSum(text, 'vllm:num_requests_waiting') < 1000, 'a forged sample was summed');
+  const models = new Set([...text.matchAll(/[{,]model="((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]));
+  assert.deepEqual([...models].sort(), ['(unknown)', 'm'], 'an unknown model name made a series');
+  // every unknown name counts under one label; the lines of the family stay the same
+  const unknown = (t) => (t.match(/^kiln_gateway_requests_total\{[^\n]*status="404"[^\n]* (\d+)$/m) || [])[1];
+  assert.equal(Number(unknown(text)) - Number(unknown(before)), 40, text);
+  const series404 = text.split('\n').filter((l) => /^kiln_gateway_requests_total\{.*status="404"/.test(l));
+  assert.equal(series404.length, 1, series404.join('\n'));
+  assert.match(text, /^kiln_gateway_requests_total\{model="\(unknown\)",[^\n]*status="404"/m);
 });

@@ -102,3 +102,49 @@ export function percentile(xs, p) {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
+
+// Problems with a Prometheus text exposition (format 0.0.4), as strings; [] when it is
+// well-formed: every line a `# HELP`, a `# TYPE` or a sample `name{k="v",...} value`; label
+// values escaped (only \\, \" and \n); each family announced by HELP and TYPE before its
+// samples, and its samples together (a family never comes back after another one started).
+export function expositionProblems(text) {
+  const problems = [];
+  const help = new Set(), type = new Map(), closed = new Set();
+  let current = null;
+  const family = (name) => {
+    for (const suf of ['_bucket', '_sum', '_count']) {
+      const base = name.endsWith(suf) ? name.slice(0, -suf.length) : null;
+      if (base && ['histogram', 'summary'].includes(type.get(base))) return base;
+    }
+    return name;
+  };
+  const enter = (f, line) => {
+    if (f === current) return;
+    if (closed.has(f)) problems.push(`family ${f} split: ${line}`);
+    if (current) closed.add(current);
+    current = f;
+  };
+  const nameRe = '[a-zA-Z_:][a-zA-Z0-9_:]*';
+  const sampleRe = new RegExp(`^(${nameRe})(\\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\\\\n]|\\\\[\\\\"n])*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\\\\n]|\\\\[\\\\"n])*")*)?\\})? (\\S+)$`);
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    let m;
+    if ((m = line.match(new RegExp(`^# HELP (${nameRe}) (.*)$`)))) {
+      enter(m[1], line);
+      help.add(m[1]);
+    } else if ((m = line.match(new RegExp(`^# TYPE (${nameRe}) (counter|gauge|histogram|summary|untyped)$`)))) {
+      enter(m[1], line);
+      type.set(m[1], m[2]);
+    } else if (line.startsWith('#')) {
+      problems.push(`stray comment: ${line}`);
+    } else if ((m = line.match(sampleRe))) {
+      const f = family(m[1]);
+      if (!help.has(f) || !type.has(f)) problems.push(`no HELP/TYPE before: ${line}`);
+      if (Number.isNaN(Number(m[3])) && !['NaN', '+Inf', '-Inf'].includes(m[3])) problems.push(`bad value: ${line}`);
+      enter(f, line);
+    } else {
+      problems.push(`not a sample: ${line}`);
+    }
+  }
+  return problems;
+}
