@@ -12,6 +12,10 @@
  *   "health": {"interval_ms": 500, "timeout_ms": 1000, "eject_ms": 1000, "eject_max_ms": 30000},
  *   "retry": {"attempts": 3, "budget_ms": 30000, "connect_timeout_ms": 1000,
  *             "first_byte_timeout_ms": 60000, "idle_timeout_ms": 30000},
+ *       per attempt: connected within connect_timeout_ms, the replica's response headers
+ *       within first_byte_timeout_ms (for a non-streamed request that is the whole
+ *       generation), then no silence longer than idle_timeout_ms; past any of them the
+ *       attempt fails and the next endpoint is tried while nothing reached the client
  *   "queue": {"max": 256, "max_wait_ms": 10000},
  *   "saturation": {"max_waiting": 8, "max_kv": 0.95, "max_inflight": 64},
  *   "scorers": {"queue": 1, "kv": 1, "prefix": 2, "adapter": 1, "inflight": 1},

@@ -13,8 +13,9 @@
 #include "gateway/limits.h"
 #include "gateway/picker.h"
 
-#define GW_MAX_BLOCKS    512 /* prompt blocks hashed for affinity (512 x 64 B = 32 KiB) */
-#define GW_MAX_BODY      (8u << 20)
+#define GW_MAX_BLOCKS    512         /* prompt blocks hashed for affinity (512 x 64 B = 32 KiB) */
+#define GW_MAX_BODY      (8u << 20)  /* a client's request */
+#define GW_MAX_ANSWER    (64u << 20) /* a replica's non-streamed answer, collected whole */
 #define GW_MAX_ENDPOINTS 1024
 
 typedef struct gw_ep gw_ep;

@@ -8,8 +8,12 @@
  *   the first byte ends a stream with an SSE error event and no [DONE]. A client that goes
  *   away cancels the upstream request.
  *
- * Connections to replicas are made per request and freed from the loop (never inside their
- * own callbacks). */
+ * A non-streamed answer is collected whole before the client sees a byte of it, so a replica
+ * that fails in the middle of one (reset, bad chunk, short Content-Length) is a failure like
+ * any other before the first byte: retried elsewhere, else 502, never a truncated 200.
+ *
+ * Connections to replicas are made per request (never reused after an answer, good or bad)
+ * and freed from the loop (never inside their own callbacks). */
 #include "gateway/internal.h"
 
 #include <event2/buffer.h>
@@ -49,6 +53,9 @@ struct gw_call {
     gw_ep *cur;
     struct evhttp_connection *up_conn;
     struct evhttp_request *up_req;
+    struct event *attempt_timer; /* the attempt's connect and first-byte deadlines */
+    int64_t attempt_t0_ns;
+    bool connected, got_headers; /* of the current attempt */
     bool up_failed, started, discard, fallback;
     bool busy_seen; /* an endpoint answered 429: its queue is full, it is not broken */
     int up_status, status, attempts;
@@ -124,6 +131,7 @@ static void call_finish(gw_call *c)
         g->calls = c->next_call;
     if (c->next_call) c->next_call->prev = c->prev;
     if (c->timer) event_free(c->timer);
+    if (c->attempt_timer) event_free(c->attempt_timer);
     json_decref(c->body);
     free(c);
     event_active(g->pump, 0, 0); /* queued requests may fit now; never recurse from here */
@@ -205,6 +213,8 @@ static void queue_push(gw_call *c)
 static void start_attempt(gw_call *c);
 static void dispatch(gw_call *c);
 
+/* Ends the current attempt's hold on its endpoint: in-flight counts, deadline, connection
+ * (freed on the next loop turn; libevent frees the request itself). */
 static void release_endpoint(gw_call *c)
 {
     if (c->cur && c->up_req) {
@@ -212,30 +222,47 @@ static void release_endpoint(gw_call *c)
         c->g->inflight--;
     }
     c->up_req = NULL;
+    if (c->attempt_timer) evtimer_del(c->attempt_timer);
     if (c->up_conn) free_conn_later(c->g, c->up_conn);
     c->up_conn = NULL;
 }
 
-static int on_up_headers(struct evhttp_request *up, void *arg)
+static struct timeval ms_tv(int64_t ms)
 {
-    gw_call *c = arg;
-    c->up_status = evhttp_request_get_response_code(up);
-    /* 5xx, 429 (that replica's queue is full) and nonsense are retried elsewhere once the
-     * body is done; other statuses (a 400 for a bad parameter) are the answer. */
-    if (c->up_status >= 500 || c->up_status == 429 || c->up_status < 100) {
-        c->discard = true;
-        return 0;
-    }
-    if (!c->down) return 0;
-    struct evkeyvalq *out = evhttp_request_get_output_headers(c->down);
+    return (struct timeval){(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+}
+
+/* The headers a client gets from the replica's answer: its type and Retry-After, nothing
+ * else (hop-by-hop and internal headers stop here). */
+static void copy_headers(const gw_call *c, struct evhttp_request *up, struct evhttp_request *down)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(down);
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(up), "Content-Type");
     evhttp_add_header(out, "Content-Type", ct ? ct : "application/json");
     if (c->stream) evhttp_add_header(out, "Cache-Control", "no-cache");
     if (c->fallback) evhttp_add_header(out, "X-Kiln-Fallback", c->model->cfg->name);
     const char *ra = evhttp_find_header(evhttp_request_get_input_headers(up), "Retry-After");
     if (ra) evhttp_add_header(out, "Retry-After", ra);
-    c->started = true;
+}
+
+static int on_up_headers(struct evhttp_request *up, void *arg)
+{
+    gw_call *c = arg;
+    c->up_status = evhttp_request_get_response_code(up);
+    c->got_headers = true;
     c->t_first_ns = gw_now_ns();
+    if (c->attempt_timer) evtimer_del(c->attempt_timer);
+    struct timeval idle = ms_tv(c->g->cfg->idle_timeout_ms); /* from now on, silence is bounded */
+    evhttp_connection_set_timeout_tv(c->up_conn, &idle);
+    /* 5xx, 429 (that replica's queue is full) and nonsense are retried elsewhere once the
+     * body is done; other statuses (a 400 for a bad parameter) are the answer. */
+    if (c->up_status >= 500 || c->up_status == 429 || c->up_status < 100) {
+        c->discard = true;
+        return 0;
+    }
+    if (!c->down || !c->stream) return 0; /* a whole answer is sent from on_up_done */
+    copy_headers(c, up, c->down);
+    c->started = true;
     evhttp_send_reply_start(c->down, c->up_status, evhttp_request_get_response_code_line(up));
     return 0;
 }
@@ -270,53 +297,97 @@ static void mark_failure(gw *g, gw_ep *ep)
     gw_count(g, GW_EJECTIONS, "endpoint", e->cfg->url, NULL);
 }
 
+/* The attempt on c->cur failed (its endpoint released already). Before the client's first
+ * byte the request moves on to the next endpoint; after it, the answer ends: a stream with
+ * an SSE error event and no [DONE]. busy: the endpoint only said its queue was full (429),
+ * so it stays in rotation. */
+static void attempt_failed(gw_call *c, bool busy)
+{
+    gw *g = c->g;
+    gw_ep *ep = c->cur;
+    if (busy)
+        c->busy_seen = true;
+    else
+        mark_failure(g, ep);
+    if (!c->started) {
+        gw_count(g, GW_RETRIES, "endpoint", ep->e.cfg->url, NULL);
+        if (c->down)
+            start_attempt(c);
+        else
+            call_finish(c);
+        return;
+    }
+    /* It names no endpoint: internal addresses stay out of answers (the log has it). */
+    if (c->down && c->stream) {
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add_printf(b, "data: {\"error\": {\"message\": \"the upstream replica "
+                               "failed mid-stream\", \"type\": \"upstream_error\", "
+                               "\"param\": null, \"code\": 502}}\n\n");
+        evhttp_send_reply_chunk(c->down, b);
+        evbuffer_free(b);
+    }
+    c->status = 502;
+    struct evhttp_request *d = take_down(c);
+    if (d) evhttp_send_reply_end(d);
+    call_finish(c);
+}
+
 static void on_up_done(struct evhttp_request *up, void *arg)
 {
     gw_call *c = arg;
     gw *g = c->g;
     bool failed = !up || c->up_failed || c->discard || evhttp_request_get_response_code(up) == 0;
     bool busy = up && !c->up_failed && c->discard && c->up_status == 429;
-    gw_ep *ep = c->cur;
-    double secs = (double)(gw_now_ns() - c->t0_ns) * 1e-9;
-    gw_observe_latency(g, secs);
-    if (c->up_req) { /* the request is freed by libevent after this callback */
-        c->cur->e.inflight--;
-        g->inflight--;
-        c->up_req = NULL;
-    }
-    free_conn_later(g, c->up_conn);
-    c->up_conn = NULL;
+    gw_observe_latency(g, (double)(gw_now_ns() - c->t0_ns) * 1e-9);
+    release_endpoint(c); /* libevent frees up after this callback */
     if (failed) {
-        if (busy) /* retried elsewhere, but the endpoint stays in rotation */
-            c->busy_seen = true;
-        else
-            mark_failure(g, ep);
-        if (!c->started) {
-            gw_count(g, GW_RETRIES, "endpoint", ep->e.cfg->url, NULL);
-            if (c->down)
-                start_attempt(c);
-            else
-                call_finish(c);
-            return;
-        }
-        /* mid-stream: an SSE error event and no [DONE], so the client knows it is cut. It
-         * names no endpoint: internal addresses stay out of answers (the log has it). */
-        if (c->down && c->stream) {
-            struct evbuffer *b = evbuffer_new();
-            evbuffer_add_printf(b, "data: {\"error\": {\"message\": \"the upstream replica "
-                                   "failed mid-stream\", \"type\": \"upstream_error\", "
-                                   "\"param\": null, \"code\": 502}}\n\n");
-            evhttp_send_reply_chunk(c->down, b);
-            evbuffer_free(b);
-        }
-        c->status = 502;
-    } else {
-        ep->e.consecutive_failures = 0;
-        c->status = c->up_status;
+        attempt_failed(c, busy);
+        return;
     }
+    c->cur->e.consecutive_failures = 0;
+    c->status = c->up_status;
     struct evhttp_request *d = take_down(c);
-    if (d) evhttp_send_reply_end(d);
+    if (d && !c->stream) { /* the whole answer, complete: now the client may have it */
+        copy_headers(c, up, d);
+        evhttp_send_reply(d, c->up_status, evhttp_request_get_response_code_line(up),
+                          evhttp_request_get_input_buffer(up));
+    } else if (d) {
+        evhttp_send_reply_end(d);
+    }
     call_finish(c);
+}
+
+static bool up_connected(const gw_call *c)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(c->up_conn);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    return fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0;
+}
+
+/* An attempt's deadlines: connected within retry.connect_timeout_ms of its start (a replica
+ * behind a black hole), response headers within retry.first_byte_timeout_ms (a hung one).
+ * Past either, the attempt fails like any other before the first byte. */
+static void on_attempt_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    gw_call *c = arg;
+    const gw_config *cfg = c->g->cfg;
+    if (!c->up_req || c->got_headers) return;
+    int64_t elapsed_ms = (gw_now_ns() - c->attempt_t0_ns) / 1000000;
+    if (!c->connected) c->connected = up_connected(c);
+    if (c->connected && elapsed_ms < cfg->first_byte_timeout_ms) {
+        struct timeval tv = ms_tv(cfg->first_byte_timeout_ms - elapsed_ms);
+        evtimer_add(c->attempt_timer, &tv);
+        return;
+    }
+    kl_warn("gateway: request id=gw-%llu endpoint=%s: %s after %lld ms", (unsigned long long)c->id,
+            c->cur->e.cfg->url, c->connected ? "no response headers" : "not connected",
+            (long long)elapsed_ms);
+    evhttp_cancel_request(c->up_req); /* frees it; on_up_done is not called */
+    release_endpoint(c);
+    attempt_failed(c, false);
 }
 
 /* Sends the request to the next ranked endpoint; replies with an error when none is left. */
@@ -329,20 +400,28 @@ static void start_attempt(gw_call *c)
            now - c->t0_ns < (int64_t)g->cfg->retry_budget_ms * 1000000) {
         gw_ep *ep = (gw_ep *)c->order[c->next++]; /* gw_endpoint is gw_ep's first member */
         if (!ep->e.healthy) continue;
+        if (!c->attempt_timer && !(c->attempt_timer = evtimer_new(g->base, on_attempt_timer, c)))
+            break;
         struct evhttp_connection *conn = evhttp_connection_base_new(
             g->base, NULL, ep->e.cfg->host, (unsigned short)ep->e.cfg->port);
         if (!conn) continue;
-        struct timeval tv = {g->cfg->idle_timeout_ms / 1000,
-                             (g->cfg->idle_timeout_ms % 1000) * 1000};
+        /* until the headers, libevent's inactivity timer is no shorter than the first-byte
+         * deadline (a long prefill is silent); on_up_headers sets idle_timeout_ms */
+        int64_t wait_ms = g->cfg->first_byte_timeout_ms > g->cfg->idle_timeout_ms
+                              ? g->cfg->first_byte_timeout_ms
+                              : g->cfg->idle_timeout_ms;
+        struct timeval tv = ms_tv(wait_ms);
         evhttp_connection_set_timeout_tv(conn, &tv);
         evhttp_connection_set_retries(conn, 0);
+        if (!c->stream) evhttp_connection_set_max_body_size(conn, GW_MAX_ANSWER);
         struct evhttp_request *up = evhttp_request_new(on_up_done, c);
         if (!up) {
             evhttp_connection_free(conn);
             continue;
         }
         evhttp_request_set_header_cb(up, on_up_headers);
-        evhttp_request_set_chunked_cb(up, on_up_chunk);
+        /* a stream passes through chunk by chunk; a whole answer is collected */
+        if (c->stream) evhttp_request_set_chunked_cb(up, on_up_chunk);
         evhttp_request_set_error_cb(up, on_up_error);
         struct evkeyvalq *h = evhttp_request_get_output_headers(up);
         char host[300], rid[32];
@@ -364,6 +443,13 @@ static void start_attempt(gw_call *c)
         }
         c->up_conn = conn;
         c->up_req = up;
+        c->connected = c->got_headers = false;
+        c->attempt_t0_ns = gw_now_ns();
+        int64_t first_ms = g->cfg->connect_timeout_ms < g->cfg->first_byte_timeout_ms
+                               ? g->cfg->connect_timeout_ms
+                               : g->cfg->first_byte_timeout_ms;
+        struct timeval deadline = ms_tv(first_ms);
+        evtimer_add(c->attempt_timer, &deadline);
         ep->e.inflight++;
         ep->e.requests++;
         g->inflight++;

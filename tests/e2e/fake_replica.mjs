@@ -1,6 +1,7 @@
 // A replica that misbehaves on purpose, for the gateway's fault tests only (a real
 // `kiln serve` cannot be made to hang mid-stream or send garbage on demand).
-// Usage: node fake_replica.mjs PORT [--mode ok|hang-headers|die-mid-stream|garbage|500|big]
+// Usage: node fake_replica.mjs PORT [--mode ok|hang-headers|die-mid-stream|garbage|500|big|
+//        short-body|bad-chunk|reset-mid-body]
 //        [--waiting N] [--kv F] [--delay-ms D] [--ttft-ms T] [--model-id ID] [--close-after]
 //        [--tokenize] (POST /tokenize: one token a word, as its usage counts; GET /prompts:
 //        every completion request's prompt text, in order)
@@ -77,7 +78,9 @@ const server = http.createServer((req, res) => {
       return res.end(JSON.stringify(last));
     }
     served++;
-    last = { rawHeaders: req.rawHeaders, body };
+    // socketRequests: how many requests this connection has carried (1: a fresh one)
+    req.socket.served = (req.socket.served || 0) + 1;
+    last = { rawHeaders: req.rawHeaders, body, socketRequests: req.socket.served };
     if (mode === '500') return res.writeHead(500).end('{"error":{"message":"boom"}}');
     if (mode === 'hang-headers') return; // never answers
     if (mode === 'garbage') {
@@ -88,6 +91,22 @@ const server = http.createServer((req, res) => {
     try { j = JSON.parse(body); } catch {}
     if (tokenize && prompts.length < 100000) prompts.push(promptText(j));
     const fp = `fake-${port}`;
+    // Non-streamed answers that break off in the middle of the body:
+    if (mode === 'short-body' && !j.stream) { // announces 1000 bytes, sends 70, closes
+      res.socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n' +
+        `{"id":"x","object":"text_completion","system_fingerprint":"${fp}","choices":[{"text":"tok0`);
+      return res.socket.end();
+    }
+    if (mode === 'bad-chunk' && !j.stream) { // a chunk size that is not hexadecimal
+      res.socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n' +
+        `10\r\n{"id":"x","choi\r\nzz\r\nces":[]}\r\n0\r\n\r\n`);
+      return res.socket.end();
+    }
+    if (mode === 'reset-mid-body' && !j.stream) { // half an answer, then an RST
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write(`{"id":"x","object":"text_completion","system_fingerprint":"${fp}","choices":[{"text":"tok0`);
+      return setTimeout(() => res.socket.resetAndDestroy(), 20);
+    }
     if (mode === 'big' && !j.stream) { // a 4 MiB answer, to be written while the client resets
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify({ id: 'x', object: 'text_completion', model: j.model,

@@ -50,7 +50,7 @@ before(async () => {
   const cfg = {
     listen: { port: gwPort },
     health: { interval_ms: 100, timeout_ms: 300 },
-    retry: { idle_timeout_ms: 600, attempts: 3 },
+    retry: { idle_timeout_ms: 600, first_byte_timeout_ms: 600, attempts: 3 },
     models: [{ name: 'm', pools: [{ endpoints: fakes.map((p) => ({ url: `http://127.0.0.1:${p}` })) }] }],
   };
   writeFileSync(path.join(dir, 'gw.json'), JSON.stringify(cfg));
@@ -350,4 +350,82 @@ test('/metrics: client-chosen names are escaped or pooled, and the exposition is
   const series404 = text.split('\n').filter((l) => /^kiln_gateway_requests_total\{.*status="404"/.test(l));
   assert.equal(series404.length, 1, series404.join('\n'));
   assert.match(text, /^kiln_gateway_requests_total\{model="\(unknown\)",[^\n]*status="404"/m);
+});
+
+test('a replica failing in the middle of a non-streamed body: never a truncated 200, 502 or the next replica', async () => {
+  for (const mode of ['short-body', 'bad-chunk', 'reset-mid-body']) {
+    await allMode(mode);
+    const r = await post({ model: 'm', prompt: `cut ${mode}` });
+    const text = await r.text();
+    assert.equal(r.status, 502, `${mode}: ${r.status} ${text}`);
+    assert.match(JSON.parse(text).error.message, /every endpoint tried failed/);
+    // one replica failing so, the other fine: the fine one's answer, whole, on a fresh connection
+    await admin(fakes[1], { mode: 'ok' });
+    await waitFor(async () => (await metrics()).includes(`endpoint_up{endpoint="http://127.0.0.1:${fakes[1]}"} 1`));
+    for (let i = 0; i < 3; i++) {
+      const r2 = await post({ model: 'm', prompt: `half ${mode} ${i}` });
+      assert.equal(r2.status, 200, mode);
+      assert.equal((await r2.json()).system_fingerprint, `fake-${fakes[1]}`, mode);
+      const last = await (await fetch(`http://127.0.0.1:${fakes[1]}/last`)).json();
+      assert.equal(last.socketRequests, 1, 'an upstream connection carries one request');
+    }
+  }
+  await allMode('ok');
+  for (const p of fakes) await waitFor(async () => (await metrics()).includes(`endpoint_up{endpoint="http://127.0.0.1:${p}"} 1`));
+});
+
+// A port whose listener never accepts and whose accept queue is full: a connect to it gets
+// no answer at all (the SYN is dropped), as with a replica behind a black-holed route.
+async function blackHole() {
+  const port = await freePort();
+  const p = spawn('node', ['-e', `require('net').createServer().listen({ port: ${port}, host: '127.0.0.1', backlog: 1 },
+    () => { console.log('ready'); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); })`],
+  { stdio: ['ignore', 'pipe', 'ignore'] });
+  procs.push(p);
+  await new Promise((r) => p.stdout.once('data', r));
+  for (let i = 0; i < 3; i++) net.connect(port, '127.0.0.1').on('error', () => {});
+  await sleep(200);
+  const probe = net.connect(port, '127.0.0.1').on('error', () => {});
+  await sleep(500);
+  assert.ok(probe.pending, 'the black hole accepted a connection');
+  probe.destroy();
+  return port;
+}
+
+test('retry.first_byte_timeout_ms and retry.connect_timeout_ms are enforced (a hung replica, a black hole)', async () => {
+  const hung = await freePort();
+  start('node', [path.join(here, 'fake_replica.mjs'), String(hung), '--mode', 'hang-headers']);
+  const hole = await blackHole();
+  const gp = await freePort();
+  const file = path.join(dir, 'gw-timeouts.json');
+  const cfg = (retry, models) => JSON.stringify({
+    listen: { port: gp }, health: { interval_ms: 100, timeout_ms: 20000 }, retry, models,
+  });
+  // the inactivity timeout is long: only the deadline under test can end these attempts early
+  writeFileSync(file, cfg({ attempts: 1, connect_timeout_ms: 300, first_byte_timeout_ms: 400, idle_timeout_ms: 20000 },
+    [{ name: 'hung', pools: [{ endpoints: [{ url: `http://127.0.0.1:${hung}` }] }] }]));
+  const gw = start(kiln, ['gateway', '-c', file]);
+  const url = `http://127.0.0.1:${gp}`;
+  await waitFor(async () => (await fetch(`${url}/health`)).status === 200);
+  const timed = async (model) => {
+    const t0 = Date.now();
+    const r = await fetch(`${url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model, prompt: 'x' }) });
+    return { status: r.status, ms: Date.now() - t0, body: await r.text() };
+  };
+  const a = await timed('hung');
+  assert.equal(a.status, 502, a.body);
+  assert.ok(a.ms < 10000, `no headers: answered after ${a.ms} ms (first_byte_timeout_ms 400, idle 20000)`);
+  // the black-holed replica is added by a reload, so it is trusted until a check fails (the
+  // check hangs for its 20 s timeout): the request goes to it and its connect never completes
+  writeFileSync(file, cfg({ attempts: 1, connect_timeout_ms: 300, first_byte_timeout_ms: 20000, idle_timeout_ms: 20000 },
+    [{ name: 'hole', pools: [{ endpoints: [{ url: `http://127.0.0.1:${hole}` }] }] }]));
+  gw.kill('SIGHUP');
+  await waitFor(async () => (await (await fetch(`${url}/v1/models`)).text()).includes('"hole"'));
+  const b = await timed('hole');
+  assert.equal(b.status, 502, b.body);
+  assert.ok(b.ms < 10000, `black hole: answered after ${b.ms} ms (connect_timeout_ms 300, others 20000)`);
+  console.log(`timeouts: no headers -> 502 after ${a.ms} ms; black hole -> 502 after ${b.ms} ms`);
+  assert.match(gw.stderrText, /no response headers after/);
+  assert.match(gw.stderrText, /not connected after/);
+  gw.kill('SIGKILL');
 });
