@@ -29,7 +29,8 @@
  *   "tenants": [{"name": "acme", "api_keys": ["sk-1"], "priority": 1,
  *                "requests_per_min": 600, "tokens_per_min": 100000, "cache_salt": "acme"}]
  * }
- * With no "tenants", the gateway needs no API key. */
+ * With no "tenants", the gateway needs no API key. A tenant without "cache_salt" gets
+ * "kiln-tenant:<name>" (gateway/limits.h: how requests are salted). */
 #ifndef KILN_GATEWAY_CONFIG_H
 #define KILN_GATEWAY_CONFIG_H
 #include <stdbool.h>
@@ -78,7 +79,7 @@ typedef struct gw_tenant_cfg {
     int priority;            /* higher first */
     double requests_per_min; /* 0: unlimited */
     double tokens_per_min;   /* 0: unlimited */
-    char *cache_salt;        /* NULL: none */
+    char *cache_salt;        /* NULL: "kiln-tenant:<name>" */
 } gw_tenant_cfg;
 
 typedef struct gw_config {

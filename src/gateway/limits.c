@@ -2,8 +2,11 @@
 #include "gateway/limits.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
+
+#include "base/err.h"
 
 /* 1 if a[0..an) == b[0..bn), in time that depends only on an and bn. */
 static int const_eq(const char *a, size_t an, const char *b, size_t bn)
@@ -47,7 +50,11 @@ void gw_tenant_init(gw_tenant_state *t, const gw_tenant_cfg *cfg, int64_t now_ns
 {
     memset(t, 0, sizeof *t);
     t->cfg = cfg;
-    if (cfg->cache_salt) t->salt = XXH3_64bits(cfg->cache_salt, strlen(cfg->cache_salt)) | 1;
+    /* a default derived from the tenant: two tenants never share one unless configured to */
+    if (cfg->cache_salt)
+        snprintf(t->salt, sizeof t->salt, "%s", cfg->cache_salt);
+    else
+        snprintf(t->salt, sizeof t->salt, "kiln-tenant:%s", cfg->name);
     bucket_init(&t->requests, cfg->requests_per_min, now_ns);
     bucket_init(&t->tokens, cfg->tokens_per_min, now_ns);
 }
@@ -77,4 +84,24 @@ bool gw_tenant_admit(gw_tenant_state *t, double est_tokens, int64_t now_ns, int 
     if (t->tokens.rate_per_s > 0) t->tokens.tokens -= need;
     t->admitted++;
     return true;
+}
+
+int gw_cache_salt(const gw_tenant_state *t, const char *client_salt, char **out)
+{
+    *out = NULL;
+    if (!t && !client_salt) return 0;
+    size_t tl = t ? strlen(t->salt) : 0, cl = client_salt ? strlen(client_salt) : 0;
+    char *s = malloc(tl + 1 + cl + 1);
+    if (!s) return KL_ENOMEM;
+    if (!t)
+        memcpy(s, client_salt, cl + 1);
+    else if (!client_salt)
+        memcpy(s, t->salt, tl + 1);
+    else {
+        memcpy(s, t->salt, tl);
+        s[tl] = 0x1f; /* the unit separator: in neither a config string nor a tenant name */
+        memcpy(s + tl + 1, client_salt, cl + 1);
+    }
+    *out = s;
+    return 0;
 }

@@ -715,10 +715,19 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
                     retry_after);
         return;
     }
-    if (tenant && tenant->cfg->cache_salt) /* the tenant's salt, whatever the client sent */
-        json_object_set_new(c->body, "cache_salt", json_string(tenant->cfg->cache_salt));
-    c->n_blocks = gw_prefix_hashes(info.text, info.text_len, tenant ? tenant->salt : 0, c->blocks,
-                                   GW_MAX_BLOCKS);
+    /* The salt is the gateway's to set (limits.h); prefix affinity hashes with the same one,
+     * so a prompt is steered to where its own cache entries are. */
+    char *salt;
+    if (gw_cache_salt(tenant, json_string_value(json_object_get(c->body, "cache_salt")), &salt)) {
+        gw_request_info_free(&info);
+        reply_error(c, 503, "service_unavailable", "out of memory", 1);
+        return;
+    }
+    if (salt) json_object_set_new(c->body, "cache_salt", json_string(salt));
+    c->n_blocks =
+        gw_prefix_hashes(info.text, info.text_len, salt ? XXH3_64bits(salt, strlen(salt)) | 1 : 0,
+                         c->blocks, GW_MAX_BLOCKS);
+    free(salt);
     const char *sess =
         evhttp_find_header(evhttp_request_get_input_headers(req), g->cfg->session_header);
     if (!sess && info.user[0]) sess = info.user;

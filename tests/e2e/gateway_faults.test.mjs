@@ -429,3 +429,12 @@ test('retry.first_byte_timeout_ms and retry.connect_timeout_ms are enforced (a h
   assert.match(gw.stderrText, /not connected after/);
   gw.kill('SIGKILL');
 });
+
+test('without tenants a client\'s own cache_salt passes through unchanged, and none is added', async () => {
+  await allMode('ok');
+  const lastBody = async (fp) => JSON.parse((await (await fetch(`http://127.0.0.1:${fp.slice(5)}/last`)).json()).body);
+  let r = await post({ model: 'm', prompt: 'salted', cache_salt: 'my-secret' });
+  assert.equal((await lastBody((await r.json()).system_fingerprint)).cache_salt, 'my-secret');
+  r = await post({ model: 'm', prompt: 'unsalted' });
+  assert.ok(!('cache_salt' in await lastBody((await r.json()).system_fingerprint)));
+});

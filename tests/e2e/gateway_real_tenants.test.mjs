@@ -8,7 +8,7 @@ import { pool, streamCompletion, percentile } from './gwutil.mjs';
 import { Replica, startGateway, skipReason, cleanup, slowModel } from './gwreal.mjs';
 
 let big, small, solo, gw;
-const KEYS = { gold: 'sk-gold', free: 'sk-free', tiny: 'sk-tiny' };
+const KEYS = { gold: 'sk-gold', free: 'sk-free', tiny: 'sk-tiny', other: 'sk-other' };
 
 async function post(body, key, extra = {}) {
   const headers = { 'content-type': 'application/json', ...extra };
@@ -33,8 +33,9 @@ before(async () => {
     models: [{ name: 'big', fallback: 'small', pools: [{ endpoints: [{ url: big.url }] }] },
       { name: 'small', pools: [{ endpoints: [{ url: small.url }] }] },
       { name: 'solo', pools: [{ endpoints: [{ url: solo.url }] }] }],
-    tenants: [{ name: 'gold', api_keys: [KEYS.gold], priority: 2 },
+    tenants: [{ name: 'gold', api_keys: [KEYS.gold], priority: 2, cache_salt: 'gold-salt' },
       { name: 'free', api_keys: [KEYS.free], priority: 0 },
+      { name: 'other', api_keys: [KEYS.other] },
       { name: 'tiny', api_keys: [KEYS.tiny], requests_per_min: 3 }],
   });
 });
@@ -52,6 +53,38 @@ test('wrong or missing API key: 401 with a JSON error', { skip: skipReason }, as
     assert.match(r.json.error.message, /API key/);
   }
   assert.equal((await post({ model: 'small', prompt: 'x', max_tokens: 1 }, KEYS.gold)).status, 200);
+});
+
+test('prefix cache: the gateway sets every tenant\'s salt; no client reaches another tenant\'s cache', { skip: skipReason }, async () => {
+  const prompt = (tag) => `${tag}: ` + 'the quick brown fox jumps over the lazy dog. '.repeat(30);
+  // prompt tokens the replica found in its prefix cache for one request (its usage says so)
+  const hitsOf = async (key, p, salt) => {
+    const body = { model: 'solo', prompt: p, max_tokens: 1 };
+    if (salt) body.cache_salt = salt;
+    const r = await post(body, key);
+    assert.equal(r.status, 200, r.text);
+    return r.json.usage.prompt_tokens_details.cached_tokens;
+  };
+  const P = prompt('gold secret');
+  assert.equal(await hitsOf(KEYS.gold, P), 0);
+  assert.ok(await hitsOf(KEYS.gold, P) > 0, 'a tenant hits its own cache');
+  // naming gold's configured salt gets another tenant nothing of gold's cache
+  assert.equal(await hitsOf(KEYS.free, P, 'gold-salt'), 0, 'a client-sent salt passed through');
+  // tenants with no salt configured are apart too: each gets a default derived from it
+  const Q = prompt('free secret');
+  assert.equal(await hitsOf(KEYS.free, Q), 0);
+  assert.equal(await hitsOf(KEYS.other, Q), 0, 'two tenants without a configured salt shared a cache');
+  assert.ok(await hitsOf(KEYS.free, Q) > 0, 'a derived salt is stable');
+  // a client's own salt subdivides its tenant's cache
+  const R = prompt('user secret');
+  assert.equal(await hitsOf(KEYS.free, R, 'u1'), 0);
+  assert.ok(await hitsOf(KEYS.free, R, 'u1') > 0);
+  assert.equal(await hitsOf(KEYS.free, R, 'u2'), 0);
+  assert.equal(await hitsOf(KEYS.free, R), 0);
+  // a salt that is not a non-empty string is refused as a replica would refuse it
+  const bad = await post({ model: 'solo', prompt: 'x', max_tokens: 1, cache_salt: '' }, KEYS.free);
+  assert.equal(bad.status, 400, bad.text);
+  assert.equal(bad.json.error.param, 'cache_salt');
 });
 
 test('over the rate limit: 429 with Retry-After', { skip: skipReason }, async () => {

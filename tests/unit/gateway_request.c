@@ -35,7 +35,9 @@ TEST(gateway_request_rejects_bad_bodies)
                          "{\"prompt\": \"x\"}",
                          "{\"model\": 5}",
                          "{\"model\": \"\"}",
-                         "{\"model\": \"a\", \"model\": \"b\"}"};
+                         "{\"model\": \"a\", \"model\": \"b\"}",
+                         "{\"model\": \"a\", \"cache_salt\": 5}",
+                         "{\"model\": \"a\", \"cache_salt\": \"\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         gw_request_info r;
         kl_err err = {0};
