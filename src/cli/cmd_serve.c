@@ -1,11 +1,11 @@
 /* cli/cmd_serve.c: `kiln serve [MODEL.gguf] [options]`: the OpenAI-compatible
  * server (server/server.h). Parses options only; everything else is in src/server. */
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/secret.h"
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/loaded.h"
@@ -80,25 +80,6 @@ static const cli_cmd cmd = {
     "SIGTERM drains (stops accepting, lets requests finish) and exits 0; a second SIGINT exits at\n"
     "once. See README 'kiln serve'.\n"};
 
-/* The first line of path (the key), malloc'd; NULL after printing an error. */
-static char *read_key_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "kiln: %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    char buf[4096];
-    char *line = fgets(buf, sizeof buf, f);
-    fclose(f);
-    if (line) line[strcspn(line, "\r\n")] = 0;
-    if (!line || !*line) {
-        fprintf(stderr, "kiln: %s: no API key in the file\n", path);
-        return NULL;
-    }
-    return strdup(line);
-}
-
 int cmd_serve(int argc, char **argv)
 {
     srv_opts o;
@@ -172,8 +153,11 @@ int cmd_serve(int argc, char **argv)
             o.api_key = val;
             break;
         case O_API_KEY_FILE:
-            free(key_buf);
-            if (!(key_buf = read_key_file(val))) rc = 1;
+            kl_secret_free(key_buf);
+            if (kl_secret_from_file(val, &key_buf, &err)) {
+                fprintf(stderr, "kiln: %s\n", err.msg);
+                rc = 1;
+            }
             o.api_key = key_buf;
             break;
         case O_DRAIN:
@@ -220,7 +204,7 @@ int cmd_serve(int argc, char **argv)
         rc = srv_run(&o, &err);
         if (rc == 1) cli_fail(&err);
     }
-    free(key_buf);
+    kl_secret_free(key_buf);
     net_cors_free(cors);
     return rc < 0 ? 0 : rc; /* -1: --help was printed */
 }

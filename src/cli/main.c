@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/version.h"
 #include "cli/cli.h"
 
 static const struct {
@@ -53,7 +54,7 @@ int main(int argc, char **argv)
     } else if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))
         return usage(stdout);
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
-        printf("kiln 0.1.0\n");
+        printf("kiln " KILN_VERSION "\n");
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

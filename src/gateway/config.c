@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/secret.h"
+
 #define MAX_CONFIG_BYTES (4u << 20)
 #define MAX_ITEMS        4096 /* models, endpoints, tenants, keys... per list */
 
@@ -200,29 +202,56 @@ static int parse_url(pctx *p, gw_endpoint_cfg *e)
     return 0;
 }
 
-static int parse_endpoint(pctx *p, json_t *o, gw_endpoint_cfg *e, const char *region)
+/* "api_key_file" or "api_key_env" of a pool or an endpoint: the key the gateway sends its
+ * replicas. Read now, so a missing file or variable fails the (re)load, naming the field and
+ * the source but never the key. */
+static int get_upstream_key(pctx *p, json_t *o, char **out)
 {
-    static const char *const keys[] = {"url", "weight", NULL};
+    char *file = NULL, *env = NULL;
+    int rc = get_str(p, o, "api_key_file", false, &file);
+    if (!rc) rc = get_str(p, o, "api_key_env", false, &env);
+    if (!rc && (file || env)) {
+        kl_err e = {0};
+        size_t n = push_key(p, file ? "api_key_file" : "api_key_env");
+        if (file && env)
+            rc = fail(p, "give api_key_file or api_key_env, not both");
+        else if (file ? kl_secret_from_file(file, out, &e) : kl_secret_from_env(env, out, &e))
+            rc = e.code == KL_ENOMEM ? kl_errf(p->err, KL_ENOMEM, "out of memory") : fail(p, e.msg);
+        pop(p, n);
+    }
+    free(file);
+    free(env);
+    return rc;
+}
+
+static int parse_endpoint(pctx *p, json_t *o, gw_endpoint_cfg *e, const gw_pool_cfg *pool)
+{
+    static const char *const keys[] = {"url", "weight", "api_key_file", "api_key_env", NULL};
     int rc;
     e->weight = 1;
     if ((rc = want_object(p, o)) || (rc = only_keys(p, o, keys))) return rc;
     if ((rc = get_str(p, o, "url", true, &e->url))) return rc;
     if ((rc = get_num(p, o, "weight", 1e-6, 1e6, &e->weight))) return rc;
+    if ((rc = get_upstream_key(p, o, &e->api_key))) return rc;
+    if (!e->api_key && pool->api_key && !(e->api_key = strdup(pool->api_key)))
+        return kl_errf(p->err, KL_ENOMEM, "out of memory");
     size_t n = push_key(p, "url");
     rc = parse_url(p, e);
     pop(p, n);
-    if (!rc && region && !(e->region = strdup(region)))
+    if (!rc && !(e->region = strdup(pool->region)))
         rc = kl_errf(p->err, KL_ENOMEM, "out of memory");
     return rc;
 }
 
 static int parse_pool(pctx *p, json_t *o, gw_pool_cfg *pool)
 {
-    static const char *const keys[] = {"region", "adapters", "endpoints", NULL};
+    static const char *const keys[] = {"region",       "adapters",    "endpoints",
+                                       "api_key_file", "api_key_env", NULL};
     int rc;
     json_t *arr;
     size_t n;
     if ((rc = want_object(p, o)) || (rc = only_keys(p, o, keys))) return rc;
+    if ((rc = get_upstream_key(p, o, &pool->api_key))) return rc;
     if ((rc = get_str(p, o, "region", false, &pool->region))) return rc;
     if (!pool->region && !(pool->region = strdup("default")))
         return kl_errf(p->err, KL_ENOMEM, "out of memory");
@@ -234,7 +263,7 @@ static int parse_pool(pctx *p, json_t *o, gw_pool_cfg *pool)
     for (size_t i = 0; i < n && !rc; i++) {
         size_t m = push_idx(p, i);
         pool->n_endpoints = (int)(i + 1);
-        rc = parse_endpoint(p, json_array_get(arr, i), &pool->endpoints[i], pool->region);
+        rc = parse_endpoint(p, json_array_get(arr, i), &pool->endpoints[i], pool);
         pop(p, m);
     }
     pop(p, k);
@@ -347,6 +376,8 @@ static void defaults(gw_config *c)
     c->health_timeout_ms = 1000;
     c->eject_ms = 1000;
     c->eject_max_ms = 30000;
+    c->unhealthy_threshold = 3;
+    c->healthy_threshold = 2;
     c->retry_attempts = 3;
     c->retry_budget_ms = 30000;
     c->connect_timeout_ms = 1000;
@@ -420,6 +451,8 @@ static int parse_top(pctx *p, json_t *root, gw_config *c)
                                 {"timeout_ms", 10, 60000, &c->health_timeout_ms},
                                 {"eject_ms", 10, 600000, &c->eject_ms},
                                 {"eject_max_ms", 10, 3600000, &c->eject_max_ms},
+                                {"unhealthy_threshold", 1, 100, &c->unhealthy_threshold},
+                                {"healthy_threshold", 1, 100, &c->healthy_threshold},
                                 {0}};
     const int_field retry[] = {{"attempts", 1, 10, &c->retry_attempts},
                                {"budget_ms", 10, 3600000, &c->retry_budget_ms},
@@ -496,6 +529,17 @@ static int parse_top(pctx *p, json_t *root, gw_config *c)
     return rc;
 }
 
+/* The first endpoint of the config with this URL. */
+static const gw_endpoint_cfg *first_listing(const gw_config *c, const char *url)
+{
+    for (int m = 0; m < c->n_models; m++)
+        for (int q = 0; q < c->models[m].n_pools; q++)
+            for (int e = 0; e < c->models[m].pools[q].n_endpoints; e++)
+                if (!strcmp(c->models[m].pools[q].endpoints[e].url, url))
+                    return &c->models[m].pools[q].endpoints[e];
+    return NULL;
+}
+
 /* Cross-field checks: unique names and keys, references that resolve, no fallback cycle. */
 static int check_refs(pctx *p, gw_config *c)
 {
@@ -527,6 +571,25 @@ static int check_refs(pctx *p, gw_config *c)
             m = next;
         }
     }
+    /* an endpoint is one replica however often it is listed (gateway.c): one key for it
+     * (quadratic, so only when there are keys at all) */
+    bool keys = false;
+    for (int m = 0; m < c->n_models; m++)
+        for (int q = 0; q < c->models[m].n_pools; q++)
+            for (int e = 0; e < c->models[m].pools[q].n_endpoints; e++)
+                keys |= c->models[m].pools[q].endpoints[e].api_key != NULL;
+    for (int m = 0; keys && m < c->n_models; m++)
+        for (int q = 0; q < c->models[m].n_pools; q++)
+            for (int e = 0; e < c->models[m].pools[q].n_endpoints; e++) {
+                const gw_endpoint_cfg *x = &c->models[m].pools[q].endpoints[e];
+                const gw_endpoint_cfg *y = first_listing(c, x->url);
+                if (y != x && (!x->api_key != !y->api_key ||
+                               (x->api_key && strcmp(x->api_key, y->api_key)))) {
+                    snprintf(p->path, sizeof p->path, "models[%d].pools[%d].endpoints[%d]", m, q,
+                             e);
+                    return fail(p, "listed before with another upstream key");
+                }
+            }
     for (int i = 0; i < c->n_tenants; i++)
         for (int a = 0; a < c->tenants[i].n_api_keys; a++)
             for (int j = 0; j <= i; j++)
@@ -610,9 +673,11 @@ void gw_config_free(gw_config *c)
                 free(pool->endpoints[e].url);
                 free(pool->endpoints[e].host);
                 free(pool->endpoints[e].region);
+                kl_secret_free(pool->endpoints[e].api_key);
             }
             free(pool->endpoints);
             free(pool->region);
+            kl_secret_free(pool->api_key);
             free_strs(pool->adapters, pool->n_adapters);
         }
         free(m->pools);

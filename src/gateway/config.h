@@ -9,7 +9,10 @@
  *              "allowed_origins": ["https://app.example.com"]},     CORS; ["*"]: any origin
  *   "region": "us-east",                       preferred region; others are failover
  *   "scrape": {"interval_ms": 100, "stale_ms": 1000, "timeout_ms": 500},
- *   "health": {"interval_ms": 500, "timeout_ms": 1000, "eject_ms": 1000, "eject_max_ms": 30000},
+ *   "health": {"interval_ms": 500, "timeout_ms": 1000, "eject_ms": 1000, "eject_max_ms": 30000,
+ *              "unhealthy_threshold": 3, "healthy_threshold": 2},
+ *       an endpoint is taken out after unhealthy_threshold failed checks in a row, and back
+ *       in after healthy_threshold passing ones (at start, after its first)
  *   "retry": {"attempts": 3, "budget_ms": 30000, "connect_timeout_ms": 1000,
  *             "first_byte_timeout_ms": 60000, "idle_timeout_ms": 30000},
  *       per attempt: connected within connect_timeout_ms, the replica's response headers
@@ -23,7 +26,10 @@
  *   "policy": "score" | "round_robin",
  *   "models": [{"name": "chat-v1", "fallback": "small",
  *               "pools": [{"region": "us-east", "adapters": ["sql"],
+ *                          "api_key_file": "/run/secrets/replica-key",   or "api_key_env": "VAR"
  *                          "endpoints": [{"url": "http://127.0.0.1:8001", "weight": 1}]}]}],
+ *       the key replicas started with --api-key want, sent as Authorization: Bearer; an
+ *       endpoint may have its own (the same two fields); never written in the config itself
  *   "splits": [{"model": "chat", "targets": [{"model": "chat-v1", "weight": 90},
  *                                            {"model": "chat-v2", "weight": 10}]}],
  *   "tenants": [{"name": "acme", "api_keys": ["sk-1"], "priority": 1,
@@ -44,11 +50,13 @@ typedef struct gw_endpoint_cfg {
     int port;
     char *region;  /* the pool's region */
     double weight; /* > 0 */
+    char *api_key; /* sent to the replica (its own, else its pool's); NULL: none. Never logged */
 } gw_endpoint_cfg;
 
 typedef struct gw_pool_cfg {
     char *region;
     char **adapters; /* LoRA adapter names this pool serves */
+    char *api_key;   /* api_key_file / api_key_env, read; NULL: none */
     int n_adapters;
     gw_endpoint_cfg *endpoints;
     int n_endpoints;
@@ -91,6 +99,7 @@ typedef struct gw_config {
     char *region;          /* NULL: no preference */
     int scrape_interval_ms, scrape_stale_ms, scrape_timeout_ms;
     int health_interval_ms, health_timeout_ms, eject_ms, eject_max_ms;
+    int unhealthy_threshold, healthy_threshold;
     int retry_attempts, retry_budget_ms, connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms;
     int queue_max, queue_max_wait_ms;
     int sat_max_waiting, sat_max_inflight;

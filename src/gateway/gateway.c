@@ -13,8 +13,10 @@
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/log.h"
+#include "base/version.h"
 
 static gw_ep *ep_for(gw *g, const gw_endpoint_cfg *cfg)
 {
@@ -33,7 +35,7 @@ static gw_ep *ep_for(gw *g, const gw_endpoint_cfg *cfg)
     /* One added by a reload is trusted until a check or a request fails (a probe goes out at
      * once): requests must not get 503 for a replica that was just added and is serving. At
      * start, /health stays 503 until a replica has really answered. */
-    ep->e.healthy = g->cfg != NULL;
+    ep->e.healthy = ep->was_up = g->cfg != NULL;
     ep->e.prefix = gw_lru_set_create(16384);
     g->eps[g->n_eps++] = ep;
     return ep;
@@ -170,15 +172,21 @@ static void send_json(struct evhttp_request *req, int status, json_t *v)
     json_decref(v);
 }
 
+static json_t *model_entry(const char *name, json_int_t created)
+{
+    return json_pack("{s:s, s:s, s:I, s:s}", "id", name, "object", "model", "created", created,
+                     "owned_by", "kiln");
+}
+
+/* Every name a client may ask for: the models, then the splits. "created" is when this
+ * gateway started (a model has no creation time of its own here; OpenAI's clients read it). */
 static void list_models(gw *g, struct evhttp_request *req)
 {
     json_t *data = json_array();
     for (int i = 0; i < g->cfg->n_models; i++)
-        json_array_append_new(data, json_pack("{s:s, s:s, s:s}", "id", g->cfg->models[i].name,
-                                              "object", "model", "owned_by", "kiln"));
+        json_array_append_new(data, model_entry(g->cfg->models[i].name, g->started_s));
     for (int i = 0; i < g->cfg->n_splits; i++)
-        json_array_append_new(data, json_pack("{s:s, s:s, s:s}", "id", g->cfg->splits[i].model,
-                                              "object", "model", "owned_by", "kiln"));
+        json_array_append_new(data, model_entry(g->cfg->splits[i].model, g->started_s));
     send_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
@@ -190,9 +198,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     net_conns_touch(g->conns, evhttp_request_get_connection(req));
     if (net_cors_handle(g->cors ? g->cors : g->cfg->cors, req)) return; /* a preflight */
     bool get_path = path && (!strcmp(path, "/health") || !strcmp(path, "/metrics") ||
-                             !strcmp(path, "/v1/models"));
+                             !strcmp(path, "/v1/models") || !strcmp(path, "/version"));
     if (get_path && !get) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
         gw_send_error(req, 405, "invalid_request_error", "use GET", 0);
+    } else if (path && get && !strcmp(path, "/version")) {
+        send_json(req, 200, json_pack("{s:s}", "version", "kiln " KILN_VERSION));
     } else if (path && get && !strcmp(path, "/health")) {
         int up = 0;
         for (int i = 0; i < g->n_eps; i++)
@@ -228,6 +239,7 @@ int gw_create(gw **out, gw_config *cfg, const char *config_path, kl_err *err)
         return rc;
     }
     g->config_path = config_path ? strdup(config_path) : NULL;
+    g->started_s = time(NULL);
     g->base = event_base_new();
     g->conns = net_conns_new();
     g->http = g->base && g->conns ? evhttp_new(g->base) : NULL;

@@ -3,9 +3,9 @@
  * Every tick, for each live endpoint: GET /metrics when the scrape interval has passed (the
  * waiting/running/KV gauges the picker scores), GET /health when the health interval has.
  * One request of each kind in flight per endpoint, each on its own kept-alive connection,
- * with timeouts. A failed or non-200 health check marks the endpoint down; a passing one
- * brings it back and clears passive ejection (gateway/proxy.c), because it is the ground
- * truth that the replica answers again. */
+ * with timeouts. Failed or non-200 health checks mark the endpoint down, passing ones bring
+ * it back (with hysteresis, set_health) and clear passive ejection (gateway/proxy.c), because
+ * they are the ground truth that the replica answers again. */
 #include "gateway/internal.h"
 
 #include <event2/buffer.h>
@@ -30,19 +30,29 @@ static struct evhttp_connection *conn_for(gw *g, gw_ep *ep, struct evhttp_connec
     return *slot;
 }
 
+/* Hysteresis: an endpoint goes down after health.unhealthy_threshold failed checks in a row
+ * and comes back after health.healthy_threshold passing ones, so a replica that fails every
+ * other check does not flip in and out of rotation. One that has never been up (at start) is
+ * admitted on its first pass: there is nothing to flap yet. A passing check of an endpoint
+ * that is up clears passive ejection (proxy.c): the replica answers again. */
 static void set_health(gw *g, gw_ep *ep, bool ok)
 {
+    const gw_config *cfg = g->cfg;
     if (ok) {
-        if (!ep->e.healthy) kl_info("gateway: endpoint %s is up", ep->e.cfg->url);
-        ep->e.healthy = true;
         ep->health_failures = 0;
+        if (ep->health_passes < 100) ep->health_passes++; /* thresholds are at most 100 */
+        if (!ep->e.healthy && ep->was_up && ep->health_passes < cfg->healthy_threshold) return;
+        if (!ep->e.healthy) kl_info("gateway: endpoint %s is up", ep->e.cfg->url);
+        ep->e.healthy = ep->was_up = true;
         ep->e.ejected_until_ns = 0;
         ep->e.consecutive_failures = 0;
         event_active(g->pump, 0, 0);
     } else {
-        if (ep->e.healthy) kl_warn("gateway: endpoint %s is down", ep->e.cfg->url);
+        ep->health_passes = 0;
+        if (ep->health_failures < 100) ep->health_failures++;
+        if (!ep->e.healthy || ep->health_failures < cfg->unhealthy_threshold) return;
+        kl_warn("gateway: endpoint %s is down", ep->e.cfg->url);
         ep->e.healthy = false;
-        ep->health_failures++;
         ep->e.scraped_ns = 0; /* its metrics are no longer current */
     }
 }
@@ -83,9 +93,10 @@ static void send_probe(gw *g, gw_ep *ep, bool health)
     *p = (gw_probe){g, ep, health};
     struct evhttp_request *req = evhttp_request_new(on_probe_done, p);
     if (!req) return;
-    char host[300];
-    snprintf(host, sizeof host, "%s:%d", ep->e.cfg->host, ep->e.cfg->port);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Host", host);
+    if (gw_upstream_headers(req, ep->e.cfg)) {
+        evhttp_request_free(req);
+        return;
+    }
     if (evhttp_make_request(conn, req, EVHTTP_REQ_GET, health ? "/health" : "/metrics") != 0)
         return; /* libevent freed req */
     if (health)

@@ -38,7 +38,8 @@ struct gw_ep {
     struct evhttp_connection *scrape_conn, *health_conn;
     gw_probe scrape_probe, health_probe;
     bool scrape_busy, health_busy;
-    int health_failures;
+    int health_failures, health_passes; /* consecutive checks of each kind */
+    bool was_up;                        /* has passed a check (or was trusted) once */
     double latency_sum_s;
     uint64_t latency_n;
 };
@@ -98,7 +99,8 @@ struct gw {
     gw_tenant_state *tenants; /* (cfg->n_tenants) */
     struct event *tick, *sighup, *sigterm, *sigint, *pump;
     bool draining;
-    uint64_t picks; /* requests picked so far (round-robin policy) */
+    uint64_t picks;    /* requests picked so far (round-robin policy) */
+    int64_t started_s; /* Unix time of the start ("created" in /v1/models) */
     int64_t last_scrape_ns, last_health_ns, drain_deadline_ns;
     int inflight;
     uint64_t next_id;
@@ -122,6 +124,10 @@ void gw_queue_pump(gw *g);
 void gw_poll_disconnects(gw *g);
 /* Fails every queued request (shutdown). */
 void gw_queue_fail_all(gw *g, int status, const char *msg);
+
+/* Adds the headers every request to a replica carries: Host, and Authorization when its
+ * endpoint has an upstream key. 0 or KL_ENOMEM. */
+int gw_upstream_headers(struct evhttp_request *up, const gw_endpoint_cfg *e);
 
 /* health.c: scrape /metrics and check /health of every live endpoint when due. */
 void gw_health_tick(gw *g);

@@ -254,9 +254,14 @@ static int on_up_headers(struct evhttp_request *up, void *arg)
     if (c->attempt_timer) evtimer_del(c->attempt_timer);
     struct timeval idle = ms_tv(c->g->cfg->idle_timeout_ms); /* from now on, silence is bounded */
     evhttp_connection_set_timeout_tv(c->up_conn, &idle);
-    /* 5xx, 429 (that replica's queue is full) and nonsense are retried elsewhere once the
-     * body is done; other statuses (a 400 for a bad parameter) are the answer. */
-    if (c->up_status >= 500 || c->up_status == 429 || c->up_status < 100) {
+    /* 5xx, 429 (that replica's queue is full), 401 (it refused the gateway's key: the
+     * client's own key never goes upstream) and nonsense are retried elsewhere once the body
+     * is done; other statuses (a 400 for a bad parameter) are the answer. */
+    if (c->up_status == 401)
+        kl_warn("gateway: endpoint %s refused the gateway's credentials (401): check its "
+                "pool's api_key_file or api_key_env",
+                c->cur->e.cfg->url);
+    if (c->up_status >= 500 || c->up_status == 429 || c->up_status == 401 || c->up_status < 100) {
         c->discard = true;
         return 0;
     }
@@ -390,6 +395,23 @@ static void on_attempt_timer(evutil_socket_t fd, short what, void *arg)
     attempt_failed(c, false);
 }
 
+int gw_upstream_headers(struct evhttp_request *up, const gw_endpoint_cfg *e)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(up);
+    char host[300];
+    snprintf(host, sizeof host, "%s:%d", e->host, e->port);
+    if (evhttp_add_header(h, "Host", host)) return KL_ENOMEM;
+    if (!e->api_key) return 0;
+    size_t n = strlen(e->api_key) + sizeof "Bearer ";
+    char *auth = malloc(n);
+    if (!auth) return KL_ENOMEM;
+    snprintf(auth, n, "Bearer %s", e->api_key);
+    int rc = evhttp_add_header(h, "Authorization", auth) ? KL_ENOMEM : 0;
+    explicit_bzero(auth, n);
+    free(auth);
+    return rc;
+}
+
 /* Sends the request to the next ranked endpoint; replies with an error when none is left. */
 static void start_attempt(gw_call *c)
 {
@@ -424,10 +446,13 @@ static void start_attempt(gw_call *c)
         if (c->stream) evhttp_request_set_chunked_cb(up, on_up_chunk);
         evhttp_request_set_error_cb(up, on_up_error);
         struct evkeyvalq *h = evhttp_request_get_output_headers(up);
-        char host[300], rid[32];
-        snprintf(host, sizeof host, "%s:%d", ep->e.cfg->host, ep->e.cfg->port);
+        char rid[32];
         snprintf(rid, sizeof rid, "gw-%llu", (unsigned long long)c->id);
-        evhttp_add_header(h, "Host", host);
+        if (gw_upstream_headers(up, ep->e.cfg)) {
+            evhttp_request_free(up);
+            evhttp_connection_free(conn);
+            continue;
+        }
         evhttp_add_header(h, "Content-Type", "application/json");
         evhttp_add_header(h, "Accept", c->stream ? "text/event-stream" : "application/json");
         evhttp_add_header(h, "X-Request-Id", rid);
@@ -657,6 +682,7 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
         return;
     }
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
         gw_send_error(req, 405, "invalid_request_error", "use POST", 0);
         return;
     }
@@ -702,6 +728,20 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
     snprintf(c->requested, sizeof c->requested, "%s", info.model);
     evhttp_connection_set_closecb(c->down_conn, on_down_close, c);
     net_conns_busy(g->conns, c->down_conn, +1); /* a long stream is not a slow client */
+    if (!c->requested[0]) { /* no "model": the only name there is, as a single replica does */
+        const char *only = g->cfg->n_models + g->cfg->n_splits != 1 ? NULL
+                           : g->cfg->n_models                       ? g->cfg->models[0].name
+                                                                    : g->cfg->splits[0].model;
+        if (!only) {
+            gw_request_info_free(&info);
+            reply_error_param(c, 400, "invalid_request_error",
+                              "'model' is required: this gateway serves more than one model", 0,
+                              "model");
+            return;
+        }
+        snprintf(c->requested, sizeof c->requested, "%s", only);
+        json_object_set_new(c->body, "model", json_string(only));
+    }
     if (!resolve_model(c, c->requested)) {
         gw_request_info_free(&info);
         reply_error_param(c, 404, "not_found_error", "the model does not exist", 0, "model");

@@ -54,14 +54,14 @@ int gw_request_parse(gw_request_info *out, const char *data, size_t len, bool ch
         gw_request_info_free(out);
         return kl_errf(err, KL_EINVAL, "the body must be a JSON object");
     }
-    json_t *model = json_object_get(out->body, "model");
-    if (!json_is_string(model) || json_string_length(model) == 0 ||
-        json_string_length(model) >= sizeof out->model) {
+    json_t *model = json_object_get(out->body, "model"); /* absent: "" (the caller decides) */
+    if (model && (!json_is_string(model) || json_string_length(model) == 0 ||
+                  json_string_length(model) >= sizeof out->model)) {
         gw_request_info_free(out);
         out->bad_param = "model";
         return kl_errf(err, KL_EINVAL, "'model' must be a non-empty string");
     }
-    snprintf(out->model, sizeof out->model, "%s", json_string_value(model));
+    if (model) snprintf(out->model, sizeof out->model, "%s", json_string_value(model));
     json_t *salt = json_object_get(out->body, "cache_salt"); /* as a replica would check it */
     if (salt && (!json_is_string(salt) || json_string_length(salt) == 0 ||
                  strlen(json_string_value(salt)) != json_string_length(salt))) {

@@ -12,8 +12,8 @@
 #define GW_ROUTE_TEXT_MAX (32 * 1024) /* routing looks at most this much of the prompt */
 
 typedef struct gw_request_info {
-    json_t *body; /* owned */
-    char model[256];
+    json_t *body;    /* owned */
+    char model[256]; /* "" when the body has no "model" */
     bool stream;
     char *text; /* (text_len) the start of the prompt or of the rendered messages; owned */
     size_t text_len;

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/version.h"
+
 #define BODY_MAX     (64u << 20) /* a JSON answer */
 #define ERR_BODY_MAX 2048        /* kept of an error answer's body */
 #define RETRY_MAX_S  60          /* longest wait between attempts */
@@ -230,7 +232,7 @@ static CURL *handle(const hub_opts *o, const char *url, xfer *x, struct curl_sli
     CURL *c = curl_easy_init();
     if (!c) return NULL;
     curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "kiln/0.1.0");
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "kiln/" KILN_VERSION);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);

@@ -22,6 +22,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/version.h"
 
 void srv_opts_defaults(srv_opts *o)
 {
@@ -234,7 +235,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         srv_metrics_handle(s, req);
         break;
     case R_VERSION:
-        srv_send_json(s, req, 200, json_pack("{s:s}", "version", "kiln 0.1.0"));
+        srv_send_json(s, req, 200, json_pack("{s:s}", "version", "kiln " KILN_VERSION));
         break;
     case R_MODELS:
         handle_models(s, req);

@@ -180,6 +180,7 @@ for (const target of ['kiln serve', 'kiln gateway']) describe(`bad input: ${targ
       const r = await fetch(`${url}${path}`, { method });
       const text = await r.text();
       assert.equal(r.status, st, `${method} ${path}`);
+      if (st === 405) assert.equal(r.headers.get('allow'), path === C ? 'POST' : 'GET', `${method} ${path}`);
       errorBody({ status: st, json: JSON.parse(text), text });
     }
     await stillServes();

@@ -28,6 +28,8 @@ const modelId = opt('--model-id', null); // with it, GET /v1/models lists this o
 const closeAfter = args.includes('--close-after');
 let served = 0;
 let probeHang = false, hung = 0; // /admin {"probe_hang": true}: /health and /metrics never answer
+// /admin {"health": "ok"|"fail"|"flap"}: /health answers 200, 503, or each in turn
+let health = 'ok', checks = 0;
 let last = null; // the last completion request as received: {rawHeaders, body} (GET /last)
 const tokenize = args.includes('--tokenize');
 const prompts = []; // with --tokenize: the prompt text of every completion request (GET /prompts)
@@ -38,7 +40,11 @@ const server = http.createServer((req, res) => {
   req.on('data', (d) => (body += d));
   req.on('end', () => {
     if (probeHang && (req.url === '/health' || req.url === '/metrics')) return hung++; // never answers
-    if (req.url === '/health') return res.writeHead(200).end('{}');
+    if (req.url === '/health') {
+      checks++;
+      const up = health === 'ok' || (health === 'flap' && checks % 2 === 0);
+      return res.writeHead(up ? 200 : 503).end('{}');
+    }
     if (modelId && req.url === '/v1/models' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify({ object: 'list', data: [{ id: modelId, object: 'model' }] }));
@@ -59,7 +65,8 @@ const server = http.createServer((req, res) => {
       if (o.kv !== undefined) kv = o.kv;
       if (o.ttft_ms !== undefined) ttft = o.ttft_ms;
       if (o.probe_hang !== undefined) probeHang = o.probe_hang;
-      return res.writeHead(200).end(JSON.stringify({ served, hung }));
+      if (o.health !== undefined) health = o.health;
+      return res.writeHead(200).end(JSON.stringify({ served, hung, checks }));
     }
     if (tokenize && req.url === '/tokenize' && req.method === 'POST') {
       let j = {};

@@ -136,7 +136,7 @@ test('a client that goes away before the first byte cancels the upstream request
 
 test('bad requests get OpenAI-style errors and the gateway keeps serving', async () => {
   const cases = [
-    ['{not json', 400], ['[]', 400], [JSON.stringify({ prompt: 'no model' }), 400],
+    ['{not json', 400], ['[]', 400], [JSON.stringify({ model: null, prompt: 'x' }), 400],
     [JSON.stringify({ model: 7 }), 400], [JSON.stringify({ model: 'nope', prompt: 'x' }), 404],
   ];
   for (const [body, status] of cases) {
@@ -159,6 +159,10 @@ test('bad requests get OpenAI-style errors and the gateway keeps serving', async
   assert.equal(r.status, 404);
   r = await fetch(`http://127.0.0.1:${gwPort}/v1/completions`);
   assert.equal(r.status, 405);
+  assert.equal(r.headers.get('allow'), 'POST');
+  r = await fetch(`http://127.0.0.1:${gwPort}/v1/models`, { method: 'DELETE' });
+  assert.equal(r.status, 405);
+  assert.equal(r.headers.get('allow'), 'GET');
   r = await post({ model: 'm', prompt: 'still fine' });
   assert.equal(r.status, 200);
 });
@@ -437,4 +441,86 @@ test('without tenants a client\'s own cache_salt passes through unchanged, and n
   assert.equal((await lastBody((await r.json()).system_fingerprint)).cache_salt, 'my-secret');
   r = await post({ model: 'm', prompt: 'unsalted' });
   assert.ok(!('cache_salt' in await lastBody((await r.json()).system_fingerprint)));
+});
+
+// A gateway on its own fake replicas (the shared ones keep their health); resolves once up.
+async function soloGateway(name, retryHealth, models) {
+  const gp = await freePort();
+  const file = path.join(dir, `gw-${name}.json`);
+  writeFileSync(file, JSON.stringify({ listen: { port: gp }, health: retryHealth, models }));
+  const gw = start(kiln, ['gateway', '-c', file]);
+  gw.url = `http://127.0.0.1:${gp}`;
+  await waitFor(async () => (await fetch(`${gw.url}/health`).catch(() => ({}))).status === 200);
+  return gw;
+}
+
+async function soloFake() {
+  const port = await freePort();
+  start('node', [path.join(here, 'fake_replica.mjs'), String(port)]);
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => ({}))).status === 200);
+  return port;
+}
+
+// /admin answers with the number of health checks the fake has served
+const checks = async (port, o = {}) =>
+  (await (await fetch(`http://127.0.0.1:${port}/admin`, { method: 'POST', body: JSON.stringify(o) })).json()).checks;
+const count = (text, re) => (text.match(re) || []).length;
+
+test('health checks have hysteresis: a replica failing every other check stays in; out after 3 failures, back after 2 passes', async () => {
+  const [fa, fb] = [await soloFake(), await soloFake()];
+  const one = (p) => [{ name: 'm', pools: [{ endpoints: [{ url: `http://127.0.0.1:${p}` }] }] }];
+  const dflt = await soloGateway('hyst', { interval_ms: 50, timeout_ms: 1000 }, one(fa));
+  // without hysteresis (both thresholds 1), the same replica flips on every check
+  const twitchy = await soloGateway('twitchy', { interval_ms: 50, timeout_ms: 1000, unhealthy_threshold: 1,
+    healthy_threshold: 1 }, one(fb));
+  const c0 = [await checks(fa, { health: 'flap' }), await checks(fb, { health: 'flap' })];
+  await waitFor(async () => (await checks(fa)) >= c0[0] + 30 && (await checks(fb)) >= c0[1] + 30);
+  const downs = count(dflt.stderrText, /endpoint \S+ is down/g);
+  const flips = count(twitchy.stderrText, /endpoint \S+ is down/g);
+  console.log(`30 flapping checks: ${downs} ejections with the defaults, ${flips} with thresholds of 1`);
+  assert.equal(downs, 0, dflt.stderrText);
+  assert.ok(flips >= 5, twitchy.stderrText);
+  // a replica that really fails goes out after three failed checks in a row
+  const k0 = await checks(fa, { health: 'ok' }); // two passes: no failure left over from the flapping
+  await waitFor(async () => (await checks(fa)) >= k0 + 2);
+  const f0 = await checks(fa, { health: 'fail' });
+  await waitFor(() => /is down/.test(dflt.stderrText));
+  assert.ok((await checks(fa)) - f0 >= 3, 'ejected before three failed checks');
+  assert.equal((await fetch(`${dflt.url}/health`)).status, 503);
+  // and comes back after two passing ones
+  const ups = count(dflt.stderrText, /is up/g);
+  const p0 = await checks(fa, { health: 'ok' });
+  await waitFor(() => count(dflt.stderrText, /is up/g) > ups);
+  assert.ok((await checks(fa)) - p0 >= 2, 're-admitted before two passing checks');
+  const r = await fetch(`${dflt.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'm', prompt: 'x' }) });
+  assert.equal(r.status, 200);
+  dflt.kill('SIGKILL');
+  twitchy.kill('SIGKILL');
+});
+
+test('the gateway answers like a replica: /version, created in /v1/models, a request without model', async () => {
+  let r = await fetch(`http://127.0.0.1:${gwPort}/version`);
+  assert.equal(r.status, 200);
+  assert.match((await r.json()).version, /^kiln \d+\.\d+\.\d+$/);
+  r = await fetch(`http://127.0.0.1:${gwPort}/version`, { method: 'POST' });
+  assert.equal(r.status, 405);
+  assert.equal(r.headers.get('allow'), 'GET');
+  const models = (await (await fetch(`http://127.0.0.1:${gwPort}/v1/models`)).json()).data;
+  for (const m of models) {
+    assert.ok(Number.isInteger(m.created) && m.created > 1.6e9 && m.created <= Date.now() / 1000 + 1, JSON.stringify(m));
+  }
+  // one model served: a request without one goes to it, named in the body the replica gets
+  await allMode('ok');
+  r = await post({ prompt: 'who am I' });
+  assert.equal(r.status, 200);
+  const fp = (await r.json()).system_fingerprint;
+  const last = await (await fetch(`http://127.0.0.1:${fp.slice(5)}/last`)).json();
+  assert.equal(JSON.parse(last.body).model, 'm');
+  // two: which one is the client's to say
+  const two = await soloGateway('two', {}, ['a', 'b'].map((name) => ({
+    name, pools: [{ endpoints: [{ url: `http://127.0.0.1:${fakes[0]}` }] }] })));
+  r = await fetch(`${two.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }) });
+  assert.equal(r.status, 400);
+  assert.equal((await r.json()).error.param, 'model');
+  two.kill('SIGKILL');
 });

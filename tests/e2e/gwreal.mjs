@@ -68,13 +68,14 @@ export class Replica {
   async metrics() { return (await fetch(`${this.url}/metrics`)).text(); }
 }
 
-// Starts `kiln gateway` with cfg (listen port filled in); resolves {port, url, proc, log(),
-// stop(), metrics()} once /health answers.
-export async function startGateway(cfg, { healthy = true } = {}) {
+// Starts `kiln gateway` with cfg (listen port filled in) and env added to its environment;
+// resolves {port, url, proc, log(), stop(), metrics()} once /health answers.
+export async function startGateway(cfg, { healthy = true, env = {} } = {}) {
   const port = await freePort();
   const file = path.join(dir, `gw-${port}.json`);
   writeFileSync(file, JSON.stringify({ ...cfg, listen: { ...cfg.listen, host: '127.0.0.1', port } }));
-  const proc = spawn(kilnBin, ['gateway', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(kilnBin, ['gateway', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env } });
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });
   proc.stderr.on('data', (d) => { log += d; });

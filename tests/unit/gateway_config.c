@@ -112,3 +112,64 @@ TEST(gateway_config_rejects_bad_configs)
             T_CONTAINS(err.msg, "duplicate");
     }
 }
+
+/* Upstream keys: read from a file or the environment when the config loads; an endpoint's own
+ * over its pool's; errors name the field and the source, never the key. */
+TEST(gateway_config_reads_upstream_keys)
+{
+    char path[600], json[2048];
+    snprintf(path, sizeof path, "%s/replica.key", t_tmpdir());
+    FILE *f = fopen(path, "w");
+    T_ASSERT(f != NULL);
+    fputs("sk-from-file\r\nsecond line ignored\n", f);
+    fclose(f);
+    T_EQ(setenv("KILN_T_UPSTREAM_KEY", "sk-from-env", 1), 0);
+    snprintf(json, sizeof json,
+             "{\"models\": [{\"name\": \"a\", \"pools\": ["
+             " {\"api_key_file\": \"%s\", \"endpoints\": [{\"url\": \"http://x:1\"},"
+             "   {\"url\": \"http://x:2\", \"api_key_env\": \"KILN_T_UPSTREAM_KEY\"}]},"
+             " {\"endpoints\": [{\"url\": \"http://x:3\"}]}]}]}",
+             path);
+    gw_config *c;
+    kl_err err = {0};
+    T_EQ(gw_config_parse(&c, json, strlen(json), "gw.json", &err), 0);
+    T_STREQ(c->models[0].pools[0].endpoints[0].api_key, "sk-from-file");
+    T_STREQ(c->models[0].pools[0].endpoints[1].api_key, "sk-from-env");
+    T_ASSERT(c->models[0].pools[1].endpoints[0].api_key == NULL);
+    gw_config_free(c);
+
+    const char *cases[][2] = {
+        {"{\"api_key_env\": \"KILN_T_UNSET_VAR\"",
+         "gw.json: models[0].pools[0].api_key_env: $KILN_T_UNSET_VAR: not set"},
+        {"{\"api_key_env\": \"KILN_T_EMPTY_VAR\"",
+         "gw.json: models[0].pools[0].api_key_env: $KILN_T_EMPTY_VAR: empty (expected an API "
+         "key)"},
+        {"{\"api_key_env\": \"KILN_T_CTRL_VAR\"",
+         "gw.json: models[0].pools[0].api_key_env: $KILN_T_CTRL_VAR: the key has a control "
+         "character"},
+        {"{\"api_key_file\": \"/nonexistent/key\"",
+         "gw.json: models[0].pools[0].api_key_file: /nonexistent/key: No such file or directory"},
+        {"{\"api_key_file\": \"/tmp\"",
+         "gw.json: models[0].pools[0].api_key_file: /tmp: not a regular file"},
+        {"{\"api_key_file\": \"/x\", \"api_key_env\": \"KILN_T_UPSTREAM_KEY\"",
+         "gw.json: models[0].pools[0].api_key_file: give api_key_file or api_key_env, not both"},
+        {"{\"api_key\": \"sk-inline\"", "gw.json: models[0].pools[0].api_key: unknown field"},
+        {"{\"endpoints\": [{\"url\": \"http://x:1\", \"api_key_env\": \"KILN_T_UPSTREAM_KEY\"}]}, "
+         "{\"region\": \"b\"",
+         "gw.json: models[0].pools[1].endpoints[0]: listed before with another upstream key"},
+    };
+    T_EQ(unsetenv("KILN_T_UNSET_VAR"), 0);
+    T_EQ(setenv("KILN_T_EMPTY_VAR", "", 1), 0);
+    T_EQ(setenv("KILN_T_CTRL_VAR", "sk-\nInjected: 1", 1), 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(json, sizeof json,
+                 "{\"models\": [{\"name\": \"a\", \"pools\": [%s, \"endpoints\": [{\"url\": "
+                 "\"http://x:1\"}]}]}]}",
+                 cases[i][0]);
+        T_EQ(gw_config_parse(&c, json, strlen(json), "gw.json", &err), KL_EINVAL);
+        T_STREQ(err.msg, cases[i][1]);
+    }
+    unsetenv("KILN_T_UPSTREAM_KEY");
+    unsetenv("KILN_T_EMPTY_VAR");
+    unsetenv("KILN_T_CTRL_VAR");
+}

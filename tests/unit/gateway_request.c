@@ -24,6 +24,11 @@ TEST(gateway_request_reads_what_routes)
     T_ASSERT(!r.stream);
     T_NEAR(r.est_tokens, 5.0 / 4 + 16, 1e-9);
     gw_request_info_free(&r);
+    /* no "model": the gateway picks one when it serves only one (proxy.c) */
+    const char *anon = "{\"prompt\": \"x\"}";
+    T_EQ(gw_request_parse(&r, anon, strlen(anon), false, &err), 0);
+    T_STREQ(r.model, "");
+    gw_request_info_free(&r);
 }
 
 TEST(gateway_request_rejects_bad_bodies)
@@ -32,7 +37,7 @@ TEST(gateway_request_rejects_bad_bodies)
                          "{",
                          "[]",
                          "null",
-                         "{\"prompt\": \"x\"}",
+                         "{\"model\": null}",
                          "{\"model\": 5}",
                          "{\"model\": \"\"}",
                          "{\"model\": \"a\", \"model\": \"b\"}",
