@@ -43,6 +43,7 @@ static void fill_scalar(kl_isa *t)
     kl_ref_types_legacy(t);
     kl_ref_types_q2k_q3k(t);
     kl_ref_types_iq4(t);
+    kl_ref_types_iq(t);
     t->vec = (kl_vec_ops){kl_ref_dot,
                           kl_ref_axpy,
                           kl_ref_rmsnorm,

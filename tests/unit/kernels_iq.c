@@ -2,12 +2,14 @@
  * each type, every byte from a seeded xorshift (so every grid index, sign pattern and scale
  * field turns up; the fp16 scales are set to normal numbers), were decoded by llama.cpp's
  * ggml (dequantize_row_*, Feb 2025 tree) outside this repository; the table holds the XXH64
- * of those floats and the first 8 of them. The same bytes decoded here must give the same
- * floats, bit for bit: the codebooks (kernels/iq_grids.c) and the block layouts are right. */
+ * of those floats and the first 8 of them (tests/t_blocks.h makes the blocks). The same bytes
+ * decoded here must give the same floats, bit for bit: the codebooks (kernels/iq_grids.c) and the
+ * block layouts are right. */
 #include <xxhash.h>
 
 #include "kernels/iq.h"
 #include "t.h"
+#include "t_blocks.h"
 
 enum { NBLK = 1024 };
 
@@ -26,34 +28,15 @@ static const known knowns[] = {
      0x45992fdbf636cea8ull,
      {0x1.33c9cp+6, 0x1.40198p+5, -0x1.2da1ep+7, 0x1.40198p+5, 0x1.89f8p+1, -0x1.901fep+7,
       0x1.40198p+5, 0x1.40198p+5}},
+    {KL_IQ3_XXS,
+     0x33ff38800534d291ull,
+     {-0x1.434cp-1, -0x1.792ep+0, -0x1.0d6ap+0, 0x1.af1p-3, 0x1.434cp-1, 0x1.af1p-3, -0x1.434cp-1,
+      0x1.af1p-3}},
+    {KL_IQ3_S,
+     0x0cad0e6a85a45ba0ull,
+     {-0x1.5e92p+0, 0x1.5e92p+0, -0x1.5e92p+0, 0x1.48a8ep+4, -0x1.b6368p+2, -0x1.e208cp+3,
+      0x1.1cd6ap+4, 0x1.5e92p+0}},
 };
-
-static uint64_t rs;
-static uint64_t rnd(void)
-{
-    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
-    return rs;
-}
-
-/* NBLK blocks of type t: random bytes, then a normal fp16 scale where the type keeps one. */
-static uint8_t *random_blocks(kl_dtype t, size_t bb)
-{
-    uint8_t *buf = malloc(bb * NBLK);
-    rs = 0x9E3779B97F4A7C15ull ^ (uint64_t)t;
-    for (size_t i = 0; i < bb * NBLK; i++)
-        buf[i] = (uint8_t)(rnd() >> 32);
-    for (int b = 0; b < NBLK; b++) {
-        uint8_t *p = buf + (size_t)b * bb;
-        uint16_t d = (uint16_t)((0x2000 + (rnd() & 0x0FFF)) | (rnd() & 0x8000));
-        if (t == KL_IQ1_M) { /* the scale's top nibble: keep its exponent below 31 */
-            p[bb - 1] &= (uint8_t)~0x40;
-            continue;
-        }
-        size_t off = t == KL_TQ1_0 ? 52 : t == KL_TQ2_0 ? 64 : 0; /* TQ: d after the quants */
-        memcpy(p + off, &d, 2);
-    }
-    return buf;
-}
 
 TEST(kernels_iq_decode_matches_reference_decodings)
 {
@@ -62,7 +45,7 @@ TEST(kernels_iq_decode_matches_reference_decodings)
         const kl_dtype_info *di = kl_dtype_get(k->t);
         T_ASSERT(di);
         int64_t n = (int64_t)di->block_elems * NBLK;
-        uint8_t *buf = random_blocks(k->t, di->block_bytes);
+        uint8_t *buf = t_random_blocks(k->t, NBLK, 0x9E3779B97F4A7C15ull);
         float *y = malloc(sizeof(float) * (size_t)n);
         memset(y, 0xFF, sizeof(float) * (size_t)n);
         kl_dequantize_row(k->t, buf, y, n);

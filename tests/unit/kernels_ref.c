@@ -21,11 +21,13 @@
  *   2^-10) on top; for the Q8_1 types (Q4_1, Q5_1) also the min term's fp16-rounded
  *   activation sum, sum_blocks max|w| sum|a| 2^-10. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/impl.h"
 #include "t.h"
+#include "t_blocks.h"
 
 /* The checks here compute in double on purpose: float operands widen. */
 #pragma GCC diagnostic ignored "-Wdouble-promotion"
@@ -167,15 +169,18 @@ static void check_ref_gemm(kl_dtype t, int rows, int cols, int B)
     const kl_type_ops *ops = &sc->types[t];
     size_t rb = kl_dtype_row_bytes(t, cols);
     T_ASSERT(rb > 0);
-    uint8_t *W = malloc(rb * (size_t)rows);
+    bool writable = kl_quantize_supports(t);
+    uint8_t *W = writable
+                     ? malloc(rb * (size_t)rows)
+                     : t_random_blocks(t, rb * (size_t)rows / kl_dtype_get(t)->block_bytes, rs);
     float *wd = malloc(sizeof(float) * (size_t)rows * (size_t)cols);
     float *x = malloc(sizeof(float) * (size_t)cols * (size_t)B);
     float *y = malloc(sizeof(float) * (size_t)rows * (size_t)B);
     for (int r = 0; r < rows; r++) {
-        for (int c = 0; c < cols; c++)
+        for (int c = 0; c < cols && writable; c++)
             wd[(size_t)r * cols + c] = urand() * (1.f + (float)(r % 5));
-        T_ASSERT(kl_quantize_row(t, wd + (size_t)r * cols, W + rb * (size_t)r, cols));
-        kl_dequantize_row(t, W + rb * (size_t)r, wd + (size_t)r * cols, cols);
+        if (writable) T_ASSERT(kl_quantize_row(t, wd + (size_t)r * cols, W + rb * (size_t)r, cols));
+        T_ASSERT(kl_dequantize_row(t, W + rb * (size_t)r, wd + (size_t)r * cols, cols));
     }
     for (int i = 0; i < cols * B; i++)
         x[i] = urand() * (i % 11 == 0 ? 4.f : 1.f);
@@ -233,11 +238,18 @@ static void check_ref_gemm(kl_dtype t, int rows, int cols, int B)
     free(W), free(wd), free(x), free(y), free(act);
 }
 
+/* Types Kiln reads but does not write (random valid blocks, tests/t_blocks.h). */
+static const kl_dtype read_types[] = {KL_IQ3_XXS, KL_IQ3_S};
+
 TEST(kernels_ref_gemm_matches_double_dot)
 {
+    enum {
+        NQ = sizeof quant_types / sizeof *quant_types,
+        NR = sizeof read_types / sizeof *read_types
+    };
     static const int rows[] = {1, 17, 33}, bs[] = {1, 3, 7};
-    for (size_t ti = 0; ti < sizeof quant_types / sizeof *quant_types; ti++) {
-        kl_dtype t = quant_types[ti];
+    for (size_t ti = 0; ti < NQ + NR; ti++) {
+        kl_dtype t = ti < NQ ? quant_types[ti] : read_types[ti - NQ];
         int blk = (int)kl_dtype_get(t)->block_elems;
         int blk_cols = blk == 256 ? 256 * 3 : blk == 32 ? 32 * 5 : 40; /* odd block counts */
         int cols[] = {blk_cols, blk == 1 ? 13 : blk};

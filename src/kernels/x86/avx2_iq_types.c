@@ -3,9 +3,13 @@
 
 void kl_avx2_gemm_iq4_nl(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_iq4_xs(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx2_gemm_iq3_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx2_gemm_iq3_s(const kl_gemm *g, int64_t r0, int64_t r1);
 
 void kl_avx2_types_iq(kl_isa *isa)
 {
     isa->types[KL_IQ4_NL].gemm = kl_avx2_gemm_iq4_nl;
     isa->types[KL_IQ4_XS].gemm = kl_avx2_gemm_iq4_xs;
+    isa->types[KL_IQ3_XXS].gemm = kl_avx2_gemm_iq3_xxs;
+    isa->types[KL_IQ3_S].gemm = kl_avx2_gemm_iq3_s;
 }

@@ -8,6 +8,8 @@ size_t kl_avx512_pack_bytes_q4_0(int64_t rows, int64_t cols);
 void kl_avx512_pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
                          void *dst);
 void kl_avx512_gemm_iq4_xs(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_iq3_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_iq3_s(const kl_gemm *g, int64_t r0, int64_t r1);
 
 void kl_avx512_types_iq(kl_isa *isa)
 {
@@ -18,4 +20,6 @@ void kl_avx512_types_iq(kl_isa *isa)
     isa->types[KL_IQ4_NL].pack = kl_avx512_pack_q4_0;
     isa->types[KL_IQ4_NL].gemm_packed = kl_avx512_gemm_packed_iq4_nl;
     isa->types[KL_IQ4_XS].gemm = kl_avx512_gemm_iq4_xs;
+    isa->types[KL_IQ3_XXS].gemm = kl_avx512_gemm_iq3_xxs;
+    isa->types[KL_IQ3_S].gemm = kl_avx512_gemm_iq3_s;
 }
