@@ -11,8 +11,9 @@ int cmd_serve(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_run(int argc, char **argv);
-int cmd_model_bench(int argc, char **argv);  /* `kiln model bench` */
-int cmd_engine_bench(int argc, char **argv); /* `kiln model bench-engine` */
+int cmd_model_bench(int argc, char **argv);     /* `kiln model bench` */
+int cmd_engine_bench(int argc, char **argv);    /* `kiln model bench-engine` */
+int cmd_model_make_lora(int argc, char **argv); /* `kiln model make-lora` */
 int cmd_pull(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);

@@ -1,4 +1,5 @@
-/* cli/cmd_model.c: `kiln model inspect|make|quantize|convert-llama2c|split|bench|bench-engine`. */
+/* cli/cmd_model.c: `kiln model inspect|make|make-lora|quantize|convert-llama2c|split|bench|
+ * bench-engine`. */
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -357,24 +358,12 @@ static int make(int argc, char **argv)
         case O_TIED:
             o.tied = true;
             break;
-        case O_SEED: {
-            char *end;
-            o.seed = strtoull(v, &end, 10);
-            if (end == v || *end) {
-                fprintf(stderr, "kiln: --seed: '%s' is not a number\n", v);
-                ok = false;
-            }
+        case O_SEED:
+            ok = cli_seed(v, &o.seed);
             break;
-        }
-        case O_TYPE: {
-            int t = kl_dtype_from_name(v);
-            if (t < 0) {
-                fprintf(stderr, "kiln: --type: unknown type '%s'\n", v);
-                ok = false;
-            } else
-                o.type = (kl_dtype)t;
+        case O_TYPE:
+            ok = cli_dtype(v, &o.type);
             break;
-        }
         }
         if (!ok) return 2;
     }
@@ -464,6 +453,7 @@ static const cli_cmd model_cmd = {
     "Model files:\n"
     "  inspect FILE                          validate a GGUF file and print its contents\n"
     "  make --out FILE [options]             write a random-weight llama model\n"
+    "  make-lora --base FILE --out FILE      write a random LoRA adapter for a model\n"
     "  quantize IN OUT TYPE                  convert the weight matrices to another type\n"
     "  convert-llama2c CHECKPOINT TOK OUT    a llama2.c checkpoint to GGUF\n"
     "  split IN OUT_PREFIX --max-tensors N   write a model as shards (llama.cpp's gguf-split)\n"
@@ -478,6 +468,7 @@ int cmd_model(int argc, char **argv)
         int (*fn)(int argc, char **argv);
     } subs[] = {{"inspect", inspect},
                 {"make", make},
+                {"make-lora", cmd_model_make_lora},
                 {"quantize", quantize},
                 {"convert-llama2c", convert_llama2c},
                 {"split", split},

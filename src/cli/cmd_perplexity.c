@@ -11,6 +11,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/loaded.h"
+#include "model/lora.h"
 
 #define CHUNK 256
 
@@ -46,7 +47,7 @@ static double logprob(const float *row, int n, int token)
     return (double)(row[token] - mx) - log(sum);
 }
 
-enum { O_PER_TOKEN = CLI_LONG };
+enum { O_PER_TOKEN = CLI_LONG, O_LORA, O_LORA_SCALED };
 
 static const cli_opt opts[] = {
     {'m', "model", "FILE", "the GGUF model (required)"},
@@ -55,6 +56,8 @@ static const cli_opt opts[] = {
      "score the first N tokens (default: the whole text, at most the model's context)"},
     {O_PER_TOKEN, "per-token", NULL, "first print 'I TOKEN LOGPROB' for every predicted token"},
     {'t', "threads", "N", "compute threads (default 2)"},
+    {O_LORA, "lora", "FILE", "score with this LoRA adapter on the model (GGUF, as llama.cpp's)"},
+    {O_LORA_SCALED, "lora-scaled", "FILE:S", "the same with the adapter's update times S"},
     {0},
 };
 
@@ -67,6 +70,8 @@ static const cli_cmd cmd = {
 int cmd_perplexity(int argc, char **argv)
 {
     const char *mpath = NULL, *text = NULL;
+    char lora_path[4096] = "";
+    float lora_scale = 1.f;
     int ctx = 0, threads = 0, per_token = 0;
     cli_args a;
     cli_args_init(&a, &cmd, argc, argv);
@@ -92,6 +97,15 @@ int cmd_perplexity(int argc, char **argv)
         case O_PER_TOKEN:
             per_token = 1;
             break;
+        case O_LORA:
+            snprintf(lora_path, sizeof lora_path, "%s", val);
+            break;
+        case O_LORA_SCALED: {
+            const char *colon = strrchr(val, ':');
+            if (!colon || !cli_float("--lora-scaled", colon + 1, &lora_scale)) return 1;
+            snprintf(lora_path, sizeof lora_path, "%.*s", (int)(colon - val), val);
+            break;
+        }
         }
     }
     if (!mpath || !text) return cli_usage_error(&cmd, "-m FILE and -f TEXT are required");
@@ -105,6 +119,12 @@ int cmd_perplexity(int argc, char **argv)
     engine_stack L;
     if (cli_open(&L, mpath, &mo, true, NULL)) {
         free(buf);
+        return 1;
+    }
+    model_lora *lora = NULL;
+    if (*lora_path && cli_load_lora(L.model, lora_path, lora_scale, &lora)) {
+        free(buf);
+        engine_close(&L);
         return 1;
     }
     const model_hparams *hp = model_hparams_of(L.model);
@@ -147,7 +167,8 @@ int cmd_perplexity(int argc, char **argv)
         int k = ctx - 1 - at < CHUNK ? ctx - 1 - at : CHUNK; /* the last token predicts nothing */
         for (int i = 0; i < k; i++)
             pos[i] = at + i, seq[i] = 0, want[i] = true;
-        model_batch b = {k, ids + at, pos, seq, want, 1, &sq};
+        const model_lora *seq_lora[1] = {lora};
+        model_batch b = {k, ids + at, pos, seq, want, 1, &sq, seq_lora};
         if (model_forward(L.model, w, kv, &b, logits, &err)) {
             rc = cli_fail(&err);
             break;
@@ -166,6 +187,7 @@ int cmd_perplexity(int argc, char **argv)
     kv_store_destroy(kv);
 out:
     free(ids);
+    model_lora_free(lora);
     engine_close(&L);
     return rc;
 }

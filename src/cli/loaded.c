@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "cli/loaded.h"
+#include "model/lora.h"
 
 int cli_open(engine_stack *st, const char *path, const model_opts *mo, bool with_tok,
              const engine_config *ec)
@@ -25,6 +26,16 @@ int cli_open(engine_stack *st, const char *path, const model_opts *mo, bool with
     if (ec) c.engine = *ec;
     if (engine_open(st, &c, &err)) return cli_fail(&err);
     return 0;
+}
+
+int cli_load_lora(const model *m, const char *path, float scale, model_lora **out)
+{
+    kl_err err = {0};
+    gguf_file *f;
+    if (gguf_open(&f, path, &err)) return cli_fail(&err);
+    int rc = model_lora_load(out, m, f, scale, &err);
+    gguf_close(f);
+    return rc ? cli_fail(&err) : 0;
 }
 
 bool cli_int(const char *opt, const char *val, int lo, int hi, int *out)
@@ -50,5 +61,29 @@ bool cli_float(const char *opt, const char *val, float *out)
         return false;
     }
     *out = v;
+    return true;
+}
+
+bool cli_seed(const char *val, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(val, &end, 10);
+    if (end == val || *end || errno) {
+        fprintf(stderr, "kiln: --seed: '%s' is not a number\n", val);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_dtype(const char *val, kl_dtype *out)
+{
+    int t = kl_dtype_from_name(val);
+    if (t < 0) {
+        fprintf(stderr, "kiln: --type: unknown type '%s'\n", val);
+        return false;
+    }
+    *out = (kl_dtype)t;
     return true;
 }

@@ -228,7 +228,7 @@ void step_run(engine *e)
         }
         ns++;
     }
-    model_batch b = {n, e->b_token, e->b_pos, e->b_seq, e->b_want, ns, e->b_seqs};
+    model_batch b = {n, e->b_token, e->b_pos, e->b_seq, e->b_want, ns, e->b_seqs, NULL};
     kl_err err;
     int rc = model_forward(e->m, e->workers, e->store, &b, e->logits, &err);
     e->live.steps++;

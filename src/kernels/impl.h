@@ -191,10 +191,19 @@ typedef struct kl_vec_ops {
  * by an older Kiln are then refused (kl_pack_id). */
 #define KL_PACK_VERSION 2
 
+/* LoRA's two halves (kernels/lora.c has the reference and the contract). */
+typedef struct kl_lora_ops {
+    void (*shrink)(const uint16_t *A, int rank, int64_t cols, const float *x, int64_t ldx,
+                   const int32_t *idx, int n, float *t);
+    void (*expand)(const uint16_t *Bt, int rank, int64_t ldb, int64_t o0, int64_t o1,
+                   const float *t, int n, float scale, float *y, int64_t ldy, const int32_t *idx);
+} kl_lora_ops;
+
 typedef struct kl_isa {
     const char *name; /* "scalar", "avx2", "avx512" */
     kl_type_ops types[KL_DTYPE_COUNT];
     kl_vec_ops vec;
+    kl_lora_ops lora;
 } kl_isa;
 
 /* Each SIMD file set fills the entries it implements over a copy of the table below it
@@ -247,6 +256,12 @@ void kl_ref_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int nk, 
 void kl_ref_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd);
 void kl_ref_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, const float *v,
                          int ldv, int nk, int hd);
+void kl_ref_lora_shrink(const uint16_t *A, int rank, int64_t cols, const float *x, int64_t ldx,
+                        const int32_t *idx, int n, float *t);
+void kl_ref_lora_expand(const uint16_t *Bt, int rank, int64_t ldb, int64_t o0, int64_t o1,
+                        const float *t, int n, float scale, float *y, int64_t ldy,
+                        const int32_t *idx);
+void kl_avx512_lora_init(kl_isa *isa); /* x86/avx512_lora.c */
 void kl_ref_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
                              int ldv, int nk, int hd);
 

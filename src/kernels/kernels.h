@@ -162,4 +162,34 @@ void kl_kv_scores(const kl_kv_run *k, const float *q, int nk, int hd, float scal
  * and each row's result depends only on its own operands (batch invariance). */
 void kl_kv_pv(const kl_kv_run *v, float *o, int ldo, const float *p, int ldp, int nr, int nk,
               int hd);
+/* LoRA (kernels/lora.c): the low-rank update y += scale (x A^T) B^T of adapters over a batch,
+ * each segment one adapter's pair on one projection with the batch rows that use it (Punica's
+ * SGMV, gathered). A and B^T are F16; x, t and y F32. */
+typedef struct kl_lora_seg {
+    const uint16_t *A;  /* (rank, cols) */
+    const uint16_t *Bt; /* (rank, rows): B transposed */
+    int rank;
+    int64_t cols, rows; /* of the base weight: input and output widths */
+    float scale;        /* alpha / rank, times the user's scale */
+    const float *x;     /* input rows, ldx floats apart */
+    int64_t ldx;
+    float *y; /* output rows (the base matmul's result), ldy floats apart */
+    int64_t ldy;
+    const int32_t *idx; /* (n) the batch rows of x and y this segment updates */
+    int n;
+    float *t; /* (n, rank) scratch */
+} kl_lora_seg;
+typedef struct kl_lora_batch {
+    const kl_lora_seg *segs;
+    int n_segs;
+} kl_lora_batch;
+/* Runs every segment: two passes of the workers (NULL: this thread), or inline when the work
+ * is small. Segments may share x; their (y, idx) rows must not overlap. */
+void kl_lora_apply(kl_workers *w, const kl_lora_batch *b);
+/* The two halves for one segment's rows: t (n, rank) = x[idx[i]] A^T; and, for output columns
+ * [o0, o1), y[idx[i]][o] += scale sum_r t[i][r] Bt[r][o] (Bt rows ldb apart). */
+void kl_lora_shrink(const uint16_t *A, int rank, int64_t cols, const float *x, int64_t ldx,
+                    const int32_t *idx, int n, float *t);
+void kl_lora_expand(const uint16_t *Bt, int rank, int64_t ldb, int64_t o0, int64_t o1,
+                    const float *t, int n, float scale, float *y, int64_t ldy, const int32_t *idx);
 #endif

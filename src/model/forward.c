@@ -265,6 +265,11 @@ static int fit_workers(model *m, kl_workers *w, kl_err *err)
     return 0;
 }
 
+/* The projections each adapter may update after each matmul (model/lora.c): an adapter's
+ * update is added to the base projection's output, before biases, as llama.cpp adds it. */
+static const lora_slot QKV[] = {LORA_Q, LORA_K, LORA_V}, O[] = {LORA_O},
+                       GATE_UP[] = {LORA_GATE, LORA_UP}, UP[] = {LORA_UP}, DOWN[] = {LORA_DOWN};
+
 int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, float *logits,
                   kl_err *err)
 {
@@ -279,17 +284,26 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
                           (const uint8_t *)m->tok_embd.data + (size_t)b->token[i] * emb_row,
                           s->x + (size_t)i * dim, dim);
     embed_scale(m, n);
+    model_lora_plan(m, b);
+    bool lora = m->lora.n_groups > 0;
     for (int l = 0; l < hp->n_layers; l++) {
         const model_layer *ly = &m->layers[l];
         rows_run(m, w, b, l, ROWS_ATTN_IN);
         proj3(m, w, ly, s->xb, n);
+        if (lora) model_lora_add(m, w, l, QKV, 3, s->xb, (float *[]){s->q, s->k, s->v});
         rows_run(m, w, b, l, ROWS_HEADS);
         model_attention(m, w, kv, l, b);
         proj(m, w, &ly->wo, s->att, n, s->xo);
+        if (lora) model_lora_add(m, w, l, O, 1, s->att, (float *[]){s->xo});
         rows_run(m, w, b, l, ROWS_FFN_IN);
         ffn_in(m, w, ly, n);
+        if (lora && ly->w_gate.data)
+            model_lora_add(m, w, l, GATE_UP, 2, s->xb, (float *[]){s->hb, s->hb2});
+        else if (lora)
+            model_lora_add(m, w, l, UP, 1, s->xb, (float *[]){s->hb}); /* no gate: up in hb */
         rows_run(m, w, b, l, ROWS_ACT);
         proj(m, w, &ly->w_down, s->hb, n, s->xb);
+        if (lora) model_lora_add(m, w, l, DOWN, 1, s->hb, (float *[]){s->xb});
     }
     rows_run(m, w, b, hp->n_layers - 1, ROWS_RESID);
     int r = 0;
@@ -298,6 +312,7 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
             pre_norm(m, s->rows + (size_t)r++ * dim, s->x + (size_t)i * dim, m->output_norm,
                      m->output_norm_b);
     if (r) proj(m, w, &m->output, s->rows, r, logits);
+    if (r && m->lora.n_out_groups) model_lora_add(m, w, -1, O, 1, s->rows, (float *[]){logits});
     logit_post(m, logits, r);
     return 0;
 }

@@ -2,6 +2,7 @@
  * layer loop) and attn.c (attention through the paged cache). Nobody outside model/ sees it. */
 #ifndef KILN_MODEL_INTERNAL_H
 #define KILN_MODEL_INTERNAL_H
+#include "base/rng.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
 
@@ -83,6 +84,35 @@ typedef struct model_scratch {
     int32_t *tiles;  /* (max_batch_tokens + 1) first token of each attention tile */
 } model_scratch;
 
+/* The projections an adapter can update (model/lora.c): per layer, then the output head. */
+typedef enum {
+    LORA_Q,
+    LORA_K,
+    LORA_V,
+    LORA_O,
+    LORA_GATE,
+    LORA_UP,
+    LORA_DOWN,
+    LORA_SLOTS, /* per layer */
+} lora_slot;
+
+/* One adapter's rows in this batch: tokens idx[start, start + n) of the grouping. */
+typedef struct lora_group {
+    const struct model_lora *a;
+    int start, n;
+} lora_group;
+
+/* The adapters of one batch (model_lora_plan), sized at load for max_batch_tokens. */
+typedef struct lora_scratch {
+    int32_t *idx, *out_idx;          /* (max_batch_tokens), (max_logits): rows grouped by adapter */
+    int32_t *out_tok;                /* (max_logits) the token of each logits row */
+    int32_t *group_of;               /* (max_batch_tokens) each row's group while grouping */
+    lora_group *groups, *out_groups; /* (max_batch_tokens), (max_logits) */
+    int n_groups, n_out_groups;
+    kl_lora_seg *segs; /* (3 * max_batch_tokens): up to three projections per group */
+    float *t;          /* (3 * max_batch_tokens * max_lora_rank) shrunk rows */
+} lora_scratch;
+
 struct model {
     model_hparams hp;
     model_opts opts;
@@ -101,7 +131,23 @@ struct model {
     int attn_qt;           /* tokens per attention tile (bounded by the scores' size) */
     size_t attn_ws_floats; /* per worker: scores (qt*group, max_ctx), queries and outputs
                               (qt*group, head_dim) each, a K/V chunk (MODEL_KV_CHUNK, head_dim) */
+    lora_scratch lora;
 };
+
+/* LoRA in the forward pass (lora.c). Groups the batch's rows (and its logits rows) by
+ * adapter; nothing to do afterwards when no sequence has one. */
+void model_lora_plan(model *m, const model_batch *b);
+/* Adds each adapter's update to the projections slots[0..n) of layer (-1: the output head;
+ * slot ignored) just computed from x into ys[k], over its own rows. */
+void model_lora_add(model *m, kl_workers *w, int layer, const lora_slot *slots, int n,
+                    const float *x, float *const *ys);
+int model_lora_scratch_alloc(model *m, kl_err *err);
+void model_lora_scratch_free(model *m);
+
+/* make.c: x[0..n) approximately normal with standard deviation sd (bounded by 3.46 sd); a
+ * name's hash (FNV-1a), to seed a tensor's generator. */
+void model_fill_normal(kl_rng *r, float *x, int64_t n, float sd);
+uint64_t model_hash_name(const char *s);
 
 /* Attention of a batch for one layer: writes the batch's k, v into the cache, then att. */
 void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const model_batch *b);

@@ -400,7 +400,7 @@ int model_load(model **out, gguf_file *f, const model_opts *opts, kl_err *err)
     m->q_dim = m->hp.n_heads * m->hp.head_dim;
     m->kv_dim = m->hp.n_kv_heads * m->hp.head_dim;
     if ((rc = make_rope(&L, m)) || (rc = make_scales(&L, m)) || (rc = bind_weights(&L, m)) ||
-        (rc = alloc_scratch(&L, m)))
+        (rc = alloc_scratch(&L, m)) || (rc = model_lora_scratch_alloc(m, err)))
         goto fail;
     if (!m->opts.no_repack && (rc = model_pack(m, f, err))) goto fail;
     m->opts.pack_cache_dir = NULL; /* the caller's string: read during the load only */
@@ -418,6 +418,7 @@ void model_free(model *m)
     model_scratch *s = &m->s;
     free(s->x), free(s->xb), free(s->xo), free(s->q), free(s->k), free(s->v), free(s->att);
     free(s->hb), free(s->hb2), free(s->rows), free(s->attn_ws), free(s->tiles), free(s->mm);
+    model_lora_scratch_free(m);
     free(m->layers);
     free(m);
 }

@@ -74,7 +74,7 @@ const char *model_quant_types(char *buf, size_t n)
 /* Fills x[0..n) with approximately normal values of standard deviation sd: the sum of four
  * 16-bit uniforms from one 64-bit draw (Irwin-Hall, variance 1/3 per unit), centred and
  * scaled. Bounded by +-3.46 sd, which is what small random weights want anyway. */
-static void fill_normal(kl_rng *r, float *x, int64_t n, float sd)
+void model_fill_normal(kl_rng *r, float *x, int64_t n, float sd)
 {
     const float k = sd * 1.7320508f / 65536.0f;
     for (int64_t i = 0; i < n; i++) {
@@ -85,7 +85,7 @@ static void fill_normal(kl_rng *r, float *x, int64_t n, float sd)
     }
 }
 
-static uint64_t hash_name(const char *s)
+uint64_t model_hash_name(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
     for (; *s; s++)
@@ -119,7 +119,7 @@ static void chunk_run(void *ctx, int ith, int nth)
     for (int64_t r = j->rows * ith / nth; r < j->rows * (ith + 1) / nth; r++) {
         kl_rng g;
         kl_rng_seed(&g, j->tseed + (uint64_t)(j->row0 + r) * 0x9e3779b97f4a7c15ull);
-        fill_normal(&g, x, cols, j->sd);
+        model_fill_normal(&g, x, cols, j->sd);
         kl_quantize_row(j->t->type, x, j->out + (size_t)r * j->row_bytes, cols);
     }
 }
@@ -138,7 +138,7 @@ static int write_tensor(gguf_writer *w, kl_workers *pool, const mtensor *t,
     }
     int64_t per = (int64_t)(buf_bytes / row_bytes);
     chunk_job j = {.t = t,
-                   .tseed = o->seed ^ hash_name(t->name),
+                   .tseed = o->seed ^ model_hash_name(t->name),
                    .sd = o->std,
                    .row_bytes = row_bytes,
                    .out = buf,

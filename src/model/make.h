@@ -40,6 +40,23 @@ void model_make_defaults(model_make_opts *o);
  * options: KL_EINVAL; an unreadable vocab file; I/O) and no file left behind. */
 int model_make(const model_make_opts *o, const char *out_path, kl_err *err);
 
+/* `kiln model make-lora`: a LoRA adapter with random weights for the base model in base_path,
+ * in llama.cpp's layout (model/lora.h), so llama.cpp loads it too. */
+typedef struct model_make_lora_opts {
+    const char *base_path;
+    int rank;
+    float alpha;         /* adapter.lora.alpha (0: scale 1) */
+    const char *targets; /* comma-separated: q k v o gate up down (all layers) and output */
+    kl_dtype type;       /* F32 F16 BF16 Q8_0 (Q8_0 needs rank a multiple of 32) */
+    uint64_t seed;
+    float std; /* of A and B */
+} model_make_lora_opts;
+/* Rank 16, alpha 16, every projection, F32, seed 42, std 0.02. */
+void model_make_lora_defaults(model_make_lora_opts *o);
+/* Writes the adapter to out_path. Returns 0, or a negative KL_E* with the reason in err and no
+ * file left behind. */
+int model_make_lora(const model_make_lora_opts *o, const char *out_path, kl_err *err);
+
 /* The names of the types make and quantize write ("f32 f16 q4_0 ..."), in buf (n bytes). */
 const char *model_quant_types(char *buf, size_t n);
 

@@ -43,6 +43,8 @@ typedef struct model_seq {
     int n_blocks;
 } model_seq;
 
+struct model_lora;
+
 typedef struct model_batch {
     int n;                   /* tokens */
     const int32_t *token;    /* (n) */
@@ -51,6 +53,9 @@ typedef struct model_batch {
     const bool *want_logits; /* (n); logits rows come out in token order */
     int n_seqs;
     const model_seq *seqs; /* (n_seqs) */
+    /* (n_seqs) each sequence's LoRA adapter (model/lora.h; NULL: the base model), or NULL:
+     * every sequence on the base model */
+    const struct model_lora *const *lora;
 } model_batch;
 
 typedef struct model model; /* opaque */
@@ -67,6 +72,8 @@ typedef struct model_opts {
                                    load (NULL: packed in memory at every load); read during
                                    model_load only */
     size_t pack_cache_min;      /* smallest packed size worth a cache file (0: 32 MiB) */
+    int max_lora_rank;          /* largest LoRA rank an adapter may have (sizes the scratch;
+                                   0: 64) */
 } model_opts;
 
 /* The packed-weights cache directory for commands: KILN_PACK_CACHE (a directory, or 0 / off

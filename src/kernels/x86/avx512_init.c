@@ -87,4 +87,5 @@ void kl_isa_avx512_init(kl_isa *isa)
     kl_avx512_types_packed_kquant(isa);
     kl_avx512_types_packed_legacy(isa);
     kl_avx512_types_iq(isa);
+    kl_avx512_lora_init(isa);
 }
