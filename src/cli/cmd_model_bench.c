@@ -1,7 +1,9 @@
 /* cli/cmd_model_bench.c: `kiln model bench -m FILE [-p 512] [-n 128] [-t N] [-r REPEAT]
- * [-b 1,4,16,32]`: prompt processing (one sequence of P tokens in one batch) and generation
- * (N single-token steps) throughput like llama-bench, medians of the repeats; with -b, B
- * sequences decoding together, the aggregate generation rate the engine can reach. */
+ * [-b 1,4,16,32] [--lora A.gguf ...]`: prompt processing (one sequence of P tokens in one
+ * batch) and generation (N single-token steps) throughput like llama-bench, medians of the
+ * repeats; with -b, B sequences decoding together, the aggregate generation rate the engine
+ * can reach; with --lora, sequence s runs on adapter s % count, each repeat alternating with
+ * one on the base model alone (the baseline of the same minute). */
 #include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
@@ -11,7 +13,9 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/loaded.h"
+#include "model/lora.h"
 
+#define MAX_LORAS 64
 typedef struct bench {
     model *m;
     kl_workers *w;
@@ -20,6 +24,9 @@ typedef struct bench {
     int per;         /* blocks per sequence */
     float *logits;
     uint64_t rng;
+    model_lora *loras[MAX_LORAS];
+    int n_loras;
+    bool use_lora; /* this run's sequences on the adapters */
 } bench;
 
 static int32_t rand_token(bench *b, int nv)
@@ -51,8 +58,11 @@ static int run_once(bench *b, int B, int p, int n, int tg0, double *t_pp, double
     const model_hparams *hp = model_hparams_of(b->m);
     int maxb = model_opts_of(b->m)->max_batch_tokens;
     model_seq seqs[64];
-    for (int s = 0; s < B; s++)
+    const model_lora *seq_lora[64];
+    for (int s = 0; s < B; s++) {
         seqs[s] = (model_seq){b->blocks + (size_t)s * b->per, b->per};
+        seq_lora[s] = b->use_lora ? b->loras[s % b->n_loras] : NULL;
+    }
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)maxb),
             *pos = malloc(sizeof(int32_t) * (size_t)maxb);
     int32_t *seq = malloc(sizeof(int32_t) * (size_t)maxb);
@@ -66,14 +76,14 @@ static int run_once(bench *b, int B, int p, int n, int tg0, double *t_pp, double
                 ids[i] = rand_token(b, hp->n_vocab), pos[i] = at + i, seq[i] = s;
                 want[i] = at + i == p - 1;
             }
-            model_batch mb = {k, ids, pos, seq, want, B, seqs, NULL};
+            model_batch mb = {k, ids, pos, seq, want, B, seqs, seq_lora};
             rc = model_forward(b->m, b->w, b->kv, &mb, b->logits, err);
         }
     double t1 = kl_now_s(), c1 = cpu_s();
     for (int step = 0; step < n && !rc; step++) {
         for (int s = 0; s < B; s++)
             ids[s] = rand_token(b, hp->n_vocab), pos[s] = tg0 + step, seq[s] = s, want[s] = true;
-        model_batch mb = {B, ids, pos, seq, want, B, seqs, NULL};
+        model_batch mb = {B, ids, pos, seq, want, B, seqs, seq_lora};
         rc = model_forward(b->m, b->w, b->kv, &mb, b->logits, err);
     }
     *t_pp = t1 - t0;
@@ -95,6 +105,9 @@ static const cli_opt opts[] = {
     {'b', NULL, "LIST",
      "batch sizes, e.g. 1,4,16: B sequences decoding together after a prompt each, the aggregate "
      "rate (default: none, single-sequence pp and tg as llama-bench)"},
+    {CLI_LONG, "lora", "FILE",
+     "a LoRA adapter (repeatable, up to 64): sequence s runs on adapter s % count, each repeat "
+     "alternating with a run on the base model; prints both and their ratio"},
     {0},
 };
 
@@ -106,7 +119,8 @@ static const cli_cmd cmd = {
 
 int cmd_model_bench(int argc, char **argv)
 {
-    const char *path = NULL, *batches = NULL;
+    const char *path = NULL, *batches = NULL, *lora_paths[MAX_LORAS];
+    int n_lora = 0;
     int p = 512, n = 128, threads = 2, reps = 3;
     cli_args a;
     cli_args_init(&a, &cmd, argc, argv);
@@ -135,6 +149,10 @@ int cmd_model_bench(int argc, char **argv)
         case 'b':
             batches = val;
             break;
+        case CLI_LONG:
+            if (n_lora == MAX_LORAS) return cli_usage_error(&cmd, "at most %d --lora", MAX_LORAS);
+            lora_paths[n_lora++] = val;
+            break;
         }
     }
     if (!path) return cli_usage_error(&cmd, "-m FILE is required");
@@ -161,13 +179,18 @@ int cmd_model_bench(int argc, char **argv)
     if (cli_open(&L, path, &mo, false, NULL)) return 1;
     const model_hparams *hp = model_hparams_of(L.model);
     bench b = {.m = L.model, .w = kl_workers_create(threads), .rng = 0x9E3779B97F4A7C15ull};
+    kl_err err;
+    int rc = 0;
     b.per = (pp + n + 16) / 16 + 1;
+    for (; b.n_loras < n_lora; b.n_loras++)
+        if (cli_load_lora(L.model, lora_paths[b.n_loras], 1.f, &b.loras[b.n_loras])) {
+            rc = 1;
+            goto out;
+        }
     int kv_dim = hp->n_kv_heads * hp->head_dim;
     kv_store_config kc = {hp->n_layers, kv_dim, 16, KL_F16,
                           (size_t)max_b * (size_t)b.per * 16 * 2 * (size_t)hp->n_layers *
                               (size_t)kv_dim * 2};
-    kl_err err;
-    int rc = 0;
     if (kv_store_create(&b.kv, &kc, &err)) {
         rc = cli_fail(&err);
         goto out;
@@ -185,10 +208,34 @@ int cmd_model_bench(int argc, char **argv)
         goto fail;
     for (int k = 0; k < nbs; k++) {
         double tpp[100] = {0}, ttg[100] = {0}, cpp[100] = {0}, ctg[100] = {0};
-        for (int r = 0; r < reps; r++)
+        double base_tg[100] = {0}, base_ct[100] = {0}, ratio[100] = {0}, cratio[100] = {0};
+        for (int r = 0; r < reps; r++) {
+            b.use_lora = false;
+            if (b.n_loras) { /* the baseline, right before */
+                double x0, x1;
+                if ((rc = run_once(&b, bs[k], pp, n, batches ? pp : 0, &x0, &base_tg[r], &x1,
+                                   &base_ct[r], &err)))
+                    goto fail;
+                b.use_lora = true;
+            }
             if ((rc = run_once(&b, bs[k], pp, n, batches ? pp : 0, &tpp[r], &ttg[r], &cpp[r],
                                &ctg[r], &err)))
                 goto fail;
+            ratio[r] = base_tg[r] / ttg[r];
+            cratio[r] = base_ct[r] / ctg[r];
+        }
+        if (b.n_loras) {
+            qsort(base_tg, (size_t)reps, sizeof(double), cmp_d);
+            qsort(base_ct, (size_t)reps, sizeof(double), cmp_d);
+            qsort(ratio, (size_t)reps, sizeof(double), cmp_d);
+            qsort(cratio, (size_t)reps, sizeof(double), cmp_d);
+            printf("B=%d base: tg%d %.2f tok/s aggregate (%.2f per CPU-second x %d threads); with "
+                   "%d adapters / base: %.3f by wall time (%.3f..%.3f), %.3f by CPU time "
+                   "(%.3f..%.3f), medians and ranges of %d alternated repeats\n",
+                   bs[k], n, bs[k] * n / base_tg[reps / 2], bs[k] * n / base_ct[reps / 2] * threads,
+                   threads, b.n_loras, ratio[reps / 2], ratio[0], ratio[reps - 1], cratio[reps / 2],
+                   cratio[0], cratio[reps - 1], reps);
+        }
         qsort(tpp, (size_t)reps, sizeof(double), cmp_d);
         qsort(ttg, (size_t)reps, sizeof(double), cmp_d);
         qsort(cpp, (size_t)reps, sizeof(double), cmp_d);
@@ -212,6 +259,8 @@ int cmd_model_bench(int argc, char **argv)
 fail:
     if (rc) rc = cli_fail(&err);
 out:
+    for (int i = 0; i < b.n_loras; i++)
+        model_lora_free(b.loras[i]);
     free(b.logits);
     free(b.blocks);
     kv_store_destroy(b.kv);

@@ -11,6 +11,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/loaded.h"
+#include "model/lora.h"
 #include "engine/engine.h"
 #include "tok/chat.h"
 
@@ -45,7 +46,7 @@ static void on_event(void *ctx, const engine_event *ev)
     }
 }
 
-enum { O_TEMP = CLI_LONG, O_TOP_K, O_TOP_P, O_SEED, O_CTX, O_CHAT, O_PRINT_IDS };
+enum { O_TEMP = CLI_LONG, O_TOP_K, O_TOP_P, O_SEED, O_CTX, O_CHAT, O_PRINT_IDS, O_LORA };
 
 static const cli_opt opts[] = {
     {'m', "model", "FILE", "the GGUF model (required)"},
@@ -61,6 +62,7 @@ static const cli_opt opts[] = {
     {O_CHAT, "chat", NULL,
      "render the prompt through the model's chat template, as one user message"},
     {O_PRINT_IDS, "print-ids", NULL, "print the generated token ids instead of the text"},
+    {O_LORA, "lora", "FILE", "generate with this LoRA adapter on the model (GGUF, as llama.cpp's)"},
     {0},
 };
 
@@ -99,7 +101,7 @@ static int32_t *prompt_ids(const engine_stack *st, const char *prompt, bool chat
 
 int cmd_run(int argc, char **argv)
 {
-    const char *path = NULL, *prompt = NULL;
+    const char *path = NULL, *prompt = NULL, *lora_path = NULL;
     int n = 128, threads = 2, ctx = 0, top_k = 40, chat = 0, print_ids = 0;
     float temp = 0.8f, top_p = 0.95f;
     long long seed = -1;
@@ -146,6 +148,9 @@ int cmd_run(int argc, char **argv)
         case O_PRINT_IDS:
             print_ids = 1;
             break;
+        case O_LORA:
+            lora_path = val;
+            break;
         }
     }
     if (!path || !prompt) return cli_usage_error(&cmd, "-m FILE and -p PROMPT are required");
@@ -160,7 +165,13 @@ int cmd_run(int argc, char **argv)
     engine *e = L.eng;
     kl_err err;
     int rc = 0, n_prompt = 0;
-    int32_t *ids = prompt_ids(&L, prompt, chat, &n_prompt);
+    model_lora *lora = NULL;
+    int32_t *ids = NULL;
+    if (lora_path && cli_load_lora(L.model, lora_path, 1.f, &lora)) {
+        rc = 1;
+        goto out;
+    }
+    ids = prompt_ids(&L, prompt, chat, &n_prompt);
     if (!ids) {
         rc = 1;
         goto out;
@@ -168,8 +179,12 @@ int cmd_run(int argc, char **argv)
     run_state st = {.print_ids = print_ids, .n_prompt = n_prompt};
     pthread_mutex_init(&st.mu, NULL);
     pthread_cond_init(&st.cv, NULL);
-    engine_request r = {
-        .prompt = ids, .n_prompt = n_prompt, .n = 1, .on_event = on_event, .ctx = &st};
+    engine_request r = {.prompt = ids,
+                        .n_prompt = n_prompt,
+                        .n = 1,
+                        .lora = lora,
+                        .on_event = on_event,
+                        .ctx = &st};
     engine_sampling_defaults(&r.sp);
     r.sp.temperature = temp;
     r.sp.top_k = top_k;
@@ -195,6 +210,7 @@ int cmd_run(int argc, char **argv)
     if (st.finish == ENGINE_FINISH_ERROR) rc = 1;
 out:
     engine_close(&L);
+    model_lora_free(lora); /* after the engine: no request uses it any more */
     free(ids);
     return rc;
 }

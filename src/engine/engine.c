@@ -10,6 +10,7 @@
 
 #include "base/log.h"
 #include "engine/internal.h"
+#include "model/lora.h"
 
 void engine_config_defaults(engine_config *cfg)
 {
@@ -108,9 +109,10 @@ int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
     e->b_want = malloc(sizeof(bool) * mb);
     e->b_seqs = malloc(sizeof(model_seq) * ms);
     e->b_owner = malloc(sizeof(eng_seq *) * ms);
+    e->b_lora = malloc(sizeof(*e->b_lora) * ms);
     e->running = malloc(sizeof(eng_seq *) * ms);
     if (!e->workers || !e->sampler || !e->logits || !e->fork_row || !e->b_token || !e->b_pos ||
-        !e->b_seq || !e->b_want || !e->b_seqs || !e->b_owner || !e->running) {
+        !e->b_seq || !e->b_want || !e->b_seqs || !e->b_owner || !e->b_lora || !e->running) {
         rc = kl_errf(err, KL_ENOMEM, "engine: out of memory");
         goto fail;
     }
@@ -263,6 +265,8 @@ static int validate(const engine *e, const engine_request *r, kl_err *err)
     for (int i = 0; i < r->n_prompt; i++)
         if (r->prompt[i] < 0 || r->prompt[i] >= nv)
             return kl_errf(err, KL_EINVAL, "prompt: token id %d out of range", r->prompt[i]);
+    if (r->lora && model_lora_model(r->lora) != e->m)
+        return kl_errf(err, KL_EINVAL, "lora: the adapter was loaded for another model");
     if (r->n < 1 || r->n > e->max_seqs)
         return kl_errf(err, KL_EINVAL, "n: must be 1..%d", e->max_seqs);
     if (!isfinite(sp->temperature) || sp->temperature < 0)
@@ -412,7 +416,7 @@ void engine_destroy(engine *e)
     kv_store_destroy(e->store);
     free(e->logits), free(e->fork_row);
     free(e->b_token), free(e->b_pos), free(e->b_seq), free(e->b_want), free(e->b_seqs);
-    free(e->b_owner), free(e->running), free(e->inbox), free(e->aborts);
+    free(e->b_owner), free(e->b_lora), free(e->running), free(e->inbox), free(e->aborts);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     pthread_cond_destroy(&e->idle_cv);

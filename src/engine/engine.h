@@ -15,6 +15,7 @@
 
 typedef struct engine engine; /* opaque */
 struct model;
+struct model_lora;
 struct tok;
 
 typedef struct engine_config {
@@ -95,6 +96,10 @@ typedef struct engine_request {
     engine_sampling sp;
     int priority;        /* higher first; FCFS within a class */
     uint64_t cache_salt; /* mixed into prefix-cache hashes; 0: none */
+    /* the LoRA adapter the request runs on (model/lora.h), loaded for the engine's model;
+     * borrowed: it must outlive the request's last event. NULL: the base model. Its identity
+     * is mixed into the prefix-cache hashes, so adapters never share KV blocks. */
+    const struct model_lora *lora;
     engine_event_fn on_event;
     void *ctx;
 } engine_request;

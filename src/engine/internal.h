@@ -75,9 +75,10 @@ struct engine {
     /* batch buffers, (max_batch) each */
     int32_t *b_token, *b_pos, *b_seq;
     bool *b_want;
-    model_seq *b_seqs; /* (max_seqs) */
-    eng_seq **b_owner; /* (max_seqs) sequence of each b_seqs entry */
-    eng_seq **running; /* (max_seqs) sorted by (priority desc, arrival asc) */
+    model_seq *b_seqs;                /* (max_seqs) */
+    const struct model_lora **b_lora; /* (max_seqs) adapter of each b_seqs entry */
+    eng_seq **b_owner;                /* (max_seqs) sequence of each b_seqs entry */
+    eng_seq **running;                /* (max_seqs) sorted by (priority desc, arrival asc) */
     int n_running;
     eng_seq *waiting; /* singly linked, sorted the same way */
     int n_waiting_reqs;

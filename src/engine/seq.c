@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "engine/internal.h"
+#include "model/lora.h"
 
 eng_seq *seq_new(eng_req *rq, int index, const int32_t *tokens, int n, kl_err *err)
 {
@@ -71,10 +72,27 @@ bool seq_reserve(engine *e, eng_seq *s, int upto)
     return true;
 }
 
+/* A 64-bit mix (splitmix64's finalizer): every input bit moves every output bit. */
+static uint64_t mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* The salt of s's blocks: the request's cache salt, mixed with its adapter's identity (the
+ * base model's blocks keep the salt as it is). */
+static uint64_t block_salt(const eng_seq *s)
+{
+    const engine_request *r = &s->req->r;
+    if (!r->lora) return r->cache_salt;
+    return mix64(r->cache_salt ^ mix64(model_lora_info_of(r->lora)->id));
+}
+
 static uint64_t block_hash(engine *e, const eng_seq *s, int j)
 {
     uint64_t parent = j ? s->hashes[j - 1] : 0;
-    return kv_block_hash(parent, s->tokens + (size_t)j * e->bs, e->bs, s->req->r.cache_salt);
+    return kv_block_hash(parent, s->tokens + (size_t)j * e->bs, e->bs, block_salt(s));
 }
 
 int seq_prefix_lookup(engine *e, eng_seq *s)

@@ -219,6 +219,7 @@ void step_run(engine *e)
         if (!s->chunk) continue;
         e->b_seqs[ns] = (model_seq){s->blocks, s->n_blocks};
         e->b_owner[ns] = s;
+        e->b_lora[ns] = s->req->r.lora;
         for (int k = 0; k < s->chunk; k++, n++) {
             int p = s->n_computed + k;
             e->b_token[n] = s->tokens[p];
@@ -228,7 +229,7 @@ void step_run(engine *e)
         }
         ns++;
     }
-    model_batch b = {n, e->b_token, e->b_pos, e->b_seq, e->b_want, ns, e->b_seqs, NULL};
+    model_batch b = {n, e->b_token, e->b_pos, e->b_seq, e->b_want, ns, e->b_seqs, e->b_lora};
     kl_err err;
     int rc = model_forward(e->m, e->workers, e->store, &b, e->logits, &err);
     e->live.steps++;

@@ -26,6 +26,7 @@ typedef struct lora_pair {
 
 struct model_lora {
     const model *m;
+    int n_slots;      /* pairs' entries: n_layers * LORA_SLOTS + 1 */
     lora_pair *pairs; /* (n_layers * LORA_SLOTS + 1): layer l slot s at l * LORA_SLOTS + s, the
                          output head last; A NULL: not adapted */
     model_lora_info info;
@@ -246,6 +247,7 @@ int model_lora_load(model_lora **out, const model *m, const gguf_file *f, float 
         return kl_errf(err, KL_ENOMEM, "%s: out of memory", gguf_path(f));
     }
     a->m = m;
+    a->n_slots = m->hp.n_layers * LORA_SLOTS + 1;
     a->info.alpha = alpha;
     a->info.scale = scale;
     if ((rc = load_pairs(a, f, alpha, scale, err))) {
@@ -260,8 +262,7 @@ int model_lora_load(model_lora **out, const model *m, const gguf_file *f, float 
 void model_lora_free(model_lora *a)
 {
     if (!a) return;
-    int n = a->m->hp.n_layers * LORA_SLOTS + 1;
-    for (int k = 0; k < n; k++)
+    for (int k = 0; k < a->n_slots; k++)
         free(a->pairs[k].A), free(a->pairs[k].Bt);
     free(a->pairs);
     free(a);
@@ -270,6 +271,11 @@ void model_lora_free(model_lora *a)
 const model_lora_info *model_lora_info_of(const model_lora *a)
 {
     return &a->info;
+}
+
+const model *model_lora_model(const model_lora *a)
+{
+    return a->m;
 }
 
 /* ---- the forward pass ---- */

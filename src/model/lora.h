@@ -31,6 +31,8 @@ typedef struct model_lora_info {
  * multiplies alpha / rank. Returns 0 and sets *out, or a negative KL_E* code with
  * "<path>: <what is wrong>" (naming the tensor) in err and nothing allocated. */
 int model_lora_load(model_lora **out, const model *m, const gguf_file *f, float scale, kl_err *err);
-void model_lora_free(model_lora *a); /* NULL is fine */
+void model_lora_free(model_lora *a); /* NULL is fine; the model may be gone already */
 const model_lora_info *model_lora_info_of(const model_lora *a);
+/* The model a was loaded for. */
+const model *model_lora_model(const model_lora *a);
 #endif
