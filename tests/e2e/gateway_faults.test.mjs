@@ -431,6 +431,28 @@ test('retry.first_byte_timeout_ms and retry.connect_timeout_ms are enforced (a h
   console.log(`timeouts: no headers -> 502 after ${a.ms} ms; black hole -> 502 after ${b.ms} ms`);
   assert.match(gw.stderrText, /no response headers after/);
   assert.match(gw.stderrText, /not connected after/);
+  // with a second attempt allowed, both fail over to a healthy replica
+  await allMode('ok');
+  // (in turn, scores ignored: the black hole has no metrics and would never be picked first)
+  writeFileSync(file, JSON.stringify({ listen: { port: gp }, policy: 'round_robin',
+    health: { interval_ms: 100, timeout_ms: 20000, eject_ms: 10, eject_max_ms: 10 },
+    retry: { attempts: 2, connect_timeout_ms: 300, first_byte_timeout_ms: 400, idle_timeout_ms: 20000 },
+    models: [{ name: 'hung', pools: [{ endpoints: [{ url: `http://127.0.0.1:${hung}` }, { url: `http://127.0.0.1:${fakes[0]}` }] }] },
+      { name: 'hole', pools: [{ endpoints: [{ url: `http://127.0.0.1:${hole}` }, { url: `http://127.0.0.1:${fakes[1]}` }] }] }] }));
+  const stalls = () => (gw.stderrText.match(/no response headers after|not connected after/g) || []).length;
+  const before = stalls();
+  gw.kill('SIGHUP');
+  await waitFor(async () => (await (await fetch(`${url}/v1/models`)).text()).includes('"hung"'));
+  await sleep(1100); // the ejections of the requests above (eject_ms 1000 then) have run out
+  for (const model of ['hung', 'hole']) {
+    // in turn: one of two requests goes to the stalled replica first
+    for (let i = 0; i < 2; i++) {
+      const r = await timed(model);
+      assert.equal(r.status, 200, `${model}: ${r.body}`);
+      assert.ok(r.ms < 10000, `${model}: answered after ${r.ms} ms`);
+    }
+  }
+  assert.ok(stalls() >= before + 2, gw.stderrText.slice(-2000));
   gw.kill('SIGKILL');
 });
 
