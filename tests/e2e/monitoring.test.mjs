@@ -121,6 +121,9 @@ test('the expressions name only metrics a real kiln serve and kiln gateway expor
     queue: { max: 1, max_wait_ms: 300 },
     health: { interval_ms: 60000, eject_ms: 60000 },
   });
+  // every endpoint up first: the failing one must take (and fail) requests below, not come
+  // up later and take the one meant to fall back (seen on a loaded machine)
+  await waitFor(async () => (await (await fetch(`${gw.url}/health`)).json()).endpoints_up === 3);
   const post = (key, body, signal) => fetch(`${gw.url}/v1/completions`, { method: 'POST', signal,
     headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify(body) });
   const open = [];
