@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """tools/ref_forward.py: an independent reference forward pass in numpy (float64), written from
 the architectures' published descriptions, for checking Kiln's forward on the architectures
-llama.cpp's tree of Feb 2025 does not run (gemma3). Reads an F32 GGUF as `kiln model make`
+llama.cpp's tree of Feb 2025 does not run (gemma3, qwen3moe) and, in CI, on the
+Mixture-of-Experts ones it does (llama with experts: Mixtral; qwen2moe). Reads an F32 GGUF as `kiln model make`
 writes it (llama.cpp's tensor names and keys; Gemma's norm weights hold 1 + w, as llama.cpp's
 converter stores them) and prints, for tokens t0 t1 ..., the log-probability of each token
 after the first given the ones before it: "i token logprob" lines, as `kiln perplexity
@@ -13,6 +14,15 @@ after the GeGLU FFN (tanh GELU); RMSNorm of every query and key head; rotary emb
 (i, i + d/2) pairs, base 10000 on local layers and rope.freq_base (with linear scaling, if the
 file has it) on global ones; five local (sliding-window) layers to one global; queries scaled
 by head_dim^-1/2; the output tied to the embedding.
+
+Mixtures of experts (Mixtral: Jiang et al., "Mixtral of Experts", 2024; Qwen2-MoE and Qwen3-MoE:
+the Hugging Face Qwen2MoeSparseMoeBlock and Qwen3MoeSparseMoeBlock): a llama-style decoder
+(RMSNorm before attention and FFN, GQA, rotary embeddings: (2i, 2i+1) pairs for llama as its
+GGUF files hold Q and K, (i, i + d/2) for Qwen; Qwen2 adds Q/K/V biases, Qwen3 an RMSNorm of
+each query and key head before the rotation) whose FFN is a router (softmax over the experts'
+logits), the top-k experts' SwiGLU FFNs summed weighted by their probabilities (renormalised to
+sum 1 for Mixtral and Qwen3-MoE's norm_topk_prob), plus for Qwen2-MoE a shared expert for every
+token scaled by sigmoid(x . w).
 
 usage: ref_forward.py MODEL.gguf TOKEN...
 """
@@ -131,12 +141,89 @@ def gemma3(kv, t, toks):
     return x @ t.get('output.weight', t['token_embd.weight']).T
 
 
+def rope_pairs(x, pos, base):
+    """x: (T, heads, d); rotates pairs (2i, 2i+1) by pos * base^(-2i/d) (llama's GGUF layout)."""
+    d = x.shape[-1]
+    inv = base ** (-np.arange(0, d, 2) / d)
+    ang = pos[:, None] * inv[None, :]
+    c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    a, b = x[..., 0::2], x[..., 1::2]
+    out = np.empty_like(x)
+    out[..., 0::2], out[..., 1::2] = a * c - b * s, a * s + b * c
+    return out
+
+
+def silu(x):
+    return x / (1 + np.exp(-x))
+
+
+def moe_ffn(h, p, n_used, renorm, shared):
+    """h: (T, dim). The router's softmax, each token's top n_used experts, their FFNs summed
+    weighted by their probabilities (renormalised when renorm), plus the gated shared expert."""
+    logits = h @ p('ffn_gate_inp').T
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = probs / probs.sum(-1, keepdims=True)
+    gate, up, down = p('ffn_gate_exps'), p('ffn_up_exps'), p('ffn_down_exps')
+    out = np.zeros_like(h)
+    for t in range(h.shape[0]):
+        top = np.argsort(-probs[t], kind='stable')[:n_used]
+        w = probs[t][top]
+        if renorm:
+            w = w / w.sum()
+        for e, we in zip(top, w):
+            out[t] += we * ((silu(h[t] @ gate[e].T) * (h[t] @ up[e].T)) @ down[e].T)
+    if shared:
+        g = 1 / (1 + np.exp(-(h @ p('ffn_gate_inp_shexp'))))
+        f = (silu(h @ p('ffn_gate_shexp').T) * (h @ p('ffn_up_shexp').T)) @ p('ffn_down_shexp').T
+        out = out + g[:, None] * f
+    return out
+
+
+def moe(kv, t, toks, arch):
+    g = lambda k, d=None: kv.get(f'{arch}.{k}', d)
+    dim, n_layers = g('embedding_length'), g('block_count')
+    nh, nkv = g('attention.head_count'), g('attention.head_count_kv')
+    eps, base = g('attention.layer_norm_rms_epsilon'), g('rope.freq_base', 10000.0)
+    hd = g('attention.key_length', dim // nh)
+    n_used = g('expert_used_count')
+    T = len(toks)
+    pos = np.arange(T, dtype=np.float64)
+    x = t['token_embd.weight'][toks]
+    for l in range(n_layers):
+        p = lambda n: t[f'blk.{l}.{n}.weight']
+        b = lambda n: t[f'blk.{l}.{n}.bias'] if arch == 'qwen2moe' else 0.0
+        h = rmsnorm(x, p('attn_norm'), eps)
+        q = (h @ p('attn_q').T + b('attn_q')).reshape(T, nh, hd)
+        k = (h @ p('attn_k').T + b('attn_k')).reshape(T, nkv, hd)
+        v = (h @ p('attn_v').T + b('attn_v')).reshape(T, nkv, hd)
+        if arch == 'qwen3moe':
+            q, k = rmsnorm(q, p('attn_q_norm'), eps), rmsnorm(k, p('attn_k_norm'), eps)
+        if arch == 'llama':
+            q, k = rope_pairs(q, pos, base), rope_pairs(k, pos, base)
+        else:
+            q, k = rope(q, pos, base, 1.0), rope(k, pos, base, 1.0)
+        k, v = np.repeat(k, nh // nkv, axis=1), np.repeat(v, nh // nkv, axis=1)
+        s = np.einsum('qhd,khd->hqk', q, k) * hd ** -0.5
+        s = np.where(np.tril(np.ones((T, T), bool))[None], s, -np.inf)
+        s = np.exp(s - s.max(-1, keepdims=True))
+        s = s / s.sum(-1, keepdims=True)
+        x = x + np.einsum('hqk,khd->qhd', s, v).reshape(T, nh * hd) @ p('attn_output').T
+        h = rmsnorm(x, p('ffn_norm'), eps)
+        x = x + moe_ffn(h, p, n_used, arch != 'qwen2moe', arch == 'qwen2moe')
+    x = rmsnorm(x, t['output_norm.weight'], eps)
+    return x @ t.get('output.weight', t['token_embd.weight']).T
+
+
 def main():
     kv, t = read_gguf(sys.argv[1])
     toks = [int(a) for a in sys.argv[2:]]
     arch = kv['general.architecture']
-    assert arch == 'gemma3', f'{arch}: no reference here (llama.cpp runs it)'
-    logits = gemma3(kv, t, toks)
+    if arch == 'gemma3':
+        logits = gemma3(kv, t, toks)
+    else:
+        assert arch in ('llama', 'qwen2moe', 'qwen3moe') and f'{arch}.expert_count' in kv, \
+            f'{arch}: no reference here (llama.cpp runs it)'
+        logits = moe(kv, t, toks, arch)
     for i in range(len(toks) - 1):
         row = logits[i] - logits[i].max()
         lp = row[toks[i + 1]] - np.log(np.exp(row).sum())

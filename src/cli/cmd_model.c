@@ -262,6 +262,9 @@ enum {
     O_STD,
     O_THREADS,
     O_SWA,
+    O_EXPERTS,
+    O_EXPERTS_USED,
+    O_FFN_SHARED,
 };
 
 static const cli_opt make_opts[] = {
@@ -269,7 +272,7 @@ static const cli_opt make_opts[] = {
     {'o', NULL, "FILE", "the same as --out"},
     {O_ARCH, "arch", "ARCH",
      "architecture (default llama): llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, granite, "
-     "olmo2, command-r, starcoder2"},
+     "olmo2, command-r, starcoder2, qwen2moe, qwen3moe (llama with --experts: Mixtral)"},
     {O_DIM, "dim", "D", "embedding width (default 64)"},
     {O_LAYERS, "layers", "L", "transformer layers (default 2)"},
     {O_HEADS, "heads", "H", "attention heads (default 4)"},
@@ -288,6 +291,11 @@ static const cli_opt make_opts[] = {
     {O_SWA, "swa", "W",
      "sliding window of the layers that have one (default: none; gemma2 4096, "
      "gemma3 512)"},
+    {O_EXPERTS, "experts", "N",
+     "a Mixture of Experts: N experts per layer, each --ffn wide (default: none; qwen2moe and "
+     "qwen3moe need it)"},
+    {O_EXPERTS_USED, "experts-used", "K", "experts run per token (default 2)"},
+    {O_FFN_SHARED, "ffn-shared", "F", "qwen2moe's shared expert's width (default: --ffn)"},
     {0},
 };
 
@@ -348,6 +356,15 @@ static int make(int argc, char **argv)
             break;
         case O_SWA:
             ok = parse_int(a.opt, v, &o.swa);
+            break;
+        case O_EXPERTS:
+            ok = parse_int(a.opt, v, &o.experts);
+            break;
+        case O_EXPERTS_USED:
+            ok = parse_int(a.opt, v, &o.experts_used);
+            break;
+        case O_FFN_SHARED:
+            ok = parse_int(a.opt, v, &o.ffn_shared);
             break;
         case O_ROPE_THETA:
             ok = parse_float(a.opt, v, &o.rope_theta);

@@ -52,6 +52,18 @@ typedef struct kl_mm_out {
 } kl_mm_out;
 void kl_matmul_multi(kl_workers *w, const kl_mm_out *outs, int n, int64_t cols, const float *x,
                      int64_t ldx, int B, void *scratch);
+/* Products of different weights over runs of the same activation rows, in one pass of the
+ * workers (a mixture's experts, each over the rows routed to it: the rows are quantized once
+ * and each expert's weights read once however many rows chose it). Run i multiplies rows
+ * [row0, row0 + B) of x (B rows in all) into out.y, B rows of out.ldy. The work is split by
+ * rows x activation rows, so a busy expert is shared by the workers. A row's result is the
+ * same bits as kl_matmul of that row alone. Runs with B < 1 are skipped. */
+typedef struct kl_mm_run {
+    kl_mm_out out;
+    int row0, B;
+} kl_mm_run;
+void kl_matmul_runs(kl_workers *w, const kl_mm_run *runs, int n, int64_t cols, const float *x,
+                    int64_t ldx, int B, void *scratch);
 
 /* Conversions of one row of n elements (n a multiple of the dtype's block size). Whether t
  * can be read row by row (the token embedding lookup): */

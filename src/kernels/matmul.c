@@ -25,43 +25,54 @@ size_t kl_matmul_scratch(kl_dtype wt, int B, int64_t cols)
     return row ? (size_t)B * row + 64 : 0;
 }
 
-#define MAX_OUTS   4
+#define MAX_RUNS   64 /* products per pass of the workers (more: several passes) */
 #define CHUNK_ROWS 64 /* rows per unit of work: whole tiles of four 16-row panels */
 
-/* One pass of the workers over up to MAX_OUTS matrices that read the same activations: their
- * rows, in chunks, are split in equal shares of consecutive chunks (handing chunks out from a
- * shared counter measured no faster). Each row's result does not depend on the worker. */
+/* One pass of the workers over up to MAX_RUNS products that read runs of the same quantized
+ * activation rows (Q, K and V over all of them; a mixture's experts over the rows routed to
+ * each). Their weight rows, in chunks, are split in shares of equal work: a chunk costs the
+ * activation rows it is multiplied by, so an expert chosen by many tokens is spread over the
+ * workers as a dense matrix would be (handing chunks out from a shared counter measured no
+ * faster). Each row's result does not depend on the worker. */
 typedef struct {
-    const kl_type_ops *ops[MAX_OUTS];
-    kl_gemm g[MAX_OUTS];
-    kl_gemm_fn fn[MAX_OUTS];
-    int64_t first[MAX_OUTS + 1]; /* chunk index where each output's rows start */
+    kl_gemm g[MAX_RUNS];
+    kl_gemm_fn fn[MAX_RUNS];
+    int64_t cost0[MAX_RUNS + 1]; /* work before each product: sum of its chunks x rows */
     int n;
     /* activation quantization, before the pass */
+    const kl_type_ops *ops;
     const float *x;
     int64_t ldx;
+    int B;
+    uint8_t *act;
+    size_t a_stride;
 } mm_job;
 
 static void quant_part(void *ctx, int ith, int nth)
 {
     mm_job *j = ctx;
-    kl_gemm *g = &j->g[0];
-    for (int b = (int)((int64_t)ith * g->B / nth); b < (int64_t)(ith + 1) * g->B / nth; b++)
-        j->ops[0]->quant_act(j->x + b * j->ldx, (uint8_t *)g->act + (size_t)b * g->a_stride,
-                             g->cols);
+    for (int b = (int)((int64_t)ith * j->B / nth); b < (int64_t)(ith + 1) * j->B / nth; b++)
+        j->ops->quant_act(j->x + b * j->ldx, j->act + (size_t)b * j->a_stride, j->g[0].cols);
+}
+
+/* The first chunk of product o whose work starts at or after c (ceiling division). */
+static int64_t chunk_at(const mm_job *j, int o, int64_t c)
+{
+    int64_t B = j->g[o].B, rel = c - j->cost0[o];
+    return rel <= 0 ? 0 : (rel + B - 1) / B;
 }
 
 static void gemm_part(void *ctx, int ith, int nth)
 {
     mm_job *j = ctx;
-    int64_t total = j->first[j->n];
-    int o = 0;
-    for (int64_t c = total * ith / nth; c < total * (ith + 1) / nth; c++) {
-        while (c >= j->first[o + 1])
-            o++;
-        int64_t r0 = (c - j->first[o]) * CHUNK_ROWS, r1 = r0 + CHUNK_ROWS;
-        if (r1 > j->g[o].rows) r1 = j->g[o].rows;
-        j->fn[o](&j->g[o], r0, r1);
+    int64_t total = j->cost0[j->n], lo = total * ith / nth, hi = total * (ith + 1) / nth;
+    for (int o = 0; o < j->n; o++) {
+        if (j->cost0[o + 1] <= lo || j->cost0[o] >= hi) continue;
+        int64_t c1 = chunk_at(j, o, hi), nch = (j->g[o].rows + CHUNK_ROWS - 1) / CHUNK_ROWS;
+        for (int64_t c = chunk_at(j, o, lo); c < c1 && c < nch; c++) {
+            int64_t r0 = c * CHUNK_ROWS, r1 = r0 + CHUNK_ROWS;
+            j->fn[o](&j->g[o], r0, r1 < j->g[o].rows ? r1 : j->g[o].rows);
+        }
     }
 }
 
@@ -72,55 +83,74 @@ static bool valid(const kl_mm_out *o, int64_t cols)
     return !o->packed || kl_pack_bytes(o->type, o->rows, cols);
 }
 
-void kl_matmul_multi(kl_workers *w, const kl_mm_out *outs, int n, int64_t cols, const float *x,
-                     int64_t ldx, int B, void *scratch)
+/* Adds run r (its activation rows already quantized at a) to the pass. */
+static void add_run(mm_job *j, const kl_mm_run *r, int64_t cols, const uint8_t *a, size_t a_stride)
+{
+    const kl_mm_out *o = &r->out;
+    const kl_type_ops *ops = &kl_isa_get()->types[o->type];
+    size_t w_stride = o->packed ? kl_pack_bytes(o->type, ROW_ALIGN, cols) /* one panel */
+                                : kl_dtype_row_bytes(o->type, cols);
+    j->fn[j->n] = o->packed ? ops->gemm_packed : ops->gemm;
+    j->g[j->n] = (kl_gemm){.W = o->W,
+                           .w_stride = w_stride,
+                           .cols = cols,
+                           .act = a + (size_t)r->row0 * a_stride,
+                           .a_stride = a_stride,
+                           .B = r->B,
+                           .y = o->y,
+                           .ldy = o->ldy,
+                           .rows = o->rows};
+    int64_t chunks = (o->rows + CHUNK_ROWS - 1) / CHUNK_ROWS;
+    j->cost0[j->n + 1] = j->cost0[j->n] + chunks * r->B;
+    j->n++;
+}
+
+void kl_matmul_runs(kl_workers *w, const kl_mm_run *runs, int n, int64_t cols, const float *x,
+                    int64_t ldx, int B, void *scratch)
 {
     if (B < 1 || n < 1) return;
     const kl_isa *isa = kl_isa_get();
-    kl_dtype act = isa->types[outs[0].type].act;
-    bool same = n <= MAX_OUTS;
+    kl_dtype act = isa->types[runs[0].out.type].act;
+    bool same = true;
     for (int i = 0; i < n; i++)
-        same = same && isa->types[outs[i].type].act == act;
-    if (!same) { /* one pass per output: they cannot share the quantized activations */
+        same = same && isa->types[runs[i].out.type].act == act;
+    if (!same) { /* one pass per product: they cannot share the quantized activations */
         for (int i = 0; i < n; i++)
-            kl_matmul_multi(w, outs + i, 1, cols, x, ldx, B, scratch);
+            kl_matmul_runs(w, runs + i, 1, cols, x, ldx, B, scratch);
         return;
     }
-    mm_job j = {.x = x, .ldx = ldx};
+    mm_job j = {.ops = &isa->types[runs[0].out.type], .x = x, .ldx = ldx, .B = B};
     const uint8_t *a = (const uint8_t *)x;
     size_t a_stride = (size_t)ldx * sizeof(float);
     if (act != KL_F32) {
-        a = (const uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-        a_stride = kl_act_row_bytes(act, cols);
-    }
-    for (int i = 0; i < n; i++) {
-        const kl_mm_out *o = &outs[i];
-        if (!valid(o, cols)) continue;
-        const kl_type_ops *ops = &isa->types[o->type];
-        size_t w_stride = o->packed ? kl_pack_bytes(o->type, ROW_ALIGN, cols) /* one panel */
-                                    : kl_dtype_row_bytes(o->type, cols);
-        j.ops[j.n] = ops;
-        j.fn[j.n] = o->packed ? ops->gemm_packed : ops->gemm;
-        j.g[j.n] = (kl_gemm){.W = o->W,
-                             .w_stride = w_stride,
-                             .cols = cols,
-                             .act = a,
-                             .a_stride = a_stride,
-                             .B = B,
-                             .y = o->y,
-                             .ldy = o->ldy,
-                             .rows = o->rows};
-        j.first[j.n + 1] = j.first[j.n] + (o->rows + CHUNK_ROWS - 1) / CHUNK_ROWS;
-        j.n++;
-    }
-    if (!j.n) return;
-    if (act != KL_F32) {
+        j.act = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+        j.a_stride = a_stride = kl_act_row_bytes(act, cols);
+        j.g[0].cols = cols;
         if (B == 1 || !w)
             quant_part(&j, 0, 1);
         else
             kl_workers_run(w, quant_part, &j);
+        a = j.act;
     }
-    kl_workers_run(w, gemm_part, &j);
+    for (int i = 0; i < n; i++) {
+        const kl_mm_run *r = &runs[i];
+        if (r->B < 1 || r->row0 < 0 || r->row0 + r->B > B || !valid(&r->out, cols)) continue;
+        add_run(&j, r, cols, a, a_stride);
+        if (j.n == MAX_RUNS) kl_workers_run(w, gemm_part, &j), j.n = 0;
+    }
+    if (j.n) kl_workers_run(w, gemm_part, &j);
+}
+
+void kl_matmul_multi(kl_workers *w, const kl_mm_out *outs, int n, int64_t cols, const float *x,
+                     int64_t ldx, int B, void *scratch)
+{
+    kl_mm_run runs[MAX_RUNS];
+    for (int at = 0; at < n; at += MAX_RUNS) {
+        int k = n - at < MAX_RUNS ? n - at : MAX_RUNS;
+        for (int i = 0; i < k; i++)
+            runs[i] = (kl_mm_run){outs[at + i], 0, B};
+        kl_matmul_runs(w, runs, k, cols, x, ldx, B, scratch);
+    }
 }
 
 /* Computes y (see kernels.h). Does nothing for an unsupported dtype, B < 1 or cols that are

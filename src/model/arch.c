@@ -12,7 +12,7 @@
 #define L MODEL_NORM_LAYER
 static const model_arch archs[] = {
     /* name        neox   norm ffn               quirks                          swa period */
-    {"llama", false, R, MODEL_FFN_SWIGLU, 0, 0},
+    {"llama", false, R, MODEL_FFN_SWIGLU, ARCH_EXPERTS | ARCH_MOE_NORM, 0}, /* Mixtral */
     {"qwen2", true, R, MODEL_FFN_SWIGLU, ARCH_QKV_BIAS, 0},
     {"qwen3", true, R, MODEL_FFN_SWIGLU, ARCH_QK_NORM, 0},
     {"gemma", true, R, MODEL_FFN_GEGLU, ARCH_EMB_SCALE | ARCH_Q_SCALE | ARCH_TIED, 0},
@@ -26,6 +26,10 @@ static const model_arch archs[] = {
      0},
     {"command-r", false, L, MODEL_FFN_SWIGLU, ARCH_PARALLEL | ARCH_TIED | ARCH_LOGIT_SCALE, 0},
     {"starcoder2", true, L, MODEL_FFN_GELU, ARCH_BIASES, 0},
+    {"qwen2moe", true, R, MODEL_FFN_SWIGLU,
+     ARCH_QKV_BIAS | ARCH_EXPERTS | ARCH_MOE_ONLY | ARCH_SHARED_EXPERT, 0},
+    {"qwen3moe", true, R, MODEL_FFN_SWIGLU,
+     ARCH_QK_NORM | ARCH_EXPERTS | ARCH_MOE_ONLY | ARCH_MOE_NORM, 0},
 };
 #undef R
 #undef L
@@ -40,7 +44,7 @@ const model_arch *model_arch_find(const char *name)
 const char *model_arch_names(void)
 {
     return "llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, granite, olmo2, command-r, "
-           "starcoder2";
+           "starcoder2, qwen2moe, qwen3moe";
 }
 
 bool model_arch_swa_layer(const model_arch *a, int l)
@@ -66,6 +70,31 @@ static void add(lister *ls, const char *name, int l, int64_t cols, int64_t rows,
         snprintf(full, sizeof full, "%s", name);
     snprintf(t->name, sizeof t->name, "%s", full);
     t->cols = cols, t->rows = rows, t->norm = norm, t->mat = mat, t->vec = vec;
+    t->experts = 0;
+}
+
+/* A stack of n_expert matrices (rows, cols) bound to mats[0..n_expert). */
+static void add_experts(lister *ls, const char *name, int l, int64_t cols, int64_t rows,
+                        int64_t n_expert, model_w *mats)
+{
+    add(ls, name, l, cols, rows, false, mats, NULL);
+    ls->out[ls->n - 1].experts = n_expert;
+}
+
+/* A mixture's FFN (see model/moe.c): the router, the experts, the shared expert. */
+static void add_moe(lister *ls, const model_arch *a, const model_hparams *hp, int l,
+                    model_layer *ly)
+{
+    int64_t dim = hp->dim, ff = hp->ff_exp, sh = hp->ff_shexp, E = hp->n_expert;
+    add(ls, "ffn_gate_inp.weight", l, dim, E, false, ly ? &ly->router : NULL, NULL);
+    add_experts(ls, "ffn_gate_exps.weight", l, dim, ff, E, ly ? ly->exp_gate : NULL);
+    add_experts(ls, "ffn_down_exps.weight", l, ff, dim, E, ly ? ly->exp_down : NULL);
+    add_experts(ls, "ffn_up_exps.weight", l, dim, ff, E, ly ? ly->exp_up : NULL);
+    if (!(a->quirks & ARCH_SHARED_EXPERT)) return;
+    add(ls, "ffn_gate_inp_shexp.weight", l, dim, 0, false, NULL, ly ? &ly->sh_gate_inp : NULL);
+    add(ls, "ffn_gate_shexp.weight", l, dim, sh, false, ly ? &ly->sh_gate : NULL, NULL);
+    add(ls, "ffn_down_shexp.weight", l, sh, dim, false, ly ? &ly->sh_down : NULL, NULL);
+    add(ls, "ffn_up_shexp.weight", l, dim, sh, false, ly ? &ly->sh_up : NULL, NULL);
 }
 
 int model_arch_tensors(const model_arch *a, const model_hparams *hp, model *m, model_tensor *out)
@@ -107,7 +136,9 @@ int model_arch_tensors(const model_arch *a, const model_hparams *hp, model *m, m
             add(&ls, "ffn_norm.weight", l, dim, 0, true, NULL, M(ffn_norm));
             if (bias) add(&ls, "ffn_norm.bias", l, dim, 0, false, NULL, M(ffn_norm_b));
         }
-        if (q & ARCH_FUSED) {
+        if (hp->n_expert) {
+            add_moe(&ls, a, hp, l, ly);
+        } else if (q & ARCH_FUSED) {
             add(&ls, "ffn_up.weight", l, dim, 2 * ff, false, M(w_up), NULL);
         } else {
             if (a->ffn != MODEL_FFN_GELU)
@@ -115,7 +146,7 @@ int model_arch_tensors(const model_arch *a, const model_hparams *hp, model *m, m
             add(&ls, "ffn_up.weight", l, dim, ff, false, M(w_up), NULL);
         }
         if (bias) add(&ls, "ffn_up.bias", l, ff, 0, false, NULL, M(b_up));
-        add(&ls, "ffn_down.weight", l, ff, dim, false, M(w_down), NULL);
+        if (!hp->n_expert) add(&ls, "ffn_down.weight", l, ff, dim, false, M(w_down), NULL);
         if (bias) add(&ls, "ffn_down.bias", l, dim, 0, false, NULL, M(b_down));
         if (q & ARCH_POST_NORMS)
             add(&ls, "post_ffw_norm.weight", l, dim, 0, true, NULL, M(ffn_post_norm));

@@ -10,11 +10,12 @@ const char *model_arch_names(void);
 /* Whether layer l of a model with a sliding window uses it (a->swa_period). */
 bool model_arch_swa_layer(const model_arch *a, int l);
 
-/* One tensor of a model: 2-D (cols = ne[0], rows = ne[1]) bound to *mat, or 1-D (rows 0) to
- * *vec; norm: a norm's weight (make writes ones). Slots are NULL when listed without a model. */
+/* One tensor of a model: 2-D (cols = ne[0], rows = ne[1]) bound to *mat, 3-D (experts =
+ * ne[2] > 0: a stack of matrices) bound to mat[0..experts), or 1-D (rows 0) to *vec; norm: a
+ * norm's weight (make writes ones). Slots are NULL when listed without a model. */
 typedef struct model_tensor {
     char name[GGUF_MAX_NAME];
-    int64_t cols, rows;
+    int64_t cols, rows, experts;
     bool norm;
     model_w *mat;
     const float **vec;

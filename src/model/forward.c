@@ -2,7 +2,8 @@
  * architecture (model/arch.c): the quirks live in the per-token steps between the matmuls.
  * Per layer: norm → Q/K/V projections (+ biases, Q/K norms) → RoPE → attention through the
  * paged cache → output projection (+ post-norm) + residual → norm → gated FFN (SwiGLU or
- * GeGLU; GELU alone for starcoder2) (+ post-norm) + residual. Each projection is one matmul over
+ * GeGLU; GELU alone for starcoder2; or a mixture of experts, model/moe.c) (+ post-norm) +
+ * residual. Each projection is one matmul over
  * all the batch's tokens, so the weights are read once per step however many sequences the batch
  * holds. */
 #include <math.h>
@@ -12,38 +13,30 @@
 #include "model/internal.h"
 
 /* y (n, w->rows) = x (n, w->cols) W^T */
-static kl_mm_out mm_out(const model_w *w, float *y)
+kl_mm_out model_mm_out(const model_w *w, float *y)
 {
     return (kl_mm_out){w->type, w->packed ? w->packed : w->data, w->packed != NULL, w->rows, y,
                        w->rows};
 }
 
-static void proj(model *m, kl_workers *wk, const model_w *w, const float *x, int n, float *y)
+void model_proj(model *m, kl_workers *wk, const model_w *w, const float *x, int n, float *y)
 {
-    kl_mm_out o = mm_out(w, y);
+    kl_mm_out o = model_mm_out(w, y);
     kl_matmul_multi(wk, &o, 1, w->cols, x, w->cols, n, m->s.mm);
 }
 
 /* Projections of the same input in one pass of the workers (see kl_matmul_multi). */
-static void proj2(model *m, kl_workers *wk, const model_w *w0, float *y0, const model_w *w1,
-                  float *y1, const float *x, int n)
+void model_proj2(model *m, kl_workers *wk, const model_w *w0, float *y0, const model_w *w1,
+                 float *y1, const float *x, int n)
 {
-    kl_mm_out o[2] = {mm_out(w0, y0), mm_out(w1, y1)};
+    kl_mm_out o[2] = {model_mm_out(w0, y0), model_mm_out(w1, y1)};
     kl_matmul_multi(wk, o, 2, w0->cols, x, w0->cols, n, m->s.mm);
-}
-
-/* The FFN's first projections of xb: gate and up (into hb, hb2), or up alone (into hb). */
-static void ffn_in(model *m, kl_workers *wk, const model_layer *ly, int n)
-{
-    if (ly->w_gate.data)
-        proj2(m, wk, &ly->w_gate, m->s.hb, &ly->w_up, m->s.hb2, m->s.xb, n);
-    else
-        proj(m, wk, &ly->w_up, m->s.xb, n, m->s.hb);
 }
 
 static void proj3(model *m, kl_workers *wk, const model_layer *ly, const float *x, int n)
 {
-    kl_mm_out o[3] = {mm_out(&ly->wq, m->s.q), mm_out(&ly->wk, m->s.k), mm_out(&ly->wv, m->s.v)};
+    kl_mm_out o[3] = {model_mm_out(&ly->wq, m->s.q), model_mm_out(&ly->wk, m->s.k),
+                      model_mm_out(&ly->wv, m->s.v)};
     kl_matmul_multi(wk, o, 3, ly->wq.cols, x, ly->wq.cols, n, m->s.mm);
 }
 
@@ -191,6 +184,34 @@ static void rows_run(model *m, kl_workers *w, const model_batch *b, int layer, r
         rows_part(&j, 0, 1);
 }
 
+/* The projections each adapter may update after each matmul (model/lora.c): an adapter's
+ * update is added to the base projection's output, before biases, as llama.cpp adds it. */
+static const lora_slot QKV[] = {LORA_Q, LORA_K, LORA_V}, O[] = {LORA_O},
+                       GATE_UP[] = {LORA_GATE, LORA_UP}, UP[] = {LORA_UP}, DOWN[] = {LORA_DOWN};
+
+/* The FFN of layer l over xb (n rows), into xb: gate and up (or up alone), the activation,
+ * down, each with the batch's adapters (lora); or a mixture of experts (model/moe.c). */
+static void ffn(model *m, kl_workers *w, const model_batch *b, int l, bool lora)
+{
+    const model_layer *ly = &m->layers[l];
+    model_scratch *s = &m->s;
+    int n = b->n;
+    if (m->hp.n_expert) {
+        model_moe_ffn(m, w, l, n);
+        return;
+    }
+    if (ly->w_gate.data) {
+        model_proj2(m, w, &ly->w_gate, s->hb, &ly->w_up, s->hb2, s->xb, n);
+        if (lora) model_lora_add(m, w, l, GATE_UP, 2, s->xb, (float *[]){s->hb, s->hb2});
+    } else {
+        model_proj(m, w, &ly->w_up, s->xb, n, s->hb);
+        if (lora) model_lora_add(m, w, l, UP, 1, s->xb, (float *[]){s->hb}); /* up in hb */
+    }
+    rows_run(m, w, b, l, ROWS_ACT);
+    model_proj(m, w, &ly->w_down, s->hb, n, s->xb);
+    if (lora) model_lora_add(m, w, l, DOWN, 1, s->hb, (float *[]){s->xb});
+}
+
 /* Gemma's sqrt(dim) and granite's embedding scale on the batch's embeddings. */
 static void embed_scale(model *m, int n)
 {
@@ -265,11 +286,6 @@ static int fit_workers(model *m, kl_workers *w, kl_err *err)
     return 0;
 }
 
-/* The projections each adapter may update after each matmul (model/lora.c): an adapter's
- * update is added to the base projection's output, before biases, as llama.cpp adds it. */
-static const lora_slot QKV[] = {LORA_Q, LORA_K, LORA_V}, O[] = {LORA_O},
-                       GATE_UP[] = {LORA_GATE, LORA_UP}, UP[] = {LORA_UP}, DOWN[] = {LORA_DOWN};
-
 int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, float *logits,
                   kl_err *err)
 {
@@ -293,17 +309,10 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
         if (lora) model_lora_add(m, w, l, QKV, 3, s->xb, (float *[]){s->q, s->k, s->v});
         rows_run(m, w, b, l, ROWS_HEADS);
         model_attention(m, w, kv, l, b);
-        proj(m, w, &ly->wo, s->att, n, s->xo);
+        model_proj(m, w, &ly->wo, s->att, n, s->xo);
         if (lora) model_lora_add(m, w, l, O, 1, s->att, (float *[]){s->xo});
         rows_run(m, w, b, l, ROWS_FFN_IN);
-        ffn_in(m, w, ly, n);
-        if (lora && ly->w_gate.data)
-            model_lora_add(m, w, l, GATE_UP, 2, s->xb, (float *[]){s->hb, s->hb2});
-        else if (lora)
-            model_lora_add(m, w, l, UP, 1, s->xb, (float *[]){s->hb}); /* no gate: up in hb */
-        rows_run(m, w, b, l, ROWS_ACT);
-        proj(m, w, &ly->w_down, s->hb, n, s->xb);
-        if (lora) model_lora_add(m, w, l, DOWN, 1, s->hb, (float *[]){s->xb});
+        ffn(m, w, b, l, lora); /* dense (+ adapters), or a mixture of experts */
     }
     rows_run(m, w, b, hp->n_layers - 1, ROWS_RESID);
     int r = 0;
@@ -311,7 +320,7 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
         if (b->want_logits && b->want_logits[i])
             pre_norm(m, s->rows + (size_t)r++ * dim, s->x + (size_t)i * dim, m->output_norm,
                      m->output_norm_b);
-    if (r) proj(m, w, &m->output, s->rows, r, logits);
+    if (r) model_proj(m, w, &m->output, s->rows, r, logits);
     if (r && m->lora.n_out_groups) model_lora_add(m, w, -1, O, 1, s->rows, (float *[]){logits});
     logit_post(m, logits, r);
     return 0;

@@ -9,6 +9,7 @@
 #include <limits.h>
 
 #define MODEL_MAX_HEAD_DIM 1024 /* load.c rejects larger heads (and n_rot <= head_dim) */
+#define MODEL_MAX_EXPERTS  512  /* per layer (DeepSeek-V3 has 256, Qwen3-MoE 128) */
 /* Cached positions per pass of attention over the cache: a chunk of K or V rows converted
  * once for every query row of a tile (never crossing a block). */
 #define MODEL_KV_CHUNK 16
@@ -39,6 +40,11 @@ enum {
     ARCH_LOGIT_SCALE = 1 << 13, /* logits times logit_scale (command-r) */
     ARCH_LOCAL_ROPE = 1 << 14,  /* sliding-window layers use base 10000, unscaled (gemma3) */
     ARCH_ROPE_LONG = 1 << 15,   /* rope_factors_long / _short by context (phi3) */
+    ARCH_EXPERTS = 1 << 16,     /* may be a mixture of experts (<arch>.expert_count; model/moe.c) */
+    ARCH_MOE_ONLY = 1 << 17,    /* must be one (qwen2moe, qwen3moe) */
+    ARCH_MOE_NORM = 1 << 18,    /* the chosen experts' weights renormalised to sum 1 (Mixtral,
+                                   Qwen3-MoE's norm_topk_prob) */
+    ARCH_SHARED_EXPERT = 1 << 19, /* a shared expert, sigmoid-gated, for every token (qwen2moe) */
 };
 typedef enum { MODEL_NORM_RMS, MODEL_NORM_LAYER } model_norm;
 typedef enum { MODEL_FFN_SWIGLU, MODEL_FFN_GEGLU, MODEL_FFN_GELU } model_ffn; /* GELU: no gate */
@@ -65,6 +71,12 @@ typedef struct model_layer {
     const float *q_norm, *k_norm;                /* head_dim (per head) or q_dim / kv_dim */
     model_w w_gate, w_up, w_down;                /* no gate for MODEL_FFN_GELU */
     const float *b_up, *b_down;
+    /* A mixture of experts (hp.n_expert > 0) instead of w_gate/w_up/w_down: */
+    model_w router;                  /* ffn_gate_inp (n_expert, dim) */
+    model_w *exp_gate, *exp_up;      /* (n_expert) views of ffn_{gate,up}_exps: (ff_exp, dim) */
+    model_w *exp_down;               /* (n_expert) views of ffn_down_exps: (dim, ff_exp) */
+    model_w sh_gate, sh_up, sh_down; /* the shared expert (ARCH_SHARED_EXPERT): ff_shexp wide */
+    const float *sh_gate_inp;        /* (dim): sigmoid(x . it) scales the shared expert */
     int window; /* sliding window (positions attended, itself included), 0: all */
     const kl_rope_cfg *rope;
 } model_layer;
@@ -82,6 +94,17 @@ typedef struct model_scratch {
     void *mm;        /* matmul activation scratch, the largest any weight needs */
     float *attn_ws;  /* (n_workers, attn_ws_floats): attention workspace per worker */
     int32_t *tiles;  /* (max_batch_tokens + 1) first token of each attention tile */
+    /* a mixture of experts (model/moe.c); n = max_batch_tokens, k = n_expert_used */
+    float *moe_logits;   /* (n, n_expert) router logits */
+    float *moe_wt;       /* (n, k) weight of each token's chosen experts */
+    int32_t *moe_sel;    /* (n, k) the chosen experts */
+    int32_t *moe_slot;   /* (n, k) row of each choice in the grouped rows */
+    int32_t *moe_first;  /* (n_expert + 1) first grouped row of each expert */
+    float *moe_x;        /* (n * k, dim) the FFN input of each choice, grouped by expert */
+    float *moe_y;        /* (n * k, dim) each choice's expert output, grouped */
+    float *moe_sh;       /* (n, dim) the shared expert's output */
+    float *moe_shg;      /* (n) the shared expert's gate logit */
+    kl_mm_run *moe_runs; /* (2 * n_expert) the experts' products of one pass */
 } model_scratch;
 
 /* The projections an adapter can update (model/lora.c): per layer, then the output head. */
@@ -124,6 +147,7 @@ struct model {
     model_w tok_embd, output;
     const float *output_norm, *output_norm_b;
     model_layer *layers;
+    model_w *experts; /* (n_layers, 3, n_expert): what the layers' exp_* point into */
     model_scratch s;
     void *packed; /* the mapping every model_w.packed points into (pack.c) */
     size_t packed_bytes;
@@ -148,6 +172,15 @@ void model_lora_scratch_free(model *m);
  * name's hash (FNV-1a), to seed a tensor's generator. */
 void model_fill_normal(kl_rng *r, float *x, int64_t n, float sd);
 uint64_t model_hash_name(const char *s);
+
+/* The FFN of layer l as a mixture of experts (model/moe.c): xb (n, dim) in, xb out. */
+void model_moe_ffn(model *m, kl_workers *w, int layer, int n);
+/* Projections of x (n rows) by w into y (forward.c's, for moe.c). */
+void model_proj(model *m, kl_workers *wk, const model_w *w, const float *x, int n, float *y);
+void model_proj2(model *m, kl_workers *wk, const model_w *w0, float *y0, const model_w *w1,
+                 float *y1, const float *x, int n);
+/* A matmul output of w into y (rows of w->rows floats). */
+kl_mm_out model_mm_out(const model_w *w, float *y);
 
 /* Attention of a batch for one layer: writes the batch's k, v into the cache, then att. */
 void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const model_batch *b);

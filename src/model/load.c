@@ -45,25 +45,36 @@ static int get_f32(loader *L, const char *key, float *out)
     return 0;
 }
 
-/* Finds tensor name with the given shape (cols = ne[0], rows = ne[1]; rows 0 for 1-D).
- * Returns NULL with err set when absent (unless optional), misshapen or of an unusable type. */
-static const gguf_tensor *find(loader *L, const char *name, int64_t cols, int64_t rows,
-                               bool optional)
+/* Finds tensor name with the given shape (cols = ne[0], rows = ne[1]; rows 0 for 1-D;
+ * experts = ne[2] for a 3-D stack, else 0). Returns NULL with err set when absent (unless
+ * optional), misshapen or of an unusable type. */
+static const gguf_tensor *find3(loader *L, const char *name, int64_t cols, int64_t rows,
+                                int64_t experts, bool optional)
 {
     const gguf_tensor *t = gguf_find_tensor(L->f, name);
     if (!t) {
         if (!optional) kl_errf(L->err, KL_EBADFILE, "%s: missing tensor %s", gguf_path(L->f), name);
         return NULL;
     }
-    bool ok = rows ? t->n_dims == 2 && t->ne[0] == cols && t->ne[1] == rows
-                   : t->n_dims == 1 && t->ne[0] == cols;
+    bool ok = experts
+                  ? t->n_dims == 3 && t->ne[0] == cols && t->ne[1] == rows && t->ne[2] == experts
+              : rows ? t->n_dims == 2 && t->ne[0] == cols && t->ne[1] == rows
+                     : t->n_dims == 1 && t->ne[0] == cols;
     if (!ok) {
-        kl_errf(L->err, KL_EBADFILE, "%s: tensor %s has shape [%lld, %lld], expected [%lld, %lld]",
-                gguf_path(L->f), name, (long long)t->ne[0], (long long)t->ne[1], (long long)cols,
-                (long long)(rows ? rows : 1));
+        kl_errf(L->err, KL_EBADFILE,
+                "%s: tensor %s has shape [%lld, %lld, %lld], expected [%lld, %lld, %lld]",
+                gguf_path(L->f), name, (long long)t->ne[0], (long long)t->ne[1],
+                (long long)(t->n_dims > 2 ? t->ne[2] : 1), (long long)cols,
+                (long long)(rows ? rows : 1), (long long)(experts ? experts : 1));
         return NULL;
     }
     return t;
+}
+
+static const gguf_tensor *find(loader *L, const char *name, int64_t cols, int64_t rows,
+                               bool optional)
+{
+    return find3(L, name, cols, rows, 0, optional);
 }
 
 static int bind_vec(loader *L, const char *name, int64_t n, bool optional, const float **out)
@@ -78,15 +89,19 @@ static int bind_vec(loader *L, const char *name, int64_t n, bool optional, const
     return 0;
 }
 
-static int bind_mat(loader *L, const char *name, int64_t cols, int64_t rows, model_w *w)
+/* Binds a matrix, or a stack of experts matrices (experts > 0) to w[0..experts). */
+static int bind_mat(loader *L, const char *name, int64_t cols, int64_t rows, int64_t experts,
+                    model_w *w)
 {
-    const gguf_tensor *t = find(L, name, cols, rows, false);
+    const gguf_tensor *t = find3(L, name, cols, rows, experts, false);
     if (!t) return KL_EBADFILE;
     if (!kl_matmul_supports(t->type))
         return kl_errf(L->err, KL_EUNSUP,
                        "%s: tensor %s has type %s, which Kiln's matmul does not support",
                        gguf_path(L->f), name, kl_dtype_get(t->type)->name);
-    *w = (model_w){t->data, t->type, rows, cols, NULL};
+    size_t bytes = kl_dtype_row_bytes(t->type, cols) * (size_t)rows;
+    for (int64_t e = 0; e < (experts ? experts : 1); e++)
+        w[e] = (model_w){(const uint8_t *)t->data + (size_t)e * bytes, t->type, rows, cols, NULL};
     return 0;
 }
 
@@ -119,6 +134,45 @@ static int read_quirks(loader *L, model_hparams *hp)
     return 0;
 }
 
+/* A mixture of experts (model/moe.c): <arch>.expert_count experts per layer, of which
+ * expert_used_count run per token, each expert_feed_forward_length wide (Mixtral: the
+ * feed_forward_length), and qwen2moe's shared expert (expert_shared_feed_forward_length,
+ * else the feed_forward_length, as llama.cpp). An architecture without experts that has
+ * them is refused by name. */
+static int read_experts(loader *L, model_hparams *hp)
+{
+    int rc;
+    if ((rc = get_u32(L, "expert_count", &hp->n_expert, true)) ||
+        (rc = get_u32(L, "expert_used_count", &hp->n_expert_used, true)))
+        return rc;
+    unsigned q = L->a->quirks;
+    bool inp = gguf_find_tensor(L->f, "blk.0.ffn_gate_inp.weight") != NULL;
+    if ((hp->n_expert > 0 || inp) && !(q & ARCH_EXPERTS))
+        return kl_errf(L->err, KL_EUNSUP,
+                       "%s: a Mixture-of-Experts %s model (%d experts, %d used per token); Kiln "
+                       "runs experts in llama (Mixtral), qwen2moe and qwen3moe models only",
+                       gguf_path(L->f), L->a->name, hp->n_expert, hp->n_expert_used);
+    if (!hp->n_expert && !inp && !(q & ARCH_MOE_ONLY)) return 0;
+    if (hp->n_expert < 1 || hp->n_expert > MODEL_MAX_EXPERTS || hp->n_expert_used < 1 ||
+        hp->n_expert_used > hp->n_expert)
+        return kl_errf(L->err, KL_EBADFILE,
+                       "%s: a Mixture-of-Experts model needs %s.expert_count (1 to %d) and "
+                       "expert_used_count (1 to the count); it has %d and %d",
+                       gguf_path(L->f), L->arch, MODEL_MAX_EXPERTS, hp->n_expert,
+                       hp->n_expert_used);
+    hp->ff_exp = hp->hidden_dim;
+    if (q & ARCH_MOE_ONLY) hp->ff_exp = hp->hidden_dim / hp->n_expert_used; /* llama.cpp's */
+    if ((rc = get_u32(L, "expert_feed_forward_length", &hp->ff_exp, true))) return rc;
+    if (q & ARCH_SHARED_EXPERT) {
+        hp->ff_shexp = hp->hidden_dim;
+        if ((rc = get_u32(L, "expert_shared_feed_forward_length", &hp->ff_shexp, true))) return rc;
+    }
+    if (hp->ff_exp < 1 || ((q & ARCH_SHARED_EXPERT) && hp->ff_shexp < 1))
+        return kl_errf(L->err, KL_EBADFILE, "%s: bad expert feed-forward length %d / %d",
+                       gguf_path(L->f), hp->ff_exp, hp->ff_shexp);
+    return 0;
+}
+
 static int read_hparams(loader *L, model_hparams *hp)
 {
     if (!(L->a = model_arch_find(L->arch)))
@@ -126,15 +180,7 @@ static int read_hparams(loader *L, model_hparams *hp)
                        gguf_path(L->f), L->arch, model_arch_names());
     hp->rope_neox = L->a->neox;
     snprintf(hp->arch, sizeof hp->arch, "%s", L->arch);
-    int rc, n_experts = 0, n_used = 0;
-    if ((rc = get_u32(L, "expert_count", &n_experts, true)) ||
-        (rc = get_u32(L, "expert_used_count", &n_used, true)))
-        return rc;
-    if (n_experts > 0 || gguf_find_tensor(L->f, "blk.0.ffn_gate_inp.weight"))
-        return kl_errf(L->err, KL_EUNSUP,
-                       "%s: a Mixture-of-Experts model (%d experts, %d used per token); Kiln does "
-                       "not run MoE models yet",
-                       gguf_path(L->f), n_experts, n_used);
+    int rc;
     if ((rc = get_u32(L, "embedding_length", &hp->dim, false)) ||
         (rc = get_u32(L, "block_count", &hp->n_layers, false)) ||
         (rc = get_u32(L, "feed_forward_length", &hp->hidden_dim, false)) ||
@@ -151,7 +197,7 @@ static int read_hparams(loader *L, model_hparams *hp)
                       L->a->norm == MODEL_NORM_RMS ? "attention.layer_norm_rms_epsilon"
                                                    : "attention.layer_norm_epsilon",
                       &hp->norm_eps)) ||
-        (rc = read_quirks(L, hp)))
+        (rc = read_quirks(L, hp)) || (rc = read_experts(L, hp)))
         return rc;
     if (hp->dim < 1 || hp->n_layers < 1 || hp->n_heads < 1 || hp->hidden_dim < 1 ||
         hp->n_kv_heads < 1 || hp->n_heads % hp->n_kv_heads || hp->dim % hp->n_heads ||
@@ -292,7 +338,7 @@ static int bind_weights(loader *L, model *m)
                        gguf_path(L->f), kl_dtype_get(emb->type)->name);
     m->tok_embd = (model_w){emb->data, emb->type, hp->n_vocab, hp->dim, NULL};
     if (gguf_find_tensor(L->f, "output.weight") && !(q & ARCH_TIED)) {
-        if ((rc = bind_mat(L, "output.weight", hp->dim, hp->n_vocab, &m->output))) return rc;
+        if ((rc = bind_mat(L, "output.weight", hp->dim, hp->n_vocab, 0, &m->output))) return rc;
     } else {
         if (!kl_matmul_supports(emb->type))
             return kl_errf(L->err, KL_EUNSUP,
@@ -303,14 +349,20 @@ static int bind_weights(loader *L, model *m)
         m->hp.tied_output = true;
     }
     m->layers = calloc((size_t)hp->n_layers, sizeof *m->layers);
+    size_t E = (size_t)hp->n_expert;
+    m->experts = E ? calloc((size_t)hp->n_layers * 3 * E, sizeof *m->experts) : NULL;
     model_tensor *ts = malloc(sizeof *ts * (size_t)model_arch_max_tensors(hp));
-    if (!m->layers || !ts) {
+    if (!m->layers || !ts || (E && !m->experts)) {
         free(ts);
         return kl_errf(L->err, KL_ENOMEM, "out of memory");
     }
+    for (int l = 0; l < hp->n_layers && E; l++) {
+        model_w *x = m->experts + (size_t)l * 3 * E;
+        m->layers[l].exp_gate = x, m->layers[l].exp_up = x + E, m->layers[l].exp_down = x + 2 * E;
+    }
     int n = model_arch_tensors(L->a, hp, m, ts);
     for (int i = 0; i < n && !rc; i++)
-        rc = ts[i].mat ? bind_mat(L, ts[i].name, ts[i].cols, ts[i].rows, ts[i].mat)
+        rc = ts[i].mat ? bind_mat(L, ts[i].name, ts[i].cols, ts[i].rows, ts[i].experts, ts[i].mat)
                        : bind_vec(L, ts[i].name, ts[i].cols, false, ts[i].vec);
     if (!rc) rc = check_all_used(L, ts, n);
     free(ts);
@@ -349,8 +401,27 @@ static int alloc_scratch(loader *L, model *m)
     s->v = calloc(n * (size_t)m->kv_dim, sizeof(float));
     s->att = calloc(n * (size_t)m->q_dim, sizeof(float));
     s->xo = calloc(n * (size_t)hp->dim, sizeof(float));
-    s->hb = calloc(n * (size_t)hp->hidden_dim, sizeof(float));
-    s->hb2 = calloc(n * (size_t)hp->hidden_dim, sizeof(float));
+    /* a mixture's gate/up rows: one per token and chosen expert, grouped */
+    size_t k = (size_t)hp->n_expert_used, E = (size_t)hp->n_expert;
+    size_t hidden =
+        max_sz(max_sz((size_t)hp->hidden_dim, k * (size_t)hp->ff_exp), (size_t)hp->ff_shexp);
+    s->hb = calloc(n * hidden, sizeof(float));
+    s->hb2 = calloc(n * hidden, sizeof(float));
+    bool moe_ok = true;
+    if (E) {
+        s->moe_logits = calloc(n * E, sizeof(float));
+        s->moe_wt = calloc(n * k, sizeof(float));
+        s->moe_sel = calloc(n * k, sizeof(int32_t));
+        s->moe_slot = calloc(n * k, sizeof(int32_t));
+        s->moe_first = calloc(E + 1, sizeof(int32_t));
+        s->moe_x = calloc(n * k * (size_t)hp->dim, sizeof(float));
+        s->moe_y = calloc(n * k * (size_t)hp->dim, sizeof(float));
+        s->moe_sh = calloc(n * (size_t)hp->dim, sizeof(float));
+        s->moe_shg = calloc(n, sizeof(float));
+        s->moe_runs = calloc(2 * E, sizeof(kl_mm_run));
+        moe_ok = s->moe_logits && s->moe_wt && s->moe_sel && s->moe_slot && s->moe_first &&
+                 s->moe_x && s->moe_y && s->moe_sh && s->moe_shg && s->moe_runs;
+    }
     s->rows = calloc((size_t)m->opts.max_logits * (size_t)hp->dim, sizeof(float));
     size_t group = (size_t)(hp->n_heads / hp->n_kv_heads), ctx = (size_t)m->opts.max_ctx;
     /* up to 16 tokens per attention tile, fewer when their scores would pass 2 MiB */
@@ -372,11 +443,20 @@ static int alloc_scratch(loader *L, model *m)
         mm = max_sz(mm, kl_matmul_scratch(ly->w_gate.type, B, ly->w_gate.cols));
         mm = max_sz(mm, kl_matmul_scratch(ly->w_up.type, B, ly->w_up.cols));
         mm = max_sz(mm, kl_matmul_scratch(ly->w_down.type, B, ly->w_down.cols));
+        if (!E) continue;
+        int kB = B * (int)k; /* the experts' grouped rows */
+        mm = max_sz(mm, kl_matmul_scratch(ly->router.type, B, ly->router.cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->exp_gate[0].type, kB, ly->exp_gate[0].cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->exp_up[0].type, kB, ly->exp_up[0].cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->exp_down[0].type, kB, ly->exp_down[0].cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->sh_gate.type, B, ly->sh_gate.cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->sh_up.type, B, ly->sh_up.cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->sh_down.type, B, ly->sh_down.cols));
     }
     mm = max_sz(mm, kl_matmul_scratch(m->output.type, m->opts.max_logits, m->output.cols));
     s->mm = mm ? aligned_alloc(64, (mm + 63) & ~(size_t)63) : NULL;
     if (!s->x || !s->xb || !s->xo || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 ||
-        !s->rows || !s->attn_ws || !s->tiles || (mm && !s->mm))
+        !s->rows || !s->attn_ws || !s->tiles || (mm && !s->mm) || !moe_ok)
         return kl_errf(L->err, KL_ENOMEM, "model: cannot allocate scratch for %zu tokens", n);
     return 0;
 }
@@ -419,6 +499,9 @@ void model_free(model *m)
     free(s->x), free(s->xb), free(s->xo), free(s->q), free(s->k), free(s->v), free(s->att);
     free(s->hb), free(s->hb2), free(s->rows), free(s->attn_ws), free(s->tiles), free(s->mm);
     model_lora_scratch_free(m);
+    free(s->moe_logits), free(s->moe_wt), free(s->moe_sel), free(s->moe_slot), free(s->moe_first);
+    free(s->moe_x), free(s->moe_y), free(s->moe_sh), free(s->moe_shg), free(s->moe_runs);
+    free(m->experts);
     free(m->layers);
     free(m);
 }

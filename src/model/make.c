@@ -35,6 +35,7 @@ void model_make_defaults(model_make_opts *o)
     o->norm_eps = 1e-5f;
     o->std = 0.02f;
     o->threads = 2;
+    o->experts_used = 2;
 }
 
 uint32_t model_file_type(kl_dtype t)
@@ -97,7 +98,7 @@ typedef struct mtensor {
     char name[64];
     kl_dtype type;
     int n_dims;
-    int64_t ne[2];
+    int64_t ne[3];
     bool ones; /* a norm: all 1.0 */
 } mtensor;
 
@@ -129,7 +130,7 @@ static int write_tensor(gguf_writer *w, kl_workers *pool, const mtensor *t,
                         const model_make_opts *o, uint8_t *buf, size_t buf_bytes, float *scratch)
 {
     size_t row_bytes = kl_dtype_row_bytes(t->type, t->ne[0]);
-    int64_t rows = t->n_dims > 1 ? t->ne[1] : 1;
+    int64_t rows = t->n_dims > 1 ? t->ne[1] * t->ne[2] : 1; /* a 3-D stack: all its rows */
     if (t->ones) {
         float *x = (float *)buf; /* a norm is one F32 row */
         for (int64_t i = 0; i < t->ne[0]; i++)
@@ -153,6 +154,23 @@ static int write_tensor(gguf_writer *w, kl_workers *pool, const mtensor *t,
     return 0;
 }
 
+/* Experts: the MoE architectures need them, the others (but llama: Mixtral) have none. */
+static int check_experts(const model_make_opts *o, const model_arch *a, kl_err *err)
+{
+    if (!o->experts && (a->quirks & ARCH_MOE_ONLY))
+        return kl_errf(err, KL_EINVAL, "%s is a Mixture-of-Experts architecture: --experts N",
+                       a->name);
+    if (o->experts && !(a->quirks & ARCH_EXPERTS))
+        return kl_errf(err, KL_EINVAL, "%s has no experts (llama, qwen2moe and qwen3moe do)",
+                       a->name);
+    if (o->experts < 0 || o->experts > MODEL_MAX_EXPERTS ||
+        (o->experts && (o->experts_used < 1 || o->experts_used > o->experts)))
+        return kl_errf(err, KL_EINVAL, "experts %d, used %d: 1 <= used <= experts <= %d",
+                       o->experts, o->experts_used, MODEL_MAX_EXPERTS);
+    if (o->ffn_shared < 0) return kl_errf(err, KL_EINVAL, "--ffn-shared is negative");
+    return 0;
+}
+
 static int check_opts(const model_make_opts *o, kl_err *err)
 {
     if (!o->arch || !model_arch_find(o->arch))
@@ -160,7 +178,8 @@ static int check_opts(const model_make_opts *o, kl_err *err)
                        o->arch ? o->arch : "(null)", model_arch_names());
     if (o->swa < 0) return kl_errf(err, KL_EINVAL, "sliding window %d is negative", o->swa);
     if (o->dim <= 0 || o->layers <= 0 || o->heads <= 0 || o->kv_heads <= 0 || o->ffn <= 0 ||
-        o->ctx <= 0 || o->dim > (1 << 20) || o->ffn > (1 << 22) || o->layers > 4096)
+        o->ctx <= 0 || o->dim > (1 << 20) || o->ffn > (1 << 22) || o->layers > 4096 ||
+        o->ffn_shared > (1 << 22))
         return kl_errf(err, KL_EINVAL, "sizes must be positive (and sane)");
     if (o->dim % o->heads)
         return kl_errf(err, KL_EINVAL, "dim %d is not a multiple of heads %d", o->dim, o->heads);
@@ -179,7 +198,7 @@ static int check_opts(const model_make_opts *o, kl_err *err)
     }
     if (!(o->std > 0.0f && o->std < 10.0f) || !(o->rope_theta > 0.0f) || !(o->norm_eps > 0.0f))
         return kl_errf(err, KL_EINVAL, "std, rope theta and eps must be positive");
-    return 0;
+    return check_experts(o, model_arch_find(o->arch), err);
 }
 
 /* Copies every tokenizer.* key of vocab_from into w; *n_vocab is its token count. */
@@ -214,18 +233,25 @@ static model_hparams hparams_of(const model_make_opts *o, int n_vocab)
                         .n_heads = o->heads,
                         .n_kv_heads = o->kv_heads,
                         .head_dim = o->dim / o->heads,
-                        .hidden_dim = o->ffn};
+                        .hidden_dim = o->ffn,
+                        .n_expert = o->experts,
+                        .n_expert_used = o->experts_used,
+                        .ff_exp = o->ffn,
+                        .ff_shexp = o->ffn_shared ? o->ffn_shared : o->ffn};
     return hp;
 }
 
+/* experts > 0: a 3-D stack of that many (rows, cols) matrices. A router (ffn_gate_inp) stays
+ * F32, as llama.cpp's quantizer leaves it. */
 static void add_tensor(mtensor *t, const char *name, kl_dtype type, int64_t cols, int64_t rows,
-                       bool norm)
+                       int64_t experts, bool norm)
 {
     snprintf(t->name, sizeof t->name, "%s", name);
-    t->n_dims = rows ? 2 : 1;
-    t->ne[0] = cols, t->ne[1] = rows ? rows : 1;
+    t->n_dims = experts ? 3 : rows ? 2 : 1;
+    t->ne[0] = cols, t->ne[1] = rows ? rows : 1, t->ne[2] = experts ? experts : 1;
     t->ones = norm;
-    t->type = !rows || kl_dtype_row_bytes(type, cols) == 0 ? KL_F32 : type;
+    t->type = !rows || kl_dtype_row_bytes(type, cols) == 0 || strstr(name, "ffn_gate_inp.") ? KL_F32
+                                                                                            : type;
 }
 
 /* Lists the model's tensors in file order into ts (room for model_arch_max_tensors + 2):
@@ -237,11 +263,12 @@ static int list_tensors(const model_make_opts *o, const model_arch *a, int n_voc
     model_tensor *mt = malloc(sizeof *mt * (size_t)model_arch_max_tensors(&hp));
     if (!mt) return -1;
     int n = 0, k = model_arch_tensors(a, &hp, NULL, mt);
-    add_tensor(&ts[n++], "token_embd.weight", o->type, o->dim, n_vocab, false);
+    add_tensor(&ts[n++], "token_embd.weight", o->type, o->dim, n_vocab, 0, false);
     for (int i = 0; i < k; i++)
-        add_tensor(&ts[n++], mt[i].name, o->type, mt[i].cols, mt[i].rows, mt[i].norm);
+        add_tensor(&ts[n++], mt[i].name, o->type, mt[i].cols, mt[i].rows, mt[i].experts,
+                   mt[i].norm);
     if (!o->tied && !(a->quirks & ARCH_TIED))
-        add_tensor(&ts[n++], "output.weight", o->type, o->dim, n_vocab, false);
+        add_tensor(&ts[n++], "output.weight", o->type, o->dim, n_vocab, 0, false);
     free(mt);
     return n;
 }
@@ -298,6 +325,14 @@ static void set_hparams(gguf_writer *w, const model_make_opts *o, const model_ar
         set_f32(w, an, "attention.scale", 0.0078125f);
     }
     if (a->quirks & ARCH_LOGIT_SCALE) set_f32(w, an, "logit_scale", 0.0625f);
+    if (o->experts) {
+        set_u32(w, an, "expert_count", (uint32_t)o->experts);
+        set_u32(w, an, "expert_used_count", (uint32_t)o->experts_used);
+    }
+    if (a->quirks & ARCH_MOE_ONLY) set_u32(w, an, "expert_feed_forward_length", (uint32_t)o->ffn);
+    if (a->quirks & ARCH_SHARED_EXPERT)
+        set_u32(w, an, "expert_shared_feed_forward_length",
+                (uint32_t)(o->ffn_shared ? o->ffn_shared : o->ffn));
 }
 
 int model_make(const model_make_opts *o, const char *out_path, kl_err *err)
@@ -323,6 +358,7 @@ int model_make(const model_make_opts *o, const char *out_path, kl_err *err)
     mtensor *ts = calloc((size_t)cap, sizeof *ts);
     int threads = o->threads < 1 ? 1 : o->threads > 64 ? 64 : o->threads;
     int64_t maxcols = o->dim > o->ffn ? o->dim : o->ffn;
+    if (o->ffn_shared > maxcols) maxcols = o->ffn_shared;
     size_t buf_bytes = 4u << 20;
     if ((size_t)maxcols * sizeof(float) > buf_bytes) buf_bytes = (size_t)maxcols * sizeof(float);
     uint8_t *buf = malloc(buf_bytes);

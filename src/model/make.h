@@ -31,6 +31,9 @@ typedef struct model_make_opts {
     bool tied;   /* no output.weight: the output layer is token_embd */
     int threads; /* generator threads (1 or 2 is plenty) */
     int swa;     /* <arch>.attention.sliding_window (0: none; gemma2/3 get their defaults) */
+    int experts, experts_used; /* a Mixture of Experts (llama: Mixtral, qwen2moe, qwen3moe): the
+                                  experts per layer (each ffn wide) and used per token; 0: none */
+    int ffn_shared;            /* qwen2moe's shared expert's width (0: ffn) */
 } model_make_opts;
 
 /* Tiny defaults: dim 64, 2 layers, 4 heads, 2 KV heads, FFN 192, 512-token synthetic vocab,

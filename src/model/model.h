@@ -1,7 +1,7 @@
 /* model/model.h: a decoder-only transformer (llama, mistral, qwen2/3, gemma 1-3, phi3, granite,
- * olmo2, command-r, starcoder2: model/arch.c) bound from GGUF, and
- * its forward pass over a batch of tokens from many sequences reading and writing a paged
- * KV cache (kv/store.h).
+ * olmo2, command-r, starcoder2; mixtures of experts: Mixtral, qwen2moe, qwen3moe: model/arch.c)
+ * bound from GGUF, and its forward pass over a batch of tokens from many sequences reading and
+ * writing a paged KV cache (kv/store.h).
  *
  * A batch is flat (DESIGN.md "Batch"): token i belongs to sequence seq[i] at position pos[i].
  * Each sequence has a block table: block j holds its positions [j*bs, (j+1)*bs). Token i's K/V
@@ -23,9 +23,12 @@ typedef struct model_hparams {
     int dim; /* embedding length */
     int n_layers;
     int n_heads, n_kv_heads, head_dim;
-    int hidden_dim;  /* FFN */
-    int n_ctx_train; /* context length the model was trained with */
-    int n_rot;       /* rope dimensions */
+    int hidden_dim; /* FFN (a mixture's dense width: qwen2moe's shared expert default) */
+    int n_expert, n_expert_used; /* a mixture of experts: experts per layer, used per token;
+                                    0 0: a dense FFN */
+    int ff_exp, ff_shexp;        /* an expert's FFN width; the shared expert's (0: none) */
+    int n_ctx_train;             /* context length the model was trained with */
+    int n_rot;                   /* rope dimensions */
     float rope_theta, norm_eps;
     char rope_scaling[8]; /* "none", "linear" or "yarn" */
     float rope_factor;    /* context scaling factor (1: none) */

@@ -7,10 +7,13 @@
 #include "kernels/kernels.h"
 #include "model/make.h"
 
-/* The type tensor t gets: the target for 2-D weights whose rows fit its blocks, else its own. */
+/* The type tensor t gets: the target for 2-D weights (and 3-D expert stacks) whose rows fit
+ * its blocks, else its own. A mixture's router (ffn_gate_inp) stays as it is, as llama.cpp's
+ * quantizer leaves it: a small error there changes which experts run. */
 static kl_dtype pick_type(const gguf_tensor *t, kl_dtype target)
 {
-    if (t->n_dims < 2 || strstr(t->name, "norm") || !kl_dequantize_supports(t->type))
+    if (t->n_dims < 2 || strstr(t->name, "norm") || strstr(t->name, "ffn_gate_inp.") ||
+        !kl_dequantize_supports(t->type))
         return t->type;
     if (!kl_dtype_row_bytes(target, t->ne[0])) return t->type;
     return target;

@@ -100,8 +100,9 @@ TEST(model_rope_scaling_bound_from_metadata)
     T_CONTAINS(err.msg, "bad rope scaling");
 }
 
-/* A Mixtral-style file (llama with experts) is refused as what it is, not as a file missing
- * blk.0.ffn_gate.weight. */
+/* A file that says it is a Mixtral (llama with experts) is bound as one: without its expert
+ * tensors it is refused naming the router, not as a file missing blk.0.ffn_gate.weight
+ * (model_moe.c has the architectures without experts). */
 TEST(model_load_refuses_moe_by_name)
 {
     model_make_opts o;
@@ -113,6 +114,40 @@ TEST(model_load_refuses_moe_by_name)
                        {"llama.expert_used_count", 'u', NULL, 2}};
     const char *drop[] = {"blk.0.ffn_gate.weight", "blk.1.ffn_gate.weight", NULL};
     t_gguf_copy(src, moe, kv, 2, drop);
-    T_EQ(load_rc(moe, &err), KL_EUNSUP);
-    T_CONTAINS(err.msg, "a Mixture-of-Experts model (8 experts, 2 used per token)");
+    T_EQ(load_rc(moe, &err), KL_EBADFILE);
+    T_CONTAINS(err.msg, "missing tensor blk.0.ffn_gate_inp.weight");
+}
+
+/* Experts where the architecture has none (gemma), more used than there are, a qwen2moe
+ * without experts, an expert stack of the wrong count: each refused, saying so. */
+TEST(model_moe_bad_experts_refused)
+{
+    model_make_opts o;
+    model_make_defaults(&o);
+    const char *dense = t_tmp("g.gguf"), *mix = t_tmp("mix.gguf"), *bad = t_tmp("bad.gguf");
+    kl_err err = {0};
+    o.arch = "gemma";
+    T_EQ(model_make(&o, dense, &err), 0);
+    const t_kv g[] = {{"gemma.expert_count", 'u', NULL, 8},
+                      {"gemma.expert_used_count", 'u', NULL, 2}};
+    t_gguf_copy(dense, bad, g, 2, NULL);
+    T_EQ(load_rc(bad, &err), KL_EUNSUP);
+    T_CONTAINS(err.msg, "a Mixture-of-Experts gemma model (8 experts, 2 used per token)");
+
+    o.arch = "llama", o.experts = 4;
+    T_EQ(model_make(&o, mix, &err), 0);
+    const t_kv used[] = {{"llama.expert_used_count", 'u', NULL, 5}};
+    t_gguf_copy(mix, bad, used, 1, NULL);
+    T_EQ(load_rc(bad, &err), KL_EBADFILE);
+    T_CONTAINS(err.msg, "it has 4 and 5");
+    const t_kv count[] = {{"llama.expert_count", 'u', NULL, 3}};
+    t_gguf_copy(mix, bad, count, 1, NULL);
+    T_EQ(load_rc(bad, &err), KL_EBADFILE);
+    T_CONTAINS(err.msg, "ffn_gate_inp.weight has shape [64, 4, 1], expected [64, 3, 1]");
+
+    o.arch = "qwen2moe", o.experts = 0;
+    T_EQ(model_make(&o, bad, &err), KL_EINVAL);
+    T_CONTAINS(err.msg, "qwen2moe is a Mixture-of-Experts architecture");
+    o.arch = "qwen2", o.experts = 4;
+    T_EQ(model_make(&o, bad, &err), KL_EINVAL);
 }

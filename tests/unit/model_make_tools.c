@@ -68,6 +68,28 @@ TEST(model_make_tools_quantize_q8_0)
     gguf_close(b);
 }
 
+/* A Mixtral file: the expert stacks (3-D) are quantized whole, the router stays F32 as
+ * llama.cpp's quantizer leaves it (fails before: the router became Q8_0). */
+TEST(model_make_tools_quantize_experts)
+{
+    model_make_opts o;
+    model_make_defaults(&o);
+    o.experts = 4;
+    const char *in = tp("mix.gguf"), *out = tp("mixq.gguf");
+    kl_err err = {0};
+    T_EQ(model_make(&o, in, &err), 0);
+    T_EQ(model_quantize(in, out, KL_Q8_0, &err), 0);
+    gguf_file *b;
+    T_EQ(gguf_open(&b, out, &err), 0);
+    const gguf_tensor *router = gguf_find_tensor(b, "blk.1.ffn_gate_inp.weight"),
+                      *up = gguf_find_tensor(b, "blk.1.ffn_up_exps.weight");
+    T_EQ(router->type, KL_F32);
+    T_EQ(up->type, KL_Q8_0);
+    T_EQ(up->n_dims, 3);
+    T_EQ(up->ne[2], 4);
+    gguf_close(b);
+}
+
 TEST(model_make_tools_quantize_chain_and_errors)
 {
     model_make_opts o;

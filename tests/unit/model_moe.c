@@ -1,0 +1,73 @@
+/* Mixtures of experts (model/moe.c): a sequence gets the same bits alone and in a batch with
+ * others (its tokens' experts grouped with the other sequence's), quantized and packed, on
+ * two workers. Files whose experts are wrong: model_bind.c. The numerics against references
+ * are in model_arch.c (numpy) and the README (llama.cpp). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf/gguf.h"
+#include "model/make.h"
+#include "model/model.h"
+#include "t.h"
+#include "t_gguf.h"
+
+enum { N = 12, VOCAB = 512 };
+
+/* Logits of the batch: sequence 0 (tokens a) alone when b is NULL, else a and b interleaved
+ * as two sequences; a's rows into la. */
+static void run(const char *path, const int32_t *a, const int32_t *b, float *la)
+{
+    kl_err err = {0};
+    gguf_file *f;
+    model *m;
+    kv_store *kv;
+    T_EQ(gguf_open(&f, path, &err), 0);
+    model_opts o = {.max_batch_tokens = 2 * N, .max_ctx = 64, .n_workers = 2};
+    if (model_load(&m, f, &o, &err)) t_fail(__FILE__, __LINE__, "%s", err.msg);
+    const model_hparams *hp = model_hparams_of(m);
+    kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, KL_F16, 4u << 20};
+    T_EQ(kv_store_create(&kv, &kc, &err), 0);
+    kl_workers *w = kl_workers_create(2);
+    int32_t blocks[2] = {0, 1}, tok[2 * N], pos[2 * N], seq[2 * N];
+    bool want[2 * N];
+    model_seq sq[2] = {{&blocks[0], 1}, {&blocks[1], 1}};
+    int n = 0;
+    for (int i = 0; i < N; i++) {
+        tok[n] = a[i], pos[n] = i, seq[n] = 0, want[n++] = true;
+        if (b) tok[n] = b[i], pos[n] = i, seq[n] = 1, want[n++] = true;
+    }
+    float *l = malloc(sizeof(float) * (size_t)n * VOCAB);
+    model_batch batch = {n, tok, pos, seq, want, b ? 2 : 1, sq, NULL};
+    T_EQ(model_forward(m, w, kv, &batch, l, &err), 0);
+    for (int i = 0; i < N; i++)
+        memcpy(la + (size_t)i * VOCAB, l + (size_t)i * (b ? 2 : 1) * VOCAB, sizeof(float) * VOCAB);
+    free(l);
+    kl_workers_destroy(w);
+    kv_store_destroy(kv);
+    model_free(m);
+    gguf_close(f);
+}
+
+TEST(model_moe_batch_invariance)
+{
+    const char *types[] = {"q8_0", "q4_k", "f16"};
+    for (int t = 0; t < 3; t++) {
+        model_make_opts o;
+        model_make_defaults(&o);
+        o.dim = 256, o.ffn = 256, o.experts = 8, o.experts_used = 2, o.std = 0.15f;
+        o.type = (kl_dtype)kl_dtype_from_name(types[t]);
+        const char *path = t_tmp("mix.gguf");
+        kl_err err = {0};
+        T_EQ(model_make(&o, path, &err), 0);
+        int32_t a[N], b[N];
+        for (int i = 0; i < N; i++)
+            a[i] = (i * 37 + 3) % VOCAB, b[i] = (i * 101 + 50) % VOCAB;
+        float *alone = malloc(sizeof(float) * N * VOCAB),
+              *mixed = malloc(sizeof(float) * N * VOCAB);
+        run(path, a, NULL, alone);
+        run(path, a, b, mixed);
+        if (memcmp(alone, mixed, sizeof(float) * N * VOCAB))
+            t_fail(__FILE__, __LINE__, "%s: a sequence's logits change in a batch", types[t]);
+        free(alone), free(mixed);
+    }
+}
