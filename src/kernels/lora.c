@@ -1,9 +1,10 @@
 /* kernels/lora.c: the low-rank update of LoRA adapters over one batch, in the segmented,
  * gathered form of Punica's SGMV: each segment is one adapter on one projection, with the
- * batch rows that use it. Two passes of the workers: shrink (t = x A^T for every segment's
- * rows, rows split across workers) and expand (y += scale t B^T, the output columns split
- * across workers), so the base matmul runs once over the whole batch and each adapter costs
- * only its own rows. Each row's result depends on nothing but its own operands. */
+ * batch rows that use it. One pass of the workers over units of up to four rows of a
+ * segment, each shrunk (t = x A^T) then expanded (y += scale t B^T) whole, shared out by
+ * cost: the base matmul runs once over the whole batch, each adapter costs only its own rows,
+ * and there is one barrier per call (barriers are what a shared machine makes expensive).
+ * Each row's result depends on nothing but its own operands. */
 #include <math.h>
 
 #include "kernels/impl.h"
@@ -12,53 +13,48 @@
 #define COL_ALIGN     16        /* expand shares start on multiples of 16 columns */
 #define INLINE_MACS   (1 << 18) /* below this much work one thread does it all */
 
-/* Calls fn(seg, unit) for the shrink units [u0, u1) of the flattened list. */
-static void shrink_part(void *ctx, int ith, int nth)
+/* The work of one unit: up to ROWS_PER_UNIT rows of one segment, shrunk then expanded over
+ * every output column (a row's update needs nothing from other rows: no barrier between). */
+static int64_t unit_cost(const kl_lora_seg *g, int m)
 {
-    const kl_lora_batch *b = ctx;
-    const kl_lora_ops *ops = &kl_isa_get()->lora;
-    int64_t total = 0;
-    for (int s = 0; s < b->n_segs; s++)
-        total += (b->segs[s].n + ROWS_PER_UNIT - 1) / ROWS_PER_UNIT;
-    int64_t u0 = total * ith / nth, u1 = total * (ith + 1) / nth, at = 0;
-    for (int s = 0; s < b->n_segs && at < u1; s++) {
-        const kl_lora_seg *g = &b->segs[s];
-        int64_t units = (g->n + ROWS_PER_UNIT - 1) / ROWS_PER_UNIT;
-        int64_t lo = u0 > at ? u0 - at : 0, hi = u1 - at < units ? u1 - at : units;
-        for (int64_t u = lo; u < hi; u++) {
-            int i0 = (int)u * ROWS_PER_UNIT;
-            int n = g->n - i0 < ROWS_PER_UNIT ? g->n - i0 : ROWS_PER_UNIT;
-            ops->shrink(g->A, g->rank, g->cols, g->x, g->ldx, g->idx + i0, n,
-                        g->t + (size_t)i0 * (size_t)g->rank);
-        }
-        at += units;
-    }
+    return (int64_t)m * g->rank * (g->cols + g->rows);
 }
 
-static void expand_part(void *ctx, int ith, int nth)
+typedef struct {
+    const kl_lora_batch *b;
+    int64_t total; /* cost of every unit */
+} apply_job;
+
+/* Worker ith runs the units whose cost-weighted start falls in its equal share. */
+static void apply_part(void *ctx, int ith, int nth)
 {
-    const kl_lora_batch *b = ctx;
+    const apply_job *j = ctx;
     const kl_lora_ops *ops = &kl_isa_get()->lora;
-    for (int s = 0; s < b->n_segs; s++) {
-        const kl_lora_seg *g = &b->segs[s];
-        int64_t chunks = (g->rows + COL_ALIGN - 1) / COL_ALIGN;
-        int64_t o0 = chunks * ith / nth * COL_ALIGN, o1 = chunks * (ith + 1) / nth * COL_ALIGN;
-        if (o1 > g->rows) o1 = g->rows;
-        if (o0 < o1)
-            ops->expand(g->Bt, g->rank, g->rows, o0, o1, g->t, g->n, g->scale, g->y, g->ldy,
-                        g->idx);
+    int64_t lo = j->total * ith / nth, hi = j->total * (ith + 1) / nth, at = 0;
+    for (int s = 0; s < j->b->n_segs && at < hi; s++) {
+        const kl_lora_seg *g = &j->b->segs[s];
+        for (int i0 = 0; i0 < g->n && at < hi; i0 += ROWS_PER_UNIT) {
+            int m = g->n - i0 < ROWS_PER_UNIT ? g->n - i0 : ROWS_PER_UNIT;
+            if (at >= lo) {
+                float *t = g->t + (size_t)i0 * (size_t)g->rank;
+                ops->shrink(g->A, g->rank, g->cols, g->x, g->ldx, g->idx + i0, m, t);
+                ops->expand(g->Bt, g->rank, g->rows, 0, g->rows, t, m, g->scale, g->y, g->ldy,
+                            g->idx + i0);
+            }
+            at += unit_cost(g, m);
+        }
     }
 }
 
 void kl_lora_apply(kl_workers *w, const kl_lora_batch *b)
 {
-    int64_t macs = 0;
+    apply_job j = {b, 0};
     for (int s = 0; s < b->n_segs; s++)
-        macs += (int64_t)b->segs[s].n * b->segs[s].rank * (b->segs[s].cols + b->segs[s].rows);
-    if (!macs) return;
-    if (macs < INLINE_MACS) w = NULL;
-    kl_workers_run(w, shrink_part, (void *)b);
-    kl_workers_run(w, expand_part, (void *)b);
+        for (int i0 = 0; i0 < b->segs[s].n; i0 += ROWS_PER_UNIT)
+            j.total += unit_cost(&b->segs[s], b->segs[s].n - i0 < ROWS_PER_UNIT ? b->segs[s].n - i0
+                                                                                : ROWS_PER_UNIT);
+    if (!j.total) return;
+    kl_workers_run(j.total < INLINE_MACS ? NULL : w, apply_part, &j);
 }
 
 void kl_lora_shrink(const uint16_t *A, int rank, int64_t cols, const float *x, int64_t ldx,
