@@ -3,12 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/loaded.h"
 #include "gateway/gateway.h"
 
-enum { O_HOST = CLI_LONG, O_PORT, O_ORIGINS };
+enum { O_HOST = CLI_LONG, O_PORT, O_ORIGINS, O_MAX_CONNS, O_METRICS_PORT, O_LOG_FORMAT };
 
 static const cli_opt opts[] = {
     {'c', "config", "FILE",
@@ -20,6 +21,14 @@ static const cli_opt opts[] = {
     {O_ORIGINS, "allowed-origins", "LIST",
      "CORS origins, e.g. https://app.example.com,http://localhost:5173, or * (default: the "
      "config's listen.allowed_origins, else none)"},
+    {O_MAX_CONNS, "max-conns", "N",
+     "open client connections at most; past it accepting pauses (default: the config's "
+     "listen.max_conns, else what the open-file limit allows, two descriptors a client)"},
+    {O_METRICS_PORT, "metrics-port", "N",
+     "serve /metrics only on this port, a listener of its own on the same host (default: the "
+     "config's listen.metrics_port, else /metrics on the main port)"},
+    {O_LOG_FORMAT, "log-format", "text|json",
+     "text lines (logfmt values) or one JSON object a line (default text)"},
     {0},
 };
 
@@ -35,7 +44,7 @@ static const cli_cmd cmd = {
 int cmd_gateway(int argc, char **argv)
 {
     const char *path = NULL, *host = NULL;
-    int port = -1, rc = 0;
+    int port = -1, rc = 0, max_conns = 0, metrics_port = -1;
     net_cors *cors = NULL;
     kl_err err = {0};
     cli_args a;
@@ -59,6 +68,22 @@ int cmd_gateway(int argc, char **argv)
         case O_PORT:
             if (!cli_int("--port", val, 0, 65535, &port)) rc = 1;
             break;
+        case O_MAX_CONNS:
+            if (!cli_int("--max-conns", val, 1, 1 << 20, &max_conns)) rc = 1;
+            break;
+        case O_METRICS_PORT:
+            if (!cli_int("--metrics-port", val, 0, 65535, &metrics_port)) rc = 1;
+            break;
+        case O_LOG_FORMAT: {
+            int f = kl_log_format_parse(val);
+            if (f < 0) {
+                fprintf(stderr, "kiln: --log-format: expected text or json, got '%s'\n", val);
+                rc = 1;
+            } else {
+                kl_log_set_format(f);
+            }
+            break;
+        }
         case O_ORIGINS:
             net_cors_free(cors);
             if (net_cors_parse(&cors, val, &err)) {
@@ -76,6 +101,8 @@ int cmd_gateway(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     }
     if (port >= 0) cfg->listen_port = port;
+    if (max_conns > 0) cfg->max_conns = max_conns;
+    if (metrics_port >= 0) cfg->metrics_port = metrics_port;
     if (host) {
         char *h = strdup(host);
         if (h) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "base/secret.h"
 #include "cli/args.h"
 #include "cli/cli.h"
@@ -30,6 +31,9 @@ enum {
     O_TIMEOUT,
     O_MAX_CONNS,
     O_ORIGINS,
+    O_MAX_UNSENT,
+    O_METRICS_PORT,
+    O_LOG_FORMAT,
 };
 
 static const cli_opt opts[] = {
@@ -63,7 +67,16 @@ static const cli_opt opts[] = {
     {O_TIMEOUT, "timeout", "S",
      "seconds a connection has to send each whole request; streams are exempt (default 60)"},
     {O_MAX_CONNS, "max-conns", "N",
-     "open client connections at most; past it accepting pauses (default 4096)"},
+     "open client connections at most; past it accepting pauses (default 4096; lowered to what "
+     "the open-file limit leaves)"},
+    {O_MAX_UNSENT, "max-unsent", "BYTES",
+     "a client that leaves more than this unread (it stopped reading its stream) is cut and "
+     "its request aborted (default 8388608, 8 MiB)"},
+    {O_METRICS_PORT, "metrics-port", "N",
+     "serve /metrics only on this port, a listener of its own on the same host (default: "
+     "/metrics on the main port)"},
+    {O_LOG_FORMAT, "log-format", "text|json",
+     "text lines (logfmt values) or one JSON object a line (default text)"},
     {O_ORIGINS, "allowed-origins", "LIST",
      "CORS: web pages from these origins may call the API from a browser, e.g. "
      "https://app.example.com,http://localhost:5173, or * for any (never with credentials) "
@@ -178,6 +191,21 @@ int cmd_serve(int argc, char **argv)
             break;
         case O_TIMEOUT:
             if (!cli_int("--timeout", val, 1, 86400, &o.timeout_s)) rc = 1;
+            break;
+        case O_MAX_UNSENT:
+            if (!cli_int("--max-unsent", val, 4096, 1 << 30, &v)) rc = 1;
+            o.max_unsent = (size_t)v;
+            break;
+        case O_METRICS_PORT:
+            if (!cli_int("--metrics-port", val, 0, 65535, &o.metrics_port)) rc = 1;
+            break;
+        case O_LOG_FORMAT:
+            if ((v = kl_log_format_parse(val)) < 0) {
+                fprintf(stderr, "kiln: --log-format: expected text or json, got '%s'\n", val);
+                rc = 1;
+            } else {
+                kl_log_set_format(v);
+            }
             break;
         case O_ORIGINS:
             net_cors_free(cors);

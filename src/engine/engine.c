@@ -55,6 +55,11 @@ static size_t mem_available(void)
 
 static void *engine_main(void *arg);
 
+int engine_n_ctx(const engine *e)
+{
+    return e->n_ctx;
+}
+
 int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
 {
     *out = NULL;
@@ -116,6 +121,9 @@ int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
         rc = kl_errf(err, KL_ENOMEM, "engine: out of memory");
         goto fail;
     }
+    /* a sequence longer than the whole pool could never finish: the context is what fits */
+    int64_t kv_tokens = (int64_t)kv_store_n_blocks(e->store) * e->bs;
+    if (kv_tokens < e->n_ctx) e->n_ctx = (int)kv_tokens;
     e->live.kv_blocks_total = e->stats.kv_blocks_total = kv_store_n_blocks(e->store);
     e->live.block_tokens = e->stats.block_tokens = cfg.block_tokens;
     e->live.kv_pool_bytes = e->stats.kv_pool_bytes =
@@ -163,6 +171,7 @@ static void publish_stats(engine *e)
     st.kv_blocks_used = kv_blocks_used(e->blocks);
     pthread_mutex_lock(&e->mu);
     st.waiting = waiting + e->n_inbox; /* inbox: submitted since the step began */
+    st.model_failed = e->failed != NULL;
     e->stats = st;
     pthread_mutex_unlock(&e->mu);
 }
@@ -258,10 +267,6 @@ static int validate(const engine *e, const engine_request *r, kl_err *err)
                        "prompt: %d tokens do not fit the context of %d tokens (with room for one "
                        "generated token)",
                        r->n_prompt, e->n_ctx);
-    int64_t cap_tokens = (int64_t)kv_store_n_blocks(e->store) * e->bs;
-    if (r->n_prompt + 1 > cap_tokens)
-        return kl_errf(err, KL_EINVAL, "prompt: %d tokens do not fit the KV cache (%lld tokens)",
-                       r->n_prompt, (long long)cap_tokens);
     for (int i = 0; i < r->n_prompt; i++)
         if (r->prompt[i] < 0 || r->prompt[i] >= nv)
             return kl_errf(err, KL_EINVAL, "prompt: token id %d out of range", r->prompt[i]);
@@ -320,6 +325,11 @@ int engine_submit(engine *e, const engine_request *req, uint64_t *id, kl_err *er
     rq->queued_s = -1;
     pthread_mutex_lock(&e->mu);
     int waiting = e->stats.waiting + e->n_inbox;
+    if (e->failed) {
+        rc = kl_errf(err, KL_EIO, "the model can serve no more: %s", e->failed);
+        pthread_mutex_unlock(&e->mu);
+        goto fail;
+    }
     if (e->stopping || waiting >= e->cfg.max_queue) {
         pthread_mutex_unlock(&e->mu);
         rc = kl_errf(err, KL_ENOSPC, "the waiting queue is full (%d requests)", waiting);

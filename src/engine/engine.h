@@ -28,7 +28,8 @@ typedef struct engine_config {
     int max_seqs;          /* running sequences at most (default 64) */
     int max_batch_tokens;  /* per-step token budget (default chosen by benchmark) */
     int max_queue;         /* waiting requests at most; past it submit says KL_ENOSPC */
-    int n_ctx;             /* longest prompt + output allowed (default: model's) */
+    int n_ctx;             /* longest prompt + output allowed (default: model's; never more
+                              than the KV pool holds: engine_n_ctx) */
     bool prefix_cache;     /* default true */
 } engine_config;
 
@@ -60,7 +61,7 @@ typedef enum engine_finish {
     ENGINE_FINISH_STOP,   /* EOS, a stop token or a stop string */
     ENGINE_FINISH_LENGTH, /* max_tokens or the context */
     ENGINE_FINISH_ABORT,  /* engine_abort or shutdown */
-    ENGINE_FINISH_ERROR,
+    ENGINE_FINISH_ERROR,  /* the model failed on this request (event.error says how) */
 } engine_finish;
 
 typedef struct engine_logprob {
@@ -82,9 +83,10 @@ typedef struct engine_event {
     engine_finish finish;      /* ENGINE_RUNNING until this choice's last event */
     /* usage, filled on the last event of the request (all choices finished): */
     int prompt_tokens, completion_tokens, cached_tokens;
-    bool last;       /* no more events for this request */
-    double queued_s; /* seconds from engine_submit until a step first scheduled the request
-                        (-1 on events before that: an abort while waiting) */
+    const char *error; /* with ENGINE_FINISH_ERROR: why (a constant string); else NULL */
+    bool last;         /* no more events for this request */
+    double queued_s;   /* seconds from engine_submit until a step first scheduled the request
+                          (-1 on events before that: an abort while waiting) */
 } engine_event;
 
 typedef void (*engine_event_fn)(void *ctx, const engine_event *ev);
@@ -128,6 +130,8 @@ typedef struct engine_stats {
     uint64_t step_tok_sum;
     int n_workers;           /* compute workers (threads) */
     uint64_t worker_busy_ns; /* their time inside kernels, summed over workers */
+    bool model_failed;       /* the model can serve no more (its file changed on disk): every
+                                request fails and engine_submit says KL_EIO */
 } engine_stats;
 
 /* Sets default values in cfg (call before filling it). */
@@ -149,6 +153,9 @@ int engine_submit(engine *e, const engine_request *req, uint64_t *id, kl_err *er
  * ENGINE_FINISH_ABORT. Unknown or finished ids are ignored. */
 void engine_abort(engine *e, uint64_t id);
 void engine_stats_get(engine *e, engine_stats *out);
+/* The longest prompt + output a request may have: the configured context, or what the whole
+ * KV pool holds when that is less (a longer sequence could never finish). */
+int engine_n_ctx(const engine *e);
 /* Blocks until nothing is running or waiting, or timeout_ms passes. Returns true if idle. */
 bool engine_wait_idle(engine *e, int timeout_ms);
 #endif

@@ -39,6 +39,7 @@ typedef struct eng_seq {
     int n_utf8;
     int n_generated;
     engine_finish finish;
+    const char *error; /* why it finished with ENGINE_FINISH_ERROR */
     double t_first_token;
     int chunk;                 /* tokens scheduled this step */
     struct eng_seq *next_wait; /* waiting list link */
@@ -91,8 +92,10 @@ struct engine {
     int n_aborts, cap_aborts;
     uint64_t next_id, next_arrival;
     bool stopping, idle;
-    engine_stats stats; /* the published snapshot (under mu) */
-    engine_stats live;  /* the engine thread's own counters, published after each step */
+    uint64_t file_faults; /* model_file_faults seen so far (engine thread) */
+    const char *failed;   /* why the model can no longer serve (set under mu), or NULL */
+    engine_stats stats;   /* the published snapshot (under mu) */
+    engine_stats live;    /* the engine thread's own counters, published after each step */
     pthread_t thread;
 };
 

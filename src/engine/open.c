@@ -129,6 +129,14 @@ int engine_open(engine_stack *st, const engine_open_config *cfg, kl_err *err)
     st->hp = model_hparams_of(st->model);
     st->n_ctx = model_opts_of(st->model)->max_ctx;
     if (cfg->engine.n_ctx > 0 && cfg->engine.n_ctx < st->n_ctx) st->n_ctx = cfg->engine.n_ctx;
+    /* requests are checked against what the KV cache holds when that is less: one that could
+     * never fit is refused at admission, not an answer cut short */
+    if (st->eng && engine_n_ctx(st->eng) < st->n_ctx) {
+        kl_warn("the KV cache holds %d tokens, less than the context of %d: a request may have "
+                "at most %d (prompt + max_tokens; more KV memory raises it)",
+                engine_n_ctx(st->eng), st->n_ctx, engine_n_ctx(st->eng));
+        st->n_ctx = engine_n_ctx(st->eng);
+    }
     st->n_vocab = st->hp->n_vocab;
     if (st->tok && tok_n_vocab(st->tok) < st->n_vocab) st->n_vocab = tok_n_vocab(st->tok);
     return 0;

@@ -40,6 +40,7 @@ static void emit(engine *e, eng_seq *s, int32_t token, const char *text, size_t 
                        .n_top = n_top,
                        .top = top,
                        .finish = fin,
+                       .error = fin == ENGINE_FINISH_ERROR ? s->error : NULL,
                        .queued_s = rq->queued_s};
     bool done_req = false;
     if (fin != ENGINE_RUNNING) {
@@ -59,6 +60,7 @@ static void emit(engine *e, eng_seq *s, int32_t token, const char *text, size_t 
                                   .token = -1,
                                   .text = "",
                                   .finish = fin,
+                                  .error = ev.error,
                                   .queued_s = rq->queued_s};
                 rq->r.on_event(rq->r.ctx, &f);
             }
@@ -207,8 +209,55 @@ static void step_observe(engine *e, int n, double secs)
     st->worker_busy_ns = kl_workers_busy_ns(e->workers);
 }
 
+/* Whether every logit is a number: a NaN would sample garbage (or nothing), an Inf the same
+ * token for ever. An exponent of all ones is NaN or Inf; the integer OR vectorizes, so a row
+ * of 128k logits costs microseconds next to the forward pass. */
+static bool all_finite(const float *row, int n)
+{
+    uint32_t bad = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &row[i], sizeof b);
+        bad |= (uint32_t)((b & 0x7F800000u) == 0x7F800000u);
+    }
+    return !bad;
+}
+
+/* Fails every request, running or waiting: the model can serve no more. */
+static void fail_all(engine *e, const char *why)
+{
+    while (e->n_running) {
+        e->running[0]->error = why;
+        step_finish(e, e->running[0], ENGINE_FINISH_ERROR);
+    }
+    while (e->waiting) {
+        e->waiting->error = why;
+        step_finish(e, e->waiting, ENGINE_FINISH_ERROR);
+    }
+}
+
+/* The model's file lost pages since the last step (truncated on disk: they read as zeros):
+ * this step's results are wrong, and every later one would be. */
+static bool file_damaged(engine *e)
+{
+    uint64_t faults = model_file_faults(e->m);
+    if (faults == e->file_faults) return false;
+    e->file_faults = faults;
+    kl_error("engine: the model file changed on disk while it was being served (%llu pages "
+             "vanished): failing every request; restart with an intact file",
+             (unsigned long long)faults);
+    pthread_mutex_lock(&e->mu);
+    e->failed = "the model file changed on disk while it was being served";
+    pthread_mutex_unlock(&e->mu);
+    return true;
+}
+
 void step_run(engine *e)
 {
+    if (e->failed) { /* written by this thread only: no lock to read it here */
+        fail_all(e, e->failed);
+        return;
+    }
     double t0 = kl_now_s();
     int n_sched = sched_plan(e);
     if (!n_sched) return;
@@ -234,10 +283,16 @@ void step_run(engine *e)
     int rc = model_forward(e->m, e->workers, e->store, &b, e->logits, &err);
     e->live.steps++;
     e->live.computed_tokens += (uint64_t)n;
+    if (file_damaged(e)) {
+        fail_all(e, e->failed);
+        return;
+    }
     if (rc) {
         kl_error("engine: forward failed: %s", err.msg);
-        for (int k = 0; k < ns; k++)
+        for (int k = 0; k < ns; k++) {
+            e->b_owner[k]->error = "the forward pass failed";
             step_finish(e, e->b_owner[k], ENGINE_FINISH_ERROR);
+        }
         step_observe(e, n, kl_now_s() - t0);
         return;
     }
@@ -249,7 +304,13 @@ void step_run(engine *e)
         s->chunk = 0;
         seq_publish(e, s);
         if (s->n_computed != s->n_tokens) continue;
-        float *lr = e->logits + (size_t)row++ * (size_t)model_hparams_of(e->m)->n_vocab;
+        int nv = model_hparams_of(e->m)->n_vocab;
+        float *lr = e->logits + (size_t)row++ * (size_t)nv;
+        if (!all_finite(lr, nv)) { /* NaN/Inf weights, or an overflow: this request fails */
+            s->error = "the model produced non-finite logits (NaN or Inf)";
+            step_finish(e, s, ENGINE_FINISH_ERROR);
+            continue;
+        }
         if (s->index == 0 && s->req->n_forked < s->req->r.n)
             fork_and_sample(e, s, lr);
         else

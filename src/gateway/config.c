@@ -369,6 +369,9 @@ static void defaults(gw_config *c)
 {
     c->listen_port = 9000;
     c->client_timeout_ms = 60000;
+    c->max_conns = 0; /* as many as the open-file limit allows */
+    c->metrics_port = -1;
+    c->max_unsent = 8 << 20;
     c->scrape_interval_ms = 100;
     c->scrape_stale_ms = 1000;
     c->scrape_timeout_ms = 500;
@@ -420,12 +423,16 @@ static int parse_top(pctx *p, json_t *root, gw_config *c)
     if ((rc = want_object(p, root)) || (rc = only_keys(p, root, keys))) return rc;
     json_t *listen = json_object_get(root, "listen");
     if (listen) {
-        static const char *const lkeys[] = {"host", "port", "client_timeout_ms", "allowed_origins",
-                                            NULL};
+        static const char *const lkeys[] = {
+            "host",       "port",         "client_timeout_ms", "max_conns",
+            "max_unsent", "metrics_port", "allowed_origins",   NULL};
         size_t n = push_key(p, "listen");
         if (!(rc = want_object(p, listen)) && !(rc = only_keys(p, listen, lkeys)) &&
             !(rc = get_str(p, listen, "host", false, &c->listen_host)) &&
-            !(rc = get_int(p, listen, "port", 0, 65535, &c->listen_port)))
+            !(rc = get_int(p, listen, "port", 0, 65535, &c->listen_port)) &&
+            !(rc = get_int(p, listen, "max_conns", 1, 1 << 20, &c->max_conns)) &&
+            !(rc = get_int(p, listen, "max_unsent", 4096, 1 << 30, &c->max_unsent)) &&
+            !(rc = get_int(p, listen, "metrics_port", 0, 65535, &c->metrics_port)))
             rc = get_int(p, listen, "client_timeout_ms", 100, 3600000, &c->client_timeout_ms);
         if (!rc) rc = get_origins(p, listen, &c->cors);
         pop(p, n);

@@ -6,6 +6,7 @@
  * Shape (every field but "models" optional):
  * {
  *   "listen": {"host": "127.0.0.1", "port": 9000, "client_timeout_ms": 60000,
+ *              "max_conns": 0, "max_unsent": 8388608, "metrics_port": 9100,
  *              "allowed_origins": ["https://app.example.com"]},     CORS; ["*"]: any origin
  *   "region": "us-east",                       preferred region; others are failover
  *   "scrape": {"interval_ms": 100, "stale_ms": 1000, "timeout_ms": 500},
@@ -96,6 +97,10 @@ typedef struct gw_config {
     int client_timeout_ms; /* a client connection must complete each request within this long
                               of its accept or its previous request (slowloris) */
     net_cors *cors;        /* listen.allowed_origins: CORS for browser pages (NULL: off) */
+    int max_conns;         /* open client connections at most: past it accepting pauses
+                              (0: as many as the open-file limit allows) */
+    int metrics_port;      /* -1: /metrics on the main port; else only on this one (0: any) */
+    int max_unsent;        /* a client leaving more bytes unread is cut (8 MiB) */
     char *region;          /* NULL: no preference */
     int scrape_interval_ms, scrape_stale_ms, scrape_timeout_ms;
     int health_interval_ms, health_timeout_ms, eject_ms, eject_max_ms;

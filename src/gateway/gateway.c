@@ -7,10 +7,7 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -128,15 +125,8 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     kl_info("gateway: draining %d requests in flight", g->inflight);
     g->draining = true;
     g->drain_deadline_ns = gw_now_ns() + (int64_t)30 * 1000000000;
-    if (g->sock) evhttp_del_accept_socket(g->http, g->sock);
-    g->sock = NULL;
+    net_conns_close_listeners(g->conns);
     gw_queue_fail_all(g, 503, "the gateway is shutting down");
-}
-
-static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
-{
-    gw *g = arg;
-    return net_conns_accept(g->conns, base);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -144,6 +134,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     gw *g = arg;
     net_conns_sweep(g->conns, g->cfg->client_timeout_ms / 1000.0);
+    if (g->admin_conns) net_conns_sweep(g->admin_conns, g->cfg->client_timeout_ms / 1000.0);
     /* exits once every answer's last bytes are sent, not merely handed to libevent */
     if (g->draining &&
         ((g->inflight == 0 && !net_conns_unsent(g->conns)) || gw_now_ns() > g->drain_deadline_ns)) {
@@ -197,8 +188,9 @@ static void on_request(struct evhttp_request *req, void *arg)
     bool get = evhttp_request_get_command(req) == EVHTTP_REQ_GET;
     net_conns_touch(g->conns, evhttp_request_get_connection(req));
     if (net_cors_handle(g->cors ? g->cors : g->cfg->cors, req)) return; /* a preflight */
-    bool get_path = path && (!strcmp(path, "/health") || !strcmp(path, "/metrics") ||
-                             !strcmp(path, "/v1/models") || !strcmp(path, "/version"));
+    bool metrics = path && !strcmp(path, "/metrics") && !g->admin_http; /* else its own port */
+    bool get_path = path && (!strcmp(path, "/health") || metrics || !strcmp(path, "/v1/models") ||
+                             !strcmp(path, "/version"));
     if (get_path && !get) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
         gw_send_error(req, 405, "invalid_request_error", "use GET", 0);
@@ -215,13 +207,27 @@ static void on_request(struct evhttp_request *req, void *arg)
                             : up        ? "ok"
                                         : "no endpoint up",
                             "endpoints_up", up));
-    } else if (path && get && !strcmp(path, "/metrics")) {
+    } else if (metrics && get) {
         gw_stats_handle(req, g);
     } else if (path && get && !strcmp(path, "/v1/models")) {
         list_models(g, req);
     } else {
         gw_proxy_handle(req, g);
     }
+}
+
+/* The listen.metrics_port listener: /metrics and nothing else. */
+static void on_admin_request(struct evhttp_request *req, void *arg)
+{
+    gw *g = arg;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    net_conns_touch(g->admin_conns, evhttp_request_get_connection(req));
+    if (!path || strcmp(path, "/metrics"))
+        gw_send_error(req, 404, "not_found_error", "no such path (this port serves /metrics)", 0);
+    else if (evhttp_request_get_command(req) != EVHTTP_REQ_GET)
+        gw_send_error(req, 405, "invalid_request_error", "use GET", 0);
+    else
+        gw_stats_handle(req, g);
 }
 
 int gw_create(gw **out, gw_config *cfg, const char *config_path, kl_err *err)
@@ -241,34 +247,36 @@ int gw_create(gw **out, gw_config *cfg, const char *config_path, kl_err *err)
     g->config_path = config_path ? strdup(config_path) : NULL;
     g->started_s = time(NULL);
     g->base = event_base_new();
-    g->conns = net_conns_new();
-    g->http = g->base && g->conns ? evhttp_new(g->base) : NULL;
-    if (!g->http) {
+    /* a client may hold two descriptors (its own and its upstream's); 64 kept for the rest */
+    int max_conns = net_fd_budget("gateway", cfg->max_conns, 2, 64);
+    if (max_conns < 1) {
+        gw_destroy(g);
+        return kl_errf(err, KL_EIO,
+                       "the open-file limit leaves no room for client connections "
+                       "(raise it with ulimit -n)");
+    }
+    g->conns = net_conns_new("gateway", max_conns);
+    if (g->conns) net_conns_limit_unsent(g->conns, (size_t)cfg->max_unsent);
+    int timeout_s = (cfg->client_timeout_ms + 999) / 1000;
+    g->http = g->conns ? net_http_new(g->base, GW_MAX_BODY, timeout_s, on_request, g) : NULL;
+    if (cfg->metrics_port >= 0) { /* /metrics on its own listener */
+        g->admin_conns = net_conns_new("gateway", 64);
+        g->admin_http =
+            g->admin_conns ? net_http_new(g->base, 1024, timeout_s, on_admin_request, g) : NULL;
+    }
+    if (!g->http || (cfg->metrics_port >= 0 && !g->admin_http)) {
         gw_destroy(g);
         return kl_errf(err, KL_ENOMEM, "cannot create the event loop");
     }
-    evhttp_set_max_body_size(g->http, GW_MAX_BODY);
-    evhttp_set_max_headers_size(g->http, 64 * 1024);
-    evhttp_set_timeout(g->http, (cfg->client_timeout_ms + 999) / 1000);
-    evhttp_set_bevcb(g->http, on_new_conn, g);
-    /* every method reaches on_request, so a wrong one gets a JSON 405, not libevent's page */
-    evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(g->http, on_request, g);
-    errno = 0;
-    g->sock =
-        evhttp_bind_socket_with_handle(g->http, cfg->listen_host, (unsigned short)cfg->listen_port);
-    if (!g->sock) { /* libevent keeps bind's errno; 0: the host did not resolve */
-        rc = kl_errf(err, KL_EIO, "cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port,
-                     errno ? strerror(errno) : "not a local address");
+    g->port = net_conns_listen(g->conns, g->http, cfg->listen_host, cfg->listen_port, err);
+    if (g->port >= 0 && g->admin_http)
+        g->metrics_port = net_conns_listen(g->admin_conns, g->admin_http, cfg->listen_host,
+                                           cfg->metrics_port, err);
+    if (g->port < 0 || g->metrics_port < 0) {
+        rc = err->code;
         gw_destroy(g);
         return rc;
     }
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    if (getsockname(evhttp_bound_socket_get_fd(g->sock), (struct sockaddr *)&ss, &sl) == 0)
-        g->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     g->pump = event_new(g->base, -1, 0, on_pump, g);
     g->tick = event_new(g->base, -1, EV_PERSIST, on_tick, g);
     g->sighup = evsignal_new(g->base, SIGHUP, on_sighup, g);
@@ -295,14 +303,11 @@ int gw_port(const gw *g)
 
 int gw_run(gw *g)
 {
-    /* thousands of idle streaming clients each hold a descriptor: raise the soft limit */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
     kl_info("gateway: listening on %s:%d, %d models, %d endpoints", g->cfg->listen_host, g->port,
             g->cfg->n_models, g->n_eps);
+    if (g->admin_http)
+        kl_info("gateway: /metrics on %s:%d only (metrics_port)", g->cfg->listen_host,
+                g->metrics_port);
     gw_health_tick(g);
     event_base_dispatch(g->base);
     kl_info("gateway: stopped");
@@ -329,7 +334,9 @@ void gw_destroy(gw *g)
     if (!g) return;
     net_cors_free(g->cors);
     if (g->http) evhttp_free(g->http);
+    if (g->admin_http) evhttp_free(g->admin_http);
     net_conns_free(g->conns);
+    net_conns_free(g->admin_conns);
     for (int i = 0; i < g->n_eps; i++) {
         gw_ep_close_conns(g->eps[i]);
         gw_lru_set_destroy(g->eps[i]->e.prefix);

@@ -85,10 +85,12 @@ typedef struct gw_counter {
 struct gw {
     struct event_base *base;
     struct evhttp *http;
-    struct evhttp_bound_socket *sock;
-    net_conns *conns; /* client connections, for listen.client_timeout_ms */
+    net_conns *conns; /* the listener and client connections (net/conns.h) */
     net_cors *cors;   /* --allowed-origins, over the config's listen.allowed_origins (NULL) */
     int port;
+    struct evhttp *admin_http; /* listen.metrics_port: /metrics alone; NULL without it */
+    net_conns *admin_conns;
+    int metrics_port;
     char *config_path;
     gw_config *cfg;      /* current */
     gw_retired *retired; /* earlier generations: requests may still point into them */

@@ -115,11 +115,21 @@ static void call_finish(gw_call *c)
     double total_ms = (double)(gw_now_ns() - c->t0_ns) / 1e6;
     double ttfb_ms = c->t_first_ns ? (double)(c->t_first_ns - c->t0_ns) / 1e6 : -1;
     const char *ep = c->cur ? c->cur->e.cfg->url : "-";
-    kl_info("gateway request id=gw-%llu tenant=%s model=%s target=%s endpoint=%s status=%d "
-            "attempts=%d ttfb_ms=%.1f total_ms=%.1f%s",
-            (unsigned long long)c->id, tenant_name(c), c->requested,
-            c->model ? c->model->cfg->name : "-", ep, c->status, c->attempts, ttfb_ms, total_ms,
-            c->fallback ? " fallback=1" : "");
+    char id[32];
+    snprintf(id, sizeof id, "gw-%llu", (unsigned long long)c->id);
+    kl_rec r; /* the model is the client's choice: every value is escaped */
+    kl_rec_begin(&r, KL_LOG_INFO, "gateway request");
+    kl_rec_str(&r, "id", id);
+    kl_rec_str(&r, "tenant", tenant_name(c));
+    kl_rec_str(&r, "model", c->requested);
+    kl_rec_str(&r, "target", c->model ? c->model->cfg->name : "-");
+    kl_rec_str(&r, "endpoint", ep);
+    kl_rec_int(&r, "status", c->status);
+    kl_rec_int(&r, "attempts", c->attempts);
+    kl_rec_num(&r, "ttfb_ms", ttfb_ms);
+    kl_rec_num(&r, "total_ms", total_ms);
+    if (c->fallback) kl_rec_int(&r, "fallback", 1);
+    kl_rec_end(&r);
     char status[16];
     snprintf(status, sizeof status, "%d", c->status);
     gw_count(g, GW_REQUESTS, "model", model_label(c), "endpoint", ep, "status", status, "tenant",

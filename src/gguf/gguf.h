@@ -15,6 +15,7 @@
 
 #define GGUF_MAGIC             0x46554747u /* "GGUF" little-endian */
 #define GGUF_DEFAULT_ALIGNMENT 32
+#define GGUF_MIN_ALIGNMENT     8 /* the spec: "a multiple of 8" */
 #define GGUF_MAX_ALIGNMENT     (1u << 20)
 #define GGUF_MAX_DIMS          4
 #define GGUF_MAX_NAME          256 /* bytes in a tensor name */
@@ -85,6 +86,10 @@ int gguf_open(gguf_file **out, const char *path, kl_err *err);
 /* The same over bytes the caller keeps alive (fuzzing, tests); name is used in messages. */
 int gguf_open_mem(gguf_file **out, const void *data, size_t len, const char *name, kl_err *err);
 void gguf_close(gguf_file *f); /* NULL is fine */
+/* Pages of f's mapping (all shards) that vanished while it was mapped: the file was truncated
+ * on disk. Reading one raised SIGBUS, which would have ended the process; the guard read
+ * zeros instead, so anything computed from f since is wrong. 0 while the file is intact. */
+uint64_t gguf_faults(const gguf_file *f);
 
 const char *gguf_path(const gguf_file *f);
 uint32_t gguf_version(const gguf_file *f);

@@ -19,7 +19,14 @@ struct gguf_file {
     size_t n_owned, cap_owned;
     gguf_file **shards; /* (n_shards) shards 2..N of a split model, closed with this one */
     int n_shards;
+    int guard; /* its slot in the SIGBUS guard (guard.c), -1: none */
 };
+
+/* guard.c: registers a file mapping; returns its slot, or -1 when every slot is taken. */
+int gguf_guard_add(const void *base, size_t size);
+void gguf_guard_remove(int slot); /* -1 is fine */
+/* Pages of the slot's mapping that went missing (read as zeros) since it was added. */
+uint64_t gguf_guard_faults(int slot);
 
 /* Maps and validates one file (gguf_open without the split handling). */
 int gguf_open_one(gguf_file **out, const char *path, kl_err *err);

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <utf8proc.h>
+
 #include "base/ckd.h"
 #include "gguf/internal.h"
 
@@ -244,6 +246,20 @@ int gguf_find_duplicate(const char **names, int64_t n)
     return 0;
 }
 
+/* Keys name things ("tokenizer.ggml.model"; the spec asks for ASCII): valid UTF-8 without
+ * control characters, so printing one (kiln model inspect, an error) cannot forge output. */
+static bool key_text(const gguf_str *k)
+{
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)k->ptr;
+    for (utf8proc_ssize_t i = 0, n = (utf8proc_ssize_t)k->len; i < n;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t l = utf8proc_iterate(p + i, n - i, &cp);
+        if (l <= 0 || cp < 0x20 || (cp >= 0x7F && cp < 0xA0)) return false;
+        i += l;
+    }
+    return true;
+}
+
 static int parse_kvs(gguf_file *f, cursor *c)
 {
     int rc = 0;
@@ -255,9 +271,15 @@ static int parse_kvs(gguf_file *f, cursor *c)
         gguf_kv *kv = &f->kvs[i];
         gguf_str key;
         uint32_t t;
+        uint64_t at = c->off;
         if ((rc = str(c, &key, "metadata key"))) return rc;
         if (key.len == 0) return bad(c, "empty metadata key");
         if (key.len > 65535) return bad(c, "metadata key longer than 65535 bytes");
+        if (!key_text(&key))
+            return kl_errf(c->err, KL_EBADFILE,
+                           "%s: metadata key is not UTF-8 text (bad bytes or a control "
+                           "character) (at byte %llu)",
+                           c->path, (unsigned long long)at);
         if ((rc = copy_str(f, &key, &kv->key, c->err))) return rc;
         if ((rc = u32(c, &t, "metadata value type truncated"))) return rc;
         if (t >= GGUF_VTYPE_COUNT) {
@@ -293,7 +315,76 @@ static int parse_alignment(gguf_file *f, kl_err *err)
         return kl_errf(err, KL_EBADFILE,
                        "%s: general.alignment %llu is not a power of two up to %u", f->path,
                        (unsigned long long)a, GGUF_MAX_ALIGNMENT);
+    /* The spec asks for a multiple of 8; below it, a tensor's data could sit at any address
+     * and a kernel reading floats from it would read them misaligned. */
+    if (a < GGUF_MIN_ALIGNMENT)
+        return kl_errf(err, KL_EBADFILE,
+                       "%s: general.alignment %llu is below %u (GGUF asks for a multiple of 8: "
+                       "tensor data must be aligned for the kernels)",
+                       f->path, (unsigned long long)a, GGUF_MIN_ALIGNMENT);
     f->alignment = (uint32_t)a;
+    return 0;
+}
+
+/* The types the GGUF spec gives its well-known keys. A file that stores one with another
+ * type (a string BOS id, a numeric chat template) would be misread or silently ignored by the
+ * loaders: it is refused, naming the key. INT: any integer type. */
+enum { K_STR, K_INT, K_BOOL, K_ARR_STR, K_ARR_NUM };
+static const struct {
+    const char *key;
+    int kind;
+} known_keys[] = {
+    {"general.architecture", K_STR},
+    {"general.name", K_STR},
+    {"general.file_type", K_INT},
+    {"general.quantization_version", K_INT},
+    {"tokenizer.ggml.model", K_STR},
+    {"tokenizer.ggml.pre", K_STR},
+    {"tokenizer.ggml.tokens", K_ARR_STR},
+    {"tokenizer.ggml.scores", K_ARR_NUM},
+    {"tokenizer.ggml.token_type", K_ARR_NUM},
+    {"tokenizer.ggml.merges", K_ARR_STR},
+    {"tokenizer.ggml.bos_token_id", K_INT},
+    {"tokenizer.ggml.eos_token_id", K_INT},
+    {"tokenizer.ggml.unknown_token_id", K_INT},
+    {"tokenizer.ggml.separator_token_id", K_INT},
+    {"tokenizer.ggml.seperator_token_id", K_INT}, /* llama.cpp's spelling */
+    {"tokenizer.ggml.padding_token_id", K_INT},
+    {"tokenizer.ggml.cls_token_id", K_INT},
+    {"tokenizer.ggml.mask_token_id", K_INT},
+    {"tokenizer.ggml.eot_token_id", K_INT},
+    {"tokenizer.ggml.eom_token_id", K_INT},
+    {"tokenizer.ggml.add_bos_token", K_BOOL},
+    {"tokenizer.ggml.add_eos_token", K_BOOL},
+    {"tokenizer.ggml.add_space_prefix", K_BOOL},
+    {"tokenizer.chat_template", K_STR},
+};
+
+static bool is_int_type(gguf_vtype t)
+{
+    return t == GGUF_U8 || t == GGUF_I8 || t == GGUF_U16 || t == GGUF_I16 || t == GGUF_U32 ||
+           t == GGUF_I32 || t == GGUF_U64 || t == GGUF_I64;
+}
+
+static int check_known_keys(gguf_file *f, kl_err *err)
+{
+    static const char *const want[] = {"string", "an integer", "bool", "an array of strings",
+                                       "an array of numbers"};
+    for (size_t i = 0; i < sizeof known_keys / sizeof known_keys[0]; i++) {
+        const gguf_kv *kv = gguf_find_kv(f, known_keys[i].key);
+        if (!kv) continue;
+        int k = known_keys[i].kind;
+        bool arr = kv->type == GGUF_ARRAY;
+        gguf_vtype et = arr ? kv->v.arr.type : kv->type;
+        bool ok = k == K_STR       ? kv->type == GGUF_STRING
+                  : k == K_INT     ? is_int_type(kv->type)
+                  : k == K_BOOL    ? kv->type == GGUF_BOOL
+                  : k == K_ARR_STR ? arr && et == GGUF_STRING
+                                   : arr && (is_int_type(et) || et == GGUF_F32 || et == GGUF_F64);
+        if (!ok)
+            return kl_errf(err, KL_EBADFILE, "%s: %s has type %s%s, expected %s", f->path, kv->key,
+                           arr ? "array of " : "", gguf_vtype_name(et), want[k]);
+    }
     return 0;
 }
 
@@ -435,7 +526,7 @@ static int parse(gguf_file *f, kl_err *err)
     f->n_tensors = (int64_t)n_tensors;
     f->n_kv = (int64_t)n_kv;
     if ((rc = parse_kvs(f, &c))) return rc;
-    if ((rc = parse_alignment(f, err))) return rc;
+    if ((rc = parse_alignment(f, err)) || (rc = check_known_keys(f, err))) return rc;
     return parse_tensors(f, &c);
 }
 
@@ -460,13 +551,16 @@ int gguf_open_mem(gguf_file **out, const void *data, size_t len, const char *nam
     }
     f->base = data;
     f->size = len;
+    f->guard = -1;
     return finish_open(f, out, err);
 }
 
 int gguf_open_one(gguf_file **out, const char *path, kl_err *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; anything but a
+     * regular file is refused right after */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return kl_errf(err, KL_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -479,6 +573,7 @@ int gguf_open_one(gguf_file **out, const char *path, kl_err *err)
         close(fd);
         return kl_errf(err, KL_ENOMEM, "out of memory");
     }
+    f->guard = -1;
     f->size = (uint64_t)st.st_size;
     f->id = (gguf_identity){(uint64_t)st.st_dev, (uint64_t)st.st_ino, f->size,
                             (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
@@ -495,6 +590,7 @@ int gguf_open_one(gguf_file **out, const char *path, kl_err *err)
         madvise(m, f->size, MADV_HUGEPAGE);
         f->base = m;
         f->mapped = true;
+        f->guard = gguf_guard_add(m, f->size); /* the file may be truncated while mapped */
     }
     close(fd);
     return finish_open(f, out, err);
@@ -516,7 +612,10 @@ void gguf_close(gguf_file *f)
     for (int i = 0; i < f->n_shards; i++)
         gguf_close(f->shards[i]);
     free(f->shards);
-    if (f->mapped) munmap((void *)f->base, f->size);
+    if (f->mapped) {
+        gguf_guard_remove(f->guard);
+        munmap((void *)f->base, f->size);
+    }
     for (size_t i = 0; i < f->n_owned; i++)
         free(f->owned[i]);
     free(f->owned);
@@ -524,6 +623,14 @@ void gguf_close(gguf_file *f)
     free(f->tensors);
     free(f->path);
     free(f);
+}
+
+uint64_t gguf_faults(const gguf_file *f)
+{
+    uint64_t n = gguf_guard_faults(f->guard);
+    for (int i = 0; i < f->n_shards; i++)
+        n += gguf_faults(f->shards[i]);
+    return n;
 }
 
 bool gguf_identity_of(const gguf_file *f, gguf_identity *id)

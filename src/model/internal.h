@@ -137,6 +137,7 @@ typedef struct lora_scratch {
 } lora_scratch;
 
 struct model {
+    const gguf_file *file; /* the weights' file (borrowed): its mapping may lose pages */
     model_hparams hp;
     model_opts opts;
     int q_dim, kv_dim;

@@ -469,6 +469,7 @@ int model_load(model **out, gguf_file *f, const model_opts *opts, kl_err *err)
         return kl_errf(err, KL_EBADFILE, "%s: missing general.architecture", gguf_path(f));
     model *m = calloc(1, sizeof *m);
     if (!m) return kl_errf(err, KL_ENOMEM, "out of memory");
+    m->file = f;
     int rc = read_hparams(&L, &m->hp);
     if (rc) goto fail;
     m->arch = L.a;
@@ -509,6 +510,11 @@ void model_free(model *m)
 const model_hparams *model_hparams_of(const model *m)
 {
     return &m->hp;
+}
+
+uint64_t model_file_faults(const model *m)
+{
+    return gguf_faults(m->file);
 }
 const model_opts *model_opts_of(const model *m)
 {

@@ -89,6 +89,9 @@ bool model_pack_cache_default(char *out, size_t n);
 int model_load(model **out, gguf_file *f, const model_opts *opts, kl_err *err);
 void model_free(model *m); /* NULL is fine */
 const model_hparams *model_hparams_of(const model *m);
+/* Pages of the model's file that vanished while it was mapped (truncated on disk; read as
+ * zeros since: gguf_faults). 0 while it is intact; anything computed once it is not is wrong. */
+uint64_t model_file_faults(const model *m);
 /* The options the model was loaded with, defaults filled in. */
 const model_opts *model_opts_of(const model *m);
 

@@ -341,22 +341,51 @@ static void send_final_json(srv_call *c, struct evhttp_request *req)
     c->status = 200;
 }
 
+/* The call ends in an error although its client is still there: the model failed on it (500
+ * model_error), or the server aborted it (a drain that timed out: 503). A stream gets an SSE
+ * error event and no [DONE], so no client takes it for a complete answer; otherwise the
+ * error status. */
+static void send_failure(srv_call *c, bool model_failed)
+{
+    srv_error e = {0};
+    if (model_failed) {
+        srv_fail(&e, 500, "", "the model failed on this request: %s",
+                 c->error ? c->error : "an engine error");
+        e.type = "model_error";
+    } else {
+        srv_fail(&e, 503, "",
+                 "the server is shutting down: the request was aborted before it "
+                 "finished (--drain-timeout)");
+        e.type = "service_unavailable";
+    }
+    c->status = e.status;
+    if (!c->r.stream) {
+        srv_send_error(c->s, take_req(c), &e);
+        return;
+    }
+    if (!c->started) stream_start(c);
+    c->status = e.status;
+    sse_send(c, json_pack("{s:{s:s, s:s, s:n, s:i}}", "error", "message", e.msg, "type", e.type,
+                          "param", "code", e.status));
+    evhttp_send_reply_end(take_req(c));
+    srv_count_status(c->s, e.status);
+}
+
 /* All prompts finished: the reply's end, the access log line, the latency metrics. */
 static void call_complete(srv_call *c)
 {
     srv *s = c->s;
-    bool error = false;
-    for (int i = 0; i < c->n_choices; i++)
+    bool error = false, aborted = false;
+    for (int i = 0; i < c->n_choices; i++) {
         error |= c->ch[i].finish == ENGINE_FINISH_ERROR;
+        aborted |= c->ch[i].finish == ENGINE_FINISH_ABORT;
+    }
     if (c->req && !c->gone && !c->failed) {
-        if (c->r.stream) {
+        if (error || aborted) {
+            send_failure(c, error);
+        } else if (c->r.stream) {
             if (!c->started) stream_start(c);
-            if (error) {
-                sse_send(c, json_pack("{s:{s:s, s:s, s:n, s:i}}", "error", "message",
-                                      "the engine failed while generating", "type",
-                                      "internal_server_error", "param", "code", 500));
-                c->status = 500;
-            } else if (c->r.include_usage) {
+            if (c->r.include_usage) {
                 json_t *v = chunk_base(c);
                 json_object_set_new(v, "choices", json_array());
                 json_object_set_new(v, "usage", usage_json(c));
@@ -370,12 +399,6 @@ static void call_complete(srv_call *c)
             }
             evhttp_send_reply_end(take_req(c));
             srv_count_status(s, c->status);
-        } else if (error) {
-            srv_error e = {0};
-            srv_fail(&e, 500, "", "the engine failed while generating");
-            e.type = "internal_server_error";
-            srv_send_error(s, take_req(c), &e);
-            c->status = 500;
         } else {
             send_final_json(c, take_req(c));
         }
@@ -389,11 +412,21 @@ static void call_complete(srv_call *c)
         cached += c->sub[i].cached_tokens;
     }
     const char *fin = c->n_choices ? finish_name(c->ch[0].finish) : NULL;
-    kl_info("serve: request id=%s model=%s endpoint=%s stream=%d n=%d prompt_tokens=%d "
-            "cached_tokens=%d completion_tokens=%d ttft_ms=%.1f total_ms=%.1f finish=%s status=%d",
-            c->id, s->name, c->r.kind == SRV_CHAT ? "chat" : "completions", c->r.stream,
-            c->n_choices, p, cached, g, c->t_first > 0 ? (c->t_first - c->t_submit) * 1e3 : -1.0,
-            (now - c->t0) * 1e3, fin ? fin : "-", c->status);
+    kl_rec r;
+    kl_rec_begin(&r, KL_LOG_INFO, "serve: request");
+    kl_rec_str(&r, "id", c->id);
+    kl_rec_str(&r, "model", s->name);
+    kl_rec_str(&r, "endpoint", c->r.kind == SRV_CHAT ? "chat" : "completions");
+    kl_rec_int(&r, "stream", c->r.stream);
+    kl_rec_int(&r, "n", c->n_choices);
+    kl_rec_int(&r, "prompt_tokens", p);
+    kl_rec_int(&r, "cached_tokens", cached);
+    kl_rec_int(&r, "completion_tokens", g);
+    kl_rec_num(&r, "ttft_ms", c->t_first > 0 ? (c->t_first - c->t_submit) * 1e3 : -1.0);
+    kl_rec_num(&r, "total_ms", (now - c->t0) * 1e3);
+    kl_rec_str(&r, "finish", fin);
+    kl_rec_int(&r, "status", c->status);
+    kl_rec_end(&r);
     call_free(c);
 }
 
@@ -424,7 +457,10 @@ static void handle_event(srv *s, srv_ev *e)
         if (ev->finish != ENGINE_RUNNING) {
             ch->finish = ev->finish;
             s->met.finished[ev->finish - 1 < 4 ? ev->finish - 1 : 3]++;
+            if (ev->finish == ENGINE_FINISH_ERROR && !c->error) c->error = ev->error;
         }
+        /* an abort or an error is no finish_reason: call_complete sends an error instead */
+        bool failed = ev->finish == ENGINE_FINISH_ABORT || ev->finish == ENGINE_FINISH_ERROR;
         if (live && c->r.stream) {
             if (!c->started) stream_start(c);
             json_t *lp = NULL;
@@ -432,8 +468,9 @@ static void handle_event(srv *s, srv_ev *e)
                 lp = lp_new(c);
                 lp_add(c, lp, ev, ch->text_off);
             }
-            if (ev->text_len || lp || ev->finish != ENGINE_RUNNING)
-                stream_choice(c, idx, ev->text, ev->text_len, lp, ev->finish, false);
+            if (ev->text_len || lp || (ev->finish != ENGINE_RUNNING && !failed))
+                stream_choice(c, idx, ev->text, ev->text_len, lp,
+                              failed ? ENGINE_RUNNING : ev->finish, false);
             ch->text_off += ev->text_len;
         } else if (live) {
             if (c->r.sp.logprobs >= 0 && ev->token >= 0) lp_add(c, ch->lp, ev, ch->text_off);
@@ -471,8 +508,13 @@ static void reply_now(srv *s, srv_call *c, const srv_error *e)
     struct evhttp_request *req = take_req(c);
     c->status = e->status;
     if (req) srv_send_error(s, req, e);
-    kl_info("serve: request id=%s model=%s status=%d error=\"%s\"", c->id, s->name, e->status,
-            e->msg);
+    kl_rec r;
+    kl_rec_begin(&r, KL_LOG_INFO, "serve: request");
+    kl_rec_str(&r, "id", c->id);
+    kl_rec_str(&r, "model", s->name);
+    kl_rec_int(&r, "status", e->status);
+    kl_rec_str(&r, "error", e->msg); /* may quote the client's input: escaped */
+    kl_rec_end(&r);
 }
 
 void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)

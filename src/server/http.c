@@ -14,11 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
-#include <event2/bufferevent.h>
-#include <event2/listener.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -35,6 +30,8 @@ void srv_opts_defaults(srv_opts *o)
     o->max_body = 4u << 20;
     o->timeout_s = 60;
     o->max_conns = 4096;
+    o->metrics_port = -1;
+    o->max_unsent = NET_MAX_UNSENT;
 }
 
 void srv_count_status(srv *s, int status)
@@ -97,19 +94,24 @@ static bool authorized(const srv *s, struct evhttp_request *req)
 static void handle_health(srv *s, struct evhttp_request *req)
 {
     int st = atomic_load(&s->load_state);
+    engine_stats es = {0};
+    if (st == SRV_READY) engine_stats_get(s->eng, &es);
+    bool ok = st == SRV_READY && !s->draining && !es.model_failed;
     const char *what = s->draining         ? "draining"
+                       : es.model_failed   ? "failed" /* its file changed on disk */
                        : st == SRV_READY   ? "ok"
                        : st == SRV_LOADING ? "loading"
                                            : "failed";
-    srv_send_json(s, req, st == SRV_READY && !s->draining ? 200 : 503,
-                  json_pack("{s:s}", "status", what));
+    srv_send_json(s, req, ok ? 200 : 503, json_pack("{s:s}", "status", what));
 }
 
+/* root is the served name, as vLLM's with --served-model-name: the file's path on this
+ * machine is nobody's business outside it. */
 static void handle_models(srv *s, struct evhttp_request *req)
 {
     json_t *m =
         json_pack("{s:s, s:s, s:I, s:s, s:s, s:i}", "id", s->name, "object", "model", "created",
-                  (json_int_t)0, "owned_by", "kiln", "root", s->st.path, "max_model_len", s->n_ctx);
+                  (json_int_t)0, "owned_by", "kiln", "root", s->name, "max_model_len", s->n_ctx);
     srv_send_json(s, req, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", m));
 }
 
@@ -202,6 +204,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     int r = -1;
     for (size_t i = 0; path && i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(path, routes[i].path)) r = (int)i;
+    if (r >= 0 && routes[r].id == R_METRICS && s->admin_http) r = -1; /* on its own port */
     if (r < 0) {
         send_err(s, req, 404, "not_found_error", "", "no such path");
         return;
@@ -255,6 +258,23 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
 }
 
+/* The --metrics-port listener: /metrics and nothing else. */
+static void on_admin_request(struct evhttp_request *req, void *arg)
+{
+    srv *s = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    net_conns_touch(s->admin_conns, evhttp_request_get_connection(req));
+    if (!path || strcmp(path, "/metrics")) {
+        send_err(s, req, 404, "not_found_error", "", "no such path (this port serves /metrics)");
+    } else if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+        send_err(s, req, 405, "invalid_request_error", "", "method not allowed on this path");
+    } else {
+        srv_metrics_handle(s, req);
+    }
+}
+
 static void log_ready(srv *s)
 {
     engine_stats es;
@@ -300,55 +320,6 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     srv_gen_drain_events(s);
 }
 
-/* The open client connections: sockets bound to our port that have a peer. libevent 2.1
- * tells nothing when a connection closes, so they are counted from /proc/self/fd. */
-static int count_conns(const srv *s)
-{
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return -1;
-    int n = 0, dfd = dirfd(d);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        int fd = atoi(de->d_name);
-        if (fd <= 2 || fd == dfd) continue;
-        struct sockaddr_storage a;
-        socklen_t l = sizeof a;
-        if (getsockname(fd, (struct sockaddr *)&a, &l)) continue;
-        int port = a.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&a)->sin_port)
-                   : a.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&a)->sin6_port)
-                                             : -1;
-        l = sizeof a;
-        if (port == s->port && !getpeername(fd, (struct sockaddr *)&a, &l)) n++;
-    }
-    closedir(d);
-    return n;
-}
-
-/* Pauses accepting at --max-conns connections (new clients wait in the listen backlog) and
- * resumes below it. */
-static void limit_conns(srv *s)
-{
-    if (!s->sock) return;
-    struct evconnlistener *l = evhttp_bound_socket_get_listener(s->sock);
-    if (s->n_conns >= s->o.max_conns && !s->accept_paused) {
-        evconnlistener_disable(l);
-        s->accept_paused = true;
-        kl_warn("serve: %d connections: not accepting more until some close", s->n_conns);
-    } else if (s->n_conns < s->o.max_conns && s->accept_paused) {
-        evconnlistener_enable(l);
-        s->accept_paused = false;
-    }
-}
-
-static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
-{
-    srv *s = arg;
-    s->n_conns++;
-    s->conns_dirty = true;
-    limit_conns(s);
-    return net_conns_accept(s->tracked, base);
-}
-
 void srv_conn_busy(srv *s, struct evhttp_connection *conn, int delta)
 {
     net_conns_busy(s->tracked, conn, delta);
@@ -361,12 +332,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     srv_gen_drain_events(s);
     srv_gen_poll_disconnects(s);
     net_conns_sweep(s->tracked, s->o.timeout_s); /* the --timeout deadline (slowloris) */
-    if (s->sock && (s->conns_dirty || s->accept_paused)) {
-        int n = count_conns(s);
-        if (n >= 0) s->n_conns = n;
-        s->conns_dirty = false;
-        limit_conns(s);
-    }
+    if (s->admin_conns) net_conns_sweep(s->admin_conns, s->o.timeout_s);
     if (!s->draining || s->loader_started) return;
     double now = kl_now_s();
     if (!s->calls && (!net_conns_unsent(s->tracked) || now > s->drain_deadline)) {
@@ -395,8 +361,7 @@ static void on_signal(evutil_socket_t fd, short what, void *arg)
     s->drain_deadline = kl_now_s() + s->o.drain_timeout_s;
     kl_info("serve: draining %d requests (at most %d s); interrupt again to exit now", s->n_calls,
             s->o.drain_timeout_s);
-    if (s->sock) evhttp_del_accept_socket(s->http, s->sock);
-    s->sock = NULL;
+    net_conns_close_listeners(s->tracked);
 }
 
 static void srv_free(srv *s)
@@ -406,7 +371,9 @@ static void srv_free(srv *s)
     s->eng = NULL;
     srv_gen_free_all(s); /* detaches requests from their connections first */
     if (s->http) evhttp_free(s->http);
+    if (s->admin_http) evhttp_free(s->admin_http);
     net_conns_free(s->tracked);
+    net_conns_free(s->admin_conns);
     if (s->wake) event_free(s->wake);
     if (s->tick) event_free(s->tick);
     if (s->sigterm) event_free(s->sigterm);
@@ -418,42 +385,45 @@ static void srv_free(srv *s)
 
 int srv_run(const srv_opts *o, kl_err *err)
 {
-    if (evthread_use_pthreads()) return kl_errf(err, KL_ENOMEM, "libevent: no thread support");
+    if (evthread_use_pthreads()) return kl_errf(err, KL_ENOMEM, "libevent: no thread support"), 1;
     srv *s = calloc(1, sizeof *s);
     if (!s) return kl_errf(err, KL_ENOMEM, "out of memory"), 1;
     s->o = *o;
     pthread_mutex_init(&s->mu, NULL);
     srv_metrics_init(&s->met);
     s->base = event_base_new();
-    s->tracked = net_conns_new();
-    s->http = s->base && s->tracked ? evhttp_new(s->base) : NULL;
-    if (!s->http) {
+    /* thousands of idle clients each hold a descriptor; 64 are kept for the process itself */
+    int max_conns = net_fd_budget("serve", o->max_conns, 1, 64);
+    if (max_conns < 1) {
+        srv_free(s);
+        return kl_errf(err, KL_EIO,
+                       "the open-file limit leaves no room for client connections "
+                       "(raise it with ulimit -n)"),
+               1;
+    }
+    s->tracked = net_conns_new("serve", max_conns);
+    if (s->tracked) net_conns_limit_unsent(s->tracked, o->max_unsent);
+    /* bodies up to twice the limit are read and answered with a JSON 413 by us; beyond that
+     * libevent answers 413 itself (and closes) without reading them */
+    s->http =
+        s->tracked ? net_http_new(s->base, o->max_body * 2, o->timeout_s, on_request, s) : NULL;
+    if (o->metrics_port >= 0) { /* /metrics on its own listener */
+        s->admin_conns = net_conns_new("serve", 64);
+        s->admin_http =
+            s->admin_conns ? net_http_new(s->base, 1024, o->timeout_s, on_admin_request, s) : NULL;
+    }
+    if (!s->http || (o->metrics_port >= 0 && !s->admin_http)) {
         srv_free(s);
         return kl_errf(err, KL_ENOMEM, "cannot create the event loop"), 1;
     }
-    /* bodies up to twice the limit are read and answered with a JSON 413 by us; beyond that
-     * libevent answers 413 itself (and closes) without reading them */
-    evhttp_set_max_body_size(s->http, (ev_ssize_t)o->max_body * 2);
-    evhttp_set_max_headers_size(s->http, 64 * 1024);
-    evhttp_set_timeout(s->http, o->timeout_s);
-    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(s->http, on_request, s);
-    evhttp_set_bevcb(s->http, on_new_conn, s);
-    errno = 0;
-    s->sock = evhttp_bind_socket_with_handle(s->http, o->host, (unsigned short)o->port);
-    if (!s->sock) { /* libevent keeps bind's errno; 0: the host did not resolve */
-        kl_errf(err, KL_EIO, "cannot listen on %s:%d: %s", o->host, o->port,
-                errno ? strerror(errno) : "not a local address");
+    s->port = net_conns_listen(s->tracked, s->http, o->host, o->port, err);
+    if (s->port >= 0 && s->admin_http)
+        s->metrics_port =
+            net_conns_listen(s->admin_conns, s->admin_http, o->host, o->metrics_port, err);
+    if (s->port < 0 || s->metrics_port < 0) {
         srv_free(s);
         return 1;
     }
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    if (getsockname(evhttp_bound_socket_get_fd(s->sock), (struct sockaddr *)&ss, &sl) == 0)
-        s->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                           : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     s->wake = event_new(s->base, -1, 0, on_wake, s);
     s->tick = event_new(s->base, -1, EV_PERSIST, on_tick, s);
     s->sigterm = evsignal_new(s->base, SIGTERM, on_signal, s);
@@ -465,18 +435,10 @@ int srv_run(const srv_opts *o, kl_err *err)
         return kl_errf(err, KL_ENOMEM, "cannot set up events"), 1;
     }
     signal(SIGPIPE, SIG_IGN);
-    struct rlimit rl; /* thousands of idle clients each hold a descriptor */
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        (rlim_t)s->o.max_conns + 64 > rl.rlim_cur) {
-        s->o.max_conns = rl.rlim_cur > 128 ? (int)(rl.rlim_cur - 64) : 64;
-        kl_warn("serve: --max-conns lowered to %d by the open-file limit", s->o.max_conns);
-    }
     kl_info("serve: listening on http://%s:%d (loading %s)", o->host, s->port,
             o->model_path ? o->model_path : "the default synthetic model");
+    if (s->admin_http)
+        kl_info("serve: /metrics on http://%s:%d only (--metrics-port)", o->host, s->metrics_port);
     if (pthread_create(&s->loader, NULL, srv_load_main, s)) {
         srv_free(s);
         return kl_errf(err, KL_ENOMEM, "cannot start the loader thread"), 1;

@@ -79,9 +79,10 @@ struct srv_call {
     srv_sub sub[SRV_MAX_PROMPTS];
     int n_choices;
     srv_choice ch[SRV_MAX_CHOICES];
-    bool started; /* streaming: headers sent */
-    bool gone;    /* the client went away: aborted */
-    bool failed;  /* answered with an error already */
+    bool started;      /* streaming: headers sent */
+    bool gone;         /* the client went away: aborted */
+    bool failed;       /* answered with an error already */
+    const char *error; /* why the model failed on it (an engine event's error), or NULL */
     int status;
     double t0, t_submit, t_first, t_last;
     srv_call *prev, *next;
@@ -91,8 +92,10 @@ typedef struct srv {
     srv_opts o;
     struct event_base *base;
     struct evhttp *http;
-    struct evhttp_bound_socket *sock;
     int port;
+    struct evhttp *admin_http; /* --metrics-port: /metrics alone; NULL without it */
+    net_conns *admin_conns;
+    int metrics_port;
     /* the model: written by the loader thread before load_state becomes READY */
     engine_stack st; /* owns what the pointers below borrow */
     tok *tk;
@@ -105,9 +108,7 @@ typedef struct srv {
     _Atomic int load_state;
     kl_err load_err;
     int exit_code;
-    int n_conns;        /* client connections: counted at accept, recounted each tick */
-    net_conns *tracked; /* every accepted connection, for the --timeout deadline */
-    bool conns_dirty, accept_paused;
+    net_conns *tracked; /* the listener and every accepted connection (net/conns.h) */
     bool draining, aborted_all;
     double drain_deadline;
     int sigint_count;

@@ -152,7 +152,7 @@ void srv_metrics_handle(srv *s, struct evhttp_request *req)
         b,
         "# HELP kiln:http_connections Open client connections (as of the last count).\n"
         "# TYPE kiln:http_connections gauge\nkiln:http_connections{model_name=\"%s\"} %d\n",
-        m, s->n_conns);
+        m, net_conns_count(s->tracked));
     step_hist_print(b, "kiln_engine_step_seconds",
                     "Duration of the engine steps that ran the model, in seconds.",
                     engine_step_s_le, ENGINE_STEP_S_BUCKETS - 1, es.step_s_count, es.step_s_sum, m);

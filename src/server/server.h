@@ -29,6 +29,10 @@ typedef struct srv_opts {
     int max_conns;             /* open client connections at most (default 4096): past it,
                                   accepting pauses until some close */
     const net_cors *cors;      /* --allowed-origins: CORS for browser pages (NULL: off) */
+    size_t max_unsent;         /* a client leaving more unread is cut, its request aborted
+                                  (default 8 MiB) */
+    int metrics_port;          /* -1 (default): /metrics on the main port; else only on this
+                                  one, a separate listener on the same host (0: any port) */
 } srv_opts;
 
 void srv_opts_defaults(srv_opts *o);

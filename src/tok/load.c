@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "base/ckd.h"
+#include "base/log.h"
 #include "tok/internal.h"
 
 /* Texts of tokens that end a generation (llama.cpp's list). */
@@ -37,11 +38,17 @@ void tok_free(tok *t)
     free(t);
 }
 
-/* Reads an optional token id key into *id (kept when absent or out of range). */
+/* Reads an optional token id key into *id (kept when absent; its type is checked by
+ * gguf_open). An id outside the vocabulary is ignored, with a warning. */
 static void get_id(const gguf_file *f, const char *key, int32_t n_vocab, int32_t *id)
 {
     uint32_t v;
-    if (gguf_get_u32(f, key, &v, NULL) == 0 && v < (uint32_t)n_vocab) *id = (int32_t)v;
+    if (gguf_get_u32(f, key, &v, NULL) != 0) return;
+    if (v < (uint32_t)n_vocab)
+        *id = (int32_t)v;
+    else
+        kl_warn("%s: %s = %u is not a token of the vocabulary (%d tokens): ignored", gguf_path(f),
+                key, v, n_vocab);
 }
 
 static void get_flag(const gguf_file *f, const char *key, bool *b)

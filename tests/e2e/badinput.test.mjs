@@ -5,6 +5,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { waitFor } from './gwutil.mjs';
 import { startServer, stopServer, postJson, haveStories, stories } from './serverutil.mjs';
@@ -197,21 +198,52 @@ for (const target of ['kiln serve', 'kiln gateway']) describe(`bad input: ${targ
     await stillServes();
   });
 
-  test('100 KB of headers -> refused, connection closed', async () => {
-    const r = await raw(port, `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(100 * 1024)}\r\n\r\n`);
-    assert.ok(r.status === 413 || r.status === 431 || r.status === 400, r.text.slice(0, 200));
+  // Framing that evhttp would accept, or read differently from a proxy in front: each is
+  // refused before it reaches the server (or the gateway, which must never forward one)
+  // with its status and a JSON error, and the connection is closed.
+  const body5 = '{"a":1}'.slice(0, 5);
+  const framing = [
+    ['garbage request line', 'HELLO THERE\r\n\r\n', 501],
+    ['Content-Length -5', `POST ${C} HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n`, 400],
+    ['Content-Length abc', `POST ${C} HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n`, 400],
+    ['bad chunk size', `POST ${C} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n`, 400],
+    ['space before the colon', `POST ${C} HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\n${body5}`, 400],
+    ['Content-Length +5', `POST ${C} HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n${body5}`, 400],
+    ['two different Content-Lengths', `POST ${C} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n${body5}xx`, 400],
+    ['Content-Length and Transfer-Encoding', `POST ${C} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400],
+    ['unknown Transfer-Encoding', `POST ${C} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`, 501],
+    ['bare LF', `GET /health HTTP/1.1\nHost: x\n\n`, 400],
+    ['NUL in a header', `GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n`, 400],
+    ['folded header', `GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n`, 400],
+    ['HEAD with a body', `HEAD /health HTTP/1.1\r\nHost: x\r\nContent-Length: 27\r\n\r\nGET /v1/models HTTP/1.1\r\n\r\n`, 400],
+    ['URI over 8 KiB', `GET /health?${'a'.repeat(9000)} HTTP/1.1\r\nHost: x\r\n\r\n`, 414],
+    ['100 KB of headers', `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(100 * 1024)}\r\n\r\n`, 431],
+  ];
+  for (const [name, bytes, status] of framing) test(`framing: ${name} -> ${status}, closed`, async () => {
+    const r = await raw(port, bytes, { timeoutMs: 5000 });
+    assert.equal(r.status, status, `${JSON.stringify(bytes.slice(0, 120))} -> ${r.text.slice(0, 200)}`);
+    assert.equal(errorBody(r).type, 'invalid_request_error');
+    assert.match(r.text, /\r\nConnection: close\r\n/i);
     assert.ok(r.closed);
     await stillServes();
   });
 
-  test('garbage request line, bad Content-Length, bad chunked body -> 400', async () => {
-    for (const bytes of ['HELLO THERE\r\n\r\n', `POST ${C} HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n`,
-      `POST ${C} HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n`,
-      `POST ${C} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n`]) {
-      const r = await raw(port, bytes, { timeoutMs: 5000 });
-      // libevent answers these itself (HTML body): a bad chunk size reads as too large
-      assert.ok(r.status === 400 || r.status === 413 || (r.status === 0 && r.closed), `${JSON.stringify(bytes)} -> ${r.text.slice(0, 100)}`);
-    }
+  test('framing: pipelined requests are answered in order, up to the bad one', async () => {
+    const r = await raw(port, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n' +
+      'GET /health HTTP/1.1\r\nHost: x\r\nX-A : b\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 5000 });
+    const statuses = [...r.text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+    assert.deepEqual(statuses, [200, 200, 400], r.text);
+    assert.ok(r.closed);
+  });
+
+  test('a body that stalls -> 408 after --timeout, closed', async () => {
+    const t0 = Date.now();
+    const r = await raw(port, `POST ${C} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"prompt": "a`,
+      { timeoutMs: 12000 });
+    assert.equal(r.status, 408, r.text.slice(0, 200));
+    assert.equal(errorBody(r).code, 408);
+    assert.ok(r.closed);
+    assert.ok(Date.now() - t0 >= 2500, `after ${Date.now() - t0} ms`); // --timeout 3
     await stillServes();
   });
 
@@ -264,6 +296,25 @@ for (const target of ['kiln serve', 'kiln gateway']) describe(`bad input: ${targ
     await stillServes();
   });
 
+  test('a model name with a newline or quotes cannot forge a log line', async () => {
+    const forged = 'x" status=200\n2030-01-01T00:00:00.000Z info serve: request id=forged status=200\ngateway request id=forged';
+    const r = await postJson(`${url}${C}`, { model: forged, prompt: 'a' });
+    assert.equal(r.status, 404, r.text);
+    const logOf = () => (viaGateway ? gw : s).log();
+    await waitFor(() => logOf().includes('2030-01-01'), 5000); // written just after the answer
+    const log = logOf();
+    // every line is one record: a timestamp, a level and the text; none was forged
+    for (const line of log.split('\n').filter((l) => l.length))
+      if (!/AddressSanitizer|^==|^ +#|^SUMMARY/.test(line))
+        assert.match(line, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (debug|info|warn|error) /, line);
+    assert.doesNotMatch(log, /^\S+ info (serve: request|gateway request) id=forged/m);
+    const own = log.split('\n').find((l) => l.includes('2030-01-01'));
+    assert.ok(own, 'the request is logged');
+    assert.match(own, /(error|model)="[^"]*x\\" status=200\\n2030-01-01/); // quoted, escaped
+    assert.doesNotMatch(own, / status=200 /);
+    await stillServes();
+  });
+
   test('a full queue -> 429 with Retry-After', async () => {
     const body = { model: 'm', prompt: 'Once upon a time', max_tokens: 100, ignore_eos: true };
     const rs = await Promise.all(Array.from({ length: 24 }, () => postJson(`${url}${C}`, body)));
@@ -297,6 +348,141 @@ describe('connection limit', { skip }, () => {
       assert.ok(Date.now() - t0 < 3000);
       assert.match(s.log(), /40 connections: not accepting more/);
     } finally {
+      assert.equal((await stopServer(s)).code, 0, s.log());
+    }
+  });
+});
+
+// CPU seconds (user + system) the process has used so far.
+function cpuSeconds(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
+// Opens n connections to port and holds them for holdMs.
+async function flood(port, n, holdMs) {
+  const socks = Array.from({ length: n }, () => {
+    const c = net.connect(port, '127.0.0.1');
+    c.on('error', () => {});
+    return c;
+  });
+  await new Promise((r) => setTimeout(r, holdMs));
+  for (const c of socks) c.destroy();
+}
+
+describe('open-file limit', { skip }, () => {
+  // Under `ulimit -n 70` with --max-conns far above it: the limit is clamped with a warning,
+  // 300 clients neither make the process spin on accept() nor flood the log, and service
+  // resumes once they leave. (Before: 100% CPU and about 160,000 log lines a second.)
+  for (const target of ['kiln serve', 'kiln gateway']) test(`${target} at the limit stays idle and resumes`, async () => {
+    const s = await startServer(['-m', stories, '-t', '1', '--max-conns', '5000', '--served-model-name', 'm'], { nofile: target === 'kiln serve' ? 70 : 0 });
+    let gw = null, p = s;
+    try {
+      if (target === 'kiln gateway') {
+        gw = await startGateway({ models: [{ name: 'm', pools: [{ endpoints: [{ url: s.url }] }] }] },
+          { args: ['--max-conns', '5000'], nofile: 70 });
+        p = { port: gw.port, url: gw.url, proc: gw.proc, log: gw.log };
+      }
+      const cpu0 = cpuSeconds(p.proc.pid), t0 = Date.now();
+      await flood(p.port, 300, 2000);
+      const cpu = cpuSeconds(p.proc.pid) - cpu0, wall = (Date.now() - t0) / 1000;
+      const lines = p.log().split('\n').filter((l) => /connections|descriptors|accept/.test(l));
+      assert.ok(lines.length <= 4, `${lines.length} log lines:\n${lines.slice(0, 5).join('\n')}`);
+      assert.ok(cpu < wall / 2, `busy: ${cpu} s of CPU in ${wall} s`);
+      await waitFor(async () => (await fetch(`${p.url}/health`)).status === 200, 5000);
+      const r = await postJson(`${p.url}/v1/completions`, { model: 'm', prompt: 'Once', max_tokens: 2 });
+      assert.equal(r.status, 200, r.text);
+      assert.match(p.log(), /open-file limit \(70\) leaves room for \d+ client connections, not 5000/);
+    } finally {
+      if (gw) assert.equal((await gw.stop()).code, 0, gw.log());
+      assert.equal((await stopServer(s)).code, 0, s.log());
+    }
+  });
+});
+
+describe('JSON logs and the metrics port', { skip }, () => {
+  // --log-format json: every line is a JSON object (ts, level, msg and the request's fields),
+  // a client-chosen value stays inside its string. --metrics-port: /metrics moves to its own
+  // listener (the main port says 404 for it).
+  for (const target of ['kiln serve', 'kiln gateway']) test(`${target}: --log-format json, --metrics-port`, async () => {
+    const gwTarget = target === 'kiln gateway';
+    const { freePort } = await import('./gwutil.mjs');
+    const mport = await freePort();
+    const s = await startServer(['-m', stories, '-t', '1', '--served-model-name', 'm',
+      ...(gwTarget ? [] : ['--log-format', 'json', '--metrics-port', String(mport)])]);
+    let gw = null, p = s;
+    try {
+      if (gwTarget) {
+        gw = await startGateway({ models: [{ name: 'm', pools: [{ endpoints: [{ url: s.url }] }] }] },
+          { args: ['--log-format', 'json', '--metrics-port', String(mport)] });
+        p = gw;
+      }
+      const ok = await postJson(`${p.url}/v1/completions`, { model: 'm', prompt: 'Once', max_tokens: 2 });
+      assert.equal(ok.status, 200, ok.text);
+      const bad = await postJson(`${p.url}/v1/completions`, { model: 'a\n"b', prompt: 'Once' });
+      assert.equal(bad.status, 404, bad.text);
+      const recs = p.log().split('\n').filter((l) => l.length && !/^==|AddressSanitizer/.test(l)).map((l) => JSON.parse(l));
+      for (const r of recs) {
+        assert.match(r.ts, /^\d{4}-\d\d-\d\dT.*Z$/);
+        assert.ok(['debug', 'info', 'warn', 'error'].includes(r.level), JSON.stringify(r));
+        assert.equal(typeof r.msg, 'string');
+      }
+      const reqs = recs.filter((r) => r.msg === (gwTarget ? 'gateway request' : 'serve: request'));
+      assert.ok(reqs.some((r) => r.status === 200 && typeof r.total_ms === 'number'), JSON.stringify(reqs));
+      const r404 = reqs.find((r) => r.status === 404);
+      assert.ok(r404, JSON.stringify(reqs));
+      assert.ok((r404.model || '').includes('a\n"b') || (r404.error || '').includes('a\n"b'), JSON.stringify(r404));
+
+      assert.equal((await fetch(`${p.url}/metrics`)).status, 404);
+      const m = await fetch(`http://127.0.0.1:${mport}/metrics`);
+      assert.equal(m.status, 200);
+      assert.match(await m.text(), gwTarget ? /kiln_gateway_requests_total/ : /vllm:num_requests_running/);
+      assert.equal((await fetch(`http://127.0.0.1:${mport}/v1/models`)).status, 404);
+      assert.equal((await postJson(`http://127.0.0.1:${mport}/v1/completions`, { prompt: 'a' })).status, 404);
+    } finally {
+      if (gw) assert.equal((await gw.stop()).code, 0, gw.log());
+      assert.equal((await stopServer(s)).code, 0, s.log());
+    }
+  });
+});
+
+describe('a client that stops reading', { skip }, () => {
+  // It asks for a long stream (16 choices with 20 logprobs each: about 40 MB) and never reads:
+  // once more than --max-unsent bytes wait for it, it is cut and its request aborted (its KV
+  // blocks freed); the server, or the gateway in front, does not buffer the rest. Before, the
+  // whole answer was generated and held in memory.
+  for (const target of ['kiln serve', 'kiln gateway']) test(`${target}: cut, request aborted`, async () => {
+    // the one under test gets the small cap (the replica behind a gateway keeps its default:
+    // a burst of chunks to a reading gateway can exceed 64 KiB for a moment)
+    const gwTarget = target === 'kiln gateway';
+    const s = await startServer(['-m', stories, '-t', '1', '--served-model-name', 'm', ...(gwTarget ? [] : ['--max-unsent', '65536'])]);
+    let gw = null, p = s;
+    try {
+      if (gwTarget) {
+        gw = await startGateway({ listen: { max_unsent: 65536 }, models: [{ name: 'm', pools: [{ endpoints: [{ url: s.url }] }] }] });
+        p = gw;
+      }
+      const body = JSON.stringify({ model: 'm', prompt: 'Once', max_tokens: 1900, ignore_eos: true, stream: true, logprobs: 20, n: 16 });
+      const sock = net.connect(p.port, '127.0.0.1', () => {
+        sock.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        sock.pause(); // and never read
+      });
+      sock.on('error', () => {});
+      await waitFor(() => /serve: request id=\S+ model=m endpoint=completions/.test(s.log()), 120000);
+      const line = s.log().split('\n').find((l) => /serve: request id=\S+ model=m endpoint=completions/.test(l));
+      assert.match(line, / finish=abort status=499$/, line);
+      assert.ok(Number(line.match(/completion_tokens=(\d+)/)[1]) < 16 * 1900, line);
+      await waitFor(() => /cut 1 clients that stopped reading \(over 65536 bytes unsent\)/.test(p.log()), 5000);
+      await waitFor(async () => {
+        const m = await (await fetch(`${s.url}/metrics`)).text();
+        return /vllm:num_requests_running\{model_name="m"\} 0\n/.test(m) && /vllm:kv_cache_usage_perc\{model_name="m"\} 0\n/.test(m);
+      }, 10000);
+      sock.destroy();
+      const ok = await postJson(`${p.url}/v1/completions`, { model: 'm', prompt: 'Once', max_tokens: 2 });
+      assert.equal(ok.status, 200, ok.text);
+    } finally {
+      if (gw) assert.equal((await gw.stop()).code, 0, gw.log());
       assert.equal((await stopServer(s)).code, 0, s.log());
     }
   });

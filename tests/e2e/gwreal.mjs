@@ -2,7 +2,7 @@
 // process, real `kiln serve` replicas that can be killed, stopped and restarted on the same
 // port, and a real `kiln gateway` with a given config.
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,13 +69,18 @@ export class Replica {
 }
 
 // Starts `kiln gateway` with cfg (listen port filled in) and env added to its environment;
-// resolves {port, url, proc, log(), stop(), metrics()} once /health answers.
-export async function startGateway(cfg, { healthy = true, env = {} } = {}) {
+// resolves {port, url, proc, log(), stop(), metrics()} once /health answers. args: more
+// command-line options; nofile: the open-file limit to run it under.
+export async function startGateway(cfg, { healthy = true, env = {}, args = [], nofile = 0 } = {}) {
   const port = await freePort();
   const file = path.join(dir, `gw-${port}.json`);
+  mkdirSync(dir, { recursive: true }); // a suite's cleanup() may have removed it
   writeFileSync(file, JSON.stringify({ ...cfg, listen: { ...cfg.listen, host: '127.0.0.1', port } }));
-  const proc = spawn(kilnBin, ['gateway', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env } });
+  const argv = ['gateway', '-c', file, ...args];
+  const opts = { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } };
+  const proc = nofile
+    ? spawn('sh', ['-c', `ulimit -n ${nofile} && exec "$0" "$@"`, kilnBin, ...argv], opts)
+    : spawn(kilnBin, argv, opts);
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });
   proc.stderr.on('data', (d) => { log += d; });

@@ -5,7 +5,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, existsSync, rmSync, readFileSync, writeFileSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
@@ -30,6 +30,9 @@ describe('kiln serve with stories260K', { skip }, () => {
     const m = await client.models.list();
     assert.equal(m.data.length, 1);
     assert.equal(m.data[0].id, 'stories');
+    // the file's path on the server is not for clients: root is the served name, as vLLM's
+    assert.equal(m.data[0].root, 'stories');
+    assert.ok(!JSON.stringify(m).includes(path.dirname(stories)), JSON.stringify(m));
   });
 
   test('completions: greedy text, usage, finish_reason length', async () => {
@@ -397,25 +400,38 @@ describe('kiln serve: disconnect mid-prefill', () => {
   // A long stream on its own server with extra args; resolves once its first bytes came.
   async function longStream(args) {
     const srv = await startServer(['-m', path.join(dir, 'm.gguf'), '-t', '1', '--served-model-name', 'p', ...args]);
-    let bytes = 0, ended = false;
+    let bytes = 0, ended = false, text = '';
     const req = http.request(`${srv.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } },
-      (res) => { res.on('data', (d) => { bytes += d.length; }); res.on('end', () => { ended = true; }); res.on('error', () => { ended = true; }); });
+      (res) => { res.on('data', (d) => { bytes += d.length; text += d; }); res.on('end', () => { ended = true; }); res.on('error', () => { ended = true; }); });
     req.on('error', () => { ended = true; });
     req.end(JSON.stringify({ model: 'p', prompt: [1, 5, 9], max_tokens: 3000, ignore_eos: true, stream: true }));
     await waitFor(() => bytes > 0, 20000, 10);
-    return { srv, ended: () => ended };
+    return { srv, ended: () => ended, text: () => text };
   }
 
-  test('--drain-timeout: a request still running at the deadline is aborted, then exit 0', async () => {
-    const { srv, ended } = await longStream(['--drain-timeout', '1']);
+  test('--drain-timeout: requests still running at the deadline are aborted with an error, then exit 0', async () => {
+    const { srv, ended, text } = await longStream(['--drain-timeout', '1']);
+    const plain = postJson(`${srv.url}/v1/completions`, { model: 'p', prompt: [1, 5, 9], max_tokens: 3000, ignore_eos: true });
+    await waitFor(async () => /vllm:num_requests_running\{model_name="p"\} 2\n/.test(await (await fetch(`${srv.url}/metrics`)).text()), 10000);
     const t0 = Date.now();
     srv.proc.kill('SIGTERM');
     const ex = await srv.exited;
     const waited = Date.now() - t0;
     assert.equal(ex.code, 0, srv.log());
     assert.ok(waited >= 900 && waited < 8000, `exited ${waited} ms after SIGTERM`);
-    assert.match(srv.log(), /drain timeout: aborting 1 requests/);
+    assert.match(srv.log(), /drain timeout: aborting 2 requests/);
     await waitFor(() => ended(), 5000);
+    // not a normal finish: the stream ends with an error event and no [DONE]...
+    const events = text().split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6));
+    assert.notEqual(events.at(-1), '[DONE]');
+    const last = JSON.parse(events.at(-1));
+    assert.equal(last.error.code, 503, events.at(-1));
+    assert.equal(last.error.type, 'service_unavailable');
+    assert.ok(!events.some((e) => e !== '[DONE]' && JSON.parse(e).choices?.some((c) => c.finish_reason)), 'no finish_reason');
+    // ...and a request that was not streamed gets an error status
+    const r = await plain;
+    assert.equal(r.status, 503, r.text);
+    assert.equal(r.json.error.type, 'service_unavailable');
   });
 
   test('SIGINT twice: the second exits now (code 130) without waiting for the stream', async () => {
@@ -428,5 +444,128 @@ describe('kiln serve: disconnect mid-prefill', () => {
     assert.equal(ex.code, 130, srv.log());
     assert.ok(Date.now() - t0 < 5000);
     assert.match(srv.log(), /second interrupt: exiting now/);
+  });
+});
+
+// A request that can never fit the KV cache is refused at admission (it was admitted and cut
+// short: finish_reason "length" long before max_tokens); the context the server advertises
+// is what the cache holds.
+describe('kiln serve: a KV cache smaller than the context', { skip }, () => {
+  test('prompt + max_tokens over the cache -> 400 max_tokens; what fits runs to the end', async () => {
+    // stories260K: 640 bytes of f16 KV a token, so 1 MiB holds 102 blocks of 16 = 1632 tokens
+    const s = await startServer(['-m', stories, '-t', '1', '--kv-mem', '1', '--served-model-name', 's']);
+    try {
+      const over = await postJson(`${s.url}/v1/completions`, { model: 's', prompt: 'Once', max_tokens: 1800, ignore_eos: true });
+      assert.equal(over.status, 400, over.text);
+      assert.equal(over.json.error.param, 'max_tokens');
+      const fits = await postJson(`${s.url}/v1/completions`, { model: 's', prompt: 'Once', max_tokens: 1600, ignore_eos: true });
+      assert.equal(fits.status, 200, fits.text);
+      assert.equal(fits.json.usage.completion_tokens, 1600);
+      assert.equal(fits.json.choices[0].finish_reason, 'length');
+      // chat without max_tokens: what is left of the 1632 (not of the 2048)
+      const chat = await postJson(`${s.url}/v1/chat/completions`, { model: 's', messages: [{ role: 'user', content: 'Hi' }], ignore_eos: true });
+      assert.equal(chat.status, 200, chat.text);
+      assert.equal(chat.json.usage.total_tokens, 1632);
+      const m = await (await fetch(`${s.url}/v1/models`)).json();
+      assert.equal(m.data[0].max_model_len, 1632);
+      assert.match(s.log(), /the KV cache holds 1632 tokens, less than the context of 2048/);
+    } finally {
+      assert.equal((await stopServer(s)).code, 0, s.log());
+    }
+  });
+});
+
+// Non-finite logits (here: NaN and Inf in the embedding rows of two tokens) fail the request
+// that hits them with 500 model_error (a stream: an error event and no [DONE]); the engine
+// goes on serving every other request. Before: a 200 with empty text and mismatched logprob
+// arrays.
+describe('kiln serve: a model that produces NaN', () => {
+  let dir, s;
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'kiln-nan-'));
+    const model = path.join(dir, 'nan.gguf');
+    execFileSync(kilnBin, ['model', 'make', '--out', model, '--type', 'f32', '--vocab', '512'], { stdio: 'ignore' });
+    const info = execFileSync(kilnBin, ['model', 'inspect', model]).toString();
+    const data = Number(info.match(/data at offset (\d+)/)[1]);
+    const emb = info.match(/token_embd\.weight\s+f32\s+(\d+) x \d+\s+(\d+)/);
+    const dim = Number(emb[1]), at = data + Number(emb[2]);
+    const f = readFileSync(model);
+    for (let i = 0; i < dim; i++) {
+      f.writeFloatLE(NaN, at + (300 * dim + i) * 4); // token 300: NaN
+      f.writeFloatLE(Infinity, at + (301 * dim + i) * 4); // token 301: +Inf
+    }
+    writeFileSync(model, f);
+    s = await startServer(['-m', model, '-t', '1', '--served-model-name', 'nan']);
+  });
+  after(async () => {
+    const r = await stopServer(s);
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(r.code, 0, s.log());
+  });
+
+  test('NaN or Inf logits: 500 model_error for that request, the others are served', async () => {
+    const ask = (prompt, extra = {}) => postJson(`${s.url}/v1/completions`, { model: 'nan', prompt, max_tokens: 8, logprobs: 2, ...extra });
+    const [bad, inf, good] = await Promise.all([ask([1, 300, 7]), ask([1, 301, 7]), ask([1, 5, 7])]);
+    for (const r of [bad, inf]) {
+      assert.equal(r.status, 500, r.text);
+      assert.equal(r.json.error.type, 'model_error');
+      assert.match(r.json.error.message, /non-finite logits/);
+    }
+    assert.equal(good.status, 200, good.text);
+    assert.equal(good.json.usage.completion_tokens, 8);
+    assert.equal(good.json.choices[0].logprobs.tokens.length, 8);
+    // streamed: chunks, then an error event and no [DONE]
+    const st = await postJson(`${s.url}/v1/completions`, { model: 'nan', prompt: [1, 300], max_tokens: 8, stream: true });
+    const events = st.text.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6));
+    assert.notEqual(events.at(-1), '[DONE]', st.text);
+    assert.equal(JSON.parse(events.at(-1)).error.type, 'model_error');
+    const again = await ask([1, 5, 7]);
+    assert.equal(again.status, 200, again.text);
+    const m = await (await fetch(`${s.url}/metrics`)).text();
+    assert.match(m, /vllm:request_success_total\{finished_reason="error",model_name="nan"\} 3\n/);
+  });
+});
+
+// The model file on disk is hostile too. A FIFO given as -m used to hang the loader (and then
+// SIGTERM could not stop the server); a file truncated while it is served used to kill the
+// process with SIGBUS. Now: refused at once; the requests that hit the vanished pages fail
+// with 500 model_error, /health says 503, and the server still shuts down cleanly.
+describe('kiln serve: model files that change or are not files', () => {
+  let dir;
+  before(() => { dir = mkdtempSync(path.join(tmpdir(), 'kiln-file-')); });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('-m FIFO: refused at once, exit 1', async () => {
+    const fifo = path.join(dir, 'fifo.gguf');
+    execFileSync('mkfifo', [fifo]);
+    const s = await startServer(['-m', fifo, '-t', '1'], { waitReady: false });
+    const ex = await Promise.race([s.exited, new Promise((r) => setTimeout(() => r(null), 10000))]);
+    if (!ex) s.proc.kill('SIGKILL');
+    assert.ok(ex, `still running 10 s later:\n${s.log()}`);
+    assert.equal(ex.code, 1, s.log());
+    assert.match(s.log(), /fifo\.gguf: not a regular file/);
+  });
+
+  test('truncated while served: 500 model_error, /health 503, clean exit', async () => {
+    const model = path.join(dir, 'm.gguf');
+    execFileSync(kilnBin, ['model', 'make', '--out', model, '--type', 'f32'], { stdio: 'ignore' });
+    const s = await startServer(['-m', model, '-t', '1', '--served-model-name', 'm']);
+    try {
+      const ok = await postJson(`${s.url}/v1/completions`, { model: 'm', prompt: [1, 5, 7], max_tokens: 3 });
+      assert.equal(ok.status, 200, ok.text);
+      truncateSync(model, 8192); // the tensor data now lies past the end of the file
+      const r = await postJson(`${s.url}/v1/completions`, { model: 'm', prompt: [1, 5, 7], max_tokens: 3 });
+      assert.equal(r.status, 500, r.text);
+      assert.equal(r.json.error.type, 'model_error');
+      assert.match(r.json.error.message, /model file changed on disk/);
+      const h = await fetch(`${s.url}/health`);
+      assert.equal(h.status, 503);
+      assert.equal((await h.json()).status, 'failed');
+      const again = await postJson(`${s.url}/v1/completions`, { model: 'm', prompt: [1, 5, 7], max_tokens: 3 });
+      assert.equal(again.status, 503, again.text);
+    } finally {
+      assert.equal((await stopServer(s)).code, 0, s.log());
+    }
+    assert.match(s.log(), /the model file changed on disk while it was being served/);
   });
 });

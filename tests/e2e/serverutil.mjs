@@ -19,12 +19,18 @@ after(() => {
   for (const p of live) p.kill('SIGKILL');
 });
 
+// The command line that runs kiln with args, under an open-file limit when nofile is set.
+export function kilnCommand(args, nofile) {
+  return nofile ? ['sh', ['-c', `ulimit -n ${nofile} && exec "$0" "$@"`, kilnBin, ...args]]
+    : [kilnBin, args];
+}
+
 // Starts `kiln serve args...` on a free port; resolves {proc, port, url, log(), exited}
-// once /health says 200.
-export async function startServer(args, { waitReady = true, env = process.env } = {}) {
+// once /health says 200. nofile: the open-file limit to run it under.
+export async function startServer(args, { waitReady = true, env = process.env, nofile = 0 } = {}) {
   const port = await freePort();
-  const proc = spawn(kilnBin, ['serve', '--port', String(port), ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const [cmd, argv] = kilnCommand(['serve', '--port', String(port), ...args], nofile);
+  const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });
   proc.stderr.on('data', (d) => { log += d; });

@@ -355,3 +355,79 @@ TEST(gguf_corrupt_data_section_past_eof)
     /* The infos end at byte 57; the data would start at 64 but the file stops first. */
     refused(&b, "bad.gguf: data section starts past end of file (at byte 57)");
 }
+
+TEST(gguf_corrupt_alignment_below_what_kernels_need)
+{
+    /* a power of two, but tensor data could then sit at any address: the spec asks for a
+     * multiple of 8, and a kernel reading floats must not read them misaligned */
+    for (uint32_t a = 1; a <= 4; a *= 2) {
+        bb b;
+        hdr(&b, 3, 0, 1);
+        kv_u32(&b, "general.alignment", a);
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "bad.gguf: general.alignment %u is below 8 (GGUF asks for a multiple of 8: "
+                 "tensor data must be aligned for the kernels)",
+                 a);
+        refused(&b, msg);
+    }
+    bb b;
+    hdr(&b, 3, 0, 1);
+    kv_u32(&b, "general.alignment", 8);
+    gguf_file *f;
+    kl_err err = {0};
+    T_EQ(gguf_open_mem(&f, b.p, b.n, "ok.gguf", &err), 0);
+    T_EQ(gguf_alignment(f), 8);
+    gguf_close(f);
+}
+
+TEST(gguf_corrupt_key_that_is_not_text)
+{
+    static const char *const keys[] = {"general.na\xffme", "general.\xc0\xaf", "a\nb", "a\x1b[2Jb"};
+    for (size_t i = 0; i < 4; i++) {
+        bb b;
+        hdr(&b, 3, 0, 1);
+        kv_u32(&b, keys[i], 1);
+        refused(&b, "bad.gguf: metadata key is not UTF-8 text (bad bytes or a control "
+                    "character) (at byte 24)");
+    }
+    bb b; /* UTF-8 beyond ASCII is text */
+    hdr(&b, 3, 0, 1);
+    kv_u32(&b, "general.caf\xc3\xa9", 1);
+    gguf_file *f;
+    kl_err err = {0};
+    T_EQ(gguf_open_mem(&f, b.p, b.n, "ok.gguf", &err), 0);
+    gguf_close(f);
+}
+
+TEST(gguf_corrupt_well_known_key_of_the_wrong_type)
+{
+    bb b;
+    hdr(&b, 3, 0, 1);
+    str(&b, "tokenizer.ggml.bos_token_id");
+    u32(&b, GGUF_STRING);
+    str(&b, "1");
+    refused(&b, "bad.gguf: tokenizer.ggml.bos_token_id has type string, expected an integer");
+    hdr(&b, 3, 0, 1);
+    kv_u32(&b, "tokenizer.chat_template", 7);
+    refused(&b, "bad.gguf: tokenizer.chat_template has type u32, expected string");
+    hdr(&b, 3, 0, 1);
+    kv_u32(&b, "tokenizer.ggml.add_bos_token", 1);
+    refused(&b, "bad.gguf: tokenizer.ggml.add_bos_token has type u32, expected bool");
+    hdr(&b, 3, 0, 1);
+    str(&b, "tokenizer.ggml.tokens");
+    u32(&b, GGUF_ARRAY);
+    u32(&b, GGUF_U32);
+    u64(&b, 1);
+    u32(&b, 5);
+    refused(&b, "bad.gguf: tokenizer.ggml.tokens has type array of u32, expected an array of "
+                "strings");
+    hdr(&b, 3, 0, 1); /* any integer type is an integer */
+    str(&b, "tokenizer.ggml.eos_token_id");
+    u32(&b, GGUF_I32);
+    u32(&b, 2);
+    gguf_file *f;
+    kl_err err = {0};
+    T_EQ(gguf_open_mem(&f, b.p, b.n, "ok.gguf", &err), 0);
+    gguf_close(f);
+}
