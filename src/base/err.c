@@ -3,14 +3,31 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+static void fill(kl_err *err, int code, const char *param, const char *fmt, va_list ap)
+{
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    err->code = code;
+    snprintf(err->param, sizeof err->param, "%s", param ? param : "");
+}
+
 int kl_errf(kl_err *err, int code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        fill(err, code, NULL, fmt, ap);
         va_end(ap);
-        err->code = code;
+    }
+    return code;
+}
+
+int kl_errp(kl_err *err, int code, const char *param, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        fill(err, code, param, fmt, ap);
+        va_end(ap);
     }
     return code;
 }

@@ -21,10 +21,15 @@ enum {
 typedef struct kl_err {
     int code;
     char msg[512];
+    char param[64]; /* the request parameter at fault ("max_tokens"), "" when none: HTTP
+                       layers report it as OpenAI's `param` without reading msg */
 } kl_err;
 
 /* Fills err (if not NULL) with code and a printf-style message; returns code. */
 int kl_errf(kl_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* kl_errf naming the parameter at fault. */
+int kl_errp(kl_err *err, int code, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* A short name for a code, e.g. "EBADFILE". */
 const char *kl_strerror(int code);

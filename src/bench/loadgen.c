@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "base/clock.h"
+#include "net/calls.h"
 #include "bench/bench.h"
 #include "bench/probe.h"
 #include "bench/sse.h"
@@ -98,19 +99,6 @@ static bool all_done(const loadgen *g)
     return true;
 }
 
-static void free_conn_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    evhttp_connection_free(arg);
-}
-
-static void free_conn_later(loadgen *g, struct evhttp_connection *conn)
-{
-    struct timeval zero = {0, 0};
-    if (conn && event_base_once(g->base, -1, EV_TIMEOUT, free_conn_cb, conn, &zero) != 0)
-        evhttp_connection_free(conn); /* cannot defer: better a free now than a leak */
-}
-
 /* Keeps a connection for a later request of target t; frees it (later) if the pool cannot grow. */
 static void idle_put(loadgen *g, int t, struct evhttp_connection *conn, int64_t now)
 {
@@ -122,7 +110,7 @@ static void idle_put(loadgen *g, int t, struct evhttp_connection *conn, int64_t 
         int64_t *s = c ? realloc(x->idle_since, sizeof *s * (size_t)cap) : NULL;
         if (s) x->idle_since = s;
         if (!c || !s) {
-            free_conn_later(g, conn);
+            net_conn_free_later(g->base, conn);
             return;
         }
         x->cap_idle = cap;
@@ -138,7 +126,7 @@ static struct evhttp_connection *idle_take(loadgen *g, int t, int64_t now)
     while (x->n_idle) {
         x->n_idle--;
         if (now - x->idle_since[x->n_idle] < LG_IDLE_NS) return x->idle[x->n_idle];
-        free_conn_later(g, x->idle[x->n_idle]);
+        net_conn_free_later(g->base, x->idle[x->n_idle]);
     }
     return NULL;
 }
@@ -154,7 +142,7 @@ static void maybe_finish(loadgen *g)
     if (g->sigint) event_del(g->sigint);
     for (int t = 0; t < 2; t++)
         while (g->tg[t].n_idle)
-            free_conn_later(g, g->tg[t].idle[--g->tg[t].n_idle]);
+            net_conn_free_later(g->base, g->tg[t].idle[--g->tg[t].n_idle]);
 }
 
 /* Multi-turn: queues the next turn of a conversation (dropped on OOM: the conversation ends). */
@@ -353,7 +341,7 @@ static void finish(kb_req *q)
     if (r->status == KB_OK && q->conn && !g->tg[t].no_reuse)
         idle_put(g, t, q->conn, now);
     else
-        free_conn_later(g, q->conn);
+        net_conn_free_later(g->base, q->conn);
     free(q->body);
     free(q);
     event_active(g->pump, 0, 0);
@@ -373,7 +361,7 @@ static void on_done(struct evhttp_request *req, void *arg)
          * stop reusing this target's connections. */
         loadgen *g = q->g;
         g->tg[r->target].no_reuse = true;
-        free_conn_later(g, q->conn);
+        net_conn_free_later(g->base, q->conn);
         q->conn = NULL;
         q->failed = q->reused = false;
         q->t_send = kl_now_ns();

@@ -261,45 +261,47 @@ static int validate(const engine *e, const engine_request *r, kl_err *err)
     const engine_sampling *sp = &r->sp;
     int nv = model_hparams_of(e->m)->n_vocab;
     if (!r->on_event) return kl_errf(err, KL_EINVAL, "no event callback");
-    if (r->n_prompt < 1) return kl_errf(err, KL_EINVAL, "prompt: empty");
+    if (r->n_prompt < 1) return kl_errp(err, KL_EINVAL, "prompt", "prompt: empty");
     if (r->n_prompt >= e->n_ctx)
-        return kl_errf(err, KL_EINVAL,
+        return kl_errp(err, KL_EINVAL, "prompt",
                        "prompt: %d tokens do not fit the context of %d tokens (with room for one "
                        "generated token)",
                        r->n_prompt, e->n_ctx);
     for (int i = 0; i < r->n_prompt; i++)
         if (r->prompt[i] < 0 || r->prompt[i] >= nv)
-            return kl_errf(err, KL_EINVAL, "prompt: token id %d out of range", r->prompt[i]);
+            return kl_errp(err, KL_EINVAL, "prompt", "prompt: token id %d out of range",
+                           r->prompt[i]);
     if (r->lora && model_lora_model(r->lora) != e->m)
-        return kl_errf(err, KL_EINVAL, "lora: the adapter was loaded for another model");
+        return kl_errp(err, KL_EINVAL, "lora", "lora: the adapter was loaded for another model");
     if (r->n < 1 || r->n > e->max_seqs)
-        return kl_errf(err, KL_EINVAL, "n: must be 1..%d", e->max_seqs);
+        return kl_errp(err, KL_EINVAL, "n", "n: must be 1..%d", e->max_seqs);
     if (!isfinite(sp->temperature) || sp->temperature < 0)
-        return kl_errf(err, KL_EINVAL, "temperature: must be >= 0");
+        return kl_errp(err, KL_EINVAL, "temperature", "temperature: must be >= 0");
     if (!(sp->top_p > 0 && sp->top_p <= 1))
-        return kl_errf(err, KL_EINVAL, "top_p: must be in (0, 1]");
+        return kl_errp(err, KL_EINVAL, "top_p", "top_p: must be in (0, 1]");
     if (!(sp->min_p >= 0 && sp->min_p <= 1))
-        return kl_errf(err, KL_EINVAL, "min_p: must be in [0, 1]");
-    if (sp->top_k < 0) return kl_errf(err, KL_EINVAL, "top_k: must be >= 0");
+        return kl_errp(err, KL_EINVAL, "min_p", "min_p: must be in [0, 1]");
+    if (sp->top_k < 0) return kl_errp(err, KL_EINVAL, "top_k", "top_k: must be >= 0");
     if (!(sp->repetition_penalty > 0) || !isfinite(sp->repetition_penalty))
-        return kl_errf(err, KL_EINVAL, "repetition_penalty: must be > 0");
+        return kl_errp(err, KL_EINVAL, "repetition_penalty", "repetition_penalty: must be > 0");
     if (!isfinite(sp->presence_penalty) || !isfinite(sp->frequency_penalty))
         return kl_errf(err, KL_EINVAL, "penalties must be finite");
-    if (sp->max_tokens < 1) return kl_errf(err, KL_EINVAL, "max_tokens: must be >= 1");
+    if (sp->max_tokens < 1)
+        return kl_errp(err, KL_EINVAL, "max_tokens", "max_tokens: must be >= 1");
     if (sp->logprobs > ENGINE_MAX_LOGPROBS)
-        return kl_errf(err, KL_EINVAL, "logprobs: at most %d", ENGINE_MAX_LOGPROBS);
+        return kl_errp(err, KL_EINVAL, "logprobs", "logprobs: at most %d", ENGINE_MAX_LOGPROBS);
     if (sp->n_stop < 0 || sp->n_stop > ENGINE_MAX_STOP)
-        return kl_errf(err, KL_EINVAL, "stop: at most %d strings", ENGINE_MAX_STOP);
+        return kl_errp(err, KL_EINVAL, "stop", "stop: at most %d strings", ENGINE_MAX_STOP);
     for (int i = 0; i < sp->n_stop; i++)
         if (!sp->stop[i] || !sp->stop[i][0] || strlen(sp->stop[i]) > 128)
-            return kl_errf(err, KL_EINVAL, "stop: strings must be 1..128 bytes");
+            return kl_errp(err, KL_EINVAL, "stop", "stop: strings must be 1..128 bytes");
     for (int i = 0; i < sp->n_logit_bias; i++)
         if (sp->logit_bias_ids[i] < 0 || sp->logit_bias_ids[i] >= nv ||
             !isfinite(sp->logit_bias[i]))
-            return kl_errf(err, KL_EINVAL, "logit_bias: token id %d out of range",
+            return kl_errp(err, KL_EINVAL, "logit_bias", "logit_bias: token id %d out of range",
                            sp->logit_bias_ids[i]);
     if (sp->n_stop_ids < 0 || sp->n_stop_ids > 1024)
-        return kl_errf(err, KL_EINVAL, "stop_token_ids: too many");
+        return kl_errp(err, KL_EINVAL, "stop_token_ids", "stop_token_ids: too many");
     return 0;
 }
 

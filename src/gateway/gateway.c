@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/version.h"
 
@@ -72,7 +73,7 @@ static int apply_config(gw *g, gw_config *cfg, kl_err *err)
             }
     }
     for (int t = 0; t < cfg->n_tenants; t++) {
-        gw_tenant_init(&tenants[t], &cfg->tenants[t], gw_now_ns());
+        gw_tenant_init(&tenants[t], &cfg->tenants[t], kl_now_ns());
         for (int o = 0; g->cfg && o < g->cfg->n_tenants; o++) /* keep buckets across reloads */
             if (!strcmp(g->tenants[o].cfg->name, cfg->tenants[t].name)) {
                 tenants[t].requests.tokens = g->tenants[o].requests.tokens;
@@ -124,7 +125,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     if (g->draining) return;
     kl_info("gateway: draining %d requests in flight", g->inflight);
     g->draining = true;
-    g->drain_deadline_ns = gw_now_ns() + (int64_t)30 * 1000000000;
+    g->drain_deadline_ns = kl_now_ns() + (int64_t)30 * 1000000000;
     net_conns_close_listeners(g->conns);
     gw_queue_fail_all(g, 503, "the gateway is shutting down");
 }
@@ -137,7 +138,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (g->admin_conns) net_conns_sweep(g->admin_conns, g->cfg->client_timeout_ms / 1000.0);
     /* exits once every answer's last bytes are sent, not merely handed to libevent */
     if (g->draining &&
-        ((g->inflight == 0 && !net_conns_unsent(g->conns)) || gw_now_ns() > g->drain_deadline_ns)) {
+        ((g->inflight == 0 && !net_conns_unsent(g->conns)) || kl_now_ns() > g->drain_deadline_ns)) {
         event_base_loopbreak(g->base);
         return;
     }
@@ -149,18 +150,6 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     gw_queue_pump(arg);
-}
-
-static void send_json(struct evhttp_request *req, int status, json_t *v)
-{
-    char *text = json_dumps(v, JSON_COMPACT);
-    struct evbuffer *b = evbuffer_new();
-    if (b && text) evbuffer_add(b, text, strlen(text));
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, status, NULL, b);
-    if (b) evbuffer_free(b);
-    free(text);
-    json_decref(v);
 }
 
 static json_t *model_entry(const char *name, json_int_t created)
@@ -178,7 +167,7 @@ static void list_models(gw *g, struct evhttp_request *req)
         json_array_append_new(data, model_entry(g->cfg->models[i].name, g->started_s));
     for (int i = 0; i < g->cfg->n_splits; i++)
         json_array_append_new(data, model_entry(g->cfg->splits[i].model, g->started_s));
-    send_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+    net_reply_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -193,20 +182,20 @@ static void on_request(struct evhttp_request *req, void *arg)
                              !strcmp(path, "/version"));
     if (get_path && !get) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
-        gw_send_error(req, 405, "invalid_request_error", "use GET", 0);
+        net_reply_fail(req, 405, NULL, "use GET");
     } else if (path && get && !strcmp(path, "/version")) {
-        send_json(req, 200, json_pack("{s:s}", "version", "kiln " KILN_VERSION));
+        net_reply_json(req, 200, json_pack("{s:s}", "version", "kiln " KILN_VERSION));
     } else if (path && get && !strcmp(path, "/health")) {
         int up = 0;
         for (int i = 0; i < g->n_eps; i++)
-            up += g->eps[i]->live && gw_endpoint_available(&g->eps[i]->e, gw_now_ns());
+            up += g->eps[i]->live && gw_endpoint_available(&g->eps[i]->e, kl_now_ns());
         /* not ready with no endpoint up, so a gateway in front of this one fails over */
-        send_json(req, g->draining || !up ? 503 : 200,
-                  json_pack("{s:s, s:i}", "status",
-                            g->draining ? "draining"
-                            : up        ? "ok"
-                                        : "no endpoint up",
-                            "endpoints_up", up));
+        net_reply_json(req, g->draining || !up ? 503 : 200,
+                       json_pack("{s:s, s:i}", "status",
+                                 g->draining ? "draining"
+                                 : up        ? "ok"
+                                             : "no endpoint up",
+                                 "endpoints_up", up));
     } else if (metrics && get) {
         gw_stats_handle(req, g);
     } else if (path && get && !strcmp(path, "/v1/models")) {
@@ -223,9 +212,9 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     net_conns_touch(g->admin_conns, evhttp_request_get_connection(req));
     if (!path || strcmp(path, "/metrics"))
-        gw_send_error(req, 404, "not_found_error", "no such path (this port serves /metrics)", 0);
+        net_reply_fail(req, 404, NULL, "no such path (this port serves /metrics)");
     else if (evhttp_request_get_command(req) != EVHTTP_REQ_GET)
-        gw_send_error(req, 405, "invalid_request_error", "use GET", 0);
+        net_reply_fail(req, 405, NULL, "use GET");
     else
         gw_stats_handle(req, g);
 }
@@ -256,6 +245,7 @@ int gw_create(gw **out, gw_config *cfg, const char *config_path, kl_err *err)
                        "(raise it with ulimit -n)");
     }
     g->conns = net_conns_new("gateway", max_conns);
+    g->calls.conns = g->conns;
     if (g->conns) net_conns_limit_unsent(g->conns, (size_t)cfg->max_unsent);
     int timeout_s = (cfg->client_timeout_ms + 999) / 1000;
     g->http = g->conns ? net_http_new(g->base, GW_MAX_BODY, timeout_s, on_request, g) : NULL;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "gateway/scrape.h"
 
@@ -77,7 +78,7 @@ static void on_probe_done(struct evhttp_request *req, void *arg)
             ep->e.kv_usage = s.has_kv ? s.kv_usage : 0;
             ep->e.n_adapters = s.n_adapters;
             memcpy(ep->e.adapters, s.adapters, sizeof s.adapters);
-            ep->e.scraped_ns = gw_now_ns();
+            ep->e.scraped_ns = kl_now_ns();
             event_active(p->g->pump, 0, 0);
         }
     }
@@ -107,7 +108,7 @@ static void send_probe(gw *g, gw_ep *ep, bool health)
 
 void gw_health_tick(gw *g)
 {
-    int64_t now = gw_now_ns();
+    int64_t now = kl_now_ns();
     bool scrape = now - g->last_scrape_ns >= (int64_t)g->cfg->scrape_interval_ms * 1000000;
     bool health = now - g->last_health_ns >= (int64_t)g->cfg->health_interval_ms * 1000000;
     if (scrape) g->last_scrape_ns = now;

@@ -7,7 +7,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "net/calls.h"
 #include "net/conns.h"
+#include "net/reply.h"
 #include "gateway/config.h"
 #include "gateway/gateway.h"
 #include "gateway/limits.h"
@@ -107,7 +109,7 @@ struct gw {
     int inflight;
     uint64_t next_id;
     /* the priority queue of requests waiting for a non-saturated endpoint */
-    gw_call *calls; /* every call in progress */
+    net_calls calls; /* every call in progress (owner: gw_call), for the disconnect poll */
     gw_call *queue_head;
     int queue_len;
     /* counters for /metrics */
@@ -143,12 +145,4 @@ void gw_count(gw *g, gw_metric m, ...) __attribute__((sentinel));
 void gw_stats_free(gw *g);
 void gw_observe_latency(gw *g, double seconds);
 void gw_stats_handle(struct evhttp_request *req, gw *g);
-/* Sends an OpenAI-style error body. */
-/* The same naming the parameter at fault (OpenAI's error.param; NULL: null). */
-void gw_send_error_param(struct evhttp_request *req, int status, const char *type, const char *msg,
-                         int retry_after_s, const char *param);
-void gw_send_error(struct evhttp_request *req, int status, const char *type, const char *msg,
-                   int retry_after_s);
-
-int64_t gw_now_ns(void);
 #endif

@@ -28,14 +28,14 @@
 #include <sys/socket.h>
 #include <xxhash.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "gateway/request.h"
 
 struct gw_call {
     gw *g;
     uint64_t id;
-    struct evhttp_request *down; /* NULL once the client went away or was answered */
-    struct evhttp_connection *down_conn;
+    net_call nc;  /* the client's request (NULL once it went away or was answered) */
     json_t *body; /* the request, parsed once; "model"/"cache_salt" rewritten as needed */
     char path[32];
     char requested[256]; /* the model the client asked for */
@@ -63,37 +63,13 @@ struct gw_call {
     struct event *timer; /* queue wait limit */
     gw_call *qnext;
     bool queued;
-    gw_call *prev, *next_call; /* every call in progress (g->calls), for the disconnect poll */
 };
-
-int64_t gw_now_ns(void);
-
-static void free_conn_later_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    evhttp_connection_free(arg);
-}
-
-/* Frees conn on the next loop turn: never inside one of its own callbacks. */
-static void free_conn_later(gw *g, struct evhttp_connection *conn)
-{
-    struct timeval zero = {0, 0};
-    if (conn && event_base_once(g->base, -1, EV_TIMEOUT, free_conn_later_cb, conn, &zero) != 0)
-        kl_warn("gateway: could not schedule a connection free");
-}
 
 /* Detaches the client's request from the call (before its final reply, which may free the
  * connection) and returns it; NULL when the client already went away. */
 static struct evhttp_request *take_down(gw_call *c)
 {
-    struct evhttp_request *r = c->down;
-    if (c->down_conn) {
-        evhttp_connection_set_closecb(c->down_conn, NULL, NULL);
-        net_conns_busy(c->g->conns, c->down_conn, -1);
-    }
-    c->down = NULL;
-    c->down_conn = NULL;
-    return r;
+    return net_call_take(&c->g->calls, &c->nc);
 }
 
 static const char *tenant_name(const gw_call *c)
@@ -112,7 +88,7 @@ static const char *model_label(const gw_call *c)
 static void call_finish(gw_call *c)
 {
     gw *g = c->g;
-    double total_ms = (double)(gw_now_ns() - c->t0_ns) / 1e6;
+    double total_ms = (double)(kl_now_ns() - c->t0_ns) / 1e6;
     double ttfb_ms = c->t_first_ns ? (double)(c->t_first_ns - c->t0_ns) / 1e6 : -1;
     const char *ep = c->cur ? c->cur->e.cfg->url : "-";
     char id[32];
@@ -134,12 +110,7 @@ static void call_finish(gw_call *c)
     snprintf(status, sizeof status, "%d", c->status);
     gw_count(g, GW_REQUESTS, "model", model_label(c), "endpoint", ep, "status", status, "tenant",
              tenant_name(c), NULL);
-    take_down(c);
-    if (c->prev)
-        c->prev->next_call = c->next_call;
-    else
-        g->calls = c->next_call;
-    if (c->next_call) c->next_call->prev = c->prev;
+    net_calls_remove(&g->calls, &c->nc);
     if (c->timer) event_free(c->timer);
     if (c->attempt_timer) event_free(c->attempt_timer);
     json_decref(c->body);
@@ -147,18 +118,25 @@ static void call_finish(gw_call *c)
     event_active(g->pump, 0, 0); /* queued requests may fit now; never recurse from here */
 }
 
-static void reply_error_param(gw_call *c, int status, const char *type, const char *msg,
-                              int retry_after, const char *param)
+/* Answers the call with an error (its type from the status: net/error.h) and ends it;
+ * retry_after > 0 is sent as Retry-After. */
+static void reply_error_param(gw_call *c, int status, const char *msg, int retry_after,
+                              const char *param)
 {
     c->status = status;
     struct evhttp_request *d = take_down(c);
-    if (d) gw_send_error_param(d, status, type, msg, retry_after, param);
+    if (d) {
+        net_error e;
+        net_fail(&e, status, param, "%s", msg);
+        e.retry_after_s = retry_after;
+        net_reply_error(d, &e);
+    }
     call_finish(c);
 }
 
-static void reply_error(gw_call *c, int status, const char *type, const char *msg, int retry_after)
+static void reply_error(gw_call *c, int status, const char *msg, int retry_after)
 {
-    reply_error_param(c, status, type, msg, retry_after, NULL);
+    reply_error_param(c, status, msg, retry_after, NULL);
 }
 
 /* ---------------------------------------------------------------- queue ---- */
@@ -183,7 +161,7 @@ static void queue_timeout_cb(evutil_socket_t fd, short what, void *arg)
     gw_call *c = arg;
     queue_remove(c);
     gw_count(c->g, GW_SHED, "reason", "queue_timeout", "tenant", tenant_name(c), NULL);
-    reply_error(c, 429, "rate_limit_error", "all endpoints are saturated; try again later", 1);
+    reply_error(c, 429, "all endpoints are saturated; try again later", 1);
 }
 
 /* Inserts c by priority (higher first), FCFS within a priority. When the queue is full, the
@@ -197,13 +175,12 @@ static void queue_push(gw_call *c)
             last = q;
         if (!last || last->priority >= c->priority) {
             gw_count(g, GW_SHED, "reason", "queue_full", "tenant", tenant_name(c), NULL);
-            reply_error(c, 429, "rate_limit_error", "gateway queue is full; try again later", 1);
+            reply_error(c, 429, "gateway queue is full; try again later", 1);
             return;
         }
         queue_remove(last);
         gw_count(g, GW_SHED, "reason", "preempted", "tenant", tenant_name(last), NULL);
-        reply_error(last, 429, "rate_limit_error",
-                    "shed for higher-priority traffic; try again later", 1);
+        reply_error(last, 429, "shed for higher-priority traffic; try again later", 1);
     }
     gw_call **p = &g->queue_head;
     while (*p && (*p)->priority >= c->priority)
@@ -233,7 +210,7 @@ static void release_endpoint(gw_call *c)
     }
     c->up_req = NULL;
     if (c->attempt_timer) evtimer_del(c->attempt_timer);
-    if (c->up_conn) free_conn_later(c->g, c->up_conn);
+    if (c->up_conn) net_conn_free_later(c->g->base, c->up_conn);
     c->up_conn = NULL;
 }
 
@@ -260,7 +237,7 @@ static int on_up_headers(struct evhttp_request *up, void *arg)
     gw_call *c = arg;
     c->up_status = evhttp_request_get_response_code(up);
     c->got_headers = true;
-    c->t_first_ns = gw_now_ns();
+    c->t_first_ns = kl_now_ns();
     if (c->attempt_timer) evtimer_del(c->attempt_timer);
     struct timeval idle = ms_tv(c->g->cfg->idle_timeout_ms); /* from now on, silence is bounded */
     evhttp_connection_set_timeout_tv(c->up_conn, &idle);
@@ -275,10 +252,10 @@ static int on_up_headers(struct evhttp_request *up, void *arg)
         c->discard = true;
         return 0;
     }
-    if (!c->down || !c->stream) return 0; /* a whole answer is sent from on_up_done */
-    copy_headers(c, up, c->down);
+    if (!c->nc.req || !c->stream) return 0; /* a whole answer is sent from on_up_done */
+    copy_headers(c, up, c->nc.req);
     c->started = true;
-    evhttp_send_reply_start(c->down, c->up_status, evhttp_request_get_response_code_line(up));
+    evhttp_send_reply_start(c->nc.req, c->up_status, evhttp_request_get_response_code_line(up));
     return 0;
 }
 
@@ -286,10 +263,10 @@ static void on_up_chunk(struct evhttp_request *up, void *arg)
 {
     gw_call *c = arg;
     struct evbuffer *in = evhttp_request_get_input_buffer(up);
-    if (c->discard || !c->down || !c->started)
+    if (c->discard || !c->nc.req || !c->started)
         evbuffer_drain(in, evbuffer_get_length(in));
     else
-        evhttp_send_reply_chunk(c->down, in);
+        evhttp_send_reply_chunk(c->nc.req, in);
 }
 
 static void on_up_error(enum evhttp_request_error err, void *arg)
@@ -308,7 +285,7 @@ static void mark_failure(gw *g, gw_ep *ep)
     e->consecutive_failures++;
     int64_t ms = (int64_t)g->cfg->eject_ms << k;
     if (ms > g->cfg->eject_max_ms) ms = g->cfg->eject_max_ms;
-    e->ejected_until_ns = gw_now_ns() + ms * 1000000;
+    e->ejected_until_ns = kl_now_ns() + ms * 1000000;
     gw_count(g, GW_EJECTIONS, "endpoint", e->cfg->url, NULL);
 }
 
@@ -326,20 +303,17 @@ static void attempt_failed(gw_call *c, bool busy)
         mark_failure(g, ep);
     if (!c->started) {
         gw_count(g, GW_RETRIES, "endpoint", ep->e.cfg->url, NULL);
-        if (c->down)
+        if (c->nc.req)
             start_attempt(c);
         else
             call_finish(c);
         return;
     }
     /* It names no endpoint: internal addresses stay out of answers (the log has it). */
-    if (c->down && c->stream) {
-        struct evbuffer *b = evbuffer_new();
-        evbuffer_add_printf(b, "data: {\"error\": {\"message\": \"the upstream replica "
-                               "failed mid-stream\", \"type\": \"upstream_error\", "
-                               "\"param\": null, \"code\": 502}}\n\n");
-        evhttp_send_reply_chunk(c->down, b);
-        evbuffer_free(b);
+    if (c->nc.req && c->stream) {
+        net_error e;
+        net_fail(&e, 502, NULL, "the upstream replica failed mid-stream");
+        net_sse_error(c->nc.req, &e);
     }
     c->status = 502;
     struct evhttp_request *d = take_down(c);
@@ -353,7 +327,7 @@ static void on_up_done(struct evhttp_request *up, void *arg)
     gw *g = c->g;
     bool failed = !up || c->up_failed || c->discard || evhttp_request_get_response_code(up) == 0;
     bool busy = up && !c->up_failed && c->discard && c->up_status == 429;
-    gw_observe_latency(g, (double)(gw_now_ns() - c->t0_ns) * 1e-9);
+    gw_observe_latency(g, (double)(kl_now_ns() - c->t0_ns) * 1e-9);
     release_endpoint(c); /* libevent frees up after this callback */
     if (failed) {
         attempt_failed(c, busy);
@@ -390,7 +364,7 @@ static void on_attempt_timer(evutil_socket_t fd, short what, void *arg)
     gw_call *c = arg;
     const gw_config *cfg = c->g->cfg;
     if (!c->up_req || c->got_headers) return;
-    int64_t elapsed_ms = (gw_now_ns() - c->attempt_t0_ns) / 1000000;
+    int64_t elapsed_ms = (kl_now_ns() - c->attempt_t0_ns) / 1000000;
     if (!c->connected) c->connected = up_connected(c);
     if (c->connected && elapsed_ms < cfg->first_byte_timeout_ms) {
         struct timeval tv = ms_tv(cfg->first_byte_timeout_ms - elapsed_ms);
@@ -426,7 +400,7 @@ int gw_upstream_headers(struct evhttp_request *up, const gw_endpoint_cfg *e)
 static void start_attempt(gw_call *c)
 {
     gw *g = c->g;
-    int64_t now = gw_now_ns();
+    int64_t now = kl_now_ns();
     c->discard = c->up_failed = false;
     while (c->next < c->n_order && c->attempts < g->cfg->retry_attempts &&
            now - c->t0_ns < (int64_t)g->cfg->retry_budget_ms * 1000000) {
@@ -479,7 +453,7 @@ static void start_attempt(gw_call *c)
         c->up_conn = conn;
         c->up_req = up;
         c->connected = c->got_headers = false;
-        c->attempt_t0_ns = gw_now_ns();
+        c->attempt_t0_ns = kl_now_ns();
         int64_t first_ms = g->cfg->connect_timeout_ms < g->cfg->first_byte_timeout_ms
                                ? g->cfg->connect_timeout_ms
                                : g->cfg->first_byte_timeout_ms;
@@ -492,9 +466,9 @@ static void start_attempt(gw_call *c)
         return;
     }
     if (c->busy_seen) /* as a replica with a full queue says it: try again shortly */
-        reply_error(c, 429, "rate_limit_error", "every endpoint tried is busy; try again later", 1);
+        reply_error(c, 429, "every endpoint tried is busy; try again later", 1);
     else
-        reply_error(c, 502, "upstream_error", "every endpoint tried failed", 0);
+        reply_error(c, 502, "every endpoint tried failed", 0);
 }
 
 /* ------------------------------------------------------------ dispatch ---- */
@@ -506,7 +480,7 @@ static bool pick(gw_call *c, const gw_model *m, gw_pick_status *st)
                          .n_blocks = c->n_blocks,
                          .has_session = c->has_session,
                          .session = c->session,
-                         .now_ns = gw_now_ns(),
+                         .now_ns = kl_now_ns(),
                          .seq = c->g->picks++};
     c->n_order = gw_pick(c->g->cfg, m->eps, m->n_eps, &r, c->order, st);
     c->next = 0;
@@ -550,7 +524,7 @@ static void dispatch(gw_call *c)
     } else if (st == GW_PICK_SATURATED) {
         queue_push(c);
     } else {
-        reply_error(c, 503, "service_unavailable", "no healthy endpoint serves this model", 5);
+        reply_error(c, 503, "no healthy endpoint serves this model", 5);
     }
 }
 
@@ -567,8 +541,7 @@ void gw_queue_pump(gw *g)
                 start_attempt(c);
             } else if (st == GW_PICK_UNAVAILABLE) {
                 queue_remove(c);
-                reply_error(c, 503, "service_unavailable", "no healthy endpoint serves this model",
-                            5);
+                reply_error(c, 503, "no healthy endpoint serves this model", 5);
             } else {
                 continue;
             }
@@ -583,7 +556,7 @@ void gw_queue_fail_all(gw *g, int status, const char *msg)
     while (g->queue_head) {
         gw_call *c = g->queue_head;
         queue_remove(c);
-        reply_error(c, status, "service_unavailable", msg, 1);
+        reply_error(c, status, msg, 1);
     }
 }
 
@@ -592,12 +565,8 @@ void gw_queue_fail_all(gw *g, int status, const char *msg)
 static void on_down_close(struct evhttp_connection *conn, void *arg)
 {
     gw_call *c = arg;
-    net_conns_busy(c->g->conns, conn, -1);
-    /* libevent has detached the unfinished request from the dying connection and left it to
-     * us: ending the reply on a detached request frees it. */
-    if (c->down) evhttp_send_reply_end(c->down);
-    c->down = NULL;
-    c->down_conn = NULL;
+    (void)conn;
+    net_call_lost(&c->g->calls, &c->nc);
     if (c->queued) {
         queue_remove(c);
         c->status = 499;
@@ -612,31 +581,30 @@ static void on_down_close(struct evhttp_connection *conn, void *arg)
     /* otherwise an upstream callback is about to finish the call */
 }
 
-/* libevent notices a client's close only when it writes to it, so a client that gives up
- * before the first byte (during a long prefill, or in the queue) is found by peeking at its
- * socket: a read of 0 bytes (FIN) or a reset means it is gone. The request is then answered with
- * 499, which lets libevent fail and free the connection, and the upstream request is cancelled. */
+static bool watched(const net_call *n)
+{
+    const gw_call *c = n->owner;
+    return !c->started; /* after the first byte, a write finds the close */
+}
+
+/* A client gave up before the first byte (during a long prefill, or in the queue): the
+ * request is answered with 499, which lets libevent fail and free the connection, and the
+ * upstream request is cancelled. */
+static void client_gone(net_call *n)
+{
+    gw_call *c = n->owner;
+    if (c->queued) queue_remove(c);
+    if (c->up_req) {
+        evhttp_cancel_request(c->up_req);
+        release_endpoint(c);
+    }
+    gw_count(c->g, GW_CLIENT_CANCELS, "model", model_label(c), NULL);
+    reply_error(c, 499, "client closed the connection", 0);
+}
+
 void gw_poll_disconnects(gw *g)
 {
-    for (gw_call *c = g->calls, *next; c; c = next) {
-        next = c->next_call;
-        if (!c->down || c->started || !c->down_conn) continue;
-        struct bufferevent *bev = evhttp_connection_get_bufferevent(c->down_conn);
-        evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-        char byte;
-        ssize_t n = fd < 0 ? 1 : recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-        /* 0: a FIN; an error other than "nothing yet": a reset (the peek consumes the error,
-         * so the next write to the socket fails with EPIPE: SIGPIPE is ignored) */
-        if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
-            continue;
-        if (c->queued) queue_remove(c);
-        if (c->up_req) {
-            evhttp_cancel_request(c->up_req);
-            release_endpoint(c);
-        }
-        gw_count(g, GW_CLIENT_CANCELS, "model", model_label(c), NULL);
-        reply_error(c, 499, "client_closed", "client closed the connection", 0);
-    }
+    net_calls_poll(&g->calls, watched, client_gone);
 }
 
 /* A split alias picks one target model at random by weight. */
@@ -677,9 +645,9 @@ static bool resolve_model(gw_call *c, const char *name)
 
 static gw_tenant_state *authenticate(gw *g, struct evhttp_request *req)
 {
-    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    if (!auth || strncasecmp(auth, "Bearer ", 7)) return NULL;
-    return gw_tenant_find(g->tenants, g->cfg->n_tenants, auth + 7, strlen(auth + 7));
+    size_t len;
+    const char *key = net_bearer(req, &len);
+    return key ? gw_tenant_find(g->tenants, g->cfg->n_tenants, key, len) : NULL;
 }
 
 void gw_proxy_handle(struct evhttp_request *req, void *arg)
@@ -688,21 +656,21 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     bool chat = path && !strcmp(path, "/v1/chat/completions");
     if (!path || (!chat && strcmp(path, "/v1/completions"))) {
-        gw_send_error(req, 404, "not_found_error", "no such path", 0);
+        net_reply_fail(req, 404, NULL, "no such path");
         return;
     }
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-        gw_send_error(req, 405, "invalid_request_error", "use POST", 0);
+        net_reply_fail(req, 405, NULL, "use POST");
         return;
     }
     if (g->draining) {
-        gw_send_error(req, 503, "service_unavailable", "the gateway is shutting down", 1);
+        net_reply_fail(req, 503, NULL, "the gateway is shutting down");
         return;
     }
     gw_tenant_state *tenant = NULL;
     if (g->cfg->n_tenants && !(tenant = authenticate(g, req))) {
-        gw_send_error(req, 401, "authentication_error", "a valid API key is required", 0);
+        net_reply_fail(req, 401, NULL, "a valid API key is required");
         return;
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -710,43 +678,37 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
     gw_request_info info;
     kl_err err = {0};
     if (gw_request_parse(&info, (const char *)evbuffer_pullup(in, -1), len, chat, &err)) {
-        gw_send_error_param(req, err.code == KL_ENOMEM ? 503 : 400,
-                            err.code == KL_ENOMEM ? "service_unavailable" : "invalid_request_error",
-                            err.msg, 0, info.bad_param);
+        net_reply_fail(req, err.code == KL_ENOMEM ? 503 : 400, info.bad_param, err.msg);
         return;
     }
     gw_call *c = calloc(1, sizeof *c);
     if (!c) {
         gw_request_info_free(&info);
-        gw_send_error(req, 503, "service_unavailable", "out of memory", 1);
+        net_reply_fail(req, 503, NULL, "out of memory");
         return;
     }
     c->g = g;
     c->id = ++g->next_id;
-    c->next_call = g->calls;
-    if (g->calls) g->calls->prev = c;
-    g->calls = c;
-    c->down = req;
-    c->down_conn = evhttp_request_get_connection(req);
+    c->nc.owner = c;
+    c->nc.req = req;
+    net_calls_add(&g->calls, &c->nc);
     c->body = info.body; /* the call owns it now */
     info.body = NULL;
-    c->t0_ns = gw_now_ns();
+    c->t0_ns = kl_now_ns();
     c->tenant = tenant;
     c->priority = tenant ? tenant->cfg->priority : 0;
     c->stream = info.stream;
     snprintf(c->path, sizeof c->path, "%s", path);
     snprintf(c->requested, sizeof c->requested, "%s", info.model);
-    evhttp_connection_set_closecb(c->down_conn, on_down_close, c);
-    net_conns_busy(g->conns, c->down_conn, +1); /* a long stream is not a slow client */
+    net_call_watch(&g->calls, &c->nc, on_down_close, c);
     if (!c->requested[0]) { /* no "model": the only name there is, as a single replica does */
         const char *only = g->cfg->n_models + g->cfg->n_splits != 1 ? NULL
                            : g->cfg->n_models                       ? g->cfg->models[0].name
                                                                     : g->cfg->splits[0].model;
         if (!only) {
             gw_request_info_free(&info);
-            reply_error_param(c, 400, "invalid_request_error",
-                              "'model' is required: this gateway serves more than one model", 0,
-                              "model");
+            reply_error_param(
+                c, 400, "'model' is required: this gateway serves more than one model", 0, "model");
             return;
         }
         snprintf(c->requested, sizeof c->requested, "%s", only);
@@ -754,15 +716,14 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
     }
     if (!resolve_model(c, c->requested)) {
         gw_request_info_free(&info);
-        reply_error_param(c, 404, "not_found_error", "the model does not exist", 0, "model");
+        reply_error_param(c, 404, "the model does not exist", 0, "model");
         return;
     }
     int retry_after = 0;
     if (tenant && !gw_tenant_admit(tenant, info.est_tokens, c->t0_ns, &retry_after)) {
         gw_request_info_free(&info);
         gw_count(g, GW_RATE_LIMITED, "tenant", tenant->cfg->name, NULL);
-        reply_error(c, 429, "rate_limit_error", "rate limit exceeded for this API key",
-                    retry_after);
+        reply_error(c, 429, "rate limit exceeded for this API key", retry_after);
         return;
     }
     /* The salt is the gateway's to set (limits.h); prefix affinity hashes with the same one,
@@ -770,7 +731,7 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
     char *salt;
     if (gw_cache_salt(tenant, json_string_value(json_object_get(c->body, "cache_salt")), &salt)) {
         gw_request_info_free(&info);
-        reply_error(c, 503, "service_unavailable", "out of memory", 1);
+        reply_error(c, 503, "out of memory", 1);
         return;
     }
     if (salt) json_object_set_new(c->body, "cache_salt", json_string(salt));

@@ -1,7 +1,7 @@
-/* gateway/stats.c: the gateway's own /metrics (Prometheus text format 0.0.4) and its error
- * replies. Counters are series (a family and its rendered labels) with a value, found by
- * linear search: their number is bounded by models x endpoints x statuses x tenants, all
- * from the config (a client's model name counts as "(unknown)" until it resolves). */
+/* gateway/stats.c: the gateway's own /metrics (Prometheus text format 0.0.4). Counters are series
+ * (a family and its rendered labels) with a value, found by linear search: their number is bounded
+ * by models x endpoints x statuses x tenants, all from the config (a client's model name counts as
+ * "(unknown)" until it resolves). */
 #include "gateway/internal.h"
 
 #include <event2/buffer.h>
@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "net/procmetrics.h"
 
 #define MAX_SERIES 8192
@@ -42,13 +43,6 @@ static const struct {
     [GW_RATE_LIMITED] = {"kiln_gateway_rate_limited_total",
                          "Requests refused by their tenant's rate limits."},
 };
-
-int64_t gw_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Appends v to out[*n..cap) escaped as a label value must be (backslash, double quote and
  * newline; nothing else is special). Returns false when it does not fit. */
@@ -152,7 +146,7 @@ static void endpoint_gauge(struct evbuffer *b, gw *g, const char *name, const ch
 static double ep_up(const gw *g, const gw_ep *ep)
 {
     (void)g;
-    return gw_endpoint_available(&ep->e, gw_now_ns());
+    return gw_endpoint_available(&ep->e, kl_now_ns());
 }
 
 static double ep_inflight(const gw *g, const gw_ep *ep)
@@ -163,7 +157,7 @@ static double ep_inflight(const gw *g, const gw_ep *ep)
 
 static double ep_fresh(const gw *g, const gw_ep *ep)
 {
-    return gw_endpoint_fresh(g->cfg, &ep->e, gw_now_ns());
+    return gw_endpoint_fresh(g->cfg, &ep->e, kl_now_ns());
 }
 
 void gw_stats_handle(struct evhttp_request *req, gw *g)
@@ -181,7 +175,7 @@ void gw_stats_handle(struct evhttp_request *req, gw *g)
     int fresh = 0;
     for (int i = 0; i < g->n_eps; i++) {
         const gw_endpoint *e = &g->eps[i]->e;
-        if (!g->eps[i]->live || !gw_endpoint_available(e, gw_now_ns())) continue;
+        if (!g->eps[i]->live || !gw_endpoint_available(e, kl_now_ns())) continue;
         waiting += e->waiting;
         running += e->running > e->inflight ? e->running : e->inflight;
         kv += e->kv_usage;
@@ -229,31 +223,4 @@ void gw_stats_handle(struct evhttp_request *req, gw *g)
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
-}
-
-void gw_send_error(struct evhttp_request *req, int status, const char *type, const char *msg,
-                   int retry_after_s)
-{
-    gw_send_error_param(req, status, type, msg, retry_after_s, NULL);
-}
-
-void gw_send_error_param(struct evhttp_request *req, int status, const char *type, const char *msg,
-                         int retry_after_s, const char *param)
-{
-    json_t *body = json_pack("{s:{s:s, s:s, s:o, s:i}}", "error", "message", msg, "type", type,
-                             "param", param ? json_string(param) : json_null(), "code", status);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    struct evbuffer *b = evbuffer_new();
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", "application/json");
-    if (retry_after_s > 0) {
-        char ra[16];
-        snprintf(ra, sizeof ra, "%d", retry_after_s);
-        evhttp_add_header(h, "Retry-After", ra);
-    }
-    if (b && text) evbuffer_add(b, text, strlen(text));
-    evhttp_send_reply(req, status, NULL, b);
-    if (b) evbuffer_free(b);
-    free(text);
-    json_decref(body);
 }

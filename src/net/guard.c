@@ -21,11 +21,13 @@
 
 #include <event2/bufferevent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "net/reply.h"
 
 #define LINGER_S 2.0 /* an answered refusal waits this long for the client to close */
 
@@ -93,16 +95,16 @@ static void answer(net_conn *k)
     k->answered_at = kl_now_s();
     bufferevent_setcb(k->bev, discard_input, on_answer_sent, on_taken_event, k);
     discard_input(k->bev, NULL);
-    char msg[200], body[400];
-    kl_escape(msg, sizeof msg, k->why, strlen(k->why));
-    int n = snprintf(body, sizeof body,
-                     "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\","
-                     "\"param\":null,\"code\":%d}}",
-                     msg, k->refused);
+    net_error e;
+    net_fail(&e, k->refused, NULL, "%s", k->why);
+    e.retry_after_s = 0;
+    char *body = net_error_text(&e);
     evbuffer_add_printf(bufferevent_get_output(k->bev),
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-                        "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
-                        k->refused, reason_phrase(k->refused), n, body);
+                        "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                        k->refused, reason_phrase(k->refused), body ? strlen(body) : 0,
+                        body ? body : "");
+    free(body);
     bufferevent_enable(k->bev, EV_READ | EV_WRITE);
 }
 

@@ -25,34 +25,6 @@
 #include "base/clock.h"
 #include "base/log.h"
 
-json_t *srv_json_text(const char *s, size_t len)
-{
-    /* NUL bytes (a <0x00> byte token) would become \u0000, which many JSON readers refuse */
-    json_t *v = memchr(s, 0, len) ? NULL : json_stringn(s, len);
-    if (v) return v;
-    /* invalid UTF-8 (a token that is part of a character, or bad input echoed back) or NUL */
-    char *o = malloc(len * 3 + 1);
-    if (!o) return json_string("");
-    size_t k = 0;
-    for (size_t i = 0; i < len;) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t n =
-            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
-        if (n <= 0 || cp == 0) {
-            memcpy(o + k, "\xEF\xBF\xBD", 3);
-            k += 3;
-            i++;
-        } else {
-            memcpy(o + k, s + i, (size_t)n);
-            k += (size_t)n;
-            i += (size_t)n;
-        }
-    }
-    v = json_stringn(o, k);
-    free(o);
-    return v ? v : json_string("");
-}
-
 static const char *finish_name(int f)
 {
     switch (f) {
@@ -110,14 +82,7 @@ static void on_engine_event(void *ctx, const engine_event *ev)
  * connection) and returns it; NULL when already answered or gone. */
 static struct evhttp_request *take_req(srv_call *c)
 {
-    struct evhttp_request *r = c->req;
-    if (c->conn) {
-        evhttp_connection_set_closecb(c->conn, NULL, NULL);
-        srv_conn_busy(c->s, c->conn, -1);
-    }
-    c->req = NULL;
-    c->conn = NULL;
-    return r;
+    return net_call_take(&c->s->calls, &c->nc);
 }
 
 static void abort_subs(srv_call *c)
@@ -129,13 +94,7 @@ static void abort_subs(srv_call *c)
 static void call_free(srv_call *c)
 {
     srv *s = c->s;
-    take_req(c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (s->calls == c)
-        s->calls = c->next;
-    if (c->next) c->next->prev = c->prev;
-    s->n_calls--;
+    net_calls_remove(&s->calls, &c->nc);
     for (int i = 0; i < SRV_MAX_PROMPTS; i++)
         free(c->sub[i].spare);
     for (int i = 0; i < c->n_choices; i++) {
@@ -150,13 +109,7 @@ static void on_client_close(struct evhttp_connection *conn, void *arg)
 {
     (void)conn;
     srv_call *c = arg;
-    /* libevent detached the unfinished request from the dying connection: ending the reply
-     * on it frees it */
-    struct evhttp_request *r = c->req;
-    if (c->conn) srv_conn_busy(c->s, c->conn, -1);
-    c->req = NULL;
-    c->conn = NULL;
-    if (r) evhttp_send_reply_end(r);
+    net_call_lost(&c->s->calls, &c->nc);
     c->gone = true;
     c->status = 499;
     abort_subs(c);
@@ -169,19 +122,6 @@ static json_t *chunk_base(const srv_call *c)
                          ? (c->r.stream ? "chat.completion.chunk" : "chat.completion")
                          : "text_completion",
                      "created", (json_int_t)c->created, "model", c->s->name);
-}
-
-static void sse_send(srv_call *c, json_t *v)
-{
-    char *text = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
-    struct evbuffer *b = evbuffer_new();
-    if (b && text) {
-        evbuffer_add_printf(b, "data: %s\n\n", text);
-        evhttp_send_reply_chunk(c->req, b);
-    }
-    if (b) evbuffer_free(b);
-    free(text);
 }
 
 static json_t *usage_json(const srv_call *c)
@@ -221,7 +161,7 @@ static void lp_add(srv_call *c, json_t *lp, const engine_event *ev, size_t text_
     size_t pl = tok_piece(c->s->tk, ev->token, 0, piece, sizeof piece);
     if (pl > sizeof piece) pl = sizeof piece;
     if (c->r.kind == SRV_COMPLETIONS) {
-        json_array_append_new(json_object_get(lp, "tokens"), srv_json_text(piece, pl));
+        json_array_append_new(json_object_get(lp, "tokens"), net_json_text(piece, pl));
         json_array_append_new(json_object_get(lp, "token_logprobs"),
                               json_real((double)ev->logprob));
         json_array_append_new(json_object_get(lp, "text_offset"),
@@ -231,7 +171,7 @@ static void lp_add(srv_call *c, json_t *lp, const engine_event *ev, size_t text_
             char tp[256];
             size_t tl = tok_piece(c->s->tk, ev->top[i].token, 0, tp, sizeof tp - 1);
             if (tl > sizeof tp - 1) tl = sizeof tp - 1;
-            json_t *key = srv_json_text(tp, tl);
+            json_t *key = net_json_text(tp, tl);
             json_object_set_new(top, json_string_value(key), json_real((double)ev->top[i].logprob));
             json_decref(key);
         }
@@ -251,10 +191,10 @@ static void lp_add(srv_call *c, json_t *lp, const engine_event *ev, size_t text_
         json_t *tb = json_array();
         for (size_t j = 0; j < tl; j++)
             json_array_append_new(tb, json_integer((unsigned char)tp[j]));
-        json_array_append_new(top, json_pack("{s:o, s:f, s:o}", "token", srv_json_text(tp, tl),
+        json_array_append_new(top, json_pack("{s:o, s:f, s:o}", "token", net_json_text(tp, tl),
                                              "logprob", (double)ev->top[i].logprob, "bytes", tb));
     }
-    json_array_append_new(lp, json_pack("{s:o, s:f, s:o, s:o}", "token", srv_json_text(piece, pl),
+    json_array_append_new(lp, json_pack("{s:o, s:f, s:o, s:o}", "token", net_json_text(piece, pl),
                                         "logprob", (double)ev->logprob, "bytes", bytes,
                                         "top_logprobs", top));
 }
@@ -280,25 +220,22 @@ static void stream_choice(srv_call *c, int idx, const char *text, size_t len, js
     if (c->r.kind == SRV_CHAT) {
         json_t *delta = json_object();
         if (role) json_object_set_new(delta, "role", json_string("assistant"));
-        if (len || role) json_object_set_new(delta, "content", srv_json_text(text, len));
+        if (len || role) json_object_set_new(delta, "content", net_json_text(text, len));
         json_object_set_new(ch, "delta", delta);
     } else {
-        json_object_set_new(ch, "text", srv_json_text(text, len));
+        json_object_set_new(ch, "text", net_json_text(text, len));
     }
     json_object_set_new(ch, "logprobs", lp_wrap(c, lp));
     const char *fn = finish_name(finish);
     json_object_set_new(ch, "finish_reason", fn ? json_string(fn) : json_null());
     json_t *v = chunk_base(c);
     json_object_set_new(v, "choices", json_pack("[o]", ch));
-    sse_send(c, v);
+    net_sse_send(c->nc.req, v);
 }
 
 static void stream_start(srv_call *c)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
-    evhttp_add_header(h, "Content-Type", "text/event-stream");
-    evhttp_add_header(h, "Cache-Control", "no-cache");
-    evhttp_send_reply_start(c->req, 200, "OK");
+    net_sse_start(c->nc.req);
     c->started = true;
     c->status = 200;
     for (int i = 0; i < c->n_choices; i++) {
@@ -326,9 +263,9 @@ static void send_final_json(srv_call *c, struct evhttp_request *req)
         if (c->r.kind == SRV_CHAT)
             json_object_set_new(
                 o, "message",
-                json_pack("{s:s, s:o}", "role", "assistant", "content", srv_json_text(t, len)));
+                json_pack("{s:s, s:o}", "role", "assistant", "content", net_json_text(t, len)));
         else
-            json_object_set_new(o, "text", srv_json_text(t, len));
+            json_object_set_new(o, "text", net_json_text(t, len));
         json_object_set_new(o, "logprobs", lp_wrap(c, json_incref(ch->lp)));
         const char *fn = finish_name(ch->finish);
         json_object_set_new(o, "finish_reason", fn ? json_string(fn) : json_null());
@@ -347,13 +284,13 @@ static void send_final_json(srv_call *c, struct evhttp_request *req)
  * error status. */
 static void send_failure(srv_call *c, bool model_failed)
 {
-    srv_error e = {0};
+    net_error e = {0};
     if (model_failed) {
-        srv_fail(&e, 500, "", "the model failed on this request: %s",
+        net_fail(&e, 500, "", "the model failed on this request: %s",
                  c->error ? c->error : "an engine error");
         e.type = "model_error";
     } else {
-        srv_fail(&e, 503, "",
+        net_fail(&e, 503, "",
                  "the server is shutting down: the request was aborted before it "
                  "finished (--drain-timeout)");
         e.type = "service_unavailable";
@@ -365,8 +302,7 @@ static void send_failure(srv_call *c, bool model_failed)
     }
     if (!c->started) stream_start(c);
     c->status = e.status;
-    sse_send(c, json_pack("{s:{s:s, s:s, s:n, s:i}}", "error", "message", e.msg, "type", e.type,
-                          "param", "code", e.status));
+    net_sse_error(c->nc.req, &e);
     evhttp_send_reply_end(take_req(c));
     srv_count_status(c->s, e.status);
 }
@@ -380,7 +316,7 @@ static void call_complete(srv_call *c)
         error |= c->ch[i].finish == ENGINE_FINISH_ERROR;
         aborted |= c->ch[i].finish == ENGINE_FINISH_ABORT;
     }
-    if (c->req && !c->gone && !c->failed) {
+    if (c->nc.req && !c->gone && !c->failed) {
         if (error || aborted) {
             send_failure(c, error);
         } else if (c->r.stream) {
@@ -389,14 +325,9 @@ static void call_complete(srv_call *c)
                 json_t *v = chunk_base(c);
                 json_object_set_new(v, "choices", json_array());
                 json_object_set_new(v, "usage", usage_json(c));
-                sse_send(c, v);
+                net_sse_send(c->nc.req, v);
             }
-            struct evbuffer *b = evbuffer_new();
-            if (b) {
-                evbuffer_add_printf(b, "data: [DONE]\n\n");
-                evhttp_send_reply_chunk(c->req, b);
-                evbuffer_free(b);
-            }
+            net_sse_done(c->nc.req);
             evhttp_send_reply_end(take_req(c));
             srv_count_status(s, c->status);
         } else {
@@ -436,7 +367,7 @@ static void handle_event(srv *s, srv_ev *e)
     srv_call *c = sub->call;
     const engine_event *ev = &e->ev;
     int idx = sub->k * c->r.n + ev->index;
-    bool live = c->req && !c->gone && !c->failed;
+    bool live = c->nc.req && !c->gone && !c->failed;
     if (!sub->queue_seen && ev->queued_s >= 0) { /* arrival -> first scheduled, as vLLM's */
         sub->queue_seen = true;
         srv_hist_observe(&s->met.queue, c->t_submit - c->t0 + ev->queued_s);
@@ -503,7 +434,7 @@ void srv_gen_drain_events(srv *s)
 
 /* ---------------------------------------------------------------- requests ---- */
 
-static void reply_now(srv *s, srv_call *c, const srv_error *e)
+static void reply_now(srv *s, srv_call *c, const net_error *e)
 {
     struct evhttp_request *req = take_req(c);
     c->status = e->status;
@@ -519,10 +450,10 @@ static void reply_now(srv *s, srv_call *c, const srv_error *e)
 
 void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
 {
-    srv_error e = {0};
+    net_error e = {0};
     srv_call *c = calloc(1, sizeof *c);
     if (!c) {
-        srv_fail(&e, 503, "", "out of memory");
+        net_fail(&e, 503, "", "out of memory");
         srv_send_error(s, req, &e);
         return;
     }
@@ -531,22 +462,20 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
     c->created = (long long)time(NULL);
     snprintf(c->id, sizeof c->id, "%s-%016" PRIx64, kind == SRV_CHAT ? "chatcmpl" : "cmpl",
              ++s->next_id ^ ((uint64_t)c->created << 24));
-    c->next = s->calls;
-    if (s->calls) s->calls->prev = c;
-    s->calls = c;
-    s->n_calls++;
-    c->req = req;
+    c->nc.owner = c;
+    c->nc.req = req;
+    net_calls_add(&s->calls, &c->nc);
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     if (len > s->o.max_body) {
-        srv_fail(&e, 413, "", "the request body is %zu bytes; the limit is %zu (--max-body)", len,
+        net_fail(&e, 413, "", "the request body is %zu bytes; the limit is %zu (--max-body)", len,
                  s->o.max_body);
         goto fail;
     }
     const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
     if (srv_req_parse(&c->r, kind, body, len, s->n_vocab, &e)) goto fail;
     if (c->r.model && strcmp(c->r.model, s->name)) {
-        srv_fail(&e, 404, "model", "The model `%.200s` does not exist.", c->r.model);
+        net_fail(&e, 404, "model", "The model `%.200s` does not exist.", c->r.model);
         goto fail;
     }
     if (srv_req_tokenize(&c->r, s->tk, s->tmpl, s->n_ctx, &e)) goto fail;
@@ -555,7 +484,7 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
         c->ch[i].text = evbuffer_new();
         c->ch[i].lp = c->r.sp.logprobs >= 0 ? lp_new(c) : NULL;
         if (!c->ch[i].text) {
-            srv_fail(&e, 503, "", "out of memory");
+            net_fail(&e, 503, "", "out of memory");
             goto fail;
         }
         if (c->r.echo && !c->r.stream) {
@@ -573,7 +502,7 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
         sub->k = k;
         sub->spare = malloc(sizeof(srv_ev) + 1);
         if (!sub->spare) {
-            srv_fail(&e, 503, "", "out of memory");
+            net_fail(&e, 503, "", "out of memory");
             e.type = "service_unavailable";
             if (c->n_live) {
                 reply_now(s, c, &e);
@@ -595,16 +524,16 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
         int rc = engine_submit(s->eng, &er, &sub->eng_id, &err);
         if (rc) {
             if (rc == KL_ENOSPC) {
-                srv_fail(&e, 429, "", "the server is busy (%s); try again later", err.msg);
+                net_fail(&e, 429, "", "the server is busy (%s); try again later", err.msg);
                 e.type = "rate_limit_error";
             } else if (rc == KL_EINVAL) {
                 char param[64];
                 size_t pl = strcspn(err.msg, ":");
                 snprintf(param, sizeof param, "%.*s", (int)(pl < 63 ? pl : 63), err.msg);
-                srv_fail(&e, 400, strchr(err.msg, ':') && !strchr(param, ' ') ? param : "", "%s",
+                net_fail(&e, 400, strchr(err.msg, ':') && !strchr(param, ' ') ? param : "", "%s",
                          err.msg);
             } else {
-                srv_fail(&e, 503, "", "%s", err.msg);
+                net_fail(&e, 503, "", "%s", err.msg);
                 e.type = "service_unavailable";
             }
             if (c->n_live) { /* earlier prompts are queued: abort them, answer now */
@@ -619,47 +548,46 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
         c->n_sub++;
         c->n_live++;
     }
-    c->conn = evhttp_request_get_connection(req);
-    if (c->conn) {
-        evhttp_connection_set_closecb(c->conn, on_client_close, c);
-        srv_conn_busy(s, c->conn, +1);
-    }
+    net_call_watch(&s->calls, &c->nc, on_client_close, c);
     return;
 fail:
     reply_now(s, c, &e);
     call_free(c);
 }
 
-/* libevent notices a client's close only when it writes to it, so a client that gives up
- * during a long prefill or in the queue is found by peeking at its socket: 0 bytes means it
- * is gone. Its requests are aborted; the reply is ended so libevent frees the connection. */
+static bool watched(const net_call *n)
+{
+    const srv_call *c = n->owner;
+    return !c->gone && !c->failed;
+}
+
+/* The client gave up (during a long prefill or in the queue): its requests are aborted; the
+ * reply is ended so libevent frees the connection. */
+static void client_gone(net_call *n)
+{
+    srv_call *c = n->owner;
+    c->gone = true;
+    c->status = 499;
+    abort_subs(c);
+    struct evhttp_request *req = take_req(c);
+    if (c->started) {
+        evhttp_send_reply_end(req);
+    } else {
+        net_error e;
+        net_fail(&e, 499, "", "client closed the connection");
+        srv_send_error(c->s, req, &e);
+    }
+}
+
 void srv_gen_poll_disconnects(srv *s)
 {
-    for (srv_call *c = s->calls; c; c = c->next) {
-        if (!c->req || c->gone || c->failed || !c->conn) continue;
-        struct bufferevent *bev = evhttp_connection_get_bufferevent(c->conn);
-        evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-        char byte;
-        if (fd < 0 || recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != 0) continue;
-        c->gone = true;
-        c->status = 499;
-        abort_subs(c);
-        struct evhttp_request *req = take_req(c);
-        if (c->started) {
-            evhttp_send_reply_end(req);
-        } else {
-            srv_error e = {0};
-            srv_fail(&e, 499, "", "client closed the connection");
-            e.type = "client_closed";
-            srv_send_error(s, req, &e);
-        }
-    }
+    net_calls_poll(&s->calls, watched, client_gone);
 }
 
 void srv_gen_abort_all(srv *s)
 {
-    for (srv_call *c = s->calls; c; c = c->next)
-        abort_subs(c);
+    for (net_call *n = s->calls.head; n; n = n->next)
+        abort_subs(n->owner);
 }
 
 /* After the engine is destroyed (every last event delivered): frees what is queued and
@@ -667,8 +595,8 @@ void srv_gen_abort_all(srv *s)
 void srv_gen_free_all(srv *s)
 {
     srv_gen_drain_events(s);
-    while (s->calls) {
-        srv_call *c = s->calls;
+    while (s->calls.head) {
+        srv_call *c = s->calls.head->owner;
         take_req(c);
         call_free(c);
     }

@@ -18,6 +18,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/version.h"
+#include "net/reply.h"
 
 void srv_opts_defaults(srv_opts *o)
 {
@@ -42,53 +43,22 @@ void srv_count_status(srv *s, int status)
 
 void srv_send_json(srv *s, struct evhttp_request *req, int status, json_t *v)
 {
-    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
-    struct evbuffer *b = evbuffer_new();
-    if (b && text) evbuffer_add(b, text, strlen(text));
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, status, NULL, b);
+    net_reply_json(req, status, v);
     srv_count_status(s, status);
-    if (b) evbuffer_free(b);
-    free(text);
-    json_decref(v);
 }
 
-/* OpenAI's error shape: {"error": {"message", "type", "param", "code"}}. */
-void srv_send_error(srv *s, struct evhttp_request *req, const srv_error *e)
+void srv_send_error(srv *s, struct evhttp_request *req, const net_error *e)
 {
-    json_t *err = json_object();
-    json_object_set_new(err, "message", srv_json_text(e->msg, strlen(e->msg)));
-    json_object_set_new(err, "type", json_string(e->type ? e->type : "invalid_request_error"));
-    json_object_set_new(err, "param",
-                        e->param[0] ? srv_json_text(e->param, strlen(e->param)) : json_null());
-    json_object_set_new(err, "code", json_integer(e->status));
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    if (e->status == 429 || e->status == 503) evhttp_add_header(h, "Retry-After", "1");
-    srv_send_json(s, req, e->status, json_pack("{s:o}", "error", err));
+    net_reply_error(req, e);
+    srv_count_status(s, e->status);
 }
 
-static void send_err(srv *s, struct evhttp_request *req, int status, const char *type,
-                     const char *param, const char *msg)
+/* A refusal without a parameter; the type follows from the status (net/error.h). */
+static void send_err(srv *s, struct evhttp_request *req, int status, const char *msg)
 {
-    srv_error e = {0};
-    srv_fail(&e, status, param, "%s", msg);
-    if (type) e.type = type;
+    net_error e;
+    net_fail(&e, status, "", "%s", msg);
     srv_send_error(s, req, &e);
-}
-
-/* True when the request carries "Authorization: Bearer <key>"; compared in constant time
- * over the key's length, so timing says nothing about how much of it matched. */
-static bool authorized(const srv *s, struct evhttp_request *req)
-{
-    if (!s->o.api_key) return true;
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7)) return false;
-    h += 7;
-    size_t kl = strlen(s->o.api_key), hl = strlen(h);
-    unsigned char diff = (unsigned char)(kl != hl);
-    for (size_t i = 0; i < kl; i++)
-        diff |= (unsigned char)(s->o.api_key[i] ^ (i < hl ? h[i] : 0));
-    return diff == 0;
 }
 
 static void handle_health(srv *s, struct evhttp_request *req)
@@ -127,13 +97,13 @@ static void handle_tokenize(srv *s, struct evhttp_request *req)
     size_t len;
     const char *body = body_of(req, &len);
     srv_req r;
-    srv_error e = {0};
+    net_error e = {0};
     if (srv_tokenize_parse(&r, body, len, s->n_vocab, &e)) {
         srv_send_error(s, req, &e);
         return;
     }
     if (r.model && strcmp(r.model, s->name)) {
-        srv_fail(&e, 404, "model", "The model `%.200s` does not exist.", r.model);
+        net_fail(&e, 404, "model", "The model `%.200s` does not exist.", r.model);
     } else if (!srv_req_tokenize(&r, s->tk, s->tmpl, 0, &e)) {
         json_t *ids = json_array();
         for (int i = 0; i < r.prompts[0].n_ids; i++)
@@ -153,13 +123,13 @@ static void handle_detokenize(srv *s, struct evhttp_request *req)
     size_t len;
     const char *body = body_of(req, &len);
     srv_req r;
-    srv_error e = {0};
+    net_error e = {0};
     if (srv_detokenize_parse(&r, body, len, s->n_vocab, &e)) {
         srv_send_error(s, req, &e);
         return;
     }
     if (r.model && strcmp(r.model, s->name)) {
-        srv_fail(&e, 404, "model", "The model `%.200s` does not exist.", r.model);
+        net_fail(&e, 404, "model", "The model `%.200s` does not exist.", r.model);
         srv_req_free(&r);
         srv_send_error(s, req, &e);
         return;
@@ -168,11 +138,11 @@ static void handle_detokenize(srv *s, struct evhttp_request *req)
     char *text = malloc(n + 1);
     if (!text) {
         srv_req_free(&r);
-        send_err(s, req, 503, "service_unavailable", "", "out of memory");
+        send_err(s, req, 503, "out of memory");
         return;
     }
     tok_decode(s->tk, r.prompts[0].ids, r.prompts[0].n_ids, 0, text, n + 1);
-    srv_send_json(s, req, 200, json_pack("{s:o}", "prompt", srv_json_text(text, n)));
+    srv_send_json(s, req, 200, json_pack("{s:o}", "prompt", net_json_text(text, n)));
     free(text);
     srv_req_free(&r);
 }
@@ -206,25 +176,25 @@ static void on_request(struct evhttp_request *req, void *arg)
         if (!strcmp(path, routes[i].path)) r = (int)i;
     if (r >= 0 && routes[r].id == R_METRICS && s->admin_http) r = -1; /* on its own port */
     if (r < 0) {
-        send_err(s, req, 404, "not_found_error", "", "no such path");
+        send_err(s, req, 404, "no such path");
         return;
     }
     if (!(routes[r].methods & method)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
                           routes[r].methods & EVHTTP_REQ_POST ? "POST" : "GET");
-        send_err(s, req, 405, "invalid_request_error", "", "method not allowed on this path");
+        send_err(s, req, 405, "method not allowed on this path");
         return;
     }
-    if (routes[r].auth && !authorized(s, req)) {
+    if (routes[r].auth && !net_bearer_ok(req, s->o.api_key)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
-        send_err(s, req, 401, "authentication_error", "",
+        send_err(s, req, 401,
                  "a valid API key is required "
                  "(Authorization: Bearer KEY)");
         return;
     }
     int st = atomic_load(&s->load_state);
     if (routes[r].needs_model && (st != SRV_READY || s->draining)) {
-        send_err(s, req, 503, "service_unavailable", "",
+        send_err(s, req, 503,
                  s->draining         ? "the server is shutting down"
                  : st == SRV_LOADING ? "the model is loading; try again shortly"
                                      : "the model failed to load");
@@ -266,10 +236,10 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     net_conns_touch(s->admin_conns, evhttp_request_get_connection(req));
     if (!path || strcmp(path, "/metrics")) {
-        send_err(s, req, 404, "not_found_error", "", "no such path (this port serves /metrics)");
+        send_err(s, req, 404, "no such path (this port serves /metrics)");
     } else if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
-        send_err(s, req, 405, "invalid_request_error", "", "method not allowed on this path");
+        send_err(s, req, 405, "method not allowed on this path");
     } else {
         srv_metrics_handle(s, req);
     }
@@ -320,11 +290,6 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     srv_gen_drain_events(s);
 }
 
-void srv_conn_busy(srv *s, struct evhttp_connection *conn, int delta)
-{
-    net_conns_busy(s->tracked, conn, delta);
-}
-
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -335,10 +300,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (s->admin_conns) net_conns_sweep(s->admin_conns, s->o.timeout_s);
     if (!s->draining || s->loader_started) return;
     double now = kl_now_s();
-    if (!s->calls && (!net_conns_unsent(s->tracked) || now > s->drain_deadline)) {
+    if (!s->calls.n && (!net_conns_unsent(s->tracked) || now > s->drain_deadline)) {
         event_base_loopbreak(s->base); /* after the last bytes of every answer are sent */
     } else if (now > s->drain_deadline && !s->aborted_all) {
-        kl_warn("serve: drain timeout: aborting %d requests", s->n_calls);
+        kl_warn("serve: drain timeout: aborting %d requests", s->calls.n);
         srv_gen_abort_all(s);
         s->aborted_all = true;
     } else if (now > s->drain_deadline + 5) {
@@ -359,7 +324,7 @@ static void on_signal(evutil_socket_t fd, short what, void *arg)
     if (s->draining) return;
     s->draining = true;
     s->drain_deadline = kl_now_s() + s->o.drain_timeout_s;
-    kl_info("serve: draining %d requests (at most %d s); interrupt again to exit now", s->n_calls,
+    kl_info("serve: draining %d requests (at most %d s); interrupt again to exit now", s->calls.n,
             s->o.drain_timeout_s);
     net_conns_close_listeners(s->tracked);
 }
@@ -402,6 +367,7 @@ int srv_run(const srv_opts *o, kl_err *err)
                1;
     }
     s->tracked = net_conns_new("serve", max_conns);
+    s->calls.conns = s->tracked;
     if (s->tracked) net_conns_limit_unsent(s->tracked, o->max_unsent);
     /* bodies up to twice the limit are read and answered with a JSON 413 by us; beyond that
      * libevent answers 413 itself (and closes) without reading them */

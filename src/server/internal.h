@@ -8,7 +8,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "net/calls.h"
 #include "net/conns.h"
+#include "net/reply.h"
 #include "engine/engine.h"
 #include "engine/open.h"
 #include "server/request.h"
@@ -70,8 +72,7 @@ typedef struct srv s_srv;
 
 struct srv_call {
     struct srv *s;
-    struct evhttp_request *req; /* NULL once answered or the client went away */
-    struct evhttp_connection *conn;
+    net_call nc; /* the client's request (NULL once answered or gone) and its connection */
     srv_req r;
     char id[48];
     long long created;
@@ -85,7 +86,6 @@ struct srv_call {
     const char *error; /* why the model failed on it (an engine event's error), or NULL */
     int status;
     double t0, t_submit, t_first, t_last;
-    srv_call *prev, *next;
 };
 
 typedef struct srv {
@@ -116,17 +116,14 @@ typedef struct srv {
     /* events from the engine thread: under mu */
     pthread_mutex_t mu;
     srv_ev *q_head, *q_tail;
-    srv_call *calls;
-    int n_calls;
+    net_calls calls; /* the generation calls in progress (owner: srv_call) */
     uint64_t next_id;
     srv_metrics met;
 } srv;
 
 /* server/http.c */
-/* A generation call starts (+1) or ends (-1) on conn: busy connections are never timed out. */
-void srv_conn_busy(srv *s, struct evhttp_connection *conn, int delta);
 void srv_send_json(srv *s, struct evhttp_request *req, int status, json_t *v);
-void srv_send_error(srv *s, struct evhttp_request *req, const srv_error *e);
+void srv_send_error(srv *s, struct evhttp_request *req, const net_error *e);
 void srv_count_status(srv *s, int status);
 
 /* server/gen.c */
@@ -135,8 +132,6 @@ void srv_gen_drain_events(srv *s);
 void srv_gen_poll_disconnects(srv *s);
 void srv_gen_abort_all(srv *s);
 void srv_gen_free_all(srv *s);
-/* Adds s[0..len) to a JSON string, invalid UTF-8 replaced by U+FFFD. Returns a new json_t. */
-json_t *srv_json_text(const char *s, size_t len);
 
 /* server/metrics.c */
 void srv_metrics_init(srv_metrics *m);

@@ -147,7 +147,7 @@ void srv_metrics_handle(srv *s, struct evhttp_request *req)
         b,
         "# HELP kiln:requests_in_flight HTTP generation requests in flight.\n"
         "# TYPE kiln:requests_in_flight gauge\nkiln:requests_in_flight{model_name=\"%s\"} %d\n",
-        m, s->n_calls);
+        m, s->calls.n);
     evbuffer_add_printf(
         b,
         "# HELP kiln:http_connections Open client connections (as of the last count).\n"

@@ -1,6 +1,6 @@
 /* server/request.h: an OpenAI / vLLM request body → what the engine needs, with strict
  * validation. Pure functions (no I/O, no server state): JSON text in, a srv_req or a
- * srv_error naming the bad parameter out. Tokenizing is a second step (srv_req_tokenize)
+ * net_error naming the bad parameter out. Tokenizing is a second step (srv_req_tokenize)
  * that needs the tokenizer and, for chat, the chat template. */
 #ifndef KILN_SERVER_REQUEST_H
 #define KILN_SERVER_REQUEST_H
@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "net/error.h"
 #include "tok/chat.h"
 #include "tok/tok.h"
 
@@ -20,13 +21,6 @@
 #define SRV_MAX_STOP_IDS 64
 
 typedef enum srv_kind { SRV_COMPLETIONS, SRV_CHAT } srv_kind;
-
-typedef struct srv_error {
-    int status;       /* HTTP status: 400, 404, 413 ... */
-    const char *type; /* OpenAI error type: "invalid_request_error" ... */
-    char param[64];   /* the parameter at fault, "" when none */
-    char msg[384];
-} srv_error;
 
 typedef struct srv_prompt {
     const char *text; /* borrowed from the JSON (NULL when given as token ids) */
@@ -61,22 +55,18 @@ typedef struct srv_req {
  * with srv_req_free), or -1 with e filled (status 400 and the parameter) and nothing left
  * allocated. Token ids are checked against n_vocab. */
 int srv_req_parse(srv_req *r, srv_kind kind, const char *body, size_t len, int n_vocab,
-                  srv_error *e);
+                  net_error *e);
 
 /* Parses a /tokenize body ({prompt | messages, add_special_tokens}) or a /detokenize body
  * ({tokens}); same results as srv_req_parse. For /detokenize, prompts[0].ids holds the ids. */
-int srv_tokenize_parse(srv_req *r, const char *body, size_t len, int n_vocab, srv_error *e);
-int srv_detokenize_parse(srv_req *r, const char *body, size_t len, int n_vocab, srv_error *e);
+int srv_tokenize_parse(srv_req *r, const char *body, size_t len, int n_vocab, net_error *e);
+int srv_detokenize_parse(srv_req *r, const char *body, size_t len, int n_vocab, net_error *e);
 
 /* Renders chat messages (through tmpl) and tokenizes every text prompt. Then checks each
  * prompt against n_ctx: a prompt that leaves no room for max_tokens is a 400, never a
  * truncation. When max_tokens was not given it becomes what fits (completions: at most 16).
  * Returns 0, or -1 with e filled. */
-int srv_req_tokenize(srv_req *r, const tok *tk, const chat_tmpl *tmpl, int n_ctx, srv_error *e);
+int srv_req_tokenize(srv_req *r, const tok *tk, const chat_tmpl *tmpl, int n_ctx, net_error *e);
 
 void srv_req_free(srv_req *r); /* leaves *r zeroed; a zeroed r is fine */
-
-/* Fills e with status, type, param and a printf message; returns -1. */
-int srv_fail(srv_error *e, int status, const char *param, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 #endif

@@ -4,11 +4,11 @@
 
 TEST(server_json_text_replaces_invalid_utf8)
 {
-    json_t *v = srv_json_text("ok \xc3\xa9", 5);
+    json_t *v = net_json_text("ok \xc3\xa9", 5);
     T_STREQ(json_string_value(v), "ok \xc3\xa9");
     json_decref(v);
     /* a lone continuation byte, a truncated sequence, a NUL: each becomes U+FFFD */
-    v = srv_json_text("a\x80"
+    v = net_json_text("a\x80"
                       "b\xe2\x82"
                       "\0c",
                       7);
@@ -23,7 +23,7 @@ TEST(server_json_text_replaces_invalid_utf8)
     json_decref(v);
     /* valid UTF-8 around a NUL: only the NUL is replaced, and the output parses with jansson's
      * default flags (which refuse \u0000) */
-    v = srv_json_text("\xc3\xa9\0x", 4);
+    v = net_json_text("\xc3\xa9\0x", 4);
     T_STREQ(json_string_value(v), "\xc3\xa9\xef\xbf\xbdx");
     dump = json_dumps(v, JSON_ENCODE_ANY);
     json_t *back = json_loads(dump, JSON_DECODE_ANY, NULL);

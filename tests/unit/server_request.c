@@ -3,7 +3,7 @@
 #include "gguf/gguf.h"
 #include "server/request.h"
 
-static int parse(srv_req *r, srv_kind k, const char *body, srv_error *e)
+static int parse(srv_req *r, srv_kind k, const char *body, net_error *e)
 {
     return srv_req_parse(r, k, body, strlen(body), 512, e);
 }
@@ -11,7 +11,7 @@ static int parse(srv_req *r, srv_kind k, const char *body, srv_error *e)
 TEST(server_request_completions_fields)
 {
     srv_req r;
-    srv_error e = {0};
+    net_error e = {0};
     const char *b = "{\"model\":\"m\",\"prompt\":\"Once\",\"max_tokens\":7,\"temperature\":0.5,"
                     "\"top_p\":0.9,\"n\":3,\"stop\":[\"a\",\"bc\"],\"seed\":42,\"logprobs\":2,"
                     "\"echo\":true,\"stream\":true,\"stream_options\":{\"include_usage\":true},"
@@ -60,7 +60,7 @@ TEST(server_request_completions_fields)
 TEST(server_request_chat_fields)
 {
     srv_req r;
-    srv_error e = {0};
+    net_error e = {0};
     const char *b =
         "{\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},"
         "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi \"},"
@@ -166,7 +166,7 @@ TEST(server_request_rejects_with_param)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         srv_req r;
-        srv_error e = {0};
+        net_error e = {0};
         int rc = parse(&r, bad[i].k, bad[i].body, &e);
         if (rc != -1) printf("# accepted: %s\n", bad[i].body);
         T_EQ(rc, -1);
@@ -188,7 +188,7 @@ TEST(server_request_tokenize_checks_context)
     T_EQ(gguf_open(&f, path, &err), 0);
     T_EQ(tok_load(&tk, f, &err), 0);
     srv_req r;
-    srv_error e = {0};
+    net_error e = {0};
     T_EQ(parse(&r, SRV_COMPLETIONS, "{\"prompt\":\"Once upon a time\"}", &e), 0);
     T_EQ(srv_req_tokenize(&r, tk, NULL, 64, &e), 0);
     T_ASSERT(r.prompts[0].n_ids > 2);
