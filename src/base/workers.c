@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+
 #include "base/workers.h"
 
 #define SPIN_ITERS 4000 /* ~100-200 us of pause spinning before a worker sleeps */
@@ -52,20 +54,13 @@ static void futex_wake_all(_Atomic uint32_t *addr)
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* fn on one worker, its time added to the pool's busy time (two vDSO clock reads: ~40 ns
  * against the microseconds a run takes). */
 static void run_timed(kl_workers *p, kl_work_fn fn, void *ctx, int ith, int nth)
 {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = (uint64_t)kl_now_ns();
     fn(ctx, ith, nth);
-    atomic_fetch_add_explicit(&p->busy_ns, now_ns() - t0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->busy_ns, (uint64_t)kl_now_ns() - t0, memory_order_relaxed);
 }
 
 static void *worker_main(void *arg)

@@ -236,6 +236,7 @@ int gw_create(gw **out, gw_config *cfg, const char *config_path, kl_err *err)
     g->config_path = config_path ? strdup(config_path) : NULL;
     g->started_s = time(NULL);
     g->base = event_base_new();
+    gw_stats_init(g);
     /* a client may hold two descriptors (its own and its upstream's); 64 kept for the rest */
     int max_conns = net_fd_budget("gateway", cfg->max_conns, 2, 64);
     if (max_conns < 1) {

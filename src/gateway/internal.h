@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/hist.h"
 #include "net/calls.h"
 #include "net/conns.h"
 #include "net/reply.h"
@@ -115,9 +116,7 @@ struct gw {
     /* counters for /metrics */
     gw_counter *counters;
     int n_counters, cap_counters;
-    uint64_t hist[GW_N_BUCKETS + 1];
-    double hist_sum;
-    uint64_t hist_n;
+    kl_hist latency; /* upstream latency (GW_N_BUCKETS bounds) */
 };
 
 /* proxy.c */
@@ -143,6 +142,7 @@ void gw_ep_close_conns(gw_ep *ep);
  * format; only values from the config (or a fixed set) may be passed, never a client's. */
 void gw_count(gw *g, gw_metric m, ...) __attribute__((sentinel));
 void gw_stats_free(gw *g);
+void gw_stats_init(gw *g);
 void gw_observe_latency(gw *g, double seconds);
 void gw_stats_handle(struct evhttp_request *req, gw *g);
 #endif

@@ -15,6 +15,7 @@
 
 #include "base/clock.h"
 #include "net/procmetrics.h"
+#include "net/prom.h"
 
 #define MAX_SERIES 8192
 
@@ -114,14 +115,14 @@ void gw_stats_free(gw *g)
     g->n_counters = g->cap_counters = 0;
 }
 
+void gw_stats_init(gw *g)
+{
+    kl_hist_init(&g->latency, bucket_le, GW_N_BUCKETS);
+}
+
 void gw_observe_latency(gw *g, double s)
 {
-    int i = 0;
-    while (i < GW_N_BUCKETS && s > bucket_le[i])
-        i++;
-    g->hist[i]++;
-    g->hist_sum += s;
-    g->hist_n++;
+    kl_hist_observe(&g->latency, s);
 }
 
 /* A family's # HELP and # TYPE lines, which come before its samples. */
@@ -203,20 +204,9 @@ void gw_stats_handle(struct evhttp_request *req, gw *g)
                 evbuffer_add_printf(b, "%s{%s} %llu\n", families[m].name, g->counters[i].labels,
                                     (unsigned long long)g->counters[i].value);
     }
-    family(b, "kiln_gateway_upstream_latency_seconds", "histogram",
-           "Time from a request's arrival to the end of its upstream exchange.");
-    uint64_t cum = 0;
-    for (int i = 0; i < GW_N_BUCKETS; i++) {
-        cum += g->hist[i];
-        evbuffer_add_printf(b, "kiln_gateway_upstream_latency_seconds_bucket{le=\"%g\"} %llu\n",
-                            bucket_le[i], (unsigned long long)cum);
-    }
-    cum += g->hist[GW_N_BUCKETS];
-    evbuffer_add_printf(b,
-                        "kiln_gateway_upstream_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
-                        "kiln_gateway_upstream_latency_seconds_sum %.6f\n"
-                        "kiln_gateway_upstream_latency_seconds_count %llu\n",
-                        (unsigned long long)cum, g->hist_sum, (unsigned long long)g->hist_n);
+    net_prom_hist(b, "kiln_gateway_upstream_latency_seconds",
+                  "Time from a request's arrival to the end of its upstream exchange.", "",
+                  &g->latency);
     char proc[2048]; /* process_* as kiln serve has them (net/procmetrics.c) */
     evbuffer_add(b, proc, kl_proc_metrics(proc, sizeof proc));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",

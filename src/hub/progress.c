@@ -3,14 +3,8 @@
 #include "hub/internal.h"
 
 #include <stdio.h>
-#include <time.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "base/clock.h"
 
 static double mb(long long b)
 {
@@ -25,7 +19,7 @@ void hub_progress_start(hub_progress *p, int mode, const char *label, long long 
                         .total = total,
                         .done = already,
                         .start_at = already,
-                        .t0 = now_s(),
+                        .t0 = kl_now_s(),
                         .last_decile = -1};
     if (mode == HUB_PROGRESS_NONE) return;
     if (already > 0)
@@ -44,7 +38,7 @@ void hub_progress_update(hub_progress *p, long long done)
 {
     p->done = done;
     if (p->mode == HUB_PROGRESS_NONE || p->total <= 0) return;
-    double t = now_s();
+    double t = kl_now_s();
     int pct = (int)(100 * done / p->total);
     if (p->mode == HUB_PROGRESS_LINES) {
         if (pct / 10 == p->last_decile || pct >= 100) return;
@@ -75,5 +69,5 @@ void hub_progress_end(hub_progress *p, bool ok)
     }
     if (ok)
         fprintf(stderr, "kiln: pull: %s: done, %.1f MB in %.1f s, checksum verified\n", p->label,
-                mb(p->done), now_s() - p->t0);
+                mb(p->done), kl_now_s() - p->t0);
 }

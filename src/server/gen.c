@@ -335,7 +335,7 @@ static void call_complete(srv_call *c)
         }
     }
     double now = kl_now_s();
-    srv_hist_observe(&s->met.e2e, now - c->t0);
+    kl_hist_observe(&s->met.e2e, now - c->t0);
     int p = 0, g = 0, cached = 0;
     for (int i = 0; i < c->n_sub; i++) {
         p += c->sub[i].prompt_tokens;
@@ -370,7 +370,7 @@ static void handle_event(srv *s, srv_ev *e)
     bool live = c->nc.req && !c->gone && !c->failed;
     if (!sub->queue_seen && ev->queued_s >= 0) { /* arrival -> first scheduled, as vLLM's */
         sub->queue_seen = true;
-        srv_hist_observe(&s->met.queue, c->t_submit - c->t0 + ev->queued_s);
+        kl_hist_observe(&s->met.queue, c->t_submit - c->t0 + ev->queued_s);
     }
     if (idx >= 0 && idx < c->n_choices) {
         srv_choice *ch = &c->ch[idx];
@@ -378,9 +378,9 @@ static void handle_event(srv *s, srv_ev *e)
         if (ev->token >= 0) {
             if (c->t_first <= 0) {
                 c->t_first = now;
-                srv_hist_observe(&s->met.ttft, now - c->t_submit);
+                kl_hist_observe(&s->met.ttft, now - c->t_submit);
             } else {
-                srv_hist_observe(&s->met.itl, now - c->t_last);
+                kl_hist_observe(&s->met.itl, now - c->t_last);
             }
             c->t_last = now;
             ch->n_tokens++;

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "base/hist.h"
 #include "net/calls.h"
 #include "net/conns.h"
 #include "net/reply.h"
@@ -24,16 +25,8 @@ enum { SRV_LOADING = 0, SRV_READY = 1, SRV_FAILED = -1 };
 #define SRV_ITL_B  19
 #define SRV_E2E_B  21
 
-typedef struct srv_hist {
-    const double *le;
-    int n_le;
-    uint64_t count[24]; /* (n_le + 1): the last is +Inf */
-    double sum;
-    uint64_t n;
-} srv_hist;
-
 typedef struct srv_metrics {
-    srv_hist ttft, itl, e2e, queue;
+    kl_hist ttft, itl, e2e, queue;
     uint64_t finished[4]; /* stop, length, abort, error */
     uint64_t http[6];     /* responses by status class 1xx..5xx (index 1..5) */
 } srv_metrics;
@@ -135,7 +128,6 @@ void srv_gen_free_all(srv *s);
 
 /* server/metrics.c */
 void srv_metrics_init(srv_metrics *m);
-void srv_hist_observe(srv_hist *h, double v);
 void srv_metrics_handle(srv *s, struct evhttp_request *req);
 
 /* server/load.c: runs on the loader thread; fills s->f ... s->eng or s->load_err. */

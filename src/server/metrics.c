@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "net/procmetrics.h"
+#include "net/prom.h"
 
 /* vLLM's bucket bounds (seconds). */
 static const double ttft_le[SRV_TTFT_B] = {0.001, 0.005, 0.01, 0.02,  0.04,  0.06,  0.08, 0.1,
@@ -24,39 +25,19 @@ static const double e2e_le[SRV_E2E_B] = {0.3,  0.5,   0.8,   1.0,   1.5,   2.0, 
 void srv_metrics_init(srv_metrics *m)
 {
     memset(m, 0, sizeof *m);
-    m->ttft = (srv_hist){.le = ttft_le, .n_le = SRV_TTFT_B};
-    m->itl = (srv_hist){.le = itl_le, .n_le = SRV_ITL_B};
-    m->e2e = (srv_hist){.le = e2e_le, .n_le = SRV_E2E_B};
-    m->queue = (srv_hist){.le = e2e_le, .n_le = SRV_E2E_B};
+    kl_hist_init(&m->ttft, ttft_le, SRV_TTFT_B);
+    kl_hist_init(&m->itl, itl_le, SRV_ITL_B);
+    kl_hist_init(&m->e2e, e2e_le, SRV_E2E_B);
+    kl_hist_init(&m->queue, e2e_le, SRV_E2E_B);
 }
 
-void srv_hist_observe(srv_hist *h, double v)
-{
-    if (!(v >= 0)) v = 0;
-    int i = 0;
-    while (i < h->n_le && v > h->le[i])
-        i++;
-    h->count[i]++;
-    h->sum += v;
-    h->n++;
-}
-
-static void hist_print(struct evbuffer *b, const char *name, const char *help, const srv_hist *h,
+/* A histogram family with the model_name label (mname is label-safe). */
+static void hist_print(struct evbuffer *b, const char *name, const char *help, const kl_hist *h,
                        const char *mname)
 {
-    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-    uint64_t cum = 0;
-    for (int i = 0; i < h->n_le; i++) {
-        cum += h->count[i];
-        evbuffer_add_printf(b, "%s_bucket{le=\"%g\",model_name=\"%s\"} %llu\n", name, h->le[i],
-                            mname, (unsigned long long)cum);
-    }
-    cum += h->count[h->n_le];
-    evbuffer_add_printf(b, "%s_bucket{le=\"+Inf\",model_name=\"%s\"} %llu\n", name, mname,
-                        (unsigned long long)cum);
-    evbuffer_add_printf(b, "%s_sum{model_name=\"%s\"} %.6f\n", name, mname, h->sum);
-    evbuffer_add_printf(b, "%s_count{model_name=\"%s\"} %llu\n", name, mname,
-                        (unsigned long long)h->n);
+    char labels[300];
+    snprintf(labels, sizeof labels, "model_name=\"%s\"", mname);
+    net_prom_hist(b, name, help, labels, h);
 }
 
 /* One of the engine's step histograms (counts per bucket, bounds le) as a Prometheus one. */
@@ -64,8 +45,10 @@ static void step_hist_print(struct evbuffer *b, const char *name, const char *he
                             const double *le, int n_le, const uint64_t *count, double sum,
                             const char *mname)
 {
-    srv_hist h = {.le = le, .n_le = n_le, .sum = sum};
-    for (int i = 0; i <= n_le; i++)
+    kl_hist h;
+    kl_hist_init(&h, le, n_le);
+    h.sum = sum;
+    for (int i = 0; i <= h.n_le; i++)
         h.n += h.count[i] = count[i];
     hist_print(b, name, help, &h, mname);
 }

@@ -37,10 +37,10 @@ TEST(server_hist_buckets_are_cumulative_upper_bounds)
 {
     srv_metrics m;
     srv_metrics_init(&m);
-    srv_hist_observe(&m.ttft, 0.001); /* le 0.001 */
-    srv_hist_observe(&m.ttft, 0.05);  /* le 0.06 */
-    srv_hist_observe(&m.ttft, 1e6);   /* +Inf */
-    srv_hist_observe(&m.ttft, -1);    /* clamped to 0 */
+    kl_hist_observe(&m.ttft, 0.001); /* le 0.001 */
+    kl_hist_observe(&m.ttft, 0.05);  /* le 0.06 */
+    kl_hist_observe(&m.ttft, 1e6);   /* +Inf */
+    kl_hist_observe(&m.ttft, -1);    /* clamped to 0 */
     T_EQ(m.ttft.n, 4);
     T_EQ(m.ttft.count[0], 2);
     T_EQ(m.ttft.count[5], 1);
