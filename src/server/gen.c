@@ -288,12 +288,10 @@ static void send_failure(srv_call *c, bool model_failed)
     if (model_failed) {
         net_fail(&e, 500, "", "the model failed on this request: %s",
                  c->error ? c->error : "an engine error");
-        e.type = "model_error";
     } else {
         net_fail(&e, 503, "",
                  "the server is shutting down: the request was aborted before it "
                  "finished (--drain-timeout)");
-        e.type = "service_unavailable";
     }
     c->status = e.status;
     if (!c->r.stream) {
@@ -503,7 +501,6 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
         sub->spare = malloc(sizeof(srv_ev) + 1);
         if (!sub->spare) {
             net_fail(&e, 503, "", "out of memory");
-            e.type = "service_unavailable";
             if (c->n_live) {
                 reply_now(s, c, &e);
                 c->failed = true;
@@ -523,19 +520,10 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
         kl_err err = {0};
         int rc = engine_submit(s->eng, &er, &sub->eng_id, &err);
         if (rc) {
-            if (rc == KL_ENOSPC) {
+            if (rc == KL_ENOSPC) /* the engine's queue: the client may try again */
                 net_fail(&e, 429, "", "the server is busy (%s); try again later", err.msg);
-                e.type = "rate_limit_error";
-            } else if (rc == KL_EINVAL) {
-                char param[64];
-                size_t pl = strcspn(err.msg, ":");
-                snprintf(param, sizeof param, "%.*s", (int)(pl < 63 ? pl : 63), err.msg);
-                net_fail(&e, 400, strchr(err.msg, ':') && !strchr(param, ' ') ? param : "", "%s",
-                         err.msg);
-            } else {
-                net_fail(&e, 503, "", "%s", err.msg);
-                e.type = "service_unavailable";
-            }
+            else /* a parameter the engine refuses names itself (kl_err.param) */
+                net_fail_kl(&e, &err);
             if (c->n_live) { /* earlier prompts are queued: abort them, answer now */
                 reply_now(s, c, &e);
                 c->failed = true;

@@ -373,3 +373,29 @@ TEST(engine_step_histograms)
     free(r);
     fx_close(&fx);
 }
+
+/* A request the engine refuses names the parameter at fault in kl_err.param (the server
+ * reports it as OpenAI's `param`; it used to cut the message at its first ':'). */
+TEST(engine_refusal_names_its_param)
+{
+    fixture fx;
+    fx_open(&fx, 8u << 20, 8, 256, true);
+    int32_t p[3] = {1, 2, 3};
+    result r = {0};
+    uint64_t id;
+    kl_err err;
+    engine_sampling sp = greedy(4);
+    sp.top_p = 2;
+    engine_request q = {
+        .prompt = p, .n_prompt = 3, .n = 1, .sp = sp, .on_event = on_event, .ctx = &r};
+    T_EQ(engine_submit(fx.e, &q, &id, &err), KL_EINVAL);
+    T_STREQ(err.param, "top_p");
+    q.sp = greedy(0);
+    T_EQ(engine_submit(fx.e, &q, &id, &err), KL_EINVAL);
+    T_STREQ(err.param, "max_tokens");
+    q.sp = greedy(4);
+    q.n_prompt = 0;
+    T_EQ(engine_submit(fx.e, &q, &id, &err), KL_EINVAL);
+    T_STREQ(err.param, "prompt");
+    fx_close(&fx);
+}
