@@ -678,7 +678,10 @@ void gw_proxy_handle(struct evhttp_request *req, void *arg)
     gw_request_info info;
     kl_err err = {0};
     if (gw_request_parse(&info, (const char *)evbuffer_pullup(in, -1), len, chat, &err)) {
-        net_reply_fail(req, err.code == KL_ENOMEM ? 503 : 400, info.bad_param, err.msg);
+        net_error e;
+        net_fail_kl(&e, &err); /* 400 naming the parameter; 503 when out of memory */
+        e.retry_after_s = 0;
+        net_reply_error(req, &e);
         return;
     }
     gw_call *c = calloc(1, sizeof *c);

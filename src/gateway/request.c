@@ -58,16 +58,14 @@ int gw_request_parse(gw_request_info *out, const char *data, size_t len, bool ch
     if (model && (!json_is_string(model) || json_string_length(model) == 0 ||
                   json_string_length(model) >= sizeof out->model)) {
         gw_request_info_free(out);
-        out->bad_param = "model";
-        return kl_errf(err, KL_EINVAL, "'model' must be a non-empty string");
+        return kl_errp(err, KL_EINVAL, "model", "'model' must be a non-empty string");
     }
     if (model) snprintf(out->model, sizeof out->model, "%s", json_string_value(model));
     json_t *salt = json_object_get(out->body, "cache_salt"); /* as a replica would check it */
     if (salt && (!json_is_string(salt) || json_string_length(salt) == 0 ||
                  strlen(json_string_value(salt)) != json_string_length(salt))) {
         gw_request_info_free(out);
-        out->bad_param = "cache_salt";
-        return kl_errf(err, KL_EINVAL, "'cache_salt' must be a non-empty string");
+        return kl_errp(err, KL_EINVAL, "cache_salt", "'cache_salt' must be a non-empty string");
     }
     out->stream = json_is_true(json_object_get(out->body, "stream"));
     json_t *user = json_object_get(out->body, "user");

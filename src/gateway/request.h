@@ -17,13 +17,12 @@ typedef struct gw_request_info {
     bool stream;
     char *text; /* (text_len) the start of the prompt or of the rendered messages; owned */
     size_t text_len;
-    double est_tokens;     /* prompt bytes / 4 + max_tokens (16 when absent) */
-    char user[256];        /* "" when absent */
-    const char *bad_param; /* after a failed parse: the parameter at fault, or NULL */
+    double est_tokens; /* prompt bytes / 4 + max_tokens (16 when absent) */
+    char user[256];    /* "" when absent */
 } gw_request_info;
 
 /* Parses len bytes of a /v1/completions (chat false) or /v1/chat/completions body. Returns 0,
- * or KL_EINVAL with a client-facing reason in err and out->bad_param set when one parameter
+ * or KL_EINVAL with a client-facing reason in err and err->param set when one parameter
  * is at fault (and nothing to free). */
 int gw_request_parse(gw_request_info *out, const char *data, size_t len, bool chat, kl_err *err);
 void gw_request_info_free(gw_request_info *r); /* NULL is fine */
