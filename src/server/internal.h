@@ -126,6 +126,33 @@ void srv_gen_poll_disconnects(srv *s);
 void srv_gen_abort_all(srv *s);
 void srv_gen_free_all(srv *s);
 
+/* server/shape.c: an answer's JSON, both endpoints */
+const char *srv_finish_name(int finish);   /* engine_finish -> "stop", "length", ...; NULL */
+json_t *srv_chunk_base(const srv_call *c); /* id, object, created, model */
+json_t *srv_usage_json(const srv_call *c);
+/* The prompt's text for echo: as given, or its ids detokenized. malloc'd. */
+char *srv_prompt_text(const srv_call *c, int k, size_t *len);
+json_t *srv_lp_new(const srv_call *c);
+/* Appends one sampled token's logprobs entry to lp (completions: parallel arrays; chat: the
+ * content list). */
+void srv_lp_add(srv_call *c, json_t *lp, const engine_event *ev, size_t text_off);
+json_t *srv_lp_wrap(const srv_call *c, json_t *lp);
+/* The whole non-streamed answer, sent on req with status 200. */
+void srv_send_final_json(srv_call *c, struct evhttp_request *req);
+
+/* server/stream.c: delivery as it happens */
+/* The engine's event callback (engine thread): copies ev to s's queue and wakes the loop. */
+void srv_on_engine_event(void *ctx, const engine_event *ev);
+/* 200 text/event-stream; chat: each choice's role chunk; echo: the prompts. */
+void srv_stream_start(srv_call *c);
+/* One streamed chunk for choice idx: text (may be empty), logprobs (or NULL), finish. */
+void srv_stream_choice(srv_call *c, int idx, const char *text, size_t len, json_t *lp, int finish,
+                       bool role);
+
+/* server/accesslog.c */
+void srv_log_call(const srv_call *c, double now);
+void srv_log_refused(const srv_call *c, const net_error *e);
+
 /* server/metrics.c */
 void srv_metrics_init(srv_metrics *m);
 void srv_metrics_handle(srv *s, struct evhttp_request *req);
