@@ -42,10 +42,113 @@ typedef struct {
     uint8_t signs[KL_QKK / 8];
     uint8_t scales[KL_QKK / 64];
 } kl_block_iq3_s;
+/* IQ2_XXS: per 32 elements, 8 bytes: 4 indices into kl_iq2xxs_grid (8 magnitudes each), then
+ * a little-endian uint32 of 4 x 7 sign bits (kl_iq_ksigns) and the scale s in bits 28-31:
+ * x = d (0.5 + s) / 4 g. */
+typedef struct {
+    uint16_t d;
+    uint16_t qs[KL_QKK / 8];
+} kl_block_iq2_xxs;
+/* IQ2_XS: per 8 elements a uint16: 9-bit index into kl_iq2xs_grid, 7 sign bits above; a byte
+ * of two 4-bit scales per 32 (low nibble the first 16 elements). */
+typedef struct {
+    uint16_t d;
+    uint16_t qs[KL_QKK / 8];
+    uint8_t scales[KL_QKK / 32];
+} kl_block_iq2_xs;
+/* IQ2_S: per 8 elements a 10-bit index into kl_iq2s_grid (qs[4 ib + l], bits 8-9 from bits
+ * 2l.. of qh[ib]) and a sign byte (qs[32 + 4 ib + l]); scales as IQ2_XS's. */
+typedef struct {
+    uint16_t d;
+    uint8_t qs[KL_QKK / 4];
+    uint8_t qh[KL_QKK / 32];
+    uint8_t scales[KL_QKK / 32];
+} kl_block_iq2_s;
+/* IQ1_S: per 8 elements an 11-bit index into kl_iq1s_grid (values -1 0 1): qs[4 ib + l], bits
+ * 8-10 from bits 3l.. of qh[ib]; qh[ib] bits 12-14 the scale s, bit 15 the shift's sign:
+ * x = d (2 s + 1) (g +- 1/8). */
+typedef struct {
+    uint16_t d;
+    uint8_t qs[KL_QKK / 8];
+    uint16_t qh[KL_QKK / 32];
+} kl_block_iq1_s;
+/* IQ1_M: IQ1_S's grid; per 8 elements a nibble of qh (index bits 8-10, shift sign in bit 3),
+ * 3-bit scales per 16 in the scales words' low 12 bits, the fp16 d in their top nibbles. */
+typedef struct {
+    uint8_t qs[KL_QKK / 8];
+    uint8_t qh[KL_QKK / 16];
+    uint8_t scales[KL_QKK / 32];
+} kl_block_iq1_m;
+/* TQ1_0 and TQ2_0: ternary weights times d (layouts in ref_tq.c). */
+typedef struct {
+    uint8_t qs[48]; /* 5 trits per byte */
+    uint8_t qh[4];  /* 4 trits per byte */
+    uint16_t d;
+} kl_block_tq1_0;
+typedef struct {
+    uint8_t qs[KL_QKK / 4]; /* 2 bits per element */
+    uint16_t d;
+} kl_block_tq2_0;
+_Static_assert(sizeof(kl_block_iq2_xxs) == 66, "iq2_xxs block");
+_Static_assert(sizeof(kl_block_iq2_xs) == 74, "iq2_xs block");
+_Static_assert(sizeof(kl_block_iq2_s) == 82, "iq2_s block");
+_Static_assert(sizeof(kl_block_iq1_s) == 50, "iq1_s block");
+_Static_assert(sizeof(kl_block_iq1_m) == 56, "iq1_m block");
+_Static_assert(sizeof(kl_block_tq1_0) == 54, "tq1_0 block");
+_Static_assert(sizeof(kl_block_tq2_0) == 66, "tq2_0 block");
 _Static_assert(sizeof(kl_block_iq4_nl) == 18, "iq4_nl block");
 _Static_assert(sizeof(kl_block_iq4_xs) == 136, "iq4_xs block");
 _Static_assert(sizeof(kl_block_iq3_xxs) == 98, "iq3_xxs block");
 _Static_assert(sizeof(kl_block_iq3_s) == 110, "iq3_s block");
+
+/* The integer scale of each 16 elements of a block (2 s + 1 from the stored s; TQ: 1). The
+ * references and the SIMD tiles' per-block steps both take them from here. */
+static inline void kl_iq_odd16(int16_t o[16], int t, int s)
+{
+    o[t] = (int16_t)(2 * s + 1);
+}
+static inline void kl_iq_scales_iq3_xxs(const kl_block_iq3_xxs *b, int16_t o[16])
+{
+    for (int ib = 0; ib < 8; ib++) {
+        int s = b->qs[KL_QKK / 4 + 4 * ib + 3] >> 4; /* bits 28-31 of the little-endian word */
+        kl_iq_odd16(o, 2 * ib, s), kl_iq_odd16(o, 2 * ib + 1, s);
+    }
+}
+static inline void kl_iq_scales_iq3_s(const kl_block_iq3_s *b, int16_t o[16])
+{
+    for (int t = 0; t < 16; t++)
+        kl_iq_odd16(o, t, (b->scales[t / 4] >> (4 * (t / 2 % 2))) & 0xF);
+}
+static inline void kl_iq_scales_iq2_xxs(const kl_block_iq2_xxs *b, int16_t o[16])
+{
+    for (int t = 0; t < 16; t++)
+        kl_iq_odd16(o, t, b->qs[4 * (t / 2) + 3] >> 12); /* bits 28-31 of the second word */
+}
+/* IQ2_XS, IQ2_S: a byte per 32, the low nibble for its first 16 elements */
+static inline void kl_iq_scales_nibbles(const uint8_t sc[8], int16_t o[16])
+{
+    for (int t = 0; t < 16; t++)
+        kl_iq_odd16(o, t, (sc[t / 2] >> (4 * (t % 2))) & 0xF);
+}
+static inline void kl_iq_scales_iq1_s(const kl_block_iq1_s *b, int16_t o[16])
+{
+    for (int t = 0; t < 16; t++)
+        kl_iq_odd16(o, t, (b->qh[t / 2] >> 12) & 7);
+}
+/* IQ1_M: 3 bits per 16 in the low 12 bits of the four scale words; the fp16 d is spread over
+ * their top nibbles. */
+static inline void kl_iq_scales_iq1_m(const kl_block_iq1_m *b, int16_t o[16])
+{
+    for (int t = 0; t < 16; t++) {
+        int w = b->scales[2 * (t / 4)] | b->scales[2 * (t / 4) + 1] << 8;
+        kl_iq_odd16(o, t, (w >> (3 * (t % 4))) & 7);
+    }
+}
+static inline uint16_t kl_iq1_m_d(const kl_block_iq1_m *b)
+{
+    return (uint16_t)((b->scales[1] >> 4) | (b->scales[3] & 0xF0) | (b->scales[5] >> 4) << 8 |
+                      (b->scales[7] & 0xF0) << 8);
+}
 
 /* One 256-element block of a grid type decoded to integers (ref_iq.c runs the references of
  * every type through this form): element e is dl[e / 16] * q[e] with the float dl computed as
@@ -59,8 +162,23 @@ typedef struct {
     float d;          /* factor of the block's integer dot */
 } kl_iq_dec;
 typedef void (*kl_iq_decode_fn)(const void *block, kl_iq_dec *o);
+/* 8 magnitudes (bytes of g, element 0 lowest) times the signs of a sign byte (bit j: -). */
+static inline void kl_iq_put8(int8_t *q, uint64_t g, uint8_t signs)
+{
+    for (int j = 0; j < 8; j++) {
+        int v = (int)((g >> (8 * j)) & 0xFF);
+        q[j] = (int8_t)(signs >> j & 1 ? -v : v);
+    }
+}
 void kl_iq_decode_iq3_xxs(const void *block, kl_iq_dec *o);
 void kl_iq_decode_iq3_s(const void *block, kl_iq_dec *o);
+void kl_iq_decode_iq2_xxs(const void *block, kl_iq_dec *o);
+void kl_iq_decode_iq2_xs(const void *block, kl_iq_dec *o);
+void kl_iq_decode_iq2_s(const void *block, kl_iq_dec *o);
+void kl_iq_decode_iq1_s(const void *block, kl_iq_dec *o);
+void kl_iq_decode_iq1_m(const void *block, kl_iq_dec *o);
+void kl_iq_decode_tq1_0(const void *block, kl_iq_dec *o);
+void kl_iq_decode_tq2_0(const void *block, kl_iq_dec *o);
 
 /* Codebooks (kernels/iq_grids.c). */
 extern const int8_t kl_iq4nl_values[16];
@@ -98,4 +216,20 @@ void kl_ref_dequant_iq3_xxs(const void *src, float *y, int64_t n);
 void kl_ref_gemm_iq3_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_dequant_iq3_s(const void *src, float *y, int64_t n);
 void kl_ref_gemm_iq3_s(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_dequant_iq2_xxs(const void *src, float *y, int64_t n);
+void kl_ref_gemm_iq2_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_dequant_iq2_xs(const void *src, float *y, int64_t n);
+void kl_ref_gemm_iq2_xs(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_dequant_iq2_s(const void *src, float *y, int64_t n);
+void kl_ref_gemm_iq2_s(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_dequant_iq1_s(const void *src, float *y, int64_t n);
+void kl_ref_gemm_iq1_s(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_dequant_iq1_m(const void *src, float *y, int64_t n);
+void kl_ref_gemm_iq1_m(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_dequant_tq1_0(const void *src, float *y, int64_t n);
+void kl_ref_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_dequant_tq2_0(const void *src, float *y, int64_t n);
+void kl_ref_gemm_tq2_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_ref_quant_tq1_0(const float *x, void *dst, int64_t n);
+void kl_ref_quant_tq2_0(const float *x, void *dst, int64_t n);
 #endif

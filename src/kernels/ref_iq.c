@@ -57,6 +57,13 @@ static void gemm(kl_iq_decode_fn decode, size_t bb, const kl_gemm *g, int64_t r0
 
 IQ_REF(iq3_xxs, kl_block_iq3_xxs)
 IQ_REF(iq3_s, kl_block_iq3_s)
+IQ_REF(iq2_xxs, kl_block_iq2_xxs)
+IQ_REF(iq2_xs, kl_block_iq2_xs)
+IQ_REF(iq2_s, kl_block_iq2_s)
+IQ_REF(iq1_s, kl_block_iq1_s)
+IQ_REF(iq1_m, kl_block_iq1_m)
+IQ_REF(tq1_0, kl_block_tq1_0)
+IQ_REF(tq2_0, kl_block_tq2_0)
 
 static kl_type_ops ops(kl_gemm_fn gemm_fn, kl_dequant_fn to_f32, kl_row_fn from_f32)
 {
@@ -71,4 +78,11 @@ void kl_ref_types_iq(kl_isa *isa)
 {
     isa->types[KL_IQ3_XXS] = ops(kl_ref_gemm_iq3_xxs, kl_ref_dequant_iq3_xxs, NULL);
     isa->types[KL_IQ3_S] = ops(kl_ref_gemm_iq3_s, kl_ref_dequant_iq3_s, NULL);
+    isa->types[KL_IQ2_XXS] = ops(kl_ref_gemm_iq2_xxs, kl_ref_dequant_iq2_xxs, NULL);
+    isa->types[KL_IQ2_XS] = ops(kl_ref_gemm_iq2_xs, kl_ref_dequant_iq2_xs, NULL);
+    isa->types[KL_IQ2_S] = ops(kl_ref_gemm_iq2_s, kl_ref_dequant_iq2_s, NULL);
+    isa->types[KL_IQ1_S] = ops(kl_ref_gemm_iq1_s, kl_ref_dequant_iq1_s, NULL);
+    isa->types[KL_IQ1_M] = ops(kl_ref_gemm_iq1_m, kl_ref_dequant_iq1_m, NULL);
+    isa->types[KL_TQ1_0] = ops(kl_ref_gemm_tq1_0, kl_ref_dequant_tq1_0, kl_ref_quant_tq1_0);
+    isa->types[KL_TQ2_0] = ops(kl_ref_gemm_tq2_0, kl_ref_dequant_tq2_0, kl_ref_quant_tq2_0);
 }

@@ -6,14 +6,10 @@
 
 #include "kernels/iq.h"
 
-/* 8 magnitudes (two grid entries) times the signs of one sign byte. */
+/* 8 magnitudes of two grid entries times a sign byte. */
 static void put8(int8_t *q, uint32_t g0, uint32_t g1, uint8_t signs)
 {
-    uint64_t g = g0 | (uint64_t)g1 << 32;
-    for (int j = 0; j < 8; j++) {
-        int v = (int)((g >> (8 * j)) & 0xFF);
-        q[j] = (int8_t)(signs >> j & 1 ? -v : v);
-    }
+    kl_iq_put8(q, g0 | (uint64_t)g1 << 32, signs);
 }
 
 void kl_iq_decode_iq3_xxs(const void *block, kl_iq_dec *o)
@@ -27,10 +23,10 @@ void kl_iq_decode_iq3_xxs(const void *block, kl_iq_dec *o)
         for (int l = 0; l < 4; l++)
             put8(o->q + 32 * ib + 8 * l, kl_iq3xxs_grid[qs[2 * l]], kl_iq3xxs_grid[qs[2 * l + 1]],
                  kl_iq_ksigns[(aux >> (7 * l)) & 127]);
-        int s = (int)(aux >> 28);
-        o->sc[2 * ib] = o->sc[2 * ib + 1] = (int16_t)(2 * s + 1);
-        o->dl[2 * ib] = o->dl[2 * ib + 1] = d * (0.5f + (float)s) * 0.5f;
     }
+    kl_iq_scales_iq3_xxs(b, o->sc);
+    for (int t = 0; t < 16; t++)
+        o->dl[t] = d * (0.5f + (float)(o->sc[t] / 2)) * 0.5f; /* s = (2 s + 1) / 2 */
     o->d = 0.25f * d;
 }
 
@@ -46,9 +42,9 @@ void kl_iq_decode_iq3_s(const void *block, kl_iq_dec *o)
         for (int l = 0; l < 4; l++)
             put8(o->q + 32 * ib + 8 * l, kl_iq3s_grid[idx[2 * l]], kl_iq3s_grid[idx[2 * l + 1]],
                  b->signs[4 * ib + l]);
-        int s = (b->scales[ib / 2] >> (4 * (ib % 2))) & 0xF;
-        o->sc[2 * ib] = o->sc[2 * ib + 1] = (int16_t)(2 * s + 1);
-        o->dl[2 * ib] = o->dl[2 * ib + 1] = d * (float)(1 + 2 * s);
     }
+    kl_iq_scales_iq3_s(b, o->sc);
+    for (int t = 0; t < 16; t++)
+        o->dl[t] = d * (float)o->sc[t];
     o->d = d;
 }

@@ -57,6 +57,10 @@ uint32_t model_file_type(kl_dtype t)
         return 30;
     case KL_BF16:
         return 32;
+    case KL_TQ1_0:
+        return 36;
+    case KL_TQ2_0:
+        return 37;
     default:
         return 0;
     }

@@ -181,6 +181,34 @@ TEST(kernels_gemm_iq3_s_simd_matches_reference)
 {
     check_all(KL_IQ3_S);
 }
+TEST(kernels_gemm_tq1_0_simd_matches_reference)
+{
+    check_all(KL_TQ1_0);
+}
+TEST(kernels_gemm_tq2_0_simd_matches_reference)
+{
+    check_all(KL_TQ2_0);
+}
+TEST(kernels_gemm_iq2_xxs_simd_matches_reference)
+{
+    check_all(KL_IQ2_XXS);
+}
+TEST(kernels_gemm_iq2_xs_simd_matches_reference)
+{
+    check_all(KL_IQ2_XS);
+}
+TEST(kernels_gemm_iq2_s_simd_matches_reference)
+{
+    check_all(KL_IQ2_S);
+}
+TEST(kernels_gemm_iq1_s_simd_matches_reference)
+{
+    check_all(KL_IQ1_S);
+}
+TEST(kernels_gemm_iq1_m_simd_matches_reference)
+{
+    check_all(KL_IQ1_M);
+}
 
 /* kl_matmul_multi: several weights over the same activations in one pass give the same bits
  * as one kl_matmul per weight, for packed and plain weights, sharing one quantization (Q8_0

@@ -14,7 +14,8 @@
  *     range/15, /31, /63 of a 32 or 16 group); 2.5x that for a row with a 50x outlier;
  *     Q4_1 0.075, Q5_0 and Q5_1 0.037 (range/15, /31 of a 32 block), Q2_K 0.34, Q3_K 0.16
  *     (range/3, /7 of a 16 group, scales in 4 and 6 bits); IQ4_NL, IQ4_XS 0.08 (measured
- *     0.064-0.072: 16 levels per 32, denser near 0 than uniform data wants).
+ *     0.064-0.072: 16 levels per 32, denser near 0 than uniform data wants); TQ1_0, TQ2_0
+ *     0.36 (three levels: the best ternary fit of uniform data leaves 1/3 of its rms).
  *   reference matmul vs double dot of dequantized weights and the dequantized activation
  *   row it was given: 1e-5 of sum |w x| (float accumulation only); vs the original F32
  *   activations: the activation quantization bound sum_blocks sum|w| * amax_a * (0.5/127 +
@@ -39,9 +40,9 @@ static float urand(void) /* uniform in [-1, 1) */
     return (float)((double)(rs >> 11) * 0x1.0p-53 * 2.0 - 1.0);
 }
 
-static const kl_dtype quant_types[] = {KL_F32,  KL_F16,  KL_BF16, KL_Q8_0,   KL_Q4_0,
-                                       KL_Q4_1, KL_Q5_0, KL_Q5_1, KL_Q2_K,   KL_Q3_K,
-                                       KL_Q4_K, KL_Q5_K, KL_Q6_K, KL_IQ4_NL, KL_IQ4_XS};
+static const kl_dtype quant_types[] = {KL_F32,  KL_F16,    KL_BF16,   KL_Q8_0,  KL_Q4_0, KL_Q4_1,
+                                       KL_Q5_0, KL_Q5_1,   KL_Q2_K,   KL_Q3_K,  KL_Q4_K, KL_Q5_K,
+                                       KL_Q6_K, KL_IQ4_NL, KL_IQ4_XS, KL_TQ1_0, KL_TQ2_0};
 
 static double rms_tol(kl_dtype t)
 {
@@ -64,6 +65,9 @@ static double rms_tol(kl_dtype t)
     case KL_IQ4_NL:
     case KL_IQ4_XS:
         return 0.08;
+    case KL_TQ1_0:
+    case KL_TQ2_0:
+        return 0.36;
     default:
         return 0.0;
     }
@@ -239,7 +243,8 @@ static void check_ref_gemm(kl_dtype t, int rows, int cols, int B)
 }
 
 /* Types Kiln reads but does not write (random valid blocks, tests/t_blocks.h). */
-static const kl_dtype read_types[] = {KL_IQ3_XXS, KL_IQ3_S};
+static const kl_dtype read_types[] = {KL_IQ3_XXS, KL_IQ3_S, KL_IQ2_XXS, KL_IQ2_XS,
+                                      KL_IQ2_S,   KL_IQ1_S, KL_IQ1_M};
 
 TEST(kernels_ref_gemm_matches_double_dot)
 {

@@ -285,7 +285,8 @@ static int logprobs(const char *m, const char *txt, double *lp, int max)
  * by one costs 0.08). */
 TEST(model_make_tools_quantized_types_run_like_their_dequantization)
 {
-    static const kl_dtype types[] = {KL_Q4_K, KL_Q6_K, KL_Q8_0, KL_IQ4_NL, KL_IQ4_XS};
+    static const kl_dtype types[] = {KL_Q4_K,   KL_Q6_K,  KL_Q8_0, KL_IQ4_NL,
+                                     KL_IQ4_XS, KL_TQ1_0, KL_TQ2_0};
     model_make_opts o;
     model_make_defaults(&o);
     o.dim = 256, o.ffn = 512, o.vocab = 600, o.std = 0.05f;

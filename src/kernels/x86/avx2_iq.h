@@ -31,6 +31,18 @@ static inline float iq2_hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* Magnitudes g (32 bytes) with the signs of 4 sign bytes (byte l: elements 8l..8l+7, bit j element
+ * 8l+j). */
+static inline __m256i iq2_apply_signs(__m256i g, uint32_t signs)
+{
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                            2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
+    __m256i m = _mm256_shuffle_epi8(_mm256_set1_epi32((int)signs), spread);
+    m = _mm256_cmpeq_epi8(_mm256_and_si256(m, bit), bit);
+    return _mm256_sub_epi8(_mm256_xor_si256(g, m), m);
+}
+
 #define IQ2_TILE(PFX, BLOCK, BIAS)                                                                 \
     static inline                                                                                  \
         __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \

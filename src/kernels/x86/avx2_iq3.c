@@ -14,33 +14,11 @@ typedef struct {
 typedef iq3_st iq3_xxs_st;
 typedef iq3_st iq3_s_st;
 
-static inline __m256i odd_scales(const int s[8])
-{
-    int16_t v[16];
-    for (int ib = 0; ib < 8; ib++)
-        v[2 * ib] = v[2 * ib + 1] = (int16_t)(2 * s[ib] + 1);
-    return _mm256_loadu_si256((const __m256i *)v);
-}
-
-/* Magnitudes g with the signs of 4 sign bytes (byte l: elements 8l..8l+7, bit j element 8l+j). */
-static inline __m256i apply_signs(__m256i g, uint32_t signs)
-{
-    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
-                                            2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
-    __m256i m = _mm256_shuffle_epi8(_mm256_set1_epi32((int)signs), spread);
-    m = _mm256_cmpeq_epi8(_mm256_and_si256(m, bit), bit);
-    return _mm256_sub_epi8(_mm256_xor_si256(g, m), m);
-}
-
 static inline void iq3_xxs_begin(const kl_block_iq3_xxs *w, iq3_st *st)
 {
-    uint32_t aux[8];
-    memcpy(aux, w->qs + KL_QKK / 4, sizeof aux);
-    int s[8];
-    for (int ib = 0; ib < 8; ib++)
-        s[ib] = (int)(aux[ib] >> 28);
-    st->s16 = odd_scales(s);
+    int16_t v[16];
+    kl_iq_scales_iq3_xxs(w, v);
+    st->s16 = _mm256_loadu_si256((const __m256i *)v);
     st->d = 0.25f * _cvtsh_ss(w->d);
 }
 
@@ -54,15 +32,14 @@ static inline __m256i iq3_xxs_chunk32(const kl_block_iq3_xxs *w, const iq3_st *s
     uint32_t signs = 0;
     for (int l = 0; l < 4; l++)
         signs |= (uint32_t)kl_iq_ksigns[(aux >> (7 * l)) & 127] << (8 * l);
-    return apply_signs(g, signs);
+    return iq2_apply_signs(g, signs);
 }
 
 static inline void iq3_s_begin(const kl_block_iq3_s *w, iq3_st *st)
 {
-    int s[8];
-    for (int ib = 0; ib < 8; ib++)
-        s[ib] = (w->scales[ib / 2] >> (4 * (ib % 2))) & 0xF;
-    st->s16 = odd_scales(s);
+    int16_t v[16];
+    kl_iq_scales_iq3_s(w, v);
+    st->s16 = _mm256_loadu_si256((const __m256i *)v);
     st->d = _cvtsh_ss(w->d);
 }
 
@@ -77,7 +54,7 @@ static inline __m256i iq3_s_chunk32(const kl_block_iq3_s *w, const iq3_st *st, i
     __m256i g = _mm256_i32gather_epi32((const int *)kl_iq3s_grid, idx, 4);
     uint32_t signs;
     memcpy(&signs, w->signs + 4 * c, 4);
-    return apply_signs(g, signs);
+    return iq2_apply_signs(g, signs);
 }
 
 IQ2_TILE(iq3_xxs, kl_block_iq3_xxs, 0)

@@ -5,6 +5,13 @@ void kl_avx2_gemm_iq4_nl(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_iq4_xs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_iq3_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_iq3_s(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx2_gemm_iq2_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx2_gemm_iq2_xs(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx2_gemm_iq2_s(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx2_gemm_iq1_s(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx2_gemm_iq1_m(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx2_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx2_gemm_tq2_0(const kl_gemm *g, int64_t r0, int64_t r1);
 
 void kl_avx2_types_iq(kl_isa *isa)
 {
@@ -12,4 +19,11 @@ void kl_avx2_types_iq(kl_isa *isa)
     isa->types[KL_IQ4_XS].gemm = kl_avx2_gemm_iq4_xs;
     isa->types[KL_IQ3_XXS].gemm = kl_avx2_gemm_iq3_xxs;
     isa->types[KL_IQ3_S].gemm = kl_avx2_gemm_iq3_s;
+    isa->types[KL_IQ2_XXS].gemm = kl_avx2_gemm_iq2_xxs;
+    isa->types[KL_IQ2_XS].gemm = kl_avx2_gemm_iq2_xs;
+    isa->types[KL_IQ2_S].gemm = kl_avx2_gemm_iq2_s;
+    isa->types[KL_IQ1_S].gemm = kl_avx2_gemm_iq1_s;
+    isa->types[KL_IQ1_M].gemm = kl_avx2_gemm_iq1_m;
+    isa->types[KL_TQ1_0].gemm = kl_avx2_gemm_tq1_0;
+    isa->types[KL_TQ2_0].gemm = kl_avx2_gemm_tq2_0;
 }

@@ -14,24 +14,12 @@ typedef struct {
 typedef iq3_st iq3_xxs_st;
 typedef iq3_st iq3_s_st;
 
-/* Scales 2 s + 1, each covering two 16-element groups. */
-static inline __m256i odd_scales(const int s[8])
-{
-    int16_t v[16];
-    for (int ib = 0; ib < 8; ib++)
-        v[2 * ib] = v[2 * ib + 1] = (int16_t)(2 * s[ib] + 1);
-    return _mm256_loadu_si256((const __m256i *)v);
-}
-
 /* IQ3_XXS: per 32, a uint32 of 4 x 7 sign bits and the scale in bits 28-31, after the indices */
 static inline void iq3_xxs_begin(const kl_block_iq3_xxs *w, iq3_st *st)
 {
-    uint32_t aux[8];
-    memcpy(aux, w->qs + KL_QKK / 4, sizeof aux);
-    int s[8];
-    for (int ib = 0; ib < 8; ib++)
-        s[ib] = (int)(aux[ib] >> 28);
-    st->s16 = odd_scales(s);
+    int16_t v[16];
+    kl_iq_scales_iq3_xxs(w, v);
+    st->s16 = _mm256_loadu_si256((const __m256i *)v);
     st->d = 0.25f * _cvtsh_ss(w->d);
 }
 
@@ -50,10 +38,9 @@ static inline __m512i iq3_xxs_chunk(const kl_block_iq3_xxs *w, const iq3_st *st,
 
 static inline void iq3_s_begin(const kl_block_iq3_s *w, iq3_st *st)
 {
-    int s[8];
-    for (int ib = 0; ib < 8; ib++)
-        s[ib] = (w->scales[ib / 2] >> (4 * (ib % 2))) & 0xF;
-    st->s16 = odd_scales(s);
+    int16_t v[16];
+    kl_iq_scales_iq3_s(w, v);
+    st->s16 = _mm256_loadu_si256((const __m256i *)v);
     st->d = _cvtsh_ss(w->d);
 }
 
