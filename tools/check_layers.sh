@@ -3,11 +3,12 @@
 cd "$(dirname "$0")/.."
 declare -A allow=(
   [base]="base" [gguf]="base gguf" [kernels]="base kernels" [kv]="base kv"
-  [jinja]="base jinja" [tok]="base gguf jinja tok" [model]="base gguf kernels kv model"
-  [engine]="base gguf kernels kv jinja tok model engine" [net]="base net"
-  [server]="base net jinja tok engine server" [gateway]="base net gateway"
+  [jinja]="base jinja" [grammar]="base grammar" [tok]="base gguf jinja tok"
+  [model]="base gguf kernels kv model"
+  [engine]="base gguf kernels kv jinja grammar tok model engine" [net]="base net"
+  [server]="base net jinja grammar tok engine server" [gateway]="base net gateway"
   [bench]="base net bench" [hub]="base gguf hub"
-  [cli]="base gguf kernels kv jinja tok model engine net server gateway bench hub cli"
+  [cli]="base gguf kernels kv jinja grammar tok model engine net server gateway bench hub cli"
 )
 rc=0
 for f in $(find src -name '*.[ch]'); do

@@ -220,6 +220,7 @@ static void *engine_main(void *arg)
 static int copy_request(eng_req *rq, const engine_request *r, kl_err *err)
 {
     rq->r = *r;
+    gram_ref(rq->r.grammar);
     rq->prompt = malloc(sizeof(int32_t) * (size_t)r->n_prompt);
     rq->seqs = calloc((size_t)r->n, sizeof(eng_seq *));
     if (!rq->prompt || !rq->seqs) return kl_errf(err, KL_ENOMEM, "out of memory");
@@ -361,6 +362,7 @@ fail:
         free(rq->seqs[0]);
     }
     free(rq->seqs), free(rq->prompt), free(rq->bias_ids), free(rq->bias), free(rq->stop_buf);
+    gram_unref(rq->r.grammar);
     free(rq);
     return rc;
 }
@@ -424,6 +426,8 @@ void engine_destroy(engine *e)
         step_finish(e, e->waiting, ENGINE_FINISH_ABORT);
     kl_workers_destroy(e->workers);
     sample_scratch_destroy(e->sampler);
+    gram_vocab_free(e->gvocab);
+    free(e->gmask);
     kv_blocks_destroy(e->blocks);
     kv_store_destroy(e->store);
     free(e->logits), free(e->fork_row);

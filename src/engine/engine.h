@@ -17,6 +17,7 @@ typedef struct engine engine; /* opaque */
 struct model;
 struct model_lora;
 struct tok;
+struct gram;
 
 typedef struct engine_config {
     struct model *model;   /* borrowed; must outlive the engine */
@@ -102,6 +103,12 @@ typedef struct engine_request {
      * borrowed: it must outlive the request's last event. NULL: the base model. Its identity
      * is mixed into the prefix-cache hashes, so adapters never share KV blocks. */
     const struct model_lora *lora;
+    /* Constrained decoding (grammar/grammar.h): every choice's output stays inside this
+     * language and ends (with an end token) only when it is complete; NULL: none. The
+     * engine takes its own reference at submit. Logprobs are those of the masked
+     * distribution (as vLLM reports them). An end token always ends a constrained choice,
+     * ignore_eos or not. */
+    struct gram *grammar;
     engine_event_fn on_event;
     void *ctx;
 } engine_request;

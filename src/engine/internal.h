@@ -10,6 +10,7 @@
 #include "engine/engine.h"
 #include "engine/sample.h"
 #include "engine/stop.h"
+#include "grammar/grammar.h"
 #include "kv/blocks.h"
 #include "kv/store.h"
 #include "model/model.h"
@@ -41,6 +42,7 @@ typedef struct eng_seq {
     engine_finish finish;
     const char *error; /* why it finished with ENGINE_FINISH_ERROR */
     double t_first_token;
+    gram_matcher *gm;          /* position in the request's grammar (made at first sample) */
     int chunk;                 /* tokens scheduled this step */
     struct eng_seq *next_wait; /* waiting list link */
 } eng_seq;
@@ -71,8 +73,10 @@ struct engine {
     kv_store *store;
     kv_blocks *blocks;
     sample_scratch *sampler;
-    float *logits;   /* (max_seqs, n_vocab) */
-    float *fork_row; /* (n_vocab) a copy of a row for a forked choice to sample from */
+    gram_vocab *gvocab; /* the tokens' bytes for grammars, built at the first grammar use */
+    uint32_t *gmask;    /* (gram_mask_words) one choice's allowed tokens */
+    float *logits;      /* (max_seqs, n_vocab) */
+    float *fork_row;    /* (n_vocab) a copy of a row for a forked choice to sample from */
     /* batch buffers, (max_batch) each */
     int32_t *b_token, *b_pos, *b_seq;
     bool *b_want;
@@ -122,6 +126,15 @@ void sched_enqueue_waiting(engine *e, eng_seq *s);
 void sched_running_add(engine *e, eng_seq *s);
 /* Takes s off the running or waiting list, wherever it is. */
 void sched_remove(engine *e, eng_seq *s);
+
+/* constrain.c: grammars (the request's r.grammar) */
+enum { CONSTRAIN_OK = 0, CONSTRAIN_END = 1, CONSTRAIN_FAIL = -1 };
+/* Masks row (n_vocab logits) to the tokens s's grammar allows next. CONSTRAIN_END: the
+ * output is complete and no end token exists to sample (finish with STOP); CONSTRAIN_FAIL:
+ * nothing is allowed or out of memory (finish with ERROR). */
+int constrain_mask(engine *e, eng_seq *s, float *row, int n_vocab);
+/* Advances s's grammar by the sampled token t. False: t is not allowed (finish with ERROR). */
+bool constrain_accept(engine *e, eng_seq *s, int32_t t);
 
 /* step.c */
 void step_run(engine *e);

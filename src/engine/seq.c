@@ -39,6 +39,7 @@ void seq_free(engine *e, eng_seq *s)
 {
     if (!s) return;
     seq_release_blocks(e, s);
+    gram_matcher_free(s->gm);
     free(s->tokens);
     free(s->blocks);
     free(s->hashes);

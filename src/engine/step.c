@@ -22,6 +22,7 @@ static void free_request(engine *e, eng_req *rq)
     free(rq->bias_ids);
     free(rq->bias);
     free(rq->stop_buf);
+    gram_unref(rq->r.grammar);
     free(rq);
 }
 
@@ -110,7 +111,9 @@ static void accept_token(engine *e, eng_seq *s, int32_t t, float lp, const engin
     engine_finish fin = ENGINE_RUNNING;
     char out[2 * TEXT_MAX]; /* feed: piece + held-back stop prefix; then a flush */
     size_t n_out = 0;
-    bool eog = (!sp->ignore_eos && e->tk && tok_is_eog(e->tk, t)) || is_stop_id(sp, t);
+    /* a grammar allows an end token only when its output is complete: it always ends */
+    bool eog = ((!sp->ignore_eos || s->req->r.grammar) && e->tk && tok_is_eog(e->tk, t)) ||
+               is_stop_id(sp, t);
     if (eog) {
         fin = ENGINE_FINISH_STOP;
     } else if (e->tk) {
@@ -140,16 +143,34 @@ static void accept_token(engine *e, eng_seq *s, int32_t t, float lp, const engin
     emit(e, s, t, out, n_out, lp, top, n_top, fin);
 }
 
-/* Samples s's next token from row and accepts it. row is modified. */
+/* Samples s's next token from row (masked first by the request's grammar, if any) and
+ * accepts it. row is modified. */
 static void sample_and_accept(engine *e, eng_seq *s, float *row)
 {
     const engine_request *r = &s->req->r;
+    int n_vocab = model_hparams_of(e->m)->n_vocab;
+    if (r->grammar) {
+        int c = constrain_mask(e, s, row, n_vocab);
+        if (c != CONSTRAIN_OK) {
+            if (c == CONSTRAIN_FAIL)
+                kl_warn("engine: request %llu: the grammar allows no token",
+                        (unsigned long long)s->req->id);
+            step_finish(e, s, c == CONSTRAIN_END ? ENGINE_FINISH_STOP : ENGINE_FINISH_ERROR);
+            return;
+        }
+    }
     engine_logprob top[ENGINE_MAX_LOGPROBS];
     int n_top = 0;
     float lp = 0.f;
-    int32_t t = sample_token(e->sampler, row, model_hparams_of(e->m)->n_vocab, &r->sp, r->prompt,
-                             r->n_prompt, s->tokens + r->n_prompt, s->n_tokens - r->n_prompt,
-                             &s->rng, &lp, top, &n_top);
+    int32_t t =
+        sample_token(e->sampler, row, n_vocab, &r->sp, r->prompt, r->n_prompt,
+                     s->tokens + r->n_prompt, s->n_tokens - r->n_prompt, &s->rng, &lp, top, &n_top);
+    if (r->grammar && !constrain_accept(e, s, t)) { /* only non-finite logits get here */
+        kl_warn("engine: request %llu: sampled token %d outside the grammar",
+                (unsigned long long)s->req->id, (int)t);
+        step_finish(e, s, ENGINE_FINISH_ERROR);
+        return;
+    }
     accept_token(e, s, t, lp, top, n_top);
 }
 

@@ -1,7 +1,8 @@
 /* The engine on the real stories260K model: reference greedy generations through the
  * scheduler, batch invariance (alone vs among 15 others, with prefix-cache hits, after
- * preemption), prefix-cache accounting, n > 1, stop strings, aborts, and a random stress
- * run after which every request has finished and every block is back. */
+ * preemption), prefix-cache accounting, n > 1, stop strings, aborts, a random stress
+ * run after which every request has finished and every block is back, and constrained
+ * decoding (grammars) in a mixed batch. */
 #include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -10,6 +11,8 @@
 #include "base/clock.h"
 #include "engine/engine.h"
 #include "engine/open.h"
+#include "grammar/grammar.h"
+#include "t_grammar.h"
 #include "t.h"
 #include "tok/tok.h"
 
@@ -17,6 +20,7 @@
 
 typedef struct result {
     int32_t ids[8][MAXTOK];
+    float lp[8][MAXTOK]; /* logprob of each token (when asked) */
     int n[8];
     char text[8][4096];
     size_t text_len[8];
@@ -39,7 +43,10 @@ static void on_event(void *ctx, const engine_event *ev)
     result *r = ctx;
     pthread_mutex_lock(&mu);
     int i = ev->index;
-    if (ev->token >= 0 && r->n[i] < MAXTOK) r->ids[i][r->n[i]++] = ev->token;
+    if (ev->token >= 0 && r->n[i] < MAXTOK) {
+        r->lp[i][r->n[i]] = ev->logprob;
+        r->ids[i][r->n[i]++] = ev->token;
+    }
     if (ev->text_len && r->text_len[i] + ev->text_len < sizeof r->text[i]) {
         memcpy(r->text[i] + r->text_len[i], ev->text, ev->text_len);
         r->text_len[i] += ev->text_len;
@@ -79,14 +86,16 @@ static void fx_close(fixture *fx)
     engine_close(&fx->st);
 }
 
-static uint64_t submit(fixture *fx, const int32_t *p, int n, engine_sampling *sp, int nchoice,
-                       int prio, result *r)
+/* Submits a request (grammar may be NULL) and fails the test if it is refused. */
+static uint64_t submit_req(fixture *fx, const int32_t *p, int n, engine_sampling *sp, int nchoice,
+                           int prio, gram *grammar, result *r)
 {
     engine_request q = {.prompt = p,
                         .n_prompt = n,
                         .n = nchoice,
                         .sp = *sp,
                         .priority = prio,
+                        .grammar = grammar,
                         .on_event = on_event,
                         .ctx = r};
     uint64_t id = 0;
@@ -95,6 +104,12 @@ static uint64_t submit(fixture *fx, const int32_t *p, int n, engine_sampling *sp
     if (src) fprintf(stderr, "submit: %s\n", err.msg);
     T_EQ(src, 0);
     return id;
+}
+
+static uint64_t submit(fixture *fx, const int32_t *p, int n, engine_sampling *sp, int nchoice,
+                       int prio, result *r)
+{
+    return submit_req(fx, p, n, sp, nchoice, prio, NULL, r);
 }
 
 static engine_sampling greedy(int max)
@@ -397,5 +412,110 @@ TEST(engine_refusal_names_its_param)
     q.n_prompt = 0;
     T_EQ(engine_submit(fx.e, &q, &id, &err), KL_EINVAL);
     T_STREQ(err.param, "prompt");
+    fx_close(&fx);
+}
+
+/* ---- constrained decoding ---- */
+
+/* Constrained requests (a schema, n = 3, greedy and sampled, logprobs) batched with
+ * unconstrained ones: every choice that ends by an end token is a sentence of its language,
+ * ends only by one (ignore_eos set), and the unconstrained requests give exactly what they
+ * give alone. */
+TEST(engine_grammar_outputs_stay_in_language)
+{
+    fixture fx;
+    fx_open(&fx, 8u << 20, 16, 128, true);
+    gram *g = t_schema(
+        "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":8},"
+        "\"n\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":99},"
+        "\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"x\",\"yy\"]},\"maxItems\":3},"
+        "\"ok\":{\"type\":\"boolean\"}},\"required\":[\"name\",\"n\",\"ok\"],"
+        "\"additionalProperties\":false}");
+    int32_t p[8];
+    int np = (int)tok_encode(fx.tk, "Once upon a time", 16, TOK_ADD_BOS, p, 8);
+    result *alone = calloc(1, sizeof *alone), *rs = calloc(6, sizeof *rs);
+    engine_sampling plain = greedy(40);
+    plain.ignore_eos = true;
+    submit(&fx, p, np, &plain, 1, 0, alone);
+    T_ASSERT(engine_wait_idle(fx.e, 60000));
+    for (int k = 0; k < 6; k++) {
+        engine_sampling sp = greedy(300);
+        sp.ignore_eos = true;
+        sp.logprobs = 2;
+        if (k & 1) sp.temperature = 1.f, sp.seed = 100 + (uint64_t)k;
+        if (k == 4)
+            submit(&fx, p, np, &plain, 1, 0, &rs[k]);
+        else
+            submit_req(&fx, p, np, &sp, 3, 0, g, &rs[k]);
+    }
+    T_ASSERT(engine_wait_idle(fx.e, 120000));
+    int ended = 0;
+    for (int k = 0; k < 6; k++) {
+        T_EQ(rs[k].last_events, 1);
+        if (k == 4) {
+            T_EQ(rs[k].n[0], alone->n[0]);
+            T_MEMEQ(rs[k].ids[0], alone->ids[0], sizeof(int32_t) * (size_t)alone->n[0]);
+            continue;
+        }
+        for (int i = 0; i < 3; i++) {
+            T_ASSERT(rs[k].finish[i] == ENGINE_FINISH_STOP ||
+                     rs[k].finish[i] == ENGINE_FINISH_LENGTH);
+            for (int t = 0; t < rs[k].n[i]; t++)
+                T_ASSERT(isfinite(rs[k].lp[i][t]) && rs[k].lp[i][t] <= 0.f);
+            if (rs[k].finish[i] != ENGINE_FINISH_STOP) continue;
+            ended++;
+            rs[k].text[i][rs[k].text_len[i]] = 0;
+            if (!gram_matches(g, rs[k].text[i], rs[k].text_len[i]))
+                t_fail(__FILE__, __LINE__, "request %d choice %d: %s", k, i, rs[k].text[i]);
+            T_ASSERT(tok_is_eog(fx.tk, rs[k].ids[i][rs[k].n[i] - 1]));
+        }
+        if (!(k & 1)) /* greedy: the choices agree */
+            T_MEMEQ(rs[k].text[0], rs[k].text[1], rs[k].text_len[0]);
+    }
+    printf("# %d of 15 constrained choices ended by EOS\n", ended);
+    T_ASSERT(ended >= 6);
+    engine_stats st;
+    engine_stats_get(fx.e, &st);
+    T_EQ(st.kv_blocks_used, 0);
+    free(alone);
+    free(rs);
+    gram_unref(g);
+    fx_close(&fx);
+}
+
+/* Once the output is complete and nothing may follow, the end token is forced: its
+ * probability in the masked distribution is 1. */
+TEST(engine_grammar_end_forces_eos)
+{
+    fixture fx;
+    fx_open(&fx, 4u << 20, 8, 64, true);
+    const char *c[] = {"Lily was happy.", "Tom ran."};
+    size_t l[] = {15, 8};
+    gram *g = NULL;
+    kl_err err = {0};
+    T_EQ(gram_compile_choice(&g, c, l, 2, NULL, &err), 0);
+    int32_t p[8];
+    int np = (int)tok_encode(fx.tk, "Once upon a time", 16, TOK_ADD_BOS, p, 8);
+    result *r = calloc(1, sizeof *r);
+    engine_sampling sp = greedy(100);
+    sp.logprobs = 0;
+    sp.ignore_eos = true;
+    submit_req(&fx, p, np, &sp, 1, 0, g, r);
+    T_ASSERT(engine_wait_idle(fx.e, 60000));
+    T_EQ(r->finish[0], ENGINE_FINISH_STOP);
+    r->text[0][r->text_len[0]] = 0;
+    T_ASSERT(!strcmp(r->text[0], c[0]) || !strcmp(r->text[0], c[1]));
+    int last = r->n[0] - 1;
+    T_ASSERT(tok_is_eog(fx.tk, r->ids[0][last]));
+    T_NEAR(r->lp[0][last], 0.f, 1e-6);
+    /* max_tokens still cuts a constrained output */
+    memset(r, 0, sizeof *r);
+    sp.max_tokens = 2;
+    submit_req(&fx, p, np, &sp, 1, 0, g, r);
+    T_ASSERT(engine_wait_idle(fx.e, 60000));
+    T_EQ(r->finish[0], ENGINE_FINISH_LENGTH);
+    T_EQ(r->n[0], 2);
+    free(r);
+    gram_unref(g);
     fx_close(&fx);
 }
