@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "base/clock.h"
 #include "grammar/internal.h"
 
 void gram_limits_defaults(gram_limits *lim)
@@ -53,6 +53,13 @@ int nfa_fail(nfa *b, int code, const char *fmt, ...)
     return code;
 }
 
+int64_t gbudget_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int nfa_tick(nfa *b, uint64_t n)
 {
     if (b->rc) return b->rc;
@@ -62,7 +69,7 @@ int nfa_tick(nfa *b, uint64_t n)
     g->ticks += n;
     if (g->max_ticks && g->ticks > g->max_ticks)
         return nfa_fail(b, KL_ERANGE, "too complex: over the compile budget");
-    if ((before >> 12) != (g->ticks >> 12) && g->deadline_ns && kl_now_ns() > g->deadline_ns)
+    if ((before >> 12) != (g->ticks >> 12) && g->deadline_ns && gbudget_now_ns() > g->deadline_ns)
         return nfa_fail(b, KL_ERANGE, "too complex: over the compile time budget");
     return 0;
 }

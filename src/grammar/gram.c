@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/clock.h"
 #include "grammar/table.h"
 
 typedef int32_t (*front_fn)(nfa *b, const void *ctx, const gram_limits *lim);
@@ -25,7 +24,7 @@ static int compile(gram **out, const gram_limits *lim_in, const char *desc, fron
     } else {
         gram_limits_defaults(&lim);
     }
-    gbudget bud = {.deadline_ns = kl_now_ns() + (int64_t)(lim.max_ms * 1e6),
+    gbudget bud = {.deadline_ns = gbudget_now_ns() + (int64_t)(lim.max_ms * 1e6),
                    .max_ticks = (uint64_t)(lim.max_ms * 2e5) + 100000};
     nfa b;
     nfa_init(&b, &lim, &bud, err);

@@ -33,7 +33,7 @@ typedef struct gram_limits {
     int max_states;    /* automaton states in all (default 200000) */
     int max_nesting;   /* nesting of the source: schema levels, regex groups (default 64) */
     int max_depth;     /* matcher stack depth, i.e. nesting of the output (default 512) */
-    double max_ms;     /* compile time budget (default 100) */
+    double max_ms;     /* compile budget, CPU milliseconds (default 100) */
     size_t max_tables; /* bytes of token tables kept per grammar (default 64 MiB) */
 } gram_limits;
 

@@ -22,7 +22,7 @@
 /* ---- budget ---- */
 
 typedef struct gbudget {
-    int64_t deadline_ns; /* kl_now_ns() past which compiling fails */
+    int64_t deadline_ns; /* gbudget_now_ns() past which compiling fails */
     uint64_t ticks;      /* work done; the clock is read every 4096 */
     uint64_t max_ticks;
 } gbudget;
@@ -69,6 +69,9 @@ typedef struct cprange {
     uint32_t lo, hi;
 } cprange;
 
+/* The compiling thread's CPU time: the budget counts work done, not time spent waiting for
+ * a core on a loaded machine (a wall-clock deadline refused good schemas under load). */
+int64_t gbudget_now_ns(void);
 void nfa_init(nfa *b, const gram_limits *lim, gbudget *bud, kl_err *err);
 void nfa_free(nfa *b);
 /* Records an error (the first one wins) and returns it. */
