@@ -1,9 +1,10 @@
-/* cli/cmd_engine_bench.c: `kiln model bench-engine -m FILE --prefix | --chunked [-t N]`:
+/* cli/cmd_engine_bench.c: `kiln model bench-engine -m FILE --prefix | --chunked | --grammar`:
  * the engine's scheduling benchmarks.
  *   --prefix:  32 requests sharing a 1,000-token system prompt, run with the prefix cache on
  *              and off: tokens computed, time, and whether the outputs are identical.
  *   --chunked: 8 sequences decoding while one 4,000-token prompt is prefilled in chunks:
- *              the largest gap between two tokens of the decoders, against the step budget. */
+ *              the largest gap between two tokens of the decoders, against the step budget.
+ *   --grammar: constrained decoding's masking cost against the decode step (see below). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "cli/cli.h"
 #include "cli/loaded.h"
 #include "engine/engine.h"
+#include "grammar/grammar.h"
 
 #define MAXOUT 64
 
@@ -172,7 +174,133 @@ static int bench_chunked(engine_stack *L, int threads, int budget)
     return 0;
 }
 
-enum { O_PREFIX = CLI_LONG, O_CHUNKED, O_BUDGET };
+/* --grammar: a nested JSON Schema (an array of at least 40 objects) against the same
+ * requests unconstrained, 1 and 16 streams, sampled (temperature 1) so the output walks the
+ * whole language. The engine counts its time masking and advancing grammars
+ * (engine_stats.grammar_ns); the first constrained round builds the token tables (cold) and
+ * is reported apart. Then the compile time of 200 distinct schemas of that shape (p50, p99). */
+static const char *bench_schema =
+    "{\"type\":\"array\",\"minItems\":40,\"items\":{\"type\":\"object\",\"properties\":{"
+    "\"id\":{\"type\":\"integer\"},\"name\":{\"type\":\"string\",\"maxLength\":16},"
+    "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":8},\"maxItems\":3},"
+    "\"kind\":{\"enum\":[\"a\",\"b\",\"c\"]},\"pos\":{\"type\":\"object\",\"properties\":{"
+    "\"x\":{\"type\":\"number\"},\"y\":{\"type\":\"number\"}},\"required\":[\"x\",\"y\"]}},"
+    "\"required\":[\"id\",\"name\",\"pos\"],\"additionalProperties\":false}}";
+
+typedef struct gb_run {
+    double secs, step_s;
+    uint64_t tokens, grammar_ns, grammar_tokens;
+} gb_run;
+
+/* streams requests of gen tokens each, constrained by g or not; engine stats deltas. */
+static int gb_round(engine *e, int nv, int streams, int gen, gram *g, uint64_t seed, gb_run *out,
+                    kl_err *err)
+{
+    req_out *o = calloc((size_t)streams, sizeof *o);
+    int32_t p[32];
+    engine_stats a, b;
+    engine_stats_get(e, &a);
+    double t0 = kl_now_s();
+    for (int k = 0; k < streams; k++) {
+        fill(p, 32, nv, seed + (uint64_t)k);
+        engine_request r = {
+            .prompt = p, .n_prompt = 32, .n = 1, .grammar = g, .on_event = on_event, .ctx = &o[k]};
+        engine_sampling_defaults(&r.sp);
+        r.sp.temperature = 1;
+        r.sp.seed = seed + (uint64_t)k;
+        r.sp.max_tokens = gen;
+        r.sp.ignore_eos = true;
+        uint64_t id;
+        if (engine_submit(e, &r, &id, err)) return free(o), -1;
+    }
+    engine_wait_idle(e, 600000);
+    out->secs = kl_now_s() - t0;
+    engine_stats_get(e, &b);
+    out->tokens = b.generation_tokens - a.generation_tokens;
+    out->step_s = b.step_s_sum - a.step_s_sum;
+    out->grammar_ns = b.grammar_ns - a.grammar_ns;
+    out->grammar_tokens = b.grammar_tokens - a.grammar_tokens;
+    free(o);
+    return 0;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static int bench_grammar(engine_stack *L, int threads)
+{
+    int nv = model_hparams_of(L->model)->n_vocab, gen = 64;
+    kl_err err;
+    gram *g;
+    if (gram_compile_schema(&g, bench_schema, strlen(bench_schema), NULL, &err))
+        return cli_fail(&err);
+    printf("grammar masking: nested schema (array of >= 40 objects), %d-token vocab, %d tokens "
+           "per request, temperature 1\n",
+           nv, gen);
+    const int sizes[2] = {1, 16};
+    for (int si = 0; si < 2; si++) {
+        int streams = sizes[si];
+        engine *e = make_engine(L, threads, false, 512, &err);
+        if (!e) return cli_fail(&err);
+        gb_run cold, plain[3], con[3];
+        if (gb_round(e, nv, streams, gen, g, 1, &cold, &err)) return cli_fail(&err);
+        for (int rep = 0; rep < 3; rep++) { /* alternate, so both see the same machine */
+            if (gb_round(e, nv, streams, gen, NULL, 100 + (uint64_t)rep * 100, &plain[rep], &err) ||
+                gb_round(e, nv, streams, gen, g, 100 + (uint64_t)rep * 100, &con[rep], &err))
+                return cli_fail(&err);
+        }
+        engine_destroy(e);
+        printf("  %2d stream%s: cold (tables built): %.1f us/token masking\n", streams,
+               streams > 1 ? "s" : " ",
+               1e-3 * (double)cold.grammar_ns /
+                   (double)(cold.grammar_tokens ? cold.grammar_tokens : 1));
+        for (int rep = 0; rep < 3; rep++) {
+            double us = 1e-3 * (double)con[rep].grammar_ns /
+                        (double)(con[rep].grammar_tokens ? con[rep].grammar_tokens : 1);
+            double step_ms_plain =
+                1e3 * plain[rep].step_s / (double)(plain[rep].tokens / (uint64_t)streams);
+            double step_ms_con =
+                1e3 * con[rep].step_s / (double)(con[rep].tokens / (uint64_t)streams);
+            printf("    round %d: masking %.1f us/token = %.2f%% of the constrained decode steps; "
+                   "decode step %.2f ms plain, %.2f ms constrained (%+.1f%%); tok/s %.1f plain, "
+                   "%.1f constrained\n",
+                   rep, us, 100.0 * 1e-9 * (double)con[rep].grammar_ns / con[rep].step_s,
+                   step_ms_plain, step_ms_con, 100.0 * (step_ms_con / step_ms_plain - 1.0),
+                   (double)plain[rep].tokens / plain[rep].secs,
+                   (double)con[rep].tokens / con[rep].secs);
+        }
+    }
+    gram_unref(g);
+    /* compile time of distinct schemas of the same shape */
+    enum { NC = 200 };
+    double ms[NC];
+    char *src = malloc(strlen(bench_schema) + 64);
+    for (int i = 0; i < NC; i++) {
+        /* a distinct schema each time: a property added, minItems changed */
+        sprintf(src,
+                "{\"type\":\"array\",\"minItems\":%d,\"items\":{\"type\":\"object\","
+                "\"properties\":{\"p%d\":{\"type\":\"integer\"},%s",
+                i % 50, i, strstr(bench_schema, "\"id\""));
+        double t0 = kl_now_s();
+        if (gram_compile_schema(&g, src, strlen(src), NULL, &err)) {
+            free(src);
+            return cli_fail(&err);
+        }
+        ms[i] = 1e3 * (kl_now_s() - t0);
+        gram_unref(g);
+    }
+    free(src);
+    qsort(ms, NC, sizeof *ms, cmp_double);
+    printf("schema compile (%d distinct schemas of that shape): p50 %.2f ms, p99 %.2f ms, max "
+           "%.2f ms\n",
+           NC, ms[NC / 2], ms[NC * 99 / 100], ms[NC - 1]);
+    return 0;
+}
+
+enum { O_PREFIX = CLI_LONG, O_CHUNKED, O_BUDGET, O_GRAMMAR };
 
 static const cli_opt opts[] = {
     {'m', "model", "FILE", "the GGUF model (required)"},
@@ -181,14 +309,17 @@ static const cli_opt opts[] = {
     {O_CHUNKED, "chunked", NULL,
      "8 sequences decoding while a 4,000-token prompt is prefilled in chunks: their largest "
      "gap between tokens"},
+    {O_GRAMMAR, "grammar", NULL,
+     "1 and 16 sampled streams constrained by a nested JSON Schema and unconstrained: the "
+     "masking time per token against the decode step; schema compile p50 / p99"},
     {O_BUDGET, "budget", "N", "--chunked: tokens per engine step (default 256)"},
     {'t', "threads", "N", "compute threads (default 2)"},
     {0},
 };
 
-static const cli_cmd cmd = {"model bench-engine", "-m FILE --prefix | --chunked [options]",
-                            "The engine's scheduling benchmarks (one of --prefix, --chunked).\n",
-                            opts, NULL};
+static const cli_cmd cmd = {
+    "model bench-engine", "-m FILE --prefix | --chunked | --grammar [options]",
+    "The engine's scheduling benchmarks (one of --prefix, --chunked, --grammar).\n", opts, NULL};
 
 int cmd_engine_bench(int argc, char **argv)
 {
@@ -215,18 +346,23 @@ int cmd_engine_bench(int argc, char **argv)
         case O_CHUNKED:
             mode = 'C';
             break;
+        case O_GRAMMAR:
+            mode = 'G';
+            break;
         case O_BUDGET:
             if (!cli_int("--budget", val, 16, 8192, &budget)) return 1;
             break;
         }
     }
     if (!path || !mode)
-        return cli_usage_error(&cmd, "-m FILE and --prefix or --chunked are required");
+        return cli_usage_error(&cmd, "-m FILE and --prefix, --chunked or --grammar are required");
     model_opts mo = {
         .max_batch_tokens = 512, .max_logits = 32, .max_ctx = 4096, .n_workers = threads};
     engine_stack L;
     if (cli_open(&L, path, &mo, true, NULL)) return 1;
-    int rc = mode == 'P' ? bench_prefix(&L, threads) : bench_chunked(&L, threads, budget);
+    int rc = mode == 'P'   ? bench_prefix(&L, threads)
+             : mode == 'G' ? bench_grammar(&L, threads)
+                           : bench_chunked(&L, threads, budget);
     engine_close(&L);
     return rc;
 }

@@ -135,6 +135,8 @@ typedef struct engine_stats {
     double step_s_sum;
     uint64_t step_tok_count[ENGINE_STEP_TOK_BUCKETS];
     uint64_t step_tok_sum;
+    uint64_t grammar_tokens; /* tokens sampled under a grammar */
+    uint64_t grammar_ns;     /* engine-thread time masking logits and advancing grammars */
     int n_workers;           /* compute workers (threads) */
     uint64_t worker_busy_ns; /* their time inside kernels, summed over workers */
     bool model_failed;       /* the model can serve no more (its file changed on disk): every

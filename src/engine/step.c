@@ -149,8 +149,10 @@ static void sample_and_accept(engine *e, eng_seq *s, float *row)
 {
     const engine_request *r = &s->req->r;
     int n_vocab = model_hparams_of(e->m)->n_vocab;
+    int64_t t0 = r->grammar ? kl_now_ns() : 0;
     if (r->grammar) {
         int c = constrain_mask(e, s, row, n_vocab);
+        e->live.grammar_ns += (uint64_t)(kl_now_ns() - t0);
         if (c != CONSTRAIN_OK) {
             if (c == CONSTRAIN_FAIL)
                 kl_warn("engine: request %llu: the grammar allows no token",
@@ -165,11 +167,17 @@ static void sample_and_accept(engine *e, eng_seq *s, float *row)
     int32_t t =
         sample_token(e->sampler, row, n_vocab, &r->sp, r->prompt, r->n_prompt,
                      s->tokens + r->n_prompt, s->n_tokens - r->n_prompt, &s->rng, &lp, top, &n_top);
-    if (r->grammar && !constrain_accept(e, s, t)) { /* only non-finite logits get here */
-        kl_warn("engine: request %llu: sampled token %d outside the grammar",
-                (unsigned long long)s->req->id, (int)t);
-        step_finish(e, s, ENGINE_FINISH_ERROR);
-        return;
+    if (r->grammar) {
+        t0 = kl_now_ns();
+        bool ok = constrain_accept(e, s, t);
+        e->live.grammar_ns += (uint64_t)(kl_now_ns() - t0);
+        e->live.grammar_tokens++;
+        if (!ok) { /* only non-finite logits get here */
+            kl_warn("engine: request %llu: sampled token %d outside the grammar",
+                    (unsigned long long)s->req->id, (int)t);
+            step_finish(e, s, ENGINE_FINISH_ERROR);
+            return;
+        }
     }
     accept_token(e, s, t, lp, top, n_top);
 }

@@ -449,7 +449,7 @@ TEST(engine_grammar_outputs_stay_in_language)
             submit_req(&fx, p, np, &sp, 3, 0, g, &rs[k]);
     }
     T_ASSERT(engine_wait_idle(fx.e, 120000));
-    int ended = 0;
+    int ended = 0, constrained = 0;
     for (int k = 0; k < 6; k++) {
         T_EQ(rs[k].last_events, 1);
         if (k == 4) {
@@ -458,6 +458,7 @@ TEST(engine_grammar_outputs_stay_in_language)
             continue;
         }
         for (int i = 0; i < 3; i++) {
+            constrained += rs[k].n[i];
             T_ASSERT(rs[k].finish[i] == ENGINE_FINISH_STOP ||
                      rs[k].finish[i] == ENGINE_FINISH_LENGTH);
             for (int t = 0; t < rs[k].n[i]; t++)
@@ -477,6 +478,8 @@ TEST(engine_grammar_outputs_stay_in_language)
     engine_stats st;
     engine_stats_get(fx.e, &st);
     T_EQ(st.kv_blocks_used, 0);
+    T_EQ(st.grammar_tokens, constrained); /* each sampled under its grammar, timed */
+    T_ASSERT(st.grammar_ns > 0);
     free(alone);
     free(rs);
     gram_unref(g);
