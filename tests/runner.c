@@ -83,6 +83,15 @@ const char *t_tmpdir(void)
     return tmpdir;
 }
 
+const char *t_path(const char *name)
+{
+    static char buf[4][4096];
+    static int k;
+    char *b = buf[k++ % 4];
+    snprintf(b, 4096, "%s/%s", tmpdir, name);
+    return b;
+}
+
 const char *t_kiln(void)
 {
     const char *b = getenv("KILN_BIN");

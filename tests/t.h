@@ -68,6 +68,8 @@ void t_skip(const char *fmt, ...) __attribute__((noreturn));
 const char *t_shared(const char *rel);
 /* A fresh temporary directory for this test (removed by the runner afterwards). */
 const char *t_tmpdir(void);
+/* t_tmpdir()/name, in one of 4 rotating buffers (4 paths live at once). */
+const char *t_path(const char *name);
 /* Path of the kiln binary under test ($KILN_BIN, set by make); skips (CI: fails) without it. */
 const char *t_kiln(void);
 /* Runs a shell command; captures stdout and stderr (each NUL-terminated, caller frees).

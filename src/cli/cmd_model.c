@@ -390,24 +390,59 @@ static int make(int argc, char **argv)
     return 0;
 }
 
+enum { O_PURE = CLI_LONG, O_QTHREADS, O_EMBD_TYPE, O_OUTPUT_TYPE };
+
+static const cli_opt quantize_opts[] = {
+    {O_PURE, "pure", NULL, "every converted tensor in the mix's main type (no per-tensor rules)"},
+    {O_QTHREADS, "threads", "N", "threads converting rows (default 2)"},
+    {O_EMBD_TYPE, "token-embedding-type", "TYPE", "token_embd.weight in TYPE (e.g. q4_1)"},
+    {O_OUTPUT_TYPE, "output-tensor-type", "TYPE", "output.weight in TYPE (e.g. q8_0)"},
+    {0},
+};
+
 static const cli_cmd quantize_cmd = {
-    "model quantize", "IN OUT TYPE",
-    "Converts the 2-D weight matrices of IN to TYPE (f32 f16 bf16; q4_0 q4_1 q5_0 q5_1 q8_0;\n"
-    "q2_k..q6_k; iq4_nl iq4_xs ...: a wrong TYPE is answered with the list) and writes OUT.\n"
-    "The k- and iq-quantizers are simple ones, without an importance matrix. Norms, 1-D tensors "
-    "and matrices whose rows do not fit the type's blocks are\n"
-    "copied as they are; general.file_type is updated, all other metadata copied.\n",
-    NULL, NULL};
+    "model quantize", "IN OUT TYPE [options]",
+    "Writes OUT: IN with its weight matrices in a quantization mix, with llama-quantize's names\n"
+    "and per-tensor types: q4_k_m q4_k_s q5_k_m q5_k_s q3_k_s q3_k_m q3_k_l q2_k q6_k q8_0 q4_0\n"
+    "q4_1 q5_0 q5_1 iq4_nl iq4_xs (q3_k q4_k q5_k: the _m mixes), or f16 bf16 f32. Norms and\n"
+    "1-D tensors are copied as they are; general.file_type is the mix's, all other metadata\n"
+    "copied.\n",
+    quantize_opts, NULL};
 
 static int quantize(int argc, char **argv)
 {
+    model_quantize_opts o = {.threads = 2};
     const char *args[3];
-    int status;
-    if (positionals(&quantize_cmd, argc, argv, 3, args, &status)) return status;
-    int t = kl_dtype_from_name(args[2]);
-    if (t < 0) return cli_usage_error(&quantize_cmd, "unknown type '%s'", args[2]);
+    int got = 0;
+    cli_args a;
+    cli_args_init(&a, &quantize_cmd, argc, argv);
+    const char *v;
+    for (int k; (k = cli_args_next(&a, &v)) != CLI_END;) {
+        switch (k) {
+        case CLI_EXIT:
+            return a.status;
+        case CLI_ARG:
+            if (got == 3) return cli_usage_error(&quantize_cmd, "unexpected argument '%s'", v);
+            args[got++] = v;
+            break;
+        case O_PURE:
+            o.pure = true;
+            break;
+        case O_QTHREADS:
+            if (!parse_int(a.opt, v, &o.threads)) return 2;
+            break;
+        case O_EMBD_TYPE:
+            o.token_embd_type = v;
+            break;
+        case O_OUTPUT_TYPE:
+            o.output_type = v;
+            break;
+        }
+    }
+    if (got < 3) return cli_usage_error(&quantize_cmd, "expected 3 arguments, got %d", got);
+    o.mix = args[2];
     kl_err err = {0};
-    if (model_quantize(args[0], args[1], (kl_dtype)t, &err)) return cli_fail(&err);
+    if (model_quantize(args[0], args[1], &o, &err)) return cli_fail(&err);
     return 0;
 }
 

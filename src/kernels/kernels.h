@@ -70,6 +70,8 @@ void kl_matmul_runs(kl_workers *w, const kl_mm_run *runs, int n, int64_t cols, c
 bool kl_dequantize_supports(kl_dtype t);
 /* Writes n floats; returns false (dst untouched) when t cannot be read or n does not fit. */
 bool kl_dequantize_row(kl_dtype t, const void *src, float *dst, int64_t n);
+/* Whether rows can be quantized to t (kl_quantize_row). */
+bool kl_quantize_supports(kl_dtype t);
 /* Quantizes n floats into dst (kl_dtype_row_bytes(t, n) bytes). Returns false when t cannot
  * be quantized to. */
 bool kl_quantize_row(kl_dtype t, const float *src, void *dst, int64_t n);

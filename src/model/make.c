@@ -40,15 +40,27 @@ void model_make_defaults(model_make_opts *o)
 
 uint32_t model_file_type(kl_dtype t)
 {
-    switch (t) {
+    switch (t) { /* llama_ftype: a K type alone is its _M mix */
     case KL_F16:
         return 1;
     case KL_Q4_0:
         return 2;
+    case KL_Q4_1:
+        return 3;
     case KL_Q8_0:
         return 7;
+    case KL_Q5_0:
+        return 8;
+    case KL_Q5_1:
+        return 9;
+    case KL_Q2_K:
+        return 10;
+    case KL_Q3_K:
+        return 12;
     case KL_Q4_K:
-        return 15; /* Q4_K_M */
+        return 15;
+    case KL_Q5_K:
+        return 17;
     case KL_Q6_K:
         return 18;
     case KL_IQ4_NL:

@@ -66,12 +66,23 @@ const char *model_quant_types(char *buf, size_t n);
 /* llama.cpp's general.file_type for a file whose 2-D weights are t (0 for F32). */
 uint32_t model_file_type(kl_dtype t);
 
-/* Copies in_path to out_path with its 2-D weight matrices converted to type (what
- * kl_quantize_row supports, model_quant_types()). Norms, 1-D tensors and tensors whose row
- * length is not a multiple of the block stay as they are; quantized inputs are dequantized
- * first. general.file_type is updated; all other metadata is copied. Returns 0 or a
- * negative KL_E* with the reason in err and no file left behind. */
-int model_quantize(const char *in_path, const char *out_path, kl_dtype type, kl_err *err);
+typedef struct model_quantize_opts {
+    const char *mix; /* llama-quantize's names: q4_k_m, q3_k_s, q8_0, ..., or f16 bf16 f32 */
+    bool pure;       /* every converted tensor in the mix's main type (llama-quantize --pure) */
+    int threads;     /* < 1: 2 */
+    /* llama-quantize's --token-embedding-type / --output-tensor-type: a type name ("q4_1") for
+     * token_embd.weight / output.weight whatever the mix says, or NULL */
+    const char *token_embd_type, *output_type;
+} model_quantize_opts;
+
+/* Copies in_path to out_path with its weight matrices converted as the mix says: the same
+ * per-tensor types as llama-quantize's (model/quant_mix.c: attn_v, ffn_down and the output get
+ * more bits in the _M mixes, rows that do not fit a K-quant's 256 fall back to Q5_0 / Q5_1 /
+ * Q8_0, and so on). Norms, 1-D tensors, the MoE router stay as they are; quantized inputs are
+ * dequantized first. general.file_type is the mix's llama ftype; all other metadata is copied.
+ * Returns 0 or a negative KL_E* with the reason in err and no file left behind. */
+int model_quantize(const char *in_path, const char *out_path, const model_quantize_opts *o,
+                   kl_err *err);
 
 /* Converts a llama2.c checkpoint (legacy v0 format: 7 int32 header, fp32 weights) and its
  * tokenizer.bin to a GGUF laid out as llama.cpp's convert-llama2c does. Returns 0 or a

@@ -20,11 +20,11 @@ TEST(model_make_tools_quantize_q8_0)
 {
     model_make_opts o;
     model_make_defaults(&o);
-    o.ffn = 200; /* ffn_down rows of 200: not a multiple of 32, stays F32 */
+    o.ffn = 200; /* ffn_down rows of 200: not a multiple of 32, F16 (llama.cpp refuses) */
     const char *in = tp("f32.gguf"), *out = tp("q8.gguf");
     kl_err err = {0};
     T_EQ(model_make(&o, in, &err), 0);
-    T_EQ(model_quantize(in, out, KL_Q8_0, &err), 0);
+    T_EQ(model_quantize(in, out, &(model_quantize_opts){.mix = "q8_0"}, &err), 0);
     gguf_file *a, *b;
     T_EQ(gguf_open(&a, in, &err), 0);
     T_EQ(gguf_open(&b, out, &err), 0);
@@ -48,10 +48,13 @@ TEST(model_make_tools_quantize_q8_0)
         T_ASSERT(y);
         T_EQ(y->ne[0], x->ne[0]);
         T_EQ(y->ne[1], x->ne[1]);
-        bool keep = x->n_dims == 1 || x->ne[0] % 32;
-        if (keep) {
+        if (x->n_dims == 1) {
             T_EQ(y->type, KL_F32);
             T_MEMEQ(y->data, x->data, x->nbytes);
+            continue;
+        }
+        if (x->ne[0] % 32) {
+            T_EQ(y->type, KL_F16);
             continue;
         }
         T_EQ(y->type, KL_Q8_0);
@@ -63,7 +66,7 @@ TEST(model_make_tools_quantize_q8_0)
             T_NEAR(row[j], src[j], 0.0005); /* |w| < 0.07: q8 steps of < 0.0006 */
     }
     T_EQ(quantized, 2 * 6 + 2); /* q k v o gate up per layer, embeddings, output */
-    T_EQ(gguf_find_tensor(b, "blk.0.ffn_down.weight")->type, KL_F32);
+    T_EQ(gguf_find_tensor(b, "blk.0.ffn_down.weight")->type, KL_F16);
     gguf_close(a);
     gguf_close(b);
 }
@@ -99,8 +102,9 @@ TEST(model_make_tools_quantize_chain_and_errors)
     const char *in = tp("f32.gguf"), *q4 = tp("q4.gguf"), *f16 = tp("f16.gguf");
     kl_err err = {0};
     T_EQ(model_make(&o, in, &err), 0);
-    T_EQ(model_quantize(in, q4, KL_Q4_K, &err), 0);
-    T_EQ(model_quantize(q4, f16, KL_F16, &err), 0); /* a quantized input is dequantized */
+    T_EQ(model_quantize(in, q4, &(model_quantize_opts){.mix = "q4_k"}, &err), 0);
+    T_EQ(model_quantize(q4, f16, &(model_quantize_opts){.mix = "f16"}, &err),
+         0); /* a quantized input is dequantized */
     gguf_file *f;
     T_EQ(gguf_open(&f, q4, &err), 0);
     T_EQ(gguf_find_tensor(f, "blk.1.attn_q.weight")->type, KL_Q4_K);
@@ -111,13 +115,14 @@ TEST(model_make_tools_quantize_chain_and_errors)
     T_EQ(gguf_find_tensor(f, "output_norm.weight")->type, KL_F32);
     gguf_close(f);
     /* In place: the output replaces the input only once it is complete. */
-    T_EQ(model_quantize(q4, q4, KL_Q8_0, &err), 0);
+    T_EQ(model_quantize(q4, q4, &(model_quantize_opts){.mix = "Q8_0"}, &err), 0);
     T_EQ(gguf_open(&f, q4, &err), 0);
     T_EQ(gguf_find_tensor(f, "blk.1.attn_q.weight")->type, KL_Q8_0);
     gguf_close(f);
-    T_EQ(model_quantize(in, tp("x.gguf"), KL_Q8_1, &err), KL_EINVAL);
+    T_EQ(model_quantize(in, tp("x.gguf"), &(model_quantize_opts){.mix = "q8_1"}, &err), KL_EINVAL);
     T_CONTAINS(err.msg, "cannot quantize to q8_1");
-    T_EQ(model_quantize(tp("nope.gguf"), tp("x.gguf"), KL_Q8_0, &err), KL_EIO);
+    T_EQ(model_quantize(tp("nope.gguf"), tp("x.gguf"), &(model_quantize_opts){.mix = "q8_0"}, &err),
+         KL_EIO);
     T_CONTAINS(err.msg, "nope.gguf: cannot open");
 }
 
@@ -287,6 +292,8 @@ TEST(model_make_tools_quantized_types_run_like_their_dequantization)
 {
     static const kl_dtype types[] = {KL_Q4_K,   KL_Q6_K,  KL_Q8_0, KL_IQ4_NL,
                                      KL_IQ4_XS, KL_TQ1_0, KL_TQ2_0};
+    static const char *const mixes[] = {"q4_k",   "q6_k",  "q8_0", "iq4_nl",
+                                        "iq4_xs", "tq1_0", "tq2_0"};
     model_make_opts o;
     model_make_defaults(&o);
     o.dim = 256, o.ffn = 512, o.vocab = 600, o.std = 0.05f;
@@ -300,13 +307,13 @@ TEST(model_make_tools_quantized_types_run_like_their_dequantization)
           f);
     fclose(f);
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
-        T_EQ(model_quantize(in, q, types[i], &err), 0);
+        T_EQ(model_quantize(in, q, &(model_quantize_opts){.mix = mixes[i], .pure = true}, &err), 0);
         gguf_file *g;
         T_EQ(gguf_open(&g, q, &err), 0);
         T_EQ(gguf_find_tensor(g, "token_embd.weight")->type, types[i]);
         T_EQ(gguf_find_tensor(g, "blk.1.ffn_down.weight")->type, types[i]);
         gguf_close(g);
-        T_EQ(model_quantize(q, back, KL_F32, &err), 0);
+        T_EQ(model_quantize(q, back, &(model_quantize_opts){.mix = "f32"}, &err), 0);
         double a[64], b[64];
         int n = logprobs(q, txt, a, 64);
         T_ASSERT(n > 20);
