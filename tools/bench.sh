@@ -4,8 +4,11 @@
 # measured in the same run.
 #
 #   KILN_BENCH_MODELS=DIR   where generated models are kept (default ~/.cache/kiln/bench)
-#   KILN_BENCH_SET=small|issue   small (default): the 110M shapes; issue: also the
-#                           Llama-3.2-1B shapes of issue 4 (1.3 GB each, ~10 s to make)
+#   KILN_BENCH_SET=small|issue|quant   small (default): the 110M shapes; issue: also the
+#                           Llama-3.2-1B shapes of issue 4 (1.3 GB each, ~10 s to make);
+#                           quant: only the per-mix table of tools/bench_quant.sh (every
+#                           quantization mix on the 1B shape against LLAMA_BENCH, alternating
+#                           rounds; KILN_BENCH_MIXES, KILN_BENCH_ROUNDS: see that file)
 #   LLAMA_BENCH=PATH        a llama-bench binary: run it on the same files and print ratios
 #   LLAMA_BATCHED_BENCH=PATH  llama-batched-bench: B=16/32/64 decode against kiln's (issue set)
 #   LLAMA_SERVER=PATH       llama-server: serving figures against kiln serve (issue set, with
@@ -29,6 +32,10 @@ make_model() { # name, then kiln model make options
 
 S110="--dim 768 --layers 12 --heads 12 --kv-heads 12 --ffn 2048 --vocab 32000"
 L1B="--dim 2048 --layers 16 --heads 32 --kv-heads 8 --ffn 8192 --vocab 128256 --tied --rope-theta 500000"
+if [ "$SET" = quant ]; then
+    KILN_BIN="$KILN" KILN_BENCH_MODELS="$DIR" THREADS="$THREADS" tools/bench_quant.sh
+    exit
+fi
 models=("$(make_model m110-f32 $S110 --type f32)" "$(make_model m110-q8_0 $S110 --type q8_0)")
 if [ "$SET" = issue ]; then
     for t in q8_0 q4_0 f16; do models+=("$(make_model l1b-$t $L1B --type $t)"); done

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include "base/dtype.h"
 #include "base/err.h"
+#include "gguf/gguf.h"
 
 typedef struct model_make_opts {
     const char *arch; /* any architecture of model/arch.c: llama, gemma2, phi3, ... */
@@ -83,6 +84,11 @@ typedef struct model_quantize_opts {
  * Returns 0 or a negative KL_E* with the reason in err and no file left behind. */
 int model_quantize(const char *in_path, const char *out_path, const model_quantize_opts *o,
                    kl_err *err);
+/* The type each tensor of f (opened from path, named in errors) gets in o's mix, by file
+ * index into to[gguf_n_tensors(f)]: what model_quantize writes. Returns 0 or a negative KL_E*
+ * (an unknown mix or type, a type Kiln cannot write, a file the mix does not fit). */
+int model_quantize_plan(const gguf_file *f, const char *path, const model_quantize_opts *o,
+                        kl_dtype *to, kl_err *err);
 
 /* Converts a llama2.c checkpoint (legacy v0 format: 7 int32 header, fp32 weights) and its
  * tokenizer.bin to a GGUF laid out as llama.cpp's convert-llama2c does. Returns 0 or a

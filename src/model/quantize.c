@@ -79,10 +79,13 @@ static int cmp_weights(const void *a, const void *b)
     return lx != ly ? (lx < ly ? -1 : 1) : strcmp(x->name, y->name);
 }
 
-/* The new type of every tensor of f into to[] (by file index). Errors name path. */
-static int plan(const gguf_file *f, const char *path, const model_quantize_opts *o, const qmix *mix,
-                kl_dtype *to, kl_err *err)
+int model_quantize_plan(const gguf_file *f, const char *path, const model_quantize_opts *o,
+                        kl_dtype *to, kl_err *err)
 {
+    const qmix *mix = qmix_find(o->mix ? o->mix : "");
+    if (!mix)
+        return kl_errf(err, KL_EINVAL, "cannot quantize to %s (%s)", o->mix ? o->mix : "(null)",
+                       qmix_names());
     int embd = -1, out = -1;
     if (o->token_embd_type && (embd = kl_dtype_from_name(o->token_embd_type)) < 0)
         return kl_errf(err, KL_EINVAL, "unknown token embedding type %s", o->token_embd_type);
@@ -118,7 +121,7 @@ int model_quantize(const char *in_path, const char *out_path, const model_quanti
                    kl_err *err)
 {
     const qmix *mix = qmix_find(o->mix ? o->mix : "");
-    if (!mix)
+    if (!mix) /* before the file is opened, whatever it holds */
         return kl_errf(err, KL_EINVAL, "cannot quantize to %s (%s)", o->mix ? o->mix : "(null)",
                        qmix_names());
     gguf_file *f;
@@ -130,7 +133,7 @@ int model_quantize(const char *in_path, const char *out_path, const model_quanti
         gguf_close(f);
         return kl_errf(err, KL_ENOMEM, "%s: out of memory", out_path);
     }
-    if ((rc = plan(f, in_path, o, mix, to, err))) {
+    if ((rc = model_quantize_plan(f, in_path, o, to, err))) {
         free(to);
         gguf_close(f);
         return rc;
