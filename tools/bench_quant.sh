@@ -31,7 +31,7 @@ BW=${KILN_BENCH_BW:-}
 if [ -z "$BW" ] && [ -f "${KILN_SHARED:-../shared}/perf/limits.c" ]; then
     [ -x "$DIR/limits" ] ||
         gcc -O2 -march=native -fopenmp -o "$DIR/limits" "${KILN_SHARED:-../shared}/perf/limits.c" -lm
-    BW=$("$DIR/limits" | awk '/mem read/ && /threads=2/ {print $5}')
+    BW=$("$DIR/limits" | awk '/mem read/ && /threads=2/ {for (i = 1; i < NF; i++) if ($i == "median=") print $(i + 1)}')
 fi
 echo "## quantization mixes, 1B shape: pp$PP and tg$TG (B=1), kiln vs llama-bench, $ROUNDS alternating rounds, -t $THREADS, read bandwidth ${BW:-?} GB/s"
 
