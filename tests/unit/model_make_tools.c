@@ -81,7 +81,7 @@ TEST(model_make_tools_quantize_experts)
     const char *in = tp("mix.gguf"), *out = tp("mixq.gguf");
     kl_err err = {0};
     T_EQ(model_make(&o, in, &err), 0);
-    T_EQ(model_quantize(in, out, KL_Q8_0, &err), 0);
+    T_EQ(model_quantize(in, out, &(model_quantize_opts){.mix = "q8_0"}, &err), 0);
     gguf_file *b;
     T_EQ(gguf_open(&b, out, &err), 0);
     const gguf_tensor *router = gguf_find_tensor(b, "blk.1.ffn_gate_inp.weight"),
