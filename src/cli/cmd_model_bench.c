@@ -76,14 +76,28 @@ static int run_once(bench *b, int B, int p, int n, int tg0, double *t_pp, double
                 ids[i] = rand_token(b, hp->n_vocab), pos[i] = at + i, seq[i] = s;
                 want[i] = at + i == p - 1;
             }
-            model_batch mb = {k, ids, pos, seq, want, B, seqs, seq_lora};
+            model_batch mb = {.n = k,
+                              .token = ids,
+                              .pos = pos,
+                              .seq = seq,
+                              .want_logits = want,
+                              .n_seqs = B,
+                              .seqs = seqs,
+                              .lora = seq_lora};
             rc = model_forward(b->m, b->w, b->kv, &mb, b->logits, err);
         }
     double t1 = kl_now_s(), c1 = cpu_s();
     for (int step = 0; step < n && !rc; step++) {
         for (int s = 0; s < B; s++)
             ids[s] = rand_token(b, hp->n_vocab), pos[s] = tg0 + step, seq[s] = s, want[s] = true;
-        model_batch mb = {B, ids, pos, seq, want, B, seqs, seq_lora};
+        model_batch mb = {.n = B,
+                          .token = ids,
+                          .pos = pos,
+                          .seq = seq,
+                          .want_logits = want,
+                          .n_seqs = B,
+                          .seqs = seqs,
+                          .lora = seq_lora};
         rc = model_forward(b->m, b->w, b->kv, &mb, b->logits, err);
     }
     *t_pp = t1 - t0;

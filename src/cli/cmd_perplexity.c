@@ -168,7 +168,14 @@ int cmd_perplexity(int argc, char **argv)
         for (int i = 0; i < k; i++)
             pos[i] = at + i, seq[i] = 0, want[i] = true;
         const model_lora *seq_lora[1] = {lora};
-        model_batch b = {k, ids + at, pos, seq, want, 1, &sq, seq_lora};
+        model_batch b = {.n = k,
+                         .token = ids + at,
+                         .pos = pos,
+                         .seq = seq,
+                         .want_logits = want,
+                         .n_seqs = 1,
+                         .seqs = &sq,
+                         .lora = seq_lora};
         if (model_forward(L.model, w, kv, &b, logits, &err)) {
             rc = cli_fail(&err);
             break;

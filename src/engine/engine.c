@@ -77,6 +77,8 @@ int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
     if (cfg.max_batch_tokens < cfg.max_seqs) cfg.max_seqs = cfg.max_batch_tokens;
     if (cfg.n_ctx < 1 || cfg.n_ctx > mo->max_ctx) cfg.n_ctx = mo->max_ctx;
     if (cfg.max_queue < 1) cfg.max_queue = 1;
+    if (cfg.pooling < ENGINE_POOL_MODEL || cfg.pooling > ENGINE_POOL_LAST)
+        return kl_errf(err, KL_EINVAL, "engine: pooling must be mean, cls or last");
     engine *e = calloc(1, sizeof *e);
     if (!e) return kl_errf(err, KL_ENOMEM, "out of memory");
     e->cfg = cfg;
@@ -112,12 +114,16 @@ int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
     e->b_pos = malloc(sizeof(int32_t) * mb);
     e->b_seq = malloc(sizeof(int32_t) * mb);
     e->b_want = malloc(sizeof(bool) * mb);
+    e->b_want_embd = malloc(sizeof(bool) * mb);
+    e->b_embd = malloc(sizeof(float) * mb * (size_t)hp->dim); /* touched only by embeddings */
+    e->pooling = cfg.pooling ? cfg.pooling : hp->pooling ? hp->pooling : ENGINE_POOL_MEAN;
     e->b_seqs = malloc(sizeof(model_seq) * ms);
     e->b_owner = malloc(sizeof(eng_seq *) * ms);
     e->b_lora = malloc(sizeof(*e->b_lora) * ms);
     e->running = malloc(sizeof(eng_seq *) * ms);
     if (!e->workers || !e->sampler || !e->logits || !e->fork_row || !e->b_token || !e->b_pos ||
-        !e->b_seq || !e->b_want || !e->b_seqs || !e->b_owner || !e->b_lora || !e->running) {
+        !e->b_seq || !e->b_want || !e->b_want_embd || !e->b_embd || !e->b_seqs || !e->b_owner ||
+        !e->b_lora || !e->running) {
         rc = kl_errf(err, KL_ENOMEM, "engine: out of memory");
         goto fail;
     }
@@ -276,6 +282,8 @@ static int validate(const engine *e, const engine_request *r, kl_err *err)
         return kl_errp(err, KL_EINVAL, "lora", "lora: the adapter was loaded for another model");
     if (r->n < 1 || r->n > e->max_seqs)
         return kl_errp(err, KL_EINVAL, "n", "n: must be 1..%d", e->max_seqs);
+    if (r->embed && r->n != 1)
+        return kl_errp(err, KL_EINVAL, "n", "n: an embedding has one choice");
     if (!isfinite(sp->temperature) || sp->temperature < 0)
         return kl_errp(err, KL_EINVAL, "temperature", "temperature: must be >= 0");
     if (!(sp->top_p > 0 && sp->top_p <= 1))
@@ -432,6 +440,7 @@ void engine_destroy(engine *e)
     kv_store_destroy(e->store);
     free(e->logits), free(e->fork_row);
     free(e->b_token), free(e->b_pos), free(e->b_seq), free(e->b_want), free(e->b_seqs);
+    free(e->b_want_embd), free(e->b_embd);
     free(e->b_owner), free(e->b_lora), free(e->running), free(e->inbox), free(e->aborts);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);

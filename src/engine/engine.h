@@ -32,7 +32,11 @@ typedef struct engine_config {
     int n_ctx;             /* longest prompt + output allowed (default: model's; never more
                               than the KV pool holds: engine_n_ctx) */
     bool prefix_cache;     /* default true */
+    int pooling; /* embedding requests: ENGINE_POOL_*; 0: the model's pooling_type, else mean */
 } engine_config;
+
+/* How an embedding request pools its prompt's final hidden states (llama.cpp's numbers). */
+enum { ENGINE_POOL_MODEL = 0, ENGINE_POOL_MEAN = 1, ENGINE_POOL_CLS = 2, ENGINE_POOL_LAST = 3 };
 
 #define ENGINE_MAX_STOP     8
 #define ENGINE_MAX_LOGPROBS 20
@@ -88,6 +92,9 @@ typedef struct engine_event {
     bool last;         /* no more events for this request */
     double queued_s;   /* seconds from engine_submit until a step first scheduled the request
                           (-1 on events before that: an abort while waiting) */
+    /* an embedding request's last event: the pooled, L2-normalised vector (n_embedding) */
+    const float *embedding;
+    int n_embedding;
 } engine_event;
 
 typedef void (*engine_event_fn)(void *ctx, const engine_event *ev);
@@ -109,6 +116,8 @@ typedef struct engine_request {
      * distribution (as vLLM reports them). An end token always ends a constrained choice,
      * ignore_eos or not. */
     struct gram *grammar;
+    bool embed; /* the prompt's embedding, not a completion: one last event carrying it (n = 1;
+                   sampling ignored) */
     engine_event_fn on_event;
     void *ctx;
 } engine_request;

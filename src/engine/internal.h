@@ -44,6 +44,7 @@ typedef struct eng_seq {
     double t_first_token;
     gram_matcher *gm;          /* position in the request's grammar (made at first sample) */
     int chunk;                 /* tokens scheduled this step */
+    float *embd;               /* embedding requests: (dim) the pooled rows' running sum */
     struct eng_seq *next_wait; /* waiting list link */
 } eng_seq;
 
@@ -80,6 +81,9 @@ struct engine {
     /* batch buffers, (max_batch) each */
     int32_t *b_token, *b_pos, *b_seq;
     bool *b_want;
+    bool *b_want_embd;                /* tokens whose hidden rows an embedding request pools */
+    float *b_embd;                    /* (max_batch, dim) those rows */
+    int pooling;                      /* ENGINE_POOL_* the embedding requests use (never _MODEL) */
     model_seq *b_seqs;                /* (max_seqs) */
     const struct model_lora **b_lora; /* (max_seqs) adapter of each b_seqs entry */
     eng_seq **b_owner;                /* (max_seqs) sequence of each b_seqs entry */

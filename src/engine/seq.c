@@ -43,6 +43,7 @@ void seq_free(engine *e, eng_seq *s)
     free(s->tokens);
     free(s->blocks);
     free(s->hashes);
+    free(s->embd);
     free(s);
 }
 
@@ -99,6 +100,8 @@ static uint64_t block_hash(engine *e, const eng_seq *s, int j)
 int seq_prefix_lookup(engine *e, eng_seq *s)
 {
     if (!e->cfg.prefix_cache || s->n_blocks) return 0;
+    /* mean and cls pooling need the hidden rows of every prompt token: compute them all */
+    if (s->req->r.embed && e->pooling != ENGINE_POOL_LAST) return 0;
     int full = (s->n_tokens - 1) / e->bs;
     if (!grow_blocks(s, full + 1)) return 0;
     int j = 0;

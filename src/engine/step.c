@@ -3,6 +3,7 @@
  * next one, turns it into text (UTF-8 complete, stop strings held back) and emits the event.
  * Also finishes sequences (emitting their last event) and forks the n > 1 choices of a
  * request once its prompt is computed, sharing the prompt's blocks. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,10 @@ static void emit(engine *e, eng_seq *s, int32_t token, const char *text, size_t 
     }
     if (done_req) {
         ev.last = true;
+        if (rq->r.embed && fin == ENGINE_FINISH_STOP) {
+            ev.embedding = s->embd;
+            ev.n_embedding = model_hparams_of(e->m)->dim;
+        }
         ev.prompt_tokens = rq->r.n_prompt;
         ev.cached_tokens = rq->cached_tokens;
         for (int i = 0; i < rq->n_forked; i++)
@@ -214,6 +219,52 @@ static void fork_and_sample(engine *e, eng_seq *s, float *row)
     sample_and_accept(e, s, row);
 }
 
+/* Whether the hidden row of s's token at position p is pooled into its embedding. */
+static bool pooled(const engine *e, const eng_seq *s, int p)
+{
+    if (!s->req->r.embed) return false;
+    return e->pooling == ENGINE_POOL_MEAN || (e->pooling == ENGINE_POOL_CLS && p == 0) ||
+           (e->pooling == ENGINE_POOL_LAST && p == s->n_tokens - 1);
+}
+
+/* An embedding request's prompt is computed: its pooled rows' mean (or the one row), scaled to
+ * unit length as OpenAI's embeddings are; then its one last event. */
+static void embed_finish(engine *e, eng_seq *s)
+{
+    int dim = model_hparams_of(e->m)->dim;
+    float k = e->pooling == ENGINE_POOL_MEAN ? 1.f / (float)s->n_tokens : 1.f;
+    double ss = 0;
+    for (int i = 0; i < dim; i++) {
+        double x = (double)(s->embd[i] * k);
+        ss += x * x;
+    }
+    if (!isfinite(ss)) { /* NaN/Inf weights: this request fails, as a generation would */
+        s->error = "the model produced non-finite hidden states (NaN or Inf)";
+        step_finish(e, s, ENGINE_FINISH_ERROR);
+        return;
+    }
+    float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.f;
+    for (int i = 0; i < dim; i++)
+        s->embd[i] *= k * inv;
+    step_finish(e, s, ENGINE_FINISH_STOP);
+}
+
+/* Adds the rows of s this step pooled (rows from *at of e->b_embd) into its sum. Returns
+ * false when its sum cannot be allocated. */
+static bool embed_add(engine *e, eng_seq *s, int p0, int n, int *at)
+{
+    int dim = model_hparams_of(e->m)->dim;
+    if (!s->embd && !(s->embd = calloc((size_t)dim, sizeof(float)))) return false;
+    if (p0 == 0) memset(s->embd, 0, sizeof(float) * (size_t)dim); /* (re)computed from the start */
+    for (int p = p0; p < p0 + n; p++) {
+        if (!pooled(e, s, p)) continue;
+        const float *row = e->b_embd + (size_t)(*at)++ * (size_t)dim;
+        for (int i = 0; i < dim; i++)
+            s->embd[i] += row[i];
+    }
+    return true;
+}
+
 const double engine_step_s_le[ENGINE_STEP_S_BUCKETS - 1] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                             0.1,   0.25,   0.5,   1,    2.5};
 const double engine_step_tok_le[ENGINE_STEP_TOK_BUCKETS - 1] = {1,   2,   4,   8,    16,   32,  64,
@@ -303,11 +354,21 @@ void step_run(engine *e)
             e->b_token[n] = s->tokens[p];
             e->b_pos[n] = p;
             e->b_seq[n] = ns;
-            e->b_want[n] = p == s->n_tokens - 1;
+            e->b_want[n] = p == s->n_tokens - 1 && !s->req->r.embed;
+            e->b_want_embd[n] = pooled(e, s, p);
         }
         ns++;
     }
-    model_batch b = {n, e->b_token, e->b_pos, e->b_seq, e->b_want, ns, e->b_seqs, e->b_lora};
+    model_batch b = {.n = n,
+                     .token = e->b_token,
+                     .pos = e->b_pos,
+                     .seq = e->b_seq,
+                     .want_logits = e->b_want,
+                     .n_seqs = ns,
+                     .seqs = e->b_seqs,
+                     .lora = e->b_lora,
+                     .want_embd = e->b_want_embd,
+                     .embd = e->b_embd};
     kl_err err;
     int rc = model_forward(e->m, e->workers, e->store, &b, e->logits, &err);
     e->live.steps++;
@@ -326,13 +387,22 @@ void step_run(engine *e)
         return;
     }
     /* sample, in batch order; owners may finish (and leave running) as we go */
-    int row = 0;
+    int row = 0, embd_row = 0;
     for (int k = 0; k < ns; k++) {
         eng_seq *s = e->b_owner[k];
+        if (s->req->r.embed && !embed_add(e, s, s->n_computed, s->chunk, &embd_row)) {
+            s->chunk = 0;
+            step_finish(e, s, ENGINE_FINISH_ERROR);
+            continue;
+        }
         s->n_computed += s->chunk;
         s->chunk = 0;
         seq_publish(e, s);
         if (s->n_computed != s->n_tokens) continue;
+        if (s->req->r.embed) {
+            embed_finish(e, s);
+            continue;
+        }
         int nv = model_hparams_of(e->m)->n_vocab;
         float *lr = e->logits + (size_t)row++ * (size_t)nv;
         if (!all_finite(lr, nv)) { /* NaN/Inf weights, or an overflow: this request fails */

@@ -315,6 +315,10 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
         ffn(m, w, b, l, lora); /* dense (+ adapters), or a mixture of experts */
     }
     rows_run(m, w, b, hp->n_layers - 1, ROWS_RESID);
+    for (int i = 0, e = 0; b->want_embd && i < n; i++)
+        if (b->want_embd[i])
+            pre_norm(m, b->embd + (size_t)e++ * dim, s->x + (size_t)i * dim, m->output_norm,
+                     m->output_norm_b);
     int r = 0;
     for (int i = 0; i < n; i++)
         if (b->want_logits && b->want_logits[i])

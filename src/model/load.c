@@ -112,6 +112,12 @@ static int read_quirks(loader *L, model_hparams *hp)
     int rc;
     hp->emb_scale = hp->residual_scale = hp->logit_scale = 1.f;
     if ((rc = get_u32(L, "attention.sliding_window", &hp->n_swa, true))) return rc;
+    if ((rc = get_u32(L, "pooling_type", &hp->pooling, true))) return rc;
+    if (hp->pooling > MODEL_POOL_LAST)
+        return kl_errf(L->err, KL_EUNSUP,
+                       "%s.pooling_type %d is not supported (0-3: none, mean, "
+                       "cls, last)",
+                       L->arch, hp->pooling);
     if (!strcmp(L->a->name, "gemma2") && !gguf_find_kv(L->f, "gemma2.attention.sliding_window"))
         hp->n_swa = 4096; /* llama.cpp's default for Gemma 2 files without the key */
     if (q & ARCH_SOFTCAP) {

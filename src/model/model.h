@@ -39,7 +39,11 @@ typedef struct model_hparams {
     float softcap_final;
     float emb_scale, residual_scale, logit_scale; /* granite, command-r (1: none) */
     bool tied_output; /* no output.weight: logits use token_embd.weight */
+    int pooling;      /* <arch>.pooling_type, llama.cpp's numbers: MODEL_POOL_* (0: not given) */
 } model_hparams;
+
+/* How an embedding model pools its tokens' final hidden states into one vector. */
+enum { MODEL_POOL_NONE = 0, MODEL_POOL_MEAN = 1, MODEL_POOL_CLS = 2, MODEL_POOL_LAST = 3 };
 
 typedef struct model_seq {
     const int32_t *blocks; /* block table */
@@ -59,6 +63,10 @@ typedef struct model_batch {
     /* (n_seqs) each sequence's LoRA adapter (model/lora.h; NULL: the base model), or NULL:
      * every sequence on the base model */
     const struct model_lora *const *lora;
+    /* embeddings: the final-normed hidden states (what the output head would read) of the
+     * tokens flagged here come out in embd, (flagged, dim) in token order; NULL: none */
+    const bool *want_embd;
+    float *embd;
 } model_batch;
 
 typedef struct model model; /* opaque */

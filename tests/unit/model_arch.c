@@ -64,7 +64,13 @@ static void forward(run_ctx *r, const int32_t *tok, int n, float *logits)
     for (int i = 0; i < n; i++)
         pos[i] = i, seq[i] = 0, want[i] = true;
     model_seq sq = {r->blocks, 16};
-    model_batch b = {n, tok, pos, seq, want, 1, &sq, NULL};
+    model_batch b = {.n = n,
+                     .token = tok,
+                     .pos = pos,
+                     .seq = seq,
+                     .want_logits = want,
+                     .n_seqs = 1,
+                     .seqs = &sq};
     kl_err err = {0};
     T_EQ(model_forward(r->m, NULL, r->kv, &b, logits, &err), 0);
 }

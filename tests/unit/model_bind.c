@@ -34,7 +34,13 @@ static model_hparams run(const char *path, int n, float *logits)
     for (int i = 0; i < n; i++)
         tok[i] = (i * 37 + 5) % hp.n_vocab, pos[i] = i, seq[i] = 0, want[i] = true;
     model_seq sq = {blocks, 16};
-    model_batch b = {n, tok, pos, seq, want, 1, &sq, NULL};
+    model_batch b = {.n = n,
+                     .token = tok,
+                     .pos = pos,
+                     .seq = seq,
+                     .want_logits = want,
+                     .n_seqs = 1,
+                     .seqs = &sq};
     T_EQ(model_forward(m, NULL, kv, &b, logits, &err), 0);
     kv_store_destroy(kv);
     model_free(m);

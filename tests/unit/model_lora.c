@@ -99,7 +99,14 @@ static void run(const model *mc, kl_workers *w, const model_lora *const *loras, 
     for (int i = 0; i < len; i++) /* interleaved: sequences' rows are not contiguous */
         for (int s = 0; s < n_seqs; s++, n++)
             tok[n] = (i * 7 + 13 * s + 1) % hp->n_vocab, pos[n] = i, seq[n] = s, want[n] = true;
-    model_batch b = {n, tok, pos, seq, want, n_seqs, sq, loras};
+    model_batch b = {.n = n,
+                     .token = tok,
+                     .pos = pos,
+                     .seq = seq,
+                     .want_logits = want,
+                     .n_seqs = n_seqs,
+                     .seqs = sq,
+                     .lora = loras};
     T_EQ(model_forward(m, w, kv, &b, logits, &err), 0);
     kv_store_destroy(kv);
 }

@@ -37,7 +37,13 @@ static void run(const char *path, const int32_t *a, const int32_t *b, float *la)
         if (b) tok[n] = b[i], pos[n] = i, seq[n] = 1, want[n++] = true;
     }
     float *l = malloc(sizeof(float) * (size_t)n * VOCAB);
-    model_batch batch = {n, tok, pos, seq, want, b ? 2 : 1, sq, NULL};
+    model_batch batch = {.n = n,
+                         .token = tok,
+                         .pos = pos,
+                         .seq = seq,
+                         .want_logits = want,
+                         .n_seqs = b ? 2 : 1,
+                         .seqs = sq};
     T_EQ(model_forward(m, w, kv, &batch, l, &err), 0);
     for (int i = 0; i < N; i++)
         memcpy(la + (size_t)i * VOCAB, l + (size_t)i * (b ? 2 : 1) * VOCAB, sizeof(float) * VOCAB);

@@ -52,7 +52,13 @@ static float *logits_of(const char *path, const char *dir, bool *cached)
     int32_t blocks[1] = {0}, tok[5] = {1, 7, 42, 300, 5}, pos[5] = {0, 1, 2, 3, 4}, seq[5] = {0};
     bool want[5] = {true, true, true, true, true};
     model_seq sq = {blocks, 1};
-    model_batch b = {5, tok, pos, seq, want, 1, &sq, NULL};
+    model_batch b = {.n = 5,
+                     .token = tok,
+                     .pos = pos,
+                     .seq = seq,
+                     .want_logits = want,
+                     .n_seqs = 1,
+                     .seqs = &sq};
     float *lg = malloc(sizeof(float) * 5 * (size_t)hp->n_vocab);
     T_EQ(model_forward(m, NULL, kv, &b, lg, &err), 0);
     *cached = m->packed_cached;

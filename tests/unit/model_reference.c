@@ -53,7 +53,13 @@ static void run_reference(json_t *ref, model *m, kl_dtype kvt, int bs, double to
         tok[i] = (int32_t)json_integer_value(json_array_get(ids, (size_t)i));
         pos[i] = i, seq[i] = 0, want[i] = true;
     }
-    model_batch b = {n, tok, pos, seq, want, 1, &sq, NULL};
+    model_batch b = {.n = n,
+                     .token = tok,
+                     .pos = pos,
+                     .seq = seq,
+                     .want_logits = want,
+                     .n_seqs = 1,
+                     .seqs = &sq};
     T_EQ(model_forward(m, NULL, kv, &b, logits, &err), 0);
     for (int i = 0; i + 1 < n; i++) {
         double want_lp = json_real_value(json_array_get(lps, (size_t)i));
@@ -64,7 +70,13 @@ static void run_reference(json_t *ref, model *m, kl_dtype kvt, int bs, double to
         T_EQ(next, json_integer_value(json_array_get(greedy, g)));
         int32_t t1 = next, p1 = n + (int)g, s1 = 0;
         bool w1 = true;
-        model_batch b1 = {1, &t1, &p1, &s1, &w1, 1, &sq, NULL};
+        model_batch b1 = {.n = 1,
+                          .token = &t1,
+                          .pos = &p1,
+                          .seq = &s1,
+                          .want_logits = &w1,
+                          .n_seqs = 1,
+                          .seqs = &sq};
         T_EQ(model_forward(m, NULL, kv, &b1, logits, &err), 0);
         next = argmax(logits, hp->n_vocab);
     }
