@@ -34,6 +34,7 @@ enum {
     O_MAX_UNSENT,
     O_METRICS_PORT,
     O_LOG_FORMAT,
+    O_POOLING,
 };
 
 static const cli_opt opts[] = {
@@ -77,6 +78,8 @@ static const cli_opt opts[] = {
      "/metrics on the main port)"},
     {O_LOG_FORMAT, "log-format", "text|json",
      "text lines (logfmt values) or one JSON object a line (default text)"},
+    {O_POOLING, "pooling", "mean|cls|last",
+     "how /v1/embeddings pools a prompt's tokens (default: the model's pooling_type, else mean)"},
     {O_ORIGINS, "allowed-origins", "LIST",
      "CORS: web pages from these origins may call the API from a browser, e.g. "
      "https://app.example.com,http://localhost:5173, or * for any (never with credentials) "
@@ -86,7 +89,8 @@ static const cli_opt opts[] = {
 
 static const cli_cmd cmd = {
     "serve", "[MODEL] [options]",
-    "An OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, /v1/models,\n"
+    "An OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, /v1/embeddings,\n"
+    "/v1/models, "
     "/tokenize, /detokenize, /health, /metrics) over one GGUF model. Without a model it serves a\n"
     "small random-weight model it makes on first start and caches (its text is noise).\n",
     opts,
@@ -205,6 +209,18 @@ int cmd_serve(int argc, char **argv)
                 rc = 1;
             } else {
                 kl_log_set_format(v);
+            }
+            break;
+        case O_POOLING:
+            if (!strcmp(val, "mean"))
+                o.pooling = ENGINE_POOL_MEAN;
+            else if (!strcmp(val, "cls"))
+                o.pooling = ENGINE_POOL_CLS;
+            else if (!strcmp(val, "last"))
+                o.pooling = ENGINE_POOL_LAST;
+            else {
+                fprintf(stderr, "kiln: --pooling: expected mean, cls or last, got '%s'\n", val);
+                rc = 1;
             }
             break;
         case O_ORIGINS:

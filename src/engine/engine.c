@@ -447,3 +447,8 @@ void engine_destroy(engine *e)
     pthread_cond_destroy(&e->idle_cv);
     free(e);
 }
+
+int engine_embedding_dim(const engine *e)
+{
+    return model_hparams_of(e->m)->dim;
+}

@@ -171,6 +171,8 @@ int engine_submit(engine *e, const engine_request *req, uint64_t *id, kl_err *er
  * ENGINE_FINISH_ABORT. Unknown or finished ids are ignored. */
 void engine_abort(engine *e, uint64_t id);
 void engine_stats_get(engine *e, engine_stats *out);
+/* The length of the vectors embedding requests give (the model's embedding width). */
+int engine_embedding_dim(const engine *e);
 /* The longest prompt + output a request may have: the configured context, or what the whole
  * KV pool holds when that is less (a longer sequence could never finish). */
 int engine_n_ctx(const engine *e);

@@ -19,7 +19,10 @@ void srv_log_call(const srv_call *c, double now)
     kl_rec_begin(&r, KL_LOG_INFO, "serve: request");
     kl_rec_str(&r, "id", c->id);
     kl_rec_str(&r, "model", s->name);
-    kl_rec_str(&r, "endpoint", c->r.kind == SRV_CHAT ? "chat" : "completions");
+    kl_rec_str(&r, "endpoint",
+               c->r.kind == SRV_CHAT         ? "chat"
+               : c->r.kind == SRV_EMBEDDINGS ? "embeddings"
+                                             : "completions");
     kl_rec_int(&r, "stream", c->r.stream);
     kl_rec_int(&r, "n", c->n_choices);
     kl_rec_int(&r, "prompt_tokens", p);

@@ -44,8 +44,10 @@ static void call_free(srv_call *c)
 {
     srv *s = c->s;
     net_calls_remove(&s->calls, &c->nc);
-    for (int i = 0; i < SRV_MAX_PROMPTS; i++)
+    for (int i = 0; i < SRV_MAX_PROMPTS; i++) {
         free(c->sub[i].spare);
+        free(c->sub[i].vec);
+    }
     for (int i = 0; i < c->n_choices; i++) {
         if (c->ch[i].text) evbuffer_free(c->ch[i].text);
         json_decref(c->ch[i].lp);
@@ -116,6 +118,19 @@ static void call_complete(srv_call *c)
             net_sse_done(c->nc.req);
             evhttp_send_reply_end(take_req(c));
             srv_count_status(s, c->status);
+        } else if (c->r.kind == SRV_EMBEDDINGS) {
+            bool all = true;
+            for (int i = 0; i < c->n_sub; i++)
+                all &= c->sub[i].vec != NULL;
+            if (all) {
+                srv_send_json(s, take_req(c), 200, srv_embeddings_json(c));
+                c->status = 200;
+            } else { /* a vector lost for want of memory */
+                net_error e = {0};
+                net_fail(&e, 503, "", "out of memory");
+                c->status = e.status;
+                srv_send_error(s, take_req(c), &e);
+            }
         } else {
             srv_send_final_json(c, take_req(c));
         }
@@ -174,6 +189,11 @@ static void handle_event(srv *s, srv_ev *e)
             ch->text_off += ev->text_len;
         }
     }
+    if (ev->last && e->vec && !sub->vec) {
+        sub->vec = e->vec;
+        sub->n_vec = ev->n_embedding;
+        e->vec = NULL;
+    }
     if (ev->last) {
         sub->live = false;
         sub->prompt_tokens = ev->prompt_tokens;
@@ -192,6 +212,7 @@ void srv_gen_drain_events(srv *s)
     while (e) {
         srv_ev *next = e->next;
         handle_event(s, e);
+        free(e->vec);
         free(e);
         e = next;
     }
@@ -219,7 +240,10 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
     c->s = s;
     c->t0 = kl_now_s();
     c->created = (long long)time(NULL);
-    snprintf(c->id, sizeof c->id, "%s-%016" PRIx64, kind == SRV_CHAT ? "chatcmpl" : "cmpl",
+    snprintf(c->id, sizeof c->id, "%s-%016" PRIx64,
+             kind == SRV_CHAT         ? "chatcmpl"
+             : kind == SRV_EMBEDDINGS ? "embd"
+                                      : "cmpl",
              ++s->next_id ^ ((uint64_t)c->created << 24));
     c->nc.owner = c;
     c->nc.req = req;
@@ -238,6 +262,11 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
         goto fail;
     }
     if (srv_req_tokenize(&c->r, s->tk, s->tmpl, s->n_ctx, &e)) goto fail;
+    int dim = engine_embedding_dim(s->eng);
+    if (c->r.dimensions > dim) {
+        net_fail(&e, 400, "dimensions", "dimensions: the model's embeddings have %d", dim);
+        goto fail;
+    }
     c->n_choices = c->r.n_prompts * c->r.n;
     for (int i = 0; i < c->n_choices; i++) {
         c->ch[i].text = evbuffer_new();
@@ -276,6 +305,7 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
                              .sp = c->r.sp,
                              .priority = c->r.priority,
                              .cache_salt = c->r.cache_salt,
+                             .embed = c->r.kind == SRV_EMBEDDINGS,
                              .on_event = srv_on_engine_event,
                              .ctx = sub};
         kl_err err = {0};

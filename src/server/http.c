@@ -147,7 +147,17 @@ static void handle_detokenize(srv *s, struct evhttp_request *req)
     srv_req_free(&r);
 }
 
-enum { R_HEALTH, R_METRICS, R_MODELS, R_COMPL, R_CHAT, R_TOKENIZE, R_DETOKENIZE, R_VERSION };
+enum {
+    R_HEALTH,
+    R_METRICS,
+    R_MODELS,
+    R_COMPL,
+    R_CHAT,
+    R_EMBED,
+    R_TOKENIZE,
+    R_DETOKENIZE,
+    R_VERSION
+};
 static const struct {
     const char *path;
     int methods, id;
@@ -159,6 +169,7 @@ static const struct {
     {"/v1/models", EVHTTP_REQ_GET, R_MODELS, true, true},
     {"/v1/completions", EVHTTP_REQ_POST, R_COMPL, true, true},
     {"/v1/chat/completions", EVHTTP_REQ_POST, R_CHAT, true, true},
+    {"/v1/embeddings", EVHTTP_REQ_POST, R_EMBED, true, true},
     {"/tokenize", EVHTTP_REQ_POST, R_TOKENIZE, true, true},
     {"/detokenize", EVHTTP_REQ_POST, R_DETOKENIZE, true, true},
 };
@@ -218,6 +229,9 @@ static void on_request(struct evhttp_request *req, void *arg)
         break;
     case R_CHAT:
         srv_gen_handle(s, req, SRV_CHAT);
+        break;
+    case R_EMBED:
+        srv_gen_handle(s, req, SRV_EMBEDDINGS);
         break;
     case R_TOKENIZE:
         handle_tokenize(s, req);

@@ -37,6 +37,7 @@ typedef struct srv_ev {
     struct srv_sub *sub;
     engine_event ev; /* text and top point into this struct */
     engine_logprob top[ENGINE_MAX_LOGPROBS];
+    float *vec;  /* an embedding's vector, copied (malloc'd; NULL: none) */
     char text[]; /* (ev.text_len + 1) */
 } srv_ev;
 
@@ -51,6 +52,8 @@ typedef struct srv_sub {
     bool queue_seen;      /* its queue time is in the histogram */
     struct srv_ev *spare; /* carries the last event if copying it fails for want of memory */
     int prompt_tokens, completion_tokens, cached_tokens;
+    float *vec; /* embeddings: the input's vector once computed (malloc'd) */
+    int n_vec;
 } srv_sub;
 
 typedef struct srv_choice {
@@ -139,6 +142,9 @@ void srv_lp_add(srv_call *c, json_t *lp, const engine_event *ev, size_t text_off
 json_t *srv_lp_wrap(const srv_call *c, json_t *lp);
 /* The whole non-streamed answer, sent on req with status 200. */
 void srv_send_final_json(srv_call *c, struct evhttp_request *req);
+/* POST /v1/embeddings' body: one unit-length vector per input (each sub's vec), cut to
+ * `dimensions` and scaled back to unit length when asked, as floats or base64. */
+json_t *srv_embeddings_json(srv_call *c);
 
 /* server/stream.c: delivery as it happens */
 /* The engine's event callback (engine thread): copies ev to s's queue and wakes the loop. */

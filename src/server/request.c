@@ -130,10 +130,12 @@ static int parse_ids(const json_t *a, int n_vocab, const char *param, int32_t **
     return 0;
 }
 
-static int parse_prompt(srv_req *r, int n_vocab, net_error *e)
+/* The prompts of a completions request (`prompt`) or the inputs of an embeddings request
+ * (`input`): a string, a list of strings, a list of token ids or a list of lists of them. */
+static int parse_prompt(srv_req *r, const char *name, int n_vocab, net_error *e)
 {
-    json_t *p = member(r, "prompt");
-    if (!p) return net_fail(e, 400, "prompt", "prompt: required");
+    json_t *p = member(r, name);
+    if (!p) return net_fail(e, 400, name, "%s: required", name);
     if (json_is_string(p)) {
         r->prompts[0].text = json_string_value(p);
         r->prompts[0].text_len = json_string_length(p);
@@ -141,17 +143,17 @@ static int parse_prompt(srv_req *r, int n_vocab, net_error *e)
         return 0;
     }
     if (!json_is_array(p) || !json_array_size(p))
-        return net_fail(e, 400, "prompt",
-                        "prompt: must be a string, a list of strings, a list of "
-                        "token ids or a list of lists of token ids (non-empty)");
+        return net_fail(e, 400, name,
+                        "%s: must be a string, a list of strings, a list of "
+                        "token ids or a list of lists of token ids (non-empty)",
+                        name);
     json_t *first = json_array_get(p, 0);
     if (json_is_integer(first)) {
         r->n_prompts = 1;
-        return parse_ids(p, n_vocab, "prompt", &r->prompts[0].ids, &r->prompts[0].n_ids, e);
+        return parse_ids(p, n_vocab, name, &r->prompts[0].ids, &r->prompts[0].n_ids, e);
     }
     if (json_array_size(p) > SRV_MAX_PROMPTS)
-        return net_fail(e, 400, "prompt", "prompt: at most %d prompts per request",
-                        SRV_MAX_PROMPTS);
+        return net_fail(e, 400, name, "%s: at most %d per request", name, SRV_MAX_PROMPTS);
     for (size_t i = 0; i < json_array_size(p); i++) {
         json_t *v = json_array_get(p, i);
         srv_prompt *sp = &r->prompts[r->n_prompts];
@@ -159,9 +161,9 @@ static int parse_prompt(srv_req *r, int n_vocab, net_error *e)
             sp->text = json_string_value(v);
             sp->text_len = json_string_length(v);
         } else if (json_is_array(v) && json_is_array(first)) {
-            if (parse_ids(v, n_vocab, "prompt", &sp->ids, &sp->n_ids, e)) return -1;
+            if (parse_ids(v, n_vocab, name, &sp->ids, &sp->n_ids, e)) return -1;
         } else {
-            return net_fail(e, 400, "prompt", "prompt: element %zu has the wrong type", i);
+            return net_fail(e, 400, name, "%s: element %zu has the wrong type", name, i);
         }
         r->n_prompts++;
     }
@@ -387,6 +389,30 @@ static int parse_sampling(srv_req *r, int n_vocab, net_error *e)
     return parse_logit_bias(r, n_vocab, e);
 }
 
+/* POST /v1/embeddings: {model, input, encoding_format, dimensions, user}. Every input is
+ * one engine request with a single choice; sampling fields do not apply. */
+static int parse_embeddings(srv_req *r, int n_vocab, net_error *e)
+{
+    if (get_str(r, "model", &r->model, e) < 0) return -1;
+    if (parse_prompt(r, "input", n_vocab, e)) return -1;
+    for (int i = 0; i < r->n_prompts; i++)
+        if (r->prompts[i].text && !r->prompts[i].text_len)
+            return net_fail(e, 400, "input", "input: an empty string has no embedding");
+    const char *fmt = NULL;
+    if (get_str(r, "encoding_format", &fmt, e) < 0) return -1;
+    if (fmt && strcmp(fmt, "float") && strcmp(fmt, "base64"))
+        return net_fail(e, 400, "encoding_format",
+                        "encoding_format: must be \"float\" or \"base64\"");
+    r->base64 = fmt && !strcmp(fmt, "base64");
+    int64_t v;
+    int rc = get_int(r, "dimensions", 1, 1 << 20, &v, e);
+    if (rc < 0) return -1;
+    r->dimensions = rc ? (int)v : 0;
+    r->n = 1;
+    r->sp.max_tokens = 1; /* the context check keeps the one position the engine needs */
+    return 0;
+}
+
 int srv_req_parse(srv_req *r, srv_kind kind, const char *body, size_t len, int n_vocab,
                   net_error *e)
 {
@@ -395,11 +421,15 @@ int srv_req_parse(srv_req *r, srv_kind kind, const char *body, size_t len, int n
     engine_sampling_defaults(&r->sp);
     r->logprobs = -1;
     r->add_special = true;
+    if (kind == SRV_EMBEDDINGS) {
+        if (parse_embeddings(r, n_vocab, e)) goto fail;
+        return 0;
+    }
     int64_t v;
     int rc;
     if (parse_sampling(r, n_vocab, e)) goto fail;
     if (kind == SRV_COMPLETIONS) {
-        if (parse_prompt(r, n_vocab, e)) goto fail;
+        if (parse_prompt(r, "prompt", n_vocab, e)) goto fail;
         if (get_bool(r, "echo", &r->echo, e) < 0) goto fail;
         if ((rc = get_int(r, "logprobs", 0, ENGINE_MAX_LOGPROBS, &v, e)) < 0) goto fail;
         if (rc) r->logprobs = (int)v;
@@ -548,7 +578,9 @@ int srv_req_tokenize(srv_req *r, const tok *tk, const chat_tmpl *tmpl, int n_ctx
     if (n_ctx <= 0) return 0; /* /tokenize: no context check */
     for (int i = 0; i < r->n_prompts; i++) {
         int n = r->prompts[i].n_ids;
-        const char *what = r->kind == SRV_CHAT ? "messages" : "prompt";
+        const char *what = r->kind == SRV_CHAT         ? "messages"
+                           : r->kind == SRV_EMBEDDINGS ? "input"
+                                                       : "prompt";
         if (n < 1) return net_fail(e, 400, what, "%s: empty after tokenization", what);
         if (n >= n_ctx)
             return net_fail(e, 400, what,

@@ -20,7 +20,7 @@
 #define SRV_MAX_BIAS     1024
 #define SRV_MAX_STOP_IDS 64
 
-typedef enum srv_kind { SRV_COMPLETIONS, SRV_CHAT } srv_kind;
+typedef enum srv_kind { SRV_COMPLETIONS, SRV_CHAT, SRV_EMBEDDINGS } srv_kind;
 
 typedef struct srv_prompt {
     const char *text; /* borrowed from the JSON (NULL when given as token ids) */
@@ -49,6 +49,8 @@ typedef struct srv_req {
     int priority;
     uint64_t cache_salt; /* 0: none */
     bool add_special;    /* /tokenize: add BOS (default true) */
+    int dimensions;      /* /v1/embeddings: keep the first N (renormalised); 0: all */
+    bool base64;         /* /v1/embeddings: encoding_format "base64" (little-endian float32) */
 } srv_req;
 
 /* Parses and validates body[0..len) as a request of kind. Returns 0 with *r filled (free it

@@ -31,6 +31,7 @@ typedef struct srv_opts {
     const net_cors *cors;      /* --allowed-origins: CORS for browser pages (NULL: off) */
     size_t max_unsent;         /* a client leaving more unread is cut, its request aborted
                                   (default 8 MiB) */
+    int pooling;               /* /v1/embeddings: ENGINE_POOL_* (0: the model's, else mean) */
     int metrics_port;          /* -1 (default): /metrics on the main port; else only on this
                                   one, a separate listener on the same host (0: any port) */
 } srv_opts;

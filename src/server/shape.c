@@ -6,6 +6,7 @@
 
 #include <event2/buffer.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,4 +147,55 @@ void srv_send_final_json(srv_call *c, struct evhttp_request *req)
     json_object_set_new(v, "usage", srv_usage_json(c));
     srv_send_json(c->s, req, 200, v);
     c->status = 200;
+}
+
+/* The bytes of v (n little-endian float32, as x86 holds them) in base64. malloc'd. */
+static char *base64_floats(const float *v, int n)
+{
+    static const char dig[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *b = (const unsigned char *)v;
+    size_t len = sizeof(float) * (size_t)n, o = 0;
+    char *out = malloc((len + 2) / 3 * 4 + 1);
+    if (!out) return NULL;
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned x = (unsigned)b[i] << 16 | (i + 1 < len ? (unsigned)b[i + 1] << 8 : 0) |
+                     (i + 2 < len ? b[i + 2] : 0);
+        out[o++] = dig[x >> 18 & 63];
+        out[o++] = dig[x >> 12 & 63];
+        out[o++] = i + 1 < len ? dig[x >> 6 & 63] : '=';
+        out[o++] = i + 2 < len ? dig[x & 63] : '=';
+    }
+    out[o] = 0;
+    return out;
+}
+
+json_t *srv_embeddings_json(srv_call *c)
+{
+    json_t *data = json_array();
+    int p = 0;
+    for (int k = 0; k < c->n_sub; k++) {
+        srv_sub *sub = &c->sub[k];
+        int n = c->r.dimensions ? c->r.dimensions : sub->n_vec;
+        double ss = 0;
+        for (int i = 0; i < n; i++)
+            ss += (double)sub->vec[i] * (double)sub->vec[i];
+        float scale = n < sub->n_vec && ss > 0 ? (float)(1.0 / sqrt(ss)) : 1.f;
+        for (int i = 0; i < n; i++)
+            sub->vec[i] *= scale;
+        json_t *emb;
+        if (c->r.base64) {
+            char *t = base64_floats(sub->vec, n);
+            emb = t ? json_string(t) : json_null();
+            free(t);
+        } else {
+            emb = json_array();
+            for (int i = 0; i < n; i++)
+                json_array_append_new(emb, json_real((double)sub->vec[i]));
+        }
+        json_array_append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index", k,
+                                              "embedding", emb));
+        p += sub->prompt_tokens;
+    }
+    return json_pack("{s:s, s:o, s:s, s:{s:i, s:i}}", "object", "list", "data", data, "model",
+                     c->s->name, "usage", "prompt_tokens", p, "total_tokens", p);
 }

@@ -32,6 +32,11 @@ void srv_on_engine_event(void *ctx, const engine_event *ev)
     if (nt && ev->top) memcpy(e->top, ev->top, sizeof e->top[0] * (size_t)nt);
     e->ev.n_top = ev->top ? nt : 0;
     e->ev.top = e->top;
+    e->vec = NULL; /* the engine's vector is gone after this call: copy it */
+    if (ev->embedding && ev->n_embedding > 0 &&
+        (e->vec = malloc(sizeof(float) * (size_t)ev->n_embedding)))
+        memcpy(e->vec, ev->embedding, sizeof(float) * (size_t)ev->n_embedding);
+    e->ev.embedding = NULL;
     pthread_mutex_lock(&s->mu);
     if (s->q_tail)
         s->q_tail->next = e;
