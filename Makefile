@@ -70,6 +70,9 @@ ifeq ($(BUILD),release)
 	@if [ "$(O)" = build/release ]; then ln -sfn $(KILN) kiln; fi  # ./kiln: the default build only
 endif
 
+# the status page is assembled into its object (.incbin), which -MMD does not see
+$(O)/src/net/status_page.o: src/net/status.html
+
 $(O)/libkiln.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^

@@ -15,6 +15,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/version.h"
+#include "net/status_page.h"
 
 static gw_ep *ep_for(gw *g, const gw_endpoint_cfg *cfg)
 {
@@ -178,13 +179,16 @@ static void on_request(struct evhttp_request *req, void *arg)
     net_conns_touch(g->conns, evhttp_request_get_connection(req));
     if (net_cors_handle(g->cors ? g->cors : g->cfg->cors, req)) return; /* a preflight */
     bool metrics = path && !strcmp(path, "/metrics") && !g->admin_http; /* else its own port */
-    bool get_path = path && (!strcmp(path, "/health") || metrics || !strcmp(path, "/v1/models") ||
-                             !strcmp(path, "/version"));
+    bool status = path && !strcmp(path, "/") && !g->admin_http; /* the page, where /metrics is */
+    bool get_path = path && (!strcmp(path, "/health") || metrics || status ||
+                             !strcmp(path, "/v1/models") || !strcmp(path, "/version"));
     if (get_path && !get) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
         net_reply_fail(req, 405, NULL, "use GET");
     } else if (path && get && !strcmp(path, "/version")) {
         net_reply_json(req, 200, json_pack("{s:s}", "version", "kiln " KILN_VERSION));
+    } else if (status && get) {
+        net_status_page_send(req);
     } else if (path && get && !strcmp(path, "/health")) {
         int up = 0;
         for (int i = 0; i < g->n_eps; i++)
@@ -211,10 +215,13 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
     gw *g = arg;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     net_conns_touch(g->admin_conns, evhttp_request_get_connection(req));
-    if (!path || strcmp(path, "/metrics"))
-        net_reply_fail(req, 404, NULL, "no such path (this port serves /metrics)");
+    bool page = path && !strcmp(path, "/");
+    if (!path || (strcmp(path, "/metrics") && !page))
+        net_reply_fail(req, 404, NULL, "no such path (this port serves /metrics and the page /)");
     else if (evhttp_request_get_command(req) != EVHTTP_REQ_GET)
         net_reply_fail(req, 405, NULL, "use GET");
+    else if (page)
+        net_status_page_send(req);
     else
         gw_stats_handle(req, g);
 }

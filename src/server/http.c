@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "base/version.h"
 #include "net/reply.h"
+#include "net/status_page.h"
 
 void srv_opts_defaults(srv_opts *o)
 {
@@ -148,6 +149,7 @@ static void handle_detokenize(srv *s, struct evhttp_request *req)
 }
 
 enum {
+    R_STATUS,
     R_HEALTH,
     R_METRICS,
     R_MODELS,
@@ -163,6 +165,7 @@ static const struct {
     int methods, id;
     bool auth, needs_model;
 } routes[] = {
+    {"/", EVHTTP_REQ_GET, R_STATUS, false, false},
     {"/health", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, R_HEALTH, false, false},
     {"/metrics", EVHTTP_REQ_GET, R_METRICS, false, false},
     {"/version", EVHTTP_REQ_GET, R_VERSION, false, false},
@@ -185,7 +188,8 @@ static void on_request(struct evhttp_request *req, void *arg)
     int r = -1;
     for (size_t i = 0; path && i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(path, routes[i].path)) r = (int)i;
-    if (r >= 0 && routes[r].id == R_METRICS && s->admin_http) r = -1; /* on its own port */
+    /* /metrics and the page that reads it live on the admin port when there is one */
+    if (r >= 0 && (routes[r].id == R_METRICS || routes[r].id == R_STATUS) && s->admin_http) r = -1;
     if (r < 0) {
         send_err(s, req, 404, "no such path");
         return;
@@ -212,6 +216,9 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     switch (routes[r].id) {
+    case R_STATUS:
+        net_status_page_send(req);
+        break;
     case R_HEALTH:
         handle_health(s, req);
         break;
@@ -249,11 +256,14 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     net_conns_touch(s->admin_conns, evhttp_request_get_connection(req));
-    if (!path || strcmp(path, "/metrics")) {
-        send_err(s, req, 404, "no such path (this port serves /metrics)");
+    bool page = path && !strcmp(path, "/");
+    if (!path || (strcmp(path, "/metrics") && !page)) {
+        send_err(s, req, 404, "no such path (this port serves /metrics and the status page /)");
     } else if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
         send_err(s, req, 405, "method not allowed on this path");
+    } else if (page) {
+        net_status_page_send(req);
     } else {
         srv_metrics_handle(s, req);
     }
