@@ -5,16 +5,20 @@
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <stddef.h>
 
 __asm__(".section .rodata\n"
         ".balign 16\n"
-        ".globl net_status_html, net_status_html_end\n" /* global: LTO may split us */
-        ".hidden net_status_html, net_status_html_end\n"
+        ".globl net_status_html, net_status_html_len\n" /* global: LTO may split us */
+        ".hidden net_status_html, net_status_html_len\n"
         "net_status_html:\n"
         ".incbin \"src/net/status.html\"\n"
         "net_status_html_end:\n"
+        ".balign 8\n"
+        "net_status_html_len: .quad net_status_html_end - net_status_html\n"
         ".previous\n");
-extern const char net_status_html[], net_status_html_end[];
+extern const char net_status_html[];
+extern const size_t net_status_html_len; /* the assembler measures it */
 
 void net_status_page_send(struct evhttp_request *req)
 {
@@ -27,9 +31,7 @@ void net_status_page_send(struct evhttp_request *req)
                       "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
                       "connect-src 'self'; frame-ancestors 'none'");
     struct evbuffer *b = evbuffer_new();
-    if (b)
-        evbuffer_add_reference(b, net_status_html, (size_t)(net_status_html_end - net_status_html),
-                               NULL, NULL);
+    if (b) evbuffer_add_reference(b, net_status_html, net_status_html_len, NULL, NULL);
     evhttp_send_reply(req, 200, "OK", b);
     if (b) evbuffer_free(b);
 }
