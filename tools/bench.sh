@@ -11,6 +11,9 @@
 #                           rounds; KILN_BENCH_MIXES, KILN_BENCH_ROUNDS: see that file)
 #   LLAMA_BENCH=PATH        a llama-bench binary: run it on the same files and print ratios
 #   LLAMA_BATCHED_BENCH=PATH  llama-batched-bench: B=16/32/64 decode against kiln's (issue set)
+#   KILN_BENCH_LONG=1       long contexts: prompt and generation at 4k and 16k tokens
+#                           (KILN_BENCH_LONG_CTX="4096 16384 32768" for more), against
+#                           LLAMA_BATCHED_BENCH when given (~5 min)
 #   LLAMA_SERVER=PATH       llama-server: serving figures against kiln serve (issue set, with
 #                           KILN_BENCH_SERVE=1: tools/bench_serve.sh, ~10 min; DROP_CACHES=1
 #                           as root adds cold-start figures)
@@ -88,6 +91,27 @@ if [ "$SET" = issue ]; then
     if [ "${KILN_BENCH_SERVE:-0}" = 1 ]; then
         KILN_BIN="$KILN" THREADS="$THREADS" tools/bench_serve.sh "$DIR/l1b-q8_0.gguf"
     fi
+fi
+if [ "${KILN_BENCH_LONG:-0}" = 1 ]; then
+    # Long contexts (issue 20 item 5): a 2-layer model with the 1B's attention (32 heads of
+    # 64, 8 KV heads), so the prompt's attention is a real share of the work; a P-token prompt
+    # then 32 generated tokens at depth P, as llama-batched-bench -npp P -ntg 32 -npl 1.
+    lc=$(make_model lc2-q8_0 --dim 2048 --layers 2 --heads 32 --kv-heads 8 --ffn 8192 \
+        --vocab 32000 --ctx 32768 --type q8_0)
+    echo "## long contexts: prompt P then tg32 at depth P (2 layers of the 1B shape, Q8_0, F16 KV)"
+    for P in ${KILN_BENCH_LONG_CTX:-4096 16384}; do
+        k=$("$KILN" model bench -m "$lc" -b 1 -p "$P" -n 32 -r 1 -t "$THREADS" | grep '^B=')
+        kpp=$(echo "$k" | sed -E 's/.*pp[0-9]+ ([0-9.]+) tok.*/\1/')
+        ktg=$(echo "$k" | sed -E 's/.*tg[0-9]+ ([0-9.]+) tok.*/\1/')
+        line="P=$P: kiln pp $kpp tok/s, tg $ktg tok/s"
+        if [ -n "${LLAMA_BATCHED_BENCH:-}" ]; then
+            l=$("$LLAMA_BATCHED_BENCH" -m "$lc" -c $((P + 64)) -b 2048 -ub 512 -npp "$P" -ntg 32 \
+                -npl 1 -t "$THREADS" 2>/dev/null | awk -F'|' '$2 ~ /[0-9]/ {gsub(/ /, ""); print $7, $9}')
+            lpp=${l% *} ltg=${l#* }
+            line="$line; llama.cpp $lpp / $ltg; ratio $(awk -v a="$kpp" -v b="$lpp" 'BEGIN{printf "%.2f", a/b}') / $(awk -v a="$ktg" -v b="$ltg" 'BEGIN{printf "%.2f", a/b}')"
+        fi
+        echo "$line"
+    done
 fi
 echo "## engine: prefix cache and chunked prefill (stories-sized synthetic model)"
 small=$(make_model small --dim 128 --layers 2 --heads 4 --kv-heads 2 --ffn 384 --vocab 512)
