@@ -177,7 +177,7 @@ for (const target of ['kiln serve', 'kiln gateway']) describe(`bad input: ${targ
 
   test('wrong method -> 405, unknown path -> 404', async () => {
     for (const [method, path, st] of [['GET', C, 405], ['PUT', C, 405], ['DELETE', '/v1/models', 405],
-      ['POST', '/health', 405], ['GET', '/v2/everything', 404], ['POST', '/v1/embeddings', 404]]) {
+      ['POST', '/health', 405], ['GET', '/v2/everything', 404], ['POST', '/v1/audio/speech', 404]]) {
       const r = await fetch(`${url}${path}`, { method });
       const text = await r.text();
       assert.equal(r.status, st, `${method} ${path}`);
