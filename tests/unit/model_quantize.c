@@ -225,7 +225,13 @@ static void run_model(const char *path, const int32_t *toks, double *lp, int32_t
         pos[i] = i, seq[i] = 0, want[i] = true;
     float *logits = malloc(sizeof(float) * NTOK * (size_t)hp->n_vocab);
     kl_workers *w = kl_workers_create(2);
-    model_batch b = {NTOK, toks, pos, seq, want, 1, &sq, NULL};
+    model_batch b = {.n = NTOK,
+                     .token = toks,
+                     .pos = pos,
+                     .seq = seq,
+                     .want_logits = want,
+                     .n_seqs = 1,
+                     .seqs = &sq};
     T_EQ(model_forward(m, w, kv, &b, logits, &err), 0);
     for (int i = 0; i + 1 < NTOK; i++) {
         const float *row = logits + (size_t)i * hp->n_vocab;
@@ -244,7 +250,13 @@ static void run_model(const char *path, const int32_t *toks, double *lp, int32_t
         gen[g] = best;
         int32_t t1 = best, p1 = NTOK + g, s1 = 0;
         bool w1 = true;
-        model_batch b1 = {1, &t1, &p1, &s1, &w1, 1, &sq, NULL};
+        model_batch b1 = {.n = 1,
+                          .token = &t1,
+                          .pos = &p1,
+                          .seq = &s1,
+                          .want_logits = &w1,
+                          .n_seqs = 1,
+                          .seqs = &sq};
         T_EQ(model_forward(m, w, kv, &b1, logits, &err), 0);
     }
     kl_workers_destroy(w);
