@@ -505,8 +505,8 @@ describe('kiln serve: a model that produces NaN', () => {
 
   test('NaN or Inf logits: 500 model_error for that request, the others are served', async () => {
     // the good requests must never sample tokens 300 or 301 themselves (2 of 512: a few % of
-    // 8-token answers did, and failed as they should)
-    const ask = (prompt, extra = {}) => postJson(`${s.url}/v1/completions`, { model: 'nan', prompt, max_tokens: 8, logprobs: 2, logit_bias: { 300: -100, 301: -100 }, ...extra });
+    // 8-token answers did, and failed as they should), nor end early at a sampled EOS
+    const ask = (prompt, extra = {}) => postJson(`${s.url}/v1/completions`, { model: 'nan', prompt, max_tokens: 8, logprobs: 2, logit_bias: { 300: -100, 301: -100 }, ignore_eos: true, ...extra });
     const [bad, inf, good] = await Promise.all([ask([1, 300, 7]), ask([1, 301, 7]), ask([1, 5, 7])]);
     for (const r of [bad, inf]) {
       assert.equal(r.status, 500, r.text);
