@@ -3,7 +3,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-static void fill(kl_err *err, int code, const char *param, const char *fmt, va_list ap)
+/* the format attribute lets clang check the callers instead of refusing the vsnprintf */
+__attribute__((format(printf, 4, 0))) static void fill(kl_err *err, int code, const char *param,
+                                                       const char *fmt, va_list ap)
 {
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     err->code = code;

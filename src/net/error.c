@@ -22,7 +22,8 @@ const char *net_error_type(int status)
     return status >= 500 ? "service_unavailable" : "invalid_request_error";
 }
 
-static int fill(net_error *e, int status, const char *param, const char *fmt, va_list ap)
+__attribute__((format(printf, 4, 0))) static int fill(net_error *e, int status, const char *param,
+                                                      const char *fmt, va_list ap)
 {
     e->status = status;
     e->type = net_error_type(status);
