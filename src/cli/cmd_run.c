@@ -20,6 +20,7 @@ typedef struct run_state {
     int n_ids;
     double t_submit, t_first, t_last;
     int n_gen, n_prompt;
+    int drafted, accepted; /* speculation, from the last event */
     engine_finish finish;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -39,6 +40,8 @@ static void on_event(void *ctx, const engine_event *ev)
     fflush(stdout);
     if (ev->finish != ENGINE_RUNNING) st->finish = ev->finish;
     if (ev->last) {
+        st->drafted = ev->spec_draft_tokens;
+        st->accepted = ev->spec_accepted_tokens;
         pthread_mutex_lock(&st->mu);
         st->done = true;
         pthread_cond_signal(&st->cv);
@@ -46,7 +49,7 @@ static void on_event(void *ctx, const engine_event *ev)
     }
 }
 
-enum { O_TEMP = CLI_LONG, O_TOP_K, O_TOP_P, O_SEED, O_CTX, O_CHAT, O_PRINT_IDS, O_LORA };
+enum { O_TEMP = CLI_LONG, O_TOP_K, O_TOP_P, O_SEED, O_CTX, O_CHAT, O_PRINT_IDS, O_LORA, O_SPEC };
 
 static const cli_opt opts[] = {
     {'m', "model", "FILE", "the GGUF model (required)"},
@@ -63,6 +66,9 @@ static const cli_opt opts[] = {
      "render the prompt through the model's chat template, as one user message"},
     {O_PRINT_IDS, "print-ids", NULL, "print the generated token ids instead of the text"},
     {O_LORA, "lora", "FILE", "generate with this LoRA adapter on the model (GGUF, as llama.cpp's)"},
+    {O_SPEC, "spec", "KIND[:k=N,...]",
+     "speculative decoding: ngram (prompt lookup; n=MAX, min=MIN) or off; k=N draft tokens at "
+     "most, fixed: always k (default off)"},
     {0},
 };
 
@@ -105,6 +111,8 @@ int cmd_run(int argc, char **argv)
     int n = 128, threads = 2, ctx = 0, top_k = 40, chat = 0, print_ids = 0;
     float temp = 0.8f, top_p = 0.95f;
     long long seed = -1;
+    engine_spec spec = {0};
+    kl_err err;
     cli_args a;
     cli_args_init(&a, &cmd, argc, argv);
     const char *val;
@@ -151,19 +159,24 @@ int cmd_run(int argc, char **argv)
         case O_LORA:
             lora_path = val;
             break;
+        case O_SPEC:
+            if (engine_spec_parse(&spec, val, &err)) return cli_fail(&err);
+            break;
         }
     }
     if (!path || !prompt) return cli_usage_error(&cmd, "-m FILE and -p PROMPT are required");
-    model_opts mo = {
-        .max_batch_tokens = 256, .max_logits = 4, .max_ctx = ctx, .n_workers = threads};
+    model_opts mo = {.max_batch_tokens = 256,
+                     .max_logits = spec.kind ? 1 + ENGINE_SPEC_MAX_K : 4, /* drafts' rows */
+                     .max_ctx = ctx,
+                     .n_workers = threads};
     engine_config ec;
     engine_config_defaults(&ec);
     ec.n_threads = threads;
     ec.max_seqs = 1;
+    ec.spec = spec;
     engine_stack L;
     if (cli_open(&L, path, &mo, true, &ec)) return 1;
     engine *e = L.eng;
-    kl_err err;
     int rc = 0, n_prompt = 0;
     model_lora *lora = NULL;
     int32_t *ids = NULL;
@@ -207,6 +220,9 @@ int cmd_run(int argc, char **argv)
     fprintf(stderr, "kiln: prompt %d tokens, %.2f tok/s; generated %d tokens, %.2f tok/s\n",
             n_prompt, pp > 0 ? n_prompt / pp : 0.0, st.n_gen,
             st.n_gen > 1 && tg > 0 ? (st.n_gen - 1) / tg : 0.0);
+    if (spec.kind)
+        fprintf(stderr, "kiln: speculation: %d draft tokens, %d accepted (%.1f%%)\n", st.drafted,
+                st.accepted, st.drafted ? 100.0 * st.accepted / st.drafted : 0.0);
     if (st.finish == ENGINE_FINISH_ERROR) rc = 1;
 out:
     engine_close(&L);

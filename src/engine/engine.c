@@ -60,6 +60,17 @@ int engine_n_ctx(const engine *e)
     return e->n_ctx;
 }
 
+/* The speculation setting with zero fields given their defaults. */
+static engine_spec spec_defaults(const engine_spec *in, const model_hparams *hp)
+{
+    engine_spec sp = *in;
+    if (!sp.k) sp.k = 8;
+    if (!sp.ngram_max) sp.ngram_max = 4;
+    if (!sp.ngram_min) sp.ngram_min = sp.ngram_max < 2 ? sp.ngram_max : 2;
+    if (!sp.skip_layers) sp.skip_layers = (hp->n_layers + 1) / 2;
+    return sp;
+}
+
 int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
 {
     *out = NULL;
@@ -88,6 +99,7 @@ int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
     e->max_batch = cfg.max_batch_tokens;
     e->max_seqs = cfg.max_seqs;
     e->bs = cfg.block_tokens;
+    e->spec.cfg = spec_defaults(&cfg.spec, hp);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     pthread_cond_init(&e->idle_cv, NULL);
@@ -107,8 +119,9 @@ int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
         goto fail;
     e->workers = kl_workers_create(cfg.n_threads);
     e->sampler = sample_scratch_create(hp->n_vocab);
+    e->max_rows = mo->max_logits; /* >= max_seqs: the rows past them carry drafts */
     size_t nv = (size_t)hp->n_vocab, mb = (size_t)e->max_batch, ms = (size_t)e->max_seqs;
-    e->logits = malloc(sizeof(float) * nv * ms);
+    e->logits = malloc(sizeof(float) * nv * (size_t)e->max_rows);
     e->fork_row = malloc(sizeof(float) * nv);
     e->b_token = malloc(sizeof(int32_t) * mb);
     e->b_pos = malloc(sizeof(int32_t) * mb);
@@ -130,6 +143,7 @@ int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
     /* a sequence longer than the whole pool could never finish: the context is what fits */
     int64_t kv_tokens = (int64_t)kv_store_n_blocks(e->store) * e->bs;
     if (kv_tokens < e->n_ctx) e->n_ctx = (int)kv_tokens;
+    if ((rc = spec_create(e, err))) goto fail;
     e->live.kv_blocks_total = e->stats.kv_blocks_total = kv_store_n_blocks(e->store);
     e->live.block_tokens = e->stats.block_tokens = cfg.block_tokens;
     e->live.kv_pool_bytes = e->stats.kv_pool_bytes =
@@ -309,6 +323,8 @@ static int validate(const engine *e, const engine_request *r, kl_err *err)
             !isfinite(sp->logit_bias[i]))
             return kl_errp(err, KL_EINVAL, "logit_bias", "logit_bias: token id %d out of range",
                            sp->logit_bias_ids[i]);
+    if (r->spec_k < -1 || r->spec_k > ENGINE_SPEC_MAX_K)
+        return kl_errf(err, KL_EINVAL, "speculation: at most %d draft tokens", ENGINE_SPEC_MAX_K);
     if (sp->n_stop_ids < 0 || sp->n_stop_ids > 1024)
         return kl_errp(err, KL_EINVAL, "stop_token_ids", "stop_token_ids: too many");
     return 0;
@@ -432,6 +448,7 @@ void engine_destroy(engine *e)
         step_finish(e, e->running[0], ENGINE_FINISH_ABORT);
     while (e->waiting)
         step_finish(e, e->waiting, ENGINE_FINISH_ABORT);
+    spec_destroy(e);
     kl_workers_destroy(e->workers);
     sample_scratch_destroy(e->sampler);
     gram_vocab_free(e->gvocab);

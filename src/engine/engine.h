@@ -19,6 +19,40 @@ struct model_lora;
 struct tok;
 struct gram;
 
+/* Speculative decoding (engine/spec.c): a decoding sequence proposes draft tokens, the step
+ * verifies them beside everything else in its one batch, and the sequence keeps the longest
+ * prefix the target agrees with plus one token of its own. Output is the target's: the same
+ * tokens as without speculation when greedy or with n-gram drafts, the same distribution with
+ * sampled drafts (rejection sampling). */
+typedef enum engine_spec_kind {
+    ENGINE_SPEC_OFF = 0,
+    ENGINE_SPEC_NGRAM, /* prompt lookup: continue the latest earlier match of the last n tokens */
+    ENGINE_SPEC_DRAFT, /* a smaller model with the same vocabulary, its own KV cache */
+    ENGINE_SPEC_SKIP,  /* the target's first skip_layers layers and its output head */
+} engine_spec_kind;
+
+#define ENGINE_SPEC_MAX_K 16 /* draft tokens per sequence per step at most */
+#define ENGINE_SPEC_STEP_ROWS                                                                      \
+    32 /* draft tokens per step at most, over all sequences: the                                   \
+          logits rows a model needs past max_seqs (engine_open) */
+
+typedef struct engine_spec {
+    engine_spec_kind kind;
+    int k;                    /* draft tokens per sequence per step at most (default 8) */
+    int ngram_min, ngram_max; /* n-gram lengths matched, longest first (default 2..4) */
+    int skip_layers;          /* ENGINE_SPEC_SKIP: layers the draft runs (default half) */
+    bool fixed;               /* always draft k (no adaptation, no back-off): tests, benchmarks */
+    struct model *draft;      /* ENGINE_SPEC_DRAFT: borrowed; must outlive the engine */
+    const struct tok *draft_tok; /* its tokenizer, checked against the target's */
+} engine_spec;
+
+/* Parses "ngram", "draft", "skip" or "off", optionally followed by ":key=value,...": k=N,
+ * n=MAX, min=MIN (ngram), layers=N (skip), fixed. Returns 0, or KL_EINVAL with err naming
+ * the part that is wrong (out is then unchanged). */
+int engine_spec_parse(engine_spec *out, const char *text, kl_err *err);
+/* Writes the setting as engine_spec_parse reads it ("ngram:k=8,n=4,min=2"). */
+void engine_spec_format(const engine_spec *sp, char *buf, size_t cap);
+
 typedef struct engine_config {
     struct model *model;   /* borrowed; must outlive the engine */
     const struct tok *tok; /* borrowed; for detokenizing pieces and stop strings */
@@ -33,6 +67,7 @@ typedef struct engine_config {
                               than the KV pool holds: engine_n_ctx) */
     bool prefix_cache;     /* default true */
     int pooling; /* embedding requests: ENGINE_POOL_*; 0: the model's pooling_type, else mean */
+    engine_spec spec;      /* speculative decoding (default off) */
 } engine_config;
 
 /* How an embedding request pools its prompt's final hidden states (llama.cpp's numbers). */
@@ -95,6 +130,7 @@ typedef struct engine_event {
     /* an embedding request's last event: the pooled, L2-normalised vector (n_embedding) */
     const float *embedding;
     int n_embedding;
+    int spec_draft_tokens, spec_accepted_tokens; /* proposed and accepted, over all choices */
 } engine_event;
 
 typedef void (*engine_event_fn)(void *ctx, const engine_event *ev);
@@ -118,6 +154,7 @@ typedef struct engine_request {
     struct gram *grammar;
     bool embed; /* the prompt's embedding, not a completion: one last event carrying it (n = 1;
                    sampling ignored) */
+    int spec_k; /* 0: the engine's speculation; -1: none; N > 0: at most N drafts */
     engine_event_fn on_event;
     void *ctx;
 } engine_request;
@@ -146,6 +183,10 @@ typedef struct engine_stats {
     uint64_t step_tok_sum;
     uint64_t grammar_tokens; /* tokens sampled under a grammar */
     uint64_t grammar_ns;     /* engine-thread time masking logits and advancing grammars */
+    /* speculative decoding: rounds with drafts, draft tokens proposed and accepted, and how
+     * often the draft at each position was accepted (vLLM's spec_decode counters) */
+    uint64_t spec_drafts, spec_draft_tokens, spec_accepted_tokens;
+    uint64_t spec_accepted_per_pos[ENGINE_SPEC_MAX_K];
     int n_workers;           /* compute workers (threads) */
     uint64_t worker_busy_ns; /* their time inside kernels, summed over workers */
     bool model_failed;       /* the model can serve no more (its file changed on disk): every

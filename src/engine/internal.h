@@ -9,6 +9,7 @@
 #include "base/workers.h"
 #include "engine/engine.h"
 #include "engine/sample.h"
+#include "engine/spec.h"
 #include "engine/stop.h"
 #include "grammar/grammar.h"
 #include "kv/blocks.h"
@@ -43,8 +44,9 @@ typedef struct eng_seq {
     const char *error; /* why it finished with ENGINE_FINISH_ERROR */
     double t_first_token;
     gram_matcher *gm;          /* position in the request's grammar (made at first sample) */
-    int chunk;                 /* tokens scheduled this step */
     float *embd;               /* embedding requests: (dim) the pooled rows' running sum */
+    int chunk;                 /* tokens scheduled this step (drafts included) */
+    spec_seq spec;             /* speculative decoding (spec.c) */
     struct eng_seq *next_wait; /* waiting list link */
 } eng_seq;
 
@@ -76,8 +78,9 @@ struct engine {
     sample_scratch *sampler;
     gram_vocab *gvocab; /* the tokens' bytes for grammars, built at the first grammar use */
     uint32_t *gmask;    /* (gram_mask_words) one choice's allowed tokens */
-    float *logits;      /* (max_seqs, n_vocab) */
-    float *fork_row;    /* (n_vocab) a copy of a row for a forked choice to sample from */
+    int max_rows;    /* logits rows per step (the model's max_logits, >= max_seqs) */
+    float *logits;   /* (max_rows, n_vocab) */
+    float *fork_row; /* (n_vocab) a copy of a row for a forked choice to sample from */
     /* batch buffers, (max_batch) each */
     int32_t *b_token, *b_pos, *b_seq;
     bool *b_want;
@@ -90,6 +93,7 @@ struct engine {
     eng_seq **running;                /* (max_seqs) sorted by (priority desc, arrival asc) */
     int n_running;
     eng_seq *waiting; /* singly linked, sorted the same way */
+    spec_state spec;  /* speculative decoding (spec.c) */
     int n_waiting_reqs;
     /* shared with other threads, under mu */
     pthread_mutex_t mu;
@@ -120,6 +124,9 @@ int seq_prefix_lookup(engine *e, eng_seq *s);
 /* Publishes the hashes of full, computed blocks so later requests can reuse them. */
 void seq_publish(engine *e, eng_seq *s);
 bool seq_push_token(eng_seq *s, int32_t t);
+/* Gives back the blocks past the one holding position n_tokens - 1 (they held rejected
+ * drafts: never hashed, never shared). */
+void seq_trim_blocks(engine *e, eng_seq *s);
 /* Copy of s for choice index sharing its computed blocks (the partial last one copied). */
 eng_seq *seq_fork(engine *e, eng_seq *s, int index, kl_err *err);
 
@@ -142,6 +149,28 @@ bool constrain_accept(engine *e, eng_seq *s, int32_t t);
 
 /* step.c */
 void step_run(engine *e);
+/* Samples s's next token from row (modified), with its log probabilities. */
+int32_t step_sample(engine *e, eng_seq *s, float *row, float *lp, engine_logprob *top, int *n_top);
+/* s takes token t: appended, its text emitted. Returns false when that finished s (s may be
+ * freed by then: the caller must not touch it again). */
+bool step_accept(engine *e, eng_seq *s, int32_t t, float lp, const engine_logprob *top, int n_top);
 /* Finishes s with reason f: emits its last event, releases its blocks. */
 void step_finish(engine *e, eng_seq *s, engine_finish f);
+
+/* spec.c (see spec.h) */
+int spec_create(engine *e, kl_err *err);
+void spec_destroy(engine *e);
+/* Gives back s's draft-model blocks (preemption, finish). */
+void spec_seq_release(engine *e, eng_seq *s);
+/* spec_ngram.c: looks up an n-gram continuation for each of the nc candidates (into its
+ * tokens[n_tokens..], avail[] cut to its length); drops those without one. Returns how many
+ * are left. */
+int spec_ngram_propose(engine *e, int nc);
+/* After planning n_sched tokens: draft tokens for decoders while they pay for themselves. */
+void spec_plan(engine *e, int n_sched);
+/* The step's forward pass of n tokens took secs. */
+void spec_observe(engine *e, int n, double secs);
+/* s's last token and its s->spec.n_draft drafts were computed, rows holding their logits:
+ * keeps what the target agrees with, emits, rolls the rest back. Returns the rows used. */
+int spec_verify(engine *e, eng_seq *s, float *rows);
 #endif

@@ -89,7 +89,8 @@ static model_opts model_opts_for(const engine_open_config *cfg)
     model_opts mo = cfg->model;
     const engine_config *ec = &cfg->engine;
     if (mo.max_batch_tokens <= 0) mo.max_batch_tokens = ec->max_batch_tokens;
-    if (mo.max_logits <= 0) mo.max_logits = ec->max_seqs;
+    if (mo.max_logits <= 0) /* speculation: rows for the drafts too */
+        mo.max_logits = ec->max_seqs + (ec->spec.kind ? ENGINE_SPEC_STEP_ROWS : 0);
     if (mo.max_ctx <= 0) mo.max_ctx = ec->n_ctx;
     if (mo.n_workers <= 0) mo.n_workers = ec->n_threads;
     const char *no_repack = getenv("KILN_NO_REPACK");

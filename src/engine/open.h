@@ -30,7 +30,8 @@ typedef struct engine_open_config {
     bool with_engine;          /* start an engine (default true; needs with_tok) */
     engine_config engine;      /* engine settings (model and tok are filled in by engine_open) */
     model_opts model;          /* zero fields follow the engine settings: max_batch_tokens ->
-                                  engine.max_batch_tokens, max_logits -> engine.max_seqs,
+                                  engine.max_batch_tokens, max_logits -> engine.max_seqs
+                                  (+ ENGINE_SPEC_STEP_ROWS with speculation),
                                   max_ctx -> engine.n_ctx, n_workers -> engine.n_threads;
                                   no_repack is also set by KILN_NO_REPACK=1, pack_cache_dir by
                                   KILN_PACK_CACHE (model_pack_cache_default) */

@@ -33,6 +33,14 @@ void seq_release_blocks(engine *e, eng_seq *s)
     s->n_blocks = 0;
     s->n_hashed = 0;
     s->n_computed = 0;
+    spec_seq_release(e, s);
+}
+
+void seq_trim_blocks(engine *e, eng_seq *s)
+{
+    int keep = (s->n_tokens + e->bs - 1) / e->bs;
+    while (s->n_blocks > keep)
+        kv_blocks_unref(e->blocks, s->blocks[--s->n_blocks]);
 }
 
 void seq_free(engine *e, eng_seq *s)
@@ -44,6 +52,7 @@ void seq_free(engine *e, eng_seq *s)
     free(s->blocks);
     free(s->hashes);
     free(s->embd);
+    free(s->spec.blocks);
     free(s);
 }
 

@@ -76,8 +76,11 @@ static void emit(engine *e, eng_seq *s, int32_t token, const char *text, size_t 
         }
         ev.prompt_tokens = rq->r.n_prompt;
         ev.cached_tokens = rq->cached_tokens;
-        for (int i = 0; i < rq->n_forked; i++)
+        for (int i = 0; i < rq->n_forked; i++) {
             ev.completion_tokens += rq->seqs[i]->n_generated;
+            ev.spec_draft_tokens += rq->seqs[i]->spec.drafted;
+            ev.spec_accepted_tokens += rq->seqs[i]->spec.accepted;
+        }
     }
     rq->r.on_event(rq->r.ctx, &ev);
     if (done_req) free_request(e, rq);
@@ -105,9 +108,7 @@ static bool is_stop_id(const engine_sampling *sp, int32_t t)
     return false;
 }
 
-/* s sampled token t: append it, produce its text, decide whether s is finished, emit. */
-static void accept_token(engine *e, eng_seq *s, int32_t t, float lp, const engine_logprob *top,
-                         int n_top)
+bool step_accept(engine *e, eng_seq *s, int32_t t, float lp, const engine_logprob *top, int n_top)
 {
     const engine_sampling *sp = &s->req->r.sp;
     seq_push_token(s, t);
@@ -146,14 +147,32 @@ static void accept_token(engine *e, eng_seq *s, int32_t t, float lp, const engin
         s->n_utf8 = 0;
     }
     emit(e, s, t, out, n_out, lp, top, n_top, fin);
+    return fin == ENGINE_RUNNING;
 }
 
-/* Samples s's next token from row (masked first by the request's grammar, if any) and
- * accepts it. row is modified. */
-static void sample_and_accept(engine *e, eng_seq *s, float *row)
+/* Whether every logit is a number: a NaN would sample garbage (or nothing), an Inf the same
+ * token for ever. An exponent of all ones is NaN or Inf; the integer OR vectorizes, so a row
+ * of 128k logits costs microseconds next to the forward pass. */
+static bool all_finite(const float *row, int n)
+{
+    uint32_t bad = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &row[i], sizeof b);
+        bad |= (uint32_t)((b & 0x7F800000u) == 0x7F800000u);
+    }
+    return !bad;
+}
+
+int32_t step_sample(engine *e, eng_seq *s, float *row, float *lp, engine_logprob *top, int *n_top)
 {
     const engine_request *r = &s->req->r;
     int n_vocab = model_hparams_of(e->m)->n_vocab;
+    if (!all_finite(row, n_vocab)) { /* NaN/Inf weights, or an overflow: this request fails */
+        s->error = "the model produced non-finite logits (NaN or Inf)";
+        step_finish(e, s, ENGINE_FINISH_ERROR);
+        return -1;
+    }
     int64_t t0 = r->grammar ? kl_now_ns() : 0;
     if (r->grammar) {
         int c = constrain_mask(e, s, row, n_vocab);
@@ -163,15 +182,12 @@ static void sample_and_accept(engine *e, eng_seq *s, float *row)
                 kl_warn("engine: request %llu: the grammar allows no token",
                         (unsigned long long)s->req->id);
             step_finish(e, s, c == CONSTRAIN_END ? ENGINE_FINISH_STOP : ENGINE_FINISH_ERROR);
-            return;
+            return -1;
         }
     }
-    engine_logprob top[ENGINE_MAX_LOGPROBS];
-    int n_top = 0;
-    float lp = 0.f;
     int32_t t =
         sample_token(e->sampler, row, n_vocab, &r->sp, r->prompt, r->n_prompt,
-                     s->tokens + r->n_prompt, s->n_tokens - r->n_prompt, &s->rng, &lp, top, &n_top);
+                     s->tokens + r->n_prompt, s->n_tokens - r->n_prompt, &s->rng, lp, top, n_top);
     if (r->grammar) {
         t0 = kl_now_ns();
         bool ok = constrain_accept(e, s, t);
@@ -181,10 +197,21 @@ static void sample_and_accept(engine *e, eng_seq *s, float *row)
             kl_warn("engine: request %llu: sampled token %d outside the grammar",
                     (unsigned long long)s->req->id, (int)t);
             step_finish(e, s, ENGINE_FINISH_ERROR);
-            return;
+            return -1;
         }
     }
-    accept_token(e, s, t, lp, top, n_top);
+    return t;
+}
+
+/* Samples s's next token from row (checked, masked by the request's grammar) and accepts it.
+ * row is modified. */
+static void sample_and_accept(engine *e, eng_seq *s, float *row)
+{
+    engine_logprob top[ENGINE_MAX_LOGPROBS];
+    int n_top = 0;
+    float lp = 0.f;
+    int32_t t = step_sample(e, s, row, &lp, top, &n_top);
+    if (t >= 0) step_accept(e, s, t, lp, top, n_top);
 }
 
 /* The prompt of s (choice 0) is computed and row holds its logits: create the other choices,
@@ -289,20 +316,6 @@ static void step_observe(engine *e, int n, double secs)
     st->worker_busy_ns = kl_workers_busy_ns(e->workers);
 }
 
-/* Whether every logit is a number: a NaN would sample garbage (or nothing), an Inf the same
- * token for ever. An exponent of all ones is NaN or Inf; the integer OR vectorizes, so a row
- * of 128k logits costs microseconds next to the forward pass. */
-static bool all_finite(const float *row, int n)
-{
-    uint32_t bad = 0;
-    for (int i = 0; i < n; i++) {
-        uint32_t b;
-        memcpy(&b, &row[i], sizeof b);
-        bad |= (uint32_t)((b & 0x7F800000u) == 0x7F800000u);
-    }
-    return !bad;
-}
-
 /* Fails every request, running or waiting: the model can serve no more. */
 static void fail_all(engine *e, const char *why)
 {
@@ -332,6 +345,68 @@ static bool file_damaged(engine *e)
     return true;
 }
 
+/* Fills the batch buffers with every scheduled token: a chunk of each sequence from its first
+ * uncomputed position (a speculating decoder's drafts follow its last token); logits for a
+ * sequence's last token and its drafts, hidden rows for an embedding request's pooled tokens.
+ * Returns the tokens, *ns the sequences. */
+static int gather(engine *e, int *ns)
+{
+    int n = 0;
+    *ns = 0;
+    for (int i = 0; i < e->n_running; i++) {
+        eng_seq *s = e->running[i];
+        if (!s->chunk) continue;
+        e->b_seqs[*ns] = (model_seq){s->blocks, s->n_blocks};
+        e->b_owner[*ns] = s;
+        e->b_lora[*ns] = s->req->r.lora; /* drafts are verified with the sequence's adapter */
+        for (int k = 0; k < s->chunk; k++, n++) {
+            int p = s->n_computed + k;
+            e->b_token[n] = s->tokens[p];
+            e->b_pos[n] = p;
+            e->b_seq[n] = *ns;
+            e->b_want[n] = p >= s->n_tokens - 1 && !s->req->r.embed;
+            e->b_want_embd[n] = pooled(e, s, p);
+        }
+        (*ns)++;
+    }
+    return n;
+}
+
+/* After the forward pass, in batch order: every sequence whose last token was computed samples
+ * (verifies its drafts, forks its other choices) or, an embedding request, pools; owners may
+ * finish and leave running. */
+static void sample_all(engine *e, int ns)
+{
+    float *lr = e->logits;
+    size_t nv = (size_t)model_hparams_of(e->m)->n_vocab;
+    int embd_row = 0;
+    for (int k = 0; k < ns; k++) {
+        eng_seq *s = e->b_owner[k];
+        if (s->req->r.embed && !embed_add(e, s, s->n_computed, s->chunk, &embd_row)) {
+            s->chunk = 0;
+            step_finish(e, s, ENGINE_FINISH_ERROR);
+            continue;
+        }
+        s->n_computed += s->chunk - s->spec.n_draft; /* drafts count once verified */
+        s->chunk = 0;
+        seq_publish(e, s);
+        if (s->n_computed != s->n_tokens) continue;
+        if (s->req->r.embed) {
+            embed_finish(e, s);
+            continue;
+        }
+        if (s->spec.n_draft) {
+            lr += nv * (size_t)spec_verify(e, s, lr);
+            continue;
+        }
+        if (s->index == 0 && s->req->n_forked < s->req->r.n)
+            fork_and_sample(e, s, lr);
+        else
+            sample_and_accept(e, s, lr);
+        lr += nv;
+    }
+}
+
 void step_run(engine *e)
 {
     if (e->failed) { /* written by this thread only: no lock to read it here */
@@ -341,24 +416,8 @@ void step_run(engine *e)
     double t0 = kl_now_s();
     int n_sched = sched_plan(e);
     if (!n_sched) return;
-    /* gather */
-    int n = 0, ns = 0;
-    for (int i = 0; i < e->n_running; i++) {
-        eng_seq *s = e->running[i];
-        if (!s->chunk) continue;
-        e->b_seqs[ns] = (model_seq){s->blocks, s->n_blocks};
-        e->b_owner[ns] = s;
-        e->b_lora[ns] = s->req->r.lora;
-        for (int k = 0; k < s->chunk; k++, n++) {
-            int p = s->n_computed + k;
-            e->b_token[n] = s->tokens[p];
-            e->b_pos[n] = p;
-            e->b_seq[n] = ns;
-            e->b_want[n] = p == s->n_tokens - 1 && !s->req->r.embed;
-            e->b_want_embd[n] = pooled(e, s, p);
-        }
-        ns++;
-    }
+    spec_plan(e, n_sched);
+    int ns, n = gather(e, &ns);
     model_batch b = {.n = n,
                      .token = e->b_token,
                      .pos = e->b_pos,
@@ -370,6 +429,7 @@ void step_run(engine *e)
                      .want_embd = e->b_want_embd,
                      .embd = e->b_embd};
     kl_err err;
+    double tf = kl_now_s();
     int rc = model_forward(e->m, e->workers, e->store, &b, e->logits, &err);
     e->live.steps++;
     e->live.computed_tokens += (uint64_t)n;
@@ -386,34 +446,7 @@ void step_run(engine *e)
         step_observe(e, n, kl_now_s() - t0);
         return;
     }
-    /* sample, in batch order; owners may finish (and leave running) as we go */
-    int row = 0, embd_row = 0;
-    for (int k = 0; k < ns; k++) {
-        eng_seq *s = e->b_owner[k];
-        if (s->req->r.embed && !embed_add(e, s, s->n_computed, s->chunk, &embd_row)) {
-            s->chunk = 0;
-            step_finish(e, s, ENGINE_FINISH_ERROR);
-            continue;
-        }
-        s->n_computed += s->chunk;
-        s->chunk = 0;
-        seq_publish(e, s);
-        if (s->n_computed != s->n_tokens) continue;
-        if (s->req->r.embed) {
-            embed_finish(e, s);
-            continue;
-        }
-        int nv = model_hparams_of(e->m)->n_vocab;
-        float *lr = e->logits + (size_t)row++ * (size_t)nv;
-        if (!all_finite(lr, nv)) { /* NaN/Inf weights, or an overflow: this request fails */
-            s->error = "the model produced non-finite logits (NaN or Inf)";
-            step_finish(e, s, ENGINE_FINISH_ERROR);
-            continue;
-        }
-        if (s->index == 0 && s->req->n_forked < s->req->r.n)
-            fork_and_sample(e, s, lr);
-        else
-            sample_and_accept(e, s, lr);
-    }
+    spec_observe(e, n, kl_now_s() - tf);
+    sample_all(e, ns);
     step_observe(e, n, kl_now_s() - t0);
 }
