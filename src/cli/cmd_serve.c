@@ -35,6 +35,7 @@ enum {
     O_METRICS_PORT,
     O_LOG_FORMAT,
     O_POOLING,
+    O_SPEC,
 };
 
 static const cli_opt opts[] = {
@@ -80,6 +81,10 @@ static const cli_opt opts[] = {
      "text lines (logfmt values) or one JSON object a line (default text)"},
     {O_POOLING, "pooling", "mean|cls|last",
      "how /v1/embeddings pools a prompt's tokens (default: the model's pooling_type, else mean)"},
+    {O_SPEC, "spec", "KIND[:k=N,...]",
+     "speculative decoding: ngram (prompt lookup: drafts continue an earlier match of the last "
+     "n..min tokens; n=MAX (4), min=MIN (2)), k=N draft tokens at most (8), fixed: always k "
+     "(default: adapts to acceptance and load); off (default)"},
     {O_ORIGINS, "allowed-origins", "LIST",
      "CORS: web pages from these origins may call the API from a browser, e.g. "
      "https://app.example.com,http://localhost:5173, or * for any (never with credentials) "
@@ -220,6 +225,12 @@ int cmd_serve(int argc, char **argv)
                 o.pooling = ENGINE_POOL_LAST;
             else {
                 fprintf(stderr, "kiln: --pooling: expected mean, cls or last, got '%s'\n", val);
+                rc = 1;
+            }
+            break;
+        case O_SPEC:
+            if (engine_spec_parse(&o.spec, val, &err)) {
+                fprintf(stderr, "kiln: --spec: %s\n", err.msg);
                 rc = 1;
             }
             break;

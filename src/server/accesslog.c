@@ -8,11 +8,13 @@
 void srv_log_call(const srv_call *c, double now)
 {
     const srv *s = c->s;
-    int p = 0, g = 0, cached = 0;
+    int p = 0, g = 0, cached = 0, drafted = 0, accepted = 0;
     for (int i = 0; i < c->n_sub; i++) {
         p += c->sub[i].prompt_tokens;
         g += c->sub[i].completion_tokens;
         cached += c->sub[i].cached_tokens;
+        drafted += c->sub[i].spec_draft_tokens;
+        accepted += c->sub[i].spec_accepted_tokens;
     }
     const char *fin = c->n_choices ? srv_finish_name(c->ch[0].finish) : NULL;
     kl_rec r;
@@ -32,6 +34,11 @@ void srv_log_call(const srv_call *c, double now)
     kl_rec_num(&r, "total_ms", (now - c->t0) * 1e3);
     kl_rec_str(&r, "finish", fin);
     kl_rec_int(&r, "status", c->status);
+    if (s->o.spec.kind) { /* with speculation: drafts proposed and kept */
+        kl_rec_int(&r, "spec_draft_tokens", drafted);
+        kl_rec_int(&r, "spec_accepted_tokens", accepted);
+        kl_rec_num(&r, "acceptance_pct", drafted ? 100.0 * accepted / drafted : 0.0);
+    }
     kl_rec_end(&r);
 }
 

@@ -199,6 +199,8 @@ static void handle_event(srv *s, srv_ev *e)
         sub->prompt_tokens = ev->prompt_tokens;
         sub->completion_tokens = ev->completion_tokens;
         sub->cached_tokens = ev->cached_tokens;
+        sub->spec_draft_tokens = ev->spec_draft_tokens;
+        sub->spec_accepted_tokens = ev->spec_accepted_tokens;
         if (--c->n_live == 0) call_complete(c);
     }
 }

@@ -54,6 +54,7 @@ typedef struct srv_sub {
     int prompt_tokens, completion_tokens, cached_tokens;
     float *vec; /* embeddings: the input's vector once computed (malloc'd) */
     int n_vec;
+    int spec_draft_tokens, spec_accepted_tokens; /* speculation: proposed, kept */
 } srv_sub;
 
 typedef struct srv_choice {

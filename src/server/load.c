@@ -39,6 +39,7 @@ void *srv_load_main(void *arg)
     if (s->o.max_queue > 0) ec->max_queue = s->o.max_queue;
     ec->n_ctx = s->o.ctx;
     ec->pooling = s->o.pooling;
+    ec->spec = s->o.spec;
     int rc = engine_open(&s->st, &c, &err);
     if (!rc) {
         s->tk = s->st.tok;

@@ -60,6 +60,24 @@ static void gauge(struct evbuffer *b, const char *type, const char *name, const 
                         name, type, name, mname, v);
 }
 
+/* Speculative decoding, under vLLM's names: rounds with drafts, draft tokens, accepted ones,
+ * and accepted ones by position in the draft (0..k-1). */
+static void spec_print(struct evbuffer *b, const engine_stats *es, const char *m, int k)
+{
+    gauge(b, "counter", "vllm:spec_decode_num_drafts_total", "Number of spec decoding drafts.", m,
+          (double)es->spec_drafts);
+    gauge(b, "counter", "vllm:spec_decode_num_draft_tokens_total", "Number of draft tokens.", m,
+          (double)es->spec_draft_tokens);
+    gauge(b, "counter", "vllm:spec_decode_num_accepted_tokens_total", "Number of accepted tokens.",
+          m, (double)es->spec_accepted_tokens);
+    const char *name = "vllm:spec_decode_num_accepted_tokens_per_pos";
+    evbuffer_add_printf(b, "# HELP %s Accepted tokens per draft position.\n# TYPE %s counter\n",
+                        name, name);
+    for (int i = 0; i < k && i < ENGINE_SPEC_MAX_K; i++)
+        evbuffer_add_printf(b, "%s{model_name=\"%s\",position=\"%d\"} %llu\n", name, m, i,
+                            (unsigned long long)es->spec_accepted_per_pos[i]);
+}
+
 void srv_metrics_handle(srv *s, struct evhttp_request *req)
 {
     struct evbuffer *b = evbuffer_new();
@@ -104,6 +122,7 @@ void srv_metrics_handle(srv *s, struct evhttp_request *req)
         b, "counter", "kiln:computed_tokens_total",
         "Tokens run through the model (prefill chunks, recomputation after preemption, decoding).",
         m, (double)es.computed_tokens);
+    if (s->o.spec.kind) spec_print(b, &es, m, s->o.spec.k);
     static const char *const reasons[] = {"stop", "length", "abort", "error"};
     evbuffer_add_printf(b, "# HELP vllm:request_success_total Count of finished requests by "
                            "finished reason (one per choice).\n"

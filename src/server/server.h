@@ -9,6 +9,7 @@
 
 #include "base/dtype.h"
 #include "base/err.h"
+#include "engine/engine.h"
 #include "net/cors.h"
 
 typedef struct srv_opts {
@@ -34,6 +35,7 @@ typedef struct srv_opts {
     int pooling;               /* /v1/embeddings: ENGINE_POOL_* (0: the model's, else mean) */
     int metrics_port;          /* -1 (default): /metrics on the main port; else only on this
                                   one, a separate listener on the same host (0: any port) */
+    engine_spec spec;          /* --spec: speculative decoding (default off) */
 } srv_opts;
 
 void srv_opts_defaults(srv_opts *o);
