@@ -11,6 +11,7 @@
 
 #include "base/clock.h"
 #include "cli/args.h"
+#include "cli/bench_spec.h"
 #include "cli/cli.h"
 #include "cli/loaded.h"
 #include "model/lora.h"
@@ -108,6 +109,8 @@ static int run_once(bench *b, int B, int p, int n, int tg0, double *t_pp, double
     return rc;
 }
 
+enum { O_SPEC = CLI_LONG + 1, O_DOC }; /* CLI_LONG: --lora */
+
 static const cli_opt opts[] = {
     {'m', "model", "FILE", "the GGUF model (required)"},
     {'p', NULL, "P",
@@ -122,6 +125,11 @@ static const cli_opt opts[] = {
     {CLI_LONG, "lora", "FILE",
      "a LoRA adapter (repeatable, up to 64): sequence s runs on adapter s % count, each repeat "
      "alternating with a run on the base model; prints both and their ratio"},
+    {O_SPEC, "spec", "KIND[:k=N,...]",
+     "generation through the engine with this speculative decoding (as kiln serve --spec) "
+     "and without, alternated -r times, B streams for each -b (default 1): tok/s, spread, mean "
+     "accepted length; prompts hold a document and then its start again"},
+    {O_DOC, "doc", "FILE", "--spec: the document's text (default: a built-in paragraph)"},
     {0},
 };
 
@@ -133,8 +141,10 @@ static const cli_cmd cmd = {
 
 int cmd_model_bench(int argc, char **argv)
 {
-    const char *path = NULL, *batches = NULL, *lora_paths[MAX_LORAS];
+    const char *path = NULL, *batches = NULL, *lora_paths[MAX_LORAS], *doc = NULL;
     int n_lora = 0;
+    engine_spec spec = {0};
+    kl_err err;
     int p = 512, n = 128, threads = 2, reps = 3;
     cli_args a;
     cli_args_init(&a, &cmd, argc, argv);
@@ -167,6 +177,13 @@ int cmd_model_bench(int argc, char **argv)
             if (n_lora == MAX_LORAS) return cli_usage_error(&cmd, "at most %d --lora", MAX_LORAS);
             lora_paths[n_lora++] = val;
             break;
+        case O_SPEC:
+            if (engine_spec_parse(&spec, val, &err)) return cli_fail(&err);
+            if (!spec.kind) return cli_usage_error(&cmd, "--spec: a kind other than off");
+            break;
+        case O_DOC:
+            doc = val;
+            break;
         }
     }
     if (!path) return cli_usage_error(&cmd, "-m FILE is required");
@@ -179,6 +196,11 @@ int cmd_model_bench(int argc, char **argv)
                 return 1;
             }
         free(dup);
+    }
+    if (spec.kind) {
+        if (!nbs) bs[nbs++] = 1;
+        bench_spec_opts so = {path, doc, spec, bs, nbs, n, threads, reps};
+        return bench_spec(&so, &err) ? cli_fail(&err) : 0;
     }
     int max_b = 1;
     for (int i = 0; i < nbs; i++)
@@ -193,7 +215,6 @@ int cmd_model_bench(int argc, char **argv)
     if (cli_open(&L, path, &mo, false, NULL)) return 1;
     const model_hparams *hp = model_hparams_of(L.model);
     bench b = {.m = L.model, .w = kl_workers_create(threads), .rng = 0x9E3779B97F4A7C15ull};
-    kl_err err;
     int rc = 0;
     b.per = (pp + n + 16) / 16 + 1;
     for (; b.n_loras < n_lora; b.n_loras++)
