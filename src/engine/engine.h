@@ -67,7 +67,7 @@ typedef struct engine_config {
                               than the KV pool holds: engine_n_ctx) */
     bool prefix_cache;     /* default true */
     int pooling; /* embedding requests: ENGINE_POOL_*; 0: the model's pooling_type, else mean */
-    engine_spec spec;      /* speculative decoding (default off) */
+    engine_spec spec; /* speculative decoding (default off) */
 } engine_config;
 
 /* How an embedding request pools its prompt's final hidden states (llama.cpp's numbers). */

@@ -78,9 +78,9 @@ struct engine {
     sample_scratch *sampler;
     gram_vocab *gvocab; /* the tokens' bytes for grammars, built at the first grammar use */
     uint32_t *gmask;    /* (gram_mask_words) one choice's allowed tokens */
-    int max_rows;    /* logits rows per step (the model's max_logits, >= max_seqs) */
-    float *logits;   /* (max_rows, n_vocab) */
-    float *fork_row; /* (n_vocab) a copy of a row for a forked choice to sample from */
+    int max_rows;       /* logits rows per step (the model's max_logits, >= max_seqs) */
+    float *logits;      /* (max_rows, n_vocab) */
+    float *fork_row;    /* (n_vocab) a copy of a row for a forked choice to sample from */
     /* batch buffers, (max_batch) each */
     int32_t *b_token, *b_pos, *b_seq;
     bool *b_want;

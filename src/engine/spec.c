@@ -58,7 +58,7 @@ static int candidates(engine *e)
         eng_seq *s = e->running[i];
         if (s->chunk != 1 || s->n_tokens - s->n_computed != 1) continue; /* decoders only */
         if (s->req->r.embed) continue; /* a one-token prompt to embed looks like a decoder */
-        if (s->index == 0 && s->req->n_forked < s->req->r.n) continue;   /* forks its choices */
+        if (s->index == 0 && s->req->n_forked < s->req->r.n) continue; /* forks its choices */
         int cap = seq_cap(e, s);
         if (cap <= 0) continue;
         seq_refresh(s);

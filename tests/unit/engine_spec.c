@@ -12,6 +12,9 @@
 #include "engine/engine.h"
 #include "engine/open.h"
 #include "engine/spec.h"
+#include "gguf/gguf.h"
+#include "grammar/grammar.h"
+#include "model/lora.h"
 #include "model/make.h"
 #include "t.h"
 #include "tok/tok.h"
@@ -461,6 +464,79 @@ TEST(spec_events_identical_random_models)
     uint64_t a = mix_identical(random_model("f32", KL_F32, 64, 2, 0.02f));
     a += mix_identical(random_model("q8", KL_Q8_0, 128, 3, 0.05f));
     T_ASSERT(a > 0);
+}
+
+/* A request under a grammar, on a LoRA adapter, or both, and an embedding request (never
+ * drafts), beside each other: the same events with speculation as without, and the grammar's
+ * and the adapter's requests did draft and keep drafts (the grammar loops, so the n-gram
+ * lookup finds its earlier rounds). A grammar needs no rollback: each verified row is masked by
+ * the matcher as advanced by the kept tokens only. */
+TEST(spec_grammar_lora_embed_identical)
+{
+    const char *mpath = t_shared("models/stories260K.gguf");
+    char path[512];
+    snprintf(path, sizeof path, "%s/spec_lora.gguf", t_tmpdir());
+    kl_err err = {0};
+    model_make_lora_opts lo;
+    model_make_lora_defaults(&lo);
+    lo.base_path = mpath;
+    lo.rank = 4;
+    lo.alpha = 8.f;
+    lo.targets = "q,k,v,o,gate,up,down";
+    lo.seed = 7;
+    lo.std = 0.1f;
+    T_EQ(model_make_lora(&lo, path, &err), 0);
+    const char *re = "(Lily (was|is) (happy|sad|big)\\. )+";
+    gram *g = NULL;
+    T_EQ(gram_compile_regex(&g, re, strlen(re), NULL, &err), 0);
+    enum { N = 4 };
+    rec *r[2] = {calloc(N, sizeof(rec)), calloc(N, sizeof(rec))};
+    int32_t prompt[16];
+    for (int s = 0; s < 2; s++) {
+        engine_stack st;
+        open_engine(&st, &(eng_opts){.path = mpath, .spec = s ? specs[1] : specs[0]});
+        int np = (int)tok_encode(st.tok, "Lily was sad. Lily", 18, TOK_ADD_BOS, prompt, 16);
+        T_ASSERT(np > 2);
+        gguf_file *f;
+        T_EQ(gguf_open(&f, path, &err), 0);
+        model_lora *lora;
+        T_EQ(model_lora_load(&lora, st.model, f, 1.f, &err), 0);
+        gguf_close(f);
+        for (int k = 0; k < N; k++) {
+            engine_sampling sp = greedy(60);
+            sp.ignore_eos = true;
+            sp.logprobs = 2;
+            if (k == 2) sp.temperature = 0.9f, sp.seed = 5;
+            engine_request q = {.prompt = prompt,
+                                .n_prompt = k == 3 ? 1 : np,
+                                .n = 1,
+                                .sp = sp,
+                                .grammar = k == 0 || k == 2 ? g : NULL,
+                                .lora = k >= 1 && k <= 2 ? lora : NULL,
+                                .embed = k == 3,
+                                .on_event = on_event,
+                                .ctx = &r[s][k]};
+            uint64_t id;
+            if (engine_submit(st.eng, &q, &id, &err))
+                t_fail(__FILE__, __LINE__, "submit %d: %s", k, err.msg);
+        }
+        T_ASSERT(engine_wait_idle(st.eng, 60000));
+        engine_close(&st);
+        model_lora_free(lora);
+    }
+    for (int k = 0; k < N; k++)
+        expect_same(&r[0][k], &r[1][k], 1);
+    T_EQ(r[1][3].drafted, 0); /* the embedding */
+    for (int k = 0; k < 3; k++) {
+        T_ASSERT(r[1][k].drafted > 0);
+        T_ASSERT(r[1][k].accepted > 0);
+    }
+    r[1][0].text[0][r[1][0].text_len[0]] = 0;
+    T_ASSERT(gram_matches(g, r[1][0].text[0], strlen(r[1][0].text[0])) ||
+             r[1][0].finish[0] == ENGINE_FINISH_LENGTH);
+    T_CONTAINS(r[1][0].text[0], "Lily ");
+    gram_unref(g);
+    free(r[0]), free(r[1]);
 }
 
 /* Rejected drafts leave nothing behind: blocks go back, and the prefix cache holds only blocks
