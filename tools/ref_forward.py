@@ -2,7 +2,7 @@
 """tools/ref_forward.py: an independent reference forward pass in numpy (float64), written from
 the architectures' published descriptions, for checking Kiln's forward on the architectures
 llama.cpp's tree of Feb 2025 does not run (gemma3, qwen3moe) and, in CI, on the
-Mixture-of-Experts ones it does (llama with experts: Mixtral; qwen2moe). Reads an F32 GGUF as `kiln model make`
+Mixture-of-Experts ones it does (llama with experts: Mixtral; qwen2moe; deepseek2). Reads an F32 GGUF as `kiln model make`
 writes it (llama.cpp's tensor names and keys; Gemma's norm weights hold 1 + w, as llama.cpp's
 converter stores them) and prints, for tokens t0 t1 ..., the log-probability of each token
 after the first given the ones before it: "i token logprob" lines, as `kiln perplexity
@@ -23,6 +23,21 @@ each query and key head before the rotation) whose FFN is a router (softmax over
 logits), the top-k experts' SwiGLU FFNs summed weighted by their probabilities (renormalised to
 sum 1 for Mixtral and Qwen3-MoE's norm_topk_prob), plus for Qwen2-MoE a shared expert for every
 token scaled by sigmoid(x . w).
+
+DeepSeek-V2/V3 (DeepSeek-AI, "DeepSeek-V2: A Strong, Economical, and Efficient
+Mixture-of-Experts Language Model", 2024, section 2.1, and "DeepSeek-V3 Technical Report", 2024,
+section 2.1; the Hugging Face DeepseekV2/V3 models): multi-head latent attention. The query is
+W_q h, or low-rank W_qb RMSNorm(W_qa h); each query head is [nope | rope]. W_kva h gives a
+compressed latent c (kv_lora_rank) and one key part k_r shared by every head; W_kvb RMSNorm(c)
+gives each head's key part and value. The rope parts are rotated ((2i, 2i+1) pairs as the GGUF
+files hold them; with YaRN: the angles of the slow pairs interpolated by 1/factor, the fast ones
+kept, a linear ramp between, the magnitude unchanged since mscale = mscale_all_dim), and the
+scores are scaled by (1 + 0.1 mscale_all_dim ln factor)^2 / sqrt(key length) (the GGUF's
+yarn_log_multiplier is 0.1 mscale_all_dim). The first first_k_dense_replace layers have a dense
+SwiGLU FFN; the others route each token to the top-k of the router's softmax (V2) or sigmoid
+(V3, choosing by the score plus a per-expert bias but weighting by the score), renormalised if
+norm_topk_prob, times routed_scaling_factor, plus the shared experts (one SwiGLU FFN of their
+summed width) for every token.
 
 usage: ref_forward.py MODEL.gguf TOKEN...
 """
@@ -214,12 +229,101 @@ def moe(kv, t, toks, arch):
     return x @ t.get('output.weight', t['token_embd.weight']).T
 
 
+def yarn_angles(pos, d, base, factor, n_ctx_orig):
+    """Angles (T, d/2) of the (2i, 2i+1) pairs: base^(-2i/d) per position; with factor > 1
+    YaRN's blend (Peng et al., "YaRN", 2023): pairs turning more than 32 times over the
+    original context keep their angle, those turning less than once are interpolated, and
+    the ones between are a linear mix, on pair indices floored and ceiled."""
+    inv = base ** (-np.arange(0, d, 2) / d)
+    if factor > 1:
+        dim_at = lambda turns: d * np.log(n_ctx_orig / (turns * 2 * np.pi)) / (2 * np.log(base))
+        lo, hi = max(0.0, np.floor(dim_at(32))), min(d - 1.0, np.ceil(dim_at(1)))
+        keep = 1 - np.clip((np.arange(d // 2) - lo) / max(0.001, hi - lo), 0, 1)
+        inv = inv / factor * (1 - keep) + inv * keep
+    return pos[:, None] * inv[None, :]
+
+
+def rotate_pairs(x, ang):
+    """x: (T, heads, d) rotated by ang (T, d/2) on (2i, 2i+1) pairs."""
+    c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    a, b = x[..., 0::2], x[..., 1::2]
+    out = np.empty_like(x)
+    out[..., 0::2], out[..., 1::2] = a * c - b * s, a * s + b * c
+    return out
+
+
+def swiglu_ffn(h, gate, up, down):
+    return (silu(h @ gate.T) * (h @ up.T)) @ down.T
+
+
+def deepseek2(kv, t, toks):
+    g = lambda k, d=None: kv.get('deepseek2.' + k, d)
+    dim, n_layers, nh = g('embedding_length'), g('block_count'), g('attention.head_count')
+    eps, base = g('attention.layer_norm_rms_epsilon'), g('rope.freq_base', 10000.0)
+    hd, vd, rot = g('attention.key_length'), g('attention.value_length'), g('rope.dimension_count')
+    kvr, nope = g('attention.kv_lora_rank'), hd - rot
+    n_used, dense = g('expert_used_count'), g('leading_dense_block_count')
+    sigmoid, renorm, wscale = g('expert_gating_func', 1) == 2, g('expert_weights_norm', False), \
+        g('expert_weights_scale')
+    yarn = g('rope.scaling.type', 'none') == 'yarn'
+    factor = g('rope.scaling.factor', 1.0) if yarn else 1.0
+    scale = (1 + g('rope.scaling.yarn_log_multiplier', 0.0) * np.log(factor)) ** 2 / np.sqrt(hd)
+    T = len(toks)
+    ang = yarn_angles(np.arange(T, dtype=np.float64), rot, base, factor,
+                      g('rope.scaling.original_context_length', g('context_length')))
+    x = t['token_embd.weight'][toks]
+    for l in range(n_layers):
+        p = lambda n, k='weight': t[f'blk.{l}.{n}.{k}']
+        h = rmsnorm(x, p('attn_norm'), eps)
+        if f'blk.{l}.attn_q_a.weight' in t:
+            q = rmsnorm(h @ p('attn_q_a').T, p('attn_q_a_norm'), eps) @ p('attn_q_b').T
+        else:
+            q = h @ p('attn_q').T
+        q = q.reshape(T, nh, hd)
+        lat = h @ p('attn_kv_a_mqa').T
+        kvb = (rmsnorm(lat[:, :kvr], p('attn_kv_a_norm'), eps) @ p('attn_kv_b').T)
+        kvb = kvb.reshape(T, nh, nope + vd)
+        k_r = rotate_pairs(lat[:, None, kvr:], ang)
+        q = np.concatenate([q[..., :nope], rotate_pairs(q[..., nope:], ang)], axis=-1)
+        k = np.concatenate([kvb[..., :nope], np.repeat(k_r, nh, axis=1)], axis=-1)
+        s = np.einsum('qhd,khd->hqk', q, k) * scale
+        s = np.where(np.tril(np.ones((T, T), bool))[None], s, -np.inf)
+        s = np.exp(s - s.max(-1, keepdims=True))
+        s = s / s.sum(-1, keepdims=True)
+        o = np.einsum('hqk,khd->qhd', s, kvb[..., nope:]).reshape(T, nh * vd)
+        x = x + o @ p('attn_output').T
+        h = rmsnorm(x, p('ffn_norm'), eps)
+        if l < dense:
+            x = x + swiglu_ffn(h, p('ffn_gate'), p('ffn_up'), p('ffn_down'))
+            continue
+        logits = h @ p('ffn_gate_inp').T
+        if sigmoid:
+            probs = 1 / (1 + np.exp(-logits))
+        else:
+            probs = np.exp(logits - logits.max(-1, keepdims=True))
+            probs = probs / probs.sum(-1, keepdims=True)
+        choose = probs + t.get(f'blk.{l}.exp_probs_b.bias', 0.0)
+        gate, up, down = p('ffn_gate_exps'), p('ffn_up_exps'), p('ffn_down_exps')
+        out = swiglu_ffn(h, p('ffn_gate_shexp'), p('ffn_up_shexp'), p('ffn_down_shexp'))
+        for i in range(T):
+            top = np.argsort(-choose[i], kind='stable')[:n_used]
+            w = probs[i][top]
+            w = (w / w.sum() if renorm else w) * wscale
+            for e, we in zip(top, w):
+                out[i] += we * swiglu_ffn(h[i], gate[e], up[e], down[e])
+        x = x + out
+    x = rmsnorm(x, t['output_norm.weight'], eps)
+    return x @ t.get('output.weight', t['token_embd.weight']).T
+
+
 def main():
     kv, t = read_gguf(sys.argv[1])
     toks = [int(a) for a in sys.argv[2:]]
     arch = kv['general.architecture']
     if arch == 'gemma3':
         logits = gemma3(kv, t, toks)
+    elif arch == 'deepseek2':
+        logits = deepseek2(kv, t, toks)
     else:
         assert arch in ('llama', 'qwen2moe', 'qwen3moe') and f'{arch}.expert_count' in kv, \
             f'{arch}: no reference here (llama.cpp runs it)'

@@ -265,6 +265,11 @@ enum {
     O_EXPERTS,
     O_EXPERTS_USED,
     O_FFN_SHARED,
+    O_Q_LORA,
+    O_KV_LORA,
+    O_DENSE_LEAD,
+    O_EXPERTS_SHARED,
+    O_SIGMOID,
 };
 
 static const cli_opt make_opts[] = {
@@ -272,7 +277,8 @@ static const cli_opt make_opts[] = {
     {'o', NULL, "FILE", "the same as --out"},
     {O_ARCH, "arch", "ARCH",
      "architecture (default llama): llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, granite, "
-     "olmo2, command-r, starcoder2, qwen2moe, qwen3moe (llama with --experts: Mixtral)"},
+     "olmo2, command-r, starcoder2, qwen2moe, qwen3moe, deepseek2 (llama with --experts: "
+     "Mixtral)"},
     {O_DIM, "dim", "D", "embedding width (default 64)"},
     {O_LAYERS, "layers", "L", "transformer layers (default 2)"},
     {O_HEADS, "heads", "H", "attention heads (default 4)"},
@@ -296,6 +302,14 @@ static const cli_opt make_opts[] = {
      "qwen3moe need it)"},
     {O_EXPERTS_USED, "experts-used", "K", "experts run per token (default 2)"},
     {O_FFN_SHARED, "ffn-shared", "F", "qwen2moe's shared expert's width (default: --ffn)"},
+    {O_Q_LORA, "q-lora", "R",
+     "deepseek2: the query's low rank; 0: a plain attn_q as V2-Lite (default dim/2, but 0 with "
+     "27 layers: llama.cpp reads attn_q in 27-layer files only)"},
+    {O_KV_LORA, "kv-lora", "R", "deepseek2: the compressed KV latent's rank (default dim/2)"},
+    {O_DENSE_LEAD, "dense-lead", "N", "deepseek2: leading layers with a dense FFN (default 1)"},
+    {O_EXPERTS_SHARED, "experts-shared", "N", "deepseek2: shared experts (default 1)"},
+    {O_SIGMOID, "sigmoid", NULL,
+     "deepseek2: DeepSeek-V3's routing (sigmoid, selection bias, renormalised, scaled 2.5)"},
     {0},
 };
 
@@ -365,6 +379,21 @@ static int make(int argc, char **argv)
             break;
         case O_FFN_SHARED:
             ok = parse_int(a.opt, v, &o.ffn_shared);
+            break;
+        case O_Q_LORA:
+            ok = parse_int(a.opt, v, &o.q_lora);
+            break;
+        case O_KV_LORA:
+            ok = parse_int(a.opt, v, &o.kv_lora);
+            break;
+        case O_DENSE_LEAD:
+            ok = parse_int(a.opt, v, &o.dense_lead);
+            break;
+        case O_EXPERTS_SHARED:
+            ok = parse_int(a.opt, v, &o.experts_shared);
+            break;
+        case O_SIGMOID:
+            o.sigmoid = true;
             break;
         case O_ROPE_THETA:
             ok = parse_float(a.opt, v, &o.rope_theta);

@@ -30,6 +30,7 @@ static const model_arch archs[] = {
      ARCH_QKV_BIAS | ARCH_EXPERTS | ARCH_MOE_ONLY | ARCH_SHARED_EXPERT, 0},
     {"qwen3moe", true, R, MODEL_FFN_SWIGLU,
      ARCH_QK_NORM | ARCH_EXPERTS | ARCH_MOE_ONLY | ARCH_MOE_NORM, 0},
+    {"deepseek2", false, R, MODEL_FFN_SWIGLU, ARCH_MLA | ARCH_EXPERTS | ARCH_MOE_DEEPSEEK, 0},
 };
 #undef R
 #undef L
@@ -44,7 +45,7 @@ const model_arch *model_arch_find(const char *name)
 const char *model_arch_names(void)
 {
     return "llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, granite, olmo2, command-r, "
-           "starcoder2, qwen2moe, qwen3moe";
+           "starcoder2, qwen2moe, qwen3moe, deepseek2";
 }
 
 bool model_arch_swa_layer(const model_arch *a, int l)
@@ -70,7 +71,7 @@ static void add(lister *ls, const char *name, int l, int64_t cols, int64_t rows,
         snprintf(full, sizeof full, "%s", name);
     snprintf(t->name, sizeof t->name, "%s", full);
     t->cols = cols, t->rows = rows, t->norm = norm, t->mat = mat, t->vec = vec;
-    t->experts = 0;
+    t->experts = 0, t->optional = false;
 }
 
 /* A stack of n_expert matrices (rows, cols) bound to mats[0..n_expert). */
@@ -81,20 +82,47 @@ static void add_experts(lister *ls, const char *name, int l, int64_t cols, int64
     ls->out[ls->n - 1].experts = n_expert;
 }
 
-/* A mixture's FFN (see model/moe.c): the router, the experts, the shared expert. */
+/* A mixture's FFN (see model/moe.c): the router (and DeepSeek-V3's selection bias), the
+ * experts, the shared expert (gated but for deepseek2). */
 static void add_moe(lister *ls, const model_arch *a, const model_hparams *hp, int l,
                     model_layer *ly)
 {
     int64_t dim = hp->dim, ff = hp->ff_exp, sh = hp->ff_shexp, E = hp->n_expert;
+    bool deepseek = a->quirks & ARCH_MOE_DEEPSEEK;
     add(ls, "ffn_gate_inp.weight", l, dim, E, false, ly ? &ly->router : NULL, NULL);
+    if (deepseek) {
+        add(ls, "exp_probs_b.bias", l, E, 0, false, NULL, ly ? &ly->exp_probs_b : NULL);
+        ls->out[ls->n - 1].optional = true;
+    }
     add_experts(ls, "ffn_gate_exps.weight", l, dim, ff, E, ly ? ly->exp_gate : NULL);
     add_experts(ls, "ffn_down_exps.weight", l, ff, dim, E, ly ? ly->exp_down : NULL);
     add_experts(ls, "ffn_up_exps.weight", l, dim, ff, E, ly ? ly->exp_up : NULL);
-    if (!(a->quirks & ARCH_SHARED_EXPERT)) return;
-    add(ls, "ffn_gate_inp_shexp.weight", l, dim, 0, false, NULL, ly ? &ly->sh_gate_inp : NULL);
+    if (!(a->quirks & ARCH_SHARED_EXPERT) && !deepseek) return;
+    if (!deepseek)
+        add(ls, "ffn_gate_inp_shexp.weight", l, dim, 0, false, NULL, ly ? &ly->sh_gate_inp : NULL);
     add(ls, "ffn_gate_shexp.weight", l, dim, sh, false, ly ? &ly->sh_gate : NULL, NULL);
     add(ls, "ffn_down_shexp.weight", l, sh, dim, false, ly ? &ly->sh_down : NULL, NULL);
     add(ls, "ffn_up_shexp.weight", l, dim, sh, false, ly ? &ly->sh_up : NULL, NULL);
+}
+
+/* Multi-head latent attention's projections (model/mla.c). */
+static void add_mla(lister *ls, const model_hparams *hp, int l, model_layer *ly)
+{
+    int64_t dim = hp->dim, qd = (int64_t)hp->n_heads * hp->head_dim;
+    int64_t nope = hp->head_dim - hp->n_rot;
+#define M(f) (ly ? &ly->f : NULL)
+    if (hp->q_lora) {
+        add(ls, "attn_q_a.weight", l, dim, hp->q_lora, false, M(wq_a), NULL);
+        add(ls, "attn_q_a_norm.weight", l, hp->q_lora, 0, true, NULL, M(q_a_norm));
+        add(ls, "attn_q_b.weight", l, hp->q_lora, qd, false, M(wq_b), NULL);
+    } else {
+        add(ls, "attn_q.weight", l, dim, qd, false, M(wq), NULL);
+    }
+    add(ls, "attn_kv_a_mqa.weight", l, dim, hp->kv_lora + hp->n_rot, false, M(wkv_a), NULL);
+    add(ls, "attn_kv_a_norm.weight", l, hp->kv_lora, 0, true, NULL, M(kv_a_norm));
+    add(ls, "attn_kv_b.weight", l, hp->kv_lora, (int64_t)hp->n_heads * (nope + hp->v_head_dim),
+        false, M(wkv_b), NULL);
+#undef M
 }
 
 int model_arch_tensors(const model_arch *a, const model_hparams *hp, model *m, model_tensor *out)
@@ -111,7 +139,9 @@ int model_arch_tensors(const model_arch *a, const model_hparams *hp, model *m, m
 #define M(f) (ly ? &ly->f : NULL)
         if (pre) add(&ls, "attn_norm.weight", l, dim, 0, true, NULL, M(attn_norm));
         if (pre && bias) add(&ls, "attn_norm.bias", l, dim, 0, false, NULL, M(attn_norm_b));
-        if (q & ARCH_FUSED) {
+        if (q & ARCH_MLA) {
+            add_mla(&ls, hp, l, ly);
+        } else if (q & ARCH_FUSED) {
             add(&ls, "attn_qkv.weight", l, dim, qd + 2 * kvd, false, M(wq), NULL);
         } else {
             add(&ls, "attn_q.weight", l, dim, qd, false, M(wq), NULL);
@@ -128,7 +158,8 @@ int model_arch_tensors(const model_arch *a, const model_hparams *hp, model *m, m
             add(&ls, "attn_q_norm.weight", l, full ? qd : hp->head_dim, 0, true, NULL, M(q_norm));
             add(&ls, "attn_k_norm.weight", l, full ? kvd : hp->head_dim, 0, true, NULL, M(k_norm));
         }
-        add(&ls, "attn_output.weight", l, qd, dim, false, M(wo), NULL);
+        int64_t od = q & ARCH_MLA ? (int64_t)hp->n_heads * hp->v_head_dim : qd;
+        add(&ls, "attn_output.weight", l, od, dim, false, M(wo), NULL);
         if (bias) add(&ls, "attn_output.bias", l, dim, 0, false, NULL, M(bo));
         if (q & ARCH_POST_NORMS)
             add(&ls, "post_attention_norm.weight", l, dim, 0, true, NULL, M(attn_post_norm));
@@ -136,7 +167,8 @@ int model_arch_tensors(const model_arch *a, const model_hparams *hp, model *m, m
             add(&ls, "ffn_norm.weight", l, dim, 0, true, NULL, M(ffn_norm));
             if (bias) add(&ls, "ffn_norm.bias", l, dim, 0, false, NULL, M(ffn_norm_b));
         }
-        if (hp->n_expert) {
+        bool moe = hp->n_expert && l >= hp->n_dense_lead;
+        if (moe) {
             add_moe(&ls, a, hp, l, ly);
         } else if (q & ARCH_FUSED) {
             add(&ls, "ffn_up.weight", l, dim, 2 * ff, false, M(w_up), NULL);
@@ -146,7 +178,7 @@ int model_arch_tensors(const model_arch *a, const model_hparams *hp, model *m, m
             add(&ls, "ffn_up.weight", l, dim, ff, false, M(w_up), NULL);
         }
         if (bias) add(&ls, "ffn_up.bias", l, ff, 0, false, NULL, M(b_up));
-        if (!hp->n_expert) add(&ls, "ffn_down.weight", l, ff, dim, false, M(w_down), NULL);
+        if (!moe) add(&ls, "ffn_down.weight", l, ff, dim, false, M(w_down), NULL);
         if (bias) add(&ls, "ffn_down.bias", l, dim, 0, false, NULL, M(b_down));
         if (q & ARCH_POST_NORMS)
             add(&ls, "post_ffw_norm.weight", l, dim, 0, true, NULL, M(ffn_post_norm));

@@ -17,6 +17,8 @@ typedef struct model_tensor {
     char name[GGUF_MAX_NAME];
     int64_t cols, rows, experts;
     bool norm;
+    bool optional; /* a file may lack it (DeepSeek-V3's exp_probs_b); make writes it when the
+                      routing uses it */
     model_w *mat;
     const float **vec;
 } model_tensor;

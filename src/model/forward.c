@@ -196,7 +196,7 @@ static void ffn(model *m, kl_workers *w, const model_batch *b, int l, bool lora)
     const model_layer *ly = &m->layers[l];
     model_scratch *s = &m->s;
     int n = b->n;
-    if (m->hp.n_expert) {
+    if (ly->router.data) {
         model_moe_ffn(m, w, l, n);
         return;
     }
@@ -305,10 +305,15 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
     for (int l = 0; l < hp->n_layers; l++) {
         const model_layer *ly = &m->layers[l];
         rows_run(m, w, b, l, ROWS_ATTN_IN);
-        proj3(m, w, ly, s->xb, n);
-        if (lora) model_lora_add(m, w, l, QKV, 3, s->xb, (float *[]){s->q, s->k, s->v});
-        rows_run(m, w, b, l, ROWS_HEADS);
+        if (m->arch->quirks & ARCH_MLA) {
+            model_mla_qkv(m, w, b, l); /* latent attention's q, k, v (model/mla.c) */
+        } else {
+            proj3(m, w, ly, s->xb, n);
+            if (lora) model_lora_add(m, w, l, QKV, 3, s->xb, (float *[]){s->q, s->k, s->v});
+            rows_run(m, w, b, l, ROWS_HEADS);
+        }
         model_attention(m, w, kv, l, b);
+        if (m->arch->quirks & ARCH_MLA) model_mla_pack_out(m, n);
         model_proj(m, w, &ly->wo, s->att, n, s->xo);
         if (lora) model_lora_add(m, w, l, O, 1, s->att, (float *[]){s->xo});
         rows_run(m, w, b, l, ROWS_FFN_IN);

@@ -45,6 +45,10 @@ enum {
     ARCH_MOE_NORM = 1 << 18,    /* the chosen experts' weights renormalised to sum 1 (Mixtral,
                                    Qwen3-MoE's norm_topk_prob) */
     ARCH_SHARED_EXPERT = 1 << 19, /* a shared expert, sigmoid-gated, for every token (qwen2moe) */
+    ARCH_MLA = 1 << 20,           /* multi-head latent attention (deepseek2: model/mla.c) */
+    ARCH_MOE_DEEPSEEK = 1 << 21,  /* leading dense layers, then experts routed by softmax or
+                                     sigmoid (+ a selection bias), their weights scaled, and
+                                     ungated shared experts (deepseek2) */
 };
 typedef enum { MODEL_NORM_RMS, MODEL_NORM_LAYER } model_norm;
 typedef enum { MODEL_FFN_SWIGLU, MODEL_FFN_GEGLU, MODEL_FFN_GELU } model_ffn; /* GELU: no gate */
@@ -76,7 +80,16 @@ typedef struct model_layer {
     model_w *exp_gate, *exp_up;      /* (n_expert) views of ffn_{gate,up}_exps: (ff_exp, dim) */
     model_w *exp_down;               /* (n_expert) views of ffn_down_exps: (dim, ff_exp) */
     model_w sh_gate, sh_up, sh_down; /* the shared expert (ARCH_SHARED_EXPERT): ff_shexp wide */
-    const float *sh_gate_inp;        /* (dim): sigmoid(x . it) scales the shared expert */
+    const float *sh_gate_inp;        /* (dim): sigmoid(x . it) scales the shared expert, or
+                                        NULL: added as it is (deepseek2) */
+    const float *exp_probs_b;        /* (n_expert) added to the probabilities to choose the
+                                        experts, not to weight them (DeepSeek-V3), or NULL */
+    /* Multi-head latent attention (ARCH_MLA, model/mla.c): the query straight from wq (Lite)
+     * or through a low-rank wq_a, its norm and wq_b; wkv_a gives the compressed KV latent
+     * (kv_lora) and the key's shared RoPE part (n_rot); wkv_b expands the normed latent to
+     * every head's key (head_dim - n_rot) and value (v_head_dim). */
+    model_w wq_a, wq_b, wkv_a, wkv_b;
+    const float *q_a_norm, *kv_a_norm; /* (q_lora), (kv_lora) */
     int window; /* sliding window (positions attended, itself included), 0: all */
     const kl_rope_cfg *rope;
 } model_layer;
@@ -105,6 +118,10 @@ typedef struct model_scratch {
     float *moe_sh;       /* (n, dim) the shared expert's output */
     float *moe_shg;      /* (n) the shared expert's gate logit */
     kl_mm_run *moe_runs; /* (2 * n_expert) the experts' products of one pass */
+    /* multi-head latent attention (model/mla.c) */
+    float *mla_qa;  /* (n, q_lora) the low-rank query */
+    float *mla_kva; /* (n, kv_lora + n_rot) the KV latent and the key's RoPE part */
+    float *mla_kvb; /* (n, n_heads * (head_dim - n_rot + v_head_dim)) keys' and values' heads */
 } model_scratch;
 
 /* The projections an adapter can update (model/lora.c): per layer, then the output head. */
@@ -182,6 +199,12 @@ void model_proj2(model *m, kl_workers *wk, const model_w *w0, float *y0, const m
                  float *y1, const float *x, int n);
 /* A matmul output of w into y (rows of w->rows floats). */
 kl_mm_out model_mm_out(const model_w *w, float *y);
+
+/* Multi-head latent attention (model/mla.c): the q, k and v rows of layer l from xb, as the
+ * attention reads them (every head's value padded with zeros to head_dim); then the heads'
+ * outputs of att packed to (n, n_heads * v_head_dim) rows for attn_output. */
+void model_mla_qkv(model *m, kl_workers *w, const model_batch *b, int layer);
+void model_mla_pack_out(model *m, int n);
 
 /* Attention of a batch for one layer: writes the batch's k, v into the cache, then att. */
 void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const model_batch *b);

@@ -140,6 +140,109 @@ static int read_quirks(loader *L, model_hparams *hp)
     return 0;
 }
 
+/* A mixture's expert counts: 1 to MODEL_MAX_EXPERTS experts, 1 to all of them used. */
+static int check_expert_counts(loader *L, const model_hparams *hp)
+{
+    if (hp->n_expert < 1 || hp->n_expert > MODEL_MAX_EXPERTS || hp->n_expert_used < 1 ||
+        hp->n_expert_used > hp->n_expert)
+        return kl_errf(L->err, KL_EBADFILE,
+                       "%s: a Mixture-of-Experts model needs %s.expert_count (1 to %d) and "
+                       "expert_used_count (1 to the count); it has %d and %d",
+                       gguf_path(L->f), L->arch, MODEL_MAX_EXPERTS, hp->n_expert,
+                       hp->n_expert_used);
+    return 0;
+}
+
+static int get_bool(loader *L, const char *key, bool *out)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", L->arch, key);
+    int rc = gguf_get_bool(L->f, full, out, L->err);
+    return rc == KL_ENOTFOUND ? 0 : rc;
+}
+
+/* deepseek2's FFN as llama.cpp reads it: leading_dense_block_count dense layers (the
+ * feed_forward_length wide), then experts (expert_feed_forward_length wide) with
+ * expert_shared_count ungated shared experts fused into one, routed by expert_gating_func
+ * (absent: softmax; sigmoid for DeepSeek-V3, with a selection bias exp_probs_b), the chosen
+ * weights renormalised when expert_weights_norm and scaled by expert_weights_scale.
+ * DeepSeek-V3's grouped routing (n_group, topk_group) is not in llama.cpp's Feb 2025 tree
+ * nor in its files: the experts are chosen among all of them. */
+static int read_deepseek_moe(loader *L, model_hparams *hp)
+{
+    int rc, gating = 0;
+    if ((rc = get_u32(L, "leading_dense_block_count", &hp->n_dense_lead, false)) ||
+        (rc = get_u32(L, "expert_shared_count", &hp->n_expert_shared, false)) ||
+        (rc = get_u32(L, "expert_gating_func", &gating, true)) ||
+        (rc = get_bool(L, "expert_weights_norm", &hp->expert_norm)))
+        return rc;
+    char key[128];
+    snprintf(key, sizeof key, "%s.expert_weights_scale", L->arch);
+    if (!gguf_find_kv(L->f, key))
+        return kl_errf(L->err, KL_EBADFILE, "%s: missing metadata key %s", gguf_path(L->f), key);
+    if ((rc = get_f32(L, "expert_weights_scale", &hp->expert_scale))) return rc;
+    if (gating > MODEL_GATING_SIGMOID)
+        return kl_errf(L->err, KL_EUNSUP,
+                       "%s: %s.expert_gating_func %d is not supported (1 softmax, 2 sigmoid)",
+                       gguf_path(L->f), L->arch, gating);
+    hp->expert_gating = gating ? gating : MODEL_GATING_SOFTMAX;
+    if (hp->n_dense_lead > hp->n_layers)
+        return kl_errf(L->err, KL_EBADFILE, "%s: %d leading dense layers of %d", gguf_path(L->f),
+                       hp->n_dense_lead, hp->n_layers);
+    if (hp->n_dense_lead == hp->n_layers) { /* no mixture at all */
+        hp->n_expert = hp->n_expert_used = 0;
+        return 0;
+    }
+    if ((rc = check_expert_counts(L, hp))) return rc;
+    if (hp->n_expert_shared < 1)
+        return kl_errf(L->err, KL_EUNSUP,
+                       "%s: a deepseek2 model without shared experts (expert_shared_count 0) "
+                       "is a variant Kiln does not support",
+                       gguf_path(L->f));
+    if ((rc = get_u32(L, "expert_feed_forward_length", &hp->ff_exp, false))) return rc;
+    if (hp->ff_exp < 1 || hp->n_expert_shared > (1 << 24) / hp->ff_exp || !(hp->expert_scale > 0))
+        return kl_errf(L->err, KL_EBADFILE, "%s: bad expert width %d, shared count %d or scale",
+                       gguf_path(L->f), hp->ff_exp, hp->n_expert_shared);
+    hp->ff_shexp = hp->ff_exp * hp->n_expert_shared;
+    return 0;
+}
+
+/* Multi-head latent attention (deepseek2, model/mla.c) as llama.cpp reads it: every query
+ * head attends with a key of attention.key_length (its last rope.dimension_count dims
+ * rotated, shared by the heads) and a value of attention.value_length, from a compressed
+ * latent of attention.kv_lora_rank; the query is low-rank (attention.q_lora_rank) when the
+ * file has attn_q_a (llama.cpp tells by the layer count: 27 layers, V2-Lite, have attn_q).
+ * The heads are as many as the query's: a file saying otherwise is a variant. */
+static int read_mla(loader *L, model_hparams *hp)
+{
+    int rc;
+    hp->v_head_dim = hp->dim / hp->n_heads;
+    if ((rc = get_u32(L, "attention.kv_lora_rank", &hp->kv_lora, false)) ||
+        (rc = get_u32(L, "attention.value_length", &hp->v_head_dim, true)) ||
+        (rc = get_f32(L, "rope.scaling.yarn_log_multiplier", &hp->yarn_log_mul)))
+        return rc;
+    if (gguf_find_tensor(L->f, "blk.0.attn_q_a.weight") &&
+        (rc = get_u32(L, "attention.q_lora_rank", &hp->q_lora, false)))
+        return rc;
+    if (hp->n_kv_heads != hp->n_heads)
+        return kl_errf(L->err, KL_EUNSUP,
+                       "%s: a deepseek2 model with %d KV heads for %d query heads is a variant "
+                       "Kiln does not support (multi-head latent attention has one per head)",
+                       gguf_path(L->f), hp->n_kv_heads, hp->n_heads);
+    if (hp->kv_lora < 1 || hp->q_lora < 0 || hp->v_head_dim < 1 || hp->n_rot >= hp->head_dim)
+        return kl_errf(L->err, KL_EBADFILE,
+                       "%s: bad latent attention shape (kv rank %d, key %d with %d rotated, "
+                       "value %d)",
+                       gguf_path(L->f), hp->kv_lora, hp->head_dim, hp->n_rot, hp->v_head_dim);
+    /* the cache holds each value head in a key head's room (model/mla.c) */
+    if (hp->v_head_dim > hp->head_dim)
+        return kl_errf(L->err, KL_EUNSUP,
+                       "%s: a deepseek2 model with values (%d) wider than keys (%d) is a variant "
+                       "Kiln does not support",
+                       gguf_path(L->f), hp->v_head_dim, hp->head_dim);
+    return 0;
+}
+
 /* A mixture of experts (model/moe.c): <arch>.expert_count experts per layer, of which
  * expert_used_count run per token, each expert_feed_forward_length wide (Mixtral: the
  * feed_forward_length), and qwen2moe's shared expert (expert_shared_feed_forward_length,
@@ -152,20 +255,19 @@ static int read_experts(loader *L, model_hparams *hp)
         (rc = get_u32(L, "expert_used_count", &hp->n_expert_used, true)))
         return rc;
     unsigned q = L->a->quirks;
+    hp->expert_gating = MODEL_GATING_SOFTMAX;
+    hp->expert_norm = q & ARCH_MOE_NORM;
+    hp->expert_scale = 1.f;
+    if (q & ARCH_MOE_DEEPSEEK) return read_deepseek_moe(L, hp);
     bool inp = gguf_find_tensor(L->f, "blk.0.ffn_gate_inp.weight") != NULL;
     if ((hp->n_expert > 0 || inp) && !(q & ARCH_EXPERTS))
         return kl_errf(L->err, KL_EUNSUP,
                        "%s: a Mixture-of-Experts %s model (%d experts, %d used per token); Kiln "
-                       "runs experts in llama (Mixtral), qwen2moe and qwen3moe models only",
+                       "runs experts in llama (Mixtral), qwen2moe, qwen3moe and deepseek2 "
+                       "models only",
                        gguf_path(L->f), L->a->name, hp->n_expert, hp->n_expert_used);
     if (!hp->n_expert && !inp && !(q & ARCH_MOE_ONLY)) return 0;
-    if (hp->n_expert < 1 || hp->n_expert > MODEL_MAX_EXPERTS || hp->n_expert_used < 1 ||
-        hp->n_expert_used > hp->n_expert)
-        return kl_errf(L->err, KL_EBADFILE,
-                       "%s: a Mixture-of-Experts model needs %s.expert_count (1 to %d) and "
-                       "expert_used_count (1 to the count); it has %d and %d",
-                       gguf_path(L->f), L->arch, MODEL_MAX_EXPERTS, hp->n_expert,
-                       hp->n_expert_used);
+    if ((rc = check_expert_counts(L, hp))) return rc;
     hp->ff_exp = hp->hidden_dim;
     if (q & ARCH_MOE_ONLY) hp->ff_exp = hp->hidden_dim / hp->n_expert_used; /* llama.cpp's */
     if ((rc = get_u32(L, "expert_feed_forward_length", &hp->ff_exp, true))) return rc;
@@ -214,7 +316,9 @@ static int read_hparams(loader *L, model_hparams *hp)
     hp->head_dim = hp->dim / hp->n_heads;
     if ((rc = get_u32(L, "attention.key_length", &hp->head_dim, true))) return rc;
     hp->n_rot = hp->head_dim;
+    hp->v_head_dim = hp->head_dim;
     if ((rc = get_u32(L, "rope.dimension_count", &hp->n_rot, true))) return rc;
+    if ((L->a->quirks & ARCH_MLA) && (rc = read_mla(L, hp))) return rc;
     if (hp->head_dim < 2 || hp->head_dim > MODEL_MAX_HEAD_DIM ||
         hp->head_dim * (hp->n_heads / hp->n_kv_heads) > 4096 || hp->n_rot < 2 ||
         hp->n_rot > hp->head_dim || hp->n_rot % 2 || hp->rope_theta <= 0 || !(hp->norm_eps > 0))
@@ -297,6 +401,16 @@ static int make_scales(loader *L, model *m)
     m->q_scale = 1.f;
     m->kq_scale = granite != 0.f ? granite : 1.f / sqrtf(d);
     if (L->a->quirks & ARCH_Q_SCALE) m->q_scale = 1.f / sqrtf(d), m->kq_scale = 1.f;
+    if (L->a->quirks & ARCH_MLA) {
+        /* deepseek2, as llama.cpp scales it: YaRN's magnitude (attn_factor times 1 + 0.1
+         * ln(factor)) is taken out of RoPE, and the scores are scaled by mscale^2 / sqrt(d)
+         * with mscale = attn_factor (1 + yarn_log_multiplier ln(factor)); whatever the
+         * scaling type */
+        float ln = logf(hp->rope_factor);
+        float mscale = m->rope.attn_factor * (1.f + hp->yarn_log_mul * ln);
+        m->kq_scale = mscale * mscale / sqrtf(d);
+        m->rope.attn_factor = 1.f / (1.f + 0.1f * ln);
+    }
     return 0;
 }
 
@@ -369,7 +483,7 @@ static int bind_weights(loader *L, model *m)
     int n = model_arch_tensors(L->a, hp, m, ts);
     for (int i = 0; i < n && !rc; i++)
         rc = ts[i].mat ? bind_mat(L, ts[i].name, ts[i].cols, ts[i].rows, ts[i].experts, ts[i].mat)
-                       : bind_vec(L, ts[i].name, ts[i].cols, false, ts[i].vec);
+                       : bind_vec(L, ts[i].name, ts[i].cols, ts[i].optional, ts[i].vec);
     if (!rc) rc = check_all_used(L, ts, n);
     free(ts);
     if (rc) return rc;
@@ -428,6 +542,14 @@ static int alloc_scratch(loader *L, model *m)
         moe_ok = s->moe_logits && s->moe_wt && s->moe_sel && s->moe_slot && s->moe_first &&
                  s->moe_x && s->moe_y && s->moe_sh && s->moe_shg && s->moe_runs;
     }
+    bool mla_ok = true;
+    if (m->arch->quirks & ARCH_MLA) {
+        size_t kvb = (size_t)hp->n_heads * (size_t)(hp->head_dim - hp->n_rot + hp->v_head_dim);
+        s->mla_qa = calloc(n * (size_t)(hp->q_lora ? hp->q_lora : 1), sizeof(float));
+        s->mla_kva = calloc(n * (size_t)(hp->kv_lora + hp->n_rot), sizeof(float));
+        s->mla_kvb = calloc(n * kvb, sizeof(float));
+        mla_ok = s->mla_qa && s->mla_kva && s->mla_kvb;
+    }
     s->rows = calloc((size_t)m->opts.max_logits * (size_t)hp->dim, sizeof(float));
     size_t group = (size_t)(hp->n_heads / hp->n_kv_heads), ctx = (size_t)m->opts.max_ctx;
     /* up to 16 tokens per attention tile, fewer when their scores would pass 2 MiB */
@@ -449,7 +571,11 @@ static int alloc_scratch(loader *L, model *m)
         mm = max_sz(mm, kl_matmul_scratch(ly->w_gate.type, B, ly->w_gate.cols));
         mm = max_sz(mm, kl_matmul_scratch(ly->w_up.type, B, ly->w_up.cols));
         mm = max_sz(mm, kl_matmul_scratch(ly->w_down.type, B, ly->w_down.cols));
-        if (!E) continue;
+        mm = max_sz(mm, kl_matmul_scratch(ly->wq_a.type, B, ly->wq_a.cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->wq_b.type, B, ly->wq_b.cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->wkv_a.type, B, ly->wkv_a.cols));
+        mm = max_sz(mm, kl_matmul_scratch(ly->wkv_b.type, B, ly->wkv_b.cols));
+        if (!ly->router.data) continue;
         int kB = B * (int)k; /* the experts' grouped rows */
         mm = max_sz(mm, kl_matmul_scratch(ly->router.type, B, ly->router.cols));
         mm = max_sz(mm, kl_matmul_scratch(ly->exp_gate[0].type, kB, ly->exp_gate[0].cols));
@@ -462,7 +588,7 @@ static int alloc_scratch(loader *L, model *m)
     mm = max_sz(mm, kl_matmul_scratch(m->output.type, m->opts.max_logits, m->output.cols));
     s->mm = mm ? aligned_alloc(64, (mm + 63) & ~(size_t)63) : NULL;
     if (!s->x || !s->xb || !s->xo || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 ||
-        !s->rows || !s->attn_ws || !s->tiles || (mm && !s->mm) || !moe_ok)
+        !s->rows || !s->attn_ws || !s->tiles || (mm && !s->mm) || !moe_ok || !mla_ok)
         return kl_errf(L->err, KL_ENOMEM, "model: cannot allocate scratch for %zu tokens", n);
     return 0;
 }
@@ -508,6 +634,7 @@ void model_free(model *m)
     model_lora_scratch_free(m);
     free(s->moe_logits), free(s->moe_wt), free(s->moe_sel), free(s->moe_slot), free(s->moe_first);
     free(s->moe_x), free(s->moe_y), free(s->moe_sh), free(s->moe_shg), free(s->moe_runs);
+    free(s->mla_qa), free(s->mla_kva), free(s->mla_kvb);
     free(m->experts);
     free(m->layers);
     free(m);

@@ -59,8 +59,16 @@ static int pair_index(const model *m, const gguf_file *f, const char *name, kl_e
     char slot[64];
     if (sscanf(name, "blk.%d.%63[a-z_].weight%n", &l, slot, &end) == 2 && !name[end] && l >= 0 &&
         l < nl)
-        for (int s = 0; s < LORA_SLOTS; s++)
-            if (!strcmp(slot, slot_names[s]) && slot_w(m, l, s)->data) return l * LORA_SLOTS + s;
+        for (int s = 0; s < LORA_SLOTS; s++) {
+            if (strcmp(slot, slot_names[s]) || !slot_w(m, l, s)->data) continue;
+            if (s == LORA_Q && (m->arch->quirks & ARCH_MLA)) /* model/mla.c has no slot */
+                return kl_errf(err, KL_EUNSUP,
+                               "%s: LoRA tensor %s: adapting a latent-attention (deepseek2) "
+                               "query is not supported",
+                               gguf_path(f), name),
+                       -1;
+            return l * LORA_SLOTS + s;
+        }
     kl_errf(err, KL_EBADFILE,
             "%s: LoRA tensor %s: the base model has no such projection (maybe the wrong base "
             "model?)",

@@ -36,6 +36,9 @@ void model_make_defaults(model_make_opts *o)
     o->std = 0.02f;
     o->threads = 2;
     o->experts_used = 2;
+    o->q_lora = -1;
+    o->dense_lead = 1;
+    o->experts_shared = 1;
 }
 
 uint32_t model_file_type(kl_dtype t)
@@ -177,13 +180,25 @@ static int check_experts(const model_make_opts *o, const model_arch *a, kl_err *
         return kl_errf(err, KL_EINVAL, "%s is a Mixture-of-Experts architecture: --experts N",
                        a->name);
     if (o->experts && !(a->quirks & ARCH_EXPERTS))
-        return kl_errf(err, KL_EINVAL, "%s has no experts (llama, qwen2moe and qwen3moe do)",
-                       a->name);
+        return kl_errf(err, KL_EINVAL,
+                       "%s has no experts (llama, qwen2moe, qwen3moe and deepseek2 do)", a->name);
     if (o->experts < 0 || o->experts > MODEL_MAX_EXPERTS ||
         (o->experts && (o->experts_used < 1 || o->experts_used > o->experts)))
         return kl_errf(err, KL_EINVAL, "experts %d, used %d: 1 <= used <= experts <= %d",
                        o->experts, o->experts_used, MODEL_MAX_EXPERTS);
     if (o->ffn_shared < 0) return kl_errf(err, KL_EINVAL, "--ffn-shared is negative");
+    if (!(a->quirks & ARCH_MOE_DEEPSEEK)) return 0;
+    if (o->dense_lead < 0 || o->dense_lead > o->layers || o->experts_shared < 1 ||
+        o->experts_shared > 64)
+        return kl_errf(err, KL_EINVAL, "deepseek2: 0 <= dense-lead <= layers, 1 <= shared <= 64");
+    if (!o->experts && o->dense_lead < o->layers)
+        return kl_errf(err, KL_EINVAL,
+                       "deepseek2 is a Mixture-of-Experts architecture past its dense layers: "
+                       "--experts N");
+    if (o->q_lora < -1 || o->kv_lora < 0 || o->q_lora > (1 << 20) || o->kv_lora > (1 << 20) ||
+        (o->dim / o->heads) % 4)
+        return kl_errf(err, KL_EINVAL,
+                       "deepseek2: ranks must be sane and the head (dim/heads) a multiple of 4");
     return 0;
 }
 
@@ -254,6 +269,18 @@ static model_hparams hparams_of(const model_make_opts *o, int n_vocab)
                         .n_expert_used = o->experts_used,
                         .ff_exp = o->ffn,
                         .ff_shexp = o->ffn_shared ? o->ffn_shared : o->ffn};
+    const model_arch *a = model_arch_find(o->arch);
+    if (a && (a->quirks & ARCH_MLA)) { /* DeepSeek-V2's proportions: 128 + 64 and 128 */
+        int hd = o->dim / o->heads;
+        hp.n_kv_heads = o->heads;
+        hp.head_dim = hd + hd / 2, hp.n_rot = hd / 2, hp.v_head_dim = hd;
+        hp.q_lora = o->q_lora >= 0 ? o->q_lora : o->layers == 27 ? 0 : o->dim / 2;
+        hp.kv_lora = o->kv_lora ? o->kv_lora : o->dim / 2;
+        hp.n_dense_lead = o->dense_lead, hp.n_expert_shared = o->experts_shared;
+        hp.ff_shexp = o->ffn * o->experts_shared;
+        hp.expert_gating = o->sigmoid ? MODEL_GATING_SIGMOID : MODEL_GATING_SOFTMAX;
+        if (o->dense_lead >= o->layers) hp.n_expert = hp.n_expert_used = 0;
+    }
     return hp;
 }
 
@@ -281,8 +308,9 @@ static int list_tensors(const model_make_opts *o, const model_arch *a, int n_voc
     int n = 0, k = model_arch_tensors(a, &hp, NULL, mt);
     add_tensor(&ts[n++], "token_embd.weight", o->type, o->dim, n_vocab, 0, false);
     for (int i = 0; i < k; i++)
-        add_tensor(&ts[n++], mt[i].name, o->type, mt[i].cols, mt[i].rows, mt[i].experts,
-                   mt[i].norm);
+        if (!mt[i].optional || hp.expert_gating == MODEL_GATING_SIGMOID)
+            add_tensor(&ts[n++], mt[i].name, o->type, mt[i].cols, mt[i].rows, mt[i].experts,
+                       mt[i].norm);
     if (!o->tied && !(a->quirks & ARCH_TIED))
         add_tensor(&ts[n++], "output.weight", o->type, o->dim, n_vocab, 0, false);
     free(mt);
@@ -304,9 +332,30 @@ static void set_f32(gguf_writer *w, const char *arch, const char *key, float v)
     gguf_writer_set_f32(w, k, v);
 }
 
+/* deepseek2's keys (llama.cpp requires all of them but q_lora_rank in V2-Lite files and the
+ * gating function), with DeepSeek-V2-Lite's YaRN multiplier (no effect without scaling). */
+static void set_deepseek2(gguf_writer *w, const model_hparams *hp, const char *an)
+{
+    char k[128];
+    set_u32(w, an, "leading_dense_block_count", (uint32_t)hp->n_dense_lead);
+    if (hp->q_lora) set_u32(w, an, "attention.q_lora_rank", (uint32_t)hp->q_lora);
+    set_u32(w, an, "attention.kv_lora_rank", (uint32_t)hp->kv_lora);
+    set_u32(w, an, "attention.key_length", (uint32_t)hp->head_dim);
+    set_u32(w, an, "attention.value_length", (uint32_t)hp->v_head_dim);
+    set_u32(w, an, "expert_feed_forward_length", (uint32_t)hp->ff_exp);
+    set_u32(w, an, "expert_shared_count", (uint32_t)hp->n_expert_shared);
+    bool v3 = hp->expert_gating == MODEL_GATING_SIGMOID;
+    set_f32(w, an, "expert_weights_scale", v3 ? 2.5f : 1.f);
+    snprintf(k, sizeof k, "%s.expert_weights_norm", an);
+    gguf_writer_set_bool(w, k, v3);
+    set_u32(w, an, "expert_gating_func", (uint32_t)hp->expert_gating);
+    set_f32(w, an, "rope.scaling.yarn_log_multiplier", 0.0707f);
+}
+
 static void set_hparams(gguf_writer *w, const model_make_opts *o, const model_arch *a, int n_vocab)
 {
     const char *an = a->name;
+    model_hparams hp = hparams_of(o, n_vocab);
     gguf_writer_set_str(w, "general.architecture", an);
     gguf_writer_set_str(w, "general.name", "kiln-random");
     gguf_writer_set_u32(w, "general.file_type", model_file_type(o->type));
@@ -318,8 +367,8 @@ static void set_hparams(gguf_writer *w, const model_make_opts *o, const model_ar
     set_u32(w, an, "block_count", (uint32_t)o->layers);
     set_u32(w, an, "feed_forward_length", (uint32_t)o->ffn);
     set_u32(w, an, "attention.head_count", (uint32_t)o->heads);
-    set_u32(w, an, "attention.head_count_kv", (uint32_t)o->kv_heads);
-    set_u32(w, an, "rope.dimension_count", (uint32_t)(o->dim / o->heads));
+    set_u32(w, an, "attention.head_count_kv", (uint32_t)hp.n_kv_heads);
+    set_u32(w, an, "rope.dimension_count", (uint32_t)(hp.n_rot ? hp.n_rot : o->dim / o->heads));
     set_f32(w, an, "rope.freq_base", o->rope_theta);
     set_f32(w, an,
             a->norm == MODEL_NORM_RMS ? "attention.layer_norm_rms_epsilon"
@@ -346,6 +395,7 @@ static void set_hparams(gguf_writer *w, const model_make_opts *o, const model_ar
         set_u32(w, an, "expert_used_count", (uint32_t)o->experts_used);
     }
     if (a->quirks & ARCH_MOE_ONLY) set_u32(w, an, "expert_feed_forward_length", (uint32_t)o->ffn);
+    if (a->quirks & ARCH_MOE_DEEPSEEK) set_deepseek2(w, &hp, an);
     if (a->quirks & ARCH_SHARED_EXPERT)
         set_u32(w, an, "expert_shared_feed_forward_length",
                 (uint32_t)(o->ffn_shared ? o->ffn_shared : o->ffn));
@@ -373,19 +423,21 @@ int model_make(const model_make_opts *o, const char *out_path, kl_err *err)
     int cap = model_arch_max_tensors(&hp) + 2;
     mtensor *ts = calloc((size_t)cap, sizeof *ts);
     int threads = o->threads < 1 ? 1 : o->threads > 64 ? 64 : o->threads;
-    int64_t maxcols = o->dim > o->ffn ? o->dim : o->ffn;
-    if (o->ffn_shared > maxcols) maxcols = o->ffn_shared;
+    uint8_t *buf = NULL;
+    float *scratch = NULL;
+    kl_workers *pool = NULL;
+    int n = ts ? list_tensors(o, a, n_vocab, ts) : -1;
+    int64_t maxcols = 1; /* the widest row */
+    for (int i = 0; i < n; i++)
+        maxcols = ts[i].ne[0] > maxcols ? ts[i].ne[0] : maxcols;
     size_t buf_bytes = 4u << 20;
     if ((size_t)maxcols * sizeof(float) > buf_bytes) buf_bytes = (size_t)maxcols * sizeof(float);
-    uint8_t *buf = malloc(buf_bytes);
-    float *scratch = malloc((size_t)threads * (size_t)maxcols * sizeof(float));
-    kl_workers *pool = threads > 1 ? kl_workers_create(threads) : NULL;
-    if (!ts || !buf || !scratch || (threads > 1 && !pool)) {
-        rc = kl_errf(err, KL_ENOMEM, "%s: out of memory", out_path);
-        goto out;
+    if (n >= 0) {
+        buf = malloc(buf_bytes);
+        scratch = malloc((size_t)threads * (size_t)maxcols * sizeof(float));
+        pool = threads > 1 ? kl_workers_create(threads) : NULL;
     }
-    int n = list_tensors(o, a, n_vocab, ts);
-    if (n < 0) {
+    if (n < 0 || !buf || !scratch || (threads > 1 && !pool)) {
         rc = kl_errf(err, KL_ENOMEM, "%s: out of memory", out_path);
         goto out;
     }

@@ -35,6 +35,15 @@ typedef struct model_make_opts {
     int experts, experts_used; /* a Mixture of Experts (llama: Mixtral, qwen2moe, qwen3moe): the
                                   experts per layer (each ffn wide) and used per token; 0: none */
     int ffn_shared;            /* qwen2moe's shared expert's width (0: ffn) */
+    /* deepseek2 (heads of dim/heads for the unrotated key part and the value, plus dim/heads/2
+     * rotated; a dense FFN ffn wide in the leading layers, then experts ffn wide each): */
+    int q_lora;         /* the query's low rank; 0: attn_q (V2-Lite); -1: dim/2, but 0 with
+                           27 layers (llama.cpp tells V2-Lite by its 27 layers) */
+    int kv_lora;        /* the compressed KV latent's rank (0: dim/2) */
+    int dense_lead;     /* leading dense layers (default 1) */
+    int experts_shared; /* shared experts (default 1) */
+    bool sigmoid;       /* DeepSeek-V3's routing: sigmoid, a selection bias, renormalised
+                           weights scaled by 2.5 (else V2's: softmax, scale 1) */
 } model_make_opts;
 
 /* Tiny defaults: dim 64, 2 layers, 4 heads, 2 KV heads, FFN 192, 512-token synthetic vocab,

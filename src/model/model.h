@@ -1,5 +1,6 @@
 /* model/model.h: a decoder-only transformer (llama, mistral, qwen2/3, gemma 1-3, phi3, granite,
- * olmo2, command-r, starcoder2; mixtures of experts: Mixtral, qwen2moe, qwen3moe: model/arch.c)
+ * olmo2, command-r, starcoder2; mixtures of experts: Mixtral, qwen2moe, qwen3moe, deepseek2:
+ * model/arch.c)
  * bound from GGUF, and its forward pass over a batch of tokens from many sequences reading and
  * writing a paged KV cache (kv/store.h).
  *
@@ -27,12 +28,21 @@ typedef struct model_hparams {
     int n_expert, n_expert_used; /* a mixture of experts: experts per layer, used per token;
                                     0 0: a dense FFN */
     int ff_exp, ff_shexp;        /* an expert's FFN width; the shared expert's (0: none) */
+    int n_dense_lead;            /* the first layers have a dense FFN (deepseek2) */
+    int n_expert_shared;         /* deepseek2: shared experts (ff_shexp = this * ff_exp) */
+    int expert_gating;           /* MODEL_GATING_*: how router logits become probabilities */
+    bool expert_norm;            /* the chosen experts' weights renormalised to sum 1 */
+    float expert_scale;          /* and then multiplied by this (deepseek2; else 1) */
+    int q_lora, kv_lora;         /* deepseek2 (MLA): the query's rank (0: no low-rank query),
+                                    the compressed KV latent's */
+    int v_head_dim;              /* a value head (head_dim but for deepseek2) */
     int n_ctx_train;             /* context length the model was trained with */
     int n_rot;                   /* rope dimensions */
     float rope_theta, norm_eps;
     char rope_scaling[8]; /* "none", "linear" or "yarn" */
     float rope_factor;    /* context scaling factor (1: none) */
     int n_ctx_orig;       /* YaRN: the context before scaling */
+    float yarn_log_mul;   /* deepseek2: attention scale 1 + this * ln(rope_factor), squared */
     bool rope_neox;       /* rotate (i, i+n/2) pairs (qwen2, gemma, ...), else (2i, 2i+1) */
     int n_swa;            /* sliding window of the layers that have one (0: none) */
     float softcap_attn;   /* gemma2 soft-capping of scores and logits (0: none) */
@@ -41,6 +51,9 @@ typedef struct model_hparams {
     bool tied_output; /* no output.weight: logits use token_embd.weight */
     int pooling;      /* <arch>.pooling_type, llama.cpp's numbers: MODEL_POOL_* (0: not given) */
 } model_hparams;
+
+/* How a router's logits become probabilities (llama.cpp's expert_gating_func values). */
+enum { MODEL_GATING_SOFTMAX = 1, MODEL_GATING_SIGMOID = 2 };
 
 /* How an embedding model pools its tokens' final hidden states into one vector. */
 enum { MODEL_POOL_NONE = 0, MODEL_POOL_MEAN = 1, MODEL_POOL_CLS = 2, MODEL_POOL_LAST = 3 };

@@ -1,9 +1,11 @@
-/* model/moe.c: the FFN of a Mixture-of-Experts layer (Mixtral, Qwen2-MoE, Qwen3-MoE) over one
- * batch. Each token's router logits (ffn_gate_inp) go through a softmax; its n_expert_used
- * most probable experts run and their outputs are summed weighted by those probabilities
- * (renormalised to sum 1 where the architecture does: ARCH_MOE_NORM), the order and arithmetic
- * of llama.cpp's build_moe_ffn. qwen2moe adds a shared expert for every token, scaled by
- * sigmoid(x . ffn_gate_inp_shexp).
+/* model/moe.c: the FFN of a Mixture-of-Experts layer (Mixtral, Qwen2-MoE, Qwen3-MoE,
+ * DeepSeek-V2/V3) over one batch. Each token's router logits (ffn_gate_inp) go through a
+ * softmax (or a sigmoid: DeepSeek-V3); its n_expert_used most probable experts (plus
+ * DeepSeek-V3's selection bias) run and their outputs are summed weighted by those
+ * probabilities (renormalised to sum 1 where the model does, scaled for deepseek2), the
+ * order and arithmetic of llama.cpp's build_moe_ffn. qwen2moe adds a shared expert for every
+ * token, scaled by sigmoid(x . ffn_gate_inp_shexp); deepseek2 adds its shared experts as they
+ * are.
  *
  * The cost is the experts' weights, so the batch's choices are grouped by expert: each chosen
  * expert's gate, up and down matrices are read once per step, over the rows of every token
@@ -15,30 +17,41 @@
 
 #include "model/internal.h"
 
-/* Token i's choices: softmax of its logits in place, then the k most probable experts (the
- * lower index first on a tie), most probable first, and their probabilities as weights. */
-static void route(const model *m, int i)
+/* Token i's choices: its router logits to probabilities in place (softmax, or a sigmoid
+ * each: DeepSeek-V3), then the k experts of highest probability plus the layer's selection
+ * bias, if any (the lower index first on a tie), highest first, weighted by their unbiased
+ * probabilities: renormalised to sum 1 where the model says (hp.expert_norm), then scaled
+ * (hp.expert_scale, deepseek2's routed scaling). */
+static void route(const model *m, const model_layer *ly, int i)
 {
     const model_scratch *s = &m->s;
     int E = m->hp.n_expert, k = m->hp.n_expert_used;
     float *p = s->moe_logits + (size_t)i * E, *wt = s->moe_wt + (size_t)i * k;
+    const float *bias = ly->exp_probs_b;
     int32_t *sel = s->moe_sel + (size_t)i * k;
-    kl_softmax(p, E);
+    if (m->hp.expert_gating == MODEL_GATING_SIGMOID)
+        for (int e = 0; e < E; e++)
+            p[e] = 1.f / (1.f + expf(-p[e]));
+    else
+        kl_softmax(p, E);
     float sum = 0.f;
     for (int j = 0; j < k; j++) {
         int best = -1;
+        float bv = 0.f;
         for (int e = 0; e < E; e++) {
             bool taken = false;
             for (int t = 0; t < j && !taken; t++)
                 taken = sel[t] == e;
-            if (!taken && (best < 0 || p[e] > p[best])) best = e;
+            float v = bias ? p[e] + bias[e] : p[e];
+            if (!taken && (best < 0 || v > bv)) best = e, bv = v;
         }
         sel[j] = best, wt[j] = p[best];
         sum += wt[j];
     }
-    if (m->arch->quirks & ARCH_MOE_NORM)
-        for (int j = 0; j < k; j++)
-            wt[j] /= sum;
+    for (int j = 0; j < k; j++) {
+        if (m->hp.expert_norm) wt[j] /= sum;
+        wt[j] *= m->hp.expert_scale;
+    }
 }
 
 /* Groups the n tokens' choices by expert: moe_first[e] is expert e's first grouped row (in
@@ -113,12 +126,12 @@ static void experts(model *m, kl_workers *w, const model_layer *ly, int n)
     kl_matmul_runs(w, runs, nr, ff, s->hb, ff, rows, s->mm);
 }
 
-/* qwen2moe's shared expert over xb (n rows) into moe_sh, and its gate's logit into moe_shg. */
+/* The shared expert over xb (n rows) into moe_sh, and qwen2moe's gate's logit into moe_shg. */
 static void shared_expert(model *m, kl_workers *w, const model_layer *ly, int n)
 {
     model_scratch *s = &m->s;
     model_w g = {ly->sh_gate_inp, KL_F32, 1, m->hp.dim, NULL};
-    model_proj(m, w, &g, s->xb, n, s->moe_shg);
+    if (ly->sh_gate_inp) model_proj(m, w, &g, s->xb, n, s->moe_shg);
     model_proj2(m, w, &ly->sh_gate, s->hb, &ly->sh_up, s->hb2, s->xb, n);
     act(m, w, n, m->hp.ff_shexp);
     model_proj(m, w, &ly->sh_down, s->hb, n, s->moe_sh);
@@ -128,6 +141,7 @@ static void shared_expert(model *m, kl_workers *w, const model_layer *ly, int n)
  * plus the gated shared expert. */
 typedef struct {
     model *m;
+    const model_layer *ly;
     bool shared;
     int n;
 } sum_job;
@@ -149,7 +163,7 @@ static void sum_part(void *ctx, int ith, int nth)
                 kl_axpy_f32(xb, s->moe_wt[c], y, dim);
         }
         if (j->shared) {
-            float g = 1.f / (1.f + expf(-s->moe_shg[i]));
+            float g = j->ly->sh_gate_inp ? 1.f / (1.f + expf(-s->moe_shg[i])) : 1.f;
             kl_axpy_f32(xb, g, s->moe_sh + (size_t)i * dim, dim);
         }
     }
@@ -158,14 +172,14 @@ static void sum_part(void *ctx, int ith, int nth)
 void model_moe_ffn(model *m, kl_workers *w, int layer, int n)
 {
     const model_layer *ly = &m->layers[layer];
-    bool shared = m->arch->quirks & ARCH_SHARED_EXPERT;
+    bool shared = ly->sh_gate.data != NULL;
     model_proj(m, w, &ly->router, m->s.xb, n, m->s.moe_logits);
     for (int i = 0; i < n; i++)
-        route(m, i);
+        route(m, ly, i);
     group(m, n);
     if (shared) shared_expert(m, w, ly, n);
     experts(m, w, ly, n);
-    sum_job j = {m, shared, n};
+    sum_job j = {m, ly, shared, n};
     if (w && n >= 8)
         kl_workers_run(w, sum_part, &j);
     else

@@ -14,9 +14,9 @@
 #include "t_gguf.h"
 
 /* mixtral: llama with experts */
-static const char *const archs[] = {"llama",      "qwen2",   "qwen3",    "gemma",   "gemma2",
-                                    "gemma3",     "phi3",    "granite",  "olmo2",   "command-r",
-                                    "starcoder2", "mixtral", "qwen2moe", "qwen3moe"};
+static const char *const archs[] = {"llama",      "qwen2",   "qwen3",    "gemma",    "gemma2",
+                                    "gemma3",     "phi3",    "granite",  "olmo2",    "command-r",
+                                    "starcoder2", "mixtral", "qwen2moe", "qwen3moe", "deepseek2"};
 
 /* The architecture name a file of archs[] has ("mixtral" is "llama"). */
 static const char *file_arch(const char *arch)
@@ -26,7 +26,7 @@ static const char *file_arch(const char *arch)
 
 static bool is_moe(const char *arch)
 {
-    return !strcmp(arch, "mixtral") || strstr(arch, "moe");
+    return !strcmp(arch, "mixtral") || strstr(arch, "moe") || !strcmp(arch, "deepseek2");
 }
 
 typedef struct {
@@ -248,5 +248,63 @@ TEST(model_arch_moe_matches_numpy_reference)
         if (model_make(&o, path, &err)) t_fail(__FILE__, __LINE__, "%s", err.msg);
         double worst, mean = vs_numpy(names[a], path, 40, &worst);
         T_ASSERT(mean < 1e-4 && worst < 1e-3);
+    }
+}
+
+/* DeepSeek-V2/V3 (deepseek2: multi-head latent attention, leading dense layers, shared
+ * experts) against the numpy reference written from the papers (checked against llama.cpp
+ * too: figures in the README): V2-Lite's shape (a plain attn_q, softmax routing) and V3's
+ * (low-rank query, sigmoid routing with a selection bias, renormalised and scaled weights)
+ * with YaRN (factor 4 over an original context of 16, so the 40 positions pass it; the
+ * attention scale's mscale^2 with a yarn_log_multiplier of 0.3). */
+TEST(model_arch_deepseek2_matches_numpy_reference)
+{
+    if (system("/usr/bin/python3 -c 'import numpy' 2>/dev/null")) t_skip("no numpy");
+    for (int v3 = 0; v3 < 2; v3++) {
+        const char *path = t_tmp("ds.gguf"), *yarn = t_tmp("ds_yarn.gguf");
+        model_make_opts o;
+        model_make_defaults(&o);
+        o.arch = "deepseek2", o.layers = 3, o.std = 0.15f, o.ffn = 64;
+        o.experts = 8, o.experts_used = 2, o.experts_shared = 2;
+        o.q_lora = v3 ? 32 : 0, o.sigmoid = v3;
+        kl_err err = {0};
+        if (model_make(&o, path, &err)) t_fail(__FILE__, __LINE__, "%s", err.msg);
+        const t_kv kv[] = {{"deepseek2.rope.scaling.type", 's', "yarn", 0},
+                           {"deepseek2.rope.scaling.factor", 'f', NULL, 4},
+                           {"deepseek2.rope.scaling.original_context_length", 'u', NULL, 16},
+                           {"deepseek2.rope.scaling.yarn_log_multiplier", 'f', NULL, 0.3}};
+        if (v3) t_gguf_copy(path, yarn, kv, 4, NULL);
+        double worst, mean = vs_numpy(v3 ? "deepseek2 V3 + yarn" : "deepseek2 V2-Lite",
+                                      v3 ? yarn : path, 40, &worst);
+        T_ASSERT(mean < 1e-4 && worst < 1e-3);
+    }
+}
+
+/* deepseek2 files of a shape Kiln does not run are refused, naming what: fewer KV heads than
+ * query heads, an unknown gating function, no shared expert, values wider than keys. */
+TEST(model_arch_deepseek2_variants_refused)
+{
+    const char *path = t_tmp("ds.gguf"), *bad = t_tmp("bad.gguf");
+    make("deepseek2", path, 2, 0);
+    static const struct {
+        t_kv kv;
+        const char *says;
+    } cases[] = {
+        {{"deepseek2.attention.head_count_kv", 'u', NULL, 2}, "2 KV heads for 4 query heads"},
+        {{"deepseek2.expert_gating_func", 'u', NULL, 3}, "expert_gating_func 3 is not supported"},
+        {{"deepseek2.expert_shared_count", 'u', NULL, 0}, "without shared experts"},
+        {{"deepseek2.attention.value_length", 'u', NULL, 32}, "values (32) wider than keys (24)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        t_gguf_copy(path, bad, &cases[i].kv, 1, NULL);
+        kl_err err = {0};
+        gguf_file *f;
+        model *m = NULL;
+        model_opts o = {0};
+        T_EQ(gguf_open(&f, bad, &err), 0);
+        T_EQ(model_load(&m, f, &o, &err), KL_EUNSUP);
+        T_CONTAINS(err.msg, cases[i].says);
+        T_ASSERT(m == NULL);
+        gguf_close(f);
     }
 }
