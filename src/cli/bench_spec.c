@@ -191,6 +191,7 @@ int bench_spec(const bench_spec_opts *o, kl_err *err)
     c.model_path = o->path;
     c.engine.n_threads = o->threads;
     c.engine.spec = o->spec;
+    c.draft_path = o->draft;
     c.engine.prefix_cache = false; /* every run computes its prompts */
     int max_b = 1;
     for (int i = 0; i < o->nbs; i++)

@@ -8,6 +8,7 @@
 typedef struct bench_spec_opts {
     const char *path;     /* the model */
     const char *doc_file; /* the document the prompts hold (NULL: a built-in one) */
+    const char *draft;    /* --spec draft: the draft model (NULL: the target itself) */
     engine_spec spec;
     const int *bs; /* batch sizes: streams decoding together */
     int nbs;

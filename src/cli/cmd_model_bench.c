@@ -109,7 +109,7 @@ static int run_once(bench *b, int B, int p, int n, int tg0, double *t_pp, double
     return rc;
 }
 
-enum { O_SPEC = CLI_LONG + 1, O_DOC }; /* CLI_LONG: --lora */
+enum { O_SPEC = CLI_LONG + 1, O_DOC, O_DRAFT }; /* CLI_LONG: --lora */
 
 static const cli_opt opts[] = {
     {'m', "model", "FILE", "the GGUF model (required)"},
@@ -130,6 +130,8 @@ static const cli_opt opts[] = {
      "and without, alternated -r times, B streams for each -b (default 1): tok/s, spread, mean "
      "accepted length; prompts hold a document and then its start again"},
     {O_DOC, "doc", "FILE", "--spec: the document's text (default: a built-in paragraph)"},
+    {O_DRAFT, "draft-model", "FILE",
+     "--spec draft: the draft model (same vocabulary; default: the model itself)"},
     {0},
 };
 
@@ -141,7 +143,7 @@ static const cli_cmd cmd = {
 
 int cmd_model_bench(int argc, char **argv)
 {
-    const char *path = NULL, *batches = NULL, *lora_paths[MAX_LORAS], *doc = NULL;
+    const char *path = NULL, *batches = NULL, *lora_paths[MAX_LORAS], *doc = NULL, *draft = NULL;
     int n_lora = 0;
     engine_spec spec = {0};
     kl_err err;
@@ -184,6 +186,9 @@ int cmd_model_bench(int argc, char **argv)
         case O_DOC:
             doc = val;
             break;
+        case O_DRAFT:
+            draft = val;
+            break;
         }
     }
     if (!path) return cli_usage_error(&cmd, "-m FILE is required");
@@ -199,7 +204,7 @@ int cmd_model_bench(int argc, char **argv)
     }
     if (spec.kind) {
         if (!nbs) bs[nbs++] = 1;
-        bench_spec_opts so = {path, doc, spec, bs, nbs, n, threads, reps};
+        bench_spec_opts so = {path, doc, draft, spec, bs, nbs, n, threads, reps};
         return bench_spec(&so, &err) ? cli_fail(&err) : 0;
     }
     int max_b = 1;

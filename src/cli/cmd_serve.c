@@ -36,6 +36,7 @@ enum {
     O_LOG_FORMAT,
     O_POOLING,
     O_SPEC,
+    O_DRAFT,
 };
 
 static const cli_opt opts[] = {
@@ -84,7 +85,11 @@ static const cli_opt opts[] = {
     {O_SPEC, "spec", "KIND[:k=N,...]",
      "speculative decoding: ngram (prompt lookup: drafts continue an earlier match of the last "
      "n..min tokens; n=MAX (4), min=MIN (2)), k=N draft tokens at most (8), fixed: always k "
-     "(default: adapts to acceptance and load); off (default)"},
+     "(default: adapts to acceptance and load); layerskip (the model's first layers=N (half) "
+     "and its output head draft); draft (--draft-model drafts); off (default)"},
+    {O_DRAFT, "draft-model", "FILE",
+     "the draft model of --spec draft (same vocabulary as the model's, checked at load; "
+     "--spec draft is implied)"},
     {O_ORIGINS, "allowed-origins", "LIST",
      "CORS: web pages from these origins may call the API from a browser, e.g. "
      "https://app.example.com,http://localhost:5173, or * for any (never with credentials) "
@@ -234,6 +239,9 @@ int cmd_serve(int argc, char **argv)
                 rc = 1;
             }
             break;
+        case O_DRAFT:
+            o.draft_model = val;
+            break;
         case O_ORIGINS:
             net_cors_free(cors);
             if (net_cors_parse(&cors, val, &err)) {
@@ -245,6 +253,11 @@ int cmd_serve(int argc, char **argv)
     }
     if (!rc && o.api_key && !*o.api_key) {
         fprintf(stderr, "kiln: --api-key: must not be empty\n");
+        rc = 1;
+    }
+    if (!rc && o.draft_model && o.spec.kind == ENGINE_SPEC_OFF) o.spec.kind = ENGINE_SPEC_DRAFT;
+    if (!rc && o.draft_model && o.spec.kind != ENGINE_SPEC_DRAFT) {
+        fprintf(stderr, "kiln: --draft-model: the draft model is for --spec draft\n");
         rc = 1;
     }
     char model_path[PATH_MAX];

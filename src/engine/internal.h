@@ -166,6 +166,11 @@ void spec_seq_release(engine *e, eng_seq *s);
  * tokens[n_tokens..], avail[] cut to its length); drops those without one. Returns how many
  * are left. */
 int spec_ngram_propose(engine *e, int nc);
+/* spec_model.c: the drafts of each candidate granted spec.n_draft (cut where a pass cannot
+ * take it), written to its tokens[n_tokens..]; a layer-skipping or draft-model pass each. */
+void spec_model_propose(engine *e, int nc);
+/* After verification: s's draft cache is valid only up to its kept tokens. */
+void spec_model_verified(eng_seq *s);
 /* After planning n_sched tokens: draft tokens for decoders while they pay for themselves. */
 void spec_plan(engine *e, int n_sched);
 /* The step's forward pass of n tokens took secs. */

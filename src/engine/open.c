@@ -75,11 +75,49 @@ static int open_template(engine_stack *st, const char *override, kl_err *err)
     return rc;
 }
 
+/* The draft model of cfg->draft_path (ENGINE_SPEC_DRAFT): loaded with the target's batch,
+ * logits and context limits; its vocabulary must be the target's, token for token. */
+static int open_draft(engine_stack *st, const engine_open_config *cfg, const model_opts *mo,
+                      kl_err *err)
+{
+    const char *path = cfg->draft_path;
+    int rc = gguf_open(&st->draft_file, path, err);
+    if (!rc) rc = tok_load(&st->draft_tok, st->draft_file, err);
+    if (rc) return rc;
+    int32_t n = tok_n_vocab(st->tok), dn = tok_n_vocab(st->draft_tok);
+    if (n != dn)
+        return kl_errf(err, KL_EINVAL,
+                       "%s: draft vocabulary differs from the target's (%d tokens, the target "
+                       "has %d)",
+                       path, dn, n);
+    for (int32_t i = 0; i < n; i++) {
+        const char *a = tok_text(st->tok, i), *b = tok_text(st->draft_tok, i);
+        if (strcmp(a ? a : "", b ? b : ""))
+            return kl_errf(err, KL_EINVAL,
+                           "%s: draft vocabulary differs from the target's (token %d is "
+                           "'%.40s', the target's '%.40s')",
+                           path, (int)i, b ? b : "", a ? a : "");
+    }
+    model_opts dmo = *mo;
+    dmo.max_logits = cfg->engine.max_seqs;
+    dmo.max_ctx = model_opts_of(st->model)->max_ctx;
+    dmo.max_lora_rank = 0;
+    rc = model_load(&st->draft, st->draft_file, &dmo, err);
+    if (!rc && model_hparams_of(st->draft)->n_vocab != model_hparams_of(st->model)->n_vocab)
+        rc = kl_errf(err, KL_EINVAL,
+                     "%s: draft vocabulary differs from the target's (its output head has %d "
+                     "rows, the target's %d)",
+                     path, model_hparams_of(st->draft)->n_vocab,
+                     model_hparams_of(st->model)->n_vocab);
+    return rc;
+}
+
 static int open_engine(engine_stack *st, const engine_open_config *cfg, kl_err *err)
 {
     engine_config ec = cfg->engine;
     ec.model = st->model;
     ec.tok = st->tok;
+    if (ec.spec.kind == ENGINE_SPEC_DRAFT) ec.spec.draft = st->draft ? st->draft : st->model;
     return engine_create(&st->eng, &ec, err);
 }
 
@@ -116,6 +154,9 @@ int engine_open(engine_stack *st, const engine_open_config *cfg, kl_err *err)
         mo.pack_cache_dir = pack_dir;
     if (!rc) rc = model_load(&st->model, st->file, &mo, err);
     if (!rc && cfg->with_tok) rc = open_template(st, cfg->chat_template, err);
+    if (!rc && cfg->draft_path && cfg->engine.spec.kind != ENGINE_SPEC_DRAFT)
+        rc = kl_errf(err, KL_EINVAL, "%s: a draft model is for --spec draft", cfg->draft_path);
+    if (!rc && cfg->draft_path && cfg->with_tok) rc = open_draft(st, cfg, &mo, err);
     if (!rc && cfg->with_tok && cfg->with_engine) rc = open_engine(st, cfg, err);
     if (rc) {
         if (st->synthetic) { /* a cached file from an older Kiln: say how to remake it */
@@ -146,6 +187,9 @@ int engine_open(engine_stack *st, const engine_open_config *cfg, kl_err *err)
 void engine_close(engine_stack *st)
 {
     engine_destroy(st->eng);
+    model_free(st->draft);
+    tok_free(st->draft_tok);
+    gguf_close(st->draft_file);
     chat_tmpl_free(st->tmpl);
     model_free(st->model);
     tok_free(st->tok);

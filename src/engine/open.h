@@ -29,6 +29,9 @@ typedef struct engine_open_config {
     bool with_tok;             /* load the tokenizer and chat template (default true) */
     bool with_engine;          /* start an engine (default true; needs with_tok) */
     engine_config engine;      /* engine settings (model and tok are filled in by engine_open) */
+    const char *draft_path;    /* engine.spec.kind ENGINE_SPEC_DRAFT: the draft model's file
+                                  (same vocabulary as the target's, checked; NULL: the target
+                                  itself drafts, a test of the mechanism) */
     model_opts model;          /* zero fields follow the engine settings: max_batch_tokens ->
                                   engine.max_batch_tokens, max_logits -> engine.max_seqs
                                   (+ ENGINE_SPEC_STEP_ROWS with speculation),
@@ -49,6 +52,9 @@ typedef struct engine_stack {
     int n_ctx;               /* longest prompt + output a request may have */
     int n_vocab;             /* tokens the model and the tokenizer both know */
     const model_hparams *hp; /* the model's shape: arch, layers, dims */
+    gguf_file *draft_file;   /* the draft model (ENGINE_SPEC_DRAFT), its tokenizer */
+    tok *draft_tok;
+    model *draft;
 } engine_stack;
 
 /* The defaults: engine_config_defaults, with_tok and with_engine true, everything else 0. */

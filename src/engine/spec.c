@@ -111,13 +111,25 @@ static int reserve(engine *e, eng_seq *s, int nd)
     return nd < room ? nd : room;
 }
 
-/* The drafts go into the step: blocks, the batch chunk, the counters. */
+/* Blocks for every candidate's granted drafts (cutting the grant to what they cover). */
+static void reserve_all(engine *e, int nc)
+{
+    for (int i = 0; i < nc; i++) {
+        eng_seq *s = e->spec.cand[i];
+        s->spec.n_draft = reserve(e, s, s->spec.n_draft);
+    }
+}
+
+/* The drafts go into the step: the batch chunk, the counters. */
 static void commit(engine *e, int nc)
 {
     for (int i = 0; i < nc; i++) {
         eng_seq *s = e->spec.cand[i];
-        int nd = s->spec.n_draft = reserve(e, s, s->spec.n_draft);
-        if (!nd) continue;
+        int nd = s->spec.n_draft;
+        if (!nd) {
+            seq_trim_blocks(e, s); /* blocks a model drafter could not fill */
+            continue;
+        }
         s->chunk += nd;
         s->spec.drafted += nd;
         s->spec.idle = 0;
@@ -152,8 +164,15 @@ void spec_plan(engine *e, int n_sched)
     int nc = spare > 0 ? candidates(e) : 0;
     if (!nc) return;
     if (!worth_one(e, nc, n_sched)) return;
-    nc = spec_ngram_propose(e, nc);
-    share(e, nc, n_sched, spare);
+    if (x->cfg.kind == ENGINE_SPEC_NGRAM) { /* the lookup says how many it has */
+        nc = spec_ngram_propose(e, nc);
+        share(e, nc, n_sched, spare);
+        reserve_all(e, nc);
+    } else { /* a model drafts what was granted, into the blocks reserved for it */
+        share(e, nc, n_sched, spare);
+        reserve_all(e, nc);
+        spec_model_propose(e, nc);
+    }
     commit(e, nc);
 }
 
@@ -197,12 +216,43 @@ int spec_verify(engine *e, eng_seq *s, float *rows)
         if (!step_accept(e, s, t, lp, top, n_top)) return nd + 1; /* finished: s is gone */
         if (!kept) break;
     }
+    spec_model_verified(s);
     seq_publish(e, s);
     seq_trim_blocks(e, s);
     return nd + 1;
 }
 
 /* ---- state ---- */
+
+/* The draft model's paged KV cache: as many blocks as the target's pool (a sequence the
+ * target can hold, the draft can), of the draft's shape. */
+static int draft_cache(engine *e, kl_err *err)
+{
+    spec_state *x = &e->spec;
+    const model *dm = x->cfg.draft;
+    if (!dm)
+        return kl_errf(err, KL_EINVAL, "speculation: draft needs a draft model (--draft-model)");
+    const model_hparams *th = model_hparams_of(e->m), *dh = model_hparams_of(dm);
+    if (dh->n_vocab != th->n_vocab)
+        return kl_errf(err, KL_EINVAL,
+                       "speculation: the draft model has %d tokens, the target %d: the "
+                       "vocabularies must be the same",
+                       dh->n_vocab, th->n_vocab);
+    const model_opts *mo = model_opts_of(dm);
+    if (mo->max_batch_tokens < e->max_batch || mo->max_logits < e->max_seqs ||
+        mo->max_ctx < e->n_ctx)
+        return kl_errf(err, KL_EINVAL,
+                       "speculation: the draft model was loaded for smaller batches or a "
+                       "shorter context than the engine's");
+    int kv_dim = dh->n_kv_heads * dh->head_dim;
+    size_t block =
+        (size_t)e->bs * 2 * (size_t)dh->n_layers * kl_dtype_row_bytes(e->cfg.kv_dtype, kv_dim);
+    kv_store_config kc = {dh->n_layers, kv_dim, e->bs, e->cfg.kv_dtype,
+                          block * (size_t)kv_store_n_blocks(e->store)};
+    int rc = kv_store_create(&x->store, &kc, err);
+    if (!rc) rc = kv_blocks_create(&x->blocks, kv_store_n_blocks(x->store), e->bs, err);
+    return rc;
+}
 
 int spec_create(engine *e, kl_err *err)
 {
@@ -216,6 +266,28 @@ int spec_create(engine *e, kl_err *err)
     x->grant = malloc(sizeof *x->grant * (size_t)e->max_seqs);
     if (!x->cand || !x->avail || !x->rates || !x->grant)
         return kl_errf(err, KL_ENOMEM, "speculation: out of memory");
+    if (x->cfg.kind == ENGINE_SPEC_NGRAM) return 0;
+    const model_hparams *hp = model_hparams_of(e->m);
+    if (x->cfg.kind == ENGINE_SPEC_SKIP && x->cfg.skip_layers >= hp->n_layers)
+        return kl_errf(err, KL_EINVAL,
+                       "speculation: layers=%d: the draft must skip some of the model's %d layers",
+                       x->cfg.skip_layers, hp->n_layers);
+    if (x->cfg.kind == ENGINE_SPEC_DRAFT) {
+        int rc = draft_cache(e, err);
+        if (rc) return rc;
+    }
+    size_t mb = (size_t)e->max_batch, ms = (size_t)e->max_seqs;
+    x->logits = malloc(sizeof(float) * ms * (size_t)hp->n_vocab);
+    x->b_token = malloc(sizeof(int32_t) * mb);
+    x->b_pos = malloc(sizeof(int32_t) * mb);
+    x->b_seq = malloc(sizeof(int32_t) * mb);
+    x->b_want = malloc(sizeof(bool) * mb);
+    x->b_seqs = malloc(sizeof *x->b_seqs * ms);
+    x->b_lora = malloc(sizeof *x->b_lora * ms);
+    x->fed = malloc(sizeof *x->fed * ms);
+    if (!x->logits || !x->b_token || !x->b_pos || !x->b_seq || !x->b_want || !x->b_seqs ||
+        !x->b_lora || !x->fed)
+        return kl_errf(err, KL_ENOMEM, "speculation: out of memory");
     return 0;
 }
 
@@ -226,6 +298,11 @@ void spec_destroy(engine *e)
     free(x->avail);
     free(x->rates);
     free(x->grant);
+    free(x->logits);
+    free(x->b_token), free(x->b_pos), free(x->b_seq), free(x->b_want);
+    free(x->b_seqs), free(x->b_lora), free(x->fed);
+    kv_blocks_destroy(x->blocks);
+    kv_store_destroy(x->store);
 }
 
 void spec_seq_release(engine *e, eng_seq *s)

@@ -78,9 +78,11 @@ typedef struct spec_state {
     float *q;      /* (SPEC_MAX_DRAFTS, n_vocab) the distributions sampled drafts came from */
     float *p;      /* (n_vocab) the target's distribution of a row being verified */
     float *raw;    /* (n_vocab) a row's raw logits, for its log probabilities */
-    int32_t *b_token, *b_pos, *b_seq;
+    int32_t *b_token, *b_pos, *b_seq; /* (max_batch) a drafting pass's batch */
     bool *b_want;
-    model_seq *b_seqs; /* (max_seqs) */
+    model_seq *b_seqs;                /* (max_seqs) */
+    const struct model_lora **b_lora; /* (max_seqs) */
+    struct eng_seq **fed;             /* (max_seqs) the sequences of a drafting pass */
 } spec_state;
 /* Prompt lookup (spec_ngram.c): finds the latest earlier occurrence of the longest suffix of
  * t (n tokens) that is n_min..n_max tokens long, and writes the k tokens that follow it to out

@@ -6,7 +6,7 @@
 
 #include "engine/engine.h"
 
-static const char *const kinds[] = {"off", "ngram", "draft", "skip"};
+static const char *const kinds[] = {"off", "ngram", "draft", "layerskip"};
 
 /* Parses a whole decimal int in [lo, hi] from s (len bytes). */
 static bool parse_int(const char *s, size_t len, int lo, int hi, int *out)
@@ -59,8 +59,9 @@ int engine_spec_parse(engine_spec *out, const char *text, kl_err *err)
     for (int i = 0; i < 4; i++)
         if (strlen(kinds[i]) == kl && !memcmp(text, kinds[i], kl)) kind = i;
     if (kind < 0)
-        return kl_errf(err, KL_EINVAL, "speculation: '%.*s': expected ngram, draft, skip or off",
-                       (int)kl, text);
+        return kl_errf(err, KL_EINVAL,
+                       "speculation: '%.*s': expected ngram, layerskip, draft or off", (int)kl,
+                       text);
     sp.kind = (engine_spec_kind)kind;
     for (const char *p = text[kl] ? text + kl + 1 : text + kl; *p;) {
         size_t len = strcspn(p, ",");

@@ -302,7 +302,8 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
     embed_scale(m, n);
     model_lora_plan(m, b);
     bool lora = m->lora.n_groups > 0;
-    for (int l = 0; l < hp->n_layers; l++) {
+    int nl = b->n_layers > 0 && b->n_layers < hp->n_layers ? b->n_layers : hp->n_layers;
+    for (int l = 0; l < nl; l++) {
         const model_layer *ly = &m->layers[l];
         rows_run(m, w, b, l, ROWS_ATTN_IN);
         if (m->arch->quirks & ARCH_MLA) {
@@ -319,7 +320,7 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
         rows_run(m, w, b, l, ROWS_FFN_IN);
         ffn(m, w, b, l, lora); /* dense (+ adapters), or a mixture of experts */
     }
-    rows_run(m, w, b, hp->n_layers - 1, ROWS_RESID);
+    rows_run(m, w, b, nl - 1, ROWS_RESID);
     for (int i = 0, e = 0; b->want_embd && i < n; i++)
         if (b->want_embd[i])
             pre_norm(m, b->embd + (size_t)e++ * dim, s->x + (size_t)i * dim, m->output_norm,

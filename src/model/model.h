@@ -80,6 +80,9 @@ typedef struct model_batch {
      * tokens flagged here come out in embd, (flagged, dim) in token order; NULL: none */
     const bool *want_embd;
     float *embd;
+    /* layers run (0: all): a self-speculation draft (engine/spec_model.c) runs the first ones,
+     * then the final norm and output head, and writes K/V of those layers only */
+    int n_layers;
 } model_batch;
 
 typedef struct model model; /* opaque */

@@ -40,6 +40,7 @@ void *srv_load_main(void *arg)
     ec->n_ctx = s->o.ctx;
     ec->pooling = s->o.pooling;
     ec->spec = s->o.spec;
+    c.draft_path = s->o.draft_model;
     int rc = engine_open(&s->st, &c, &err);
     if (!rc) {
         s->tk = s->st.tok;

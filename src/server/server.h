@@ -36,6 +36,7 @@ typedef struct srv_opts {
     int metrics_port;          /* -1 (default): /metrics on the main port; else only on this
                                   one, a separate listener on the same host (0: any port) */
     engine_spec spec;          /* --spec: speculative decoding (default off) */
+    const char *draft_model;   /* --draft-model: the draft of --spec draft */
 } srv_opts;
 
 void srv_opts_defaults(srv_opts *o);

@@ -124,3 +124,46 @@ test('a bad --spec is refused at start, naming the setting', () => {
     assert.match(r.stderr, want);
   }
 });
+
+// The model draft sources behind the same API: the model's own first layers (layerskip) and a
+// draft model (here the model itself: every greedy draft is kept) answer as the plain server
+// does; a draft model of another vocabulary is refused at start, naming the file.
+describe('kiln serve --spec layerskip / --draft-model', { skip }, () => {
+  const args = ['-m', stories, '-t', '1', '--ctx', '512', '--served-model-name', 'stories'];
+  test('the same greedy and seeded completions; the self-draft keeps every greedy draft', async () => {
+    const servers = [await startServer(args), await startServer([...args, '--spec', 'layerskip:layers=2,k=4,fixed']),
+      await startServer([...args, '--draft-model', stories, '--spec', 'draft:k=4,fixed'])];
+    try {
+      const answers = [];
+      let m = null; // the self-draft's counters after the greedy requests
+      for (const s of servers) {
+        const c = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+        const out = [];
+        for (const [i, prompt] of prompts.entries()) {
+          if (i === 2 && s === servers[2]) m = await metrics(s.url);
+          const r = await c.completions.create({ model: 'stories', prompt, max_tokens: 40, temperature: i === 2 ? 0.8 : 0, seed: 3, logprobs: 2 });
+          out.push({ choices: r.choices, usage: r.usage });
+        }
+        answers.push(out);
+      }
+      assert.deepEqual(answers[1], answers[0]);
+      assert.deepEqual(answers[2], answers[0]);
+      const drafted = m.get('vllm:spec_decode_num_draft_tokens_total');
+      const accepted = m.get('vllm:spec_decode_num_accepted_tokens_total');
+      assert.ok(drafted > 0, m.text);
+      assert.ok(accepted >= 0.9 * drafted, `self-draft kept ${accepted} of ${drafted}`);
+      assert.ok((await metrics(servers[1].url)).get('vllm:spec_decode_num_draft_tokens_total') > 0);
+    } finally {
+      for (const s of servers) assert.equal((await stopServer(s)).code, 0, s.log());
+    }
+  });
+
+  test('a draft model of another vocabulary is refused at start', async () => {
+    const other = `${process.env.TMPDIR || '/tmp'}/kiln-spec-other-${process.pid}.gguf`;
+    spawnSync(kilnBin, ['model', 'make', '--out', other, '--vocab', '512'], { encoding: 'utf8' });
+    const r = spawnSync(kilnBin, ['serve', ...args, '--port', '0', '--draft-model', other], { encoding: 'utf8', timeout: 30000 });
+    spawnSync('rm', ['-f', other]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /kiln: .*kiln-spec-other-\d+\.gguf: draft vocabulary differs from the target's \(/);
+  });
+});

@@ -70,10 +70,20 @@ TEST(spec_parse_and_format)
     T_ASSERT(sp.fixed);
     engine_spec_format(&sp, buf, sizeof buf);
     T_STREQ(buf, "ngram:k=5,n=3,min=1,fixed");
+    T_EQ(engine_spec_parse(&sp, "layerskip:layers=3,k=4", &err), 0);
+    T_EQ(sp.kind, ENGINE_SPEC_SKIP);
+    T_EQ(sp.skip_layers, 3);
+    engine_spec_format(&sp, buf, sizeof buf);
+    T_STREQ(buf, "layerskip:k=4,layers=3");
+    T_EQ(engine_spec_parse(&sp, "draft:k=5,fixed", &err), 0);
+    T_EQ(sp.kind, ENGINE_SPEC_DRAFT);
+    engine_spec_format(&sp, buf, sizeof buf);
+    T_STREQ(buf, "draft:k=5,fixed");
     T_EQ(engine_spec_parse(&sp, "off", &err), 0);
     T_EQ(sp.kind, ENGINE_SPEC_OFF);
-    const char *bad[] = {"",        "ngrams",  "ngram:k=0",   "ngram:k=17", "ngram:k=", "ngram:x=1",
-                         "ngram:n", "off:k=2", "ngram:min=5", "ngram:k=3x", "skip:n=2"};
+    const char *bad[] = {
+        "",        "ngrams",  "ngram:k=0",   "ngram:k=17", "ngram:k=",     "ngram:x=1",
+        "ngram:n", "off:k=2", "ngram:min=5", "ngram:k=3x", "layerskip:n=2"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         sp = (engine_spec){.kind = ENGINE_SPEC_SKIP, .k = 3};
         T_EQ(engine_spec_parse(&sp, bad[i], &err), KL_EINVAL);
@@ -191,7 +201,8 @@ static void on_event(void *ctx, const engine_event *ev)
 
 typedef struct eng_opts {
     const char *path;
-    const char *spec; /* engine_spec_parse text */
+    const char *spec;  /* engine_spec_parse text */
+    const char *draft; /* draft: the draft model (NULL: the target drafts for itself) */
     size_t kv_bytes;
     int max_seqs, max_batch;
 } eng_opts;
@@ -209,6 +220,7 @@ static void open_engine(engine_stack *st, const eng_opts *o)
     c.engine.max_seqs = o->max_seqs ? o->max_seqs : 8;
     c.engine.max_batch_tokens = o->max_batch ? o->max_batch : 64;
     T_EQ(engine_spec_parse(&c.engine.spec, o->spec, &err), 0);
+    c.draft_path = o->draft;
     int rc = engine_open(st, &c, &err);
     if (rc) t_fail(__FILE__, __LINE__, "engine_open: %s", err.msg);
 }
@@ -251,8 +263,9 @@ static void expect_same(const rec *a, const rec *b, int nchoice)
     }
 }
 
-static const char *const specs[] = {"off", "ngram:k=8,n=4,min=1,fixed", "ngram:k=3,fixed", "ngram"};
-#define N_SPECS 4
+static const char *const specs[] = {"off",   "ngram:k=8,n=4,min=1,fixed",    "ngram:k=3,fixed",
+                                    "ngram", "layerskip:k=4,layers=1,fixed", "draft:k=5,fixed"};
+#define N_SPECS 6
 
 /* The reference prompts of stories260K (up to 16), their greedy ids. */
 typedef struct refs {
@@ -441,15 +454,21 @@ static uint64_t mix_identical(const char *path)
     size_t per_block = 16 * 2 * (size_t)st.hp->n_layers *
                        (size_t)(st.hp->n_kv_heads * st.hp->head_dim) * sizeof(float);
     engine_close(&st);
-    run_mix(&(eng_opts){.path = path,
-                        .spec = specs[1],
-                        .kv_bytes = 24 * per_block,
-                        .max_seqs = 8,
-                        .max_batch = 48},
-            stops, r, &es);
-    T_ASSERT(es.preemptions > 0);
-    for (int k = 0; k < N_MIX; k++)
-        expect_same(&base[k], &r[k], k % 5 == 4 ? 2 : 1);
+    static const int tight[] = {1, 4, 5}; /* n-gram, layer skip, draft model */
+    for (int t = 0; t < 3; t++) {
+        int s = tight[t];
+        memset(r, 0, sizeof *r * N_MIX);
+        run_mix(&(eng_opts){.path = path,
+                            .spec = specs[s],
+                            .kv_bytes = 24 * per_block,
+                            .max_seqs = 8,
+                            .max_batch = 48},
+                stops, r, &es);
+        printf("# %s, 24 blocks: %llu preemptions\n", specs[s], (unsigned long long)es.preemptions);
+        T_ASSERT(es.preemptions > 0 || s == 4); /* a skip that keeps most drafts may outrun it */
+        for (int k = 0; k < N_MIX; k++)
+            expect_same(&base[k], &r[k], k % 5 == 4 ? 2 : 1);
+    }
     free(base), free(r), free(stops);
     return accepted;
 }
@@ -537,6 +556,97 @@ TEST(spec_grammar_lora_embed_identical)
     T_CONTAINS(r[1][0].text[0], "Lily ");
     gram_unref(g);
     free(r[0]), free(r[1]);
+}
+
+/* Greedy requests on stories260K through fixed drafts of a model; returns the acceptance and
+ * checks the events against the same requests without speculation. */
+static double drafted_greedy(const char *spec, const char *draft)
+{
+    const char *path = t_shared("models/stories260K.gguf");
+    enum { N = 6 };
+    rec *r[2] = {calloc(N, sizeof(rec)), calloc(N, sizeof(rec))};
+    int32_t p[N][8];
+    for (int s = 0; s < 2; s++) {
+        engine_stack st;
+        open_engine(&st,
+                    &(eng_opts){.path = path, .spec = s ? spec : "off", .draft = s ? draft : NULL});
+        for (int k = 0; k < N; k++) {
+            for (int i = 0; i < 8; i++)
+                p[k][i] = i ? 20 + (k * 37 + i * 11) % 400 : 1;
+            engine_sampling sp = greedy(40 + 7 * k);
+            sp.ignore_eos = true;
+            submit(st.eng, p[k], 8, &sp, 1, 0, &r[s][k]);
+        }
+        T_ASSERT(engine_wait_idle(st.eng, 60000));
+        engine_close(&st);
+    }
+    int drafted = 0, accepted = 0;
+    for (int k = 0; k < N; k++) {
+        expect_same(&r[0][k], &r[1][k], 1);
+        drafted += r[1][k].drafted, accepted += r[1][k].accepted;
+    }
+    free(r[0]), free(r[1]);
+    T_ASSERT(drafted > 0);
+    return (double)accepted / drafted;
+}
+
+/* The target as its own draft model drafts exactly its greedy tokens: every draft is kept
+ * (the draft's cache follows the kept tokens; a draft one position off, or a draft cache not
+ * rolled back after a rejection, would not be). A random draft of the same vocabulary (model
+ * make from the target's tokenizer) changes nothing in the output. */
+TEST(spec_draft_model_self_and_random)
+{
+    double self = drafted_greedy("draft:k=4,fixed", NULL);
+    printf("# target as its own draft: %.1f%% accepted\n", 100 * self);
+    T_ASSERT(self > 0.97);
+    char rnd[1024];
+    snprintf(rnd, sizeof rnd, "%s/spec_draft_rnd.gguf", t_tmpdir());
+    model_make_opts o;
+    model_make_defaults(&o);
+    o.vocab_from = t_shared("models/stories260K.gguf");
+    o.dim = 32;
+    o.layers = 1;
+    o.ffn = 64;
+    o.ctx = 512;
+    kl_err err;
+    T_EQ(model_make(&o, rnd, &err), 0);
+    double other = drafted_greedy("draft:k=3,fixed", rnd);
+    printf("# random draft: %.1f%% accepted\n", 100 * other);
+    double skip = drafted_greedy("layerskip:k=3,layers=3,fixed", NULL);
+    printf("# layer skip, 3 layers: %.1f%% accepted\n", 100 * skip);
+}
+
+/* A draft model whose vocabulary is not the target's is refused at load, by name; a layer
+ * skip that skips nothing is refused. */
+TEST(spec_draft_model_refused)
+{
+    char other[1024];
+    snprintf(other, sizeof other, "%s/spec_draft_other.gguf", t_tmpdir());
+    model_make_opts o;
+    model_make_defaults(&o);
+    o.vocab = 512; /* as many tokens as stories260K, other pieces */
+    o.ctx = 512;
+    kl_err err;
+    T_EQ(model_make(&o, other, &err), 0);
+    engine_open_config c;
+    engine_open_defaults(&c);
+    c.model_path = t_shared("models/stories260K.gguf");
+    c.model.max_ctx = 512;
+    c.engine.kv_mem_bytes = 4u << 20;
+    T_EQ(engine_spec_parse(&c.engine.spec, "draft", &err), 0);
+    c.draft_path = other;
+    engine_stack st;
+    T_ASSERT(engine_open(&st, &c, &err) < 0);
+    T_CONTAINS(err.msg, "spec_draft_other.gguf: draft vocabulary differs from the target's (");
+    T_ASSERT(st.eng == NULL);
+    T_EQ(engine_spec_parse(&c.engine.spec, "layerskip:layers=64", &err), 0);
+    c.draft_path = NULL;
+    T_ASSERT(engine_open(&st, &c, &err) < 0);
+    T_CONTAINS(err.msg, "layers=64");
+    T_EQ(engine_spec_parse(&c.engine.spec, "ngram", &err), 0);
+    c.draft_path = other;
+    T_ASSERT(engine_open(&st, &c, &err) < 0);
+    T_CONTAINS(err.msg, "a draft model is for --spec draft");
 }
 
 /* Rejected drafts leave nothing behind: blocks go back, and the prefix cache holds only blocks
