@@ -38,6 +38,15 @@ SwiGLU FFN; the others route each token to the top-k of the router's softmax (V2
 (V3, choosing by the score plus a per-expert bias but weighting by the score), renormalised if
 norm_topk_prob, times routed_scaling_factor, plus the shared experts (one SwiGLU FFN of their
 summed width) for every token.
+BERT (Devlin et al., "BERT", 2018; the Hugging Face BertModel) and nomic-bert (Nussbaum et al.,
+"Nomic Embed", 2024; its NomicBertModel): an encoder. Inputs: the token's embedding plus the
+embedding of token type 0, plus (BERT) the learned embedding of its position; LayerNorm. Per
+layer, post-norm: x = LayerNorm(x + Attention(x)), x = LayerNorm(x + FFN(x)), every LayerNorm
+with a bias; attention over the whole input (no mask), scores scaled by head_dim^-1/2; BERT has
+Q/K/V and output projections with biases and a GELU FFN (tanh form, as llama.cpp) with biases;
+nomic-bert a fused [Q; K; V] projection, rotary embeddings on (i, i + d/2) pairs, a SwiGLU FFN
+and no biases. The embedding: the final hidden states pooled as <arch>.pooling_type says (1:
+mean, 2: the first token, [CLS]), scaled to unit length. Printed as "i value" lines.
 
 usage: ref_forward.py MODEL.gguf TOKEN...
 """
@@ -314,12 +323,58 @@ def deepseek2(kv, t, toks):
         x = x + out
     x = rmsnorm(x, t['output_norm.weight'], eps)
     return x @ t.get('output.weight', t['token_embd.weight']).T
+def layernorm(x, w, b, eps):
+    m = x.mean(-1, keepdims=True)
+    v = ((x - m) ** 2).mean(-1, keepdims=True)
+    return (x - m) / np.sqrt(v + eps) * w + b
+
+
+def bert(kv, t, toks, arch):
+    g = lambda k, d=None: kv.get(f'{arch}.{k}', d)
+    dim, n_layers = g('embedding_length'), g('block_count')
+    nh, nkv = g('attention.head_count'), g('attention.head_count_kv', g('attention.head_count'))
+    eps, base = g('attention.layer_norm_epsilon'), g('rope.freq_base', 10000.0)
+    hd = dim // nh
+    T = len(toks)
+    pos = np.arange(T, dtype=np.float64)
+    x = t['token_embd.weight'][toks] + t['token_types.weight'][0]
+    if arch == 'bert':
+        x = x + t['position_embd.weight'][:T]
+    x = layernorm(x, t['token_embd_norm.weight'], t['token_embd_norm.bias'], eps)
+    for l in range(n_layers):
+        p = lambda n: t[f'blk.{l}.{n}.weight']
+        b = lambda n: t[f'blk.{l}.{n}.bias'] if arch == 'bert' else 0.0
+        if arch == 'bert':
+            q, k, v = (x @ p(n).T + b(n) for n in ('attn_q', 'attn_k', 'attn_v'))
+        else:
+            qkv = x @ p('attn_qkv').T
+            q, k, v = qkv[:, :dim], qkv[:, dim:dim + nkv * hd], qkv[:, dim + nkv * hd:]
+        q, k, v = q.reshape(T, nh, hd), k.reshape(T, nkv, hd), v.reshape(T, nkv, hd)
+        if arch != 'bert':
+            q, k = rope(q, pos, base, 1.0), rope(k, pos, base, 1.0)
+        k, v = np.repeat(k, nh // nkv, axis=1), np.repeat(v, nh // nkv, axis=1)
+        s = np.einsum('qhd,khd->hqk', q, k) * hd ** -0.5
+        s = np.exp(s - s.max(-1, keepdims=True))
+        s = s / s.sum(-1, keepdims=True)
+        o = np.einsum('hqk,khd->qhd', s, v).reshape(T, dim) @ p('attn_output').T + b('attn_output')
+        x = layernorm(x + o, p('attn_output_norm'), t[f'blk.{l}.attn_output_norm.bias'], eps)
+        if arch == 'bert':
+            f = gelu(x @ p('ffn_up').T + b('ffn_up')) @ p('ffn_down').T + b('ffn_down')
+        else:
+            f = (silu(x @ p('ffn_gate').T) * (x @ p('ffn_up').T)) @ p('ffn_down').T
+        x = layernorm(x + f, p('layer_output_norm'), t[f'blk.{l}.layer_output_norm.bias'], eps)
+    e = x[0] if g('pooling_type', 1) == 2 else x.mean(0)
+    return e / np.linalg.norm(e)
 
 
 def main():
     kv, t = read_gguf(sys.argv[1])
     toks = [int(a) for a in sys.argv[2:]]
     arch = kv['general.architecture']
+    if arch in ('bert', 'nomic-bert'):
+        for i, v in enumerate(bert(kv, t, toks, arch)):
+            print(f'{i} {v:.9e}')
+        return
     if arch == 'gemma3':
         logits = gemma3(kv, t, toks)
     elif arch == 'deepseek2':

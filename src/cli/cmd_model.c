@@ -278,7 +278,7 @@ static const cli_opt make_opts[] = {
     {O_ARCH, "arch", "ARCH",
      "architecture (default llama): llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, granite, "
      "olmo2, command-r, starcoder2, qwen2moe, qwen3moe, deepseek2 (llama with --experts: "
-     "Mixtral)"},
+     "Mixtral), bert, nomic-bert (embedding models: give them --vocab-from a WordPiece vocab)"},
     {O_DIM, "dim", "D", "embedding width (default 64)"},
     {O_LAYERS, "layers", "L", "transformer layers (default 2)"},
     {O_HEADS, "heads", "H", "attention heads (default 4)"},

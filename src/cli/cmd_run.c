@@ -180,6 +180,14 @@ int cmd_run(int argc, char **argv)
     int rc = 0, n_prompt = 0;
     model_lora *lora = NULL;
     int32_t *ids = NULL;
+    if (!engine_generates(e)) {
+        fprintf(stderr,
+                "kiln: %s: an embedding model (%s) cannot generate text; serve it (kiln serve) "
+                "and ask /v1/embeddings for its vectors\n",
+                path, model_hparams_of(L.model)->arch);
+        rc = 1;
+        goto out;
+    }
     if (lora_path && cli_load_lora(L.model, lora_path, 1.f, &lora)) {
         rc = 1;
         goto out;

@@ -283,7 +283,16 @@ static int validate(const engine *e, const engine_request *r, kl_err *err)
     int nv = model_hparams_of(e->m)->n_vocab;
     if (!r->on_event) return kl_errf(err, KL_EINVAL, "no event callback");
     if (r->n_prompt < 1) return kl_errp(err, KL_EINVAL, "prompt", "prompt: empty");
-    if (r->n_prompt >= e->n_ctx)
+    if (!r->embed && !engine_generates(e))
+        return kl_errp(err, KL_EINVAL, "model",
+                       "model: this is an embedding model (%s): it cannot generate text; ask "
+                       "/v1/embeddings for its vectors",
+                       model_hparams_of(e->m)->arch);
+    if (r->embed && r->n_prompt > engine_embed_max_tokens(e))
+        return kl_errp(err, KL_EINVAL, "prompt",
+                       "prompt: %d tokens; this model embeds at most %d tokens at once",
+                       r->n_prompt, engine_embed_max_tokens(e));
+    if (!r->embed && r->n_prompt >= e->n_ctx)
         return kl_errp(err, KL_EINVAL, "prompt",
                        "prompt: %d tokens do not fit the context of %d tokens (with room for one "
                        "generated token)",
@@ -468,4 +477,15 @@ void engine_destroy(engine *e)
 int engine_embedding_dim(const engine *e)
 {
     return model_hparams_of(e->m)->dim;
+}
+
+int engine_embed_max_tokens(const engine *e)
+{
+    bool whole = model_hparams_of(e->m)->non_causal;
+    return whole && e->max_batch < e->n_ctx ? e->max_batch : e->n_ctx;
+}
+
+bool engine_generates(const engine *e)
+{
+    return !model_hparams_of(e->m)->encoder_only;
 }

@@ -214,6 +214,11 @@ void engine_abort(engine *e, uint64_t id);
 void engine_stats_get(engine *e, engine_stats *out);
 /* The length of the vectors embedding requests give (the model's embedding width). */
 int engine_embedding_dim(const engine *e);
+/* The longest input an embedding request may have: the context, or for a model that attends
+ * both ways (bert), which computes an input in one step, the step's token budget if less. */
+int engine_embed_max_tokens(const engine *e);
+/* Whether the model generates text; an encoder (bert, nomic-bert) makes embeddings only. */
+bool engine_generates(const engine *e);
 /* The longest prompt + output a request may have: the configured context, or what the whole
  * KV pool holds when that is less (a longer sequence could never finish). */
 int engine_n_ctx(const engine *e);

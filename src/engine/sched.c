@@ -118,8 +118,11 @@ int sched_plan(engine *e)
         eng_seq *s = e->waiting;
         int hit = seq_prefix_lookup(e, s);
         int left = s->n_tokens - s->n_computed;
+        /* a model that attends both ways computes a sequence in one step, or waits */
+        bool whole = model_hparams_of(e->m)->non_causal;
+        if (whole && left > budget) break;
         int c = reserve_upto(e, s, s->n_computed + (left < budget ? left : budget));
-        if (c == 0) {
+        if (c == 0 || (whole && c < left)) {
             seq_release_blocks(e, s);
             break;
         }

@@ -109,6 +109,8 @@ static uint64_t block_hash(engine *e, const eng_seq *s, int j)
 int seq_prefix_lookup(engine *e, eng_seq *s)
 {
     if (!e->cfg.prefix_cache || s->n_blocks) return 0;
+    /* a model that attends both ways: a block's K/V depends on the tokens after it too */
+    if (model_hparams_of(e->m)->non_causal) return 0;
     /* mean and cls pooling need the hidden rows of every prompt token: compute them all */
     if (s->req->r.embed && e->pooling != ENGINE_POOL_LAST) return 0;
     int full = (s->n_tokens - 1) / e->bs;
@@ -131,7 +133,8 @@ void seq_publish(engine *e, eng_seq *s)
     int full = s->n_computed / e->bs;
     for (int j = s->n_hashed; j < full && j < s->n_blocks; j++) {
         s->hashes[j] = block_hash(e, s, j);
-        if (e->cfg.prefix_cache) kv_blocks_publish(e->blocks, s->blocks[j], s->hashes[j]);
+        if (e->cfg.prefix_cache && !model_hparams_of(e->m)->non_causal) /* see lookup */
+            kv_blocks_publish(e->blocks, s->blocks[j], s->hashes[j]);
         s->n_hashed = j + 1;
     }
 }

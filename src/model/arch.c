@@ -31,6 +31,8 @@ static const model_arch archs[] = {
     {"qwen3moe", true, R, MODEL_FFN_SWIGLU,
      ARCH_QK_NORM | ARCH_EXPERTS | ARCH_MOE_ONLY | ARCH_MOE_NORM, 0},
     {"deepseek2", false, R, MODEL_FFN_SWIGLU, ARCH_MLA | ARCH_EXPERTS | ARCH_MOE_DEEPSEEK, 0},
+    {"bert", true, L, MODEL_FFN_GELU, ARCH_BERT | ARCH_ABS_POS | ARCH_BIASES, 0},
+    {"nomic-bert", true, L, MODEL_FFN_SWIGLU, ARCH_BERT | ARCH_FUSED_QKV, 0},
 };
 #undef R
 #undef L
@@ -45,7 +47,7 @@ const model_arch *model_arch_find(const char *name)
 const char *model_arch_names(void)
 {
     return "llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, granite, olmo2, command-r, "
-           "starcoder2, qwen2moe, qwen3moe, deepseek2";
+           "starcoder2, qwen2moe, qwen3moe, deepseek2, bert, nomic-bert";
 }
 
 bool model_arch_swa_layer(const model_arch *a, int l)
@@ -125,8 +127,53 @@ static void add_mla(lister *ls, const model_hparams *hp, int l, model_layer *ly)
 #undef M
 }
 
+/* An encoder (ARCH_BERT): the embeddings' LayerNorm, then per layer the attention (Q/K/V
+ * apart, or fused), its output and the LayerNorm of its residual sum, the FFN (GELU with
+ * biases: bert; SwiGLU: nomic-bert) and the LayerNorm of its residual sum. Every LayerNorm
+ * has a bias; ARCH_BIASES: every projection too. (token_types and position_embd are the
+ * loader's own, as token_embd.) */
+static int bert_tensors(const model_arch *a, const model_hparams *hp, model *m, model_tensor *out)
+{
+    lister ls = {out, 0};
+    bool bias = a->quirks & ARCH_BIASES;
+    int64_t dim = hp->dim, kvd = (int64_t)hp->n_kv_heads * hp->head_dim, ff = hp->hidden_dim;
+    add(&ls, "token_embd_norm.weight", -1, dim, 0, true, NULL, m ? &m->emb_norm : NULL);
+    add(&ls, "token_embd_norm.bias", -1, dim, 0, false, NULL, m ? &m->emb_norm_b : NULL);
+    for (int l = 0; l < hp->n_layers; l++) {
+        model_layer *ly = m ? &m->layers[l] : NULL;
+#define M(f) (ly ? &ly->f : NULL)
+        if (a->quirks & ARCH_FUSED_QKV) {
+            add(&ls, "attn_qkv.weight", l, dim, dim + 2 * kvd, false, M(wq), NULL);
+        } else {
+            add(&ls, "attn_q.weight", l, dim, dim, false, M(wq), NULL);
+            add(&ls, "attn_k.weight", l, dim, kvd, false, M(wk), NULL);
+            add(&ls, "attn_v.weight", l, dim, kvd, false, M(wv), NULL);
+        }
+        if (bias) {
+            add(&ls, "attn_q.bias", l, dim, 0, false, NULL, M(bq));
+            add(&ls, "attn_k.bias", l, kvd, 0, false, NULL, M(bk));
+            add(&ls, "attn_v.bias", l, kvd, 0, false, NULL, M(bv));
+        }
+        add(&ls, "attn_output.weight", l, dim, dim, false, M(wo), NULL);
+        if (bias) add(&ls, "attn_output.bias", l, dim, 0, false, NULL, M(bo));
+        add(&ls, "attn_output_norm.weight", l, dim, 0, true, NULL, M(attn_out_norm));
+        add(&ls, "attn_output_norm.bias", l, dim, 0, false, NULL, M(attn_out_norm_b));
+        if (a->ffn != MODEL_FFN_GELU)
+            add(&ls, "ffn_gate.weight", l, dim, ff, false, M(w_gate), NULL);
+        add(&ls, "ffn_up.weight", l, dim, ff, false, M(w_up), NULL);
+        if (bias) add(&ls, "ffn_up.bias", l, ff, 0, false, NULL, M(b_up));
+        add(&ls, "ffn_down.weight", l, ff, dim, false, M(w_down), NULL);
+        if (bias) add(&ls, "ffn_down.bias", l, dim, 0, false, NULL, M(b_down));
+        add(&ls, "layer_output_norm.weight", l, dim, 0, true, NULL, M(layer_out_norm));
+        add(&ls, "layer_output_norm.bias", l, dim, 0, false, NULL, M(layer_out_norm_b));
+#undef M
+    }
+    return ls.n;
+}
+
 int model_arch_tensors(const model_arch *a, const model_hparams *hp, model *m, model_tensor *out)
 {
+    if (a->quirks & ARCH_BERT) return bert_tensors(a, hp, m, out);
     lister ls = {out, 0};
     unsigned q = a->quirks;
     int64_t dim = hp->dim, qd = (int64_t)hp->n_heads * hp->head_dim,

@@ -1,6 +1,7 @@
 /* model/attn.c: attention of one layer through the paged KV cache. First the batch's K and V
  * rows go into their cache slots (in the cache's dtype); then every token's query heads attend
- * to positions 0..pos of its own sequence, reading K/V chunk by chunk through the sequence's
+ * to positions 0..pos of its own sequence (a non-causal model's: to all of its positions in
+ * the batch), reading K/V chunk by chunk through the sequence's
  * block table. Work is split across the workers by (tile of a sequence's tokens, KV head), so
  * a prefill converts each cached row once per tile rather than once per token. */
 #include <math.h>
@@ -35,10 +36,17 @@ static int first_pos(const attn_job *j, int i)
     return w > 0 && p - w + 1 > 0 ? p - w + 1 : 0;
 }
 
+/* The end of the positions token i attends to: its own + 1, or in a non-causal model the
+ * last of its sequence in this batch + 1 (the sequence comes whole: model.h). */
+static int end_pos(const attn_job *j, int i)
+{
+    return j->m->hp.non_causal ? j->m->s.seq_end[j->b->seq[i]] : j->b->pos[i] + 1;
+}
+
 /* Of chunk [p0, p0 + n), the positions token i attends to: [*a, *e) (empty: *a >= *e). */
 static void chunk_span(const attn_job *j, int i, int p0, int n, int *a, int *e)
 {
-    int lo = first_pos(j, i), hi = j->b->pos[i] + 1;
+    int lo = first_pos(j, i), hi = end_pos(j, i);
     *a = lo > p0 ? lo : p0;
     *e = hi < p0 + n ? hi : p0 + n;
 }
@@ -64,7 +72,7 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
     for (int t = 0; t < nt; t++) {
         const float *q = m->s.q + (size_t)(i0 + t) * m->q_dim + (size_t)g * group * hd;
         j->ops->round(q, qs + (size_t)t * group * hd, group * hd);
-        if (b->pos[i0 + t] + 1 > len_max) len_max = b->pos[i0 + t] + 1;
+        if (end_pos(j, i0 + t) > len_max) len_max = end_pos(j, i0 + t);
         if (first_pos(j, i0 + t) < lo_min) lo_min = first_pos(j, i0 + t);
     }
     for (int p0 = lo_min; p0 < len_max;) {
@@ -87,7 +95,7 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
         p0 += n;
     }
     for (int r = 0; r < rows; r++) {
-        int lo = first_pos(j, i0 + r / group), len = b->pos[i0 + r / group] + 1 - lo;
+        int lo = first_pos(j, i0 + r / group), len = end_pos(j, i0 + r / group) - lo;
         float *sc = scores + (size_t)r * mc + lo;
         if (cap > 0) kl_softcap(sc, len, cap); /* gemma2: before the softmax */
         kl_softmax(sc, len);
@@ -159,6 +167,12 @@ void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const mod
                   .bs = c->block_tokens};
     for (int i = 0; i < b->n; i++)
         kv_write(&j, i);
+    if (m->hp.non_causal) { /* each sequence's end in this batch */
+        for (int k = 0; k < b->n_seqs; k++)
+            m->s.seq_end[k] = 0;
+        for (int i = 0; i < b->n; i++)
+            if (b->pos[i] + 1 > m->s.seq_end[b->seq[i]]) m->s.seq_end[b->seq[i]] = b->pos[i] + 1;
+    }
     /* tiles: runs of consecutive tokens of one sequence, at most attn_qt tokens each */
     int nt = 0;
     for (int i = 0; i < b->n; i++)

@@ -71,6 +71,12 @@ static void sublayer_out(const model *m, float *o, const float *bias, const floa
             o[i] *= m->hp.residual_scale;
 }
 
+/* An encoder's post-norm (ARCH_BERT): the residual sum x itself is LayerNormed. */
+static void post_ln(const model *m, float *x, const float *w, const float *b)
+{
+    if (w) kl_layernorm(x, x, w, b, m->hp.dim, m->hp.norm_eps);
+}
+
 /* Row i's FFN output (xb) added to the residual x, after layer ly; command-r's parallel
  * block adds its attention output (xo) too, after the FFN's, as llama.cpp sums them. */
 static void ffn_residual(const model *m, const model_layer *ly, int i)
@@ -80,9 +86,11 @@ static void ffn_residual(const model *m, const model_layer *ly, int i)
     sublayer_out(m, xb, ly->b_down, ly->ffn_post_norm);
     kl_axpy_f32(x, 1.f, xb, dim);
     if (m->arch->quirks & ARCH_PARALLEL) kl_axpy_f32(x, 1.f, m->s.xo + (size_t)i * dim, dim);
+    post_ln(m, x, ly->layer_out_norm, ly->layer_out_norm_b);
 }
 
-/* Q/K norms (per head, or of the whole row with ARCH_QK_NORM_FULL), RoPE with angles cs, and
+/* Q/K norms (per head, or of the whole row with ARCH_QK_NORM_FULL), RoPE with angles cs (NULL:
+ * none, the positions are in the embeddings: ARCH_ABS_POS), and
  * the query scale, over the heads of row t (heads * hd). */
 static void heads_prepare(const model *m, const model_layer *ly, float *t, int heads,
                           const float *norm, const float *cs, float scale)
@@ -93,7 +101,7 @@ static void heads_prepare(const model *m, const model_layer *ly, float *t, int h
     for (int h = 0; h < heads; h++) {
         float *head = t + (size_t)h * hd;
         if (norm && !full) kl_rmsnorm(head, head, norm, hd, m->hp.norm_eps);
-        kl_rope(head, ly->rope->n_rot, cs, m->hp.rope_neox);
+        if (cs) kl_rope(head, ly->rope->n_rot, cs, m->hp.rope_neox);
         if (scale != 1.f)
             for (int d = 0; d < hd; d++)
                 head[d] *= scale;
@@ -138,9 +146,10 @@ static void rows_one(const rows_job *j, int i)
         add_bias(q, ly->bq, m->q_dim);
         add_bias(k, ly->bk, m->kv_dim);
         add_bias(s->v + (size_t)i * m->kv_dim, ly->bv, m->kv_dim);
-        kl_rope_angles(ly->rope, j->b->pos[i], cs);
-        heads_prepare(m, ly, q, hp->n_heads, ly->q_norm, cs, m->q_scale);
-        heads_prepare(m, ly, k, hp->n_kv_heads, ly->k_norm, cs, 1.f);
+        bool rope = !(m->arch->quirks & ARCH_ABS_POS);
+        if (rope) kl_rope_angles(ly->rope, j->b->pos[i], cs);
+        heads_prepare(m, ly, q, hp->n_heads, ly->q_norm, rope ? cs : NULL, m->q_scale);
+        heads_prepare(m, ly, k, hp->n_kv_heads, ly->k_norm, rope ? cs : NULL, 1.f);
         break;
     }
     case ROWS_FFN_IN: {
@@ -148,6 +157,7 @@ static void rows_one(const rows_job *j, int i)
         sublayer_out(m, xo, ly->bo, ly->attn_post_norm);
         if (m->arch->quirks & ARCH_PARALLEL) break; /* the FFN reads the attention's input */
         kl_axpy_f32(x, 1.f, xo, dim);
+        post_ln(m, x, ly->attn_out_norm, ly->attn_out_norm_b);
         pre_norm(m, xb, x, ly->ffn_norm, ly->ffn_norm_b);
         break;
     }
@@ -212,6 +222,28 @@ static void ffn(model *m, kl_workers *w, const model_batch *b, int l, bool lora)
     if (lora) model_lora_add(m, w, l, DOWN, 1, s->hb, (float *[]){s->xb});
 }
 
+/* Adds row r of table t (a token type, a position) to x (dim). */
+static void add_row(const model_w *t, int64_t r, float *x, float *tmp)
+{
+    size_t rb = kl_dtype_row_bytes(t->type, t->cols);
+    kl_dequantize_row(t->type, (const uint8_t *)t->data + (size_t)r * rb, tmp, (int)t->cols);
+    kl_axpy_f32(x, 1.f, tmp, (int)t->cols);
+}
+
+/* An encoder's inputs (ARCH_BERT): each token's embedding plus token type 0 (llama.cpp's, for
+ * every token) plus its position's embedding (ARCH_ABS_POS), LayerNormed. */
+static void embed_encoder(model *m, const model_batch *b)
+{
+    int dim = m->hp.dim;
+    float *tmp = m->s.xo; /* free until the first attention */
+    for (int i = 0; i < b->n; i++) {
+        float *x = m->s.x + (size_t)i * dim;
+        add_row(&m->tok_types, 0, x, tmp);
+        if (m->pos_embd.data) add_row(&m->pos_embd, b->pos[i], x, tmp);
+        kl_layernorm(x, x, m->emb_norm, m->emb_norm_b, dim, m->hp.norm_eps);
+    }
+}
+
 /* Gemma's sqrt(dim) and granite's embedding scale on the batch's embeddings. */
 static void embed_scale(model *m, int n)
 {
@@ -248,6 +280,9 @@ static int check_batch(const model *m, const kv_store *kv, const model_batch *b,
     if (b->n < 1 || b->n > m->opts.max_batch_tokens)
         return kl_errf(err, KL_EINVAL, "forward: batch of %d tokens (max %d)", b->n,
                        m->opts.max_batch_tokens);
+    if (m->hp.non_causal && b->n_seqs > m->opts.max_batch_tokens)
+        return kl_errf(err, KL_EINVAL, "forward: %d sequences in a batch (max %d)", b->n_seqs,
+                       m->opts.max_batch_tokens);
     int n_logits = 0;
     int32_t nb = kv_store_n_blocks(kv);
     for (int i = 0; i < b->n; i++) {
@@ -267,6 +302,10 @@ static int check_batch(const model *m, const kv_store *kv, const model_batch *b,
                 return kl_errf(err, KL_EINVAL, "forward: bad block id %d", sq->blocks[j]);
         n_logits += b->want_logits && b->want_logits[i];
     }
+    if (n_logits && m->hp.encoder_only)
+        return kl_errf(err, KL_EINVAL,
+                       "forward: a %s model makes embeddings only: it has no logits to give",
+                       m->hp.arch);
     if (n_logits > m->opts.max_logits)
         return kl_errf(err, KL_EINVAL, "forward: %d logits rows (max %d)", n_logits,
                        m->opts.max_logits);
@@ -300,6 +339,7 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
                           (const uint8_t *)m->tok_embd.data + (size_t)b->token[i] * emb_row,
                           s->x + (size_t)i * dim, dim);
     embed_scale(m, n);
+    if (m->arch->quirks & ARCH_BERT) embed_encoder(m, b);
     model_lora_plan(m, b);
     bool lora = m->lora.n_groups > 0;
     int nl = b->n_layers > 0 && b->n_layers < hp->n_layers ? b->n_layers : hp->n_layers;

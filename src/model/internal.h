@@ -49,6 +49,11 @@ enum {
     ARCH_MOE_DEEPSEEK = 1 << 21,  /* leading dense layers, then experts routed by softmax or
                                      sigmoid (+ a selection bias), their weights scaled, and
                                      ungated shared experts (deepseek2) */
+    ARCH_BERT = 1 << 22,    /* an encoder (bert, nomic-bert): token type 0 added to the embeddings,
+                               then LayerNorm; post-norms (the residual sums are LayerNormed), no
+                               pre-norms or output norm or head: embeddings only */
+    ARCH_ABS_POS = 1 << 23, /* learned position embeddings instead of RoPE (bert) */
+    ARCH_FUSED_QKV = 1 << 24, /* attn_qkv = [q; k; v] alone (nomic-bert; ARCH_FUSED has it too) */
 };
 typedef enum { MODEL_NORM_RMS, MODEL_NORM_LAYER } model_norm;
 typedef enum { MODEL_FFN_SWIGLU, MODEL_FFN_GEGLU, MODEL_FFN_GELU } model_ffn; /* GELU: no gate */
@@ -89,24 +94,28 @@ typedef struct model_layer {
      * (kv_lora) and the key's shared RoPE part (n_rot); wkv_b expands the normed latent to
      * every head's key (head_dim - n_rot) and value (v_head_dim). */
     model_w wq_a, wq_b, wkv_a, wkv_b;
-    const float *q_a_norm, *kv_a_norm; /* (q_lora), (kv_lora) */
+    const float *q_a_norm, *kv_a_norm;              /* (q_lora), (kv_lora) */
+    const float *attn_out_norm, *attn_out_norm_b;   /* ARCH_BERT: after the attention residual */
+    const float *layer_out_norm, *layer_out_norm_b; /* ARCH_BERT: after the FFN residual */
     int window; /* sliding window (positions attended, itself included), 0: all */
     const kl_rope_cfg *rope;
 } model_layer;
 
 /* Activations of one batch: every buffer sized for opts.max_batch_tokens rows. */
 typedef struct model_scratch {
-    float *x;        /* (n, dim) residual stream */
-    float *xb;       /* (n, dim) normed input of a sublayer */
-    float *q;        /* (n, q_dim) */
-    float *k, *v;    /* (n, kv_dim) */
-    float *att;      /* (n, q_dim) attention output */
-    float *xo;       /* (n, dim) attention output after its projection */
-    float *hb, *hb2; /* (n, hidden) */
-    float *rows;     /* (max_logits, dim) final-normed rows that want logits */
-    void *mm;        /* matmul activation scratch, the largest any weight needs */
-    float *attn_ws;  /* (n_workers, attn_ws_floats): attention workspace per worker */
-    int32_t *tiles;  /* (max_batch_tokens + 1) first token of each attention tile */
+    float *x;         /* (n, dim) residual stream */
+    float *xb;        /* (n, dim) normed input of a sublayer */
+    float *q;         /* (n, q_dim) */
+    float *k, *v;     /* (n, kv_dim) */
+    float *att;       /* (n, q_dim) attention output */
+    float *xo;        /* (n, dim) attention output after its projection */
+    float *hb, *hb2;  /* (n, hidden) */
+    float *rows;      /* (max_logits, dim) final-normed rows that want logits */
+    void *mm;         /* matmul activation scratch, the largest any weight needs */
+    float *attn_ws;   /* (n_workers, attn_ws_floats): attention workspace per worker */
+    int32_t *tiles;   /* (max_batch_tokens + 1) first token of each attention tile */
+    int32_t *seq_end; /* (max_batch_tokens) non-causal attention: each batch sequence's last
+                         position + 1 */
     /* a mixture of experts (model/moe.c); n = max_batch_tokens, k = n_expert_used */
     float *moe_logits;   /* (n, n_expert) router logits */
     float *moe_wt;       /* (n, k) weight of each token's chosen experts */
@@ -162,8 +171,11 @@ struct model {
     kl_rope_cfg rope, rope_local; /* rope_local: gemma3's sliding-window layers */
     float q_scale;                /* ARCH_Q_SCALE: queries times this */
     float kq_scale;               /* scores times this */
-    model_w tok_embd, output;
+    model_w tok_embd, output;     /* output: none (data NULL) in an encoder (ARCH_BERT) */
     const float *output_norm, *output_norm_b;
+    model_w tok_types, pos_embd;        /* ARCH_BERT: token_types (row 0 added); ARCH_ABS_POS:
+                                           position_embd (n_ctx_train rows) */
+    const float *emb_norm, *emb_norm_b; /* ARCH_BERT: token_embd_norm */
     model_layer *layers;
     model_w *experts; /* (n_layers, 3, n_expert): what the layers' exp_* point into */
     model_scratch s;

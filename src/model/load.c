@@ -133,6 +133,14 @@ static int read_quirks(loader *L, model_hparams *hp)
             return rc;
     }
     if ((q & ARCH_LOGIT_SCALE) && (rc = get_f32(L, "logit_scale", &hp->logit_scale))) return rc;
+    if (q & ARCH_BERT) { /* an encoder: attends both ways unless the file says it is causal */
+        char key[128];
+        bool causal = false;
+        snprintf(key, sizeof key, "%s.attention.causal", L->arch);
+        if (gguf_find_kv(L->f, key) && (rc = gguf_get_bool(L->f, key, &causal, L->err))) return rc;
+        hp->non_causal = !causal;
+        hp->encoder_only = true;
+    }
     if (hp->n_swa < 0 || hp->softcap_attn < 0 || hp->softcap_final < 0 || !(hp->emb_scale > 0) ||
         !(hp->residual_scale > 0) || !(hp->logit_scale > 0))
         return kl_errf(L->err, KL_EBADFILE, "%s: bad sliding window, soft-capping or scale",
@@ -332,6 +340,9 @@ static int read_hparams(loader *L, model_hparams *hp)
         return kl_errf(L->err, KL_EBADFILE, "%s: bad vocabulary size %lld", gguf_path(L->f),
                        (long long)emb->ne[1]);
     hp->n_vocab = (int)emb->ne[1];
+    if ((L->a->quirks & ARCH_BERT) && hp->n_heads * hp->head_dim != hp->dim)
+        return kl_errf(L->err, KL_EBADFILE, "%s: %d heads of %d do not make the width %d",
+                       gguf_path(L->f), hp->n_heads, hp->head_dim, hp->dim);
     return 0;
 }
 
@@ -420,7 +431,11 @@ static int check_all_used(loader *L, const model_tensor *bound, int n)
 {
     for (int64_t i = 0; i < gguf_n_tensors(L->f); i++) {
         const char *name = gguf_tensor_at(L->f, i)->name;
-        bool used = !strcmp(name, "token_embd.weight") || !strcmp(name, "output.weight") ||
+        bool bert = L->a->quirks & ARCH_BERT;
+        bool used = !strcmp(name, "token_embd.weight") ||
+                    (!bert && !strcmp(name, "output.weight")) ||
+                    (bert && !strcmp(name, "token_types.weight")) ||
+                    ((L->a->quirks & ARCH_ABS_POS) && !strcmp(name, "position_embd.weight")) ||
                     !strcmp(name, "rope_freqs.weight") || !strncmp(name, "rope_factors_", 13);
         for (int k = 0; k < n && !used; k++)
             used = !strcmp(bound[k].name, name);
@@ -440,11 +455,45 @@ static model_w rows_of(const model_w *w, int64_t r0, int64_t rows)
     return (model_w){(const uint8_t *)w->data + (size_t)r0 * rb, w->type, rows, w->cols, NULL};
 }
 
+/* A table read a row at a time, as token_embd (any type the lookup can dequantize): rows of
+ * m's width, at least min_rows of them. */
+static int bind_table(loader *L, const model *m, const char *name, int64_t min_rows, model_w *w)
+{
+    const gguf_tensor *t = gguf_find_tensor(L->f, name);
+    if (!t) return kl_errf(L->err, KL_EBADFILE, "%s: missing tensor %s", gguf_path(L->f), name);
+    if (t->n_dims != 2 || t->ne[0] != m->hp.dim || t->ne[1] < min_rows)
+        return kl_errf(L->err, KL_EBADFILE,
+                       "%s: tensor %s has shape [%lld, %lld], expected [%d, %lld or more]",
+                       gguf_path(L->f), name, (long long)t->ne[0],
+                       (long long)(t->n_dims > 1 ? t->ne[1] : 1), m->hp.dim, (long long)min_rows);
+    if (!kl_dequantize_supports(t->type) || !kl_dtype_row_bytes(t->type, m->hp.dim))
+        return kl_errf(L->err, KL_EUNSUP, "%s: tensor %s has type %s, which Kiln cannot read",
+                       gguf_path(L->f), name, kl_dtype_get(t->type)->name);
+    *w = (model_w){t->data, t->type, t->ne[1], t->ne[0], NULL};
+    return 0;
+}
+
+/* An encoder's own inputs (ARCH_BERT): token_types (row 0 is added to every token: llama.cpp
+ * hard-codes type 0) and, with ARCH_ABS_POS, position_embd (a row per position the model
+ * serves: opts.max_ctx of them at least). An encoder has no output head. */
+static int bind_encoder_inputs(loader *L, model *m)
+{
+    int rc = bind_table(L, m, "token_types.weight", 1, &m->tok_types);
+    if (rc || !(L->a->quirks & ARCH_ABS_POS)) return rc;
+    const gguf_tensor *t = gguf_find_tensor(L->f, "position_embd.weight");
+    if (t && t->n_dims == 2 && t->ne[1] < m->opts.max_ctx)
+        return kl_errf(L->err, KL_EINVAL,
+                       "%s: a context of %d tokens, but the model has %lld positions "
+                       "(position_embd.weight)",
+                       gguf_path(L->f), m->opts.max_ctx, (long long)t->ne[1]);
+    return bind_table(L, m, "position_embd.weight", m->opts.max_ctx, &m->pos_embd);
+}
+
 static int bind_weights(loader *L, model *m)
 {
     const model_hparams *hp = &m->hp;
     unsigned q = L->a->quirks;
-    int rc;
+    int rc = 0;
     const gguf_tensor *emb = gguf_find_tensor(L->f, "token_embd.weight");
     if (emb->ne[0] != hp->dim || !kl_dtype_row_bytes(emb->type, hp->dim))
         return kl_errf(L->err, KL_EBADFILE, "%s: token_embd.weight has rows of %lld, expected %d",
@@ -457,7 +506,9 @@ static int bind_weights(loader *L, model *m)
                        "lookup cannot read",
                        gguf_path(L->f), kl_dtype_get(emb->type)->name);
     m->tok_embd = (model_w){emb->data, emb->type, hp->n_vocab, hp->dim, NULL};
-    if (gguf_find_tensor(L->f, "output.weight") && !(q & ARCH_TIED)) {
+    if (q & ARCH_BERT) {
+        if ((rc = bind_encoder_inputs(L, m))) return rc;
+    } else if (gguf_find_tensor(L->f, "output.weight") && !(q & ARCH_TIED)) {
         if ((rc = bind_mat(L, "output.weight", hp->dim, hp->n_vocab, 0, &m->output))) return rc;
     } else {
         if (!kl_matmul_supports(emb->type))
@@ -490,10 +541,13 @@ static int bind_weights(loader *L, model *m)
     int64_t qd = m->q_dim, kvd = m->kv_dim, ff = hp->hidden_dim;
     for (int l = 0; l < hp->n_layers; l++) {
         model_layer *ly = &m->layers[l];
-        if (q & ARCH_FUSED) { /* [q; k; v] and [gate; up], row blocks of one matrix each */
-            model_w qkv = ly->wq, up = ly->w_up;
+        if (q & (ARCH_FUSED | ARCH_FUSED_QKV)) { /* [q; k; v]: row blocks of one matrix */
+            model_w qkv = ly->wq;
             ly->wq = rows_of(&qkv, 0, qd), ly->wk = rows_of(&qkv, qd, kvd);
             ly->wv = rows_of(&qkv, qd + kvd, kvd);
+        }
+        if (q & ARCH_FUSED) { /* [gate; up] */
+            model_w up = ly->w_up;
             ly->w_gate = rows_of(&up, 0, ff), ly->w_up = rows_of(&up, ff, ff);
         }
         bool swa = hp->n_swa > 0 && model_arch_swa_layer(L->a, l);
@@ -560,6 +614,7 @@ static int alloc_scratch(loader *L, model *m)
         rows * ctx + 2 * rows * (size_t)hp->head_dim + MODEL_KV_CHUNK * (size_t)hp->head_dim;
     s->attn_ws = calloc(nw * m->attn_ws_floats, sizeof(float));
     s->tiles = calloc(n + 1, sizeof(int32_t));
+    s->seq_end = calloc(n, sizeof(int32_t));
     size_t mm = 0;
     int B = m->opts.max_batch_tokens;
     for (int l = 0; l < hp->n_layers; l++) {
@@ -588,7 +643,7 @@ static int alloc_scratch(loader *L, model *m)
     mm = max_sz(mm, kl_matmul_scratch(m->output.type, m->opts.max_logits, m->output.cols));
     s->mm = mm ? aligned_alloc(64, (mm + 63) & ~(size_t)63) : NULL;
     if (!s->x || !s->xb || !s->xo || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 ||
-        !s->rows || !s->attn_ws || !s->tiles || (mm && !s->mm) || !moe_ok || !mla_ok)
+        !s->rows || !s->attn_ws || !s->tiles || !s->seq_end || (mm && !s->mm) || !moe_ok || !mla_ok)
         return kl_errf(L->err, KL_ENOMEM, "model: cannot allocate scratch for %zu tokens", n);
     return 0;
 }
@@ -631,6 +686,7 @@ void model_free(model *m)
     model_scratch *s = &m->s;
     free(s->x), free(s->xb), free(s->xo), free(s->q), free(s->k), free(s->v), free(s->att);
     free(s->hb), free(s->hb2), free(s->rows), free(s->attn_ws), free(s->tiles), free(s->mm);
+    free(s->seq_end);
     model_lora_scratch_free(m);
     free(s->moe_logits), free(s->moe_wt), free(s->moe_sel), free(s->moe_slot), free(s->moe_first);
     free(s->moe_x), free(s->moe_y), free(s->moe_sh), free(s->moe_shg), free(s->moe_runs);

@@ -232,8 +232,10 @@ static int check_opts(const model_make_opts *o, kl_err *err)
     return check_experts(o, model_arch_find(o->arch), err);
 }
 
-/* Copies every tokenizer.* key of vocab_from into w; *n_vocab is its token count. */
-static int copy_vocab(gguf_writer *w, const char *vocab_from, int *n_vocab, kl_err *err)
+/* Copies every tokenizer.* key of vocab_from into w; *n_vocab is its token count, *n_types its
+ * tokenizer.ggml.token_type_count (BERT's segment types; 0 when it has none). */
+static int copy_vocab(gguf_writer *w, const char *vocab_from, int *n_vocab, int *n_types,
+                      kl_err *err)
 {
     gguf_file *v;
     int rc = gguf_open(&v, vocab_from, err);
@@ -246,6 +248,9 @@ static int copy_vocab(gguf_writer *w, const char *vocab_from, int *n_vocab, kl_e
         rc = kl_errf(err, KL_EBADFILE, "%s: %llu tokens", vocab_from, (unsigned long long)toks->n);
     if (!rc) {
         *n_vocab = (int)toks->n;
+        uint32_t nt = 0;
+        if (gguf_get_u32(v, "tokenizer.ggml.token_type_count", &nt, err) || nt > 64) nt = 0;
+        *n_types = (int)nt;
         for (int64_t i = 0; i < gguf_n_kv(v); i++) {
             const gguf_kv *kv = gguf_kv_at(v, i);
             if (!strncmp(kv->key, "tokenizer.", 10)) gguf_writer_copy_kv(w, kv);
@@ -293,25 +298,32 @@ static void add_tensor(mtensor *t, const char *name, kl_dtype type, int64_t cols
     t->n_dims = experts ? 3 : rows ? 2 : 1;
     t->ne[0] = cols, t->ne[1] = rows ? rows : 1, t->ne[2] = experts ? experts : 1;
     t->ones = norm;
-    t->type = !rows || kl_dtype_row_bytes(type, cols) == 0 || strstr(name, "ffn_gate_inp.") ? KL_F32
-                                                                                            : type;
+    /* as llama.cpp's converter and quantizer leave them */
+    bool f32 = strstr(name, "ffn_gate_inp.") || !strcmp(name, "token_types.weight") ||
+               !strcmp(name, "position_embd.weight");
+    t->type = !rows || kl_dtype_row_bytes(type, cols) == 0 || f32 ? KL_F32 : type;
 }
 
-/* Lists the model's tensors in file order into ts (room for model_arch_max_tensors + 2):
+/* Lists the model's tensors in file order into ts (room for model_arch_max_tensors + 3):
  * the embedding, the architecture's tensors (model/arch.c, the list the loader binds), the
  * output unless tied. */
-static int list_tensors(const model_make_opts *o, const model_arch *a, int n_vocab, mtensor *ts)
+static int list_tensors(const model_make_opts *o, const model_arch *a, int n_vocab, int n_types,
+                        mtensor *ts)
 {
     model_hparams hp = hparams_of(o, n_vocab);
     model_tensor *mt = malloc(sizeof *mt * (size_t)model_arch_max_tensors(&hp));
     if (!mt) return -1;
     int n = 0, k = model_arch_tensors(a, &hp, NULL, mt);
     add_tensor(&ts[n++], "token_embd.weight", o->type, o->dim, n_vocab, 0, false);
+    if (a->quirks & ARCH_BERT) /* an encoder's other inputs (the loader's own) */
+        add_tensor(&ts[n++], "token_types.weight", o->type, o->dim, n_types, 0, false);
+    if (a->quirks & ARCH_ABS_POS)
+        add_tensor(&ts[n++], "position_embd.weight", o->type, o->dim, o->ctx, 0, false);
     for (int i = 0; i < k; i++)
         if (!mt[i].optional || hp.expert_gating == MODEL_GATING_SIGMOID)
             add_tensor(&ts[n++], mt[i].name, o->type, mt[i].cols, mt[i].rows, mt[i].experts,
                        mt[i].norm);
-    if (!o->tied && !(a->quirks & ARCH_TIED))
+    if (!o->tied && !(a->quirks & (ARCH_TIED | ARCH_BERT)))
         add_tensor(&ts[n++], "output.weight", o->type, o->dim, n_vocab, 0, false);
     free(mt);
     return n;
@@ -399,6 +411,12 @@ static void set_hparams(gguf_writer *w, const model_make_opts *o, const model_ar
     if (a->quirks & ARCH_SHARED_EXPERT)
         set_u32(w, an, "expert_shared_feed_forward_length",
                 (uint32_t)(o->ffn_shared ? o->ffn_shared : o->ffn));
+    if (a->quirks & ARCH_BERT) { /* an encoder; bge-style CLS pooling, nomic-embed's mean */
+        char k[128];
+        snprintf(k, sizeof k, "%s.attention.causal", an);
+        gguf_writer_set_bool(w, k, false);
+        set_u32(w, an, "pooling_type", a->quirks & ARCH_ABS_POS ? 2 : 1);
+    }
 }
 
 int model_make(const model_make_opts *o, const char *out_path, kl_err *err)
@@ -407,26 +425,30 @@ int model_make(const model_make_opts *o, const char *out_path, kl_err *err)
     if (rc) return rc;
     gguf_writer *w;
     if ((rc = gguf_writer_open(&w, out_path, err))) return rc;
-    int n_vocab = o->vocab;
+    int n_vocab = o->vocab, n_types = 0;
     const model_arch *a = model_arch_find(o->arch);
     set_hparams(w, o, a, n_vocab);
     if (o->vocab_from)
-        rc = copy_vocab(w, o->vocab_from, &n_vocab, err);
+        rc = copy_vocab(w, o->vocab_from, &n_vocab, &n_types, err);
     else
         vocab_synth_write(w, n_vocab); /* its errors stick in the writer */
+    if (!rc && !n_types && (a->quirks & ARCH_BERT)) {
+        n_types = 2; /* sentences A and B, as BERT has */
+        gguf_writer_set_u32(w, "tokenizer.ggml.token_type_count", 2);
+    }
     if (rc) {
         gguf_writer_abort(w);
         return rc;
     }
     set_u32(w, a->name, "vocab_size", (uint32_t)n_vocab);
     model_hparams hp = hparams_of(o, n_vocab);
-    int cap = model_arch_max_tensors(&hp) + 2;
+    int cap = model_arch_max_tensors(&hp) + 3;
     mtensor *ts = calloc((size_t)cap, sizeof *ts);
     int threads = o->threads < 1 ? 1 : o->threads > 64 ? 64 : o->threads;
     uint8_t *buf = NULL;
     float *scratch = NULL;
     kl_workers *pool = NULL;
-    int n = ts ? list_tensors(o, a, n_vocab, ts) : -1;
+    int n = ts ? list_tensors(o, a, n_vocab, n_types, ts) : -1;
     int64_t maxcols = 1; /* the widest row */
     for (int i = 0; i < n; i++)
         maxcols = ts[i].ne[0] > maxcols ? ts[i].ne[0] : maxcols;

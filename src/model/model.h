@@ -1,6 +1,6 @@
 /* model/model.h: a decoder-only transformer (llama, mistral, qwen2/3, gemma 1-3, phi3, granite,
  * olmo2, command-r, starcoder2; mixtures of experts: Mixtral, qwen2moe, qwen3moe, deepseek2:
- * model/arch.c)
+ * model/arch.c) or a BERT-style encoder (bert, nomic-bert)
  * bound from GGUF, and its forward pass over a batch of tokens from many sequences reading and
  * writing a paged KV cache (kv/store.h).
  *
@@ -8,7 +8,12 @@
  * Each sequence has a block table: block j holds its positions [j*bs, (j+1)*bs). Token i's K/V
  * is written to slot pos[i] % bs of block blocks[pos[i] / bs], and it attends to positions
  * 0..pos[i] of its own sequence (those before it were written by earlier batches or earlier in
- * this batch). The engine guarantees the tables cover every position in the batch. */
+ * this batch). The engine guarantees the tables cover every position in the batch.
+ *
+ * A non-causal model (hp.non_causal: bert, nomic-bert) attends both ways: token i attends to
+ * every position of its sequence up to the last one in this batch, so a sequence must come
+ * whole in one batch (its K/V from earlier batches never saw the later tokens). Such models
+ * are encoders (hp.encoder_only): they give embeddings (want_embd), never logits. */
 #ifndef KILN_MODEL_MODEL_H
 #define KILN_MODEL_MODEL_H
 #include <stdbool.h>
@@ -48,8 +53,11 @@ typedef struct model_hparams {
     float softcap_attn;   /* gemma2 soft-capping of scores and logits (0: none) */
     float softcap_final;
     float emb_scale, residual_scale, logit_scale; /* granite, command-r (1: none) */
-    bool tied_output; /* no output.weight: logits use token_embd.weight */
-    int pooling;      /* <arch>.pooling_type, llama.cpp's numbers: MODEL_POOL_* (0: not given) */
+    bool tied_output;  /* no output.weight: logits use token_embd.weight */
+    bool non_causal;   /* every token attends to its whole sequence (bert: attention.causal false);
+                          the sequence must come in one batch (model_forward) */
+    bool encoder_only; /* no output head: embeddings only, no logits (bert, nomic-bert) */
+    int pooling;       /* <arch>.pooling_type, llama.cpp's numbers: MODEL_POOL_* (0: not given) */
 } model_hparams;
 
 /* How a router's logits become probabilities (llama.cpp's expert_gating_func values). */

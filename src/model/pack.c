@@ -37,7 +37,7 @@ static void each_weight(model *m, void (*fn)(model_w *w, void *ctx), void *ctx)
             fn(&ly->exp_down[e], ctx);
         }
     }
-    fn(&m->output, ctx);
+    if (m->output.data) fn(&m->output, ctx); /* an encoder has none */
 }
 
 static size_t packed_size(const model_w *w)

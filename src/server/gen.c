@@ -263,7 +263,16 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
         net_fail(&e, 404, "model", "The model `%.200s` does not exist.", c->r.model);
         goto fail;
     }
-    if (srv_req_tokenize(&c->r, s->tk, s->tmpl, s->n_ctx, &e)) goto fail;
+    if (kind != SRV_EMBEDDINGS && !engine_generates(s->eng)) {
+        net_fail(&e, 400, "model",
+                 "`%.200s` is an embedding model: it cannot generate text; use /v1/embeddings",
+                 s->name);
+        goto fail;
+    }
+    bool embed = kind == SRV_EMBEDDINGS;
+    int limit = embed ? engine_embed_max_tokens(s->eng) : s->n_ctx;
+    if (embed && s->n_ctx < limit) limit = s->n_ctx;
+    if (srv_req_tokenize(&c->r, s->tk, s->tmpl, limit, &e)) goto fail;
     int dim = engine_embedding_dim(s->eng);
     if (c->r.dimensions > dim) {
         net_fail(&e, 400, "dimensions", "dimensions: the model's embeddings have %d", dim);

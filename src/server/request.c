@@ -582,6 +582,14 @@ int srv_req_tokenize(srv_req *r, const tok *tk, const chat_tmpl *tmpl, int n_ctx
                            : r->kind == SRV_EMBEDDINGS ? "input"
                                                        : "prompt";
         if (n < 1) return net_fail(e, 400, what, "%s: empty after tokenization", what);
+        if (r->kind == SRV_EMBEDDINGS) { /* n_ctx: the longest input the model embeds */
+            if (n > n_ctx)
+                return net_fail(e, 400, what,
+                                "This model's maximum input length is %d tokens. However, your "
+                                "input has %d tokens",
+                                n_ctx, n);
+            continue;
+        }
         if (n >= n_ctx)
             return net_fail(e, 400, what,
                             "This model's maximum context length is %d tokens. However, your %s "

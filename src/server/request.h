@@ -67,6 +67,7 @@ int srv_detokenize_parse(srv_req *r, const char *body, size_t len, int n_vocab, 
 /* Renders chat messages (through tmpl) and tokenizes every text prompt. Then checks each
  * prompt against n_ctx: a prompt that leaves no room for max_tokens is a 400, never a
  * truncation. When max_tokens was not given it becomes what fits (completions: at most 16).
+ * Embeddings: n_ctx is the longest input the model embeds (engine_embed_max_tokens).
  * Returns 0, or -1 with e filled. */
 int srv_req_tokenize(srv_req *r, const tok *tk, const chat_tmpl *tmpl, int n_ctx, net_error *e);
 
