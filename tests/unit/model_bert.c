@@ -3,8 +3,8 @@
  * published descriptions) with the pooling the file names (bert CLS, nomic-bert mean); the
  * first token sees the last (attention both ways); an input is computed in one step, so
  * inputs up to the step's budget give the same bits alone and batched, and longer ones are
- * refused; generation and logits are refused. Against llama.cpp's llama-embedding on the same
- * files: figures in the commit and the README. */
+ * refused; generation (engine, kiln run) and logits are refused. Against llama.cpp's
+ * llama-embedding on the same files: figures in the commit and the README. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -227,4 +227,16 @@ TEST(model_bert_refuses_generation_and_long_context)
     c.model.max_ctx = 256; /* the file has 128 positions */
     T_ASSERT(engine_open(&st, &c, &err) < 0);
     T_CONTAINS(err.msg, "128 positions");
+}
+
+/* `kiln run` on an encoder: a clear error and exit 1, nothing generated. */
+TEST(model_bert_kiln_run_refuses)
+{
+    const char *path = make("nomic-bert", KL_F32);
+    char cmd[2048], *out = NULL, *err = NULL;
+    snprintf(cmd, sizeof cmd, "%s run -m %s -p hello -n 4", t_kiln(), path);
+    T_EQ(t_run(cmd, &out, &err), 1);
+    T_CONTAINS(err, "an embedding model (nomic-bert) cannot generate text");
+    T_STREQ(out, "");
+    free(out), free(err);
 }
