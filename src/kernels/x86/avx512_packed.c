@@ -24,6 +24,7 @@
 
 #define PR        16 /* rows per panel */
 #define BT        8  /* activation rows per tile */
+#define BT_INT8   16 /* ... and per int8 tile when there are that many (batched decoding) */
 #define PF_BLOCKS 8  /* the first int8 tile over a panel prefetches this many blocks ahead */
 
 size_t kl_avx512_pack_bytes_q8_0(int64_t rows, int64_t cols);
@@ -166,11 +167,11 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
         _mm_add_epi8(_mm_loadu_si128((const __m128i *)kl_iq4nl_values), _mm_set1_epi8((char)0x80));
     const __m512i lut = _mm512_broadcast_i32x4(lut16); /* IQ4_NL levels + 128, unsigned */
     const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
-    const int8_t *aq[BT];
-    const float *ad[BT];
-    const int32_t *as[BT];
-    __m512 out[BT];
-    _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
+    const int8_t *aq[BT_INT8];
+    const float *ad[BT_INT8];
+    const int32_t *as[BT_INT8];
+    __m512 out[BT_INT8];
+    _Pragma("GCC unroll 16") for (int k = 0; k < NB; k++)
     {
         const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;
         aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_0_d(a, n), as[k] = kl_act_q8_0_s(a, n);
@@ -203,7 +204,7 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
                 _mm512_loadu_si512(P + q * 64);
         }
         __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + pblk - PR * 2)));
-        _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
+        _Pragma("GCC unroll 16") for (int k = 0; k < NB; k++)
         {
             const int8_t *a = aq[k] + j * KL_QK;
             __m512i acc = _mm512_set1_epi32(-(as[k][j] * bias));
@@ -214,7 +215,7 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
         }
     }
     __mmask16 m = out_mask(g->rows, r);
-    _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
+    _Pragma("GCC unroll 16") for (int k = 0; k < NB; k++)
         _mm512_mask_storeu_ps(g->y + (int64_t)(b + k) * g->ldy + r, m, out[k]);
 }
 
@@ -313,18 +314,23 @@ static inline __attribute__((always_inline)) void tile_iq4_nl(const kl_gemm *g, 
     }
 
 /* Panels of rows [r0, r1) (r0 a multiple of 16), up to MAXP at a time (4 when at most two
- * activation rows), x all activation rows, BT at a time; the panels stay in cache while the
- * activation tiles pass over them. */
-#define PACKED_GEMM(NAME, TILE, MAXP)                                                              \
+ * activation rows), x all activation rows, BIG at a time while that many are left (int8: a
+ * weight block loaded from memory then serves 16 rows at once, not 8 and again from cache),
+ * else BT; the panels stay in cache while the activation tiles pass over them. */
+#define PACKED_GEMM(NAME, TILE, MAXP, BIG)                                                         \
     void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \
     {                                                                                              \
         int want = MAXP > 1 && g->B <= 2 ? 4 : MAXP;                                               \
         for (int64_t r = r0, np; r < r1; r += np * PR) {                                           \
             int64_t left = (r1 - r + PR - 1) / PR;                                                 \
             np = want == 4 && left >= 4 ? 4 : want >= 2 && left >= 2 ? 2 : 1;                      \
-            for (int b = 0; b < g->B; b += BT) {                                                   \
-                int nb = g->B - b < BT ? g->B - b : BT;                                            \
-                if (np == 4) switch (nb) {                                                         \
+            for (int b = 0, nb; b < g->B; b += nb) {                                               \
+                nb = g->B - b < BT ? g->B - b : BT;                                                \
+                if (BIG && g->B - b >= BIG) {                                                      \
+                    nb = BIG;                                                                      \
+                    TILE(g, r, b, BIG ? BIG : 1, 1);                                               \
+                } else if (np == 4)                                                                \
+                    switch (nb) {                                                                  \
                     case 2:                                                                        \
                         TILE(g, r, b, 2, 4);                                                       \
                         break;                                                                     \
@@ -340,8 +346,8 @@ static inline __attribute__((always_inline)) void tile_iq4_nl(const kl_gemm *g, 
         }                                                                                          \
     }
 
-PACKED_GEMM(kl_avx512_gemm_packed_q8_0, tile_q8_0, 1)
-PACKED_GEMM(kl_avx512_gemm_packed_q4_0, tile_q4_0, 1)
-PACKED_GEMM(kl_avx512_gemm_packed_iq4_nl, tile_iq4_nl, 1)
-PACKED_GEMM(kl_avx512_gemm_packed_f32, tile_f32, 2)
-PACKED_GEMM(kl_avx512_gemm_packed_f16, tile_f16, 2)
+PACKED_GEMM(kl_avx512_gemm_packed_q8_0, tile_q8_0, 1, BT_INT8)
+PACKED_GEMM(kl_avx512_gemm_packed_q4_0, tile_q4_0, 1, BT_INT8)
+PACKED_GEMM(kl_avx512_gemm_packed_iq4_nl, tile_iq4_nl, 1, BT_INT8)
+PACKED_GEMM(kl_avx512_gemm_packed_f32, tile_f32, 2, 0)
+PACKED_GEMM(kl_avx512_gemm_packed_f16, tile_f16, 2, 0)
