@@ -185,6 +185,7 @@ typedef struct kl_vec_ops {
                          int ldv, int nk, int hd);
     void (*attn_pv_rows_f16)(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
                              int ldv, int nk, int hd);
+    double (*softmax_part)(float *x, int n, float *max);
 } kl_vec_ops;
 
 /* Bump when any ISA's packed layout (pack / gemm_packed) changes: packed weights saved to disk
@@ -245,6 +246,7 @@ float kl_ref_dot(const float *a, const float *b, int n);
 void kl_ref_axpy(float *y, float a, const float *x, int n);
 void kl_ref_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 void kl_ref_softmax(float *x, int n);
+double kl_ref_softmax_part(float *x, int n, float *max);
 void kl_ref_swiglu(float *out, const float *g, const float *u, int n);
 float kl_ref_dot_f16(const uint16_t *a, const float *b, int n);
 void kl_ref_axpy_f16(float *y, float a, const uint16_t *x, int n);

@@ -118,6 +118,10 @@ void kl_rope_yarn_corr(int n_rot, int n_ctx_orig, float base, float beta_fast, f
 
 /* In place softmax over n. */
 void kl_softmax(float *x, int n);
+/* One step of an online softmax: *max becomes the larger of *max and x's maximum, m; x[i]
+ * becomes e^(x[i] - m); returns their sum (in double). kl_softmax is this from *max = -inf,
+ * then a division by the sum. */
+double kl_softmax_part(float *x, int n, float *max);
 /* out[i] = silu(gate[i]) * up[i] */
 void kl_swiglu(float *out, const float *gate, const float *up, int n);
 /* GELU, tanh form (0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))), in float (kernels/act.c):

@@ -11,6 +11,11 @@ void kl_softmax(float *x, int n)
     kl_isa_get()->vec.softmax(x, n);
 }
 
+double kl_softmax_part(float *x, int n, float *max)
+{
+    return kl_isa_get()->vec.softmax_part(x, n, max);
+}
+
 void kl_swiglu(float *out, const float *gate, const float *up, int n)
 {
     kl_isa_get()->vec.swiglu(out, gate, up, n);

@@ -86,17 +86,22 @@ void kl_ref_rmsnorm(float *out, const float *x, const float *w, int n, float eps
         out[i] = (x[i] * scale) * w[i];
 }
 
+double kl_ref_softmax_part(float *x, int n, float *max)
+{
+    for (int i = 0; i < n; i++)
+        *max = fmaxf(*max, x[i]);
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - *max);
+        sum += (double)x[i];
+    }
+    return sum;
+}
+
 void kl_ref_softmax(float *x, int n)
 {
     float max = -INFINITY;
-    for (int i = 0; i < n; i++)
-        max = fmaxf(max, x[i]);
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max);
-        sum += (double)x[i];
-    }
-    float inv = (float)(1.0 / sum);
+    float inv = (float)(1.0 / kl_ref_softmax_part(x, n, &max));
     for (int i = 0; i < n; i++)
         x[i] *= inv;
 }

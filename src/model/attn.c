@@ -5,6 +5,7 @@
  * block table. Work is split across the workers by (tile of a sequence's tokens, KV head), so
  * a prefill converts each cached row once per tile rather than once per token. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "model/internal.h"
@@ -51,82 +52,124 @@ static void chunk_span(const attn_job *j, int i, int p0, int n, int *a, int *e)
     *e = hi < p0 + n ? hi : p0 + n;
 }
 
+/* The length of the chunk of cached positions from p0: at most MODEL_KV_CHUNK, inside one
+ * block, before end. */
+static int chunk_len(const attn_job *j, int p0, int end)
+{
+    int n = MODEL_KV_CHUNK, left_in_block = j->bs - p0 % j->bs;
+    if (n > left_in_block) n = left_in_block;
+    return n < end - p0 ? n : end - p0;
+}
+
 /* One work item: a tile of consecutive batch tokens of one sequence and one KV head, with the
- * `group` query heads that share it: rows r = t * group + h. Each chunk of cached K and V rows
- * is read (and converted, if need be) once for all of the tile's rows; each row attends to
- * positions lo .. pos of its own token (lo > 0 in a sliding window). */
+ * `group` query heads that share it: rows r = t * group + h. Each row attends to positions
+ * lo .. pos of its own token (lo > 0 in a sliding window) by an online softmax over spans of
+ * MODEL_ATTN_SPAN positions at fixed offsets (multiples of the span): per span, the scores of
+ * every row, then the running max and sum (the row's earlier output rescaled when the max
+ * grows), then the weighted values. A row whose positions all lie in one span takes the plain
+ * softmax (probabilities normalised before they are rounded to an F16 cache's precision, as
+ * llama.cpp's product does: rounding the unnormalised terms moves stories260K's
+ * log-probabilities by 2e-3); longer rows round the unnormalised terms of each span. Fixed spans
+ * make a row's arithmetic independent of the tile it is in, and the scratch independent of the
+ * context length; each chunk of cached K and V rows is read (and converted, if need be) once for
+ * all of the tile's rows. */
 static void attn_tile(const attn_job *j, int tile, int g, float *ws)
 {
     model *m = j->m;
     const model_hparams *hp = &m->hp;
     const model_batch *b = j->b;
-    int hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, mc = m->opts.max_ctx;
+    int hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, span = MODEL_ATTN_SPAN;
     int i0 = m->s.tiles[tile], nt = m->s.tiles[tile + 1] - i0, rows = nt * group;
-    float *scores = ws;                                   /* (rows, mc) */
-    float *qs = scores + (size_t)m->attn_qt * group * mc; /* (rows, hd) */
-    float *acc = qs + (size_t)m->attn_qt * group * hd;    /* (rows, hd) */
-    float *kvb = acc + (size_t)m->attn_qt * group * hd;   /* (MODEL_KV_CHUNK, hd) */
+    size_t rmax = (size_t)m->attn_qt * group;
+    double *sum = (double *)(void *)ws; /* (rows): running sums */
+    float *mx = ws + 2 * rmax;          /* (rows): running maxima */
+    float *scores = mx + rmax;          /* (rows, span) */
+    float *qs = scores + rmax * span;   /* (rows, hd) */
+    float *acc = qs + rmax * hd;        /* (rows, hd) */
+    float *kvb = acc + rmax * hd;       /* (MODEL_KV_CHUNK, hd) */
     float scale = m->kq_scale, cap = hp->softcap_attn;
     const model_seq *sq = &b->seqs[b->seq[i0]];
-    int off = g * hd, len_max = 0, lo_min = mc;
+    int off = g * hd, len_max = 0, lo_min = INT32_MAX;
     for (int t = 0; t < nt; t++) {
         const float *q = m->s.q + (size_t)(i0 + t) * m->q_dim + (size_t)g * group * hd;
         j->ops->round(q, qs + (size_t)t * group * hd, group * hd);
         if (end_pos(j, i0 + t) > len_max) len_max = end_pos(j, i0 + t);
         if (first_pos(j, i0 + t) < lo_min) lo_min = first_pos(j, i0 + t);
     }
-    for (int p0 = lo_min; p0 < len_max;) {
-        int n = MODEL_KV_CHUNK, left_in_block = j->bs - p0 % j->bs;
-        if (n > left_in_block) n = left_in_block;
-        if (n > len_max - p0) n = len_max - p0;
-        const uint8_t *blk = kv_store_k(j->kv, j->layer, sq->blocks[p0 / j->bs]);
-        kl_kv_run k = kv_run(j, blk, p0, off, n, rows, kvb);
-        for (int t = 0; t < nt; t++) {
-            int a, e;
-            chunk_span(j, i0 + t, p0, n, &a, &e);
-            if (a >= e) continue;
-            kl_kv_run ka = kl_kv_run_at(&k, a - p0);
-            for (int h = 0; h < group; h++) {
-                int r = t * group + h;
-                kl_kv_scores(&ka, qs + (size_t)r * hd, e - a, hd, scale,
-                             scores + (size_t)r * mc + a);
-            }
-        }
-        p0 += n;
-    }
-    for (int r = 0; r < rows; r++) {
-        int lo = first_pos(j, i0 + r / group), len = end_pos(j, i0 + r / group) - lo;
-        float *sc = scores + (size_t)r * mc + lo;
-        if (cap > 0) kl_softcap(sc, len, cap); /* gemma2: before the softmax */
-        kl_softmax(sc, len);
-        j->ops->round(sc, sc, len);
-    }
+    for (int r = 0; r < rows; r++)
+        sum[r] = 0, mx[r] = -INFINITY;
     memset(acc, 0, sizeof(float) * (size_t)rows * hd);
-    for (int p0 = lo_min; p0 < len_max;) {
-        int n = MODEL_KV_CHUNK, left_in_block = j->bs - p0 % j->bs;
-        if (n > left_in_block) n = left_in_block;
-        if (n > len_max - p0) n = len_max - p0;
-        const uint8_t *blk = kv_store_v(j->kv, j->layer, sq->blocks[p0 / j->bs]);
-        kl_kv_run v = kv_run(j, blk, p0, off, n, rows, kvb);
-        /* runs of tokens that take the same positions of this chunk (every token below the
-         * chunk takes all n): their rows are consecutive, one call for all of them */
-        for (int t = 0, t2; t < nt; t = t2) {
-            int a, e, a2, e2;
-            chunk_span(j, i0 + t, p0, n, &a, &e);
-            for (t2 = t + 1; t2 < nt; t2++) {
-                chunk_span(j, i0 + t2, p0, n, &a2, &e2);
-                if (a2 != a || e2 != e) break;
+    for (int S = lo_min / span * span; S < len_max; S += span) {
+        int s0 = S > lo_min ? S : lo_min, s1 = S + span < len_max ? S + span : len_max;
+        for (int p0 = s0, n; p0 < s1; p0 += n) { /* scores */
+            n = chunk_len(j, p0, s1);
+            const uint8_t *blk = kv_store_k(j->kv, j->layer, sq->blocks[p0 / j->bs]);
+            kl_kv_run k = kv_run(j, blk, p0, off, n, rows, kvb);
+            for (int t = 0; t < nt; t++) {
+                int a, e;
+                chunk_span(j, i0 + t, p0, n, &a, &e);
+                if (a >= e) continue;
+                kl_kv_run ka = kl_kv_run_at(&k, a - p0);
+                for (int h = 0; h < group; h++) {
+                    int r = t * group + h;
+                    kl_kv_scores(&ka, qs + (size_t)r * hd, e - a, hd, scale,
+                                 scores + (size_t)r * span + (a - S));
+                }
             }
-            if (a >= e) continue;
-            int r = t * group, nr = (t2 - t) * group;
-            kl_kv_run va = kl_kv_run_at(&v, a - p0);
-            kl_kv_pv(&va, acc + (size_t)r * hd, hd, scores + (size_t)r * mc + a, mc, nr, e - a, hd);
         }
-        p0 += n;
+        for (int r = 0; r < rows; r++) { /* the online softmax's step */
+            int a, e;
+            chunk_span(j, i0 + r / group, s0, s1 - s0, &a, &e);
+            if (a >= e) continue;
+            float *sc = scores + (size_t)r * span + (a - S), old = mx[r];
+            if (cap > 0) kl_softcap(sc, e - a, cap); /* gemma2: before the softmax */
+            if (a == first_pos(j, i0 + r / group) && e == end_pos(j, i0 + r / group)) {
+                /* the whole row in one span: the softmax's probabilities themselves are
+                 * rounded (for an F16 cache), as llama.cpp's V x KQ product rounds them */
+                kl_softmax(sc, e - a);
+                j->ops->round(sc, sc, e - a);
+                sum[r] = 1.0;
+                continue;
+            }
+            double part = kl_softmax_part(sc, e - a, &mx[r]);
+            j->ops->round(sc, sc, e - a);
+            if (old != mx[r] && old != -INFINITY) {
+                float f = expf(old - mx[r]);
+                sum[r] *= (double)f;
+                for (int d = 0; d < hd; d++)
+                    acc[(size_t)r * hd + d] *= f;
+            }
+            sum[r] += part;
+        }
+        for (int p0 = s0, n; p0 < s1; p0 += n) { /* weighted values */
+            n = chunk_len(j, p0, s1);
+            const uint8_t *blk = kv_store_v(j->kv, j->layer, sq->blocks[p0 / j->bs]);
+            kl_kv_run v = kv_run(j, blk, p0, off, n, rows, kvb);
+            /* runs of tokens that take the same positions of this chunk (every token below
+             * the chunk takes all n): their rows are consecutive, one call for all of them */
+            for (int t = 0, t2; t < nt; t = t2) {
+                int a, e, a2, e2;
+                chunk_span(j, i0 + t, p0, n, &a, &e);
+                for (t2 = t + 1; t2 < nt; t2++) {
+                    chunk_span(j, i0 + t2, p0, n, &a2, &e2);
+                    if (a2 != a || e2 != e) break;
+                }
+                if (a >= e) continue;
+                int r = t * group, nr = (t2 - t) * group;
+                kl_kv_run va = kl_kv_run_at(&v, a - p0);
+                kl_kv_pv(&va, acc + (size_t)r * hd, hd, scores + (size_t)r * span + (a - S), span,
+                         nr, e - a, hd);
+            }
+        }
     }
     for (int t = 0; t < nt; t++)
-        memcpy(m->s.att + (size_t)(i0 + t) * m->q_dim + (size_t)g * group * hd,
-               acc + (size_t)t * group * hd, sizeof(float) * (size_t)group * hd);
+        for (int h = 0; h < group; h++) {
+            int r = t * group + h;
+            float inv = (float)(1.0 / sum[r]);
+            float *o = m->s.att + (size_t)(i0 + t) * m->q_dim + (size_t)(g * group + h) * hd;
+            for (int d = 0; d < hd; d++)
+                o[d] = acc[(size_t)r * hd + d] * inv;
+        }
 }
 
 static void attn_part(void *ctx, int ith, int nth)

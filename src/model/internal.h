@@ -13,6 +13,10 @@
 /* Cached positions per pass of attention over the cache: a chunk of K or V rows converted
  * once for every query row of a tile (never crossing a block). */
 #define MODEL_KV_CHUNK 16
+/* Positions per step of attention's online softmax (model/attn.c), and tokens per attention
+ * tile: the scratch is (tokens x query heads per KV head) x span, whatever the context. */
+#define MODEL_ATTN_SPAN 256
+#define MODEL_ATTN_QT   32
 
 /* A weight matrix (rows, cols) as GGUF holds it: ne[0] = cols. */
 typedef struct model_w {
@@ -182,9 +186,10 @@ struct model {
     void *packed; /* the mapping every model_w.packed points into (pack.c) */
     size_t packed_bytes;
     bool packed_cached;    /* mapped from the packed-weights cache, not packed at this load */
-    int attn_qt;           /* tokens per attention tile (bounded by the scores' size) */
-    size_t attn_ws_floats; /* per worker: scores (qt*group, max_ctx), queries and outputs
-                              (qt*group, head_dim) each, a K/V chunk (MODEL_KV_CHUNK, head_dim) */
+    int attn_qt;           /* tokens per attention tile */
+    size_t attn_ws_floats; /* per worker: running sums (qt*group doubles) and maxima, scores
+                              (qt*group, span), queries and outputs (qt*group, head_dim) each,
+                              a K/V chunk (MODEL_KV_CHUNK, head_dim); even (doubles stay aligned) */
     lora_scratch lora;
 };
 

@@ -605,13 +605,12 @@ static int alloc_scratch(loader *L, model *m)
         mla_ok = s->mla_qa && s->mla_kva && s->mla_kvb;
     }
     s->rows = calloc((size_t)m->opts.max_logits * (size_t)hp->dim, sizeof(float));
-    size_t group = (size_t)(hp->n_heads / hp->n_kv_heads), ctx = (size_t)m->opts.max_ctx;
-    /* up to 16 tokens per attention tile, fewer when their scores would pass 2 MiB */
-    size_t qt = ((size_t)1 << 19) / (group * ctx);
-    m->attn_qt = qt < 1 ? 1 : qt > 16 ? 16 : (int)qt;
+    size_t group = (size_t)(hp->n_heads / hp->n_kv_heads);
+    m->attn_qt = MODEL_ATTN_QT;
     size_t rows = (size_t)m->attn_qt * group;
-    m->attn_ws_floats =
-        rows * ctx + 2 * rows * (size_t)hp->head_dim + MODEL_KV_CHUNK * (size_t)hp->head_dim;
+    m->attn_ws_floats = 3 * rows + rows * MODEL_ATTN_SPAN + 2 * rows * (size_t)hp->head_dim +
+                        MODEL_KV_CHUNK * (size_t)hp->head_dim;
+    m->attn_ws_floats += m->attn_ws_floats % 2;
     s->attn_ws = calloc(nw * m->attn_ws_floats, sizeof(float));
     s->tiles = calloc(n + 1, sizeof(int32_t));
     s->seq_end = calloc(n, sizeof(int32_t));

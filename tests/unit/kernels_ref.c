@@ -394,6 +394,42 @@ TEST(kernels_ref_rmsnorm_softmax_swiglu_formulas)
     free(x), free(w), free(u), free(o);
 }
 
+/* softmax_part in two steps over the halves of a row, the running max carried (as attention's
+ * online softmax uses it): the terms of the second half and the rescaled total are the
+ * formula's, the max is the row's. */
+TEST(kernels_ref_softmax_part_online_steps)
+{
+    enum { MAXN = 4099 };
+    float *x = malloc(sizeof(float) * MAXN), *o = malloc(sizeof(float) * (MAXN + 1));
+    const kl_isa *is[3];
+    int ni = isas(is);
+    for (int k = 0; k < ni; k++)
+        for (size_t si = 0; si < sizeof vec_sizes / sizeof *vec_sizes; si++) {
+            int n = vec_sizes[si], h = n / 2;
+            for (int i = 0; i < n; i++)
+                x[i] = urand() * 90.f + 300.f, o[i] = x[i];
+            o[n] = 12345.f;
+            double mx = -INFINITY, sum = 0;
+            for (int i = 0; i < n; i++)
+                mx = fmax(mx, x[i]);
+            for (int i = 0; i < n; i++)
+                sum += exp((double)x[i] - mx);
+            float m = -INFINITY;
+            double s1 = is[k]->vec.softmax_part(o, h, &m);
+            float m1 = m;
+            double s2 = is[k]->vec.softmax_part(o + h, n - h, &m);
+            T_NEAR(m, mx, 0);
+            double tot = (h ? s1 * exp((double)m1 - m) : 0) + s2;
+            T_NEAR(tot, sum, 1e-5 * sum);
+            for (int i = 0; i < h; i++)
+                T_NEAR(o[i], exp((double)x[i] - m1), 1e-6);
+            for (int i = h; i < n; i++)
+                T_NEAR(o[i], exp((double)x[i] - mx), 1e-6);
+            T_NEAR(o[n], 12345.f, 0);
+        }
+    free(x), free(o);
+}
+
 TEST(kernels_ref_dot_axpy_f32_f16_formulas)
 {
     enum { MAXN = 4099 };

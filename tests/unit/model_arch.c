@@ -33,20 +33,23 @@ typedef struct {
     gguf_file *f;
     model *m;
     kv_store *kv;
-    int32_t blocks[16];
+    int32_t blocks[64];
 } run_ctx;
+
+enum { RUN_CTX = 1024, RUN_BATCH = 64 }; /* 64 blocks of 16 */
 
 static void open_run(run_ctx *r, const char *path, kl_dtype kvt)
 {
     kl_err err = {0};
     T_EQ(gguf_open(&r->f, path, &err), 0);
-    model_opts o = {.max_batch_tokens = 64, .max_ctx = 256};
+    model_opts o = {.max_batch_tokens = RUN_BATCH, .max_ctx = RUN_CTX};
     if (model_load(&r->m, r->f, &o, &err)) t_fail(__FILE__, __LINE__, "%s", err.msg);
     const model_hparams *hp = model_hparams_of(r->m);
-    kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, kvt, 4u << 20};
+    kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, kvt, 16u << 20};
     T_EQ(kv_store_create(&r->kv, &kc, &err), 0);
-    for (int i = 0; i < 16; i++)
-        r->blocks[i] = i;
+    T_ASSERT(kv_store_n_blocks(r->kv) >= 64);
+    for (int i = 0; i < 64; i++)
+        r->blocks[i] = 63 - i; /* any order: the table decides */
 }
 
 static void close_run(run_ctx *r)
@@ -56,23 +59,27 @@ static void close_run(run_ctx *r)
     gguf_close(r->f);
 }
 
-/* Logits of tokens tok[0..n) of one sequence, all rows. */
+/* Logits of tokens tok[0..n) of one sequence, all rows, RUN_BATCH tokens per forward. */
 static void forward(run_ctx *r, const int32_t *tok, int n, float *logits)
 {
-    int32_t pos[64], seq[64];
-    bool want[64];
-    for (int i = 0; i < n; i++)
-        pos[i] = i, seq[i] = 0, want[i] = true;
-    model_seq sq = {r->blocks, 16};
-    model_batch b = {.n = n,
-                     .token = tok,
-                     .pos = pos,
-                     .seq = seq,
-                     .want_logits = want,
-                     .n_seqs = 1,
-                     .seqs = &sq};
-    kl_err err = {0};
-    T_EQ(model_forward(r->m, NULL, r->kv, &b, logits, &err), 0);
+    int32_t pos[RUN_BATCH], seq[RUN_BATCH];
+    bool want[RUN_BATCH];
+    model_seq sq = {r->blocks, 64};
+    int vocab = model_hparams_of(r->m)->n_vocab;
+    for (int i0 = 0; i0 < n; i0 += RUN_BATCH) {
+        int k = n - i0 < RUN_BATCH ? n - i0 : RUN_BATCH;
+        for (int i = 0; i < k; i++)
+            pos[i] = i0 + i, seq[i] = 0, want[i] = true;
+        model_batch b = {.n = k,
+                         .token = tok + i0,
+                         .pos = pos,
+                         .seq = seq,
+                         .want_logits = want,
+                         .n_seqs = 1,
+                         .seqs = &sq};
+        kl_err err = {0};
+        T_EQ(model_forward(r->m, NULL, r->kv, &b, logits + (size_t)i0 * (size_t)vocab, &err), 0);
+    }
 }
 
 static void make(const char *arch, const char *path, int layers, int swa)
@@ -182,8 +189,9 @@ TEST(model_arch_sliding_window_hides_older_positions)
  * tools/ref_forward.py's; prints and returns the mean |difference|, *worst the largest. */
 static double vs_numpy(const char *name, const char *path, int n, double *worst)
 {
-    int32_t tok[64];
-    char cmd[8192];
+    int32_t tok[RUN_CTX];
+    char cmd[8 * RUN_CTX];
+    T_ASSERT(n <= RUN_CTX);
     int at = snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/ref_forward.py %s", path);
     for (int i = 0; i < n; i++) {
         tok[i] = (i * 131 + 7) % 512;
@@ -227,6 +235,18 @@ TEST(model_arch_gemma3_matches_numpy_reference)
     const char *path = t_tmp("g3.gguf");
     make("gemma3", path, 7, 6); /* layers 0-4 and 6 local (window 6), 5 global */
     double worst, mean = vs_numpy("gemma3", path, 40, &worst);
+    T_ASSERT(mean < 1e-4 && worst < 1e-3);
+}
+
+/* A context of several attention spans (model/attn.c: online softmax over 256 positions at a
+ * time, prompt chunks of 64) against the numpy reference, with windows over span boundaries:
+ * gemma3 with a 300-token window on its local layers, 600 tokens. */
+TEST(model_arch_long_context_matches_numpy_reference)
+{
+    if (system("/usr/bin/python3 -c 'import numpy' 2>/dev/null")) t_skip("no numpy");
+    const char *path = t_tmp("g3long.gguf");
+    make("gemma3", path, 7, 300);
+    double worst, mean = vs_numpy("gemma3 600 tokens", path, 600, &worst);
     T_ASSERT(mean < 1e-4 && worst < 1e-3);
 }
 

@@ -34,6 +34,7 @@ float kl_avx512_dot_f16(const uint16_t *a, const float *b, int n);
 void kl_avx512_axpy_f16(float *y, float a, const uint16_t *x, int n);
 void kl_avx512_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 void kl_avx512_softmax(float *x, int n);
+double kl_avx512_softmax_part(float *x, int n, float *max);
 void kl_avx512_swiglu(float *out, const float *g, const float *u, int n);
 void kl_avx512_attn_scores(const float *q, const float *k, int ldk, int nk, int hd, float scale,
                            float *s);
@@ -55,6 +56,7 @@ void kl_isa_avx512_init(kl_isa *isa)
     isa->vec.axpy_f16 = kl_avx512_axpy_f16;
     isa->vec.rmsnorm = kl_avx512_rmsnorm;
     isa->vec.softmax = kl_avx512_softmax;
+    isa->vec.softmax_part = kl_avx512_softmax_part;
     isa->vec.swiglu = kl_avx512_swiglu;
     isa->vec.attn_scores = kl_avx512_attn_scores;
     isa->vec.attn_pv = kl_avx512_attn_pv;

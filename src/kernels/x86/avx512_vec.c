@@ -13,6 +13,7 @@ float kl_avx512_dot_f16(const uint16_t *a, const float *b, int n);
 void kl_avx512_axpy_f16(float *y, float a, const uint16_t *x, int n);
 void kl_avx512_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 void kl_avx512_softmax(float *x, int n);
+double kl_avx512_softmax_part(float *x, int n, float *max);
 void kl_avx512_swiglu(float *out, const float *g, const float *u, int n);
 
 static inline __mmask16 tail(int n, int i)
@@ -118,22 +119,29 @@ void kl_avx512_rmsnorm(float *out, const float *x, const float *w, int n, float 
     }
 }
 
-void kl_avx512_softmax(float *x, int n)
+double kl_avx512_softmax_part(float *x, int n, float *max)
 {
-    if (n < 1) return;
-    __m512 mx = _mm512_set1_ps(-INFINITY);
+    __m512 mx = _mm512_set1_ps(*max);
     for (int i = 0; i < n; i += 16)
         mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail(n, i), x + i));
-    __m512 max = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    *max = _mm512_reduce_max_ps(mx);
+    __m512 m512 = _mm512_set1_ps(*max);
     __m512d sum = _mm512_setzero_pd();
     for (int i = 0; i < n; i += 16) {
         __mmask16 m = tail(n, i);
         __m512 e =
-            _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), max)));
+            _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), m512)));
         _mm512_mask_storeu_ps(x + i, m, e);
         sum = widen_add(sum, e);
     }
-    __m512 inv = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(sum)));
+    return _mm512_reduce_add_pd(sum);
+}
+
+void kl_avx512_softmax(float *x, int n)
+{
+    if (n < 1) return;
+    float max = -INFINITY;
+    __m512 inv = _mm512_set1_ps((float)(1.0 / kl_avx512_softmax_part(x, n, &max)));
     for (int i = 0; i < n; i += 16) {
         __mmask16 m = tail(n, i);
         _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
