@@ -110,8 +110,8 @@ static void add_moe(lister *ls, const model_arch *a, const model_hparams *hp, in
 /* Multi-head latent attention's projections (model/mla.c). */
 static void add_mla(lister *ls, const model_hparams *hp, int l, model_layer *ly)
 {
-    int64_t dim = hp->dim, qd = (int64_t)hp->n_heads * hp->head_dim;
-    int64_t nope = hp->head_dim - hp->n_rot;
+    int64_t dim = hp->dim, qd = (int64_t)hp->n_heads * hp->qk_dim;
+    int64_t nope = hp->qk_dim - hp->n_rot;
 #define M(f) (ly ? &ly->f : NULL)
     if (hp->q_lora) {
         add(ls, "attn_q_a.weight", l, dim, hp->q_lora, false, M(wq_a), NULL);

@@ -354,7 +354,7 @@ int model_forward(model *m, kl_workers *w, kv_store *kv, const model_batch *b, f
             rows_run(m, w, b, l, ROWS_HEADS);
         }
         model_attention(m, w, kv, l, b);
-        if (m->arch->quirks & ARCH_MLA) model_mla_pack_out(m, n);
+        if (m->arch->quirks & ARCH_MLA) model_mla_values(m, w, l, n);
         model_proj(m, w, &ly->wo, s->att, n, s->xo);
         if (lora) model_lora_add(m, w, l, O, 1, s->att, (float *[]){s->xo});
         rows_run(m, w, b, l, ROWS_FFN_IN);

@@ -98,7 +98,9 @@ typedef struct model_layer {
      * (kv_lora) and the key's shared RoPE part (n_rot); wkv_b expands the normed latent to
      * every head's key (head_dim - n_rot) and value (v_head_dim). */
     model_w wq_a, wq_b, wkv_a, wkv_b;
-    const float *q_a_norm, *kv_a_norm;              /* (q_lora), (kv_lora) */
+    const float *q_a_norm, *kv_a_norm; /* (q_lora), (kv_lora) */
+    model_w *uk; /* (n_heads) head h's key rows of wkv_b transposed, F32: (kv_lora, nope) */
+    model_w *uv; /* (n_heads) views of head h's value rows of wkv_b: (v_head_dim, kv_lora) */
     const float *attn_out_norm, *attn_out_norm_b;   /* ARCH_BERT: after the attention residual */
     const float *layer_out_norm, *layer_out_norm_b; /* ARCH_BERT: after the FFN residual */
     int window; /* sliding window (positions attended, itself included), 0: all */
@@ -132,9 +134,12 @@ typedef struct model_scratch {
     float *moe_shg;      /* (n) the shared expert's gate logit */
     kl_mm_run *moe_runs; /* (2 * n_expert) the experts' products of one pass */
     /* multi-head latent attention (model/mla.c) */
-    float *mla_qa;  /* (n, q_lora) the low-rank query */
-    float *mla_kva; /* (n, kv_lora + n_rot) the KV latent and the key's RoPE part */
-    float *mla_kvb; /* (n, n_heads * (head_dim - n_rot + v_head_dim)) keys' and values' heads */
+    float *mla_qa;       /* (n, q_lora) the low-rank query */
+    float *mla_kva;      /* (n, kv_lora + n_rot) the KV latent and the key's RoPE part */
+    float *mla_q;        /* (n, n_heads * qk_dim) the query's heads */
+    float *mla_hx;       /* (n_heads * n, max(nope, kv_lora)) per-head rows, head-major */
+    float *mla_hy;       /* (n_heads * n, max(kv_lora, v_head_dim)) their products */
+    kl_mm_run *mla_runs; /* (n_heads) */
 } model_scratch;
 
 /* The projections an adapter can update (model/lora.c): per layer, then the output head. */
@@ -182,6 +187,8 @@ struct model {
     const float *emb_norm, *emb_norm_b; /* ARCH_BERT: token_embd_norm */
     model_layer *layers;
     model_w *experts; /* (n_layers, 3, n_expert): what the layers' exp_* point into */
+    model_w *mla_w;   /* (n_layers, 2, n_heads): what the layers' uk, uv point into */
+    float *mla_uk;    /* (n_layers, n_heads, kv_lora, nope): the uk weights */
     model_scratch s;
     void *packed; /* the mapping every model_w.packed points into (pack.c) */
     size_t packed_bytes;
@@ -218,10 +225,13 @@ void model_proj2(model *m, kl_workers *wk, const model_w *w0, float *y0, const m
 kl_mm_out model_mm_out(const model_w *w, float *y);
 
 /* Multi-head latent attention (model/mla.c): the q, k and v rows of layer l from xb, as the
- * attention reads them (every head's value padded with zeros to head_dim); then the heads'
- * outputs of att packed to (n, n_heads * v_head_dim) rows for attn_output. */
+ * attention reads them (the latent as one KV head; each query head in the latent's space);
+ * then the heads' values from att, (n, n_heads * v_head_dim), into att for attn_output. */
 void model_mla_qkv(model *m, kl_workers *w, const model_batch *b, int layer);
-void model_mla_pack_out(model *m, int n);
+void model_mla_values(model *m, kl_workers *w, int layer, int n);
+/* Builds every layer's uk (transposed, F32) and uv (views) from wkv_b; mla_free frees them. */
+int model_mla_bind(model *m, kl_err *err);
+void model_mla_free(model *m);
 
 /* Attention of a batch for one layer: writes the batch's k, v into the cache, then att. */
 void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const model_batch *b);

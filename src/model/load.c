@@ -242,12 +242,10 @@ static int read_mla(loader *L, model_hparams *hp)
                        "%s: bad latent attention shape (kv rank %d, key %d with %d rotated, "
                        "value %d)",
                        gguf_path(L->f), hp->kv_lora, hp->head_dim, hp->n_rot, hp->v_head_dim);
-    /* the cache holds each value head in a key head's room (model/mla.c) */
-    if (hp->v_head_dim > hp->head_dim)
-        return kl_errf(L->err, KL_EUNSUP,
-                       "%s: a deepseek2 model with values (%d) wider than keys (%d) is a variant "
-                       "Kiln does not support",
-                       gguf_path(L->f), hp->v_head_dim, hp->head_dim);
+    /* the cache holds the latent and the rotated key part: one KV head (model/mla.c) */
+    hp->qk_dim = hp->head_dim;
+    hp->head_dim = hp->kv_lora + hp->n_rot;
+    hp->n_kv_heads = 1;
     return 0;
 }
 
@@ -327,8 +325,7 @@ static int read_hparams(loader *L, model_hparams *hp)
     hp->v_head_dim = hp->head_dim;
     if ((rc = get_u32(L, "rope.dimension_count", &hp->n_rot, true))) return rc;
     if ((L->a->quirks & ARCH_MLA) && (rc = read_mla(L, hp))) return rc;
-    if (hp->head_dim < 2 || hp->head_dim > MODEL_MAX_HEAD_DIM ||
-        hp->head_dim * (hp->n_heads / hp->n_kv_heads) > 4096 || hp->n_rot < 2 ||
+    if (hp->head_dim < 2 || hp->head_dim > MODEL_MAX_HEAD_DIM || hp->n_rot < 2 ||
         hp->n_rot > hp->head_dim || hp->n_rot % 2 || hp->rope_theta <= 0 || !(hp->norm_eps > 0))
         return kl_errf(L->err, KL_EBADFILE, "%s: bad head_dim %d / rope dims %d / theta / eps",
                        gguf_path(L->f), hp->head_dim, hp->n_rot);
@@ -419,7 +416,7 @@ static int make_scales(loader *L, model *m)
          * scaling type */
         float ln = logf(hp->rope_factor);
         float mscale = m->rope.attn_factor * (1.f + hp->yarn_log_mul * ln);
-        m->kq_scale = mscale * mscale / sqrtf(d);
+        m->kq_scale = mscale * mscale / sqrtf((float)hp->qk_dim);
         m->rope.attn_factor = 1.f / (1.f + 0.1f * ln);
     }
     return 0;
@@ -598,11 +595,15 @@ static int alloc_scratch(loader *L, model *m)
     }
     bool mla_ok = true;
     if (m->arch->quirks & ARCH_MLA) {
-        size_t kvb = (size_t)hp->n_heads * (size_t)(hp->head_dim - hp->n_rot + hp->v_head_dim);
+        size_t H = (size_t)hp->n_heads, nope = (size_t)(hp->qk_dim - hp->n_rot);
+        size_t lat = (size_t)hp->kv_lora, vd = (size_t)hp->v_head_dim;
         s->mla_qa = calloc(n * (size_t)(hp->q_lora ? hp->q_lora : 1), sizeof(float));
         s->mla_kva = calloc(n * (size_t)(hp->kv_lora + hp->n_rot), sizeof(float));
-        s->mla_kvb = calloc(n * kvb, sizeof(float));
-        mla_ok = s->mla_qa && s->mla_kva && s->mla_kvb;
+        s->mla_q = calloc(n * H * (size_t)hp->qk_dim, sizeof(float));
+        s->mla_hx = calloc(n * H * max_sz(nope, lat), sizeof(float));
+        s->mla_hy = calloc(n * H * max_sz(lat, vd), sizeof(float));
+        s->mla_runs = calloc(H, sizeof(kl_mm_run));
+        mla_ok = s->mla_qa && s->mla_kva && s->mla_q && s->mla_hx && s->mla_hy && s->mla_runs;
     }
     s->rows = calloc((size_t)m->opts.max_logits * (size_t)hp->dim, sizeof(float));
     size_t group = (size_t)(hp->n_heads / hp->n_kv_heads);
@@ -628,7 +629,9 @@ static int alloc_scratch(loader *L, model *m)
         mm = max_sz(mm, kl_matmul_scratch(ly->wq_a.type, B, ly->wq_a.cols));
         mm = max_sz(mm, kl_matmul_scratch(ly->wq_b.type, B, ly->wq_b.cols));
         mm = max_sz(mm, kl_matmul_scratch(ly->wkv_a.type, B, ly->wkv_a.cols));
-        mm = max_sz(mm, kl_matmul_scratch(ly->wkv_b.type, B, ly->wkv_b.cols));
+        int hB = B * hp->n_heads; /* latent attention's per-head rows */
+        if (ly->uk) mm = max_sz(mm, kl_matmul_scratch(ly->uk[0].type, hB, ly->uk[0].cols));
+        if (ly->uv) mm = max_sz(mm, kl_matmul_scratch(ly->uv[0].type, hB, ly->uv[0].cols));
         if (!ly->router.data) continue;
         int kB = B * (int)k; /* the experts' grouped rows */
         mm = max_sz(mm, kl_matmul_scratch(ly->router.type, B, ly->router.cols));
@@ -667,6 +670,7 @@ int model_load(model **out, gguf_file *f, const model_opts *opts, kl_err *err)
     m->q_dim = m->hp.n_heads * m->hp.head_dim;
     m->kv_dim = m->hp.n_kv_heads * m->hp.head_dim;
     if ((rc = make_rope(&L, m)) || (rc = make_scales(&L, m)) || (rc = bind_weights(&L, m)) ||
+        ((m->arch->quirks & ARCH_MLA) && (rc = model_mla_bind(m, err))) ||
         (rc = alloc_scratch(&L, m)) || (rc = model_lora_scratch_alloc(m, err)))
         goto fail;
     if (!m->opts.no_repack && (rc = model_pack(m, f, err))) goto fail;
@@ -689,7 +693,9 @@ void model_free(model *m)
     model_lora_scratch_free(m);
     free(s->moe_logits), free(s->moe_wt), free(s->moe_sel), free(s->moe_slot), free(s->moe_first);
     free(s->moe_x), free(s->moe_y), free(s->moe_sh), free(s->moe_shg), free(s->moe_runs);
-    free(s->mla_qa), free(s->mla_kva), free(s->mla_kvb);
+    free(s->mla_qa), free(s->mla_kva), free(s->mla_q), free(s->mla_hx), free(s->mla_hy);
+    free(s->mla_runs);
+    model_mla_free(m);
     free(m->experts);
     free(m->layers);
     free(m);

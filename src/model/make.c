@@ -278,7 +278,7 @@ static model_hparams hparams_of(const model_make_opts *o, int n_vocab)
     if (a && (a->quirks & ARCH_MLA)) { /* DeepSeek-V2's proportions: 128 + 64 and 128 */
         int hd = o->dim / o->heads;
         hp.n_kv_heads = o->heads;
-        hp.head_dim = hd + hd / 2, hp.n_rot = hd / 2, hp.v_head_dim = hd;
+        hp.qk_dim = hd + hd / 2, hp.n_rot = hd / 2, hp.v_head_dim = hd;
         hp.q_lora = o->q_lora >= 0 ? o->q_lora : o->layers == 27 ? 0 : o->dim / 2;
         hp.kv_lora = o->kv_lora ? o->kv_lora : o->dim / 2;
         hp.n_dense_lead = o->dense_lead, hp.n_expert_shared = o->experts_shared;
@@ -352,7 +352,7 @@ static void set_deepseek2(gguf_writer *w, const model_hparams *hp, const char *a
     set_u32(w, an, "leading_dense_block_count", (uint32_t)hp->n_dense_lead);
     if (hp->q_lora) set_u32(w, an, "attention.q_lora_rank", (uint32_t)hp->q_lora);
     set_u32(w, an, "attention.kv_lora_rank", (uint32_t)hp->kv_lora);
-    set_u32(w, an, "attention.key_length", (uint32_t)hp->head_dim);
+    set_u32(w, an, "attention.key_length", (uint32_t)hp->qk_dim);
     set_u32(w, an, "attention.value_length", (uint32_t)hp->v_head_dim);
     set_u32(w, an, "expert_feed_forward_length", (uint32_t)hp->ff_exp);
     set_u32(w, an, "expert_shared_count", (uint32_t)hp->n_expert_shared);

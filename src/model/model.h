@@ -41,6 +41,9 @@ typedef struct model_hparams {
     int q_lora, kv_lora;         /* deepseek2 (MLA): the query's rank (0: no low-rank query),
                                     the compressed KV latent's */
     int v_head_dim;              /* a value head (head_dim but for deepseek2) */
+    int qk_dim;                  /* deepseek2: a query and key head (attention.key_length: the
+                                    unrotated part, then n_rot rotated); head_dim is then the
+                                    cached latent's kv_lora + n_rot, in one KV head */
     int n_ctx_train;             /* context length the model was trained with */
     int n_rot;                   /* rope dimensions */
     float rope_theta, norm_eps;

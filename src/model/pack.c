@@ -26,9 +26,11 @@ static void each_weight(model *m, void (*fn)(model_w *w, void *ctx), void *ctx)
 {
     for (int l = 0; l < m->hp.n_layers; l++) {
         model_layer *ly = &m->layers[l];
-        model_w *ws[] = {&ly->wq,      &ly->wk,     &ly->wv,     &ly->wo,      &ly->w_gate,
-                         &ly->w_up,    &ly->w_down, &ly->router, &ly->sh_gate, &ly->sh_up,
-                         &ly->sh_down, &ly->wq_a,   &ly->wq_b,   &ly->wkv_a,   &ly->wkv_b};
+        model_w *ws[] = {
+            &ly->wq,      &ly->wk,     &ly->wv,     &ly->wo,      &ly->w_gate,
+            &ly->w_up,    &ly->w_down, &ly->router, &ly->sh_gate, &ly->sh_up,
+            &ly->sh_down, &ly->wq_a,   &ly->wq_b,   &ly->wkv_a}; /* wkv_b: model/mla.c reads it by
+                                                                    views */
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
             if (ws[i]->data) fn(ws[i], ctx); /* no gate without gated FFN, ... */
         for (int e = 0; ly->router.data && e < m->hp.n_expert; e++) {
