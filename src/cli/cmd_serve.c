@@ -37,6 +37,7 @@ enum {
     O_POOLING,
     O_SPEC,
     O_DRAFT,
+    O_GRAMMAR_CACHE,
 };
 
 static const cli_opt opts[] = {
@@ -67,6 +68,9 @@ static const cli_opt opts[] = {
      "after SIGTERM, seconds the requests in flight get to finish before they are aborted "
      "(default 30)"},
     {O_MAX_BODY, "max-body", "BYTES", "largest request body (default 4194304, 4 MiB)"},
+    {O_GRAMMAR_CACHE, "grammar-cache", "MIB",
+     "compiled schemas and grammars kept (token tables included), least recently used dropped "
+     "past it (default 256)"},
     {O_TIMEOUT, "timeout", "S",
      "seconds a connection has to send each whole request; streams are exempt (default 60)"},
     {O_MAX_CONNS, "max-conns", "N",
@@ -199,6 +203,10 @@ int cmd_serve(int argc, char **argv)
         case O_MAX_BODY:
             if (!cli_int("--max-body", val, 1024, 1 << 30, &v)) rc = 1;
             o.max_body = (size_t)v;
+            break;
+        case O_GRAMMAR_CACHE:
+            if (!cli_int("--grammar-cache", val, 1, 1 << 20, &v)) rc = 1;
+            o.grammar_cache = (size_t)v << 20;
             break;
         case O_MAX_CONNS:
             if (!cli_int("--max-conns", val, 1, 1 << 20, &o.max_conns)) rc = 1;

@@ -53,6 +53,7 @@ static void call_free(srv_call *c)
         json_decref(c->ch[i].lp);
     }
     srv_req_free(&c->r);
+    gram_unref(c->gram);
     free(c);
 }
 
@@ -273,6 +274,15 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
     int limit = embed ? engine_embed_max_tokens(s->eng) : s->n_ctx;
     if (embed && s->n_ctx < limit) limit = s->n_ctx;
     if (srv_req_tokenize(&c->r, s->tk, s->tmpl, limit, &e)) goto fail;
+    if (c->r.has_grammar) { /* compiled once per distinct source (cached), within a budget */
+        kl_err gerr = {0};
+        if (gram_cache_get(s->grams, c->r.gram_kind, c->r.gram_src, c->r.gram_len, &c->gram,
+                           &gerr)) {
+            net_fail(&e, gerr.code == KL_ENOMEM ? 503 : 400, c->r.gram_param, "%s: %s",
+                     c->r.gram_param, gerr.msg);
+            goto fail;
+        }
+    }
     int dim = engine_embedding_dim(s->eng);
     if (c->r.dimensions > dim) {
         net_fail(&e, 400, "dimensions", "dimensions: the model's embeddings have %d", dim);
@@ -317,6 +327,7 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
                              .priority = c->r.priority,
                              .cache_salt = c->r.cache_salt,
                              .embed = c->r.kind == SRV_EMBEDDINGS,
+                             .grammar = c->gram,
                              .on_event = srv_on_engine_event,
                              .ctx = sub};
         kl_err err = {0};

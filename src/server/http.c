@@ -30,6 +30,7 @@ void srv_opts_defaults(srv_opts *o)
     o->kv_type = KL_F16;
     o->drain_timeout_s = 30;
     o->max_body = 4u << 20;
+    o->grammar_cache = (size_t)256 << 20;
     o->timeout_s = 60;
     o->max_conns = 4096;
     o->metrics_port = -1;
@@ -363,6 +364,7 @@ static void srv_free(srv *s)
     if (s->admin_http) evhttp_free(s->admin_http);
     net_conns_free(s->tracked);
     net_conns_free(s->admin_conns);
+    gram_cache_free(s->grams);
     if (s->wake) event_free(s->wake);
     if (s->tick) event_free(s->tick);
     if (s->sigterm) event_free(s->sigterm);
@@ -391,12 +393,14 @@ int srv_run(const srv_opts *o, kl_err *err)
                1;
     }
     s->tracked = net_conns_new("serve", max_conns);
+    s->grams = gram_cache_create(o->grammar_cache, NULL);
     s->calls.conns = s->tracked;
     if (s->tracked) net_conns_limit_unsent(s->tracked, o->max_unsent);
     /* bodies up to twice the limit are read and answered with a JSON 413 by us; beyond that
      * libevent answers 413 itself (and closes) without reading them */
-    s->http =
-        s->tracked ? net_http_new(s->base, o->max_body * 2, o->timeout_s, on_request, s) : NULL;
+    s->http = s->tracked && s->grams
+                  ? net_http_new(s->base, o->max_body * 2, o->timeout_s, on_request, s)
+                  : NULL;
     if (o->metrics_port >= 0) { /* /metrics on its own listener */
         s->admin_conns = net_conns_new("serve", 64);
         s->admin_http =

@@ -71,6 +71,7 @@ struct srv_call {
     struct srv *s;
     net_call nc; /* the client's request (NULL once answered or gone) and its connection */
     srv_req r;
+    gram *gram; /* the request's compiled grammar (a reference), or NULL */
     char id[48];
     long long created;
     int n_sub, n_live;
@@ -98,6 +99,8 @@ typedef struct srv {
     tok *tk;
     chat_tmpl *tmpl;
     engine *eng;
+    gram_cache *grams; /* compiled grammars of requests, at most o.grammar_cache bytes: a flood
+                          of distinct schemas holds that plus what calls in flight reference */
     int n_ctx, n_vocab;
     char name[256];
     pthread_t loader;

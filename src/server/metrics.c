@@ -166,6 +166,20 @@ void srv_metrics_handle(srv *s, struct evhttp_request *req)
           "Time the compute workers spent running kernels, summed over the workers, in seconds "
           "(divided by kiln_workers and wall time: their busy fraction).",
           m, (double)es.worker_busy_ns * 1e-9);
+    gram_cache_stats gs;
+    gram_cache_stats_get(s->grams, &gs);
+    gauge(b, "gauge", "kiln:grammar_cache_bytes",
+          "Bytes held by the cache of compiled schemas and grammars (--grammar-cache).", m,
+          (double)gs.bytes);
+    gauge(b, "gauge", "kiln:grammar_cache_entries", "Compiled schemas and grammars cached.", m,
+          (double)gs.entries);
+    gauge(b, "counter", "kiln:grammar_cache_misses_total",
+          "Requests whose schema or grammar had to be compiled.", m, (double)gs.misses);
+    gauge(b, "counter", "kiln:grammar_tokens_total", "Tokens sampled under a grammar.", m,
+          (double)es.grammar_tokens);
+    gauge(b, "counter", "kiln:grammar_mask_seconds_total",
+          "Engine-thread time spent masking logits to a grammar and advancing it, in seconds.", m,
+          (double)es.grammar_ns * 1e-9);
     gauge(b, "gauge", "kiln_workers", "Compute workers (threads) of the engine.", m, es.n_workers);
     char proc[2048];
     evbuffer_add(b, proc, kl_proc_metrics(proc, sizeof proc));

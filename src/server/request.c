@@ -21,6 +21,7 @@ void srv_req_free(srv_req *r)
     free(r->bias_ids);
     free(r->bias);
     free(r->stop_ids);
+    free(r->gram_src);
     json_decref(r->root);
     memset(r, 0, sizeof *r);
 }
@@ -456,15 +457,9 @@ int srv_req_parse(srv_req *r, srv_kind kind, const char *body, size_t len, int n
                 net_fail(e, 400, tool_keys[k], "%s: tool calling is not supported", tool_keys[k]);
                 goto fail;
             }
-        json_t *rf = member(r, "response_format");
-        json_t *type = json_object_get(rf, "type");
-        if (rf && (!json_is_string(type) || strcmp(json_string_value(type), "text"))) {
-            net_fail(e, 400, "response_format",
-                     "response_format: only {\"type\": \"text\"} is supported");
-            goto fail;
-        }
         r->n_prompts = 1;
     }
+    if (srv_req_parse_grammar(r, e)) goto fail;
     if (r->n_prompts * r->n > SRV_MAX_CHOICES) {
         net_fail(e, 400, "n", "n: %d prompts x n = %d exceeds %d choices", r->n_prompts,
                  r->n_prompts * r->n, SRV_MAX_CHOICES);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "grammar/grammar.h"
 #include "net/error.h"
 #include "tok/chat.h"
 #include "tok/tok.h"
@@ -51,6 +52,12 @@ typedef struct srv_req {
     bool add_special;    /* /tokenize: add BOS (default true) */
     int dimensions;      /* /v1/embeddings: keep the first N (renormalised); 0: all */
     bool base64;         /* /v1/embeddings: encoding_format "base64" (little-endian float32) */
+    /* constrained decoding (server/structured.c): one language per request */
+    bool has_grammar;
+    gram_kind gram_kind;
+    char *gram_src; /* malloc'd source (a schema or choices as compact JSON), "" for JSON */
+    size_t gram_len;
+    const char *gram_param; /* the parameter it came from (static), for errors */
 } srv_req;
 
 /* Parses and validates body[0..len) as a request of kind. Returns 0 with *r filled (free it
@@ -71,5 +78,12 @@ int srv_detokenize_parse(srv_req *r, const char *body, size_t len, int n_vocab, 
  * Returns 0, or -1 with e filled. */
 int srv_req_tokenize(srv_req *r, const tok *tk, const chat_tmpl *tmpl, int n_ctx, net_error *e);
 
-void srv_req_free(srv_req *r); /* leaves *r zeroed; a zeroed r is fine */
+void srv_req_free(srv_req *r);
+
+/* server/structured.c: response_format, guided_*, json_schema, grammar into r->gram_*.
+ * Returns 0, or -1 with e filled (r left for srv_req_free). */
+int srv_req_parse_grammar(srv_req *r, net_error *e);
+/* Sets the request's one language (src copied); a second one is a 400 naming param. */
+int srv_req_set_grammar(srv_req *r, const char *param, gram_kind kind, const char *src, size_t len,
+                        net_error *e); /* leaves *r zeroed; a zeroed r is fine */
 #endif

@@ -26,6 +26,7 @@ typedef struct srv_opts {
     const char *served_name;                        /* NULL: the model file's base name */
     const char *chat_template; /* NULL: the model's own, else a built-in name or a file */
     size_t max_body;           /* request body bytes at most (default 4 MiB) */
+    size_t grammar_cache;      /* bytes of compiled grammars kept (default 256 MiB) */
     int timeout_s;             /* idle / slow-client timeout (default 60) */
     int max_conns;             /* open client connections at most (default 4096): past it,
                                   accepting pauses until some close */

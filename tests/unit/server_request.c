@@ -154,12 +154,30 @@ TEST(server_request_rejects_with_param)
          "function_call"},
         {SRV_CHAT,
          "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{"
-         "\"type\":\"json_object\"}}",
+         "\"type\":\"json_schema\",\"json_schema\":{\"schema\":{}}}}",
          "response_format"},
         {SRV_CHAT,
          "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{"
-         "\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{}}}}",
+         "\"type\":\"yaml\"}}",
          "response_format"},
+        {SRV_CHAT,
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{"
+         "\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":[]}}}",
+         "response_format"},
+        {SRV_CHAT,
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{"
+         "\"type\":\"json_object\"},\"guided_regex\":\"a\"}",
+         "guided_regex"},
+        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\"}}",
+         "response_format"},
+        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"guided_json\":5}", "guided_json"},
+        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"guided_regex\":[1]}", "guided_regex"},
+        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"guided_choice\":[]}", "guided_choice"},
+        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"guided_choice\":[\"x\",1]}", "guided_choice"},
+        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"grammar\":{}}", "grammar"},
+        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"json_schema\":\"{}\"}", "json_schema"},
+        {SRV_COMPLETIONS,
+         "{\"prompt\":\"a\",\"guided_json\":{},\"grammar\":\"root ::= \\\"a\\\"\"}", "grammar"},
         {SRV_CHAT,
          "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":\"text\"}",
          "response_format"},
@@ -218,4 +236,64 @@ TEST(server_request_tokenize_checks_context)
     chat_tmpl_free(tm);
     tok_free(tk);
     gguf_close(f);
+}
+
+/* Where each grammar field lands: kind, source, and the parameter named in errors. */
+TEST(server_request_grammar_fields)
+{
+    static const struct {
+        srv_kind k;
+        const char *body;
+        gram_kind kind;
+        const char *src, *param;
+    } ok[] = {
+        {SRV_CHAT,
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{"
+         "\"type\":\"json_object\"}}",
+         GRAM_JSON_OBJECT, "", "response_format"},
+        {SRV_CHAT,
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{"
+         "\"type\":\"json_schema\",\"json_schema\":{\"name\":\"p\",\"strict\":true,"
+         "\"schema\":{\"type\":\"object\",\"properties\":{\"b\":{},\"a\":{}}}}}}",
+         GRAM_SCHEMA, "{\"type\":\"object\",\"properties\":{\"b\":{},\"a\":{}}}",
+         "response_format"},
+        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"guided_json\":{\"type\":\"integer\"}}", GRAM_SCHEMA,
+         "{\"type\":\"integer\"}", "guided_json"},
+        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"guided_json\":\"{\\\"type\\\": \\\"null\\\"}\"}",
+         GRAM_SCHEMA, "{\"type\": \"null\"}", "guided_json"},
+        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"guided_regex\":\"[0-9]+\"}", GRAM_REGEX, "[0-9]+",
+         "guided_regex"},
+        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"guided_choice\":[\"yes\",\"no\"]}", GRAM_CHOICE,
+         "[\"yes\",\"no\"]", "guided_choice"},
+        {SRV_COMPLETIONS, "{\"prompt\":\"a\",\"guided_grammar\":\"root ::= \\\"a\\\"\"}", GRAM_GBNF,
+         "root ::= \"a\"", "guided_grammar"},
+        {SRV_CHAT,
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"grammar\":\"root ::= [a-z]+\"}",
+         GRAM_GBNF, "root ::= [a-z]+", "grammar"},
+        {SRV_CHAT,
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"json_schema\":{\"enum\":[1]}}",
+         GRAM_SCHEMA, "{\"enum\":[1]}", "json_schema"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        srv_req r;
+        net_error e = {0};
+        int rc = parse(&r, ok[i].k, ok[i].body, &e);
+        if (rc) printf("# %s: %s\n", ok[i].body, e.msg);
+        T_EQ(rc, 0);
+        T_ASSERT(r.has_grammar);
+        T_EQ(r.gram_kind, ok[i].kind);
+        T_STREQ(r.gram_src, ok[i].src);
+        T_EQ(r.gram_len, strlen(ok[i].src));
+        T_STREQ(r.gram_param, ok[i].param);
+        srv_req_free(&r);
+    }
+    srv_req r;
+    net_error e = {0};
+    T_EQ(parse(&r, SRV_CHAT,
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{"
+               "\"type\":\"text\"}}",
+               &e),
+         0);
+    T_ASSERT(!r.has_grammar);
+    srv_req_free(&r);
 }
