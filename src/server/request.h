@@ -78,12 +78,12 @@ int srv_detokenize_parse(srv_req *r, const char *body, size_t len, int n_vocab, 
  * Returns 0, or -1 with e filled. */
 int srv_req_tokenize(srv_req *r, const tok *tk, const chat_tmpl *tmpl, int n_ctx, net_error *e);
 
-void srv_req_free(srv_req *r);
+void srv_req_free(srv_req *r); /* leaves *r zeroed; a zeroed r is fine */
 
 /* server/structured.c: response_format, guided_*, json_schema, grammar into r->gram_*.
  * Returns 0, or -1 with e filled (r left for srv_req_free). */
 int srv_req_parse_grammar(srv_req *r, net_error *e);
 /* Sets the request's one language (src copied); a second one is a 400 naming param. */
 int srv_req_set_grammar(srv_req *r, const char *param, gram_kind kind, const char *src, size_t len,
-                        net_error *e); /* leaves *r zeroed; a zeroed r is fine */
+                        net_error *e);
 #endif
