@@ -38,7 +38,14 @@ enum {
     O_SPEC,
     O_DRAFT,
     O_GRAMMAR_CACHE,
+    O_LORA,
+    O_MAX_LORAS,
+    O_MAX_LORA_RANK,
+    O_LORA_RUNTIME,
+    O_LORA_DIR,
 };
+
+#define MAX_LORA_ARGS 256
 
 static const cli_opt opts[] = {
     {'m', "model", "MODEL",
@@ -94,6 +101,18 @@ static const cli_opt opts[] = {
     {O_DRAFT, "draft-model", "FILE",
      "the draft model of --spec draft (same vocabulary as the model's, checked at load; "
      "--spec draft is implied)"},
+    {O_LORA, "lora", "NAME=PATH",
+     "serve the LoRA adapter at PATH (GGUF, as llama.cpp writes them) on the model as the model "
+     "NAME; repeat for more"},
+    {O_MAX_LORAS, "max-loras", "N",
+     "adapters resident at once; others are loaded when a request needs them, in place of the "
+     "least recently used one no request runs on (default: as many as --lora gives)"},
+    {O_MAX_LORA_RANK, "max-lora-rank", "R", "largest adapter rank accepted (default 64)"},
+    {O_LORA_RUNTIME, "enable-lora-runtime-updates", NULL,
+     "turn on POST /v1/load_lora_adapter {lora_name, lora_path} and /v1/unload_lora_adapter "
+     "{lora_name} (behind --api-key; paths only under --lora-dir) (default: off)"},
+    {O_LORA_DIR, "lora-dir", "DIR",
+     "the directory runtime loads may read adapters from (symlinks leading out of it refused)"},
     {O_ORIGINS, "allowed-origins", "LIST",
      "CORS: web pages from these origins may call the API from a browser, e.g. "
      "https://app.example.com,http://localhost:5173, or * for any (never with credentials) "
@@ -117,6 +136,7 @@ int cmd_serve(int argc, char **argv)
     srv_opts_defaults(&o);
     char *key_buf = NULL;
     net_cors *cors = NULL;
+    const char *loras[MAX_LORA_ARGS];
     kl_err err = {0};
     int v, rc = 0;
     cli_args a;
@@ -250,6 +270,26 @@ int cmd_serve(int argc, char **argv)
         case O_DRAFT:
             o.draft_model = val;
             break;
+        case O_LORA:
+            if (o.n_loras == MAX_LORA_ARGS)
+                rc = cli_usage_error(&cmd, "--lora: at most %d adapters", MAX_LORA_ARGS);
+            else if (!strchr(val, '=') || *val == '=')
+                rc = cli_usage_error(&cmd, "--lora %s: expected NAME=PATH", val);
+            else
+                loras[o.n_loras++] = val;
+            break;
+        case O_MAX_LORAS:
+            if (!cli_int("--max-loras", val, 1, 4096, &o.max_loras)) rc = 1;
+            break;
+        case O_MAX_LORA_RANK:
+            if (!cli_int("--max-lora-rank", val, 1, 4096, &o.max_lora_rank)) rc = 1;
+            break;
+        case O_LORA_RUNTIME:
+            o.lora_runtime = true;
+            break;
+        case O_LORA_DIR:
+            o.lora_dir = val;
+            break;
         case O_ORIGINS:
             net_cors_free(cors);
             if (net_cors_parse(&cors, val, &err)) {
@@ -275,8 +315,11 @@ int cmd_serve(int argc, char **argv)
         else
             o.model_path = model_path;
     }
+    if (!rc && o.lora_runtime && !o.lora_dir)
+        rc = cli_usage_error(&cmd, "--enable-lora-runtime-updates needs --lora-dir DIR");
     if (!rc) {
         o.cors = cors;
+        o.loras = loras;
         rc = srv_run(&o, &err);
         if (rc == 1) cli_fail(&err);
     }

@@ -20,7 +20,7 @@ void srv_log_call(const srv_call *c, double now)
     kl_rec r;
     kl_rec_begin(&r, KL_LOG_INFO, "serve: request");
     kl_rec_str(&r, "id", c->id);
-    kl_rec_str(&r, "model", s->name);
+    kl_rec_str(&r, "model", srv_call_model(c));
     kl_rec_str(&r, "endpoint",
                c->r.kind == SRV_CHAT         ? "chat"
                : c->r.kind == SRV_EMBEDDINGS ? "embeddings"
@@ -45,11 +45,10 @@ void srv_log_call(const srv_call *c, double now)
 /* A call refused or failed before it ran (status and the error, which may quote the client). */
 void srv_log_refused(const srv_call *c, const net_error *e)
 {
-    const srv *s = c->s;
     kl_rec r;
     kl_rec_begin(&r, KL_LOG_INFO, "serve: request");
     kl_rec_str(&r, "id", c->id);
-    kl_rec_str(&r, "model", s->name);
+    kl_rec_str(&r, "model", srv_call_model(c));
     kl_rec_int(&r, "status", e->status);
     kl_rec_str(&r, "error", e->msg); /* may quote the client's input: escaped */
     kl_rec_end(&r);

@@ -44,6 +44,7 @@ static void call_free(srv_call *c)
 {
     srv *s = c->s;
     net_calls_remove(&s->calls, &c->nc);
+    srv_lora_forget_pending(s, c);
     for (int i = 0; i < SRV_MAX_PROMPTS; i++) {
         free(c->sub[i].spare);
         free(c->sub[i].vec);
@@ -54,6 +55,8 @@ static void call_free(srv_call *c)
     }
     srv_req_free(&c->r);
     gram_unref(c->gram);
+    srv_call *held = c->lora_ref ? c : NULL;
+    if (held) srv_lora_release(s, held); /* may start a load that was waiting for the slot */
     free(c);
 }
 
@@ -260,7 +263,7 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
     }
     const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
     if (srv_req_parse(&c->r, kind, body, len, s->n_vocab, &e)) goto fail;
-    if (c->r.model && strcmp(c->r.model, s->name)) {
+    if (c->r.model && !srv_serves(s, c->r.model)) {
         net_fail(&e, 404, "model", "The model `%.200s` does not exist.", c->r.model);
         goto fail;
     }
@@ -304,6 +307,34 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
             free(t);
         }
     }
+    if (c->r.model && strcmp(c->r.model, s->name)) { /* an adapter: resident or waits */
+        c->lora = srv_lora_find(s, c->r.model);
+        if (!srv_lora_acquire(s, c->lora, c)) {
+            net_call_watch(&s->calls, &c->nc, on_client_close, c);
+            return;
+        }
+    }
+    srv_gen_submit(s, c);
+    return;
+fail:
+    reply_now(s, c, &e);
+    call_free(c);
+}
+
+void srv_gen_refuse(srv *s, srv_call *c, const net_error *e)
+{
+    reply_now(s, c, e); /* off its adapter's pending list already */
+    call_free(c);
+}
+
+void srv_gen_submit(srv *s, srv_call *c)
+{
+    net_error e = {0};
+    if (c->gone) { /* gave up while its adapter loaded */
+        srv_log_call(c, kl_now_s());
+        call_free(c);
+        return;
+    }
     c->t_submit = kl_now_s();
     for (int k = 0; k < c->r.n_prompts; k++) {
         srv_sub *sub = &c->sub[k];
@@ -326,6 +357,7 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
                              .sp = c->r.sp,
                              .priority = c->r.priority,
                              .cache_salt = c->r.cache_salt,
+                             .lora = c->lora ? c->lora->a : NULL,
                              .embed = c->r.kind == SRV_EMBEDDINGS,
                              .grammar = c->gram,
                              .on_event = srv_on_engine_event,
@@ -349,7 +381,7 @@ void srv_gen_handle(srv *s, struct evhttp_request *req, srv_kind kind)
         c->n_sub++;
         c->n_live++;
     }
-    net_call_watch(&s->calls, &c->nc, on_client_close, c);
+    if (!c->nc.conn) net_call_watch(&s->calls, &c->nc, on_client_close, c); /* once */
     return;
 fail:
     reply_now(s, c, &e);
@@ -387,8 +419,18 @@ void srv_gen_poll_disconnects(srv *s)
 
 void srv_gen_abort_all(srv *s)
 {
-    for (net_call *n = s->calls.head; n; n = n->next)
-        abort_subs(n->owner);
+    for (net_call *n = s->calls.head, *next; n; n = next) {
+        next = n->next;
+        srv_call *c = n->owner;
+        if (c->lora && !c->lora_ref) { /* still waiting for its adapter: never ran */
+            net_error e;
+            net_fail(&e, 503, "", "the server is shutting down (--drain-timeout)");
+            srv_lora_forget_pending(s, c);
+            srv_gen_refuse(s, c, &e);
+        } else {
+            abort_subs(c);
+        }
+    }
 }
 
 /* After the engine is destroyed (every last event delivered): frees what is queued and

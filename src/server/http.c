@@ -81,10 +81,12 @@ static void handle_health(srv *s, struct evhttp_request *req)
  * machine is nobody's business outside it. */
 static void handle_models(srv *s, struct evhttp_request *req)
 {
-    json_t *m =
-        json_pack("{s:s, s:s, s:I, s:s, s:s, s:i}", "id", s->name, "object", "model", "created",
-                  (json_int_t)0, "owned_by", "kiln", "root", s->name, "max_model_len", s->n_ctx);
-    srv_send_json(s, req, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", m));
+    json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:s, s:n, s:i}", "id", s->name, "object", "model",
+                          "created", (json_int_t)0, "owned_by", "kiln", "root", s->name, "parent",
+                          "max_model_len", s->n_ctx);
+    json_t *data = json_pack("[o]", m);
+    srv_lora_models(s, data); /* each adapter with its parent, as vLLM lists them */
+    srv_send_json(s, req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
 static const char *body_of(struct evhttp_request *req, size_t *len)
@@ -104,7 +106,7 @@ static void handle_tokenize(srv *s, struct evhttp_request *req)
         srv_send_error(s, req, &e);
         return;
     }
-    if (r.model && strcmp(r.model, s->name)) {
+    if (r.model && !srv_serves(s, r.model)) {
         net_fail(&e, 404, "model", "The model `%.200s` does not exist.", r.model);
     } else if (!srv_req_tokenize(&r, s->tk, s->tmpl, 0, &e)) {
         json_t *ids = json_array();
@@ -130,7 +132,7 @@ static void handle_detokenize(srv *s, struct evhttp_request *req)
         srv_send_error(s, req, &e);
         return;
     }
-    if (r.model && strcmp(r.model, s->name)) {
+    if (r.model && !srv_serves(s, r.model)) {
         net_fail(&e, 404, "model", "The model `%.200s` does not exist.", r.model);
         srv_req_free(&r);
         srv_send_error(s, req, &e);
@@ -159,7 +161,9 @@ enum {
     R_EMBED,
     R_TOKENIZE,
     R_DETOKENIZE,
-    R_VERSION
+    R_VERSION,
+    R_LORA_LOAD,
+    R_LORA_UNLOAD
 };
 static const struct {
     const char *path;
@@ -176,6 +180,8 @@ static const struct {
     {"/v1/embeddings", EVHTTP_REQ_POST, R_EMBED, true, true},
     {"/tokenize", EVHTTP_REQ_POST, R_TOKENIZE, true, true},
     {"/detokenize", EVHTTP_REQ_POST, R_DETOKENIZE, true, true},
+    {"/v1/load_lora_adapter", EVHTTP_REQ_POST, R_LORA_LOAD, true, true},
+    {"/v1/unload_lora_adapter", EVHTTP_REQ_POST, R_LORA_UNLOAD, true, true},
 };
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -246,6 +252,10 @@ static void on_request(struct evhttp_request *req, void *arg)
         break;
     case R_DETOKENIZE:
         handle_detokenize(s, req);
+        break;
+    case R_LORA_LOAD:
+    case R_LORA_UNLOAD:
+        srv_lora_handle(s, req, routes[r].id == R_LORA_LOAD);
         break;
     }
 }
@@ -357,9 +367,11 @@ static void on_signal(evutil_socket_t fd, short what, void *arg)
 static void srv_free(srv *s)
 {
     if (s->loader_started) pthread_join(s->loader, NULL);
+    s->loras.closing = true;
     engine_close(&s->st); /* every request still running gets its last (abort) event */
     s->eng = NULL;
     srv_gen_free_all(s); /* detaches requests from their connections first */
+    srv_lora_close(s);   /* after every call that held an adapter */
     if (s->http) evhttp_free(s->http);
     if (s->admin_http) evhttp_free(s->admin_http);
     net_conns_free(s->tracked);
@@ -395,6 +407,7 @@ int srv_run(const srv_opts *o, kl_err *err)
     s->tracked = net_conns_new("serve", max_conns);
     s->grams = gram_cache_create(o->grammar_cache, NULL);
     s->calls.conns = s->tracked;
+    s->loras.calls.conns = s->tracked;
     if (s->tracked) net_conns_limit_unsent(s->tracked, o->max_unsent);
     /* bodies up to twice the limit are read and answered with a JSON 413 by us; beyond that
      * libevent answers 413 itself (and closes) without reading them */

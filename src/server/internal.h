@@ -42,6 +42,45 @@ typedef struct srv_ev {
 } srv_ev;
 
 typedef struct srv_call srv_call;
+typedef struct srv srv;
+struct model_lora;
+
+/* One adapter the server knows (server/lora.c). */
+typedef struct srv_lora {
+    struct srv_lora *next;
+    char name[128];
+    char path[4096];
+    struct model_lora *a; /* resident weights, or NULL */
+    bool loading;         /* a load on the adapter thread */
+    bool registering;     /* being added by POST /v1/load_lora_adapter: not served yet */
+    bool removed;         /* unloaded: freed when its last call ends */
+    int refs;             /* calls submitted on it, not ended */
+    uint64_t last_used;   /* LRU tick */
+    uint64_t loads;       /* times its weights were read */
+    srv_call *pending;    /* calls waiting for it to be resident (oldest first) */
+    int n_pending;
+} srv_lora;
+
+typedef struct lora_job lora_job;
+
+typedef struct srv_loras {
+    srv_lora *head;
+    int max;        /* resident at most */
+    int n_resident; /* with weights, or loading them */
+    uint64_t tick;
+    uint64_t loads;  /* adapter loads since start (the --lora ones at start included) */
+    char dir[4096];  /* --lora-dir, resolved */
+    net_calls calls; /* POST /v1/load_lora_adapter requests waiting for their load */
+    /* the adapter thread: jobs to it and back, under mu */
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    lora_job *todo, *done;
+    bool stop;
+    bool closing; /* the server is ending: no more loads */
+    struct event *wake;
+} srv_loras;
 
 /* One engine request (a completions request with a list of prompts makes several). */
 typedef struct srv_sub {
@@ -65,8 +104,6 @@ typedef struct srv_choice {
     int n_tokens;
 } srv_choice;
 
-typedef struct srv s_srv;
-
 struct srv_call {
     struct srv *s;
     net_call nc; /* the client's request (NULL once answered or gone) and its connection */
@@ -78,10 +115,13 @@ struct srv_call {
     srv_sub sub[SRV_MAX_PROMPTS];
     int n_choices;
     srv_choice ch[SRV_MAX_CHOICES];
-    bool started;      /* streaming: headers sent */
-    bool gone;         /* the client went away: aborted */
-    bool failed;       /* answered with an error already */
-    const char *error; /* why the model failed on it (an engine event's error), or NULL */
+    bool started;        /* streaming: headers sent */
+    bool gone;           /* the client went away: aborted */
+    bool failed;         /* answered with an error already */
+    srv_lora *lora;      /* the adapter it runs on (NULL: the base model) */
+    bool lora_ref;       /* holds a reference on lora (submitted on it) */
+    srv_call *pend_next; /* in lora's pending list while it waits for the adapter */
+    const char *error;   /* why the model failed on it (an engine event's error), or NULL */
     int status;
     double t0, t_submit, t_first, t_last;
 };
@@ -117,9 +157,18 @@ typedef struct srv {
     pthread_mutex_t mu;
     srv_ev *q_head, *q_tail;
     net_calls calls; /* the generation calls in progress (owner: srv_call) */
+    srv_loras loras;
     uint64_t next_id;
     srv_metrics met;
 } srv;
+
+/* The model a call runs on as the API names it: its adapter's name, else the served name. */
+static inline const char *srv_call_model(const srv_call *c)
+{
+    return c->lora ? c->lora->name : c->s->name;
+}
+/* True when name is a model this server serves: the served name or an adapter's. */
+bool srv_serves(srv *s, const char *name);
 
 /* server/http.c */
 void srv_send_json(srv *s, struct evhttp_request *req, int status, json_t *v);
@@ -166,6 +215,38 @@ void srv_log_refused(const srv_call *c, const net_error *e);
 /* server/metrics.c */
 void srv_metrics_init(srv_metrics *m);
 void srv_metrics_handle(srv *s, struct evhttp_request *req);
+
+/* Submits a call (parsed, tokenized, holding its adapter's reference if any) to the engine;
+ * answers and frees it when that fails or its client is gone. */
+void srv_gen_submit(srv *s, srv_call *c);
+/* Answers a call that never ran with e and frees it. */
+void srv_gen_refuse(srv *s, srv_call *c, const net_error *e);
+
+/* server/lora.c */
+/* The adapters of --lora, each checked against the model (a bad one fails the start); the
+ * first --max-loras stay resident. On the model loader thread, before the server is ready. */
+int srv_lora_startup(srv *s, kl_err *err);
+bool srv_lora_name_ok(const char *name);
+/* The adapter a request names, or NULL. */
+srv_lora *srv_lora_find(srv *s, const char *name);
+/* True when l is resident: c holds a reference and may be submitted. Else c waits on l's
+ * pending list (and a load starts when a slot can be made): srv_gen_submit comes later. */
+bool srv_lora_acquire(srv *s, srv_lora *l, srv_call *c);
+/* c's call ended: its reference dropped (an unloaded adapter freed with its last one). */
+void srv_lora_release(srv *s, srv_call *c);
+/* c leaves its adapter's pending list (freed before it ran). */
+void srv_lora_forget_pending(srv *s, srv_call *c);
+/* Starts the loads that waiting calls need, as far as slots can be made. */
+void srv_lora_pump(srv *s);
+/* POST /v1/load_lora_adapter (load) or /v1/unload_lora_adapter. */
+void srv_lora_handle(srv *s, struct evhttp_request *req, bool load);
+/* Appends the adapters to /v1/models' data. */
+void srv_lora_models(srv *s, json_t *data);
+/* /metrics: vllm:lora_requests_info (value: the time now, as vLLM's), the resident adapters
+ * and the loads so far; nothing when the server has no adapters. */
+void srv_lora_metrics(srv *s, struct evbuffer *b, const char *mname);
+/* Stops the adapter thread and frees every adapter (after the engine is closed). */
+void srv_lora_close(srv *s);
 
 /* server/load.c: runs on the loader thread; fills s->f ... s->eng or s->load_err. */
 void *srv_load_main(void *arg);

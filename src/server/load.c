@@ -41,6 +41,7 @@ void *srv_load_main(void *arg)
     ec->pooling = s->o.pooling;
     ec->spec = s->o.spec;
     c.draft_path = s->o.draft_model;
+    c.model.max_lora_rank = s->o.max_lora_rank;
     int rc = engine_open(&s->st, &c, &err);
     if (!rc) {
         s->tk = s->st.tok;
@@ -49,6 +50,7 @@ void *srv_load_main(void *arg)
         s->n_ctx = s->st.n_ctx;
         s->n_vocab = s->st.n_vocab;
         served_name(s);
+        rc = srv_lora_startup(s, &err);
     }
     if (rc) s->load_err = err;
     atomic_store(&s->load_state, rc ? SRV_FAILED : SRV_READY);

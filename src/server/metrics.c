@@ -162,6 +162,7 @@ void srv_metrics_handle(srv *s, struct evhttp_request *req)
                     "Tokens run through the model per engine step (the batch size).",
                     engine_step_tok_le, ENGINE_STEP_TOK_BUCKETS - 1, es.step_tok_count,
                     (double)es.step_tok_sum, m);
+    if (ready) srv_lora_metrics(s, b, m);
     gauge(b, "counter", "kiln_worker_busy_seconds_total",
           "Time the compute workers spent running kernels, summed over the workers, in seconds "
           "(divided by kiln_workers and wall time: their busy fraction).",

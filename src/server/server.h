@@ -38,6 +38,13 @@ typedef struct srv_opts {
                                   one, a separate listener on the same host (0: any port) */
     engine_spec spec;          /* --spec: speculative decoding (default off) */
     const char *draft_model;   /* --draft-model: the draft of --spec draft */
+    const char *const *loras;  /* --lora NAME=PATH (n_loras): adapters served as models */
+    int n_loras;
+    int max_loras;        /* adapters resident at once (0: as many as --lora gives, at least 1) */
+    int max_lora_rank;    /* largest rank an adapter may have (0: the model's default, 64) */
+    bool lora_runtime;    /* --enable-lora-runtime-updates: POST /v1/load_lora_adapter and
+                             /v1/unload_lora_adapter (needs lora_dir) */
+    const char *lora_dir; /* --lora-dir: the only directory runtime loads may read */
 } srv_opts;
 
 void srv_opts_defaults(srv_opts *o);

@@ -32,7 +32,7 @@ json_t *srv_chunk_base(const srv_call *c)
                      c->r.kind == SRV_CHAT
                          ? (c->r.stream ? "chat.completion.chunk" : "chat.completion")
                          : "text_completion",
-                     "created", (json_int_t)c->created, "model", c->s->name);
+                     "created", (json_int_t)c->created, "model", srv_call_model(c));
 }
 
 json_t *srv_usage_json(const srv_call *c)
@@ -197,5 +197,5 @@ json_t *srv_embeddings_json(srv_call *c)
         p += sub->prompt_tokens;
     }
     return json_pack("{s:s, s:o, s:s, s:{s:i, s:i}}", "object", "list", "data", data, "model",
-                     c->s->name, "usage", "prompt_tokens", p, "total_tokens", p);
+                     srv_call_model(c), "usage", "prompt_tokens", p, "total_tokens", p);
 }
