@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "model/lora.h"
 #include "model/make.h"
 
 void engine_open_defaults(engine_open_config *cfg)
@@ -195,4 +196,19 @@ void engine_close(engine_stack *st)
     tok_free(st->tok);
     gguf_close(st->file);
     memset(st, 0, sizeof *st);
+}
+
+int engine_lora_open(const engine_stack *st, const char *path, model_lora **out, kl_err *err)
+{
+    gguf_file *f;
+    int rc = gguf_open(&f, path, err);
+    if (rc) return rc;
+    rc = model_lora_load(out, st->model, f, 1.f, err);
+    gguf_close(f);
+    return rc;
+}
+
+void engine_lora_free(model_lora *a)
+{
+    model_lora_free(a);
 }

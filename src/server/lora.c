@@ -24,7 +24,6 @@
 
 #include "base/clock.h"
 #include "base/log.h"
-#include "model/lora.h"
 
 /* A load on the adapter thread: for a swap (nc.req NULL) or POST /v1/load_lora_adapter. */
 typedef struct lora_job {
@@ -32,9 +31,9 @@ typedef struct lora_job {
     srv *s;
     srv_lora *l;
     char path[PATH_MAX];
-    const char *shown; /* the path as the client wrote it (errors quote it), or NULL */
-    net_call nc;       /* the endpoint's client request (NULL req for a swap) */
-    model_lora *out;   /* the result */
+    const char *shown;      /* the path as the client wrote it (errors quote it), or NULL */
+    net_call nc;            /* the endpoint's client request (NULL req for a swap) */
+    struct model_lora *out; /* the result */
     kl_err err;
 } lora_job;
 
@@ -69,20 +68,15 @@ bool srv_serves(srv *s, const char *name)
 
 /* Reads an adapter file for the served model. The error names the file as the caller shows
  * it (shown), never this machine's resolved path. */
-static int load_file(const model *m, const char *path, const char *shown, model_lora **out,
-                     kl_err *err)
+static int load_file(const engine_stack *st, const char *path, const char *shown,
+                     struct model_lora **out, kl_err *err)
 {
-    gguf_file *f;
-    int rc = gguf_open(&f, path, err);
-    if (!rc) {
-        rc = model_lora_load(out, m, f, 1.f, err);
-        gguf_close(f);
-    }
+    int rc = engine_lora_open(st, path, out, err);
     size_t pl = strlen(path);
     if (rc && shown && !strncmp(err->msg, path, pl)) { /* "<path>: <what>" */
         char what[sizeof err->msg];
         snprintf(what, sizeof what, "%s", err->msg + pl);
-        snprintf(err->msg, sizeof err->msg, "%.200s%s", shown, what);
+        snprintf(err->msg, sizeof err->msg, "%.200s%.300s", shown, what);
     }
     return rc;
 }
@@ -108,7 +102,7 @@ static void lora_unlink_free(srv *s, srv_lora *l)
             break;
         }
     if (l->a) s->loras.n_resident--;
-    model_lora_free(l->a);
+    engine_lora_free(l->a);
     free(l);
 }
 
@@ -131,12 +125,12 @@ int srv_lora_startup(srv *s, kl_err *err)
         if (srv_lora_find(s, name) || !strcmp(name, s->name))
             return kl_errf(err, KL_EINVAL, "--lora %s: the name %s is taken", spec, name);
         /* every adapter is checked now, so a bad file stops the start, not a request later */
-        model_lora *a;
-        int rc = load_file(s->st.model, eq + 1, NULL, &a, err);
+        struct model_lora *a;
+        int rc = load_file(&s->st, eq + 1, NULL, &a, err);
         if (rc) return rc;
         srv_lora *l = lora_new(s, name, eq + 1);
         if (!l) {
-            model_lora_free(a);
+            engine_lora_free(a);
             return kl_errf(err, KL_ENOMEM, "out of memory");
         }
         if (lo->n_resident < lo->max) {
@@ -145,7 +139,7 @@ int srv_lora_startup(srv *s, kl_err *err)
             lo->n_resident++;
             lo->loads++;
         } else {
-            model_lora_free(a); /* loads when a request needs it */
+            engine_lora_free(a); /* loads when a request needs it */
         }
     }
     if (s->o.lora_runtime) {
@@ -173,7 +167,7 @@ static void *adapter_thread(void *arg)
         lora_job *j = lo->todo;
         lo->todo = j->next;
         pthread_mutex_unlock(&lo->mu);
-        load_file(s->st.model, j->path, j->shown, &j->out, &j->err);
+        load_file(&s->st, j->path, j->shown, &j->out, &j->err);
         pthread_mutex_lock(&lo->mu);
         j->next = lo->done;
         lo->done = j;
@@ -224,7 +218,7 @@ static srv_lora *evictable(srv *s)
 static void evict(srv *s, srv_lora *l)
 {
     kl_info("serve: lora: unloading %s (least recently used, no request on it)", l->name);
-    model_lora_free(l->a);
+    engine_lora_free(l->a);
     l->a = NULL;
     s->loras.n_resident--;
 }
@@ -350,7 +344,7 @@ static void endpoint_done(srv *s, lora_job *j)
         l->last_used = ++s->loras.tick;
         s->loras.n_resident++;
     } else {
-        model_lora_free(j->out); /* checked; loads when a request needs a slot */
+        engine_lora_free(j->out); /* checked; loads when a request needs a slot */
     }
     kl_info("serve: lora: added %s (runtime, %s)", l->name, l->a ? "resident" : "not resident");
     char msg[256];
@@ -388,7 +382,7 @@ static void on_job_done(evutil_socket_t fd, short what, void *arg)
                     srv_gen_submit(s, c);
                 }
             } else {
-                model_lora_free(j->out);
+                engine_lora_free(j->out);
                 lo->n_resident--;
                 net_error e;
                 if (j->out) /* unloaded while it loaded */
@@ -621,7 +615,7 @@ void srv_lora_close(srv *s)
         while (j) {
             lora_job *next = j->next;
             if (j->nc.owner) net_calls_remove(&lo->calls, &j->nc);
-            model_lora_free(j->out);
+            engine_lora_free(j->out);
             free((char *)j->shown);
             free(j);
             j = next;
@@ -631,7 +625,7 @@ void srv_lora_close(srv *s)
     while (lo->head) {
         srv_lora *l = lo->head;
         lo->head = l->next;
-        model_lora_free(l->a);
+        engine_lora_free(l->a);
         free(l);
     }
     if (lo->wake) event_free(lo->wake);

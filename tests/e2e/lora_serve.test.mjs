@@ -119,7 +119,8 @@ test('--max-loras 1 over 3 adapters swaps them (LRU) and each still gives its ow
     const t = await (await fetch(`${one.url}/metrics`)).text();
     assert.match(t, /vllm:lora_requests_info\{max_lora="1",running_lora_adapters="[a-c]?",waiting_lora_adapters=""\} 1\d{9}(\.\d+)?\n/);
   } finally {
-    await stopServer(one);
+    const { code } = await stopServer(one);
+    assert.equal(code, 0, one.log().slice(-3000)); // a clean drain: no sanitizer report, no leak
   }
 });
 
@@ -186,7 +187,8 @@ test('runtime load/unload: off by default, behind the key, confined to --lora-di
     assert.equal((await load({ lora_name: 'x', lora_path: 'c.gguf' })).status, 200);
     assert.deepEqual((await client(rt, KEY).models.list()).data.map((m) => m.id), [BASE, 'y', 'x']);
   } finally {
-    await stopServer(rt);
+    const { code } = await stopServer(rt);
+    assert.equal(code, 0, rt.log().slice(-3000));
   }
 });
 
