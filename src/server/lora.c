@@ -551,8 +551,9 @@ void srv_lora_metrics(srv *s, struct evbuffer *b, const char *mname)
     int n = 0;
     for (srv_lora *l = lo->head; l; l = l->next)
         n++;
-    bool *run = calloc((size_t)n * 2 + 1, sizeof *run), *wait = run + n;
+    bool *run = calloc((size_t)n * 2 + 1, sizeof *run);
     if (!run) return;
+    bool *wait = run + n;
     /* running: a call on it the engine has scheduled; waiting: one queued in the engine, or
      * waiting for the adapter to load (vLLM's reading: requests by scheduling phase) */
     int i = 0;
