@@ -76,8 +76,7 @@ static void on_probe_done(struct evhttp_request *req, void *arg)
             ep->e.waiting = s.waiting;
             ep->e.running = s.running;
             ep->e.kv_usage = s.has_kv ? s.kv_usage : 0;
-            ep->e.n_adapters = s.n_adapters;
-            memcpy(ep->e.adapters, s.adapters, sizeof s.adapters);
+            gw_endpoint_set_adapters(&ep->e, s.adapters, s.n_adapters, s.max_lora);
             ep->e.scraped_ns = kl_now_ns();
             event_active(p->g->pump, 0, 0);
         }

@@ -1,6 +1,7 @@
 /* gateway/picker.c: filters, scorers and the ranking of endpoints (see picker.h). */
 #include "gateway/picker.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -35,6 +36,49 @@ static bool serves_adapter(const gw_endpoint *e, const char *adapter)
     return false;
 }
 
+static bool holds_adapter(const gw_endpoint *e, const char *adapter)
+{
+    for (int i = 0; i < e->n_adapters; i++)
+        if (!strcmp(e->adapters[i], adapter)) return true;
+    return false;
+}
+
+void gw_endpoint_note_adapter(gw_endpoint *e, const char *adapter, int64_t now_ns)
+{
+    if (!adapter) return;
+    for (int i = 0; i < e->n_adapters; i++)
+        if (!strcmp(e->adapters[i], adapter)) {
+            e->adapter_used_ns[i] = now_ns;
+            return;
+        }
+    /* Full: the replica evicts its least recently used adapter to load this one; the one the
+     * gateway routed there longest ago is the best guess until the next scrape says. */
+    int k = e->n_adapters;
+    if (k == GW_MAX_ADAPTERS || (e->max_lora > 0 && k >= e->max_lora)) {
+        k = 0;
+        for (int i = 1; i < e->n_adapters; i++)
+            if (e->adapter_used_ns[i] < e->adapter_used_ns[k]) k = i;
+    } else {
+        e->n_adapters++;
+    }
+    snprintf(e->adapters[k], sizeof e->adapters[0], "%s", adapter);
+    e->adapter_used_ns[k] = now_ns;
+}
+
+void gw_endpoint_set_adapters(gw_endpoint *e, const char (*names)[64], int n, int max_lora)
+{
+    int64_t used[GW_MAX_ADAPTERS] = {0};
+    if (n > GW_MAX_ADAPTERS) n = GW_MAX_ADAPTERS;
+    for (int i = 0; i < n; i++) /* keep what the gateway knows of each one's last use */
+        for (int j = 0; j < e->n_adapters; j++)
+            if (!strcmp(names[i], e->adapters[j])) used[i] = e->adapter_used_ns[j];
+    for (int i = 0; i < n; i++)
+        snprintf(e->adapters[i], sizeof e->adapters[0], "%s", names[i]);
+    memcpy(e->adapter_used_ns, used, sizeof used);
+    e->n_adapters = n;
+    e->max_lora = max_lora;
+}
+
 /* ---- scorers: each in [0, 1], higher is better ---- */
 
 static double score_queue(const gw_pick_request *r, const gw_endpoint *e, bool ok,
@@ -63,10 +107,7 @@ static double score_adapter(const gw_pick_request *r, const gw_endpoint *e, bool
                             const gw_config *c)
 {
     (void)ok, (void)c;
-    if (!r->adapter) return 0;
-    for (int i = 0; i < e->n_adapters; i++)
-        if (!strcmp(e->adapters[i], r->adapter)) return 1; /* already loaded: no swap */
-    return 0;
+    return r->adapter && holds_adapter(e, r->adapter); /* already loaded: no swap */
 }
 
 static double score_inflight(const gw_pick_request *r, const gw_endpoint *e, bool ok,
@@ -93,6 +134,9 @@ typedef struct ranked {
     gw_endpoint *e;
     double score;
     int tier;     /* 0: preferred region, 1: elsewhere */
+    bool affine;  /* holds the request's adapter and has room: ranked before those that do not */
+    int loss;     /* when none is affine: adapters a load here could evict that no other
+                     endpoint holds (0 with a free slot); within the bounded load, fewer first */
     uint64_t tie; /* breaks equal scores: rotates with the request counter */
 } ranked;
 
@@ -100,6 +144,8 @@ static int by_rank(const void *a, const void *b)
 {
     const ranked *x = a, *y = b;
     if (x->tier != y->tier) return x->tier - y->tier;
+    if (x->affine != y->affine) return x->affine ? -1 : 1;
+    if (x->loss != y->loss) return x->loss < y->loss ? -1 : 1;
     if (x->score != y->score) return x->score > y->score ? -1 : 1;
     /* equal scores (idle replicas): take turns, so light traffic does not all land on one */
     if (x->tie != y->tie) return x->tie < y->tie ? -1 : 1;
@@ -108,6 +154,32 @@ static int by_rank(const void *a, const void *b)
 
 static int rank(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pick_request *r,
                 gw_endpoint **order, gw_pick_status *status, bool ignore_ejection);
+
+/* An adapter no endpoint holds with room is loaded somewhere, evicting another there: prefer
+ * an endpoint with a free slot (fewer adapters than its max_lora), else the one whose
+ * adapters are most often held elsewhere too, so the fleet keeps one copy of each; endpoints
+ * over the bounded load rank after. */
+static void place_adapter(const gw_config *c, const gw_pick_request *r, ranked *rk, int m,
+                          double bound)
+{
+    if (!r->adapter || c->w_adapter <= 0 || c->round_robin) return;
+    for (int i = 0; i < m; i++)
+        if (rk[i].affine) return;
+    for (int i = 0; i < m; i++) {
+        const gw_endpoint *e = rk[i].e;
+        if (e->inflight > bound) {
+            rk[i].loss = GW_MAX_ADAPTERS + 1;
+            continue;
+        }
+        if (e->max_lora > 0 && e->n_adapters < e->max_lora) continue; /* a free slot */
+        for (int a = 0; a < e->n_adapters; a++) {
+            bool elsewhere = false;
+            for (int j = 0; j < m && !elsewhere; j++)
+                elsewhere = j != i && holds_adapter(rk[j].e, e->adapters[a]);
+            rk[i].loss += !elsewhere;
+        }
+    }
+}
 
 int gw_pick(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pick_request *r,
             gw_endpoint **order, gw_pick_status *status)
@@ -138,7 +210,7 @@ static int rank(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pic
         int tier = c->region && strcmp(e->cfg->region, c->region) ? 1 : 0;
         /* round robin rotates below over the URL order: no rotating tie-break there */
         uint64_t tie = c->round_robin ? 0 : ((uint64_t)i + r->seq) % (uint64_t)n;
-        rk[m++] = (ranked){e, 0, tier, tie};
+        rk[m++] = (ranked){e, 0, tier, false, 0, tie};
     }
     /* Bounded load: prefix affinity may not pile work on an endpoint already carrying more
      * than 1.25x the mean in-flight load plus one. */
@@ -148,6 +220,12 @@ static int rank(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pic
     for (int i = 0; i < m && !c->round_robin; i++) {
         gw_endpoint *e = rk[i].e;
         bool ok = gw_endpoint_fresh(c, e, r->now_ns);
+        /* Adapter affinity: a replica that holds the adapter (running, waiting or resident,
+         * or routed to it since its last scrape) gets the request while it has room (not
+         * saturated, within the bounded load); otherwise the scores pick the least loaded of
+         * those that can load it, and a swap happens there. */
+        rk[i].affine =
+            r->adapter && c->w_adapter > 0 && e->inflight <= bound && holds_adapter(e, r->adapter);
         for (int s = 0; s < (int)(sizeof scorers / sizeof scorers[0]); s++) {
             if (scorers[s].score == score_prefix && e->inflight > bound) continue;
             rk[i].score += weight_of(c, s) * scorers[s].score(r, e, ok, c);
@@ -158,6 +236,7 @@ static int rank(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pic
                 (double)(XXH3_64bits_withSeed(e->cfg->url, strlen(e->cfg->url), r->session) >> 11) *
                 0x1.0p-53;
     }
+    place_adapter(c, r, rk, m, bound);
     qsort(rk, (size_t)m, sizeof *rk, by_rank);
     /* round robin: the eligible endpoints of the best tier in turn, scores ignored */
     int m0 = 0;

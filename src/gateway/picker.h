@@ -1,6 +1,7 @@
 /* gateway/picker.h: choosing an endpoint for a request.
  *
  * Filters first (healthy and not ejected; serves the model's adapter; not saturated), then
+ * for a request on an adapter, the endpoints holding it with room first, then
  * a weighted sum of scorers, each in [0, 1], higher is better (an ops table, one entry per
  * scorer, haproxy's lbprm idea): queue depth, KV-cache use, prefix affinity, adapter
  * affinity, in-flight load. The result is every eligible endpoint, best first: the first is
@@ -12,7 +13,7 @@
 #include "gateway/affinity.h"
 #include "gateway/config.h"
 
-#define GW_MAX_ADAPTERS 16
+#define GW_MAX_ADAPTERS 32
 
 /* What the gateway knows of one endpoint. Metrics come from scraping its /metrics; inflight
  * is the gateway's own count, always current. */
@@ -27,8 +28,12 @@ typedef struct gw_endpoint {
     /* scraped metrics; trusted only while fresh */
     int64_t scraped_ns; /* 0: never */
     double waiting, running, kv_usage;
-    char adapters[GW_MAX_ADAPTERS][64]; /* adapters the replica reports loaded */
+    char adapters[GW_MAX_ADAPTERS][64]; /* adapters the replica reports running, waiting or
+                                           resident, and those routed to it since its last
+                                           scrape (it is loading them) */
     int n_adapters;
+    int64_t adapter_used_ns[GW_MAX_ADAPTERS]; /* when the gateway last routed each there */
+    int max_lora; /* adapters it holds at most (vllm:lora_requests_info's max_lora; 0: unknown) */
     /* gateway's own */
     int inflight;
     uint64_t requests, failures;
@@ -63,6 +68,13 @@ typedef struct gw_scorer {
 int gw_pick(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pick_request *r,
             gw_endpoint **order, gw_pick_status *status);
 
+/* Remembers that adapter was routed to e at now_ns (e loads it there, evicting, when full, the
+ * adapter the gateway routed there longest ago: its guess of e's LRU): until e's next scrape
+ * says otherwise, e counts as holding it. NULL adapter: nothing. */
+void gw_endpoint_note_adapter(gw_endpoint *e, const char *adapter, int64_t now_ns);
+/* A scrape's adapter list (names[0..n), what e holds) and max_lora replace e's; the
+ * gateway's last-routed times carry over by name. */
+void gw_endpoint_set_adapters(gw_endpoint *e, const char (*names)[64], int n, int max_lora);
 /* True if e's metrics are fresh and over the saturation thresholds, or e's in-flight count is. */
 bool gw_endpoint_saturated(const gw_config *c, const gw_endpoint *e, int64_t now_ns);
 bool gw_endpoint_available(const gw_endpoint *e, int64_t now_ns);

@@ -463,6 +463,7 @@ static void start_attempt(gw_call *c)
         ep->e.requests++;
         g->inflight++;
         if (ep->e.prefix && c->n_blocks) gw_lru_set_add(ep->e.prefix, c->blocks, c->n_blocks);
+        gw_endpoint_note_adapter(&ep->e, c->adapter, c->attempt_t0_ns);
         return;
     }
     if (c->busy_seen) /* as a replica with a full queue says it: try again shortly */

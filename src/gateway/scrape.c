@@ -61,7 +61,7 @@ static bool value(const char *line, size_t n, double *out)
 
 static void add_adapters(gw_scrape *s, const char *list)
 {
-    while (*list && s->n_adapters < 16) {
+    while (*list && s->n_adapters < GW_SCRAPE_ADAPTERS) {
         const char *comma = strchr(list, ',');
         size_t len = comma ? (size_t)(comma - list) : strlen(list);
         if (len > 0 && len < sizeof s->adapters[0]) {
@@ -104,6 +104,14 @@ bool gw_scrape_parse(const char *text, size_t len, gw_scrape *out)
             char list[1024];
             if (label(line, n, "running_lora_adapters", list, sizeof list)) add_adapters(out, list);
             if (label(line, n, "waiting_lora_adapters", list, sizeof list)) add_adapters(out, list);
+            if (label(line, n, "max_lora", list, sizeof list)) out->max_lora = atoi(list);
+        } else if ((name_is(line, n, "kiln:lora_adapter_resident") ||
+                    name_is(line, n, "vllm:lora_adapter_loaded")) &&
+                   value(line, n, &v) && v == 1) {
+            char name[64];
+            if (label(line, n, "lora_name", name, sizeof name) ||
+                label(line, n, "adapter_name", name, sizeof name))
+                add_adapters(out, name);
         }
     }
     return out->has_waiting && out->has_running;

@@ -272,3 +272,63 @@ TEST(gateway_picker_idle_ties_take_turns)
     for (int i = 0; i < 3; i++)
         T_EQ(seen[i], 10);
 }
+
+/* A replica holding the request's adapter gets it while it has room, however much better the
+ * others' load scores are; past the bounded load (1.25x the mean in flight + 1) or when
+ * saturated, the least loaded replica that can load it does. */
+TEST(gateway_picker_adapter_affinity_with_room)
+{
+    gw_config *c = make_config(4, NULL);
+    gw_endpoint e[4], *p[4], *order[4];
+    make_endpoints(c, e, p, 4);
+    gw_pick_status st;
+    gw_pick_request r = {.adapter = "lora-b", .now_ns = NOW};
+    /* e[2] and e[3] serve lora-b; e[3] holds it but has a longer queue and fuller KV */
+    gw_endpoint_note_adapter(&e[3], "lora-b", NOW);
+    e[3].waiting = 3, e[3].kv_usage = 0.6, e[3].inflight = 1;
+    T_EQ(gw_pick(c, p, 4, &r, order, &st), 2);
+    T_ASSERT(order[0] == &e[3]);
+    /* no room: e[3] carries more than 1.25x the mean + 1, the least loaded one loads it */
+    e[3].inflight = 5;
+    T_EQ(gw_pick(c, p, 4, &r, order, &st), 2);
+    T_ASSERT(order[0] == &e[2]);
+    /* a request routed to e[2] counts there until its next scrape: both hold it, the better
+     * scored one wins */
+    gw_endpoint_note_adapter(&e[2], "lora-b", NOW);
+    gw_endpoint_note_adapter(&e[2], "lora-b", NOW); /* once */
+    T_EQ(e[2].n_adapters, 1);
+    e[3].inflight = 1;
+    T_EQ(gw_pick(c, p, 4, &r, order, &st), 2);
+    T_ASSERT(order[0] == &e[2]);
+    /* weight 0 turns the affinity off: scores alone */
+    c->w_adapter = 0;
+    e[2].n_adapters = 0;
+    T_EQ(gw_pick(c, p, 4, &r, order, &st), 2);
+    T_ASSERT(order[0] == &e[2]);
+    free_endpoints(e, 4);
+    gw_config_free(c);
+}
+
+/* Routing an adapter to a full endpoint replaces, in the gateway's view, the adapter it routed
+ * there longest ago (the replica's LRU evicts that one); a scrape replaces the list and keeps
+ * the last-routed times by name. */
+TEST(gateway_picker_guesses_the_replicas_eviction)
+{
+    gw_config *c = make_config(2, NULL);
+    gw_endpoint e[2], *p[2];
+    make_endpoints(c, e, p, 2);
+    const char scraped[3][64] = {"x", "y", "z"};
+    gw_endpoint_set_adapters(&e[0], scraped, 2, 2); /* holds x, y; room for 2 */
+    gw_endpoint_note_adapter(&e[0], "y", NOW);
+    gw_endpoint_note_adapter(&e[0], "x", NOW + 1);
+    gw_endpoint_note_adapter(&e[0], "z", NOW + 2); /* y was routed longest ago: z replaces it */
+    T_EQ(e[0].n_adapters, 2);
+    T_STREQ(e[0].adapters[0], "x");
+    T_STREQ(e[0].adapters[1], "z");
+    gw_endpoint_set_adapters(&e[0], scraped + 1, 2, 2); /* the replica says: y, z */
+    T_STREQ(e[0].adapters[0], "y");
+    T_EQ(e[0].adapter_used_ns[0], 0);
+    T_EQ(e[0].adapter_used_ns[1], NOW + 2); /* z's time carried over */
+    free_endpoints(e, 2);
+    gw_config_free(c);
+}

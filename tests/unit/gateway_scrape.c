@@ -41,3 +41,25 @@ TEST(gateway_scrape_skips_garbage)
     T_ASSERT(gw_scrape_parse(no_label, strlen(no_label), &s));
     T_NEAR(s.running, 2, 0);
 }
+
+/* Adapters resident while idle come from kiln serve's kiln:lora_adapter_resident (1: loaded; 0:
+ * known, swapped out) or vLLM's vllm:lora_adapter_loaded, with the running and waiting ones. */
+TEST(gateway_scrape_reads_resident_adapters)
+{
+    const char *text = "vllm:num_requests_running{model_name=\"m\"} 1\n"
+                       "vllm:num_requests_waiting{model_name=\"m\"} 0\n"
+                       "vllm:lora_requests_info{max_lora=\"8\",running_lora_adapters=\"a\","
+                       "waiting_lora_adapters=\"\"} 1796440202.62\n"
+                       "kiln:lora_adapter_resident{model_name=\"m\",lora_name=\"a\"} 1\n"
+                       "kiln:lora_adapter_resident{model_name=\"m\",lora_name=\"b\"} 1\n"
+                       "kiln:lora_adapter_resident{model_name=\"m\",lora_name=\"c\"} 0\n"
+                       "vllm:lora_adapter_loaded{adapter_name=\"d\",level=\"gpu\"} 1\n"
+                       "kiln:lora_adapter_resident{model_name=\"m\"} 1\n";
+    gw_scrape s;
+    T_ASSERT(gw_scrape_parse(text, strlen(text), &s));
+    T_EQ(s.max_lora, 8);
+    T_EQ(s.n_adapters, 3);
+    T_STREQ(s.adapters[0], "a");
+    T_STREQ(s.adapters[1], "b");
+    T_STREQ(s.adapters[2], "d");
+}
