@@ -13,7 +13,7 @@
 #include "base/err.h"
 #include "bench/dist.h"
 
-#define KB_MAX_MODELS 64 /* a mix over many LoRA adapters (a gateway benchmark: 32) */
+#define KB_MAX_MODELS 64     /* a mix over many LoRA adapters (a gateway benchmark: 32) */
 #ifndef KB_ITL_MAX           /* (a test build sets it small) */
 #define KB_ITL_MAX (1 << 21) /* inter-token gaps kept per run; a uniform sample past that */
 #endif
