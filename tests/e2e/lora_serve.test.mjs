@@ -2,9 +2,11 @@
 // make-lora`) through the official openai client: adapters named as the request's model and
 // listed by /v1/models with their parent; requests on two adapters and the base model in one
 // concurrent batch give the tokens each gives alone; --max-loras 1 over 3 adapters swaps them
-// (LRU) and still gives each its own tokens; vLLM's runtime load/unload endpoints behind the
-// key, refused when off, confined to --lora-dir (traversal and symlinks out refused), a bad
-// file a 400 naming the problem while the server keeps serving.
+// (LRU) and still gives each its own tokens; 16 requests on 8 adapters give the tokens each
+// gives alone when run together and through preemption (a KV cache too small for them);
+// vLLM's runtime load/unload endpoints behind the key, refused when off, confined to
+// --lora-dir (traversal and symlinks out refused), a bad file a 400 naming the problem while
+// the server keeps serving.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -13,7 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { startServer, stopServer, postJson, stories, haveStories, kilnBin } from './serverutil.mjs';
-import { metricWith, waitFor } from './gwutil.mjs';
+import { metricSum, metricWith, waitFor } from './gwutil.mjs';
 import { needs } from './prereq.mjs';
 
 const skip = needs(haveStories, `needs ${stories}`);
@@ -50,8 +52,8 @@ const client = (s, apiKey = 'none') => new OpenAI({ baseURL: `${s.url}/v1`, apiK
 const PROMPTS = ['Once upon a time', 'The little dog', 'Lily and Tom went'];
 
 // One completion's text and tokens (greedy, or seeded sampling), as the client reports them.
-async function complete(c, model, prompt, seed) {
-  const r = await c.completions.create({ model, prompt, max_tokens: 24, logprobs: 0,
+async function complete(c, model, prompt, seed, max_tokens = 24) {
+  const r = await c.completions.create({ model, prompt, max_tokens, logprobs: 0,
     ...(seed === undefined ? { temperature: 0 } : { temperature: 0.9, seed }), ignore_eos: true });
   assert.equal(r.model, model);
   return { text: r.choices[0].text, tokens: r.choices[0].logprobs.tokens };
@@ -121,6 +123,53 @@ test('--max-loras 1 over 3 adapters swaps them (LRU) and each still gives its ow
   } finally {
     const { code } = await stopServer(one);
     assert.equal(code, 0, one.log().slice(-3000)); // a clean drain: no sanitizer report, no leak
+  }
+});
+
+// Issue 18's batch invariance through a real server: each of 16 requests on 8 adapters (ranks
+// 4-16, two of them F16) gives the tokens it gives alone when all 16 run together, and again
+// on a server whose KV cache holds 51 blocks (16 x ~70 tokens do not fit: sequences are
+// preempted and recomputed), greedy and seeded alike.
+test('16 requests on 8 adapters: the tokens each gives alone, together and through preemption', { skip }, async () => {
+  const names = Array.from({ length: 8 }, (_, i) => `p${i}`);
+  for (const [i, n] of names.entries()) {
+    const r = spawnSync(kilnBin, ['model', 'make-lora', '--base', stories, '--out', path.join(adir, `${n}.gguf`),
+      '--rank', String(4 + 4 * (i % 4)), '--seed', String(20 + i), '--std', '0.08', '--type', i % 4 === 3 ? 'f16' : 'f32',
+      '--targets', i % 2 ? 'q,k,v,o,gate,up,down' : 'v,o,down,output'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  }
+  const loras = names.flatMap((n) => ['--lora', `${n}=${path.join(adir, n + '.gguf')}`]);
+  const openers = ['Once upon a time', 'The little dog', 'Lily and Tom went', 'One day a bird'];
+  const who = ['Tim', 'Sue', 'Ben', 'Max'];
+  const reqs = Array.from({ length: 16 }, (_, k) => ({ model: names[k % 8], prompt: `${openers[k % 4]} ${who[k >> 2]}`,
+    seed: k % 3 === 0 ? 500 + k : undefined }));
+  const run = (s, x) => complete(client(s), x.model, x.prompt, x.seed, 64);
+  const preemptions = async (s) => metricSum(await (await fetch(`${s.url}/metrics`)).text(), 'vllm:num_preemptions_total');
+
+  const roomy = await startServer(['-m', stories, '--ctx', '128', '-t', '2', '--kv-type', 'f32', ...loras]);
+  // stories260K: 1280 bytes of f32 KV a token, so 1 MiB holds 51 blocks of 16 (816 tokens)
+  const tight = await startServer(['-m', stories, '--ctx', '128', '-t', '2', '--kv-type', 'f32', '--kv-mem', '1', ...loras]);
+  try {
+    const alone = [];
+    for (const x of reqs) alone.push(await run(roomy, x));
+    for (const a of alone) assert.equal(a.tokens.length, 64);
+    // the adapters change what the model says: most answers differ from the base model's
+    let differ = 0;
+    for (const [k, x] of reqs.entries()) differ += (await run(roomy, { ...x, model: BASE })).text !== alone[k].text;
+    assert.ok(differ >= 12, `${differ} of 16 differ from the base model`);
+    const together = await Promise.all(reqs.map((x) => run(roomy, x)));
+    assert.deepEqual(together, alone);
+    assert.equal(await preemptions(roomy), 0);
+    const squeezed = await Promise.all(reqs.map((x) => run(tight, x)));
+    assert.deepEqual(squeezed, alone);
+    const pre = await preemptions(tight);
+    assert.ok(pre > 0, 'the tight cache preempted nothing');
+    console.log(`16 requests on 8 adapters: ${differ} of 16 differ from the base, ${pre} preemptions on the tight cache`);
+  } finally {
+    for (const s of [roomy, tight]) {
+      const { code } = await stopServer(s);
+      assert.equal(code, 0, s.log().slice(-3000));
+    }
   }
 });
 
