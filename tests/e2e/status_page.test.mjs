@@ -17,11 +17,13 @@ before(async () => {
   if (skip) return;
   replica = await new Replica().start();
   gw = await startGateway({ models: [{ name: 'tiny', pools: [{ endpoints: [{ url: replica.url }] }] }] });
-  // two clients in a loop through the gateway until the tests end
+  // two clients in a loop through the gateway until the tests end, 256 tokens a request: the
+  // replica has one running whenever the page samples (24 ran so briefly on a loaded machine
+  // that the Requests chart could see 0 running in every sample and draw on its baseline)
   const client = async () => {
     while (!stopLoad) {
       await fetch(`${gw.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'tiny', prompt: 'hello there', max_tokens: 24 }) }).then((r) => r.text()).catch(() => {});
+        body: JSON.stringify({ model: 'tiny', prompt: 'hello there', max_tokens: 256, ignore_eos: true }) }).then((r) => r.text()).catch(() => {});
     }
   };
   load = Promise.all([client(), client()]);
