@@ -13,7 +13,8 @@
 #include "cli/loaded.h"
 #include "model/lora.h"
 
-#define CHUNK 256
+#define CHUNK     256
+#define MAX_LORAS 16 /* adapters stacked at most */
 
 static char *read_file(const char *path, size_t *len)
 {
@@ -56,7 +57,9 @@ static const cli_opt opts[] = {
      "score the first N tokens (default: the whole text, at most the model's context)"},
     {O_PER_TOKEN, "per-token", NULL, "first print 'I TOKEN LOGPROB' for every predicted token"},
     {'t', "threads", "N", "compute threads (default 2)"},
-    {O_LORA, "lora", "FILE", "score with this LoRA adapter on the model (GGUF, as llama.cpp's)"},
+    {O_LORA, "lora", "FILE",
+     "score with this LoRA adapter on the model (GGUF, as llama.cpp's); repeatable: the "
+     "adapters' updates are added in order, as llama.cpp's --lora"},
     {O_LORA_SCALED, "lora-scaled", "FILE:S", "the same with the adapter's update times S"},
     {0},
 };
@@ -67,11 +70,20 @@ static const cli_cmd cmd = {
     "(ppl = exp of the mean negative log-probability of each token given the ones before it).\n",
     opts, NULL};
 
+/* Frees the adapters parts[0..n) and their stack (when it is not parts[0] itself). */
+static void free_loras(model_lora **parts, int n, model_lora *stack)
+{
+    if (n > 1) model_lora_free(stack);
+    for (int k = 0; k < n; k++)
+        model_lora_free(parts[k]);
+}
+
 int cmd_perplexity(int argc, char **argv)
 {
     const char *mpath = NULL, *text = NULL;
-    char lora_path[4096] = "";
-    float lora_scale = 1.f;
+    const char *lora_path[MAX_LORAS];
+    int lora_len[MAX_LORAS], n_lora = 0; /* lora_path[k]'s first lora_len[k] bytes */
+    float lora_scale[MAX_LORAS];
     int ctx = 0, threads = 0, per_token = 0;
     cli_args a;
     cli_args_init(&a, &cmd, argc, argv);
@@ -98,12 +110,16 @@ int cmd_perplexity(int argc, char **argv)
             per_token = 1;
             break;
         case O_LORA:
-            snprintf(lora_path, sizeof lora_path, "%s", val);
-            break;
         case O_LORA_SCALED: {
-            const char *colon = strrchr(val, ':');
-            if (!colon || !cli_float("--lora-scaled", colon + 1, &lora_scale)) return 1;
-            snprintf(lora_path, sizeof lora_path, "%.*s", (int)(colon - val), val);
+            if (n_lora == MAX_LORAS) return cli_usage_error(&cmd, "at most %d adapters", MAX_LORAS);
+            const char *colon = k == O_LORA ? NULL : strrchr(val, ':');
+            lora_scale[n_lora] = 1.f;
+            if (k == O_LORA_SCALED && !colon)
+                return cli_usage_error(&cmd, "--lora-scaled: expected FILE:SCALE, got '%s'", val);
+            if (k == O_LORA_SCALED && !cli_float("--lora-scaled", colon + 1, &lora_scale[n_lora]))
+                return 1;
+            lora_path[n_lora] = val;
+            lora_len[n_lora++] = colon ? (int)(colon - val) : (int)strlen(val);
             break;
         }
         }
@@ -121,11 +137,24 @@ int cmd_perplexity(int argc, char **argv)
         free(buf);
         return 1;
     }
-    model_lora *lora = NULL;
-    if (*lora_path && cli_load_lora(L.model, lora_path, lora_scale, &lora)) {
+    model_lora *parts[MAX_LORAS] = {0}, *lora = NULL;
+    for (int k = 0; k < n_lora; k++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%.*s", lora_len[k], lora_path[k]);
+        if (cli_load_lora(L.model, path, lora_scale[k], &parts[k])) {
+            free(buf);
+            free_loras(parts, n_lora, NULL);
+            engine_close(&L);
+            return 1;
+        }
+    }
+    if (n_lora == 1) lora = parts[0];
+    kl_err serr;
+    if (n_lora > 1 && model_lora_stack(&lora, parts, n_lora, &serr)) {
         free(buf);
+        free_loras(parts, n_lora, NULL);
         engine_close(&L);
-        return 1;
+        return cli_fail(&serr);
     }
     const model_hparams *hp = model_hparams_of(L.model);
     unsigned flags = tok_wants_bos(L.tok) ? TOK_ADD_BOS : 0;
@@ -194,7 +223,7 @@ int cmd_perplexity(int argc, char **argv)
     kv_store_destroy(kv);
 out:
     free(ids);
-    model_lora_free(lora);
+    free_loras(parts, n_lora, lora);
     engine_close(&L);
     return rc;
 }

@@ -26,9 +26,11 @@ typedef struct lora_pair {
 
 struct model_lora {
     const model *m;
-    int n_slots;      /* pairs' entries: n_layers * LORA_SLOTS + 1 */
+    int n_slots;      /* pairs' entries: n_layers * LORA_SLOTS + 1 (0 in a stack) */
     lora_pair *pairs; /* (n_layers * LORA_SLOTS + 1): layer l slot s at l * LORA_SLOTS + s, the
-                         output head last; A NULL: not adapted */
+                         output head last; A NULL: not adapted. NULL in a stack */
+    const model_lora **parts; /* (n_parts) a stack's adapters, borrowed; NULL: not a stack */
+    int n_parts;
     model_lora_info info;
 };
 
@@ -267,12 +269,51 @@ int model_lora_load(model_lora **out, const model *m, const gguf_file *f, float 
     return 0;
 }
 
+int model_lora_stack(model_lora **out, model_lora *const *parts, int n, kl_err *err)
+{
+    *out = NULL;
+    if (n < 1) return kl_errf(err, KL_EINVAL, "model: a stack of no LoRA adapters");
+    for (int k = 0; k < n; k++)
+        if (parts[k]->parts || parts[k]->m != parts[0]->m)
+            return kl_errf(err, KL_EINVAL,
+                           "model: LoRA adapter %d of a stack is itself a stack or for another "
+                           "model",
+                           k);
+    model_lora *a = calloc(1, sizeof *a);
+    if (a) a->parts = malloc(sizeof *a->parts * (size_t)n);
+    if (!a || !a->parts) {
+        free(a);
+        return kl_errf(err, KL_ENOMEM, "model: out of memory");
+    }
+    a->m = parts[0]->m;
+    a->n_parts = n;
+    a->info.scale = 1.f;
+    /* the identity: the parts' in order (updates are added in order: another order, other
+       bits); without a hash state, unique while it lives */
+    XXH3_state_t *st = XXH3_createState();
+    if (st) XXH3_64bits_reset(st);
+    for (int k = 0; k < n; k++) {
+        const model_lora_info *p = &parts[k]->info;
+        a->parts[k] = parts[k];
+        if (p->rank > a->info.rank) a->info.rank = p->rank;
+        a->info.n_pairs += p->n_pairs;
+        a->info.bytes += p->bytes;
+        if (st) XXH3_64bits_update(st, &p->id, sizeof p->id);
+    }
+    a->info.id = st ? XXH3_64bits_digest(st) : (uint64_t)(uintptr_t)a;
+    if (!a->info.id) a->info.id = 1; /* 0 is the base model's */
+    XXH3_freeState(st);
+    *out = a;
+    return 0;
+}
+
 void model_lora_free(model_lora *a)
 {
     if (!a) return;
     for (int k = 0; k < a->n_slots; k++)
         free(a->pairs[k].A), free(a->pairs[k].Bt);
     free(a->pairs);
+    free(a->parts);
     free(a);
 }
 
@@ -358,20 +399,33 @@ void model_lora_plan(model *m, const model_batch *b)
     s->n_out_groups = group_rows(s, b, s->out_tok, r, s->out_groups, s->out_idx);
 }
 
-void model_lora_add(model *m, kl_workers *w, int layer, const lora_slot *slots, int n,
-                    const float *x, float *const *ys)
+/* The d-th adapter group g's rows take (a stack's d-th part; a plain adapter is its own
+ * 0th), or NULL past the last. */
+static const model_lora *part_at(const model_lora *a, int d)
+{
+    if (!a->parts) return d == 0 ? a : NULL;
+    return d < a->n_parts ? a->parts[d] : NULL;
+}
+
+/* The updates at depth d (one kl_lora_apply: a row in at most one segment per output).
+ * Returns whether any group has an adapter at depth d + 1. */
+static bool add_depth(model *m, kl_workers *w, int layer, const lora_slot *slots, int n,
+                      const float *x, float *const *ys, int d)
 {
     lora_scratch *s = &m->lora;
-    bool head = layer < 0;
+    bool head = layer < 0, more = false;
     int ng = head ? s->n_out_groups : s->n_groups;
     const lora_group *groups = head ? s->out_groups : s->groups;
     const int32_t *idx = head ? s->out_idx : s->idx;
     int nseg = 0;
     size_t t_at = 0;
-    for (int g = 0; g < ng; g++)
+    for (int g = 0; g < ng; g++) {
+        const model_lora *a = part_at(groups[g].a, d);
+        if (!a) continue;
+        more |= part_at(groups[g].a, d + 1) != NULL;
         for (int k = 0; k < n; k++) {
             int pk = head ? m->hp.n_layers * LORA_SLOTS : layer * LORA_SLOTS + (int)slots[k];
-            const lora_pair *p = &groups[g].a->pairs[pk];
+            const lora_pair *p = &a->pairs[pk];
             if (!p->A) continue;
             const model_w *wt = head ? &m->output : slot_w(m, layer, slots[k]);
             s->segs[nseg++] = (kl_lora_seg){.A = p->A,
@@ -389,5 +443,15 @@ void model_lora_add(model *m, kl_workers *w, int layer, const lora_slot *slots, 
                                             .t = s->t + t_at};
             t_at += (size_t)groups[g].n * (size_t)p->rank;
         }
+    }
     if (nseg) kl_lora_apply(w, &(kl_lora_batch){s->segs, nseg});
+    return more;
+}
+
+void model_lora_add(model *m, kl_workers *w, int layer, const lora_slot *slots, int n,
+                    const float *x, float *const *ys)
+{
+    int d = 0;
+    while (add_depth(m, w, layer, slots, n, x, ys, d))
+        d++;
 }

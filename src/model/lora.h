@@ -18,9 +18,9 @@ typedef struct model_lora model_lora; /* opaque */
 typedef struct model_lora_info {
     int rank;     /* the largest pair's */
     float alpha;  /* adapter.lora.alpha (0: scale 1) */
-    float scale;  /* the user's */
-    int n_pairs;  /* adapted projections */
-    size_t bytes; /* weights held (F16) */
+    float scale;  /* the user's (a stack: 1, its parts have their own) */
+    int n_pairs;  /* adapted projections (a stack: its parts' pairs) */
+    size_t bytes; /* weights held (F16); a stack: its parts' */
     uint64_t id;  /* identity of the weights and scales: the prefix cache's salt */
 } model_lora_info;
 
@@ -31,7 +31,14 @@ typedef struct model_lora_info {
  * multiplies alpha / rank. Returns 0 and sets *out, or a negative KL_E* code with
  * "<path>: <what is wrong>" (naming the tensor) in err and nothing allocated. */
 int model_lora_load(model_lora **out, const model *m, const gguf_file *f, float scale, kl_err *err);
-void model_lora_free(model_lora *a); /* NULL is fine; the model may be gone already */
+/* A stack of adapters on one sequence, as llama.cpp applies several adapters set on one
+ * context: each adapted projection adds parts[0]'s update, then parts[1]'s, and so on, in
+ * order. Borrows parts (n >= 1, each loaded for the same model, none itself a stack): they
+ * must outlive the stack. Returns 0 and sets *out, or KL_EINVAL / KL_ENOMEM with the reason
+ * in err and nothing allocated. */
+int model_lora_stack(model_lora **out, model_lora *const *parts, int n, kl_err *err);
+void model_lora_free(model_lora *a); /* NULL is fine; the model may be gone already; a stack
+                                        frees only itself */
 const model_lora_info *model_lora_info_of(const model_lora *a);
 /* The model a was loaded for. */
 const model *model_lora_model(const model_lora *a);

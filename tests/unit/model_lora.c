@@ -1,8 +1,8 @@
 /* LoRA adapters (model/lora.c): made by `model make-lora`, read and checked against the base
  * model (each bad file refused with a message naming the tensor), and computed: the logits of
  * base + adapter equal those of a model whose weights are merged (W + scale B A, written by
- * this test), and a batch mixing sequences on several adapters and on the base gives each
- * sequence the bits it gets alone. */
+ * this test), two adapters stacked those of both merged, and a batch mixing sequences on several
+ * adapters and on the base gives each sequence the bits it gets alone. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +196,72 @@ TEST(model_lora_matches_merged_weights)
 /* Batch invariance across adapters: base, A, B (another rank and targets) and A again in one
  * batch, interleaved, with and without workers: each sequence's logits are the bits it gets
  * alone. */
+/* Two adapters stacked (llama.cpp's several adapters on one context) equal the weights with
+ * both merged, W + s1 B1 A1 + s2 B2 A2; the stack is its own adapter in a mixed batch. */
+TEST(model_lora_stack_matches_merged_weights)
+{
+    char base[4096], a1p[4096], a2p[4096], m1[4096], m2[4096]; /* five: t_tmp keeps four */
+    snprintf(base, sizeof base, "%s", t_tmp("base.gguf"));
+    snprintf(a1p, sizeof a1p, "%s", t_tmp("a1.gguf"));
+    snprintf(a2p, sizeof a2p, "%s", t_tmp("a2.gguf"));
+    snprintf(m1, sizeof m1, "%s", t_tmp("m1.gguf"));
+    snprintf(m2, sizeof m2, "%s", t_tmp("m2.gguf"));
+    make_base(base, 64, false);
+    make_lora(base, a1p, 8, "q,k,v,o,gate,up,down,output", KL_F16, 7);
+    make_lora(base, a2p, 4, "q,v,down,output", KL_F16, 8);
+    write_merged(base, a1p, 2.f, m1); /* alpha 2 rank: scale 2 */
+    write_merged(m1, a2p, 2.f * 0.5f, m2);
+    loaded L = load_model(base, 0), M = load_model(m2, 0);
+    model_lora *parts[2], *st;
+    kl_err err = {0};
+    T_EQ(load_lora(L.m, a1p, &parts[0], &err), 0);
+    gguf_file *f;
+    T_EQ(gguf_open(&f, a2p, &err), 0);
+    T_EQ(model_lora_load(&parts[1], L.m, f, 0.5f, &err), 0); /* the user's scale 0.5 */
+    gguf_close(f);
+    T_EQ(model_lora_stack(&st, parts, 2, &err), 0);
+    const model_lora_info *info = model_lora_info_of(st);
+    T_EQ(info->rank, 8);
+    T_EQ(info->n_pairs, 2 * 7 + 1 + 2 * 3 + 1);
+    T_ASSERT(info->id != model_lora_info_of(parts[0])->id);
+    model_lora *rev;
+    model_lora *back[2] = {parts[1], parts[0]};
+    T_EQ(model_lora_stack(&rev, back, 2, &err), 0);
+    T_ASSERT(model_lora_info_of(rev)->id != info->id); /* the order is part of the identity */
+    model_lora *nested;
+    T_EQ(model_lora_stack(&nested, (model_lora *[]){st, parts[0]}, 2, &err), KL_EINVAL);
+
+    int nv = model_hparams_of(L.m)->n_vocab, len = 16;
+    size_t sz = sizeof(float) * (size_t)(len * nv);
+    float *l1 = malloc(sz), *l2 = malloc(sz), *l3 = malloc(sz), *mix = malloc(3 * sz);
+    const model_lora *one[1] = {st}, *first[1] = {parts[0]};
+    run(L.m, NULL, one, 1, len, l1);   /* base + both */
+    run(M.m, NULL, NULL, 1, len, l2);  /* both merged */
+    run(L.m, NULL, first, 1, len, l3); /* base + the first alone */
+    double d_stack = 0, d_first = 0;
+    for (int i = 0; i < len * nv; i++) {
+        d_stack = fmax(d_stack, fabs((double)l1[i] - (double)l2[i]));
+        d_first = fmax(d_first, fabs((double)l3[i] - (double)l2[i]));
+    }
+    T_ASSERT(d_first > 0.05); /* the second adapter matters... */
+    T_ASSERT(d_stack < 2e-4); /* ...and the stack adds both as their merged weights do */
+    /* sequences on the first part, the stack and the base in one batch: the stack's rows are
+     * the bits it gives alone */
+    kl_workers *w = kl_workers_create(2);
+    float *alone = malloc(3 * sz);
+    run(L.m, w, (const model_lora *[]){parts[0], st, NULL}, 3, len, mix);
+    run(L.m, NULL, (const model_lora *[]){NULL, st, NULL}, 3, len, alone);
+    for (int i = 0; i < len; i++)
+        T_MEMEQ(mix + (size_t)(i * 3 + 1) * (size_t)nv, alone + (size_t)(i * 3 + 1) * (size_t)nv,
+                sizeof(float) * (size_t)nv);
+    kl_workers_destroy(w);
+    free(l1), free(l2), free(l3), free(mix), free(alone);
+    model_lora_free(rev);
+    model_lora_free(st);
+    model_lora_free(parts[0]), model_lora_free(parts[1]);
+    unload(&L), unload(&M);
+}
+
 TEST(model_lora_mixed_batch_gives_each_sequence_its_own_bits)
 {
     const char *base = t_tmp("base.gguf"), *pa = t_tmp("a.gguf"), *pb = t_tmp("b.gguf");
