@@ -104,7 +104,9 @@ static inline void kl_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t
 /* Activation layouts (Kiln's own, in matmul scratch; every ISA writes the same bytes).
  * A row of n activations quantized for the dot, 64-byte aligned, kl_act_row_bytes() long:
  *   KL_Q8_0: int8 qs[n]; float d[n/32] (fp16-rounded, as llama.cpp's block_q8_0 holds it);
- *            int32 s[n/32] (sum of the block's qs, for unsigned-times-signed int8 dots).
+ *            int32 c[n/32]: -128 * the sum of the block's qs, the term that takes the +128 bias
+ *            out of unsigned (w + 128) times signed int8 dots, ready to start their int32
+ *            accumulator from memory (biases 8 and 16: c / 16, c / 8, exact shifts).
  *   KL_Q8_1: the Q8_0 row, then float s[n/32]: fp16(amax/127 * sum of the block's qs), the
  *            min term of Q4_1/Q5_1 dots (llama.cpp's block_q8_1.s).
  *   KL_Q8_K: int8 qs[n]; float d[n/256]; int16 bsums[n/16] (sums of 16 qs), llama.cpp's q8_K.
@@ -114,7 +116,7 @@ static inline const float *kl_act_q8_0_d(const void *row, int64_t n)
 {
     return (const float *)((const uint8_t *)row + n);
 }
-static inline const int32_t *kl_act_q8_0_s(const void *row, int64_t n)
+static inline const int32_t *kl_act_q8_0_c(const void *row, int64_t n)
 {
     return (const int32_t *)((const uint8_t *)row + n + 4 * (n / KL_QK));
 }

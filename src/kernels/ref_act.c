@@ -31,7 +31,7 @@ void kl_ref_quant_act_q8_0(const float *x, void *dst, int64_t n)
 {
     int8_t *qs = dst;
     float *d = (float *)((uint8_t *)dst + n);
-    int32_t *s = (int32_t *)(d + n / KL_QK);
+    int32_t *c = (int32_t *)(d + n / KL_QK);
     for (int64_t i = 0; i < n / KL_QK; i++, x += KL_QK, qs += KL_QK) {
         float amax = 0.0f;
         for (int j = 0; j < KL_QK; j++)
@@ -46,7 +46,7 @@ void kl_ref_quant_act_q8_0(const float *x, void *dst, int64_t n)
             qs[j] = (int8_t)q;
             sum += q;
         }
-        s[i] = sum;
+        c[i] = -128 * sum;
     }
 }
 

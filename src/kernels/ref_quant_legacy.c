@@ -142,13 +142,13 @@ static void q5_1_dequant(const void *src, float *y, int64_t n)
  * written by q8_0 (any ISA's: they are bit-identical). */
 void kl_act_q8_1_finish(const float *x, void *dst, int64_t n)
 {
-    const int32_t *sum = kl_act_q8_0_s(dst, n);
+    const int32_t *c = kl_act_q8_0_c(dst, n);
     float *s = (float *)kl_act_q8_1_s(dst, n);
     for (int64_t i = 0; i < n / KL_QK; i++, x += KL_QK) {
         float amax = 0.0f;
         for (int j = 0; j < KL_QK; j++)
             amax = fmaxf(amax, fabsf(x[j]));
-        s[i] = kl_fp16_to_fp32(kl_fp32_to_fp16(amax / 127.0f * (float)sum[i]));
+        s[i] = kl_fp16_to_fp32(kl_fp32_to_fp16(amax / 127.0f * (float)(c[i] / -128)));
     }
 }
 

@@ -108,7 +108,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
     _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
     {
         const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;
-        aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_0_d(a, n), ai[k] = kl_act_q8_0_s(a, n);
+        aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_0_d(a, n), ai[k] = kl_act_q8_0_c(a, n);
         as[k] = has_m(K) ? kl_act_q8_1_s(a, n) : NULL;
         out[k] = _mm512_setzero_ps();
     }
@@ -138,7 +138,8 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
         _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
         {
             const int8_t *a = aq[k] + j * KL_QK;
-            __m512i acc = K == Q50 ? _mm512_set1_epi32(-16 * ai[k][j]) : _mm512_setzero_si512();
+            __m512i acc =
+                K == Q50 ? _mm512_set1_epi32(ai[k][j] >> 3) /* -16 sum */ : _mm512_setzero_si512();
             /* w[q]: columns 4q..4q+3 (q < 4) and 16 + 4(q - 4).. */
             _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) acc =
                 _mm512_dpbusd_epi32(acc, w[q], bcast4(a + (q < 4 ? 4 * q : 16 + 4 * (q - 4))));

@@ -13,7 +13,7 @@ void kl_avx512_quant_act_q8_0(const float *x, void *dst, int64_t n)
 {
     int8_t *qs = dst;
     float *d = (float *)((uint8_t *)dst + n);
-    int32_t *s = (int32_t *)(d + n / KL_QK);
+    int32_t *c = (int32_t *)(d + n / KL_QK);
     for (int64_t i = 0; i < n / KL_QK; i++, x += KL_QK, qs += KL_QK) {
         __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
@@ -24,6 +24,6 @@ void kl_avx512_quant_act_q8_0(const float *x, void *dst, int64_t n)
         __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, vid));
         _mm_storeu_si128((__m128i *)qs, _mm512_cvtsepi32_epi8(qa));
         _mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtsepi32_epi8(qb));
-        s[i] = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+        c[i] = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
     }
 }
