@@ -126,8 +126,20 @@ typedef struct kb_summary {
     double req_per_s, out_tok_per_s, in_tok_per_s, goodput_rps, good_fraction;
     int64_t in_tokens, out_tokens;
     int usage_missing; /* successful requests without a usage object */
+    int64_t chunks;    /* SSE chunks with text of the successful requests */
     kb_pct ttft, tpot, itl, e2e;
 } kb_summary;
+
+/* A speculating server's vLLM counters (vllm:spec_decode_num_drafts_total, _num_draft_tokens_
+ * total, _num_accepted_tokens_total, summed over their label sets), or their growth over a run. */
+typedef struct kb_spec {
+    bool present; /* the endpoint's /metrics has them (a server without speculation has not) */
+    double drafts, draft_tokens, accepted;
+} kb_spec;
+
+/* Reads the counters from a Prometheus text exposition (hostile: any line that does not parse
+ * is skipped). Returns true when all three were found. */
+bool kb_spec_parse(const char *text, kb_spec *out);
 
 /* Runs the load described by c to the end (requests, duration, or both). Returns 0 with r
  * filled (caller frees with kb_result_free), or a negative code for a setup failure (bad

@@ -139,3 +139,12 @@ int kb_http_post(struct event_base *base, const kb_target *t, const char *api_ke
 {
     return http_call(base, t, api_key, path, json, body);
 }
+
+void kb_probe_spec(struct event_base *base, const kb_target *t, const char *api_key, kb_spec *out)
+{
+    char *body;
+    int status = http_call(base, t, api_key, "/metrics", NULL, &body);
+    memset(out, 0, sizeof *out);
+    if (status == 200 && body) kb_spec_parse(body, out);
+    free(body);
+}

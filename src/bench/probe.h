@@ -14,4 +14,7 @@ int kb_probe_model(struct event_base *base, const kb_target *t, const char *api_
  * HTTP status (0: no answer) and the body in *body (caller frees; NULL if none). */
 int kb_http_post(struct event_base *base, const kb_target *t, const char *api_key, const char *path,
                  const char *json, char **body);
+/* GET /metrics on t (5 s at most) and reads its speculative decoding counters into out
+ * (out->present false when there are none or no answer). */
+void kb_probe_spec(struct event_base *base, const kb_target *t, const char *api_key, kb_spec *out);
 #endif

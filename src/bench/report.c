@@ -47,15 +47,16 @@ json_t *kb_summary_json(const kb_summary *s)
     json_t *errs = json_object();
     for (int k = 1; k < KB_N_STATUS; k++)
         json_object_set_new(errs, kb_status_name((kb_status)k), json_integer(s->errors[k]));
-    return json_pack("{s:i, s:i, s:i, s:o, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:i, "
+    return json_pack("{s:i, s:i, s:i, s:o, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:i, s:I, "
                      "s:o, s:o, s:o, s:o}",
                      "requests", s->n, "ok", s->n_ok, "good", s->n_good, "errors", errs,
                      "duration_s", s->duration_s, "req_per_s", s->req_per_s, "output_tok_per_s",
                      s->out_tok_per_s, "input_tok_per_s", s->in_tok_per_s, "goodput_req_per_s",
                      s->goodput_rps, "good_fraction", s->good_fraction, "input_tokens",
                      (json_int_t)s->in_tokens, "output_tokens", (json_int_t)s->out_tokens,
-                     "usage_missing", s->usage_missing, "ttft_ms", pct_json(&s->ttft), "tpot_ms",
-                     pct_json(&s->tpot), "itl_ms", pct_json(&s->itl), "e2e_ms", pct_json(&s->e2e));
+                     "usage_missing", s->usage_missing, "chunks", (json_int_t)s->chunks, "ttft_ms",
+                     pct_json(&s->ttft), "tpot_ms", pct_json(&s->tpot), "itl_ms", pct_json(&s->itl),
+                     "e2e_ms", pct_json(&s->e2e));
 }
 
 /* A latency as JSON: null when it was never reached (-1). */

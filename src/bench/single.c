@@ -1,7 +1,10 @@
 /* bench/single.c: `kiln bench` without --sweep: one run, its table and results.json. */
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "bench/probe.h"
 #include "bench/report.h"
 #include "bench/sweep.h"
 #include "bench/vocab.h"
@@ -65,6 +68,36 @@ static json_t *print_by_model(FILE *f, const kb_result *r, const kb_config *c, i
     return j;
 }
 
+/* Each target's speculative decoding counters (from its /metrics; none: not present). */
+static void probe_spec(const kb_config *c, kb_spec *out)
+{
+    struct event_base *base = event_base_new();
+    for (int t = 0; t < c->n_targets; t++) {
+        memset(&out[t], 0, sizeof out[t]);
+        if (base) kb_probe_spec(base, &c->target[t], c->api_key, &out[t]);
+    }
+    if (base) event_base_free(base);
+}
+
+/* What a speculating server did over the run (its counters' growth; they count every
+ * client's requests, so the figures are the run's only on a server no one else uses): printed
+ * and returned as JSON, or JSON null when the server has no such counters. */
+static json_t *print_spec(FILE *f, const kb_spec *a, const kb_spec *b, const kb_summary *s)
+{
+    if (!a->present || !b->present) return json_null();
+    double drafts = b->drafts - a->drafts, tokens = b->draft_tokens - a->draft_tokens,
+           accepted = b->accepted - a->accepted;
+    double rate = tokens > 0 ? accepted / tokens : 0, mal = drafts > 0 ? 1 + accepted / drafts : 1;
+    double per_chunk = s->chunks > 0 ? (double)s->out_tokens / (double)s->chunks : 0;
+    fprintf(f,
+            "speculation (server counters over the run): drafts %.0f, draft tokens %.0f, "
+            "accepted %.0f (%.1f%%), mean accepted length %.2f; %.2f tokens per chunk\n",
+            drafts, tokens, accepted, 100 * rate, mal, per_chunk);
+    return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "drafts", drafts, "draft_tokens", tokens,
+                     "accepted_tokens", accepted, "acceptance_rate", rate, "mean_accepted_length",
+                     mal, "tokens_per_chunk", per_chunk);
+}
+
 /* Not one request of target t succeeded: an error naming how they failed (err filled). */
 int kb_no_success(const kb_config *c, int t, const kb_summary *s, kl_err *err)
 {
@@ -83,9 +116,12 @@ int kb_bench_main(const kb_config *cfg, const char *out, kl_err *err)
     kb_config run = *cfg, *c = &run;
     kb_vocab vocab;
     kb_vocab_setup(c, &vocab);
+    kb_spec spec0[2], spec[2];
+    probe_spec(c, spec0);
     kb_result r;
     int rc = kb_run(c, &r, err);
     if (rc) return rc;
+    probe_spec(c, spec);
     kb_summary s[2];
     json_t *root = json_object();
     json_object_set_new(root, "config", kb_config_json(c));
@@ -98,7 +134,9 @@ int kb_bench_main(const kb_config *cfg, const char *out, kl_err *err)
         snprintf(title, sizeof title, "%s (model %s, %s)", c->target[t].url, r.model_names[t][0],
                  c->concurrency > 0 ? "closed loop" : "Poisson arrivals");
         kb_print_summary(stdout, title, &s[t], c);
-        json_object_set_new(root, t ? "summary_vs" : "summary", kb_summary_json(&s[t]));
+        json_t *sj = kb_summary_json(&s[t]);
+        json_object_set_new(sj, "spec_decode", print_spec(stdout, &spec0[t], &spec[t], &s[t]));
+        json_object_set_new(root, t ? "summary_vs" : "summary", sj);
         if (c->n_models > 1) {
             json_t *bm = print_by_model(stdout, &r, c, t);
             if (bm) json_object_set_new(root, t ? "by_model_vs" : "by_model", bm);

@@ -93,6 +93,7 @@ int kb_summarize(const kb_result *r, int target, double slo_ttft_ms, double slo_
         if (!q->usage) s->usage_missing++;
         s->in_tokens += in > 0 ? in : 0;
         s->out_tokens += out > 0 ? out : 0;
+        s->chunks += q->chunks;
     }
     for (int i = 0; i < r->n_itl; i++)
         if (r->itl_target[i] == target) itl[n_itl++] = r->itl[i];
@@ -111,4 +112,52 @@ int kb_summarize(const kb_result *r, int target, double slo_ttft_ms, double slo_
     }
     s->good_fraction = s->n ? (double)s->n_good / s->n : 0;
     return 0;
+}
+
+/* The value of a sample line "NAME{labels} VALUE" or "NAME VALUE" when it is one of name's
+ * samples; false otherwise (another metric, a comment, something that does not parse). */
+static bool sample_of(const char *line, size_t len, const char *name, double *v)
+{
+    size_t n = strlen(name);
+    if (len <= n || memcmp(line, name, n) || (line[n] != '{' && line[n] != ' ')) return false;
+    const char *p = line + n, *end = line + len;
+    if (*p == '{') {
+        while (p < end && *p != '}') /* label values may not hold '}' unescaped in ours */
+            p++;
+        if (p == end) return false;
+        p++;
+    }
+    if (p == end || *p != ' ') return false;
+    char num[64];
+    size_t k = (size_t)(end - p - 1);
+    if (k == 0 || k >= sizeof num) return false;
+    memcpy(num, p + 1, k);
+    num[k] = 0;
+    char *e;
+    double x = strtod(num, &e);
+    if (*e || !(x >= 0) || x > 1e18) return false; /* counters: finite, not negative */
+    *v = x;
+    return true;
+}
+
+bool kb_spec_parse(const char *text, kb_spec *out)
+{
+    static const char *const names[3] = {"vllm:spec_decode_num_drafts_total",
+                                         "vllm:spec_decode_num_draft_tokens_total",
+                                         "vllm:spec_decode_num_accepted_tokens_total"};
+    double sum[3] = {0};
+    bool seen[3] = {false};
+    for (const char *p = text; p && *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        for (int i = 0; i < 3; i++) {
+            double v;
+            if (sample_of(p, len, names[i], &v)) sum[i] += v, seen[i] = true;
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    memset(out, 0, sizeof *out);
+    out->present = seen[0] && seen[1] && seen[2];
+    if (out->present) out->drafts = sum[0], out->draft_tokens = sum[1], out->accepted = sum[2];
+    return out->present;
 }

@@ -3,7 +3,10 @@
 // the acceptance in the request log line, and a bad --spec refused at start.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import OpenAI from 'openai';
 import { startServer, stopServer, haveStories, stories, kilnBin } from './serverutil.mjs';
 import { needs } from './prereq.mjs';
@@ -113,6 +116,52 @@ describe('kiln serve --spec ngram', { skip }, () => {
     assert.ok(kept.some((k) => Number(k[2]) > 0));
     assert.ok(!plain.log().includes('spec_draft_tokens'));
   });
+});
+
+// kiln bench against a speculating server beside a plain one (--vs: the same prompts, requests
+// alternating): the same output tokens, the spec line and results.json's spec_decode from the
+// server's counters over the run (a fresh server: exactly its /metrics totals), none for the
+// plain server, and the output tokens per SSE chunk.
+test('kiln bench against a speculating server reports its acceptance', { skip }, async () => {
+  const args = ['-m', stories, '-t', '1', '--ctx', '512', '--served-model-name', 'stories'];
+  const plain = await startServer(args);
+  const spec = await startServer([...args, '--spec', 'ngram:k=6,min=1,fixed']);
+  const dir = mkdtempSync(path.join(tmpdir(), 'kiln-spec-bench-'));
+  // input-grounded prompts (ShareGPT form), so drafts are kept even at temperature 1
+  const dataset = path.join(dir, 'prompts.json');
+  writeFileSync(dataset, JSON.stringify(prompts.map((p) => ({ conversations: [
+    { from: 'human', value: `${p} ${p} ${p}` }, { from: 'gpt', value: 'x' }] }))));
+  try {
+    const r = await new Promise((resolve) => {
+      execFile(kilnBin, ['bench', '--url', plain.url, '--vs', spec.url, '--quiet', '--out', dir,
+        '--requests', '12', '--concurrency', '2', '--dataset', dataset, '--output-len', '40'],
+      { timeout: 120000 }, (e, stdout, stderr) => resolve({ code: e ? e.code : 0, stdout, stderr }));
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.split('\n').filter((l) => l.startsWith('speculation (server counters'));
+    assert.equal(lines.length, 1, r.stdout);
+    const j = JSON.parse(readFileSync(path.join(dir, 'results.json'), 'utf8'));
+    assert.equal(j.summary.spec_decode, null);
+    assert.equal(j.summary.ok, 12);
+    assert.equal(j.summary_vs.ok, 12);
+    assert.equal(j.summary_vs.output_tokens, 12 * 40);
+    assert.equal(j.summary_vs.output_tokens, j.summary.output_tokens);
+    const sd = j.summary_vs.spec_decode;
+    const m = await metrics(spec.url);
+    assert.equal(sd.drafts, m.get('vllm:spec_decode_num_drafts_total'));
+    assert.equal(sd.draft_tokens, m.get('vllm:spec_decode_num_draft_tokens_total'));
+    assert.equal(sd.accepted_tokens, m.get('vllm:spec_decode_num_accepted_tokens_total'));
+    assert.ok(sd.accepted_tokens > 0 && sd.accepted_tokens < sd.draft_tokens, JSON.stringify(sd));
+    const near = (a, b) => Math.abs(a - b) <= 1e-7 * b; // results.json holds 8 digits
+    assert.ok(near(sd.mean_accepted_length, 1 + sd.accepted_tokens / sd.drafts), JSON.stringify(sd));
+    assert.ok(near(sd.tokens_per_chunk, j.summary_vs.output_tokens / j.summary_vs.chunks));
+    console.log(lines[0]);
+    assert.match(lines[0], new RegExp(`accepted ${sd.accepted_tokens} \\(`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal((await stopServer(plain)).code, 0, plain.log());
+    assert.equal((await stopServer(spec)).code, 0, spec.log());
+  }
 });
 
 test('a bad --spec is refused at start, naming the setting', () => {

@@ -239,3 +239,35 @@ TEST(bench_target_parse)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         T_EQ(kb_target_parse(&t, bad[i], &err), KL_EINVAL);
 }
+
+/* A speculating server's counters: summed over label sets (two models), other metrics and
+ * comments ignored, a line that does not parse skipped; one counter missing: not present. */
+TEST(bench_spec_counters_from_metrics_text)
+{
+    const char *text =
+        "# HELP vllm:spec_decode_num_drafts_total Number of spec decoding drafts.\n"
+        "# TYPE vllm:spec_decode_num_drafts_total counter\n"
+        "vllm:spec_decode_num_drafts_total{model_name=\"a\"} 10\n"
+        "vllm:spec_decode_num_drafts_total{model_name=\"b\"} 5\n"
+        "vllm:spec_decode_num_drafts_total_extra 1000\n"
+        "vllm:spec_decode_num_draft_tokens_total{model_name=\"a\"} 40\n"
+        "vllm:spec_decode_num_draft_tokens_total{model_name=\"b\"} 2e1\n"
+        "vllm:spec_decode_num_accepted_tokens_total{model_name=\"a\"} 12\n"
+        "vllm:spec_decode_num_accepted_tokens_total{model_name=\"b\"} 3\n"
+        "vllm:spec_decode_num_accepted_tokens_total{model_name=\"c\"} -4\n"
+        "vllm:spec_decode_num_accepted_tokens_total{model_name=\"d\"} 7 junk\n"
+        "vllm:spec_decode_num_accepted_tokens_total{model_name=\"e\" 9\n"
+        "vllm:spec_decode_num_accepted_tokens_per_pos{model_name=\"a\",position=\"0\"} 8\n"
+        "vllm:num_requests_running{model_name=\"a\"} 3";
+    kb_spec s;
+    T_ASSERT(kb_spec_parse(text, &s));
+    T_ASSERT(s.present);
+    T_NEAR(s.drafts, 15, 0);
+    T_NEAR(s.draft_tokens, 60, 0);
+    T_NEAR(s.accepted, 15, 0);
+    T_ASSERT(!kb_spec_parse("vllm:spec_decode_num_drafts_total 1\n"
+                            "vllm:spec_decode_num_draft_tokens_total 2\n",
+                            &s));
+    T_ASSERT(!s.present);
+    T_ASSERT(!kb_spec_parse("", &s));
+}
