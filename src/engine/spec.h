@@ -49,6 +49,13 @@ void spec_cost_observe(spec_cost *c, int n, double secs);
 /* Predicted time of a decode step of n tokens. */
 double spec_cost_at(const spec_cost *c, int n);
 
+/* Folds a drafting pass of n tokens over ns sequences, secs long, into the moving average
+ * *pass_s (0: none yet). Only decode-shaped passes count (at most 2 tokens a sequence): a
+ * first pass that feeds a new sequence's whole prompt to a draft model is that prompt's
+ * one-time prefill; priced as a pass, it made every later pass look so dear that drafting
+ * stopped for good (a draft model never drafted after one warm-up request). */
+void spec_pass_observe(double *pass_s, int n, int ns, double secs);
+
 typedef struct spec_grant_in {
     const spec_cost *cost;
     double draft_pass_s; /* time of one drafting pass (0: n-gram, or not measured yet) */

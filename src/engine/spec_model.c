@@ -22,8 +22,6 @@
 #include "base/log.h"
 #include "engine/internal.h"
 
-#define PASS_GAIN 0.2 /* weight of the latest drafting pass in its moving average */
-
 static int32_t argmax(const float *row, int n)
 {
     int32_t best = 0;
@@ -86,8 +84,6 @@ void spec_model_propose(engine *e, int nc)
     int most = 0;
     for (int i = 0; i < nc; i++)
         if (x->cand[i]->spec.n_draft > most) most = x->cand[i]->spec.n_draft;
-    double t0 = kl_now_s();
-    int passes = 0;
     for (int j = 0; j < most; j++) {
         int n = 0, ns = 0, fed = 0;
         for (int i = 0; i < nc; i++) {
@@ -110,6 +106,7 @@ void spec_model_propose(engine *e, int nc)
                          .lora = x->b_lora,
                          .n_layers = skip ? x->cfg.skip_layers : 0};
         kl_err err;
+        double t0 = kl_now_s();
         if (model_forward(dm, e->workers, kv, &b, x->logits, &err)) {
             kl_warn("engine: drafting pass failed: %s", err.msg);
             for (int i = 0; i < nc; i++)
@@ -118,17 +115,12 @@ void spec_model_propose(engine *e, int nc)
                 x->fed[k]->spec.n_computed = 0; /* its draft cache is in doubt: start again */
             break;
         }
-        passes++;
+        spec_pass_observe(&x->draft_pass_s, n, ns, kl_now_s() - t0);
         for (int k = 0; k < fed; k++) {
             eng_seq *s = x->fed[k];
             s->tokens[s->n_tokens + j] = argmax(x->logits + (size_t)k * nv, (int)nv);
             if (!skip) s->spec.n_computed = s->n_tokens + j;
         }
-    }
-    if (passes) {
-        double per = (kl_now_s() - t0) / passes;
-        x->draft_pass_s =
-            x->draft_pass_s > 0 ? x->draft_pass_s + PASS_GAIN * (per - x->draft_pass_s) : per;
     }
 }
 

@@ -37,6 +37,15 @@ double spec_cost_at(const spec_cost *c, int n)
     return (a > 0 ? a : 0) + b * n;
 }
 
+#define PASS_GAIN 0.2 /* weight of the latest drafting pass in its moving average */
+#define PASS_ROWS 2   /* a decode-shaped pass: at most this many tokens a sequence */
+
+void spec_pass_observe(double *pass_s, int n, int ns, double secs)
+{
+    if (ns <= 0 || n > PASS_ROWS * ns) return;
+    *pass_s = *pass_s > 0 ? *pass_s + PASS_GAIN * (secs - *pass_s) : secs;
+}
+
 /* The candidate with the best next draft (rate^(nd + 1)), or -1 when none may take one. */
 static int best_next(const spec_grant_in *in, const int *nd, double *g)
 {

@@ -143,6 +143,20 @@ TEST(spec_grant_follows_cost_and_acceptance)
     /* a model drafter's passes count: a pass as dear as the step stops drafting */
     in = (spec_grant_in){&mem, 0.010, false, 1, 32, 1, hi, avail};
     T_EQ(spec_grant(&in, nd), 0);
+    /* the pass cost comes from decode-shaped passes: a new sequence's prompt fed to the draft
+     * model (300 tokens, as long as 30 steps) is not one, and would have stopped drafting */
+    double pass = 0;
+    spec_pass_observe(&pass, 300, 1, 0.300);
+    T_NEAR(pass, 0, 0);
+    spec_pass_observe(&pass, 2, 2, 0.001);
+    T_NEAR(pass, 0.001, 0);
+    spec_pass_observe(&pass, 290, 3, 0.300);
+    spec_pass_observe(&pass, 0, 0, 0.300);
+    T_NEAR(pass, 0.001, 0);
+    spec_pass_observe(&pass, 4, 2, 0.002);
+    T_NEAR(pass, 0.0012, 1e-12);
+    in = (spec_grant_in){&mem, pass, false, 1, 32, 1, hi, avail};
+    T_ASSERT(spec_grant(&in, nd) > 0);
 }
 
 /* ---- whole engines ---- */
