@@ -176,7 +176,12 @@ static void handle_event(srv *s, srv_ev *e)
         }
         /* an abort or an error is no finish_reason: call_complete sends an error instead */
         bool failed = ev->finish == ENGINE_FINISH_ABORT || ev->finish == ENGINE_FINISH_ERROR;
-        if (live && c->r.stream) {
+        if (live && c->r.stream && c->r.tool_choice != SRV_TOOL_NONE) {
+            if (!c->started) srv_stream_start(c);
+            evbuffer_add(ch->text, ev->text, ev->text_len); /* held: it may be a call */
+            if (ev->text_len) srv_stream_tool_text(c, idx);
+            if (ev->finish != ENGINE_RUNNING && !failed) srv_stream_tool_end(c, idx, ev->finish);
+        } else if (live && c->r.stream) {
             if (!c->started) srv_stream_start(c);
             json_t *lp = NULL;
             if (c->r.sp.logprobs >= 0 && ev->token >= 0) {

@@ -102,6 +102,8 @@ typedef struct srv_choice {
     size_t text_off;
     int finish; /* engine_finish */
     int n_tokens;
+    size_t sent;  /* streaming with tools: bytes of text sent as content */
+    bool holding; /* streaming with tools: a call has begun (held, or named: sent as arguments) */
 } srv_choice;
 
 struct srv_call {
@@ -207,6 +209,16 @@ void srv_stream_start(srv_call *c);
 /* One streamed chunk for choice idx: text (may be empty), logprobs (or NULL), finish. */
 void srv_stream_choice(srv_call *c, int idx, const char *text, size_t len, json_t *lp, int finish,
                        bool role);
+
+/* server/toolshape.c: tool calls in answers (the parsing is server/tools.c) */
+/* The calls of choice idx's finished text t[0..len) as OpenAI's tool_calls list, or NULL
+ * when the request has no tools or the text holds no call; *content_len as srv_tools_parse. */
+json_t *srv_tool_calls_json(const srv_call *c, int idx, const char *t, size_t len,
+                            size_t *content_len);
+/* Streaming with tools: choice idx's new text ev_text (already appended to its text). */
+void srv_stream_tool_text(srv_call *c, int idx);
+/* Streaming with tools: choice idx finished (finish: engine_finish, not an error). */
+void srv_stream_tool_end(srv_call *c, int idx, int finish);
 
 /* server/accesslog.c */
 void srv_log_call(const srv_call *c, double now);

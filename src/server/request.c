@@ -448,18 +448,10 @@ int srv_req_parse(srv_req *r, srv_kind kind, const char *body, size_t len, int n
             goto fail;
         }
         if (lp) r->logprobs = rc ? (int)v : 0;
-        /* tool calling is not implemented: a request that asks for it must not get a plain
-         * text answer as if it had been honoured */
-        static const char *const tool_keys[] = {"tools", "tool_choice", "functions",
-                                                "function_call"};
-        for (size_t k = 0; k < sizeof tool_keys / sizeof tool_keys[0]; k++)
-            if (member(r, tool_keys[k])) {
-                net_fail(e, 400, tool_keys[k], "%s: tool calling is not supported", tool_keys[k]);
-                goto fail;
-            }
         r->n_prompts = 1;
     }
     if (srv_req_parse_grammar(r, e)) goto fail;
+    if (kind == SRV_CHAT && srv_req_parse_tools(r, e)) goto fail;
     if (r->n_prompts * r->n > SRV_MAX_CHOICES) {
         net_fail(e, 400, "n", "n: %d prompts x n = %d exceeds %d choices", r->n_prompts,
                  r->n_prompts * r->n, SRV_MAX_CHOICES);
@@ -521,15 +513,20 @@ fail:
     return -1;
 }
 
-/* Tokenizes text with flags into p->ids. */
+/* Tokenizes text with flags into p->ids; split: at the markers server/tools.c puts in client
+ * data (srv_tools_encode). */
 static int encode(srv_prompt *p, const tok *tk, const char *text, size_t len, unsigned flags,
-                  net_error *e)
+                  bool split, net_error *e)
 {
-    int64_t n = tok_encode(tk, text, len, flags, NULL, 0);
+    int64_t n = split ? srv_tools_encode(tk, text, len, flags, NULL, 0)
+                      : tok_encode(tk, text, len, flags, NULL, 0);
     if (n > (1 << 24)) return net_fail(e, 400, "prompt", "prompt: too many tokens");
     p->ids = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
     if (!p->ids) return net_fail(e, 503, "prompt", "out of memory");
-    tok_encode(tk, text, len, flags, p->ids, n);
+    if (split)
+        srv_tools_encode(tk, text, len, flags, p->ids, n);
+    else
+        tok_encode(tk, text, len, flags, p->ids, n);
     p->n_ids = (int)n;
     return 0;
 }
@@ -542,13 +539,25 @@ static int render_chat(srv_req *r, const tok *tk, const chat_tmpl *tmpl, net_err
                *eos_s = eos >= 0 ? tok_text(tk, eos) : "";
     char *text = NULL;
     kl_err err = {0};
-    int rc = chat_render(tmpl, r->msgs, r->n_msgs, true, bos_s, eos_s, &text, &err);
+    json_t *vars;
+    bool marked;
+    chat_tool_format fmt = chat_tmpl_tool_format(tmpl);
+    if (srv_tools_vars(r, tk, fmt, false, &vars, &marked, e)) return -1;
+    int rc = vars ? chat_render_ex(tmpl, NULL, 0, true, bos_s, eos_s, vars, &text, &err)
+                  : chat_render(tmpl, r->msgs, r->n_msgs, true, bos_s, eos_s, &text, &err);
+    json_decref(vars);
+    if (rc == KL_EINVAL && vars && fmt == CHAT_TOOLS_NONE && r->tools) {
+        /* the template refused Kiln's system turn (Gemma's do): the tools in a user turn */
+        if (srv_tools_vars(r, tk, fmt, true, &vars, &marked, e)) return -1;
+        rc = chat_render_ex(tmpl, NULL, 0, true, bos_s, eos_s, vars, &text, &err);
+        json_decref(vars);
+    }
     if (rc) return net_fail(e, rc == KL_ENOMEM ? 503 : 400, "messages", "messages: %s", err.msg);
     unsigned flags = TOK_PARSE_SPECIAL;
     /* the template usually writes BOS itself; add it only when it did not and the model wants it */
     if (r->add_special && tok_wants_bos(tk) && bos >= 0 && strncmp(text, bos_s, strlen(bos_s)))
         flags |= TOK_ADD_BOS;
-    rc = encode(&r->prompts[0], tk, text, strlen(text), flags, e);
+    rc = encode(&r->prompts[0], tk, text, strlen(text), flags, marked, e);
     free(text);
     return rc;
 }
@@ -566,8 +575,8 @@ int srv_req_tokenize(srv_req *r, const tok *tk, const chat_tmpl *tmpl, int n_ctx
         unsigned flags =
             TOK_PARSE_SPECIAL | (r->add_special && tok_wants_bos(tk) ? TOK_ADD_BOS : 0);
         for (int i = 0; i < r->n_prompts; i++)
-            if (!r->prompts[i].ids &&
-                encode(&r->prompts[i], tk, r->prompts[i].text, r->prompts[i].text_len, flags, e))
+            if (!r->prompts[i].ids && encode(&r->prompts[i], tk, r->prompts[i].text,
+                                             r->prompts[i].text_len, flags, false, e))
                 return -1;
     }
     if (n_ctx <= 0) return 0; /* /tokenize: no context check */

@@ -23,6 +23,14 @@
 
 typedef enum srv_kind { SRV_COMPLETIONS, SRV_CHAT, SRV_EMBEDDINGS } srv_kind;
 
+/* tool_choice (server/tools.c) */
+typedef enum srv_tool_choice {
+    SRV_TOOL_NONE,     /* no tools, or "none": plain text */
+    SRV_TOOL_AUTO,     /* the model may call: its text is parsed for calls */
+    SRV_TOOL_REQUIRED, /* constrained to a list of one or more calls */
+    SRV_TOOL_NAMED,    /* constrained to the arguments of tool_name */
+} srv_tool_choice;
+
 typedef struct srv_prompt {
     const char *text; /* borrowed from the JSON (NULL when given as token ids) */
     size_t text_len;
@@ -58,6 +66,12 @@ typedef struct srv_req {
     char *gram_src; /* malloc'd source (a schema or choices as compact JSON), "" for JSON */
     size_t gram_len;
     const char *gram_param; /* the parameter it came from (static), for errors */
+    /* tool calling (server/tools.c) */
+    json_t *tools; /* borrowed from root: the checked list, or NULL */
+    srv_tool_choice tool_choice;
+    const char *tool_name; /* SRV_TOOL_NAMED: the function */
+    bool parallel_tools;   /* parallel_tool_calls (default true) */
+    bool tool_history;     /* a message carries tool_calls or answers one */
 } srv_req;
 
 /* Parses and validates body[0..len) as a request of kind. Returns 0 with *r filled (free it
@@ -83,6 +97,29 @@ void srv_req_free(srv_req *r); /* leaves *r zeroed; a zeroed r is fine */
 /* server/structured.c: response_format, guided_*, json_schema, grammar into r->gram_*.
  * Returns 0, or -1 with e filled (r left for srv_req_free). */
 int srv_req_parse_grammar(srv_req *r, net_error *e);
+/* server/tools.c: tools, tool_choice, parallel_tool_calls and the messages' tool_calls /
+ * tool_call_id (after the messages are parsed). required or a named function sets the
+ * grammar (param "tools"). Returns 0, or -1 with e filled. */
+int srv_req_parse_tools(srv_req *r, net_error *e);
+/* The template's variables for a request with tools or tool history ({"tools", "messages"};
+ * NULL when it has neither), every client string in them defused (*marked when one had a
+ * special token's text: tokenize with srv_tools_encode then). in_user: Kiln's own tool prompt
+ * (fmt CHAT_TOOLS_NONE) goes in a user turn of its own, for templates that refuse a system
+ * turn. */
+int srv_tools_vars(const srv_req *r, const tok *tk, chat_tool_format fmt, bool in_user,
+                   json_t **vars, bool *marked, net_error *e);
+/* tok_encode of a rendered prompt, split at the markers srv_tools_vars put in client data. */
+int64_t srv_tools_encode(const tok *tk, const char *text, size_t len, unsigned flags, int32_t *out,
+                         int64_t cap);
+/* The calls in a finished output t[0..len): a list of {name, arguments (JSON text)}, empty
+ * when there are none; *content_len: the bytes of t that are the message's content. */
+json_t *srv_tools_parse(const srv_req *r, const char *t, size_t len, size_t *content_len);
+/* Streaming: how many bytes of the output so far t[0..len) may go out as content now (the
+ * rest may be or become a call). Sets *holding once a call has begun (then returns 0). */
+size_t srv_tools_hold(const srv_req *r, const char *t, size_t len, bool *holding);
+/* A call's id ("call_" + 24 letters and digits; 9 for Mistral's template), from seed, k. */
+void srv_tool_call_id(char *out, size_t cap, const char *seed, int k, chat_tool_format fmt);
+
 /* Sets the request's one language (src copied); a second one is a 400 naming param. */
 int srv_req_set_grammar(srv_req *r, const char *param, gram_kind kind, const char *src, size_t len,
                         net_error *e);

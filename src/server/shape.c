@@ -131,14 +131,21 @@ void srv_send_final_json(srv_call *c, struct evhttp_request *req)
         size_t len = evbuffer_get_length(ch->text);
         const char *t = len ? (const char *)evbuffer_pullup(ch->text, -1) : "";
         json_t *o = json_pack("{s:i}", "index", i);
-        if (c->r.kind == SRV_CHAT)
-            json_object_set_new(
-                o, "message",
-                json_pack("{s:s, s:o}", "role", "assistant", "content", net_json_text(t, len)));
-        else
+        size_t content_len = len;
+        json_t *calls = ch->finish == ENGINE_FINISH_STOP
+                            ? srv_tool_calls_json(c, i, t, len, &content_len)
+                            : NULL;
+        if (c->r.kind == SRV_CHAT) {
+            json_t *m =
+                json_pack("{s:s, s:o}", "role", "assistant", "content",
+                          calls && !content_len ? json_null() : net_json_text(t, content_len));
+            if (calls) json_object_set_new(m, "tool_calls", calls);
+            json_object_set_new(o, "message", m);
+        } else {
             json_object_set_new(o, "text", net_json_text(t, len));
+        }
         json_object_set_new(o, "logprobs", srv_lp_wrap(c, json_incref(ch->lp)));
-        const char *fn = srv_finish_name(ch->finish);
+        const char *fn = calls ? "tool_calls" : srv_finish_name(ch->finish);
         json_object_set_new(o, "finish_reason", fn ? json_string(fn) : json_null());
         json_array_append_new(choices, o);
     }

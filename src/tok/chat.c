@@ -12,7 +12,22 @@
 struct chat_tmpl {
     jinja_tmpl *j;
     char *name;
+    chat_tool_format tools;
 };
+
+static bool has(const char *src, size_t len, const char *what)
+{
+    return memmem(src, len, what, strlen(what)) != NULL;
+}
+
+/* A template that reads `tools` says how it wants calls written; the markers decide which. */
+static chat_tool_format tool_format(const char *src, size_t len)
+{
+    if (!has(src, len, "tools")) return CHAT_TOOLS_NONE;
+    if (has(src, len, "<tool_call>")) return CHAT_TOOLS_HERMES;
+    if (has(src, len, "[TOOL_CALLS]")) return CHAT_TOOLS_MISTRAL;
+    return CHAT_TOOLS_JSON;
+}
 
 /* Renders a normal conversation once. Returns 0, or the error of the render with
  * "<what>: fails on a normal conversation: ..." in err. A template that refuses a system
@@ -54,6 +69,7 @@ int chat_tmpl_parse(chat_tmpl **out, const char *src, size_t len, const char *wh
         free(t);
         return kl_errf(err, KL_ENOMEM, "%s: out of memory", what);
     }
+    t->tools = tool_format(src, len);
     int rc = jinja_parse(&t->j, src, len, what, err);
     if (!rc) rc = chat_probe(t, err);
     if (rc) {
@@ -136,6 +152,11 @@ void chat_tmpl_free(chat_tmpl *t)
     jinja_free(t->j);
     free(t->name);
     free(t);
+}
+
+chat_tool_format chat_tmpl_tool_format(const chat_tmpl *t)
+{
+    return t->tools;
 }
 
 const char *chat_tmpl_name(const chat_tmpl *t)

@@ -47,6 +47,15 @@ int chat_render_ex(const chat_tmpl *t, const chat_msg *msgs, int n, bool add_gen
                    const char *bos_token, const char *eos_token, const json_t *vars, char **out,
                    kl_err *err);
 
+/* How a template lays out tool calls (found in its source when it is parsed). */
+typedef enum chat_tool_format {
+    CHAT_TOOLS_NONE,    /* the template never reads `tools`: the server's own prompt (Hermes) */
+    CHAT_TOOLS_HERMES,  /* <tool_call>{"name", "arguments"}</tool_call> (Hermes, Qwen 2.5/3) */
+    CHAT_TOOLS_MISTRAL, /* [TOOL_CALLS][{"name", "arguments"}, ...] */
+    CHAT_TOOLS_JSON,    /* a bare {"name", "parameters"} object (Llama 3.1 / 3.2) */
+} chat_tool_format;
+chat_tool_format chat_tmpl_tool_format(const chat_tmpl *t);
+
 /* ---- built-in templates (tok/chat_builtin.c) ---- */
 /* The Jinja source of a built-in template, or NULL. */
 const char *chat_builtin_find(const char *name);

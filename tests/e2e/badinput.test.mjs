@@ -149,9 +149,8 @@ for (const target of ['kiln serve', 'kiln gateway']) describe(`bad input: ${targ
     ['chat: top_logprobs without logprobs', CHAT, { messages: [{ role: 'user', content: 'x' }], top_logprobs: 3 }, 400, 'top_logprobs'],
     ['chat: logprobs not a boolean', CHAT, { messages: [{ role: 'user', content: 'x' }], logprobs: 5 }, 400, 'logprobs'],
     ['chat: conversation over the context', CHAT, { messages: [{ role: 'user', content: 'Once upon a time. '.repeat(60) }] }, 400, 'messages'],
-    // tool calling is not implemented: asking for it is refused, never silently ignored
-    ['chat: tools', CHAT, { messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: {} } } }] }, 400, 'tools'],
-    ['chat: tool_choice', CHAT, { messages: [{ role: 'user', content: 'x' }], tool_choice: 'auto' }, 400, 'tool_choice'],
+    ['chat: a tool name that is no identifier', CHAT, { messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function', function: { name: 'get weather', parameters: { type: 'object', properties: {} } } }] }, 400, 'tools'],
+    ['chat: tool_choice without tools', CHAT, { messages: [{ role: 'user', content: 'x' }], tool_choice: 'auto' }, 400, 'tool_choice'],
     ['chat: functions (legacy)', CHAT, { messages: [{ role: 'user', content: 'x' }], functions: [{ name: 'f', parameters: {} }] }, 400, 'functions'],
     ['chat: function_call (legacy)', CHAT, { messages: [{ role: 'user', content: 'x' }], function_call: 'auto' }, 400, 'function_call'],
     ['chat: response_format of an unknown type', CHAT, { messages: [{ role: 'user', content: 'x' }], response_format: { type: 'yaml' } }, 400, 'response_format'],

@@ -142,7 +142,7 @@ TEST(server_request_rejects_with_param)
         {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[]}", "tools"},
         {SRV_CHAT,
          "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":"
-         "\"function\",\"function\":{\"name\":\"f\"}}]}",
+         "\"function\",\"function\":{\"name\":\"f g\"}}]}",
          "tools"},
         {SRV_CHAT,
          "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"auto\"}",
