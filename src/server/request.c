@@ -542,13 +542,13 @@ static int render_chat(srv_req *r, const tok *tk, const chat_tmpl *tmpl, net_err
     json_t *vars;
     bool marked;
     chat_tool_format fmt = chat_tmpl_tool_format(tmpl);
-    if (srv_tools_vars(r, tk, fmt, false, &vars, &marked, e)) return -1;
+    if (srv_tools_vars(r, tk, tmpl, false, &vars, &marked, e)) return -1;
     int rc = vars ? chat_render_ex(tmpl, NULL, 0, true, bos_s, eos_s, vars, &text, &err)
                   : chat_render(tmpl, r->msgs, r->n_msgs, true, bos_s, eos_s, &text, &err);
     json_decref(vars);
     if (rc == KL_EINVAL && vars && fmt == CHAT_TOOLS_NONE && r->tools) {
         /* the template refused Kiln's system turn (Gemma's do): the tools in a user turn */
-        if (srv_tools_vars(r, tk, fmt, true, &vars, &marked, e)) return -1;
+        if (srv_tools_vars(r, tk, tmpl, true, &vars, &marked, e)) return -1;
         rc = chat_render_ex(tmpl, NULL, 0, true, bos_s, eos_s, vars, &text, &err);
         json_decref(vars);
     }

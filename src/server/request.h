@@ -102,11 +102,12 @@ int srv_req_parse_grammar(srv_req *r, net_error *e);
  * grammar (param "tools"). Returns 0, or -1 with e filled. */
 int srv_req_parse_tools(srv_req *r, net_error *e);
 /* The template's variables for a request with tools or tool history ({"tools", "messages"};
- * NULL when it has neither), every client string in them defused (*marked when one had a
- * special token's text: tokenize with srv_tools_encode then). in_user: Kiln's own tool prompt
- * (fmt CHAT_TOOLS_NONE) goes in a user turn of its own, for templates that refuse a system
- * turn. */
-int srv_tools_vars(const srv_req *r, const tok *tk, chat_tool_format fmt, bool in_user,
+ * NULL when it has neither). A tool with a string that spells the prompt's markup (a control
+ * token, a user-defined token tm writes, a tag of Kiln's tool prompt) is a 400 naming tools;
+ * past calls' arguments that do are defused (*marked: tokenize with srv_tools_encode then).
+ * in_user: Kiln's own tool prompt (tm without tools support) goes in a user turn of its own,
+ * for templates that refuse a system turn. Returns 0, or -1 with e filled. */
+int srv_tools_vars(const srv_req *r, const tok *tk, const chat_tmpl *tm, bool in_user,
                    json_t **vars, bool *marked, net_error *e);
 /* tok_encode of a rendered prompt, split at the markers srv_tools_vars put in client data. */
 int64_t srv_tools_encode(const tok *tk, const char *text, size_t len, unsigned flags, int32_t *out,

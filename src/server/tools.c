@@ -16,10 +16,13 @@
  * write them, whose marker tokens are control tokens and print as nothing).
  *
  * Everything in the tools is data: names must match OpenAI's [a-zA-Z0-9_-]{1,64}, and a
- * string anywhere in a tool (a description, an enum value) that holds the text of one of
- * the vocabulary's special tokens (<|im_end|>, <tool_call> ...) gets a marker inside that
- * text, so the prompt's tokenizer (srv_tools_encode) splits it there: it is tokenized as
- * plain text and never becomes the token itself. */
+ * string anywhere in a tool (a description, a property name, an enum value) that spells one
+ * of the vocabulary's special tokens (<|im_end|>, <tool_call> ...: what the prompt's
+ * tokenizer would turn into that token) or one of the tags of Kiln's own tool prompt is a
+ * 400 naming `tools`: a tool cannot write the template's markup. Past calls' arguments in
+ * the history (the model's own output, sent back) are not refused but defused: such text
+ * gets a marker inside, so the prompt's tokenizer (srv_tools_encode) splits it there and
+ * it is tokenized as plain text, never as the token itself. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,32 +219,78 @@ int srv_req_parse_tools(srv_req *r, net_error *e)
 
 /* ---------------------------------------------------------------- the prompt ---- */
 
-/* The texts a client string must not spell: control tokens and <...> / [...] tokens. */
+/* The texts a client string must not spell: the vocabulary's control tokens (<|im_end|>,
+ * <|eot_id|>, [TOOL_CALLS] ...: tok_encode turns their text into them), its user-defined
+ * tokens that the template writes (Qwen's <tool_call>: always cut out of a text), and the
+ * tags of Kiln's own tool prompt. */
 typedef struct specials {
     const char **text;
     int n;
 } specials;
 
-static void specials_of(const tok *tk, specials *sp)
+static const char *const prompt_tags[] = {"<tools>",      "</tools>",        "<tool_call>",
+                                          "</tool_call>", "<tool_response>", "</tool_response>"};
+#define N_PROMPT_TAGS (int)(sizeof prompt_tags / sizeof *prompt_tags)
+
+static bool is_markup(const tok *tk, const chat_tmpl *tm, int32_t id)
+{
+    const char *t = tok_text(tk, id);
+    if (!t || strlen(t) < 2) return false;
+    return tok_is_control(tk, id) || (tok_is_user_defined(tk, id) && chat_tmpl_mentions(tm, t));
+}
+
+/* Fills sp (texts borrowed from tk); 0, or -1 when out of memory. */
+static int specials_of(const tok *tk, const chat_tmpl *tm, specials *sp)
 {
     int32_t nv = tok_n_vocab(tk);
+    int n = N_PROMPT_TAGS;
+    for (int32_t i = 0; i < nv; i++)
+        n += is_markup(tk, tm, i);
     sp->n = 0;
-    sp->text = NULL;
-    int cap = 0;
-    for (int32_t i = 0; i < nv; i++) {
-        const char *t = tok_text(tk, i);
-        size_t n = t ? strlen(t) : 0;
-        bool tagged =
-            n >= 3 && ((t[0] == '<' && t[n - 1] == '>') || (t[0] == '[' && t[n - 1] == ']'));
-        if (n < 2 || !(tagged || tok_is_control(tk, i))) continue;
-        if (sp->n == cap) {
-            cap = cap ? cap * 2 : 64;
-            const char **nt = realloc(sp->text, sizeof *nt * (size_t)cap);
-            if (!nt) return;
-            sp->text = nt;
-        }
-        sp->text[sp->n++] = t;
+    sp->text = malloc(sizeof *sp->text * (size_t)n);
+    if (!sp->text) return -1;
+    for (int k = 0; k < N_PROMPT_TAGS; k++)
+        sp->text[sp->n++] = prompt_tags[k];
+    for (int32_t i = 0; i < nv; i++)
+        if (is_markup(tk, tm, i)) sp->text[sp->n++] = tok_text(tk, i);
+    return 0;
+}
+
+/* The special text s[0..len) spells first (leftmost, then longest), or NULL. */
+static const char *spelled(const char *s, size_t len, const specials *sp)
+{
+    const char *best = NULL, *at = NULL;
+    for (int k = 0; k < sp->n; k++) {
+        const char *p = memmem(s, len, sp->text[k], strlen(sp->text[k]));
+        if (p && (!at || p < at || (p == at && strlen(sp->text[k]) > strlen(best))))
+            best = sp->text[k], at = p;
     }
+    return best;
+}
+
+/* The first special text a string of v (keys included) spells, or NULL; *deep when v nests
+ * deeper than a template should be asked to render. */
+static const char *spelled_json(const json_t *v, const specials *sp, int depth, bool *deep)
+{
+    if (depth > 128) {
+        *deep = true;
+        return NULL;
+    }
+    if (json_is_string(v)) return spelled(json_string_value(v), json_string_length(v), sp);
+    const char *hit = NULL;
+    if (json_is_array(v))
+        for (size_t i = 0; !hit && !*deep && i < json_array_size(v); i++)
+            hit = spelled_json(json_array_get(v, i), sp, depth + 1, deep);
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x)
+        {
+            if (!hit && !*deep) hit = spelled(k, strlen(k), sp);
+            if (!hit && !*deep) hit = spelled_json(x, sp, depth + 1, deep);
+        }
+    }
+    return hit;
 }
 
 /* s with every special text split by MARK after its first byte (and any MARK of the client's
@@ -482,21 +531,32 @@ static int default_messages(json_t *msgs, json_t *tools, bool in_user)
     return 0;
 }
 
-int srv_tools_vars(const srv_req *r, const tok *tk, chat_tool_format fmt, bool in_user,
+int srv_tools_vars(const srv_req *r, const tok *tk, const chat_tmpl *tm, bool in_user,
                    json_t **vars, bool *marked, net_error *e)
 {
     *vars = NULL;
     *marked = false;
     if (!r->tools && !r->tool_history) return 0;
+    chat_tool_format fmt = chat_tmpl_tool_format(tm);
     specials sp;
-    specials_of(tk, &sp);
+    if (specials_of(tk, tm, &sp)) return net_fail(e, 503, "", "out of memory");
+    for (size_t i = 0; i < json_array_size(r->tools); i++) {
+        bool deep = false;
+        const char *hit = spelled_json(json_array_get(r->tools, i), &sp, 0, &deep);
+        if (hit || deep) {
+            net_fail(e, 400, "tools",
+                     deep ? "tools[%zu]: nested deeper than 128 levels"
+                          : "tools[%zu]: a string spells %.64s, markup of the model's prompt "
+                            "(tools are data: they cannot write the template's tokens or tags)",
+                     i, hit);
+            free(sp.text);
+            return -1;
+        }
+    }
     json_t *v = json_object(), *msgs = json_array(), *tools = NULL;
     for (int i = 0; i < r->n_msgs; i++)
         json_array_append_new(msgs, message_json(r, i, &sp, marked));
-    if (r->tools) {
-        tools = defuse_json(r->tools, &sp, marked, 0);
-        /* the functions' own names are plain identifiers (checked): no marker needed there */
-    }
+    if (r->tools) tools = json_incref(r->tools);
     free(sp.text);
     int rc = 0;
     if (fmt == CHAT_TOOLS_NONE) {

@@ -13,6 +13,7 @@ struct chat_tmpl {
     jinja_tmpl *j;
     char *name;
     chat_tool_format tools;
+    char *src; /* the Jinja source (NUL-terminated copy), for chat_tmpl_mentions */
 };
 
 static bool has(const char *src, size_t len, const char *what)
@@ -70,6 +71,12 @@ int chat_tmpl_parse(chat_tmpl **out, const char *src, size_t len, const char *wh
         return kl_errf(err, KL_ENOMEM, "%s: out of memory", what);
     }
     t->tools = tool_format(src, len);
+    if (!(t->src = malloc(len + 1))) {
+        chat_tmpl_free(t);
+        return kl_errf(err, KL_ENOMEM, "%s: out of memory", what);
+    }
+    memcpy(t->src, src, len);
+    t->src[len] = 0;
     int rc = jinja_parse(&t->j, src, len, what, err);
     if (!rc) rc = chat_probe(t, err);
     if (rc) {
@@ -151,12 +158,18 @@ void chat_tmpl_free(chat_tmpl *t)
     if (!t) return;
     jinja_free(t->j);
     free(t->name);
+    free(t->src);
     free(t);
 }
 
 chat_tool_format chat_tmpl_tool_format(const chat_tmpl *t)
 {
     return t->tools;
+}
+
+bool chat_tmpl_mentions(const chat_tmpl *t, const char *text)
+{
+    return t && t->src && strstr(t->src, text) != NULL;
 }
 
 const char *chat_tmpl_name(const chat_tmpl *t)

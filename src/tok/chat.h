@@ -55,6 +55,8 @@ typedef enum chat_tool_format {
     CHAT_TOOLS_JSON,    /* a bare {"name", "parameters"} object (Llama 3.1 / 3.2) */
 } chat_tool_format;
 chat_tool_format chat_tmpl_tool_format(const chat_tmpl *t);
+/* True when the template's source holds text (a token it writes, such as <tool_call>). */
+bool chat_tmpl_mentions(const chat_tmpl *t, const char *text);
 
 /* ---- built-in templates (tok/chat_builtin.c) ---- */
 /* The Jinja source of a built-in template, or NULL. */

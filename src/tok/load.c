@@ -355,6 +355,11 @@ bool tok_is_control(const tok *t, int32_t id)
     return id >= 0 && id < t->n_vocab && t->type[id] == TOK_T_CONTROL;
 }
 
+bool tok_is_user_defined(const tok *t, int32_t id)
+{
+    return id >= 0 && id < t->n_vocab && t->type[id] == TOK_T_USER;
+}
+
 const char *tok_text(const tok *t, int32_t id)
 {
     if (id < 0 || id >= t->n_vocab) return NULL;

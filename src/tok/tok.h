@@ -35,6 +35,9 @@ bool tok_wants_bos(const tok *t); /* tokenizer.ggml.add_bos_token (default per m
 /* True for tokens that end a generation: EOS, EOT, EOM and the like. */
 bool tok_is_eog(const tok *t, int32_t id);
 bool tok_is_control(const tok *t, int32_t id);
+/* True for user-defined tokens (GGUF token type 4: Qwen's <tool_call> ...), which tok_encode
+ * always cuts out of a text. */
+bool tok_is_user_defined(const tok *t, int32_t id);
 /* The vocabulary string of id as stored in the file (NUL-terminated), NULL if out of range. */
 const char *tok_text(const tok *t, int32_t id);
 /* The id of the token whose vocabulary string is exactly text, or -1. */
