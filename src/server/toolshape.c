@@ -97,7 +97,7 @@ void srv_stream_tool_text(srv_call *c, int idx)
     if (c->r.tool_choice == SRV_TOOL_NAMED) { /* the output is the arguments: stream them */
         if (!ch->holding) {
             json_t *head = call_json(c, idx, 0, c->r.tool_name, "");
-            send_call_part(c, idx, 0, head, NULL, 0);
+            send_call_part(c, idx, 0, head, "", 0);
             json_decref(head);
             ch->holding = true;
         }
@@ -145,7 +145,7 @@ void srv_stream_tool_end(srv_call *c, int idx, int finish)
         json_t *x = json_array_get(calls, k);
         const char *a =
             json_string_value(json_object_get(json_object_get(x, "function"), "arguments"));
-        send_call_part(c, idx, (int)k, x, NULL, 0);
+        send_call_part(c, idx, (int)k, x, "", 0);
         send_args(c, idx, (int)k, a, strlen(a));
     }
     json_decref(calls);
