@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/clock.h"
 #include "cli/args.h"
@@ -230,7 +231,98 @@ static int cmp_double(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
-static int bench_grammar(engine_stack *L, int threads)
+static double thread_cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
+/* Compiles src once (cold, default limits): wall and CPU milliseconds; false if refused. */
+static bool compile_once(const char *src, size_t len, double *wall, double *cpu, kl_err *err)
+{
+    gram *g;
+    double t0 = kl_now_s(), c0 = thread_cpu_ms();
+    if (gram_compile_schema(&g, src, len, NULL, err)) return false;
+    *cpu = thread_cpu_ms() - c0;
+    *wall = 1e3 * (kl_now_s() - t0);
+    gram_unref(g);
+    return true;
+}
+
+static void print_times(const char *what, double *wall, double *cpu, int n, int refused)
+{
+    qsort(wall, (size_t)n, sizeof *wall, cmp_double);
+    qsort(cpu, (size_t)n, sizeof *cpu, cmp_double);
+    printf("schema compile (%s): %d compiled, %d refused; wall p50 %.3f ms, p99 %.3f ms, max "
+           "%.3f ms; CPU p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+           what, n, refused, n ? wall[n / 2] : 0, n ? wall[n * 99 / 100] : 0, n ? wall[n - 1] : 0,
+           n ? cpu[n / 2] : 0, n ? cpu[n * 99 / 100] : 0, n ? cpu[n - 1] : 0);
+}
+
+/* 200 distinct schemas of bench_schema's shape (a property added, minItems changed). */
+static int compile_times_shape(void)
+{
+    enum { NC = 200 };
+    double wall[NC], cpu[NC];
+    kl_err err;
+    char *src = malloc(strlen(bench_schema) + 64);
+    if (!src) return 1;
+    for (int i = 0; i < NC; i++) {
+        sprintf(src,
+                "{\"type\":\"array\",\"minItems\":%d,\"items\":{\"type\":\"object\","
+                "\"properties\":{\"p%d\":{\"type\":\"integer\"},%s",
+                i % 50, i, strstr(bench_schema, "\"id\""));
+        if (!compile_once(src, strlen(src), &wall[i], &cpu[i], &err)) {
+            free(src);
+            return cli_fail(&err);
+        }
+    }
+    free(src);
+    print_times("200 distinct schemas of that shape", wall, cpu, NC, 0);
+    return 0;
+}
+
+/* Every line of path a schema (tests/e2e/schemagen.mjs writes such files). */
+static int compile_times_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "kiln: %s: cannot open\n", path);
+        return 1;
+    }
+    int cap = 1024, n = 0, refused = 0;
+    double *wall = malloc(sizeof *wall * (size_t)cap), *cpu = malloc(sizeof *cpu * (size_t)cap);
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t len;
+    while (wall && cpu && (len = getline(&line, &lcap, f)) > 0) {
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = 0;
+        if (!len) continue;
+        if (n == cap) {
+            cap *= 2;
+            double *nw = realloc(wall, sizeof *wall * (size_t)cap);
+            double *nc = nw ? realloc(cpu, sizeof *cpu * (size_t)cap) : NULL;
+            if (nw) wall = nw;
+            if (nc) cpu = nc;
+            if (!nw || !nc) break;
+        }
+        kl_err err;
+        if (compile_once(line, (size_t)len, &wall[n], &cpu[n], &err))
+            n++;
+        else
+            refused++;
+    }
+    free(line);
+    fclose(f);
+    if (wall && cpu) print_times(path, wall, cpu, n, refused);
+    free(wall);
+    free(cpu);
+    return 0;
+}
+
+static int bench_grammar(engine_stack *L, int threads, const char *schemas)
 {
     int nv = model_hparams_of(L->model)->n_vocab, gen = 64;
     kl_err err;
@@ -274,33 +366,12 @@ static int bench_grammar(engine_stack *L, int threads)
         }
     }
     gram_unref(g);
-    /* compile time of distinct schemas of the same shape */
-    enum { NC = 200 };
-    double ms[NC];
-    char *src = malloc(strlen(bench_schema) + 64);
-    for (int i = 0; i < NC; i++) {
-        /* a distinct schema each time: a property added, minItems changed */
-        sprintf(src,
-                "{\"type\":\"array\",\"minItems\":%d,\"items\":{\"type\":\"object\","
-                "\"properties\":{\"p%d\":{\"type\":\"integer\"},%s",
-                i % 50, i, strstr(bench_schema, "\"id\""));
-        double t0 = kl_now_s();
-        if (gram_compile_schema(&g, src, strlen(src), NULL, &err)) {
-            free(src);
-            return cli_fail(&err);
-        }
-        ms[i] = 1e3 * (kl_now_s() - t0);
-        gram_unref(g);
-    }
-    free(src);
-    qsort(ms, NC, sizeof *ms, cmp_double);
-    printf("schema compile (%d distinct schemas of that shape): p50 %.2f ms, p99 %.2f ms, max "
-           "%.2f ms\n",
-           NC, ms[NC / 2], ms[NC * 99 / 100], ms[NC - 1]);
-    return 0;
+    /* compile time of distinct schemas: of that shape, or the file's */
+    int rc = schemas ? compile_times_file(schemas) : compile_times_shape();
+    return rc;
 }
 
-enum { O_PREFIX = CLI_LONG, O_CHUNKED, O_BUDGET, O_GRAMMAR };
+enum { O_PREFIX = CLI_LONG, O_CHUNKED, O_BUDGET, O_GRAMMAR, O_SCHEMAS };
 
 static const cli_opt opts[] = {
     {'m', "model", "FILE", "the GGUF model (required)"},
@@ -312,6 +383,9 @@ static const cli_opt opts[] = {
     {O_GRAMMAR, "grammar", NULL,
      "1 and 16 sampled streams constrained by a nested JSON Schema and unconstrained: the "
      "masking time per token against the decode step; schema compile p50 / p99"},
+    {O_SCHEMAS, "schemas", "FILE",
+     "--grammar: the compile times of these schemas instead, one per line (e.g. from node "
+     "tests/e2e/schemagen.mjs 200)"},
     {O_BUDGET, "budget", "N", "--chunked: tokens per engine step (default 256)"},
     {'t', "threads", "N", "compute threads (default 2)"},
     {0},
@@ -323,7 +397,7 @@ static const cli_cmd cmd = {
 
 int cmd_engine_bench(int argc, char **argv)
 {
-    const char *path = NULL;
+    const char *path = NULL, *schemas = NULL;
     int threads = 2, mode = 0, budget = 256;
     cli_args a;
     cli_args_init(&a, &cmd, argc, argv);
@@ -349,6 +423,9 @@ int cmd_engine_bench(int argc, char **argv)
         case O_GRAMMAR:
             mode = 'G';
             break;
+        case O_SCHEMAS:
+            schemas = val;
+            break;
         case O_BUDGET:
             if (!cli_int("--budget", val, 16, 8192, &budget)) return 1;
             break;
@@ -361,7 +438,7 @@ int cmd_engine_bench(int argc, char **argv)
     engine_stack L;
     if (cli_open(&L, path, &mo, true, NULL)) return 1;
     int rc = mode == 'P'   ? bench_prefix(&L, threads)
-             : mode == 'G' ? bench_grammar(&L, threads)
+             : mode == 'G' ? bench_grammar(&L, threads, schemas)
                            : bench_chunked(&L, threads, budget);
     engine_close(&L);
     return rc;
