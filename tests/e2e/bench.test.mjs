@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdtempSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,6 +63,7 @@ before(async () => {
 
 after(() => {
   for (const p of procs) p.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test('closed loop: counts add up, percentiles ordered, tokens equal usage', async () => {

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile, execFileSync } from 'node:child_process';
-import { readFileSync, mkdtempSync, existsSync } from 'node:fs';
+import { readFileSync, mkdtempSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,7 +59,10 @@ before(async () => {
   }, 30000);
 });
 
-after(() => server && server.kill('SIGKILL'));
+after(() => {
+  if (server) server.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
 
 test('against kiln serve: counts add up, percentiles ordered, tokens equal usage', opts, async () => {
   const r = await bench(['--concurrency', '4', '--requests', '16', '--input-len', 'uniform:16:64',

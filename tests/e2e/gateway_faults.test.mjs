@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
@@ -63,6 +63,7 @@ before(async () => {
 
 after(() => {
   for (const p of procs) p.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
 });
 
 async function allMode(mode) {
