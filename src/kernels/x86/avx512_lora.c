@@ -30,12 +30,26 @@ static inline __attribute__((always_inline)) void shrink_rows(const int R, const
         __m512 s[ROWS][2];
         for (int k = 0; k < R; k++)
             s[k][0] = s[k][1] = _mm512_setzero_ps();
+        /* chunk pairs with constant accumulator indices: a runtime index kept s in memory
+         * (spilled around every multiply-add); chunk i still goes to s[.][i % 2] */
         int64_t c = 0;
-        for (int h = 0; c < cols; c += 16, h ^= 1) {
+        for (; c + 32 <= cols; c += 32) {
+            __m512 a0 = load_h(a + c, 0xFFFF), a1 = load_h(a + c + 16, 0xFFFF);
+            for (int k = 0; k < R; k++) {
+                s[k][0] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(xr[k] + c), s[k][0]);
+                s[k][1] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(xr[k] + c + 16), s[k][1]);
+            }
+        }
+        for (int h = 0; h < 2 && c < cols; h++, c += 16) {
             __mmask16 mk = tail(cols, c);
             __m512 av = load_h(a + c, mk);
-            for (int k = 0; k < R; k++)
-                s[k][h] = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(mk, xr[k] + c), s[k][h]);
+            for (int k = 0; k < R; k++) {
+                __m512 xv = _mm512_maskz_loadu_ps(mk, xr[k] + c);
+                if (h == 0)
+                    s[k][0] = _mm512_fmadd_ps(av, xv, s[k][0]);
+                else
+                    s[k][1] = _mm512_fmadd_ps(av, xv, s[k][1]);
+            }
         }
         for (int k = 0; k < R; k++)
             t[(size_t)k * (size_t)rank + (size_t)r] =
