@@ -180,6 +180,7 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void put(rec *r, int i, const void *p, size_t n)
 {
+    if (n == 0) return; /* p may be NULL then (no text, no top logprobs): memcpy's UB */
     if (r->len[i] + n > LOGCAP) t_fail(__FILE__, __LINE__, "event log too long");
     memcpy(r->log[i] + r->len[i], p, n);
     r->len[i] += n;
@@ -198,7 +199,7 @@ static void on_event(void *ctx, const engine_event *ev)
     put(r, i, ev->top, sizeof *ev->top * (size_t)ev->n_top);
     put(r, i, &ev->finish, sizeof ev->finish);
     if (ev->token >= 0 && r->n[i] < MAXTOK) r->ids[i][r->n[i]++] = ev->token;
-    if (r->text_len[i] + ev->text_len < sizeof r->text[i]) {
+    if (ev->text_len && r->text_len[i] + ev->text_len < sizeof r->text[i]) {
         memcpy(r->text[i] + r->text_len[i], ev->text, ev->text_len);
         r->text_len[i] += ev->text_len;
     }
