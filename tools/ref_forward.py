@@ -102,9 +102,14 @@ def read_gguf(path):
     base = (off + align - 1) // align * align
     tensors = {}
     for name, ne, typ, toff in infos:
-        assert typ == 0, f'{name}: only F32 files (kiln model make --type f32)'
+        assert typ in (0, 8), f'{name}: only F32 and Q8_0 tensors (kiln model make --type f32)'
         count = int(np.prod(ne))
-        a = np.frombuffer(data, np.float32, count, base + toff).astype(np.float64)
+        if typ == 0:
+            a = np.frombuffer(data, np.float32, count, base + toff).astype(np.float64)
+        else:  # Q8_0: blocks of 32 values, an F16 scale then 32 int8
+            blk = np.frombuffer(data, np.uint8, count // 32 * 34, base + toff).reshape(-1, 34)
+            d = blk[:, :2].copy().view(np.float16).astype(np.float64)
+            a = (d * blk[:, 2:].view(np.int8).astype(np.float64)).reshape(-1)
         tensors[name] = a.reshape(list(reversed(ne))) if len(ne) > 1 else a
     return kv, tensors
 

@@ -27,6 +27,10 @@ size_t kl_matmul_scratch(kl_dtype wt, int B, int64_t cols)
 
 #define MAX_RUNS   64 /* products per pass of the workers (more: several passes) */
 #define CHUNK_ROWS 64 /* rows per unit of work: whole tiles of four 16-row panels */
+/* Activations of at most this many values are quantized by the calling thread: a few
+ * microseconds, less than handing them to the workers and waiting for them (decoding's
+ * per-head and per-expert products; one row of any width, as before) */
+#define QUANT_INLINE 8192
 
 /* One pass of the workers over up to MAX_RUNS products that read runs of the same quantized
  * activation rows (Q, K and V over all of them; a mixture's experts over the rows routed to
@@ -126,7 +130,7 @@ void kl_matmul_runs(kl_workers *w, const kl_mm_run *runs, int n, int64_t cols, c
         j.act = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
         j.a_stride = a_stride = kl_act_row_bytes(act, cols);
         j.g[0].cols = cols;
-        if (B == 1 || !w)
+        if (!w || B == 1 || (int64_t)B * cols <= QUANT_INLINE)
             quant_part(&j, 0, 1);
         else
             kl_workers_run(w, quant_part, &j);

@@ -99,7 +99,8 @@ typedef struct model_layer {
      * every head's key (head_dim - n_rot) and value (v_head_dim). */
     model_w wq_a, wq_b, wkv_a, wkv_b;
     const float *q_a_norm, *kv_a_norm; /* (q_lora), (kv_lora) */
-    model_w *uk; /* (n_heads) head h's key rows of wkv_b transposed, F32: (kv_lora, nope) */
+    model_w *uk; /* (n_heads) head h's key rows of wkv_b transposed: (kv_lora, nope), in
+                    wkv_b's float type, else Q8_0 (model/mla.c) */
     model_w *uv; /* (n_heads) views of head h's value rows of wkv_b: (v_head_dim, kv_lora) */
     const float *attn_out_norm, *attn_out_norm_b;   /* ARCH_BERT: after the attention residual */
     const float *layer_out_norm, *layer_out_norm_b; /* ARCH_BERT: after the FFN residual */
@@ -188,7 +189,8 @@ struct model {
     model_layer *layers;
     model_w *experts; /* (n_layers, 3, n_expert): what the layers' exp_* point into */
     model_w *mla_w;   /* (n_layers, 2, n_heads): what the layers' uk, uv point into */
-    float *mla_uk;    /* (n_layers, n_heads, kv_lora, nope): the uk weights */
+    uint8_t *mla_uk;  /* (n_layers, n_heads, kv_lora, nope): the uk weights */
+    uint8_t *mla_pk;  /* uk and uv packed for kl_matmul_packed (NULL: not packed) */
     model_scratch s;
     void *packed; /* the mapping every model_w.packed points into (pack.c) */
     size_t packed_bytes;
@@ -229,7 +231,8 @@ kl_mm_out model_mm_out(const model_w *w, float *y);
  * then the heads' values from att, (n, n_heads * v_head_dim), into att for attn_output. */
 void model_mla_qkv(model *m, kl_workers *w, const model_batch *b, int layer);
 void model_mla_values(model *m, kl_workers *w, int layer, int n);
-/* Builds every layer's uk (transposed, F32) and uv (views) from wkv_b; mla_free frees them. */
+/* Builds every layer's uk (transposed) and uv (views) from wkv_b, both packed unless
+ * opts.no_repack; mla_free frees them. */
 int model_mla_bind(model *m, kl_err *err);
 void model_mla_free(model *m);
 

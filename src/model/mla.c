@@ -135,47 +135,85 @@ void model_mla_values(model *m, kl_workers *w, int layer, int n)
     mla_rows(m, w, &none, layer, n, MLA_VALUES);
 }
 
+/* The type head h's W_uk^T is kept in: wkv_b's own float type (a transpose is exact), else
+ * Q8_0 (nope a multiple of its block): the product is then an int8 matmul, and a quarter of
+ * F32's bytes is read per token (at short contexts decoding is bound by what it reads; F32
+ * cost a tenth of a V2-shaped model's decode), at Q8_0's rounding of each weight (within
+ * 1/254 of its block's largest). Else F32. */
+static kl_dtype uk_type(kl_dtype kvb, int64_t nope)
+{
+    if (kvb == KL_F32 || kvb == KL_F16 || kvb == KL_BF16) return kvb;
+    return kl_dtype_row_bytes(KL_Q8_0, nope) && kl_matmul_supports(KL_Q8_0) ? KL_Q8_0 : KL_F32;
+}
+
+/* Points w->packed at the next bytes of *at, packed (fill) or only sized (at NULL). */
+static size_t pack_w(model_w *w, uint8_t *at)
+{
+    size_t n = (kl_pack_bytes(w->type, w->rows, w->cols) + 63) & ~(size_t)63;
+    if (n && at) {
+        kl_pack(NULL, w->type, w->data, w->rows, w->cols, at);
+        w->packed = at;
+    }
+    return n;
+}
+
 int model_mla_bind(model *m, kl_err *err)
 {
     const model_hparams *hp = &m->hp;
     size_t H = (size_t)hp->n_heads, L = (size_t)hp->n_layers, lat = (size_t)hp->kv_lora;
-    size_t nope = (size_t)(hp->qk_dim - hp->n_rot), vd = (size_t)hp->v_head_dim;
+    size_t nope = (size_t)(hp->qk_dim - hp->n_rot), vd = (size_t)hp->v_head_dim, bytes = 0;
+    for (size_t l = 0; l < L; l++) /* a mix may give layers different types */
+        bytes += H * lat *
+                 kl_dtype_row_bytes(uk_type(m->layers[l].wkv_b.type, (int64_t)nope), (int64_t)nope);
     m->mla_w = calloc(L * 2 * H, sizeof *m->mla_w);
-    m->mla_uk = malloc(sizeof(float) * L * H * lat * nope);
-    float *row = malloc(sizeof(float) * lat);
-    if (!m->mla_w || !m->mla_uk || !row) {
-        free(row);
+    m->mla_uk = malloc(bytes);
+    float *row = malloc(sizeof(float) * lat), *ukt = malloc(sizeof(float) * lat * nope);
+    if (!m->mla_w || !m->mla_uk || !row || !ukt) {
+        free(row), free(ukt);
         return kl_errf(err, KL_ENOMEM, "out of memory");
     }
+    uint8_t *uk = m->mla_uk;
     for (size_t l = 0; l < L; l++) {
         model_layer *ly = &m->layers[l];
         const model_w *kvb = &ly->wkv_b;
         size_t rb = kl_dtype_row_bytes(kvb->type, kvb->cols);
+        kl_dtype ut = uk_type(kvb->type, (int64_t)nope);
+        size_t urb = kl_dtype_row_bytes(ut, (int64_t)nope); /* bytes per uk row */
         if (!kl_dequantize_supports(kvb->type)) {
-            free(row);
+            free(row), free(ukt);
             return kl_errf(err, KL_EUNSUP, "blk.%zu.attn_kv_b.weight: type %s cannot be read here",
                            l, kl_dtype_get(kvb->type)->name);
         }
         ly->uk = m->mla_w + l * 2 * H, ly->uv = ly->uk + H;
-        for (size_t h = 0; h < H; h++) {
+        for (size_t h = 0; h < H; h++, uk += lat * urb) {
             size_t r0 = h * (nope + vd); /* head h's rows: nope key rows, then vd value rows */
-            float *uk = m->mla_uk + (l * H + h) * lat * nope;
             for (size_t d = 0; d < nope; d++) {
                 kl_dequantize_row(kvb->type, (const uint8_t *)kvb->data + (r0 + d) * rb, row,
                                   (int64_t)lat);
                 for (size_t c = 0; c < lat; c++)
-                    uk[c * nope + d] = row[c];
+                    ukt[c * nope + d] = row[c];
             }
-            ly->uk[h] = (model_w){uk, KL_F32, (int64_t)lat, (int64_t)nope, NULL};
+            for (size_t c = 0; c < lat; c++)
+                kl_quantize_row(ut, ukt + c * nope, uk + c * urb, (int64_t)nope);
+            ly->uk[h] = (model_w){uk, ut, (int64_t)lat, (int64_t)nope, NULL};
             ly->uv[h] = (model_w){(const uint8_t *)kvb->data + (r0 + nope) * rb, kvb->type,
                                   (int64_t)vd, (int64_t)lat, NULL};
         }
     }
-    free(row);
+    free(row), free(ukt);
+    if (m->opts.no_repack) return 0;
+    size_t total = 0; /* uk and uv packed as the other weights are (model/pack.c) */
+    for (size_t i = 0; i < L * 2 * H; i++)
+        total += pack_w(&m->mla_w[i], NULL);
+    if (!total) return 0;
+    if (!(m->mla_pk = aligned_alloc(64, total))) return kl_errf(err, KL_ENOMEM, "out of memory");
+    uint8_t *at = m->mla_pk;
+    for (size_t i = 0; i < L * 2 * H; i++)
+        at += pack_w(&m->mla_w[i], at);
     return 0;
 }
 
 void model_mla_free(model *m)
 {
-    free(m->mla_w), free(m->mla_uk);
+    free(m->mla_w), free(m->mla_uk), free(m->mla_pk);
 }

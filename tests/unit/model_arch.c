@@ -300,6 +300,24 @@ TEST(model_arch_deepseek2_matches_numpy_reference)
     }
 }
 
+/* A Q8_0 deepseek2 (V2's low-rank query) against the numpy forward of its dequantized
+ * weights: the quantized paths of model/mla.c, W_uk^T requantized to Q8_0 at load included,
+ * within the activations' Q8_0 rounding (mean 0.044 here; a wrong head or row of W_uk^T moves
+ * it by whole units). */
+TEST(model_arch_deepseek2_q8_0_matches_numpy_reference)
+{
+    if (system("/usr/bin/python3 -c 'import numpy' 2>/dev/null")) t_skip("no numpy");
+    const char *path = t_tmp("ds_q8.gguf");
+    model_make_opts o;
+    model_make_defaults(&o);
+    o.arch = "deepseek2", o.layers = 3, o.std = 0.15f, o.ffn = 64, o.type = KL_Q8_0;
+    o.experts = 8, o.experts_used = 2, o.experts_shared = 2, o.q_lora = 32;
+    kl_err err = {0};
+    if (model_make(&o, path, &err)) t_fail(__FILE__, __LINE__, "%s", err.msg);
+    double worst, mean = vs_numpy("deepseek2 V2 Q8_0", path, 40, &worst);
+    T_ASSERT(mean < 0.06 && worst < 0.5);
+}
+
 /* deepseek2 files of a shape Kiln does not run are refused, naming what: fewer KV heads than
  * query heads, an unknown gating function, no shared expert. */
 TEST(model_arch_deepseek2_variants_refused)
