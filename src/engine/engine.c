@@ -151,6 +151,9 @@ int engine_create(engine **out, const engine_config *cfg_in, kl_err *err)
     e->live.kv_mem_avail = e->stats.kv_mem_avail = avail;
     e->live.kv_pool_default = e->stats.kv_pool_default = !cfg.kv_mem_bytes;
     e->live.n_workers = e->stats.n_workers = kl_workers_count(e->workers);
+    int ne; /* a Mixture of Experts: its experts' series exist before the first step */
+    model_expert_load(e->m, &ne);
+    e->live.n_expert = e->stats.n_expert = ne < ENGINE_MAX_EXPERTS ? ne : ENGINE_MAX_EXPERTS;
     if (pthread_create(&e->thread, NULL, engine_main, e)) {
         rc = kl_errf(err, KL_ENOMEM, "engine: cannot start its thread");
         goto fail;

@@ -31,7 +31,8 @@ typedef enum engine_spec_kind {
     ENGINE_SPEC_SKIP,  /* the target's first skip_layers layers and its output head */
 } engine_spec_kind;
 
-#define ENGINE_SPEC_MAX_K 16 /* draft tokens per sequence per step at most */
+#define ENGINE_SPEC_MAX_K  16  /* draft tokens per sequence per step at most */
+#define ENGINE_MAX_EXPERTS 256 /* experts whose load engine_stats carries (DeepSeek-V3 has 256) */
 #define ENGINE_SPEC_STEP_ROWS                                                                      \
     32 /* draft tokens per step at most, over all sequences: the                                   \
           logits rows a model needs past max_seqs (engine_open) */
@@ -187,6 +188,11 @@ typedef struct engine_stats {
      * often the draft at each position was accepted (vLLM's spec_decode counters) */
     uint64_t spec_drafts, spec_draft_tokens, spec_accepted_tokens;
     uint64_t spec_accepted_per_pos[ENGINE_SPEC_MAX_K];
+    /* a Mixture of Experts' load (model_expert_load): tokens routed to each of the first
+     * n_expert experts since the model was loaded, summed over its MoE layers; 0 experts for
+     * a dense model */
+    int n_expert;
+    uint64_t expert_tokens[ENGINE_MAX_EXPERTS];
     int n_workers;           /* compute workers (threads) */
     uint64_t worker_busy_ns; /* their time inside kernels, summed over workers */
     bool model_failed;       /* the model can serve no more (its file changed on disk): every

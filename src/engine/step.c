@@ -314,6 +314,10 @@ static void step_observe(engine *e, int n, double secs)
     st->step_tok_count[bucket(engine_step_tok_le, ENGINE_STEP_TOK_BUCKETS - 1, n)]++;
     st->step_tok_sum += (uint64_t)n;
     st->worker_busy_ns = kl_workers_busy_ns(e->workers);
+    int ne;
+    const uint64_t *load = model_expert_load(e->m, &ne);
+    st->n_expert = ne < ENGINE_MAX_EXPERTS ? ne : ENGINE_MAX_EXPERTS;
+    if (load) memcpy(st->expert_tokens, load, sizeof(uint64_t) * (size_t)st->n_expert);
 }
 
 /* Fails every request, running or waiting: the model can serve no more. */

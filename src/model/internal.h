@@ -129,6 +129,8 @@ typedef struct model_scratch {
     int32_t *moe_sel;    /* (n, k) the chosen experts */
     int32_t *moe_slot;   /* (n, k) row of each choice in the grouped rows */
     int32_t *moe_first;  /* (n_expert + 1) first grouped row of each expert */
+    uint64_t *moe_load;  /* (n_expert) tokens routed to each expert since load, summed over
+                            the layers (model_expert_load) */
     float *moe_x;        /* (n * k, dim) the FFN input of each choice, grouped by expert */
     float *moe_y;        /* (n * k, dim) each choice's expert output, grouped */
     float *moe_sh;       /* (n, dim) the shared expert's output */

@@ -585,13 +585,14 @@ static int alloc_scratch(loader *L, model *m)
         s->moe_sel = calloc(n * k, sizeof(int32_t));
         s->moe_slot = calloc(n * k, sizeof(int32_t));
         s->moe_first = calloc(E + 1, sizeof(int32_t));
+        s->moe_load = calloc(E, sizeof(uint64_t));
         s->moe_x = calloc(n * k * (size_t)hp->dim, sizeof(float));
         s->moe_y = calloc(n * k * (size_t)hp->dim, sizeof(float));
         s->moe_sh = calloc(n * (size_t)hp->dim, sizeof(float));
         s->moe_shg = calloc(n, sizeof(float));
         s->moe_runs = calloc(2 * E, sizeof(kl_mm_run));
         moe_ok = s->moe_logits && s->moe_wt && s->moe_sel && s->moe_slot && s->moe_first &&
-                 s->moe_x && s->moe_y && s->moe_sh && s->moe_shg && s->moe_runs;
+                 s->moe_load && s->moe_x && s->moe_y && s->moe_sh && s->moe_shg && s->moe_runs;
     }
     bool mla_ok = true;
     if (m->arch->quirks & ARCH_MLA) {
@@ -692,6 +693,7 @@ void model_free(model *m)
     free(s->seq_end);
     model_lora_scratch_free(m);
     free(s->moe_logits), free(s->moe_wt), free(s->moe_sel), free(s->moe_slot), free(s->moe_first);
+    free(s->moe_load);
     free(s->moe_x), free(s->moe_y), free(s->moe_sh), free(s->moe_shg), free(s->moe_runs);
     free(s->mla_qa), free(s->mla_kva), free(s->mla_q), free(s->mla_hx), free(s->mla_hy);
     free(s->mla_runs);
@@ -699,6 +701,12 @@ void model_free(model *m)
     free(m->experts);
     free(m->layers);
     free(m);
+}
+
+const uint64_t *model_expert_load(const model *m, int *n_expert)
+{
+    *n_expert = m->s.moe_load ? m->hp.n_expert : 0;
+    return m->s.moe_load;
 }
 
 const model_hparams *model_hparams_of(const model *m)

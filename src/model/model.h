@@ -124,6 +124,11 @@ bool model_pack_cache_default(char *out, size_t n);
 int model_load(model **out, gguf_file *f, const model_opts *opts, kl_err *err);
 void model_free(model *m); /* NULL is fine */
 const model_hparams *model_hparams_of(const model *m);
+/* A Mixture of Experts' load: tokens routed to each expert since the model was loaded, summed
+ * over its MoE layers (a token counts once per layer for each expert it chose; shared experts
+ * are not counted). Sets *n_expert and returns the counts, or NULL and 0 for a dense model.
+ * Written by model_forward: read them on its thread. */
+const uint64_t *model_expert_load(const model *m, int *n_expert);
 /* Pages of the model's file that vanished while it was mapped (truncated on disk; read as
  * zeros since: gguf_faults). 0 while it is intact; anything computed once it is not is wrong. */
 uint64_t model_file_faults(const model *m);

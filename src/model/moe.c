@@ -64,8 +64,10 @@ static void group(model *m, int n)
     memset(first, 0, sizeof(int32_t) * (size_t)(E + 1));
     for (int c = 0; c < n * k; c++)
         first[s->moe_sel[c] + 1]++;
-    for (int e = 0; e < E; e++)
+    for (int e = 0; e < E; e++) {
+        s->moe_load[e] += (uint64_t)first[e + 1];
         first[e + 1] += first[e];
+    }
     for (int c = 0; c < n * k; c++) { /* first[e] runs to the end of e's rows... */
         int r = first[s->moe_sel[c]]++;
         s->moe_slot[c] = r;

@@ -78,6 +78,23 @@ static void spec_print(struct evbuffer *b, const engine_stats *es, const char *m
                             (unsigned long long)es->spec_accepted_per_pos[i]);
 }
 
+/* A Mixture of Experts' load, one series per expert (none for a dense model): tokens routed
+ * to it, summed over the layers, so an imbalance shows as some experts' rates far above the
+ * others'. */
+static void expert_print(struct evbuffer *b, const engine_stats *es, const char *m)
+{
+    if (!es->n_expert) return;
+    const char *name = "kiln_moe_expert_tokens_total";
+    evbuffer_add_printf(b,
+                        "# HELP %s Tokens routed to each expert of the Mixture of Experts, summed "
+                        "over its layers (a token counts once per layer for each expert it "
+                        "chose).\n# TYPE %s counter\n",
+                        name, name);
+    for (int i = 0; i < es->n_expert; i++)
+        evbuffer_add_printf(b, "%s{model_name=\"%s\",expert=\"%d\"} %llu\n", name, m, i,
+                            (unsigned long long)es->expert_tokens[i]);
+}
+
 void srv_metrics_handle(srv *s, struct evhttp_request *req)
 {
     struct evbuffer *b = evbuffer_new();
@@ -182,6 +199,7 @@ void srv_metrics_handle(srv *s, struct evhttp_request *req)
           "Engine-thread time spent masking logits to a grammar and advancing it, in seconds.", m,
           (double)es.grammar_ns * 1e-9);
     gauge(b, "gauge", "kiln_workers", "Compute workers (threads) of the engine.", m, es.n_workers);
+    expert_print(b, &es, m);
     char proc[2048];
     evbuffer_add(b, proc, kl_proc_metrics(proc, sizeof proc));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",

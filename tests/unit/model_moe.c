@@ -81,3 +81,70 @@ TEST(model_moe_batch_invariance)
         free(alone), free(mixed);
     }
 }
+
+/* Expert load (model_expert_load, /metrics' kiln_moe_expert_tokens_total): after two batches
+ * of N tokens each, every choice of every MoE layer counted once: the counts sum to 2N x
+ * experts used x MoE layers (deepseek2's leading dense layer not among them), no expert
+ * above 2N per layer, more than one expert chosen; a dense model has none. */
+TEST(model_moe_expert_load_counts_every_choice)
+{
+    const char *archs[] = {"llama", "deepseek2", "llama"};
+    for (int a = 0; a < 3; a++) {
+        model_make_opts o;
+        model_make_defaults(&o);
+        o.arch = archs[a], o.layers = 3, o.std = 0.15f, o.experts_used = 2;
+        o.experts = a < 2 ? 4 : 0; /* the last: a dense llama */
+        const char *path = t_tmp("load.gguf");
+        kl_err err = {0};
+        T_EQ(model_make(&o, path, &err), 0);
+        gguf_file *f;
+        model *m;
+        kv_store *kv;
+        T_EQ(gguf_open(&f, path, &err), 0);
+        model_opts mo = {.max_batch_tokens = N, .max_ctx = 64, .n_workers = 2};
+        if (model_load(&m, f, &mo, &err)) t_fail(__FILE__, __LINE__, "%s", err.msg);
+        const model_hparams *hp = model_hparams_of(m);
+        kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, KL_F16, 4u << 20};
+        T_EQ(kv_store_create(&kv, &kc, &err), 0);
+        kl_workers *w = kl_workers_create(2);
+        int32_t blocks[4] = {0, 1, 2, 3}, tok[N], pos[N], seq[N] = {0};
+        bool want[N] = {0};
+        model_seq sq = {blocks, 4};
+        float *l = malloc(sizeof(float) * N * VOCAB);
+        for (int step = 0; step < 2; step++) {
+            for (int i = 0; i < N; i++)
+                tok[i] = (i * 37 + 11 * step + 3) % VOCAB, pos[i] = step * N + i;
+            want[N - 1] = true;
+            model_batch b = {.n = N,
+                             .token = tok,
+                             .pos = pos,
+                             .seq = seq,
+                             .want_logits = want,
+                             .n_seqs = 1,
+                             .seqs = &sq};
+            T_EQ(model_forward(m, w, kv, &b, l, &err), 0);
+        }
+        int ne;
+        const uint64_t *load = model_expert_load(m, &ne);
+        if (a == 2) {
+            T_ASSERT(load == NULL);
+            T_EQ(ne, 0);
+        } else {
+            int moe_layers = a == 1 ? o.layers - 1 : o.layers; /* deepseek2: 1 dense first */
+            uint64_t sum = 0;
+            int used = 0;
+            T_EQ(ne, 4);
+            for (int e = 0; e < ne; e++) {
+                T_ASSERT(load[e] <= (uint64_t)(2 * N * moe_layers));
+                sum += load[e], used += load[e] > 0;
+            }
+            T_EQ(sum, (uint64_t)(2 * N * 2 * moe_layers));
+            T_ASSERT(used > 1);
+        }
+        free(l);
+        kl_workers_destroy(w);
+        kv_store_destroy(kv);
+        model_free(m);
+        gguf_close(f);
+    }
+}
