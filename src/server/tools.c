@@ -597,13 +597,15 @@ int64_t srv_tools_encode(const tok *tk, const char *text, size_t len, unsigned f
 void srv_tool_call_id(char *out, size_t cap, const char *seed, int k, chat_tool_format fmt)
 {
     static const char dig[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    uint64_t h = XXH3_64bits_withSeed(seed, strlen(seed), (uint64_t)k + 1);
-    uint64_t h2 = XXH3_64bits_withSeed(seed, strlen(seed), (uint64_t)k + 1001);
+    /* ten 6-bit digits per hash: three hashes for 24 (shifts past 63 are undefined) */
+    uint64_t h[3];
+    for (int j = 0; j < 3; j++)
+        h[j] = XXH3_64bits_withSeed(seed, strlen(seed), (uint64_t)k + 1 + 1000 * (uint64_t)j);
     /* Mistral's template wants ids of 9 letters and digits; OpenAI's are call_ + 24 */
     int n = fmt == CHAT_TOOLS_MISTRAL ? 9 : 24, o = 0;
     if (fmt != CHAT_TOOLS_MISTRAL && cap > 5) o = snprintf(out, cap, "call_");
     for (int i = 0; i < n && (size_t)o + 1 < cap; i++) {
-        uint64_t x = i < 10 ? h >> (6 * i) : h2 >> (6 * (i - 10));
+        uint64_t x = h[i / 10] >> (6 * (i % 10));
         out[o++] = dig[x % 62];
     }
     out[o] = 0;
