@@ -80,7 +80,7 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
     const model_batch *b = j->b;
     int hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, span = MODEL_ATTN_SPAN;
     int i0 = m->s.tiles[tile], nt = m->s.tiles[tile + 1] - i0, rows = nt * group;
-    size_t rmax = (size_t)m->attn_qt * group;
+    size_t rmax = (size_t)MODEL_ATTN_QT * group;
     double *sum = (double *)(void *)ws; /* (rows): running sums */
     float *mx = ws + 2 * rmax;          /* (rows): running maxima */
     float *scores = mx + rmax;          /* (rows, span) */
@@ -216,10 +216,10 @@ void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const mod
         for (int i = 0; i < b->n; i++)
             if (b->pos[i] + 1 > m->s.seq_end[b->seq[i]]) m->s.seq_end[b->seq[i]] = b->pos[i] + 1;
     }
-    /* tiles: runs of consecutive tokens of one sequence, at most attn_qt tokens each */
+    /* tiles: runs of consecutive tokens of one sequence, at most MODEL_ATTN_QT tokens each */
     int nt = 0;
     for (int i = 0; i < b->n; i++)
-        if (i == 0 || b->seq[i] != b->seq[i - 1] || i - m->s.tiles[nt - 1] == m->attn_qt)
+        if (i == 0 || b->seq[i] != b->seq[i - 1] || i - m->s.tiles[nt - 1] == MODEL_ATTN_QT)
             m->s.tiles[nt++] = i;
     m->s.tiles[nt] = b->n;
     j.n_tiles = nt;

@@ -197,7 +197,6 @@ struct model {
     void *packed; /* the mapping every model_w.packed points into (pack.c) */
     size_t packed_bytes;
     bool packed_cached;    /* mapped from the packed-weights cache, not packed at this load */
-    int attn_qt;           /* tokens per attention tile */
     size_t attn_ws_floats; /* per worker: running sums (qt*group doubles) and maxima, scores
                               (qt*group, span), queries and outputs (qt*group, head_dim) each,
                               a K/V chunk (MODEL_KV_CHUNK, head_dim); even (doubles stay aligned) */

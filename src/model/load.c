@@ -608,8 +608,7 @@ static int alloc_scratch(loader *L, model *m)
     }
     s->rows = calloc((size_t)m->opts.max_logits * (size_t)hp->dim, sizeof(float));
     size_t group = (size_t)(hp->n_heads / hp->n_kv_heads);
-    m->attn_qt = MODEL_ATTN_QT;
-    size_t rows = (size_t)m->attn_qt * group;
+    size_t rows = (size_t)MODEL_ATTN_QT * group;
     m->attn_ws_floats = 3 * rows + rows * MODEL_ATTN_SPAN + 2 * rows * (size_t)hp->head_dim +
                         MODEL_KV_CHUNK * (size_t)hp->head_dim;
     m->attn_ws_floats += m->attn_ws_floats % 2;

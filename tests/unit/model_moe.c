@@ -13,21 +13,42 @@
 
 enum { N = 12, VOCAB = 512 };
 
+/* A model file loaded with an F16 cache and two workers (max_batch tokens a batch). */
+typedef struct loaded {
+    gguf_file *f;
+    model *m;
+    kv_store *kv;
+    kl_workers *w;
+} loaded;
+
+static loaded load(const char *path, int max_batch)
+{
+    kl_err err = {0};
+    loaded L;
+    T_EQ(gguf_open(&L.f, path, &err), 0);
+    model_opts o = {.max_batch_tokens = max_batch, .max_ctx = 64, .n_workers = 2};
+    if (model_load(&L.m, L.f, &o, &err)) t_fail(__FILE__, __LINE__, "%s", err.msg);
+    const model_hparams *hp = model_hparams_of(L.m);
+    kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, KL_F16, 4u << 20};
+    T_EQ(kv_store_create(&L.kv, &kc, &err), 0);
+    L.w = kl_workers_create(2);
+    return L;
+}
+
+static void unload(loaded *L)
+{
+    kl_workers_destroy(L->w);
+    kv_store_destroy(L->kv);
+    model_free(L->m);
+    gguf_close(L->f);
+}
+
 /* Logits of the batch: sequence 0 (tokens a) alone when b is NULL, else a and b interleaved
  * as two sequences; a's rows into la. */
 static void run(const char *path, const int32_t *a, const int32_t *b, float *la)
 {
     kl_err err = {0};
-    gguf_file *f;
-    model *m;
-    kv_store *kv;
-    T_EQ(gguf_open(&f, path, &err), 0);
-    model_opts o = {.max_batch_tokens = 2 * N, .max_ctx = 64, .n_workers = 2};
-    if (model_load(&m, f, &o, &err)) t_fail(__FILE__, __LINE__, "%s", err.msg);
-    const model_hparams *hp = model_hparams_of(m);
-    kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, KL_F16, 4u << 20};
-    T_EQ(kv_store_create(&kv, &kc, &err), 0);
-    kl_workers *w = kl_workers_create(2);
+    loaded L = load(path, 2 * N);
     int32_t blocks[2] = {0, 1}, tok[2 * N], pos[2 * N], seq[2 * N];
     bool want[2 * N];
     model_seq sq[2] = {{&blocks[0], 1}, {&blocks[1], 1}};
@@ -44,14 +65,11 @@ static void run(const char *path, const int32_t *a, const int32_t *b, float *la)
                          .want_logits = want,
                          .n_seqs = b ? 2 : 1,
                          .seqs = sq};
-    T_EQ(model_forward(m, w, kv, &batch, l, &err), 0);
+    T_EQ(model_forward(L.m, L.w, L.kv, &batch, l, &err), 0);
     for (int i = 0; i < N; i++)
         memcpy(la + (size_t)i * VOCAB, l + (size_t)i * (b ? 2 : 1) * VOCAB, sizeof(float) * VOCAB);
     free(l);
-    kl_workers_destroy(w);
-    kv_store_destroy(kv);
-    model_free(m);
-    gguf_close(f);
+    unload(&L);
 }
 
 /* Mixtral, and deepseek2 (its latent attention's per-head products too, over head-major rows
@@ -97,16 +115,7 @@ TEST(model_moe_expert_load_counts_every_choice)
         const char *path = t_tmp("load.gguf");
         kl_err err = {0};
         T_EQ(model_make(&o, path, &err), 0);
-        gguf_file *f;
-        model *m;
-        kv_store *kv;
-        T_EQ(gguf_open(&f, path, &err), 0);
-        model_opts mo = {.max_batch_tokens = N, .max_ctx = 64, .n_workers = 2};
-        if (model_load(&m, f, &mo, &err)) t_fail(__FILE__, __LINE__, "%s", err.msg);
-        const model_hparams *hp = model_hparams_of(m);
-        kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, KL_F16, 4u << 20};
-        T_EQ(kv_store_create(&kv, &kc, &err), 0);
-        kl_workers *w = kl_workers_create(2);
+        loaded L = load(path, N);
         int32_t blocks[4] = {0, 1, 2, 3}, tok[N], pos[N], seq[N] = {0};
         bool want[N] = {0};
         model_seq sq = {blocks, 4};
@@ -122,12 +131,12 @@ TEST(model_moe_expert_load_counts_every_choice)
                              .want_logits = want,
                              .n_seqs = 1,
                              .seqs = &sq};
-            T_EQ(model_forward(m, w, kv, &b, l, &err), 0);
+            T_EQ(model_forward(L.m, L.w, L.kv, &b, l, &err), 0);
         }
         int ne;
-        const uint64_t *load = model_expert_load(m, &ne);
+        const uint64_t *counts = model_expert_load(L.m, &ne);
         if (a == 2) {
-            T_ASSERT(load == NULL);
+            T_ASSERT(counts == NULL);
             T_EQ(ne, 0);
         } else {
             int moe_layers = a == 1 ? o.layers - 1 : o.layers; /* deepseek2: 1 dense first */
@@ -135,16 +144,13 @@ TEST(model_moe_expert_load_counts_every_choice)
             int used = 0;
             T_EQ(ne, 4);
             for (int e = 0; e < ne; e++) {
-                T_ASSERT(load[e] <= (uint64_t)(2 * N * moe_layers));
-                sum += load[e], used += load[e] > 0;
+                T_ASSERT(counts[e] <= (uint64_t)(2 * N * moe_layers));
+                sum += counts[e], used += counts[e] > 0;
             }
             T_EQ(sum, (uint64_t)(2 * N * 2 * moe_layers));
             T_ASSERT(used > 1);
         }
         free(l);
-        kl_workers_destroy(w);
-        kv_store_destroy(kv);
-        model_free(m);
-        gguf_close(f);
+        unload(&L);
     }
 }

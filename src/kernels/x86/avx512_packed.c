@@ -22,12 +22,12 @@
 #include "kernels/impl.h"
 #include "kernels/iq.h"
 
-#define PR        16 /* rows per panel */
-#define BT        8  /* activation rows per tile */
-#define BT_INT8   16 /* ... and per int8 tile when there are that many (batched decoding) */
-#define PF_BLOCKS 4  /* the first int8 tile over a panel prefetches this many blocks ahead */
-/* (4 measured best streaming 8192x2048 Q8_0 at B=16, 1 thread: 319 GOP/s; 2: 300, 8: 304, 16: 268)
- */
+#define PR      16 /* rows per panel */
+#define BT      8  /* activation rows per tile */
+#define BT_INT8 16 /* ... and per int8 tile when there are that many (batched decoding) */
+/* The first int8 tile over a panel prefetches this many blocks ahead (streaming 8192x2048 Q8_0
+ * at B=16, 1 thread: 4 blocks 319 GOP/s; 2: 300, 8: 304, 16: 268). */
+#define PF_BLOCKS 4
 
 size_t kl_avx512_pack_bytes_q8_0(int64_t rows, int64_t cols);
 size_t kl_avx512_pack_bytes_q4_0(int64_t rows, int64_t cols);
@@ -168,11 +168,13 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
         _mm_add_epi8(_mm_loadu_si128((const __m128i *)kl_iq4nl_values), _mm_set1_epi8((char)0x80));
     const __m512i lut = _mm512_broadcast_i32x4(lut16); /* IQ4_NL levels + 128, unsigned */
     const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
-    /* Activation row k of the tile is at act + k * a_stride: its int8 values at [0, n), its
-     * block scales at n, its bias terms (kl_act_q8_0_c) at n + 4 * nblk. One running offset per row
-     * instead of three pointers keeps the 16-row tile's addresses in registers. */
+    /* Activation row k of the tile is row 0's layout (kl_act_q8_0_*) moved by k * a_stride:
+     * one offset per row instead of three pointers keeps the 16-row tile's addresses in
+     * registers. */
     const uint8_t *a0 = g->act + (size_t)b * g->a_stride;
-    const size_t as_ = g->a_stride, dofs = (size_t)n, sofs = (size_t)n + 4 * (size_t)nblk;
+    const uint8_t *d0 = (const uint8_t *)kl_act_q8_0_d(a0, n),
+                  *c0 = (const uint8_t *)kl_act_q8_0_c(a0, n);
+    const size_t as_ = g->a_stride;
     __m512 out[BT_INT8];
     _Pragma("GCC unroll 16") for (int k = 0; k < NB; k++) out[k] = _mm512_setzero_ps();
     const __m512i lo4 = _mm512_set1_epi8(0x0F);
@@ -202,7 +204,7 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
                 _mm512_loadu_si512(P + q * 64);
         }
         __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + pblk - PR * 2)));
-        const uint8_t *qa = a0 + j * KL_QK, *da = a0 + dofs + 4 * j, *sa = a0 + sofs + 4 * j;
+        const uint8_t *qa = a0 + j * KL_QK, *da = d0 + 4 * j, *sa = c0 + 4 * j;
         _Pragma("GCC unroll 16") for (int k = 0; k < NB; k++)
         {
             size_t o = (size_t)k * as_;
