@@ -56,9 +56,7 @@ typedef struct srv_lora {
     bool removed;         /* unloaded: freed when its last call ends */
     int refs;             /* calls submitted on it, not ended */
     uint64_t last_used;   /* LRU tick */
-    uint64_t loads;       /* times its weights were read */
     srv_call *pending;    /* calls waiting for it to be resident (oldest first) */
-    int n_pending;
 } srv_lora;
 
 typedef struct lora_job lora_job;

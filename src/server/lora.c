@@ -223,6 +223,24 @@ static void evict(srv *s, srv_lora *l)
     s->loras.n_resident--;
 }
 
+/* A free slot: true at once when there is one, else after evicting the least recently used
+ * adapter no call holds; false when every slot is held. */
+static bool make_room(srv *s)
+{
+    if (s->loras.n_resident < s->loras.max) return true;
+    srv_lora *v = evictable(s);
+    if (v) evict(s, v);
+    return v != NULL;
+}
+
+/* c takes a reference on l (resident): it runs on it until its call ends. */
+static void take_ref(srv *s, srv_lora *l, srv_call *c)
+{
+    l->refs++;
+    l->last_used = ++s->loras.tick;
+    c->lora_ref = true;
+}
+
 static void fail_pending(srv *s, srv_lora *l, const net_error *e)
 {
     while (l->pending) {
@@ -230,7 +248,6 @@ static void fail_pending(srv *s, srv_lora *l, const net_error *e)
         l->pending = c->pend_next;
         srv_gen_refuse(s, c, e);
     }
-    l->n_pending = 0;
 }
 
 /* Starts loads for adapters with waiting calls while slots can be made, oldest call first. */
@@ -244,11 +261,7 @@ void srv_lora_pump(srv *s)
             if (l->pending && !l->a && !l->loading && (!next || l->pending->t0 < next->pending->t0))
                 next = l;
         if (!next) return;
-        if (lo->n_resident >= lo->max) {
-            srv_lora *v = evictable(s);
-            if (!v) return; /* every slot is in use: the next call to end frees one */
-            evict(s, v);
-        }
+        if (!make_room(s)) return; /* every slot is in use: the next call to end frees one */
         lora_job *j = calloc(1, sizeof *j);
         if (!j || (snprintf(j->path, sizeof j->path, "%s", next->path), start_job(s, j))) {
             free(j);
@@ -260,8 +273,10 @@ void srv_lora_pump(srv *s)
         j->l = next;
         next->loading = true;
         lo->n_resident++;
-        kl_info("serve: lora: loading %s (%d request(s) waiting for it)", next->name,
-                next->n_pending);
+        int waiting = 0;
+        for (const srv_call *c = next->pending; c; c = c->pend_next)
+            waiting++;
+        kl_info("serve: lora: loading %s (%d request(s) waiting for it)", next->name, waiting);
     }
 }
 
@@ -269,9 +284,7 @@ bool srv_lora_acquire(srv *s, srv_lora *l, srv_call *c)
 {
     c->lora = l;
     if (l->a) {
-        l->refs++;
-        l->last_used = ++s->loras.tick;
-        c->lora_ref = true;
+        take_ref(s, l, c);
         return true;
     }
     srv_call **t = &l->pending;
@@ -279,7 +292,6 @@ bool srv_lora_acquire(srv *s, srv_lora *l, srv_call *c)
         t = &(*t)->pend_next;
     c->pend_next = NULL;
     *t = c;
-    l->n_pending++;
     srv_lora_pump(s);
     return false;
 }
@@ -302,7 +314,6 @@ void srv_lora_forget_pending(srv *s, srv_call *c)
     for (srv_call **p = &l->pending; *p; p = &(*p)->pend_next)
         if (*p == c) {
             *p = c->pend_next;
-            l->n_pending--;
             return;
         }
 }
@@ -336,10 +347,8 @@ static void endpoint_done(srv *s, lora_job *j)
         return;
     }
     l->registering = false;
-    l->loads++;
     s->loras.loads++;
-    if (s->loras.n_resident < s->loras.max || evictable(s)) {
-        if (s->loras.n_resident >= s->loras.max) evict(s, evictable(s));
+    if (make_room(s)) {
         l->a = j->out;
         l->last_used = ++s->loras.tick;
         s->loras.n_resident++;
@@ -370,15 +379,12 @@ static void on_job_done(evutil_socket_t fd, short what, void *arg)
             l->loading = false;
             if (j->out && !l->removed) {
                 l->a = j->out;
-                l->loads++;
                 lo->loads++;
                 l->last_used = ++lo->tick;
                 while (l->pending) { /* each waiting call takes a reference and runs */
                     srv_call *c = l->pending;
                     l->pending = c->pend_next;
-                    l->n_pending--;
-                    l->refs++;
-                    c->lora_ref = true;
+                    take_ref(s, l, c);
                     srv_gen_submit(s, c);
                 }
             } else {
@@ -536,47 +542,43 @@ void srv_lora_models(srv *s, json_t *data)
     }
 }
 
-/* A comma-separated list of the adapters flagged in on (names are label-safe: name_ok). */
-static void name_list(struct evbuffer *b, srv *s, const bool *on)
+/* Whether a call holding l is one the engine has scheduled (sched), or one queued in it. */
+static bool has_call(srv *s, const srv_lora *l, bool sched)
 {
-    int i = 0, k = 0;
-    for (srv_lora *l = s->loras.head; l; l = l->next, i++)
-        if (on[i]) evbuffer_add_printf(b, "%s%s", k++ ? "," : "", l->name);
+    for (net_call *nc = s->calls.head; nc; nc = nc->next) {
+        const srv_call *c = nc->owner;
+        if (c->lora != l || !c->lora_ref) continue;
+        bool seen = false;
+        for (int k = 0; k < c->n_sub; k++)
+            seen |= c->sub[k].queue_seen;
+        if (seen == sched) return true;
+    }
+    return false;
+}
+
+/* A comma-separated list of the adapters with a call running, or (!running) waiting: queued
+ * in the engine, or waiting for the adapter to load (vLLM's reading: requests by scheduling
+ * phase). Names are label-safe (name_ok). */
+static void name_list(struct evbuffer *b, srv *s, bool running)
+{
+    int k = 0;
+    for (srv_lora *l = s->loras.head; l; l = l->next)
+        if (running ? has_call(s, l, true) : l->pending || has_call(s, l, false))
+            evbuffer_add_printf(b, "%s%s", k++ ? "," : "", l->name);
 }
 
 void srv_lora_metrics(srv *s, struct evbuffer *b, const char *mname)
 {
     srv_loras *lo = &s->loras;
     if (!lo->head && !s->o.lora_runtime) return; /* as vLLM: only when adapters are on */
-    int n = 0;
-    for (srv_lora *l = lo->head; l; l = l->next)
-        n++;
-    bool *run = calloc((size_t)n * 2 + 1, sizeof *run);
-    if (!run) return;
-    bool *wait = run + n;
-    /* running: a call on it the engine has scheduled; waiting: one queued in the engine, or
-     * waiting for the adapter to load (vLLM's reading: requests by scheduling phase) */
-    int i = 0;
-    for (srv_lora *l = lo->head; l; l = l->next, i++)
-        wait[i] = l->pending != NULL;
-    for (net_call *nc = s->calls.head; nc; nc = nc->next) {
-        const srv_call *c = nc->owner;
-        if (!c->lora || !c->lora_ref) continue;
-        bool sched = false;
-        for (int k = 0; k < c->n_sub; k++)
-            sched |= c->sub[k].queue_seen;
-        i = 0;
-        for (srv_lora *l = lo->head; l; l = l->next, i++)
-            if (l == c->lora) (sched ? run : wait)[i] = true;
-    }
     evbuffer_add_printf(b,
                         "# HELP vllm:lora_requests_info Running stats on lora requests.\n"
                         "# TYPE vllm:lora_requests_info gauge\n"
                         "vllm:lora_requests_info{max_lora=\"%d\",running_lora_adapters=\"",
                         lo->max);
-    name_list(b, s, run);
+    name_list(b, s, true);
     evbuffer_add_printf(b, "\",waiting_lora_adapters=\"");
-    name_list(b, s, wait);
+    name_list(b, s, false);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now); /* the value is the wall-clock time, as vLLM's */
     evbuffer_add_printf(b, "\"} %.17g\n", (double)now.tv_sec + now.tv_nsec * 1e-9);
@@ -595,7 +597,6 @@ void srv_lora_metrics(srv *s, struct evbuffer *b, const char *mname)
                         "# TYPE kiln:lora_loads_total counter\n"
                         "kiln:lora_loads_total{model_name=\"%s\"} %llu\n",
                         mname, (unsigned long long)lo->loads);
-    free(run);
 }
 
 void srv_lora_close(srv *s)
