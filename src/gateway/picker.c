@@ -26,34 +26,38 @@ bool gw_endpoint_saturated(const gw_config *c, const gw_endpoint *e, int64_t now
     return e->kv_usage >= c->sat_max_kv;
 }
 
+/* adapter's index in e's adapters (those it holds), or -1. */
+static int adapter_index(const gw_endpoint *e, const char *adapter)
+{
+    for (int i = 0; i < e->n_adapters; i++)
+        if (!strcmp(e->adapters[i], adapter)) return i;
+    return -1;
+}
+
+static bool holds_adapter(const gw_endpoint *e, const char *adapter)
+{
+    return adapter_index(e, adapter) >= 0;
+}
+
 static bool serves_adapter(const gw_endpoint *e, const char *adapter)
 {
     if (!adapter) return true;
     for (int i = 0; i < e->pool->n_adapters; i++)
         if (!strcmp(e->pool->adapters[i], adapter)) return true;
-    for (int i = 0; i < e->n_adapters; i++)
-        if (!strcmp(e->adapters[i], adapter)) return true;
-    return false;
-}
-
-static bool holds_adapter(const gw_endpoint *e, const char *adapter)
-{
-    for (int i = 0; i < e->n_adapters; i++)
-        if (!strcmp(e->adapters[i], adapter)) return true;
-    return false;
+    return holds_adapter(e, adapter);
 }
 
 void gw_endpoint_note_adapter(gw_endpoint *e, const char *adapter, int64_t now_ns)
 {
     if (!adapter) return;
-    for (int i = 0; i < e->n_adapters; i++)
-        if (!strcmp(e->adapters[i], adapter)) {
-            e->adapter_used_ns[i] = now_ns;
-            return;
-        }
+    int k = adapter_index(e, adapter);
+    if (k >= 0) {
+        e->adapter_used_ns[k] = now_ns;
+        return;
+    }
     /* Full: the replica evicts its least recently used adapter to load this one; the one the
      * gateway routed there longest ago is the best guess until the next scrape says. */
-    int k = e->n_adapters;
+    k = e->n_adapters;
     if (k == GW_MAX_ADAPTERS || (e->max_lora > 0 && k >= e->max_lora)) {
         k = 0;
         for (int i = 1; i < e->n_adapters; i++)
@@ -69,9 +73,10 @@ void gw_endpoint_set_adapters(gw_endpoint *e, const char (*names)[64], int n, in
 {
     int64_t used[GW_MAX_ADAPTERS] = {0};
     if (n > GW_MAX_ADAPTERS) n = GW_MAX_ADAPTERS;
-    for (int i = 0; i < n; i++) /* keep what the gateway knows of each one's last use */
-        for (int j = 0; j < e->n_adapters; j++)
-            if (!strcmp(names[i], e->adapters[j])) used[i] = e->adapter_used_ns[j];
+    for (int i = 0; i < n; i++) { /* keep what the gateway knows of each one's last use */
+        int j = adapter_index(e, names[i]);
+        if (j >= 0) used[i] = e->adapter_used_ns[j];
+    }
     for (int i = 0; i < n; i++)
         snprintf(e->adapters[i], sizeof e->adapters[0], "%s", names[i]);
     memcpy(e->adapter_used_ns, used, sizeof used);
