@@ -289,20 +289,16 @@ int model_lora_stack(model_lora **out, model_lora *const *parts, int n, kl_err *
     a->n_parts = n;
     a->info.scale = 1.f;
     /* the identity: the parts' in order (updates are added in order: another order, other
-       bits); without a hash state, unique while it lives */
-    XXH3_state_t *st = XXH3_createState();
-    if (st) XXH3_64bits_reset(st);
+       bits), each hashed with the hash of those before it as the seed */
     for (int k = 0; k < n; k++) {
         const model_lora_info *p = &parts[k]->info;
         a->parts[k] = parts[k];
         if (p->rank > a->info.rank) a->info.rank = p->rank;
         a->info.n_pairs += p->n_pairs;
         a->info.bytes += p->bytes;
-        if (st) XXH3_64bits_update(st, &p->id, sizeof p->id);
+        a->info.id = XXH3_64bits_withSeed(&p->id, sizeof p->id, a->info.id);
     }
-    a->info.id = st ? XXH3_64bits_digest(st) : (uint64_t)(uintptr_t)a;
     if (!a->info.id) a->info.id = 1; /* 0 is the base model's */
-    XXH3_freeState(st);
     *out = a;
     return 0;
 }

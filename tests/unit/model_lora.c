@@ -193,9 +193,6 @@ TEST(model_lora_matches_merged_weights)
     unload(&L), unload(&M);
 }
 
-/* Batch invariance across adapters: base, A, B (another rank and targets) and A again in one
- * batch, interleaved, with and without workers: each sequence's logits are the bits it gets
- * alone. */
 /* Two adapters stacked (llama.cpp's several adapters on one context) equal the weights with
  * both merged, W + s1 B1 A1 + s2 B2 A2; the stack is its own adapter in a mixed batch. */
 TEST(model_lora_stack_matches_merged_weights)
@@ -262,6 +259,9 @@ TEST(model_lora_stack_matches_merged_weights)
     unload(&L), unload(&M);
 }
 
+/* Batch invariance across adapters: base, A, B (another rank and targets) and A again in one
+ * batch, interleaved, with and without workers: each sequence's logits are the bits it gets
+ * alone. */
 TEST(model_lora_mixed_batch_gives_each_sequence_its_own_bits)
 {
     const char *base = t_tmp("base.gguf"), *pa = t_tmp("a.gguf"), *pb = t_tmp("b.gguf");
