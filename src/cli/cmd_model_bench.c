@@ -223,7 +223,7 @@ int cmd_model_bench(int argc, char **argv)
     int rc = 0;
     b.per = (pp + n + 16) / 16 + 1;
     for (; b.n_loras < n_lora; b.n_loras++)
-        if (cli_load_lora(L.model, lora_paths[b.n_loras], 1.f, &b.loras[b.n_loras])) {
+        if (cli_load_lora(&L, lora_paths[b.n_loras], 1.f, &b.loras[b.n_loras])) {
             rc = 1;
             goto out;
         }

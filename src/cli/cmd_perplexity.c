@@ -141,7 +141,7 @@ int cmd_perplexity(int argc, char **argv)
     for (int k = 0; k < n_lora; k++) {
         char path[4096];
         snprintf(path, sizeof path, "%.*s", lora_len[k], lora_path[k]);
-        if (cli_load_lora(L.model, path, lora_scale[k], &parts[k])) {
+        if (cli_load_lora(&L, path, lora_scale[k], &parts[k])) {
             free(buf);
             free_loras(parts, n_lora, NULL);
             engine_close(&L);

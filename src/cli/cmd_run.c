@@ -188,7 +188,7 @@ int cmd_run(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    if (lora_path && cli_load_lora(L.model, lora_path, 1.f, &lora)) {
+    if (lora_path && cli_load_lora(&L, lora_path, 1.f, &lora)) {
         rc = 1;
         goto out;
     }

@@ -28,14 +28,10 @@ int cli_open(engine_stack *st, const char *path, const model_opts *mo, bool with
     return 0;
 }
 
-int cli_load_lora(const model *m, const char *path, float scale, model_lora **out)
+int cli_load_lora(const engine_stack *st, const char *path, float scale, model_lora **out)
 {
     kl_err err = {0};
-    gguf_file *f;
-    if (gguf_open(&f, path, &err)) return cli_fail(&err);
-    int rc = model_lora_load(out, m, f, scale, &err);
-    gguf_close(f);
-    return rc ? cli_fail(&err) : 0;
+    return engine_lora_open(st, path, scale, out, &err) ? cli_fail(&err) : 0;
 }
 
 bool cli_int(const char *opt, const char *val, int lo, int hi, int *out)

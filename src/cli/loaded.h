@@ -11,9 +11,9 @@
 int cli_open(engine_stack *st, const char *path, const model_opts *mo, bool with_tok,
              const engine_config *ec);
 struct model_lora;
-/* Loads the LoRA adapter at path for model m (scale times alpha / rank). Returns 0, or prints
+/* Loads the LoRA adapter at path for st's model (engine_lora_open). Returns 0, or prints
  * "kiln: <path>: <what>" and returns 1. */
-int cli_load_lora(const model *m, const char *path, float scale, struct model_lora **out);
+int cli_load_lora(const engine_stack *st, const char *path, float scale, struct model_lora **out);
 /* The local path of a -m argument: arg itself, or for a hub reference (hf://..., ORG/REPO[:TAG]
  * that is not a local file) the cached file, downloaded first when needed (cli/cmd_pull.c).
  * Returns 0, or prints "kiln: <what>" and returns 1. */

@@ -198,12 +198,13 @@ void engine_close(engine_stack *st)
     memset(st, 0, sizeof *st);
 }
 
-int engine_lora_open(const engine_stack *st, const char *path, model_lora **out, kl_err *err)
+int engine_lora_open(const engine_stack *st, const char *path, float scale, model_lora **out,
+                     kl_err *err)
 {
     gguf_file *f;
     int rc = gguf_open(&f, path, err);
     if (rc) return rc;
-    rc = model_lora_load(out, st->model, f, 1.f, err);
+    rc = model_lora_load(out, st->model, f, scale, err);
     gguf_close(f);
     return rc;
 }

@@ -64,10 +64,11 @@ void engine_open_defaults(engine_open_config *cfg);
  * with "<path>: <what is wrong>" in err and nothing left open (*st zeroed). */
 int engine_open(engine_stack *st, const engine_open_config *cfg, kl_err *err);
 
-/* Reads the LoRA adapter file at path for st's model (model/lora.h, scale 1): 0 and *out, or a
- * negative KL_E* code with "<path>: <what is wrong>" (naming the tensor) in err. Any thread:
- * it only reads the model. Free with engine_lora_free once no request uses it. */
-int engine_lora_open(const engine_stack *st, const char *path, struct model_lora **out,
+/* Reads the LoRA adapter file at path for st's model (model/lora.h: scale times alpha / rank):
+ * 0 and *out, or a negative KL_E* code with "<path>: <what is wrong>" (naming the tensor) in
+ * err. Any thread: it only reads the model. Free with engine_lora_free once no request uses
+ * it. */
+int engine_lora_open(const engine_stack *st, const char *path, float scale, struct model_lora **out,
                      kl_err *err);
 void engine_lora_free(struct model_lora *a); /* NULL is fine */
 

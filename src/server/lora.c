@@ -71,7 +71,7 @@ bool srv_serves(srv *s, const char *name)
 static int load_file(const engine_stack *st, const char *path, const char *shown,
                      struct model_lora **out, kl_err *err)
 {
-    int rc = engine_lora_open(st, path, out, err);
+    int rc = engine_lora_open(st, path, 1.f, out, err);
     size_t pl = strlen(path);
     if (rc && shown && !strncmp(err->msg, path, pl)) { /* "<path>: <what>" */
         char what[sizeof err->msg];
