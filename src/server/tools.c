@@ -239,20 +239,19 @@ static bool is_markup(const tok *tk, const chat_tmpl *tm, int32_t id)
     return tok_is_control(tk, id) || (tok_is_user_defined(tk, id) && chat_tmpl_mentions(tm, t));
 }
 
-/* Fills sp (texts borrowed from tk); 0, or -1 when out of memory. */
+/* Fills sp (texts borrowed from tk); 0, or -1 when out of memory. Walks the tokenizer's
+ * special tokens (hundreds), not the vocabulary: this runs per request with tools. */
 static int specials_of(const tok *tk, const chat_tmpl *tm, specials *sp)
 {
-    int32_t nv = tok_n_vocab(tk);
-    int n = N_PROMPT_TAGS;
-    for (int32_t i = 0; i < nv; i++)
-        n += is_markup(tk, tm, i);
+    int32_t ns;
+    const int32_t *ids = tok_specials(tk, &ns);
     sp->n = 0;
-    sp->text = malloc(sizeof *sp->text * (size_t)n);
+    sp->text = malloc(sizeof *sp->text * (size_t)(N_PROMPT_TAGS + ns));
     if (!sp->text) return -1;
     for (int k = 0; k < N_PROMPT_TAGS; k++)
         sp->text[sp->n++] = prompt_tags[k];
-    for (int32_t i = 0; i < nv; i++)
-        if (is_markup(tk, tm, i)) sp->text[sp->n++] = tok_text(tk, i);
+    for (int32_t i = 0; i < ns; i++)
+        if (is_markup(tk, tm, ids[i])) sp->text[sp->n++] = tok_text(tk, ids[i]);
     return 0;
 }
 

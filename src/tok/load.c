@@ -360,6 +360,12 @@ bool tok_is_user_defined(const tok *t, int32_t id)
     return id >= 0 && id < t->n_vocab && t->type[id] == TOK_T_USER;
 }
 
+const int32_t *tok_specials(const tok *t, int32_t *n)
+{
+    *n = t->n_special;
+    return t->special;
+}
+
 const char *tok_text(const tok *t, int32_t id)
 {
     if (id < 0 || id >= t->n_vocab) return NULL;

@@ -38,6 +38,9 @@ bool tok_is_control(const tok *t, int32_t id);
 /* True for user-defined tokens (GGUF token type 4: Qwen's <tool_call> ...), which tok_encode
  * always cuts out of a text. */
 bool tok_is_user_defined(const tok *t, int32_t id);
+/* The special tokens (control, user-defined and unknown ones whose text is 2 bytes or more:
+ * what tok_encode may cut out of a text), longest text first; *n of them. Owned by t. */
+const int32_t *tok_specials(const tok *t, int32_t *n);
 /* The vocabulary string of id as stored in the file (NUL-terminated), NULL if out of range. */
 const char *tok_text(const tok *t, int32_t id);
 /* The id of the token whose vocabulary string is exactly text, or -1. */
