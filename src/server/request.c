@@ -26,11 +26,16 @@ void srv_req_free(srv_req *r)
     memset(r, 0, sizeof *r);
 }
 
+json_t *srv_json_member(const json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_null(v) ? NULL : v;
+}
+
 /* The member key of r->root that is not null, or NULL. */
 static json_t *member(const srv_req *r, const char *key)
 {
-    json_t *v = json_object_get(r->root, key);
-    return json_is_null(v) ? NULL : v;
+    return srv_json_member(r->root, key);
 }
 
 /* An integer (or a real with an integral value) in lo..hi. Returns 1 when present and

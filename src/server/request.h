@@ -93,6 +93,8 @@ int srv_detokenize_parse(srv_req *r, const char *body, size_t len, int n_vocab, 
 int srv_req_tokenize(srv_req *r, const tok *tk, const chat_tmpl *tmpl, int n_ctx, net_error *e);
 
 void srv_req_free(srv_req *r); /* leaves *r zeroed; a zeroed r is fine */
+/* The member key of object o, or NULL when it is absent or null (as OpenAI reads null). */
+json_t *srv_json_member(const json_t *o, const char *key);
 
 /* server/structured.c: response_format, guided_*, json_schema, grammar into r->gram_*.
  * Returns 0, or -1 with e filled (r left for srv_req_free). */

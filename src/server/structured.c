@@ -8,12 +8,6 @@
 
 #include "server/request.h"
 
-static json_t *field(const srv_req *r, const char *key)
-{
-    json_t *v = json_object_get(r->root, key);
-    return json_is_null(v) ? NULL : v;
-}
-
 int srv_req_set_grammar(srv_req *r, const char *param, gram_kind kind, const char *src, size_t len,
                         net_error *e)
 {
@@ -76,27 +70,29 @@ static int parse_response_format(srv_req *r, const json_t *rf, net_error *e)
 
 int srv_req_parse_grammar(srv_req *r, net_error *e)
 {
-    json_t *v = field(r, "response_format");
+    json_t *v = srv_json_member(r->root, "response_format");
     if (v && r->kind != SRV_CHAT)
         return net_fail(e, 400, "response_format",
                         "response_format: only for chat completions (use guided_json)");
     if (v && parse_response_format(r, v, e)) return -1;
-    if ((v = field(r, "guided_json")) && set_schema(r, "guided_json", v, true, e)) return -1;
-    if ((v = field(r, "json_schema")) && set_schema(r, "json_schema", v, false, e)) return -1;
+    if ((v = srv_json_member(r->root, "guided_json")) && set_schema(r, "guided_json", v, true, e))
+        return -1;
+    if ((v = srv_json_member(r->root, "json_schema")) && set_schema(r, "json_schema", v, false, e))
+        return -1;
     static const struct {
         const char *key;
         gram_kind kind;
     } text[] = {
         {"guided_regex", GRAM_REGEX}, {"guided_grammar", GRAM_GBNF}, {"grammar", GRAM_GBNF}};
     for (size_t k = 0; k < sizeof text / sizeof *text; k++) {
-        if (!(v = field(r, text[k].key))) continue;
+        if (!(v = srv_json_member(r->root, text[k].key))) continue;
         if (!json_is_string(v))
             return net_fail(e, 400, text[k].key, "%s: must be a string", text[k].key);
         if (srv_req_set_grammar(r, text[k].key, text[k].kind, json_string_value(v),
                                 json_string_length(v), e))
             return -1;
     }
-    if ((v = field(r, "guided_choice"))) {
+    if ((v = srv_json_member(r->root, "guided_choice"))) {
         bool ok = json_is_array(v) && json_array_size(v) > 0;
         for (size_t i = 0; ok && i < json_array_size(v); i++)
             ok = json_is_string(json_array_get(v, i));

@@ -35,12 +35,6 @@
 #define MARK     "\xEF\xB7\x90"
 #define MARK_LEN 3
 
-static json_t *field(const json_t *o, const char *key)
-{
-    json_t *v = json_object_get(o, key);
-    return json_is_null(v) ? NULL : v;
-}
-
 static bool good_name(const char *s)
 {
     size_t n = strlen(s);
@@ -84,7 +78,8 @@ static int parse_tool_list(srv_req *r, json_t *tools, net_error *e)
             return net_fail(e, 400, "tools",
                             "tools[%zu].function.name: must be 1 to 64 of a-z, A-Z, 0-9, _ and -",
                             i);
-        json_t *d = field(f, "description"), *p = field(f, "parameters"), *s = field(f, "strict");
+        json_t *d = srv_json_member(f, "description"), *p = srv_json_member(f, "parameters"),
+               *s = srv_json_member(f, "strict");
         if (d && !json_is_string(d))
             return net_fail(e, 400, "tools", "tools[%zu].function.description: must be a string",
                             i);
@@ -108,8 +103,8 @@ static int check_history(srv_req *r, net_error *e)
 {
     json_t *m = json_object_get(r->root, "messages");
     for (size_t i = 0; i < json_array_size(m); i++) {
-        json_t *msg = json_array_get(m, i), *tc = field(msg, "tool_calls");
-        json_t *id = field(msg, "tool_call_id");
+        json_t *msg = json_array_get(m, i), *tc = srv_json_member(msg, "tool_calls");
+        json_t *id = srv_json_member(msg, "tool_call_id");
         char param[48];
         if (tc) {
             snprintf(param, sizeof param, "messages[%zu].tool_calls", i);
@@ -119,7 +114,7 @@ static int check_history(srv_req *r, net_error *e)
             for (size_t k = 0; k < json_array_size(tc); k++) {
                 json_t *c = json_array_get(tc, k), *f = json_object_get(c, "function");
                 const char *name = json_string_value(json_object_get(f, "name"));
-                json_t *args = json_object_get(f, "arguments"), *cid = field(c, "id");
+                json_t *args = json_object_get(f, "arguments"), *cid = srv_json_member(c, "id");
                 if (!json_is_object(c) || !name || !good_name(name) || !json_is_string(args) ||
                     (cid && !json_is_string(cid)))
                     return net_fail(e, 400, param,
@@ -143,7 +138,7 @@ static int check_history(srv_req *r, net_error *e)
 /* The arguments schema of function f (any object when it has none). */
 static json_t *params_of(const json_t *f)
 {
-    json_t *p = field(f, "parameters");
+    json_t *p = srv_json_member(f, "parameters");
     return p ? json_incref(p) : json_pack("{s:s}", "type", "object");
 }
 
@@ -168,11 +163,12 @@ int srv_req_parse_tools(srv_req *r, net_error *e)
 {
     static const char *const legacy[] = {"functions", "function_call"};
     for (size_t k = 0; k < 2; k++)
-        if (field(r->root, legacy[k]))
+        if (srv_json_member(r->root, legacy[k]))
             return net_fail(e, 400, legacy[k], "%s: deprecated and not supported (use tools)",
                             legacy[k]);
-    json_t *tools = field(r->root, "tools"), *tc = field(r->root, "tool_choice");
-    json_t *par = field(r->root, "parallel_tool_calls");
+    json_t *tools = srv_json_member(r->root, "tools"),
+           *tc = srv_json_member(r->root, "tool_choice");
+    json_t *par = srv_json_member(r->root, "parallel_tool_calls");
     if (tools && parse_tool_list(r, tools, e)) return -1;
     if (par && !json_is_boolean(par))
         return net_fail(e, 400, "parallel_tool_calls", "parallel_tool_calls: must be a boolean");
@@ -367,7 +363,7 @@ static json_t *message_json(const srv_req *r, int i, const specials *sp, bool *m
 {
     json_t *src = json_array_get(json_object_get(r->root, "messages"), (size_t)i);
     json_t *m = json_pack("{s:s, s:s}", "role", r->msgs[i].role, "content", r->msgs[i].content);
-    json_t *tc = field(src, "tool_calls"), *v;
+    json_t *tc = srv_json_member(src, "tool_calls"), *v;
     if (tc) {
         json_t *calls = json_array();
         for (size_t k = 0; k < json_array_size(tc); k++) {
@@ -377,15 +373,15 @@ static json_t *message_json(const srv_req *r, int i, const specials *sp, bool *m
             if (!args) args = json_string(a);
             json_t *call = json_pack("{s:s, s:{s:O, s:o}}", "type", "function", "function", "name",
                                      json_object_get(f, "name"), "arguments", args);
-            if ((v = field(c, "id"))) json_object_set(call, "id", v);
+            if ((v = srv_json_member(c, "id"))) json_object_set(call, "id", v);
             json_array_append_new(calls, call);
         }
         json_t *d = defuse_json(calls, sp, marked, 0);
         json_decref(calls);
         json_object_set_new(m, "tool_calls", d);
     }
-    if ((v = field(src, "tool_call_id"))) json_object_set(m, "tool_call_id", v);
-    if ((v = field(src, "name")) && json_is_string(v)) json_object_set(m, "name", v);
+    if ((v = srv_json_member(src, "tool_call_id"))) json_object_set(m, "tool_call_id", v);
+    if ((v = srv_json_member(src, "name")) && json_is_string(v)) json_object_set(m, "name", v);
     return m;
 }
 
