@@ -523,15 +523,13 @@ fail:
 static int encode(srv_prompt *p, const tok *tk, const char *text, size_t len, unsigned flags,
                   bool split, net_error *e)
 {
-    int64_t n = split ? srv_tools_encode(tk, text, len, flags, NULL, 0)
-                      : tok_encode(tk, text, len, flags, NULL, 0);
+    int64_t (*enc)(const tok *, const char *, size_t, unsigned, int32_t *, int64_t) =
+        split ? srv_tools_encode : tok_encode;
+    int64_t n = enc(tk, text, len, flags, NULL, 0);
     if (n > (1 << 24)) return net_fail(e, 400, "prompt", "prompt: too many tokens");
     p->ids = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
     if (!p->ids) return net_fail(e, 503, "prompt", "out of memory");
-    if (split)
-        srv_tools_encode(tk, text, len, flags, p->ids, n);
-    else
-        tok_encode(tk, text, len, flags, p->ids, n);
+    enc(tk, text, len, flags, p->ids, n);
     p->n_ids = (int)n;
     return 0;
 }

@@ -176,18 +176,16 @@ int srv_req_parse_tools(srv_req *r, net_error *e)
     r->tool_choice = tools ? SRV_TOOL_AUTO : SRV_TOOL_NONE;
     if (tc) {
         const char *s = json_string_value(tc);
+        const char *type = json_string_value(json_object_get(tc, "type"));
+        const char *name =
+            json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
         if (s && !strcmp(s, "none")) {
             r->tool_choice = SRV_TOOL_NONE;
-        } else if (s && (!strcmp(s, "auto") || !strcmp(s, "required"))) {
-            r->tool_choice = !strcmp(s, "auto") ? SRV_TOOL_AUTO : SRV_TOOL_REQUIRED;
-        } else if (json_is_object(tc)) {
-            const char *type = json_string_value(json_object_get(tc, "type"));
-            const char *name =
-                json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
-            if (!type || strcmp(type, "function") || !name)
-                return net_fail(e, 400, "tool_choice",
-                                "tool_choice: must be none, auto, required or {\"type\": "
-                                "\"function\", \"function\": {\"name\": ...}}");
+        } else if (s && !strcmp(s, "auto")) {
+            r->tool_choice = SRV_TOOL_AUTO;
+        } else if (s && !strcmp(s, "required")) {
+            r->tool_choice = SRV_TOOL_REQUIRED;
+        } else if (type && !strcmp(type, "function") && name) { /* an object: only it has these */
             r->tool_choice = SRV_TOOL_NAMED;
             r->tool_name = name;
         } else {
@@ -655,6 +653,14 @@ static size_t skip_space(const char *t, size_t i, size_t len)
     return i;
 }
 
+/* n less the spaces and newlines that end t[0..n) (those before a call are not content) */
+static size_t trim_end(const char *t, size_t n)
+{
+    while (n && (t[n - 1] == ' ' || t[n - 1] == '\n'))
+        n--;
+    return n;
+}
+
 json_t *srv_tools_parse(const srv_req *r, const char *t, size_t len, size_t *content_len)
 {
     json_t *calls = json_array();
@@ -684,10 +690,7 @@ json_t *srv_tools_parse(const srv_req *r, const char *t, size_t len, size_t *con
             p = memmem(q, (size_t)(end - q), open, strlen(open));
         }
         if (ok && json_array_size(calls)) {
-            size_t n = (size_t)(first - t);
-            while (n && (t[n - 1] == ' ' || t[n - 1] == '\n'))
-                n--;
-            *content_len = n;
+            *content_len = trim_end(t, (size_t)(first - t));
             return calls;
         }
         json_array_clear(calls);
@@ -712,10 +715,7 @@ size_t srv_tools_hold(const srv_req *r, const char *t, size_t len, bool *holding
     const char *m = memmem(t, len, open, ol);
     if (m) {
         *holding = true;
-        size_t n = (size_t)(m - t);
-        while (n && (t[n - 1] == ' ' || t[n - 1] == '\n'))
-            n--;
-        return n;
+        return trim_end(t, (size_t)(m - t));
     }
     size_t i = skip_space(t, 0, len);
     if (i == len) return 0; /* only space so far: it may start a call */
@@ -730,7 +730,5 @@ size_t srv_tools_hold(const srv_req *r, const char *t, size_t len, bool *holding
             n = len - k;
             break;
         }
-    while (n && (t[n - 1] == ' ' || t[n - 1] == '\n'))
-        n--;
-    return n;
+    return trim_end(t, n);
 }

@@ -58,6 +58,13 @@ static void send_delta(srv_call *c, int idx, json_t *delta, const char *finish)
     net_sse_send(c->nc.req, v);
 }
 
+/* The content t[from..to) as one delta, when there is any. */
+static void send_content(srv_call *c, int idx, const char *t, size_t from, size_t to)
+{
+    if (to > from)
+        send_delta(c, idx, json_pack("{s:o}", "content", net_json_text(t + from, to - from)), NULL);
+}
+
 /* A call's first delta (index, id, type, name, arguments "") or one piece of its arguments. */
 static void send_call_part(srv_call *c, int idx, int k, const json_t *head, const char *args,
                            size_t len)
@@ -106,12 +113,8 @@ void srv_stream_tool_text(srv_call *c, int idx)
         return;
     }
     size_t safe = srv_tools_hold(&c->r, t, len, &ch->holding);
-    if (safe > ch->sent) {
-        send_delta(c, idx,
-                   json_pack("{s:o}", "content", net_json_text(t + ch->sent, safe - ch->sent)),
-                   NULL);
-        ch->sent = safe;
-    }
+    send_content(c, idx, t, ch->sent, safe);
+    if (safe > ch->sent) ch->sent = safe;
 }
 
 void srv_stream_tool_end(srv_call *c, int idx, int finish)
@@ -129,18 +132,11 @@ void srv_stream_tool_end(srv_call *c, int idx, int finish)
     json_t *calls =
         finish == ENGINE_FINISH_STOP ? srv_tool_calls_json(c, idx, t, len, &content_len) : NULL;
     if (!calls) { /* no call after all: the rest is content */
-        if (len > ch->sent)
-            send_delta(c, idx,
-                       json_pack("{s:o}", "content", net_json_text(t + ch->sent, len - ch->sent)),
-                       NULL);
+        send_content(c, idx, t, ch->sent, len);
         send_delta(c, idx, json_object(), srv_finish_name(finish));
         return;
     }
-    if (content_len > ch->sent)
-        send_delta(
-            c, idx,
-            json_pack("{s:o}", "content", net_json_text(t + ch->sent, content_len - ch->sent)),
-            NULL);
+    send_content(c, idx, t, ch->sent, content_len);
     for (size_t k = 0; k < json_array_size(calls); k++) {
         json_t *x = json_array_get(calls, k);
         const char *a =
