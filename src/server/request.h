@@ -118,8 +118,10 @@ int64_t srv_tools_encode(const tok *tk, const char *text, size_t len, unsigned f
  * when there are none; *content_len: the bytes of t that are the message's content. */
 json_t *srv_tools_parse(const srv_req *r, const char *t, size_t len, size_t *content_len);
 /* Streaming: how many bytes of the output so far t[0..len) may go out as content now (the
- * rest may be or become a call). Sets *holding once a call has begun (then returns 0). */
-size_t srv_tools_hold(const srv_req *r, const char *t, size_t len, bool *holding);
+ * rest may be or become a call). Sets *holding once a call has begun (then returns 0).
+ * sent: what an earlier call returned (none of it can begin a call): the search for a call
+ * starts there, so a streamed answer is scanned once, not once per token. */
+size_t srv_tools_hold(const srv_req *r, const char *t, size_t len, size_t sent, bool *holding);
 /* A call's id ("call_" + 24 letters and digits; 9 for Mistral's template), from seed, k. */
 void srv_tool_call_id(char *out, size_t cap, const char *seed, int k, chat_tool_format fmt);
 

@@ -703,7 +703,7 @@ json_t *srv_tools_parse(const srv_req *r, const char *t, size_t len, size_t *con
     return calls;
 }
 
-size_t srv_tools_hold(const srv_req *r, const char *t, size_t len, bool *holding)
+size_t srv_tools_hold(const srv_req *r, const char *t, size_t len, size_t sent, bool *holding)
 {
     if (*holding) return 0;
     if (r->tool_choice == SRV_TOOL_NAMED || r->tool_choice == SRV_TOOL_REQUIRED) {
@@ -712,7 +712,7 @@ size_t srv_tools_hold(const srv_req *r, const char *t, size_t len, bool *holding
     }
     const char *open = "<tool_call>";
     size_t ol = strlen(open);
-    const char *m = memmem(t, len, open, ol);
+    const char *m = memmem(t + sent, len - sent, open, ol);
     if (m) {
         *holding = true;
         return trim_end(t, (size_t)(m - t));

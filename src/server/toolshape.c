@@ -112,7 +112,7 @@ void srv_stream_tool_text(srv_call *c, int idx)
         ch->sent = len;
         return;
     }
-    size_t safe = srv_tools_hold(&c->r, t, len, &ch->holding);
+    size_t safe = srv_tools_hold(&c->r, t, len, ch->sent, &ch->holding);
     send_content(c, idx, t, ch->sent, safe);
     if (safe > ch->sent) ch->sent = safe;
 }
