@@ -48,6 +48,24 @@ static void fixture_close(fixture *x)
     gguf_close(x->f);
 }
 
+/* A chat with tools_ok where the assistant called get_weather(city) as call id and the tool
+ * answered 21C (city goes into the arguments' JSON text as is). */
+static void history_body(char *body, size_t cap, const char *id, const char *city)
+{
+    snprintf(body, cap,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\","
+             "\"content\":null,\"tool_calls\":[{\"id\":\"%s\",\"type\":\"function\","
+             "\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"%s\\\"}"
+             "\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"%s\",\"content\":\"21C\"}],%s}",
+             id, city, id, tools_ok);
+}
+
+/* The prompt r was tokenized into, as text with the special tokens written out. */
+static void rendered(const tok *tk, const srv_req *r, char *text, size_t cap)
+{
+    tok_decode(tk, r->prompts[0].ids, r->prompts[0].n_ids, TOK_RENDER_SPECIAL, text, cap);
+}
+
 /* A tool whose strings spell the template's markup (a control token, a user-defined token
  * the template writes, a tag of Kiln's prompt) is a 400 naming tools; a plain one renders
  * with exactly the turns the template writes. */
@@ -110,12 +128,7 @@ TEST(server_tools_history_arguments_stay_data)
     int base[2] = {0};
     for (int k = 0; k < 3; k++) {
         char body[2048];
-        snprintf(body, sizeof body,
-                 "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\","
-                 "\"content\":null,\"tool_calls\":[{\"id\":\"call_1\",\"type\":\"function\","
-                 "\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"%s\\\"}"
-                 "\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"21C\"}],%s}",
-                 city[k], tools_ok);
+        history_body(body, sizeof body, "call_1", city[k]);
         srv_req r;
         net_error e = {0};
         T_EQ(parse(&r, body, &e), 0);
@@ -138,12 +151,7 @@ TEST(server_tools_history_rendered)
     tok *tk = x.tk;
     chat_tmpl *tm = x.tm;
     char body[2048];
-    snprintf(body, sizeof body,
-             "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\","
-             "\"content\":null,\"tool_calls\":[{\"id\":\"call_1\",\"type\":\"function\","
-             "\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}"
-             "\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"21C\"}],%s}",
-             tools_ok);
+    history_body(body, sizeof body, "call_1", "Oslo");
     srv_req r;
     net_error e = {0};
     T_EQ(parse(&r, body, &e), 0);
@@ -151,7 +159,7 @@ TEST(server_tools_history_rendered)
     T_EQ(r.tool_choice, SRV_TOOL_AUTO);
     T_EQ(srv_req_tokenize(&r, tk, tm, 4096, &e), 0);
     char text[8192];
-    tok_decode(tk, r.prompts[0].ids, r.prompts[0].n_ids, TOK_RENDER_SPECIAL, text, sizeof text);
+    rendered(tk, &r, text, sizeof text);
     T_CONTAINS(text,
                "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n"
                "</tool_call>");
@@ -182,7 +190,7 @@ TEST(server_tools_default_prompt)
     T_EQ(parse(&r, body, &e), 0);
     T_EQ(srv_req_tokenize(&r, tk, tm, 4096, &e), 0);
     char text[16384];
-    tok_decode(tk, r.prompts[0].ids, r.prompts[0].n_ids, TOK_RENDER_SPECIAL, text, sizeof text);
+    rendered(tk, &r, text, sizeof text);
     T_CONTAINS(text, "Be brief.\n\n# Tools");
     T_CONTAINS(text, "\"name\":\"get_weather\"");
     T_CONTAINS(text, "<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{}}\n</tool_call>");
@@ -254,12 +262,7 @@ TEST(server_tools_builtin_templates)
               {"llama3", CHAT_TOOLS_NONE},     {"gemma2", CHAT_TOOLS_NONE}};
     char body[2048];
     /* Mistral's template wants 9-character ids */
-    snprintf(body, sizeof body,
-             "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\","
-             "\"content\":null,\"tool_calls\":[{\"id\":\"abcdefghi\",\"type\":\"function\","
-             "\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}"
-             "\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"abcdefghi\",\"content\":\"21C\"}],%s}",
-             tools_ok);
+    history_body(body, sizeof body, "abcdefghi", "Oslo");
     for (size_t i = 0; i < sizeof tm / sizeof tm[0]; i++) {
         chat_tmpl *t;
         T_EQ(chat_tmpl_for_model(&t, NULL, tm[i].name, &err), 0);
@@ -271,7 +274,7 @@ TEST(server_tools_builtin_templates)
         if (rc) printf("# %s: %s\n", tm[i].name, e.msg);
         T_EQ(rc, 0);
         char text[16384];
-        tok_decode(tk, r.prompts[0].ids, r.prompts[0].n_ids, TOK_RENDER_SPECIAL, text, sizeof text);
+        rendered(tk, &r, text, sizeof text);
         T_CONTAINS(text, "get_weather");
         T_CONTAINS(text, "Oslo");
         T_CONTAINS(text, "21C");
