@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "kernels/impl.h"
+#include "kernels/x86/avx512_dpbusd.h"
 #include "kernels/iq.h"
 
 #define PR      16 /* rows per panel */
@@ -147,13 +148,6 @@ static inline __mmask16 out_mask(int64_t rows, int64_t r)
     return n >= PR ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
 }
 
-static inline __m512i bcast4(const int8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return _mm512_set1_epi32(v);
-}
-
 enum { INT8_Q8, INT8_Q4, INT8_IQ4NL }; /* the packed int8 tile's weight formats */
 
 /* One panel (16 rows from r) x activation rows [b, b + NB), over all blocks of weights in
@@ -214,7 +208,7 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
             memcpy(&c, sa + o, 4), memcpy(&d, da + o, 4);
             __m512i acc = _mm512_set1_epi32(fmt == INT8_Q4 ? c >> 4 : c);
             _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) acc =
-                _mm512_dpbusd_epi32(acc, w[q], bcast4(a + 4 * q));
+                kl_dpbusd_bcast(acc, w[q], a + 4 * q);
             out[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(ws, _mm512_set1_ps(d)),
                                      out[k]);
         }

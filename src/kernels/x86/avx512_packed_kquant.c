@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "kernels/impl.h"
+#include "kernels/x86/avx512_dpbusd.h"
 
 #define PR  16 /* rows per panel */
 #define BT  8  /* activation rows per tile */
@@ -199,13 +200,6 @@ static inline __attribute__((always_inline)) void load_sub(int K, const uint8_t 
     }
 }
 
-static inline __m512i bcast4(const int8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return _mm512_set1_epi32(v);
-}
-
 /* The sub-block's scale pair as 16 rows x 2 int16 (the vpdpwssd operand of the offset
  * term, against the activation sums of columns 32s..+15 and +16..+31), and the float scales
  * d * sc of its groups (S[1] unused for the 32-column Q4_K/Q5_K). */
@@ -278,8 +272,8 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
                 __m512i i0 = _mm512_setzero_si512(), i1 = _mm512_setzero_si512();
                 _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
                 {
-                    i0 = _mm512_dpbusd_epi32(i0, w[q], bcast4(a + 4 * q));
-                    i1 = _mm512_dpbusd_epi32(i1, w[q + 4], bcast4(a + 16 + 4 * q));
+                    i0 = kl_dpbusd_bcast(i0, w[q], a + 4 * q);
+                    i1 = kl_dpbusd_bcast(i1, w[q + 4], a + 16 + 4 * q);
                 }
                 if (wide) {
                     acc[k] =

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kernels/impl.h"
+#include "kernels/x86/avx512_dpbusd.h"
 
 #define PR  16
 #define BT  8
@@ -81,13 +82,6 @@ void kl_avx512_pack_legacy(kl_dtype t, const void *W, int64_t rows, int64_t cols
         }
 }
 
-static inline __m512i bcast4(const int8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return _mm512_set1_epi32(v);
-}
-
 static inline __mmask16 out_mask(int64_t rows, int64_t r)
 {
     int64_t n = rows - r;
@@ -142,7 +136,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
                 K == Q50 ? _mm512_set1_epi32(ai[k][j] >> 3) /* -16 sum */ : _mm512_setzero_si512();
             /* w[q]: columns 4q..4q+3 (q < 4) and 16 + 4(q - 4).. */
             _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) acc =
-                _mm512_dpbusd_epi32(acc, w[q], bcast4(a + (q < 4 ? 4 * q : 16 + 4 * (q - 4))));
+                kl_dpbusd_bcast(acc, w[q], (a + (q < 4 ? 4 * q : 16 + 4 * (q - 4))));
             out[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc),
                                      _mm512_mul_ps(ws, _mm512_set1_ps(ad[k][j])), out[k]);
             if (has_m(K)) out[k] = _mm512_fmadd_ps(ms, _mm512_set1_ps(as[k][j]), out[k]);
