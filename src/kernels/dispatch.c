@@ -1,5 +1,7 @@
 /* kernels/dispatch.c: builds the per-ISA tables once (scalar, then avx2 over it, then avx512
- * over that) and picks the best one this CPU runs, or the one KILN_SIMD names. */
+ * over that, then avx512vbmi over that) and picks the best one this CPU runs, or the one
+ * KILN_SIMD names. avx512vbmi is AVX-512 plus VBMI and GFNI (Ice Lake, Zen 4 and later): the
+ * same table but for the IQ types whose decode those make cheap (x86/avx512vbmi_iq.c). */
 #include <cpuid.h>
 #include <stdbool.h>
 #include <pthread.h>
@@ -17,7 +19,7 @@ static bool cpu_has_f16c(void)
     return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
 }
 
-static kl_isa isa_scalar, isa_avx2, isa_avx512;
+static kl_isa isa_scalar, isa_avx2, isa_avx512, isa_avx512vbmi;
 static const kl_isa *isa_default;
 static _Atomic(const kl_isa *) isa_current;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -75,6 +77,15 @@ static bool cpu_avx512(void)
            __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16");
 }
 
+/* AVX512_VBMI and GFNI from cpuid leaf 7 (the OS's saving of the AVX-512 state is in
+ * cpu_avx512's checks). */
+static bool cpu_avx512vbmi(void)
+{
+    unsigned a, b, c, d;
+    return cpu_avx512() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & bit_AVX512VBMI) &&
+           (c & bit_GFNI);
+}
+
 static void build(void)
 {
     fill_scalar(&isa_scalar);
@@ -84,13 +95,20 @@ static void build(void)
     isa_avx512 = isa_avx2;
     isa_avx512.name = "avx512";
     kl_isa_avx512_init(&isa_avx512);
-    isa_default = cpu_avx512() ? &isa_avx512 : cpu_avx2() ? &isa_avx2 : &isa_scalar;
+    isa_avx512vbmi = isa_avx512;
+    isa_avx512vbmi.name = "avx512vbmi";
+    kl_avx512vbmi_types_iq(&isa_avx512vbmi);
+    isa_default = cpu_avx512vbmi() ? &isa_avx512vbmi
+                  : cpu_avx512()   ? &isa_avx512
+                  : cpu_avx2()     ? &isa_avx2
+                                   : &isa_scalar;
     const char *want = getenv("KILN_SIMD");
     if (want && *want) {
-        const kl_isa *t = !strcmp(want, "scalar")                   ? &isa_scalar
-                          : !strcmp(want, "avx2") && cpu_avx2()     ? &isa_avx2
-                          : !strcmp(want, "avx512") && cpu_avx512() ? &isa_avx512
-                                                                    : NULL;
+        const kl_isa *t = !strcmp(want, "scalar")                           ? &isa_scalar
+                          : !strcmp(want, "avx2") && cpu_avx2()             ? &isa_avx2
+                          : !strcmp(want, "avx512") && cpu_avx512()         ? &isa_avx512
+                          : !strcmp(want, "avx512vbmi") && cpu_avx512vbmi() ? &isa_avx512vbmi
+                                                                            : NULL;
         if (t) isa_default = t; /* an unknown or unsupported name keeps the best one */
     }
     atomic_store(&isa_current, isa_default);
@@ -110,6 +128,7 @@ const kl_isa *kl_isa_find(const char *name)
     if (!strcmp(name, "scalar")) return &isa_scalar;
     if (!strcmp(name, "avx2")) return cpu_avx2() ? &isa_avx2 : NULL;
     if (!strcmp(name, "avx512")) return cpu_avx512() ? &isa_avx512 : NULL;
+    if (!strcmp(name, "avx512vbmi")) return cpu_avx512vbmi() ? &isa_avx512vbmi : NULL;
     return NULL;
 }
 

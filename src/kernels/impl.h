@@ -203,15 +203,15 @@ typedef struct kl_lora_ops {
 } kl_lora_ops;
 
 typedef struct kl_isa {
-    const char *name; /* "scalar", "avx2", "avx512" */
+    const char *name; /* "scalar", "avx2", "avx512", "avx512vbmi" */
     kl_type_ops types[KL_DTYPE_COUNT];
     kl_vec_ops vec;
     kl_lora_ops lora;
 } kl_isa;
 
 /* Each SIMD file set fills the entries it implements over a copy of the table below it
- * (scalar < avx2 < avx512); dispatch.c builds the three tables once. A family of types
- * (ref_quant_<family>.c, x86/<isa>_<family>.c) fills its own rows in its own function,
+ * (scalar < avx2 < avx512 < avx512vbmi); dispatch.c builds the four tables once. A family of
+ * types (ref_quant_<family>.c, x86/<isa>_<family>.c) fills its own rows in its own function,
  * called from dispatch.c (scalar) or the ISA's init. */
 void kl_isa_avx2_init(kl_isa *isa);
 void kl_isa_avx512_init(kl_isa *isa);
@@ -269,7 +269,7 @@ void kl_avx512_lora_init(kl_isa *isa); /* x86/avx512_lora.c */
 void kl_ref_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
                              int ldv, int nk, int hd);
 
-/* The ISA in use (picked once; KILN_SIMD=scalar|avx2|avx512 forces one). */
+/* The ISA in use (picked once; KILN_SIMD=scalar|avx2|avx512|avx512vbmi forces one). */
 const kl_isa *kl_isa_get(void);
 /* The named ISA if this CPU runs it, else NULL. For tests and benchmarks. */
 const kl_isa *kl_isa_find(const char *name);

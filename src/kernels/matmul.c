@@ -178,6 +178,7 @@ const char *kl_pack_id(void)
     static const char *ids[] = {"scalar/" KL_STR(KL_PACK_VERSION), "avx2/" KL_STR(KL_PACK_VERSION),
                                 "avx512/" KL_STR(KL_PACK_VERSION)};
     const char *isa = kl_isa_get()->name;
+    if (!strcmp(isa, "avx512vbmi")) isa = "avx512"; /* the same packed forms and kernels */
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         if (!strncmp(ids[i], isa, strlen(isa)) && ids[i][strlen(isa)] == '/') return ids[i];
     return "unknown";

@@ -101,10 +101,15 @@ static void check_all(kl_dtype t)
     int blk = (int)kl_dtype_get(t)->block_elems;
     const int *cols = blk == 1 ? fcols : blk == 32 ? qcols : kcols; /* float: any width */
     int isas = 0;
-    for (const char *const *n = (const char *const[]){"avx2", "avx512", NULL}; *n; n++) {
+    kl_gemm_fn seen[4] = {kl_isa_find("scalar")->types[t].gemm};
+    for (const char *const *n = (const char *const[]){"avx2", "avx512", "avx512vbmi", NULL}; *n;
+         n++) {
         const kl_isa *isa = kl_isa_find(*n);
-        if (!isa || isa->types[t].gemm == kl_isa_find("scalar")->types[t].gemm) continue;
-        isas++;
+        bool again = false; /* avx512vbmi has avx512's kernels but for a few types */
+        for (int i = 0; i <= isas; i++)
+            again = again || (isa && isa->types[t].gemm == seen[i]);
+        if (!isa || again) continue;
+        seen[++isas] = isa->types[t].gemm;
         for (int i = 0; i < 5; i++)
             for (int j = 0; j < 4; j++)
                 for (int k = 0; k < 4; k++)
@@ -291,7 +296,8 @@ TEST(kernels_quant_act_simd_matches_reference_bits)
         memset(a, 0x5A, rb); /* the row's padding is left alone by both */
         ref->quant_act(x, a, N);
         int isas = 0;
-        for (const char *const *n = (const char *const[]){"avx2", "avx512", NULL}; *n; n++) {
+        for (const char *const *n = (const char *const[]){"avx2", "avx512", "avx512vbmi", NULL}; *n;
+             n++) {
             const kl_isa *isa = kl_isa_find(*n);
             if (!isa || isa->types[types[ti]].quant_act == ref->quant_act) continue;
             isas++;

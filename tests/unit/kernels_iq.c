@@ -5,6 +5,8 @@
  * of those floats and the first 8 of them (tests/t_blocks.h makes the blocks). The same bytes
  * decoded here must give the same floats, bit for bit: the codebooks (kernels/iq_grids.c) and the
  * block layouts are right. */
+#include <stdlib.h>
+#include <string.h>
 #include <xxhash.h>
 
 #include "kernels/iq.h"
@@ -95,4 +97,51 @@ TEST(kernels_iq_sign_table_has_even_parity)
         T_EQ(kl_iq_ksigns[i] & 127, i);
         T_EQ(__builtin_popcount(kl_iq_ksigns[i]) % 2, 0);
     }
+}
+
+/* The VBMI decoders (x86/avx512vbmi_iq.c: grids and signs in registers) feed the same tile as
+ * the AVX-512 ones (gathers, the sign table), so the two give the same bits, not just close
+ * results: on random blocks (every grid index, sign pattern and scale), rows, columns and
+ * batch sizes 1..16 around the tile's (8 activation rows, 16 weight rows). */
+TEST(kernels_iq_vbmi_matches_avx512_bits)
+{
+    const kl_isa *base = kl_isa_find("avx512"), *vbmi = kl_isa_find("avx512vbmi");
+    if (!vbmi) t_skip("no AVX-512 VBMI and GFNI on this CPU");
+    static const kl_dtype types[] = {KL_IQ3_XXS, KL_IQ3_S, KL_IQ2_XXS, KL_IQ2_XS,
+                                     KL_IQ2_S,   KL_IQ1_S, KL_IQ1_M};
+    static const int rows[] = {1, 17, 40}, cols[] = {256, 768, 2304};
+    int differ = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        kl_dtype t = types[ti];
+        if (vbmi->types[t].gemm != base->types[t].gemm) differ++;
+        for (int ri = 0; ri < 3; ri++)
+            for (int ci = 0; ci < 3; ci++) {
+                int R = rows[ri], C = cols[ci];
+                size_t rb = kl_dtype_row_bytes(t, C);
+                uint8_t *W = t_random_blocks(t, rb * (size_t)R / kl_dtype_get(t)->block_bytes,
+                                             0x51ED270B27A1ull + 131 * ti + 7 * ri + ci);
+                float *x = malloc(sizeof(float) * (size_t)C * 16);
+                float *y0 = malloc(sizeof(float) * (size_t)R * 16);
+                float *y1 = malloc(sizeof(float) * (size_t)R * 16);
+                void *scratch = malloc(kl_matmul_scratch(t, 16, C) + 64);
+                uint64_t s = 0x9E3779B97F4A7C15ull ^ (uint64_t)(R * C);
+                for (int i = 0; i < C * 16; i++) {
+                    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+                    x[i] = (float)((double)(s >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+                }
+                for (int B = 1; B <= 16; B++) {
+                    kl_isa_set(base);
+                    kl_matmul(NULL, t, W, R, C, x, C, B, y0, R, scratch);
+                    kl_isa_set(vbmi);
+                    kl_matmul(NULL, t, W, R, C, x, C, B, y1, R, scratch);
+                    if (memcmp(y0, y1, sizeof(float) * (size_t)R * (size_t)B))
+                        fprintf(stderr, "# %s rows %d cols %d B %d differs\n",
+                                kl_dtype_get(t)->name, R, C, B);
+                    T_MEMEQ(y0, y1, sizeof(float) * (size_t)R * (size_t)B);
+                }
+                kl_isa_set(NULL);
+                free(W), free(x), free(y0), free(y1), free(scratch);
+            }
+    }
+    T_ASSERT(differ > 0); /* the table has VBMI kernels to test */
 }

@@ -7,6 +7,9 @@
  *                           and st.d, the float factor of the block's integer sum;
  *   PFX_chunk(w, &st, c)    the weights of elements 64c..64c+63, in order, as bytes: w + BIAS
  *                           (unsigned, at most 128) or, with BIAS 0, w itself (|w| <= 127).
+ * (IQ_TILE_MS takes instead PFX_chunk_ms(w, &st, c, &neg): the magnitudes |w| and the mask of
+ * the negative ones, for decoders that have the signs as a mask already; IQ_TILE makes that
+ * function from PFX_chunk.)
  * The dot of a chunk with an activation row's 64 bytes: vpmaddubsw (unsigned x signed byte
  * pairs; at most 2 * 128 * 127 < 2^15, so no saturation) then vpdpwssd adds each pair sum times
  * its 16 elements' scale into int32 lanes. A signed chunk moves its signs onto the activations
@@ -41,6 +44,18 @@ static inline __m512i iq_chunk_scales(__m256i s16, int c)
 
 /* The tile for one type: rows r x activation rows [b, b + nb), nb <= IQ_BT. */
 #define IQ_TILE(PFX, BLOCK, BIAS)                                                                  \
+    static inline __m512i PFX##_chunk_ms(const BLOCK *w, const PFX##_st *st, int c,                \
+                                         __mmask64 *neg)                                           \
+    {                                                                                              \
+        __m512i q = PFX##_chunk(w, st, c);                                                         \
+        if (BIAS) return *neg = 0, q;                                                              \
+        *neg = _mm512_movepi8_mask(q);                                                             \
+        return _mm512_abs_epi8(q);                                                                 \
+    }                                                                                              \
+    IQ_TILE_MS(PFX, BLOCK, BIAS)
+
+/* The tile over PFX_chunk_ms (magnitudes and a sign mask; BIAS 0 or the mask is 0). */
+#define IQ_TILE_MS(PFX, BLOCK, BIAS)                                                               \
     static inline                                                                                  \
         __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
     {                                                                                              \
@@ -69,9 +84,8 @@ static inline __m512i iq_chunk_scales(__m256i s16, int c)
                        : _mm512_setzero_si512();                                                   \
             _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)                                    \
             {                                                                                      \
-                __m512i q = PFX##_chunk(&w[j], &st, c), sc = iq_chunk_scales(st.s16, c);           \
-                __mmask64 neg = (BIAS) ? 0 : _mm512_movepi8_mask(q);                               \
-                if (!(BIAS)) q = _mm512_abs_epi8(q);                                               \
+                __mmask64 neg;                                                                     \
+                __m512i q = PFX##_chunk_ms(&w[j], &st, c, &neg), sc = iq_chunk_scales(st.s16, c);  \
                 _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                               \
                 {                                                                                  \
                     __m512i a = _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * c);                   \

@@ -1,0 +1,281 @@
+/* kernels/x86/avx512vbmi_iq.c: IQ3_XXS, IQ3_S, IQ2_XXS and IQ2_XS against Q8_K activations
+ * without gathers or sign tables, for AVX-512 CPUs with VBMI and GFNI (Ice Lake and later,
+ * Zen 4 and later). The tile is x86/avx512_iq.h's; the decoders here give the same bytes as
+ * x86/avx512_iq3.c and avx512_iq2.c (which stay for AVX-512 CPUs without VBMI).
+ *
+ * Grids in registers. Every grid entry is 4 (IQ3) or 8 (IQ2) bytes drawn from at most 8 (IQ3)
+ * or 4 (IQ2) magnitudes, so an entry is a 12- or 16-bit code: the number of each byte's value
+ * in the sorted list of the grid's values, 3 or 2 bits per element. The codes are kept as two
+ * byte planes (low and high half of the code) of 256 or 512 bytes, built once from the grids
+ * at start (iq_vbmi_init). A block looks up all its indices at once: vpermt2b picks from 128
+ * plane bytes by an index's low 7 bits, and blends by bits 7 and 8 pick the 128-byte window.
+ * A chunk of 64 elements then moves each entry's two code bytes into the qword of its 8 (IQ2)
+ * or 4 + 4 (IQ3) elements (vpermt2b), shifts each element's field to the bottom of its byte
+ * (vpmultishiftqb) and turns codes into magnitudes (vpermb over a 64-byte table that ignores
+ * the bits above the field).
+ *
+ * Signs in registers. IQ3_XXS, IQ2_XXS and IQ2_XS store 7 sign bits per 8 elements, the 8th
+ * making the count even: vpmultishiftqb (or a shift) brings each 7-bit field to a byte and one
+ * gf2p8affineqb keeps bits 0-6 and sets bit 7 to their parity (the row of kl_iq_ksigns). A
+ * chunk's mask is then its 8 sign bytes, each spread over its 8 elements (vpermb) and tested
+ * against the element's bit (vptestmb). IQ3_S stores the mask as it stands.
+ *
+ * Scales are unpacked in registers too (the scalar kl_iq_scales_* and a store/load cost a
+ * store-forwarding stall per block). */
+#include <stdbool.h>
+
+#include "kernels/x86/avx512_iq.h"
+
+void kl_avx512vbmi_types_iq(kl_isa *isa);
+void kl_avx512vbmi_gemm_iq3_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512vbmi_gemm_iq3_s(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512vbmi_gemm_iq2_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512vbmi_gemm_iq2_xs(const kl_gemm *g, int64_t r0, int64_t r1);
+
+/* Code planes: [0] the low, [1] the high half of each entry's code. */
+static _Alignas(64) uint8_t p3xxs[2][256], p3s[2][512], p2xxs[2][256], p2xs[2][512];
+/* Magnitude of a code field (the byte's low 3 or 2 bits; the bits above are ignored). */
+static _Alignas(64) uint8_t v3xxs[64], v3s[64], v2xxs[64], v2xs[64];
+/* Chunk patterns. spread4[c]: qword q of chunk c gets bytes 0-3 = lo, hi of entry 16c + 2q,
+ * then of 16c + 2q + 1 (indices into lo ++ hi); shift4: the bit offset of element 4a + k of
+ * that qword, 16 a + 8 (k / 2) + 3 (k % 2). spread8[t][c]: qword i gets lo, hi of chunk c's
+ * entry i (its byte in the block's vectors: IQ2_XXS 16 c + 8 (i / 4) + i % 4, IQ2_XS
+ * 2 (8 c + i)); shift8: 2 j for element j. bcast8[t][c]: each of 8 bytes of qword i is that
+ * entry's sign byte; bcast4[c]: byte e is sign byte 8 c + e / 8; bit8: byte e is 1 << e % 8. */
+static _Alignas(64) uint8_t spread4[4][64], shift4[64], spread8[2][4][64], shift8[64];
+static _Alignas(64) uint8_t bcast8[2][4][64], bcast4[4][64], bit8[64];
+/* vpmultishiftqb offsets of IQ3_XXS's (per qword: two uint32 of 4 x 7 bits) and IQ2_XXS's
+ * (per qword: the uint32 in bytes 4-7) sign fields. */
+static _Alignas(64) uint8_t ms3xxs[64], ms2xxs[64];
+
+/* gf2p8affineqb matrix: output bit i is the parity of (x & row i), row i in byte 7 - i; bits
+ * 0-6 pass, bit 7 is the parity of bits 0-6 (an even count of set bits in the byte). */
+#define KSIGNS_AFFINE 0x010204081020407Fll
+
+/* Fills the planes of a grid of n entries of e bytes (4 or 8) and its magnitude table: codes
+ * of 3 bits per element for e = 4, 2 for e = 8. False if the grid has more values than that. */
+static bool make_planes(const uint8_t *grid, int n, int e, uint8_t *lo, uint8_t *hi,
+                        uint8_t vals[64])
+{
+    int bits = e == 4 ? 3 : 2, nv = 0, field = (1 << bits) - 1;
+    uint8_t v[8] = {0};
+    for (int i = 0; i < n * e; i++) { /* the sorted distinct values */
+        int k = 0;
+        while (k < nv && v[k] < grid[i])
+            k++;
+        if (k < nv && v[k] == grid[i]) continue;
+        if (nv == 1 << bits) return false;
+        for (int m = nv++; m > k; m--)
+            v[m] = v[m - 1];
+        v[k] = grid[i];
+    }
+    for (int x = 0; x < 64; x++)
+        vals[x] = v[(x & field) < nv ? x & field : 0];
+    for (int i = 0; i < n; i++) {
+        unsigned code = 0;
+        for (int j = 0; j < e; j++) {
+            int k = 0;
+            while (v[k] != grid[i * e + j])
+                k++;
+            code |= (unsigned)k << (bits * j);
+        }
+        lo[i] = (uint8_t)(code & ((1u << (bits * e / 2)) - 1));
+        hi[i] = (uint8_t)(code >> (bits * e / 2));
+    }
+    return true;
+}
+
+static bool iq_vbmi_init(void)
+{
+    if (!make_planes((const uint8_t *)kl_iq3xxs_grid, 256, 4, p3xxs[0], p3xxs[1], v3xxs) ||
+        !make_planes((const uint8_t *)kl_iq3s_grid, 512, 4, p3s[0], p3s[1], v3s) ||
+        !make_planes((const uint8_t *)kl_iq2xxs_grid, 256, 8, p2xxs[0], p2xxs[1], v2xxs) ||
+        !make_planes((const uint8_t *)kl_iq2xs_grid, 512, 8, p2xs[0], p2xs[1], v2xs))
+        return false;
+    for (int b = 0; b < 64; b++) {
+        int q = b / 8, j = b % 8, a = j / 4, k = j % 4, i = b / 8;
+        for (int c = 0; c < 4; c++) {
+            spread4[c][b] = (uint8_t)(j < 4 ? 16 * c + 2 * q + j / 2 + 64 * (j % 2) : 0);
+            bcast4[c][b] = (uint8_t)(8 * c + b / 8);
+            int pxxs = 16 * c + 8 * (i / 4) + i % 4, pxs = 2 * (8 * c + i);
+            spread8[0][c][b] = (uint8_t)(j == 0 ? pxxs : j == 1 ? 64 + pxxs : 0);
+            spread8[1][c][b] = (uint8_t)(j == 0 ? pxs : j == 1 ? 64 + pxs : 0);
+            bcast8[0][c][b] = (uint8_t)pxxs;
+            bcast8[1][c][b] = (uint8_t)pxs;
+        }
+        shift4[b] = (uint8_t)(16 * a + 8 * (k / 2) + 3 * (k % 2));
+        shift8[b] = (uint8_t)(2 * j);
+        bit8[b] = (uint8_t)(1 << j);
+        ms3xxs[b] = (uint8_t)(7 * (j % 4) + 32 * (j / 4));
+        ms2xxs[b] = (uint8_t)(32 + 7 * (j % 4));
+    }
+    return true;
+}
+
+static inline __m512i ld(const uint8_t *p)
+{
+    return _mm512_load_si512((const void *)p);
+}
+
+/* Plane bytes of the entries whose indices' low 8 bits are idx's bytes (bit 7 also in b7). */
+static inline __m512i lut256(const uint8_t *t, __m512i idx, __mmask64 b7)
+{
+    __m512i lo = _mm512_permutex2var_epi8(ld(t), idx, ld(t + 64));
+    __m512i hi = _mm512_permutex2var_epi8(ld(t + 128), idx, ld(t + 192));
+    return _mm512_mask_blend_epi8(b7, lo, hi);
+}
+/* The same for 9-bit indices, bit 8 in b8. */
+static inline __m512i lut512(const uint8_t *t, __m512i idx, __mmask64 b7, __mmask64 b8)
+{
+    return _mm512_mask_blend_epi8(b8, lut256(t, idx, b7), lut256(t + 256, idx, b7));
+}
+
+/* The magnitudes of a chunk from its code bytes: spread, shift each field down, look up. */
+static inline __m512i magnitudes(__m512i lo, __m512i hi, const uint8_t *spread,
+                                 const uint8_t *shift, const uint8_t *vals)
+{
+    __m512i codes = _mm512_permutex2var_epi8(lo, ld(spread), hi);
+    return _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(ld(shift), codes), ld(vals));
+}
+
+/* The sign mask of a chunk: sign byte bcast[e] of sg for element e. */
+static inline __mmask64 sign_mask(__m512i sg, const uint8_t *bcast)
+{
+    return _mm512_test_epi8_mask(_mm512_permutexvar_epi8(ld(bcast), sg), ld(bit8));
+}
+
+/* 7-bit sign fields (in bits 0-6 of bytes) to sign bytes. */
+static inline __m512i ksigns(__m512i f)
+{
+    return _mm512_gf2p8affine_epi64_epi8(f, _mm512_set1_epi64(KSIGNS_AFFINE), 0);
+}
+
+/* 2 s + 1 of 16 scales s (4 bits, in the low bits of 16-bit lanes) */
+static inline __m256i odd16(__m256i s)
+{
+    return _mm256_or_si256(_mm256_slli_epi16(s, 1), _mm256_set1_epi16(1));
+}
+/* 8 scales in the low 16 bits of 32-bit lanes, each used for two sixteens */
+static inline __m256i twice16(__m256i s32)
+{
+    return _mm256_or_si256(s32, _mm256_slli_epi32(s32, 16));
+}
+/* IQ2_XS, IQ2_S: a byte per 32 elements, the low nibble the first 16 */
+static inline __m256i nibble_scales(const uint8_t sc[8])
+{
+    __m128i v = _mm_loadl_epi64((const __m128i *)sc), m = _mm_set1_epi8(15);
+    __m128i s = _mm_unpacklo_epi8(_mm_and_si128(v, m), _mm_and_si128(_mm_srli_epi16(v, 4), m));
+    return odd16(_mm256_cvtepu8_epi16(s));
+}
+
+typedef struct {
+    __m256i s16;
+    float d;
+    __m512i lo, hi, sg;
+} iq_st;
+typedef iq_st iq3_xxs_st;
+typedef iq_st iq3_s_st;
+typedef iq_st iq2_xxs_st;
+typedef iq_st iq2_xs_st;
+
+static inline void iq3_xxs_begin(const kl_block_iq3_xxs *w, iq_st *st)
+{
+    __m512i idx = _mm512_loadu_si512((const void *)w->qs);
+    __mmask64 b7 = _mm512_movepi8_mask(idx);
+    st->lo = lut256(p3xxs[0], idx, b7), st->hi = lut256(p3xxs[1], idx, b7);
+    __m256i aux = _mm256_loadu_si256((const __m256i *)(w->qs + KL_QKK / 4));
+    st->sg = ksigns(_mm512_multishift_epi64_epi8(ld(ms3xxs), _mm512_castsi256_si512(aux)));
+    st->s16 = odd16(twice16(_mm256_srli_epi32(aux, 28)));
+    st->d = 0.25f * _cvtsh_ss(w->d);
+}
+
+static inline __m512i iq3_xxs_chunk_ms(const kl_block_iq3_xxs *w, const iq_st *st, int c,
+                                       __mmask64 *neg)
+{
+    (void)w;
+    *neg = sign_mask(st->sg, bcast4[c]);
+    return magnitudes(st->lo, st->hi, spread4[c], shift4, v3xxs);
+}
+
+static inline void iq3_s_begin(const kl_block_iq3_s *w, iq_st *st)
+{
+    __m512i idx = _mm512_loadu_si512((const void *)w->qs);
+    __mmask64 b7 = _mm512_movepi8_mask(idx), b8;
+    memcpy(&b8, w->qh, 8); /* bit 8 of index 8 ib + k: bit k of qh[ib] */
+    st->lo = lut512(p3s[0], idx, b7, b8), st->hi = lut512(p3s[1], idx, b7, b8);
+    uint32_t sc;
+    memcpy(&sc, w->scales, 4); /* scale t: nibble t / 2 % 2 of byte t / 4 */
+    __m128i by = _mm_shuffle_epi8(_mm_cvtsi32_si128((int)sc),
+                                  _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+    __m256i s =
+        _mm256_srlv_epi16(_mm256_cvtepu8_epi16(by),
+                          _mm256_setr_epi16(0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4));
+    st->s16 = odd16(_mm256_and_si256(s, _mm256_set1_epi16(15)));
+    st->d = _cvtsh_ss(w->d);
+}
+
+static inline __m512i iq3_s_chunk_ms(const kl_block_iq3_s *w, const iq_st *st, int c,
+                                     __mmask64 *neg)
+{
+    memcpy(neg, w->signs + 8 * c, 8);
+    return magnitudes(st->lo, st->hi, spread4[c], shift4, v3s);
+}
+
+/* IQ2_XXS: qword ib of the block is sub-block ib: 4 indices, then 4 x 7 sign bits and the
+ * scale in bits 60-63 */
+static inline void iq2_xxs_begin(const kl_block_iq2_xxs *w, iq_st *st)
+{
+    __m512i x = _mm512_loadu_si512((const void *)w->qs);
+    __mmask64 b7 = _mm512_movepi8_mask(x);
+    st->lo = lut256(p2xxs[0], x, b7), st->hi = lut256(p2xxs[1], x, b7);
+    st->sg = ksigns(_mm512_multishift_epi64_epi8(ld(ms2xxs), x));
+    __m128i s8 = _mm512_cvtepi64_epi16(_mm512_srli_epi64(x, 60));
+    st->s16 = odd16(twice16(_mm256_cvtepu16_epi32(s8)));
+    st->d = 0.125f * _cvtsh_ss(w->d);
+}
+
+static inline __m512i iq2_xxs_chunk_ms(const kl_block_iq2_xxs *w, const iq_st *st, int c,
+                                       __mmask64 *neg)
+{
+    (void)w;
+    *neg = sign_mask(st->sg, bcast8[0][c]);
+    return magnitudes(st->lo, st->hi, spread8[0][c], shift8, v2xxs);
+}
+
+/* IQ2_XS: per 8 elements a uint16, a 9-bit index and 7 sign bits above it */
+static inline void iq2_xs_begin(const kl_block_iq2_xs *w, iq_st *st)
+{
+    __m512i x = _mm512_loadu_si512((const void *)w->qs);
+    __mmask64 b7 = _mm512_movepi8_mask(x), b8 = _mm512_movepi8_mask(_mm512_srli_epi16(x, 1));
+    st->lo = lut512(p2xs[0], x, b7, b8), st->hi = lut512(p2xs[1], x, b7, b8);
+    st->sg = ksigns(_mm512_srli_epi16(x, 9));
+    st->s16 = nibble_scales(w->scales);
+    st->d = 0.125f * _cvtsh_ss(w->d);
+}
+
+static inline __m512i iq2_xs_chunk_ms(const kl_block_iq2_xs *w, const iq_st *st, int c,
+                                      __mmask64 *neg)
+{
+    (void)w;
+    *neg = sign_mask(st->sg, bcast8[1][c]);
+    return magnitudes(st->lo, st->hi, spread8[1][c], shift8, v2xs);
+}
+
+IQ_TILE_MS(iq3_xxs, kl_block_iq3_xxs, 0)
+IQ_GEMM(kl_avx512vbmi_gemm_iq3_xxs, iq3_xxs)
+IQ_TILE_MS(iq3_s, kl_block_iq3_s, 0)
+IQ_GEMM(kl_avx512vbmi_gemm_iq3_s, iq3_s)
+IQ_TILE_MS(iq2_xxs, kl_block_iq2_xxs, 0)
+IQ_GEMM(kl_avx512vbmi_gemm_iq2_xxs, iq2_xxs)
+IQ_TILE_MS(iq2_xs, kl_block_iq2_xs, 0)
+IQ_GEMM(kl_avx512vbmi_gemm_iq2_xs, iq2_xs)
+
+/* The rows of this file over the AVX-512 table (called once, from dispatch.c's build). */
+void kl_avx512vbmi_types_iq(kl_isa *isa)
+{
+    if (!iq_vbmi_init()) return; /* a grid of more values than a code holds: keep AVX-512's */
+    isa->types[KL_IQ3_XXS].gemm = kl_avx512vbmi_gemm_iq3_xxs;
+    isa->types[KL_IQ3_S].gemm = kl_avx512vbmi_gemm_iq3_s;
+    isa->types[KL_IQ2_XXS].gemm = kl_avx512vbmi_gemm_iq2_xxs;
+    isa->types[KL_IQ2_XS].gemm = kl_avx512vbmi_gemm_iq2_xs;
+}
