@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "bench/bench.h"
+#include "net/prom_scan.h"
 
 const char *kb_status_name(kb_status s)
 {
@@ -114,50 +115,30 @@ int kb_summarize(const kb_result *r, int target, double slo_ttft_ms, double slo_
     return 0;
 }
 
-/* The value of a sample line "NAME{labels} VALUE" or "NAME VALUE" when it is one of name's
- * samples; false otherwise (another metric, a comment, something that does not parse). */
-static bool sample_of(const char *line, size_t len, const char *name, double *v)
+static const char *const spec_names[3] = {"vllm:spec_decode_num_drafts_total",
+                                          "vllm:spec_decode_num_draft_tokens_total",
+                                          "vllm:spec_decode_num_accepted_tokens_total"};
+
+typedef struct {
+    double sum[3];
+    bool seen[3];
+} spec_sums;
+
+static void add_spec(const net_prom_sample *x, void *ctx)
 {
-    size_t n = strlen(name);
-    if (len <= n || memcmp(line, name, n) || (line[n] != '{' && line[n] != ' ')) return false;
-    const char *p = line + n, *end = line + len;
-    if (*p == '{') {
-        while (p < end && *p != '}') /* label values may not hold '}' unescaped in ours */
-            p++;
-        if (p == end) return false;
-        p++;
-    }
-    if (p == end || *p != ' ') return false;
-    char num[64];
-    size_t k = (size_t)(end - p - 1);
-    if (k == 0 || k >= sizeof num) return false;
-    memcpy(num, p + 1, k);
-    num[k] = 0;
-    char *e;
-    double x = strtod(num, &e);
-    if (*e || !(x >= 0) || x > 1e18) return false; /* counters: finite, not negative */
-    *v = x;
-    return true;
+    spec_sums *t = ctx;
+    for (int i = 0; i < 3; i++) /* counters: not negative, and not absurd */
+        if (net_prom_is(x, spec_names[i]) && x->value >= 0 && x->value <= 1e18)
+            t->sum[i] += x->value, t->seen[i] = true;
 }
 
 bool kb_spec_parse(const char *text, kb_spec *out)
 {
-    static const char *const names[3] = {"vllm:spec_decode_num_drafts_total",
-                                         "vllm:spec_decode_num_draft_tokens_total",
-                                         "vllm:spec_decode_num_accepted_tokens_total"};
-    double sum[3] = {0};
-    bool seen[3] = {false};
-    for (const char *p = text; p && *p;) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        for (int i = 0; i < 3; i++) {
-            double v;
-            if (sample_of(p, len, names[i], &v)) sum[i] += v, seen[i] = true;
-        }
-        p = nl ? nl + 1 : NULL;
-    }
+    spec_sums t = {{0}, {false}};
+    net_prom_each(text, strlen(text), add_spec, &t);
     memset(out, 0, sizeof *out);
-    out->present = seen[0] && seen[1] && seen[2];
-    if (out->present) out->drafts = sum[0], out->draft_tokens = sum[1], out->accepted = sum[2];
+    out->present = t.seen[0] && t.seen[1] && t.seen[2];
+    if (out->present)
+        out->drafts = t.sum[0], out->draft_tokens = t.sum[1], out->accepted = t.sum[2];
     return out->present;
 }

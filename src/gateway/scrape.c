@@ -1,63 +1,11 @@
-/* gateway/scrape.c: a small, bounded reader of Prometheus text exposition lines:
- *   name{label="value",...} number [timestamp]
- * Comments (#) and unknown names are skipped; so is any malformed line. */
+/* gateway/scrape.c: what routing needs from a replica's /metrics (gateway/scrape.h). Lines are
+ * read by net/prom_scan: comments, unknown names and malformed lines are skipped. */
 #include "gateway/scrape.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_LINE 8192
-
-static bool name_is(const char *line, size_t n, const char *name)
-{
-    size_t k = strlen(name);
-    return n >= k && !memcmp(line, name, k) && (n == k || line[k] == '{' || line[k] == ' ');
-}
-
-/* Finds label="value" in the {...} part of line[0..n); copies the value (unescaped quotes
- * are the end) into out. Returns false if absent or malformed. */
-static bool label(const char *line, size_t n, const char *key, char *out, size_t cap)
-{
-    const char *open = memchr(line, '{', n);
-    if (!open) return false;
-    const char *end = line + n;
-    size_t kl = strlen(key);
-    for (const char *p = open + 1; p + kl + 2 <= end; p++) {
-        if ((p[-1] == '{' || p[-1] == ',') && !memcmp(p, key, kl) && p[kl] == '=' &&
-            p[kl + 1] == '"') {
-            const char *v = p + kl + 2;
-            size_t i = 0;
-            while (v < end && *v != '"' && i + 1 < cap) {
-                if (*v == '\\' && v + 1 < end) v++;
-                out[i++] = *v++;
-            }
-            out[i] = 0;
-            return v < end && *v == '"';
-        }
-    }
-    return false;
-}
-
-/* The sample value: the first number after the closing '}' (or the name). */
-static bool value(const char *line, size_t n, double *out)
-{
-    const char *p = memchr(line, '}', n);
-    p = p ? p + 1 : memchr(line, ' ', n);
-    if (!p) return false;
-    char buf[64];
-    size_t i = 0;
-    while (p < line + n && *p == ' ')
-        p++;
-    while (p < line + n && *p != ' ' && i + 1 < sizeof buf)
-        buf[i++] = *p++;
-    buf[i] = 0;
-    char *e;
-    double v = strtod(buf, &e);
-    if (e == buf || *e || !isfinite(v)) return false;
-    *out = v;
-    return true;
-}
+#include "net/prom_scan.h"
 
 static void add_adapters(gw_scrape *s, const char *list)
 {
@@ -78,41 +26,37 @@ static void add_adapters(gw_scrape *s, const char *list)
     }
 }
 
+static void take(const net_prom_sample *x, void *ctx)
+{
+    gw_scrape *out = ctx;
+    if (net_prom_is(x, "vllm:num_requests_waiting")) {
+        out->waiting += x->value;
+        out->has_waiting = true;
+    } else if (net_prom_is(x, "vllm:num_requests_running")) {
+        out->running += x->value;
+        out->has_running = true;
+    } else if (net_prom_is(x, "vllm:kv_cache_usage_perc") ||
+               net_prom_is(x, "vllm:gpu_cache_usage_perc")) {
+        out->kv_usage = x->value > out->kv_usage ? x->value : out->kv_usage;
+        out->has_kv = true;
+    } else if (net_prom_is(x, "vllm:lora_requests_info")) {
+        char list[1024];
+        if (net_prom_label(x, "running_lora_adapters", list, sizeof list)) add_adapters(out, list);
+        if (net_prom_label(x, "waiting_lora_adapters", list, sizeof list)) add_adapters(out, list);
+        if (net_prom_label(x, "max_lora", list, sizeof list)) out->max_lora = atoi(list);
+    } else if ((net_prom_is(x, "kiln:lora_adapter_resident") ||
+                net_prom_is(x, "vllm:lora_adapter_loaded")) &&
+               x->value == 1) {
+        char name[64];
+        if (net_prom_label(x, "lora_name", name, sizeof name) ||
+            net_prom_label(x, "adapter_name", name, sizeof name))
+            add_adapters(out, name);
+    }
+}
+
 bool gw_scrape_parse(const char *text, size_t len, gw_scrape *out)
 {
     memset(out, 0, sizeof *out);
-    const char *p = text, *end = text + len;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        const char *line = p;
-        p = nl ? nl + 1 : end;
-        if (n == 0 || n > MAX_LINE || line[0] == '#') continue;
-        double v;
-        if (name_is(line, n, "vllm:num_requests_waiting") && value(line, n, &v)) {
-            out->waiting += v;
-            out->has_waiting = true;
-        } else if (name_is(line, n, "vllm:num_requests_running") && value(line, n, &v)) {
-            out->running += v;
-            out->has_running = true;
-        } else if ((name_is(line, n, "vllm:kv_cache_usage_perc") ||
-                    name_is(line, n, "vllm:gpu_cache_usage_perc")) &&
-                   value(line, n, &v)) {
-            out->kv_usage = v > out->kv_usage ? v : out->kv_usage;
-            out->has_kv = true;
-        } else if (name_is(line, n, "vllm:lora_requests_info")) {
-            char list[1024];
-            if (label(line, n, "running_lora_adapters", list, sizeof list)) add_adapters(out, list);
-            if (label(line, n, "waiting_lora_adapters", list, sizeof list)) add_adapters(out, list);
-            if (label(line, n, "max_lora", list, sizeof list)) out->max_lora = atoi(list);
-        } else if ((name_is(line, n, "kiln:lora_adapter_resident") ||
-                    name_is(line, n, "vllm:lora_adapter_loaded")) &&
-                   value(line, n, &v) && v == 1) {
-            char name[64];
-            if (label(line, n, "lora_name", name, sizeof name) ||
-                label(line, n, "adapter_name", name, sizeof name))
-                add_adapters(out, name);
-        }
-    }
+    net_prom_each(text, len, take, out);
     return out->has_waiting && out->has_running;
 }
