@@ -270,6 +270,7 @@ enum {
     O_DENSE_LEAD,
     O_EXPERTS_SHARED,
     O_SIGMOID,
+    O_EXPERTS_SPLIT,
 };
 
 static const cli_opt make_opts[] = {
@@ -302,6 +303,10 @@ static const cli_opt make_opts[] = {
      "qwen3moe need it)"},
     {O_EXPERTS_USED, "experts-used", "K", "experts run per token (default 2)"},
     {O_FFN_SHARED, "ffn-shared", "F", "qwen2moe's shared expert's width (default: --ffn)"},
+    {O_EXPERTS_SPLIT, "experts-split", NULL,
+     "each expert its own 2-D tensor (blk.N.ffn_gate.E.weight ...), as Mixtral files converted "
+     "before mid-2024 have them, not 3-D stacks (the same weights; llama.cpp's Feb 2025 tree "
+     "no longer reads them)"},
     {O_Q_LORA, "q-lora", "R",
      "deepseek2: the query's low rank; 0: a plain attn_q as V2-Lite (default dim/2, but 0 with "
      "27 layers: llama.cpp reads attn_q in 27-layer files only)"},
@@ -394,6 +399,9 @@ static int make(int argc, char **argv)
             break;
         case O_SIGMOID:
             o.sigmoid = true;
+            break;
+        case O_EXPERTS_SPLIT:
+            o.experts_split = true;
             break;
         case O_ROPE_THETA:
             ok = parse_float(a.opt, v, &o.rope_theta);

@@ -4,6 +4,7 @@
  * layer loop (forward.c) reads the quirks. Adding an architecture is a row here plus the
  * quirks it needs. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model/arch.h"
@@ -73,10 +74,11 @@ static void add(lister *ls, const char *name, int l, int64_t cols, int64_t rows,
         snprintf(full, sizeof full, "%s", name);
     snprintf(t->name, sizeof t->name, "%s", full);
     t->cols = cols, t->rows = rows, t->norm = norm, t->mat = mat, t->vec = vec;
-    t->experts = 0, t->optional = false;
+    t->experts = 0, t->optional = false, t->split = false;
 }
 
-/* A stack of n_expert matrices (rows, cols) bound to mats[0..n_expert). */
+/* A stack of n_expert matrices (rows, cols) bound to mats[0..n_expert): one 3-D tensor, or in
+ * older files one 2-D tensor per expert (model_expert_name; the loader takes either). */
 static void add_experts(lister *ls, const char *name, int l, int64_t cols, int64_t rows,
                         int64_t n_expert, model_w *mats)
 {
@@ -237,4 +239,12 @@ int model_arch_tensors(const model_arch *a, const model_hparams *hp, model *m, m
 int model_arch_max_tensors(const model_hparams *hp)
 {
     return 4 + 24 * hp->n_layers;
+}
+
+void model_expert_name(const char *stack, int64_t e, char *out)
+{
+    static const char suffix[] = "_exps.weight"; /* every stack add_moe lists */
+    size_t n = strlen(stack), k = sizeof suffix - 1;
+    if (n < k || strcmp(stack + n - k, suffix)) abort(); /* not a stack: a caller's bug */
+    snprintf(out, GGUF_MAX_NAME, "%.*s.%lld.weight", (int)(n - k), stack, (long long)e);
 }

@@ -19,6 +19,8 @@ typedef struct model_tensor {
     bool norm;
     bool optional; /* a file may lack it (DeepSeek-V3's exp_probs_b); make writes it when the
                       routing uses it */
+    bool split;    /* a stack of experts stored the older way, one 2-D tensor per expert
+                      (model_expert_name): set by the loader when it binds one so */
     model_w *mat;
     const float **vec;
 } model_tensor;
@@ -28,4 +30,9 @@ typedef struct model_tensor {
  * holds model_arch_max_tensors(hp); returns their count. m: where they bind, or NULL. */
 int model_arch_tensors(const model_arch *a, const model_hparams *hp, model *m, model_tensor *out);
 int model_arch_max_tensors(const model_hparams *hp);
+
+/* The name of expert e's own 2-D tensor in the older layout of the stack named stack (Mixtral
+ * files converted before mid-2024; llama.cpp's LLM_TENSOR_FFN_*_EXP): blk.N.ffn_gate_exps.weight
+ * -> blk.N.ffn_gate.E.weight, into out (GGUF_MAX_NAME bytes). */
+void model_expert_name(const char *stack, int64_t e, char *out);
 #endif

@@ -105,6 +105,62 @@ static int bind_mat(loader *L, const char *name, int64_t cols, int64_t rows, int
     return 0;
 }
 
+/* Whether the file holds any expert of stack t one tensor each (the older layout). */
+static bool has_split_experts(loader *L, const model_tensor *t)
+{
+    char name[GGUF_MAX_NAME];
+    for (int64_t e = 0; e < t->experts; e++) {
+        model_expert_name(t->name, e, name);
+        if (gguf_find_tensor(L->f, name)) return true;
+    }
+    return false;
+}
+
+/* Binds stack t from one 2-D tensor per expert, as Mixtral files converted before mid-2024
+ * have them (blk.N.ffn_gate.E.weight for blk.N.ffn_gate_exps.weight). Each expert's view is
+ * its own tensor, as it is a slice of a 3-D stack: nothing is copied, and packing (or not)
+ * reads, packs and releases each expert as it does a stack's. Every expert must be there, of
+ * the stack's shape, and all of one type (the matmul scratch and the grouped products take
+ * the first expert's); an error names the tensor. */
+static int bind_split_experts(loader *L, model_tensor *t)
+{
+    char name[GGUF_MAX_NAME], first[GGUF_MAX_NAME];
+    kl_dtype type = KL_F32;
+    for (int64_t e = 0; e < t->experts; e++) {
+        model_expert_name(t->name, e, name);
+        const gguf_tensor *g = gguf_find_tensor(L->f, name);
+        if (!g)
+            return kl_errf(L->err, KL_EBADFILE,
+                           "%s: missing tensor %s (expert %lld of %lld: this file has %s one "
+                           "tensor per expert)",
+                           gguf_path(L->f), name, (long long)e, (long long)t->experts, t->name);
+        int rc = bind_mat(L, name, t->cols, t->rows, 0, &t->mat[e]);
+        if (rc) return rc;
+        if (e == 0) {
+            type = g->type;
+            snprintf(first, sizeof first, "%s", name);
+        } else if (g->type != type) {
+            return kl_errf(L->err, KL_EBADFILE,
+                           "%s: tensor %s has type %s but %s has %s: the experts of one "
+                           "layer's projection must share a type",
+                           gguf_path(L->f), name, kl_dtype_get(g->type)->name, first,
+                           kl_dtype_get(type)->name);
+        }
+    }
+    t->split = true;
+    return 0;
+}
+
+/* Binds t: a stack of experts as a 3-D tensor or, when the file has none, one tensor per
+ * expert; a matrix; a vector. */
+static int bind_tensor(loader *L, model_tensor *t)
+{
+    if (!t->mat) return bind_vec(L, t->name, t->cols, t->optional, t->vec);
+    if (t->experts && !gguf_find_tensor(L->f, t->name) && has_split_experts(L, t))
+        return bind_split_experts(L, t);
+    return bind_mat(L, t->name, t->cols, t->rows, t->experts, t->mat);
+}
+
 /* The keys only some architectures have (see arch.c): sliding window, soft-capping, scales. */
 static int read_quirks(loader *L, model_hparams *hp)
 {
@@ -422,6 +478,20 @@ static int make_scales(loader *L, model *m)
     return 0;
 }
 
+/* Whether name is expert e < t->experts of the split stack t, spelled as model_expert_name
+ * spells it (so blk.0.ffn_up.01.weight is not expert 1). */
+static bool is_split_expert(const model_tensor *t, const char *name)
+{
+    size_t n = strlen(t->name) - strlen("_exps.weight");
+    if (strncmp(name, t->name, n) || name[n] != '.' || name[n + 1] < '0' || name[n + 1] > '9')
+        return false;
+    long long e = strtoll(name + n + 1, NULL, 10);
+    if (e >= t->experts) return false;
+    char want[GGUF_MAX_NAME];
+    model_expert_name(t->name, e, want);
+    return !strcmp(want, name);
+}
+
 /* Fails unless every tensor of the file was bound (bound: the names, n of them): a tensor
  * Kiln does not read means a variant it does not know (llama.cpp refuses them too). */
 static int check_all_used(loader *L, const model_tensor *bound, int n)
@@ -435,7 +505,7 @@ static int check_all_used(loader *L, const model_tensor *bound, int n)
                     ((L->a->quirks & ARCH_ABS_POS) && !strcmp(name, "position_embd.weight")) ||
                     !strcmp(name, "rope_freqs.weight") || !strncmp(name, "rope_factors_", 13);
         for (int k = 0; k < n && !used; k++)
-            used = !strcmp(bound[k].name, name);
+            used = bound[k].split ? is_split_expert(&bound[k], name) : !strcmp(bound[k].name, name);
         if (!used)
             return kl_errf(L->err, KL_EUNSUP,
                            "%s: tensor %s is not part of a %s model as Kiln knows it (a variant "
@@ -530,8 +600,7 @@ static int bind_weights(loader *L, model *m)
     }
     int n = model_arch_tensors(L->a, hp, m, ts);
     for (int i = 0; i < n && !rc; i++)
-        rc = ts[i].mat ? bind_mat(L, ts[i].name, ts[i].cols, ts[i].rows, ts[i].experts, ts[i].mat)
-                       : bind_vec(L, ts[i].name, ts[i].cols, ts[i].optional, ts[i].vec);
+        rc = bind_tensor(L, &ts[i]);
     if (!rc) rc = check_all_used(L, ts, n);
     free(ts);
     if (rc) return rc;

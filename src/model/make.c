@@ -118,7 +118,9 @@ typedef struct mtensor {
     kl_dtype type;
     int n_dims;
     int64_t ne[3];
-    bool ones; /* a norm: all 1.0 */
+    bool ones;     /* a norm: all 1.0 */
+    uint64_t hash; /* of the name its rows are generated from: its own, or its stack's */
+    int64_t row0;  /* its first row's index in that stream (expert e of a split stack: e x rows) */
 } mtensor;
 
 typedef struct chunk_job {
@@ -138,7 +140,7 @@ static void chunk_run(void *ctx, int ith, int nth)
     float *x = j->scratch + (size_t)ith * (size_t)cols;
     for (int64_t r = j->rows * ith / nth; r < j->rows * (ith + 1) / nth; r++) {
         kl_rng g;
-        kl_rng_seed(&g, j->tseed + (uint64_t)(j->row0 + r) * 0x9e3779b97f4a7c15ull);
+        kl_rng_seed(&g, j->tseed + (uint64_t)(j->t->row0 + j->row0 + r) * 0x9e3779b97f4a7c15ull);
         model_fill_normal(&g, x, cols, j->sd);
         kl_quantize_row(j->t->type, x, j->out + (size_t)r * j->row_bytes, cols);
     }
@@ -158,7 +160,7 @@ static int write_tensor(gguf_writer *w, kl_workers *pool, const mtensor *t,
     }
     int64_t per = (int64_t)(buf_bytes / row_bytes);
     chunk_job j = {.t = t,
-                   .tseed = o->seed ^ model_hash_name(t->name),
+                   .tseed = o->seed ^ t->hash,
                    .sd = o->std,
                    .row_bytes = row_bytes,
                    .out = buf,
@@ -187,6 +189,8 @@ static int check_experts(const model_make_opts *o, const model_arch *a, kl_err *
         return kl_errf(err, KL_EINVAL, "experts %d, used %d: 1 <= used <= experts <= %d",
                        o->experts, o->experts_used, MODEL_MAX_EXPERTS);
     if (o->ffn_shared < 0) return kl_errf(err, KL_EINVAL, "--ffn-shared is negative");
+    if (o->experts_split && !o->experts)
+        return kl_errf(err, KL_EINVAL, "--experts-split needs experts (--experts N)");
     if (!(a->quirks & ARCH_MOE_DEEPSEEK)) return 0;
     if (o->dense_lead < 0 || o->dense_lead > o->layers || o->experts_shared < 1 ||
         o->experts_shared > 64)
@@ -298,15 +302,24 @@ static void add_tensor(mtensor *t, const char *name, kl_dtype type, int64_t cols
     t->n_dims = experts ? 3 : rows ? 2 : 1;
     t->ne[0] = cols, t->ne[1] = rows ? rows : 1, t->ne[2] = experts ? experts : 1;
     t->ones = norm;
+    t->hash = model_hash_name(name), t->row0 = 0;
     /* as llama.cpp's converter and quantizer leave them */
     bool f32 = strstr(name, "ffn_gate_inp.") || !strcmp(name, "token_types.weight") ||
                !strcmp(name, "position_embd.weight");
     t->type = !rows || kl_dtype_row_bytes(type, cols) == 0 || f32 ? KL_F32 : type;
 }
 
-/* Lists the model's tensors in file order into ts (room for model_arch_max_tensors + 3):
- * the embedding, the architecture's tensors (model/arch.c, the list the loader binds), the
- * output unless tied. */
+/* Room for the tensors list_tensors writes. */
+static int64_t max_tensors(const model_make_opts *o, const model_hparams *hp)
+{
+    int64_t split = o->experts_split ? 3 * (int64_t)hp->n_expert * hp->n_layers : 0;
+    return model_arch_max_tensors(hp) + 3 + split;
+}
+
+/* Lists the model's tensors in file order into ts (room for max_tensors): the embedding, the
+ * architecture's tensors (model/arch.c, the list the loader binds; with experts_split each
+ * stack as its experts' own tensors, each expert's rows generated as the stack's), the output
+ * unless tied. */
 static int list_tensors(const model_make_opts *o, const model_arch *a, int n_vocab, int n_types,
                         mtensor *ts)
 {
@@ -319,10 +332,20 @@ static int list_tensors(const model_make_opts *o, const model_arch *a, int n_voc
         add_tensor(&ts[n++], "token_types.weight", o->type, o->dim, n_types, 0, false);
     if (a->quirks & ARCH_ABS_POS)
         add_tensor(&ts[n++], "position_embd.weight", o->type, o->dim, o->ctx, 0, false);
-    for (int i = 0; i < k; i++)
-        if (!mt[i].optional || hp.expert_gating == MODEL_GATING_SIGMOID)
+    for (int i = 0; i < k; i++) {
+        if (mt[i].optional && hp.expert_gating != MODEL_GATING_SIGMOID) continue;
+        if (!mt[i].experts || !o->experts_split) {
             add_tensor(&ts[n++], mt[i].name, o->type, mt[i].cols, mt[i].rows, mt[i].experts,
                        mt[i].norm);
+            continue;
+        }
+        for (int64_t e = 0; e < mt[i].experts; e++) {
+            char name[GGUF_MAX_NAME];
+            model_expert_name(mt[i].name, e, name);
+            add_tensor(&ts[n], name, o->type, mt[i].cols, mt[i].rows, 0, false);
+            ts[n].hash = model_hash_name(mt[i].name), ts[n++].row0 = e * mt[i].rows;
+        }
+    }
     if (!o->tied && !(a->quirks & (ARCH_TIED | ARCH_BERT)))
         add_tensor(&ts[n++], "output.weight", o->type, o->dim, n_vocab, 0, false);
     free(mt);
@@ -442,8 +465,7 @@ int model_make(const model_make_opts *o, const char *out_path, kl_err *err)
     }
     set_u32(w, a->name, "vocab_size", (uint32_t)n_vocab);
     model_hparams hp = hparams_of(o, n_vocab);
-    int cap = model_arch_max_tensors(&hp) + 3;
-    mtensor *ts = calloc((size_t)cap, sizeof *ts);
+    mtensor *ts = calloc((size_t)max_tensors(o, &hp), sizeof *ts);
     int threads = o->threads < 1 ? 1 : o->threads > 64 ? 64 : o->threads;
     uint8_t *buf = NULL;
     float *scratch = NULL;

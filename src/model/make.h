@@ -35,6 +35,9 @@ typedef struct model_make_opts {
     int experts, experts_used; /* a Mixture of Experts (llama: Mixtral, qwen2moe, qwen3moe): the
                                   experts per layer (each ffn wide) and used per token; 0: none */
     int ffn_shared;            /* qwen2moe's shared expert's width (0: ffn) */
+    bool experts_split;        /* each expert its own 2-D tensor (blk.N.ffn_gate.E.weight ...), as
+                                  Mixtral files converted before mid-2024 have them, instead of 3-D
+                                  stacks; the same weights, bit for bit */
     /* deepseek2 (heads of dim/heads for the unrotated key part and the value, plus dim/heads/2
      * rotated; a dense FFN ffn wide in the leading layers, then experts ffn wide each): */
     int q_lora;         /* the query's low rank; 0: attn_q (V2-Lite); -1: dim/2, but 0 with

@@ -157,3 +157,61 @@ TEST(model_moe_bad_experts_refused)
     o.arch = "qwen2", o.experts = 4;
     T_EQ(model_make(&o, bad, &err), KL_EINVAL);
 }
+
+/* The older layout, one 2-D tensor per expert (blk.N.ffn_gate.E.weight ...; same logits as
+ * the stacked file: model_moe.c), loads; each way it can be wrong is refused naming the
+ * tensor: an expert missing, one of another type than expert 0 or of the wrong shape, an
+ * expert past the count or spelled otherwise, a stack and an expert's own tensor both. */
+TEST(model_moe_split_experts_refused)
+{
+    model_make_opts o;
+    model_make_defaults(&o);
+    o.experts = 4, o.experts_split = true;
+    const char *split = t_tmp("split.gguf"), *other = t_tmp("other.gguf"), *bad = t_tmp("bad.gguf");
+    kl_err err = {0};
+    T_EQ(model_make(&o, split, &err), 0);
+    T_EQ(load_rc(split, &err), 0);
+
+    const char *drop[] = {"blk.1.ffn_up.2.weight", NULL};
+    t_gguf_copy(split, bad, NULL, 0, drop);
+    T_EQ(load_rc(bad, &err), KL_EBADFILE);
+    T_CONTAINS(err.msg, "missing tensor blk.1.ffn_up.2.weight (expert 2 of 4: this file has "
+                        "blk.1.ffn_up_exps.weight one tensor per expert)");
+
+    o.type = KL_F16;
+    T_EQ(model_make(&o, other, &err), 0);
+    const t_graft type[] = {{"blk.0.ffn_down.1.weight", "blk.0.ffn_down.1.weight"}};
+    t_gguf_graft(split, bad, other, type, 1);
+    T_EQ(load_rc(bad, &err), KL_EBADFILE);
+    T_CONTAINS(err.msg, "tensor blk.0.ffn_down.1.weight has type f16 but "
+                        "blk.0.ffn_down.0.weight has f32");
+
+    o.type = KL_F32, o.ffn = 128;
+    T_EQ(model_make(&o, other, &err), 0);
+    const t_graft shape[] = {{"blk.0.ffn_gate.3.weight", "blk.0.ffn_gate.3.weight"}};
+    t_gguf_graft(split, bad, other, shape, 1);
+    T_EQ(load_rc(bad, &err), KL_EBADFILE);
+    T_CONTAINS(err.msg, "tensor blk.0.ffn_gate.3.weight has shape [64, 128, 1], expected "
+                        "[64, 192, 1]");
+
+    const char *extra[] = {"blk.0.ffn_up.4.weight", "blk.0.ffn_up.01.weight",
+                           "blk.0.ffn_up.-1.weight"};
+    for (int i = 0; i < 3; i++) {
+        const t_graft more[] = {{extra[i], "blk.0.ffn_up.1.weight"}};
+        t_gguf_graft(split, bad, split, more, 1);
+        T_EQ(load_rc(bad, &err), KL_EUNSUP);
+        T_CONTAINS(err.msg, extra[i]);
+        T_CONTAINS(err.msg, "is not part of a llama model");
+    }
+
+    o.ffn = 192, o.experts_split = false; /* a stack, and expert 0 of it again on its own */
+    T_EQ(model_make(&o, other, &err), 0);
+    const t_graft both[] = {{"blk.1.ffn_gate.0.weight", "blk.1.ffn_gate.0.weight"}};
+    t_gguf_graft(other, bad, split, both, 1);
+    T_EQ(load_rc(bad, &err), KL_EUNSUP);
+    T_CONTAINS(err.msg, "tensor blk.1.ffn_gate.0.weight is not part of a llama model");
+
+    o.experts = 0, o.experts_split = true;
+    T_EQ(model_make(&o, bad, &err), KL_EINVAL);
+    T_CONTAINS(err.msg, "--experts-split needs experts");
+}
