@@ -3,12 +3,14 @@
  * engines without: every reference generation of stories260K, random models, sampling, stop
  * strings, max_tokens, logprobs and the event stream compared event by event, a tight KV pool
  * (preemption), rollback (blocks back, prefix-cache hashes only of committed tokens), forking
- * choices, and the sampled distribution at a drafted position (chi-square over many seeds). */
+ * choices, and the sampled distribution at drafted positions (chi-square over many seeds) for
+ * n-gram, draft-model and layer-skip drafts. */
 #include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
 #include "engine/engine.h"
 #include "engine/open.h"
 #include "engine/spec.h"
@@ -744,7 +746,19 @@ TEST(spec_forking_choices_after_prefix_hit)
     free(r);
 }
 
-/* ---- the distribution at a drafted position ---- */
+/* ---- the distribution at a drafted position ----
+ * Requests sampled with top_k = 3 (a vocabulary of three) at temperature 4 (which flattens the
+ * top 3 so that each is drawn often), over thousands of seeds. At a position where a draft was
+ * verified, the tokens drawn, grouped by the tokens drawn before them, must follow the target's
+ * own top-3 distribution there at that temperature (from the raw log probabilities of a
+ * one-token request for that context): whatever the draft, the token is the target's. A draft
+ * kept when it should not be, or a rejected one replaced by a draw from p instead of
+ * (p - q)+ normalised, moves probability to the draft token. */
+
+#define CHI_V   3   /* top_k */
+#define CHI_T   4.0 /* temperature */
+#define CHI_G   9   /* contexts (groups) at one position, at most */
+#define CHI_MIN 60  /* runs a group needs to be counted */
 
 /* The chi-square quantile for df degrees of freedom at the upper tail z standard deviations
  * out (Wilson-Hilferty). */
@@ -755,104 +769,267 @@ static double chi2_quantile(int df, double z)
     return df * c * c * c;
 }
 
-/* Sampled with top_k = 3 (a vocabulary of three) at temperature 4, 3 tokens per request over 2400
- * seeds: the second token is where the first draft is verified. Its frequencies, per first token,
- * match the model's own top-3 distribution there at that temperature (from the raw log
- * probabilities of a request for that context). Both accepted and rejected drafts occur. */
-TEST(spec_sampled_distribution_chi_square)
+/* The tokens drawn at one position, grouped by the len tokens drawn before it. */
+typedef struct chi_tally {
+    int len, n;
+    int32_t key[CHI_G][2];
+    int total[CHI_G], kept[CHI_G]; /* runs; of them, runs that kept the draft here */
+    int32_t draft[CHI_G];          /* a draft kept in the group (-1: none) */
+    int count[CHI_G][512];         /* by token id (stories260K's vocabulary) */
+} chi_tally;
+
+static void tally(chi_tally *c, const int32_t *key, int32_t t, bool kept)
 {
-    enum { N = 2400, V = 3 };
-    const double T = 4.0; /* flattens the top 3 so that each is drawn often */
-    engine_stack st;
-    open_engine(&st, &(eng_opts){.path = t_shared("models/stories260K.gguf"),
-                                 .spec = specs[1],
-                                 .kv_bytes = 8u << 20,
-                                 .max_seqs = 16,
-                                 .max_batch = 512});
-    int32_t p[24];
-    int np =
-        (int)tok_encode(st.tok, "Lily and Tom, Lily and Tom, Lily and", 36, TOK_ADD_BOS, p, 24);
+    int g = 0;
+    while (g < c->n && memcmp(c->key[g], key, sizeof(int32_t) * (size_t)c->len))
+        g++;
+    T_ASSERT(g < CHI_G);
+    if (g == c->n) {
+        memcpy(c->key[c->n++], key, sizeof(int32_t) * (size_t)c->len);
+        c->draft[g] = -1;
+    }
+    T_ASSERT(t >= 0 && t < 512);
+    c->total[g]++;
+    c->count[g][t]++;
+    if (kept) c->kept[g]++, c->draft[g] = t;
+}
+
+/* The target's top 3 after ctx (n tokens, n < 32) in top_tok and their probabilities at CHI_T in
+ * pr, from the top list of a one-token request with logprobs (not drafted). */
+static void target_top(engine *e, const int32_t *ctx, int n, int32_t *top_tok, double *pr)
+{
+    rec *r = calloc(1, sizeof *r);
+    engine_sampling sp = greedy(1);
+    sp.logprobs = CHI_V;
+    submit(e, ctx, n, &sp, 1, -1, r);
+    T_ASSERT(engine_wait_idle(e, 60000));
+    /* the top list is in the event log: token(4) text_len(8) text logprob(4) n_top(4) */
+    size_t off = sizeof(int32_t), tl;
+    memcpy(&tl, r->log[0] + off, sizeof tl);
+    off += sizeof tl + tl + sizeof(float);
+    int n_top;
+    memcpy(&n_top, r->log[0] + off, sizeof n_top);
+    T_EQ(n_top, CHI_V);
+    engine_logprob top[CHI_V];
+    memcpy(top, r->log[0] + off + sizeof n_top, sizeof top);
+    free(r);
+    double z = 0;
+    for (int j = 0; j < CHI_V; j++)
+        z += exp((double)top[j].logprob / CHI_T);
+    for (int j = 0; j < CHI_V; j++) {
+        top_tok[j] = top[j].token;
+        pr[j] = exp((double)top[j].logprob / CHI_T) / z;
+    }
+}
+
+typedef struct chi_result {
+    double stat, crit; /* the statistic; its critical value at an upper tail of 1e-4 */
+    int df, runs;      /* degrees of freedom; the runs in the counted groups */
+    int off_top;       /* groups whose kept draft is not the target's most likely token */
+} chi_result;
+
+/* c's groups of CHI_MIN runs or more against the target's distribution after the prompt (p, np
+ * tokens) and the group's key; every token drawn must be in the target's top 3. Prints each
+ * group and the result, named what. */
+static chi_result chi_square(engine *e, const int32_t *p, int np, const chi_tally *c,
+                             const char *what)
+{
+    chi_result res = {0};
+    for (int g = 0; g < c->n; g++) {
+        if (c->total[g] < CHI_MIN) continue;
+        int32_t ctx[32], top_tok[CHI_V];
+        double pr[CHI_V], ex[CHI_V];
+        T_ASSERT(np + c->len <= 32);
+        memcpy(ctx, p, sizeof(int32_t) * (size_t)np);
+        memcpy(ctx + np, c->key[g], sizeof(int32_t) * (size_t)c->len);
+        target_top(e, ctx, np + c->len, top_tok, pr);
+        int in_top = 0, rank = -1;
+        for (int j = 0; j < CHI_V; j++) {
+            int n = c->count[g][top_tok[j]];
+            in_top += n;
+            ex[j] = pr[j] * c->total[g];
+            res.stat += (n - ex[j]) * (n - ex[j]) / (ex[j] > 1e-9 ? ex[j] : 1e-9);
+            if (top_tok[j] == c->draft[g]) rank = j + 1;
+        }
+        T_EQ(in_top, c->total[g]); /* a token outside the top 3: not the target's distribution */
+        res.df += CHI_V - 1;
+        res.runs += c->total[g];
+        res.off_top += rank > 1;
+        printf("# %s after %d", what, c->key[g][0]);
+        if (c->len > 1) printf(" %d", c->key[g][1]);
+        printf(": %d runs, counts %d %d %d, expected %.1f %.1f %.1f; %d kept the draft, its rank "
+               "in the target's top 3: %d\n",
+               c->total[g], c->count[g][top_tok[0]], c->count[g][top_tok[1]],
+               c->count[g][top_tok[2]], ex[0], ex[1], ex[2], c->kept[g], rank);
+    }
+    T_ASSERT(res.df >= 2);
+    res.crit = chi2_quantile(res.df, 3.72); /* upper tail 1e-4 */
+    printf("# %s: chi-square %.2f on %d df (critical %.2f), %d runs\n", what, res.stat, res.df,
+           res.crit, res.runs);
+    return res;
+}
+
+/* Opens stories260K with spec (and draft) for the runs; the prompt text into p (24 tokens at
+ * most). Returns its length. */
+static int chi_engine(engine_stack *st, const char *spec, const char *draft, const char *text,
+                      int32_t *p)
+{
+    open_engine(st, &(eng_opts){.path = t_shared("models/stories260K.gguf"),
+                                .spec = spec,
+                                .draft = draft,
+                                .kv_bytes = 8u << 20,
+                                .max_seqs = 16,
+                                .max_batch = 512});
+    int np = (int)tok_encode(st->tok, text, strlen(text), TOK_ADD_BOS, p, 24);
     T_ASSERT(np > 4);
-    rec *r = calloc(N, sizeof *r);
+    return np;
+}
+
+/* n runs of the prompt, seeds 77.., max tokens each, into r. */
+static void chi_runs(engine *e, const int32_t *p, int np, int n, int max, rec *r)
+{
     engine_sampling sp;
     engine_sampling_defaults(&sp);
-    sp.temperature = T;
-    sp.top_k = V;
-    sp.max_tokens = 3;
+    sp.temperature = (float)CHI_T;
+    sp.top_k = CHI_V;
+    sp.max_tokens = max;
     sp.ignore_eos = true;
-    for (int k = 0; k < N; k++) {
+    for (int k = 0; k < n; k++) {
         sp.seed = 77 + (uint64_t)k;
-        submit(st.eng, p, np, &sp, 1, 0, &r[k]);
-        if (k % 64 == 63) T_ASSERT(engine_wait_idle(st.eng, 60000));
+        submit(e, p, np, &sp, 1, 0, &r[k]);
+        if (k % 64 == 63) T_ASSERT(engine_wait_idle(e, 60000));
     }
-    T_ASSERT(engine_wait_idle(st.eng, 60000));
-    /* group by first token */
-    int32_t first[V];
-    int n_first = 0, count[V][V] = {{0}}, total[V] = {0}, drafted = 0, accepted = 0;
+    T_ASSERT(engine_wait_idle(e, 60000));
+    for (int k = 0; k < n; k++)
+        T_EQ(r[k].n[0], max);
+}
+
+/* n-gram drafts (q a point mass), 3 tokens a request: the second token is where the first draft
+ * is verified, when the first token continued the prompt's cycle. Both accepted and rejected
+ * drafts occur. */
+TEST(spec_sampled_distribution_chi_square)
+{
+    enum { N = 2400 };
+    engine_stack st;
+    int32_t p[24];
+    int np = chi_engine(&st, specs[1], NULL, "Lily and Tom, Lily and Tom, Lily and", p);
+    rec *r = calloc(N, sizeof *r);
+    chi_runs(st.eng, p, np, N, 3, r);
+    chi_tally *c = calloc(1, sizeof *c);
+    c->len = 1;
+    int drafted = 0, accepted = 0;
     for (int k = 0; k < N; k++) {
-        T_EQ(r[k].n[0], 3);
         if (!r[k].drafted) continue; /* no draft at the second token: not the case studied */
         drafted++, accepted += r[k].accepted > 0;
-        int g = 0;
-        while (g < n_first && first[g] != r[k].ids[0][0])
-            g++;
-        T_ASSERT(g < V);
-        if (g == n_first) first[n_first++] = r[k].ids[0][0];
-        total[g]++;
+        tally(c, r[k].ids[0], r[k].ids[0][1], r[k].accepted > 0);
     }
     printf("# %d of %d runs drafted at the second token, %d kept the draft\n", drafted, N,
            accepted);
     T_ASSERT(drafted > N / 4);
     T_ASSERT(accepted > 0 && accepted < drafted);
-    /* the model's top-3 distribution after prompt + first token */
-    double chi2 = 0;
-    int df = 0;
-    for (int g = 0; g < n_first; g++) {
-        if (total[g] < 60) continue;
-        int32_t q[32];
-        memcpy(q, p, sizeof(int32_t) * (size_t)np);
-        q[np] = first[g];
-        rec *e = calloc(1, sizeof *e);
-        engine_sampling ep = greedy(1);
-        ep.logprobs = V;
-        /* the top list is in the event log: token(4) text_len(8) text logprob(4) n_top(4) */
-        submit(st.eng, q, np + 1, &ep, 1, -1, e);
-        T_ASSERT(engine_wait_idle(st.eng, 60000));
-        size_t off = sizeof(int32_t), tl;
-        memcpy(&tl, e->log[0] + off, sizeof tl);
-        off += sizeof tl + tl + sizeof(float);
-        int n_top;
-        memcpy(&n_top, e->log[0] + off, sizeof n_top);
-        T_EQ(n_top, V);
-        engine_logprob top[V];
-        memcpy(top, e->log[0] + off + sizeof n_top, sizeof top);
-        free(e);
-        double z = 0, pr[V];
-        for (int j = 0; j < V; j++)
-            z += exp((double)top[j].logprob / T);
-        for (int j = 0; j < V; j++)
-            pr[j] = exp((double)top[j].logprob / T) / z;
-        for (int k = 0; k < N; k++) {
-            if (!r[k].drafted || r[k].ids[0][0] != first[g]) continue;
-            int j = 0;
-            while (j < V && top[j].token != r[k].ids[0][1])
-                j++;
-            T_ASSERT(j < V); /* outside the top 3: not the target's distribution */
-            count[g][j]++;
-        }
-        for (int j = 0; j < V; j++) {
-            double ex = pr[j] * total[g];
-            chi2 += (count[g][j] - ex) * (count[g][j] - ex) / (ex > 1e-9 ? ex : 1e-9);
-        }
-        df += V - 1;
-        printf("# first token %d: %d runs, counts %d %d %d, expected %.1f %.1f %.1f\n", first[g],
-               total[g], count[g][0], count[g][1], count[g][2], pr[0] * total[g], pr[1] * total[g],
-               pr[2] * total[g]);
-    }
-    T_ASSERT(df >= 2);
-    double crit = chi2_quantile(df, 3.72); /* upper tail 1e-4 */
-    printf("# chi-square %.2f on %d df (critical %.2f)\n", chi2, df, crit);
-    T_ASSERT(chi2 < crit);
+    chi_result x = chi_square(st.eng, p, np, c, "n-gram, second token");
+    T_ASSERT(x.stat < x.crit);
+    free(c);
     free(r);
     engine_close(&st);
+}
+
+/* A copy of stories260K whose output head has noise added (each weight plus a uniform draw in
+ * [-a, a] times the head's RMS): the same vocabulary, another distribution. Returns its path. */
+static const char *perturbed_draft(double a)
+{
+    static char path[1024];
+    snprintf(path, sizeof path, "%s/spec_draft_perturbed.gguf", t_tmpdir());
+    kl_err err;
+    gguf_file *f;
+    T_EQ(gguf_open(&f, t_shared("models/stories260K.gguf"), &err), 0);
+    gguf_writer *w;
+    T_EQ(gguf_writer_open(&w, path, &err), 0);
+    for (int64_t i = 0; i < gguf_n_kv(f); i++)
+        gguf_writer_copy_kv(w, gguf_kv_at(f, i));
+    for (int64_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne);
+    }
+    gguf_writer_begin_data(w);
+    kl_rng rng;
+    kl_rng_seed(&rng, 17);
+    for (int64_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        if (strcmp(t->name, "output.weight")) {
+            gguf_writer_write(w, t->data, t->nbytes);
+            continue;
+        }
+        T_EQ(t->type, KL_F32);
+        size_t n = t->nbytes / sizeof(float);
+        float *x = malloc(t->nbytes);
+        T_ASSERT(x);
+        memcpy(x, t->data, t->nbytes);
+        double ss = 0;
+        for (size_t j = 0; j < n; j++)
+            ss += (double)x[j] * (double)x[j];
+        double amp = a * sqrt(ss / (double)n);
+        for (size_t j = 0; j < n; j++)
+            x[j] += (float)(amp * (2 * kl_rng_unit(&rng) - 1));
+        gguf_writer_write(w, x, t->nbytes);
+        free(x);
+    }
+    T_EQ(gguf_writer_finish(w, &err), 0);
+    gguf_close(f);
+    return path;
+}
+
+/* Drafts of a model (spec: k=2, fixed; draft: the draft model, or NULL), 4 tokens a request.
+ * The step after the first token verifies 2 drafts: the second token is the first drafted
+ * position, and, when its draft was kept, the third is the second (the request then drafts no
+ * more: 2 drafted); when it was rejected, a later step drafts 1 more (3 drafted). Both
+ * positions against the target's distribution, conditioned on the tokens before them; each
+ * with drafts both kept and rejected, and some not the target's most likely token. */
+static void model_drafts_chi_square(const char *spec, const char *draft, const char *what)
+{
+    enum { N = 1600 };
+    engine_stack st;
+    int32_t p[24];
+    int np = chi_engine(&st, spec, draft, "Tom and his mom went to the", p);
+    rec *r = calloc(N, sizeof *r);
+    chi_runs(st.eng, p, np, N, 4, r);
+    chi_tally *c = calloc(2, sizeof *c); /* the first and second drafted positions */
+    c[0].len = 1, c[1].len = 2;
+    int kept[2] = {0}, rejected[2] = {0};
+    for (int k = 0; k < N; k++) {
+        T_ASSERT(r[k].drafted == 2 || r[k].drafted == 3);
+        bool first = r[k].drafted == 2, second = first && r[k].accepted == 2;
+        tally(&c[0], r[k].ids[0], r[k].ids[0][1], first);
+        kept[0] += first, rejected[0] += !first;
+        if (!first) continue;
+        tally(&c[1], r[k].ids[0], r[k].ids[0][2], second);
+        kept[1] += second, rejected[1] += !second;
+    }
+    char name[2][96];
+    for (int i = 0; i < 2; i++) {
+        snprintf(name[i], sizeof name[i], "%s, %s drafted position", what, i ? "second" : "first");
+        printf("# %s: %d drafts kept, %d rejected\n", name[i], kept[i], rejected[i]);
+    }
+    int off_top = 0;
+    for (int i = 0; i < 2; i++) {
+        chi_result x = chi_square(st.eng, p, np, &c[i], name[i]);
+        T_ASSERT(x.stat < x.crit);
+        off_top += x.off_top;
+    }
+    for (int i = 0; i < 2; i++)
+        T_ASSERT(kept[i] >= CHI_MIN && rejected[i] >= CHI_MIN);
+    T_ASSERT(off_top > 0); /* the draft is not the target: it keeps less likely tokens too */
+    free(c);
+    free(r);
+    engine_close(&st);
+}
+
+TEST(spec_draft_model_sampled_chi_square)
+{
+    model_drafts_chi_square("draft:k=2,fixed", perturbed_draft(1.5), "draft model");
+}
+
+TEST(spec_layerskip_sampled_chi_square)
+{
+    model_drafts_chi_square("layerskip:k=2,layers=4,fixed", NULL, "layer skip");
 }
