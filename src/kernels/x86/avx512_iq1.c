@@ -64,9 +64,17 @@ static inline __m512i iq1_m_chunk(const kl_block_iq1_m *w, const iq1_st *st, int
                                     _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
     __m256i idx =
         _mm256_or_si256(lo, _mm256_slli_epi32(_mm256_and_si256(nib, _mm256_set1_epi32(7)), 8));
-    uint64_t neg = 0;
-    for (int l = 0; l < 8; l++)
-        if (h >> (4 * l + 3) & 1) neg |= 0xFFull << (8 * l);
+    /* the shift's sign, bit 3 of nibble l, over elements 8l..8l+7: byte e of lane e / 16 is
+     * byte e / 16 of h (vpshufb stays in its lane), tested at bit 3 or 7 */
+    __m512i hb = _mm512_shuffle_epi8(
+        _mm512_set1_epi32((int)h),
+        _mm512_set_epi32(0x03030303, 0x03030303, 0x03030303, 0x03030303, 0x02020202, 0x02020202,
+                         0x02020202, 0x02020202, 0x01010101, 0x01010101, 0x01010101, 0x01010101, 0,
+                         0, 0, 0));
+    __mmask64 neg = _mm512_test_epi8_mask(
+        hb, _mm512_set_epi64(-0x7F7F7F7F7F7F7F80ll, 0x0808080808080808ll, -0x7F7F7F7F7F7F7F80ll,
+                             0x0808080808080808ll, -0x7F7F7F7F7F7F7F80ll, 0x0808080808080808ll,
+                             -0x7F7F7F7F7F7F7F80ll, 0x0808080808080808ll));
     return grid8(idx, neg);
 }
 
