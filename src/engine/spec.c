@@ -40,8 +40,6 @@ static void seq_refresh(eng_seq *s)
     if (!q->pause) {
         q->rate = RATE_START;
         q->pause = PAUSE0;
-        q->q0 = -1;
-        kl_rng_seed(&q->rng, s->req->r.sp.seed ^ 0x5bd1e9955bd1e995ull * (uint64_t)(s->index + 1));
     } else if (++q->idle >= q->pause) {
         if (q->rate < RATE_START) q->rate = RATE_START;
         q->pause = q->pause < PAUSE_MAX ? 2 * q->pause : PAUSE_MAX;

@@ -12,7 +12,6 @@
 #define KILN_ENGINE_SPEC_H
 #include <stdint.h>
 
-#include "base/rng.h"
 #include "engine/engine.h"
 #include "kv/blocks.h"
 #include "kv/store.h"
@@ -31,8 +30,6 @@ typedef struct spec_seq {
     int32_t *blocks;
     int n_blocks, cap_blocks;
     int n_computed; /* tokens whose draft K/V are in the draft cache */
-    kl_rng rng;     /* draws sampled drafts */
-    int q0;         /* its first row in spec_state.q this step (sampled drafts), -1: none */
 } spec_seq;
 
 /* Step time as a + b * tokens, fitted to the engine's own steps (least squares with
@@ -81,10 +78,7 @@ typedef struct spec_state {
     /* ENGINE_SPEC_DRAFT and _SKIP: the drafting passes */
     kv_store *store; /* the draft model's cache (DRAFT only) */
     kv_blocks *blocks;
-    float *logits; /* (max_seqs, n_vocab) one row per drafting sequence */
-    float *q;      /* (SPEC_MAX_DRAFTS, n_vocab) the distributions sampled drafts came from */
-    float *p;      /* (n_vocab) the target's distribution of a row being verified */
-    float *raw;    /* (n_vocab) a row's raw logits, for its log probabilities */
+    float *logits;                    /* (max_seqs, n_vocab) one row per drafting sequence */
     int32_t *b_token, *b_pos, *b_seq; /* (max_batch) a drafting pass's batch */
     bool *b_want;
     model_seq *b_seqs;                /* (max_seqs) */
