@@ -1,9 +1,8 @@
-/* kernels/x86/avx512vbmi_iq.c: the IQ3, IQ2 and IQ1 types against Q8_K activations for
- * AVX-512 CPUs with VBMI and GFNI (Ice Lake and later, Zen 4 and later): IQ3_XXS, IQ3_S,
- * IQ2_XXS, IQ2_XS and IQ2_S without gathers or sign tables; IQ1_S and IQ1_M with their gather
- * but signs and scales in registers. The tile is x86/avx512_iq.h's; the decoders give the same
- * bytes as x86/avx512_iq3.c, avx512_iq2.c and avx512_iq1.c (which stay for AVX-512 CPUs
- * without VBMI).
+/* kernels/x86/avx512vbmi_iq.c: the IQ3 and IQ2 types against Q8_K activations for AVX-512
+ * CPUs with VBMI and GFNI (Ice Lake and later, Zen 4 and later): IQ3_XXS, IQ3_S, IQ2_XXS,
+ * IQ2_XS and IQ2_S without gathers or sign tables. The tile is x86/avx512_iq.h's; the decoders
+ * give the same bytes as x86/avx512_iq3.c and avx512_iq2.c (which stay for AVX-512 CPUs
+ * without VBMI). IQ1_S and IQ1_M need no VBMI: x86/avx512_iq1.c serves both tables.
  *
  * Grids in registers. Every grid entry is 4 (IQ3) or 8 (IQ2) bytes drawn from at most 8 (IQ3)
  * or 4 (IQ2) magnitudes, so an entry is a 12- or 16-bit code: the number of each byte's value
@@ -34,8 +33,6 @@ void kl_avx512vbmi_gemm_iq3_s(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512vbmi_gemm_iq2_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512vbmi_gemm_iq2_xs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512vbmi_gemm_iq2_s(const kl_gemm *g, int64_t r0, int64_t r1);
-void kl_avx512vbmi_gemm_iq1_s(const kl_gemm *g, int64_t r0, int64_t r1);
-void kl_avx512vbmi_gemm_iq1_m(const kl_gemm *g, int64_t r0, int64_t r1);
 
 /* Code planes: [0] the low, [1] the high half of each entry's code. */
 static _Alignas(64) uint8_t p3xxs[2][256], p3s[2][512], p2xxs[2][256], p2xs[2][512];
@@ -53,10 +50,8 @@ static _Alignas(64) uint8_t bcast8[2][4][64], bcast4[4][64], bit8[64];
 /* vpmultishiftqb offsets of IQ3_XXS's (per qword: two uint32 of 4 x 7 bits) and IQ2_XXS's
  * (per qword: the uint32 in bytes 4-7) sign fields. */
 static _Alignas(64) uint8_t ms3xxs[64], ms2xxs[64];
-/* IQ2_S: byte i is qh[i / 4], bit2s its bit 8 of entry i (bit 9: the next one up). IQ1_M:
- * byte e is byte e / 16 of the chunk's 32 bits of qh, bit1m the shift-sign bit of element e's
- * nibble. */
-static _Alignas(64) uint8_t qh2s[64], bit2s[64], nib1m[64], bit1m[64];
+/* IQ2_S: byte i is qh[i / 4], bit2s its bit 8 of entry i (bit 9: the next one up). */
+static _Alignas(64) uint8_t qh2s[64], bit2s[64];
 
 /* gf2p8affineqb matrix: output bit i is the parity of (x & row i), row i in byte 7 - i; bits
  * 0-6 pass, bit 7 is the parity of bits 0-6 (an even count of set bits in the byte). */
@@ -119,8 +114,6 @@ static bool iq_vbmi_init(void)
         shift8[b] = (uint8_t)(2 * j);
         qh2s[b] = (uint8_t)(b / 4);
         bit2s[b] = (uint8_t)(1 << (2 * (b % 4)));
-        nib1m[b] = (uint8_t)(b / 16);
-        bit1m[b] = (uint8_t)(b / 8 % 2 ? 0x80 : 0x08);
         bit8[b] = (uint8_t)(1 << j);
         ms3xxs[b] = (uint8_t)(7 * (j % 4) + 32 * (j / 4));
         ms2xxs[b] = (uint8_t)(32 + 7 * (j % 4));
@@ -173,16 +166,6 @@ static inline __m512i ksigns(__m512i f)
     return _mm512_gf2p8affine_epi64_epi8(f, _mm512_set1_epi64(KSIGNS_AFFINE), 0);
 }
 
-/* 2 s + 1 of 16 scales s (4 bits, in the low bits of 16-bit lanes) */
-static inline __m256i odd16(__m256i s)
-{
-    return _mm256_or_si256(_mm256_slli_epi16(s, 1), _mm256_set1_epi16(1));
-}
-/* 8 scales in the low 16 bits of 32-bit lanes, each used for two sixteens */
-static inline __m256i twice16(__m256i s32)
-{
-    return _mm256_or_si256(s32, _mm256_slli_epi32(s32, 16));
-}
 /* IQ2_XS, IQ2_S: a byte per 32 elements, the low nibble the first 16 */
 static inline __m256i nibble_scales(const uint8_t sc[8])
 {
@@ -306,77 +289,6 @@ static inline __m512i iq2_s_chunk_ms(const kl_block_iq2_s *w, const iq_st *st, i
     return magnitudes(st->lo, st->hi, spread8[2][c], shift8, v2s);
 }
 
-/* IQ1_S, IQ1_M: kl_iq1s_grid's 2048 entries are too many for registers: one 8-lane gather
- * per chunk (8 scalar loads and inserts measured slower here). The values 8 g + shift are
- * signed (|q| <= 9): the chunk gives magnitudes and the mask. */
-typedef struct {
-    __m256i s16;
-    float d;
-} iq1_st;
-typedef iq1_st iq1_s_st;
-typedef iq1_st iq1_m_st;
-
-/* 8 g + shift, shift -1 where neg1 is set, +1 elsewhere: magnitudes and signs */
-static inline __m512i shifted(__m512i g, __mmask64 neg1, __mmask64 *neg)
-{
-    g = _mm512_and_si512(_mm512_slli_epi16(g, 3), _mm512_set1_epi8((char)0xF8)); /* 8 g */
-    g = _mm512_add_epi8(g, _mm512_mask_blend_epi8(neg1, _mm512_set1_epi8(1), _mm512_set1_epi8(-1)));
-    *neg = _mm512_movepi8_mask(g);
-    return _mm512_abs_epi8(g);
-}
-
-static inline void iq1_s_begin(const kl_block_iq1_s *w, iq1_st *st)
-{
-    __m128i qh = _mm_loadu_si128((const __m128i *)w->qh);
-    __m128i s = _mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7));
-    st->s16 = odd16(twice16(_mm256_cvtepu16_epi32(s)));
-    st->d = 0.125f * _cvtsh_ss(w->d);
-}
-
-static inline __m512i iq1_s_chunk_ms(const kl_block_iq1_s *w, const iq1_st *st, int c,
-                                     __mmask64 *neg)
-{
-    (void)st;
-    uint32_t h0 = w->qh[2 * c], h1 = w->qh[2 * c + 1];
-    __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(w->qs + 8 * c)));
-    /* entry l of sub-block ib: bits 3l..3l+2 of qh[ib] are index bits 8-10 */
-    __m256i hi = _mm256_srlv_epi32(
-        _mm256_setr_epi32((int)h0, (int)h0, (int)h0, (int)h0, (int)h1, (int)h1, (int)h1, (int)h1),
-        _mm256_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9));
-    hi = _mm256_slli_epi32(_mm256_and_si256(hi, _mm256_set1_epi32(7)), 8);
-    __m512i g = _mm512_i32gather_epi64(_mm256_or_si256(lo, hi), (const void *)kl_iq1s_grid, 8);
-    uint64_t s0 = h0 >> 15, s1 = h1 >> 15; /* the shift's sign per 32 elements */
-    return shifted(g, (0 - s0) >> 32 | (0 - s1) << 32, neg);
-}
-
-static inline void iq1_m_begin(const kl_block_iq1_m *w, iq1_st *st)
-{
-    __m256i sc = _mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)w->scales));
-    __m256i s = _mm256_permutexvar_epi16(
-        _mm256_setr_epi16(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), sc);
-    s = _mm256_srlv_epi16(s, _mm256_setr_epi16(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9));
-    st->s16 = odd16(_mm256_and_si256(s, _mm256_set1_epi16(7)));
-    st->d = 0.125f * _cvtsh_ss(kl_iq1_m_d(w));
-}
-
-/* IQ1_M: nibble l of the chunk's 32 bits of qh is entry l's index bits 8-10 and shift sign */
-static inline __m512i iq1_m_chunk_ms(const kl_block_iq1_m *w, const iq1_st *st, int c,
-                                     __mmask64 *neg)
-{
-    (void)st;
-    uint32_t h;
-    memcpy(&h, w->qh + 4 * c, 4);
-    __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(w->qs + 8 * c)));
-    __m256i nib = _mm256_srlv_epi32(_mm256_set1_epi32((int)h),
-                                    _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
-    __m256i idx =
-        _mm256_or_si256(lo, _mm256_slli_epi32(_mm256_and_si256(nib, _mm256_set1_epi32(7)), 8));
-    __m512i g = _mm512_i32gather_epi64(idx, (const void *)kl_iq1s_grid, 8);
-    __mmask64 neg1 = _mm512_test_epi8_mask(
-        _mm512_permutexvar_epi8(ld(nib1m), _mm512_set1_epi32((int)h)), ld(bit1m));
-    return shifted(g, neg1, neg);
-}
-
 IQ_TILE_MS(iq3_xxs, kl_block_iq3_xxs, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq3_xxs, iq3_xxs)
 IQ_TILE_MS(iq3_s, kl_block_iq3_s, 0)
@@ -387,10 +299,6 @@ IQ_TILE_MS(iq2_xs, kl_block_iq2_xs, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xs, iq2_xs)
 IQ_TILE_MS(iq2_s, kl_block_iq2_s, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_s, iq2_s)
-IQ_TILE_MS(iq1_s, kl_block_iq1_s, 0)
-IQ_GEMM(kl_avx512vbmi_gemm_iq1_s, iq1_s)
-IQ_TILE_MS(iq1_m, kl_block_iq1_m, 0)
-IQ_GEMM(kl_avx512vbmi_gemm_iq1_m, iq1_m)
 
 /* The rows of this file over the AVX-512 table (called once, from dispatch.c's build). */
 void kl_avx512vbmi_types_iq(kl_isa *isa)
@@ -401,6 +309,4 @@ void kl_avx512vbmi_types_iq(kl_isa *isa)
     isa->types[KL_IQ2_XXS].gemm = kl_avx512vbmi_gemm_iq2_xxs;
     isa->types[KL_IQ2_XS].gemm = kl_avx512vbmi_gemm_iq2_xs;
     isa->types[KL_IQ2_S].gemm = kl_avx512vbmi_gemm_iq2_s;
-    isa->types[KL_IQ1_S].gemm = kl_avx512vbmi_gemm_iq1_s;
-    isa->types[KL_IQ1_M].gemm = kl_avx512vbmi_gemm_iq1_m;
 }
