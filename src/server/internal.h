@@ -209,9 +209,10 @@ void srv_stream_choice(srv_call *c, int idx, const char *text, size_t len, json_
                        bool role);
 
 /* server/toolshape.c: tool calls in answers (the parsing is server/tools.c) */
-/* The calls of choice idx's finished text t[0..len) as OpenAI's tool_calls list, or NULL
- * when the request has no tools or the text holds no call; *content_len as srv_tools_parse. */
-json_t *srv_tool_calls_json(const srv_call *c, int idx, const char *t, size_t len,
+/* The calls of choice idx's text t[0..len), finished with finish (engine_finish), as
+ * OpenAI's tool_calls list, or NULL when the request has no tools, the text holds no call,
+ * or finish is neither stop nor length; *content_len as srv_tools_parse. */
+json_t *srv_tool_calls_json(const srv_call *c, int idx, const char *t, size_t len, int finish,
                             size_t *content_len);
 /* Streaming with tools: choice idx's new text ev_text (already appended to its text). */
 void srv_stream_tool_text(srv_call *c, int idx);

@@ -115,8 +115,10 @@ int srv_tools_vars(const srv_req *r, const tok *tk, const chat_tmpl *tm, bool in
 int64_t srv_tools_encode(const tok *tk, const char *text, size_t len, unsigned flags, int32_t *out,
                          int64_t cap);
 /* The calls in a finished output t[0..len): a list of {name, arguments (JSON text)}, empty
- * when there are none; *content_len: the bytes of t that are the message's content. */
-json_t *srv_tools_parse(const srv_req *r, const char *t, size_t len, size_t *content_len);
+ * when there are none; *content_len: the bytes of t that are the message's content. cut: the
+ * output was cut short (max_tokens): the complete calls count, the one the cut fell in is
+ * dropped (neither a call nor content). */
+json_t *srv_tools_parse(const srv_req *r, const char *t, size_t len, bool cut, size_t *content_len);
 /* Streaming: how many bytes of the output so far t[0..len) may go out as content now (the
  * rest may be or become a call). Sets *holding once a call has begun (then returns 0).
  * sent: what an earlier call returned (none of it can begin a call): the search for a call

@@ -132,9 +132,7 @@ void srv_send_final_json(srv_call *c, struct evhttp_request *req)
         const char *t = len ? (const char *)evbuffer_pullup(ch->text, -1) : "";
         json_t *o = json_pack("{s:i}", "index", i);
         size_t content_len = len;
-        json_t *calls = ch->finish == ENGINE_FINISH_STOP
-                            ? srv_tool_calls_json(c, i, t, len, &content_len)
-                            : NULL;
+        json_t *calls = srv_tool_calls_json(c, i, t, len, ch->finish, &content_len);
         if (c->r.kind == SRV_CHAT) {
             json_t *m =
                 json_pack("{s:s, s:o}", "role", "assistant", "content",
@@ -145,7 +143,8 @@ void srv_send_final_json(srv_call *c, struct evhttp_request *req)
             json_object_set_new(o, "text", net_json_text(t, len));
         }
         json_object_set_new(o, "logprobs", srv_lp_wrap(c, json_incref(ch->lp)));
-        const char *fn = calls ? "tool_calls" : srv_finish_name(ch->finish);
+        const char *fn =
+            calls && ch->finish == ENGINE_FINISH_STOP ? "tool_calls" : srv_finish_name(ch->finish);
         json_object_set_new(o, "finish_reason", fn ? json_string(fn) : json_null());
         json_array_append_new(choices, o);
     }

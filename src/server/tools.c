@@ -661,12 +661,69 @@ static size_t trim_end(const char *t, size_t n)
     return n;
 }
 
-json_t *srv_tools_parse(const srv_req *r, const char *t, size_t len, size_t *content_len)
+/* One past the closing bracket of the JSON object or list that opens at t[i], or 0 when t
+ * ends first (a call cut short). Follows only strings and brackets: what it delimits is
+ * parsed by the caller, so mismatched brackets fail there. */
+static size_t value_end(const char *t, size_t i, size_t len)
+{
+    int depth = 0;
+    bool str = false;
+    for (; i < len; i++) {
+        if (str) {
+            if (t[i] == '\\')
+                i++;
+            else if (t[i] == '"')
+                str = false;
+        } else if (t[i] == '"') {
+            str = true;
+        } else if (t[i] == '{' || t[i] == '[') {
+            depth++;
+        } else if ((t[i] == '}' || t[i] == ']') && --depth == 0) {
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+/* Output cut short (max_tokens): appends the complete calls of the JSON text t[0..len) (a
+ * call or a list of calls, from its first bracket on) and drops the one the cut fell in.
+ * Returns the bytes of t read: the whole value when it is complete (what follows is the
+ * caller's), len when the cut fell inside it; 0 (nothing appended) when t is not a call or
+ * a list of calls. */
+static size_t cut_calls(const srv_req *r, const char *t, size_t len, json_t *calls)
+{
+    size_t e = value_end(t, 0, len);
+    if (e) return json_calls(r, t, e, calls) ? e : 0; /* whole: only what follows was cut */
+    if (t[0] == '{') return len;                      /* one call, cut */
+    size_t n0 = json_array_size(calls), i = skip_space(t, 1, len);
+    while (i < len && t[i] == '{') {
+        if (!(e = value_end(t, i, len))) return len; /* the call the cut fell in */
+        if (!json_calls(r, t + i, e - i, calls)) break;
+        i = skip_space(t, e, len);
+        if (i == len) return len;
+        if (t[i] != ',') break;
+        i = skip_space(t, i + 1, len);
+    }
+    if (i == len) return len;
+    while (json_array_size(calls) > n0) /* something else than a call: not a list of calls */
+        json_array_remove(calls, json_array_size(calls) - 1);
+    return 0;
+}
+
+/* Whether t[0..len) is space and then the start of (or all of) tag. */
+static bool tag_start(const char *t, size_t len, const char *tag)
+{
+    size_t i = skip_space(t, 0, len);
+    return len - i <= strlen(tag) && !memcmp(t + i, tag, len - i);
+}
+
+json_t *srv_tools_parse(const srv_req *r, const char *t, size_t len, bool cut, size_t *content_len)
 {
     json_t *calls = json_array();
     *content_len = len;
     if (r->tool_choice == SRV_TOOL_NAMED) {
-        /* the output is the arguments, as generated (and as they were streamed) */
+        /* the output is the arguments, as generated (and as they were streamed): a call when
+         * they are complete */
         json_t *v = json_loadb(t, len, 0, NULL);
         json_t *a = json_is_object(v) ? json_stringn(t, len) : NULL;
         if (a)
@@ -676,7 +733,8 @@ json_t *srv_tools_parse(const srv_req *r, const char *t, size_t len, size_t *con
         if (json_array_size(calls)) *content_len = 0;
         return calls;
     }
-    /* Hermes tags: content before the first, each holding one call */
+    /* Hermes tags: content before the first, each holding one call; cut short, the last
+     * tag's call may be incomplete (dropped) or complete with its closing tag cut */
     const char *open = "<tool_call>", *close = "</tool_call>";
     const char *first = memmem(t, len, open, strlen(open));
     if (first) {
@@ -685,6 +743,13 @@ json_t *srv_tools_parse(const srv_req *r, const char *t, size_t len, size_t *con
         while (ok && p) {
             const char *b = p + strlen(open), *end = t + len;
             const char *q = memmem(b, (size_t)(end - b), close, strlen(close));
+            if (!q && cut) {
+                size_t n = (size_t)(end - b), i = skip_space(b, 0, n);
+                if (i == n) break; /* cut before its call began */
+                size_t used = b[i] == '{' || b[i] == '[' ? cut_calls(r, b + i, n - i, calls) : 0;
+                ok = used && tag_start(b + i + used, n - i - used, close);
+                break;
+            }
             ok = json_calls(r, b, (size_t)((q ? q : end) - b), calls);
             if (!q) break;
             p = memmem(q, (size_t)(end - q), open, strlen(open));
@@ -698,8 +763,19 @@ json_t *srv_tools_parse(const srv_req *r, const char *t, size_t len, size_t *con
     /* a bare call: the whole output is a JSON call or a list of calls (Llama 3, Mistral,
      * required) */
     size_t i = skip_space(t, 0, len);
-    if (i < len && (t[i] == '{' || t[i] == '[') && json_calls(r, t + i, len - i, calls))
-        *content_len = 0;
+    if (i < len && (t[i] == '{' || t[i] == '[')) {
+        bool ok;
+        if (cut) {
+            size_t used = cut_calls(r, t + i, len - i, calls);
+            ok = used && skip_space(t, i + used, len) == len;
+        } else {
+            ok = json_calls(r, t + i, len - i, calls);
+        }
+        if (ok && json_array_size(calls))
+            *content_len = 0;
+        else
+            json_array_clear(calls);
+    }
     return calls;
 }
 

@@ -4,7 +4,9 @@
  * call may have begun (srv_tools_hold); a named function's arguments stream as they come;
  * other calls are sent once the output is complete: per call a delta with its index, id,
  * type and name (arguments ""), then its arguments in pieces, then finish_reason
- * "tool_calls". An output that holds no call after all goes out as content. */
+ * "tool_calls". An output that holds no call after all goes out as content. Cut short by
+ * max_tokens, the calls complete by then are answered the same way (streamed or not), the
+ * one the cut fell in is dropped, and finish_reason is "length". */
 #include "server/internal.h"
 
 #include <event2/buffer.h>
@@ -26,12 +28,13 @@ static json_t *call_json(const srv_call *c, int idx, int k, const char *name, co
                      name, "arguments", args);
 }
 
-json_t *srv_tool_calls_json(const srv_call *c, int idx, const char *t, size_t len,
+json_t *srv_tool_calls_json(const srv_call *c, int idx, const char *t, size_t len, int finish,
                             size_t *content_len)
 {
     *content_len = len;
     if (c->r.kind != SRV_CHAT || c->r.tool_choice == SRV_TOOL_NONE) return NULL;
-    json_t *calls = srv_tools_parse(&c->r, t, len, content_len);
+    if (finish != ENGINE_FINISH_STOP && finish != ENGINE_FINISH_LENGTH) return NULL;
+    json_t *calls = srv_tools_parse(&c->r, t, len, finish == ENGINE_FINISH_LENGTH, content_len);
     if (!json_array_size(calls)) {
         json_decref(calls);
         *content_len = len;
@@ -129,8 +132,7 @@ void srv_stream_tool_end(srv_call *c, int idx, int finish)
         return;
     }
     size_t content_len = len;
-    json_t *calls =
-        finish == ENGINE_FINISH_STOP ? srv_tool_calls_json(c, idx, t, len, &content_len) : NULL;
+    json_t *calls = srv_tool_calls_json(c, idx, t, len, finish, &content_len);
     if (!calls) { /* no call after all: the rest is content */
         send_content(c, idx, t, ch->sent, len);
         send_delta(c, idx, json_object(), srv_finish_name(finish));
@@ -145,5 +147,6 @@ void srv_stream_tool_end(srv_call *c, int idx, int finish)
         send_args(c, idx, (int)k, a, strlen(a));
     }
     json_decref(calls);
-    send_delta(c, idx, json_object(), "tool_calls");
+    send_delta(c, idx, json_object(),
+               finish == ENGINE_FINISH_STOP ? "tool_calls" : srv_finish_name(finish));
 }

@@ -199,6 +199,76 @@ describe('tool calling', { skip }, () => {
     assert.ok(all.slice(0, firstCall).some((ch) => ch.choices[0]?.delta.content), 'content before the calls');
   });
 
+  // Cut short by max_tokens: the calls complete by then are answered (streamed or not) with
+  // finish_reason length; the one the cut fell in is no call. A full answer with logprobs
+  // gives the text token by token, so max_tokens k leaves its first k tokens (same seed);
+  // ends(text) says where each call's JSON ends in it: a call is complete from there on. The
+  // cuts tried: one token, the tokens on either side of each call's end, all but the end token.
+  async function cutSweep(name, body, ends, content) {
+    const { client } = srv[name];
+    const full = await client.chat.completions.create({ ...body, logprobs: true });
+    const fc = full.choices[0];
+    assert.equal(fc.finish_reason, 'tool_calls', `${name}: ${JSON.stringify(fc)}`);
+    const want = fc.message.tool_calls.map((t) => ({ name: t.function.name, arguments: t.function.arguments }));
+    const pieces = fc.logprobs.content.map((t) => Buffer.from(t.bytes));
+    const text = Buffer.concat(pieces).toString('latin1'); // byte offsets
+    const end = ends(text);
+    assert.equal(end.length, want.length, text);
+    assert.equal(pieces.at(-1).length, 0, 'the last token is the end token');
+    // the cuts: the first token, and around where each call becomes complete
+    const lens = pieces.map((_, k) => Buffer.concat(pieces.slice(0, k)).length); // lens[k]: k tokens
+    const ks = new Set([1, pieces.length - 1]);
+    for (const e of end) {
+      const k = lens.findIndex((l) => l >= e);
+      ks.add(k).add(k - 1);
+    }
+    const seen = new Set();
+    for (const k of [...ks].sort((a, b) => a - b)) {
+      const len = lens[k];
+      const n = end.filter((e) => e <= len).length;
+      seen.add(n);
+      const cut = { ...body, max_tokens: k };
+      const r = (await client.chat.completions.create(cut)).choices[0];
+      const why = `${name} max_tokens ${k} (${JSON.stringify(text.slice(0, len))}): ${JSON.stringify(r)}`;
+      assert.equal(r.finish_reason, 'length', why);
+      if (n) {
+        assert.deepEqual(r.message.tool_calls.map((t) => ({ name: t.function.name, arguments: t.function.arguments })), want.slice(0, n), why);
+        r.message.tool_calls.forEach(checkCall);
+        assert.equal(r.message.content, content, why);
+      } else {
+        assert.equal(r.message.tool_calls, undefined, why);
+      }
+      const chunks = [];
+      for await (const ch of await client.chat.completions.create({ ...cut, stream: true })) chunks.push(ch);
+      const st = reassemble(chunks);
+      assert.equal(st.finish, 'length', why);
+      // (a named function's arguments stream as they come: a cut one was partly sent)
+      if (n || body.tool_choice?.type !== 'function') assert.deepEqual(st.calls.map((t) => t.function), want.slice(0, n), `streamed: ${why}`);
+      if (n) assert.equal(st.content, content ?? '', `streamed: ${why}`);
+    }
+    // the cuts fell before any call, between calls and after the last (its end token cut)
+    assert.deepEqual([...seen].sort((a, b) => a - b), [...want.keys(), want.length], name);
+  }
+
+  test('cut short by max_tokens: the complete calls, finish_reason length (required, auto)', async () => {
+    const go = [{ role: 'user', content: 'Go' }];
+    // required with parallel calls: a list of two calls (seed 1); each element ends at the
+    // last } before the next element (or before the closing ])
+    await cutSweep('qwen', { model: 'm', messages: go, tools, tool_choice: 'required', max_tokens: 600, temperature: 1, seed: 1 },
+      (t) => {
+        const starts = [...t.matchAll(/\{\s*"name"/g)].map((m) => m.index);
+        return starts.map((_, j) => t.lastIndexOf('}', j + 1 < starts.length ? starts[j + 1] : t.length) + 1);
+      }, null);
+    // auto with Hermes tags after some content: each call's JSON ends before its </tool_call>
+    await cutSweep('qwen', { model: 'm', messages: go, tools, tool_choice: 'auto', grammar: hermesTwo, max_tokens: 200, seed: 4 },
+      (t) => [...t.matchAll(/\n<\/tool_call>/g)].map((m) => m.index), 'Let me look.');
+  });
+
+  test('cut short by max_tokens: a named function is a call once its arguments are complete', async () => {
+    await cutSweep('qwen', { model: 'm', messages: [{ role: 'user', content: 'Weather?' }], tools, max_tokens: 120, temperature: 1,
+      seed: 7, tool_choice: { type: 'function', function: { name: 'get_weather' } } }, (t) => [t.lastIndexOf('}') + 1], null);
+  });
+
   test('tool names and descriptions cannot break out of the template', async () => {
     const { s } = srv.qwen;
     const body = (description, name = 'get_weather') => ({ model: 'm', max_tokens: 1, messages: [{ role: 'user', content: 'x' }],

@@ -231,13 +231,77 @@ TEST(server_tools_parse_output)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t cl;
-        json_t *c = srv_tools_parse(&r, cases[i].out, strlen(cases[i].out), &cl);
+        json_t *c = srv_tools_parse(&r, cases[i].out, strlen(cases[i].out), false, &cl);
         T_EQ((int)json_array_size(c), cases[i].calls);
         T_EQ(cl, cases[i].calls ? cases[i].content : strlen(cases[i].out)); /* none: all text */
         if (json_array_size(c)) {
             const char *a = json_string_value(json_object_get(json_array_get(c, 0), "arguments"));
             json_t *v = json_loads(a, 0, NULL);
             T_ASSERT(json_is_object(v));
+            json_decref(v);
+        }
+        json_decref(c);
+    }
+    srv_req_free(&r);
+}
+
+/* Output cut short by max_tokens: the complete calls of a list or of Hermes tags count (an
+ * incomplete last one is dropped, a complete one whose closing tag was cut counts); a
+ * complete part that is no call leaves it all text, as does the same output not cut. */
+TEST(server_tools_parse_cut_output)
+{
+    char body[1024];
+    snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],%s}",
+             tools_ok);
+    srv_req r;
+    net_error e = {0};
+    T_EQ(parse(&r, body, &e), 0);
+#define W(city) "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"" city "\"}}"
+    static const struct {
+        const char *out;
+        bool cut;
+        int calls;
+        size_t content;
+        const char *last_city; /* the last call's */
+    } cases[] = {
+        {"[" W("A") ", " W("B") ", {\"name\": \"get_wea", true, 2, 0, "B"},
+        {"[" W("A") ",\n ", true, 1, 0, "A"},
+        {"[ " W("a}]\\\"{[") ", {\"name\": \"get_weather\", \"arguments\": {\"city\": \"x}", true,
+         1, 0, "a}]\"{["},
+        {"[" W("A") ", " W("B") "]\n", true, 2, 0, "B"},
+        {"[" W("A") ", " W("B") ", {\"name\": \"get_wea", false, 0, 0, NULL},
+        {"[{\"name\": \"get_wea", true, 0, 0, NULL},
+        {"[{\"name\": \"nope\", \"arguments\": {}}, {\"na", true, 0, 0, NULL},
+        {"[" W("A") " x", true, 0, 0, NULL},
+        {"[" W("A") "] x", true, 0, 0, NULL},
+        {" " W("C"), true, 1, 0, "C"},
+        {W("C") " {", true, 0, 0, NULL},
+        {"{\"name\": \"get_weather\", \"arguments\": {\"ci", true, 0, 0, NULL},
+        {"Sure.\n<tool_call>\n" W("A") "\n</tool_call>\n<tool_call>\n{\"name\": \"get_we", true, 1,
+         5, "A"},
+        {"Sure.\n<tool_call>\n" W("A") "\n</tool_call>\n<tool_call>\n" W("B") "\n</tool_ca", true,
+         2, 5, "B"},
+        {"<tool_call>" W("A") "</tool_call>\n<tool_", true, 1, 0, "A"},
+        {"<tool_call>" W("A") "</tool_call><tool_call>\n", true, 1, 0, "A"},
+        {"<tool_call>" W("A") "</tool_call><tool_call>[" W("B") ", {", true, 2, 0, "B"},
+        {"<tool_call>" W("A") "</tool_call><tool_call>hello", true, 0, 0, NULL},
+        {"<tool_call>" W("A") " and", true, 0, 0, NULL},
+        {"<tool_call>" W("A") "</tool_call><tool_call>{\"name\": \"get_we", false, 0, 0, NULL},
+        {"Hello the", true, 0, 0, NULL},
+        {"", true, 0, 0, NULL},
+    };
+#undef W
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t cl, len = strlen(cases[i].out);
+        json_t *c = srv_tools_parse(&r, cases[i].out, len, cases[i].cut, &cl);
+        if ((int)json_array_size(c) != cases[i].calls) printf("# case %zu\n", i);
+        T_EQ((int)json_array_size(c), cases[i].calls);
+        T_EQ(cl, cases[i].calls ? cases[i].content : len);
+        if (cases[i].calls) {
+            const char *a = json_string_value(
+                json_object_get(json_array_get(c, json_array_size(c) - 1), "arguments"));
+            json_t *v = json_loads(a, 0, NULL);
+            T_STREQ(json_string_value(json_object_get(v, "city")), cases[i].last_city);
             json_decref(v);
         }
         json_decref(c);
