@@ -10,6 +10,7 @@
 #include "engine/engine.h"
 #include "engine/open.h"
 #include "t.h"
+#include "t_model.h"
 
 #define DIM_MAX 512
 
@@ -80,26 +81,23 @@ static void reference(model *m, const int32_t *p, int n, int pooling, double *ou
     kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, KL_F32, 2u << 20};
     T_EQ(kv_store_create(&kv, &kc, &err), 0);
     int nb = kv_store_n_blocks(kv);
-    int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nb), pos[64], seq[64];
+    int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nb);
     for (int i = 0; i < nb; i++)
         blocks[i] = i;
-    bool want[64], all[64];
-    for (int i = 0; i < n; i++)
-        pos[i] = i, seq[i] = 0, want[i] = false, all[i] = true;
+    bool all[T_BATCH_MAX];
+    for (int i = 0; i < T_BATCH_MAX; i++)
+        all[i] = true;
     float *rows = malloc(sizeof(float) * (size_t)n * (size_t)hp->dim);
     model_seq sq = {blocks, nb};
     int chunk = model_opts_of(m)->max_batch_tokens;
+    t_batch tb;
     for (int at = 0; at < n; at += chunk) {
-        model_batch b = {.n = n - at < chunk ? n - at : chunk,
-                         .token = p + at,
-                         .pos = pos + at,
-                         .seq = seq,
-                         .want_logits = want,
-                         .n_seqs = 1,
-                         .seqs = &sq,
-                         .want_embd = all,
-                         .embd = rows + (size_t)at * hp->dim};
-        T_EQ(model_forward(m, NULL, kv, &b, NULL, &err), 0);
+        int k = n - at < chunk ? n - at : chunk;
+        model_batch *b = t_batch_seq(&tb, &sq, p + at, k, at);
+        memset(tb.want, 0, sizeof tb.want); /* no logits: the embeddings */
+        b->want_embd = all;
+        b->embd = rows + (size_t)at * hp->dim;
+        T_EQ(model_forward(m, NULL, kv, b, NULL, &err), 0);
     }
     double ss = 0;
     for (int d = 0; d < hp->dim; d++) {

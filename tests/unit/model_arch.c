@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "t.h"
 #include "t_gguf.h"
+#include "t_model.h"
 
 /* mixtral: llama with experts */
 static const char *const archs[] = {"llama",      "qwen2",   "qwen3",    "gemma",    "gemma2",
@@ -62,23 +63,15 @@ static void close_run(run_ctx *r)
 /* Logits of tokens tok[0..n) of one sequence, all rows, RUN_BATCH tokens per forward. */
 static void forward(run_ctx *r, const int32_t *tok, int n, float *logits)
 {
-    int32_t pos[RUN_BATCH], seq[RUN_BATCH];
-    bool want[RUN_BATCH];
     model_seq sq = {r->blocks, 64};
     int vocab = model_hparams_of(r->m)->n_vocab;
+    t_batch tb;
     for (int i0 = 0; i0 < n; i0 += RUN_BATCH) {
         int k = n - i0 < RUN_BATCH ? n - i0 : RUN_BATCH;
-        for (int i = 0; i < k; i++)
-            pos[i] = i0 + i, seq[i] = 0, want[i] = true;
-        model_batch b = {.n = k,
-                         .token = tok + i0,
-                         .pos = pos,
-                         .seq = seq,
-                         .want_logits = want,
-                         .n_seqs = 1,
-                         .seqs = &sq};
         kl_err err = {0};
-        T_EQ(model_forward(r->m, NULL, r->kv, &b, logits + (size_t)i0 * (size_t)vocab, &err), 0);
+        T_EQ(model_forward(r->m, NULL, r->kv, t_batch_seq(&tb, &sq, tok + i0, k, i0),
+                           logits + (size_t)i0 * (size_t)vocab, &err),
+             0);
     }
 }
 

@@ -15,6 +15,7 @@
 #include "engine/open.h"
 #include "model/make.h"
 #include "t.h"
+#include "t_model.h"
 
 #define DIM 64
 
@@ -210,13 +211,13 @@ TEST(model_bert_refuses_generation_and_long_context)
     kv_store *kv;
     kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, KL_F32, 1u << 20};
     T_EQ(kv_store_create(&kv, &kc, &err), 0);
-    int32_t blocks[1] = {0}, pos[4] = {0, 1, 2, 3}, seq[4] = {0};
-    bool want[4] = {false, false, false, true};
+    int32_t blocks[1] = {0};
     float logits[512];
     model_seq sq = {blocks, 1};
-    model_batch b = {
-        .n = 4, .token = p, .pos = pos, .seq = seq, .want_logits = want, .n_seqs = 1, .seqs = &sq};
-    T_EQ(model_forward(m, NULL, kv, &b, logits, &err), KL_EINVAL);
+    t_batch tb;
+    model_batch *b = t_batch_seq(&tb, &sq, p, 4, 0);
+    tb.want[0] = tb.want[1] = tb.want[2] = false; /* the last row's logits only */
+    T_EQ(model_forward(m, NULL, kv, b, logits, &err), KL_EINVAL);
     T_CONTAINS(err.msg, "embeddings only");
     kv_store_destroy(kv);
     engine_close(&st);

@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "t.h"
 #include "t_gguf.h"
+#include "t_model.h"
 
 /* Loads path, runs tokens 0..n-1 of one sequence, writes n rows of logits. Returns the
  * model's hparams (copied). */
@@ -27,21 +28,14 @@ static model_hparams run(const char *path, int n, float *logits)
     kv_store *kv;
     kv_store_config kc = {hp.n_layers, hp.n_kv_heads * hp.head_dim, 16, KL_F32, 1u << 20};
     T_EQ(kv_store_create(&kv, &kc, &err), 0);
-    int32_t blocks[16], tok[64], pos[64], seq[64];
-    bool want[64];
+    int32_t blocks[16], tok[T_BATCH_MAX];
     for (int i = 0; i < 16; i++)
         blocks[i] = i;
     for (int i = 0; i < n; i++)
-        tok[i] = (i * 37 + 5) % hp.n_vocab, pos[i] = i, seq[i] = 0, want[i] = true;
+        tok[i] = (i * 37 + 5) % hp.n_vocab;
     model_seq sq = {blocks, 16};
-    model_batch b = {.n = n,
-                     .token = tok,
-                     .pos = pos,
-                     .seq = seq,
-                     .want_logits = want,
-                     .n_seqs = 1,
-                     .seqs = &sq};
-    T_EQ(model_forward(m, NULL, kv, &b, logits, &err), 0);
+    t_batch tb;
+    T_EQ(model_forward(m, NULL, kv, t_batch_seq(&tb, &sq, tok, n, 0), logits, &err), 0);
     kv_store_destroy(kv);
     model_free(m);
     gguf_close(f);

@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "t.h"
 #include "t_gguf.h"
+#include "t_model.h"
 
 enum { N = 12, VOCAB = 512 };
 
@@ -118,22 +119,16 @@ TEST(model_moe_expert_load_counts_every_choice)
         kl_err err = {0};
         T_EQ(model_make(&o, path, &err), 0);
         loaded L = load(path, N, false);
-        int32_t blocks[4] = {0, 1, 2, 3}, tok[N], pos[N], seq[N] = {0};
-        bool want[N] = {0};
+        int32_t blocks[4] = {0, 1, 2, 3}, tok[N];
         model_seq sq = {blocks, 4};
         float *l = malloc(sizeof(float) * N * VOCAB);
+        t_batch tb;
         for (int step = 0; step < 2; step++) {
             for (int i = 0; i < N; i++)
-                tok[i] = (i * 37 + 11 * step + 3) % VOCAB, pos[i] = step * N + i;
-            want[N - 1] = true;
-            model_batch b = {.n = N,
-                             .token = tok,
-                             .pos = pos,
-                             .seq = seq,
-                             .want_logits = want,
-                             .n_seqs = 1,
-                             .seqs = &sq};
-            T_EQ(model_forward(L.m, L.w, L.kv, &b, l, &err), 0);
+                tok[i] = (i * 37 + 11 * step + 3) % VOCAB;
+            model_batch *b = t_batch_seq(&tb, &sq, tok, N, step * N);
+            memset(tb.want, 0, sizeof(bool) * (N - 1)); /* the last row's logits only */
+            T_EQ(model_forward(L.m, L.w, L.kv, b, l, &err), 0);
         }
         int ne;
         const uint64_t *counts = model_expert_load(L.m, &ne);

@@ -10,6 +10,7 @@
 #include "model/internal.h"
 #include "model/make.h"
 #include "t.h"
+#include "t_model.h"
 
 /* Files of dir ending in ext; one gets the path of the last. */
 static int count_ext(const char *dir, const char *ext, char *one, size_t n)
@@ -49,18 +50,11 @@ static float *logits_of(const char *path, const char *dir, bool *cached)
     kv_store *kv;
     kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, KL_F16, 1u << 20};
     T_EQ(kv_store_create(&kv, &kc, &err), 0);
-    int32_t blocks[1] = {0}, tok[5] = {1, 7, 42, 300, 5}, pos[5] = {0, 1, 2, 3, 4}, seq[5] = {0};
-    bool want[5] = {true, true, true, true, true};
+    int32_t blocks[1] = {0}, tok[5] = {1, 7, 42, 300, 5};
     model_seq sq = {blocks, 1};
-    model_batch b = {.n = 5,
-                     .token = tok,
-                     .pos = pos,
-                     .seq = seq,
-                     .want_logits = want,
-                     .n_seqs = 1,
-                     .seqs = &sq};
+    t_batch tb;
     float *lg = malloc(sizeof(float) * 5 * (size_t)hp->n_vocab);
-    T_EQ(model_forward(m, NULL, kv, &b, lg, &err), 0);
+    T_EQ(model_forward(m, NULL, kv, t_batch_seq(&tb, &sq, tok, 5, 0), lg, &err), 0);
     *cached = m->packed_cached;
     kv_store_destroy(kv);
     model_free(m);

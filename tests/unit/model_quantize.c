@@ -8,6 +8,7 @@
 #include "kernels/impl.h"
 #include "model/make.h"
 #include "model/model.h"
+#include "t_model.h"
 
 /* One letter per type in the tables below. */
 static char code_of(kl_dtype t)
@@ -219,20 +220,10 @@ static void run_model(const char *path, const int32_t *toks, double *lp, int32_t
     for (int i = 0; i < nb; i++)
         blocks[i] = i;
     model_seq sq = {blocks, nb};
-    int32_t pos[NTOK], seq[NTOK];
-    bool want[NTOK];
-    for (int i = 0; i < NTOK; i++)
-        pos[i] = i, seq[i] = 0, want[i] = true;
     float *logits = malloc(sizeof(float) * NTOK * (size_t)hp->n_vocab);
     kl_workers *w = kl_workers_create(2);
-    model_batch b = {.n = NTOK,
-                     .token = toks,
-                     .pos = pos,
-                     .seq = seq,
-                     .want_logits = want,
-                     .n_seqs = 1,
-                     .seqs = &sq};
-    T_EQ(model_forward(m, w, kv, &b, logits, &err), 0);
+    t_batch tb;
+    T_EQ(model_forward(m, w, kv, t_batch_seq(&tb, &sq, toks, NTOK, 0), logits, &err), 0);
     for (int i = 0; i + 1 < NTOK; i++) {
         const float *row = logits + (size_t)i * hp->n_vocab;
         double mx = row[0], s = 0;
@@ -248,16 +239,8 @@ static void run_model(const char *path, const int32_t *toks, double *lp, int32_t
         for (int v = 1; v < hp->n_vocab; v++)
             if (row[v] > row[best]) best = v;
         gen[g] = best;
-        int32_t t1 = best, p1 = NTOK + g, s1 = 0;
-        bool w1 = true;
-        model_batch b1 = {.n = 1,
-                          .token = &t1,
-                          .pos = &p1,
-                          .seq = &s1,
-                          .want_logits = &w1,
-                          .n_seqs = 1,
-                          .seqs = &sq};
-        T_EQ(model_forward(m, w, kv, &b1, logits, &err), 0);
+        int32_t t1 = best;
+        T_EQ(model_forward(m, w, kv, t_batch_seq(&tb, &sq, &t1, 1, NTOK + g), logits, &err), 0);
     }
     kl_workers_destroy(w);
     free(logits);

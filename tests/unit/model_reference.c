@@ -8,6 +8,7 @@
 
 #include "model/model.h"
 #include "t.h"
+#include "t_model.h"
 
 /* log-softmax of row at token */
 static double logprob_of(const float *row, int n, int token)
@@ -46,21 +47,12 @@ static void run_reference(json_t *ref, model *m, kl_dtype kvt, int bs, double to
            *lps = json_object_get(ref, "prompt_logprobs");
     json_t *greedy = json_object_get(ref, "greedy_ids");
     int n = (int)json_array_size(ids);
-    int32_t tok[64], pos[64], seq[64];
-    bool want[64];
-    float *logits = malloc(sizeof(float) * 64 * (size_t)hp->n_vocab);
-    for (int i = 0; i < n; i++) {
+    int32_t tok[T_BATCH_MAX];
+    float *logits = malloc(sizeof(float) * T_BATCH_MAX * (size_t)hp->n_vocab);
+    for (int i = 0; i < n; i++)
         tok[i] = (int32_t)json_integer_value(json_array_get(ids, (size_t)i));
-        pos[i] = i, seq[i] = 0, want[i] = true;
-    }
-    model_batch b = {.n = n,
-                     .token = tok,
-                     .pos = pos,
-                     .seq = seq,
-                     .want_logits = want,
-                     .n_seqs = 1,
-                     .seqs = &sq};
-    T_EQ(model_forward(m, NULL, kv, &b, logits, &err), 0);
+    t_batch tb;
+    T_EQ(model_forward(m, NULL, kv, t_batch_seq(&tb, &sq, tok, n, 0), logits, &err), 0);
     for (int i = 0; i + 1 < n; i++) {
         double want_lp = json_real_value(json_array_get(lps, (size_t)i));
         T_NEAR(logprob_of(logits + (size_t)i * hp->n_vocab, hp->n_vocab, tok[i + 1]), want_lp, tol);
@@ -68,16 +60,9 @@ static void run_reference(json_t *ref, model *m, kl_dtype kvt, int bs, double to
     int next = argmax(logits + (size_t)(n - 1) * hp->n_vocab, hp->n_vocab);
     for (size_t g = 0; g < json_array_size(greedy); g++) {
         T_EQ(next, json_integer_value(json_array_get(greedy, g)));
-        int32_t t1 = next, p1 = n + (int)g, s1 = 0;
-        bool w1 = true;
-        model_batch b1 = {.n = 1,
-                          .token = &t1,
-                          .pos = &p1,
-                          .seq = &s1,
-                          .want_logits = &w1,
-                          .n_seqs = 1,
-                          .seqs = &sq};
-        T_EQ(model_forward(m, NULL, kv, &b1, logits, &err), 0);
+        int32_t t1 = next;
+        T_EQ(model_forward(m, NULL, kv, t_batch_seq(&tb, &sq, &t1, 1, n + (int)g), logits, &err),
+             0);
         next = argmax(logits, hp->n_vocab);
     }
     free(logits);
