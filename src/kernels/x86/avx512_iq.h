@@ -32,6 +32,13 @@
 #define IQ_BT    8  /* activation rows per tile */
 #define IQ_CHUNK 16 /* weight rows kept in cache while the activation tiles pass over them */
 
+/* A decoder's per-block state, what PFX_begin fills (every type's PFX_st is this one, except
+ * the VBMI decoders', which carry their tables too). */
+typedef struct iq_block_st {
+    __m256i s16; /* (16) int16: the integer scale of each 16 elements */
+    float d;     /* the float factor of the block's integer sum */
+} iq_block_st;
+
 /* Slot s (elements 2s, 2s+1) of chunk c takes the scale of its 16 elements, 4c + s / 8. */
 static inline __m512i iq_chunk_scales(__m256i s16, int c)
 {

@@ -9,12 +9,8 @@
 void kl_avx512_gemm_iq1_s(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_iq1_m(const kl_gemm *g, int64_t r0, int64_t r1);
 
-typedef struct {
-    __m256i s16;
-    float d;
-} iq1_st;
-typedef iq1_st iq1_s_st;
-typedef iq1_st iq1_m_st;
+typedef iq_block_st iq1_s_st;
+typedef iq_block_st iq1_m_st;
 
 /* 8 g + shift, shift -1 where neg1 is set, +1 elsewhere: magnitudes and signs */
 static inline __m512i shifted(__m512i g, __mmask64 neg1, __mmask64 *neg)
@@ -25,7 +21,7 @@ static inline __m512i shifted(__m512i g, __mmask64 neg1, __mmask64 *neg)
     return _mm512_abs_epi8(g);
 }
 
-static inline void iq1_s_begin(const kl_block_iq1_s *w, iq1_st *st)
+static inline void iq1_s_begin(const kl_block_iq1_s *w, iq_block_st *st)
 {
     __m128i qh = _mm_loadu_si128((const __m128i *)w->qh);
     __m128i s = _mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7));
@@ -33,7 +29,7 @@ static inline void iq1_s_begin(const kl_block_iq1_s *w, iq1_st *st)
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
 
-static inline __m512i iq1_s_chunk_ms(const kl_block_iq1_s *w, const iq1_st *st, int c,
+static inline __m512i iq1_s_chunk_ms(const kl_block_iq1_s *w, const iq_block_st *st, int c,
                                      __mmask64 *neg)
 {
     (void)st;
@@ -49,7 +45,7 @@ static inline __m512i iq1_s_chunk_ms(const kl_block_iq1_s *w, const iq1_st *st, 
     return shifted(g, (0 - s0) >> 32 | (0 - s1) << 32, neg);
 }
 
-static inline void iq1_m_begin(const kl_block_iq1_m *w, iq1_st *st)
+static inline void iq1_m_begin(const kl_block_iq1_m *w, iq_block_st *st)
 {
     __m256i sc = _mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)w->scales));
     __m256i s = _mm256_permutexvar_epi16(
@@ -60,7 +56,7 @@ static inline void iq1_m_begin(const kl_block_iq1_m *w, iq1_st *st)
 }
 
 /* IQ1_M: nibble l of the chunk's 32 bits of qh is entry l's index bits 8-10 and shift sign */
-static inline __m512i iq1_m_chunk_ms(const kl_block_iq1_m *w, const iq1_st *st, int c,
+static inline __m512i iq1_m_chunk_ms(const kl_block_iq1_m *w, const iq_block_st *st, int c,
                                      __mmask64 *neg)
 {
     (void)st;

@@ -8,13 +8,9 @@ void kl_avx512_gemm_iq2_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_iq2_xs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_iq2_s(const kl_gemm *g, int64_t r0, int64_t r1);
 
-typedef struct {
-    __m256i s16;
-    float d;
-} iq2_st;
-typedef iq2_st iq2_xxs_st;
-typedef iq2_st iq2_xs_st;
-typedef iq2_st iq2_s_st;
+typedef iq_block_st iq2_xxs_st;
+typedef iq_block_st iq2_xs_st;
+typedef iq_block_st iq2_s_st;
 
 static inline __m512i signed_grid(__m256i idx, const uint64_t *grid, uint64_t neg)
 {
@@ -22,7 +18,7 @@ static inline __m512i signed_grid(__m256i idx, const uint64_t *grid, uint64_t ne
     return _mm512_mask_sub_epi8(g, neg, _mm512_setzero_si512(), g);
 }
 
-static inline void iq2_xxs_begin(const kl_block_iq2_xxs *w, iq2_st *st)
+static inline void iq2_xxs_begin(const kl_block_iq2_xxs *w, iq_block_st *st)
 {
     int16_t v[16];
     kl_iq_scales_iq2_xxs(w, v);
@@ -30,7 +26,7 @@ static inline void iq2_xxs_begin(const kl_block_iq2_xxs *w, iq2_st *st)
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
 
-static inline __m512i iq2_xxs_chunk(const kl_block_iq2_xxs *w, const iq2_st *st, int c)
+static inline __m512i iq2_xxs_chunk(const kl_block_iq2_xxs *w, const iq_block_st *st, int c)
 {
     (void)st;
     uint32_t aux[4]; /* sub-block 2c: indices, signs; 2c + 1: indices, signs */
@@ -42,7 +38,7 @@ static inline __m512i iq2_xxs_chunk(const kl_block_iq2_xxs *w, const iq2_st *st,
     return signed_grid(idx, kl_iq2xxs_grid, neg);
 }
 
-static inline void iq2_xs_begin(const kl_block_iq2_xs *w, iq2_st *st)
+static inline void iq2_xs_begin(const kl_block_iq2_xs *w, iq_block_st *st)
 {
     int16_t v[16];
     kl_iq_scales_nibbles(w->scales, v);
@@ -50,7 +46,7 @@ static inline void iq2_xs_begin(const kl_block_iq2_xs *w, iq2_st *st)
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
 
-static inline __m512i iq2_xs_chunk(const kl_block_iq2_xs *w, const iq2_st *st, int c)
+static inline __m512i iq2_xs_chunk(const kl_block_iq2_xs *w, const iq_block_st *st, int c)
 {
     (void)st;
     __m128i q = _mm_loadu_si128((const __m128i *)(w->qs + 8 * c));
@@ -61,7 +57,7 @@ static inline __m512i iq2_xs_chunk(const kl_block_iq2_xs *w, const iq2_st *st, i
     return signed_grid(idx, kl_iq2xs_grid, neg);
 }
 
-static inline void iq2_s_begin(const kl_block_iq2_s *w, iq2_st *st)
+static inline void iq2_s_begin(const kl_block_iq2_s *w, iq_block_st *st)
 {
     int16_t v[16];
     kl_iq_scales_nibbles(w->scales, v);
@@ -70,7 +66,7 @@ static inline void iq2_s_begin(const kl_block_iq2_s *w, iq2_st *st)
 }
 
 /* IQ2_S: index k of sub-block ib takes bits 2(k % 4).. of qh[ib] as bits 8-9 */
-static inline __m512i iq2_s_chunk(const kl_block_iq2_s *w, const iq2_st *st, int c)
+static inline __m512i iq2_s_chunk(const kl_block_iq2_s *w, const iq_block_st *st, int c)
 {
     (void)st;
     __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(w->qs + 8 * c)));

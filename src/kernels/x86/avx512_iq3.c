@@ -7,15 +7,11 @@
 void kl_avx512_gemm_iq3_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_iq3_s(const kl_gemm *g, int64_t r0, int64_t r1);
 
-typedef struct {
-    __m256i s16;
-    float d;
-} iq3_st;
-typedef iq3_st iq3_xxs_st;
-typedef iq3_st iq3_s_st;
+typedef iq_block_st iq3_xxs_st;
+typedef iq_block_st iq3_s_st;
 
 /* IQ3_XXS: per 32, a uint32 of 4 x 7 sign bits and the scale in bits 28-31, after the indices */
-static inline void iq3_xxs_begin(const kl_block_iq3_xxs *w, iq3_st *st)
+static inline void iq3_xxs_begin(const kl_block_iq3_xxs *w, iq_block_st *st)
 {
     int16_t v[16];
     kl_iq_scales_iq3_xxs(w, v);
@@ -23,7 +19,7 @@ static inline void iq3_xxs_begin(const kl_block_iq3_xxs *w, iq3_st *st)
     st->d = 0.25f * _cvtsh_ss(w->d);
 }
 
-static inline __m512i iq3_xxs_chunk(const kl_block_iq3_xxs *w, const iq3_st *st, int c)
+static inline __m512i iq3_xxs_chunk(const kl_block_iq3_xxs *w, const iq_block_st *st, int c)
 {
     (void)st;
     __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w->qs + 16 * c)));
@@ -36,7 +32,7 @@ static inline __m512i iq3_xxs_chunk(const kl_block_iq3_xxs *w, const iq3_st *st,
     return _mm512_mask_sub_epi8(g, neg, _mm512_setzero_si512(), g);
 }
 
-static inline void iq3_s_begin(const kl_block_iq3_s *w, iq3_st *st)
+static inline void iq3_s_begin(const kl_block_iq3_s *w, iq_block_st *st)
 {
     int16_t v[16];
     kl_iq_scales_iq3_s(w, v);
@@ -45,7 +41,7 @@ static inline void iq3_s_begin(const kl_block_iq3_s *w, iq3_st *st)
 }
 
 /* IQ3_S: index k of sub-block ib takes bit k of qh[ib] as its ninth bit */
-static inline __m512i iq3_s_chunk(const kl_block_iq3_s *w, const iq3_st *st, int c)
+static inline __m512i iq3_s_chunk(const kl_block_iq3_s *w, const iq_block_st *st, int c)
 {
     (void)st;
     __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w->qs + 16 * c)));

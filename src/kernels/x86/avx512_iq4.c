@@ -6,10 +6,7 @@
 
 void kl_avx512_gemm_iq4_xs(const kl_gemm *g, int64_t r0, int64_t r1);
 
-typedef struct {
-    __m256i s16;
-    float d;
-} iq4_xs_st;
+typedef iq_block_st iq4_xs_st;
 
 static inline void iq4_xs_begin(const kl_block_iq4_xs *w, iq4_xs_st *st)
 {

@@ -11,20 +11,16 @@
 void kl_avx512_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_tq2_0(const kl_gemm *g, int64_t r0, int64_t r1);
 
-typedef struct {
-    __m256i s16;
-    float d;
-} tq_st;
-typedef tq_st tq1_0_st;
-typedef tq_st tq2_0_st;
+typedef iq_block_st tq1_0_st;
+typedef iq_block_st tq2_0_st;
 
-static inline void tq1_0_begin(const kl_block_tq1_0 *w, tq_st *st)
+static inline void tq1_0_begin(const kl_block_tq1_0 *w, iq_block_st *st)
 {
     st->s16 = _mm256_set1_epi16(1);
     st->d = _cvtsh_ss(w->d);
 }
 
-static inline void tq2_0_begin(const kl_block_tq2_0 *w, tq_st *st)
+static inline void tq2_0_begin(const kl_block_tq2_0 *w, iq_block_st *st)
 {
     st->s16 = _mm256_set1_epi16(1);
     st->d = _cvtsh_ss(w->d);
@@ -49,7 +45,7 @@ static inline __m256i top_trits(__m256i src, const uint16_t *pw)
     return _mm512_cvtepi16_epi8(v);
 }
 
-static inline __m512i tq1_0_chunk(const kl_block_tq1_0 *w, const tq_st *st, int c)
+static inline __m512i tq1_0_chunk(const kl_block_tq1_0 *w, const iq_block_st *st, int c)
 {
     (void)st;
     __m256i a = _mm256_loadu_si256((const __m256i *)w->qs);     /* elements 0-159 */
@@ -69,7 +65,7 @@ static inline __m512i tq1_0_chunk(const kl_block_tq1_0 *w, const tq_st *st, int 
 }
 
 /* TQ2_0: chunk c is bits 4(c % 2) .. 4(c % 2) + 3 of qs[32 (c / 2) ..]: two fields of 32. */
-static inline __m512i tq2_0_chunk(const kl_block_tq2_0 *w, const tq_st *st, int c)
+static inline __m512i tq2_0_chunk(const kl_block_tq2_0 *w, const iq_block_st *st, int c)
 {
     (void)st;
     __m256i x = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * (c / 2)));
