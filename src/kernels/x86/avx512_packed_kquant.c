@@ -12,15 +12,20 @@
  * both times d_a and added to the row's result. The integer sums are llama.cpp's; the float
  * order differs from the reference's (within rounding).
  *
- * Panel record per super-block (16 rows; absent rows zero, so are their scales):
- *   q4  Q4_K Q5_K Q6_K  [8 sub-blocks of 32 columns][4 regs][16 rows][4 bytes]: low nibbles
- *                       columns 32s + 4h + i, high nibbles columns 32s + 16 + 4h + i (h < 4)
- *   q2  Q2_K Q3_K       [8][2 regs][16][4]: bits 2k of reg h: columns 32s + 4(4h + k) + i
- *   hb  Q5_K Q3_K       [8][16][4]: bit g: the quant's next bit of columns 32s + 4g + i
- *   h2  Q6_K            [8][2][16][4]: bits 2k of reg h: bits 4-5 of columns 32s + 4(4h+k) + i
- *   sm  all             [8][16 rows][2 bytes]: Q4_K/Q5_K (sc_s, m_s); Q2_K the groups 2s, 2s+1
- *                       (sc | m << 4 each); Q3_K/Q6_K signed sc_2s, sc_2s+1
- *   d   all             [16] fp16; dmin [16] fp16 (Q2_K Q4_K Q5_K) */
+ * Panel record per super-block (16 rows; absent rows zero, so are their scales), read front
+ * to back: a header, then each sub-block's bits together, so the kernel's loads form one
+ * sequential stream (with the bit planes in regions of their own, Q3_K, Q5_K and Q6_K read
+ * three interleaved streams per record, and streamed 3-4x slower than from cache):
+ *   d     all             [16] fp16
+ *   dmin  Q2_K Q4_K Q5_K  [16] fp16 (zero for the others: the header stays 64-byte aligned)
+ *   sm    all             [8 sub-blocks][16 rows][2 bytes]: Q4_K/Q5_K (sc_s, m_s); Q2_K the
+ *                         groups 2s, 2s+1 (sc | m << 4 each); Q3_K/Q6_K signed sc_2s, sc_2s+1
+ * then per sub-block s of 32 columns:
+ *   q4  Q4_K Q5_K Q6_K  [4 regs][16 rows][4 bytes]: low nibbles columns 32s + 4h + i, high
+ *                       nibbles columns 32s + 16 + 4h + i (h < 4)
+ *   q2  Q2_K Q3_K       [2 regs][16][4]: bits 2k of reg h: columns 32s + 4(4h + k) + i
+ *   hb  Q5_K Q3_K       [16][4]: bit g: the quant's next bit of columns 32s + 4g + i
+ *   h2  Q6_K            [2][16][4]: bits 2k of reg h: bits 4-5 of columns 32s + 4(4h+k) + i */
 #include <immintrin.h>
 #include <string.h>
 
@@ -50,38 +55,31 @@ static int kind_of(kl_dtype t)
 }
 
 /* Byte offsets of a record's parts, and its size. */
-static inline __attribute__((always_inline)) size_t off_hb(int K)
+#define OFF_D    0
+#define OFF_DMIN (PR * 2)
+#define OFF_SM   (PR * 4)
+#define OFF_SUB  (OFF_SM + 8 * PR * 2)
+
+/* Registers of one sub-block: its low bits, then its high bits. */
+static inline __attribute__((always_inline)) int low_regs(int K)
 {
-    return K == Q5 ? 32 * REG : 16 * REG; /* after q4 (Q5_K) or q2 (Q3_K) */
+    return K == Q2 || K == Q3 ? 2 : 4;
 }
-static inline __attribute__((always_inline)) size_t off_h2(int K)
+static inline __attribute__((always_inline)) int sub_regs(int K)
 {
-    (void)K;
-    return 32 * REG; /* Q6_K: after q4 */
+    return low_regs(K) + (K == Q6 ? 2 : K == Q5 || K == Q3 ? 1 : 0);
 }
-static inline __attribute__((always_inline)) size_t off_sm(int K)
+static inline __attribute__((always_inline)) size_t off_lo(int K, int s)
 {
-    switch (K) {
-    case Q2:
-        return 16 * REG;
-    case Q3:
-        return 24 * REG;
-    case Q4:
-        return 32 * REG;
-    case Q5:
-        return 40 * REG;
-    default:
-        return 48 * REG;
-    }
+    return OFF_SUB + (size_t)(s * sub_regs(K)) * REG;
 }
-static inline __attribute__((always_inline)) size_t off_d(int K)
+static inline __attribute__((always_inline)) size_t off_hi(int K, int s)
 {
-    return off_sm(K) + 8 * PR * 2;
+    return off_lo(K, s) + (size_t)low_regs(K) * REG;
 }
 static inline __attribute__((always_inline)) size_t rec_bytes(int K)
 {
-    bool has_min = K == Q2 || K == Q4 || K == Q5;
-    return off_d(K) + PR * 2 * (has_min ? 2 : 1);
+    return off_lo(K, 8);
 }
 
 /* ---- packing (at load, scalar) ---- */
@@ -94,16 +92,16 @@ static void pack_row(int K, const kl_ksb *v, int r, uint8_t *o)
         int i = c % 4, g = c / 4; /* column group g (0..7) of sub-block s, column i in it */
         size_t at = (size_t)r * 4 + (size_t)i;
         if (K == Q4 || K == Q5 || K == Q6) /* nibbles: reg g % 4, high half for g >= 4 */
-            o[(size_t)(s * 4 + g % 4) * REG + at] |= (uint8_t)((u & 0xF) << (g >= 4 ? 4 : 0));
+            o[off_lo(K, s) + (size_t)(g % 4) * REG + at] |=
+                (uint8_t)((u & 0xF) << (g >= 4 ? 4 : 0));
         if (K == Q2 || K == Q3)
-            o[(size_t)(s * 2 + g / 4) * REG + at] |= (uint8_t)((u & 3) << (2 * (g % 4)));
-        if (K == Q5) o[off_hb(K) + (size_t)s * REG + at] |= (uint8_t)((u >> 4) << g);
-        if (K == Q3) o[off_hb(K) + (size_t)s * REG + at] |= (uint8_t)((u >> 2) << g);
+            o[off_lo(K, s) + (size_t)(g / 4) * REG + at] |= (uint8_t)((u & 3) << (2 * (g % 4)));
+        if (K == Q5) o[off_hi(K, s) + at] |= (uint8_t)((u >> 4) << g);
+        if (K == Q3) o[off_hi(K, s) + at] |= (uint8_t)((u >> 2) << g);
         if (K == Q6)
-            o[off_h2(K) + (size_t)(s * 2 + g / 4) * REG + at] |=
-                (uint8_t)((u >> 4) << (2 * (g % 4)));
+            o[off_hi(K, s) + (size_t)(g / 4) * REG + at] |= (uint8_t)((u >> 4) << (2 * (g % 4)));
     }
-    uint8_t *sm = o + off_sm(K);
+    uint8_t *sm = o + OFF_SM;
     for (int s = 0; s < 8; s++) {
         uint8_t *p = sm + (size_t)(s * PR + r) * 2;
         if (K == Q4 || K == Q5) {
@@ -117,8 +115,8 @@ static void pack_row(int K, const kl_ksb *v, int r, uint8_t *o)
             p[1] = (uint8_t)(int8_t)v->sc[2 * s + 1];
         }
     }
-    memcpy(o + off_d(K) + (size_t)r * 2, &v->d, 2);
-    if (K == Q2 || K == Q4 || K == Q5) memcpy(o + off_d(K) + PR * 2 + (size_t)r * 2, &v->dmin, 2);
+    memcpy(o + OFF_D + (size_t)r * 2, &v->d, 2);
+    if (K == Q2 || K == Q4 || K == Q5) memcpy(o + OFF_DMIN + (size_t)r * 2, &v->dmin, 2);
 }
 
 size_t kl_avx512_pack_bytes_kquant(kl_dtype t, int64_t rows, int64_t cols);
@@ -160,14 +158,14 @@ static inline __attribute__((always_inline)) void load_sub(int K, const uint8_t 
     if (K == Q4 || K == Q5 || K == Q6) {
         _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++)
         {
-            __m512i v = _mm512_loadu_si512(P + (size_t)(s * 4 + h) * REG);
+            __m512i v = _mm512_loadu_si512(P + off_lo(K, s) + (size_t)h * REG);
             w[h] = _mm512_and_si512(v, m4);
             w[h + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
         }
     } else {
         _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
         {
-            __m512i v = _mm512_loadu_si512(P + (size_t)(s * 2 + h) * REG);
+            __m512i v = _mm512_loadu_si512(P + off_lo(K, s) + (size_t)h * REG);
             w[4 * h] = _mm512_and_si512(v, m2);
             w[4 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 2), m2);
             w[4 * h + 2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m2);
@@ -175,7 +173,7 @@ static inline __attribute__((always_inline)) void load_sub(int K, const uint8_t 
         }
     }
     if (K == Q5 || K == Q3) { /* bit g of hb -> bit 4 (Q5_K) or bit 2 (Q3_K) of w[g] */
-        __m512i hb = _mm512_loadu_si512(P + off_hb(K) + (size_t)s * REG);
+        __m512i hb = _mm512_loadu_si512(P + off_hi(K, s));
         const int to = K == Q5 ? 4 : 2;
         const __m512i bit = _mm512_set1_epi8((char)(1 << to));
         _Pragma("GCC unroll 8") for (int g = 0; g < 8; g++)
@@ -189,7 +187,7 @@ static inline __attribute__((always_inline)) void load_sub(int K, const uint8_t 
         const __m512i hi2 = _mm512_set1_epi8(0x30);
         _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
         {
-            __m512i v = _mm512_loadu_si512(P + off_h2(K) + (size_t)(s * 2 + h) * REG);
+            __m512i v = _mm512_loadu_si512(P + off_hi(K, s) + (size_t)h * REG);
             _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
             {
                 __m512i x = k < 2 ? _mm512_slli_epi16(v, (unsigned)(4 - 2 * k))
@@ -206,7 +204,7 @@ static inline __attribute__((always_inline)) void load_sub(int K, const uint8_t 
 static inline __attribute__((always_inline)) __m512i sub_scales(int K, const uint8_t *P, int s,
                                                                 __m512 dv, __m512 S[2])
 {
-    __m256i raw = _mm256_loadu_si256((const __m256i *)(P + off_sm(K) + (size_t)s * PR * 2));
+    __m256i raw = _mm256_loadu_si256((const __m256i *)(P + OFF_SM + (size_t)s * PR * 2));
     const __m512i lo16 = _mm512_set1_epi32(0xFFFF);
     if (K == Q4 || K == Q5) { /* (sc, m): S = d sc; pairs (m, m) */
         __m512i p = _mm512_cvtepu8_epi16(raw);
@@ -253,7 +251,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
     }
     const bool wide = K == Q4 || K == Q5; /* one scale per 32 columns */
     for (int64_t j = 0; j < nsb; j++, P += rb) {
-        __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + off_d(K))));
+        __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + OFF_D)));
         __m512 acc[BT];
         __m512i ioff[BT];
         _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
@@ -288,11 +286,11 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
             }
         }
         /* the offset term's scale: -dmin, or -(4 | 32) d */
-        __m512 mv = K == Q3   ? _mm512_mul_ps(dv, _mm512_set1_ps(-4.0f))
-                    : K == Q6 ? _mm512_mul_ps(dv, _mm512_set1_ps(-32.0f))
-                              : _mm512_sub_ps(_mm512_setzero_ps(),
-                                              _mm512_cvtph_ps(_mm256_loadu_si256(
-                                                  (const __m256i *)(P + off_d(K) + PR * 2))));
+        __m512 mv = K == Q3 ? _mm512_mul_ps(dv, _mm512_set1_ps(-4.0f))
+                    : K == Q6
+                        ? _mm512_mul_ps(dv, _mm512_set1_ps(-32.0f))
+                        : _mm512_sub_ps(_mm512_setzero_ps(), _mm512_cvtph_ps(_mm256_loadu_si256(
+                                                                 (const __m256i *)(P + OFF_DMIN))));
         _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
         {
             __m512 da = _mm512_set1_ps(ad[k][j]);
