@@ -23,6 +23,26 @@ static inline __m256i iq2_chunk_scales(__m256i s16, int c)
                                                 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
 }
 
+/* Scales unpacked in registers: the scalar kl_iq_scales_* write 16 int16 that a 256-bit load
+ * then reads back, a store-forwarding stall per block (most of a B=1 matmul's time). */
+static inline __m256i iq2_odd16(__m256i s)
+{
+    return _mm256_or_si256(_mm256_slli_epi16(s, 1), _mm256_set1_epi16(1));
+}
+/* 8 scales in 32-bit lanes (any sign; the low 16 bits are kept), each used for two sixteens. */
+static inline __m256i iq2_twice16(__m256i s32)
+{
+    __m256i lo = _mm256_and_si256(s32, _mm256_set1_epi32(0xFFFF));
+    return _mm256_or_si256(lo, _mm256_slli_epi32(s32, 16));
+}
+/* Nibble ib of a 32-bit word in lane ib. */
+static inline __m256i iq2_nibbles32(uint32_t v)
+{
+    return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)v),
+                                              _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                            _mm256_set1_epi32(0xF));
+}
+
 static inline float iq2_hsum(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

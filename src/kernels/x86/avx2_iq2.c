@@ -21,11 +21,23 @@ static inline __m256i signed_grid(__m128i idx, const uint64_t *grid, uint32_t si
     return iq2_apply_signs(_mm256_i32gather_epi64((const long long *)grid, idx, 8), signs);
 }
 
+/* IQ2_XS, IQ2_S: a byte per 32 elements, the low nibble for its first 16 (group t in lane t) */
+static inline __m256i nibble_scales(const uint8_t sc[8])
+{
+    __m128i x = _mm_loadl_epi64((const __m128i *)sc), m4 = _mm_set1_epi8(0x0F);
+    __m128i t = _mm_unpacklo_epi8(_mm_and_si128(x, m4), _mm_and_si128(_mm_srli_epi16(x, 4), m4));
+    return iq2_odd16(_mm256_cvtepu8_epi16(t));
+}
+
 static inline void iq2_xxs_begin(const kl_block_iq2_xxs *w, iq2_st *st)
 {
-    int16_t v[16];
-    kl_iq_scales_iq2_xxs(w, v);
-    st->s16 = _mm256_loadu_si256((const __m256i *)v);
+    /* bits 28-31 of the second word of each chunk's 8 bytes: the odd words, in chunk order
+     * after shuffle_ps (0, 1, 4, 5 | 2, 3, 6, 7) and a qword permute */
+    __m256 a = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)w->qs));
+    __m256 b = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(w->qs + 16)));
+    __m256i odd = _mm256_castps_si256(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+    odd = _mm256_permute4x64_epi64(odd, _MM_SHUFFLE(3, 1, 2, 0));
+    st->s16 = iq2_odd16(iq2_twice16(_mm256_srli_epi32(odd, 28)));
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
 
@@ -42,9 +54,7 @@ static inline __m256i iq2_xxs_chunk32(const kl_block_iq2_xxs *w, const iq2_st *s
 
 static inline void iq2_xs_begin(const kl_block_iq2_xs *w, iq2_st *st)
 {
-    int16_t v[16];
-    kl_iq_scales_nibbles(w->scales, v);
-    st->s16 = _mm256_loadu_si256((const __m256i *)v);
+    st->s16 = nibble_scales(w->scales);
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
 
@@ -61,9 +71,7 @@ static inline __m256i iq2_xs_chunk32(const kl_block_iq2_xs *w, const iq2_st *st,
 
 static inline void iq2_s_begin(const kl_block_iq2_s *w, iq2_st *st)
 {
-    int16_t v[16];
-    kl_iq_scales_nibbles(w->scales, v);
-    st->s16 = _mm256_loadu_si256((const __m256i *)v);
+    st->s16 = nibble_scales(w->scales);
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
 

@@ -16,9 +16,9 @@ typedef iq3_st iq3_s_st;
 
 static inline void iq3_xxs_begin(const kl_block_iq3_xxs *w, iq3_st *st)
 {
-    int16_t v[16];
-    kl_iq_scales_iq3_xxs(w, v);
-    st->s16 = _mm256_loadu_si256((const __m256i *)v);
+    /* bits 28-31 of sub-block ib's word */
+    __m256i a = _mm256_loadu_si256((const __m256i *)(w->qs + KL_QKK / 4));
+    st->s16 = iq2_odd16(iq2_twice16(_mm256_srli_epi32(a, 28)));
     st->d = 0.25f * _cvtsh_ss(w->d);
 }
 
@@ -37,9 +37,9 @@ static inline __m256i iq3_xxs_chunk32(const kl_block_iq3_xxs *w, const iq3_st *s
 
 static inline void iq3_s_begin(const kl_block_iq3_s *w, iq3_st *st)
 {
-    int16_t v[16];
-    kl_iq_scales_iq3_s(w, v);
-    st->s16 = _mm256_loadu_si256((const __m256i *)v);
+    uint32_t sc;
+    memcpy(&sc, w->scales, 4);
+    st->s16 = iq2_odd16(iq2_twice16(iq2_nibbles32(sc)));
     st->d = _cvtsh_ss(w->d);
 }
 

@@ -12,10 +12,14 @@ typedef struct {
 
 static inline void iq4_xs_begin(const kl_block_iq4_xs *w, iq4_xs_st *st)
 {
-    int16_t s[16];
-    for (int ib = 0; ib < 8; ib++)
-        s[2 * ib] = s[2 * ib + 1] = (int16_t)kl_iq4_xs_scale(w, ib);
-    st->s16 = _mm256_loadu_si256((const __m256i *)s);
+    uint32_t sl;
+    memcpy(&sl, w->scales_l, 4);
+    /* lane ib: nibble ib of scales_l, bits 2ib of scales_h above it, minus 32 */
+    __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(w->scales_h),
+                                                    _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                                  _mm256_set1_epi32(3));
+    __m256i ls = _mm256_or_si256(iq2_nibbles32(sl), _mm256_slli_epi32(hi, 4));
+    st->s16 = iq2_twice16(_mm256_sub_epi32(ls, _mm256_set1_epi32(32)));
     st->d = _cvtsh_ss(w->d);
 }
 
