@@ -160,16 +160,49 @@ static int by_rank(const void *a, const void *b)
 static int rank(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pick_request *r,
                 gw_endpoint **order, gw_pick_status *status, bool ignore_ejection);
 
+/* How many of the ranked endpoints hold an adapter: one slot of an open-addressing table
+ * keyed by name (the names are borrowed from the endpoints). */
+typedef struct holders {
+    const char *name; /* NULL: a free slot */
+    int n;            /* endpoints that hold it */
+    int last;         /* the last one counted: an endpoint listing a name twice counts once */
+} holders;
+
+/* name's slot in h (cap a power of two, more slots than names: the probe ends) */
+static holders *holders_of(holders *h, size_t cap, const char *name)
+{
+    size_t k = (size_t)XXH3_64bits(name, strlen(name)) & (cap - 1);
+    while (h[k].name && strcmp(h[k].name, name))
+        k = (k + 1) & (cap - 1);
+    return &h[k];
+}
+
 /* An adapter no endpoint holds with room is loaded somewhere, evicting another there: prefer
  * an endpoint with a free slot (fewer adapters than its max_lora), else the one whose
  * adapters are most often held elsewhere too, so the fleet keeps one copy of each; endpoints
- * over the bounded load rank after. */
+ * over the bounded load rank after. One pass counts each adapter's holders among the m
+ * endpoints (at most m * GW_MAX_ADAPTERS names), one more reads them: linear in the names,
+ * where asking every other endpoint about every adapter was (m * GW_MAX_ADAPTERS)^2. Out of
+ * memory, the full endpoints are not told apart (the scores decide among them). */
 static void place_adapter(const gw_config *c, const gw_pick_request *r, ranked *rk, int m,
                           double bound)
 {
     if (!r->adapter || c->w_adapter <= 0 || c->round_robin) return;
     for (int i = 0; i < m; i++)
         if (rk[i].affine) return;
+    size_t names = 0, cap = 1;
+    for (int i = 0; i < m; i++)
+        names += (size_t)rk[i].e->n_adapters;
+    while (cap <= 2 * names)
+        cap <<= 1;
+    holders *h = calloc(cap, sizeof *h);
+    if (!h) return;
+    for (int j = 0; j < m; j++)
+        for (int a = 0; a < rk[j].e->n_adapters; a++) {
+            holders *x = holders_of(h, cap, rk[j].e->adapters[a]);
+            if (!x->name) x->name = rk[j].e->adapters[a], x->last = -1;
+            if (x->last != j) x->n++, x->last = j;
+        }
     for (int i = 0; i < m; i++) {
         const gw_endpoint *e = rk[i].e;
         if (e->inflight > bound) {
@@ -177,13 +210,10 @@ static void place_adapter(const gw_config *c, const gw_pick_request *r, ranked *
             continue;
         }
         if (e->max_lora > 0 && e->n_adapters < e->max_lora) continue; /* a free slot */
-        for (int a = 0; a < e->n_adapters; a++) {
-            bool elsewhere = false;
-            for (int j = 0; j < m && !elsewhere; j++)
-                elsewhere = j != i && holds_adapter(rk[j].e, e->adapters[a]);
-            rk[i].loss += !elsewhere;
-        }
+        for (int a = 0; a < e->n_adapters; a++) /* held here, and elsewhere when by 2 or more */
+            rk[i].loss += holders_of(h, cap, e->adapters[a])->n < 2;
     }
+    free(h);
 }
 
 int gw_pick(const gw_config *c, gw_endpoint *const *eps, int n, const gw_pick_request *r,

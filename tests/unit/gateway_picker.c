@@ -7,24 +7,25 @@
 /* A config with one model of n endpoints (the first half in region "a", the rest in "b"). */
 static gw_config *make_config(int n, const char *region)
 {
-    char json[4096];
-    int off = snprintf(json, sizeof json, "{%s%s%s\"models\": [{\"name\": \"m\", \"pools\": [",
+    size_t cap = 256 + 48 * (size_t)n;
+    char *json = malloc(cap);
+    int off = snprintf(json, cap, "{%s%s%s\"models\": [{\"name\": \"m\", \"pools\": [",
                        region ? "\"region\": \"" : "", region ? region : "", region ? "\", " : "");
     for (int half = 0; half < 2; half++) {
-        off += snprintf(json + off, sizeof json - (size_t)off,
+        off += snprintf(json + off, cap - (size_t)off,
                         "%s{\"region\": \"%s\", \"adapters\": [\"%s\"], \"endpoints\": [",
                         half ? "," : "", half ? "b" : "a", half ? "lora-b" : "lora-a");
         for (int i = half * n / 2; i < (half + 1) * n / 2; i++)
-            off += snprintf(json + off, sizeof json - (size_t)off,
-                            "%s{\"url\": \"http://127.0.0.1:%d\"}", i == half * n / 2 ? "" : ",",
-                            8000 + i);
-        off += snprintf(json + off, sizeof json - (size_t)off, "]}");
+            off += snprintf(json + off, cap - (size_t)off, "%s{\"url\": \"http://127.0.0.1:%d\"}",
+                            i == half * n / 2 ? "" : ",", 8000 + i);
+        off += snprintf(json + off, cap - (size_t)off, "]}");
     }
-    snprintf(json + off, sizeof json - (size_t)off, "]}]}");
+    snprintf(json + off, cap - (size_t)off, "]}]}");
     gw_config *c;
     kl_err err = {0};
     if (gw_config_parse(&c, json, strlen(json), "t", &err))
         t_fail(__FILE__, __LINE__, "%s", err.msg);
+    free(json);
     return c;
 }
 
@@ -330,5 +331,54 @@ TEST(gateway_picker_guesses_the_replicas_eviction)
     T_EQ(e[0].adapter_used_ns[0], 0);
     T_EQ(e[0].adapter_used_ns[1], NOW + 2); /* z's time carried over */
     free_endpoints(e, 2);
+    gw_config_free(c);
+}
+
+/* Placing an adapter nobody holds on a fleet of full endpoints: the one whose adapters are
+ * most often held elsewhere goes first, fewest lost copies first all down the order, over the
+ * bounded load last. 64 endpoints of 32 adapters each: endpoint k holds u(k) adapters of its
+ * own and shared ones; z's one "own" adapter is also held by o (over the bounded load, still
+ * a holder); endpoints that do not serve the model's adapter hold endpoint 0's own ones (they
+ * are no holders: only the ranked endpoints count); d lists its own adapter twice (two
+ * losses, not a second holder). */
+TEST(gateway_picker_places_adapters_where_fewest_copies_are_lost)
+{
+    enum { N = 128, M = N / 2, A = GW_MAX_ADAPTERS };
+    gw_config *c = make_config(N, NULL);
+    gw_endpoint *e = calloc(N, sizeof *e), **p = calloc(N, sizeof *p),
+                **order = calloc(N, sizeof *order);
+    make_endpoints(c, e, p, N);
+    int own[M], z = 10, o = 20, d = 13;
+    for (int k = 0; k < M; k++) {
+        gw_endpoint *x = &e[M + k]; /* pool b: serves lora-b */
+        own[k] = k == z ? 1 : 2 + k * 7 % 29;
+        for (int a = 0; a < A; a++)
+            if (a < own[k])
+                snprintf(x->adapters[a], sizeof x->adapters[0], "own-%d-%d", k, a);
+            else /* held by every endpoint with fewer of its own: by 3 at least */
+                snprintf(x->adapters[a], sizeof x->adapters[0], "shared-%d", a);
+        x->n_adapters = x->max_lora = A;
+    }
+    snprintf(e[M + o].adapters[A - 1], sizeof e[0].adapters[0], "own-%d-0", z);
+    snprintf(e[M + d].adapters[1], sizeof e[0].adapters[0], "own-%d-0", d);
+    for (int a = 0; a < 2; a++) /* pool a holds all of endpoint 0's own (it ranks before z
+                                   on the tie-break: were pool a counted, 0 would come first) */
+        snprintf(e[a].adapters[0], sizeof e[0].adapters[0], "own-0-%d", a);
+    e[0].n_adapters = e[1].n_adapters = 1;
+    e[M + o].inflight = 10; /* over 1.25 x the mean + 1 */
+    gw_pick_status st;
+    gw_pick_request r = {.adapter = "lora-b", .now_ns = NOW, .seq = 3};
+    T_EQ(gw_pick(c, p, N, &r, order, &st), M);
+    T_ASSERT(order[0] == &e[M + z]); /* loses no copy */
+    T_ASSERT(order[M - 1] == &e[M + o]);
+    for (int i = 1; i < M - 1; i++) {
+        int k0 = (int)(order[i - 1] - e) - M, k1 = (int)(order[i] - e) - M;
+        T_ASSERT(k0 >= 0 && k1 >= 0);
+        if (own[k0] > own[k1])
+            printf("# %d: %d (%d own) before %d (%d own)\n", i, k0, own[k0], k1, own[k1]);
+        T_ASSERT(own[k0] <= own[k1]);
+    }
+    free_endpoints(e, N);
+    free(e), free(p), free(order);
     gw_config_free(c);
 }
