@@ -12,8 +12,7 @@
 #include <stdint.h>
 #include "gateway/affinity.h"
 #include "gateway/config.h"
-
-#define GW_MAX_ADAPTERS 32
+#include "gateway/scrape.h" /* GW_MAX_ADAPTERS */
 
 /* What the gateway knows of one endpoint. Metrics come from scraping its /metrics; inflight
  * is the gateway's own count, always current. */

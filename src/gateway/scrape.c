@@ -9,7 +9,7 @@
 
 static void add_adapters(gw_scrape *s, const char *list)
 {
-    while (*list && s->n_adapters < GW_SCRAPE_ADAPTERS) {
+    while (*list && s->n_adapters < GW_MAX_ADAPTERS) {
         const char *comma = strchr(list, ',');
         size_t len = comma ? (size_t)(comma - list) : strlen(list);
         if (len > 0 && len < sizeof s->adapters[0]) {

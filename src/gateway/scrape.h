@@ -10,11 +10,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Adapters the gateway knows of per endpoint: a scrape's list (more are dropped) replaces the
+ * endpoint's (gateway/picker.h), so one bound serves both. */
+#define GW_MAX_ADAPTERS 32
+
 typedef struct gw_scrape {
     double waiting, running, kv_usage; /* sums over the model_name series */
     bool has_waiting, has_running, has_kv;
-#define GW_SCRAPE_ADAPTERS 32
-    char adapters[GW_SCRAPE_ADAPTERS][64]; /* running, waiting or resident */
+    char adapters[GW_MAX_ADAPTERS][64]; /* running, waiting or resident */
     int n_adapters;
     int max_lora; /* vllm:lora_requests_info's max_lora label (0: none) */
 } gw_scrape;
