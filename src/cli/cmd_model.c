@@ -271,6 +271,7 @@ enum {
     O_EXPERTS_SHARED,
     O_SIGMOID,
     O_EXPERTS_SPLIT,
+    O_COPY,
 };
 
 static const cli_opt make_opts[] = {
@@ -307,6 +308,10 @@ static const cli_opt make_opts[] = {
      "each expert its own 2-D tensor (blk.N.ffn_gate.E.weight ...), as Mixtral files converted "
      "before mid-2024 have them, not 3-D stacks (the same weights; llama.cpp's Feb 2025 tree "
      "no longer reads them)"},
+    {O_COPY, "copy", NULL,
+     "weights set by hand so that greedy decoding quotes its input (three layers of "
+     "previous-token and induction heads, the rest zero), for speculative decoding benchmarks; "
+     "llama, dim = 4 x kv-heads x dim/heads, --rope-theta 1e6 or more (1e7 for long inputs)"},
     {O_Q_LORA, "q-lora", "R",
      "deepseek2: the query's low rank; 0: a plain attn_q as V2-Lite (default dim/2, but 0 with "
      "27 layers: llama.cpp reads attn_q in 27-layer files only)"},
@@ -402,6 +407,9 @@ static int make(int argc, char **argv)
             break;
         case O_EXPERTS_SPLIT:
             o.experts_split = true;
+            break;
+        case O_COPY:
+            o.copy = true;
             break;
         case O_ROPE_THETA:
             ok = parse_float(a.opt, v, &o.rope_theta);

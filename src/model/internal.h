@@ -217,6 +217,12 @@ void model_lora_scratch_free(model *m);
  * name's hash (FNV-1a), to seed a tensor's generator. */
 void model_fill_normal(kl_rng *r, float *x, int64_t n, float sd);
 uint64_t model_hash_name(const char *s);
+/* model/make_copy.c: whether o can make a --copy model (0 or KL_EINVAL in err), and row r of
+ * tensor name in one (cols floats into x). */
+struct model_make_opts;
+int model_copy_check(const struct model_make_opts *o, kl_err *err);
+void model_copy_row(const struct model_make_opts *o, const char *name, int64_t r, int64_t cols,
+                    float *x);
 
 /* The FFN of layer l as a mixture of experts (model/moe.c): xb (n, dim) in, xb out. */
 void model_moe_ffn(model *m, kl_workers *w, int layer, int n);

@@ -124,6 +124,7 @@ typedef struct mtensor {
 } mtensor;
 
 typedef struct chunk_job {
+    const model_make_opts *o;
     const mtensor *t;
     uint64_t tseed;
     float sd;
@@ -141,7 +142,10 @@ static void chunk_run(void *ctx, int ith, int nth)
     for (int64_t r = j->rows * ith / nth; r < j->rows * (ith + 1) / nth; r++) {
         kl_rng g;
         kl_rng_seed(&g, j->tseed + (uint64_t)(j->t->row0 + j->row0 + r) * 0x9e3779b97f4a7c15ull);
-        model_fill_normal(&g, x, cols, j->sd);
+        if (j->o->copy)
+            model_copy_row(j->o, j->t->name, j->t->row0 + j->row0 + r, cols, x);
+        else
+            model_fill_normal(&g, x, cols, j->sd);
         kl_quantize_row(j->t->type, x, j->out + (size_t)r * j->row_bytes, cols);
     }
 }
@@ -159,7 +163,8 @@ static int write_tensor(gguf_writer *w, kl_workers *pool, const mtensor *t,
         return gguf_writer_write(w, x, (size_t)t->ne[0] * sizeof(float));
     }
     int64_t per = (int64_t)(buf_bytes / row_bytes);
-    chunk_job j = {.t = t,
+    chunk_job j = {.o = o,
+                   .t = t,
                    .tseed = o->seed ^ t->hash,
                    .sd = o->std,
                    .row_bytes = row_bytes,
@@ -233,6 +238,7 @@ static int check_opts(const model_make_opts *o, kl_err *err)
     }
     if (!(o->std > 0.0f && o->std < 10.0f) || !(o->rope_theta > 0.0f) || !(o->norm_eps > 0.0f))
         return kl_errf(err, KL_EINVAL, "std, rope theta and eps must be positive");
+    if (o->copy && model_copy_check(o, err)) return KL_EINVAL;
     return check_experts(o, model_arch_find(o->arch), err);
 }
 
@@ -392,7 +398,7 @@ static void set_hparams(gguf_writer *w, const model_make_opts *o, const model_ar
     const char *an = a->name;
     model_hparams hp = hparams_of(o, n_vocab);
     gguf_writer_set_str(w, "general.architecture", an);
-    gguf_writer_set_str(w, "general.name", "kiln-random");
+    gguf_writer_set_str(w, "general.name", o->copy ? "kiln-copy" : "kiln-random");
     gguf_writer_set_u32(w, "general.file_type", model_file_type(o->type));
     if (o->type != KL_F32 && o->type != KL_F16 && o->type != KL_BF16)
         gguf_writer_set_u32(w, "general.quantization_version", 2);

@@ -47,6 +47,9 @@ typedef struct model_make_opts {
     int experts_shared; /* shared experts (default 1) */
     bool sigmoid;       /* DeepSeek-V3's routing: sigmoid, a selection bias, renormalised
                            weights scaled by 2.5 (else V2's: softmax, scale 1) */
+    bool copy;          /* weights set by hand so that greedy decoding quotes the input
+                           (model/make_copy.c), not random: llama, dim = 4 x kv_heads x head size,
+                           rope_theta >= 1e6 */
 } model_make_opts;
 
 /* Tiny defaults: dim 64, 2 layers, 4 heads, 2 KV heads, FFN 192, 512-token synthetic vocab,

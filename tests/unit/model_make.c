@@ -4,7 +4,10 @@
 
 #include "gguf/gguf.h"
 #include "kernels/kernels.h"
+#include "kv/store.h"
 #include "model/make.h"
+#include "model/model.h"
+#include "t_model.h"
 #include "tok/tok.h"
 
 static const char *tpath(const char *name)
@@ -226,4 +229,72 @@ TEST(model_make_rejects_bad_options)
     model_make_defaults(&o);
     o.arch = "gpt2";
     T_EQ(model_make(&o, p, &err), KL_EUNSUP);
+}
+
+/* Teacher-forced over a 40-token "document" of distinct ids and then its first 20 again, the
+ * share of the repeat's positions (after its first token) whose argmax is the document's next
+ * token. */
+static double quoted_share(const char *path)
+{
+    enum { DOC = 40, REP = 20 };
+    kl_err err = {0};
+    gguf_file *f;
+    T_EQ(gguf_open(&f, path, &err), 0);
+    model *m;
+    model_opts mo = {.max_batch_tokens = DOC + REP, .max_ctx = 256};
+    T_EQ(model_load(&m, f, &mo, &err), 0);
+    const model_hparams *hp = model_hparams_of(m);
+    kv_store *kv;
+    kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, KL_F32, 1u << 20};
+    T_EQ(kv_store_create(&kv, &kc, &err), 0);
+    int32_t blocks[8] = {0, 1, 2, 3, 4, 5, 6, 7}, ids[DOC + REP];
+    for (int i = 0; i < DOC; i++)
+        ids[i] = 3 + (i * 397 + 11) % (hp->n_vocab - 3); /* distinct: 397 is prime */
+    for (int i = 0; i < REP; i++)
+        ids[DOC + i] = ids[i];
+    model_seq sq = {blocks, 8};
+    t_batch tb;
+    float *logits = malloc(sizeof *logits * (size_t)(DOC + REP) * (size_t)hp->n_vocab);
+    T_EQ(model_forward(m, NULL, kv, t_batch_seq(&tb, &sq, ids, DOC + REP, 0), logits, &err), 0);
+    int hits = 0;
+    for (int t = DOC + 1; t < DOC + REP; t++) {
+        const float *l = logits + (size_t)t * (size_t)hp->n_vocab;
+        int best = 0;
+        for (int v = 1; v < hp->n_vocab; v++)
+            best = l[v] > l[best] ? v : best;
+        hits += best == ids[t - DOC + 1];
+    }
+    free(logits);
+    kv_store_destroy(kv);
+    model_free(m);
+    gguf_close(f);
+    return hits / (double)(REP - 1);
+}
+
+/* --copy: a model whose weights make greedy decoding quote its input (model/make_copy.c): every
+ * position of a repeated passage predicts the passage's next token, in F32 and Q8_0, where a
+ * random model of the same shape predicts none; shapes it cannot build are refused. */
+TEST(model_make_copy_quotes_its_input)
+{
+    model_make_opts o;
+    model_make_defaults(&o);
+    o.dim = 256, o.heads = 8, o.kv_heads = 2, o.ffn = 64, o.layers = 4, o.vocab = 1000;
+    kl_err err = {0};
+    T_EQ(model_make(&o, tpath("random.gguf"), &err), 0);
+    T_ASSERT(quoted_share(tpath("random.gguf")) < 0.2);
+    o.copy = true;
+    T_EQ(model_make(&o, tpath("copy.gguf"), &err), KL_EINVAL);
+    T_CONTAINS(err.msg, "--copy needs --rope-theta 1000000 or more");
+    o.rope_theta = 1e7f;
+    T_EQ(model_make(&o, tpath("copy.gguf"), &err), 0);
+    T_ASSERT(quoted_share(tpath("copy.gguf")) == 1.0);
+    o.type = KL_Q8_0;
+    T_EQ(model_make(&o, tpath("copy8.gguf"), &err), 0);
+    T_ASSERT(quoted_share(tpath("copy8.gguf")) == 1.0);
+    o.type = KL_F32, o.kv_heads = 4;
+    T_EQ(model_make(&o, tpath("bad.gguf"), &err), KL_EINVAL);
+    T_CONTAINS(err.msg, "--copy needs dim = 4 x kv-heads x head size");
+    o.kv_heads = 2, o.tied = true;
+    T_EQ(model_make(&o, tpath("bad.gguf"), &err), KL_EINVAL);
+    T_CONTAINS(err.msg, "untied llama");
 }
