@@ -10,6 +10,9 @@
 
 #include "model/internal.h"
 
+/* Work items per worker that attention aims for when it puts several KV heads in one item */
+#define ATTN_ITEMS_PER_WORKER 4
+
 typedef struct attn_job {
     model *m;
     kv_store *kv;
@@ -18,7 +21,8 @@ typedef struct attn_job {
     const kl_kv_ops *ops; /* the cache dtype's row format */
     size_t row_bytes;     /* one token's K (or V) row in the cache */
     int bs;
-    int n_tiles; /* tiles of m->s.tiles */
+    int n_tiles;  /* tiles of m->s.tiles */
+    int hg, n_hg; /* KV heads per work item, and items per tile: ceil(n_kv_heads / hg) */
 } attn_job;
 
 /* The head slice [off, off + hd) of cached positions p0 .. p0 + n - 1 (all in one block) as
@@ -61,25 +65,29 @@ static int chunk_len(const attn_job *j, int p0, int end)
     return n < end - p0 ? n : end - p0;
 }
 
-/* One work item: a tile of consecutive batch tokens of one sequence and one KV head, with the
- * `group` query heads that share it: rows r = t * group + h. Each row attends to positions
- * lo .. pos of its own token (lo > 0 in a sliding window) by an online softmax over spans of
- * MODEL_ATTN_SPAN positions at fixed offsets (multiples of the span): per span, the scores of
- * every row, then the running max and sum (the row's earlier output rescaled when the max
- * grows), then the weighted values. A row whose positions all lie in one span takes the plain
- * softmax (probabilities normalised before they are rounded to an F16 cache's precision, as
- * llama.cpp's product does: rounding the unnormalised terms moves stories260K's
- * log-probabilities by 2e-3); longer rows round the unnormalised terms of each span. Fixed spans
- * make a row's arithmetic independent of the tile it is in, and the scratch independent of the
- * context length; each chunk of cached K and V rows is read (and converted, if need be) once for
- * all of the tile's rows. */
-static void attn_tile(const attn_job *j, int tile, int g, float *ws)
+/* One work item: a tile of consecutive batch tokens of one sequence and KV heads g0 .. g0 + ng
+ * - 1, each with the `group` query heads that share it: rows r = (gi * nt + t) * group + h for
+ * token t, query head h of KV head g0 + gi. Each row attends to positions lo .. pos of its own
+ * token (lo > 0 in a sliding window) by an online softmax over spans of MODEL_ATTN_SPAN
+ * positions at fixed offsets (multiples of the span): per span, the scores of every row, then
+ * the running max and sum (the row's earlier output rescaled when the max grows), then the
+ * weighted values. A row whose positions all lie in one span takes the plain softmax
+ * (probabilities normalised before they are rounded to an F16 cache's precision, as llama.cpp's
+ * product does: rounding the unnormalised terms moves stories260K's log-probabilities by 2e-3);
+ * longer rows round the unnormalised terms of each span. Fixed spans make a row's arithmetic
+ * independent of the tile it is in, and the scratch independent of the context length; each
+ * chunk of cached K and V rows is read (and converted, if need be) once for all of the tile's
+ * rows. Decoding's one-token tiles take several KV heads (all of them when there are enough
+ * sequences to share out): a chunk's cache rows, every head's slice, are then read once, in
+ * order, rather than one head's 1/n_kv_heads of each row per item. */
+static void attn_tile(const attn_job *j, int tile, int g0, int ng, float *ws)
 {
     model *m = j->m;
     const model_hparams *hp = &m->hp;
     const model_batch *b = j->b;
     int hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, span = MODEL_ATTN_SPAN;
-    int i0 = m->s.tiles[tile], nt = m->s.tiles[tile + 1] - i0, rows = nt * group;
+    int i0 = m->s.tiles[tile], nt = m->s.tiles[tile + 1] - i0, hrows = nt * group,
+        rows = ng * hrows;
     size_t rmax = (size_t)MODEL_ATTN_QT * group;
     double *sum = (double *)(void *)ws; /* (rows): running sums */
     float *mx = ws + 2 * rmax;          /* (rows): running maxima */
@@ -89,13 +97,16 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
     float *kvb = acc + rmax * hd;       /* (MODEL_KV_CHUNK, hd) */
     float scale = m->kq_scale, cap = hp->softcap_attn;
     const model_seq *sq = &b->seqs[b->seq[i0]];
-    int off = g * hd, len_max = 0, lo_min = INT32_MAX;
+    int len_max = 0, lo_min = INT32_MAX;
     for (int t = 0; t < nt; t++) {
-        const float *q = m->s.q + (size_t)(i0 + t) * m->q_dim + (size_t)g * group * hd;
-        j->ops->round(q, qs + (size_t)t * group * hd, group * hd);
         if (end_pos(j, i0 + t) > len_max) len_max = end_pos(j, i0 + t);
         if (first_pos(j, i0 + t) < lo_min) lo_min = first_pos(j, i0 + t);
     }
+    for (int gi = 0; gi < ng; gi++)
+        for (int t = 0; t < nt; t++) {
+            const float *q = m->s.q + (size_t)(i0 + t) * m->q_dim + (size_t)(g0 + gi) * group * hd;
+            j->ops->round(q, qs + (size_t)(gi * hrows + t * group) * hd, group * hd);
+        }
     for (int r = 0; r < rows; r++)
         sum[r] = 0, mx[r] = -INFINITY;
     memset(acc, 0, sizeof(float) * (size_t)rows * hd);
@@ -104,26 +115,28 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
         for (int p0 = s0, n; p0 < s1; p0 += n) { /* scores */
             n = chunk_len(j, p0, s1);
             const uint8_t *blk = kv_store_k(j->kv, j->layer, sq->blocks[p0 / j->bs]);
-            kl_kv_run k = kv_run(j, blk, p0, off, n, rows, kvb);
-            for (int t = 0; t < nt; t++) {
-                int a, e;
-                chunk_span(j, i0 + t, p0, n, &a, &e);
-                if (a >= e) continue;
-                kl_kv_run ka = kl_kv_run_at(&k, a - p0);
-                for (int h = 0; h < group; h++) {
-                    int r = t * group + h;
-                    kl_kv_scores(&ka, qs + (size_t)r * hd, e - a, hd, scale,
-                                 scores + (size_t)r * span + (a - S));
+            for (int gi = 0; gi < ng; gi++) {
+                kl_kv_run k = kv_run(j, blk, p0, (g0 + gi) * hd, n, hrows, kvb);
+                for (int t = 0; t < nt; t++) {
+                    int a, e;
+                    chunk_span(j, i0 + t, p0, n, &a, &e);
+                    if (a >= e) continue;
+                    kl_kv_run ka = kl_kv_run_at(&k, a - p0);
+                    for (int h = 0; h < group; h++) {
+                        int r = gi * hrows + t * group + h;
+                        kl_kv_scores(&ka, qs + (size_t)r * hd, e - a, hd, scale,
+                                     scores + (size_t)r * span + (a - S));
+                    }
                 }
             }
         }
         for (int r = 0; r < rows; r++) { /* the online softmax's step */
-            int a, e;
-            chunk_span(j, i0 + r / group, s0, s1 - s0, &a, &e);
+            int a, e, i = i0 + r % hrows / group;
+            chunk_span(j, i, s0, s1 - s0, &a, &e);
             if (a >= e) continue;
             float *sc = scores + (size_t)r * span + (a - S), old = mx[r];
             if (cap > 0) kl_softcap(sc, e - a, cap); /* gemma2: before the softmax */
-            if (a == first_pos(j, i0 + r / group) && e == end_pos(j, i0 + r / group)) {
+            if (a == first_pos(j, i) && e == end_pos(j, i)) {
                 /* the whole row in one span: the softmax's probabilities themselves are
                  * rounded (for an F16 cache), as llama.cpp's V x KQ product rounds them */
                 kl_softmax(sc, e - a);
@@ -144,32 +157,37 @@ static void attn_tile(const attn_job *j, int tile, int g, float *ws)
         for (int p0 = s0, n; p0 < s1; p0 += n) { /* weighted values */
             n = chunk_len(j, p0, s1);
             const uint8_t *blk = kv_store_v(j->kv, j->layer, sq->blocks[p0 / j->bs]);
-            kl_kv_run v = kv_run(j, blk, p0, off, n, rows, kvb);
-            /* runs of tokens that take the same positions of this chunk (every token below
-             * the chunk takes all n): their rows are consecutive, one call for all of them */
-            for (int t = 0, t2; t < nt; t = t2) {
-                int a, e, a2, e2;
-                chunk_span(j, i0 + t, p0, n, &a, &e);
-                for (t2 = t + 1; t2 < nt; t2++) {
-                    chunk_span(j, i0 + t2, p0, n, &a2, &e2);
-                    if (a2 != a || e2 != e) break;
+            for (int gi = 0; gi < ng; gi++) {
+                kl_kv_run v = kv_run(j, blk, p0, (g0 + gi) * hd, n, hrows, kvb);
+                /* runs of tokens that take the same positions of this chunk (every token
+                 * below the chunk takes all n): their rows are consecutive, one call for all
+                 * of them */
+                for (int t = 0, t2; t < nt; t = t2) {
+                    int a, e, a2, e2;
+                    chunk_span(j, i0 + t, p0, n, &a, &e);
+                    for (t2 = t + 1; t2 < nt; t2++) {
+                        chunk_span(j, i0 + t2, p0, n, &a2, &e2);
+                        if (a2 != a || e2 != e) break;
+                    }
+                    if (a >= e) continue;
+                    int r = gi * hrows + t * group, nr = (t2 - t) * group;
+                    kl_kv_run va = kl_kv_run_at(&v, a - p0);
+                    kl_kv_pv(&va, acc + (size_t)r * hd, hd, scores + (size_t)r * span + (a - S),
+                             span, nr, e - a, hd);
                 }
-                if (a >= e) continue;
-                int r = t * group, nr = (t2 - t) * group;
-                kl_kv_run va = kl_kv_run_at(&v, a - p0);
-                kl_kv_pv(&va, acc + (size_t)r * hd, hd, scores + (size_t)r * span + (a - S), span,
-                         nr, e - a, hd);
             }
         }
     }
-    for (int t = 0; t < nt; t++)
-        for (int h = 0; h < group; h++) {
-            int r = t * group + h;
-            float inv = (float)(1.0 / sum[r]);
-            float *o = m->s.att + (size_t)(i0 + t) * m->q_dim + (size_t)(g * group + h) * hd;
-            for (int d = 0; d < hd; d++)
-                o[d] = acc[(size_t)r * hd + d] * inv;
-        }
+    for (int gi = 0; gi < ng; gi++)
+        for (int t = 0; t < nt; t++)
+            for (int h = 0; h < group; h++) {
+                int r = gi * hrows + t * group + h;
+                float inv = (float)(1.0 / sum[r]);
+                float *o =
+                    m->s.att + (size_t)(i0 + t) * m->q_dim + (size_t)((g0 + gi) * group + h) * hd;
+                for (int d = 0; d < hd; d++)
+                    o[d] = acc[(size_t)r * hd + d] * inv;
+            }
 }
 
 static void attn_part(void *ctx, int ith, int nth)
@@ -177,11 +195,14 @@ static void attn_part(void *ctx, int ith, int nth)
     const attn_job *j = ctx;
     model *m = j->m;
     float *ws = m->s.attn_ws + (size_t)ith * m->attn_ws_floats;
-    int64_t items = (int64_t)j->n_tiles * m->hp.n_kv_heads;
+    int nkv = m->hp.n_kv_heads;
+    int64_t items = (int64_t)j->n_tiles * j->n_hg;
     /* strided: later tiles of a prefill chunk attend to more positions, so contiguous shares
      * would leave the first workers idle */
-    for (int64_t it = ith; it < items; it += nth)
-        attn_tile(j, (int)(it / m->hp.n_kv_heads), (int)(it % m->hp.n_kv_heads), ws);
+    for (int64_t it = ith; it < items; it += nth) {
+        int g0 = (int)(it % j->n_hg) * j->hg;
+        attn_tile(j, (int)(it / j->n_hg), g0, g0 + j->hg < nkv ? j->hg : nkv - g0, ws);
+    }
 }
 
 /* Writes token i's k and v rows into their slots. */
@@ -223,5 +244,15 @@ void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const mod
             m->s.tiles[nt++] = i;
     m->s.tiles[nt] = b->n;
     j.n_tiles = nt;
+    /* KV heads per item: as many as the scratch holds (MODEL_ATTN_QT tokens' rows) while
+     * there are still ATTN_ITEMS_PER_WORKER items per worker to share out */
+    int nkv = m->hp.n_kv_heads, nw = w ? kl_workers_count(w) : 1, qt_max = 1;
+    for (int t = 0; t < nt; t++)
+        if (m->s.tiles[t + 1] - m->s.tiles[t] > qt_max) qt_max = m->s.tiles[t + 1] - m->s.tiles[t];
+    int n_hg = (ATTN_ITEMS_PER_WORKER * nw + nt - 1) / nt;
+    if (n_hg > nkv) n_hg = nkv;
+    j.hg = (nkv + n_hg - 1) / n_hg;
+    if (j.hg > MODEL_ATTN_QT / qt_max) j.hg = MODEL_ATTN_QT / qt_max;
+    j.n_hg = (nkv + j.hg - 1) / j.hg;
     kl_workers_run(w, attn_part, &j);
 }
