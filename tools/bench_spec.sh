@@ -58,6 +58,11 @@ bench() { # label, then kiln model bench options
 }
 D16="$DIR/l1b-q4_0.gguf" # the target itself in Q4_0: a draft that mostly agrees
 [ -s "$D16" ] || "$KILN" model make --out "$D16" $L1B --layers 16 --type q4_0 >/dev/null
+# A model of the same shape whose weights quote their input (kiln model make --copy; untied, so
+# 263 MB more file, of which a pass reads one embedding row): drafts that are right.
+C="$DIR/l1b-copy-q8_0.gguf"
+[ -s "$C" ] || "$KILN" model make --out "$C" --dim 2048 --heads 32 --kv-heads 8 --ffn 8192 \
+    --vocab 128256 --rope-theta 1e7 --layers 16 --type q8_0 --copy >/dev/null
 echo "weight bytes per pass: target $(stat -L -c %s "$T"), drafts $(stat -L -c %s "$D") and $(stat -L -c %s "$D16")"
 bench "1B random, n-gram (adaptive)" -m "$T" --spec ngram -n "$N" -b 1
 bench "1B random, n-gram (fixed k=8)" -m "$T" --spec ngram:fixed -n "$N" -b 1
@@ -66,6 +71,8 @@ bench "1B random, draft model (1 layer, Q4_0, fixed)" -m "$T" --spec draft:k=4,f
 bench "1B random, draft model (the target in Q4_0)" -m "$T" --spec draft:k=4 --draft-model "$D16" -n "$N" -b 1
 bench "1B random, layer skip (4 of 16 layers)" -m "$T" --spec layerskip:layers=4,k=4 -n "$N" -b 1
 bench "1B random, 16 streams, n-gram (adaptive)" -m "$T" --spec ngram -n 64 -b 16 -r 4
+bench "1B copy (quotes its input), n-gram (adaptive)" -m "$C" --spec ngram -n "$N" -b 1
+bench "1B copy, n-gram (fixed k=8)" -m "$C" --spec ngram:fixed -n "$N" -b 1
 S="$SHARED/models/stories260K.gguf"
 bench "stories260K (trained), n-gram (adaptive)" -m "$S" --spec ngram -n 200 -b 1 -r 5
 bench "stories260K (trained), n-gram (fixed)" -m "$S" --spec ngram:fixed -n 200 -b 1 -r 5
@@ -81,6 +88,10 @@ if [ -n "${LLAMA_BIN:-}" ] && [ -x "$LLAMA_BIN/llama-lookup" ]; then
             grep -E ' eval time' | sed 's/^/llama-cli (no spec): /'
         "$LLAMA_BIN/llama-lookup" -m "$T" -t 2 -p "$P" -n "$N" --temp 0 --draft-max 8 2>&1 |
             grep -E "$pick" | sed 's/^/llama-lookup k=8: /'
+        "$LLAMA_BIN/llama-cli" -m "$C" -t 2 -p "$P" -n "$N" --temp 0 -no-cnv --ignore-eos 2>&1 |
+            grep -E ' eval time' | sed 's/^/llama-cli copy model (no spec): /'
+        "$LLAMA_BIN/llama-lookup" -m "$C" -t 2 -p "$P" -n "$N" --temp 0 --draft-max 8 2>&1 |
+            grep -E "$pick" | sed 's/^/llama-lookup copy model k=8: /'
         for d in "$D" "$D16"; do
             "$LLAMA_BIN/llama-speculative" -m "$T" -md "$d" -t 2 -p "$P" -n "$N" --temp 0 \
                 --draft-max 4 --draft-min 0 --draft-p-min 0 2>&1 |
