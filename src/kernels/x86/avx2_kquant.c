@@ -164,6 +164,10 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
         __m256i isum[RT][BT];
         _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)
         {
+            /* the next tile's rows at this super-block (avx2_gemm.c says why) */
+            for (size_t l = 0; l < bb; l += 64)
+                _mm_prefetch((const char *)w[i] + (size_t)j * bb + l + RT * g->w_stride,
+                             _MM_HINT_T0);
             block_scales(K, w[i] + (size_t)j * bb, &ks[i]);
             _Pragma("GCC unroll 2") for (int k = 0; k < nb; k++) isum[i][k] =
                 _mm256_setzero_si256();

@@ -86,6 +86,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
         _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)
         {
             const uint8_t *blk = w[i] + (size_t)j * bb;
+            _mm_prefetch((const char *)blk + RT * g->w_stride, _MM_HINT_T0); /* avx2_gemm.c */
             __m256i u = block_quants(K, blk);
             uint16_t dh, mh = 0;
             memcpy(&dh, blk, 2);
