@@ -105,11 +105,24 @@ static bool read_trailer(int fd, off_t size, pc_trailer *t)
     if (size < (off_t)sizeof *t) return false;
     if (pread(fd, t, sizeof *t, size - (off_t)sizeof *t) != (ssize_t)sizeof *t) return false;
     t->source[sizeof t->source - 1] = 0;
+    t->key.pack_id[sizeof t->key.pack_id - 1] = 0;
     return !memcmp(t->key.magic, PC_MAGIC, 8) && t->trailer_sum == trailer_sum(t) &&
            (uint64_t)size == t->key.payload_size + sizeof *t;
 }
 
-/* Whether the entry at path is readable and its model file is still the one it was made from. */
+/* Whether pack_id ("avx512/2") names an older layout of this Kiln's kernel set ("avx512/3"):
+ * an entry no reader of this version or a newer one opens. Other kernel sets' entries and newer
+ * versions' belong to other Kilns sharing the directory (hosts, a rolling upgrade), and stay. */
+static bool superseded(const char *pack_id)
+{
+    const char *mine = kl_pack_id(), *ms = strchr(mine, '/'), *ts = strchr(pack_id, '/');
+    if (!ms || !ts || ms - mine != ts - pack_id || strncmp(mine, pack_id, (size_t)(ms - mine)))
+        return false;
+    return strtol(ts + 1, NULL, 10) < strtol(ms + 1, NULL, 10);
+}
+
+/* Whether the entry at path is readable, of a layout still read, and its model file is still
+ * the one it was made from. */
 static bool entry_live(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -118,12 +131,15 @@ static bool entry_live(const char *path)
     pc_trailer t;
     bool ok = !fstat(fd, &st) && read_trailer(fd, st.st_size, &t);
     close(fd);
-    return ok && stat(t.source, &src) == 0 && (uint64_t)src.st_dev == t.key.src.dev &&
-           (uint64_t)src.st_ino == t.key.src.ino && (uint64_t)src.st_size == t.key.src.size &&
+    return ok && !superseded(t.key.pack_id) && stat(t.source, &src) == 0 &&
+           (uint64_t)src.st_dev == t.key.src.dev && (uint64_t)src.st_ino == t.key.src.ino &&
+           (uint64_t)src.st_size == t.key.src.size &&
            (int64_t)src.st_mtim.tv_sec * 1000000000 + src.st_mtim.tv_nsec == t.key.src.mtime_ns;
 }
 
-/* Removes the entries of dir whose model file is gone or changed, unreadable entries, and
+/* Removes the entries of dir whose model file is gone or changed, entries of an older packed
+ * layout of this kernel set (a Kiln upgrade left them: a copy of every model), unreadable
+ * entries, and
  * temporary files over a day old (a writer killed midway), and lock files without an entry;
  * keep names the entry just written (its key prefix). Bounded by the directory's size; runs
  * only when a new entry is written. */

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "model/internal.h"
 #include "model/make.h"
@@ -121,6 +122,80 @@ TEST(model_pack_cache_writes_maps_and_revalidates)
     free(logits_of(path, dir, &cached));
     T_ASSERT(cached);
     free(plain), free(first), free(second), free(third), free(fourth);
+}
+
+/* A copy of entry src named name whose trailer says pack_id (re-summed, so it reads as valid). */
+static void forge_entry(const char *src, const char *dir, const char *name, const char *pack_id)
+{
+    size_t n;
+    FILE *f = fopen(src, "rb");
+    T_ASSERT(f);
+    fseek(f, 0, SEEK_END);
+    n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(n);
+    T_EQ(fread(b, 1, n, f), n);
+    fclose(f);
+    /* the trailer: pc_key, payload sum, source path, then its own sum */
+    size_t tsz = sizeof(pc_key) + 8 + 1024 + 8, at = n - tsz;
+    char *id = (char *)b + at + offsetof(pc_key, pack_id);
+    memset(id, 0, 32);
+    snprintf(id, 32, "%s", pack_id);
+    uint64_t sum = XXH3_64bits(b + at, tsz - 8);
+    memcpy(b + n - 8, &sum, 8);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    f = fopen(path, "wb");
+    T_ASSERT(f);
+    T_EQ(fwrite(b, 1, n, f), n);
+    fclose(f);
+    free(b);
+}
+
+static bool exists_in(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* Writing an entry prunes those of an older layout of this kernel set (what an upgrade leaves:
+ * a copy of every model), and keeps other kernel sets', newer versions' and live ones. */
+TEST(model_pack_cache_prunes_older_layouts)
+{
+    if (!kl_pack_bytes(KL_Q8_0, 16, 64)) t_skip("no packed matmul on this CPU");
+    char a[4096], b[4096], dir[4096], entry[4096];
+    snprintf(a, sizeof a, "%s/a.gguf", t_tmpdir());
+    snprintf(b, sizeof b, "%s/b.gguf", t_tmpdir());
+    snprintf(dir, sizeof dir, "%s/cache/older", t_tmpdir());
+    model_make_opts mo;
+    model_make_defaults(&mo);
+    mo.type = KL_Q8_0, mo.tied = true;
+    kl_err err = {0};
+    T_EQ(model_make(&mo, a, &err), 0);
+    mo.seed = 7;
+    T_EQ(model_make(&mo, b, &err), 0);
+    bool cached;
+    free(logits_of(a, dir, &cached));
+    T_EQ(count_entries(dir, entry, sizeof entry), 1);
+    char older[32], newer[32];
+    const char *mine = kl_pack_id(), *slash = strchr(mine, '/');
+    T_ASSERT(slash);
+    long v = strtol(slash + 1, NULL, 10);
+    snprintf(older, sizeof older, "%.*s/%ld", (int)(slash - mine), mine, v - 1);
+    snprintf(newer, sizeof newer, "%.*s/%ld", (int)(slash - mine), mine, v + 1);
+    forge_entry(entry, dir, "00000000000000000000000000000001.kpk", older);
+    forge_entry(entry, dir, "00000000000000000000000000000002.kpk", newer);
+    forge_entry(entry, dir, "00000000000000000000000000000003.kpk", "otherisa/1");
+    free(logits_of(b, dir, &cached)); /* writes b's entry, prunes */
+    T_ASSERT(!cached);
+    T_ASSERT(!exists_in(dir, "00000000000000000000000000000001.kpk"));
+    T_ASSERT(exists_in(dir, "00000000000000000000000000000002.kpk"));
+    T_ASSERT(exists_in(dir, "00000000000000000000000000000003.kpk"));
+    T_ASSERT(access(entry, F_OK) == 0); /* a's own entry: live */
+    T_EQ(count_entries(dir, NULL, 0), 4);
+    free(logits_of(a, dir, &cached));
+    T_ASSERT(cached);
 }
 
 /* gguf_release gives back a mapped file's pages (they read back the same) and leaves bytes
