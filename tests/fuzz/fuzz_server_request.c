@@ -21,9 +21,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         net_error e;
         if (srv_req_parse(&r, (srv_kind)kind, body, blen, 512, &e)) continue;
         if (r.tools) {
-            size_t content = 0;
-            json_t *calls = srv_tools_parse(&r, out, olen, &content);
-            json_decref(calls);
+            for (int cut = 0; cut < 2; cut++) { /* a whole answer, and one max_tokens cut */
+                size_t content = 0;
+                json_decref(srv_tools_parse(&r, out, olen, cut, &content));
+            }
             bool holding = false; /* as a stream calls it: the output growing, sent kept */
             size_t sent = 0;
             for (size_t n = 0; n <= olen && !holding; n += 1 + n / 4) {
