@@ -140,12 +140,14 @@ static void chunk_run(void *ctx, int ith, int nth)
     int64_t cols = j->t->ne[0];
     float *x = j->scratch + (size_t)ith * (size_t)cols;
     for (int64_t r = j->rows * ith / nth; r < j->rows * (ith + 1) / nth; r++) {
-        kl_rng g;
-        kl_rng_seed(&g, j->tseed + (uint64_t)(j->t->row0 + j->row0 + r) * 0x9e3779b97f4a7c15ull);
-        if (j->o->copy)
-            model_copy_row(j->o, j->t->name, j->t->row0 + j->row0 + r, cols, x);
-        else
+        int64_t row = j->t->row0 + j->row0 + r; /* in the tensor's (or its stack's) rows */
+        if (j->o->copy) {
+            model_copy_row(j->o, j->t->name, row, cols, x);
+        } else {
+            kl_rng g;
+            kl_rng_seed(&g, j->tseed + (uint64_t)row * 0x9e3779b97f4a7c15ull);
             model_fill_normal(&g, x, cols, j->sd);
+        }
         kl_quantize_row(j->t->type, x, j->out + (size_t)r * j->row_bytes, cols);
     }
 }

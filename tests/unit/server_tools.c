@@ -199,16 +199,22 @@ TEST(server_tools_default_prompt)
     fixture_close(&x);
 }
 
-/* Outputs into calls: Hermes tags (content kept), bare JSON (Llama 3's parameters too),
- * lists; unknown names, broken JSON and plain text stay text. */
-TEST(server_tools_parse_output)
+/* r: a chat request of one user message with the tools of tools_ok. */
+static void parse_with_tools(srv_req *r)
 {
     char body[1024];
     snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],%s}",
              tools_ok);
-    srv_req r;
     net_error e = {0};
-    T_EQ(parse(&r, body, &e), 0);
+    T_EQ(parse(r, body, &e), 0);
+}
+
+/* Outputs into calls: Hermes tags (content kept), bare JSON (Llama 3's parameters too),
+ * lists; unknown names, broken JSON and plain text stay text. */
+TEST(server_tools_parse_output)
+{
+    srv_req r;
+    parse_with_tools(&r);
     static const struct {
         const char *out;
         int calls;
@@ -250,12 +256,8 @@ TEST(server_tools_parse_output)
  * complete part that is no call leaves it all text, as does the same output not cut. */
 TEST(server_tools_parse_cut_output)
 {
-    char body[1024];
-    snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],%s}",
-             tools_ok);
     srv_req r;
-    net_error e = {0};
-    T_EQ(parse(&r, body, &e), 0);
+    parse_with_tools(&r);
 #define W(city) "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"" city "\"}}"
     static const struct {
         const char *out;
