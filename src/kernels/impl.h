@@ -157,7 +157,7 @@ typedef struct kl_type_ops {
     kl_dtype act;        /* activation layout: KL_F32, KL_Q8_0 or KL_Q8_K */
     kl_row_fn quant_act; /* F32 row -> act layout row (NULL for KL_F32) */
     kl_gemm_fn gemm;     /* NULL: dtype not supported by the matmul */
-    /* Packed weights (panels of 16 rows, see x86/avx512_packed.c); NULL: no packed form.
+    /* Packed weights (panels of 16 rows, see kernels/pack.c); NULL: no packed form.
      * gemm_packed takes the same act layout as gemm; its w_stride is bytes per panel. */
     kl_pack_bytes_fn pack_bytes;
     kl_pack_fn pack; /* panels [p0, p1) */
@@ -224,6 +224,9 @@ void kl_avx2_types_legacy(kl_isa *isa); /* x86/avx2_legacy.c: Q4_1 Q5_0 Q5_1 */
 /* x86/avx512_packed_kquant.c, avx512_packed_legacy.c: packed Q2_K..Q6_K; Q4_1 Q5_0 Q5_1 */
 void kl_avx512_types_packed_kquant(kl_isa *isa);
 void kl_avx512_types_packed_legacy(kl_isa *isa);
+/* kernels/pack.c: the panel packers (pack_bytes, pack) of F32 F16 Q8_0 Q4_0 IQ4_NL Q4_1 Q5_0
+ * Q5_1, ISA-neutral code that the AVX2 and AVX-512 gemm_packed both read. */
+void kl_panel_types(kl_isa *isa);
 
 /* Scalar reference pieces (ref_*.c). */
 void kl_ref_quant_act_q8_0(const float *x, void *dst, int64_t n);

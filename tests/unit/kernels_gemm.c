@@ -101,15 +101,18 @@ static void check_all(kl_dtype t)
     int blk = (int)kl_dtype_get(t)->block_elems;
     const int *cols = blk == 1 ? fcols : blk == 32 ? qcols : kcols; /* float: any width */
     int isas = 0;
-    kl_gemm_fn seen[4] = {kl_isa_find("scalar")->types[t].gemm};
+    const kl_type_ops *seen[4] = {&kl_isa_find("scalar")->types[t]};
     for (const char *const *n = (const char *const[]){"avx2", "avx512", "avx512vbmi", NULL}; *n;
          n++) {
         const kl_isa *isa = kl_isa_find(*n);
-        bool again = false; /* avx512vbmi has avx512's kernels but for a few types */
+        /* avx512vbmi has avx512's kernels but for a few types; avx512 has AVX2's plain kernels
+         * for some types with packed ones of its own */
+        bool again = false;
         for (int i = 0; i <= isas; i++)
-            again = again || (isa && isa->types[t].gemm == seen[i]);
+            again = again || (isa && isa->types[t].gemm == seen[i]->gemm &&
+                              isa->types[t].gemm_packed == seen[i]->gemm_packed);
         if (!isa || again) continue;
-        seen[++isas] = isa->types[t].gemm;
+        seen[++isas] = &isa->types[t];
         for (int i = 0; i < 5; i++)
             for (int j = 0; j < 4; j++)
                 for (int k = 0; k < 4; k++)
@@ -316,7 +319,7 @@ TEST(kernels_quant_act_simd_matches_reference_bits)
  * for every type with a packed form, the last slice ending mid-panel. */
 TEST(kernels_pack_slices_match_whole)
 {
-    static const kl_dtype types[] = {KL_F32, KL_F16, KL_Q8_0, KL_Q4_0};
+    static const kl_dtype types[] = {KL_F32, KL_F16, KL_Q8_0, KL_Q4_0, KL_Q4_1, KL_Q5_0, KL_Q5_1};
     int rows = 75, cols = 96, tried = 0;
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         kl_dtype t = types[i];

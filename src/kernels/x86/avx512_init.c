@@ -11,18 +11,6 @@ void kl_avx512_gemm_q4_k(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_q5_k(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_q6_k(const kl_gemm *g, int64_t r0, int64_t r1);
 
-size_t kl_avx512_pack_bytes_q8_0(int64_t rows, int64_t cols);
-size_t kl_avx512_pack_bytes_q4_0(int64_t rows, int64_t cols);
-size_t kl_avx512_pack_bytes_f32(int64_t rows, int64_t cols);
-size_t kl_avx512_pack_bytes_f16(int64_t rows, int64_t cols);
-void kl_avx512_pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                         void *dst);
-void kl_avx512_pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                         void *dst);
-void kl_avx512_pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                        void *dst);
-void kl_avx512_pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                        void *dst);
 void kl_avx512_gemm_packed_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_packed_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_packed_f32(const kl_gemm *g, int64_t r0, int64_t r1);
@@ -74,17 +62,10 @@ void kl_isa_avx512_init(kl_isa *isa)
     isa->types[KL_Q6_K].gemm = kl_avx512_gemm_q6_k;
     isa->types[KL_Q8_0].quant_act = kl_avx512_quant_act_q8_0;
     isa->types[KL_Q4_0].quant_act = kl_avx512_quant_act_q8_0;
-    isa->types[KL_Q8_0].pack_bytes = kl_avx512_pack_bytes_q8_0;
-    isa->types[KL_Q8_0].pack = kl_avx512_pack_q8_0;
+    /* the packers (kernels/pack.c) are the AVX2 table's, below this one */
     isa->types[KL_Q8_0].gemm_packed = kl_avx512_gemm_packed_q8_0;
-    isa->types[KL_Q4_0].pack_bytes = kl_avx512_pack_bytes_q4_0;
-    isa->types[KL_Q4_0].pack = kl_avx512_pack_q4_0;
     isa->types[KL_Q4_0].gemm_packed = kl_avx512_gemm_packed_q4_0;
-    isa->types[KL_F32].pack_bytes = kl_avx512_pack_bytes_f32;
-    isa->types[KL_F32].pack = kl_avx512_pack_f32;
     isa->types[KL_F32].gemm_packed = kl_avx512_gemm_packed_f32;
-    isa->types[KL_F16].pack_bytes = kl_avx512_pack_bytes_f16;
-    isa->types[KL_F16].pack = kl_avx512_pack_f16;
     isa->types[KL_F16].gemm_packed = kl_avx512_gemm_packed_f16;
     kl_avx512_types_packed_kquant(isa);
     kl_avx512_types_packed_legacy(isa);

@@ -4,9 +4,6 @@
 void kl_avx512_gemm_iq4_nl(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_packed_iq4_nl(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_quant_act_q8_0(const float *x, void *dst, int64_t n);
-size_t kl_avx512_pack_bytes_q4_0(int64_t rows, int64_t cols);
-void kl_avx512_pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                         void *dst);
 void kl_avx512_gemm_iq4_xs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_iq3_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_iq3_s(const kl_gemm *g, int64_t r0, int64_t r1);
@@ -20,11 +17,9 @@ void kl_avx512_gemm_tq2_0(const kl_gemm *g, int64_t r0, int64_t r1);
 
 void kl_avx512_types_iq(kl_isa *isa)
 {
-    /* IQ4_NL: Q4_0's block layout, packed by the same code (x86/avx512_packed.c) */
+    /* IQ4_NL: Q4_0's block layout, packed by the same code (kernels/pack.c) */
     isa->types[KL_IQ4_NL].gemm = kl_avx512_gemm_iq4_nl;
     isa->types[KL_IQ4_NL].quant_act = kl_avx512_quant_act_q8_0;
-    isa->types[KL_IQ4_NL].pack_bytes = kl_avx512_pack_bytes_q4_0;
-    isa->types[KL_IQ4_NL].pack = kl_avx512_pack_q4_0;
     isa->types[KL_IQ4_NL].gemm_packed = kl_avx512_gemm_packed_iq4_nl;
     isa->types[KL_IQ4_XS].gemm = kl_avx512_gemm_iq4_xs;
     isa->types[KL_IQ3_XXS].gemm = kl_avx512_gemm_iq3_xxs;

@@ -3,14 +3,8 @@
  * consecutive outputs of one activation row: no horizontal sums, and a weight register serves
  * every activation row of a tile (prompt processing and batched decoding are compute-bound).
  *
- * Panel layouts (rows past the matrix end are zero, their scales zero):
- *   Q8_0, per block of 32 columns (544 bytes): 8 groups of 4 columns, each 16 rows x 4 bytes
- *     (w + 128, unsigned, for VNNI's unsigned x signed dot), then the 16 rows' fp16 scales.
- *   Q4_0, per block (288 bytes): 4 groups, each 16 rows x 4 bytes of the block's own qs bytes
- *     for columns 4g..4g+3 (low nibbles: those columns, high: columns 16 + 4g..), then scales.
- *     IQ4_NL (the same block layout) packs the same way; its nibbles go through a byte shuffle
- *     to kl_iq4nl_values[q] + 128.
- *   F32 / F16: per column, the 16 rows' values (64 / 32 bytes).
+ * Panel layouts: kernels/pack.c (the packers, shared with AVX2). IQ4_NL's nibbles go through a
+ * byte shuffle to kl_iq4nl_values[q] + 128.
  * The activation is the signed int8 row (Q8_0 act layout); the bias is taken out exactly with
  * the activation block's sum: sum((w + c) a) - c sum(a), c = 128 (Q8_0, IQ4_NL) or 8 (Q4_0).
  *
@@ -36,18 +30,6 @@
  * A row's arithmetic does not depend on its tile (batch invariance): grouping changes no bits. */
 #define ACT_GROUP 64
 
-size_t kl_avx512_pack_bytes_q8_0(int64_t rows, int64_t cols);
-size_t kl_avx512_pack_bytes_q4_0(int64_t rows, int64_t cols);
-size_t kl_avx512_pack_bytes_f32(int64_t rows, int64_t cols);
-size_t kl_avx512_pack_bytes_f16(int64_t rows, int64_t cols);
-void kl_avx512_pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                         void *dst);
-void kl_avx512_pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                         void *dst);
-void kl_avx512_pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                        void *dst);
-void kl_avx512_pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                        void *dst);
 void kl_avx512_gemm_packed_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_packed_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_packed_iq4_nl(const kl_gemm *g, int64_t r0, int64_t r1);
@@ -56,97 +38,6 @@ void kl_avx512_gemm_packed_f16(const kl_gemm *g, int64_t r0, int64_t r1);
 
 #define Q8_PBLK (8 * PR * 4 + PR * 2)
 #define Q4_PBLK (4 * PR * 4 + PR * 2)
-
-static int64_t panels(int64_t rows)
-{
-    return (rows + PR - 1) / PR;
-}
-
-size_t kl_avx512_pack_bytes_q8_0(int64_t rows, int64_t cols)
-{
-    return (size_t)panels(rows) * (size_t)(cols / KL_QK) * Q8_PBLK;
-}
-size_t kl_avx512_pack_bytes_q4_0(int64_t rows, int64_t cols)
-{
-    return (size_t)panels(rows) * (size_t)(cols / KL_QK) * Q4_PBLK;
-}
-size_t kl_avx512_pack_bytes_f32(int64_t rows, int64_t cols)
-{
-    return (size_t)panels(rows) * (size_t)cols * PR * 4;
-}
-size_t kl_avx512_pack_bytes_f16(int64_t rows, int64_t cols)
-{
-    return (size_t)panels(rows) * (size_t)cols * PR * 2;
-}
-
-/* Packs panels [p0, p1). */
-void kl_avx512_pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                         void *dst)
-{
-    int64_t nblk = cols / KL_QK;
-    size_t stride = kl_dtype_row_bytes(KL_Q8_0, cols);
-    for (int64_t p = p0; p < p1; p++)
-        for (int64_t j = 0; j < nblk; j++) {
-            uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nblk + (size_t)j) * Q8_PBLK;
-            memset(o, 0x80, 8 * PR * 4); /* padding rows: w = 0 */
-            memset(o + 8 * PR * 4, 0, PR * 2);
-            for (int r = 0; r < PR && p * PR + r < rows; r++) {
-                const kl_block_q8_0 *b =
-                    (const kl_block_q8_0 *)((const uint8_t *)W + (size_t)(p * PR + r) * stride) + j;
-                for (int c = 0; c < KL_QK; c++)
-                    o[(c / 4) * PR * 4 + r * 4 + c % 4] = (uint8_t)b->qs[c] ^ 0x80;
-                memcpy(o + 8 * PR * 4 + r * 2, &b->d, 2);
-            }
-        }
-}
-
-void kl_avx512_pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                         void *dst)
-{
-    int64_t nblk = cols / KL_QK;
-    size_t stride = kl_dtype_row_bytes(KL_Q4_0, cols);
-    for (int64_t p = p0; p < p1; p++)
-        for (int64_t j = 0; j < nblk; j++) {
-            uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nblk + (size_t)j) * Q4_PBLK;
-            memset(o, 0x88, 4 * PR * 4); /* padding rows: q = 8, w = 0 */
-            memset(o + 4 * PR * 4, 0, PR * 2);
-            for (int r = 0; r < PR && p * PR + r < rows; r++) {
-                const kl_block_q4_0 *b =
-                    (const kl_block_q4_0 *)((const uint8_t *)W + (size_t)(p * PR + r) * stride) + j;
-                for (int c = 0; c < KL_QK / 2; c++)
-                    o[(c / 4) * PR * 4 + r * 4 + c % 4] = b->qs[c];
-                memcpy(o + 4 * PR * 4 + r * 2, &b->d, 2);
-            }
-        }
-}
-
-void kl_avx512_pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                        void *dst)
-{
-    for (int64_t p = p0; p < p1; p++) {
-        float *o = (float *)dst + (size_t)p * (size_t)cols * PR;
-        memset(o, 0, sizeof(float) * (size_t)cols * PR);
-        for (int r = 0; r < PR && p * PR + r < rows; r++) {
-            const float *w = (const float *)W + (size_t)(p * PR + r) * (size_t)cols;
-            for (int64_t c = 0; c < cols; c++)
-                o[(size_t)c * PR + (size_t)r] = w[c];
-        }
-    }
-}
-
-void kl_avx512_pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                        void *dst)
-{
-    for (int64_t p = p0; p < p1; p++) {
-        uint16_t *o = (uint16_t *)dst + (size_t)p * (size_t)cols * PR;
-        memset(o, 0, sizeof(uint16_t) * (size_t)cols * PR);
-        for (int r = 0; r < PR && p * PR + r < rows; r++) {
-            const uint16_t *w = (const uint16_t *)W + (size_t)(p * PR + r) * (size_t)cols;
-            for (int64_t c = 0; c < cols; c++)
-                o[(size_t)c * PR + (size_t)r] = w[c];
-        }
-    }
-}
 
 static inline __mmask16 out_mask(int64_t rows, int64_t r)
 {

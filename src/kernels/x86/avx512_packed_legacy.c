@@ -2,7 +2,7 @@
  * panels of 16 rows (avx512_packed.c's scheme for Q4_0: one register holds 4 columns of 16
  * rows; vpdpbusd with 4 broadcast activation bytes; 16 outputs per result vector).
  *
- * Panel record per block of 32 columns:
+ * Panel record per block of 32 columns (kernels/pack.c packs it):
  *   4 regs [16 rows][4 bytes]: the block's nibbles, low columns 4q + i, high 16 + 4q + i
  *   (Q5) 1 reg [16][4]: bit g is bit 4 of column 4g + i (the fifth bit)
  *   d [16] fp16; (Q4_1 Q5_1) m [16] fp16
@@ -36,50 +36,6 @@ static inline __attribute__((always_inline)) size_t off_d(int K)
 static inline __attribute__((always_inline)) size_t rec_bytes(int K)
 {
     return off_d(K) + PR * 2 * (has_m(K) ? 2 : 1);
-}
-
-static int kind_of(kl_dtype t)
-{
-    return t == KL_Q4_1 ? Q41 : t == KL_Q5_0 ? Q50 : Q51;
-}
-
-size_t kl_avx512_pack_bytes_legacy(kl_dtype t, int64_t rows, int64_t cols);
-void kl_avx512_pack_legacy(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
-                           int64_t p1, void *dst);
-
-size_t kl_avx512_pack_bytes_legacy(kl_dtype t, int64_t rows, int64_t cols)
-{
-    return (size_t)((rows + PR - 1) / PR) * (size_t)(cols / KL_QK) * rec_bytes(kind_of(t));
-}
-
-/* Packs panels [p0, p1). */
-void kl_avx512_pack_legacy(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
-                           int64_t p1, void *dst)
-{
-    int K = kind_of(t);
-    int64_t nblk = cols / KL_QK;
-    size_t stride = kl_dtype_row_bytes(t, cols), bb = kl_dtype_get(t)->block_bytes,
-           rb = rec_bytes(K);
-    for (int64_t p = p0; p < p1; p++)
-        for (int64_t j = 0; j < nblk; j++) {
-            uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nblk + (size_t)j) * rb;
-            memset(o, 0, rb);
-            for (int r = 0; r < PR && p * PR + r < rows; r++) {
-                const uint8_t *blk = (const uint8_t *)W + (size_t)(p * PR + r) * stride + j * bb;
-                /* d (and m) lead every block; qh follows them; qs ends it */
-                const uint8_t *qs = blk + bb - KL_QK / 2;
-                for (int c = 0; c < KL_QK / 2; c++) /* byte c: columns c and c + 16 */
-                    o[(size_t)(c / 4) * REG + (size_t)r * 4 + c % 4] = qs[c];
-                if (has_hb(K)) {
-                    uint32_t qh;
-                    memcpy(&qh, blk + (has_m(K) ? 4 : 2), 4);
-                    for (int c = 0; c < KL_QK; c++)
-                        o[4 * REG + (size_t)r * 4 + c % 4] |= (uint8_t)(((qh >> c) & 1) << (c / 4));
-                }
-                memcpy(o + off_d(K) + (size_t)r * 2, blk, 2);
-                if (has_m(K)) memcpy(o + off_d(K) + PR * 2 + (size_t)r * 2, blk + 2, 2);
-            }
-        }
 }
 
 static inline __mmask16 out_mask(int64_t rows, int64_t r)
@@ -189,21 +145,6 @@ PACKED_GEMM(gemm_packed_q4_1, Q41)
 PACKED_GEMM(gemm_packed_q5_0, Q50)
 PACKED_GEMM(gemm_packed_q5_1, Q51)
 
-#define PACK_FNS(T, SUF)                                                                           \
-    static size_t pack_bytes_##SUF(int64_t rows, int64_t cols)                                     \
-    {                                                                                              \
-        return kl_avx512_pack_bytes_legacy(T, rows, cols);                                         \
-    }                                                                                              \
-    static void pack_##SUF(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,      \
-                           void *dst)                                                              \
-    {                                                                                              \
-        kl_avx512_pack_legacy(T, W, rows, cols, p0, p1, dst);                                      \
-    }
-
-PACK_FNS(KL_Q4_1, q4_1)
-PACK_FNS(KL_Q5_0, q5_0)
-PACK_FNS(KL_Q5_1, q5_1)
-
 void kl_avx512_quant_act_q8_0(const float *x, void *dst, int64_t n);
 
 static void quant_act_q8_1(const float *x, void *dst, int64_t n)
@@ -217,13 +158,7 @@ void kl_avx512_types_packed_legacy(kl_isa *isa)
     isa->types[KL_Q4_1].quant_act = quant_act_q8_1;
     isa->types[KL_Q5_1].quant_act = quant_act_q8_1;
     isa->types[KL_Q5_0].quant_act = kl_avx512_quant_act_q8_0;
-    isa->types[KL_Q4_1].pack_bytes = pack_bytes_q4_1;
-    isa->types[KL_Q4_1].pack = pack_q4_1;
     isa->types[KL_Q4_1].gemm_packed = gemm_packed_q4_1;
-    isa->types[KL_Q5_0].pack_bytes = pack_bytes_q5_0;
-    isa->types[KL_Q5_0].pack = pack_q5_0;
     isa->types[KL_Q5_0].gemm_packed = gemm_packed_q5_0;
-    isa->types[KL_Q5_1].pack_bytes = pack_bytes_q5_1;
-    isa->types[KL_Q5_1].pack = pack_q5_1;
     isa->types[KL_Q5_1].gemm_packed = gemm_packed_q5_1;
 }

@@ -1,0 +1,193 @@
+/* kernels/pack.c: the panel packers of F32, F16, Q8_0, Q4_0 (and IQ4_NL), Q4_1, Q5_0 and
+ * Q5_1: weights rearranged at load into panels of 16 rows, so that the same columns of 16 rows
+ * sit together and a result vector is 16 consecutive outputs of one activation row (no
+ * horizontal sums; a weight register serves every activation row of a tile). Plain C compiled
+ * with the baseline flags: the AVX2 and AVX-512 tables both use these (an AVX2 CPU must not
+ * run code built with -mavx512*), and their gemm_packed read the same bytes: AVX-512 a group
+ * of 16 rows x 4 bytes as one 64-byte register, AVX2 as two 32-byte halves (rows 0-7, 8-15).
+ *
+ * Panel layouts (rows past the matrix end are zero, their scales zero):
+ *   Q8_0, per block of 32 columns (544 bytes): 8 groups of 4 columns, each 16 rows x 4 bytes
+ *     (w + 128, unsigned, for VNNI's unsigned x signed dot), then the 16 rows' fp16 scales.
+ *   Q4_0, per block (288 bytes): 4 groups, each 16 rows x 4 bytes of the block's own qs bytes
+ *     for columns 4g..4g+3 (low nibbles: those columns, high: columns 16 + 4g..), then scales.
+ *     IQ4_NL (the same block layout) packs the same way.
+ *   Q4_1 / Q5_0 / Q5_1, per block: Q4_0's 4 groups of nibbles; (Q5) 1 group [16 rows][4
+ *     bytes] where bit g of byte i is bit 4 of column 4g + i (the fifth bit); d [16] fp16;
+ *     (Q4_1 Q5_1) m [16] fp16.
+ *   F32 / F16: per column, the 16 rows' values (64 / 32 bytes). */
+#include <string.h>
+
+#include "kernels/impl.h"
+
+#define PR      16       /* rows per panel */
+#define REG     (PR * 4) /* one group: 16 rows x 4 bytes */
+#define Q8_PBLK (8 * REG + PR * 2)
+#define Q4_PBLK (4 * REG + PR * 2)
+
+static int64_t panels(int64_t rows)
+{
+    return (rows + PR - 1) / PR;
+}
+
+static size_t bytes_q8_0(int64_t rows, int64_t cols)
+{
+    return (size_t)panels(rows) * (size_t)(cols / KL_QK) * Q8_PBLK;
+}
+static size_t bytes_q4_0(int64_t rows, int64_t cols)
+{
+    return (size_t)panels(rows) * (size_t)(cols / KL_QK) * Q4_PBLK;
+}
+static size_t bytes_f32(int64_t rows, int64_t cols)
+{
+    return (size_t)panels(rows) * (size_t)cols * PR * 4;
+}
+static size_t bytes_f16(int64_t rows, int64_t cols)
+{
+    return (size_t)panels(rows) * (size_t)cols * PR * 2;
+}
+
+/* Each packer writes panels [p0, p1). */
+static void pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
+{
+    int64_t nblk = cols / KL_QK;
+    size_t stride = kl_dtype_row_bytes(KL_Q8_0, cols);
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t j = 0; j < nblk; j++) {
+            uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nblk + (size_t)j) * Q8_PBLK;
+            memset(o, 0x80, 8 * REG); /* padding rows: w = 0 */
+            memset(o + 8 * REG, 0, PR * 2);
+            for (int r = 0; r < PR && p * PR + r < rows; r++) {
+                const kl_block_q8_0 *b =
+                    (const kl_block_q8_0 *)((const uint8_t *)W + (size_t)(p * PR + r) * stride) + j;
+                for (int c = 0; c < KL_QK; c++)
+                    o[(c / 4) * REG + r * 4 + c % 4] = (uint8_t)b->qs[c] ^ 0x80;
+                memcpy(o + 8 * REG + r * 2, &b->d, 2);
+            }
+        }
+}
+
+static void pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
+{
+    int64_t nblk = cols / KL_QK;
+    size_t stride = kl_dtype_row_bytes(KL_Q4_0, cols);
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t j = 0; j < nblk; j++) {
+            uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nblk + (size_t)j) * Q4_PBLK;
+            memset(o, 0x88, 4 * REG); /* padding rows: q = 8, w = 0 */
+            memset(o + 4 * REG, 0, PR * 2);
+            for (int r = 0; r < PR && p * PR + r < rows; r++) {
+                const kl_block_q4_0 *b =
+                    (const kl_block_q4_0 *)((const uint8_t *)W + (size_t)(p * PR + r) * stride) + j;
+                for (int c = 0; c < KL_QK / 2; c++)
+                    o[(c / 4) * REG + r * 4 + c % 4] = b->qs[c];
+                memcpy(o + 4 * REG + r * 2, &b->d, 2);
+            }
+        }
+}
+
+static void pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
+{
+    for (int64_t p = p0; p < p1; p++) {
+        float *o = (float *)dst + (size_t)p * (size_t)cols * PR;
+        memset(o, 0, sizeof(float) * (size_t)cols * PR);
+        for (int r = 0; r < PR && p * PR + r < rows; r++) {
+            const float *w = (const float *)W + (size_t)(p * PR + r) * (size_t)cols;
+            for (int64_t c = 0; c < cols; c++)
+                o[(size_t)c * PR + (size_t)r] = w[c];
+        }
+    }
+}
+
+static void pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
+{
+    for (int64_t p = p0; p < p1; p++) {
+        uint16_t *o = (uint16_t *)dst + (size_t)p * (size_t)cols * PR;
+        memset(o, 0, sizeof(uint16_t) * (size_t)cols * PR);
+        for (int r = 0; r < PR && p * PR + r < rows; r++) {
+            const uint16_t *w = (const uint16_t *)W + (size_t)(p * PR + r) * (size_t)cols;
+            for (int64_t c = 0; c < cols; c++)
+                o[(size_t)c * PR + (size_t)r] = w[c];
+        }
+    }
+}
+
+/* Q4_1, Q5_0, Q5_1: whether the record has the fifth-bit group, the min, and its size. */
+static bool has_hb(kl_dtype t)
+{
+    return t != KL_Q4_1;
+}
+static bool has_m(kl_dtype t)
+{
+    return t != KL_Q5_0;
+}
+static size_t legacy_rec(kl_dtype t)
+{
+    return (size_t)(has_hb(t) ? 5 : 4) * REG + PR * 2 * (has_m(t) ? 2 : 1);
+}
+
+static size_t bytes_legacy(kl_dtype t, int64_t rows, int64_t cols)
+{
+    return (size_t)panels(rows) * (size_t)(cols / KL_QK) * legacy_rec(t);
+}
+
+static void pack_legacy(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
+                        int64_t p1, void *dst)
+{
+    int64_t nblk = cols / KL_QK;
+    size_t stride = kl_dtype_row_bytes(t, cols), bb = kl_dtype_get(t)->block_bytes,
+           rb = legacy_rec(t), off_d = (size_t)(has_hb(t) ? 5 : 4) * REG;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t j = 0; j < nblk; j++) {
+            uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nblk + (size_t)j) * rb;
+            memset(o, 0, rb);
+            for (int r = 0; r < PR && p * PR + r < rows; r++) {
+                const uint8_t *blk = (const uint8_t *)W + (size_t)(p * PR + r) * stride + j * bb;
+                /* d (and m) lead every block; qh follows them; qs ends it */
+                const uint8_t *qs = blk + bb - KL_QK / 2;
+                for (int c = 0; c < KL_QK / 2; c++) /* byte c: columns c and c + 16 */
+                    o[(size_t)(c / 4) * REG + (size_t)r * 4 + c % 4] = qs[c];
+                if (has_hb(t)) {
+                    uint32_t qh;
+                    memcpy(&qh, blk + (has_m(t) ? 4 : 2), 4);
+                    for (int c = 0; c < KL_QK; c++)
+                        o[4 * REG + (size_t)r * 4 + c % 4] |= (uint8_t)(((qh >> c) & 1) << (c / 4));
+                }
+                memcpy(o + off_d + (size_t)r * 2, blk, 2);
+                if (has_m(t)) memcpy(o + off_d + PR * 2 + (size_t)r * 2, blk + 2, 2);
+            }
+        }
+}
+
+#define LEGACY_FNS(T, SUF)                                                                         \
+    static size_t bytes_##SUF(int64_t rows, int64_t cols)                                          \
+    {                                                                                              \
+        return bytes_legacy(T, rows, cols);                                                        \
+    }                                                                                              \
+    static void pack_##SUF(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,      \
+                           void *dst)                                                              \
+    {                                                                                              \
+        pack_legacy(T, W, rows, cols, p0, p1, dst);                                                \
+    }
+
+LEGACY_FNS(KL_Q4_1, q4_1)
+LEGACY_FNS(KL_Q5_0, q5_0)
+LEGACY_FNS(KL_Q5_1, q5_1)
+
+void kl_panel_types(kl_isa *isa)
+{
+    static const struct {
+        kl_dtype t;
+        kl_pack_bytes_fn bytes;
+        kl_pack_fn pack;
+    } rows[] = {
+        {KL_F32, bytes_f32, pack_f32},      {KL_F16, bytes_f16, pack_f16},
+        {KL_Q8_0, bytes_q8_0, pack_q8_0},   {KL_Q4_0, bytes_q4_0, pack_q4_0},
+        {KL_IQ4_NL, bytes_q4_0, pack_q4_0}, {KL_Q4_1, bytes_q4_1, pack_q4_1},
+        {KL_Q5_0, bytes_q5_0, pack_q5_0},   {KL_Q5_1, bytes_q5_1, pack_q5_1},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        isa->types[rows[i].t].pack_bytes = rows[i].bytes;
+        isa->types[rows[i].t].pack = rows[i].pack;
+    }
+}
