@@ -221,6 +221,7 @@ void kl_ref_types_legacy(kl_isa *isa);  /* ref_quant_legacy.c: Q4_1 Q5_0 Q5_1 */
 void kl_ref_types_q2k_q3k(kl_isa *isa); /* ref_quant_q2k_q3k.c: Q2_K Q3_K */
 void kl_avx2_types_kquant(kl_isa *isa); /* x86/avx2_kquant.c: Q2_K..Q6_K */
 void kl_avx2_types_legacy(kl_isa *isa); /* x86/avx2_legacy.c: Q4_1 Q5_0 Q5_1 */
+void kl_avx2_types_packed(kl_isa *isa); /* x86/avx2_packed.c: the packed gemms */
 /* x86/avx512_packed_kquant.c, avx512_packed_legacy.c: packed Q2_K..Q6_K; Q4_1 Q5_0 Q5_1 */
 void kl_avx512_types_packed_kquant(kl_isa *isa);
 void kl_avx512_types_packed_legacy(kl_isa *isa);

@@ -18,5 +18,6 @@ void kl_isa_avx2_init(kl_isa *isa)
     kl_panel_types(isa); /* packers; gemm_packed below, where AVX2 has one */
     kl_avx2_types_kquant(isa);
     kl_avx2_types_legacy(isa);
+    kl_avx2_types_packed(isa);
     kl_avx2_types_iq(isa);
 }
