@@ -213,8 +213,96 @@ INT8_GEMM(gemm_packed_q5_0, Q50)
 INT8_GEMM(gemm_packed_q5_1, Q51)
 INT8_GEMM(gemm_packed_iq4_nl, IQ4NL)
 
+/* NP panels (16 * NP rows from r) x activation rows [b, b + NB): per column, each weight vector
+ * (8 rows of a panel) feeds NB FMAs; 2 * NP * NB independent accumulators. */
+static inline __attribute__((always_inline)) void tile_float(const kl_gemm *g, int64_t r, int b,
+                                                             int NB, bool f16, int NP)
+{
+    const int64_t n = g->cols;
+    const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
+    const size_t ps = g->w_stride, cs = f16 ? PR * 2 : PR * 4; /* panel, column strides */
+    const float *x[BT_F];
+    __m256 acc[4][BT_F][2];
+    _Pragma("GCC unroll 6") for (int k = 0; k < NB; k++)
+    {
+        x[k] = (const float *)(g->act + (size_t)(b + k) * g->a_stride);
+        _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) acc[p][k][0] = acc[p][k][1] =
+            _mm256_setzero_ps();
+    }
+    for (int64_t c = 0; c < n; c++, P += cs) {
+        __m256 w[4][2];
+        _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++)
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) w[p][h] =
+                f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(P + p * ps + h * 16)))
+                    : _mm256_loadu_ps((const float *)(P + p * ps + h * 32));
+        _Pragma("GCC unroll 6") for (int k = 0; k < NB; k++)
+        {
+            __m256 xv = _mm256_set1_ps(x[k][c]);
+            _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++)
+                _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) acc[p][k][h] =
+                    _mm256_fmadd_ps(w[p][h], xv, acc[p][k][h]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++)
+        _Pragma("GCC unroll 6") for (int k = 0; k < NB; k++)
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
+    {
+        int64_t at = r + p * PR + 8 * h;
+        store_rows(g->y + (int64_t)(b + k) * g->ldy + at, acc[p][k][h], g->rows - at);
+    }
+}
+
+/* One activation row: 4 panels at a time (8 FMA chains), two: 2; more: one panel x up to BT_F
+ * rows. */
+#define FLOAT_GEMM(NAME, F16)                                                                      \
+    static void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                     \
+    {                                                                                              \
+        for (int bg = 0; bg < g->B; bg += ACT_GROUP) {                                             \
+            int be = g->B - bg > ACT_GROUP ? bg + ACT_GROUP : g->B;                                \
+            for (int64_t r = r0, np; r < r1; r += np * PR) {                                       \
+                int64_t left = (r1 - r + PR - 1) / PR;                                             \
+                np = g->B == 1 && left >= 4 ? 4 : g->B <= 2 && left >= 2 ? 2 : 1;                  \
+                for (int b = bg, nb; b < be; b += nb) {                                            \
+                    nb = be - b < BT_F ? be - b : BT_F;                                            \
+                    if (np == 4)                                                                   \
+                        tile_float(g, r, b, 1, F16, 4);                                            \
+                    else if (np == 2 && nb == 2)                                                   \
+                        tile_float(g, r, b, 2, F16, 2);                                            \
+                    else if (np == 2)                                                              \
+                        tile_float(g, r, b, 1, F16, 2);                                            \
+                    else                                                                           \
+                        switch (nb) {                                                              \
+                        case 6:                                                                    \
+                            tile_float(g, r, b, 6, F16, 1);                                        \
+                            break;                                                                 \
+                        case 5:                                                                    \
+                            tile_float(g, r, b, 5, F16, 1);                                        \
+                            break;                                                                 \
+                        case 4:                                                                    \
+                            tile_float(g, r, b, 4, F16, 1);                                        \
+                            break;                                                                 \
+                        case 3:                                                                    \
+                            tile_float(g, r, b, 3, F16, 1);                                        \
+                            break;                                                                 \
+                        case 2:                                                                    \
+                            tile_float(g, r, b, 2, F16, 1);                                        \
+                            break;                                                                 \
+                        default:                                                                   \
+                            tile_float(g, r, b, 1, F16, 1);                                        \
+                            break;                                                                 \
+                        }                                                                          \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+FLOAT_GEMM(gemm_packed_f32, false)
+FLOAT_GEMM(gemm_packed_f16, true)
+
 void kl_avx2_types_packed(kl_isa *isa)
 {
+    isa->types[KL_F32].gemm_packed = gemm_packed_f32;
+    isa->types[KL_F16].gemm_packed = gemm_packed_f16;
     isa->types[KL_Q8_0].gemm_packed = gemm_packed_q8_0;
     isa->types[KL_Q4_0].gemm_packed = gemm_packed_q4_0;
     isa->types[KL_Q4_1].gemm_packed = gemm_packed_q4_1;
