@@ -319,10 +319,12 @@ TEST(kernels_quant_act_simd_matches_reference_bits)
  * for every type with a packed form, the last slice ending mid-panel. */
 TEST(kernels_pack_slices_match_whole)
 {
-    static const kl_dtype types[] = {KL_F32, KL_F16, KL_Q8_0, KL_Q4_0, KL_Q4_1, KL_Q5_0, KL_Q5_1};
-    int rows = 75, cols = 96, tried = 0;
+    static const kl_dtype types[] = {KL_F32,  KL_F16,  KL_Q8_0, KL_Q4_0, KL_Q4_1, KL_Q5_0,
+                                     KL_Q5_1, KL_Q2_K, KL_Q3_K, KL_Q4_K, KL_Q5_K, KL_Q6_K};
+    int rows = 75, tried = 0;
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         kl_dtype t = types[i];
+        int cols = kl_dtype_get(t)->block_elems == KL_QKK ? 512 : 96;
         size_t whole = kl_pack_bytes(t, rows, cols), panel = kl_pack_bytes(t, 16, cols);
         if (!whole) continue;
         tried++;

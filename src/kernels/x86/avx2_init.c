@@ -16,7 +16,9 @@ void kl_isa_avx2_init(kl_isa *isa)
     isa->types[KL_F16].gemm = kl_avx2_gemm_f16;
     isa->types[KL_BF16].gemm = kl_avx2_gemm_bf16;
     kl_panel_types(isa); /* packers; gemm_packed below, where AVX2 has one */
+    kl_panel_types_kquant(isa);
     kl_avx2_types_kquant(isa);
+    kl_avx2_types_packed_kquant(isa);
     kl_avx2_types_legacy(isa);
     kl_avx2_types_packed(isa);
     kl_avx2_types_iq(isa);

@@ -12,143 +12,15 @@
  * both times d_a and added to the row's result. The integer sums are llama.cpp's; the float
  * order differs from the reference's (within rounding).
  *
- * Panel record per super-block (16 rows; absent rows zero, so are their scales), read front
- * to back: a header, then each sub-block's bits together, so the kernel's loads form one
- * sequential stream (with the bit planes in regions of their own, Q3_K, Q5_K and Q6_K read
- * three interleaved streams per record, and streamed 3-4x slower than from cache):
- *   d     all             [16] fp16
- *   dmin  Q2_K Q4_K Q5_K  [16] fp16 (zero for the others: the header stays 64-byte aligned)
- *   sm    all             [8 sub-blocks][16 rows][2 bytes]: Q4_K/Q5_K (sc_s, m_s); Q2_K the
- *                         groups 2s, 2s+1 (sc | m << 4 each); Q3_K/Q6_K signed sc_2s, sc_2s+1
- * then per sub-block s of 32 columns:
- *   q4  Q4_K Q5_K Q6_K  [4 regs][16 rows][4 bytes]: low nibbles columns 32s + 4h + i, high
- *                       nibbles columns 32s + 16 + 4h + i (h < 4)
- *   q2  Q2_K Q3_K       [2 regs][16][4]: bits 2k of reg h: columns 32s + 4(4h + k) + i
- *   hb  Q5_K Q3_K       [16][4]: bit g: the quant's next bit of columns 32s + 4g + i
- *   h2  Q6_K            [2][16][4]: bits 2k of reg h: bits 4-5 of columns 32s + 4(4h+k) + i */
+ * The panel layout and its packer: kernels/pack_kquant.h, pack_kquant.c. */
 #include <immintrin.h>
 #include <string.h>
 
 #include "kernels/impl.h"
+#include "kernels/pack_kquant.h"
 #include "kernels/x86/avx512_dpbusd.h"
 
-#define PR  16 /* rows per panel */
-#define BT  8  /* activation rows per tile */
-#define REG (PR * 4)
-
-enum { Q2, Q3, Q4, Q5, Q6 };
-
-static int kind_of(kl_dtype t)
-{
-    switch (t) {
-    case KL_Q2_K:
-        return Q2;
-    case KL_Q3_K:
-        return Q3;
-    case KL_Q4_K:
-        return Q4;
-    case KL_Q5_K:
-        return Q5;
-    default:
-        return Q6;
-    }
-}
-
-/* Byte offsets of a record's parts, and its size. */
-#define OFF_D    0
-#define OFF_DMIN (PR * 2)
-#define OFF_SM   (PR * 4)
-#define OFF_SUB  (OFF_SM + 8 * PR * 2)
-
-/* Registers of one sub-block: its low bits, then its high bits. */
-static inline __attribute__((always_inline)) int low_regs(int K)
-{
-    return K == Q2 || K == Q3 ? 2 : 4;
-}
-static inline __attribute__((always_inline)) int sub_regs(int K)
-{
-    return low_regs(K) + (K == Q6 ? 2 : K == Q5 || K == Q3 ? 1 : 0);
-}
-static inline __attribute__((always_inline)) size_t off_lo(int K, int s)
-{
-    return OFF_SUB + (size_t)(s * sub_regs(K)) * REG;
-}
-static inline __attribute__((always_inline)) size_t off_hi(int K, int s)
-{
-    return off_lo(K, s) + (size_t)low_regs(K) * REG;
-}
-static inline __attribute__((always_inline)) size_t rec_bytes(int K)
-{
-    return off_lo(K, 8);
-}
-
-/* ---- packing (at load, scalar) ---- */
-
-/* Writes one row's super-block v into record o as row r of the panel. */
-static void pack_row(int K, const kl_ksb *v, int r, uint8_t *o)
-{
-    for (int e = 0; e < KL_QKK; e++) {
-        int s = e / 32, c = e % 32, u = v->u[e];
-        int i = c % 4, g = c / 4; /* column group g (0..7) of sub-block s, column i in it */
-        size_t at = (size_t)r * 4 + (size_t)i;
-        if (K == Q4 || K == Q5 || K == Q6) /* nibbles: reg g % 4, high half for g >= 4 */
-            o[off_lo(K, s) + (size_t)(g % 4) * REG + at] |=
-                (uint8_t)((u & 0xF) << (g >= 4 ? 4 : 0));
-        if (K == Q2 || K == Q3)
-            o[off_lo(K, s) + (size_t)(g / 4) * REG + at] |= (uint8_t)((u & 3) << (2 * (g % 4)));
-        if (K == Q5) o[off_hi(K, s) + at] |= (uint8_t)((u >> 4) << g);
-        if (K == Q3) o[off_hi(K, s) + at] |= (uint8_t)((u >> 2) << g);
-        if (K == Q6)
-            o[off_hi(K, s) + (size_t)(g / 4) * REG + at] |= (uint8_t)((u >> 4) << (2 * (g % 4)));
-    }
-    uint8_t *sm = o + OFF_SM;
-    for (int s = 0; s < 8; s++) {
-        uint8_t *p = sm + (size_t)(s * PR + r) * 2;
-        if (K == Q4 || K == Q5) {
-            p[0] = (uint8_t)v->sc[2 * s];
-            p[1] = (uint8_t)v->m[2 * s];
-        } else if (K == Q2) {
-            p[0] = (uint8_t)(v->sc[2 * s] | v->m[2 * s] << 4);
-            p[1] = (uint8_t)(v->sc[2 * s + 1] | v->m[2 * s + 1] << 4);
-        } else {
-            p[0] = (uint8_t)(int8_t)v->sc[2 * s];
-            p[1] = (uint8_t)(int8_t)v->sc[2 * s + 1];
-        }
-    }
-    memcpy(o + OFF_D + (size_t)r * 2, &v->d, 2);
-    if (K == Q2 || K == Q4 || K == Q5) memcpy(o + OFF_DMIN + (size_t)r * 2, &v->dmin, 2);
-}
-
-size_t kl_avx512_pack_bytes_kquant(kl_dtype t, int64_t rows, int64_t cols);
-void kl_avx512_pack_kquant(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
-                           int64_t p1, void *dst);
-
-size_t kl_avx512_pack_bytes_kquant(kl_dtype t, int64_t rows, int64_t cols)
-{
-    return (size_t)((rows + PR - 1) / PR) * (size_t)(cols / KL_QKK) * rec_bytes(kind_of(t));
-}
-
-/* Packs panels [p0, p1) of W (type t). */
-void kl_avx512_pack_kquant(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
-                           int64_t p1, void *dst)
-{
-    int K = kind_of(t);
-    int64_t nsb = cols / KL_QKK;
-    size_t stride = kl_dtype_row_bytes(t, cols), bb = kl_dtype_get(t)->block_bytes,
-           rb = rec_bytes(K);
-    kl_ksb v;
-    for (int64_t p = p0; p < p1; p++)
-        for (int64_t j = 0; j < nsb; j++) {
-            uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nsb + (size_t)j) * rb;
-            memset(o, 0, rb);
-            for (int r = 0; r < PR && p * PR + r < rows; r++) {
-                kl_ksb_unpack(t, (const uint8_t *)W + (size_t)(p * PR + r) * stride + j * bb, &v);
-                pack_row(K, &v, r, o);
-            }
-        }
-}
-
-/* ---- the matmul ---- */
+#define BT 8 /* activation rows per tile */
 
 /* The 8 registers of unsigned quants of sub-block s: w[g] = columns 32s + 4g .. + 3. */
 static inline __attribute__((always_inline)) void load_sub(int K, const uint8_t *P, int s,
@@ -349,39 +221,12 @@ PACKED_GEMM(kl_avx512_gemm_packed_q4_k, Q4)
 PACKED_GEMM(kl_avx512_gemm_packed_q5_k, Q5)
 PACKED_GEMM(kl_avx512_gemm_packed_q6_k, Q6)
 
-#define PACK_FNS(T, SUF)                                                                           \
-    static size_t pack_bytes_##SUF(int64_t rows, int64_t cols)                                     \
-    {                                                                                              \
-        return kl_avx512_pack_bytes_kquant(T, rows, cols);                                         \
-    }                                                                                              \
-    static void pack_##SUF(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,      \
-                           void *dst)                                                              \
-    {                                                                                              \
-        kl_avx512_pack_kquant(T, W, rows, cols, p0, p1, dst);                                      \
-    }
-
-PACK_FNS(KL_Q2_K, q2_k)
-PACK_FNS(KL_Q3_K, q3_k)
-PACK_FNS(KL_Q4_K, q4_k)
-PACK_FNS(KL_Q5_K, q5_k)
-PACK_FNS(KL_Q6_K, q6_k)
-
-/* Fills the packed entries of the five K-quants. */
+/* Fills the packed gemms of the five K-quants (their packers come with the AVX2 table). */
 void kl_avx512_types_packed_kquant(kl_isa *isa)
 {
-    isa->types[KL_Q2_K].pack_bytes = pack_bytes_q2_k;
-    isa->types[KL_Q2_K].pack = pack_q2_k;
     isa->types[KL_Q2_K].gemm_packed = kl_avx512_gemm_packed_q2_k;
-    isa->types[KL_Q3_K].pack_bytes = pack_bytes_q3_k;
-    isa->types[KL_Q3_K].pack = pack_q3_k;
     isa->types[KL_Q3_K].gemm_packed = kl_avx512_gemm_packed_q3_k;
-    isa->types[KL_Q4_K].pack_bytes = pack_bytes_q4_k;
-    isa->types[KL_Q4_K].pack = pack_q4_k;
     isa->types[KL_Q4_K].gemm_packed = kl_avx512_gemm_packed_q4_k;
-    isa->types[KL_Q5_K].pack_bytes = pack_bytes_q5_k;
-    isa->types[KL_Q5_K].pack = pack_q5_k;
     isa->types[KL_Q5_K].gemm_packed = kl_avx512_gemm_packed_q5_k;
-    isa->types[KL_Q6_K].pack_bytes = pack_bytes_q6_k;
-    isa->types[KL_Q6_K].pack = pack_q6_k;
     isa->types[KL_Q6_K].gemm_packed = kl_avx512_gemm_packed_q6_k;
 }

@@ -1,0 +1,98 @@
+/* kernels/pack_kquant.c: packs K-quant matrices (Q2_K..Q6_K) into the panels of 16 rows that
+ * pack_kquant.h lays out, at load. Plain C built without ISA flags: the AVX2 and AVX-512
+ * tables share these packers and the bytes they write. */
+#include <string.h>
+
+#include "kernels/impl.h"
+#include "kernels/pack_kquant.h"
+
+/* Writes one row's super-block v into record o as row r of the panel. */
+static void pack_row(int K, const kl_ksb *v, int r, uint8_t *o)
+{
+    for (int e = 0; e < KL_QKK; e++) {
+        int s = e / 32, c = e % 32, u = v->u[e];
+        int i = c % 4, g = c / 4; /* column group g (0..7) of sub-block s, column i in it */
+        size_t at = (size_t)r * 4 + (size_t)i;
+        if (K == Q4 || K == Q5 || K == Q6) /* nibbles: reg g % 4, high half for g >= 4 */
+            o[off_lo(K, s) + (size_t)(g % 4) * REG + at] |=
+                (uint8_t)((u & 0xF) << (g >= 4 ? 4 : 0));
+        if (K == Q2 || K == Q3)
+            o[off_lo(K, s) + (size_t)(g / 4) * REG + at] |= (uint8_t)((u & 3) << (2 * (g % 4)));
+        if (K == Q5) o[off_hi(K, s) + at] |= (uint8_t)((u >> 4) << g);
+        if (K == Q3) o[off_hi(K, s) + at] |= (uint8_t)((u >> 2) << g);
+        if (K == Q6)
+            o[off_hi(K, s) + (size_t)(g / 4) * REG + at] |= (uint8_t)((u >> 4) << (2 * (g % 4)));
+    }
+    uint8_t *sm = o + OFF_SM;
+    for (int s = 0; s < 8; s++) {
+        uint8_t *p = sm + (size_t)(s * PR + r) * 2;
+        if (K == Q4 || K == Q5) {
+            p[0] = (uint8_t)v->sc[2 * s];
+            p[1] = (uint8_t)v->m[2 * s];
+        } else if (K == Q2) {
+            p[0] = (uint8_t)(v->sc[2 * s] | v->m[2 * s] << 4);
+            p[1] = (uint8_t)(v->sc[2 * s + 1] | v->m[2 * s + 1] << 4);
+        } else {
+            p[0] = (uint8_t)(int8_t)v->sc[2 * s];
+            p[1] = (uint8_t)(int8_t)v->sc[2 * s + 1];
+        }
+    }
+    memcpy(o + OFF_D + (size_t)r * 2, &v->d, 2);
+    if (K == Q2 || K == Q4 || K == Q5) memcpy(o + OFF_DMIN + (size_t)r * 2, &v->dmin, 2);
+}
+
+static size_t pack_bytes(kl_dtype t, int64_t rows, int64_t cols)
+{
+    return (size_t)((rows + PR - 1) / PR) * (size_t)(cols / KL_QKK) * rec_bytes(kind_of(t));
+}
+
+/* Packs panels [p0, p1) of W (type t). */
+static void pack(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                 void *dst)
+{
+    int K = kind_of(t);
+    int64_t nsb = cols / KL_QKK;
+    size_t stride = kl_dtype_row_bytes(t, cols), bb = kl_dtype_get(t)->block_bytes,
+           rb = rec_bytes(K);
+    kl_ksb v;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t j = 0; j < nsb; j++) {
+            uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nsb + (size_t)j) * rb;
+            memset(o, 0, rb);
+            for (int r = 0; r < PR && p * PR + r < rows; r++) {
+                kl_ksb_unpack(t, (const uint8_t *)W + (size_t)(p * PR + r) * stride + j * bb, &v);
+                pack_row(K, &v, r, o);
+            }
+        }
+}
+
+#define PACK_FNS(T, SUF)                                                                           \
+    static size_t pack_bytes_##SUF(int64_t rows, int64_t cols)                                     \
+    {                                                                                              \
+        return pack_bytes(T, rows, cols);                                                          \
+    }                                                                                              \
+    static void pack_##SUF(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,      \
+                           void *dst)                                                              \
+    {                                                                                              \
+        pack(T, W, rows, cols, p0, p1, dst);                                                       \
+    }
+
+PACK_FNS(KL_Q2_K, q2_k)
+PACK_FNS(KL_Q3_K, q3_k)
+PACK_FNS(KL_Q4_K, q4_k)
+PACK_FNS(KL_Q5_K, q5_k)
+PACK_FNS(KL_Q6_K, q6_k)
+
+void kl_panel_types_kquant(kl_isa *isa)
+{
+    isa->types[KL_Q2_K].pack_bytes = pack_bytes_q2_k;
+    isa->types[KL_Q2_K].pack = pack_q2_k;
+    isa->types[KL_Q3_K].pack_bytes = pack_bytes_q3_k;
+    isa->types[KL_Q3_K].pack = pack_q3_k;
+    isa->types[KL_Q4_K].pack_bytes = pack_bytes_q4_k;
+    isa->types[KL_Q4_K].pack = pack_q4_k;
+    isa->types[KL_Q5_K].pack_bytes = pack_bytes_q5_k;
+    isa->types[KL_Q5_K].pack = pack_q5_k;
+    isa->types[KL_Q6_K].pack_bytes = pack_bytes_q6_k;
+    isa->types[KL_Q6_K].pack = pack_q6_k;
+}

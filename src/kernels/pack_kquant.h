@@ -1,0 +1,78 @@
+/* kernels/pack_kquant.h: the packed K-quant panel layout (Q2_K Q3_K Q4_K Q5_K Q6_K), one
+ * for every ISA: written by pack_kquant.c (plain C, so a CPU without AVX-512 can pack), read
+ * by x86/avx512_packed_kquant.c (one 512-bit register: 16 rows x 4 columns) and
+ * x86/avx2_packed_kquant.c (the same register as two 256-bit halves, rows 0-7 and 8-15).
+ * Included by those three files only.
+ *
+ * Every K-quant is read as value = S_t * u - M_t, u unsigned (Q3_K q + 4, Q6_K q + 32), per
+ * group t of 16 columns (Q4_K/Q5_K: of 32) with S_t = d * sc_t.
+ *
+ * Panel record per super-block (16 rows; absent rows zero, so are their scales), read front
+ * to back: a header, then each sub-block's bits together, so the kernel's loads form one
+ * sequential stream (with the bit planes in regions of their own, Q3_K, Q5_K and Q6_K read
+ * three interleaved streams per record, and streamed 3-4x slower than from cache):
+ *   d     all             [16] fp16
+ *   dmin  Q2_K Q4_K Q5_K  [16] fp16 (zero for the others: the header stays 64-byte aligned)
+ *   sm    all             [8 sub-blocks][16 rows][2 bytes]: Q4_K/Q5_K (sc_s, m_s); Q2_K the
+ *                         groups 2s, 2s+1 (sc | m << 4 each); Q3_K/Q6_K signed sc_2s, sc_2s+1
+ * then per sub-block s of 32 columns:
+ *   q4  Q4_K Q5_K Q6_K  [4 regs][16 rows][4 bytes]: low nibbles columns 32s + 4h + i, high
+ *                       nibbles columns 32s + 16 + 4h + i (h < 4)
+ *   q2  Q2_K Q3_K       [2 regs][16][4]: bits 2k of reg h: columns 32s + 4(4h + k) + i
+ *   hb  Q5_K Q3_K       [16][4]: bit g: the quant's next bit of columns 32s + 4g + i
+ *   h2  Q6_K            [2][16][4]: bits 2k of reg h: bits 4-5 of columns 32s + 4(4h+k) + i */
+#ifndef KILN_KERNELS_PACK_KQUANT_H
+#define KILN_KERNELS_PACK_KQUANT_H
+#include <stddef.h>
+
+#include "kernels/impl.h"
+
+#define PR  16 /* rows per panel */
+#define REG (PR * 4)
+
+enum { Q2, Q3, Q4, Q5, Q6 };
+
+static inline int kind_of(kl_dtype t)
+{
+    switch (t) {
+    case KL_Q2_K:
+        return Q2;
+    case KL_Q3_K:
+        return Q3;
+    case KL_Q4_K:
+        return Q4;
+    case KL_Q5_K:
+        return Q5;
+    default:
+        return Q6;
+    }
+}
+
+/* Byte offsets of a record's parts, and its size. */
+#define OFF_D    0
+#define OFF_DMIN (PR * 2)
+#define OFF_SM   (PR * 4)
+#define OFF_SUB  (OFF_SM + 8 * PR * 2)
+
+/* Registers of one sub-block: its low bits, then its high bits. */
+static inline __attribute__((always_inline)) int low_regs(int K)
+{
+    return K == Q2 || K == Q3 ? 2 : 4;
+}
+static inline __attribute__((always_inline)) int sub_regs(int K)
+{
+    return low_regs(K) + (K == Q6 ? 2 : K == Q5 || K == Q3 ? 1 : 0);
+}
+static inline __attribute__((always_inline)) size_t off_lo(int K, int s)
+{
+    return OFF_SUB + (size_t)(s * sub_regs(K)) * REG;
+}
+static inline __attribute__((always_inline)) size_t off_hi(int K, int s)
+{
+    return off_lo(K, s) + (size_t)low_regs(K) * REG;
+}
+static inline __attribute__((always_inline)) size_t rec_bytes(int K)
+{
+    return off_lo(K, 8);
+}
+#endif

@@ -1,0 +1,242 @@
+/* kernels/x86/avx2_packed_kquant.c: the K-quants (Q2_K Q3_K Q4_K Q5_K Q6_K) over the panels
+ * of 16 rows that AVX-512 reads (kernels/pack_kquant.h; the same bytes, packed by
+ * pack_kquant.c), AVX2. A 64-byte panel register (16 rows x 4 columns) is two 256-bit halves,
+ * rows 0-7 and 8-15. At one activation row a panel is one sequential stream, which the
+ * hardware prefetcher follows (the file's rows, read a few at a time, are streams too short
+ * for it: the reason the row tiles of avx2_kquant.c fell behind at generation).
+ *
+ * Per half, sub-block of 32 columns and activation row (Q8_K: int8 a, scale d_a, 16-column
+ * sums bs): vpmaddubsw of each 4-column group of unsigned quants u (Q3_K q + 4, Q6_K q + 32)
+ * with the group's 4 activation bytes broadcast gives per row two int16 sums of 2 products;
+ * those of the groups under one scale are added in int16 as far as they cannot overflow
+ * (|u a| <= 128 u: Q4_K 8 groups (<= 30720), Q5_K, Q3_K, Q2_K 4, Q6_K 2 (<= 32256)), and
+ * vpmaddwd by the rows' scale (sc, sc) sums them into int32: sum_t sc_t * dot_t(u, a), exact.
+ * The offset term is vpmaddwd of the rows' (m_2s, m_2s+1) (Q3_K/Q6_K: the scales) with
+ * (bs_2s, bs_2s+1): times dmin (Q2_K Q4_K Q5_K), or taken out of the integer sum times 4
+ * (Q3_K) or 32 (Q6_K). Then d * d_a (and -dmin * d_a) in float per super-block: llama.cpp's
+ * integer sums, as avx2_kquant.c forms them; the float order differs from the reference's and
+ * from AVX-512's (within rounding).
+ *
+ * Batch invariance: every (weight row, activation row) result is the same chain of
+ * instructions over the super-blocks, whatever the tile. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/impl.h"
+#include "kernels/pack_kquant.h"
+
+#define BT 4 /* activation rows per tile */
+#define HR 8 /* rows per half panel */
+
+/* Unsigned quants of half hf of sub-block s, column group g: 8 rows x columns 32s + 4g..+3. */
+static inline __attribute__((always_inline)) __m256i quants(int K, const uint8_t *P, int hf, int s,
+                                                            int g)
+{
+    const uint8_t *lo = P + off_lo(K, s) + (size_t)hf * 32,
+                  *hi = P + off_hi(K, s) + (size_t)hf * 32;
+    __m256i w;
+    if (K == Q4 || K == Q5 || K == Q6) { /* low nibbles g < 4, high g >= 4 of reg g % 4 */
+        __m256i v = _mm256_loadu_si256((const __m256i *)(lo + (size_t)(g % 4) * REG));
+        w = _mm256_and_si256(g < 4 ? v : _mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0F));
+    } else { /* bits 2 (g % 4) of reg g / 4 */
+        __m256i v = _mm256_loadu_si256((const __m256i *)(lo + (size_t)(g / 4) * REG));
+        w = _mm256_and_si256(_mm256_srli_epi16(v, 2 * (g % 4)), _mm256_set1_epi8(0x03));
+    }
+    if (K == Q5 || K == Q3) { /* bit g of hb -> bit 4 (Q5_K) or bit 2 (Q3_K) */
+        const int to = K == Q5 ? 4 : 2;
+        __m256i hb = _mm256_loadu_si256((const __m256i *)hi);
+        __m256i x = g < to ? _mm256_slli_epi16(hb, to - g) : _mm256_srli_epi16(hb, g - to);
+        w = _mm256_or_si256(w, _mm256_and_si256(x, _mm256_set1_epi8((char)(1 << to))));
+    }
+    if (K == Q6) { /* bits 2k of h2 reg g / 4, k = g % 4 -> bits 4-5 */
+        __m256i v = _mm256_loadu_si256((const __m256i *)(hi + (size_t)(g / 4) * REG));
+        int k = g % 4;
+        __m256i x = k < 2 ? _mm256_slli_epi16(v, 4 - 2 * k) : _mm256_srli_epi16(v, 2 * k - 4);
+        w = _mm256_or_si256(w, _mm256_and_si256(x, _mm256_set1_epi8(0x30)));
+    }
+    return w;
+}
+
+/* vpshufb controls over the 16 scale bytes of 8 rows (row i: bytes 2i, 2i + 1), broadcast to
+ * both 128-bit lanes: rows 0-3 come from the low lane, 4-7 from the high. Each picks, per row,
+ * two int16 from byte x then y; 'z' a zero byte. Signed bytes go to the high byte of the int16
+ * (shifted down arithmetically after). */
+#define Z -1
+#define CTL(x0, x1, y0, y1, base)                                                                  \
+    (x0) < 0 ? Z : (x0) + (base), (x1) < 0 ? Z : (x1) + (base), (y0) < 0 ? Z : (y0) + (base),      \
+        (y1) < 0 ? Z : (y1) + (base)
+#define ROW4(x0, x1, y0, y1, lane)                                                                 \
+    CTL(x0, x1, y0, y1, 8 * (lane)), CTL(x0, x1, y0, y1, 8 * (lane) + 2),                          \
+        CTL(x0, x1, y0, y1, 8 * (lane) + 4), CTL(x0, x1, y0, y1, 8 * (lane) + 6)
+/* _mm256_setr_epi8 takes 32 chars: lane 0 rows 0-3, lane 1 rows 4-7 */
+#define PICK(x0, x1, y0, y1)                                                                       \
+    _mm256_shuffle_epi8(v, _mm256_setr_epi8(ROW4(x0, x1, y0, y1, 0), ROW4(x0, x1, y0, y1, 1)))
+
+/* Half hf's scale operands of sub-block s: (sc, sc) per row for columns 0-15 and 16-31 of the
+ * sub-block (the same for the 32-column Q4_K/Q5_K), and the offset pairs against
+ * (bs_2s, bs_2s+1). */
+static inline __attribute__((always_inline)) void
+scales(int K, const uint8_t *P, int hf, int s, __m256i *sc_lo, __m256i *sc_hi, __m256i *off)
+{
+    const uint8_t *raw = P + OFF_SM + (size_t)s * PR * 2 + (size_t)hf * HR * 2;
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)raw));
+    if (K == Q4 || K == Q5) { /* (sc, m) */
+        *sc_lo = *sc_hi = PICK(0, Z, 0, Z);
+        *off = PICK(1, Z, 1, Z);
+    } else if (K == Q2) { /* (sc | m << 4) for groups 2s, 2s + 1 */
+        const __m256i m4 = _mm256_set1_epi16(0x0F);
+        *sc_lo = _mm256_and_si256(PICK(0, Z, 0, Z), m4);
+        *sc_hi = _mm256_and_si256(PICK(1, Z, 1, Z), m4);
+        *off = _mm256_srli_epi16(PICK(0, Z, 1, Z), 4);
+    } else { /* signed sc_2s, sc_2s+1 */
+        *sc_lo = _mm256_srai_epi16(PICK(Z, 0, Z, 0), 8);
+        *sc_hi = _mm256_srai_epi16(PICK(Z, 1, Z, 1), 8);
+        *off = _mm256_srai_epi16(PICK(Z, 0, Z, 1), 8);
+    }
+}
+
+static inline __m256i bcast4(const void *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* Column groups added in int16 before a vpmaddwd (see the top). */
+static inline __attribute__((always_inline)) int run_of(int K)
+{
+    return K == Q4 ? 8 : K == Q6 ? 2 : 4;
+}
+
+/* Stores the half's 8 results of one activation row, the rows of the matrix only. */
+static inline void store_half(float *y, __m256 v, int64_t n)
+{
+    if (n >= HR) {
+        _mm256_storeu_ps(y, v);
+    } else if (n > 0) {
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        _mm256_maskstore_ps(y, m, v);
+    }
+}
+
+/* One panel (16 rows from r) x activation rows [b, b + NB), over all super-blocks. */
+static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t r, int b, int NB,
+                                                       int K)
+{
+    int64_t n = g->cols, nsb = n / KL_QKK;
+    const size_t rb = rec_bytes(K);
+    const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
+    const int8_t *aq[BT];
+    const float *ad[BT];
+    const int16_t *as[BT];
+    __m256 out[2][BT];
+    _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
+    {
+        const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;
+        aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_k_d(a, n), as[k] = kl_act_q8_k_bsums(a, n);
+        out[0][k] = out[1][k] = _mm256_setzero_ps();
+    }
+    const int run = run_of(K);
+    for (int64_t j = 0; j < nsb; j++, P += rb) {
+        _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
+        {
+            __m256i isum[BT], ioff[BT];
+            _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
+            {
+                isum[k] = _mm256_setzero_si256();
+                ioff[k] = _mm256_setzero_si256();
+            }
+            for (int s = 0; s < 8; s++) {
+                __m256i sc_lo, sc_hi, off;
+                scales(K, P, hf, s, &sc_lo, &sc_hi, &off);
+                __m256i p[BT];
+                _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
+                {
+                    __m256i w = quants(K, P, hf, s, q);
+                    _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
+                    {
+                        if (q % run == 0) p[k] = _mm256_setzero_si256();
+                        p[k] = _mm256_add_epi16(
+                            p[k],
+                            _mm256_maddubs_epi16(w, bcast4(aq[k] + j * KL_QKK + 32 * s + 4 * q)));
+                    }
+                    if (q % run == run - 1) {
+                        __m256i sc = q < 4 ? sc_lo : sc_hi;
+                        _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++) isum[k] =
+                            _mm256_add_epi32(isum[k], _mm256_madd_epi16(p[k], sc));
+                    }
+                }
+                _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++) ioff[k] = _mm256_add_epi32(
+                    ioff[k], _mm256_madd_epi16(off, bcast4(as[k] + 16 * j + 2 * s)));
+            }
+            __m256 dv = _mm256_cvtph_ps(
+                _mm_loadu_si128((const __m128i *)(P + OFF_D + (size_t)hf * HR * 2)));
+            __m256 mv = K == Q2 || K == Q4 || K == Q5
+                            ? _mm256_cvtph_ps(_mm_loadu_si128(
+                                  (const __m128i *)(P + OFF_DMIN + (size_t)hf * HR * 2)))
+                            : dv;
+            _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
+            {
+                __m256 da = _mm256_set1_ps(ad[k][j]);
+                __m256i s = isum[k];
+                if (K == Q3) s = _mm256_sub_epi32(s, _mm256_slli_epi32(ioff[k], 2));
+                if (K == Q6) s = _mm256_sub_epi32(s, _mm256_slli_epi32(ioff[k], 5));
+                out[hf][k] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dv, da), out[hf][k]);
+                if (K == Q2 || K == Q4 || K == Q5)
+                    out[hf][k] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ioff[k]),
+                                                  _mm256_mul_ps(mv, da), out[hf][k]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
+    {
+        float *y = g->y + (int64_t)(b + k) * g->ldy + r;
+        store_half(y, out[0][k], g->rows - r);
+        store_half(y + HR, out[1][k], g->rows - r - HR);
+    }
+}
+
+#define TILE_NB(K, g, r, b, nb)                                                                    \
+    switch (nb) { /* constant tile heights */                                                      \
+    case 4:                                                                                        \
+        tile(g, r, b, 4, K);                                                                       \
+        break;                                                                                     \
+    case 3:                                                                                        \
+        tile(g, r, b, 3, K);                                                                       \
+        break;                                                                                     \
+    case 2:                                                                                        \
+        tile(g, r, b, 2, K);                                                                       \
+        break;                                                                                     \
+    default:                                                                                       \
+        tile(g, r, b, 1, K);                                                                       \
+        break;                                                                                     \
+    }
+
+/* Panels of rows [r0, r1) (r0 a multiple of 16) x all activation rows, BT at a time. */
+#define PACKED_GEMM(NAME, K)                                                                       \
+    static void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                     \
+    {                                                                                              \
+        for (int64_t r = r0; r < r1; r += PR)                                                      \
+            for (int b = 0; b < g->B; b += BT) {                                                   \
+                int nb = g->B - b < BT ? g->B - b : BT;                                            \
+                TILE_NB(K, g, r, b, nb)                                                            \
+            }                                                                                      \
+    }
+
+PACKED_GEMM(gemm_packed_q2_k, Q2)
+PACKED_GEMM(gemm_packed_q3_k, Q3)
+PACKED_GEMM(gemm_packed_q4_k, Q4)
+PACKED_GEMM(gemm_packed_q5_k, Q5)
+PACKED_GEMM(gemm_packed_q6_k, Q6)
+
+/* Fills the packed gemms of the five K-quants (kl_panel_types_kquant their packers). */
+void kl_avx2_types_packed_kquant(kl_isa *isa)
+{
+    isa->types[KL_Q2_K].gemm_packed = gemm_packed_q2_k;
+    isa->types[KL_Q3_K].gemm_packed = gemm_packed_q3_k;
+    isa->types[KL_Q4_K].gemm_packed = gemm_packed_q4_k;
+    isa->types[KL_Q5_K].gemm_packed = gemm_packed_q5_k;
+    isa->types[KL_Q6_K].gemm_packed = gemm_packed_q6_k;
+}
