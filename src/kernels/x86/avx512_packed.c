@@ -21,7 +21,10 @@
 #define BT      8  /* activation rows per tile */
 #define BT_INT8 16 /* ... and per int8 tile when there are that many (batched decoding) */
 /* The first int8 tile over a panel prefetches this many blocks ahead (streaming 8192x2048 Q8_0
- * at B=16, 1 thread: 4 blocks 319 GOP/s; 2: 300, 8: 304, 16: 268). */
+ * at B=16, 1 thread: 4 blocks 319 GOP/s; 2: 300, 8: 304, 16: 268), past the panel's end into
+ * the next panel (they are contiguous; a prefetch past the matrix is a hint that never faults):
+ * stopping at the end left each panel's first blocks to start cold (a 2048-column panel is 64
+ * blocks; same run, 1 thread, B=16: 321-327 -> 333-334 GOP/s, B=32: 326-328 -> 329-336). */
 #define PF_BLOCKS 4
 /* Activation rows are taken ACT_GROUP at a time, all panels for each group: 64 rows of a
  * 2048-column Q8_0 activation (150 KB) stay in L2 while the panels pass, where a whole 512-row
@@ -76,7 +79,7 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
     bool prefetch = b % ACT_GROUP == 0 && g->B > 1;
     for (int64_t j = 0; j < nblk; j++, P += pblk) {
         __m512i w[8];
-        if (prefetch && j + PF_BLOCKS < nblk)
+        if (prefetch)
             for (size_t c = 0; c < pblk; c += 64)
                 _mm_prefetch((const char *)P + PF_BLOCKS * pblk + c, _MM_HINT_T0);
         if (q4) {
