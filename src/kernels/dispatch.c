@@ -59,6 +59,8 @@ static void fill_scalar(kl_isa *t)
                           kl_ref_attn_pv_f16,
                           kl_ref_attn_pv_rows,
                           kl_ref_attn_pv_rows_f16,
+                          kl_ref_attn_scores_rows,
+                          kl_ref_attn_scores_rows_f16,
                           kl_ref_softmax_part};
     t->lora = (kl_lora_ops){kl_ref_lora_shrink, kl_ref_lora_expand};
 }

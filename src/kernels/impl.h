@@ -187,6 +187,12 @@ typedef struct kl_vec_ops {
                          int ldv, int nk, int hd);
     void (*attn_pv_rows_f16)(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
                              int ldv, int nk, int hd);
+    /* attn_scores of nr query rows (q + r * ldq into s + r * lds) over the same keys: the bits
+     * of nr one-row calls, each key row loaded (converted) once for the rows */
+    void (*attn_scores_rows)(const float *q, int ldq, int nr, const float *k, int ldk, int nk,
+                             int hd, float scale, float *s, int lds);
+    void (*attn_scores_rows_f16)(const float *q, int ldq, int nr, const uint16_t *k, int ldk,
+                                 int nk, int hd, float scale, float *s, int lds);
     double (*softmax_part)(float *x, int n, float *max);
 } kl_vec_ops;
 
@@ -275,6 +281,10 @@ void kl_ref_lora_expand(const uint16_t *Bt, int rank, int64_t ldb, int64_t o0, i
 void kl_avx512_lora_init(kl_isa *isa); /* x86/avx512_lora.c */
 void kl_ref_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
                              int ldv, int nk, int hd);
+void kl_ref_attn_scores_rows(const float *q, int ldq, int nr, const float *k, int ldk, int nk,
+                             int hd, float scale, float *s, int lds);
+void kl_ref_attn_scores_rows_f16(const float *q, int ldq, int nr, const uint16_t *k, int ldk,
+                                 int nk, int hd, float scale, float *s, int lds);
 
 /* The ISA in use (picked once; KILN_SIMD=scalar|avx2|avx512|avx512vbmi forces one). */
 const kl_isa *kl_isa_get(void);

@@ -173,8 +173,10 @@ typedef struct kl_kv_ops {
 kl_kv_run kl_kv_run_at(const kl_kv_run *r, int j);
 /* The table of cache dtype t, NULL when t is not one. */
 const kl_kv_ops *kl_kv_ops_get(kl_dtype t);
-/* s[j] = scale * dot(q, k_j) for the run's first nk rows (head size hd). */
-void kl_kv_scores(const kl_kv_run *k, const float *q, int nk, int hd, float scale, float *s);
+/* For nr query rows sharing nk: s_r[j] = scale * dot(q_r, k_j) for the run's first nk rows
+ * (head size hd), q_r = q + r * ldq, s_r = s + r * lds; each row's bits as if it were alone. */
+void kl_kv_scores(const kl_kv_run *k, const float *q, int ldq, int nr, int nk, int hd, float scale,
+                  float *s, int lds);
 /* For nr query rows sharing nk: o_r += sum_j p_r[j] * v_j, o_r = o + r * ldo, p_r = p + r * ldp,
  * summed in j order. Both give the same bits whether a run is read in place or converted,
  * and each row's result depends only on its own operands (batch invariance). */

@@ -88,13 +88,14 @@ kl_kv_run kl_kv_run_at(const kl_kv_run *r, int j)
     return (kl_kv_run){(const uint8_t *)r->rows + (size_t)j * (size_t)r->ld * es, r->ld, r->half};
 }
 
-void kl_kv_scores(const kl_kv_run *k, const float *q, int nk, int hd, float scale, float *s)
+void kl_kv_scores(const kl_kv_run *k, const float *q, int ldq, int nr, int nk, int hd, float scale,
+                  float *s, int lds)
 {
     const kl_vec_ops *v = &kl_isa_get()->vec;
     if (k->half)
-        v->attn_scores_f16(q, k->rows, k->ld, nk, hd, scale, s);
+        v->attn_scores_rows_f16(q, ldq, nr, k->rows, k->ld, nk, hd, scale, s, lds);
     else
-        v->attn_scores(q, k->rows, k->ld, nk, hd, scale, s);
+        v->attn_scores_rows(q, ldq, nr, k->rows, k->ld, nk, hd, scale, s, lds);
 }
 
 void kl_kv_pv(const kl_kv_run *v, float *o, int ldo, const float *p, int ldp, int nr, int nk,

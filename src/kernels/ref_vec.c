@@ -67,6 +67,22 @@ void kl_ref_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, con
         kl_ref_attn_pv(o + (size_t)r * (size_t)ldo, p + (size_t)r * (size_t)ldp, v, ldv, nk, hd);
 }
 
+void kl_ref_attn_scores_rows(const float *q, int ldq, int nr, const float *k, int ldk, int nk,
+                             int hd, float scale, float *s, int lds)
+{
+    for (int r = 0; r < nr; r++)
+        kl_ref_attn_scores(q + (size_t)r * (size_t)ldq, k, ldk, nk, hd, scale,
+                           s + (size_t)r * (size_t)lds);
+}
+
+void kl_ref_attn_scores_rows_f16(const float *q, int ldq, int nr, const uint16_t *k, int ldk,
+                                 int nk, int hd, float scale, float *s, int lds)
+{
+    for (int r = 0; r < nr; r++)
+        kl_ref_attn_scores_f16(q + (size_t)r * (size_t)ldq, k, ldk, nk, hd, scale,
+                               s + (size_t)r * (size_t)lds);
+}
+
 void kl_ref_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
                              int ldv, int nk, int hd)
 {

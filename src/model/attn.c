@@ -122,11 +122,9 @@ static void attn_tile(const attn_job *j, int tile, int g0, int ng, float *ws)
                     chunk_span(j, i0 + t, p0, n, &a, &e);
                     if (a >= e) continue;
                     kl_kv_run ka = kl_kv_run_at(&k, a - p0);
-                    for (int h = 0; h < group; h++) {
-                        int r = gi * hrows + t * group + h;
-                        kl_kv_scores(&ka, qs + (size_t)r * hd, e - a, hd, scale,
-                                     scores + (size_t)r * span + (a - S));
-                    }
+                    int r = gi * hrows + t * group; /* the token's query heads: one call */
+                    kl_kv_scores(&ka, qs + (size_t)r * hd, hd, group, e - a, hd, scale,
+                                 scores + (size_t)r * span + (a - S), span);
                 }
             }
         }

@@ -38,7 +38,7 @@ static void kv_check(kl_dtype t)
     static const int nrs[] = {1, 64}; /* in place for an F16 cache, then converted */
     for (int k = 0; k < 2; k++) {
         kl_kv_run run = ops->read(cache, stride, OFF, ROWS, HD, nrs[k], buf);
-        kl_kv_scores(&run, q, ROWS, HD, 0.25f, got);
+        kl_kv_scores(&run, q, HD, 1, ROWS, HD, 0.25f, got, ROWS);
         T_MEMEQ(got, want, sizeof want);
         memset(o_got, 0, sizeof o_got);
         kl_kv_pv(&run, o_got[0], HD, p[0], ROWS, 2, ROWS, HD);

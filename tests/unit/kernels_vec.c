@@ -136,3 +136,41 @@ TEST(kernels_vec_attention_pv_rows_same_bits_as_one_row)
                 }
     }
 }
+
+/* Scores of several query rows at once (GQA's heads of one KV head) give the bits of one row
+ * at a time, for every ISA: row counts 1..9 (groups of 4 and the rest), key counts with and
+ * without a tail of fewer than 4, head sizes with tails, F32 and F16 keys. */
+TEST(kernels_vec_attention_scores_rows_same_bits_as_one_row)
+{
+    static const int hds[] = {8, 40, 64, 72, 128, 130, 256};
+    enum { NK = 23, LD = 300, NR = 9, LDS = 29 };
+    static float k[NK * LD], q[NR * LD], s1[NR * LDS], s2[NR * LDS];
+    static uint16_t kh[NK * LD];
+    for (int i = 0; i < NK * LD; i++)
+        kh[i] = kl_fp32_to_fp16(sinf((float)i * 0.37f) * 3.f);
+    for (int i = 0; i < NK * LD; i++)
+        k[i] = kl_fp16_to_fp32(kh[i]);
+    for (int i = 0; i < NR * LD; i++)
+        q[i] = cosf((float)i * 0.11f);
+    for (const char *const *n = (const char *const[]){"scalar", "avx2", "avx512", NULL}; *n; n++) {
+        const kl_isa *isa = kl_isa_find(*n);
+        if (!isa) continue;
+        for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++)
+            for (int nr = 1; nr <= NR; nr++)
+                for (int nk = 1; nk <= NK; nk += 3) {
+                    int hd = hds[h];
+                    for (int f16 = 0; f16 < 2; f16++) {
+                        for (int i = 0; i < NR * LDS; i++)
+                            s1[i] = s2[i] = -1.f;
+                        if (f16)
+                            isa->vec.attn_scores_rows_f16(q, LD, nr, kh, LD, nk, hd, 0.125f, s1,
+                                                          LDS);
+                        else
+                            isa->vec.attn_scores_rows(q, LD, nr, k, LD, nk, hd, 0.125f, s1, LDS);
+                        for (int r = 0; r < nr; r++)
+                            isa->vec.attn_scores(q + r * LD, k, LD, nk, hd, 0.125f, s2 + r * LDS);
+                        T_MEMEQ(s1, s2, sizeof s1); /* and nothing else written */
+                    }
+                }
+    }
+}

@@ -21,6 +21,10 @@ void kl_avx512_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, 
                             int ldv, int nk, int hd);
 void kl_avx512_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr,
                                 const uint16_t *v, int ldv, int nk, int hd);
+void kl_avx512_attn_scores_rows(const float *q, int ldq, int nr, const float *k, int ldk, int nk,
+                                int hd, float scale, float *s, int lds);
+void kl_avx512_attn_scores_rows_f16(const float *q, int ldq, int nr, const uint16_t *k, int ldk,
+                                    int nk, int hd, float scale, float *s, int lds);
 
 static inline __mmask16 lanes(int n, int i)
 {
@@ -144,6 +148,81 @@ void kl_avx512_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int n
                                float scale, float *s)
 {
     scores(q, k, ldk, nk, hd, scale, s, true);
+}
+
+/* Scores of 4 query rows (q + h * ldq into s + h * lds) for head_dim = 16 nv (64 or 128), keys
+ * 4 at a time: each key's vectors are loaded (converted from F16) once for the 4 rows, where
+ * one row at a time converts them once per row (GQA's query heads share their KV head: 4 per
+ * head in llama3). The 16 sums (row h, key i in a[4h + i]) go through sums16, so each score is
+ * the one-row kernel's accumulator and horizontal sum: the same bits. Tail keys: one row at a
+ * time. */
+static inline __attribute__((always_inline)) void scores4_regs(const float *q, int ldq,
+                                                               const void *k, int ldk, int nk,
+                                                               float scale, float *s, int lds,
+                                                               int nv, bool f16)
+{
+    size_t es = f16 ? 2 : 4;
+    int j = 0;
+    for (; j + 4 <= nk; j += 4) {
+        __m512 acc[16];
+        _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++)
+        {
+            const void *kj = (const char *)k + (size_t)(j + i) * (size_t)ldk * es;
+            __m512 kv[8];
+            _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++) kv[c] =
+                load_kv(kj, 16 * c, (__mmask16)0xFFFF, f16);
+            _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++)
+            {
+                const float *qh = q + (size_t)h * (size_t)ldq;
+                __m512 a = _mm512_setzero_ps();
+                _Pragma("GCC unroll 8") for (int c = 0; c < nv; c++) a =
+                    _mm512_fmadd_ps(_mm512_loadu_ps(qh + 16 * c), kv[c], a);
+                acc[4 * h + i] = a;
+            }
+        }
+        __m512 r = _mm512_mul_ps(sums16(acc), _mm512_set1_ps(scale));
+        _mm_storeu_ps(s + j, _mm512_castps512_ps128(r));
+        _mm_storeu_ps(s + (size_t)lds + j, _mm512_extractf32x4_ps(r, 1));
+        _mm_storeu_ps(s + 2 * (size_t)lds + j, _mm512_extractf32x4_ps(r, 2));
+        _mm_storeu_ps(s + 3 * (size_t)lds + j, _mm512_extractf32x4_ps(r, 3));
+    }
+    if (j < nk)
+        for (int h = 0; h < 4; h++)
+            scores_regs(q + (size_t)h * (size_t)ldq, (const char *)k + (size_t)j * (size_t)ldk * es,
+                        ldk, nk - j, 16 * nv, scale, s + (size_t)h * (size_t)lds + j, nv, f16,
+                        true);
+}
+
+static inline __attribute__((always_inline)) void scores_rows(const float *q, int ldq, int nr,
+                                                              const void *k, int ldk, int nk,
+                                                              int hd, float scale, float *s,
+                                                              int lds, bool f16)
+{
+    int r = 0;
+    if (hd == 64 || hd == 128)
+        for (; r + 4 <= nr; r += 4) {
+            const float *qr = q + (size_t)r * (size_t)ldq;
+            float *sr = s + (size_t)r * (size_t)lds;
+            if (hd == 64)
+                scores4_regs(qr, ldq, k, ldk, nk, scale, sr, lds, 4, f16);
+            else
+                scores4_regs(qr, ldq, k, ldk, nk, scale, sr, lds, 8, f16);
+        }
+    for (; r < nr; r++)
+        scores(q + (size_t)r * (size_t)ldq, k, ldk, nk, hd, scale, s + (size_t)r * (size_t)lds,
+               f16);
+}
+
+void kl_avx512_attn_scores_rows(const float *q, int ldq, int nr, const float *k, int ldk, int nk,
+                                int hd, float scale, float *s, int lds)
+{
+    scores_rows(q, ldq, nr, k, ldk, nk, hd, scale, s, lds, false);
+}
+
+void kl_avx512_attn_scores_rows_f16(const float *q, int ldq, int nr, const uint16_t *k, int ldk,
+                                    int nk, int hd, float scale, float *s, int lds)
+{
+    scores_rows(q, ldq, nr, k, ldk, nk, hd, scale, s, lds, true);
 }
 
 /* o[c0, c0 + 16 nv) += sum_j p[j] v_j[...], the chunk held in registers. */

@@ -35,6 +35,10 @@ void kl_avx512_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, 
                             int ldv, int nk, int hd);
 void kl_avx512_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr,
                                 const uint16_t *v, int ldv, int nk, int hd);
+void kl_avx512_attn_scores_rows(const float *q, int ldq, int nr, const float *k, int ldk, int nk,
+                                int hd, float scale, float *s, int lds);
+void kl_avx512_attn_scores_rows_f16(const float *q, int ldq, int nr, const uint16_t *k, int ldk,
+                                    int nk, int hd, float scale, float *s, int lds);
 
 void kl_isa_avx512_init(kl_isa *isa)
 {
@@ -52,6 +56,8 @@ void kl_isa_avx512_init(kl_isa *isa)
     isa->vec.attn_pv_f16 = kl_avx512_attn_pv_f16;
     isa->vec.attn_pv_rows = kl_avx512_attn_pv_rows;
     isa->vec.attn_pv_rows_f16 = kl_avx512_attn_pv_rows_f16;
+    isa->vec.attn_scores_rows = kl_avx512_attn_scores_rows;
+    isa->vec.attn_scores_rows_f16 = kl_avx512_attn_scores_rows_f16;
     isa->types[KL_Q8_0].gemm = kl_avx512_gemm_q8_0;
     isa->types[KL_Q4_0].gemm = kl_avx512_gemm_q4_0;
     isa->types[KL_F16].gemm = kl_avx512_gemm_f16;
