@@ -17,6 +17,11 @@
  * tile: the scratch is (tokens x query heads per KV head) x span, whatever the context. */
 #define MODEL_ATTN_SPAN 256
 #define MODEL_ATTN_QT   32
+/* Positions per segment of attention (a multiple of the span): a long context's decoding rows
+ * are split across the workers by segments, their partial results (at most
+ * MODEL_ATTN_PART_FLOATS floats) merged after; see model/attn.c. */
+#define MODEL_ATTN_SEG         1024
+#define MODEL_ATTN_PART_FLOATS (1 << 20)
 
 /* A weight matrix (rows, cols) as GGUF holds it: ne[0] = cols. */
 typedef struct model_w {
@@ -110,19 +115,23 @@ typedef struct model_layer {
 
 /* Activations of one batch: every buffer sized for opts.max_batch_tokens rows. */
 typedef struct model_scratch {
-    float *x;         /* (n, dim) residual stream */
-    float *xb;        /* (n, dim) normed input of a sublayer */
-    float *q;         /* (n, q_dim) */
-    float *k, *v;     /* (n, kv_dim) */
-    float *att;       /* (n, q_dim) attention output */
-    float *xo;        /* (n, dim) attention output after its projection */
-    float *hb, *hb2;  /* (n, hidden) */
-    float *rows;      /* (max_logits, dim) final-normed rows that want logits */
-    void *mm;         /* matmul activation scratch, the largest any weight needs */
-    float *attn_ws;   /* (n_workers, attn_ws_floats): attention workspace per worker */
-    int32_t *tiles;   /* (max_batch_tokens + 1) first token of each attention tile */
-    int32_t *seq_end; /* (max_batch_tokens) non-causal attention: each batch sequence's last
-                         position + 1 */
+    float *x;        /* (n, dim) residual stream */
+    float *xb;       /* (n, dim) normed input of a sublayer */
+    float *q;        /* (n, q_dim) */
+    float *k, *v;    /* (n, kv_dim) */
+    float *att;      /* (n, q_dim) attention output */
+    float *xo;       /* (n, dim) attention output after its projection */
+    float *hb, *hb2; /* (n, hidden) */
+    float *rows;     /* (max_logits, dim) final-normed rows that want logits */
+    void *mm;        /* matmul activation scratch, the largest any weight needs */
+    float *attn_ws;  /* (n_workers, attn_ws_floats): attention workspace per worker */
+    int32_t *tiles;  /* (max_batch_tokens + 1) first token of each attention tile */
+    int32_t *attn_seg0, *attn_part0; /* (max_batch_tokens + 1) a split attention step's first
+                                        segment and partial-result row of each tile */
+    float *part_m, *part_a; /* (attn_parts) and (attn_parts, head_dim): segments' partial */
+    double *part_s;         /* results: maxima, outputs and (attn_parts) sums */
+    int32_t *seq_end;       /* (max_batch_tokens) non-causal attention: each batch sequence's last
+                               position + 1 */
     /* a mixture of experts (model/moe.c); n = max_batch_tokens, k = n_expert_used */
     float *moe_logits;   /* (n, n_expert) router logits */
     float *moe_wt;       /* (n, k) weight of each token's chosen experts */
@@ -197,9 +206,11 @@ struct model {
     void *packed; /* the mapping every model_w.packed points into (pack.c) */
     size_t packed_bytes;
     bool packed_cached;    /* mapped from the packed-weights cache, not packed at this load */
-    size_t attn_ws_floats; /* per worker: running sums (qt*group doubles) and maxima, scores
-                              (qt*group, span), queries and outputs (qt*group, head_dim) each,
-                              a K/V chunk (MODEL_KV_CHUNK, head_dim); even (doubles stay aligned) */
+    size_t attn_ws_floats; /* per worker: running and folded sums (qt*group doubles each) and
+                              maxima, scores (qt*group, span), queries, outputs and folded
+                              outputs (qt*group, head_dim) each, a K/V chunk (MODEL_KV_CHUNK,
+                              head_dim); even (doubles stay aligned) */
+    size_t attn_parts;     /* rows of partial results (MODEL_ATTN_PART_FLOATS) */
     lora_scratch lora;
 };
 

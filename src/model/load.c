@@ -678,11 +678,17 @@ static int alloc_scratch(loader *L, model *m)
     s->rows = calloc((size_t)m->opts.max_logits * (size_t)hp->dim, sizeof(float));
     size_t group = (size_t)(hp->n_heads / hp->n_kv_heads);
     size_t rows = (size_t)MODEL_ATTN_QT * group;
-    m->attn_ws_floats = 3 * rows + rows * MODEL_ATTN_SPAN + 2 * rows * (size_t)hp->head_dim +
+    m->attn_ws_floats = 6 * rows + rows * MODEL_ATTN_SPAN + 3 * rows * (size_t)hp->head_dim +
                         MODEL_KV_CHUNK * (size_t)hp->head_dim;
     m->attn_ws_floats += m->attn_ws_floats % 2;
     s->attn_ws = calloc(nw * m->attn_ws_floats, sizeof(float));
     s->tiles = calloc(n + 1, sizeof(int32_t));
+    s->attn_seg0 = calloc(n + 1, sizeof(int32_t));
+    s->attn_part0 = calloc(n + 1, sizeof(int32_t));
+    m->attn_parts = MODEL_ATTN_PART_FLOATS / ((size_t)hp->head_dim + 3);
+    s->part_m = calloc(m->attn_parts, sizeof(float));
+    s->part_s = calloc(m->attn_parts, sizeof(double));
+    s->part_a = calloc(m->attn_parts * (size_t)hp->head_dim, sizeof(float));
     s->seq_end = calloc(n, sizeof(int32_t));
     size_t mm = 0;
     int B = m->opts.max_batch_tokens;
@@ -714,7 +720,8 @@ static int alloc_scratch(loader *L, model *m)
     mm = max_sz(mm, kl_matmul_scratch(m->output.type, m->opts.max_logits, m->output.cols));
     s->mm = mm ? aligned_alloc(64, (mm + 63) & ~(size_t)63) : NULL;
     if (!s->x || !s->xb || !s->xo || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 ||
-        !s->rows || !s->attn_ws || !s->tiles || !s->seq_end || (mm && !s->mm) || !moe_ok || !mla_ok)
+        !s->rows || !s->attn_ws || !s->tiles || !s->attn_seg0 || !s->attn_part0 || !s->part_m ||
+        !s->part_s || !s->part_a || !s->seq_end || (mm && !s->mm) || !moe_ok || !mla_ok)
         return kl_errf(L->err, KL_ENOMEM, "model: cannot allocate scratch for %zu tokens", n);
     return 0;
 }
@@ -757,7 +764,8 @@ void model_free(model *m)
     model_unpack(m);
     model_scratch *s = &m->s;
     free(s->x), free(s->xb), free(s->xo), free(s->q), free(s->k), free(s->v), free(s->att);
-    free(s->hb), free(s->hb2), free(s->rows), free(s->attn_ws), free(s->tiles), free(s->mm);
+    free(s->hb), free(s->hb2), free(s->rows), free(s->attn_ws), free(s->tiles), free(s->attn_seg0),
+        free(s->attn_part0), free(s->part_m), free(s->part_s), free(s->part_a), free(s->mm);
     free(s->seq_end);
     model_lora_scratch_free(m);
     free(s->moe_logits), free(s->moe_wt), free(s->moe_sel), free(s->moe_slot), free(s->moe_first);

@@ -30,14 +30,14 @@ static bool is_moe(const char *arch)
     return !strcmp(arch, "mixtral") || strstr(arch, "moe") || !strcmp(arch, "deepseek2");
 }
 
+enum { RUN_CTX = 2560, RUN_BATCH = 64, RUN_BLOCKS = RUN_CTX / 16 };
+
 typedef struct {
     gguf_file *f;
     model *m;
     kv_store *kv;
-    int32_t blocks[64];
+    int32_t blocks[RUN_BLOCKS];
 } run_ctx;
-
-enum { RUN_CTX = 1024, RUN_BATCH = 64 }; /* 64 blocks of 16 */
 
 static void open_run(run_ctx *r, const char *path, kl_dtype kvt)
 {
@@ -46,11 +46,11 @@ static void open_run(run_ctx *r, const char *path, kl_dtype kvt)
     model_opts o = {.max_batch_tokens = RUN_BATCH, .max_ctx = RUN_CTX};
     if (model_load(&r->m, r->f, &o, &err)) t_fail(__FILE__, __LINE__, "%s", err.msg);
     const model_hparams *hp = model_hparams_of(r->m);
-    kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, kvt, 16u << 20};
+    kv_store_config kc = {hp->n_layers, hp->n_kv_heads * hp->head_dim, 16, kvt, 40u << 20};
     T_EQ(kv_store_create(&r->kv, &kc, &err), 0);
-    T_ASSERT(kv_store_n_blocks(r->kv) >= 64);
-    for (int i = 0; i < 64; i++)
-        r->blocks[i] = 63 - i; /* any order: the table decides */
+    T_ASSERT(kv_store_n_blocks(r->kv) >= RUN_BLOCKS);
+    for (int i = 0; i < RUN_BLOCKS; i++)
+        r->blocks[i] = RUN_BLOCKS - 1 - i; /* any order: the table decides */
 }
 
 static void close_run(run_ctx *r)
@@ -63,7 +63,7 @@ static void close_run(run_ctx *r)
 /* Logits of tokens tok[0..n) of one sequence, all rows, RUN_BATCH tokens per forward. */
 static void forward(run_ctx *r, const int32_t *tok, int n, float *logits)
 {
-    model_seq sq = {r->blocks, 64};
+    model_seq sq = {r->blocks, RUN_BLOCKS};
     int vocab = model_hparams_of(r->m)->n_vocab;
     t_batch tb;
     for (int i0 = 0; i0 < n; i0 += RUN_BATCH) {
@@ -231,15 +231,16 @@ TEST(model_arch_gemma3_matches_numpy_reference)
     T_ASSERT(mean < 1e-4 && worst < 1e-3);
 }
 
-/* A context of several attention spans (model/attn.c: online softmax over 256 positions at a
- * time, prompt chunks of 64) against the numpy reference, with windows over span boundaries:
- * gemma3 with a 300-token window on its local layers, 600 tokens. */
+/* A context of several attention spans and segments (model/attn.c: online softmax over 256
+ * positions at a time, segments of 1024 folded, prompt chunks of 64) against the numpy
+ * reference, with windows over span and segment boundaries: gemma3 with a 300-token window on
+ * its local layers, 2100 tokens. */
 TEST(model_arch_long_context_matches_numpy_reference)
 {
     if (system("/usr/bin/python3 -c 'import numpy' 2>/dev/null")) t_skip("no numpy");
     const char *path = t_tmp("g3long.gguf");
     make("gemma3", path, 7, 300);
-    double worst, mean = vs_numpy("gemma3 600 tokens", path, 600, &worst);
+    double worst, mean = vs_numpy("gemma3 2100 tokens", path, 2100, &worst);
     T_ASSERT(mean < 1e-4 && worst < 1e-3);
 }
 
