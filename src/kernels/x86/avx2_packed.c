@@ -81,128 +81,145 @@ static inline __m256i bcast4(const uint8_t *p)
     return _mm256_set1_epi32(v);
 }
 
-/* Half h (rows 8h..8h+7) of the panel at r x activation rows [b, b + NB), all blocks. */
-static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, int64_t r, int h,
-                                                            int b, int NB, int K)
+/* Halves [h0, h1) (rows 8h..8h+7) of the panel at r x activation rows [b, b + NB), all blocks. */
+static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, int64_t r, int h0,
+                                                            int h1, int b, int NB, int K)
 {
     const int64_t n = g->cols, nblk = n / KL_QK;
     const size_t rb = rec_bytes(K), as_ = g->a_stride;
-    const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride + (size_t)h * 32;
+    const uint8_t *P0 = g->W + (size_t)(r / PR) * g->w_stride;
     const uint8_t *a0 = g->act + (size_t)b * as_;
     const size_t od = (size_t)n, oc = (size_t)n + 4 * (size_t)nblk,
                  os = (size_t)n + 8 * (size_t)nblk;
     const __m256i ones = _mm256_set1_epi16(1), lo4 = _mm256_set1_epi8(0x0F);
     const __m256i lut =
         _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kl_iq4nl_values));
-    __m256 acc[BT];
-    _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++) acc[k] = _mm256_setzero_ps();
-    for (int64_t j = 0; j < nblk; j++, P += rb) {
-        /* w[q]: columns 4q..4q+3 of the 8 rows; unsigned, or |w| with the signed values in sw */
-        __m256i w[8], sw[8];
-        if (nib(K)) {
-            _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
-            {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(P + q * REG));
-                w[q] = _mm256_and_si256(v, lo4);
-                w[q + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
-            }
-            if (has_hb(K)) { /* bit q -> bit 4 of w[q] */
-                __m256i hb = _mm256_loadu_si256((const __m256i *)(P + 4 * REG));
-                const __m256i bit = _mm256_set1_epi8(0x10);
+    __m256 acc[BT][2];
+    _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++) acc[k][0] = acc[k][1] =
+        _mm256_setzero_ps();
+    for (int64_t j = 0; j < nblk; j++, P0 += rb)
+        _Pragma("GCC unroll 2") for (int h = h0; h < h1; h++)
+        {
+            const uint8_t *P = P0 + h * 32;
+            /* w[q]: columns 4q..4q+3 of the 8 rows; unsigned, or |w| with the signed values in sw
+             */
+            __m256i w[8], sw[8];
+            if (nib(K)) {
+                _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
+                {
+                    __m256i v = _mm256_loadu_si256((const __m256i *)(P + q * REG));
+                    w[q] = _mm256_and_si256(v, lo4);
+                    w[q + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+                }
+                if (has_hb(K)) { /* bit q -> bit 4 of w[q] */
+                    __m256i hb = _mm256_loadu_si256((const __m256i *)(P + 4 * REG));
+                    const __m256i bit = _mm256_set1_epi8(0x10);
+                    _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
+                    {
+                        __m256i x =
+                            q < 4 ? _mm256_slli_epi16(hb, 4 - q) : _mm256_srli_epi16(hb, q - 4);
+                        w[q] = _mm256_or_si256(w[q], _mm256_and_si256(x, bit));
+                    }
+                }
+                if (K == IQ4NL) _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
+                    {
+                        sw[q] = _mm256_shuffle_epi8(lut, w[q]);
+                        w[q] = _mm256_sign_epi8(sw[q], sw[q]);
+                    }
+            } else {
                 _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
                 {
-                    __m256i x = q < 4 ? _mm256_slli_epi16(hb, 4 - q) : _mm256_srli_epi16(hb, q - 4);
-                    w[q] = _mm256_or_si256(w[q], _mm256_and_si256(x, bit));
-                }
-            }
-            if (K == IQ4NL) _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
-                {
-                    sw[q] = _mm256_shuffle_epi8(lut, w[q]);
+                    sw[q] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(P + q * REG)),
+                                             _mm256_set1_epi8((char)0x80));
                     w[q] = _mm256_sign_epi8(sw[q], sw[q]);
                 }
-        } else {
-            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
+            }
+            __m256 ws = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(P0 + off_d(K) + h * 16)));
+            __m256 ms = has_m(K) ? _mm256_cvtph_ps(_mm_loadu_si128(
+                                       (const __m128i *)(P0 + off_d(K) + PR * 2 + h * 16)))
+                                 : ws;
+            _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
             {
-                sw[q] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(P + q * REG)),
-                                         _mm256_set1_epi8((char)0x80));
-                w[q] = _mm256_sign_epi8(sw[q], sw[q]);
+                const uint8_t *a = a0 + (size_t)k * as_, *qa = a + j * KL_QK;
+                __m256i i32;
+                if (is_signed(K)) {
+                    i32 = _mm256_setzero_si256();
+                    _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
+                    {
+                        __m256i p =
+                            _mm256_maddubs_epi16(w[q], _mm256_sign_epi8(bcast4(qa + 4 * q), sw[q]));
+                        i32 = _mm256_add_epi32(i32, _mm256_madd_epi16(p, ones));
+                    }
+                } else if (has_hb(K)) {
+                    __m256i s0 = _mm256_maddubs_epi16(w[0], bcast4(qa));
+                    __m256i s1 = _mm256_maddubs_epi16(w[4], bcast4(qa + 16));
+                    _Pragma("GCC unroll 3") for (int q = 1; q < 4; q++)
+                    {
+                        s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(w[q], bcast4(qa + 4 * q)));
+                        s1 = _mm256_add_epi16(
+                            s1, _mm256_maddubs_epi16(w[q + 4], bcast4(qa + 16 + 4 * q)));
+                    }
+                    i32 =
+                        _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
+                } else {
+                    __m256i s = _mm256_maddubs_epi16(w[0], bcast4(qa));
+                    _Pragma("GCC unroll 7") for (int q = 1; q < 8; q++) s =
+                        _mm256_add_epi16(s, _mm256_maddubs_epi16(w[q], bcast4(qa + 4 * q)));
+                    i32 = _mm256_madd_epi16(s, ones);
+                }
+                if (K == Q40 || K == Q50) {
+                    int32_t c; /* -128 * the block's sum */
+                    memcpy(&c, a + oc + 4 * j, 4);
+                    i32 = _mm256_add_epi32(i32, _mm256_set1_epi32(K == Q40 ? c >> 4 : c >> 3));
+                }
+                float d;
+                memcpy(&d, a + od + 4 * j, 4);
+                acc[k][h - h0] = _mm256_fmadd_ps(
+                    _mm256_cvtepi32_ps(i32), _mm256_mul_ps(ws, _mm256_set1_ps(d)), acc[k][h - h0]);
+                if (has_m(K)) {
+                    float s;
+                    memcpy(&s, a + os + 4 * j, 4);
+                    acc[k][h - h0] = _mm256_fmadd_ps(ms, _mm256_set1_ps(s), acc[k][h - h0]);
+                }
             }
         }
-        __m256 ws =
-            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(P - h * 32 + off_d(K) + h * 16)));
-        __m256 ms = has_m(K) ? _mm256_cvtph_ps(_mm_loadu_si128(
-                                   (const __m128i *)(P - h * 32 + off_d(K) + PR * 2 + h * 16)))
-                             : ws;
-        _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
-        {
-            const uint8_t *a = a0 + (size_t)k * as_, *qa = a + j * KL_QK;
-            __m256i i32;
-            if (is_signed(K)) {
-                i32 = _mm256_setzero_si256();
-                _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
-                {
-                    __m256i p =
-                        _mm256_maddubs_epi16(w[q], _mm256_sign_epi8(bcast4(qa + 4 * q), sw[q]));
-                    i32 = _mm256_add_epi32(i32, _mm256_madd_epi16(p, ones));
-                }
-            } else if (has_hb(K)) {
-                __m256i s0 = _mm256_maddubs_epi16(w[0], bcast4(qa));
-                __m256i s1 = _mm256_maddubs_epi16(w[4], bcast4(qa + 16));
-                _Pragma("GCC unroll 3") for (int q = 1; q < 4; q++)
-                {
-                    s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(w[q], bcast4(qa + 4 * q)));
-                    s1 = _mm256_add_epi16(s1,
-                                          _mm256_maddubs_epi16(w[q + 4], bcast4(qa + 16 + 4 * q)));
-                }
-                i32 = _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
-            } else {
-                __m256i s = _mm256_maddubs_epi16(w[0], bcast4(qa));
-                _Pragma("GCC unroll 7") for (int q = 1; q < 8; q++) s =
-                    _mm256_add_epi16(s, _mm256_maddubs_epi16(w[q], bcast4(qa + 4 * q)));
-                i32 = _mm256_madd_epi16(s, ones);
-            }
-            if (K == Q40 || K == Q50) {
-                int32_t c; /* -128 * the block's sum */
-                memcpy(&c, a + oc + 4 * j, 4);
-                i32 = _mm256_add_epi32(i32, _mm256_set1_epi32(K == Q40 ? c >> 4 : c >> 3));
-            }
-            float d;
-            memcpy(&d, a + od + 4 * j, 4);
-            acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(ws, _mm256_set1_ps(d)),
-                                     acc[k]);
-            if (has_m(K)) {
-                float s;
-                memcpy(&s, a + os + 4 * j, 4);
-                acc[k] = _mm256_fmadd_ps(ms, _mm256_set1_ps(s), acc[k]);
-            }
-        }
-    }
     _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
-        store_rows(g->y + (int64_t)(b + k) * g->ldy + r + 8 * h, acc[k], g->rows - r - 8 * h);
+        _Pragma("GCC unroll 2") for (int h = h0; h < h1; h++) store_rows(
+            g->y + (int64_t)(b + k) * g->ldy + r + 8 * h, acc[k][h - h0], g->rows - r - 8 * h);
 }
 
+/* Up to two activation rows (generation) take both halves of a block in one pass, so that the
+ * panel is read once, as one stream; more take one half at a time over all blocks (8 weight
+ * registers serve BT rows), the second half re-read from cache. */
 #define INT8_GEMM(NAME, K)                                                                         \
     static void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                     \
     {                                                                                              \
         for (int bg = 0; bg < g->B; bg += ACT_GROUP) {                                             \
             int be = g->B - bg > ACT_GROUP ? bg + ACT_GROUP : g->B;                                \
-            for (int64_t r = r0; r < r1; r += PR)                                                  \
-                for (int h = 0; h < 2 && r + 8 * h < g->rows; h++)                                 \
-                    for (int b = bg; b < be; b += BT)                                              \
-                        switch (be - b < BT ? be - b : BT) {                                       \
-                        case 4:                                                                    \
-                            tile_int8(g, r, h, b, 4, K);                                           \
-                            break;                                                                 \
-                        case 3:                                                                    \
-                            tile_int8(g, r, h, b, 3, K);                                           \
-                            break;                                                                 \
-                        case 2:                                                                    \
-                            tile_int8(g, r, h, b, 2, K);                                           \
-                            break;                                                                 \
-                        default:                                                                   \
-                            tile_int8(g, r, h, b, 1, K);                                           \
-                            break;                                                                 \
-                        }                                                                          \
+            for (int64_t r = r0; r < r1; r += PR) {                                                \
+                int nh = r + 8 < g->rows ? 2 : 1;                                                  \
+                for (int b = bg, nb; b < be; b += nb) {                                            \
+                    nb = be - b < BT ? be - b : BT;                                                \
+                    if (nb <= 2 && nh == 2)                                                        \
+                        nb == 2 ? tile_int8(g, r, 0, 2, b, 2, K) : tile_int8(g, r, 0, 2, b, 1, K); \
+                    else                                                                           \
+                        for (int h = 0; h < nh; h++)                                               \
+                            switch (nb) {                                                          \
+                            case 4:                                                                \
+                                tile_int8(g, r, h, h + 1, b, 4, K);                                \
+                                break;                                                             \
+                            case 3:                                                                \
+                                tile_int8(g, r, h, h + 1, b, 3, K);                                \
+                                break;                                                             \
+                            case 2:                                                                \
+                                tile_int8(g, r, h, h + 1, b, 2, K);                                \
+                                break;                                                             \
+                            default:                                                               \
+                                tile_int8(g, r, h, h + 1, b, 1, K);                                \
+                                break;                                                             \
+                            }                                                                      \
+                }                                                                                  \
+            }                                                                                      \
         }                                                                                          \
     }
 
