@@ -86,30 +86,29 @@ static void pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int
         }
 }
 
-static void pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
+/* F32 and F16 (es bytes an element): column c of the panel's 16 rows is element c * 16 + r. */
+static inline __attribute__((always_inline)) void
+pack_plain(size_t es, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
 {
     for (int64_t p = p0; p < p1; p++) {
-        float *o = (float *)dst + (size_t)p * (size_t)cols * PR;
-        memset(o, 0, sizeof(float) * (size_t)cols * PR);
+        uint8_t *o = (uint8_t *)dst + (size_t)p * (size_t)cols * PR * es;
+        memset(o, 0, es * (size_t)cols * PR);
         for (int r = 0; r < PR && p * PR + r < rows; r++) {
-            const float *w = (const float *)W + (size_t)(p * PR + r) * (size_t)cols;
+            const uint8_t *w = (const uint8_t *)W + (size_t)(p * PR + r) * (size_t)cols * es;
             for (int64_t c = 0; c < cols; c++)
-                o[(size_t)c * PR + (size_t)r] = w[c];
+                memcpy(o + ((size_t)c * PR + (size_t)r) * es, w + (size_t)c * es, es);
         }
     }
 }
 
+static void pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
+{
+    pack_plain(4, W, rows, cols, p0, p1, dst);
+}
+
 static void pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
 {
-    for (int64_t p = p0; p < p1; p++) {
-        uint16_t *o = (uint16_t *)dst + (size_t)p * (size_t)cols * PR;
-        memset(o, 0, sizeof(uint16_t) * (size_t)cols * PR);
-        for (int r = 0; r < PR && p * PR + r < rows; r++) {
-            const uint16_t *w = (const uint16_t *)W + (size_t)(p * PR + r) * (size_t)cols;
-            for (int64_t c = 0; c < cols; c++)
-                o[(size_t)c * PR + (size_t)r] = w[c];
-        }
-    }
+    pack_plain(2, W, rows, cols, p0, p1, dst);
 }
 
 /* Q4_1, Q5_0, Q5_1: whether the record has the fifth-bit group, the min, and its size. */

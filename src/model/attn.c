@@ -203,19 +203,13 @@ static void write_out(model *m, int i, int h, const float *acc, double sum)
         o[d] = acc[d] * inv;
 }
 
-/* The tile's first segment; the partial results of a split tile's segment k are at
- * m->s.part_* index part0[tile] + (k - first segment) * n_heads * nt + g * nt * group + t *
- * group + h (every KV head's rows, whichever item computed them). */
-static int first_seg(const attn_job *j, int tile)
-{
-    int lo = INT32_MAX;
-    for (int i = j->m->s.tiles[tile]; i < j->m->s.tiles[tile + 1]; i++)
-        if (first_pos(j, i) < lo) lo = first_pos(j, i);
-    return lo / MODEL_ATTN_SEG;
-}
+/* The partial results of a split tile's segment k (counted from the tile's first) are at
+ * m->s.part_* index part0[tile] + k * n_heads * nt + g * nt * group + t * group + h (every KV
+ * head's rows, whichever item computed them). */
 
-/* One work item (see above): segment seg of the tile (its partial results stored for
- * merge_split), or with seg < 0 all of the tile's segments, folded, then the output. */
+/* One work item (see above): the tile's segment seg, counted from its first (the partial
+ * results stored for merge_split), or with seg < 0 all of the tile's segments, folded, then the
+ * output. */
 static void attn_tile(const attn_job *j, int tile, int g0, int ng, int seg, float *ws)
 {
     model *m = j->m;
@@ -247,15 +241,14 @@ static void attn_tile(const attn_job *j, int tile, int g0, int ng, int seg, floa
             j->ops->round(q, c.qs + (size_t)(gi * c.hrows + t * group) * hd, group * hd);
         }
     int k0 = c.lo_min / MODEL_ATTN_SEG, k1 = (c.len_max - 1) / MODEL_ATTN_SEG + 1;
-    if (seg >= 0) k0 = seg, k1 = seg + 1;
+    if (seg >= 0) k0 += seg, k1 = k0 + 1;
     for (int r = 0; r < c.rows; r++)
         fsum[r] = 0;
     for (int k = k0; k < k1; k++) {
         int P0 = k * MODEL_ATTN_SEG, P1 = P0 + MODEL_ATTN_SEG;
         attend_range(j, &c, P0 > c.lo_min ? P0 : c.lo_min, P1 < c.len_max ? P1 : c.len_max);
         if (seg >= 0) { /* this segment's rows, for merge_split */
-            size_t at = (size_t)j->part0[tile] +
-                        (size_t)(k - first_seg(j, tile)) * (size_t)hp->n_heads * (size_t)c.nt +
+            size_t at = (size_t)j->part0[tile] + (size_t)seg * (size_t)hp->n_heads * (size_t)c.nt +
                         (size_t)g0 * (size_t)c.hrows;
             for (int r = 0; r < c.rows; r++) {
                 m->s.part_m[at + (size_t)r] = c.mx[r], m->s.part_s[at + (size_t)r] = c.sum[r];
@@ -295,7 +288,7 @@ static void attn_part(void *ctx, int ith, int nth)
         int t = 0;
         while (j->seg0[t + 1] <= u)
             t++;
-        attn_tile(j, t, g0, ng, first_seg(j, t) + u - j->seg0[t], ws);
+        attn_tile(j, t, g0, ng, u - j->seg0[t], ws);
     }
 }
 
@@ -374,10 +367,12 @@ void model_attention(model *m, kl_workers *w, kv_store *kv, int layer, const mod
         size_t parts = 0;
         j.seg0[0] = 0;
         for (int t = 0; t < nt; t++) {
-            int tl = m->s.tiles[t + 1] - m->s.tiles[t], len = 0;
-            for (int i = m->s.tiles[t]; i < m->s.tiles[t + 1]; i++)
+            int tl = m->s.tiles[t + 1] - m->s.tiles[t], len = 0, lo = INT32_MAX;
+            for (int i = m->s.tiles[t]; i < m->s.tiles[t + 1]; i++) {
                 if (end_pos(&j, i) > len) len = end_pos(&j, i);
-            int nseg = (len - 1) / MODEL_ATTN_SEG + 1 - first_seg(&j, t);
+                if (first_pos(&j, i) < lo) lo = first_pos(&j, i);
+            }
+            int nseg = (len - 1) / MODEL_ATTN_SEG + 1 - lo / MODEL_ATTN_SEG;
             j.part0[t] = (int32_t)parts;
             parts += (size_t)nseg * (size_t)m->hp.n_heads * (size_t)tl;
             j.seg0[t + 1] = j.seg0[t] + nseg;
