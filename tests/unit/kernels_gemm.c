@@ -274,43 +274,69 @@ TEST(kernels_matmul_multi_matches_separate_calls)
     kl_workers_destroy(w);
 }
 
-/* The activation quantization of each ISA gives the reference's bytes exactly (batch
- * invariance and the int8 results rest on it): random rows of several scales, a zero block,
- * a block of one value, halves that round to even, subnormals. */
+/* Fills x[0, n) for the activation tests: random blocks of 32 at scales 2^-10..2^1 (so
+ * some Q8_K blocks mix small and large), then, where they fit, a zero block (of 32 and of
+ * 256), a block of one value, halves that round to even, subnormals, and the Q8_K ties: the
+ * largest magnitude first negative then positive (and the reverse, in another vector), and
+ * at the last element. */
+static void act_fill(float *x, int n)
+{
+    for (int i = 0; i < n; i++)
+        x[i] = frand() * (float)(1 << (i / 32 % 12)) * 1e-3f;
+    if (n >= 4 * 256) {
+        memset(x, 0, 256 * sizeof *x); /* a whole Q8_K block of zeros */
+        for (int i = 256; i < 288; i++)
+            x[i] = -3.25f;
+        for (int i = 288; i < 320; i++)
+            x[i] = (float)(i - 288) * 127.0f / 62.0f - 63.5f; /* k + 0.5 */
+        for (int i = 320; i < 352; i++)
+            x[i] = (float)(i - 319) * 1e-40f;
+        x[512 + 37] = -9.0f, x[512 + 200] = 9.0f;  /* first of the tie negative */
+        x[768 + 13] = 7.5f, x[768 + 14] = -7.5f;   /* positive, same vector */
+        x[768 + 100] = -7.5f, x[768 + 255] = 7.5f; /* later ones lose */
+    }
+    if (n >= 6 * 256) x[5 * 256 + 255] = -50.0f;    /* the largest last */
+    if (n >= 96) memset(x + 64, 0, 32 * sizeof *x); /* a zero block of 32 */
+}
+
+/* The activation quantization of every ISA gives the reference's bytes exactly (batch
+ * invariance and the int8 results rest on it), for every type with quantized activations
+ * (Q8_0, Q8_1 and Q8_K layouts), row lengths of 1, 3, 9, 40 blocks of 32 and 1, 3, 6, 11 of
+ * 256: any byte that differs fails, the row's padding included (left alone by both). */
 TEST(kernels_quant_act_simd_matches_reference_bits)
 {
-    enum { N = 32 * 40 };
-    float *x = malloc(sizeof(float) * N);
-    for (int i = 0; i < N; i++)
-        x[i] = frand() * (float)(1 << (i / 32 % 12)) * 1e-3f;
-    for (int i = 32; i < 64; i++)
-        x[i] = 0.0f;
-    for (int i = 64; i < 96; i++)
-        x[i] = -3.25f;
-    for (int i = 96; i < 128; i++)
-        x[i] = (float)(i - 96) * 127.0f / 62.0f - 63.5f; /* k + 0.5 */
-    for (int i = 128; i < 160; i++)
-        x[i] = (float)(i - 127) * 1e-40f;
-    const kl_dtype types[] = {KL_Q8_0, KL_Q4_0, KL_Q5_0, KL_Q4_1, KL_Q5_1};
-    for (int ti = 0; ti < 5; ti++) {
-        const kl_type_ops *ref = &kl_isa_find("scalar")->types[types[ti]];
-        size_t rb = kl_act_row_bytes(ref->act, N);
-        uint8_t *a = malloc(rb), *b = malloc(rb);
-        memset(a, 0x5A, rb); /* the row's padding is left alone by both */
-        ref->quant_act(x, a, N);
-        int isas = 0;
-        for (const char *const *n = (const char *const[]){"avx2", "avx512", "avx512vbmi", NULL}; *n;
-             n++) {
-            const kl_isa *isa = kl_isa_find(*n);
-            if (!isa || isa->types[types[ti]].quant_act == ref->quant_act) continue;
-            isas++;
-            memset(b, 0x5A, rb);
-            isa->types[types[ti]].quant_act(x, b, N);
-            T_MEMEQ(a, b, rb);
+    static const int n32[] = {32, 96, 288, 1280}, nk[] = {256, 768, 1536, 2816};
+    const kl_isa *sc = kl_isa_find("scalar");
+    float *x = malloc(sizeof(float) * 2816);
+    int compared = 0;
+    for (int t = 0; t < KL_DTYPE_COUNT; t++) {
+        const kl_type_ops *ref = &sc->types[t];
+        if (!ref->quant_act) continue;
+        const int *ns = ref->act == KL_Q8_K ? nk : n32;
+        for (int ni = 0; ni < 4; ni++) {
+            int n = ns[ni];
+            act_fill(x, n);
+            size_t rb = kl_act_row_bytes(ref->act, n);
+            uint8_t *a = malloc(rb), *b = malloc(rb);
+            memset(a, 0x5A, rb);
+            ref->quant_act(x, a, n);
+            for (const char *const *nm =
+                     (const char *const[]){"avx2", "avx512", "avx512vbmi", NULL};
+                 *nm; nm++) {
+                const kl_isa *isa = kl_isa_find(*nm);
+                if (!isa || isa->types[t].quant_act == ref->quant_act) continue;
+                T_EQ(isa->types[t].act, ref->act);
+                compared++;
+                memset(b, 0x5A, rb);
+                isa->types[t].quant_act(x, b, n);
+                if (memcmp(a, b, rb))
+                    fprintf(stderr, "# %s %s n=%d: bytes differ\n", *nm, kl_dtype_get(t)->name, n);
+                T_MEMEQ(a, b, rb);
+            }
+            free(a), free(b);
         }
-        if (!isas) t_skip("no SIMD activation quantization on this CPU");
-        free(a), free(b);
     }
+    if (!compared) t_skip("no SIMD activation quantization on this CPU");
     free(x);
 }
 

@@ -7,6 +7,9 @@ void kl_avx2_gemm_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_f32(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_f16(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_bf16(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx2_quant_act_q8_0(const float *x, void *dst, int64_t n); /* x86/avx2_quant.c */
+void kl_avx2_quant_act_q8_1(const float *x, void *dst, int64_t n);
+void kl_avx2_quant_act_q8_k(const float *x, void *dst, int64_t n);
 
 void kl_isa_avx2_init(kl_isa *isa)
 {
@@ -22,4 +25,12 @@ void kl_isa_avx2_init(kl_isa *isa)
     kl_avx2_types_legacy(isa);
     kl_avx2_types_packed(isa);
     kl_avx2_types_iq(isa);
+    /* every type that quantizes its activations with a scalar reference (the IQ families'
+     * rows included) takes the AVX2 one: the same bytes */
+    for (int t = 0; t < KL_DTYPE_COUNT; t++) {
+        kl_row_fn *q = &isa->types[t].quant_act;
+        if (*q == kl_ref_quant_act_q8_0) *q = kl_avx2_quant_act_q8_0;
+        if (*q == kl_ref_quant_act_q8_1) *q = kl_avx2_quant_act_q8_1;
+        if (*q == kl_ref_quant_act_q8_k) *q = kl_avx2_quant_act_q8_k;
+    }
 }
