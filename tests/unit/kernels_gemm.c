@@ -95,7 +95,8 @@ static void check(kl_dtype t, const kl_isa *isa, int rows, int cols, int B)
 static void check_all(kl_dtype t)
 {
     /* rows: 150 gives each of two workers five panels (packed float tiles of 4, 2 and 1 panels) */
-    static const int rows[] = {1, 17, 33, 70, 150}, bs[] = {1, 3, 9, 19};
+    /* batches: 6 is a tile of 4 and one of 2 (the AVX2 K-quants' generation tile at 1 and 2) */
+    static const int rows[] = {1, 17, 33, 70, 150}, bs[] = {1, 3, 6, 9, 19};
     static const int qcols[] = {32, 96, 160, 2080}, fcols[] = {13, 101, 160, 2083};
     static const int kcols[] = {256, 768, 1280, 2304};
     int blk = (int)kl_dtype_get(t)->block_elems;
@@ -115,7 +116,7 @@ static void check_all(kl_dtype t)
         seen[++isas] = &isa->types[t];
         for (int i = 0; i < 5; i++)
             for (int j = 0; j < 4; j++)
-                for (int k = 0; k < 4; k++)
+                for (int k = 0; k < 5; k++)
                     check(t, isa, rows[i], cols[j], bs[k]);
     }
     if (!isas) t_skip("no SIMD matmul for this type on this CPU");

@@ -198,6 +198,109 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
     }
 }
 
+/* tile() for one or two activation rows (generation), both halves of each sub-block in one
+ * pass: the panel is then read front to back once, as one even stream (half by half, the
+ * second half's pass re-read the record from L1 with no new line asked of DRAM meanwhile:
+ * Q6_K streamed at 0.65 of its in-cache speed), and each activation broadcast serves both
+ * halves (GEN below says which types this serves). Q3_K/Q6_K take the offset out of the
+ * integer sum per sub-block, with the scales times 4 or 32 (|32 sc| <= 1024, |bs| <= 2032:
+ * exact in int32), the same integer as tile()'s one subtraction (and two fewer accumulators);
+ * the float steps are tile()'s: the same bits, whichever tile a row falls in. */
+static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int64_t r, int b,
+                                                           int NB, int K)
+{
+    int64_t n = g->cols, nsb = n / KL_QKK;
+    const size_t rb = rec_bytes(K);
+    const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
+    const int8_t *aq[2];
+    const float *ad[2];
+    const int16_t *as[2];
+    __m256 out[2][2];
+    _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++)
+    {
+        const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;
+        aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_k_d(a, n), as[k] = kl_act_q8_k_bsums(a, n);
+        out[0][k] = out[1][k] = _mm256_setzero_ps();
+    }
+    const int run = run_of(K), fold = K == Q3 ? 2 : K == Q6 ? 5 : 0;
+    for (int64_t j = 0; j < nsb; j++, P += rb) {
+        __m256i isum[2][2], ioff[2][2];
+        _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
+            _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++) isum[hf][k] = ioff[hf][k] =
+                _mm256_setzero_si256();
+        for (int s = 0; s < 8; s++) {
+            __m256i sc_lo[2], sc_hi[2], off[2], p[2][2];
+            _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
+            {
+                scales(K, P, hf, s, &sc_lo[hf], &sc_hi[hf], &off[hf]);
+                if (fold) off[hf] = _mm256_slli_epi16(off[hf], fold);
+            }
+            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
+            {
+                __m256i a[2];
+                _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++) a[k] =
+                    bcast4(aq[k] + j * KL_QKK + 32 * s + 4 * q);
+                _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
+                {
+                    __m256i w = quants(K, P, hf, s, q);
+                    _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++)
+                    {
+                        __m256i m = _mm256_maddubs_epi16(w, a[k]);
+                        p[hf][k] = q % run == 0 ? m : _mm256_add_epi16(p[hf][k], m);
+                    }
+                    if (q % run == run - 1) {
+                        __m256i sc = q < 4 ? sc_lo[hf] : sc_hi[hf];
+                        _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++) isum[hf][k] =
+                            _mm256_add_epi32(isum[hf][k], _mm256_madd_epi16(p[hf][k], sc));
+                    }
+                }
+            }
+            _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++)
+            {
+                __m256i bs = bcast4(as[k] + 16 * j + 2 * s);
+                _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
+                {
+                    __m256i t = _mm256_madd_epi16(off[hf], bs);
+                    if (fold)
+                        isum[hf][k] = _mm256_sub_epi32(isum[hf][k], t);
+                    else
+                        ioff[hf][k] = _mm256_add_epi32(ioff[hf][k], t);
+                }
+            }
+        }
+        _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
+        {
+            __m256 dv = _mm256_cvtph_ps(
+                _mm_loadu_si128((const __m128i *)(P + OFF_D + (size_t)hf * HR * 2)));
+            __m256 mv = K == Q2 || K == Q4 || K == Q5
+                            ? _mm256_cvtph_ps(_mm_loadu_si128(
+                                  (const __m128i *)(P + OFF_DMIN + (size_t)hf * HR * 2)))
+                            : dv;
+            _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++)
+            {
+                __m256 da = _mm256_set1_ps(ad[k][j]);
+                out[hf][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[hf][k]), _mm256_mul_ps(dv, da),
+                                             out[hf][k]);
+                if (!fold)
+                    out[hf][k] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ioff[hf][k]),
+                                                  _mm256_mul_ps(mv, da), out[hf][k]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++)
+    {
+        float *y = g->y + (int64_t)(b + k) * g->ldy + r;
+        store_half(y, out[0][k], g->rows - r);
+        store_half(y + HR, out[1][k], g->rows - r - HR);
+    }
+}
+
+/* The types tile_gen serves at one or two rows. Streaming 4 copies of 8192x2048, 1 thread,
+ * loaded machine, GB/s of weights, tile -> tile_gen: Q6_K B=1 24-26 -> 32-34, B=2 16 -> 27;
+ * Q2_K B=1 22.4 -> 24.2-24.6, B=2 14.8 both; not taken: Q3_K (B=1 21.4 -> 22.0, B=2 16.1 ->
+ * 15.2), Q4_K (36-38 both), Q5_K (B=1 32 -> 25, B=2 24.6 -> 13.5). */
+#define GEN(K) ((K) == Q6 || (K) == Q2)
+
 #define TILE_NB(K, g, r, b, nb)                                                                    \
     switch (nb) { /* constant tile heights */                                                      \
     case 4:                                                                                        \
@@ -207,10 +310,16 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
         tile(g, r, b, 3, K);                                                                       \
         break;                                                                                     \
     case 2:                                                                                        \
-        tile(g, r, b, 2, K);                                                                       \
+        if (GEN(K))                                                                                \
+            tile_gen(g, r, b, 2, K);                                                               \
+        else                                                                                       \
+            tile(g, r, b, 2, K);                                                                   \
         break;                                                                                     \
     default:                                                                                       \
-        tile(g, r, b, 1, K);                                                                       \
+        if (GEN(K))                                                                                \
+            tile_gen(g, r, b, 1, K);                                                               \
+        else                                                                                       \
+            tile(g, r, b, 1, K);                                                                   \
         break;                                                                                     \
     }
 
