@@ -51,19 +51,62 @@ static inline float iq2_hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* Magnitudes g (32 bytes) with the signs of 4 sign bytes (byte l: elements 8l..8l+7, bit j element
- * 8l+j). */
-static inline __m256i iq2_apply_signs(__m256i g, uint32_t signs)
+/* +1 or -1 per element from 4 sign bytes (byte l: elements 8l..8l+7, bit j element 8l+j set:
+ * negative), given in every 32-bit lane of v, for vpsignb on the activations. */
+static inline __m256i iq2_sign_pm1v(__m256i v)
 {
     const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
                                             2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
     const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
-    __m256i m = _mm256_shuffle_epi8(_mm256_set1_epi32((int)signs), spread);
+    __m256i m = _mm256_shuffle_epi8(v, spread);
     m = _mm256_cmpeq_epi8(_mm256_and_si256(m, bit), bit);
-    return _mm256_sub_epi8(_mm256_xor_si256(g, m), m);
+    return _mm256_or_si256(m, _mm256_set1_epi8(1));
+}
+static inline __m256i iq2_sign_pm1(uint32_t signs)
+{
+    return iq2_sign_pm1v(_mm256_set1_epi32((int)signs));
 }
 
-#define IQ2_TILE(PFX, BLOCK, BIAS)                                                                 \
+/* Sign bytes of IQ3_XXS, IQ2_XXS, IQ2_XS in registers: 32 bytes of 7 sign bits each (bit 7
+ * clear) get bit 7 set to their parity (an even count of set bits in the byte: the row of
+ * kl_iq_ksigns), through a parity table of each nibble. */
+static inline __m256i iq2_ksigns32(__m256i f)
+{
+    const __m256i par =
+        _mm256_setr_epi8(0, -128, -128, 0, -128, 0, 0, -128, -128, 0, 0, -128, 0, -128, -128, 0, 0,
+                         -128, -128, 0, -128, 0, 0, -128, -128, 0, 0, -128, 0, -128, -128, 0);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256i lo = _mm256_shuffle_epi8(par, _mm256_and_si256(f, m4));
+    __m256i hi = _mm256_shuffle_epi8(par, _mm256_and_si256(_mm256_srli_epi16(f, 4), m4));
+    return _mm256_or_si256(f, _mm256_xor_si256(lo, hi));
+}
+/* The sign bytes of chunk c (32-bit lane c of s) in every lane, as +1 or -1 per element. */
+static inline __m256i iq2_chunk_signs(__m256i s, int c)
+{
+    return iq2_sign_pm1v(_mm256_permutevar8x32_epi32(s, _mm256_set1_epi32(c)));
+}
+/* 4 fields of 7 bits at bits 0, 7, 14, 21 of each 32-bit lane, one to a byte (lane i: sign
+ * bytes 4i..4i+3). */
+static inline __m256i iq2_fields7(__m256i a)
+{
+    const __m256i m7 = _mm256_set1_epi32(127);
+    __m256i f = _mm256_and_si256(a, m7);
+    f = _mm256_or_si256(f, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(a, 7), m7), 8));
+    f = _mm256_or_si256(f, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(a, 14), m7), 16));
+    return _mm256_or_si256(f,
+                           _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(a, 21), m7), 24));
+}
+
+/* Grid lookups by plain loads, not vpgather: on Zen 4 a gather of 8 dwords or 4 qwords costs
+ * more than the loads and inserts (and llama.cpp's AVX2 dots load the same way). */
+static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1, unsigned i2,
+                                  unsigned i3)
+{
+    return _mm256_setr_epi64x((long long)grid[i0], (long long)grid[i1], (long long)grid[i2],
+                              (long long)grid[i3]);
+}
+
+#define IQ2_TILE_ANY(PFX, BLOCK, BIAS, MS)                                                         \
     static inline                                                                                  \
         __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
     {                                                                                              \
@@ -90,13 +133,17 @@ static inline __m256i iq2_apply_signs(__m256i g, uint32_t signs)
                        : _mm256_setzero_si256();                                                   \
             _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)                                    \
             {                                                                                      \
-                __m256i q = PFX##_chunk32(&w[j], &st, c), sc = iq2_chunk_scales(st.s16, c);        \
-                __m256i uq = (BIAS) ? q : _mm256_sign_epi8(q, q);                                  \
+                __m256i sg = _mm256_setzero_si256();                                               \
+                __m256i q = PFX##_chunk32(&w[j], &st, c, &sg), sc = iq2_chunk_scales(st.s16, c);   \
+                __m256i uq = (BIAS) || (MS) ? q : _mm256_sign_epi8(q, q);                          \
                 _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                               \
                 {                                                                                  \
                     __m256i a =                                                                    \
                         _mm256_loadu_si256((const __m256i *)(aq[k] + j * KL_QKK + 32 * c));        \
-                    if (!(BIAS)) a = _mm256_sign_epi8(a, q);                                       \
+                    if (MS)                                                                        \
+                        a = _mm256_sign_epi8(a, sg);                                               \
+                    else if (!(BIAS))                                                              \
+                        a = _mm256_sign_epi8(a, q);                                                \
                     is[k] = _mm256_add_epi32(is[k],                                                \
                                              _mm256_madd_epi16(_mm256_maddubs_epi16(uq, a), sc));  \
                 }                                                                                  \
@@ -107,6 +154,11 @@ static inline __m256i iq2_apply_signs(__m256i g, uint32_t signs)
         _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r] = \
             iq2_hsum(acc[k]);                                                                      \
     }
+
+/* BIAS: PFX_chunk32 gives w + BIAS (unsigned); otherwise the signed w (|w| <= 127). */
+#define IQ2_TILE(PFX, BLOCK, BIAS) IQ2_TILE_ANY(PFX, BLOCK, BIAS, 0)
+/* PFX_chunk32 gives the magnitudes |w| and sets *sg to +1 or -1 per element (its sign). */
+#define IQ2_TILE_MS(PFX, BLOCK) IQ2_TILE_ANY(PFX, BLOCK, 0, 1)
 
 #define IQ2_GEMM(NAME, PFX)                                                                        \
     void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \

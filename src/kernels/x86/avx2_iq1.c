@@ -13,53 +13,65 @@ typedef iq1_st iq1_s_st;
 typedef iq1_st iq1_m_st;
 
 /* 8 g + shift for 4 grid entries; shift is +-1 per byte. */
-static inline __m256i grid4(__m128i idx, __m256i shift)
+static inline __m256i grid4(unsigned i0, unsigned i1, unsigned i2, unsigned i3, __m256i shift)
 {
-    __m256i g = _mm256_i32gather_epi64((const long long *)kl_iq1s_grid, idx, 8);
+    __m256i g = iq2_lut64x4(kl_iq1s_grid, i0, i1, i2, i3);
     g = _mm256_add_epi8(g, g), g = _mm256_add_epi8(g, g), g = _mm256_add_epi8(g, g);
     return _mm256_add_epi8(g, shift);
 }
 
 static inline void iq1_s_begin(const kl_block_iq1_s *w, iq1_st *st)
 {
-    int16_t v[16];
-    kl_iq_scales_iq1_s(w, v);
-    st->s16 = _mm256_loadu_si256((const __m256i *)v);
+    /* bits 12-14 of qh[ib], the scale of both its sixteens */
+    __m256i qh = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)w->qh));
+    qh = _mm256_and_si256(_mm256_srli_epi32(qh, 12), _mm256_set1_epi32(7));
+    st->s16 = iq2_odd16(iq2_twice16(qh));
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
 
-static inline __m256i iq1_s_chunk32(const kl_block_iq1_s *w, const iq1_st *st, int c)
+static inline __m256i iq1_s_chunk32(const kl_block_iq1_s *w, const iq1_st *st, int c, __m256i *sg)
 {
-    (void)st;
+    (void)st, (void)sg;
     const uint8_t *q = w->qs + 4 * c;
-    int h = w->qh[c];
-    __m128i idx = _mm_setr_epi32(q[0] | (h << 8 & 0x700), q[1] | (h << 5 & 0x700),
-                                 q[2] | (h << 2 & 0x700), q[3] | (h >> 1 & 0x700));
-    return grid4(idx, _mm256_set1_epi8(h & 0x8000 ? -1 : 1));
+    unsigned h = w->qh[c];
+    return grid4(q[0] | (h << 8 & 0x700), q[1] | (h << 5 & 0x700), q[2] | (h << 2 & 0x700),
+                 q[3] | (h >> 1 & 0x700), _mm256_set1_epi8(h & 0x8000 ? -1 : 1));
+}
+
+static inline uint64_t scale_words(const kl_block_iq1_m *w)
+{
+    uint64_t v;
+    memcpy(&v, w->scales, 8);
+    return v;
 }
 
 static inline void iq1_m_begin(const kl_block_iq1_m *w, iq1_st *st)
 {
-    int16_t v[16];
-    kl_iq_scales_iq1_m(w, v);
-    st->s16 = _mm256_loadu_si256((const __m256i *)v);
+    /* lane t: word t / 4 of scales, its bits 3 (t % 4).. brought to bits 13-15 by a multiply
+     * (AVX2 has no per-lane 16-bit shift), then down */
+    __m256i v = _mm256_set1_epi64x((long long)scale_words(w));
+    v = _mm256_shuffle_epi8(v, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4,
+                                                5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7));
+    v = _mm256_mullo_epi16(v, _mm256_setr_epi16(1 << 13, 1 << 10, 1 << 7, 1 << 4, 1 << 13, 1 << 10,
+                                                1 << 7, 1 << 4, 1 << 13, 1 << 10, 1 << 7, 1 << 4,
+                                                1 << 13, 1 << 10, 1 << 7, 1 << 4));
+    st->s16 = iq2_odd16(_mm256_srli_epi16(v, 13));
     st->d = 0.125f * _cvtsh_ss(kl_iq1_m_d(w));
 }
 
-static inline __m256i iq1_m_chunk32(const kl_block_iq1_m *w, const iq1_st *st, int c)
+static inline __m256i iq1_m_chunk32(const kl_block_iq1_m *w, const iq1_st *st, int c, __m256i *sg)
 {
-    (void)st;
+    (void)st, (void)sg;
     const uint8_t *q = w->qs + 4 * c;
-    int h0 = w->qh[2 * c], h1 = w->qh[2 * c + 1];
-    __m128i idx = _mm_setr_epi32(q[0] | (h0 << 8 & 0x700), q[1] | (h0 << 4 & 0x700),
-                                 q[2] | (h1 << 8 & 0x700), q[3] | (h1 << 4 & 0x700));
+    unsigned h0 = w->qh[2 * c], h1 = w->qh[2 * c + 1];
     __m256i shift = _mm256_setr_epi64x(h0 & 0x08 ? -1 : 1, h0 & 0x80 ? -1 : 1, h1 & 0x08 ? -1 : 1,
                                        h1 & 0x80 ? -1 : 1);
     /* each 64-bit lane's low byte (+-1) in all its bytes */
     shift = _mm256_shuffle_epi8(shift,
                                 _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8, 0,
                                                  0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8));
-    return grid4(idx, shift);
+    return grid4(q[0] | (h0 << 8 & 0x700), q[1] | (h0 << 4 & 0x700), q[2] | (h1 << 8 & 0x700),
+                 q[3] | (h1 << 4 & 0x700), shift);
 }
 
 IQ2_TILE(iq1_s, kl_block_iq1_s, 0)

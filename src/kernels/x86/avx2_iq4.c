@@ -23,9 +23,10 @@ static inline void iq4_xs_begin(const kl_block_iq4_xs *w, iq4_xs_st *st)
     st->d = _cvtsh_ss(w->d);
 }
 
-static inline __m256i iq4_xs_chunk32(const kl_block_iq4_xs *w, const iq4_xs_st *st, int c)
+static inline __m256i iq4_xs_chunk32(const kl_block_iq4_xs *w, const iq4_xs_st *st, int c,
+                                     __m256i *sg)
 {
-    (void)st;
+    (void)st, (void)sg;
     __m128i v = _mm_loadu_si128((const __m128i *)(w->qs + 16 * c)), m4 = _mm_set1_epi8(0x0F);
     __m256i x = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
     __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kl_iq4nl_values));

@@ -44,9 +44,9 @@ static inline __m256i top_trits16(__m128i src, const uint16_t *pw)
     return _mm256_srli_epi16(_mm256_mullo_epi16(v, _mm256_set1_epi16(3)), 8);
 }
 
-static inline __m256i tq1_0_chunk32(const kl_block_tq1_0 *w, const tq_st *st, int c)
+static inline __m256i tq1_0_chunk32(const kl_block_tq1_0 *w, const tq_st *st, int c, __m256i *sg)
 {
-    (void)st;
+    (void)st, (void)sg;
     __m128i lo, hi;
     if (c < 5) {
         lo = _mm_loadu_si128((const __m128i *)w->qs),
@@ -64,9 +64,9 @@ static inline __m256i tq1_0_chunk32(const kl_block_tq1_0 *w, const tq_st *st, in
     return _mm256_permute4x64_epi64(_mm256_packus_epi16(a, b), 0xD8);
 }
 
-static inline __m256i tq2_0_chunk32(const kl_block_tq2_0 *w, const tq_st *st, int c)
+static inline __m256i tq2_0_chunk32(const kl_block_tq2_0 *w, const tq_st *st, int c, __m256i *sg)
 {
-    (void)st;
+    (void)st, (void)sg;
     __m256i x = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * (c / 4)));
     return _mm256_and_si256(_mm256_srli_epi16(x, 2 * (c % 4)), _mm256_set1_epi8(3));
 }
