@@ -24,44 +24,52 @@ static inline void tq2_0_begin(const kl_block_tq2_0 *w, tq_st *st)
     st->d = _cvtsh_ss(w->d);
 }
 
-/* 3^n for each element of chunk c (c 0-4: qs[0..31]; 5-6: qs[32..47] twice; 7: qs[32..47]
- * then qh[0..3] four times). */
-#define P16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
-static const uint16_t tq1_pow[8][32] = {
-    {P16(1), P16(1)},   {P16(3), P16(3)},
-    {P16(9), P16(9)},   {P16(27), P16(27)},
-    {P16(81), P16(81)}, {P16(1), P16(3)},
-    {P16(9), P16(27)},  {P16(81), 1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27},
-};
-#undef P16
-
-/* Top base-3 digit of each byte of src (16 bytes) times 3^n (pw). */
-static inline __m256i top_trits16(__m128i src, const uint16_t *pw)
+/* Byte arithmetic mod 256: a trit's position n is reached by multiplying the byte by 3 n
+ * times (two byte adds each), and the top base-3 digit of a byte y, (3 y) >> 8, is
+ * [y >= 86] + [y >= 171] (3 y >= 256 from y = 86 on, 3 y >= 512 from y = 171 on): two
+ * unsigned compares, as max(y, k) == y. */
+static inline __m256i times3(__m256i v)
 {
-    __m256i v =
-        _mm256_mullo_epi16(_mm256_cvtepu8_epi16(src), _mm256_loadu_si256((const __m256i *)pw));
-    v = _mm256_and_si256(v, _mm256_set1_epi16(0xFF));
-    return _mm256_srli_epi16(_mm256_mullo_epi16(v, _mm256_set1_epi16(3)), 8);
+    return _mm256_add_epi8(v, _mm256_add_epi8(v, v));
+}
+static inline __m128i times3_128(__m128i v)
+{
+    return _mm_add_epi8(v, _mm_add_epi8(v, v));
+}
+static inline __m256i top_trit(__m256i y)
+{
+    __m256i ge86 = _mm256_cmpeq_epi8(_mm256_max_epu8(y, _mm256_set1_epi8(86)), y);
+    __m256i ge171 = _mm256_cmpeq_epi8(_mm256_max_epu8(y, _mm256_set1_epi8((char)171)), y);
+    return _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_add_epi8(ge86, ge171));
 }
 
+/* Chunk c's bytes times 3^n: c 0-4: qs[0..31] times 3^c; 5, 6: qs[32..47] times 1 | 3 and
+ * 9 | 27; 7: qs[32..47] times 81 | qh[0..3] four times, times 1, 3, 9, 27 (4 bytes each). */
 static inline __m256i tq1_0_chunk32(const kl_block_tq1_0 *w, const tq_st *st, int c, __m256i *sg)
 {
     (void)st, (void)sg;
-    __m128i lo, hi;
+    __m256i y;
     if (c < 5) {
-        lo = _mm_loadu_si128((const __m128i *)w->qs),
-        hi = _mm_loadu_si128((const __m128i *)(w->qs + 16));
+        y = _mm256_loadu_si256((const __m256i *)w->qs);
+        for (int i = 0; i < c; i++)
+            y = times3(y);
     } else {
-        lo = _mm_loadu_si128((const __m128i *)(w->qs + 32)), hi = lo;
-        if (c == 7) {
-            uint32_t h;
-            memcpy(&h, w->qh, 4);
-            hi = _mm_set1_epi32((int)h);
+        __m256i z = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w->qs + 32)));
+        __m256i z3 = times3(z), z9 = times3(z3), z27 = times3(z9);
+        if (c == 5) {
+            y = _mm256_blend_epi32(z, z3, 0xF0);
+        } else if (c == 6) {
+            y = _mm256_blend_epi32(z9, z27, 0xF0);
+        } else {
+            uint32_t qh;
+            memcpy(&qh, w->qh, 4);
+            __m128i h = _mm_set1_epi32((int)qh), h3 = times3_128(h), h9 = times3_128(h3);
+            __m128i hv = _mm_blend_epi32(_mm_blend_epi32(h, h3, 0x2), h9, 0x4);
+            hv = _mm_blend_epi32(hv, times3_128(h9), 0x8);
+            y = _mm256_set_m128i(hv, _mm256_castsi256_si128(times3(z27)));
         }
     }
-    __m256i a = top_trits16(lo, tq1_pow[c]), b = top_trits16(hi, tq1_pow[c] + 16);
-    /* packus works per 128-bit lane: a0 b0 a1 b1 -> a0 a1 b0 b1 */
-    return _mm256_permute4x64_epi64(_mm256_packus_epi16(a, b), 0xD8);
+    return top_trit(y);
 }
 
 static inline __m256i tq2_0_chunk32(const kl_block_tq2_0 *w, const tq_st *st, int c, __m256i *sg)
