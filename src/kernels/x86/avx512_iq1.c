@@ -1,6 +1,6 @@
 /* kernels/x86/avx512_iq1.c: IQ1_S and IQ1_M against Q8_K activations, AVX-512 (the tile is
  * x86/avx512_iq.h; kernels/ref_iq1.c has the layouts). A chunk of 64 elements is 8 grid
- * entries of 8 values -1, 0, 1 (one 64-bit gather) as the integers 8 g + shift, shift +-1
+ * entries of 8 values -1, 0, 1 (8 loads) as the integers 8 g + shift, shift +-1
  * per 32 (IQ1_S) or per 8 (IQ1_M) elements: signed, |q| <= 9, given as magnitudes and a sign
  * mask. Scales are unpacked in registers (the scalar kl_iq_scales_* and a store/load cost a
  * store-forwarding stall per block). Needs no VBMI: the avx512vbmi table keeps these. */
@@ -11,6 +11,17 @@ void kl_avx512_gemm_iq1_m(const kl_gemm *g, int64_t r0, int64_t r1);
 
 typedef iq_block_st iq1_s_st;
 typedef iq_block_st iq1_m_st;
+
+/* 8 grid entries by plain loads, not vpgatherdq (slower on Zen 4) */
+static inline __m512i lut8(__m256i idx)
+{
+    _Alignas(32) uint32_t i[8];
+    _mm256_store_si256((__m256i *)i, idx);
+    const uint64_t *g = kl_iq1s_grid;
+    return _mm512_setr_epi64((long long)g[i[0]], (long long)g[i[1]], (long long)g[i[2]],
+                             (long long)g[i[3]], (long long)g[i[4]], (long long)g[i[5]],
+                             (long long)g[i[6]], (long long)g[i[7]]);
+}
 
 /* 8 g + shift, shift -1 where neg1 is set, +1 elsewhere: magnitudes and signs */
 static inline __m512i shifted(__m512i g, __mmask64 neg1, __mmask64 *neg)
@@ -40,7 +51,7 @@ static inline __m512i iq1_s_chunk_ms(const kl_block_iq1_s *w, const iq_block_st 
         _mm256_setr_epi32((int)h0, (int)h0, (int)h0, (int)h0, (int)h1, (int)h1, (int)h1, (int)h1),
         _mm256_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9));
     hi = _mm256_slli_epi32(_mm256_and_si256(hi, _mm256_set1_epi32(7)), 8);
-    __m512i g = _mm512_i32gather_epi64(_mm256_or_si256(lo, hi), (const void *)kl_iq1s_grid, 8);
+    __m512i g = lut8(_mm256_or_si256(lo, hi));
     uint64_t s0 = h0 >> 15, s1 = h1 >> 15; /* the shift's sign per 32 elements */
     return shifted(g, (0 - s0) >> 32 | (0 - s1) << 32, neg);
 }
@@ -67,7 +78,7 @@ static inline __m512i iq1_m_chunk_ms(const kl_block_iq1_m *w, const iq_block_st 
                                     _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
     __m256i idx =
         _mm256_or_si256(lo, _mm256_slli_epi32(_mm256_and_si256(nib, _mm256_set1_epi32(7)), 8));
-    __m512i g = _mm512_i32gather_epi64(idx, (const void *)kl_iq1s_grid, 8);
+    __m512i g = lut8(idx);
     /* the shift's sign, bit 3 of nibble l, over elements 8l..8l+7: byte e of lane e / 16 is
      * byte e / 16 of h (vpshufb stays in its lane), tested at bit 3 or 7 */
     __m512i hb = _mm512_shuffle_epi8(

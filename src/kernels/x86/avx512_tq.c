@@ -4,8 +4,8 @@
  * through the activations' sums; the scale of every 16 elements is 1.
  *
  * TQ1_0: a chunk's 64 bytes are gathered from qs[0..31], qs[32..47] and qh (which byte holds
- * which element: ref_tq.c), widened to 16 bits, multiplied by 3^n (the trit's position), kept
- * mod 256, times 3, shifted right by 8: the top base-3 digit. */
+ * which element: ref_tq.c), multiplied by 3^n (the trit's position) mod 256 in bytes; the
+ * top base-3 digit of the product is the trit. */
 #include "kernels/x86/avx512_iq.h"
 
 void kl_avx512_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
@@ -26,42 +26,50 @@ static inline void tq2_0_begin(const kl_block_tq2_0 *w, iq_block_st *st)
     st->d = _cvtsh_ss(w->d);
 }
 
-/* 3^n for each element of chunk c (the byte each comes from: tq1_0_chunk). */
-#define P5(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
-static const uint16_t tq1_pow[4][64] = {
-    {P5(1), P5(1), P5(3), P5(3)},
-    {P5(9), P5(9), P5(27), P5(27)},
-    {P5(81), P5(81), P5(1), P5(3)},
-    {P5(9), P5(27), P5(81), 1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27},
-};
-#undef P5
-
-/* Top base-3 digit of each byte of src (32 bytes) times 3^n (16-bit lanes of pw). */
-static inline __m256i top_trits(__m256i src, const uint16_t *pw)
+/* Byte arithmetic mod 256 (as x86/avx2_tq.c): times 3 is two byte adds, and the top base-3
+ * digit of a byte y, (3 y) >> 8, is [y >= 86] + [y >= 171]. */
+static inline __m512i times3(__m512i v)
 {
-    __m512i v = _mm512_mullo_epi16(_mm512_cvtepu8_epi16(src), _mm512_loadu_si512(pw));
-    v = _mm512_and_si512(v, _mm512_set1_epi16(0xFF));
-    v = _mm512_srli_epi16(_mm512_mullo_epi16(v, _mm512_set1_epi16(3)), 8);
-    return _mm512_cvtepi16_epi8(v);
+    return _mm512_add_epi8(v, _mm512_add_epi8(v, v));
+}
+static inline __m512i top_trit(__m512i y)
+{
+    const __m512i one = _mm512_set1_epi8(1);
+    __m512i t = _mm512_maskz_mov_epi8(_mm512_cmpge_epu8_mask(y, _mm512_set1_epi8(86)), one);
+    return _mm512_mask_add_epi8(t, _mm512_cmpge_epu8_mask(y, _mm512_set1_epi8((char)171)), t, one);
 }
 
+/* Chunk c's 64 bytes times 3^n, in quarters of 16 (a: qs[0..31], b: qs[32..47], h: qh[0..3]):
+ *   0: a | 3 a;  1: 9 a | 27 a;  2: 81 a | b | 3 b;  3: 9 b | 27 b | 81 b | h, 3 h, 9 h, 27 h. */
 static inline __m512i tq1_0_chunk(const kl_block_tq1_0 *w, const iq_block_st *st, int c)
 {
     (void)st;
-    __m256i a = _mm256_loadu_si256((const __m256i *)w->qs);     /* elements 0-159 */
-    __m128i b = _mm_loadu_si128((const __m128i *)(w->qs + 32)); /* 160-239 */
-    __m256i lo, hi;
-    if (c < 2) {
-        lo = hi = a;
-    } else if (c == 2) {
-        lo = a, hi = _mm256_set_m128i(b, b);
+    __m512i y;
+    if (c < 3) {
+        __m512i a = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w->qs));
+        __m512i a3 = times3(a), a9 = times3(a3), a27 = times3(a9);
+        if (c == 0) {
+            y = _mm512_mask_blend_epi64(0xF0, a, a3);
+        } else if (c == 1) {
+            y = _mm512_mask_blend_epi64(0xF0, a9, a27);
+        } else {
+            __m512i b = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(w->qs + 32)));
+            y = _mm512_mask_blend_epi64(0xC0, _mm512_mask_blend_epi64(0x30, times3(a27), b),
+                                        times3(b));
+        }
     } else {
-        uint32_t h;
-        memcpy(&h, w->qh, 4);
-        lo = _mm256_set_m128i(b, b), hi = _mm256_set_m128i(_mm_set1_epi32((int)h), b);
+        __m512i b = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(w->qs + 32)));
+        __m512i b9 = times3(times3(b)), b27 = times3(b9);
+        uint32_t qh;
+        memcpy(&qh, w->qh, 4);
+        __m512i h = _mm512_set1_epi32((int)qh), h3 = times3(h), h9 = times3(h3);
+        y = _mm512_mask_blend_epi64(0x30, _mm512_mask_blend_epi64(0x0C, b9, b27), times3(b27));
+        y = _mm512_mask_blend_epi32(0x1000, y, h);
+        y = _mm512_mask_blend_epi32(0x2000, y, h3);
+        y = _mm512_mask_blend_epi32(0x4000, y, h9);
+        y = _mm512_mask_blend_epi32(0x8000, y, times3(h9));
     }
-    __m256i tl = top_trits(lo, tq1_pow[c]), th = top_trits(hi, tq1_pow[c] + 32);
-    return _mm512_inserti64x4(_mm512_castsi256_si512(tl), th, 1);
+    return top_trit(y);
 }
 
 /* TQ2_0: chunk c is bits 4(c % 2) .. 4(c % 2) + 3 of qs[32 (c / 2) ..]: two fields of 32. */
