@@ -106,7 +106,7 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
                               (long long)grid[i3]);
 }
 
-#define IQ2_TILE_ANY(PFX, BLOCK, BIAS, MS)                                                         \
+#define IQ2_TILE_ANY(PFX, BLOCK, BIAS, MS, UNIT)                                                   \
     static inline                                                                                  \
         __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
     {                                                                                              \
@@ -125,12 +125,13 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
         for (int64_t j = 0; j < nblk; j++) {                                                       \
             PFX##_st st;                                                                           \
             PFX##_begin(&w[j], &st);                                                               \
-            __m256i is[IQ2_BT];                                                                    \
+            __m256i is[IQ2_BT], is16[IQ2_BT];                                                      \
             __m256i m16 = _mm256_mullo_epi16(st.s16, _mm256_set1_epi16(-(BIAS)));                  \
             _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) is[k] =                           \
                 (BIAS) ? _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)),  \
                                            m16)                                                    \
                        : _mm256_setzero_si256();                                                   \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) is16[k] = _mm256_setzero_si256(); \
             _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)                                    \
             {                                                                                      \
                 __m256i sg = _mm256_setzero_si256();                                               \
@@ -144,10 +145,16 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
                         a = _mm256_sign_epi8(a, sg);                                               \
                     else if (!(BIAS))                                                              \
                         a = _mm256_sign_epi8(a, q);                                                \
-                    is[k] = _mm256_add_epi32(is[k],                                                \
-                                             _mm256_madd_epi16(_mm256_maddubs_epi16(uq, a), sc));  \
+                    if (UNIT)                                                                      \
+                        is16[k] = _mm256_add_epi16(is16[k], _mm256_maddubs_epi16(uq, a));          \
+                    else                                                                           \
+                        is[k] = _mm256_add_epi32(                                                  \
+                            is[k], _mm256_madd_epi16(_mm256_maddubs_epi16(uq, a), sc));            \
                 }                                                                                  \
             }                                                                                      \
+            if (UNIT) /* every scale 1: pair sums added in int16 over the block, then widened */   \
+                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) is[k] =                       \
+                    _mm256_add_epi32(is[k], _mm256_madd_epi16(is16[k], _mm256_set1_epi16(1)));     \
             _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[k] = _mm256_fmadd_ps(         \
                 _mm256_cvtepi32_ps(is[k]), _mm256_set1_ps(st.d * ad[k][j]), acc[k]);               \
         }                                                                                          \
@@ -156,9 +163,12 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
     }
 
 /* BIAS: PFX_chunk32 gives w + BIAS (unsigned); otherwise the signed w (|w| <= 127). */
-#define IQ2_TILE(PFX, BLOCK, BIAS) IQ2_TILE_ANY(PFX, BLOCK, BIAS, 0)
+#define IQ2_TILE(PFX, BLOCK, BIAS) IQ2_TILE_ANY(PFX, BLOCK, BIAS, 0, 0)
 /* PFX_chunk32 gives the magnitudes |w| and sets *sg to +1 or -1 per element (its sign). */
-#define IQ2_TILE_MS(PFX, BLOCK) IQ2_TILE_ANY(PFX, BLOCK, 0, 1)
+#define IQ2_TILE_MS(PFX, BLOCK) IQ2_TILE_ANY(PFX, BLOCK, 0, 1, 0)
+/* TQ1_0, TQ2_0: w + 1 (0..3) with every scale 1: a chunk's pair sums are at most 2 * 3 * 127,
+ * so the block's 8 chunks add up in int16 (at most 6096) before one vpmaddwd. */
+#define IQ2_TILE_UNIT(PFX, BLOCK) IQ2_TILE_ANY(PFX, BLOCK, 1, 0, 1)
 
 #define IQ2_GEMM(NAME, PFX)                                                                        \
     void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \

@@ -26,8 +26,8 @@ static inline void tq2_0_begin(const kl_block_tq2_0 *w, tq_st *st)
 
 /* Byte arithmetic mod 256: a trit's position n is reached by multiplying the byte by 3 n
  * times (two byte adds each), and the top base-3 digit of a byte y, (3 y) >> 8, is
- * [y >= 86] + [y >= 171] (3 y >= 256 from y = 86 on, 3 y >= 512 from y = 171 on): two
- * unsigned compares, as max(y, k) == y. */
+ * [y >= 86] + [y >= 171] (3 y >= 256 from y = 86 on, 3 y >= 512 from y = 171 on), each
+ * as min(y - k, 1) with an unsigned saturating subtraction. */
 static inline __m256i times3(__m256i v)
 {
     return _mm256_add_epi8(v, _mm256_add_epi8(v, v));
@@ -38,9 +38,10 @@ static inline __m128i times3_128(__m128i v)
 }
 static inline __m256i top_trit(__m256i y)
 {
-    __m256i ge86 = _mm256_cmpeq_epi8(_mm256_max_epu8(y, _mm256_set1_epi8(86)), y);
-    __m256i ge171 = _mm256_cmpeq_epi8(_mm256_max_epu8(y, _mm256_set1_epi8((char)171)), y);
-    return _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_add_epi8(ge86, ge171));
+    const __m256i one = _mm256_set1_epi8(1);
+    __m256i ge86 = _mm256_min_epu8(_mm256_subs_epu8(y, _mm256_set1_epi8(85)), one);
+    __m256i ge171 = _mm256_min_epu8(_mm256_subs_epu8(y, _mm256_set1_epi8((char)170)), one);
+    return _mm256_add_epi8(ge86, ge171);
 }
 
 /* Chunk c's bytes times 3^n: c 0-4: qs[0..31] times 3^c; 5, 6: qs[32..47] times 1 | 3 and
@@ -79,7 +80,7 @@ static inline __m256i tq2_0_chunk32(const kl_block_tq2_0 *w, const tq_st *st, in
     return _mm256_and_si256(_mm256_srli_epi16(x, 2 * (c % 4)), _mm256_set1_epi8(3));
 }
 
-IQ2_TILE(tq1_0, kl_block_tq1_0, 1)
+IQ2_TILE_UNIT(tq1_0, kl_block_tq1_0)
 IQ2_GEMM(kl_avx2_gemm_tq1_0, tq1_0)
-IQ2_TILE(tq2_0, kl_block_tq2_0, 1)
+IQ2_TILE_UNIT(tq2_0, kl_block_tq2_0)
 IQ2_GEMM(kl_avx2_gemm_tq2_0, tq2_0)
