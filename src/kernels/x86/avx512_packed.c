@@ -20,6 +20,7 @@
 #define PR      16 /* rows per panel */
 #define BT      8  /* activation rows per tile */
 #define BT_INT8 16 /* ... and per int8 tile when there are that many (batched decoding) */
+#define KI      2  /* int8 tile rows whose multiply-accumulates are interleaved (tile_int8) */
 /* The first int8 tile over a panel prefetches this many blocks ahead (streaming 8192x2048 Q8_0
  * at B=16, 1 thread: 4 blocks 319 GOP/s; 2: 300, 8: 304, 16: 268), past the panel's end into
  * the next panel (they are contiguous; a prefetch past the matrix is a hint that never faults):
@@ -69,6 +70,8 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
     const uint8_t *d0 = (const uint8_t *)kl_act_q8_0_d(a0, n),
                   *c0 = (const uint8_t *)kl_act_q8_0_c(a0, n);
     const size_t as_ = g->a_stride;
+    size_t offs[BT_INT8]; /* row k's offset from row 0 */
+    _Pragma("GCC unroll 16") for (int k = 0; k < NB; k++) offs[k] = (size_t)k * as_;
     __m512 out[BT_INT8];
     _Pragma("GCC unroll 16") for (int k = 0; k < NB; k++) out[k] = _mm512_setzero_ps();
     const __m512i lo4 = _mm512_set1_epi8(0x0F);
@@ -99,18 +102,37 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
         }
         __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + pblk - PR * 2)));
         const uint8_t *qa = a0 + j * KL_QK, *da = d0 + 4 * j, *sa = c0 + 4 * j;
-        _Pragma("GCC unroll 16") for (int k = 0; k < NB; k++)
+        /* Activation rows two at a time, their multiply-accumulates interleaved: each row's
+         * chain of 8 (vpdpbusd's latency) has the other's beside it in program order, so the
+         * scheduler finds independent work without looking far ahead (B=16, 1 thread, in cache:
+         * 351 -> 358 GOP/s). Each row's instructions and their order are unchanged. */
+        _Pragma("GCC unroll 16") for (int k0 = 0; k0 < NB; k0 += KI)
         {
-            size_t o = (size_t)k * as_;
-            const int8_t *a = (const int8_t *)qa + o;
-            int32_t c; /* -128 * the block's sum: Q4_0's bias is 8, c / 16 */
-            float d;
-            memcpy(&c, sa + o, 4), memcpy(&d, da + o, 4);
-            __m512i acc = _mm512_set1_epi32(fmt == INT8_Q4 ? c >> 4 : c);
-            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) acc =
-                kl_dpbusd_bcast(acc, w[q], a + 4 * q);
-            out[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(ws, _mm512_set1_ps(d)),
-                                     out[k]);
+            __m512i acc[KI];
+            const int8_t *a[KI];
+            float d[KI];
+            _Pragma("GCC unroll 4") for (int i = 0; i < KI; i++)
+            {
+                if (k0 + i >= NB) break;
+                size_t o = offs[k0 + i];
+                __asm__("" : "+r"(o)); /* an offset, not 16 x 3 pointers stepped per block */
+                a[i] = (const int8_t *)qa + o;
+                int32_t c; /* -128 * the block's sum: Q4_0's bias is 8, c / 16 */
+                memcpy(&c, sa + o, 4), memcpy(&d[i], da + o, 4);
+                acc[i] = _mm512_set1_epi32(fmt == INT8_Q4 ? c >> 4 : c);
+            }
+            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
+                _Pragma("GCC unroll 4") for (int i = 0; i < KI; i++)
+            {
+                if (k0 + i >= NB) break;
+                acc[i] = kl_dpbusd_bcast(acc[i], w[q], a[i] + 4 * q);
+            }
+            _Pragma("GCC unroll 4") for (int i = 0; i < KI; i++)
+            {
+                if (k0 + i >= NB) break;
+                out[k0 + i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i]),
+                                              _mm512_mul_ps(ws, _mm512_set1_ps(d[i])), out[k0 + i]);
+            }
         }
     }
     __mmask16 m = out_mask(g->rows, r);
