@@ -94,6 +94,17 @@ typedef struct attn_tile_ctx {
     float *scores, *qs, *acc, *kvb;
 } attn_tile_ctx;
 
+/* Asks for the cache rows of positions [p0, p0 + n) (all in one block) to come into the
+ * caches: an item that takes every KV head reads them whole, a block's 16 rows of 1 KB at a
+ * stride the hardware prefetchers do not follow across blocks, head by head (B=16 decoding
+ * spent 10% of the step in attention loads from DRAM at 128-256 positions). */
+static void kv_prefetch(const attn_job *j, const uint8_t *block, int p0, int n)
+{
+    const uint8_t *row = block + (size_t)(p0 % j->bs) * j->row_bytes;
+    for (size_t o = 0; o < (size_t)n * j->row_bytes; o += 64)
+        __builtin_prefetch(row + o, 0, 2);
+}
+
 /* The softmax of the tile's rows over positions [P0, P1) (one segment), from a fresh start:
  * sum, mx and acc of each row (sum 0: the row takes none of these positions). */
 static void attend_range(const attn_job *j, const attn_tile_ctx *c, int P0, int P1)
@@ -114,6 +125,12 @@ static void attend_range(const attn_job *j, const attn_tile_ctx *c, int P0, int 
         for (int p0 = s0, n; p0 < s1; p0 += n) { /* scores */
             n = chunk_len(j, p0, s1);
             const uint8_t *blk = kv_store_k(j->kv, j->layer, sq->blocks[p0 / j->bs]);
+            if (ng == hp->n_kv_heads) { /* this chunk's V rows, the next chunk's K rows */
+                kv_prefetch(j, kv_store_v(j->kv, j->layer, sq->blocks[p0 / j->bs]), p0, n);
+                if (p0 + n < s1)
+                    kv_prefetch(j, kv_store_k(j->kv, j->layer, sq->blocks[(p0 + n) / j->bs]),
+                                p0 + n, chunk_len(j, p0 + n, s1));
+            }
             for (int gi = 0; gi < ng; gi++) {
                 kl_kv_run k = kv_run(j, blk, p0, (g0 + gi) * hd, n, hrows, kvb);
                 for (int t = 0; t < nt; t++) {
