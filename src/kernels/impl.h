@@ -148,9 +148,10 @@ typedef struct kl_gemm {
 typedef void (*kl_gemm_fn)(const kl_gemm *g, int64_t r0, int64_t r1);
 typedef void (*kl_row_fn)(const float *x, void *dst, int64_t n);
 typedef void (*kl_dequant_fn)(const void *src, float *y, int64_t n);
-typedef size_t (*kl_pack_bytes_fn)(int64_t rows, int64_t cols);
-typedef void (*kl_pack_fn)(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                           void *dst);
+/* The packers take the type, so that one function serves the types that share a layout. */
+typedef size_t (*kl_pack_bytes_fn)(kl_dtype t, int64_t rows, int64_t cols);
+typedef void (*kl_pack_fn)(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
+                           int64_t p1, void *dst);
 
 /* Per weight dtype: how to quantize activations and multiply. One table per ISA. */
 typedef struct kl_type_ops {

@@ -170,7 +170,7 @@ size_t kl_pack_bytes(kl_dtype wt, int64_t rows, int64_t cols)
 {
     if (!kl_matmul_supports(wt) || rows < 1 || !kl_dtype_row_bytes(wt, cols)) return 0;
     const kl_type_ops *ops = &kl_isa_get()->types[wt];
-    return ops->pack_bytes && ops->gemm_packed ? ops->pack_bytes(rows, cols) : 0;
+    return ops->pack_bytes && ops->gemm_packed ? ops->pack_bytes(wt, rows, cols) : 0;
 }
 
 const char *kl_pack_id(void)
@@ -186,6 +186,7 @@ const char *kl_pack_id(void)
 
 typedef struct {
     const kl_type_ops *ops;
+    kl_dtype type;
     const void *W;
     int64_t rows, cols;
     void *dst;
@@ -195,13 +196,14 @@ static void pack_part(void *ctx, int ith, int nth)
 {
     pack_job *j = ctx;
     int64_t panels = (j->rows + ROW_ALIGN - 1) / ROW_ALIGN;
-    j->ops->pack(j->W, j->rows, j->cols, panels * ith / nth, panels * (ith + 1) / nth, j->dst);
+    j->ops->pack(j->type, j->W, j->rows, j->cols, panels * ith / nth, panels * (ith + 1) / nth,
+                 j->dst);
 }
 
 void kl_pack(kl_workers *w, kl_dtype wt, const void *W, int64_t rows, int64_t cols, void *dst)
 {
     if (!kl_pack_bytes(wt, rows, cols)) return;
-    pack_job j = {&kl_isa_get()->types[wt], W, rows, cols, dst};
+    pack_job j = {&kl_isa_get()->types[wt], wt, W, rows, cols, dst};
     kl_workers_run(w, pack_part, &j);
 }
 

@@ -30,23 +30,6 @@ static int64_t panels(int64_t rows)
     return (rows + PR - 1) / PR;
 }
 
-static size_t bytes_q8_0(int64_t rows, int64_t cols)
-{
-    return (size_t)panels(rows) * (size_t)(cols / KL_QK) * Q8_PBLK;
-}
-static size_t bytes_q4_0(int64_t rows, int64_t cols)
-{
-    return (size_t)panels(rows) * (size_t)(cols / KL_QK) * Q4_PBLK;
-}
-static size_t bytes_f32(int64_t rows, int64_t cols)
-{
-    return (size_t)panels(rows) * (size_t)cols * PR * 4;
-}
-static size_t bytes_f16(int64_t rows, int64_t cols)
-{
-    return (size_t)panels(rows) * (size_t)cols * PR * 2;
-}
-
 /* Each packer writes panels [p0, p1). */
 static void pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
 {
@@ -101,16 +84,6 @@ pack_plain(size_t es, const void *W, int64_t rows, int64_t cols, int64_t p0, int
     }
 }
 
-static void pack_f32(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
-{
-    pack_plain(4, W, rows, cols, p0, p1, dst);
-}
-
-static void pack_f16(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
-{
-    pack_plain(2, W, rows, cols, p0, p1, dst);
-}
-
 /* Q4_1, Q5_0, Q5_1: whether the record has the fifth-bit group, the min, and its size. */
 static bool has_hb(kl_dtype t)
 {
@@ -123,11 +96,6 @@ static bool has_m(kl_dtype t)
 static size_t legacy_rec(kl_dtype t)
 {
     return (size_t)(has_hb(t) ? 5 : 4) * REG + PR * 2 * (has_m(t) ? 2 : 1);
-}
-
-static size_t bytes_legacy(kl_dtype t, int64_t rows, int64_t cols)
-{
-    return (size_t)panels(rows) * (size_t)(cols / KL_QK) * legacy_rec(t);
 }
 
 static void pack_legacy(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
@@ -158,35 +126,58 @@ static void pack_legacy(kl_dtype t, const void *W, int64_t rows, int64_t cols, i
         }
 }
 
-#define LEGACY_FNS(T, SUF)                                                                         \
-    static size_t bytes_##SUF(int64_t rows, int64_t cols)                                          \
-    {                                                                                              \
-        return bytes_legacy(T, rows, cols);                                                        \
-    }                                                                                              \
-    static void pack_##SUF(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,      \
-                           void *dst)                                                              \
-    {                                                                                              \
-        pack_legacy(T, W, rows, cols, p0, p1, dst);                                                \
+/* A panel's record: the bytes of 16 rows of one block (F32 and F16: of one column). */
+static size_t rec_bytes(kl_dtype t)
+{
+    switch (t) {
+    case KL_F32:
+        return PR * 4;
+    case KL_F16:
+        return PR * 2;
+    case KL_Q8_0:
+        return Q8_PBLK;
+    case KL_Q4_0:
+    case KL_IQ4_NL:
+        return Q4_PBLK;
+    default:
+        return legacy_rec(t);
     }
+}
 
-LEGACY_FNS(KL_Q4_1, q4_1)
-LEGACY_FNS(KL_Q5_0, q5_0)
-LEGACY_FNS(KL_Q5_1, q5_1)
+static size_t pack_bytes(kl_dtype t, int64_t rows, int64_t cols)
+{
+    int64_t recs = t == KL_F32 || t == KL_F16 ? cols : cols / KL_QK;
+    return (size_t)panels(rows) * (size_t)recs * rec_bytes(t);
+}
+
+static void pack(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                 void *dst)
+{
+    switch (t) {
+    case KL_F32:
+        pack_plain(4, W, rows, cols, p0, p1, dst);
+        break;
+    case KL_F16:
+        pack_plain(2, W, rows, cols, p0, p1, dst);
+        break;
+    case KL_Q8_0:
+        pack_q8_0(W, rows, cols, p0, p1, dst);
+        break;
+    case KL_Q4_0:
+    case KL_IQ4_NL: /* the same block layout */
+        pack_q4_0(W, rows, cols, p0, p1, dst);
+        break;
+    default:
+        pack_legacy(t, W, rows, cols, p0, p1, dst);
+    }
+}
 
 void kl_panel_types(kl_isa *isa)
 {
-    static const struct {
-        kl_dtype t;
-        kl_pack_bytes_fn bytes;
-        kl_pack_fn pack;
-    } rows[] = {
-        {KL_F32, bytes_f32, pack_f32},      {KL_F16, bytes_f16, pack_f16},
-        {KL_Q8_0, bytes_q8_0, pack_q8_0},   {KL_Q4_0, bytes_q4_0, pack_q4_0},
-        {KL_IQ4_NL, bytes_q4_0, pack_q4_0}, {KL_Q4_1, bytes_q4_1, pack_q4_1},
-        {KL_Q5_0, bytes_q5_0, pack_q5_0},   {KL_Q5_1, bytes_q5_1, pack_q5_1},
-    };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        isa->types[rows[i].t].pack_bytes = rows[i].bytes;
-        isa->types[rows[i].t].pack = rows[i].pack;
+    static const kl_dtype types[] = {KL_F32,    KL_F16,  KL_Q8_0, KL_Q4_0,
+                                     KL_IQ4_NL, KL_Q4_1, KL_Q5_0, KL_Q5_1};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        isa->types[types[i]].pack_bytes = pack_bytes;
+        isa->types[types[i]].pack = pack;
     }
 }

@@ -66,33 +66,10 @@ static void pack(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t 
         }
 }
 
-#define PACK_FNS(T, SUF)                                                                           \
-    static size_t pack_bytes_##SUF(int64_t rows, int64_t cols)                                     \
-    {                                                                                              \
-        return pack_bytes(T, rows, cols);                                                          \
-    }                                                                                              \
-    static void pack_##SUF(const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,      \
-                           void *dst)                                                              \
-    {                                                                                              \
-        pack(T, W, rows, cols, p0, p1, dst);                                                       \
-    }
-
-PACK_FNS(KL_Q2_K, q2_k)
-PACK_FNS(KL_Q3_K, q3_k)
-PACK_FNS(KL_Q4_K, q4_k)
-PACK_FNS(KL_Q5_K, q5_k)
-PACK_FNS(KL_Q6_K, q6_k)
-
 void kl_panel_types_kquant(kl_isa *isa)
 {
-    isa->types[KL_Q2_K].pack_bytes = pack_bytes_q2_k;
-    isa->types[KL_Q2_K].pack = pack_q2_k;
-    isa->types[KL_Q3_K].pack_bytes = pack_bytes_q3_k;
-    isa->types[KL_Q3_K].pack = pack_q3_k;
-    isa->types[KL_Q4_K].pack_bytes = pack_bytes_q4_k;
-    isa->types[KL_Q4_K].pack = pack_q4_k;
-    isa->types[KL_Q5_K].pack_bytes = pack_bytes_q5_k;
-    isa->types[KL_Q5_K].pack = pack_q5_k;
-    isa->types[KL_Q6_K].pack_bytes = pack_bytes_q6_k;
-    isa->types[KL_Q6_K].pack = pack_q6_k;
+    for (kl_dtype t = KL_Q2_K; t <= KL_Q6_K; t++) {
+        isa->types[t].pack_bytes = pack_bytes;
+        isa->types[t].pack = pack;
+    }
 }
