@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kernels/impl.h"
+#include "kernels/x86/avx2_reduce.h"
 #include "kernels/iq.h"
 
 #define RT 4 /* weight rows per tile */
@@ -23,14 +24,6 @@ void kl_avx2_gemm_iq4_nl(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_f32(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_f16(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_bf16(const kl_gemm *g, int64_t r0, int64_t r1);
-
-static inline float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 static inline __m256i q8_0_block(const kl_block_q8_0 *w, int64_t j)
 {
@@ -101,7 +94,7 @@ static inline __m256i iq4_nl_block(const kl_block_iq4_nl *w, int64_t j)
         }                                                                                          \
         _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                       \
             _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                   \
-                g->y[(int64_t)(b + k) * g->ldy + r + i] = hsum8(acc[i][k]);                        \
+                g->y[(int64_t)(b + k) * g->ldy + r + i] = kl_avx2_hsum_ps(acc[i][k]);              \
     }
 
 QUANT_TILE(tile_q8_0, kl_block_q8_0, q8_0_block)
@@ -172,7 +165,7 @@ static inline __m256 load_w_bf16(const void *w, int64_t c)
         }                                                                                          \
         _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)                                       \
             _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                   \
-                g->y[(int64_t)(b + k) * g->ldy + r + i] = hsum8(acc[i][k]);                        \
+                g->y[(int64_t)(b + k) * g->ldy + r + i] = kl_avx2_hsum_ps(acc[i][k]);              \
     }
 
 FLOAT_TILE(tile_f32, load_w_f32, 4)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels/iq.h"
+#include "kernels/x86/avx2_reduce.h"
 
 #define IQ2_BT    4  /* activation rows per tile */
 #define IQ2_CHUNK 16 /* weight rows kept in cache while the activation tiles pass over them */
@@ -41,14 +42,6 @@ static inline __m256i iq2_nibbles32(uint32_t v)
     return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)v),
                                               _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
                             _mm256_set1_epi32(0xF));
-}
-
-static inline float iq2_hsum(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* +1 or -1 per element from 4 sign bytes (byte l: elements 8l..8l+7, bit j element 8l+j set:
@@ -159,7 +152,7 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
                 _mm256_cvtepi32_ps(is[k]), _mm256_set1_ps(st.d * ad[k][j]), acc[k]);               \
         }                                                                                          \
         _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r] = \
-            iq2_hsum(acc[k]);                                                                      \
+            kl_avx2_hsum_ps(acc[k]);                                                               \
     }
 
 /* BIAS: PFX_chunk32 gives w + BIAS (unsigned); otherwise the signed w (|w| <= 127). */

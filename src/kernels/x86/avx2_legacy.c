@@ -10,19 +10,12 @@
 #include <string.h>
 
 #include "kernels/impl.h"
+#include "kernels/x86/avx2_reduce.h"
 
 #define RT 4
 #define BT 2
 
 enum { Q41, Q50, Q51 };
-
-static inline float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* 32 bits of qh as 32 bytes, 0x10 where the bit is set. */
 static inline __m256i high_bits(const uint8_t qh4[4])
@@ -105,7 +98,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
     }
     _Pragma("GCC unroll 4") for (int i = 0; i < nr; i++)
         _Pragma("GCC unroll 2") for (int k = 0; k < nb; k++)
-            g->y[(int64_t)(b + k) * g->ldy + r + i] = hsum8(acc[i][k]) + macc[i][k];
+            g->y[(int64_t)(b + k) * g->ldy + r + i] = kl_avx2_hsum_ps(acc[i][k]) + macc[i][k];
 }
 
 #define CHUNK 32

@@ -120,6 +120,29 @@ static inline void store_half(float *y, __m256 v, int64_t n)
     }
 }
 
+/* Half hf's super-block scales d (and dmin, for the types with a min; else d again). */
+static inline __attribute__((always_inline)) void half_scales(int K, const uint8_t *P, int hf,
+                                                              __m256 *dv, __m256 *mv)
+{
+    *dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(P + OFF_D + (size_t)hf * HR * 2)));
+    *mv = K == Q2 || K == Q4 || K == Q5
+              ? _mm256_cvtph_ps(
+                    _mm_loadu_si128((const __m128i *)(P + OFF_DMIN + (size_t)hf * HR * 2)))
+              : *dv;
+}
+
+/* A super-block's float step, the same in tile() and tile_gen(): out + isum d da, less
+ * ioff dmin da for the types with a min (Q3_K/Q6_K have their offset in isum already). */
+static inline __attribute__((always_inline)) __m256
+block_out(int K, __m256i isum, __m256i ioff, __m256 dv, __m256 mv, float a_d, __m256 out)
+{
+    __m256 da = _mm256_set1_ps(a_d);
+    out = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dv, da), out);
+    if (K == Q2 || K == Q4 || K == Q5)
+        out = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ioff), _mm256_mul_ps(mv, da), out);
+    return out;
+}
+
 /* One panel (16 rows from r) x activation rows [b, b + NB), over all super-blocks. */
 static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t r, int b, int NB,
                                                        int K)
@@ -170,23 +193,14 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
                 _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++) ioff[k] = _mm256_add_epi32(
                     ioff[k], _mm256_madd_epi16(off, bcast4(as[k] + 16 * j + 2 * s)));
             }
-            __m256 dv = _mm256_cvtph_ps(
-                _mm_loadu_si128((const __m128i *)(P + OFF_D + (size_t)hf * HR * 2)));
-            __m256 mv = K == Q2 || K == Q4 || K == Q5
-                            ? _mm256_cvtph_ps(_mm_loadu_si128(
-                                  (const __m128i *)(P + OFF_DMIN + (size_t)hf * HR * 2)))
-                            : dv;
+            __m256 dv, mv;
+            half_scales(K, P, hf, &dv, &mv);
             _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
             {
-                __m256 da = _mm256_set1_ps(ad[k][j]);
                 __m256i s = isum[k];
                 if (K == Q3) s = _mm256_sub_epi32(s, _mm256_slli_epi32(ioff[k], 2));
                 if (K == Q6) s = _mm256_sub_epi32(s, _mm256_slli_epi32(ioff[k], 5));
-                out[hf][k] =
-                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dv, da), out[hf][k]);
-                if (K == Q2 || K == Q4 || K == Q5)
-                    out[hf][k] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ioff[k]),
-                                                  _mm256_mul_ps(mv, da), out[hf][k]);
+                out[hf][k] = block_out(K, s, ioff[k], dv, mv, ad[k][j], out[hf][k]);
             }
         }
     }
@@ -270,21 +284,10 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
         }
         _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
         {
-            __m256 dv = _mm256_cvtph_ps(
-                _mm_loadu_si128((const __m128i *)(P + OFF_D + (size_t)hf * HR * 2)));
-            __m256 mv = K == Q2 || K == Q4 || K == Q5
-                            ? _mm256_cvtph_ps(_mm_loadu_si128(
-                                  (const __m128i *)(P + OFF_DMIN + (size_t)hf * HR * 2)))
-                            : dv;
-            _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++)
-            {
-                __m256 da = _mm256_set1_ps(ad[k][j]);
-                out[hf][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[hf][k]), _mm256_mul_ps(dv, da),
-                                             out[hf][k]);
-                if (!fold)
-                    out[hf][k] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ioff[hf][k]),
-                                                  _mm256_mul_ps(mv, da), out[hf][k]);
-            }
+            __m256 dv, mv;
+            half_scales(K, P, hf, &dv, &mv);
+            _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++) out[hf][k] =
+                block_out(K, isum[hf][k], ioff[hf][k], dv, mv, ad[k][j], out[hf][k]);
         }
     }
     _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++)

@@ -12,26 +12,11 @@
 #include <string.h>
 
 #include "kernels/impl.h"
+#include "kernels/x86/avx2_reduce.h"
 
 static inline __m256 abs_ps(__m256 v)
 {
     return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
-}
-
-static inline float hmax_ps(__m256 v)
-{
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_max_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
-}
-
-static inline int32_t hsum_epi32(__m256i v)
-{
-    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
-    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 1));
-    return _mm_cvtsi128_si32(h);
 }
 
 /* f rounded to fp16 and back (kl_fp16_to_fp32(kl_fp32_to_fp16(f))). */
@@ -59,13 +44,14 @@ static inline void block_q8_0(const float *x, int8_t *qs, float *d, int32_t *sum
         v[k] = _mm256_loadu_ps(x + 8 * k);
     __m256 m = _mm256_max_ps(_mm256_max_ps(abs_ps(v[0]), abs_ps(v[1])),
                              _mm256_max_ps(abs_ps(v[2]), abs_ps(v[3])));
-    *amax = hmax_ps(m);
+    *amax = kl_avx2_hmax_ps(m);
     *d = fp16_round(*amax / 127.0f);
     __m256 id = _mm256_set1_ps(*d != 0.0f ? 127.0f / *amax : 0.0f); /* as the reference */
     __m256i q[4];
     for (int k = 0; k < 4; k++)
         q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id));
-    *sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    *sum = kl_avx2_hsum_epi32(
+        _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
     store_q8(qs, q);
 }
 
@@ -120,7 +106,8 @@ void kl_avx2_quant_act_q8_k(const float *x, void *dst, int64_t n)
                        _mm256_setzero_ps()};
         for (int k = 0; k < KL_QKK / 8; k++)
             m[k % 4] = _mm256_max_ps(abs_ps(_mm256_loadu_ps(x + 8 * k)), m[k % 4]);
-        float amax = hmax_ps(_mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
+        float amax =
+            kl_avx2_hmax_ps(_mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
         if (amax == 0.0f) {
             d[i] = 0.0f;
             memset(qs, 0, KL_QKK);
