@@ -194,22 +194,24 @@ static const char *op_name(int op)
 
 static jv repeat(jctx *c, const jv *seq, int64_t times)
 {
-    if (times < 0) times = 0;
+    size_t n = seq->t == JV_STR ? seq->u.s.n : seq->u.l->n;
+    /* an empty sequence repeated is empty at once: the loops below would otherwise run
+     * `times` rounds that add nothing, and no memory limit would ever stop them */
+    if (times < 0 || !n) times = 0;
     if (seq->t == JV_STR) {
-        if (seq->u.s.n && (uint64_t)times > c->lim.max_mem / seq->u.s.n)
+        if (times && (uint64_t)times > c->lim.max_mem / n)
             jctx_fail(c, KL_ERANGE, "string repetition too large");
         jbuf b = {0};
         for (int64_t i = 0; i < times; i++)
             jbuf_put(c, &b, seq->u.s.p, seq->u.s.n);
         return jv_strn(b.p ? b.p : "", b.n);
     }
-    size_t n = seq->u.l->n;
-    if (n && (uint64_t)times > c->lim.max_mem / (n * sizeof(jv)))
+    if (times && (uint64_t)times > c->lim.max_mem / (n * sizeof(jv)))
         jctx_fail(c, KL_ERANGE, "list repetition too large");
     jv out = jv_list_new(c, n * (size_t)times);
     for (int64_t i = 0; i < times; i++) {
         jctx_charge(c, n);
-        if (n) memcpy(out.u.l->v + out.u.l->n, seq->u.l->v, sizeof(jv) * n);
+        memcpy(out.u.l->v + out.u.l->n, seq->u.l->v, sizeof(jv) * n);
         out.u.l->n += n;
     }
     return out;

@@ -249,6 +249,9 @@ TEST(jinja_runaway)
     T_CONTAINS(got, "ERR -8: ");
     free(got);
     CHECK_ERR("{{ 'x' * 100000000000 }}", KL_ERANGE, "too large");
+    /* an empty sequence times a huge count is empty, at once (it used to spin 10^18 rounds) */
+    CHECK("{{ '' * 988888888888888888 }}|{{ ([] * 988888888888888888) | length }}", "|0");
+    CHECK_ERR("{{ [1] * 100000000000 }}", KL_ERANGE, "too large");
     CHECK_ERR("{{ range(1000000000) }}", KL_ERANGE, "range too long");
     jinja_limits lim = jinja_default_limits;
     lim.max_out = 1000;
