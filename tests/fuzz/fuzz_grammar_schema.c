@@ -1,7 +1,7 @@
 /* tests/fuzz/fuzz_grammar_schema.c: random JSON Schemas through the schema compiler (the
  * input is the schema text) under a small budget; what compiles is walked with a small
  * vocabulary (fuzz_grammar_walk.h). Checks: no crash, no leak, no hang, an error always
- * has a message. Seed corpus idea: the schemas of tests/unit/grammar_lang.c. */
+ * has a message. Seeds: tests/fuzz/corpus/grammar_schema/ (one schema using most keywords). */
 #include <stdint.h>
 #include <stdio.h>
 

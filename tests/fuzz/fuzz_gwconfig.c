@@ -1,4 +1,6 @@
-/* libFuzzer target: the gateway's config parser on arbitrary bytes. */
+/* libFuzzer target: the gateway's config parser on arbitrary bytes.
+ * Seeds: tests/fuzz/corpus/gwconfig/ (every field of the shape in gateway/config.h, and a minimal
+ * one). */
 #include <stddef.h>
 #include <stdint.h>
 

@@ -1,4 +1,5 @@
-/* libFuzzer target: the gateway's request-body parsing (both endpoints) on arbitrary bytes. */
+/* libFuzzer target: the gateway's request-body parsing (both endpoints) on arbitrary bytes.
+ * Seeds: tests/fuzz/corpus/gwrequest/ (chat and completion bodies). */
 #include <stddef.h>
 #include <stdint.h>
 
