@@ -277,7 +277,8 @@ TEST(kernels_matmul_multi_matches_separate_calls)
 
 /* Fills x[0, n) for the activation tests: random blocks of 32 at scales 2^-10..2^1 (so
  * some Q8_K blocks mix small and large), then, where they fit, a zero block (of 32 and of
- * 256), a block of one value, halves that round to even, subnormals, and the Q8_K ties: the
+ * 256), a block of one value, halves that round to even, subnormals, blocks whose Q8_0 scale
+ * overflows fp16 or is an fp16 subnormal, and the Q8_K ties: the
  * largest magnitude first negative then positive (and the reverse, in another vector), and
  * at the last element. */
 static void act_fill(float *x, int n)
@@ -292,7 +293,11 @@ static void act_fill(float *x, int n)
             x[i] = (float)(i - 288) * 127.0f / 62.0f - 63.5f; /* k + 0.5 */
         for (int i = 320; i < 352; i++)
             x[i] = (float)(i - 319) * 1e-40f;
-        x[512 + 37] = -9.0f, x[512 + 200] = 9.0f;  /* first of the tie negative */
+        x[512 + 37] = -9.0f, x[512 + 200] = 9.0f; /* first of the tie negative */
+        for (int i = 352; i < 384; i++)
+            x[i] = (float)(i - 368) * 1e6f; /* a scale past fp16's largest: infinity */
+        for (int i = 384; i < 416; i++)
+            x[i] = (float)(i - 399) * 2e-5f;       /* a scale among fp16's subnormals */
         x[768 + 13] = 7.5f, x[768 + 14] = -7.5f;   /* positive, same vector */
         x[768 + 100] = -7.5f, x[768 + 255] = 7.5f; /* later ones lose */
     }
