@@ -1,10 +1,25 @@
-/* kernels/pack_kquant.c: packs K-quant matrices (Q2_K..Q6_K) into the panels of 16 rows that
- * pack_kquant.h lays out, at load. Plain C built without ISA flags: the AVX2 and AVX-512
- * tables share these packers and the bytes they write. */
+/* kernels/pack_kquant.c: packs K-quant matrices (Q2_K..Q6_K, and IQ4_XS in Q4_K's shape) into
+ * the panels of 16 rows that pack_kquant.h lays out, at load. Plain C built without ISA flags:
+ * the AVX2 and AVX-512 tables share these packers and the bytes they write. */
 #include <string.h>
 
 #include "kernels/impl.h"
+#include "kernels/iq.h"
 #include "kernels/pack_kquant.h"
+
+/* An IQ4_XS block in kl_ksb's shape: u the 4-bit index into kl_iq4nl_values (sub-block ib's
+ * 16 bytes: low nibbles elements 32ib + j, high 32ib + 16 + j), sc its ls - 32 for both
+ * sixteens, no min. */
+static void iq4_xs_ksb(const kl_block_iq4_xs *b, kl_ksb *o)
+{
+    for (int e = 0; e < KL_QKK; e++) {
+        int ib = e / 32, c = e % 32;
+        o->u[e] = (uint8_t)((b->qs[16 * ib + c % 16] >> (c < 16 ? 0 : 4)) & 0xF);
+    }
+    for (int t = 0; t < 16; t++)
+        o->sc[t] = (int16_t)kl_iq4_xs_scale(b, t / 2), o->m[t] = 0;
+    o->d = b->d, o->dmin = 0;
+}
 
 /* Writes one row's super-block v into record o as row r of the panel. */
 static void pack_row(int K, const kl_ksb *v, int r, uint8_t *o)
@@ -13,7 +28,8 @@ static void pack_row(int K, const kl_ksb *v, int r, uint8_t *o)
         int s = e / 32, c = e % 32, u = v->u[e];
         int i = c % 4, g = c / 4; /* column group g (0..7) of sub-block s, column i in it */
         size_t at = (size_t)r * 4 + (size_t)i;
-        if (K == Q4 || K == Q5 || K == Q6) /* nibbles: reg g % 4, high half for g >= 4 */
+        if (K == Q4 || K == Q5 || K == Q6 ||
+            K == IQ4X) /* nibbles: reg g % 4, high half for g >= 4 */
             o[off_lo(K, s) + (size_t)(g % 4) * REG + at] |=
                 (uint8_t)((u & 0xF) << (g >= 4 ? 4 : 0));
         if (K == Q2 || K == Q3)
@@ -60,7 +76,11 @@ static void pack(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t 
             uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nsb + (size_t)j) * rb;
             memset(o, 0, rb);
             for (int r = 0; r < PR && p * PR + r < rows; r++) {
-                kl_ksb_unpack(t, (const uint8_t *)W + (size_t)(p * PR + r) * stride + j * bb, &v);
+                const uint8_t *blk = (const uint8_t *)W + (size_t)(p * PR + r) * stride + j * bb;
+                if (K == IQ4X)
+                    iq4_xs_ksb((const kl_block_iq4_xs *)blk, &v);
+                else
+                    kl_ksb_unpack(t, blk, &v);
                 pack_row(K, &v, r, o);
             }
         }
@@ -72,4 +92,10 @@ void kl_panel_types_kquant(kl_isa *isa)
         isa->types[t].pack_bytes = pack_bytes;
         isa->types[t].pack = pack;
     }
+}
+
+void kl_panel_types_iq4_xs(kl_isa *isa)
+{
+    isa->types[KL_IQ4_XS].pack_bytes = pack_bytes;
+    isa->types[KL_IQ4_XS].pack = pack;
 }

@@ -1,11 +1,13 @@
-/* kernels/pack_kquant.h: the packed K-quant panel layout (Q2_K Q3_K Q4_K Q5_K Q6_K), one
- * for every ISA: written by pack_kquant.c (plain C, so a CPU without AVX-512 can pack), read
- * by x86/avx512_packed_kquant.c (one 512-bit register: 16 rows x 4 columns) and
- * x86/avx2_packed_kquant.c (the same register as two 256-bit halves, rows 0-7 and 8-15).
- * Included by those three files only.
+/* kernels/pack_kquant.h: the packed K-quant panel layout (Q2_K Q3_K Q4_K Q5_K Q6_K, and
+ * IQ4_XS in Q4_K's shape), one for every ISA: written by pack_kquant.c (plain C, so a CPU
+ * without AVX-512 can pack), read by x86/avx512_packed_kquant.c (one 512-bit register: 16 rows
+ * x 4 columns) and x86/avx2_packed_kquant.c (the same register as two 256-bit halves, rows 0-7
+ * and 8-15). Included by those three files only.
  *
  * Every K-quant is read as value = S_t * u - M_t, u unsigned (Q3_K q + 4, Q6_K q + 32), per
- * group t of 16 columns (Q4_K/Q5_K: of 32) with S_t = d * sc_t.
+ * group t of 16 columns (Q4_K/Q5_K: of 32) with S_t = d * sc_t. IQ4_XS (IQ4X below) is
+ * d * sc_t * kl_iq4nl_values[u], u its 4-bit index, sc_t = ls - 32 per 32 columns: Q4_K's
+ * nibbles and Q6_K's signed scale bytes (both bytes of a sub-block the same), no dmin.
  *
  * Panel record per super-block (16 rows; absent rows zero, so are their scales), read front
  * to back: a header, then each sub-block's bits together, so the kernel's loads form one
@@ -14,9 +16,10 @@
  *   d     all             [16] fp16
  *   dmin  Q2_K Q4_K Q5_K  [16] fp16 (zero for the others: the header stays 64-byte aligned)
  *   sm    all             [8 sub-blocks][16 rows][2 bytes]: Q4_K/Q5_K (sc_s, m_s); Q2_K the
- *                         groups 2s, 2s+1 (sc | m << 4 each); Q3_K/Q6_K signed sc_2s, sc_2s+1
+ *                         groups 2s, 2s+1 (sc | m << 4 each); Q3_K/Q6_K signed sc_2s, sc_2s+1;
+ *                         IQ4_XS signed sc_s twice
  * then per sub-block s of 32 columns:
- *   q4  Q4_K Q5_K Q6_K  [4 regs][16 rows][4 bytes]: low nibbles columns 32s + 4h + i, high
+ *   q4  Q4_K Q5_K Q6_K IQ4_XS [4 regs][16 rows][4 bytes]: low nibbles columns 32s + 4h + i, high
  *                       nibbles columns 32s + 16 + 4h + i (h < 4)
  *   q2  Q2_K Q3_K       [2 regs][16][4]: bits 2k of reg h: columns 32s + 4(4h + k) + i
  *   hb  Q5_K Q3_K       [16][4]: bit g: the quant's next bit of columns 32s + 4g + i
@@ -30,7 +33,7 @@
 #define PR  16 /* rows per panel */
 #define REG (PR * 4)
 
-enum { Q2, Q3, Q4, Q5, Q6 };
+enum { Q2, Q3, Q4, Q5, Q6, IQ4X };
 
 static inline int kind_of(kl_dtype t)
 {
@@ -43,6 +46,8 @@ static inline int kind_of(kl_dtype t)
         return Q4;
     case KL_Q5_K:
         return Q5;
+    case KL_IQ4_XS:
+        return IQ4X;
     default:
         return Q6;
     }

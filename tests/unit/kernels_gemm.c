@@ -182,6 +182,55 @@ TEST(kernels_gemm_iq4_xs_simd_matches_reference)
 {
     check_all(KL_IQ4_XS);
 }
+/* Packed IQ4_XS (the AVX2 table) takes the reference's integer sums and its float steps in its
+ * order, (float)isum * (d * d_a) added per super-block: the reference's bits, at every tile
+ * (one and two activation rows, four, three). */
+TEST(kernels_gemm_iq4_xs_packed_matches_reference_bits)
+{
+    static const int rows[] = {1, 17, 150}, cols[] = {256, 2304}, bs[] = {1, 2, 3, 6, 9};
+    const kl_dtype t = KL_IQ4_XS;
+    int tried = 0;
+    for (const char *const *n = (const char *const[]){"avx2", "avx512", "avx512vbmi", NULL}; *n;
+         n++) {
+        const kl_isa *isa = kl_isa_find(*n);
+        if (!isa) continue;
+        kl_isa_set(isa);
+        bool packed = kl_pack_bytes(t, 16, 256) > 0;
+        kl_isa_set(NULL);
+        if (!packed) continue;
+        tried++;
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 2; j++)
+                for (int k = 0; k < 5; k++) {
+                    int R = rows[i], C = cols[j], B = bs[k];
+                    size_t rb = kl_dtype_row_bytes(t, C);
+                    uint8_t *W = malloc(rb * (size_t)R);
+                    float *x = malloc(sizeof(float) * (size_t)C * (size_t)B);
+                    for (int r = 0; r < R; r++) {
+                        for (int c = 0; c < C; c++)
+                            x[c] = frand() * (1.f + (float)(r % 3));
+                        T_ASSERT(kl_quantize_row(t, x, W + rb * (size_t)r, C));
+                    }
+                    for (int e = 0; e < C * B; e++)
+                        x[e] = frand();
+                    float *y_ref = malloc(sizeof(float) * (size_t)R * (size_t)B),
+                          *y = malloc(sizeof(float) * (size_t)R * (size_t)B);
+                    void *scratch = malloc(kl_matmul_scratch(t, B, C) + 64);
+                    kl_isa_set(kl_isa_find("scalar"));
+                    kl_matmul(NULL, t, W, R, C, x, C, B, y_ref, R, scratch);
+                    kl_isa_set(isa);
+                    uint8_t *P = malloc(kl_pack_bytes(t, R, C));
+                    kl_workers *w = kl_workers_create(2);
+                    kl_pack(w, t, W, R, C, P);
+                    kl_matmul_packed(w, t, P, R, C, x, C, B, y, R, scratch);
+                    kl_workers_destroy(w);
+                    kl_isa_set(NULL);
+                    T_MEMEQ(y, y_ref, sizeof(float) * (size_t)R * (size_t)B);
+                    free(W), free(x), free(y_ref), free(y), free(scratch), free(P);
+                }
+    }
+    if (!tried) t_skip("no packed IQ4_XS on this CPU");
+}
 TEST(kernels_gemm_iq3_xxs_simd_matches_reference)
 {
     check_all(KL_IQ3_XXS);
@@ -351,8 +400,8 @@ TEST(kernels_quant_act_simd_matches_reference_bits)
  * for every type with a packed form, the last slice ending mid-panel. */
 TEST(kernels_pack_slices_match_whole)
 {
-    static const kl_dtype types[] = {KL_F32,  KL_F16,  KL_Q8_0, KL_Q4_0, KL_Q4_1, KL_Q5_0,
-                                     KL_Q5_1, KL_Q2_K, KL_Q3_K, KL_Q4_K, KL_Q5_K, KL_Q6_K};
+    static const kl_dtype types[] = {KL_F32,  KL_F16,  KL_Q8_0, KL_Q4_0, KL_Q4_1, KL_Q5_0,  KL_Q5_1,
+                                     KL_Q2_K, KL_Q3_K, KL_Q4_K, KL_Q5_K, KL_Q6_K, KL_IQ4_XS};
     int rows = 75, tried = 0;
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         kl_dtype t = types[i];

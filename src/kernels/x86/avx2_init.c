@@ -20,6 +20,7 @@ void kl_isa_avx2_init(kl_isa *isa)
     isa->types[KL_BF16].gemm = kl_avx2_gemm_bf16;
     kl_panel_types(isa); /* packers; gemm_packed below, where AVX2 has one */
     kl_panel_types_kquant(isa);
+    kl_panel_types_iq4_xs(isa);
     kl_avx2_types_kquant(isa);
     kl_avx2_types_packed_kquant(isa);
     kl_avx2_types_legacy(isa);
