@@ -1,9 +1,9 @@
-/* kernels/x86/avx2_iq.h: the AVX2 matmul tile shared by the 256-element IQ and TQ types
- * (x86/avx2_iq*.c, avx2_tq.c) against Q8_K activations; the AVX2 form of avx512_iq.h (see
- * there for the plan). Differences: a type decodes chunks of 32 elements (PFX_chunk32, c in
- * 0..7), the pair sums are multiplied by their scale with vpmaddwd, a signed chunk takes its
- * signs onto the activations with vpsignb, and tiles are one weight row by up to IQ2_BT
- * activation rows (16 registers). Included by those files only. */
+/* kernels/x86/avx2_iq.h: the AVX2 matmul tile shared by the 256-element IQ types
+ * (x86/avx2_iq*.c; the TQ types have their own, x86/avx2_tq.c) against Q8_K activations; the AVX2
+ * form of avx512_iq.h (see there for the plan). Differences: a type decodes chunks of 32 elements
+ * (PFX_chunk32, c in 0..7), the pair sums are multiplied by their scale with vpmaddwd, a signed
+ * chunk takes its signs onto the activations with vpsignb, and tiles are one weight row by up to
+ * IQ2_BT activation rows (16 registers). Included by those files only. */
 #ifndef KILN_KERNELS_X86_AVX2_IQ_H
 #define KILN_KERNELS_X86_AVX2_IQ_H
 #include <immintrin.h>
@@ -99,7 +99,7 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
                               (long long)grid[i3]);
 }
 
-#define IQ2_TILE_ANY(PFX, BLOCK, BIAS, MS, UNIT)                                                   \
+#define IQ2_TILE_ANY(PFX, BLOCK, BIAS, MS)                                                         \
     static inline                                                                                  \
         __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
     {                                                                                              \
@@ -118,13 +118,12 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
         for (int64_t j = 0; j < nblk; j++) {                                                       \
             PFX##_st st;                                                                           \
             PFX##_begin(&w[j], &st);                                                               \
-            __m256i is[IQ2_BT], is16[IQ2_BT];                                                      \
+            __m256i is[IQ2_BT];                                                                    \
             __m256i m16 = _mm256_mullo_epi16(st.s16, _mm256_set1_epi16(-(BIAS)));                  \
             _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) is[k] =                           \
                 (BIAS) ? _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)),  \
                                            m16)                                                    \
                        : _mm256_setzero_si256();                                                   \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) is16[k] = _mm256_setzero_si256(); \
             _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)                                    \
             {                                                                                      \
                 __m256i sg = _mm256_setzero_si256();                                               \
@@ -138,16 +137,10 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
                         a = _mm256_sign_epi8(a, sg);                                               \
                     else if (!(BIAS))                                                              \
                         a = _mm256_sign_epi8(a, q);                                                \
-                    if (UNIT)                                                                      \
-                        is16[k] = _mm256_add_epi16(is16[k], _mm256_maddubs_epi16(uq, a));          \
-                    else                                                                           \
-                        is[k] = _mm256_add_epi32(                                                  \
-                            is[k], _mm256_madd_epi16(_mm256_maddubs_epi16(uq, a), sc));            \
+                    is[k] = _mm256_add_epi32(is[k],                                                \
+                                             _mm256_madd_epi16(_mm256_maddubs_epi16(uq, a), sc));  \
                 }                                                                                  \
             }                                                                                      \
-            if (UNIT) /* every scale 1: pair sums added in int16 over the block, then widened */   \
-                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) is[k] =                       \
-                    _mm256_add_epi32(is[k], _mm256_madd_epi16(is16[k], _mm256_set1_epi16(1)));     \
             _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[k] = _mm256_fmadd_ps(         \
                 _mm256_cvtepi32_ps(is[k]), _mm256_set1_ps(st.d * ad[k][j]), acc[k]);               \
         }                                                                                          \
@@ -156,12 +149,9 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
     }
 
 /* BIAS: PFX_chunk32 gives w + BIAS (unsigned); otherwise the signed w (|w| <= 127). */
-#define IQ2_TILE(PFX, BLOCK, BIAS) IQ2_TILE_ANY(PFX, BLOCK, BIAS, 0, 0)
+#define IQ2_TILE(PFX, BLOCK, BIAS) IQ2_TILE_ANY(PFX, BLOCK, BIAS, 0)
 /* PFX_chunk32 gives the magnitudes |w| and sets *sg to +1 or -1 per element (its sign). */
-#define IQ2_TILE_MS(PFX, BLOCK) IQ2_TILE_ANY(PFX, BLOCK, 0, 1, 0)
-/* TQ1_0, TQ2_0: w + 1 (0..3) with every scale 1: a chunk's pair sums are at most 2 * 3 * 127,
- * so the block's 8 chunks add up in int16 (at most 6096) before one vpmaddwd. */
-#define IQ2_TILE_UNIT(PFX, BLOCK) IQ2_TILE_ANY(PFX, BLOCK, 1, 0, 1)
+#define IQ2_TILE_MS(PFX, BLOCK) IQ2_TILE_ANY(PFX, BLOCK, 0, 1)
 
 #define IQ2_GEMM(NAME, PFX)                                                                        \
     void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \
