@@ -1,5 +1,5 @@
-/* kernels/x86/avx512_iq.h: the AVX-512 matmul tile shared by the 256-element IQ and TQ types
- * (x86/avx512_iq*.c, avx512_tq.c) against Q8_K activations. A type supplies a decoder; this
+/* kernels/x86/avx512_iq.h: the AVX-512 matmul tile shared by the 256-element IQ types
+ * (x86/avx512_iq*.c) against Q8_K activations. A type supplies a decoder; this
  * file supplies the integer dot, the tile and the row walk. Included by those files only.
  *
  * A type's decoder, for a block w, has two steps:
