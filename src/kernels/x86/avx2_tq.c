@@ -1,145 +1,29 @@
-/* kernels/x86/avx2_tq.c: TQ1_0 and TQ2_0 against Q8_K activations, 256 bits wide (kernels/ref_tq.c
- * has the layouts). Both decode to q + 1 in 0..2 (TQ2_0's 2-bit fields as they stand, 0..3),
- * unsigned with a bias of 1 that the tile takes out through the activations' sums. The AVX-512
- * table uses these too: on Zen 4 they beat 512-bit forms (double-pumped, masked) at B = 1 and
- * in prompts. */
-#include "kernels/x86/avx2_iq.h"
+/* kernels/x86/avx2_tq.c: TQ1_0 and TQ2_0, AVX2 (the tile is x86/avx2_tq.h). A chunk's pair
+ * sums (vpmaddubsw) add up in int16 over the block, and the activations' 16-element sums come off
+ * there (|lane| <= 8 * 2 * 3 * 128 + 16 * 128 < 2^15) before one vpmaddwd. The int32 lanes are
+ * those of the IQ2 tile (x86/avx2_iq.h) these kernels replaced (madd(s, 1) - madd(bsums, 1) =
+ * madd(s - bsums, 1) lane by lane): the same bits. */
+#include "kernels/x86/avx2_tq.h"
 
 void kl_avx2_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_tq2_0(const kl_gemm *g, int64_t r0, int64_t r1);
 
-/* TQ1_0 in byte arithmetic mod 256: a trit's position n is reached by multiplying the byte by
- * 3 n times (two byte adds each), and the top base-3 digit of a byte y, (3 y) >> 8, is
- * [y >= 86] + [y >= 171] (3 y >= 256 from y = 86 on, 3 y >= 512 from y = 171 on). */
-static inline __m256i times3(__m256i v)
+static inline __m256i tq16_acc(__m256i s, __m256i q, __m256i a)
 {
-    return _mm256_add_epi8(v, _mm256_add_epi8(v, v));
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(q, a));
+    __asm__("" : "+x"(s)); /* keeps GCC from regrouping a block's adds (stack spills) */
+    return s;
 }
-static inline __m128i times3_128(__m128i v)
+static inline __m256i tq16_join(__m256i s, __m256i t) /* not called: SPLIT is 0 */
 {
-    return _mm_add_epi8(v, _mm_add_epi8(v, v));
+    return _mm256_add_epi16(s, t);
 }
-/* PFX_chunks(w, q) writes the block's 8 chunks of 32 weights, each q + 1 in 0..2 as bytes (3 in
- * a TQ2_0 field read as it stands). */
-static inline __attribute__((always_inline)) void tq2_0_chunks(const kl_block_tq2_0 *w,
-                                                               __m256i q[8])
+static inline __m256i tq16_i32(__m256i s, __m256i bsum)
 {
-    _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
-    {
-        __m256i x = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
-        _Pragma("GCC unroll 4") for (int l = 0; l < 4; l++) q[4 * h + l] =
-            _mm256_and_si256(_mm256_srli_epi16(x, 2 * l), _mm256_set1_epi8(3));
-    }
+    return _mm256_madd_epi16(_mm256_sub_epi16(s, bsum), _mm256_set1_epi16(1));
 }
 
-/* The top trit of y given v = y - 128 as a signed byte: y >= 86 and y >= 171 are v > -43 and
- * v > 42, two compares whose -1s add up to minus the trit. Times 3
- * keeps the offset (3 * 128 = 128 mod 256), so one xor at the load serves every position. */
-static inline __m256i top_trit_s(__m256i v)
-{
-    __m256i m = _mm256_add_epi8(_mm256_cmpgt_epi8(v, _mm256_set1_epi8(-43)),
-                                _mm256_cmpgt_epi8(v, _mm256_set1_epi8(42)));
-    return _mm256_abs_epi8(m);
-}
-/* Chunk c's bytes times 3^n: c 0-4: qs[0..31] times 3^c; 5, 6: qs[32..47] times 1 | 3 and
- * 9 | 27; 7: qs[32..47] times 81 | qh[0..3] four times, times 1, 3, 9, 27 (4 bytes each). */
-static inline __attribute__((always_inline)) void tq1_0_chunks(const kl_block_tq1_0 *w,
-                                                               __m256i q[8])
-{
-    const __m256i off = _mm256_set1_epi8((char)0x80);
-    __m256i y = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w->qs), off);
-    _Pragma("GCC unroll 5") for (int c = 0; c < 5; c++, y = times3(y)) q[c] = top_trit_s(y);
-    __m256i z = _mm256_xor_si256(
-        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w->qs + 32))), off);
-    __m256i z3 = times3(z), z9 = times3(z3), z27 = times3(z9);
-    q[5] = top_trit_s(_mm256_blend_epi32(z, z3, 0xF0));
-    q[6] = top_trit_s(_mm256_blend_epi32(z9, z27, 0xF0));
-    uint32_t qh;
-    memcpy(&qh, w->qh, 4);
-    __m128i h = _mm_xor_si128(_mm_set1_epi32((int)qh), _mm256_castsi256_si128(off));
-    __m128i h3 = times3_128(h), h9 = times3_128(h3);
-    __m128i hv = _mm_blend_epi32(_mm_blend_epi32(h, h3, 0x2), h9, 0x4);
-    hv = _mm_blend_epi32(hv, times3_128(h9), 0x8);
-    q[7] = top_trit_s(_mm256_set_m128i(hv, _mm256_castsi256_si128(times3(z27))));
-}
-
-/* The TQ tile, one weight row by up to TQ_BT activation rows: each chunk of 32 weights
- * is decoded once for the tile (TQ2_0: a 32-byte load gives four, its 2-bit fields); the pair
- * sums add up in int16 over the block and the activations' 16-element sums come off there
- * (|lane| <= 8 * 2 * 3 * 128 + 16 * 128 < 2^15) before one vpmaddwd. The int32 lanes are
- * those of the AVX2 kernels these replace (the IQ2 tile's: madd(s, 1) - madd(bsums, 1) =
- * madd(s - bsums, 1) lane by lane), so the same bits. Every (weight row, activation row) pair runs
- * the same instructions whatever the tile's height: batch invariant. */
-#define TQ_BT 4
-
-#define TQ_TILE(PFX, BLOCK)                                                                        \
-    static inline                                                                                  \
-        __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
-    {                                                                                              \
-        int64_t n = g->cols, nblk = n / KL_QKK;                                                    \
-        const BLOCK *w = (const BLOCK *)(g->W + (size_t)r * g->w_stride);                          \
-        const uint8_t *a0 = g->act + (size_t)b * g->a_stride;                                      \
-        size_t as = g->a_stride;                                                                   \
-        const __m256i ones = _mm256_set1_epi16(1);                                                 \
-        __m256 acc[TQ_BT];                                                                         \
-        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[k] = _mm256_setzero_ps();         \
-        for (int64_t j = 0; j < nblk; j++) {                                                       \
-            __m256i s[TQ_BT];                                                                      \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) s[k] = _mm256_setzero_si256();    \
-            const int8_t *aj = (const int8_t *)a0 + j * KL_QKK;                                    \
-            __m256i q[8];                                                                          \
-            PFX##_chunks(&w[j], q);                                                                \
-            _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)                                    \
-            {                                                                                      \
-                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                               \
-                {                                                                                  \
-                    __m256i a =                                                                    \
-                        _mm256_loadu_si256((const __m256i *)(aj + (size_t)k * as + 32 * c));       \
-                    s[k] = _mm256_add_epi16(s[k], _mm256_maddubs_epi16(q[c], a));                  \
-                    __asm__("" : "+x"(s[k])); /* keeps GCC from regrouping the adds (spills) */    \
-                }                                                                                  \
-            }                                                                                      \
-            float d = _cvtsh_ss(w[j].d);                                                           \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                   \
-            {                                                                                      \
-                const uint8_t *ak = a0 + (size_t)k * as;                                           \
-                __m256i bsum =                                                                     \
-                    _mm256_loadu_si256((const __m256i *)(kl_act_q8_k_bsums(ak, n) + 16 * j));      \
-                __m256i i32 = _mm256_madd_epi16(_mm256_sub_epi16(s[k], bsum), ones);               \
-                __m256 dd = _mm256_set1_ps(d * kl_act_q8_k_d(ak, n)[j]);                           \
-                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), dd, acc[k]);                     \
-            }                                                                                      \
-        }                                                                                          \
-        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r] = \
-            kl_avx2_hsum_ps(acc[k]);                                                               \
-    }
-
-#define TQ_GEMM(NAME, PFX)                                                                         \
-    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \
-    {                                                                                              \
-        for (int64_t rc = r0; rc < r1; rc += IQ2_CHUNK)                                            \
-            for (int b = 0; b < g->B; b += TQ_BT) {                                                \
-                int nb = g->B - b < TQ_BT ? g->B - b : TQ_BT;                                      \
-                int64_t re = rc + IQ2_CHUNK < r1 ? rc + IQ2_CHUNK : r1;                            \
-                for (int64_t r = rc; r < re; r++)                                                  \
-                    switch (nb) {                                                                  \
-                    case 4:                                                                        \
-                        PFX##_tile(g, r, b, 4);                                                    \
-                        break;                                                                     \
-                    case 3:                                                                        \
-                        PFX##_tile(g, r, b, 3);                                                    \
-                        break;                                                                     \
-                    case 2:                                                                        \
-                        PFX##_tile(g, r, b, 2);                                                    \
-                        break;                                                                     \
-                    default:                                                                       \
-                        PFX##_tile(g, r, b, 1);                                                    \
-                        break;                                                                     \
-                    }                                                                              \
-            }                                                                                      \
-    }
-
-TQ_TILE(tq2_0, kl_block_tq2_0)
+TQ_TILE(tq2_0, kl_block_tq2_0, tq16, 0)
 TQ_GEMM(kl_avx2_gemm_tq2_0, tq2_0)
-TQ_TILE(tq1_0, kl_block_tq1_0)
+TQ_TILE(tq1_0, kl_block_tq1_0, tq16, 0)
 TQ_GEMM(kl_avx2_gemm_tq1_0, tq1_0)

@@ -12,6 +12,8 @@ void kl_avx512_gemm_iq2_xs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_iq2_s(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_iq1_s(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_iq1_m(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_tq2_0(const kl_gemm *g, int64_t r0, int64_t r1);
 
 void kl_avx512_types_iq(kl_isa *isa)
 {
@@ -27,5 +29,6 @@ void kl_avx512_types_iq(kl_isa *isa)
     isa->types[KL_IQ2_S].gemm = kl_avx512_gemm_iq2_s;
     isa->types[KL_IQ1_S].gemm = kl_avx512_gemm_iq1_s;
     isa->types[KL_IQ1_M].gemm = kl_avx512_gemm_iq1_m;
-    /* TQ1_0, TQ2_0 keep the AVX2 table's kernels (x86/avx2_tq.c says why) */
+    isa->types[KL_TQ1_0].gemm = kl_avx512_gemm_tq1_0;
+    isa->types[KL_TQ2_0].gemm = kl_avx512_gemm_tq2_0;
 }
