@@ -10,9 +10,25 @@ void kl_avx2_gemm_bf16(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_quant_act_q8_0(const float *x, void *dst, int64_t n); /* x86/avx2_quant.c */
 void kl_avx2_quant_act_q8_1(const float *x, void *dst, int64_t n);
 void kl_avx2_quant_act_q8_k(const float *x, void *dst, int64_t n);
+float kl_avx2_dot(const float *a, const float *b, int n); /* x86/avx2_vec.c */
+void kl_avx2_axpy(float *y, float a, const float *x, int n);
+float kl_avx2_dot_f16(const uint16_t *a, const float *b, int n);
+void kl_avx2_axpy_f16(float *y, float a, const uint16_t *x, int n);
+void kl_avx2_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+void kl_avx2_softmax(float *x, int n);
+double kl_avx2_softmax_part(float *x, int n, float *max);
+void kl_avx2_swiglu(float *out, const float *g, const float *u, int n);
 
 void kl_isa_avx2_init(kl_isa *isa)
 {
+    isa->vec.dot = kl_avx2_dot;
+    isa->vec.axpy = kl_avx2_axpy;
+    isa->vec.dot_f16 = kl_avx2_dot_f16;
+    isa->vec.axpy_f16 = kl_avx2_axpy_f16;
+    isa->vec.rmsnorm = kl_avx2_rmsnorm;
+    isa->vec.softmax = kl_avx2_softmax;
+    isa->vec.softmax_part = kl_avx2_softmax_part;
+    isa->vec.swiglu = kl_avx2_swiglu;
     isa->types[KL_Q8_0].gemm = kl_avx2_gemm_q8_0;
     isa->types[KL_Q4_0].gemm = kl_avx2_gemm_q4_0;
     isa->types[KL_F32].gemm = kl_avx2_gemm_f32;
