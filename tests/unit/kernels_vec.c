@@ -30,14 +30,26 @@ TEST(kernels_vec_dot_axpy_match_reference)
     if (!tested) t_skip("no AVX2 on this CPU");
 }
 
-/* Attention's inner loops against the scalar reference: head sizes that are and are not
- * multiples of 16 (tails), 1..20 keys, strided key rows; and batch invariance: a row's scores
- * and outputs are the same bits whether computed alone or within a longer run. */
+static void attention_match_reference(const kl_isa *isa);
+
+/* Attention's inner loops (AVX2 and AVX-512) against the scalar reference: head sizes that are and
+ * are not multiples of 16 (tails), 1..20 keys, strided key rows; and batch invariance: a row's
+ * scores and outputs are the same bits whether computed alone or within a longer run. */
 TEST(kernels_vec_attention_match_reference)
 {
-    const kl_isa *isa = kl_isa_find("avx512");
-    if (!isa) t_skip("no AVX-512 on this CPU");
-    static const int hds[] = {8, 40, 64, 72, 80, 100, 128, 130, 256};
+    int tested = 0;
+    for (const char *const *nm = (const char *const[]){"avx2", "avx512", NULL}; *nm; nm++) {
+        const kl_isa *isa = kl_isa_find(*nm);
+        if (!isa) continue;
+        tested++;
+        attention_match_reference(isa);
+    }
+    if (!tested) t_skip("no AVX2 on this CPU");
+}
+
+static void attention_match_reference(const kl_isa *isa)
+{
+    static const int hds[] = {3, 8, 40, 64, 72, 80, 100, 128, 130, 256};
     enum { NK = 40, LD = 300 }; /* runs of 16 keys are summed together: 1, 2 runs + tails */
     static float q[LD], k[NK * LD], o1[LD], o2[LD], s1[NK], s2[NK], one[NK];
     for (int i = 0; i < NK * LD; i++)

@@ -18,6 +18,20 @@ void kl_avx2_rmsnorm(float *out, const float *x, const float *w, int n, float ep
 void kl_avx2_softmax(float *x, int n);
 double kl_avx2_softmax_part(float *x, int n, float *max);
 void kl_avx2_swiglu(float *out, const float *g, const float *u, int n);
+void kl_avx2_attn_scores(const float *q, const float *k, int ldk, int nk, int hd, float scale,
+                         float *s); /* x86/avx2_attn.c */
+void kl_avx2_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int hd);
+void kl_avx2_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int nk, int hd,
+                             float scale, float *s);
+void kl_avx2_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd);
+void kl_avx2_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, const float *v,
+                          int ldv, int nk, int hd);
+void kl_avx2_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
+                              int ldv, int nk, int hd);
+void kl_avx2_attn_scores_rows(const float *q, int ldq, int nr, const float *k, int ldk, int nk,
+                              int hd, float scale, float *s, int lds);
+void kl_avx2_attn_scores_rows_f16(const float *q, int ldq, int nr, const uint16_t *k, int ldk,
+                                  int nk, int hd, float scale, float *s, int lds);
 
 void kl_isa_avx2_init(kl_isa *isa)
 {
@@ -29,6 +43,14 @@ void kl_isa_avx2_init(kl_isa *isa)
     isa->vec.softmax = kl_avx2_softmax;
     isa->vec.softmax_part = kl_avx2_softmax_part;
     isa->vec.swiglu = kl_avx2_swiglu;
+    isa->vec.attn_scores = kl_avx2_attn_scores;
+    isa->vec.attn_pv = kl_avx2_attn_pv;
+    isa->vec.attn_scores_f16 = kl_avx2_attn_scores_f16;
+    isa->vec.attn_pv_f16 = kl_avx2_attn_pv_f16;
+    isa->vec.attn_pv_rows = kl_avx2_attn_pv_rows;
+    isa->vec.attn_pv_rows_f16 = kl_avx2_attn_pv_rows_f16;
+    isa->vec.attn_scores_rows = kl_avx2_attn_scores_rows;
+    isa->vec.attn_scores_rows_f16 = kl_avx2_attn_scores_rows_f16;
     isa->types[KL_Q8_0].gemm = kl_avx2_gemm_q8_0;
     isa->types[KL_Q4_0].gemm = kl_avx2_gemm_q4_0;
     isa->types[KL_F32].gemm = kl_avx2_gemm_f32;
