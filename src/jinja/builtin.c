@@ -518,8 +518,11 @@ jv jinja_call_func(jctx *c, int fn, jv *args, int npos, jstr *kwn, int nkw)
     }
     case JF_RAISE: {
         jstr m = npos ? jv_str_of(c, &args[0]) : (jstr){"", 0};
+        size_t len = strnlen(m.p, m.n > 400 ? 400 : m.n); /* up to a NUL: what %s prints */
+        if (!len) /* an error always says why, even when the template gives no reason */
+            jctx_fail(c, KL_EINVAL, "raise_exception() with an empty message");
         c->line = -1; /* the message is the template's own */
-        jctx_fail(c, KL_EINVAL, "%.*s", (int)(m.n > 400 ? 400 : m.n), m.p);
+        jctx_fail(c, KL_EINVAL, "%.*s", (int)len, m.p);
     }
     case JF_NAMESPACE:
     case JF_DICT: {

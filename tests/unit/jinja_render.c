@@ -262,6 +262,10 @@ TEST(jinja_runaway)
     T_EQ(strlen(got), 1000);
     free(got);
     CHECK_ERR("{{ raise_exception('custom ' ~ 42) }}", KL_EINVAL, "custom 42");
+    /* no reason given is still an error that says something (found by fuzz_jinja) */
+    CHECK_ERR("{{ raise_exception() }}", KL_EINVAL, "raise_exception() with an empty message");
+    CHECK_ERR("{{ raise_exception('') }}", KL_EINVAL, "raise_exception() with an empty message");
+    CHECK_ERR("{{ raise_exception(undefined_name) }}", KL_EINVAL, "with an empty message");
     CHECK_ERR("{{ 1 / 0 }}", KL_EINVAL, "division by zero");
     CHECK_ERR("{{ [1][::0] }}", KL_EINVAL, "slice step cannot be zero");
     CHECK_ERR("{% for a, b in [1] %}{% endfor %}", KL_EINVAL, "cannot unpack");
