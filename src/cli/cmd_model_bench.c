@@ -239,10 +239,7 @@ int cmd_model_bench(int argc, char **argv)
      * when it creates it: decoding then writes K and V into mapped memory, as a server does
      * once its first requests have passed, rather than taking first-touch page faults (80% of
      * the page faults and 1-2% of the time of a B=16 tg128 run). */
-    size_t layer_bytes = kv_store_block_bytes(b.kv) / (size_t)hp->n_layers *
-                         (size_t)kv_store_n_blocks(b.kv); /* all blocks of one layer */
-    for (int l = 0; l < hp->n_layers; l++)
-        memset(kv_store_k(b.kv, l, 0), 0, layer_bytes);
+    kv_store_fault_in(b.kv);
     b.blocks = malloc(sizeof(int32_t) * (size_t)max_b * (size_t)b.per);
     for (int i = 0; i < max_b * b.per; i++)
         b.blocks[i] = i % kv_store_n_blocks(b.kv);

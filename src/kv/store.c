@@ -59,6 +59,11 @@ int kv_store_create(kv_store **out, const kv_store_config *cfg, kl_err *err)
     return 0;
 }
 
+void kv_store_fault_in(kv_store *st)
+{
+    memset(st->mem, 0, st->layer_bytes * (size_t)st->cfg.n_layers);
+}
+
 void kv_store_destroy(kv_store *st)
 {
     if (!st) return;

@@ -32,4 +32,7 @@ void *kv_store_k(const kv_store *st, int layer, int32_t block);
 void *kv_store_v(const kv_store *st, int layer, int32_t block);
 /* Copies block src's K/V (all layers) to dst: copy-on-write of a shared partial block. */
 void kv_store_copy_block(kv_store *st, int32_t dst, int32_t src);
+/* Writes zeros over the whole pool so its pages are mapped before a timed run (create leaves them
+ * to fault in as used). */
+void kv_store_fault_in(kv_store *st);
 #endif

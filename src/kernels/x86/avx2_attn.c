@@ -12,30 +12,9 @@
 #include <stdbool.h>
 
 #include "kernels/impl.h"
+#include "kernels/x86/avx2_lanes.h"
 #include "kernels/x86/avx2_reduce.h"
-
-void kl_avx2_attn_scores(const float *q, const float *k, int ldk, int nk, int hd, float scale,
-                         float *s);
-void kl_avx2_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int hd);
-void kl_avx2_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int nk, int hd,
-                             float scale, float *s);
-void kl_avx2_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd);
-void kl_avx2_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, const float *v,
-                          int ldv, int nk, int hd);
-void kl_avx2_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
-                              int ldv, int nk, int hd);
-void kl_avx2_attn_scores_rows(const float *q, int ldq, int nr, const float *k, int ldk, int nk,
-                              int hd, float scale, float *s, int lds);
-void kl_avx2_attn_scores_rows_f16(const float *q, int ldq, int nr, const uint16_t *k, int ldk,
-                                  int nk, int hd, float scale, float *s, int lds);
-
-/* The lane mask of elements [c, min(hd, c + 8)). */
-static inline __m256i lanes(int hd, int c)
-{
-    int r = hd - c;
-    r = r > 8 ? 8 : r < 0 ? 0 : r;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
+#include "kernels/x86/avx2_vec.h"
 
 /* 8 lanes of a key or value row from column c, F32 or F16 (converted exactly: the same
  * operands); lanes at or past hd read as 0. */
@@ -43,19 +22,14 @@ static inline __m256 load_kv(const void *row, int c, int hd, bool f16)
 {
     if (!f16) {
         const float *p = (const float *)row + c;
-        return hd - c >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lanes(hd, c));
+        return hd - c >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, kl_avx2_mask(hd - c));
     }
-    const uint16_t *h = (const uint16_t *)row + c;
-    if (hd - c >= 8) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
-    uint16_t b[8] = {0};
-    for (int i = 0; i < hd - c; i++)
-        b[i] = h[i];
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b));
+    return kl_avx2_load_ph((const uint16_t *)row + c, hd - c);
 }
 
 static inline __m256 load_q(const float *q, int c, int hd)
 {
-    return hd - c >= 8 ? _mm256_loadu_ps(q + c) : _mm256_maskload_ps(q + c, lanes(hd, c));
+    return hd - c >= 8 ? _mm256_loadu_ps(q + c) : _mm256_maskload_ps(q + c, kl_avx2_mask(hd - c));
 }
 
 /* Keys 4 at a time (4 independent chains), then one by one: each key's score is the same
@@ -138,7 +112,7 @@ pv_regs(float *o, const float *p, const void *v, int ldv, int nk, int hd, int c0
         if (hd - cc >= 8)
             _mm256_storeu_ps(o + cc, acc[c]);
         else
-            _mm256_maskstore_ps(o + cc, lanes(hd, cc), acc[c]);
+            _mm256_maskstore_ps(o + cc, kl_avx2_mask(hd - cc), acc[c]);
     }
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/x86/avx2_lanes.h"
 
 void kl_avx2_fp16_to_fp32_row(const uint16_t *src, float *dst, int n);
 void kl_avx2_fp32_to_fp16_row(const float *src, uint16_t *dst, int n);
@@ -15,13 +16,7 @@ void kl_avx2_fp16_to_fp32_row(const uint16_t *src, float *dst, int n)
     int i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-    if (i < n) {
-        uint16_t h[8] = {0};
-        float f[8];
-        memcpy(h, src + i, sizeof(uint16_t) * (size_t)(n - i));
-        _mm256_storeu_ps(f, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h)));
-        memcpy(dst + i, f, sizeof(float) * (size_t)(n - i));
-    }
+    if (i < n) _mm256_maskstore_ps(dst + i, kl_avx2_mask(n - i), kl_avx2_load_ph(src + i, n - i));
 }
 
 void kl_avx2_fp32_to_fp16_row(const float *src, uint16_t *dst, int n)
@@ -30,12 +25,11 @@ void kl_avx2_fp32_to_fp16_row(const float *src, uint16_t *dst, int n)
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(dst + i),
                          _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
-    if (i < n) {
-        float f[8] = {0};
+    if (i < n) { /* lanes past n read as 0 (masked load), only n - i halves written */
         uint16_t h[8];
-        memcpy(f, src + i, sizeof(float) * (size_t)(n - i));
         _mm_storeu_si128((__m128i *)h,
-                         _mm256_cvtps_ph(_mm256_loadu_ps(f), _MM_FROUND_TO_NEAREST_INT));
+                         _mm256_cvtps_ph(_mm256_maskload_ps(src + i, kl_avx2_mask(n - i)),
+                                         _MM_FROUND_TO_NEAREST_INT));
         memcpy(dst + i, h, sizeof(uint16_t) * (size_t)(n - i));
     }
 }

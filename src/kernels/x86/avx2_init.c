@@ -1,6 +1,7 @@
 /* kernels/x86/avx2_init.c: the AVX2+FMA table entries (kernels not listed stay scalar). */
 #include "kernels/impl.h"
 #include "kernels/iq.h"
+#include "kernels/x86/avx2_vec.h"
 
 void kl_avx2_gemm_q8_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_q4_0(const kl_gemm *g, int64_t r0, int64_t r1);
@@ -10,28 +11,6 @@ void kl_avx2_gemm_bf16(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_quant_act_q8_0(const float *x, void *dst, int64_t n); /* x86/avx2_quant.c */
 void kl_avx2_quant_act_q8_1(const float *x, void *dst, int64_t n);
 void kl_avx2_quant_act_q8_k(const float *x, void *dst, int64_t n);
-float kl_avx2_dot(const float *a, const float *b, int n); /* x86/avx2_vec.c */
-void kl_avx2_axpy(float *y, float a, const float *x, int n);
-float kl_avx2_dot_f16(const uint16_t *a, const float *b, int n);
-void kl_avx2_axpy_f16(float *y, float a, const uint16_t *x, int n);
-void kl_avx2_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
-void kl_avx2_softmax(float *x, int n);
-double kl_avx2_softmax_part(float *x, int n, float *max);
-void kl_avx2_swiglu(float *out, const float *g, const float *u, int n);
-void kl_avx2_attn_scores(const float *q, const float *k, int ldk, int nk, int hd, float scale,
-                         float *s); /* x86/avx2_attn.c */
-void kl_avx2_attn_pv(float *o, const float *p, const float *v, int ldv, int nk, int hd);
-void kl_avx2_attn_scores_f16(const float *q, const uint16_t *k, int ldk, int nk, int hd,
-                             float scale, float *s);
-void kl_avx2_attn_pv_f16(float *o, const float *p, const uint16_t *v, int ldv, int nk, int hd);
-void kl_avx2_attn_pv_rows(float *o, int ldo, const float *p, int ldp, int nr, const float *v,
-                          int ldv, int nk, int hd);
-void kl_avx2_attn_pv_rows_f16(float *o, int ldo, const float *p, int ldp, int nr, const uint16_t *v,
-                              int ldv, int nk, int hd);
-void kl_avx2_attn_scores_rows(const float *q, int ldq, int nr, const float *k, int ldk, int nk,
-                              int hd, float scale, float *s, int lds);
-void kl_avx2_attn_scores_rows_f16(const float *q, int ldq, int nr, const uint16_t *k, int ldk,
-                                  int nk, int hd, float scale, float *s, int lds);
 
 void kl_isa_avx2_init(kl_isa *isa)
 {

@@ -11,6 +11,7 @@
 
 #include "kernels/iq.h"
 #include "kernels/x86/avx2_reduce.h"
+#include "kernels/x86/tile4_gemm.h"
 
 #define IQ2_BT    4  /* activation rows per tile */
 #define IQ2_CHUNK 16 /* weight rows kept in cache while the activation tiles pass over them */
@@ -153,28 +154,5 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
 /* PFX_chunk32 gives the magnitudes |w| and sets *sg to +1 or -1 per element (its sign). */
 #define IQ2_TILE_MS(PFX, BLOCK) IQ2_TILE_ANY(PFX, BLOCK, 0, 1)
 
-#define IQ2_GEMM(NAME, PFX)                                                                        \
-    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \
-    {                                                                                              \
-        for (int64_t rc = r0; rc < r1; rc += IQ2_CHUNK)                                            \
-            for (int b = 0; b < g->B; b += IQ2_BT) {                                               \
-                int nb = g->B - b < IQ2_BT ? g->B - b : IQ2_BT;                                    \
-                int64_t re = rc + IQ2_CHUNK < r1 ? rc + IQ2_CHUNK : r1;                            \
-                for (int64_t r = rc; r < re; r++)                                                  \
-                    switch (nb) {                                                                  \
-                    case 4:                                                                        \
-                        PFX##_tile(g, r, b, 4);                                                    \
-                        break;                                                                     \
-                    case 3:                                                                        \
-                        PFX##_tile(g, r, b, 3);                                                    \
-                        break;                                                                     \
-                    case 2:                                                                        \
-                        PFX##_tile(g, r, b, 2);                                                    \
-                        break;                                                                     \
-                    default:                                                                       \
-                        PFX##_tile(g, r, b, 1);                                                    \
-                        break;                                                                     \
-                    }                                                                              \
-            }                                                                                      \
-    }
+#define IQ2_GEMM(NAME, PFX) TILE4_GEMM(NAME, PFX, IQ2_CHUNK) /* IQ2_BT is 4 */
 #endif

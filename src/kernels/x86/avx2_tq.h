@@ -12,6 +12,7 @@
 
 #include "kernels/iq.h"
 #include "kernels/x86/avx2_reduce.h"
+#include "kernels/x86/tile4_gemm.h"
 
 #define TQ_CHUNK 16 /* weight rows kept in cache while the activation tiles pass over them */
 
@@ -125,29 +126,5 @@ static inline __attribute__((always_inline)) void tq1_0_chunks(const kl_block_tq
             kl_avx2_hsum_ps(acc[k]);                                                               \
     }
 
-#define TQ_GEMM(NAME, PFX)                                                                         \
-    void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \
-    {                                                                                              \
-        for (int64_t rc = r0; rc < r1; rc += TQ_CHUNK)                                             \
-            for (int b = 0; b < g->B; b += TQ_BT) {                                                \
-                int nb = g->B - b < TQ_BT ? g->B - b : TQ_BT;                                      \
-                int64_t re = rc + TQ_CHUNK < r1 ? rc + TQ_CHUNK : r1;                              \
-                for (int64_t r = rc; r < re; r++)                                                  \
-                    switch (nb) {                                                                  \
-                    case 4:                                                                        \
-                        PFX##_tile(g, r, b, 4);                                                    \
-                        break;                                                                     \
-                    case 3:                                                                        \
-                        PFX##_tile(g, r, b, 3);                                                    \
-                        break;                                                                     \
-                    case 2:                                                                        \
-                        PFX##_tile(g, r, b, 2);                                                    \
-                        break;                                                                     \
-                    default:                                                                       \
-                        PFX##_tile(g, r, b, 1);                                                    \
-                        break;                                                                     \
-                    }                                                                              \
-            }                                                                                      \
-    }
-
+#define TQ_GEMM(NAME, PFX) TILE4_GEMM(NAME, PFX, TQ_CHUNK) /* TQ_BT is 4 */
 #endif

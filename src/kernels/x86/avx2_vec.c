@@ -7,38 +7,13 @@
 #include <math.h>
 
 #include "kernels/impl.h"
+#include "kernels/x86/avx2_lanes.h"
 #include "kernels/x86/avx2_reduce.h"
-
-float kl_avx2_dot(const float *a, const float *b, int n);
-void kl_avx2_axpy(float *y, float a, const float *x, int n);
-float kl_avx2_dot_f16(const uint16_t *a, const float *b, int n);
-void kl_avx2_axpy_f16(float *y, float a, const uint16_t *x, int n);
-void kl_avx2_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
-void kl_avx2_softmax(float *x, int n);
-double kl_avx2_softmax_part(float *x, int n, float *max);
-void kl_avx2_swiglu(float *out, const float *g, const float *u, int n);
-
-/* The lane mask of elements [i, min(n, i + 8)): all ones when 8 or more are left. */
-static inline __m256i tail(int n, int i)
-{
-    int r = n - i;
-    r = r > 8 ? 8 : r < 0 ? 0 : r;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
+#include "kernels/x86/avx2_vec.h"
 
 static inline __m256 load_m(const float *p, __m256i m)
 {
     return _mm256_maskload_ps(p, m);
-}
-
-/* 8 halves from p converted; only the first r (1..8) read, the rest 0. */
-static inline __m256 load_h(const uint16_t *p, int r)
-{
-    if (r >= 8) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-    uint16_t b[8] = {0};
-    for (int i = 0; i < r; i++)
-        b[i] = p[i];
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b));
 }
 
 /* e^x per lane, the operations of kl_exp (kernels/exp.c) fused: x clamped to [-87, 88],
@@ -88,7 +63,7 @@ float kl_avx2_dot(const float *a, const float *b, int n)
         s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
     }
     for (; i < n; i += 8) {
-        __m256i m = tail(n, i);
+        __m256i m = kl_avx2_mask(n - i);
         s0 = _mm256_fmadd_ps(load_m(a + i, m), load_m(b + i, m), s0);
     }
     return kl_avx2_hsum_ps(_mm256_add_ps(s0, s1));
@@ -102,7 +77,7 @@ void kl_avx2_axpy(float *y, float a, const float *x, int n)
         _mm256_storeu_ps(y + i,
                          _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
     if (i < n) {
-        __m256i m = tail(n, i);
+        __m256i m = kl_avx2_mask(n - i);
         _mm256_maskstore_ps(y + i, m, _mm256_fmadd_ps(av, load_m(x + i, m), load_m(y + i, m)));
     }
 }
@@ -112,11 +87,11 @@ float kl_avx2_dot_f16(const uint16_t *a, const float *b, int n)
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= n; i += 16) {
-        s0 = _mm256_fmadd_ps(load_h(a + i, 8), _mm256_loadu_ps(b + i), s0);
-        s1 = _mm256_fmadd_ps(load_h(a + i + 8, 8), _mm256_loadu_ps(b + i + 8), s1);
+        s0 = _mm256_fmadd_ps(kl_avx2_load_ph(a + i, 8), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(kl_avx2_load_ph(a + i + 8, 8), _mm256_loadu_ps(b + i + 8), s1);
     }
     for (; i < n; i += 8)
-        s0 = _mm256_fmadd_ps(load_h(a + i, n - i), load_m(b + i, tail(n, i)), s0);
+        s0 = _mm256_fmadd_ps(kl_avx2_load_ph(a + i, n - i), load_m(b + i, kl_avx2_mask(n - i)), s0);
     return kl_avx2_hsum_ps(_mm256_add_ps(s0, s1));
 }
 
@@ -125,10 +100,12 @@ void kl_avx2_axpy_f16(float *y, float a, const uint16_t *x, int n)
     __m256 av = _mm256_set1_ps(a);
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, load_h(x + i, 8), _mm256_loadu_ps(y + i)));
+        _mm256_storeu_ps(y + i,
+                         _mm256_fmadd_ps(av, kl_avx2_load_ph(x + i, 8), _mm256_loadu_ps(y + i)));
     if (i < n) {
-        __m256i m = tail(n, i);
-        _mm256_maskstore_ps(y + i, m, _mm256_fmadd_ps(av, load_h(x + i, n - i), load_m(y + i, m)));
+        __m256i m = kl_avx2_mask(n - i);
+        _mm256_maskstore_ps(y + i, m,
+                            _mm256_fmadd_ps(av, kl_avx2_load_ph(x + i, n - i), load_m(y + i, m)));
     }
 }
 
@@ -136,13 +113,13 @@ void kl_avx2_rmsnorm(float *out, const float *x, const float *w, int n, float ep
 {
     __m256d sum = _mm256_setzero_pd();
     for (int i = 0; i < n; i += 8) {
-        __m256 v = load_m(x + i, tail(n, i));
+        __m256 v = load_m(x + i, kl_avx2_mask(n - i));
         sum = widen_add(sum, _mm256_mul_ps(v, v));
     }
     float mean = (float)(hsum_pd(sum) / n);
     __m256 scale = _mm256_set1_ps(1.0f / sqrtf(mean + eps));
     for (int i = 0; i < n; i += 8) {
-        __m256i m = tail(n, i);
+        __m256i m = kl_avx2_mask(n - i);
         __m256 v = _mm256_mul_ps(load_m(x + i, m), scale);
         _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(v, load_m(w + i, m)));
     }
@@ -152,7 +129,7 @@ double kl_avx2_softmax_part(float *x, int n, float *max)
 {
     __m256 mx = _mm256_set1_ps(*max);
     for (int i = 0; i < n; i += 8) {
-        __m256i m = tail(n, i);
+        __m256i m = kl_avx2_mask(n - i);
         __m256 v =
             _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), load_m(x + i, m), _mm256_castsi256_ps(m));
         mx = _mm256_max_ps(mx, v);
@@ -161,7 +138,7 @@ double kl_avx2_softmax_part(float *x, int n, float *max)
     __m256 mv = _mm256_set1_ps(*max);
     __m256d sum = _mm256_setzero_pd();
     for (int i = 0; i < n; i += 8) {
-        __m256i m = tail(n, i);
+        __m256i m = kl_avx2_mask(n - i);
         __m256 e =
             _mm256_and_ps(_mm256_castsi256_ps(m), exp256(_mm256_sub_ps(load_m(x + i, m), mv)));
         _mm256_maskstore_ps(x + i, m, e);
@@ -176,7 +153,7 @@ void kl_avx2_softmax(float *x, int n)
     float max = -INFINITY;
     __m256 inv = _mm256_set1_ps((float)(1.0 / kl_avx2_softmax_part(x, n, &max)));
     for (int i = 0; i < n; i += 8) {
-        __m256i m = tail(n, i);
+        __m256i m = kl_avx2_mask(n - i);
         _mm256_maskstore_ps(x + i, m, _mm256_mul_ps(load_m(x + i, m), inv));
     }
 }
@@ -185,7 +162,7 @@ void kl_avx2_swiglu(float *out, const float *g, const float *u, int n)
 {
     __m256 one = _mm256_set1_ps(1.f);
     for (int i = 0; i < n; i += 8) {
-        __m256i m = tail(n, i);
+        __m256i m = kl_avx2_mask(n - i);
         __m256 gv = load_m(g + i, m);
         __m256 s =
             _mm256_div_ps(gv, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), gv))));
