@@ -101,15 +101,19 @@ unit: $(KILN) $(TESTS)
 # End-to-end tests in node with the official openai package (tests/e2e); skipped with a
 # message when node or its packages are missing, a failure when CI is set (.ci/run).
 # Sanitizer reports of every kiln process the tests start go to files under $(O)/e2e-reports
-# (a child's stderr is the test's to read): any file there fails the run.
+# (a child's stderr is the test's to read): any file there fails the run. A run that is not
+# over in E2E_TIMEOUT seconds is killed and fails (2 min here, 4 under ASan): a test that
+# hangs must fail CI with its name in the log, not run into CI's own limit with no report.
 E2E_REPORTS := $(abspath $(O))/e2e-reports
+E2E_TIMEOUT ?= 900
 e2e: $(KILN)
 	@if command -v node >/dev/null && [ -d tests/e2e/node_modules ] && \
 	    [ -n "$$(ls tests/e2e/*.test.mjs 2>/dev/null)" ]; then \
 	  rm -rf $(E2E_REPORTS) && mkdir -p $(E2E_REPORTS) && \
 	  ASAN_OPTIONS=log_path=$(E2E_REPORTS)/asan UBSAN_OPTIONS=log_path=$(E2E_REPORTS)/ubsan:print_stacktrace=1 \
 	  TSAN_OPTIONS=log_path=$(E2E_REPORTS)/tsan KILN_BIN=$(abspath $(KILN)) \
-	  node --test --test-concurrency=1 tests/e2e/ && \
+	  timeout -k 10 $(E2E_TIMEOUT) node --test --test-concurrency=1 tests/e2e/ || \
+	    { rc=$$?; [ $$rc = 124 ] && echo "e2e: killed after $(E2E_TIMEOUT) s"; exit $$rc; } && \
 	  if [ -n "$$(ls $(E2E_REPORTS))" ]; then head -n 60 $(E2E_REPORTS)/*; \
 	    echo "e2e: sanitizer reports in $(E2E_REPORTS)"; exit 1; fi; \
 	elif [ -n "$$CI" ]; then echo "e2e: node or tests/e2e/node_modules missing, and CI is set:" \

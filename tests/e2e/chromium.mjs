@@ -25,7 +25,8 @@ export class Browser {
       '--disable-dev-shm-usage', '--no-first-run', '--no-default-browser-check',
       `--user-data-dir=${b.profile}`, `--window-size=${width},${height}`,
       '--remote-debugging-pipe', 'about:blank'],
-    { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
+    // its own process group, so close() can kill the renderers and helpers with it
+    { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'], detached: true });
     b.stderr = '';
     b.proc.stdio[2].on('data', (d) => { b.stderr += d; });
     b.next = 1;
@@ -70,11 +71,17 @@ export class Browser {
     return page;
   }
 
+  // Never throws: a helper process still writing into the profile made rmSync fail with
+  // ENOTEMPTY, which failed the test file's after() hook before it stopped its servers.
   async close() {
     try { await Promise.race([this.send('Browser.close'), this.exited]); } catch {}
-    this.proc.kill('SIGKILL');
+    try { process.kill(-this.proc.pid, 'SIGKILL'); } catch {}
     await this.exited;
-    rmSync(this.profile, { recursive: true, force: true });
+    try {
+      rmSync(this.profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
+    } catch (e) {
+      console.error(`# chromium profile ${this.profile} left behind: ${e.message}`);
+    }
   }
 }
 

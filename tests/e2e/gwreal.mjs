@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitFor } from './gwutil.mjs';
+import { killAtEnd } from './reap.mjs';
 import { needs } from './prereq.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -51,7 +52,7 @@ export class Replica {
     if (!this.port) this.port = await freePort();
     this.proc = spawn(kilnBin, ['serve', '-m', this.model || tinyModel(), '--port', String(this.port), '-t', '1', ...this.args],
       { stdio: ['ignore', 'pipe', 'pipe'] });
-    const p = this.proc;
+    const p = killAtEnd(this.proc);
     p.stdout.on('data', (d) => { this.logText += d; });
     p.stderr.on('data', (d) => { this.logText += d; });
     p.exited = new Promise((r) => p.on('exit', (code, sig) => r({ code, sig })));
@@ -81,6 +82,7 @@ export async function startGateway(cfg, { healthy = true, env = {}, args = [], n
   const proc = nofile
     ? spawn('sh', ['-c', `ulimit -n ${nofile} && exec "$0" "$@"`, kilnBin, ...argv], opts)
     : spawn(kilnBin, argv, opts);
+  killAtEnd(proc);
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });
   proc.stderr.on('data', (d) => { log += d; });

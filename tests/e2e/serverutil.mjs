@@ -1,23 +1,16 @@
 // Helpers for the kiln serve end-to-end tests: start a real `kiln serve`, wait until ready.
 import { spawn } from 'node:child_process';
-import { after } from 'node:test';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitFor } from './gwutil.mjs';
+import { killAtEnd } from './reap.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const root = path.resolve(here, '../..');
 export const kilnBin = process.env.KILN_BIN || path.join(root, 'kiln');
 export const stories = path.resolve(root, '../shared/models/stories260K.gguf');
 export const haveStories = existsSync(stories);
-
-// Servers still running when a test file ends (a failed assertion skipped its stopServer)
-// are killed, so a failure never leaves the test process waiting on a child forever.
-const live = new Set();
-after(() => {
-  for (const p of live) p.kill('SIGKILL');
-});
 
 // The command line that runs kiln with args, under an open-file limit when nofile is set.
 export function kilnCommand(args, nofile) {
@@ -34,11 +27,8 @@ export async function startServer(args, { waitReady = true, env = process.env, n
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });
   proc.stderr.on('data', (d) => { log += d; });
-  live.add(proc);
-  const exited = new Promise((resolve) => proc.on('exit', (code, sig) => {
-    live.delete(proc);
-    resolve({ code, sig });
-  }));
+  killAtEnd(proc);
+  const exited = new Promise((resolve) => proc.on('exit', (code, sig) => resolve({ code, sig })));
   const url = `http://127.0.0.1:${port}`;
   const s = { proc, port, url, log: () => log, exited };
   if (waitReady) {

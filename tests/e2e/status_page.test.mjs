@@ -32,11 +32,14 @@ before(async () => {
 
 after(async () => {
   stopLoad = true;
-  if (load) await load;
-  if (browser) await browser.close();
-  if (gw) await gw.stop();
-  if (replica) await replica.stop();
-  cleanup();
+  try {
+    if (load) await load;
+    if (browser) await browser.close();
+  } finally {
+    if (gw) await gw.stop();
+    if (replica) await replica.stop();
+    cleanup();
+  }
 });
 
 // Opens url, waits until every chart has at least `points` values and cond(kilnStatus)
