@@ -230,14 +230,14 @@ void kl_avx2_types_kquant(kl_isa *isa);        /* x86/avx2_kquant.c: Q2_K..Q6_K 
 void kl_avx2_types_legacy(kl_isa *isa);        /* x86/avx2_legacy.c: Q4_1 Q5_0 Q5_1 */
 void kl_avx2_types_packed(kl_isa *isa);        /* x86/avx2_packed.c: the packed gemms */
 void kl_avx2_types_packed_kquant(kl_isa *isa); /* x86/avx2_packed_kquant.c: Q2_K..Q6_K, IQ4_XS */
-/* x86/avx512_packed_kquant.c, avx512_packed_legacy.c: packed Q2_K..Q6_K; Q4_1 Q5_0 Q5_1 */
+/* x86/avx512_packed_kquant.c, avx512_packed_legacy.c: packed Q2_K..Q6_K, IQ4_XS; Q4_1 Q5_0 Q5_1 */
 void kl_avx512_types_packed_kquant(kl_isa *isa);
 void kl_avx512_types_packed_legacy(kl_isa *isa);
 /* kernels/pack.c: the panel packers (pack_bytes, pack) of F32 F16 Q8_0 Q4_0 IQ4_NL Q4_1 Q5_0
  * Q5_1, ISA-neutral code that the AVX2 and AVX-512 gemm_packed both read. */
 void kl_panel_types(kl_isa *isa);
 /* kernels/pack_kquant.c: those of Q2_K..Q6_K (the layout: kernels/pack_kquant.h), and of
- * IQ4_XS in Q4_K's shape (the AVX2 table only: AVX-512 has no gemm for it). */
+ * IQ4_XS in Q4_K's shape. */
 void kl_panel_types_kquant(kl_isa *isa);
 void kl_panel_types_iq4_xs(kl_isa *isa);
 

@@ -184,9 +184,9 @@ TEST(kernels_gemm_iq4_xs_simd_matches_reference)
 {
     check_all(KL_IQ4_XS);
 }
-/* Packed IQ4_XS (the AVX2 table) takes the reference's integer sums and its float steps in its
- * order, (float)isum * (d * d_a) added per super-block: the reference's bits, at every tile
- * (one and two activation rows, four, three). */
+/* Packed IQ4_XS (the AVX2 and AVX-512 tables) takes the reference's integer sums and its float
+ * steps in its order, (float)isum * (d * d_a) added per super-block: the reference's bits, at
+ * every tile (AVX2: one and two activation rows, four, three; AVX-512: 1, 2, 3, 6, 8 + 1). */
 TEST(kernels_gemm_iq4_xs_packed_matches_reference_bits)
 {
     static const int rows[] = {1, 17, 150}, cols[] = {256, 2304}, bs[] = {1, 2, 3, 6, 9};

@@ -17,7 +17,7 @@
  * integer sums, as avx2_kquant.c forms them; the float order differs from the reference's and
  * from AVX-512's (within rounding).
  *
- * IQ4_XS (AVX2 only; Q4_K's nibbles, kl_iq4nl_values[u] through vpshufb): signed values, so
+ * IQ4_XS (Q4_K's nibbles, kl_iq4nl_values[u] through vpshufb): signed values, so
  * |w| times the activations with w's sign (a pair at most 2 * 127 * 127: one vpmaddwd by the
  * sub-block's scale per group), no offset, and the reference's float steps, (float)isum *
  * (d * d_a) added per super-block without FMA: its bits. 1 thread, 2048 x 2048, B=1: 25.7

@@ -76,11 +76,5 @@ void kl_isa_avx512_init(kl_isa *isa)
     kl_avx512_types_packed_kquant(isa);
     kl_avx512_types_packed_legacy(isa);
     kl_avx512_types_iq(isa);
-    /* IQ4_XS stays on its AVX-512 rows: the AVX2 table's packed IQ4_XS (its 256-bit tile) is
-     * faster at one activation row but slower at 16 and more (1 thread, 2048 x 2048, B=16:
-     * 123 against 131 GOP/s) */
-    isa->types[KL_IQ4_XS].pack_bytes = NULL;
-    isa->types[KL_IQ4_XS].pack = NULL;
-    isa->types[KL_IQ4_XS].gemm_packed = NULL;
     kl_avx512_lora_init(isa);
 }

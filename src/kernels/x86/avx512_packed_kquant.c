@@ -1,5 +1,5 @@
-/* kernels/x86/avx512_packed_kquant.c: the K-quants (Q2_K Q3_K Q4_K Q5_K Q6_K) over weights
- * repacked at load into panels of 16 rows (as avx512_packed.c does for Q8_0/Q4_0): one
+/* kernels/x86/avx512_packed_kquant.c: the K-quants (Q2_K Q3_K Q4_K Q5_K Q6_K, and IQ4_XS) over
+ * weights repacked at load into panels of 16 rows (as avx512_packed.c does for Q8_0/Q4_0): one
  * register holds 4 columns of 16 rows, vpdpbusd with 4 broadcast activation bytes gives 16
  * rows' dots, a weight register serves up to 8 activation rows, and no horizontal sums.
  *
@@ -12,11 +12,24 @@
  * both times d_a and added to the row's result. The integer sums are llama.cpp's; the float
  * order differs from the reference's (within rounding).
  *
+ * IQ4_XS (Q4_K's nibbles, Q6_K's signed scale bytes; pack_kquant.h) is signed: the nibbles go
+ * through a byte shuffle to kl_iq4nl_values[u] + 128 (1..241, vpdpbusd's unsigned operand), each
+ * sub-block's dot is multiplied by its scale in int32 (vpmulld) and the bias comes back out
+ * through the activation sums, -128 sc_s (bs_2s + bs_2s+1) by vpdpwssd into the same
+ * accumulator: the reference's exact integer sum per super-block (true value below 2^28, so the
+ * wrapping int32 steps land on it). Then the reference's float steps, (float)isum * (d * d_a)
+ * added per super-block without FMA: the scalar reference's bits at every batch size. Against
+ * IQ4_XS's rows over the file's layout (avx512_iq4.c, which the model ran before), 1 thread,
+ * 2048 x 2048, alternated: B=1 25.1-25.6 against 14.4 GB/s of the file's bytes (the record is
+ * 2368 bytes per 16 rows against the file's 2176), B=16 312 against 122 GOP/s, B=512 190
+ * against 61-70.
+ *
  * The panel layout and its packer: kernels/pack_kquant.h, pack_kquant.c. */
 #include <immintrin.h>
 #include <string.h>
 
 #include "kernels/impl.h"
+#include "kernels/iq.h"
 #include "kernels/pack_kquant.h"
 #include "kernels/x86/avx512_dpbusd.h"
 
@@ -27,7 +40,7 @@ static inline __attribute__((always_inline)) void load_sub(int K, const uint8_t 
                                                            __m512i w[8])
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03);
-    if (K == Q4 || K == Q5 || K == Q6) {
+    if (K == Q4 || K == Q5 || K == Q6 || K == IQ4X) {
         _Pragma("GCC unroll 4") for (int h = 0; h < 4; h++)
         {
             __m512i v = _mm512_loadu_si512(P + off_lo(K, s) + (size_t)h * REG);
@@ -68,6 +81,12 @@ static inline __attribute__((always_inline)) void load_sub(int K, const uint8_t 
             }
         }
     }
+    if (K == IQ4X) { /* kl_iq4nl_values[u] + 128: the table with its sign bits flipped */
+        const __m512i lut = _mm512_xor_si512(
+            _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)kl_iq4nl_values)),
+            _mm512_set1_epi8((char)0x80));
+        _Pragma("GCC unroll 8") for (int g = 0; g < 8; g++) w[g] = _mm512_shuffle_epi8(lut, w[g]);
+    }
 }
 
 /* The sub-block's scale pair as 16 rows x 2 int16 (the vpdpwssd operand of the offset
@@ -96,6 +115,17 @@ static inline __attribute__((always_inline)) __m512i sub_scales(int K, const uin
     S[0] = _mm512_mul_ps(dv, _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(p, 16), 16)));
     S[1] = _mm512_mul_ps(dv, _mm512_cvtepi32_ps(_mm512_srai_epi32(p, 16)));
     return p;
+}
+
+/* IQ4_XS's sub-block scale: sc_s per row in int32 (for vpmulld), and the pairs (-128 sc_s,
+ * -128 sc_s) of its bias term against (bs_2s, bs_2s+1) (|-128 sc| <= 4096: int16). */
+static inline __attribute__((always_inline)) __m512i iq4_scales(const uint8_t *P, int s,
+                                                                __m512i *sc)
+{
+    __m512i p = _mm512_cvtepi8_epi16(
+        _mm256_loadu_si256((const __m256i *)(P + OFF_SM + (size_t)s * PR * 2)));
+    *sc = _mm512_srai_epi32(p, 16);
+    return _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(p, 7));
 }
 
 static inline __mmask16 out_mask(int64_t rows, int64_t r)
@@ -132,10 +162,10 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
             ioff[k] = _mm512_setzero_si512();
         }
         for (int s = 0; s < 8; s++) {
-            __m512i w[8];
+            __m512i w[8], sc;
             __m512 S[2];
             load_sub(K, P, s, w);
-            __m512i pairs = sub_scales(K, P, s, dv, S);
+            __m512i pairs = K == IQ4X ? iq4_scales(P, s, &sc) : sub_scales(K, P, s, dv, S);
             _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
             {
                 const int8_t *a = aq[k] + j * KL_QKK + 32 * s;
@@ -145,7 +175,10 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
                     i0 = kl_dpbusd_bcast(i0, w[q], a + 4 * q);
                     i1 = kl_dpbusd_bcast(i1, w[q + 4], a + 16 + 4 * q);
                 }
-                if (wide) {
+                if (K == IQ4X) { /* ioff is the exact integer sum */
+                    ioff[k] =
+                        _mm512_add_epi32(ioff[k], _mm512_mullo_epi32(_mm512_add_epi32(i0, i1), sc));
+                } else if (wide) {
                     acc[k] =
                         _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), S[0], acc[k]);
                 } else {
@@ -156,6 +189,12 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
                 memcpy(&bs2, as[k] + 16 * j + 2 * s, 4);
                 ioff[k] = _mm512_dpwssd_epi32(ioff[k], pairs, _mm512_set1_epi32(bs2));
             }
+        }
+        if (K == IQ4X) { /* the reference's steps: out + (float)isum * (d * d_a), rounded twice */
+            _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++) out[k] =
+                _mm512_add_ps(out[k], _mm512_mul_ps(_mm512_cvtepi32_ps(ioff[k]),
+                                                    _mm512_mul_ps(dv, _mm512_set1_ps(ad[k][j]))));
+            continue;
         }
         /* the offset term's scale: -dmin, or -(4 | 32) d */
         __m512 mv = K == Q3 ? _mm512_mul_ps(dv, _mm512_set1_ps(-4.0f))
@@ -220,8 +259,10 @@ PACKED_GEMM(kl_avx512_gemm_packed_q3_k, Q3)
 PACKED_GEMM(kl_avx512_gemm_packed_q4_k, Q4)
 PACKED_GEMM(kl_avx512_gemm_packed_q5_k, Q5)
 PACKED_GEMM(kl_avx512_gemm_packed_q6_k, Q6)
+PACKED_GEMM(kl_avx512_gemm_packed_iq4_xs, IQ4X)
 
-/* Fills the packed gemms of the five K-quants (their packers come with the AVX2 table). */
+/* Fills the packed gemms of the five K-quants and IQ4_XS (their packers come with the AVX2
+ * table). */
 void kl_avx512_types_packed_kquant(kl_isa *isa)
 {
     isa->types[KL_Q2_K].gemm_packed = kl_avx512_gemm_packed_q2_k;
@@ -229,4 +270,5 @@ void kl_avx512_types_packed_kquant(kl_isa *isa)
     isa->types[KL_Q4_K].gemm_packed = kl_avx512_gemm_packed_q4_k;
     isa->types[KL_Q5_K].gemm_packed = kl_avx512_gemm_packed_q5_k;
     isa->types[KL_Q6_K].gemm_packed = kl_avx512_gemm_packed_q6_k;
+    isa->types[KL_IQ4_XS].gemm_packed = kl_avx512_gemm_packed_iq4_xs;
 }
