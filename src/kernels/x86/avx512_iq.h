@@ -74,6 +74,16 @@ static inline __m256i twice16(__m256i s32)
 
 /* The tile over PFX_chunk_ms (magnitudes and a sign mask; BIAS 0 or the mask is 0). */
 #define IQ_TILE_MS(PFX, BLOCK, BIAS)                                                               \
+    static inline __m512i PFX##_chunk_sc(const BLOCK *w, const PFX##_st *st, int c)                \
+    {                                                                                              \
+        (void)w;                                                                                   \
+        return iq_chunk_scales(st->s16, c);                                                        \
+    }                                                                                              \
+    IQ_TILE_SC(PFX, BLOCK, BIAS)
+
+/* The tile over PFX_chunk_ms and PFX_chunk_sc(w, &st, c), the scale of each int16 pair sum of
+ * chunk c (what iq_chunk_scales makes from st.s16; a decoder may have a cheaper way). */
+#define IQ_TILE_SC(PFX, BLOCK, BIAS)                                                               \
     static inline                                                                                  \
         __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
     {                                                                                              \
@@ -103,7 +113,8 @@ static inline __m256i twice16(__m256i s32)
             _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++)                                    \
             {                                                                                      \
                 __mmask64 neg;                                                                     \
-                __m512i q = PFX##_chunk_ms(&w[j], &st, c, &neg), sc = iq_chunk_scales(st.s16, c);  \
+                __m512i q = PFX##_chunk_ms(&w[j], &st, c, &neg),                                   \
+                        sc = PFX##_chunk_sc(&w[j], &st, c);                                        \
                 _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                               \
                 {                                                                                  \
                     __m512i a = _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * c);                   \

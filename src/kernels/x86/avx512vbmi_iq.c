@@ -9,20 +9,27 @@
  * in the sorted list of the grid's values, 3 or 2 bits per element. The codes are kept as two
  * byte planes (low and high half of the code) of 256, 512 or 1024 bytes, built once from the
  * grids at start (iq_vbmi_init). A block looks up all its indices at once: vpermt2b picks from
- * 128 plane bytes by an index's low 7 bits, and blends by bits 7, 8 and 9 pick the window.
- * A chunk of 64 elements then moves each entry's two code bytes into the qword of its 8 (IQ2)
- * or 4 + 4 (IQ3) elements (vpermt2b), shifts each element's field to the bottom of its byte
- * (vpmultishiftqb) and turns codes into magnitudes (vpermb over a 64-byte table that ignores
- * the bits above the field).
+ * 128 plane bytes by an index's low 7 bits, and blends by bits 7, 8 and 9 pick the window
+ * (IQ3: masks instead of blends, win256 and win512). An IQ2 chunk of 64 elements then moves each
+ * entry's two code bytes into the qword of its 8 elements (vpermt2b), shifts each element's field
+ * to the bottom of its byte (vpmultishiftqb) and turns codes into magnitudes (vpermb over a 64-byte
+ * table that ignores the bits above the field). An IQ3 chunk gives each element the code byte that
+ * holds its field (vpermt2b), marks the second field of each byte (vpord) and looks the magnitude
+ * up in 128 bytes (vpermi2b): two permutes a chunk, not three.
  *
  * Signs in registers. IQ3_XXS, IQ2_XXS and IQ2_XS store 7 sign bits per 8 elements, the 8th
  * making the count even: vpmultishiftqb (or a shift) brings each 7-bit field to a byte and one
- * gf2p8affineqb keeps bits 0-6 and sets bit 7 to their parity (the row of kl_iq_ksigns). A
- * chunk's mask is then its 8 sign bytes, each spread over its 8 elements (vpermb) and tested
- * against the element's bit (vptestmb). IQ3_S and IQ2_S store the mask as it stands.
+ * gf2p8affineqb keeps bits 0-6 and sets bit 7 to their parity (the row of kl_iq_ksigns). An
+ * IQ3_XXS chunk's 8 sign bytes are its mask as they stand (moved to a k register); an IQ2
+ * chunk's are each spread over their 8 elements (vpermb) and tested against the element's bit
+ * (vptestmb). IQ3_S and IQ2_S store the mask as it stands.
  *
  * Scales are unpacked in registers too (the scalar kl_iq_scales_* and a store/load cost a
- * store-forwarding stall per block). */
+ * store-forwarding stall per block), but for IQ3's, which a chunk loads from a table by the
+ * byte of its two 4-bit scales.
+ *
+ * At B=1 (generation) the decode bounds these kernels, not the read bandwidth: every
+ * instruction of the chunk loop counts. */
 #include <stdbool.h>
 
 #include "kernels/x86/avx512_iq.h"
@@ -38,15 +45,22 @@ void kl_avx512vbmi_gemm_iq2_s(const kl_gemm *g, int64_t r0, int64_t r1);
 static _Alignas(64) uint8_t p3xxs[2][256], p3s[2][512], p2xxs[2][256], p2xs[2][512];
 static _Alignas(64) uint8_t p2s[2][1024];
 /* Magnitude of a code field (the byte's low 3 or 2 bits; the bits above are ignored). */
-static _Alignas(64) uint8_t v3xxs[64], v3s[64], v2xxs[64], v2xs[64], v2s[64];
-/* Chunk patterns. spread4[c]: qword q of chunk c gets bytes 0-3 = lo, hi of entry 16c + 2q,
- * then of 16c + 2q + 1 (indices into lo ++ hi); shift4: the bit offset of element 4a + k of
- * that qword, 16 a + 8 (k / 2) + 3 (k % 2). spread8[t][c]: qword i gets lo, hi of chunk c's
+static _Alignas(64) uint8_t v2xxs[64], v2xs[64], v2s[64];
+/* IQ2 chunk patterns. spread8[t][c]: qword i gets lo, hi of chunk c's
  * entry i (its byte in the block's vectors: IQ2_XXS 16 c + 8 (i / 4) + i % 4, IQ2_XS
  * 2 (8 c + i)); shift8: 2 j for element j. bcast8[t][c]: each of 8 bytes of qword i is that
- * entry's sign byte; bcast4[c]: byte e is sign byte 8 c + e / 8; bit8: byte e is 1 << e % 8. */
-static _Alignas(64) uint8_t spread4[4][64], shift4[64], spread8[3][4][64], shift8[64];
-static _Alignas(64) uint8_t bcast8[2][4][64], bcast4[4][64], bit8[64];
+ * entry's sign byte; bit8: byte e is 1 << e % 8. */
+static _Alignas(64) uint8_t spread8[3][4][64], shift8[64];
+static _Alignas(64) uint8_t bcast8[2][4][64], bit8[64];
+/* IQ3: pair4[c]: byte 4k + j of chunk c is the code byte of entry 16c + k that holds element
+ * j (lo for j < 2, hi else: an index into lo ++ hi); odd4: 64 in the bytes of odd j, so that the
+ * second lookup takes the code's high field (pairs3xxs[1], pairs3s[1]). pairs: [0] the
+ * magnitude of a 6-bit code's low field, [1] of its high field. */
+static _Alignas(64) uint8_t pair4[4][64], odd4[64], pairs3xxs[2][64], pairs3s[2][64];
+/* IQ3 chunk scales by a byte of two 4-bit scales (the first 32 elements' in the low nibble, IQ3_S's
+ * scales[c] as it stands): 2 s + 1 of the low nibble in words 0-15, of the high one in 16-31.
+ * A load instead of a permute per chunk. */
+static _Alignas(64) int16_t sc3[256][32];
 /* vpmultishiftqb offsets of IQ3_XXS's (per qword: two uint32 of 4 x 7 bits) and IQ2_XXS's
  * (per qword: the uint32 in bytes 4-7) sign fields. */
 static _Alignas(64) uint8_t ms3xxs[64], ms2xxs[64];
@@ -92,17 +106,17 @@ static bool make_planes(const uint8_t *grid, int n, int e, uint8_t *lo, uint8_t 
 
 static bool iq_vbmi_init(void)
 {
-    if (!make_planes((const uint8_t *)kl_iq3xxs_grid, 256, 4, p3xxs[0], p3xxs[1], v3xxs) ||
-        !make_planes((const uint8_t *)kl_iq3s_grid, 512, 4, p3s[0], p3s[1], v3s) ||
+    if (!make_planes((const uint8_t *)kl_iq3xxs_grid, 256, 4, p3xxs[0], p3xxs[1], pairs3xxs[0]) ||
+        !make_planes((const uint8_t *)kl_iq3s_grid, 512, 4, p3s[0], p3s[1], pairs3s[0]) ||
         !make_planes((const uint8_t *)kl_iq2xxs_grid, 256, 8, p2xxs[0], p2xxs[1], v2xxs) ||
         !make_planes((const uint8_t *)kl_iq2xs_grid, 512, 8, p2xs[0], p2xs[1], v2xs) ||
         !make_planes((const uint8_t *)kl_iq2s_grid, 1024, 8, p2s[0], p2s[1], v2s))
         return false;
     for (int b = 0; b < 64; b++) {
-        int q = b / 8, j = b % 8, a = j / 4, k = j % 4, i = b / 8;
+        pairs3xxs[1][b] = pairs3xxs[0][b >> 3], pairs3s[1][b] = pairs3s[0][b >> 3];
+        int j = b % 8, i = b / 8;
         for (int c = 0; c < 4; c++) {
-            spread4[c][b] = (uint8_t)(j < 4 ? 16 * c + 2 * q + j / 2 + 64 * (j % 2) : 0);
-            bcast4[c][b] = (uint8_t)(8 * c + b / 8);
+            pair4[c][b] = (uint8_t)(16 * c + b / 4 + (b % 4 < 2 ? 0 : 64));
             int pxxs = 16 * c + 8 * (i / 4) + i % 4, pxs = 2 * (8 * c + i);
             spread8[0][c][b] = (uint8_t)(j == 0 ? pxxs : j == 1 ? 64 + pxxs : 0);
             spread8[1][c][b] = (uint8_t)(j == 0 ? pxs : j == 1 ? 64 + pxs : 0);
@@ -110,7 +124,9 @@ static bool iq_vbmi_init(void)
             bcast8[0][c][b] = (uint8_t)pxxs;
             bcast8[1][c][b] = (uint8_t)pxs;
         }
-        shift4[b] = (uint8_t)(16 * a + 8 * (k / 2) + 3 * (k % 2));
+        odd4[b] = (uint8_t)(b % 2 ? 64 : 0);
+        for (int x = 0; x < 256; x++)
+            sc3[x][b / 2] = (int16_t)(2 * (b < 32 ? x & 15 : x >> 4) + 1);
         shift8[b] = (uint8_t)(2 * j);
         qh2s[b] = (uint8_t)(b / 4);
         bit2s[b] = (uint8_t)(1 << (2 * (b % 4)));
@@ -146,6 +162,26 @@ static inline __m512i lut1024(const uint8_t *t, __m512i idx, __mmask64 b7, __mma
     return _mm512_mask_blend_epi8(b9, lut512(t, idx, b7, b8), lut512(t + 512, idx, b7, b8));
 }
 
+/* IQ3's lut256 and lut512 without blends: each vpermi2b writes its window's bytes over the
+ * index bytes of the lanes in its mask and leaves the others as they were, so disjoint masks
+ * take the place of the blends (IQ3_S 10.1 -> 9.5 ns a block at B=1; IQ2_XS's lut512 measured
+ * 3% slower so at B=8, and IQ2_S's lut1024 11% slower at B=1: the IQ2 types keep the blends). */
+static inline __m512i win128(__m512i r, const uint8_t *t, __mmask64 k)
+{
+    return _mm512_mask2_permutex2var_epi8(ld(t), r, k, ld(t + 64));
+}
+static inline __m512i win256(const uint8_t *t, __m512i idx, __mmask64 b7)
+{
+    return win128(win128(idx, t + 128, b7), t, _knot_mask64(b7));
+}
+static inline __m512i win512(const uint8_t *t, __m512i idx, __mmask64 b7, __mmask64 b8)
+{
+    __m512i r = win128(idx, t + 384, _kand_mask64(b7, b8));
+    r = win128(r, t + 256, _kandn_mask64(b7, b8));
+    r = win128(r, t + 128, _kandn_mask64(b8, b7));
+    return win128(r, t, _knot_mask64(_kor_mask64(b7, b8)));
+}
+
 /* The magnitudes of a chunk from its code bytes: spread, shift each field down, look up. */
 static inline __m512i magnitudes(__m512i lo, __m512i hi, const uint8_t *spread,
                                  const uint8_t *shift, const uint8_t *vals)
@@ -174,10 +210,20 @@ static inline __m256i nibble_scales(const uint8_t sc[8])
     return odd16(_mm256_cvtepu8_epi16(s));
 }
 
+/* The magnitudes of an IQ3 chunk from its code bytes: each element's code byte (lo for
+ * elements 0-1 of an entry, hi for 2-3) with 64 added for the odd ones, then one lookup in
+ * the 128 bytes of the low and the high field's magnitudes. */
+static inline __m512i magnitudes4(__m512i lo, __m512i hi, int c, const uint8_t pairs[2][64])
+{
+    __m512i codes = _mm512_or_si512(_mm512_permutex2var_epi8(lo, ld(pair4[c]), hi), ld(odd4));
+    return _mm512_permutex2var_epi8(ld(pairs[0]), codes, ld(pairs[1]));
+}
+
 typedef struct {
     __m256i s16;
     float d;
     __m512i lo, hi, sg;
+    uint64_t neg[4]; /* IQ3_XXS: each chunk's sign mask */
 } iq_st;
 typedef iq_st iq3_xxs_st;
 typedef iq_st iq3_s_st;
@@ -189,19 +235,29 @@ static inline void iq3_xxs_begin(const kl_block_iq3_xxs *w, iq_st *st)
 {
     __m512i idx = _mm512_loadu_si512((const void *)w->qs);
     __mmask64 b7 = _mm512_movepi8_mask(idx);
-    st->lo = lut256(p3xxs[0], idx, b7), st->hi = lut256(p3xxs[1], idx, b7);
+    st->lo = win256(p3xxs[0], idx, b7), st->hi = win256(p3xxs[1], idx, b7);
     __m256i aux = _mm256_loadu_si256((const __m256i *)(w->qs + KL_QKK / 4));
-    st->sg = ksigns(_mm512_multishift_epi64_epi8(ld(ms3xxs), _mm512_castsi256_si512(aux)));
-    st->s16 = odd16(twice16(_mm256_srli_epi32(aux, 28)));
+    __m512i sg = ksigns(_mm512_multishift_epi64_epi8(ld(ms3xxs), _mm512_castsi256_si512(aux)));
+    _mm256_storeu_si256((__m256i *)st->neg, _mm512_castsi512_si256(sg)); /* byte l: sign byte l */
+    st->s16 = _mm256_setzero_si256(); /* the tile takes iq3_xxs_chunk_sc instead */
     st->d = 0.25f * _cvtsh_ss(w->d);
+}
+
+/* IQ3_XXS: chunk c's scales are bits 28-31 of the uint32 of sub-blocks 2c and 2c + 1 */
+static inline __m512i iq3_xxs_chunk_sc(const kl_block_iq3_xxs *w, const iq_st *st, int c)
+{
+    (void)st;
+    uint64_t a;
+    memcpy(&a, w->qs + KL_QKK / 4 + 8 * c, 8);
+    return _mm512_load_si512((const void *)sc3[(a >> 28 & 15) | (a >> 56 & 0xF0)]);
 }
 
 static inline __m512i iq3_xxs_chunk_ms(const kl_block_iq3_xxs *w, const iq_st *st, int c,
                                        __mmask64 *neg)
 {
     (void)w;
-    *neg = sign_mask(st->sg, bcast4[c]);
-    return magnitudes(st->lo, st->hi, spread4[c], shift4, v3xxs);
+    *neg = st->neg[c];
+    return magnitudes4(st->lo, st->hi, c, pairs3xxs);
 }
 
 static inline void iq3_s_begin(const kl_block_iq3_s *w, iq_st *st)
@@ -209,23 +265,23 @@ static inline void iq3_s_begin(const kl_block_iq3_s *w, iq_st *st)
     __m512i idx = _mm512_loadu_si512((const void *)w->qs);
     __mmask64 b7 = _mm512_movepi8_mask(idx), b8;
     memcpy(&b8, w->qh, 8); /* bit 8 of index 8 ib + k: bit k of qh[ib] */
-    st->lo = lut512(p3s[0], idx, b7, b8), st->hi = lut512(p3s[1], idx, b7, b8);
-    uint32_t sc;
-    memcpy(&sc, w->scales, 4); /* scale t: nibble t / 2 % 2 of byte t / 4 */
-    __m128i by = _mm_shuffle_epi8(_mm_cvtsi32_si128((int)sc),
-                                  _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
-    __m256i s =
-        _mm256_srlv_epi16(_mm256_cvtepu8_epi16(by),
-                          _mm256_setr_epi16(0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4));
-    st->s16 = odd16(_mm256_and_si256(s, _mm256_set1_epi16(15)));
+    st->lo = win512(p3s[0], idx, b7, b8), st->hi = win512(p3s[1], idx, b7, b8);
+    st->s16 = _mm256_setzero_si256(); /* the tile takes iq3_s_chunk_sc instead */
     st->d = _cvtsh_ss(w->d);
+}
+
+/* IQ3_S: chunk c's two scales are the nibbles of scales[c] */
+static inline __m512i iq3_s_chunk_sc(const kl_block_iq3_s *w, const iq_st *st, int c)
+{
+    (void)st;
+    return _mm512_load_si512((const void *)sc3[w->scales[c]]);
 }
 
 static inline __m512i iq3_s_chunk_ms(const kl_block_iq3_s *w, const iq_st *st, int c,
                                      __mmask64 *neg)
 {
     memcpy(neg, w->signs + 8 * c, 8);
-    return magnitudes(st->lo, st->hi, spread4[c], shift4, v3s);
+    return magnitudes4(st->lo, st->hi, c, pairs3s);
 }
 
 /* IQ2_XXS: qword ib of the block is sub-block ib: 4 indices, then 4 x 7 sign bits and the
@@ -289,9 +345,9 @@ static inline __m512i iq2_s_chunk_ms(const kl_block_iq2_s *w, const iq_st *st, i
     return magnitudes(st->lo, st->hi, spread8[2][c], shift8, v2s);
 }
 
-IQ_TILE_MS(iq3_xxs, kl_block_iq3_xxs, 0)
+IQ_TILE_SC(iq3_xxs, kl_block_iq3_xxs, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq3_xxs, iq3_xxs)
-IQ_TILE_MS(iq3_s, kl_block_iq3_s, 0)
+IQ_TILE_SC(iq3_s, kl_block_iq3_s, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq3_s, iq3_s)
 IQ_TILE_MS(iq2_xxs, kl_block_iq2_xxs, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xxs, iq2_xxs)
