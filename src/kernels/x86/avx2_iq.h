@@ -45,7 +45,16 @@ static inline __m256i iq2_nibbles32(uint32_t v)
                             _mm256_set1_epi32(0xF));
 }
 
-/* +1 or -1 per element from 4 sign bytes (byte l: elements 8l..8l+7, bit j element 8l+j set:
+/* Byte j % 8 of each group of 8 holding a sign byte: bit j set gives a negative byte, clear a
+ * positive one, never 0 (vpsignb's operand): (b & bit) + 127 is 127 or 128..255, one operation
+ * fewer than a compare and an or to +-1 (IQ3_XXS; the types on iq2_sign_pm1v measured slower
+ * with it at 16+ activation rows). */
+static inline __m256i iq2_sign_of_bits(__m256i m)
+{
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
+    return _mm256_add_epi8(_mm256_and_si256(m, bit), _mm256_set1_epi8(0x7F));
+}
+/* +1 or -1 per element from 4 sign bytes (byte l: elements 8l..8l+7, bit j set: element 8l + j
  * negative), given in every 32-bit lane of v, for vpsignb on the activations. */
 static inline __m256i iq2_sign_pm1v(__m256i v)
 {
@@ -100,7 +109,7 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
                               (long long)grid[i3]);
 }
 
-#define IQ2_TILE_ANY(PFX, BLOCK, BIAS, MS)                                                         \
+#define IQ2_TILE_ANY(PFX, BLOCK, MS)                                                               \
     static inline                                                                                  \
         __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
     {                                                                                              \
@@ -108,36 +117,28 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
         const BLOCK *w = (const BLOCK *)(g->W + (size_t)r * g->w_stride);                          \
         const int8_t *aq[IQ2_BT];                                                                  \
         const float *ad[IQ2_BT];                                                                   \
-        const int16_t *bs[IQ2_BT];                                                                 \
         __m256 acc[IQ2_BT];                                                                        \
         _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                       \
         {                                                                                          \
             const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;                             \
             aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_k_d(a, n);                                \
-            bs[k] = kl_act_q8_k_bsums(a, n), acc[k] = _mm256_setzero_ps();                         \
+            acc[k] = _mm256_setzero_ps();                                                          \
         }                                                                                          \
         for (int64_t j = 0; j < nblk; j++) {                                                       \
             PFX##_st st;                                                                           \
             PFX##_begin(&w[j], &st);                                                               \
             __m256i is[IQ2_BT];                                                                    \
-            __m256i m16 = _mm256_mullo_epi16(st.s16, _mm256_set1_epi16(-(BIAS)));                  \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) is[k] =                           \
-                (BIAS) ? _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)),  \
-                                           m16)                                                    \
-                       : _mm256_setzero_si256();                                                   \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) is[k] = _mm256_setzero_si256();   \
             _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)                                    \
             {                                                                                      \
                 __m256i sg = _mm256_setzero_si256();                                               \
-                __m256i q = PFX##_chunk32(&w[j], &st, c, &sg), sc = iq2_chunk_scales(st.s16, c);   \
-                __m256i uq = (BIAS) || (MS) ? q : _mm256_sign_epi8(q, q);                          \
+                __m256i q = PFX##_chunk32(&w[j], &st, c, &sg), sc = PFX##_chunk_scales(&st, c);    \
+                __m256i uq = (MS) ? q : _mm256_sign_epi8(q, q);                                    \
                 _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                               \
                 {                                                                                  \
                     __m256i a =                                                                    \
                         _mm256_loadu_si256((const __m256i *)(aq[k] + j * KL_QKK + 32 * c));        \
-                    if (MS)                                                                        \
-                        a = _mm256_sign_epi8(a, sg);                                               \
-                    else if (!(BIAS))                                                              \
-                        a = _mm256_sign_epi8(a, q);                                                \
+                    a = _mm256_sign_epi8(a, (MS) ? sg : q);                                        \
                     is[k] = _mm256_add_epi32(is[k],                                                \
                                              _mm256_madd_epi16(_mm256_maddubs_epi16(uq, a), sc));  \
                 }                                                                                  \
@@ -149,10 +150,17 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
             kl_avx2_hsum_ps(acc[k]);                                                               \
     }
 
-/* BIAS: PFX_chunk32 gives w + BIAS (unsigned); otherwise the signed w (|w| <= 127). */
-#define IQ2_TILE(PFX, BLOCK, BIAS) IQ2_TILE_ANY(PFX, BLOCK, BIAS, 0)
-/* PFX_chunk32 gives the magnitudes |w| and sets *sg to +1 or -1 per element (its sign). */
-#define IQ2_TILE_MS(PFX, BLOCK) IQ2_TILE_ANY(PFX, BLOCK, 0, 1)
+/* The scales of chunk c from the block's 16 in st->s16. */
+#define IQ2_S16_SCALES(PFX)                                                                        \
+    static inline __m256i PFX##_chunk_scales(const PFX##_st *st, int c)                            \
+    {                                                                                              \
+        return iq2_chunk_scales(st->s16, c);                                                       \
+    }
+/* PFX_chunk32 gives the signed w (|w| <= 127). */
+#define IQ2_TILE(PFX, BLOCK) IQ2_S16_SCALES(PFX) IQ2_TILE_ANY(PFX, BLOCK, 0)
+/* PFX_chunk32 gives the magnitudes |w| and sets *sg to a negative byte where w < 0, else a
+ * positive one (vpsignb's operand). */
+#define IQ2_TILE_MS(PFX, BLOCK) IQ2_S16_SCALES(PFX) IQ2_TILE_ANY(PFX, BLOCK, 1)
 
 #define IQ2_GEMM(NAME, PFX) TILE4_GEMM(NAME, PFX, IQ2_CHUNK) /* IQ2_BT is 4 */
 #endif

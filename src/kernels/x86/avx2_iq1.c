@@ -82,7 +82,7 @@ static inline __m256i iq1_m_chunk32(const kl_block_iq1_m *w, const iq1_m_st *st,
                  q[3] | (h1 << 4 & 0x700), shift);
 }
 
-IQ2_TILE(iq1_s, kl_block_iq1_s, 0)
+IQ2_TILE(iq1_s, kl_block_iq1_s)
 IQ2_GEMM(kl_avx2_gemm_iq1_s, iq1_s)
-IQ2_TILE(iq1_m, kl_block_iq1_m, 0)
+IQ2_TILE(iq1_m, kl_block_iq1_m)
 IQ2_GEMM(kl_avx2_gemm_iq1_m, iq1_m)

@@ -33,5 +33,5 @@ static inline __m256i iq4_xs_chunk32(const kl_block_iq4_xs *w, const iq4_xs_st *
     return _mm256_shuffle_epi8(lut, x);
 }
 
-IQ2_TILE(iq4_xs, kl_block_iq4_xs, 0)
+IQ2_TILE(iq4_xs, kl_block_iq4_xs)
 IQ2_GEMM(kl_avx2_gemm_iq4_xs, iq4_xs)
