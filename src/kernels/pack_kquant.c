@@ -39,6 +39,21 @@ static void pack_row(int K, const kl_ksb *v, int r, uint8_t *o)
         if (K == Q6)
             o[off_hi(K, s) + (size_t)(g / 4) * REG + at] |= (uint8_t)((u >> 4) << (2 * (g % 4)));
     }
+    memcpy(o + OFF_D + (size_t)r * 2, &v->d, 2);
+    if (K == IQ4X) { /* ls = sc + 32, 6 bits: the low 4 in sl, the high 2 in sh */
+        uint32_t sl = 0;
+        uint16_t sh = 0;
+        for (int s = 0; s < 8; s++) {
+            unsigned ls = (unsigned)(v->sc[2 * s] + 32);
+            sl |= (uint32_t)(ls & 15) << (4 * s);
+            sh = (uint16_t)(sh | (ls >> 4) << (2 * s));
+        }
+        uint8_t b[6] = {(uint8_t)sl,         (uint8_t)(sl >> 8), (uint8_t)(sl >> 16),
+                        (uint8_t)(sl >> 24), (uint8_t)sh,        (uint8_t)(sh >> 8)};
+        memcpy(o + OFF_SL + (size_t)r * 4, b, 4);
+        memcpy(o + OFF_SH + (size_t)r * 2, b + 4, 2);
+        return;
+    }
     uint8_t *sm = o + OFF_SM;
     for (int s = 0; s < 8; s++) {
         uint8_t *p = sm + (size_t)(s * PR + r) * 2;
@@ -53,7 +68,6 @@ static void pack_row(int K, const kl_ksb *v, int r, uint8_t *o)
             p[1] = (uint8_t)(int8_t)v->sc[2 * s + 1];
         }
     }
-    memcpy(o + OFF_D + (size_t)r * 2, &v->d, 2);
     if (K == Q2 || K == Q4 || K == Q5) memcpy(o + OFF_DMIN + (size_t)r * 2, &v->dmin, 2);
 }
 
