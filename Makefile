@@ -126,9 +126,10 @@ fuzz:
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libkiln.a
 	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< build/fuzz/libkiln.a $(LDLIBS)
 
-# The kernel benchmark (tests/bench/bench_kernels.c): matmul GB/s and GFLOP/s per dtype and ISA.
+# The kernel benchmark (tests/bench/bench_kernels.c): matmul GB/s and GFLOP/s per dtype and ISA
+# (t_blocks.o: random blocks for the types Kiln has no quantizer for).
 BENCH_KERNELS := $(O)/bench-kernels
-$(BENCH_KERNELS): $(O)/tests/bench/bench_kernels.o $(O)/libkiln.a
+$(BENCH_KERNELS): $(O)/tests/bench/bench_kernels.o $(O)/tests/unit/t_blocks.o $(O)/libkiln.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 bench: $(KILN) $(BENCH_KERNELS)

@@ -16,6 +16,7 @@
 
 #include "base/clock.h"
 #include "kernels/impl.h"
+#include "t_blocks.h"
 
 static uint64_t rs = 0x2545F4914F6CDD1Dull;
 static float urand(void)
@@ -106,10 +107,16 @@ int main(int argc, char **argv)
         if (wbytes < COLD_BYTES) wbytes = COLD_BYTES;
         uint8_t *W = malloc(wbytes);
         float *row = malloc(sizeof(float) * (size_t)cols);
-        for (int r = 0; r < 64; r++) {
+        bool quantized = true;
+        for (int r = 0; r < 64 && quantized; r++) {
             for (int c = 0; c < cols; c++)
                 row[c] = urand();
-            kl_quantize_row(t, row, W + rb * (size_t)r, cols);
+            quantized = kl_quantize_row(t, row, W + rb * (size_t)r, cols);
+        }
+        if (!quantized) { /* IQ3_S, IQ2, IQ1: no quantizer in Kiln; random blocks, sane scales */
+            uint8_t *blocks = t_random_blocks(t, 64 * rb / kl_dtype_get(t)->block_bytes, 1);
+            memcpy(W, blocks, 64 * rb);
+            free(blocks);
         }
         for (size_t off = 64 * rb; off < wbytes; off += 64 * rb)
             memcpy(W + off, W, wbytes - off < 64 * rb ? wbytes - off : 64 * rb);
