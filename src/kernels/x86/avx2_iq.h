@@ -141,6 +141,7 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
                     a = _mm256_sign_epi8(a, (MS) ? sg : q);                                        \
                     is[k] = _mm256_add_epi32(is[k],                                                \
                                              _mm256_madd_epi16(_mm256_maddubs_epi16(uq, a), sc));  \
+                    __asm__("" : "+x"(is[k])); /* no regrouping of the adds into stack spills */   \
                 }                                                                                  \
             }                                                                                      \
             _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[k] = _mm256_fmadd_ps(         \
