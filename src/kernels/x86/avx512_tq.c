@@ -29,9 +29,11 @@ TQ_GEMM(kl_avx512_gemm_tq2_0, tq2_0)
 /* TQ1_0 without its trits: a trit of byte position n is (3 y) >> 8 for y the byte times 3^n mod
  * 256, and 3 y - 256 ((3 y) >> 8) = 3 y mod 256 is the byte at position n + 1. So a chunk's dot
  * with activations a is (3 sum y a - sum y' a) / 256, y' the chunk's bytes one position on: two
- * vpdpbusd of the raw bytes (no saturation: |lane| <= 8 * 4 * 255 * 128 * 3 < 2^31), exact in
- * every int32 lane, so the lanes of the trits' own dot (the TQ tile's) and the same bits, without
- * the compares. tq1_0_bytes writes y and y' of the 8 chunks (layout: avx2_tq.h's tq1_0_chunks). */
+ * vpdpbusd of the raw bytes, exact in every int32 lane (|lane| <= 3 * 8 * 4 * 255 * 127 + 256 *
+ * 32 * 127 < 2^31), so the lanes of the trits' own dot (the TQ tile's) and the same bits, without
+ * the compares. tq1_0_bytes writes y and y' of the 8 chunks (layout: avx2_tq.h's tq1_0_chunks):
+ * qs[32..47] as pairs (times 1 | 3, then times 3 each step), qh's 16 bytes as 16-bit products
+ * truncated to bytes (vpmullw, vpmovwb) rather than byte adds and blends per power. */
 static inline __attribute__((always_inline)) void tq1_0_bytes(const kl_block_tq1_0 *w, __m256i y[8],
                                                               __m256i y3[8])
 {
@@ -43,70 +45,79 @@ static inline __attribute__((always_inline)) void tq1_0_bytes(const kl_block_tq1
         y3[c] = x;
     }
     __m256i z = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w->qs + 32)));
-    __m256i z3 = times3(z), z9 = times3(z3), z27 = times3(z9), z81 = times3(z27);
-    y[5] = _mm256_blend_epi32(z, z3, 0xF0), y3[5] = _mm256_blend_epi32(z3, z9, 0xF0);
-    y[6] = _mm256_blend_epi32(z9, z27, 0xF0), y3[6] = _mm256_blend_epi32(z27, z81, 0xF0);
+    y[5] = _mm256_blend_epi32(z, times3(z), 0xF0); /* times 1 | 3 */
+    y3[5] = times3(y[5]);
+    y[6] = times3(y3[5]);
+    y3[6] = times3(y[6]); /* times 27 | 81 */
     uint32_t qh;
     memcpy(&qh, w->qh, 4);
-    __m128i h = _mm_set1_epi32((int)qh), h3 = times3_128(h), h9 = times3_128(h3);
-    __m128i h27 = times3_128(h9), h81 = times3_128(h27);
-    __m128i hv = _mm_blend_epi32(_mm_blend_epi32(_mm_blend_epi32(h, h3, 0x2), h9, 0x4), h27, 0x8);
-    __m128i hv3 =
-        _mm_blend_epi32(_mm_blend_epi32(_mm_blend_epi32(h3, h9, 0x2), h27, 0x4), h81, 0x8);
-    y[7] = _mm256_set_m128i(hv, _mm256_castsi256_si128(z81));
-    y3[7] = _mm256_set_m128i(hv3, _mm256_castsi256_si128(times3(z81)));
+    __m256i hw = _mm256_cvtepu8_epi16(_mm_set1_epi32((int)qh));
+    __m128i hv = _mm256_cvtepi16_epi8(_mm256_mullo_epi16(
+        hw, _mm256_setr_epi16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27)));
+    y[7] = _mm256_permute2x128_si256(y3[6], _mm256_castsi128_si256(hv), 0x21); /* 81 | qh */
+    y3[7] = times3(y[7]);
 }
 
-/* The TQ tile (avx2_tq.h) over tq1_0_bytes: sums s of y . a and s3 of y' . a per activation row
- * (two chains), the block's trit dot (3 s - s3) >> 8. */
-static inline __attribute__((always_inline)) void tq1_0x_tile(const kl_gemm *g, int64_t r, int b,
-                                                              int nb)
+/* One block's int32 lanes at one activation row: (3 s - s3) >> 8 less the activations' sums,
+ * which s3 starts from (times 256). s and s3 in two chains each (even and odd chunks): a chain
+ * of 8 vpdpbusd bounded the block by its latency (the same integers either way). */
+static inline __attribute__((always_inline)) __m256i
+tq1_0x_block(const kl_block_tq1_0 *w, const int8_t *a, const int16_t *bsum)
 {
-    int64_t n = g->cols, nblk = n / KL_QKK;
+    __m256i y[8], y3[8], s[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i s3[2] = {
+        _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsum), _mm256_set1_epi16(256)),
+        _mm256_setzero_si256()};
+    tq1_0_bytes(w, y, y3);
+    _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)
+    {
+        __m256i ac = _mm256_loadu_si256((const __m256i *)(a + 32 * c));
+        s[c & 1] = tq32_acc(s[c & 1], y[c], ac);
+        s3[c & 1] = tq32_acc(s3[c & 1], y3[c], ac);
+    }
+    __m256i s1 = _mm256_add_epi32(s[0], s[1]);
+    return _mm256_srai_epi32(_mm256_sub_epi32(_mm256_add_epi32(s1, _mm256_add_epi32(s1, s1)),
+                                              _mm256_add_epi32(s3[0], s3[1])),
+                             8);
+}
+
+/* One weight row by one activation row, two blocks a step (the blocks' work interleaves where
+ * a block alone left the out-of-order window idle); the float sums in block order, as the TQ
+ * tile adds them. */
+static inline __attribute__((always_inline)) void tq1_0x_tile(const kl_gemm *g, int64_t r, int b)
+{
+    int64_t n = g->cols, nblk = n / KL_QKK, j = 0;
     const kl_block_tq1_0 *w = (const kl_block_tq1_0 *)(g->W + (size_t)r * g->w_stride);
     const uint8_t *a0 = g->act + (size_t)b * g->a_stride;
-    size_t as = g->a_stride;
-    __m256 acc[TQ_BT];
-    _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[k] = _mm256_setzero_ps();
-    for (int64_t j = 0; j < nblk; j++) {
-        __m256i s[TQ_BT], s3[TQ_BT], y[8], y3[8];
-        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) s[k] = s3[k] = _mm256_setzero_si256();
-        const int8_t *aj = (const int8_t *)a0 + j * KL_QKK;
-        tq1_0_bytes(&w[j], y, y3);
-        _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)
-        {
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)
-            {
-                __m256i a = _mm256_loadu_si256((const __m256i *)(aj + (size_t)k * as + 32 * c));
-                s[k] = tq32_acc(s[k], y[c], a);
-                s3[k] = tq32_acc(s3[k], y3[c], a);
-            }
-        }
-        float d = _cvtsh_ss(w[j].d);
-        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)
-        {
-            const uint8_t *ak = a0 + (size_t)k * as;
-            __m256i bsum = _mm256_loadu_si256((const __m256i *)(kl_act_q8_k_bsums(ak, n) + 16 * j));
-            __m256i t = _mm256_srai_epi32(
-                _mm256_sub_epi32(_mm256_add_epi32(s[k], _mm256_add_epi32(s[k], s[k])), s3[k]), 8);
-            __m256i i32 = tq32_i32(t, bsum);
-            __m256 dd = _mm256_set1_ps(d * kl_act_q8_k_d(ak, n)[j]);
-            acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), dd, acc[k]);
-        }
+    const int8_t *a = (const int8_t *)a0;
+    const int16_t *bsums = kl_act_q8_k_bsums(a0, n);
+    const float *ad = kl_act_q8_k_d(a0, n);
+    __m256 acc = _mm256_setzero_ps();
+    for (; j + 1 < nblk; j += 2) {
+        __m256i i0 = tq1_0x_block(&w[j], a + j * KL_QKK, bsums + 16 * j);
+        __m256i i1 = tq1_0x_block(&w[j + 1], a + (j + 1) * KL_QKK, bsums + 16 * (j + 1));
+        acc =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_set1_ps(_cvtsh_ss(w[j].d) * ad[j]), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1),
+                              _mm256_set1_ps(_cvtsh_ss(w[j + 1].d) * ad[j + 1]), acc);
     }
-    _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r] =
-        kl_avx2_hsum_ps(acc[k]);
+    if (j < nblk) {
+        __m256i i0 = tq1_0x_block(&w[j], a + j * KL_QKK, bsums + 16 * j);
+        acc =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_set1_ps(_cvtsh_ss(w[j].d) * ad[j]), acc);
+    }
+    g->y[(int64_t)b * g->ldy + r] = kl_avx2_hsum_ps(acc);
 }
 
-/* One activation row: the trit-free tile (1.15x, 2048 x 2048 streamed, one thread); two or more:
- * the decoded trits, once for the rows (the trit-free tile does twice the vpdpbusd: slower from 4
- * rows on). The same int32 lanes either way: batch invariant. */
+/* One activation row: the trit-free tile (1.5x the TQ tile, 2048 x 2048 streamed, one thread); two
+ * or more: the decoded trits, once for the rows (the trit-free tile does twice the vpdpbusd: slower
+ * from 4 rows on). The same int32 lanes either way: batch invariant. */
 TQ_TILE(tq1_0, kl_block_tq1_0, tq32, 2)
 static inline __attribute__((always_inline)) void tq1_0m_tile(const kl_gemm *g, int64_t r, int b,
                                                               int nb)
 {
     if (nb == 1)
-        tq1_0x_tile(g, r, b, 1);
+        tq1_0x_tile(g, r, b);
     else
         tq1_0_tile(g, r, b, nb);
 }
