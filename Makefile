@@ -52,10 +52,10 @@ endif
 # (kernels/dispatch.c), so one binary runs on any x86-64.
 $(O)/src/kernels/x86/avx2_%.o:   CFLAGS += -mavx2 -mfma -mf16c
 $(O)/src/kernels/x86/avx512_%.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
-                                           -mavx512vnni -mavx512bf16 -mfma -mf16c
+                                           -mavx512vnni -mavx512bf16 -mfma -mf16c -mbmi2
 # AVX-512 with VBMI and GFNI (Ice Lake, Zen 4 and later): a table of its own over AVX-512's
 $(O)/src/kernels/x86/avx512vbmi_%.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
-                                               -mavx512vnni -mavx512bf16 -mfma -mf16c \
+                                               -mavx512vnni -mavx512bf16 -mfma -mf16c -mbmi2 \
                                                -mavx512vbmi -mgfni
 
 MAIN_SRC := src/cli/main.c

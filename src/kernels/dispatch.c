@@ -76,7 +76,8 @@ static bool cpu_avx512(void)
     __builtin_cpu_init();
     return cpu_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16");
+           __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16") &&
+           __builtin_cpu_supports("bmi2"); /* every AVX-512 CPU has it (x86/avx512_iq1.c's pdep) */
 }
 
 /* AVX512_VBMI and GFNI from cpuid leaf 7 (the OS's saving of the AVX-512 state is in

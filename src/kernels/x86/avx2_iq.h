@@ -109,16 +109,28 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
                               (long long)grid[i3]);
 }
 
-#define IQ2_TILE_ANY(PFX, BLOCK, MS)                                                               \
+/* The AVX2 accumulate of a chunk: its int16 pair sums p times their scales into int32 lanes. The
+ * empty asm keeps GCC from regrouping the adds into stack spills. */
+static inline __m256i iq2_acc_avx2(__m256i s, __m256i p, __m256i sc)
+{
+    s = _mm256_add_epi32(s, _mm256_madd_epi16(p, sc));
+    __asm__("" : "+x"(s));
+    return s;
+}
+
+#define IQ2_TILE_ANY(PFX, BLOCK, MS) IQ2_TILE_DOT(PFX, BLOCK, MS, iq2_acc_avx2, IQ2_BT)
+/* The tile with ACC(s, p, sc) for the accumulate and up to BT activation rows
+ * (x86/avx512_iq1.c: AVX-512 VNNI's vpdpwssd, 8 rows in its 32 registers). */
+#define IQ2_TILE_DOT(PFX, BLOCK, MS, ACC, BT)                                                      \
     static inline                                                                                  \
         __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
     {                                                                                              \
         int64_t n = g->cols, nblk = n / KL_QKK;                                                    \
         const BLOCK *w = (const BLOCK *)(g->W + (size_t)r * g->w_stride);                          \
-        const int8_t *aq[IQ2_BT];                                                                  \
-        const float *ad[IQ2_BT];                                                                   \
-        __m256 acc[IQ2_BT];                                                                        \
-        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                       \
+        const int8_t *aq[BT];                                                                      \
+        const float *ad[BT];                                                                       \
+        __m256 acc[BT];                                                                            \
+        _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                                       \
         {                                                                                          \
             const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;                             \
             aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_k_d(a, n);                                \
@@ -127,27 +139,25 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
         for (int64_t j = 0; j < nblk; j++) {                                                       \
             PFX##_st st;                                                                           \
             PFX##_begin(&w[j], &st);                                                               \
-            __m256i is[IQ2_BT];                                                                    \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) is[k] = _mm256_setzero_si256();   \
+            __m256i is[BT];                                                                        \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = _mm256_setzero_si256();   \
             _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)                                    \
             {                                                                                      \
                 __m256i sg = _mm256_setzero_si256();                                               \
                 __m256i q = PFX##_chunk32(&w[j], &st, c, &sg), sc = PFX##_chunk_scales(&st, c);    \
                 __m256i uq = (MS) ? q : _mm256_sign_epi8(q, q);                                    \
-                _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                               \
+                _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                               \
                 {                                                                                  \
                     __m256i a =                                                                    \
                         _mm256_loadu_si256((const __m256i *)(aq[k] + j * KL_QKK + 32 * c));        \
                     a = _mm256_sign_epi8(a, (MS) ? sg : q);                                        \
-                    is[k] = _mm256_add_epi32(is[k],                                                \
-                                             _mm256_madd_epi16(_mm256_maddubs_epi16(uq, a), sc));  \
-                    __asm__("" : "+x"(is[k])); /* no regrouping of the adds into stack spills */   \
+                    is[k] = ACC(is[k], _mm256_maddubs_epi16(uq, a), sc);                           \
                 }                                                                                  \
             }                                                                                      \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[k] = _mm256_fmadd_ps(         \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) acc[k] = _mm256_fmadd_ps(         \
                 _mm256_cvtepi32_ps(is[k]), _mm256_set1_ps(st.d * ad[k][j]), acc[k]);               \
         }                                                                                          \
-        _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r] = \
+        _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r] = \
             kl_avx2_hsum_ps(acc[k]);                                                               \
     }
 

@@ -1,0 +1,154 @@
+/* kernels/x86/avx2_iq1.h: the IQ1_S and IQ1_M decoders of the 256-bit IQ tile (x86/avx2_iq.h),
+ * shared by x86/avx2_iq1.c (vpmaddwd and an add per chunk) and x86/avx512_iq1.c (AVX-512 VNNI's
+ * vpdpwssd on 256-bit registers, and BMI2's pdep for the grid indices). kernels/ref_iq1.c has the
+ * layouts.
+ *
+ * A chunk of 32 elements is 4 grid entries of 8 values -1, 0, 1 (4 plain loads) as the integers
+ * 8 g + shift, shift +-1 per 32 (IQ1_S) or per 8 (IQ1_M) elements: never 0, so the chunk is its
+ * own vpsignb operand. At one activation row the kernel is bound by the number of instructions
+ * (llvm-mca -mcpu=znver3 of the B=1 loop: 6 a cycle, 60 cycles a block before these decoders,
+ * the time measured), and half of them made the 32 grid indices of a block. So:
+ *   - 8 g is vpsignb of 8 by g (g is 0 or +-1), not three adds;
+ *   - a chunk's shift bytes and its 16 pair scales are one vpshufb each, of registers made once
+ *     a block that hold the block's shifts and scales in both 128-bit lanes;
+ *   - the indices: with BMI2 (the AVX-512 table) a chunk's 4 are two pdep and an or, 16 bits
+ *     each in one register; without it (AVX2 CPUs before Zen 3 run pdep in microcode), shifts
+ *     and masks per index. Indices made in vector registers and read back by plain loads or
+ *     vpextrq measured slower than both. */
+#ifndef KILN_KERNELS_X86_AVX2_IQ1_H
+#define KILN_KERNELS_X86_AVX2_IQ1_H
+#include "kernels/x86/avx2_iq.h"
+
+typedef struct {
+    float d;
+    __m256i sc[2]; /* 16-bit scales of chunks 4h..4h+3, in both 128-bit lanes (h = c / 4) */
+    __m256i sh[2]; /* the shift bytes of chunks 4h..4h+3 (+-1), in both lanes */
+} iq1_st;
+typedef iq1_st iq1_s_st;
+typedef iq1_st iq1_m_st;
+
+/* x in both 128-bit lanes */
+static inline __m256i iq1_both(__m128i x)
+{
+    return _mm256_broadcastsi128_si256(x);
+}
+
+/* 8 g + shift of the grid entries of 4 indices; spread picks the shift bytes out of sh. */
+static inline __m256i iq1_grid4(unsigned i0, unsigned i1, unsigned i2, unsigned i3, __m256i sh,
+                                __m256i spread)
+{
+    __m256i g = iq2_lut64x4(kl_iq1s_grid, i0, i1, i2, i3);
+    return _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), g),
+                           _mm256_shuffle_epi8(sh, spread));
+}
+/* 4 indices of 16 bits each in x (pdep's form) */
+static inline __m256i iq1_grid4x(uint64_t x, __m256i sh, __m256i spread)
+{
+    return iq1_grid4((uint16_t)x, (uint16_t)(x >> 16), (uint16_t)(x >> 32), (unsigned)(x >> 48), sh,
+                     spread);
+}
+
+/* IQ1_S: chunk c is sub-block c: its scale (bits 12-14) and shift sign (bit 15) are qh[c]'s. */
+static inline void iq1_s_begin(const kl_block_iq1_s *w, iq1_st *st)
+{
+    __m128i qh = _mm_loadu_si128((const __m128i *)w->qh);
+    __m128i s = _mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7));
+    s = _mm_or_si128(_mm_slli_epi16(s, 1), _mm_set1_epi16(1));
+    __m128i sh = _mm_or_si128(_mm_srai_epi16(qh, 15), _mm_set1_epi16(1)); /* -1 or 1 per word */
+    st->sc[0] = iq1_both(s), st->sc[1] = iq1_both(_mm_unpackhi_epi64(s, s));
+    st->sh[0] = iq1_both(sh), st->sh[1] = iq1_both(_mm_unpackhi_epi64(sh, sh));
+    st->d = 0.125f * _cvtsh_ss(w->d);
+}
+static inline __m256i iq1_s_chunk32(const kl_block_iq1_s *w, const iq1_st *st, int c, __m256i *sg)
+{
+    (void)sg;
+    /* the low byte of word c % 4 of the shifts (-1 or 1 as a word: the byte is the same) */
+    __m256i spread = _mm256_set1_epi8((char)(2 * (c % 4)));
+    /* index l: qs[4 c + l], bits 8-10 from bits 3 l.. of qh[c] */
+#ifdef __BMI2__
+    uint32_t q4;
+    memcpy(&q4, w->qs + 4 * c, 4);
+    return iq1_grid4x(_pdep_u64(q4, 0x00FF00FF00FF00FFull) |
+                          _pdep_u64(w->qh[c], 0x0700070007000700ull),
+                      st->sh[c / 4], spread);
+#else
+    const uint8_t *q = w->qs + 4 * c;
+    unsigned h = w->qh[c];
+    return iq1_grid4(q[0] | (h << 8 & 0x700), q[1] | (h << 5 & 0x700), q[2] | (h << 2 & 0x700),
+                     q[3] | (h >> 1 & 0x700), st->sh[c / 4], spread);
+#endif
+}
+/* All 16 pair slots of chunk c take word c % 4 of sc[c / 4]. */
+static inline __m256i iq1_s_chunk_scales(const iq1_st *st, int c)
+{
+    __m256i w = _mm256_set1_epi16((short)(0x100 * (2 * (c % 4) + 1) + 2 * (c % 4)));
+    return _mm256_shuffle_epi8(st->sc[c / 4], w);
+}
+
+/* IQ1_M: entry e's nibble is nibble e % 2 of qh[e / 2] (index bits 8-10, the shift's sign in
+ * bit 3); 3-bit scales per 16 in the scale words. */
+static inline void iq1_m_begin(const kl_block_iq1_m *w, iq1_st *st)
+{
+    __m128i qh = _mm_loadu_si128((const __m128i *)w->qh), m4 = _mm_set1_epi8(0x0F);
+    __m128i n0 = _mm_and_si128(qh, m4), n1 = _mm_and_si128(_mm_srli_epi16(qh, 4), m4);
+    __m128i e[2] = {_mm_unpacklo_epi8(n0, n1), _mm_unpackhi_epi8(n0, n1)}; /* entry nibbles */
+    _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
+    {
+        __m128i neg = _mm_cmpgt_epi8(e[h], _mm_set1_epi8(7)); /* bit 3 set */
+        st->sh[h] = iq1_both(_mm_or_si128(neg, _mm_set1_epi8(1)));
+    }
+    /* scale t: bits 3 (t % 4).. of word t / 4, moved to bits 13-15 by a multiply (AVX2 has no
+     * per-word shift), then down */
+    uint64_t sw;
+    memcpy(&sw, w->scales, 8);
+    __m256i v =
+        _mm256_shuffle_epi8(_mm256_set1_epi64x((long long)sw),
+                            _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5,
+                                             4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7));
+    v = _mm256_mullo_epi16(v, _mm256_setr_epi16(1 << 13, 1 << 10, 1 << 7, 1 << 4, 1 << 13, 1 << 10,
+                                                1 << 7, 1 << 4, 1 << 13, 1 << 10, 1 << 7, 1 << 4,
+                                                1 << 13, 1 << 10, 1 << 7, 1 << 4));
+    __m256i s = iq2_odd16(_mm256_srli_epi16(v, 13));
+    st->sc[0] = _mm256_permute2x128_si256(s, s, 0x00);
+    st->sc[1] = _mm256_permute2x128_si256(s, s, 0x11);
+    st->d = 0.125f * _cvtsh_ss(kl_iq1_m_d(w));
+}
+static inline __m256i iq1_m_chunk32(const kl_block_iq1_m *w, const iq1_st *st, int c, __m256i *sg)
+{
+    (void)sg;
+    /* entry 4 (c % 4) + l's shift byte over elements 8 l..8 l + 7 */
+    char b = (char)(4 * (c % 4)), b1 = (char)(b + 1), b2 = (char)(b + 2), b3 = (char)(b + 3);
+    __m256i spread = _mm256_setr_epi8(b, b, b, b, b, b, b, b, b1, b1, b1, b1, b1, b1, b1, b1, b2,
+                                      b2, b2, b2, b2, b2, b2, b2, b3, b3, b3, b3, b3, b3, b3, b3);
+#ifdef __BMI2__
+    uint32_t q4;
+    uint16_t h;
+    memcpy(&q4, w->qs + 4 * c, 4);
+    memcpy(&h, w->qh + 2 * c, 2);
+    return iq1_grid4x(_pdep_u64(q4, 0x00FF00FF00FF00FFull) |
+                          (_pdep_u64(h, 0x0F000F000F000F00ull) & 0x0700070007000700ull),
+                      st->sh[c / 4], spread);
+#else
+    const uint8_t *q = w->qs + 4 * c;
+    unsigned h0 = w->qh[2 * c], h1 = w->qh[2 * c + 1];
+    return iq1_grid4(q[0] | (h0 << 8 & 0x700), q[1] | (h0 << 4 & 0x700), q[2] | (h1 << 8 & 0x700),
+                     q[3] | (h1 << 4 & 0x700), st->sh[c / 4], spread);
+#endif
+}
+/* Chunk c's sixteens take scales 2 c and 2 c + 1: words 2 (c % 4) and 2 (c % 4) + 1 of
+ * sc[c / 4], one per 128-bit lane. */
+static inline __m256i iq1_m_chunk_scales(const iq1_st *st, int c)
+{
+    short lo = (short)(0x100 * (4 * (c % 4) + 1) + 4 * (c % 4)), hi = (short)(lo + 0x202);
+    __m256i w = _mm256_setr_epi16(lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi);
+    return _mm256_shuffle_epi8(st->sc[c / 4], w);
+}
+
+/* The two kernels over the tile with ACC for its accumulate, tiles of up to BT activation rows
+ * and GEMM the row walk for them (see IQ2_TILE_DOT). */
+#define IQ1_GEMMS(NAME_S, NAME_M, ACC, BT, GEMM)                                                   \
+    IQ2_TILE_DOT(iq1_s, kl_block_iq1_s, 0, ACC, BT)                                                \
+    GEMM(NAME_S, iq1_s)                                                                            \
+    IQ2_TILE_DOT(iq1_m, kl_block_iq1_m, 0, ACC, BT)                                                \
+    GEMM(NAME_M, iq1_m)
+#endif
