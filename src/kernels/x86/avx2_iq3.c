@@ -6,20 +6,62 @@
 void kl_avx2_gemm_iq3_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_iq3_s(const kl_gemm *g, int64_t r0, int64_t r1);
 
-/* IQ3_XXS keeps its scales and signs where one in-lane vpshufb (its control a constant in
- * memory) takes out a chunk's: a vpermd per chunk costs a shuffle more, and shuffles bound
- * the chunk loop (with the 8 grid loads and their inserts). */
-typedef struct {
-    __m256i s16; /* in both 128-bit lanes: chunk c's scale 2 s + 1 in 16-bit lane c */
+/* Both types keep a block's scales and signs where one in-lane vpshufb takes out a chunk's, and
+ * step that vpshufb's controls from chunk to chunk in registers: as constants each would be a
+ * load per chunk, and loads (8 indices, 8 grid entries, the activations) bound the B=1 loop. */
+#define IQ3_ST                                                                                     \
+    __m256i s16;   /* in both 128-bit lanes: chunk c's scale 2 s + 1 in 16-bit lane c */           \
+    __m256i signs; /* chunk c's sign bytes 0, 1 at bytes 2c, 2c + 1 of the low 128-bit lane, its   \
+                      bytes 2, 3 at the same places of the high lane */                            \
+    __m256i sctl, gctl; /* the next chunk's vpshufb controls of s16 and signs */                   \
     float d;
-    __m256i signs; /* chunk c's sign bytes 0, 1 at bytes 2c, 2c + 1 of the low 128-bit lane,
-                      its bytes 2, 3 at the same places of the high lane */
+typedef struct {
+    IQ3_ST
 } iq3_xxs_st;
 typedef struct {
-    __m256i s16;
-    float d;
-    _Alignas(32) uint16_t idx[KL_QKK / 4]; /* the block's 9-bit grid indices */
+    IQ3_ST
+    const uint16_t *idx; /* iq3_s_idx */
 } iq3_s_st;
+/* IQ3_S's 9-bit grid indices of the block in hand, read back one by one: per thread, as the
+ * workers run tiles at once (in the state, GCC keeps them in registers and takes each out with
+ * a vpextrw, shuffle operations instead of one load: 4% slower at B=1). */
+static _Thread_local _Alignas(32) uint16_t iq3_s_idx[KL_QKK / 4];
+
+/* signs and the controls from 8 x 4 sign bytes (dword c: chunk c's) */
+static inline void iq3_signs_begin(__m256i sb, __m256i *signs, __m256i *sctl, __m256i *gctl)
+{
+    /* lane h: bytes 0, 1 of chunks 4h..4h+3, then their bytes 2, 3; qwords reordered after */
+    __m256i sg = _mm256_shuffle_epi8(sb, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10,
+                                                          11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2,
+                                                          3, 6, 7, 10, 11, 14, 15));
+    *signs = _mm256_permute4x64_epi64(sg, _MM_SHUFFLE(3, 1, 2, 0));
+    __m256i s = _mm256_set1_epi16(0x0100);
+    __m256i g = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+                                 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __asm__("" : "+x"(s), "+x"(g)); /* stepped in registers, not folded into constants */
+    *sctl = s, *gctl = g;
+}
+
+/* The next chunk's scales (s16, sctl) or signs (signs, gctl), the control stepped to the next:
+ * the tile asks for chunks 0..7 in order, once each. */
+static inline __m256i iq3_step(__m256i v, __m256i *ctl)
+{
+    __m256i r = _mm256_shuffle_epi8(v, *ctl);
+    *ctl = _mm256_add_epi8(*ctl, _mm256_set1_epi8(2));
+    __asm__("" : "+x"(*ctl));
+    return r;
+}
+
+/* 8 grid entries of 4 bytes: vmovd and 3 vpinsrd a half (no unpacks: shuffles bound too). */
+static inline __m256i iq3_grid8(const uint32_t *grid, unsigned i0, unsigned i1, unsigned i2,
+                                unsigned i3, unsigned i4, unsigned i5, unsigned i6, unsigned i7)
+{
+    __m128i lo = _mm_loadu_si32(grid + i0), hi = _mm_loadu_si32(grid + i4);
+    lo = _mm_insert_epi32(lo, (int)grid[i1], 1), hi = _mm_insert_epi32(hi, (int)grid[i5], 1);
+    lo = _mm_insert_epi32(lo, (int)grid[i2], 2), hi = _mm_insert_epi32(hi, (int)grid[i6], 2);
+    lo = _mm_insert_epi32(lo, (int)grid[i3], 3), hi = _mm_insert_epi32(hi, (int)grid[i7], 3);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
 
 static inline void iq3_xxs_begin(const kl_block_iq3_xxs *w, iq3_xxs_st *st)
 {
@@ -29,66 +71,74 @@ static inline void iq3_xxs_begin(const kl_block_iq3_xxs *w, iq3_xxs_st *st)
     s = _mm256_packus_epi32(s, s); /* 128-bit lane h: chunks 4h..4h+3, twice */
     st->s16 = _mm256_permute4x64_epi64(s, _MM_SHUFFLE(2, 0, 2, 0));
     st->d = 0.25f * _cvtsh_ss(w->d);
-    /* lane h: bytes 0, 1 of chunks 4h..4h+3, then their bytes 2, 3; qwords reordered after */
-    __m256i sg =
-        _mm256_shuffle_epi8(iq2_ksigns32(iq2_fields7(a)),
-                            _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
-                                             0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
-    st->signs = _mm256_permute4x64_epi64(sg, _MM_SHUFFLE(3, 1, 2, 0));
+    iq3_signs_begin(iq2_ksigns32(iq2_fields7(a)), &st->signs, &st->sctl, &st->gctl);
 }
 
-static inline __m256i iq3_xxs_chunk_scales(const iq3_xxs_st *st, int c)
+static inline __m256i iq3_xxs_chunk_scales(iq3_xxs_st *st, int c)
 {
-    return _mm256_shuffle_epi8(st->s16, _mm256_set1_epi16((short)(2 * c | (2 * c + 1) << 8)));
+    (void)c;
+    return iq3_step(st->s16, &st->sctl);
 }
 
-static inline __m256i iq3_xxs_chunk32(const kl_block_iq3_xxs *w, const iq3_xxs_st *st, int c,
-                                      __m256i *sg)
+static inline __m256i iq3_xxs_chunk32(const kl_block_iq3_xxs *w, iq3_xxs_st *st, int c, __m256i *sg)
 {
     const uint8_t *q = w->qs + 8 * c;
-    const uint32_t *grid = kl_iq3xxs_grid;
-    __m256i spread =
-        _mm256_add_epi8(_mm256_set1_epi8((char)(2 * c)),
-                        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0,
-                                         0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
-    *sg = iq2_sign_of_bits(_mm256_shuffle_epi8(st->signs, spread));
-    return _mm256_setr_epi32((int)grid[q[0]], (int)grid[q[1]], (int)grid[q[2]], (int)grid[q[3]],
-                             (int)grid[q[4]], (int)grid[q[5]], (int)grid[q[6]], (int)grid[q[7]]);
+    *sg = iq2_sign_of_bits(iq3_step(st->signs, &st->gctl));
+    return iq3_grid8(kl_iq3xxs_grid, q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]);
 }
 
 /* All 64 indices of the block at once, 16 in 16-bit lanes per step: bit k of qh[c] is the
- * ninth bit of index 8c + k. */
+ * ninth bit of index 8c + k. The scales: byte c / 2 of the 4 in 16-bit lane c, its nibble
+ * c % 2 taken by a multiply (by 16 in the even lanes) and a mask. */
 static inline void iq3_s_begin(const kl_block_iq3_s *w, iq3_s_st *st)
 {
-    uint32_t sc;
-    memcpy(&sc, w->scales, 4);
-    st->s16 = iq2_odd16(iq2_twice16(iq2_nibbles32(sc)));
+    __m256i sc = _mm256_shuffle_epi8(
+        _mm256_castps_si256(_mm256_broadcast_ss((const float *)w->scales)),
+        _mm256_setr_epi8(0, -1, 0, -1, 1, -1, 1, -1, 2, -1, 2, -1, 3, -1, 3, -1, 0, -1, 0, -1, 1,
+                         -1, 1, -1, 2, -1, 2, -1, 3, -1, 3, -1));
+    sc = _mm256_and_si256(_mm256_mullo_epi16(sc, _mm256_setr_epi16(16, 1, 16, 1, 16, 1, 16, 1, 16,
+                                                                   1, 16, 1, 16, 1, 16, 1)),
+                          _mm256_set1_epi16(0xF0));
+    st->s16 = _mm256_or_si256(_mm256_srli_epi16(sc, 3), _mm256_set1_epi16(1)); /* 2 s + 1 */
     st->d = _cvtsh_ss(w->d);
-    const __m256i bit = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096,
-                                          8192, 16384, -32768);
-    for (int i = 0; i < 4; i++) {
-        uint16_t h;
-        memcpy(&h, w->qh + 2 * i, 2);
+    iq3_signs_begin(_mm256_loadu_si256((const __m256i *)w->signs), &st->signs, &st->sctl,
+                    &st->gctl);
+    /* word k of step i: 256 where bit k % 8 of qh[2i + k / 8] is set */
+    __m256i qh = _mm256_castpd_si256(_mm256_broadcast_sd((const double *)w->qh));
+    const __m256i bit = _mm256_setr_epi8(0, 1, 0, 2, 0, 4, 0, 8, 0, 16, 0, 32, 0, 64, 0, -128, 0, 1,
+                                         0, 2, 0, 4, 0, 8, 0, 16, 0, 32, 0, 64, 0, -128);
+    uint16_t *idx = iq3_s_idx;
+    __asm__("" : "+r"(idx)); /* one base register, not 64 addresses */
+    _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++)
+    {
+        __m256i hb = _mm256_shuffle_epi8(
+            qh, _mm256_setr_epi8(-1, 2 * i, -1, 2 * i, -1, 2 * i, -1, 2 * i, -1, 2 * i, -1, 2 * i,
+                                 -1, 2 * i, -1, 2 * i, -1, 2 * i + 1, -1, 2 * i + 1, -1, 2 * i + 1,
+                                 -1, 2 * i + 1, -1, 2 * i + 1, -1, 2 * i + 1, -1, 2 * i + 1, -1,
+                                 2 * i + 1));
+        hb = _mm256_min_epu8(_mm256_and_si256(hb, bit), _mm256_set1_epi8(1));
         __m256i lo = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w->qs + 16 * i)));
-        __m256i zero = _mm256_cmpeq_epi16(_mm256_and_si256(_mm256_set1_epi16((short)h), bit),
-                                          _mm256_setzero_si256());
-        __m256i hi = _mm256_andnot_si256(zero, _mm256_set1_epi16(256));
-        _mm256_store_si256((__m256i *)(st->idx + 16 * i), _mm256_or_si256(lo, hi));
+        _mm256_store_si256((__m256i *)(idx + 16 * i), _mm256_or_si256(lo, hb));
     }
+    __asm__("" : "+m"(*(uint16_t(*)[KL_QKK / 4]) idx)); /* read back from memory */
+    st->idx = idx;
 }
 
-static inline __m256i iq3_s_chunk32(const kl_block_iq3_s *w, const iq3_s_st *st, int c, __m256i *sg)
+static inline __m256i iq3_s_chunk_scales(iq3_s_st *st, int c)
 {
+    (void)c;
+    return iq3_step(st->s16, &st->sctl);
+}
+
+static inline __m256i iq3_s_chunk32(const kl_block_iq3_s *w, iq3_s_st *st, int c, __m256i *sg)
+{
+    (void)w;
     const uint16_t *i = st->idx + 8 * c;
-    const uint32_t *grid = kl_iq3s_grid;
-    uint32_t signs;
-    memcpy(&signs, w->signs + 4 * c, 4);
-    *sg = iq2_sign_pm1(signs);
-    return _mm256_setr_epi32((int)grid[i[0]], (int)grid[i[1]], (int)grid[i[2]], (int)grid[i[3]],
-                             (int)grid[i[4]], (int)grid[i[5]], (int)grid[i[6]], (int)grid[i[7]]);
+    *sg = iq2_sign_of_bits(iq3_step(st->signs, &st->gctl));
+    return iq3_grid8(kl_iq3s_grid, i[0], i[1], i[2], i[3], i[4], i[5], i[6], i[7]);
 }
 
 IQ2_TILE_ANY(iq3_xxs, kl_block_iq3_xxs, 1)
 IQ2_GEMM(kl_avx2_gemm_iq3_xxs, iq3_xxs)
-IQ2_TILE_MS(iq3_s, kl_block_iq3_s)
+IQ2_TILE_ANY(iq3_s, kl_block_iq3_s, 1)
 IQ2_GEMM(kl_avx2_gemm_iq3_s, iq3_s)
