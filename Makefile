@@ -53,10 +53,10 @@ endif
 $(O)/src/kernels/x86/avx2_%.o:   CFLAGS += -mavx2 -mfma -mf16c
 $(O)/src/kernels/x86/avx512_%.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
                                            -mavx512vnni -mavx512bf16 -mfma -mf16c -mbmi2
-# AVX-512 with VBMI and GFNI (Ice Lake, Zen 4 and later): a table of its own over AVX-512's
+# AVX-512 with VBMI, GFNI and BITALG (Ice Lake, Zen 4 and later): a table of its own over AVX-512's
 $(O)/src/kernels/x86/avx512vbmi_%.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
                                                -mavx512vnni -mavx512bf16 -mfma -mf16c -mbmi2 \
-                                               -mavx512vbmi -mgfni
+                                               -mavx512vbmi -mgfni -mavx512bitalg
 
 MAIN_SRC := src/cli/main.c
 LIB_SRC  := $(filter-out $(MAIN_SRC),$(shell find src -name '*.c' | sort))

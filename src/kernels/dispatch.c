@@ -1,7 +1,8 @@
 /* kernels/dispatch.c: builds the per-ISA tables once (scalar, then avx2 over it, then avx512
  * over that, then avx512vbmi over that) and picks the best one this CPU runs, or the one
- * KILN_SIMD names. avx512vbmi is AVX-512 plus VBMI and GFNI (Ice Lake, Zen 4 and later): the
- * same table but for the IQ types whose decode those make cheap (x86/avx512vbmi_iq.c). */
+ * KILN_SIMD names. avx512vbmi is AVX-512 plus VBMI, GFNI and BITALG (Ice Lake, Zen 4 and
+ * later): the same table but for the IQ types whose decode those make cheap
+ * (x86/avx512vbmi_iq.c). */
 #include <cpuid.h>
 #include <stdbool.h>
 #include <pthread.h>
@@ -80,13 +81,13 @@ static bool cpu_avx512(void)
            __builtin_cpu_supports("bmi2"); /* every AVX-512 CPU has it (x86/avx512_iq1.c's pdep) */
 }
 
-/* AVX512_VBMI and GFNI from cpuid leaf 7 (the OS's saving of the AVX-512 state is in
- * cpu_avx512's checks). */
+/* AVX512_VBMI, GFNI and AVX512_BITALG from cpuid leaf 7 (the OS's saving of the AVX-512
+ * state is in cpu_avx512's checks). */
 static bool cpu_avx512vbmi(void)
 {
     unsigned a, b, c, d;
     return cpu_avx512() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & bit_AVX512VBMI) &&
-           (c & bit_GFNI);
+           (c & bit_GFNI) && (c & bit_AVX512BITALG);
 }
 
 static void build(void)

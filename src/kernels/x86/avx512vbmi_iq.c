@@ -1,5 +1,5 @@
 /* kernels/x86/avx512vbmi_iq.c: the IQ3 and IQ2 types against Q8_K activations for AVX-512
- * CPUs with VBMI and GFNI (Ice Lake and later, Zen 4 and later): IQ3_XXS, IQ3_S, IQ2_XXS,
+ * CPUs with VBMI, GFNI and BITALG (Ice Lake and later, Zen 4 and later): IQ3_XXS, IQ3_S, IQ2_XXS,
  * IQ2_XS and IQ2_S without gathers or sign tables. The tile is x86/avx512_iq.h's; the decoders
  * give the same bytes as x86/avx512_iq3.c and avx512_iq2.c (which stay for AVX-512 CPUs
  * without VBMI). IQ1_S and IQ1_M need no VBMI: x86/avx512_iq1.c serves both tables.
@@ -20,9 +20,11 @@
  * Signs in registers. IQ3_XXS, IQ2_XXS and IQ2_XS store 7 sign bits per 8 elements, the 8th
  * making the count even: vpmultishiftqb (or a shift) brings each 7-bit field to a byte and one
  * gf2p8affineqb keeps bits 0-6 and sets bit 7 to their parity (the row of kl_iq_ksigns). An
- * IQ3_XXS chunk's 8 sign bytes are its mask as they stand (moved to a k register); an IQ2
- * chunk's are each spread over their 8 elements (vpermb) and tested against the element's bit
- * (vptestmb). IQ3_S and IQ2_S store the mask as it stands.
+ * IQ3_XXS chunk's 8 sign bytes are its mask as they stand: one vpermb per block puts byte q of
+ * every chunk's 8 into qword q and one vpshufbitqmb (BITALG) per chunk picks its 64 bits into
+ * a k register (through general registers, vmovq/vpextrq/kmovq, it cost 6% more at B=1). An
+ * IQ2 chunk's are each spread over their 8 elements (vpermb) and tested against the element's
+ * bit (vptestmb). IQ3_S and IQ2_S store the mask as it stands.
  *
  * Scales are unpacked in registers too (the scalar kl_iq_scales_* and a store/load cost a
  * store-forwarding stall per block), but for IQ3's, which a chunk loads from a table by the
@@ -64,6 +66,9 @@ static _Alignas(64) int16_t sc3[256][32];
 /* vpmultishiftqb offsets of IQ3_XXS's (per qword: two uint32 of 4 x 7 bits) and IQ2_XXS's
  * (per qword: the uint32 in bytes 4-7) sign fields. */
 static _Alignas(64) uint8_t ms3xxs[64], ms2xxs[64];
+/* IQ3_XXS signs: gather3 puts sign byte 8c + q (chunk c's q-th) in byte c of qword q;
+ * bits3[c]: byte 8q + j picks bit j of that byte (bit 8c + j of qword q), element 8q + j. */
+static _Alignas(64) uint8_t gather3[64], bits3[4][64];
 /* IQ2_S: byte i is qh[i / 4], bit2s its bit 8 of entry i (bit 9: the next one up). */
 static _Alignas(64) uint8_t qh2s[64], bit2s[64];
 
@@ -123,8 +128,10 @@ static bool iq_vbmi_init(void)
             spread8[2][c][b] = (uint8_t)(j == 0 ? 8 * c + i : j == 1 ? 64 + 8 * c + i : 0);
             bcast8[0][c][b] = (uint8_t)pxxs;
             bcast8[1][c][b] = (uint8_t)pxs;
+            bits3[c][b] = (uint8_t)(8 * c + j);
         }
         odd4[b] = (uint8_t)(b % 2 ? 64 : 0);
+        gather3[b] = (uint8_t)(j < 4 ? 8 * j + i : 0);
         for (int x = 0; x < 256; x++)
             sc3[x][b / 2] = (int16_t)(2 * (b < 32 ? x & 15 : x >> 4) + 1);
         shift8[b] = (uint8_t)(2 * j);
@@ -223,7 +230,6 @@ typedef struct {
     __m256i s16;
     float d;
     __m512i lo, hi, sg;
-    uint64_t neg[4]; /* IQ3_XXS: each chunk's sign mask */
 } iq_st;
 typedef iq_st iq3_xxs_st;
 typedef iq_st iq3_s_st;
@@ -236,9 +242,12 @@ static inline void iq3_xxs_begin(const kl_block_iq3_xxs *w, iq_st *st)
     __m512i idx = _mm512_loadu_si512((const void *)w->qs);
     __mmask64 b7 = _mm512_movepi8_mask(idx);
     st->lo = win256(p3xxs[0], idx, b7), st->hi = win256(p3xxs[1], idx, b7);
+    /* the 32 sign bytes (byte l: sign byte l), 256-bit: Zen 4 runs a 512-bit op as two */
     __m256i aux = _mm256_loadu_si256((const __m256i *)(w->qs + KL_QKK / 4));
-    __m512i sg = ksigns(_mm512_multishift_epi64_epi8(ld(ms3xxs), _mm512_castsi256_si512(aux)));
-    _mm256_storeu_si256((__m256i *)st->neg, _mm512_castsi512_si256(sg)); /* byte l: sign byte l */
+    __m256i sg = _mm256_gf2p8affine_epi64_epi8(
+        _mm256_multishift_epi64_epi8(_mm256_load_si256((const __m256i *)ms3xxs), aux),
+        _mm256_set1_epi64x(KSIGNS_AFFINE), 0);
+    st->sg = _mm512_permutexvar_epi8(ld(gather3), _mm512_castsi256_si512(sg));
     st->s16 = _mm256_setzero_si256(); /* the tile takes iq3_xxs_chunk_sc instead */
     st->d = 0.25f * _cvtsh_ss(w->d);
 }
@@ -256,7 +265,7 @@ static inline __m512i iq3_xxs_chunk_ms(const kl_block_iq3_xxs *w, const iq_st *s
                                        __mmask64 *neg)
 {
     (void)w;
-    *neg = st->neg[c];
+    *neg = _mm512_bitshuffle_epi64_mask(st->sg, ld(bits3[c]));
     return magnitudes4(st->lo, st->hi, c, pairs3xxs);
 }
 
