@@ -8,7 +8,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 PKGS="build-essential pkg-config clang libclang-rt-14-dev libevent-dev libjansson-dev
       libpcre2-dev libxxhash-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev clang-format
-      cppcheck prometheus debootstrap python3-numpy chromium"
+      cppcheck prometheus debootstrap python3-numpy chromium qemu-user"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 command -v node >/dev/null || missing="$missing nodejs"

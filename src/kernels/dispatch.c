@@ -92,16 +92,19 @@ static bool cpu_avx512vbmi(void)
 
 static void build(void)
 {
+    /* Each table's init is compiled for its ISA (GCC vectorizes the pointer stores, and the
+     * VBMI one builds its decode planes with AVX-512 and BMI2), so it runs only on a CPU that
+     * has that ISA; elsewhere the table stays a copy of the one below, which no one picks. */
     fill_scalar(&isa_scalar);
     isa_avx2 = isa_scalar;
     isa_avx2.name = "avx2";
-    kl_isa_avx2_init(&isa_avx2);
+    if (cpu_avx2()) kl_isa_avx2_init(&isa_avx2);
     isa_avx512 = isa_avx2;
     isa_avx512.name = "avx512";
-    kl_isa_avx512_init(&isa_avx512);
+    if (cpu_avx512()) kl_isa_avx512_init(&isa_avx512);
     isa_avx512vbmi = isa_avx512;
     isa_avx512vbmi.name = "avx512vbmi";
-    kl_avx512vbmi_types_iq(&isa_avx512vbmi);
+    if (cpu_avx512vbmi()) kl_avx512vbmi_types_iq(&isa_avx512vbmi);
     isa_default = cpu_avx512vbmi() ? &isa_avx512vbmi
                   : cpu_avx512()   ? &isa_avx512
                   : cpu_avx2()     ? &isa_avx2
