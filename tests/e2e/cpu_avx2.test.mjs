@@ -1,5 +1,6 @@
 // One kiln binary runs on any x86-64: on a CPU without AVX-512 it must start, pick the AVX2
-// kernels and give the same tokens as the AVX2 table forced on this machine (KILN_SIMD=avx2).
+// kernels and give the same tokens as the AVX2 table forced on this machine (KILN_SIMD=avx2);
+// on one without AVX, the scalar table's.
 // The AVX2-only CPU is QEMU's user-mode emulation of a Haswell (TCG runs AVX2, FMA and F16C
 // but no AVX-512 instruction: one executed there is SIGILL, as on a real AVX2 CPU).
 import { test, before, after } from 'node:test';
@@ -26,11 +27,11 @@ const skip = (sanitized && 'a sanitized kiln cannot run under qemu-user (its sha
 const TYPES = ['f16', 'q8_0', 'q4_0', 'q5_0', 'q2_k', 'q3_k', 'q4_k', 'q6_k', 'iq4_xs', 'tq1_0', 'tq2_0'];
 let tmp;
 
-function generate(model, { emulate = false, env = {} } = {}) {
+function generate(model, { emulate = false, cpu = 'Haswell', env = {} } = {}) {
   const args = ['run', '-m', model, '-p', 'Once upon a time', '-n', '12', '--temp', '0',
     '--print-ids', '-t', '2'];
   const cmd = emulate ? qemu : kilnBin;
-  const argv = emulate ? ['-cpu', 'Haswell', kilnBin, ...args] : args;
+  const argv = emulate ? ['-cpu', cpu, kilnBin, ...args] : args;
   const r = spawnSync(cmd, argv, { env: { ...process.env, KILN_SIMD: '', ...env },
     encoding: 'utf8', timeout: 120000 });
   return { code: r.status, signal: r.signal, out: (r.stdout || '').trim(), err: r.stderr || '' };
@@ -68,6 +69,14 @@ test('stories260K: the same tokens on an AVX2-only CPU as with KILN_SIMD=avx2', 
   const got = generate(stories, { emulate: true });
   assert.equal(got.code, 0, `kiln under qemu -cpu Haswell: status ${got.code} signal ${got.signal}: ${got.err}`);
   assert.ok(want.out.length > 0);
+  assert.equal(got.out, want.out);
+});
+
+test('stories260K on an x86-64 without AVX (qemu64): the scalar table, its tokens', { skip }, () => {
+  const want = generate(stories, { env: { KILN_SIMD: 'scalar' } });
+  assert.equal(want.code, 0, want.err);
+  const got = generate(stories, { emulate: true, cpu: 'qemu64' });
+  assert.equal(got.code, 0, `status ${got.code} signal ${got.signal}: ${got.err}`);
   assert.equal(got.out, want.out);
 });
 
