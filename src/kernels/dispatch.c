@@ -90,34 +90,42 @@ static bool cpu_avx512vbmi(void)
            (c & bit_GFNI) && (c & bit_AVX512BITALG);
 }
 
+/* What this CPU runs, probed once by build(). */
+static bool has_avx2, has_avx512, has_avx512vbmi;
+
+/* The table of this name if this CPU runs it, else NULL. */
+static const kl_isa *runnable(const char *name)
+{
+    if (!strcmp(name, "scalar")) return &isa_scalar;
+    if (!strcmp(name, "avx2")) return has_avx2 ? &isa_avx2 : NULL;
+    if (!strcmp(name, "avx512")) return has_avx512 ? &isa_avx512 : NULL;
+    if (!strcmp(name, "avx512vbmi")) return has_avx512vbmi ? &isa_avx512vbmi : NULL;
+    return NULL;
+}
+
 static void build(void)
 {
+    has_avx2 = cpu_avx2(), has_avx512 = cpu_avx512(), has_avx512vbmi = cpu_avx512vbmi();
     /* Each table's init is compiled for its ISA (GCC vectorizes the pointer stores, and the
      * VBMI one builds its decode planes with AVX-512 and BMI2), so it runs only on a CPU that
      * has that ISA; elsewhere the table stays a copy of the one below, which no one picks. */
     fill_scalar(&isa_scalar);
     isa_avx2 = isa_scalar;
     isa_avx2.name = "avx2";
-    if (cpu_avx2()) kl_isa_avx2_init(&isa_avx2);
+    if (has_avx2) kl_isa_avx2_init(&isa_avx2);
     isa_avx512 = isa_avx2;
     isa_avx512.name = "avx512";
-    if (cpu_avx512()) kl_isa_avx512_init(&isa_avx512);
+    if (has_avx512) kl_isa_avx512_init(&isa_avx512);
     isa_avx512vbmi = isa_avx512;
     isa_avx512vbmi.name = "avx512vbmi";
-    if (cpu_avx512vbmi()) kl_avx512vbmi_types_iq(&isa_avx512vbmi);
-    isa_default = cpu_avx512vbmi() ? &isa_avx512vbmi
-                  : cpu_avx512()   ? &isa_avx512
-                  : cpu_avx2()     ? &isa_avx2
-                                   : &isa_scalar;
+    if (has_avx512vbmi) kl_avx512vbmi_types_iq(&isa_avx512vbmi);
+    isa_default = has_avx512vbmi ? &isa_avx512vbmi
+                  : has_avx512   ? &isa_avx512
+                  : has_avx2     ? &isa_avx2
+                                 : &isa_scalar;
     const char *want = getenv("KILN_SIMD");
-    if (want && *want) {
-        const kl_isa *t = !strcmp(want, "scalar")                           ? &isa_scalar
-                          : !strcmp(want, "avx2") && cpu_avx2()             ? &isa_avx2
-                          : !strcmp(want, "avx512") && cpu_avx512()         ? &isa_avx512
-                          : !strcmp(want, "avx512vbmi") && cpu_avx512vbmi() ? &isa_avx512vbmi
-                                                                            : NULL;
-        if (t) isa_default = t; /* an unknown or unsupported name keeps the best one */
-    }
+    const kl_isa *t = want && *want ? runnable(want) : NULL;
+    if (t) isa_default = t; /* an unknown or unsupported name keeps the best one */
     atomic_store(&isa_current, isa_default);
 }
 
@@ -132,11 +140,7 @@ const kl_isa *kl_isa_get(void)
 const kl_isa *kl_isa_find(const char *name)
 {
     pthread_once(&once, build);
-    if (!strcmp(name, "scalar")) return &isa_scalar;
-    if (!strcmp(name, "avx2")) return cpu_avx2() ? &isa_avx2 : NULL;
-    if (!strcmp(name, "avx512")) return cpu_avx512() ? &isa_avx512 : NULL;
-    if (!strcmp(name, "avx512vbmi")) return cpu_avx512vbmi() ? &isa_avx512vbmi : NULL;
-    return NULL;
+    return runnable(name);
 }
 
 /* Makes later calls use isa; NULL restores the default pick. */
