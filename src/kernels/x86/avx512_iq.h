@@ -53,17 +53,6 @@ static inline __m512i iq_chunk_scales(__m256i s16, int c)
     return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(s16));
 }
 
-/* 2 s + 1 of 16 scales s (4 bits, in the low bits of 16-bit lanes) */
-static inline __m256i odd16(__m256i s)
-{
-    return _mm256_or_si256(_mm256_slli_epi16(s, 1), _mm256_set1_epi16(1));
-}
-/* 8 scales in the low 16 bits of 32-bit lanes, each used for two sixteens */
-static inline __m256i twice16(__m256i s32)
-{
-    return _mm256_or_si256(s32, _mm256_slli_epi32(s32, 16));
-}
-
 /* The tile for one type: rows r x activation rows [b, b + nb), nb <= IQ_BT. */
 #define IQ_TILE(PFX, BLOCK, BIAS)                                                                  \
     static inline __m512i PFX##_chunk_ms(const BLOCK *w, const PFX##_st *st, int c,                \

@@ -20,15 +20,16 @@
  * Signs in registers. IQ3_XXS, IQ2_XXS and IQ2_XS store 7 sign bits per 8 elements, the 8th
  * making the count even: vpmultishiftqb (or a shift) brings each 7-bit field to a byte and one
  * gf2p8affineqb keeps bits 0-6 and sets bit 7 to their parity (the row of kl_iq_ksigns). An
- * IQ3_XXS chunk's 8 sign bytes are its mask as they stand: one vpermb per block puts byte q of
- * every chunk's 8 into qword q and one vpshufbitqmb (BITALG) per chunk picks its 64 bits into
- * a k register (through general registers, vmovq/vpextrq/kmovq, it cost 6% more at B=1). An
- * IQ2 chunk's are each spread over their 8 elements (vpermb) and tested against the element's
- * bit (vptestmb). IQ3_S and IQ2_S store the mask as it stands.
+ * chunk's 8 sign bytes are its mask as they stand: one vpermb per block puts byte q of every
+ * chunk's 8 into qword q and one vpshufbitqmb (BITALG) per chunk picks its 64 bits into a k
+ * register (through general registers, vmovq/vpextrq/kmovq, it cost IQ3_XXS 6% more at B=1; a
+ * vpermb and a vptestmb per chunk cost IQ2_XXS 5%, IQ2_XS 4% more). IQ3_S and IQ2_S store the
+ * mask as it stands.
  *
- * Scales are unpacked in registers too (the scalar kl_iq_scales_* and a store/load cost a
- * store-forwarding stall per block), but for IQ3's, which a chunk loads from a table by the
- * byte of its two 4-bit scales.
+ * Scales: a chunk loads its 32 int16 from a table by the byte(s) of its 4-bit scales, a load in
+ * place of a vpermw per chunk and the unpacking per block (IQ2_XXS's, a shift, a vpmovqw, a
+ * vpmovzxwd and four more: 1.17x at B=1). Unpacked in general registers and stored, they would
+ * cost a store-forwarding stall per block.
  *
  * At B=1 (generation) the decode bounds these kernels, not the read bandwidth: every
  * instruction of the chunk loop counts. */
@@ -50,25 +51,28 @@ static _Alignas(64) uint8_t p2s[2][1024];
 static _Alignas(64) uint8_t v2xxs[64], v2xs[64], v2s[64];
 /* IQ2 chunk patterns. spread8[t][c]: qword i gets lo, hi of chunk c's
  * entry i (its byte in the block's vectors: IQ2_XXS 16 c + 8 (i / 4) + i % 4, IQ2_XS
- * 2 (8 c + i)); shift8: 2 j for element j. bcast8[t][c]: each of 8 bytes of qword i is that
- * entry's sign byte; bit8: byte e is 1 << e % 8. */
+ * 2 (8 c + i)); shift8: 2 j for element j. */
 static _Alignas(64) uint8_t spread8[3][4][64], shift8[64];
-static _Alignas(64) uint8_t bcast8[2][4][64], bit8[64];
 /* IQ3: pair4[c]: byte 4k + j of chunk c is the code byte of entry 16c + k that holds element
  * j (lo for j < 2, hi else: an index into lo ++ hi); odd4: 64 in the bytes of odd j, so that the
  * second lookup takes the code's high field (pairs3xxs[1], pairs3s[1]). pairs: [0] the
  * magnitude of a 6-bit code's low field, [1] of its high field. */
 static _Alignas(64) uint8_t pair4[4][64], odd4[64], pairs3xxs[2][64], pairs3s[2][64];
-/* IQ3 chunk scales by a byte of two 4-bit scales (the first 32 elements' in the low nibble, IQ3_S's
- * scales[c] as it stands): 2 s + 1 of the low nibble in words 0-15, of the high one in 16-31.
- * A load instead of a permute per chunk. */
+/* IQ3 and IQ2_XXS chunk scales by a byte of two 4-bit scales (the first 32 elements' in the low
+ * nibble, IQ3_S's scales[c] as it stands): 2 s + 1 of the low nibble in words 0-15, of the high
+ * one in 16-31. */
 static _Alignas(64) int16_t sc3[256][32];
+/* IQ2_XS and IQ2_S scales by a byte of two (a sub-block's 32 elements): 2 s + 1 of the low
+ * nibble in words 0-7, of the high one in 8-15. A chunk's are two of these rows. */
+static _Alignas(32) int16_t sc2[256][16];
 /* vpmultishiftqb offsets of IQ3_XXS's (per qword: two uint32 of 4 x 7 bits) and IQ2_XXS's
  * (per qword: the uint32 in bytes 4-7) sign fields. */
 static _Alignas(64) uint8_t ms3xxs[64], ms2xxs[64];
-/* IQ3_XXS signs: gather3 puts sign byte 8c + q (chunk c's q-th) in byte c of qword q;
+/* Signs: gather3 puts IQ3_XXS's sign byte 8c + q (chunk c's q-th) in byte c of qword q;
+ * gather2xxs and gather2xs do the same for IQ2_XXS's (after ms2xxs: byte q % 4 of sub-block
+ * 2c + q / 4's qword) and IQ2_XS's (byte 2 (8c + q), the low byte of its uint16).
  * bits3[c]: byte 8q + j picks bit j of that byte (bit 8c + j of qword q), element 8q + j. */
-static _Alignas(64) uint8_t gather3[64], bits3[4][64];
+static _Alignas(64) uint8_t gather3[64], gather2xxs[64], gather2xs[64], bits3[4][64];
 /* IQ2_S: byte i is qh[i / 4], bit2s its bit 8 of entry i (bit 9: the next one up). */
 static _Alignas(64) uint8_t qh2s[64], bit2s[64];
 
@@ -126,18 +130,19 @@ static bool iq_vbmi_init(void)
             spread8[0][c][b] = (uint8_t)(j == 0 ? pxxs : j == 1 ? 64 + pxxs : 0);
             spread8[1][c][b] = (uint8_t)(j == 0 ? pxs : j == 1 ? 64 + pxs : 0);
             spread8[2][c][b] = (uint8_t)(j == 0 ? 8 * c + i : j == 1 ? 64 + 8 * c + i : 0);
-            bcast8[0][c][b] = (uint8_t)pxxs;
-            bcast8[1][c][b] = (uint8_t)pxs;
             bits3[c][b] = (uint8_t)(8 * c + j);
         }
         odd4[b] = (uint8_t)(b % 2 ? 64 : 0);
         gather3[b] = (uint8_t)(j < 4 ? 8 * j + i : 0);
-        for (int x = 0; x < 256; x++)
+        gather2xxs[b] = (uint8_t)(j < 4 ? 8 * (2 * j + i / 4) + i % 4 : 0);
+        gather2xs[b] = (uint8_t)(j < 4 ? 16 * j + 2 * i : 0);
+        for (int x = 0; x < 256; x++) {
             sc3[x][b / 2] = (int16_t)(2 * (b < 32 ? x & 15 : x >> 4) + 1);
+            if (b < 32) sc2[x][b / 2] = (int16_t)(2 * (b < 16 ? x & 15 : x >> 4) + 1);
+        }
         shift8[b] = (uint8_t)(2 * j);
         qh2s[b] = (uint8_t)(b / 4);
         bit2s[b] = (uint8_t)(1 << (2 * (b % 4)));
-        bit8[b] = (uint8_t)(1 << j);
         ms3xxs[b] = (uint8_t)(7 * (j % 4) + 32 * (j / 4));
         ms2xxs[b] = (uint8_t)(32 + 7 * (j % 4));
     }
@@ -197,24 +202,10 @@ static inline __m512i magnitudes(__m512i lo, __m512i hi, const uint8_t *spread,
     return _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(ld(shift), codes), ld(vals));
 }
 
-/* The sign mask of a chunk: sign byte bcast[e] of sg for element e. */
-static inline __mmask64 sign_mask(__m512i sg, const uint8_t *bcast)
-{
-    return _mm512_test_epi8_mask(_mm512_permutexvar_epi8(ld(bcast), sg), ld(bit8));
-}
-
 /* 7-bit sign fields (in bits 0-6 of bytes) to sign bytes. */
 static inline __m512i ksigns(__m512i f)
 {
     return _mm512_gf2p8affine_epi64_epi8(f, _mm512_set1_epi64(KSIGNS_AFFINE), 0);
-}
-
-/* IQ2_XS, IQ2_S: a byte per 32 elements, the low nibble the first 16 */
-static inline __m256i nibble_scales(const uint8_t sc[8])
-{
-    __m128i v = _mm_loadl_epi64((const __m128i *)sc), m = _mm_set1_epi8(15);
-    __m128i s = _mm_unpacklo_epi8(_mm_and_si128(v, m), _mm_and_si128(_mm_srli_epi16(v, 4), m));
-    return odd16(_mm256_cvtepu8_epi16(s));
 }
 
 /* The magnitudes of an IQ3 chunk from its code bytes: each element's code byte (lo for
@@ -300,18 +291,44 @@ static inline void iq2_xxs_begin(const kl_block_iq2_xxs *w, iq_st *st)
     __m512i x = _mm512_loadu_si512((const void *)w->qs);
     __mmask64 b7 = _mm512_movepi8_mask(x);
     st->lo = lut256(p2xxs[0], x, b7), st->hi = lut256(p2xxs[1], x, b7);
-    st->sg = ksigns(_mm512_multishift_epi64_epi8(ld(ms2xxs), x));
-    __m128i s8 = _mm512_cvtepi64_epi16(_mm512_srli_epi64(x, 60));
-    st->s16 = odd16(twice16(_mm256_cvtepu16_epi32(s8)));
+    st->sg = _mm512_permutexvar_epi8(ld(gather2xxs),
+                                     ksigns(_mm512_multishift_epi64_epi8(ld(ms2xxs), x)));
+    st->s16 = _mm256_setzero_si256(); /* the tile takes iq2_xxs_chunk_sc instead */
     st->d = 0.125f * _cvtsh_ss(w->d);
+}
+
+/* IQ2_XXS: chunk c's scales are bits 60-63 of sub-blocks 2c and 2c + 1, as IQ3_XXS's */
+static inline __m512i iq2_xxs_chunk_sc(const kl_block_iq2_xxs *w, const iq_st *st, int c)
+{
+    (void)st;
+    const uint8_t *q = (const uint8_t *)w->qs + 16 * c;
+    return _mm512_load_si512((const void *)sc3[(q[7] >> 4) | (q[15] & 0xF0)]);
 }
 
 static inline __m512i iq2_xxs_chunk_ms(const kl_block_iq2_xxs *w, const iq_st *st, int c,
                                        __mmask64 *neg)
 {
     (void)w;
-    *neg = sign_mask(st->sg, bcast8[0][c]);
+    *neg = _mm512_bitshuffle_epi64_mask(st->sg, ld(bits3[c]));
     return magnitudes(st->lo, st->hi, spread8[0][c], shift8, v2xxs);
+}
+
+/* IQ2_XS, IQ2_S: chunk c's scales are the nibbles of scales[2c] and scales[2c + 1] */
+static inline __m512i nibble_chunk_sc(const uint8_t sc[8], int c)
+{
+    __m512i s = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)sc2[sc[2 * c]]));
+    return _mm512_mask_broadcast_i64x4(s, 0xF0,
+                                       _mm256_load_si256((const __m256i *)sc2[sc[2 * c + 1]]));
+}
+static inline __m512i iq2_xs_chunk_sc(const kl_block_iq2_xs *w, const iq_st *st, int c)
+{
+    (void)st;
+    return nibble_chunk_sc(w->scales, c);
+}
+static inline __m512i iq2_s_chunk_sc(const kl_block_iq2_s *w, const iq_st *st, int c)
+{
+    (void)st;
+    return nibble_chunk_sc(w->scales, c);
 }
 
 /* IQ2_XS: per 8 elements a uint16, a 9-bit index and 7 sign bits above it */
@@ -320,8 +337,8 @@ static inline void iq2_xs_begin(const kl_block_iq2_xs *w, iq_st *st)
     __m512i x = _mm512_loadu_si512((const void *)w->qs);
     __mmask64 b7 = _mm512_movepi8_mask(x), b8 = _mm512_movepi8_mask(_mm512_srli_epi16(x, 1));
     st->lo = lut512(p2xs[0], x, b7, b8), st->hi = lut512(p2xs[1], x, b7, b8);
-    st->sg = ksigns(_mm512_srli_epi16(x, 9));
-    st->s16 = nibble_scales(w->scales);
+    st->sg = _mm512_permutexvar_epi8(ld(gather2xs), ksigns(_mm512_srli_epi16(x, 9)));
+    st->s16 = _mm256_setzero_si256(); /* the tile takes iq2_xs_chunk_sc instead */
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
 
@@ -329,7 +346,7 @@ static inline __m512i iq2_xs_chunk_ms(const kl_block_iq2_xs *w, const iq_st *st,
                                       __mmask64 *neg)
 {
     (void)w;
-    *neg = sign_mask(st->sg, bcast8[1][c]);
+    *neg = _mm512_bitshuffle_epi64_mask(st->sg, ld(bits3[c]));
     return magnitudes(st->lo, st->hi, spread8[1][c], shift8, v2xs);
 }
 
@@ -343,7 +360,7 @@ static inline void iq2_s_begin(const kl_block_iq2_s *w, iq_st *st)
     __mmask64 b7 = _mm512_movepi8_mask(x), b8 = _mm512_test_epi8_mask(qh, ld(bit2s));
     __mmask64 b9 = _mm512_test_epi8_mask(qh, _mm512_add_epi8(ld(bit2s), ld(bit2s)));
     st->lo = lut1024(p2s[0], x, b7, b8, b9), st->hi = lut1024(p2s[1], x, b7, b8, b9);
-    st->s16 = nibble_scales(w->scales);
+    st->s16 = _mm256_setzero_si256(); /* the tile takes iq2_s_chunk_sc instead */
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
 
@@ -358,11 +375,11 @@ IQ_TILE_SC(iq3_xxs, kl_block_iq3_xxs, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq3_xxs, iq3_xxs)
 IQ_TILE_SC(iq3_s, kl_block_iq3_s, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq3_s, iq3_s)
-IQ_TILE_MS(iq2_xxs, kl_block_iq2_xxs, 0)
+IQ_TILE_SC(iq2_xxs, kl_block_iq2_xxs, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xxs, iq2_xxs)
-IQ_TILE_MS(iq2_xs, kl_block_iq2_xs, 0)
+IQ_TILE_SC(iq2_xs, kl_block_iq2_xs, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xs, iq2_xs)
-IQ_TILE_MS(iq2_s, kl_block_iq2_s, 0)
+IQ_TILE_SC(iq2_s, kl_block_iq2_s, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_s, iq2_s)
 
 /* The rows of this file over the AVX-512 table (called once, from dispatch.c's build). */
