@@ -5,11 +5,14 @@
  * fraction of the machine's limits (70 GB/s read; 450 GFLOP/s FP32 FMA, ~900 GOP/s INT8 or
  * BF16 dot, with 2 threads; half that with 1) and the ratios against scalar and avx2 measured
  * in the same run, and "packed": the same weights in the packed form the model runs (kl_pack,
- * panels of 16 rows on AVX-512), with its ratio to the plain avx512 kernel. At B=1 successive calls
+ * panels of 16 rows), run by the default table (KILN_SIMD's, e.g. avx2), with its ratio to the
+ * plain avx512 kernel. At B=1 successive calls
  * use different copies of the weights (256 MB in all), so the bytes come from memory, not from the
  * 32 MB L3. Each figure is the best of >= 2 timed repetitions (>= 0.1 s in all).
  *
- *   bench-kernels [--quick] [dtype...]      (default: f32 f16 bf16 q8_0 q4_0 q4_k q6_k) */
+ *   bench-kernels [--quick] [--batch B[,B...]] [dtype...]
+ *       (default: f32 f16 bf16 q8_0 q4_0 q4_k q6_k; batches 1,64,512; --batch picks others, e.g.
+ *       the 2-3 rows of speculative verification or one prompt tile size) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +72,21 @@ int main(int argc, char **argv)
     kl_dtype types[16];
     int nt = 0;
     bool quick = false;
+    int batches[8] = {1, 64, 512}, nbatch = 3;
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
+            nbatch = 0;
+            for (char *p = argv[++i]; *p && nbatch < 8;) {
+                long v = strtol(p, &p, 10);
+                if (v < 1 || v > 512) {
+                    fprintf(stderr, "bench-kernels: --batch: 1..512 each\n");
+                    return 1;
+                }
+                batches[nbatch++] = (int)v;
+                if (*p == ',') p++;
+            }
+            continue;
+        }
         if (!strcmp(argv[i], "--quick")) {
             quick = true;
             min_time = 0.03;
@@ -88,7 +105,6 @@ int main(int argc, char **argv)
         nt = (int)(sizeof def / sizeof *def);
     }
     static const int shapes[2][2] = {{2048, 2048}, {8192, 2048}};
-    static const int batches[3] = {1, 64, 512};
     /* "packed": the best ISA over weights in its packed form (what the model runs) */
     const char *isa_names[4] = {"scalar", "avx2", "avx512", "packed"};
     int maxB = 512, maxrows = 8192, cols = 2048;
@@ -137,14 +153,16 @@ int main(int argc, char **argv)
         for (int si = 0; si < 2; si++) {
             int rows = shapes[si][0];
             for (int nth = 1; nth <= 2; nth++) {
-                for (int bi = 0; bi < 3; bi++) {
+                for (int bi = 0; bi < nbatch; bi++) {
                     int B = batches[bi];
-                    if (quick && B == 512 && si == 1) continue;
+                    if (quick && B >= 512 && si == 1) continue;
                     double fig[4] = {-1, -1, -1, -1};
                     for (int ii = 0; ii < 4; ii++) {
                         bool packed = ii == 3;
                         if (packed) {
                             if (!P[si]) continue;
+                            kl_isa_set(NULL); /* the default table (KILN_SIMD's), not the last
+                                                 column's */
                             size_t pb = kl_pack_bytes(t, rows, cols);
                             double s =
                                 time_matmul(pool[nth], t, true, P[si], pb, B == 1 ? pcopies[si] : 1,
@@ -164,7 +182,7 @@ int main(int argc, char **argv)
                         if (below && isa->types[t].gemm == below->types[t].gemm)
                             continue; /* this ISA has no kernel of its own for t */
                         /* scalar: only where a call takes well under a second */
-                        if (ii == 0 && (B == 512 || (B == 64 && rows > 2048))) continue;
+                        if (ii == 0 && (B >= 512 || (B >= 64 && rows > 2048))) continue;
                         kl_isa_set(isa);
                         size_t mbytes = rb * (size_t)rows;
                         int copies = B == 1 ? (int)(wbytes / mbytes) : 1;
