@@ -186,7 +186,9 @@ TEST(kernels_gemm_iq4_xs_simd_matches_reference)
 }
 /* Packed IQ4_XS (the AVX2 and AVX-512 tables) takes the reference's integer sums and its float
  * steps in its order, (float)isum * (d * d_a) added per super-block: the reference's bits, at
- * every tile (AVX2: one and two activation rows, four, three; AVX-512: 1, 2, 3, 6, 8 + 1). */
+ * every tile (AVX2: one and two activation rows, four, three; AVX-512: 1, 2, 3, 6, 8 + 1). The
+ * weights are quantized rows, then random blocks: every 6-bit scale's bits, sh's high ones
+ * included (the rows' scales cluster). */
 TEST(kernels_gemm_iq4_xs_packed_matches_reference_bits)
 {
     static const int rows[] = {1, 17, 150}, cols[] = {256, 2304}, bs[] = {1, 2, 3, 6, 9};
@@ -202,9 +204,9 @@ TEST(kernels_gemm_iq4_xs_packed_matches_reference_bits)
         if (!packed) continue;
         tried++;
         for (int i = 0; i < 3; i++)
-            for (int j = 0; j < 2; j++)
+            for (int j = 0; j < 4; j++)
                 for (int k = 0; k < 5; k++) {
-                    int R = rows[i], C = cols[j], B = bs[k];
+                    int R = rows[i], C = cols[j % 2], B = bs[k];
                     size_t rb = kl_dtype_row_bytes(t, C);
                     uint8_t *W = malloc(rb * (size_t)R);
                     float *x = malloc(sizeof(float) * (size_t)C * (size_t)B);
@@ -212,6 +214,11 @@ TEST(kernels_gemm_iq4_xs_packed_matches_reference_bits)
                         for (int c = 0; c < C; c++)
                             x[c] = frand() * (1.f + (float)(r % 3));
                         T_ASSERT(kl_quantize_row(t, x, W + rb * (size_t)r, C));
+                    }
+                    if (j >= 2) {
+                        uint8_t *rnd = t_random_blocks(
+                            t, rb * (size_t)R / kl_dtype_get(t)->block_bytes, (uint64_t)(i + k));
+                        memcpy(W, rnd, rb * (size_t)R), free(rnd);
                     }
                     for (int e = 0; e < C * B; e++)
                         x[e] = frand();

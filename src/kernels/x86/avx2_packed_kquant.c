@@ -21,10 +21,12 @@
  * |w| times the activations with w's sign (a pair at most 2 * 127 * 127: one vpmaddwd by the
  * sub-block's scale per group), no offset, and the reference's float steps, (float)isum *
  * (d * d_a) added per super-block without FMA: its bits. The record's header is the file's
- * own 6-bit scales (pack_kquant.h), decoded here per sub-block: 2176 bytes per 16 rows, the
- * file's size. 1 thread, 2048 x 2048, B=1: 25.7 GB/s against 12.0 for the rows of
- * avx2_iq4.c (B=16: 123 against 85 GOP/s), measured with Q4_K's header (2368 bytes); the
- * 6-bit header's decode cost 6-9% where the tile is compute-bound.
+ * own 6-bit scales (pack_kquant.h), decoded once a super-block (iq4_half_scales): 2176 bytes
+ * per 16 rows, the file's size. 1 thread, 2048 x 2048, B=1: 25.7 GB/s against 12.0 for the
+ * rows of avx2_iq4.c (B=16: 123 against 85 GOP/s), measured with Q4_K's header (2368 bytes);
+ * the 6-bit header's decode per sub-block cost 6-9% where the tile is compute-bound. Its tile
+ * keeps each isum add in order with an empty asm: GCC had regrouped them (run 1: one vpmaddwd
+ * per column group) into trees of stack spills, 56 stack accesses per sub-block at 4 rows.
  *
  * Batch invariance: every (weight row, activation row) result is the same chain of
  * instructions over the super-blocks, whatever the tile. */
@@ -86,26 +88,60 @@ static inline __attribute__((always_inline)) __m256i quants(int K, const uint8_t
 #define PICK(x0, x1, y0, y1)                                                                       \
     _mm256_shuffle_epi8(v, _mm256_setr_epi8(ROW4(x0, x1, y0, y1, 0), ROW4(x0, x1, y0, y1, 1)))
 
-/* Half hf's scale operands of sub-block s: (sc, sc) per row for columns 0-15 and 16-31 of the
- * sub-block (the same for the 32-column Q4_K/Q5_K), and the offset pairs against
- * (bs_2s, bs_2s+1). */
-static inline __attribute__((always_inline)) void
-scales(int K, const uint8_t *P, int hf, int s, __m256i *sc_lo, __m256i *sc_hi, __m256i *off)
+/* IQ4_XS's 6-bit scales of half hf, decoded once a super-block (its sub-blocks pick theirs
+ * with one vpshufb): ls - 32 as signed bytes, lane l rows 4l..4l+3, byte 4i + j of the lane
+ * sub-block 2j in ls[0] and 2j + 1 in ls[1]. sl's byte j of a row holds sub-blocks 2j (low
+ * nibble) and 2j + 1 (high); sh's bits 2s, 2s + 1 are ls_s >> 4, byte j / 2 of the row's two,
+ * bits 0-3 for j even and 4-7 for j odd. Per sub-block this decode had cost ten operations a
+ * half (shifts, ands, an or, a shuffle, a subtraction: AVX2 IQ4_XS prompts 7% below Q4_K's
+ * pre-decoded header; once a super-block, ~1.01x alone). */
+static inline __attribute__((always_inline)) void iq4_half_scales(const uint8_t *P, int hf,
+                                                                  __m256i ls[2])
 {
-    if (K == IQ4X) { /* ls - 32 from the 6 bits in sl and sh, no offset */
-        __m256i sl = _mm256_loadu_si256((const __m256i *)(P + OFF_SL + (size_t)hf * HR * 4)),
-                sh = _mm256_cvtepu16_epi32(
-                    _mm_loadu_si128((const __m128i *)(P + OFF_SH + (size_t)hf * HR * 2)));
-        __m256i ls =
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(sl, 4 * s), _mm256_set1_epi32(15)),
-                            _mm256_and_si256(_mm256_srli_epi32(_mm256_slli_epi32(sh, 4), 2 * s),
-                                             _mm256_set1_epi32(0x30)));
-        *sc_lo = *sc_hi =
-            _mm256_sub_epi16(/* ls twice per row, less 32 */
-                             _mm256_shuffle_epi8(
-                                 ls, _mm256_broadcastsi128_si256(_mm_setr_epi8(
-                                         0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13))),
-                             _mm256_set1_epi16(32));
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256i sl = _mm256_loadu_si256((const __m256i *)(P + OFF_SL + (size_t)hf * HR * 4)),
+            sh = _mm256_broadcastsi128_si256(
+                _mm_loadu_si128((const __m128i *)(P + OFF_SH + (size_t)hf * HR * 2)));
+    /* row i's byte j <- sh byte 2i + j / 2 (lane 1: rows 4-7) */
+    sh = _mm256_shuffle_epi8(sh, _mm256_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8,
+                                                  8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14,
+                                                  15, 15));
+    /* bits 0-1: sub-block 2j's top bits, 2-3: 2j + 1's */
+    sh = _mm256_blendv_epi8(sh, _mm256_srli_epi16(sh, 4),
+                            _mm256_set1_epi16((short)0xFF00)); /* j odd: the high byte */
+    const __m256i c32 = _mm256_set1_epi8(32);
+    ls[0] = _mm256_sub_epi8(
+        _mm256_or_si256(_mm256_and_si256(sl, m4), _mm256_and_si256(_mm256_slli_epi16(sh, 4), m30)),
+        c32);
+    ls[1] = _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(sl, 4), m4),
+                                            _mm256_and_si256(_mm256_slli_epi16(sh, 2), m30)),
+                            c32);
+}
+
+/* vpshufb controls of iq4_sub_scales: row i's byte j into the high byte of both its int16. */
+#define IQ4J(j)                                                                                    \
+    Z, (j), Z, (j), Z, 4 + (j), Z, 4 + (j), Z, 8 + (j), Z, 8 + (j), Z, 12 + (j), Z, 12 + (j)
+static const int8_t iq4_pick[4][32] __attribute__((aligned(32))) = {
+    {IQ4J(0), IQ4J(0)}, {IQ4J(1), IQ4J(1)}, {IQ4J(2), IQ4J(2)}, {IQ4J(3), IQ4J(3)}};
+
+/* (sc, sc) per row of sub-block 2j + e from iq4_half_scales' bytes. */
+static inline __attribute__((always_inline)) __m256i iq4_sub_scales(const __m256i ls[2], int j,
+                                                                    int e)
+{
+    return _mm256_srai_epi16(
+        _mm256_shuffle_epi8(ls[e], _mm256_load_si256((const __m256i *)iq4_pick[j])), 8);
+}
+
+/* Half hf's scale operands of sub-block s = 2j + e: (sc, sc) per row for columns 0-15 and
+ * 16-31 of the sub-block (the same for the 32-column Q4_K/Q5_K), and the offset pairs against
+ * (bs_2s, bs_2s+1); IQ4_XS's from iq4_half_scales' ls, no offset. */
+static inline __attribute__((always_inline)) void scales(int K, const uint8_t *P, int hf, int j,
+                                                         int e, const __m256i ls[2], __m256i *sc_lo,
+                                                         __m256i *sc_hi, __m256i *off)
+{
+    const int s = 2 * j + e;
+    if (K == IQ4X) {
+        *sc_lo = *sc_hi = iq4_sub_scales(ls, j, e);
         *off = _mm256_setzero_si256();
         return;
     }
@@ -215,31 +251,42 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
                 isum[k] = _mm256_setzero_si256();
                 ioff[k] = _mm256_setzero_si256();
             }
-            for (int s = 0; s < 8; s++) {
-                __m256i sc_lo, sc_hi, off;
-                scales(K, P, hf, s, &sc_lo, &sc_hi, &off);
-                __m256i p[BT];
-                _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
+            __m256i ls[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+            if (K == IQ4X) iq4_half_scales(P, hf, ls);
+            for (int s2 = 0; s2 < 8; s2 += 2)
+                _Pragma("GCC unroll 2") for (int e = 0; e < 2; e++)
                 {
-                    __m256i w = quants(K, P, hf, s, q), uw = magnitude(K, w);
-                    _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
+                    const int s = s2 + e; /* e constant: ls[e] stays in a register */
+                    __m256i sc_lo, sc_hi, off;
+                    scales(K, P, hf, s2 / 2, e, ls, &sc_lo, &sc_hi, &off);
+                    __m256i p[BT];
+                    _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
                     {
-                        if (q % run == 0) p[k] = _mm256_setzero_si256();
-                        p[k] = _mm256_add_epi16(
-                            p[k],
-                            _mm256_maddubs_epi16(
-                                uw, signed_act(K, bcast4(aq[k] + j * KL_QKK + 32 * s + 4 * q), w)));
+                        __m256i w = quants(K, P, hf, s, q), uw = magnitude(K, w);
+                        _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
+                        {
+                            if (q % run == 0) p[k] = _mm256_setzero_si256();
+                            p[k] = _mm256_add_epi16(
+                                p[k],
+                                _mm256_maddubs_epi16(
+                                    uw,
+                                    signed_act(K, bcast4(aq[k] + j * KL_QKK + 32 * s + 4 * q), w)));
+                        }
+                        if (q % run == run - 1) {
+                            __m256i sc = q < 4 ? sc_lo : sc_hi;
+                            _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
+                            {
+                                isum[k] = _mm256_add_epi32(isum[k], _mm256_madd_epi16(p[k], sc));
+                                if (K == IQ4X) /* in order (GCC's regrouping spilled) */
+                                    __asm__("" : "+x"(isum[k]));
+                            }
+                        }
                     }
-                    if (q % run == run - 1) {
-                        __m256i sc = q < 4 ? sc_lo : sc_hi;
-                        _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++) isum[k] =
-                            _mm256_add_epi32(isum[k], _mm256_madd_epi16(p[k], sc));
-                    }
+                    if (K != IQ4X)
+                        _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++) ioff[k] =
+                            _mm256_add_epi32(
+                                ioff[k], _mm256_madd_epi16(off, bcast4(as[k] + 16 * j + 2 * s)));
                 }
-                if (K != IQ4X)
-                    _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++) ioff[k] = _mm256_add_epi32(
-                        ioff[k], _mm256_madd_epi16(off, bcast4(as[k] + 16 * j + 2 * s)));
-            }
             __m256 dv, mv;
             half_scales(K, P, hf, &dv, &mv);
             _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
@@ -289,11 +336,15 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
         _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
             _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++) isum[hf][k] = ioff[hf][k] =
                 _mm256_setzero_si256();
+        __m256i ls[2][2] = {{_mm256_setzero_si256(), _mm256_setzero_si256()},
+                            {_mm256_setzero_si256(), _mm256_setzero_si256()}};
+        if (K == IQ4X) /* not a GEN type now; kept in step with tile() */
+            _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++) iq4_half_scales(P, hf, ls[hf]);
         for (int s = 0; s < 8; s++) {
             __m256i sc_lo[2], sc_hi[2], off[2], p[2][2];
             _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
             {
-                scales(K, P, hf, s, &sc_lo[hf], &sc_hi[hf], &off[hf]);
+                scales(K, P, hf, s / 2, s % 2, ls[hf], &sc_lo[hf], &sc_hi[hf], &off[hf]);
                 if (fold) off[hf] = _mm256_slli_epi16(off[hf], fold);
             }
             _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
