@@ -1,20 +1,23 @@
 /* kernels/x86/avx2_iq1.h: the IQ1_S and IQ1_M decoders of the 256-bit IQ tile (x86/avx2_iq.h),
  * shared by x86/avx2_iq1.c (vpmaddwd and an add per chunk) and x86/avx512_iq1.c (AVX-512 VNNI's
- * vpdpwssd on 256-bit registers, and BMI2's pdep for the grid indices). kernels/ref_iq1.c has the
- * layouts.
+ * vpdpwssd and vpdpbusd on 256-bit registers, and BMI2's pdep for the grid indices).
+ * kernels/ref_iq1.c has the layouts.
  *
- * A chunk of 32 elements is 4 grid entries of 8 values -1, 0, 1 (4 plain loads) as the integers
- * 8 g + shift, shift +-1 per 32 (IQ1_S) or per 8 (IQ1_M) elements: never 0, so the chunk is its
- * own vpsignb operand. At one activation row the kernel is bound by the number of instructions
- * (llvm-mca -mcpu=znver3 of the B=1 loop: 6 a cycle, 60 cycles a block before these decoders,
- * the time measured), and half of them made the 32 grid indices of a block. So:
- *   - 8 g is vpsignb of 8 by g (g is 0 or +-1), not three adds;
- *   - a chunk's shift bytes and its 16 pair scales are one vpshufb each, of registers made once
- *     a block that hold the block's shifts and scales in both 128-bit lanes;
+ * A chunk of 32 elements is 4 grid entries of 8 values -1, 0, 1 (4 plain loads). At one
+ * activation row the kernel is bound by the number of instructions (llvm-mca -mcpu=znver3 of
+ * the B=1 loop: 6 a cycle, 60 cycles a block before these decoders, the time measured), and
+ * half of them made the 32 grid indices of a block. So:
+ *   - IQ1_M takes the integers 8 g + shift (shift +-1 per 8 elements: never 0, so the chunk is
+ *     its own vpsignb operand); 8 g is vpsignb of 8 by g (g is 0 or +-1), not three adds; a
+ *     chunk's shift bytes and its 16 pair scales are one vpshufb each, of registers made once a
+ *     block that hold the block's shifts and scales in both 128-bit lanes;
+ *   - IQ1_S's shift is one per 32, so its sum is split (iq1_s_st): g's signs on the
+ *     activations times one scale byte a chunk, and the shifts through the activations' sums;
  *   - the indices: with BMI2 (the AVX-512 table) a chunk's 4 are two pdep and an or, 16 bits
  *     each in one register; without it (AVX2 CPUs before Zen 3 run pdep in microcode), shifts
  *     and masks per index. Indices made in vector registers and read back by plain loads or
- *     vpextrq measured slower than both. */
+ *     vpextrq measured slower than both (again for IQ1_S's split: one 512-bit store of the 32
+ *     indices read back by 8 loads, 0.73x; vmovq and vpextrq, 0.85x). */
 #ifndef KILN_KERNELS_X86_AVX2_IQ1_H
 #define KILN_KERNELS_X86_AVX2_IQ1_H
 #include "kernels/x86/avx2_iq.h"
@@ -24,7 +27,6 @@ typedef struct {
     __m256i sc[2]; /* 16-bit scales of chunks 4h..4h+3, in both 128-bit lanes (h = c / 4) */
     __m256i sh[2]; /* the shift bytes of chunks 4h..4h+3 (+-1), in both lanes */
 } iq1_st;
-typedef iq1_st iq1_s_st;
 typedef iq1_st iq1_m_st;
 
 /* x in both 128-bit lanes */
@@ -48,42 +50,80 @@ static inline __m256i iq1_grid4x(uint64_t x, __m256i sh, __m256i spread)
                      spread);
 }
 
-/* IQ1_S: chunk c is sub-block c: its scale (bits 12-14) and shift sign (bit 15) are qh[c]'s. */
-static inline void iq1_s_begin(const kl_block_iq1_s *w, iq1_st *st)
+/* IQ1_S, split in two sums (fewer instructions a chunk than 8 g + shift as weights):
+ *   sum sc (8 g + shift) a = sum 8 sc g a + sum sc shift a.
+ * The first: a chunk's 32 g (-1, 0, 1) put their signs on the activations (vpsignb, 0 where g
+ * is) and multiply 8 sc, the chunk's scale (<= 120, an unsigned byte), in sums of 4 (ACC8:
+ * vpdpbusd, or vpmaddubsw and vpmaddwd by 1). The second: shift and scale are the chunk's, so it
+ * is the activations' sums of 16 (Q8_K's bsums) times sc shift, one vpmaddwd a block. Int32 lane
+ * i holds elements 4 i..4 i + 3 of each chunk plus the shift sums of chunk i, on both tables. */
+typedef struct {
+    float d;
+    __m256i sc8; /* 8 (2 s + 1) of chunk c in byte c of both 128-bit lanes */
+    __m256i ss;  /* (2 s + 1) shift of each 16 elements, int16 */
+} iq1_s_st;
+
+static inline void iq1_s_begin(const kl_block_iq1_s *w, iq1_s_st *st)
 {
-    __m128i qh = _mm_loadu_si128((const __m128i *)w->qh);
-    __m128i s = _mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7));
-    s = _mm_or_si128(_mm_slli_epi16(s, 1), _mm_set1_epi16(1));
-    __m128i sh = _mm_or_si128(_mm_srai_epi16(qh, 15), _mm_set1_epi16(1)); /* -1 or 1 per word */
-    st->sc[0] = iq1_both(s), st->sc[1] = iq1_both(_mm_unpackhi_epi64(s, s));
-    st->sh[0] = iq1_both(sh), st->sh[1] = iq1_both(_mm_unpackhi_epi64(sh, sh));
+    __m128i qh = _mm_loadu_si128((const __m128i *)w->qh); /* scale s in bits 12-14, shift sign 15 */
+    __m128i sc =
+        _mm_or_si128(_mm_and_si128(_mm_srli_epi16(qh, 11), _mm_set1_epi16(14)), _mm_set1_epi16(1));
+    __m128i neg = _mm_srai_epi16(qh, 15);
+    __m128i ss = _mm_sub_epi16(_mm_xor_si128(sc, neg), neg);
+    st->ss = _mm256_set_m128i(_mm_unpackhi_epi16(ss, ss), _mm_unpacklo_epi16(ss, ss));
+    st->sc8 = iq1_both(_mm_packus_epi16(_mm_slli_epi16(sc, 3), sc));
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
-static inline __m256i iq1_s_chunk32(const kl_block_iq1_s *w, const iq1_st *st, int c, __m256i *sg)
+/* The grid entries of chunk c: index l is qs[4 c + l], bits 8-10 from bits 3 l.. of qh[c]. */
+static inline __m256i iq1_s_grid(const kl_block_iq1_s *w, int c)
 {
-    (void)sg;
-    /* the low byte of word c % 4 of the shifts (-1 or 1 as a word: the byte is the same) */
-    __m256i spread = _mm256_set1_epi8((char)(2 * (c % 4)));
-    /* index l: qs[4 c + l], bits 8-10 from bits 3 l.. of qh[c] */
 #ifdef __BMI2__
     uint32_t q4;
     memcpy(&q4, w->qs + 4 * c, 4);
-    return iq1_grid4x(_pdep_u64(q4, 0x00FF00FF00FF00FFull) |
-                          _pdep_u64(w->qh[c], 0x0700070007000700ull),
-                      st->sh[c / 4], spread);
+    uint64_t x = _pdep_u64(q4, 0x00FF00FF00FF00FFull) | _pdep_u64(w->qh[c], 0x0700070007000700ull);
+    return iq2_lut64x4(kl_iq1s_grid, (uint16_t)x, (uint16_t)(x >> 16), (uint16_t)(x >> 32),
+                       (unsigned)(x >> 48));
 #else
     const uint8_t *q = w->qs + 4 * c;
     unsigned h = w->qh[c];
-    return iq1_grid4(q[0] | (h << 8 & 0x700), q[1] | (h << 5 & 0x700), q[2] | (h << 2 & 0x700),
-                     q[3] | (h >> 1 & 0x700), st->sh[c / 4], spread);
+    return iq2_lut64x4(kl_iq1s_grid, q[0] | (h << 8 & 0x700), q[1] | (h << 5 & 0x700),
+                       q[2] | (h << 2 & 0x700), q[3] | (h >> 1 & 0x700));
 #endif
 }
-/* All 16 pair slots of chunk c take word c % 4 of sc[c / 4]. */
-static inline __m256i iq1_s_chunk_scales(const iq1_st *st, int c)
-{
-    __m256i w = _mm256_set1_epi16((short)(0x100 * (2 * (c % 4) + 1) + 2 * (c % 4)));
-    return _mm256_shuffle_epi8(st->sc[c / 4], w);
-}
+/* The IQ1_S tile: ACC8(s, u, v) adds the sums of 4 of the products of unsigned bytes u and
+ * signed bytes v into the int32 lanes of s; up to BT activation rows. */
+#define IQ1_S_TILE(ACC8, BT)                                                                       \
+    static inline __attribute__((always_inline)) void iq1_s_tile(const kl_gemm *g, int64_t r,      \
+                                                                 int b, int nb)                    \
+    {                                                                                              \
+        int64_t n = g->cols, nblk = n / KL_QKK;                                                    \
+        const kl_block_iq1_s *w = (const kl_block_iq1_s *)(g->W + (size_t)r * g->w_stride);        \
+        const int8_t *aq[BT];                                                                      \
+        const float *ad[BT];                                                                       \
+        const int16_t *bs[BT];                                                                     \
+        __m256 acc[BT];                                                                            \
+        iq2_tile_rows(g, b, nb, aq, ad, bs, acc);                                                  \
+        for (int64_t j = 0; j < nblk; j++) {                                                       \
+            iq1_s_st st;                                                                           \
+            iq1_s_begin(&w[j], &st);                                                               \
+            __m256i is[BT];                                                                        \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =                           \
+                _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)), st.ss);   \
+            _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)                                    \
+            {                                                                                      \
+                __m256i gr = iq1_s_grid(&w[j], c);                                                 \
+                __m256i sc8 = _mm256_shuffle_epi8(st.sc8, _mm256_set1_epi8((char)c));              \
+                _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                               \
+                {                                                                                  \
+                    __m256i a =                                                                    \
+                        _mm256_loadu_si256((const __m256i *)(aq[k] + j * KL_QKK + 32 * c));        \
+                    is[k] = ACC8(is[k], sc8, _mm256_sign_epi8(a, gr));                             \
+                }                                                                                  \
+            }                                                                                      \
+            iq2_tile_block_end(nb, acc, is, st.d, ad, j);                                          \
+        }                                                                                          \
+        iq2_tile_store(g, r, b, nb, acc);                                                          \
+    }
 
 /* IQ1_M: entry e's nibble is nibble e % 2 of qh[e / 2] (index bits 8-10, the shift's sign in
  * bit 3); 3-bit scales per 16 in the scale words. */
@@ -144,10 +184,10 @@ static inline __m256i iq1_m_chunk_scales(const iq1_st *st, int c)
     return _mm256_shuffle_epi8(st->sc[c / 4], w);
 }
 
-/* The two kernels over the tile with ACC for its accumulate, tiles of up to BT activation rows
- * and GEMM the row walk for them (see IQ2_TILE_DOT). */
-#define IQ1_GEMMS(NAME_S, NAME_M, ACC, BT, GEMM)                                                   \
-    IQ2_TILE_DOT(iq1_s, kl_block_iq1_s, 0, ACC, BT)                                                \
+/* The two kernels: IQ1_S's tile with ACC8, IQ1_M's the IQ tile with ACC, tiles of up to BT
+ * activation rows and GEMM the row walk for them (see IQ2_TILE_DOT). */
+#define IQ1_GEMMS(NAME_S, NAME_M, ACC8, ACC, BT, GEMM)                                             \
+    IQ1_S_TILE(ACC8, BT)                                                                           \
     GEMM(NAME_S, iq1_s)                                                                            \
     IQ2_TILE_DOT(iq1_m, kl_block_iq1_m, 0, ACC, BT)                                                \
     GEMM(NAME_M, iq1_m)
