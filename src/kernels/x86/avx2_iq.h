@@ -47,29 +47,12 @@ static inline __m256i iq2_nibbles32(uint32_t v)
 
 /* Byte j % 8 of each group of 8 holding a sign byte: bit j set gives a negative byte, clear a
  * positive one, never 0 (vpsignb's operand): (b & bit) + 127 is 127 or 128..255, one operation
- * fewer than a compare and an or to +-1 (IQ3_XXS; the types on iq2_sign_pm1v measured slower
- * with it at 16+ activation rows). */
+ * fewer than a compare and an or to +-1. */
 static inline __m256i iq2_sign_of_bits(__m256i m)
 {
     const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
     return _mm256_add_epi8(_mm256_and_si256(m, bit), _mm256_set1_epi8(0x7F));
 }
-/* +1 or -1 per element from 4 sign bytes (byte l: elements 8l..8l+7, bit j set: element 8l + j
- * negative), given in every 32-bit lane of v, for vpsignb on the activations. */
-static inline __m256i iq2_sign_pm1v(__m256i v)
-{
-    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
-                                            2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
-    __m256i m = _mm256_shuffle_epi8(v, spread);
-    m = _mm256_cmpeq_epi8(_mm256_and_si256(m, bit), bit);
-    return _mm256_or_si256(m, _mm256_set1_epi8(1));
-}
-static inline __m256i iq2_sign_pm1(uint32_t signs)
-{
-    return iq2_sign_pm1v(_mm256_set1_epi32((int)signs));
-}
-
 /* Sign bytes of IQ3_XXS, IQ2_XXS, IQ2_XS in registers: 32 bytes of 7 sign bits each (bit 7
  * clear) get bit 7 set to their parity (an even count of set bits in the byte: the row of
  * kl_iq_ksigns), through a parity table of each nibble. */
@@ -83,21 +66,28 @@ static inline __m256i iq2_ksigns32(__m256i f)
     __m256i hi = _mm256_shuffle_epi8(par, _mm256_and_si256(_mm256_srli_epi16(f, 4), m4));
     return _mm256_or_si256(f, _mm256_xor_si256(lo, hi));
 }
-/* The sign bytes of chunk c (32-bit lane c of s) in every lane, as +1 or -1 per element. */
-static inline __m256i iq2_chunk_signs(__m256i s, int c)
-{
-    return iq2_sign_pm1v(_mm256_permutevar8x32_epi32(s, _mm256_set1_epi32(c)));
-}
 /* 4 fields of 7 bits at bits 0, 7, 14, 21 of each 32-bit lane, one to a byte (lane i: sign
- * bytes 4i..4i+3). */
+ * bytes 4i..4i+3): fields 2, 3 to the high 16 bits first, then field 1 and 3 up by one bit. */
 static inline __m256i iq2_fields7(__m256i a)
 {
-    const __m256i m7 = _mm256_set1_epi32(127);
-    __m256i f = _mm256_and_si256(a, m7);
-    f = _mm256_or_si256(f, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(a, 7), m7), 8));
-    f = _mm256_or_si256(f, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(a, 14), m7), 16));
-    return _mm256_or_si256(f,
-                           _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(a, 21), m7), 24));
+    __m256i y =
+        _mm256_or_si256(_mm256_and_si256(a, _mm256_set1_epi32(0x3FFF)),
+                        _mm256_and_si256(_mm256_slli_epi32(a, 2), _mm256_set1_epi32(0x3FFF0000)));
+    return _mm256_or_si256(
+        _mm256_and_si256(y, _mm256_set1_epi32(0x007F007F)),
+        _mm256_and_si256(_mm256_slli_epi32(y, 1), _mm256_set1_epi32(0x7F007F00)));
+}
+
+/* 8 x 4 sign bytes (dword c: chunk c's) arranged where one in-lane vpshufb takes out a chunk's:
+ * its bytes 0, 1 at bytes 2c, 2c + 1 of the low 128-bit lane, its bytes 2, 3 at the same places
+ * of the high lane (the IQ3 types and IQ2's). */
+static inline __m256i iq2_signs_by_chunk(__m256i sb)
+{
+    /* lane h: bytes 0, 1 of chunks 4h..4h+3, then their bytes 2, 3; qwords reordered after */
+    __m256i sg = _mm256_shuffle_epi8(sb, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10,
+                                                          11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2,
+                                                          3, 6, 7, 10, 11, 14, 15));
+    return _mm256_permute4x64_epi64(sg, _MM_SHUFFLE(3, 1, 2, 0));
 }
 
 /* Grid lookups by plain loads, not vpgather: on Zen 4 a gather of 8 dwords or 4 qwords costs
@@ -191,9 +181,6 @@ static inline __m256i iq2_acc_avx2(__m256i s, __m256i p, __m256i sc)
     }
 /* PFX_chunk32 gives the signed w (|w| <= 127). */
 #define IQ2_TILE(PFX, BLOCK) IQ2_S16_SCALES(PFX) IQ2_TILE_ANY(PFX, BLOCK, 0)
-/* PFX_chunk32 gives the magnitudes |w| and sets *sg to a negative byte where w < 0, else a
- * positive one (vpsignb's operand). */
-#define IQ2_TILE_MS(PFX, BLOCK) IQ2_S16_SCALES(PFX) IQ2_TILE_ANY(PFX, BLOCK, 1)
 
 #define IQ2_GEMM(NAME, PFX) TILE4_GEMM(NAME, PFX, IQ2_CHUNK) /* IQ2_BT is 4 */
 #endif

@@ -30,11 +30,7 @@ static _Thread_local _Alignas(32) uint16_t iq3_s_idx[KL_QKK / 4];
 /* signs and the controls from 8 x 4 sign bytes (dword c: chunk c's) */
 static inline void iq3_signs_begin(__m256i sb, __m256i *signs, __m256i *sctl, __m256i *gctl)
 {
-    /* lane h: bytes 0, 1 of chunks 4h..4h+3, then their bytes 2, 3; qwords reordered after */
-    __m256i sg = _mm256_shuffle_epi8(sb, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10,
-                                                          11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2,
-                                                          3, 6, 7, 10, 11, 14, 15));
-    *signs = _mm256_permute4x64_epi64(sg, _MM_SHUFFLE(3, 1, 2, 0));
+    *signs = iq2_signs_by_chunk(sb);
     __m256i s = _mm256_set1_epi16(0x0100);
     __m256i g = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
                                  0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
