@@ -1,7 +1,8 @@
 /* kernels/x86/avx512_tq.c: TQ1_0 and TQ2_0 for the AVX-512 table: the 256-bit tile of
  * x86/avx2_tq.h with AVX-512 VNNI's vpdpbusd, a chunk's products added into int32 lanes in one
  * instruction (AVX2 needs vpmaddubsw and an add). The block's activation sums come off in int32
- * (vpmaddwd of the 16 sums by 1); TQ1_0 at one activation row skips the trits (tq1_0x_tile).
+ * (vpmaddwd of the 16 sums by 1); TQ1_0 at one to three activation rows skips the trits
+ * (tq1_0x_tile).
  * Exact integers throughout; the lanes are not AVX2's, so the float sums may differ from the
  * AVX2 table's in the last bits, as other types' do. */
 #include "kernels/x86/avx2_tq.h"
@@ -58,66 +59,93 @@ static inline __attribute__((always_inline)) void tq1_0_bytes(const kl_block_tq1
     y3[7] = times3(y[7]);
 }
 
-/* One block's int32 lanes at one activation row: (3 s - s3) >> 8 less the activations' sums,
- * which s3 starts from (times 256). s and s3 in two chains each (even and odd chunks): a chain
- * of 8 vpdpbusd bounded the block by its latency (the same integers either way). */
-static inline __attribute__((always_inline)) __m256i
-tq1_0x_block(const kl_block_tq1_0 *w, const int8_t *a, const int16_t *bsum)
+/* Block j's int32 lanes at each of nb activation rows (their bytes a, sums bs): (3 s - s3) >> 8
+ * less the activations' sums, which s3 starts from (times 256), the block's bytes made once for
+ * the rows. s and s3 in two chains each (even and odd chunks): a chain of 8 vpdpbusd bounded the
+ * block by its latency at one row (the same integers either way). */
+static inline __attribute__((always_inline)) void tq1_0x_block(const kl_block_tq1_0 *w, int64_t j,
+                                                               const int8_t *const a[],
+                                                               const int16_t *const bs[], int nb,
+                                                               __m256i out[])
 {
-    __m256i y[8], y3[8], s[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-    __m256i s3[2] = {
-        _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsum), _mm256_set1_epi16(256)),
-        _mm256_setzero_si256()};
-    tq1_0_bytes(w, y, y3);
-    _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)
+    __m256i y[8], y3[8], s[TQ_BT][2], s3[TQ_BT][2];
+    _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++)
     {
-        __m256i ac = _mm256_loadu_si256((const __m256i *)(a + 32 * c));
-        s[c & 1] = tq32_acc(s[c & 1], y[c], ac);
-        s3[c & 1] = tq32_acc(s3[c & 1], y3[c], ac);
+        s[k][0] = s[k][1] = s3[k][1] = _mm256_setzero_si256();
+        s3[k][0] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)),
+                                     _mm256_set1_epi16(256));
     }
-    __m256i s1 = _mm256_add_epi32(s[0], s[1]);
-    return _mm256_srai_epi32(_mm256_sub_epi32(_mm256_add_epi32(s1, _mm256_add_epi32(s1, s1)),
-                                              _mm256_add_epi32(s3[0], s3[1])),
-                             8);
+    tq1_0_bytes(&w[j], y, y3);
+    _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)
+        _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++)
+    {
+        __m256i ac = _mm256_loadu_si256((const __m256i *)(a[k] + j * KL_QKK + 32 * c));
+        s[k][c & 1] = tq32_acc(s[k][c & 1], y[c], ac);
+        s3[k][c & 1] = tq32_acc(s3[k][c & 1], y3[c], ac);
+    }
+    _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++)
+    {
+        __m256i s1 = _mm256_add_epi32(s[k][0], s[k][1]);
+        out[k] = _mm256_srai_epi32(_mm256_sub_epi32(_mm256_add_epi32(s1, _mm256_add_epi32(s1, s1)),
+                                                    _mm256_add_epi32(s3[k][0], s3[k][1])),
+                                   8);
+    }
 }
 
-/* One weight row by one activation row, two blocks a step (the blocks' work interleaves where
- * a block alone left the out-of-order window idle); the float sums in block order, as the TQ
- * tile adds them. */
-static inline __attribute__((always_inline)) void tq1_0x_tile(const kl_gemm *g, int64_t r, int b)
+/* Block j's lanes into the rows' float sums: acc + lanes * (d * d_a), as the TQ tile adds them. */
+static inline __attribute__((always_inline)) void tq1_0x_add(const kl_block_tq1_0 *w, int64_t j,
+                                                             const __m256i i32[],
+                                                             const float *const ad[], int nb,
+                                                             __m256 acc[])
+{
+    float d = _cvtsh_ss(w[j].d);
+    _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++) acc[k] =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32[k]), _mm256_set1_ps(d * ad[k][j]), acc[k]);
+}
+
+/* One weight row by nb (1-3) activation rows, two blocks a step (the blocks' work interleaves
+ * where a block alone left the out-of-order window idle); the float sums in block order. */
+static inline __attribute__((always_inline)) void tq1_0x_tile(const kl_gemm *g, int64_t r, int b,
+                                                              int nb)
 {
     int64_t n = g->cols, nblk = n / KL_QKK, j = 0;
     const kl_block_tq1_0 *w = (const kl_block_tq1_0 *)(g->W + (size_t)r * g->w_stride);
-    const uint8_t *a0 = g->act + (size_t)b * g->a_stride;
-    const int8_t *a = (const int8_t *)a0;
-    const int16_t *bsums = kl_act_q8_k_bsums(a0, n);
-    const float *ad = kl_act_q8_k_d(a0, n);
-    __m256 acc = _mm256_setzero_ps();
+    const int8_t *a[TQ_BT];
+    const int16_t *bs[TQ_BT];
+    const float *ad[TQ_BT];
+    __m256 acc[TQ_BT];
+    __m256i i0[TQ_BT], i1[TQ_BT];
+    _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++)
+    {
+        const uint8_t *ak = g->act + (size_t)(b + k) * g->a_stride;
+        a[k] = (const int8_t *)ak, bs[k] = kl_act_q8_k_bsums(ak, n), ad[k] = kl_act_q8_k_d(ak, n);
+        acc[k] = _mm256_setzero_ps();
+    }
     for (; j + 1 < nblk; j += 2) {
-        __m256i i0 = tq1_0x_block(&w[j], a + j * KL_QKK, bsums + 16 * j);
-        __m256i i1 = tq1_0x_block(&w[j + 1], a + (j + 1) * KL_QKK, bsums + 16 * (j + 1));
-        acc =
-            _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_set1_ps(_cvtsh_ss(w[j].d) * ad[j]), acc);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1),
-                              _mm256_set1_ps(_cvtsh_ss(w[j + 1].d) * ad[j + 1]), acc);
+        tq1_0x_block(w, j, a, bs, nb, i0);
+        tq1_0x_block(w, j + 1, a, bs, nb, i1);
+        tq1_0x_add(w, j, i0, ad, nb, acc);
+        tq1_0x_add(w, j + 1, i1, ad, nb, acc);
     }
     if (j < nblk) {
-        __m256i i0 = tq1_0x_block(&w[j], a + j * KL_QKK, bsums + 16 * j);
-        acc =
-            _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_set1_ps(_cvtsh_ss(w[j].d) * ad[j]), acc);
+        tq1_0x_block(w, j, a, bs, nb, i0);
+        tq1_0x_add(w, j, i0, ad, nb, acc);
     }
-    g->y[(int64_t)b * g->ldy + r] = kl_avx2_hsum_ps(acc);
+    _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r] =
+        kl_avx2_hsum_ps(acc[k]);
 }
 
-/* One activation row: the trit-free tile (1.5x the TQ tile, 2048 x 2048 streamed, one thread); two
- * or more: the decoded trits, once for the rows (the trit-free tile does twice the vpdpbusd: slower
- * from 4 rows on). The same int32 lanes either way: batch invariant. */
+/* One to three activation rows: the trit-free tile (one row 1.5x the TQ tile, 2048 x 2048
+ * streamed, one thread; two rows 1.28x, three 1.07x in cache); four: the decoded trits, once for
+ * the rows (the trit-free tile does twice the vpdpbusd). Two and three rows also step two blocks
+ * with split chains (one block a step: 0.94-0.95x; one chain per sum: two rows 0.96x). The same
+ * int32 lanes either way: batch invariant. */
 TQ_TILE(tq1_0, kl_block_tq1_0, tq32, 2)
 static inline __attribute__((always_inline)) void tq1_0m_tile(const kl_gemm *g, int64_t r, int b,
                                                               int nb)
 {
-    if (nb == 1)
-        tq1_0x_tile(g, r, b);
+    if (nb <= 3)
+        tq1_0x_tile(g, r, b, nb);
     else
         tq1_0_tile(g, r, b, nb);
 }
