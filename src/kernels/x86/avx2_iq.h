@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels/iq.h"
+#include "kernels/x86/avx2_q8k_rows.h"
 #include "kernels/x86/avx2_reduce.h"
 #include "kernels/x86/tile4_gemm.h"
 
@@ -99,35 +100,6 @@ static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1
                               (long long)grid[i3]);
 }
 
-/* A tile's activation rows b..b + nb - 1: their quants, scales d and (bs not NULL) bsums,
- * and zeroed float accumulators. */
-static inline __attribute__((always_inline)) void iq2_tile_rows(const kl_gemm *g, int b, int nb,
-                                                                const int8_t **aq, const float **ad,
-                                                                const int16_t **bs, __m256 *acc)
-{
-    _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)
-    {
-        const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;
-        aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_k_d(a, g->cols), acc[k] = _mm256_setzero_ps();
-        if (bs) bs[k] = kl_act_q8_k_bsums(a, g->cols);
-    }
-}
-
-/* A block's int32 sums is, times d and the rows' scales of block j, into acc. */
-static inline __attribute__((always_inline)) void
-iq2_tile_block_end(int nb, __m256 *acc, const __m256i *is, float d, const float **ad, int64_t j)
-{
-    _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) acc[k] =
-        _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[k]), _mm256_set1_ps(d * ad[k][j]), acc[k]);
-}
-/* The tile's results: weight row r for activation rows b..b + nb - 1. */
-static inline __attribute__((always_inline)) void iq2_tile_store(const kl_gemm *g, int64_t r, int b,
-                                                                 int nb, const __m256 *acc)
-{
-    _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r] =
-        kl_avx2_hsum_ps(acc[k]);
-}
-
 /* The AVX2 accumulate of a chunk: its int16 pair sums p times their scales into int32 lanes. The
  * empty asm keeps GCC from regrouping the adds into stack spills. */
 static inline __m256i iq2_acc_avx2(__m256i s, __m256i p, __m256i sc)
@@ -149,7 +121,7 @@ static inline __m256i iq2_acc_avx2(__m256i s, __m256i p, __m256i sc)
         const int8_t *aq[BT];                                                                      \
         const float *ad[BT];                                                                       \
         __m256 acc[BT];                                                                            \
-        iq2_tile_rows(g, b, nb, aq, ad, NULL, acc);                                                \
+        q8k_rows(g, b, nb, aq, ad, NULL, acc);                                                     \
         for (int64_t j = 0; j < nblk; j++) {                                                       \
             PFX##_st st;                                                                           \
             PFX##_begin(&w[j], &st);                                                               \
@@ -168,9 +140,9 @@ static inline __m256i iq2_acc_avx2(__m256i s, __m256i p, __m256i sc)
                     is[k] = ACC(is[k], _mm256_maddubs_epi16(uq, a), sc);                           \
                 }                                                                                  \
             }                                                                                      \
-            iq2_tile_block_end(nb, acc, is, st.d, ad, j);                                          \
+            q8k_block_end(nb, acc, is, st.d, ad, j);                                               \
         }                                                                                          \
-        iq2_tile_store(g, r, b, nb, acc);                                                          \
+        q8k_store(g, r, b, nb, acc);                                                               \
     }
 
 /* The scales of chunk c from the block's 16 in st->s16. */

@@ -35,19 +35,26 @@ static inline __m256i iq1_both(__m128i x)
     return _mm256_broadcastsi128_si256(x);
 }
 
-/* 8 g + shift of the grid entries of 4 indices; spread picks the shift bytes out of sh. */
-static inline __m256i iq1_grid4(unsigned i0, unsigned i1, unsigned i2, unsigned i3, __m256i sh,
-                                __m256i spread)
+/* The grid entries of 4 indices of 16 bits each in x (pdep's form) */
+static inline __m256i iq1_lut4x(uint64_t x)
 {
-    __m256i g = iq2_lut64x4(kl_iq1s_grid, i0, i1, i2, i3);
+    return iq2_lut64x4(kl_iq1s_grid, (uint16_t)x, (uint16_t)(x >> 16), (uint16_t)(x >> 32),
+                       (unsigned)(x >> 48));
+}
+/* 8 g + shift of grid entries g; spread picks the shift bytes out of sh. */
+static inline __m256i iq1_8g_shift(__m256i g, __m256i sh, __m256i spread)
+{
     return _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), g),
                            _mm256_shuffle_epi8(sh, spread));
 }
-/* 4 indices of 16 bits each in x (pdep's form) */
+static inline __m256i iq1_grid4(unsigned i0, unsigned i1, unsigned i2, unsigned i3, __m256i sh,
+                                __m256i spread)
+{
+    return iq1_8g_shift(iq2_lut64x4(kl_iq1s_grid, i0, i1, i2, i3), sh, spread);
+}
 static inline __m256i iq1_grid4x(uint64_t x, __m256i sh, __m256i spread)
 {
-    return iq1_grid4((uint16_t)x, (uint16_t)(x >> 16), (uint16_t)(x >> 32), (unsigned)(x >> 48), sh,
-                     spread);
+    return iq1_8g_shift(iq1_lut4x(x), sh, spread);
 }
 
 /* IQ1_S, split in two sums (fewer instructions a chunk than 8 g + shift as weights):
@@ -80,9 +87,8 @@ static inline __m256i iq1_s_grid(const kl_block_iq1_s *w, int c)
 #ifdef __BMI2__
     uint32_t q4;
     memcpy(&q4, w->qs + 4 * c, 4);
-    uint64_t x = _pdep_u64(q4, 0x00FF00FF00FF00FFull) | _pdep_u64(w->qh[c], 0x0700070007000700ull);
-    return iq2_lut64x4(kl_iq1s_grid, (uint16_t)x, (uint16_t)(x >> 16), (uint16_t)(x >> 32),
-                       (unsigned)(x >> 48));
+    return iq1_lut4x(_pdep_u64(q4, 0x00FF00FF00FF00FFull) |
+                     _pdep_u64(w->qh[c], 0x0700070007000700ull));
 #else
     const uint8_t *q = w->qs + 4 * c;
     unsigned h = w->qh[c];
@@ -102,7 +108,7 @@ static inline __m256i iq1_s_grid(const kl_block_iq1_s *w, int c)
         const float *ad[BT];                                                                       \
         const int16_t *bs[BT];                                                                     \
         __m256 acc[BT];                                                                            \
-        iq2_tile_rows(g, b, nb, aq, ad, bs, acc);                                                  \
+        q8k_rows(g, b, nb, aq, ad, bs, acc);                                                       \
         for (int64_t j = 0; j < nblk; j++) {                                                       \
             iq1_s_st st;                                                                           \
             iq1_s_begin(&w[j], &st);                                                               \
@@ -120,9 +126,9 @@ static inline __m256i iq1_s_grid(const kl_block_iq1_s *w, int c)
                     is[k] = ACC8(is[k], sc8, _mm256_sign_epi8(a, gr));                             \
                 }                                                                                  \
             }                                                                                      \
-            iq2_tile_block_end(nb, acc, is, st.d, ad, j);                                          \
+            q8k_block_end(nb, acc, is, st.d, ad, j);                                               \
         }                                                                                          \
-        iq2_tile_store(g, r, b, nb, acc);                                                          \
+        q8k_store(g, r, b, nb, acc);                                                               \
     }
 
 /* IQ1_M: entry e's nibble is nibble e % 2 of qh[e / 2] (index bits 8-10, the shift's sign in

@@ -5,6 +5,7 @@
  * (tq1_0x_tile).
  * Exact integers throughout; the lanes are not AVX2's, so the float sums may differ from the
  * AVX2 table's in the last bits, as other types' do. */
+#include "kernels/x86/avx2_q8k_rows.h"
 #include "kernels/x86/avx2_tq.h"
 
 void kl_avx512_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
@@ -92,17 +93,6 @@ static inline __attribute__((always_inline)) void tq1_0x_block(const kl_block_tq
     }
 }
 
-/* Block j's lanes into the rows' float sums: acc + lanes * (d * d_a), as the TQ tile adds them. */
-static inline __attribute__((always_inline)) void tq1_0x_add(const kl_block_tq1_0 *w, int64_t j,
-                                                             const __m256i i32[],
-                                                             const float *const ad[], int nb,
-                                                             __m256 acc[])
-{
-    float d = _cvtsh_ss(w[j].d);
-    _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++) acc[k] =
-        _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32[k]), _mm256_set1_ps(d * ad[k][j]), acc[k]);
-}
-
 /* One weight row by nb (1-3) activation rows, two blocks a step (the blocks' work interleaves
  * where a block alone left the out-of-order window idle); the float sums in block order. */
 static inline __attribute__((always_inline)) void tq1_0x_tile(const kl_gemm *g, int64_t r, int b,
@@ -115,24 +105,18 @@ static inline __attribute__((always_inline)) void tq1_0x_tile(const kl_gemm *g, 
     const float *ad[TQ_BT];
     __m256 acc[TQ_BT];
     __m256i i0[TQ_BT], i1[TQ_BT];
-    _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++)
-    {
-        const uint8_t *ak = g->act + (size_t)(b + k) * g->a_stride;
-        a[k] = (const int8_t *)ak, bs[k] = kl_act_q8_k_bsums(ak, n), ad[k] = kl_act_q8_k_d(ak, n);
-        acc[k] = _mm256_setzero_ps();
-    }
+    q8k_rows(g, b, nb, a, ad, bs, acc);
     for (; j + 1 < nblk; j += 2) {
         tq1_0x_block(w, j, a, bs, nb, i0);
         tq1_0x_block(w, j + 1, a, bs, nb, i1);
-        tq1_0x_add(w, j, i0, ad, nb, acc);
-        tq1_0x_add(w, j + 1, i1, ad, nb, acc);
+        q8k_block_end(nb, acc, i0, _cvtsh_ss(w[j].d), ad, j);
+        q8k_block_end(nb, acc, i1, _cvtsh_ss(w[j + 1].d), ad, j + 1);
     }
     if (j < nblk) {
         tq1_0x_block(w, j, a, bs, nb, i0);
-        tq1_0x_add(w, j, i0, ad, nb, acc);
+        q8k_block_end(nb, acc, i0, _cvtsh_ss(w[j].d), ad, j);
     }
-    _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r] =
-        kl_avx2_hsum_ps(acc[k]);
+    q8k_store(g, r, b, nb, acc);
 }
 
 /* One to three activation rows: the trit-free tile (one row 1.5x the TQ tile, 2048 x 2048
