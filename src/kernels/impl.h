@@ -110,7 +110,28 @@ static inline void kl_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t
  *   KL_Q8_1: the Q8_0 row, then float s[n/32]: fp16(amax/127 * sum of the block's qs), the
  *            min term of Q4_1/Q5_1 dots (llama.cpp's block_q8_1.s).
  *   KL_Q8_K: int8 qs[n]; float d[n/256]; int16 bsums[n/16] (sums of 16 qs), llama.cpp's q8_K.
- *   KL_F32:  the caller's rows are used as they are; no scratch. */
+ *   KL_F32:  the caller's rows are used as they are; no scratch.
+ * Two kernel-private layouts hold the Q8_K row with each 256-element block's qs permuted into
+ * "planes", so that a dot over grid entries of 4 or 8 consecutive elements finds element j of
+ * every entry in one vector and needs no per-chunk spread of the weights (d and bsums, and so
+ * kl_act_q8_k_d and kl_act_q8_k_bsums, are Q8_K's; a[i] is element i of the block's Q8_K qs):
+ *   KL_ACT_Q8_K_T4: byte 64 j + e = a[4 e + j]       (j 0..3 within an entry, e 0..63 the entry)
+ *   KL_ACT_Q8_K_T8: byte 32 j + 4 s + e = a[32 s + 8 e + j]   (j 0..7 within an entry, s 0..7
+ *                   the 32-element sub-block, e 0..3 the entry in it): a dword of plane j holds
+ *                   element j of the 4 entries of one sub-block.
+ * They are ids past the dtypes: kl_type_ops.act may hold them, nothing indexes a type table by
+ * them. */
+#define KL_ACT_Q8_K_T4 ((kl_dtype)(KL_DTYPE_COUNT + 0))
+#define KL_ACT_Q8_K_T8 ((kl_dtype)(KL_DTYPE_COUNT + 1))
+/* The Q8_K byte (index into the block's qs) that byte p (0..255) of a T4 / T8 block holds. */
+static inline int kl_act_t4_src(int p)
+{
+    return 4 * (p % 64) + p / 64;
+}
+static inline int kl_act_t8_src(int p)
+{
+    return 32 * (p % 32 / 4) + 8 * (p % 4) + p / 32;
+}
 size_t kl_act_row_bytes(kl_dtype act, int64_t n);
 static inline const float *kl_act_q8_0_d(const void *row, int64_t n)
 {
@@ -155,7 +176,7 @@ typedef void (*kl_pack_fn)(kl_dtype t, const void *W, int64_t rows, int64_t cols
 
 /* Per weight dtype: how to quantize activations and multiply. One table per ISA. */
 typedef struct kl_type_ops {
-    kl_dtype act;        /* activation layout: KL_F32, KL_Q8_0 or KL_Q8_K */
+    kl_dtype act;        /* activation layout: KL_F32, KL_Q8_0, KL_Q8_1, KL_Q8_K or KL_ACT_* */
     kl_row_fn quant_act; /* F32 row -> act layout row (NULL for KL_F32) */
     kl_gemm_fn gemm;     /* NULL: dtype not supported by the matmul */
     /* Packed weights (panels of 16 rows, see kernels/pack.c); NULL: no packed form.
@@ -244,6 +265,9 @@ void kl_panel_types_iq4_xs(kl_isa *isa);
 /* Scalar reference pieces (ref_*.c). */
 void kl_ref_quant_act_q8_0(const float *x, void *dst, int64_t n);
 void kl_ref_quant_act_q8_k(const float *x, void *dst, int64_t n);
+/* Q8_K rows in the plane layouts (kl_ref_quant_act_q8_k, each block's qs then permuted). */
+void kl_ref_quant_act_q8_k_t4(const float *x, void *dst, int64_t n);
+void kl_ref_quant_act_q8_k_t8(const float *x, void *dst, int64_t n);
 void kl_ref_quant_act_q8_1(const float *x, void *dst, int64_t n);
 /* Writes a Q8_1 row's s[] over a Q8_0 row quantized from x (by any ISA). */
 void kl_act_q8_1_finish(const float *x, void *dst, int64_t n);

@@ -11,7 +11,7 @@
 size_t kl_act_row_bytes(kl_dtype act, int64_t n)
 {
     size_t b;
-    switch (act) {
+    switch ((int)act) { /* the KL_ACT_ ids are not among kl_dtype's enumerators */
     case KL_Q8_0:
         b = (size_t)n + 8 * (size_t)(n / KL_QK);
         break;
@@ -19,6 +19,8 @@ size_t kl_act_row_bytes(kl_dtype act, int64_t n)
         b = (size_t)n + 12 * (size_t)(n / KL_QK);
         break;
     case KL_Q8_K:
+    case KL_ACT_Q8_K_T4: /* the same bytes, each block's qs permuted */
+    case KL_ACT_Q8_K_T8:
         b = (size_t)n + 4 * (size_t)(n / KL_QKK) + 2 * (size_t)(n / 16);
         break;
     default:
@@ -81,4 +83,28 @@ void kl_ref_quant_act_q8_k(const float *x, void *dst, int64_t n)
         }
         d[i] = 1.0f / iscale;
     }
+}
+
+/* Permutes the qs of every block of a Q8_K row of n elements in place: byte p of a block takes
+ * the byte src(p) held. */
+static void permute_blocks(int8_t *qs, int64_t n, int (*src)(int))
+{
+    int8_t a[KL_QKK];
+    for (int64_t i = 0; i < n / KL_QKK; i++, qs += KL_QKK) {
+        memcpy(a, qs, KL_QKK);
+        for (int p = 0; p < KL_QKK; p++)
+            qs[p] = a[src(p)];
+    }
+}
+
+void kl_ref_quant_act_q8_k_t4(const float *x, void *dst, int64_t n)
+{
+    kl_ref_quant_act_q8_k(x, dst, n);
+    permute_blocks(dst, n, kl_act_t4_src);
+}
+
+void kl_ref_quant_act_q8_k_t8(const float *x, void *dst, int64_t n)
+{
+    kl_ref_quant_act_q8_k(x, dst, n);
+    permute_blocks(dst, n, kl_act_t8_src);
 }

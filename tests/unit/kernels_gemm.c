@@ -372,10 +372,56 @@ static void act_fill(float *x, int n)
     if (n >= 96) memset(x + 64, 0, 32 * sizeof *x); /* a zero block of 32 */
 }
 
+/* The scalar quantizer of an activation layout: the reference table's for the dtypes' own
+ * layouts, the plane layouts' (kernel-private, in no scalar row) by name. */
+static kl_row_fn ref_quant_of(kl_dtype act, kl_row_fn table)
+{
+    if (act == KL_ACT_Q8_K_T4) return kl_ref_quant_act_q8_k_t4;
+    if (act == KL_ACT_Q8_K_T8) return kl_ref_quant_act_q8_k_t8;
+    return table;
+}
+
+/* The plane layouts are the Q8_K row with each block's qs permuted as impl.h writes it: T4 byte
+ * 64 j + e is element 4 e + j, T8 byte 32 j + 4 s + e element 32 s + 8 e + j; d, bsums and the
+ * padding are Q8_K's bytes. Rows of 1, 3 and 11 blocks of act_fill's values (zero blocks,
+ * ties, a last largest). */
+TEST(kernels_quant_act_planes_permute_q8_k)
+{
+    static const int ns[] = {256, 768, 2816};
+    float *x = malloc(sizeof(float) * 2816);
+    for (int ni = 0; ni < 3; ni++) {
+        int n = ns[ni];
+        act_fill(x, n);
+        size_t rb = kl_act_row_bytes(KL_Q8_K, n);
+        T_EQ(kl_act_row_bytes(KL_ACT_Q8_K_T4, n), rb);
+        T_EQ(kl_act_row_bytes(KL_ACT_Q8_K_T8, n), rb);
+        int8_t *q = malloc(rb), *t4 = malloc(rb), *t8 = malloc(rb);
+        memset(q, 0x5A, rb), memset(t4, 0x5A, rb), memset(t8, 0x5A, rb);
+        kl_ref_quant_act_q8_k(x, q, n);
+        kl_ref_quant_act_q8_k_t4(x, t4, n);
+        kl_ref_quant_act_q8_k_t8(x, t8, n);
+        for (int b = 0; b < n / 256; b++) {
+            const int8_t *a = q + 256 * b;
+            for (int j = 0; j < 4; j++)
+                for (int e = 0; e < 64; e++)
+                    T_EQ(t4[256 * b + 64 * j + e], a[4 * e + j]);
+            for (int j = 0; j < 8; j++)
+                for (int s = 0; s < 8; s++)
+                    for (int e = 0; e < 4; e++)
+                        T_EQ(t8[256 * b + 32 * j + 4 * s + e], a[32 * s + 8 * e + j]);
+        }
+        T_MEMEQ(t4 + n, q + n, rb - (size_t)n);
+        T_MEMEQ(t8 + n, q + n, rb - (size_t)n);
+        free(q), free(t4), free(t8);
+    }
+    free(x);
+}
+
 /* The activation quantization of every ISA gives the reference's bytes exactly (batch
  * invariance and the int8 results rest on it), for every type with quantized activations
- * (Q8_0, Q8_1 and Q8_K layouts), row lengths of 1, 3, 9, 40 blocks of 32 and 1, 3, 6, 11 of
- * 256: any byte that differs fails, the row's padding included (left alone by both). */
+ * (Q8_0, Q8_1 and Q8_K layouts, and the Q8_K plane layouts of the kernels that take them),
+ * row lengths of 1, 3, 9, 40 blocks of 32 and 1, 3, 6, 11 of 256: any byte that differs fails,
+ * the row's padding included (left alone by both). */
 TEST(kernels_quant_act_simd_matches_reference_bits)
 {
     static const int n32[] = {32, 96, 288, 1280}, nk[] = {256, 768, 1536, 2816};
@@ -391,14 +437,20 @@ TEST(kernels_quant_act_simd_matches_reference_bits)
             act_fill(x, n);
             size_t rb = kl_act_row_bytes(ref->act, n);
             uint8_t *a = malloc(rb), *b = malloc(rb);
-            memset(a, 0x5A, rb);
-            ref->quant_act(x, a, n);
             for (const char *const *nm =
                      (const char *const[]){"avx2", "avx512", "avx512vbmi", NULL};
                  *nm; nm++) {
                 const kl_isa *isa = kl_isa_find(*nm);
-                if (!isa || isa->types[t].quant_act == ref->quant_act) continue;
-                T_EQ(isa->types[t].act, ref->act);
+                kl_row_fn want = isa ? ref_quant_of(isa->types[t].act, ref->quant_act) : NULL;
+                if (!isa || isa->types[t].quant_act == want) continue;
+                /* a plane layout holds Q8_K's bytes; any other must be the reference's */
+                if (want == ref->quant_act)
+                    T_EQ(isa->types[t].act, ref->act);
+                else
+                    T_EQ(ref->act, KL_Q8_K);
+                T_EQ(kl_act_row_bytes(isa->types[t].act, n), rb);
+                memset(a, 0x5A, rb);
+                want(x, a, n);
                 compared++;
                 memset(b, 0x5A, rb);
                 isa->types[t].quant_act(x, b, n);
