@@ -102,7 +102,9 @@ TEST(kernels_iq_sign_table_has_even_parity)
 /* The VBMI decoders (x86/avx512vbmi_iq.c: grids and signs in registers) feed the same tile as
  * the AVX-512 ones (gathers, the sign table), so the two give the same bits, not just close
  * results: on random blocks (every grid index, sign pattern and scale), rows, columns and
- * batch sizes 1..16 around the tile's (8 activation rows, 16 weight rows). */
+ * batch sizes 1..16 around the tile's (8 activation rows, 16 weight rows). The plane dots
+ * (activations in a plane layout) add the same exact integers per block in another order of
+ * lanes, so their float sums may differ in the last bits: within 1e-5 of the largest result. */
 TEST(kernels_iq_vbmi_matches_avx512_bits)
 {
     const kl_isa *base = kl_isa_find("avx512"), *vbmi = kl_isa_find("avx512vbmi");
@@ -134,6 +136,14 @@ TEST(kernels_iq_vbmi_matches_avx512_bits)
                     kl_matmul(NULL, t, W, R, C, x, C, B, y0, R, scratch);
                     kl_isa_set(vbmi);
                     kl_matmul(NULL, t, W, R, C, x, C, B, y1, R, scratch);
+                    if (vbmi->types[t].act != base->types[t].act) {
+                        double scale = 0;
+                        for (int i = 0; i < R * B; i++)
+                            scale = fmax(scale, fabs((double)y0[i]));
+                        for (int i = 0; i < R * B; i++)
+                            T_NEAR(y1[i], y0[i], 1e-5 * (scale + 1));
+                        continue;
+                    }
                     if (memcmp(y0, y1, sizeof(float) * (size_t)R * (size_t)B))
                         fprintf(stderr, "# %s rows %d cols %d B %d differs\n",
                                 kl_dtype_get(t)->name, R, C, B);

@@ -43,6 +43,28 @@ typedef struct iq_block_st {
     float d;     /* the float factor of the block's integer sum */
 } iq_block_st;
 
+/* A tile's activation rows b..b + nb - 1: their quants, scales d and (bs not NULL) bsums,
+ * and zeroed float accumulators (the plane tiles' too: their rows hold the same d). */
+static inline __attribute__((always_inline)) void iq_rows(const kl_gemm *g, int b, int nb,
+                                                          const int8_t **aq, const float **ad,
+                                                          const int16_t **bs, __m512 *acc)
+{
+    _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)
+    {
+        const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;
+        aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_k_d(a, g->cols), acc[k] = _mm512_setzero_ps();
+        if (bs) bs[k] = kl_act_q8_k_bsums(a, g->cols);
+    }
+}
+
+/* The tile's results: weight row r for activation rows b..b + nb - 1. */
+static inline __attribute__((always_inline)) void iq_store(const kl_gemm *g, int64_t r, int b,
+                                                           int nb, const __m512 *acc)
+{
+    _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r] =
+        _mm512_reduce_add_ps(acc[k]);
+}
+
 /* Slot s (elements 2s, 2s+1) of chunk c takes the scale of its 16 elements, 4c + s / 8. */
 static inline __m512i iq_chunk_scales(__m256i s16, int c)
 {
@@ -86,12 +108,7 @@ static inline __m512i iq_chunk_scales(__m256i s16, int c)
         const float *ad[IQ_BT];                                                                    \
         const int16_t *bs[IQ_BT];                                                                  \
         __m512 acc[IQ_BT];                                                                         \
-        _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                                       \
-        {                                                                                          \
-            const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;                             \
-            aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_k_d(a, n);                                \
-            bs[k] = kl_act_q8_k_bsums(a, n), acc[k] = _mm512_setzero_ps();                         \
-        }                                                                                          \
+        iq_rows(g, b, nb, aq, ad, bs, acc);                                                        \
         for (int64_t j = 0; j < nblk; j++) {                                                       \
             PFX##_st st;                                                                           \
             _mm_prefetch((const char *)&w[j] + IQ_PF, _MM_HINT_T0);                                \
@@ -119,8 +136,7 @@ static inline __m512i iq_chunk_scales(__m256i s16, int c)
             _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) acc[k] = _mm512_fmadd_ps(         \
                 _mm512_cvtepi32_ps(is[k]), _mm512_set1_ps(st.d * ad[k][j]), acc[k]);               \
         }                                                                                          \
-        _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) g->y[(int64_t)(b + k) * g->ldy + r] = \
-            _mm512_reduce_add_ps(acc[k]);                                                          \
+        iq_store(g, r, b, nb, acc);                                                                \
     }
 
 /* Rows [r0, r1) x all activation rows; one constant-height tile per case. */

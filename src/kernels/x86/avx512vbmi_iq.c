@@ -1,8 +1,9 @@
 /* kernels/x86/avx512vbmi_iq.c: the IQ3 and IQ2 types against Q8_K activations for AVX-512
  * CPUs with VBMI, GFNI and BITALG (Ice Lake and later, Zen 4 and later): IQ3_XXS, IQ3_S, IQ2_XXS,
- * IQ2_XS and IQ2_S without gathers or sign tables. The tile is x86/avx512_iq.h's; the decoders
- * give the same bytes as x86/avx512_iq3.c and avx512_iq2.c (which stay for AVX-512 CPUs
- * without VBMI). IQ1_S and IQ1_M need no VBMI: x86/avx512_iq1.c serves both tables.
+ * IQ2_XS and IQ2_S without gathers or sign tables. The tile is x86/avx512_iq.h's and the
+ * decoders give the same bytes as x86/avx512_iq3.c and avx512_iq2.c (which stay for AVX-512
+ * CPUs without VBMI), but for IQ2_XXS's plane dot (below), whose activations are in plane
+ * order. IQ1_S and IQ1_M need no VBMI: x86/avx512_iq1.c serves both tables.
  *
  * Grids in registers. Every grid entry is 4 (IQ3) or 8 (IQ2) bytes drawn from at most 8 (IQ3)
  * or 4 (IQ2) magnitudes, so an entry is a 12- or 16-bit code: the number of each byte's value
@@ -26,10 +27,21 @@
  * vpermb and a vptestmb per chunk cost IQ2_XXS 5%, IQ2_XS 4% more). IQ3_S and IQ2_S store the
  * mask as it stands.
  *
+ * The plane dot (IQ2_XXS). Its activations are in T8 order (kernels/impl.h, KL_ACT_Q8_K_T8,
+ * permuted once per matmul after the Q8_K quantizer), where the 64 bytes at 64k hold element
+ * 2k of each of a block's 32 entries, then element 2k + 1: no weight spread per chunk. The codes
+ * are kept split by element parity (eo2xxs: the fields of elements 0, 2, 4, 6 in one byte,
+ * of 1, 3, 5, 7 in the other), so one vector of a block's 32 even and 32 odd codes gives plane
+ * pair k's magnitudes with one vpermb over the table of the field at bits 2k (and a shift for
+ * k = 3), and its signs with one vptestmb of the entries' sign bytes. vpdpbusd adds 4 entries
+ * of one sub-block per int32 lane, so the per-32 scale is one vpmulld per block and row.
+ * Against the chunk decoder (a spread vpermt2b, a vpmultishiftqb, a vpermb, a vpshufbitqmb and
+ * vpmaddubsw + vpdpwssd per 64 elements): B=1 1.24x, B=4 1.28x (bench-kernels, one thread).
+ *
  * Scales: a chunk loads its 32 int16 from a table by the byte(s) of its 4-bit scales, a load in
- * place of a vpermw per chunk and the unpacking per block (IQ2_XXS's, a shift, a vpmovqw, a
- * vpmovzxwd and four more: 1.17x at B=1). Unpacked in general registers and stored, they would
- * cost a store-forwarding stall per block.
+ * place of a vpermw per chunk and the unpacking per block (IQ2_XXS's chunk decoder's, a shift, a
+ * vpmovqw, a vpmovzxwd and four more: 1.17x at B=1). Unpacked in general registers and stored, they
+ * would cost a store-forwarding stall per block.
  *
  * At B=1 (generation) the decode bounds these kernels, not the read bandwidth: every
  * instruction of the chunk loop counts. */
@@ -43,6 +55,9 @@ void kl_avx512vbmi_gemm_iq3_s(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512vbmi_gemm_iq2_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512vbmi_gemm_iq2_xs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512vbmi_gemm_iq2_s(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512vbmi_quant_act_q8_k_t4(const float *x, void *dst, int64_t n);
+void kl_avx512vbmi_quant_act_q8_k_t8(const float *x, void *dst, int64_t n);
+void kl_avx2_quant_act_q8_k(const float *x, void *dst, int64_t n); /* x86/avx2_quant.c */
 
 /* Code planes: [0] the low, [1] the high half of each entry's code. */
 static _Alignas(64) uint8_t p3xxs[2][256], p3s[2][512], p2xxs[2][256], p2xs[2][512];
@@ -50,15 +65,15 @@ static _Alignas(64) uint8_t p2s[2][1024];
 /* Magnitude of a code field (the byte's low 3 or 2 bits; the bits above are ignored). */
 static _Alignas(64) uint8_t v2xxs[64], v2xs[64], v2s[64];
 /* IQ2 chunk patterns. spread8[t][c]: qword i gets lo, hi of chunk c's
- * entry i (its byte in the block's vectors: IQ2_XXS 16 c + 8 (i / 4) + i % 4, IQ2_XS
- * 2 (8 c + i)); shift8: 2 j for element j. */
-static _Alignas(64) uint8_t spread8[3][4][64], shift8[64];
+ * entry i (its byte in the block's vectors: IQ2_XS 2 (8 c + i), IQ2_S 8 c + i); shift8: 2 j
+ * for element j. */
+static _Alignas(64) uint8_t spread8[2][4][64], shift8[64];
 /* IQ3: pair4[c]: byte 4k + j of chunk c is the code byte of entry 16c + k that holds element
  * j (lo for j < 2, hi else: an index into lo ++ hi); odd4: 64 in the bytes of odd j, so that the
  * second lookup takes the code's high field (pairs3xxs[1], pairs3s[1]). pairs: [0] the
  * magnitude of a 6-bit code's low field, [1] of its high field. */
 static _Alignas(64) uint8_t pair4[4][64], odd4[64], pairs3xxs[2][64], pairs3s[2][64];
-/* IQ3 and IQ2_XXS chunk scales by a byte of two 4-bit scales (the first 32 elements' in the low
+/* IQ3 chunk scales by a byte of two 4-bit scales (the first 32 elements' in the low
  * nibble, IQ3_S's scales[c] as it stands): 2 s + 1 of the low nibble in words 0-15, of the high
  * one in 16-31. */
 static _Alignas(64) int16_t sc3[256][32];
@@ -66,15 +81,26 @@ static _Alignas(64) int16_t sc3[256][32];
  * nibble in words 0-7, of the high one in 8-15. A chunk's are two of these rows. */
 static _Alignas(32) int16_t sc2[256][16];
 /* vpmultishiftqb offsets of IQ3_XXS's (per qword: two uint32 of 4 x 7 bits) and IQ2_XXS's
- * (per qword: the uint32 in bytes 4-7) sign fields. */
+ * (per qword: the uint32 in bytes 4-7, its 4 fields to bytes 0-3) sign fields. */
 static _Alignas(64) uint8_t ms3xxs[64], ms2xxs[64];
 /* Signs: gather3 puts IQ3_XXS's sign byte 8c + q (chunk c's q-th) in byte c of qword q;
- * gather2xxs and gather2xs do the same for IQ2_XXS's (after ms2xxs: byte q % 4 of sub-block
- * 2c + q / 4's qword) and IQ2_XS's (byte 2 (8c + q), the low byte of its uint16).
+ * gather2xs does the same for IQ2_XS's (byte 2 (8c + q), the low byte of its uint16).
  * bits3[c]: byte 8q + j picks bit j of that byte (bit 8c + j of qword q), element 8q + j. */
-static _Alignas(64) uint8_t gather3[64], gather2xxs[64], gather2xs[64], bits3[4][64];
+static _Alignas(64) uint8_t gather3[64], gather2xs[64], bits3[4][64];
 /* IQ2_S: byte i is qh[i / 4], bit2s its bit 8 of entry i (bit 9: the next one up). */
 static _Alignas(64) uint8_t qh2s[64], bit2s[64];
+
+/* The plane dot (KL_ACT_Q8_K_T8 activations). Codes split by element parity: [0] the fields of
+ * elements 0, 2, 4, 6 at bits 0, 2, 4, 6, [1] those of 1, 3, 5, 7, so that one vector of an
+ * entry's even code in bytes 0-31 and its odd code in 32-63 gives planes 2k and 2k + 1 with the
+ * same shift (2k). pv2xxs[t]: the magnitude of the field at bits 2t (t 0..2; a byte's bits 6-7
+ * are out of vpermb's reach, plane pair 3 shifts them down first). */
+static _Alignas(64) uint8_t eo2xxs[2][256], pv2xxs[3][64];
+/* cidx: byte b holds byte 8 (i / 4) + i % 4 of the block's 64 (entry i = b % 32's, in the qword
+ * of its sub-block); psg[k]: bit 2k in bytes 0-31, 2k + 1 in 32-63 (plane pair k's sign bit). */
+static _Alignas(64) uint8_t cidx[64], psg[4][64];
+/* Byte b of vector k of a T4 / T8 block is byte [k][b] of its Q8_K qs. */
+static _Alignas(64) uint8_t perm_t4[4][64], perm_t8[4][64];
 
 /* gf2p8affineqb matrix: output bit i is the parity of (x & row i), row i in byte 7 - i; bits
  * 0-6 pass, bit 7 is the parity of bits 0-6 (an even count of set bits in the byte). */
@@ -113,6 +139,24 @@ static bool make_planes(const uint8_t *grid, int n, int e, uint8_t *lo, uint8_t 
     return true;
 }
 
+/* Splits codes of 2 bits per element by element parity (eo[0], eo[1]) and makes the
+ * magnitude tables of the fields at bits 0, 2 and 4 (pv) from vals. */
+static void make_eo(const uint8_t *lo, const uint8_t *hi, int n, const uint8_t vals[64],
+                    uint8_t eo[2][256], uint8_t pv[3][64])
+{
+    for (int i = 0; i < n; i++) {
+        unsigned code = lo[i] | (unsigned)hi[i] << 8, ev = 0, od = 0;
+        for (int m = 0; m < 4; m++) {
+            ev |= (code >> 4 * m & 3) << 2 * m;
+            od |= (code >> (4 * m + 2) & 3) << 2 * m;
+        }
+        eo[0][i] = (uint8_t)ev, eo[1][i] = (uint8_t)od;
+    }
+    for (int t = 0; t < 3; t++)
+        for (int x = 0; x < 64; x++)
+            pv[t][x] = vals[x >> 2 * t & 3];
+}
+
 static bool iq_vbmi_init(void)
 {
     if (!make_planes((const uint8_t *)kl_iq3xxs_grid, 256, 4, p3xxs[0], p3xxs[1], pairs3xxs[0]) ||
@@ -121,20 +165,25 @@ static bool iq_vbmi_init(void)
         !make_planes((const uint8_t *)kl_iq2xs_grid, 512, 8, p2xs[0], p2xs[1], v2xs) ||
         !make_planes((const uint8_t *)kl_iq2s_grid, 1024, 8, p2s[0], p2s[1], v2s))
         return false;
+    make_eo(p2xxs[0], p2xxs[1], 256, v2xxs, eo2xxs, pv2xxs);
     for (int b = 0; b < 64; b++) {
+        cidx[b] = (uint8_t)(8 * (b % 32 / 4) + b % 4);
+        for (int k = 0; k < 4; k++) {
+            psg[k][b] = (uint8_t)(1 << (2 * k + b / 32));
+            perm_t4[k][b] = (uint8_t)kl_act_t4_src(64 * k + b);
+            perm_t8[k][b] = (uint8_t)kl_act_t8_src(64 * k + b);
+        }
         pairs3xxs[1][b] = pairs3xxs[0][b >> 3], pairs3s[1][b] = pairs3s[0][b >> 3];
         int j = b % 8, i = b / 8;
         for (int c = 0; c < 4; c++) {
             pair4[c][b] = (uint8_t)(16 * c + b / 4 + (b % 4 < 2 ? 0 : 64));
-            int pxxs = 16 * c + 8 * (i / 4) + i % 4, pxs = 2 * (8 * c + i);
-            spread8[0][c][b] = (uint8_t)(j == 0 ? pxxs : j == 1 ? 64 + pxxs : 0);
-            spread8[1][c][b] = (uint8_t)(j == 0 ? pxs : j == 1 ? 64 + pxs : 0);
-            spread8[2][c][b] = (uint8_t)(j == 0 ? 8 * c + i : j == 1 ? 64 + 8 * c + i : 0);
+            int pxs = 2 * (8 * c + i);
+            spread8[0][c][b] = (uint8_t)(j == 0 ? pxs : j == 1 ? 64 + pxs : 0);
+            spread8[1][c][b] = (uint8_t)(j == 0 ? 8 * c + i : j == 1 ? 64 + 8 * c + i : 0);
             bits3[c][b] = (uint8_t)(8 * c + j);
         }
         odd4[b] = (uint8_t)(b % 2 ? 64 : 0);
         gather3[b] = (uint8_t)(j < 4 ? 8 * j + i : 0);
-        gather2xxs[b] = (uint8_t)(j < 4 ? 8 * (2 * j + i / 4) + i % 4 : 0);
         gather2xs[b] = (uint8_t)(j < 4 ? 16 * j + 2 * i : 0);
         for (int x = 0; x < 256; x++) {
             sc3[x][b / 2] = (int16_t)(2 * (b < 32 ? x & 15 : x >> 4) + 1);
@@ -224,7 +273,6 @@ typedef struct {
 } iq_st;
 typedef iq_st iq3_xxs_st;
 typedef iq_st iq3_s_st;
-typedef iq_st iq2_xxs_st;
 typedef iq_st iq2_xs_st;
 typedef iq_st iq2_s_st;
 
@@ -284,33 +332,112 @@ static inline __m512i iq3_s_chunk_ms(const kl_block_iq3_s *w, const iq_st *st, i
     return magnitudes4(st->lo, st->hi, c, pairs3s);
 }
 
+/* The plane dot's per-block state: y, the entries' even codes (bytes 0-31, entry i in byte i)
+ * and odd codes (32-63); sg, their sign bytes (bit j: element j negative) in 0-31 and again in
+ * 32-63; sc, the integer scale of each int32 lane of vpdpbusd (lanes l and l + 8: sub-block
+ * l % 8); d, the float factor. */
+typedef struct {
+    __m512i y, sg, sc;
+    float d;
+} plane_st;
+
+/* Magnitudes of plane pair k (planes 2k, 2k + 1) from the parity codes: no spread, one vpermb
+ * (and a shift for k = 3). */
+static inline __m512i plane_mag(const plane_st *st, int k, const uint8_t pv[3][64])
+{
+    if (k < 3) return _mm512_permutexvar_epi8(st->y, ld(pv[k]));
+    return _mm512_permutexvar_epi8(_mm512_srli_epi16(st->y, 6), ld(pv[0]));
+}
+
 /* IQ2_XXS: qword ib of the block is sub-block ib: 4 indices, then 4 x 7 sign bits and the
  * scale in bits 60-63 */
-static inline void iq2_xxs_begin(const kl_block_iq2_xxs *w, iq_st *st)
+static inline void iq2_xxs_begin(const kl_block_iq2_xxs *w, plane_st *st)
 {
     __m512i x = _mm512_loadu_si512((const void *)w->qs);
-    __mmask64 b7 = _mm512_movepi8_mask(x);
-    st->lo = lut256(p2xxs[0], x, b7), st->hi = lut256(p2xxs[1], x, b7);
-    st->sg = _mm512_permutexvar_epi8(ld(gather2xxs),
-                                     ksigns(_mm512_multishift_epi64_epi8(ld(ms2xxs), x)));
-    st->s16 = _mm256_setzero_si256(); /* the tile takes iq2_xxs_chunk_sc instead */
+    __m512i z = _mm512_permutexvar_epi8(ld(cidx), x); /* entry i's index in bytes i, 32 + i */
+    __mmask64 b7 = _mm512_movepi8_mask(z);
+    st->y = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, lut256(eo2xxs[0], z, b7),
+                                   lut256(eo2xxs[1], z, b7));
+    st->sg = _mm512_permutexvar_epi8(ld(cidx), ksigns(_mm512_multishift_epi64_epi8(ld(ms2xxs), x)));
+    /* the high dword of sub-block s's qword, >> 27: 2 sc + a sign bit; | 1: 2 sc + 1 */
+    const __m512i hi32 = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 15, 13, 11, 9, 7, 5, 3, 1);
+    st->sc = _mm512_or_si512(_mm512_srli_epi32(_mm512_permutexvar_epi32(hi32, x), 27),
+                             _mm512_set1_epi32(1));
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
 
-/* IQ2_XXS: chunk c's scales are bits 60-63 of sub-blocks 2c and 2c + 1, as IQ3_XXS's */
-static inline __m512i iq2_xxs_chunk_sc(const kl_block_iq2_xxs *w, const iq_st *st, int c)
+static inline __m512i iq2_xxs_plane(const plane_st *st, int k)
 {
-    (void)st;
-    const uint8_t *q = (const uint8_t *)w->qs + 16 * c;
-    return _mm512_load_si512((const void *)sc3[(q[7] >> 4) | (q[15] & 0xF0)]);
+    return plane_mag(st, k, pv2xxs);
 }
 
-static inline __m512i iq2_xxs_chunk_ms(const kl_block_iq2_xxs *w, const iq_st *st, int c,
-                                       __mmask64 *neg)
+/* The plane tile: one weight row by activation rows [b, b + nb) in T8 order. Plane pair k of a
+ * block is one 64-byte load per row; vpdpbusd adds 4 entries' element 2k (lanes 0-7) or 2k + 1
+ * (8-15) of one sub-block into each lane, so after the 4 pairs lane l holds half of sub-block
+ * l % 8's sum: times its scale (vpmulld, exact), then per block as the chunk tile: cvt and one
+ * multiply-add by d * d_a. The same instructions for every row whatever nb. */
+#define PLANE_TILE(PFX, BLOCK)                                                                     \
+    static inline                                                                                  \
+        __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
+    {                                                                                              \
+        int64_t n = g->cols, nblk = n / KL_QKK;                                                    \
+        const BLOCK *w = (const BLOCK *)(g->W + (size_t)r * g->w_stride);                          \
+        const int8_t *aq[IQ_BT];                                                                   \
+        const float *ad[IQ_BT];                                                                    \
+        __m512 acc[IQ_BT];                                                                         \
+        iq_rows(g, b, nb, aq, ad, NULL, acc);                                                      \
+        for (int64_t j = 0; j < nblk; j++) {                                                       \
+            plane_st st;                                                                           \
+            _mm_prefetch((const char *)&w[j] + IQ_PF, _MM_HINT_T0);                                \
+            PFX##_begin(&w[j], &st);                                                               \
+            __m512i is[IQ_BT];                                                                     \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = _mm512_setzero_si512();   \
+            _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++)                                    \
+            {                                                                                      \
+                __mmask64 neg = _mm512_test_epi8_mask(st.sg, ld(psg[p]));                          \
+                __m512i m = PFX##_plane(&st, p);                                                   \
+                _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                               \
+                {                                                                                  \
+                    __m512i a = _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * p);                   \
+                    a = _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a);                   \
+                    is[k] = _mm512_dpbusd_epi32(is[k], m, a);                                      \
+                }                                                                                  \
+            }                                                                                      \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) acc[k] =                          \
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_mullo_epi32(is[k], st.sc)),              \
+                                _mm512_set1_ps(st.d * ad[k][j]), acc[k]);                          \
+        }                                                                                          \
+        iq_store(g, r, b, nb, acc);                                                                \
+    }
+
+/* Permutes each block's qs of a Q8_K row in place: byte b of vector k takes byte perm[k][b]. */
+static void permute_q8_k(void *row, int64_t n, const uint8_t perm[4][64])
 {
-    (void)w;
-    *neg = _mm512_bitshuffle_epi64_mask(st->sg, ld(bits3[c]));
-    return magnitudes(st->lo, st->hi, spread8[0][c], shift8, v2xxs);
+    uint8_t *q = row;
+    for (int64_t i = 0; i < n / KL_QKK; i++, q += KL_QKK) {
+        __m512i a0 = _mm512_loadu_si512(q), a1 = _mm512_loadu_si512(q + 64), o[4];
+        __m512i a2 = _mm512_loadu_si512(q + 128), a3 = _mm512_loadu_si512(q + 192);
+        for (int k = 0; k < 4; k++) {
+            __m512i ix = ld(perm[k]);
+            o[k] = _mm512_mask_blend_epi8(_mm512_movepi8_mask(ix),
+                                          _mm512_permutex2var_epi8(a0, ix, a1),
+                                          _mm512_permutex2var_epi8(a2, ix, a3));
+        }
+        for (int k = 0; k < 4; k++)
+            _mm512_storeu_si512((void *)(q + 64 * k), o[k]);
+    }
+}
+
+/* The plane layouts' quantizers: AVX2's Q8_K (the reference's bytes), then the permutation. */
+void kl_avx512vbmi_quant_act_q8_k_t4(const float *x, void *dst, int64_t n)
+{
+    kl_avx2_quant_act_q8_k(x, dst, n);
+    permute_q8_k(dst, n, perm_t4);
+}
+void kl_avx512vbmi_quant_act_q8_k_t8(const float *x, void *dst, int64_t n)
+{
+    kl_avx2_quant_act_q8_k(x, dst, n);
+    permute_q8_k(dst, n, perm_t8);
 }
 
 /* IQ2_XS, IQ2_S: chunk c's scales are the nibbles of scales[2c] and scales[2c + 1] */
@@ -347,7 +474,7 @@ static inline __m512i iq2_xs_chunk_ms(const kl_block_iq2_xs *w, const iq_st *st,
 {
     (void)w;
     *neg = _mm512_bitshuffle_epi64_mask(st->sg, ld(bits3[c]));
-    return magnitudes(st->lo, st->hi, spread8[1][c], shift8, v2xs);
+    return magnitudes(st->lo, st->hi, spread8[0][c], shift8, v2xs);
 }
 
 /* IQ2_S: 32 index bytes, 32 sign bytes (a chunk's 8 are its mask), 2 index bits per entry
@@ -368,14 +495,14 @@ static inline __m512i iq2_s_chunk_ms(const kl_block_iq2_s *w, const iq_st *st, i
                                      __mmask64 *neg)
 {
     memcpy(neg, w->qs + KL_QKK / 8 + 8 * c, 8);
-    return magnitudes(st->lo, st->hi, spread8[2][c], shift8, v2s);
+    return magnitudes(st->lo, st->hi, spread8[1][c], shift8, v2s);
 }
 
 IQ_TILE_SC(iq3_xxs, kl_block_iq3_xxs, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq3_xxs, iq3_xxs)
 IQ_TILE_SC(iq3_s, kl_block_iq3_s, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq3_s, iq3_s)
-IQ_TILE_SC(iq2_xxs, kl_block_iq2_xxs, 0)
+PLANE_TILE(iq2_xxs, kl_block_iq2_xxs)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xxs, iq2_xxs)
 IQ_TILE_SC(iq2_xs, kl_block_iq2_xs, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xs, iq2_xs)
@@ -388,7 +515,10 @@ void kl_avx512vbmi_types_iq(kl_isa *isa)
     if (!iq_vbmi_init()) return; /* a grid of more values than a code holds: keep AVX-512's */
     isa->types[KL_IQ3_XXS].gemm = kl_avx512vbmi_gemm_iq3_xxs;
     isa->types[KL_IQ3_S].gemm = kl_avx512vbmi_gemm_iq3_s;
-    isa->types[KL_IQ2_XXS].gemm = kl_avx512vbmi_gemm_iq2_xxs;
+    /* the plane dot: its activations in T8 order (a gemm_packed would have to take them too) */
+    kl_type_ops *o = &isa->types[KL_IQ2_XXS];
+    o->act = KL_ACT_Q8_K_T8, o->quant_act = kl_avx512vbmi_quant_act_q8_k_t8;
+    o->gemm = kl_avx512vbmi_gemm_iq2_xxs, o->gemm_packed = NULL;
     isa->types[KL_IQ2_XS].gemm = kl_avx512vbmi_gemm_iq2_xs;
     isa->types[KL_IQ2_S].gemm = kl_avx512vbmi_gemm_iq2_s;
 }
