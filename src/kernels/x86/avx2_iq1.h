@@ -1,5 +1,6 @@
 /* kernels/x86/avx2_iq1.h: the IQ1_S and IQ1_M decoders of the 256-bit IQ tile (x86/avx2_iq.h),
- * shared by x86/avx2_iq1.c (vpmaddwd and an add per chunk) and x86/avx512_iq1.c (AVX-512 VNNI's
+ * shared by x86/avx2_iq1.c (vpmaddwd and an add per chunk, IQ1_S's int16 sums) and
+ * x86/avx512_iq1.c (AVX-512 VNNI's
  * vpdpwssd and vpdpbusd on 256-bit registers, and BMI2's pdep for the grid indices).
  * kernels/ref_iq1.c has the layouts.
  *
@@ -14,10 +15,11 @@
  *   - IQ1_S's shift is one per 32, so its sum is split (iq1_s_st): g's signs on the
  *     activations times one scale byte a chunk, and the shifts through the activations' sums;
  *   - the indices: with BMI2 (the AVX-512 table) a chunk's 4 are two pdep and an or, 16 bits
- *     each in one register; without it (AVX2 CPUs before Zen 3 run pdep in microcode), shifts
- *     and masks per index. Indices made in vector registers and read back by plain loads or
- *     vpextrq measured slower than both (again for IQ1_S's split: one 512-bit store of the 32
- *     indices read back by 8 loads, 0.73x; vmovq and vpextrq, 0.85x). */
+ *     each in one register; without it (AVX2 CPUs before Zen 3 run pdep in microcode), IQ1_M's
+ *     by shifts and masks per index, IQ1_S's made in vector registers a block ahead
+ *     (iq1_s_indices). Indices made in vector registers and read back at once measured slower
+ *     (the loads wait for the store: AVX2 IQ1_S 0.84x; for the AVX-512 table one 512-bit store
+ *     of the 32 indices read back by 8 loads, 0.73x; vmovq and vpextrq, 0.85x, on AVX2 too). */
 #ifndef KILN_KERNELS_X86_AVX2_IQ1_H
 #define KILN_KERNELS_X86_AVX2_IQ1_H
 #include "kernels/x86/avx2_iq.h"
@@ -61,17 +63,57 @@ static inline __m256i iq1_grid4x(uint64_t x, __m256i sh, __m256i spread)
  *   sum sc (8 g + shift) a = sum 8 sc g a + sum sc shift a.
  * The first: a chunk's 32 g (-1, 0, 1) put their signs on the activations (vpsignb, 0 where g
  * is) and multiply 8 sc, the chunk's scale (<= 120, an unsigned byte), in sums of 4 (ACC8:
- * vpdpbusd, or vpmaddubsw and vpmaddwd by 1). The second: shift and scale are the chunk's, so it
- * is the activations' sums of 16 (Q8_K's bsums) times sc shift, one vpmaddwd a block. Int32 lane
- * i holds elements 4 i..4 i + 3 of each chunk plus the shift sums of chunk i, on both tables. */
+ * vpdpbusd). AVX2 (SUM16) multiplies sc (<= 15) by vpmaddubsw and adds the pair sums of the
+ * block's 8 chunks as int16 (each at most 2 * 15 * 128, all 8 at most 30720: exact), then one
+ * vpmaddwd by 8 a block, one instruction a chunk fewer than a vpmaddwd and an add each. The
+ * second: shift and scale are the chunk's, so it is the activations' sums of 16 (Q8_K's bsums)
+ * times sc shift, one vpmaddwd a block. Int32 lane i holds elements 4 i..4 i + 3 of each chunk
+ * plus the shift sums of chunk i, on both tables: the same integers. */
 typedef struct {
     float d;
-    __m256i sc8; /* 8 (2 s + 1) of chunk c in byte c of both 128-bit lanes */
+    __m256i sc8; /* 8 (2 s + 1) of chunk c in byte c of both 128-bit lanes, 2 s + 1 in byte 8 + c */
     __m256i ss;  /* (2 s + 1) shift of each 16 elements, int16 */
+#ifndef __BMI2__
+    const uint16_t *idx; /* the block's 32 grid indices, in iq1_s_idx */
+#endif
 } iq1_s_st;
 
-static inline void iq1_s_begin(const kl_block_iq1_s *w, iq1_s_st *st)
+#ifndef __BMI2__
+/* Two blocks' grid indices, the block in hand's and the next one's: per thread, as the workers
+ * run tiles at once. Made a block ahead, as indices read back right after their store wait for
+ * it (0.84x); the row's first block still does (one in 8 at 2048 columns). */
+static _Thread_local _Alignas(32) uint16_t iq1_s_idx[2][KL_QKK / 8];
+
+/* The 32 grid indices of a block into idx: index 4 c + l is qs[4 c + l] and bits 3 l.. of
+ * qh[c] at bit 8, qh[c] moved to the 4 lanes by vpshufb, then to bit 8 by a multiply (vpmullw
+ * by 2^(8 - 3 l) for l < 3, vpmulhuw by 2^15 for l = 3: AVX2 has no shift per 16-bit lane). */
+static inline void iq1_s_indices(const kl_block_iq1_s *w, uint16_t *idx)
 {
+    __m256i qh = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w->qh));
+    const __m256i lo =
+        _mm256_setr_epi16(256, 32, 4, 0, 256, 32, 4, 0, 256, 32, 4, 0, 256, 32, 4, 0);
+    const __m256i hi =
+        _mm256_setr_epi16(0, 0, 0, -32768, 0, 0, 0, -32768, 0, 0, 0, -32768, 0, 0, 0, -32768);
+    _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
+    {
+        /* qh[c] of chunks c = 4 h + 0, 1 in the low 128-bit lane, 4 h + 2, 3 in the high one */
+        char a = (char)(8 * h), b = (char)(a + 1), e = (char)(a + 2), f = (char)(a + 3);
+        char g = (char)(a + 4), k = (char)(a + 5), m = (char)(a + 6), n = (char)(a + 7);
+        __m256i hb = _mm256_shuffle_epi8(qh, _mm256_setr_epi8(a, b, a, b, a, b, a, b, e, f, e, f, e,
+                                                              f, e, f, g, k, g, k, g, k, g, k, m, n,
+                                                              m, n, m, n, m, n));
+        hb = _mm256_or_si256(_mm256_mullo_epi16(hb, lo), _mm256_mulhi_epu16(hb, hi));
+        hb = _mm256_and_si256(hb, _mm256_set1_epi16(0x700));
+        __m256i q = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w->qs + 16 * h)));
+        _mm256_store_si256((__m256i *)(idx + 16 * h), _mm256_or_si256(q, hb));
+    }
+}
+#endif
+
+/* Block j of the row of nblk blocks at row */
+static inline void iq1_s_begin(const kl_block_iq1_s *row, int64_t j, int64_t nblk, iq1_s_st *st)
+{
+    const kl_block_iq1_s *w = &row[j];
     __m128i qh = _mm_loadu_si128((const __m128i *)w->qh); /* scale s in bits 12-14, shift sign 15 */
     __m128i sc =
         _mm_or_si128(_mm_and_si128(_mm_srli_epi16(qh, 11), _mm_set1_epi16(14)), _mm_set1_epi16(1));
@@ -80,25 +122,38 @@ static inline void iq1_s_begin(const kl_block_iq1_s *w, iq1_s_st *st)
     st->ss = _mm256_set_m128i(_mm_unpackhi_epi16(ss, ss), _mm_unpacklo_epi16(ss, ss));
     st->sc8 = iq1_both(_mm_packus_epi16(_mm_slli_epi16(sc, 3), sc));
     st->d = 0.125f * _cvtsh_ss(w->d);
+#ifdef __BMI2__
+    (void)nblk;
+#else
+    uint16_t *idx = iq1_s_idx[0];
+    __asm__("" : "+r"(idx)); /* one base register */
+    if (j == 0) iq1_s_indices(w, idx);
+    if (j + 1 < nblk) iq1_s_indices(w + 1, idx + KL_QKK / 8 * ((j + 1) & 1));
+    __asm__("" : "+m"(*(uint16_t(*)[KL_QKK / 4]) idx)); /* read back from memory */
+    st->idx = idx + KL_QKK / 8 * (j & 1);
+#endif
 }
 /* The grid entries of chunk c: index l is qs[4 c + l], bits 8-10 from bits 3 l.. of qh[c]. */
-static inline __m256i iq1_s_grid(const kl_block_iq1_s *w, int c)
+static inline __m256i iq1_s_grid(const kl_block_iq1_s *w, const iq1_s_st *st, int c)
 {
 #ifdef __BMI2__
+    (void)st;
     uint32_t q4;
     memcpy(&q4, w->qs + 4 * c, 4);
     return iq1_lut4x(_pdep_u64(q4, 0x00FF00FF00FF00FFull) |
                      _pdep_u64(w->qh[c], 0x0700070007000700ull));
 #else
-    const uint8_t *q = w->qs + 4 * c;
-    unsigned h = w->qh[c];
-    return iq2_lut64x4(kl_iq1s_grid, q[0] | (h << 8 & 0x700), q[1] | (h << 5 & 0x700),
-                       q[2] | (h << 2 & 0x700), q[3] | (h >> 1 & 0x700));
+    (void)w;
+    uint64_t x;
+    memcpy(&x, st->idx + 4 * c, 8);
+    __asm__("" : "+r"(x)); /* split by shifts, not 4 loads */
+    return iq1_lut4x(x);
 #endif
 }
 /* The IQ1_S tile: ACC8(s, u, v) adds the sums of 4 of the products of unsigned bytes u and
- * signed bytes v into the int32 lanes of s; up to BT activation rows. */
-#define IQ1_S_TILE(ACC8, BT)                                                                       \
+ * signed bytes v into the int32 lanes of s, or with SUM16 the pair sums into the int16 lanes
+ * (u is then sc, not 8 sc); up to BT activation rows. */
+#define IQ1_S_TILE(ACC8, SUM16, BT)                                                                \
     static inline __attribute__((always_inline)) void iq1_s_tile(const kl_gemm *g, int64_t r,      \
                                                                  int b, int nb)                    \
     {                                                                                              \
@@ -111,21 +166,29 @@ static inline __m256i iq1_s_grid(const kl_block_iq1_s *w, int c)
         q8k_rows(g, b, nb, aq, ad, bs, acc);                                                       \
         for (int64_t j = 0; j < nblk; j++) {                                                       \
             iq1_s_st st;                                                                           \
-            iq1_s_begin(&w[j], &st);                                                               \
-            __m256i is[BT];                                                                        \
-            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =                           \
-                _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)), st.ss);   \
+            iq1_s_begin(w, j, nblk, &st);                                                          \
+            __m256i is[BT], i8[BT]; /* the shift sums; the chunks' */                              \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                                   \
+            {                                                                                      \
+                is[k] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)),   \
+                                          st.ss);                                                  \
+                i8[k] = (SUM16) ? _mm256_setzero_si256() : is[k];                                  \
+            }                                                                                      \
             _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)                                    \
             {                                                                                      \
-                __m256i gr = iq1_s_grid(&w[j], c);                                                 \
-                __m256i sc8 = _mm256_shuffle_epi8(st.sc8, _mm256_set1_epi8((char)c));              \
+                __m256i gr = iq1_s_grid(&w[j], &st, c);                                            \
+                __m256i sc8 =                                                                      \
+                    _mm256_shuffle_epi8(st.sc8, _mm256_set1_epi8((char)((SUM16) ? 8 + c : c)));    \
                 _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                               \
                 {                                                                                  \
                     __m256i a =                                                                    \
                         _mm256_loadu_si256((const __m256i *)(aq[k] + j * KL_QKK + 32 * c));        \
-                    is[k] = ACC8(is[k], sc8, _mm256_sign_epi8(a, gr));                             \
+                    i8[k] = ACC8(i8[k], sc8, _mm256_sign_epi8(a, gr));                             \
                 }                                                                                  \
             }                                                                                      \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =                           \
+                (SUM16) ? _mm256_add_epi32(is[k], _mm256_madd_epi16(i8[k], _mm256_set1_epi16(8)))  \
+                        : i8[k];                                                                   \
             q8k_block_end(nb, acc, is, st.d, ad, j);                                               \
         }                                                                                          \
         q8k_store(g, r, b, nb, acc);                                                               \
@@ -190,10 +253,10 @@ static inline __m256i iq1_m_chunk_scales(const iq1_st *st, int c)
     return _mm256_shuffle_epi8(st->sc[c / 4], w);
 }
 
-/* The two kernels: IQ1_S's tile with ACC8, IQ1_M's the IQ tile with ACC, tiles of up to BT
- * activation rows and GEMM the row walk for them (see IQ2_TILE_DOT). */
-#define IQ1_GEMMS(NAME_S, NAME_M, ACC8, ACC, BT, GEMM)                                             \
-    IQ1_S_TILE(ACC8, BT)                                                                           \
+/* The two kernels: IQ1_S's tile with ACC8 and SUM16, IQ1_M's the IQ tile with ACC, tiles of up
+ * to BT activation rows and GEMM the row walk for them (see IQ2_TILE_DOT). */
+#define IQ1_GEMMS(NAME_S, NAME_M, ACC8, SUM16, ACC, BT, GEMM)                                      \
+    IQ1_S_TILE(ACC8, SUM16, BT)                                                                    \
     GEMM(NAME_S, iq1_s)                                                                            \
     IQ2_TILE_DOT(iq1_m, kl_block_iq1_m, 0, ACC, BT)                                                \
     GEMM(NAME_M, iq1_m)

@@ -24,4 +24,5 @@ static inline __m256i iq1_acc8_vnni(__m256i s, __m256i u, __m256i v)
     return _mm256_dpbusd_epi32(s, u, v);
 }
 
-IQ1_GEMMS(kl_avx512_gemm_iq1_s, kl_avx512_gemm_iq1_m, iq1_acc8_vnni, iq1_acc_vnni, IQ_BT, IQ_GEMM)
+IQ1_GEMMS(kl_avx512_gemm_iq1_s, kl_avx512_gemm_iq1_m, iq1_acc8_vnni, 0, iq1_acc_vnni, IQ_BT,
+          IQ_GEMM)
