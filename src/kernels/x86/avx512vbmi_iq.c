@@ -1,47 +1,47 @@
 /* kernels/x86/avx512vbmi_iq.c: the IQ3 and IQ2 types against Q8_K activations for AVX-512
  * CPUs with VBMI, GFNI and BITALG (Ice Lake and later, Zen 4 and later): IQ3_XXS, IQ3_S, IQ2_XXS,
- * IQ2_XS and IQ2_S without gathers or sign tables. The tile is x86/avx512_iq.h's and the
- * decoders give the same bytes as x86/avx512_iq3.c and avx512_iq2.c (which stay for AVX-512
- * CPUs without VBMI), but for IQ2_XXS's plane dot (below), whose activations are in plane
- * order. IQ1_S and IQ1_M need no VBMI: x86/avx512_iq1.c serves both tables.
+ * IQ2_XS and IQ2_S without gathers or sign tables. The IQ3 types run x86/avx512_iq.h's tile
+ * and their decoders give the same bytes as x86/avx512_iq3.c's (which, with avx512_iq2.c, stays
+ * for AVX-512 CPUs without VBMI); the IQ2 types run a plane dot (below) over activations in
+ * plane order. IQ1_S and IQ1_M need no VBMI: x86/avx512_iq1.c serves both tables.
  *
  * Grids in registers. Every grid entry is 4 (IQ3) or 8 (IQ2) bytes drawn from at most 8 (IQ3)
  * or 4 (IQ2) magnitudes, so an entry is a 12- or 16-bit code: the number of each byte's value
  * in the sorted list of the grid's values, 3 or 2 bits per element. The codes are kept as two
- * byte planes (low and high half of the code) of 256, 512 or 1024 bytes, built once from the
- * grids at start (iq_vbmi_init). A block looks up all its indices at once: vpermt2b picks from
- * 128 plane bytes by an index's low 7 bits, and blends by bits 7, 8 and 9 pick the window
- * (IQ3: masks instead of blends, win256 and win512). An IQ2 chunk of 64 elements then moves each
- * entry's two code bytes into the qword of its 8 elements (vpermt2b), shifts each element's field
- * to the bottom of its byte (vpmultishiftqb) and turns codes into magnitudes (vpermb over a 64-byte
- * table that ignores the bits above the field). An IQ3 chunk gives each element the code byte that
- * holds its field (vpermt2b), marks the second field of each byte (vpord) and looks the magnitude
- * up in 128 bytes (vpermi2b): two permutes a chunk, not three.
+ * byte planes of 256, 512 or 1024 bytes (IQ3: the low and high half of the code; IQ2: the
+ * fields of the even and of the odd elements), built once from the grids at start
+ * (iq_vbmi_init). A block looks up all its indices at once: vpermt2b picks from 128 plane bytes
+ * by an index's low 7 bits, and blends by bits 7, 8 and 9 pick the window (IQ3: masks instead
+ * of blends, win256 and win512). An IQ3 chunk of 64 elements gives each element the code byte
+ * that holds its field (vpermt2b), marks the second field of each byte (vpord) and looks the
+ * magnitude up in 128 bytes (vpermi2b): two permutes a chunk, not three.
  *
  * Signs in registers. IQ3_XXS, IQ2_XXS and IQ2_XS store 7 sign bits per 8 elements, the 8th
  * making the count even: vpmultishiftqb (or a shift) brings each 7-bit field to a byte and one
  * gf2p8affineqb keeps bits 0-6 and sets bit 7 to their parity (the row of kl_iq_ksigns). An
- * chunk's 8 sign bytes are its mask as they stand: one vpermb per block puts byte q of every
- * chunk's 8 into qword q and one vpshufbitqmb (BITALG) per chunk picks its 64 bits into a k
- * register (through general registers, vmovq/vpextrq/kmovq, it cost IQ3_XXS 6% more at B=1; a
- * vpermb and a vptestmb per chunk cost IQ2_XXS 5%, IQ2_XS 4% more). IQ3_S and IQ2_S store the
- * mask as it stands.
+ * IQ3_XXS chunk's 8 sign bytes are its mask as they stand: one vpermb per block puts byte q of
+ * every chunk's 8 into qword q and one vpshufbitqmb (BITALG) per chunk picks its 64 bits into a
+ * k register (through general registers, vmovq/vpextrq/kmovq, it cost IQ3_XXS 6% more at B=1).
+ * IQ3_S and IQ2_S store the sign bytes as they stand.
  *
- * The plane dot (IQ2_XXS). Its activations are in T8 order (kernels/impl.h, KL_ACT_Q8_K_T8,
- * permuted once per matmul after the Q8_K quantizer), where the 64 bytes at 64k hold element
- * 2k of each of a block's 32 entries, then element 2k + 1: no weight spread per chunk. The codes
- * are kept split by element parity (eo2xxs: the fields of elements 0, 2, 4, 6 in one byte,
- * of 1, 3, 5, 7 in the other), so one vector of a block's 32 even and 32 odd codes gives plane
- * pair k's magnitudes with one vpermb over the table of the field at bits 2k (and a shift for
- * k = 3), and its signs with one vptestmb of the entries' sign bytes. vpdpbusd adds 4 entries
- * of one sub-block per int32 lane, so the per-32 scale is one vpmulld per block and row.
- * Against the chunk decoder (a spread vpermt2b, a vpmultishiftqb, a vpermb, a vpshufbitqmb and
- * vpmaddubsw + vpdpwssd per 64 elements): B=1 1.24x, B=4 1.28x (bench-kernels, one thread).
+ * The plane dot (IQ2_XXS, IQ2_XS, IQ2_S). Its activations are in T8 order (kernels/impl.h,
+ * KL_ACT_Q8_K_T8, permuted once per matmul after the Q8_K quantizer), where the 64 bytes at 64k
+ * hold element 2k of each of a block's 32 entries, then element 2k + 1: no weight spread per
+ * chunk. With the codes split by element parity (eo2xxs, eo2xs, eo2s: the fields of elements
+ * 0, 2, 4, 6 in one byte, of 1, 3, 5, 7 in the other), one vector of a block's 32 even and 32
+ * odd codes gives plane pair k's magnitudes with one vpermb over the table of the field at bits
+ * 2k (and a shift for k = 3), and its signs with one vptestmb of the entries' sign bytes.
+ * IQ2_XXS (a scale per 32): vpdpbusd adds 4 entries of one sub-block per int32 lane and the
+ * scale is one vpmulld per block and row; IQ2_XS and IQ2_S (a scale per 16): vpmaddubsw pairs
+ * entries 2w, 2w + 1 of one 16-element group and vpdpwssd scales them. Against the chunk decoder
+ * (a spread vpermt2b, a vpmultishiftqb, a vpermb, a vpshufbitqmb, a scale load and vpmaddubsw +
+ * vpdpwssd per 64 elements), bench-kernels, one thread: IQ2_XXS B=1 1.24x, B=4 1.28x; IQ2_XS
+ * B=1 1.07-1.38x, B=8 1.08x; IQ2_S B=1 1.13-1.33x, B=8 1.03-1.15x.
  *
- * Scales: a chunk loads its 32 int16 from a table by the byte(s) of its 4-bit scales, a load in
- * place of a vpermw per chunk and the unpacking per block (IQ2_XXS's chunk decoder's, a shift, a
- * vpmovqw, a vpmovzxwd and four more: 1.17x at B=1). Unpacked in general registers and stored, they
- * would cost a store-forwarding stall per block.
+ * Scales: an IQ3 chunk loads its 32 int16 from a table by the byte(s) of its 4-bit scales, a
+ * load in place of a vpermw per chunk and the unpacking per block (IQ2_XXS's chunk decoder's, a
+ * shift, a vpmovqw, a vpmovzxwd and four more: 1.17x at B=1). Unpacked in general registers and
+ * stored, they would cost a store-forwarding stall per block.
  *
  * At B=1 (generation) the decode bounds these kernels, not the read bandwidth: every
  * instruction of the chunk loop counts. */
@@ -64,10 +64,6 @@ static _Alignas(64) uint8_t p3xxs[2][256], p3s[2][512], p2xxs[2][256], p2xs[2][5
 static _Alignas(64) uint8_t p2s[2][1024];
 /* Magnitude of a code field (the byte's low 3 or 2 bits; the bits above are ignored). */
 static _Alignas(64) uint8_t v2xxs[64], v2xs[64], v2s[64];
-/* IQ2 chunk patterns. spread8[t][c]: qword i gets lo, hi of chunk c's
- * entry i (its byte in the block's vectors: IQ2_XS 2 (8 c + i), IQ2_S 8 c + i); shift8: 2 j
- * for element j. */
-static _Alignas(64) uint8_t spread8[2][4][64], shift8[64];
 /* IQ3: pair4[c]: byte 4k + j of chunk c is the code byte of entry 16c + k that holds element
  * j (lo for j < 2, hi else: an index into lo ++ hi); odd4: 64 in the bytes of odd j, so that the
  * second lookup takes the code's high field (pairs3xxs[1], pairs3s[1]). pairs: [0] the
@@ -77,17 +73,14 @@ static _Alignas(64) uint8_t pair4[4][64], odd4[64], pairs3xxs[2][64], pairs3s[2]
  * nibble, IQ3_S's scales[c] as it stands): 2 s + 1 of the low nibble in words 0-15, of the high
  * one in 16-31. */
 static _Alignas(64) int16_t sc3[256][32];
-/* IQ2_XS and IQ2_S scales by a byte of two (a sub-block's 32 elements): 2 s + 1 of the low
- * nibble in words 0-7, of the high one in 8-15. A chunk's are two of these rows. */
-static _Alignas(32) int16_t sc2[256][16];
 /* vpmultishiftqb offsets of IQ3_XXS's (per qword: two uint32 of 4 x 7 bits) and IQ2_XXS's
  * (per qword: the uint32 in bytes 4-7, its 4 fields to bytes 0-3) sign fields. */
 static _Alignas(64) uint8_t ms3xxs[64], ms2xxs[64];
-/* Signs: gather3 puts IQ3_XXS's sign byte 8c + q (chunk c's q-th) in byte c of qword q;
- * gather2xs does the same for IQ2_XS's (byte 2 (8c + q), the low byte of its uint16).
+/* Signs: gather3 puts IQ3_XXS's sign byte 8c + q (chunk c's q-th) in byte c of qword q.
  * bits3[c]: byte 8q + j picks bit j of that byte (bit 8c + j of qword q), element 8q + j. */
-static _Alignas(64) uint8_t gather3[64], gather2xs[64], bits3[4][64];
-/* IQ2_S: byte i is qh[i / 4], bit2s its bit 8 of entry i (bit 9: the next one up). */
+static _Alignas(64) uint8_t gather3[64], bits3[4][64];
+/* IQ2_S: byte b is qh[i / 4] (entry i = b % 32), bit2s its bit 8 of entry i (bit 9: the next
+ * one up). */
 static _Alignas(64) uint8_t qh2s[64], bit2s[64];
 
 /* The plane dot (KL_ACT_Q8_K_T8 activations). Codes split by element parity: [0] the fields of
@@ -95,10 +88,12 @@ static _Alignas(64) uint8_t qh2s[64], bit2s[64];
  * entry's even code in bytes 0-31 and its odd code in 32-63 gives planes 2k and 2k + 1 with the
  * same shift (2k). pv2xxs[t]: the magnitude of the field at bits 2t (t 0..2; a byte's bits 6-7
  * are out of vpermb's reach, plane pair 3 shifts them down first). */
-static _Alignas(64) uint8_t eo2xxs[2][256], pv2xxs[3][64];
+static _Alignas(64) uint8_t eo2xxs[2][256], pv2xxs[3][64], eo2xs[2][512], pv2xs[3][64];
+static _Alignas(64) uint8_t eo2s[2][1024], pv2s[3][64];
 /* cidx: byte b holds byte 8 (i / 4) + i % 4 of the block's 64 (entry i = b % 32's, in the qword
- * of its sub-block); psg[k]: bit 2k in bytes 0-31, 2k + 1 in 32-63 (plane pair k's sign bit). */
-static _Alignas(64) uint8_t cidx[64], psg[4][64];
+ * of its sub-block: IQ2_XXS), cidx2 byte 2i (the low byte of its uint16: IQ2_XS); psg[k]: bit 2k
+ * in bytes 0-31, 2k + 1 in 32-63 (plane pair k's sign bit). */
+static _Alignas(64) uint8_t cidx[64], cidx2[64], psg[4][64];
 /* Byte b of vector k of a T4 / T8 block is byte [k][b] of its Q8_K qs. */
 static _Alignas(64) uint8_t perm_t4[4][64], perm_t8[4][64];
 
@@ -142,7 +137,7 @@ static bool make_planes(const uint8_t *grid, int n, int e, uint8_t *lo, uint8_t 
 /* Splits codes of 2 bits per element by element parity (eo[0], eo[1]) and makes the
  * magnitude tables of the fields at bits 0, 2 and 4 (pv) from vals. */
 static void make_eo(const uint8_t *lo, const uint8_t *hi, int n, const uint8_t vals[64],
-                    uint8_t eo[2][256], uint8_t pv[3][64])
+                    uint8_t *ev_codes, uint8_t *od_codes, uint8_t pv[3][64])
 {
     for (int i = 0; i < n; i++) {
         unsigned code = lo[i] | (unsigned)hi[i] << 8, ev = 0, od = 0;
@@ -150,7 +145,7 @@ static void make_eo(const uint8_t *lo, const uint8_t *hi, int n, const uint8_t v
             ev |= (code >> 4 * m & 3) << 2 * m;
             od |= (code >> (4 * m + 2) & 3) << 2 * m;
         }
-        eo[0][i] = (uint8_t)ev, eo[1][i] = (uint8_t)od;
+        ev_codes[i] = (uint8_t)ev, od_codes[i] = (uint8_t)od;
     }
     for (int t = 0; t < 3; t++)
         for (int x = 0; x < 64; x++)
@@ -165,9 +160,11 @@ static bool iq_vbmi_init(void)
         !make_planes((const uint8_t *)kl_iq2xs_grid, 512, 8, p2xs[0], p2xs[1], v2xs) ||
         !make_planes((const uint8_t *)kl_iq2s_grid, 1024, 8, p2s[0], p2s[1], v2s))
         return false;
-    make_eo(p2xxs[0], p2xxs[1], 256, v2xxs, eo2xxs, pv2xxs);
+    make_eo(p2xxs[0], p2xxs[1], 256, v2xxs, eo2xxs[0], eo2xxs[1], pv2xxs);
+    make_eo(p2xs[0], p2xs[1], 512, v2xs, eo2xs[0], eo2xs[1], pv2xs);
+    make_eo(p2s[0], p2s[1], 1024, v2s, eo2s[0], eo2s[1], pv2s);
     for (int b = 0; b < 64; b++) {
-        cidx[b] = (uint8_t)(8 * (b % 32 / 4) + b % 4);
+        cidx[b] = (uint8_t)(8 * (b % 32 / 4) + b % 4), cidx2[b] = (uint8_t)(2 * (b % 32));
         for (int k = 0; k < 4; k++) {
             psg[k][b] = (uint8_t)(1 << (2 * k + b / 32));
             perm_t4[k][b] = (uint8_t)kl_act_t4_src(64 * k + b);
@@ -177,20 +174,14 @@ static bool iq_vbmi_init(void)
         int j = b % 8, i = b / 8;
         for (int c = 0; c < 4; c++) {
             pair4[c][b] = (uint8_t)(16 * c + b / 4 + (b % 4 < 2 ? 0 : 64));
-            int pxs = 2 * (8 * c + i);
-            spread8[0][c][b] = (uint8_t)(j == 0 ? pxs : j == 1 ? 64 + pxs : 0);
-            spread8[1][c][b] = (uint8_t)(j == 0 ? 8 * c + i : j == 1 ? 64 + 8 * c + i : 0);
             bits3[c][b] = (uint8_t)(8 * c + j);
         }
         odd4[b] = (uint8_t)(b % 2 ? 64 : 0);
         gather3[b] = (uint8_t)(j < 4 ? 8 * j + i : 0);
-        gather2xs[b] = (uint8_t)(j < 4 ? 16 * j + 2 * i : 0);
         for (int x = 0; x < 256; x++) {
             sc3[x][b / 2] = (int16_t)(2 * (b < 32 ? x & 15 : x >> 4) + 1);
-            if (b < 32) sc2[x][b / 2] = (int16_t)(2 * (b < 16 ? x & 15 : x >> 4) + 1);
         }
-        shift8[b] = (uint8_t)(2 * j);
-        qh2s[b] = (uint8_t)(b / 4);
+        qh2s[b] = (uint8_t)(b % 32 / 4);
         bit2s[b] = (uint8_t)(1 << (2 * (b % 4)));
         ms3xxs[b] = (uint8_t)(7 * (j % 4) + 32 * (j / 4));
         ms2xxs[b] = (uint8_t)(32 + 7 * (j % 4));
@@ -243,14 +234,6 @@ static inline __m512i win512(const uint8_t *t, __m512i idx, __mmask64 b7, __mmas
     return win128(r, t, _knot_mask64(_kor_mask64(b7, b8)));
 }
 
-/* The magnitudes of a chunk from its code bytes: spread, shift each field down, look up. */
-static inline __m512i magnitudes(__m512i lo, __m512i hi, const uint8_t *spread,
-                                 const uint8_t *shift, const uint8_t *vals)
-{
-    __m512i codes = _mm512_permutex2var_epi8(lo, ld(spread), hi);
-    return _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(ld(shift), codes), ld(vals));
-}
-
 /* 7-bit sign fields (in bits 0-6 of bytes) to sign bytes. */
 static inline __m512i ksigns(__m512i f)
 {
@@ -273,8 +256,6 @@ typedef struct {
 } iq_st;
 typedef iq_st iq3_xxs_st;
 typedef iq_st iq3_s_st;
-typedef iq_st iq2_xs_st;
-typedef iq_st iq2_s_st;
 
 static inline void iq3_xxs_begin(const kl_block_iq3_xxs *w, iq_st *st)
 {
@@ -372,11 +353,13 @@ static inline __m512i iq2_xxs_plane(const plane_st *st, int k)
 }
 
 /* The plane tile: one weight row by activation rows [b, b + nb) in T8 order. Plane pair k of a
- * block is one 64-byte load per row; vpdpbusd adds 4 entries' element 2k (lanes 0-7) or 2k + 1
- * (8-15) of one sub-block into each lane, so after the 4 pairs lane l holds half of sub-block
- * l % 8's sum: times its scale (vpmulld, exact), then per block as the chunk tile: cvt and one
- * multiply-add by d * d_a. The same instructions for every row whatever nb. */
-#define PLANE_TILE(PFX, BLOCK)                                                                     \
+ * block is one 64-byte load per row. WORDS 0 (a scale per 32): vpdpbusd adds 4 entries' element
+ * 2k (lanes 0-7) or 2k + 1 (8-15) of one sub-block into each lane, so after the 4 pairs lane l
+ * holds half of sub-block l % 8's sum: times its scale (st.sc, vpmulld, exact). WORDS 1 (a scale
+ * per 16): vpmaddubsw's word w holds entries 2w, 2w + 1 (mod 32) of one 16-element group and
+ * vpdpwssd adds it times that group's scale (st.sc's word w). Then per block as the chunk tile:
+ * cvt and one multiply-add by d * d_a. The same instructions for every row whatever nb. */
+#define PLANE_TILE(PFX, BLOCK, WORDS)                                                              \
     static inline                                                                                  \
         __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
     {                                                                                              \
@@ -400,15 +383,72 @@ static inline __m512i iq2_xxs_plane(const plane_st *st, int k)
                 {                                                                                  \
                     __m512i a = _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * p);                   \
                     a = _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a);                   \
-                    is[k] = _mm512_dpbusd_epi32(is[k], m, a);                                      \
+                    is[k] = (WORDS)                                                                \
+                                ? _mm512_dpwssd_epi32(is[k], _mm512_maddubs_epi16(m, a), st.sc)    \
+                                : _mm512_dpbusd_epi32(is[k], m, a);                                \
                 }                                                                                  \
             }                                                                                      \
-            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) acc[k] =                          \
-                _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_mullo_epi32(is[k], st.sc)),              \
-                                _mm512_set1_ps(st.d * ad[k][j]), acc[k]);                          \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) acc[k] = _mm512_fmadd_ps(         \
+                _mm512_cvtepi32_ps((WORDS) ? is[k] : _mm512_mullo_epi32(is[k], st.sc)),            \
+                _mm512_set1_ps(st.d * ad[k][j]), acc[k]);                                          \
         }                                                                                          \
         iq_store(g, r, b, nb, acc);                                                                \
     }
+
+/* IQ2_XS and IQ2_S: 2 s + 1 of nibble w % 16 of the 8 scale bytes in word w. */
+static inline __m512i nibble_words(const uint8_t scales[8])
+{
+    uint64_t sc;
+    memcpy(&sc, scales, 8);
+    __m128i nib =
+        _mm_multishift_epi64_epi8(_mm_set_epi64x(0x3C3834302C282420ll, 0x1C1814100C080400ll),
+                                  _mm_set1_epi64x((long long)sc)); /* nibble i: byte i */
+    nib = _mm_or_si128(_mm_and_si128(_mm_add_epi8(nib, nib), _mm_set1_epi8(30)), _mm_set1_epi8(1));
+    return _mm512_broadcast_i64x4(_mm256_cvtepu8_epi16(nib));
+}
+
+/* IQ2_XS: per 8 elements a uint16, a 9-bit index and 7 sign bits above it; sc holds the scale
+ * of each int16 pair sum (entries 2w, 2w + 1 of a plane, words w and w + 16: nibble w % 16 of
+ * scales[], 16 elements each). */
+static inline void iq2_xs_begin(const kl_block_iq2_xs *w, plane_st *st)
+{
+    __m512i x = _mm512_loadu_si512((const void *)w->qs);
+    __m512i z = _mm512_permutexvar_epi8(ld(cidx2), x); /* entry i's index bits 0-7: i, 32 + i */
+    __mmask64 b8 = _mm512_test_epi16_mask(x, _mm512_set1_epi16(0x100)); /* bit i: its bit 8 */
+    __mmask64 b7 = _mm512_movepi8_mask(z);
+    b8 = _mm512_kunpackd(b8, b8);
+    st->y = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, lut512(eo2xs[0], z, b7, b8),
+                                   lut512(eo2xs[1], z, b7, b8));
+    st->sg = _mm512_permutexvar_epi8(ld(cidx2), ksigns(_mm512_srli_epi16(x, 9)));
+    st->sc = nibble_words(w->scales);
+    st->d = 0.125f * _cvtsh_ss(w->d);
+}
+
+static inline __m512i iq2_xs_plane(const plane_st *st, int k)
+{
+    return plane_mag(st, k, pv2xs);
+}
+
+/* IQ2_S: 32 index bytes and 32 sign bytes in entry order, bits 8-9 of entry i's index in qh;
+ * scales as IQ2_XS's. */
+static inline void iq2_s_begin(const kl_block_iq2_s *w, plane_st *st)
+{
+    __m512i z = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w->qs));
+    __m512i qh = _mm512_permutexvar_epi8(
+        ld(qh2s), _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)w->qh)));
+    __mmask64 b7 = _mm512_movepi8_mask(z), b8 = _mm512_test_epi8_mask(qh, ld(bit2s));
+    __mmask64 b9 = _mm512_test_epi8_mask(qh, _mm512_add_epi8(ld(bit2s), ld(bit2s)));
+    st->y = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, lut1024(eo2s[0], z, b7, b8, b9),
+                                   lut1024(eo2s[1], z, b7, b8, b9));
+    st->sg = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qs + KL_QKK / 8)));
+    st->sc = nibble_words(w->scales);
+    st->d = 0.125f * _cvtsh_ss(w->d);
+}
+
+static inline __m512i iq2_s_plane(const plane_st *st, int k)
+{
+    return plane_mag(st, k, pv2s);
+}
 
 /* Permutes each block's qs of a Q8_K row in place: byte b of vector k takes byte perm[k][b]. */
 static void permute_q8_k(void *row, int64_t n, const uint8_t perm[4][64])
@@ -440,73 +480,15 @@ void kl_avx512vbmi_quant_act_q8_k_t8(const float *x, void *dst, int64_t n)
     permute_q8_k(dst, n, perm_t8);
 }
 
-/* IQ2_XS, IQ2_S: chunk c's scales are the nibbles of scales[2c] and scales[2c + 1] */
-static inline __m512i nibble_chunk_sc(const uint8_t sc[8], int c)
-{
-    __m512i s = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)sc2[sc[2 * c]]));
-    return _mm512_mask_broadcast_i64x4(s, 0xF0,
-                                       _mm256_load_si256((const __m256i *)sc2[sc[2 * c + 1]]));
-}
-static inline __m512i iq2_xs_chunk_sc(const kl_block_iq2_xs *w, const iq_st *st, int c)
-{
-    (void)st;
-    return nibble_chunk_sc(w->scales, c);
-}
-static inline __m512i iq2_s_chunk_sc(const kl_block_iq2_s *w, const iq_st *st, int c)
-{
-    (void)st;
-    return nibble_chunk_sc(w->scales, c);
-}
-
-/* IQ2_XS: per 8 elements a uint16, a 9-bit index and 7 sign bits above it */
-static inline void iq2_xs_begin(const kl_block_iq2_xs *w, iq_st *st)
-{
-    __m512i x = _mm512_loadu_si512((const void *)w->qs);
-    __mmask64 b7 = _mm512_movepi8_mask(x), b8 = _mm512_movepi8_mask(_mm512_srli_epi16(x, 1));
-    st->lo = lut512(p2xs[0], x, b7, b8), st->hi = lut512(p2xs[1], x, b7, b8);
-    st->sg = _mm512_permutexvar_epi8(ld(gather2xs), ksigns(_mm512_srli_epi16(x, 9)));
-    st->s16 = _mm256_setzero_si256(); /* the tile takes iq2_xs_chunk_sc instead */
-    st->d = 0.125f * _cvtsh_ss(w->d);
-}
-
-static inline __m512i iq2_xs_chunk_ms(const kl_block_iq2_xs *w, const iq_st *st, int c,
-                                      __mmask64 *neg)
-{
-    (void)w;
-    *neg = _mm512_bitshuffle_epi64_mask(st->sg, ld(bits3[c]));
-    return magnitudes(st->lo, st->hi, spread8[0][c], shift8, v2xs);
-}
-
-/* IQ2_S: 32 index bytes, 32 sign bytes (a chunk's 8 are its mask), 2 index bits per entry
- * in qh */
-static inline void iq2_s_begin(const kl_block_iq2_s *w, iq_st *st)
-{
-    __m512i x = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w->qs));
-    __m512i qh = _mm512_permutexvar_epi8(
-        ld(qh2s), _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)w->qh)));
-    __mmask64 b7 = _mm512_movepi8_mask(x), b8 = _mm512_test_epi8_mask(qh, ld(bit2s));
-    __mmask64 b9 = _mm512_test_epi8_mask(qh, _mm512_add_epi8(ld(bit2s), ld(bit2s)));
-    st->lo = lut1024(p2s[0], x, b7, b8, b9), st->hi = lut1024(p2s[1], x, b7, b8, b9);
-    st->s16 = _mm256_setzero_si256(); /* the tile takes iq2_s_chunk_sc instead */
-    st->d = 0.125f * _cvtsh_ss(w->d);
-}
-
-static inline __m512i iq2_s_chunk_ms(const kl_block_iq2_s *w, const iq_st *st, int c,
-                                     __mmask64 *neg)
-{
-    memcpy(neg, w->qs + KL_QKK / 8 + 8 * c, 8);
-    return magnitudes(st->lo, st->hi, spread8[1][c], shift8, v2s);
-}
-
 IQ_TILE_SC(iq3_xxs, kl_block_iq3_xxs, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq3_xxs, iq3_xxs)
 IQ_TILE_SC(iq3_s, kl_block_iq3_s, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq3_s, iq3_s)
-PLANE_TILE(iq2_xxs, kl_block_iq2_xxs)
+PLANE_TILE(iq2_xxs, kl_block_iq2_xxs, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xxs, iq2_xxs)
-IQ_TILE_SC(iq2_xs, kl_block_iq2_xs, 0)
+PLANE_TILE(iq2_xs, kl_block_iq2_xs, 1)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xs, iq2_xs)
-IQ_TILE_SC(iq2_s, kl_block_iq2_s, 0)
+PLANE_TILE(iq2_s, kl_block_iq2_s, 1)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_s, iq2_s)
 
 /* The rows of this file over the AVX-512 table (called once, from dispatch.c's build). */
@@ -519,6 +501,10 @@ void kl_avx512vbmi_types_iq(kl_isa *isa)
     kl_type_ops *o = &isa->types[KL_IQ2_XXS];
     o->act = KL_ACT_Q8_K_T8, o->quant_act = kl_avx512vbmi_quant_act_q8_k_t8;
     o->gemm = kl_avx512vbmi_gemm_iq2_xxs, o->gemm_packed = NULL;
-    isa->types[KL_IQ2_XS].gemm = kl_avx512vbmi_gemm_iq2_xs;
-    isa->types[KL_IQ2_S].gemm = kl_avx512vbmi_gemm_iq2_s;
+    o = &isa->types[KL_IQ2_XS];
+    o->act = KL_ACT_Q8_K_T8, o->quant_act = kl_avx512vbmi_quant_act_q8_k_t8;
+    o->gemm = kl_avx512vbmi_gemm_iq2_xs, o->gemm_packed = NULL;
+    o = &isa->types[KL_IQ2_S];
+    o->act = KL_ACT_Q8_K_T8, o->quant_act = kl_avx512vbmi_quant_act_q8_k_t8;
+    o->gemm = kl_avx512vbmi_gemm_iq2_s, o->gemm_packed = NULL;
 }
