@@ -36,7 +36,10 @@
  * entries 2w, 2w + 1 of one 16-element group and vpdpwssd scales them. Against the chunk decoder
  * (a spread vpermt2b, a vpmultishiftqb, a vpermb, a vpshufbitqmb, a scale load and vpmaddubsw +
  * vpdpwssd per 64 elements), bench-kernels, one thread: IQ2_XXS B=1 1.24x, B=4 1.28x; IQ2_XS
- * B=1 1.07-1.38x, B=8 1.08x; IQ2_S B=1 1.13-1.33x, B=8 1.03-1.15x.
+ * B=1 1.07-1.38x, B=8 1.08x; IQ2_S B=1 1.13-1.33x, B=8 1.03-1.15x. The lanes add in another
+ * order than the chunk tile's, so the float results differ in the last bits: the 1B IQ2_XXS
+ * test file (a random model, flat logits) leaves the chunk tile's greedy tokens at the 4th, where
+ * the scalar reference and AVX2 pick the plane dot's token.
  *
  * Scales: an IQ3 chunk loads its 32 int16 from a table by the byte(s) of its 4-bit scales, a
  * load in place of a vpermw per chunk and the unpacking per block (IQ2_XXS's chunk decoder's, a
