@@ -2,7 +2,7 @@
  * over that, then avx512vbmi over that) and picks the best one this CPU runs, or the one
  * KILN_SIMD names. avx512vbmi is AVX-512 plus VBMI, GFNI and BITALG (Ice Lake, Zen 4 and
  * later): the same table but for the IQ types whose decode those make cheap
- * (x86/avx512vbmi_iq.c). */
+ * (x86/avx512vbmi_iq.c, avx512vbmi_iq3.c). */
 #include <cpuid.h>
 #include <stdbool.h>
 #include <pthread.h>
@@ -118,7 +118,10 @@ static void build(void)
     if (has_avx512) kl_isa_avx512_init(&isa_avx512);
     isa_avx512vbmi = isa_avx512;
     isa_avx512vbmi.name = "avx512vbmi";
-    if (has_avx512vbmi) kl_avx512vbmi_types_iq(&isa_avx512vbmi);
+    if (has_avx512vbmi) {
+        kl_avx512vbmi_types_iq(&isa_avx512vbmi);
+        kl_avx512vbmi_types_iq3(&isa_avx512vbmi);
+    }
     isa_default = has_avx512vbmi ? &isa_avx512vbmi
                   : has_avx512   ? &isa_avx512
                   : has_avx2     ? &isa_avx2

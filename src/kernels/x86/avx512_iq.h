@@ -1,6 +1,7 @@
 /* kernels/x86/avx512_iq.h: the AVX-512 matmul tile shared by the 256-element IQ types
- * (x86/avx512_iq*.c) against Q8_K activations. A type supplies a decoder; this
- * file supplies the integer dot, the tile and the row walk. Included by those files only.
+ * (x86/avx512_iq*.c, avx512vbmi_iq*.c) against Q8_K activations. A type supplies a decoder;
+ * this file supplies the integer dot, the tile and the row walk. Included by those files only.
+ * (The plane dot, IQ_PLANE_TILE below, takes the same tile over activations in a plane layout.)
  *
  * A type's decoder, for a block w, has two steps:
  *   PFX_begin(w, &st)       per block: st.s16, the integer scale of each 16 elements (int16),
@@ -75,6 +76,14 @@ static inline __m512i iq_chunk_scales(__m256i s16, int c)
     return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(s16));
 }
 
+/* A block's int32 sums is, times d and the rows' scales of block j, into acc. */
+static inline __attribute__((always_inline)) void
+iq_block_end(int nb, __m512 *acc, const __m512i *is, float d, const float *const *ad, int64_t j)
+{
+    _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) acc[k] =
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[k]), _mm512_set1_ps(d * ad[k][j]), acc[k]);
+}
+
 /* The tile for one type: rows r x activation rows [b, b + nb), nb <= IQ_BT. */
 #define IQ_TILE(PFX, BLOCK, BIAS)                                                                  \
     static inline __m512i PFX##_chunk_ms(const BLOCK *w, const PFX##_st *st, int c,                \
@@ -98,11 +107,29 @@ static inline __m512i iq_chunk_scales(__m256i s16, int c)
 
 /* The tile over PFX_chunk_ms and PFX_chunk_sc(w, &st, c), the scale of each int16 pair sum of
  * chunk c (what iq_chunk_scales makes from st.s16; a decoder may have a cheaper way). */
-#define IQ_TILE_SC(PFX, BLOCK, BIAS)                                                               \
+#define IQ_TILE_SC(PFX, BLOCK, BIAS) IQ_TILE_DOT(PFX, BLOCK, BIAS, IQ_CHUNK_ACC, IQ_CHUNK_FIN)
+#define IQ_CHUNK_ACC(is, q, a, sc)   _mm512_dpwssd_epi32(is, _mm512_maddubs_epi16(q, a), sc)
+#define IQ_CHUNK_FIN(is, st)         (is)
+
+/* The plane dot's tile, over activations in a plane layout (kernels/impl.h: KL_ACT_Q8_K_T4,
+ * T8), whose 64 bytes at 64p are what the weights' plane p multiplies: PFX_chunk_ms(w, &st, p,
+ * &neg) gives plane p's magnitudes (<= 127) and the mask of the negative ones, st.sc the
+ * integer scale of each int32 lane; PFX_chunk_sc is not used (st.s16 is 0). A plane is one
+ * vpdpbusd a row (unsigned magnitudes times signed bytes, 4 products a lane): the layouts put
+ * the 4 bytes of a lane in one 32-element sub-block in every plane, so the planes' sums share
+ * the lanes' scales and take one vpmulld by st.sc a block (|lane| < 2^24: exact, and exactly
+ * converted to float). */
+#define IQ_PLANE_TILE(PFX, BLOCK)  IQ_TILE_DOT(PFX, BLOCK, 0, IQ_PLANE_ACC, IQ_PLANE_FIN)
+#define IQ_PLANE_ACC(is, q, a, sc) ((void)(sc), _mm512_dpbusd_epi32(is, q, a))
+#define IQ_PLANE_FIN(is, st)       _mm512_mullo_epi32(is, (st).sc)
+
+/* The tile: per block and row, the 4 chunks' (or planes') ACC(is, q, a, sc) into an int32
+ * accumulator, then FIN(is, st), the block's float step and, at the end, the row's sum. */
+#define IQ_TILE_DOT(PFX, BLOCK, BIAS, ACC, FIN)                                                    \
     static inline                                                                                  \
         __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
     {                                                                                              \
-        int64_t n = g->cols, nblk = n / KL_QKK;                                                    \
+        int64_t nblk = g->cols / KL_QKK;                                                           \
         const BLOCK *w = (const BLOCK *)(g->W + (size_t)r * g->w_stride);                          \
         const int8_t *aq[IQ_BT];                                                                   \
         const float *ad[IQ_BT];                                                                    \
@@ -130,11 +157,11 @@ static inline __m512i iq_chunk_scales(__m256i s16, int c)
                 {                                                                                  \
                     __m512i a = _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * c);                   \
                     if (!(BIAS)) a = _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a);      \
-                    is[k] = _mm512_dpwssd_epi32(is[k], _mm512_maddubs_epi16(q, a), sc);            \
+                    is[k] = ACC(is[k], q, a, sc);                                                  \
                 }                                                                                  \
             }                                                                                      \
-            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) acc[k] = _mm512_fmadd_ps(         \
-                _mm512_cvtepi32_ps(is[k]), _mm512_set1_ps(st.d * ad[k][j]), acc[k]);               \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = FIN(is[k], st);           \
+            iq_block_end(nb, acc, is, st.d, ad, j);                                                \
         }                                                                                          \
         iq_store(g, r, b, nb, acc);                                                                \
     }

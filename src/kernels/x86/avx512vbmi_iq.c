@@ -1,28 +1,21 @@
-/* kernels/x86/avx512vbmi_iq.c: the IQ3 and IQ2 types against Q8_K activations for AVX-512
- * CPUs with VBMI, GFNI and BITALG (Ice Lake and later, Zen 4 and later): IQ3_XXS, IQ3_S, IQ2_XXS,
- * IQ2_XS and IQ2_S without gathers or sign tables. The IQ3 types run x86/avx512_iq.h's tile
- * and their decoders give the same bytes as x86/avx512_iq3.c's (which, with avx512_iq2.c, stays
- * for AVX-512 CPUs without VBMI); the IQ2 types run a plane dot (below) over activations in
- * plane order. IQ1_S and IQ1_M need no VBMI: x86/avx512_iq1.c serves both tables.
+/* kernels/x86/avx512vbmi_iq.c: the IQ2 types against Q8_K activations in plane order for
+ * AVX-512 CPUs with VBMI, GFNI and BITALG (Ice Lake and later, Zen 4 and later): IQ2_XXS,
+ * IQ2_XS and IQ2_S without gathers or sign tables, by x86/avx512_iq.h's tiles over a plane
+ * decoder (below); x86/avx512_iq2.c serves AVX-512 CPUs without VBMI. IQ3_XXS and IQ3_S:
+ * x86/avx512vbmi_iq3.c (a plane dot over T4 activations); IQ1_S and IQ1_M need no VBMI:
+ * x86/avx512_iq1.c serves both tables.
  *
- * Grids in registers. Every grid entry is 4 (IQ3) or 8 (IQ2) bytes drawn from at most 8 (IQ3)
- * or 4 (IQ2) magnitudes, so an entry is a 12- or 16-bit code: the number of each byte's value
- * in the sorted list of the grid's values, 3 or 2 bits per element. The codes are kept as two
- * byte planes of 256, 512 or 1024 bytes (IQ3: the low and high half of the code; IQ2: the
- * fields of the even and of the odd elements), built once from the grids at start
- * (iq_vbmi_init). A block looks up all its indices at once: vpermt2b picks from 128 plane bytes
- * by an index's low 7 bits, and blends by bits 7, 8 and 9 pick the window (IQ3: masks instead
- * of blends, win256 and win512). An IQ3 chunk of 64 elements gives each element the code byte
- * that holds its field (vpermt2b), marks the second field of each byte (vpord) and looks the
- * magnitude up in 128 bytes (vpermi2b): two permutes a chunk, not three.
+ * Grids in registers. Every grid entry is 8 bytes drawn from at most 4 magnitudes, so an entry
+ * is a 16-bit code: the number of each byte's value in the sorted list of the grid's values, 2
+ * bits per element (kl_avx512vbmi_grid_codes), kept as two byte planes of 256, 512 or 1024
+ * bytes: the fields of the even and of the odd elements. A block looks up all its indices at
+ * once: vpermt2b picks from 128 plane bytes by an index's low 7 bits, and blends by bits 7, 8
+ * and 9 pick the window.
  *
- * Signs in registers. IQ3_XXS, IQ2_XXS and IQ2_XS store 7 sign bits per 8 elements, the 8th
- * making the count even: vpmultishiftqb (or a shift) brings each 7-bit field to a byte and one
- * gf2p8affineqb keeps bits 0-6 and sets bit 7 to their parity (the row of kl_iq_ksigns). An
- * IQ3_XXS chunk's 8 sign bytes are its mask as they stand: one vpermb per block puts byte q of
- * every chunk's 8 into qword q and one vpshufbitqmb (BITALG) per chunk picks its 64 bits into a
- * k register (through general registers, vmovq/vpextrq/kmovq, it cost IQ3_XXS 6% more at B=1).
- * IQ3_S and IQ2_S store the sign bytes as they stand.
+ * Signs in registers. IQ2_XXS and IQ2_XS store 7 sign bits per 8 elements, the 8th making the
+ * count even: vpmultishiftqb (or a shift) brings each 7-bit field to a byte and one
+ * gf2p8affineqb keeps bits 0-6 and sets bit 7 to their parity (the row of kl_iq_ksigns).
+ * IQ2_S stores the sign bytes as they stand.
  *
  * The plane dot (IQ2_XXS, IQ2_XS, IQ2_S). Its activations are in T8 order (kernels/impl.h,
  * KL_ACT_Q8_K_T8, permuted once per matmul after the Q8_K quantizer), where the 64 bytes at 64k
@@ -41,47 +34,24 @@
  * test file (a random model, flat logits) leaves the chunk tile's greedy tokens at the 4th, where
  * the scalar reference and AVX2 pick the plane dot's token.
  *
- * Scales: an IQ3 chunk loads its 32 int16 from a table by the byte(s) of its 4-bit scales, a
- * load in place of a vpermw per chunk and the unpacking per block (IQ2_XXS's chunk decoder's, a
- * shift, a vpmovqw, a vpmovzxwd and four more: 1.17x at B=1). Unpacked in general registers and
- * stored, they would cost a store-forwarding stall per block.
- *
  * At B=1 (generation) the decode bounds these kernels, not the read bandwidth: every
  * instruction of the chunk loop counts. */
-#include <stdbool.h>
-
-#include "kernels/x86/avx512_iq.h"
+#include "kernels/x86/avx512vbmi_iq.h"
 
 void kl_avx512vbmi_types_iq(kl_isa *isa);
-void kl_avx512vbmi_gemm_iq3_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
-void kl_avx512vbmi_gemm_iq3_s(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512vbmi_gemm_iq2_xxs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512vbmi_gemm_iq2_xs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512vbmi_gemm_iq2_s(const kl_gemm *g, int64_t r0, int64_t r1);
-void kl_avx512vbmi_quant_act_q8_k_t4(const float *x, void *dst, int64_t n);
-void kl_avx512vbmi_quant_act_q8_k_t8(const float *x, void *dst, int64_t n);
 void kl_avx2_quant_act_q8_k(const float *x, void *dst, int64_t n); /* x86/avx2_quant.c */
 
 /* Code planes: [0] the low, [1] the high half of each entry's code. */
-static _Alignas(64) uint8_t p3xxs[2][256], p3s[2][512], p2xxs[2][256], p2xs[2][512];
+static _Alignas(64) uint8_t p2xxs[2][256], p2xs[2][512];
 static _Alignas(64) uint8_t p2s[2][1024];
-/* Magnitude of a code field (the byte's low 3 or 2 bits; the bits above are ignored). */
+/* Magnitude of a code field (the byte's low 2 bits; the bits above are ignored). */
 static _Alignas(64) uint8_t v2xxs[64], v2xs[64], v2s[64];
-/* IQ3: pair4[c]: byte 4k + j of chunk c is the code byte of entry 16c + k that holds element
- * j (lo for j < 2, hi else: an index into lo ++ hi); odd4: 64 in the bytes of odd j, so that the
- * second lookup takes the code's high field (pairs3xxs[1], pairs3s[1]). pairs: [0] the
- * magnitude of a 6-bit code's low field, [1] of its high field. */
-static _Alignas(64) uint8_t pair4[4][64], odd4[64], pairs3xxs[2][64], pairs3s[2][64];
-/* IQ3 chunk scales by a byte of two 4-bit scales (the first 32 elements' in the low
- * nibble, IQ3_S's scales[c] as it stands): 2 s + 1 of the low nibble in words 0-15, of the high
- * one in 16-31. */
-static _Alignas(64) int16_t sc3[256][32];
-/* vpmultishiftqb offsets of IQ3_XXS's (per qword: two uint32 of 4 x 7 bits) and IQ2_XXS's
- * (per qword: the uint32 in bytes 4-7, its 4 fields to bytes 0-3) sign fields. */
-static _Alignas(64) uint8_t ms3xxs[64], ms2xxs[64];
-/* Signs: gather3 puts IQ3_XXS's sign byte 8c + q (chunk c's q-th) in byte c of qword q.
- * bits3[c]: byte 8q + j picks bit j of that byte (bit 8c + j of qword q), element 8q + j. */
-static _Alignas(64) uint8_t gather3[64], bits3[4][64];
+/* vpmultishiftqb offsets of IQ2_XXS's sign fields (per qword: the uint32 in bytes 4-7, its 4
+ * fields to bytes 0-3). */
+static _Alignas(64) uint8_t ms2xxs[64];
 /* IQ2_S: byte b is qh[i / 4] (entry i = b % 32), bit2s its bit 8 of entry i (bit 9: the next
  * one up). */
 static _Alignas(64) uint8_t qh2s[64], bit2s[64];
@@ -100,14 +70,10 @@ static _Alignas(64) uint8_t cidx[64], cidx2[64], psg[4][64];
 /* Byte b of vector k of a T4 / T8 block is byte [k][b] of its Q8_K qs. */
 static _Alignas(64) uint8_t perm_t4[4][64], perm_t8[4][64];
 
-/* gf2p8affineqb matrix: output bit i is the parity of (x & row i), row i in byte 7 - i; bits
- * 0-6 pass, bit 7 is the parity of bits 0-6 (an even count of set bits in the byte). */
-#define KSIGNS_AFFINE 0x010204081020407Fll
-
 /* Fills the planes of a grid of n entries of e bytes (4 or 8) and its magnitude table: codes
  * of 3 bits per element for e = 4, 2 for e = 8. False if the grid has more values than that. */
-static bool make_planes(const uint8_t *grid, int n, int e, uint8_t *lo, uint8_t *hi,
-                        uint8_t vals[64])
+bool kl_avx512vbmi_grid_codes(const uint8_t *grid, int n, int e, uint8_t *lo, uint8_t *hi,
+                              uint8_t vals[64])
 {
     int bits = e == 4 ? 3 : 2, nv = 0, field = (1 << bits) - 1;
     uint8_t v[8] = {0};
@@ -157,11 +123,10 @@ static void make_eo(const uint8_t *lo, const uint8_t *hi, int n, const uint8_t v
 
 static bool iq_vbmi_init(void)
 {
-    if (!make_planes((const uint8_t *)kl_iq3xxs_grid, 256, 4, p3xxs[0], p3xxs[1], pairs3xxs[0]) ||
-        !make_planes((const uint8_t *)kl_iq3s_grid, 512, 4, p3s[0], p3s[1], pairs3s[0]) ||
-        !make_planes((const uint8_t *)kl_iq2xxs_grid, 256, 8, p2xxs[0], p2xxs[1], v2xxs) ||
-        !make_planes((const uint8_t *)kl_iq2xs_grid, 512, 8, p2xs[0], p2xs[1], v2xs) ||
-        !make_planes((const uint8_t *)kl_iq2s_grid, 1024, 8, p2s[0], p2s[1], v2s))
+    if (!kl_avx512vbmi_grid_codes((const uint8_t *)kl_iq2xxs_grid, 256, 8, p2xxs[0], p2xxs[1],
+                                  v2xxs) ||
+        !kl_avx512vbmi_grid_codes((const uint8_t *)kl_iq2xs_grid, 512, 8, p2xs[0], p2xs[1], v2xs) ||
+        !kl_avx512vbmi_grid_codes((const uint8_t *)kl_iq2s_grid, 1024, 8, p2s[0], p2s[1], v2s))
         return false;
     make_eo(p2xxs[0], p2xxs[1], 256, v2xxs, eo2xxs[0], eo2xxs[1], pv2xxs);
     make_eo(p2xs[0], p2xs[1], 512, v2xs, eo2xs[0], eo2xs[1], pv2xs);
@@ -173,28 +138,12 @@ static bool iq_vbmi_init(void)
             perm_t4[k][b] = (uint8_t)kl_act_t4_src(64 * k + b);
             perm_t8[k][b] = (uint8_t)kl_act_t8_src(64 * k + b);
         }
-        pairs3xxs[1][b] = pairs3xxs[0][b >> 3], pairs3s[1][b] = pairs3s[0][b >> 3];
-        int j = b % 8, i = b / 8;
-        for (int c = 0; c < 4; c++) {
-            pair4[c][b] = (uint8_t)(16 * c + b / 4 + (b % 4 < 2 ? 0 : 64));
-            bits3[c][b] = (uint8_t)(8 * c + j);
-        }
-        odd4[b] = (uint8_t)(b % 2 ? 64 : 0);
-        gather3[b] = (uint8_t)(j < 4 ? 8 * j + i : 0);
-        for (int x = 0; x < 256; x++) {
-            sc3[x][b / 2] = (int16_t)(2 * (b < 32 ? x & 15 : x >> 4) + 1);
-        }
+        int j = b % 8;
         qh2s[b] = (uint8_t)(b % 32 / 4);
         bit2s[b] = (uint8_t)(1 << (2 * (b % 4)));
-        ms3xxs[b] = (uint8_t)(7 * (j % 4) + 32 * (j / 4));
         ms2xxs[b] = (uint8_t)(32 + 7 * (j % 4));
     }
     return true;
-}
-
-static inline __m512i ld(const uint8_t *p)
-{
-    return _mm512_load_si512((const void *)p);
 }
 
 /* Plane bytes of the entries whose indices' low 8 bits are idx's bytes (bit 7 also in b7). */
@@ -217,103 +166,10 @@ static inline __m512i lut1024(const uint8_t *t, __m512i idx, __mmask64 b7, __mma
     return _mm512_mask_blend_epi8(b9, lut512(t, idx, b7, b8), lut512(t + 512, idx, b7, b8));
 }
 
-/* IQ3's lut256 and lut512 without blends: each vpermi2b writes its window's bytes over the
- * index bytes of the lanes in its mask and leaves the others as they were, so disjoint masks
- * take the place of the blends (IQ3_S 10.1 -> 9.5 ns a block at B=1; IQ2_XS's lut512 measured
- * 3% slower so at B=8, and IQ2_S's lut1024 11% slower at B=1: the IQ2 types keep the blends). */
-static inline __m512i win128(__m512i r, const uint8_t *t, __mmask64 k)
-{
-    return _mm512_mask2_permutex2var_epi8(ld(t), r, k, ld(t + 64));
-}
-static inline __m512i win256(const uint8_t *t, __m512i idx, __mmask64 b7)
-{
-    return win128(win128(idx, t + 128, b7), t, _knot_mask64(b7));
-}
-static inline __m512i win512(const uint8_t *t, __m512i idx, __mmask64 b7, __mmask64 b8)
-{
-    __m512i r = win128(idx, t + 384, _kand_mask64(b7, b8));
-    r = win128(r, t + 256, _kandn_mask64(b7, b8));
-    r = win128(r, t + 128, _kandn_mask64(b8, b7));
-    return win128(r, t, _knot_mask64(_kor_mask64(b7, b8)));
-}
-
 /* 7-bit sign fields (in bits 0-6 of bytes) to sign bytes. */
 static inline __m512i ksigns(__m512i f)
 {
-    return _mm512_gf2p8affine_epi64_epi8(f, _mm512_set1_epi64(KSIGNS_AFFINE), 0);
-}
-
-/* The magnitudes of an IQ3 chunk from its code bytes: each element's code byte (lo for
- * elements 0-1 of an entry, hi for 2-3) with 64 added for the odd ones, then one lookup in
- * the 128 bytes of the low and the high field's magnitudes. */
-static inline __m512i magnitudes4(__m512i lo, __m512i hi, int c, const uint8_t pairs[2][64])
-{
-    __m512i codes = _mm512_or_si512(_mm512_permutex2var_epi8(lo, ld(pair4[c]), hi), ld(odd4));
-    return _mm512_permutex2var_epi8(ld(pairs[0]), codes, ld(pairs[1]));
-}
-
-typedef struct {
-    __m256i s16;
-    float d;
-    __m512i lo, hi, sg;
-} iq_st;
-typedef iq_st iq3_xxs_st;
-typedef iq_st iq3_s_st;
-
-static inline void iq3_xxs_begin(const kl_block_iq3_xxs *w, iq_st *st)
-{
-    __m512i idx = _mm512_loadu_si512((const void *)w->qs);
-    __mmask64 b7 = _mm512_movepi8_mask(idx);
-    st->lo = win256(p3xxs[0], idx, b7), st->hi = win256(p3xxs[1], idx, b7);
-    /* the 32 sign bytes (byte l: sign byte l), 256-bit: Zen 4 runs a 512-bit op as two */
-    __m256i aux = _mm256_loadu_si256((const __m256i *)(w->qs + KL_QKK / 4));
-    __m256i sg = _mm256_gf2p8affine_epi64_epi8(
-        _mm256_multishift_epi64_epi8(_mm256_load_si256((const __m256i *)ms3xxs), aux),
-        _mm256_set1_epi64x(KSIGNS_AFFINE), 0);
-    st->sg = _mm512_permutexvar_epi8(ld(gather3), _mm512_castsi256_si512(sg));
-    st->s16 = _mm256_setzero_si256(); /* the tile takes iq3_xxs_chunk_sc instead */
-    st->d = 0.25f * _cvtsh_ss(w->d);
-}
-
-/* IQ3_XXS: chunk c's scales are bits 28-31 of the uint32 of sub-blocks 2c and 2c + 1 */
-static inline __m512i iq3_xxs_chunk_sc(const kl_block_iq3_xxs *w, const iq_st *st, int c)
-{
-    (void)st;
-    uint64_t a;
-    memcpy(&a, w->qs + KL_QKK / 4 + 8 * c, 8);
-    return _mm512_load_si512((const void *)sc3[(a >> 28 & 15) | (a >> 56 & 0xF0)]);
-}
-
-static inline __m512i iq3_xxs_chunk_ms(const kl_block_iq3_xxs *w, const iq_st *st, int c,
-                                       __mmask64 *neg)
-{
-    (void)w;
-    *neg = _mm512_bitshuffle_epi64_mask(st->sg, ld(bits3[c]));
-    return magnitudes4(st->lo, st->hi, c, pairs3xxs);
-}
-
-static inline void iq3_s_begin(const kl_block_iq3_s *w, iq_st *st)
-{
-    __m512i idx = _mm512_loadu_si512((const void *)w->qs);
-    __mmask64 b7 = _mm512_movepi8_mask(idx), b8;
-    memcpy(&b8, w->qh, 8); /* bit 8 of index 8 ib + k: bit k of qh[ib] */
-    st->lo = win512(p3s[0], idx, b7, b8), st->hi = win512(p3s[1], idx, b7, b8);
-    st->s16 = _mm256_setzero_si256(); /* the tile takes iq3_s_chunk_sc instead */
-    st->d = _cvtsh_ss(w->d);
-}
-
-/* IQ3_S: chunk c's two scales are the nibbles of scales[c] */
-static inline __m512i iq3_s_chunk_sc(const kl_block_iq3_s *w, const iq_st *st, int c)
-{
-    (void)st;
-    return _mm512_load_si512((const void *)sc3[w->scales[c]]);
-}
-
-static inline __m512i iq3_s_chunk_ms(const kl_block_iq3_s *w, const iq_st *st, int c,
-                                     __mmask64 *neg)
-{
-    memcpy(neg, w->signs + 8 * c, 8);
-    return magnitudes4(st->lo, st->hi, c, pairs3s);
+    return _mm512_gf2p8affine_epi64_epi8(f, _mm512_set1_epi64(KL_KSIGNS_AFFINE), 0);
 }
 
 /* The plane dot's per-block state: y, the entries' even codes (bytes 0-31, entry i in byte i)
@@ -321,9 +177,13 @@ static inline __m512i iq3_s_chunk_ms(const kl_block_iq3_s *w, const iq_st *st, i
  * 32-63; sc, the integer scale of each int32 lane of vpdpbusd (lanes l and l + 8: sub-block
  * l % 8); d, the float factor. */
 typedef struct {
-    __m512i y, sg, sc;
+    __m256i s16; /* 0: the tiles' bias term (none) */
     float d;
+    __m512i y, sg, sc;
 } plane_st;
+typedef plane_st iq2_xxs_st;
+typedef plane_st iq2_xs_st;
+typedef plane_st iq2_s_st;
 
 /* Magnitudes of plane pair k (planes 2k, 2k + 1) from the parity codes: no spread, one vpermb
  * (and a shift for k = 3). */
@@ -332,6 +192,23 @@ static inline __m512i plane_mag(const plane_st *st, int k, const uint8_t pv[3][6
     if (k < 3) return _mm512_permutexvar_epi8(st->y, ld(pv[k]));
     return _mm512_permutexvar_epi8(_mm512_srli_epi16(st->y, 6), ld(pv[0]));
 }
+
+/* The tiles' hooks (x86/avx512_iq.h) of a plane decoder: plane pair k's magnitudes (by the
+ * field tables PV) and sign mask (one vptestmb of the entries' sign bytes); the scales are
+ * st.sc, per int32 lane (IQ_PLANE_TILE) or per int16 pair sum (IQ_TILE_SC). */
+#define PLANE_HOOKS(PFX, BLOCK, PV)                                                                \
+    static inline __m512i PFX##_chunk_ms(const BLOCK *w, const plane_st *st, int k,                \
+                                         __mmask64 *neg)                                           \
+    {                                                                                              \
+        (void)w;                                                                                   \
+        *neg = _mm512_test_epi8_mask(st->sg, ld(psg[k]));                                          \
+        return plane_mag(st, k, PV);                                                               \
+    }                                                                                              \
+    static inline __m512i PFX##_chunk_sc(const BLOCK *w, const plane_st *st, int k)                \
+    {                                                                                              \
+        (void)w, (void)k;                                                                          \
+        return st->sc;                                                                             \
+    }
 
 /* IQ2_XXS: qword ib of the block is sub-block ib: 4 indices, then 4 x 7 sign bits and the
  * scale in bits 60-63 */
@@ -347,56 +224,9 @@ static inline void iq2_xxs_begin(const kl_block_iq2_xxs *w, plane_st *st)
     const __m512i hi32 = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 15, 13, 11, 9, 7, 5, 3, 1);
     st->sc = _mm512_or_si512(_mm512_srli_epi32(_mm512_permutexvar_epi32(hi32, x), 27),
                              _mm512_set1_epi32(1));
+    st->s16 = _mm256_setzero_si256();
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
-
-static inline __m512i iq2_xxs_plane(const plane_st *st, int k)
-{
-    return plane_mag(st, k, pv2xxs);
-}
-
-/* The plane tile: one weight row by activation rows [b, b + nb) in T8 order. Plane pair k of a
- * block is one 64-byte load per row. WORDS 0 (a scale per 32): vpdpbusd adds 4 entries' element
- * 2k (lanes 0-7) or 2k + 1 (8-15) of one sub-block into each lane, so after the 4 pairs lane l
- * holds half of sub-block l % 8's sum: times its scale (st.sc, vpmulld, exact). WORDS 1 (a scale
- * per 16): vpmaddubsw's word w holds entries 2w, 2w + 1 (mod 32) of one 16-element group and
- * vpdpwssd adds it times that group's scale (st.sc's word w). Then per block as the chunk tile:
- * cvt and one multiply-add by d * d_a. The same instructions for every row whatever nb. */
-#define PLANE_TILE(PFX, BLOCK, WORDS)                                                              \
-    static inline                                                                                  \
-        __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
-    {                                                                                              \
-        int64_t n = g->cols, nblk = n / KL_QKK;                                                    \
-        const BLOCK *w = (const BLOCK *)(g->W + (size_t)r * g->w_stride);                          \
-        const int8_t *aq[IQ_BT];                                                                   \
-        const float *ad[IQ_BT];                                                                    \
-        __m512 acc[IQ_BT];                                                                         \
-        iq_rows(g, b, nb, aq, ad, NULL, acc);                                                      \
-        for (int64_t j = 0; j < nblk; j++) {                                                       \
-            plane_st st;                                                                           \
-            _mm_prefetch((const char *)&w[j] + IQ_PF, _MM_HINT_T0);                                \
-            PFX##_begin(&w[j], &st);                                                               \
-            __m512i is[IQ_BT];                                                                     \
-            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = _mm512_setzero_si512();   \
-            _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++)                                    \
-            {                                                                                      \
-                __mmask64 neg = _mm512_test_epi8_mask(st.sg, ld(psg[p]));                          \
-                __m512i m = PFX##_plane(&st, p);                                                   \
-                _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                               \
-                {                                                                                  \
-                    __m512i a = _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * p);                   \
-                    a = _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a);                   \
-                    is[k] = (WORDS)                                                                \
-                                ? _mm512_dpwssd_epi32(is[k], _mm512_maddubs_epi16(m, a), st.sc)    \
-                                : _mm512_dpbusd_epi32(is[k], m, a);                                \
-                }                                                                                  \
-            }                                                                                      \
-            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) acc[k] = _mm512_fmadd_ps(         \
-                _mm512_cvtepi32_ps((WORDS) ? is[k] : _mm512_mullo_epi32(is[k], st.sc)),            \
-                _mm512_set1_ps(st.d * ad[k][j]), acc[k]);                                          \
-        }                                                                                          \
-        iq_store(g, r, b, nb, acc);                                                                \
-    }
 
 /* IQ2_XS and IQ2_S: 2 s + 1 of nibble w % 16 of the 8 scale bytes in word w. */
 static inline __m512i nibble_words(const uint8_t scales[8])
@@ -424,12 +254,8 @@ static inline void iq2_xs_begin(const kl_block_iq2_xs *w, plane_st *st)
                                    lut512(eo2xs[1], z, b7, b8));
     st->sg = _mm512_permutexvar_epi8(ld(cidx2), ksigns(_mm512_srli_epi16(x, 9)));
     st->sc = nibble_words(w->scales);
+    st->s16 = _mm256_setzero_si256();
     st->d = 0.125f * _cvtsh_ss(w->d);
-}
-
-static inline __m512i iq2_xs_plane(const plane_st *st, int k)
-{
-    return plane_mag(st, k, pv2xs);
 }
 
 /* IQ2_S: 32 index bytes and 32 sign bytes in entry order, bits 8-9 of entry i's index in qh;
@@ -445,12 +271,8 @@ static inline void iq2_s_begin(const kl_block_iq2_s *w, plane_st *st)
                                    lut1024(eo2s[1], z, b7, b8, b9));
     st->sg = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qs + KL_QKK / 8)));
     st->sc = nibble_words(w->scales);
+    st->s16 = _mm256_setzero_si256();
     st->d = 0.125f * _cvtsh_ss(w->d);
-}
-
-static inline __m512i iq2_s_plane(const plane_st *st, int k)
-{
-    return plane_mag(st, k, pv2s);
 }
 
 /* Permutes each block's qs of a Q8_K row in place: byte b of vector k takes byte perm[k][b]. */
@@ -483,31 +305,26 @@ void kl_avx512vbmi_quant_act_q8_k_t8(const float *x, void *dst, int64_t n)
     permute_q8_k(dst, n, perm_t8);
 }
 
-IQ_TILE_SC(iq3_xxs, kl_block_iq3_xxs, 0)
-IQ_GEMM(kl_avx512vbmi_gemm_iq3_xxs, iq3_xxs)
-IQ_TILE_SC(iq3_s, kl_block_iq3_s, 0)
-IQ_GEMM(kl_avx512vbmi_gemm_iq3_s, iq3_s)
-PLANE_TILE(iq2_xxs, kl_block_iq2_xxs, 0)
+/* IQ2_XXS (a scale per 32): vpdpbusd, then one vpmulld a block; IQ2_XS and IQ2_S (a scale per
+ * 16): vpmaddubsw pairs and vpdpwssd by st.sc's words, the chunk tile's dot. */
+PLANE_HOOKS(iq2_xxs, kl_block_iq2_xxs, pv2xxs)
+IQ_PLANE_TILE(iq2_xxs, kl_block_iq2_xxs)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xxs, iq2_xxs)
-PLANE_TILE(iq2_xs, kl_block_iq2_xs, 1)
+PLANE_HOOKS(iq2_xs, kl_block_iq2_xs, pv2xs)
+IQ_TILE_SC(iq2_xs, kl_block_iq2_xs, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xs, iq2_xs)
-PLANE_TILE(iq2_s, kl_block_iq2_s, 1)
+PLANE_HOOKS(iq2_s, kl_block_iq2_s, pv2s)
+IQ_TILE_SC(iq2_s, kl_block_iq2_s, 0)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_s, iq2_s)
 
 /* The rows of this file over the AVX-512 table (called once, from dispatch.c's build). */
 void kl_avx512vbmi_types_iq(kl_isa *isa)
 {
     if (!iq_vbmi_init()) return; /* a grid of more values than a code holds: keep AVX-512's */
-    isa->types[KL_IQ3_XXS].gemm = kl_avx512vbmi_gemm_iq3_xxs;
-    isa->types[KL_IQ3_S].gemm = kl_avx512vbmi_gemm_iq3_s;
-    /* the plane dot: its activations in T8 order (a gemm_packed would have to take them too) */
-    kl_type_ops *o = &isa->types[KL_IQ2_XXS];
-    o->act = KL_ACT_Q8_K_T8, o->quant_act = kl_avx512vbmi_quant_act_q8_k_t8;
-    o->gemm = kl_avx512vbmi_gemm_iq2_xxs, o->gemm_packed = NULL;
-    o = &isa->types[KL_IQ2_XS];
-    o->act = KL_ACT_Q8_K_T8, o->quant_act = kl_avx512vbmi_quant_act_q8_k_t8;
-    o->gemm = kl_avx512vbmi_gemm_iq2_xs, o->gemm_packed = NULL;
-    o = &isa->types[KL_IQ2_S];
-    o->act = KL_ACT_Q8_K_T8, o->quant_act = kl_avx512vbmi_quant_act_q8_k_t8;
-    o->gemm = kl_avx512vbmi_gemm_iq2_s, o->gemm_packed = NULL;
+    iq_plane_ops(&isa->types[KL_IQ2_XXS], KL_ACT_Q8_K_T8, kl_avx512vbmi_quant_act_q8_k_t8,
+                 kl_avx512vbmi_gemm_iq2_xxs);
+    iq_plane_ops(&isa->types[KL_IQ2_XS], KL_ACT_Q8_K_T8, kl_avx512vbmi_quant_act_q8_k_t8,
+                 kl_avx512vbmi_gemm_iq2_xs);
+    iq_plane_ops(&isa->types[KL_IQ2_S], KL_ACT_Q8_K_T8, kl_avx512vbmi_quant_act_q8_k_t8,
+                 kl_avx512vbmi_gemm_iq2_s);
 }

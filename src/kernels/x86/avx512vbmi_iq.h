@@ -1,0 +1,38 @@
+/* kernels/x86/avx512vbmi_iq.h: what the AVX-512 VBMI IQ files (x86/avx512vbmi_iq.c: IQ2,
+ * x86/avx512vbmi_iq3.c: IQ3) share besides x86/avx512_iq.h's tiles: the grids' codes and the
+ * sign-parity matrix. Included by those files only. */
+#ifndef KILN_KERNELS_X86_AVX512VBMI_IQ_H
+#define KILN_KERNELS_X86_AVX512VBMI_IQ_H
+#include <stdbool.h>
+
+#include "kernels/x86/avx512_iq.h"
+
+/* gf2p8affineqb matrix: output bit i is the parity of (x & row i), row i in byte 7 - i; bits
+ * 0-6 pass, bit 7 is the parity of bits 0-6 (an even count of set bits in the byte): a 7-bit
+ * sign field to its kl_iq_ksigns byte. */
+#define KL_KSIGNS_AFFINE 0x010204081020407Fll
+
+/* Fills the code planes of a grid of n entries of e bytes (4 or 8): each entry's code, 3 bits
+ * per element for e = 4, 2 for e = 8 (the number of the byte's value in the sorted list of the
+ * grid's values), lo the low and hi the high half; vals[x]: the value of field x & 7 (e = 4)
+ * or x & 3 (e = 8). False if the grid has more values than a field holds. */
+bool kl_avx512vbmi_grid_codes(const uint8_t *grid, int n, int e, uint8_t *lo, uint8_t *hi,
+                              uint8_t vals[64]);
+
+/* The plane layouts' quantizers (kernels/impl.h's KL_ACT_Q8_K_T4 and T8; x86/avx512vbmi_iq.c). */
+void kl_avx512vbmi_quant_act_q8_k_t4(const float *x, void *dst, int64_t n);
+void kl_avx512vbmi_quant_act_q8_k_t8(const float *x, void *dst, int64_t n);
+
+/* A type's row as a plane dot: its activation layout, quantizer and gemm (no packed form: a
+ * gemm_packed would have to take the plane layout too). */
+static inline void iq_plane_ops(kl_type_ops *o, kl_dtype act, kl_row_fn quant, kl_gemm_fn gemm)
+{
+    o->act = act, o->quant_act = quant, o->gemm = gemm, o->gemm_packed = NULL;
+}
+
+static inline __m512i ld(const uint8_t *p)
+{
+    return _mm512_load_si512((const void *)p);
+}
+
+#endif
