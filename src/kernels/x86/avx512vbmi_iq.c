@@ -44,11 +44,6 @@ void kl_avx512vbmi_gemm_iq2_xs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512vbmi_gemm_iq2_s(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_quant_act_q8_k(const float *x, void *dst, int64_t n); /* x86/avx2_quant.c */
 
-/* Code planes: [0] the low, [1] the high half of each entry's code. */
-static _Alignas(64) uint8_t p2xxs[2][256], p2xs[2][512];
-static _Alignas(64) uint8_t p2s[2][1024];
-/* Magnitude of a code field (the byte's low 2 bits; the bits above are ignored). */
-static _Alignas(64) uint8_t v2xxs[64], v2xs[64], v2s[64];
 /* vpmultishiftqb offsets of IQ2_XXS's sign fields (per qword: the uint32 in bytes 4-7, its 4
  * fields to bytes 0-3). */
 static _Alignas(64) uint8_t ms2xxs[64];
@@ -103,11 +98,15 @@ bool kl_avx512vbmi_grid_codes(const uint8_t *grid, int n, int e, uint8_t *lo, ui
     return true;
 }
 
-/* Splits codes of 2 bits per element by element parity (eo[0], eo[1]) and makes the
- * magnitude tables of the fields at bits 0, 2 and 4 (pv) from vals. */
-static void make_eo(const uint8_t *lo, const uint8_t *hi, int n, const uint8_t vals[64],
-                    uint8_t *ev_codes, uint8_t *od_codes, uint8_t pv[3][64])
+/* The parity codes of an IQ2 grid of n entries (at most 1024): its codes of 2 bits per element
+ * (kl_avx512vbmi_grid_codes, whose halves are needed only here) split by element parity
+ * (ev_codes, od_codes), and the magnitude tables of the fields at bits 0, 2 and 4 (pv). False
+ * if the grid has more than 4 values. */
+static bool make_eo(const uint64_t *grid, int n, uint8_t *ev_codes, uint8_t *od_codes,
+                    uint8_t pv[3][64])
 {
+    uint8_t lo[1024], hi[1024], vals[64];
+    if (!kl_avx512vbmi_grid_codes((const uint8_t *)grid, n, 8, lo, hi, vals)) return false;
     for (int i = 0; i < n; i++) {
         unsigned code = lo[i] | (unsigned)hi[i] << 8, ev = 0, od = 0;
         for (int m = 0; m < 4; m++) {
@@ -119,18 +118,15 @@ static void make_eo(const uint8_t *lo, const uint8_t *hi, int n, const uint8_t v
     for (int t = 0; t < 3; t++)
         for (int x = 0; x < 64; x++)
             pv[t][x] = vals[x >> 2 * t & 3];
+    return true;
 }
 
 static bool iq_vbmi_init(void)
 {
-    if (!kl_avx512vbmi_grid_codes((const uint8_t *)kl_iq2xxs_grid, 256, 8, p2xxs[0], p2xxs[1],
-                                  v2xxs) ||
-        !kl_avx512vbmi_grid_codes((const uint8_t *)kl_iq2xs_grid, 512, 8, p2xs[0], p2xs[1], v2xs) ||
-        !kl_avx512vbmi_grid_codes((const uint8_t *)kl_iq2s_grid, 1024, 8, p2s[0], p2s[1], v2s))
+    if (!make_eo(kl_iq2xxs_grid, 256, eo2xxs[0], eo2xxs[1], pv2xxs) ||
+        !make_eo(kl_iq2xs_grid, 512, eo2xs[0], eo2xs[1], pv2xs) ||
+        !make_eo(kl_iq2s_grid, 1024, eo2s[0], eo2s[1], pv2s))
         return false;
-    make_eo(p2xxs[0], p2xxs[1], 256, v2xxs, eo2xxs[0], eo2xxs[1], pv2xxs);
-    make_eo(p2xs[0], p2xs[1], 512, v2xs, eo2xs[0], eo2xs[1], pv2xs);
-    make_eo(p2s[0], p2s[1], 1024, v2s, eo2s[0], eo2s[1], pv2s);
     for (int b = 0; b < 64; b++) {
         cidx[b] = (uint8_t)(8 * (b % 32 / 4) + b % 4), cidx2[b] = (uint8_t)(2 * (b % 32));
         for (int k = 0; k < 4; k++) {
