@@ -14,6 +14,11 @@ static inline __m256i tq16_acc(__m256i s, __m256i q, __m256i a)
     __asm__("" : "+x"(s)); /* keeps GCC from regrouping a block's adds (stack spills) */
     return s;
 }
+static inline __m256i tq16_init(__m256i bsum) /* the sums start at 0, bsum comes off at the end */
+{
+    (void)bsum;
+    return _mm256_setzero_si256();
+}
 static inline __m256i tq16_join(__m256i s, __m256i t) /* not called: SPLIT is 0 */
 {
     return _mm256_add_epi16(s, t);

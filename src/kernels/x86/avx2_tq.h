@@ -45,8 +45,9 @@ static inline __attribute__((always_inline)) void tq2_0_chunks(const kl_block_tq
  * keeps the offset (3 * 128 = 128 mod 256), so one xor at the load serves every position. */
 static inline __m256i top_trit_s(__m256i v)
 {
-    __m256i m = _mm256_add_epi8(_mm256_cmpgt_epi8(v, _mm256_set1_epi8(-43)),
-                                _mm256_cmpgt_epi8(v, _mm256_set1_epi8(42)));
+    __m256i lo = _mm256_set1_epi8(-43), hi = _mm256_set1_epi8(42);
+    __asm__("" : "+x"(lo), "+x"(hi)); /* else GCC makes v > -43 a vpminsb and a vpcmpeqb */
+    __m256i m = _mm256_add_epi8(_mm256_cmpgt_epi8(v, lo), _mm256_cmpgt_epi8(v, hi));
     return _mm256_abs_epi8(m);
 }
 /* Chunk c's bytes times 3^n: c 0-4: qs[0..31] times 3^c; 5, 6: qs[32..47] times 1 | 3 and
@@ -72,9 +73,10 @@ static inline __attribute__((always_inline)) void tq1_0_chunks(const kl_block_tq
 }
 
 /* The tile, one weight row by up to TQ_BT activation rows: each chunk of 32 weights is decoded
- * once for the tile (TQ2_0: a 32-byte load gives four, its 2-bit fields). DOT_acc(s, q, a) adds
- * the chunk's products with an activation row's 32 bytes into a block's sums s, and
- * DOT_i32(s, bsum) turns them, less the block's activation sums (the bias), into int32 lanes:
+ * once for the tile (TQ2_0: a 32-byte load gives four, its 2-bit fields). A block's sums s start at
+ * DOT_init(bsum), DOT_acc(s, q, a) adds the chunk's products with an activation row's 32 bytes
+ * into them, and DOT_i32(s, bsum) turns them, less the block's activation sums (the bias, taken
+ * off at the start or there), into int32 lanes:
  * the lanes then go to float once per block, times d * d_a. Tiles of up to SPLIT rows add the odd
  * chunks into a second sum t, and DOT_join(s, t) adds the two: two chains where an accumulate's
  * latency would bound a short tile, the same integers (so the same bits either way). Every (weight
@@ -94,8 +96,12 @@ static inline __attribute__((always_inline)) void tq1_0_chunks(const kl_block_tq
         _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) acc[k] = _mm256_setzero_ps();         \
         for (int64_t j = 0; j < nblk; j++) {                                                       \
             __m256i s[TQ_BT], t[TQ_BT];                                                            \
-            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++) s[k] = t[k] =                     \
-                _mm256_setzero_si256();                                                            \
+            _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                   \
+            {                                                                                      \
+                t[k] = _mm256_setzero_si256();                                                     \
+                s[k] = DOT##_init(_mm256_loadu_si256(                                              \
+                    (const __m256i *)(kl_act_q8_k_bsums(a0 + (size_t)k * as, n) + 16 * j)));       \
+            }                                                                                      \
             const int8_t *aj = (const int8_t *)a0 + j * KL_QKK;                                    \
             __m256i q[8];                                                                          \
             PFX##_chunks(&w[j], q);                                                                \
@@ -111,14 +117,14 @@ static inline __attribute__((always_inline)) void tq1_0_chunks(const kl_block_tq
                         s[k] = DOT##_acc(s[k], q[c], a);                                           \
                 }                                                                                  \
             }                                                                                      \
-            float d = _cvtsh_ss(w[j].d);                                                           \
+            __m256 d = _mm256_set1_ps(_cvtsh_ss(w[j].d));                                          \
             _Pragma("GCC unroll 4") for (int k = 0; k < nb; k++)                                   \
             {                                                                                      \
                 const uint8_t *ak = a0 + (size_t)k * as;                                           \
                 __m256i bsum =                                                                     \
                     _mm256_loadu_si256((const __m256i *)(kl_act_q8_k_bsums(ak, n) + 16 * j));      \
                 __m256i i32 = DOT##_i32(nb <= (SPLIT) ? DOT##_join(s[k], t[k]) : s[k], bsum);      \
-                __m256 dd = _mm256_set1_ps(d * kl_act_q8_k_d(ak, n)[j]);                           \
+                __m256 dd = _mm256_mul_ps(d, _mm256_set1_ps(kl_act_q8_k_d(ak, n)[j]));             \
                 acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), dd, acc[k]);                     \
             }                                                                                      \
         }                                                                                          \

@@ -1,10 +1,9 @@
 /* kernels/x86/avx512_tq.c: TQ1_0 and TQ2_0 for the AVX-512 table: the 256-bit tile of
  * x86/avx2_tq.h with AVX-512 VNNI's vpdpbusd, a chunk's products added into int32 lanes in one
- * instruction (AVX2 needs vpmaddubsw and an add). The block's activation sums come off in int32
- * (vpmaddwd of the 16 sums by 1); TQ1_0 at one to three activation rows skips the trits
- * (tq1_0x_tile).
- * Exact integers throughout; the lanes are not AVX2's, so the float sums may differ from the
- * AVX2 table's in the last bits, as other types' do. */
+ * instruction (AVX2 needs vpmaddubsw and an add). A block's int32 sums start from minus its
+ * activation sums (vpmaddwd of the 16 sums by -1); TQ1_0 at one to three activation rows skips the
+ * trits (tq1_0x_tile). Exact integers throughout; the lanes are not AVX2's, so the float sums may
+ * differ from the AVX2 table's in the last bits, as other types' do. */
 #include "kernels/x86/avx2_q8k_rows.h"
 #include "kernels/x86/avx2_tq.h"
 
@@ -17,13 +16,19 @@ static inline __m256i tq32_acc(__m256i s, __m256i q, __m256i a)
     __asm__("" : "+v"(s)); /* keeps the accumulation in order, as in avx2_tq.c */
     return s;
 }
+/* The block's sums start from minus the activations' (vpmaddwd by -1), one vpsubd fewer a row. */
+static inline __m256i tq32_init(__m256i bsum)
+{
+    return _mm256_madd_epi16(bsum, _mm256_set1_epi16(-1));
+}
 static inline __m256i tq32_join(__m256i s, __m256i t)
 {
     return _mm256_add_epi32(s, t);
 }
 static inline __m256i tq32_i32(__m256i s, __m256i bsum)
 {
-    return _mm256_sub_epi32(s, _mm256_madd_epi16(bsum, _mm256_set1_epi16(1)));
+    (void)bsum;
+    return s;
 }
 
 TQ_TILE(tq2_0, kl_block_tq2_0, tq32, 2)
@@ -47,7 +52,7 @@ static inline __attribute__((always_inline)) void tq1_0_bytes(const kl_block_tq1
         y3[c] = x;
     }
     __m256i z = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w->qs + 32)));
-    y[5] = _mm256_blend_epi32(z, times3(z), 0xF0); /* times 1 | 3 */
+    y[5] = _mm256_mask_add_epi8(z, 0xFFFF0000u, z, _mm256_add_epi8(z, z)); /* times 1 | 3 */
     y3[5] = times3(y[5]);
     y[6] = times3(y3[5]);
     y3[6] = times3(y[6]); /* times 27 | 81 */
@@ -60,70 +65,88 @@ static inline __attribute__((always_inline)) void tq1_0_bytes(const kl_block_tq1
     y3[7] = times3(y[7]);
 }
 
-/* Block j's int32 lanes at each of nb activation rows (their bytes a, sums bs): (3 s - s3) >> 8
- * less the activations' sums, which s3 starts from (times 256), the block's bytes made once for
- * the rows. s and s3 in two chains each (even and odd chunks): a chain of 8 vpdpbusd bounded the
- * block by its latency at one row (the same integers either way). */
-static inline __attribute__((always_inline)) void tq1_0x_block(const kl_block_tq1_0 *w, int64_t j,
-                                                               const int8_t *const a[],
-                                                               const int16_t *const bs[], int nb,
-                                                               __m256i out[])
+/* Block j's dots at each of nb activation rows (bytes a, sums bs), from its bytes y, y3: s (y)
+ * and s3 (y3) in two chains each (even and odd chunks; one chain each was 0.93x at one row), s3
+ * in one at three rows (1.03x there: the rows' chains are enough), starting from the
+ * activations' sums times 256. */
+static inline __attribute__((always_inline)) void
+tq1_0x_dots(const __m256i y[8], const __m256i y3[8], const int8_t *const a[],
+            const int16_t *const bs[], int nb, int64_t j, __m256i o[][4])
 {
-    __m256i y[8], y3[8], s[TQ_BT][2], s3[TQ_BT][2];
+    __m256i s[TQ_BT][2], s3[TQ_BT][2];
     _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++)
     {
         s[k][0] = s[k][1] = s3[k][1] = _mm256_setzero_si256();
         s3[k][0] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)),
                                      _mm256_set1_epi16(256));
     }
-    tq1_0_bytes(&w[j], y, y3);
     _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)
         _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++)
     {
         __m256i ac = _mm256_loadu_si256((const __m256i *)(a[k] + j * KL_QKK + 32 * c));
         s[k][c & 1] = tq32_acc(s[k][c & 1], y[c], ac);
-        s3[k][c & 1] = tq32_acc(s3[k][c & 1], y3[c], ac);
+        s3[k][nb < 3 ? c & 1 : 0] = tq32_acc(s3[k][nb < 3 ? c & 1 : 0], y3[c], ac);
     }
     _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++)
     {
-        __m256i s1 = _mm256_add_epi32(s[k][0], s[k][1]);
-        out[k] = _mm256_srai_epi32(_mm256_sub_epi32(_mm256_add_epi32(s1, _mm256_add_epi32(s1, s1)),
-                                                    _mm256_add_epi32(s3[k][0], s3[k][1])),
-                                   8);
+        o[k][0] = s[k][0], o[k][1] = s[k][1], o[k][2] = s3[k][0], o[k][3] = s3[k][1];
     }
 }
 
-/* One weight row by nb (1-3) activation rows, two blocks a step (the blocks' work interleaves
- * where a block alone left the out-of-order window idle); the float sums in block order. */
+/* A block's int32 lanes from its dots: (3 s - s3) >> 8, the activations' sums already off. */
+static inline __m256i tq1_0x_lanes(const __m256i o[4])
+{
+    __m256i s = _mm256_add_epi32(o[0], o[1]);
+    return _mm256_srai_epi32(
+        _mm256_sub_epi32(_mm256_add_epi32(s, _mm256_add_epi32(s, s)), _mm256_add_epi32(o[2], o[3])),
+        8);
+}
+
+/* Block j's lanes is times d and the rows' scales into acc: d broadcast as fp16 and converted
+ * in the vector, then one vmulps a row (vpinsrw, vcvtph2ps, vmulss and vbroadcastss before). */
+static inline __attribute__((always_inline)) void tq1_0x_end(int nb, __m256 *acc, const __m256i *is,
+                                                             const kl_block_tq1_0 *w,
+                                                             const float *const *ad, int64_t j)
+{
+    __m256 d = _mm256_cvtph_ps(_mm_set1_epi16((short)w->d));
+    _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++) acc[k] = _mm256_fmadd_ps(
+        _mm256_cvtepi32_ps(is[k]), _mm256_mul_ps(d, _mm256_set1_ps(ad[k][j])), acc[k]);
+}
+
+/* One weight row by nb (1-3) activation rows, a block a step, its lanes made and scaled in the
+ * next step after that block's dots are issued: the dots' chains then find the previous block's
+ * tail to overlap in the out-of-order window (1.07x at one row over two blocks a step with the
+ * tail at the end). The float sums in block order. */
 static inline __attribute__((always_inline)) void tq1_0x_tile(const kl_gemm *g, int64_t r, int b,
                                                               int nb)
 {
-    int64_t n = g->cols, nblk = n / KL_QKK, j = 0;
+    int64_t n = g->cols, nblk = n / KL_QKK;
     const kl_block_tq1_0 *w = (const kl_block_tq1_0 *)(g->W + (size_t)r * g->w_stride);
     const int8_t *a[TQ_BT];
     const int16_t *bs[TQ_BT];
     const float *ad[TQ_BT];
     __m256 acc[TQ_BT];
-    __m256i i0[TQ_BT], i1[TQ_BT];
+    __m256i y[8], y3[8], o[TQ_BT][4], is[TQ_BT];
     q8k_rows(g, b, nb, a, ad, bs, acc);
-    for (; j + 1 < nblk; j += 2) {
-        tq1_0x_block(w, j, a, bs, nb, i0);
-        tq1_0x_block(w, j + 1, a, bs, nb, i1);
-        q8k_block_end(nb, acc, i0, _cvtsh_ss(w[j].d), ad, j);
-        q8k_block_end(nb, acc, i1, _cvtsh_ss(w[j + 1].d), ad, j + 1);
+    tq1_0_bytes(&w[0], y, y3);
+    tq1_0x_dots(y, y3, a, bs, nb, 0, o);
+    for (int64_t j = 1; j < nblk; j++) {
+        tq1_0_bytes(&w[j], y, y3);
+        _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++) is[k] = tq1_0x_lanes(o[k]);
+        tq1_0x_dots(y, y3, a, bs, nb, j, o);
+        tq1_0x_end(nb, acc, is, &w[j - 1], ad, j - 1);
     }
-    if (j < nblk) {
-        tq1_0x_block(w, j, a, bs, nb, i0);
-        q8k_block_end(nb, acc, i0, _cvtsh_ss(w[j].d), ad, j);
-    }
+    _Pragma("GCC unroll 3") for (int k = 0; k < nb; k++) is[k] = tq1_0x_lanes(o[k]);
+    tq1_0x_end(nb, acc, is, &w[nblk - 1], ad, nblk - 1);
     q8k_store(g, r, b, nb, acc);
 }
 
 /* One to three activation rows: the trit-free tile (one row 1.5x the TQ tile, 2048 x 2048
  * streamed, one thread; two rows 1.28x, three 1.07x in cache); four: the decoded trits, once for
- * the rows (the trit-free tile does twice the vpdpbusd). Two and three rows also step two blocks
- * with split chains (one block a step: 0.94-0.95x; one chain per sum: two rows 0.96x). The same
- * int32 lanes either way: batch invariant. */
+ * the rows (the trit-free tile does twice the vpdpbusd). The trit-free tile steps one block at a
+ * time with the previous block's tail after the dots (two blocks a step, the tails at the end:
+ * 0.97x at one row, 0.93x at three; issuing the next block's bytes before the dots spilled,
+ * 0.82x). The same int32 lanes either way: batch invariant. */
 TQ_TILE(tq1_0, kl_block_tq1_0, tq32, 2)
 static inline __attribute__((always_inline)) void tq1_0m_tile(const kl_gemm *g, int64_t r, int b,
                                                               int nb)
