@@ -121,6 +121,7 @@ static void build(void)
     if (has_avx512vbmi) {
         kl_avx512vbmi_types_iq(&isa_avx512vbmi);
         kl_avx512vbmi_types_iq3(&isa_avx512vbmi);
+        kl_avx512vbmi_types_iq1(&isa_avx512vbmi);
     }
     isa_default = has_avx512vbmi ? &isa_avx512vbmi
                   : has_avx512   ? &isa_avx512

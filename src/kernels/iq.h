@@ -204,9 +204,11 @@ void kl_ref_types_iq(kl_isa *isa);  /* the grid types through kl_iq_dec (ref_iq.
 /* The SIMD tables' rows of the IQ and TQ types (x86/avx2_iq_types.c, avx512_iq_types.c). */
 void kl_avx2_types_iq(kl_isa *isa);
 void kl_avx512_types_iq(kl_isa *isa);
-/* over avx512's rows: x86/avx512vbmi_iq.c (IQ2), x86/avx512vbmi_iq3.c (IQ3) */
+/* over avx512's rows: x86/avx512vbmi_iq.c (IQ2), x86/avx512vbmi_iq3.c (IQ3),
+ * x86/avx512vbmi_iq1.c (IQ1) */
 void kl_avx512vbmi_types_iq(kl_isa *isa);
 void kl_avx512vbmi_types_iq3(kl_isa *isa);
+void kl_avx512vbmi_types_iq1(kl_isa *isa);
 
 /* Scalar reference row conversions and matmuls (ref_iq4.c, ...). */
 void kl_ref_quant_iq4_nl(const float *x, void *dst, int64_t n);

@@ -123,19 +123,24 @@ iq_block_end(int nb, __m512 *acc, const __m512i *is, float d, const float *const
 #define IQ_PLANE_ACC(is, q, a, sc) ((void)(sc), _mm512_dpbusd_epi32(is, q, a))
 #define IQ_PLANE_FIN(is, st)       _mm512_mullo_epi32(is, (st).sc)
 
+/* A tile's locals (inside PFX_tile(g, r, b, nb)): the row's nblk blocks w and the activation
+ * rows' quants aq, scales ad, bsums bs and float accumulators acc. */
+#define IQ_TILE_ROWS(BLOCK)                                                                        \
+    int64_t nblk = g->cols / KL_QKK;                                                               \
+    const BLOCK *w = (const BLOCK *)(g->W + (size_t)r * g->w_stride);                              \
+    const int8_t *aq[IQ_BT];                                                                       \
+    const float *ad[IQ_BT];                                                                        \
+    const int16_t *bs[IQ_BT];                                                                      \
+    __m512 acc[IQ_BT];                                                                             \
+    iq_rows(g, b, nb, aq, ad, bs, acc)
+
 /* The tile: per block and row, the 4 chunks' (or planes') ACC(is, q, a, sc) into an int32
  * accumulator, then FIN(is, st), the block's float step and, at the end, the row's sum. */
 #define IQ_TILE_DOT(PFX, BLOCK, BIAS, ACC, FIN)                                                    \
     static inline                                                                                  \
         __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
     {                                                                                              \
-        int64_t nblk = g->cols / KL_QKK;                                                           \
-        const BLOCK *w = (const BLOCK *)(g->W + (size_t)r * g->w_stride);                          \
-        const int8_t *aq[IQ_BT];                                                                   \
-        const float *ad[IQ_BT];                                                                    \
-        const int16_t *bs[IQ_BT];                                                                  \
-        __m512 acc[IQ_BT];                                                                         \
-        iq_rows(g, b, nb, aq, ad, bs, acc);                                                        \
+        IQ_TILE_ROWS(BLOCK);                                                                       \
         for (int64_t j = 0; j < nblk; j++) {                                                       \
             PFX##_st st;                                                                           \
             _mm_prefetch((const char *)&w[j] + IQ_PF, _MM_HINT_T0);                                \

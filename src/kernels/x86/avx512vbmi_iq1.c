@@ -1,0 +1,229 @@
+/* kernels/x86/avx512vbmi_iq1.c: IQ1_S and IQ1_M against Q8_K activations for AVX-512 CPUs
+ * with VBMI (Ice Lake and later, Zen 4 and later), 64 elements a register; x86/avx512_iq1.c
+ * (the 256-bit decoders of x86/avx2_iq1.h) serves AVX-512 CPUs without VBMI.
+ *
+ * Scaled unsigned weights. A grid entry's bytes are -1, 0, 1 (0xFF, 0, 1), so one byte lookup
+ * makes them vpdpbusd's unsigned operand with the scale (and IQ1_M's shift) folded in, and the
+ * rest of each element's value comes out through the activations' sums of 16 (Q8_K's bsums),
+ * one vpdpwssd a block and activation row:
+ *   IQ1_S: sc (8 g + shift) = 8 sc (g + 1) + sc (shift - 8): vpshufb of the raw grid bytes over
+ *          a 128-bit lane table holding 8 sc, 16 sc (the lane's 16 elements share a 32-element
+ *          scale; 0xFF, bit 7 set, reads 0); the second term times the chunk's bsums.
+ *   IQ1_M: sc (8 g + shift) = 2 sc (8 g + shift + 9) / 2 - 9 sc, the halves 0..9 times sc at
+ *          most 135: vpermb of (g & 3) | shift << 2 | s << 3 over a 64-byte table of every
+ *          (s, shift, g); the block's sum is doubled, then -9 sc times the bsums added.
+ * The int32 lanes hold the block's exact integer sum (|lane| < 2^21), converted to float and
+ * added as in x86/avx512_iq.h's tiles (iq_block_end); the lanes differ from the 256-bit
+ * kernels', so the float sums may differ from theirs in the last bits.
+ *
+ * Grid indices. A block's 32 11-bit indices are made in a vector (the qs bytes widened to
+ * words, the qh bits moved to bits 8-10 of each word by one vpmultishiftqb) and stored a block
+ * ahead: read back at once, the loads would wait for the store (x86/avx2_iq1.h). The entries
+ * are plain 64-bit loads and inserts: with vpgatherqq of 8 entries (indices widened by
+ * vpmovzxwq) this kernel took 17.2 ns a block at B=1 in cache against 9.4 (Zen 4; a
+ * microbenchmark gave vpgatherdd of 16 2-bit codes no better a entry). Indices stored as dwords
+ * (one load each, no shifts) were slower too: 10.4 ns. */
+#include "kernels/x86/avx512vbmi_iq.h"
+
+void kl_avx512vbmi_types_iq1(kl_isa *isa);
+void kl_avx512vbmi_gemm_iq1_s(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512vbmi_gemm_iq1_m(const kl_gemm *g, int64_t r0, int64_t r1);
+
+/* IQ1_S by v = qh >> 12 (the scale s in bits 0-2, the shift's sign in bit 3): [0] 8 sc in the
+ * low byte, 16 sc in the high one (sc = 2 s + 1), [1] sc (shift - 8). */
+static _Alignas(64) uint16_t s_tab[2][16];
+/* IQ1_M: [s << 3 | (shift < 0) << 2 | g & 3] = sc (8 g + shift + 9) / 2 */
+static _Alignas(64) uint8_t m_val[64];
+/* IQ1_M: -9 sc by s (entries 8-15 repeat 0-7: the index's bit 3 is another field's) */
+static _Alignas(64) int16_t m_corr[16];
+/* IQ1_M: vpmultishiftqb offsets that bring, for each byte of E (see iq1_m_begin), its entry's
+ * shift sign to bit 2 (of the qh qword) and its scale to bits 3-5 (of the scales qword);
+ * the scales' offsets of the bsums' 16 groups (to bits 0-2 of each word); spread[p]: byte i
+ * of plane p takes E's byte of entry 8 p + i / 8. */
+static _Alignas(64) uint8_t m_ms_sh[64], m_ms_sc[64], m_ms_grp[64], m_spread[4][64];
+
+/* The E byte of entry e (0..31): qwords 0-3 of E hold entries 0-7, 16-23, 8-15, 24-31, so that
+ * qword k reads its qh bytes from qword k % 2 of the broadcast qh (16 bytes). */
+static int m_pos(int e)
+{
+    static const int qw[4] = {0, 2, 1, 3};
+    return 8 * qw[e / 8] + e % 8;
+}
+
+static void iq1_vbmi_init(void)
+{
+    for (int v = 0; v < 16; v++) {
+        int sc = 2 * (v & 7) + 1;
+        s_tab[0][v] = (uint16_t)(8 * sc | 16 * sc << 8);
+        s_tab[1][v] = (uint16_t)(sc * ((v & 8) ? -9 : -7));
+        m_corr[v] = (int16_t)(-9 * sc);
+    }
+    for (int b = 0; b < 64; b++) {
+        int k = b & 3, gv = k == 1 ? 1 : k == 3 ? -1 : 0, sh = (b & 4) ? -1 : 1;
+        m_val[b] = (uint8_t)((2 * (b >> 3) + 1) * (8 * gv + sh + 9) / 2);
+    }
+    for (int e = 0; e < 32; e++) {
+        int p = m_pos(e), t = e / 2;
+        /* qh byte e / 2, nibble e % 2, bit 3: bit 8 (e / 2 % 8) + 4 (e % 2) + 3 of its qword */
+        m_ms_sh[p] = (uint8_t)((8 * (t % 8) + 4 * (e % 2) + 3 - 2) & 63);
+        m_ms_sc[p] = (uint8_t)((16 * (t / 4) + 3 * (t % 4) - 3) & 63);
+    }
+    for (int b = 0; b < 64; b++) {
+        int t = b / 2 % 16; /* word b / 2 of 32: group t */
+        m_ms_grp[b] = (uint8_t)(16 * (t / 4) + 3 * (t % 4));
+        for (int p = 0; p < 4; p++)
+            m_spread[p][b] = (uint8_t)m_pos(8 * p + b / 8);
+    }
+}
+
+/* The grid entries of 8 indices (two qwords of 4 words). */
+static inline __m512i iq1_grid8(const uint16_t *ix)
+{
+    uint64_t a, b;
+    memcpy(&a, ix, 8), memcpy(&b, ix + 4, 8);
+    const uint64_t *G = kl_iq1s_grid;
+    __m128i e0 = _mm_insert_epi64(_mm_cvtsi64_si128((long long)G[a & 0xFFFF]),
+                                  (long long)G[a >> 16 & 0xFFFF], 1);
+    __m128i e1 = _mm_insert_epi64(_mm_cvtsi64_si128((long long)G[a >> 32 & 0xFFFF]),
+                                  (long long)G[a >> 48], 1);
+    __m128i e2 = _mm_insert_epi64(_mm_cvtsi64_si128((long long)G[b & 0xFFFF]),
+                                  (long long)G[b >> 16 & 0xFFFF], 1);
+    __m128i e3 = _mm_insert_epi64(_mm_cvtsi64_si128((long long)G[b >> 32 & 0xFFFF]),
+                                  (long long)G[b >> 48], 1);
+    __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(e0), e1, 1);
+    __m256i hi = _mm256_inserti128_si256(_mm256_castsi128_si256(e2), e3, 1);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+/* A block's 32 indices into ix: word 4 c + l is qs[4 c + l] | bits 8-10 from the 16-bit word
+ * c of qh (qwords of the widened qh), at bit ms (l) of it (ms: the offsets of bytes 2 l + 1). */
+static inline void iq1_indices(const uint8_t *qs, const void *qh, long long ms, uint16_t *ix)
+{
+    __m512i lo = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)qs));
+    __m512i hq = _mm512_cvtepu16_epi64(_mm_loadu_si128((const __m128i *)qh));
+    __m512i hi = _mm512_multishift_epi64_epi8(_mm512_set1_epi64(ms), hq);
+    /* lo | (hi & 0x700): lo's high bytes are 0 */
+    _mm512_store_si512(ix, _mm512_ternarylogic_epi32(lo, hi, _mm512_set1_epi16(0x700), 0xF8));
+}
+
+typedef struct {
+    float d;
+    __m256i corr; /* (16) int16: the factor of each bsum */
+    __m512i tab;  /* IQ1_S: 8 sc, 16 sc by chunk (words 0-7); IQ1_M: the E bytes */
+} iq1v_st;
+
+static inline void iq1_s_indices(const kl_block_iq1_s *w, uint16_t *ix)
+{
+    /* bits 3 l of qh[c] to byte 2 l + 1 */
+    iq1_indices(w->qs, w->qh, 0x0900060003000000ll, ix);
+}
+static inline void iq1_s_begin(const kl_block_iq1_s *w, iq1v_st *st)
+{
+    __m256i v = _mm256_castsi128_si256(
+        _mm_srli_epi16(_mm_loadu_si128((const __m128i *)w->qh), 12)); /* (8) s | sign << 3 */
+    st->tab = _mm512_castsi256_si512(
+        _mm256_permutexvar_epi16(v, _mm256_load_si256((const __m256i *)s_tab[0])));
+    /* bsums 2 c, 2 c + 1 take chunk c's */
+    __m256i dup = _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    st->corr = _mm256_permutexvar_epi16(_mm256_permutexvar_epi16(dup, v),
+                                        _mm256_load_si256((const __m256i *)s_tab[1]));
+    st->d = 0.125f * _cvtsh_ss(w->d);
+}
+/* Plane p's weights (elements 64 p..64 p + 63): lane L (16 elements) is chunk 2 p + L / 2's,
+ * its table in bytes 0, 1. */
+static inline __m512i iq1_s_weights(const iq1v_st *st, int p, __m512i grid)
+{
+    /* bytes 0, 1 of lane L: word 2 p + L / 2 of tab */
+    const __m512i lane2 = _mm512_set_epi64(
+        0x0302030203020302ll, 0x0302030203020302ll, 0x0302030203020302ll, 0x0302030203020302ll,
+        0x0100010001000100ll, 0x0100010001000100ll, 0x0100010001000100ll, 0x0100010001000100ll);
+    __m512i t =
+        _mm512_permutexvar_epi8(_mm512_add_epi8(lane2, _mm512_set1_epi8((char)(4 * p))), st->tab);
+    return _mm512_shuffle_epi8(t, grid);
+}
+static inline __m512i iq1_s_fin(__m512i is, __m256i bs, __m256i corr)
+{
+    return _mm512_dpwssd_epi32(is, _mm512_zextsi256_si512(bs), _mm512_zextsi256_si512(corr));
+}
+
+static inline void iq1_m_indices(const kl_block_iq1_m *w, uint16_t *ix)
+{
+    /* the nibble at 4 l of qh word c to byte 2 l + 1 */
+    iq1_indices(w->qs, w->qh, 0x0C00080004000000ll, ix);
+}
+static inline void iq1_m_begin(const kl_block_iq1_m *w, iq1v_st *st)
+{
+    uint64_t sw;
+    memcpy(&sw, w->scales, 8);
+    __m512i sc = _mm512_set1_epi64((long long)sw);
+    __m512i sh = _mm512_broadcast_i64x2(_mm_loadu_si128((const __m128i *)w->qh));
+    /* E: bit 2 the shift's sign, bits 3-5 the scale (other bits: other fields) */
+    st->tab = _mm512_ternarylogic_epi32(_mm512_multishift_epi64_epi8(ld(m_ms_sh), sh),
+                                        _mm512_multishift_epi64_epi8(ld(m_ms_sc), sc),
+                                        _mm512_set1_epi8(4), 0xE4);
+    st->corr = _mm256_permutexvar_epi16(
+        _mm512_castsi512_si256(_mm512_multishift_epi64_epi8(ld(m_ms_grp), sc)),
+        _mm256_load_si256((const __m256i *)m_corr));
+    st->d = 0.125f * _cvtsh_ss(kl_iq1_m_d(w));
+}
+static inline __m512i iq1_m_weights(const iq1v_st *st, int p, __m512i grid)
+{
+    __m512i e = _mm512_permutexvar_epi8(ld(m_spread[p]), st->tab);
+    /* (g & 3) | e's bits 2-7 */
+    return _mm512_permutexvar_epi8(_mm512_ternarylogic_epi32(grid, e, _mm512_set1_epi8(3), 0xE4),
+                                   ld(m_val));
+}
+static inline __m512i iq1_m_fin(__m512i is, __m256i bs, __m256i corr)
+{
+    return iq1_s_fin(_mm512_add_epi32(is, is), bs, corr);
+}
+
+/* Blocks ahead whose indices are in memory: 3 (a ring of 4) measured ~10% faster at B=1 than
+ * 1, in cache (the loads of a block's indices wait less for their store). */
+#define IQ1V_AHEAD 3
+
+/* The tile: weight row r x activation rows [b, b + nb), nb <= IQ_BT; per block, plane p's
+ * (elements 64 p..64 p + 63) scaled weights vpdpbusd each row's activations, then FIN adds the
+ * bsums' term. A row's instructions are the same whatever nb (batch invariance). */
+#define IQ1V_TILE(PFX, BLOCK)                                                                      \
+    static inline                                                                                  \
+        __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
+    {                                                                                              \
+        IQ_TILE_ROWS(BLOCK);                                                                       \
+        _Alignas(64) uint16_t ix[IQ1V_AHEAD + 1][KL_QKK / 8];                                      \
+        for (int64_t j = 0; j < IQ1V_AHEAD && j < nblk; j++)                                       \
+            PFX##_indices(&w[j], ix[j]);                                                           \
+        for (int64_t j = 0; j < nblk; j++) {                                                       \
+            iq1v_st st;                                                                            \
+            _mm_prefetch((const char *)&w[j] + IQ_PF, _MM_HINT_T0);                                \
+            if (j + IQ1V_AHEAD < nblk)                                                             \
+                PFX##_indices(&w[j + IQ1V_AHEAD], ix[(j + IQ1V_AHEAD) & IQ1V_AHEAD]);              \
+            __asm__("" : "+m"(ix)); /* read back from memory */                                    \
+            PFX##_begin(&w[j], &st);                                                               \
+            __m512i is[IQ_BT];                                                                     \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = _mm512_setzero_si512();   \
+            _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++)                                    \
+            {                                                                                      \
+                __m512i u = PFX##_weights(&st, p, iq1_grid8(ix[j & IQ1V_AHEAD] + 8 * p));          \
+                _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = _mm512_dpbusd_epi32(  \
+                    is[k], u, _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * p));                    \
+            }                                                                                      \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =                           \
+                PFX##_fin(is[k], _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)), st.corr);  \
+            iq_block_end(nb, acc, is, st.d, ad, j);                                                \
+        }                                                                                          \
+        iq_store(g, r, b, nb, acc);                                                                \
+    }
+
+IQ1V_TILE(iq1_s, kl_block_iq1_s)
+IQ_GEMM(kl_avx512vbmi_gemm_iq1_s, iq1_s)
+IQ1V_TILE(iq1_m, kl_block_iq1_m)
+IQ_GEMM(kl_avx512vbmi_gemm_iq1_m, iq1_m)
+
+/* The rows of this file over the AVX-512 VBMI table (called once, from dispatch.c's build). */
+void kl_avx512vbmi_types_iq1(kl_isa *isa)
+{
+    iq1_vbmi_init();
+    isa->types[KL_IQ1_S].gemm = kl_avx512vbmi_gemm_iq1_s;
+    isa->types[KL_IQ1_M].gemm = kl_avx512vbmi_gemm_iq1_m;
+}
