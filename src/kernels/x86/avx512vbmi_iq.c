@@ -12,18 +12,26 @@
  * once: vpermt2b picks from 128 plane bytes by an index's low 7 bits, and blends by bits 7, 8
  * and 9 pick the window.
  *
- * Signs in registers. IQ2_XXS and IQ2_XS store 7 sign bits per 8 elements, the 8th making the
- * count even: vpmultishiftqb (or a shift) brings each 7-bit field to a byte and one
- * gf2p8affineqb keeps bits 0-6 and sets bit 7 to their parity (the row of kl_iq_ksigns).
- * IQ2_S stores the sign bytes as they stand.
+ * Signs in the weights. IQ2_XXS and IQ2_XS store 7 sign bits per 8 elements, the 8th making the
+ * count even: vpmultishiftqb (or a shift) brings each 7-bit field to a byte, and since the 8th
+ * sign is the XOR of the 7, a gf2p8affineqb (a bit matrix over GF(2)) moves any two signs of
+ * the byte, parity included, to bits 4 and 5. IQ2_S stores the sign bytes as they stand. The
+ * plane dot's index bytes (below) hold two 2-bit codes and their two signs, and one vpermb
+ * over a 64-byte table gives a plane's signed weights, + 64 (IQ2_BIAS) to make them unsigned
+ * bytes for vpdpbusd / vpmaddubsw: the tile takes 64 times the activations' sums (bsums, one
+ * vpmaddwd a row and block) back out, exactly. Against signs as a mask moved onto the
+ * activations (a vptestmb a plane, then a masked vpsubb a plane and activation row), one thread
+ * from cache, alternated: IQ2_XXS B=1 7.13 -> 6.52 ns a block, B=8 27.2 -> 22.9; IQ2_XS B=1
+ * 10.3 -> 9.54, B=8 34.1 -> 33.3; IQ2_S B=1 13.5 -> 12.6, B=8 38.5 -> 37.1 (IQ2_XS and IQ2_S
+ * at B=8 are bound by vpmaddubsw + vpdpwssd, two multiplies a plane and row).
  *
  * The plane dot (IQ2_XXS, IQ2_XS, IQ2_S). Its activations are in T8 order (kernels/impl.h,
  * KL_ACT_Q8_K_T8, permuted once per matmul after the Q8_K quantizer), where the 64 bytes at 64k
  * hold element 2k of each of a block's 32 entries, then element 2k + 1: no weight spread per
  * chunk. With the codes split by element parity (eo2xxs, eo2xs, eo2s: the fields of elements
  * 0, 2, 4, 6 in one byte, of 1, 3, 5, 7 in the other), one vector of a block's 32 even and 32
- * odd codes gives plane pair k's magnitudes with one vpermb over the table of the field at bits
- * 2k (and a shift for k = 3), and its signs with one vptestmb of the entries' sign bytes.
+ * odd codes y gives two vectors of index bytes: (y & 15) | the signs of plane pairs 0 and 1, and
+ * ((y >> 4) & 15) | those of pairs 2 and 3; each pair is then one vpermb.
  * IQ2_XXS (a scale per 32): vpdpbusd adds 4 entries of one sub-block per int32 lane and the
  * scale is one vpmulld per block and row; IQ2_XS and IQ2_S (a scale per 16): vpmaddubsw pairs
  * entries 2w, 2w + 1 of one 16-element group and vpdpwssd scales them. Against the chunk decoder
@@ -47,21 +55,29 @@ void kl_avx2_quant_act_q8_k(const float *x, void *dst, int64_t n); /* x86/avx2_q
 /* vpmultishiftqb offsets of IQ2_XXS's sign fields (per qword: the uint32 in bytes 4-7, its 4
  * fields to bytes 0-3). */
 static _Alignas(64) uint8_t ms2xxs[64];
+/* The plane dot's weights are w + IQ2_BIAS (|w| <= 43: unsigned bytes of at most 107; in
+ * vpmaddubsw pairs at most 2 * 107 * 128 < 2^15); the tile takes IQ2_BIAS times the
+ * activations' sums out through bsums. */
+#define IQ2_BIAS 64
 /* IQ2_S: byte b is qh[i / 4] (entry i = b % 32), bit2s its bit 8 of entry i (bit 9: the next
  * one up). */
 static _Alignas(64) uint8_t qh2s[64], bit2s[64];
 
 /* The plane dot (KL_ACT_Q8_K_T8 activations). Codes split by element parity: [0] the fields of
  * elements 0, 2, 4, 6 at bits 0, 2, 4, 6, [1] those of 1, 3, 5, 7, so that one vector of an
- * entry's even code in bytes 0-31 and its odd code in 32-63 gives planes 2k and 2k + 1 with the
- * same shift (2k). pv2xxs[t]: the magnitude of the field at bits 2t (t 0..2; a byte's bits 6-7
- * are out of vpermb's reach, plane pair 3 shifts them down first). */
-static _Alignas(64) uint8_t eo2xxs[2][256], pv2xxs[3][64], eo2xs[2][512], pv2xs[3][64];
-static _Alignas(64) uint8_t eo2s[2][1024], pv2s[3][64];
+ * entry's even code in bytes 0-31 and its odd code in 32-63 gives planes 2k and 2k + 1 by the
+ * same lookup. sw2xxs[t]: the biased signed weight (IQ2_BIAS + or - the magnitude) of an index
+ * byte holding two fields at bits 0-1 and 2-3 and their signs at bits 4 and 5: [0] of the first
+ * field, [1] of the second. */
+static _Alignas(64) uint8_t eo2xxs[2][256], sw2xxs[2][64], eo2xs[2][512], sw2xs[2][64];
+static _Alignas(64) uint8_t eo2s[2][1024], sw2s[2][64];
 /* cidx: byte b holds byte 8 (i / 4) + i % 4 of the block's 64 (entry i = b % 32's, in the qword
- * of its sub-block: IQ2_XXS), cidx2 byte 2i (the low byte of its uint16: IQ2_XS); psg[k]: bit 2k
- * in bytes 0-31, 2k + 1 in 32-63 (plane pair k's sign bit). */
-static _Alignas(64) uint8_t cidx[64], cidx2[64], psg[4][64];
+ * of its sub-block: IQ2_XXS), cidx2 byte 2i (the low byte of its uint16: IQ2_XS). */
+static _Alignas(64) uint8_t cidx[64], cidx2[64];
+/* gf2p8affineqb matrices from an entry's sign field (7 bits and a parity bit: IQ2_XXS and IQ2_XS;
+ * or a sign byte as it stands: IQ2_S) in bytes i and 32 + i to the sign bits of the index bytes:
+ * [t] bits 4 and 5 of elements 4t and 4t + 2 (qwords 0-3) and 4t + 1 and 4t + 3 (qwords 4-7). */
+static _Alignas(64) uint64_t sgm_par[2][8], sgm_byte[2][8];
 /* Byte b of vector k of a T4 / T8 block is byte [k][b] of its Q8_K qs. */
 static _Alignas(64) uint8_t perm_t4[4][64], perm_t8[4][64];
 
@@ -100,10 +116,10 @@ bool kl_avx512vbmi_grid_codes(const uint8_t *grid, int n, int e, uint8_t *lo, ui
 
 /* The parity codes of an IQ2 grid of n entries (at most 1024): its codes of 2 bits per element
  * (kl_avx512vbmi_grid_codes, whose halves are needed only here) split by element parity
- * (ev_codes, od_codes), and the magnitude tables of the fields at bits 0, 2 and 4 (pv). False
- * if the grid has more than 4 values. */
+ * (ev_codes, od_codes), and the biased signed weights of an index byte (sw). False if the grid
+ * has more than 4 values. */
 static bool make_eo(const uint64_t *grid, int n, uint8_t *ev_codes, uint8_t *od_codes,
-                    uint8_t pv[3][64])
+                    uint8_t sw[2][64])
 {
     uint8_t lo[1024], hi[1024], vals[64];
     if (!kl_avx512vbmi_grid_codes((const uint8_t *)grid, n, 8, lo, hi, vals)) return false;
@@ -115,22 +131,36 @@ static bool make_eo(const uint64_t *grid, int n, uint8_t *ev_codes, uint8_t *od_
         }
         ev_codes[i] = (uint8_t)ev, od_codes[i] = (uint8_t)od;
     }
-    for (int t = 0; t < 3; t++)
-        for (int x = 0; x < 64; x++)
-            pv[t][x] = vals[x >> 2 * t & 3];
+    for (int t = 0; t < 2; t++)
+        for (int x = 0; x < 64; x++) {
+            int v = vals[x >> 2 * t & 3];
+            sw[t][x] = (uint8_t)(IQ2_BIAS + (x >> (4 + t) & 1 ? -v : v));
+        }
     return true;
+}
+
+/* The row of gf2p8affineqb matrix bytes that puts sign j (bit j; j = 7: the parity of bits 0-6
+ * when par) at output bit o. */
+static uint64_t sign_row(int j, int o, bool par)
+{
+    return (uint64_t)(j == 7 && par ? 0x7F : 1u << j) << 8 * (7 - o);
 }
 
 static bool iq_vbmi_init(void)
 {
-    if (!make_eo(kl_iq2xxs_grid, 256, eo2xxs[0], eo2xxs[1], pv2xxs) ||
-        !make_eo(kl_iq2xs_grid, 512, eo2xs[0], eo2xs[1], pv2xs) ||
-        !make_eo(kl_iq2s_grid, 1024, eo2s[0], eo2s[1], pv2s))
+    if (!make_eo(kl_iq2xxs_grid, 256, eo2xxs[0], eo2xxs[1], sw2xxs) ||
+        !make_eo(kl_iq2xs_grid, 512, eo2xs[0], eo2xs[1], sw2xs) ||
+        !make_eo(kl_iq2s_grid, 1024, eo2s[0], eo2s[1], sw2s))
         return false;
+    for (int t = 0; t < 2; t++)
+        for (int q = 0; q < 8; q++) {
+            int j = 4 * t + q / 4; /* qwords 4-7: the odd elements */
+            sgm_par[t][q] = sign_row(j, 4, true) | sign_row(j + 2, 5, true);
+            sgm_byte[t][q] = sign_row(j, 4, false) | sign_row(j + 2, 5, false);
+        }
     for (int b = 0; b < 64; b++) {
         cidx[b] = (uint8_t)(8 * (b % 32 / 4) + b % 4), cidx2[b] = (uint8_t)(2 * (b % 32));
         for (int k = 0; k < 4; k++) {
-            psg[k][b] = (uint8_t)(1 << (2 * k + b / 32));
             perm_t4[k][b] = (uint8_t)kl_act_t4_src(64 * k + b);
             perm_t8[k][b] = (uint8_t)kl_act_t8_src(64 * k + b);
         }
@@ -162,43 +192,44 @@ static inline __m512i lut1024(const uint8_t *t, __m512i idx, __mmask64 b7, __mma
     return _mm512_mask_blend_epi8(b9, lut512(t, idx, b7, b8), lut512(t + 512, idx, b7, b8));
 }
 
-/* 7-bit sign fields (in bits 0-6 of bytes) to sign bytes. */
-static inline __m512i ksigns(__m512i f)
-{
-    return _mm512_gf2p8affine_epi64_epi8(f, _mm512_set1_epi64(KL_KSIGNS_AFFINE), 0);
-}
-
-/* The plane dot's per-block state: y, the entries' even codes (bytes 0-31, entry i in byte i)
- * and odd codes (32-63); sg, their sign bytes (bit j: element j negative) in 0-31 and again in
- * 32-63; sc, the integer scale of each int32 lane of vpdpbusd (lanes l and l + 8: sub-block
- * l % 8); d, the float factor. */
+/* The plane dot's per-block state: v[t], the index bytes of plane pairs 2t and 2t + 1 (entry i
+ * in bytes i and 32 + i: the fields of elements 4t and 4t + 2 at bits 0-3 of byte i, of 4t + 1
+ * and 4t + 3 of byte 32 + i, their signs at bits 4 and 5); sc, the integer scale of each int32
+ * lane of vpdpbusd (IQ2_XXS: lanes l and l + 8, sub-block l % 8) or int16 pair sum (IQ2_XS,
+ * IQ2_S); s16, the scale of each 16 elements (IQ2_XXS: 1, its lanes take sc at the end), for
+ * the tile's bias term; d, the float factor. */
 typedef struct {
-    __m256i s16; /* 0: the tiles' bias term (none) */
+    __m256i s16;
     float d;
-    __m512i y, sg, sc;
+    __m512i v[2], sc;
 } plane_st;
 typedef plane_st iq2_xxs_st;
 typedef plane_st iq2_xs_st;
 typedef plane_st iq2_s_st;
 
-/* Magnitudes of plane pair k (planes 2k, 2k + 1) from the parity codes: no spread, one vpermb
- * (and a shift for k = 3). */
-static inline __m512i plane_mag(const plane_st *st, int k, const uint8_t pv[3][64])
+/* The index bytes from the codes y (even codes in bytes 0-31, odd ones in 32-63) and the
+ * entries' sign fields f (bytes i and 32 + i) by the matrices m (sgm_par or sgm_byte): codes
+ * and signs of each plane pair in the 6 bits that vpermb reads. */
+static inline __attribute__((always_inline)) void plane_index(plane_st *st, __m512i y, __m512i f,
+                                                              const uint64_t m[2][8])
 {
-    if (k < 3) return _mm512_permutexvar_epi8(st->y, ld(pv[k]));
-    return _mm512_permutexvar_epi8(_mm512_srli_epi16(st->y, 6), ld(pv[0]));
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    __m512i s0 = _mm512_gf2p8affine_epi64_epi8(f, _mm512_load_si512(m[0]), 0);
+    __m512i s1 = _mm512_gf2p8affine_epi64_epi8(f, _mm512_load_si512(m[1]), 0);
+    st->v[0] = _mm512_ternarylogic_epi32(y, low4, s0, 0xEA); /* (y & 15) | s0 */
+    st->v[1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(y, 4), low4, s1, 0xEA);
 }
 
-/* The tiles' hooks (x86/avx512_iq.h) of a plane decoder: plane pair k's magnitudes (by the
- * field tables PV) and sign mask (one vptestmb of the entries' sign bytes); the scales are
- * st.sc, per int32 lane (IQ_PLANE_TILE) or per int16 pair sum (IQ_TILE_SC). */
-#define PLANE_HOOKS(PFX, BLOCK, PV)                                                                \
+/* The tiles' hooks (x86/avx512_iq.h) of a plane decoder: plane pair k's biased signed weights
+ * (one vpermb by the tables SW), no sign mask; the scales are st.sc, per int32 lane
+ * (IQ_PLANE_TILE) or per int16 pair sum (IQ_TILE_SC). */
+#define PLANE_HOOKS(PFX, BLOCK, SW)                                                                \
     static inline __m512i PFX##_chunk_ms(const BLOCK *w, const plane_st *st, int k,                \
                                          __mmask64 *neg)                                           \
     {                                                                                              \
         (void)w;                                                                                   \
-        *neg = _mm512_test_epi8_mask(st->sg, ld(psg[k]));                                          \
-        return plane_mag(st, k, PV);                                                               \
+        *neg = 0;                                                                                  \
+        return _mm512_permutexvar_epi8(st->v[k / 2], ld(SW[k % 2]));                               \
     }                                                                                              \
     static inline __m512i PFX##_chunk_sc(const BLOCK *w, const plane_st *st, int k)                \
     {                                                                                              \
@@ -208,24 +239,27 @@ static inline __m512i plane_mag(const plane_st *st, int k, const uint8_t pv[3][6
 
 /* IQ2_XXS: qword ib of the block is sub-block ib: 4 indices, then 4 x 7 sign bits and the
  * scale in bits 60-63 */
-static inline void iq2_xxs_begin(const kl_block_iq2_xxs *w, plane_st *st)
+static inline __attribute__((always_inline)) void iq2_xxs_begin(const kl_block_iq2_xxs *w,
+                                                                plane_st *st)
 {
     __m512i x = _mm512_loadu_si512((const void *)w->qs);
     __m512i z = _mm512_permutexvar_epi8(ld(cidx), x); /* entry i's index in bytes i, 32 + i */
     __mmask64 b7 = _mm512_movepi8_mask(z);
-    st->y = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, lut256(eo2xxs[0], z, b7),
-                                   lut256(eo2xxs[1], z, b7));
-    st->sg = _mm512_permutexvar_epi8(ld(cidx), ksigns(_mm512_multishift_epi64_epi8(ld(ms2xxs), x)));
+    __m512i y = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, lut256(eo2xxs[0], z, b7),
+                                       lut256(eo2xxs[1], z, b7));
+    plane_index(st, y,
+                _mm512_permutexvar_epi8(ld(cidx), _mm512_multishift_epi64_epi8(ld(ms2xxs), x)),
+                sgm_par);
     /* the high dword of sub-block s's qword, >> 27: 2 sc + a sign bit; | 1: 2 sc + 1 */
     const __m512i hi32 = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 15, 13, 11, 9, 7, 5, 3, 1);
     st->sc = _mm512_or_si512(_mm512_srli_epi32(_mm512_permutexvar_epi32(hi32, x), 27),
                              _mm512_set1_epi32(1));
-    st->s16 = _mm256_setzero_si256();
+    st->s16 = _mm256_set1_epi16(1);
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
 
-/* IQ2_XS and IQ2_S: 2 s + 1 of nibble w % 16 of the 8 scale bytes in word w. */
-static inline __m512i nibble_words(const uint8_t scales[8])
+/* IQ2_XS and IQ2_S: 2 s + 1 of nibble w of the 8 scale bytes in word w (s16) and w % 16 (sc). */
+static inline void nibble_words(const uint8_t scales[8], plane_st *st)
 {
     uint64_t sc;
     memcpy(&sc, scales, 8);
@@ -233,41 +267,43 @@ static inline __m512i nibble_words(const uint8_t scales[8])
         _mm_multishift_epi64_epi8(_mm_set_epi64x(0x3C3834302C282420ll, 0x1C1814100C080400ll),
                                   _mm_set1_epi64x((long long)sc)); /* nibble i: byte i */
     nib = _mm_or_si128(_mm_and_si128(_mm_add_epi8(nib, nib), _mm_set1_epi8(30)), _mm_set1_epi8(1));
-    return _mm512_broadcast_i64x4(_mm256_cvtepu8_epi16(nib));
+    st->s16 = _mm256_cvtepu8_epi16(nib);
+    st->sc = _mm512_broadcast_i64x4(st->s16);
 }
 
 /* IQ2_XS: per 8 elements a uint16, a 9-bit index and 7 sign bits above it; sc holds the scale
  * of each int16 pair sum (entries 2w, 2w + 1 of a plane, words w and w + 16: nibble w % 16 of
  * scales[], 16 elements each). */
-static inline void iq2_xs_begin(const kl_block_iq2_xs *w, plane_st *st)
+static inline __attribute__((always_inline)) void iq2_xs_begin(const kl_block_iq2_xs *w,
+                                                               plane_st *st)
 {
     __m512i x = _mm512_loadu_si512((const void *)w->qs);
     __m512i z = _mm512_permutexvar_epi8(ld(cidx2), x); /* entry i's index bits 0-7: i, 32 + i */
     __mmask64 b8 = _mm512_test_epi16_mask(x, _mm512_set1_epi16(0x100)); /* bit i: its bit 8 */
     __mmask64 b7 = _mm512_movepi8_mask(z);
     b8 = _mm512_kunpackd(b8, b8);
-    st->y = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, lut512(eo2xs[0], z, b7, b8),
-                                   lut512(eo2xs[1], z, b7, b8));
-    st->sg = _mm512_permutexvar_epi8(ld(cidx2), ksigns(_mm512_srli_epi16(x, 9)));
-    st->sc = nibble_words(w->scales);
-    st->s16 = _mm256_setzero_si256();
+    __m512i y = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, lut512(eo2xs[0], z, b7, b8),
+                                       lut512(eo2xs[1], z, b7, b8));
+    plane_index(st, y, _mm512_permutexvar_epi8(ld(cidx2), _mm512_srli_epi16(x, 9)), sgm_par);
+    nibble_words(w->scales, st);
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
 
 /* IQ2_S: 32 index bytes and 32 sign bytes in entry order, bits 8-9 of entry i's index in qh;
  * scales as IQ2_XS's. */
-static inline void iq2_s_begin(const kl_block_iq2_s *w, plane_st *st)
+static inline __attribute__((always_inline)) void iq2_s_begin(const kl_block_iq2_s *w, plane_st *st)
 {
     __m512i z = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w->qs));
     __m512i qh = _mm512_permutexvar_epi8(
         ld(qh2s), _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)w->qh)));
     __mmask64 b7 = _mm512_movepi8_mask(z), b8 = _mm512_test_epi8_mask(qh, ld(bit2s));
     __mmask64 b9 = _mm512_test_epi8_mask(qh, _mm512_add_epi8(ld(bit2s), ld(bit2s)));
-    st->y = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, lut1024(eo2s[0], z, b7, b8, b9),
-                                   lut1024(eo2s[1], z, b7, b8, b9));
-    st->sg = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qs + KL_QKK / 8)));
-    st->sc = nibble_words(w->scales);
-    st->s16 = _mm256_setzero_si256();
+    __m512i y = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, lut1024(eo2s[0], z, b7, b8, b9),
+                                       lut1024(eo2s[1], z, b7, b8, b9));
+    plane_index(st, y,
+                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w->qs + KL_QKK / 8))),
+                sgm_byte);
+    nibble_words(w->scales, st);
     st->d = 0.125f * _cvtsh_ss(w->d);
 }
 
@@ -303,14 +339,14 @@ void kl_avx512vbmi_quant_act_q8_k_t8(const float *x, void *dst, int64_t n)
 
 /* IQ2_XXS (a scale per 32): vpdpbusd, then one vpmulld a block; IQ2_XS and IQ2_S (a scale per
  * 16): vpmaddubsw pairs and vpdpwssd by st.sc's words, the chunk tile's dot. */
-PLANE_HOOKS(iq2_xxs, kl_block_iq2_xxs, pv2xxs)
-IQ_PLANE_TILE(iq2_xxs, kl_block_iq2_xxs)
+PLANE_HOOKS(iq2_xxs, kl_block_iq2_xxs, sw2xxs)
+IQ_PLANE_TILE(iq2_xxs, kl_block_iq2_xxs, IQ2_BIAS)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xxs, iq2_xxs)
-PLANE_HOOKS(iq2_xs, kl_block_iq2_xs, pv2xs)
-IQ_TILE_SC(iq2_xs, kl_block_iq2_xs, 0)
+PLANE_HOOKS(iq2_xs, kl_block_iq2_xs, sw2xs)
+IQ_TILE_SC(iq2_xs, kl_block_iq2_xs, IQ2_BIAS)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xs, iq2_xs)
-PLANE_HOOKS(iq2_s, kl_block_iq2_s, pv2s)
-IQ_TILE_SC(iq2_s, kl_block_iq2_s, 0)
+PLANE_HOOKS(iq2_s, kl_block_iq2_s, sw2s)
+IQ_TILE_SC(iq2_s, kl_block_iq2_s, IQ2_BIAS)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_s, iq2_s)
 
 /* The rows of this file over the AVX-512 table (called once, from dispatch.c's build). */
