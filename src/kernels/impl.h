@@ -119,10 +119,14 @@ static inline void kl_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t
  *   KL_ACT_Q8_K_T8: byte 32 j + 4 s + e = a[32 s + 8 e + j]   (j 0..7 within an entry, s 0..7
  *                   the 32-element sub-block, e 0..3 the entry in it): a dword of plane j holds
  *                   element j of the 4 entries of one sub-block.
+ *   KL_ACT_Q8_K_T8P: T8 over pairs of blocks: in blocks 2i, 2i + 1 (512 bytes) byte
+ *                   64 j + 32 h + 4 s + e = element 32 s + 8 e + j of block 2i + h, so that a
+ *                   vector holds plane j of both blocks; an odd last block is in T8 order.
  * They are ids past the dtypes: kl_type_ops.act may hold them, nothing indexes a type table by
  * them. */
-#define KL_ACT_Q8_K_T4 ((kl_dtype)(KL_DTYPE_COUNT + 0))
-#define KL_ACT_Q8_K_T8 ((kl_dtype)(KL_DTYPE_COUNT + 1))
+#define KL_ACT_Q8_K_T4  ((kl_dtype)(KL_DTYPE_COUNT + 0))
+#define KL_ACT_Q8_K_T8  ((kl_dtype)(KL_DTYPE_COUNT + 1))
+#define KL_ACT_Q8_K_T8P ((kl_dtype)(KL_DTYPE_COUNT + 2))
 /* The Q8_K byte (index into the block's qs) that byte p (0..255) of a T4 / T8 block holds. */
 static inline int kl_act_t4_src(int p)
 {
@@ -131,6 +135,12 @@ static inline int kl_act_t4_src(int p)
 static inline int kl_act_t8_src(int p)
 {
     return 32 * (p % 32 / 4) + 8 * (p % 4) + p / 32;
+}
+/* The byte of a pair of Q8_K blocks' qs (0..511, the second block's from 256) that byte p
+ * (0..511) of a T8P pair holds. */
+static inline int kl_act_t8p_src(int p)
+{
+    return 256 * (p % 64 / 32) + kl_act_t8_src(32 * (p / 64) + p % 32);
 }
 size_t kl_act_row_bytes(kl_dtype act, int64_t n);
 static inline const float *kl_act_q8_0_d(const void *row, int64_t n)
@@ -268,6 +278,7 @@ void kl_ref_quant_act_q8_k(const float *x, void *dst, int64_t n);
 /* Q8_K rows in the plane layouts (kl_ref_quant_act_q8_k, each block's qs then permuted). */
 void kl_ref_quant_act_q8_k_t4(const float *x, void *dst, int64_t n);
 void kl_ref_quant_act_q8_k_t8(const float *x, void *dst, int64_t n);
+void kl_ref_quant_act_q8_k_t8p(const float *x, void *dst, int64_t n);
 void kl_ref_quant_act_q8_1(const float *x, void *dst, int64_t n);
 /* Writes a Q8_1 row's s[] over a Q8_0 row quantized from x (by any ISA). */
 void kl_act_q8_1_finish(const float *x, void *dst, int64_t n);

@@ -21,6 +21,7 @@ size_t kl_act_row_bytes(kl_dtype act, int64_t n)
     case KL_Q8_K:
     case KL_ACT_Q8_K_T4: /* the same bytes, each block's qs permuted */
     case KL_ACT_Q8_K_T8:
+    case KL_ACT_Q8_K_T8P:
         b = (size_t)n + 4 * (size_t)(n / KL_QKK) + 2 * (size_t)(n / 16);
         break;
     default:
@@ -107,4 +108,17 @@ void kl_ref_quant_act_q8_k_t8(const float *x, void *dst, int64_t n)
 {
     kl_ref_quant_act_q8_k(x, dst, n);
     permute_blocks(dst, n, kl_act_t8_src);
+}
+
+/* T8P: each pair of blocks permuted together, an odd last block as T8's. */
+void kl_ref_quant_act_q8_k_t8p(const float *x, void *dst, int64_t n)
+{
+    int8_t a[2 * KL_QKK], *qs = dst;
+    kl_ref_quant_act_q8_k(x, dst, n);
+    for (int64_t i = 0; i + 1 < n / KL_QKK; i += 2, qs += 2 * KL_QKK) {
+        memcpy(a, qs, sizeof a);
+        for (int p = 0; p < 2 * KL_QKK; p++)
+            qs[p] = a[kl_act_t8p_src(p)];
+    }
+    if (n / KL_QKK % 2) permute_blocks(qs, KL_QKK, kl_act_t8_src);
 }

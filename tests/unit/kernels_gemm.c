@@ -99,8 +99,9 @@ static void check_all(kl_dtype t)
     /* rows: 150 gives each of two workers five panels (packed float tiles of 4, 2 and 1 panels) */
     /* batches: 6 is a tile of 4 and one of 2 (the AVX2 K-quants' generation tile at 1 and 2) */
     static const int rows[] = {1, 17, 33, 70, 150}, bs[] = {1, 3, 6, 9, 19};
-    static const int qcols[] = {32, 96, 160, 2080}, fcols[] = {13, 101, 160, 2083};
-    static const int kcols[] = {256, 768, 1280, 2304};
+    /* columns: odd block counts, and an even one (IQ2_XXS's VBMI tile takes blocks in pairs) */
+    static const int qcols[] = {32, 96, 160, 2080, 64}, fcols[] = {13, 101, 160, 2083, 64};
+    static const int kcols[] = {256, 768, 1280, 2304, 1536};
     int blk = (int)kl_dtype_get(t)->block_elems;
     const int *cols = blk == 1 ? fcols : blk == 32 ? qcols : kcols; /* float: any width */
     int isas = 0;
@@ -117,7 +118,7 @@ static void check_all(kl_dtype t)
         if (!isa || again) continue;
         seen[++isas] = &isa->types[t];
         for (int i = 0; i < 5; i++)
-            for (int j = 0; j < 4; j++)
+            for (int j = 0; j < 5; j++)
                 for (int k = 0; k < 5; k++)
                     check(t, isa, rows[i], cols[j], bs[k]);
     }
@@ -378,41 +379,51 @@ static kl_row_fn ref_quant_of(kl_dtype act, kl_row_fn table)
 {
     if (act == KL_ACT_Q8_K_T4) return kl_ref_quant_act_q8_k_t4;
     if (act == KL_ACT_Q8_K_T8) return kl_ref_quant_act_q8_k_t8;
+    if (act == KL_ACT_Q8_K_T8P) return kl_ref_quant_act_q8_k_t8p;
     return table;
 }
 
 /* The plane layouts are the Q8_K row with each block's qs permuted as impl.h writes it: T4 byte
- * 64 j + e is element 4 e + j, T8 byte 32 j + 4 s + e element 32 s + 8 e + j; d, bsums and the
- * padding are Q8_K's bytes. Rows of 1, 3 and 11 blocks of act_fill's values (zero blocks,
- * ties, a last largest). */
+ * 64 j + e is element 4 e + j, T8 byte 32 j + 4 s + e element 32 s + 8 e + j; T8P byte
+ * 64 j + 32 h + 4 s + e of a pair of blocks element 32 s + 8 e + j of block h of the pair, an odd
+ * last block as T8; d, bsums and the padding are Q8_K's bytes. Rows of 1, 2, 3, 6 and 11 blocks
+ * of act_fill's values (zero blocks, ties, a last largest). */
 TEST(kernels_quant_act_planes_permute_q8_k)
 {
-    static const int ns[] = {256, 768, 2816};
+    static const int ns[] = {256, 512, 768, 1536, 2816};
     float *x = malloc(sizeof(float) * 2816);
-    for (int ni = 0; ni < 3; ni++) {
-        int n = ns[ni];
+    for (int ni = 0; ni < 5; ni++) {
+        int n = ns[ni], nb = n / 256;
         act_fill(x, n);
         size_t rb = kl_act_row_bytes(KL_Q8_K, n);
         T_EQ(kl_act_row_bytes(KL_ACT_Q8_K_T4, n), rb);
         T_EQ(kl_act_row_bytes(KL_ACT_Q8_K_T8, n), rb);
-        int8_t *q = malloc(rb), *t4 = malloc(rb), *t8 = malloc(rb);
-        memset(q, 0x5A, rb), memset(t4, 0x5A, rb), memset(t8, 0x5A, rb);
+        T_EQ(kl_act_row_bytes(KL_ACT_Q8_K_T8P, n), rb);
+        int8_t *q = malloc(rb), *t4 = malloc(rb), *t8 = malloc(rb), *t8p = malloc(rb);
+        memset(q, 0x5A, rb), memset(t4, 0x5A, rb), memset(t8, 0x5A, rb), memset(t8p, 0x5A, rb);
         kl_ref_quant_act_q8_k(x, q, n);
         kl_ref_quant_act_q8_k_t4(x, t4, n);
         kl_ref_quant_act_q8_k_t8(x, t8, n);
-        for (int b = 0; b < n / 256; b++) {
+        kl_ref_quant_act_q8_k_t8p(x, t8p, n);
+        for (int b = 0; b < nb; b++) {
             const int8_t *a = q + 256 * b;
             for (int j = 0; j < 4; j++)
                 for (int e = 0; e < 64; e++)
                     T_EQ(t4[256 * b + 64 * j + e], a[4 * e + j]);
             for (int j = 0; j < 8; j++)
                 for (int s = 0; s < 8; s++)
-                    for (int e = 0; e < 4; e++)
+                    for (int e = 0; e < 4; e++) {
                         T_EQ(t8[256 * b + 32 * j + 4 * s + e], a[32 * s + 8 * e + j]);
+                        int at = b == nb - 1 && nb % 2
+                                     ? 256 * b + 32 * j + 4 * s + e
+                                     : 512 * (b / 2) + 64 * j + 32 * (b % 2) + 4 * s + e;
+                        T_EQ(t8p[at], a[32 * s + 8 * e + j]);
+                    }
         }
         T_MEMEQ(t4 + n, q + n, rb - (size_t)n);
         T_MEMEQ(t8 + n, q + n, rb - (size_t)n);
-        free(q), free(t4), free(t8);
+        T_MEMEQ(t8p + n, q + n, rb - (size_t)n);
+        free(q), free(t4), free(t8), free(t8p);
     }
     free(x);
 }

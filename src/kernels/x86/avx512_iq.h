@@ -113,17 +113,15 @@ iq_block_end(int nb, __m512 *acc, const __m512i *is, float d, const float *const
 
 /* The plane dot's tile, over activations in a plane layout (kernels/impl.h: KL_ACT_Q8_K_T4,
  * T8), whose 64 bytes at 64p are what the weights' plane p multiplies: PFX_chunk_ms(w, &st, p,
- * &neg) gives plane p's magnitudes (<= 127) and the mask of the negative ones (BIAS 0) or its
- * signed weights + BIAS (unsigned, mask 0), st.sc the integer scale of each int32 lane;
- * PFX_chunk_sc is not used. A plane is one vpdpbusd a row (unsigned weights times signed
- * bytes, 4 products a lane): the layouts put the 4 bytes of a lane in one 32-element sub-block
- * in every plane, so the planes' sums share the lanes' scales and take one vpmulld by st.sc a
- * block (|lane| < 2^24: exact, and exactly converted to float). With BIAS, st.s16 is 1 for
- * every 16 elements: the bias term of lane l < 8 is -BIAS times the sum of sub-block l's
- * activations, right where lane l takes sub-block l's scale (T8; not T4's lanes). */
-#define IQ_PLANE_TILE(PFX, BLOCK, BIAS) IQ_TILE_DOT(PFX, BLOCK, BIAS, IQ_PLANE_ACC, IQ_PLANE_FIN)
-#define IQ_PLANE_ACC(is, q, a, sc)      ((void)(sc), _mm512_dpbusd_epi32(is, q, a))
-#define IQ_PLANE_FIN(is, st)            _mm512_mullo_epi32(is, (st).sc)
+ * &neg) gives plane p's magnitudes (<= 127) and the mask of the negative ones, st.sc the
+ * integer scale of each int32 lane; PFX_chunk_sc is not used (st.s16 is 0). A plane is one
+ * vpdpbusd a row (unsigned magnitudes times signed bytes, 4 products a lane): the layouts put
+ * the 4 bytes of a lane in one 32-element sub-block in every plane, so the planes' sums share
+ * the lanes' scales and take one vpmulld by st.sc a block (|lane| < 2^24: exact, and exactly
+ * converted to float). (x86/avx512vbmi_iq.c's IQ2_XXS tile is this dot over pairs of blocks.) */
+#define IQ_PLANE_TILE(PFX, BLOCK)  IQ_TILE_DOT(PFX, BLOCK, 0, IQ_PLANE_ACC, IQ_PLANE_FIN)
+#define IQ_PLANE_ACC(is, q, a, sc) ((void)(sc), _mm512_dpbusd_epi32(is, q, a))
+#define IQ_PLANE_FIN(is, st)       _mm512_mullo_epi32(is, (st).sc)
 
 /* A tile's locals (inside PFX_tile(g, r, b, nb)): the row's nblk blocks w and the activation
  * rows' quants aq, scales ad, bsums bs and float accumulators acc. */

@@ -169,9 +169,9 @@ static inline __m512i iq3p_chunk_sc(const void *w, const iq3p_st *st, int p)
 #define iq3_s_chunk_ms   iq3p_chunk_ms
 #define iq3_s_chunk_sc   iq3p_chunk_sc
 
-IQ_PLANE_TILE(iq3_xxs, kl_block_iq3_xxs, 0)
+IQ_PLANE_TILE(iq3_xxs, kl_block_iq3_xxs)
 IQ_GEMM(kl_avx512vbmi_gemm_iq3_xxs, iq3_xxs)
-IQ_PLANE_TILE(iq3_s, kl_block_iq3_s, 0)
+IQ_PLANE_TILE(iq3_s, kl_block_iq3_s)
 IQ_GEMM(kl_avx512vbmi_gemm_iq3_s, iq3_s)
 
 /* The rows of this file over the AVX-512 VBMI table (called once, from dispatch.c's build). */
