@@ -42,14 +42,15 @@
  * test file (a random model, flat logits) leaves the chunk tile's greedy tokens at the 4th, where
  * the scalar reference and AVX2 pick the plane dot's token.
  *
- * IQ2_XXS in pairs of blocks. Its activations are in T8P order (T8 with plane j of two blocks
- * in one vector), so a pair's 64 entries fill the vectors that one block's 32 filled twice
- * over (even and odd elements): one lookup of 64 indices per code plane, one vpermt2b of the
- * sign fields, 4 index vectors and one scale vector serve 8 planes of two blocks, and the two
- * blocks' lanes take their scales by one vpmulld and their floats by one vfmadd a row. An odd
- * last block takes the one-block planes (T8 order). One thread from cache, alternated, against
- * one block at a time (signs in the weights): B=1 6.52 -> 5.36 ns a block, B=2 8.6 -> 6.9,
- * B=8 22.9 -> 21.3.
+ * Pairs of blocks. The activations are in T8P order (T8 with plane j of two blocks in one
+ * vector), so a pair's 64 entries fill the vectors that one block's 32 filled twice over (even
+ * and odd elements): one lookup of 64 indices per code plane, one vpermt2b of the sign fields,
+ * 4 index vectors and one scale vector serve 8 planes of two blocks, and the two blocks take
+ * their scales and floats together (one vpmulld or none, one vfmadd a row). An odd last block
+ * takes the one-block planes (T8 order). One thread from cache, alternated, one block at a time
+ * (signs in the weights) -> pairs: IQ2_XXS B=1 6.52 -> 5.24 ns a block, B=8 22.9 -> 21.2;
+ * IQ2_XS 9.54 -> 7.47, 33.3 -> 27.5-28.7; IQ2_S 12.6 -> 9.0, 37.1 -> 29.3. The code lookup of
+ * IQ2_XXS's pairs writes each window over the index bytes (win256: no blend): 5.37 -> 5.24.
  *
  * At B=1 (generation) the decode bounds these kernels, not the read bandwidth: every
  * instruction of the chunk loop counts. */
@@ -70,7 +71,7 @@ static _Alignas(64) uint8_t ms2xxs[64];
 #define IQ2_BIAS 64
 /* IQ2_S: byte b is qh[i / 4] (entry i = b % 32), bit2s its bit 8 of entry i (bit 9: the next
  * one up). */
-static _Alignas(64) uint8_t qh2s[64], bit2s[64];
+static _Alignas(64) uint8_t qh2s[64], bit2s[64], qh2sp[64];
 
 /* The plane dot (KL_ACT_Q8_K_T8 activations). Codes split by element parity: [0] the fields of
  * elements 0, 2, 4, 6 at bits 0, 2, 4, 6, [1] those of 1, 3, 5, 7, so that one vector of an
@@ -85,7 +86,7 @@ static _Alignas(64) uint8_t eo2s[2][1024], sw2s[2][64];
 static _Alignas(64) uint8_t cidx[64], cidx2[64];
 /* cidxp: IQ2_XXS's cidx over a pair of blocks (vpermt2b: entry i of the first block in byte i,
  * of the second in byte 32 + i). */
-static _Alignas(64) uint8_t cidxp[64];
+static _Alignas(64) uint8_t cidxp[64], cidx2p[64];
 /* gf2p8affineqb matrices from an entry's sign field (7 bits and a parity bit: IQ2_XXS and IQ2_XS;
  * or a sign byte as it stands: IQ2_S) in bytes i and 32 + i to the sign bits of the index bytes:
  * [t] bits 4 and 5 of elements 4t and 4t + 2 (qwords 0-3) and 4t + 1 and 4t + 3 (qwords 4-7). */
@@ -172,7 +173,9 @@ static bool iq_vbmi_init(void)
         }
     for (int b = 0; b < 64; b++) {
         cidx[b] = (uint8_t)(8 * (b % 32 / 4) + b % 4), cidx2[b] = (uint8_t)(2 * (b % 32));
-        cidxp[b] = (uint8_t)(cidx[b] + 64 * (b / 32));
+        cidxp[b] = (uint8_t)(cidx[b] + 64 * (b / 32)),
+        cidx2p[b] = (uint8_t)(cidx2[b] + 64 * (b / 32));
+        qh2sp[b] = (uint8_t)(b % 32 / 4 + 8 * (b / 32));
         for (int k = 0; k < 4; k++) {
             perm_t4[k][b] = (uint8_t)kl_act_t4_src(64 * k + b);
             perm_t8[k][b] = (uint8_t)kl_act_t8_src(64 * k + b);
@@ -192,6 +195,14 @@ static inline __m512i lut256(const uint8_t *t, __m512i idx, __mmask64 b7)
     __m512i hi = _mm512_permutex2var_epi8(ld(t + 128), idx, ld(t + 192));
     return _mm512_mask_blend_epi8(b7, lo, hi);
 }
+/* lut256 by two vpermi2b that write their window's bytes over the index bytes of the lanes in
+ * their mask (bit 7 set, then clear): no blend. */
+static inline __m512i win256(const uint8_t *t, __m512i idx, __mmask64 b7)
+{
+    __m512i r = _mm512_mask2_permutex2var_epi8(ld(t + 128), idx, b7, ld(t + 192));
+    return _mm512_mask2_permutex2var_epi8(ld(t), r, _knot_mask64(b7), ld(t + 64));
+}
+
 /* The same for 9-bit indices, bit 8 in b8. */
 static inline __m512i lut512(const uint8_t *t, __m512i idx, __mmask64 b7, __mmask64 b8)
 {
@@ -366,20 +377,46 @@ void kl_avx512vbmi_quant_act_q8_k_t8p(const float *x, void *dst, int64_t n)
     }
 }
 
-/* IQ2_XXS (a scale per 32): vpdpbusd, then one vpmulld a block; IQ2_XS and IQ2_S (a scale per
- * 16): vpmaddubsw pairs and vpdpwssd by st.sc's words, the chunk tile's dot. */
-PLANE_HOOKS(iq2_xxs, kl_block_iq2_xxs, sw2xxs)
-
-/* IQ2_XXS two blocks at a time (T8P activations): a pair's 64 entries fill every vector, so the
- * code lookup, the sign fields, the index bytes and the scales are made once for both blocks
- * and each of the 8 planes is one vpermb and one vpdpbusd a row. v[m]: the index bytes of
- * planes 4 (m / 2) + m % 2 (table sw2xxs[0]) and that + 2 ([1]): even codes in v[0] and v[2],
- * odd ones in v[1] and v[3]; sc: lanes 0-7 the first block's sub-block scales, 8-15 the
- * second's; d: the blocks' factors in lanes 0 and 1. */
+/* The IQ2 types two blocks at a time (T8P activations): a pair's 64 entries fill every vector,
+ * so the code lookup, the sign fields, the index bytes and the scales are made once for both
+ * blocks and each of the 8 planes is one vpermb, then one vpdpbusd (IQ2_XXS) or vpmaddubsw +
+ * vpdpwssd (IQ2_XS, IQ2_S) a row. v[m]: the index bytes of planes 4 (m / 2) + m % 2 (table
+ * [0]) and that + 2 ([1]): even codes in v[0] and v[2], odd ones in v[1] and v[3]; sc: the
+ * first block's scales in lanes 0-7 (IQ2_XXS, per sub-block) or words 0-15 (per 16 elements),
+ * the second's above; m16: -IQ2_BIAS times the scale of each 16 elements, for the bias term
+ * (IQ2_XXS: -IQ2_BIAS, its lanes take sc at the end); d: the blocks' factors in lanes 0, 1. */
 typedef struct {
-    __m512i v[4], sc;
+    __m512i v[4], sc, m16;
     __m128 d;
 } pair_st;
+
+/* The index bytes of a pair from its codes y (even, odd) and sign fields f (both blocks' entries
+ * in order), by the sign matrices m (sgm_par or sgm_byte: their qwords 0 and 4). */
+static inline __attribute__((always_inline)) void pair_index(pair_st *st, const __m512i y[2],
+                                                             __m512i f, const uint64_t m[2][8])
+{
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++)
+    {
+        __m512i c = i < 2 ? y[i] : _mm512_srli_epi16(y[i - 2], 4);
+        __m512i sg = _mm512_gf2p8affine_epi64_epi8(
+            f, _mm512_set1_epi64((long long)m[i / 2][4 * (i % 2)]), 0);
+        st->v[i] = _mm512_ternarylogic_epi32(c, low4, sg, 0xEA);
+    }
+}
+
+/* The two blocks' factors and, from their 16-element scales (IQ2_XS, IQ2_S), sc and m16. */
+static inline void pair_d(pair_st *st, float d0, float d1)
+{
+    st->d = _mm_set_ps(0, 0, 0.125f * d1, 0.125f * d0);
+}
+static inline void pair_scales(pair_st *st, const uint8_t s0[8], const uint8_t s1[8])
+{
+    plane_st a, b;
+    nibble_words(s0, &a), nibble_words(s1, &b);
+    st->sc = _mm512_inserti64x4(_mm512_castsi256_si512(a.s16), b.s16, 1);
+    st->m16 = _mm512_mullo_epi16(st->sc, _mm512_set1_epi16(-IQ2_BIAS));
+}
 
 static inline __attribute__((always_inline)) void iq2_xxs_pair(const kl_block_iq2_xxs *w,
                                                                pair_st *st)
@@ -388,85 +425,127 @@ static inline __attribute__((always_inline)) void iq2_xxs_pair(const kl_block_iq
     __m512i xb = _mm512_loadu_si512((const void *)w[1].qs);
     __m512i z = _mm512_permutex2var_epi8(xa, ld(cidxp), xb);
     __mmask64 b7 = _mm512_movepi8_mask(z);
-    __m512i y[2] = {lut256(eo2xxs[0], z, b7), lut256(eo2xxs[1], z, b7)};
-    __m512i f = _mm512_permutex2var_epi8(_mm512_multishift_epi64_epi8(ld(ms2xxs), xa), ld(cidxp),
-                                         _mm512_multishift_epi64_epi8(ld(ms2xxs), xb));
-    const __m512i low4 = _mm512_set1_epi8(0x0F);
-    _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++)
-    {
-        __m512i c = m < 2 ? y[m] : _mm512_srli_epi16(y[m - 2], 4);
-        __m512i sg = _mm512_gf2p8affine_epi64_epi8(
-            f, _mm512_set1_epi64((long long)sgm_par[m / 2][4 * (m % 2)]), 0);
-        st->v[m] = _mm512_ternarylogic_epi32(c, low4, sg, 0xEA);
-    }
+    const __m512i y[2] = {win256(eo2xxs[0], z, b7), win256(eo2xxs[1], z, b7)};
+    pair_index(st, y,
+               _mm512_permutex2var_epi8(_mm512_multishift_epi64_epi8(ld(ms2xxs), xa), ld(cidxp),
+                                        _mm512_multishift_epi64_epi8(ld(ms2xxs), xb)),
+               sgm_par);
     const __m512i hi32 =
         _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     st->sc = _mm512_or_si512(_mm512_srli_epi32(_mm512_permutex2var_epi32(xa, hi32, xb), 27),
                              _mm512_set1_epi32(1));
-    st->d = _mm_set_ps(0, 0, 0.125f * _cvtsh_ss(w[1].d), 0.125f * _cvtsh_ss(w[0].d));
+    st->m16 = _mm512_set1_epi16(-IQ2_BIAS);
+    pair_d(st, _cvtsh_ss(w[0].d), _cvtsh_ss(w[1].d));
 }
 
-/* The IQ2_XXS tile: pairs of blocks, then an odd last block as the plane tile does it (one
- * block's planes, T8 order). Per pair and row: the bias term from the pair's 32 bsums (lane l:
- * sub-block l % 8 of block l / 8, as sc), 8 vpdpbusd, one vpmulld, one float step. */
-static inline __attribute__((always_inline)) void iq2_xxs_tile(const kl_gemm *g, int64_t r, int b,
-                                                               int nb)
+static inline __attribute__((always_inline)) void iq2_xs_pair(const kl_block_iq2_xs *w, pair_st *st)
 {
-    int64_t nblk = g->cols / KL_QKK, j = 0;
-    const kl_block_iq2_xxs *w = (const kl_block_iq2_xxs *)(g->W + (size_t)r * g->w_stride);
-    const int8_t *aq[IQ_BT];
-    const float *ad[IQ_BT];
-    const int16_t *bs[IQ_BT];
-    __m512 acc[IQ_BT];
-    __m512i is[IQ_BT];
-    iq_rows(g, b, nb, aq, ad, bs, acc);
-    const __m512i dsel = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    for (; j + 1 < nblk; j += 2) {
-        pair_st st;
-        _mm_prefetch((const char *)&w[j] + IQ_PF, _MM_HINT_T0);
-        _mm_prefetch((const char *)&w[j + 1] + IQ_PF, _MM_HINT_T0);
-        iq2_xxs_pair(&w[j], &st);
-        _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =
-            _mm512_madd_epi16(_mm512_loadu_si512(bs[k] + 16 * j), _mm512_set1_epi16(-IQ2_BIAS));
-        _Pragma("GCC unroll 8") for (int p = 0; p < 8; p++)
-        {
-            __m512i q = _mm512_permutexvar_epi8(st.v[2 * (p / 4) + p % 2], ld(sw2xxs[p / 2 % 2]));
-            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =
-                _mm512_dpbusd_epi32(is[k], q, _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * p));
-        }
-        _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)
-        {
-            __m128 dd = _mm_mul_ps(st.d, _mm_castpd_ps(_mm_load_sd((const double *)(ad[k] + j))));
-            acc[k] =
-                _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_mullo_epi32(is[k], st.sc)),
-                                _mm512_permutexvar_ps(dsel, _mm512_castps128_ps512(dd)), acc[k]);
-        }
-    }
-    if (j < nblk) {
-        plane_st st;
-        iq2_xxs_begin(&w[j], &st);
-        _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = _mm512_zextsi256_si512(
-            _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)),
-                              _mm256_set1_epi16(-IQ2_BIAS)));
-        _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++)
-        {
-            __mmask64 neg;
-            __m512i q = iq2_xxs_chunk_ms(&w[j], &st, p, &neg);
-            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =
-                _mm512_dpbusd_epi32(is[k], q, _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * p));
-        }
-        _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =
-            _mm512_mullo_epi32(is[k], st.sc);
-        iq_block_end(nb, acc, is, st.d, ad, j);
-    }
-    iq_store(g, r, b, nb, acc);
+    __m512i xa = _mm512_loadu_si512((const void *)w[0].qs);
+    __m512i xb = _mm512_loadu_si512((const void *)w[1].qs);
+    __m512i z = _mm512_permutex2var_epi8(xa, ld(cidx2p), xb);
+    const __m512i bit8 = _mm512_set1_epi16(0x100);
+    __mmask64 b8 =
+        _mm512_kunpackd(_mm512_test_epi16_mask(xb, bit8), _mm512_test_epi16_mask(xa, bit8));
+    __mmask64 b7 = _mm512_movepi8_mask(z);
+    const __m512i y[2] = {lut512(eo2xs[0], z, b7, b8), lut512(eo2xs[1], z, b7, b8)};
+    pair_index(
+        st, y,
+        _mm512_permutex2var_epi8(_mm512_srli_epi16(xa, 9), ld(cidx2p), _mm512_srli_epi16(xb, 9)),
+        sgm_par);
+    pair_scales(st, w[0].scales, w[1].scales);
+    pair_d(st, _cvtsh_ss(w[0].d), _cvtsh_ss(w[1].d));
 }
+
+static inline __attribute__((always_inline)) void iq2_s_pair(const kl_block_iq2_s *w, pair_st *st)
+{
+    __m512i z =
+        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w[0].qs)),
+                           _mm256_loadu_si256((const __m256i *)w[1].qs), 1);
+    uint64_t h0, h1;
+    memcpy(&h0, w[0].qh, 8), memcpy(&h1, w[1].qh, 8);
+    __m512i qh = _mm512_permutexvar_epi8(
+        ld(qh2sp), _mm512_castsi128_si512(_mm_set_epi64x((long long)h1, (long long)h0)));
+    __mmask64 b7 = _mm512_movepi8_mask(z), b8 = _mm512_test_epi8_mask(qh, ld(bit2s));
+    __mmask64 b9 = _mm512_test_epi8_mask(qh, _mm512_add_epi8(ld(bit2s), ld(bit2s)));
+    const __m512i y[2] = {lut1024(eo2s[0], z, b7, b8, b9), lut1024(eo2s[1], z, b7, b8, b9)};
+    pair_index(st, y,
+               _mm512_inserti64x4(_mm512_castsi256_si512(
+                                      _mm256_loadu_si256((const __m256i *)(w[0].qs + KL_QKK / 8))),
+                                  _mm256_loadu_si256((const __m256i *)(w[1].qs + KL_QKK / 8)), 1),
+               sgm_byte);
+    pair_scales(st, w[0].scales, w[1].scales);
+    pair_d(st, _cvtsh_ss(w[0].d), _cvtsh_ss(w[1].d));
+}
+
+/* The IQ2 tile: pairs of blocks, then an odd last block by its one-block planes (T8 order).
+ * Per pair and row: the bias term from the pair's 32 bsums by m16 (one vpmaddwd; IQ2_XXS: lane
+ * l gets sub-block l % 8 of block l / 8, as sc), 8 planes by ACC (x86/avx512_iq.h: IQ_PLANE_ACC
+ * or IQ_CHUNK_ACC), FIN (IQ_PLANE_FIN: one vpmulld; IQ_CHUNK_FIN: none) and one vfmadd with both
+ * blocks' d * d_a. */
+#define IQ2_PAIR_TILE(PFX, BLOCK, SW, ACC, FIN)                                                    \
+    static inline                                                                                  \
+        __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
+    {                                                                                              \
+        int64_t nblk = g->cols / KL_QKK, j = 0;                                                    \
+        const BLOCK *w = (const BLOCK *)(g->W + (size_t)r * g->w_stride);                          \
+        const int8_t *aq[IQ_BT];                                                                   \
+        const float *ad[IQ_BT];                                                                    \
+        const int16_t *bs[IQ_BT];                                                                  \
+        __m512 acc[IQ_BT];                                                                         \
+        __m512i is[IQ_BT];                                                                         \
+        iq_rows(g, b, nb, aq, ad, bs, acc);                                                        \
+        const __m512i dsel = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);     \
+        for (; j + 1 < nblk; j += 2) {                                                             \
+            pair_st st;                                                                            \
+            _mm_prefetch((const char *)&w[j] + IQ_PF, _MM_HINT_T0);                                \
+            _mm_prefetch((const char *)&w[j + 1] + IQ_PF, _MM_HINT_T0);                            \
+            PFX##_pair(&w[j], &st);                                                                \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =                           \
+                _mm512_madd_epi16(_mm512_loadu_si512(bs[k] + 16 * j), st.m16);                     \
+            _Pragma("GCC unroll 8") for (int p = 0; p < 8; p++)                                    \
+            {                                                                                      \
+                __m512i q = _mm512_permutexvar_epi8(st.v[2 * (p / 4) + p % 2], ld(SW[p / 2 % 2])); \
+                _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =                       \
+                    ACC(is[k], q, _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * p), st.sc);         \
+            }                                                                                      \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                                   \
+            {                                                                                      \
+                __m128 dd =                                                                        \
+                    _mm_mul_ps(st.d, _mm_castpd_ps(_mm_load_sd((const double *)(ad[k] + j))));     \
+                acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(FIN(is[k], st)),                       \
+                                         _mm512_permutexvar_ps(dsel, _mm512_castps128_ps512(dd)),  \
+                                         acc[k]);                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        if (j < nblk) {                                                                            \
+            plane_st st;                                                                           \
+            PFX##_begin(&w[j], &st);                                                               \
+            __m256i m16 = _mm256_mullo_epi16(st.s16, _mm256_set1_epi16(-IQ2_BIAS));                \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = _mm512_zextsi256_si512(   \
+                _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)), m16));    \
+            _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++)                                    \
+            {                                                                                      \
+                __mmask64 neg;                                                                     \
+                __m512i q = PFX##_chunk_ms(&w[j], &st, p, &neg);                                   \
+                _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =                       \
+                    ACC(is[k], q, _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * p), st.sc);         \
+            }                                                                                      \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = FIN(is[k], st);           \
+            iq_block_end(nb, acc, is, st.d, ad, j);                                                \
+        }                                                                                          \
+        iq_store(g, r, b, nb, acc);                                                                \
+    }
+
+/* IQ2_XXS (a scale per 32): vpdpbusd, then one vpmulld a block or pair; IQ2_XS and IQ2_S (a
+ * scale per 16): vpmaddubsw pairs and vpdpwssd by st.sc's words, the chunk tile's dot. */
+PLANE_HOOKS(iq2_xxs, kl_block_iq2_xxs, sw2xxs)
+IQ2_PAIR_TILE(iq2_xxs, kl_block_iq2_xxs, sw2xxs, IQ_PLANE_ACC, IQ_PLANE_FIN)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xxs, iq2_xxs)
 PLANE_HOOKS(iq2_xs, kl_block_iq2_xs, sw2xs)
-IQ_TILE_SC(iq2_xs, kl_block_iq2_xs, IQ2_BIAS)
+IQ2_PAIR_TILE(iq2_xs, kl_block_iq2_xs, sw2xs, IQ_CHUNK_ACC, IQ_CHUNK_FIN)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xs, iq2_xs)
 PLANE_HOOKS(iq2_s, kl_block_iq2_s, sw2s)
-IQ_TILE_SC(iq2_s, kl_block_iq2_s, IQ2_BIAS)
+IQ2_PAIR_TILE(iq2_s, kl_block_iq2_s, sw2s, IQ_CHUNK_ACC, IQ_CHUNK_FIN)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_s, iq2_s)
 
 /* The rows of this file over the AVX-512 table (called once, from dispatch.c's build). */
@@ -475,8 +554,8 @@ void kl_avx512vbmi_types_iq(kl_isa *isa)
     if (!iq_vbmi_init()) return; /* a grid of more values than a code holds: keep AVX-512's */
     iq_plane_ops(&isa->types[KL_IQ2_XXS], KL_ACT_Q8_K_T8P, kl_avx512vbmi_quant_act_q8_k_t8p,
                  kl_avx512vbmi_gemm_iq2_xxs);
-    iq_plane_ops(&isa->types[KL_IQ2_XS], KL_ACT_Q8_K_T8, kl_avx512vbmi_quant_act_q8_k_t8,
+    iq_plane_ops(&isa->types[KL_IQ2_XS], KL_ACT_Q8_K_T8P, kl_avx512vbmi_quant_act_q8_k_t8p,
                  kl_avx512vbmi_gemm_iq2_xs);
-    iq_plane_ops(&isa->types[KL_IQ2_S], KL_ACT_Q8_K_T8, kl_avx512vbmi_quant_act_q8_k_t8,
+    iq_plane_ops(&isa->types[KL_IQ2_S], KL_ACT_Q8_K_T8P, kl_avx512vbmi_quant_act_q8_k_t8p,
                  kl_avx512vbmi_gemm_iq2_s);
 }
