@@ -112,7 +112,13 @@ static inline __m256i iq2_acc_avx2(__m256i s, __m256i p, __m256i sc)
 #define IQ2_TILE_ANY(PFX, BLOCK, MS) IQ2_TILE_DOT(PFX, BLOCK, MS, iq2_acc_avx2, IQ2_BT)
 /* The tile with ACC(s, p, sc) for the accumulate and up to BT activation rows
  * (x86/avx512_iq1.c: AVX-512 VNNI's vpdpwssd, 8 rows in its 32 registers). */
-#define IQ2_TILE_DOT(PFX, BLOCK, MS, ACC, BT)                                                      \
+#define IQ2_TILE_DOT(PFX, BLOCK, MS, ACC, BT) IQ2_TILE_GEN(PFX, BLOCK, MS, ACC, BT, 0)
+/* The AVX2 tile with each block's PFX_begin run while the block before it is summed: a
+ * decoder whose begin is a long chain (IQ2_XXS's signs, 17 vector operations) or stores what
+ * its chunks read back (IQ3_S's indices; its begin then writes one of two buffers, as the
+ * tile holds two blocks' states at once). */
+#define IQ2_TILE_AHEAD(PFX, BLOCK, MS) IQ2_TILE_GEN(PFX, BLOCK, MS, iq2_acc_avx2, IQ2_BT, 1)
+#define IQ2_TILE_GEN(PFX, BLOCK, MS, ACC, BT, AHEAD)                                               \
     static inline                                                                                  \
         __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
     {                                                                                              \
@@ -122,9 +128,17 @@ static inline __m256i iq2_acc_avx2(__m256i s, __m256i p, __m256i sc)
         const float *ad[BT];                                                                       \
         __m256 acc[BT];                                                                            \
         q8k_rows(g, b, nb, aq, ad, NULL, acc);                                                     \
+        PFX##_st next;                                                                             \
+        memset(&next, 0, sizeof next); /* read only when AHEAD, after its begin */                 \
+        if (AHEAD) PFX##_begin(&w[0], &next);                                                      \
         for (int64_t j = 0; j < nblk; j++) {                                                       \
             PFX##_st st;                                                                           \
-            PFX##_begin(&w[j], &st);                                                               \
+            if (AHEAD) {                                                                           \
+                st = next;                                                                         \
+                PFX##_begin(&w[j + 1 < nblk ? j + 1 : j], &next);                                  \
+            } else {                                                                               \
+                PFX##_begin(&w[j], &st);                                                           \
+            }                                                                                      \
             __m256i is[BT];                                                                        \
             _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = _mm256_setzero_si256();   \
             _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)                                    \
