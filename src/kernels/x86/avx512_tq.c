@@ -148,39 +148,12 @@ static inline __attribute__((always_inline)) void tq1_0x_tile(const kl_gemm *g, 
  * 0.97x at one row, 0.93x at three; issuing the next block's bytes before the dots spilled,
  * 0.82x). The same int32 lanes either way: batch invariant. */
 TQ_TILE(tq1_0, kl_block_tq1_0, tq32, 2)
-
-/* Weight rows [r0, r1) at nb (1-3) activation rows from b, the trit-free tile. Compiled without
- * GCC's second scheduling pass: its reordering of the block's ops cost 4% at one row and 4% at
- * two (the source order keeps the next block's dots close to the previous tail; in cache, one
- * thread); the trit tile keeps it (7% slower without). */
-static __attribute__((noinline, optimize("no-schedule-insns2"))) void
-tq1_0x_rows(const kl_gemm *g, int64_t r0, int64_t r1, int b, int nb)
+static inline __attribute__((always_inline)) void tq1_0m_tile(const kl_gemm *g, int64_t r, int b,
+                                                              int nb)
 {
-    for (int64_t r = r0; r < r1; r++)
-        switch (nb) {
-        case 3:
-            tq1_0x_tile(g, r, b, 3);
-            break;
-        case 2:
-            tq1_0x_tile(g, r, b, 2);
-            break;
-        default:
-            tq1_0x_tile(g, r, b, 1);
-            break;
-        }
+    if (nb <= 3)
+        tq1_0x_tile(g, r, b, nb);
+    else
+        tq1_0_tile(g, r, b, nb);
 }
-
-/* TILE4_GEMM's loop, the rows of a short tile handed to tq1_0x_rows in one call. */
-void kl_avx512_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1)
-{
-    for (int64_t rc = r0; rc < r1; rc += TQ_CHUNK)
-        for (int b = 0; b < g->B; b += 4) {
-            int nb = g->B - b < 4 ? g->B - b : 4;
-            int64_t re = rc + TQ_CHUNK < r1 ? rc + TQ_CHUNK : r1;
-            if (nb < 4)
-                tq1_0x_rows(g, rc, re, b, nb);
-            else
-                for (int64_t r = rc; r < re; r++)
-                    tq1_0_tile(g, r, b, 4);
-        }
-}
+TQ_GEMM(kl_avx512_gemm_tq1_0, tq1_0m)
