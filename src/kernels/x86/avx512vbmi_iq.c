@@ -486,14 +486,9 @@ static inline __attribute__((always_inline)) void iq2_s_pair(const kl_block_iq2_
     static inline                                                                                  \
         __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
     {                                                                                              \
-        int64_t nblk = g->cols / KL_QKK, j = 0;                                                    \
-        const BLOCK *w = (const BLOCK *)(g->W + (size_t)r * g->w_stride);                          \
-        const int8_t *aq[IQ_BT];                                                                   \
-        const float *ad[IQ_BT];                                                                    \
-        const int16_t *bs[IQ_BT];                                                                  \
-        __m512 acc[IQ_BT];                                                                         \
+        IQ_TILE_ROWS(BLOCK);                                                                       \
+        int64_t j = 0;                                                                             \
         __m512i is[IQ_BT];                                                                         \
-        iq_rows(g, b, nb, aq, ad, bs, acc);                                                        \
         const __m512i dsel = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);     \
         for (; j + 1 < nblk; j += 2) {                                                             \
             pair_st st;                                                                            \
