@@ -244,9 +244,9 @@ static inline __attribute__((always_inline)) void plane_index(plane_st *st, __m5
     st->v[1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(y, 4), low4, s1, 0xEA);
 }
 
-/* The tiles' hooks (x86/avx512_iq.h) of a plane decoder: plane pair k's biased signed weights
- * (one vpermb by the tables SW), no sign mask; the scales are st.sc, per int32 lane
- * (IQ_PLANE_TILE) or per int16 pair sum (IQ_TILE_SC). */
+/* The hook of a plane decoder for an odd last block (IQ2_PAIR_TILE): plane pair k's biased signed
+ * weights (one vpermb by the tables SW), no sign mask; the scales are st.sc, per int32 lane
+ * (IQ_PLANE_ACC) or per int16 pair sum (IQ_CHUNK_ACC). */
 #define PLANE_HOOKS(PFX, BLOCK, SW)                                                                \
     static inline __m512i PFX##_chunk_ms(const BLOCK *w, const plane_st *st, int k,                \
                                          __mmask64 *neg)                                           \
@@ -254,11 +254,6 @@ static inline __attribute__((always_inline)) void plane_index(plane_st *st, __m5
         (void)w;                                                                                   \
         *neg = 0;                                                                                  \
         return _mm512_permutexvar_epi8(st->v[k / 2], ld(SW[k % 2]));                               \
-    }                                                                                              \
-    static inline __m512i PFX##_chunk_sc(const BLOCK *w, const plane_st *st, int k)                \
-    {                                                                                              \
-        (void)w, (void)k;                                                                          \
-        return st->sc;                                                                             \
     }
 
 /* IQ2_XXS: qword ib of the block is sub-block ib: 4 indices, then 4 x 7 sign bits and the
