@@ -2,8 +2,8 @@
  * AVX-512 CPUs with VBMI, GFNI and BITALG (Ice Lake and later, Zen 4 and later): IQ2_XXS,
  * IQ2_XS and IQ2_S without gathers or sign tables, by x86/avx512_iq.h's tiles over a plane
  * decoder (below); x86/avx512_iq2.c serves AVX-512 CPUs without VBMI. IQ3_XXS and IQ3_S:
- * x86/avx512vbmi_iq3.c (a plane dot over T4 activations); IQ1_S and IQ1_M need no VBMI:
- * x86/avx512_iq1.c serves both tables.
+ * x86/avx512vbmi_iq3.c (a plane dot over T4 activations); IQ1_S and IQ1_M:
+ * x86/avx512vbmi_iq1.c.
  *
  * Grids in registers. Every grid entry is 8 bytes drawn from at most 4 magnitudes, so an entry
  * is a 16-bit code: the number of each byte's value in the sorted list of the grid's values, 2
@@ -25,13 +25,14 @@
  * 10.3 -> 9.54, B=8 34.1 -> 33.3; IQ2_S B=1 13.5 -> 12.6, B=8 38.5 -> 37.1 (IQ2_XS and IQ2_S
  * at B=8 are bound by vpmaddubsw + vpdpwssd, two multiplies a plane and row).
  *
- * The plane dot (IQ2_XXS, IQ2_XS, IQ2_S). Its activations are in T8 order (kernels/impl.h,
- * KL_ACT_Q8_K_T8, permuted once per matmul after the Q8_K quantizer), where the 64 bytes at 64k
- * hold element 2k of each of a block's 32 entries, then element 2k + 1: no weight spread per
- * chunk. With the codes split by element parity (eo2xxs, eo2xs, eo2s: the fields of elements
- * 0, 2, 4, 6 in one byte, of 1, 3, 5, 7 in the other), one vector of a block's 32 even and 32
- * odd codes y gives two vectors of index bytes: (y & 15) | the signs of plane pairs 0 and 1, and
- * ((y >> 4) & 15) | those of pairs 2 and 3; each pair is then one vpermb.
+ * The plane dot (IQ2_XXS, IQ2_XS, IQ2_S). A block's activations are in T8 order (kernels/impl.h,
+ * KL_ACT_Q8_K_T8; the row is in T8P, T8 over pairs of blocks, below; permuted once per matmul
+ * after the Q8_K quantizer), where the 64 bytes at 64k hold element 2k of each of a block's 32
+ * entries, then element 2k + 1: no weight spread per chunk. With the codes split by element parity
+ * (eo2xxs, eo2xs, eo2s: the fields of elements 0, 2, 4, 6 in one byte, of 1, 3, 5, 7 in the other),
+ * one vector of a block's 32 even and 32 odd codes y gives two vectors of index bytes: (y & 15) |
+ * the signs of plane pairs 0 and 1, and ((y >> 4) & 15) | those of pairs 2 and 3; each pair is
+ * then one vpermb.
  * IQ2_XXS (a scale per 32): vpdpbusd adds 4 entries of one sub-block per int32 lane and the
  * scale is one vpmulld per block and row; IQ2_XS and IQ2_S (a scale per 16): vpmaddubsw pairs
  * entries 2w, 2w + 1 of one 16-element group and vpdpwssd scales them. Against the chunk decoder
@@ -227,9 +228,6 @@ typedef struct {
     float d;
     __m512i v[2], sc;
 } plane_st;
-typedef plane_st iq2_xxs_st;
-typedef plane_st iq2_xs_st;
-typedef plane_st iq2_s_st;
 
 /* The index bytes from the codes y (even codes in bytes 0-31, odd ones in 32-63) and the
  * entries' sign fields f (bytes i and 32 + i) by the matrices m (sgm_par or sgm_byte): codes
@@ -243,18 +241,6 @@ static inline __attribute__((always_inline)) void plane_index(plane_st *st, __m5
     st->v[0] = _mm512_ternarylogic_epi32(y, low4, s0, 0xEA); /* (y & 15) | s0 */
     st->v[1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(y, 4), low4, s1, 0xEA);
 }
-
-/* The hook of a plane decoder for an odd last block (IQ2_PAIR_TILE): plane pair k's biased signed
- * weights (one vpermb by the tables SW), no sign mask; the scales are st.sc, per int32 lane
- * (IQ_PLANE_ACC) or per int16 pair sum (IQ_CHUNK_ACC). */
-#define PLANE_HOOKS(PFX, BLOCK, SW)                                                                \
-    static inline __m512i PFX##_chunk_ms(const BLOCK *w, const plane_st *st, int k,                \
-                                         __mmask64 *neg)                                           \
-    {                                                                                              \
-        (void)w;                                                                                   \
-        *neg = 0;                                                                                  \
-        return _mm512_permutexvar_epi8(st->v[k / 2], ld(SW[k % 2]));                               \
-    }
 
 /* IQ2_XXS: qword ib of the block is sub-block ib: 4 indices, then 4 x 7 sign bits and the
  * scale in bits 60-63 */
@@ -350,7 +336,7 @@ void kl_avx512vbmi_quant_act_q8_k_t4(const float *x, void *dst, int64_t n)
     kl_avx2_quant_act_q8_k(x, dst, n);
     permute_q8_k(dst, n, perm_t4);
 }
-void kl_avx512vbmi_quant_act_q8_k_t8(const float *x, void *dst, int64_t n)
+static void quant_act_q8_k_t8(const float *x, void *dst, int64_t n)
 {
     kl_avx2_quant_act_q8_k(x, dst, n);
     permute_q8_k(dst, n, perm_t8);
@@ -359,7 +345,7 @@ void kl_avx512vbmi_quant_act_q8_k_t8(const float *x, void *dst, int64_t n)
  * k holds planes 2k and 2k + 1 of one block). */
 void kl_avx512vbmi_quant_act_q8_k_t8p(const float *x, void *dst, int64_t n)
 {
-    kl_avx512vbmi_quant_act_q8_k_t8(x, dst, n);
+    quant_act_q8_k_t8(x, dst, n);
     uint8_t *q = dst;
     for (int64_t i = 0; i + 1 < n / KL_QKK; i += 2, q += 2 * KL_QKK) {
         __m512i a[8];
@@ -515,8 +501,7 @@ static inline __attribute__((always_inline)) void iq2_s_pair(const kl_block_iq2_
                 _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)), m16));    \
             _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++)                                    \
             {                                                                                      \
-                __mmask64 neg;                                                                     \
-                __m512i q = PFX##_chunk_ms(&w[j], &st, p, &neg);                                   \
+                __m512i q = _mm512_permutexvar_epi8(st.v[p / 2], ld(SW[p % 2]));                   \
                 _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =                       \
                     ACC(is[k], q, _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * p), st.sc);         \
             }                                                                                      \
@@ -528,13 +513,10 @@ static inline __attribute__((always_inline)) void iq2_s_pair(const kl_block_iq2_
 
 /* IQ2_XXS (a scale per 32): vpdpbusd, then one vpmulld a block or pair; IQ2_XS and IQ2_S (a
  * scale per 16): vpmaddubsw pairs and vpdpwssd by st.sc's words, the chunk tile's dot. */
-PLANE_HOOKS(iq2_xxs, kl_block_iq2_xxs, sw2xxs)
 IQ2_PAIR_TILE(iq2_xxs, kl_block_iq2_xxs, sw2xxs, IQ_PLANE_ACC, IQ_PLANE_FIN)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xxs, iq2_xxs)
-PLANE_HOOKS(iq2_xs, kl_block_iq2_xs, sw2xs)
 IQ2_PAIR_TILE(iq2_xs, kl_block_iq2_xs, sw2xs, IQ_CHUNK_ACC, IQ_CHUNK_FIN)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_xs, iq2_xs)
-PLANE_HOOKS(iq2_s, kl_block_iq2_s, sw2s)
 IQ2_PAIR_TILE(iq2_s, kl_block_iq2_s, sw2s, IQ_CHUNK_ACC, IQ_CHUNK_FIN)
 IQ_GEMM(kl_avx512vbmi_gemm_iq2_s, iq2_s)
 

@@ -19,10 +19,8 @@
 bool kl_avx512vbmi_grid_codes(const uint8_t *grid, int n, int e, uint8_t *lo, uint8_t *hi,
                               uint8_t vals[64]);
 
-/* The plane layouts' quantizers (kernels/impl.h's KL_ACT_Q8_K_T4, T8 and T8P; x86/avx512vbmi_iq.c).
- */
+/* The plane layouts' quantizers (kernels/impl.h's KL_ACT_Q8_K_T4 and T8P; x86/avx512vbmi_iq.c). */
 void kl_avx512vbmi_quant_act_q8_k_t4(const float *x, void *dst, int64_t n);
-void kl_avx512vbmi_quant_act_q8_k_t8(const float *x, void *dst, int64_t n);
 void kl_avx512vbmi_quant_act_q8_k_t8p(const float *x, void *dst, int64_t n);
 
 /* A type's row as a plane dot: its activation layout, quantizer and gemm (no packed form: a
