@@ -129,7 +129,8 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libkiln.a
 # The kernel benchmark (tests/bench/bench_kernels.c): matmul GB/s and GFLOP/s per dtype and ISA
 # (t_blocks.o: random blocks for the types Kiln has no quantizer for).
 BENCH_KERNELS := $(O)/bench-kernels
-$(BENCH_KERNELS): $(O)/tests/bench/bench_kernels.o $(O)/tests/unit/t_blocks.o $(O)/libkiln.a
+$(BENCH_KERNELS): $(O)/tests/bench/bench_kernels.o $(O)/tests/bench/bench_limits.o \
+                  $(O)/tests/unit/t_blocks.o $(O)/libkiln.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 bench: $(KILN) $(BENCH_KERNELS)
@@ -155,4 +156,5 @@ lint:
 clean:
 	rm -rf build kiln
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(O)/src/cli/main.d $(O)/tests/bench/bench_kernels.d
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(O)/src/cli/main.d $(O)/tests/bench/bench_kernels.d \
+         $(O)/tests/bench/bench_limits.d

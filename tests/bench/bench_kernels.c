@@ -2,13 +2,14 @@
  *   B=1:       GB/s of weights streamed (generation is bound by weight bytes per token);
  *   B=64, 512: GFLOP/s (2 * rows * cols * B per call; prompt processing is compute-bound),
  * for 2048x2048 and 8192x2048 weights, 1 and 2 threads, every ISA this CPU runs, with the
- * fraction of the machine's limits (70 GB/s read; 450 GFLOP/s FP32 FMA, ~900 GOP/s INT8 or
- * BF16 dot, with 2 threads; half that with 1) and the ratios against scalar and avx2 measured
- * in the same run, and "packed": the same weights in the packed form the model runs (kl_pack,
- * panels of 16 rows), run by the default table (KILN_SIMD's, e.g. avx2), with its ratio to the
- * plain avx512 kernel. At B=1 successive calls
- * use different copies of the weights (256 MB in all), so the bytes come from memory, not from the
- * 32 MB L3. Each figure is the best of >= 2 timed repetitions (>= 0.1 s in all).
+ * fraction of the machine's limits measured in the same run (bench_limits.c: the read
+ * bandwidth right before each dtype's rows, at 1 and 2 threads; the FP32, BF16 and INT8 dot
+ * peaks at the start) and the ratios against scalar and avx2 measured in the same run, and
+ * "packed": the same weights in the packed form the model runs (kl_pack, panels of 16 rows), run by
+ * the default table (KILN_SIMD's, e.g. avx2), with its ratio to the plain avx512 kernel. At B=1
+ * successive calls use different copies of the weights (256 MB in all), so the bytes come from
+ * memory, not from the 32 MB L3. Each figure is the best of >= 2 timed repetitions (>= 0.1 s in
+ * all).
  *
  *   bench-kernels [--quick] [--batch B[,B...]] [dtype...]
  *       (default: f32 f16 bf16 q8_0 q4_0 q4_k q6_k; batches 1,64,512; --batch picks others, e.g.
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "bench_limits.h"
 #include "kernels/impl.h"
 #include "t_blocks.h"
 
@@ -114,8 +116,12 @@ int main(int argc, char **argv)
         x[i] = urand();
     kl_workers *pool[3] = {NULL, NULL, kl_workers_create(2)};
     printf("# kernel matmul: weights rows x cols, B activation rows; best of >= 2 calls\n");
-    printf("# limits: 70 GB/s read; (2 threads, half for 1) 450 GFLOP/s FP32 FMA, 900 GOP/s "
-           "INT8/BF16 dot\n");
+    bench_limits lim[3] = {{0}, bench_limits_measure(pool[1]), bench_limits_measure(pool[2])};
+    for (int nth = 1; nth <= 2; nth++)
+        printf("# limits, %d thread%s: read %.1f GB/s, FP32 FMA %.0f GFLOP/s, BF16 dot %.0f "
+               "GFLOP/s, INT8 dot %.0f GOP/s\n",
+               nth, nth > 1 ? "s" : "", lim[nth].read_gbs, lim[nth].fp32_gflops,
+               lim[nth].bf16_gflops, lim[nth].int8_gops);
     for (int ti = 0; ti < nt; ti++) {
         kl_dtype t = types[ti];
         size_t rb = kl_dtype_row_bytes(t, cols);
@@ -149,7 +155,10 @@ int main(int argc, char **argv)
                         P[si] + pb * (size_t)k);
         }
         void *scratch = malloc(kl_matmul_scratch(t, maxB, cols) + 64);
-        double peak_c = int8_dot(t) || t == KL_BF16 ? 900 : 450;
+        for (int nth = 1; nth <= 2; nth++) /* the bandwidth of this minute */
+            lim[nth].read_gbs = bench_read_gbs(pool[nth]);
+        printf("# %s: read %.1f GB/s at 1 thread, %.1f at 2\n", kl_dtype_get(t)->name,
+               lim[1].read_gbs, lim[2].read_gbs);
         for (int si = 0; si < 2; si++) {
             int rows = shapes[si][0];
             for (int nth = 1; nth <= 2; nth++) {
@@ -196,10 +205,14 @@ int main(int argc, char **argv)
                                   : fig[2] > 0 ? fig[2]
                                   : fig[1] > 0 ? fig[1]
                                                : fig[0];
-                    double limit = B == 1 ? 70 : peak_c * nth / 2;
-                    printf("%-5s %5dx%d t%d B=%-3d %8.1f %s (%4.1f%% of %g)", kl_dtype_get(t)->name,
-                           rows, cols, nth, B, best, B == 1 ? "GB/s   " : "GFLOP/s",
-                           100 * best / limit, limit);
+                    double limit = B == 1        ? lim[nth].read_gbs
+                                   : int8_dot(t) ? lim[nth].int8_gops
+                                   : t == KL_BF16 && lim[nth].bf16_gflops > 0
+                                       ? lim[nth].bf16_gflops
+                                       : lim[nth].fp32_gflops;
+                    printf("%-5s %5dx%d t%d B=%-3d %8.1f %s (%4.1f%% of %.0f)",
+                           kl_dtype_get(t)->name, rows, cols, nth, B, best,
+                           B == 1 ? "GB/s   " : "GFLOP/s", 100 * best / limit, limit);
                     for (int ii = 0; ii < 4; ii++)
                         if (fig[ii] > 0) printf("  %s %.1f", isa_names[ii], fig[ii]);
                     if (fig[3] > 0 && fig[2] > 0) printf("  packed/avx512 %.2fx", fig[3] / fig[2]);
