@@ -229,6 +229,15 @@ void kl_ref_dequant_iq2_s(const void *src, float *y, int64_t n);
 void kl_ref_gemm_iq2_s(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_dequant_iq1_s(const void *src, float *y, int64_t n);
 void kl_ref_gemm_iq1_s(const kl_gemm *g, int64_t r0, int64_t r1);
+/* IQ1_S's packed form, 2-bit codes (kernels/pack_iq1.c has the layout): a row's block record
+ * and its parts' offsets, the packer and the reference dot over it. */
+#define KL_IQ1P_REC 70
+#define KL_IQ1P_D   64
+#define KL_IQ1P_S   66
+size_t kl_pack_iq1_s_bytes(kl_dtype t, int64_t rows, int64_t cols);
+void kl_pack_iq1_s(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                   void *dst);
+void kl_ref_gemm_iq1_s_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_dequant_iq1_m(const void *src, float *y, int64_t n);
 void kl_ref_gemm_iq1_m(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_dequant_tq1_0(const void *src, float *y, int64_t n);

@@ -157,3 +157,48 @@ TEST(kernels_iq_vbmi_matches_avx512_bits)
     }
     T_ASSERT(differ > 0); /* the table has VBMI kernels to test */
 }
+
+/* IQ1_S's packed form (kernels/pack_iq1.c, 2-bit codes): its scalar dot gives the file
+ * reference's bits, on random blocks (every grid index, scale and shift sign) and rows that
+ * end mid-panel; so the packer keeps every weight, scale and d. The SIMD dot over it is
+ * checked against the reference by kernels_gemm. */
+TEST(kernels_iq_iq1_s_packed_reference_matches_bits)
+{
+    static const int rows[] = {1, 15, 17, 33}, cols[] = {256, 768, 2304};
+    for (int ri = 0; ri < 4; ri++)
+        for (int ci = 0; ci < 3; ci++) {
+            int R = rows[ri], C = cols[ci], B = 3;
+            size_t rb = kl_dtype_row_bytes(KL_IQ1_S, C), pb = kl_pack_iq1_s_bytes(KL_IQ1_S, R, C);
+            uint8_t *W = t_random_blocks(KL_IQ1_S, rb * (size_t)R / sizeof(kl_block_iq1_s),
+                                         0x1D1AC0DEull + 17 * (uint64_t)ri + (uint64_t)ci);
+            uint8_t *P = malloc(pb);
+            kl_pack_iq1_s(KL_IQ1_S, W, R, C, 0, (R + 15) / 16, P);
+            size_t ab = kl_act_row_bytes(KL_Q8_K, C);
+            uint8_t *act = malloc(ab * (size_t)B);
+            float *x = malloc(sizeof(float) * (size_t)C);
+            uint64_t s = 0x2545F4914F6CDD1Dull ^ (uint64_t)(R * C);
+            for (int b = 0; b < B; b++) {
+                for (int i = 0; i < C; i++) {
+                    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+                    x[i] = (float)((double)(s >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+                }
+                kl_ref_quant_act_q8_k(x, act + ab * (size_t)b, C);
+            }
+            float *y0 = malloc(sizeof(float) * (size_t)R * B),
+                  *y1 = malloc(sizeof(float) * (size_t)R * B);
+            kl_gemm g = {.W = W,
+                         .w_stride = rb,
+                         .cols = C,
+                         .act = act,
+                         .a_stride = ab,
+                         .B = B,
+                         .y = y0,
+                         .ldy = R,
+                         .rows = R};
+            kl_ref_gemm_iq1_s(&g, 0, R);
+            g.W = P, g.w_stride = kl_pack_iq1_s_bytes(KL_IQ1_S, 16, C), g.y = y1;
+            kl_ref_gemm_iq1_s_packed(&g, 0, R);
+            T_MEMEQ(y0, y1, sizeof(float) * (size_t)R * B);
+            free(W), free(P), free(act), free(x), free(y0), free(y1);
+        }
+}
