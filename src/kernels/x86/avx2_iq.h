@@ -92,7 +92,12 @@ static inline __m256i iq2_signs_by_chunk(__m256i sb)
 }
 
 /* Grid lookups by plain loads, not vpgather: on Zen 4 a gather of 8 dwords or 4 qwords costs
- * more than the loads and inserts (and llama.cpp's AVX2 dots load the same way). */
+ * more than the loads and inserts (and llama.cpp's AVX2 dots load the same way). Measured again
+ * on Zen 4 (bench-kernels, 8192 x 2048, one thread): vpgatherqq for IQ2_XXS 6.8 -> 4.0 GB/s,
+ * vpgatherdd for IQ3_XXS 6.7 -> 4.8; Intel Skylake to Ice Lake with the GDS microcode
+ * mitigation run gathers slower still. Also slower on Zen 4: vpbroadcastd + vpblendd in place
+ * of the inserts (0.9x), unaligned 256-bit loads from a padded grid placed in their lane and
+ * blended (0.9x), a 64K-entry table of index pairs for IQ3_XXS (512 KB, from L2: 0.8x). */
 static inline __m256i iq2_lut64x4(const uint64_t *grid, unsigned i0, unsigned i1, unsigned i2,
                                   unsigned i3)
 {
