@@ -40,6 +40,19 @@
 #define BT 4 /* activation rows per tile */
 #define HR 8 /* rows per half panel */
 
+/* The first tile over a panel asks for the bytes PF_AHEAD past those it reads, one eighth of
+ * a record per sub-block. The panels of a thread's rows are one contiguous stream, yet the
+ * hardware prefetcher alone kept too few lines in flight: streaming 8192x2048 at one
+ * activation row, 1 thread, 64-byte aligned panels, GB/s of weights (limit 42), without ->
+ * with: Q6_K 17.5-18.4 -> 40.1-40.8, Q4_K 33 -> 36 (40.5 in tile_gen, GEN1 below), Q2_K 29
+ * -> 31.5; distance 4 KB 32.1, 8 KB 40.1, 16 KB 40.5 (Q6_K). */
+#define PF_AHEAD 8192
+static inline __attribute__((always_inline)) void ahead(const uint8_t *P, size_t rb, int s)
+{
+    for (size_t c = (size_t)s * rb / 8 & ~(size_t)63; c < (size_t)(s + 1) * rb / 8; c += 64)
+        _mm_prefetch((const char *)P + PF_AHEAD + c, _MM_HINT_T0);
+}
+
 /* Unsigned quants of half hf of sub-block s, column group g: 8 rows x columns 32s + 4g..+3. */
 static inline __attribute__((always_inline)) __m256i quants(int K, const uint8_t *P, int hf, int s,
                                                             int g)
@@ -258,6 +271,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
                 {
                     const int s = s2 + e; /* e constant: ls[e] stays in a register */
                     __m256i sc_lo, sc_hi, off;
+                    if (b == 0 && hf == 0) ahead(P, rb, s);
                     scales(K, P, hf, s2 / 2, e, ls, &sc_lo, &sc_hi, &off);
                     __m256i p[BT];
                     _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
@@ -310,7 +324,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
  * pass: the panel is then read front to back once, as one even stream (half by half, the
  * second half's pass re-read the record from L1 with no new line asked of DRAM meanwhile:
  * Q6_K streamed at 0.65 of its in-cache speed), and each activation broadcast serves both
- * halves (GEN below says which types this serves). Q3_K/Q6_K take the offset out of the
+ * halves (GEN1 and GEN2 below say which types this serves). Q3_K/Q6_K take the offset out of the
  * integer sum per sub-block, with the scales times 4 or 32 (|32 sc| <= 1024, |bs| <= 2032:
  * exact in int32), the same integer as tile()'s one subtraction (and two fewer accumulators);
  * the float steps are tile()'s: the same bits, whichever tile a row falls in. */
@@ -342,6 +356,7 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
             _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++) iq4_half_scales(P, hf, ls[hf]);
         for (int s = 0; s < 8; s++) {
             __m256i sc_lo[2], sc_hi[2], off[2], p[2][2];
+            if (b == 0) ahead(P, rb, s);
             _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
             {
                 scales(K, P, hf, s / 2, s % 2, ls[hf], &sc_lo[hf], &sc_hi[hf], &off[hf]);
@@ -396,12 +411,17 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
     }
 }
 
-/* The types tile_gen serves at one or two rows. Streaming 4 copies of 8192x2048, 1 thread,
- * loaded machine, GB/s of weights, tile -> tile_gen: Q6_K B=1 24-26 -> 32-34, B=2 16 -> 27;
- * Q2_K B=1 22.4 -> 24.2-24.6, B=2 14.8 both; not taken: Q3_K (B=1 21.4 -> 22.0, B=2 16.1 ->
- * 15.2), Q4_K (36-38 both), Q5_K (B=1 32 -> 25, B=2 24.6 -> 13.5), IQ4_XS (bound by its
- * decode, not the stream: B=1 25.7, B=2 15.8 GB/s either way). */
-#define GEN(K) ((K) == Q6 || (K) == Q2)
+/* The types tile_gen serves at two rows (GEN2) and at one (GEN1). Streaming 4 copies of
+ * 8192x2048, 1 thread, loaded machine, GB/s of weights, tile -> tile_gen: Q6_K B=1 24-26 ->
+ * 32-34, B=2 16 -> 27; Q2_K B=1 22.4 -> 24.2-24.6, B=2 14.8 both; not taken: Q3_K (B=1 21.4 ->
+ * 22.0, B=2 16.1 -> 15.2), Q4_K (36-38 both), IQ4_XS (bound by its decode, not the stream:
+ * B=1 25.7, B=2 15.8 GB/s either way). Q4_K and Q5_K at B=1 once the tiles prefetch
+ * (PF_AHEAD; 1 thread, 64 MB streamed): Q4_K 34-36 -> 40.2-40.8 (though in cache tile() is
+ * the faster, 57 against 48: tile_gen's loop is 105 instructions a sub-block, about all the
+ * core issues), Q5_K 33.5-33.6 -> 39.5-39.6; at B=2 tile() stays ahead for Q5_K (175-177
+ * against 171-172 GOP/s). */
+#define GEN2(K) ((K) == Q6 || (K) == Q2)
+#define GEN1(K) (GEN2(K) || (K) == Q4 || (K) == Q5)
 
 #define TILE_NB(K, g, r, b, nb)                                                                    \
     switch (nb) { /* constant tile heights */                                                      \
@@ -412,13 +432,13 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
         tile(g, r, b, 3, K);                                                                       \
         break;                                                                                     \
     case 2:                                                                                        \
-        if (GEN(K))                                                                                \
+        if (GEN2(K))                                                                               \
             tile_gen(g, r, b, 2, K);                                                               \
         else                                                                                       \
             tile(g, r, b, 2, K);                                                                   \
         break;                                                                                     \
     default:                                                                                       \
-        if (GEN(K))                                                                                \
+        if (GEN1(K))                                                                               \
             tile_gen(g, r, b, 1, K);                                                               \
         else                                                                                       \
             tile(g, r, b, 1, K);                                                                   \
