@@ -245,5 +245,11 @@ void kl_ref_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_dequant_tq2_0(const void *src, float *y, int64_t n);
 void kl_ref_gemm_tq2_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_quant_tq1_0(const float *x, void *dst, int64_t n);
+/* TQ1_0's packed form, TQ2_0's blocks in 16-row panels (kernels/pack_tq.c): the packer and
+ * the reference dot over it. */
+size_t kl_pack_tq1_0_bytes(kl_dtype t, int64_t rows, int64_t cols);
+void kl_pack_tq1_0(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                   void *dst);
+void kl_ref_gemm_tq1_0_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_quant_tq2_0(const float *x, void *dst, int64_t n);
 #endif

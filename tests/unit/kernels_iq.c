@@ -202,3 +202,66 @@ TEST(kernels_iq_iq1_s_packed_reference_matches_bits)
             free(W), free(P), free(act), free(x), free(y0), free(y1);
         }
 }
+
+/* TQ1_0's packed form (kernels/pack_tq.c, TQ2_0's blocks): its scalar dot gives the file
+ * reference's bits, and each SIMD table's packed matmul (its TQ2_0 kernel) gives the bits of
+ * its own TQ1_0 kernel on the file's blocks, at one row, the trit-free tile's three and the
+ * decoded tile's six; random blocks (every byte value), rows that end mid-panel. */
+TEST(kernels_iq_tq1_0_packed_matches_bits)
+{
+    static const int rows[] = {1, 15, 17, 33}, cols[] = {256, 768, 2304}, bs[] = {1, 3, 6};
+    int simd = 0;
+    for (int ri = 0; ri < 4; ri++)
+        for (int ci = 0; ci < 3; ci++) {
+            int R = rows[ri], C = cols[ci], BM = 6;
+            size_t rb = kl_dtype_row_bytes(KL_TQ1_0, C), pb = kl_pack_tq1_0_bytes(KL_TQ1_0, R, C);
+            uint8_t *W = t_random_blocks(KL_TQ1_0, rb * (size_t)R / sizeof(kl_block_tq1_0),
+                                         0x7E1AC0DEull + 17 * (uint64_t)ri + (uint64_t)ci);
+            uint8_t *P = malloc(pb);
+            kl_pack_tq1_0(KL_TQ1_0, W, R, C, 0, (R + 15) / 16, P);
+            size_t ab = kl_act_row_bytes(KL_Q8_K, C);
+            uint8_t *act = malloc(ab * (size_t)BM);
+            float *x = malloc(sizeof(float) * (size_t)C * BM);
+            uint64_t s = 0x2545F4914F6CDD1Dull ^ (uint64_t)(R * C);
+            for (int i = 0; i < C * BM; i++) {
+                s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+                x[i] = (float)((double)(s >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+            }
+            for (int b = 0; b < BM; b++)
+                kl_ref_quant_act_q8_k(x + (size_t)b * C, act + ab * (size_t)b, C);
+            float *y0 = malloc(sizeof(float) * (size_t)R * BM),
+                  *y1 = malloc(sizeof(float) * (size_t)R * BM);
+            kl_gemm g = {.W = W,
+                         .w_stride = rb,
+                         .cols = C,
+                         .act = act,
+                         .a_stride = ab,
+                         .B = BM,
+                         .y = y0,
+                         .ldy = R,
+                         .rows = R};
+            kl_ref_gemm_tq1_0(&g, 0, R);
+            g.W = P, g.w_stride = kl_pack_tq1_0_bytes(KL_TQ1_0, 16, C), g.y = y1;
+            kl_ref_gemm_tq1_0_packed(&g, 0, R);
+            T_MEMEQ(y0, y1, sizeof(float) * (size_t)R * BM);
+            void *scratch = malloc(kl_matmul_scratch(KL_TQ1_0, BM, C) + 64);
+            for (const char *const *n = (const char *const[]){"avx2", "avx512", NULL}; *n; n++) {
+                const kl_isa *isa = kl_isa_find(*n);
+                if (!isa || !isa->types[KL_TQ1_0].gemm_packed) continue;
+                simd++;
+                kl_isa_set(isa);
+                for (int k = 0; k < 3; k++) {
+                    int B = bs[k];
+                    kl_matmul(NULL, KL_TQ1_0, W, R, C, x, C, B, y0, R, scratch);
+                    memset(y1, 0xFF, sizeof(float) * (size_t)R * (size_t)B);
+                    kl_matmul_packed(NULL, KL_TQ1_0, P, R, C, x, C, B, y1, R, scratch);
+                    if (memcmp(y0, y1, sizeof(float) * (size_t)R * (size_t)B))
+                        fprintf(stderr, "# %s rows %d cols %d B %d differs\n", *n, R, C, B);
+                    T_MEMEQ(y0, y1, sizeof(float) * (size_t)R * (size_t)B);
+                }
+                kl_isa_set(NULL);
+            }
+            free(W), free(P), free(act), free(x), free(y0), free(y1), free(scratch);
+        }
+    if (!simd) t_skip("no packed TQ1_0 on this CPU");
+}

@@ -7,6 +7,7 @@
 
 void kl_avx2_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_tq2_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx2_gemm_tq1_0_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 
 static inline __m256i tq16_acc(__m256i s, __m256i q, __m256i a)
 {
@@ -30,5 +31,13 @@ static inline __m256i tq16_i32(__m256i s, __m256i bsum)
 
 TQ_TILE(tq2_0, kl_block_tq2_0, tq16, 0)
 TQ_GEMM(kl_avx2_gemm_tq2_0, tq2_0)
+/* TQ1_0 packed as TQ2_0's blocks (kernels/pack_tq.c): the TQ2_0 kernel on a panel's rows, the
+ * TQ1_0 tile's int32 lanes (the same chunks of 32 elements), so its bits. */
+void kl_avx2_gemm_tq1_0_packed(const kl_gemm *g, int64_t r0, int64_t r1)
+{
+    kl_gemm h = *g;
+    h.w_stride = g->w_stride / 16; /* a panel's bytes to a row's */
+    kl_avx2_gemm_tq2_0(&h, r0, r1);
+}
 TQ_TILE(tq1_0, kl_block_tq1_0, tq16, 0)
 TQ_GEMM(kl_avx2_gemm_tq1_0, tq1_0)

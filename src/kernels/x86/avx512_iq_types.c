@@ -14,6 +14,7 @@ void kl_avx512_gemm_iq1_s(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_iq1_m(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_tq2_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_tq1_0_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 
 void kl_avx512_types_iq(kl_isa *isa)
 {
@@ -31,4 +32,8 @@ void kl_avx512_types_iq(kl_isa *isa)
     isa->types[KL_IQ1_M].gemm = kl_avx512_gemm_iq1_m;
     isa->types[KL_TQ1_0].gemm = kl_avx512_gemm_tq1_0;
     isa->types[KL_TQ2_0].gemm = kl_avx512_gemm_tq2_0;
+    /* TQ1_0 packed as TQ2_0's blocks (kernels/pack_tq.c), run by the TQ2_0 kernel */
+    isa->types[KL_TQ1_0].pack_bytes = kl_pack_tq1_0_bytes;
+    isa->types[KL_TQ1_0].pack = kl_pack_tq1_0;
+    isa->types[KL_TQ1_0].gemm_packed = kl_avx512_gemm_tq1_0_packed;
 }

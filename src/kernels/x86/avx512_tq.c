@@ -9,6 +9,7 @@
 
 void kl_avx512_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_tq2_0(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512_gemm_tq1_0_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 
 static inline __m256i tq32_acc(__m256i s, __m256i q, __m256i a)
 {
@@ -33,6 +34,16 @@ static inline __m256i tq32_i32(__m256i s, __m256i bsum)
 
 TQ_TILE(tq2_0, kl_block_tq2_0, tq32, 2)
 TQ_GEMM(kl_avx512_gemm_tq2_0, tq2_0)
+/* TQ1_0 packed as TQ2_0's blocks (kernels/pack_tq.c): a panel is 16 plain TQ2_0 rows, so the
+ * TQ2_0 kernel with a row's stride; the same int32 lanes and float steps as the TQ1_0 tiles
+ * below, so their bits, at 1.7x the weights a second at one row (their trits cost more than
+ * the 22% more bytes). */
+void kl_avx512_gemm_tq1_0_packed(const kl_gemm *g, int64_t r0, int64_t r1)
+{
+    kl_gemm h = *g;
+    h.w_stride = g->w_stride / 16; /* a panel's bytes to a row's */
+    kl_avx512_gemm_tq2_0(&h, r0, r1);
+}
 /* TQ1_0 without its trits: a trit of byte position n is (3 y) >> 8 for y the byte times 3^n mod
  * 256, and 3 y - 256 ((3 y) >> 8) = 3 y mod 256 is the byte at position n + 1. So a chunk's dot
  * with activations a is (3 sum y a - sum y' a) / 256, y' the chunk's bytes one position on: two
