@@ -158,6 +158,59 @@ TEST(kernels_iq_vbmi_matches_avx512_bits)
     T_ASSERT(differ > 0); /* the table has VBMI kernels to test */
 }
 
+/* A packed type's test case: R x C random blocks of the file's type (every byte value), their
+ * packed form, B random activation rows (x, kept for the SIMD matmuls) and their Q8_K rows;
+ * y0 and y1 hold R x B results. */
+typedef struct packed_case {
+    uint8_t *W, *P, *act;
+    float *x, *y0, *y1;
+} packed_case;
+typedef size_t (*pack_bytes_fn)(kl_dtype t, int64_t rows, int64_t cols);
+typedef void (*pack_fn)(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
+                        int64_t p1, void *dst);
+
+/* Makes the case and checks that the reference dot over the packed form (packed_ref) gives the
+ * file reference's (ref) bits: the packer keeps every weight and scale. */
+static packed_case packed_case_check(kl_dtype t, pack_bytes_fn bytes, pack_fn pack, kl_gemm_fn ref,
+                                     kl_gemm_fn packed_ref, int R, int C, int B, uint64_t seed)
+{
+    packed_case pc;
+    size_t rb = kl_dtype_row_bytes(t, C), ab = kl_act_row_bytes(KL_Q8_K, C);
+    pc.W = t_random_blocks(t, rb * (size_t)R / kl_dtype_get(t)->block_bytes, seed);
+    pc.P = malloc(bytes(t, R, C));
+    pack(t, pc.W, R, C, 0, (R + 15) / 16, pc.P);
+    pc.x = malloc(sizeof(float) * (size_t)C * B);
+    pc.act = malloc(ab * (size_t)B);
+    uint64_t s = 0x2545F4914F6CDD1Dull ^ (uint64_t)(R * C);
+    for (int i = 0; i < C * B; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        pc.x[i] = (float)((double)(s >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+    }
+    for (int b = 0; b < B; b++)
+        kl_ref_quant_act_q8_k(pc.x + (size_t)b * C, pc.act + ab * (size_t)b, C);
+    pc.y0 = malloc(sizeof(float) * (size_t)R * B);
+    pc.y1 = malloc(sizeof(float) * (size_t)R * B);
+    kl_gemm g = {.W = pc.W,
+                 .w_stride = rb,
+                 .cols = C,
+                 .act = pc.act,
+                 .a_stride = ab,
+                 .B = B,
+                 .y = pc.y0,
+                 .ldy = R,
+                 .rows = R};
+    ref(&g, 0, R);
+    g.W = pc.P, g.w_stride = bytes(t, 16, C), g.y = pc.y1;
+    packed_ref(&g, 0, R);
+    T_MEMEQ(pc.y0, pc.y1, sizeof(float) * (size_t)R * B);
+    return pc;
+}
+
+static void packed_case_free(packed_case *pc)
+{
+    free(pc->W), free(pc->P), free(pc->act), free(pc->x), free(pc->y0), free(pc->y1);
+}
+
 /* IQ1_S's packed form (kernels/pack_iq1.c, 2-bit codes): its scalar dot gives the file
  * reference's bits, on random blocks (every grid index, scale and shift sign) and rows that
  * end mid-panel; so the packer keeps every weight, scale and d. The SIMD dot over it is
@@ -167,39 +220,11 @@ TEST(kernels_iq_iq1_s_packed_reference_matches_bits)
     static const int rows[] = {1, 15, 17, 33}, cols[] = {256, 768, 2304};
     for (int ri = 0; ri < 4; ri++)
         for (int ci = 0; ci < 3; ci++) {
-            int R = rows[ri], C = cols[ci], B = 3;
-            size_t rb = kl_dtype_row_bytes(KL_IQ1_S, C), pb = kl_pack_iq1_s_bytes(KL_IQ1_S, R, C);
-            uint8_t *W = t_random_blocks(KL_IQ1_S, rb * (size_t)R / sizeof(kl_block_iq1_s),
-                                         0x1D1AC0DEull + 17 * (uint64_t)ri + (uint64_t)ci);
-            uint8_t *P = malloc(pb);
-            kl_pack_iq1_s(KL_IQ1_S, W, R, C, 0, (R + 15) / 16, P);
-            size_t ab = kl_act_row_bytes(KL_Q8_K, C);
-            uint8_t *act = malloc(ab * (size_t)B);
-            float *x = malloc(sizeof(float) * (size_t)C);
-            uint64_t s = 0x2545F4914F6CDD1Dull ^ (uint64_t)(R * C);
-            for (int b = 0; b < B; b++) {
-                for (int i = 0; i < C; i++) {
-                    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-                    x[i] = (float)((double)(s >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-                }
-                kl_ref_quant_act_q8_k(x, act + ab * (size_t)b, C);
-            }
-            float *y0 = malloc(sizeof(float) * (size_t)R * B),
-                  *y1 = malloc(sizeof(float) * (size_t)R * B);
-            kl_gemm g = {.W = W,
-                         .w_stride = rb,
-                         .cols = C,
-                         .act = act,
-                         .a_stride = ab,
-                         .B = B,
-                         .y = y0,
-                         .ldy = R,
-                         .rows = R};
-            kl_ref_gemm_iq1_s(&g, 0, R);
-            g.W = P, g.w_stride = kl_pack_iq1_s_bytes(KL_IQ1_S, 16, C), g.y = y1;
-            kl_ref_gemm_iq1_s_packed(&g, 0, R);
-            T_MEMEQ(y0, y1, sizeof(float) * (size_t)R * B);
-            free(W), free(P), free(act), free(x), free(y0), free(y1);
+            packed_case pc =
+                packed_case_check(KL_IQ1_S, kl_pack_iq1_s_bytes, kl_pack_iq1_s, kl_ref_gemm_iq1_s,
+                                  kl_ref_gemm_iq1_s_packed, rows[ri], cols[ci], 3,
+                                  0x1D1AC0DEull + 17 * (uint64_t)ri + (uint64_t)ci);
+            packed_case_free(&pc);
         }
 }
 
@@ -214,36 +239,11 @@ TEST(kernels_iq_tq1_0_packed_matches_bits)
     for (int ri = 0; ri < 4; ri++)
         for (int ci = 0; ci < 3; ci++) {
             int R = rows[ri], C = cols[ci], BM = 6;
-            size_t rb = kl_dtype_row_bytes(KL_TQ1_0, C), pb = kl_pack_tq1_0_bytes(KL_TQ1_0, R, C);
-            uint8_t *W = t_random_blocks(KL_TQ1_0, rb * (size_t)R / sizeof(kl_block_tq1_0),
-                                         0x7E1AC0DEull + 17 * (uint64_t)ri + (uint64_t)ci);
-            uint8_t *P = malloc(pb);
-            kl_pack_tq1_0(KL_TQ1_0, W, R, C, 0, (R + 15) / 16, P);
-            size_t ab = kl_act_row_bytes(KL_Q8_K, C);
-            uint8_t *act = malloc(ab * (size_t)BM);
-            float *x = malloc(sizeof(float) * (size_t)C * BM);
-            uint64_t s = 0x2545F4914F6CDD1Dull ^ (uint64_t)(R * C);
-            for (int i = 0; i < C * BM; i++) {
-                s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-                x[i] = (float)((double)(s >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-            }
-            for (int b = 0; b < BM; b++)
-                kl_ref_quant_act_q8_k(x + (size_t)b * C, act + ab * (size_t)b, C);
-            float *y0 = malloc(sizeof(float) * (size_t)R * BM),
-                  *y1 = malloc(sizeof(float) * (size_t)R * BM);
-            kl_gemm g = {.W = W,
-                         .w_stride = rb,
-                         .cols = C,
-                         .act = act,
-                         .a_stride = ab,
-                         .B = BM,
-                         .y = y0,
-                         .ldy = R,
-                         .rows = R};
-            kl_ref_gemm_tq1_0(&g, 0, R);
-            g.W = P, g.w_stride = kl_pack_tq1_0_bytes(KL_TQ1_0, 16, C), g.y = y1;
-            kl_ref_gemm_tq1_0_packed(&g, 0, R);
-            T_MEMEQ(y0, y1, sizeof(float) * (size_t)R * BM);
+            packed_case pc =
+                packed_case_check(KL_TQ1_0, kl_pack_tq1_0_bytes, kl_pack_tq1_0, kl_ref_gemm_tq1_0,
+                                  kl_ref_gemm_tq1_0_packed, R, C, BM,
+                                  0x7E1AC0DEull + 17 * (uint64_t)ri + (uint64_t)ci);
+            float *y0 = pc.y0, *y1 = pc.y1;
             void *scratch = malloc(kl_matmul_scratch(KL_TQ1_0, BM, C) + 64);
             for (const char *const *n = (const char *const[]){"avx2", "avx512", NULL}; *n; n++) {
                 const kl_isa *isa = kl_isa_find(*n);
@@ -252,16 +252,17 @@ TEST(kernels_iq_tq1_0_packed_matches_bits)
                 kl_isa_set(isa);
                 for (int k = 0; k < 3; k++) {
                     int B = bs[k];
-                    kl_matmul(NULL, KL_TQ1_0, W, R, C, x, C, B, y0, R, scratch);
+                    kl_matmul(NULL, KL_TQ1_0, pc.W, R, C, pc.x, C, B, y0, R, scratch);
                     memset(y1, 0xFF, sizeof(float) * (size_t)R * (size_t)B);
-                    kl_matmul_packed(NULL, KL_TQ1_0, P, R, C, x, C, B, y1, R, scratch);
+                    kl_matmul_packed(NULL, KL_TQ1_0, pc.P, R, C, pc.x, C, B, y1, R, scratch);
                     if (memcmp(y0, y1, sizeof(float) * (size_t)R * (size_t)B))
                         fprintf(stderr, "# %s rows %d cols %d B %d differs\n", *n, R, C, B);
                     T_MEMEQ(y0, y1, sizeof(float) * (size_t)R * (size_t)B);
                 }
                 kl_isa_set(NULL);
             }
-            free(W), free(P), free(act), free(x), free(y0), free(y1), free(scratch);
+            packed_case_free(&pc);
+            free(scratch);
         }
     if (!simd) t_skip("no packed TQ1_0 on this CPU");
 }
