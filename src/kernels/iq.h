@@ -246,7 +246,14 @@ void kl_ref_dequant_tq2_0(const void *src, float *y, int64_t n);
 void kl_ref_gemm_tq2_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_quant_tq1_0(const float *x, void *dst, int64_t n);
 /* TQ1_0's packed form, TQ2_0's blocks in 16-row panels (kernels/pack_tq.c): the packer and
- * the reference dot over it. */
+ * the reference dot over it. A panel is 16 plain TQ2_0 rows, so every dot over it is TQ2_0's
+ * gemm on kl_tq1_0_packed_rows(g): g with a row's stride for a panel's. */
+static inline kl_gemm kl_tq1_0_packed_rows(const kl_gemm *g)
+{
+    kl_gemm h = *g;
+    h.w_stride = g->w_stride / 16;
+    return h;
+}
 size_t kl_pack_tq1_0_bytes(kl_dtype t, int64_t rows, int64_t cols);
 void kl_pack_tq1_0(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
                    void *dst);

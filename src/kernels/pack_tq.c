@@ -54,7 +54,6 @@ void kl_pack_tq1_0(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_
  * panel's bytes), the same decoded values and float steps as TQ1_0's, so its bits. */
 void kl_ref_gemm_tq1_0_packed(const kl_gemm *g, int64_t r0, int64_t r1)
 {
-    kl_gemm h = *g;
-    h.w_stride = g->w_stride / PR;
+    kl_gemm h = kl_tq1_0_packed_rows(g);
     kl_ref_gemm_tq2_0(&h, r0, r1);
 }
