@@ -71,7 +71,7 @@ static bool int8_dot(kl_dtype t)
 
 int main(int argc, char **argv)
 {
-    kl_dtype types[16];
+    kl_dtype types[KL_DTYPE_COUNT];
     int nt = 0;
     bool quick = false;
     int batches[8] = {1, 64, 512}, nbatch = 3;
@@ -95,8 +95,12 @@ int main(int argc, char **argv)
             continue;
         }
         int t = kl_dtype_from_name(argv[i]);
-        if (t < 0 || !kl_matmul_supports((kl_dtype)t) || nt == 16) {
+        if (t < 0 || !kl_matmul_supports((kl_dtype)t)) {
             fprintf(stderr, "bench-kernels: %s: not a matmul dtype\n", argv[i]);
+            return 1;
+        }
+        if (nt == KL_DTYPE_COUNT) {
+            fprintf(stderr, "bench-kernels: more than %d dtypes\n", KL_DTYPE_COUNT);
             return 1;
         }
         types[nt++] = (kl_dtype)t;
