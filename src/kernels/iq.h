@@ -240,6 +240,16 @@ void kl_pack_iq1_s(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_
 void kl_ref_gemm_iq1_s_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_dequant_iq1_m(const void *src, float *y, int64_t n);
 void kl_ref_gemm_iq1_m(const kl_gemm *g, int64_t r0, int64_t r1);
+/* IQ1_M's packed form, IQ1_S's code bytes with the per-8 shift signs and per-16 scales beside
+ * them (kernels/pack_iq1.c has the layout): the record, its parts' offsets, the packer and the
+ * reference dot over it. */
+#define KL_IQ1MP_REC 76
+#define KL_IQ1MP_SH  64
+#define KL_IQ1MP_SD  68
+size_t kl_pack_iq1_m_bytes(kl_dtype t, int64_t rows, int64_t cols);
+void kl_pack_iq1_m(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                   void *dst);
+void kl_ref_gemm_iq1_m_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_dequant_tq1_0(const void *src, float *y, int64_t n);
 void kl_ref_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_dequant_tq2_0(const void *src, float *y, int64_t n);

@@ -228,41 +228,74 @@ TEST(kernels_iq_iq1_s_packed_reference_matches_bits)
         }
 }
 
+/* Each SIMD table with a packed matmul of t: its packed matmul over pc.P gives the bits of its
+ * own matmul over the file's blocks pc.W, at each batch bs[0..nbs) (bs[0] the largest).
+ * Returns the number of tables checked. */
+static int packed_simd_check(kl_dtype t, packed_case *pc, int R, int C, const int *bs, int nbs)
+{
+    int simd = 0;
+    kl_gemm_fn last = NULL;
+    float *y0 = pc->y0, *y1 = pc->y1;
+    void *scratch = malloc(kl_matmul_scratch(t, bs[0], C) + 64);
+    for (const char *const *n = (const char *const[]){"avx2", "avx512", "avx512vbmi", NULL}; *n;
+         n++) {
+        const kl_isa *isa = kl_isa_find(*n);
+        if (!isa || !isa->types[t].gemm_packed || isa->types[t].gemm_packed == last) continue;
+        last = isa->types[t].gemm_packed, simd++;
+        kl_isa_set(isa);
+        for (int k = 0; k < nbs; k++) {
+            int B = bs[k];
+            kl_matmul(NULL, t, pc->W, R, C, pc->x, C, B, y0, R, scratch);
+            memset(y1, 0xFF, sizeof(float) * (size_t)R * (size_t)B);
+            kl_matmul_packed(NULL, t, pc->P, R, C, pc->x, C, B, y1, R, scratch);
+            if (memcmp(y0, y1, sizeof(float) * (size_t)R * (size_t)B))
+                fprintf(stderr, "# %s rows %d cols %d B %d differs\n", *n, R, C, B);
+            T_MEMEQ(y0, y1, sizeof(float) * (size_t)R * (size_t)B);
+        }
+        kl_isa_set(NULL);
+    }
+    free(scratch);
+    return simd;
+}
+
 /* TQ1_0's packed form (kernels/pack_tq.c, TQ2_0's blocks): its scalar dot gives the file
  * reference's bits, and each SIMD table's packed matmul (its TQ2_0 kernel) gives the bits of
  * its own TQ1_0 kernel on the file's blocks, at one row, the trit-free tile's three and the
  * decoded tile's six; random blocks (every byte value), rows that end mid-panel. */
 TEST(kernels_iq_tq1_0_packed_matches_bits)
 {
-    static const int rows[] = {1, 15, 17, 33}, cols[] = {256, 768, 2304}, bs[] = {1, 3, 6};
+    static const int rows[] = {1, 15, 17, 33}, cols[] = {256, 768, 2304}, bs[] = {6, 1, 3};
     int simd = 0;
     for (int ri = 0; ri < 4; ri++)
         for (int ci = 0; ci < 3; ci++) {
-            int R = rows[ri], C = cols[ci], BM = 6;
             packed_case pc =
                 packed_case_check(KL_TQ1_0, kl_pack_tq1_0_bytes, kl_pack_tq1_0, kl_ref_gemm_tq1_0,
-                                  kl_ref_gemm_tq1_0_packed, R, C, BM,
+                                  kl_ref_gemm_tq1_0_packed, rows[ri], cols[ci], bs[0],
                                   0x7E1AC0DEull + 17 * (uint64_t)ri + (uint64_t)ci);
-            float *y0 = pc.y0, *y1 = pc.y1;
-            void *scratch = malloc(kl_matmul_scratch(KL_TQ1_0, BM, C) + 64);
-            for (const char *const *n = (const char *const[]){"avx2", "avx512", NULL}; *n; n++) {
-                const kl_isa *isa = kl_isa_find(*n);
-                if (!isa || !isa->types[KL_TQ1_0].gemm_packed) continue;
-                simd++;
-                kl_isa_set(isa);
-                for (int k = 0; k < 3; k++) {
-                    int B = bs[k];
-                    kl_matmul(NULL, KL_TQ1_0, pc.W, R, C, pc.x, C, B, y0, R, scratch);
-                    memset(y1, 0xFF, sizeof(float) * (size_t)R * (size_t)B);
-                    kl_matmul_packed(NULL, KL_TQ1_0, pc.P, R, C, pc.x, C, B, y1, R, scratch);
-                    if (memcmp(y0, y1, sizeof(float) * (size_t)R * (size_t)B))
-                        fprintf(stderr, "# %s rows %d cols %d B %d differs\n", *n, R, C, B);
-                    T_MEMEQ(y0, y1, sizeof(float) * (size_t)R * (size_t)B);
-                }
-                kl_isa_set(NULL);
-            }
+            simd += packed_simd_check(KL_TQ1_0, &pc, rows[ri], cols[ci], bs, 3);
             packed_case_free(&pc);
-            free(scratch);
         }
     if (!simd) t_skip("no packed TQ1_0 on this CPU");
+}
+
+/* IQ1_M's packed form (kernels/pack_iq1.c, IQ1_S's codes with signs and scales beside): its
+ * scalar dot gives the file reference's bits, and the VBMI packed matmul gives the bits of the
+ * VBMI matmul over the file's blocks (the same int32 lanes), at batches of 1 to 8 (one tile)
+ * and 9 and 19 (tiles of 8 and the rest); random blocks (every grid index, sign and scale),
+ * rows that end mid-panel. kernels_gemm checks it against the reference on more shapes. */
+TEST(kernels_iq_iq1_m_packed_matches_bits)
+{
+    static const int rows[] = {1, 15, 17, 33}, cols[] = {256, 768, 2304},
+                     bs[] = {19, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    int simd = 0;
+    for (int ri = 0; ri < 4; ri++)
+        for (int ci = 0; ci < 3; ci++) {
+            packed_case pc =
+                packed_case_check(KL_IQ1_M, kl_pack_iq1_m_bytes, kl_pack_iq1_m, kl_ref_gemm_iq1_m,
+                                  kl_ref_gemm_iq1_m_packed, rows[ri], cols[ci], bs[0],
+                                  0x1A1AC0DEull + 17 * (uint64_t)ri + (uint64_t)ci);
+            simd += packed_simd_check(KL_IQ1_M, &pc, rows[ri], cols[ci], bs, 10);
+            packed_case_free(&pc);
+        }
+    if (!simd) t_skip("no packed IQ1_M on this CPU");
 }

@@ -33,6 +33,7 @@ void kl_avx512vbmi_types_iq1(kl_isa *isa);
 void kl_avx512vbmi_gemm_iq1_s(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512vbmi_gemm_iq1_m(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512vbmi_gemm_iq1_s_packed(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512vbmi_gemm_iq1_m_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 
 /* IQ1_S by v = qh >> 12 (the scale s in bits 0-2, the shift's sign in bit 3): [0] 8 sc in the
  * low byte, 16 sc in the high one (sc = 2 s + 1), [1] sc (shift - 8). */
@@ -312,14 +313,120 @@ static inline __attribute__((always_inline)) void iq1p_tile(const kl_gemm *g, in
 }
 IQ_GEMM(kl_avx512vbmi_gemm_iq1_s_packed, iq1p)
 
+/* IQ1_M packed (kernels/pack_iq1.c: the code bytes, codes k = g + 2 in 1..3, the shift signs
+ * and scales beside): per block two tables of 16-byte lanes, T0 for planes 0, 1 and T1 for
+ * planes 2, 3, and per plane p one GF2 affine of the code bytes, one vpshufb of T(p / 2) and
+ * the dot. Lane L of plane p is one scale's 16 elements (4 p + L) and its two qwords two shift
+ * signs' 8 (8 p + 2 L, + 1). The affine maps a qword's 2-bit code into a 2-dimensional
+ * subspace of the 4-bit lane index, one of 5 that share only 0 ({1, 2, 3} {4, 8, 12}
+ * {5, 10, 15} {6, 11, 13} {7, 9, 14}), by the plane's parity and the qword's, so one lane table
+ * holds the weights of two planes' 4 sign groups (the codes are never 0, so never collide):
+ * m_val's sc (8 g + shift + 9) / 2, built by vpermb from E, the block's sign and scale bytes,
+ * and the IQ1_M tile's fin. The int32 lanes are that tile's, and so are its bits. */
+static _Alignas(64) uint64_t mp_aff[4][8]; /* plane p's affine matrix, by qword */
+/* per table byte 16 L + v: the sign group of each table (0: planes 0, 1), the code k (0 for
+ * the indices no code maps to) */
+static _Alignas(64) uint8_t mp_grp[2][64], mp_k[64];
+/* [k | sign << 2 | s << 3] = sc (4 (k - 1) + (sign ? 0 : 1)), 0 for k = 0 */
+static _Alignas(64) uint8_t mp_val[64];
+/* vpmultishiftqb offsets: E byte G's sign (bit G of sh) to bit 2 and its scale (bits
+ * 3 (G / 2).. of sd) to bits 3-5; the scale of the bsums' 16 groups to bits 0-2 of each word */
+static _Alignas(64) uint8_t mp_ms_sh[64], mp_ms_sc[64], mp_ms_grp[32];
+
+static void iq1mp_init(void)
+{
+    static const int sub[2][2][2] = {{{1, 2}, {4, 8}}, {{5, 10}, {6, 11}}}; /* [p % 2][qword % 2] */
+    for (int p = 0; p < 4; p++)
+        for (int q = 0; q < 8; q++) {
+            uint64_t A = 0;
+            for (int i = 0; i < 4; i++) /* output bit i: row byte 7 - i, input bits 2 p, 2 p + 1 */
+                A |= (uint64_t)((sub[p % 2][q % 2][0] >> i & 1) << (2 * p) |
+                                (sub[p % 2][q % 2][1] >> i & 1) << (2 * p + 1))
+                     << (8 * (7 - i));
+            mp_aff[p][q] = A;
+        }
+    for (int L = 0; L < 4; L++)
+        for (int j = 0; j < 2; j++)
+            for (int par = 0; par < 2; par++)
+                for (int k = 1; k <= 3; k++) {
+                    int v = (k & 1 ? sub[j][par][0] : 0) ^ (k & 2 ? sub[j][par][1] : 0);
+                    mp_k[16 * L + v] = (uint8_t)k;
+                    for (int X = 0; X < 2; X++)
+                        mp_grp[X][16 * L + v] = (uint8_t)(8 * (2 * X + j) + 2 * L + par);
+                }
+    for (int b = 0; b < 64; b++) {
+        int k = b & 3, h = !(b & 4), sc = 2 * (b >> 3) + 1;
+        mp_val[b] = (uint8_t)(k ? sc * (4 * (k - 1) + h) : 0);
+    }
+    for (int G = 0; G < 32; G++) {
+        mp_ms_sh[G] = (uint8_t)((G - 2) & 63);
+        mp_ms_sc[G] = (uint8_t)((3 * (G / 2) - 3) & 63);
+    }
+    for (int t = 0; t < 16; t++)
+        mp_ms_grp[2 * t] = (uint8_t)(3 * t);
+}
+
+static inline __attribute__((always_inline)) void iq1mp_tile(const kl_gemm *g, int64_t r, int b,
+                                                             int nb)
+{
+    int64_t nblk = g->cols / KL_QKK;
+    const uint8_t *w =
+        g->W + (size_t)(r / 16) * g->w_stride + (size_t)(r % 16) * (size_t)nblk * KL_IQ1MP_REC;
+    const int8_t *aq[IQ_BT];
+    const float *ad[IQ_BT];
+    const int16_t *bs[IQ_BT];
+    __m512 acc[IQ_BT];
+    iq_rows(g, b, nb, aq, ad, bs, acc);
+    const __m256i ms_grp = _mm256_load_si256((const __m256i *)mp_ms_grp),
+                  corr_s = _mm256_load_si256((const __m256i *)m_corr);
+    for (int64_t j = 0; j < nblk; j++, w += KL_IQ1MP_REC) {
+        _mm_prefetch((const char *)w + IQ_PF, _MM_HINT_T0);
+        uint32_t sh;
+        uint64_t sd;
+        memcpy(&sh, w + KL_IQ1MP_SH, 4), memcpy(&sd, w + KL_IQ1MP_SD, 8);
+        /* E: byte G (0..31) the sign of group G in bit 2, its scale in bits 3-5 */
+        __m512i E = _mm512_ternarylogic_epi32(
+            _mm512_multishift_epi64_epi8(ld(mp_ms_sh), _mm512_set1_epi64((long long)sh)),
+            _mm512_multishift_epi64_epi8(ld(mp_ms_sc), _mm512_set1_epi64((long long)sd)),
+            _mm512_set1_epi8(4), 0xE4);
+        __m512i T[2];
+        for (int X = 0; X < 2; X++) /* mp_val by k | E's bits 2-5 */
+            T[X] = _mm512_permutexvar_epi8(
+                _mm512_ternarylogic_epi32(ld(mp_k), _mm512_permutexvar_epi8(ld(mp_grp[X]), E),
+                                          _mm512_set1_epi8(3), 0xE4),
+                ld(mp_val));
+        __m256i corr = _mm256_permutexvar_epi16(
+            _mm256_multishift_epi64_epi8(ms_grp, _mm256_set1_epi64x((long long)sd)), corr_s);
+        __m512i q = _mm512_loadu_si512((const void *)w);
+        __m512i is[IQ_BT];
+        _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = _mm512_setzero_si512();
+        _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++)
+        {
+            __m512i u = _mm512_shuffle_epi8(
+                T[p / 2], _mm512_gf2p8affine_epi64_epi8(q, _mm512_load_si512(mp_aff[p]), 0));
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =
+                _mm512_dpbusd_epi32(is[k], u, _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * p));
+        }
+        _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =
+            iq1_m_fin(is[k], _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)), corr);
+        iq_block_end(nb, acc, is, 0.125f * _cvtsh_ss((unsigned short)(sd >> 48)), ad, j);
+    }
+    iq_store(g, r, b, nb, acc);
+}
+IQ_GEMM(kl_avx512vbmi_gemm_iq1_m_packed, iq1mp)
+
 /* The rows of this file over the AVX-512 VBMI table (called once, from dispatch.c's build). */
 void kl_avx512vbmi_types_iq1(kl_isa *isa)
 {
     iq1_vbmi_init();
     iq1p_init();
+    iq1mp_init();
     isa->types[KL_IQ1_S].gemm = kl_avx512vbmi_gemm_iq1_s;
     isa->types[KL_IQ1_S].pack_bytes = kl_pack_iq1_s_bytes;
     isa->types[KL_IQ1_S].pack = kl_pack_iq1_s;
     isa->types[KL_IQ1_S].gemm_packed = kl_avx512vbmi_gemm_iq1_s_packed;
     isa->types[KL_IQ1_M].gemm = kl_avx512vbmi_gemm_iq1_m;
+    isa->types[KL_IQ1_M].pack_bytes = kl_pack_iq1_m_bytes;
+    isa->types[KL_IQ1_M].pack = kl_pack_iq1_m;
+    isa->types[KL_IQ1_M].gemm_packed = kl_avx512vbmi_gemm_iq1_m_packed;
 }
