@@ -181,8 +181,7 @@ static void pack_block_m(const void *block, uint8_t *o)
 void kl_pack_iq1_m(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
                    void *dst)
 {
-    pack_panels(t, W, rows, cols, p0, p1, dst, sizeof(kl_block_iq1_m), KL_IQ1MP_REC,
-                pack_block_m);
+    pack_panels(t, W, rows, cols, p0, p1, dst, sizeof(kl_block_iq1_m), KL_IQ1MP_REC, pack_block_m);
 }
 
 static int32_t dot_m(const uint8_t *w, const int8_t *a, uint16_t *dh)

@@ -381,14 +381,16 @@ static inline __attribute__((always_inline)) void iq1mp_tile(const kl_gemm *g, i
                   corr_s = _mm256_load_si256((const __m256i *)m_corr);
     for (int64_t j = 0; j < nblk; j++, w += KL_IQ1MP_REC) {
         _mm_prefetch((const char *)w + IQ_PF, _MM_HINT_T0);
-        uint32_t sh;
-        uint64_t sd;
-        memcpy(&sh, w + KL_IQ1MP_SH, 4), memcpy(&sd, w + KL_IQ1MP_SD, 8);
+        /* sh with sd's low half above it (the offsets read bits 0-31), sd; broadcast loads */
+        long long sh, sd;
+        uint16_t dh;
+        memcpy(&sh, w + KL_IQ1MP_SH, 8), memcpy(&sd, w + KL_IQ1MP_SD, 8);
+        memcpy(&dh, w + KL_IQ1MP_SD + 6, 2);
+        __m512i bsd = _mm512_set1_epi64(sd);
         /* E: byte G (0..31) the sign of group G in bit 2, its scale in bits 3-5 */
         __m512i E = _mm512_ternarylogic_epi32(
-            _mm512_multishift_epi64_epi8(ld(mp_ms_sh), _mm512_set1_epi64((long long)sh)),
-            _mm512_multishift_epi64_epi8(ld(mp_ms_sc), _mm512_set1_epi64((long long)sd)),
-            _mm512_set1_epi8(4), 0xE4);
+            _mm512_multishift_epi64_epi8(ld(mp_ms_sh), _mm512_set1_epi64(sh)),
+            _mm512_multishift_epi64_epi8(ld(mp_ms_sc), bsd), _mm512_set1_epi8(4), 0xE4);
         __m512i T[2];
         for (int X = 0; X < 2; X++) /* mp_val by k | E's bits 2-5 */
             T[X] = _mm512_permutexvar_epi8(
@@ -396,7 +398,7 @@ static inline __attribute__((always_inline)) void iq1mp_tile(const kl_gemm *g, i
                                           _mm512_set1_epi8(3), 0xE4),
                 ld(mp_val));
         __m256i corr = _mm256_permutexvar_epi16(
-            _mm256_multishift_epi64_epi8(ms_grp, _mm256_set1_epi64x((long long)sd)), corr_s);
+            _mm256_multishift_epi64_epi8(ms_grp, _mm512_castsi512_si256(bsd)), corr_s);
         __m512i q = _mm512_loadu_si512((const void *)w);
         __m512i is[IQ_BT];
         _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = _mm512_setzero_si512();
@@ -409,7 +411,7 @@ static inline __attribute__((always_inline)) void iq1mp_tile(const kl_gemm *g, i
         }
         _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =
             iq1_m_fin(is[k], _mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)), corr);
-        iq_block_end(nb, acc, is, 0.125f * _cvtsh_ss((unsigned short)(sd >> 48)), ad, j);
+        iq_block_end(nb, acc, is, 0.125f * _cvtsh_ss(dh), ad, j);
     }
     iq_store(g, r, b, nb, acc);
 }
