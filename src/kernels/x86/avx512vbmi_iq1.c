@@ -24,9 +24,10 @@
  * microbenchmark gave vpgatherdd of 16 2-bit codes no better a entry). Indices stored as dwords
  * (one load each, no shifts) were slower too: 10.4 ns.
  *
- * Packed IQ1_S. The model runs IQ1_S repacked at load into 2-bit codes (kernels/pack_iq1.c):
- * no grid lookups, 70 bytes a block instead of 50; 8192x2048 at B=1 streamed 2.0-2.8x the
- * weights a second of the tile above (iq1p_tile below). IQ1_M has no packed form yet. */
+ * Packed IQ1_S and IQ1_M. The model runs both repacked at load into 2-bit codes
+ * (kernels/pack_iq1.c): no grid lookups, 70 bytes a block instead of 50 (IQ1_S), 76 for 56
+ * (IQ1_M); 8192x2048 at B=1 streamed 2.0-2.8x the weights a second of the tiles above
+ * (iq1p_tile, iq1mp_tile below). */
 #include "kernels/x86/avx512vbmi_iq.h"
 
 void kl_avx512vbmi_types_iq1(kl_isa *isa);
