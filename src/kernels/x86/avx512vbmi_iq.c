@@ -54,7 +54,13 @@
  * IQ2_XXS's pairs writes each window over the index bytes (win256: no blend): 5.37 -> 5.24.
  *
  * At B=1 (generation) the decode bounds these kernels, not the read bandwidth: every
- * instruction of the chunk loop counts. */
+ * instruction of the chunk loop counts (one thread, B=1: the same ns a block from L2 as
+ * streamed from DRAM). IQ2_S's 32 registers of code planes were hoisted by the compiler to
+ * each weight row's start and 16 of them spilled to the stack there (~200 instructions a row
+ * of 8 blocks); read through in_loop (avx512vbmi_iq.h) they are vpermt2b's memory operands:
+ * one thread, alternated, 4.9-5.3 -> 4.7-5.0 ns a block at B=1, B=2 6.5 -> 6.0, B=8 15.1 ->
+ * 14.1. (IQ2_XS, IQ2_XXS and IQ3_S the same way: 0 to 3% slower; IQ2_S's lookup as eight
+ * vpermi2b over disjoint window masks, as IQ3_S's win512, instead of lut1024's blends: 9 ns.) */
 #include "kernels/x86/avx512vbmi_iq.h"
 
 void kl_avx512vbmi_types_iq(kl_isa *isa);
@@ -448,7 +454,8 @@ static inline __attribute__((always_inline)) void iq2_s_pair(const kl_block_iq2_
         ld(qh2sp), _mm512_castsi128_si512(_mm_set_epi64x((long long)h1, (long long)h0)));
     __mmask64 b7 = _mm512_movepi8_mask(z), b8 = _mm512_test_epi8_mask(qh, ld(bit2s));
     __mmask64 b9 = _mm512_test_epi8_mask(qh, _mm512_add_epi8(ld(bit2s), ld(bit2s)));
-    const __m512i y[2] = {lut1024(eo2s[0], z, b7, b8, b9), lut1024(eo2s[1], z, b7, b8, b9)};
+    const uint8_t(*t)[1024] = in_loop(eo2s);
+    const __m512i y[2] = {lut1024(t[0], z, b7, b8, b9), lut1024(t[1], z, b7, b8, b9)};
     pair_index(st, y,
                _mm512_inserti64x4(_mm512_castsi256_si512(
                                       _mm256_loadu_si256((const __m256i *)(w[0].qs + KL_QKK / 8))),

@@ -30,6 +30,17 @@ static inline void iq_plane_ops(kl_type_ops *o, kl_dtype act, kl_row_fn quant, k
     o->act = act, o->quant_act = quant, o->gemm = gemm, o->gemm_packed = NULL;
 }
 
+/* A grid's code planes as a decoder reads them: through a pointer the compiler cannot see
+ * through, so that it loads them where they are used (vpermt2b's memory operand) instead of
+ * hoisting 16 or 32 registers of tables to each weight row's start and spilling them to the
+ * stack there. */
+#define in_loop(p) ((__typeof__(&(p)[0]))opaque_ptr((p)))
+static inline const void *opaque_ptr(const void *p)
+{
+    __asm__("" : "+r"(p));
+    return p;
+}
+
 static inline __m512i ld(const uint8_t *p)
 {
     return _mm512_load_si512((const void *)p);
