@@ -195,25 +195,12 @@ static bool iq_vbmi_init(void)
     return true;
 }
 
-/* Plane bytes of the entries whose indices' low 8 bits are idx's bytes (bit 7 also in b7). */
-static inline __m512i lut256(const uint8_t *t, __m512i idx, __mmask64 b7)
-{
-    __m512i lo = _mm512_permutex2var_epi8(ld(t), idx, ld(t + 64));
-    __m512i hi = _mm512_permutex2var_epi8(ld(t + 128), idx, ld(t + 192));
-    return _mm512_mask_blend_epi8(b7, lo, hi);
-}
 /* lut256 by two vpermi2b that write their window's bytes over the index bytes of the lanes in
  * their mask (bit 7 set, then clear): no blend. */
 static inline __m512i win256(const uint8_t *t, __m512i idx, __mmask64 b7)
 {
     __m512i r = _mm512_mask2_permutex2var_epi8(ld(t + 128), idx, b7, ld(t + 192));
     return _mm512_mask2_permutex2var_epi8(ld(t), r, _knot_mask64(b7), ld(t + 64));
-}
-
-/* The same for 9-bit indices, bit 8 in b8. */
-static inline __m512i lut512(const uint8_t *t, __m512i idx, __mmask64 b7, __mmask64 b8)
-{
-    return _mm512_mask_blend_epi8(b8, lut256(t, idx, b7), lut256(t + 256, idx, b7));
 }
 
 /* The same for 10-bit indices, bit 9 in b9. */

@@ -11,10 +11,11 @@
  *
  * Magnitudes. Each entry's code (3 bits per element, built from the grid at start) is kept as
  * two byte planes, lo (elements 0, 1) and hi (2, 3), looked up for all 64 indices at once
- * (vpermi2b over 128-byte windows under masks of the index's high bits, as the chunk decoders
- * did); a code byte gives the magnitudes of its two fields by one vpermb each over a 64-byte
- * table that ignores the other field: 4 vpermb a block for 4 planes, where the chunk order took
- * a vpermt2b, a vpord and a vpermi2b per 64 elements.
+ * (IQ3_S: vpermt2b over 128-byte windows and blends by the index's high bits, lut512 in
+ * avx512vbmi_iq.h; IQ3_XXS: vpermi2b over 128-byte windows under masks of bit 7, win256); a code
+ * byte gives the magnitudes of its two fields by one vpermb each over a 64-byte table that ignores
+ * the other field: 4 vpermb a block for 4 planes, where the chunk order took a vpermt2b, a vpord
+ * and a vpermi2b per 64 elements.
  *
  * Signs. Entry e's 4 signs are bits 4 (e % 2)..4 (e % 2) + 3 of the block's sign byte e / 2
  * (IQ3_S stores the bytes as they stand; IQ3_XXS 7-bit fields, made bytes by a vpmultishiftqb
@@ -69,10 +70,12 @@ static bool iq3_vbmi_init(void)
     return true;
 }
 
-/* A 256- or 512-entry plane by an index's low 7 bits and masks of its bits 7 and 8: each
- * vpermi2b writes its window's bytes over the index bytes of the lanes in its mask and leaves
- * the others as they were, so disjoint masks take the place of blends (IQ3_S 10.1 -> 9.5 ns a
- * block at B=1 in the chunk tile). */
+/* IQ3_XXS's 256-entry plane by an index's low 7 bits and a mask of its bit 7: each vpermi2b
+ * writes its window's bytes over the index bytes of the lanes in its mask and leaves the
+ * others as they were, so disjoint masks take the place of a blend (IQ3_S 10.1 -> 9.5 ns a
+ * block at B=1 in the chunk tile; but see lut256 in avx512vbmi_iq.h: IQ3_S's 4 such windows
+ * a plane are slower than lut512's blends; IQ3_XXS's 2 are even with lut256's: B=1 1-5% behind,
+ * B=8 1-3% ahead). */
 static inline __m512i win128(__m512i r, const uint8_t *t, __mmask64 k)
 {
     return _mm512_mask2_permutex2var_epi8(ld(t), r, k, ld(t + 64));
@@ -80,13 +83,6 @@ static inline __m512i win128(__m512i r, const uint8_t *t, __mmask64 k)
 static inline __m512i win256(const uint8_t *t, __m512i idx, __mmask64 b7)
 {
     return win128(win128(idx, t + 128, b7), t, _knot_mask64(b7));
-}
-static inline __m512i win512(const uint8_t *t, __m512i idx, __mmask64 b7, __mmask64 b8)
-{
-    __m512i r = win128(idx, t + 384, _kand_mask64(b7, b8));
-    r = win128(r, t + 256, _kandn_mask64(b7, b8));
-    r = win128(r, t + 128, _kandn_mask64(b8, b7));
-    return win128(r, t, _knot_mask64(_kor_mask64(b7, b8)));
 }
 
 /* A block decoded: the plane tile's state (x86/avx512_iq.h). */
@@ -144,7 +140,7 @@ static inline void iq3_s_begin(const kl_block_iq3_s *w, iq3p_st *st)
     __mmask64 b7 = _mm512_movepi8_mask(idx), b8;
     memcpy(&b8, w->qh, 8);
     __m512i sq = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const __m256i *)w->signs));
-    iq3_planes(win512(p3s[0], idx, b7, b8), win512(p3s[1], idx, b7, b8), pairs3s, sq, st);
+    iq3_planes(lut512(p3s[0], idx, b7, b8), lut512(p3s[1], idx, b7, b8), pairs3s, sq, st);
     uint32_t s;
     memcpy(&s, w->scales, 4);
     st->sc = odd_scale(_mm512_rorv_epi32(_mm512_set1_epi32((int)s), _mm512_load_si512(ror3s)));
