@@ -28,17 +28,17 @@
 
 #include "kernels/impl.h"
 #include "kernels/iq.h"
+#include "kernels/x86/packed_prefetch.h"
 
 #define PR        16 /* rows per panel */
 #define REG       (PR * 4)
 #define BT        4  /* activation rows per int8 tile */
 #define BT_F      6  /* ... per float tile of one panel */
 #define ACT_GROUP 64 /* activation rows per pass over the panels (avx512_packed.c) */
-/* The first int8 tile over a panel asks for the record PF_AHEAD bytes past the one it reads
- * (avx2_packed_kquant.c): streaming 8192x2048 at one activation row, 1 thread, GB/s of weights
+/* The first int8 tile over a panel asks for the record KL_PF_AHEAD bytes past the one it reads
+ * (x86/packed_prefetch.h): streaming 8192x2048 at one activation row, 1 thread, GB/s of weights
  * (limit 42), without -> with: Q8_0 26-27 -> 38.7 (4 KB ahead 34.5, 16 KB 37.5), Q4_0 33-35 ->
  * 39.5. */
-#define PF_AHEAD 8192
 
 enum { Q80, Q40, Q41, Q50, Q51, IQ4NL };
 
@@ -106,9 +106,7 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
         _Pragma("GCC unroll 2") for (int h = h0; h < h1; h++)
         {
             const uint8_t *P = P0 + h * 32;
-            if (h == h0 && b % ACT_GROUP == 0)
-                for (size_t c = 0; c < rb; c += 64)
-                    _mm_prefetch((const char *)P0 + PF_AHEAD + c, _MM_HINT_T0);
+            if (h == h0 && b % ACT_GROUP == 0) kl_pf_share(P0, rb, 0, 1);
             /* w[q]: columns 4q..4q+3 of the 8 rows; unsigned, or |w| with the signed values in sw
              */
             __m256i w[8], sw[8];

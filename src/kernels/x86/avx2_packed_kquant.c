@@ -36,22 +36,10 @@
 #include "kernels/impl.h"
 #include "kernels/iq.h"
 #include "kernels/pack_kquant.h"
+#include "kernels/x86/packed_prefetch.h"
 
 #define BT 4 /* activation rows per tile */
 #define HR 8 /* rows per half panel */
-
-/* The first tile over a panel asks for the bytes PF_AHEAD past those it reads, one eighth of
- * a record per sub-block. The panels of a thread's rows are one contiguous stream, yet the
- * hardware prefetcher alone kept too few lines in flight: streaming 8192x2048 at one
- * activation row, 1 thread, 64-byte aligned panels, GB/s of weights (limit 42), without ->
- * with: Q6_K 17.5-18.4 -> 40.1-40.8, Q4_K 33 -> 36 (40.5 in tile_gen, GEN1 below), Q2_K 29
- * -> 31.5; distance 4 KB 32.1, 8 KB 40.1, 16 KB 40.5 (Q6_K). */
-#define PF_AHEAD 8192
-static inline __attribute__((always_inline)) void ahead(const uint8_t *P, size_t rb, int s)
-{
-    for (size_t c = (size_t)s * rb / 8 & ~(size_t)63; c < (size_t)(s + 1) * rb / 8; c += 64)
-        _mm_prefetch((const char *)P + PF_AHEAD + c, _MM_HINT_T0);
-}
 
 /* Unsigned quants of half hf of sub-block s, column group g: 8 rows x columns 32s + 4g..+3. */
 static inline __attribute__((always_inline)) __m256i quants(int K, const uint8_t *P, int hf, int s,
@@ -271,7 +259,12 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
                 {
                     const int s = s2 + e; /* e constant: ls[e] stays in a register */
                     __m256i sc_lo, sc_hi, off;
-                    if (b == 0 && hf == 0) ahead(P, rb, s);
+                    /* the first tile over the panel asks for the record KL_PF_AHEAD
+                     * ahead (x86/packed_prefetch.h), an eighth per sub-block: streamed
+                     * 8192x2048, B=1, 1 thread, GB/s (limit 42), without -> with: Q6_K
+                     * 17.5-18.4 -> 40.1-40.8, Q4_K 33 -> 36 (40.5 in tile_gen), Q2_K 29 ->
+                     * 31.5 */
+                    if (b == 0 && hf == 0) kl_pf_share(P, rb, s, 8);
                     scales(K, P, hf, s2 / 2, e, ls, &sc_lo, &sc_hi, &off);
                     __m256i p[BT];
                     _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
@@ -356,7 +349,7 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
             _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++) iq4_half_scales(P, hf, ls[hf]);
         for (int s = 0; s < 8; s++) {
             __m256i sc_lo[2], sc_hi[2], off[2], p[2][2];
-            if (b == 0) ahead(P, rb, s);
+            if (b == 0) kl_pf_share(P, rb, s, 8);
             _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
             {
                 scales(K, P, hf, s / 2, s % 2, ls[hf], &sc_lo[hf], &sc_hi[hf], &off[hf]);

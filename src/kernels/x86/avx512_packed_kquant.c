@@ -34,18 +34,17 @@
 #include "kernels/iq.h"
 #include "kernels/pack_kquant.h"
 #include "kernels/x86/avx512_dpbusd.h"
+#include "kernels/x86/packed_prefetch.h"
 
 #define BT 8 /* activation rows per tile */
-/* The first tile over a panel asks for the lines PF_BYTES ahead of each sub-block, in order.
- * Left to the hardware prefetcher, one activation row streamed Q6_K's panels at half the read
- * bandwidth, 20-21 GB/s on one thread while the same tile ran 70 GB/s from cache: its loads
- * reach each sub-block's lines out of order (the compiler folds them into the shifts, high
- * bits first). Streamed 8192x2048, 1 thread, B=1, GB/s of the file's bytes, alternated:
- * Q6_K 20.4-20.8 -> 40.0-40.2, Q5_K 31-32 -> 40-41, Q4_K 35-36 -> 39-40, Q3_K 28-29 -> 39-40,
- * Q2_K 34-35 -> 39 (distance 4 KB 41-43 on Q6_K in a micro-run, 8 KB 45-49, 16 KB 38-57 and
- * 35-36 in bench-kernels). Past the panel's end it reads into the next panel (contiguous; a
- * prefetch is a hint and never faults past the matrix). */
-#define PF_BYTES 8192
+/* The first tile over a panel asks for the record's bytes KL_PF_AHEAD ahead
+ * (x86/packed_prefetch.h), one eighth per sub-block, in order. Left to the hardware prefetcher,
+ * one activation row streamed Q6_K's panels at half the read bandwidth, 20-21 GB/s on one
+ * thread while the same tile ran 70 GB/s from cache: its loads reach each sub-block's lines
+ * out of order (the compiler folds them into the shifts, high bits first). Streamed 8192x2048,
+ * 1 thread, B=1, GB/s of the file's bytes, alternated: Q6_K 20.4-20.8 -> 40.0-40.2, Q5_K 31-32
+ * -> 40-41, Q4_K 35-36 -> 39-40, Q3_K 28-29 -> 39-40, Q2_K 34-35 -> 39 (distance 4 KB 41-43 on
+ * Q6_K in a micro-run, 8 KB 45-49, 16 KB 38-57 and 35-36 in bench-kernels). */
 
 /* The 8 registers of unsigned quants of sub-block s: w[g] = columns 32s + 4g .. + 3. */
 static inline __attribute__((always_inline)) void load_sub(int K, const uint8_t *P, int s,
@@ -168,9 +167,8 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
         aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_k_d(a, n), as[k] = kl_act_q8_k_bsums(a, n);
         out[k] = _mm512_setzero_ps();
     }
-    const bool wide = K == Q4 || K == Q5;      /* one scale per 32 columns */
-    const bool pf = b == 0;                    /* later tiles find the panel cached */
-    const size_t pf_lines = (rb / 64 + 7) / 8; /* a record's 64-byte lines over its sub-blocks */
+    const bool wide = K == Q4 || K == Q5; /* one scale per 32 columns */
+    const bool pf = b == 0;               /* later tiles find the panel cached */
     for (int64_t j = 0; j < nsb; j++, P += rb) {
         __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + OFF_D)));
         __m512 acc[BT];
@@ -189,9 +187,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
         for (int s = 0; s < 8; s++) {
             __m512i w[8], sc;
             __m512 S[2];
-            if (pf)
-                _Pragma("GCC unroll 8") for (size_t c = 0; c < pf_lines; c++)
-                    _mm_prefetch((const char *)P + PF_BYTES + (s * pf_lines + c) * 64, _MM_HINT_T0);
+            if (pf) kl_pf_share(P, rb, s, 8);
             load_sub(K, P, s, w);
             __m512i pairs = K == IQ4X ? iq4_scales(sl, sh4, s, &sc) : sub_scales(K, P, s, dv, S);
             _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
