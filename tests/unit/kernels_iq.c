@@ -211,23 +211,6 @@ static void packed_case_free(packed_case *pc)
     free(pc->W), free(pc->P), free(pc->act), free(pc->x), free(pc->y0), free(pc->y1);
 }
 
-/* IQ1_S's packed form (kernels/pack_iq1.c, 2-bit codes): its scalar dot gives the file
- * reference's bits, on random blocks (every grid index, scale and shift sign) and rows that
- * end mid-panel; so the packer keeps every weight, scale and d. The SIMD dot over it is
- * checked against the reference by kernels_gemm. */
-TEST(kernels_iq_iq1_s_packed_reference_matches_bits)
-{
-    static const int rows[] = {1, 15, 17, 33}, cols[] = {256, 768, 2304};
-    for (int ri = 0; ri < 4; ri++)
-        for (int ci = 0; ci < 3; ci++) {
-            packed_case pc =
-                packed_case_check(KL_IQ1_S, kl_pack_iq1_s_bytes, kl_pack_iq1_s, kl_ref_gemm_iq1_s,
-                                  kl_ref_gemm_iq1_s_packed, rows[ri], cols[ci], 3,
-                                  0x1D1AC0DEull + 17 * (uint64_t)ri + (uint64_t)ci);
-            packed_case_free(&pc);
-        }
-}
-
 /* Each SIMD table with a packed matmul of t: its packed matmul over pc.P gives the bits of its
  * own matmul over the file's blocks pc.W, at each batch bs[0..nbs) (bs[0] the largest).
  * Returns the number of tables checked. */
@@ -256,6 +239,27 @@ static int packed_simd_check(kl_dtype t, packed_case *pc, int R, int C, const in
     }
     free(scratch);
     return simd;
+}
+
+/* IQ1_S's packed form (kernels/pack_iq1.c, 2-bit codes): its scalar dot gives the file
+ * reference's bits, on random blocks (every grid index, scale and shift sign) and rows that
+ * end mid-panel, one to nine blocks a row; so the packer keeps every weight, scale and d. Each
+ * SIMD table's packed matmul (x86/avx2_iq1_packed.c: the plain AVX2 tile's int32 lanes and
+ * float steps; x86/avx512vbmi_iq1.c: its 512-bit tile's) gives the bits of the table's matmul
+ * over the file's blocks, at every tile height (AVX2 1-4 activation rows, VBMI 1-8), 9 and 19.
+ * kernels_gemm checks it against the reference on more shapes. */
+TEST(kernels_iq_iq1_s_packed_matches_bits)
+{
+    static const int rows[] = {1, 15, 17, 33, 70}, cols[] = {256, 768, 2048, 2304},
+                     bs[] = {19, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    for (int i = 0; i < 5 * 4; i++) { /* every rows x cols */
+        int R = rows[i / 4], C = cols[i % 4];
+        packed_case pc =
+            packed_case_check(KL_IQ1_S, kl_pack_iq1_s_bytes, kl_pack_iq1_s, kl_ref_gemm_iq1_s,
+                              kl_ref_gemm_iq1_s_packed, R, C, bs[0], 0x1D1AC0DEull + (uint64_t)i);
+        packed_simd_check(KL_IQ1_S, &pc, R, C, bs, 10); /* none on a CPU without AVX2 */
+        packed_case_free(&pc);
+    }
 }
 
 /* TQ1_0's packed form (kernels/pack_tq.c, TQ2_0's blocks): its scalar dot gives the file

@@ -36,4 +36,10 @@ void kl_avx512_types_iq(kl_isa *isa)
     isa->types[KL_TQ1_0].pack_bytes = kl_pack_tq1_0_bytes;
     isa->types[KL_TQ1_0].pack = kl_pack_tq1_0;
     isa->types[KL_TQ1_0].gemm_packed = kl_avx512_gemm_tq1_0_packed;
+    /* no packed IQ1_S here (the VBMI table has its own): AVX2's (x86/avx2_iq1_packed.c),
+     * copied from the table below, runs 1.6x this table's plain kernel at one activation row
+     * but gives AVX2's bits, not this table's */
+    isa->types[KL_IQ1_S].pack_bytes = NULL;
+    isa->types[KL_IQ1_S].pack = NULL;
+    isa->types[KL_IQ1_S].gemm_packed = NULL;
 }
