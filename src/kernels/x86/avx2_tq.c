@@ -58,9 +58,12 @@ static inline __attribute__((always_inline)) void tq2_0r_tile(const kl_gemm *g, 
         _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
         {
             __m256i x = _mm256_loadu_si256((const __m256i *)(w[j].qs + 32 * h));
-            __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(x, m0), _mm256_loadu_si256(aj + 4 * h));
-            __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(x, m1), _mm256_loadu_si256(aj + 4 * h + 1));
-            __m256i p2 = _mm256_maddubs_epi16(_mm256_and_si256(x, m2), _mm256_loadu_si256(aj + 4 * h + 2));
+            __m256i p0 =
+                _mm256_maddubs_epi16(_mm256_and_si256(x, m0), _mm256_loadu_si256(aj + 4 * h));
+            __m256i p1 =
+                _mm256_maddubs_epi16(_mm256_and_si256(x, m1), _mm256_loadu_si256(aj + 4 * h + 1));
+            __m256i p2 =
+                _mm256_maddubs_epi16(_mm256_and_si256(x, m2), _mm256_loadu_si256(aj + 4 * h + 2));
             __m256i p3 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(x, 6), m0),
                                               _mm256_loadu_si256(aj + 4 * h + 3));
             p0 = _mm256_add_epi16(p0, p3);
@@ -72,8 +75,8 @@ static inline __attribute__((always_inline)) void tq2_0r_tile(const kl_gemm *g, 
             s[0], _mm256_add_epi16(_mm256_srai_epi16(s[1], 2), _mm256_srai_epi16(s[2], 4)));
         __m256i i32 = tq16_i32(s16, _mm256_loadu_si256((const __m256i *)(bs + 16 * j)));
         __m256 d = _mm256_cvtph_ps(_mm_set1_epi16((short)w[j].d));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(d, _mm256_set1_ps(ad[j])),
-                              acc);
+        acc =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(d, _mm256_set1_ps(ad[j])), acc);
     }
     g->y[(int64_t)b * g->ldy + r] = kl_avx2_hsum_ps(acc);
 }

@@ -67,19 +67,18 @@ static inline __attribute__((always_inline)) void tq2_0r_tile(const kl_gemm *g, 
         __m512i x1 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[j].qs + 32)));
         const int8_t *aj = a + j * KL_QKK;
         /* s: fields 0, 1 (less the activations' sums, in the scale-1 half); t: fields 2, 3 */
-        __m512i s = _mm512_zextsi256_si512(
-            tq32_init(_mm256_loadu_si256((const __m256i *)(bs + 16 * j))));
+        __m512i s =
+            _mm512_zextsi256_si512(tq32_init(_mm256_loadu_si256((const __m256i *)(bs + 16 * j))));
         __m512i t = _mm512_setzero_si512();
         s = _mm512_dpbusd_epi32(s, _mm512_and_si512(x0, m01), _mm512_loadu_si512(aj));
         t = _mm512_dpbusd_epi32(t, _mm512_and_si512(x0, m23), _mm512_loadu_si512(aj + 64));
         s = _mm512_dpbusd_epi32(s, _mm512_and_si512(x1, m01), _mm512_loadu_si512(aj + 128));
         t = _mm512_dpbusd_epi32(t, _mm512_and_si512(x1, m23), _mm512_loadu_si512(aj + 192));
         s = _mm512_add_epi32(_mm512_srav_epi32(s, sh01), _mm512_srav_epi32(t, sh23));
-        __m256i i32 =
-            _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+        __m256i i32 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
         __m256 d = _mm256_cvtph_ps(_mm_set1_epi16((short)w[j].d));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(d, _mm256_set1_ps(ad[j])),
-                              acc);
+        acc =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(d, _mm256_set1_ps(ad[j])), acc);
     }
     g->y[(int64_t)b * g->ldy + r] = kl_avx2_hsum_ps(acc);
 }
