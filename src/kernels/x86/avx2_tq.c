@@ -80,15 +80,7 @@ static inline __attribute__((always_inline)) void tq2_0r_tile(const kl_gemm *g, 
     }
     g->y[(int64_t)b * g->ldy + r] = kl_avx2_hsum_ps(acc);
 }
-static inline __attribute__((always_inline)) void tq2_0m_tile(const kl_gemm *g, int64_t r, int b,
-                                                              int nb)
-{
-    if (nb == 1)
-        tq2_0r_tile(g, r, b);
-    else
-        tq2_0_tile(g, r, b, nb);
-}
-TQ_GEMM(kl_avx2_gemm_tq2_0, tq2_0m)
+TQ2_0_GEMM(kl_avx2_gemm_tq2_0)
 /* TQ1_0 packed as TQ2_0's blocks (kernels/pack_tq.c): the TQ2_0 kernel on a panel's rows, the
  * TQ1_0 tile's int32 lanes (the same chunks of 32 elements), so its bits. */
 void kl_avx2_gemm_tq1_0_packed(const kl_gemm *g, int64_t r0, int64_t r1)

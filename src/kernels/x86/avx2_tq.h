@@ -133,4 +133,17 @@ static inline __attribute__((always_inline)) void tq1_0_chunks(const kl_block_tq
     }
 
 #define TQ_GEMM(NAME, PFX) TILE4_GEMM(NAME, PFX, TQ_CHUNK) /* TQ_BT is 4 */
+
+/* TQ2_0's gemm: one activation row takes the including table's own row kernel, tq2_0r_tile
+ * (it streams the weights at one row; the shared tile is built for 2-4 rows). */
+#define TQ2_0_GEMM(NAME)                                                                           \
+    static inline __attribute__((always_inline)) void tq2_0m_tile(const kl_gemm *g, int64_t r,     \
+                                                                  int b, int nb)                   \
+    {                                                                                              \
+        if (nb == 1)                                                                               \
+            tq2_0r_tile(g, r, b);                                                                  \
+        else                                                                                       \
+            tq2_0_tile(g, r, b, nb);                                                               \
+    }                                                                                              \
+    TQ_GEMM(NAME, tq2_0m)
 #endif

@@ -82,15 +82,7 @@ static inline __attribute__((always_inline)) void tq2_0r_tile(const kl_gemm *g, 
     }
     g->y[(int64_t)b * g->ldy + r] = kl_avx2_hsum_ps(acc);
 }
-static inline __attribute__((always_inline)) void tq2_0m_tile(const kl_gemm *g, int64_t r, int b,
-                                                              int nb)
-{
-    if (nb == 1)
-        tq2_0r_tile(g, r, b);
-    else
-        tq2_0_tile(g, r, b, nb);
-}
-TQ_GEMM(kl_avx512_gemm_tq2_0, tq2_0m)
+TQ2_0_GEMM(kl_avx512_gemm_tq2_0)
 /* TQ1_0 packed as TQ2_0's blocks (kernels/pack_tq.c): a panel is 16 plain TQ2_0 rows, so the
  * TQ2_0 kernel with a row's stride; the same int32 lanes and float steps as the TQ1_0 tiles
  * below, so their bits, at 1.7x the weights a second at one row (their trits cost more than
