@@ -34,7 +34,9 @@
  * 20.4 -> 14.8; B=8 32.0 -> 25.8 and 35.3 -> 27.9. Tried: each plane's magnitudes
  * straight from the index (8 vpermi2b over 4 tables of 256, no codes): 9.4 ns; vpshufb over
  * 4-bit fields (and a shift for the high one) in place of vpermb: 6.6; two accumulators a row
- * (a shorter vpdpbusd chain): 6.45. */
+ * (a shorter vpdpbusd chain): 6.45. Later, on a Zen 5, IQ3_S's windows by vpermt2b and blends
+ * (lut512) in place of 4 chained masked vpermi2b: B=1 5.3-5.6 -> 4.3-4.6 ns a block, B=2 +13-15%,
+ * B=4 +9-10%; for IQ3_XXS blends were 1-5% faster at B=1 and 1-3% slower at B=8 (win256 kept). */
 #include "kernels/x86/avx512vbmi_iq.h"
 
 void kl_avx512vbmi_types_iq3(kl_isa *isa);
