@@ -36,7 +36,7 @@
  * 4-bit fields (and a shift for the high one) in place of vpermb: 6.6; two accumulators a row
  * (a shorter vpdpbusd chain): 6.45. Later, on a Zen 5, IQ3_S's windows by vpermt2b and blends
  * (lut512) in place of 4 chained masked vpermi2b: B=1 5.3-5.6 -> 4.3-4.6 ns a block, B=2 +13-15%,
- * B=4 +9-10%; for IQ3_XXS blends were 1-5% faster at B=1 and 1-3% slower at B=8 (win256 kept). */
+ * B=4 +9-10% (IQ3_XXS keeps win256: see there). */
 #include "kernels/x86/avx512vbmi_iq.h"
 
 void kl_avx512vbmi_types_iq3(kl_isa *isa);
