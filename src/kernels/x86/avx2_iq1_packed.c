@@ -22,13 +22,13 @@
 
 #include "kernels/iq.h"
 #include "kernels/x86/avx2_q8k_rows.h"
+#include "kernels/x86/packed_prefetch.h"
 #include "kernels/x86/tile4_gemm.h"
 
 void kl_avx2_gemm_iq1_s_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 
-#define BT       4    /* activation rows per tile */
-#define PR       16   /* rows per panel (pack_iq1.c) */
-#define PF_AHEAD 8192 /* the first tile over a row asks for the record this far ahead */
+#define BT 4  /* activation rows per tile */
+#define PR 16 /* rows per panel (pack_iq1.c) */
 
 /* Per nibble n of the record's s (scale s in bits 0-2, the shift's sign in bit 3): sc shift,
  * +-(2 s + 1) */
@@ -80,10 +80,8 @@ static inline __attribute__((always_inline)) void iq1p_tile(const kl_gemm *g, in
     q8k_rows(g, b, nb, aq, ad, bs, acc);
     for (int64_t j = 0; j < nblk; j++) {
         const uint8_t *q = w + (size_t)j * KL_IQ1P_REC;
-        if (b == 0) { /* a record spans two lines or three: its first byte's, 64 on */
-            _mm_prefetch((const char *)q + PF_AHEAD, _MM_HINT_T0);
-            _mm_prefetch((const char *)q + PF_AHEAD + 64, _MM_HINT_T0);
-        }
+        if (b == 0) /* a record spans two lines or three: its first byte's, 64 on */
+            kl_pf_share(q, KL_IQ1P_REC, 0, 1);
         uint32_t sn;
         uint16_t dh;
         memcpy(&sn, q + KL_IQ1P_S, 4), memcpy(&dh, q + KL_IQ1P_D, 2);

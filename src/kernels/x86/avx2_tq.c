@@ -4,6 +4,7 @@
  * those of the IQ2 tile (x86/avx2_iq.h) these kernels replaced (madd(s, 1) - madd(bsums, 1) =
  * madd(s - bsums, 1) lane by lane): the same bits. */
 #include "kernels/x86/avx2_tq.h"
+#include "kernels/x86/packed_prefetch.h"
 
 void kl_avx2_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_tq2_0(const kl_gemm *g, int64_t r0, int64_t r1);
@@ -36,11 +37,10 @@ TQ_TILE(tq2_0, kl_block_tq2_0, tq16, 0)
  * 16), their pair sums added in three int16 sums by scale and shifted back (each a multiple
  * of its scale; |sum| <= 2 * 16 * 2 * 3 * 128 < 2^15); field 3 is shifted, as times 64 could
  * saturate vpmaddubsw at fields of 3. The same int16 sums as the tile, so its bits. Each
- * block asks for the line TQ2_PF bytes ahead (rows one after another in memory; a hint, it
- * never faults past the matrix). One thread, 2048 x 2048 and 8192 x 2048 streamed (bench-
- * kernels alternated with the tile, loaded machine): 19.9-24.9 -> 25.9-27.0 GB/s; from L2
- * 26.3-26.6 -> 27.8-27.9. Still bound by the vector ports (about 33 operations a block). */
-#define TQ2_PF 8192
+ * block asks for the line KL_PF_AHEAD bytes ahead (x86/packed_prefetch.h) (rows one after another
+ * in memory; a hint, it never faults past the matrix). One thread, 2048 x 2048 and 8192 x 2048
+ * streamed (bench-kernels alternated with the tile, loaded machine): 19.9-24.9 -> 25.9-27.0 GB/s;
+ * from L2 26.3-26.6 -> 27.8-27.9. Still bound by the vector ports (about 33 operations a block). */
 static inline __attribute__((always_inline)) void tq2_0r_tile(const kl_gemm *g, int64_t r, int b)
 {
     int64_t n = g->cols, nblk = n / KL_QKK;
@@ -52,7 +52,7 @@ static inline __attribute__((always_inline)) void tq2_0r_tile(const kl_gemm *g, 
                   m2 = _mm256_set1_epi8(0x30);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t j = 0; j < nblk; j++) {
-        _mm_prefetch((const char *)&w[j] + TQ2_PF, _MM_HINT_T0);
+        _mm_prefetch((const char *)&w[j] + KL_PF_AHEAD, _MM_HINT_T0);
         const __m256i *aj = (const __m256i *)(a0 + j * KL_QKK);
         __m256i s[3];
         _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)

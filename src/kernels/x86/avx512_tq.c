@@ -6,6 +6,7 @@
  * differ from the AVX2 table's in the last bits, as other types' do. */
 #include "kernels/x86/avx2_q8k_rows.h"
 #include "kernels/x86/avx2_tq.h"
+#include "kernels/x86/packed_prefetch.h"
 
 void kl_avx512_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_tq2_0(const kl_gemm *g, int64_t r0, int64_t r1);
@@ -43,11 +44,10 @@ TQ_TILE(tq2_0, kl_block_tq2_0, tq32, 2)
  * as shifts keep the vpdpbusd ports free (shifting each field, or gf2p8affineqb, shares
  * them): 43 GB/s from L2 against the 256-bit tile's 33.
  * Streamed, the hardware prefetcher alone kept too few lines in flight (29 GB/s from memory
- * at one thread, 33 in L2): each block asks for the line TQ2_PF bytes ahead, rows one after
- * another in memory (past a row's end that is the next row's; a hint, it never faults).
- * 8192x2048 and 2048x2048, one thread, GB/s streamed: 28-31 -> 38-42 (4 KB ahead 31-37,
- * 16 KB 37-42). */
-#define TQ2_PF 8192
+ * at one thread, 33 in L2): each block asks for the line KL_PF_AHEAD bytes ahead
+ * (x86/packed_prefetch.h), rows one after another in memory (past a row's end that is the next
+ * row's; a hint, it never faults). 8192x2048 and 2048x2048, one thread, GB/s streamed: 28-31 ->
+ * 38-42 (4 KB ahead 31-37, 16 KB 37-42). */
 static inline __attribute__((always_inline)) void tq2_0r_tile(const kl_gemm *g, int64_t r, int b)
 {
     int64_t n = g->cols, nblk = n / KL_QKK;
@@ -62,7 +62,7 @@ static inline __attribute__((always_inline)) void tq2_0r_tile(const kl_gemm *g, 
     const __m512i sh23 = _mm512_inserti64x4(_mm512_set1_epi32(4), _mm256_set1_epi32(6), 1);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t j = 0; j < nblk; j++) {
-        _mm_prefetch((const char *)&w[j] + TQ2_PF, _MM_HINT_T0);
+        _mm_prefetch((const char *)&w[j] + KL_PF_AHEAD, _MM_HINT_T0);
         __m512i x0 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w[j].qs));
         __m512i x1 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[j].qs + 32)));
         const int8_t *aj = a + j * KL_QKK;

@@ -1,5 +1,6 @@
 /* kernels/x86/packed_prefetch.h: how far ahead the packed tiles (x86/avx2_packed*.c,
- * avx512_packed*.c) ask for their weights. Included by those files only.
+ * avx512_packed*.c, avx2_iq1_packed.c) and the TQ2_0 one-row tiles (avx2_tq.c, avx512_tq.c) ask
+ * for their weights. Included by those files only.
  *
  * A thread's panels are one contiguous stream, yet at one activation row (generation) the
  * hardware prefetcher alone keeps too few lines in flight: the first tile over a panel asks
