@@ -204,6 +204,7 @@ void kl_ref_types_iq(kl_isa *isa);  /* the grid types through kl_iq_dec (ref_iq.
 /* The SIMD tables' rows of the IQ and TQ types (x86/avx2_iq_types.c, avx512_iq_types.c). */
 void kl_avx2_types_iq(kl_isa *isa);
 void kl_avx2_types_iq1_packed(kl_isa *isa); /* x86/avx2_iq1_packed.c, from kl_avx2_types_iq */
+void kl_avx2_types_iq2_packed(kl_isa *isa); /* x86/avx2_iq2_packed.c, from kl_avx2_types_iq */
 void kl_avx512_types_iq(kl_isa *isa);
 /* over avx512's rows: x86/avx512vbmi_iq.c (IQ2), x86/avx512vbmi_iq3.c (IQ3),
  * x86/avx512vbmi_iq1.c (IQ1) */
@@ -228,6 +229,18 @@ void kl_ref_dequant_iq2_xs(const void *src, float *y, int64_t n);
 void kl_ref_gemm_iq2_xs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_dequant_iq2_s(const void *src, float *y, int64_t n);
 void kl_ref_gemm_iq2_s(const kl_gemm *g, int64_t r0, int64_t r1);
+/* IQ2_XXS, IQ2_XS and IQ2_S packed into one form, magnitude indices and sign bits in planes
+ * (kernels/pack_iq2.c has the layout): a row's block record and its parts' offsets, the packer
+ * (of any of the three), a record decoded (ref_iq2.c) and the reference dot over the form. */
+void kl_iq_decode_iq2_packed(const void *rec, kl_iq_dec *o);
+void kl_ref_gemm_iq2_packed(const kl_gemm *g, int64_t r0, int64_t r1);
+size_t kl_pack_iq2_bytes(kl_dtype t, int64_t rows, int64_t cols);
+void kl_pack_iq2(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                 void *dst);
+#define KL_IQ2P_REC 106
+#define KL_IQ2P_SG  64 /* sg */
+#define KL_IQ2P_S   96 /* s */
+#define KL_IQ2P_D   104
 void kl_ref_dequant_iq1_s(const void *src, float *y, int64_t n);
 void kl_ref_gemm_iq1_s(const kl_gemm *g, int64_t r0, int64_t r1);
 /* IQ1_S's packed form, 2-bit codes (kernels/pack_iq1.c has the layout): a row's block record

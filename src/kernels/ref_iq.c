@@ -65,6 +65,15 @@ IQ_REF(iq1_m, kl_block_iq1_m)
 IQ_REF(tq1_0, kl_block_tq1_0)
 IQ_REF(tq2_0, kl_block_tq2_0)
 
+/* The IQ2 types' packed form (kernels/pack_iq2.c): a panel's rows are consecutive records, so
+ * the reference on a row's stride (a panel's bytes / 16) through the record's decode. */
+void kl_ref_gemm_iq2_packed(const kl_gemm *g, int64_t r0, int64_t r1)
+{
+    kl_gemm h = *g;
+    h.w_stride = g->w_stride / 16;
+    gemm(kl_iq_decode_iq2_packed, KL_IQ2P_REC, &h, r0, r1);
+}
+
 static kl_type_ops ops(kl_gemm_fn gemm_fn, kl_dequant_fn to_f32, kl_row_fn from_f32)
 {
     return (kl_type_ops){.act = KL_Q8_K,

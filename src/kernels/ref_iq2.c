@@ -59,3 +59,19 @@ void kl_iq_decode_iq2_s(const void *block, kl_iq_dec *o)
     kl_iq_scales_nibbles(b->scales, o->sc);
     steps(o, d);
 }
+
+/* A record of the packed form (kernels/pack_iq2.c): the file block's decode, from its planes. */
+void kl_iq_decode_iq2_packed(const void *rec, kl_iq_dec *o)
+{
+    static const int8_t mag[4] = {8, 25, 43, 0};
+    const uint8_t *b = rec;
+    uint16_t dh;
+    memcpy(&dh, b + KL_IQ2P_D, 2);
+    for (int e = 0; e < KL_QKK; e++) {
+        int v = mag[b[32 * (e / 128) + e % 32] >> (2 * (e / 32 % 4)) & 3];
+        o->q[e] = (int8_t)(b[KL_IQ2P_SG + e % 32] >> (e / 32) & 1 ? -v : v);
+    }
+    for (int t = 0; t < 16; t++)
+        kl_iq_odd16(o->sc, t, b[KL_IQ2P_S + t / 2] >> (4 * (t % 2)) & 0xF);
+    steps(o, kl_fp16_to_fp32(dh));
+}

@@ -241,25 +241,38 @@ static int packed_simd_check(kl_dtype t, packed_case *pc, int R, int C, const in
     return simd;
 }
 
-/* IQ1_S's packed form (kernels/pack_iq1.c, 2-bit codes): its scalar dot gives the file
- * reference's bits, on random blocks (every grid index, scale and shift sign) and rows that
- * end mid-panel, one to nine blocks a row; so the packer keeps every weight, scale and d. Each
- * SIMD table's packed matmul (x86/avx2_iq1_packed.c: the plain AVX2 tile's int32 lanes and
+/* IQ1_S's packed form (kernels/pack_iq1.c, 2-bit codes) and the IQ2 types' (kernels/pack_iq2.c,
+ * magnitude and sign planes): the scalar dot over it gives the file reference's bits, on random
+ * blocks (every grid index, sign, scale and shift sign) and rows that end mid-panel, one to
+ * nine blocks a row; so the packer keeps every weight, scale and d. Each SIMD table's packed
+ * matmul (x86/avx2_iq1_packed.c, avx2_iq2_packed.c: the plain AVX2 tiles' int32 lanes and
  * float steps; x86/avx512vbmi_iq1.c: its 512-bit tile's) gives the bits of the table's matmul
  * over the file's blocks, at every tile height (AVX2 1-4 activation rows, VBMI 1-8), 9 and 19.
  * kernels_gemm checks it against the reference on more shapes. */
-TEST(kernels_iq_iq1_s_packed_matches_bits)
+TEST(kernels_iq_iq1_s_iq2_packed_matches_bits)
 {
     static const int rows[] = {1, 15, 17, 33, 70}, cols[] = {256, 768, 2048, 2304},
                      bs[] = {19, 1, 2, 3, 4, 5, 6, 7, 8, 9};
-    for (int i = 0; i < 5 * 4; i++) { /* every rows x cols */
-        int R = rows[i / 4], C = cols[i % 4];
-        packed_case pc =
-            packed_case_check(KL_IQ1_S, kl_pack_iq1_s_bytes, kl_pack_iq1_s, kl_ref_gemm_iq1_s,
-                              kl_ref_gemm_iq1_s_packed, R, C, bs[0], 0x1D1AC0DEull + (uint64_t)i);
-        packed_simd_check(KL_IQ1_S, &pc, R, C, bs, 10); /* none on a CPU without AVX2 */
-        packed_case_free(&pc);
-    }
+    static const struct {
+        kl_dtype t;
+        pack_bytes_fn bytes;
+        pack_fn pack;
+        kl_gemm_fn ref, packed_ref;
+    } types[] = {
+        {KL_IQ1_S, kl_pack_iq1_s_bytes, kl_pack_iq1_s, kl_ref_gemm_iq1_s, kl_ref_gemm_iq1_s_packed},
+        {KL_IQ2_XXS, kl_pack_iq2_bytes, kl_pack_iq2, kl_ref_gemm_iq2_xxs, kl_ref_gemm_iq2_packed},
+        {KL_IQ2_XS, kl_pack_iq2_bytes, kl_pack_iq2, kl_ref_gemm_iq2_xs, kl_ref_gemm_iq2_packed},
+        {KL_IQ2_S, kl_pack_iq2_bytes, kl_pack_iq2, kl_ref_gemm_iq2_s, kl_ref_gemm_iq2_packed},
+    };
+    for (int ti = 0; ti < 4; ti++)
+        for (int i = 0; i < 5 * 4; i++) { /* every rows x cols */
+            int R = rows[i / 4], C = cols[i % 4];
+            packed_case pc = packed_case_check(types[ti].t, types[ti].bytes, types[ti].pack,
+                                               types[ti].ref, types[ti].packed_ref, R, C, bs[0],
+                                               0x1D1AC0DEull + 97 * (uint64_t)ti + (uint64_t)i);
+            packed_simd_check(types[ti].t, &pc, R, C, bs, 10); /* none on a CPU without AVX2 */
+            packed_case_free(&pc);
+        }
 }
 
 /* TQ1_0's packed form (kernels/pack_tq.c, TQ2_0's blocks): its scalar dot gives the file

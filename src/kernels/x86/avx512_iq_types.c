@@ -42,4 +42,10 @@ void kl_avx512_types_iq(kl_isa *isa)
     isa->types[KL_IQ1_S].pack_bytes = NULL;
     isa->types[KL_IQ1_S].pack = NULL;
     isa->types[KL_IQ1_S].gemm_packed = NULL;
+    /* nor packed IQ2 (AVX2's, x86/avx2_iq2_packed.c, gives AVX2's bits; VBMI's vpermb does the
+     * grid lookups of the file's blocks) */
+    static const kl_dtype iq2[] = {KL_IQ2_XXS, KL_IQ2_XS, KL_IQ2_S};
+    for (int i = 0; i < 3; i++)
+        isa->types[iq2[i]].pack_bytes = NULL, isa->types[iq2[i]].pack = NULL,
+        isa->types[iq2[i]].gemm_packed = NULL;
 }
