@@ -38,6 +38,15 @@ static void pack_row(int K, const kl_ksb *v, int r, uint8_t *o)
         if (K == Q3) o[off_hi(K, s) + at] |= (uint8_t)((u >> 2) << g);
         if (K == Q6)
             o[off_hi(K, s) + (size_t)(g / 4) * REG + at] |= (uint8_t)((u >> 4) << (2 * (g % 4)));
+        if (K == Q3S) { /* u_g whole in b(g % 4) at bit 3 (g / 4); u3, u7 split (the header) */
+            uint8_t *b = o + off_lo(K, s) + at;
+            if (g % 4 != 3)
+                b[(size_t)(g % 4) * REG] |= (uint8_t)(u << (3 * (g / 4)));
+            else {
+                b[(size_t)(g / 4) * REG] |= (uint8_t)((u & 3) << 6);
+                b[2 * REG] |= (uint8_t)((u >> 2) << (6 + g / 4));
+            }
+        }
     }
     memcpy(o + OFF_D + (size_t)r * 2, &v->d, 2);
     if (K == IQ4X) { /* ls = sc + 32, 6 bits: the low 4 in sl, the high 2 in sh */
@@ -76,11 +85,10 @@ static size_t pack_bytes(kl_dtype t, int64_t rows, int64_t cols)
     return (size_t)((rows + PR - 1) / PR) * (size_t)(cols / KL_QKK) * rec_bytes(kind_of(t));
 }
 
-/* Packs panels [p0, p1) of W (type t). */
-static void pack(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                 void *dst)
+/* Packs panels [p0, p1) of W (type t) in layout K. */
+static void pack_as(int K, kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
+                    int64_t p1, void *dst)
 {
-    int K = kind_of(t);
     int64_t nsb = cols / KL_QKK;
     size_t stride = kl_dtype_row_bytes(t, cols), bb = kl_dtype_get(t)->block_bytes,
            rb = rec_bytes(K);
@@ -100,12 +108,29 @@ static void pack(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t 
         }
 }
 
+static void pack(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                 void *dst)
+{
+    pack_as(kind_of(t), t, W, rows, cols, p0, p1, dst);
+}
+
+static void pack_q3s(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                     void *dst)
+{
+    pack_as(Q3S, t, W, rows, cols, p0, p1, dst);
+}
+
 void kl_panel_types_kquant(kl_isa *isa)
 {
     for (kl_dtype t = KL_Q2_K; t <= KL_Q6_K; t++) {
         isa->types[t].pack_bytes = pack_bytes;
         isa->types[t].pack = pack;
     }
+}
+
+void kl_panel_types_q3_k_avx2(kl_isa *isa)
+{
+    isa->types[KL_Q3_K].pack = pack_q3s;
 }
 
 void kl_panel_types_iq4_xs(kl_isa *isa)

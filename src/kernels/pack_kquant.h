@@ -27,7 +27,15 @@
  *       IQ4_XS          nibbles columns 32s + 16 + 4h + i (h < 4)
  *   q2  Q2_K Q3_K       [2 regs][16][4]: bits 2k of reg h: columns 32s + 4(4h + k) + i
  *   hb  Q5_K Q3_K       [16][4]: bit g: the quant's next bit of columns 32s + 4g + i
- *   h2  Q6_K            [2][16][4]: bits 2k of reg h: bits 4-5 of columns 32s + 4(4h+k) + i */
+ *   h2  Q6_K            [2][16][4]: bits 2k of reg h: bits 4-5 of columns 32s + 4(4h+k) + i
+ *
+ * Q3S is Q3_K as the AVX2 table packs it (its own packed id, kl_pack_id): the header of Q3_K,
+ * the same 3 registers a sub-block, but each byte (row, column i) of registers b0 b1 b2 holds
+ * whole quants where one vpand or a shift and a vpand gives them (x86/avx2_packed_kquant.c),
+ * u_g the quant of columns 32s + 4g + i:
+ *   b0: u0 bits 0-2, u4 bits 3-5, u3 & 3 bits 6-7
+ *   b1: u1 bits 0-2, u5 bits 3-5, u7 & 3 bits 6-7
+ *   b2: u2 bits 0-2, u6 bits 3-5, u3 >> 2 bit 6, u7 >> 2 bit 7 */
 #ifndef KILN_KERNELS_PACK_KQUANT_H
 #define KILN_KERNELS_PACK_KQUANT_H
 #include <stddef.h>
@@ -37,7 +45,7 @@
 #define PR  16 /* rows per panel */
 #define REG (PR * 4)
 
-enum { Q2, Q3, Q4, Q5, Q6, IQ4X };
+enum { Q2, Q3, Q4, Q5, Q6, IQ4X, Q3S };
 
 static inline int kind_of(kl_dtype t)
 {
@@ -73,7 +81,7 @@ static inline __attribute__((always_inline)) size_t off_sub(int K)
 /* Registers of one sub-block: its low bits, then its high bits. */
 static inline __attribute__((always_inline)) int low_regs(int K)
 {
-    return K == Q2 || K == Q3 ? 2 : 4;
+    return K == Q2 || K == Q3 ? 2 : K == Q3S ? 3 : 4;
 }
 static inline __attribute__((always_inline)) int sub_regs(int K)
 {

@@ -1,19 +1,20 @@
 /* kernels/x86/avx2_packed_kquant.c: the K-quants (Q2_K Q3_K Q4_K Q5_K Q6_K, and IQ4_XS) over the
  * panels of 16 rows that AVX-512 reads (kernels/pack_kquant.h; the same bytes, packed by
- * pack_kquant.c), AVX2. A 64-byte panel register (16 rows x 4 columns) is two 256-bit halves,
- * rows 0-7 and 8-15. At one activation row a panel is one sequential stream, which the
- * hardware prefetcher follows (the file's rows, read a few at a time, are streams too short
- * for it: the reason the row tiles of avx2_kquant.c fell behind at generation).
+ * pack_kquant.c, but for Q3_K's, AVX2's own: tile_q3s below), AVX2. A 64-byte panel register (16
+ * rows x 4 columns) is two 256-bit halves, rows 0-7 and 8-15. At one activation row a panel is one
+ * sequential stream, which the hardware prefetcher follows (the file's rows, read a few at a time,
+ * are streams too short for it: the reason the row tiles of avx2_kquant.c fell behind at
+ * generation).
  *
  * Per half, sub-block of 32 columns and activation row (Q8_K: int8 a, scale d_a, 16-column
- * sums bs): vpmaddubsw of each 4-column group of unsigned quants u (Q3_K q + 4, Q6_K q + 32)
+ * sums bs): vpmaddubsw of each 4-column group of unsigned quants u (Q6_K q + 32)
  * with the group's 4 activation bytes broadcast gives per row two int16 sums of 2 products;
  * those of the groups under one scale are added in int16 as far as they cannot overflow
- * (|u a| <= 128 u: Q4_K 8 groups (<= 30720), Q5_K, Q3_K, Q2_K 4, Q6_K 2 (<= 32256)), and
+ * (|u a| <= 128 u: Q4_K 8 groups (<= 30720), Q5_K, Q2_K 4, Q6_K 2 (<= 32256)), and
  * vpmaddwd by the rows' scale (sc, sc) sums them into int32: sum_t sc_t * dot_t(u, a), exact.
- * The offset term is vpmaddwd of the rows' (m_2s, m_2s+1) (Q3_K/Q6_K: the scales) with
- * (bs_2s, bs_2s+1): times dmin (Q2_K Q4_K Q5_K), or taken out of the integer sum times 4
- * (Q3_K) or 32 (Q6_K). Then d * d_a (and -dmin * d_a) in float per super-block: llama.cpp's
+ * The offset term is vpmaddwd of the rows' (m_2s, m_2s+1) (Q6_K: the scales) with
+ * (bs_2s, bs_2s+1): times dmin (Q2_K Q4_K Q5_K), or taken out of the integer sum times 32
+ * (Q6_K). Then d * d_a (and -dmin * d_a) in float per super-block: llama.cpp's
  * integer sums, as avx2_kquant.c forms them; the float order differs from the reference's and
  * from AVX-512's (within rounding).
  *
@@ -56,8 +57,8 @@ static inline __attribute__((always_inline)) __m256i quants(int K, const uint8_t
         __m256i v = _mm256_loadu_si256((const __m256i *)(lo + (size_t)(g / 4) * REG));
         w = _mm256_and_si256(_mm256_srli_epi16(v, 2 * (g % 4)), _mm256_set1_epi8(0x03));
     }
-    if (K == Q5 || K == Q3) { /* bit g of hb -> bit 4 (Q5_K) or bit 2 (Q3_K) */
-        const int to = K == Q5 ? 4 : 2;
+    if (K == Q5) { /* bit g of hb -> bit 4 */
+        const int to = 4;
         __m256i hb = _mm256_loadu_si256((const __m256i *)hi);
         __m256i x = g < to ? _mm256_slli_epi16(hb, to - g) : _mm256_srli_epi16(hb, g - to);
         w = _mm256_or_si256(w, _mm256_and_si256(x, _mm256_set1_epi8((char)(1 << to))));
@@ -225,6 +226,26 @@ block_out(int K, __m256i isum, __m256i ioff, __m256 dv, __m256 mv, float a_d, __
     return out;
 }
 
+/* Activation rows [b, b + NB) of a tile: quants, scales d and 16-column sums. */
+typedef struct {
+    const int8_t *q[BT];
+    const float *d[BT];
+    const int16_t *bs[BT];
+} act_rows;
+
+/* Fills A for rows [b, b + NB) and zeroes the tile's outputs. */
+static inline __attribute__((always_inline)) void act_rows_at(const kl_gemm *g, int b, int NB,
+                                                              act_rows *A, __m256 out[2][BT])
+{
+    _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
+    {
+        const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;
+        A->q[k] = (const int8_t *)a, A->d[k] = kl_act_q8_k_d(a, g->cols),
+        A->bs[k] = kl_act_q8_k_bsums(a, g->cols);
+        out[0][k] = out[1][k] = _mm256_setzero_ps();
+    }
+}
+
 /* One panel (16 rows from r) x activation rows [b, b + NB), over all super-blocks. */
 static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t r, int b, int NB,
                                                        int K)
@@ -232,16 +253,9 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
     int64_t n = g->cols, nsb = n / KL_QKK;
     const size_t rb = rec_bytes(K);
     const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
-    const int8_t *aq[BT];
-    const float *ad[BT];
-    const int16_t *as[BT];
+    act_rows A;
     __m256 out[2][BT];
-    _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
-    {
-        const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;
-        aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_k_d(a, n), as[k] = kl_act_q8_k_bsums(a, n);
-        out[0][k] = out[1][k] = _mm256_setzero_ps();
-    }
+    act_rows_at(g, b, NB, &A, out);
     const int run = run_of(K);
     for (int64_t j = 0; j < nsb; j++, P += rb) {
         _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
@@ -276,8 +290,8 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
                             p[k] = _mm256_add_epi16(
                                 p[k],
                                 _mm256_maddubs_epi16(
-                                    uw,
-                                    signed_act(K, bcast4(aq[k] + j * KL_QKK + 32 * s + 4 * q), w)));
+                                    uw, signed_act(K, bcast4(A.q[k] + j * KL_QKK + 32 * s + 4 * q),
+                                                   w)));
                         }
                         if (q % run == run - 1) {
                             __m256i sc = q < 4 ? sc_lo : sc_hi;
@@ -292,16 +306,15 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
                     if (K != IQ4X)
                         _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++) ioff[k] =
                             _mm256_add_epi32(
-                                ioff[k], _mm256_madd_epi16(off, bcast4(as[k] + 16 * j + 2 * s)));
+                                ioff[k], _mm256_madd_epi16(off, bcast4(A.bs[k] + 16 * j + 2 * s)));
                 }
             __m256 dv, mv;
             half_scales(K, P, hf, &dv, &mv);
             _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
             {
                 __m256i s = isum[k];
-                if (K == Q3) s = _mm256_sub_epi32(s, _mm256_slli_epi32(ioff[k], 2));
                 if (K == Q6) s = _mm256_sub_epi32(s, _mm256_slli_epi32(ioff[k], 5));
-                out[hf][k] = block_out(K, s, ioff[k], dv, mv, ad[k][j], out[hf][k]);
+                out[hf][k] = block_out(K, s, ioff[k], dv, mv, A.d[k][j], out[hf][k]);
             }
         }
     }
@@ -317,8 +330,8 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
  * pass: the panel is then read front to back once, as one even stream (half by half, the
  * second half's pass re-read the record from L1 with no new line asked of DRAM meanwhile:
  * Q6_K streamed at 0.65 of its in-cache speed), and each activation broadcast serves both
- * halves (GEN1 and GEN2 below say which types this serves). Q3_K/Q6_K take the offset out of the
- * integer sum per sub-block, with the scales times 4 or 32 (|32 sc| <= 1024, |bs| <= 2032:
+ * halves (GEN1 and GEN2 below say which types this serves). Q6_K takes the offset out of the
+ * integer sum per sub-block, with the scales times 32 (|32 sc| <= 1024, |bs| <= 2032:
  * exact in int32), the same integer as tile()'s one subtraction (and two fewer accumulators);
  * the float steps are tile()'s: the same bits, whichever tile a row falls in. */
 static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int64_t r, int b,
@@ -337,7 +350,7 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
         aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_k_d(a, n), as[k] = kl_act_q8_k_bsums(a, n);
         out[0][k] = out[1][k] = _mm256_setzero_ps();
     }
-    const int run = run_of(K), fold = K == Q3 ? 2 : K == Q6 ? 5 : 0;
+    const int run = run_of(K), fold = K == Q6 ? 5 : 0;
     for (int64_t j = 0; j < nsb; j++, P += rb) {
         __m256i isum[2][2], ioff[2][2];
         _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
@@ -404,6 +417,129 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
     }
 }
 
+/* Q3_K in AVX2's own layout (pack_kquant.h, Q3S): the 8 column groups of half hf of
+ * sub-block s, groups 0-3 (the sixteen of sc_2s) as u, groups 4-7 (sc_2s+1's) as 8 u, each one
+ * vpand, u3 and u7 two shifts more (vpsrlw moves no bit of the neighbouring byte into the ones
+ * kept: each part is masked first). */
+static inline __attribute__((always_inline)) void q3s_quants(const uint8_t *P, int hf, int s,
+                                                             __m256i w[8])
+{
+    const __m256i *q = (const __m256i *)(P + off_lo(Q3S, s) + (size_t)hf * 32);
+    const __m256i b0 = _mm256_loadu_si256(q), b1 = _mm256_loadu_si256(q + REG / 32),
+                  b2 = _mm256_loadu_si256(q + 2 * REG / 32);
+    const __m256i m7 = _mm256_set1_epi8(7), m38 = _mm256_set1_epi8(0x38),
+                  mc0 = _mm256_set1_epi8((char)0xC0);
+    w[0] = _mm256_and_si256(b0, m7);
+    w[1] = _mm256_and_si256(b1, m7);
+    w[2] = _mm256_and_si256(b2, m7);
+    w[3] = _mm256_or_si256(_mm256_srli_epi16(_mm256_and_si256(b0, mc0), 6),
+                           _mm256_srli_epi16(_mm256_and_si256(b2, _mm256_set1_epi8(0x40)), 4));
+    w[4] = _mm256_and_si256(b0, m38);
+    w[5] = _mm256_and_si256(b1, m38);
+    w[6] = _mm256_and_si256(b2, m38);
+    w[7] =
+        _mm256_or_si256(_mm256_srli_epi16(_mm256_and_si256(b1, mc0), 3),
+                        _mm256_srli_epi16(_mm256_and_si256(b2, _mm256_set1_epi8((char)0x80)), 2));
+}
+
+/* Q3_K's tile over the Q3S layout: 8 times the integer sum, so that groups 4-7 need no shift.
+ * Per half, sub-block and activation row: groups 0-3 (u, pairs <= 7 * 127 * 2) add in int16
+ * and vpmaddwd by (8 sc_2s, 8 sc_2s); groups 4-7 (8 u, pairs <= 14224) two at a time, by
+ * (sc_2s+1, sc_2s+1); the offset, vpmaddwd of (32 sc_2s, 32 sc_2s+1) with (bs_2s, bs_2s+1),
+ * subtracted (|8 isum| < 2^26). Each scale is its byte in an int16's high half shifted down
+ * arithmetically by 5, 8 or 3. Per super-block the sum shifted down by 3 (exact) is tile()'s
+ * integer, and the float steps are tile()'s: the same bits as before the layout (and from
+ * every tile). H halves a pass: both at one activation row (the record read front to back
+ * once, as tile_gen does; the broadcasts are loaded again for each half, as GCC kept them for
+ * both and spilled), one at two to four. Against tile() over the shared layout (u from two
+ * 2-bit planes and a high-bit plane, 5 operations a group), 1 thread, bench-kernels,
+ * alternated: B=1 streamed 24.1-25.7 -> 31.3-32.5 GB/s of the file's bytes (from L2 26 -> 33:
+ * still bound by the core, ~130 instructions a sub-block), B=2 164-177 -> 194-200 GFLOP/s,
+ * B=4 180-195 -> 240-252. */
+static inline __attribute__((always_inline)) void tile_q3s(const kl_gemm *g, int64_t r, int b,
+                                                           int NB, int H)
+{
+    act_rows A;
+    __m256 out[2][BT];
+    act_rows_at(g, b, NB, &A, out);
+    const size_t rb = rec_bytes(Q3S);
+    for (int h0 = 0; h0 < 2; h0 += H) {
+        const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
+        for (int64_t j = 0; j < g->cols / KL_QKK; j++, P += rb) {
+            __m256i isum[2][BT];
+            _Pragma("GCC unroll 2") for (int e = 0; e < H; e++)
+                _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++) isum[e][k] =
+                    _mm256_setzero_si256();
+            for (int s = 0; s < 8; s++) {
+                if (b == 0 && h0 == 0) kl_pf_share(P, rb, s, 8);
+                const int64_t a0 = j * KL_QKK + 32 * s; /* the sub-block's activations */
+                _Pragma("GCC unroll 2") for (int e = 0; e < H; e++)
+                {
+                    const int hf = h0 + e;
+                    __m256i w[8];
+                    q3s_quants(P, hf, s, w);
+                    const uint8_t *raw = P + OFF_SM + (size_t)s * PR * 2 + (size_t)hf * HR * 2;
+                    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)raw));
+                    __m256i sc8_lo = _mm256_srai_epi16(PICK(Z, 0, Z, 0), 5),
+                            sc_hi = _mm256_srai_epi16(PICK(Z, 1, Z, 1), 8),
+                            off32 = _mm256_srai_epi16(PICK(Z, 0, Z, 1), 3);
+                    _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
+                    {
+                        const int8_t *ak = A.q[k] + a0;
+                        /* each half broadcasts its own: kept for both, GCC spilled them */
+                        __asm__ volatile("" : "+r"(ak));
+                        __m256i p = _mm256_maddubs_epi16(w[0], bcast4(ak));
+                        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[1], bcast4(ak + 4)));
+                        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[2], bcast4(ak + 8)));
+                        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[3], bcast4(ak + 12)));
+                        __m256i t = _mm256_madd_epi16(p, sc8_lo);
+                        p = _mm256_add_epi16(_mm256_maddubs_epi16(w[4], bcast4(ak + 16)),
+                                             _mm256_maddubs_epi16(w[5], bcast4(ak + 20)));
+                        t = _mm256_add_epi32(t, _mm256_madd_epi16(p, sc_hi));
+                        p = _mm256_add_epi16(_mm256_maddubs_epi16(w[6], bcast4(ak + 24)),
+                                             _mm256_maddubs_epi16(w[7], bcast4(ak + 28)));
+                        t = _mm256_add_epi32(t, _mm256_madd_epi16(p, sc_hi));
+                        t = _mm256_sub_epi32(
+                            t, _mm256_madd_epi16(off32, bcast4(A.bs[k] + 16 * j + 2 * s)));
+                        isum[e][k] = _mm256_add_epi32(isum[e][k], t);
+                    }
+                }
+            }
+            _Pragma("GCC unroll 2") for (int e = 0; e < H; e++)
+            {
+                __m256 dv, mv;
+                half_scales(Q3, P, h0 + e, &dv, &mv);
+                _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++) out[h0 + e][k] =
+                    block_out(Q3, _mm256_srai_epi32(isum[e][k], 3), isum[e][k], dv, mv, A.d[k][j],
+                              out[h0 + e][k]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
+    {
+        float *y = g->y + (int64_t)(b + k) * g->ldy + r;
+        store_half(y, out[0][k], g->rows - r);
+        store_half(y + HR, out[1][k], g->rows - r - HR);
+    }
+}
+
+/* Panels of rows [r0, r1) x all activation rows, BT at a time (tile_q3s). */
+static void gemm_packed_q3_k(const kl_gemm *g, int64_t r0, int64_t r1)
+{
+    for (int64_t r = r0; r < r1; r += PR)
+        for (int b = 0; b < g->B; b += BT) {
+            int nb = g->B - b < BT ? g->B - b : BT;
+            if (nb == 4)
+                tile_q3s(g, r, b, 4, 1);
+            else if (nb == 3)
+                tile_q3s(g, r, b, 3, 1);
+            else if (nb == 2)
+                tile_q3s(g, r, b, 2, 1);
+            else
+                tile_q3s(g, r, b, 1, 2);
+        }
+}
+
 /* The types tile_gen serves at two rows (GEN2) and at one (GEN1). Streaming 4 copies of
  * 8192x2048, 1 thread, loaded machine, GB/s of weights, tile -> tile_gen: Q6_K B=1 24-26 ->
  * 32-34, B=2 16 -> 27; Q2_K B=1 22.4 -> 24.2-24.6, B=2 14.8 both; not taken: Q3_K (B=1 21.4 ->
@@ -450,7 +586,6 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
     }
 
 PACKED_GEMM(gemm_packed_q2_k, Q2)
-PACKED_GEMM(gemm_packed_q3_k, Q3)
 PACKED_GEMM(gemm_packed_q4_k, Q4)
 PACKED_GEMM(gemm_packed_q5_k, Q5)
 PACKED_GEMM(gemm_packed_q6_k, Q6)
@@ -460,6 +595,7 @@ PACKED_GEMM(gemm_packed_iq4_xs, IQ4X)
 void kl_avx2_types_packed_kquant(kl_isa *isa)
 {
     isa->types[KL_Q2_K].gemm_packed = gemm_packed_q2_k;
+    kl_panel_types_q3_k_avx2(isa); /* its own layout (pack_kquant.h, Q3S) */
     isa->types[KL_Q3_K].gemm_packed = gemm_packed_q3_k;
     isa->types[KL_Q4_K].gemm_packed = gemm_packed_q4_k;
     isa->types[KL_Q5_K].gemm_packed = gemm_packed_q5_k;
