@@ -60,7 +60,16 @@
  * of 8 blocks); read through in_loop (avx512vbmi_iq.h) they are vpermt2b's memory operands:
  * one thread, alternated, 4.9-5.3 -> 4.7-5.0 ns a block at B=1, B=2 6.5 -> 6.0, B=8 15.1 ->
  * 14.1. (IQ2_XS, IQ2_XXS and IQ3_S the same way: 0 to 3% slower; IQ2_S's lookup as eight
- * vpermi2b over disjoint window masks, as IQ3_S's win512, instead of lut1024's blends: 9 ns.) */
+ * vpermi2b over disjoint window masks, as IQ3_S's win512, instead of lut1024's blends: 9 ns.)
+ * Where IQ2_XXS's B=1 pair goes (one thread from L2, Zen 5, ~12 cycles a block): taking out the
+ * code lookup saves ~0.35 ns a block, the sign path ~0.35, the 8 vpermb ~0.07, all three 0.9;
+ * the rest is the dot, scales and floats. Fewer instructions off the dot's chain do not show
+ * (its sign fields by one vpmultishiftqb of the scale dwords instead of two and a vpermt2b:
+ * even), nor do two vpdpbusd chains at B=1; at one activation row the tile sums the odd planes
+ * in a second accumulator (a chain of 4, not 8) and IQ2_XS takes its sign fields and bit 8 from
+ * the uint16s' high bytes as they stand (sgm_parhi: no shifts, one vptestmb) with the block's
+ * bytes kept in registers (in_regs): bench-kernels, one thread, B=1, alternated with the parent,
+ * IQ2_XS 18.3-18.9 -> 18.8-19.6 GB/s, IQ2_S 16.7-17.4 -> 17.4-18.0, IQ2_XXS even, B=2-8 even. */
 #include "kernels/x86/avx512vbmi_iq.h"
 
 void kl_avx512vbmi_types_iq(kl_isa *isa);
@@ -92,12 +101,15 @@ static _Alignas(64) uint8_t eo2s[2][1024], sw2s[2][64];
  * of its sub-block: IQ2_XXS), cidx2 byte 2i (the low byte of its uint16: IQ2_XS). */
 static _Alignas(64) uint8_t cidx[64], cidx2[64];
 /* cidxp: IQ2_XXS's cidx over a pair of blocks (vpermt2b: entry i of the first block in byte i,
- * of the second in byte 32 + i). */
-static _Alignas(64) uint8_t cidxp[64], cidx2p[64];
+ * of the second in byte 32 + i); cidx2p IQ2_XS's cidx2 so, cidx2hp the high bytes of those
+ * uint16s (bit 8 of the index at bit 0, the sign field at bits 1-7). */
+static _Alignas(64) uint8_t cidxp[64], cidx2p[64], cidx2hp[64];
 /* gf2p8affineqb matrices from an entry's sign field (7 bits and a parity bit: IQ2_XXS and IQ2_XS;
  * or a sign byte as it stands: IQ2_S) in bytes i and 32 + i to the sign bits of the index bytes:
  * [t] bits 4 and 5 of elements 4t and 4t + 2 (qwords 0-3) and 4t + 1 and 4t + 3 (qwords 4-7). */
 static _Alignas(64) uint64_t sgm_par[2][8], sgm_byte[2][8];
+/* sgm_par for a sign field at bits 1-7 (IQ2_XS's pairs: its uint16s' high bytes as they stand). */
+static _Alignas(64) uint64_t sgm_parhi[2][8];
 /* Byte b of vector k of a T4 / T8 block is byte [k][b] of its Q8_K qs. */
 static _Alignas(64) uint8_t perm_t4[4][64], perm_t8[4][64];
 
@@ -159,11 +171,11 @@ static bool make_eo(const uint64_t *grid, int n, uint8_t *ev_codes, uint8_t *od_
     return true;
 }
 
-/* The row of gf2p8affineqb matrix bytes that puts sign j (bit j; j = 7: the parity of bits 0-6
- * when par) at output bit o. */
-static uint64_t sign_row(int j, int o, bool par)
+/* The row of gf2p8affineqb matrix bytes that puts sign j of a field at bits sh.. (bit sh + j;
+ * j = 7: the parity of the field's 7 bits when par) at output bit o. */
+static uint64_t sign_row(int j, int o, bool par, int sh)
 {
-    return (uint64_t)(j == 7 && par ? 0x7F : 1u << j) << 8 * (7 - o);
+    return (uint64_t)((j == 7 && par ? 0x7Fu : 1u << j) << sh) << 8 * (7 - o);
 }
 
 static bool iq_vbmi_init(void)
@@ -175,13 +187,14 @@ static bool iq_vbmi_init(void)
     for (int t = 0; t < 2; t++)
         for (int q = 0; q < 8; q++) {
             int j = 4 * t + q / 4; /* qwords 4-7: the odd elements */
-            sgm_par[t][q] = sign_row(j, 4, true) | sign_row(j + 2, 5, true);
-            sgm_byte[t][q] = sign_row(j, 4, false) | sign_row(j + 2, 5, false);
+            sgm_par[t][q] = sign_row(j, 4, true, 0) | sign_row(j + 2, 5, true, 0);
+            sgm_parhi[t][q] = sign_row(j, 4, true, 1) | sign_row(j + 2, 5, true, 1);
+            sgm_byte[t][q] = sign_row(j, 4, false, 0) | sign_row(j + 2, 5, false, 0);
         }
     for (int b = 0; b < 64; b++) {
         cidx[b] = (uint8_t)(8 * (b % 32 / 4) + b % 4), cidx2[b] = (uint8_t)(2 * (b % 32));
         cidxp[b] = (uint8_t)(cidx[b] + 64 * (b / 32)),
-        cidx2p[b] = (uint8_t)(cidx2[b] + 64 * (b / 32));
+        cidx2p[b] = (uint8_t)(cidx2[b] + 64 * (b / 32)), cidx2hp[b] = (uint8_t)(cidx2p[b] + 1);
         qh2sp[b] = (uint8_t)(b % 32 / 4 + 8 * (b / 32));
         for (int k = 0; k < 4; k++) {
             perm_t4[k][b] = (uint8_t)kl_act_t4_src(64 * k + b);
@@ -359,6 +372,11 @@ void kl_avx512vbmi_quant_act_q8_k_t8p(const float *x, void *dst, int64_t n)
  * first block's scales in lanes 0-7 (IQ2_XXS, per sub-block) or words 0-15 (per 16 elements),
  * the second's above; m16: -IQ2_BIAS times the scale of each 16 elements, for the bias term
  * (IQ2_XXS: -IQ2_BIAS, its lanes take sc at the end); d: the blocks' factors in lanes 0, 1. */
+/* Vectors the compiler is to keep in registers: without this it reloads a block's bytes as the
+ * memory operand of each instruction that takes them (64 bytes a time, most across two cache
+ * lines). */
+#define in_regs(a, b) __asm__("" : "+v"(a), "+v"(b))
+
 typedef struct {
     __m512i v[4], sc, m16;
     __m128 d;
@@ -416,16 +434,13 @@ static inline __attribute__((always_inline)) void iq2_xs_pair(const kl_block_iq2
 {
     __m512i xa = _mm512_loadu_si512((const void *)w[0].qs);
     __m512i xb = _mm512_loadu_si512((const void *)w[1].qs);
+    in_regs(xa, xb);
     __m512i z = _mm512_permutex2var_epi8(xa, ld(cidx2p), xb);
-    const __m512i bit8 = _mm512_set1_epi16(0x100);
-    __mmask64 b8 =
-        _mm512_kunpackd(_mm512_test_epi16_mask(xb, bit8), _mm512_test_epi16_mask(xa, bit8));
+    __m512i h = _mm512_permutex2var_epi8(xa, ld(cidx2hp), xb); /* bit 8, then the sign field */
+    __mmask64 b8 = _mm512_test_epi8_mask(h, _mm512_set1_epi8(1));
     __mmask64 b7 = _mm512_movepi8_mask(z);
     const __m512i y[2] = {lut512(eo2xs[0], z, b7, b8), lut512(eo2xs[1], z, b7, b8)};
-    pair_index(
-        st, y,
-        _mm512_permutex2var_epi8(_mm512_srli_epi16(xa, 9), ld(cidx2p), _mm512_srli_epi16(xb, 9)),
-        sgm_par);
+    pair_index(st, y, h, sgm_parhi);
     pair_scales(st, w[0].scales, w[1].scales);
     pair_d(st, _cvtsh_ss(w[0].d), _cvtsh_ss(w[1].d));
 }
@@ -455,8 +470,9 @@ static inline __attribute__((always_inline)) void iq2_s_pair(const kl_block_iq2_
 /* The IQ2 tile: pairs of blocks, then an odd last block by its one-block planes (T8 order).
  * Per pair and row: the bias term from the pair's 32 bsums by m16 (one vpmaddwd; IQ2_XXS: lane
  * l gets sub-block l % 8 of block l / 8, as sc), 8 planes by ACC (x86/avx512_iq.h: IQ_PLANE_ACC
- * or IQ_CHUNK_ACC), FIN (IQ_PLANE_FIN: one vpmulld; IQ_CHUNK_FIN: none) and one vfmadd with both
- * blocks' d * d_a. */
+ * or IQ_CHUNK_ACC; at one row the odd planes into a second accumulator, added after: two chains
+ * of 4), FIN (IQ_PLANE_FIN: one vpmulld; IQ_CHUNK_FIN: none) and one vfmadd with both blocks'
+ * d * d_a. */
 #define IQ2_PAIR_TILE(PFX, BLOCK, SW, ACC, FIN)                                                    \
     static inline                                                                                  \
         __attribute__((always_inline)) void PFX##_tile(const kl_gemm *g, int64_t r, int b, int nb) \
@@ -472,12 +488,20 @@ static inline __attribute__((always_inline)) void iq2_s_pair(const kl_block_iq2_
             PFX##_pair(&w[j], &st);                                                                \
             _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =                           \
                 _mm512_madd_epi16(_mm512_loadu_si512(bs[k] + 16 * j), st.m16);                     \
+            __m512i odd = _mm512_setzero_si512();                                                  \
             _Pragma("GCC unroll 8") for (int p = 0; p < 8; p++)                                    \
             {                                                                                      \
                 __m512i q = _mm512_permutexvar_epi8(st.v[2 * (p / 4) + p % 2], ld(SW[p / 2 % 2])); \
-                _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =                       \
-                    ACC(is[k], q, _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * p), st.sc);         \
+                _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                               \
+                {                                                                                  \
+                    __m512i a = _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * p);                   \
+                    if (nb == 1 && p % 2)                                                          \
+                        odd = ACC(odd, q, a, st.sc);                                               \
+                    else                                                                           \
+                        is[k] = ACC(is[k], q, a, st.sc);                                           \
+                }                                                                                  \
             }                                                                                      \
+            if (nb == 1) is[0] = _mm512_add_epi32(is[0], odd);                                     \
             _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                                   \
             {                                                                                      \
                 __m128 dd =                                                                        \
