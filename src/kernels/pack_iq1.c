@@ -1,7 +1,7 @@
 /* kernels/pack_iq1.c: IQ1_S and IQ1_M repacked at load into 2-bit codes (the packed forms the
- * AVX-512 VBMI table runs, x86/avx512vbmi_iq1.c; IQ1_S's the AVX2 one too,
- * x86/avx2_iq1_packed.c), and the scalar dots over those forms, which define them. Plain C built
- * without ISA flags, as the other packers.
+ * AVX-512 VBMI table runs, x86/avx512vbmi_iq1.c, and the AVX2 one, x86/avx2_iq1_packed.c), and
+ * the scalar dots over those forms, which define them. Plain C built without ISA flags, as the
+ * other packers.
  *
  * Why: an IQ1_S weight is d (2 s + 1) (g + shift / 8), g in {-1, 0, 1} from an 11-bit index
  * into the 2048-entry grid per 8 weights. Generation reads the weights once per token, and

@@ -241,15 +241,15 @@ static int packed_simd_check(kl_dtype t, packed_case *pc, int R, int C, const in
     return simd;
 }
 
-/* IQ1_S's packed form (kernels/pack_iq1.c, 2-bit codes) and the IQ2 types' (kernels/pack_iq2.c,
- * magnitude and sign planes): the scalar dot over it gives the file reference's bits, on random
- * blocks (every grid index, sign, scale and shift sign) and rows that end mid-panel, one to
- * nine blocks a row; so the packer keeps every weight, scale and d. Each SIMD table's packed
- * matmul (x86/avx2_iq1_packed.c, avx2_iq2_packed.c: the plain AVX2 tiles' int32 lanes and
- * float steps; x86/avx512vbmi_iq1.c: its 512-bit tile's) gives the bits of the table's matmul
- * over the file's blocks, at every tile height (AVX2 1-4 activation rows, VBMI 1-8), 9 and 19.
- * kernels_gemm checks it against the reference on more shapes. */
-TEST(kernels_iq_iq1_s_iq2_packed_matches_bits)
+/* IQ1_S's and IQ1_M's packed forms (kernels/pack_iq1.c, 2-bit codes) and the IQ2 types'
+ * (kernels/pack_iq2.c, magnitude and sign planes): the scalar dot over it gives the file
+ * reference's bits, on random blocks (every grid index, sign, scale and shift sign) and rows that
+ * end mid-panel, one to nine blocks a row; so the packer keeps every weight, scale and d. Each SIMD
+ * table's packed matmul (x86/avx2_iq1_packed.c, avx2_iq2_packed.c: the plain AVX2 tiles' int32
+ * lanes and float steps; x86/avx512vbmi_iq1.c: its 512-bit tile's) gives the bits of the table's
+ * matmul over the file's blocks, at every tile height (AVX2 1-4 activation rows, VBMI 1-8), 9
+ * and 19. kernels_gemm checks it against the reference on more shapes. */
+TEST(kernels_iq_iq1_iq2_packed_matches_bits)
 {
     static const int rows[] = {1, 15, 17, 33, 70}, cols[] = {256, 768, 2048, 2304},
                      bs[] = {19, 1, 2, 3, 4, 5, 6, 7, 8, 9};
@@ -260,11 +260,12 @@ TEST(kernels_iq_iq1_s_iq2_packed_matches_bits)
         kl_gemm_fn ref, packed_ref;
     } types[] = {
         {KL_IQ1_S, kl_pack_iq1_s_bytes, kl_pack_iq1_s, kl_ref_gemm_iq1_s, kl_ref_gemm_iq1_s_packed},
+        {KL_IQ1_M, kl_pack_iq1_m_bytes, kl_pack_iq1_m, kl_ref_gemm_iq1_m, kl_ref_gemm_iq1_m_packed},
         {KL_IQ2_XXS, kl_pack_iq2_bytes, kl_pack_iq2, kl_ref_gemm_iq2_xxs, kl_ref_gemm_iq2_packed},
         {KL_IQ2_XS, kl_pack_iq2_bytes, kl_pack_iq2, kl_ref_gemm_iq2_xs, kl_ref_gemm_iq2_packed},
         {KL_IQ2_S, kl_pack_iq2_bytes, kl_pack_iq2, kl_ref_gemm_iq2_s, kl_ref_gemm_iq2_packed},
     };
-    for (int ti = 0; ti < 4; ti++)
+    for (int ti = 0; ti < 5; ti++)
         for (int i = 0; i < 5 * 4; i++) { /* every rows x cols */
             int R = rows[i / 4], C = cols[i % 4];
             packed_case pc = packed_case_check(types[ti].t, types[ti].bytes, types[ti].pack,
@@ -293,26 +294,4 @@ TEST(kernels_iq_tq1_0_packed_matches_bits)
             packed_case_free(&pc);
         }
     if (!simd) t_skip("no packed TQ1_0 on this CPU");
-}
-
-/* IQ1_M's packed form (kernels/pack_iq1.c, IQ1_S's codes with signs and scales beside): its
- * scalar dot gives the file reference's bits, and the VBMI packed matmul gives the bits of the
- * VBMI matmul over the file's blocks (the same int32 lanes), at batches of 1 to 8 (one tile)
- * and 9 and 19 (tiles of 8 and the rest); random blocks (every grid index, sign and scale),
- * rows that end mid-panel. kernels_gemm checks it against the reference on more shapes. */
-TEST(kernels_iq_iq1_m_packed_matches_bits)
-{
-    static const int rows[] = {1, 15, 17, 33}, cols[] = {256, 768, 2304},
-                     bs[] = {19, 1, 2, 3, 4, 5, 6, 7, 8, 9};
-    int simd = 0;
-    for (int ri = 0; ri < 4; ri++)
-        for (int ci = 0; ci < 3; ci++) {
-            packed_case pc =
-                packed_case_check(KL_IQ1_M, kl_pack_iq1_m_bytes, kl_pack_iq1_m, kl_ref_gemm_iq1_m,
-                                  kl_ref_gemm_iq1_m_packed, rows[ri], cols[ci], bs[0],
-                                  0x1A1AC0DEull + 17 * (uint64_t)ri + (uint64_t)ci);
-            simd += packed_simd_check(KL_IQ1_M, &pc, rows[ri], cols[ci], bs, 10);
-            packed_case_free(&pc);
-        }
-    if (!simd) t_skip("no packed IQ1_M on this CPU");
 }

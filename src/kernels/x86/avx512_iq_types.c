@@ -42,6 +42,9 @@ void kl_avx512_types_iq(kl_isa *isa)
     isa->types[KL_IQ1_S].pack_bytes = NULL;
     isa->types[KL_IQ1_S].pack = NULL;
     isa->types[KL_IQ1_S].gemm_packed = NULL;
+    isa->types[KL_IQ1_M].pack_bytes = NULL; /* the same for IQ1_M */
+    isa->types[KL_IQ1_M].pack = NULL;
+    isa->types[KL_IQ1_M].gemm_packed = NULL;
     /* nor packed IQ2 (AVX2's, x86/avx2_iq2_packed.c, gives AVX2's bits; VBMI's vpermb does the
      * grid lookups of the file's blocks) */
     static const kl_dtype iq2[] = {KL_IQ2_XXS, KL_IQ2_XS, KL_IQ2_S};
