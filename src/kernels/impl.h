@@ -268,10 +268,12 @@ void kl_avx512_types_packed_legacy(kl_isa *isa);
  * Q5_1, ISA-neutral code that the AVX2 and AVX-512 gemm_packed both read. */
 void kl_panel_types(kl_isa *isa);
 /* kernels/pack_kquant.c: those of Q2_K..Q6_K (the layout: kernels/pack_kquant.h), and of
- * IQ4_XS in Q4_K's shape; Q3_K in the AVX2 table's own layout (pack_kquant.h's Q3S). */
+ * IQ4_XS, IQ3_XXS and IQ3_S in Q4_K's shape; Q3_K in the AVX2 table's own layout (pack_kquant.h's
+ * Q3S). */
 void kl_panel_types_kquant(kl_isa *isa);
 void kl_panel_types_q3_k_avx2(kl_isa *isa);
 void kl_panel_types_iq4_xs(kl_isa *isa);
+void kl_panel_types_iq3(kl_isa *isa); /* IQ3_XXS IQ3_S (the AVX2 table's only) */
 
 /* Scalar reference pieces (ref_*.c). */
 void kl_ref_quant_act_q8_0(const float *x, void *dst, int64_t n);

@@ -1,6 +1,6 @@
-/* kernels/pack_kquant.c: packs K-quant matrices (Q2_K..Q6_K, and IQ4_XS in Q4_K's shape) into
- * the panels of 16 rows that pack_kquant.h lays out, at load. Plain C built without ISA flags:
- * the AVX2 and AVX-512 tables share these packers and the bytes they write. */
+/* kernels/pack_kquant.c: packs K-quant matrices (Q2_K..Q6_K, and IQ4_XS, IQ3_XXS, IQ3_S in
+ * Q4_K's shape) into the panels of 16 rows that pack_kquant.h lays out, at load. Plain C built
+ * without ISA flags: the AVX2 and AVX-512 tables share these packers and the bytes they write. */
 #include <string.h>
 
 #include "kernels/impl.h"
@@ -19,6 +19,36 @@ static void iq4_xs_ksb(const kl_block_iq4_xs *b, kl_ksb *o)
     for (int t = 0; t < 16; t++)
         o->sc[t] = (int16_t)kl_iq4_xs_scale(b, t / 2), o->m[t] = 0;
     o->d = b->d, o->dmin = 0;
+}
+
+/* IQ3_XXS's u by nibble: 31 + g / 2, g = +-{4, 12, 20, 28, 36, 44, 52, 62} (bit 3: -) */
+const uint8_t kl_iq3p_xxs_u[16] = {33, 37, 41, 45, 49, 53, 57, 62, 29, 25, 21, 17, 13, 9, 5, 0};
+
+/* Writes row r of an IQ3 record (pack_kquant.h) from a block, decoded by the reference's
+ * decoder (so the packed form holds its integers): the nibbles n of each g = 2 u - Z (IQ3_XXS:
+ * u = kl_iq3p_xxs_u[n], n = g's rank | its sign << 3; IQ3_S: n = u), the file's s, the f32 d.
+ * Its own loop, not pack_row's: a model's load packs every block of it. */
+static void pack_iq3_row(int K, const void *blk, int r, uint8_t *o)
+{
+    kl_iq_dec dec;
+    (K == IQ3X ? kl_iq_decode_iq3_xxs : kl_iq_decode_iq3_s)(blk, &dec);
+    uint8_t n[KL_QKK];
+    for (int e = 0; e < KL_QKK; e++) {
+        int q = dec.q[e], g = q < 0 ? -q : q;
+        n[e] = K == IQ3S ? (uint8_t)((q + 15) / 2)
+                         : (uint8_t)((g == 62 ? 7 : (g - 4) / 8) | (q < 0 ? 8 : 0));
+    }
+    for (int s = 0; s < 8; s++) /* reg h: columns 32s + 4h + i low, 16 more high */
+        for (int h = 0; h < 4; h++)
+            for (int i = 0; i < 4; i++)
+                o[off_lo(K, s) + (size_t)(h * REG + r * 4 + i)] =
+                    (uint8_t)(n[32 * s + 4 * h + i] | n[32 * s + 16 + 4 * h + i] << 4);
+    uint32_t s3 = 0;
+    for (int s = 0; s < 8; s++)
+        s3 |= (uint32_t)((dec.sc[2 * s] - 1) / 2) << (4 * s);
+    uint8_t b[4] = {(uint8_t)s3, (uint8_t)(s3 >> 8), (uint8_t)(s3 >> 16), (uint8_t)(s3 >> 24)};
+    memcpy(o + OFF_S3 + (size_t)r * 4, b, 4);
+    memcpy(o + OFF_D + (size_t)r * 4, &dec.d, 4);
 }
 
 /* Writes one row's super-block v into record o as row r of the panel. */
@@ -99,6 +129,10 @@ static void pack_as(int K, kl_dtype t, const void *W, int64_t rows, int64_t cols
             memset(o, 0, rb);
             for (int r = 0; r < PR && p * PR + r < rows; r++) {
                 const uint8_t *blk = (const uint8_t *)W + (size_t)(p * PR + r) * stride + j * bb;
+                if (is_iq3(K)) {
+                    pack_iq3_row(K, blk, r, o);
+                    continue;
+                }
                 if (K == IQ4X)
                     iq4_xs_ksb((const kl_block_iq4_xs *)blk, &v);
                 else
@@ -137,4 +171,12 @@ void kl_panel_types_iq4_xs(kl_isa *isa)
 {
     isa->types[KL_IQ4_XS].pack_bytes = pack_bytes;
     isa->types[KL_IQ4_XS].pack = pack;
+}
+
+void kl_panel_types_iq3(kl_isa *isa)
+{
+    isa->types[KL_IQ3_XXS].pack_bytes = pack_bytes;
+    isa->types[KL_IQ3_XXS].pack = pack;
+    isa->types[KL_IQ3_S].pack_bytes = pack_bytes;
+    isa->types[KL_IQ3_S].pack = pack;
 }

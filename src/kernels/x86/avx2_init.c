@@ -38,6 +38,7 @@ void kl_isa_avx2_init(kl_isa *isa)
     kl_panel_types(isa); /* packers; gemm_packed below, where AVX2 has one */
     kl_panel_types_kquant(isa);
     kl_panel_types_iq4_xs(isa);
+    kl_panel_types_iq3(isa);
     kl_avx2_types_kquant(isa);
     kl_avx2_types_packed_kquant(isa);
     kl_avx2_types_legacy(isa);

@@ -1,10 +1,10 @@
-/* kernels/x86/avx2_packed_kquant.c: the K-quants (Q2_K Q3_K Q4_K Q5_K Q6_K, and IQ4_XS) over the
- * panels of 16 rows that AVX-512 reads (kernels/pack_kquant.h; the same bytes, packed by
- * pack_kquant.c, but for Q3_K's, AVX2's own: tile_q3s below), AVX2. A 64-byte panel register (16
- * rows x 4 columns) is two 256-bit halves, rows 0-7 and 8-15. At one activation row a panel is one
- * sequential stream, which the hardware prefetcher follows (the file's rows, read a few at a time,
- * are streams too short for it: the reason the row tiles of avx2_kquant.c fell behind at
- * generation).
+/* kernels/x86/avx2_packed_kquant.c: the K-quants (Q2_K Q3_K Q4_K Q5_K Q6_K, and IQ4_XS; IQ3_XXS
+ * and IQ3_S, this table's only) over the panels of 16 rows that AVX-512 reads
+ * (kernels/pack_kquant.h; the same bytes, packed by pack_kquant.c, but for Q3_K's, AVX2's own:
+ * tile_q3s below), AVX2. A 64-byte panel register (16 rows x 4 columns) is two 256-bit halves,
+ * rows 0-7 and 8-15. At one activation row a panel is one sequential stream, which the
+ * hardware prefetcher follows (the file's rows, read a few at a time, are streams too short
+ * for it: the reason the row tiles of avx2_kquant.c fell behind at generation).
  *
  * Per half, sub-block of 32 columns and activation row (Q8_K: int8 a, scale d_a, 16-column
  * sums bs): vpmaddubsw of each 4-column group of unsigned quants u (Q6_K q + 32)
@@ -29,6 +29,20 @@
  * keeps each isum add in order with an empty asm: GCC had regrouped them (run 1: one vpmaddwd
  * per column group) into trees of stack spills, 56 stack accesses per sub-block at 4 rows.
  *
+ * IQ3_XXS and IQ3_S (pack_kquant.h: the grid values as g = 2 u - Z, u unsigned, Z 62 or 15,
+ * nibbles in IQ4_XS's places, the file's 4-bit scales, an f32 d): Q6_K's path, u against the
+ * activations (IQ3_XXS's u through vpshufb, <= 62: 2 groups in int16; IQ3_S's the nibble,
+ * <= 15: 8), by 2 (2 s + 1), the offset Z (2 s + 1) bs out of the integer sum: the file's
+ * integer, and IQ4_XS's float steps: the reference's bits. The file's grid lookups (8 loads
+ * and inserts a chunk, x86/avx2_iq3.c) gone, for 1.39x (IQ3_XXS) and 1.24x (IQ3_S) the
+ * bytes. bench-kernels, 1 thread, streamed, GB/s of the file's bytes (loaded machine, read
+ * limit measured 11-22 GB/s in the runs): B=1 IQ3_XXS 26.5-27.7 against 6.8-7.0 for
+ * avx2_iq3.c, IQ3_S 31.2-33.1 against 7.4-7.7; B=2 185-195 / 167-190 GFLOP/s against 64-67
+ * / 62-66; B=4, 8 ~210 / ~176 against ~100 / ~94. tile_gen at two rows: IQ3_S 1.05x, IQ3_XXS
+ * even. Against the VBMI table's plane kernels (avx512vbmi_iq3.c, 24-26 GB/s) this is 1.06-1.12x
+ * (IQ3_XXS) and 1.25-1.34x (IQ3_S) at B=1 but 0.86-0.96x at B=2 and 0.57-0.81x at B=4-8, so
+ * that table keeps its own (its IQ3 also takes plane-ordered activations).
+ *
  * Batch invariance: every (weight row, activation row) result is the same chain of
  * instructions over the super-blocks, whatever the tile. */
 #include <immintrin.h>
@@ -49,8 +63,8 @@ static inline __attribute__((always_inline)) __m256i quants(int K, const uint8_t
     const uint8_t *lo = P + off_lo(K, s) + (size_t)hf * 32,
                   *hi = P + off_hi(K, s) + (size_t)hf * 32;
     __m256i w;
-    if (K == Q4 || K == Q5 || K == Q6 || K == IQ4X) { /* low nibbles g < 4, high g >= 4 of reg
-                                                          g % 4 */
+    if (K == Q4 || K == Q5 || K == Q6 || K == IQ4X ||
+        is_iq3(K)) { /* low nibbles g < 4, high g >= 4 of reg g % 4 */
         __m256i v = _mm256_loadu_si256((const __m256i *)(lo + (size_t)(g % 4) * REG));
         w = _mm256_and_si256(g < 4 ? v : _mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0F));
     } else { /* bits 2 (g % 4) of reg g / 4 */
@@ -72,6 +86,9 @@ static inline __attribute__((always_inline)) __m256i quants(int K, const uint8_t
     if (K == IQ4X) /* the signed values themselves */
         w = _mm256_shuffle_epi8(
             _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kl_iq4nl_values)), w);
+    if (K == IQ3X) /* u, g = 2 u - 62 (IQ3_S's u is the nibble) */
+        w = _mm256_shuffle_epi8(
+            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kl_iq3p_xxs_u)), w);
     return w;
 }
 
@@ -134,6 +151,24 @@ static inline __attribute__((always_inline)) __m256i iq4_sub_scales(const __m256
         _mm256_shuffle_epi8(ls[e], _mm256_load_si256((const __m256i *)iq4_pick[j])), 8);
 }
 
+/* IQ3's 4-bit s of half hf as 2 s + 1 in bytes, in iq4_half_scales' places: once a
+ * super-block, its sub-blocks pick theirs with one vpshufb. */
+static inline __attribute__((always_inline)) void iq3_half_scales(const uint8_t *P, int hf,
+                                                                  __m256i ls[2])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    __m256i sl = _mm256_loadu_si256((const __m256i *)(P + OFF_S3 + (size_t)hf * HR * 4));
+    __m256i lo = _mm256_and_si256(sl, m4), hi = _mm256_and_si256(_mm256_srli_epi16(sl, 4), m4);
+    ls[0] = _mm256_or_si256(_mm256_add_epi8(lo, lo), one);
+    ls[1] = _mm256_or_si256(_mm256_add_epi8(hi, hi), one);
+}
+
+/* vpshufb controls of iq3_sub_scales: row i's byte j into the low byte of both its int16. */
+#define IQ3J(j)                                                                                    \
+    (j), Z, (j), Z, 4 + (j), Z, 4 + (j), Z, 8 + (j), Z, 8 + (j), Z, 12 + (j), Z, 12 + (j), Z
+static const int8_t iq3_pick[4][32] __attribute__((aligned(32))) = {
+    {IQ3J(0), IQ3J(0)}, {IQ3J(1), IQ3J(1)}, {IQ3J(2), IQ3J(2)}, {IQ3J(3), IQ3J(3)}};
+
 /* Half hf's scale operands of sub-block s = 2j + e: (sc, sc) per row for columns 0-15 and
  * 16-31 of the sub-block (the same for the 32-column Q4_K/Q5_K), and the offset pairs against
  * (bs_2s, bs_2s+1); IQ4_XS's from iq4_half_scales' ls, no offset. */
@@ -145,6 +180,12 @@ static inline __attribute__((always_inline)) void scales(int K, const uint8_t *P
     if (K == IQ4X) {
         *sc_lo = *sc_hi = iq4_sub_scales(ls, j, e);
         *off = _mm256_setzero_si256();
+        return;
+    }
+    if (is_iq3(K)) { /* 2 (2 s + 1) against u, Z (2 s + 1) against the bsums (pack_kquant.h) */
+        __m256i sc = _mm256_shuffle_epi8(ls[e], _mm256_load_si256((const __m256i *)iq3_pick[j]));
+        *sc_lo = *sc_hi = _mm256_add_epi16(sc, sc);
+        *off = _mm256_mullo_epi16(sc, _mm256_set1_epi16((short)iq3_zero(K)));
         return;
     }
     const uint8_t *raw = P + OFF_SM + (size_t)s * PR * 2 + (size_t)hf * HR * 2;
@@ -186,7 +227,14 @@ static inline __attribute__((always_inline)) __m256i signed_act(int K, __m256i a
 /* Column groups added in int16 before a vpmaddwd (see the top). */
 static inline __attribute__((always_inline)) int run_of(int K)
 {
-    return K == Q4 ? 8 : K == Q6 ? 2 : K == IQ4X ? 1 : 4;
+    return K == Q4 || K == IQ3S ? 8 : K == Q6 || K == IQ3X ? 2 : K == IQ4X ? 1 : 4;
+}
+
+/* The offset's factor when it comes out of the integer sum (Q6_K 32, IQ3 1: its
+ * scales' Z is in the offset pairs already), as a shift; -1: the types with a float min. */
+static inline __attribute__((always_inline)) int fold_of(int K)
+{
+    return K == Q6 ? 5 : is_iq3(K) ? 0 : -1;
 }
 
 /* Stores the half's 8 results of one activation row, the rows of the matrix only. */
@@ -205,6 +253,10 @@ static inline void store_half(float *y, __m256 v, int64_t n)
 static inline __attribute__((always_inline)) void half_scales(int K, const uint8_t *P, int hf,
                                                               __m256 *dv, __m256 *mv)
 {
+    if (is_iq3(K)) { /* f32 */
+        *dv = *mv = _mm256_loadu_ps((const float *)(P + OFF_D + (size_t)hf * HR * 4));
+        return;
+    }
     *dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(P + OFF_D + (size_t)hf * HR * 2)));
     *mv = K == Q2 || K == Q4 || K == Q5
               ? _mm256_cvtph_ps(
@@ -218,7 +270,7 @@ static inline __attribute__((always_inline)) __m256
 block_out(int K, __m256i isum, __m256i ioff, __m256 dv, __m256 mv, float a_d, __m256 out)
 {
     __m256 da = _mm256_set1_ps(a_d);
-    if (K == IQ4X) /* the reference's steps: out + (float)isum * (d * da), rounded twice */
+    if (K == IQ4X || is_iq3(K)) /* the reference's steps: out + (float)isum * (d * da) */
         return _mm256_add_ps(out, _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dv, da)));
     out = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dv, da), out);
     if (K == Q2 || K == Q4 || K == Q5)
@@ -268,6 +320,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
             }
             __m256i ls[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
             if (K == IQ4X) iq4_half_scales(P, hf, ls);
+            if (is_iq3(K)) iq3_half_scales(P, hf, ls);
             for (int s2 = 0; s2 < 8; s2 += 2)
                 _Pragma("GCC unroll 2") for (int e = 0; e < 2; e++)
                 {
@@ -298,7 +351,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
                             _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
                             {
                                 isum[k] = _mm256_add_epi32(isum[k], _mm256_madd_epi16(p[k], sc));
-                                if (K == IQ4X) /* in order (GCC's regrouping spilled) */
+                                if (K == IQ4X || is_iq3(K)) /* in order (GCC had spilled) */
                                     __asm__("" : "+x"(isum[k]));
                             }
                         }
@@ -313,7 +366,8 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
             _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
             {
                 __m256i s = isum[k];
-                if (K == Q6) s = _mm256_sub_epi32(s, _mm256_slli_epi32(ioff[k], 5));
+                if (fold_of(K) >= 0)
+                    s = _mm256_sub_epi32(s, _mm256_slli_epi32(ioff[k], fold_of(K)));
                 out[hf][k] = block_out(K, s, ioff[k], dv, mv, A.d[k][j], out[hf][k]);
             }
         }
@@ -350,7 +404,7 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
         aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_k_d(a, n), as[k] = kl_act_q8_k_bsums(a, n);
         out[0][k] = out[1][k] = _mm256_setzero_ps();
     }
-    const int run = run_of(K), fold = K == Q6 ? 5 : 0;
+    const int run = run_of(K), fold = fold_of(K);
     for (int64_t j = 0; j < nsb; j++, P += rb) {
         __m256i isum[2][2], ioff[2][2];
         _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
@@ -360,13 +414,15 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
                             {_mm256_setzero_si256(), _mm256_setzero_si256()}};
         if (K == IQ4X) /* not a GEN type now; kept in step with tile() */
             _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++) iq4_half_scales(P, hf, ls[hf]);
+        if (is_iq3(K))
+            _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++) iq3_half_scales(P, hf, ls[hf]);
         for (int s = 0; s < 8; s++) {
             __m256i sc_lo[2], sc_hi[2], off[2], p[2][2];
             if (b == 0) kl_pf_share(P, rb, s, 8);
             _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
             {
                 scales(K, P, hf, s / 2, s % 2, ls[hf], &sc_lo[hf], &sc_hi[hf], &off[hf]);
-                if (fold) off[hf] = _mm256_slli_epi16(off[hf], fold);
+                if (fold > 0) off[hf] = _mm256_slli_epi16(off[hf], fold);
             }
             _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
             {
@@ -394,7 +450,7 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
                     _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
                     {
                         __m256i t = _mm256_madd_epi16(off[hf], bs);
-                        if (fold)
+                        if (fold >= 0)
                             isum[hf][k] = _mm256_sub_epi32(isum[hf][k], t);
                         else
                             ioff[hf][k] = _mm256_add_epi32(ioff[hf][k], t);
@@ -548,8 +604,8 @@ static void gemm_packed_q3_k(const kl_gemm *g, int64_t r0, int64_t r1)
  * (PF_AHEAD; 1 thread, 64 MB streamed): Q4_K 34-36 -> 40.2-40.8 (though in cache tile() is
  * the faster, 57 against 48: tile_gen's loop is 105 instructions a sub-block, about all the
  * core issues), Q5_K 33.5-33.6 -> 39.5-39.6; at B=2 tile() stays ahead for Q5_K (175-177
- * against 171-172 GOP/s). */
-#define GEN2(K) ((K) == Q6 || (K) == Q2)
+ * against 171-172 GOP/s). IQ3 at two rows: see the top (at one, tile() was not tried). */
+#define GEN2(K) ((K) == Q6 || (K) == Q2 || is_iq3(K))
 #define GEN1(K) (GEN2(K) || (K) == Q4 || (K) == Q5)
 
 #define TILE_NB(K, g, r, b, nb)                                                                    \
@@ -590,6 +646,8 @@ PACKED_GEMM(gemm_packed_q4_k, Q4)
 PACKED_GEMM(gemm_packed_q5_k, Q5)
 PACKED_GEMM(gemm_packed_q6_k, Q6)
 PACKED_GEMM(gemm_packed_iq4_xs, IQ4X)
+PACKED_GEMM(gemm_packed_iq3_xxs, IQ3X)
+PACKED_GEMM(gemm_packed_iq3_s, IQ3S)
 
 /* Fills the packed gemms of the five K-quants (kl_panel_types_kquant their packers). */
 void kl_avx2_types_packed_kquant(kl_isa *isa)
@@ -601,4 +659,6 @@ void kl_avx2_types_packed_kquant(kl_isa *isa)
     isa->types[KL_Q5_K].gemm_packed = gemm_packed_q5_k;
     isa->types[KL_Q6_K].gemm_packed = gemm_packed_q6_k;
     isa->types[KL_IQ4_XS].gemm_packed = gemm_packed_iq4_xs;
+    isa->types[KL_IQ3_XXS].gemm_packed = gemm_packed_iq3_xxs;
+    isa->types[KL_IQ3_S].gemm_packed = gemm_packed_iq3_s;
 }

@@ -51,4 +51,10 @@ void kl_avx512_types_iq(kl_isa *isa)
     for (int i = 0; i < 3; i++)
         isa->types[iq2[i]].pack_bytes = NULL, isa->types[iq2[i]].pack = NULL,
         isa->types[iq2[i]].gemm_packed = NULL;
+    /* nor packed IQ3 (kernels/pack_kquant.h): AVX2's, copied from below, is for the AVX2
+     * table (the VBMI table's plane kernels win from two activation rows on: see
+     * x86/avx2_packed_kquant.c) */
+    isa->types[KL_IQ3_XXS].pack_bytes = isa->types[KL_IQ3_S].pack_bytes = NULL;
+    isa->types[KL_IQ3_XXS].pack = isa->types[KL_IQ3_S].pack = NULL;
+    isa->types[KL_IQ3_XXS].gemm_packed = isa->types[KL_IQ3_S].gemm_packed = NULL;
 }
