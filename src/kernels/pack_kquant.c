@@ -31,7 +31,10 @@ const uint8_t kl_iq3p_xxs_u[16] = {33, 37, 41, 45, 49, 53, 57, 62, 29, 25, 21, 1
 static void pack_iq3_row(int K, const void *blk, int r, uint8_t *o)
 {
     kl_iq_dec dec;
-    (K == IQ3X ? kl_iq_decode_iq3_xxs : kl_iq_decode_iq3_s)(blk, &dec);
+    if (K == IQ3X)
+        kl_iq_decode_iq3_xxs(blk, &dec);
+    else
+        kl_iq_decode_iq3_s(blk, &dec);
     uint8_t n[KL_QKK];
     for (int e = 0; e < KL_QKK; e++) {
         int q = dec.q[e], g = q < 0 ? -q : q;
