@@ -93,18 +93,20 @@ for (const t of TYPES) {
 
 // `kiln model make` writes no IQ1-IQ3 file (those need an importance matrix), so their AVX2
 // kernels are checked on the emulated CPU by the unit tests that compare every table the CPU
-// runs with the scalar reference on random blocks (tests/unit/kernels_gemm*.c): there only the
-// AVX2 and scalar tables run, and an AVX-512 instruction in the AVX2 code would be SIGILL.
+// runs with the scalar reference on random blocks (tests/unit/kernels_gemm*.c, kernels_iq.c's
+// packed forms): there only the AVX2 and scalar tables run, and an AVX-512 instruction in the
+// AVX2 code would be SIGILL.
 const unitBin = path.join(path.dirname(kilnBin), 'kiln-tests');
 test('the IQ1-IQ3 kernels\' reference tests pass on an AVX2-only CPU', {
   skip: skip || needs(fs.existsSync(unitBin), `no ${unitBin} (make builds it)`),
 }, () => {
   const r = spawnSync(qemu, ['-cpu', 'Haswell', unitBin, 'kernels_gemm_iq1', 'kernels_gemm_iq2',
-    'kernels_gemm_iq3', 'kernels_iq_decode'], { env: { ...process.env, KILN_SIMD: '' },
+    'kernels_gemm_iq3', 'kernels_iq_decode', 'kernels_iq_iq1_iq2_packed'], { env: { ...process.env, KILN_SIMD: '' },
     encoding: 'utf8', timeout: 120000 });
   assert.equal(r.status, 0, `status ${r.status} signal ${r.signal}: ${r.stdout}\n${r.stderr}`);
   const m = /(\d+) passed, (\d+) failed/.exec(r.stdout);
   assert.ok(m, r.stdout);
   assert.equal(Number(m[2]), 0, r.stdout);
-  assert.equal(Number(m[1]), 8, r.stdout); // iq1_s, iq1_m, iq2_xxs/xs/s, iq3_xxs/s, the decodings
+  // iq1_s, iq1_m, iq2_xxs/xs/s, iq3_xxs/s, the decodings, and the packed IQ1/IQ2/IQ3 forms
+  assert.equal(Number(m[1]), 10, r.stdout);
 });
