@@ -41,7 +41,7 @@ void kl_avx512_types_iq(kl_isa *isa)
      * VBMI table's plane kernels from two activation rows on (IQ3: x86/avx2_packed_kquant.c).
      * AVX2 IQ1_S packed ran 1.6x this table's plain kernel at one row; VBMI packs the IQ1
      * types its own way (x86/avx512vbmi_iq1.c). */
-    static const kl_dtype avx2_only[] = {KL_IQ1_S, KL_IQ1_M, KL_IQ2_XXS, KL_IQ2_XS,
+    static const kl_dtype avx2_only[] = {KL_IQ1_S, KL_IQ1_M,   KL_IQ2_XXS, KL_IQ2_XS,
                                          KL_IQ2_S, KL_IQ3_XXS, KL_IQ3_S};
     for (size_t i = 0; i < sizeof avx2_only / sizeof avx2_only[0]; i++) {
         isa->types[avx2_only[i]].pack_bytes = NULL;
