@@ -115,6 +115,8 @@ static void build(void)
     if (has_avx2) kl_isa_avx2_init(&isa_avx2);
     isa_avx512 = isa_avx2;
     isa_avx512.name = "avx512";
+    /* after the copy: packed forms of AVX2's bits or layout, which the tables above don't take */
+    if (has_avx2) kl_isa_avx2_own(&isa_avx2);
     if (has_avx512) kl_isa_avx512_init(&isa_avx512);
     isa_avx512vbmi = isa_avx512;
     isa_avx512vbmi.name = "avx512vbmi";

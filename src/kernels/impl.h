@@ -252,6 +252,9 @@ typedef struct kl_isa {
  * types (ref_quant_<family>.c, x86/<isa>_<family>.c) fills its own rows in its own function,
  * called from dispatch.c (scalar) or the ISA's init. */
 void kl_isa_avx2_init(kl_isa *isa);
+/* The AVX2 table's own packed forms (IQ1, IQ2, IQ3, Q3_K's layout), set after the AVX-512
+ * tables copied the rest (x86/avx2_init.c). */
+void kl_isa_avx2_own(kl_isa *isa);
 void kl_isa_avx512_init(kl_isa *isa);
 /* Scalar rows: ref_quant.c (F32 F16 BF16 Q8_0 Q4_0 Q4_K Q5_K Q6_K row conversions). */
 void kl_ref_types_base(kl_isa *isa);
@@ -261,6 +264,7 @@ void kl_avx2_types_kquant(kl_isa *isa);        /* x86/avx2_kquant.c: Q2_K..Q6_K 
 void kl_avx2_types_legacy(kl_isa *isa);        /* x86/avx2_legacy.c: Q4_1 Q5_0 Q5_1 */
 void kl_avx2_types_packed(kl_isa *isa);        /* x86/avx2_packed.c: the packed gemms */
 void kl_avx2_types_packed_kquant(kl_isa *isa); /* x86/avx2_packed_kquant.c: Q2_K..Q6_K, IQ4_XS */
+void kl_avx2_types_packed_own(kl_isa *isa);    /* there: Q3_K's own layout, IQ3_XXS, IQ3_S */
 /* x86/avx512_packed_kquant.c, avx512_packed_legacy.c: packed Q2_K..Q6_K, IQ4_XS; Q4_1 Q5_0 Q5_1 */
 void kl_avx512_types_packed_kquant(kl_isa *isa);
 void kl_avx512_types_packed_legacy(kl_isa *isa);

@@ -203,8 +203,8 @@ void kl_ref_types_iq(kl_isa *isa);  /* the grid types through kl_iq_dec (ref_iq.
 
 /* The SIMD tables' rows of the IQ and TQ types (x86/avx2_iq_types.c, avx512_iq_types.c). */
 void kl_avx2_types_iq(kl_isa *isa);
-void kl_avx2_types_iq1_packed(kl_isa *isa); /* x86/avx2_iq1_packed.c, from kl_avx2_types_iq */
-void kl_avx2_types_iq2_packed(kl_isa *isa); /* x86/avx2_iq2_packed.c, from kl_avx2_types_iq */
+void kl_avx2_types_iq1_packed(kl_isa *isa); /* x86/avx2_iq1_packed.c, from kl_isa_avx2_own */
+void kl_avx2_types_iq2_packed(kl_isa *isa); /* x86/avx2_iq2_packed.c, from kl_isa_avx2_own */
 void kl_avx512_types_iq(kl_isa *isa);
 /* over avx512's rows: x86/avx512vbmi_iq.c (IQ2), x86/avx512vbmi_iq3.c (IQ3),
  * x86/avx512vbmi_iq1.c (IQ1) */

@@ -178,9 +178,10 @@ const char *kl_pack_id(void)
     static const char *ids[] = {"scalar/" KL_STR(KL_PACK_VERSION), "avx2/" KL_STR(KL_PACK_VERSION),
                                 "avx512/" KL_STR(KL_PACK_VERSION)};
     const char *isa = kl_isa_get()->name;
-    /* the same packed forms, but for IQ1_S, IQ1_M and the IQ2 types, which plain AVX-512 does
-     * not pack (VBMI packs the IQ1 types, AVX2 all five): a pack cache's layout hash holds every
-     * weight's packed size (model/pack.c), so neither maps the other's */
+    /* VBMI shares plain AVX-512's id: their packed forms are the same but for the IQ1 types,
+     * which only VBMI packs, and a pack cache's layout hash holds every weight's packed size
+     * (model/pack.c), so neither maps the other's. AVX2's own forms (kl_isa_avx2_own) need
+     * their id: its Q3_K layout has the shared one's size. */
     if (!strcmp(isa, "avx512vbmi")) isa = "avx512";
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         if (!strncmp(ids[i], isa, strlen(isa)) && ids[i][strlen(isa)] == '/') return ids[i];

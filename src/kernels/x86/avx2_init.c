@@ -38,7 +38,6 @@ void kl_isa_avx2_init(kl_isa *isa)
     kl_panel_types(isa); /* packers; gemm_packed below, where AVX2 has one */
     kl_panel_types_kquant(isa);
     kl_panel_types_iq4_xs(isa);
-    kl_panel_types_iq3(isa);
     kl_avx2_types_kquant(isa);
     kl_avx2_types_packed_kquant(isa);
     kl_avx2_types_legacy(isa);
@@ -52,4 +51,16 @@ void kl_isa_avx2_init(kl_isa *isa)
         if (*q == kl_ref_quant_act_q8_1) *q = kl_avx2_quant_act_q8_1;
         if (*q == kl_ref_quant_act_q8_k) *q = kl_avx2_quant_act_q8_k;
     }
+}
+
+/* Packed forms that give AVX2's bits (IQ1, IQ2: the plain AVX2 kernels'), or that AVX-512
+ * runs better from the file's blocks (IQ3: the VBMI plane kernels win from two activation rows
+ * on), or a layout only AVX2's tile reads (Q3_K's); dispatch.c sets them after the AVX-512
+ * tables have copied this one, so those keep their own. */
+void kl_isa_avx2_own(kl_isa *isa)
+{
+    kl_avx2_types_iq1_packed(isa);
+    kl_avx2_types_iq2_packed(isa);
+    kl_panel_types_iq3(isa);
+    kl_avx2_types_packed_own(isa);
 }

@@ -211,7 +211,7 @@ static inline __attribute__((always_inline)) void iq1mp_tile(const kl_gemm *g, i
 }
 TILE4_GEMM(kl_avx2_gemm_iq1_m_packed, iq1mp, PR)
 
-/* IQ1_S's and IQ1_M's packed rows of the AVX2 table (called once, from x86/avx2_iq_types.c). */
+/* IQ1_S's and IQ1_M's packed rows of the AVX2 table (once, from kl_isa_avx2_own). */
 void kl_avx2_types_iq1_packed(kl_isa *isa)
 {
     tab_init();

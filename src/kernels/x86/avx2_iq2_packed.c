@@ -83,7 +83,7 @@ static inline __attribute__((always_inline)) void iq2p_tile(const kl_gemm *g, in
 }
 TILE4_GEMM(kl_avx2_gemm_iq2_packed, iq2p, PR)
 
-/* The IQ2 types' packed rows of the AVX2 table (called once, from x86/avx2_iq_types.c). */
+/* The IQ2 types' packed rows of the AVX2 table (once, from kl_isa_avx2_own). */
 void kl_avx2_types_iq2_packed(kl_isa *isa)
 {
     tab_init();

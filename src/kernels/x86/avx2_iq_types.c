@@ -31,6 +31,4 @@ void kl_avx2_types_iq(kl_isa *isa)
     isa->types[KL_TQ1_0].pack_bytes = kl_pack_tq1_0_bytes;
     isa->types[KL_TQ1_0].pack = kl_pack_tq1_0;
     isa->types[KL_TQ1_0].gemm_packed = kl_avx2_gemm_tq1_0_packed;
-    kl_avx2_types_iq1_packed(isa); /* IQ1_S, IQ1_M packed into 2-bit codes (kernels/pack_iq1.c) */
-    kl_avx2_types_iq2_packed(isa); /* the IQ2 types packed into planes (kernels/pack_iq2.c) */
 }

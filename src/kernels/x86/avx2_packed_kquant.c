@@ -649,16 +649,23 @@ PACKED_GEMM(gemm_packed_iq4_xs, IQ4X)
 PACKED_GEMM(gemm_packed_iq3_xxs, IQ3X)
 PACKED_GEMM(gemm_packed_iq3_s, IQ3S)
 
-/* Fills the packed gemms of the five K-quants (kl_panel_types_kquant their packers). */
+/* Fills the packed gemms of the K-quants but Q3_K, and IQ4_XS (kl_panel_types_kquant their
+ * packers, shared with AVX-512). */
 void kl_avx2_types_packed_kquant(kl_isa *isa)
 {
     isa->types[KL_Q2_K].gemm_packed = gemm_packed_q2_k;
-    kl_panel_types_q3_k_avx2(isa); /* its own layout (pack_kquant.h, Q3S) */
-    isa->types[KL_Q3_K].gemm_packed = gemm_packed_q3_k;
     isa->types[KL_Q4_K].gemm_packed = gemm_packed_q4_k;
     isa->types[KL_Q5_K].gemm_packed = gemm_packed_q5_k;
     isa->types[KL_Q6_K].gemm_packed = gemm_packed_q6_k;
     isa->types[KL_IQ4_XS].gemm_packed = gemm_packed_iq4_xs;
+}
+
+/* This table's own: Q3_K in its layout (pack_kquant.h, Q3S), IQ3_XXS and IQ3_S (packers:
+ * kl_panel_types_iq3); from kl_isa_avx2_own. */
+void kl_avx2_types_packed_own(kl_isa *isa)
+{
+    kl_panel_types_q3_k_avx2(isa);
+    isa->types[KL_Q3_K].gemm_packed = gemm_packed_q3_k;
     isa->types[KL_IQ3_XXS].gemm_packed = gemm_packed_iq3_xxs;
     isa->types[KL_IQ3_S].gemm_packed = gemm_packed_iq3_s;
 }

@@ -36,16 +36,4 @@ void kl_avx512_types_iq(kl_isa *isa)
     isa->types[KL_TQ1_0].pack_bytes = kl_pack_tq1_0_bytes;
     isa->types[KL_TQ1_0].pack = kl_pack_tq1_0;
     isa->types[KL_TQ1_0].gemm_packed = kl_avx512_gemm_tq1_0_packed;
-    /* None of the AVX2 table's packed IQ forms, copied with it from below: they give AVX2's bits
-     * (IQ1, IQ2: x86/avx2_iq1_packed.c, avx2_iq2_packed.c), not this table's, or lose to the
-     * VBMI table's plane kernels from two activation rows on (IQ3: x86/avx2_packed_kquant.c).
-     * AVX2 IQ1_S packed ran 1.6x this table's plain kernel at one row; VBMI packs the IQ1
-     * types its own way (x86/avx512vbmi_iq1.c). */
-    static const kl_dtype avx2_only[] = {KL_IQ1_S, KL_IQ1_M,   KL_IQ2_XXS, KL_IQ2_XS,
-                                         KL_IQ2_S, KL_IQ3_XXS, KL_IQ3_S};
-    for (size_t i = 0; i < sizeof avx2_only / sizeof avx2_only[0]; i++) {
-        isa->types[avx2_only[i]].pack_bytes = NULL;
-        isa->types[avx2_only[i]].pack = NULL;
-        isa->types[avx2_only[i]].gemm_packed = NULL;
-    }
 }

@@ -286,10 +286,9 @@ PACKED_GEMM(kl_avx512_gemm_packed_q6_k, Q6)
 PACKED_GEMM(kl_avx512_gemm_packed_iq4_xs, IQ4X)
 
 /* Fills the packed gemms of the five K-quants and IQ4_XS (their packers come with the AVX2
- * table, but for Q3_K's, which AVX2 packs its own way: the shared ones again). */
+ * table). */
 void kl_avx512_types_packed_kquant(kl_isa *isa)
 {
-    kl_panel_types_kquant(isa);
     isa->types[KL_Q2_K].gemm_packed = kl_avx512_gemm_packed_q2_k;
     isa->types[KL_Q3_K].gemm_packed = kl_avx512_gemm_packed_q3_k;
     isa->types[KL_Q4_K].gemm_packed = kl_avx512_gemm_packed_q4_k;
