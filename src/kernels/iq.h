@@ -229,6 +229,20 @@ void kl_ref_dequant_iq2_xs(const void *src, float *y, int64_t n);
 void kl_ref_gemm_iq2_xs(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_dequant_iq2_s(const void *src, float *y, int64_t n);
 void kl_ref_gemm_iq2_s(const kl_gemm *g, int64_t r0, int64_t r1);
+/* The row-by-row packed forms' panels (kernels/pack_records.c): 16 rows one after another,
+ * each its blocks' records of rec bytes in order. kl_pack_records packs panels [p0, p1) of W
+ * (type t) by block(file block, record); kl_packed_rows(g): g with a row's stride for a
+ * panel's, for a dot that walks the rows as a plain matrix. */
+typedef void (*kl_pack_block_fn)(const void *block, uint8_t *rec);
+size_t kl_pack_records_bytes(int64_t rows, int64_t cols, size_t rec);
+void kl_pack_records(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                     void *dst, size_t rec, kl_pack_block_fn block);
+static inline kl_gemm kl_packed_rows(const kl_gemm *g)
+{
+    kl_gemm h = *g;
+    h.w_stride = g->w_stride / 16;
+    return h;
+}
 /* IQ2_XXS, IQ2_XS and IQ2_S packed into one form, magnitude indices and sign bits in planes
  * (kernels/pack_iq2.c has the layout): a row's block record and its parts' offsets, the packer
  * (of any of the three), a record decoded (ref_iq2.c) and the reference dot over the form. */
@@ -271,13 +285,7 @@ void kl_ref_gemm_tq2_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_quant_tq1_0(const float *x, void *dst, int64_t n);
 /* TQ1_0's packed form, TQ2_0's blocks in 16-row panels (kernels/pack_tq.c): the packer and
  * the reference dot over it. A panel is 16 plain TQ2_0 rows, so every dot over it is TQ2_0's
- * gemm on kl_tq1_0_packed_rows(g): g with a row's stride for a panel's. */
-static inline kl_gemm kl_tq1_0_packed_rows(const kl_gemm *g)
-{
-    kl_gemm h = *g;
-    h.w_stride = g->w_stride / 16;
-    return h;
-}
+ * gemm on kl_packed_rows(g). */
 size_t kl_pack_tq1_0_bytes(kl_dtype t, int64_t rows, int64_t cols);
 void kl_pack_tq1_0(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
                    void *dst);

@@ -36,12 +36,6 @@
 
 #define PR 16 /* rows per panel */
 
-/* Bytes of rows x cols in whole panels of records of rec bytes a block. */
-static size_t panel_bytes(int64_t rows, int64_t cols, size_t rec)
-{
-    return (size_t)((rows + PR - 1) / PR * PR) * (size_t)(cols / KL_QKK) * rec;
-}
-
 /* The code bytes of a block's 32 grid indices (8 elements each). */
 static void pack_codes(const uint16_t ix[KL_QKK / 8], int bias, uint8_t *o)
 {
@@ -56,26 +50,6 @@ static void pack_codes(const uint16_t ix[KL_QKK / 8], int bias, uint8_t *o)
 static int code_of(const uint8_t *q, int e)
 {
     return q[e % 64] >> (2 * (e / 64)) & 3;
-}
-
-typedef void (*pack_block_fn)(const void *block, uint8_t *rec);
-
-/* Panels [p0, p1) of the rows of W (blocks of bb bytes) into records of rec bytes. */
-static void pack_panels(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
-                        int64_t p1, void *dst, size_t bb, size_t rec, pack_block_fn block)
-{
-    int64_t nblk = cols / KL_QKK;
-    size_t stride = kl_dtype_row_bytes(t, cols), row = (size_t)nblk * rec;
-    for (int64_t r = p0 * PR; r < p1 * PR; r++) {
-        uint8_t *o = (uint8_t *)dst + (size_t)r * row;
-        if (r >= rows) {
-            memset(o, 0, row);
-            continue;
-        }
-        const uint8_t *b = (const uint8_t *)W + (size_t)r * stride;
-        for (int64_t j = 0; j < nblk; j++)
-            block(b + (size_t)j * bb, o + (size_t)j * rec);
-    }
 }
 
 /* One record's integer dot with a Q8_K block's quants a, summed per 16 and times the scale as
@@ -109,7 +83,7 @@ static void ref_packed(const kl_gemm *g, int64_t r0, int64_t r1, size_t rec, blo
 size_t kl_pack_iq1_s_bytes(kl_dtype t, int64_t rows, int64_t cols)
 {
     (void)t;
-    return panel_bytes(rows, cols, KL_IQ1P_REC);
+    return kl_pack_records_bytes(rows, cols, KL_IQ1P_REC);
 }
 
 static void pack_block_s(const void *block, uint8_t *o)
@@ -129,7 +103,7 @@ static void pack_block_s(const void *block, uint8_t *o)
 void kl_pack_iq1_s(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
                    void *dst)
 {
-    pack_panels(t, W, rows, cols, p0, p1, dst, sizeof(kl_block_iq1_s), KL_IQ1P_REC, pack_block_s);
+    kl_pack_records(t, W, rows, cols, p0, p1, dst, KL_IQ1P_REC, pack_block_s);
 }
 
 static int32_t dot_s(const uint8_t *w, const int8_t *a, uint16_t *dh)
@@ -157,7 +131,7 @@ void kl_ref_gemm_iq1_s_packed(const kl_gemm *g, int64_t r0, int64_t r1)
 size_t kl_pack_iq1_m_bytes(kl_dtype t, int64_t rows, int64_t cols)
 {
     (void)t;
-    return panel_bytes(rows, cols, KL_IQ1MP_REC);
+    return kl_pack_records_bytes(rows, cols, KL_IQ1MP_REC);
 }
 
 static void pack_block_m(const void *block, uint8_t *o)
@@ -182,7 +156,7 @@ static void pack_block_m(const void *block, uint8_t *o)
 void kl_pack_iq1_m(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
                    void *dst)
 {
-    pack_panels(t, W, rows, cols, p0, p1, dst, sizeof(kl_block_iq1_m), KL_IQ1MP_REC, pack_block_m);
+    kl_pack_records(t, W, rows, cols, p0, p1, dst, KL_IQ1MP_REC, pack_block_m);
 }
 
 static int32_t dot_m(const uint8_t *w, const int8_t *a, uint16_t *dh)

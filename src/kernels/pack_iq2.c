@@ -23,15 +23,13 @@
 
 #include "kernels/iq.h"
 
-#define PR 16 /* rows per panel */
-
 size_t kl_pack_iq2_bytes(kl_dtype t, int64_t rows, int64_t cols)
 {
     (void)t;
-    return (size_t)((rows + PR - 1) / PR * PR) * (size_t)(cols / KL_QKK) * KL_IQ2P_REC;
+    return kl_pack_records_bytes(rows, cols, KL_IQ2P_REC);
 }
 
-static void pack_block(kl_iq_decode_fn decode, const uint8_t *b, uint8_t *o)
+static void pack_block(kl_iq_decode_fn decode, const void *b, uint8_t *o)
 {
     kl_iq_dec dec;
     decode(b, &dec);
@@ -45,20 +43,24 @@ static void pack_block(kl_iq_decode_fn decode, const uint8_t *b, uint8_t *o)
         o[KL_IQ2P_S + c] = (uint8_t)((dec.sc[2 * c] - 1) / 2 | (dec.sc[2 * c + 1] - 1) / 2 << 4);
     memcpy(o + KL_IQ2P_D, b, 2); /* d leads each of the three blocks */
 }
+static void pack_xxs(const void *b, uint8_t *o)
+{
+    pack_block(kl_iq_decode_iq2_xxs, b, o);
+}
+static void pack_xs(const void *b, uint8_t *o)
+{
+    pack_block(kl_iq_decode_iq2_xs, b, o);
+}
+static void pack_s(const void *b, uint8_t *o)
+{
+    pack_block(kl_iq_decode_iq2_s, b, o);
+}
 
 void kl_pack_iq2(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
                  void *dst)
 {
-    kl_iq_decode_fn decode = t == KL_IQ2_XXS  ? kl_iq_decode_iq2_xxs
-                             : t == KL_IQ2_XS ? kl_iq_decode_iq2_xs
-                                              : kl_iq_decode_iq2_s;
-    int64_t nblk = cols / KL_QKK, end = p1 * PR < rows ? p1 * PR : rows;
-    size_t stride = kl_dtype_row_bytes(t, cols), bb = kl_dtype_get(t)->block_bytes,
-           row = (size_t)nblk * KL_IQ2P_REC;
-    for (int64_t r = p0 * PR; r < end; r++)
-        for (int64_t j = 0; j < nblk; j++)
-            pack_block(decode, (const uint8_t *)W + (size_t)r * stride + (size_t)j * bb,
-                       (uint8_t *)dst + (size_t)r * row + (size_t)j * KL_IQ2P_REC);
-    if (end < p1 * PR) /* the last panel's rows past the matrix end */
-        memset((uint8_t *)dst + (size_t)end * row, 0, (size_t)(p1 * PR - end) * row);
+    kl_pack_records(t, W, rows, cols, p0, p1, dst, KL_IQ2P_REC,
+                    t == KL_IQ2_XXS  ? pack_xxs
+                    : t == KL_IQ2_XS ? pack_xs
+                                     : pack_s);
 }

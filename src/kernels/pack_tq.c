@@ -15,45 +15,35 @@
 
 #include "kernels/iq.h"
 
-#define PR 16 /* rows per panel */
-
 size_t kl_pack_tq1_0_bytes(kl_dtype t, int64_t rows, int64_t cols)
 {
     (void)t;
-    return (size_t)((rows + PR - 1) / PR * PR) * (size_t)(cols / KL_QKK) * sizeof(kl_block_tq2_0);
+    return kl_pack_records_bytes(rows, cols, sizeof(kl_block_tq2_0));
 }
 
-static void pack_block(const kl_block_tq1_0 *b, kl_block_tq2_0 *o)
+static void pack_block(const void *block, uint8_t *rec)
 {
+    const kl_block_tq1_0 *b = block;
+    kl_block_tq2_0 o;
     kl_iq_dec dec;
     kl_iq_decode_tq1_0(b, &dec);
-    memset(o->qs, 0, sizeof o->qs);
+    memset(o.qs, 0, sizeof o.qs);
     for (int e = 0; e < KL_QKK; e++)
-        o->qs[32 * (e / 128) + e % 32] |= (uint8_t)((dec.q[e] + 1) << (2 * ((e % 128) / 32)));
-    o->d = b->d;
+        o.qs[32 * (e / 128) + e % 32] |= (uint8_t)((dec.q[e] + 1) << (2 * ((e % 128) / 32)));
+    o.d = b->d;
+    memcpy(rec, &o, sizeof o);
 }
 
 void kl_pack_tq1_0(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
                    void *dst)
 {
-    int64_t nblk = cols / KL_QKK;
-    size_t stride = kl_dtype_row_bytes(t, cols), row = (size_t)nblk * sizeof(kl_block_tq2_0);
-    for (int64_t r = p0 * PR; r < p1 * PR; r++) {
-        kl_block_tq2_0 *o = (kl_block_tq2_0 *)((uint8_t *)dst + (size_t)r * row);
-        if (r >= rows) {
-            memset(o, 0, row);
-            continue;
-        }
-        const kl_block_tq1_0 *b = (const kl_block_tq1_0 *)((const uint8_t *)W + (size_t)r * stride);
-        for (int64_t j = 0; j < nblk; j++)
-            pack_block(&b[j], &o[j]);
-    }
+    kl_pack_records(t, W, rows, cols, p0, p1, dst, sizeof(kl_block_tq2_0), pack_block);
 }
 
 /* The reference dot over the packed form: TQ2_0's reference on the panel's rows (w_stride: a
  * panel's bytes), the same decoded values and float steps as TQ1_0's, so its bits. */
 void kl_ref_gemm_tq1_0_packed(const kl_gemm *g, int64_t r0, int64_t r1)
 {
-    kl_gemm h = kl_tq1_0_packed_rows(g);
+    kl_gemm h = kl_packed_rows(g);
     kl_ref_gemm_tq2_0(&h, r0, r1);
 }

@@ -69,8 +69,7 @@ IQ_REF(tq2_0, kl_block_tq2_0)
  * the reference on a row's stride (a panel's bytes / 16) through the record's decode. */
 void kl_ref_gemm_iq2_packed(const kl_gemm *g, int64_t r0, int64_t r1)
 {
-    kl_gemm h = *g;
-    h.w_stride = g->w_stride / 16;
+    kl_gemm h = kl_packed_rows(g);
     gemm(kl_iq_decode_iq2_packed, KL_IQ2P_REC, &h, r0, r1);
 }
 

@@ -51,6 +51,7 @@
 #include "kernels/impl.h"
 #include "kernels/iq.h"
 #include "kernels/pack_kquant.h"
+#include "kernels/x86/avx2_q8k_rows.h"
 #include "kernels/x86/packed_prefetch.h"
 
 #define BT 4 /* activation rows per tile */
@@ -72,10 +73,9 @@ static inline __attribute__((always_inline)) __m256i quants(int K, const uint8_t
         w = _mm256_and_si256(_mm256_srli_epi16(v, 2 * (g % 4)), _mm256_set1_epi8(0x03));
     }
     if (K == Q5) { /* bit g of hb -> bit 4 */
-        const int to = 4;
         __m256i hb = _mm256_loadu_si256((const __m256i *)hi);
-        __m256i x = g < to ? _mm256_slli_epi16(hb, to - g) : _mm256_srli_epi16(hb, g - to);
-        w = _mm256_or_si256(w, _mm256_and_si256(x, _mm256_set1_epi8((char)(1 << to))));
+        __m256i x = g < 4 ? _mm256_slli_epi16(hb, 4 - g) : _mm256_srli_epi16(hb, g - 4);
+        w = _mm256_or_si256(w, _mm256_and_si256(x, _mm256_set1_epi8(0x10)));
     }
     if (K == Q6) { /* bits 2k of h2 reg g / 4, k = g % 4 -> bits 4-5 */
         __m256i v = _mm256_loadu_si256((const __m256i *)(hi + (size_t)(g / 4) * REG));
@@ -285,17 +285,12 @@ typedef struct {
     const int16_t *bs[BT];
 } act_rows;
 
-/* Fills A for rows [b, b + NB) and zeroes the tile's outputs. */
+/* Fills A for rows [b, b + NB) and zeroes the tile's outputs, both halves. */
 static inline __attribute__((always_inline)) void act_rows_at(const kl_gemm *g, int b, int NB,
                                                               act_rows *A, __m256 out[2][BT])
 {
-    _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
-    {
-        const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;
-        A->q[k] = (const int8_t *)a, A->d[k] = kl_act_q8_k_d(a, g->cols),
-        A->bs[k] = kl_act_q8_k_bsums(a, g->cols);
-        out[0][k] = out[1][k] = _mm256_setzero_ps();
-    }
+    q8k_rows(g, b, NB, A->q, A->d, A->bs, out[0]);
+    _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++) out[1][k] = _mm256_setzero_ps();
 }
 
 /* One panel (16 rows from r) x activation rows [b, b + NB), over all super-blocks. */
@@ -394,16 +389,9 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
     int64_t n = g->cols, nsb = n / KL_QKK;
     const size_t rb = rec_bytes(K);
     const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
-    const int8_t *aq[2];
-    const float *ad[2];
-    const int16_t *as[2];
-    __m256 out[2][2];
-    _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++)
-    {
-        const uint8_t *a = g->act + (size_t)(b + k) * g->a_stride;
-        aq[k] = (const int8_t *)a, ad[k] = kl_act_q8_k_d(a, n), as[k] = kl_act_q8_k_bsums(a, n);
-        out[0][k] = out[1][k] = _mm256_setzero_ps();
-    }
+    act_rows A;
+    __m256 out[2][BT];
+    act_rows_at(g, b, NB, &A, out);
     const int run = run_of(K), fold = fold_of(K);
     for (int64_t j = 0; j < nsb; j++, P += rb) {
         __m256i isum[2][2], ioff[2][2];
@@ -428,7 +416,7 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
             {
                 __m256i a[2];
                 _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++) a[k] =
-                    bcast4(aq[k] + j * KL_QKK + 32 * s + 4 * q);
+                    bcast4(A.q[k] + j * KL_QKK + 32 * s + 4 * q);
                 _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
                 {
                     __m256i w = quants(K, P, hf, s, q), uw = magnitude(K, w);
@@ -446,7 +434,7 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
             }
             if (K != IQ4X) _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++)
                 {
-                    __m256i bs = bcast4(as[k] + 16 * j + 2 * s);
+                    __m256i bs = bcast4(A.bs[k] + 16 * j + 2 * s);
                     _Pragma("GCC unroll 2") for (int hf = 0; hf < 2; hf++)
                     {
                         __m256i t = _mm256_madd_epi16(off[hf], bs);
@@ -462,7 +450,7 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
             __m256 dv, mv;
             half_scales(K, P, hf, &dv, &mv);
             _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++) out[hf][k] =
-                block_out(K, isum[hf][k], ioff[hf][k], dv, mv, ad[k][j], out[hf][k]);
+                block_out(K, isum[hf][k], ioff[hf][k], dv, mv, A.d[k][j], out[hf][k]);
         }
     }
     _Pragma("GCC unroll 2") for (int k = 0; k < NB; k++)

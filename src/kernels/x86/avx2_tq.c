@@ -85,7 +85,7 @@ TQ2_0_GEMM(kl_avx2_gemm_tq2_0)
  * TQ1_0 tile's int32 lanes (the same chunks of 32 elements), so its bits. */
 void kl_avx2_gemm_tq1_0_packed(const kl_gemm *g, int64_t r0, int64_t r1)
 {
-    kl_gemm h = kl_tq1_0_packed_rows(g);
+    kl_gemm h = kl_packed_rows(g);
     kl_avx2_gemm_tq2_0(&h, r0, r1);
 }
 TQ_TILE(tq1_0, kl_block_tq1_0, tq16, 0)

@@ -89,7 +89,7 @@ TQ2_0_GEMM(kl_avx512_gemm_tq2_0)
  * the 22% more bytes). */
 void kl_avx512_gemm_tq1_0_packed(const kl_gemm *g, int64_t r0, int64_t r1)
 {
-    kl_gemm h = kl_tq1_0_packed_rows(g);
+    kl_gemm h = kl_packed_rows(g);
     kl_avx512_gemm_tq2_0(&h, r0, r1);
 }
 /* TQ1_0 without its trits: a trit of byte position n is (3 y) >> 8 for y the byte times 3^n mod
