@@ -33,14 +33,16 @@ static inline __m256i tq16_i32(__m256i s, __m256i bsum)
 TQ_TILE(tq2_0, kl_block_tq2_0, tq16, 0)
 
 /* TQ2_0 at one activation row with fewer instructions (the tile is bound by them, not by the
- * read: 26-27 GB/s from L2): fields 0-2 are masked in place (x & 0x03, 0x0C, 0x30: times 1, 4,
- * 16), their pair sums added in three int16 sums by scale and shifted back (each a multiple
- * of its scale; |sum| <= 2 * 16 * 2 * 3 * 128 < 2^15); field 3 is shifted, as times 64 could
- * saturate vpmaddubsw at fields of 3. The same int16 sums as the tile, so its bits. Each
- * block asks for the line KL_PF_AHEAD bytes ahead (x86/packed_prefetch.h) (rows one after another
- * in memory; a hint, it never faults past the matrix). One thread, 2048 x 2048 and 8192 x 2048
- * streamed (bench-kernels alternated with the tile, loaded machine): 19.9-24.9 -> 25.9-27.0 GB/s;
- * from L2 26.3-26.6 -> 27.8-27.9. Still bound by the vector ports (about 33 operations a block). */
+ * read): fields 0 and 1 are masked in place (x & 0x03, 0x0C: times 1 and 4), fields 2 and 3 the
+ * same after one 16-bit shift by 4 (a byte's high nibble moves down, the next byte's low nibble
+ * lands in bits 4-7 and the masks drop it); the pair sums add up in two int16 sums by scale, the
+ * times-4 one shifted back at the end (a multiple of 4; |sum| <= 4 * 2 * 12 * 128 < 2^15).
+ * Against three scales (fields 0-2 in place, field 3 shifted and masked): one shift for two
+ * fields, 7 adds and shifts a block instead of 9. The same int16 sums as the tile, so its bits.
+ * Each block asks for the line KL_PF_AHEAD bytes ahead (x86/packed_prefetch.h) (rows one after
+ * another in memory; a hint, it never faults past the matrix). Still bound by the vector ports
+ * (31 operations a block, of which the float tail is 6; without that tail the same loop reads
+ * 38-40 GB/s from L2). */
 static inline __attribute__((always_inline)) void tq2_0r_tile(const kl_gemm *g, int64_t r, int b)
 {
     int64_t n = g->cols, nblk = n / KL_QKK;
@@ -48,31 +50,28 @@ static inline __attribute__((always_inline)) void tq2_0r_tile(const kl_gemm *g, 
     const uint8_t *a0 = g->act + (size_t)b * g->a_stride;
     const float *ad = kl_act_q8_k_d(a0, n);
     const int16_t *bs = kl_act_q8_k_bsums(a0, n);
-    const __m256i m0 = _mm256_set1_epi8(0x03), m1 = _mm256_set1_epi8(0x0C),
-                  m2 = _mm256_set1_epi8(0x30);
+    const __m256i m0 = _mm256_set1_epi8(0x03), m1 = _mm256_set1_epi8(0x0C);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t j = 0; j < nblk; j++) {
         _mm_prefetch((const char *)&w[j] + KL_PF_AHEAD, _MM_HINT_T0);
         const __m256i *aj = (const __m256i *)(a0 + j * KL_QKK);
-        __m256i s[3];
+        __m256i s1 = _mm256_setzero_si256(), s4 = s1; /* scale 1: fields 0, 2; 4: fields 1, 3 */
         _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
         {
             __m256i x = _mm256_loadu_si256((const __m256i *)(w[j].qs + 32 * h));
+            __m256i y = _mm256_srli_epi16(x, 4);
             __m256i p0 =
                 _mm256_maddubs_epi16(_mm256_and_si256(x, m0), _mm256_loadu_si256(aj + 4 * h));
             __m256i p1 =
                 _mm256_maddubs_epi16(_mm256_and_si256(x, m1), _mm256_loadu_si256(aj + 4 * h + 1));
             __m256i p2 =
-                _mm256_maddubs_epi16(_mm256_and_si256(x, m2), _mm256_loadu_si256(aj + 4 * h + 2));
-            __m256i p3 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(x, 6), m0),
-                                              _mm256_loadu_si256(aj + 4 * h + 3));
-            p0 = _mm256_add_epi16(p0, p3);
-            s[0] = h ? _mm256_add_epi16(s[0], p0) : p0;
-            s[1] = h ? _mm256_add_epi16(s[1], p1) : p1;
-            s[2] = h ? _mm256_add_epi16(s[2], p2) : p2;
+                _mm256_maddubs_epi16(_mm256_and_si256(y, m0), _mm256_loadu_si256(aj + 4 * h + 2));
+            __m256i p3 =
+                _mm256_maddubs_epi16(_mm256_and_si256(y, m1), _mm256_loadu_si256(aj + 4 * h + 3));
+            s1 = h ? _mm256_add_epi16(s1, _mm256_add_epi16(p0, p2)) : _mm256_add_epi16(p0, p2);
+            s4 = h ? _mm256_add_epi16(s4, _mm256_add_epi16(p1, p3)) : _mm256_add_epi16(p1, p3);
         }
-        __m256i s16 = _mm256_add_epi16(
-            s[0], _mm256_add_epi16(_mm256_srai_epi16(s[1], 2), _mm256_srai_epi16(s[2], 4)));
+        __m256i s16 = _mm256_add_epi16(s1, _mm256_srai_epi16(s4, 2));
         __m256i i32 = tq16_i32(s16, _mm256_loadu_si256((const __m256i *)(bs + 16 * j)));
         __m256 d = _mm256_cvtph_ps(_mm_set1_epi16((short)w[j].d));
         acc =
