@@ -122,6 +122,7 @@ static void build(void)
     isa_avx512vbmi.name = "avx512vbmi";
     if (has_avx512vbmi) {
         kl_avx512vbmi_types_iq(&isa_avx512vbmi);
+        kl_avx512vbmi_types_iq2_packed(&isa_avx512vbmi);
         kl_avx512vbmi_types_iq3(&isa_avx512vbmi);
         kl_avx512vbmi_types_iq1(&isa_avx512vbmi);
     }

@@ -209,6 +209,7 @@ void kl_avx512_types_iq(kl_isa *isa);
 /* over avx512's rows: x86/avx512vbmi_iq.c (IQ2), x86/avx512vbmi_iq3.c (IQ3),
  * x86/avx512vbmi_iq1.c (IQ1) */
 void kl_avx512vbmi_types_iq(kl_isa *isa);
+void kl_avx512vbmi_types_iq2_packed(kl_isa *isa); /* x86/avx512vbmi_iq2_packed.c, after it */
 void kl_avx512vbmi_types_iq3(kl_isa *isa);
 void kl_avx512vbmi_types_iq1(kl_isa *isa);
 
@@ -251,6 +252,10 @@ void kl_ref_gemm_iq2_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 size_t kl_pack_iq2_bytes(kl_dtype t, int64_t rows, int64_t cols);
 void kl_pack_iq2(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
                  void *dst);
+/* The VBMI table's form of the same bits, laid out in the lanes of T8P activations (same size,
+ * kl_pack_iq2_bytes; pack_iq2.c has the layout). */
+void kl_pack_iq2_t8p(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
+                     int64_t p1, void *dst);
 #define KL_IQ2P_REC 106
 #define KL_IQ2P_SG  64 /* sg */
 #define KL_IQ2P_S   96 /* s */

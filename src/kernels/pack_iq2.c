@@ -64,3 +64,61 @@ void kl_pack_iq2(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t 
                     : t == KL_IQ2_XS ? pack_xs
                                      : pack_s);
 }
+
+/* The VBMI table's form of the same bits (x86/avx512vbmi_iq2_packed.c): the record's parts in
+ * the lanes of the activations' T8P vectors (kernels/impl.h), so that one vpermb gives a plane's
+ * magnitudes and one mask load its signs, with nothing spread or shuffled. A pair of blocks
+ * 2i, 2i + 1 is one 212-byte record, 8 vectors (v: T8P vector v of the pair, lane l: its byte l);
+ * an odd last block a 106-byte one of 4 (T8 vector v):
+ *   m   [nv / 4][64] at 0: byte 64 (v / 4) + l, bits 2 (v % 4).. the magnitude index of lane l
+ *   sg  [nv][8] at 16 nv: bit l of qword v: lane l is negative
+ *   s   [n][8] at 24 nv: each block's scale nibbles, as the record above
+ *   d   [n] fp16 at 24 nv + 8 n
+ * (n the blocks, nv = 4 n); a row is nblk * 106 bytes as above, and the panels are the same. */
+static void pack_t8p(const kl_iq_dec *dec, const uint8_t *const *b, int n, uint8_t *o)
+{
+    int nv = 4 * n;
+    uint8_t *sg = o + 16 * nv, *s = o + 24 * nv;
+    memset(o, 0, (size_t)KL_IQ2P_REC * (size_t)n);
+    for (int v = 0; v < nv; v++)
+        for (int l = 0; l < 64; l++) {
+            int p = n == 2 ? kl_act_t8p_src(64 * v + l) : kl_act_t8_src(64 * v + l);
+            int q = dec[p / KL_QKK].q[p % KL_QKK], a = q < 0 ? -q : q, m = a == 8 ? 0 : a == 25 ? 1 : 2;
+            o[64 * (v / 4) + l] |= (uint8_t)(m << (2 * (v % 4)));
+            sg[8 * v + l / 8] |= (uint8_t)((q < 0) << (l % 8));
+        }
+    for (int h = 0; h < n; h++) {
+        for (int c = 0; c < 8; c++)
+            s[8 * h + c] =
+                (uint8_t)((dec[h].sc[2 * c] - 1) / 2 | (dec[h].sc[2 * c + 1] - 1) / 2 << 4);
+        memcpy(s + 8 * n + 2 * h, b[h], 2); /* d leads each of the three blocks */
+    }
+}
+
+void kl_pack_iq2_t8p(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
+                     int64_t p1, void *dst)
+{
+    kl_iq_decode_fn decode = t == KL_IQ2_XXS  ? kl_iq_decode_iq2_xxs
+                             : t == KL_IQ2_XS ? kl_iq_decode_iq2_xs
+                                              : kl_iq_decode_iq2_s;
+    int64_t nblk = cols / KL_QKK;
+    size_t stride = kl_dtype_row_bytes(t, cols), bb = kl_dtype_get(t)->block_bytes,
+           row = (size_t)nblk * KL_IQ2P_REC;
+    for (int64_t r = p0 * 16; r < p1 * 16; r++) {
+        uint8_t *o = (uint8_t *)dst + (size_t)r * row;
+        if (r >= rows) {
+            memset(o, 0, row);
+            continue;
+        }
+        for (int64_t j = 0; j < nblk; j += 2) {
+            int n = nblk - j < 2 ? 1 : 2;
+            kl_iq_dec dec[2];
+            const uint8_t *b[2];
+            for (int h = 0; h < n; h++) {
+                b[h] = (const uint8_t *)W + (size_t)r * stride + (size_t)(j + h) * bb;
+                decode(b[h], &dec[h]);
+            }
+            pack_t8p(dec, b, n, o + (size_t)j * KL_IQ2P_REC);
+        }
+    }
+}

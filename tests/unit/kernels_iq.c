@@ -211,10 +211,11 @@ static void packed_case_free(packed_case *pc)
     free(pc->W), free(pc->P), free(pc->act), free(pc->x), free(pc->y0), free(pc->y1);
 }
 
-/* Each SIMD table with a packed matmul of t: its packed matmul over pc.P gives the bits of its
- * own matmul over the file's blocks pc.W, at each batch bs[0..nbs) (bs[0] the largest).
- * Returns the number of tables checked. */
-static int packed_simd_check(kl_dtype t, packed_case *pc, int R, int C, const int *bs, int nbs)
+/* Each SIMD table with a packed matmul of t in pack's form: its packed matmul over pc.P gives
+ * the bits of its own matmul over the file's blocks pc.W, at each batch bs[0..nbs) (bs[0] the
+ * largest). Returns the number of tables checked. */
+static int packed_simd_check(kl_dtype t, pack_fn pack, packed_case *pc, int R, int C,
+                             const int *bs, int nbs)
 {
     int simd = 0;
     kl_gemm_fn last = NULL;
@@ -223,7 +224,9 @@ static int packed_simd_check(kl_dtype t, packed_case *pc, int R, int C, const in
     for (const char *const *n = (const char *const[]){"avx2", "avx512", "avx512vbmi", NULL}; *n;
          n++) {
         const kl_isa *isa = kl_isa_find(*n);
-        if (!isa || !isa->types[t].gemm_packed || isa->types[t].gemm_packed == last) continue;
+        if (!isa || !isa->types[t].gemm_packed || isa->types[t].gemm_packed == last ||
+            isa->types[t].pack != pack)
+            continue;
         last = isa->types[t].gemm_packed, simd++;
         kl_isa_set(isa);
         for (int k = 0; k < nbs; k++) {
@@ -271,9 +274,33 @@ TEST(kernels_iq_iq1_iq2_packed_matches_bits)
             packed_case pc = packed_case_check(types[ti].t, types[ti].bytes, types[ti].pack,
                                                types[ti].ref, types[ti].packed_ref, R, C, bs[0],
                                                0x1D1AC0DEull + 97 * (uint64_t)ti + (uint64_t)i);
-            packed_simd_check(types[ti].t, &pc, R, C, bs, 10); /* none on a CPU without AVX2 */
+            packed_simd_check(types[ti].t, types[ti].pack, &pc, R, C, bs, 10); /* none on a CPU without AVX2 */
             packed_case_free(&pc);
         }
+}
+
+/* The IQ2 types' VBMI form (kernels/pack_iq2.c's kl_pack_iq2_t8p: the same bits in the lanes of
+ * T8P activations): the VBMI table's packed matmul gives the bits of its matmul over the file's
+ * blocks (x86/avx512vbmi_iq.c's pair tile), at every tile height, 9 and 19, on rows of one to
+ * nine blocks (pairs and a lone last block) that end mid-panel. */
+TEST(kernels_iq_iq2_t8p_packed_matches_bits)
+{
+    static const int rows[] = {1, 15, 17, 33, 70}, cols[] = {256, 768, 2048, 2304},
+                     bs[] = {19, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    static const kl_dtype types[] = {KL_IQ2_XXS, KL_IQ2_XS, KL_IQ2_S};
+    static const kl_gemm_fn refs[] = {kl_ref_gemm_iq2_xxs, kl_ref_gemm_iq2_xs, kl_ref_gemm_iq2_s};
+    int simd = 0;
+    for (int ti = 0; ti < 3; ti++)
+        for (int i = 0; i < 5 * 4; i++) {
+            int R = rows[i / 4], C = cols[i % 4];
+            packed_case pc = packed_case_check(types[ti], kl_pack_iq2_bytes, kl_pack_iq2, refs[ti],
+                                               kl_ref_gemm_iq2_packed, R, C, bs[0],
+                                               0x7A8B1Eull + 31 * (uint64_t)ti + (uint64_t)i);
+            kl_pack_iq2_t8p(types[ti], pc.W, R, C, 0, (R + 15) / 16, pc.P);
+            simd += packed_simd_check(types[ti], kl_pack_iq2_t8p, &pc, R, C, bs, 10);
+            packed_case_free(&pc);
+        }
+    if (!simd) t_skip("no VBMI on this CPU");
 }
 
 /* TQ1_0's packed form (kernels/pack_tq.c, TQ2_0's blocks): its scalar dot gives the file
@@ -290,7 +317,7 @@ TEST(kernels_iq_tq1_0_packed_matches_bits)
                 packed_case_check(KL_TQ1_0, kl_pack_tq1_0_bytes, kl_pack_tq1_0, kl_ref_gemm_tq1_0,
                                   kl_ref_gemm_tq1_0_packed, rows[ri], cols[ci], bs[0],
                                   0x7E1AC0DEull + 17 * (uint64_t)ri + (uint64_t)ci);
-            simd += packed_simd_check(KL_TQ1_0, &pc, rows[ri], cols[ci], bs, 3);
+            simd += packed_simd_check(KL_TQ1_0, kl_pack_tq1_0, &pc, rows[ri], cols[ci], bs, 3);
             packed_case_free(&pc);
         }
     if (!simd) t_skip("no packed TQ1_0 on this CPU");
