@@ -78,15 +78,20 @@ void kl_pack_iq2(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t 
 static void pack_t8p(const kl_iq_dec *dec, const uint8_t *const *b, int n, uint8_t *o)
 {
     int nv = 4 * n;
-    uint8_t *sg = o + 16 * nv, *s = o + 24 * nv;
-    memset(o, 0, (size_t)KL_IQ2P_REC * (size_t)n);
-    for (int v = 0; v < nv; v++)
+    uint8_t *s = o + 24 * nv;
+    memset(o, 0, 64 * (size_t)n);
+    for (int v = 0; v < nv; v++) {
+        uint64_t neg = 0;
         for (int l = 0; l < 64; l++) {
-            int p = n == 2 ? kl_act_t8p_src(64 * v + l) : kl_act_t8_src(64 * v + l);
-            int q = dec[p / KL_QKK].q[p % KL_QKK], a = q < 0 ? -q : q, m = a == 8 ? 0 : a == 25 ? 1 : 2;
-            o[64 * (v / 4) + l] |= (uint8_t)(m << (2 * (v % 4)));
-            sg[8 * v + l / 8] |= (uint8_t)((q < 0) << (l % 8));
+            /* kl_act_t8p_src(64 v + l): element v of entry l % 32 of block l / 32; T8's
+             * kl_act_t8_src(64 v + l): element 2 v + l / 32 of entry l % 32 */
+            int q = n == 2 ? dec[l / 32].q[8 * (l % 32) + v] : dec[0].q[8 * (l % 32) + 2 * v + l / 32];
+            int a = q < 0 ? -q : q; /* 8, 25 or 43: branch-free, random signs and magnitudes */
+            o[64 * (v / 4) + l] |= (uint8_t)(((a > 8) + (a > 25)) << (2 * (v % 4)));
+            neg |= (uint64_t)(q < 0) << l;
         }
+        memcpy(o + 16 * nv + 8 * v, &neg, 8);
+    }
     for (int h = 0; h < n; h++) {
         for (int c = 0; c < 8; c++)
             s[8 * h + c] =

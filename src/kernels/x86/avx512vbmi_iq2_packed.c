@@ -12,8 +12,7 @@
 #include "kernels/x86/avx512vbmi_iq.h"
 
 void kl_avx512vbmi_types_iq2_packed(kl_isa *isa);
-void kl_avx512vbmi_gemm_iq2_xxs_packed(const kl_gemm *g, int64_t r0, int64_t r1);
-void kl_avx512vbmi_gemm_iq2_xs_packed(const kl_gemm *g, int64_t r0, int64_t r1);
+void kl_avx512vbmi_gemm_iq2_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 
 #define IQ2_BIAS 64 /* as avx512vbmi_iq.c's: the tile takes it out through bsums */
 
@@ -52,11 +51,12 @@ static inline __m256i nibbles(const uint8_t *s, int n)
                                      _mm256_set1_epi8(1), 0xEA); /* (2 nib & 30) | 1 */
 }
 
-/* The tile: pairs of blocks (T8P), then an odd last one (T8); xxs: IQ2_XXS's dot (a scale per
- * 32, vpdpbusd and one vpmulld), else IQ2_XS's and IQ2_S's (vpmaddubsw, vpdpwssd by the scale
- * words). Per pair and row, as avx512vbmi_iq.c's IQ2_PAIR_TILE. */
+/* The tile: pairs of blocks (T8P), then an odd last one (T8); per pair and row as
+ * avx512vbmi_iq.c's IQ2_PAIR_TILE for IQ2_XS and IQ2_S: the bias term by one vpmaddwd, 8 planes
+ * by vpmaddubsw and vpdpwssd by the scale words (at one row the odd ones into a second
+ * accumulator), one vfmadd with both blocks' d * d_a. */
 static inline __attribute__((always_inline)) void iq2p_tile(const kl_gemm *g, int64_t r, int b,
-                                                            int nb, bool xxs)
+                                                            int nb)
 {
     int64_t nblk = g->cols / KL_QKK;
     const uint8_t *w =
@@ -74,17 +74,10 @@ static inline __attribute__((always_inline)) void iq2p_tile(const kl_gemm *g, in
             _mm_prefetch((const char *)w + IQ_PF + 64 * i, _MM_HINT_T0);
         __m512i m0 = _mm512_loadu_si512((const void *)w);
         __m512i m1 = _mm512_loadu_si512((const void *)(w + 64));
+        __asm__("" : "+v"(m0), "+v"(m1)); /* in registers: not reloaded (across lines) a plane */
         const uint8_t *sg = w + 128;
-        __m512i sc, m16;
-        if (xxs) {
-            __m128i s = _mm_loadu_si128((const __m128i *)(w + 192));
-            sc = _mm512_cvtepu8_epi32(_mm_ternarylogic_epi32(
-                _mm_add_epi8(s, s), _mm_set1_epi8(30), _mm_set1_epi8(1), 0xEA));
-            m16 = _mm512_set1_epi16(-IQ2_BIAS);
-        } else {
-            sc = _mm512_cvtepu8_epi16(nibbles(w + 192, 2));
-            m16 = _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(sc, 6));
-        }
+        __m512i sc = _mm512_cvtepu8_epi16(nibbles(w + 192, 2));
+        __m512i m16 = _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(sc, 6));
         uint32_t dh;
         memcpy(&dh, w + 208, 4);
         __m128 d = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dh)), _mm_set1_ps(0.125f));
@@ -99,35 +92,23 @@ static inline __attribute__((always_inline)) void iq2p_tile(const kl_gemm *g, in
             {
                 __m512i a = _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * p);
                 __m512i *t = nb == 1 && p % 2 ? &odd : &is[k];
-                *t = xxs ? _mm512_dpbusd_epi32(*t, q, a)
-                         : _mm512_dpwssd_epi32(*t, _mm512_maddubs_epi16(q, a), sc);
+                *t = _mm512_dpwssd_epi32(*t, _mm512_maddubs_epi16(q, a), sc);
             }
         }
         if (nb == 1) is[0] = _mm512_add_epi32(is[0], odd);
         _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)
         {
             __m128 dd = _mm_mul_ps(d, _mm_castpd_ps(_mm_load_sd((const double *)(ad[k] + j))));
-            __m512i f = xxs ? _mm512_mullo_epi32(is[k], sc) : is[k];
-            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(f),
+            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[k]),
                                      _mm512_permutexvar_ps(dsel, _mm512_castps128_ps512(dd)),
                                      acc[k]);
         }
     }
     if (j < nblk) { /* 106 bytes: m at 0, sg at 64, s at 96, d at 104 */
-        __m512i m = _mm512_loadu_si512((const void *)w), sc;
-        __m256i m16;
-        if (xxs) {
-            long long s;
-            memcpy(&s, w + 96, 8);
-            __m128i s2 = _mm_set1_epi64x(s);
-            sc = _mm512_cvtepu8_epi32(_mm_ternarylogic_epi32(
-                _mm_add_epi8(s2, s2), _mm_set1_epi8(30), _mm_set1_epi8(1), 0xEA));
-            m16 = _mm256_set1_epi16(-IQ2_BIAS);
-        } else {
-            __m256i s16 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(nibbles(w + 96, 1)));
-            sc = _mm512_broadcast_i64x4(s16);
-            m16 = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(s16, 6));
-        }
+        __m512i m = _mm512_loadu_si512((const void *)w);
+        __m256i s16 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(nibbles(w + 96, 1)));
+        __m512i sc = _mm512_broadcast_i64x4(s16);
+        __m256i m16 = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(s16, 6));
         uint16_t dh;
         memcpy(&dh, w + 104, 2);
         _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = _mm512_zextsi256_si512(
@@ -138,42 +119,27 @@ static inline __attribute__((always_inline)) void iq2p_tile(const kl_gemm *g, in
             _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)
             {
                 __m512i a = _mm512_loadu_si512(aq[k] + j * KL_QKK + 64 * p);
-                is[k] = xxs ? _mm512_dpbusd_epi32(is[k], q, a)
-                            : _mm512_dpwssd_epi32(is[k], _mm512_maddubs_epi16(q, a), sc);
+                is[k] = _mm512_dpwssd_epi32(is[k], _mm512_maddubs_epi16(q, a), sc);
             }
         }
-        _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) if (xxs) is[k] =
-            _mm512_mullo_epi32(is[k], sc);
         iq_block_end(nb, acc, is, 0.125f * _cvtsh_ss(dh), ad, j);
     }
     iq_store(g, r, b, nb, acc);
 }
 
-static inline __attribute__((always_inline)) void iq2xxsp_tile(const kl_gemm *g, int64_t r, int b,
-                                                               int nb)
-{
-    iq2p_tile(g, r, b, nb, true);
-}
-static inline __attribute__((always_inline)) void iq2xsp_tile(const kl_gemm *g, int64_t r, int b,
-                                                              int nb)
-{
-    iq2p_tile(g, r, b, nb, false);
-}
-IQ_GEMM(kl_avx512vbmi_gemm_iq2_xxs_packed, iq2xxsp)
-IQ_GEMM(kl_avx512vbmi_gemm_iq2_xs_packed, iq2xsp)
+IQ_GEMM(kl_avx512vbmi_gemm_iq2_packed, iq2p)
 
 /* The packed rows of this file over the VBMI table, after avx512vbmi_iq.c's (once, from
  * dispatch.c's build): the activations stay that file's T8P. */
 void kl_avx512vbmi_types_iq2_packed(kl_isa *isa)
 {
     tab_init();
-    static const kl_dtype types[] = {KL_IQ2_XXS, KL_IQ2_XS, KL_IQ2_S};
-    for (int i = 0; i < 3; i++) {
+    static const kl_dtype types[] = {KL_IQ2_XS, KL_IQ2_S};
+    for (int i = 0; i < 2; i++) {
         kl_type_ops *o = &isa->types[types[i]];
         if (o->act != KL_ACT_Q8_K_T8P) continue; /* avx512vbmi_iq.c's init declined */
         o->pack_bytes = kl_pack_iq2_bytes;
         o->pack = kl_pack_iq2_t8p;
-        o->gemm_packed =
-            i == 0 ? kl_avx512vbmi_gemm_iq2_xxs_packed : kl_avx512vbmi_gemm_iq2_xs_packed;
+        o->gemm_packed = kl_avx512vbmi_gemm_iq2_packed;
     }
 }
