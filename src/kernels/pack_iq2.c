@@ -79,19 +79,21 @@ static void pack_t8p(const kl_iq_dec *dec, const uint8_t *const *b, int n, uint8
 {
     int nv = 4 * n;
     uint8_t *s = o + 24 * nv;
-    memset(o, 0, 64 * (size_t)n);
-    for (int v = 0; v < nv; v++) {
-        uint64_t neg = 0;
-        for (int l = 0; l < 64; l++) {
-            /* kl_act_t8p_src(64 v + l): element v of entry l % 32 of block l / 32; T8's
-             * kl_act_t8_src(64 v + l): element 2 v + l / 32 of entry l % 32 */
-            int q = n == 2 ? dec[l / 32].q[8 * (l % 32) + v] : dec[0].q[8 * (l % 32) + 2 * v + l / 32];
-            int a = q < 0 ? -q : q; /* 8, 25 or 43: branch-free, random signs and magnitudes */
-            o[64 * (v / 4) + l] |= (uint8_t)(((a > 8) + (a > 25)) << (2 * (v % 4)));
-            neg |= (uint64_t)(q < 0) << l;
+    uint64_t neg[8] = {0};
+    for (int l = 0; l < 64; l++) {
+        /* lane l of vector v: kl_act_t8p_src(64 v + l), element v of entry l % 32 of block
+         * l / 32; T8's kl_act_t8_src(64 v + l), element 2 v + l / 32 of entry l % 32 */
+        const int8_t *e = n == 2 ? dec[l / 32].q + 8 * (l % 32) : dec[0].q + 8 * (l % 32) + l / 32;
+        unsigned m[2] = {0, 0};
+        for (int v = 0; v < nv; v++) {
+            int q = e[n == 2 ? v : 2 * v], a = q < 0 ? -q : q; /* 8, 25, 43: no branches */
+            m[v / 4] |= (unsigned)((a > 8) + (a > 25)) << (2 * (v % 4));
+            neg[v] |= (uint64_t)(q < 0) << l;
         }
-        memcpy(o + 16 * nv + 8 * v, &neg, 8);
+        for (int g = 0; g < n; g++)
+            o[64 * g + l] = (uint8_t)m[g];
     }
+    memcpy(o + 16 * nv, neg, 8 * (size_t)nv);
     for (int h = 0; h < n; h++) {
         for (int c = 0; c < 8; c++)
             s[8 * h + c] =
