@@ -254,8 +254,8 @@ void kl_pack_iq2(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t 
                  void *dst);
 /* The VBMI table's form of the same bits, laid out in the lanes of T8P activations (same size,
  * kl_pack_iq2_bytes; pack_iq2.c has the layout). */
-void kl_pack_iq2_t8p(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
-                     int64_t p1, void *dst);
+void kl_pack_iq2_t8p(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                     void *dst);
 #define KL_IQ2P_REC 106
 #define KL_IQ2P_SG  64 /* sg */
 #define KL_IQ2P_S   96 /* s */

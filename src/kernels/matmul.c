@@ -179,9 +179,9 @@ const char *kl_pack_id(void)
                                 "avx512/" KL_STR(KL_PACK_VERSION)};
     const char *isa = kl_isa_get()->name;
     /* VBMI shares plain AVX-512's id: their packed forms are the same but for the IQ1 types
-     * and IQ2_XS, IQ2_S, which only VBMI packs, and a pack cache's layout hash holds every weight's packed size
-     * (model/pack.c), so neither maps the other's. AVX2's own forms (kl_isa_avx2_own) need
-     * their id: its Q3_K layout has the shared one's size. */
+     * and IQ2_XS, IQ2_S, which only VBMI packs, and a pack cache's layout hash holds every weight's
+     * packed size (model/pack.c), so neither maps the other's. AVX2's own forms (kl_isa_avx2_own)
+     * need their id: its Q3_K layout has the shared one's size. */
     if (!strcmp(isa, "avx512vbmi")) isa = "avx512";
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         if (!strncmp(ids[i], isa, strlen(isa)) && ids[i][strlen(isa)] == '/') return ids[i];

@@ -102,8 +102,8 @@ static void pack_t8p(const kl_iq_dec *dec, const uint8_t *const *b, int n, uint8
     }
 }
 
-void kl_pack_iq2_t8p(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
-                     int64_t p1, void *dst)
+void kl_pack_iq2_t8p(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                     void *dst)
 {
     kl_iq_decode_fn decode = t == KL_IQ2_XXS  ? kl_iq_decode_iq2_xxs
                              : t == KL_IQ2_XS ? kl_iq_decode_iq2_xs

@@ -214,8 +214,8 @@ static void packed_case_free(packed_case *pc)
 /* Each SIMD table with a packed matmul of t in pack's form: its packed matmul over pc.P gives
  * the bits of its own matmul over the file's blocks pc.W, at each batch bs[0..nbs) (bs[0] the
  * largest). Returns the number of tables checked. */
-static int packed_simd_check(kl_dtype t, pack_fn pack, packed_case *pc, int R, int C,
-                             const int *bs, int nbs)
+static int packed_simd_check(kl_dtype t, pack_fn pack, packed_case *pc, int R, int C, const int *bs,
+                             int nbs)
 {
     int simd = 0;
     kl_gemm_fn last = NULL;
@@ -274,7 +274,8 @@ TEST(kernels_iq_iq1_iq2_packed_matches_bits)
             packed_case pc = packed_case_check(types[ti].t, types[ti].bytes, types[ti].pack,
                                                types[ti].ref, types[ti].packed_ref, R, C, bs[0],
                                                0x1D1AC0DEull + 97 * (uint64_t)ti + (uint64_t)i);
-            packed_simd_check(types[ti].t, types[ti].pack, &pc, R, C, bs, 10); /* none on a CPU without AVX2 */
+            packed_simd_check(types[ti].t, types[ti].pack, &pc, R, C, bs,
+                              10); /* none on a CPU without AVX2 */
             packed_case_free(&pc);
         }
 }

@@ -105,9 +105,9 @@ static inline __attribute__((always_inline)) void iq2p_tile(const kl_gemm *g, in
         _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)
         {
             __m128 dd = _mm_mul_ps(d, _mm_castpd_ps(_mm_load_sd((const double *)(ad[k] + j))));
-            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[k]),
-                                     _mm512_permutexvar_ps(dsel, _mm512_castps128_ps512(dd)),
-                                     acc[k]);
+            acc[k] =
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[k]),
+                                _mm512_permutexvar_ps(dsel, _mm512_castps128_ps512(dd)), acc[k]);
         }
     }
     if (j < nblk) { /* 106 bytes: m at 0, sg at 64, s at 96, d at 104 */
