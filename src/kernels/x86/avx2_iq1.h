@@ -8,8 +8,8 @@
  * activation row the kernel is bound by the number of instructions (llvm-mca -mcpu=znver3 of
  * the B=1 loop: 6 a cycle, 60 cycles a block before these decoders, the time measured), and
  * half of them made the 32 grid indices of a block. So:
- *   - IQ1_M takes the integers 8 g + shift (shift +-1 per 8 elements: never 0, so the chunk is
- *     its own vpsignb operand); 8 g is vpsignb of 8 by g (g is 0 or +-1), not three adds; a
+ *   - IQ1_M takes the integers 8 g + shift (shift +-1 per 8 elements), made unsigned for
+ *     vpmaddubsw (IQ1_M_TILE); 8 g is vpsignb of 8 by g (g is 0 or +-1), not three adds; a
  *     chunk's shift bytes and its 16 pair scales are one vpshufb each, of registers made once a
  *     block that hold the block's shifts and scales in both 128-bit lanes;
  *   - IQ1_S's shift is one per 32, so its sum is split (iq1_s_st): g's signs on the
@@ -28,6 +28,7 @@ typedef struct {
     float d;
     __m256i sc[2]; /* 16-bit scales of chunks 4h..4h+3, in both 128-bit lanes (h = c / 4) */
     __m256i sh[2]; /* the shift bytes of chunks 4h..4h+3 (+-1), in both lanes */
+    __m256i s9;    /* IQ1_M: 9 (2 s + 1) of each 16 elements, int16 (sc[] holds 2 (2 s + 1)) */
 } iq1_st;
 typedef iq1_st iq1_m_st;
 
@@ -60,19 +61,21 @@ static inline __m256i iq1_grid4x(uint64_t x, __m256i sh, __m256i spread)
 }
 
 /* IQ1_S, split in two sums (fewer instructions a chunk than 8 g + shift as weights):
- *   sum sc (8 g + shift) a = sum 8 sc g a + sum sc shift a.
- * The first: a chunk's 32 g (-1, 0, 1) put their signs on the activations (vpsignb, 0 where g
- * is) and multiply 8 sc, the chunk's scale (<= 120, an unsigned byte), in sums of 4 (ACC8:
- * vpdpbusd). AVX2 (SUM16) multiplies sc (<= 15) by vpmaddubsw and adds the pair sums of the
- * block's 8 chunks as int16 (each at most 2 * 15 * 128, all 8 at most 30720: exact), then one
- * vpmaddwd by 8 a block, one instruction a chunk fewer than a vpmaddwd and an add each. The
- * second: shift and scale are the chunk's, so it is the activations' sums of 16 (Q8_K's bsums)
- * times sc shift, one vpmaddwd a block. Int32 lane i holds elements 4 i..4 i + 3 of each chunk
- * plus the shift sums of chunk i, on both tables: the same integers. */
+ *   sum sc (8 g + shift) a = sum 8 sc (g + 1) a + sum sc (shift - 8) a.
+ * The first: a chunk's 32 g (0xFF, 0, 1) pick its unsigned weights 8 sc (g + 1) by vpshufb of a
+ * two-byte table (0xFF, bit 7 set, reads 0; as x86/avx512vbmi_iq1.c) and multiply the
+ * activations in sums of 4 (ACC8: vpdpbusd). AVX2 (SUM16) takes sc (g + 1) (<= 30) by
+ * vpmaddubsw and adds the pair sums of 4 chunks as int16 (each at most 2 * 30 * 128, 4 at
+ * most 30720: exact), then one vpmaddwd by 8 per 4 chunks. The second: shift and scale are the
+ * chunk's, so it is the activations' sums of 16 (Q8_K's bsums) times sc (shift - 8), one
+ * vpmaddwd a block. Int32 lane i holds elements 4 i..4 i + 3 of each chunk plus the shift sums
+ * of chunk i, on both tables and in the packed kernel (x86/avx2_iq1_packed.c): the same
+ * integers. */
 typedef struct {
     float d;
-    __m256i sc8; /* 8 (2 s + 1) of chunk c in byte c of both 128-bit lanes, 2 s + 1 in byte 8 + c */
-    __m256i ss;  /* (2 s + 1) shift of each 16 elements, int16 */
+    __m256i t1,
+        t8;     /* sc (t8: 8 sc) of chunk c in byte c of both 128-bit lanes, twice it in 8 + c */
+    __m256i ss; /* (2 s + 1) (shift - 8) of each 16 elements, int16 */
 #ifndef __BMI2__
     const uint16_t *idx; /* the block's 32 grid indices, in iq1_s_idx */
 #endif
@@ -118,9 +121,10 @@ static inline void iq1_s_begin(const kl_block_iq1_s *row, int64_t j, int64_t nbl
     __m128i sc =
         _mm_or_si128(_mm_and_si128(_mm_srli_epi16(qh, 11), _mm_set1_epi16(14)), _mm_set1_epi16(1));
     __m128i neg = _mm_srai_epi16(qh, 15);
-    __m128i ss = _mm_sub_epi16(_mm_xor_si128(sc, neg), neg);
+    __m128i ss = _mm_sub_epi16(_mm_sub_epi16(_mm_xor_si128(sc, neg), neg), _mm_slli_epi16(sc, 3));
     st->ss = _mm256_set_m128i(_mm_unpackhi_epi16(ss, ss), _mm_unpacklo_epi16(ss, ss));
-    st->sc8 = iq1_both(_mm_packus_epi16(_mm_slli_epi16(sc, 3), sc));
+    st->t1 = iq1_both(_mm_packus_epi16(sc, _mm_slli_epi16(sc, 1)));
+    st->t8 = iq1_both(_mm_packus_epi16(_mm_slli_epi16(sc, 3), _mm_slli_epi16(sc, 4)));
     st->d = 0.125f * _cvtsh_ss(w->d);
 #ifdef __BMI2__
     (void)nblk;
@@ -150,45 +154,56 @@ static inline __m256i iq1_s_grid(const kl_block_iq1_s *w, const iq1_s_st *st, in
     return iq1_lut4x(x);
 #endif
 }
+/* A tile's locals: the blocks of weight row r, its activation rows' quants, scales, bsums and
+ * float sums */
+#define IQ1_TILE_ROWS(BLOCK, BT)                                                                   \
+    int64_t nblk = g->cols / KL_QKK;                                                               \
+    const BLOCK *w = (const BLOCK *)(g->W + (size_t)r * g->w_stride);                              \
+    const int8_t *aq[BT];                                                                          \
+    const float *ad[BT];                                                                           \
+    const int16_t *bs[BT];                                                                         \
+    __m256 acc[BT];                                                                                \
+    q8k_rows(g, b, nb, aq, ad, bs, acc)
+
 /* The IQ1_S tile: ACC8(s, u, v) adds the sums of 4 of the products of unsigned bytes u and
  * signed bytes v into the int32 lanes of s, or with SUM16 the pair sums into the int16 lanes
- * (u is then sc, not 8 sc); up to BT activation rows. */
+ * (u is then sc (g + 1), not 8 sc (g + 1)); up to BT activation rows. */
 #define IQ1_S_TILE(ACC8, SUM16, BT)                                                                \
     static inline __attribute__((always_inline)) void iq1_s_tile(const kl_gemm *g, int64_t r,      \
                                                                  int b, int nb)                    \
     {                                                                                              \
-        int64_t n = g->cols, nblk = n / KL_QKK;                                                    \
-        const kl_block_iq1_s *w = (const kl_block_iq1_s *)(g->W + (size_t)r * g->w_stride);        \
-        const int8_t *aq[BT];                                                                      \
-        const float *ad[BT];                                                                       \
-        const int16_t *bs[BT];                                                                     \
-        __m256 acc[BT];                                                                            \
-        q8k_rows(g, b, nb, aq, ad, bs, acc);                                                       \
+        IQ1_TILE_ROWS(kl_block_iq1_s, BT);                                                         \
         for (int64_t j = 0; j < nblk; j++) {                                                       \
             iq1_s_st st;                                                                           \
             iq1_s_begin(w, j, nblk, &st);                                                          \
-            __m256i is[BT], i8[BT]; /* the shift sums; the chunks' */                              \
+            /* the shift sums; the sums of chunks 0-3 and 4-7 (SUM16), or of all in i8[0] */       \
+            __m256i is[BT], i8[2][BT];                                                             \
             _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                                   \
             {                                                                                      \
                 is[k] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)),   \
                                           st.ss);                                                  \
-                i8[k] = (SUM16) ? _mm256_setzero_si256() : is[k];                                  \
+                i8[0][k] = (SUM16) ? _mm256_setzero_si256() : is[k];                               \
+                i8[1][k] = _mm256_setzero_si256();                                                 \
             }                                                                                      \
             _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)                                    \
             {                                                                                      \
                 __m256i gr = iq1_s_grid(&w[j], &st, c);                                            \
-                __m256i sc8 =                                                                      \
-                    _mm256_shuffle_epi8(st.sc8, _mm256_set1_epi8((char)((SUM16) ? 8 + c : c)));    \
+                __m256i t = _mm256_shuffle_epi8((SUM16) ? st.t1 : st.t8,                           \
+                                                _mm256_set1_epi16((short)(c | (8 + c) << 8)));     \
+                __m256i u = _mm256_shuffle_epi8(t, gr);                                            \
                 _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                               \
                 {                                                                                  \
                     __m256i a =                                                                    \
                         _mm256_loadu_si256((const __m256i *)(aq[k] + j * KL_QKK + 32 * c));        \
-                    i8[k] = ACC8(i8[k], sc8, _mm256_sign_epi8(a, gr));                             \
+                    i8[(SUM16) ? c / 4 : 0][k] = ACC8(i8[(SUM16) ? c / 4 : 0][k], u, a);           \
                 }                                                                                  \
             }                                                                                      \
             _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] =                           \
-                (SUM16) ? _mm256_add_epi32(is[k], _mm256_madd_epi16(i8[k], _mm256_set1_epi16(8)))  \
-                        : i8[k];                                                                   \
+                (SUM16) ? _mm256_add_epi32(                                                        \
+                              is[k],                                                               \
+                              _mm256_add_epi32(_mm256_madd_epi16(i8[0][k], _mm256_set1_epi16(8)),  \
+                                               _mm256_madd_epi16(i8[1][k], _mm256_set1_epi16(8)))) \
+                        : i8[0][k];                                                                \
             q8k_block_end(nb, acc, is, st.d, ad, j);                                               \
         }                                                                                          \
         q8k_store(g, r, b, nb, acc);                                                               \
@@ -218,6 +233,8 @@ static inline void iq1_m_begin(const kl_block_iq1_m *w, iq1_st *st)
                                                 1 << 7, 1 << 4, 1 << 13, 1 << 10, 1 << 7, 1 << 4,
                                                 1 << 13, 1 << 10, 1 << 7, 1 << 4));
     __m256i s = iq2_odd16(_mm256_srli_epi16(v, 13));
+    st->s9 = _mm256_mullo_epi16(s, _mm256_set1_epi16(9));
+    s = _mm256_add_epi16(s, s);
     st->sc[0] = _mm256_permute2x128_si256(s, s, 0x00);
     st->sc[1] = _mm256_permute2x128_si256(s, s, 0x11);
     st->d = 0.125f * _cvtsh_ss(kl_iq1_m_d(w));
@@ -253,11 +270,48 @@ static inline __m256i iq1_m_chunk_scales(const iq1_st *st, int c)
     return _mm256_shuffle_epi8(st->sc[c / 4], w);
 }
 
-/* The two kernels: IQ1_S's tile with ACC8 and SUM16, IQ1_M's the IQ tile with ACC, tiles of up
- * to BT activation rows and GEMM the row walk for them (see IQ2_TILE_DOT). */
+/* The IQ1_M tile (x86/avx2_iq.h's IQ tile with unsigned weights): with w = 8 g + shift,
+ *   sum sc w a = sum 2 sc u a - sum 9 sc a, u = (w + 9) / 2 in 0..9 (w + 9 is even),
+ * u by vpavgb of w + 9 and zero, vpmaddubsw'd with the activations as they are (no vpsignb on
+ * each activation row) and the pair sums times 2 sc by ACC(s, p, sc); the second sum is the
+ * activations' sums of 16 (bsums) times 9 sc, one vpmaddwd a block. Int32 lane i holds elements
+ * 4 i..4 i + 3 of each chunk and the bsums of 16-element groups 2 i, 2 i + 1, as in the packed
+ * kernel (x86/avx2_iq1_packed.c): the same integers. */
+#define IQ1_M_TILE(ACC, BT)                                                                        \
+    static inline __attribute__((always_inline)) void iq1_m_tile(const kl_gemm *g, int64_t r,      \
+                                                                 int b, int nb)                    \
+    {                                                                                              \
+        IQ1_TILE_ROWS(kl_block_iq1_m, BT);                                                         \
+        for (int64_t j = 0; j < nblk; j++) {                                                       \
+            iq1_st st;                                                                             \
+            iq1_m_begin(&w[j], &st);                                                               \
+            __m256i is[BT];                                                                        \
+            _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = _mm256_sub_epi32(         \
+                _mm256_setzero_si256(),                                                            \
+                _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)), st.s9));  \
+            _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)                                    \
+            {                                                                                      \
+                __m256i sg = _mm256_setzero_si256();                                               \
+                __m256i q = iq1_m_chunk32(&w[j], &st, c, &sg), sc = iq1_m_chunk_scales(&st, c);    \
+                __m256i u = _mm256_avg_epu8(_mm256_add_epi8(q, _mm256_set1_epi8(9)),               \
+                                            _mm256_setzero_si256());                               \
+                _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                               \
+                {                                                                                  \
+                    __m256i a =                                                                    \
+                        _mm256_loadu_si256((const __m256i *)(aq[k] + j * KL_QKK + 32 * c));        \
+                    is[k] = ACC(is[k], _mm256_maddubs_epi16(u, a), sc);                            \
+                }                                                                                  \
+            }                                                                                      \
+            q8k_block_end(nb, acc, is, st.d, ad, j);                                               \
+        }                                                                                          \
+        q8k_store(g, r, b, nb, acc);                                                               \
+    }
+
+/* The two kernels: IQ1_S's tile with ACC8 and SUM16, IQ1_M's with ACC, tiles of up to BT
+ * activation rows and GEMM the row walk for them (see IQ2_TILE_DOT). */
 #define IQ1_GEMMS(NAME_S, NAME_M, ACC8, SUM16, ACC, BT, GEMM)                                      \
     IQ1_S_TILE(ACC8, SUM16, BT)                                                                    \
     GEMM(NAME_S, iq1_s)                                                                            \
-    IQ2_TILE_DOT(iq1_m, kl_block_iq1_m, 0, ACC, BT)                                                \
+    IQ1_M_TILE(ACC, BT)                                                                            \
     GEMM(NAME_M, iq1_m)
 #endif
