@@ -260,17 +260,6 @@ void kl_pack_iq2_t8p(kl_dtype t, const void *W, int64_t rows, int64_t cols, int6
 #define KL_IQ2P_SG  64 /* sg */
 #define KL_IQ2P_S   96 /* s */
 #define KL_IQ2P_D   104
-/* The AVX2 table's form of the IQ2 types: a nibble code per weight, g + 64 through one
- * vpshufb (kernels/pack_iq2.c has the layout, x86/avx2_iq2_packed.c the sums): its record and
- * parts' offsets, the packer, a record decoded (ref_iq2.c) and the reference dot over it. */
-#define KL_IQ2N_REC 138
-#define KL_IQ2N_S   128 /* s */
-#define KL_IQ2N_D   136
-size_t kl_pack_iq2_nib_bytes(kl_dtype t, int64_t rows, int64_t cols);
-void kl_pack_iq2_nib(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                     void *dst);
-void kl_iq_decode_iq2_nib(const void *rec, kl_iq_dec *o);
-void kl_ref_gemm_iq2_nib(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_dequant_iq1_s(const void *src, float *y, int64_t n);
 void kl_ref_gemm_iq1_s(const kl_gemm *g, int64_t r0, int64_t r1);
 /* IQ1_S's packed form, 2-bit codes (kernels/pack_iq1.c has the layout): a row's block record

@@ -1,7 +1,6 @@
 /* kernels/pack_iq2.c: IQ2_XXS, IQ2_XS and IQ2_S repacked at load into one plane form (the
- * VBMI table's, in T8P lanes, below; the reference's over it checks the packers) and one form
- * of nibble codes (the AVX2 table's, x86/avx2_iq2_packed.c; at the end). Plain C built without
- * ISA flags, as the other packers.
+ * packed form the AVX2 table runs, x86/avx2_iq2_packed.c). Plain C built without ISA flags, as
+ * the other packers.
  *
  * Why: every weight of the three types is (2 s + 1) g with g = +-8, +-25 or +-43 (their grids
  * hold no other byte: ref_iq2.c), yet the file spends 8 weights' magnitudes on one grid index,
@@ -44,28 +43,26 @@ static void pack_block(kl_iq_decode_fn decode, const void *b, uint8_t *o)
         o[KL_IQ2P_S + c] = (uint8_t)((dec.sc[2 * c] - 1) / 2 | (dec.sc[2 * c + 1] - 1) / 2 << 4);
     memcpy(o + KL_IQ2P_D, b, 2); /* d leads each of the three blocks */
 }
-/* A record writer F(decode, block, record) as kl_pack_records' one-type block functions F_xxs,
- * F_xs, F_s, and the one of type t. */
-#define PER_TYPE(F)                                                                                \
-    static void F##_xxs(const void *b, uint8_t *o)                                                 \
-    {                                                                                              \
-        F(kl_iq_decode_iq2_xxs, b, o);                                                             \
-    }                                                                                              \
-    static void F##_xs(const void *b, uint8_t *o)                                                  \
-    {                                                                                              \
-        F(kl_iq_decode_iq2_xs, b, o);                                                              \
-    }                                                                                              \
-    static void F##_s(const void *b, uint8_t *o)                                                   \
-    {                                                                                              \
-        F(kl_iq_decode_iq2_s, b, o);                                                               \
-    }
-#define OF_TYPE(F, t) ((t) == KL_IQ2_XXS ? F##_xxs : (t) == KL_IQ2_XS ? F##_xs : F##_s)
-PER_TYPE(pack_block)
+static void pack_xxs(const void *b, uint8_t *o)
+{
+    pack_block(kl_iq_decode_iq2_xxs, b, o);
+}
+static void pack_xs(const void *b, uint8_t *o)
+{
+    pack_block(kl_iq_decode_iq2_xs, b, o);
+}
+static void pack_s(const void *b, uint8_t *o)
+{
+    pack_block(kl_iq_decode_iq2_s, b, o);
+}
 
 void kl_pack_iq2(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
                  void *dst)
 {
-    kl_pack_records(t, W, rows, cols, p0, p1, dst, KL_IQ2P_REC, OF_TYPE(pack_block, t));
+    kl_pack_records(t, W, rows, cols, p0, p1, dst, KL_IQ2P_REC,
+                    t == KL_IQ2_XXS  ? pack_xxs
+                    : t == KL_IQ2_XS ? pack_xs
+                                     : pack_s);
 }
 
 /* The VBMI table's form of the same bits (x86/avx512vbmi_iq2_packed.c): the record's parts in
@@ -131,42 +128,4 @@ void kl_pack_iq2_t8p(kl_dtype t, const void *W, int64_t rows, int64_t cols, int6
             pack_t8p(dec, b, n, o + (size_t)j * KL_IQ2P_REC);
         }
     }
-}
-
-/* The AVX2 table's form, 138 bytes a block (KL_IQ2N_*), the same for the three types:
- *   c   [128] at 0: bytes 32 h..: byte j's low nibble the code of element 64 h + j, its high
- *            nibble that of element 64 h + 32 + j; a code is m | n << 2, m the magnitude's
- *            index (0, 1, 2 for 8, 25, 43), n 1 for a negative weight (bit 3 is always 0, so
- *            the kernel's vpsrlw carries no set bit into a byte's bit 7)
- *   s   [8] at 128: the planes' s
- *   d   fp16 at 136, the file's
- * in the same panels of rows. A code per weight costs 32 bytes a block more than the planes,
- * but 32 weights are one vpshufb (the high nibbles after one vpsrlw) straight into g + 64: ~4.5
- * vector operations per 32 weights against ~7.75 (a vpshufb, a shift, an or and a vpsignb),
- * by which the AVX2 kernel had been bound. kl_iq_decode_iq2_nib (ref_iq2.c) reads it back. */
-size_t kl_pack_iq2_nib_bytes(kl_dtype t, int64_t rows, int64_t cols)
-{
-    (void)t;
-    return kl_pack_records_bytes(rows, cols, KL_IQ2N_REC);
-}
-
-static void nib_block(kl_iq_decode_fn decode, const void *b, uint8_t *o)
-{
-    kl_iq_dec dec;
-    decode(b, &dec);
-    memset(o, 0, KL_IQ2N_REC);
-    for (int e = 0; e < KL_QKK; e++) {
-        int v = dec.q[e] < 0 ? -dec.q[e] : dec.q[e], m = v == 8 ? 0 : v == 25 ? 1 : 2;
-        o[32 * (e / 64) + e % 32] |= (uint8_t)((m | (dec.q[e] < 0) << 2) << (4 * (e / 32 % 2)));
-    }
-    for (int c = 0; c < 8; c++)
-        o[KL_IQ2N_S + c] = (uint8_t)((dec.sc[2 * c] - 1) / 2 | (dec.sc[2 * c + 1] - 1) / 2 << 4);
-    memcpy(o + KL_IQ2N_D, b, 2);
-}
-PER_TYPE(nib_block)
-
-void kl_pack_iq2_nib(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                     void *dst)
-{
-    kl_pack_records(t, W, rows, cols, p0, p1, dst, KL_IQ2N_REC, OF_TYPE(nib_block, t));
 }

@@ -73,13 +73,6 @@ void kl_ref_gemm_iq2_packed(const kl_gemm *g, int64_t r0, int64_t r1)
     gemm(kl_iq_decode_iq2_packed, KL_IQ2P_REC, &h, r0, r1);
 }
 
-/* The AVX2 table's nibble form of the IQ2 types (kernels/pack_iq2.c), the same way. */
-void kl_ref_gemm_iq2_nib(const kl_gemm *g, int64_t r0, int64_t r1)
-{
-    kl_gemm h = kl_packed_rows(g);
-    gemm(kl_iq_decode_iq2_nib, KL_IQ2N_REC, &h, r0, r1);
-}
-
 static kl_type_ops ops(kl_gemm_fn gemm_fn, kl_dequant_fn to_f32, kl_row_fn from_f32)
 {
     return (kl_type_ops){.act = KL_Q8_K,

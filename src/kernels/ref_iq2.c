@@ -75,19 +75,3 @@ void kl_iq_decode_iq2_packed(const void *rec, kl_iq_dec *o)
         kl_iq_odd16(o->sc, t, b[KL_IQ2P_S + t / 2] >> (4 * (t % 2)) & 0xF);
     steps(o, kl_fp16_to_fp32(dh));
 }
-
-/* A record of the AVX2 table's nibble form (kernels/pack_iq2.c): the file block's decode. */
-void kl_iq_decode_iq2_nib(const void *rec, kl_iq_dec *o)
-{
-    static const int8_t mag[4] = {8, 25, 43, 0};
-    const uint8_t *b = rec;
-    uint16_t dh;
-    memcpy(&dh, b + KL_IQ2N_D, 2);
-    for (int e = 0; e < KL_QKK; e++) {
-        int code = b[32 * (e / 64) + e % 32] >> (4 * (e / 32 % 2)) & 0xF, v = mag[code & 3];
-        o->q[e] = (int8_t)(code & 4 ? -v : v);
-    }
-    for (int t = 0; t < 16; t++)
-        kl_iq_odd16(o->sc, t, b[KL_IQ2N_S + t / 2] >> (4 * (t % 2)) & 0xF);
-    steps(o, kl_fp16_to_fp32(dh));
-}

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "kernels/impl.h"
-#include "kernels/iq.h"
 #include "t.h"
 #include "t_blocks.h"
 
@@ -186,12 +185,10 @@ TEST(kernels_gemm_iq4_xs_simd_matches_reference)
 {
     check_all(KL_IQ4_XS);
 }
-/* Packed IQ4_XS (the AVX2 and AVX-512 tables) and IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S
- * (AVX2's) take the reference's integer sums and its float steps in its order, (float)isum *
- * (d * d_a) added per super-block:
+/* Packed IQ4_XS (the AVX2 and AVX-512 tables) and IQ3_XXS, IQ3_S (AVX2's) take the reference's
+ * integer sums and its float steps in its order, (float)isum * (d * d_a) added per super-block:
  * the reference's bits, at every tile (AVX2: one and two activation rows, four, three; AVX-512:
- * 1, 2, 3, 6, 8 + 1). The weights are quantized rows (IQ4_XS; the IQ3, IQ2 types Kiln cannot
- * write),
+ * 1, 2, 3, 6, 8 + 1). The weights are quantized rows (IQ4_XS; the IQ3 types Kiln cannot write),
  * then random blocks: every scale's bits, IQ4_XS's sh's high ones included (the rows' scales
  * cluster), every grid index. Returns the tables that had a packed form of t. */
 static int packed_matches_reference_bits(kl_dtype t)
@@ -201,9 +198,7 @@ static int packed_matches_reference_bits(kl_dtype t)
     for (const char *const *n = (const char *const[]){"avx2", "avx512", "avx512vbmi", NULL}; *n;
          n++) {
         const kl_isa *isa = kl_isa_find(*n);
-        /* the IQ2 types: AVX2's nibble form only (VBMI's keeps its plain tile's bits) */
-        bool iq2 = t == KL_IQ2_XXS || t == KL_IQ2_XS || t == KL_IQ2_S;
-        if (!isa || (iq2 && isa->types[t].pack != kl_pack_iq2_nib)) continue;
+        if (!isa) continue;
         kl_isa_set(isa);
         bool packed = kl_pack_bytes(t, 16, 256) > 0;
         kl_isa_set(NULL);
@@ -251,12 +246,6 @@ TEST(kernels_gemm_iq3_packed_matches_reference_bits)
 {
     int tried = packed_matches_reference_bits(KL_IQ3_XXS);
     if (!(tried + packed_matches_reference_bits(KL_IQ3_S))) t_skip("no packed IQ3 on this CPU");
-}
-TEST(kernels_gemm_iq2_packed_matches_reference_bits)
-{
-    int tried = packed_matches_reference_bits(KL_IQ2_XXS);
-    tried += packed_matches_reference_bits(KL_IQ2_XS);
-    if (!(tried + packed_matches_reference_bits(KL_IQ2_S))) t_skip("no packed IQ2 on this CPU");
 }
 TEST(kernels_gemm_iq3_xxs_simd_matches_reference)
 {

@@ -245,15 +245,13 @@ static int packed_simd_check(kl_dtype t, pack_fn pack, packed_case *pc, int R, i
 }
 
 /* IQ1_S's and IQ1_M's packed forms (kernels/pack_iq1.c, 2-bit codes) and the IQ2 types'
- * (kernels/pack_iq2.c, magnitude and sign planes; nibble codes): the scalar dot over it gives
- * the file
+ * (kernels/pack_iq2.c, magnitude and sign planes): the scalar dot over it gives the file
  * reference's bits, on random blocks (every grid index, sign, scale and shift sign) and rows that
  * end mid-panel, one to nine blocks a row; so the packer keeps every weight, scale and d. Each SIMD
- * table's packed IQ1 matmul (x86/avx2_iq1_packed.c: the plain AVX2 tile's int32 lanes and float
- * steps; x86/avx512vbmi_iq1.c: its 512-bit tile's) gives the bits of the table's matmul over the
- * file's blocks, at every tile height (AVX2 1-4 activation rows, VBMI 1-8), 9 and 19. AVX2's
- * IQ2 one (x86/avx2_iq2_packed.c, the nibble form) takes the reference's float steps instead:
- * kernels_gemm_iq2_packed_matches_reference_bits. */
+ * table's packed matmul (x86/avx2_iq1_packed.c, avx2_iq2_packed.c: the plain AVX2 tiles' int32
+ * lanes and float steps; x86/avx512vbmi_iq1.c: its 512-bit tile's) gives the bits of the table's
+ * matmul over the file's blocks, at every tile height (AVX2 1-4 activation rows, VBMI 1-8), 9
+ * and 19. kernels_gemm checks it against the reference on more shapes. */
 TEST(kernels_iq_iq1_iq2_packed_matches_bits)
 {
     static const int rows[] = {1, 15, 17, 33, 70}, cols[] = {256, 768, 2048, 2304},
@@ -269,20 +267,15 @@ TEST(kernels_iq_iq1_iq2_packed_matches_bits)
         {KL_IQ2_XXS, kl_pack_iq2_bytes, kl_pack_iq2, kl_ref_gemm_iq2_xxs, kl_ref_gemm_iq2_packed},
         {KL_IQ2_XS, kl_pack_iq2_bytes, kl_pack_iq2, kl_ref_gemm_iq2_xs, kl_ref_gemm_iq2_packed},
         {KL_IQ2_S, kl_pack_iq2_bytes, kl_pack_iq2, kl_ref_gemm_iq2_s, kl_ref_gemm_iq2_packed},
-        {KL_IQ2_XXS, kl_pack_iq2_nib_bytes, kl_pack_iq2_nib, kl_ref_gemm_iq2_xxs,
-         kl_ref_gemm_iq2_nib},
-        {KL_IQ2_XS, kl_pack_iq2_nib_bytes, kl_pack_iq2_nib, kl_ref_gemm_iq2_xs,
-         kl_ref_gemm_iq2_nib},
-        {KL_IQ2_S, kl_pack_iq2_nib_bytes, kl_pack_iq2_nib, kl_ref_gemm_iq2_s, kl_ref_gemm_iq2_nib},
     };
-    for (int ti = 0; ti < 8; ti++)
+    for (int ti = 0; ti < 5; ti++)
         for (int i = 0; i < 5 * 4; i++) { /* every rows x cols */
             int R = rows[i / 4], C = cols[i % 4];
             packed_case pc = packed_case_check(types[ti].t, types[ti].bytes, types[ti].pack,
                                                types[ti].ref, types[ti].packed_ref, R, C, bs[0],
                                                0x1D1AC0DEull + 97 * (uint64_t)ti + (uint64_t)i);
-            if (ti < 2) /* none on a CPU without AVX2 */
-                packed_simd_check(types[ti].t, types[ti].pack, &pc, R, C, bs, 10);
+            packed_simd_check(types[ti].t, types[ti].pack, &pc, R, C, bs,
+                              10); /* none on a CPU without AVX2 */
             packed_case_free(&pc);
         }
 }
