@@ -228,6 +228,9 @@ typedef struct kl_vec_ops {
     double (*softmax_part)(float *x, int n, float *max);
 } kl_vec_ops;
 
+/* Rows of a packed panel, every packer's and packed kernel's (kernels/pack.c). */
+#define KL_PR 16
+
 /* Bump when any ISA's packed layout (pack / gemm_packed) changes: packed weights saved to disk
  * by an older Kiln are then refused (kl_pack_id). */
 #define KL_PACK_VERSION 9

@@ -20,14 +20,13 @@
 
 #include "kernels/impl.h"
 
-#define PR      16       /* rows per panel */
-#define REG     (PR * 4) /* one group: 16 rows x 4 bytes */
-#define Q8_PBLK (8 * REG + PR * 2)
-#define Q4_PBLK (4 * REG + PR * 2)
+#define REG     (KL_PR * 4) /* one group: 16 rows x 4 bytes */
+#define Q8_PBLK (8 * REG + KL_PR * 2)
+#define Q4_PBLK (4 * REG + KL_PR * 2)
 
 static int64_t panels(int64_t rows)
 {
-    return (rows + PR - 1) / PR;
+    return (rows + KL_PR - 1) / KL_PR;
 }
 
 /* Each packer writes panels [p0, p1). */
@@ -39,10 +38,11 @@ static void pack_q8_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int
         for (int64_t j = 0; j < nblk; j++) {
             uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nblk + (size_t)j) * Q8_PBLK;
             memset(o, 0x80, 8 * REG); /* padding rows: w = 0 */
-            memset(o + 8 * REG, 0, PR * 2);
-            for (int r = 0; r < PR && p * PR + r < rows; r++) {
+            memset(o + 8 * REG, 0, KL_PR * 2);
+            for (int r = 0; r < KL_PR && p * KL_PR + r < rows; r++) {
                 const kl_block_q8_0 *b =
-                    (const kl_block_q8_0 *)((const uint8_t *)W + (size_t)(p * PR + r) * stride) + j;
+                    (const kl_block_q8_0 *)((const uint8_t *)W + (size_t)(p * KL_PR + r) * stride) +
+                    j;
                 for (int c = 0; c < KL_QK; c++)
                     o[(c / 4) * REG + r * 4 + c % 4] = (uint8_t)b->qs[c] ^ 0x80;
                 memcpy(o + 8 * REG + r * 2, &b->d, 2);
@@ -58,10 +58,11 @@ static void pack_q4_0(const void *W, int64_t rows, int64_t cols, int64_t p0, int
         for (int64_t j = 0; j < nblk; j++) {
             uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nblk + (size_t)j) * Q4_PBLK;
             memset(o, 0x88, 4 * REG); /* padding rows: q = 8, w = 0 */
-            memset(o + 4 * REG, 0, PR * 2);
-            for (int r = 0; r < PR && p * PR + r < rows; r++) {
+            memset(o + 4 * REG, 0, KL_PR * 2);
+            for (int r = 0; r < KL_PR && p * KL_PR + r < rows; r++) {
                 const kl_block_q4_0 *b =
-                    (const kl_block_q4_0 *)((const uint8_t *)W + (size_t)(p * PR + r) * stride) + j;
+                    (const kl_block_q4_0 *)((const uint8_t *)W + (size_t)(p * KL_PR + r) * stride) +
+                    j;
                 for (int c = 0; c < KL_QK / 2; c++)
                     o[(c / 4) * REG + r * 4 + c % 4] = b->qs[c];
                 memcpy(o + 4 * REG + r * 2, &b->d, 2);
@@ -74,12 +75,12 @@ static inline __attribute__((always_inline)) void
 pack_plain(size_t es, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1, void *dst)
 {
     for (int64_t p = p0; p < p1; p++) {
-        uint8_t *o = (uint8_t *)dst + (size_t)p * (size_t)cols * PR * es;
-        memset(o, 0, es * (size_t)cols * PR);
-        for (int r = 0; r < PR && p * PR + r < rows; r++) {
-            const uint8_t *w = (const uint8_t *)W + (size_t)(p * PR + r) * (size_t)cols * es;
+        uint8_t *o = (uint8_t *)dst + (size_t)p * (size_t)cols * KL_PR * es;
+        memset(o, 0, es * (size_t)cols * KL_PR);
+        for (int r = 0; r < KL_PR && p * KL_PR + r < rows; r++) {
+            const uint8_t *w = (const uint8_t *)W + (size_t)(p * KL_PR + r) * (size_t)cols * es;
             for (int64_t c = 0; c < cols; c++)
-                memcpy(o + ((size_t)c * PR + (size_t)r) * es, w + (size_t)c * es, es);
+                memcpy(o + ((size_t)c * KL_PR + (size_t)r) * es, w + (size_t)c * es, es);
         }
     }
 }
@@ -95,7 +96,7 @@ static bool has_m(kl_dtype t)
 }
 static size_t legacy_rec(kl_dtype t)
 {
-    return (size_t)(has_hb(t) ? 5 : 4) * REG + PR * 2 * (has_m(t) ? 2 : 1);
+    return (size_t)(has_hb(t) ? 5 : 4) * REG + KL_PR * 2 * (has_m(t) ? 2 : 1);
 }
 
 static void pack_legacy(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
@@ -108,8 +109,8 @@ static void pack_legacy(kl_dtype t, const void *W, int64_t rows, int64_t cols, i
         for (int64_t j = 0; j < nblk; j++) {
             uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nblk + (size_t)j) * rb;
             memset(o, 0, rb);
-            for (int r = 0; r < PR && p * PR + r < rows; r++) {
-                const uint8_t *blk = (const uint8_t *)W + (size_t)(p * PR + r) * stride + j * bb;
+            for (int r = 0; r < KL_PR && p * KL_PR + r < rows; r++) {
+                const uint8_t *blk = (const uint8_t *)W + (size_t)(p * KL_PR + r) * stride + j * bb;
                 /* d (and m) lead every block; qh follows them; qs ends it */
                 const uint8_t *qs = blk + bb - KL_QK / 2;
                 for (int c = 0; c < KL_QK / 2; c++) /* byte c: columns c and c + 16 */
@@ -121,7 +122,7 @@ static void pack_legacy(kl_dtype t, const void *W, int64_t rows, int64_t cols, i
                         o[4 * REG + (size_t)r * 4 + c % 4] |= (uint8_t)(((qh >> c) & 1) << (c / 4));
                 }
                 memcpy(o + off_d + (size_t)r * 2, blk, 2);
-                if (has_m(t)) memcpy(o + off_d + PR * 2 + (size_t)r * 2, blk + 2, 2);
+                if (has_m(t)) memcpy(o + off_d + KL_PR * 2 + (size_t)r * 2, blk + 2, 2);
             }
         }
 }
@@ -131,9 +132,9 @@ static size_t rec_bytes(kl_dtype t)
 {
     switch (t) {
     case KL_F32:
-        return PR * 4;
+        return KL_PR * 4;
     case KL_F16:
-        return PR * 2;
+        return KL_PR * 2;
     case KL_Q8_0:
         return Q8_PBLK;
     case KL_Q4_0:

@@ -34,8 +34,6 @@
 
 #include "kernels/iq.h"
 
-#define PR 16 /* rows per panel */
-
 /* The code bytes of a block's 32 grid indices (8 elements each). */
 static void pack_codes(const uint16_t ix[KL_QKK / 8], int bias, uint8_t *o)
 {
@@ -65,7 +63,7 @@ static void ref_packed(const kl_gemm *g, int64_t r0, int64_t r1, size_t rec, blo
     for (int64_t r = r0; r < r1; r++)
         for (int b = 0; b < g->B; b++) {
             const uint8_t *w =
-                g->W + (size_t)(r / PR) * g->w_stride + (size_t)(r % PR) * (size_t)nblk * rec;
+                g->W + (size_t)(r / KL_PR) * g->w_stride + (size_t)(r % KL_PR) * (size_t)nblk * rec;
             const uint8_t *a = g->act + (size_t)b * g->a_stride;
             const float *ad = kl_act_q8_k_d(a, n);
             float sum = 0.0f;

@@ -123,7 +123,7 @@ void kl_pack_iq2_t8p(kl_dtype t, const void *W, int64_t rows, int64_t cols, int6
     int64_t nblk = cols / KL_QKK;
     size_t stride = kl_dtype_row_bytes(t, cols), bb = kl_dtype_get(t)->block_bytes,
            row = (size_t)nblk * KL_IQ2P_REC;
-    for (int64_t r = p0 * 16; r < p1 * 16; r++) {
+    for (int64_t r = p0 * KL_PR; r < p1 * KL_PR; r++) {
         uint8_t *o = (uint8_t *)dst + (size_t)r * row;
         if (r >= rows) {
             memset(o, 0, row);

@@ -98,7 +98,7 @@ static void pack_row(int K, const kl_ksb *v, int r, uint8_t *o)
     }
     uint8_t *sm = o + OFF_SM;
     for (int s = 0; s < 8; s++) {
-        uint8_t *p = sm + (size_t)(s * PR + r) * 2;
+        uint8_t *p = sm + (size_t)(s * KL_PR + r) * 2;
         if (K == Q4 || K == Q5) {
             p[0] = (uint8_t)v->sc[2 * s];
             p[1] = (uint8_t)v->m[2 * s];
@@ -115,7 +115,7 @@ static void pack_row(int K, const kl_ksb *v, int r, uint8_t *o)
 
 static size_t pack_bytes(kl_dtype t, int64_t rows, int64_t cols)
 {
-    return (size_t)((rows + PR - 1) / PR) * (size_t)(cols / KL_QKK) * rec_bytes(kind_of(t));
+    return (size_t)((rows + KL_PR - 1) / KL_PR) * (size_t)(cols / KL_QKK) * rec_bytes(kind_of(t));
 }
 
 /* Packs panels [p0, p1) of W (type t) in layout K. */
@@ -130,8 +130,8 @@ static void pack_as(int K, kl_dtype t, const void *W, int64_t rows, int64_t cols
         for (int64_t j = 0; j < nsb; j++) {
             uint8_t *o = (uint8_t *)dst + ((size_t)p * (size_t)nsb + (size_t)j) * rb;
             memset(o, 0, rb);
-            for (int r = 0; r < PR && p * PR + r < rows; r++) {
-                const uint8_t *blk = (const uint8_t *)W + (size_t)(p * PR + r) * stride + j * bb;
+            for (int r = 0; r < KL_PR && p * KL_PR + r < rows; r++) {
+                const uint8_t *blk = (const uint8_t *)W + (size_t)(p * KL_PR + r) * stride + j * bb;
                 if (is_iq3(K)) {
                     pack_iq3_row(K, blk, r, o);
                     continue;

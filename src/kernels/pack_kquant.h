@@ -57,8 +57,7 @@
 
 #include "kernels/impl.h"
 
-#define PR  16 /* rows per panel */
-#define REG (PR * 4)
+#define REG (KL_PR * 4)
 
 enum { Q2, Q3, Q4, Q5, Q6, IQ4X, Q3S, IQ3X, IQ3S };
 
@@ -86,11 +85,11 @@ static inline int kind_of(kl_dtype t)
 
 /* Byte offsets of a record's parts, and its size. */
 #define OFF_D    0
-#define OFF_DMIN (PR * 2)
-#define OFF_SM   (PR * 4)
-#define OFF_SL   (PR * 2) /* IQ4_XS */
-#define OFF_SH   (PR * 6)
-#define OFF_S3   (PR * 4) /* IQ3 */
+#define OFF_DMIN (KL_PR * 2)
+#define OFF_SM   (KL_PR * 4)
+#define OFF_SL   (KL_PR * 2) /* IQ4_XS */
+#define OFF_SH   (KL_PR * 6)
+#define OFF_S3   (KL_PR * 4) /* IQ3 */
 
 static inline __attribute__((always_inline)) bool is_iq3(int K)
 {
@@ -107,7 +106,7 @@ static inline __attribute__((always_inline)) int iq3_zero(int K)
 /* Where the sub-blocks start: after the header. */
 static inline __attribute__((always_inline)) size_t off_sub(int K)
 {
-    return K == IQ4X || is_iq3(K) ? PR * 8 : OFF_SM + 8 * PR * 2;
+    return K == IQ4X || is_iq3(K) ? KL_PR * 8 : OFF_SM + 8 * KL_PR * 2;
 }
 
 /* Registers of one sub-block: its low bits, then its high bits. */

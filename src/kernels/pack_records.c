@@ -6,11 +6,9 @@
 
 #include "kernels/iq.h"
 
-#define PR 16 /* rows per panel */
-
 size_t kl_pack_records_bytes(int64_t rows, int64_t cols, size_t rec)
 {
-    return (size_t)((rows + PR - 1) / PR * PR) * (size_t)(cols / KL_QKK) * rec;
+    return (size_t)((rows + KL_PR - 1) / KL_PR * KL_PR) * (size_t)(cols / KL_QKK) * rec;
 }
 
 void kl_pack_records(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
@@ -19,7 +17,7 @@ void kl_pack_records(kl_dtype t, const void *W, int64_t rows, int64_t cols, int6
     int64_t nblk = cols / KL_QKK;
     size_t stride = kl_dtype_row_bytes(t, cols), bb = kl_dtype_get(t)->block_bytes,
            row = (size_t)nblk * rec;
-    for (int64_t r = p0 * PR; r < p1 * PR; r++) {
+    for (int64_t r = p0 * KL_PR; r < p1 * KL_PR; r++) {
         uint8_t *o = (uint8_t *)dst + (size_t)r * row;
         if (r >= rows) {
             memset(o, 0, row);

@@ -27,8 +27,7 @@
 void kl_avx2_gemm_iq1_s_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx2_gemm_iq1_m_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 
-#define BT 4  /* activation rows per tile */
-#define PR 16 /* rows per panel (pack_iq1.c) */
+#define BT 4 /* activation rows per tile */
 
 /* Per nibble n of the record's s (scale s in bits 0-2, the shift's sign in bit 3): -sc (shift -
  * 8) = 7 sc or 9 sc, sc = 2 s + 1 (at most 135: unsigned) */
@@ -68,7 +67,7 @@ static inline __attribute__((always_inline)) const uint8_t *record(const kl_gemm
 {
     size_t nblk = (size_t)(g->cols / KL_QKK);
     const uint8_t *q =
-        g->W + (size_t)(r / PR) * g->w_stride + ((size_t)(r % PR) * nblk + (size_t)j) * rec;
+        g->W + (size_t)(r / KL_PR) * g->w_stride + ((size_t)(r % KL_PR) * nblk + (size_t)j) * rec;
     if (b == 0) kl_pf_share(q, rec, 0, 1);
     return q;
 }
@@ -134,7 +133,7 @@ static inline __attribute__((always_inline)) void iq1p_tile(const kl_gemm *g, in
     }
     q8k_store(g, r, b, nb, acc);
 }
-TILE4_GEMM(kl_avx2_gemm_iq1_s_packed, iq1p, PR)
+TILE4_GEMM(kl_avx2_gemm_iq1_s_packed, iq1p, KL_PR)
 
 /* IQ1_M packed (the same code bytes, codes k = g + 2 in 1..3, the shift signs and scales
  * beside): the plain AVX2 tile's sums (x86/avx2_iq1.h's IQ1_M_TILE: u = (w + 9) / 2 of w =
@@ -226,7 +225,7 @@ static inline __attribute__((always_inline)) void iq1mp_tile(const kl_gemm *g, i
     }
     q8k_store(g, r, b, nb, acc);
 }
-TILE4_GEMM(kl_avx2_gemm_iq1_m_packed, iq1mp, PR)
+TILE4_GEMM(kl_avx2_gemm_iq1_m_packed, iq1mp, KL_PR)
 
 /* IQ1_S's and IQ1_M's packed rows of the AVX2 table (once, from kl_isa_avx2_own). */
 void kl_avx2_types_iq1_packed(kl_isa *isa)

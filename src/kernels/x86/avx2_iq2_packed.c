@@ -19,8 +19,7 @@
 
 void kl_avx2_gemm_iq2_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 
-#define BT 4  /* activation rows per tile */
-#define PR 16 /* rows per panel (pack_iq2.c) */
+#define BT 4 /* activation rows per tile */
 
 /* Row x: 2 s + 1 of x's low nibble in int16 lanes 0-7 (a chunk's first 16 elements), of its
  * high nibble in lanes 8-15 */
@@ -40,7 +39,7 @@ static void tab_init(void)
 static inline __attribute__((always_inline)) void iq2p_tile(const kl_gemm *g, int64_t r, int b,
                                                             int nb)
 {
-    const uint8_t *w = g->W + (size_t)r * (g->w_stride / PR); /* a panel: 16 rows in turn */
+    const uint8_t *w = g->W + (size_t)r * (g->w_stride / KL_PR); /* a panel: 16 rows in turn */
     const int8_t *aq[BT];
     const float *ad[BT];
     __m256 acc[BT];
@@ -81,7 +80,7 @@ static inline __attribute__((always_inline)) void iq2p_tile(const kl_gemm *g, in
     }
     q8k_store(g, r, b, nb, acc);
 }
-TILE4_GEMM(kl_avx2_gemm_iq2_packed, iq2p, PR)
+TILE4_GEMM(kl_avx2_gemm_iq2_packed, iq2p, KL_PR)
 
 /* The IQ2 types' packed rows of the AVX2 table (once, from kl_isa_avx2_own). */
 void kl_avx2_types_iq2_packed(kl_isa *isa)

@@ -30,8 +30,7 @@
 #include "kernels/iq.h"
 #include "kernels/x86/packed_prefetch.h"
 
-#define PR        16 /* rows per panel */
-#define REG       (PR * 4)
+#define REG       (KL_PR * 4)
 #define BT        4  /* activation rows per int8 tile */
 #define BT_F      6  /* ... per float tile of one panel */
 #define ACT_GROUP 64 /* activation rows per pass over the panels (avx512_packed.c) */
@@ -64,7 +63,7 @@ static inline __attribute__((always_inline)) size_t off_d(int K)
 }
 static inline __attribute__((always_inline)) size_t rec_bytes(int K)
 {
-    return off_d(K) + PR * 2 * (has_m(K) ? 2 : 1);
+    return off_d(K) + KL_PR * 2 * (has_m(K) ? 2 : 1);
 }
 
 /* Stores the first n (of 8) lanes of v at y. */
@@ -92,7 +91,7 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
 {
     const int64_t n = g->cols, nblk = n / KL_QK;
     const size_t rb = rec_bytes(K), as_ = g->a_stride;
-    const uint8_t *P0 = g->W + (size_t)(r / PR) * g->w_stride;
+    const uint8_t *P0 = g->W + (size_t)(r / KL_PR) * g->w_stride;
     const uint8_t *a0 = g->act + (size_t)b * as_;
     const size_t od = (size_t)n, oc = (size_t)n + 4 * (size_t)nblk,
                  os = (size_t)n + 8 * (size_t)nblk;
@@ -142,7 +141,7 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
             }
             __m256 ws = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(P0 + off_d(K) + h * 16)));
             __m256 ms = has_m(K) ? _mm256_cvtph_ps(_mm_loadu_si128(
-                                       (const __m128i *)(P0 + off_d(K) + PR * 2 + h * 16)))
+                                       (const __m128i *)(P0 + off_d(K) + KL_PR * 2 + h * 16)))
                                  : ws;
             _Pragma("GCC unroll 4") for (int k = 0; k < NB; k++)
             {
@@ -202,7 +201,7 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
     {                                                                                              \
         for (int bg = 0; bg < g->B; bg += ACT_GROUP) {                                             \
             int be = g->B - bg > ACT_GROUP ? bg + ACT_GROUP : g->B;                                \
-            for (int64_t r = r0; r < r1; r += PR) {                                                \
+            for (int64_t r = r0; r < r1; r += KL_PR) {                                             \
                 int nh = r + 8 < g->rows ? 2 : 1;                                                  \
                 for (int b = bg, nb; b < be; b += nb) {                                            \
                     nb = be - b < BT ? be - b : BT;                                                \
@@ -242,8 +241,8 @@ static inline __attribute__((always_inline)) void tile_float(const kl_gemm *g, i
                                                              int NB, bool f16, int NP)
 {
     const int64_t n = g->cols;
-    const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
-    const size_t ps = g->w_stride, cs = f16 ? PR * 2 : PR * 4; /* panel, column strides */
+    const uint8_t *P = g->W + (size_t)(r / KL_PR) * g->w_stride;
+    const size_t ps = g->w_stride, cs = f16 ? KL_PR * 2 : KL_PR * 4; /* panel, column strides */
     const float *x[BT_F];
     __m256 acc[4][BT_F][2];
     _Pragma("GCC unroll 6") for (int k = 0; k < NB; k++)
@@ -270,7 +269,7 @@ static inline __attribute__((always_inline)) void tile_float(const kl_gemm *g, i
         _Pragma("GCC unroll 6") for (int k = 0; k < NB; k++)
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++)
     {
-        int64_t at = r + p * PR + 8 * h;
+        int64_t at = r + p * KL_PR + 8 * h;
         store_rows(g->y + (int64_t)(b + k) * g->ldy + at, acc[p][k][h], g->rows - at);
     }
 }
@@ -282,8 +281,8 @@ static inline __attribute__((always_inline)) void tile_float(const kl_gemm *g, i
     {                                                                                              \
         for (int bg = 0; bg < g->B; bg += ACT_GROUP) {                                             \
             int be = g->B - bg > ACT_GROUP ? bg + ACT_GROUP : g->B;                                \
-            for (int64_t r = r0, np; r < r1; r += np * PR) {                                       \
-                int64_t left = (r1 - r + PR - 1) / PR;                                             \
+            for (int64_t r = r0, np; r < r1; r += np * KL_PR) {                                    \
+                int64_t left = (r1 - r + KL_PR - 1) / KL_PR;                                       \
                 np = g->B == 1 && left >= 4 ? 4 : g->B <= 2 && left >= 2 ? 2 : 1;                  \
                 for (int b = bg, nb; b < be; b += nb) {                                            \
                     nb = be - b < BT_F ? be - b : BT_F;                                            \

@@ -188,7 +188,7 @@ static inline __attribute__((always_inline)) void scales(int K, const uint8_t *P
         *off = _mm256_mullo_epi16(sc, _mm256_set1_epi16((short)iq3_zero(K)));
         return;
     }
-    const uint8_t *raw = P + OFF_SM + (size_t)s * PR * 2 + (size_t)hf * HR * 2;
+    const uint8_t *raw = P + OFF_SM + (size_t)s * KL_PR * 2 + (size_t)hf * HR * 2;
     __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)raw));
     if (K == Q4 || K == Q5) { /* (sc, m) */
         *sc_lo = *sc_hi = PICK(0, Z, 0, Z);
@@ -299,7 +299,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
 {
     int64_t n = g->cols, nsb = n / KL_QKK;
     const size_t rb = rec_bytes(K);
-    const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
+    const uint8_t *P = g->W + (size_t)(r / KL_PR) * g->w_stride;
     act_rows A;
     __m256 out[2][BT];
     act_rows_at(g, b, NB, &A, out);
@@ -388,7 +388,7 @@ static inline __attribute__((always_inline)) void tile_gen(const kl_gemm *g, int
 {
     int64_t n = g->cols, nsb = n / KL_QKK;
     const size_t rb = rec_bytes(K);
-    const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
+    const uint8_t *P = g->W + (size_t)(r / KL_PR) * g->w_stride;
     act_rows A;
     __m256 out[2][BT];
     act_rows_at(g, b, NB, &A, out);
@@ -508,7 +508,7 @@ static inline __attribute__((always_inline)) void tile_q3s(const kl_gemm *g, int
     act_rows_at(g, b, NB, &A, out);
     const size_t rb = rec_bytes(Q3S);
     for (int h0 = 0; h0 < 2; h0 += H) {
-        const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
+        const uint8_t *P = g->W + (size_t)(r / KL_PR) * g->w_stride;
         for (int64_t j = 0; j < g->cols / KL_QKK; j++, P += rb) {
             __m256i isum[2][BT];
             _Pragma("GCC unroll 2") for (int e = 0; e < H; e++)
@@ -522,7 +522,7 @@ static inline __attribute__((always_inline)) void tile_q3s(const kl_gemm *g, int
                     const int hf = h0 + e;
                     __m256i w[8];
                     q3s_quants(P, hf, s, w);
-                    const uint8_t *raw = P + OFF_SM + (size_t)s * PR * 2 + (size_t)hf * HR * 2;
+                    const uint8_t *raw = P + OFF_SM + (size_t)s * KL_PR * 2 + (size_t)hf * HR * 2;
                     __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)raw));
                     __m256i sc8_lo = _mm256_srai_epi16(PICK(Z, 0, Z, 0), 5),
                             sc_hi = _mm256_srai_epi16(PICK(Z, 1, Z, 1), 8),
@@ -570,7 +570,7 @@ static inline __attribute__((always_inline)) void tile_q3s(const kl_gemm *g, int
 /* Panels of rows [r0, r1) x all activation rows, BT at a time (tile_q3s). */
 static void gemm_packed_q3_k(const kl_gemm *g, int64_t r0, int64_t r1)
 {
-    for (int64_t r = r0; r < r1; r += PR)
+    for (int64_t r = r0; r < r1; r += KL_PR)
         for (int b = 0; b < g->B; b += BT) {
             int nb = g->B - b < BT ? g->B - b : BT;
             if (nb == 4)
@@ -622,7 +622,7 @@ static void gemm_packed_q3_k(const kl_gemm *g, int64_t r0, int64_t r1)
 #define PACKED_GEMM(NAME, K)                                                                       \
     static void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                     \
     {                                                                                              \
-        for (int64_t r = r0; r < r1; r += PR)                                                      \
+        for (int64_t r = r0; r < r1; r += KL_PR)                                                   \
             for (int b = 0; b < g->B; b += BT) {                                                   \
                 int nb = g->B - b < BT ? g->B - b : BT;                                            \
                 TILE_NB(K, g, r, b, nb)                                                            \

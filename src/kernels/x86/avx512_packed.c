@@ -18,7 +18,6 @@
 #include "kernels/x86/avx512_dpbusd.h"
 #include "kernels/x86/packed_prefetch.h"
 
-#define PR      16 /* rows per panel */
 #define BT      8  /* activation rows per tile */
 #define BT_INT8 16 /* ... and per int8 tile when there are that many (batched decoding) */
 #define KI      2  /* int8 tile rows whose multiply-accumulates are interleaved (tile_int8) */
@@ -41,13 +40,13 @@ void kl_avx512_gemm_packed_iq4_nl(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_packed_f32(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_avx512_gemm_packed_f16(const kl_gemm *g, int64_t r0, int64_t r1);
 
-#define Q8_PBLK (8 * PR * 4 + PR * 2)
-#define Q4_PBLK (4 * PR * 4 + PR * 2)
+#define Q8_PBLK (8 * KL_PR * 4 + KL_PR * 2)
+#define Q4_PBLK (4 * KL_PR * 4 + KL_PR * 2)
 
 static inline __mmask16 out_mask(int64_t rows, int64_t r)
 {
     int64_t n = rows - r;
-    return n >= PR ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+    return n >= KL_PR ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
 }
 
 enum { INT8_Q8, INT8_Q4, INT8_IQ4NL }; /* the packed int8 tile's weight formats */
@@ -63,7 +62,7 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
     __m128i lut16 =
         _mm_add_epi8(_mm_loadu_si128((const __m128i *)kl_iq4nl_values), _mm_set1_epi8((char)0x80));
     const __m512i lut = _mm512_broadcast_i32x4(lut16); /* IQ4_NL levels + 128, unsigned */
-    const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
+    const uint8_t *P = g->W + (size_t)(r / KL_PR) * g->w_stride;
     /* Activation row k of the tile is row 0's layout (kl_act_q8_0_*) moved by k * a_stride:
      * one offset per row instead of three pointers keeps the 16-row tile's addresses in
      * registers. */
@@ -104,7 +103,7 @@ static inline __attribute__((always_inline)) void tile_int8(const kl_gemm *g, in
             _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) w[q] =
                 _mm512_loadu_si512(P + q * 64);
         }
-        __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + pblk - PR * 2)));
+        __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + pblk - KL_PR * 2)));
         const uint8_t *qa = a0 + j * KL_QK, *da = d0 + 4 * j, *sa = c0 + 4 * j;
         /* Activation rows two at a time, their multiply-accumulates interleaved: each row's
          * chain of 8 (vpdpbusd's latency) has the other's beside it in program order, so the
@@ -153,7 +152,7 @@ static inline __attribute__((always_inline)) void tile_float(const kl_gemm *g, i
     int64_t n = g->cols;
     const uint8_t *P[4];
     _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) P[p] =
-        g->W + (size_t)(r / PR + p) * g->w_stride;
+        g->W + (size_t)(r / KL_PR + p) * g->w_stride;
     const float *x[BT];
     __m512 out[4][BT];
     _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
@@ -164,8 +163,9 @@ static inline __attribute__((always_inline)) void tile_float(const kl_gemm *g, i
     for (int64_t c = 0; c < n; c++) {
         __m512 w[4];
         _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) w[p] =
-            f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P[p] + (size_t)c * PR * 2)))
-                : _mm512_loadu_ps((const float *)(P[p] + (size_t)c * PR * 4));
+            f16 ? _mm512_cvtph_ps(
+                      _mm256_loadu_si256((const __m256i *)(P[p] + (size_t)c * KL_PR * 2)))
+                : _mm512_loadu_ps((const float *)(P[p] + (size_t)c * KL_PR * 4));
         _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
         {
             __m512 xv = _mm512_set1_ps(x[k][c]);
@@ -175,9 +175,9 @@ static inline __attribute__((always_inline)) void tile_float(const kl_gemm *g, i
     }
     _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++)
     {
-        __mmask16 m = out_mask(g->rows, r + p * PR);
+        __mmask16 m = out_mask(g->rows, r + p * KL_PR);
         _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
-            _mm512_mask_storeu_ps(g->y + (int64_t)(b + k) * g->ldy + r + p * PR, m, out[p][k]);
+            _mm512_mask_storeu_ps(g->y + (int64_t)(b + k) * g->ldy + r + p * KL_PR, m, out[p][k]);
     }
 }
 
@@ -247,8 +247,8 @@ static inline __attribute__((always_inline)) void tile_iq4_nl(const kl_gemm *g, 
     {                                                                                              \
         int want = MAXP > 1 && g->B <= 2 ? 4 : MAXP;                                               \
         for (int bg = 0; bg < g->B; bg += ACT_GROUP)                                               \
-            for (int64_t r = r0, np; r < r1; r += np * PR) {                                       \
-                int64_t left = (r1 - r + PR - 1) / PR;                                             \
+            for (int64_t r = r0, np; r < r1; r += np * KL_PR) {                                    \
+                int64_t left = (r1 - r + KL_PR - 1) / KL_PR;                                       \
                 np = want == 4 && left >= 4 ? 4 : want >= 2 && left >= 2 ? 2 : 1;                  \
                 int be = g->B - bg > ACT_GROUP ? bg + ACT_GROUP : g->B;                            \
                 for (int b = bg, nb; b < be; b += nb) {                                            \

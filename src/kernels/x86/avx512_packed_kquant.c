@@ -106,7 +106,7 @@ static inline __attribute__((always_inline)) void load_sub(int K, const uint8_t 
 static inline __attribute__((always_inline)) __m512i sub_scales(int K, const uint8_t *P, int s,
                                                                 __m512 dv, __m512 S[2])
 {
-    __m256i raw = _mm256_loadu_si256((const __m256i *)(P + OFF_SM + (size_t)s * PR * 2));
+    __m256i raw = _mm256_loadu_si256((const __m256i *)(P + OFF_SM + (size_t)s * KL_PR * 2));
     const __m512i lo16 = _mm512_set1_epi32(0xFFFF);
     if (K == Q4 || K == Q5) { /* (sc, m): S = d sc; pairs (m, m) */
         __m512i p = _mm512_cvtepu8_epi16(raw);
@@ -147,7 +147,7 @@ static inline __attribute__((always_inline)) __m512i iq4_scales(__m512i sl, __m5
 static inline __mmask16 out_mask(int64_t rows, int64_t r)
 {
     int64_t n = rows - r;
-    return n >= PR ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+    return n >= KL_PR ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
 }
 
 /* One panel (16 rows from r) x activation rows [b, b + NB), over all super-blocks. */
@@ -156,7 +156,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
 {
     int64_t n = g->cols, nsb = n / KL_QKK;
     const size_t rb = rec_bytes(K);
-    const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
+    const uint8_t *P = g->W + (size_t)(r / KL_PR) * g->w_stride;
     const int8_t *aq[BT];
     const float *ad[BT];
     const int16_t *as[BT];
@@ -271,7 +271,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
     void NAME(const kl_gemm *g, int64_t r0, int64_t r1);                                           \
     void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                            \
     {                                                                                              \
-        for (int64_t r = r0; r < r1; r += PR)                                                      \
+        for (int64_t r = r0; r < r1; r += KL_PR)                                                   \
             for (int b = 0; b < g->B; b += BT) {                                                   \
                 int nb = g->B - b < BT ? g->B - b : BT;                                            \
                 TILE_NB(K, g, r, b, nb)                                                            \

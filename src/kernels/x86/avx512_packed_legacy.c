@@ -16,9 +16,8 @@
 #include "kernels/x86/avx512_dpbusd.h"
 #include "kernels/x86/packed_prefetch.h"
 
-#define PR  16
 #define BT  8
-#define REG (PR * 4)
+#define REG (KL_PR * 4)
 
 enum { Q41, Q50, Q51 };
 
@@ -36,13 +35,13 @@ static inline __attribute__((always_inline)) size_t off_d(int K)
 }
 static inline __attribute__((always_inline)) size_t rec_bytes(int K)
 {
-    return off_d(K) + PR * 2 * (has_m(K) ? 2 : 1);
+    return off_d(K) + KL_PR * 2 * (has_m(K) ? 2 : 1);
 }
 
 static inline __mmask16 out_mask(int64_t rows, int64_t r)
 {
     int64_t n = rows - r;
-    return n >= PR ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+    return n >= KL_PR ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
 }
 
 /* One panel (16 rows from r) x activation rows [b, b + NB), over all blocks. */
@@ -51,7 +50,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
 {
     int64_t n = g->cols, nblk = n / KL_QK;
     const size_t rb = rec_bytes(K);
-    const uint8_t *P = g->W + (size_t)(r / PR) * g->w_stride;
+    const uint8_t *P = g->W + (size_t)(r / KL_PR) * g->w_stride;
     const int8_t *aq[BT];
     const float *ad[BT], *as[BT];
     const int32_t *ai[BT];
@@ -88,8 +87,9 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
         }
         __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + off_d(K))));
         __m512 ms =
-            has_m(K) ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + off_d(K) + PR * 2)))
-                     : ws;
+            has_m(K)
+                ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(P + off_d(K) + KL_PR * 2)))
+                : ws;
         _Pragma("GCC unroll 8") for (int k = 0; k < NB; k++)
         {
             const int8_t *a = aq[k] + j * KL_QK;
@@ -139,7 +139,7 @@ static inline __attribute__((always_inline)) void tile(const kl_gemm *g, int64_t
 #define PACKED_GEMM(NAME, K)                                                                       \
     static void NAME(const kl_gemm *g, int64_t r0, int64_t r1)                                     \
     {                                                                                              \
-        for (int64_t r = r0; r < r1; r += PR)                                                      \
+        for (int64_t r = r0; r < r1; r += KL_PR)                                                   \
             for (int b = 0; b < g->B; b += BT) {                                                   \
                 int nb = g->B - b < BT ? g->B - b : BT;                                            \
                 TILE_NB(K, g, r, b, nb)                                                            \
