@@ -41,7 +41,7 @@ static inline __attribute__((always_inline)) __m512i plane(__m512i m, const uint
     __m512i q = _mm512_permutexvar_epi8(x, ld(mag[v % 4 == 3 ? 0 : v % 4]));
     uint64_t s;
     memcpy(&s, sg + 8 * v, 8);
-    return _mm512_mask_sub_epi8(q, (__mmask64)s, _mm512_set1_epi8(2 * IQ2_BIAS), q);
+    return _mm512_mask_sub_epi8(q, (__mmask64)s, _mm512_set1_epi8((char)(2 * IQ2_BIAS)), q);
 }
 
 /* 2 s + 1 of the 16 scale nibbles of each of n blocks at s, one a byte (n = 1: in the low 16
