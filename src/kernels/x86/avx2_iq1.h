@@ -239,9 +239,8 @@ static inline void iq1_m_begin(const kl_block_iq1_m *w, iq1_st *st)
     st->sc[1] = _mm256_permute2x128_si256(s, s, 0x11);
     st->d = 0.125f * _cvtsh_ss(kl_iq1_m_d(w));
 }
-static inline __m256i iq1_m_chunk32(const kl_block_iq1_m *w, const iq1_st *st, int c, __m256i *sg)
+static inline __m256i iq1_m_chunk32(const kl_block_iq1_m *w, const iq1_st *st, int c)
 {
-    (void)sg;
     /* entry 4 (c % 4) + l's shift byte over elements 8 l..8 l + 7 */
     char b = (char)(4 * (c % 4)), b1 = (char)(b + 1), b2 = (char)(b + 2), b3 = (char)(b + 3);
     __m256i spread = _mm256_setr_epi8(b, b, b, b, b, b, b, b, b1, b1, b1, b1, b1, b1, b1, b1, b2,
@@ -291,8 +290,7 @@ static inline __m256i iq1_m_chunk_scales(const iq1_st *st, int c)
                 _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)), st.s9));  \
             _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)                                    \
             {                                                                                      \
-                __m256i sg = _mm256_setzero_si256();                                               \
-                __m256i q = iq1_m_chunk32(&w[j], &st, c, &sg), sc = iq1_m_chunk_scales(&st, c);    \
+                __m256i q = iq1_m_chunk32(&w[j], &st, c), sc = iq1_m_chunk_scales(&st, c);         \
                 __m256i u = _mm256_avg_epu8(_mm256_add_epi8(q, _mm256_set1_epi8(9)),               \
                                             _mm256_setzero_si256());                               \
                 _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)                               \

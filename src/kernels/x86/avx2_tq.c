@@ -68,8 +68,8 @@ static inline __attribute__((always_inline)) void tq2_0r_tile(const kl_gemm *g, 
                 _mm256_maddubs_epi16(_mm256_and_si256(y, m0), _mm256_loadu_si256(aj + 4 * h + 2));
             __m256i p3 =
                 _mm256_maddubs_epi16(_mm256_and_si256(y, m1), _mm256_loadu_si256(aj + 4 * h + 3));
-            s1 = h ? _mm256_add_epi16(s1, _mm256_add_epi16(p0, p2)) : _mm256_add_epi16(p0, p2);
-            s4 = h ? _mm256_add_epi16(s4, _mm256_add_epi16(p1, p3)) : _mm256_add_epi16(p1, p3);
+            s1 = _mm256_add_epi16(s1, _mm256_add_epi16(p0, p2));
+            s4 = _mm256_add_epi16(s4, _mm256_add_epi16(p1, p3));
         }
         __m256i s16 = _mm256_add_epi16(s1, _mm256_srai_epi16(s4, 2));
         __m256i i32 = tq16_i32(s16, _mm256_loadu_si256((const __m256i *)(bs + 16 * j)));

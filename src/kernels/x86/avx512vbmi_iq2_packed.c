@@ -66,7 +66,7 @@ static inline __attribute__((always_inline)) void iq2p_tile(const kl_gemm *g, in
 {
     int64_t nblk = g->cols / KL_QKK;
     const uint8_t *w =
-        g->W + (size_t)(r / 16) * g->w_stride + (size_t)(r % 16) * (size_t)nblk * KL_IQ2P_REC;
+        g->W + (size_t)(r / KL_PR) * g->w_stride + (size_t)(r % KL_PR) * (size_t)nblk * KL_IQ2P_REC;
     const int8_t *aq[IQ_BT];
     const float *ad[IQ_BT];
     const int16_t *bs[IQ_BT];
