@@ -304,6 +304,72 @@ TEST(kernels_iq_iq2_t8p_packed_matches_bits)
     if (!simd) t_skip("no VBMI on this CPU");
 }
 
+/* The VBMI form's bytes by its definition (kernels/pack_iq2.c's layout comment), from the
+ * file decoder's integers: T8P vector v, lane l of a pair (T8 of a lone last block) holds the
+ * activation byte kl_act_t8p_src(64 v + l) (kl_act_t8_src) multiplies. */
+static void t8p_ref_row(kl_dtype t, const uint8_t *W, int nblk, uint8_t *o)
+{
+    kl_iq_decode_fn decode = t == KL_IQ2_XXS  ? kl_iq_decode_iq2_xxs
+                             : t == KL_IQ2_XS ? kl_iq_decode_iq2_xs
+                                              : kl_iq_decode_iq2_s;
+    size_t bb = kl_dtype_get(t)->block_bytes;
+    for (int j = 0; j < nblk; j += 2, o += 2 * KL_IQ2P_REC) {
+        int n = nblk - j < 2 ? 1 : 2, nv = 4 * n;
+        kl_iq_dec dec[2];
+        memset(o, 0, (size_t)n * KL_IQ2P_REC);
+        for (int h = 0; h < n; h++) {
+            decode(W + (size_t)(j + h) * bb, &dec[h]);
+            for (int c = 0; c < 8; c++)
+                o[24 * nv + 8 * h + c] =
+                    (uint8_t)((dec[h].sc[2 * c] - 1) / 2 | (dec[h].sc[2 * c + 1] - 1) / 2 << 4);
+            memcpy(o + 24 * nv + 8 * n + 2 * h, W + (size_t)(j + h) * bb, 2);
+        }
+        for (int p = 0; p < 64 * nv; p++) {
+            int v = p / 64, l = p % 64, src = n == 2 ? kl_act_t8p_src(p) : kl_act_t8_src(p);
+            int q = dec[src / 256].q[src % 256], a = q < 0 ? -q : q;
+            o[64 * (v / 4) + l] |= (uint8_t)(((a > 8) + (a > 25)) << (2 * (v % 4)));
+            o[16 * nv + 8 * v + l / 8] |= (uint8_t)((q < 0) << (l % 8));
+        }
+    }
+}
+
+/* kl_pack_iq2_t8p writes those bytes (it works on whole grid entries and bit transposes, not
+ * per weight) on random blocks, rows of one to nine blocks (pairs and a lone last block) that
+ * end mid-panel, and zero rows past the end; on any CPU. Its magnitude index is a grid byte's
+ * bits 4-5, so every byte of the three grids is 8, 25 or 43. */
+TEST(kernels_iq_iq2_t8p_matches_layout)
+{
+    static const struct {
+        const uint64_t *g;
+        int n;
+    } grids[] = {{kl_iq2xxs_grid, 256}, {kl_iq2xs_grid, 512}, {kl_iq2s_grid, 1024}};
+    for (int gi = 0; gi < 3; gi++)
+        for (int i = 0; i < 8 * grids[gi].n; i++) {
+            int a = (int)(grids[gi].g[i / 8] >> (8 * (i % 8)) & 0xFF);
+            T_ASSERT(a == 8 || a == 25 || a == 43);
+        }
+    static const kl_dtype types[] = {KL_IQ2_XXS, KL_IQ2_XS, KL_IQ2_S};
+    static const int rows[] = {1, 17, 40};
+    for (int ti = 0; ti < 3; ti++)
+        for (int ri = 0; ri < 3; ri++)
+            for (int nblk = 1; nblk <= 9; nblk++) {
+                kl_dtype t = types[ti];
+                int R = rows[ri], C = nblk * KL_QKK, P = (R + 15) / 16;
+                size_t rb = kl_dtype_row_bytes(t, C), ob = (size_t)nblk * KL_IQ2P_REC,
+                       n = kl_pack_iq2_bytes(t, R, C);
+                uint8_t *W = t_random_blocks(t, (size_t)(R * nblk),
+                                             0x78BAC0DEull + 131 * (uint64_t)ti +
+                                                 17 * (uint64_t)ri + (uint64_t)nblk),
+                        *want = calloc(n, 1), *got = malloc(n);
+                for (int r = 0; r < R; r++)
+                    t8p_ref_row(t, W + (size_t)r * rb, nblk, want + r * ob);
+                memset(got, 0xA5, n);
+                kl_pack_iq2_t8p(t, W, R, C, 0, P, got);
+                T_MEMEQ(want, got, n);
+                free(W), free(want), free(got);
+            }
+}
+
 /* TQ1_0's packed form (kernels/pack_tq.c, TQ2_0's blocks): its scalar dot gives the file
  * reference's bits, and each SIMD table's packed matmul (its TQ2_0 kernel) gives the bits of
  * its own TQ1_0 kernel on the file's blocks, at one row, the trit-free tile's three and the
