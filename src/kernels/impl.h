@@ -115,7 +115,10 @@ static inline void kl_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t
  * "planes", so that a dot over grid entries of 4 or 8 consecutive elements finds element j of
  * every entry in one vector and needs no per-chunk spread of the weights (d and bsums, and so
  * kl_act_q8_k_d and kl_act_q8_k_bsums, are Q8_K's; a[i] is element i of the block's Q8_K qs):
- *   KL_ACT_Q8_K_T4: byte 64 j + e = a[4 e + j]       (j 0..3 within an entry, e 0..63 the entry)
+ *   KL_ACT_Q8_K_T4: byte 64 j + e = a[4 e + j]       (j 0..3 within an entry, e 0..63 the entry);
+ *                   after bsums, int32 c[n/16] = -64 * bsums: the term that takes the +64 bias
+ *                   of the VBMI packed IQ3 weights out (x86/avx512vbmi_iq3.c), ready to start
+ *                   the int32 accumulator of each 16 elements from memory.
  *   KL_ACT_Q8_K_T8: byte 32 j + 4 s + e = a[32 s + 8 e + j]   (j 0..7 within an entry, s 0..7
  *                   the 32-element sub-block, e 0..3 the entry in it): a dword of plane j holds
  *                   element j of the 4 entries of one sub-block.
@@ -162,6 +165,10 @@ static inline const float *kl_act_q8_k_d(const void *row, int64_t n)
 static inline const int16_t *kl_act_q8_k_bsums(const void *row, int64_t n)
 {
     return (const int16_t *)((const uint8_t *)row + n + 4 * (n / KL_QKK));
+}
+static inline const int32_t *kl_act_q8_k_t4_c(const void *row, int64_t n)
+{
+    return (const int32_t *)((const uint8_t *)row + n + 4 * (n / KL_QKK) + 2 * (n / 16));
 }
 
 /* One matmul job: rows [r0, r1) of y for all B activation rows. */
@@ -233,7 +240,7 @@ typedef struct kl_vec_ops {
 
 /* Bump when any ISA's packed layout (pack / gemm_packed) changes: packed weights saved to disk
  * by an older Kiln are then refused (kl_pack_id). */
-#define KL_PACK_VERSION 9
+#define KL_PACK_VERSION 10
 
 /* LoRA's two halves (kernels/lora.c has the reference and the contract). */
 typedef struct kl_lora_ops {

@@ -260,6 +260,19 @@ void kl_pack_iq2_t8p(kl_dtype t, const void *W, int64_t rows, int64_t cols, int6
 #define KL_IQ2P_SG  64 /* sg */
 #define KL_IQ2P_S   96 /* s */
 #define KL_IQ2P_D   104
+/* IQ3_XXS's and IQ3_S's packed form for the AVX-512 VBMI plane dot, the file's indices with
+ * the signs beside them (kernels/pack_iq3.c has the layout): the records, their parts'
+ * offsets, the packer (of either) and a record back to the file's block. */
+#define KL_IQ3P_XXS_REC 104
+#define KL_IQ3P_S_REC   112
+#define KL_IQ3P_SG      64 /* sg */
+#define KL_IQ3P_S       96 /* s */
+#define KL_IQ3P_D       100
+#define KL_IQ3P_QH      104 /* IQ3_S only */
+size_t kl_pack_iq3_bytes(kl_dtype t, int64_t rows, int64_t cols);
+void kl_pack_iq3(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
+                 void *dst);
+void kl_unpack_iq3_block(kl_dtype t, const uint8_t *rec, void *block);
 void kl_ref_dequant_iq1_s(const void *src, float *y, int64_t n);
 void kl_ref_gemm_iq1_s(const kl_gemm *g, int64_t r0, int64_t r1);
 /* IQ1_S's packed form, 2-bit codes (kernels/pack_iq1.c has the layout): a row's block record

@@ -17,11 +17,16 @@ bool kl_matmul_supports(kl_dtype t)
     return (unsigned)t < KL_DTYPE_COUNT && kl_isa_get()->types[t].gemm != NULL;
 }
 
-/* Returns the scratch bytes kl_matmul needs (0 when activations are used as they are). */
+/* Returns the scratch bytes kl_matmul needs (0 when activations are used as they are): room
+ * for any table's layout of wt's activations, since tests and bench-kernels run several tables
+ * over one scratch (a Q8_K row under AVX2 is a T4 row, c included, under VBMI). */
 size_t kl_matmul_scratch(kl_dtype wt, int B, int64_t cols)
 {
     if (!kl_matmul_supports(wt) || B <= 0) return 0;
-    size_t row = kl_act_row_bytes(kl_isa_get()->types[wt].act, cols);
+    kl_dtype act = kl_isa_get()->types[wt].act;
+    size_t row = kl_act_row_bytes(act, cols);
+    if (act == KL_Q8_K || act == KL_ACT_Q8_K_T4 || act == KL_ACT_Q8_K_T8 || act == KL_ACT_Q8_K_T8P)
+        row = kl_act_row_bytes(KL_ACT_Q8_K_T4, cols);
     return row ? (size_t)B * row + 64 : 0;
 }
 
@@ -178,10 +183,10 @@ const char *kl_pack_id(void)
     static const char *ids[] = {"scalar/" KL_STR(KL_PACK_VERSION), "avx2/" KL_STR(KL_PACK_VERSION),
                                 "avx512/" KL_STR(KL_PACK_VERSION)};
     const char *isa = kl_isa_get()->name;
-    /* VBMI shares plain AVX-512's id: their packed forms are the same but for the IQ1 types
-     * and IQ2_XS, IQ2_S, which only VBMI packs, and a pack cache's layout hash holds every weight's
-     * packed size (model/pack.c), so neither maps the other's. AVX2's own forms (kl_isa_avx2_own)
-     * need their id: its Q3_K layout has the shared one's size. */
+    /* VBMI shares plain AVX-512's id: their packed forms are the same but for the IQ1 types,
+     * IQ2_XS, IQ2_S and the IQ3 types, which only VBMI packs, and a pack cache's layout hash
+     * holds every weight's packed size (model/pack.c), so neither maps the other's. AVX2's own
+     * forms (kl_isa_avx2_own) need their id: its Q3_K layout has the shared one's size. */
     if (!strcmp(isa, "avx512vbmi")) isa = "avx512";
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         if (!strncmp(ids[i], isa, strlen(isa)) && ids[i][strlen(isa)] == '/') return ids[i];

@@ -18,9 +18,11 @@ size_t kl_act_row_bytes(kl_dtype act, int64_t n)
     case KL_Q8_1:
         b = (size_t)n + 12 * (size_t)(n / KL_QK);
         break;
+    case KL_ACT_Q8_K_T4: /* Q8_K's bytes, each block's qs permuted, then c */
+        b = (size_t)n + 4 * (size_t)(n / KL_QKK) + 6 * (size_t)(n / 16);
+        break;
     case KL_Q8_K:
-    case KL_ACT_Q8_K_T4: /* the same bytes, each block's qs permuted */
-    case KL_ACT_Q8_K_T8:
+    case KL_ACT_Q8_K_T8: /* the same bytes, each block's qs permuted */
     case KL_ACT_Q8_K_T8P:
         b = (size_t)n + 4 * (size_t)(n / KL_QKK) + 2 * (size_t)(n / 16);
         break;
@@ -102,6 +104,10 @@ void kl_ref_quant_act_q8_k_t4(const float *x, void *dst, int64_t n)
 {
     kl_ref_quant_act_q8_k(x, dst, n);
     permute_blocks(dst, n, kl_act_t4_src);
+    const int16_t *bs = kl_act_q8_k_bsums(dst, n);
+    int32_t *c = (int32_t *)kl_act_q8_k_t4_c(dst, n);
+    for (int64_t i = 0; i < n / 16; i++)
+        c[i] = -64 * bs[i];
 }
 
 void kl_ref_quant_act_q8_k_t8(const float *x, void *dst, int64_t n)

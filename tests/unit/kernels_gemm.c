@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/impl.h"
+#include "kernels/iq.h"
 #include "t.h"
 #include "t_blocks.h"
 
@@ -188,12 +189,16 @@ TEST(kernels_gemm_iq4_xs_simd_matches_reference)
 /* Packed IQ4_XS (the AVX2 and AVX-512 tables) and IQ3_XXS, IQ3_S (AVX2's) take the reference's
  * integer sums and its float steps in its order, (float)isum * (d * d_a) added per super-block:
  * the reference's bits, at every tile (AVX2: one and two activation rows, four, three; AVX-512:
- * 1, 2, 3, 6, 8 + 1). The weights are quantized rows (IQ4_XS; the IQ3 types Kiln cannot write),
+ * 1, 2, 3, 6, 8 + 1). The VBMI table's packed IQ3 (kernels/pack_iq3.c) takes its plain plane
+ * dot's sums and float steps instead (16 lanes a block, not the reference's order): that
+ * table's plain bits. The weights are quantized rows (IQ4_XS; the IQ3 types Kiln cannot write),
  * then random blocks: every scale's bits, IQ4_XS's sh's high ones included (the rows' scales
- * cluster), every grid index. Returns the tables that had a packed form of t. */
+ * cluster), every grid index; rows that end mid-panel, batches 1 to 9 and 19. Returns the
+ * tables that had a packed form of t. */
 static int packed_matches_reference_bits(kl_dtype t)
 {
-    static const int rows[] = {1, 17, 33, 150}, cols[] = {256, 2304}, bs[] = {1, 2, 3, 4, 6, 8, 9};
+    static const int rows[] = {1, 17, 33, 150}, cols[] = {256, 2304},
+                     bs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 19};
     int tried = 0;
     for (const char *const *n = (const char *const[]){"avx2", "avx512", "avx512vbmi", NULL}; *n;
          n++) {
@@ -204,9 +209,10 @@ static int packed_matches_reference_bits(kl_dtype t)
         kl_isa_set(NULL);
         if (!packed) continue;
         tried++;
+        bool planes = !strcmp(*n, "avx512vbmi") && (t == KL_IQ3_XXS || t == KL_IQ3_S);
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++)
-                for (int k = 0; k < 7; k++) {
+                for (int k = 0; k < 10; k++) {
                     int R = rows[i], C = cols[j % 2], B = bs[k];
                     size_t rb = kl_dtype_row_bytes(t, C);
                     uint8_t *W = t_random_blocks(t, rb * (size_t)R / kl_dtype_get(t)->block_bytes,
@@ -223,7 +229,7 @@ static int packed_matches_reference_bits(kl_dtype t)
                     float *y_ref = malloc(sizeof(float) * (size_t)R * (size_t)B),
                           *y = malloc(sizeof(float) * (size_t)R * (size_t)B);
                     void *scratch = malloc(kl_matmul_scratch(t, B, C) + 64);
-                    kl_isa_set(kl_isa_find("scalar"));
+                    kl_isa_set(planes ? isa : kl_isa_find("scalar"));
                     kl_matmul(NULL, t, W, R, C, x, C, B, y_ref, R, scratch);
                     kl_isa_set(isa);
                     uint8_t *P = malloc(kl_pack_bytes(t, R, C));
@@ -246,6 +252,26 @@ TEST(kernels_gemm_iq3_packed_matches_reference_bits)
 {
     int tried = packed_matches_reference_bits(KL_IQ3_XXS);
     if (!(tried + packed_matches_reference_bits(KL_IQ3_S))) t_skip("no packed IQ3 on this CPU");
+}
+/* The VBMI packed IQ3 records (kernels/pack_iq3.c) hold the file's blocks exactly: random
+ * blocks (every index, sign field, scale) packed as one row and read back. */
+TEST(kernels_pack_iq3_records_hold_the_blocks)
+{
+    static const kl_dtype types[] = {KL_IQ3_XXS, KL_IQ3_S};
+    for (int i = 0; i < 2; i++) {
+        kl_dtype t = types[i];
+        int nblk = 37;
+        size_t bb = kl_dtype_get(t)->block_bytes,
+               rec = t == KL_IQ3_S ? KL_IQ3P_S_REC : KL_IQ3P_XXS_REC;
+        uint8_t *W = t_random_blocks(t, (size_t)nblk, 7u + (uint64_t)i);
+        uint8_t *P = malloc(kl_pack_iq3_bytes(t, 1, (int64_t)nblk * KL_QKK)), *b = malloc(bb);
+        kl_pack_iq3(t, W, 1, (int64_t)nblk * KL_QKK, 0, 1, P);
+        for (int j = 0; j < nblk; j++) {
+            kl_unpack_iq3_block(t, P + (size_t)j * rec, b);
+            T_MEMEQ(b, W + (size_t)j * bb, bb);
+        }
+        free(W), free(P), free(b);
+    }
 }
 TEST(kernels_gemm_iq3_xxs_simd_matches_reference)
 {
@@ -392,8 +418,9 @@ static kl_row_fn ref_quant_of(kl_dtype act, kl_row_fn table)
 /* The plane layouts are the Q8_K row with each block's qs permuted as impl.h writes it: T4 byte
  * 64 j + e is element 4 e + j, T8 byte 32 j + 4 s + e element 32 s + 8 e + j; T8P byte
  * 64 j + 32 h + 4 s + e of a pair of blocks element 32 s + 8 e + j of block h of the pair, an odd
- * last block as T8; d, bsums and the padding are Q8_K's bytes. Rows of 1, 2, 3, 6 and 11 blocks
- * of act_fill's values (zero blocks, ties, a last largest). */
+ * last block as T8; d, bsums and the padding are Q8_K's bytes (T4: d and bsums, then c, -64
+ * bsums). Rows of 1, 2, 3, 6 and 11 blocks of act_fill's values (zero blocks, ties, a last
+ * largest). */
 TEST(kernels_quant_act_planes_permute_q8_k)
 {
     static const int ns[] = {256, 512, 768, 1536, 2816};
@@ -401,12 +428,12 @@ TEST(kernels_quant_act_planes_permute_q8_k)
     for (int ni = 0; ni < 5; ni++) {
         int n = ns[ni], nb = n / 256;
         act_fill(x, n);
-        size_t rb = kl_act_row_bytes(KL_Q8_K, n);
-        T_EQ(kl_act_row_bytes(KL_ACT_Q8_K_T4, n), rb);
+        size_t rb = kl_act_row_bytes(KL_Q8_K, n), rb4 = kl_act_row_bytes(KL_ACT_Q8_K_T4, n);
+        T_EQ(rb4, (n + 4 * (n / 256) + 6 * (n / 16) + 63) / 64 * 64);
         T_EQ(kl_act_row_bytes(KL_ACT_Q8_K_T8, n), rb);
         T_EQ(kl_act_row_bytes(KL_ACT_Q8_K_T8P, n), rb);
-        int8_t *q = malloc(rb), *t4 = malloc(rb), *t8 = malloc(rb), *t8p = malloc(rb);
-        memset(q, 0x5A, rb), memset(t4, 0x5A, rb), memset(t8, 0x5A, rb), memset(t8p, 0x5A, rb);
+        int8_t *q = malloc(rb), *t4 = malloc(rb4), *t8 = malloc(rb), *t8p = malloc(rb);
+        memset(q, 0x5A, rb), memset(t4, 0x5A, rb4), memset(t8, 0x5A, rb), memset(t8p, 0x5A, rb);
         kl_ref_quant_act_q8_k(x, q, n);
         kl_ref_quant_act_q8_k_t4(x, t4, n);
         kl_ref_quant_act_q8_k_t8(x, t8, n);
@@ -426,7 +453,10 @@ TEST(kernels_quant_act_planes_permute_q8_k)
                         T_EQ(t8p[at], a[32 * s + 8 * e + j]);
                     }
         }
-        T_MEMEQ(t4 + n, q + n, rb - (size_t)n);
+        size_t bsend = (size_t)n + 4 * (size_t)(n / 256) + 2 * (size_t)(n / 16);
+        T_MEMEQ(t4 + n, q + n, bsend - (size_t)n);
+        for (int i = 0; i < n / 16; i++) /* T4's c: -64 bsums */
+            T_EQ(kl_act_q8_k_t4_c(t4, n)[i], -64 * kl_act_q8_k_bsums(q, n)[i]);
         T_MEMEQ(t8 + n, q + n, rb - (size_t)n);
         T_MEMEQ(t8p + n, q + n, rb - (size_t)n);
         free(q), free(t4), free(t8), free(t8p);
@@ -452,20 +482,23 @@ TEST(kernels_quant_act_simd_matches_reference_bits)
         for (int ni = 0; ni < 4; ni++) {
             int n = ns[ni];
             act_fill(x, n);
-            size_t rb = kl_act_row_bytes(ref->act, n);
-            uint8_t *a = malloc(rb), *b = malloc(rb);
+            size_t rb0 = kl_act_row_bytes(ref->act, n);
+            /* room for the largest layout (T4: Q8_K's bytes, then c) */
+            uint8_t *a = malloc(2 * rb0), *b = malloc(2 * rb0);
             for (const char *const *nm =
                      (const char *const[]){"avx2", "avx512", "avx512vbmi", NULL};
                  *nm; nm++) {
                 const kl_isa *isa = kl_isa_find(*nm);
                 kl_row_fn want = isa ? ref_quant_of(isa->types[t].act, ref->quant_act) : NULL;
                 if (!isa || isa->types[t].quant_act == want) continue;
-                /* a plane layout holds Q8_K's bytes; any other must be the reference's */
+                /* a plane layout holds Q8_K's bytes (T4 and c after them); any other must be
+                 * the reference's */
                 if (want == ref->quant_act)
                     T_EQ(isa->types[t].act, ref->act);
                 else
                     T_EQ(ref->act, KL_Q8_K);
-                T_EQ(kl_act_row_bytes(isa->types[t].act, n), rb);
+                size_t rb = kl_act_row_bytes(isa->types[t].act, n);
+                T_ASSERT(rb == rb0 || (isa->types[t].act == KL_ACT_Q8_K_T4 && rb <= 2 * rb0));
                 memset(a, 0x5A, rb);
                 want(x, a, n);
                 compared++;

@@ -336,11 +336,19 @@ static void permute_q8_k(void *row, int64_t n, const uint8_t perm[4][64])
     }
 }
 
-/* The plane layouts' quantizers: AVX2's Q8_K (the reference's bytes), then the permutation. */
+/* The plane layouts' quantizers: AVX2's Q8_K (the reference's bytes), then the permutation (T4:
+ * and c, -64 bsums). */
 void kl_avx512vbmi_quant_act_q8_k_t4(const float *x, void *dst, int64_t n)
 {
     kl_avx2_quant_act_q8_k(x, dst, n);
     permute_q8_k(dst, n, perm_t4);
+    const int16_t *bs = kl_act_q8_k_bsums(dst, n);
+    int32_t *c = (int32_t *)kl_act_q8_k_t4_c(dst, n);
+    for (int64_t i = 0; i < n / 16; i += 16) { /* -64 bsums */
+        __m512i b = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(bs + i)));
+        _mm512_storeu_si512(c + i,
+                            _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(b, 6)));
+    }
 }
 static void quant_act_q8_k_t8(const float *x, void *dst, int64_t n)
 {

@@ -25,7 +25,7 @@ void kl_avx512vbmi_quant_act_q8_k_t8p(const float *x, void *dst, int64_t n);
 
 /* A type's row as a plane dot: its activation layout, quantizer and gemm (no packed form: a
  * gemm_packed would have to take the plane layout too, as IQ2_XS's and IQ2_S's, set after this
- * by x86/avx512vbmi_iq2_packed.c, do). */
+ * by x86/avx512vbmi_iq2_packed.c, and the IQ3 types', by x86/avx512vbmi_iq3.c, do). */
 static inline void iq_plane_ops(kl_type_ops *o, kl_dtype act, kl_row_fn quant, kl_gemm_fn gemm)
 {
     o->act = act, o->quant_act = quant, o->gemm = gemm, o->gemm_packed = NULL;
