@@ -55,32 +55,30 @@ static void pack_iq3_row(int K, const void *blk, int r, uint8_t *o)
 }
 
 /* Writes one row's super-block v into record o as row r of the panel. */
-static void pack_row(int K, const kl_ksb *v, int r, uint8_t *o)
+static inline __attribute__((always_inline)) void pack_row(int K, const kl_ksb *v, int r,
+                                                           uint8_t *o)
 {
-    for (int e = 0; e < KL_QKK; e++) {
-        int s = e / 32, c = e % 32, u = v->u[e];
-        int i = c % 4, g = c / 4; /* column group g (0..7) of sub-block s, column i in it */
-        size_t at = (size_t)r * 4 + (size_t)i;
-        if (K == Q4 || K == Q5 || K == Q6 ||
-            K == IQ4X) /* nibbles: reg g % 4, high half for g >= 4 */
-            o[off_lo(K, s) + (size_t)(g % 4) * REG + at] |=
-                (uint8_t)((u & 0xF) << (g >= 4 ? 4 : 0));
-        if (K == Q2 || K == Q3)
-            o[off_lo(K, s) + (size_t)(g / 4) * REG + at] |= (uint8_t)((u & 3) << (2 * (g % 4)));
-        if (K == Q5) o[off_hi(K, s) + at] |= (uint8_t)((u >> 4) << g);
-        if (K == Q3) o[off_hi(K, s) + at] |= (uint8_t)((u >> 2) << g);
-        if (K == Q6)
-            o[off_hi(K, s) + (size_t)(g / 4) * REG + at] |= (uint8_t)((u >> 4) << (2 * (g % 4)));
-        if (K == Q3S) { /* u_g whole in b(g % 4) at bit 3 (g / 4); u3, u7 split (the header) */
-            uint8_t *b = o + off_lo(K, s) + at;
-            if (g % 4 != 3)
-                b[(size_t)(g % 4) * REG] |= (uint8_t)(u << (3 * (g / 4)));
-            else {
-                b[(size_t)(g / 4) * REG] |= (uint8_t)((u & 3) << 6);
-                b[2 * REG] |= (uint8_t)((u >> 2) << (6 + g / 4));
+    /* element 32 s + 4 g + i: column group g (0..7) of sub-block s, column i in it; g inner, so
+     * that the bits a column's byte gathers are one run of constant offsets */
+    for (int s = 0; s < 8; s++)
+        for (int i = 0; i < 4; i++)
+            for (int g = 0; g < 8; g++) {
+                int u = v->u[32 * s + 4 * g + i];
+                uint8_t *b = o + off_lo(K, s) + (size_t)r * 4 + (size_t)i,
+                        *bh = o + off_hi(K, s) + (size_t)r * 4 + (size_t)i;
+                if (K == Q4 || K == Q5 || K == Q6 || K == IQ4X) /* reg g % 4, high for g >= 4 */
+                    b[(g % 4) * REG] |= (uint8_t)((u & 0xF) << (g >= 4 ? 4 : 0));
+                if (K == Q2 || K == Q3) b[(g / 4) * REG] |= (uint8_t)((u & 3) << (2 * (g % 4)));
+                if (K == Q5) *bh |= (uint8_t)((u >> 4) << g);
+                if (K == Q3) *bh |= (uint8_t)((u >> 2) << g);
+                if (K == Q6) bh[(g / 4) * REG] |= (uint8_t)((u >> 4) << (2 * (g % 4)));
+                /* Q3S: u_g whole in b(g % 4) at bit 3 (g / 4); u3, u7 split (the header) */
+                if (K == Q3S && g % 4 != 3) b[(g % 4) * REG] |= (uint8_t)(u << (3 * (g / 4)));
+                if (K == Q3S && g % 4 == 3) {
+                    b[(g / 4) * REG] |= (uint8_t)((u & 3) << 6);
+                    b[2 * REG] |= (uint8_t)((u >> 2) << (6 + g / 4));
+                }
             }
-        }
-    }
     memcpy(o + OFF_D + (size_t)r * 2, &v->d, 2);
     if (K == IQ4X) { /* ls = sc + 32, 6 bits: the low 4 in sl, the high 2 in sh */
         uint32_t sl = 0;
@@ -119,8 +117,9 @@ static size_t pack_bytes(kl_dtype t, int64_t rows, int64_t cols)
 }
 
 /* Packs panels [p0, p1) of W (type t) in layout K. */
-static void pack_as(int K, kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
-                    int64_t p1, void *dst)
+static inline __attribute__((always_inline)) void pack_as(int K, kl_dtype t, const void *W,
+                                                          int64_t rows, int64_t cols, int64_t p0,
+                                                          int64_t p1, void *dst)
 {
     int64_t nsb = cols / KL_QKK;
     size_t stride = kl_dtype_row_bytes(t, cols), bb = kl_dtype_get(t)->block_bytes,
@@ -145,16 +144,34 @@ static void pack_as(int K, kl_dtype t, const void *W, int64_t rows, int64_t cols
         }
 }
 
+/* pack_as with K a constant, one copy per kind, so that pack_row's tests of K fold away (its loop
+ * over a block's elements had been most of a load's packing: the 1B IQ2 models' Q5_K token
+ * matrix, packed as their output, took 0.8 s at one thread). */
+#define PACK_KIND(K)                                                                               \
+    static void pack_##K(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,        \
+                         int64_t p1, void *dst)                                                    \
+    {                                                                                              \
+        pack_as(K, t, W, rows, cols, p0, p1, dst);                                                 \
+    }
+/* clang-format off: a kind a line */
+PACK_KIND(Q2)
+PACK_KIND(Q3)
+PACK_KIND(Q4)
+PACK_KIND(Q5)
+PACK_KIND(Q6)
+PACK_KIND(IQ4X)
+PACK_KIND(Q3S)
+PACK_KIND(IQ3X)
+PACK_KIND(IQ3S)
+/* clang-format on */
+static const kl_pack_fn by_kind[] = {
+    [Q2] = pack_Q2,     [Q3] = pack_Q3,   [Q4] = pack_Q4,     [Q5] = pack_Q5,    [Q6] = pack_Q6,
+    [IQ4X] = pack_IQ4X, [Q3S] = pack_Q3S, [IQ3X] = pack_IQ3X, [IQ3S] = pack_IQ3S};
+
 static void pack(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
                  void *dst)
 {
-    pack_as(kind_of(t), t, W, rows, cols, p0, p1, dst);
-}
-
-static void pack_q3s(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
-                     void *dst)
-{
-    pack_as(Q3S, t, W, rows, cols, p0, p1, dst);
+    by_kind[kind_of(t)](t, W, rows, cols, p0, p1, dst);
 }
 
 void kl_panel_types_kquant(kl_isa *isa)
@@ -167,7 +184,7 @@ void kl_panel_types_kquant(kl_isa *isa)
 
 void kl_panel_types_q3_k_avx2(kl_isa *isa)
 {
-    isa->types[KL_Q3_K].pack = pack_q3s;
+    isa->types[KL_Q3_K].pack = pack_Q3S;
 }
 
 void kl_panel_types_iq4_xs(kl_isa *isa)

@@ -45,12 +45,16 @@ static void q3_k(const kl_block_q3_k *b, kl_ksb *o)
 static void q45_k(const uint8_t *qs, const uint8_t *qh, const uint8_t *scales, uint16_t d,
                   uint16_t dmin, kl_ksb *o)
 {
-    for (int e = 0; e < KL_QKK; e++) {
-        int c = e / 64, l = e % 64;
-        int q = l < 32 ? qs[32 * c + l] & 0xF : qs[32 * c + l - 32] >> 4;
-        if (qh) q |= ((qh[l % 32] >> (e / 32)) & 1) << 4;
-        o->u[e] = (uint8_t)q;
-    }
+    for (int c = 0; c < 4; c++) /* by halves, with no test per element: a load unpacks each */
+        for (int l = 0; l < 32; l++) {
+            o->u[64 * c + l] = (uint8_t)(qs[32 * c + l] & 0xF);
+            o->u[64 * c + 32 + l] = (uint8_t)(qs[32 * c + l] >> 4);
+        }
+    for (int c = 0; qh && c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            o->u[64 * c + l] |= (uint8_t)((qh[l] >> (2 * c) & 1) << 4);
+            o->u[64 * c + 32 + l] |= (uint8_t)((qh[l] >> (2 * c + 1) & 1) << 4);
+        }
     for (int s = 0; s < 8; s++) {
         uint8_t sc, m;
         kl_k4_scale_min(s, scales, &sc, &m);
