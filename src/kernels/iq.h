@@ -296,6 +296,15 @@ size_t kl_pack_iq1_m_bytes(kl_dtype t, int64_t rows, int64_t cols);
 void kl_pack_iq1_m(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
                    void *dst);
 void kl_ref_gemm_iq1_m_packed(const kl_gemm *g, int64_t r0, int64_t r1);
+/* IQ1_M's AVX2 record (kernels/pack_iq1.c has the layout): the same code bytes, each chunk of
+ * 32's shift signs and scales as one table row offset, d / 8 as a float. */
+#define KL_IQ1MA_REC 84
+#define KL_IQ1MA_IX  64
+#define KL_IQ1MA_D   80
+size_t kl_pack_iq1_m_avx2_bytes(kl_dtype t, int64_t rows, int64_t cols);
+void kl_pack_iq1_m_avx2(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0,
+                        int64_t p1, void *dst);
+void kl_ref_gemm_iq1_m_avx2_packed(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_dequant_tq1_0(const void *src, float *y, int64_t n);
 void kl_ref_gemm_tq1_0(const kl_gemm *g, int64_t r0, int64_t r1);
 void kl_ref_dequant_tq2_0(const void *src, float *y, int64_t n);

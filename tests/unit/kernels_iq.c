@@ -280,6 +280,28 @@ TEST(kernels_iq_iq1_iq2_packed_matches_bits)
         }
 }
 
+/* IQ1_M's AVX2 record (kernels/pack_iq1.c's kl_pack_iq1_m_avx2: the code bytes, each chunk's
+ * scale row offset and shift bits, d / 8 as a float): its scalar dot gives the file reference's
+ * bits, and the AVX2 table's packed matmul over it (x86/avx2_iq1_packed.c) the bits of its matmul
+ * over the file's blocks, at every tile height, 9 and 19, on random blocks (every grid index,
+ * scale, shift sign and d, NaN and infinity among them) and rows of one to nine blocks that end
+ * mid-panel. */
+TEST(kernels_iq_iq1_m_avx2_packed_matches_bits)
+{
+    static const int rows[] = {1, 15, 17, 33, 70}, cols[] = {256, 768, 2048, 2304},
+                     bs[] = {19, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    int simd = 0;
+    for (int i = 0; i < 5 * 4; i++) {
+        int R = rows[i / 4], C = cols[i % 4];
+        packed_case pc = packed_case_check(KL_IQ1_M, kl_pack_iq1_m_avx2_bytes, kl_pack_iq1_m_avx2,
+                                           kl_ref_gemm_iq1_m, kl_ref_gemm_iq1_m_avx2_packed, R, C,
+                                           bs[0], 0xA1C0DEull + (uint64_t)i);
+        simd += packed_simd_check(KL_IQ1_M, kl_pack_iq1_m_avx2, &pc, R, C, bs, 10);
+        packed_case_free(&pc);
+    }
+    if (!simd) t_skip("no AVX2 on this CPU");
+}
+
 /* The IQ2 types' VBMI form (kernels/pack_iq2.c's kl_pack_iq2_t8p: the same bits in the lanes of
  * T8P activations): the VBMI table's packed matmul gives the bits of its matmul over the file's
  * blocks (x86/avx512vbmi_iq.c's pair tile), at every tile height, 9 and 19, on rows of one to

@@ -1,6 +1,6 @@
 /* kernels/x86/avx2_iq1_packed.c: IQ1_S and IQ1_M packed into 2-bit codes (kernels/pack_iq1.c
- * has the layouts, the ones x86/avx512vbmi_iq1.c reads) against Q8_K activations, AVX2. IQ1_M's
- * tile is below its IQ1_S's.
+ * has the layouts: IQ1_S's the one x86/avx512vbmi_iq1.c reads, IQ1_M's this table's own) against
+ * Q8_K activations, AVX2. IQ1_M's tile is below its IQ1_S's.
  *
  * IQ1_S: the plain AVX2 tile's sums (x86/avx2_iq1.h: 8 sc (g + 1) times the activations,
  * sc (shift - 8) times their bsums) with the grid lookups gone: a 32-byte half of a record's
@@ -43,13 +43,6 @@ static inline __attribute__((always_inline)) __m256i tab_row16(const void *tab, 
     return _mm256_broadcastsi128_si256(
         _mm_load_si128((const __m128i *)((const uint8_t *)tab + off)));
 }
-/* The 32 bytes at byte off of a table of 32-byte rows (the row picked by scalar shifts and
- * masks of a record's bits, no vector shuffle) */
-static inline __attribute__((always_inline)) __m256i tab_row(const void *tab, uint64_t off)
-{
-    return _mm256_load_si256((const __m256i *)((const uint8_t *)tab + off));
-}
-
 /* A tile's locals: the blocks a row, its activation rows' quants, scales, bsums (from
  * x86/avx2_q8k_rows.h) and float sums */
 #define TILE_ROWS                                                                                  \
@@ -135,60 +128,58 @@ static inline __attribute__((always_inline)) void iq1p_tile(const kl_gemm *g, in
 }
 TILE4_GEMM(kl_avx2_gemm_iq1_s_packed, iq1p, KL_PR)
 
-/* IQ1_M packed (the same code bytes, codes k = g + 2 in 1..3, the shift signs and scales
- * beside): the plain AVX2 tile's sums (x86/avx2_iq1.h's IQ1_M_TILE: u = (w + 9) / 2 of w =
- * 8 g + shift, unsigned, times the activations, the pair sums times 2 sc; 9 sc times the
- * bsums) with no grid lookups and no shuffles: chunk c's 4 k is its plane's code bits moved to
- * bits 2-3 and masked, u that plus a row of a table by the chunk's nibble of sh; its scales a
- * row of a table by its 6 bits of sd (scalar shifts and masks pick both rows). The int32 lanes
+/* IQ1_M in the AVX2 table's own record (kernels/pack_iq1.c: IQ1_S's code bytes, codes k = g + 1
+ * in 0..2; per chunk of 32 one row offset into mp_row, which holds its shift signs and scales):
+ * the plain AVX2 tile's sums (x86/avx2_iq1.h's IQ1_M_TILE: u = (w + 9) / 2 of w = 8 g + shift,
+ * unsigned, times the activations, the pair sums times 2 sc; 9 sc times the bsums) with no grid
+ * lookups: chunk c's u = 4 k + (shift + 1) / 2 is its plane's code bits moved to bits 2-3 and
+ * masked plus bit 0 of its row's bytes, its 16 scales the row's words masked. The int32 lanes
  * are the plain tile's, so are the float steps, so the bits: packed or not, AVX2 gives the same.
- * 8192x2048 streamed, 1 thread: B=1 10.2-10.4 GB/s of the file's bytes as the tile before it
- * (vpsignb of w on the activations; at one row as many operations), B=4 168-171 GFLOP/s
- * against 147-149: a vpsignb fewer per activation row. */
-/* (shift + 1) / 2 - 4 in each byte (-4 for elements 8 l..8 l + 7 where bit l is set, else -3),
- * by a chunk's nibble of sh */
-static _Alignas(32) int8_t mp_shift[16][32];
-/* 2 (2 s + 1) as int16 of the chunk's two sixteens, x & 7's in words 0-7 and x >> 3's in 8-15,
- * by a chunk's 6 bits x of sd */
-static _Alignas(32) int16_t mp_scale[64][16];
+ *
+ * At one activation row the tile is bound by its vector operations (about 70 a block; Zen 5 runs
+ * four a cycle) more than by its loads. Measured (Zen 5, 1 thread, B=1, 512x2048 in cache, GB/s
+ * of the file's bytes): this 11.5-12.0; the record before it (shared with VBMI, rows picked by
+ * scalar shifts and masks of packed fields, ~130 instructions a block) 10.7-11.4; a row each for
+ * the shifts and the scales (two dependent loads a chunk) 11.4-12.0; the shift bits as one
+ * register, bit c for chunk c (a shift, a mask and an add a chunk) 10.5-11.1. Without the
+ * shifts at all it would run 16-17: they are the cost the file's layout leaves. */
+/* By n | x << 4 (n: bit l set where elements 8 l..8 l + 7 of the chunk shift by +1/8; x: the
+ * scales s of its sixteens, bits 0-2 and 3-5): word i is 2 (2 s + 1) + (shift + 1) / 2 with
+ * (shift + 1) / 2 again in its high byte, for elements 2 i, 2 i + 1 (sixteen i / 8, eight i / 4):
+ * bit 0 of each byte is the shift's, bits 1-7 of word i the pair's scale. 32 KB. */
+static _Alignas(32) uint16_t mp_row[1024][16];
 
 static void iq1mp_init(void)
 {
     for (int n = 0; n < 16; n++)
-        for (int i = 0; i < 32; i++)
-            mp_shift[n][i] = (int8_t)(n >> (i / 8) & 1 ? -4 : -3);
-    for (int x = 0; x < 64; x++)
-        for (int i = 0; i < 16; i++)
-            mp_scale[x][i] = (int16_t)(2 * (2 * (i < 8 ? x & 7 : x >> 3) + 1));
+        for (int x = 0; x < 64; x++)
+            for (int i = 0; i < 16; i++) {
+                int s01 = n >> (i / 4) & 1, sc2 = 2 * (2 * (i < 8 ? x & 7 : x >> 3) + 1);
+                mp_row[n | x << 4][i] = (uint16_t)((sc2 + s01) | s01 << 8);
+            }
 }
 
-/* Chunk c = 2 p + h's u = (w + 9) / 2 = 4 (k - 1) + (shift + 1) / 2 of w = 8 g + shift: plane
- * p's codes k (bits 2 p, 2 p + 1 of the half qh[h]) as 4 k, plus the row of mp_shift at byte
- * sh5 >> 4 c & 0x1E0 (sh5 = sh << 5) */
-static inline __attribute__((always_inline)) __m256i iq1mp_u(const __m256i *qh, uint64_t sh5, int c)
+/* Chunk c = 2 p + h's u = (w + 9) / 2 = 4 k + (shift + 1) / 2 of w = 8 g + shift: plane p's codes
+ * k (bits 2 p, 2 p + 1 of the half qh[h]) as 4 k, plus bit 0 of its row's bytes */
+static inline __attribute__((always_inline)) __m256i iq1mp_u(const __m256i *qh, __m256i row, int c)
 {
     const int p = c / 2;
     __m256i x = qh[c % 2];
     x = p == 0 ? _mm256_slli_epi16(x, 2) : p == 1 ? x : _mm256_srli_epi16(x, 2 * p - 2);
     return _mm256_add_epi8(_mm256_and_si256(x, _mm256_set1_epi8(0x0C)),
-                           tab_row(mp_shift, sh5 >> (4 * c) & 0x1E0));
+                           _mm256_and_si256(row, _mm256_set1_epi8(1)));
 }
 
-/* 9 (2 s + 1) of the block's 16 sixteens as int16, from the scales' 48 bits of sd */
-static inline __attribute__((always_inline)) __m256i iq1mp_scales9(uint64_t sd)
+/* 9 (2 s + 1) of the block's 16 sixteens as int16, from the chunks' row offsets 4 (n | x << 4)
+ * at ix: chunk c's twice in dword c (lane 0 c 0-3, lane 1 4-7), x's fields masked in place and
+ * moved to 18 s by vpmulhuw (x 2^16 18 / 64 and / 512) */
+static inline __attribute__((always_inline)) __m256i iq1mp_scales9(const uint8_t *ix)
 {
-    /* sixteens 0-7 from the low 24 bits (low 128-bit lane), 8-15 from the next 24 (high);
-     * vpackssdw interleaves its operands by 4 dwords a lane, so A takes 0-3 | 8-11, B 4-7 | 12-15
-     */
-    __m256i v = _mm256_set_m128i(_mm_set1_epi32((int)(sd >> 24 & 0xFFFFFF)),
-                                 _mm_set1_epi32((int)(sd & 0xFFFFFF)));
-    const __m256i m7 = _mm256_set1_epi32(7);
-    __m256i a =
-        _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9)), m7);
-    __m256i b = _mm256_and_si256(
-        _mm256_srlv_epi32(v, _mm256_setr_epi32(12, 15, 18, 21, 12, 15, 18, 21)), m7);
-    return _mm256_add_epi16(_mm256_mullo_epi16(_mm256_packs_epi32(a, b), _mm256_set1_epi16(18)),
-                            _mm256_set1_epi16(9));
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ix));
+    v = _mm256_blend_epi32(_mm256_unpacklo_epi16(v, v), _mm256_unpackhi_epi16(v, v), 0xF0);
+    v = _mm256_and_si256(v, _mm256_set1_epi32(0x0E0001C0));
+    v = _mm256_mulhi_epu16(v, _mm256_set1_epi32(2304 << 16 | 18432));
+    return _mm256_add_epi16(v, _mm256_set1_epi16(9));
 }
 
 static inline __attribute__((always_inline)) void iq1mp_tile(const kl_gemm *g, int64_t r, int b,
@@ -196,24 +187,23 @@ static inline __attribute__((always_inline)) void iq1mp_tile(const kl_gemm *g, i
 {
     TILE_ROWS;
     for (int64_t j = 0; j < nblk; j++) {
-        const uint8_t *q = record(g, r, j, b, KL_IQ1MP_REC);
-        uint32_t sh;
-        uint64_t sd;
-        uint16_t dh;
-        memcpy(&sh, q + KL_IQ1MP_SH, 4), memcpy(&sd, q + KL_IQ1MP_SD, 8);
-        memcpy(&dh, q + KL_IQ1MP_SD + 6, 2); /* sd's bits 48-63 */
-        const uint64_t sh5 = (uint64_t)sh << 5, sd5 = sd << 5;
+        const uint8_t *q = record(g, r, j, b, KL_IQ1MA_REC);
+        float d;
+        memcpy(&d, q + KL_IQ1MA_D, 4);
         __m256i qh[2] = {_mm256_loadu_si256((const __m256i *)q),
                          _mm256_loadu_si256((const __m256i *)(q + 32))};
-        __m256i sc9 = iq1mp_scales9(sd);
+        __m256i sc9 = iq1mp_scales9(q + KL_IQ1MA_IX);
         __m256i is[BT];
         _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++) is[k] = _mm256_sub_epi32(
             _mm256_setzero_si256(),
             _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[k] + 16 * j)), sc9));
         _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++)
         {
-            __m256i u = iq1mp_u(qh, sh5, c);
-            __m256i sc = tab_row(mp_scale, sd5 >> (6 * c) & 0x7E0);
+            uint16_t o;
+            memcpy(&o, q + KL_IQ1MA_IX + 2 * c, 2);
+            __m256i row =
+                _mm256_load_si256((const __m256i *)((const uint8_t *)mp_row + 8 * (size_t)o));
+            __m256i u = iq1mp_u(qh, row, c), sc = _mm256_and_si256(row, _mm256_set1_epi16(0xFE));
             _Pragma("GCC unroll 8") for (int k = 0; k < nb; k++)
             {
                 __m256i a = _mm256_loadu_si256((const __m256i *)(aq[k] + j * KL_QKK + 32 * c));
@@ -221,7 +211,7 @@ static inline __attribute__((always_inline)) void iq1mp_tile(const kl_gemm *g, i
                 __asm__("" : "+x"(is[k])); /* as the plain tile's accumulate */
             }
         }
-        q8k_block_end(nb, acc, is, 0.125f * _cvtsh_ss(dh), ad, j);
+        q8k_block_end(nb, acc, is, d, ad, j);
     }
     q8k_store(g, r, b, nb, acc);
 }
@@ -232,8 +222,8 @@ void kl_avx2_types_iq1_packed(kl_isa *isa)
 {
     tab_init();
     iq1mp_init();
-    isa->types[KL_IQ1_M].pack_bytes = kl_pack_iq1_m_bytes;
-    isa->types[KL_IQ1_M].pack = kl_pack_iq1_m;
+    isa->types[KL_IQ1_M].pack_bytes = kl_pack_iq1_m_avx2_bytes;
+    isa->types[KL_IQ1_M].pack = kl_pack_iq1_m_avx2;
     isa->types[KL_IQ1_M].gemm_packed = kl_avx2_gemm_iq1_m_packed;
     isa->types[KL_IQ1_S].pack_bytes = kl_pack_iq1_s_bytes;
     isa->types[KL_IQ1_S].pack = kl_pack_iq1_s;
