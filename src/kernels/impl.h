@@ -240,7 +240,7 @@ typedef struct kl_vec_ops {
 
 /* Bump when any ISA's packed layout (pack / gemm_packed) changes: packed weights saved to disk
  * by an older Kiln are then refused (kl_pack_id). */
-#define KL_PACK_VERSION 10
+#define KL_PACK_VERSION 11
 
 /* LoRA's two halves (kernels/lora.c has the reference and the contract). */
 typedef struct kl_lora_ops {
