@@ -33,7 +33,7 @@
 /* Bytes ahead of the block being decoded that the tile prefetches: generation streams the
  * weights once, and at one activation row the hardware prefetcher alone left one thread at
  * ~8.5 GB/s (2048 bytes: IQ3_XXS and IQ3_S 1.15-1.2x streamed; 512 was 0.85x, 1024 1.10x). */
-#define IQ_PF    2048
+#define IQ_PF    8192
 #define IQ_BT    8  /* activation rows per tile */
 #define IQ_CHUNK 16 /* weight rows kept in cache while the activation tiles pass over them */
 
