@@ -32,7 +32,12 @@
 
 /* Bytes ahead of the block being decoded that the tile prefetches: generation streams the
  * weights once, and at one activation row the hardware prefetcher alone left one thread at
- * ~8.5 GB/s (2048 bytes: IQ3_XXS and IQ3_S 1.15-1.2x streamed; 512 was 0.85x, 1024 1.10x). */
+ * ~8.5 GB/s (2048 bytes: IQ3_XXS and IQ3_S 1.15-1.2x streamed; 512 was 0.85x, 1024 1.10x).
+ * Once the VBMI packed tiles (IQ2_XS, IQ2_S, IQ3) decoded faster, 2048 was too short for
+ * them, as KL_PF_AHEAD found for the packed K-quants: 8192 on a Zen 5, one thread, B=1,
+ * 8192x2048 streamed, alternated: IQ2_XS 21.4-21.8 -> 24.9-26.2 GB/s, IQ2_S 23.7 -> 27.0-29.1,
+ * IQ3_XXS 27.4-27.5 -> 32.3-33.3, IQ3_S 26.4-26.6 -> 27.6-29.6; the file-block tiles (IQ2_XXS,
+ * IQ1_S, IQ1_M) even. */
 #define IQ_PF    8192
 #define IQ_BT    8  /* activation rows per tile */
 #define IQ_CHUNK 16 /* weight rows kept in cache while the activation tiles pass over them */
