@@ -269,6 +269,9 @@ void kl_pack_iq2_t8p(kl_dtype t, const void *W, int64_t rows, int64_t cols, int6
 #define KL_IQ3P_S       96 /* s */
 #define KL_IQ3P_D       100
 #define KL_IQ3P_QH      104 /* IQ3_S only */
+/* The bit of a record's sign byte i that holds the sign of element j (0..3) of entry i; entry
+ * 32 + i's is 2 bits up (the packer and the VBMI tile's planes both read it here). */
+#define KL_IQ3P_SGBIT(j) ((j) % 2 ? (j) / 2 : 4 + (j) / 2)
 size_t kl_pack_iq3_bytes(kl_dtype t, int64_t rows, int64_t cols);
 void kl_pack_iq3(kl_dtype t, const void *W, int64_t rows, int64_t cols, int64_t p0, int64_t p1,
                  void *dst);

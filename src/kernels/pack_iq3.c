@@ -16,8 +16,8 @@
  * Record (the two types share it; rows one after another in 16-row panels, pack_records.c):
  *   q   [64] at 0:   the file's grid indices (IQ3_S: their low 8 bits), entry e = elements
  *                    4 e .. 4 e + 3
- *   sg  [32] at 64:  byte i: the signs (1: negative) of elements 4 i + j at bit sgbit[j]
- *                    = 4, 0, 5, 1 (j = 0..3) and of elements 4 (32 + i) + j at sgbit[j] + 2
+ *   sg  [32] at 64:  byte i: the signs (1: negative) of elements 4 i + j at bit KL_IQ3P_SGBIT(j)
+ *                    = 4, 0, 5, 1 (j = 0..3) and of elements 4 (32 + i) + j at that + 2
  *   s   uint32 at 96: nibble ib, the 4-bit scale s of elements 32 ib .. 32 ib + 31
  *   d   float at 100: the file's fp16 d as a float, times 1/4 (IQ3_XXS; exact)
  *   qh  [8] at 104, IQ3_S only: the file's (bit k of qh[ib]: bit 8 of index 8 ib + k)
@@ -26,8 +26,6 @@
 #include <string.h>
 
 #include "kernels/iq.h"
-
-static const uint8_t sgbit[4] = {4, 0, 5, 1};
 
 size_t kl_pack_iq3_bytes(kl_dtype t, int64_t rows, int64_t cols)
 {
@@ -42,7 +40,7 @@ static void put_signs(const uint8_t sb[32], uint8_t *o)
         for (int h = 0; h < 2; h++)
             for (int j = 0; j < 4; j++) {
                 int el = 4 * (32 * h + i) + j;
-                v |= (uint8_t)((sb[el / 8] >> (el % 8) & 1) << (sgbit[j] + 2 * h));
+                v |= (uint8_t)((sb[el / 8] >> (el % 8) & 1) << (KL_IQ3P_SGBIT(j) + 2 * h));
             }
         o[KL_IQ3P_SG + i] = v;
     }
@@ -91,7 +89,7 @@ static uint8_t sign_byte(const uint8_t *rec, int b)
     uint8_t v = 0;
     for (int k = 0; k < 8; k++) {
         int el = 8 * b + k, e = el / 4, j = el % 4;
-        v |= (uint8_t)((rec[KL_IQ3P_SG + e % 32] >> (sgbit[j] + 2 * (e / 32)) & 1) << k);
+        v |= (uint8_t)((rec[KL_IQ3P_SG + e % 32] >> (KL_IQ3P_SGBIT(j) + 2 * (e / 32)) & 1) << k);
     }
     return v;
 }

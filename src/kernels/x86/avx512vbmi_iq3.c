@@ -82,17 +82,16 @@ static _Alignas(64) uint8_t bitsel[4][64], ms3xxs[64];
 static _Alignas(64) uint32_t dup2[16], ror3s[16];
 /* The packed form's planes (kernels/pack_iq3.c): sw[j][x], IQ3_BIAS plus or minus the magnitude
  * of plane j in an index byte x (sel_index): the field at bits 0-2 (j even) or 3-5 (j odd), the
- * sign at bit 4, 0, 5, 1 (the record's sign bits). */
+ * sign at bit KL_IQ3P_SGBIT(j) = 4, 0, 5, 1 (the record's sign bits). */
 #define IQ3_BIAS 64
 static _Alignas(64) uint8_t sw3xxs[4][64], sw3s[4][64];
 
 static void sw_init(const uint8_t vals[64], uint8_t sw[4][64])
 {
-    static const uint8_t sgn[4] = {4, 0, 5, 1};
     for (int j = 0; j < 4; j++)
         for (int x = 0; x < 64; x++) {
             int v = vals[x >> 3 * (j % 2) & 7];
-            sw[j][x] = (uint8_t)(IQ3_BIAS + (x >> sgn[j] & 1 ? -v : v));
+            sw[j][x] = (uint8_t)(IQ3_BIAS + (x >> KL_IQ3P_SGBIT(j) & 1 ? -v : v));
         }
 }
 
@@ -235,13 +234,14 @@ static inline void iq3k_index(__m512i lo, __m512i hi, const uint8_t *rec, iq3k_s
         _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(rec + KL_IQ3P_SG))),
         (__mmask32)0xFFFF0000u, _mm512_loadu_si512((const void *)(rec + KL_IQ3P_SG - 32)), 2);
     /* (c & field) | (sg & ~field): bit-select by a constant */
-    st->x[0] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x10), sg, lo, 0xCA);
-    st->x[1] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x01), sg, lo, 0xCA);
-    st->x[2] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x20), sg, hi, 0xCA);
-    st->x[3] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x02), sg, hi, 0xCA);
+    st->x[0] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(1 << KL_IQ3P_SGBIT(0)), sg, lo, 0xCA);
+    st->x[1] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(1 << KL_IQ3P_SGBIT(1)), sg, lo, 0xCA);
+    st->x[2] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(1 << KL_IQ3P_SGBIT(2)), sg, hi, 0xCA);
+    st->x[3] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(1 << KL_IQ3P_SGBIT(3)), sg, hi, 0xCA);
     uint32_t s;
     memcpy(&s, rec + KL_IQ3P_S, 4);
     st->sc = odd_scale(_mm512_rorv_epi32(_mm512_set1_epi32((int)s), _mm512_load_si512(ror3s)));
+    memcpy(&st->d, rec + KL_IQ3P_D, 4);
 }
 
 static inline void iq3xk_begin(const uint8_t *rec, iq3k_st *st)
@@ -249,7 +249,6 @@ static inline void iq3xk_begin(const uint8_t *rec, iq3k_st *st)
     __m512i idx = _mm512_loadu_si512((const void *)rec);
     __mmask64 b7 = _mm512_movepi8_mask(idx);
     iq3k_index(win256(p3xxs[0], idx, b7), win256(p3xxs[1], idx, b7), rec, st);
-    memcpy(&st->d, rec + KL_IQ3P_D, 4);
 }
 
 static inline void iq3sk_begin(const uint8_t *rec, iq3k_st *st)
@@ -258,7 +257,6 @@ static inline void iq3sk_begin(const uint8_t *rec, iq3k_st *st)
     __mmask64 b7 = _mm512_movepi8_mask(idx), b8;
     memcpy(&b8, rec + KL_IQ3P_QH, 8);
     iq3k_index(lut512(p3s[0], idx, b7, b8), lut512(p3s[1], idx, b7, b8), rec, st);
-    memcpy(&st->d, rec + KL_IQ3P_D, 4);
 }
 
 /* The tile over the packed rows (kl_packed_rows: one row's records after another's). */
